@@ -1,0 +1,187 @@
+// Package image reads and writes checkpoint images in CRIU's on-disk format.
+//
+// An image file is a 4-byte IMG_COMMON magic (IMG_SERVICE for service
+// images, nothing for the inventory), the 4-byte magic of its kind, then
+// entries: each a little-endian u32 length followed by that many bytes of a
+// protobuf message. The message types are go-criu's (crit/images). Pages
+// images are raw pages and have no header; see Dir.PagesPath.
+package image
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// MaxEntrySize bounds one protobuf entry. CRIU's largest entries (an mm
+// with tens of thousands of VMAs) stay far below it; anything larger is a
+// corrupted length field, not data.
+const MaxEntrySize = 64 << 20
+
+// ErrBadMagic is returned when a file does not start with the magic its
+// kind requires.
+var ErrBadMagic = errors.New("wrong magic")
+
+// Writer appends entries of one kind to an image file.
+type Writer struct {
+	f    *os.File
+	w    *bufio.Writer
+	path string
+	buf  []byte
+}
+
+// Create creates (or truncates) path and writes the header for kind.
+func Create(path string, kind Kind) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{f: f, w: bufio.NewWriterSize(f, 64<<10), path: path}
+	if _, err := w.w.Write(kind.header()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: write header: %w", path, err)
+	}
+	return w, nil
+}
+
+// Write appends one entry.
+func (w *Writer) Write(m proto.Message) error {
+	b, err := proto.MarshalOptions{}.MarshalAppend(w.buf[:0], m)
+	if err != nil {
+		return fmt.Errorf("%s: encode %T: %w", w.path, m, err)
+	}
+	w.buf = b
+	var l [4]byte
+	binary.LittleEndian.PutUint32(l[:], uint32(len(b)))
+	if _, err := w.w.Write(l[:]); err != nil {
+		return fmt.Errorf("%s: %w", w.path, err)
+	}
+	if _, err := w.w.Write(b); err != nil {
+		return fmt.Errorf("%s: %w", w.path, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the file.
+func (w *Writer) Close() error {
+	ferr := w.w.Flush()
+	cerr := w.f.Close()
+	if ferr != nil {
+		return fmt.Errorf("%s: %w", w.path, ferr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("%s: %w", w.path, cerr)
+	}
+	return nil
+}
+
+// WriteFile writes a whole image of kind with the given entries.
+func WriteFile(path string, kind Kind, entries ...proto.Message) error {
+	w, err := Create(path, kind)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := w.Write(e); err != nil {
+			w.f.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// Reader reads entries of one kind from an image.
+type Reader struct {
+	r    *bufio.Reader
+	path string
+	n    int
+}
+
+// NewReader checks the header of kind on r and returns a reader of its
+// entries. path is used only in error messages.
+func NewReader(r io.Reader, path string, kind Kind) (*Reader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	want := kind.header()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(br, got); err != nil {
+		return nil, fmt.Errorf("%s: read magic: %w", path, noEOF(err))
+	}
+	if string(got) != string(want) {
+		return nil, fmt.Errorf("%s: %w: want %s (%x), got %x", path, ErrBadMagic, kind.Name, want, got)
+	}
+	return &Reader{r: br, path: path}, nil
+}
+
+// Next decodes the next entry into m. It returns io.EOF after the last one.
+func (r *Reader) Next(m proto.Message) error {
+	var l [4]byte
+	if _, err := io.ReadFull(r.r, l[:]); err != nil {
+		if err == io.EOF {
+			return io.EOF
+		}
+		return fmt.Errorf("%s: entry %d: truncated length: %w", r.path, r.n, noEOF(err))
+	}
+	size := binary.LittleEndian.Uint32(l[:])
+	if size > MaxEntrySize {
+		return fmt.Errorf("%s: entry %d: length %d exceeds %d: corrupted image", r.path, r.n, size, MaxEntrySize)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r.r, b); err != nil {
+		return fmt.Errorf("%s: entry %d: truncated (%d bytes announced): %w", r.path, r.n, size, noEOF(err))
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%s: entry %d: decode %T: %w", r.path, r.n, m, err)
+	}
+	r.n++
+	return nil
+}
+
+// ReadFile reads every entry of an image, allocating each with newEntry.
+func ReadFile[T proto.Message](path string, kind Kind, newEntry func() T) ([]T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := NewReader(f, path, kind)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for {
+		e := newEntry()
+		err := r.Next(e)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+}
+
+// ReadOne reads an image that must hold exactly one entry.
+func ReadOne[T proto.Message](path string, kind Kind, newEntry func() T) (T, error) {
+	var zero T
+	all, err := ReadFile(path, kind, newEntry)
+	if err != nil {
+		return zero, err
+	}
+	if len(all) != 1 {
+		return zero, fmt.Errorf("%s: want 1 entry, found %d", path, len(all))
+	}
+	return all[0], nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

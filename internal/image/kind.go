@@ -1,0 +1,41 @@
+package image
+
+import "encoding/binary"
+
+// Magic numbers shared by every image (CRIU's criu/include/magic.h).
+const (
+	MagicCommon  = 0x54564319 // IMG_COMMON, "Sarov"
+	MagicService = 0x55105940 // IMG_SERVICE, "Zlatoust"
+)
+
+// Kind is one kind of image file: its name in CRIU's magic table and its
+// magic number.
+type Kind struct {
+	Name  string
+	Magic uint32
+	// Prefix is the magic written before Magic: MagicCommon, MagicService,
+	// or 0 for the inventory, which has none.
+	Prefix uint32
+}
+
+func (k Kind) header() []byte {
+	var b []byte
+	if k.Prefix != 0 {
+		b = binary.LittleEndian.AppendUint32(b, k.Prefix)
+	}
+	return binary.LittleEndian.AppendUint32(b, k.Magic)
+}
+
+// The image kinds amber reads and writes. Values are CRIU's.
+var (
+	Inventory = Kind{"INVENTORY", 0x58313116, 0}
+	Pstree    = Kind{"PSTREE", 0x50273030, MagicCommon}
+	Core      = Kind{"CORE", 0x55053847, MagicCommon}
+	IDs       = Kind{"IDS", 0x54432030, MagicCommon}
+	MM        = Kind{"MM", 0x57492820, MagicCommon}
+	Pagemap   = Kind{"PAGEMAP", 0x56084025, MagicCommon}
+	Files     = Kind{"FILES", 0x56303138, MagicCommon}
+	Fdinfo    = Kind{"FDINFO", 0x56213732, MagicCommon}
+	FS        = Kind{"FS", 0x51403912, MagicCommon}
+	Stats     = Kind{"STATS", 0x57093306, MagicService}
+)
