@@ -1,0 +1,113 @@
+package compel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrPidInUse is returned by Stub.Fork when the wanted PID is taken.
+var ErrPidInUse = errors.New("pid is in use")
+
+// Stub is a traced copy of amber's own binary, stopped at its first
+// instruction before its runtime starts. It is never resumed: amber makes it
+// fork restored tasks with chosen PIDs (clone3 with set_tid), then kills it.
+type Stub struct {
+	*Task
+	insn uint64 // a `syscall` instruction amber wrote at the stub's entry
+	sp   uint64 // stack pointer at entry: room below it holds clone args
+}
+
+// StartStub starts a stub. Tasks it forks inherit its descriptors (none but
+// /dev/null on 0-2), its credentials and its limits, i.e. amber's.
+func StartStub() (*Stub, error) {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"amber-stub"}
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &unix.SysProcAttr{Ptrace: true, Pdeathsig: unix.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start restore stub: %w", err)
+	}
+	s := &Stub{Task: &Task{Pid: cmd.Process.Pid}}
+	if err := s.prepare(); err != nil {
+		s.Kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stub) prepare() error {
+	ws, err := s.wait()
+	if err != nil {
+		return fmt.Errorf("restore stub: %w", err)
+	}
+	if ws.StopSignal() != unix.SIGTRAP {
+		return fmt.Errorf("restore stub pid %d: stopped by %v, want SIGTRAP after exec", s.Pid, ws.StopSignal())
+	}
+	if err := s.SetOptions(unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACECLONE); err != nil {
+		return err
+	}
+	r, err := s.Regs()
+	if err != nil {
+		return err
+	}
+	s.insn, s.sp = r.Rip, r.Rsp
+	if _, err := unix.PtracePokeText(s.Pid, uintptr(s.insn), []byte{0x0f, 0x05}); err != nil {
+		return fmt.Errorf("restore stub pid %d: write syscall instruction: %w", s.Pid, err)
+	}
+	return nil
+}
+
+// Insn is the address of a `syscall` instruction in the stub and in every
+// task it forks, until they unmap it.
+func (s *Stub) Insn() uint64 { return s.insn }
+
+// Fork creates a child with exactly PID pid whose parent is amber (the
+// stub's parent, through CLONE_PARENT). The child is traced and stopped
+// before running any instruction; it is a copy of the stub.
+func (s *Stub) Fork(pid int) (*Task, error) {
+	const argsSize = unix.CLONE_ARGS_SIZE_VER2
+	addr := (s.sp - 1024) &^ 15
+	args := make([]byte, argsSize+8)
+	le := binary.LittleEndian
+	le.PutUint64(args[0:], unix.CLONE_PARENT)
+	// exit_signal stays 0: clone3 refuses one with CLONE_PARENT, and the
+	// child gets the stub's own (SIGCHLD, as Go starts it).
+	le.PutUint64(args[64:], addr+argsSize)        // set_tid
+	le.PutUint64(args[72:], 1)                    // set_tid_size
+	le.PutUint64(args[argsSize:], uint64(pid))
+	if err := s.WriteMem(addr, args); err != nil {
+		return nil, fmt.Errorf("fork pid %d: %w", pid, err)
+	}
+	ret, err := s.Syscall(s.insn, unix.SYS_CLONE3, addr, argsSize)
+	if err != nil {
+		return nil, fmt.Errorf("fork pid %d: %w", pid, err)
+	}
+	if e := errno(ret); e != 0 {
+		if e == unix.EEXIST {
+			return nil, fmt.Errorf("fork pid %d: %w", pid, ErrPidInUse)
+		}
+		return nil, fmt.Errorf("fork pid %d: clone3: %w", pid, e)
+	}
+	if int(ret) != pid {
+		return nil, fmt.Errorf("fork pid %d: clone3 returned pid %d", pid, ret)
+	}
+	child := &Task{Pid: pid}
+	if _, err := child.wait(); err != nil {
+		return nil, fmt.Errorf("fork pid %d: wait for first stop: %w", pid, err)
+	}
+	return child, nil
+}
+
+// Close kills the stub.
+func (s *Stub) Close() { s.Kill() }
+
+// IsStub tells the amber binary, started by StartStub, that it is a stub.
+// It never runs in practice: the stub is killed before its first
+// instruction. If it does run (amber died mid-restore and EXITKILL failed),
+// it must exit at once.
+func IsStub() bool { return len(os.Args) > 0 && os.Args[0] == "amber-stub" }

@@ -1,0 +1,139 @@
+package compel
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Task is one thread traced by the calling OS thread.
+type Task struct {
+	Pid int
+	// NewChild is the PID of the last child the task forked while amber
+	// made it run a system call (PTRACE_O_TRACEFORK).
+	NewChild int
+}
+
+// ErrGone is returned when a traced task died under amber.
+var ErrGone = errors.New("task is gone")
+
+// Seize attaches to pid without stopping it, then interrupts it and waits
+// until it is frozen. The task does not notice: no signal is sent, and a
+// system call it was blocked in is restarted when it is released.
+func Seize(pid int) (*Task, error) {
+	if err := ptrace(unix.PTRACE_SEIZE, pid, 0, 0); err != nil {
+		return nil, fmt.Errorf("seize pid %d: %w", pid, err)
+	}
+	t := &Task{Pid: pid}
+	if err := ptrace(unix.PTRACE_INTERRUPT, pid, 0, 0); err != nil {
+		t.Detach()
+		return nil, fmt.Errorf("interrupt pid %d: %w", pid, err)
+	}
+	if err := t.waitInterrupted(); err != nil {
+		t.Detach()
+		return nil, err
+	}
+	return t, nil
+}
+
+// waitInterrupted waits for the stop PTRACE_INTERRUPT asked for. A signal
+// that arrives first is passed on: its handler frame is then part of the
+// state we freeze, which is as consistent as any other instant.
+func (t *Task) waitInterrupted() error {
+	for {
+		ws, err := t.wait()
+		if err != nil {
+			return err
+		}
+		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+			return nil
+		}
+		if ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+			// Group stop of an already stopped task: frozen as well.
+			return nil
+		}
+		if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, uintptr(ws.StopSignal())); err != nil {
+			return fmt.Errorf("pid %d: pass signal %v: %w", t.Pid, ws.StopSignal(), err)
+		}
+	}
+}
+
+// wait waits for the next stop of the task and fails if it exited.
+func (t *Task) wait() (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(t.Pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ws, fmt.Errorf("wait pid %d: %w", t.Pid, err)
+		}
+		break
+	}
+	switch {
+	case ws.Exited():
+		return ws, fmt.Errorf("pid %d exited with status %d: %w", t.Pid, ws.ExitStatus(), ErrGone)
+	case ws.Signaled():
+		return ws, fmt.Errorf("pid %d killed by %v: %w", t.Pid, ws.Signal(), ErrGone)
+	}
+	return ws, nil
+}
+
+// Detach releases the task; it continues from its current registers.
+func (t *Task) Detach() error {
+	if err := ptrace(unix.PTRACE_DETACH, t.Pid, 0, 0); err != nil {
+		return fmt.Errorf("detach pid %d: %w", t.Pid, err)
+	}
+	return nil
+}
+
+// Kill kills the task and reaps it if it is amber's child.
+func (t *Task) Kill() {
+	unix.Kill(t.Pid, unix.SIGKILL)
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(t.Pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || ws.Exited() || ws.Signaled() {
+			return
+		}
+	}
+}
+
+// SetOptions sets PTRACE_O_* options.
+func (t *Task) SetOptions(opts int) error {
+	if err := ptrace(unix.PTRACE_SETOPTIONS, t.Pid, 0, uintptr(opts)); err != nil {
+		return fmt.Errorf("pid %d: set ptrace options: %w", t.Pid, err)
+	}
+	return nil
+}
+
+func ptrace(req, pid int, addr, data uintptr) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(pid), addr, data, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func ptracePtr(req, pid int, addr uintptr, data unsafe.Pointer) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(pid), addr, uintptr(data), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// errno extracts a syscall error number from a raw return value.
+func errno(ret uint64) syscall.Errno {
+	if ret > ^uint64(4095) {
+		return syscall.Errno(-int64(ret))
+	}
+	return 0
+}
