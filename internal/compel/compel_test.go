@@ -29,7 +29,6 @@ func freePid(t *testing.T) int {
 	return 0
 }
 
-
 func TestSeizeInfectCure(t *testing.T) {
 	requireRoot(t)
 	runtime.LockOSThread()

@@ -77,8 +77,8 @@ func (s *Stub) Fork(pid int) (*Task, error) {
 	le.PutUint64(args[0:], unix.CLONE_PARENT)
 	// exit_signal stays 0: clone3 refuses one with CLONE_PARENT, and the
 	// child gets the stub's own (SIGCHLD, as Go starts it).
-	le.PutUint64(args[64:], addr+argsSize)        // set_tid
-	le.PutUint64(args[72:], 1)                    // set_tid_size
+	le.PutUint64(args[64:], addr+argsSize) // set_tid
+	le.PutUint64(args[72:], 1)             // set_tid_size
 	le.PutUint64(args[argsSize:], uint64(pid))
 	if err := s.WriteMem(addr, args); err != nil {
 		return nil, fmt.Errorf("fork pid %d: %w", pid, err)
