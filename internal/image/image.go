@@ -67,6 +67,18 @@ func (w *Writer) Write(m proto.Message) error {
 	return nil
 }
 
+// WriteWithPayload appends one entry followed by raw bytes that belong to
+// it (pipes-data, sk-queues: the entry says how many).
+func (w *Writer) WriteWithPayload(m proto.Message, payload []byte) error {
+	if err := w.Write(m); err != nil {
+		return err
+	}
+	if _, err := w.w.Write(payload); err != nil {
+		return fmt.Errorf("%s: %w", w.path, err)
+	}
+	return nil
+}
+
 // Close flushes and closes the file.
 func (w *Writer) Close() error {
 	ferr := w.w.Flush()
@@ -139,6 +151,23 @@ func (r *Reader) Next(m proto.Message) error {
 	}
 	r.n++
 	return nil
+}
+
+// NextWithPayload decodes the next entry into m, then reads the raw bytes
+// that follow it; size is called after decoding to learn their length.
+func (r *Reader) NextWithPayload(m proto.Message, size func() int) ([]byte, error) {
+	if err := r.Next(m); err != nil {
+		return nil, err
+	}
+	n := size()
+	if n < 0 || n > MaxEntrySize {
+		return nil, fmt.Errorf("%s: entry %d: payload length %d out of range", r.path, r.n-1, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r.r, b); err != nil {
+		return nil, fmt.Errorf("%s: entry %d: truncated payload (%d bytes announced): %w", r.path, r.n-1, n, noEOF(err))
+	}
+	return b, nil
 }
 
 // ReadFile reads every entry of an image, allocating each with newEntry.

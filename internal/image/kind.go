@@ -39,3 +39,7 @@ var (
 	FS        = Kind{"FS", 0x51403912, MagicCommon}
 	Stats     = Kind{"STATS", 0x57093306, MagicService}
 )
+
+// PipesData holds the bytes in flight in pipes: entries each followed by
+// their raw data.
+var PipesData = Kind{"PIPES_DATA", 0x56453709, MagicCommon}

@@ -1,0 +1,112 @@
+package files
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+)
+
+// Table collects the files.img entries of a dump and gives each its id.
+type Table struct {
+	entries []*fdinfo.FileEntry
+	regs    map[regKey]uint32
+}
+
+type regKey struct {
+	path  string
+	flags uint32
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table { return &Table{regs: map[regKey]uint32{}} }
+
+func (t *Table) nextID() uint32 { return uint32(len(t.entries)) + 1 }
+
+// Entries returns the entries in id order.
+func (t *Table) Entries() []*fdinfo.FileEntry { return t.entries }
+
+func newFown() *fown.FownEntry {
+	z := proto.Uint32(0)
+	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
+}
+
+// AddPath registers a file that is used by path only (a mapped file, the
+// exe, cwd or root): one entry per path and open mode.
+func (t *Table) AddPath(path string, flags uint32) (uint32, error) {
+	k := regKey{path, flags}
+	if id, ok := t.regs[k]; ok {
+		return id, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	id := t.addReg(path, flags, 0, st)
+	t.regs[k] = id
+	return id, nil
+}
+
+// addReg adds a regular-file entry (also used for directories and
+// devices) and returns its id.
+func (t *Table) addReg(path string, flags uint32, pos uint64, st os.FileInfo) uint32 {
+	id := t.nextID()
+	reg := &regfile.RegFileEntry{
+		Id:    proto.Uint32(id),
+		Flags: proto.Uint32(flags),
+		Pos:   proto.Uint64(pos),
+		Fown:  newFown(),
+		Name:  proto.String(path),
+		Mode:  proto.Uint32(unixMode(st)),
+	}
+	if st.Mode().IsRegular() {
+		reg.Size = proto.Uint64(uint64(st.Size()))
+	}
+	t.entries = append(t.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg})
+	return id
+}
+
+// Write writes files.img.
+func (t *Table) Write(dir image.Dir) error {
+	w, err := image.Create(dir.FilesPath(), image.Files)
+	if err != nil {
+		return err
+	}
+	for _, e := range t.entries {
+		if err := w.Write(e); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// Index is files.img read back, by id.
+type Index map[uint32]*fdinfo.FileEntry
+
+// ReadIndex reads files.img.
+func ReadIndex(dir image.Dir) (Index, error) {
+	all, err := image.ReadFile(dir.FilesPath(), image.Files, func() *fdinfo.FileEntry { return new(fdinfo.FileEntry) })
+	if err != nil {
+		return nil, err
+	}
+	idx := Index{}
+	for _, e := range all {
+		idx[e.GetId()] = e
+	}
+	return idx, nil
+}
+
+// RegPath returns the path of regular-file entry id.
+func (idx Index) RegPath(id uint32) (string, error) {
+	e, ok := idx[id]
+	if !ok || e.GetReg() == nil {
+		return "", fmt.Errorf("files.img: no regular file with id %d", id)
+	}
+	return e.GetReg().GetName(), nil
+}

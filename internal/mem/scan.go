@@ -1,0 +1,96 @@
+package mem
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Page categories of the PAGEMAP_SCAN ioctl (linux/fs.h).
+const (
+	pageIsFile    = 1 << 2
+	pageIsPresent = 1 << 3
+	pageIsSwapped = 1 << 4
+	pageIsPfnZero = 1 << 5
+)
+
+// pagemapScan is _IOWR('f', 16, struct pm_scan_arg).
+const pagemapScan = 0xc0606610
+
+// pmScanArg is struct pm_scan_arg.
+type pmScanArg struct {
+	Size, Flags, Start, End, WalkEnd, Vec, VecLen, MaxPages uint64
+	CategoryInverted, CategoryMask, CategoryAnyofMask, ReturnMask uint64
+}
+
+// pageRegion is struct page_region.
+type pageRegion struct{ Start, End, Categories uint64 }
+
+// Run is a range of pages [Start, End) whose contents must be saved.
+type Run struct{ Start, End uint64 }
+
+// Scanner finds the pages of a task that hold data of their own.
+type Scanner struct {
+	f   *os.File
+	vec []pageRegion
+}
+
+// NewScanner opens /proc/PID/pagemap.
+func NewScanner(pid int) (*Scanner, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return nil, err
+	}
+	return &Scanner{f: f, vec: make([]pageRegion, 4096)}, nil
+}
+
+// Close releases the pagemap file.
+func (s *Scanner) Close() error { return s.f.Close() }
+
+// DataPages returns the runs of pages in [start, end) that are present or
+// swapped out and are neither the shared zero page nor, when anonOnly,
+// pages of the mapped file (in a private file mapping only pages written
+// since mapping, now anonymous copies, differ from the file).
+func (s *Scanner) DataPages(start, end uint64, anonOnly bool) ([]Run, error) {
+	arg := pmScanArg{
+		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
+		Start:             start,
+		End:               end,
+		CategoryInverted:  pageIsPfnZero,
+		CategoryMask:      pageIsPfnZero,
+		CategoryAnyofMask: pageIsPresent | pageIsSwapped,
+		ReturnMask:        pageIsPresent | pageIsSwapped | pageIsFile,
+	}
+	if anonOnly {
+		arg.CategoryInverted |= pageIsFile
+		arg.CategoryMask |= pageIsFile
+	}
+	var runs []Run
+	for arg.Start < end {
+		arg.Vec = uint64(uintptr(unsafe.Pointer(&s.vec[0])))
+		arg.VecLen = uint64(len(s.vec))
+		n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+		if e != 0 {
+			return nil, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), arg.Start, end, e)
+		}
+		for _, r := range s.vec[:n] {
+			runs = appendRun(runs, Run{r.Start, r.End})
+		}
+		if arg.WalkEnd <= arg.Start {
+			break
+		}
+		arg.Start = arg.WalkEnd
+	}
+	return runs, nil
+}
+
+// appendRun merges r into the last run when they touch.
+func appendRun(runs []Run, r Run) []Run {
+	if n := len(runs); n > 0 && runs[n-1].End == r.Start {
+		runs[n-1].End = r.End
+		return runs
+	}
+	return append(runs, r)
+}

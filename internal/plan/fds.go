@@ -1,0 +1,93 @@
+package plan
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// fdTable simulates the task's descriptor table: the kernel gives every
+// new descriptor the lowest free number, so the plan knows each one.
+type fdTable map[int]bool
+
+// atFdcwd is AT_FDCWD (-100) as a register value.
+const atFdcwd = ^uint64(99)
+
+func (t fdTable) lowest() int {
+	for fd := 0; ; fd++ {
+		if !t[fd] {
+			return fd
+		}
+	}
+}
+
+// CloseAll plans closing every descriptor the task has.
+func (b *Builder) CloseAll() {
+	b.Call("close inherited descriptors", unix.SYS_CLOSE_RANGE, 0, ^uint64(0)>>32, 0)
+	b.fds = fdTable{}
+}
+
+// Open plans openat(AT_FDCWD, path, flags, mode) and returns the
+// descriptor it will get.
+func (b *Builder) Open(what, path string, flags int, mode uint32) int {
+	fd := b.fds.lowest()
+	b.Call(fmt.Sprintf("open %s (%s) as fd %d", path, what, fd), unix.SYS_OPENAT,
+		atFdcwd, b.String(path), uint64(flags), uint64(mode))
+	b.fds[fd] = true
+	return fd
+}
+
+// Take records a descriptor created by a planned call (pipe2, socket,
+// pidfd_getfd) and returns its number. Calls that create one descriptor
+// use Next first to learn what it will be.
+func (b *Builder) Take() int {
+	fd := b.fds.lowest()
+	b.fds[fd] = true
+	return fd
+}
+
+// Next is the descriptor the next creating call will get.
+func (b *Builder) Next() int { return b.fds.lowest() }
+
+// Close plans close(fd).
+func (b *Builder) Close(fd int) {
+	b.Call(fmt.Sprintf("close fd %d", fd), unix.SYS_CLOSE, uint64(fd))
+	delete(b.fds, fd)
+}
+
+// Move plans making descriptor from appear as to (dup3, then close from),
+// with O_CLOEXEC if cloexec. If to is taken, it is replaced.
+func (b *Builder) Move(from, to int, cloexec bool) {
+	if from == to {
+		if cloexec {
+			b.Call(fmt.Sprintf("set FD_CLOEXEC on fd %d", to), unix.SYS_FCNTL, uint64(to), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+		return
+	}
+	var flags uint64
+	if cloexec {
+		flags = unix.O_CLOEXEC
+	}
+	b.Call(fmt.Sprintf("dup fd %d to %d", from, to), unix.SYS_DUP3, uint64(from), uint64(to), flags)
+	b.fds[to] = true
+	b.Close(from)
+}
+
+// Used reports whether the plan has fd open at this point.
+func (b *Builder) Used(fd int) bool { return b.fds[fd] }
+
+// Mark records that a planned call (dup3 into a chosen number) made fd.
+func (b *Builder) Mark(fd int) { b.fds[fd] = true }
+
+// MoveAbove plans moving fd to the lowest free number at or above min
+// (fcntl F_DUPFD), closing fd, and returns the new number.
+func (b *Builder) MoveAbove(fd, min int) int {
+	to := min
+	for b.fds[to] {
+		to++
+	}
+	b.Call(fmt.Sprintf("move fd %d above %d", fd, min), unix.SYS_FCNTL, uint64(fd), unix.F_DUPFD, uint64(min))
+	b.fds[to] = true
+	b.Close(fd)
+	return to
+}

@@ -1,0 +1,26 @@
+package plan
+
+import "golang.org/x/sys/unix"
+
+var syscallNames = map[uintptr]string{
+	unix.SYS_MMAP: "mmap", unix.SYS_MUNMAP: "munmap", unix.SYS_MREMAP: "mremap",
+	unix.SYS_MPROTECT: "mprotect", unix.SYS_MADVISE: "madvise", unix.SYS_OPENAT: "openat",
+	unix.SYS_CLOSE: "close", unix.SYS_CLOSE_RANGE: "close_range", unix.SYS_PREADV: "preadv",
+	unix.SYS_DUP3: "dup3", unix.SYS_FCNTL: "fcntl", unix.SYS_LSEEK: "lseek",
+	unix.SYS_PRCTL: "prctl", unix.SYS_RT_SIGACTION: "rt_sigaction",
+	unix.SYS_RT_SIGPROCMASK: "rt_sigprocmask", unix.SYS_SIGALTSTACK: "sigaltstack",
+	unix.SYS_RSEQ: "rseq", unix.SYS_CHDIR: "chdir", unix.SYS_FCHDIR: "fchdir", unix.SYS_UMASK: "umask",
+	unix.SYS_SETSID: "setsid", unix.SYS_SETPGID: "setpgid", unix.SYS_PRLIMIT64: "prlimit64",
+	unix.SYS_SETRESUID: "setresuid", unix.SYS_SETRESGID: "setresgid", unix.SYS_SETGROUPS: "setgroups",
+	unix.SYS_PIPE2: "pipe2", unix.SYS_PIDFD_OPEN: "pidfd_open", unix.SYS_PIDFD_GETFD: "pidfd_getfd",
+	unix.SYS_SET_TID_ADDRESS: "set_tid_address", unix.SYS_SET_ROBUST_LIST: "set_robust_list",
+	unix.SYS_CHROOT: "chroot", unix.SYS_PERSONALITY: "personality",
+}
+
+// SyscallName names a system call number for logs.
+func SyscallName(nr uintptr) string {
+	if n, ok := syscallNames[nr]; ok {
+		return n
+	}
+	return "syscall"
+}

@@ -1,0 +1,131 @@
+// Package plan computes, from the images alone, what restoring a task will
+// make it do: the system calls in order, and the memory their arguments
+// point into. It is plain Go with no process behind it, so tests can check
+// a plan call by call; package restore carries plans out through compel.
+//
+// A task runs its plan from a scratch area mapped at Program.Base: the
+// executor code (from compel) on the first page, then a parking place for
+// the kernel's vdso while everything else is unmapped, then the data the
+// calls point to, then the table of calls.
+package plan
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"amber/internal/compel"
+)
+
+// PageSize is the x86-64 page size.
+const PageSize = 4096
+
+// Call is one system call a task will run.
+type Call struct {
+	Nr   uintptr
+	Args [6]uint64
+	What string // what it is for, quoted in errors
+}
+
+// Program is the scratch area of one task and the calls it runs.
+type Program struct {
+	Base  uint64 // address of the scratch area
+	Size  uint64 // its length, page aligned
+	Park  uint64 // where the vdso block waits while the task is emptied
+	Table uint64 // address of the encoded calls
+	Image []byte // contents of the scratch area from Base
+	Calls []Call
+}
+
+// Code is the address of the executor.
+func (p *Program) Code() uint64 { return p.Base }
+
+// Insn is the address of a lone `syscall` instruction in the scratch area.
+func (p *Program) Insn() uint64 { return p.Base + compel.SyscallInsnOffset }
+
+// String lists the calls, one a line, for logs and tests.
+func (p *Program) String() string {
+	var b strings.Builder
+	for i, c := range p.Calls {
+		fmt.Fprintf(&b, "%5d %-16s %#x %#x %#x %#x %#x %#x  %s\n", i, SyscallName(c.Nr),
+			c.Args[0], c.Args[1], c.Args[2], c.Args[3], c.Args[4], c.Args[5], c.What)
+	}
+	return b.String()
+}
+
+// Builder collects the calls and data of a Program.
+type Builder struct {
+	base     uint64
+	parkSize uint64
+	data     []byte // scratch contents from base
+	calls    []Call
+	fds      fdTable
+}
+
+// NewBuilder starts a program whose scratch area will be at base, with
+// parkSize bytes (page aligned) reserved to park the vdso block. The task
+// is assumed to start with no open descriptors (the plan closes them all
+// first), so that the descriptor every open returns is known in advance.
+func NewBuilder(base, parkSize uint64) *Builder {
+	b := &Builder{base: base, parkSize: parkSize, fds: fdTable{}}
+	b.data = append(b.data, compel.ExecutorCode()...)
+	b.data = append(b.data, make([]byte, PageSize-len(b.data))...)
+	b.data = append(b.data, make([]byte, parkSize)...)
+	return b
+}
+
+// Park is the address of the parking place for the vdso block.
+func (b *Builder) Park() uint64 { return b.base + PageSize }
+
+// Bytes copies p into the scratch data and returns its address in the
+// task, aligned to 8 bytes.
+func (b *Builder) Bytes(p []byte) uint64 {
+	for len(b.data)%8 != 0 {
+		b.data = append(b.data, 0)
+	}
+	addr := b.base + uint64(len(b.data))
+	b.data = append(b.data, p...)
+	return addr
+}
+
+// String stores s NUL-terminated and returns its address.
+func (b *Builder) String(s string) uint64 { return b.Bytes(append([]byte(s), 0)) }
+
+// Uint64s stores words and returns their address.
+func (b *Builder) Uint64s(words ...uint64) uint64 {
+	p := make([]byte, 0, 8*len(words))
+	for _, w := range words {
+		p = binary.LittleEndian.AppendUint64(p, w)
+	}
+	return b.Bytes(p)
+}
+
+// Call appends a system call.
+func (b *Builder) Call(what string, nr uintptr, args ...uint64) {
+	c := Call{Nr: nr, What: what}
+	copy(c.Args[:], args)
+	b.calls = append(b.calls, c)
+}
+
+// Len is the number of calls so far.
+func (b *Builder) Len() int { return len(b.calls) }
+
+// Finish lays out the table and returns the program.
+func (b *Builder) Finish() *Program {
+	cc := make([]compel.Call, len(b.calls))
+	for i, c := range b.calls {
+		cc[i] = compel.Call{Nr: c.Nr, Args: c.Args}
+	}
+	table := b.Bytes(compel.EncodeTable(cc))
+	size := (uint64(len(b.data)) + PageSize - 1) &^ (PageSize - 1)
+	return &Program{
+		Base: b.base, Size: size, Park: b.Park(), Table: table,
+		Image: b.data, Calls: b.calls,
+	}
+}
+
+// SizeHint is the size the scratch area will have if no more is added.
+func (b *Builder) SizeHint() uint64 {
+	n := uint64(len(b.data)) + uint64(len(b.calls))*compel.EntrySize + 8
+	return (n + PageSize - 1) &^ (PageSize - 1)
+}
