@@ -21,7 +21,7 @@ const pagemapScan = 0xc0606610
 
 // pmScanArg is struct pm_scan_arg.
 type pmScanArg struct {
-	Size, Flags, Start, End, WalkEnd, Vec, VecLen, MaxPages uint64
+	Size, Flags, Start, End, WalkEnd, Vec, VecLen, MaxPages       uint64
 	CategoryInverted, CategoryMask, CategoryAnyofMask, ReturnMask uint64
 }
 
