@@ -1,0 +1,76 @@
+package proc
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+)
+
+// Fds lists the open descriptor numbers of PID, sorted ascending (from
+// /proc/PID/fd).
+func Fds(pid int) ([]int, error) {
+	return readDirInts(pidPath(pid, "fd"))
+}
+
+// FdPath is readlink /proc/PID/fd/FD: a path, or a description such as
+// "pipe:[1234]" or "anon_inode:[eventfd]".
+func FdPath(pid, fd int) (string, error) {
+	s, err := os.Readlink(pidPath(pid, "fd/"+strconv.Itoa(fd)))
+	return s, gone(err)
+}
+
+// Threads lists the TIDs of PID from /proc/PID/task, sorted ascending.
+func Threads(pid int) ([]int, error) {
+	return readDirInts(pidPath(pid, "task"))
+}
+
+// Children lists the children of every thread of PID
+// (/proc/PID/task/*/children), sorted and deduplicated. A child belongs to
+// the thread that forked it, so reading only the main thread's file would
+// miss children of the others. The children files need
+// CONFIG_PROC_CHILDREN and are only consistent while the tree is frozen.
+func Children(pid int) ([]int, error) {
+	tids, err := Threads(pid)
+	if err != nil {
+		return nil, err
+	}
+	var all []int
+	for _, tid := range tids {
+		path := taskPath(pid, tid, "children")
+		b, err := readFile(path)
+		if err != nil {
+			return nil, err
+		}
+		kids, err := parseInts(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		all = append(all, kids...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all), nil
+}
+
+// readDirInts lists a directory whose entries are all decimal numbers.
+func readDirInts(dir string) ([]int, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, gone(err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, gone(err)
+	}
+	nums := make([]int, 0, len(names))
+	for _, name := range names {
+		n, err := strconv.Atoi(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: entry %q: %w", dir, name, err)
+		}
+		nums = append(nums, n)
+	}
+	slices.Sort(nums)
+	return nums, nil
+}

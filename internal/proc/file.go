@@ -1,0 +1,107 @@
+package proc
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// maxLine bounds one line of a /proc text file. The longest real lines are
+// smaps headers carrying a path (PATH_MAX is 4096); anything far beyond is
+// not a /proc file.
+const maxLine = 1 << 20
+
+// pidPath returns /proc/PID/name.
+func pidPath(pid int, name string) string {
+	return "/proc/" + strconv.Itoa(pid) + "/" + name
+}
+
+// taskPath returns /proc/PID/task/TID/name.
+func taskPath(pid, tid int, name string) string {
+	return pidPath(pid, "task/"+strconv.Itoa(tid)+"/"+name)
+}
+
+// gone makes an ESRCH satisfy errors.Is(err, fs.ErrNotExist). A /proc file
+// opened before its process exits fails its reads with ESRCH rather than
+// ENOENT; callers should see one condition for "the process is gone".
+func gone(err error) error {
+	if errors.Is(err, syscall.ESRCH) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
+	}
+	return err
+}
+
+// readFile reads a whole /proc file. The os error already names the path.
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, gone(err)
+	}
+	return b, nil
+}
+
+// readParsed reads path and parses its text with parse, prefixing parse
+// errors with the path. Files are read whole before parsing so that read
+// errors and format errors stay distinct.
+func readParsed[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	var zero T
+	b, err := readFile(path)
+	if err != nil {
+		return zero, err
+	}
+	v, err := parse(bytes.NewReader(b))
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// eachLine calls fn with each line of r (without its newline), and
+// prefixes any error with the 1-based line number.
+func eachLine(r io.Reader, fn func(line string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := fn(sc.Text()); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %w", n+1, err)
+	}
+	return nil
+}
+
+// cutKey splits a "Key: value" line at its first colon and trims the
+// value. ok is false when there is no colon or the key is empty or holds
+// whitespace, which is how a mapping header differs from a smaps field.
+func cutKey(line string) (key, value string, ok bool) {
+	key, value, ok = strings.Cut(line, ":")
+	if !ok || key == "" || strings.ContainsAny(key, " \t") {
+		return "", "", false
+	}
+	return key, strings.TrimSpace(value), true
+}
+
+// parseInts parses whitespace-separated decimal numbers, as in
+// "task/TID/children" or the NSpid line of status.
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Fields(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
