@@ -3,8 +3,7 @@ module amber
 go 1.26.8
 
 require (
-	github.com/aperturerobotics/protobuf-go-lite v0.14.0 // indirect
-	github.com/checkpoint-restore/go-criu/v8 v8.3.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
-	google.golang.org/protobuf v1.36.11 // indirect
+	github.com/checkpoint-restore/go-criu/v8 v8.3.0
+	golang.org/x/sys v0.50.0
+	google.golang.org/protobuf v1.36.11
 )

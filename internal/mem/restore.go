@@ -103,7 +103,7 @@ func filledVMAs(vmas []*vma.VmaEntry, pm []*pagemap.PagemapEntry) []bool {
 	filled := make([]bool, len(vmas))
 	for _, e := range pm {
 		start := e.GetVaddr()
-		end := start + nrPages(e)*pageSize
+		end := start + NrPages(e)*pageSize
 		i, _ := slices.BinarySearchFunc(vmas, start, func(v *vma.VmaEntry, a uint64) int {
 			switch {
 			case v.GetEnd() <= a:
@@ -120,7 +120,9 @@ func filledVMAs(vmas []*vma.VmaEntry, pm []*pagemap.PagemapEntry) []bool {
 	return filled
 }
 
-func nrPages(e *pagemap.PagemapEntry) uint64 {
+// NrPages is the length of a pagemap entry in pages (nr_pages, or
+// compat_nr_pages in images of older CRIU).
+func NrPages(e *pagemap.PagemapEntry) uint64 {
 	if e.NrPages != nil {
 		return e.GetNrPages()
 	}
@@ -219,7 +221,7 @@ func planFill(b *plan.Builder, in *RestoreInput) error {
 			}
 			continue
 		}
-		l := nrPages(e) * pageSize
+		l := NrPages(e) * pageSize
 		iov = binary.LittleEndian.AppendUint64(iov, e.GetVaddr())
 		iov = binary.LittleEndian.AppendUint64(iov, l)
 		off += l

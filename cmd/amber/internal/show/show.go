@@ -1,0 +1,234 @@
+// Package show decodes checkpoint images to JSON for `amber show`, the
+// way `crit show` does: go-criu's crit decodes, after amber's image reader
+// has checked the framing (so that a corrupted length is reported, not
+// allocated), and a panic inside go-criu becomes an error naming the file.
+package show
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit"
+	"github.com/checkpoint-restore/go-criu/v8/magic"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"amber/internal/image"
+)
+
+// indent is crit's JSON indentation.
+const indent = "    "
+
+// Path writes the JSON of the image file at path, or of every image in
+// the directory at path.
+func Path(w io.Writer, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return Dir(w, path)
+	}
+	return File(w, path)
+}
+
+// File writes the JSON of one image: {"magic": KIND, "entries": [...]}.
+func File(w io.Writer, path string) error {
+	img, err := Decode(path)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(img, "", indent)
+	if err != nil {
+		return fmt.Errorf("%s: to JSON: %w", path, err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// Dir writes one JSON object with a member per *.img file of dir, in name
+// order. Raw images (pages-*.img and CRIU's other raw ones) appear as
+// {"size": BYTES}; an image that cannot be decoded as {"error": MESSAGE},
+// and Dir then returns the errors once everything is written.
+func Dir(w io.Writer, dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	sep := "{\n"
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".img") {
+			continue
+		}
+		v, err := dirMember(filepath.Join(dir, e.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			v = map[string]string{"error": err.Error()}
+		}
+		if err := writeMember(w, sep, e.Name(), v); err != nil {
+			return err
+		}
+		sep = ",\n"
+	}
+	if sep == "{\n" {
+		return fmt.Errorf("%s: no *.img files", dir)
+	}
+	if _, err := io.WriteString(w, "\n}\n"); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+func dirMember(path string) (any, error) {
+	if !isRaw(filepath.Base(path)) {
+		return Decode(path)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]int64{"size": st.Size()}, nil
+}
+
+func writeMember(w io.Writer, sep, name string, v any) error {
+	b, err := json.MarshalIndent(v, indent, indent)
+	if err != nil {
+		return fmt.Errorf("%s: to JSON: %w", name, err)
+	}
+	key, _ := json.Marshal(name)
+	_, err = fmt.Fprintf(w, "%s%s%s: %s", sep, indent, key, b)
+	return err
+}
+
+// isRaw says whether an image file name is one of CRIU's raw images, with
+// no magic and no protobuf entries.
+func isRaw(name string) bool {
+	for _, p := range []string{"pages-", "ifaddr-", "route-", "route6-", "rule-", "iptables-", "ip6tables-", "nftables-", "tmpfs-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Decode reads the image at path with go-criu's crit. Every error names
+// the file.
+func Decode(path string) (img *crit.CriuImage, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("%s: malformed image: go-criu panicked: %v", path, r)
+		}
+	}()
+	kind, err := readKind(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	typ, ok := entryType(kind.Name)
+	if !ok {
+		return nil, fmt.Errorf("%s: no decoder for %s images", path, kind.Name)
+	}
+	if err := checkFraming(f, path, kind, typ); err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	img, err = crit.New(f, nil, "", false, false).Decode(typ)
+	if err != nil {
+		return nil, fmt.Errorf("%s: decode %s: %w", path, kind.Name, err)
+	}
+	return img, nil
+}
+
+// readKind reads the magic at the start of f: IMG_COMMON or IMG_SERVICE
+// then the kind's magic, or the kind's magic alone (inventory).
+func readKind(f *os.File) (image.Kind, error) {
+	var hdr [8]byte
+	n, err := io.ReadFull(f, hdr[:])
+	if n < 4 {
+		return image.Kind{}, fmt.Errorf("read magic: %w", noEOF(err))
+	}
+	names := magic.LoadMagic().ByValue
+	first := binary.LittleEndian.Uint32(hdr[:4])
+	if first != image.MagicCommon && first != image.MagicService {
+		return namedKind(names, first, 0)
+	}
+	if n < 8 {
+		return image.Kind{}, fmt.Errorf("read magic: %w", io.ErrUnexpectedEOF)
+	}
+	return namedKind(names, binary.LittleEndian.Uint32(hdr[4:]), first)
+}
+
+func namedKind(names map[uint64]string, m, prefix uint32) (image.Kind, error) {
+	name, ok := names[uint64(m)]
+	if !ok {
+		return image.Kind{}, fmt.Errorf("unknown magic %#x", m)
+	}
+	return image.Kind{Name: name, Magic: m, Prefix: prefix}, nil
+}
+
+// checkFraming reads every entry with amber's reader, which bounds and
+// checks each length, before crit (which trusts them) sees the file.
+// Kinds with raw data after their entries cannot be walked this way and
+// are left to crit alone.
+func checkFraming(f *os.File, path string, kind image.Kind, typ proto.Message) error {
+	if hasTrailingData(kind.Name) {
+		return nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r, err := image.NewReader(f, path, kind)
+	if err != nil {
+		return err
+	}
+	for {
+		err := r.Next(newEntry(typ))
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// newEntry returns an empty message of typ's type, or one that accepts any
+// well-formed protobuf when the kind mixes types (typ nil).
+func newEntry(typ proto.Message) proto.Message {
+	if typ == nil {
+		return &emptypb.Empty{}
+	}
+	return typ.ProtoReflect().New().Interface()
+}
+
+// hasTrailingData says whether entries of the kind are followed by raw
+// bytes (pipe contents, socket queues, ...), as crit's special decoders
+// expect.
+func hasTrailingData(name string) bool {
+	switch name {
+	case "PIPES_DATA", "FIFO_DATA", "SK_QUEUES", "TCP_STREAM", "BPFMAP_DATA",
+		"IPCNS_SEM", "IPCNS_SHM", "IPCNS_MSG", "GHOST_FILE":
+		return true
+	}
+	return false
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

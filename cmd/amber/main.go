@@ -1,0 +1,207 @@
+// Command amber checkpoints a running Linux process tree into a directory
+// of CRIU-format images and restores it, with CRIU's command line:
+//
+//	amber dump -t PID [-D DIR] [-o LOG] [-v[N]] [-R] [-j]
+//	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j]
+//	amber check [--feature NAME]
+//	amber show DIR|FILE
+//
+// The parsing is in options.go; this file runs the verbs.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"amber/cmd/amber/internal/show"
+	"amber/internal/dump"
+	"amber/internal/kerndat"
+	"amber/internal/log"
+	"amber/internal/restore"
+)
+
+// version is what --version prints, in CRIU's "Version: X.Y" form.
+const version = "0.1"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status: 0, 1 on any
+// error (reported on stderr as "amber: ..." and in the log file), or the
+// status of a restored tree amber waited for.
+func run(args []string, stdout, stderr io.Writer) int {
+	opts, parseErr := Parse(args)
+	if opts.Help {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	logs, err := openLog(opts, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "amber: %v\n", errors.Join(parseErr, err))
+		return 1
+	}
+	defer logs.close()
+	if parseErr != nil {
+		return logs.fail(parseErr)
+	}
+	status, err := runVerb(opts, logs.Logger, stdout)
+	if err != nil {
+		return logs.fail(err)
+	}
+	return status
+}
+
+// runVerb runs the verb of a valid command line.
+func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
+	if o.Version {
+		fmt.Fprintf(stdout, "Version: %s\n", version)
+		return 0, nil
+	}
+	switch o.Verb {
+	case "dump":
+		return 0, runDump(o, l)
+	case "restore":
+		return runRestore(o, l)
+	case "check":
+		return 0, runCheck(o, l, stdout)
+	case "show":
+		return 0, show.Path(stdout, o.Args[0])
+	}
+	return 1, fmt.Errorf("command %s: %w", o.Verb, errNotSupported)
+}
+
+func runDump(o Options, l *log.Logger) error {
+	l.Infof("dump: tree %d into %s", o.Tree, o.ImagesDir)
+	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, timeout %ds, pre-dump-mode %q",
+		o.LeaveRunning, o.ShellJob, o.TCPEstablished, o.Timeout, o.PreDumpMode)
+	err := dump.Run(dump.Options{
+		Pid:          o.Tree,
+		ImagesDir:    o.ImagesDir,
+		LeaveRunning: o.LeaveRunning,
+		ShellJob:     o.ShellJob,
+		Log:          l,
+	})
+	if err != nil {
+		return fmt.Errorf("dump of tree %d: %w", o.Tree, err)
+	}
+	return nil
+}
+
+// runRestore restores the tree. Detached, it returns once the tree runs;
+// otherwise the restored root is amber's child and amber exits with its
+// status, like criu.
+func runRestore(o Options, l *log.Logger) (int, error) {
+	l.Infof("restore: from %s (detached %v)", o.ImagesDir, o.Detach)
+	pf, err := createPidFile(o.PidFilePath())
+	if err != nil {
+		return 1, err
+	}
+	res, err := restore.Run(restore.Options{
+		ImagesDir: o.ImagesDir,
+		Detach:    o.Detach,
+		ShellJob:  o.ShellJob,
+		Log:       l,
+	})
+	if err != nil {
+		pf.discard()
+		return 1, fmt.Errorf("restore from %s: %w", o.ImagesDir, err)
+	}
+	if err := pf.write(res.Pid); err != nil {
+		// As criu: a restore whose pidfile failed has failed.
+		unix.Kill(res.Pid, unix.SIGKILL)
+		return 1, err
+	}
+	l.Infof("restore: root task %d", res.Pid)
+	if o.Detach {
+		return 0, nil
+	}
+	return waitRoot(res.Pid, l)
+}
+
+// waitRoot waits for the restored root, amber's child, and turns its end
+// into an exit status: its exit code, or 128+signal.
+func waitRoot(pid int, l *log.Logger) (int, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 1, fmt.Errorf("wait for restored task %d: %w", pid, err)
+		}
+		break
+	}
+	switch {
+	case ws.Exited():
+		l.Infof("restore: task %d exited with %d", pid, ws.ExitStatus())
+		return ws.ExitStatus(), nil
+	case ws.Signaled():
+		l.Infof("restore: task %d killed by %v", pid, ws.Signal())
+		return 128 + int(ws.Signal()), nil
+	}
+	return 1, fmt.Errorf("wait for restored task %d: unexpected status %#x", pid, uint32(ws))
+}
+
+// runCheck reports the kernel features amber needs, or answers for one
+// --feature.
+func runCheck(o Options, l *log.Logger, stdout io.Writer) error {
+	info := kerndat.Probe()
+	l.Debugf("check: kernel %s", info.Kernel)
+	if o.Feature != "" {
+		if err := info.CheckFeature(o.Feature); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is supported\n", o.Feature)
+		return nil
+	}
+	for _, f := range info.Features() {
+		fmt.Fprintln(stdout, f.Line())
+	}
+	missing := info.Missing()
+	if len(missing) == 0 {
+		fmt.Fprintln(stdout, "Looks good.")
+		return nil
+	}
+	names := make([]string, len(missing))
+	for i, f := range missing {
+		names[i] = f.Name
+	}
+	return fmt.Errorf("check: missing required features: %s", strings.Join(names, ", "))
+}
+
+const usage = `Usage:
+  amber dump -t PID [-D DIR] [options]
+  amber restore [-D DIR] [-d] [--pidfile FILE] [options]
+  amber check [--feature NAME]
+  amber show DIR|FILE
+  amber --version | --help
+
+Commands:
+  dump       checkpoint the process tree rooted at PID into DIR
+  restore    restore the tree dumped in DIR
+  check      report the kernel features amber needs
+  show       print images as JSON, like crit show
+
+Options (CRIU's; before or after the command):
+  -t|--tree PID            root of the tree to dump
+  -D|--images-dir DIR      images directory (default .)
+  -W|--work-dir DIR        where relative log and pid files go (default: DIR)
+  -o|--log-file FILE       log to FILE (relative to the work directory), not stderr
+  -v[N]|--verbosity[=N]    log level 0..4 (default 2); -v, -vv, ... raise it
+  -R|--leave-running       leave the tree running after dump
+  -j|--shell-job           the tree is a shell job (shares our session)
+  -d|--restore-detached    do not wait for the restored tree
+  --pidfile FILE           write the restored root's PID to FILE (created exclusively)
+  --tcp-established        accepted; established TCP connections are not dumped yet
+  --timeout N              accepted (seconds)
+  --pre-dump-mode MODE     accepted: splice or read
+  --feature NAME           check one feature (CRIU's names or amber's)
+  --no-default-config      accepted (amber reads no configuration files)
+`

@@ -1,0 +1,456 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// defaultVerbosity is CRIU's default log level (warnings).
+const defaultVerbosity = 2
+
+// errNotSupported marks options and commands of CRIU amber does not
+// implement yet.
+var errNotSupported = errors.New("not supported yet")
+
+// Options is a parsed command line, with CRIU's meanings.
+type Options struct {
+	Verb string   // dump, restore, check, show
+	Args []string // operands after the verb (show's DIR|FILE)
+
+	Tree      int    // -t, --tree: root PID to dump
+	ImagesDir string // -D, --images-dir (default ".")
+	WorkDir   string // -W, --work-dir: where relative -o and --pidfile go (default ImagesDir)
+	LogFile   string // -o, --log-file ("" logs to stderr, "-" to stdout)
+	Verbosity int    // -v, --verbosity: 0 quiet .. 4 debug (default 2)
+	PidFile   string // --pidfile: restore writes the root PID there
+	Feature   string // check --feature
+
+	LeaveRunning   bool // -R, --leave-running
+	ShellJob       bool // -j, --shell-job
+	Detach         bool // -d, --restore-detached
+	TCPEstablished bool // --tcp-established
+
+	Timeout     int    // --timeout, seconds (0: none)
+	PreDumpMode string // --pre-dump-mode: splice or read
+
+	Help    bool // -h, --help
+	Version bool // -V, --version
+}
+
+// argKind says whether an option takes an argument, as getopt_long does.
+type argKind int
+
+const (
+	noArg argKind = iota
+	requiredArg
+	optionalArg
+)
+
+// option describes one option; set applies it (val is "" without one).
+type option struct {
+	long  string
+	short byte // 0: long only
+	arg   argKind
+	set   func(o *Options, val string, hasVal bool) error
+}
+
+// verbs lists the commands and whether amber implements them.
+func verbs() map[string]bool {
+	return map[string]bool{
+		"dump": true, "restore": true, "check": true, "show": true,
+		"pre-dump": false, "page-server": false, "lazy-pages": false,
+		"dedup": false, "cpuinfo": false, "service": false, "swrk": false,
+		"exec": false, "image-streamer": false,
+	}
+}
+
+// Parse parses a command line (without the program name). Options may come
+// before or after the verb, in GNU forms: --opt val, --opt=val, unique
+// prefixes of long names, -o val, -oval and clusters like -jR. On error
+// the returned Options hold what was parsed so far, so that the log file
+// can still be opened.
+func Parse(args []string) (Options, error) {
+	o := Options{ImagesDir: ".", Verbosity: defaultVerbosity}
+	p := parser{opts: &o, table: optionTable()}
+	operands, err := p.parse(args)
+	if len(operands) > 0 {
+		o.Verb = operands[0]
+	}
+	if len(operands) > 1 {
+		o.Args = operands[1:]
+	}
+	if err != nil {
+		return o, err
+	}
+	return o, o.validate()
+}
+
+// LogPath is where the log goes: "" for stderr, "-" for stdout, else a
+// path, relative ones taken from the work directory like CRIU's.
+func (o Options) LogPath() string {
+	if o.LogFile == "" || o.LogFile == "-" {
+		return o.LogFile
+	}
+	return o.inWorkDir(o.LogFile)
+}
+
+// PidFilePath is the --pidfile path, relative ones taken from the work
+// directory like CRIU's ("" without --pidfile).
+func (o Options) PidFilePath() string {
+	if o.PidFile == "" {
+		return ""
+	}
+	return o.inWorkDir(o.PidFile)
+}
+
+func (o Options) inWorkDir(path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	dir := o.WorkDir
+	if dir == "" {
+		dir = o.ImagesDir
+	}
+	return filepath.Join(dir, path)
+}
+
+// validate checks the verb and what it needs.
+func (o Options) validate() error {
+	if o.Help || o.Version {
+		return nil
+	}
+	if o.Verb == "" {
+		return errors.New("no command given (dump, restore, check, show); see amber --help")
+	}
+	implemented, known := verbs()[o.Verb]
+	switch {
+	case !known:
+		return fmt.Errorf("unknown command %q; see amber --help", o.Verb)
+	case !implemented:
+		return fmt.Errorf("command %s: %w", o.Verb, errNotSupported)
+	case o.Verb == "show":
+		if len(o.Args) != 1 {
+			return errors.New("show: want exactly one DIR or FILE")
+		}
+		return nil
+	case len(o.Args) > 0:
+		return fmt.Errorf("%s: excessive parameters %q", o.Verb, o.Args)
+	case o.Verb == "dump" && o.Tree == 0:
+		return errors.New("dump: -t/--tree PID is required")
+	}
+	return nil
+}
+
+// parser walks the arguments, applying options and collecting operands.
+type parser struct {
+	opts  *Options
+	table []option
+}
+
+// parse applies every option and returns the operands. After a bad option
+// it goes on, so that a later -o or -D still counts, and returns the first
+// error.
+func (p *parser) parse(args []string) (operands []string, first error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var err error
+		switch {
+		case a == "--":
+			return append(operands, args[i+1:]...), first
+		case strings.HasPrefix(a, "--"):
+			i, err = p.long(args, i)
+		case len(a) > 1 && a[0] == '-':
+			i, err = p.short(args, i)
+		default:
+			operands = append(operands, a)
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return operands, first
+}
+
+// long handles args[i], a --name or --name=value option, and returns the
+// index of the last argument it consumed.
+func (p *parser) long(args []string, i int) (int, error) {
+	name, val, hasVal := strings.Cut(args[i][2:], "=")
+	opt, err := p.lookupLong(name)
+	if err != nil {
+		return i, err
+	}
+	switch {
+	case opt.arg == noArg && hasVal:
+		return i, fmt.Errorf("option '--%s' doesn't allow an argument", opt.long)
+	case opt.arg == requiredArg && !hasVal:
+		if i+1 >= len(args) {
+			return i, fmt.Errorf("option '--%s' requires an argument", opt.long)
+		}
+		i++
+		val, hasVal = args[i], true
+	case opt.arg == optionalArg && !hasVal && i+1 < len(args) && isDigits(args[i+1]):
+		// getopt would leave "--verbosity 4"'s 4 as an operand (and
+		// CRIU then fails); amber takes it.
+		i++
+		val, hasVal = args[i], true
+	}
+	return i, p.apply(opt, "--"+opt.long, val, hasVal)
+}
+
+// short handles args[i], a cluster of short options like -jR, -t123 or
+// -v4, and returns the index of the last argument it consumed.
+func (p *parser) short(args []string, i int) (int, error) {
+	cluster := args[i][1:]
+	for j := 0; j < len(cluster); j++ {
+		opt, err := p.lookupShort(cluster[j])
+		if err != nil {
+			return i, err
+		}
+		name, rest := fmt.Sprintf("-%c (--%s)", cluster[j], opt.long), cluster[j+1:]
+		switch opt.arg {
+		case noArg:
+			if err := p.apply(opt, name, "", false); err != nil {
+				return i, err
+			}
+			continue
+		case optionalArg:
+			// As getopt: only an attached value, so -verbosity=0 is
+			// -v with "erbosity=0".
+			return i, p.apply(opt, name, rest, rest != "")
+		}
+		if rest == "" {
+			if i+1 >= len(args) {
+				return i, fmt.Errorf("option requires an argument -- '%c'", cluster[j])
+			}
+			i++
+			rest = args[i]
+		}
+		return i, p.apply(opt, name, rest, true)
+	}
+	return i, nil
+}
+
+func (p *parser) apply(opt *option, name, val string, hasVal bool) error {
+	if err := opt.set(p.opts, val, hasVal); err != nil {
+		return fmt.Errorf("option %s: %w", name, err)
+	}
+	return nil
+}
+
+// lookupLong finds a long option by its name or, like getopt_long, by a
+// prefix that only one name has.
+func (p *parser) lookupLong(name string) (*option, error) {
+	var matches []*option
+	for i := range p.table {
+		opt := &p.table[i]
+		if opt.long == name {
+			return opt, nil
+		}
+		if name != "" && strings.HasPrefix(opt.long, name) {
+			matches = append(matches, opt)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, fmt.Errorf("unrecognized option '--%s'", name)
+	case 1:
+		return matches[0], nil
+	}
+	names := make([]string, len(matches))
+	for i, m := range matches {
+		names[i] = "--" + m.long
+	}
+	return nil, fmt.Errorf("option '--%s' is ambiguous; possibilities: %s", name, strings.Join(names, " "))
+}
+
+func (p *parser) lookupShort(c byte) (*option, error) {
+	for i := range p.table {
+		if p.table[i].short == c {
+			return &p.table[i], nil
+		}
+	}
+	return nil, fmt.Errorf("invalid option -- '%c'", c)
+}
+
+// optionTable lists every option: amber's, then the rest of CRIU's, which
+// are rejected as not supported yet (listing them keeps prefix matching
+// as unambiguous as CRIU's).
+func optionTable() []option {
+	t := []option{
+		{"tree", 't', requiredArg, setTree},
+		{"images-dir", 'D', requiredArg, setString(func(o *Options) *string { return &o.ImagesDir })},
+		{"work-dir", 'W', requiredArg, setString(func(o *Options) *string { return &o.WorkDir })},
+		{"log-file", 'o', requiredArg, setString(func(o *Options) *string { return &o.LogFile })},
+		{"pidfile", 0, requiredArg, setString(func(o *Options) *string { return &o.PidFile })},
+		{"feature", 0, requiredArg, setString(func(o *Options) *string { return &o.Feature })},
+		{"verbosity", 'v', optionalArg, setVerbosity},
+		{"timeout", 0, requiredArg, setTimeout},
+		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
+		{"leave-running", 'R', noArg, setFlag(func(o *Options) *bool { return &o.LeaveRunning }, true)},
+		{"help", 'h', noArg, setFlag(func(o *Options) *bool { return &o.Help }, true)},
+		{"version", 'V', noArg, setFlag(func(o *Options) *bool { return &o.Version }, true)},
+		{"no-default-config", 0, noArg, ignore},
+		{"all", 0, noArg, ignore},
+		{"prev-images-dir", 0, requiredArg, reject},
+		{"track-mem", 0, noArg, reject},
+		{"no-track-mem", 0, noArg, ignore},
+		{"extra", 0, noArg, ignore},
+		{"no-extra", 0, noArg, ignore},
+		{"experimental", 0, noArg, ignore},
+		{"no-experimental", 0, noArg, ignore},
+	}
+	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
+	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
+	t = append(t, boolOption("shell-job", 'j', func(o *Options) *bool { return &o.ShellJob })...)
+	t = append(t, boolOption("tcp-established", 0, func(o *Options) *bool { return &o.TCPEstablished })...)
+	return append(t, unsupportedOptions()...)
+}
+
+// boolOption is CRIU's BOOL_OPT: --name sets, --no-name clears.
+func boolOption(name string, short byte, field func(*Options) *bool) []option {
+	return []option{
+		{name, short, noArg, setFlag(field, true)},
+		{"no-" + name, 0, noArg, setFlag(field, false)},
+	}
+}
+
+// unsupportedOptions are CRIU's other options (criu/config.c).
+func unsupportedOptions() []option {
+	longs := []struct {
+		name  string
+		short byte
+		arg   argKind
+	}{
+		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
+		{"root", 'r', requiredArg}, {"ext-unix-sk", 'x', optionalArg},
+		{"join-ns", 'J', requiredArg}, {"libdir", 'L', requiredArg},
+		{"ext-mount-map", 'M', requiredArg}, {"file-locks", 'l', noArg},
+		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
+		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
+		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
+		{"page-server", 0, noArg}, {"address", 0, requiredArg},
+		{"port", 0, requiredArg}, {"ms", 0, noArg}, {"auto-dedup", 0, noArg},
+		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
+		{"exec-cmd", 0, noArg}, {"manage-cgroups", 0, optionalArg},
+		{"cgroup-root", 0, requiredArg}, {"inherit-fd", 0, requiredArg},
+		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
+		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
+		{"freeze-cgroup", 0, requiredArg}, {"ghost-limit", 0, requiredArg},
+		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
+		{"external", 0, requiredArg}, {"empty-ns", 0, requiredArg},
+		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
+		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
+		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
+		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},
+		{"status-fd", 0, requiredArg}, {"tcp-close", 0, noArg},
+		{"ps-socket", 0, requiredArg}, {"stream", 0, noArg},
+		{"config", 0, requiredArg}, {"tls-cacert", 0, requiredArg},
+		{"tls-cacrl", 0, requiredArg}, {"tls-cert", 0, requiredArg},
+		{"tls-key", 0, requiredArg}, {"tls", 0, noArg},
+		{"tls-no-cn-verify", 0, noArg}, {"cgroup-yard", 0, requiredArg},
+		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
+		{"lsm-mount-context", 0, requiredArg}, {"network-lock", 0, requiredArg},
+		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},
+		{"ghost-fiemap", 0, noArg}, {"allow-uprobes", 0, noArg},
+	}
+	out := make([]option, len(longs))
+	for i, l := range longs {
+		out[i] = option{l.name, l.short, l.arg, reject}
+	}
+	return out
+}
+
+func setTree(o *Options, val string, _ bool) error {
+	pid, err := strconv.Atoi(val)
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("bad PID %q", val)
+	}
+	o.Tree = pid
+	return nil
+}
+
+func setTimeout(o *Options, val string, _ bool) error {
+	n, err := strconv.Atoi(val)
+	if err != nil || n < 0 {
+		return fmt.Errorf("bad timeout %q (want seconds)", val)
+	}
+	o.Timeout = n
+	return nil
+}
+
+func setPreDumpMode(o *Options, val string, _ bool) error {
+	if val != "splice" && val != "read" {
+		return fmt.Errorf("bad mode %q (want splice or read)", val)
+	}
+	o.PreDumpMode = val
+	return nil
+}
+
+// setVerbosity follows CRIU: -v raises the level by one, -vvv by three
+// ("vv" is the value of the first -v), -vN and --verbosity=N set N with C's
+// atoi, so that -verbosity=0 sets 0.
+func setVerbosity(o *Options, val string, hasVal bool) error {
+	switch {
+	case !hasVal:
+		o.Verbosity++
+	case val[0] == 'v':
+		o.Verbosity += len(val) + 1
+	default:
+		o.Verbosity = atoi(val)
+	}
+	return nil
+}
+
+func setString(field func(*Options) *string) func(*Options, string, bool) error {
+	return func(o *Options, val string, _ bool) error {
+		if val == "" {
+			return errors.New("empty argument")
+		}
+		*field(o) = val
+		return nil
+	}
+}
+
+func setFlag(field func(*Options) *bool, v bool) func(*Options, string, bool) error {
+	return func(o *Options, _ string, _ bool) error {
+		*field(o) = v
+		return nil
+	}
+}
+
+func ignore(*Options, string, bool) error { return nil }
+
+func reject(*Options, string, bool) error { return errNotSupported }
+
+// atoi is C's: leading blanks, a sign, then digits up to the first
+// non-digit; 0 if there are none.
+func atoi(s string) int {
+	s = strings.TrimLeft(s, " \t\n\v\f\r")
+	sign := 1
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		if s[0] == '-' {
+			sign = -1
+		}
+		s = s[1:]
+	}
+	n := 0
+	for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9' && n < 1<<20; i++ {
+		n = n*10 + int(s[i]-'0')
+	}
+	return sign * n
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

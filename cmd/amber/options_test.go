@@ -1,0 +1,186 @@
+package main
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// opts returns the defaults with changes applied.
+func opts(change func(*Options)) Options {
+	o := Options{ImagesDir: ".", Verbosity: defaultVerbosity}
+	change(&o)
+	return o
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name string
+		args string
+		want Options
+	}{
+		{"zdtm dump", "dump --no-default-config --log-file dump.log --images-dir /d --verbosity=4 --tree 123 --pidfile F --timeout 10 --pre-dump-mode splice",
+			opts(func(o *Options) {
+				o.Verb, o.LogFile, o.ImagesDir, o.Verbosity, o.Tree = "dump", "dump.log", "/d", 4, 123
+				o.PidFile, o.Timeout, o.PreDumpMode = "F", 10, "splice"
+			})},
+		{"zdtm restore", "restore --no-default-config --log-file restore.log --images-dir /d --verbosity=4 --pidfile F --restore-detached",
+			opts(func(o *Options) {
+				o.Verb, o.LogFile, o.ImagesDir, o.Verbosity, o.PidFile, o.Detach = "restore", "restore.log", "/d", 4, "F", true
+			})},
+		{"zdtm check", "check --no-default-config --no-default-config -verbosity=0 --feature userns",
+			opts(func(o *Options) { o.Verb, o.Verbosity, o.Feature = "check", 0, "userns" })},
+		{"short forms", "dump -t 42 -D dir -o log -R -j",
+			opts(func(o *Options) {
+				o.Verb, o.Tree, o.ImagesDir, o.LogFile, o.LeaveRunning, o.ShellJob = "dump", 42, "dir", "log", true, true
+			})},
+		{"attached short values", "dump -t42 -Ddir -olog",
+			opts(func(o *Options) { o.Verb, o.Tree, o.ImagesDir, o.LogFile = "dump", 42, "dir", "log" })},
+		{"cluster", "-jRt 7 dump",
+			opts(func(o *Options) { o.Verb, o.ShellJob, o.LeaveRunning, o.Tree = "dump", true, true, 7 })},
+		{"options before verb", "-D dir -o x.log --tree=9 dump",
+			opts(func(o *Options) { o.Verb, o.ImagesDir, o.LogFile, o.Tree = "dump", "dir", "x.log", 9 })},
+		{"equals forms", "restore --images-dir=dir --log-file=r.log --pidfile=/p -d",
+			opts(func(o *Options) {
+				o.Verb, o.ImagesDir, o.LogFile, o.PidFile, o.Detach = "restore", "dir", "r.log", "/p", true
+			})},
+		{"-v raises", "check -v", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 3 })},
+		{"-v -v", "check -v -v", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 4 })},
+		{"-vvv", "check -vvv", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 5 })},
+		{"-v4", "check -v4", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 4 })},
+		{"-v0", "check -v0", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 0 })},
+		{"--verbosity N", "check --verbosity 1", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 1 })},
+		{"--verbosity alone", "--verbosity check", opts(func(o *Options) { o.Verb, o.Verbosity = "check", 3 })},
+		{"prefix", "dump --tre 5 --images=dir --leave-r",
+			opts(func(o *Options) { o.Verb, o.Tree, o.ImagesDir, o.LeaveRunning = "dump", 5, "dir", true })},
+		{"no- forms", "restore -d --no-restore-detached --tcp-established --shell-job --no-shell-job",
+			opts(func(o *Options) { o.Verb, o.TCPEstablished = "restore", true })},
+		{"daemon", "restore --daemon", opts(func(o *Options) { o.Verb, o.Detach = "restore", true })},
+		{"work dir", "restore -W /w", opts(func(o *Options) { o.Verb, o.WorkDir = "restore", "/w" })},
+		{"show", "show dir", opts(func(o *Options) { o.Verb, o.Args = "show", []string{"dir"} })},
+		{"double dash", "show -- -odd", opts(func(o *Options) { o.Verb, o.Args = "show", []string{"-odd"} })},
+		{"version", "--version", opts(func(o *Options) { o.Version = true })},
+		{"-V", "-V", opts(func(o *Options) { o.Version = true })},
+		{"help", "-h", opts(func(o *Options) { o.Help = true })},
+		{"no-track-mem", "dump -t 1 --no-track-mem", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
+		{"check extras", "check --all --extra --experimental", opts(func(o *Options) { o.Verb = "check" })},
+		{"pre-dump-mode read", "dump -t 1 --pre-dump-mode=read", opts(func(o *Options) { o.Verb, o.Tree, o.PreDumpMode = "dump", 1, "read" })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(strings.Fields(tt.args))
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.args, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Parse(%q)\n got %+v\nwant %+v", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		args string
+		want string // in the message
+	}{
+		{"", "no command"},
+		{"frobnicate", `unknown command "frobnicate"`},
+		{"pre-dump -t 1", "pre-dump: not supported yet"},
+		{"lazy-pages", "not supported yet"},
+		{"dump", "-t/--tree PID is required"},
+		{"dump -t", "requires an argument -- 't'"},
+		{"dump --tree", "'--tree' requires an argument"},
+		{"dump -t abc", `bad PID "abc"`},
+		{"dump -t 0", `bad PID "0"`},
+		{"dump -t -5", `bad PID "-5"`},
+		{"dump -t 1 --track-mem", "--track-mem: not supported yet"},
+		{"dump -t 1 --prev-images-dir ../1", "--prev-images-dir: not supported yet"},
+		{"dump -t 1 --pre-dump-mode mmap", `bad mode "mmap"`},
+		{"dump -t 1 --timeout soon", `bad timeout "soon"`},
+		{"dump -t 1 --leave-running=yes", "doesn't allow an argument"},
+		{"dump -t 1 --bogus", "unrecognized option '--bogus'"},
+		{"dump -t 1 -q", "invalid option -- 'q'"},
+		{"dump -t 1 --tcp", "ambiguous"},
+		{"dump --tr 1", "possibilities: --tree --track-mem"},
+		{"restore -s", "-s (--leave-stopped): not supported yet"},
+		{"restore --root /", "not supported yet"},
+		{"restore extra", "excessive parameters"},
+		{"show", "exactly one"},
+		{"show a b", "exactly one"},
+		{"dump -D", "requires an argument"},
+		{"dump -t 1 --log-file=", "empty argument"},
+	}
+	for _, tt := range tests {
+		_, err := Parse(strings.Fields(tt.args))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestParseErrorKeepsLog: a bad command line still yields -o and -D, so
+// that the log file can be created and say what was wrong.
+func TestParseErrorKeepsLog(t *testing.T) {
+	o, err := Parse(strings.Fields("--bogus -o x.log -D dir dump"))
+	if err == nil {
+		t.Fatal("no error for --bogus")
+	}
+	if o.LogFile != "x.log" || o.ImagesDir != "dir" || o.Verb != "dump" {
+		t.Errorf("partial options = %+v", o)
+	}
+	if !errors.Is(mustErr(Parse([]string{"--track-mem", "dump", "-t", "1"})), errNotSupported) {
+		t.Error("--track-mem does not wrap errNotSupported")
+	}
+}
+
+func mustErr(_ Options, err error) error { return err }
+
+func TestPaths(t *testing.T) {
+	tests := []struct {
+		args         string
+		log, pidfile string
+	}{
+		{"restore -D /img -o r.log --pidfile p", "/img/r.log", "/img/p"},
+		{"restore -D /img -o /abs/r.log --pidfile /abs/p", "/abs/r.log", "/abs/p"},
+		{"restore -D /img -W /work -o r.log --pidfile p", "/work/r.log", "/work/p"},
+		{"restore -o r.log", "r.log", ""},
+		{"restore -D /img -o -", "-", ""},
+		{"restore -D /img", "", ""},
+	}
+	for _, tt := range tests {
+		o, err := Parse(strings.Fields(tt.args))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tt.args, err)
+		}
+		if o.LogPath() != tt.log || o.PidFilePath() != tt.pidfile {
+			t.Errorf("%q: log %q pidfile %q, want %q %q", tt.args, o.LogPath(), o.PidFilePath(), tt.log, tt.pidfile)
+		}
+	}
+}
+
+func TestAtoi(t *testing.T) {
+	for in, want := range map[string]int{
+		"0": 0, "4": 4, "erbosity=0": 0, " 12x": 12, "-3": -3, "+7": 7, "": 0, "x1": 0,
+	} {
+		if got := atoi(in); got != want {
+			t.Errorf("atoi(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestOptionTable: no name or short letter is listed twice.
+func TestOptionTable(t *testing.T) {
+	longs, shorts := map[string]bool{}, map[byte]bool{}
+	for _, o := range optionTable() {
+		if longs[o.long] {
+			t.Errorf("--%s listed twice", o.long)
+		}
+		longs[o.long] = true
+		if o.short != 0 && shorts[o.short] {
+			t.Errorf("-%c listed twice", o.short)
+		}
+		shorts[o.short] = true
+	}
+}

@@ -1,0 +1,93 @@
+package kerndat
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Errors of CheckFeature, for callers that tell them apart.
+var (
+	// ErrUnknownFeature: the name is neither one of CRIU's check features
+	// nor one of amber's.
+	ErrUnknownFeature = errors.New("unknown feature")
+	// ErrNotSupported: CRIU knows the feature, amber does not implement it.
+	ErrNotSupported = errors.New("not supported by amber")
+	// ErrMissing: amber would use the feature but this kernel lacks it.
+	ErrMissing = errors.New("missing on this kernel")
+)
+
+// criuFeatures are the names `criu check --feature` accepts (CRIU 4.x,
+// criu/cr-check.c).
+func criuFeatures() []string {
+	return []string{
+		"mnt_id", "mem_dirty_track", "aio_remap", "timerfd", "tun", "tun_ns",
+		"userns", "fdinfo_lock", "seccomp_suspend", "seccomp_filters",
+		"loginuid", "cgroupns", "autofs", "tcp_half_closed", "compat_cr",
+		"uffd", "uffd-noncoop", "can_map_vdso", "sk_ns", "sk_unix_file",
+		"net_diag_raw", "nsid", "link_nsid", "kcmp_epoll", "timens",
+		"external_net_ns", "clone3_set_tid", "newifindex", "nftables",
+		"has_ipt_legacy", "pidfd_store", "ns_pid", "apparmor_stacking",
+		"network_lock_nftables", "sockopt_buf_lock", "memfd_hugetlb",
+		"move_mount_set_group", "openat2", "get_rseq_conf", "ipv6_freebind",
+		"pagemap_scan", "timer_cr_ids", "overlayfs_maps", "breakpoints",
+		"pagemap_scan_guard_pages",
+	}
+}
+
+// notSupportedReason explains the CRIU features amber says no to for a
+// reason more specific than "not implemented".
+func notSupportedReason(name string) string {
+	switch name {
+	case "userns":
+		return "amber does not checkpoint or restore user namespaces yet"
+	case "mem_dirty_track":
+		return "amber has no incremental dumps (pre-dump, --track-mem) yet"
+	default:
+		return "amber does not implement this CRIU feature yet"
+	}
+}
+
+// CheckFeature answers `check --feature name`: nil if amber can use the
+// feature on this kernel. name is one of CRIU's feature names or one of
+// amber's (Features). The error wraps ErrUnknownFeature, ErrNotSupported or
+// ErrMissing.
+func (i *Info) CheckFeature(name string) error {
+	switch name {
+	case "pidfd_store":
+		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
+	case "uffd-noncoop":
+		if err := i.requireAll(name, "uffd"); err != nil {
+			return err
+		}
+		return i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffdFeaturesNonCoop, "non-cooperative events"))
+	}
+	if _, ok := i.Lookup(name); ok {
+		return i.requireAll(name, name)
+	}
+	if slices.Contains(criuFeatures(), name) {
+		return fmt.Errorf("feature %s: %w: %s", name, ErrNotSupported, notSupportedReason(name))
+	}
+	return fmt.Errorf("feature %s: %w", name, ErrUnknownFeature)
+}
+
+// requireAll checks that every one of amber's features in names is present.
+func (i *Info) requireAll(feature string, names ...string) error {
+	for _, n := range names {
+		f, ok := i.Lookup(n)
+		if !ok {
+			return fmt.Errorf("feature %s: %w", n, ErrUnknownFeature)
+		}
+		if err := i.requireStatus(feature, f.Status); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (i *Info) requireStatus(feature string, s Status) error {
+	if s.Present {
+		return nil
+	}
+	return fmt.Errorf("feature %s: %w: %w", feature, ErrMissing, s.Err)
+}

@@ -1,0 +1,136 @@
+// Package kerndat probes the running kernel for the features amber needs,
+// like CRIU's kerndat: probe once with Probe, keep the Info, and consult its
+// fields instead of probing again. Probes are real calls where that is cheap
+// (a ptrace attach to a short-lived child, an ioctl on /proc/self/pagemap),
+// never version comparisons.
+package kerndat
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Status is the outcome of one probe.
+type Status struct {
+	Present bool
+	// Err says why the feature is missing (nil when Present).
+	Err error
+}
+
+func present() Status { return Status{Present: true} }
+
+func missing(format string, args ...any) Status {
+	return Status{Err: fmt.Errorf(format, args...)}
+}
+
+// Info holds the answers of every probe.
+type Info struct {
+	Kernel         string // uname release, for reports
+	PtraceSeize    Status // PTRACE_SEIZE and PTRACE_INTERRUPT
+	RseqConfig     Status // PTRACE_GET_RSEQ_CONFIGURATION
+	Clone3SetTID   Status // clone3() with set_tid
+	PidfdOpen      Status // pidfd_open()
+	PidfdGetfd     Status // pidfd_getfd()
+	ProcessVMReadv Status // process_vm_readv()
+	PagemapScan    Status // ioctl(PAGEMAP_SCAN) on /proc/PID/pagemap
+	Userfaultfd    Status // userfaultfd() or /dev/userfaultfd
+	UffdWPAsync    Status // UFFD_FEATURE_WP_ASYNC
+	MapFiles       Status // readable /proc/PID/map_files
+	SoftDirty      Status // soft-dirty bit in /proc/PID/pagemap
+	CheckpointCap  Status // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN
+
+	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
+	// userfaultfd).
+	UffdFeatures uint64
+}
+
+// Probe runs every probe once. It never fails: a probe that cannot run
+// reports its feature missing, with the reason in Status.Err.
+func Probe() *Info {
+	info := &Info{Kernel: kernelRelease()}
+	info.PtraceSeize, info.RseqConfig = probePtrace()
+	info.Clone3SetTID = probeClone3SetTID()
+	info.PidfdOpen, info.PidfdGetfd = probePidfd()
+	info.ProcessVMReadv = probeProcessVMReadv()
+	info.PagemapScan = probePagemapScan()
+	info.Userfaultfd, info.UffdFeatures = probeUserfaultfd()
+	info.UffdWPAsync = uffdFeature(info.Userfaultfd, info.UffdFeatures, uffdFeatureWPAsync, "UFFD_FEATURE_WP_ASYNC")
+	info.MapFiles = probeMapFiles()
+	info.SoftDirty = probeSoftDirty()
+	info.CheckpointCap = probeCaps()
+	return info
+}
+
+// Feature is one line of a check report: a probe result with what it means
+// to amber.
+type Feature struct {
+	Name     string // amber's name, CRIU's where CRIU has one
+	Desc     string // what was probed
+	Required bool   // amber cannot dump or restore without it
+	// IfMissing says what amber does without an optional feature.
+	IfMissing string
+	Status
+}
+
+// Features lists every probed feature in report order.
+func (i *Info) Features() []Feature {
+	return []Feature{
+		{"ptrace_seize", "PTRACE_SEIZE and PTRACE_INTERRUPT", true, "", i.PtraceSeize},
+		{"get_rseq_conf", "PTRACE_GET_RSEQ_CONFIGURATION", false, "tasks with rseq registered cannot be dumped", i.RseqConfig},
+		{"clone3_set_tid", "clone3() with set_tid", true, "", i.Clone3SetTID},
+		{"pidfd_open", "pidfd_open()", true, "", i.PidfdOpen},
+		{"pidfd_getfd", "pidfd_getfd()", true, "", i.PidfdGetfd},
+		{"process_vm_readv", "process_vm_readv()", true, "", i.ProcessVMReadv},
+		{"pagemap_scan", "ioctl(PAGEMAP_SCAN) on /proc/PID/pagemap", false, "slower: reads /proc/PID/pagemap", i.PagemapScan},
+		{"uffd", "userfaultfd", false, "no lazy restore, no memory tracking", i.Userfaultfd},
+		{"uffd_wp_async", "UFFD_FEATURE_WP_ASYNC", false, "no memory tracking for incremental dumps", i.UffdWPAsync},
+		{"map_files", "/proc/PID/map_files", false, "mappings of deleted files cannot be dumped", i.MapFiles},
+		{"soft_dirty", "soft-dirty bit in /proc/PID/pagemap", false, "not needed: amber uses userfaultfd/PAGEMAP_SCAN", i.SoftDirty},
+		{"checkpoint_cap", "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN", true, "", i.CheckpointCap},
+	}
+}
+
+// Missing returns the required features that are missing.
+func (i *Info) Missing() []Feature {
+	var out []Feature
+	for _, f := range i.Features() {
+		if f.Required && !f.Present {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Lookup returns the feature called name in Features.
+func (i *Info) Lookup(name string) (Feature, bool) {
+	for _, f := range i.Features() {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Feature{}, false
+}
+
+// Line formats f as one line of a check report.
+func (f Feature) Line() string {
+	var state string
+	switch {
+	case f.Present:
+		state = "present"
+	case f.Required:
+		state = fmt.Sprintf("MISSING (required): %v", f.Err)
+	default:
+		state = fmt.Sprintf("missing (%s)", f.IfMissing)
+	}
+	return fmt.Sprintf("%-17s %-42s %s", f.Name, f.Desc, state)
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return strings.TrimRight(string(u.Release[:]), "\x00")
+}

@@ -1,0 +1,54 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// critCommand is the argv that runs Debian's crit (package criu) with
+// Debian's python, which has the protobuf module; nil if not installed.
+func critCommand() []string {
+	if _, err := os.Stat("/usr/bin/crit"); err != nil {
+		return nil
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return []string{"/usr/bin/python3", "/usr/bin/crit"}
+	}
+	return []string{"/usr/bin/crit"}
+}
+
+// TestCrit checks amber's images with an independent reader: crit must
+// decode every image of a dump except the raw pages.
+func TestCrit(t *testing.T) {
+	crit := critCommand()
+	if crit == nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("crit not installed: apt-get install criu python3-protobuf")
+		}
+		t.Skip("crit not installed: apt-get install criu python3-protobuf")
+	}
+	c := startCase(t, "heap_globals")
+	c.mustDump()
+	imgs, err := filepath.Glob(filepath.Join(c.images, "*.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, img := range imgs {
+		name := filepath.Base(img)
+		if strings.HasPrefix(name, "pages-") {
+			continue
+		}
+		seen[name] = true
+		args := append(crit[1:len(crit):len(crit)], "decode", "-i", img)
+		if out, err := exec.Command(crit[0], args...).CombinedOutput(); err != nil {
+			t.Errorf("crit decode -i %s: %v\n%s", name, err, out)
+		}
+	}
+	if !seen["inventory.img"] {
+		t.Errorf("no inventory.img among %v", imgs)
+	}
+}

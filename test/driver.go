@@ -1,0 +1,240 @@
+// Package test is amber's end-to-end test driver, in the style of CRIU's
+// zdtm: each program under zdtm/static sets up some state, says `ready`,
+// is dumped and restored by amber, and on SIGTERM checks its state and says
+// `PASS` or `FAIL: reason`.
+//
+// This file holds the plumbing: starting a program, waiting for it, and
+// running amber on it. The tests themselves are in the _test.go files.
+// The end-to-end tests need root; TestMain makes the test process a child
+// subreaper so that dumped and detached-restored programs stay its
+// children and can be reaped.
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// program is one zdtm test program and how to build and run it.
+type program struct {
+	name     string
+	cflags   []string // extra gcc flags
+	nofile   uint64   // RLIMIT_NOFILE to run and restore it under; 0: inherited
+	cpuFlags []string // /proc/cpuinfo flags the program needs
+}
+
+// command is the argv that runs argv under p's limits.
+func (p program) command(argv ...string) []string {
+	if p.nofile == 0 {
+		return argv
+	}
+	n := strconv.FormatUint(p.nofile, 10)
+	return append([]string{"/usr/bin/prlimit", "--nofile=" + n + ":" + n, "--"}, argv...)
+}
+
+// task is one run of a test program in its own scratch directory.
+type task struct {
+	prog   program
+	dir    string // scratch dir: the program's cwd; holds its out file
+	out    string // the program's stdout and stderr
+	images string // images dir for amber
+	pid    int    // the program's PID, before dump and after restore
+}
+
+// startTask starts binDir/NAME in dir, in a session of its own as a daemon
+// would be, with stdin /dev/null and stdout and stderr appending to
+// dir/NAME.out. The program is a child of this process.
+func startTask(p program, binDir, dir string) (*task, error) {
+	tk := &task{prog: p, dir: dir, out: filepath.Join(dir, p.name+".out"), images: filepath.Join(dir, "images")}
+	if err := os.Mkdir(tk.images, 0o755); err != nil {
+		return nil, err
+	}
+	exe := filepath.Join(dir, p.name)
+	if err := copyFile(filepath.Join(binDir, p.name), exe); err != nil {
+		return nil, err
+	}
+	out, err := os.OpenFile(tk.out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	argv := p.command("./" + p.name)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	tk.pid = cmd.Process.Pid
+	// The driver reaps with wait4 itself; drop os/exec's handle on it.
+	cmd.Process.Release()
+	return tk, nil
+}
+
+// copyFile copies an executable, so each task runs its own file in its
+// scratch dir and a test that changes files touches only its own.
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
+}
+
+// output returns what the program wrote so far.
+func (tk *task) output() string {
+	b, _ := os.ReadFile(tk.out)
+	return string(b)
+}
+
+// hasLine says whether the out file has a line that is exactly line.
+func (tk *task) hasLine(line string) bool {
+	for _, l := range strings.Split(tk.output(), "\n") {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+// waitReady waits for the `ready` line. It fails early if the program dies.
+func (tk *task) waitReady(timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); ; {
+		if tk.hasLine("ready") {
+			return nil
+		}
+		if !alive(tk.pid) {
+			return fmt.Errorf("%s (pid %d) exited before it was ready", tk.prog.name, tk.pid)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (pid %d) not ready after %v", tk.prog.name, tk.pid, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// amberTimeout bounds one amber command.
+const amberTimeout = 2 * time.Minute
+
+// amberResult is what one amber command did.
+type amberResult struct {
+	args   []string
+	stdout string
+	stderr string
+	err    error // nil on exit status 0
+}
+
+func (r amberResult) String() string {
+	return fmt.Sprintf("amber %s: %v\nstderr:\n%s", strings.Join(r.args, " "), r.err, r.stderr)
+}
+
+// runAmber runs amber in dir with args, under p's limits, and waits for it.
+// Its stdout and stderr go through files, not pipes, so that a process it
+// leaves running cannot hold the driver up by keeping a pipe open.
+func runAmber(bin, dir string, p program, args ...string) amberResult {
+	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
+	defer cancel()
+	cmd, stdout, stderr, err := amberCommand(ctx, bin, dir, p, args...)
+	if err != nil {
+		return amberResult{args: args, err: err}
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("timed out after %v: %w", amberTimeout, err)
+	}
+	return amberResult{args: args, stdout: readAll(stdout), stderr: readAll(stderr), err: err}
+}
+
+// amberCommand prepares amber with args, its stdout and stderr going to
+// fresh temporary files in dir.
+func amberCommand(ctx context.Context, bin, dir string, p program, args ...string) (*exec.Cmd, *os.File, *os.File, error) {
+	stdout, err := os.CreateTemp(dir, "amber-*.stdout")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stderr, err := os.CreateTemp(dir, "amber-*.stderr")
+	if err != nil {
+		stdout.Close()
+		return nil, nil, nil, err
+	}
+	argv := p.command(append([]string{bin}, args...)...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, stdout, stderr
+	return cmd, stdout, stderr, nil
+}
+
+func readAll(f *os.File) string {
+	var b bytes.Buffer
+	if _, err := f.Seek(0, 0); err == nil {
+		b.ReadFrom(f)
+	}
+	return b.String()
+}
+
+// dumpArgs are the arguments of `amber dump` for tk, plus extra.
+func (tk *task) dumpArgs(extra ...string) []string {
+	return append([]string{"dump", "-t", strconv.Itoa(tk.pid), "-D", tk.images, "-v4", "-o", "dump.log"}, extra...)
+}
+
+// restoreArgs are the arguments of `amber restore` for tk writing the
+// restored PID to pidfile, plus extra.
+func (tk *task) restoreArgs(pidfile string, extra ...string) []string {
+	return append([]string{"restore", "-D", tk.images, "--pidfile", pidfile, "-v4", "-o", "restore.log"}, extra...)
+}
+
+// readPidfile reads a PID written by amber restore --pidfile.
+func readPidfile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pidfile %s: bad contents %q", path, b)
+	}
+	return pid, nil
+}
+
+// waitPidfile waits for amber to write a valid pidfile.
+func waitPidfile(path string, timeout time.Duration) (int, error) {
+	for deadline := time.Now().Add(timeout); ; {
+		pid, err := readPidfile(path)
+		if err == nil || time.Now().After(deadline) {
+			return pid, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cpuHas says whether every CPU flag in flags is in /proc/cpuinfo.
+func cpuHas(flags []string) bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	have := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+			for _, f := range strings.Fields(v) {
+				have[f] = true
+			}
+			break
+		}
+	}
+	for _, f := range flags {
+		if !have[f] {
+			return false
+		}
+	}
+	return true
+}

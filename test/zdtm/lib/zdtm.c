@@ -1,0 +1,222 @@
+/* zdtm.c - shared helpers for the amber zdtm-style tests; see zdtm.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zdtm.h"
+
+volatile sig_atomic_t test_stop_flag;
+static void (*stop_hook)(void);
+
+static void sigterm_handler(int sig)
+{
+	(void)sig;
+	test_stop_flag = 1;
+	if (stop_hook)
+		stop_hook();
+}
+
+void test_init(void)
+{
+	struct sigaction sa;
+
+	/* One line per write(): the driver polls the file for "ready". */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sigterm_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;	/* no SA_RESTART: blocking calls get EINTR */
+	if (sigaction(SIGTERM, &sa, NULL))
+		fail("sigaction(SIGTERM): %s", strerror(errno));
+}
+
+void test_on_stop(void (*hook)(void))
+{
+	stop_hook = hook;
+}
+
+void test_ready(void)
+{
+	printf("ready\n");
+	fflush(stdout);
+}
+
+int test_stopped(void)
+{
+	return test_stop_flag != 0;
+}
+
+void test_wait_stop(void)
+{
+	sigset_t term, old, wait;
+
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &term, &old))
+		fail("sigprocmask(SIG_BLOCK): %s", strerror(errno));
+
+	/* With SIGTERM blocked, the flag cannot change between the check
+	 * and sigsuspend(), which atomically unblocks it and sleeps. */
+	wait = old;
+	sigdelset(&wait, SIGTERM);
+	while (!test_stop_flag)
+		sigsuspend(&wait);
+
+	if (sigprocmask(SIG_SETMASK, &old, NULL))
+		fail("sigprocmask(SIG_SETMASK): %s", strerror(errno));
+}
+
+void pass(void)
+{
+	printf("PASS\n");
+	fflush(stdout);
+	exit(0);
+}
+
+void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("FAIL: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(1);
+}
+
+/* --- patterns ---------------------------------------------------------- */
+
+uint64_t zdtm_mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* Word i of a pattern is zdtm_mix(seed ^ (i * odd constant)), little-endian. */
+static uint64_t pattern_word(size_t i, uint64_t seed)
+{
+	return zdtm_mix(seed ^ ((uint64_t)i * 0xd1342543de82ef95ULL));
+}
+
+unsigned char pattern_byte(size_t off, uint64_t seed)
+{
+	return (unsigned char)(pattern_word(off / 8, seed) >> (8 * (off % 8)));
+}
+
+void fill_pattern(void *buf, size_t len, uint64_t seed)
+{
+	unsigned char *p = buf;
+	size_t i, words = len / 8;
+	uint64_t w;
+
+	for (i = 0; i < words; i++) {
+		w = pattern_word(i, seed);
+		memcpy(p + 8 * i, &w, 8);
+	}
+	for (i = words * 8; i < len; i++)
+		p[i] = pattern_byte(i, seed);
+}
+
+long pattern_mismatch(const void *buf, size_t len, uint64_t seed)
+{
+	const unsigned char *p = buf;
+	size_t i, words = len / 8;
+	uint64_t w;
+
+	for (i = 0; i < words; i++) {
+		w = pattern_word(i, seed);
+		if (memcmp(p + 8 * i, &w, 8))
+			break;
+	}
+	for (i *= 8; i < len; i++)
+		if (p[i] != pattern_byte(i, seed))
+			return (long)i;
+	return -1;
+}
+
+void expect_pattern(const void *buf, size_t len, uint64_t seed,
+		    const char *what)
+{
+	const unsigned char *p = buf;
+	long off = pattern_mismatch(buf, len, seed);
+
+	if (off >= 0)
+		fail("%s: byte at offset %ld (address %p) of %zu-byte area at %p "
+		     "is 0x%02x, expected 0x%02x (pattern seed %#llx)",
+		     what, off, (void *)(p + off), len, buf, p[off],
+		     pattern_byte(off, seed), (unsigned long long)seed);
+}
+
+void expect_zero(const void *buf, size_t len, const char *what)
+{
+	const unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i])
+			fail("%s: byte at offset %zu (address %p) of %zu-byte area "
+			     "at %p is 0x%02x, expected 0x00",
+			     what, i, (void *)(p + i), len, buf, p[i]);
+}
+
+uint64_t checksum(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* --- /proc/self/maps ------------------------------------------------------ */
+
+int read_maps(struct vma **out)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	struct vma *v = NULL;
+	int n = 0, cap = 0;
+	char *line = NULL;
+	size_t linecap = 0;
+
+	if (!f)
+		fail("open /proc/self/maps: %s", strerror(errno));
+	while (getline(&line, &linecap, f) > 0) {
+		struct vma *e;
+		int pos = 0;
+		char *path;
+
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			v = realloc(v, cap * sizeof(*v));
+			if (!v)
+				fail("out of memory reading /proc/self/maps");
+		}
+		e = &v[n];
+		memset(e, 0, sizeof(*e));
+		if (sscanf(line, "%lx-%lx %4s %llx %*x:%*x %*u %n",
+			   &e->start, &e->end, e->perms, &e->offset, &pos) < 4 ||
+		    pos == 0)
+			fail("cannot parse /proc/self/maps line: %s", line);
+		path = line + pos;
+		path[strcspn(path, "\n")] = '\0';
+		snprintf(e->path, sizeof(e->path), "%s", path);
+		n++;
+	}
+	free(line);
+	fclose(f);
+	*out = v;
+	return n;
+}

@@ -1,0 +1,89 @@
+/*
+ * zdtm.h - shared helpers for the amber zdtm-style test programs.
+ *
+ * Protocol (see ../README.md): a test sets up some state, calls test_ready()
+ * (prints "ready"), waits for SIGTERM (during which it may be checkpointed
+ * and restored), then checks its state and calls pass() or fail().
+ */
+#ifndef ZDTM_H
+#define ZDTM_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Set to 1 by the SIGTERM handler.  Use test_stopped() from C; it is
+ * exported only so that inline asm can poll it as a memory operand.
+ */
+extern volatile sig_atomic_t test_stop_flag;
+
+/* Install the SIGTERM handler (no SA_RESTART) and line-buffer stdout. */
+void test_init(void);
+
+/*
+ * Optional: also run hook() from the SIGTERM handler, right after the stop
+ * flag is set.  The hook must be async-signal-safe.
+ */
+void test_on_stop(void (*hook)(void));
+
+/* Print "ready" and flush: the driver may checkpoint us from now on. */
+void test_ready(void);
+
+/* Non-zero once SIGTERM has been received. */
+int test_stopped(void);
+
+/*
+ * Sleep in sigsuspend() until SIGTERM has been received.  SIGTERM is blocked
+ * while the flag is checked, so a signal arriving between the check and the
+ * wait is not lost.  The signal mask is restored on return.
+ */
+void test_wait_stop(void);
+
+/* Print "PASS" and exit(0). */
+void pass(void) __attribute__((noreturn));
+
+/* Print "FAIL: <message>" and exit(1). */
+void fail(const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 1, 2)));
+
+/* --- data patterns and checksums -------------------------------------- */
+
+/* A good 64-bit mixing function (splitmix64 finaliser). */
+uint64_t zdtm_mix(uint64_t x);
+
+/* Fill buf with a pseudo-random byte pattern fully determined by seed. */
+void fill_pattern(void *buf, size_t len, uint64_t seed);
+
+/* Offset of the first byte differing from fill_pattern(seed), or -1. */
+long pattern_mismatch(const void *buf, size_t len, uint64_t seed);
+
+/* Expected byte at offset off of fill_pattern(..., seed). */
+unsigned char pattern_byte(size_t off, uint64_t seed);
+
+/* fail() with a precise message unless buf holds the pattern for seed. */
+void expect_pattern(const void *buf, size_t len, uint64_t seed,
+		    const char *what);
+
+/* fail() with a precise message unless buf is all zero bytes. */
+void expect_zero(const void *buf, size_t len, const char *what);
+
+/* FNV-1a 64-bit checksum. */
+uint64_t checksum(const void *buf, size_t len);
+
+/* --- /proc/self/maps --------------------------------------------------- */
+
+struct vma {
+	unsigned long start, end;	/* [start, end) */
+	char perms[5];			/* e.g. "rw-p" */
+	unsigned long long offset;
+	char path[256];			/* "" for anonymous mappings */
+};
+
+/*
+ * Read /proc/self/maps into a malloc'ed array (*out, caller frees).
+ * Returns the number of entries; calls fail() on error.
+ */
+int read_maps(struct vma **out);
+
+#endif /* ZDTM_H */

@@ -1,0 +1,118 @@
+package test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// programs are the zdtm test programs, zdtm/static/NAME.c, in the order
+// they run. Each is started, dumped, restored and asked to check itself.
+var programs = []program{
+	{name: "heap_globals"},
+	{name: "counter"},
+	{name: "file_offset"},
+	{name: "sigactions"},
+	{name: "vdso_time"},
+	{name: "nanosleep"},
+	{name: "pipe_read"},
+	{name: "pause"},
+	{name: "avx", cflags: []string{"-mavx2", "-mavx512f"}, cpuFlags: []string{"avx2", "avx512f"}},
+	{name: "maps_file", nofile: 1024},
+	{name: "mprotect"},
+	{name: "brk_grow"},
+	{name: "fd_set"},
+	{name: "stack_deep"},
+}
+
+// TestZdtm runs each program through dump, detached restore and check.
+// The programs share PIDs and CPUs: they run one after another.
+func TestZdtm(t *testing.T) {
+	for _, p := range programs {
+		t.Run(p.name, func(t *testing.T) {
+			c := startCase(t, p.name)
+			c.mustDump()
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
+}
+
+// TestLeaveRunning dumps with --leave-running: the original must go on
+// running, and the images must still restore once it is gone.
+func TestLeaveRunning(t *testing.T) {
+	c := startCase(t, "counter")
+	if r := c.dump("--leave-running"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	st, err := readStat(c.pid)
+	if err != nil || st.State == 'Z' {
+		t.Fatalf("original pid %d gone after dump --leave-running (%v)", c.pid, err)
+	}
+	if st.State == 't' || st.State == 'T' {
+		t.Fatalf("original pid %d left stopped (state %c)", c.pid, st.State)
+	}
+	if ok, err := progressing(c.pid, time.Second); err != nil || !ok {
+		t.Fatalf("original pid %d does not run after dump --leave-running (%v)", c.pid, err)
+	}
+	if err := killAndReap(c.pid); err != nil {
+		t.Fatal(err)
+	}
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
+// TestRestoreNotDetached restores without -d: amber stays the program's
+// parent and exits with its exit status.
+func TestRestoreNotDetached(t *testing.T) {
+	c := startCase(t, "heap_globals")
+	c.mustDump()
+	pidfile := c.pidfile()
+	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
+	defer cancel()
+	cmd, stdout, stderr, err := amberCommand(ctx, testEnv.amber, c.dir, c.prog, c.restoreArgs(pidfile)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	result := func(err error) amberResult {
+		return amberResult{args: cmd.Args, stdout: readAll(stdout), stderr: readAll(stderr), err: err}
+	}
+
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("amber exited before the program was restored: %v", result(err))
+		default:
+		}
+		if _, err := readPidfile(pidfile); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("restore: %v", err)
+		}
+	}
+	c.checkRestoredPid(pidfile)
+	if err := unix.Kill(c.pid, unix.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM pid %d: %v", c.pid, err)
+	}
+	select {
+	case err := <-exited:
+		c.results = append(c.results, result(err))
+		if err != nil {
+			t.Fatalf("amber restore did not exit 0 after the program's SIGTERM: %v", result(err))
+		}
+	case <-time.After(exitTimeout):
+		t.Fatalf("amber restore still running %v after the program's SIGTERM", exitTimeout)
+	}
+	if !c.hasLine("PASS") {
+		t.Fatalf("%s did not say PASS", c.prog.name)
+	}
+}
