@@ -80,17 +80,14 @@ func runDump(o Options, l *log.Logger) error {
 	l.Infof("dump: tree %d into %s", o.Tree, o.ImagesDir)
 	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, timeout %ds, pre-dump-mode %q",
 		o.LeaveRunning, o.ShellJob, o.TCPEstablished, o.Timeout, o.PreDumpMode)
-	err := dump.Run(dump.Options{
+	// dump.Run's errors name the task and the phase.
+	return dump.Run(dump.Options{
 		Pid:          o.Tree,
 		ImagesDir:    o.ImagesDir,
 		LeaveRunning: o.LeaveRunning,
 		ShellJob:     o.ShellJob,
 		Log:          l,
 	})
-	if err != nil {
-		return fmt.Errorf("dump of tree %d: %w", o.Tree, err)
-	}
-	return nil
 }
 
 // runRestore restores the tree. Detached, it returns once the tree runs;
@@ -110,7 +107,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 	})
 	if err != nil {
 		pf.discard()
-		return 1, fmt.Errorf("restore from %s: %w", o.ImagesDir, err)
+		return 1, err
 	}
 	if err := pf.write(res.Pid); err != nil {
 		// As criu: a restore whose pidfile failed has failed.

@@ -9,6 +9,7 @@ package image
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -142,8 +143,8 @@ func (r *Reader) Next(m proto.Message) error {
 	if size > MaxEntrySize {
 		return fmt.Errorf("%s: entry %d: length %d exceeds %d: corrupted image", r.path, r.n, size, MaxEntrySize)
 	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r.r, b); err != nil {
+	b, err := readN(r.r, int(size))
+	if err != nil {
 		return fmt.Errorf("%s: entry %d: truncated (%d bytes announced): %w", r.path, r.n, size, noEOF(err))
 	}
 	if err := proto.Unmarshal(b, m); err != nil {
@@ -163,8 +164,8 @@ func (r *Reader) NextWithPayload(m proto.Message, size func() int) ([]byte, erro
 	if n < 0 || n > MaxEntrySize {
 		return nil, fmt.Errorf("%s: entry %d: payload length %d out of range", r.path, r.n-1, n)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r.r, b); err != nil {
+	b, err := readN(r.r, n)
+	if err != nil {
 		return nil, fmt.Errorf("%s: entry %d: truncated payload (%d bytes announced): %w", r.path, r.n-1, n, noEOF(err))
 	}
 	return b, nil
@@ -206,6 +207,22 @@ func ReadOne[T proto.Message](path string, kind Kind, newEntry func() T) (T, err
 		return zero, fmt.Errorf("%s: want 1 entry, found %d", path, len(all))
 	}
 	return all[0], nil
+}
+
+// readN reads n bytes, growing the buffer as data arrives so that a
+// corrupted length does not make amber allocate it up front.
+func readN(r io.Reader, n int) ([]byte, error) {
+	const step = 1 << 20
+	if n <= step {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func noEOF(err error) error {

@@ -64,7 +64,7 @@ func buildTask(t *taskImages, h *host, base, size uint64) (*planned, error) {
 	b := plan.NewBuilder(base, be-bs)
 	memIn := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
-		FilePath: t.files.RegPath, Current: h.current,
+		FilePath: t.files.CheckedPath(h.stat), Current: h.current,
 	}
 	if err := mem.PlanEmpty(b, memIn, base+size, base); err != nil {
 		return nil, err

@@ -27,7 +27,6 @@ import (
 type Options struct {
 	ImagesDir string // -D, --images-dir
 	Detach    bool   // -d, --restore-detached
-	PidFile   string // --pidfile: gets the restored root's PID
 	ShellJob  bool   // -j, --shell-job
 	Log       *log.Logger
 }

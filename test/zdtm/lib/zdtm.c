@@ -1,4 +1,14 @@
 /* zdtm.c - shared helpers for the amber zdtm-style tests; see zdtm.h. */
+
+/*
+ * The avx test builds this file with -mavx2 -mavx512f, which lets gcc use
+ * AVX/AVX-512 instructions for ordinary code (struct copies, memset, loops).
+ * That must not happen here: the helpers run on CPUs without AVX-512 too,
+ * and must not clobber the vector registers that test is checking.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("no-avx")
+#endif
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -32,7 +42,7 @@ void test_init(void)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0;	/* no SA_RESTART: blocking calls get EINTR */
 	if (sigaction(SIGTERM, &sa, NULL))
-		fail("sigaction(SIGTERM): %s", strerror(errno));
+		fail("sigaction(SIGTERM): %s", test_strerror(errno));
 }
 
 void test_on_stop(void (*hook)(void))
@@ -58,7 +68,7 @@ void test_wait_stop(void)
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	if (sigprocmask(SIG_BLOCK, &term, &old))
-		fail("sigprocmask(SIG_BLOCK): %s", strerror(errno));
+		fail("sigprocmask(SIG_BLOCK): %s", test_strerror(errno));
 
 	/* With SIGTERM blocked, the flag cannot change between the check
 	 * and sigsuspend(), which atomically unblocks it and sleeps. */
@@ -68,7 +78,7 @@ void test_wait_stop(void)
 		sigsuspend(&wait);
 
 	if (sigprocmask(SIG_SETMASK, &old, NULL))
-		fail("sigprocmask(SIG_SETMASK): %s", strerror(errno));
+		fail("sigprocmask(SIG_SETMASK): %s", test_strerror(errno));
 }
 
 void pass(void)
@@ -89,6 +99,17 @@ void fail(const char *fmt, ...)
 	printf("\n");
 	fflush(stdout);
 	exit(1);
+}
+
+const char *test_strerror(int err)
+{
+	switch (err) {
+	case 512: return "ERESTARTSYS (512): kernel restart code leaked to user space";
+	case 513: return "ERESTARTNOINTR (513): kernel restart code leaked to user space";
+	case 514: return "ERESTARTNOHAND (514): kernel restart code leaked to user space";
+	case 516: return "ERESTART_RESTARTBLOCK (516): kernel restart code leaked to user space";
+	default: return strerror(err);
+	}
 }
 
 /* --- patterns ---------------------------------------------------------- */
@@ -192,7 +213,7 @@ int read_maps(struct vma **out)
 	size_t linecap = 0;
 
 	if (!f)
-		fail("open /proc/self/maps: %s", strerror(errno));
+		fail("open /proc/self/maps: %s", test_strerror(errno));
 	while (getline(&line, &linecap, f) > 0) {
 		struct vma *e;
 		int pos = 0;
@@ -212,6 +233,9 @@ int read_maps(struct vma **out)
 			fail("cannot parse /proc/self/maps line: %s", line);
 		path = line + pos;
 		path[strcspn(path, "\n")] = '\0';
+		/* Keep the end of over-long paths: the file name matters. */
+		if (strlen(path) >= sizeof(e->path))
+			path += strlen(path) - (sizeof(e->path) - 1);
 		snprintf(e->path, sizeof(e->path), "%s", path);
 		n++;
 	}

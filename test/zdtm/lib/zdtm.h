@@ -47,6 +47,13 @@ void pass(void) __attribute__((noreturn));
 void fail(const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 1, 2)));
 
+/*
+ * strerror(), but also naming the kernel-internal restart codes 512-516
+ * (ERESTARTSYS etc.), which user space only sees if syscall restart was
+ * mishandled -- e.g. by a restore that resumed a task inside a syscall.
+ */
+const char *test_strerror(int err);
+
 /* --- data patterns and checksums -------------------------------------- */
 
 /* A good 64-bit mixing function (splitmix64 finaliser). */
@@ -77,7 +84,8 @@ struct vma {
 	unsigned long start, end;	/* [start, end) */
 	char perms[5];			/* e.g. "rw-p" */
 	unsigned long long offset;
-	char path[256];			/* "" for anonymous mappings */
+	char path[256];			/* "" for anonymous mappings; the
+					 * last 255 chars if longer */
 };
 
 /*

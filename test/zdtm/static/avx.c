@@ -15,9 +15,12 @@
  * run if __builtin_cpu_supports() says the CPU (and OS) support it.
  *
  * Build: gcc -O2 -g -Wall -Werror -mavx2 -mavx512f ...
+ * Those flags would let gcc use AVX-512 for ordinary C code (memset, struct
+ * copies), which would crash on CPUs without it.  So only the functions
+ * that hold the asm blocks (and no C code) come before the
+ * "#pragma GCC target" that compiles everything after it without AVX.
  */
 #include <stdint.h>
-#include <string.h>
 
 #include "zdtm.h"
 
@@ -33,14 +36,14 @@ static uint64_t kpat[8], kout[8];				/* k0 unused */
 	"jmp 1b\n"				\
 	"2:\n\t"
 
-/* --- AVX2: ymm0-ymm15 ----------------------------------------------------- */
+/* --- AVX2: ymm0-ymm15 (the first 32 bytes of each 64-byte row) ----------- */
 
 #define YLOAD(i)  "vmovdqu " #i "*64(%[pat]), %%ymm" #i "\n\t"
 #define YSTORE(i) "vmovdqu %%ymm" #i ", " #i "*64(%[out])\n\t"
 #define Y16(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) \
 	M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
 
-static void run_avx2(void)
+static void __attribute__((noinline)) run_avx2(void)
 {
 	__asm__ volatile(
 		Y16(YLOAD)
@@ -67,7 +70,7 @@ static void run_avx2(void)
 
 /* kmov is kmovq with AVX512BW and kmovw (16 bits) with plain AVX512F. */
 #define DEFINE_RUN_AVX512(name, kmov)					\
-static void name(void)							\
+static void __attribute__((noinline)) name(void)			\
 {									\
 	__asm__ volatile(						\
 		Z32(ZLOAD)						\
@@ -89,6 +92,9 @@ static void name(void)							\
 }
 DEFINE_RUN_AVX512(run_avx512_kmovq, "kmovq")
 DEFINE_RUN_AVX512(run_avx512_kmovw, "kmovw")
+
+/* All C code from here on: no AVX, let alone AVX-512. */
+#pragma GCC target("no-avx")
 
 int main(void)
 {
@@ -124,11 +130,16 @@ int main(void)
 				fail("%s%d byte %d is 0x%02x, expected 0x%02x "
 				     "(register state lost or corrupted)", rname,
 				     r, i, vout[r][i], vpat[r][i]);
-	if (avx512)
+	if (avx512) {
+		uint64_t mask = kbytes == 8 ? ~0ULL : 0xffff;
+
 		for (r = 1; r < 8; r++)
-			if (memcmp(&kout[r], &kpat[r], kbytes))
+			if ((kout[r] & mask) != (kpat[r] & mask))
 				fail("k%d is %#llx, expected %#llx (low %d bits "
-				     "compared)", r, (unsigned long long)kout[r],
-				     (unsigned long long)kpat[r], kbytes * 8);
+				     "compared)", r,
+				     (unsigned long long)(kout[r] & mask),
+				     (unsigned long long)(kpat[r] & mask),
+				     kbytes * 8);
+	}
 	pass();
 }

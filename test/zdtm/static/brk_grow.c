@@ -43,7 +43,7 @@ static unsigned long start_brk(void)
 
 	fd = open("/proc/self/stat", O_RDONLY);
 	if (fd < 0)
-		fail("open /proc/self/stat: %s", strerror(errno));
+		fail("open /proc/self/stat: %s", test_strerror(errno));
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -84,7 +84,7 @@ int main(void)
 	for (i = 0; i < NINC; i++) {
 		piece[i] = sbrk(incs[i]);
 		if (piece[i] == (void *)-1)
-			fail("sbrk(%ld): %s", incs[i], strerror(errno));
+			fail("sbrk(%ld): %s", incs[i], test_strerror(errno));
 		fill_pattern(piece[i], incs[i], SEED + i);
 	}
 	if (sbrk_start > (uintptr_t)piece[0])
@@ -114,7 +114,7 @@ int main(void)
 	/* Grow by 1 MiB, use the new memory. */
 	p = sbrk(GROW);
 	if (p == (void *)-1)
-		fail("sbrk(%d) after restore: %s", GROW, strerror(errno));
+		fail("sbrk(%d) after restore: %s", GROW, test_strerror(errno));
 	if ((uintptr_t)p != brk_before)
 		fail("sbrk(%d) returned %p, expected the old break %#lx", GROW,
 		     (void *)p, (unsigned long)brk_before);

@@ -42,7 +42,7 @@ static int list_fds(struct fdinfo *out)
 	int n = 0;
 
 	if (!d)
-		fail("opendir /proc/self/fd: %s", strerror(errno));
+		fail("opendir /proc/self/fd: %s", test_strerror(errno));
 	while ((e = readdir(d))) {
 		char link[64];
 		ssize_t len;
@@ -59,7 +59,7 @@ static int list_fds(struct fdinfo *out)
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 		len = readlink(link, out[n].target, sizeof(out[n].target) - 1);
 		if (len < 0)
-			fail("readlink %s: %s", link, strerror(errno));
+			fail("readlink %s: %s", link, test_strerror(errno));
 		out[n].target[len] = '\0';
 		out[n].fdflags = fcntl(fd, F_GETFD);
 		out[n].flflags = fcntl(fd, F_GETFL);
@@ -73,9 +73,9 @@ static int list_fds(struct fdinfo *out)
 static void move_fd(int fd, int to)
 {
 	if (fd < 0)
-		fail("open: %s", strerror(errno));
+		fail("open: %s", test_strerror(errno));
 	if (dup2(fd, to) != to)
-		fail("dup2(%d, %d): %s", fd, to, strerror(errno));
+		fail("dup2(%d, %d): %s", fd, to, test_strerror(errno));
 	close(fd);
 }
 
@@ -91,11 +91,11 @@ int main(void)
 
 	move_fd(open("/dev/null", O_RDONLY), 5);
 	if (fcntl(5, F_SETFD, FD_CLOEXEC))
-		fail("F_SETFD on fd 5: %s", strerror(errno));
+		fail("F_SETFD on fd 5: %s", test_strerror(errno));
 	move_fd(open(DATA_FILE, O_RDWR | O_CREAT | O_TRUNC, 0644), 7);
 	fill_pattern(data, sizeof(data), 7);
 	if (write(7, data, sizeof(data)) != sizeof(data))
-		fail("write to fd 7: %s", strerror(errno));
+		fail("write to fd 7: %s", test_strerror(errno));
 
 	/* Sanity: our fds are there.  Anything else inherited from the
 	 * driver is tolerated, but must be restored just the same. */

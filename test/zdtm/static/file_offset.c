@@ -38,7 +38,7 @@ static void write_all(int fd, const void *buf, size_t len, const char *what)
 
 	if (n != (ssize_t)len)
 		fail("write %zu bytes to %s: returned %zd (%s)", len, what, n,
-		     n < 0 ? strerror(errno) : "short write");
+		     n < 0 ? test_strerror(errno) : "short write");
 }
 
 /* Check fd still refers to the file at path (same inode), by fstat and
@@ -51,7 +51,7 @@ static void check_same_file(int fd, const char *path, const struct stat *before)
 
 	if (fstat(fd, &st))
 		fail("fd %d (%s) is no longer open: fstat: %s", fd, path,
-		     strerror(errno));
+		     test_strerror(errno));
 	if (st.st_dev != before->st_dev || st.st_ino != before->st_ino)
 		fail("fd %d refers to dev %#lx inode %lu, expected %s (dev %#lx inode %lu)",
 		     fd, (unsigned long)st.st_dev, (unsigned long)st.st_ino, path,
@@ -59,7 +59,7 @@ static void check_same_file(int fd, const char *path, const struct stat *before)
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	n = readlink(link, target, sizeof(target) - 1);
 	if (n < 0)
-		fail("readlink %s: %s", link, strerror(errno));
+		fail("readlink %s: %s", link, test_strerror(errno));
 	target[n] = '\0';
 	n = strlen(target) - strlen(path);
 	if (n < 1 || target[n - 1] != '/' || strcmp(target + n, path))
@@ -82,10 +82,10 @@ int main(void)
 	fill_pattern(data, sizeof(data), DATA_SEED);
 	fd = open(DATA_FILE, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
-		fail("create %s: %s", DATA_FILE, strerror(errno));
+		fail("create %s: %s", DATA_FILE, test_strerror(errno));
 	write_all(fd, data, sizeof(data), DATA_FILE);
 	if (lseek(fd, 0, SEEK_SET) != 0)
-		fail("lseek %s: %s", DATA_FILE, strerror(errno));
+		fail("lseek %s: %s", DATA_FILE, test_strerror(errno));
 	if (read(fd, buf, 1000) != 1000 || read(fd, buf + 1000, 10000) != 10000 ||
 	    read(fd, buf + 11000, DATA_OFFSET - 11000) != DATA_OFFSET - 11000)
 		fail("reading %s up to offset %d failed", DATA_FILE, DATA_OFFSET);
@@ -97,17 +97,17 @@ int main(void)
 	fill_pattern(appended, sizeof(appended), APPEND_SEED);
 	afd = open(APPEND_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (afd < 0)
-		fail("create %s: %s", APPEND_FILE, strerror(errno));
+		fail("create %s: %s", APPEND_FILE, test_strerror(errno));
 	write_all(afd, appended, sizeof(appended), APPEND_FILE);
 	close(afd);
 	afd = open(APPEND_FILE, O_WRONLY | O_APPEND);
 	if (afd < 0)
-		fail("open %s O_APPEND: %s", APPEND_FILE, strerror(errno));
+		fail("open %s O_APPEND: %s", APPEND_FILE, test_strerror(errno));
 	if (lseek(afd, 0, SEEK_SET) != 0)
-		fail("lseek %s: %s", APPEND_FILE, strerror(errno));
+		fail("lseek %s: %s", APPEND_FILE, test_strerror(errno));
 
 	if (fstat(fd, &data_st) || fstat(afd, &append_st))
-		fail("fstat: %s", strerror(errno));
+		fail("fstat: %s", test_strerror(errno));
 
 	test_ready();
 	test_wait_stop();
@@ -141,7 +141,7 @@ int main(void)
 		     afd, APPEND_FILE, flags, O_WRONLY | O_APPEND);
 	write_all(afd, "tail", 4, APPEND_FILE);
 	if (fstat(afd, &st))
-		fail("fstat %s: %s", APPEND_FILE, strerror(errno));
+		fail("fstat %s: %s", APPEND_FILE, test_strerror(errno));
 	if (st.st_size != APPEND_LEN + 4)
 		fail("%s is %lld bytes after appending 4 to %d: write did not land "
 		     "at the end (O_APPEND lost?)", APPEND_FILE,

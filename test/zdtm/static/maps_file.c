@@ -71,14 +71,14 @@ static void create_file(void)
 	int fd = open(FILE_NAME, O_RDWR | O_CREAT | O_TRUNC, 0644);
 
 	if (fd < 0)
-		fail("create %s: %s", FILE_NAME, strerror(errno));
+		fail("create %s: %s", FILE_NAME, test_strerror(errno));
 	for (p = 0; p < FILE_PAGES; p++) {
 		fill_pattern(buf + (p % chunk) * PG, HALF, FILE_SEED + 2 * p);
 		fill_pattern(buf + (p % chunk) * PG + HALF, HALF,
 			     FILE_SEED + 2 * p + 1);
 		if (p % chunk == chunk - 1 &&
 		    write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
-			fail("write %s: %s", FILE_NAME, strerror(errno));
+			fail("write %s: %s", FILE_NAME, test_strerror(errno));
 	}
 	close(fd);
 }
@@ -146,22 +146,22 @@ int main(void)
 	region = mmap(NULL, REGION_SIZE, PROT_NONE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (region == MAP_FAILED)
-		fail("reserve %lu bytes: %s", REGION_SIZE, strerror(errno));
+		fail("reserve %lu bytes: %s", REGION_SIZE, test_strerror(errno));
 	if (munmap(region, REGION_SIZE))
-		fail("munmap: %s", strerror(errno));
+		fail("munmap: %s", test_strerror(errno));
 
 	fd = open(FILE_NAME, O_RDONLY);
 	if (fd < 0)
-		fail("open %s: %s", FILE_NAME, strerror(errno));
+		fail("open %s: %s", FILE_NAME, test_strerror(errno));
 	for (i = 0; i < NSLOTS; i++) {
 		if (mmap(file_addr(i), PG, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_FIXED, fd, file_page(i) * PG) == MAP_FAILED)
 			fail("mmap file page %lu at %p: %s", file_page(i),
-			     (void *)file_addr(i), strerror(errno));
+			     (void *)file_addr(i), test_strerror(errno));
 		if (mmap(anon_addr(i), PG, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
 			fail("mmap anon page at %p: %s", (void *)anon_addr(i),
-			     strerror(errno));
+			     test_strerror(errno));
 		if (cow_written(i))
 			fill_pattern(file_addr(i), HALF, COW_SEED + i);
 		if (anon_written(i))
@@ -196,13 +196,13 @@ int main(void)
 	/* Private (copy-on-write) writes must not have reached the file. */
 	fd = open(FILE_NAME, O_RDONLY);
 	if (fd < 0)
-		fail("reopen %s: %s", FILE_NAME, strerror(errno));
+		fail("reopen %s: %s", FILE_NAME, test_strerror(errno));
 	for (i = 0; i < NSLOTS; i += 3) {
 		unsigned char buf[HALF];
 		unsigned long p = file_page(i);
 
 		if (pread(fd, buf, HALF, p * PG) != (ssize_t)HALF)
-			fail("pread %s page %lu: %s", FILE_NAME, p, strerror(errno));
+			fail("pread %s page %lu: %s", FILE_NAME, p, test_strerror(errno));
 		snprintf(what, sizeof(what), "%s page %lu on disk (MAP_PRIVATE "
 			 "write leaked into the file?)", FILE_NAME, p);
 		expect_pattern(buf, HALF, FILE_SEED + 2 * p, what);

@@ -93,13 +93,13 @@ static void map_area(int a, int prot)
 {
 	if (mmap(area(a), AREA_SIZE, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
 		 -1, 0) == MAP_FAILED)
-		fail("mmap %s: %s", names[a], strerror(errno));
+		fail("mmap %s: %s", names[a], test_strerror(errno));
 }
 
 static void protect(void *addr, size_t len, int prot, const char *name)
 {
 	if (mprotect(addr, len, prot))
-		fail("mprotect %s: %s", name, strerror(errno));
+		fail("mprotect %s: %s", name, test_strerror(errno));
 }
 
 int main(void)
@@ -113,9 +113,9 @@ int main(void)
 	region = mmap(NULL, NAREAS * (AREA_SIZE + PG), PROT_NONE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (region == MAP_FAILED)
-		fail("reserve region: %s", strerror(errno));
+		fail("reserve region: %s", test_strerror(errno));
 	if (munmap(region, NAREAS * (AREA_SIZE + PG)))
-		fail("munmap: %s", strerror(errno));
+		fail("munmap: %s", test_strerror(errno));
 
 	map_area(RO_ZERO, PROT_READ);
 	map_area(RW, rw);

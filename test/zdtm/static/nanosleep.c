@@ -48,7 +48,7 @@ int main(void)
 			continue;	/* slept the full 1000 s */
 		if (errno != EINTR)
 			fail("nanosleep(1000 s) failed with %s, expected EINTR",
-			     strerror(errno));
+			     test_strerror(errno));
 		if (rem.tv_sec < 0 || rem.tv_sec > 1000 || rem.tv_nsec < 0 ||
 		    rem.tv_nsec >= 1000000000)
 			fail("nanosleep returned a bogus remaining time %lld.%09ld s",

@@ -44,7 +44,7 @@ int main(void)
 			 * turning the interrupted pause into EINTR. */
 			if (pause() != -1 || errno != EINTR)
 				fail("pause() returned without EINTR: %s",
-				     strerror(errno));
+				     test_strerror(errno));
 		}
 		waiting = 0;
 	}

@@ -43,13 +43,13 @@ int main(void)
 	test_on_stop(stop_hook);
 	/* Let the kernel restart the read() after the handler. */
 	if (sigaction(SIGTERM, NULL, &sa))
-		fail("sigaction: %s", strerror(errno));
+		fail("sigaction: %s", test_strerror(errno));
 	sa.sa_flags |= SA_RESTART;
 	if (sigaction(SIGTERM, &sa, NULL))
-		fail("sigaction: %s", strerror(errno));
+		fail("sigaction: %s", test_strerror(errno));
 
 	if (pipe2(pfd, 0))
-		fail("pipe2: %s", strerror(errno));
+		fail("pipe2: %s", test_strerror(errno));
 
 	test_ready();
 
@@ -58,7 +58,7 @@ int main(void)
 	while (n < 0 && errno == EINTR);	/* EINTR: the byte is waiting */
 
 	if (n < 0)
-		fail("read from pipe fd %d: %s", pfd[0], strerror(errno));
+		fail("read from pipe fd %d: %s", pfd[0], test_strerror(errno));
 	if (n == 0)
 		fail("read from pipe fd %d returned EOF, expected the byte \"x\" "
 		     "(write end lost?)", pfd[0]);
@@ -71,7 +71,7 @@ int main(void)
 
 	/* Both fds: still one pipe, same numbers, right access modes. */
 	if (fstat(pfd[0], &rst) || fstat(pfd[1], &wst))
-		fail("fstat on pipe fds %d/%d: %s", pfd[0], pfd[1], strerror(errno));
+		fail("fstat on pipe fds %d/%d: %s", pfd[0], pfd[1], test_strerror(errno));
 	if (!S_ISFIFO(rst.st_mode) || !S_ISFIFO(wst.st_mode))
 		fail("fds %d/%d have modes %#o/%#o, expected both S_ISFIFO",
 		     pfd[0], pfd[1], rst.st_mode, wst.st_mode);
@@ -91,7 +91,7 @@ int main(void)
 	if (ioctl(pfd[0], FIONREAD, &fl) || fl != 0)
 		fail("pipe should be empty after reading \"x\", FIONREAD says %d", fl);
 	if (write(pfd[1], "y", 1) != 1)
-		fail("write to pipe fd %d: %s", pfd[1], strerror(errno));
+		fail("write to pipe fd %d: %s", pfd[1], test_strerror(errno));
 	p.fd = pfd[0];
 	p.events = POLLIN;
 	if (poll(&p, 1, 5000) != 1)
