@@ -22,6 +22,7 @@ import (
 	"amber/internal/dump"
 	"amber/internal/kerndat"
 	"amber/internal/log"
+	"amber/internal/compel"
 	"amber/internal/restore"
 )
 
@@ -29,6 +30,11 @@ import (
 const version = "0.1"
 
 func main() {
+	if compel.IsStub() {
+		// A restore stub is killed before its first instruction; if one
+		// ever runs, amber died mid-restore and it must not go on.
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
