@@ -19,10 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/cmd/amber/internal/show"
+	"amber/internal/compel"
 	"amber/internal/dump"
 	"amber/internal/kerndat"
 	"amber/internal/log"
-	"amber/internal/compel"
 	"amber/internal/restore"
 )
 
