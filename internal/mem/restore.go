@@ -26,8 +26,20 @@ type RestoreInput struct {
 	// the path to open.
 	FilePath func(id uint32) (string, error)
 	// Current are the mappings the new task has now: a copy of amber's
-	// stub, whose vdso block is kept and moved into place.
+	// stub, or of its restored parent.
 	Current []proc.VMA
+	// Parent is the memory of the restored parent the task was forked
+	// from, nil for a task forked from the stub.
+	Parent *Parent
+	// Cow lists this task's pages that were its parent's very pages at
+	// dump (cow-PID.img): where they stay mapped, they need no writing.
+	Cow []Run
+}
+
+// Parent is the restored memory a forked task inherits.
+type Parent struct {
+	MM      *mm.MmEntry
+	Pagemap []*pagemap.PagemapEntry
 }
 
 // VdsoBlock returns the range covering the kernel's special mappings
@@ -50,36 +62,139 @@ func VdsoBlock(vmas []proc.VMA) (start, end uint64, pieces []proc.VMA, err error
 	return start, end, pieces, nil
 }
 
-// PlanEmpty plans parking the vdso block inside the scratch area and
-// unmapping everything else the task has, so that the dumped layout can be
-// laid down without collisions.
-func PlanEmpty(b *plan.Builder, in *RestoreInput, scratchEnd uint64, scratchBase uint64) error {
-	bs, _, pieces, err := VdsoBlock(in.Current)
+// PlanEmpty plans clearing the task's address space for the dumped
+// layout: the vdso block is parked in the scratch area unless it already
+// sits where the dumped task had it, and everything is unmapped but the
+// scratch area and the mappings inherited from a parent that the task
+// keeps as they are.
+func PlanEmpty(b *plan.Builder, in *RestoreInput, scratchBase, scratchEnd uint64) error {
+	bs, be, pieces, err := VdsoBlock(in.Current)
 	if err != nil {
 		return err
 	}
-	for _, p := range pieces {
-		to := b.Park() + (p.Start - bs)
-		b.Call(fmt.Sprintf("park %s at %#x", p.Path, to), unix.SYS_MREMAP,
-			p.Start, p.Size(), p.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to)
+	keepVdso := vdsoInPlace(in, bs, be)
+	if !keepVdso {
+		for _, p := range pieces {
+			to := b.Park() + (p.Start - bs)
+			b.Call(fmt.Sprintf("park %s at %#x", p.Path, to), unix.SYS_MREMAP,
+				p.Start, p.Size(), p.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to)
+		}
 	}
-	b.Call("unmap below scratch", unix.SYS_MUNMAP, 0, scratchBase)
-	b.Call("unmap above scratch", unix.SYS_MUNMAP, scratchEnd, TaskSize-scratchEnd)
+	stay := []Run{{scratchBase, scratchEnd}}
+	if keepVdso {
+		stay = append(stay, Run{bs, be})
+	}
+	keep := keptVMAs(in)
+	for i, v := range in.MM.GetVmas() {
+		if keep[i] {
+			stay = append(stay, Run{v.GetStart(), v.GetEnd()})
+		}
+	}
+	for _, gap := range complement(stay, 0, TaskSize) {
+		if overlapsAny(gap, in.Current) {
+			b.Call(fmt.Sprintf("unmap %#x-%#x", gap.Start, gap.End), unix.SYS_MUNMAP, gap.Start, gap.End-gap.Start)
+		}
+	}
 	return nil
 }
 
-// PlanRestore plans recreating every VMA of the image, filling private
-// memory from the pages image, setting final protections, moving the vdso
-// block into place and setting the mm fields.
+// vdsoInPlace reports whether the task's vdso block already lies where
+// the dumped one did, as in a task forked from its restored parent.
+func vdsoInPlace(in *RestoreInput, bs, be uint64) bool {
+	ts, te := targetVdso(in.MM.GetVmas())
+	return bs != 0 && ts == bs && te == be
+}
+
+func targetVdso(vmas []*vma.VmaEntry) (start, end uint64) {
+	for _, v := range vmas {
+		if isVdso(v) {
+			if start == 0 {
+				start = v.GetStart()
+			}
+			end = v.GetEnd()
+		}
+	}
+	return start, end
+}
+
+// keptVMAs marks the dumped VMAs the task inherits unchanged from its
+// restored parent: same range, protection, flags and backing file, and
+// inherited by fork at all (not MADV_DONTFORK or MADV_WIPEONFORK).
+func keptVMAs(in *RestoreInput) []bool {
+	vmas := in.MM.GetVmas()
+	keep := make([]bool, len(vmas))
+	if in.Parent == nil {
+		return keep
+	}
+	parent := map[uint64]*vma.VmaEntry{}
+	for _, v := range in.Parent.MM.GetVmas() {
+		parent[v.GetStart()] = v
+	}
+	const notForked = 1<<unix.MADV_DONTFORK | 1<<unix.MADV_WIPEONFORK
+	for i, v := range vmas {
+		p, ok := parent[v.GetStart()]
+		keep[i] = ok && !isVdso(v) && p.GetEnd() == v.GetEnd() && p.GetProt() == v.GetProt() &&
+			p.GetFlags() == v.GetFlags() && p.GetStatus() == v.GetStatus() &&
+			p.GetShmid() == v.GetShmid() && p.GetPgoff() == v.GetPgoff() &&
+			p.GetMadv()&notForked == 0
+	}
+	return keep
+}
+
+// complement returns the parts of [lo, hi) that no run covers.
+func complement(runs []Run, lo, hi uint64) []Run {
+	runs = slices.Clone(runs)
+	slices.SortFunc(runs, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+	var out []Run
+	at := lo
+	for _, r := range runs {
+		if r.Start > at {
+			out = append(out, Run{at, r.Start})
+		}
+		at = max(at, r.End)
+	}
+	if at < hi {
+		out = append(out, Run{at, hi})
+	}
+	return out
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func overlapsAny(r Run, vmas []proc.VMA) bool {
+	for _, v := range vmas {
+		if v.Start < r.End && r.Start < v.End {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanRestore plans recreating every VMA of the image that the task does
+// not keep from its parent, filling private memory from the pages image,
+// setting final protections, moving the vdso block into place and setting
+// the mm fields.
 func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 	vmas := in.MM.GetVmas()
-	filled := filledVMAs(vmas, in.Pagemap)
-	if err := planMappings(b, in, vmas, filled); err != nil {
+	keep := keptVMAs(in)
+	segs, err := fillSegments(in, keep)
+	if err != nil {
 		return err
 	}
-	if err := planFill(b, in); err != nil {
+	filled := filledVMAs(vmas, segs)
+	if err := planMappings(b, in, vmas, keep, filled); err != nil {
 		return err
 	}
+	planZeroes(b, in, keep)
+	planFill(b, in.PagesPath, segs)
 	for i, v := range vmas {
 		if filled[i] && v.GetProt()&unix.PROT_WRITE == 0 && !isVdso(v) {
 			b.Call(fmt.Sprintf("protect %s", vmaName(v)), unix.SYS_MPROTECT,
@@ -98,26 +213,30 @@ func vmaName(v *vma.VmaEntry) string {
 	return fmt.Sprintf("vma %x-%x", v.GetStart(), v.GetEnd())
 }
 
-// filledVMAs marks the VMAs that pages of the pagemap fall into.
-func filledVMAs(vmas []*vma.VmaEntry, pm []*pagemap.PagemapEntry) []bool {
+// filledVMAs marks the VMAs that fill segments write into.
+func filledVMAs(vmas []*vma.VmaEntry, segs []segment) []bool {
 	filled := make([]bool, len(vmas))
-	for _, e := range pm {
-		start := e.GetVaddr()
-		end := start + NrPages(e)*pageSize
-		i, _ := slices.BinarySearchFunc(vmas, start, func(v *vma.VmaEntry, a uint64) int {
-			switch {
-			case v.GetEnd() <= a:
-				return -1
-			case v.GetStart() > a:
-				return 1
-			}
-			return 0
-		})
-		for ; i < len(vmas) && vmas[i].GetStart() < end; i++ {
+	for _, sg := range segs {
+		i := findVMA(vmas, sg.addr)
+		for ; i < len(vmas) && vmas[i].GetStart() < sg.addr+sg.size; i++ {
 			filled[i] = true
 		}
 	}
 	return filled
+}
+
+// findVMA returns the index of the first VMA ending above addr.
+func findVMA(vmas []*vma.VmaEntry, addr uint64) int {
+	i, _ := slices.BinarySearchFunc(vmas, addr, func(v *vma.VmaEntry, a uint64) int {
+		switch {
+		case v.GetEnd() <= a:
+			return -1
+		case v.GetStart() > a:
+			return 1
+		}
+		return 0
+	})
+	return i
 }
 
 // NrPages is the length of a pagemap entry in pages (nr_pages, or
@@ -134,13 +253,15 @@ type fileKey struct {
 	flags uint32
 }
 
-// planMappings maps every VMA in place. Each distinct file is opened once,
-// just before its first mapping, and closed right after its last, so that
-// thousands of mappings of one file need one descriptor.
-func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, filled []bool) error {
+// planMappings maps every VMA the task does not keep in place. Each
+// distinct file is opened once, just before its first mapping, and closed
+// right after its last, so that thousands of mappings of one file need one
+// descriptor. A kept VMA that will be written is made writable for the
+// fill.
+func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep, filled []bool) error {
 	last := map[fileKey]int{}
 	for i, v := range vmas {
-		if isFileVMA(v) {
+		if isFileVMA(v) && !keep[i] {
 			last[fileKey{uint32(v.GetShmid()), v.GetFdflags()}] = i
 		}
 	}
@@ -152,6 +273,12 @@ func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, fille
 		prot := uint64(v.GetProt())
 		if filled[i] {
 			prot |= unix.PROT_WRITE // filled by preadv, protected after
+		}
+		if keep[i] {
+			if prot != uint64(v.GetProt()) {
+				b.Call("unprotect kept "+vmaName(v), unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), prot)
+			}
+			continue
 		}
 		fd, off := ^uint64(0), uint64(0)
 		if isFileVMA(v) {
@@ -195,14 +322,106 @@ func planMadvise(b *plan.Builder, v *vma.VmaEntry) {
 	}
 }
 
-// planFill plans the preadv calls that copy the pages image into place:
-// IOV_MAX ranges per call, in image order.
-func planFill(b *plan.Builder, in *RestoreInput) error {
-	if len(in.Pagemap) == 0 {
-		return nil
-	}
-	fd := b.Open("pages image", in.PagesPath, unix.O_RDONLY, 0)
+// segment is a range of task memory filled from the pages image.
+type segment struct {
+	addr, size, off uint64 // off: offset in the pages image
+}
+
+// fillSegments lists what the pages image must write into the task: every
+// present page of the pagemap except those the task keeps from its parent
+// (cow runs inside kept VMAs), with their offsets in the image.
+func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
+	skip := keptCow(in, keep)
+	var segs []segment
 	var off uint64
+	for _, e := range in.Pagemap {
+		if e.GetFlags()&PEPresent == 0 {
+			if e.GetFlags()&(PEParent|PELazy) != 0 || e.GetInParent() {
+				return nil, fmt.Errorf("%s: pagemap entry %#x: pages in a parent image or lazy pages are not supported yet", in.PagesPath, e.GetVaddr())
+			}
+			continue
+		}
+		r := Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize}
+		for _, part := range subtract(r, skip) {
+			segs = append(segs, segment{part.Start, part.End - part.Start, off + part.Start - r.Start})
+		}
+		off += r.End - r.Start
+	}
+	return segs, nil
+}
+
+// keptCow is the task's cow runs that lie in VMAs it keeps: the only
+// pages whose inherited contents are already right.
+func keptCow(in *RestoreInput, keep []bool) []Run {
+	var out []Run
+	vmas := in.MM.GetVmas()
+	for _, c := range in.Cow {
+		for i := findVMA(vmas, c.Start); i < len(vmas) && vmas[i].GetStart() < c.End; i++ {
+			if keep[i] {
+				out = append(out, Run{max(c.Start, vmas[i].GetStart()), min(c.End, vmas[i].GetEnd())})
+			}
+		}
+	}
+	return out
+}
+
+// subtract returns the parts of r that no run of skip (sorted) covers.
+func subtract(r Run, skip []Run) []Run {
+	var out []Run
+	at := r.Start
+	i, _ := slices.BinarySearchFunc(skip, r.Start, func(s Run, a uint64) int { return cmpU64(s.End, a+1) })
+	for ; i < len(skip) && skip[i].Start < r.End; i++ {
+		if skip[i].Start > at {
+			out = append(out, Run{at, skip[i].Start})
+		}
+		at = max(at, skip[i].End)
+	}
+	if at < r.End {
+		out = append(out, Run{at, r.End})
+	}
+	return out
+}
+
+// planZeroes drops, in kept VMAs, the pages the parent has but the task
+// had not: fork gave it the parent's, the dumped task had none there.
+func planZeroes(b *plan.Builder, in *RestoreInput, keep []bool) {
+	if in.Parent == nil {
+		return
+	}
+	mine := pagemapRuns(in.Pagemap)
+	vmas := in.MM.GetVmas()
+	for _, r := range pagemapRuns(in.Parent.Pagemap) {
+		for i := findVMA(vmas, r.Start); i < len(vmas) && vmas[i].GetStart() < r.End; i++ {
+			if !keep[i] {
+				continue
+			}
+			part := Run{max(r.Start, vmas[i].GetStart()), min(r.End, vmas[i].GetEnd())}
+			for _, z := range subtract(part, mine) {
+				b.Call(fmt.Sprintf("drop parent pages %#x-%#x", z.Start, z.End), unix.SYS_MADVISE, z.Start, z.End-z.Start, unix.MADV_DONTNEED)
+			}
+		}
+	}
+}
+
+// pagemapRuns lists the present pages of a pagemap as sorted runs.
+func pagemapRuns(pm []*pagemap.PagemapEntry) []Run {
+	var out []Run
+	for _, e := range pm {
+		if e.GetFlags()&PEPresent != 0 {
+			out = appendRun(out, Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize})
+		}
+	}
+	return out
+}
+
+// planFill plans the preadv calls that copy the pages image into place:
+// IOV_MAX ranges per call, each call reading one contiguous part of the
+// image.
+func planFill(b *plan.Builder, pagesPath string, segs []segment) {
+	if len(segs) == 0 {
+		return
+	}
+	fd := b.Open("pages image", pagesPath, unix.O_RDONLY, 0)
 	var iov []byte
 	var batchOff, batchLen uint64
 	flush := func() {
@@ -210,35 +429,29 @@ func planFill(b *plan.Builder, in *RestoreInput) error {
 			return
 		}
 		n := uint64(len(iov) / 16)
-		b.Call(fmt.Sprintf("fill %d ranges, %d bytes from %s+%d", n, batchLen, in.PagesPath, batchOff),
+		b.Call(fmt.Sprintf("fill %d ranges, %d bytes from %s+%d", n, batchLen, pagesPath, batchOff),
 			unix.SYS_PREADV, uint64(fd), b.Bytes(iov), n, batchOff, 0)
-		iov, batchOff, batchLen = nil, off, 0
+		iov, batchLen = nil, 0
 	}
-	for _, e := range in.Pagemap {
-		if e.GetFlags()&PEPresent == 0 {
-			if e.GetFlags()&(PEParent|PELazy) != 0 || e.GetInParent() {
-				return fmt.Errorf("%s: pagemap entry %#x: pages in a parent image or lazy pages are not supported yet", in.PagesPath, e.GetVaddr())
-			}
-			continue
-		}
-		l := NrPages(e) * pageSize
-		iov = binary.LittleEndian.AppendUint64(iov, e.GetVaddr())
-		iov = binary.LittleEndian.AppendUint64(iov, l)
-		off += l
-		batchLen += l
-		if len(iov)/16 == maxIov {
+	for _, sg := range segs {
+		if len(iov) > 0 && (batchOff+batchLen != sg.off || len(iov)/16 == maxIov) {
 			flush()
 		}
+		if len(iov) == 0 {
+			batchOff = sg.off
+		}
+		iov = binary.LittleEndian.AppendUint64(iov, sg.addr)
+		iov = binary.LittleEndian.AppendUint64(iov, sg.size)
+		batchLen += sg.size
 	}
 	flush()
 	b.Close(fd)
-	return nil
 }
 
 // planVdso moves the parked vdso block to where the dumped task had it.
 func planVdso(b *plan.Builder, in *RestoreInput) error {
 	bs, be, pieces, err := VdsoBlock(in.Current)
-	if err != nil || len(pieces) == 0 {
+	if err != nil || len(pieces) == 0 || vdsoInPlace(in, bs, be) {
 		return err
 	}
 	var target []*vma.VmaEntry
@@ -271,7 +484,10 @@ func planVdso(b *plan.Builder, in *RestoreInput) error {
 func planMMFields(b *plan.Builder, in *RestoreInput) error {
 	m := in.MM
 	exeFd := ^uint32(0)
-	if id := m.GetExeFileId(); id != 0 {
+	// The kernel refuses a new exe file while the old one is mapped: a
+	// task forked from its parent keeps the parent's when it is the same.
+	sameExe := in.Parent != nil && in.Parent.MM.GetExeFileId() == m.GetExeFileId()
+	if id := m.GetExeFileId(); id != 0 && !sameExe {
 		path, err := in.FilePath(id)
 		if err != nil {
 			return fmt.Errorf("exe file: %w", err)

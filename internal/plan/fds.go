@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +18,35 @@ func (t fdTable) lowest() int {
 	for fd := 0; ; fd++ {
 		if !t[fd] {
 			return fd
+		}
+	}
+}
+
+// Inherit tells the builder which descriptors the task has when its plan
+// starts (those of the parent it was forked from).
+func (b *Builder) Inherit(fds []int) {
+	b.fds = fdTable{}
+	for _, fd := range fds {
+		b.fds[fd] = true
+	}
+}
+
+// Fds lists the descriptors the task has at this point of the plan.
+func (b *Builder) Fds() []int {
+	var out []int
+	for fd := range b.fds {
+		out = append(out, fd)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CloseRange plans closing every descriptor from first to last.
+func (b *Builder) CloseRange(first, last int) {
+	b.Call(fmt.Sprintf("close fds %d-%d", first, last), unix.SYS_CLOSE_RANGE, uint64(first), uint64(uint32(last)), 0)
+	for fd := range b.fds {
+		if fd >= first && fd <= last {
+			delete(b.fds, fd)
 		}
 	}
 }

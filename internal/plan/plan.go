@@ -27,15 +27,38 @@ type Call struct {
 	What string // what it is for, quoted in errors
 }
 
-// Program is the scratch area of one task and the calls it runs.
+// Program is the scratch area of one process and the calls its threads
+// run, in sections.
 type Program struct {
-	Base  uint64 // address of the scratch area
-	Size  uint64 // its length, page aligned
-	Park  uint64 // where the vdso block waits while the task is emptied
-	Table uint64 // address of the encoded calls
-	Image []byte // contents of the scratch area from Base
-	Calls []Call
+	Base      uint64 // address of the scratch area
+	Size      uint64 // its length, page aligned
+	Park      uint64 // where the vdso block waits while the task is emptied
+	Table     uint64 // address of the encoded calls
+	CloneArgs uint64 // room for clone3 arguments when forking from the task
+	Image     []byte // contents of the scratch area from Base
+	Calls     []Call
+	Sections  []Section
 }
+
+// Section is a run of calls that one thread executes at one step of the
+// restore.
+type Section struct {
+	Name       string
+	Start, End int // calls [Start, End)
+}
+
+// Section returns the section called name.
+func (p *Program) Section(name string) (Section, bool) {
+	for _, s := range p.Sections {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Section{}, false
+}
+
+// TableAt is the address of call i in the encoded table.
+func (p *Program) TableAt(i int) uint64 { return p.Table + uint64(i)*compel.EntrySize }
 
 // Code is the address of the executor.
 func (p *Program) Code() uint64 { return p.Base }
@@ -55,12 +78,17 @@ func (p *Program) String() string {
 
 // Builder collects the calls and data of a Program.
 type Builder struct {
-	base     uint64
-	parkSize uint64
-	data     []byte // scratch contents from base
-	calls    []Call
-	fds      fdTable
+	base      uint64
+	parkSize  uint64
+	data      []byte // scratch contents from base
+	calls     []Call
+	fds       fdTable
+	sections  []Section
+	cloneArgs uint64
 }
+
+// cloneArgsSize holds struct clone_args and a one-entry set_tid array.
+const cloneArgsSize = 128
 
 // NewBuilder starts a program whose scratch area will be at base, with
 // parkSize bytes (page aligned) reserved to park the vdso block. The task
@@ -71,7 +99,21 @@ func NewBuilder(base, parkSize uint64) *Builder {
 	b.data = append(b.data, compel.ExecutorCode()...)
 	b.data = append(b.data, make([]byte, PageSize-len(b.data))...)
 	b.data = append(b.data, make([]byte, parkSize)...)
+	b.cloneArgs = b.Bytes(make([]byte, cloneArgsSize))
 	return b
+}
+
+// StartSection begins a new section; calls added from now on belong to
+// it until the next one starts.
+func (b *Builder) StartSection(name string) {
+	b.endSection()
+	b.sections = append(b.sections, Section{Name: name, Start: len(b.calls), End: -1})
+}
+
+func (b *Builder) endSection() {
+	if n := len(b.sections); n > 0 && b.sections[n-1].End < 0 {
+		b.sections[n-1].End = len(b.calls)
+	}
 }
 
 // Park is the address of the parking place for the vdso block.
@@ -112,6 +154,7 @@ func (b *Builder) Len() int { return len(b.calls) }
 
 // Finish lays out the table and returns the program.
 func (b *Builder) Finish() *Program {
+	b.endSection()
 	cc := make([]compel.Call, len(b.calls))
 	for i, c := range b.calls {
 		cc[i] = compel.Call{Nr: c.Nr, Args: c.Args}
@@ -119,8 +162,8 @@ func (b *Builder) Finish() *Program {
 	table := b.Bytes(compel.EncodeTable(cc))
 	size := (uint64(len(b.data)) + PageSize - 1) &^ (PageSize - 1)
 	return &Program{
-		Base: b.base, Size: size, Park: b.Park(), Table: table,
-		Image: b.data, Calls: b.calls,
+		Base: b.base, Size: size, Park: b.Park(), Table: table, CloneArgs: b.cloneArgs,
+		Image: b.data, Calls: b.calls, Sections: b.sections,
 	}
 }
 

@@ -66,7 +66,7 @@ func buildTask(t *taskImages, h *host, base, size uint64) (*planned, error) {
 		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
 		FilePath: t.files.CheckedPath(h.stat), Current: h.current,
 	}
-	if err := mem.PlanEmpty(b, memIn, base+size, base); err != nil {
+	if err := mem.PlanEmpty(b, memIn, base, base+size); err != nil {
 		return nil, err
 	}
 	b.CloseAll()
