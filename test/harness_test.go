@@ -173,6 +173,7 @@ func (c *zcase) dump(extra ...string) amberResult {
 // mustDump dumps the program, which amber then kills, and reaps it.
 func (c *zcase) mustDump() {
 	c.t.Helper()
+	tree := descendants(c.pid)
 	if r := c.dump(); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
@@ -181,6 +182,13 @@ func (c *zcase) mustDump() {
 		c.t.Fatalf("after dump: %v", err)
 	}
 	c.t.Logf("original pid %d gone after dump: %s", c.pid, describeStatus(ws))
+	// The killed descendants come to this subreaper: reap them, or their
+	// zombies keep the PIDs the restore needs.
+	for _, pid := range tree {
+		if err := reapOrphan(pid, exitTimeout); err != nil {
+			c.t.Fatalf("after dump: %v", err)
+		}
+	}
 }
 
 // pidfile is a fresh path for restore --pidfile (amber, like CRIU, may

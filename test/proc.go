@@ -176,6 +176,40 @@ func openFilesUnder(pid int, dir string) ([]string, error) {
 	return files, nil
 }
 
+// descendants lists every process below pid, zombies included.
+func descendants(pid int) []int {
+	var out []int
+	for _, c := range childrenOf(pid) {
+		out = append(out, c)
+		out = append(out, descendants(c)...)
+	}
+	return out
+}
+
+// reapOrphan waits until pid, killed with its parent, is gone: reaped
+// here once it was reparented to this subreaper, or by a parent that
+// outlived it.
+func reapOrphan(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if got == pid {
+			return nil
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return nil // reaped by its own parent
+		}
+		if err != nil && !errors.Is(err, unix.ECHILD) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("wait4 %d: %w", pid, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d of the dumped tree still exists after %v", pid, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitPid waits up to timeout for pid, a child of this process (or an
 // orphan it adopted as subreaper), to exit, and reaps it.
 func waitPid(pid int, timeout time.Duration) (unix.WaitStatus, error) {

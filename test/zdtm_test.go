@@ -25,6 +25,15 @@ var programs = []program{
 	{name: "brk_grow"},
 	{name: "fd_set"},
 	{name: "stack_deep"},
+	{name: "threads_tls", cflags: []string{"-pthread"}},
+	{name: "futex_wait", cflags: []string{"-pthread"}},
+	{name: "threads100", cflags: []string{"-pthread"}},
+	{name: "fork_cow"},
+	{name: "tree50"},
+	{name: "zombie"},
+	{name: "pgrp_session"},
+	{name: "clone_files"},
+	{name: "shared_file_pos"},
 }
 
 // TestZdtm runs each program through dump, detached restore and check.

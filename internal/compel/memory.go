@@ -65,20 +65,31 @@ func (t *Task) procMem(addr uint64, buf []byte, write bool) error {
 	return nil
 }
 
-// ReadVec reads many ranges of the task at once into consecutive parts of
-// buf with one process_vm_readv; the ranges' lengths must add up to
-// len(buf). It reports how many bytes were read: less than len(buf) when
-// a range could not be read (for example PROT_NONE), which the caller then
-// reads with ReadMem.
-func (t *Task) ReadVec(remote []unix.RemoteIovec, buf []byte) (int, error) {
-	if len(buf) == 0 {
+// ReadVecs reads remote ranges into the local buffers of the same
+// lengths with one process_vm_readv and reports how many bytes it read:
+// fewer than asked when a range could not be read (PROT_NONE), which the
+// caller then reads with ReadProcMem.
+//
+// process_vm_readv pins the pages it reads, and the kernel unshares
+// (copies) an anonymous page another process also maps before pinning it:
+// use it only on pages the task maps alone, or the dump breaks the
+// copy-on-write sharing of the very tree it dumps.
+func (t *Task) ReadVecs(remote []unix.RemoteIovec, local [][]byte) (int, error) {
+	if len(remote) == 0 {
 		return 0, nil
 	}
-	local := []unix.Iovec{{Base: (*byte)(unsafe.Pointer(&buf[0]))}}
-	local[0].SetLen(len(buf))
-	n, err := unix.ProcessVMReadv(t.Pid, local, remote, 0)
+	iov := make([]unix.Iovec, len(local))
+	for i, b := range local {
+		iov[i].Base = (*byte)(unsafe.Pointer(&b[0]))
+		iov[i].SetLen(len(b))
+	}
+	n, err := unix.ProcessVMReadv(t.Pid, iov, remote, 0)
 	if err != nil && n <= 0 {
 		return 0, fmt.Errorf("pid %d: process_vm_readv: %w", t.Pid, err)
 	}
 	return n, nil
 }
+
+// ReadProcMem reads task memory through /proc/PID/mem, which neither pins
+// nor unshares pages, and reads PROT_NONE memory too.
+func (t *Task) ReadProcMem(addr uint64, buf []byte) error { return t.procMem(addr, buf, false) }

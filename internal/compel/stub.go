@@ -1,7 +1,6 @@
 package compel
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -70,37 +69,7 @@ func (s *Stub) Insn() uint64 { return s.insn }
 // stub's parent, through CLONE_PARENT). The child is traced and stopped
 // before running any instruction; it is a copy of the stub.
 func (s *Stub) Fork(pid int) (*Task, error) {
-	const argsSize = unix.CLONE_ARGS_SIZE_VER2
-	addr := (s.sp - 1024) &^ 15
-	args := make([]byte, argsSize+8)
-	le := binary.LittleEndian
-	le.PutUint64(args[0:], unix.CLONE_PARENT)
-	// exit_signal stays 0: clone3 refuses one with CLONE_PARENT, and the
-	// child gets the stub's own (SIGCHLD, as Go starts it).
-	le.PutUint64(args[64:], addr+argsSize) // set_tid
-	le.PutUint64(args[72:], 1)             // set_tid_size
-	le.PutUint64(args[argsSize:], uint64(pid))
-	if err := s.WriteMem(addr, args); err != nil {
-		return nil, fmt.Errorf("fork pid %d: %w", pid, err)
-	}
-	ret, err := s.Syscall(s.insn, unix.SYS_CLONE3, addr, argsSize)
-	if err != nil {
-		return nil, fmt.Errorf("fork pid %d: %w", pid, err)
-	}
-	if e := errno(ret); e != 0 {
-		if e == unix.EEXIST {
-			return nil, fmt.Errorf("fork pid %d: %w", pid, ErrPidInUse)
-		}
-		return nil, fmt.Errorf("fork pid %d: clone3: %w", pid, e)
-	}
-	if int(ret) != pid {
-		return nil, fmt.Errorf("fork pid %d: clone3 returned pid %d", pid, ret)
-	}
-	child := &Task{Pid: pid}
-	if _, err := child.wait(); err != nil {
-		return nil, fmt.Errorf("fork pid %d: wait for first stop: %w", pid, err)
-	}
-	return child, nil
+	return s.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Flags: unix.CLONE_PARENT, Tid: pid})
 }
 
 // Close kills the stub.

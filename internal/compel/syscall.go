@@ -64,10 +64,14 @@ func (t *Task) step() error {
 	return t.waitTrap(unix.PTRACE_SINGLESTEP)
 }
 
+// faults are the signals of a faulting instruction: in injected code
+// they are amber's bug or a bad plan, never to be passed on.
+var faults = map[unix.Signal]bool{unix.SIGSEGV: true, unix.SIGBUS: true, unix.SIGILL: true, unix.SIGFPE: true}
+
 // waitTrap waits until the task stops with SIGTRAP, resuming it with req
-// after event stops. Other signals arriving meanwhile are an error: a task
-// under amber's control has nobody to send it signals, and a fault in
-// injected code must not go unnoticed.
+// after event stops. A fault is an error. Any other signal that arrives
+// meanwhile (a SIGCHLD from a zombie amber made, say) is held back and
+// delivered when the task is released.
 func (t *Task) waitTrap(req int) error {
 	for {
 		ws, err := t.wait()
@@ -87,10 +91,17 @@ func (t *Task) waitTrap(req int) error {
 			}
 			continue
 		}
-		if sig := ws.StopSignal(); sig != unix.SIGTRAP {
-			r, _ := t.Regs()
-			return fmt.Errorf("pid %d: stopped by %v at rip %#x", t.Pid, sig, r.Rip)
+		sig := ws.StopSignal()
+		if sig == unix.SIGTRAP {
+			return nil
 		}
-		return nil
+		if faults[sig] {
+			r, _ := t.Regs()
+			return fmt.Errorf("pid %d: %v at rip %#x", t.Pid, sig, r.Rip)
+		}
+		t.hold(sig)
+		if err := ptrace(req, t.Pid, 0, 0); err != nil {
+			return fmt.Errorf("pid %d: resume after %v: %w", t.Pid, sig, err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package compel
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"unsafe"
 
@@ -15,6 +16,18 @@ type Task struct {
 	// NewChild is the PID of the last child the task forked while amber
 	// made it run a system call (PTRACE_O_TRACEFORK).
 	NewChild int
+	// held are signals that arrived while amber drove the task, to be
+	// delivered when it is released.
+	held []unix.Signal
+}
+
+// hold keeps sig for delivery at Detach. SIGSTOP is not kept: a task
+// amber stops is not stopped for its job control.
+func (t *Task) hold(sig unix.Signal) {
+	if sig == unix.SIGSTOP || slices.Contains(t.held, sig) {
+		return
+	}
+	t.held = append(t.held, sig)
 }
 
 // ErrGone is returned when a traced task died under amber.
@@ -83,9 +96,17 @@ func (t *Task) wait() (unix.WaitStatus, error) {
 	return ws, nil
 }
 
-// Detach releases the task; it continues from its current registers.
+// Detach releases the task; it continues from its current registers, with
+// the signals held back while amber drove it pending again.
 func (t *Task) Detach() error {
-	if err := ptrace(unix.PTRACE_DETACH, t.Pid, 0, 0); err != nil {
+	var sig unix.Signal
+	if len(t.held) > 0 {
+		sig = t.held[0]
+		for _, s := range t.held[1:] {
+			unix.Tgkill(t.Pid, t.Pid, s)
+		}
+	}
+	if err := ptrace(unix.PTRACE_DETACH, t.Pid, 0, uintptr(sig)); err != nil {
 		return fmt.Errorf("detach pid %d: %w", t.Pid, err)
 	}
 	return nil

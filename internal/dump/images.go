@@ -6,7 +6,6 @@ import (
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
@@ -22,15 +21,105 @@ import (
 // imagesVersion is CRIU's img_version for images with per-id fdinfo.
 const imagesVersion = 2
 
-// pagesID numbers the task's pages image (pages-1.img).
-const pagesID = 1
+// dumpTree collects every process of the frozen tree and writes its
+// images. Nothing in the tree changes.
+func (d *dumper) dumpTree(tree *frozenTree) error {
+	ids := newKobjIDs()
+	var entries []proto.Message
+	var rootIDs *criucore.TaskKobjIdsEntry
+	mms := map[int]*mm.MmEntry{}
+	for i, p := range tree.procs {
+		entries = append(entries, pstreeEntry(p))
+		if p.zombie {
+			if err := image.WriteFile(d.dir.CorePath(p.pid), image.Core, zombieCore(p)); err != nil {
+				return err
+			}
+			continue
+		}
+		k, err := ids.of(p.pid)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			rootIDs = k
+		}
+		if mms[p.pid], err = d.dumpProcess(p, k, uint32(i+1), mms); err != nil {
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+	}
+	return d.writeTreeImages(entries, rootIDs)
+}
 
-// kobjID is the id every kernel object of a single task gets: nothing is
-// shared with another task of the dump.
-const kobjID = 1
+// dumpProcess writes the images of one live process and returns its mm.
+func (d *dumper) dumpProcess(p *frozenProc, k *criucore.TaskKobjIdsEntry, pagesID uint32, mms map[int]*mm.MmEntry) (*mm.MmEntry, error) {
+	ps, err := collect(p)
+	if err != nil {
+		return nil, err
+	}
+	cores, err := coreEntries(ps)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cores {
+		if err := image.WriteFile(d.dir.CorePath(ps.threads[i].tid), image.Core, c); err != nil {
+			return nil, err
+		}
+	}
+	mmE, err := d.mmEntry(ps)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.writeFiles(ps, k); err != nil {
+		return nil, err
+	}
+	if err := image.WriteFile(d.dir.IDsPath(p.pid), image.IDs, k); err != nil {
+		return nil, err
+	}
+	if err := image.WriteFile(d.dir.MMPath(p.pid), image.MM, mmE); err != nil {
+		return nil, err
+	}
+	st, err := mem.DumpPages(p.threads[0], mmE.GetVmas(), d.dir, p.pid, pagesID)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	d.log.Infof("pid %d: %d threads, %d pages dumped of %d in private mappings", p.pid, len(p.threads), st.Pages, st.Scanned)
+	return mmE, d.dumpCow(p, mmE, st.Runs, mms)
+}
 
-func (d *dumper) mmEntry(f *frozen) (*mm.MmEntry, error) {
-	vmas, err := mem.Entries(f.vmas, func(v proc.VMA) (uint32, error) {
+// dumpCow records which of a child's pages are still its parent's.
+func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map[int]*mm.MmEntry) error {
+	if p.parent == nil || mms[p.parent.pid] == nil {
+		return nil
+	}
+	cow, err := mem.CowRuns(p.parent.pid, p.pid, mms[p.parent.pid].GetVmas(), mmE.GetVmas(), runs)
+	if err != nil || len(cow) == 0 {
+		return err
+	}
+	return mem.WriteCow(d.dir, p.pid, cow)
+}
+
+// writeFiles writes the descriptor table (once per shared table) and the
+// fs state of a process.
+func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
+	if !d.tables[k.GetFilesId()] {
+		d.tables[k.GetFilesId()] = true
+		fds, err := d.fds.DumpFds(ps.pid)
+		if err != nil {
+			return err
+		}
+		if err := image.WriteFile(d.dir.FdinfoPath(k.GetFilesId()), image.Fdinfo, fdinfoMessages(fds)...); err != nil {
+			return err
+		}
+	}
+	fsE, err := files.DumpFS(ps.pid, d.files, ps.status.Umask)
+	if err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	return image.WriteFile(d.dir.FSPath(ps.pid), image.FS, fsE)
+}
+
+func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
+	vmas, err := mem.Entries(ps.vmas, func(v proc.VMA) (uint32, error) {
 		flags := uint32(unix.O_RDONLY)
 		if v.Shared && v.Prot&unix.PROT_WRITE != 0 {
 			flags = unix.O_RDWR
@@ -40,11 +129,11 @@ func (d *dumper) mmEntry(f *frozen) (*mm.MmEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	auxv, err := proc.ReadAuxv(f.pid)
+	auxv, err := proc.ReadAuxv(ps.pid)
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", f.pid))
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ps.pid))
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +141,7 @@ func (d *dumper) mmEntry(f *frozen) (*mm.MmEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exe %s: %w", exe, err)
 	}
-	s := f.stat
+	s := ps.stat
 	return &mm.MmEntry{
 		MmStartCode:  proto.Uint64(s.StartCode),
 		MmEndCode:    proto.Uint64(s.EndCode),
@@ -60,7 +149,7 @@ func (d *dumper) mmEntry(f *frozen) (*mm.MmEntry, error) {
 		MmEndData:    proto.Uint64(s.EndData),
 		MmStartStack: proto.Uint64(s.StartStack),
 		MmStartBrk:   proto.Uint64(s.StartBrk),
-		MmBrk:        proto.Uint64(f.brk),
+		MmBrk:        proto.Uint64(ps.brk),
 		MmArgStart:   proto.Uint64(s.ArgStart),
 		MmArgEnd:     proto.Uint64(s.ArgEnd),
 		MmEnvStart:   proto.Uint64(s.EnvStart),
@@ -71,55 +160,44 @@ func (d *dumper) mmEntry(f *frozen) (*mm.MmEntry, error) {
 	}, nil
 }
 
-func kobjIDs() *criucore.TaskKobjIdsEntry {
-	id := proto.Uint32(kobjID)
-	return &criucore.TaskKobjIdsEntry{
-		VmId: id, FilesId: id, FsId: id, SighandId: id,
-		PidNsId: id, NetNsId: id, IpcNsId: id, UtsNsId: id, MntNsId: id, UserNsId: id,
-		CgroupNsId: id, TimeNsId: id,
+func pstreeEntry(p *frozenProc) *pstree.PstreeEntry {
+	e := &pstree.PstreeEntry{
+		Pid:  proto.Uint32(uint32(p.pid)),
+		Ppid: proto.Uint32(0),
+		Pgid: proto.Uint32(uint32(p.stat.Pgrp)),
+		Sid:  proto.Uint32(uint32(p.stat.Session)),
 	}
+	if p.parent != nil {
+		e.Ppid = proto.Uint32(uint32(p.parent.pid))
+	}
+	for _, t := range p.threads {
+		e.Threads = append(e.Threads, uint32(t.Pid))
+	}
+	if p.zombie {
+		e.Threads = []uint32{uint32(p.pid)}
+	}
+	return e
 }
 
-// writeImages writes every image but the pages, which DumpPages streams.
-func (d *dumper) writeImages(f *frozen, core *criucore.CoreEntry, mmE *mm.MmEntry, fds *files.Dumped, fsE *fsimg.FsEntry) error {
-	pid := f.pid
-	ids := kobjIDs()
+// writeTreeImages writes the images of the whole tree: pstree, inventory,
+// pipes data and, last, files.img, to which every process added.
+func (d *dumper) writeTreeImages(tree []proto.Message, rootIDs *criucore.TaskKobjIdsEntry) error {
 	inv := &inventory.InventoryEntry{
 		ImgVersion:  proto.Uint32(imagesVersion),
 		FdinfoPerId: proto.Bool(true),
-		RootIds:     ids,
+		RootIds:     rootIDs,
 		NsPerId:     proto.Bool(true),
 		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
 	}
-	tree := &pstree.PstreeEntry{
-		Pid:     proto.Uint32(uint32(pid)),
-		Ppid:    proto.Uint32(0),
-		Pgid:    proto.Uint32(uint32(f.stat.Pgrp)),
-		Sid:     proto.Uint32(uint32(f.stat.Session)),
-		Threads: []uint32{uint32(pid)},
-	}
-	writes := []struct {
-		path    string
-		kind    image.Kind
-		entries []proto.Message
-	}{
-		{d.dir.InventoryPath(), image.Inventory, []proto.Message{inv}},
-		{d.dir.PstreePath(), image.Pstree, []proto.Message{tree}},
-		{d.dir.CorePath(pid), image.Core, []proto.Message{core}},
-		{d.dir.IDsPath(pid), image.IDs, []proto.Message{ids}},
-		{d.dir.MMPath(pid), image.MM, []proto.Message{mmE}},
-		{d.dir.FdinfoPath(kobjID), image.Fdinfo, fdinfoMessages(fds.Fds)},
-		{d.dir.FSPath(pid), image.FS, []proto.Message{fsE}},
-	}
-	for _, w := range writes {
-		if err := image.WriteFile(w.path, w.kind, w.entries...); err != nil {
-			return err
-		}
-	}
-	if err := files.WritePipesData(d.dir, fds.Pipes); err != nil {
+	if err := image.WriteFile(d.dir.PstreePath(), image.Pstree, tree...); err != nil {
 		return err
 	}
-	// files.img last: every kind above may have added files to it.
+	if err := image.WriteFile(d.dir.InventoryPath(), image.Inventory, inv); err != nil {
+		return err
+	}
+	if err := files.WritePipesData(d.dir, d.fds.Pipes); err != nil {
+		return err
+	}
 	return d.files.Write(d.dir)
 }
 

@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,110 +17,103 @@ import (
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/creds"
-	"amber/internal/files"
-	"amber/internal/mem"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/signals"
 )
 
-// taskAlive is CRIU's task_state of a running task.
-const taskAlive = 1
+// Task states of CRIU's images (compel's task-state.h).
+const (
+	taskAlive = 1
+	taskDead  = 2
+)
 
 // user32CS is the code segment of a 32-bit task, which amber cannot dump.
 const user32CS = 0x23
 
-// frozen is what a dump learns of a frozen task before writing images.
-type frozen struct {
-	pid    int
-	stat   proc.Stat
-	status proc.Status
-	vmas   []proc.VMA
-	regs   compel.Regs
-	xstate []byte
-	mask   uint64
-	rseq   compel.RseqConfig
-	// Learnt by running system calls inside the task.
-	acts      []*criusa.SaEntry
+// procState is what a dump learns of one frozen process.
+type procState struct {
+	*frozenProc
+	status  proc.Status
+	vmas    []proc.VMA
+	threads []*threadState // the leader first
+	// Learnt by running system calls inside the leader.
+	acts    []*criusa.SaEntry
+	brk     uint64
+	secbits uint64
+}
+
+// threadState is what a dump learns of one frozen thread.
+type threadState struct {
+	tid       int
+	stat      proc.Stat
+	status    proc.Status
+	regs      compel.Regs
+	xstate    []byte
+	mask      uint64
+	rseq      compel.RseqConfig
 	altStack  signals.AltStack
-	brk       uint64
 	tidAddr   uint64
 	pdeathSig uint64
-	secbits   uint64
 }
 
-// dumpFrozen collects everything while the task is frozen and writes the
-// images. The task is unchanged afterwards.
-func (d *dumper) dumpFrozen(t *compel.Task) error {
-	f, err := d.collect(t)
-	if err != nil {
-		return err
-	}
-	core, err := d.coreEntry(f)
-	if err != nil {
-		return err
-	}
-	mm, err := d.mmEntry(f)
-	if err != nil {
-		return err
-	}
-	fds, err := files.DumpFds(f.pid, d.files, files.DumpOptions{ShellJob: d.opts.ShellJob})
-	if err != nil {
-		return err
-	}
-	fsEntry, err := files.DumpFS(f.pid, d.files, f.status.Umask)
-	if err != nil {
-		return fmt.Errorf("fs: %w", err)
-	}
-	if err := d.writeImages(f, core, mm, fds, fsEntry); err != nil {
-		return err
-	}
-	st, err := mem.DumpPages(t, mm.GetVmas(), d.dir, f.pid, pagesID)
-	if err != nil {
-		return fmt.Errorf("memory: %w", err)
-	}
-	d.log.Infof("Dumped %d pages of %d in private mappings", st.Pages, st.Scanned)
-	return nil
-}
-
-// collect reads /proc and the registers, then infects the task for what
-// only the task itself can say.
-func (d *dumper) collect(t *compel.Task) (*frozen, error) {
-	f := &frozen{pid: t.Pid}
+// collect reads /proc and the registers of every thread, then infects
+// them for what only the task itself can say.
+func collect(p *frozenProc) (*procState, error) {
+	ps := &procState{frozenProc: p}
 	var err error
-	if f.stat, err = proc.ReadStat(t.Pid); err != nil {
+	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
-	if f.status, err = proc.ReadStatus(t.Pid); err != nil {
+	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
 		return nil, err
 	}
-	if f.vmas, err = proc.ReadSmaps(t.Pid); err != nil {
+	for i, task := range p.threads {
+		th, err := collectThread(p.pid, task, ps.vmas)
+		if err != nil {
+			return nil, fmt.Errorf("thread %d: %w", task.Pid, err)
+		}
+		if i == 0 {
+			if err := askProcess(task, ps); err != nil {
+				return nil, err
+			}
+		}
+		ps.threads = append(ps.threads, th)
+	}
+	return ps, nil
+}
+
+func collectThread(pid int, t *compel.Task, vmas []proc.VMA) (*threadState, error) {
+	th := &threadState{tid: t.Pid}
+	var err error
+	if th.stat, err = proc.ReadTaskStat(pid, t.Pid); err != nil {
 		return nil, err
 	}
-	if f.regs, err = t.Regs(); err != nil {
+	if th.status, err = readTaskStatus(pid, t.Pid); err != nil {
 		return nil, err
 	}
-	if f.regs.Cs == user32CS {
+	if th.regs, err = t.Regs(); err != nil {
+		return nil, err
+	}
+	if th.regs.Cs == user32CS {
 		return nil, fmt.Errorf("32-bit tasks are not supported")
 	}
-	if f.xstate, err = t.XState(); err != nil {
+	if th.xstate, err = t.XState(); err != nil {
 		return nil, err
 	}
-	if f.mask, err = t.SigMask(); err != nil {
+	if th.mask, err = t.SigMask(); err != nil {
 		return nil, err
 	}
-	if f.rseq, err = t.Rseq(); err != nil {
+	if th.rseq, err = t.Rseq(); err != nil {
 		return nil, err
 	}
-	if err := d.askTask(t, f); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return th, askThread(t, th, vmas)
 }
 
-// askTask runs system calls inside the task for state /proc does not show.
-func (d *dumper) askTask(t *compel.Task, f *frozen) (err error) {
-	p, err := compel.Infect(t, codeRanges(f.vmas))
+// askThread runs system calls inside a thread for its own state that
+// /proc does not show.
+func askThread(t *compel.Task, th *threadState, vmas []proc.VMA) (err error) {
+	p, err := compel.Infect(t, codeRanges(vmas))
 	if err != nil {
 		return err
 	}
@@ -128,23 +122,38 @@ func (d *dumper) askTask(t *compel.Task, f *frozen) (err error) {
 			err = cerr
 		}
 	}()
-	scratch := p.Scratch
-	if f.acts, err = signals.DumpActions(p, scratch); err != nil {
+	if th.altStack, err = signals.DumpAltStack(p, p.Scratch); err != nil {
 		return err
 	}
-	if f.altStack, err = signals.DumpAltStack(p, scratch); err != nil {
-		return err
-	}
-	if f.brk, err = p.Syscall(unix.SYS_BRK, 0); err != nil {
-		return fmt.Errorf("brk: %w", err)
-	}
-	if f.tidAddr, err = prctlGet(p, unix.PR_GET_TID_ADDRESS, scratch); err != nil {
+	if th.tidAddr, err = prctlGet(p, unix.PR_GET_TID_ADDRESS, p.Scratch); err != nil {
 		return fmt.Errorf("clear-child-tid address: %w", err)
 	}
-	if f.pdeathSig, err = prctlGet(p, unix.PR_GET_PDEATHSIG, scratch); err != nil {
+	if th.pdeathSig, err = prctlGet(p, unix.PR_GET_PDEATHSIG, p.Scratch); err != nil {
 		return fmt.Errorf("parent death signal: %w", err)
 	}
-	if f.secbits, err = p.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err != nil {
+	th.pdeathSig &= 0xffffffff // an int
+	return nil
+}
+
+// askProcess runs system calls inside the leader for the state the
+// whole process shares.
+func askProcess(t *compel.Task, ps *procState) (err error) {
+	p, err := compel.Infect(t, codeRanges(ps.vmas))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := p.Cure(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if ps.acts, err = signals.DumpActions(p, p.Scratch); err != nil {
+		return err
+	}
+	if ps.brk, err = p.Syscall(unix.SYS_BRK, 0); err != nil {
+		return fmt.Errorf("brk: %w", err)
+	}
+	if ps.secbits, err = p.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err != nil {
 		return fmt.Errorf("securebits: %w", err)
 	}
 	return nil
@@ -159,14 +168,7 @@ func prctlGet(p *compel.Parasite, op int, scratch uint64) (uint64, error) {
 	if err := p.Read(scratch, buf); err != nil {
 		return 0, err
 	}
-	v := uint64(0)
-	for i := 7; i >= 0; i-- {
-		v = v<<8 | uint64(buf[i])
-	}
-	if op == unix.PR_GET_PDEATHSIG {
-		v &= 0xffffffff // an int
-	}
-	return v, nil
+	return binary.LittleEndian.Uint64(buf), nil
 }
 
 // codeRanges lists where to look for a syscall instruction: the vdso
@@ -184,65 +186,102 @@ func codeRanges(vmas []proc.VMA) []compel.Range {
 	return append(vdso, other...)
 }
 
-func (d *dumper) coreEntry(f *frozen) (*criucore.CoreEntry, error) {
-	fp, err := cpu.HostLayout().XSaveToImage(f.xstate)
+func readTaskStatus(pid, tid int) (proc.Status, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	if err != nil {
+		return proc.Status{}, err
+	}
+	defer f.Close()
+	return proc.ParseStatus(f)
+}
+
+// coreEntries builds core-TID.img of every thread of ps; the leader's
+// also holds what the process shares (tc).
+func coreEntries(ps *procState) ([]*criucore.CoreEntry, error) {
+	lims, err := rlimit.Dump(ps.pid)
+	if err != nil {
+		return nil, err
+	}
+	pers, err := personality(ps.pid)
+	if err != nil {
+		return nil, err
+	}
+	var out []*criucore.CoreEntry
+	for i, th := range ps.threads {
+		core, err := threadCore(th, ps.secbits)
+		if err != nil {
+			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
+		}
+		if i == 0 {
+			core.Tc = &criucore.TaskCoreEntry{
+				TaskState:   proto.Uint32(taskAlive),
+				ExitCode:    proto.Uint32(0),
+				Personality: proto.Uint32(pers),
+				Flags:       proto.Uint32(ps.stat.Flags),
+				BlkSigset:   proto.Uint64(th.mask),
+				Comm:        proto.String(ps.stat.Comm),
+				Rlimits:     lims,
+				Sigactions:  ps.acts,
+			}
+		}
+		out = append(out, core)
+	}
+	return out, nil
+}
+
+func threadCore(th *threadState, secbits uint64) (*criucore.CoreEntry, error) {
+	fp, err := cpu.HostLayout().XSaveToImage(th.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("xstate: %w", err)
 	}
-	lims, err := rlimit.Dump(f.pid)
-	if err != nil {
-		return nil, err
-	}
-	pers, err := personality(f.pid)
-	if err != nil {
-		return nil, err
-	}
+	st := th.status
 	c := creds.Creds{
-		Uid: f.status.Uid, Gid: f.status.Gid, Groups: f.status.Groups,
-		CapInh: f.status.CapInh, CapPrm: f.status.CapPrm, CapEff: f.status.CapEff,
-		CapBnd: f.status.CapBnd, CapAmb: f.status.CapAmb,
-		Secbits: uint32(f.secbits), NoNewPrivs: f.status.NoNewPrivs != 0,
+		Uid: st.Uid, Gid: st.Gid, Groups: st.Groups,
+		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb,
+		Secbits: uint32(secbits), NoNewPrivs: st.NoNewPrivs != 0,
 	}
-	tc := &criucore.TaskCoreEntry{
-		TaskState:   proto.Uint32(taskAlive),
-		ExitCode:    proto.Uint32(0),
-		Personality: proto.Uint32(pers),
-		Flags:       proto.Uint32(f.stat.Flags),
-		BlkSigset:   proto.Uint64(f.mask),
-		Comm:        proto.String(f.stat.Comm),
-		Rlimits:     lims,
-		Sigactions:  f.acts,
+	tcore := &criucore.ThreadCoreEntry{
+		SchedNice: proto.Int32(int32(th.stat.Nice)),
+		BlkSigset: proto.Uint64(th.mask),
+		Sas:       signals.AltStackToImage(th.altStack),
+		PdeathSig: proto.Uint32(uint32(th.pdeathSig)),
+		Creds:     creds.ToImage(c),
+		Comm:      proto.String(th.stat.Comm),
 	}
-	thread := &criucore.ThreadCoreEntry{
-		FutexRla:    proto.Uint64(0),
-		FutexRlaLen: proto.Uint32(0),
-		SchedNice:   proto.Int32(int32(f.stat.Nice)),
-		BlkSigset:   proto.Uint64(f.mask),
-		Sas:         signals.AltStackToImage(f.altStack),
-		PdeathSig:   proto.Uint32(uint32(f.pdeathSig)),
-		Creds:       creds.ToImage(c),
-		Comm:        proto.String(f.stat.Comm),
-	}
-	if err := robustList(f.pid, thread); err != nil {
+	if err := robustList(th.tid, tcore); err != nil {
 		return nil, err
 	}
-	if f.rseq.Size != 0 {
-		thread.RseqEntry = &rseqimg.RseqEntry{
-			RseqAbiPointer: proto.Uint64(f.rseq.Pointer),
-			RseqAbiSize:    proto.Uint32(f.rseq.Size),
-			Signature:      proto.Uint32(f.rseq.Signature),
+	if th.rseq.Size != 0 {
+		tcore.RseqEntry = &rseqimg.RseqEntry{
+			RseqAbiPointer: proto.Uint64(th.rseq.Pointer),
+			RseqAbiSize:    proto.Uint32(th.rseq.Size),
+			Signature:      proto.Uint32(th.rseq.Signature),
 		}
 	}
 	return &criucore.CoreEntry{
 		Mtype: criucore.CoreEntry_X86_64.Enum(),
 		ThreadInfo: &corex86.ThreadInfoX86{
-			ClearTidAddr: proto.Uint64(f.tidAddr),
-			Gpregs:       cpu.GPRegsToImage(&f.regs),
+			ClearTidAddr: proto.Uint64(th.tidAddr),
+			Gpregs:       cpu.GPRegsToImage(&th.regs),
 			Fpregs:       fp,
 		},
-		Tc:         tc,
-		ThreadCore: thread,
+		ThreadCore: tcore,
 	}, nil
+}
+
+// zombieCore is the core image of a zombie: how it ended.
+func zombieCore(p *frozenProc) *criucore.CoreEntry {
+	return &criucore.CoreEntry{
+		Mtype: criucore.CoreEntry_X86_64.Enum(),
+		Tc: &criucore.TaskCoreEntry{
+			TaskState:   proto.Uint32(taskDead),
+			ExitCode:    proto.Uint32(uint32(p.stat.ExitCode)),
+			Personality: proto.Uint32(0),
+			Flags:       proto.Uint32(p.stat.Flags),
+			BlkSigset:   proto.Uint64(0),
+			Comm:        proto.String(p.stat.Comm),
+		},
+	}
 }
 
 // robustList reads the thread's robust futex list head with

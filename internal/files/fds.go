@@ -18,32 +18,47 @@ type DumpOptions struct {
 	ShellJob bool // the task may hold its terminal; restore gives it amber's
 }
 
-// Dumped is what DumpFds collected.
-type Dumped struct {
-	Fds   []*fdinfo.FdinfoEntry
-	Pipes []PipeData
+// Dumper collects the open files of every process of a dump into one
+// files.img, so that a file several processes share is one entry.
+type Dumper struct {
+	Table *Table
+	opts  DumpOptions
+	known map[fileKey][]knownFd // descriptors seen, by file identity
+	pipes map[uint64]bool       // pipes whose data is saved
+	Pipes []PipeData            // data in flight, for pipes-data.img
 }
 
-// DumpFds records every descriptor of pid into t.
-func DumpFds(pid int, t *Table, opts DumpOptions) (*Dumped, error) {
+// fileKey is what a file description's file is: device and inode.
+type fileKey struct{ dev, ino uint64 }
+
+type knownFd struct {
+	pid, fd int
+	id      uint32
+}
+
+// NewDumper returns a dumper writing into t.
+func NewDumper(t *Table, opts DumpOptions) *Dumper {
+	return &Dumper{Table: t, opts: opts, known: map[fileKey][]knownFd{}, pipes: map[uint64]bool{}}
+}
+
+// DumpFds records every descriptor of pid and returns its fdinfo entries.
+func (d *Dumper) DumpFds(pid int) ([]*fdinfo.FdinfoEntry, error) {
 	fds, err := proc.Fds(pid)
 	if err != nil {
 		return nil, err
 	}
-	d := &Dumped{}
-	seen := map[int]uint32{} // fd -> file id, to find dup'ed descriptors
-	pipes := map[uint64]bool{}
+	var out []*fdinfo.FdinfoEntry
 	for _, fd := range fds {
-		e, err := dumpFd(pid, fd, t, seen, pipes, d, opts)
+		e, err := d.dumpFd(pid, fd)
 		if err != nil {
 			return nil, fmt.Errorf("pid %d fd %d: %w", pid, fd, err)
 		}
-		d.Fds = append(d.Fds, e)
+		out = append(out, e)
 	}
-	return d, nil
+	return out, nil
 }
 
-func dumpFd(pid, fd int, t *Table, seen map[int]uint32, pipes map[uint64]bool, d *Dumped, opts DumpOptions) (*fdinfo.FdinfoEntry, error) {
+func (d *Dumper) dumpFd(pid, fd int) (*fdinfo.FdinfoEntry, error) {
 	link, err := proc.FdPath(pid, fd)
 	if err != nil {
 		return nil, err
@@ -57,62 +72,73 @@ func dumpFd(pid, fd int, t *Table, seen map[int]uint32, pipes map[uint64]bool, d
 		fdFlags = unix.FD_CLOEXEC
 	}
 	e := &fdinfo.FdinfoEntry{Flags: proto.Uint32(fdFlags), Fd: proto.Uint32(uint32(fd))}
-	if id, typ, ok := sameFile(pid, fd, seen, t); ok {
-		e.Id, e.Type = proto.Uint32(id), typ.Enum()
-		seen[fd] = id
-		return e, nil
-	}
 	st, err := os.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
 	if err != nil {
 		return nil, err
 	}
-	flags := info.Flags &^ unix.O_CLOEXEC
-	var id uint32
-	var typ fdinfo.FdTypes
-	switch {
-	case strings.HasPrefix(link, "pipe:["):
-		id, err = t.addPipe(st, flags)
-		typ = fdinfo.FdTypes_PIPE
-		if err == nil && !pipes[inode(st)] {
-			pipes[inode(st)] = true
-			var pd PipeData
-			pd, err = readPipeData(pid, fd, inode(st))
-			if len(pd.Data) > 0 {
-				d.Pipes = append(d.Pipes, pd)
-			}
-		}
-	case strings.HasSuffix(link, " (deleted)"):
-		err = fmt.Errorf("%s: unlinked open files are not supported yet", link)
-	case st.Mode()&os.ModeSocket != 0, st.Mode()&os.ModeNamedPipe != 0, !strings.HasPrefix(link, "/"):
-		err = fmt.Errorf("%s: this kind of file is not supported yet", link)
-	case isTerminal(st):
-		if !opts.ShellJob {
-			err = fmt.Errorf("%s: a terminal needs --shell-job", link)
-		}
-		id, typ = t.addReg(link, flags, 0, st), fdinfo.FdTypes_REG
-	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
-		err = fmt.Errorf("%s: block devices are not supported", link)
-	default:
-		id, typ = t.addReg(link, flags, uint64(info.Pos), st), fdinfo.FdTypes_REG
+	key := keyOf(st)
+	if id, ok := d.sameFile(pid, fd, key); ok {
+		e.Id, e.Type = proto.Uint32(id), d.Table.entries[id-1].GetType().Enum()
+		return e, nil
 	}
+	id, typ, err := d.addFile(pid, fd, link, info, st)
 	if err != nil {
 		return nil, err
 	}
-	seen[fd] = id
+	d.known[key] = append(d.known[key], knownFd{pid, fd, id})
 	e.Id, e.Type = proto.Uint32(id), typ.Enum()
 	return e, nil
 }
 
-// sameFile finds an earlier descriptor of pid that shares fd's open file
-// description (dup, dup2), which must be restored as one file.
-func sameFile(pid, fd int, seen map[int]uint32, t *Table) (uint32, fdinfo.FdTypes, bool) {
-	for other, id := range seen {
-		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(other), uintptr(fd), 0)
+// addFile adds the file behind pid's fd to the table.
+func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileInfo) (uint32, fdinfo.FdTypes, error) {
+	flags := info.Flags &^ unix.O_CLOEXEC
+	t := d.Table
+	switch {
+	case strings.HasPrefix(link, "pipe:["):
+		id, err := t.addPipe(st, flags)
+		if err != nil || d.pipes[inode(st)] {
+			return id, fdinfo.FdTypes_PIPE, err
+		}
+		d.pipes[inode(st)] = true
+		pd, err := readPipeData(pid, fd, inode(st))
+		if len(pd.Data) > 0 {
+			d.Pipes = append(d.Pipes, pd)
+		}
+		return id, fdinfo.FdTypes_PIPE, err
+	case strings.HasSuffix(link, " (deleted)"):
+		return 0, 0, fmt.Errorf("%s: unlinked open files are not supported yet", link)
+	case st.Mode()&os.ModeSocket != 0, st.Mode()&os.ModeNamedPipe != 0, !strings.HasPrefix(link, "/"):
+		return 0, 0, fmt.Errorf("%s: this kind of file is not supported yet", link)
+	case isTerminal(st):
+		if !d.opts.ShellJob {
+			return 0, 0, fmt.Errorf("%s: a terminal needs --shell-job", link)
+		}
+		return t.addReg(link, flags, 0, st), fdinfo.FdTypes_REG, nil
+	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		return 0, 0, fmt.Errorf("%s: block devices are not supported", link)
+	}
+	return t.addReg(link, flags, uint64(info.Pos), st), fdinfo.FdTypes_REG, nil
+}
+
+// sameFile finds a descriptor seen earlier, in this process or another,
+// that shares fd's open file description (dup, or inherited across fork):
+// both are one file of the image.
+func (d *Dumper) sameFile(pid, fd int, key fileKey) (uint32, bool) {
+	for _, k := range d.known[key] {
+		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(k.pid), kcmpFile, uintptr(fd), uintptr(k.fd), 0)
 		if e == 0 && r == 0 {
-			return id, t.entries[id-1].GetType(), true
+			return k.id, true
 		}
 	}
-	return 0, 0, false
+	return 0, false
+}
+
+func keyOf(st os.FileInfo) fileKey {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return fileKey{s.Dev, s.Ino}
+	}
+	return fileKey{}
 }
 
 func inode(st os.FileInfo) uint64 {

@@ -44,10 +44,11 @@ func PlanFS(b *plan.Builder, e *fsimg.FsEntry, idx Index) error {
 	if err != nil {
 		return fmt.Errorf("fs cwd: %w", err)
 	}
+	// cwd is a path in amber's root: enter it before changing root.
+	b.Call("chdir "+cwd, unix.SYS_CHDIR, b.String(cwd))
 	if root != "/" {
 		b.Call("chroot "+root, unix.SYS_CHROOT, b.String(root))
 	}
-	b.Call("chdir "+cwd, unix.SYS_CHDIR, b.String(cwd))
 	if e.Umask != nil {
 		b.Call(fmt.Sprintf("umask %o", e.GetUmask()), unix.SYS_UMASK, uint64(e.GetUmask()))
 	}

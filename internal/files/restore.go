@@ -2,6 +2,7 @@ package files
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -23,6 +24,28 @@ type RestoreInput struct {
 	AmberPid int
 	// Stat looks files up as they are now (os.Stat outside tests).
 	Stat func(path string) (os.FileInfo, error)
+	// Inherited are the descriptors the task starts with, by number, and
+	// the file id each holds: its restored parent's table (parked pipe
+	// ends included). Empty for a task forked from the stub.
+	Inherited map[int]uint32
+	// Shared finds a file that a task restored earlier already holds, so
+	// that this task shares its open file description instead of opening
+	// another.
+	Shared func(fileID uint32) (Holder, bool)
+}
+
+// Holder is a restored task holding a file at a descriptor.
+type Holder struct{ Pid, Fd int }
+
+// Restored is what PlanFds leaves in the task.
+type Restored struct {
+	// Held maps each file id the task holds to one descriptor of it,
+	// for Shared lookups of tasks restored later.
+	Held map[uint32]int
+	// Parked are pipe ends the task keeps for other tasks, by descriptor,
+	// with the file id of each; they are closed once every task has taken
+	// its own (ClosePlan).
+	Parked map[int]uint32
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation
@@ -45,59 +68,130 @@ func CheckReg(e *fdinfo.FileEntry, stat func(string) (os.FileInfo, error)) error
 }
 
 // PlanFds plans recreating the descriptor table: afterwards the task has
-// exactly the dumped descriptors, with their numbers, flags and positions.
-func PlanFds(b *plan.Builder, in *RestoreInput) error {
+// exactly the dumped descriptors, with their numbers, flags and positions,
+// plus the parked pipe ends listed in the returned Restored. Files the task
+// shares with its parent come from the inherited descriptors, those it
+// shares with another task restored earlier through pidfd_getfd.
+func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	fds := slices.Clone(in.Fds)
 	slices.SortFunc(fds, func(a, c *fdinfo.FdinfoEntry) int { return int(a.GetFd()) - int(c.GetFd()) })
-	safe := 0 // above every target: where pipe ends wait for their number
+	safe := 0 // above every target and inherited number
 	for _, f := range fds {
 		safe = max(safe, int(f.GetFd())+1)
 	}
-	placed := map[uint32]int{} // file id -> a descriptor that has it
-	pipeEnds := map[uint32][2]int{}
+	for fd := range in.Inherited {
+		safe = max(safe, fd+1)
+	}
+	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
+		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
 	for _, f := range fds {
-		if err := planFd(b, in, f, placed, pipeEnds, safe); err != nil {
-			return fmt.Errorf("fd %d: %w", f.GetFd(), err)
+		if err := p.place(f); err != nil {
+			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
 		}
 	}
-	for _, ends := range pipeEnds {
-		for _, fd := range ends {
-			if fd >= 0 {
-				b.Close(fd)
-			}
-		}
-	}
-	return nil
+	p.closeSpare()
+	return p.table, nil
 }
 
-func planFd(b *plan.Builder, in *RestoreInput, f *fdinfo.FdinfoEntry, placed map[uint32]int, pipeEnds map[uint32][2]int, safe int) error {
+// fdPlanner carries the state of one PlanFds.
+type fdPlanner struct {
+	b      *plan.Builder
+	in     *RestoreInput
+	safe   int
+	have   map[uint32]int // file id -> a spare descriptor above safe
+	placed map[uint32]int // file id -> target descriptor made
+	parked map[int]bool
+	table  *Restored
+}
+
+// keepInherited moves the inherited descriptors the task needs above
+// every target number and closes all others.
+func keepInherited(b *plan.Builder, in *RestoreInput, fds []*fdinfo.FdinfoEntry, safe int) map[uint32]int {
+	have := map[uint32]int{}
+	if len(in.Inherited) == 0 {
+		return have
+	}
+	need := map[uint32]bool{}
+	for _, f := range fds {
+		need[f.GetId()] = true
+	}
+	for _, fd := range sortedKeys(in.Inherited) {
+		id := in.Inherited[fd]
+		if _, dup := have[id]; need[id] && !dup {
+			have[id] = b.CopyAbove(fd, safe)
+		}
+	}
+	b.CloseRange(0, safe-1)
+	return have
+}
+
+func sortedKeys(m map[int]uint32) []int {
+	var out []int
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// place makes one target descriptor.
+func (p *fdPlanner) place(f *fdinfo.FdinfoEntry) error {
 	target, cloexec := int(f.GetFd()), f.GetFlags()&unix.FD_CLOEXEC != 0
-	if fd, ok := placed[f.GetId()]; ok {
-		// A dup of a descriptor already made: share its open file.
-		b.Call(fmt.Sprintf("dup fd %d to %d", fd, target), unix.SYS_DUP3, uint64(fd), uint64(target), cloexecFlag(cloexec))
-		b.Mark(target)
+	id := f.GetId()
+	if fd, ok := p.placed[id]; ok {
+		p.dup(fd, target, cloexec, "another descriptor of the same file")
 		return nil
 	}
-	e, ok := in.Files[f.GetId()]
-	if !ok {
-		return fmt.Errorf("files.img has no file with id %d", f.GetId())
+	if fd, ok := p.have[id]; ok {
+		p.dup(fd, target, cloexec, "inherited from the parent")
+		p.placed[id] = target
+		p.table.Held[id] = target
+		return nil
 	}
-	var fd int
-	var err error
-	switch e.GetType() {
-	case fdinfo.FdTypes_REG:
-		fd, err = planReg(b, in, e)
-	case fdinfo.FdTypes_PIPE:
-		fd, err = planPipeEnd(b, in, e, pipeEnds, safe)
-	default:
-		err = fmt.Errorf("file id %d: type %v is not supported yet", e.GetId(), e.GetType())
-	}
+	fd, err := p.make(id)
 	if err != nil {
 		return err
 	}
-	b.Move(fd, target, cloexec)
-	placed[f.GetId()] = target
+	p.b.Move(fd, target, cloexec)
+	p.placed[id] = target
+	p.table.Held[id] = target
 	return nil
+}
+
+func (p *fdPlanner) dup(from, to int, cloexec bool, why string) {
+	p.b.Call(fmt.Sprintf("dup fd %d to %d (%s)", from, to, why), unix.SYS_DUP3, uint64(from), uint64(to), cloexecFlag(cloexec))
+	p.b.Mark(to)
+}
+
+// make creates file id in the task, or takes it from the task already
+// holding it, and returns a descriptor of it.
+func (p *fdPlanner) make(id uint32) (int, error) {
+	if p.in.Shared != nil {
+		if h, ok := p.in.Shared(id); ok {
+			return planTake(p.b, h.Pid, h.Fd, fmt.Sprintf("file id %d", id)), nil
+		}
+	}
+	e, ok := p.in.Files[id]
+	if !ok {
+		return 0, fmt.Errorf("files.img has no file with id %d", id)
+	}
+	switch e.GetType() {
+	case fdinfo.FdTypes_REG:
+		return planReg(p.b, p.in, e)
+	case fdinfo.FdTypes_PIPE:
+		return p.makePipe(e)
+	}
+	return 0, fmt.Errorf("file id %d: type %v is not supported yet", id, e.GetType())
+}
+
+// closeSpare closes the inherited copies above safe; parked pipe ends
+// stay for other tasks.
+func (p *fdPlanner) closeSpare() {
+	for _, id := range slices.Sorted(maps.Keys(p.have)) {
+		if fd := p.have[id]; !p.parked[fd] {
+			p.b.Close(fd)
+		}
+	}
 }
 
 func cloexecFlag(on bool) uint64 {
@@ -115,7 +209,7 @@ func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error
 		if !in.ShellJob {
 			return 0, fmt.Errorf("%s: a terminal needs --shell-job", reg.GetName())
 		}
-		return planInherit(b, in.AmberPid, 0), nil
+		return planTake(b, in.AmberPid, 0, "amber's terminal"), nil
 	}
 	if err := CheckReg(e, in.Stat); err != nil {
 		return 0, err
@@ -128,53 +222,126 @@ func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error
 }
 
 func isTerminalPath(p string) bool {
-	return strings.HasPrefix(p, "/dev/pts/") || strings.HasPrefix(p, "/dev/tty") || p == "/dev/console"
+	return strings.HasPrefix(p, "/dev/pts/") || strings.HasPrefix(p, "/dev/tty") || p == "/dev/console" || p == "/dev/ptmx"
 }
 
-// planInherit copies descriptor fd of process pid into the task with
-// pidfd_getfd, run by the task itself.
-func planInherit(b *plan.Builder, pid, fd int) int {
+// planTake copies descriptor fd of process pid into the task with
+// pidfd_getfd, run by the task itself: the task then shares that open
+// file description.
+func planTake(b *plan.Builder, pid, fd int, what string) int {
 	pidfd := b.Next()
-	b.Call(fmt.Sprintf("pidfd_open amber (pid %d)", pid), unix.SYS_PIDFD_OPEN, uint64(pid), 0)
+	b.Call(fmt.Sprintf("pidfd_open pid %d", pid), unix.SYS_PIDFD_OPEN, uint64(pid), 0)
 	b.Take()
 	got := b.Next()
-	b.Call(fmt.Sprintf("take fd %d of amber", fd), unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
+	b.Call(fmt.Sprintf("take fd %d of pid %d (%s)", fd, pid, what), unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
 	b.Take()
+	// pidfd_getfd always sets FD_CLOEXEC; the caller sets the wanted flag.
+	b.Call(fmt.Sprintf("clear FD_CLOEXEC on fd %d", got), unix.SYS_FCNTL, uint64(got), unix.F_SETFD, 0)
 	b.Close(pidfd)
 	return got
 }
 
-// planPipeEnd returns a descriptor for one end of a pipe, creating the
-// pipe (and refilling its data) when its first end is met. Both new ends
-// are first moved above every target number so that they cannot be
-// overwritten while they wait for their own number.
-func planPipeEnd(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry, ends map[uint32][2]int, safe int) (int, error) {
-	p := e.GetPipe()
-	id := p.GetPipeId()
-	cur, ok := ends[id]
-	if !ok {
-		r, w := b.Next(), -1
-		fdsAddr := b.Bytes(make([]byte, 8))
-		b.Call(fmt.Sprintf("create pipe %d", id), unix.SYS_PIPE2, fdsAddr, 0)
-		b.Take()
-		w = b.Take()
-		cur = [2]int{b.MoveAbove(r, safe), b.MoveAbove(w, safe)}
-		if data := in.Pipes[id]; len(data) > 0 {
-			b.Call(fmt.Sprintf("refill pipe %d with %d bytes", id, len(data)), unix.SYS_WRITE, uint64(cur[1]), b.Bytes(data), uint64(len(data)))
+// makePipe creates the pipe that file e is an end of, refills it, and
+// returns e's end. The other end is parked above every target number for
+// whichever task (this one included) needs it.
+func (p *fdPlanner) makePipe(e *fdinfo.FileEntry) (int, error) {
+	pipeID := e.GetPipe().GetPipeId()
+	r := p.b.Next()
+	p.b.Call(fmt.Sprintf("create pipe %d", pipeID), unix.SYS_PIPE2, p.b.Bytes(make([]byte, 8)), 0)
+	p.b.Take()
+	w := p.b.Take()
+	ends := [2]int{p.b.MoveAbove(r, p.safe), p.b.MoveAbove(w, p.safe)}
+	if err := oneFilePerEnd(p.in.Files.pipeEnds(pipeID)); err != nil {
+		return 0, fmt.Errorf("pipe %d: %w", pipeID, err)
+	}
+	if data := p.in.Pipes[pipeID]; len(data) > defaultPipeSize {
+		// A fresh pipe holds 64 KiB: the write would block the task.
+		p.b.Call(fmt.Sprintf("grow pipe %d to %d bytes", pipeID, len(data)), unix.SYS_FCNTL, uint64(ends[1]), unix.F_SETPIPE_SZ, uint64(len(data)))
+	}
+	if data := p.in.Pipes[pipeID]; len(data) > 0 {
+		p.b.Call(fmt.Sprintf("refill pipe %d with %d bytes", pipeID, len(data)), unix.SYS_WRITE, uint64(ends[1]), p.b.Bytes(data), uint64(len(data)))
+	}
+	var mine = -1
+	for _, other := range p.in.Files.pipeEnds(pipeID) {
+		end := ends[pipeEnd(other)]
+		if other.GetId() == e.GetId() && mine < 0 {
+			mine = end
+			continue
+		}
+		if fl := other.GetPipe().GetFlags() & unix.O_NONBLOCK; fl != 0 {
+			p.b.Call(fmt.Sprintf("set O_NONBLOCK on pipe %d", pipeID), unix.SYS_FCNTL, uint64(end), unix.F_SETFL, uint64(fl))
+		}
+		p.park(other.GetId(), end)
+	}
+	if mine < 0 {
+		return 0, fmt.Errorf("pipe %d: file id %d not found in files.img", pipeID, e.GetId())
+	}
+	if fl := e.GetPipe().GetFlags() & unix.O_NONBLOCK; fl != 0 {
+		p.b.Call(fmt.Sprintf("set O_NONBLOCK on pipe %d", pipeID), unix.SYS_FCNTL, uint64(mine), unix.F_SETFL, uint64(fl))
+	}
+	for i, end := range ends {
+		if end != mine && !p.parked[end] {
+			p.b.Close(end) // an end no file of the dump has
+			ends[i] = -1
 		}
 	}
-	end := 0
-	if p.GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
-		end = 1
+	return mine, nil
+}
+
+// defaultPipeSize is the capacity of a new pipe.
+const defaultPipeSize = 64 << 10
+
+// oneFilePerEnd refuses a pipe one of whose ends was opened twice
+// (through /proc/PID/fd): two open file descriptions of one end.
+func oneFilePerEnd(ends []*fdinfo.FileEntry) error {
+	var seen [2]bool
+	for _, e := range ends {
+		if seen[pipeEnd(e)] {
+			return fmt.Errorf("two open files of the same end are not supported yet")
+		}
+		seen[pipeEnd(e)] = true
 	}
-	fd := cur[end]
-	if fd < 0 {
-		return 0, fmt.Errorf("pipe %d: two descriptions of the same end are not supported yet", id)
+	return nil
+}
+
+// park keeps fd open as file id for other tasks.
+func (p *fdPlanner) park(id uint32, fd int) {
+	if p.parked == nil {
+		p.parked = map[int]bool{}
+		p.table.Parked = map[int]uint32{}
 	}
-	if fl := p.GetFlags() & unix.O_NONBLOCK; fl != 0 {
-		b.Call(fmt.Sprintf("set O_NONBLOCK on pipe %d", id), unix.SYS_FCNTL, uint64(fd), unix.F_SETFL, uint64(fl))
+	if !p.parked[fd] {
+		p.parked[fd] = true
+		p.table.Parked[fd] = id
 	}
-	cur[end] = -1
-	ends[id] = cur
-	return fd, nil
+	if _, ok := p.table.Held[id]; !ok {
+		p.table.Held[id] = fd
+	}
+	p.have[id] = fd
+}
+
+// pipeEnd is 0 for a read end, 1 for a write end.
+func pipeEnd(e *fdinfo.FileEntry) int {
+	if e.GetPipe().GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
+		return 1
+	}
+	return 0
+}
+
+// pipeEnds lists the files of the dump that are ends of pipe pipeID.
+func (idx Index) pipeEnds(pipeID uint32) []*fdinfo.FileEntry {
+	var out []*fdinfo.FileEntry
+	for _, id := range slices.Sorted(maps.Keys(idx)) {
+		if e := idx[id]; e.GetType() == fdinfo.FdTypes_PIPE && e.GetPipe().GetPipeId() == pipeID {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ClosePlan plans closing parked pipe ends once every task took its own.
+func ClosePlan(b *plan.Builder, t *Restored) {
+	for _, fd := range slices.Sorted(maps.Keys(t.Parked)) {
+		b.Close(fd)
+	}
 }

@@ -3,6 +3,7 @@ package mem
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -31,6 +32,7 @@ const maxIov = 1024
 type PagesStats struct {
 	Pages   uint64 // pages written to the pages image
 	Scanned uint64 // pages in VMAs whose contents are saved
+	Runs    []Run  // the pages written, as listed in the pagemap
 }
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
@@ -58,8 +60,12 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	if err := writePagemap(dir.PagemapPath(pid), pagesID, runs); err != nil {
 		return st, err
 	}
-	n, err := copyPages(t, runs, dir.PagesPath(pagesID))
-	st.Pages = n
+	shared, err := scan.Shared(runs)
+	if err != nil {
+		return st, err
+	}
+	n, err := copyPages(t, runs, shared, dir.PagesPath(pagesID))
+	st.Pages, st.Runs = n, runs
 	return st, err
 }
 
@@ -90,7 +96,8 @@ func writePagemap(path string, pagesID uint32, runs []Run) error {
 }
 
 // copyPages streams the runs' contents into the pages image in chunks.
-func copyPages(t *compel.Task, runs []Run, path string) (uint64, error) {
+// Pages in shared (sorted) are read without pinning them.
+func copyPages(t *compel.Task, runs, shared []Run, path string) (uint64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
@@ -103,7 +110,7 @@ func copyPages(t *compel.Task, runs []Run, path string) (uint64, error) {
 		for _, r := range chunk {
 			n += int(r.End - r.Start)
 		}
-		if err := readRuns(t, chunk, buf[:n]); err != nil {
+		if err := readRuns(t, chunk, shared, buf[:n]); err != nil {
 			return pages, err
 		}
 		if _, err := f.Write(buf[:n]); err != nil {
@@ -140,27 +147,84 @@ func chunks(runs []Run, size uint64) func(yield func([]Run) bool) {
 	}
 }
 
-// readRuns reads the runs into buf with one process_vm_readv, and range by
-// range through /proc/PID/mem where that stops short (PROT_NONE memory).
-func readRuns(t *compel.Task, runs []Run, buf []byte) error {
-	iov := make([]unix.RemoteIovec, len(runs))
-	for i, r := range runs {
-		iov[i] = unix.RemoteIovec{Base: uintptr(r.Start), Len: int(r.End - r.Start)}
+// piece is part of a run and where it goes in the copy buffer.
+type piece struct {
+	Run
+	buf []byte
+}
+
+// readRuns reads the runs into buf: pages the task maps alone with one
+// process_vm_readv, shared ones and whatever that cannot read (PROT_NONE)
+// through /proc/PID/mem.
+func readRuns(t *compel.Task, runs, shared []Run, buf []byte) error {
+	var pinned, unpinned []piece
+	off := uint64(0)
+	for _, r := range runs {
+		for _, part := range splitRun(r, shared) {
+			p := piece{part.Run, buf[off+part.Start-r.Start : off+part.End-r.Start]}
+			if part.shared {
+				unpinned = append(unpinned, p)
+			} else {
+				pinned = append(pinned, p)
+			}
+		}
+		off += r.End - r.Start
 	}
-	done, err := t.ReadVec(iov, buf)
+	remote := make([]unix.RemoteIovec, len(pinned))
+	local := make([][]byte, len(pinned))
+	for i, p := range pinned {
+		remote[i] = unix.RemoteIovec{Base: uintptr(p.Start), Len: int(p.End - p.Start)}
+		local[i] = p.buf
+	}
+	done, err := t.ReadVecs(remote, local)
 	if err != nil {
 		done = 0
 	}
-	off := 0
-	for _, r := range runs {
-		l := int(r.End - r.Start)
-		if off+l > done {
-			from := max(off, done)
-			if err := t.ReadMem(r.Start+uint64(from-off), buf[from:off+l]); err != nil {
-				return err
-			}
+	for _, p := range pinned {
+		l := int(p.End - p.Start)
+		if done >= l {
+			done -= l
+			continue
 		}
-		off += l
+		unpinned = append(unpinned, piece{Run{p.Start + uint64(done), p.End}, p.buf[done:]})
+		done = 0
+	}
+	for _, p := range unpinned {
+		if err := t.ReadProcMem(p.Start, p.buf); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// part is a piece of a run, shared or not.
+type part struct {
+	Run
+	shared bool
+}
+
+// splitRun cuts r where it enters and leaves the shared runs.
+func splitRun(r Run, shared []Run) []part {
+	var out []part
+	for _, s := range sharedIn(r, shared) {
+		if s.Start > r.Start {
+			out = append(out, part{Run{r.Start, s.Start}, false})
+		}
+		out = append(out, part{s, true})
+		r.Start = s.End
+	}
+	if r.Start < r.End {
+		out = append(out, part{r, false})
+	}
+	return out
+}
+
+// sharedIn returns the parts of shared (sorted) inside r.
+func sharedIn(r Run, shared []Run) []Run {
+	i, _ := slices.BinarySearchFunc(shared, r.Start, func(s Run, a uint64) int { return cmpU64(s.End, a+1) })
+	var out []Run
+	for ; i < len(shared) && shared[i].Start < r.End; i++ {
+		out = append(out, Run{max(shared[i].Start, r.Start), min(shared[i].End, r.End)})
+	}
+	return out
 }

@@ -133,10 +133,7 @@ func keptVMAs(in *RestoreInput) []bool {
 	const notForked = 1<<unix.MADV_DONTFORK | 1<<unix.MADV_WIPEONFORK
 	for i, v := range vmas {
 		p, ok := parent[v.GetStart()]
-		keep[i] = ok && !isVdso(v) && p.GetEnd() == v.GetEnd() && p.GetProt() == v.GetProt() &&
-			p.GetFlags() == v.GetFlags() && p.GetStatus() == v.GetStatus() &&
-			p.GetShmid() == v.GetShmid() && p.GetPgoff() == v.GetPgoff() &&
-			p.GetMadv()&notForked == 0
+		keep[i] = ok && !isVdso(v) && SameVMA(p, v) && p.GetMadv()&notForked == 0
 	}
 	return keep
 }
@@ -414,6 +411,24 @@ func pagemapRuns(pm []*pagemap.PagemapEntry) []Run {
 	return out
 }
 
+// maxRW is MAX_RW_COUNT, the most one read moves: a longer preadv
+// silently stops short.
+const maxRW = 0x7ffff000
+
+// splitSegments cuts segments longer than limit (page aligned).
+func splitSegments(segs []segment, limit uint64) []segment {
+	limit &^= pageSize - 1
+	var out []segment
+	for _, sg := range segs {
+		for sg.size > limit {
+			out = append(out, segment{sg.addr, limit, sg.off})
+			sg = segment{sg.addr + limit, sg.size - limit, sg.off + limit}
+		}
+		out = append(out, sg)
+	}
+	return out
+}
+
 // planFill plans the preadv calls that copy the pages image into place:
 // IOV_MAX ranges per call, each call reading one contiguous part of the
 // image.
@@ -433,8 +448,8 @@ func planFill(b *plan.Builder, pagesPath string, segs []segment) {
 			unix.SYS_PREADV, uint64(fd), b.Bytes(iov), n, batchOff, 0)
 		iov, batchLen = nil, 0
 	}
-	for _, sg := range segs {
-		if len(iov) > 0 && (batchOff+batchLen != sg.off || len(iov)/16 == maxIov) {
+	for _, sg := range splitSegments(segs, maxRW) {
+		if len(iov) > 0 && (batchOff+batchLen != sg.off || len(iov)/16 == maxIov || batchLen+sg.size > maxRW) {
 			flush()
 		}
 		if len(iov) == 0 {

@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"unsafe"
@@ -84,6 +85,30 @@ func (s *Scanner) DataPages(start, end uint64, anonOnly bool) ([]Run, error) {
 		arg.Start = arg.WalkEnd
 	}
 	return runs, nil
+}
+
+// pmExclusive is bit 56 of /proc/PID/pagemap: the page is mapped by
+// this process alone.
+const pmExclusive = 1 << 56
+
+// Shared returns the pages of runs that other processes map too (shared
+// copy-on-write since a fork), or that are not mapped at all (swapped).
+func (s *Scanner) Shared(runs []Run) ([]Run, error) {
+	var out []Run
+	for _, r := range runs {
+		n := (r.End - r.Start) / pageSize
+		b := make([]byte, n*8)
+		if _, err := s.f.ReadAt(b, int64(r.Start/pageSize*8)); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.f.Name(), err)
+		}
+		for i := uint64(0); i < n; i++ {
+			if binary.LittleEndian.Uint64(b[i*8:])&pmExclusive == 0 {
+				a := r.Start + i*pageSize
+				out = appendRun(out, Run{a, a + pageSize})
+			}
+		}
+	}
+	return out, nil
 }
 
 // appendRun merges r into the last run when they touch.

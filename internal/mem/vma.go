@@ -2,6 +2,7 @@ package mem
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -112,6 +113,8 @@ func classify(v proc.VMA) (status, flags uint32, err error) {
 		return status | StatusAnonPrivate, flags | unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, nil
 	case v.Path[0] == '[':
 		return 0, 0, fmt.Errorf("special mapping %s is not supported", v.Path)
+	case strings.HasPrefix(v.Path, "anon_inode:"):
+		return 0, 0, fmt.Errorf("mapping of %s is not supported yet", v.Path)
 	case v.Deleted:
 		return 0, 0, fmt.Errorf("mapping of deleted file %s is not supported yet", v.Path)
 	case v.Shared:

@@ -109,15 +109,22 @@ func (b *Builder) Used(fd int) bool { return b.fds[fd] }
 // Mark records that a planned call (dup3 into a chosen number) made fd.
 func (b *Builder) Mark(fd int) { b.fds[fd] = true }
 
-// MoveAbove plans moving fd to the lowest free number at or above min
-// (fcntl F_DUPFD), closing fd, and returns the new number.
-func (b *Builder) MoveAbove(fd, min int) int {
+// CopyAbove plans duplicating fd to the lowest free number at or above
+// min (fcntl F_DUPFD) and returns the new number; fd stays open.
+func (b *Builder) CopyAbove(fd, min int) int {
 	to := min
 	for b.fds[to] {
 		to++
 	}
-	b.Call(fmt.Sprintf("move fd %d above %d", fd, min), unix.SYS_FCNTL, uint64(fd), unix.F_DUPFD, uint64(min))
+	b.Call(fmt.Sprintf("copy fd %d above %d", fd, min), unix.SYS_FCNTL, uint64(fd), unix.F_DUPFD, uint64(min))
 	b.fds[to] = true
+	return to
+}
+
+// MoveAbove plans moving fd to the lowest free number at or above min
+// (fcntl F_DUPFD), closing fd, and returns the new number.
+func (b *Builder) MoveAbove(fd, min int) int {
+	to := b.CopyAbove(fd, min)
 	b.Close(fd)
 	return to
 }

@@ -2,7 +2,6 @@ package restore
 
 import (
 	"fmt"
-	"io"
 	"os"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -21,11 +20,16 @@ import (
 // imagesVersion is the only img_version amber reads.
 const imagesVersion = 2
 
-// taskImages are the images of one task, read and checked.
+// taskImages are the images of one process, read and checked.
 type taskImages struct {
 	pid       int
 	tree      *pstree.PstreeEntry
-	core      *criucore.CoreEntry
+	core      *criucore.CoreEntry // the leader's
+	threads   []threadImages      // every thread, the leader first
+	ids       *criucore.TaskKobjIdsEntry
+	parent    *taskImages
+	children  []*taskImages
+	cow       []mem.Run // pages shared with the parent at dump
 	mm        *mm.MmEntry
 	pagemap   []*pagemap.PagemapEntry
 	pagesPath string
@@ -37,8 +41,20 @@ type taskImages struct {
 
 func newOf[T any]() func() *T { return func() *T { return new(T) } }
 
-// load reads the images of the (single) task in dir.
-func load(dir image.Dir) (*taskImages, error) {
+// threadImages is one thread's core image.
+type threadImages struct {
+	tid  int
+	core *criucore.CoreEntry
+}
+
+// treeImages is a whole dumped tree, parents before children.
+type treeImages struct {
+	root  *taskImages
+	tasks []*taskImages
+}
+
+// load reads the images of the tree in dir.
+func load(dir image.Dir) (*treeImages, error) {
 	inv, err := image.ReadOne(dir.InventoryPath(), image.Inventory, newOf[inventory.InventoryEntry]())
 	if err != nil {
 		return nil, err
@@ -46,53 +62,131 @@ func load(dir image.Dir) (*taskImages, error) {
 	if v := inv.GetImgVersion(); v != imagesVersion {
 		return nil, fmt.Errorf("%s: img_version %d, amber reads %d", dir.InventoryPath(), v, imagesVersion)
 	}
-	trees, err := image.ReadFile(dir.PstreePath(), image.Pstree, newOf[pstree.PstreeEntry]())
+	entries, err := image.ReadFile(dir.PstreePath(), image.Pstree, newOf[pstree.PstreeEntry]())
 	if err != nil {
 		return nil, err
 	}
-	if len(trees) != 1 {
-		return nil, fmt.Errorf("%s: %d processes: process trees are not supported yet", dir.PstreePath(), len(trees))
-	}
-	t := &taskImages{tree: trees[0], pid: int(trees[0].GetPid())}
-	if n := len(t.tree.GetThreads()); n != 1 {
-		return nil, fmt.Errorf("%s: pid %d has %d threads: multi-threaded processes are not supported yet", dir.PstreePath(), t.pid, n)
-	}
-	if t.pid <= 0 {
-		return nil, fmt.Errorf("%s: invalid pid %d", dir.PstreePath(), t.pid)
-	}
-	if err := t.loadCore(dir); err != nil {
+	tree, err := linkTree(dir.PstreePath(), entries)
+	if err != nil {
 		return nil, err
 	}
-	if err := t.loadMemory(dir); err != nil {
+	idx, err := files.ReadIndex(dir)
+	if err != nil {
 		return nil, err
 	}
-	return t, t.loadFiles(dir)
+	pipes, err := files.ReadPipesData(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tree.tasks {
+		t.files, t.pipes = idx, pipes
+		if err := t.load(dir); err != nil {
+			return nil, err
+		}
+	}
+	return tree, nil
 }
 
-func (t *taskImages) loadCore(dir image.Dir) error {
-	path := dir.CorePath(t.pid)
-	core, err := image.ReadOne(path, image.Core, newOf[criucore.CoreEntry]())
-	if err != nil {
+// linkTree checks pstree.img and links parents and children.
+func linkTree(path string, entries []*pstree.PstreeEntry) (*treeImages, error) {
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("%s: no process", path)
+	}
+	tree := &treeImages{}
+	byPid := map[int]*taskImages{}
+	for i, e := range entries {
+		t := &taskImages{tree: e, pid: int(e.GetPid())}
+		if t.pid <= 0 || byPid[t.pid] != nil {
+			return nil, fmt.Errorf("%s: entry %d: invalid or repeated pid %d", path, i, t.pid)
+		}
+		if len(e.GetThreads()) == 0 || int(e.GetThreads()[0]) != t.pid {
+			return nil, fmt.Errorf("%s: pid %d: threads must start with the leader", path, t.pid)
+		}
+		byPid[t.pid] = t
+		if i == 0 {
+			tree.root = t
+		} else if t.parent = byPid[int(e.GetPpid())]; t.parent == nil {
+			return nil, fmt.Errorf("%s: pid %d: parent %d is not listed before it", path, t.pid, e.GetPpid())
+		} else {
+			t.parent.children = append(t.parent.children, t)
+		}
+		tree.tasks = append(tree.tasks, t)
+	}
+	return tree, nil
+}
+
+// load reads the images of one process.
+func (t *taskImages) load(dir image.Dir) error {
+	if err := t.loadCore(dir); err != nil {
 		return err
 	}
-	if a := core.GetMtype(); a != criucore.CoreEntry_X86_64 {
-		return fmt.Errorf("%s: images of architecture %v; amber restores x86_64", path, a)
+	if t.zombie() {
+		return nil
 	}
-	if core.GetThreadInfo() == nil || core.GetTc() == nil || core.GetThreadCore() == nil {
-		return fmt.Errorf("%s: thread_info, tc and thread_core are required", path)
+	if err := t.loadMemory(dir); err != nil {
+		return err
 	}
-	if core.GetThreadInfo().GetGpregs() == nil || core.GetThreadInfo().GetFpregs() == nil {
-		return fmt.Errorf("%s: registers missing", path)
+	return t.loadFiles(dir)
+}
+
+// zombie reports whether the process had exited but was not reaped.
+func (t *taskImages) zombie() bool { return t.core.GetTc().GetTaskState() == taskDead }
+
+func (t *taskImages) loadCore(dir image.Dir) error {
+	for i, tid := range t.tree.GetThreads() {
+		core, err := readCore(dir, int(tid), i == 0)
+		if err != nil {
+			return err
+		}
+		t.threads = append(t.threads, threadImages{tid: int(tid), core: core})
 	}
-	if s := core.GetTc().GetTaskState(); s != taskAlive {
-		return fmt.Errorf("%s: task state %d: only live tasks are supported yet", path, s)
+	t.core = t.threads[0].core
+	if s := t.core.GetTc().GetTaskState(); s != taskAlive && s != taskDead {
+		return fmt.Errorf("%s: task state %d is not supported yet", dir.CorePath(t.pid), s)
 	}
-	t.core = core
+	if t.zombie() && len(t.threads) != 1 {
+		return fmt.Errorf("%s: a zombie with %d threads", dir.CorePath(t.pid), len(t.threads))
+	}
+	ids, err := image.ReadOne(dir.IDsPath(t.pid), image.IDs, newOf[criucore.TaskKobjIdsEntry]())
+	if err != nil && !(os.IsNotExist(err) && t.zombie()) {
+		return err
+	}
+	t.ids = ids
+	if t.ids == nil {
+		t.ids = t.core.GetIds()
+	}
 	return nil
 }
 
-// taskAlive is CRIU's task_state of a running task.
-const taskAlive = 1
+func readCore(dir image.Dir, tid int, leader bool) (*criucore.CoreEntry, error) {
+	path := dir.CorePath(tid)
+	core, err := image.ReadOne(path, image.Core, newOf[criucore.CoreEntry]())
+	if err != nil {
+		return nil, err
+	}
+	if a := core.GetMtype(); a != criucore.CoreEntry_X86_64 {
+		return nil, fmt.Errorf("%s: images of architecture %v; amber restores x86_64", path, a)
+	}
+	if leader && core.GetTc() == nil {
+		return nil, fmt.Errorf("%s: tc is required for a process", path)
+	}
+	if leader && core.GetTc().GetTaskState() == taskDead {
+		return core, nil
+	}
+	if core.GetThreadInfo() == nil || core.GetThreadCore() == nil {
+		return nil, fmt.Errorf("%s: thread_info and thread_core are required", path)
+	}
+	if core.GetThreadInfo().GetGpregs() == nil || core.GetThreadInfo().GetFpregs() == nil {
+		return nil, fmt.Errorf("%s: registers missing", path)
+	}
+	return core, nil
+}
+
+// Task states of CRIU's images (compel's task-state.h).
+const (
+	taskAlive = 1
+	taskDead  = 2
+)
 
 func (t *taskImages) loadMemory(dir image.Dir) error {
 	var err error
@@ -100,32 +194,17 @@ func (t *taskImages) loadMemory(dir image.Dir) error {
 		return err
 	}
 	path := dir.PagemapPath(t.pid)
-	f, err := os.Open(path)
+	head, entries, err := mem.ReadPagemap(path)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	r, err := image.NewReader(f, path, image.Pagemap)
-	if err != nil {
-		return err
-	}
-	var head pagemap.PagemapHead
-	if err := r.Next(&head); err != nil {
-		return fmt.Errorf("%s: head: %w", path, err)
 	}
 	var pages uint64
-	for {
-		e := new(pagemap.PagemapEntry)
-		if err := r.Next(e); err == io.EOF {
-			break
-		} else if err != nil {
-			return err
-		}
+	for _, e := range entries {
 		if e.GetFlags()&mem.PEPresent != 0 {
 			pages += mem.NrPages(e)
 		}
-		t.pagemap = append(t.pagemap, e)
 	}
+	t.pagemap = entries
 	t.pagesPath = dir.PagesPath(head.GetPagesId())
 	st, err := os.Stat(t.pagesPath)
 	if err != nil {
@@ -138,28 +217,13 @@ func (t *taskImages) loadMemory(dir image.Dir) error {
 }
 
 func (t *taskImages) loadFiles(dir image.Dir) error {
-	ids := t.core.GetIds()
-	filesID := uint32(1)
-	if ids != nil {
-		filesID = ids.GetFilesId()
-	}
-	if p := dir.IDsPath(t.pid); ids == nil {
-		if e, err := image.ReadOne(p, image.IDs, newOf[criucore.TaskKobjIdsEntry]()); err == nil {
-			filesID = e.GetFilesId()
-		} else if !os.IsNotExist(err) {
-			return err
-		}
-	}
 	var err error
-	if t.fds, err = image.ReadFile(dir.FdinfoPath(filesID), image.Fdinfo, newOf[fdinfo.FdinfoEntry]()); err != nil {
+	if t.fds, err = image.ReadFile(dir.FdinfoPath(t.ids.GetFilesId()), image.Fdinfo, newOf[fdinfo.FdinfoEntry]()); err != nil {
 		return err
 	}
 	if t.fs, err = image.ReadOne(dir.FSPath(t.pid), image.FS, newOf[fsimg.FsEntry]()); err != nil {
 		return err
 	}
-	if t.files, err = files.ReadIndex(dir); err != nil {
-		return err
-	}
-	t.pipes, err = files.ReadPipesData(dir)
+	t.cow, err = mem.ReadCow(dir, t.pid)
 	return err
 }

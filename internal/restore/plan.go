@@ -5,6 +5,7 @@ import (
 	"os"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/creds"
@@ -16,87 +17,236 @@ import (
 	"amber/internal/signals"
 )
 
-// host is what planning needs to know of the machine and of the new task
-// as it is before the plan runs.
+// host is what planning needs to know of the machine and of the restore
+// so far.
 type host struct {
-	current  []proc.VMA     // the new task's mappings (a copy of the stub)
-	limits   []rlimit.Limit // limits the new task inherited
-	creds    creds.Creds    // credentials it inherited (amber's)
+	limits   []rlimit.Limit // amber's limits, which the root inherits
+	creds    creds.Creds    // amber's credentials
 	amberPid int
 	shellJob bool
 	stat     func(string) (os.FileInfo, error)
+	// shared finds a file held by a task restored earlier.
+	shared func(fileID uint32) (files.Holder, bool)
 }
 
-// planned is a task's program and what the planner noticed on the way.
+// origin is where a new process comes from and what it starts with.
+type origin struct {
+	current []proc.VMA // its mappings now
+	// parent is its restored parent, nil for the root (a copy of the stub).
+	parent *planned
+	// shareFiles and shareFS: forked with CLONE_FILES or CLONE_FS, it uses
+	// its parent's table or fs state and must not rebuild it.
+	shareFiles, shareFS bool
+}
+
+// planned is one process's program and what it leaves for its children.
 type planned struct {
+	t        *taskImages
 	prog     *plan.Program
+	fds      *files.Restored // nil when the table is the parent's
+	inherit  map[int]uint32  // descriptors a child forked from it starts with
+	limits   []rlimit.Limit  // limits a child forked from it inherits
 	warnings []string
 }
 
-// planTask computes the program a new task runs to become the dumped one.
-// It is built twice: the first pass measures the scratch area, the second
-// places it where the dumped layout and the stub's both leave a hole.
-func planTask(t *taskImages, h *host) (*planned, error) {
-	first, err := buildTask(t, h, 0, 0)
+// Section names of a process's program.
+const (
+	sectionMain  = "main"  // run by the leader first
+	sectionFinal = "final" // run by the leader last, when every task is in place
+)
+
+// threadSection names the calls thread tid runs once every task is in
+// place: its own registrations, identity and signal mask.
+func threadSection(tid int) string { return fmt.Sprintf("thread %d", tid) }
+
+// scratchSlack covers what the second pass of planTask may add: where the
+// scratch area lies decides how many unmap calls clear around it.
+const scratchSlack = 2 * plan.PageSize
+
+// planTask computes the program a new process runs to become the dumped
+// one. It is built twice: the first pass measures the scratch area, the
+// second places it where the dumped layout and the current one both leave
+// a hole.
+func planTask(t *taskImages, h *host, o *origin) (*planned, error) {
+	first, err := buildTask(t, h, o, 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	size := first.prog.Size
-	base, err := mem.ScratchBase(t.mm.GetVmas(), h.current, size)
+	size := first.prog.Size + scratchSlack
+	base, err := mem.ScratchBase(t.mm.GetVmas(), o.current, size)
 	if err != nil {
 		return nil, err
 	}
-	p, err := buildTask(t, h, base, size)
+	p, err := buildTask(t, h, o, base, size)
 	if err != nil {
 		return nil, err
 	}
-	if p.prog.Size != size {
-		return nil, fmt.Errorf("internal error: scratch size changed from %d to %d between passes", size, p.prog.Size)
+	if p.prog.Size > size {
+		return nil, fmt.Errorf("internal error: scratch area grew from %d to %d bytes between passes", size, p.prog.Size)
 	}
+	p.prog.Size = size
 	return p, nil
 }
 
-func buildTask(t *taskImages, h *host, base, size uint64) (*planned, error) {
-	bs, be, _, err := mem.VdsoBlock(h.current)
+func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, error) {
+	bs, be, _, err := mem.VdsoBlock(o.current)
 	if err != nil {
 		return nil, err
 	}
 	b := plan.NewBuilder(base, be-bs)
-	memIn := &mem.RestoreInput{
-		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
-		FilePath: t.files.CheckedPath(h.stat), Current: h.current,
-	}
-	if err := mem.PlanEmpty(b, memIn, base, base+size); err != nil {
+	p := &planned{t: t}
+	b.StartSection(sectionMain)
+	if err := planMemory(b, t, h, o, base, size); err != nil {
 		return nil, err
 	}
-	b.CloseAll()
-	if err := mem.PlanRestore(b, memIn); err != nil {
-		return nil, fmt.Errorf("memory: %w", err)
-	}
-	fdIn := &files.RestoreInput{
-		Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
-		AmberPid: h.amberPid, Stat: h.stat,
-	}
-	if err := files.PlanFds(b, fdIn); err != nil {
-		return nil, fmt.Errorf("files: %w", err)
-	}
-	if err := files.PlanFS(b, t.fs, t.files); err != nil {
+	if err := planFiles(b, t, h, o, p); err != nil {
 		return nil, err
 	}
-	p := &planned{}
-	if err := planTaskState(b, t, h, p); err != nil {
+	if err := planProcessState(b, t, h, o, p); err != nil {
 		return nil, err
+	}
+	for _, th := range t.threads {
+		b.StartSection(threadSection(th.tid))
+		if err := planThread(b, th.core, h, p); err != nil {
+			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
+		}
+	}
+	b.StartSection(sectionFinal)
+	if p.fds != nil {
+		files.ClosePlan(b, p.fds)
 	}
 	p.prog = b.Finish()
 	return p, nil
 }
 
-// planTaskState plans signals, thread registrations, identity and limits.
-func planTaskState(b *plan.Builder, t *taskImages, h *host, p *planned) error {
-	tc, th, ti := t.core.GetTc(), t.core.GetThreadCore(), t.core.GetThreadInfo()
-	if err := signals.PlanActions(b, tc.GetSigactions()); err != nil {
+func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, base, size uint64) error {
+	in := &mem.RestoreInput{
+		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
+		FilePath: t.files.CheckedPath(h.stat), Current: o.current, Cow: t.cow,
+	}
+	if o.parent != nil {
+		in.Parent = &mem.Parent{MM: o.parent.t.mm, Pagemap: o.parent.t.pagemap}
+	}
+	if err := mem.PlanEmpty(b, in, base, base+size); err != nil {
 		return err
 	}
+	if o.parent == nil {
+		b.CloseAll()
+	} else {
+		b.Inherit(keys(o.parent.inherit))
+	}
+	if err := mem.PlanRestore(b, in); err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	return nil
+}
+
+func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
+	if o.shareFiles {
+		p.inherit = o.parent.inherit
+	} else {
+		in := &files.RestoreInput{
+			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
+			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
+		}
+		if o.parent != nil {
+			in.Inherited = o.parent.inherit
+		}
+		r, err := files.PlanFds(b, in)
+		if err != nil {
+			return fmt.Errorf("files: %w", err)
+		}
+		p.fds = r
+		p.inherit = descriptorsOf(t, r)
+	}
+	if o.shareFS {
+		return nil
+	}
+	return files.PlanFS(b, t.fs, t.files)
+}
+
+// descriptorsOf lists the descriptors a process has after its files are
+// restored, with the file id of each: its dumped table and parked pipe
+// ends.
+func descriptorsOf(t *taskImages, r *files.Restored) map[int]uint32 {
+	out := map[int]uint32{}
+	for _, f := range t.fds {
+		out[int(f.GetFd())] = f.GetId()
+	}
+	for fd, id := range r.Parked {
+		out[fd] = id
+	}
+	return out
+}
+
+func keys(m map[int]uint32) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// planProcessState plans what the whole process shares: signal
+// dispositions, limits, personality, session and process group.
+func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
+	tc := t.core.GetTc()
+	var inherited []*criusa.SaEntry
+	limits := h.limits
+	if o.parent != nil {
+		inherited = o.parent.t.core.GetTc().GetSigactions()
+		limits = o.parent.limits
+	}
+	if err := signals.PlanActions(b, tc.GetSigactions(), inherited); err != nil {
+		return err
+	}
+	p.warnings = append(p.warnings, rlimit.PlanRestore(b, tc.GetRlimits(), limits)...)
+	p.limits = rlimit.Effective(tc.GetRlimits(), limits)
+	if pers := tc.GetPersonality(); pers != 0 {
+		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
+	}
+	p.warnings = append(p.warnings, planSession(b, t, h)...)
+	return nil
+}
+
+// planSession puts the process back in its session and process group.
+// The root of a --shell-job stays in amber's, as with criu.
+func planSession(b *plan.Builder, t *taskImages, h *host) []string {
+	pid, sid, pgid := t.tree.GetPid(), t.tree.GetSid(), t.tree.GetPgid()
+	if t.parent == nil && h.shellJob {
+		return nil
+	}
+	// What the process inherits: its parent's restored values, or
+	// amber's for the root (treated as unknown: always set).
+	psid, ppgid := ^uint32(0), ^uint32(0)
+	if t.parent != nil {
+		psid, ppgid = t.parent.tree.GetSid(), t.parent.tree.GetPgid()
+	}
+	var warnings []string
+	if sid == pid {
+		b.Call("setsid", unix.SYS_SETSID)
+		return nil
+	}
+	if sid != psid && t.parent != nil {
+		warnings = append(warnings, fmt.Sprintf("session %d of pid %d cannot be restored: it is neither its own nor its parent's", sid, pid))
+	}
+	switch {
+	case pgid == pid:
+		b.Call("setpgid", unix.SYS_SETPGID, 0, 0)
+	case t.parent == nil:
+		// The root stays in amber's process group: the dumped one has no
+		// leader in the tree to join.
+	case pgid != ppgid:
+		b.Call(fmt.Sprintf("join process group %d", pgid), unix.SYS_SETPGID, 0, uint64(pgid))
+	}
+	return warnings
+}
+
+// planThread plans one thread's own state: signal stack, rseq, futex and
+// tid registrations, name, priority, credentials and, last, its signal
+// mask.
+func planThread(b *plan.Builder, core *criucore.CoreEntry, h *host, p *planned) error {
+	th, ti := core.GetThreadCore(), core.GetThreadInfo()
 	if err := signals.PlanAltStack(b, th.GetSas()); err != nil {
 		return err
 	}
@@ -107,40 +257,20 @@ func planTaskState(b *plan.Builder, t *taskImages, h *host, p *planned) error {
 	if th.GetFutexRla() != 0 {
 		b.Call("set robust futex list", unix.SYS_SET_ROBUST_LIST, th.GetFutexRla(), uint64(th.GetFutexRlaLen()))
 	}
-	if sig := th.GetPdeathSig(); sig != 0 {
-		b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(sig))
+	b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.GetPdeathSig()))
+	if comm := th.GetComm(); comm != "" {
+		b.Call("set comm "+comm, unix.SYS_PRCTL, unix.PR_SET_NAME, b.String(comm))
 	}
-	b.Call("set comm "+tc.GetComm(), unix.SYS_PRCTL, unix.PR_SET_NAME, b.String(tc.GetComm()))
-	if pers := tc.GetPersonality(); pers != 0 {
-		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
-	}
-	if nice := th.GetSchedNice(); nice != 0 {
-		b.Call(fmt.Sprintf("nice %d", nice), unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(nice)))
-	}
-	p.warnings = append(p.warnings, rlimit.PlanRestore(b, tc.GetRlimits(), h.limits)...)
-	planSession(b, t, h)
+	b.Call(fmt.Sprintf("nice %d", th.GetSchedNice()), unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(th.GetSchedNice())))
 	if err := planCreds(b, th, h, p); err != nil {
 		return err
 	}
-	signals.PlanMask(b, tc.GetBlkSigset())
+	signals.PlanMask(b, th.GetBlkSigset())
 	return nil
 }
 
-// planSession puts the task back in its own session or process group when
-// it led one. A --shell-job stays in amber's, as with criu.
-func planSession(b *plan.Builder, t *taskImages, h *host) {
-	pid := t.tree.GetPid()
-	switch {
-	case h.shellJob:
-	case t.tree.GetSid() == pid:
-		b.Call("setsid", unix.SYS_SETSID)
-	case t.tree.GetPgid() == pid:
-		b.Call("setpgid", unix.SYS_SETPGID, 0, 0)
-	}
-}
-
 // planCreds switches to the dumped identity when it is not amber's. It
-// comes last but for the signal mask: after it the task may no longer be
+// comes last but for the signal mask: after it the thread may no longer be
 // allowed what the rest of the plan does.
 func planCreds(b *plan.Builder, th *criucore.ThreadCoreEntry, h *host, p *planned) error {
 	e := th.GetCreds()

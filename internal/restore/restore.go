@@ -17,8 +17,10 @@ import (
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/creds"
+	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/log"
+	"amber/internal/plan"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 )
@@ -36,61 +38,278 @@ type Result struct {
 	Pid int // PID of the restored root task
 }
 
-// Run restores the images in opts.ImagesDir. The restored task is a child
+// Run restores the images in opts.ImagesDir. The restored root is a child
 // of the calling process: without Detach the caller waits for it.
 func Run(opts Options) (Result, error) {
 	if opts.Log == nil {
 		opts.Log = log.Discard()
 	}
-	t, err := load(image.Dir(opts.ImagesDir))
+	tree, err := load(image.Dir(opts.ImagesDir))
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
-	if err := restoreTask(t, opts); err != nil {
-		return Result{}, fmt.Errorf("restore pid %d: %w", t.pid, err)
+	if err := restoreTree(tree, opts); err != nil {
+		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, err)
 	}
-	return Result{Pid: t.pid}, nil
+	return Result{Pid: tree.root.pid}, nil
 }
 
-func restoreTask(t *taskImages, opts Options) (err error) {
+// restoreTree restores every process of the tree, then releases them all
+// at once. Phases, as in CRIU's restore: every process is forked from its
+// restored parent (the root from amber's stub) and runs its main section;
+// its threads are created; then every thread runs its own section, and the
+// registers are loaded; then all are released.
+func restoreTree(tree *treeImages, opts Options) (err error) {
+	if err := checkPidsFree(tree); err != nil {
+		return err
+	}
 	h, err := newHost(opts)
 	if err != nil {
 		return err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	r := &restorer{opts: opts, host: h, holders: map[uint32]files.Holder{}}
+	h.shared = r.holder
+	defer func() {
+		if err != nil {
+			r.killAll()
+		}
+	}()
 	stub, err := compel.StartStub()
 	if err != nil {
 		return err
 	}
 	defer stub.Close()
-	task, err := stub.Fork(t.pid)
-	if errors.Is(err, compel.ErrPidInUse) {
-		return fmt.Errorf("pid %d is in use by %s", t.pid, describePid(t.pid))
-	}
+	root, err := stub.Fork(tree.root.pid)
 	if err != nil {
+		return forkError(tree.root.pid, err)
+	}
+	r.created = append(r.created, root)
+	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			task.Kill()
+	for _, p := range r.procs {
+		if err := r.finish(p); err != nil {
+			return fmt.Errorf("pid %d: %w", p.t.pid, err)
 		}
-	}()
-	if h.current, err = proc.ReadSmaps(task.Pid); err != nil {
+	}
+	return r.releaseAll()
+}
+
+// restorer carries one restore's state.
+type restorer struct {
+	opts    Options
+	host    *host
+	procs   []*process     // restored so far, parents first
+	created []*compel.Task // every task made, to kill on failure
+	holders map[uint32]files.Holder
+}
+
+// process is a restored process waiting to be released.
+type process struct {
+	t       *taskImages
+	plan    *planned
+	threads []*compel.Task // the leader first, as t.threads
+}
+
+func (r *restorer) holder(id uint32) (files.Holder, bool) {
+	h, ok := r.holders[id]
+	return h, ok
+}
+
+// restoreProcess makes task, just forked, into process t: it runs the
+// main section, creates the threads and forks the children.
+func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
+	var err error
+	if o.current, err = proc.ReadSmaps(task.Pid); err != nil {
 		return err
 	}
-	p, err := planTask(t, h)
+	p, err := planTask(t, r.host, o)
 	if err != nil {
-		return err
+		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}
 	for _, w := range p.warnings {
-		opts.Log.Warnf("pid %d: %s", t.pid, w)
+		r.opts.Log.Warnf("pid %d: %s", t.pid, w)
 	}
-	if opts.Log.Enabled(log.LevelDebug) {
-		opts.Log.Debugf("pid %d: plan of %d calls, scratch %#x+%#x:\n%s", t.pid, len(p.prog.Calls), p.prog.Base, p.prog.Size, p.prog)
+	if r.opts.Log.Enabled(log.LevelDebug) {
+		r.opts.Log.Debugf("pid %d: plan of %d calls, scratch %#x+%#x:\n%s", t.pid, len(p.prog.Calls), p.prog.Base, p.prog.Size, p.prog)
 	}
-	opts.Log.Infof("pid %d: running %d planned calls", t.pid, len(p.prog.Calls))
-	return run(task, stub.Insn(), p, t)
+	if err := loadProgram(task, insn, p.prog); err != nil {
+		return fmt.Errorf("pid %d: %w", t.pid, err)
+	}
+	if err := runSection(task, p.prog, sectionMain); err != nil {
+		return fmt.Errorf("pid %d: %w", t.pid, err)
+	}
+	r.opts.Log.Infof("pid %d: memory, files and process state in place (%d calls)", t.pid, len(p.prog.Calls))
+	if p.fds != nil {
+		for id, fd := range p.fds.Held {
+			if _, ok := r.holders[id]; !ok {
+				r.holders[id] = files.Holder{Pid: t.pid, Fd: fd}
+			}
+		}
+	}
+	proc := &process{t: t, plan: p, threads: []*compel.Task{task}}
+	r.procs = append(r.procs, proc)
+	if err := r.createThreads(proc); err != nil {
+		return err
+	}
+	for _, c := range t.children {
+		if err := r.forkChild(proc, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createThreads clones every thread but the leader with its TID.
+func (r *restorer) createThreads(p *process) error {
+	const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+	leader := p.threads[0]
+	for _, th := range p.t.threads[1:] {
+		task, err := leader.Clone(p.plan.prog.Insn(), p.plan.prog.CloneArgs, compel.CloneSpec{Flags: threadFlags, Tid: th.tid})
+		if err != nil {
+			return forkError(th.tid, err)
+		}
+		r.created = append(r.created, task)
+		p.threads = append(p.threads, task)
+	}
+	return nil
+}
+
+// forkChild forks child c from its restored parent p and restores it; a
+// zombie is made to exit at once with its dumped status.
+func (r *restorer) forkChild(p *process, c *taskImages) error {
+	spec := compel.CloneSpec{ExitSignal: int(unix.SIGCHLD), Tid: c.pid}
+	o := &origin{parent: p.plan}
+	if !c.zombie() {
+		pids, cids := p.t.ids, c.ids
+		if cids.GetVmId() == pids.GetVmId() {
+			return fmt.Errorf("pid %d shares its memory with its parent %d (CLONE_VM): not supported yet", c.pid, p.t.pid)
+		}
+		if o.shareFiles = cids.GetFilesId() == pids.GetFilesId(); o.shareFiles {
+			spec.Flags |= unix.CLONE_FILES
+		}
+		if o.shareFS = cids.GetFsId() == pids.GetFsId(); o.shareFS {
+			spec.Flags |= unix.CLONE_FS
+		}
+	}
+	task, err := p.threads[0].Clone(p.plan.prog.Insn(), p.plan.prog.CloneArgs, spec)
+	if err != nil {
+		return forkError(c.pid, err)
+	}
+	r.created = append(r.created, task)
+	if c.zombie() {
+		return makeZombie(task, p.plan.prog, c)
+	}
+	// The child has its parent's scratch area: its syscall instruction
+	// serves until the child maps its own.
+	return r.restoreProcess(task, p.plan.prog.Insn(), c, o)
+}
+
+// makeZombie ends a new task the way the dumped zombie ended.
+func makeZombie(task *compel.Task, prog *plan.Program, c *taskImages) error {
+	ws := unix.WaitStatus(c.core.GetTc().GetExitCode())
+	switch {
+	case ws.Signaled() && ws.Signal() == unix.SIGKILL:
+		return task.KillWith(unix.SIGKILL)
+	case ws.Signaled():
+		// The child inherited its parent's handlers: let the signal's
+		// default action end it, without leaving a core file.
+		var dfl [32]byte
+		if err := task.WriteMem(prog.CloneArgs, dfl[:]); err != nil {
+			return err
+		}
+		if _, err := task.SyscallOK(prog.Insn(), unix.SYS_RT_SIGACTION, uint64(ws.Signal()), prog.CloneArgs, 0, 8); err != nil {
+			return fmt.Errorf("zombie %d: %w", c.pid, err)
+		}
+		if _, err := task.SyscallOK(prog.Insn(), unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, prog.CloneArgs, 0); err != nil {
+			return fmt.Errorf("zombie %d: %w", c.pid, err)
+		}
+		return task.KillWith(ws.Signal())
+	default:
+		return task.Exit(prog.Insn(), ws.ExitStatus())
+	}
+}
+
+// finish runs every thread's own section and the final one, unmaps the
+// scratch area and loads the registers.
+func (r *restorer) finish(p *process) error {
+	prog := p.plan.prog
+	for i, th := range p.t.threads {
+		if err := runSection(p.threads[i], prog, threadSection(th.tid)); err != nil {
+			return fmt.Errorf("thread %d: %w", th.tid, err)
+		}
+	}
+	leader := p.threads[0]
+	if err := runSection(leader, prog, sectionFinal); err != nil {
+		return err
+	}
+	if _, err := leader.SyscallOK(prog.Insn(), unix.SYS_MUNMAP, prog.Base, prog.Size); err != nil {
+		return fmt.Errorf("unmap scratch area: %w", err)
+	}
+	xsize, err := xstateSize(leader)
+	if err != nil {
+		return err
+	}
+	for i, th := range p.t.threads {
+		if err := loadRegisters(p.threads[i], th, xsize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseAll lets every restored task run.
+func (r *restorer) releaseAll() error {
+	for _, p := range r.procs {
+		for _, th := range p.threads {
+			if err := th.Detach(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// killAll kills every task created so far. amber becomes a subreaper
+// first, so that children orphaned by the kill come back to it to be
+// reaped instead of holding their PIDs as zombies.
+func (r *restorer) killAll() {
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	for _, t := range r.created {
+		unix.Kill(t.Pid, unix.SIGKILL)
+	}
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(-1, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break // ECHILD: all reaped
+		}
+	}
+}
+
+// checkPidsFree names the first PID or TID of the tree already in use.
+func checkPidsFree(tree *treeImages) error {
+	for _, t := range tree.tasks {
+		for _, th := range t.threads {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", th.tid)); err == nil {
+				return fmt.Errorf("pid %d is in use by %s", th.tid, describePid(th.tid))
+			}
+		}
+	}
+	return nil
+}
+
+func forkError(pid int, err error) error {
+	if errors.Is(err, compel.ErrPidInUse) {
+		return fmt.Errorf("pid %d is in use by %s", pid, describePid(pid))
+	}
+	return err
 }
 
 func newHost(opts Options) (*host, error) {
@@ -123,11 +342,10 @@ func describePid(pid int) string {
 	return fmt.Sprintf("%s (pid %d)", st.Name, pid)
 }
 
-// run makes the task carry out its plan: map the scratch area, load it,
-// run the table, unmap the scratch area, load the registers, release.
-func run(task *compel.Task, stubInsn uint64, p *planned, t *taskImages) error {
-	prog := p.prog
-	ret, err := task.SyscallOK(stubInsn, unix.SYS_MMAP, prog.Base, prog.Size,
+// loadProgram maps the scratch area with the `syscall` instruction at
+// insn and copies the program into it.
+func loadProgram(task *compel.Task, insn uint64, prog *plan.Program) error {
+	ret, err := task.SyscallOK(insn, unix.SYS_MMAP, prog.Base, prog.Size,
 		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
 	if err != nil {
@@ -136,27 +354,21 @@ func run(task *compel.Task, stubInsn uint64, p *planned, t *taskImages) error {
 	if ret != prog.Base {
 		return fmt.Errorf("map scratch area: got %#x, want %#x", ret, prog.Base)
 	}
-	if err := task.WriteMem(prog.Base, prog.Image); err != nil {
-		return err
+	return task.WriteMem(prog.Base, prog.Image)
+}
+
+// runSection makes task run one section of the program's table.
+func runSection(task *compel.Task, prog *plan.Program, name string) error {
+	sec, ok := prog.Section(name)
+	if !ok {
+		return fmt.Errorf("internal error: no section %q", name)
 	}
-	xsize, err := xstateSize(task)
-	if err != nil {
-		return err
+	err := task.RunTable(prog.Code(), prog.TableAt(sec.Start), sec.End-sec.Start)
+	var te *compel.TableError
+	if errors.As(err, &te) && sec.Start+te.Index < len(prog.Calls) {
+		return fmt.Errorf("%s: %w", prog.Calls[sec.Start+te.Index].What, te.Errno)
 	}
-	if err := task.RunTable(prog.Code(), prog.Table, len(prog.Calls)); err != nil {
-		var te *compel.TableError
-		if errors.As(err, &te) && te.Index < len(prog.Calls) {
-			return fmt.Errorf("%s: %w", prog.Calls[te.Index].What, te.Errno)
-		}
-		return err
-	}
-	if _, err := task.SyscallOK(prog.Insn(), unix.SYS_MUNMAP, prog.Base, prog.Size); err != nil {
-		return fmt.Errorf("unmap scratch area: %w", err)
-	}
-	if err := loadRegisters(task, t, xsize); err != nil {
-		return err
-	}
-	return task.Detach()
+	return err
 }
 
 func xstateSize(task *compel.Task) (int, error) {
@@ -169,16 +381,16 @@ func xstateSize(task *compel.Task) (int, error) {
 
 // loadRegisters sets the dumped registers. A task frozen inside a system
 // call is set up the way the kernel would have resumed it.
-func loadRegisters(task *compel.Task, t *taskImages, xsize int) error {
-	ti := t.core.GetThreadInfo()
+func loadRegisters(task *compel.Task, th threadImages, xsize int) error {
+	ti := th.core.GetThreadInfo()
 	regs, err := cpu.GPRegsFromImage(ti.GetGpregs())
 	if err != nil {
-		return fmt.Errorf("core-%d.img: %w", t.pid, err)
+		return fmt.Errorf("core-%d.img: %w", th.tid, err)
 	}
 	restartSyscall(&regs)
 	xs, err := cpu.HostLayout().XSaveFromImage(ti.GetFpregs(), xsize)
 	if err != nil {
-		return fmt.Errorf("core-%d.img: %w", t.pid, err)
+		return fmt.Errorf("core-%d.img: %w", th.tid, err)
 	}
 	if err := task.SetXState(xs); err != nil {
 		return err

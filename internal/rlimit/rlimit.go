@@ -39,24 +39,40 @@ type Limit struct{ Cur, Max uint64 }
 // cannot be restored without CAP_SYS_RESOURCE: it is kept at the current
 // value and reported in the returned warnings.
 func PlanRestore(b *plan.Builder, e *criucore.TaskRlimitsEntry, current []Limit) (warnings []string) {
+	eff := Effective(e, current)
 	for res, r := range e.GetRlimits() {
 		if res >= len(current) {
 			break
 		}
-		want := Limit{r.GetCur(), r.GetMax()}
-		if want == current[res] {
+		if r.GetMax() > current[res].Max {
+			warnings = append(warnings, fmt.Sprintf("rlimit %d: hard limit %d kept at %d (raising it needs CAP_SYS_RESOURCE)", res, r.GetMax(), current[res].Max))
+		}
+		if eff[res] == current[res] {
 			continue
 		}
-		if want.Max > current[res].Max {
-			warnings = append(warnings, fmt.Sprintf("rlimit %d: hard limit %d kept at %d (raising it needs CAP_SYS_RESOURCE)", res, want.Max, current[res].Max))
-			want.Max = current[res].Max
-			want.Cur = min(want.Cur, want.Max)
-		}
-		buf := binary.LittleEndian.AppendUint64(nil, want.Cur)
-		buf = binary.LittleEndian.AppendUint64(buf, want.Max)
-		b.Call(fmt.Sprintf("set rlimit %d to %d/%d", res, want.Cur, want.Max), unix.SYS_PRLIMIT64, 0, uint64(res), b.Bytes(buf), 0)
+		buf := binary.LittleEndian.AppendUint64(nil, eff[res].Cur)
+		buf = binary.LittleEndian.AppendUint64(buf, eff[res].Max)
+		b.Call(fmt.Sprintf("set rlimit %d to %d/%d", res, eff[res].Cur, eff[res].Max), unix.SYS_PRLIMIT64, 0, uint64(res), b.Bytes(buf), 0)
 	}
 	return warnings
+}
+
+// Effective returns the limits a task has after PlanRestore ran from
+// current: what its children will inherit.
+func Effective(e *criucore.TaskRlimitsEntry, current []Limit) []Limit {
+	out := append([]Limit(nil), current...)
+	for res, r := range e.GetRlimits() {
+		if res >= len(out) {
+			break
+		}
+		want := Limit{r.GetCur(), r.GetMax()}
+		if want.Max > out[res].Max {
+			want.Max = out[res].Max
+			want.Cur = min(want.Cur, want.Max)
+		}
+		out[res] = want
+	}
+	return out
 }
 
 // Current returns the calling process's limits, which a task forked by
