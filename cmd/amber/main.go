@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/cmd/amber/internal/show"
+	"amber/internal/bench"
 	"amber/internal/compel"
 	"amber/internal/dump"
 	"amber/internal/kerndat"
@@ -78,6 +79,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, runCheck(o, l, stdout)
 	case "show":
 		return 0, show.Path(stdout, o.Args[0])
+	case "bench":
+		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, Out: stdout})
 	}
 	return 1, fmt.Errorf("command %s: %w", o.Verb, errNotSupported)
 }
@@ -184,6 +187,7 @@ const usage = `Usage:
   amber restore [-D DIR] [-d] [--pidfile FILE] [options]
   amber check [--feature NAME]
   amber show DIR|FILE
+  amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]
   amber --version | --help
 
 Commands:
@@ -191,6 +195,8 @@ Commands:
   restore    restore the tree dumped in DIR
   check      report the kernel features amber needs
   show       print images as JSON, like crit show
+  bench      time dump and restore of built-in workloads against a native floor
+             (workloads: mem512 mem1g vma10k filemap4k threads100 tree50)
 
 Options (CRIU's; before or after the command):
   -t|--tree PID            root of the tree to dump

@@ -36,6 +36,9 @@ type Options struct {
 	Timeout     int    // --timeout, seconds (0: none)
 	PreDumpMode string // --pre-dump-mode: splice or read
 
+	Rounds int    // bench --rounds: rounds per workload (0: default)
+	Plot   string // bench --plot: SVG of restore time against memory size
+
 	Help    bool // -h, --help
 	Version bool // -V, --version
 }
@@ -60,7 +63,7 @@ type option struct {
 // verbs lists the commands and whether amber implements them.
 func verbs() map[string]bool {
 	return map[string]bool{
-		"dump": true, "restore": true, "check": true, "show": true,
+		"dump": true, "restore": true, "check": true, "show": true, "bench": true,
 		"pre-dump": false, "page-server": false, "lazy-pages": false,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": false,
 		"exec": false, "image-streamer": false,
@@ -135,6 +138,8 @@ func (o Options) validate() error {
 		if len(o.Args) != 1 {
 			return errors.New("show: want exactly one DIR or FILE")
 		}
+		return nil
+	case o.Verb == "bench":
 		return nil
 	case len(o.Args) > 0:
 		return fmt.Errorf("%s: excessive parameters %q", o.Verb, o.Args)
@@ -288,6 +293,8 @@ func optionTable() []option {
 		{"feature", 0, requiredArg, setString(func(o *Options) *string { return &o.Feature })},
 		{"verbosity", 'v', optionalArg, setVerbosity},
 		{"timeout", 0, requiredArg, setTimeout},
+		{"rounds", 0, requiredArg, setRounds},
+		{"plot", 0, requiredArg, setString(func(o *Options) *string { return &o.Plot })},
 		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
 		{"leave-running", 'R', noArg, setFlag(func(o *Options) *bool { return &o.LeaveRunning }, true)},
 		{"help", 'h', noArg, setFlag(func(o *Options) *bool { return &o.Help }, true)},
@@ -378,6 +385,15 @@ func setTimeout(o *Options, val string, _ bool) error {
 		return fmt.Errorf("bad timeout %q (want seconds)", val)
 	}
 	o.Timeout = n
+	return nil
+}
+
+func setRounds(o *Options, val string, _ bool) error {
+	n, err := strconv.Atoi(val)
+	if err != nil || n < 1 {
+		return fmt.Errorf("bad rounds %q (want a positive number)", val)
+	}
+	o.Rounds = n
 	return nil
 }
 
