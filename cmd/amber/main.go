@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -36,8 +37,16 @@ func main() {
 		// ever runs, amber died mid-restore and it must not go on.
 		os.Exit(1)
 	}
+	// amber is a short-lived command whose own memory stays small: let the
+	// collector run only when the heap nears memoryLimit, not every few
+	// MiB of image decoding and planning.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(memoryLimit)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// memoryLimit is the heap size at which amber's garbage collector runs.
+const memoryLimit = 48 << 20
 
 // run executes one command line and returns the exit status: 0, 1 on any
 // error (reported on stderr as "amber: ..." and in the log file), or the
@@ -56,6 +65,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer logs.close()
 	if parseErr != nil {
 		return logs.fail(parseErr)
+	}
+	if err := opts.absImagesDir(); err != nil {
+		return logs.fail(err)
 	}
 	status, err := runVerb(opts, logs.Logger, stdout)
 	if err != nil {

@@ -194,7 +194,7 @@ func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 	planFill(b, in.PagesPath, segs)
 	for i, v := range vmas {
 		if filled[i] && v.GetProt()&unix.PROT_WRITE == 0 && !isVdso(v) {
-			b.Call(fmt.Sprintf("protect %s", vmaName(v)), unix.SYS_MPROTECT,
+			b.Call("protect vma", unix.SYS_MPROTECT,
 				v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt()))
 		}
 	}
@@ -273,7 +273,7 @@ func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep,
 		}
 		if keep[i] {
 			if prot != uint64(v.GetProt()) {
-				b.Call("unprotect kept "+vmaName(v), unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), prot)
+				b.Call("make kept vma writable", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), prot)
 			}
 			continue
 		}
@@ -292,7 +292,7 @@ func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep,
 			fd, off = uint64(n), v.GetPgoff()
 		}
 		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
-		b.Call("map "+vmaName(v), unix.SYS_MMAP, v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off)
+		b.Call("map vma", unix.SYS_MMAP, v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off)
 		planMadvise(b, v)
 		if isFileVMA(v) {
 			k := fileKey{uint32(v.GetShmid()), v.GetFdflags()}
@@ -313,7 +313,7 @@ func planMadvise(b *plan.Builder, v *vma.VmaEntry) {
 	m := v.GetMadv()
 	for advice := 0; advice < 64; advice++ {
 		if m&(1<<advice) != 0 {
-			b.Call(fmt.Sprintf("madvise %d %s", advice, vmaName(v)), unix.SYS_MADVISE,
+			b.Call("advise vma", unix.SYS_MADVISE,
 				v.GetStart(), v.GetEnd()-v.GetStart(), uint64(advice))
 		}
 	}
@@ -394,7 +394,7 @@ func planZeroes(b *plan.Builder, in *RestoreInput, keep []bool) {
 			}
 			part := Run{max(r.Start, vmas[i].GetStart()), min(r.End, vmas[i].GetEnd())}
 			for _, z := range subtract(part, mine) {
-				b.Call(fmt.Sprintf("drop parent pages %#x-%#x", z.Start, z.End), unix.SYS_MADVISE, z.Start, z.End-z.Start, unix.MADV_DONTNEED)
+				b.Call("drop pages the parent has", unix.SYS_MADVISE, z.Start, z.End-z.Start, unix.MADV_DONTNEED)
 			}
 		}
 	}
@@ -444,7 +444,7 @@ func planFill(b *plan.Builder, pagesPath string, segs []segment) {
 			return
 		}
 		n := uint64(len(iov) / 16)
-		b.Call(fmt.Sprintf("fill %d ranges, %d bytes from %s+%d", n, batchLen, pagesPath, batchOff),
+		b.Call("fill from "+pagesPath,
 			unix.SYS_PREADV, uint64(fd), b.Bytes(iov), n, batchOff, 0)
 		iov, batchLen = nil, 0
 	}

@@ -24,7 +24,14 @@ const PageSize = 4096
 type Call struct {
 	Nr   uintptr
 	Args [6]uint64
-	What string // what it is for, quoted in errors
+	What string // what it is for, quoted in errors with the call itself
+}
+
+// String describes the call for an error message: what it is for and
+// the system call with its arguments.
+func (c Call) String() string {
+	return fmt.Sprintf("%s: %s(%#x, %#x, %#x, %#x, %#x, %#x)", c.What, SyscallName(c.Nr),
+		c.Args[0], c.Args[1], c.Args[2], c.Args[3], c.Args[4], c.Args[5])
 }
 
 // Program is the scratch area of one process and the calls its threads

@@ -59,33 +59,35 @@ const (
 // place: its own registrations, identity and signal mask.
 func threadSection(tid int) string { return fmt.Sprintf("thread %d", tid) }
 
-// scratchSlack covers what the second pass of planTask may add: where the
-// scratch area lies decides how many unmap calls clear around it.
-const scratchSlack = 2 * plan.PageSize
-
 // planTask computes the program a new process runs to become the dumped
-// one. It is built twice: the first pass measures the scratch area, the
-// second places it where the dumped layout and the current one both leave
-// a hole.
+// one. Its scratch area goes in a hole of the dumped layout and of the
+// current one, reserved generously before planning (the plan refers to
+// its addresses); the program uses the start of the hole.
 func planTask(t *taskImages, h *host, o *origin) (*planned, error) {
-	first, err := buildTask(t, h, o, 0, 0)
-	if err != nil {
-		return nil, err
+	reserve := scratchReserve(t)
+	for {
+		base, err := mem.ScratchBase(t.mm.GetVmas(), o.current, reserve)
+		if err != nil {
+			return nil, err
+		}
+		p, err := buildTask(t, h, o, base, reserve)
+		if err != nil {
+			return nil, err
+		}
+		if p.prog.Size <= reserve {
+			return p, nil
+		}
+		reserve = p.prog.Size // a rare task with much more data than foreseen
 	}
-	size := first.prog.Size + scratchSlack
-	base, err := mem.ScratchBase(t.mm.GetVmas(), o.current, size)
-	if err != nil {
-		return nil, err
-	}
-	p, err := buildTask(t, h, o, base, size)
-	if err != nil {
-		return nil, err
-	}
-	if p.prog.Size > size {
-		return nil, fmt.Errorf("internal error: scratch area grew from %d to %d bytes between passes", size, p.prog.Size)
-	}
-	p.prog.Size = size
-	return p, nil
+}
+
+// scratchReserve bounds the scratch area a process needs: the executor,
+// the vdso parking place and its data and table grow with its mappings,
+// pages runs, descriptors and threads.
+func scratchReserve(t *taskImages) uint64 {
+	const fixed, perItem = 16 << 20, 512
+	n := len(t.mm.GetVmas()) + len(t.pagemap) + len(t.fds) + 16*len(t.threads)
+	return (fixed + uint64(n)*perItem + plan.PageSize - 1) &^ (plan.PageSize - 1)
 }
 
 func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, error) {

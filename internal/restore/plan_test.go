@@ -379,16 +379,12 @@ func TestPlanTaskOrder(t *testing.T) {
 
 func TestPlanTaskScratch(t *testing.T) {
 	im := newImages()
-	h, o := im.host(), &origin{current: stub()}
-	first, err := buildTask(im.t, h, o, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reserve := scratchReserve(im.t)
 	p := planRoot(t, im).prog
-	if p.Size != first.prog.Size+scratchSlack {
-		t.Errorf("scratch size %#x, first pass measured %#x (+%#x slack)", p.Size, first.prog.Size, scratchSlack)
+	if p.Size > reserve {
+		t.Errorf("scratch size %#x exceeds the reserved %#x", p.Size, reserve)
 	}
-	base, err := mem.ScratchBase(im.t.mm.GetVmas(), stub(), p.Size)
+	base, err := mem.ScratchBase(im.t.mm.GetVmas(), stub(), reserve)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func Run(opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
+	opts.Log.Infof("images of %d processes read", len(tree.tasks))
 	if err := restoreTree(tree, opts); err != nil {
 		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, err)
 	}
@@ -129,6 +130,7 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}
+	r.opts.Log.Infof("pid %d: planned %d calls", t.pid, len(p.prog.Calls))
 	for _, w := range p.warnings {
 		r.opts.Log.Warnf("pid %d: %s", t.pid, w)
 	}
@@ -366,7 +368,7 @@ func runSection(task *compel.Task, prog *plan.Program, name string) error {
 	err := task.RunTable(prog.Code(), prog.TableAt(sec.Start), sec.End-sec.Start)
 	var te *compel.TableError
 	if errors.As(err, &te) && sec.Start+te.Index < len(prog.Calls) {
-		return fmt.Errorf("%s: %w", prog.Calls[sec.Start+te.Index].What, te.Errno)
+		return fmt.Errorf("%v: %w", prog.Calls[sec.Start+te.Index], te.Errno)
 	}
 	return err
 }
