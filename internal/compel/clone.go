@@ -59,12 +59,18 @@ func (t *Task) Clone(insn, argsAddr uint64, spec CloneSpec) (*Task, error) {
 
 // Exit makes the task call exit_group(status) with the `syscall` at insn
 // and waits until it is dead: it stays a zombie for its parent to reap.
-func (t *Task) Exit(insn uint64, status int) error {
+func (t *Task) Exit(insn uint64, status int) error { return t.exit(insn, unix.SYS_EXIT_GROUP, status) }
+
+// ExitThread makes one thread call exit(0) and waits until it is gone;
+// the other threads of its process go on.
+func (t *Task) ExitThread(insn uint64) error { return t.exit(insn, unix.SYS_EXIT, 0) }
+
+func (t *Task) exit(insn uint64, nr uintptr, status int) error {
 	r, err := t.Regs()
 	if err != nil {
 		return err
 	}
-	setSyscallRegs(&r, unix.SYS_EXIT_GROUP, []uint64{uint64(status)})
+	setSyscallRegs(&r, nr, []uint64{uint64(status)})
 	r.Rip = insn
 	if err := t.SetRegs(&r); err != nil {
 		return err

@@ -92,6 +92,16 @@ func (e *TableError) Unwrap() error { return e.Errno }
 // the first failing entry. The task's registers are left as the executor
 // left them.
 func (t *Task) RunTable(code, table uint64, n int) error {
+	if err := t.StartTable(code, table, n); err != nil {
+		return err
+	}
+	return t.WaitTable(table, n)
+}
+
+// StartTable sets the task running a table and returns at once, so that
+// several tasks (threads of one process) can run tables at the same time;
+// WaitTable waits for the outcome.
+func (t *Task) StartTable(code, table uint64, n int) error {
 	if n == 0 {
 		return nil
 	}
@@ -109,10 +119,19 @@ func (t *Task) RunTable(code, table uint64, n int) error {
 	if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, 0); err != nil {
 		return fmt.Errorf("pid %d: run syscall table: %w", t.Pid, err)
 	}
+	return nil
+}
+
+// WaitTable waits until a table started with StartTable is done.
+func (t *Task) WaitTable(table uint64, n int) error {
+	if n == 0 {
+		return nil
+	}
 	if err := t.waitTrap(unix.PTRACE_CONT); err != nil {
 		return fmt.Errorf("run syscall table: %w", err)
 	}
-	if r, err = t.Regs(); err != nil {
+	r, err := t.Regs()
+	if err != nil {
 		return err
 	}
 	if r.R13 == 0 {

@@ -34,6 +34,9 @@ type RestoreInput struct {
 	// Cow lists this task's pages that were its parent's very pages at
 	// dump (cow-PID.img): where they stay mapped, they need no writing.
 	Cow []Run
+	// Workers is how many threads of the task may fill its memory at
+	// once (the machine's CPUs).
+	Workers int
 }
 
 // Parent is the restored memory a forked task inherits.
@@ -191,7 +194,7 @@ func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 		return err
 	}
 	planZeroes(b, in, keep)
-	planFill(b, in.PagesPath, segs)
+	planFill(b, in.PagesPath, segs, in.Workers)
 	for i, v := range vmas {
 		if filled[i] && v.GetProt()&unix.PROT_WRITE == 0 && !isVdso(v) {
 			b.Call("protect vma", unix.SYS_MPROTECT,
@@ -429,38 +432,87 @@ func splitSegments(segs []segment, limit uint64) []segment {
 	return out
 }
 
+// Sections of the memory plan: the fill runs in FillSection(0..n-1),
+// each by its own thread of the task at the same time, between the
+// section the plan was in and SectionAfterFill, where PlanRestore leaves
+// the builder.
+const SectionAfterFill = "after fill"
+
+// FillSection names the part of the fill that worker i runs.
+func FillSection(i int) string { return fmt.Sprintf("fill %d", i) }
+
+// parallelFillMin is the least memory worth a second filling thread:
+// below it, creating the thread costs more than it saves.
+const parallelFillMin = 64 << 20
+
 // planFill plans the preadv calls that copy the pages image into place:
 // IOV_MAX ranges per call, each call reading one contiguous part of the
-// image.
-func planFill(b *plan.Builder, pagesPath string, segs []segment) {
-	if len(segs) == 0 {
-		return
+// image, shared out between workers filling sections (one when there is
+// little to fill).
+func planFill(b *plan.Builder, pagesPath string, segs []segment, workers int) {
+	var total uint64
+	for _, sg := range segs {
+		total += sg.size
 	}
-	fd := b.Open("pages image", pagesPath, unix.O_RDONLY, 0)
-	var iov []byte
-	var batchOff, batchLen uint64
-	flush := func() {
-		if len(iov) == 0 {
-			return
-		}
-		n := uint64(len(iov) / 16)
-		b.Call("fill from "+pagesPath,
-			unix.SYS_PREADV, uint64(fd), b.Bytes(iov), n, batchOff, 0)
-		iov, batchLen = nil, 0
+	if workers < 1 || total < parallelFillMin {
+		workers = 1
 	}
-	for _, sg := range splitSegments(segs, maxRW) {
-		if len(iov) > 0 && (batchOff+batchLen != sg.off || len(iov)/16 == maxIov || batchLen+sg.size > maxRW) {
-			flush()
-		}
-		if len(iov) == 0 {
-			batchOff = sg.off
-		}
-		iov = binary.LittleEndian.AppendUint64(iov, sg.addr)
-		iov = binary.LittleEndian.AppendUint64(iov, sg.size)
-		batchLen += sg.size
+	fd := -1
+	if total > 0 {
+		fd = b.Open("pages image", pagesPath, unix.O_RDONLY, 0)
 	}
-	flush()
-	b.Close(fd)
+	limit := uint64(maxRW)
+	if workers > 1 {
+		limit = max(4<<20, total/uint64(workers*8))
+	}
+	batches := fillBatches(splitSegments(segs, limit), limit)
+	load := make([]uint64, workers)
+	assigned := make([][]fillBatch, workers)
+	for _, bt := range batches {
+		w := slices.Index(load, slices.Min(load))
+		assigned[w] = append(assigned[w], bt)
+		load[w] += bt.size
+	}
+	for w := range workers {
+		b.StartSection(FillSection(w))
+		for _, bt := range assigned[w] {
+			b.Call("fill from "+pagesPath, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
+		}
+	}
+	b.StartSection(SectionAfterFill)
+	if fd >= 0 {
+		b.Close(fd)
+	}
+}
+
+// fillBatch is one preadv: its iovecs, where it reads in the image and
+// how much.
+type fillBatch struct {
+	iov       []byte
+	off, size uint64
+}
+
+// fillBatches groups segments into preadv calls: contiguous in the image,
+// at most IOV_MAX ranges and limit bytes each.
+func fillBatches(segs []segment, limit uint64) []fillBatch {
+	var out []fillBatch
+	var cur fillBatch
+	for _, sg := range segs {
+		if len(cur.iov) > 0 && (cur.off+cur.size != sg.off || len(cur.iov)/16 == maxIov || cur.size+sg.size > limit) {
+			out = append(out, cur)
+			cur = fillBatch{}
+		}
+		if len(cur.iov) == 0 {
+			cur.off = sg.off
+		}
+		cur.iov = binary.LittleEndian.AppendUint64(cur.iov, sg.addr)
+		cur.iov = binary.LittleEndian.AppendUint64(cur.iov, sg.size)
+		cur.size += sg.size
+	}
+	if len(cur.iov) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 // planVdso moves the parked vdso block to where the dumped task had it.

@@ -24,6 +24,7 @@ type host struct {
 	creds    creds.Creds    // amber's credentials
 	amberPid int
 	shellJob bool
+	workers  int // threads that may fill a process's memory at once
 	stat     func(string) (os.FileInfo, error)
 	// shared finds a file held by a task restored earlier.
 	shared func(fileID uint32) (files.Holder, bool)
@@ -125,6 +126,7 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, base, size u
 	in := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
 		FilePath: t.files.CheckedPath(h.stat), Current: o.current, Cow: t.cow,
+		Workers: h.workers,
 	}
 	if o.parent != nil {
 		in.Parent = &mem.Parent{MM: o.parent.t.mm, Pagemap: o.parent.t.pagemap}

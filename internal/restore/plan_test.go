@@ -295,7 +295,7 @@ func TestPlanTaskEndsWithTheSignalMask(t *testing.T) {
 	for _, s := range p.Sections {
 		names = append(names, s.Name)
 	}
-	if want := []string{sectionMain, threadSection(testPid), sectionFinal}; !slices.Equal(names, want) {
+	if want := []string{sectionMain, mem.FillSection(0), mem.SectionAfterFill, threadSection(testPid), sectionFinal}; !slices.Equal(names, want) {
 		t.Fatalf("sections %q, want %q", names, want)
 	}
 	th := section(t, p, threadSection(testPid))

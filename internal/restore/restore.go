@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -20,6 +22,7 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/log"
+	"amber/internal/mem"
 	"amber/internal/plan"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
@@ -70,7 +73,7 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r := &restorer{opts: opts, host: h, holders: map[uint32]files.Holder{}}
+	r := &restorer{opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
 	defer func() {
 		if err != nil {
@@ -105,6 +108,33 @@ type restorer struct {
 	procs   []*process     // restored so far, parents first
 	created []*compel.Task // every task made, to kill on failure
 	holders map[uint32]files.Holder
+	// pidMax and treePids let fill threads take TIDs nobody needs.
+	pidMax   int
+	treePids map[int]bool
+}
+
+// pidMax reads kernel.pid_max, 32768 if it cannot.
+func pidMax() int {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 32768
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 32768
+	}
+	return n
+}
+
+// pids lists every PID and TID of the tree.
+func (t *treeImages) pids() map[int]bool {
+	out := map[int]bool{}
+	for _, p := range t.tasks {
+		for _, th := range p.threads {
+			out[th.tid] = true
+		}
+	}
+	return out
 }
 
 // process is a restored process waiting to be released.
@@ -140,7 +170,7 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if err := loadProgram(task, insn, p.prog); err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}
-	if err := runSection(task, p.prog, sectionMain); err != nil {
+	if err := r.runMain(task, p.prog); err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}
 	r.opts.Log.Infof("pid %d: memory, files and process state in place (%d calls)", t.pid, len(p.prog.Calls))
@@ -164,10 +194,86 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	return nil
 }
 
+// maxFillWorkers bounds the threads filling one process's memory: beyond
+// a few, they wait on the page cache and the page allocator.
+const maxFillWorkers = 4
+
+// threadFlags clone a thread of the task.
+const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+	unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+
+// runMain runs the main section of a process, its memory fill (by as many
+// threads at once as the plan has fill sections) and the rest.
+func (r *restorer) runMain(task *compel.Task, prog *plan.Program) error {
+	if err := runSection(task, prog, sectionMain); err != nil {
+		return err
+	}
+	if err := r.fill(task, prog); err != nil {
+		return err
+	}
+	return runSection(task, prog, mem.SectionAfterFill)
+}
+
+// fill runs the fill sections: the first in the leader, each other one in
+// a helper thread cloned for the purpose (with a TID no dumped task has)
+// and ended right after.
+func (r *restorer) fill(leader *compel.Task, prog *plan.Program) (err error) {
+	workers := []*compel.Task{leader}
+	defer func() {
+		for _, w := range workers[1:] {
+			if xerr := w.ExitThread(prog.Insn()); xerr != nil && err == nil {
+				err = xerr
+			}
+		}
+	}()
+	for i := 1; ; i++ {
+		if _, ok := prog.Section(mem.FillSection(i)); !ok {
+			break
+		}
+		w, err := r.cloneHelper(leader, prog)
+		if err != nil {
+			return err
+		}
+		workers = append(workers, w)
+	}
+	secs := make([]plan.Section, len(workers))
+	for i, w := range workers {
+		secs[i], _ = prog.Section(mem.FillSection(i))
+		if err := w.StartTable(prog.Code(), prog.TableAt(secs[i].Start), secs[i].End-secs[i].Start); err != nil {
+			return err
+		}
+	}
+	var first error
+	for i, w := range workers {
+		if err := sectionError(prog, secs[i], w.WaitTable(prog.TableAt(secs[i].Start), secs[i].End-secs[i].Start)); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// cloneHelper clones a short-lived thread into the task, with a TID that
+// is free and belongs to no dumped task, so that no PID the restore still
+// needs gets taken.
+func (r *restorer) cloneHelper(leader *compel.Task, prog *plan.Program) (*compel.Task, error) {
+	for tid := r.pidMax - 1; tid > 300; tid-- {
+		if r.treePids[tid] {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", tid)); err == nil {
+			continue
+		}
+		t, err := leader.Clone(prog.Insn(), prog.CloneArgs, compel.CloneSpec{Flags: threadFlags, Tid: tid})
+		if errors.Is(err, compel.ErrPidInUse) {
+			continue
+		}
+		return t, err
+	}
+	return nil, errors.New("no free thread id for a filling thread")
+}
+
 // createThreads clones every thread but the leader with its TID.
 func (r *restorer) createThreads(p *process) error {
-	const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
-		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
 	leader := p.threads[0]
 	for _, th := range p.t.threads[1:] {
 		task, err := leader.Clone(p.plan.prog.Insn(), p.plan.prog.CloneArgs, compel.CloneSpec{Flags: threadFlags, Tid: th.tid})
@@ -327,6 +433,7 @@ func newHost(opts Options) (*host, error) {
 		limits:   lims,
 		creds:    creds.Creds{Uid: st.Uid, Gid: st.Gid, Groups: st.Groups},
 		amberPid: os.Getpid(),
+		workers:  min(runtime.NumCPU(), maxFillWorkers),
 		shellJob: opts.ShellJob,
 		stat:     os.Stat,
 	}, nil
@@ -365,7 +472,11 @@ func runSection(task *compel.Task, prog *plan.Program, name string) error {
 	if !ok {
 		return fmt.Errorf("internal error: no section %q", name)
 	}
-	err := task.RunTable(prog.Code(), prog.TableAt(sec.Start), sec.End-sec.Start)
+	return sectionError(prog, sec, task.RunTable(prog.Code(), prog.TableAt(sec.Start), sec.End-sec.Start))
+}
+
+// sectionError names the planned call that failed in a section.
+func sectionError(prog *plan.Program, sec plan.Section, err error) error {
 	var te *compel.TableError
 	if errors.As(err, &te) && sec.Start+te.Index < len(prog.Calls) {
 		return fmt.Errorf("%v: %w", prog.Calls[sec.Start+te.Index], te.Errno)
