@@ -190,15 +190,15 @@ func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 		return err
 	}
 	filled := filledVMAs(vmas, segs)
-	if err := planMappings(b, in, vmas, keep, filled); err != nil {
+	mapped, err := planMappings(b, in, vmas, keep, filled)
+	if err != nil {
 		return err
 	}
 	planZeroes(b, in, keep)
 	planFill(b, in.PagesPath, segs, in.Workers)
 	for i, v := range vmas {
-		if filled[i] && v.GetProt()&unix.PROT_WRITE == 0 && !isVdso(v) {
-			b.Call("protect vma", unix.SYS_MPROTECT,
-				v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt()))
+		if mapped[i] != uint64(v.GetProt()) && !isVdso(v) {
+			b.Call("protect vma", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt()))
 		}
 	}
 	if err := planVdso(b, in); err != nil {
@@ -253,59 +253,125 @@ type fileKey struct {
 	flags uint32
 }
 
-// planMappings maps every VMA the task does not keep in place. Each
+// planMappings maps every VMA the task does not keep in place and
+// returns the protection each was mapped with. Adjacent anonymous VMAs
+// that differ only in protection are mapped with one mmap and split by
+// mprotect after the fill (the kernel splits them the same way). Each
 // distinct file is opened once, just before its first mapping, and closed
 // right after its last, so that thousands of mappings of one file need one
 // descriptor. A kept VMA that will be written is made writable for the
 // fill.
-func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep, filled []bool) error {
-	last := map[fileKey]int{}
-	for i, v := range vmas {
-		if isFileVMA(v) && !keep[i] {
-			last[fileKey{uint32(v.GetShmid()), v.GetFdflags()}] = i
-		}
-	}
-	open := map[fileKey]int{}
-	for i, v := range vmas {
-		if isVdso(v) {
-			continue
-		}
-		prot := uint64(v.GetProt())
-		if filled[i] {
-			prot |= unix.PROT_WRITE // filled by preadv, protected after
-		}
-		if keep[i] {
+func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep, filled []bool) ([]uint64, error) {
+	files := newFileOpener(b, in, vmas, keep)
+	mapped := make([]uint64, len(vmas))
+	for i := 0; i < len(vmas); {
+		v := vmas[i]
+		prot := fillProt(v, filled[i])
+		mapped[i] = prot
+		switch {
+		case isVdso(v):
+			i++
+		case keep[i]:
 			if prot != uint64(v.GetProt()) {
 				b.Call("make kept vma writable", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), prot)
 			}
-			continue
-		}
-		fd, off := ^uint64(0), uint64(0)
-		if isFileVMA(v) {
-			k := fileKey{uint32(v.GetShmid()), v.GetFdflags()}
-			n, ok := open[k]
-			if !ok {
-				path, err := in.FilePath(k.id)
-				if err != nil {
-					return fmt.Errorf("%s: %w", vmaName(v), err)
-				}
-				n = b.Open("mapped file", path, int(k.flags), 0)
-				open[k] = n
+			i++
+		case isFileVMA(v):
+			fd, err := files.open(i)
+			if err != nil {
+				return nil, err
 			}
-			fd, off = uint64(n), v.GetPgoff()
-		}
-		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
-		b.Call("map vma", unix.SYS_MMAP, v.GetStart(), v.GetEnd()-v.GetStart(), prot, flags, fd, off)
-		planMadvise(b, v)
-		if isFileVMA(v) {
-			k := fileKey{uint32(v.GetShmid()), v.GetFdflags()}
-			if last[k] == i {
-				b.Close(open[k])
-				delete(open, k)
+			b.Call("map vma", unix.SYS_MMAP, v.GetStart(), v.GetEnd()-v.GetStart(), prot, uint64(v.GetFlags())|unix.MAP_FIXED, uint64(fd), v.GetPgoff())
+			planMadvise(b, v)
+			files.done(i)
+			i++
+		default:
+			j := anonRun(vmas, keep, i)
+			for k := i; k < j; k++ {
+				prot |= fillProt(vmas[k], filled[k])
 			}
+			b.Call("map vma", unix.SYS_MMAP, v.GetStart(), vmas[j-1].GetEnd()-v.GetStart(), prot, uint64(v.GetFlags())|unix.MAP_FIXED, ^uint64(0), 0)
+			for k := i; k < j; k++ {
+				mapped[k] = prot
+				planMadvise(b, vmas[k])
+			}
+			i = j
 		}
 	}
-	return nil
+	return mapped, nil
+}
+
+// fillProt is the protection a VMA is mapped with: its own, writable if
+// the fill writes into it.
+func fillProt(v *vma.VmaEntry, filled bool) uint64 {
+	prot := uint64(v.GetProt())
+	if filled {
+		prot |= unix.PROT_WRITE
+	}
+	return prot
+}
+
+// anonRun returns the end (exclusive) of the run of adjacent VMAs from i
+// that one anonymous mmap can create: same flags, not kept, not growing
+// down (a stack maps alone, to keep its guard gap).
+func anonRun(vmas []*vma.VmaEntry, keep []bool, i int) int {
+	v := vmas[i]
+	j := i + 1
+	if v.GetFlags()&unix.MAP_GROWSDOWN != 0 || v.GetStatus()&StatusAnonShared != 0 {
+		return j
+	}
+	for j < len(vmas) && !keep[j] && !isVdso(vmas[j]) && !isFileVMA(vmas[j]) &&
+		vmas[j].GetStart() == vmas[j-1].GetEnd() && vmas[j].GetFlags() == v.GetFlags() &&
+		vmas[j].GetStatus() == v.GetStatus() {
+		j++
+	}
+	return j
+}
+
+// fileOpener opens each mapped file once and closes it after its last
+// mapping.
+type fileOpener struct {
+	b    *plan.Builder
+	in   *RestoreInput
+	vmas []*vma.VmaEntry
+	last map[fileKey]int
+	fds  map[fileKey]int
+}
+
+func newFileOpener(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep []bool) *fileOpener {
+	f := &fileOpener{b: b, in: in, vmas: vmas, last: map[fileKey]int{}, fds: map[fileKey]int{}}
+	for i, v := range vmas {
+		if isFileVMA(v) && !keep[i] {
+			f.last[keyOfVMA(v)] = i
+		}
+	}
+	return f
+}
+
+func keyOfVMA(v *vma.VmaEntry) fileKey { return fileKey{uint32(v.GetShmid()), v.GetFdflags()} }
+
+// open returns the descriptor of VMA i's file, opening it if needed.
+func (f *fileOpener) open(i int) (int, error) {
+	k := keyOfVMA(f.vmas[i])
+	if fd, ok := f.fds[k]; ok {
+		return fd, nil
+	}
+	path, err := f.in.FilePath(k.id)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", vmaName(f.vmas[i]), err)
+	}
+	fd := f.b.Open("mapped file", path, int(k.flags), 0)
+	f.fds[k] = fd
+	return fd, nil
+}
+
+// done closes VMA i's file if i is its last mapping.
+func (f *fileOpener) done(i int) {
+	k := keyOfVMA(f.vmas[i])
+	if f.last[k] == i {
+		f.b.Close(f.fds[k])
+		delete(f.fds, k)
+	}
 }
 
 func isFileVMA(v *vma.VmaEntry) bool {
