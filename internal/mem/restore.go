@@ -509,7 +509,7 @@ func FillSection(i int) string { return fmt.Sprintf("fill %d", i) }
 
 // parallelFillMin is the least memory worth a second filling thread:
 // below it, creating the thread costs more than it saves.
-const parallelFillMin = 64 << 20
+const parallelFillMin = 8 << 20
 
 // planFill plans the preadv calls that copy the pages image into place:
 // IOV_MAX ranges per call, each call reading one contiguous part of the
