@@ -3,7 +3,10 @@ package mem
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -12,6 +15,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/image"
+	"amber/internal/progress"
 )
 
 // Pagemap entry flags (criu/include/pagemap.h).
@@ -64,7 +68,7 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	if err != nil {
 		return st, err
 	}
-	n, err := copyPages(t, runs, shared, dir.PagesPath(pagesID))
+	n, err := copyPages(t, runs, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs = n, runs
 	return st, err
 }
@@ -95,30 +99,124 @@ func writePagemap(path string, pagesID uint32, runs []Run) error {
 	return w.Close()
 }
 
-// copyPages streams the runs' contents into the pages image in chunks.
-// Pages in shared (sorted) are read without pinning them.
-func copyPages(t *compel.Task, runs, shared []Run, path string) (uint64, error) {
+// copyPages copies the runs' contents into the pages image, in chunks
+// that several workers read and write at their own offsets at once: a
+// dump runs at the speed the page cache takes new pages, and that scales
+// with CPUs. Pages in shared (sorted) are read without pinning them.
+func copyPages(t *compel.Task, runs, shared []Run, path, label string) (uint64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	buf := make([]byte, copyChunk)
-	var pages uint64
-	for chunk := range chunks(runs, copyChunk) {
-		n := 0
-		for _, r := range chunk {
-			n += int(r.End - r.Start)
-		}
-		if err := readRuns(t, chunk, shared, buf[:n]); err != nil {
-			return pages, err
-		}
-		if _, err := f.Write(buf[:n]); err != nil {
-			return pages, fmt.Errorf("%s: %w", path, err)
-		}
-		pages += uint64(n) / pageSize
+	var total uint64
+	for _, r := range runs {
+		total += r.End - r.Start
 	}
-	return pages, f.Close()
+	bar := progress.New(label, total)
+	defer bar.Done()
+	work := make(chan copyJob)
+	var done atomic.Uint64
+	g := new(errgroup)
+	for range copyWorkers(total) {
+		g.Go(func() error {
+			buf := make([]byte, copyChunk)
+			for job := range work {
+				if err := copyChunkAt(t, f, job, shared, buf); err != nil {
+					return err
+				}
+				bar.Set(done.Add(job.size))
+			}
+			return nil
+		})
+	}
+	var off uint64
+	for chunk := range chunks(runs, copyChunk) {
+		job := copyJob{runs: slices.Clone(chunk), off: off}
+		for _, r := range chunk {
+			job.size += r.End - r.Start
+		}
+		if !g.send(work, job) {
+			break
+		}
+		off += job.size
+	}
+	close(work)
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return done.Load() / pageSize, f.Close()
+}
+
+// copyJob is one chunk of runs and its offset in the pages image.
+type copyJob struct {
+	runs      []Run
+	off, size uint64
+}
+
+// copyWorkers is how many chunks are copied at once.
+func copyWorkers(total uint64) int {
+	if total < 2*copyChunk {
+		return 1
+	}
+	return min(runtime.NumCPU(), 4)
+}
+
+func copyChunkAt(t *compel.Task, f *os.File, job copyJob, shared []Run, buf []byte) error {
+	b := buf[:job.size]
+	if err := readRuns(t, job.runs, shared, b); err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(b, int64(job.off)); err != nil {
+		return fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// errgroup runs workers and keeps the first error; once one fails,
+// send stops handing out work.
+type errgroup struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+	failed chan struct{}
+}
+
+func (g *errgroup) Go(f func() error) {
+	g.mu.Lock()
+	if g.failed == nil {
+		g.failed = make(chan struct{})
+	}
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.mu.Lock()
+			if g.err == nil {
+				g.err = err
+				close(g.failed)
+			}
+			g.mu.Unlock()
+		}
+	}()
+}
+
+// send hands job to a worker, or reports false if a worker failed.
+func (g *errgroup) send(work chan<- copyJob, job copyJob) bool {
+	select {
+	case work <- job:
+		return true
+	case <-g.failed:
+		return false
+	}
+}
+
+// Wait waits for the workers (after the caller closed their work) and
+// returns the first error.
+func (g *errgroup) Wait() error {
+	g.wg.Wait()
+	return g.err
 }
 
 // chunks splits runs into groups of at most size bytes and maxIov ranges,

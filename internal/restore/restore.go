@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +26,7 @@ import (
 	"amber/internal/mem"
 	"amber/internal/plan"
 	"amber/internal/proc"
+	"amber/internal/progress"
 	"amber/internal/rlimit"
 )
 
@@ -170,7 +172,7 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if err := loadProgram(task, insn, p.prog); err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}
-	if err := r.runMain(task, p.prog); err != nil {
+	if err := r.runMain(task, p.prog, t); err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}
 	r.opts.Log.Infof("pid %d: memory, files and process state in place (%d calls)", t.pid, len(p.prog.Calls))
@@ -204,11 +206,11 @@ const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLON
 
 // runMain runs the main section of a process, its memory fill (by as many
 // threads at once as the plan has fill sections) and the rest.
-func (r *restorer) runMain(task *compel.Task, prog *plan.Program) error {
+func (r *restorer) runMain(task *compel.Task, prog *plan.Program, t *taskImages) error {
 	if err := runSection(task, prog, sectionMain); err != nil {
 		return err
 	}
-	if err := r.fill(task, prog); err != nil {
+	if err := r.fill(task, prog, t); err != nil {
 		return err
 	}
 	return runSection(task, prog, mem.SectionAfterFill)
@@ -217,7 +219,7 @@ func (r *restorer) runMain(task *compel.Task, prog *plan.Program) error {
 // fill runs the fill sections: the first in the leader, each other one in
 // a helper thread cloned for the purpose (with a TID no dumped task has)
 // and ended right after.
-func (r *restorer) fill(leader *compel.Task, prog *plan.Program) (err error) {
+func (r *restorer) fill(leader *compel.Task, prog *plan.Program, t *taskImages) (err error) {
 	workers := []*compel.Task{leader}
 	defer func() {
 		for _, w := range workers[1:] {
@@ -236,6 +238,7 @@ func (r *restorer) fill(leader *compel.Task, prog *plan.Program) (err error) {
 		}
 		workers = append(workers, w)
 	}
+	defer watchFill(leader.Pid, t)()
 	secs := make([]plan.Section, len(workers))
 	for i, w := range workers {
 		secs[i], _ = prog.Section(mem.FillSection(i))
@@ -250,6 +253,55 @@ func (r *restorer) fill(leader *compel.Task, prog *plan.Program) (err error) {
 		}
 	}
 	return first
+}
+
+// watchFill shows a progress bar of a long fill on a terminal, from the
+// bytes the task has read so far (/proc/PID/io rchar), until the returned
+// function is called.
+func watchFill(pid int, t *taskImages) (stop func()) {
+	var total uint64
+	for _, e := range t.pagemap {
+		if e.GetFlags()&mem.PEPresent != 0 {
+			total += mem.NrPages(e) * plan.PageSize
+		}
+	}
+	bar := progress.New(fmt.Sprintf("restore pid %d", pid), total)
+	if bar == nil {
+		return func() {}
+	}
+	base := readChars(pid)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				bar.Done()
+				return
+			case <-tick.C:
+				bar.Set(readChars(pid) - base)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// readChars is the rchar field of /proc/PID/io: bytes the process read.
+func readChars(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // cloneHelper clones a short-lived thread into the task, with a TID that
