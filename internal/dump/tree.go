@@ -116,10 +116,20 @@ func explainSeize(pid, tid int, err error) error {
 	if tid != pid {
 		who = fmt.Sprintf("thread %d of pid %d", tid, pid)
 	}
+	if st, serr := proc.ReadStatus(tid); serr == nil && st.TracerPid != 0 {
+		return fmt.Errorf("may not trace %s: it is already traced by %s: %w", who, tracerName(st.TracerPid), err)
+	}
 	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("may not trace %s (is it another user's, or already traced, or is amber not root?): %w", who, err)
+		return fmt.Errorf("may not trace %s (is it another user's, or is amber not root?): %w", who, err)
 	}
 	return fmt.Errorf("freeze %s: %w", who, err)
+}
+
+func tracerName(pid int) string {
+	if st, err := proc.ReadStatus(pid); err == nil {
+		return fmt.Sprintf("%s (pid %d)", st.Name, pid)
+	}
+	return fmt.Sprintf("pid %d", pid)
 }
 
 // release lets every frozen task run on as if nothing happened.
