@@ -34,6 +34,7 @@ var programs = []program{
 	{name: "pgrp_session"},
 	{name: "clone_files"},
 	{name: "shared_file_pos"},
+	{name: "timers00", cflags: []string{"-lrt"}},
 }
 
 // TestZdtm runs each program through dump, detached restore and check.

@@ -11,6 +11,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
 	rseqimg "github.com/checkpoint-restore/go-criu/v8/crit/images/rseq"
+	timerimg "github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -20,6 +21,7 @@ import (
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/signals"
+	"amber/internal/timers"
 )
 
 // Task states of CRIU's images (compel's task-state.h).
@@ -41,6 +43,7 @@ type procState struct {
 	acts    []*criusa.SaEntry
 	brk     uint64
 	secbits uint64
+	timers  *timerimg.TaskTimersEntry
 }
 
 // threadState is what a dump learns of one frozen thread.
@@ -156,6 +159,9 @@ func askProcess(t *compel.Task, ps *procState) (err error) {
 	if ps.secbits, err = p.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err != nil {
 		return fmt.Errorf("securebits: %w", err)
 	}
+	if ps.timers, err = timers.Dump(p, ps.pid, p.Scratch); err != nil {
+		return fmt.Errorf("timers: %w", err)
+	}
 	return nil
 }
 
@@ -222,6 +228,7 @@ func coreEntries(ps *procState) ([]*criucore.CoreEntry, error) {
 				Comm:        proto.String(ps.stat.Comm),
 				Rlimits:     lims,
 				Sigactions:  ps.acts,
+				Timers:      ps.timers,
 			}
 		}
 		out = append(out, core)

@@ -15,6 +15,7 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_PIPE2: "pipe2", unix.SYS_PIDFD_OPEN: "pidfd_open", unix.SYS_PIDFD_GETFD: "pidfd_getfd",
 	unix.SYS_SET_TID_ADDRESS: "set_tid_address", unix.SYS_SET_ROBUST_LIST: "set_robust_list",
 	unix.SYS_CHROOT: "chroot", unix.SYS_PERSONALITY: "personality",
+	unix.SYS_SETITIMER: "setitimer", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_SETTIME: "timer_settime",
 	unix.SYS_WRITE: "write", unix.SYS_SETPRIORITY: "setpriority", unix.SYS_CLONE3: "clone3",
 }
 

@@ -15,6 +15,7 @@ import (
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/signals"
+	"amber/internal/timers"
 )
 
 // host is what planning needs to know of the machine and of the restore
@@ -204,6 +205,7 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	if err := signals.PlanActions(b, tc.GetSigactions(), inherited); err != nil {
 		return err
 	}
+	timers.PlanRestore(b, tc.GetTimers())
 	p.warnings = append(p.warnings, rlimit.PlanRestore(b, tc.GetRlimits(), limits)...)
 	p.limits = rlimit.Effective(tc.GetRlimits(), limits)
 	if pers := tc.GetPersonality(); pers != 0 {

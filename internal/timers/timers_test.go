@@ -1,0 +1,72 @@
+package timers
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/plan"
+)
+
+const sample = `ID: 0
+signal: 14/0000000000000000
+notify: signal/pid.1234
+ClockID: 0
+ID: 7
+signal: 10/00007ffd12345678
+notify: thread/tid.1240
+ClockID: 1
+`
+
+func TestParsePosix(t *testing.T) {
+	ts, err := ParsePosix(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 {
+		t.Fatalf("%d timers, want 2", len(ts))
+	}
+	if ts[0].GetItId() != 0 || ts[0].GetSiSigno() != 14 || ts[0].GetItSigevNotify() != sigevSignal || ts[0].GetClockId() != 0 {
+		t.Errorf("timer 0: %v", ts[0])
+	}
+	b := ts[1]
+	if b.GetItId() != 7 || b.GetSiSigno() != 10 || b.GetSivalPtr() != 0x7ffd12345678 ||
+		b.GetItSigevNotify() != sigevThreadID || b.GetNotifyThreadId() != 1240 || b.GetClockId() != 1 {
+		t.Errorf("timer 7: %v", b)
+	}
+}
+
+func TestParsePosixErrors(t *testing.T) {
+	for _, in := range []string{"signal: 14/0\n", "ID: x\n", "ID: 1\nnotify: weird/pid.1\n", "ID 1\n"} {
+		if _, err := ParsePosix(strings.NewReader(in)); err == nil {
+			t.Errorf("%q: no error", in)
+		}
+	}
+}
+
+func TestPlanRestore(t *testing.T) {
+	ts, _ := ParsePosix(strings.NewReader(sample))
+	e := emptyTimers()
+	e.Real.Vsec, e.Real.Isec = u64(3), u64(1)
+	ts[0].Vsec, ts[0].Vnsec = u64(0), u64(500)
+	e.Posix = ts
+	b := plan.NewBuilder(0x100000000, 0)
+	PlanRestore(b, e)
+	var names []string
+	for _, c := range b.Finish().Calls {
+		names = append(names, plan.SyscallName(c.Nr))
+	}
+	want := "setitimer prctl timer_create timer_settime timer_create prctl"
+	if got := strings.Join(names, " "); got != want {
+		t.Fatalf("calls %q, want %q", got, want)
+	}
+	if c := b.Finish().Calls[0]; c.Nr != unix.SYS_SETITIMER || c.Args[0] != unix.ITIMER_REAL {
+		t.Fatalf("first call %v", c)
+	}
+}
+
+func FuzzParsePosix(f *testing.F) {
+	f.Add(sample)
+	f.Fuzz(func(t *testing.T, s string) { ParsePosix(strings.NewReader(s)) })
+}
