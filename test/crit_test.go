@@ -21,7 +21,9 @@ func critCommand() []string {
 }
 
 // TestCrit checks amber's images with an independent reader: crit must
-// decode every image of a dump except the raw pages.
+// decode every image of a dump except the raw pages, for a single process
+// and for a tree with threads-free children, pipes with data in flight and
+// pages shared copy-on-write.
 func TestCrit(t *testing.T) {
 	crit := critCommand()
 	if crit == nil {
@@ -30,7 +32,13 @@ func TestCrit(t *testing.T) {
 		}
 		t.Skip("crit not installed: apt-get install criu python3-protobuf")
 	}
-	c := startCase(t, "heap_globals")
+	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls"} {
+		t.Run(name, func(t *testing.T) { critDecodesDump(t, crit, name) })
+	}
+}
+
+func critDecodesDump(t *testing.T, crit []string, name string) {
+	c := startCase(t, name)
 	c.mustDump()
 	imgs, err := filepath.Glob(filepath.Join(c.images, "*.img"))
 	if err != nil {
