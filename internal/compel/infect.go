@@ -2,6 +2,7 @@ package compel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -9,7 +10,8 @@ import (
 
 // Parasite lets amber run system calls inside a frozen task to learn what
 // /proc does not tell (signal actions, brk). It borrows a `syscall`
-// instruction already in the task's code and a scratch page it maps, and
+// instruction already in the task's code to map a scratch area, places
+// the executor there so that Batch runs many calls in one round trip, and
 // Cure puts everything back.
 type Parasite struct {
 	t       *Task
@@ -18,8 +20,18 @@ type Parasite struct {
 	Scratch uint64 // address of ScratchSize bytes the task can write
 }
 
-// ScratchSize is the size of the parasite's scratch memory.
+// ScratchSize is the size of the parasite's scratch memory: the executor
+// on the first page, then a table of up to MaxBatch calls, then data.
 const ScratchSize = 64 << 10
+
+// MaxBatch is the most calls one Batch runs.
+const MaxBatch = 128
+
+// Offsets in the scratch area.
+const (
+	tableOffset = 4096
+	dataOffset  = tableOffset + MaxBatch*EntrySize
+)
 
 // Range is an address range [Start, End).
 type Range struct{ Start, End uint64 }
@@ -37,7 +49,7 @@ func Infect(t *Task, code []Range) (*Parasite, error) {
 		return nil, err
 	}
 	ret, err := t.Syscall(p.insn, unix.SYS_MMAP, 0, ScratchSize,
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err == nil && errno(ret) != 0 {
 		err = fmt.Errorf("mmap scratch: %w", errno(ret))
 	}
@@ -46,6 +58,10 @@ func Infect(t *Task, code []Range) (*Parasite, error) {
 		return nil, fmt.Errorf("pid %d: infect: %w", t.Pid, err)
 	}
 	p.Scratch = ret
+	if err := t.WriteMem(p.Scratch, executorCode); err != nil {
+		p.Cure()
+		return nil, fmt.Errorf("pid %d: infect: %w", t.Pid, err)
+	}
 	return p, nil
 }
 
@@ -66,6 +82,36 @@ func findSyscallInsn(t *Task, code []Range) (uint64, error) {
 // negative result is returned as an error.
 func (p *Parasite) Syscall(nr uintptr, args ...uint64) (uint64, error) {
 	return p.t.SyscallOK(p.insn, nr, args...)
+}
+
+// Data is where in the scratch area calls of a Batch may write results.
+func (p *Parasite) Data() uint64 { return p.Scratch + dataOffset }
+
+// DataSize is how many bytes from Data the calls may use.
+const DataSize = ScratchSize - dataOffset
+
+// Batch runs calls in the task in one round trip and returns their
+// results; a failing call stops it with a *TableError.
+func (p *Parasite) Batch(calls []Call) ([]uint64, error) {
+	if len(calls) > MaxBatch {
+		return nil, fmt.Errorf("pid %d: batch of %d calls exceeds %d", p.t.Pid, len(calls), MaxBatch)
+	}
+	table := p.Scratch + tableOffset
+	if err := p.t.WriteMem(table, EncodeTable(calls)); err != nil {
+		return nil, err
+	}
+	if err := p.t.RunTable(p.Scratch, table, len(calls)); err != nil {
+		return nil, fmt.Errorf("pid %d: %w", p.t.Pid, err)
+	}
+	raw := make([]byte, len(calls)*EntrySize)
+	if err := p.t.ReadMem(table, raw); err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(calls))
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(raw[i*EntrySize+56:])
+	}
+	return out, nil
 }
 
 // Read copies task memory at addr (usually inside Scratch).

@@ -113,8 +113,9 @@ func collectThread(pid int, t *compel.Task, vmas []proc.VMA) (*threadState, erro
 	return th, askThread(t, th, vmas)
 }
 
-// askThread runs system calls inside a thread for its own state that
-// /proc does not show.
+// askThread runs system calls inside a thread, in one batch, for its own
+// state that /proc does not show: alternate signal stack, clear-child-tid
+// address, parent death signal.
 func askThread(t *compel.Task, th *threadState, vmas []proc.VMA) (err error) {
 	p, err := compel.Infect(t, codeRanges(vmas))
 	if err != nil {
@@ -125,16 +126,25 @@ func askThread(t *compel.Task, th *threadState, vmas []proc.VMA) (err error) {
 			err = cerr
 		}
 	}()
-	if th.altStack, err = signals.DumpAltStack(p, p.Scratch); err != nil {
+	d := p.Data()
+	tid, death := d+signals.AltStackSize, d+signals.AltStackSize+8
+	calls := []compel.Call{
+		signals.AltStackCall(d),
+		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_TID_ADDRESS, tid}},
+		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_PDEATHSIG, death}},
+	}
+	if _, err := p.Batch(calls); err != nil {
+		return fmt.Errorf("thread state: %w", err)
+	}
+	buf := make([]byte, signals.AltStackSize+16)
+	if err := p.Read(d, buf); err != nil {
 		return err
 	}
-	if th.tidAddr, err = prctlGet(p, unix.PR_GET_TID_ADDRESS, p.Scratch); err != nil {
-		return fmt.Errorf("clear-child-tid address: %w", err)
+	if th.altStack, err = signals.UnmarshalAltStack(buf[:signals.AltStackSize]); err != nil {
+		return err
 	}
-	if th.pdeathSig, err = prctlGet(p, unix.PR_GET_PDEATHSIG, p.Scratch); err != nil {
-		return fmt.Errorf("parent death signal: %w", err)
-	}
-	th.pdeathSig &= 0xffffffff // an int
+	th.tidAddr = binary.LittleEndian.Uint64(buf[signals.AltStackSize:])
+	th.pdeathSig = uint64(binary.LittleEndian.Uint32(buf[signals.AltStackSize+8:])) // an int
 	return nil
 }
 
@@ -150,31 +160,18 @@ func askProcess(t *compel.Task, ps *procState) (err error) {
 			err = cerr
 		}
 	}()
-	if ps.acts, err = signals.DumpActions(p, p.Scratch); err != nil {
+	if ps.acts, err = signals.DumpActions(p); err != nil {
 		return err
 	}
-	if ps.brk, err = p.Syscall(unix.SYS_BRK, 0); err != nil {
-		return fmt.Errorf("brk: %w", err)
+	res, err := p.Batch([]compel.Call{{Nr: unix.SYS_BRK}, {Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_SECUREBITS}}})
+	if err != nil {
+		return fmt.Errorf("brk and securebits: %w", err)
 	}
-	if ps.secbits, err = p.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err != nil {
-		return fmt.Errorf("securebits: %w", err)
-	}
-	if ps.timers, err = timers.Dump(p, ps.pid, p.Scratch); err != nil {
+	ps.brk, ps.secbits = res[0], res[1]
+	if ps.timers, err = timers.Dump(p, ps.pid); err != nil {
 		return fmt.Errorf("timers: %w", err)
 	}
 	return nil
-}
-
-// prctlGet runs a prctl that stores its answer at a pointer and reads it.
-func prctlGet(p *compel.Parasite, op int, scratch uint64) (uint64, error) {
-	if _, err := p.Syscall(unix.SYS_PRCTL, uint64(op), scratch); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 8)
-	if err := p.Read(scratch, buf); err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint64(buf), nil
 }
 
 // codeRanges lists where to look for a syscall instruction: the vdso

@@ -16,6 +16,15 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_SET_TID_ADDRESS: "set_tid_address", unix.SYS_SET_ROBUST_LIST: "set_robust_list",
 	unix.SYS_CHROOT: "chroot", unix.SYS_PERSONALITY: "personality",
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_SETTIME: "timer_settime",
+	unix.SYS_EVENTFD2: "eventfd2", unix.SYS_EPOLL_CREATE1: "epoll_create1", unix.SYS_EPOLL_CTL: "epoll_ctl",
+	unix.SYS_SIGNALFD4: "signalfd4", unix.SYS_TIMERFD_CREATE: "timerfd_create", unix.SYS_TIMERFD_SETTIME: "timerfd_settime",
+	unix.SYS_IOCTL: "ioctl", unix.SYS_INOTIFY_INIT1: "inotify_init1", unix.SYS_INOTIFY_ADD_WATCH: "inotify_add_watch",
+	unix.SYS_INOTIFY_RM_WATCH: "inotify_rm_watch", unix.SYS_READ: "read", unix.SYS_SOCKET: "socket",
+	unix.SYS_SOCKETPAIR: "socketpair", unix.SYS_BIND: "bind", unix.SYS_LISTEN: "listen", unix.SYS_CONNECT: "connect",
+	unix.SYS_SENDMSG: "sendmsg", unix.SYS_SETSOCKOPT: "setsockopt", unix.SYS_MEMFD_CREATE: "memfd_create",
+	unix.SYS_FTRUNCATE: "ftruncate", unix.SYS_SHMGET: "shmget", unix.SYS_SHMAT: "shmat", unix.SYS_UNLINK: "unlink",
+	unix.SYS_UNLINKAT: "unlinkat", unix.SYS_MKNODAT: "mknodat",
+	unix.SYS_SENDFILE: "sendfile", unix.SYS_FCHOWN: "fchown", unix.SYS_FCHMOD: "fchmod",
 	unix.SYS_WRITE: "write", unix.SYS_SETPRIORITY: "setpriority", unix.SYS_CLONE3: "clone3",
 }
 

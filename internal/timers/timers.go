@@ -17,13 +17,16 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/compel"
 	"amber/internal/plan"
 )
 
-// Injector runs system calls inside a frozen task (compel.Parasite).
-type Injector interface {
-	Syscall(nr uintptr, args ...uint64) (uint64, error)
+// Batcher runs system calls inside a frozen task, many in one round trip
+// (compel.Parasite). Calls may write results at Data.
+type Batcher interface {
+	Batch(calls []compel.Call) ([]uint64, error)
 	Read(addr uint64, buf []byte) error
+	Data() uint64
 }
 
 // Which interval timers, in CRIU's order.
@@ -36,53 +39,49 @@ const (
 	sigevThreadID = 4
 )
 
-// Dump reads pid's timers by running getitimer and timer_gettime in it;
-// scratch is task memory the calls may write.
-func Dump(inj Injector, pid int, scratch uint64) (*timerimg.TaskTimersEntry, error) {
-	e := &timerimg.TaskTimersEntry{}
-	var its [3]*timerimg.ItimerEntry
-	for i, which := range itimers {
-		w, err := getWords(inj, scratch, 4, unix.SYS_GETITIMER, uint64(which), scratch)
-		if err != nil {
-			return nil, fmt.Errorf("getitimer %d: %w", which, err)
-		}
-		its[i] = &timerimg.ItimerEntry{Isec: proto.Uint64(w[0]), Iusec: proto.Uint64(w[1]), Vsec: proto.Uint64(w[2]), Vusec: proto.Uint64(w[3])}
-	}
-	e.Real, e.Virt, e.Prof = its[0], its[1], its[2]
+// timeSize is struct itimerval or struct itimerspec: four words.
+const timeSize = 32
+
+// Dump reads pid's timers by running getitimer, timer_gettime and
+// timer_getoverrun in it, in one batch.
+func Dump(inj Batcher, pid int) (*timerimg.TaskTimersEntry, error) {
 	posix, err := readPosix(pid)
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range posix {
-		w, err := getWords(inj, scratch, 4, unix.SYS_TIMER_GETTIME, uint64(t.GetItId()), scratch)
-		if err != nil {
-			return nil, fmt.Errorf("timer_gettime %d: %w", t.GetItId(), err)
-		}
-		over, err := inj.Syscall(unix.SYS_TIMER_GETOVERRUN, uint64(t.GetItId()))
-		if err != nil {
-			return nil, fmt.Errorf("timer_getoverrun %d: %w", t.GetItId(), err)
-		}
-		t.Isec, t.Insec, t.Vsec, t.Vnsec = proto.Uint64(w[0]), proto.Uint64(w[1]), proto.Uint64(w[2]), proto.Uint64(w[3])
-		t.Overrun = proto.Uint32(uint32(over))
+	if 3+2*len(posix) > compel.MaxBatch || (3+len(posix))*timeSize > compel.DataSize {
+		return nil, fmt.Errorf("pid %d has %d POSIX timers: more than amber dumps", pid, len(posix))
+	}
+	d := inj.Data()
+	var calls []compel.Call
+	for i, which := range itimers {
+		calls = append(calls, compel.Call{Nr: unix.SYS_GETITIMER, Args: [6]uint64{uint64(which), d + uint64(i)*timeSize}})
+	}
+	for i, t := range posix {
+		at := d + uint64(3+i)*timeSize
+		calls = append(calls, compel.Call{Nr: unix.SYS_TIMER_GETTIME, Args: [6]uint64{uint64(t.GetItId()), at}},
+			compel.Call{Nr: unix.SYS_TIMER_GETOVERRUN, Args: [6]uint64{uint64(t.GetItId())}})
+	}
+	res, err := inj.Batch(calls)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, (3+len(posix))*timeSize)
+	if err := inj.Read(d, buf); err != nil {
+		return nil, err
+	}
+	w := func(i, j int) uint64 { return binary.LittleEndian.Uint64(buf[i*timeSize+8*j:]) }
+	var its [3]*timerimg.ItimerEntry
+	for i := range its {
+		its[i] = &timerimg.ItimerEntry{Isec: proto.Uint64(w(i, 0)), Iusec: proto.Uint64(w(i, 1)), Vsec: proto.Uint64(w(i, 2)), Vusec: proto.Uint64(w(i, 3))}
+	}
+	e := &timerimg.TaskTimersEntry{Real: its[0], Virt: its[1], Prof: its[2]}
+	for i, t := range posix {
+		t.Isec, t.Insec, t.Vsec, t.Vnsec = proto.Uint64(w(3+i, 0)), proto.Uint64(w(3+i, 1)), proto.Uint64(w(3+i, 2)), proto.Uint64(w(3+i, 3))
+		t.Overrun = proto.Uint32(uint32(res[3+2*i+1]))
 		e.Posix = append(e.Posix, t)
 	}
 	return e, nil
-}
-
-// getWords runs a call that fills n words at scratch and reads them.
-func getWords(inj Injector, scratch uint64, n int, nr uintptr, args ...uint64) ([]uint64, error) {
-	if _, err := inj.Syscall(nr, args...); err != nil {
-		return nil, err
-	}
-	b := make([]byte, 8*n)
-	if err := inj.Read(scratch, b); err != nil {
-		return nil, err
-	}
-	w := make([]uint64, n)
-	for i := range w {
-		w[i] = binary.LittleEndian.Uint64(b[8*i:])
-	}
-	return w, nil
 }
 
 // readPosix lists pid's POSIX timers from /proc/PID/timers.
