@@ -93,3 +93,5 @@ func (t *Task) ReadVecs(remote []unix.RemoteIovec, local [][]byte) (int, error) 
 // ReadProcMem reads task memory through /proc/PID/mem, which neither pins
 // nor unshares pages, and reads PROT_NONE memory too.
 func (t *Task) ReadProcMem(addr uint64, buf []byte) error { return t.procMem(addr, buf, false) }
+
+func uintptrOf(p *uint32) uintptr { return uintptr(unsafe.Pointer(p)) }

@@ -75,7 +75,12 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r := &restorer{opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
+	orig, pinned, err := compel.Pin()
+	if err != nil {
+		return err
+	}
+	defer compel.Unpin(orig)
+	r := &restorer{cpus: orig, pinned: pinned, opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
 	defer func() {
 		if err != nil {
@@ -113,6 +118,10 @@ type restorer struct {
 	// pidMax and treePids let fill threads take TIDs nobody needs.
 	pidMax   int
 	treePids map[int]bool
+	// cpus is amber's affinity, which restored tasks get back when
+	// released; until then they share the tracer's pinned CPU, which
+	// makes ptrace round trips short, except while they fill memory.
+	cpus, pinned unix.CPUSet
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.
@@ -239,6 +248,14 @@ func (r *restorer) fill(leader *compel.Task, prog *plan.Program, t *taskImages) 
 		workers = append(workers, w)
 	}
 	defer watchFill(leader.Pid, t)()
+	if len(workers) > 1 {
+		for _, w := range workers {
+			if err := w.SetAffinity(r.cpus); err != nil {
+				return err
+			}
+		}
+		defer leader.SetAffinity(r.pinned)
+	}
 	secs := make([]plan.Section, len(workers))
 	for i, w := range workers {
 		secs[i], _ = prog.Section(mem.FillSection(i))
@@ -425,6 +442,9 @@ func (r *restorer) finish(p *process) error {
 func (r *restorer) releaseAll() error {
 	for _, p := range r.procs {
 		for _, th := range p.threads {
+			if err := th.SetAffinity(r.cpus); err != nil {
+				return err
+			}
 			if err := th.Detach(); err != nil {
 				return err
 			}
