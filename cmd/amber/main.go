@@ -23,6 +23,7 @@ import (
 	"amber/internal/bench"
 	"amber/internal/compel"
 	"amber/internal/dump"
+	"amber/internal/files"
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/restore"
@@ -97,6 +98,14 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 	return 1, fmt.Errorf("command %s: %w", o.Verb, errNotSupported)
 }
 
+// ghostLimit is --ghost-limit, or CRIU's default.
+func ghostLimit(o Options) int64 {
+	if o.GhostLimit == 0 {
+		return files.DefaultGhostLimit
+	}
+	return o.GhostLimit
+}
+
 func runDump(o Options, l *log.Logger) error {
 	l.Infof("dump: tree %d into %s", o.Tree, o.ImagesDir)
 	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, timeout %ds, pre-dump-mode %q",
@@ -107,6 +116,7 @@ func runDump(o Options, l *log.Logger) error {
 		ImagesDir:    o.ImagesDir,
 		LeaveRunning: o.LeaveRunning,
 		ShellJob:     o.ShellJob,
+		GhostLimit:   ghostLimit(o),
 		Log:          l,
 	})
 }
@@ -121,10 +131,11 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		return 1, err
 	}
 	res, err := restore.Run(restore.Options{
-		ImagesDir: o.ImagesDir,
-		Detach:    o.Detach,
-		ShellJob:  o.ShellJob,
-		Log:       l,
+		ImagesDir:     o.ImagesDir,
+		Detach:        o.Detach,
+		ShellJob:      o.ShellJob,
+		SkipFileCheck: o.SkipFileCheck,
+		Log:           l,
 	})
 	if err != nil {
 		pf.discard()
@@ -223,6 +234,8 @@ Options (CRIU's; before or after the command):
   --tcp-established        accepted; established TCP connections are not dumped yet
   --timeout N              accepted (seconds)
   --pre-dump-mode MODE     accepted: splice or read
+  --ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)
+  --skip-file-check        restore files whose size or mtime changed since the dump (amber's)
   --feature NAME           check one feature (CRIU's names or amber's)
   --no-default-config      accepted (amber reads no configuration files)
 `

@@ -32,6 +32,9 @@ type Options struct {
 	ShellJob       bool // -j, --shell-job
 	Detach         bool // -d, --restore-detached
 	TCPEstablished bool // --tcp-established
+	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
+
+	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
 	Timeout     int    // --timeout, seconds (0: none)
 	PreDumpMode string // --pre-dump-mode: splice or read
@@ -315,6 +318,8 @@ func optionTable() []option {
 		{"rounds", 0, requiredArg, setRounds},
 		{"plot", 0, requiredArg, setString(func(o *Options) *string { return &o.Plot })},
 		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
+		{"ghost-limit", 0, requiredArg, setGhostLimit},
+		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
 		{"leave-running", 'R', noArg, setFlag(func(o *Options) *bool { return &o.LeaveRunning }, true)},
 		{"help", 'h', noArg, setFlag(func(o *Options) *bool { return &o.Help }, true)},
 		{"version", 'V', noArg, setFlag(func(o *Options) *bool { return &o.Version }, true)},
@@ -364,7 +369,7 @@ func unsupportedOptions() []option {
 		{"cgroup-root", 0, requiredArg}, {"inherit-fd", 0, requiredArg},
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
-		{"freeze-cgroup", 0, requiredArg}, {"ghost-limit", 0, requiredArg},
+		{"freeze-cgroup", 0, requiredArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
 		{"external", 0, requiredArg}, {"empty-ns", 0, requiredArg},
 		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
@@ -413,6 +418,25 @@ func setRounds(o *Options, val string, _ bool) error {
 		return fmt.Errorf("bad rounds %q (want a positive number)", val)
 	}
 	o.Rounds = n
+	return nil
+}
+
+// setGhostLimit takes a size as CRIU's parse_size does: a number of
+// bytes, or of KiB, MiB or GiB with a K, M or G suffix. Zero is refused:
+// it would stand for the default.
+func setGhostLimit(o *Options, val string, _ bool) error {
+	mult := int64(1)
+	num := val
+	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
+		if n, ok := strings.CutSuffix(val, suffix); ok {
+			num, mult = n, m
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("bad size %q (want a positive size such as 4096, 64K, 1M or 2G)", val)
+	}
+	o.GhostLimit = n * mult
 	return nil
 }
 

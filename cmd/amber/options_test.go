@@ -217,3 +217,28 @@ func TestAbsImagesDir(t *testing.T) {
 		t.Errorf("absolute dir changed to %q (%v)", o.ImagesDir, err)
 	}
 }
+
+func TestParseGhostLimitAndFileCheck(t *testing.T) {
+	for args, want := range map[string]int64{
+		"dump -t 1 --ghost-limit 4096": 4096,
+		"dump -t 1 --ghost-limit=64K":  64 << 10,
+		"dump -t 1 --ghost-limit 2M":   2 << 20,
+		"dump -t 1 --ghost-limit 1G":   1 << 30,
+	} {
+		o, err := Parse(strings.Fields(args))
+		if err != nil || o.GhostLimit != want {
+			t.Errorf("%s: limit %d, %v; want %d", args, o.GhostLimit, err, want)
+		}
+	}
+	for _, bad := range []string{"0", "-1", "1T", "x", "K", ""} {
+		if _, err := Parse([]string{"dump", "-t", "1", "--ghost-limit", bad}); err == nil {
+			t.Errorf("--ghost-limit %q accepted", bad)
+		}
+	}
+	if o, _ := Parse([]string{"dump", "-t", "1"}); ghostLimit(o) != 1<<20 {
+		t.Errorf("default ghost limit %d, want 1 MiB as criu", ghostLimit(o))
+	}
+	if o, err := Parse([]string{"restore", "--skip-file-check"}); err != nil || !o.SkipFileCheck {
+		t.Errorf("--skip-file-check: %v %v", o.SkipFileCheck, err)
+	}
+}

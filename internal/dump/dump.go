@@ -14,6 +14,7 @@ import (
 
 	"amber/internal/files"
 	"amber/internal/image"
+	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/proc"
 )
@@ -24,6 +25,7 @@ type Options struct {
 	ImagesDir    string // -D, --images-dir
 	LeaveRunning bool   // -R, --leave-running
 	ShellJob     bool   // -j, --shell-job
+	GhostLimit   int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
 	Log          *log.Logger
 }
 
@@ -35,6 +37,9 @@ type dumper struct {
 	files  *files.Table
 	fds    *files.Dumper
 	tables map[uint32]bool // descriptor tables (files_id) written
+	shm    *sharedMemory   // shared memory objects, dumped once at the end
+	// shmemDev is the device of the kernel's internal shmem mount.
+	shmemDev uint64
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -43,8 +48,13 @@ func Run(opts Options) error {
 		opts.Log = log.Discard()
 	}
 	t := files.NewTable()
+	shmemDev, err := kerndat.ShmemDev()
+	if err != nil {
+		opts.Log.Warnf("%v: shared memory cannot be dumped", err)
+	}
 	d := &dumper{opts: opts, dir: image.Dir(opts.ImagesDir), log: opts.Log, files: t,
-		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob}), tables: map[uint32]bool{}}
+		fds:    files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev}),
+		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

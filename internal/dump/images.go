@@ -47,6 +47,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
 	}
+	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
+		return fmt.Errorf("shared memory: %w", err)
+	}
 	return d.writeTreeImages(entries, rootIDs)
 }
 
@@ -67,6 +70,9 @@ func (d *dumper) dumpProcess(p *frozenProc, k *criucore.TaskKobjIdsEntry, pagesI
 	}
 	mmE, err := d.mmEntry(ps)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.shm.add(p.pid, mmE.GetVmas()); err != nil {
 		return nil, err
 	}
 	if err := d.writeFiles(ps, k); err != nil {
@@ -119,13 +125,11 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 }
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
-	vmas, err := mem.Entries(ps.vmas, func(v proc.VMA) (uint32, error) {
-		flags := uint32(unix.O_RDONLY)
-		if v.Shared && v.Prot&unix.PROT_WRITE != 0 {
-			flags = unix.O_RDWR
-		}
-		return d.files.AddPath(v.Path, flags)
-	})
+	vmas, err := mem.Backing{
+		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(v.Path, mem.OpenFlags(v)) },
+		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
+		ShmemDev: d.shmemDev,
+	}.Entries(ps.vmas)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +199,13 @@ func (d *dumper) writeTreeImages(tree []proto.Message, rootIDs *criucore.TaskKob
 	if err := image.WriteFile(d.dir.InventoryPath(), image.Inventory, inv); err != nil {
 		return err
 	}
+	if err := d.fds.Finish(d.dir); err != nil {
+		return err
+	}
 	if err := files.WritePipesData(d.dir, d.fds.Pipes); err != nil {
+		return err
+	}
+	if err := d.fds.WriteMemfds(d.dir); err != nil {
 		return err
 	}
 	return d.files.Write(d.dir)

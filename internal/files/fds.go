@@ -16,6 +16,12 @@ import (
 // DumpOptions are the user's settings that change what may be dumped.
 type DumpOptions struct {
 	ShellJob bool // the task may hold its terminal; restore gives it amber's
+	// GhostLimit is the largest unlinked file kept, in bytes on disk
+	// (--ghost-limit; DefaultGhostLimit unless the user said otherwise).
+	GhostLimit int64
+	// ShmemDev is the device of the kernel's internal shmem mount
+	// (kerndat.ShmemDev), where memfds live; 0 refuses memfds.
+	ShmemDev uint64
 }
 
 // Dumper collects the open files of every process of a dump into one
@@ -26,6 +32,12 @@ type Dumper struct {
 	known map[fileKey][]knownFd // descriptors seen, by file identity
 	pipes map[uint64]bool       // pipes whose data is saved
 	Pipes []PipeData            // data in flight, for pipes-data.img
+
+	unix     *unixState      // unix sockets (sk_unix.go), for Finish
+	fifoSeen map[uint64]bool // FIFOs whose data is saved, by inode
+	fifos    []FifoData      // data in FIFOs, for fifo-data.img
+	ghosts   *ghostState     // unlinked files (ghost.go), for Finish
+	memfd    *memfdState     // memfds (memfd.go)
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -106,8 +118,26 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 			d.Pipes = append(d.Pipes, pd)
 		}
 		return id, fdinfo.FdTypes_PIPE, err
+	case link == eventfdLink:
+		return t.addEventfd(info, flags)
+	case link == eventpollLink:
+		return t.addEventpoll(pid, fd, info, flags)
+	case link == signalfdLink:
+		return t.addSignalfd(info, flags)
+	case link == timerfdLink:
+		return t.addTimerfd(pid, fd, flags)
+	case link == inotifyLink:
+		return t.addInotify(pid, fd, info, flags)
+	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
+		return d.addSocket(pid, fd, inode(st), flags)
+	case isMemfdLink(link):
+		return d.addMemfd(pid, fd, link, info, st, flags)
 	case strings.HasSuffix(link, " (deleted)"):
-		return 0, 0, fmt.Errorf("%s: unlinked open files are not supported yet", link)
+		id, err := d.addGhost(pid, fd, link, info, st, flags)
+		return id, fdinfo.FdTypes_REG, err
+	case st.Mode()&os.ModeNamedPipe != 0 && strings.HasPrefix(link, "/"):
+		id, err := d.addFifo(pid, fd, link, info, st, flags)
+		return id, fdinfo.FdTypes_FIFO, err
 	case st.Mode()&os.ModeSocket != 0, st.Mode()&os.ModeNamedPipe != 0, !strings.HasPrefix(link, "/"):
 		return 0, 0, fmt.Errorf("%s: this kind of file is not supported yet", link)
 	case isTerminal(st):

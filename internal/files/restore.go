@@ -32,6 +32,15 @@ type RestoreInput struct {
 	// that this task shares its open file description instead of opening
 	// another.
 	Shared func(fileID uint32) (Holder, bool)
+	// Extra is what other images say of the files: FIFO data, socket
+	// queues, unlinked files, modification times (nil: none).
+	Extra *Extra
+	// SkipFileCheck restores regular files that changed since the dump
+	// (--skip-file-check).
+	SkipFileCheck bool
+	// Memfds is the task's memfd planner, which its memory plan may have
+	// used already (nil: the task has no memfd).
+	Memfds *Memfds
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -75,13 +84,7 @@ func CheckReg(e *fdinfo.FileEntry, stat func(string) (os.FileInfo, error)) error
 func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	fds := slices.Clone(in.Fds)
 	slices.SortFunc(fds, func(a, c *fdinfo.FdinfoEntry) int { return int(a.GetFd()) - int(c.GetFd()) })
-	safe := 0 // above every target and inherited number
-	for _, f := range fds {
-		safe = max(safe, int(f.GetFd())+1)
-	}
-	for fd := range in.Inherited {
-		safe = max(safe, fd+1)
-	}
+	safe := SafeFd(fds, in.Inherited)
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
 		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
 	for _, f := range fds {
@@ -89,8 +92,25 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
 		}
 	}
+	if err := p.runDeferred(); err != nil {
+		return nil, err
+	}
 	p.closeSpare()
 	return p.table, nil
+}
+
+// SafeFd is the lowest descriptor number above every target of fds and
+// every inherited one: what a plan keeps open for later (pipe ends for
+// other tasks, memfd handles) is parked from there.
+func SafeFd(fds []*fdinfo.FdinfoEntry, inherited map[int]uint32) int {
+	safe := 0
+	for _, f := range fds {
+		safe = max(safe, int(f.GetFd())+1)
+	}
+	for fd := range inherited {
+		safe = max(safe, fd+1)
+	}
+	return safe
 }
 
 // fdPlanner carries the state of one PlanFds.
@@ -102,6 +122,9 @@ type fdPlanner struct {
 	placed map[uint32]int // file id -> target descriptor made
 	parked map[int]bool
 	table  *Restored
+	// deferred is work that needs every descriptor at its number (see
+	// deferToEnd), run once all are placed.
+	deferred []func() error
 }
 
 // keepInherited moves the inherited descriptors the task needs above
@@ -177,9 +200,31 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 	}
 	switch e.GetType() {
 	case fdinfo.FdTypes_REG:
+		if g := p.in.extra().Ghosts[id]; g != nil {
+			return p.makeGhost(e, g)
+		}
 		return planReg(p.b, p.in, e)
 	case fdinfo.FdTypes_PIPE:
 		return p.makePipe(e)
+	case fdinfo.FdTypes_UNIXSK:
+		return p.makeUnix(e)
+	case fdinfo.FdTypes_FIFO:
+		return p.makeFifo(e)
+	case fdinfo.FdTypes_EVENTFD:
+		return p.makeEventfd(e)
+	case fdinfo.FdTypes_EVENTPOLL:
+		return p.makeEventpoll(e)
+	case fdinfo.FdTypes_SIGNALFD:
+		return p.makeSignalfd(e)
+	case fdinfo.FdTypes_TIMERFD:
+		return p.makeTimerfd(e)
+	case fdinfo.FdTypes_INOTIFY:
+		return p.makeInotify(e)
+	case fdinfo.FdTypes_MEMFD:
+		if p.in.Memfds == nil {
+			return 0, fmt.Errorf("file id %d: a memfd, and no memfd planner", id)
+		}
+		return p.in.Memfds.Open(p.b, e)
 	}
 	return 0, fmt.Errorf("file id %d: type %v is not supported yet", id, e.GetType())
 }
@@ -211,7 +256,7 @@ func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error
 		}
 		return planTake(b, in.AmberPid, 0, "amber's terminal"), nil
 	}
-	if err := CheckReg(e, in.Stat); err != nil {
+	if err := in.fileCheck().Reg(e); err != nil {
 		return 0, err
 	}
 	fd := b.Open("file id "+fmt.Sprint(e.GetId()), reg.GetName(), int(reg.GetFlags()&reopenFlags), 0)

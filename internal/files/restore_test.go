@@ -626,9 +626,9 @@ func TestPlanFdsErrors(t *testing.T) {
 			l.in.Fds = append(l.in.Fds, &fdinfo.FdinfoEntry{Id: proto.Uint32(77), Flags: proto.Uint32(0), Fd: proto.Uint32(4)})
 		}, []string{"fd 4", "no file with id 77"}},
 		{"unsupported type", func(l *layout) {
-			l.in.Files[1] = &fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(1)}
+			l.in.Files[1] = &fdinfo.FileEntry{Type: fdinfo.FdTypes_BPFMAP.Enum(), Id: proto.Uint32(1)}
 			l.fd(3, 1, false)
-		}, []string{"fd 3", "UNIXSK", "not supported"}},
+		}, []string{"fd 3", "BPFMAP", "not supported"}},
 		{"terminal without --shell-job", func(l *layout) {
 			l.fd(0, l.tty("/dev/pts/1"), false)
 			l.in.ShellJob = false

@@ -28,8 +28,12 @@ type simFile struct {
 	flags  uint64 // file: open flags; pipe: status flags (F_SETFL)
 	pos    uint64 // file: offset set by lseek
 	pipe   *simPipe
-	end    int // pipe: 0 read end, 1 write end
-	origin int // amber: amber's descriptor number; pidfd: the pid
+	end    int       // pipe: 0 read end, 1 write end
+	origin int       // amber: amber's descriptor number; pidfd: the pid
+	ev     *simEvent // event descriptors (sim_event_test.go)
+	sk     *simSock  // socket: its socket (sim_sk_test.go)
+	node   *simNode  // fifo, or a file made by the plan: its inode (sim_sk_test.go)
+	mfd    *simMemfd // memfd: its inode (sim_memfd_test.go)
 }
 
 func (f *simFile) String() string {
@@ -40,6 +44,9 @@ func (f *simFile) String() string {
 		return fmt.Sprintf("pipe #%d end %d flags %#x", f.pipe.n, f.end, f.flags)
 	case "amber":
 		return fmt.Sprintf("amber's fd %d", f.origin)
+	}
+	if f.ev != nil {
+		return f.ev.String()
 	}
 	return f.kind
 }
@@ -57,6 +64,7 @@ type fdSim struct {
 	pipes   int
 	maxOpen int // most descriptors open at once
 	opened  map[string]int
+	world   *simWorld // names, sockets and files on disk (sim_sk_test.go)
 }
 
 // newFdSim returns a task that starts with the given descriptors (as a
@@ -141,6 +149,15 @@ func (s *fdSim) runCalls(p *plan.Program, from, to int) error {
 }
 
 func (s *fdSim) call(c plan.Call) error {
+	if handled, err := s.eventCall(c); handled {
+		return err
+	}
+	if handled, err := s.memfdCall(c); handled {
+		return err
+	}
+	if handled, err := s.worldCall(c); handled {
+		return err
+	}
 	a := c.Args
 	switch c.Nr {
 	case unix.SYS_OPENAT:

@@ -46,3 +46,16 @@ func (d Dir) StatsDumpPath() string { return d.Path("stats-dump") }
 
 // StatsRestorePath is stats-restore.
 func (d Dir) StatsRestorePath() string { return d.Path("stats-restore") }
+
+// ShmemPagemapPath is pagemap-shmem-SHMID.img, the pages of one shared
+// memory object (anonymous shared memory, a memfd, a SysV segment).
+func (d Dir) ShmemPagemapPath(shmid uint64) string {
+	return d.Path(fmt.Sprintf("pagemap-shmem-%d.img", shmid))
+}
+
+// MemfdPath is memfd.img, the memfd inodes of the dump.
+func (d Dir) MemfdPath() string { return d.Path("memfd.img") }
+
+// IpcnsShmPath is ipcns-shm-ID.img, the SysV shared memory segments of
+// the IPC namespace with that id.
+func (d Dir) IpcnsShmPath(nsID uint32) string { return d.Path(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }

@@ -231,3 +231,13 @@ func noEOF(err error) error {
 	}
 	return err
 }
+
+// Rest reads the raw bytes after the entries read so far, to the end of
+// the file: the contents of a small ghost file follow its one entry.
+func (r *Reader) Rest() ([]byte, error) {
+	b, err := io.ReadAll(r.r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: after entry %d: %w", r.path, r.n, err)
+	}
+	return b, nil
+}

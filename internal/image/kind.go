@@ -43,3 +43,22 @@ var (
 // PipesData holds the bytes in flight in pipes: entries each followed by
 // their raw data.
 var PipesData = Kind{"PIPES_DATA", 0x56453709, MagicCommon}
+
+// Shared memory images: the memfd inodes (memfd.img) and the SysV shared
+// memory segments of an IPC namespace (ipcns-shm-ID.img). The contents of
+// every shared memory object are in pagemap-shmem-SHMID.img (PAGEMAP
+// entries whose vaddr is an offset in the object) and a pages image.
+var (
+	MemfdInode = Kind{"MEMFD_INODE", 0x48453499, MagicCommon}
+	IpcnsShm   = Kind{"IPCNS_SHM", 0x46283044, MagicCommon}
+)
+
+// Images of open files besides files.img: messages queued on sockets,
+// data in FIFOs (pipes-data's format), unlinked files kept by the dump
+// (remap-fpath.img names them, ghost-file-ID.img holds each).
+var (
+	SkQueues   = Kind{"SK_QUEUES", 0x56264026, MagicCommon}
+	FifoData   = Kind{"FIFO_DATA", 0x59333054, MagicCommon}
+	RemapFpath = Kind{"REMAP_FPATH", 0x59133954, MagicCommon}
+	GhostFile  = Kind{"GHOST_FILE", 0x52583605, MagicCommon}
+)

@@ -16,6 +16,7 @@ func kinds() []image.Kind {
 	return []image.Kind{
 		image.Inventory, image.Pstree, image.Core, image.IDs, image.MM,
 		image.Pagemap, image.Files, image.Fdinfo, image.FS, image.Stats,
+		image.SkQueues, image.FifoData, image.RemapFpath, image.GhostFile,
 	}
 }
 

@@ -37,6 +37,18 @@ type RestoreInput struct {
 	// Workers is how many threads of the task may fill its memory at
 	// once (the machine's CPUs).
 	Workers int
+	// Pid is the task's PID: it tells the task that creates a shared
+	// memory object from those that open it.
+	Pid int
+	// Shmem are the anonymous shared memory objects of the tree, by
+	// shmid (LoadShmem).
+	Shmem map[uint64]*Shmem
+	// Memfd returns a descriptor, opened with flags, of the memfd that
+	// files.img id names, for mapping it (files.Memfds.MapFd). The
+	// descriptor stays open: the memfd planner owns it.
+	Memfd func(b *plan.Builder, fileID, flags uint32) (int, error)
+	// Scratch is the task's scratch area, which temporary mappings avoid.
+	Scratch Run
 }
 
 // Parent is the restored memory a forked task inherits.
@@ -259,11 +271,12 @@ type fileKey struct {
 // mprotect after the fill (the kernel splits them the same way). Each
 // distinct file is opened once, just before its first mapping, and closed
 // right after its last, so that thousands of mappings of one file need one
-// descriptor. A kept VMA that will be written is made writable for the
-// fill.
-func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep, filled []bool) ([]uint64, error) {
+// descriptor; shared memory is mapped as shmem.go says. A kept VMA that
+// will be written is made writable for the fill.
+func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep, filled []bool) (mapped []uint64, err error) {
 	files := newFileOpener(b, in, vmas, keep)
-	mapped := make([]uint64, len(vmas))
+	shared := newSharedMapper(b, in, vmas, keep)
+	mapped = make([]uint64, len(vmas))
 	for i := 0; i < len(vmas); {
 		v := vmas[i]
 		prot := fillProt(v, filled[i])
@@ -275,6 +288,13 @@ func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep,
 			if prot != uint64(v.GetProt()) {
 				b.Call("make kept vma writable", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), prot)
 			}
+			i++
+		case isSharedMemory(v):
+			if mapped[i], err = shared.mapVMA(i, prot); err != nil {
+				return nil, fmt.Errorf("%s: %w", vmaName(v), err)
+			}
+			planMadvise(b, v)
+			shared.done(i)
 			i++
 		case isFileVMA(v):
 			fd, err := files.open(i)
@@ -375,7 +395,7 @@ func (f *fileOpener) done(i int) {
 }
 
 func isFileVMA(v *vma.VmaEntry) bool {
-	return v.GetStatus()&(StatusFilePrivate|StatusFileShared) != 0
+	return v.GetStatus()&(StatusFilePrivate|StatusFileShared) != 0 && v.GetStatus()&StatusMemfd == 0
 }
 
 func planMadvise(b *plan.Builder, v *vma.VmaEntry) {
@@ -458,8 +478,8 @@ func planZeroes(b *plan.Builder, in *RestoreInput, keep []bool) {
 	vmas := in.MM.GetVmas()
 	for _, r := range pagemapRuns(in.Parent.Pagemap) {
 		for i := findVMA(vmas, r.Start); i < len(vmas) && vmas[i].GetStart() < r.End; i++ {
-			if !keep[i] {
-				continue
+			if !keep[i] || !HasContents(vmas[i].GetStatus()) {
+				continue // shared memory is the object's: never dropped
 			}
 			part := Run{max(r.Start, vmas[i].GetStart()), min(r.End, vmas[i].GetEnd())}
 			for _, z := range subtract(part, mine) {

@@ -119,6 +119,12 @@ func memInput(vmas []*vma.VmaEntry, pm []*pagemap.PagemapEntry) *RestoreInput {
 // with the scratch area mapped and stdio open.
 func planMem(t *testing.T, in *RestoreInput) (*memSim, *plan.Program) {
 	t.Helper()
+	return planMemWith(t, in, nil)
+}
+
+// planMemWith is planMem with setup run on the model before the plan.
+func planMemWith(t *testing.T, in *RestoreInput, setup func(*memSim)) (*memSim, *plan.Program) {
+	t.Helper()
 	bs, be, _, err := VdsoBlock(in.Current)
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +145,9 @@ func planMem(t *testing.T, in *RestoreInput) (*memSim, *plan.Program) {
 	segs = append(segs, seg{start: testScratch, end: testScratch + scratchLen, prot: rw | unix.PROT_EXEC, flags: anP, what: "scratch"})
 	s := newMemSim(pagesImg, segs...)
 	s.fds = map[int]string{0: "stdin", 1: "stdout", 2: "stderr", 9: "leak"}
+	if setup != nil {
+		setup(s)
+	}
 	if err := s.run(p); err != nil {
 		t.Fatalf("%v\nplan:\n%s", err, p)
 	}

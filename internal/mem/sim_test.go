@@ -48,6 +48,7 @@ type memSim struct {
 	pagesImg string
 	mmFields []byte // the PR_SET_MM_MAP struct
 	mmExe    string // the file exe_fd pointed to
+	shm      shmSim // shared memory objects (shmem_sim_test.go)
 }
 
 func newMemSim(pagesImg string, segs ...seg) *memSim {
@@ -160,7 +161,7 @@ func (s *memSim) call(c plan.Call) error {
 		img := s.prog.Image[a[1]-s.prog.Base:]
 		path := string(img[:bytes.IndexByte(img, 0)])
 		s.opens[path]++
-		s.fds[s.lowestFd()] = path
+		s.fds[s.lowestFd()] = s.shm.resolve(s, path)
 		s.maxFds = max(s.maxFds, len(s.fds))
 	case unix.SYS_CLOSE:
 		if _, ok := s.fds[int(a[0])]; !ok {
@@ -201,6 +202,8 @@ func (s *memSim) call(c plan.Call) error {
 		}
 	case unix.SYS_PREADV:
 		return s.preadv(a)
+	case unix.SYS_SHMAT:
+		return s.shmat(a)
 	case unix.SYS_PRCTL:
 		if a[0] == unix.PR_SET_MM && a[1] == unix.PR_SET_MM_MAP {
 			b, err := s.mem(a[2], a[3])
@@ -228,6 +231,9 @@ func (s *memSim) mmap(a [6]uint64) error {
 	g := seg{start: addr, end: addr + (length+pageSize-1)&^(pageSize-1), prot: prot, flags: flags &^ unix.MAP_FIXED, what: "anon"}
 	if unix.MAP_FIXED_NOREPLACE&flags != 0 {
 		return fmt.Errorf("MAP_FIXED_NOREPLACE not modelled")
+	}
+	if flags&(unix.MAP_ANONYMOUS|unix.MAP_SHARED) == unix.MAP_ANONYMOUS|unix.MAP_SHARED {
+		g.what = s.shm.create()
 	}
 	if flags&unix.MAP_ANONYMOUS == 0 {
 		path, ok := s.fds[int(fd)]
@@ -261,7 +267,8 @@ func (s *memSim) mremap(a [6]uint64) error {
 }
 
 func (s *memSim) preadv(a [6]uint64) error {
-	if path := s.fds[int(a[0])]; path != s.pagesImg {
+	path := s.fds[int(a[0])]
+	if path != s.pagesImg && !s.shm.images[path] {
 		return fmt.Errorf("preadv from fd %d (%q), not the pages image: %w", a[0], path, unix.EBADF)
 	}
 	n := a[2]
@@ -285,7 +292,11 @@ func (s *memSim) preadv(a [6]uint64) error {
 				return fmt.Errorf("iovec %#x+%#x: %v not writable: %w", base, l, g, unix.EFAULT)
 			}
 		}
-		s.fills = append(s.fills, fill{base, l, off})
+		if path == s.pagesImg {
+			s.fills = append(s.fills, fill{base, l, off})
+		} else {
+			s.shm.filled(segs, path, fill{base, l, off})
+		}
 		off += l
 	}
 	return nil

@@ -22,7 +22,9 @@ const (
 	StatusFileShared  = 1 << 7
 	StatusAnonShared  = 1 << 8
 	StatusAnonPrivate = 1 << 9
+	StatusSysVIPC     = 1 << 10
 	StatusVvar        = 1 << 12
+	StatusMemfd       = 1 << 14
 )
 
 // madvise advice numbers recorded in VmaEntry.madv as 1<<advice, keyed by
@@ -39,15 +41,35 @@ var madvFlags = map[string]int{
 // FileIDs gives the files.img id of the file a VMA maps.
 type FileIDs func(v proc.VMA) (uint32, error)
 
-// Entries converts a task's mappings into CRIU VMA entries. [vsyscall] is
+// Backing tells Entries what the objects behind a task's mappings are.
+type Backing struct {
+	// File gives the files.img id of a mapped regular file.
+	File FileIDs
+	// Memfd gives the files.img id of a mapped memfd (files.Dumper's
+	// MemfdMapping); nil refuses memfd mappings.
+	Memfd FileIDs
+	// ShmemDev is the device of the kernel's internal shmem mount
+	// (kerndat.ShmemDev), where anonymous shared memory, memfds and SysV
+	// segments live; 0 refuses them all.
+	ShmemDev uint64
+}
+
+// Entries converts a task's mappings into CRIU VMA entries, with mapped
+// files resolved by fileID and no shared memory allowed. [vsyscall] is
 // left out: the kernel provides it at a fixed address.
 func Entries(vmas []proc.VMA, fileID FileIDs) ([]*vma.VmaEntry, error) {
+	return Backing{File: fileID}.Entries(vmas)
+}
+
+// Entries converts a task's mappings into CRIU VMA entries. [vsyscall] is
+// left out: the kernel provides it at a fixed address.
+func (bk Backing) Entries(vmas []proc.VMA) ([]*vma.VmaEntry, error) {
 	var out []*vma.VmaEntry
 	for _, v := range vmas {
 		if v.Path == "[vsyscall]" {
 			continue
 		}
-		e, err := entry(v, fileID)
+		e, err := bk.entry(v)
 		if err != nil {
 			return nil, fmt.Errorf("vma %x-%x %s: %w", v.Start, v.End, v.Path, err)
 		}
@@ -56,8 +78,8 @@ func Entries(vmas []proc.VMA, fileID FileIDs) ([]*vma.VmaEntry, error) {
 	return out, nil
 }
 
-func entry(v proc.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
-	status, flags, err := classify(v)
+func (bk Backing) entry(v proc.VMA) (*vma.VmaEntry, error) {
+	status, flags, err := bk.classify(v)
 	if err != nil {
 		return nil, err
 	}
@@ -74,21 +96,37 @@ func entry(v proc.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 	if m := madv(v); m != 0 {
 		e.Madv = proto.Uint64(m)
 	}
-	if status&(StatusFilePrivate|StatusFileShared) != 0 {
-		id, err := fileID(v)
+	switch {
+	case status&(StatusFilePrivate|StatusFileShared) != 0:
+		ids := bk.File
+		if status&StatusMemfd != 0 {
+			ids = bk.Memfd
+		}
+		if ids == nil {
+			return nil, fmt.Errorf("no way to dump the file it maps")
+		}
+		id, err := ids(v)
 		if err != nil {
 			return nil, err
 		}
 		e.Pgoff = proto.Uint64(v.Offset)
 		e.Shmid = proto.Uint64(uint64(id))
-		e.Fdflags = proto.Uint32(fileOpenFlags(status, v.Prot))
+		e.Fdflags = proto.Uint32(OpenFlags(v))
+	case status&StatusAnonShared != 0:
+		// The object is the shmem inode (for SysV its inode number is
+		// the segment id); pgoff is the offset in it.
+		e.Pgoff = proto.Uint64(v.Offset)
+		e.Shmid = proto.Uint64(v.Inode)
+		if status&StatusSysVIPC != 0 {
+			e.Fdflags = proto.Uint32(OpenFlags(v))
+		}
 	}
 	return e, nil
 }
 
 // classify tells what kind of mapping v is, in CRIU's status bits and mmap
 // flags.
-func classify(v proc.VMA) (status, flags uint32, err error) {
+func (bk Backing) classify(v proc.VMA) (status, flags uint32, err error) {
 	status = StatusRegular
 	switch v.Path {
 	case "[vdso]":
@@ -107,6 +145,8 @@ func classify(v proc.VMA) (status, flags uint32, err error) {
 	}
 	anon := v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || isAnonName(v.Path)
 	switch {
+	case bk.onShmem(v):
+		return classifyShmem(v, status, flags)
 	case anon && v.Shared:
 		return 0, 0, fmt.Errorf("shared anonymous memory is not supported yet")
 	case anon:
@@ -124,6 +164,33 @@ func classify(v proc.VMA) (status, flags uint32, err error) {
 	}
 }
 
+// onShmem reports whether v maps a file of the kernel's internal shmem
+// mount: anonymous shared memory, a memfd or a SysV segment.
+func (bk Backing) onShmem(v proc.VMA) bool {
+	return bk.ShmemDev != 0 && strings.HasPrefix(v.Path, "/") &&
+		v.Major == unix.Major(bk.ShmemDev) && v.Minor == unix.Minor(bk.ShmemDev)
+}
+
+// classifyShmem tells the mappings of the internal shmem mount apart by
+// the name the kernel gives their file: /SYSV<key> for a SysV segment,
+// /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS.
+func classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
+	switch {
+	case strings.HasPrefix(v.Path, "/SYSV") && v.Shared:
+		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
+	case strings.HasPrefix(v.Path, MemfdPrefix) && v.Shared:
+		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
+	case strings.HasPrefix(v.Path, MemfdPrefix):
+		return status | StatusMemfd | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
+	case v.Path == "/dev/zero" && v.Shared:
+		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
+	}
+	return 0, 0, fmt.Errorf("mapping of %s (shared %v) on the kernel's internal shmem mount is not supported", v.Path, v.Shared)
+}
+
+// MemfdPrefix starts the name the kernel gives a memfd's file.
+const MemfdPrefix = "/memfd:"
+
 func isAnonName(path string) bool {
 	return len(path) > 6 && path[:6] == "[anon:"
 }
@@ -138,18 +205,20 @@ func madv(v proc.VMA) uint64 {
 	return m
 }
 
-// fileOpenFlags is how a mapped file must be opened to map it again: a
-// shared writable mapping needs a writable file.
-func fileOpenFlags(status uint32, prot int) uint32 {
-	if status&StatusFileShared != 0 && prot&unix.PROT_WRITE != 0 {
+// OpenFlags is how the file behind v must be opened to map it again: a
+// shared mapping that is writable, or may be made writable ("mw": the
+// file was opened for writing), needs a writable file.
+func OpenFlags(v proc.VMA) uint32 {
+	if v.Shared && (v.Prot&unix.PROT_WRITE != 0 || v.HasFlag("mw")) {
 		return unix.O_RDWR
 	}
 	return unix.O_RDONLY
 }
 
 // HasContents reports whether the pages of a VMA of this status are
-// saved in the pages image: private memory only. The vdso block is the
-// kernel's and shared file pages live in their file.
+// saved in the task's pages image: private memory only. The vdso block is
+// the kernel's, shared file pages live in their file and shared memory
+// objects in pagemap-shmem images of their own.
 func HasContents(status uint32) bool {
 	if status&(StatusVdso|StatusVvar|StatusVsyscall) != 0 {
 		return false

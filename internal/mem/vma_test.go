@@ -183,20 +183,24 @@ func TestEntriesAnonInode(t *testing.T) {
 	}
 }
 
-func TestFileOpenFlags(t *testing.T) {
+func TestOpenFlags(t *testing.T) {
 	for _, c := range []struct {
-		status uint32
+		shared bool
 		prot   int
+		flags  []string
 		want   uint32
 	}{
-		{StatusFileShared, rw, unix.O_RDWR},
-		{StatusFileShared, unix.PROT_WRITE, unix.O_RDWR},
-		{StatusFileShared, ro, unix.O_RDONLY},
-		{StatusFilePrivate, rw, unix.O_RDONLY},
-		{StatusFilePrivate, rx, unix.O_RDONLY},
+		{true, rw, nil, unix.O_RDWR},
+		{true, unix.PROT_WRITE, nil, unix.O_RDWR},
+		{true, ro, nil, unix.O_RDONLY},
+		{true, ro, []string{"rd", "sh", "mr", "mw", "me", "ms"}, unix.O_RDWR}, // opened RW, mprotected read-only
+		{true, ro, []string{"rd", "sh", "mr", "me", "ms"}, unix.O_RDONLY},
+		{false, rw, []string{"rd", "wr", "mr", "mw", "me"}, unix.O_RDONLY},
+		{false, rx, nil, unix.O_RDONLY},
 	} {
-		if got := fileOpenFlags(c.status, c.prot); got != c.want {
-			t.Errorf("fileOpenFlags(%#x, %d) = %#x, want %#x", c.status, c.prot, got, c.want)
+		v := proc.VMA{Shared: c.shared, Prot: c.prot, VmFlags: c.flags}
+		if got := OpenFlags(v); got != c.want {
+			t.Errorf("OpenFlags(shared %v, prot %d, %v) = %#x, want %#x", c.shared, c.prot, c.flags, got, c.want)
 		}
 	}
 }

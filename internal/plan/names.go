@@ -26,6 +26,8 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_UNLINKAT: "unlinkat", unix.SYS_MKNODAT: "mknodat",
 	unix.SYS_SENDFILE: "sendfile", unix.SYS_FCHOWN: "fchown", unix.SYS_FCHMOD: "fchmod",
 	unix.SYS_WRITE: "write", unix.SYS_SETPRIORITY: "setpriority", unix.SYS_CLONE3: "clone3",
+	unix.SYS_SENDTO: "sendto", unix.SYS_SHUTDOWN: "shutdown", unix.SYS_FCHMODAT: "fchmodat",
+	unix.SYS_FCHOWNAT: "fchownat", unix.SYS_PWRITE64: "pwrite64", unix.SYS_UTIMENSAT: "utimensat",
 }
 
 // SyscallName names a system call number for logs.

@@ -37,6 +37,8 @@ type taskImages struct {
 	fs        *fsimg.FsEntry
 	files     files.Index
 	pipes     map[uint32][]byte
+	extra     *files.Extra  // FIFO data, socket queues, ghosts, file times
+	shared    *sharedImages // the tree's shared memory objects
 }
 
 func newOf[T any]() func() *T { return func() *T { return new(T) } }
@@ -74,15 +76,29 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := files.ResolveInotifyPaths(idx); err != nil {
+		return nil, err
+	}
 	pipes, err := files.ReadPipesData(dir)
 	if err != nil {
 		return nil, err
 	}
+	extra, err := files.ReadExtra(dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range tree.tasks {
-		t.files, t.pipes = idx, pipes
+		t.files, t.pipes, t.extra = idx, pipes, extra
 		if err := t.load(dir); err != nil {
 			return nil, err
 		}
+	}
+	shared, err := loadShared(dir, tree)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tree.tasks {
+		t.shared = shared
 	}
 	return tree, nil
 }

@@ -29,6 +29,19 @@ type host struct {
 	stat     func(string) (os.FileInfo, error)
 	// shared finds a file held by a task restored earlier.
 	shared func(fileID uint32) (files.Holder, bool)
+	// memfdHolder finds a memfd inode held by a task restored earlier.
+	memfdHolder func(inodeID uint32) (files.Holder, bool)
+	// skipFileCheck restores files changed since the dump.
+	skipFileCheck bool
+}
+
+// fileCheck is how t's files are verified against the dump.
+func (h *host) fileCheck(t *taskImages) files.FileCheck {
+	c := files.FileCheck{Stat: h.stat, Skip: h.skipFileCheck}
+	if t.extra != nil {
+		c.Mtimes = t.extra.Mtimes
+	}
+	return c
 }
 
 // origin is where a new process comes from and what it starts with.
@@ -48,6 +61,7 @@ type planned struct {
 	fds      *files.Restored // nil when the table is the parent's
 	inherit  map[int]uint32  // descriptors a child forked from it starts with
 	limits   []rlimit.Limit  // limits a child forked from it inherits
+	memfds   *files.Memfds   // its memfds, held until its final section
 	warnings []string
 }
 
@@ -99,8 +113,13 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	b := plan.NewBuilder(base, be-bs)
 	p := &planned{t: t}
+	var inherited map[int]uint32
+	if o.parent != nil {
+		inherited = o.parent.inherit
+	}
+	p.memfds = newMemfds(t, h, files.SafeFd(t.fds, inherited))
 	b.StartSection(sectionMain)
-	if err := planMemory(b, t, h, o, base, size); err != nil {
+	if err := planMemory(b, t, h, o, p, base, size); err != nil {
 		return nil, err
 	}
 	if err := planFiles(b, t, h, o, p); err != nil {
@@ -116,6 +135,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		}
 	}
 	b.StartSection(sectionFinal)
+	p.memfds.Finish(b)
 	if p.fds != nil {
 		files.ClosePlan(b, p.fds)
 	}
@@ -123,11 +143,12 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	return p, nil
 }
 
-func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, base, size uint64) error {
+func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, base, size uint64) error {
 	in := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
-		FilePath: t.files.CheckedPath(h.stat), Current: o.current, Cow: t.cow,
-		Workers: h.workers,
+		FilePath: t.files.VerifiedPath(h.fileCheck(t)), Current: o.current, Cow: t.cow,
+		Workers: h.workers, Pid: t.pid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
+		Scratch: mem.Run{Start: base, End: base + size},
 	}
 	if o.parent != nil {
 		in.Parent = &mem.Parent{MM: o.parent.t.mm, Pagemap: o.parent.t.pagemap}
@@ -148,11 +169,15 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, base, size u
 
 func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	if o.shareFiles {
+		if len(p.memfds.Fds()) > 0 {
+			return fmt.Errorf("pid %d maps a memfd and shares its descriptor table with its parent: not supported yet", t.pid)
+		}
 		p.inherit = o.parent.inherit
 	} else {
 		in := &files.RestoreInput{
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
+			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit
@@ -162,7 +187,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			return fmt.Errorf("files: %w", err)
 		}
 		p.fds = r
-		p.inherit = descriptorsOf(t, r)
+		p.inherit = descriptorsOf(t, r, p.memfds)
 	}
 	if o.shareFS {
 		return nil
@@ -171,15 +196,18 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 }
 
 // descriptorsOf lists the descriptors a process has after its files are
-// restored, with the file id of each: its dumped table and parked pipe
-// ends.
-func descriptorsOf(t *taskImages, r *files.Restored) map[int]uint32 {
+// restored, with the file id of each: its dumped table, parked pipe ends
+// and its memfd handles (id 0: no file of the dump).
+func descriptorsOf(t *taskImages, r *files.Restored, memfds *files.Memfds) map[int]uint32 {
 	out := map[int]uint32{}
 	for _, f := range t.fds {
 		out[int(f.GetFd())] = f.GetId()
 	}
 	for fd, id := range r.Parked {
 		out[fd] = id
+	}
+	for _, fd := range memfds.Fds() {
+		out[fd] = 0
 	}
 	return out
 }

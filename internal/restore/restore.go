@@ -22,6 +22,7 @@ import (
 	"amber/internal/creds"
 	"amber/internal/files"
 	"amber/internal/image"
+	"amber/internal/ipc"
 	"amber/internal/log"
 	"amber/internal/mem"
 	"amber/internal/plan"
@@ -35,7 +36,10 @@ type Options struct {
 	ImagesDir string // -D, --images-dir
 	Detach    bool   // -d, --restore-detached
 	ShellJob  bool   // -j, --shell-job
-	Log       *log.Logger
+	// SkipFileCheck restores files whose size or modification time
+	// changed since the dump (--skip-file-check).
+	SkipFileCheck bool
+	Log           *log.Logger
 }
 
 // Result tells what was restored.
@@ -82,9 +86,20 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	defer compel.Unpin(orig)
 	r := &restorer{cpus: orig, pinned: pinned, opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
+	r.memfdHolders = map[uint32]files.Holder{}
+	h.memfdHolder = r.memfdHolder
 	defer func() {
 		if err != nil {
 			r.killAll()
+		}
+	}()
+	segs, err := ipc.RestoreShm(image.Dir(opts.ImagesDir), tree.root.ids.GetIpcNsId())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			segs.Undo()
 		}
 	}()
 	stub, err := compel.StartStub()
@@ -105,6 +120,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			return fmt.Errorf("pid %d: %w", p.t.pid, err)
 		}
 	}
+	if err := segs.Finish(); err != nil {
+		return err
+	}
 	return r.releaseAll()
 }
 
@@ -115,6 +133,8 @@ type restorer struct {
 	procs   []*process     // restored so far, parents first
 	created []*compel.Task // every task made, to kill on failure
 	holders map[uint32]files.Holder
+	// memfdHolders are the tasks holding each memfd inode, by inode id.
+	memfdHolders map[uint32]files.Holder
 	// pidMax and treePids let fill threads take TIDs nobody needs.
 	pidMax   int
 	treePids map[int]bool
@@ -160,6 +180,11 @@ func (r *restorer) holder(id uint32) (files.Holder, bool) {
 	return h, ok
 }
 
+func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
+	h, ok := r.memfdHolders[ino]
+	return h, ok
+}
+
 // restoreProcess makes task, just forked, into process t: it runs the
 // main section, creates the threads and forks the children.
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
@@ -190,6 +215,11 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 			if _, ok := r.holders[id]; !ok {
 				r.holders[id] = files.Holder{Pid: t.pid, Fd: fd}
 			}
+		}
+	}
+	for ino, fd := range p.memfds.Held() {
+		if _, ok := r.memfdHolders[ino]; !ok {
+			r.memfdHolders[ino] = files.Holder{Pid: t.pid, Fd: fd}
 		}
 	}
 	proc := &process{t: t, plan: p, threads: []*compel.Task{task}}
@@ -508,6 +538,8 @@ func newHost(opts Options) (*host, error) {
 		workers:  min(runtime.NumCPU(), maxFillWorkers),
 		shellJob: opts.ShellJob,
 		stat:     os.Stat,
+		// Files changed since the dump are taken as they are now.
+		skipFileCheck: opts.SkipFileCheck,
 	}, nil
 }
 

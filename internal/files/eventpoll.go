@@ -1,0 +1,161 @@
+package files
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventpoll"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/proc"
+)
+
+// An epoll instance is its interest list (CRIU's eventpoll.c): every
+// watched descriptor with its events and data, from fdinfo's "tfd:"
+// lines. The kernel knows a watch by the file and the descriptor number
+// it was added under, so restore adds each watch under that number once
+// every descriptor of the task is in place. What is ready is not saved:
+// the kernel computes it again as watches are added.
+
+// eventpollLink is what /proc/PID/fd shows for an epoll instance.
+const eventpollLink = "anon_inode:[eventpoll]"
+
+// kcmpEpollTfd is KCMP_EPOLL_TFD of linux/kcmp.h.
+const kcmpEpollTfd = 7
+
+// addEventpoll records the epoll instance at pid's fd, whose fdinfo is
+// info. Every watch must be on a descriptor the process still has.
+func (t *Table) addEventpoll(pid, fd int, info proc.FdInfo, flags uint32) (uint32, fdinfo.FdTypes, error) {
+	tfds, err := parseEpollTargets(info.ExtraLines)
+	if err != nil {
+		return 0, 0, fmt.Errorf("epoll: fdinfo: %w", err)
+	}
+	if err := checkEpollTargets(pid, fd, tfds); err != nil {
+		return 0, 0, err
+	}
+	return t.addEntry(fdinfo.FdTypes_EVENTPOLL, func(e *fdinfo.FileEntry, id uint32) {
+		for _, tfd := range tfds {
+			tfd.Id = proto.Uint32(id)
+		}
+		e.Epfd = &eventpoll.EventpollFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: newFown(), Tfd: tfds}
+	})
+}
+
+// parseEpollTargets reads the "tfd:" lines of an epoll's fdinfo:
+//
+//	tfd:        5 events: 80000019 data: 1122334455667788  pos:0 ino:2e7d9 sdev:f
+func parseEpollTargets(lines []string) ([]*eventpoll.EventpollTfdEntry, error) {
+	var out []*eventpoll.EventpollTfdEntry
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "tfd:") {
+			continue
+		}
+		e, err := parseEpollTarget(fdinfoFields(line))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", line, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func parseEpollTarget(f map[string]string) (*eventpoll.EventpollTfdEntry, error) {
+	tfd, err := numField(f, "tfd", 10, 31)
+	if err != nil {
+		return nil, err
+	}
+	events, err := hexField(f, "events", 32)
+	if err != nil {
+		return nil, err
+	}
+	data, err := hexField(f, "data", 64)
+	if err != nil {
+		return nil, err
+	}
+	e := &eventpoll.EventpollTfdEntry{Tfd: proto.Uint32(uint32(tfd)), Events: proto.Uint32(uint32(events)), Data: proto.Uint64(data)}
+	// pos, ino and sdev help CRIU find dup'ed targets; older kernels
+	// lack them.
+	if _, ok := f["ino"]; !ok {
+		return e, nil
+	}
+	pos, err := numField(f, "pos", 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	ino, err := hexField(f, "ino", 64)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := hexField(f, "sdev", 32)
+	if err != nil {
+		return nil, err
+	}
+	e.Pos, e.Inode, e.Dev = proto.Uint64(pos), proto.Uint64(ino), proto.Uint32(uint32(dev))
+	return e, nil
+}
+
+// checkEpollTargets verifies with kcmp that each watch of the epoll at
+// pid's efd is on the file pid now has at the watched number. A watch
+// whose descriptor was closed, or reused for another file, after it was
+// added cannot be restored: nothing would hold its file.
+func checkEpollTargets(pid, efd int, tfds []*eventpoll.EventpollTfdEntry) error {
+	seen := map[uint32]uint32{} // watches per number: the toff of kcmp
+	for _, t := range tfds {
+		tfd := t.GetTfd()
+		slot := struct{ efd, tfd, toff uint32 }{uint32(efd), tfd, seen[tfd]}
+		seen[tfd]++
+		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTfd, uintptr(tfd), uintptr(unsafe.Pointer(&slot)), 0)
+		if e != 0 || r != 0 {
+			why := "is another file now"
+			if e != 0 {
+				why = fmt.Sprintf("kcmp: %v", e)
+			}
+			return fmt.Errorf("epoll fd %d watches fd %d (events %#x), which the process closed or reused after adding it (%s): such a watch cannot be restored",
+				efd, tfd, t.GetEvents(), why)
+		}
+	}
+	return nil
+}
+
+// makeEventpoll creates epoll e; its watches are added once every
+// descriptor of the task is at its number.
+func (p *fdPlanner) makeEventpoll(e *fdinfo.FileEntry) (int, error) {
+	ep := e.GetEpfd()
+	if ep == nil {
+		return 0, fmt.Errorf("file id %d: EVENTPOLL entry without epfd", e.GetId())
+	}
+	for _, t := range ep.GetTfd() {
+		if !p.hasTarget(int(t.GetTfd())) {
+			return 0, fmt.Errorf("epoll file id %d watches fd %d, which this task's table lacks", e.GetId(), t.GetTfd())
+		}
+	}
+	what := fmt.Sprintf("epoll file id %d", e.GetId())
+	fd := p.create(what, unix.SYS_EPOLL_CREATE1, 0)
+	p.setNonblock(fd, ep.GetFlags(), what)
+	p.deferToEnd(func() error { return p.addEpollWatches(e) })
+	return fd, nil
+}
+
+// addEpollWatches plans EPOLL_CTL_ADD of every watch of epoll e.
+func (p *fdPlanner) addEpollWatches(e *fdinfo.FileEntry) error {
+	epfd, ok := p.table.Held[e.GetId()]
+	if !ok {
+		return fmt.Errorf("epoll file id %d: not placed in the task", e.GetId())
+	}
+	for _, t := range e.GetEpfd().GetTfd() {
+		p.b.Call(fmt.Sprintf("epoll fd %d: watch fd %d for events %#x data %#x", epfd, t.GetTfd(), t.GetEvents(), t.GetData()),
+			unix.SYS_EPOLL_CTL, uint64(epfd), unix.EPOLL_CTL_ADD, uint64(t.GetTfd()), p.b.Bytes(epollEvent(t.GetEvents(), t.GetData())))
+	}
+	return nil
+}
+
+// epollEvent encodes struct epoll_event, which is packed on x86-64: a
+// 32-bit events mask and the 64-bit data right after it.
+func epollEvent(events uint32, data uint64) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, events)
+	return binary.LittleEndian.AppendUint64(b, data)
+}

@@ -1,0 +1,99 @@
+package files
+
+import (
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"amber/internal/image"
+)
+
+// Extra is what the images besides files.img, fdinfo and pipes-data say
+// about open files: the bytes in FIFOs (fifo-data.img), the messages
+// queued on sockets (sk-queues.img), unlinked files (remap-fpath.img and
+// ghost-file-ID.img) and the modification times of regular files
+// (amber-mtimes.txt). Each is optional: a dump writes only those it
+// needs.
+type Extra struct {
+	Fifos    map[uint32]FifoData  // FIFO data by pipe id
+	SkQueues map[uint32][][]byte  // queued messages by socket file id
+	Ghosts   map[uint32]*Ghost    // unlinked files by regular-file id
+	Mtimes   map[uint32]time.Time // modification times by regular-file id
+}
+
+// ReadExtra reads the images of Extra that dir has.
+func ReadExtra(dir image.Dir) (*Extra, error) {
+	x := &Extra{}
+	var err error
+	if x.Fifos, err = readFifoData(dir); err != nil {
+		return nil, err
+	}
+	if x.SkQueues, err = readSkQueues(dir); err != nil {
+		return nil, err
+	}
+	if x.Ghosts, err = readGhosts(dir); err != nil {
+		return nil, err
+	}
+	if x.Mtimes, err = readMtimes(dir); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// extra is in.Extra, or nothing for a caller that gave none.
+func (in *RestoreInput) extra() *Extra {
+	if in.Extra == nil {
+		return &Extra{}
+	}
+	return in.Extra
+}
+
+// readEntries reads the image at path entry by entry with next, which
+// returns io.EOF after the last one. A missing image has no entries.
+func readEntries(path string, kind image.Kind, next func(r *image.Reader) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := image.NewReader(f, path, kind)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := next(r); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// Finish is called once every process is dumped: it checks what needs
+// all their files (every socket's peer was dumped too) and writes the
+// images the files of all processes share besides files.img and
+// pipes-data.img: sk-queues, fifo-data, remap-fpath and the ghost files,
+// and amber-mtimes.txt.
+func (d *Dumper) Finish(dir image.Dir) error {
+	if err := d.unix.finishUnix(); err != nil {
+		return err
+	}
+	var queues []SkPacket
+	if d.unix != nil {
+		queues = d.unix.queues
+	}
+	if err := WriteSkQueues(dir, queues); err != nil {
+		return err
+	}
+	if err := writeFifoData(dir, d.fifos); err != nil {
+		return err
+	}
+	if err := d.ghosts.write(dir); err != nil {
+		return err
+	}
+	return writeMtimes(dir, d.Table, d.ghosts)
+}

@@ -1,0 +1,172 @@
+package files
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fifo"
+	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+	"amber/internal/plan"
+	"amber/internal/proc"
+)
+
+// FIFOs (named pipes), as CRIU's fifo.c has them. A FIFO open file is a
+// files.img entry of type FIFO whose regf_id names a regular-file entry
+// with the path and open flags (CRIU's trick: the path is dumped as a
+// regular file's); pipe_id is the FIFO's inode, shared by every open file
+// of it. The bytes in flight go to fifo-data.img, in pipes-data's format.
+//
+// Restore opens the path O_RDWR first: an open for reading only or
+// writing only would wait for the other side, and the O_RDWR file is
+// both. Then it opens the path with the dumped flags, refills the FIFO
+// through the O_RDWR file and closes that.
+
+// fifoDataName is the image of the bytes in flight in FIFOs.
+const fifoDataName = "fifo-data.img"
+
+// FifoData is what a FIFO holds: the bytes in flight and its capacity.
+type FifoData struct {
+	PipeID uint32
+	Data   []byte
+	Size   uint32 // F_GETPIPE_SZ; 0 if unknown
+}
+
+// addFifo records the FIFO behind pid's fd at path link, and its data
+// the first time the FIFO is met.
+func (d *Dumper) addFifo(pid, fd int, link string, info proc.FdInfo, st os.FileInfo, flags uint32) (uint32, error) {
+	regID := d.Table.addReg(link, flags, 0, st)
+	id := d.Table.nextID()
+	ino := inode(st)
+	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{
+		Type: fdinfo.FdTypes_FIFO.Enum(),
+		Id:   proto.Uint32(id),
+		Fifo: &fifo.FifoEntry{Id: proto.Uint32(id), PipeId: proto.Uint32(uint32(ino)), RegfId: proto.Uint32(regID)},
+	})
+	if d.fifoSeen == nil {
+		d.fifoSeen = map[uint64]bool{}
+	}
+	if d.fifoSeen[ino] {
+		return id, nil
+	}
+	d.fifoSeen[ino] = true
+	pd, err := readPipeData(pid, fd, ino)
+	if err != nil {
+		return 0, fmt.Errorf("FIFO %s: %w", link, err)
+	}
+	size, err := fifoSize(pid, fd)
+	if err != nil {
+		return 0, fmt.Errorf("FIFO %s: %w", link, err)
+	}
+	d.fifos = append(d.fifos, FifoData{PipeID: pd.PipeID, Data: pd.Data, Size: size})
+	return id, nil
+}
+
+// fifoSize is the capacity of the FIFO behind pid's fd.
+func fifoSize(pid, fd int) (uint32, error) {
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := unix.FcntlInt(f.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return 0, fmt.Errorf("F_GETPIPE_SZ: %w", err)
+	}
+	return uint32(n), nil
+}
+
+// writeFifoData writes fifo-data.img, an entry per FIFO as with criu.
+func writeFifoData(dir image.Dir, fifos []FifoData) error {
+	if len(fifos) == 0 {
+		return nil
+	}
+	w, err := image.Create(dir.Path(fifoDataName), image.FifoData)
+	if err != nil {
+		return err
+	}
+	for _, p := range fifos {
+		e := &pipedata.PipeDataEntry{PipeId: proto.Uint32(p.PipeID), Bytes: proto.Uint32(uint32(len(p.Data)))}
+		if p.Size != 0 {
+			e.Size = proto.Uint32(p.Size)
+		}
+		if err := w.WriteWithPayload(e, p.Data); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// readFifoData reads fifo-data.img, if there is one: each FIFO by pipe
+// id.
+func readFifoData(dir image.Dir) (map[uint32]FifoData, error) {
+	out := map[uint32]FifoData{}
+	err := readEntries(dir.Path(fifoDataName), image.FifoData, func(r *image.Reader) error {
+		var e pipedata.PipeDataEntry
+		data, err := r.NextWithPayload(&e, func() int { return int(e.GetBytes()) })
+		if err == nil {
+			f := out[e.GetPipeId()]
+			f.PipeID, f.Data, f.Size = e.GetPipeId(), append(f.Data, data...), max(f.Size, e.GetSize())
+			out[e.GetPipeId()] = f
+		}
+		return err
+	})
+	return out, err
+}
+
+// makeFifo opens the FIFO of file e by its path and, if e is the FIFO's
+// first file in the images, refills it.
+func (p *fdPlanner) makeFifo(e *fdinfo.FileEntry) (int, error) {
+	fe := e.GetFifo()
+	re := p.in.Files[fe.GetRegfId()]
+	if re.GetReg() == nil {
+		return 0, fmt.Errorf("FIFO file id %d: regf_id %d is no regular-file entry", e.GetId(), fe.GetRegfId())
+	}
+	reg := re.GetReg()
+	name := reg.GetName()
+	st, err := p.in.Stat(name)
+	if err != nil {
+		return 0, fmt.Errorf("FIFO %s (file id %d) is gone since the dump: %w", name, e.GetId(), err)
+	}
+	if st.Mode()&os.ModeNamedPipe == 0 {
+		return 0, fmt.Errorf("FIFO %s (file id %d) is no FIFO now (mode %v)", name, e.GetId(), st.Mode())
+	}
+	b := p.b
+	what := fmt.Sprintf("FIFO file id %d", e.GetId())
+	both := b.Open(what+", read-write so that no open waits", name, unix.O_RDWR|unix.O_NONBLOCK, 0)
+	fd := b.Open(what, name, int(reg.GetFlags()&reopenFlags), 0)
+	if p.fifoRefiller(e) {
+		refillFifo(b, both, name, p.in.extra().Fifos[fe.GetPipeId()])
+	}
+	b.Close(both)
+	return fd, nil
+}
+
+// refillFifo plans giving the FIFO open at fd its capacity (at least
+// enough for its data: a write into a full FIFO would wait) and data.
+func refillFifo(b *plan.Builder, fd int, name string, f FifoData) {
+	if size := max(int(f.Size), len(f.Data)); size > defaultPipeSize || (f.Size != 0 && size != defaultPipeSize) {
+		b.Call(fmt.Sprintf("size FIFO %s to %d bytes", name, size), unix.SYS_FCNTL, uint64(fd), unix.F_SETPIPE_SZ, uint64(size))
+	}
+	if len(f.Data) > 0 {
+		b.Call(fmt.Sprintf("refill FIFO %s with %d bytes", name, len(f.Data)), unix.SYS_WRITE, uint64(fd), b.Bytes(f.Data), uint64(len(f.Data)))
+	}
+}
+
+// fifoRefiller reports whether e is the first file of its FIFO in the
+// images: whichever task opens it refills the FIFO, once.
+func (p *fdPlanner) fifoRefiller(e *fdinfo.FileEntry) bool {
+	var ids []uint32
+	for id, o := range p.in.Files {
+		if o.GetType() == fdinfo.FdTypes_FIFO && o.GetFifo().GetPipeId() == e.GetFifo().GetPipeId() {
+			ids = append(ids, id)
+		}
+	}
+	return slices.Min(ids) == e.GetId()
+}

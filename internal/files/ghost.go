@@ -1,0 +1,399 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
+	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
+	timeimg "github.com/checkpoint-restore/go-criu/v8/crit/images/time"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+	"amber/internal/proc"
+)
+
+// Unlinked ("ghost") files, as CRIU's files-reg.c has them: a regular
+// file still open but removed from its directory (/proc shows its path
+// with " (deleted)"). Its files.img entry is an ordinary regular file
+// with the path it had; remap-fpath.img maps that entry to a ghost
+// (RemapFilePathEntry, type GHOST) and ghost-file-ID.img holds the ghost:
+// a GhostFileEntry (owner, mode, times, size), then the contents, raw for
+// a small file and as chunks (GhostChunkEntry, then the bytes) for a
+// larger one, holes left out. Every open file of one unlinked file maps
+// to the same ghost.
+//
+// Restore creates the file again at a temporary path next to the
+// original, fills it, opens every open file of it, and removes it.
+
+// DefaultGhostLimit is the largest unlinked file a dump keeps unless the
+// user says otherwise (--ghost-limit), as with criu.
+const DefaultGhostLimit = 1 << 20
+
+// ghostChunksFrom is the size from which a ghost's contents are stored
+// as chunks (CRIU's GHOST_CHUNKS_THRESH).
+const ghostChunksFrom = 3 * 4096
+
+// ghostChunkMax bounds one chunk of a ghost image.
+const ghostChunkMax = 1 << 20
+
+// remapFpathName is the image mapping files to their ghosts.
+const remapFpathName = "remap-fpath.img"
+
+func ghostFileName(id uint32) string { return fmt.Sprintf("ghost-file-%d.img", id) }
+
+// ghostState is what a dump keeps of unlinked files.
+type ghostState struct {
+	ids    map[fileKey]uint32 // ghost id by file identity
+	srcs   []ghostSource      // one per ghost, in id order
+	remaps []*remap.RemapFilePathEntry
+}
+
+// ghostSource is where a dump reads a ghost's contents from.
+type ghostSource struct {
+	id      uint32
+	pid, fd int
+	path    string
+	st      *syscall.Stat_t
+}
+
+// addGhost records the unlinked file behind pid's fd (link is its /proc
+// link) as a regular file mapped to a ghost.
+func (d *Dumper) addGhost(pid, fd int, link string, info proc.FdInfo, st os.FileInfo, flags uint32) (uint32, error) {
+	name := strings.TrimSuffix(link, " (deleted)")
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !st.Mode().IsRegular() || !ok {
+		return 0, fmt.Errorf("%s: an unlinked %s is not supported yet", link, kindOf(st.Mode()))
+	}
+	if sys.Nlink > 0 {
+		return d.addLinked(link, info, st, flags)
+	}
+	if size := sys.Blocks * 512; size > d.opts.GhostLimit {
+		return 0, fmt.Errorf("%s: unlinked file of %d bytes on disk, above the ghost limit of %d bytes: raise it with --ghost-limit",
+			link, size, d.opts.GhostLimit)
+	}
+	g := d.ghosts
+	if g == nil {
+		g = &ghostState{ids: map[fileKey]uint32{}}
+		d.ghosts = g
+	}
+	id := d.Table.addReg(name, flags, uint64(info.Pos), st)
+	gid, ok := g.ids[keyOf(st)]
+	if !ok {
+		gid = uint32(len(g.srcs)) + 1
+		g.ids[keyOf(st)] = gid
+		g.srcs = append(g.srcs, ghostSource{id: gid, pid: pid, fd: fd, path: name, st: sys})
+	}
+	g.remaps = append(g.remaps, &remap.RemapFilePathEntry{
+		OrigId: proto.Uint32(id), RemapId: proto.Uint32(gid), RemapType: remap.RemapType_GHOST.Enum(),
+	})
+	return id, nil
+}
+
+// kindOf names the type of a file, for errors.
+func kindOf(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m&os.ModeDevice != 0:
+		return "device"
+	}
+	return "regular file"
+}
+
+// addLinked records a file whose /proc link ends in " (deleted)" but
+// that still has a name: the path itself, if that is the file (its name
+// ends so), else it lives on under another hard link, which amber does
+// not look for (criu's --link-remap).
+func (d *Dumper) addLinked(link string, info proc.FdInfo, st os.FileInfo, flags uint32) (uint32, error) {
+	if now, err := os.Stat(link); err == nil && os.SameFile(now, st) {
+		return d.Table.addReg(link, flags, uint64(info.Pos), st), nil
+	}
+	return 0, fmt.Errorf("%s: removed from this path but still linked elsewhere: not supported yet", link)
+}
+
+// isGhost reports whether file id is an unlinked file.
+func (g *ghostState) isGhost(id uint32) bool {
+	if g == nil {
+		return false
+	}
+	return slices.ContainsFunc(g.remaps, func(r *remap.RemapFilePathEntry) bool { return r.GetOrigId() == id })
+}
+
+// write writes remap-fpath.img and a ghost-file image per ghost.
+func (g *ghostState) write(dir image.Dir) error {
+	if g == nil {
+		return nil
+	}
+	for _, src := range g.srcs {
+		if err := writeGhost(dir, src); err != nil {
+			return fmt.Errorf("unlinked file %s (pid %d fd %d): %w", src.path, src.pid, src.fd, err)
+		}
+	}
+	msgs := make([]proto.Message, len(g.remaps))
+	for i, r := range g.remaps {
+		msgs[i] = r
+	}
+	return image.WriteFile(dir.Path(remapFpathName), image.RemapFpath, msgs...)
+}
+
+// writeGhost copies one unlinked file into its ghost image, reading it
+// through /proc: its process may hold it write-only.
+func writeGhost(dir image.Dir, src ghostSource) error {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/fd/%d", src.pid, src.fd))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st := src.st
+	e := &ghostfile.GhostFileEntry{
+		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
+		Dev: proto.Uint32(uint32(st.Dev)), Ino: proto.Uint64(st.Ino),
+		Atim: &timeimg.Timeval{TvSec: proto.Uint64(uint64(st.Atim.Sec)), TvUsec: proto.Uint64(uint64(st.Atim.Nsec / 1000))},
+		Mtim: &timeimg.Timeval{TvSec: proto.Uint64(uint64(st.Mtim.Sec)), TvUsec: proto.Uint64(uint64(st.Mtim.Nsec / 1000))},
+	}
+	chunks := st.Size >= ghostChunksFrom
+	if chunks {
+		e.Chunks, e.Size = proto.Bool(true), proto.Uint64(uint64(st.Size))
+	}
+	w, err := image.Create(dir.Path(ghostFileName(src.id)), image.GhostFile)
+	if err != nil {
+		return err
+	}
+	if chunks {
+		err = w.Write(e)
+		if err == nil {
+			err = writeChunks(w, f, st.Size)
+		}
+	} else {
+		err = writeWhole(w, e, f, st.Size)
+	}
+	if err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// writeWhole writes the entry of a small file, then its bytes raw.
+func writeWhole(w *image.Writer, e *ghostfile.GhostFileEntry, f *os.File, size int64) error {
+	data := make([]byte, size)
+	n, err := f.ReadAt(data, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return w.WriteWithPayload(e, data[:n])
+}
+
+// writeChunks appends the data areas of a file (SEEK_DATA, SEEK_HOLE) as
+// chunks of at most ghostChunkMax bytes.
+func writeChunks(w *image.Writer, f *os.File, size int64) error {
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return nil // only a hole is left
+		}
+		if err != nil {
+			return fmt.Errorf("SEEK_DATA: %w", err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("SEEK_HOLE: %w", err)
+		}
+		hole = min(hole, size)
+		for o := data; o < hole; o += ghostChunkMax {
+			buf := make([]byte, min(ghostChunkMax, hole-o))
+			if _, err := f.ReadAt(buf, o); err != nil {
+				return err
+			}
+			c := &ghostfile.GhostChunkEntry{Len: proto.Uint64(uint64(len(buf))), Off: proto.Uint64(uint64(o))}
+			if err := w.WriteWithPayload(c, buf); err != nil {
+				return err
+			}
+		}
+		off = hole
+	}
+	return nil
+}
+
+// Ghost is an unlinked file as the images keep it.
+type Ghost struct {
+	ID     uint32
+	Entry  *ghostfile.GhostFileEntry
+	Size   uint64       // the file's size
+	Chunks []GhostChunk // its data, holes left out
+}
+
+// GhostChunk is data of a ghost at an offset.
+type GhostChunk struct {
+	Off  uint64
+	Data []byte
+}
+
+// readGhosts reads remap-fpath.img and the ghosts it names, if there are
+// any: the ghost of each regular file by file id.
+func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
+	out := map[uint32]*Ghost{}
+	byID := map[uint32]*Ghost{}
+	err := readEntries(dir.Path(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
+		var e remap.RemapFilePathEntry
+		if err := r.Next(&e); err != nil {
+			return err
+		}
+		if t := e.GetRemapType(); t != remap.RemapType_GHOST {
+			return fmt.Errorf("file id %d: remap of type %v: not supported yet", e.GetOrigId(), t)
+		}
+		g, ok := byID[e.GetRemapId()]
+		if !ok {
+			var err error
+			if g, err = readGhost(dir, e.GetRemapId()); err != nil {
+				return err
+			}
+			byID[g.ID] = g
+		}
+		out[e.GetOrigId()] = g
+		return nil
+	})
+	return out, err
+}
+
+// readGhost reads ghost-file-ID.img.
+func readGhost(dir image.Dir, id uint32) (*Ghost, error) {
+	p := dir.Path(ghostFileName(id))
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := image.NewReader(f, p, image.GhostFile)
+	if err != nil {
+		return nil, err
+	}
+	g := &Ghost{ID: id, Entry: &ghostfile.GhostFileEntry{}}
+	if err := r.Next(g.Entry); err != nil {
+		return nil, noEntry(err, p)
+	}
+	if m := g.Entry.GetMode(); m&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: a ghost of mode %#o: only regular files are supported", p, m)
+	}
+	if !g.Entry.GetChunks() {
+		data, err := r.Rest()
+		g.Size, g.Chunks = uint64(len(data)), []GhostChunk{{Off: 0, Data: data}}
+		return g, err
+	}
+	g.Size = g.Entry.GetSize()
+	for {
+		var c ghostfile.GhostChunkEntry
+		data, err := r.NextWithPayload(&c, func() int { return int(c.GetLen()) })
+		if err == io.EOF {
+			return g, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c.GetOff()+c.GetLen() > g.Size {
+			return nil, fmt.Errorf("%s: chunk at %d of %d bytes beyond the size %d", p, c.GetOff(), c.GetLen(), g.Size)
+		}
+		g.Chunks = append(g.Chunks, GhostChunk{Off: c.GetOff(), Data: data})
+	}
+}
+
+func noEntry(err error, p string) error {
+	if err == io.EOF {
+		return fmt.Errorf("%s: no ghost_file_entry", p)
+	}
+	return err
+}
+
+// ghostPath is where restore creates a ghost again: next to the path it
+// had, under a name of its own (CRIU's is PATH.cr.ID.ghost).
+func ghostPath(orig string, id uint32) string { return fmt.Sprintf("%s.amber.%x.ghost", orig, id) }
+
+// ghostFiles lists the regular files of the images that are g, by id.
+func (p *fdPlanner) ghostFiles(g *Ghost) []*fdinfo.FileEntry {
+	var out []*fdinfo.FileEntry
+	for id, o := range p.in.extra().Ghosts {
+		if o == g && p.in.Files[id].GetReg() != nil {
+			out = append(out, p.in.Files[id])
+		}
+	}
+	slices.SortFunc(out, func(a, b *fdinfo.FileEntry) int { return int(a.GetId()) - int(b.GetId()) })
+	return out
+}
+
+// makeGhost creates the unlinked file of e again, opens every file of
+// the images that is it (parking the others), removes it and returns
+// e's descriptor.
+func (p *fdPlanner) makeGhost(e *fdinfo.FileEntry, g *Ghost) (int, error) {
+	orig := e.GetReg().GetName()
+	tmp := ghostPath(orig, g.ID)
+	if st, err := p.in.Stat(path.Dir(orig)); err != nil || !st.IsDir() {
+		return 0, fmt.Errorf("unlinked file %s (file id %d): its directory is gone since the dump", orig, e.GetId())
+	}
+	if _, err := p.in.Stat(tmp); err == nil {
+		return 0, fmt.Errorf("unlinked file %s (file id %d): %s exists, left by an earlier restore? Remove it", orig, e.GetId(), tmp)
+	}
+	p.fillGhost(tmp, g)
+	mine := -1
+	for _, o := range p.ghostFiles(g) {
+		fd := p.b.Open(fmt.Sprintf("unlinked file id %d", o.GetId()), tmp, int(o.GetReg().GetFlags()&reopenFlags), 0)
+		if pos := o.GetReg().GetPos(); pos != 0 {
+			p.b.Call(fmt.Sprintf("seek unlinked %s to %d", orig, pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
+		}
+		if o.GetId() == e.GetId() {
+			mine = fd
+			continue
+		}
+		p.park(o.GetId(), p.b.MoveAbove(fd, p.safe))
+	}
+	p.ghostTimes(tmp, g)
+	p.b.Call("unlink "+tmp, unix.SYS_UNLINKAT, atFdcwd, p.b.String(tmp), 0)
+	return mine, nil
+}
+
+// fillGhost plans creating the ghost at tmp with its contents, owner and
+// mode.
+func (p *fdPlanner) fillGhost(tmp string, g *Ghost) {
+	b, mode := p.b, uint32(g.Entry.GetMode()&0o7777)
+	w := b.Open("a ghost", tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, mode)
+	b.Call(fmt.Sprintf("size %s to %d", tmp, g.Size), unix.SYS_FTRUNCATE, uint64(w), g.Size)
+	for _, c := range g.Chunks {
+		if len(c.Data) > 0 {
+			b.Call(fmt.Sprintf("write %d bytes at %d into %s", len(c.Data), c.Off, tmp), unix.SYS_PWRITE64,
+				uint64(w), b.Bytes(c.Data), uint64(len(c.Data)), c.Off)
+		}
+	}
+	b.Call("chown "+tmp, unix.SYS_FCHOWN, uint64(w), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()))
+	b.Call("chmod "+tmp, unix.SYS_FCHMOD, uint64(w), uint64(mode))
+	b.Close(w)
+}
+
+// ghostTimes plans setting the ghost's access and modification times.
+func (p *fdPlanner) ghostTimes(tmp string, g *Ghost) {
+	at, mt := g.Entry.GetAtim(), g.Entry.GetMtim()
+	if at == nil || mt == nil {
+		return
+	}
+	var ts []byte
+	for _, t := range []*timeimg.Timeval{at, mt} {
+		ts = binary.LittleEndian.AppendUint64(ts, t.GetTvSec())
+		ts = binary.LittleEndian.AppendUint64(ts, t.GetTvUsec()*1000)
+	}
+	p.b.Call("set the times of "+tmp, unix.SYS_UTIMENSAT, atFdcwd, p.b.String(tmp), p.b.Bytes(ts), 0)
+}

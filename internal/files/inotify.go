@@ -1,0 +1,338 @@
+package files
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fh"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fsnotify"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/proc"
+)
+
+// An inotify instance is its watches (CRIU's fsnotify.c): for each, the
+// watch descriptor (wd), the event mask and the watched inode as a file
+// handle, from fdinfo:
+//
+//	inotify wd:4 ino:9842d0 sdev:fe00000 mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:d0429800025835b8
+//
+// The dump resolves each handle to a path (open_by_handle_at, then the
+// path of the opened file) and stores it in the handle's path field, as
+// CRIU does when it cannot rely on handles; restore watches that path. The
+// kernel numbers watches from 1 up, never reusing a number, so adding the
+// watches in wd order gives them their numbers back; a number that was
+// freed (its watch removed) is skipped by adding and removing a
+// placeholder watch and reading away the IN_IGNORED event that leaves.
+// Events queued and not read cannot be saved: such an instance fails the
+// dump.
+
+// inotifyLink is what /proc/PID/fd shows for an inotify instance.
+const inotifyLink = "anon_inode:inotify"
+
+// maxWdGap bounds the placeholder watches one instance may need.
+const maxWdGap = 4096
+
+// fhMinWords is fh_entry_sizes.min_entries: CRIU reads a handle as at
+// least this many 64-bit words.
+const fhMinWords = 16
+
+// inotifyEventSize is sizeof(struct inotify_event) for an event without a
+// name, such as IN_IGNORED.
+const inotifyEventSize = 16
+
+// addInotify records the inotify instance at pid's fd, whose fdinfo is
+// info.
+func (t *Table) addInotify(pid, fd int, info proc.FdInfo, flags uint32) (uint32, fdinfo.FdTypes, error) {
+	if err := checkInotifyQueue(pid, fd); err != nil {
+		return 0, 0, err
+	}
+	wds, err := parseInotifyWatches(info.ExtraLines)
+	if err != nil {
+		return 0, 0, fmt.Errorf("inotify: fdinfo: %w", err)
+	}
+	for _, w := range wds {
+		path, err := handlePath(w)
+		if err != nil {
+			return 0, 0, fmt.Errorf("inotify wd %d: %w", w.GetWd(), err)
+		}
+		w.FHandle.Path = proto.String(path)
+	}
+	return t.addEntry(fdinfo.FdTypes_INOTIFY, func(e *fdinfo.FileEntry, id uint32) {
+		for _, w := range wds {
+			w.Id = proto.Uint32(id)
+		}
+		e.Ify = &fsnotify.InotifyFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: newFown(), Wd: wds}
+	})
+}
+
+// checkInotifyQueue refuses an instance with events not read yet: they
+// cannot be read without taking them from the process.
+func checkInotifyQueue(pid, fd int) error {
+	f, err := takeFd(pid, fd)
+	if err != nil {
+		return fmt.Errorf("inotify: %w", err)
+	}
+	defer f.Close()
+	n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		return fmt.Errorf("inotify: FIONREAD: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("inotify instance holds %d bytes of events not read yet, which cannot be dumped", n)
+	}
+	return nil
+}
+
+// parseInotifyWatches reads the "inotify wd:" lines of fdinfo, in wd
+// order.
+func parseInotifyWatches(lines []string) ([]*fsnotify.InotifyWdEntry, error) {
+	var out []*fsnotify.InotifyWdEntry
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "inotify wd:") {
+			continue
+		}
+		w, err := parseInotifyWatch(fdinfoFields(line))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", line, err)
+		}
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b *fsnotify.InotifyWdEntry) int { return int(a.GetWd()) - int(b.GetWd()) })
+	return out, nil
+}
+
+func parseInotifyWatch(f map[string]string) (*fsnotify.InotifyWdEntry, error) {
+	if _, ok := f["fhandle-bytes"]; !ok {
+		return nil, fmt.Errorf("the watched inode has no file handle (its filesystem gives none): it cannot be found again")
+	}
+	var v [7]uint64
+	for i, key := range []string{"wd", "ino", "sdev", "mask", "ignored_mask", "fhandle-bytes", "fhandle-type"} {
+		bits := 32
+		if key == "ino" {
+			bits = 64
+		}
+		n, err := hexField(f, key, bits)
+		if err != nil {
+			return nil, err
+		}
+		v[i] = n
+	}
+	handle, err := hex.DecodeString(f["f_handle"])
+	if err != nil || len(handle) != int(v[5]) || len(handle) > 8*fhMinWords {
+		return nil, fmt.Errorf("f_handle %q is not %d bytes of hex", f["f_handle"], v[5])
+	}
+	return &fsnotify.InotifyWdEntry{
+		Wd: proto.Uint32(uint32(v[0])), IIno: proto.Uint64(v[1]), SDev: proto.Uint32(uint32(v[2])),
+		Mask: proto.Uint32(uint32(v[3])), IgnoredMask: proto.Uint32(uint32(v[4])),
+		FHandle: &fh.FhEntry{Bytes: proto.Uint32(uint32(v[5])), Type: proto.Uint32(uint32(v[6])), Handle: handleWords(handle)},
+	}, nil
+}
+
+// handleWords packs a file handle into the 64-bit words of fh_entry, at
+// least fhMinWords of them.
+func handleWords(handle []byte) []uint64 {
+	padded := make([]byte, max(8*fhMinWords, (len(handle)+7)&^7))
+	copy(padded, handle)
+	words := make([]uint64, len(padded)/8)
+	for i := range words {
+		words[i] = binary.LittleEndian.Uint64(padded[8*i:])
+	}
+	return words
+}
+
+// handleBytes unpacks the handle of an fh_entry.
+func handleBytes(e *fh.FhEntry) ([]byte, error) {
+	var b []byte
+	for _, w := range e.GetHandle() {
+		b = binary.LittleEndian.AppendUint64(b, w)
+	}
+	if int(e.GetBytes()) > len(b) {
+		return nil, fmt.Errorf("file handle of %d bytes holds only %d", e.GetBytes(), len(b))
+	}
+	return b[:e.GetBytes()], nil
+}
+
+// handlePath finds the path of the inode a watch is on: it opens the
+// handle on a mount of the inode's filesystem and reads the opened file's
+// path, which must be that inode still.
+func handlePath(w *fsnotify.InotifyWdEntry) (string, error) {
+	sdev := w.GetSDev()
+	major, minor := sdev>>20, sdev&0xfffff // the kernel's dev_t
+	mnt, err := mountOfDevice(major, minor)
+	if err != nil {
+		return "", err
+	}
+	handle, err := handleBytes(w.GetFHandle())
+	if err != nil {
+		return "", err
+	}
+	mfd, err := unix.Open(mnt, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open mount %s of device %d:%d: %w", mnt, major, minor, err)
+	}
+	defer unix.Close(mfd)
+	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(int32(w.GetFHandle().GetType()), handle), unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		return "", fmt.Errorf("open_by_handle_at inode %d on device %d:%d: %w", w.GetIIno(), major, minor, err)
+	}
+	defer unix.Close(fd)
+	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return "", err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil || st.Ino != w.GetIIno() || unix.Major(st.Dev) != major || unix.Minor(st.Dev) != minor {
+		return "", fmt.Errorf("inode %d on device %d:%d has no path (%s is not it): unlinked or out of reach", w.GetIIno(), major, minor, path)
+	}
+	return path, nil
+}
+
+// mountOfDevice finds a mount point of filesystem major:minor in amber's
+// mount namespace, preferring one that shows the whole filesystem.
+func mountOfDevice(major, minor uint32) (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	dev := fmt.Sprintf("%d:%d", major, minor)
+	found := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mount-point options ...
+		w := strings.Fields(sc.Text())
+		if len(w) < 5 || w[2] != dev {
+			continue
+		}
+		if w[3] == "/" {
+			return unescapeMount(w[4]), nil
+		}
+		if found == "" {
+			found = unescapeMount(w[4])
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("no mount of device %d:%d in amber's mount namespace", major, minor)
+	}
+	return found, sc.Err()
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMount(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// ResolveInotifyPaths fills in the path of every inotify watch of idx
+// that has only a file handle (images of CRIU), from the handle. It must
+// run on the machine of the dump, before planning.
+func ResolveInotifyPaths(idx Index) error {
+	for _, id := range slices.Sorted(maps.Keys(idx)) {
+		for _, w := range idx[id].GetIfy().GetWd() {
+			if w.GetFHandle().GetPath() != "" {
+				continue
+			}
+			if w.FHandle == nil {
+				return fmt.Errorf("files.img: inotify file id %d wd %d: no file handle", id, w.GetWd())
+			}
+			path, err := handlePath(w)
+			if err != nil {
+				return fmt.Errorf("files.img: inotify file id %d wd %d: %w", id, w.GetWd(), err)
+			}
+			w.FHandle.Path = proto.String(path)
+		}
+	}
+	return nil
+}
+
+// makeInotify creates inotify instance e and adds its watches so that
+// each gets its dumped wd.
+func (p *fdPlanner) makeInotify(e *fdinfo.FileEntry) (int, error) {
+	ify := e.GetIfy()
+	if ify == nil {
+		return 0, fmt.Errorf("file id %d: INOTIFY entry without ify", e.GetId())
+	}
+	wds, err := p.checkWatches(e.GetId(), ify.GetWd())
+	if err != nil {
+		return 0, err
+	}
+	fd := p.create(fmt.Sprintf("inotify file id %d", e.GetId()), unix.SYS_INOTIFY_INIT1, nonblock(ify.GetFlags()))
+	dummy := placeholderPath(wds)
+	next := uint32(1)
+	for _, w := range wds {
+		for ; next < w.GetWd(); next++ {
+			p.skipWd(fd, next, dummy)
+		}
+		path := w.GetFHandle().GetPath()
+		// The path is the inode's own: never follow it elsewhere.
+		p.b.Call(fmt.Sprintf("inotify fd %d: watch %s mask %#x as wd %d", fd, path, w.GetMask(), w.GetWd()),
+			unix.SYS_INOTIFY_ADD_WATCH, uint64(fd), p.b.String(path), uint64(w.GetMask()|unix.IN_DONT_FOLLOW))
+		next = w.GetWd() + 1
+	}
+	return fd, nil
+}
+
+// checkWatches returns the watches of inotify file id in wd order, and
+// refuses what cannot be restored: repeated or zero wds, too many freed
+// numbers, watches with no path or whose path is gone.
+func (p *fdPlanner) checkWatches(id uint32, in []*fsnotify.InotifyWdEntry) ([]*fsnotify.InotifyWdEntry, error) {
+	wds := slices.Clone(in)
+	slices.SortFunc(wds, func(a, b *fsnotify.InotifyWdEntry) int { return int(a.GetWd()) - int(b.GetWd()) })
+	for i, w := range wds {
+		if w.GetWd() == 0 || (i > 0 && wds[i-1].GetWd() == w.GetWd()) {
+			return nil, fmt.Errorf("inotify file id %d: wd %d is zero or repeated", id, w.GetWd())
+		}
+		if gaps := int(w.GetWd()) - 1 - i; gaps > maxWdGap {
+			return nil, fmt.Errorf("inotify file id %d: wd %d: more than %d freed watch numbers to skip", id, w.GetWd(), maxWdGap)
+		}
+		path := w.GetFHandle().GetPath()
+		if path == "" {
+			return nil, fmt.Errorf("inotify file id %d wd %d: no path for the watched inode", id, w.GetWd())
+		}
+		if _, err := p.in.Stat(path); err != nil {
+			return nil, fmt.Errorf("inotify file id %d wd %d: watched %s is gone since the dump: %w", id, w.GetWd(), path, err)
+		}
+	}
+	return wds, nil
+}
+
+// placeholderPath picks an inode none of the watches is on.
+func placeholderPath(wds []*fsnotify.InotifyWdEntry) string {
+	for _, c := range []string{"/", "/proc", "/sys", "/dev"} {
+		if !slices.ContainsFunc(wds, func(w *fsnotify.InotifyWdEntry) bool { return w.GetFHandle().GetPath() == c }) {
+			return c
+		}
+	}
+	return "/proc/self"
+}
+
+// skipWd plans using up watch number wd of inotify fd: a placeholder
+// watch takes it and is removed, and the IN_IGNORED event its removal
+// queues is read away.
+func (p *fdPlanner) skipWd(fd int, wd uint32, path string) {
+	p.b.Call(fmt.Sprintf("inotify fd %d: placeholder watch on %s as wd %d", fd, path, wd),
+		unix.SYS_INOTIFY_ADD_WATCH, uint64(fd), p.b.String(path), unix.IN_DELETE_SELF|unix.IN_DONT_FOLLOW)
+	p.b.Call(fmt.Sprintf("inotify fd %d: remove placeholder wd %d", fd, wd), unix.SYS_INOTIFY_RM_WATCH, uint64(fd), uint64(wd))
+	p.b.Call(fmt.Sprintf("inotify fd %d: read away IN_IGNORED of wd %d", fd, wd),
+		unix.SYS_READ, uint64(fd), p.b.Bytes(make([]byte, inotifyEventSize)), inotifyEventSize)
+}

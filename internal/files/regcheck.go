@@ -1,0 +1,153 @@
+package files
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+
+	"amber/internal/image"
+)
+
+// Restore refuses a regular file that changed since the dump: its size
+// is in files.img (RegFileEntry.size, as CRIU has it), its modification
+// time in amber-mtimes.txt. CRIU's RegFileEntry has no field for the
+// time and amber adds none to CRIU's messages, so amber keeps the times
+// in a file of its own, beside the images: CRIU and crit ignore it, and
+// the images of a dump without it (CRIU's) are checked by size only.
+//
+// amber-mtimes.txt is text: lines starting with '#' are comments, every
+// other line is "ID SECONDS NANOSECONDS", the file id of a regular file
+// of files.img and its st_mtime.
+
+// mtimesName is amber's record of modification times.
+const mtimesName = "amber-mtimes.txt"
+
+// FileCheck verifies at restore that the regular files of the images are
+// still those dumped.
+type FileCheck struct {
+	// Stat looks files up as they are now (os.Stat outside tests).
+	Stat func(path string) (os.FileInfo, error)
+	// Mtimes are the dumped modification times by file id; nil for a
+	// dump without amber-mtimes.txt.
+	Mtimes map[uint32]time.Time
+	// Skip trusts files that exist as they are (--skip-file-check).
+	Skip bool
+}
+
+// Reg verifies regular-file entry e: it exists and, unless Skip, has its
+// dumped size and modification time.
+func (c FileCheck) Reg(e *fdinfo.FileEntry) error {
+	if c.Skip {
+		name := e.GetReg().GetName()
+		if _, err := c.Stat(name); err != nil {
+			return fmt.Errorf("file %s (id %d) is gone since the dump: %w", name, e.GetId(), err)
+		}
+		return nil
+	}
+	if err := CheckReg(e, c.Stat); err != nil {
+		return err
+	}
+	want, ok := c.Mtimes[e.GetId()]
+	if !ok {
+		return nil
+	}
+	name := e.GetReg().GetName()
+	st, err := c.Stat(name)
+	if err != nil {
+		return fmt.Errorf("file %s (id %d) is gone since the dump: %w", name, e.GetId(), err)
+	}
+	if got := st.ModTime(); st.Mode().IsRegular() && !got.Equal(want) {
+		return fmt.Errorf("file %s (id %d) changed since the dump: modified %s, was %s (--skip-file-check restores anyway)",
+			name, e.GetId(), got.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// VerifiedPath is RegPath that also verifies the file with c.
+func (idx Index) VerifiedPath(c FileCheck) func(id uint32) (string, error) {
+	return func(id uint32) (string, error) {
+		path, err := idx.RegPath(id)
+		if err != nil {
+			return "", err
+		}
+		return path, c.Reg(idx[id])
+	}
+}
+
+// fileCheck is the check of the files of in.
+func (in *RestoreInput) fileCheck() FileCheck {
+	return FileCheck{Stat: in.Stat, Mtimes: in.extra().Mtimes, Skip: in.SkipFileCheck}
+}
+
+// writeMtimes records the modification time of every regular file of the
+// table, but unlinked ones (their ghost is made again).
+func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
+	var b strings.Builder
+	b.WriteString("# amber: modification times of the regular files of files.img\n# file-id seconds nanoseconds\n")
+	for _, e := range t.entries {
+		reg := e.GetReg()
+		if e.GetType() != fdinfo.FdTypes_REG || reg.Size == nil || g.isGhost(e.GetId()) {
+			continue
+		}
+		// A file removed meanwhile by a process outside the tree gets no
+		// time: restore finds it gone.
+		st, err := os.Stat(reg.GetName())
+		if err == nil && st.Mode().IsRegular() {
+			fmt.Fprintf(&b, "%d %d %d\n", e.GetId(), st.ModTime().Unix(), st.ModTime().Nanosecond())
+		}
+	}
+	return os.WriteFile(dir.Path(mtimesName), []byte(b.String()), 0o600)
+}
+
+// readMtimes reads amber-mtimes.txt; nil if the dump has none.
+func readMtimes(dir image.Dir) (map[uint32]time.Time, error) {
+	p := dir.Path(mtimesName)
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[uint32]time.Time{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, t, err := parseMtime(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s: line %d: %w", p, n, err)
+		}
+		out[id] = t
+	}
+	return out, sc.Err()
+}
+
+// parseMtime parses "ID SECONDS NANOSECONDS".
+func parseMtime(line string) (uint32, time.Time, error) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return 0, time.Time{}, fmt.Errorf("%q: want ID SECONDS NANOSECONDS", line)
+	}
+	var n [3]int64
+	for i, bits := range []int{32, 64, 32} {
+		v, err := strconv.ParseInt(f[i], 10, bits)
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("%q: %w", line, err)
+		}
+		n[i] = v
+	}
+	if n[0] <= 0 || n[2] < 0 || n[2] >= 1e9 {
+		return 0, time.Time{}, fmt.Errorf("%q: out of range", line)
+	}
+	return uint32(n[0]), time.Unix(n[1], n[2]), nil
+}

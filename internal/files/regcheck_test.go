@@ -1,0 +1,110 @@
+package files
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+)
+
+// timedInfo is a regular file of some size and modification time.
+type timedInfo struct {
+	fakeInfo
+	mtime time.Time
+}
+
+func (f timedInfo) ModTime() time.Time { return f.mtime }
+
+func TestFileCheck(t *testing.T) {
+	dumped := time.Unix(1700000000, 123456789)
+	now := map[string]timedInfo{}
+	stat := func(p string) (os.FileInfo, error) {
+		if st, ok := now[p]; ok {
+			return st, nil
+		}
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
+	}
+	e := &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(4), Reg: &regfile.RegFileEntry{
+		Id: proto.Uint32(4), Name: proto.String("/f"), Size: proto.Uint64(10)}}
+	c := FileCheck{Stat: stat, Mtimes: map[uint32]time.Time{4: dumped}}
+	cases := []struct {
+		name string
+		st   *timedInfo
+		skip bool
+		want string // in the error; "" for none
+	}{
+		{"unchanged", &timedInfo{fakeInfo{size: 10}, dumped}, false, ""},
+		{"touched", &timedInfo{fakeInfo{size: 10}, dumped.Add(time.Nanosecond)}, false, "modified"},
+		{"grown", &timedInfo{fakeInfo{size: 11}, dumped}, false, "size 11"},
+		{"gone", nil, false, "gone"},
+		{"touched, skipped", &timedInfo{fakeInfo{size: 11}, dumped.Add(time.Hour)}, true, ""},
+		{"gone, skipped", nil, true, "gone"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			delete(now, "/f")
+			if tc.st != nil {
+				now["/f"] = *tc.st
+			}
+			c.Skip = tc.skip
+			err := c.Reg(e)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "/f")):
+				t.Errorf("error %v, want one naming /f and %q", err, tc.want)
+			}
+		})
+	}
+	now["/f"] = timedInfo{fakeInfo{size: 10}, dumped.Add(time.Second)}
+	c = FileCheck{Stat: stat}
+	if err := c.Reg(e); err != nil {
+		t.Errorf("without recorded times (criu's images) the size alone decides: %v", err)
+	}
+}
+
+func TestMtimesImage(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tab := NewTable()
+	id, err := tab.AddPath(p, unix.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirID, _ := tab.AddPath(dir, unix.O_RDONLY)
+	img := image.Dir(t.TempDir())
+	if err := writeMtimes(img, tab, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readMtimes(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(p)
+	if !got[id].Equal(st.ModTime()) {
+		t.Errorf("mtime of id %d read back %v, want %v", id, got[id], st.ModTime())
+	}
+	if _, ok := got[dirID]; ok {
+		t.Errorf("a directory's time is recorded: it changes as files come and go")
+	}
+	if m, err := readMtimes(image.Dir(t.TempDir())); m != nil || err != nil {
+		t.Errorf("no amber-mtimes.txt: %v %v, want nothing", m, err)
+	}
+	for _, bad := range []string{"1 2", "x 1 2", "1 2 1000000000", "0 1 1"} {
+		if _, _, err := parseMtime(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
