@@ -24,8 +24,9 @@ func critCommand() []string {
 // decode every image of a dump except the raw pages, for a single process
 // and for a tree with threads-free children, pipes with data in flight and
 // pages shared copy-on-write, and for unix sockets with queued messages,
-// a FIFO with data and unlinked files (sk-queues, fifo-data, remap-fpath,
-// ghost-file images).
+// a FIFO with data, unlinked files (sk-queues, fifo-data, remap-fpath,
+// ghost-file images), ptys with queued bytes (tty-info, tty-data), and
+// inet sockets with TCP connections (tcp-stream).
 func TestCrit(t *testing.T) {
 	crit := critCommand()
 	if crit == nil {
@@ -34,7 +35,7 @@ func TestCrit(t *testing.T) {
 		}
 		t.Skip("crit not installed: apt-get install criu python3-protobuf")
 	}
-	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00"} {
+	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00"} {
 		t.Run(name, func(t *testing.T) { critDecodesDump(t, crit, name) })
 	}
 }

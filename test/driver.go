@@ -29,6 +29,12 @@ type program struct {
 	cflags   []string // extra gcc flags
 	nofile   uint64   // RLIMIT_NOFILE to run and restore it under; 0: inherited
 	cpuFlags []string // /proc/cpuinfo flags the program needs
+	// hugePages is how many free huge pages of the default size the
+	// program needs; the harness raises vm.nr_hugepages to have them.
+	hugePages int
+	// dumpFlags and restoreFlags are extra arguments of amber dump and
+	// amber restore for it (--tcp-established).
+	dumpFlags, restoreFlags []string
 }
 
 // command is the argv that runs argv under p's limits.

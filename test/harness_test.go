@@ -97,6 +97,9 @@ func startCase(t *testing.T, name string) *zcase {
 	if err := testEnv.compileErrs[name]; err != nil {
 		t.Fatal(err)
 	}
+	if p.hugePages > 0 {
+		needHugePages(t, p.hugePages)
+	}
 	tk, err := startTask(p, testEnv.binDir, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +177,7 @@ func (c *zcase) dump(extra ...string) amberResult {
 func (c *zcase) mustDump() {
 	c.t.Helper()
 	tree := descendants(c.pid)
-	if r := c.dump(); r.err != nil {
+	if r := c.dump(c.prog.dumpFlags...); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
 	ws, err := waitPid(c.pid, exitTimeout)
@@ -202,7 +205,7 @@ func (c *zcase) pidfile() string {
 // restoreDetached runs amber restore -d under the program's limits (the
 // restored process inherits them); the caller checks the result.
 func (c *zcase) restoreDetached(pidfile string) amberResult {
-	return c.amber(c.prog, c.restoreArgs(pidfile, "-d")...)
+	return c.amber(c.prog, c.restoreArgs(pidfile, append([]string{"-d"}, c.prog.restoreFlags...)...)...)
 }
 
 // mustRestoreDetached restores with -d and checks that the program runs

@@ -22,6 +22,9 @@ var programs = []program{
 	{name: "avx", cflags: []string{"-mavx2", "-mavx512f"}, cpuFlags: []string{"avx2", "avx512f"}},
 	{name: "maps_file", nofile: 1024},
 	{name: "mprotect"},
+	{name: "maps_flags"},
+	{name: "hugetlb00", hugePages: 8},
+	{name: "proc_maps_fd"},
 	{name: "brk_grow"},
 	{name: "fd_set"},
 	{name: "stack_deep"},
@@ -54,7 +57,16 @@ var programs = []program{
 	{name: "signalfd00"},
 	{name: "timerfd00"},
 	{name: "inotify00"},
+	{name: "pty00"},
+	{name: "pty01"},
+	{name: "pty02"},
+	{name: "pipe_reopen00"},
+	{name: "tcp_listen00"},
+	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 }
+
+// tcpEstablished dumps and restores established TCP connections.
+var tcpEstablished = []string{"--tcp-established"}
 
 // TestZdtm runs each program through dump, detached restore and check.
 // The programs share PIDs and CPUs: they run one after another.

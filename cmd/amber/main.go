@@ -118,6 +118,8 @@ func runDump(o Options, l *log.Logger) error {
 		ShellJob:     o.ShellJob,
 		GhostLimit:   ghostLimit(o),
 		Log:          l,
+		// As criu: established TCP connections only with --tcp-established.
+		TCPEstablished: o.TCPEstablished,
 	})
 }
 
@@ -136,6 +138,8 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		ShellJob:      o.ShellJob,
 		SkipFileCheck: o.SkipFileCheck,
 		Log:           l,
+		// As criu: established TCP connections only with --tcp-established.
+		TCPEstablished: o.TCPEstablished,
 	})
 	if err != nil {
 		pf.discard()
@@ -231,7 +235,7 @@ Options (CRIU's; before or after the command):
   -j|--shell-job           the tree is a shell job (shares our session)
   -d|--restore-detached    do not wait for the restored tree
   --pidfile FILE           write the restored root's PID to FILE (created exclusively)
-  --tcp-established        accepted; established TCP connections are not dumped yet
+  --tcp-established        dump and restore established TCP connections (TCP repair mode)
   --timeout N              accepted (seconds)
   --pre-dump-mode MODE     accepted: splice or read
   --ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)

@@ -21,12 +21,13 @@ import (
 
 // Options are the dump settings of CRIU's command line.
 type Options struct {
-	Pid          int    // -t, --tree: root of the tree to dump
-	ImagesDir    string // -D, --images-dir
-	LeaveRunning bool   // -R, --leave-running
-	ShellJob     bool   // -j, --shell-job
-	GhostLimit   int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
-	Log          *log.Logger
+	Pid            int    // -t, --tree: root of the tree to dump
+	ImagesDir      string // -D, --images-dir
+	LeaveRunning   bool   // -R, --leave-running
+	ShellJob       bool   // -j, --shell-job
+	GhostLimit     int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
+	TCPEstablished bool   // --tcp-established: dump established TCP connections
+	Log            *log.Logger
 }
 
 // dumper carries one dump's settings and collected state.
@@ -53,7 +54,8 @@ func Run(opts Options) error {
 		opts.Log.Warnf("%v: shared memory cannot be dumped", err)
 	}
 	d := &dumper{opts: opts, dir: image.Dir(opts.ImagesDir), log: opts.Log, files: t,
-		fds:    files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev}),
+		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
+			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
@@ -79,6 +81,9 @@ func (d *dumper) run() error {
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
 	if err := d.dumpTree(tree); err != nil {
+		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
+			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)
+		}
 		if rerr := tree.release(); rerr != nil {
 			d.log.Errorf("release the tree after a failed dump: %v", rerr)
 		}
@@ -86,10 +91,13 @@ func (d *dumper) run() error {
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		return tree.release()
+		return errors.Join(d.fds.ReleaseSockets(true), tree.release())
 	}
 	d.log.Infof("Killing the tree")
-	return tree.kill()
+	// TCP connections in repair mode die silently with the tree: amber's
+	// copies of them are closed only once it is dead.
+	err = tree.kill()
+	return errors.Join(err, d.fds.ReleaseSockets(false))
 }
 
 // checkRoot refuses a root that cannot be dumped, before touching it.

@@ -20,6 +20,11 @@ type Extra struct {
 	SkQueues map[uint32][][]byte  // queued messages by socket file id
 	Ghosts   map[uint32]*Ghost    // unlinked files by regular-file id
 	Mtimes   map[uint32]time.Time // modification times by regular-file id
+	// TCPStreams are the TCP connections (tcp-stream-INO.img), by
+	// socket inode.
+	TCPStreams map[uint32]*TCPStream
+	// Ttys are the terminals (tty-info.img, tty-data.img; nil: none).
+	Ttys *TtyImages
 }
 
 // ReadExtra reads the images of Extra that dir has.
@@ -36,6 +41,12 @@ func ReadExtra(dir image.Dir) (*Extra, error) {
 		return nil, err
 	}
 	if x.Mtimes, err = readMtimes(dir); err != nil {
+		return nil, err
+	}
+	if x.TCPStreams, err = readTCPStreams(dir); err != nil {
+		return nil, err
+	}
+	if x.Ttys, err = readTtyImages(dir); err != nil {
 		return nil, err
 	}
 	return x, nil
@@ -93,6 +104,12 @@ func (d *Dumper) Finish(dir image.Dir) error {
 		return err
 	}
 	if err := d.ghosts.write(dir); err != nil {
+		return err
+	}
+	if err := d.inet.writeStreams(dir); err != nil {
+		return err
+	}
+	if err := d.ttys.finish(dir, d.opts.ShellJob); err != nil {
 		return err
 	}
 	return writeMtimes(dir, d.Table, d.ghosts)

@@ -22,6 +22,11 @@ type DumpOptions struct {
 	// ShmemDev is the device of the kernel's internal shmem mount
 	// (kerndat.ShmemDev), where memfds live; 0 refuses memfds.
 	ShmemDev uint64
+	// TCPEstablished dumps established TCP connections in repair mode
+	// (--tcp-established); without it they refuse the dump.
+	TCPEstablished bool
+	// Warnf reports what the dump loses without failing (nil: nothing).
+	Warnf func(format string, args ...any)
 }
 
 // Dumper collects the open files of every process of a dump into one
@@ -38,6 +43,8 @@ type Dumper struct {
 	fifos    []FifoData      // data in FIFOs, for fifo-data.img
 	ghosts   *ghostState     // unlinked files (ghost.go), for Finish
 	memfd    *memfdState     // memfds (memfd.go)
+	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
+	ttys     *ttyDump        // sides of ptys (tty.go), for Finish
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -132,6 +139,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return d.addSocket(pid, fd, inode(st), flags)
 	case isMemfdLink(link):
 		return d.addMemfd(pid, fd, link, info, st, flags)
+	case ptyOf(st) != notPty:
+		return d.addTty(pid, fd, link, st, ptyOf(st), flags)
 	case strings.HasSuffix(link, " (deleted)"):
 		id, err := d.addGhost(pid, fd, link, info, st, flags)
 		return id, fdinfo.FdTypes_REG, err

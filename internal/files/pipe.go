@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
@@ -116,4 +118,122 @@ func ReadPipesData(dir image.Dir) (map[uint32][]byte, error) {
 		}
 		out[e.GetPipeId()] = data
 	}
+}
+
+// makePipe creates the pipe that file e is an end of, refills it, and
+// returns e's descriptor. Every other file of the pipe is parked above
+// every target number for whichever task (this one included) needs it.
+//
+// The first read-only and the first write-only file of the pipe are the
+// two ends pipe2 makes. Any other file of the pipe is another open file
+// description of an end (the task opened /proc/PID/fd/N, or opened an
+// end read-write): it is opened again the same way, through
+// /proc/self/fd of the end just made, with its own flags.
+func (p *fdPlanner) makePipe(e *fdinfo.FileEntry) (int, error) {
+	pipeID := e.GetPipe().GetPipeId()
+	ends := p.createPipe(pipeID)
+	files := p.in.Files.pipeEnds(pipeID)
+	direct := directEnds(files)
+	mine := -1
+	for _, f := range files {
+		fd := p.pipeFile(f, ends, direct)
+		if f.GetId() == e.GetId() {
+			mine = fd
+			continue
+		}
+		p.park(f.GetId(), fd)
+	}
+	if mine < 0 {
+		return 0, fmt.Errorf("pipe %d: file id %d not found in files.img", pipeID, e.GetId())
+	}
+	for k, end := range ends {
+		if direct[k] == 0 {
+			p.b.Close(end) // an end no file of the dump is
+		}
+	}
+	return mine, nil
+}
+
+// createPipe plans pipe2 and the refill of pipe pipeID, and returns its
+// read and write ends, above every target number.
+func (p *fdPlanner) createPipe(pipeID uint32) [2]int {
+	r := p.b.Next()
+	p.b.Call(fmt.Sprintf("create pipe %d", pipeID), unix.SYS_PIPE2, p.b.Bytes(make([]byte, 8)), 0)
+	p.b.Take()
+	w := p.b.Take()
+	ends := [2]int{p.b.MoveAbove(r, p.safe), p.b.MoveAbove(w, p.safe)}
+	data := p.in.Pipes[pipeID]
+	if len(data) > defaultPipeSize {
+		// A fresh pipe holds 64 KiB: the write would block the task.
+		p.b.Call(fmt.Sprintf("grow pipe %d to %d bytes", pipeID, len(data)), unix.SYS_FCNTL, uint64(ends[1]), unix.F_SETPIPE_SZ, uint64(len(data)))
+	}
+	if len(data) > 0 {
+		p.b.Call(fmt.Sprintf("refill pipe %d with %d bytes", pipeID, len(data)), unix.SYS_WRITE, uint64(ends[1]), p.b.Bytes(data), uint64(len(data)))
+	}
+	return ends
+}
+
+// pipeFile returns a descriptor of file f of a pipe whose ends are made:
+// an end itself if f is one of the direct ones, else a new open file of
+// the end through /proc/self/fd.
+func (p *fdPlanner) pipeFile(f *fdinfo.FileEntry, ends [2]int, direct [2]uint32) int {
+	pipeID, flags := f.GetPipe().GetPipeId(), f.GetPipe().GetFlags()
+	if k, ok := directEnd(f); ok && direct[k] == f.GetId() {
+		p.setNonblock(ends[k], flags, fmt.Sprintf("pipe %d", pipeID))
+		return ends[k]
+	}
+	from := ends[pipeEnd(f)]
+	what := fmt.Sprintf("pipe %d: file id %d, another open file of its end", pipeID, f.GetId())
+	fd := p.b.Open(what, fmt.Sprintf("/proc/self/fd/%d", from), int(flags&pipeReopenFlags), 0)
+	return p.b.MoveAbove(fd, p.safe)
+}
+
+// pipeReopenFlags are the flags of a pipe's file that opening it again
+// through /proc/self/fd keeps: access mode, non-blocking and packet mode.
+const pipeReopenFlags = unix.O_ACCMODE | unix.O_NONBLOCK | unix.O_DIRECT
+
+// defaultPipeSize is the capacity of a new pipe.
+const defaultPipeSize = 64 << 10
+
+// directEnds are the ids of the files that are the ends pipe2 makes: the
+// first read-only file and the first write-only one (0: none).
+func directEnds(files []*fdinfo.FileEntry) [2]uint32 {
+	var ids [2]uint32
+	for _, f := range files {
+		if k, ok := directEnd(f); ok && ids[k] == 0 {
+			ids[k] = f.GetId()
+		}
+	}
+	return ids
+}
+
+// directEnd tells which end pipe2 makes as file f would be: 0 if f is
+// read-only, 1 if write-only; a read-write file is neither.
+func directEnd(f *fdinfo.FileEntry) (int, bool) {
+	switch f.GetPipe().GetFlags() & unix.O_ACCMODE {
+	case unix.O_RDONLY:
+		return 0, true
+	case unix.O_WRONLY:
+		return 1, true
+	}
+	return 0, false
+}
+
+// pipeEnd is 0 for a read end, 1 for a write end.
+func pipeEnd(e *fdinfo.FileEntry) int {
+	if e.GetPipe().GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
+		return 1
+	}
+	return 0
+}
+
+// pipeEnds lists the files of the dump that are ends of pipe pipeID.
+func (idx Index) pipeEnds(pipeID uint32) []*fdinfo.FileEntry {
+	var out []*fdinfo.FileEntry
+	for _, id := range slices.Sorted(maps.Keys(idx)) {
+		if e := idx[id]; e.GetType() == fdinfo.FdTypes_PIPE && e.GetPipe().GetPipeId() == pipeID {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
 )
@@ -98,11 +99,19 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 		// A file removed meanwhile by a process outside the tree gets no
 		// time: restore finds it gone.
 		st, err := os.Stat(reg.GetName())
-		if err == nil && st.Mode().IsRegular() {
+		if err == nil && st.Mode().IsRegular() && !onProcfs(reg.GetName()) {
 			fmt.Fprintf(&b, "%d %d %d\n", e.GetId(), st.ModTime().Unix(), st.ModTime().Nanosecond())
 		}
 	}
 	return os.WriteFile(dir.Path(mtimesName), []byte(b.String()), 0o600)
+}
+
+// onProcfs tells a file of /proc (such as /proc/PID/maps): its times
+// are when its inode was made, not when its contents changed, and differ
+// for the same file after a restore.
+func onProcfs(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC
 }
 
 // readMtimes reads amber-mtimes.txt; nil if the dump has none.

@@ -41,6 +41,12 @@ type RestoreInput struct {
 	// Memfds is the task's memfd planner, which its memory plan may have
 	// used already (nil: the task has no memfd).
 	Memfds *Memfds
+	// Ttys are the terminals amber made, by TTY file id: the task takes
+	// each from amber (nil: none).
+	Ttys map[uint32]TtyFd
+	// TCPEstablished restores established TCP connections
+	// (--tcp-established); without it they are refused.
+	TCPEstablished bool
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -55,6 +61,9 @@ type Restored struct {
 	// with the file id of each; they are closed once every task has taken
 	// its own (ClosePlan).
 	Parked map[int]uint32
+	// TCPRepair are the file ids of the TCP connections the task made in
+	// repair mode: EndTCPRepair lets them go once every task is restored.
+	TCPRepair []uint32
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation
@@ -208,6 +217,8 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.makePipe(e)
 	case fdinfo.FdTypes_UNIXSK:
 		return p.makeUnix(e)
+	case fdinfo.FdTypes_INETSK:
+		return p.makeInet(e)
 	case fdinfo.FdTypes_FIFO:
 		return p.makeFifo(e)
 	case fdinfo.FdTypes_EVENTFD:
@@ -220,6 +231,8 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.makeTimerfd(e)
 	case fdinfo.FdTypes_INOTIFY:
 		return p.makeInotify(e)
+	case fdinfo.FdTypes_TTY:
+		return p.makeTty(e)
 	case fdinfo.FdTypes_MEMFD:
 		if p.in.Memfds == nil {
 			return 0, fmt.Errorf("file id %d: a memfd, and no memfd planner", id)
@@ -286,69 +299,6 @@ func planTake(b *plan.Builder, pid, fd int, what string) int {
 	return got
 }
 
-// makePipe creates the pipe that file e is an end of, refills it, and
-// returns e's end. The other end is parked above every target number for
-// whichever task (this one included) needs it.
-func (p *fdPlanner) makePipe(e *fdinfo.FileEntry) (int, error) {
-	pipeID := e.GetPipe().GetPipeId()
-	r := p.b.Next()
-	p.b.Call(fmt.Sprintf("create pipe %d", pipeID), unix.SYS_PIPE2, p.b.Bytes(make([]byte, 8)), 0)
-	p.b.Take()
-	w := p.b.Take()
-	ends := [2]int{p.b.MoveAbove(r, p.safe), p.b.MoveAbove(w, p.safe)}
-	if err := oneFilePerEnd(p.in.Files.pipeEnds(pipeID)); err != nil {
-		return 0, fmt.Errorf("pipe %d: %w", pipeID, err)
-	}
-	if data := p.in.Pipes[pipeID]; len(data) > defaultPipeSize {
-		// A fresh pipe holds 64 KiB: the write would block the task.
-		p.b.Call(fmt.Sprintf("grow pipe %d to %d bytes", pipeID, len(data)), unix.SYS_FCNTL, uint64(ends[1]), unix.F_SETPIPE_SZ, uint64(len(data)))
-	}
-	if data := p.in.Pipes[pipeID]; len(data) > 0 {
-		p.b.Call(fmt.Sprintf("refill pipe %d with %d bytes", pipeID, len(data)), unix.SYS_WRITE, uint64(ends[1]), p.b.Bytes(data), uint64(len(data)))
-	}
-	var mine = -1
-	for _, other := range p.in.Files.pipeEnds(pipeID) {
-		end := ends[pipeEnd(other)]
-		if other.GetId() == e.GetId() && mine < 0 {
-			mine = end
-			continue
-		}
-		if fl := other.GetPipe().GetFlags() & unix.O_NONBLOCK; fl != 0 {
-			p.b.Call(fmt.Sprintf("set O_NONBLOCK on pipe %d", pipeID), unix.SYS_FCNTL, uint64(end), unix.F_SETFL, uint64(fl))
-		}
-		p.park(other.GetId(), end)
-	}
-	if mine < 0 {
-		return 0, fmt.Errorf("pipe %d: file id %d not found in files.img", pipeID, e.GetId())
-	}
-	if fl := e.GetPipe().GetFlags() & unix.O_NONBLOCK; fl != 0 {
-		p.b.Call(fmt.Sprintf("set O_NONBLOCK on pipe %d", pipeID), unix.SYS_FCNTL, uint64(mine), unix.F_SETFL, uint64(fl))
-	}
-	for i, end := range ends {
-		if end != mine && !p.parked[end] {
-			p.b.Close(end) // an end no file of the dump has
-			ends[i] = -1
-		}
-	}
-	return mine, nil
-}
-
-// defaultPipeSize is the capacity of a new pipe.
-const defaultPipeSize = 64 << 10
-
-// oneFilePerEnd refuses a pipe one of whose ends was opened twice
-// (through /proc/PID/fd): two open file descriptions of one end.
-func oneFilePerEnd(ends []*fdinfo.FileEntry) error {
-	var seen [2]bool
-	for _, e := range ends {
-		if seen[pipeEnd(e)] {
-			return fmt.Errorf("two open files of the same end are not supported yet")
-		}
-		seen[pipeEnd(e)] = true
-	}
-	return nil
-}
-
 // park keeps fd open as file id for other tasks.
 func (p *fdPlanner) park(id uint32, fd int) {
 	if p.parked == nil {
@@ -363,25 +313,6 @@ func (p *fdPlanner) park(id uint32, fd int) {
 		p.table.Held[id] = fd
 	}
 	p.have[id] = fd
-}
-
-// pipeEnd is 0 for a read end, 1 for a write end.
-func pipeEnd(e *fdinfo.FileEntry) int {
-	if e.GetPipe().GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
-		return 1
-	}
-	return 0
-}
-
-// pipeEnds lists the files of the dump that are ends of pipe pipeID.
-func (idx Index) pipeEnds(pipeID uint32) []*fdinfo.FileEntry {
-	var out []*fdinfo.FileEntry
-	for _, id := range slices.Sorted(maps.Keys(idx)) {
-		if e := idx[id]; e.GetType() == fdinfo.FdTypes_PIPE && e.GetPipe().GetPipeId() == pipeID {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // ClosePlan plans closing parked pipe ends once every task took its own.

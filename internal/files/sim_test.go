@@ -3,6 +3,8 @@ package files
 import (
 	"bytes"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +36,7 @@ type simFile struct {
 	sk     *simSock  // socket: its socket (sim_sk_test.go)
 	node   *simNode  // fifo, or a file made by the plan: its inode (sim_sk_test.go)
 	mfd    *simMemfd // memfd: its inode (sim_memfd_test.go)
+	in     *simInet  // inet socket (sim_inet_test.go)
 }
 
 func (f *simFile) String() string {
@@ -65,6 +68,7 @@ type fdSim struct {
 	maxOpen int // most descriptors open at once
 	opened  map[string]int
 	world   *simWorld // names, sockets and files on disk (sim_sk_test.go)
+	tty     simTty    // the controlling terminal (sim_tty_test.go)
 }
 
 // newFdSim returns a task that starts with the given descriptors (as a
@@ -155,7 +159,13 @@ func (s *fdSim) call(c plan.Call) error {
 	if handled, err := s.memfdCall(c); handled {
 		return err
 	}
+	if handled, err := s.inetCall(c); handled {
+		return err
+	}
 	if handled, err := s.worldCall(c); handled {
+		return err
+	}
+	if handled, err := s.ttyCall(c); handled {
 		return err
 	}
 	a := c.Args
@@ -169,6 +179,13 @@ func (s *fdSim) call(c plan.Call) error {
 			return err
 		}
 		s.opened[path]++
+		if f, ok, err := s.reopen(path, a[2]); ok || err != nil {
+			if err != nil {
+				return err
+			}
+			s.install(s.lowest(0), f, a[2]&unix.O_CLOEXEC != 0)
+			return nil
+		}
 		s.install(s.lowest(0), &simFile{kind: "file", path: path, flags: a[2] &^ unix.O_CLOEXEC}, a[2]&unix.O_CLOEXEC != 0)
 	case unix.SYS_CLOSE:
 		if _, err := s.get(a[0]); err != nil {
@@ -260,6 +277,32 @@ func (s *fdSim) call(c plan.Call) error {
 		}
 	}
 	return nil
+}
+
+// reopen models opening /proc/self/fd/N of a pipe end: a new open file
+// of the same pipe, whose end is the access mode asked for (ok false: not
+// such a path).
+func (s *fdSim) reopen(path string, flags uint64) (*simFile, bool, error) {
+	n, found := strings.CutPrefix(path, "/proc/self/fd/")
+	if !found {
+		return nil, false, nil
+	}
+	fd, err := strconv.Atoi(n)
+	if err != nil {
+		return nil, true, fmt.Errorf("open %s: %w", path, unix.ENOENT)
+	}
+	d, err := s.get(uint64(fd))
+	if err != nil {
+		return nil, true, fmt.Errorf("open %s: %w", path, err)
+	}
+	if d.f.kind != "pipe" {
+		return nil, true, fmt.Errorf("open %s: reopening %v is not modelled", path, d.f)
+	}
+	end := 0
+	if flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end = 1
+	}
+	return &simFile{kind: "pipe", pipe: d.f.pipe, end: end, flags: flags & unix.O_NONBLOCK}, true, nil
 }
 
 func (s *fdSim) fcntl(a [6]uint64) error {

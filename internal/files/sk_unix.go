@@ -86,7 +86,8 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 	return u, nil
 }
 
-// addSocket records the socket behind pid's fd: unix sockets only.
+// addSocket records the socket behind pid's fd: unix sockets here, inet
+// ones in sk_inet.go.
 func (d *Dumper) addSocket(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTypes, error) {
 	s, err := takeSocket(pid, fd)
 	if err != nil {
@@ -97,16 +98,47 @@ func (d *Dumper) addSocket(pid, fd int, ino uint64, flags uint32) (uint32, fdinf
 	if err != nil {
 		return 0, 0, fmt.Errorf("socket:[%d]: SO_DOMAIN: %w", ino, err)
 	}
-	if family != unix.AF_UNIX {
-		return 0, 0, fmt.Errorf("socket:[%d]: %s sockets are not supported yet", ino, familyName(family))
+	if err := checkNetns(s, ino, family); err != nil {
+		return 0, 0, err
 	}
-	id, err := d.addUnixSocket(pid, fd, s, uint32(ino), flags)
-	return id, fdinfo.FdTypes_UNIXSK, err
+	switch family {
+	case unix.AF_UNIX:
+		id, err := d.addUnixSocket(pid, fd, s, uint32(ino), flags)
+		return id, fdinfo.FdTypes_UNIXSK, err
+	case unix.AF_INET, unix.AF_INET6:
+		id, err := d.addInetSocket(pid, fd, s, uint32(ino), flags, family)
+		return id, fdinfo.FdTypes_INETSK, err
+	}
+	return 0, 0, fmt.Errorf("socket:[%d]: %s sockets are not supported yet", ino, familyName(family))
+}
+
+// checkNetns refuses a socket of a network namespace other than amber's:
+// amber restores no network namespace, and asks the kernel about sockets
+// of its own (sock_diag lists those of amber's namespace only).
+func checkNetns(s int, ino uint64, family int) error {
+	ns, err := unix.IoctlRetInt(s, unix.SIOCGSKNS)
+	if err != nil {
+		return fmt.Errorf("%s socket:[%d]: its network namespace (SIOCGSKNS): %w", familyName(family), ino, err)
+	}
+	defer unix.Close(ns)
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(ns, &theirs); err != nil {
+		return fmt.Errorf("%s socket:[%d]: stat its network namespace: %w", familyName(family), ino, err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
+		return fmt.Errorf("amber's network namespace: %w", err)
+	}
+	if theirs.Ino != ours.Ino || theirs.Dev != ours.Dev {
+		return fmt.Errorf("%s socket:[%d] belongs to network namespace net:[%d], not to amber's net:[%d]: "+
+			"sockets of another network namespace are not supported (run amber in the tree's network namespace)",
+			familyName(family), ino, theirs.Ino, ours.Ino)
+	}
+	return nil
 }
 
 // familyName names a socket family, for errors.
 func familyName(f int) string {
-	names := map[int]string{unix.AF_INET: "AF_INET", unix.AF_INET6: "AF_INET6", unix.AF_NETLINK: "AF_NETLINK",
+	names := map[int]string{unix.AF_UNIX: "AF_UNIX", unix.AF_INET: "AF_INET", unix.AF_INET6: "AF_INET6", unix.AF_NETLINK: "AF_NETLINK",
 		unix.AF_PACKET: "AF_PACKET", unix.AF_VSOCK: "AF_VSOCK"}
 	if n, ok := names[f]; ok {
 		return n
@@ -149,8 +181,8 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	ue.Id = proto.Uint32(id)
 	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: ue})
 	u.dumped[ino] = &dumpedSocket{pid: pid, fd: fd, entry: ue}
-	if sd.state == tcpListen {
-		return id, nil
+	if sd.state == tcpListen || (sd.typ != unix.SOCK_DGRAM && sd.state != tcpEstablished) {
+		return id, nil // no queue: the kernel refuses to read one (EINVAL)
 	}
 	msgs, err := peekQueue(s, int(sd.typ))
 	if err != nil {
@@ -167,7 +199,7 @@ func (u *unixState) entry(s int, sd *unixDiag, flags uint32) (*skunix.UnixSkEntr
 	if err := u.checkDiag(sd); err != nil {
 		return nil, err
 	}
-	opts, err := dumpSkOpts(s)
+	opts, err := dumpSkOpts(s, unix.AF_UNIX)
 	if err != nil {
 		return nil, err
 	}
@@ -234,8 +266,10 @@ func resolveName(s int, ue *skunix.UnixSkEntry) error {
 	return nil
 }
 
-// dumpSkOpts reads the socket options CRIU keeps for every socket.
-func dumpSkOpts(s int) (*skopts.SkOptsEntry, error) {
+// dumpSkOpts reads the socket options CRIU keeps for every socket of
+// family; SO_PASSCRED and SO_PASSSEC only for unix sockets (the kernel
+// refuses them on others).
+func dumpSkOpts(s, family int) (*skopts.SkOptsEntry, error) {
 	o := &skopts.SkOptsEntry{}
 	ints := []struct {
 		opt int
@@ -245,9 +279,16 @@ func dumpSkOpts(s int) (*skopts.SkOptsEntry, error) {
 		{unix.SO_RCVBUF, func(v int) { o.SoRcvbuf = proto.Uint32(uint32(v)) }},
 		{unix.SO_PRIORITY, func(v int) { o.SoPriority = proto.Uint32(uint32(v)) }},
 		{unix.SO_RCVLOWAT, func(v int) { o.SoRcvlowat = proto.Uint32(uint32(v)) }},
-		{unix.SO_PASSCRED, func(v int) { o.SoPasscred = proto.Bool(v != 0) }},
-		{unix.SO_PASSSEC, func(v int) { o.SoPasssec = proto.Bool(v != 0) }},
 		{unix.SO_REUSEADDR, func(v int) { o.Reuseaddr = proto.Bool(v != 0) }},
+	}
+	if family == unix.AF_UNIX {
+		ints = append(ints, []struct {
+			opt int
+			set func(v int)
+		}{
+			{unix.SO_PASSCRED, func(v int) { o.SoPasscred = proto.Bool(v != 0) }},
+			{unix.SO_PASSSEC, func(v int) { o.SoPasssec = proto.Bool(v != 0) }},
+		}...)
 	}
 	for _, i := range ints {
 		v, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, i.opt)

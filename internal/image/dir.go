@@ -59,3 +59,9 @@ func (d Dir) MemfdPath() string { return d.Path("memfd.img") }
 // IpcnsShmPath is ipcns-shm-ID.img, the SysV shared memory segments of
 // the IPC namespace with that id.
 func (d Dir) IpcnsShmPath(nsID uint32) string { return d.Path(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
+
+// TtyInfoPath is tty-info.img, the state of every terminal of the dump.
+func (d Dir) TtyInfoPath() string { return d.Path("tty-info.img") }
+
+// TtyDataPath is tty-data.img, the bytes queued in ptys.
+func (d Dir) TtyDataPath() string { return d.Path("tty-data.img") }

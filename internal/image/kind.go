@@ -62,3 +62,16 @@ var (
 	RemapFpath = Kind{"REMAP_FPATH", 0x59133954, MagicCommon}
 	GhostFile  = Kind{"GHOST_FILE", 0x52583605, MagicCommon}
 )
+
+// Terminals: the state of each side of each terminal (tty-info.img) and
+// the bytes queued in ptys (tty-data.img). Their open files are TTY
+// entries of files.img.
+var (
+	TtyInfo = Kind{"TTY_INFO", 0x59453036, MagicCommon}
+	TtyData = Kind{"TTY_DATA", 0x59413026, MagicCommon}
+)
+
+// TcpStream is the state of one TCP connection dumped in repair mode
+// (tcp-stream-INO.img, INO the socket's inode in hex): one entry followed
+// by the bytes of its receive queue, then those of its send queue.
+var TcpStream = Kind{"TCP_STREAM", 0x51465506, MagicCommon}

@@ -40,6 +40,10 @@ type Info struct {
 	MapFiles       Status // readable /proc/PID/map_files
 	SoftDirty      Status // soft-dirty bit in /proc/PID/pagemap
 	CheckpointCap  Status // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN
+	TCPRepair      Status // TCP_REPAIR (net.go)
+	SockoptBufLock Status // SO_BUF_LOCK
+	IPv6Freebind   Status // IPV6_FREEBIND
+	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -60,6 +64,7 @@ func Probe() *Info {
 	info.MapFiles = probeMapFiles()
 	info.SoftDirty = probeSoftDirty()
 	info.CheckpointCap = probeCaps()
+	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
 	return info
 }
 
@@ -89,6 +94,10 @@ func (i *Info) Features() []Feature {
 		{"map_files", "/proc/PID/map_files", false, "mappings of deleted files cannot be dumped", i.MapFiles},
 		{"soft_dirty", "soft-dirty bit in /proc/PID/pagemap", false, "not needed: amber uses userfaultfd/PAGEMAP_SCAN", i.SoftDirty},
 		{"checkpoint_cap", "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN", true, "", i.CheckpointCap},
+		{"tcp_repair", "TCP_REPAIR (TCP repair mode)", false, "established TCP connections cannot be dumped or restored", i.TCPRepair},
+		{"sockopt_buf_lock", "SO_BUF_LOCK", false, "socket buffer locks are not kept", i.SockoptBufLock},
+		{"ipv6_freebind", "IPV6_FREEBIND", false, "IPv6 sockets cannot be dumped", i.IPv6Freebind},
+		{"sk_ns", "ioctl(SIOCGSKNS)", false, "sockets cannot be dumped", i.SkNs},
 	}
 }
 

@@ -134,7 +134,7 @@ func targetVdso(vmas []*vma.VmaEntry) (start, end uint64) {
 
 // keptVMAs marks the dumped VMAs the task inherits unchanged from its
 // restored parent: same range, protection, flags and backing file, and
-// inherited by fork at all (not MADV_DONTFORK or MADV_WIPEONFORK).
+// inherited by fork as they are (see forkKeeps).
 func keptVMAs(in *RestoreInput) []bool {
 	vmas := in.MM.GetVmas()
 	keep := make([]bool, len(vmas))
@@ -145,12 +145,24 @@ func keptVMAs(in *RestoreInput) []bool {
 	for _, v := range in.Parent.MM.GetVmas() {
 		parent[v.GetStart()] = v
 	}
-	const notForked = 1<<unix.MADV_DONTFORK | 1<<unix.MADV_WIPEONFORK
 	for i, v := range vmas {
 		p, ok := parent[v.GetStart()]
-		keep[i] = ok && !isVdso(v) && SameVMA(p, v) && p.GetMadv()&notForked == 0
+		keep[i] = ok && !isVdso(v) && SameVMA(p, v) && forkKeeps(p)
 	}
 	return keep
+}
+
+// forkKeeps reports whether a child gets the parent's VMA v as it is by
+// fork: not with MADV_DONTFORK or MADV_WIPEONFORK; not MAP_LOCKED (fork
+// clears VM_LOCKED in the child); not private hugetlb memory, whose
+// pages cannot be dropped one by one (planZeroes), so the child maps
+// its own as CRIU does.
+func forkKeeps(v *vma.VmaEntry) bool {
+	const notForked = 1<<unix.MADV_DONTFORK | 1<<unix.MADV_WIPEONFORK
+	if v.GetMadv()&notForked != 0 || v.GetFlags()&unix.MAP_LOCKED != 0 {
+		return false
+	}
+	return v.GetFlags()&unix.MAP_HUGETLB == 0 || v.GetStatus()&StatusAnonShared != 0
 }
 
 // complement returns the parts of [lo, hi) that no run covers.

@@ -224,7 +224,13 @@ type Shmem struct {
 	// inherit a mapping opens the object through
 	// /proc/CREATOR/map_files/At.
 	At Run
+	// Hugetlb is MAP_HUGETLB with its page size for hugetlb memory, 0
+	// for shmem.
+	Hugetlb uint32
 }
+
+// hugetlbMask picks MAP_HUGETLB and its page size out of mmap flags.
+const hugetlbMask = unix.MAP_HUGETLB | unix.MAP_HUGE_MASK<<unix.MAP_HUGE_SHIFT
 
 // TaskVMAs are one task's dumped mappings.
 type TaskVMAs struct {
@@ -248,7 +254,8 @@ func LoadShmem(dir image.Dir, tasks []TaskVMAs) (map[uint64]*Shmem, error) {
 			}
 			obj := out[v.GetShmid()]
 			if obj == nil {
-				obj = &Shmem{ID: v.GetShmid(), Creator: t.Pid, At: Run{v.GetStart(), v.GetEnd()}}
+				obj = &Shmem{ID: v.GetShmid(), Creator: t.Pid, At: Run{v.GetStart(), v.GetEnd()},
+					Hugetlb: v.GetFlags() & hugetlbMask}
 				out[obj.ID] = obj
 			}
 			obj.Size = max(obj.Size, pageUp(v.GetPgoff()+v.GetEnd()-v.GetStart()))
@@ -387,12 +394,13 @@ func (m *sharedMapper) createShmemInPlace(i int, prot uint64, obj *Shmem) uint64
 // opens its file and unmaps it again: the object's mappings are then made
 // from the file, at their offsets.
 func (m *sharedMapper) createShmemAside(obj *Shmem) (int, error) {
-	at, err := m.hole(obj.Size)
+	at, err := m.hole(obj.Size, HugePageSize(obj.Hugetlb))
 	if err != nil {
 		return 0, fmt.Errorf("shared memory %d: %w", obj.ID, err)
 	}
+	flags := unix.MAP_SHARED | unix.MAP_ANONYMOUS | unix.MAP_FIXED | uint64(obj.Hugetlb)
 	m.b.Call(fmt.Sprintf("create shared memory %d at %#x", obj.ID, at), unix.SYS_MMAP,
-		at, obj.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uint64(0), 0)
+		at, obj.Size, unix.PROT_READ|unix.PROT_WRITE, flags, ^uint64(0), 0)
 	planFillSerial(m.b, obj.Pages.Path, obj.Pages.segments(at, obj.Size))
 	path := fmt.Sprintf("/proc/self/map_files/%x-%x", at, at+obj.Size)
 	fd := m.b.Open(fmt.Sprintf("shared memory %d", obj.ID), path, unix.O_RDWR, 0)
@@ -400,15 +408,16 @@ func (m *sharedMapper) createShmemAside(obj *Shmem) (int, error) {
 	return fd, nil
 }
 
-// hole finds room for a temporary mapping of size bytes that no mapping
-// of the dumped layout, of the task's layout at start or of the scratch
-// area touches.
-func (m *sharedMapper) hole(size uint64) (uint64, error) {
+// hole finds room, aligned to align (a power of two), for a temporary
+// mapping of size bytes that no mapping of the dumped layout, of the
+// task's layout at start or of the scratch area touches.
+func (m *sharedMapper) hole(size, align uint64) (uint64, error) {
 	cur := m.in.Current
 	if s := m.in.Scratch; s.End > s.Start {
 		cur = append(slices.Clone(cur), proc.VMA{Start: s.Start, End: s.End})
 	}
-	return ScratchBase(m.in.MM.GetVmas(), cur, size)
+	at, err := ScratchBase(m.in.MM.GetVmas(), cur, size+align-pageSize)
+	return (at + align - 1) &^ (align - 1), err
 }
 
 // planFillSerial plans copying segments of a pages image into memory

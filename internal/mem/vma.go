@@ -2,6 +2,7 @@ package mem
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -36,7 +37,22 @@ var madvFlags = map[string]int{
 	"nh": unix.MADV_NOHUGEPAGE,
 	"mg": unix.MADV_MERGEABLE,
 	"wf": unix.MADV_WIPEONFORK,
+	"sr": unix.MADV_SEQUENTIAL,
+	"rr": unix.MADV_RANDOM,
 }
+
+// mmapVmFlags are the mmap flags recorded in VmaEntry.flags, keyed by the
+// smaps VmFlag that shows them, as CRIU's parse_vmflags has them.
+// MAP_HUGETLB ("ht") comes with its page size from hugetlbFlags.
+var mmapVmFlags = map[string]uint32{
+	"lo": unix.MAP_LOCKED,
+	"nr": unix.MAP_NORESERVE,
+	"dp": unix.MAP_DROPPABLE,
+}
+
+// anonHugetlbPath is the name the kernel gives the hugetlbfs file behind
+// a MAP_ANONYMOUS|MAP_HUGETLB mapping (always " (deleted)").
+const anonHugetlbPath = "/anon_hugepage"
 
 // FileIDs gives the files.img id of the file a VMA maps.
 type FileIDs func(v proc.VMA) (uint32, error)
@@ -125,15 +141,89 @@ func (bk Backing) entry(v proc.VMA) (*vma.VmaEntry, error) {
 }
 
 // classify tells what kind of mapping v is, in CRIU's status bits and mmap
-// flags.
+// flags, with the flags its VmFlags show (MAP_LOCKED, MAP_NORESERVE,
+// MAP_DROPPABLE, MAP_HUGETLB and its page size).
 func (bk Backing) classify(v proc.VMA) (status, flags uint32, err error) {
-	status = StatusRegular
 	switch v.Path {
 	case "[vdso]":
-		return status | StatusVdso | StatusAnonPrivate, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, nil
+		return StatusRegular | StatusVdso | StatusAnonPrivate, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, nil
 	case "[vvar]", "[vvar_vclock]":
-		return status | StatusVvar | StatusAnonPrivate, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, nil
+		return StatusRegular | StatusVvar | StatusAnonPrivate, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, nil
 	}
+	huge, err := hugetlbFlags(v)
+	if err != nil {
+		return 0, 0, err
+	}
+	status, flags, err = bk.classifyKind(v)
+	if err != nil {
+		return 0, 0, err
+	}
+	flags |= huge | vmFlagsMmap(v)
+	if flags&unix.MAP_DROPPABLE != 0 {
+		// MAP_DROPPABLE is a mapping type of its own, like MAP_PRIVATE
+		// (smaps shows it "p"): mmap refuses both at once.
+		flags &^= unix.MAP_PRIVATE
+	}
+	return status, flags, nil
+}
+
+// vmFlagsMmap returns the mmap flags among v's VmFlags (mmapVmFlags).
+func vmFlagsMmap(v proc.VMA) uint32 {
+	var flags uint32
+	for f, bit := range mmapVmFlags {
+		if v.HasFlag(f) {
+			flags |= bit
+		}
+	}
+	return flags
+}
+
+// hugetlbFlags returns MAP_HUGETLB with v's page size encoded as mmap
+// wants it (log2 of the size at MAP_HUGE_SHIFT) for a hugetlb mapping
+// ("ht"), 0 for any other. Only anonymous hugetlb memory is supported:
+// files of a hugetlbfs mount, hugetlb memfds and SHM_HUGETLB segments are
+// refused.
+func hugetlbFlags(v proc.VMA) (uint32, error) {
+	if !v.HasFlag("ht") {
+		return 0, nil
+	}
+	if !isAnonHugetlb(v) {
+		return 0, fmt.Errorf("hugetlb mapping of %s is not supported (only MAP_ANONYMOUS|MAP_HUGETLB)", v.Path)
+	}
+	size := v.KernelPageSize
+	if size <= pageSize || size&(size-1) != 0 {
+		return 0, fmt.Errorf("hugetlb mapping: KernelPageSize %d is not a huge page size", size)
+	}
+	return unix.MAP_HUGETLB | uint32(bits.TrailingZeros64(size))<<unix.MAP_HUGE_SHIFT, nil
+}
+
+// isAnonHugetlb tells a MAP_ANONYMOUS|MAP_HUGETLB mapping, private or
+// shared.
+func isAnonHugetlb(v proc.VMA) bool {
+	return v.HasFlag("ht") && v.Path == anonHugetlbPath && v.Deleted
+}
+
+// defaultHugePageSize is x86-64's default huge page size, assumed for an
+// image whose MAP_HUGETLB flags carry no size.
+const defaultHugePageSize = 2 << 20
+
+// HugePageSize returns the page size of a VMA with these mmap flags: the
+// huge page size MAP_HUGE_SHIFT encodes for MAP_HUGETLB, else the base
+// page size.
+func HugePageSize(flags uint32) uint64 {
+	if flags&unix.MAP_HUGETLB == 0 {
+		return pageSize
+	}
+	if shift := flags >> unix.MAP_HUGE_SHIFT & unix.MAP_HUGE_MASK; shift != 0 {
+		return 1 << shift
+	}
+	return defaultHugePageSize
+}
+
+// classifyKind tells the status bits and mapping type of v: what backs
+// it and whether it is shared.
+func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
+	status = StatusRegular
 	if v.HasFlag("gd") {
 		flags |= unix.MAP_GROWSDOWN
 	}
@@ -143,10 +233,13 @@ func (bk Backing) classify(v proc.VMA) (status, flags uint32, err error) {
 	if v.Path == "[heap]" {
 		status |= StatusHeap
 	}
-	anon := v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || isAnonName(v.Path)
+	anon := v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || isAnonName(v.Path) || isAnonHugetlb(v)
 	switch {
 	case bk.onShmem(v):
 		return classifyShmem(v, status, flags)
+	case isAnonHugetlb(v) && v.Shared:
+		// Like /dev/zero on shmem: the object is the hugetlbfs inode.
+		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	case anon && v.Shared:
 		return 0, 0, fmt.Errorf("shared anonymous memory is not supported yet")
 	case anon:

@@ -35,6 +35,10 @@ type VMA struct {
 	// Rss and Anonymous are in bytes, from smaps "Rss:" and
 	// "Anonymous:"; 0 for maps.
 	Rss, Anonymous uint64
+	// KernelPageSize is the size in bytes of the pages backing the
+	// mapping (smaps "KernelPageSize:"; a huge page size for hugetlb);
+	// 0 for maps.
+	KernelPageSize uint64
 }
 
 // deletedSuffix is what the kernel's d_path appends to an unlinked file.
@@ -85,6 +89,8 @@ func (v *VMA) setField(key, val string) error {
 		v.Rss, err = parseKB(val)
 	case "Anonymous":
 		v.Anonymous, err = parseKB(val)
+	case "KernelPageSize":
+		v.KernelPageSize, err = parseKB(val)
 	case "VmFlags":
 		v.VmFlags = strings.Fields(val)
 		if v.VmFlags == nil {

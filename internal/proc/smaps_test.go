@@ -41,6 +41,13 @@ SwapPss:               0 kB
 Locked:                0 kB
 THPeligible:           0
 VmFlags: rd wr mr mw me ac 
+7fd0b5200000-7fd0b5600000 rw-s 00000000 00:11 447422                     /anon_hugepage (deleted)
+Size:               4096 kB
+KernelPageSize:     2048 kB
+MMUPageSize:        2048 kB
+Rss:                   0 kB
+Shared_Hugetlb:     2048 kB
+VmFlags: rd wr sh mr mw me ms de ht 
 7fd0b57bd000-7fd0b57bf000 rw-s 00000000 00:01 1025                       /dev/zero (deleted)
 Size:                  8 kB
 Rss:                   4 kB
@@ -84,7 +91,10 @@ func TestParseSmapsSample(t *testing.T) {
 	}
 	want := []VMA{
 		{Start: 0x55747534f000, End: 0x5574754de000, Prot: rw, Path: "[heap]",
-			VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac"}, Rss: 1544 * kiB, Anonymous: 1544 * kiB},
+			VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac"}, Rss: 1544 * kiB, Anonymous: 1544 * kiB, KernelPageSize: 4 * kiB},
+		{Start: 0x7fd0b5200000, End: 0x7fd0b5600000, Prot: rw, Shared: true, Minor: 0x11, Inode: 447422,
+			Path: "/anon_hugepage", Deleted: true, VmFlags: []string{"rd", "wr", "sh", "mr", "mw", "me", "ms", "de", "ht"},
+			KernelPageSize: 2048 * kiB},
 		{Start: 0x7fd0b57bd000, End: 0x7fd0b57bf000, Prot: rw, Shared: true, Minor: 1, Inode: 1025,
 			Path: "/dev/zero", Deleted: true, VmFlags: []string{"rd", "wr", "sh", "mr", "mw", "me", "ms"}, Rss: 4 * kiB},
 		{Start: 0x7fd0b640e000, End: 0x7fd0b640f000, Prot: r, Major: 0xfe, Inode: 9978209,
@@ -105,7 +115,7 @@ func TestParseSmapsSample(t *testing.T) {
 	if !reflect.DeepEqual(vmas, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", vmas, want)
 	}
-	if !vmas[7].HasFlag("gd") || vmas[0].HasFlag("gd") {
+	if !vmas[8].HasFlag("gd") || vmas[0].HasFlag("gd") {
 		t.Error("HasFlag(gd): want only [stack]")
 	}
 	if got := vmas[0].Size(); got != 1596*kiB {

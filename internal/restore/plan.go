@@ -33,6 +33,10 @@ type host struct {
 	memfdHolder func(inodeID uint32) (files.Holder, bool)
 	// skipFileCheck restores files changed since the dump.
 	skipFileCheck bool
+	// ttys are the terminals amber made for the tree (nil: none).
+	ttys *files.Terminals
+	// tcpEstablished restores established TCP connections.
+	tcpEstablished bool
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -135,6 +139,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		}
 	}
 	b.StartSection(sectionFinal)
+	planForeground(b, t, h)
 	p.memfds.Finish(b)
 	if p.fds != nil {
 		files.ClosePlan(b, p.fds)
@@ -177,7 +182,8 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 		in := &files.RestoreInput{
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
-			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds,
+			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
+			TCPEstablished: h.tcpEstablished,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit
@@ -240,14 +246,17 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
 	}
 	p.warnings = append(p.warnings, planSession(b, t, h)...)
+	planCtty(b, t, h)
 	return nil
 }
 
 // planSession puts the process back in its session and process group.
-// The root of a --shell-job stays in amber's, as with criu.
+// The root of a --shell-job stays in amber's, as with criu, unless it led
+// its session: it leads a new one then (criu's restore_sid), and gets its
+// terminal back as controlling terminal (planCtty).
 func planSession(b *plan.Builder, t *taskImages, h *host) []string {
 	pid, sid, pgid := t.tree.GetPid(), t.tree.GetSid(), t.tree.GetPgid()
-	if t.parent == nil && h.shellJob {
+	if t.parent == nil && h.shellJob && sid != pid {
 		return nil
 	}
 	// What the process inherits: its parent's restored values, or

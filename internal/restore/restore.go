@@ -39,7 +39,10 @@ type Options struct {
 	// SkipFileCheck restores files whose size or modification time
 	// changed since the dump (--skip-file-check).
 	SkipFileCheck bool
-	Log           *log.Logger
+	// TCPEstablished restores established TCP connections
+	// (--tcp-established).
+	TCPEstablished bool
+	Log            *log.Logger
 }
 
 // Result tells what was restored.
@@ -77,6 +80,10 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	if h.ttys, err = openTerminals(tree, opts); err != nil {
+		return err
+	}
+	defer h.ttys.Close()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, pinned, err := compel.Pin()
@@ -120,7 +127,13 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			return fmt.Errorf("pid %d: %w", p.t.pid, err)
 		}
 	}
+	if err := r.endTCPRepair(tree); err != nil {
+		return err
+	}
 	if err := segs.Finish(); err != nil {
+		return err
+	}
+	if err := h.ttys.Finish(); err != nil {
 		return err
 	}
 	return r.releaseAll()
@@ -539,7 +552,8 @@ func newHost(opts Options) (*host, error) {
 		shellJob: opts.ShellJob,
 		stat:     os.Stat,
 		// Files changed since the dump are taken as they are now.
-		skipFileCheck: opts.SkipFileCheck,
+		skipFileCheck:  opts.SkipFileCheck,
+		tcpEstablished: opts.TCPEstablished,
 	}, nil
 }
 

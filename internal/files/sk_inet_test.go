@@ -1,0 +1,338 @@
+package files
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
+	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+)
+
+// TestAddrWords: addresses are kept as criu keeps them, the bytes in
+// network order read as little-endian words.
+func TestAddrWords(t *testing.T) {
+	cases := []struct {
+		addr   string
+		family int
+		want   []uint32
+	}{
+		{"127.0.0.1", unix.AF_INET, []uint32{0x0100007f}},
+		{"10.1.2.3", unix.AF_INET, []uint32{0x0302010a}},
+		{"::1", unix.AF_INET6, []uint32{0, 0, 0, 0x01000000}},
+		{"::ffff:127.0.0.1", unix.AF_INET6, []uint32{0, 0, 0xffff0000, 0x0100007f}},
+		{"", unix.AF_INET6, []uint32{0, 0, 0, 0}},
+	}
+	for _, c := range cases {
+		var a netip.Addr
+		if c.addr != "" {
+			a = netip.MustParseAddr(c.addr)
+		}
+		got := addrWords(a, c.family)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: words %#x, want %#x", c.addr, got, c.want)
+		}
+		back, err := wordsAddr(got, uint32(c.family))
+		if err != nil || (a.IsValid() && back != a) {
+			t.Errorf("%s: back to %v (%v)", c.addr, back, err)
+		}
+	}
+	if _, err := wordsAddr([]uint32{1}, unix.AF_INET6); err == nil {
+		t.Errorf("an IPv6 address of one word was taken")
+	}
+}
+
+// TestInetSockaddr: struct sockaddr_in and sockaddr_in6 as the kernel
+// takes them.
+func TestInetSockaddr(t *testing.T) {
+	sa, err := inetSockaddr(unix.AF_INET, netip.MustParseAddrPort("127.0.0.1:8880"), "")
+	want := []byte{2, 0, 0x22, 0xb0, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}
+	if err != nil || !bytes.Equal(sa, want) {
+		t.Errorf("IPv4: %v (%v), want %v", sa, err, want)
+	}
+	sa, err = inetSockaddr(unix.AF_INET6, netip.MustParseAddrPort("[::1]:80"), "")
+	if err != nil || len(sa) != 28 || binary.LittleEndian.Uint16(sa) != unix.AF_INET6 ||
+		binary.BigEndian.Uint16(sa[2:]) != 80 || sa[23] != 1 || binary.LittleEndian.Uint32(sa[24:]) != 0 {
+		t.Errorf("IPv6: %v (%v)", sa, err)
+	}
+	if _, err := inetSockaddr(unix.AF_INET6, netip.MustParseAddrPort("[fe80::1]:80"), "no-such-if0"); err == nil {
+		t.Errorf("an unknown interface was taken")
+	}
+}
+
+// TestCheckInet: what the dump refuses, and what it takes.
+func TestCheckInet(t *testing.T) {
+	conn := func(state uint32) *inetSock {
+		return &inetSock{ino: 7, family: unix.AF_INET, typ: unix.SOCK_STREAM, proto: unix.IPPROTO_TCP, state: state,
+			src: netip.MustParseAddrPort("127.0.0.1:80"), dst: netip.MustParseAddrPort("127.0.0.1:4000")}
+	}
+	listener := &inetSock{family: unix.AF_INET, typ: unix.SOCK_STREAM, proto: unix.IPPROTO_TCP, state: tcpListen, pending: 2}
+	halfClosed := conn(tcpEstablished)
+	halfClosed.shutdown = skopts.SkShutdown_WRITE
+	cases := []struct {
+		k      *inetSock
+		tcpEst bool
+		want   string // "" when taken
+	}{
+		{conn(tcpEstablished), false, "--tcp-established"},
+		{conn(tcpEstablished), true, ""},
+		{conn(tcpCloseWait), true, "CLOSE_WAIT"},
+		{conn(tcpSynSent), true, "SYN_SENT"},
+		{halfClosed, true, "shut down for writing"},
+		{listener, false, "wait to be accepted"},
+		{&inetSock{typ: unix.SOCK_STREAM, proto: unix.IPPROTO_TCP, state: tcpClose}, false, ""},
+		{&inetSock{typ: unix.SOCK_DGRAM, proto: unix.IPPROTO_UDP, state: tcpEstablished}, false, ""},
+	}
+	for _, c := range cases {
+		d := &Dumper{opts: DumpOptions{TCPEstablished: c.tcpEst}}
+		err := d.checkInet(c.k)
+		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v (--tcp-established %v): %v, want %q", c.k, c.tcpEst, err, c.want)
+		}
+	}
+	for _, k := range []*inetSock{{typ: unix.SOCK_RAW, proto: unix.IPPROTO_ICMP}, {typ: unix.SOCK_STREAM, proto: unix.IPPROTO_MPTCP}} {
+		if err := checkProto(k); err == nil {
+			t.Errorf("type %d protocol %d taken", k.typ, k.proto)
+		}
+	}
+}
+
+// inetImg builds the InetSkEntry of a socket as the dump writes it.
+func inetImg(family, typ, pr int, state uint32, src, dst string, flags uint32, opts *skopts.SkOptsEntry) *skinet.InetSkEntry {
+	ap := func(s string) netip.AddrPort {
+		if s == "" {
+			return netip.AddrPort{}
+		}
+		return netip.MustParseAddrPort(s)
+	}
+	s, d := ap(src), ap(dst)
+	if opts == nil {
+		opts = &skopts.SkOptsEntry{}
+	}
+	for _, p := range []**uint32{&opts.SoSndbuf, &opts.SoRcvbuf} {
+		if *p == nil {
+			*p = proto.Uint32(0)
+		}
+	}
+	for _, p := range []**uint64{&opts.SoSndTmoSec, &opts.SoSndTmoUsec, &opts.SoRcvTmoSec, &opts.SoRcvTmoUsec} {
+		*p = proto.Uint64(0)
+	}
+	return &skinet.InetSkEntry{
+		Family: proto.Uint32(uint32(family)), Type: proto.Uint32(uint32(typ)), Proto: proto.Uint32(uint32(pr)),
+		State: proto.Uint32(state), SrcPort: proto.Uint32(uint32(s.Port())), DstPort: proto.Uint32(uint32(d.Port())),
+		Flags: proto.Uint32(flags), Backlog: proto.Uint32(0), Fown: newFown(), Opts: opts,
+		SrcAddr: addrWords(s.Addr(), family), DstAddr: addrWords(d.Addr(), family),
+	}
+}
+
+// addInet adds socket e to l's files with inode ino and returns its id.
+func (l *layout) addInet(e *skinet.InetSkEntry, ino uint32) uint32 {
+	id := l.nextID()
+	e.Id, e.Ino = proto.Uint32(id), proto.Uint32(ino)
+	l.in.Files[id] = &fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: e}
+	return id
+}
+
+// stream is a connection's tcp-stream image with queues of the given
+// sizes, unsent the last bytes of its send queue.
+func stream(in, out, unsent int) *TCPStream {
+	b := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
+	return &TCPStream{
+		Entry: &tcpstream.TcpStreamEntry{
+			InqLen: proto.Uint32(uint32(in)), InqSeq: proto.Uint32(5000), OutqLen: proto.Uint32(uint32(out)),
+			OutqSeq: proto.Uint32(100), OptMask: proto.Uint32(tcpiOptSack | tcpiOptWscale | tcpiOptTimestamps),
+			SndWscale: proto.Uint32(7), RcvWscale: proto.Uint32(9), MssClamp: proto.Uint32(1460),
+			Timestamp: proto.Uint32(123456), UnsqLen: proto.Uint32(uint32(unsent)),
+			SndWl1: proto.Uint32(1), SndWnd: proto.Uint32(2), MaxWindow: proto.Uint32(3), RcvWnd: proto.Uint32(4), RcvWup: proto.Uint32(5),
+		},
+		In: b(in, 'i'), Out: b(out, 'o'),
+	}
+}
+
+// TestPlanInet restores listeners, bound and connected UDP sockets and
+// TCP connections with queues in a simulated task: every socket ends up
+// at its number, bound, listening or connected as dumped, with its
+// reuse options as dumped, and each connection in repair mode with its
+// sequence numbers and queues, listed for EndTCPRepair.
+func TestPlanInet(t *testing.T) {
+	reuse := func() *skopts.SkOptsEntry { return &skopts.SkOptsEntry{Reuseaddr: proto.Bool(true)} }
+	l := newLayout()
+	lsn := inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpListen, "0.0.0.0:8880", "", unix.O_RDWR, reuse())
+	lsn.Backlog = proto.Uint32(9)
+	l.fd(3, l.addInet(lsn, 100), false)
+	conn := l.addInet(inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:8880",
+		"127.0.0.1:40000", unix.O_RDWR|unix.O_NONBLOCK, reuse()), 101)
+	l.fd(7, conn, true)
+	conn6 := l.addInet(inetImg(unix.AF_INET6, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "[::1]:9000",
+		"[::1]:9001", unix.O_RDWR, nil), 102)
+	l.fd(0, conn6, false)
+	l.fd(5, l.addInet(inetImg(unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_UDP, tcpEstablished, "[::ffff:127.0.0.1]:5000",
+		"[::ffff:127.0.0.1]:5001", unix.O_RDWR, &skopts.SkOptsEntry{SoReuseport: proto.Bool(true)}), 103), false)
+	l.fd(6, l.addInet(inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpClose, "", "", unix.O_RDWR, nil), 104), false)
+	l.in.TCPEstablished = true
+	l.in.Extra = &Extra{TCPStreams: map[uint32]*TCPStream{101: stream(200<<10, 3000, 1000), 102: stream(0, 0, 0)}}
+
+	s, p := runFds(t, l, 0, 1, 2, 3, 17)
+	for _, f := range l.in.Fds {
+		for _, problem := range inetProblems(s, int(f.GetFd()), l.in, f.GetId()) {
+			t.Error(problem)
+		}
+	}
+	r, err := planFds(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.restored.Repaired(42)
+	want := []TCPRepaired{{Holder{42, 7}, conn}, {Holder{42, 0}, conn6}}
+	slices.SortFunc(got, func(a, b TCPRepaired) int { return int(a.ID) - int(b.ID) })
+	if !slices.Equal(got, want) {
+		t.Errorf("connections in repair mode %v, want %v", got, want)
+	}
+	if t.Failed() {
+		t.Logf("plan:\n%s", p)
+	}
+}
+
+// TestPlanInetRefused: what restore refuses, naming the socket.
+func TestPlanInetRefused(t *testing.T) {
+	est := func() *skinet.InetSkEntry {
+		return inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:1", "127.0.0.1:2", 0, nil)
+	}
+	raw := inetImg(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP, tcpClose, "", "", 0, nil)
+	synSent := est()
+	synSent.State = proto.Uint32(tcpSynSent)
+	cases := []struct {
+		name     string
+		e        *skinet.InetSkEntry
+		tcpEst   bool
+		streams  map[uint32]*TCPStream
+		contains string
+	}{
+		{"connection without --tcp-established", est(), false, map[uint32]*TCPStream{9: stream(1, 1, 0)}, "--tcp-established"},
+		{"connection without its stream", est(), true, nil, "tcp-stream-9.img"},
+		{"raw socket", raw, true, nil, "only TCP and UDP"},
+		{"connection not established", synSent, true, nil, "SYN_SENT"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLayout()
+			l.fd(3, l.addInet(c.e, 9), false)
+			l.in.TCPEstablished = c.tcpEst
+			l.in.Extra = &Extra{TCPStreams: c.streams}
+			_, err := planFds(l)
+			if err == nil || !strings.Contains(err.Error(), c.contains) || !strings.Contains(err.Error(), "socket 9") {
+				t.Fatalf("got %v, want an error naming socket 9 and %q", err, c.contains)
+			}
+		})
+	}
+}
+
+// TestTCPStreamImage: tcp-stream-INO.img written and read back, its
+// queues after the entry; a bad unsent length is refused.
+func TestTCPStreamImage(t *testing.T) {
+	dir := image.Dir(t.TempDir())
+	st := stream(10, 20, 5)
+	st.In[0], st.Out[19] = 'I', 'O'
+	if err := writeTCPStream(dir, 0x1a2b, st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir.Path("tcp-stream-1a2b.img")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readTCPStreams(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := got[0x1a2b]
+	if g == nil || !bytes.Equal(g.In, st.In) || !bytes.Equal(g.Out, st.Out) || !proto.Equal(g.Entry, st.Entry) {
+		t.Fatalf("read back %+v, want %+v", g, st)
+	}
+	st.Entry.UnsqLen = proto.Uint32(21)
+	if err := writeTCPStream(dir, 0x1a2b, st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readTCPStreams(dir); err == nil || !strings.Contains(err.Error(), "unsent") {
+		t.Fatalf("an unsent length beyond the send queue: %v", err)
+	}
+}
+
+// TestReadTCPStream puts a copy of a real loopback connection's socket
+// in repair mode and reads it as the dump does: its queues hold what
+// was written and not read. It needs CAP_NET_ADMIN.
+func TestReadTCPStream(t *testing.T) {
+	srv, cli := loopbackPair(t)
+	defer unix.Close(srv)
+	defer unix.Close(cli)
+	toSrv, toCli := bytes.Repeat([]byte("to server "), 3000), bytes.Repeat([]byte("to client "), 700)
+	if _, err := unix.Write(cli, toSrv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(srv, toCli); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetsockoptInt(srv, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); errors.Is(err, unix.EPERM) {
+		t.Skip("TCP repair mode needs CAP_NET_ADMIN")
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SetsockoptInt(srv, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF)
+	st, err := readTCPStream(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(st.In, toSrv) || st.Entry.GetInqLen() != uint32(len(toSrv)) {
+		t.Errorf("receive queue of %d bytes, want the %d written", len(st.In), len(toSrv))
+	}
+	// On loopback the client acknowledges at once: nothing waits.
+	if len(st.Out) != 0 || st.Entry.GetUnsqLen() != 0 {
+		t.Errorf("send queue of %d bytes (%d unsent), want none", len(st.Out), st.Entry.GetUnsqLen())
+	}
+	if st.Entry.GetMssClamp() == 0 || st.Entry.SndWnd == nil {
+		t.Errorf("no MSS or windows: %v", st.Entry)
+	}
+	b := make([]byte, len(toCli)+1)
+	if n, err := unix.Read(cli, b); err != nil || !bytes.Equal(b[:n], toCli) {
+		t.Errorf("the client reads %d bytes (%v), want the %d in flight", n, err, len(toCli))
+	}
+}
+
+// loopbackPair returns both ends of a TCP connection on 127.0.0.1.
+func loopbackPair(t *testing.T) (srv, cli int) {
+	t.Helper()
+	lsn, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lsn)
+	if err := unix.Bind(lsn, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lsn, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cli, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(cli, sa); err != nil {
+		t.Fatal(err)
+	}
+	if srv, _, err = unix.Accept4(lsn, unix.SOCK_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	return srv, cli
+}

@@ -1,0 +1,626 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+)
+
+// Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
+// through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+).
+//
+// Dump: amber takes a copy of the socket (pidfd_getfd), makes the socket
+// drop every segment that arrives from now on (a one-instruction classic
+// BPF filter, SO_ATTACH_FILTER: the kernel runs it before TCP sees the
+// segment) and turns repair mode on; both belong to the socket, not to
+// the descriptor. In repair mode amber reads the sequence numbers of both
+// queues (TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ), their bytes (MSG_PEEK), how
+// much of the send queue was never sent (SIOCOUTQNSD), the options
+// negotiated at the handshake (TCP_INFO, TCP_MAXSEG, TCP_TIMESTAMP) and
+// the windows (TCP_REPAIR_WINDOW), into tcp-stream-INO.img. The copies
+// stay open until ReleaseSockets: after the kill they are closed, still
+// in repair mode; after --leave-running or a failed dump repair mode is
+// turned off and the filter removed again.
+//
+// This is amber's network lock, and takes no iptables or nftables rule:
+//   - the filter: what the peer sends after amber read the queues is
+//     neither queued nor acknowledged, so the peer sends it again later,
+//     to the restored socket, instead of it being acknowledged and lost;
+//   - repair mode: when the dumped tasks die, the connection is closed
+//     with no FIN and no RST to the peer (tcp_close -> tcp_disconnect
+//     sends nothing in repair mode).
+//
+// What neither covers is the peer talking while no socket exists,
+// between the kill and the restore: a segment it sends then (new data, a
+// retransmission of what the filter dropped, a keepalive) is answered by
+// the kernel with a RST. criu's firewall rule outlives the dump and
+// drops those too; amber's filter dies with the socket, so a peer
+// outside the dumped tree must stay quiet until the restore (a peer
+// inside the tree is frozen, filtered, then closed in repair mode too).
+//
+// Restore, in the plan of the task (makeInet, repair below): a socket in
+// repair mode is bound to the dumped address, given the sequence numbers,
+// connected (no handshake: in repair mode connect only sets the
+// connection up), given the options and the timestamp, its queues
+// refilled (the receive queue as received data, the part of the send
+// queue that was sent as sent, unacknowledged data) and its windows. It
+// stays in repair mode until every task is restored, so that no segment
+// leaves before the peer, if it is in the tree too, exists again. Then
+// amber (EndTCPRepair) checks each queue, turns repair mode off (the
+// kernel sends a window probe and the connection resumes), gives back
+// SO_REUSEADDR, which leaving repair mode clears, and writes the part of
+// the send queue that was never sent, as the task had written it.
+
+// TCPStream is tcp-stream-INO.img: one connection's state and the bytes
+// in its queues.
+type TCPStream struct {
+	Entry *tcpstream.TcpStreamEntry
+	In    []byte // the receive queue: received, not read yet
+	Out   []byte // the send queue: written, not acknowledged; its last Entry.UnsqLen bytes were never sent
+}
+
+// Repair queues of linux/tcp.h.
+const (
+	tcpNoQueue   = 0
+	tcpRecvQueue = 1
+	tcpSendQueue = 2
+)
+
+// TCPI_OPT_* of linux/tcp.h: options negotiated at the handshake.
+const (
+	tcpiOptTimestamps = 1
+	tcpiOptSack       = 2
+	tcpiOptWscale     = 4
+)
+
+// tcpDump is what a dump keeps of the connections it put in repair mode
+// (in inetDump).
+type tcpDump struct {
+	socks   []*repairedSocket
+	streams map[uint32]*TCPStream // by inode
+}
+
+// repairedSocket is amber's copy of a socket in repair mode.
+type repairedSocket struct {
+	pid, fd, s int
+	ino        uint32
+	reuseaddr  bool
+}
+
+// dumpTCPStream puts connection k (socket s, a copy of pid's fd) in
+// repair mode and reads its state. reuseaddr is its SO_REUSEADDR, which
+// ReleaseSockets gives back if the connection goes on.
+func (d *Dumper) dumpTCPStream(pid, fd, s int, k *inetSock, reuseaddr bool) error {
+	c, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("keep a copy for repair mode: %w", err)
+	}
+	if err := lockSocket(c); err != nil {
+		unix.Close(c)
+		return err
+	}
+	if err := unix.SetsockoptInt(c, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
+		unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+		unix.Close(c)
+		return fmt.Errorf("turn repair mode on (TCP_REPAIR): %w", err)
+	}
+	t := &d.inetSockets().tcp
+	t.socks = append(t.socks, &repairedSocket{pid: pid, fd: fd, s: c, ino: k.ino, reuseaddr: reuseaddr})
+	st, err := readTCPStream(c)
+	if err != nil {
+		return err
+	}
+	t.streams[k.ino] = st
+	return nil
+}
+
+// dropAll is a classic BPF socket filter that keeps no byte of any
+// packet: BPF_RET|BPF_K 0.
+var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+
+// lockSocket makes socket s drop every segment it receives from now on.
+// A socket that has a filter of its own is refused: amber would replace
+// it, and does not restore socket filters yet.
+func lockSocket(s int) error {
+	var n uint32
+	if err := getsockopt(s, unix.SOL_SOCKET, unix.SO_GET_FILTER, nil, &n); err != nil || n != 0 {
+		return fmt.Errorf("a socket filter is attached (SO_GET_FILTER: %d instructions, %v): not supported yet", n, err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
+	if err := unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("make it drop what arrives (SO_ATTACH_FILTER): %w", err)
+	}
+	return nil
+}
+
+// readTCPStream reads the state of a connection in repair mode.
+func readTCPStream(s int) (*TCPStream, error) {
+	ti, err := readTCPInfo(s)
+	if err != nil {
+		return nil, err
+	}
+	if ti.state != tcpEstablished {
+		return nil, fmt.Errorf("TCP state %s in repair mode: not supported yet", tcpStateName(uint32(ti.state)))
+	}
+	e := &tcpstream.TcpStreamEntry{OptMask: proto.Uint32(uint32(ti.options)), SndWscale: proto.Uint32(0)}
+	if err := readQueueLengths(s, e); err != nil {
+		return nil, err
+	}
+	if err := readHandshakeOptions(s, ti, e); err != nil {
+		return nil, err
+	}
+	if err := readWindow(s, e); err != nil {
+		return nil, err
+	}
+	st := &TCPStream{Entry: e}
+	var seq uint32
+	if seq, st.In, err = peekRepairQueue(s, tcpRecvQueue, e.GetInqLen()); err != nil {
+		return nil, fmt.Errorf("receive queue: %w", err)
+	}
+	e.InqSeq = proto.Uint32(seq)
+	if seq, st.Out, err = peekRepairQueue(s, tcpSendQueue, e.GetOutqLen()); err != nil {
+		return nil, fmt.Errorf("send queue: %w", err)
+	}
+	e.OutqSeq = proto.Uint32(seq)
+	return st, nil
+}
+
+// readQueueLengths reads how many bytes each queue holds and how many of
+// the send queue's were never sent.
+func readQueueLengths(s int, e *tcpstream.TcpStreamEntry) error {
+	for _, q := range []struct {
+		req  uint
+		name string
+		set  **uint32
+	}{{unix.SIOCOUTQ, "SIOCOUTQ", &e.OutqLen}, {unix.SIOCOUTQNSD, "SIOCOUTQNSD", &e.UnsqLen}, {unix.SIOCINQ, "SIOCINQ", &e.InqLen}} {
+		n, err := unix.IoctlGetInt(s, q.req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", q.name, err)
+		}
+		*q.set = proto.Uint32(uint32(n))
+	}
+	return nil
+}
+
+// readHandshakeOptions reads the MSS and, if negotiated, the window
+// scales and the timestamp.
+func readHandshakeOptions(s int, ti tcpInfo, e *tcpstream.TcpStreamEntry) error {
+	mss, err := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_MAXSEG)
+	if err != nil {
+		return fmt.Errorf("getsockopt TCP_MAXSEG: %w", err)
+	}
+	e.MssClamp = proto.Uint32(uint32(mss))
+	if ti.options&tcpiOptWscale != 0 {
+		e.SndWscale, e.RcvWscale = proto.Uint32(uint32(ti.sndWscale)), proto.Uint32(uint32(ti.rcvWscale))
+	}
+	if ti.options&tcpiOptTimestamps != 0 {
+		ts, err := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
+		if err != nil {
+			return fmt.Errorf("getsockopt TCP_TIMESTAMP: %w", err)
+		}
+		e.Timestamp = proto.Uint32(uint32(ts))
+	}
+	return nil
+}
+
+// readWindow reads struct tcp_repair_window (Linux 4.8+).
+func readWindow(s int, e *tcpstream.TcpStreamEntry) error {
+	b, err := getsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, 20)
+	if errors.Is(err, unix.ENOPROTOOPT) {
+		return nil
+	}
+	if err != nil || len(b) < 20 {
+		return fmt.Errorf("getsockopt TCP_REPAIR_WINDOW (%d bytes): %w", len(b), err)
+	}
+	le := binary.LittleEndian
+	e.SndWl1, e.SndWnd, e.MaxWindow = proto.Uint32(le.Uint32(b)), proto.Uint32(le.Uint32(b[4:])), proto.Uint32(le.Uint32(b[8:]))
+	e.RcvWnd, e.RcvWup = proto.Uint32(le.Uint32(b[12:])), proto.Uint32(le.Uint32(b[16:]))
+	return nil
+}
+
+// peekRepairQueue reads the sequence number after the end of queue q
+// (rcv_nxt, write_seq) and its n bytes, without taking them. A peek
+// offset the task set (SO_PEEK_OFF) is put aside meanwhile.
+func peekRepairQueue(s, q int, n uint32) (seq uint32, data []byte, err error) {
+	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, q); err != nil {
+		return 0, nil, fmt.Errorf("TCP_REPAIR_QUEUE %d: %w", q, err)
+	}
+	defer unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue)
+	v, err := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+	if err != nil {
+		return 0, nil, fmt.Errorf("getsockopt TCP_QUEUE_SEQ: %w", err)
+	}
+	if n == 0 {
+		return uint32(v), nil, nil
+	}
+	if off, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF); err == nil && off >= 0 {
+		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0)
+		defer unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
+	}
+	// One byte more than the queue holds shows it holds no more.
+	buf := make([]byte, n+1)
+	got, _, err := unix.Recvfrom(s, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	if err != nil {
+		return 0, nil, fmt.Errorf("peek %d bytes: %w", n, err)
+	}
+	if got != int(n) {
+		return 0, nil, fmt.Errorf("peeked %d bytes, the queue holds %d", got, n)
+	}
+	return uint32(v), buf[:n], nil
+}
+
+// ReleaseSockets ends what the dump did to the sockets it took. If the
+// tree goes on (resume: --leave-running, or a failed dump), each
+// connection leaves repair mode and gets its SO_REUSEADDR back; else the
+// tree is dead and closing amber's copies, the last references, closes
+// the connections silently.
+func (d *Dumper) ReleaseSockets(resume bool) error {
+	if d.inet == nil {
+		return nil
+	}
+	var errs []error
+	for _, r := range d.inet.tcp.socks {
+		if resume {
+			errs = append(errs, r.resume())
+		}
+		unix.Close(r.s)
+	}
+	d.inet.tcp.socks = nil
+	return errors.Join(errs...)
+}
+
+// resume turns repair mode off on a dumped connection that goes on, and
+// lets it receive again.
+func (r *repairedSocket) resume() error {
+	if err := unix.SetsockoptInt(r.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
+		return fmt.Errorf("pid %d fd %d: tcp socket %d: turn repair mode off: %w", r.pid, r.fd, r.ino, err)
+	}
+	if err := unix.SetsockoptInt(r.s, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
+		return fmt.Errorf("pid %d fd %d: tcp socket %d: remove the filter that dropped what arrived: %w", r.pid, r.fd, r.ino, err)
+	}
+	if err := unix.SetsockoptInt(r.s, unix.SOL_SOCKET, unix.SO_REUSEADDR, int(b2u(r.reuseaddr))); err != nil {
+		return fmt.Errorf("pid %d fd %d: tcp socket %d: SO_REUSEADDR: %w", r.pid, r.fd, r.ino, err)
+	}
+	return nil
+}
+
+// tcpStreamName is the image of the connection of socket inode ino.
+func tcpStreamName(ino uint32) string { return fmt.Sprintf("tcp-stream-%x.img", ino) }
+
+// writeStreams writes a tcp-stream image for each connection.
+func (in *inetDump) writeStreams(dir image.Dir) error {
+	if in == nil {
+		return nil
+	}
+	for ino, st := range in.tcp.streams {
+		if err := writeTCPStream(dir, ino, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeTCPStream(dir image.Dir, ino uint32, st *TCPStream) error {
+	w, err := image.Create(dir.Path(tcpStreamName(ino)), image.TcpStream)
+	if err != nil {
+		return err
+	}
+	if err := w.WriteWithPayload(st.Entry, append(slices.Clip(st.In), st.Out...)); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// readTCPStreams reads every tcp-stream image of dir, by socket inode.
+func readTCPStreams(dir image.Dir) (map[uint32]*TCPStream, error) {
+	paths, err := filepath.Glob(dir.Path("tcp-stream-*.img"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]*TCPStream{}
+	for _, p := range paths {
+		hex := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "tcp-stream-"), ".img")
+		ino, err := strconv.ParseUint(hex, 16, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not named after a socket inode", p)
+		}
+		if out[uint32(ino)], err = readTCPStream1(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readTCPStream1 reads one tcp-stream image.
+func readTCPStream1(path string) (*TCPStream, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := image.NewReader(f, path, image.TcpStream)
+	if err != nil {
+		return nil, err
+	}
+	e := &tcpstream.TcpStreamEntry{}
+	data, err := r.NextWithPayload(e, func() int { return int(e.GetInqLen()) + int(e.GetOutqLen()) })
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if e.UnsqLen == nil || e.GetUnsqLen() > e.GetOutqLen() {
+		return nil, fmt.Errorf("%s: unsent length %d of a send queue of %d bytes", path, e.GetUnsqLen(), e.GetOutqLen())
+	}
+	return &TCPStream{Entry: e, In: data[:e.GetInqLen()], Out: data[e.GetInqLen():]}, nil
+}
+
+// repairChunk is the most bytes queued by one send in repair mode: a
+// receive queue takes one buffer per call of at most MAX_SKB_FRAGS (17)
+// pages, so that a larger write would be cut short.
+const repairChunk = 64 << 10
+
+// repair plans making a connection in repair mode (libsoccr's
+// libsoccr_restore): bind, sequence numbers, connect, handshake options,
+// timestamp, queues, windows.
+func (m *inetMaker) repair() error {
+	st := m.p.in.extra().TCPStreams[m.k.e.GetIno()]
+	if st == nil {
+		return fmt.Errorf("no %s in the images", tcpStreamName(m.k.e.GetIno()))
+	}
+	e := st.Entry
+	m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON, "turn repair mode on")
+	if err := m.bind(); err != nil {
+		return err
+	}
+	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-e.GetInqLen(), "receive")
+	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-e.GetOutqLen(), "send")
+	sa, err := inetSockaddr(m.k.e.GetFamily(), m.k.dst, "")
+	if err != nil {
+		return err
+	}
+	b := m.p.b
+	b.Call(fmt.Sprintf("connect %v in repair mode", m.k), unix.SYS_CONNECT, uint64(m.fd), b.Bytes(sa), uint64(len(sa)))
+	m.handshakeOptions(e)
+	m.refillQueues(st)
+	m.window(e)
+	m.p.table.TCPRepair = append(m.p.table.TCPRepair, m.id)
+	return nil
+}
+
+// setQueueSeq plans setting the first sequence number of queue q.
+func (m *inetMaker) setQueueSeq(q int, seq uint32, name string) {
+	m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, uint32(q), "select the "+name+" queue")
+	m.setInt(unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ, seq, fmt.Sprintf("set the %s sequence to %d", name, seq))
+}
+
+// handshakeOptions plans setting what the handshake negotiated: SACK,
+// window scales, timestamps, MSS (struct tcp_repair_opt pairs), and the
+// timestamp clock.
+func (m *inetMaker) handshakeOptions(e *tcpstream.TcpStreamEntry) {
+	var opts []byte
+	add := func(code, val uint32) {
+		opts = binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(opts, code), val)
+	}
+	mask := e.GetOptMask()
+	if mask&tcpiOptSack != 0 {
+		add(unix.TCPOPT_SACK_PERMITTED, 0)
+	}
+	if mask&tcpiOptWscale != 0 {
+		add(unix.TCPOPT_WINDOW, e.GetSndWscale()|e.GetRcvWscale()<<16)
+	}
+	if mask&tcpiOptTimestamps != 0 {
+		add(unix.TCPOPT_TIMESTAMP, 0)
+	}
+	add(unix.TCPOPT_MAXSEG, e.GetMssClamp())
+	b := m.p.b
+	b.Call(fmt.Sprintf("set the handshake options (mask %#x, mss %d) of %v", mask, e.GetMssClamp(), m.k), unix.SYS_SETSOCKOPT,
+		uint64(m.fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_OPTIONS, b.Bytes(opts), uint64(len(opts)))
+	if mask&tcpiOptTimestamps != 0 {
+		m.setInt(unix.IPPROTO_TCP, unix.TCP_TIMESTAMP, e.GetTimestamp(), "set the timestamp")
+	}
+}
+
+// refillQueues plans queuing the received bytes and the sent,
+// unacknowledged ones, with room enough for both first (the dumped
+// buffer sizes are set afterwards). The bytes never sent wait for
+// EndTCPRepair.
+func (m *inetMaker) refillQueues(st *TCPStream) {
+	sent := st.Out[:len(st.Out)-int(st.Entry.GetUnsqLen())]
+	if len(st.In) > 0 {
+		m.setInt(unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, maxSockBuf, "grow the receive buffer to refill")
+		m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpRecvQueue, "select the receive queue")
+		m.send(st.In, "receive")
+	}
+	if len(sent) > 0 || st.Entry.GetUnsqLen() > 0 {
+		m.setInt(unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxSockBuf, "grow the send buffer to refill")
+	}
+	if len(sent) > 0 {
+		m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue, "select the send queue")
+		m.send(sent, "send")
+	}
+	m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue, "select no queue")
+}
+
+// send plans queuing data on the selected queue, in chunks.
+func (m *inetMaker) send(data []byte, name string) {
+	b := m.p.b
+	for off := 0; off < len(data); off += repairChunk {
+		chunk := data[off:min(off+repairChunk, len(data))]
+		b.Call(fmt.Sprintf("queue bytes %d-%d of the %s queue of %v", off, off+len(chunk), name, m.k), unix.SYS_SENDTO,
+			uint64(m.fd), b.Bytes(chunk), uint64(len(chunk)), unix.MSG_DONTWAIT, 0, 0)
+	}
+}
+
+// window plans setting struct tcp_repair_window, if dumped.
+func (m *inetMaker) window(e *tcpstream.TcpStreamEntry) {
+	if e.SndWnd == nil {
+		return
+	}
+	var w []byte
+	for _, v := range []uint32{e.GetSndWl1(), e.GetSndWnd(), e.GetMaxWindow(), e.GetRcvWnd(), e.GetRcvWup()} {
+		w = binary.LittleEndian.AppendUint32(w, v)
+	}
+	b := m.p.b
+	b.Call(fmt.Sprintf("set the windows of %v", m.k), unix.SYS_SETSOCKOPT, uint64(m.fd), unix.IPPROTO_TCP,
+		unix.TCP_REPAIR_WINDOW, b.Bytes(w), uint64(len(w)))
+}
+
+// TCPRepaired is a connection a restored task holds in repair mode.
+type TCPRepaired struct {
+	Holder
+	ID uint32 // its file id
+}
+
+// Repaired lists the connections that task pid made in repair mode,
+// each at one of its descriptors.
+func (r *Restored) Repaired(pid int) []TCPRepaired {
+	var out []TCPRepaired
+	for _, id := range r.TCPRepair {
+		out = append(out, TCPRepaired{Holder: Holder{Pid: pid, Fd: r.Held[id]}, ID: id})
+	}
+	return out
+}
+
+// EndTCPRepair lets the restored connections go, once every task is in
+// place: it checks that each one's queues hold what the dump saw, turns
+// repair mode off on all, gives SO_REUSEADDR back and writes the bytes
+// that were never sent. amber does it through a copy of each socket
+// (pidfd_getfd), as root: a task may have dropped its privileges by now.
+func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
+	var conns []*restoredConn
+	defer func() {
+		for _, c := range conns {
+			unix.Close(c.s)
+		}
+	}()
+	for _, r := range socks {
+		c, err := takeRestored(r, idx, x)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		if err := c.checkQueues(); err != nil {
+			return c.errorf("%w", err)
+		}
+	}
+	for _, c := range conns {
+		if err := c.leaveRepair(); err != nil {
+			return err
+		}
+	}
+	for _, c := range conns {
+		if err := c.sendUnsent(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoredConn is amber's copy of a restored connection.
+type restoredConn struct {
+	TCPRepaired
+	s  int
+	k  *inetImage
+	st *TCPStream
+}
+
+func (c *restoredConn) errorf(format string, args ...any) error {
+	return fmt.Errorf("pid %d fd %d: %v: %w", c.Pid, c.Fd, c.k, fmt.Errorf(format, args...))
+}
+
+// takeRestored copies a restored connection into amber.
+func takeRestored(r TCPRepaired, idx Index, x *Extra) (*restoredConn, error) {
+	ie := idx[r.ID].GetIsk()
+	if ie == nil {
+		return nil, fmt.Errorf("file id %d: not an inet socket", r.ID)
+	}
+	k, err := readInetImage(ie)
+	if err != nil {
+		return nil, err
+	}
+	c := &restoredConn{TCPRepaired: r, k: k, st: x.TCPStreams[ie.GetIno()]}
+	if c.st == nil {
+		return nil, c.errorf("no %s in the images", tcpStreamName(ie.GetIno()))
+	}
+	if c.s, err = takeSocket(r.Pid, r.Fd); err != nil {
+		return nil, c.errorf("%w", err)
+	}
+	return c, nil
+}
+
+// checkQueues verifies that the plan queued every byte: a send the
+// kernel cut short is no error to the executor. The send queue must end
+// where the sent bytes did (write_seq moves only with writes); the
+// receive queue must hold at least the dumped bytes (a retransmission
+// from a peer may have added some since).
+func (c *restoredConn) checkQueues() error {
+	e := c.st.Entry
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
+		return fmt.Errorf("select its send queue: %w", err)
+	}
+	end, err := unix.GetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+	unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue)
+	if err != nil {
+		return fmt.Errorf("end of its send queue: %w", err)
+	}
+	if want := e.GetOutqSeq() - e.GetUnsqLen(); uint32(end) != want {
+		return fmt.Errorf("its send queue ends at sequence %d after restore, want %d: %d bytes missing",
+			uint32(end), want, int32(want-uint32(end)))
+	}
+	n, err := unix.IoctlGetInt(c.s, unix.SIOCINQ)
+	if err != nil {
+		return fmt.Errorf("length of its receive queue: %w", err)
+	}
+	if uint32(n) < e.GetInqLen() {
+		return fmt.Errorf("its receive queue holds %d bytes after restore, want %d", n, e.GetInqLen())
+	}
+	return nil
+}
+
+// leaveRepair turns repair mode off and gives SO_REUSEADDR back.
+func (c *restoredConn) leaveRepair() error {
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
+		return c.errorf("turn repair mode off: %w", err)
+	}
+	if c.k.e.GetOpts().GetReuseaddr() {
+		if err := unix.SetsockoptInt(c.s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return c.errorf("SO_REUSEADDR: %w", err)
+		}
+	}
+	return nil
+}
+
+// unsentTimeout bounds the wait for room to write the bytes never sent.
+const unsentTimeout = 10 * time.Second
+
+// sendUnsent writes the bytes of the send queue that were never sent,
+// as the task had written them.
+func (c *restoredConn) sendUnsent() error {
+	unsent := c.st.Out[len(c.st.Out)-int(c.st.Entry.GetUnsqLen()):]
+	deadline := time.Now().Add(unsentTimeout)
+	for len(unsent) > 0 {
+		n, err := unix.SendmsgN(c.s, unsent, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		switch {
+		case errors.Is(err, unix.EAGAIN) && time.Now().Before(deadline):
+			unix.Poll([]unix.PollFd{{Fd: int32(c.s), Events: unix.POLLOUT}}, 100)
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return c.errorf("write the %d bytes never sent: %w", len(unsent), err)
+		default:
+			unsent = unsent[n:]
+		}
+	}
+	return nil
+}

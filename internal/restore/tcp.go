@@ -1,0 +1,20 @@
+package restore
+
+import "amber/internal/files"
+
+// endTCPRepair lets the TCP connections of the tree, made in repair
+// mode, go: once every task is in place, so that the first segment any
+// of them sends finds its peer, if the peer is in the tree too.
+func (r *restorer) endTCPRepair(tree *treeImages) error {
+	var socks []files.TCPRepaired
+	for _, p := range r.procs {
+		if p.plan.fds != nil {
+			socks = append(socks, p.plan.fds.Repaired(p.t.pid)...)
+		}
+	}
+	if len(socks) == 0 {
+		return nil
+	}
+	r.opts.Log.Infof("letting %d TCP connections leave repair mode", len(socks))
+	return files.EndTCPRepair(socks, tree.root.files, tree.root.extra)
+}

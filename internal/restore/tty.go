@@ -1,0 +1,50 @@
+package restore
+
+import (
+	"amber/internal/files"
+	"amber/internal/plan"
+)
+
+// openTerminals makes the terminals of the tree before any process is
+// planned: tasks take them from amber. What cannot be had back exactly is
+// logged.
+func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
+	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob}
+	if tree.root.extra != nil {
+		in.Images = tree.root.extra.Ttys
+	}
+	for _, t := range tree.tasks {
+		in.Procs = append(in.Procs, files.TtyProc{Pid: t.pid, Sid: int(t.tree.GetSid()), Pgid: int(t.tree.GetPgid())})
+	}
+	terms, err := files.OpenTerminals(in)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range terms.Warnings {
+		opts.Log.Warnf("%s", w)
+	}
+	return terms, nil
+}
+
+// planCtty gives a session leader its controlling terminal back, right
+// after its setsid and before it forks the rest of its session.
+func planCtty(b *plan.Builder, t *taskImages, h *host) {
+	if int(t.tree.GetSid()) != t.pid {
+		return
+	}
+	if c, ok := h.ttys.Ctty(t.pid); ok {
+		files.PlanCtty(b, h.amberPid, c)
+	}
+}
+
+// planForeground puts the dumped foreground process group back in the
+// foreground of a session leader's terminal, in its final section, when
+// every process is in its group.
+func planForeground(b *plan.Builder, t *taskImages, h *host) {
+	if int(t.tree.GetSid()) != t.pid {
+		return
+	}
+	if c, ok := h.ttys.Ctty(t.pid); ok {
+		files.PlanForeground(b, c)
+	}
+}

@@ -1,0 +1,104 @@
+package test
+
+import (
+	"os"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestTCP covers what the zdtm table does not about inet sockets:
+// refusals, and a dump that leaves the connections running.
+func TestTCP(t *testing.T) {
+	t.Run("dump_established_without_flag", testDumpEstablishedWithoutFlag)
+	t.Run("dump_socket_of_other_netns", testDumpOtherNetns)
+	t.Run("leave_running_established", testLeaveRunningEstablished)
+}
+
+// testDumpEstablishedWithoutFlag dumps tcp_established00 without
+// --tcp-established: as criu, amber must refuse, naming the pid, the
+// descriptor and the option, and the program must go on as before.
+func testDumpEstablishedWithoutFlag(t *testing.T) {
+	c := startCase(t, "tcp_established00")
+	r := c.dump()
+	t.Logf("refused: %s", r.stderr)
+	requireFailureNamingPid(t, r, c.pid)
+	for _, want := range []string{"fd ", "ESTABLISHED", "--tcp-established"} {
+		requireFailure(t, r, want)
+	}
+	requireRunning(t, c.pid)
+	c.mustPass()
+}
+
+// testDumpOtherNetns dumps a program holding, on fd 3, a UDP socket made
+// in another network namespace: amber must refuse, naming the fd and
+// the namespace, and leave the program running.
+func testDumpOtherNetns(t *testing.T) {
+	s := socketInNewNetns(t)
+	defer s.Close()
+	c := startCaseWithFiles(t, "pause", s)
+	r := c.dump()
+	t.Logf("refused: %s", r.stderr)
+	requireFailureNamingPid(t, r, c.pid)
+	for _, want := range []string{"fd 3", "network namespace"} {
+		requireFailure(t, r, want)
+	}
+	requireRunning(t, c.pid)
+	c.mustPass()
+}
+
+// socketInNewNetns makes a UDP socket in a network namespace of its
+// own, on a thread that never runs anything else.
+func socketInNewNetns(t *testing.T) *os.File {
+	t.Helper()
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		// The thread stays locked: it dies with the goroutine, and its
+		// namespace with it once the socket is closed.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- result{-1, err}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		done <- result{fd, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("socket in a new network namespace: %v", r.err)
+	}
+	return os.NewFile(uintptr(r.fd), "socket of another netns")
+}
+
+// testLeaveRunningEstablished dumps tcp_established00 with
+// --leave-running: its connections must leave repair mode and receive
+// again (the program checks every byte), and the images must still
+// restore once it is gone, though its connections closed since (their
+// ports may be in TIME_WAIT) and its output file grew.
+func testLeaveRunningEstablished(t *testing.T) {
+	c := startCase(t, "tcp_established00")
+	if r := c.dump("--leave-running", "--tcp-established"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	requireRunning(t, c.pid)
+	c.mustPass()
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--tcp-established", "--skip-file-check")...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.checkRestoredPid(pidfile)
+	c.mustPass()
+}
+
+// requireRunning requires that pid runs, neither stopped nor a zombie.
+func requireRunning(t *testing.T, pid int) {
+	t.Helper()
+	if st, err := readStat(pid); err != nil || st.State == 't' || st.State == 'T' || st.State == 'Z' {
+		t.Fatalf("pid %d not running as before (%v)", pid, err)
+	}
+}
