@@ -1,0 +1,105 @@
+package restore
+
+// Running a plan in a task: loading its scratch area, running its
+// sections, and loading the dumped registers.
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/compel"
+	"amber/internal/cpu"
+	"amber/internal/plan"
+)
+
+// loadProgram maps the scratch area with the `syscall` instruction at
+// insn and copies the program into it.
+func loadProgram(task *compel.Task, insn uint64, prog *plan.Program) error {
+	ret, err := task.SyscallOK(insn, unix.SYS_MMAP, prog.Base, prog.Size,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
+	if err != nil {
+		return fmt.Errorf("map scratch area %#x+%#x: %w", prog.Base, prog.Size, err)
+	}
+	if ret != prog.Base {
+		return fmt.Errorf("map scratch area: got %#x, want %#x", ret, prog.Base)
+	}
+	return task.WriteMem(prog.Base, prog.Image)
+}
+
+// runSection makes task run one section of the program's table.
+func runSection(task *compel.Task, prog *plan.Program, name string) error {
+	sec, ok := prog.Section(name)
+	if !ok {
+		return fmt.Errorf("internal error: no section %q", name)
+	}
+	return sectionError(prog, sec, task.RunTable(prog.Code(), prog.TableAt(sec.Start), sec.End-sec.Start))
+}
+
+// sectionError names the planned call that failed in a section.
+func sectionError(prog *plan.Program, sec plan.Section, err error) error {
+	var te *compel.TableError
+	if errors.As(err, &te) && sec.Start+te.Index < len(prog.Calls) {
+		return fmt.Errorf("%v: %w", prog.Calls[sec.Start+te.Index], te.Errno)
+	}
+	return err
+}
+
+func xstateSize(task *compel.Task) (int, error) {
+	xs, err := task.XState()
+	if err != nil {
+		return 0, err
+	}
+	return len(xs), nil
+}
+
+// loadRegisters sets the dumped registers. A task frozen inside a system
+// call is set up the way the kernel would have resumed it.
+func loadRegisters(task *compel.Task, th threadImages, xsize int) error {
+	ti := th.core.GetThreadInfo()
+	regs, err := cpu.GPRegsFromImage(ti.GetGpregs())
+	if err != nil {
+		return fmt.Errorf("core-%d.img: %w", th.tid, err)
+	}
+	restartSyscall(&regs)
+	xs, err := cpu.HostLayout().XSaveFromImage(ti.GetFpregs(), xsize)
+	if err != nil {
+		return fmt.Errorf("core-%d.img: %w", th.tid, err)
+	}
+	if err := task.SetXState(xs); err != nil {
+		return err
+	}
+	return task.SetRegs(&regs)
+}
+
+// Kernel-internal return values of an interrupted system call
+// (include/linux/errno.h).
+const (
+	errRestartSys          = 512
+	errRestartNoIntr       = 513
+	errRestartNoHand       = 514
+	errRestartRestartBlock = 516
+)
+
+// negErrno is -e as a system call returns it in rax.
+func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
+
+// restartSyscall rewrites the registers of a task frozen inside a system
+// call: calls the kernel would restart are re-entered (rip back over the
+// 2-byte syscall instruction), and a restart through restart_syscall,
+// whose saved state died with the old task, returns EINTR as after a
+// signal.
+func restartSyscall(r *compel.Regs) {
+	if int64(r.Orig_rax) >= 0 {
+		switch -int64(r.Rax) {
+		case errRestartSys, errRestartNoIntr, errRestartNoHand:
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+		case errRestartRestartBlock:
+			r.Rax = negErrno(unix.EINTR)
+		}
+	}
+	r.Orig_rax = ^uint64(0)
+}

@@ -1,0 +1,114 @@
+package restore
+
+// Making tasks: threads cloned with their TIDs, children forked from
+// their restored parents, zombies, and the last steps before release.
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/compel"
+	"amber/internal/plan"
+)
+
+// threadFlags clone a thread of the task.
+const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+	unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+
+// createThreads clones every thread but the leader with its TID.
+func (r *restorer) createThreads(p *process) error {
+	leader := p.threads[0]
+	for _, th := range p.t.threads[1:] {
+		task, err := leader.Clone(p.plan.prog.Insn(), p.plan.prog.CloneArgs, compel.CloneSpec{Flags: threadFlags, Tid: th.tid})
+		if err != nil {
+			return forkError(th.tid, err)
+		}
+		r.created = append(r.created, task)
+		p.threads = append(p.threads, task)
+	}
+	return nil
+}
+
+// forkChild forks child c from its restored parent p and restores it; a
+// zombie is made to exit at once with its dumped status.
+func (r *restorer) forkChild(p *process, c *taskImages) error {
+	spec := compel.CloneSpec{ExitSignal: int(unix.SIGCHLD), Tid: c.pid}
+	o := &origin{parent: p.plan}
+	if !c.zombie() {
+		pids, cids := p.t.ids, c.ids
+		if cids.GetVmId() == pids.GetVmId() {
+			return fmt.Errorf("pid %d shares its memory with its parent %d (CLONE_VM): not supported yet", c.pid, p.t.pid)
+		}
+		if o.shareFiles = cids.GetFilesId() == pids.GetFilesId(); o.shareFiles {
+			spec.Flags |= unix.CLONE_FILES
+		}
+		if o.shareFS = cids.GetFsId() == pids.GetFsId(); o.shareFS {
+			spec.Flags |= unix.CLONE_FS
+		}
+	}
+	task, err := p.threads[0].Clone(p.plan.prog.Insn(), p.plan.prog.CloneArgs, spec)
+	if err != nil {
+		return forkError(c.pid, err)
+	}
+	r.created = append(r.created, task)
+	if c.zombie() {
+		return makeZombie(task, p.plan.prog, c)
+	}
+	// The child has its parent's scratch area: its syscall instruction
+	// serves until the child maps its own.
+	return r.restoreProcess(task, p.plan.prog.Insn(), c, o)
+}
+
+// makeZombie ends a new task the way the dumped zombie ended.
+func makeZombie(task *compel.Task, prog *plan.Program, c *taskImages) error {
+	ws := unix.WaitStatus(c.core.GetTc().GetExitCode())
+	switch {
+	case ws.Signaled() && ws.Signal() == unix.SIGKILL:
+		return task.KillWith(unix.SIGKILL)
+	case ws.Signaled():
+		// The child inherited its parent's handlers: let the signal's
+		// default action end it, without leaving a core file.
+		var dfl [32]byte
+		if err := task.WriteMem(prog.CloneArgs, dfl[:]); err != nil {
+			return err
+		}
+		if _, err := task.SyscallOK(prog.Insn(), unix.SYS_RT_SIGACTION, uint64(ws.Signal()), prog.CloneArgs, 0, 8); err != nil {
+			return fmt.Errorf("zombie %d: %w", c.pid, err)
+		}
+		if _, err := task.SyscallOK(prog.Insn(), unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, prog.CloneArgs, 0); err != nil {
+			return fmt.Errorf("zombie %d: %w", c.pid, err)
+		}
+		return task.KillWith(ws.Signal())
+	default:
+		return task.Exit(prog.Insn(), ws.ExitStatus())
+	}
+}
+
+// finish runs every thread's own section and the final one, unmaps the
+// scratch area and loads the registers.
+func (r *restorer) finish(p *process) error {
+	prog := p.plan.prog
+	for i, th := range p.t.threads {
+		if err := runSection(p.threads[i], prog, threadSection(th.tid)); err != nil {
+			return fmt.Errorf("thread %d: %w", th.tid, err)
+		}
+	}
+	leader := p.threads[0]
+	if err := runSection(leader, prog, sectionFinal); err != nil {
+		return err
+	}
+	if _, err := leader.SyscallOK(prog.Insn(), unix.SYS_MUNMAP, prog.Base, prog.Size); err != nil {
+		return fmt.Errorf("unmap scratch area: %w", err)
+	}
+	xsize, err := xstateSize(leader)
+	if err != nil {
+		return err
+	}
+	for i, th := range p.t.threads {
+		if err := loadRegisters(p.threads[i], th, xsize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
