@@ -35,6 +35,9 @@ type program struct {
 	// dumpFlags and restoreFlags are extra arguments of amber dump and
 	// amber restore for it (--tcp-established).
 	dumpFlags, restoreFlags []string
+	// refused, if set, says amber cannot dump the program yet: the dump
+	// must fail with an error containing it, and the program run on.
+	refused string
 }
 
 // command is the argv that runs argv under p's limits.

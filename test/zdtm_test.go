@@ -45,6 +45,8 @@ var programs = []program{
 	{name: "file_shared_map"},
 	{name: "sysv_shm00"},
 	{name: "timers00", cflags: []string{"-lrt"}},
+	{name: "nnp00"},
+	{name: "seccomp_filter", refused: "seccomp"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},
 	{name: "sk_unix_abstract"},
@@ -74,6 +76,11 @@ func TestZdtm(t *testing.T) {
 	for _, p := range programs {
 		t.Run(p.name, func(t *testing.T) {
 			c := startCase(t, p.name)
+			if p.refused != "" {
+				requireFailure(t, c.dump(), p.refused)
+				c.mustPass()
+				return
+			}
 			c.mustDump()
 			c.mustRestoreDetached()
 			c.mustPass()

@@ -68,6 +68,10 @@ func collect(p *frozenProc) (*procState, error) {
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
+	if ps.status.Seccomp != 0 {
+		// Restoring it without its filters would lift its sandbox.
+		return nil, fmt.Errorf("pid %d (%s) runs under seccomp (mode %d): not supported yet", p.pid, ps.status.Name, ps.status.Seccomp)
+	}
 	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
 		return nil, err
 	}

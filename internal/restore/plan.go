@@ -3,6 +3,7 @@ package restore
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
@@ -324,7 +325,11 @@ func planCreds(b *plan.Builder, th *criucore.ThreadCoreEntry, h *host, p *planne
 	if err != nil {
 		return fmt.Errorf("creds: %w", err)
 	}
-	if c.Uid == h.creds.Uid && c.Gid == h.creds.Gid && equalGroups(c.Groups, h.creds.Groups) {
+	if c.NoNewPrivs {
+		// Cannot be undone: last but for the identity and the mask.
+		b.Call("set no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+	}
+	if c.Uid == h.creds.Uid && c.Gid == h.creds.Gid && slices.Equal(c.Groups, h.creds.Groups) {
 		return nil
 	}
 	groups := make([]byte, 0, 4*len(c.Groups))
@@ -336,16 +341,4 @@ func planCreds(b *plan.Builder, th *criucore.ThreadCoreEntry, h *host, p *planne
 	b.Call("setresuid", unix.SYS_SETRESUID, uint64(c.Uid[0]), uint64(c.Uid[1]), uint64(c.Uid[2]))
 	p.warnings = append(p.warnings, "capabilities of a task of another user are not restored yet")
 	return nil
-}
-
-func equalGroups(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
