@@ -103,31 +103,18 @@ func dumpInetSkOpts(s int, o *skopts.SkOptsEntry) error {
 // dumpIPOpts reads the IP options of a socket of family.
 func dumpIPOpts(s, family int) (*skinet.IpOptsEntry, error) {
 	o := &skinet.IpOptsEntry{}
-	opts := []intOpt{{unix.SOL_IP, unix.IP_FREEBIND, "IP_FREEBIND"}, {unix.SOL_IP, unix.IP_PKTINFO, "IP_PKTINFO"},
-		{unix.SOL_IP, unix.IP_TOS, "IP_TOS"}, {unix.SOL_IP, unix.IP_TTL, "IP_TTL"}}
+	opts := []intOpt{
+		{unix.SOL_IP, unix.IP_FREEBIND, "IP_FREEBIND"}, {unix.SOL_IP, unix.IP_PKTINFO, "IP_PKTINFO"},
+		{unix.SOL_IP, unix.IP_TOS, "IP_TOS"}, {unix.SOL_IP, unix.IP_TTL, "IP_TTL"},
+	}
+	set := []func(int){
+		func(int) { o.Freebind = proto.Bool(true) }, func(int) { o.Pktinfo = proto.Bool(true) },
+		func(v int) { o.Tos = proto.Uint32(uint32(v)) }, func(v int) { o.Ttl = proto.Uint32(uint32(v)) },
+	}
 	if family == unix.AF_INET6 {
 		opts = []intOpt{{unix.IPPROTO_IPV6, ipv6Freebind, "IPV6_FREEBIND"}, {unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"}}
 	}
-	for i, op := range opts {
-		v, err := unix.GetsockoptInt(s, op.level, op.opt)
-		if err != nil {
-			return nil, fmt.Errorf("getsockopt %s: %w", op.name, err)
-		}
-		if v == 0 {
-			continue
-		}
-		switch i {
-		case 0:
-			o.Freebind = proto.Bool(true)
-		case 1:
-			o.Pktinfo = proto.Bool(true)
-		case 2:
-			o.Tos = proto.Uint32(uint32(v))
-		case 3:
-			o.Ttl = proto.Uint32(uint32(v))
-		}
-	}
-	return o, nil
+	return o, readIntOpts(s, opts, set)
 }
 
 // tcpIntOpts are the TCP options kept, in TcpOptsEntry's order.
@@ -140,28 +127,27 @@ var tcpIntOpts = []intOpt{
 // dumpTCPOpts reads the TCP options of socket s.
 func dumpTCPOpts(s int) (*tcpstream.TcpOptsEntry, error) {
 	o := &tcpstream.TcpOptsEntry{}
-	for i, op := range tcpIntOpts {
+	set := []func(int){
+		func(int) { o.Cork = proto.Bool(true) }, func(int) { o.Nodelay = proto.Bool(true) },
+		func(v int) { o.Keepcnt = proto.Uint32(uint32(v)) }, func(v int) { o.Keepidle = proto.Uint32(uint32(v)) },
+		func(v int) { o.Keepintvl = proto.Uint32(uint32(v)) },
+	}
+	return o, readIntOpts(s, tcpIntOpts, set)
+}
+
+// readIntOpts reads each option of opts and hands a set one (non-zero)
+// to the setter of the same index.
+func readIntOpts(s int, opts []intOpt, set []func(int)) error {
+	for i, op := range opts {
 		v, err := unix.GetsockoptInt(s, op.level, op.opt)
 		if err != nil {
-			return nil, fmt.Errorf("getsockopt %s: %w", op.name, err)
+			return fmt.Errorf("getsockopt %s: %w", op.name, err)
 		}
-		if v == 0 {
-			continue
-		}
-		switch i {
-		case 0:
-			o.Cork = proto.Bool(true)
-		case 1:
-			o.Nodelay = proto.Bool(true)
-		case 2:
-			o.Keepcnt = proto.Uint32(uint32(v))
-		case 3:
-			o.Keepidle = proto.Uint32(uint32(v))
-		case 4:
-			o.Keepintvl = proto.Uint32(uint32(v))
+		if v != 0 {
+			set[i](v)
 		}
 	}
-	return o, nil
+	return nil
 }
 
 // options sets the dumped options of the socket, after it is bound and
