@@ -65,6 +65,7 @@ var programs = []program{
 	{name: "pipe_reopen00"},
 	{name: "tcp_listen00"},
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
+	{name: "ipc_combo", cflags: []string{"-lrt"}},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
