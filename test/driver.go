@@ -164,14 +164,16 @@ func runAmber(bin, dir string, p program, args ...string) amberResult {
 	return amberResult{args: args, stdout: readAll(stdout), stderr: readAll(stderr), err: err}
 }
 
-// amberCommand prepares amber with args, its stdout and stderr going to
-// fresh temporary files in dir.
+// amberCommand prepares amber with args, run in dir, its stdout and
+// stderr going to fresh unlinked temporary files outside dir: the program
+// under test may watch its directory (inotify), and amber refuses to dump
+// events it cannot save.
 func amberCommand(ctx context.Context, bin, dir string, p program, args ...string) (*exec.Cmd, *os.File, *os.File, error) {
-	stdout, err := os.CreateTemp(dir, "amber-*.stdout")
+	stdout, err := unlinkedTemp("amber-*.stdout")
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	stderr, err := os.CreateTemp(dir, "amber-*.stderr")
+	stderr, err := unlinkedTemp("amber-*.stderr")
 	if err != nil {
 		stdout.Close()
 		return nil, nil, nil, err
@@ -180,6 +182,17 @@ func amberCommand(ctx context.Context, bin, dir string, p program, args ...strin
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, stdout, stderr
 	return cmd, stdout, stderr, nil
+}
+
+// unlinkedTemp creates a temporary file and unlinks it: it lives as long
+// as it is open.
+func unlinkedTemp(pattern string) (*os.File, error) {
+	f, err := os.CreateTemp("", pattern)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
 
 func readAll(f *os.File) string {
