@@ -46,6 +46,7 @@ var programs = []program{
 	{name: "sysv_shm00"},
 	{name: "timers00", cflags: []string{"-lrt"}},
 	{name: "nnp00"},
+	{name: "sigpending00"},
 	{name: "seccomp_filter", refused: "seccomp"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},

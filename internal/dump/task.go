@@ -41,6 +41,7 @@ type procState struct {
 	threads []*threadState // the leader first
 	// Learnt by running system calls inside the leader.
 	acts    []*criusa.SaEntry
+	shared  [][]byte // siginfo of signals pending for the whole process
 	brk     uint64
 	secbits uint64
 	timers  *timerimg.TaskTimersEntry
@@ -56,6 +57,7 @@ type threadState struct {
 	mask      uint64
 	rseq      compel.RseqConfig
 	altStack  signals.AltStack
+	pending   [][]byte // siginfo of signals pending for the thread
 	tidAddr   uint64
 	pdeathSig uint64
 }
@@ -82,6 +84,9 @@ func collect(p *frozenProc) (*procState, error) {
 		}
 		if i == 0 {
 			if err := askProcess(task, ps); err != nil {
+				return nil, err
+			}
+			if ps.shared, err = task.PendingSignals(true); err != nil {
 				return nil, err
 			}
 		}
@@ -112,6 +117,9 @@ func collectThread(pid int, t *compel.Task, vmas []proc.VMA) (*threadState, erro
 		return nil, err
 	}
 	if th.rseq, err = t.Rseq(); err != nil {
+		return nil, err
+	}
+	if th.pending, err = t.PendingSignals(false); err != nil {
 		return nil, err
 	}
 	return th, askThread(t, th, vmas)
@@ -229,6 +237,7 @@ func coreEntries(ps *procState) ([]*criucore.CoreEntry, error) {
 				Comm:        proto.String(ps.stat.Comm),
 				Rlimits:     lims,
 				Sigactions:  ps.acts,
+				SignalsS:    signals.QueueToImage(ps.shared),
 				Timers:      ps.timers,
 			}
 		}
@@ -255,6 +264,7 @@ func threadCore(th *threadState, secbits uint64) (*criucore.CoreEntry, error) {
 		PdeathSig: proto.Uint32(uint32(th.pdeathSig)),
 		Creds:     creds.ToImage(c),
 		Comm:      proto.String(th.stat.Comm),
+		SignalsP:  signals.QueueToImage(th.pending),
 	}
 	if err := robustList(th.tid, tcore); err != nil {
 		return nil, err

@@ -138,6 +138,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		if err := planThread(b, th.core, h, p); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
+		if err := planPending(b, t, th); err != nil {
+			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
+		}
 	}
 	b.StartSection(sectionFinal)
 	planForeground(b, t, h)
@@ -311,6 +314,18 @@ func planThread(b *plan.Builder, core *criucore.CoreEntry, h *host, p *planned) 
 	}
 	signals.PlanMask(b, th.GetBlkSigset())
 	return nil
+}
+
+// planPending queues again the signals that were pending for a thread,
+// and for the leader those pending for the whole process.
+func planPending(b *plan.Builder, t *taskImages, th threadImages) error {
+	if err := signals.PlanQueue(b, t.pid, th.tid, th.core.GetThreadCore().GetSignalsP(), false); err != nil {
+		return err
+	}
+	if th.tid != t.pid {
+		return nil
+	}
+	return signals.PlanQueue(b, t.pid, th.tid, t.core.GetTc().GetSignalsS(), true)
 }
 
 // planCreds switches to the dumped identity when it is not amber's. It
