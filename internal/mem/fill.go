@@ -1,0 +1,221 @@
+package mem
+
+// Filling memory from the pages image: which pages, in which preadv
+// calls, run by how many threads of the task.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+
+	"amber/internal/plan"
+)
+
+// filledVMAs marks the VMAs that fill segments write into.
+func filledVMAs(vmas []*vma.VmaEntry, segs []segment) []bool {
+	filled := make([]bool, len(vmas))
+	for _, sg := range segs {
+		i := findVMA(vmas, sg.addr)
+		for ; i < len(vmas) && vmas[i].GetStart() < sg.addr+sg.size; i++ {
+			filled[i] = true
+		}
+	}
+	return filled
+}
+
+// segment is a range of task memory filled from the pages image.
+type segment struct {
+	addr, size, off uint64 // off: offset in the pages image
+}
+
+// fillSegments lists what the pages image must write into the task: every
+// present page of the pagemap except those the task keeps from its parent
+// (cow runs inside kept VMAs), with their offsets in the image.
+func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
+	skip := keptCow(in, keep)
+	var segs []segment
+	var off uint64
+	for _, e := range in.Pagemap {
+		if e.GetFlags()&PEPresent == 0 {
+			if e.GetFlags()&(PEParent|PELazy) != 0 || e.GetInParent() {
+				return nil, fmt.Errorf("%s: pagemap entry %#x: pages in a parent image or lazy pages are not supported yet", in.PagesPath, e.GetVaddr())
+			}
+			continue
+		}
+		r := Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize}
+		for _, part := range subtract(r, skip) {
+			segs = append(segs, segment{part.Start, part.End - part.Start, off + part.Start - r.Start})
+		}
+		off += r.End - r.Start
+	}
+	return segs, nil
+}
+
+// keptCow is the task's cow runs that lie in VMAs it keeps: the only
+// pages whose inherited contents are already right.
+func keptCow(in *RestoreInput, keep []bool) []Run {
+	var out []Run
+	vmas := in.MM.GetVmas()
+	for _, c := range in.Cow {
+		for i := findVMA(vmas, c.Start); i < len(vmas) && vmas[i].GetStart() < c.End; i++ {
+			if keep[i] {
+				out = append(out, Run{max(c.Start, vmas[i].GetStart()), min(c.End, vmas[i].GetEnd())})
+			}
+		}
+	}
+	return out
+}
+
+// subtract returns the parts of r that no run of skip (sorted) covers.
+func subtract(r Run, skip []Run) []Run {
+	var out []Run
+	at := r.Start
+	i, _ := slices.BinarySearchFunc(skip, r.Start, func(s Run, a uint64) int { return cmpU64(s.End, a+1) })
+	for ; i < len(skip) && skip[i].Start < r.End; i++ {
+		if skip[i].Start > at {
+			out = append(out, Run{at, skip[i].Start})
+		}
+		at = max(at, skip[i].End)
+	}
+	if at < r.End {
+		out = append(out, Run{at, r.End})
+	}
+	return out
+}
+
+// planZeroes drops, in kept VMAs, the pages the parent has but the task
+// had not: fork gave it the parent's, the dumped task had none there.
+func planZeroes(b *plan.Builder, in *RestoreInput, keep []bool) {
+	if in.Parent == nil {
+		return
+	}
+	mine := pagemapRuns(in.Pagemap)
+	vmas := in.MM.GetVmas()
+	for _, r := range pagemapRuns(in.Parent.Pagemap) {
+		for i := findVMA(vmas, r.Start); i < len(vmas) && vmas[i].GetStart() < r.End; i++ {
+			if !keep[i] || !HasContents(vmas[i].GetStatus()) {
+				continue // shared memory is the object's: never dropped
+			}
+			part := Run{max(r.Start, vmas[i].GetStart()), min(r.End, vmas[i].GetEnd())}
+			for _, z := range subtract(part, mine) {
+				b.Call("drop pages the parent has", unix.SYS_MADVISE, z.Start, z.End-z.Start, unix.MADV_DONTNEED)
+			}
+		}
+	}
+}
+
+// pagemapRuns lists the present pages of a pagemap as sorted runs.
+func pagemapRuns(pm []*pagemap.PagemapEntry) []Run {
+	var out []Run
+	for _, e := range pm {
+		if e.GetFlags()&PEPresent != 0 {
+			out = appendRun(out, Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize})
+		}
+	}
+	return out
+}
+
+// maxRW is MAX_RW_COUNT, the most one read moves: a longer preadv
+// silently stops short.
+const maxRW = 0x7ffff000
+
+// splitSegments cuts segments longer than limit (page aligned).
+func splitSegments(segs []segment, limit uint64) []segment {
+	limit &^= pageSize - 1
+	var out []segment
+	for _, sg := range segs {
+		for sg.size > limit {
+			out = append(out, segment{sg.addr, limit, sg.off})
+			sg = segment{sg.addr + limit, sg.size - limit, sg.off + limit}
+		}
+		out = append(out, sg)
+	}
+	return out
+}
+
+// Sections of the memory plan: the fill runs in FillSection(0..n-1),
+// each by its own thread of the task at the same time, between the
+// section the plan was in and SectionAfterFill, where PlanRestore leaves
+// the builder.
+const SectionAfterFill = "after fill"
+
+// FillSection names the part of the fill that worker i runs.
+func FillSection(i int) string { return fmt.Sprintf("fill %d", i) }
+
+// parallelFillMin is the least memory worth a second filling thread:
+// below it, creating the thread costs more than it saves.
+const parallelFillMin = 8 << 20
+
+// planFill plans the preadv calls that copy the pages image into place:
+// IOV_MAX ranges per call, each call reading one contiguous part of the
+// image, shared out between workers filling sections (one when there is
+// little to fill).
+func planFill(b *plan.Builder, pagesPath string, segs []segment, workers int) {
+	var total uint64
+	for _, sg := range segs {
+		total += sg.size
+	}
+	if workers < 1 || total < parallelFillMin {
+		workers = 1
+	}
+	fd := -1
+	if total > 0 {
+		fd = b.Open("pages image", pagesPath, unix.O_RDONLY, 0)
+	}
+	limit := uint64(maxRW)
+	if workers > 1 {
+		limit = max(4<<20, total/uint64(workers*8))
+	}
+	batches := fillBatches(splitSegments(segs, limit), limit)
+	load := make([]uint64, workers)
+	assigned := make([][]fillBatch, workers)
+	for _, bt := range batches {
+		w := slices.Index(load, slices.Min(load))
+		assigned[w] = append(assigned[w], bt)
+		load[w] += bt.size
+	}
+	for w := range workers {
+		b.StartSection(FillSection(w))
+		for _, bt := range assigned[w] {
+			b.Call("fill from "+pagesPath, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
+		}
+	}
+	b.StartSection(SectionAfterFill)
+	if fd >= 0 {
+		b.Close(fd)
+	}
+}
+
+// fillBatch is one preadv: its iovecs, where it reads in the image and
+// how much.
+type fillBatch struct {
+	iov       []byte
+	off, size uint64
+}
+
+// fillBatches groups segments into preadv calls: contiguous in the image,
+// at most IOV_MAX ranges and limit bytes each.
+func fillBatches(segs []segment, limit uint64) []fillBatch {
+	var out []fillBatch
+	var cur fillBatch
+	for _, sg := range segs {
+		if len(cur.iov) > 0 && (cur.off+cur.size != sg.off || len(cur.iov)/16 == maxIov || cur.size+sg.size > limit) {
+			out = append(out, cur)
+			cur = fillBatch{}
+		}
+		if len(cur.iov) == 0 {
+			cur.off = sg.off
+		}
+		cur.iov = binary.LittleEndian.AppendUint64(cur.iov, sg.addr)
+		cur.iov = binary.LittleEndian.AppendUint64(cur.iov, sg.size)
+		cur.size += sg.size
+	}
+	if len(cur.iov) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}

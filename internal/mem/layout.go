@@ -1,0 +1,190 @@
+package mem
+
+// The address space before the dumped layout goes in: what is kept from
+// a parent, what is unmapped, and the vdso block parked and moved.
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+
+	"amber/internal/plan"
+	"amber/internal/proc"
+)
+
+// VdsoBlock returns the range covering the kernel's special mappings
+// ([vvar], [vvar_vclock], [vdso]) among vmas, which must be contiguous.
+func VdsoBlock(vmas []proc.VMA) (start, end uint64, pieces []proc.VMA, err error) {
+	for _, v := range vmas {
+		if v.Path == "[vdso]" || v.Path == "[vvar]" || v.Path == "[vvar_vclock]" {
+			pieces = append(pieces, v)
+		}
+	}
+	if len(pieces) == 0 {
+		return 0, 0, nil, nil
+	}
+	start, end = pieces[0].Start, pieces[len(pieces)-1].End
+	for i := 1; i < len(pieces); i++ {
+		if pieces[i].Start != pieces[i-1].End {
+			return 0, 0, nil, fmt.Errorf("vdso block not contiguous at %#x", pieces[i].Start)
+		}
+	}
+	return start, end, pieces, nil
+}
+
+// PlanEmpty plans clearing the task's address space for the dumped
+// layout: the vdso block is parked in the scratch area unless it already
+// sits where the dumped task had it, and everything is unmapped but the
+// scratch area and the mappings inherited from a parent that the task
+// keeps as they are.
+func PlanEmpty(b *plan.Builder, in *RestoreInput, scratchBase, scratchEnd uint64) error {
+	bs, be, pieces, err := VdsoBlock(in.Current)
+	if err != nil {
+		return err
+	}
+	keepVdso := vdsoInPlace(in, bs, be)
+	if !keepVdso {
+		for _, p := range pieces {
+			to := b.Park() + (p.Start - bs)
+			b.Call(fmt.Sprintf("park %s at %#x", p.Path, to), unix.SYS_MREMAP,
+				p.Start, p.Size(), p.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to)
+		}
+	}
+	stay := []Run{{scratchBase, scratchEnd}}
+	if keepVdso {
+		stay = append(stay, Run{bs, be})
+	}
+	keep := keptVMAs(in)
+	for i, v := range in.MM.GetVmas() {
+		if keep[i] {
+			stay = append(stay, Run{v.GetStart(), v.GetEnd()})
+		}
+	}
+	for _, gap := range complement(stay, 0, TaskSize) {
+		if overlapsAny(gap, in.Current) {
+			b.Call(fmt.Sprintf("unmap %#x-%#x", gap.Start, gap.End), unix.SYS_MUNMAP, gap.Start, gap.End-gap.Start)
+		}
+	}
+	return nil
+}
+
+// vdsoInPlace reports whether the task's vdso block already lies where
+// the dumped one did, as in a task forked from its restored parent.
+func vdsoInPlace(in *RestoreInput, bs, be uint64) bool {
+	ts, te := targetVdso(in.MM.GetVmas())
+	return bs != 0 && ts == bs && te == be
+}
+
+func targetVdso(vmas []*vma.VmaEntry) (start, end uint64) {
+	for _, v := range vmas {
+		if isVdso(v) {
+			if start == 0 {
+				start = v.GetStart()
+			}
+			end = v.GetEnd()
+		}
+	}
+	return start, end
+}
+
+// keptVMAs marks the dumped VMAs the task inherits unchanged from its
+// restored parent: same range, protection, flags and backing file, and
+// inherited by fork as they are (see forkKeeps).
+func keptVMAs(in *RestoreInput) []bool {
+	vmas := in.MM.GetVmas()
+	keep := make([]bool, len(vmas))
+	if in.Parent == nil {
+		return keep
+	}
+	parent := map[uint64]*vma.VmaEntry{}
+	for _, v := range in.Parent.MM.GetVmas() {
+		parent[v.GetStart()] = v
+	}
+	for i, v := range vmas {
+		p, ok := parent[v.GetStart()]
+		keep[i] = ok && !isVdso(v) && SameVMA(p, v) && forkKeeps(p)
+	}
+	return keep
+}
+
+// forkKeeps reports whether a child gets the parent's VMA v as it is by
+// fork: not with MADV_DONTFORK or MADV_WIPEONFORK; not MAP_LOCKED (fork
+// clears VM_LOCKED in the child); not private hugetlb memory, whose
+// pages cannot be dropped one by one (planZeroes), so the child maps
+// its own as CRIU does.
+func forkKeeps(v *vma.VmaEntry) bool {
+	const notForked = 1<<unix.MADV_DONTFORK | 1<<unix.MADV_WIPEONFORK
+	if v.GetMadv()&notForked != 0 || v.GetFlags()&unix.MAP_LOCKED != 0 {
+		return false
+	}
+	return v.GetFlags()&unix.MAP_HUGETLB == 0 || v.GetStatus()&StatusAnonShared != 0
+}
+
+// complement returns the parts of [lo, hi) that no run covers.
+func complement(runs []Run, lo, hi uint64) []Run {
+	runs = slices.Clone(runs)
+	slices.SortFunc(runs, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+	var out []Run
+	at := lo
+	for _, r := range runs {
+		if r.Start > at {
+			out = append(out, Run{at, r.Start})
+		}
+		at = max(at, r.End)
+	}
+	if at < hi {
+		out = append(out, Run{at, hi})
+	}
+	return out
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func overlapsAny(r Run, vmas []proc.VMA) bool {
+	for _, v := range vmas {
+		if v.Start < r.End && r.Start < v.End {
+			return true
+		}
+	}
+	return false
+}
+
+// planVdso moves the parked vdso block to where the dumped task had it.
+func planVdso(b *plan.Builder, in *RestoreInput) error {
+	bs, be, pieces, err := VdsoBlock(in.Current)
+	if err != nil || len(pieces) == 0 || vdsoInPlace(in, bs, be) {
+		return err
+	}
+	var target []*vma.VmaEntry
+	for _, v := range in.MM.GetVmas() {
+		if isVdso(v) {
+			target = append(target, v)
+		}
+	}
+	if len(target) == 0 {
+		return nil // the dumped task had none: the parked one goes with the scratch area
+	}
+	ts := target[0].GetStart()
+	if te := target[len(target)-1].GetEnd(); te-ts != be-bs || len(target) != len(pieces) {
+		return fmt.Errorf("vdso: dumped block %#x-%#x (%d mappings) differs from this kernel's (%d bytes, %d mappings): restore on the kernel that dumped", ts, te, len(target), be-bs, len(pieces))
+	}
+	for i, p := range pieces {
+		if target[i].GetStart()-ts != p.Start-bs || target[i].GetEnd()-target[i].GetStart() != p.Size() {
+			return fmt.Errorf("vdso: dumped layout %#x-%#x does not match this kernel's %s", target[i].GetStart(), target[i].GetEnd(), p.Path)
+		}
+		from := b.Park() + (p.Start - bs)
+		b.Call(fmt.Sprintf("move %s to %#x", p.Path, target[i].GetStart()), unix.SYS_MREMAP,
+			from, p.Size(), p.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, target[i].GetStart())
+	}
+	return nil
+}
