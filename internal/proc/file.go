@@ -2,7 +2,6 @@ package proc
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -47,20 +46,44 @@ func readFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// readParsed reads path and parses its text with parse, prefixing parse
-// errors with the path. Files are read whole before parsing so that read
-// errors and format errors stay distinct.
+// readBuffer is the read size for /proc text files: the kernel generates
+// them per read call, and few large reads are several times faster than
+// the growing small ones of os.ReadFile (smaps of 10,000 VMAs is 7 MB).
+const readBuffer = 256 << 10
+
+// readParsed streams path through parse, prefixing parse errors with the
+// path. A read error is reported as such (with the path), not as a format
+// error of the truncated text.
 func readParsed[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
-	b, err := readFile(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return zero, err
+		return zero, gone(err)
 	}
-	v, err := parse(bytes.NewReader(b))
+	defer f.Close()
+	r := &readErr{r: bufio.NewReaderSize(f, readBuffer)}
+	v, err := parse(r)
+	if r.err != nil {
+		return zero, gone(fmt.Errorf("read %s: %w", path, r.err))
+	}
 	if err != nil {
 		return zero, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, nil
+}
+
+// readErr remembers the first read error other than EOF.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // eachLine calls fn with each line of r (without its newline), and
