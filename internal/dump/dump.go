@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 
+	"amber/internal/cpu"
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/kerndat"
@@ -41,6 +42,9 @@ type dumper struct {
 	shm    *sharedMemory   // shared memory objects, dumped once at the end
 	// shmemDev is the device of the kernel's internal shmem mount.
 	shmemDev uint64
+	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
+	// exit.
+	xsave cpu.Layout
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -53,7 +57,7 @@ func Run(opts Options) error {
 	if err != nil {
 		opts.Log.Warnf("%v: shared memory cannot be dumped", err)
 	}
-	d := &dumper{opts: opts, dir: image.Dir(opts.ImagesDir), log: opts.Log, files: t,
+	d := &dumper{opts: opts, dir: image.Dir(opts.ImagesDir), log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev}

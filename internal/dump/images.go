@@ -59,7 +59,7 @@ func (d *dumper) dumpProcess(p *frozenProc, k *criucore.TaskKobjIdsEntry, pagesI
 	if err != nil {
 		return nil, err
 	}
-	cores, err := coreEntries(ps)
+	cores, err := coreEntries(ps, d.xsave)
 	if err != nil {
 		return nil, err
 	}

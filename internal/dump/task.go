@@ -212,7 +212,7 @@ func readTaskStatus(pid, tid int) (proc.Status, error) {
 
 // coreEntries builds core-TID.img of every thread of ps; the leader's
 // also holds what the process shares (tc).
-func coreEntries(ps *procState) ([]*criucore.CoreEntry, error) {
+func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error) {
 	lims, err := rlimit.Dump(ps.pid)
 	if err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func coreEntries(ps *procState) ([]*criucore.CoreEntry, error) {
 	}
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
-		core, err := threadCore(th, ps.secbits)
+		core, err := threadCore(th, ps.secbits, xsave)
 		if err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
@@ -246,8 +246,8 @@ func coreEntries(ps *procState) ([]*criucore.CoreEntry, error) {
 	return out, nil
 }
 
-func threadCore(th *threadState, secbits uint64) (*criucore.CoreEntry, error) {
-	fp, err := cpu.HostLayout().XSaveToImage(th.xstate)
+func threadCore(th *threadState, secbits uint64, xsave cpu.Layout) (*criucore.CoreEntry, error) {
+	fp, err := xsave.XSaveToImage(th.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("xstate: %w", err)
 	}

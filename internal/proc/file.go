@@ -46,22 +46,31 @@ func readFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// readBuffer is the read size for /proc text files: the kernel generates
-// them per read call, and few large reads are several times faster than
-// the growing small ones of os.ReadFile (smaps of 10,000 VMAs is 7 MB).
-const readBuffer = 256 << 10
+// Read sizes for /proc text files, which the kernel generates per read
+// call: a few large reads are several times faster than the growing small
+// ones of os.ReadFile on big files (smaps of 10,000 VMAs is 7 MB), and a
+// small buffer is enough for the small ones.
+const (
+	smallRead = 16 << 10
+	largeRead = 256 << 10
+)
 
-// readParsed streams path through parse, prefixing parse errors with the
-// path. A read error is reported as such (with the path), not as a format
-// error of the truncated text.
+// readParsed streams path through parse with a small read buffer.
 func readParsed[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	return readParsedSize(path, smallRead, parse)
+}
+
+// readParsedSize streams path through parse, reading size bytes at a
+// time, and prefixes parse errors with the path. A read error is reported
+// as such (with the path), not as a format error of the truncated text.
+func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
 	f, err := os.Open(path)
 	if err != nil {
 		return zero, gone(err)
 	}
 	defer f.Close()
-	r := &readErr{r: bufio.NewReaderSize(f, readBuffer)}
+	r := &readErr{r: bufio.NewReaderSize(f, size)}
 	v, err := parse(r)
 	if r.err != nil {
 		return zero, gone(fmt.Errorf("read %s: %w", path, r.err))

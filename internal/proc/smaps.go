@@ -78,7 +78,7 @@ func ParseSmaps(r io.Reader) ([]VMA, error) {
 
 // ReadSmaps reads /proc/PID/smaps.
 func ReadSmaps(pid int) ([]VMA, error) {
-	return readParsed(pidPath(pid, "smaps"), ParseSmaps)
+	return readParsedSize(pidPath(pid, "smaps"), largeRead, ParseSmaps)
 }
 
 // setField stores the smaps fields amber uses.

@@ -57,14 +57,14 @@ func xstateSize(task *compel.Task) (int, error) {
 
 // loadRegisters sets the dumped registers. A task frozen inside a system
 // call is set up the way the kernel would have resumed it.
-func loadRegisters(task *compel.Task, th threadImages, xsize int) error {
+func loadRegisters(task *compel.Task, th threadImages, xsize int, xsave cpu.Layout) error {
 	ti := th.core.GetThreadInfo()
 	regs, err := cpu.GPRegsFromImage(ti.GetGpregs())
 	if err != nil {
 		return fmt.Errorf("core-%d.img: %w", th.tid, err)
 	}
 	restartSyscall(&regs)
-	xs, err := cpu.HostLayout().XSaveFromImage(ti.GetFpregs(), xsize)
+	xs, err := xsave.XSaveFromImage(ti.GetFpregs(), xsize)
 	if err != nil {
 		return fmt.Errorf("core-%d.img: %w", th.tid, err)
 	}

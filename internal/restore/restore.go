@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/compel"
+	"amber/internal/cpu"
 	"amber/internal/creds"
 	"amber/internal/files"
 	"amber/internal/image"
@@ -86,7 +87,7 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return err
 	}
 	defer compel.Unpin(orig)
-	r := &restorer{cpus: orig, pinned: pinned, opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
+	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
@@ -150,6 +151,9 @@ type restorer struct {
 	// released; until then they share the tracer's pinned CPU, which
 	// makes ptrace round trips short, except while they fill memory.
 	cpus, pinned unix.CPUSet
+	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
+	// exit.
+	xsave cpu.Layout
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.

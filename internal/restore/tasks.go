@@ -106,7 +106,7 @@ func (r *restorer) finish(p *process) error {
 		return err
 	}
 	for i, th := range p.t.threads {
-		if err := loadRegisters(p.threads[i], th, xsize); err != nil {
+		if err := loadRegisters(p.threads[i], th, xsize, r.xsave); err != nil {
 			return err
 		}
 	}
