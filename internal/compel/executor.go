@@ -81,10 +81,12 @@ type TableError struct {
 	Errno syscall.Errno
 }
 
+// Error says which entry failed and how.
 func (e *TableError) Error() string {
 	return fmt.Sprintf("entry %d failed: %v", e.Index, e.Errno)
 }
 
+// Unwrap gives the errno, for errors.Is.
 func (e *TableError) Unwrap() error { return e.Errno }
 
 // RunTable runs n table entries that start at address table in the task,

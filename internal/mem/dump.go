@@ -182,6 +182,7 @@ type errgroup struct {
 	failed chan struct{}
 }
 
+// Go runs f in a new goroutine; its error, if the first, fails the group.
 func (g *errgroup) Go(f func() error) {
 	g.mu.Lock()
 	if g.failed == nil {

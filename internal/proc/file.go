@@ -87,6 +87,7 @@ type readErr struct {
 	err error
 }
 
+// Read reads from the file, noting the first real error.
 func (e *readErr) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	if err != nil && err != io.EOF && e.err == nil {
