@@ -47,6 +47,7 @@ var programs = []program{
 	{name: "timers00", cflags: []string{"-lrt"}},
 	{name: "nnp00"},
 	{name: "sigpending00"},
+	{name: "poll_restart"},
 	{name: "seccomp_filter", refused: "seccomp"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},

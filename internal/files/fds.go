@@ -134,7 +134,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case link == timerfdLink:
 		return t.addTimerfd(pid, fd, flags)
 	case link == inotifyLink:
-		return t.addInotify(pid, fd, info, flags)
+		return t.addInotify(pid, fd, info, flags, d.opts.Warnf)
 	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
 		return d.addSocket(pid, fd, inode(st), flags)
 	case isMemfdLink(link):

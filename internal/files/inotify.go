@@ -51,10 +51,15 @@ const fhMinWords = 16
 const inotifyEventSize = 16
 
 // addInotify records the inotify instance at pid's fd, whose fdinfo is
-// info.
-func (t *Table) addInotify(pid, fd int, info proc.FdInfo, flags uint32) (uint32, fdinfo.FdTypes, error) {
-	if err := checkInotifyQueue(pid, fd); err != nil {
+// info. Events queued and not read yet cannot be saved without taking them
+// from the process: as criu does, they are left out, and warnf says so.
+func (t *Table) addInotify(pid, fd int, info proc.FdInfo, flags uint32, warnf func(string, ...any)) (uint32, fdinfo.FdTypes, error) {
+	queued, err := inotifyQueued(pid, fd)
+	if err != nil {
 		return 0, 0, err
+	}
+	if queued > 0 && warnf != nil {
+		warnf("pid %d fd %d: the %d bytes of inotify events not read yet are lost at restore (as with criu)", pid, fd, queued)
 	}
 	wds, err := parseInotifyWatches(info.ExtraLines)
 	if err != nil {
@@ -75,22 +80,19 @@ func (t *Table) addInotify(pid, fd int, info proc.FdInfo, flags uint32) (uint32,
 	})
 }
 
-// checkInotifyQueue refuses an instance with events not read yet: they
-// cannot be read without taking them from the process.
-func checkInotifyQueue(pid, fd int) error {
+// inotifyQueued tells how many bytes of events wait in pid's inotify
+// instance at fd.
+func inotifyQueued(pid, fd int) (int, error) {
 	f, err := takeFd(pid, fd)
 	if err != nil {
-		return fmt.Errorf("inotify: %w", err)
+		return 0, fmt.Errorf("inotify: %w", err)
 	}
 	defer f.Close()
 	n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ) // FIONREAD
 	if err != nil {
-		return fmt.Errorf("inotify: FIONREAD: %w", err)
+		return 0, fmt.Errorf("inotify: FIONREAD: %w", err)
 	}
-	if n > 0 {
-		return fmt.Errorf("inotify instance holds %d bytes of events not read yet, which cannot be dumped", n)
-	}
-	return nil
+	return n, nil
 }
 
 // parseInotifyWatches reads the "inotify wd:" lines of fdinfo, in wd

@@ -87,10 +87,15 @@ const (
 func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
 
 // restartSyscall rewrites the registers of a task frozen inside a system
-// call: calls the kernel would restart are re-entered (rip back over the
-// 2-byte syscall instruction), and a restart through restart_syscall,
-// whose saved state died with the old task, returns EINTR as after a
-// signal.
+// call so that, to the program, the checkpoint looks like a stop and a
+// continue: calls the kernel would restart are re-entered with their
+// arguments (rip back over the 2-byte syscall instruction). A call the
+// kernel would resume through restart_syscall (nanosleep, poll, a futex
+// wait with a timeout) is re-entered the same way, its timeout counted
+// again from the restore: returning EINTR instead, as CRIU does, makes
+// programs that never expect it fail (tail -F quits on an interrupted
+// poll). Only a frozen restart_syscall itself, whose saved state died
+// with the old task, returns EINTR.
 func restartSyscall(r *compel.Regs) {
 	if int64(r.Orig_rax) >= 0 {
 		switch -int64(r.Rax) {
@@ -98,7 +103,12 @@ func restartSyscall(r *compel.Regs) {
 			r.Rax = r.Orig_rax
 			r.Rip -= 2
 		case errRestartRestartBlock:
-			r.Rax = negErrno(unix.EINTR)
+			if r.Orig_rax == unix.SYS_RESTART_SYSCALL {
+				r.Rax = negErrno(unix.EINTR)
+				break
+			}
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
 		}
 	}
 	r.Orig_rax = ^uint64(0)
