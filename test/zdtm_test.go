@@ -2,6 +2,9 @@ package test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,8 +98,12 @@ func TestZdtm(t *testing.T) {
 // running, and the images must still restore once it is gone.
 func TestLeaveRunning(t *testing.T) {
 	c := startCase(t, "counter")
+	cpus := cpusAllowed(t, c.pid)
 	if r := c.dump("--leave-running"); r.err != nil {
 		t.Fatalf("dump failed: %v", r)
+	}
+	if after := cpusAllowed(t, c.pid); after != cpus {
+		t.Fatalf("original pid %d runs on CPUs %s after dump --leave-running, was %s", c.pid, after, cpus)
 	}
 	st, err := readStat(c.pid)
 	if err != nil || st.State == 'Z' {
@@ -166,4 +173,20 @@ func TestRestoreNotDetached(t *testing.T) {
 	if !c.hasLine("PASS") {
 		t.Fatalf("%s did not say PASS", c.prog.name)
 	}
+}
+
+// cpusAllowed is the Cpus_allowed_list of /proc/PID/status.
+func cpusAllowed(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("/proc/%d/status has no Cpus_allowed_list", pid)
+	return ""
 }

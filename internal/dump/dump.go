@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 
+	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
 	"amber/internal/image"
@@ -79,7 +80,12 @@ func (d *dumper) run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	d.log.Infof("Freezing the tree of pid %d", pid)
-	tree, err := freezeTree(pid, d.log)
+	orig, pinned, err := compel.Pin()
+	if err != nil {
+		return err
+	}
+	defer compel.Unpin(orig)
+	tree, err := freezeTree(pid, d.log, pinned)
 	if err != nil {
 		return err
 	}

@@ -25,14 +25,19 @@ type frozenProc struct {
 type frozenTree struct {
 	procs []*frozenProc
 	log   *log.Logger
+	// pinned is the tracer's CPU: frozen tasks share it while amber
+	// drives them, which makes ptrace round trips short; cpus are their
+	// own affinities, given back when they are released.
+	pinned unix.CPUSet
+	cpus   map[int]unix.CPUSet
 }
 
 // freezeTree freezes root and all its descendants. Each process is frozen
 // whole (every thread, including threads born while freezing) before its
 // children are listed, so that no child it forks escapes. On failure every
 // task frozen so far is released.
-func freezeTree(root int, l *log.Logger) (*frozenTree, error) {
-	t := &frozenTree{log: l}
+func freezeTree(root int, l *log.Logger, pinned unix.CPUSet) (*frozenTree, error) {
+	t := &frozenTree{log: l, pinned: pinned, cpus: map[int]unix.CPUSet{}}
 	queue := []*frozenProc{{pid: root}}
 	for len(queue) > 0 {
 		p := queue[0]
@@ -89,6 +94,9 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 			frozen[tid] = true
 			p.threads = append(p.threads, task)
 			fresh++
+			if cpus, err := task.Affinity(); err == nil && task.SetAffinity(t.pinned) == nil {
+				t.cpus[tid] = cpus
+			}
 		}
 		if fresh == 0 {
 			break
@@ -137,6 +145,9 @@ func (t *frozenTree) release() error {
 	var first error
 	for _, p := range t.procs {
 		for _, th := range p.threads {
+			if cpus, ok := t.cpus[th.Pid]; ok {
+				th.SetAffinity(cpus)
+			}
 			if err := th.Detach(); err != nil && first == nil {
 				first = err
 			}
