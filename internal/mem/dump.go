@@ -113,6 +113,9 @@ func copyPages(t *compel.Task, runs, shared []Run, path, label string) (uint64, 
 	for _, r := range runs {
 		total += r.End - r.Start
 	}
+	// Reserving the blocks first spares each write the filesystem's
+	// delayed allocation; where it is not supported, writes allocate.
+	unix.Fallocate(int(f.Fd()), 0, 0, int64(total))
 	bar := progress.New(label, total)
 	defer bar.Done()
 	work := make(chan copyJob)
