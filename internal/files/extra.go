@@ -1,9 +1,6 @@
 package files
 
 import (
-	"errors"
-	"io"
-	"os"
 	"time"
 
 	"amber/internal/image"
@@ -58,30 +55,6 @@ func (in *RestoreInput) extra() *Extra {
 		return &Extra{}
 	}
 	return in.Extra
-}
-
-// readEntries reads the image at path entry by entry with next, which
-// returns io.EOF after the last one. A missing image has no entries.
-func readEntries(path string, kind image.Kind, next func(r *image.Reader) error) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r, err := image.NewReader(f, path, kind)
-	if err != nil {
-		return err
-	}
-	for {
-		if err := next(r); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-	}
 }
 
 // Finish is called once every process is dumped: it checks what needs

@@ -107,7 +107,7 @@ func writeFifoData(dir image.Dir, fifos []FifoData) error {
 // id.
 func readFifoData(dir image.Dir) (map[uint32]FifoData, error) {
 	out := map[uint32]FifoData{}
-	err := readEntries(dir.Path(fifoDataName), image.FifoData, func(r *image.Reader) error {
+	err := image.EachEntry(dir.Path(fifoDataName), image.FifoData, func(r *image.Reader) error {
 		var e pipedata.PipeDataEntry
 		data, err := r.NextWithPayload(&e, func() int { return int(e.GetBytes()) })
 		if err == nil {

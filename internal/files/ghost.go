@@ -251,7 +251,7 @@ type GhostChunk struct {
 func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
 	out := map[uint32]*Ghost{}
 	byID := map[uint32]*Ghost{}
-	err := readEntries(dir.Path(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
+	err := image.EachEntry(dir.Path(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
 		var e remap.RemapFilePathEntry
 		if err := r.Next(&e); err != nil {
 			return err

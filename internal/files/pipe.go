@@ -1,7 +1,6 @@
 package files
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -93,31 +92,19 @@ func WritePipesData(dir image.Dir, pipes []PipeData) error {
 // ReadPipesData reads pipes-data.img, which exists only if some pipe held
 // data.
 func ReadPipesData(dir image.Dir) (map[uint32][]byte, error) {
-	path := dir.Path("pipes-data.img")
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, err := image.NewReader(f, path, image.PipesData)
-	if err != nil {
-		return nil, err
-	}
 	out := map[uint32][]byte{}
-	for {
+	err := image.EachEntry(dir.Path("pipes-data.img"), image.PipesData, func(r *image.Reader) error {
 		var e pipedata.PipeDataEntry
 		data, err := r.NextWithPayload(&e, func() int { return int(e.GetBytes()) })
-		if err == io.EOF {
-			return out, nil
+		if err == nil {
+			out[e.GetPipeId()] = data
 		}
-		if err != nil {
-			return nil, err
-		}
-		out[e.GetPipeId()] = data
+		return err
+	})
+	if err != nil || len(out) == 0 {
+		return nil, err
 	}
+	return out, nil
 }
 
 // makePipe creates the pipe that file e is an end of, refills it, and

@@ -38,7 +38,7 @@ type TtyImages struct {
 // no terminal.
 func readTtyImages(dir image.Dir) (*TtyImages, error) {
 	var infos []*tty.TtyInfoEntry
-	err := readEntries(dir.TtyInfoPath(), image.TtyInfo, func(r *image.Reader) error {
+	err := image.EachEntry(dir.TtyInfoPath(), image.TtyInfo, func(r *image.Reader) error {
 		e := new(tty.TtyInfoEntry)
 		if err := r.Next(e); err != nil {
 			return err
@@ -53,7 +53,7 @@ func readTtyImages(dir image.Dir) (*TtyImages, error) {
 	for _, e := range infos {
 		imgs.Infos[e.GetId()] = e
 	}
-	err = readEntries(dir.TtyDataPath(), image.TtyData, func(r *image.Reader) error {
+	err = image.EachEntry(dir.TtyDataPath(), image.TtyData, func(r *image.Reader) error {
 		e := new(tty.TtyDataEntry)
 		if err := r.Next(e); err != nil {
 			return err

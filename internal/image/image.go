@@ -196,6 +196,31 @@ func ReadFile[T proto.Message](path string, kind Kind, newEntry func() T) ([]T, 
 	}
 }
 
+// EachEntry reads the image at path entry by entry with next, which
+// returns io.EOF after the last one. A missing image has no entries: the
+// images a dump writes only when it has something to put in them.
+func EachEntry(path string, kind Kind, next func(r *Reader) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := NewReader(f, path, kind)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := next(r); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
 // ReadOne reads an image that must hold exactly one entry.
 func ReadOne[T proto.Message](path string, kind Kind, newEntry func() T) (T, error) {
 	var zero T

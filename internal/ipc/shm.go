@@ -17,12 +17,11 @@ package ipc
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
+	ipc_desc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
 	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -135,33 +134,22 @@ func RestoreShm(dir image.Dir, nsID uint32) (s *Segments, err error) {
 }
 
 func readShm(path string) ([]*ipcshm.IpcShmEntry, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, err := image.NewReader(f, path, image.IpcnsShm)
-	if err != nil {
-		return nil, err
-	}
 	var out []*ipcshm.IpcShmEntry
-	for {
+	err := image.EachEntry(path, image.IpcnsShm, func(r *image.Reader) error {
 		e := new(ipcshm.IpcShmEntry)
-		err := r.Next(e)
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
+		if err := r.Next(e); err != nil {
+			return err
 		}
 		if e.GetDesc() == nil || !e.GetInPagemaps() {
-			return nil, fmt.Errorf("%s: segment without its description or with its contents inline: not supported", path)
+			return fmt.Errorf("%s: segment without its description or with its contents inline: not supported", path)
 		}
 		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // restore makes (or reuses) one segment, sets its owner and mode and
