@@ -107,34 +107,13 @@ func unixDiagRequest(seq uint32) []byte {
 // parseUnixDiagReply adds the sockets of one netlink reply to out and
 // reports whether it was the last (NLMSG_DONE).
 func parseUnixDiagReply(b []byte, out map[uint32]*unixDiag) (bool, error) {
-	le := binary.LittleEndian
-	for len(b) >= unix.SizeofNlMsghdr {
-		l := int(le.Uint32(b))
-		typ := le.Uint16(b[4:])
-		if l < unix.SizeofNlMsghdr || l > len(b) {
-			return false, fmt.Errorf("sock_diag: message of %d bytes in a reply of %d", l, len(b))
-		}
-		body := b[unix.SizeofNlMsghdr:l]
-		switch typ {
-		case unix.NLMSG_DONE:
-			return true, nil
-		case unix.NLMSG_ERROR:
-			if len(body) >= 4 {
-				if e := int32(le.Uint32(body)); e != 0 {
-					return false, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
-				}
-			}
-			return false, fmt.Errorf("sock_diag: error reply")
-		case unix.SOCK_DIAG_BY_FAMILY:
-			d, err := parseUnixDiagMsg(body)
-			if err != nil {
-				return false, err
-			}
+	return eachNlMsg(b, func(body []byte) error {
+		d, err := parseUnixDiagMsg(body)
+		if err == nil {
 			out[d.ino] = d
 		}
-		b = b[min(nlAlign(l), len(b)):]
-	}
-	return false, nil
+		return err
+	})
 }
 
 // parseUnixDiagMsg decodes one struct unix_diag_msg and its attributes.
