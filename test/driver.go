@@ -227,17 +227,6 @@ func readPidfile(path string) (int, error) {
 	return pid, nil
 }
 
-// waitPidfile waits for amber to write a valid pidfile.
-func waitPidfile(path string, timeout time.Duration) (int, error) {
-	for deadline := time.Now().Add(timeout); ; {
-		pid, err := readPidfile(path)
-		if err == nil || time.Now().After(deadline) {
-			return pid, err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // cpuHas says whether every CPU flag in flags is in /proc/cpuinfo.
 func cpuHas(flags []string) bool {
 	b, err := os.ReadFile("/proc/cpuinfo")

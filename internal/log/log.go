@@ -6,7 +6,6 @@ package log
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 )
@@ -36,9 +35,6 @@ func New(out, errOut io.Writer, level int) *Logger {
 
 // Discard is a logger that writes nothing anywhere.
 func Discard() *Logger { return New(nil, nil, 0) }
-
-// Stderr logs at level to standard error.
-func Stderr(level int) *Logger { return New(os.Stderr, os.Stderr, level) }
 
 func (l *Logger) printf(level int, prefix, format string, args ...any) {
 	if l == nil {

@@ -173,9 +173,3 @@ func (b *Builder) Finish() *Program {
 		Image: b.data, Calls: b.calls, Sections: b.sections,
 	}
 }
-
-// SizeHint is the size the scratch area will have if no more is added.
-func (b *Builder) SizeHint() uint64 {
-	n := uint64(len(b.data)) + uint64(len(b.calls))*compel.EntrySize + 8
-	return (n + PageSize - 1) &^ (PageSize - 1)
-}
