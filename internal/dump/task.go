@@ -101,7 +101,7 @@ func collectThread(pid int, t *compel.Task, vmas []proc.VMA) (*threadState, erro
 	if th.stat, err = proc.ReadTaskStat(pid, t.Pid); err != nil {
 		return nil, err
 	}
-	if th.status, err = readTaskStatus(pid, t.Pid); err != nil {
+	if th.status, err = proc.ReadTaskStatus(pid, t.Pid); err != nil {
 		return nil, err
 	}
 	if th.regs, err = t.Regs(); err != nil {
@@ -199,15 +199,6 @@ func codeRanges(vmas []proc.VMA) []compel.Range {
 		}
 	}
 	return append(vdso, other...)
-}
-
-func readTaskStatus(pid, tid int) (proc.Status, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
-	if err != nil {
-		return proc.Status{}, err
-	}
-	defer f.Close()
-	return proc.ParseStatus(f)
 }
 
 // coreEntries builds core-TID.img of every thread of ps; the leader's

@@ -1004,12 +1004,12 @@ func TestCheckReg(t *testing.T) {
 	}
 }
 
-func TestCheckedPath(t *testing.T) {
+func TestVerifiedPath(t *testing.T) {
 	l := newLayout()
 	ok, changed := l.reg("/lib/ok.so", unix.O_RDONLY, 0), l.reg("/lib/changed.so", unix.O_RDONLY, 0)
 	pipeID := l.pipeEnd(1, false, false)
 	l.sizes["/lib/changed.so"] = 4
-	path := l.in.Files.CheckedPath(l.in.Stat)
+	path := l.in.Files.VerifiedPath(FileCheck{Stat: l.in.Stat})
 	if p, err := path(ok); p != "/lib/ok.so" || err != nil {
 		t.Errorf("unchanged file: %q, %v", p, err)
 	}

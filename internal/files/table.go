@@ -110,16 +110,3 @@ func (idx Index) RegPath(id uint32) (string, error) {
 	}
 	return e.GetReg().GetName(), nil
 }
-
-// CheckedPath is RegPath that also verifies, with CheckReg, that the file
-// is still the one dumped: restoring a mapping of a changed file would
-// hand the task other code or data.
-func (idx Index) CheckedPath(stat func(string) (os.FileInfo, error)) func(id uint32) (string, error) {
-	return func(id uint32) (string, error) {
-		path, err := idx.RegPath(id)
-		if err != nil {
-			return "", err
-		}
-		return path, CheckReg(idx[id], stat)
-	}
-}

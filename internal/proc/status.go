@@ -69,6 +69,12 @@ func ReadStatus(pid int) (Status, error) {
 	return readParsed(pidPath(pid, "status"), ParseStatus)
 }
 
+// ReadTaskStatus reads /proc/PID/task/TID/status: one thread's, whose
+// credentials and signal masks are its own.
+func ReadTaskStatus(pid, tid int) (Status, error) {
+	return readParsed(taskPath(pid, tid, "status"), ParseStatus)
+}
+
 // set stores the value of one line. raw is everything after the colon.
 func (s *Status) set(key, raw string) error {
 	if key == "Name" {
