@@ -115,6 +115,13 @@ func (t *Task) Detach() error {
 // Kill kills the task and reaps it if it is amber's child.
 func (t *Task) Kill() {
 	unix.Kill(t.Pid, unix.SIGKILL)
+	t.WaitDead()
+}
+
+// WaitDead waits, as the tracer, until the task (killed by the caller)
+// has exited. A thread-group leader is reported only after its other
+// threads: wait for those first.
+func (t *Task) WaitDead() {
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(t.Pid, &ws, unix.WALL, nil)

@@ -168,22 +168,8 @@ func (t *frozenTree) kill() error {
 	// for them first.
 	for _, p := range t.procs {
 		for i := len(p.threads) - 1; i >= 0; i-- {
-			waitDead(p.threads[i].Pid)
+			p.threads[i].WaitDead()
 		}
 	}
 	return nil
-}
-
-// waitDead waits, as the tracer, until a killed task has exited.
-func waitDead(tid int) {
-	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || ws.Exited() || ws.Signaled() {
-			return
-		}
-	}
 }
