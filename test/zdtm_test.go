@@ -190,3 +190,20 @@ func cpusAllowed(t *testing.T, pid int) string {
 	t.Fatalf("/proc/%d/status has no Cpus_allowed_list", pid)
 	return ""
 }
+
+// TestRestoreRelativeImagesDir restores a tree with -D relative to
+// amber's working directory, which is not the tasks': each task opens its
+// pages image itself, from its own working directory.
+func TestRestoreRelativeImagesDir(t *testing.T) {
+	c := startCase(t, "fork_cow")
+	c.mustDump()
+	rel := strings.TrimPrefix(c.images, "/")
+	pidfile := c.pidfile()
+	r := runAmber(testEnv.amber, "/", c.prog, "restore", "-D", rel, "--pidfile", pidfile, "-v4", "-o", "restore.log", "-d")
+	c.results = append(c.results, r)
+	if r.err != nil {
+		t.Fatalf("restore with a relative -D failed: %v", r)
+	}
+	c.checkRestoredPid(pidfile)
+	c.mustPass()
+}

@@ -67,9 +67,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if parseErr != nil {
 		return logs.fail(parseErr)
 	}
-	if err := opts.absImagesDir(); err != nil {
-		return logs.fail(err)
-	}
 	status, err := runVerb(opts, logs.Logger, stdout)
 	if err != nil {
 		return logs.fail(err)

@@ -123,25 +123,6 @@ func (o Options) inWorkDir(path string) string {
 	return filepath.Join(dir, path)
 }
 
-// absImagesDir makes a relative images directory absolute, from amber's
-// working directory. Restore opens image files by path from inside the
-// restored tasks (the pages image is read by the task itself), and a task
-// runs in its own restored working directory, so a relative path such as
-// CRIU's zdtm.py passes ("dump/zdtm/static/NAME/PID/1") would name the
-// wrong file there. Called once the log is open, so that the log stays
-// where -W or -D said.
-func (o *Options) absImagesDir() error {
-	if filepath.IsAbs(o.ImagesDir) {
-		return nil
-	}
-	dir, err := filepath.Abs(o.ImagesDir)
-	if err != nil {
-		return fmt.Errorf("images directory %s: %w", o.ImagesDir, err)
-	}
-	o.ImagesDir = dir
-	return nil
-}
-
 // validate checks the verb and what it needs.
 func (o Options) validate() error {
 	if o.Help || o.Version {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -184,37 +182,6 @@ func TestOptionTable(t *testing.T) {
 			t.Errorf("-%c listed twice", o.short)
 		}
 		shorts[o.short] = true
-	}
-}
-
-// TestAbsImagesDir: a relative -D becomes absolute from amber's working
-// directory (restored tasks open image files by path from their own
-// working directory), and the log and pidfile still land where they did.
-func TestAbsImagesDir(t *testing.T) {
-	cwd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := Parse(strings.Fields("restore -D dump/t/1 -o restore.log --pidfile p.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, pid := o.LogPath(), o.PidFilePath()
-	if err := o.absImagesDir(); err != nil {
-		t.Fatal(err)
-	}
-	if want := filepath.Join(cwd, "dump/t/1"); o.ImagesDir != want {
-		t.Errorf("images dir %q, want %q", o.ImagesDir, want)
-	}
-	if got, want := o.LogPath(), filepath.Join(cwd, log); got != want {
-		t.Errorf("log %q, want %q", got, want)
-	}
-	if got, want := o.PidFilePath(), filepath.Join(cwd, pid); got != want {
-		t.Errorf("pidfile %q, want %q", got, want)
-	}
-	o.ImagesDir = "/img"
-	if err := o.absImagesDir(); err != nil || o.ImagesDir != "/img" {
-		t.Errorf("absolute dir changed to %q (%v)", o.ImagesDir, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,7 +53,13 @@ func Run(opts Options) (Result, error) {
 	if opts.Log == nil {
 		opts.Log = log.Discard()
 	}
-	tree, err := load(image.Dir(opts.ImagesDir))
+	// Restored tasks open images by path from their own working
+	// directory, which is not amber's.
+	dir, err := filepath.Abs(opts.ImagesDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("restore: images directory %s: %w", opts.ImagesDir, err)
+	}
+	tree, err := load(image.Dir(dir))
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
