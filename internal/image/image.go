@@ -132,6 +132,18 @@ func NewReader(r io.Reader, path string, kind Kind) (*Reader, error) {
 
 // Next decodes the next entry into m. It returns io.EOF after the last one.
 func (r *Reader) Next(m proto.Message) error {
+	return r.NextDecoded(func(b []byte) error {
+		if err := proto.Unmarshal(b, m); err != nil {
+			return fmt.Errorf("decode %T: %w", m, err)
+		}
+		return nil
+	})
+}
+
+// NextDecoded reads the next entry and hands its encoded bytes to decode,
+// for entries worth decoding by hand. It returns io.EOF after the last
+// entry.
+func (r *Reader) NextDecoded(decode func([]byte) error) error {
 	var l [4]byte
 	if _, err := io.ReadFull(r.r, l[:]); err != nil {
 		if err == io.EOF {
@@ -147,8 +159,8 @@ func (r *Reader) Next(m proto.Message) error {
 	if err != nil {
 		return fmt.Errorf("%s: entry %d: truncated (%d bytes announced): %w", r.path, r.n, size, noEOF(err))
 	}
-	if err := proto.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%s: entry %d: decode %T: %w", r.path, r.n, m, err)
+	if err := decode(b); err != nil {
+		return fmt.Errorf("%s: entry %d: %w", r.path, r.n, err)
 	}
 	r.n++
 	return nil

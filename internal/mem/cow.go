@@ -155,16 +155,21 @@ func ReadPagemap(path string) (*pagemap.PagemapHead, []*pagemap.PagemapEntry, er
 		return nil, nil, fmt.Errorf("%s: head: %w", path, noEOF(err))
 	}
 	var entries []*pagemap.PagemapEntry
+	var slab pagemapSlab
 	for {
-		e := new(pagemap.PagemapEntry)
-		err := r.Next(e)
+		err := r.NextDecoded(func(b []byte) error {
+			e, err := slab.decodeEntry(b)
+			if err == nil {
+				entries = append(entries, e)
+			}
+			return err
+		})
 		if err == io.EOF {
 			return head, entries, nil
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		entries = append(entries, e)
 	}
 }
 

@@ -36,7 +36,7 @@ const maxIov = 1024
 type PagesStats struct {
 	Pages   uint64 // pages written to the pages image
 	Scanned uint64 // pages in VMAs whose contents are saved
-	Runs    []Run  // the pages written, as listed in the pagemap
+	Runs    []Run  // the pages written, VMA by VMA (the pagemap joins runs that touch)
 }
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
@@ -61,16 +61,29 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 		}
 		runs = append(runs, r...)
 	}
-	if err := writePagemap(dir.PagemapPath(pid), pagesID, runs); err != nil {
+	// Runs that continue across a VMA boundary become one pagemap entry,
+	// as in CRIU's images: a restore reads one entry instead of one per
+	// VMA (10,000 one-page VMAs of data make one entry, not 10,000).
+	merged := mergeRuns(runs)
+	if err := writePagemap(dir.PagemapPath(pid), pagesID, merged); err != nil {
 		return st, err
 	}
-	shared, err := scan.Shared(runs)
+	shared, err := scan.Shared(merged)
 	if err != nil {
 		return st, err
 	}
-	n, err := copyPages(t, runs, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
+	n, err := copyPages(t, merged, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs = n, runs
 	return st, err
+}
+
+// mergeRuns joins sorted runs that touch into one.
+func mergeRuns(runs []Run) []Run {
+	var out []Run
+	for _, r := range runs {
+		out = appendRun(out, r)
+	}
+	return out
 }
 
 const pageSize = 4096

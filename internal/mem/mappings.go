@@ -4,6 +4,7 @@ package mem
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -150,11 +151,8 @@ func isFileVMA(v *vma.VmaEntry) bool {
 }
 
 func planMadvise(b *plan.Builder, v *vma.VmaEntry) {
-	m := v.GetMadv()
-	for advice := 0; advice < 64; advice++ {
-		if m&(1<<advice) != 0 {
-			b.Call("advise vma", unix.SYS_MADVISE,
-				v.GetStart(), v.GetEnd()-v.GetStart(), uint64(advice))
-		}
+	for m := v.GetMadv(); m != 0; m &= m - 1 {
+		advice := bits.TrailingZeros64(m)
+		b.Call("advise vma", unix.SYS_MADVISE, v.GetStart(), v.GetEnd()-v.GetStart(), uint64(advice))
 	}
 }

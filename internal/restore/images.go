@@ -206,7 +206,7 @@ const (
 
 func (t *taskImages) loadMemory(dir image.Dir) error {
 	var err error
-	if t.mm, err = image.ReadOne(dir.MMPath(t.pid), image.MM, newOf[mm.MmEntry]()); err != nil {
+	if t.mm, err = mem.ReadMM(dir.MMPath(t.pid)); err != nil {
 		return err
 	}
 	path := dir.PagemapPath(t.pid)
