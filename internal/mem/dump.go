@@ -131,6 +131,12 @@ func copyPages(t *compel.Task, runs, shared []Run, path, label string) (uint64, 
 	unix.Fallocate(int(f.Fd()), 0, 0, int64(total))
 	bar := progress.New(label, total)
 	defer bar.Done()
+	if copyWorkers(total) == 1 {
+		// Handing a small copy to a goroutine costs more than the copy:
+		// the caller is locked to its thread (ptrace), and every hand-off
+		// between threads wakes one.
+		return copyAlone(t, f, runs, shared, bar, total)
+	}
 	work := make(chan copyJob)
 	var done atomic.Uint64
 	g := new(errgroup)
@@ -162,6 +168,24 @@ func copyPages(t *compel.Task, runs, shared []Run, path, label string) (uint64, 
 		return 0, err
 	}
 	return done.Load() / pageSize, f.Close()
+}
+
+// copyAlone copies the runs chunk by chunk in the calling goroutine.
+func copyAlone(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar, total uint64) (uint64, error) {
+	buf := make([]byte, min(copyChunk, total))
+	var off uint64
+	for chunk := range chunks(runs, copyChunk) {
+		job := copyJob{runs: chunk, off: off}
+		for _, r := range chunk {
+			job.size += r.End - r.Start
+		}
+		if err := copyChunkAt(t, f, job, shared, buf); err != nil {
+			return 0, err
+		}
+		off += job.size
+		bar.Set(off)
+	}
+	return off / pageSize, f.Close()
 }
 
 // copyJob is one chunk of runs and its offset in the pages image.
