@@ -30,6 +30,7 @@ var programs = []program{
 	{name: "proc_maps_fd"},
 	{name: "brk_grow"},
 	{name: "fd_set"},
+	{name: "files_many", nofile: 4096},
 	{name: "stack_deep"},
 	{name: "threads_tls", cflags: []string{"-pthread"}},
 	{name: "futex_wait", cflags: []string{"-pthread"}},

@@ -2,53 +2,31 @@ package plan
 
 import (
 	"fmt"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
 
-// fdTable simulates the task's descriptor table: the kernel gives every
-// new descriptor the lowest free number, so the plan knows each one.
-type fdTable map[int]bool
-
 // atFdcwd is AT_FDCWD (-100) as a register value.
 const atFdcwd = ^uint64(99)
-
-func (t fdTable) lowest() int {
-	for fd := 0; ; fd++ {
-		if !t[fd] {
-			return fd
-		}
-	}
-}
 
 // Inherit tells the builder which descriptors the task has when its plan
 // starts (those of the parent it was forked from).
 func (b *Builder) Inherit(fds []int) {
 	b.fds = fdTable{}
 	for _, fd := range fds {
-		b.fds[fd] = true
+		b.fds.set(fd)
 	}
 }
 
 // Fds lists the descriptors the task has at this point of the plan.
 func (b *Builder) Fds() []int {
-	var out []int
-	for fd := range b.fds {
-		out = append(out, fd)
-	}
-	slices.Sort(out)
-	return out
+	return b.fds.list()
 }
 
 // CloseRange plans closing every descriptor from first to last.
 func (b *Builder) CloseRange(first, last int) {
 	b.Call(fmt.Sprintf("close fds %d-%d", first, last), unix.SYS_CLOSE_RANGE, uint64(first), uint64(uint32(last)), 0)
-	for fd := range b.fds {
-		if fd >= first && fd <= last {
-			delete(b.fds, fd)
-		}
-	}
+	b.fds.clearRange(first, last)
 }
 
 // CloseAll plans closing every descriptor the task has.
@@ -63,7 +41,7 @@ func (b *Builder) Open(what, path string, flags int, mode uint32) int {
 	fd := b.fds.lowest()
 	b.Call(fmt.Sprintf("open %s (%s) as fd %d", path, what, fd), unix.SYS_OPENAT,
 		atFdcwd, b.String(path), uint64(flags), uint64(mode))
-	b.fds[fd] = true
+	b.fds.set(fd)
 	return fd
 }
 
@@ -72,7 +50,7 @@ func (b *Builder) Open(what, path string, flags int, mode uint32) int {
 // use Next first to learn what it will be.
 func (b *Builder) Take() int {
 	fd := b.fds.lowest()
-	b.fds[fd] = true
+	b.fds.set(fd)
 	return fd
 }
 
@@ -82,7 +60,7 @@ func (b *Builder) Next() int { return b.fds.lowest() }
 // Close plans close(fd).
 func (b *Builder) Close(fd int) {
 	b.Call(fmt.Sprintf("close fd %d", fd), unix.SYS_CLOSE, uint64(fd))
-	delete(b.fds, fd)
+	b.fds.clear(fd)
 }
 
 // Move plans making descriptor from appear as to (dup3, then close from),
@@ -99,25 +77,22 @@ func (b *Builder) Move(from, to int, cloexec bool) {
 		flags = unix.O_CLOEXEC
 	}
 	b.Call(fmt.Sprintf("dup fd %d to %d", from, to), unix.SYS_DUP3, uint64(from), uint64(to), flags)
-	b.fds[to] = true
+	b.fds.set(to)
 	b.Close(from)
 }
 
 // Used reports whether the plan has fd open at this point.
-func (b *Builder) Used(fd int) bool { return b.fds[fd] }
+func (b *Builder) Used(fd int) bool { return b.fds.has(fd) }
 
 // Mark records that a planned call (dup3 into a chosen number) made fd.
-func (b *Builder) Mark(fd int) { b.fds[fd] = true }
+func (b *Builder) Mark(fd int) { b.fds.set(fd) }
 
 // CopyAbove plans duplicating fd to the lowest free number at or above
 // min (fcntl F_DUPFD) and returns the new number; fd stays open.
 func (b *Builder) CopyAbove(fd, min int) int {
-	to := min
-	for b.fds[to] {
-		to++
-	}
+	to := b.fds.lowestFrom(min)
 	b.Call(fmt.Sprintf("copy fd %d above %d", fd, min), unix.SYS_FCNTL, uint64(fd), unix.F_DUPFD, uint64(min))
-	b.fds[to] = true
+	b.fds.set(to)
 	return to
 }
 
