@@ -3,7 +3,10 @@ package files
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -67,44 +70,87 @@ func (d *Dumper) DumpFds(pid int) ([]*fdinfo.FdinfoEntry, error) {
 		return nil, err
 	}
 	var out []*fdinfo.FdinfoEntry
-	for _, fd := range fds {
-		e, err := d.dumpFd(pid, fd)
+	for _, f := range gatherFds(pid, fds) {
+		e, err := d.dumpFd(pid, f)
 		if err != nil {
-			return nil, fmt.Errorf("pid %d fd %d: %w", pid, fd, err)
+			return nil, fmt.Errorf("pid %d fd %d: %w", pid, f.fd, err)
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-func (d *Dumper) dumpFd(pid, fd int) (*fdinfo.FdinfoEntry, error) {
-	link, err := proc.FdPath(pid, fd)
-	if err != nil {
-		return nil, err
+// fdFacts is what /proc tells of one descriptor: its link, its fdinfo
+// and what it refers to, or why they could not be read.
+type fdFacts struct {
+	fd   int
+	link string
+	info proc.FdInfo
+	st   os.FileInfo
+	err  error
+}
+
+// gatherParallelMin is the least descriptors worth reading with several
+// goroutines: each takes three /proc calls, and a process with thousands
+// of files spends most of its dump in them.
+const gatherParallelMin = 256
+
+// gatherFds reads /proc for every descriptor of pid (frozen), in fd
+// order; a table of gatherParallelMin or more is read by one goroutine
+// per CPU.
+func gatherFds(pid int, fds []int) []fdFacts {
+	out := make([]fdFacts, len(fds))
+	workers := 1
+	if len(fds) >= gatherParallelMin {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	info, err := proc.ReadFdinfo(pid, fd)
-	if err != nil {
-		return nil, err
+	var next atomic.Int64
+	gather := func() {
+		for i := int(next.Add(1) - 1); i < len(fds); i = int(next.Add(1) - 1) {
+			out[i] = readFdFacts(pid, fds[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Add(1)
+		go func() { defer wg.Done(); gather() }()
+	}
+	gather()
+	wg.Wait()
+	return out
+}
+
+func readFdFacts(pid, fd int) fdFacts {
+	f := fdFacts{fd: fd}
+	if f.link, f.err = proc.FdPath(pid, fd); f.err != nil {
+		return f
+	}
+	if f.info, f.err = proc.ReadFdinfo(pid, fd); f.err != nil {
+		return f
+	}
+	f.st, f.err = os.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+	return f
+}
+
+func (d *Dumper) dumpFd(pid int, f fdFacts) (*fdinfo.FdinfoEntry, error) {
+	if f.err != nil {
+		return nil, f.err
 	}
 	fdFlags := uint32(0)
-	if info.Flags&unix.O_CLOEXEC != 0 {
+	if f.info.Flags&unix.O_CLOEXEC != 0 {
 		fdFlags = unix.FD_CLOEXEC
 	}
-	e := &fdinfo.FdinfoEntry{Flags: proto.Uint32(fdFlags), Fd: proto.Uint32(uint32(fd))}
-	st, err := os.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
-	if err != nil {
-		return nil, err
-	}
-	key := keyOf(st)
-	if id, ok := d.sameFile(pid, fd, key); ok {
+	e := &fdinfo.FdinfoEntry{Flags: proto.Uint32(fdFlags), Fd: proto.Uint32(uint32(f.fd))}
+	key := keyOf(f.st)
+	if id, ok := d.sameFile(pid, f.fd, key); ok {
 		e.Id, e.Type = proto.Uint32(id), d.Table.entries[id-1].GetType().Enum()
 		return e, nil
 	}
-	id, typ, err := d.addFile(pid, fd, link, info, st)
+	id, typ, err := d.addFile(pid, f.fd, f.link, f.info, f.st)
 	if err != nil {
 		return nil, err
 	}
-	d.known[key] = append(d.known[key], knownFd{pid, fd, id})
+	d.known[key] = append(d.known[key], knownFd{pid, f.fd, id})
 	e.Id, e.Type = proto.Uint32(id), typ.Enum()
 	return e, nil
 }

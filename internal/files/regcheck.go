@@ -87,28 +87,32 @@ func (in *RestoreInput) fileCheck() FileCheck {
 }
 
 // writeMtimes records the modification time of every regular file of the
-// table, but unlinked ones (their ghost is made again).
+// table, but unlinked ones (their ghost is made again), as the dump saw
+// the file itself: not whatever its path names by the end of the dump.
+// Files of /proc are left out: their times are when their inodes were
+// made, and differ for the same file after a restore.
 func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 	var b strings.Builder
 	b.WriteString("# amber: modification times of the regular files of files.img\n# file-id seconds nanoseconds\n")
+	procfs := map[uint64]bool{} // by device, learnt from a path on it
 	for _, e := range t.entries {
-		reg := e.GetReg()
-		if e.GetType() != fdinfo.FdTypes_REG || reg.Size == nil || g.isGhost(e.GetId()) {
+		tm, ok := t.times[e.GetId()]
+		if e.GetType() != fdinfo.FdTypes_REG || !ok || g.isGhost(e.GetId()) {
 			continue
 		}
-		// A file removed meanwhile by a process outside the tree gets no
-		// time: restore finds it gone.
-		st, err := os.Stat(reg.GetName())
-		if err == nil && st.Mode().IsRegular() && !onProcfs(reg.GetName()) {
-			fmt.Fprintf(&b, "%d %d %d\n", e.GetId(), st.ModTime().Unix(), st.ModTime().Nanosecond())
+		isProc, seen := procfs[tm.dev]
+		if !seen {
+			isProc = onProcfs(e.GetReg().GetName())
+			procfs[tm.dev] = isProc
+		}
+		if !isProc {
+			fmt.Fprintf(&b, "%d %d %d\n", e.GetId(), tm.mtime.Unix(), tm.mtime.Nanosecond())
 		}
 	}
 	return os.WriteFile(dir.Path(mtimesName), []byte(b.String()), 0o600)
 }
 
-// onProcfs tells a file of /proc (such as /proc/PID/maps): its times
-// are when its inode was made, not when its contents changed, and differ
-// for the same file after a restore.
+// onProcfs tells whether path is on a procfs.
 func onProcfs(path string) bool {
 	var fs unix.Statfs_t
 	return unix.Statfs(path, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC

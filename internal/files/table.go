@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
@@ -16,6 +17,15 @@ import (
 type Table struct {
 	entries []*fdinfo.FileEntry
 	regs    map[regKey]uint32
+	// times are the modification times and devices of the regular files,
+	// by id, as the dump saw them (for amber-mtimes.txt).
+	times map[uint32]regTime
+}
+
+// regTime is when a regular file was last modified, and its device.
+type regTime struct {
+	mtime time.Time
+	dev   uint64
 }
 
 type regKey struct {
@@ -24,7 +34,7 @@ type regKey struct {
 }
 
 // NewTable returns an empty table.
-func NewTable() *Table { return &Table{regs: map[regKey]uint32{}} }
+func NewTable() *Table { return &Table{regs: map[regKey]uint32{}, times: map[uint32]regTime{}} }
 
 func (t *Table) nextID() uint32 { return uint32(len(t.entries)) + 1 }
 
@@ -66,6 +76,7 @@ func (t *Table) addReg(path string, flags uint32, pos uint64, st os.FileInfo) ui
 	}
 	if st.Mode().IsRegular() {
 		reg.Size = proto.Uint64(uint64(st.Size()))
+		t.times[id] = regTime{st.ModTime(), keyOf(st).dev}
 	}
 	t.entries = append(t.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg})
 	return id

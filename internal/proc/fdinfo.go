@@ -58,8 +58,13 @@ func ParseFdinfo(r io.Reader) (FdInfo, error) {
 
 // ReadFdinfo reads /proc/PID/fdinfo/FD.
 func ReadFdinfo(pid, fd int) (FdInfo, error) {
-	return readParsed(pidPath(pid, "fdinfo/"+strconv.Itoa(fd)), ParseFdinfo)
+	return readParsedSize(pidPath(pid, "fdinfo/"+strconv.Itoa(fd)), fdinfoRead, ParseFdinfo)
 }
+
+// fdinfoRead is the read size for fdinfo files: most hold a few lines,
+// and a process may have tens of thousands of them, each read with a
+// buffer of its own.
+const fdinfoRead = 1 << 10
 
 // setCommon stores the lines every fdinfo file starts with and reports
 // whether key was one of them.
