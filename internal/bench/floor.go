@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// filesDir is where the files workload (test/bench/src/files.c) keeps
+// its files, in its directory.
+const filesDir = "files.d"
+
 // floorResult is one run of the floor program.
 type floorResult struct {
 	inProcess time.Duration // the floor's own clock_gettime around its work
@@ -37,6 +41,9 @@ func runFloor(binDir, dir, imagesDir string, w workload) (floorResult, error) {
 // floorArgs are the floor's arguments for w; pages are the pages images,
 // largest first.
 func floorArgs(w workload, dir string, pages []string) []string {
+	if w.floor == floorFiles {
+		return []string{"files", strconv.Itoa(w.files), filepath.Join(dir, filesDir)}
+	}
 	if w.floor == floorVMAs {
 		file := "-"
 		if w.mapped != "" {

@@ -15,6 +15,9 @@ const (
 	// floorVMAs creates one one-page VMA per mapping of the workload and
 	// preads one page into each.
 	floorVMAs
+	// floorFiles opens each file the workload holds open and sets its
+	// offset.
+	floorFiles
 )
 
 // workload is one benchmark program and how to measure it.
@@ -25,6 +28,7 @@ type workload struct {
 	floor  floorKind
 	vmas   int    // floorVMAs: how many one-page VMAs
 	mapped string // floorVMAs: the file the workload maps, in its dir ("": anonymous)
+	files  int    // floorFiles: how many files, in filesDir of the workload's dir
 	// maybeUnsupported marks workloads amber may not handle yet: a failing
 	// amber command is reported as "not supported yet", not as an error.
 	maybeUnsupported bool
@@ -42,6 +46,7 @@ func allWorkloads() []workload {
 		memWorkload("mem1g", 1024),
 		{name: "vma10k", prog: "vmas", args: []string{"10000"}, floor: floorVMAs, vmas: 10000},
 		{name: "filemap4k", prog: "filemap", args: []string{"4096"}, floor: floorVMAs, vmas: 4096, mapped: "filemap.data"},
+		{name: "files10k", prog: "files", args: []string{"10000"}, floor: floorFiles, files: 10000},
 		{name: "threads100", prog: "threads", args: []string{"100"}, floor: floorMem, maybeUnsupported: true},
 		{name: "tree50", prog: "tree", args: []string{"50"}, floor: floorMem, maybeUnsupported: true},
 	}

@@ -26,7 +26,7 @@ func TestSelectWorkloads(t *testing.T) {
 }
 
 func TestWorkloadNames(t *testing.T) {
-	want := []string{"mem512", "mem1g", "vma10k", "filemap4k", "threads100", "tree50"}
+	want := []string{"mem512", "mem1g", "vma10k", "filemap4k", "files10k", "threads100", "tree50"}
 	if got := WorkloadNames(); !reflect.DeepEqual(got, want) {
 		t.Errorf("WorkloadNames() = %v, want %v", got, want)
 	}
@@ -34,7 +34,7 @@ func TestWorkloadNames(t *testing.T) {
 
 func TestPrograms(t *testing.T) {
 	ws := append(allWorkloads(), sweepWorkloads([]int{64, 128})...)
-	want := []string{"mem", "vmas", "filemap", "threads", "tree"}
+	want := []string{"mem", "vmas", "filemap", "files", "threads", "tree"}
 	if got := programs(ws); !reflect.DeepEqual(got, want) {
 		t.Errorf("programs = %v, want %v", got, want)
 	}
@@ -42,11 +42,12 @@ func TestPrograms(t *testing.T) {
 
 func TestFloorArgs(t *testing.T) {
 	pages := []string{"/i/pages-1.img", "/i/pages-2.img"}
-	ws, _ := selectWorkloads([]string{"mem1g", "vma10k", "filemap4k"})
+	ws, _ := selectWorkloads([]string{"mem1g", "vma10k", "filemap4k", "files10k"})
 	for i, want := range [][]string{
 		{"mem", "/i/pages-1.img", "/i/pages-2.img"},
 		{"vmas", "10000", "-", "/i/pages-1.img"},
 		{"vmas", "4096", "/d/filemap.data", "/i/pages-1.img"},
+		{"files", "10000", "/d/files.d"},
 	} {
 		if got := floorArgs(ws[i], "/d", pages); !reflect.DeepEqual(got, want) {
 			t.Errorf("floorArgs(%s) = %v, want %v", ws[i].name, got, want)

@@ -11,6 +11,10 @@
  *	with a hole after each so none merge, and preads one page of the
  *	PAGES image into each.
  *
+ *   floor files N DIR
+ *	opens DIR/0 ... DIR/N-1 read-write and sets file i's offset to
+ *	(i * 37) % 4001, as the files workload left them.
+ *
  * It times the work itself with clock_gettime(CLOCK_MONOTONIC), from before
  * the first mmap (or open of FILE) to after the last pread, and prints
  * "floor_ns NANOSECONDS".  Address-space reservation and opening the pages
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,6 +153,32 @@ static uint64_t floor_vmas(unsigned long n, const char *file, const char *pages)
 	return now_ns() - t0;
 }
 
+static uint64_t floor_files(unsigned long n, const char *dir)
+{
+	struct rlimit r;
+	char path[4096];
+	unsigned long i;
+	uint64_t t0;
+
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < n + 64) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		off_t off = (off_t)(i * 37 % 4001);
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%lu", dir, i);
+		fd = open(path, O_RDWR);
+		if (fd < 0)
+			die("open %s: %s", path, strerror(errno));
+		if (lseek(fd, off, SEEK_SET) != off)
+			die("lseek %s: %s", path, strerror(errno));
+	}
+	return now_ns() - t0;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t ns;
@@ -156,8 +187,10 @@ int main(int argc, char **argv)
 		ns = floor_mem(argc - 2, argv + 2);
 	else if (argc == 5 && !strcmp(argv[1], "vmas"))
 		ns = floor_vmas(strtoul(argv[2], NULL, 10), argv[3], argv[4]);
+	else if (argc == 4 && !strcmp(argv[1], "files"))
+		ns = floor_files(strtoul(argv[2], NULL, 10), argv[3]);
 	else
-		die("usage: floor mem PAGES... | floor vmas N FILE|- PAGES");
+		die("usage: floor mem PAGES... | floor vmas N FILE|- PAGES | floor files N DIR");
 	printf("floor_ns %llu\n", (unsigned long long)ns);
 	return 0;
 }
