@@ -72,6 +72,7 @@ var programs = []program{
 	{name: "tcp_listen00"},
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
+	{name: "ipc_many", nofile: 4096},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -3,7 +3,6 @@ package files
 import (
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fifo"
@@ -162,11 +161,14 @@ func refillFifo(b *plan.Builder, fd int, name string, f FifoData) {
 // fifoRefiller reports whether e is the first file of its FIFO in the
 // images: whichever task opens it refills the FIFO, once.
 func (p *fdPlanner) fifoRefiller(e *fdinfo.FileEntry) bool {
-	var ids []uint32
-	for id, o := range p.in.Files {
-		if o.GetType() == fdinfo.FdTypes_FIFO && o.GetFifo().GetPipeId() == e.GetFifo().GetPipeId() {
-			ids = append(ids, id)
+	if p.fifoFirst == nil {
+		p.fifoFirst = map[uint32]uint32{}
+		for id, o := range p.in.Files {
+			pipe := o.GetFifo().GetPipeId()
+			if first, ok := p.fifoFirst[pipe]; o.GetType() == fdinfo.FdTypes_FIFO && (!ok || id < first) {
+				p.fifoFirst[pipe] = id
+			}
 		}
 	}
-	return slices.Min(ids) == e.GetId()
+	return p.fifoFirst[e.GetFifo().GetPipeId()] == e.GetId()
 }

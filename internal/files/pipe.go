@@ -119,7 +119,7 @@ func ReadPipesData(dir image.Dir) (map[uint32][]byte, error) {
 func (p *fdPlanner) makePipe(e *fdinfo.FileEntry) (int, error) {
 	pipeID := e.GetPipe().GetPipeId()
 	ends := p.createPipe(pipeID)
-	files := p.in.Files.pipeEnds(pipeID)
+	files := p.pipeEnds(pipeID)
 	direct := directEnds(files)
 	mine := -1
 	for _, f := range files {
@@ -214,13 +214,17 @@ func pipeEnd(e *fdinfo.FileEntry) int {
 	return 0
 }
 
-// pipeEnds lists the files of the dump that are ends of pipe pipeID.
-func (idx Index) pipeEnds(pipeID uint32) []*fdinfo.FileEntry {
-	var out []*fdinfo.FileEntry
-	for _, id := range slices.Sorted(maps.Keys(idx)) {
-		if e := idx[id]; e.GetType() == fdinfo.FdTypes_PIPE && e.GetPipe().GetPipeId() == pipeID {
-			out = append(out, e)
+// pipeEnds lists the files of the dump that are ends of pipe pipeID, in
+// id order. The index is grouped by pipe on the first call: a process
+// may hold thousands of pipes.
+func (p *fdPlanner) pipeEnds(pipeID uint32) []*fdinfo.FileEntry {
+	if p.pipes == nil {
+		p.pipes = map[uint32][]*fdinfo.FileEntry{}
+		for _, id := range slices.Sorted(maps.Keys(p.in.Files)) {
+			if e := p.in.Files[id]; e.GetType() == fdinfo.FdTypes_PIPE {
+				p.pipes[e.GetPipe().GetPipeId()] = append(p.pipes[e.GetPipe().GetPipeId()], e)
+			}
 		}
 	}
-	return out
+	return p.pipes[pipeID]
 }

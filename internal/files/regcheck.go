@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -44,26 +47,20 @@ type FileCheck struct {
 // Reg verifies regular-file entry e: it exists and, unless Skip, has its
 // dumped size and modification time.
 func (c FileCheck) Reg(e *fdinfo.FileEntry) error {
-	if c.Skip {
-		name := e.GetReg().GetName()
-		if _, err := c.Stat(name); err != nil {
-			return fmt.Errorf("file %s (id %d) is gone since the dump: %w", name, e.GetId(), err)
-		}
-		return nil
-	}
-	if err := CheckReg(e, c.Stat); err != nil {
-		return err
-	}
-	want, ok := c.Mtimes[e.GetId()]
-	if !ok {
-		return nil
-	}
 	name := e.GetReg().GetName()
 	st, err := c.Stat(name)
 	if err != nil {
 		return fmt.Errorf("file %s (id %d) is gone since the dump: %w", name, e.GetId(), err)
 	}
-	if got := st.ModTime(); st.Mode().IsRegular() && !got.Equal(want) {
+	if c.Skip {
+		return nil
+	}
+	// One stat answers both checks: a process may have thousands of files.
+	if err := CheckReg(e, func(string) (os.FileInfo, error) { return st, nil }); err != nil {
+		return err
+	}
+	want, ok := c.Mtimes[e.GetId()]
+	if got := st.ModTime(); ok && st.Mode().IsRegular() && !got.Equal(want) {
 		return fmt.Errorf("file %s (id %d) changed since the dump: modified %s, was %s (--skip-file-check restores anyway)",
 			name, e.GetId(), got.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
 	}
@@ -163,4 +160,49 @@ func parseMtime(line string) (uint32, time.Time, error) {
 		return 0, time.Time{}, fmt.Errorf("%q: out of range", line)
 	}
 	return uint32(n[0]), time.Unix(n[1], n[2]), nil
+}
+
+// statAheadMin is the least regular files worth stat-ing ahead.
+const statAheadMin = 256
+
+// StatAhead stats the paths of the regular files of idx with one
+// goroutine per CPU, when there are many, and returns a stat that answers
+// from those results: the restore checks every file before it plans to
+// open it, and a process may hold tens of thousands. A path that could
+// not be stat-ed, or is not in idx, goes to stat at the time of the call.
+func (idx Index) StatAhead(stat func(string) (os.FileInfo, error)) func(string) (os.FileInfo, error) {
+	var paths []string
+	for _, e := range idx {
+		if e.GetType() == fdinfo.FdTypes_REG {
+			paths = append(paths, e.GetReg().GetName())
+		}
+	}
+	if len(paths) < statAheadMin {
+		return stat
+	}
+	infos := make([]os.FileInfo, len(paths))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
+				infos[i], _ = stat(paths[i])
+			}
+		}()
+	}
+	wg.Wait()
+	known := make(map[string]os.FileInfo, len(paths))
+	for i, p := range paths {
+		if infos[i] != nil {
+			known[p] = infos[i]
+		}
+	}
+	return func(path string) (os.FileInfo, error) {
+		if st, ok := known[path]; ok {
+			return st, nil
+		}
+		return stat(path)
+	}
 }

@@ -1,10 +1,12 @@
 package files
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,5 +108,42 @@ func TestMtimesImage(t *testing.T) {
 		if _, _, err := parseMtime(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestStatAhead(t *testing.T) {
+	idx := Index{}
+	for i := range uint32(statAheadMin) {
+		idx[i+1] = &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(i + 1),
+			Reg: &regfile.RegFileEntry{Name: proto.String(fmt.Sprintf("/d/%d", i))}}
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	stat := func(p string) (os.FileInfo, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[p]++
+		if p == "/d/7" && calls[p] == 1 {
+			return nil, fs.ErrNotExist // created after the look ahead
+		}
+		return fakeInfo{name: p, size: int64(len(p))}, nil
+	}
+	ahead := idx.StatAhead(stat)
+	for _, p := range []string{"/d/0", "/d/0", "/d/99", "/d/7", "/elsewhere"} {
+		st, err := ahead(p)
+		if err != nil || st.Size() != int64(len(p)) {
+			t.Errorf("stat %s: %v, %v", p, st, err)
+		}
+	}
+	for p, want := range map[string]int{"/d/0": 1, "/d/99": 1, "/d/7": 2, "/elsewhere": 1} {
+		if calls[p] != want {
+			t.Errorf("%s stat-ed %d times, want %d", p, calls[p], want)
+		}
+	}
+	small := Index{1: idx[1]}
+	calls = map[string]int{}
+	small.StatAhead(stat)
+	if len(calls) != 0 {
+		t.Errorf("a few files are stat-ed ahead: %v", calls)
 	}
 }

@@ -47,6 +47,10 @@ type RestoreInput struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established); without it they are refused.
 	TCPEstablished bool
+	// Lone reports that no other descriptor table of the tree has the
+	// file: a copy the task parked of it is closed as soon as it is at
+	// its number, instead of at the end (nil: every file may be shared).
+	Lone func(fileID uint32) bool
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -134,6 +138,12 @@ type fdPlanner struct {
 	// deferred is work that needs every descriptor at its number (see
 	// deferToEnd), run once all are placed.
 	deferred []func() error
+	pipes    map[uint32][]*fdinfo.FileEntry // ends of each pipe (pipeEnds)
+	// unix is the unix sockets of the images and unixPeers the sockets
+	// naming each as their peer (makeUnix).
+	unix      unixSet
+	unixPeers map[uint32][]uint32
+	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
 }
 
 // keepInherited moves the inherited descriptors the task needs above
@@ -178,6 +188,7 @@ func (p *fdPlanner) place(f *fdinfo.FdinfoEntry) error {
 		p.dup(fd, target, cloexec, "inherited from the parent")
 		p.placed[id] = target
 		p.table.Held[id] = target
+		p.unpark(id, fd)
 		return nil
 	}
 	fd, err := p.make(id)
@@ -313,6 +324,20 @@ func (p *fdPlanner) park(id uint32, fd int) {
 		p.table.Held[id] = fd
 	}
 	p.have[id] = fd
+}
+
+// unpark closes the copy of file id parked at fd once the task has the
+// file at its number, if no other task needs the copy: a process with
+// thousands of pipes would otherwise hold one parked end of each at once,
+// above its highest descriptor, and run out of descriptors.
+func (p *fdPlanner) unpark(id uint32, fd int) {
+	if !p.parked[fd] || p.in.Lone == nil || !p.in.Lone(id) {
+		return
+	}
+	p.b.Close(fd)
+	delete(p.parked, fd)
+	delete(p.table.Parked, fd)
+	delete(p.have, id)
 }
 
 // ClosePlan plans closing parked pipe ends once every task took its own.

@@ -1063,3 +1063,29 @@ func parkedHas(parked map[int]uint32, fd int) bool {
 	_, ok := parked[fd]
 	return ok
 }
+
+// TestPlanFdsUnparkLone: a task with many pipes that no other task has
+// keeps no parked end once each end is at its number, so that its table
+// does not grow by one parked end per pipe above its highest descriptor;
+// pipes another task has keep their parked ends for it.
+func TestPlanFdsUnparkLone(t *testing.T) {
+	const pipes = 50
+	for _, lone := range []bool{true, false} {
+		l := newLayout()
+		for i := range pipes {
+			r, w := l.pipeEnd(uint32(100+i), false, false), l.pipeEnd(uint32(100+i), true, false)
+			l.in.Pipes[uint32(100+i)] = []byte(fmt.Sprintf("pipe %d", i))
+			l.fd(3+2*i, r, false).fd(4+2*i, w, false)
+		}
+		l.in.Lone = func(uint32) bool { return lone }
+		s, p := runFds(t, l, 0, 1, 2)
+		checkTable(t, s, l.in, l.known)
+		parked, err := planFds(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(parked.restored.Parked); lone && n != 0 || !lone && n != pipes {
+			t.Errorf("lone %v: %d parked ends left, want %d\nplan:\n%s", lone, n, map[bool]int{true: 0, false: pipes}[lone], p)
+		}
+	}
+}

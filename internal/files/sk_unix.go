@@ -484,16 +484,19 @@ func sockType(t uint32) string {
 }
 
 // group lists the sockets linked to s by peers, s included, by file id.
-func (u unixSet) group(s *skunix.UnixSkEntry) []*skunix.UnixSkEntry {
+func (u unixSet) group(s *skunix.UnixSkEntry, peersOf map[uint32][]uint32) []*skunix.UnixSkEntry {
 	in := map[uint32]bool{s.GetIno(): true}
 	for todo := []uint32{s.GetIno()}; len(todo) > 0; {
 		ino := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		for _, o := range u {
-			linked := o.GetPeer() == ino || u[ino].GetPeer() == o.GetIno()
-			if linked && !in[o.GetIno()] {
-				in[o.GetIno()] = true
-				todo = append(todo, o.GetIno())
+		linked := peersOf[ino]
+		if peer := u[ino].GetPeer(); u[peer] != nil {
+			linked = append(slices.Clip(linked), peer)
+		}
+		for _, o := range linked {
+			if !in[o] {
+				in[o] = true
+				todo = append(todo, o)
 			}
 		}
 	}
@@ -502,6 +505,17 @@ func (u unixSet) group(s *skunix.UnixSkEntry) []*skunix.UnixSkEntry {
 		out = append(out, u[ino])
 	}
 	slices.SortFunc(out, func(a, b *skunix.UnixSkEntry) int { return int(a.GetId()) - int(b.GetId()) })
+	return out
+}
+
+// peersOf lists, for each socket, the sockets that name it as their peer.
+func (u unixSet) peersOf() map[uint32][]uint32 {
+	out := map[uint32][]uint32{}
+	for ino, s := range u {
+		if s.GetPeer() != 0 {
+			out[s.GetPeer()] = append(out[s.GetPeer()], ino)
+		}
+	}
 	return out
 }
 
@@ -576,13 +590,18 @@ type unixMaker struct {
 // makeUnix makes the group of the socket of file e, refills every queue,
 // connects and configures them, parks all but e's and returns e's.
 func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
-	set := p.in.Files.unixSockets()
+	if p.unix == nil {
+		// Made once per plan: a process may hold thousands of sockets.
+		p.unix = p.in.Files.unixSockets()
+		p.unixPeers = p.unix.peersOf()
+	}
+	set := p.unix
 	me := e.GetUsk()
 	if me == nil {
 		return 0, fmt.Errorf("file id %d: UNIXSK without its unix_sk_entry", e.GetId())
 	}
 	m := &unixMaker{p: p, set: set, queues: p.in.extra().SkQueues, fds: map[uint32]int{}, spare: map[uint32]int{}}
-	g := set.group(me)
+	g := set.group(me, p.unixPeers)
 	for _, s := range g {
 		if err := set.check(s, len(m.queues[s.GetId()]) > 0); err != nil {
 			return 0, fmt.Errorf("unix socket %d (%s): %w", s.GetIno(), unixName(s.GetName()), err)

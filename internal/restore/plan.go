@@ -30,6 +30,8 @@ type host struct {
 	stat     func(string) (os.FileInfo, error)
 	// shared finds a file held by a task restored earlier.
 	shared func(fileID uint32) (files.Holder, bool)
+	// lone tells the files only one descriptor table of the tree has.
+	lone func(fileID uint32) bool
 	// memfdHolder finds a memfd inode held by a task restored earlier.
 	memfdHolder func(inodeID uint32) (files.Holder, bool)
 	// skipFileCheck restores files changed since the dump.
@@ -187,7 +189,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
-			TCPEstablished: h.tcpEstablished,
+			TCPEstablished: h.tcpEstablished, Lone: h.lone,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit

@@ -83,6 +83,8 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	h.stat = tree.root.files.StatAhead(h.stat)
+	h.lone = tree.loneFiles()
 	if h.ttys, err = openTerminals(tree, opts); err != nil {
 		return err
 	}
@@ -174,6 +176,22 @@ func pidMax() int {
 		return 32768
 	}
 	return n
+}
+
+// loneFiles tells the files that only one descriptor table of the tree
+// has (tasks sharing a table with CLONE_FILES count once).
+func (t *treeImages) loneFiles() func(fileID uint32) bool {
+	tables := map[uint32]map[uint32]bool{} // file id -> files ids
+	for _, p := range t.tasks {
+		table := p.ids.GetFilesId()
+		for _, f := range p.fds {
+			if tables[f.GetId()] == nil {
+				tables[f.GetId()] = map[uint32]bool{}
+			}
+			tables[f.GetId()][table] = true
+		}
+	}
+	return func(id uint32) bool { return len(tables[id]) <= 1 }
 }
 
 // pids lists every PID and TID of the tree.
