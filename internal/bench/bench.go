@@ -194,7 +194,7 @@ func runWorkload(e env, w workload, rounds int, out io.Writer) (result, error) {
 			return res, fmt.Errorf("bench: %s round %d (in %s): %w", w.name, i, dir, err)
 		}
 		fmt.Fprintf(out, "%s round %d/%d: dump %s, restore %s, floor %s\n",
-			w.name, i, rounds, fmtDuration(r.dump.wall), fmtDuration(r.restore.wall), fmtDuration(r.floor.inProcess))
+			w.name, i, rounds, fmtDuration(r.dump.wall), fmtDuration(r.restore.wall), fmtFloor(r.floor.inProcess))
 		res.rounds = append(res.rounds, r)
 		if err := os.RemoveAll(dir); err != nil {
 			return res, fmt.Errorf("bench: %w", err)

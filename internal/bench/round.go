@@ -64,8 +64,10 @@ func runRound(e env, w workload, dir string) (r round, err error) {
 	if r.imageBytes, err = dirSize(images); err != nil {
 		return r, err
 	}
-	if r.floor, err = runFloor(e.binDir, dir, images, w); err != nil {
-		return r, err
+	if w.floor != floorNone {
+		if r.floor, err = runFloor(e.binDir, dir, images, w); err != nil {
+			return r, err
+		}
 	}
 	if r.restore, err = restoreRound(e, w, dir, images, pid); err != nil {
 		return r, err

@@ -110,15 +110,16 @@ func resultsTable(results []result) table {
 func figuresRow(name, which string, f figures) tableRow {
 	return tableRow{cells: []string{
 		name, which,
-		fmtDuration(f.dump), fmtDuration(f.restore), fmtDuration(f.floor),
-		fmtRatio(f.ratio), fmtDuration(f.floorProc),
+		fmtDuration(f.dump), fmtDuration(f.restore), fmtFloor(f.floor),
+		fmtRatio(f.ratio), fmtFloor(f.floorProc),
 		fmtBytes(f.image), fmtBytes(f.dumpRSS), fmtBytes(f.restoreRSS),
 	}}
 }
 
 // tableNotes explains the columns of resultsTable.
 const tableNotes = `dump, restore: wall clock of the amber command (fork to reap); RSS: its peak (rusage maxrss).
-floor: in-process time of test/bench/floor.c (clock_gettime around its mmap and pread work);
+floor: in-process time of test/bench/floor.c (clock_gettime around its mmap and pread work,
+its open and lseek work for files10k; threads and trees have none);
 floor proc: the same floor timed as a whole process. restore/floor uses the in-process floor:
 best = best restore / best floor, median = median restore / median floor.
 image: all files of the images directory.
@@ -136,6 +137,14 @@ func writeReport(w io.Writer, results []result) error {
 // fmtDuration prints d in milliseconds.
 func fmtDuration(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+// fmtFloor prints a floor duration ("-" for a workload without one).
+func fmtFloor(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmtDuration(d)
 }
 
 // fmtBytes prints n in MiB.
