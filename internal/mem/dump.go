@@ -61,9 +61,10 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 		}
 		runs = append(runs, r...)
 	}
-	// Runs that continue across a VMA boundary become one pagemap entry,
-	// as in CRIU's images: a restore reads one entry instead of one per
-	// VMA (10,000 one-page VMAs of data make one entry, not 10,000).
+	// Runs that continue across a VMA boundary become one pagemap entry
+	// (CRIU's restore, like amber's, walks an entry across VMAs): a
+	// restore reads one entry instead of one per VMA (10,000 one-page
+	// VMAs of data make one entry, not 10,000).
 	merged := mergeRuns(runs)
 	if err := writePagemap(dir.PagemapPath(pid), pagesID, merged); err != nil {
 		return st, err
