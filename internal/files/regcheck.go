@@ -165,11 +165,13 @@ func parseMtime(line string) (uint32, time.Time, error) {
 // statAheadMin is the least regular files worth stat-ing ahead.
 const statAheadMin = 256
 
-// StatAhead stats the paths of the regular files of idx with one
-// goroutine per CPU, when there are many, and returns a stat that answers
-// from those results: the restore checks every file before it plans to
-// open it, and a process may hold tens of thousands. A path that could
-// not be stat-ed, or is not in idx, goes to stat at the time of the call.
+// StatAhead starts stat-ing the paths of the regular files of idx in the
+// background, with one goroutine per CPU, when there are many, and
+// returns a stat that answers from those results, waiting for them the
+// first time it is called: the restore checks every file before it plans
+// to open it, a process may hold tens of thousands, and the calls can run
+// while the rest of the images is read. A path that could not be
+// stat-ed, or is not in idx, goes to stat at the time of the call.
 func (idx Index) StatAhead(stat func(string) (os.FileInfo, error)) func(string) (os.FileInfo, error) {
 	var paths []string
 	for _, e := range idx {
@@ -192,14 +194,18 @@ func (idx Index) StatAhead(stat func(string) (os.FileInfo, error)) func(string) 
 			}
 		}()
 	}
-	wg.Wait()
-	known := make(map[string]os.FileInfo, len(paths))
-	for i, p := range paths {
-		if infos[i] != nil {
-			known[p] = infos[i]
-		}
-	}
+	var once sync.Once
+	var known map[string]os.FileInfo
 	return func(path string) (os.FileInfo, error) {
+		once.Do(func() {
+			wg.Wait()
+			known = make(map[string]os.FileInfo, len(paths))
+			for i, p := range paths {
+				if infos[i] != nil {
+					known[p] = infos[i]
+				}
+			}
+		})
 		if st, ok := known[path]; ok {
 			return st, nil
 		}

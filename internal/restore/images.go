@@ -53,6 +53,9 @@ type threadImages struct {
 type treeImages struct {
 	root  *taskImages
 	tasks []*taskImages
+	// stat looks up the files of the images, stat-ed ahead while the
+	// rest of them is read (nil: os.Stat).
+	stat func(string) (os.FileInfo, error)
 }
 
 // load reads the images of the tree in dir.
@@ -76,6 +79,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
+	tree.stat = idx.StatAhead(os.Stat)
 	if err := files.ResolveInotifyPaths(idx); err != nil {
 		return nil, err
 	}

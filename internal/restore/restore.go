@@ -83,7 +83,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	h.stat = tree.root.files.StatAhead(h.stat)
+	if tree.stat != nil {
+		h.stat = tree.stat
+	}
 	h.lone = tree.loneFiles()
 	if h.ttys, err = openTerminals(tree, opts); err != nil {
 		return err
