@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strconv"
@@ -30,22 +31,38 @@ type FdInfo struct {
 // mnt_id lines are required; other lines depend on the file's kind and
 // are kept raw.
 func ParseFdinfo(r io.Reader) (FdInfo, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return FdInfo{}, err
+	}
+	return parseFdinfo(string(b))
+}
+
+// parseFdinfo parses fdinfo text line by line (lines as bufio.ScanLines
+// cuts them), allocating little: a process may have tens of thousands of
+// descriptors.
+func parseFdinfo(text string) (FdInfo, error) {
 	var fi FdInfo
 	seen := make(map[string]int)
-	err := eachLine(r, func(line string) error {
+	for n := 1; text != ""; n++ {
+		line, rest, _ := strings.Cut(text, "\n")
+		line, text = strings.TrimSuffix(line, "\r"), rest
+		if len(line) > maxLine {
+			return FdInfo{}, fmt.Errorf("line %d: %w", n, bufio.ErrTooLong)
+		}
 		key, val, ok := strings.Cut(line, ":")
 		val = strings.TrimSpace(val)
 		seen[key]++
 		if ok && seen[key] == 1 {
-			if handled, err := fi.setCommon(key, val); handled || err != nil {
-				return err
+			handled, err := fi.setCommon(key, val)
+			if err != nil {
+				return FdInfo{}, fmt.Errorf("line %d: %w", n, err)
+			}
+			if handled {
+				continue
 			}
 		}
 		fi.ExtraLines = append(fi.ExtraLines, line)
-		return nil
-	})
-	if err != nil {
-		return FdInfo{}, err
 	}
 	for _, key := range []string{"pos", "flags", "mnt_id"} {
 		if seen[key] == 0 {
@@ -58,12 +75,25 @@ func ParseFdinfo(r io.Reader) (FdInfo, error) {
 
 // ReadFdinfo reads /proc/PID/fdinfo/FD.
 func ReadFdinfo(pid, fd int) (FdInfo, error) {
-	return readParsedSize(pidPath(pid, "fdinfo/"+strconv.Itoa(fd)), fdinfoRead, ParseFdinfo)
+	path := pidPath(pid, "fdinfo/"+strconv.Itoa(fd))
+	// Most fdinfo files hold a few lines: one read into a small buffer,
+	// without an *os.File, a bufio.Reader and a Scanner for each.
+	var buf [fdinfoRead]byte
+	n, err := readSmall(path, buf[:])
+	if err != nil {
+		return FdInfo{}, err
+	}
+	if n == len(buf) { // more than the buffer holds (epoll, inotify)
+		return readParsedSize(path, fdinfoRead, ParseFdinfo)
+	}
+	fi, err := parseFdinfo(string(buf[:n]))
+	if err != nil {
+		return FdInfo{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return fi, nil
 }
 
-// fdinfoRead is the read size for fdinfo files: most hold a few lines,
-// and a process may have tens of thousands of them, each read with a
-// buffer of its own.
+// fdinfoRead is the buffer fdinfo files are read with.
 const fdinfoRead = 1 << 10
 
 // setCommon stores the lines every fdinfo file starts with and reports

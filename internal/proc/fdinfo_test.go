@@ -93,6 +93,41 @@ func TestReadFdinfoSelf(t *testing.T) {
 	}
 }
 
+// An fdinfo file longer than the first read's buffer (an epoll watching
+// many descriptors) is read whole.
+func TestReadFdinfoLong(t *testing.T) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	const watches = 64
+	for i := range watches {
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(efd)
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := ReadFdinfo(os.Getpid(), ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range fi.ExtraLines {
+		if strings.HasPrefix(l, "tfd:") {
+			n++
+		}
+	}
+	if n != watches || fi.Flags&unix.O_CLOEXEC == 0 {
+		t.Errorf("read %d tfd lines and flags %#o, want %d and O_CLOEXEC", n, fi.Flags, watches)
+	}
+}
+
 func TestReadFdinfoNoFd(t *testing.T) {
 	_, err := ReadFdinfo(os.Getpid(), 1<<20)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/fdinfo/1048576") {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxLine bounds one line of a /proc text file. The longest real lines are
@@ -79,6 +81,31 @@ func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, erro
 		return zero, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, nil
+}
+
+// readSmall reads path into buf with one open, read and close, and
+// returns how many bytes it read: len(buf) when the file may hold more.
+func readSmall(path string, buf []byte) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, gone(&os.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, gone(fmt.Errorf("read %s: %w", path, err))
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // readErr remembers the first read error other than EOF.
