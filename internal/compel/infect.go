@@ -18,6 +18,9 @@ type Parasite struct {
 	saved   Regs
 	insn    uint64
 	Scratch uint64 // address of ScratchSize bytes the task can write
+	// borrowed: the scratch area belongs to the parasite of another
+	// thread of the process (Borrow), which unmaps it.
+	borrowed bool
 }
 
 // ScratchSize is the size of the parasite's scratch memory: the executor
@@ -65,6 +68,19 @@ func Infect(t *Task, code []Range) (*Parasite, error) {
 	return p, nil
 }
 
+// Borrow lets t, another thread of the infected process, run calls with
+// p's executor and scratch area, which it shares: it needs no mapping of
+// its own, only its registers saved, and a process of many threads is
+// infected once. The borrowed parasite must be cured, which gives t its
+// registers back, before p is; the two must not run calls at once.
+func (p *Parasite) Borrow(t *Task) (*Parasite, error) {
+	saved, err := t.Regs()
+	if err != nil {
+		return nil, err
+	}
+	return &Parasite{t: t, saved: saved, insn: p.insn, Scratch: p.Scratch, borrowed: true}, nil
+}
+
 func findSyscallInsn(t *Task, code []Range) (uint64, error) {
 	for _, r := range code {
 		buf := make([]byte, r.End-r.Start)
@@ -83,6 +99,9 @@ func findSyscallInsn(t *Task, code []Range) (uint64, error) {
 func (p *Parasite) Syscall(nr uintptr, args ...uint64) (uint64, error) {
 	return p.t.SyscallOK(p.insn, nr, args...)
 }
+
+// Task is the thread the parasite runs calls in.
+func (p *Parasite) Task() *Task { return p.t }
 
 // Data is where in the scratch area calls of a Batch may write results.
 func (p *Parasite) Data() uint64 { return p.Scratch + dataOffset }
@@ -124,6 +143,9 @@ func (p *Parasite) Write(addr uint64, buf []byte) error { return p.t.WriteMem(ad
 // when infected, so that it continues (and restarts an interrupted system
 // call) exactly as if nothing happened.
 func (p *Parasite) Cure() error {
+	if p.borrowed {
+		return p.t.SetRegs(&p.saved)
+	}
 	_, err := p.t.SyscallOK(p.insn, unix.SYS_MUNMAP, p.Scratch, ScratchSize)
 	if serr := p.t.SetRegs(&p.saved); serr != nil {
 		return serr

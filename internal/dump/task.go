@@ -63,10 +63,10 @@ type threadState struct {
 }
 
 // collect reads /proc and the registers of every thread, then infects
-// them for what only the task itself can say.
-func collect(p *frozenProc) (*procState, error) {
-	ps := &procState{frozenProc: p}
-	var err error
+// the process for what only the task itself can say: once, in the
+// leader, whose parasite every other thread borrows.
+func collect(p *frozenProc) (ps *procState, err error) {
+	ps = &procState{frozenProc: p}
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
@@ -77,25 +77,39 @@ func collect(p *frozenProc) (*procState, error) {
 	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
 		return nil, err
 	}
-	for i, task := range p.threads {
-		th, err := collectThread(p.pid, task, ps.vmas)
+	// Registers first: running calls in a thread changes them.
+	for _, task := range p.threads {
+		th, err := collectThread(p.pid, task)
 		if err != nil {
 			return nil, fmt.Errorf("thread %d: %w", task.Pid, err)
 		}
-		if i == 0 {
-			if err := askProcess(task, ps); err != nil {
-				return nil, err
-			}
-			if ps.shared, err = task.PendingSignals(true); err != nil {
-				return nil, err
-			}
-		}
 		ps.threads = append(ps.threads, th)
+	}
+	leader := p.threads[0]
+	if ps.shared, err = leader.PendingSignals(true); err != nil {
+		return nil, err
+	}
+	par, err := compel.Infect(leader, codeRanges(ps.vmas))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := par.Cure(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := askProcess(par, ps); err != nil {
+		return nil, err
+	}
+	for i, th := range ps.threads {
+		if err := askThreadOf(par, p.threads[i], th); err != nil {
+			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
+		}
 	}
 	return ps, nil
 }
 
-func collectThread(pid int, t *compel.Task, vmas []proc.VMA) (*threadState, error) {
+func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	th := &threadState{tid: t.Pid}
 	var err error
 	if th.stat, err = proc.ReadTaskStat(pid, t.Pid); err != nil {
@@ -122,22 +136,31 @@ func collectThread(pid int, t *compel.Task, vmas []proc.VMA) (*threadState, erro
 	if th.pending, err = t.PendingSignals(false); err != nil {
 		return nil, err
 	}
-	return th, askThread(t, th, vmas)
+	return th, nil
+}
+
+// askThreadOf asks thread t through the leader's parasite par: itself
+// for the leader, borrowed for the others.
+func askThreadOf(par *compel.Parasite, t *compel.Task, th *threadState) (err error) {
+	if t == par.Task() {
+		return askThread(par, th)
+	}
+	b, err := par.Borrow(t)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := b.Cure(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	return askThread(b, th)
 }
 
 // askThread runs system calls inside a thread, in one batch, for its own
 // state that /proc does not show: alternate signal stack, clear-child-tid
 // address, parent death signal.
-func askThread(t *compel.Task, th *threadState, vmas []proc.VMA) (err error) {
-	p, err := compel.Infect(t, codeRanges(vmas))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := p.Cure(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+func askThread(p *compel.Parasite, th *threadState) error {
 	d := p.Data()
 	tid, death := d+signals.AltStackSize, d+signals.AltStackSize+8
 	calls := []compel.Call{
@@ -152,6 +175,7 @@ func askThread(t *compel.Task, th *threadState, vmas []proc.VMA) (err error) {
 	if err := p.Read(d, buf); err != nil {
 		return err
 	}
+	var err error
 	if th.altStack, err = signals.UnmarshalAltStack(buf[:signals.AltStackSize]); err != nil {
 		return err
 	}
@@ -162,16 +186,7 @@ func askThread(t *compel.Task, th *threadState, vmas []proc.VMA) (err error) {
 
 // askProcess runs system calls inside the leader for the state the
 // whole process shares.
-func askProcess(t *compel.Task, ps *procState) (err error) {
-	p, err := compel.Infect(t, codeRanges(ps.vmas))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := p.Cure(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+func askProcess(p *compel.Parasite, ps *procState) (err error) {
 	if ps.acts, err = signals.DumpActions(p); err != nil {
 		return err
 	}
