@@ -50,12 +50,11 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	}
 	defer scan.Close()
 	var runs []Run
-	for _, v := range vmas {
-		if !HasContents(v.GetStatus()) {
-			continue
+	for _, g := range adjacentWithContents(vmas) {
+		for _, v := range g {
+			st.Scanned += (v.GetEnd() - v.GetStart()) / pageSize
 		}
-		st.Scanned += (v.GetEnd() - v.GetStart()) / pageSize
-		r, err := scan.DataPages(v.GetStart(), v.GetEnd(), v.GetStatus()&StatusFilePrivate != 0)
+		r, err := scan.DataRuns(g)
 		if err != nil {
 			return st, err
 		}
@@ -76,6 +75,24 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	n, err := copyPages(t, merged, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs = n, runs
 	return st, err
+}
+
+// adjacentWithContents groups the VMAs whose contents are dumped into
+// runs of adjacent ones, which one scan each covers; a mapping in between
+// whose pages are not the task's (shared memory) is not walked.
+func adjacentWithContents(vmas []*vma.VmaEntry) [][]*vma.VmaEntry {
+	var out [][]*vma.VmaEntry
+	for i, v := range vmas {
+		if !HasContents(v.GetStatus()) {
+			continue
+		}
+		if n := len(out); n > 0 && i > 0 && HasContents(vmas[i-1].GetStatus()) && vmas[i-1].GetEnd() == v.GetStart() {
+			out[n-1] = append(out[n-1], v)
+			continue
+		}
+		out = append(out, []*vma.VmaEntry{v})
+	}
+	return out
 }
 
 // mergeRuns joins sorted runs that touch into one.
