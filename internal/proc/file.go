@@ -67,6 +67,23 @@ func readParsed[T any](path string, parse func(io.Reader) (T, error)) (T, error)
 // as such (with the path), not as a format error of the truncated text.
 func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
+	if size <= smallRead {
+		// A small file is read whole into a buffer on the stack, without
+		// an *os.File and a bufio.Reader: a dump reads a few for every
+		// thread.
+		var buf [smallRead]byte
+		n, err := readSmall(path, buf[:])
+		if err != nil {
+			return zero, err
+		}
+		if n < len(buf) {
+			v, err := parse(strings.NewReader(string(buf[:n])))
+			if err != nil {
+				return zero, fmt.Errorf("%s: %w", path, err)
+			}
+			return v, nil
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return zero, gone(err)
@@ -127,7 +144,7 @@ func (e *readErr) Read(p []byte) (int, error) {
 // prefixes any error with the 1-based line number.
 func eachLine(r io.Reader, fn func(line string) error) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxLine)
+	sc.Buffer(make([]byte, 0, 512), maxLine)
 	n := 0
 	for sc.Scan() {
 		n++
