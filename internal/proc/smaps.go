@@ -81,6 +81,12 @@ func ReadSmaps(pid int) ([]VMA, error) {
 	return readParsedSize(pidPath(pid, "smaps"), largeRead, ParseSmaps)
 }
 
+// ReadMaps reads /proc/PID/maps: the mappings without the fields of
+// smaps, which the kernel gathers by walking every page table.
+func ReadMaps(pid int) ([]VMA, error) {
+	return readParsedSize(pidPath(pid, "maps"), largeRead, ParseSmaps)
+}
+
 // setField stores the smaps fields amber uses.
 func (v *VMA) setField(key, val string) error {
 	var err error

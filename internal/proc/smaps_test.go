@@ -197,6 +197,34 @@ func TestReadSmapsSelf(t *testing.T) {
 	}
 }
 
+// ReadMaps finds the same mappings as ReadSmaps, with their addresses,
+// protections and paths, but none of the smaps fields.
+func TestReadMapsSelf(t *testing.T) {
+	page := os.Getpagesize()
+	anon := mmapT(t, -1, 2*page, rw, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err := unix.Mprotect(anon, unix.PROT_READ); err != nil {
+		t.Fatal(err)
+	}
+	file, _ := mappedDeletedFile(t, page)
+	vmas, err := ReadMaps(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := findVMA(t, vmas, anon); v.Prot != r || v.Size() != uint64(2*page) || v.VmFlags != nil {
+		t.Errorf("private anonymous mapping: %+v", v)
+	}
+	if v := findVMA(t, vmas, file); !v.Deleted || !strings.HasSuffix(v.Path, "/with space (1)") {
+		t.Errorf("deleted file mapping: %+v", v)
+	}
+	vdso := false
+	for _, v := range vmas {
+		vdso = vdso || v.Path == "[vdso]"
+	}
+	if !vdso {
+		t.Error("no [vdso] mapping")
+	}
+}
+
 func mmapT(t *testing.T, fd, size, prot, flags int) []byte {
 	t.Helper()
 	b, err := unix.Mmap(fd, 0, size, prot, flags)

@@ -228,7 +228,8 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 // main section, creates the threads and forks the children.
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
-	if o.current, err = proc.ReadSmaps(task.Pid); err != nil {
+	// Only where the new task's mappings lie matters: maps, not smaps.
+	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err
 	}
 	p, err := planTask(t, r.host, o)
