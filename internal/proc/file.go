@@ -62,26 +62,43 @@ func readParsed[T any](path string, parse func(io.Reader) (T, error)) (T, error)
 	return readParsedSize(path, smallRead, parse)
 }
 
+// readParsedAnySize parses a /proc file that is usually small but may be
+// very large (maps of a process with thousands of mappings): whole from
+// a buffer on the stack if it fits, else read again through large reads
+// (not for smaps, which the kernel makes by walking page tables).
+func readParsedAnySize[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	if v, fits, err := parseSmall(path, parse); err != nil || fits {
+		return v, err
+	}
+	return readParsedSize(path, largeRead, parse)
+}
+
+// parseSmall reads path whole into a buffer on the stack, without an
+// *os.File and a bufio.Reader, and parses it; fits is false when the
+// file may be longer than the buffer (and nothing was parsed).
+func parseSmall[T any](path string, parse func(io.Reader) (T, error)) (v T, fits bool, err error) {
+	var buf [smallRead]byte
+	n, err := readSmall(path, buf[:])
+	if err != nil || n == len(buf) {
+		return v, false, err
+	}
+	if v, err = parse(strings.NewReader(string(buf[:n]))); err != nil {
+		var zero T
+		return zero, true, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, true, nil
+}
+
 // readParsedSize streams path through parse, reading size bytes at a
 // time, and prefixes parse errors with the path. A read error is reported
 // as such (with the path), not as a format error of the truncated text.
+// With a small size, a file that fits smallRead is read whole first.
 func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
 	if size <= smallRead {
-		// A small file is read whole into a buffer on the stack, without
-		// an *os.File and a bufio.Reader: a dump reads a few for every
-		// thread.
-		var buf [smallRead]byte
-		n, err := readSmall(path, buf[:])
-		if err != nil {
-			return zero, err
-		}
-		if n < len(buf) {
-			v, err := parse(strings.NewReader(string(buf[:n])))
-			if err != nil {
-				return zero, fmt.Errorf("%s: %w", path, err)
-			}
-			return v, nil
+		// A dump reads a few small files for every thread.
+		if v, fits, err := parseSmall(path, parse); err != nil || fits {
+			return v, err
 		}
 	}
 	f, err := os.Open(path)

@@ -84,7 +84,7 @@ func ReadSmaps(pid int) ([]VMA, error) {
 // ReadMaps reads /proc/PID/maps: the mappings without the fields of
 // smaps, which the kernel gathers by walking every page table.
 func ReadMaps(pid int) ([]VMA, error) {
-	return readParsedSize(pidPath(pid, "maps"), largeRead, ParseSmaps)
+	return readParsedAnySize(pidPath(pid, "maps"), ParseSmaps)
 }
 
 // setField stores the smaps fields amber uses.
