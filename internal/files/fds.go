@@ -104,20 +104,26 @@ func gatherFds(pid int, fds []int) []fdFacts {
 	if len(fds) >= gatherParallelMin {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	eachAtOnce(len(fds), workers, func(i int) { out[i] = readFdFacts(pid, fds[i]) })
+	return out
+}
+
+// eachAtOnce calls f(0) ... f(n-1) from workers goroutines, the caller's
+// among them, each taking the next index, and returns when all are done.
+func eachAtOnce(n, workers int, f func(i int)) {
 	var next atomic.Int64
-	gather := func() {
-		for i := int(next.Add(1) - 1); i < len(fds); i = int(next.Add(1) - 1) {
-			out[i] = readFdFacts(pid, fds[i])
+	run := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			f(i)
 		}
 	}
 	var wg sync.WaitGroup
 	for range workers - 1 {
 		wg.Add(1)
-		go func() { defer wg.Done(); gather() }()
+		go func() { defer wg.Done(); run() }()
 	}
-	gather()
+	run()
 	wg.Wait()
-	return out
 }
 
 func readFdFacts(pid, fd int) fdFacts {

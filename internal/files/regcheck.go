@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -182,30 +180,20 @@ func (idx Index) StatAhead(stat func(string) (os.FileInfo, error)) func(string) 
 	if len(paths) < statAheadMin {
 		return stat
 	}
-	infos := make([]os.FileInfo, len(paths))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
-				infos[i], _ = stat(paths[i])
+	known := make(map[string]os.FileInfo, len(paths))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		infos := make([]os.FileInfo, len(paths))
+		eachAtOnce(len(paths), runtime.GOMAXPROCS(0), func(i int) { infos[i], _ = stat(paths[i]) })
+		for i, p := range paths {
+			if infos[i] != nil {
+				known[p] = infos[i]
 			}
-		}()
-	}
-	var once sync.Once
-	var known map[string]os.FileInfo
+		}
+	}()
 	return func(path string) (os.FileInfo, error) {
-		once.Do(func() {
-			wg.Wait()
-			known = make(map[string]os.FileInfo, len(paths))
-			for i, p := range paths {
-				if infos[i] != nil {
-					known[p] = infos[i]
-				}
-			}
-		})
+		<-done
 		if st, ok := known[path]; ok {
 			return st, nil
 		}

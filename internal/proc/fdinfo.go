@@ -79,14 +79,14 @@ func ReadFdinfo(pid, fd int) (FdInfo, error) {
 	// Most fdinfo files hold a few lines: one read into a small buffer,
 	// without an *os.File, a bufio.Reader and a Scanner for each.
 	var buf [fdinfoRead]byte
-	n, err := readSmall(path, buf[:])
+	text, fits, err := readSmall(path, buf[:])
 	if err != nil {
 		return FdInfo{}, err
 	}
-	if n == len(buf) { // more than the buffer holds (epoll, inotify)
+	if !fits { // more than the buffer holds (epoll, inotify)
 		return readParsedSize(path, fdinfoRead, ParseFdinfo)
 	}
-	fi, err := parseFdinfo(string(buf[:n]))
+	fi, err := parseFdinfo(text)
 	if err != nil {
 		return FdInfo{}, fmt.Errorf("%s: %w", path, err)
 	}

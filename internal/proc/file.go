@@ -78,11 +78,11 @@ func readParsedAnySize[T any](path string, parse func(io.Reader) (T, error)) (T,
 // file may be longer than the buffer (and nothing was parsed).
 func parseSmall[T any](path string, parse func(io.Reader) (T, error)) (v T, fits bool, err error) {
 	var buf [smallRead]byte
-	n, err := readSmall(path, buf[:])
-	if err != nil || n == len(buf) {
+	text, fits, err := readSmall(path, buf[:])
+	if err != nil || !fits {
 		return v, false, err
 	}
-	if v, err = parse(strings.NewReader(string(buf[:n]))); err != nil {
+	if v, err = parse(strings.NewReader(text)); err != nil {
 		var zero T
 		return zero, true, fmt.Errorf("%s: %w", path, err)
 	}
@@ -118,11 +118,12 @@ func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, erro
 }
 
 // readSmall reads path into buf with one open, read and close, and
-// returns how many bytes it read: len(buf) when the file may hold more.
-func readSmall(path string, buf []byte) (int, error) {
+// returns its text; fits is false, and text empty, when the file may
+// hold more than buf.
+func readSmall(path string, buf []byte) (text string, fits bool, err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, gone(&os.PathError{Op: "open", Path: path, Err: err})
+		return "", false, gone(&os.PathError{Op: "open", Path: path, Err: err})
 	}
 	defer unix.Close(fd)
 	n := 0
@@ -132,14 +133,17 @@ func readSmall(path string, buf []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return 0, gone(fmt.Errorf("read %s: %w", path, err))
+			return "", false, gone(fmt.Errorf("read %s: %w", path, err))
 		}
 		if m == 0 {
 			break
 		}
 		n += m
 	}
-	return n, nil
+	if n == len(buf) {
+		return "", false, nil
+	}
+	return string(buf[:n]), true, nil
 }
 
 // readErr remembers the first read error other than EOF.
