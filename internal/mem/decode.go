@@ -56,25 +56,24 @@ func ReadMM(path string) (*mm.MmEntry, error) {
 // DecodeMM decodes an encoded MmEntry: its VMAs by hand, the rest with
 // proto.Unmarshal.
 func DecodeMM(b []byte) (*mm.MmEntry, error) {
-	vmas := make([][]byte, 0, countVMAs(b))
+	n := 0
+	if !eachField(b, func(f field) {
+		if f.isVMA() {
+			n++
+		}
+	}) {
+		return decodeMMSlow(b)
+	}
+	vmas := make([][]byte, 0, n)
 	var rest []byte
-	for in := b; len(in) > 0; {
-		num, typ, n := protowire.ConsumeTag(in)
-		if n < 0 {
-			return decodeMMSlow(b)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, in[n:])
-		if m < 0 {
-			return decodeMMSlow(b)
-		}
-		if num == mmVmasField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(in[n:])
+	eachField(b, func(f field) {
+		if f.isVMA() {
+			v, _ := protowire.ConsumeBytes(f.value)
 			vmas = append(vmas, v)
 		} else {
-			rest = append(rest, in[:n+m]...)
+			rest = append(rest, f.whole...)
 		}
-		in = in[n+m:]
-	}
+	})
 	e := new(mm.MmEntry)
 	if err := proto.Unmarshal(rest, e); err != nil {
 		return nil, fmt.Errorf("decode %T: %w", e, err)
@@ -86,25 +85,32 @@ func DecodeMM(b []byte) (*mm.MmEntry, error) {
 	return e, nil
 }
 
-// countVMAs counts the vmas fields of an encoded MmEntry, up to the
-// first malformed field.
-func countVMAs(b []byte) int {
-	n := 0
+// field is one field of an encoded message.
+type field struct {
+	num   protowire.Number
+	typ   protowire.Type
+	value []byte // after the tag
+	whole []byte // tag and value
+}
+
+func (f field) isVMA() bool { return f.num == mmVmasField && f.typ == protowire.BytesType }
+
+// eachField calls fn with every field of an encoded message, in order,
+// and reports whether b was well formed to its end.
+func eachField(b []byte, fn func(field)) bool {
 	for len(b) > 0 {
 		num, typ, k := protowire.ConsumeTag(b)
 		if k < 0 {
-			break
+			return false
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[k:])
 		if m < 0 {
-			break
+			return false
 		}
-		if num == mmVmasField && typ == protowire.BytesType {
-			n++
-		}
+		fn(field{num: num, typ: typ, value: b[k : k+m], whole: b[:k+m]})
 		b = b[k+m:]
 	}
-	return n
+	return true
 }
 
 func decodeMMSlow(b []byte) (*mm.MmEntry, error) {
