@@ -38,6 +38,8 @@ type program struct {
 	// refused, if set, says amber cannot dump the program yet: the dump
 	// must fail with an error containing it, and the program run on.
 	refused string
+	// own: a test of its own drives the program (TestZdtm skips it).
+	own bool
 }
 
 // command is the argv that runs argv under p's limits.

@@ -52,6 +52,7 @@ var programs = []program{
 	{name: "nnp00"},
 	{name: "sigpending00"},
 	{name: "poll_restart"},
+	{name: "signal_restart", cflags: []string{"-pthread"}, own: true},
 	{name: "seccomp_filter", refused: "seccomp"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},
@@ -82,6 +83,9 @@ var tcpEstablished = []string{"--tcp-established"}
 // The programs share PIDs and CPUs: they run one after another.
 func TestZdtm(t *testing.T) {
 	for _, p := range programs {
+		if p.own {
+			continue
+		}
 		t.Run(p.name, func(t *testing.T) {
 			c := startCase(t, p.name)
 			if p.refused != "" {
