@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -114,6 +115,7 @@ func runDump(o Options, l *log.Logger) error {
 		LeaveRunning: o.LeaveRunning,
 		ShellJob:     o.ShellJob,
 		GhostLimit:   ghostLimit(o),
+		Timeout:      time.Duration(o.Timeout) * time.Second,
 		Log:          l,
 		// As criu: established TCP connections only with --tcp-established.
 		TCPEstablished: o.TCPEstablished,
@@ -233,7 +235,7 @@ Options (CRIU's; before or after the command):
   -d|--restore-detached    do not wait for the restored tree
   --pidfile FILE           write the restored root's PID to FILE (created exclusively)
   --tcp-established        dump and restore established TCP connections (TCP repair mode)
-  --timeout N              accepted (seconds)
+  --timeout N              give up on a task that does not stop or answer in N seconds (default 10)
   --pre-dump-mode MODE     accepted: splice or read
   --ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)
   --skip-file-check        restore files whose size or mtime changed since the dump (amber's)

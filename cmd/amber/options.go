@@ -36,7 +36,7 @@ type Options struct {
 
 	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
-	Timeout     int    // --timeout, seconds (0: none)
+	Timeout     int    // --timeout, seconds (0: the default, 10)
 	PreDumpMode string // --pre-dump-mode: splice or read
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)

@@ -2,11 +2,15 @@ package compel
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,67 +33,160 @@ func freePid(t *testing.T) int {
 	return 0
 }
 
+// TestSeizeInfectCure infects a process of several threads, runs calls
+// in two of them and cures it: every thread must be back with its
+// registers and signal mask, the scratch area and the control socket
+// gone, and the process must run on.
 func TestSeizeInfectCure(t *testing.T) {
 	requireRoot(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cmd := exec.Command("sleep", "100")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	pid := startThreaded(t)
+	before := procSnapshot(t, pid)
+	tasks := seizeAll(t, pid)
+	var regs []Regs
+	var masks []uint64
+	for _, task := range tasks {
+		r, _ := task.Regs()
+		m, _ := task.SigMask()
+		regs, masks = append(regs, r), append(masks, m)
 	}
-	defer cmd.Process.Kill()
-	task, err := Seize(cmd.Process.Pid)
+	var pin unix.CPUSet
+	pin.Set(0)
+	p, err := Infect(tasks, Layout{Code: []Range{findVdso(t, pid)}, Stack: findStack(t, pid)}, pin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := task.Regs()
-	vdso := findVdso(t, task.Pid)
-	p, err := Infect(task, []Range{vdso})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := p.Syscall(unix.SYS_GETPID)
-	if err != nil || int(pid) != task.Pid {
-		t.Fatalf("getpid in task = %d, %v; want %d", pid, err, task.Pid)
-	}
-	if err := p.Write(p.Scratch, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if err := p.Read(p.Scratch, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("scratch read %q, %v", buf, err)
+	for _, task := range []*Task{tasks[0], tasks[len(tasks)-1]} {
+		tp := p.In(task)
+		res, err := tp.Batch([]Call{{Nr: unix.SYS_GETTID}, {Nr: unix.SYS_GETPID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(res[0]) != task.Pid || int(res[1]) != pid {
+			t.Fatalf("gettid, getpid in thread %d = %d, %d", task.Pid, res[0], res[1])
+		}
+		_, err = tp.Batch([]Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_CLOSE, Args: [6]uint64{99999}}})
+		var te *TableError
+		if !errors.As(err, &te) || te.Index != 1 || te.Errno != unix.EBADF {
+			t.Fatalf("failing batch: %v, want entry 1 EBADF", err)
+		}
 	}
 	if err := p.Cure(); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := task.Regs()
-	if after != before {
-		t.Fatalf("registers not restored: %+v != %+v", after, before)
+	for i, task := range tasks {
+		r, _ := task.Regs()
+		m, _ := task.SigMask()
+		if r != regs[i] || m != masks[i] {
+			t.Fatalf("thread %d: registers or mask not given back:\n%+v mask %#x\nwant\n%+v mask %#x", task.Pid, r, m, regs[i], masks[i])
+		}
 	}
-	if err := task.Detach(); err != nil {
-		t.Fatal(err)
+	if after := procSnapshot(t, pid); after != before {
+		t.Fatalf("process changed by infect and cure:\n%s\nwas\n%s", after, before)
 	}
-	// The sleep restarts its nanosleep and is still alive.
-	if err := unix.Kill(task.Pid, 0); err != nil {
-		t.Fatalf("task died after cure: %v", err)
+	for _, task := range tasks {
+		if err := task.Detach(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Kill(pid, 0); err != nil {
+		t.Fatalf("process died after cure: %v", err)
 	}
 }
 
-func findVdso(t *testing.T, pid int) Range {
+// startThreaded starts a process whose three threads sleep in system
+// calls: `sleep` under a shell is single-threaded, so it runs a Python-
+// free helper: this test binary itself, as a sleeping child with threads.
+func startThreaded(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperThreads$")
+	cmd.Env = append(os.Environ(), "AMBER_COMPEL_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("helper: %q %v", buf, err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestHelperThreads is the process startThreaded starts: Go's runtime
+// gives it several threads, most asleep in futex waits.
+func TestHelperThreads(t *testing.T) {
+	if os.Getenv("AMBER_COMPEL_HELPER") != "1" {
+		t.Skip("helper process of TestSeizeInfectCure")
+	}
+	os.Stdout.WriteString("ready\n")
+	time.Sleep(time.Hour)
+}
+
+func seizeAll(t *testing.T, pid int) []*Task {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tasks []*Task
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		task, err := Seize(tid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tid == pid {
+			tasks = append([]*Task{task}, tasks...)
+		} else {
+			tasks = append(tasks, task)
+		}
+	}
+	return tasks
+}
+
+// procSnapshot is what an infection must not change: the mappings and
+// the descriptor table.
+func procSnapshot(t *testing.T, pid int) string {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range fds {
+		names = append(names, f.Name())
+	}
+	return string(maps) + "fds: " + strings.Join(names, " ")
+}
+
+func findStack(t *testing.T, pid int) Range { return findMapping(t, pid, "[stack]") }
+
+func findVdso(t *testing.T, pid int) Range { return findMapping(t, pid, "[vdso]") }
+
+func findMapping(t *testing.T, pid int, name string) Range {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r Range
 	for _, line := range splitLines(string(b)) {
-		if len(line) > 6 && line[len(line)-6:] == "[vdso]" {
+		if strings.HasSuffix(line, " "+name) {
 			var s, e uint64
 			parseRange(line, &s, &e)
 			r = Range{s, e}
 		}
 	}
 	if r.End == 0 {
-		t.Fatal("no vdso")
+		t.Fatalf("no %s in the maps of pid %d", name, pid)
 	}
 	return r
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,6 +14,9 @@ import (
 // Task is one thread traced by the calling OS thread.
 type Task struct {
 	Pid int
+	// Timeout bounds each wait for the task to stop or die;
+	// DefaultTimeout if zero.
+	Timeout time.Duration
 	// NewChild is the PID of the last child the task forked while amber
 	// made it run a system call (PTRACE_O_TRACEFORK).
 	NewChild int
@@ -33,14 +37,19 @@ func (t *Task) hold(sig unix.Signal) {
 // ErrGone is returned when a traced task died under amber.
 var ErrGone = errors.New("task is gone")
 
-// Seize attaches to pid without stopping it, then interrupts it and waits
-// until it is frozen. The task does not notice: no signal is sent, and a
-// system call it was blocked in is restarted when it is released.
-func Seize(pid int) (*Task, error) {
-	if err := ptrace(unix.PTRACE_SEIZE, pid, 0, 0); err != nil {
+// Seize attaches to pid without stopping it, then interrupts it and waits,
+// at most timeout (DefaultTimeout if zero), until it is frozen. The task
+// does not notice: no signal is sent, and a system call it was blocked in
+// is restarted when it is released.
+func Seize(pid int, timeout time.Duration) (*Task, error) {
+	// Syscall stops report SIGTRAP|0x80: should amber die while the task
+	// is in one, the kernel sends that code to the task as a signal,
+	// which, not being a valid signal, is dropped; a bare SIGTRAP would
+	// kill it.
+	if err := ptrace(unix.PTRACE_SEIZE, pid, 0, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 		return nil, fmt.Errorf("seize pid %d: %w", pid, err)
 	}
-	t := &Task{Pid: pid}
+	t := &Task{Pid: pid, Timeout: timeout}
 	if err := ptrace(unix.PTRACE_INTERRUPT, pid, 0, 0); err != nil {
 		t.Detach()
 		return nil, fmt.Errorf("interrupt pid %d: %w", pid, err)
@@ -74,28 +83,6 @@ func (t *Task) waitInterrupted() error {
 	}
 }
 
-// wait waits for the next stop of the task and fails if it exited.
-func (t *Task) wait() (unix.WaitStatus, error) {
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(t.Pid, &ws, unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return ws, fmt.Errorf("wait pid %d: %w", t.Pid, err)
-		}
-		break
-	}
-	switch {
-	case ws.Exited():
-		return ws, fmt.Errorf("pid %d exited with status %d: %w", t.Pid, ws.ExitStatus(), ErrGone)
-	case ws.Signaled():
-		return ws, fmt.Errorf("pid %d killed by %v: %w", t.Pid, ws.Signal(), ErrGone)
-	}
-	return ws, nil
-}
-
 // Detach releases the task; it continues from its current registers, with
 // the signals held back while amber drove it pending again.
 func (t *Task) Detach() error {
@@ -116,22 +103,6 @@ func (t *Task) Detach() error {
 func (t *Task) Kill() {
 	unix.Kill(t.Pid, unix.SIGKILL)
 	t.WaitDead()
-}
-
-// WaitDead waits, as the tracer, until the task (killed by the caller)
-// has exited. A thread-group leader is reported only after its other
-// threads: wait for those first.
-func (t *Task) WaitDead() {
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(t.Pid, &ws, unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || ws.Exited() || ws.Signaled() {
-			return
-		}
-	}
 }
 
 // SetOptions sets PTRACE_O_* options.

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"time"
 
 	"amber/internal/compel"
 	"amber/internal/cpu"
@@ -29,7 +30,10 @@ type Options struct {
 	ShellJob       bool   // -j, --shell-job
 	GhostLimit     int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
-	Log            *log.Logger
+	// Timeout bounds each wait for a task of the tree (--timeout);
+	// compel.DefaultTimeout if zero.
+	Timeout time.Duration
+	Log     *log.Logger
 }
 
 // dumper carries one dump's settings and collected state.
@@ -52,6 +56,9 @@ type dumper struct {
 func Run(opts Options) error {
 	if opts.Log == nil {
 		opts.Log = log.Discard()
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = compel.DefaultTimeout
 	}
 	t := files.NewTable()
 	shmemDev, err := kerndat.ShmemDev()
@@ -85,7 +92,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
-	tree, err := freezeTree(pid, d.log, pinned)
+	tree, err := freezeTree(pid, d.log, pinned, d.opts.Timeout)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		if i == 0 {
 			rootIDs = k
 		}
-		if mms[p.pid], err = d.dumpProcess(p, k, uint32(i+1), mms); err != nil {
+		if mms[p.pid], err = d.dumpProcess(tree, p, k, uint32(i+1), mms); err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
 	}
@@ -54,8 +54,8 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 }
 
 // dumpProcess writes the images of one live process and returns its mm.
-func (d *dumper) dumpProcess(p *frozenProc, k *criucore.TaskKobjIdsEntry, pagesID uint32, mms map[int]*mm.MmEntry) (*mm.MmEntry, error) {
-	ps, err := collect(p)
+func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKobjIdsEntry, pagesID uint32, mms map[int]*mm.MmEntry) (*mm.MmEntry, error) {
+	ps, err := tree.collect(p)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 	if !d.tables[k.GetFilesId()] {
 		d.tables[k.GetFilesId()] = true
-		fds, err := d.fds.DumpFds(ps.pid)
+		fds, err := d.fds.DumpFds(ps.pid, ps.par.Fds()...)
 		if err != nil {
 			return err
 		}

@@ -63,9 +63,9 @@ type threadState struct {
 }
 
 // collect reads /proc and the registers of every thread, then infects
-// the process for what only the task itself can say: once, in the
-// leader, whose parasite every other thread borrows.
-func collect(p *frozenProc) (ps *procState, err error) {
+// the process for what only the task itself can say. The parasite stays
+// until the tree is released or killed.
+func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	ps = &procState{frozenProc: p}
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
@@ -89,20 +89,14 @@ func collect(p *frozenProc) (ps *procState, err error) {
 	if ps.shared, err = leader.PendingSignals(true); err != nil {
 		return nil, err
 	}
-	par, err := compel.Infect(leader, codeRanges(ps.vmas))
-	if err != nil {
+	if p.par, err = compel.Infect(p.threads, parasiteLayout(ps.vmas), t.pinned); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if cerr := par.Cure(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	if err := askProcess(par, ps); err != nil {
+	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err
 	}
 	for i, th := range ps.threads {
-		if err := askThreadOf(par, p.threads[i], th); err != nil {
+		if err := askThread(p.par.In(p.threads[i]), th); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 	}
@@ -139,28 +133,10 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	return th, nil
 }
 
-// askThreadOf asks thread t through the leader's parasite par: itself
-// for the leader, borrowed for the others.
-func askThreadOf(par *compel.Parasite, t *compel.Task, th *threadState) (err error) {
-	if t == par.Task() {
-		return askThread(par, th)
-	}
-	b, err := par.Borrow(t)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := b.Cure(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	return askThread(b, th)
-}
-
 // askThread runs system calls inside a thread, in one batch, for its own
 // state that /proc does not show: alternate signal stack, clear-child-tid
 // address, parent death signal.
-func askThread(p *compel.Parasite, th *threadState) error {
+func askThread(p *compel.ThreadParasite, th *threadState) error {
 	d := p.Data()
 	tid, death := d+signals.AltStackSize, d+signals.AltStackSize+8
 	calls := []compel.Call{
@@ -186,7 +162,7 @@ func askThread(p *compel.Parasite, th *threadState) error {
 
 // askProcess runs system calls inside the leader for the state the
 // whole process shares.
-func askProcess(p *compel.Parasite, ps *procState) (err error) {
+func askProcess(p *compel.ThreadParasite, ps *procState) (err error) {
 	if ps.acts, err = signals.DumpActions(p); err != nil {
 		return err
 	}
@@ -201,19 +177,24 @@ func askProcess(p *compel.Parasite, ps *procState) (err error) {
 	return nil
 }
 
-// codeRanges lists where to look for a syscall instruction: the vdso
-// first, then every executable mapping.
-func codeRanges(vmas []proc.VMA) []compel.Range {
-	var vdso, other []compel.Range
+// parasiteLayout tells the parasite where to look for instructions (the
+// vdso first, then every executable mapping) and where the main stack is.
+func parasiteLayout(vmas []proc.VMA) compel.Layout {
+	var l compel.Layout
+	var other []compel.Range
 	for _, v := range vmas {
+		r := compel.Range{Start: v.Start, End: v.End}
 		switch {
 		case v.Path == "[vdso]":
-			vdso = append(vdso, compel.Range{Start: v.Start, End: v.End})
+			l.Code = append(l.Code, r)
+		case v.Path == "[stack]":
+			l.Stack = r
 		case v.Prot&unix.PROT_EXEC != 0 && v.Path != "[vsyscall]":
-			other = append(other, compel.Range{Start: v.Start, End: v.End})
+			other = append(other, r)
 		}
 	}
-	return append(vdso, other...)
+	l.Code = append(l.Code, other...)
+	return l
 }
 
 // coreEntries builds core-TID.img of every thread of ps; the leader's

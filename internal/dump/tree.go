@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,25 +20,28 @@ type frozenProc struct {
 	stat    proc.Stat
 	zombie  bool
 	threads []*compel.Task // the leader first; none for a zombie
+	// par is the parasite in the process, from its collection until the
+	// tree is released or killed.
+	par *compel.Parasite
 }
 
 // frozenTree is the dumped tree, parents before children.
 type frozenTree struct {
 	procs []*frozenProc
 	log   *log.Logger
-	// pinned is the tracer's CPU: frozen tasks share it while amber
-	// drives them, which makes ptrace round trips short; cpus are their
-	// own affinities, given back when they are released.
+	// timeout bounds each wait for a task of the tree.
+	timeout time.Duration
+	// pinned is the tracer's CPU: infected tasks share it while amber
+	// drives them, which makes ptrace round trips short.
 	pinned unix.CPUSet
-	cpus   map[int]unix.CPUSet
 }
 
 // freezeTree freezes root and all its descendants. Each process is frozen
 // whole (every thread, including threads born while freezing) before its
 // children are listed, so that no child it forks escapes. On failure every
 // task frozen so far is released.
-func freezeTree(root int, l *log.Logger, pinned unix.CPUSet) (*frozenTree, error) {
-	t := &frozenTree{log: l, pinned: pinned, cpus: map[int]unix.CPUSet{}}
+func freezeTree(root int, l *log.Logger, pinned unix.CPUSet, timeout time.Duration) (*frozenTree, error) {
+	t := &frozenTree{log: l, pinned: pinned, timeout: timeout}
 	queue := []*frozenProc{{pid: root}}
 	for len(queue) > 0 {
 		p := queue[0]
@@ -73,6 +77,9 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 		p.zombie = true
 		return nil
 	}
+	if err := refuseIOUring(p.pid); err != nil {
+		return err
+	}
 	frozen := map[int]bool{}
 	for {
 		tids, err := proc.Threads(p.pid)
@@ -84,7 +91,10 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 			if frozen[tid] {
 				continue
 			}
-			task, err := compel.Seize(tid)
+			if kernelThread(p.pid, tid) {
+				return fmt.Errorf("pid %d: thread %d is a kernel thread of the process (io_uring?): not supported", p.pid, tid)
+			}
+			task, err := compel.Seize(tid, t.timeout)
 			if errors.Is(err, unix.ESRCH) {
 				continue // the thread exited meanwhile
 			}
@@ -94,9 +104,6 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 			frozen[tid] = true
 			p.threads = append(p.threads, task)
 			fresh++
-			if cpus, err := task.Affinity(); err == nil && task.SetAffinity(t.pinned) == nil {
-				t.cpus[tid] = cpus
-			}
 		}
 		if fresh == 0 {
 			break
@@ -140,36 +147,72 @@ func tracerName(pid int) string {
 	return fmt.Sprintf("pid %d", pid)
 }
 
-// release lets every frozen task run on as if nothing happened.
+// release takes the parasites out and lets every frozen task run on as if
+// nothing happened.
 func (t *frozenTree) release() error {
-	var first error
+	var errs []error
 	for _, p := range t.procs {
+		if p.par != nil {
+			if err := p.par.Cure(); err != nil {
+				errs = append(errs, fmt.Errorf("pid %d: %w", p.pid, err))
+			}
+			p.par = nil
+		}
 		for _, th := range p.threads {
-			if cpus, ok := t.cpus[th.Pid]; ok {
-				th.SetAffinity(cpus)
-			}
-			if err := th.Detach(); err != nil && first == nil {
-				first = err
-			}
+			errs = append(errs, th.Detach())
 		}
 	}
-	return first
+	return errors.Join(errs...)
 }
 
 // kill kills every process of the tree and waits until each frozen task
-// is dead, so that the tree is gone when dump returns.
+// is dead, so that the tree is gone when dump returns. Their parasites
+// die with them.
 func (t *frozenTree) kill() error {
+	var tasks []*compel.Task
 	for _, p := range t.procs {
-		if !p.zombie {
-			unix.Kill(p.pid, unix.SIGKILL)
+		tasks = append(tasks, p.threads...)
+	}
+	return compel.KillAll(tasks, t.timeout)
+}
+
+// refuseIOUring refuses a process with an io_uring, naming its
+// descriptor or mapping: amber cannot dump one, and its kernel threads
+// (iou-sqp-*, iou-wrk-*) never run code amber injects.
+func refuseIOUring(pid int) error {
+	fds, err := proc.Fds(pid)
+	if err != nil {
+		return err
+	}
+	for _, fd := range fds {
+		if target, err := proc.FdPath(pid, fd); err == nil && target == ioUringInode {
+			return fmt.Errorf("pid %d: fd %d is an io_uring: not supported", pid, fd)
 		}
 	}
-	// A dead leader is reported only after its other threads are: wait
-	// for them first.
-	for _, p := range t.procs {
-		for i := len(p.threads) - 1; i >= 0; i-- {
-			p.threads[i].WaitDead()
+	maps, err := proc.ReadMaps(pid)
+	if err != nil {
+		return err
+	}
+	for _, m := range maps {
+		if m.Path == ioUringInode {
+			return fmt.Errorf("pid %d: an io_uring is mapped at %#x-%#x: not supported", pid, m.Start, m.End)
 		}
 	}
 	return nil
 }
+
+// ioUringInode is what /proc shows for an io_uring's file.
+const ioUringInode = "anon_inode:[io_uring]"
+
+// kernelThread says whether thread tid of pid is one the kernel runs for
+// the process (an io_uring worker), which never returns to user space.
+func kernelThread(pid, tid int) bool {
+	st, err := proc.ReadTaskStat(pid, tid)
+	return err == nil && st.Flags&(pfIOWorker|pfKthread) != 0
+}
+
+// Task flags of /proc/PID/stat (include/linux/sched.h).
+const (
+	pfIOWorker = 0x10
+	pfKthread  = 0x200000
+)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,12 +64,14 @@ func NewDumper(t *Table, opts DumpOptions) *Dumper {
 	return &Dumper{Table: t, opts: opts, known: map[fileKey][]knownFd{}, pipes: map[uint64]bool{}}
 }
 
-// DumpFds records every descriptor of pid and returns its fdinfo entries.
-func (d *Dumper) DumpFds(pid int) ([]*fdinfo.FdinfoEntry, error) {
+// DumpFds records every descriptor of pid but the hidden ones (amber's
+// own, placed there for the dump) and returns its fdinfo entries.
+func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) {
 	fds, err := proc.Fds(pid)
 	if err != nil {
 		return nil, err
 	}
+	fds = slices.DeleteFunc(fds, func(fd int) bool { return slices.Contains(hidden, fd) })
 	var out []*fdinfo.FdinfoEntry
 	for _, f := range gatherFds(pid, fds) {
 		e, err := d.dumpFd(pid, f)

@@ -1,0 +1,164 @@
+package compel
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The scratch area of a parasite: the routine, the table of calls and the
+// data calls write, then one area per thread.
+const (
+	codeOffset  = 0
+	tableOffset = 4096
+	dataOffset  = tableOffset + MaxBatch*EntrySize
+	areasOffset = ScratchSize
+)
+
+// ScratchSize is the size of the scratch memory before the threads'
+// areas: the routine on the first page, then a table of up to MaxBatch
+// calls, then data.
+const ScratchSize = 64 << 10
+
+// MaxBatch is the most calls one Batch runs.
+const MaxBatch = 128
+
+// DataSize is how many bytes from Data the calls of a batch may use.
+const DataSize = ScratchSize - dataOffset
+
+// A thread's area, as parasiteCode reads it (offsets from rbx).
+const (
+	areaLeft    = 0x00  // u64: table entries left
+	areaAt      = 0x08  // u64: the entry the table stopped at
+	areaPollfd  = 0x10  // struct pollfd on the control socket
+	areaPair    = 0x28  // int[2]: the socket pair the setup made
+	areaAmberFd = 0x30  // int: the process's copy of amber's end; -1 once closed
+	areaLeader  = 0x38  // u64: nonzero in the leader's area
+	areaByte    = 0x40  // the byte sent to amber when a table is done
+	areaCPUs    = 0x48  // cpu_set_t (128 bytes): the affinity to give back
+	areaFrame   = 0x100 // struct rt_sigframe, 64-byte aligned
+)
+
+// An rt_sigframe (x86-64): the pretcode slot, struct ucontext, siginfo,
+// then, 64-byte aligned, the XSAVE area its sigcontext points to. A
+// thread executes rt_sigreturn with rsp just past the pretcode slot.
+const (
+	frameUctx    = 8
+	frameFPState = 0x1c0
+)
+
+// Offsets in struct ucontext (x86-64).
+const (
+	ucFlags    = 0
+	ucMcontext = 40
+	ucSigmask  = 296
+)
+
+// uc_flags: the frame holds XSAVE state and ss, and ss is to be taken as is.
+const ucFPXState, ucSigcontextSS, ucStrictRestoreSS = 1, 2, 4
+
+// sigFrame is what rt_sigreturn gives a thread back.
+type sigFrame struct {
+	resume  Regs   // registers: resumeRegs of the frozen ones
+	mask    uint64 // blocked signals
+	fpstate []byte // cpu.SigframeXState of the frozen XSAVE area
+}
+
+// size is the bytes the frame takes.
+func (f sigFrame) size() int { return frameFPState + len(f.fpstate) }
+
+// encode writes the frame into b, which lies at address at, 64-byte
+// aligned in the task; the pretcode slot holds pretcode.
+func (f sigFrame) encode(b []byte, at, pretcode uint64) {
+	le := binary.LittleEndian
+	le.PutUint64(b, pretcode)
+	uc := b[frameUctx:]
+	le.PutUint64(uc[ucFlags:], ucFPXState|ucSigcontextSS|ucStrictRestoreSS)
+	// rt_sigreturn also sets the sigaltstack from uc_stack: a stack of
+	// size 0 is refused (ENOMEM), which leaves the thread's own alone.
+	putSigcontext(uc[ucMcontext:], &f.resume, at+frameFPState)
+	le.PutUint64(uc[ucSigmask:], f.mask)
+	copy(b[frameFPState:], f.fpstate)
+}
+
+// areaSize is the size of a thread's area whose frame holds an XSAVE area
+// of fpSize bytes (magic2 included), rounded so the next one stays
+// 64-byte aligned.
+func areaSize(fpSize int) int { return (areaFrame + frameFPState + fpSize + 63) &^ 63 }
+
+// threadArea is what a thread's area starts with.
+type threadArea struct {
+	sigFrame
+	leader bool
+	ctl    int // the control socket in the process; -1 before setup
+	cpus   unix.CPUSet
+}
+
+// encode lays the area out as parasiteCode reads it; at is where it lies
+// in the task, which the frame's fpstate pointer needs.
+func (a threadArea) encode(at uint64) []byte {
+	b := make([]byte, areaSize(len(a.fpstate)))
+	le := binary.LittleEndian
+	le.PutUint32(b[areaPollfd:], uint32(int32(a.ctl)))
+	le.PutUint16(b[areaPollfd+4:], unix.POLLIN|unix.POLLRDHUP)
+	le.PutUint32(b[areaPair:], ^uint32(0))
+	le.PutUint32(b[areaPair+4:], ^uint32(0))
+	le.PutUint32(b[areaAmberFd:], ^uint32(0))
+	if a.leader {
+		le.PutUint64(b[areaLeader:], 1)
+	}
+	copy(b[areaCPUs:areaCPUs+128], unsafe.Slice((*byte)(unsafe.Pointer(&a.cpus)), unsafe.Sizeof(a.cpus)))
+	a.sigFrame.encode(b[areaFrame:], at+areaFrame, 0)
+	return b
+}
+
+// putSigcontext writes struct sigcontext (x86-64) for regs.
+func putSigcontext(b []byte, r *Regs, fpstate uint64) {
+	le := binary.LittleEndian
+	for i, v := range []uint64{r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15,
+		r.Rdi, r.Rsi, r.Rbp, r.Rbx, r.Rdx, r.Rax, r.Rcx, r.Rsp, r.Rip, r.Eflags} {
+		le.PutUint64(b[8*i:], v)
+	}
+	le.PutUint16(b[144:], uint16(r.Cs))
+	le.PutUint16(b[150:], uint16(r.Ss))
+	le.PutUint64(b[184:], fpstate)
+}
+
+// resumeRegs returns the registers a thread frozen with r continues with
+// when the parasite's routine gives it back through rt_sigreturn, which
+// clears orig_rax: a system call it was interrupted in is entered again,
+// as the kernel does on its way back to user space when no handler runs
+// (arch_do_signal_or_restart). A call the kernel would resume through
+// restart_syscall is entered again from the start, its timeout counted
+// anew: rt_sigreturn makes restart_syscall fail with EINTR.
+func resumeRegs(r Regs) Regs {
+	if int64(r.Orig_rax) >= 0 {
+		switch -int64(r.Rax) {
+		case errRestartSys, errRestartNoIntr, errRestartNoHand:
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+		case errRestartRestartBlock:
+			if r.Orig_rax == unix.SYS_RESTART_SYSCALL {
+				r.Rax = negErrno(unix.EINTR)
+				break
+			}
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+		}
+	}
+	r.Orig_rax = ^uint64(0)
+	return r
+}
+
+// Kernel-internal results of an interrupted system call
+// (include/linux/errno.h).
+const (
+	errRestartSys          = 512
+	errRestartNoIntr       = 513
+	errRestartNoHand       = 514
+	errRestartRestartBlock = 516
+)
+
+// negErrno is -e as a system call returns it in rax.
+func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
