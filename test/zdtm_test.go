@@ -24,6 +24,7 @@ var programs = []program{
 	{name: "pause"},
 	{name: "avx", cflags: []string{"-mavx2", "-mavx512f"}, cpuFlags: []string{"avx2", "avx512f"}},
 	{name: "maps_file", nofile: 1024},
+	{name: "maps_runs"},
 	{name: "mprotect"},
 	{name: "maps_flags"},
 	{name: "hugetlb00", hugePages: 8},

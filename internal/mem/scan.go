@@ -33,6 +33,9 @@ type pageRegion struct{ Start, End, Categories uint64 }
 // Run is a range of pages [Start, End) whose contents must be saved.
 type Run struct{ Start, End uint64 }
 
+// scanVecLen is how many regions one PAGEMAP_SCAN returns at most.
+const scanVecLen = 4096
+
 // Scanner finds the pages of a task that hold data of their own.
 type Scanner struct {
 	f   *os.File
@@ -41,11 +44,17 @@ type Scanner struct {
 
 // NewScanner opens /proc/PID/pagemap.
 func NewScanner(pid int) (*Scanner, error) {
+	return newScanner(pid, scanVecLen)
+}
+
+// newScanner opens /proc/PID/pagemap for scans that take at most vecLen
+// regions per ioctl (tests use small vectors to make scans partial).
+func newScanner(pid, vecLen int) (*Scanner, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
 		return nil, err
 	}
-	return &Scanner{f: f, vec: make([]pageRegion, 4096)}, nil
+	return &Scanner{f: f, vec: make([]pageRegion, vecLen)}, nil
 }
 
 // Close releases the pagemap file.
@@ -89,32 +98,81 @@ func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) ([]Run, error) {
 
 // scan returns the regions of [start, end) that hold pages present or
 // swapped out, other than the zero page, with their categories (file or
-// not, present or swapped).
+// not, present or swapped): sorted, disjoint, inside the range.
+//
+// One ioctl returns at most len(s.vec) regions; a longer walk takes
+// several, each resuming where the last one's walk is known to have got
+// to. That is not always walk_end: the kernel gathers the regions in
+// chunks of its own (512 on x86-64), each from a walk of its own, sets
+// walk_end only when a chunk's walk stops early, and leaves it as it
+// was when a later chunk's walk reaches the end. So a walk that went to
+// the end may report where an earlier chunk stopped, before regions it
+// returned; resuming there would return them twice. Everything below the
+// last region's end has been walked too: the next scan starts at
+// whichever is later.
 func (s *Scanner) scan(start, end uint64) ([]pageRegion, error) {
+	var out []pageRegion
+	for at := start; at < end; {
+		regions, walkEnd, err := s.scanOnce(at, end)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkRegions(regions, out, at, end); err != nil {
+			return nil, err
+		}
+		out = append(out, regions...)
+		next := walkEnd
+		if n := len(regions); n > 0 {
+			next = max(next, regions[n-1].End)
+		}
+		if next <= at {
+			return nil, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: the walk made no progress (walk_end %#x, %d regions)", s.f.Name(), at, end, walkEnd, len(regions))
+		}
+		at = next
+	}
+	return out, nil
+}
+
+// scanOnce runs one PAGEMAP_SCAN over [start, end) and returns the
+// regions it found (in s.vec) and its walk_end.
+func (s *Scanner) scanOnce(start, end uint64) ([]pageRegion, uint64, error) {
 	arg := pmScanArg{
 		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
 		Start:             start,
 		End:               end,
+		Vec:               uint64(uintptr(unsafe.Pointer(&s.vec[0]))),
+		VecLen:            uint64(len(s.vec)),
 		CategoryInverted:  pageIsPfnZero,
 		CategoryMask:      pageIsPfnZero,
 		CategoryAnyofMask: pageIsPresent | pageIsSwapped,
 		ReturnMask:        pageIsPresent | pageIsSwapped | pageIsFile,
 	}
-	var out []pageRegion
-	for arg.Start < end {
-		arg.Vec = uint64(uintptr(unsafe.Pointer(&s.vec[0])))
-		arg.VecLen = uint64(len(s.vec))
-		n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-		if e != 0 {
-			return nil, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), arg.Start, end, e)
-		}
-		out = append(out, s.vec[:n]...)
-		if arg.WalkEnd <= arg.Start {
-			break
-		}
-		arg.Start = arg.WalkEnd
+	n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+	if e != 0 {
+		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), start, end, e)
 	}
-	return out, nil
+	if n > uintptr(len(s.vec)) {
+		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %d regions returned, vector holds %d", s.f.Name(), start, end, n, len(s.vec))
+	}
+	return s.vec[:n], arg.WalkEnd, nil
+}
+
+// checkRegions checks that regions, returned by a scan of [at, end) after
+// the regions before, are page aligned, non-empty, in order, inside the
+// range and past every region before: DataRuns cuts them at VMA bounds
+// assuming so.
+func (s *Scanner) checkRegions(regions, before []pageRegion, at, end uint64) error {
+	prev := at
+	if n := len(before); n > 0 {
+		prev = max(prev, before[n-1].End)
+	}
+	for _, r := range regions {
+		if r.Start < prev || r.End <= r.Start || r.End > end || (r.Start|r.End)%pageSize != 0 {
+			return fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: region %#x-%#x out of order or range (previous end %#x)", s.f.Name(), at, end, r.Start, r.End, prev)
+		}
+		prev = r.End
+	}
+	return nil
 }
 
 // pmExclusive is bit 56 of /proc/PID/pagemap: the page is mapped by

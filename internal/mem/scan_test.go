@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -75,4 +76,67 @@ func TestDataRuns(t *testing.T) {
 	if want := []Run{{fbase, fbase + pg}}; !slices.Equal(got, want) {
 		t.Errorf("private file mapping: runs %x, want %x", got, want)
 	}
+}
+
+// TestScanVectorLimits scans an anonymous VMA of this process whose every
+// other page is written: one region per written page, from fewer than
+// the kernel gathers in one chunk of its walk (512 on x86-64) to more
+// than two vectors hold, with vectors of 1 to 4096 regions. Every
+// written page must come back once and in order, however the walk is
+// cut: by a full vector, by the kernel's chunks, or both (the kernel
+// then reports the walk_end of an earlier chunk, behind regions it
+// returned, and a scan resuming there returned them twice).
+func TestScanVectorLimits(t *testing.T) {
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, regions := range []int{1, 511, 512, 513, 1024, 1100, 4095, 4096, 4097, 8192, 9000} {
+		b, err := unix.Mmap(-1, 0, 2*regions*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A huge page would make every page present.
+		if err := unix.Madvise(b, unix.MADV_NOHUGEPAGE); err != nil {
+			t.Fatal(err)
+		}
+		var want []Run
+		base := uint64(uintptr(unsafe.Pointer(&b[0])))
+		for i := 0; i < regions; i++ {
+			b[2*i*pageSize] = 1
+			a := base + uint64(2*i*pageSize)
+			want = append(want, Run{a, a + pageSize})
+		}
+		v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + uint64(len(b))), Status: proto.Uint32(StatusRegular | StatusAnonPrivate)}}
+		for _, vecLen := range []int{1, 7, 512, 513, 1000, scanVecLen} {
+			s.vec = make([]pageRegion, vecLen)
+			got, err := s.DataRuns(v)
+			if err != nil {
+				t.Fatalf("%d regions, vector of %d: %v", regions, vecLen, err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%d regions, vector of %d: %d runs back, want %d (first difference %s)", regions, vecLen, len(got), len(want), firstDifference(got, want))
+			}
+		}
+		if err := unix.Munmap(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// firstDifference describes where two lists of runs first differ.
+func firstDifference(got, want []Run) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("run %d: %#x-%#x, want %#x-%#x", i, got[i].Start, got[i].End, want[i].Start, want[i].End)
+		}
+	}
+	switch {
+	case len(got) > len(want):
+		return fmt.Sprintf("extra run %#x-%#x", got[len(want)].Start, got[len(want)].End)
+	case len(got) < len(want):
+		return fmt.Sprintf("missing run %#x-%#x", want[len(got)].Start, want[len(got)].End)
+	}
+	return "none"
 }
