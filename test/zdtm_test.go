@@ -54,6 +54,7 @@ var programs = []program{
 	{name: "sigpending00"},
 	{name: "poll_restart"},
 	{name: "seccomp_filter", refused: "seccomp"},
+	{name: "guard_pages", refused: "guard pages (MADV_GUARD_INSTALL)"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},
 	{name: "sk_unix_abstract"},

@@ -49,16 +49,19 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 		return st, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	defer scan.Close()
-	var runs []Run
+	var runs, guards []Run
 	for _, g := range adjacentWithContents(vmas) {
 		for _, v := range g {
 			st.Scanned += (v.GetEnd() - v.GetStart()) / pageSize
 		}
-		r, err := scan.DataRuns(g)
+		r, gr, err := scan.DataRuns(g)
 		if err != nil {
 			return st, err
 		}
-		runs = append(runs, r...)
+		runs, guards = append(runs, r...), append(guards, gr...)
+	}
+	if len(guards) > 0 {
+		return st, guardsError(guards)
 	}
 	// Runs that continue across a VMA boundary become one pagemap entry
 	// (CRIU's restore, like amber's, walks an entry across VMAs): a
@@ -75,6 +78,14 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	n, err := copyPages(t, merged, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs = n, runs
 	return st, err
+}
+
+// guardsError refuses guard pages: their ranges are not in CRIU's
+// images, and a restore without them would let the task read and write
+// where it faulted before.
+func guardsError(guards []Run) error {
+	return fmt.Errorf("guard pages (MADV_GUARD_INSTALL) at %#x-%#x and %d more ranges: not supported yet",
+		guards[0].Start, guards[0].End, len(guards)-1)
 }
 
 // adjacentWithContents groups the VMAs whose contents are dumped into

@@ -16,6 +16,12 @@ const (
 	pageIsPresent = 1 << 3
 	pageIsSwapped = 1 << 4
 	pageIsPfnZero = 1 << 5
+	// pageIsGuard marks a guard page (MADV_GUARD_INSTALL). The kernel
+	// keeps one as a swap-like page table entry, so it is also
+	// pageIsSwapped: it holds no data, and reading it faults. The
+	// category came after guard pages themselves (6.13); kernels without
+	// it refuse it with EINVAL.
+	pageIsGuard = 1 << 8
 )
 
 // pagemapScan is _IOWR('f', 16, struct pm_scan_arg).
@@ -40,6 +46,9 @@ const scanVecLen = 4096
 type Scanner struct {
 	f   *os.File
 	vec []pageRegion
+	// noGuard is set once the kernel refused pageIsGuard: scans then go
+	// on without it (guard pages, if it has any, then look swapped out).
+	noGuard bool
 }
 
 // NewScanner opens /proc/PID/pagemap.
@@ -62,43 +71,55 @@ func (s *Scanner) Close() error { return s.f.Close() }
 
 // DataRuns returns, VMA by VMA, the runs of pages of vmas (sorted and
 // adjacent, each end the next one's start) that are present or swapped
-// out and are neither the shared zero page nor, in a private file
-// mapping, pages of the mapped file (only pages written since mapping,
-// now anonymous copies, differ from the file). One scan walks the whole
-// range: 10,000 VMAs cost a few ioctls, not 10,000.
-func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) ([]Run, error) {
+// out and are neither the shared zero page, nor a guard page, nor, in a
+// private file mapping, pages of the mapped file (only pages written
+// since mapping, now anonymous copies, differ from the file); and the
+// guard pages (MADV_GUARD_INSTALL), which hold no data. One scan walks
+// the whole range: 10,000 VMAs cost a few ioctls, not 10,000.
+func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) (data, guards []Run, err error) {
 	if len(vmas) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var runs []Run
 	i := 0
 	for _, v := range vmas {
-		anonOnly := v.GetStatus()&StatusFilePrivate != 0
 		for i < len(regions) && regions[i].End <= v.GetStart() {
 			i++
 		}
-		var mine []Run // runs merge within a VMA, never across
-		for _, r := range regions[i:] {
-			if r.Start >= v.GetEnd() {
-				break
-			}
-			if anonOnly && r.Categories&pageIsFile != 0 {
-				continue
-			}
-			mine = appendRun(mine, Run{max(r.Start, v.GetStart()), min(r.End, v.GetEnd())})
-		}
-		runs = append(runs, mine...)
+		data, guards = cutRegions(data, guards, regions[i:], v)
 	}
-	return runs, nil
+	return data, guards, nil
+}
+
+// cutRegions appends the parts inside v of regions (sorted, the first
+// ending past v's start) to data or guards. Data runs merge within a
+// VMA, never across.
+func cutRegions(data, guards []Run, regions []pageRegion, v *vma.VmaEntry) ([]Run, []Run) {
+	anonOnly := v.GetStatus()&StatusFilePrivate != 0
+	var mine []Run
+	for _, r := range regions {
+		if r.Start >= v.GetEnd() {
+			break
+		}
+		part := Run{max(r.Start, v.GetStart()), min(r.End, v.GetEnd())}
+		switch {
+		case r.Categories&pageIsGuard != 0:
+			guards = appendRun(guards, part)
+		case anonOnly && r.Categories&pageIsFile != 0:
+		default:
+			mine = appendRun(mine, part)
+		}
+	}
+	return append(data, mine...), guards
 }
 
 // scan returns the regions of [start, end) that hold pages present or
 // swapped out, other than the zero page, with their categories (file or
-// not, present or swapped): sorted, disjoint, inside the range.
+// not, present or swapped, guard page): sorted, disjoint, inside the
+// range.
 //
 // One ioctl returns at most len(s.vec) regions; a longer walk takes
 // several, each resuming where the last one's walk is known to have got
@@ -136,7 +157,29 @@ func (s *Scanner) scan(start, end uint64) ([]pageRegion, error) {
 // scanOnce runs one PAGEMAP_SCAN over [start, end) and returns the
 // regions it found (in s.vec) and its walk_end.
 func (s *Scanner) scanOnce(start, end uint64) ([]pageRegion, uint64, error) {
-	arg := pmScanArg{
+	arg := s.scanArg(start, end)
+	n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+	if e == unix.EINVAL && !s.noGuard {
+		s.noGuard = true
+		return s.scanOnce(start, end)
+	}
+	if e != 0 {
+		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), start, end, e)
+	}
+	if n > uintptr(len(s.vec)) {
+		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %d regions returned, vector holds %d", s.f.Name(), start, end, n, len(s.vec))
+	}
+	return s.vec[:n], arg.WalkEnd, nil
+}
+
+// scanArg asks for the regions of [start, end) with pages present or
+// swapped out but not the zero page, into s.vec.
+func (s *Scanner) scanArg(start, end uint64) pmScanArg {
+	ret := uint64(pageIsPresent | pageIsSwapped | pageIsFile | pageIsGuard)
+	if s.noGuard {
+		ret &^= pageIsGuard
+	}
+	return pmScanArg{
 		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
 		Start:             start,
 		End:               end,
@@ -145,16 +188,8 @@ func (s *Scanner) scanOnce(start, end uint64) ([]pageRegion, uint64, error) {
 		CategoryInverted:  pageIsPfnZero,
 		CategoryMask:      pageIsPfnZero,
 		CategoryAnyofMask: pageIsPresent | pageIsSwapped,
-		ReturnMask:        pageIsPresent | pageIsSwapped | pageIsFile,
+		ReturnMask:        ret,
 	}
-	n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-	if e != 0 {
-		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), start, end, e)
-	}
-	if n > uintptr(len(s.vec)) {
-		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %d regions returned, vector holds %d", s.f.Name(), start, end, n, len(s.vec))
-	}
-	return s.vec[:n], arg.WalkEnd, nil
 }
 
 // checkRegions checks that regions, returned by a scan of [at, end) after

@@ -61,7 +61,7 @@ func TestDataRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got, err := s.DataRuns(anonVMAs)
+	got, _, err := s.DataRuns(anonVMAs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestDataRuns(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("anonymous VMAs: runs %x, want %x", got, want)
 	}
-	got, err = s.DataRuns([]*vma.VmaEntry{entry(fbase, fbase+2*pg, StatusRegular|StatusFilePrivate)})
+	got, _, err = s.DataRuns([]*vma.VmaEntry{entry(fbase, fbase+2*pg, StatusRegular|StatusFilePrivate)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestScanVectorLimits(t *testing.T) {
 		v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + uint64(len(b))), Status: proto.Uint32(StatusRegular | StatusAnonPrivate)}}
 		for _, vecLen := range []int{1, 7, 512, 513, 1000, scanVecLen} {
 			s.vec = make([]pageRegion, vecLen)
-			got, err := s.DataRuns(v)
+			got, _, err := s.DataRuns(v)
 			if err != nil {
 				t.Fatalf("%d regions, vector of %d: %v", regions, vecLen, err)
 			}
@@ -139,4 +139,36 @@ func firstDifference(got, want []Run) string {
 		return fmt.Sprintf("missing run %#x-%#x", want[len(got)].Start, want[len(got)].End)
 	}
 	return "none"
+}
+
+// TestDataRunsGuardPages: a guard page (MADV_GUARD_INSTALL) between two
+// written pages of one VMA holds no data, and reading it faults: the
+// kernel keeps it as a swap-like entry, but the scan tells it apart.
+func TestDataRunsGuardPages(t *testing.T) {
+	b, err := unix.Mmap(-1, 0, 3*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	b[0], b[2*pageSize] = 1, 2
+	if err := unix.Madvise(b[pageSize:2*pageSize], unix.MADV_GUARD_INSTALL); err != nil {
+		t.Skipf("MADV_GUARD_INSTALL: %v", err)
+	}
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := uint64(uintptr(unsafe.Pointer(&b[0])))
+	v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + 3*pageSize), Status: proto.Uint32(StatusRegular | StatusAnonPrivate)}}
+	data, guards, err := s.DataRuns(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Run{{base, base + pageSize}, {base + 2*pageSize, base + 3*pageSize}}; !slices.Equal(data, want) {
+		t.Errorf("data %x, want %x: the guard page in the middle is no data", data, want)
+	}
+	if want := []Run{{base + pageSize, base + 2*pageSize}}; !slices.Equal(guards, want) {
+		t.Errorf("guards %x, want %x", guards, want)
+	}
 }
