@@ -42,10 +42,15 @@ type Run struct{ Start, End uint64 }
 // scanVecLen is how many regions one PAGEMAP_SCAN returns at most.
 const scanVecLen = 4096
 
+// pagemapChunk is how many /proc/PID/pagemap entries one read takes at
+// most (64 KiB, 32 MiB of memory): a long run is read a chunk at a time.
+const pagemapChunk = 8192
+
 // Scanner finds the pages of a task that hold data of their own.
 type Scanner struct {
 	f   *os.File
 	vec []pageRegion
+	pm  []byte // pagemap entries, pagemapChunk of them
 	// noGuard is set once the kernel refused pageIsGuard: scans then go
 	// on without it (guard pages, if it has any, then look swapped out).
 	noGuard bool
@@ -219,19 +224,43 @@ const pmExclusive = 1 << 56
 func (s *Scanner) Shared(runs []Run) ([]Run, error) {
 	var out []Run
 	for _, r := range runs {
-		n := (r.End - r.Start) / pageSize
-		b := make([]byte, n*8)
-		if _, err := s.f.ReadAt(b, int64(r.Start/pageSize*8)); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.f.Name(), err)
-		}
-		for i := uint64(0); i < n; i++ {
-			if binary.LittleEndian.Uint64(b[i*8:])&pmExclusive == 0 {
-				a := r.Start + i*pageSize
-				out = appendRun(out, Run{a, a + pageSize})
-			}
+		var err error
+		if out, err = s.appendShared(out, r); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// appendShared appends the shared pages of r to out, reading their
+// pagemap entries a chunk at a time: a long run costs no more memory.
+func (s *Scanner) appendShared(out []Run, r Run) ([]Run, error) {
+	if s.pm == nil {
+		s.pm = make([]byte, pagemapChunk*8)
+	}
+	for at := r.Start; at+pageSize <= r.End; {
+		b := s.pm[:min((r.End-at)/pageSize, pagemapChunk)*8]
+		if err := readPagemap(s.f, at, b); err != nil {
+			return nil, err
+		}
+		for i := 0; i < len(b); i += 8 {
+			if binary.LittleEndian.Uint64(b[i:])&pmExclusive == 0 {
+				a := at + uint64(i/8)*pageSize
+				out = appendRun(out, Run{a, a + pageSize})
+			}
+		}
+		at += uint64(len(b)/8) * pageSize
+	}
+	return out, nil
+}
+
+// readPagemap reads the /proc/PID/pagemap entries of the len(b)/8 pages
+// from addr into b.
+func readPagemap(f *os.File, addr uint64, b []byte) error {
+	if _, err := f.ReadAt(b, int64(addr/pageSize*8)); err != nil {
+		return fmt.Errorf("%s at %#x: %w", f.Name(), addr, err)
+	}
+	return nil
 }
 
 // appendRun merges r into the last run when they touch.

@@ -3,6 +3,7 @@ package mem
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"unsafe"
@@ -171,4 +172,81 @@ func TestDataRunsGuardPages(t *testing.T) {
 	if want := []Run{{base + pageSize, base + 2*pageSize}}; !slices.Equal(guards, want) {
 		t.Errorf("guards %x, want %x", guards, want)
 	}
+}
+
+// TestSharedChunks: Shared reads pagemap a chunk at a time; across chunk
+// bounds it still finds every page this process does not map alone (here
+// the pages never written, which are not mapped at all).
+func TestSharedChunks(t *testing.T) {
+	const pages = 2*pagemapChunk + 5
+	b, err := unix.Mmap(-1, 0, pages*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	if err := unix.Madvise(b, unix.MADV_NOHUGEPAGE); err != nil {
+		t.Fatal(err)
+	}
+	base := uint64(uintptr(unsafe.Pointer(&b[0])))
+	var want []Run
+	for i := uint64(0); i < pages; i++ {
+		if i%3 == 0 || i == pagemapChunk-1 || i == pagemapChunk {
+			b[i*pageSize] = 1
+			continue
+		}
+		want = appendRun(want, Run{base + i*pageSize, base + (i+1)*pageSize})
+	}
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Shared([]Run{{base, base + pages*pageSize}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("shared pages differ: %s", firstDifference(got, want))
+	}
+}
+
+// TestPagemapReadsBounded: the pagemap entries of a run are read a chunk
+// at a time, not all at once: a 16 GiB run (4 Mi entries, 32 MiB) costs
+// Shared and CowRuns no more than a few chunks of memory.
+func TestPagemapReadsBounded(t *testing.T) {
+	const size = 16 << 30
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	base := uint64(uintptr(unsafe.Pointer(&b[0])))
+	run := []Run{{base, base + size}}
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	shared, alloc := allocated(t, func() ([]Run, error) { return s.Shared(run) })
+	if !slices.Equal(shared, run) || alloc > 1<<20 {
+		t.Errorf("Shared: %x (want %x: nothing mapped), %d bytes allocated", shared, run, alloc)
+	}
+	v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + size), Status: proto.Uint32(StatusRegular | StatusAnonPrivate)}}
+	cow, alloc := allocated(t, func() ([]Run, error) { return CowRuns(os.Getpid(), os.Getpid(), v, v, run) })
+	if len(cow) != 0 || alloc > 1<<20 {
+		t.Errorf("CowRuns: %x (want none: nothing mapped), %d bytes allocated", cow, alloc)
+	}
+}
+
+// allocated runs f and says how many bytes the process allocated meanwhile.
+func allocated(t *testing.T, f func() ([]Run, error)) ([]Run, uint64) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	runs, err := f()
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runs, after.TotalAlloc - before.TotalAlloc
 }
