@@ -49,35 +49,53 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 		return st, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	defer scan.Close()
-	var runs, guards []Run
+	p, err := planPages(scan, vmas)
+	st.Scanned = p.scanned
+	if err != nil {
+		return st, err
+	}
+	if len(p.guards) > 0 {
+		return st, guardsError(p.guards)
+	}
+	if err := writePagemap(dir.PagemapPath(pid), pagesID, p.merged); err != nil {
+		return st, err
+	}
+	n, err := copyPages(t, p.merged, p.shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
+	st.Pages, st.Runs = n, p.runs
+	return st, err
+}
+
+// pagePlan is what a dump saves of a task's private memory.
+type pagePlan struct {
+	runs    []Run  // the pages with data, VMA by VMA
+	merged  []Run  // runs joined where they touch: the pagemap entries
+	shared  []Run  // the pages of merged that other processes map too
+	guards  []Run  // guard pages, which hold no data
+	scanned uint64 // pages in the VMAs whose contents are saved
+}
+
+// planPages finds which pages of vmas a dump saves, which of those other
+// processes map too, and the guard pages.
+func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
+	var p pagePlan
 	for _, g := range adjacentWithContents(vmas) {
 		for _, v := range g {
-			st.Scanned += (v.GetEnd() - v.GetStart()) / pageSize
+			p.scanned += (v.GetEnd() - v.GetStart()) / pageSize
 		}
-		r, gr, err := scan.DataRuns(g)
+		runs, guards, err := scan.DataRuns(g)
 		if err != nil {
-			return st, err
+			return p, err
 		}
-		runs, guards = append(runs, r...), append(guards, gr...)
-	}
-	if len(guards) > 0 {
-		return st, guardsError(guards)
+		p.runs, p.guards = append(p.runs, runs...), append(p.guards, guards...)
 	}
 	// Runs that continue across a VMA boundary become one pagemap entry
 	// (CRIU's restore, like amber's, walks an entry across VMAs): a
 	// restore reads one entry instead of one per VMA (10,000 one-page
 	// VMAs of data make one entry, not 10,000).
-	merged := mergeRuns(runs)
-	if err := writePagemap(dir.PagemapPath(pid), pagesID, merged); err != nil {
-		return st, err
-	}
-	shared, err := scan.Shared(merged)
-	if err != nil {
-		return st, err
-	}
-	n, err := copyPages(t, merged, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
-	st.Pages, st.Runs = n, runs
-	return st, err
+	p.merged = mergeRuns(p.runs)
+	var err error
+	p.shared, err = scan.Shared(p.merged)
+	return p, err
 }
 
 // guardsError refuses guard pages: their ranges are not in CRIU's
