@@ -75,10 +75,10 @@ type pagePlan struct {
 }
 
 // planPages finds which pages of vmas a dump saves, which of those other
-// processes map too, and the guard pages.
+// processes map too, and the guard pages of every VMA.
 func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
 	var p pagePlan
-	for _, g := range adjacentWithContents(vmas) {
+	for _, g := range adjacent(vmas, HasContents) {
 		for _, v := range g {
 			p.scanned += (v.GetEnd() - v.GetStart()) / pageSize
 		}
@@ -88,6 +88,15 @@ func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
 		}
 		p.runs, p.guards = append(p.runs, runs...), append(p.guards, guards...)
 	}
+	for _, g := range adjacent(vmas, withoutContents) {
+		guards, err := scan.GuardRuns(g)
+		if err != nil {
+			return p, err
+		}
+		p.guards = append(p.guards, guards...)
+	}
+	slices.SortFunc(p.guards, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+	p.guards = mergeRuns(p.guards)
 	// Runs that continue across a VMA boundary become one pagemap entry
 	// (CRIU's restore, like amber's, walks an entry across VMAs): a
 	// restore reads one entry instead of one per VMA (10,000 one-page
@@ -106,16 +115,17 @@ func guardsError(guards []Run) error {
 		guards[0].Start, guards[0].End, len(guards)-1)
 }
 
-// adjacentWithContents groups the VMAs whose contents are dumped into
-// runs of adjacent ones, which one scan each covers; a mapping in between
-// whose pages are not the task's (shared memory) is not walked.
-func adjacentWithContents(vmas []*vma.VmaEntry) [][]*vma.VmaEntry {
+// adjacent groups the VMAs whose status is kept into runs of adjacent
+// ones, which one scan each covers: the VMAs whose contents are dumped
+// (a mapping in between whose pages are not the task's, shared memory,
+// is not walked for data), or the others (walked for guard pages only).
+func adjacent(vmas []*vma.VmaEntry, keep func(status uint32) bool) [][]*vma.VmaEntry {
 	var out [][]*vma.VmaEntry
 	for i, v := range vmas {
-		if !HasContents(v.GetStatus()) {
+		if !keep(v.GetStatus()) {
 			continue
 		}
-		if n := len(out); n > 0 && i > 0 && HasContents(vmas[i-1].GetStatus()) && vmas[i-1].GetEnd() == v.GetStart() {
+		if n := len(out); n > 0 && i > 0 && keep(vmas[i-1].GetStatus()) && vmas[i-1].GetEnd() == v.GetStart() {
 			out[n-1] = append(out[n-1], v)
 			continue
 		}
@@ -123,6 +133,8 @@ func adjacentWithContents(vmas []*vma.VmaEntry) [][]*vma.VmaEntry {
 	}
 	return out
 }
+
+func withoutContents(status uint32) bool { return !HasContents(status) }
 
 // mergeRuns joins sorted runs that touch into one.
 func mergeRuns(runs []Run) []Run {

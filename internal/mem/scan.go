@@ -2,6 +2,7 @@ package mem
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"unsafe"
@@ -20,7 +21,7 @@ const (
 	// keeps one as a swap-like page table entry, so it is also
 	// pageIsSwapped: it holds no data, and reading it faults. The
 	// category came after guard pages themselves (6.13); kernels without
-	// it refuse it with EINVAL.
+	// it refuse it (EINVAL).
 	pageIsGuard = 1 << 8
 )
 
@@ -51,8 +52,8 @@ type Scanner struct {
 	f   *os.File
 	vec []pageRegion
 	pm  []byte // pagemap entries, pagemapChunk of them
-	// noGuard is set once the kernel refused pageIsGuard: scans then go
-	// on without it (guard pages, if it has any, then look swapped out).
+	// noGuard is set when the kernel knows no guard category: guard
+	// pages, if it has any, then look swapped out.
 	noGuard bool
 }
 
@@ -68,7 +69,12 @@ func newScanner(pid, vecLen int) (*Scanner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scanner{f: f, vec: make([]pageRegion, vecLen)}, nil
+	s := &Scanner{f: f, vec: make([]pageRegion, vecLen)}
+	// The kernel checks the categories before it walks anything: an
+	// empty range tells whether it knows the guard one.
+	_, _, err = s.scanOnce(0, 0, guardQuery())
+	s.noGuard = errors.Is(err, unix.EINVAL)
+	return s, nil
 }
 
 // Close releases the pagemap file.
@@ -85,7 +91,7 @@ func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) (data, guards []Run, err error)
 	if len(vmas) == 0 {
 		return nil, nil, nil
 	}
-	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd())
+	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd(), s.dataQuery())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,10 +127,42 @@ func cutRegions(data, guards []Run, regions []pageRegion, v *vma.VmaEntry) ([]Ru
 	return append(data, mine...), guards
 }
 
-// scan returns the regions of [start, end) that hold pages present or
-// swapped out, other than the zero page, with their categories (file or
-// not, present or swapped, guard page): sorted, disjoint, inside the
-// range.
+// GuardRuns returns the guard pages of vmas (sorted and adjacent), none
+// if the kernel cannot tell them.
+func (s *Scanner) GuardRuns(vmas []*vma.VmaEntry) ([]Run, error) {
+	if len(vmas) == 0 || s.noGuard {
+		return nil, nil
+	}
+	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd(), guardQuery())
+	if err != nil {
+		return nil, err
+	}
+	var runs []Run
+	for _, r := range regions {
+		runs = appendRun(runs, Run{r.Start, r.End})
+	}
+	return runs, nil
+}
+
+// scanQuery is what a scan asks for: the category masks of pm_scan_arg.
+type scanQuery struct{ inverted, mask, anyof, ret uint64 }
+
+// guardQuery asks for guard pages.
+func guardQuery() scanQuery { return scanQuery{mask: pageIsGuard, ret: pageIsGuard} }
+
+// dataQuery asks for pages present or swapped out but not the zero
+// page, telling file pages and guard pages.
+func (s *Scanner) dataQuery() scanQuery {
+	q := scanQuery{inverted: pageIsPfnZero, mask: pageIsPfnZero, anyof: pageIsPresent | pageIsSwapped,
+		ret: pageIsPresent | pageIsSwapped | pageIsFile | pageIsGuard}
+	if s.noGuard {
+		q.ret &^= pageIsGuard
+	}
+	return q
+}
+
+// scan returns the regions of [start, end) that q asks for, with their
+// categories: sorted, disjoint, inside the range.
 //
 // One ioctl returns at most len(s.vec) regions; a longer walk takes
 // several, each resuming where the last one's walk is known to have got
@@ -136,10 +174,10 @@ func cutRegions(data, guards []Run, regions []pageRegion, v *vma.VmaEntry) ([]Ru
 // returned; resuming there would return them twice. Everything below the
 // last region's end has been walked too: the next scan starts at
 // whichever is later.
-func (s *Scanner) scan(start, end uint64) ([]pageRegion, error) {
+func (s *Scanner) scan(start, end uint64, q scanQuery) ([]pageRegion, error) {
 	var out []pageRegion
 	for at := start; at < end; {
-		regions, walkEnd, err := s.scanOnce(at, end)
+		regions, walkEnd, err := s.scanOnce(at, end, q)
 		if err != nil {
 			return nil, err
 		}
@@ -159,15 +197,21 @@ func (s *Scanner) scan(start, end uint64) ([]pageRegion, error) {
 	return out, nil
 }
 
-// scanOnce runs one PAGEMAP_SCAN over [start, end) and returns the
+// scanOnce runs one PAGEMAP_SCAN of q over [start, end) and returns the
 // regions it found (in s.vec) and its walk_end.
-func (s *Scanner) scanOnce(start, end uint64) ([]pageRegion, uint64, error) {
-	arg := s.scanArg(start, end)
-	n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-	if e == unix.EINVAL && !s.noGuard {
-		s.noGuard = true
-		return s.scanOnce(start, end)
+func (s *Scanner) scanOnce(start, end uint64, q scanQuery) ([]pageRegion, uint64, error) {
+	arg := pmScanArg{
+		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
+		Start:             start,
+		End:               end,
+		Vec:               uint64(uintptr(unsafe.Pointer(&s.vec[0]))),
+		VecLen:            uint64(len(s.vec)),
+		CategoryInverted:  q.inverted,
+		CategoryMask:      q.mask,
+		CategoryAnyofMask: q.anyof,
+		ReturnMask:        q.ret,
 	}
+	n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
 	if e != 0 {
 		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), start, end, e)
 	}
@@ -175,26 +219,6 @@ func (s *Scanner) scanOnce(start, end uint64) ([]pageRegion, uint64, error) {
 		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %d regions returned, vector holds %d", s.f.Name(), start, end, n, len(s.vec))
 	}
 	return s.vec[:n], arg.WalkEnd, nil
-}
-
-// scanArg asks for the regions of [start, end) with pages present or
-// swapped out but not the zero page, into s.vec.
-func (s *Scanner) scanArg(start, end uint64) pmScanArg {
-	ret := uint64(pageIsPresent | pageIsSwapped | pageIsFile | pageIsGuard)
-	if s.noGuard {
-		ret &^= pageIsGuard
-	}
-	return pmScanArg{
-		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
-		Start:             start,
-		End:               end,
-		Vec:               uint64(uintptr(unsafe.Pointer(&s.vec[0]))),
-		VecLen:            uint64(len(s.vec)),
-		CategoryInverted:  pageIsPfnZero,
-		CategoryMask:      pageIsPfnZero,
-		CategoryAnyofMask: pageIsPresent | pageIsSwapped,
-		ReturnMask:        ret,
-	}
 }
 
 // checkRegions checks that regions, returned by a scan of [at, end) after

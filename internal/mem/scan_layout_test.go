@@ -524,6 +524,7 @@ type pagemapTruth struct {
 // checked something of each.
 type layoutCounts struct {
 	VMAs, Private, Data, Shared, Zero, Guard, FilePages, Gaps, Huge int
+	OtherGuard                                                      int // guard pages in shared mappings
 	// MostRuns is the most runs of data in one range of adjacent private
 	// VMAs, which one scan walks: above 512 the kernel walks it in
 	// chunks, above 4096 a dump's scan takes several ioctls.
@@ -540,6 +541,7 @@ func (c *layoutCounts) add(o layoutCounts) {
 	c.FilePages += o.FilePages
 	c.Gaps += o.Gaps
 	c.Huge += o.Huge
+	c.OtherGuard += o.OtherGuard
 	c.MostRuns = max(c.MostRuns, o.MostRuns)
 }
 
@@ -547,7 +549,8 @@ func (c *layoutCounts) add(o layoutCounts) {
 // and the flags of every frame present, and says which pages of private
 // mappings a dump must save: present or swapped out, but not the zero
 // page, not a guard page, and not a page of the file in a private file
-// mapping; shared if the task does not map it alone.
+// mapping; shared if the task does not map it alone; and the guard pages
+// of every mapping.
 func slowTruth(t *testing.T, pid int, vmas []*vma.VmaEntry) pagemapTruth {
 	t.Helper()
 	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
@@ -571,6 +574,7 @@ func slowTruth(t *testing.T, pid int, vmas []*vma.VmaEntry) pagemapTruth {
 			scanned = nil
 		}
 		if !HasContents(v.GetStatus()) {
+			tr.guards = slowGuards(t, pm, v, tr.guards, &tr.counts)
 			continue
 		}
 		tr.counts.Private++
@@ -593,6 +597,18 @@ func slowTruth(t *testing.T, pid int, vmas []*vma.VmaEntry) pagemapTruth {
 		tr.counts.MostRuns = max(tr.counts.MostRuns, len(scanned))
 	}
 	return tr
+}
+
+// slowGuards appends the guard pages of v, a mapping whose pages a dump
+// does not save, reading its pagemap entries one by one.
+func slowGuards(t *testing.T, pm *os.File, v *vma.VmaEntry, guards []Run, c *layoutCounts) []Run {
+	for a := v.GetStart(); a < v.GetEnd(); a += pageSize {
+		if readWord(t, pm, a/pageSize)&pmGuard != 0 {
+			guards = appendRun(guards, Run{a, a + pageSize})
+			c.OtherGuard++
+		}
+	}
+	return guards
 }
 
 // pageKind is what slowPage finds a page to be.
@@ -788,6 +804,7 @@ func requireCoverage(t *testing.T, c layoutCounts) {
 		"range with more runs than the kernel walks at once (512)": max(c.MostRuns-512, 0)}
 	if probeGuards() {
 		need["guard pages"] = c.Guard
+		need["guard pages in shared mappings"] = c.OtherGuard
 	}
 	if fd := openUffd(); fd >= 0 {
 		unix.Close(fd)

@@ -250,3 +250,31 @@ func allocated(t *testing.T, f func() ([]Run, error)) ([]Run, uint64) {
 	}
 	return runs, after.TotalAlloc - before.TotalAlloc
 }
+
+// TestGuardRunsShared: guard pages in a mapping whose pages a dump does
+// not save (shared memory) are found too: a dump must not lose them.
+func TestGuardRunsShared(t *testing.T) {
+	b, err := unix.Mmap(-1, 0, 4*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	b[0] = 1
+	if err := unix.Madvise(b[pageSize:3*pageSize], unix.MADV_GUARD_INSTALL); err != nil {
+		t.Skipf("MADV_GUARD_INSTALL on shared memory: %v", err)
+	}
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := uint64(uintptr(unsafe.Pointer(&b[0])))
+	v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + 4*pageSize), Status: proto.Uint32(StatusRegular | StatusAnonShared)}}
+	p, err := planPages(s, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Run{{base + pageSize, base + 3*pageSize}}; !slices.Equal(p.guards, want) || len(p.runs) != 0 {
+		t.Errorf("guards %x, want %x; data %x, want none", p.guards, want, p.runs)
+	}
+}
