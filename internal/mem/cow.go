@@ -65,12 +65,13 @@ func CowRuns(parentPid, childPid int, parentVMAs, childVMAs []*vma.VmaEntry, run
 		}
 	}
 	var out []Run
+	pb, cb := make([]byte, pagemapChunk*8), make([]byte, pagemapChunk*8)
 	for _, r := range runs {
 		i := findVMA(childVMAs, r.Start)
 		if i >= len(childVMAs) || !same[childVMAs[i].GetStart()] {
 			continue
 		}
-		shared, err := sharedFrames(pf, cf, r)
+		shared, err := sharedFrames(pf, cf, r, pb, cb)
 		if err != nil {
 			return nil, err
 		}
@@ -81,27 +82,43 @@ func CowRuns(parentPid, childPid int, parentVMAs, childVMAs []*vma.VmaEntry, run
 	return out, nil
 }
 
-// sharedFrames compares the frames of r in both pagemaps.
-func sharedFrames(pf, cf *os.File, r Run) ([]Run, error) {
-	n := (r.End - r.Start) / pageSize
-	pb, cb := make([]byte, n*8), make([]byte, n*8)
-	off := int64(r.Start / pageSize * 8)
-	if _, err := pf.ReadAt(pb, off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", pf.Name(), err)
-	}
-	if _, err := cf.ReadAt(cb, off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", cf.Name(), err)
-	}
+// sharedFrames compares the frames of r in both pagemaps, a chunk of
+// pages at a time.
+func sharedFrames(pf, cf *os.File, r Run, pb, cb []byte) ([]Run, error) {
 	var out []Run
-	for i := uint64(0); i < n; i++ {
-		p := binary.LittleEndian.Uint64(pb[i*8:])
-		c := binary.LittleEndian.Uint64(cb[i*8:])
-		if p&pmPresent != 0 && c&pmPresent != 0 && p&pmPfnMask != 0 && p&pmPfnMask == c&pmPfnMask {
-			a := r.Start + i*pageSize
-			out = appendRun(out, Run{a, a + pageSize})
+	for at := r.Start; at+pageSize <= r.End; {
+		n := min((r.End-at)/pageSize, uint64(len(pb)/8))
+		if err := readFrames(pf, at, pb[:n*8]); err != nil {
+			return nil, err
 		}
+		if err := readFrames(cf, at, cb[:n*8]); err != nil {
+			return nil, err
+		}
+		for i := uint64(0); i < n; i++ {
+			p := binary.LittleEndian.Uint64(pb[i*8:])
+			c := binary.LittleEndian.Uint64(cb[i*8:])
+			if p&pmPresent != 0 && c&pmPresent != 0 && p&pmPfnMask != 0 && p&pmPfnMask == c&pmPfnMask {
+				a := at + i*pageSize
+				out = appendRun(out, Run{a, a + pageSize})
+			}
+		}
+		at += n * pageSize
 	}
 	return out, nil
+}
+
+// readFrames reads the pagemap entries of the len(b)/8 pages from addr;
+// past the end of the address space they read as not present.
+func readFrames(f *os.File, addr uint64, b []byte) error {
+	n, err := f.ReadAt(b, int64(addr/pageSize*8))
+	if errors.Is(err, io.EOF) {
+		clear(b[n:])
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s at %#x: %w", f.Name(), addr, err)
+	}
+	return nil
 }
 
 // WriteCow writes cow-PID.img.

@@ -49,44 +49,83 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 		return st, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	defer scan.Close()
-	var runs []Run
-	for _, g := range adjacentWithContents(vmas) {
-		for _, v := range g {
-			st.Scanned += (v.GetEnd() - v.GetStart()) / pageSize
-		}
-		r, err := scan.DataRuns(g)
-		if err != nil {
-			return st, err
-		}
-		runs = append(runs, r...)
+	p, err := planPages(scan, vmas)
+	st.Scanned = p.scanned
+	if err != nil {
+		return st, err
 	}
+	if len(p.guards) > 0 {
+		return st, guardsError(p.guards)
+	}
+	if err := writePagemap(dir.PagemapPath(pid), pagesID, p.merged); err != nil {
+		return st, err
+	}
+	n, err := copyPages(t, p.merged, p.shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
+	st.Pages, st.Runs = n, p.runs
+	return st, err
+}
+
+// pagePlan is what a dump saves of a task's private memory.
+type pagePlan struct {
+	runs    []Run  // the pages with data, VMA by VMA
+	merged  []Run  // runs joined where they touch: the pagemap entries
+	shared  []Run  // the pages of merged that other processes map too
+	guards  []Run  // guard pages, which hold no data
+	scanned uint64 // pages in the VMAs whose contents are saved
+}
+
+// planPages finds which pages of vmas a dump saves, which of those other
+// processes map too, and the guard pages of every VMA.
+func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
+	var p pagePlan
+	for _, g := range adjacent(vmas, HasContents) {
+		for _, v := range g {
+			p.scanned += (v.GetEnd() - v.GetStart()) / pageSize
+		}
+		runs, guards, err := scan.DataRuns(g)
+		if err != nil {
+			return p, err
+		}
+		p.runs, p.guards = append(p.runs, runs...), append(p.guards, guards...)
+	}
+	for _, g := range adjacent(vmas, withoutContents) {
+		guards, err := scan.GuardRuns(g)
+		if err != nil {
+			return p, err
+		}
+		p.guards = append(p.guards, guards...)
+	}
+	slices.SortFunc(p.guards, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+	p.guards = mergeRuns(p.guards)
 	// Runs that continue across a VMA boundary become one pagemap entry
 	// (CRIU's restore, like amber's, walks an entry across VMAs): a
 	// restore reads one entry instead of one per VMA (10,000 one-page
 	// VMAs of data make one entry, not 10,000).
-	merged := mergeRuns(runs)
-	if err := writePagemap(dir.PagemapPath(pid), pagesID, merged); err != nil {
-		return st, err
-	}
-	shared, err := scan.Shared(merged)
-	if err != nil {
-		return st, err
-	}
-	n, err := copyPages(t, merged, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
-	st.Pages, st.Runs = n, runs
-	return st, err
+	p.merged = mergeRuns(p.runs)
+	var err error
+	p.shared, err = scan.Shared(p.merged)
+	return p, err
 }
 
-// adjacentWithContents groups the VMAs whose contents are dumped into
-// runs of adjacent ones, which one scan each covers; a mapping in between
-// whose pages are not the task's (shared memory) is not walked.
-func adjacentWithContents(vmas []*vma.VmaEntry) [][]*vma.VmaEntry {
+// guardsError refuses guard pages: their ranges are not in CRIU's
+// images, and a restore without them would let the task read and write
+// where it faulted before.
+func guardsError(guards []Run) error {
+	return fmt.Errorf("guard pages (MADV_GUARD_INSTALL) at %#x-%#x and %d more ranges: not supported yet",
+		guards[0].Start, guards[0].End, len(guards)-1)
+}
+
+// adjacent groups the VMAs whose status is kept into runs of adjacent
+// ones, which one scan each covers: the VMAs whose contents are dumped
+// (a mapping in between whose pages are not the task's, shared memory,
+// is not walked for data), or the others (walked for guard pages only).
+func adjacent(vmas []*vma.VmaEntry, keep func(status uint32) bool) [][]*vma.VmaEntry {
 	var out [][]*vma.VmaEntry
 	for i, v := range vmas {
-		if !HasContents(v.GetStatus()) {
+		if !keep(v.GetStatus()) {
 			continue
 		}
-		if n := len(out); n > 0 && i > 0 && HasContents(vmas[i-1].GetStatus()) && vmas[i-1].GetEnd() == v.GetStart() {
+		if n := len(out); n > 0 && i > 0 && keep(vmas[i-1].GetStatus()) && vmas[i-1].GetEnd() == v.GetStart() {
 			out[n-1] = append(out[n-1], v)
 			continue
 		}
@@ -94,6 +133,8 @@ func adjacentWithContents(vmas []*vma.VmaEntry) [][]*vma.VmaEntry {
 	}
 	return out
 }
+
+func withoutContents(status uint32) bool { return !HasContents(status) }
 
 // mergeRuns joins sorted runs that touch into one.
 func mergeRuns(runs []Run) []Run {

@@ -2,6 +2,7 @@ package mem
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"unsafe"
@@ -16,6 +17,12 @@ const (
 	pageIsPresent = 1 << 3
 	pageIsSwapped = 1 << 4
 	pageIsPfnZero = 1 << 5
+	// pageIsGuard marks a guard page (MADV_GUARD_INSTALL). The kernel
+	// keeps one as a swap-like page table entry, so it is also
+	// pageIsSwapped: it holds no data, and reading it faults. The
+	// category came after guard pages themselves (6.13); kernels without
+	// it refuse it (EINVAL).
+	pageIsGuard = 1 << 8
 )
 
 // pagemapScan is _IOWR('f', 16, struct pm_scan_arg).
@@ -33,19 +40,41 @@ type pageRegion struct{ Start, End, Categories uint64 }
 // Run is a range of pages [Start, End) whose contents must be saved.
 type Run struct{ Start, End uint64 }
 
+// scanVecLen is how many regions one PAGEMAP_SCAN returns at most.
+const scanVecLen = 4096
+
+// pagemapChunk is how many /proc/PID/pagemap entries one read takes at
+// most (64 KiB, 32 MiB of memory): a long run is read a chunk at a time.
+const pagemapChunk = 8192
+
 // Scanner finds the pages of a task that hold data of their own.
 type Scanner struct {
 	f   *os.File
 	vec []pageRegion
+	pm  []byte // pagemap entries, pagemapChunk of them
+	// noGuard is set when the kernel knows no guard category: guard
+	// pages, if it has any, then look swapped out.
+	noGuard bool
 }
 
 // NewScanner opens /proc/PID/pagemap.
 func NewScanner(pid int) (*Scanner, error) {
+	return newScanner(pid, scanVecLen)
+}
+
+// newScanner opens /proc/PID/pagemap for scans that take at most vecLen
+// regions per ioctl (tests use small vectors to make scans partial).
+func newScanner(pid, vecLen int) (*Scanner, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
 		return nil, err
 	}
-	return &Scanner{f: f, vec: make([]pageRegion, 4096)}, nil
+	s := &Scanner{f: f, vec: make([]pageRegion, vecLen)}
+	// The kernel checks the categories before it walks anything: an
+	// empty range tells whether it knows the guard one.
+	_, _, err = s.scanOnce(0, 0, guardQuery())
+	s.noGuard = errors.Is(err, unix.EINVAL)
+	return s, nil
 }
 
 // Close releases the pagemap file.
@@ -53,68 +82,161 @@ func (s *Scanner) Close() error { return s.f.Close() }
 
 // DataRuns returns, VMA by VMA, the runs of pages of vmas (sorted and
 // adjacent, each end the next one's start) that are present or swapped
-// out and are neither the shared zero page nor, in a private file
-// mapping, pages of the mapped file (only pages written since mapping,
-// now anonymous copies, differ from the file). One scan walks the whole
-// range: 10,000 VMAs cost a few ioctls, not 10,000.
-func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) ([]Run, error) {
+// out and are neither the shared zero page, nor a guard page, nor, in a
+// private file mapping, pages of the mapped file (only pages written
+// since mapping, now anonymous copies, differ from the file); and the
+// guard pages (MADV_GUARD_INSTALL), which hold no data. One scan walks
+// the whole range: 10,000 VMAs cost a few ioctls, not 10,000.
+func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) (data, guards []Run, err error) {
 	if len(vmas) == 0 {
+		return nil, nil, nil
+	}
+	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd(), s.dataQuery())
+	if err != nil {
+		return nil, nil, err
+	}
+	i := 0
+	for _, v := range vmas {
+		for i < len(regions) && regions[i].End <= v.GetStart() {
+			i++
+		}
+		data, guards = cutRegions(data, guards, regions[i:], v)
+	}
+	return data, guards, nil
+}
+
+// cutRegions appends the parts inside v of regions (sorted, the first
+// ending past v's start) to data or guards. Data runs merge within a
+// VMA, never across.
+func cutRegions(data, guards []Run, regions []pageRegion, v *vma.VmaEntry) ([]Run, []Run) {
+	anonOnly := v.GetStatus()&StatusFilePrivate != 0
+	var mine []Run
+	for _, r := range regions {
+		if r.Start >= v.GetEnd() {
+			break
+		}
+		part := Run{max(r.Start, v.GetStart()), min(r.End, v.GetEnd())}
+		switch {
+		case r.Categories&pageIsGuard != 0:
+			guards = appendRun(guards, part)
+		case anonOnly && r.Categories&pageIsFile != 0:
+		default:
+			mine = appendRun(mine, part)
+		}
+	}
+	return append(data, mine...), guards
+}
+
+// GuardRuns returns the guard pages of vmas (sorted and adjacent), none
+// if the kernel cannot tell them.
+func (s *Scanner) GuardRuns(vmas []*vma.VmaEntry) ([]Run, error) {
+	if len(vmas) == 0 || s.noGuard {
 		return nil, nil
 	}
-	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd())
+	regions, err := s.scan(vmas[0].GetStart(), vmas[len(vmas)-1].GetEnd(), guardQuery())
 	if err != nil {
 		return nil, err
 	}
 	var runs []Run
-	i := 0
-	for _, v := range vmas {
-		anonOnly := v.GetStatus()&StatusFilePrivate != 0
-		for i < len(regions) && regions[i].End <= v.GetStart() {
-			i++
-		}
-		var mine []Run // runs merge within a VMA, never across
-		for _, r := range regions[i:] {
-			if r.Start >= v.GetEnd() {
-				break
-			}
-			if anonOnly && r.Categories&pageIsFile != 0 {
-				continue
-			}
-			mine = appendRun(mine, Run{max(r.Start, v.GetStart()), min(r.End, v.GetEnd())})
-		}
-		runs = append(runs, mine...)
+	for _, r := range regions {
+		runs = appendRun(runs, Run{r.Start, r.End})
 	}
 	return runs, nil
 }
 
-// scan returns the regions of [start, end) that hold pages present or
-// swapped out, other than the zero page, with their categories (file or
-// not, present or swapped).
-func (s *Scanner) scan(start, end uint64) ([]pageRegion, error) {
+// scanQuery is what a scan asks for: the category masks of pm_scan_arg.
+type scanQuery struct{ inverted, mask, anyof, ret uint64 }
+
+// guardQuery asks for guard pages.
+func guardQuery() scanQuery { return scanQuery{mask: pageIsGuard, ret: pageIsGuard} }
+
+// dataQuery asks for pages present or swapped out but not the zero
+// page, telling file pages and guard pages.
+func (s *Scanner) dataQuery() scanQuery {
+	q := scanQuery{inverted: pageIsPfnZero, mask: pageIsPfnZero, anyof: pageIsPresent | pageIsSwapped,
+		ret: pageIsPresent | pageIsSwapped | pageIsFile | pageIsGuard}
+	if s.noGuard {
+		q.ret &^= pageIsGuard
+	}
+	return q
+}
+
+// scan returns the regions of [start, end) that q asks for, with their
+// categories: sorted, disjoint, inside the range.
+//
+// One ioctl returns at most len(s.vec) regions; a longer walk takes
+// several, each resuming where the last one's walk is known to have got
+// to. That is not always walk_end: the kernel gathers the regions in
+// chunks of its own (512 on x86-64), each from a walk of its own, sets
+// walk_end only when a chunk's walk stops early, and leaves it as it
+// was when a later chunk's walk reaches the end. So a walk that went to
+// the end may report where an earlier chunk stopped, before regions it
+// returned; resuming there would return them twice. Everything below the
+// last region's end has been walked too: the next scan starts at
+// whichever is later.
+func (s *Scanner) scan(start, end uint64, q scanQuery) ([]pageRegion, error) {
+	var out []pageRegion
+	for at := start; at < end; {
+		regions, walkEnd, err := s.scanOnce(at, end, q)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkRegions(regions, out, at, end); err != nil {
+			return nil, err
+		}
+		out = append(out, regions...)
+		next := walkEnd
+		if n := len(regions); n > 0 {
+			next = max(next, regions[n-1].End)
+		}
+		if next <= at {
+			return nil, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: the walk made no progress (walk_end %#x, %d regions)", s.f.Name(), at, end, walkEnd, len(regions))
+		}
+		at = next
+	}
+	return out, nil
+}
+
+// scanOnce runs one PAGEMAP_SCAN of q over [start, end) and returns the
+// regions it found (in s.vec) and its walk_end.
+func (s *Scanner) scanOnce(start, end uint64, q scanQuery) ([]pageRegion, uint64, error) {
 	arg := pmScanArg{
 		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
 		Start:             start,
 		End:               end,
-		CategoryInverted:  pageIsPfnZero,
-		CategoryMask:      pageIsPfnZero,
-		CategoryAnyofMask: pageIsPresent | pageIsSwapped,
-		ReturnMask:        pageIsPresent | pageIsSwapped | pageIsFile,
+		Vec:               uint64(uintptr(unsafe.Pointer(&s.vec[0]))),
+		VecLen:            uint64(len(s.vec)),
+		CategoryInverted:  q.inverted,
+		CategoryMask:      q.mask,
+		CategoryAnyofMask: q.anyof,
+		ReturnMask:        q.ret,
 	}
-	var out []pageRegion
-	for arg.Start < end {
-		arg.Vec = uint64(uintptr(unsafe.Pointer(&s.vec[0])))
-		arg.VecLen = uint64(len(s.vec))
-		n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-		if e != 0 {
-			return nil, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), arg.Start, end, e)
-		}
-		out = append(out, s.vec[:n]...)
-		if arg.WalkEnd <= arg.Start {
-			break
-		}
-		arg.Start = arg.WalkEnd
+	n, _, e := unix.Syscall(unix.SYS_IOCTL, s.f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+	if e != 0 {
+		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %w", s.f.Name(), start, end, e)
 	}
-	return out, nil
+	if n > uintptr(len(s.vec)) {
+		return nil, 0, fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: %d regions returned, vector holds %d", s.f.Name(), start, end, n, len(s.vec))
+	}
+	return s.vec[:n], arg.WalkEnd, nil
+}
+
+// checkRegions checks that regions, returned by a scan of [at, end) after
+// the regions before, are page aligned, non-empty, in order, inside the
+// range and past every region before: DataRuns cuts them at VMA bounds
+// assuming so.
+func (s *Scanner) checkRegions(regions, before []pageRegion, at, end uint64) error {
+	prev := at
+	if n := len(before); n > 0 {
+		prev = max(prev, before[n-1].End)
+	}
+	for _, r := range regions {
+		if r.Start < prev || r.End <= r.Start || r.End > end || (r.Start|r.End)%pageSize != 0 {
+			return fmt.Errorf("%s: PAGEMAP_SCAN %#x-%#x: region %#x-%#x out of order or range (previous end %#x)", s.f.Name(), at, end, r.Start, r.End, prev)
+		}
+		prev = r.End
+	}
+	return nil
 }
 
 // pmExclusive is bit 56 of /proc/PID/pagemap: the page is mapped by
@@ -126,19 +248,43 @@ const pmExclusive = 1 << 56
 func (s *Scanner) Shared(runs []Run) ([]Run, error) {
 	var out []Run
 	for _, r := range runs {
-		n := (r.End - r.Start) / pageSize
-		b := make([]byte, n*8)
-		if _, err := s.f.ReadAt(b, int64(r.Start/pageSize*8)); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.f.Name(), err)
-		}
-		for i := uint64(0); i < n; i++ {
-			if binary.LittleEndian.Uint64(b[i*8:])&pmExclusive == 0 {
-				a := r.Start + i*pageSize
-				out = appendRun(out, Run{a, a + pageSize})
-			}
+		var err error
+		if out, err = s.appendShared(out, r); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// appendShared appends the shared pages of r to out, reading their
+// pagemap entries a chunk at a time: a long run costs no more memory.
+func (s *Scanner) appendShared(out []Run, r Run) ([]Run, error) {
+	if s.pm == nil {
+		s.pm = make([]byte, pagemapChunk*8)
+	}
+	for at := r.Start; at+pageSize <= r.End; {
+		b := s.pm[:min((r.End-at)/pageSize, pagemapChunk)*8]
+		if err := readPagemap(s.f, at, b); err != nil {
+			return nil, err
+		}
+		for i := 0; i < len(b); i += 8 {
+			if binary.LittleEndian.Uint64(b[i:])&pmExclusive == 0 {
+				a := at + uint64(i/8)*pageSize
+				out = appendRun(out, Run{a, a + pageSize})
+			}
+		}
+		at += uint64(len(b)/8) * pageSize
+	}
+	return out, nil
+}
+
+// readPagemap reads the /proc/PID/pagemap entries of the len(b)/8 pages
+// from addr into b.
+func readPagemap(f *os.File, addr uint64, b []byte) error {
+	if _, err := f.ReadAt(b, int64(addr/pageSize*8)); err != nil {
+		return fmt.Errorf("%s at %#x: %w", f.Name(), addr, err)
+	}
+	return nil
 }
 
 // appendRun merges r into the last run when they touch.
