@@ -43,7 +43,10 @@ type procState struct {
 	acts   []*criusa.SaEntry
 	shared [][]byte // siginfo of signals pending for the whole process
 	brk    uint64
-	timers *timerimg.TaskTimersEntry
+	// dumpable is PR_GET_DUMPABLE's answer, which setting credentials at
+	// restore resets.
+	dumpable uint64
+	timers   *timerimg.TaskTimersEntry
 }
 
 // threadState is what a dump learns of one frozen thread.
@@ -192,11 +195,11 @@ func askProcess(p *compel.Parasite, ps *procState) (err error) {
 	if ps.acts, err = signals.DumpActions(p); err != nil {
 		return err
 	}
-	res, err := p.Batch([]compel.Call{{Nr: unix.SYS_BRK}})
+	res, err := p.Batch([]compel.Call{{Nr: unix.SYS_BRK}, {Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_DUMPABLE}}})
 	if err != nil {
-		return fmt.Errorf("brk: %w", err)
+		return fmt.Errorf("brk and dumpable: %w", err)
 	}
-	ps.brk = res[0]
+	ps.brk, ps.dumpable = res[0], res[1]
 	if ps.timers, err = timers.Dump(p, ps.pid); err != nil {
 		return fmt.Errorf("timers: %w", err)
 	}

@@ -59,6 +59,25 @@ func planCreds(b *plan.Builder, t threadImages, h *host, p *planned) error {
 	return nil
 }
 
+// planDumpable gives the process its dumpable flag back once every
+// thread has its credentials: a change of euid, egid, fsuid or fsgid
+// resets it to fs.suid_dumpable (commit_creds). PR_SET_DUMPABLE takes 0
+// and 1 only; a process dumped with 2 (SUID_DUMP_ROOT) gets 0, which is
+// as safe.
+func planDumpable(b *plan.Builder, t *taskImages) []string {
+	if t.mm.Dumpable == nil {
+		return nil // an image from before the field
+	}
+	var warnings []string
+	d := t.mm.GetDumpable()
+	if d != 0 && d != 1 {
+		warnings = append(warnings, fmt.Sprintf("dumpable %d cannot be set: restored as 0", d))
+		d = 0
+	}
+	b.Call(fmt.Sprintf("set dumpable %d", d), unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uint64(d))
+	return warnings
+}
+
 // checkCreds makes sure thread tid of pid got the credentials planned
 // for it: a set*id call the kernel ignored (setfsuid reports nothing)
 // or a rule the plan missed must not leave a task with more than it had.

@@ -90,3 +90,27 @@ func TestPlanTaskCredsRefused(t *testing.T) {
 		t.Errorf("err = %v, want one naming thread 4322 and CAP_SYS_RESOURCE", err)
 	}
 }
+
+// TestPlanTaskDumpable sets the dumpable flag in the final section, once
+// every thread has its credentials; 2 (SUID_DUMP_ROOT) becomes 0.
+func TestPlanTaskDumpable(t *testing.T) {
+	for _, c := range []struct {
+		image, want int32
+		warn        bool
+	}{{0, 0, false}, {1, 1, false}, {2, 0, true}} {
+		im := newImages()
+		im.t.mm.Dumpable = proto.Int32(c.image)
+		p := planRoot(t, im)
+		fin := section(t, p.prog, sectionFinal)
+		i := slices.IndexFunc(fin, func(call plan.Call) bool {
+			return call.Nr == unix.SYS_PRCTL && call.Args[0] == unix.PR_SET_DUMPABLE
+		})
+		if i < 0 || fin[i].Args[1] != uint64(c.want) {
+			t.Errorf("dumpable %d: final section %v, want PR_SET_DUMPABLE %d", c.image, fin, c.want)
+		}
+		warned := slices.ContainsFunc(p.warnings, func(w string) bool { return strings.Contains(w, "dumpable") })
+		if warned != c.warn {
+			t.Errorf("dumpable %d: warnings %q", c.image, p.warnings)
+		}
+	}
+}

@@ -147,6 +147,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	b.StartSection(sectionFinal)
 	planForeground(b, t, h)
+	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
 	if p.fds != nil {
 		files.ClosePlan(b, p.fds)
