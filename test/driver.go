@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,9 @@ type program struct {
 	// refused, if set, says amber cannot dump the program yet: the dump
 	// must fail with an error containing it, and the program run on.
 	refused string
+	// under is a command line the program runs under (setpriv ...),
+	// which amber does not.
+	under []string
 }
 
 // command is the argv that runs argv under p's limits.
@@ -75,7 +79,7 @@ func startTask(p program, binDir, dir string) (*task, error) {
 		return nil, err
 	}
 	defer out.Close()
-	argv := p.command("./" + p.name)
+	argv := p.command(append(slices.Clone(p.under), "./"+p.name)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
