@@ -45,12 +45,16 @@ func planCreds(b *plan.Builder, t threadImages, h *host, p *planned) error {
 	if err != nil {
 		return fmt.Errorf("creds: %w", err)
 	}
+	calls := b.Len()
 	expect, warnings, err := creds.PlanRestore(b, want, h.creds)
 	if err != nil {
 		return err
 	}
 	for _, w := range warnings {
 		p.warnings = append(p.warnings, fmt.Sprintf("thread %d: %s", t.tid, w))
+	}
+	if b.Len() == calls {
+		return nil // it keeps what it has: nothing to check
 	}
 	if p.creds == nil {
 		p.creds = map[int]creds.Creds{}

@@ -68,7 +68,7 @@ type planned struct {
 	limits  []rlimit.Limit  // limits a child forked from it inherits
 	memfds  *files.Memfds   // its memfds, held until its final section
 	// creds are the credentials each thread has once its section ran,
-	// by TID; a thread whose image has none keeps amber's and is absent.
+	// by TID, for the threads whose section changes them.
 	creds    map[int]creds.Creds
 	warnings []string
 }
