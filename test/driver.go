@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,9 @@ type program struct {
 	refused string
 	// own: a test of its own drives the program (TestZdtm skips it).
 	own bool
+	// under is a command line the program runs under (setpriv ...),
+	// which amber does not.
+	under []string
 }
 
 // command is the argv that runs argv under p's limits.
@@ -77,7 +81,7 @@ func startTask(p program, binDir, dir string) (*task, error) {
 		return nil, err
 	}
 	defer out.Close()
-	argv := p.command("./" + p.name)
+	argv := p.command(append(slices.Clone(p.under), "./"+p.name)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -91,6 +91,15 @@ func startCase(t *testing.T, name string) *zcase {
 	if !ok {
 		t.Fatalf("no program %q in the table", name)
 	}
+	return startProgram(t, p)
+}
+
+// startProgram is startCase for a program of the table run differently
+// (under another command).
+func startProgram(t *testing.T, p program) *zcase {
+	t.Helper()
+	requireAmber(t)
+	name := p.name
 	if !cpuHas(p.cpuFlags) {
 		t.Skipf("%s needs CPU flags %v", name, p.cpuFlags)
 	}
@@ -100,7 +109,16 @@ func startCase(t *testing.T, name string) *zcase {
 	if p.hugePages > 0 {
 		needHugePages(t, p.hugePages)
 	}
-	tk, err := startTask(p, testEnv.binDir, t.TempDir())
+	dir := t.TempDir()
+	if len(p.under) > 0 {
+		// It may run as another user: it must reach its executable.
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tk, err := startTask(p, testEnv.binDir, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

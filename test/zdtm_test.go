@@ -76,6 +76,9 @@ var programs = []program{
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},
+	{name: "caps00"},
+	{name: "caps01", cflags: []string{"-pthread"}},
+	{name: "caps_same"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -1,7 +1,10 @@
-// Package creds converts a task's credentials between amber's Creds, which
-// mirror what /proc/PID/status reports, and CRIU's CredsEntry (go-criu's
-// creds image). LSM fields of the entry (lsm_profile, lsm_sockcreate,
-// apparmor_data) are neither written nor read.
+// Package creds holds a thread's credentials: ids, groups, the five
+// capability sets, securebits and no_new_privs. It converts them between
+// amber's Creds, which mirror what /proc/PID/status reports, and CRIU's
+// CredsEntry (go-criu's creds image), and plans the calls that give a new
+// thread its dumped credentials (PlanRestore). LSM fields of the entry
+// (lsm_profile, lsm_sockcreate, apparmor_data) are neither written nor
+// read.
 package creds
 
 import (

@@ -161,6 +161,7 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		ExeFileId:    proto.Uint32(exeID),
 		MmSavedAuxv:  auxv,
 		Vmas:         vmas,
+		Dumpable:     proto.Int32(int32(ps.dumpable)),
 	}, nil
 }
 

@@ -40,11 +40,13 @@ type procState struct {
 	vmas    []proc.VMA
 	threads []*threadState // the leader first
 	// Learnt by running system calls inside the leader.
-	acts    []*criusa.SaEntry
-	shared  [][]byte // siginfo of signals pending for the whole process
-	brk     uint64
-	secbits uint64
-	timers  *timerimg.TaskTimersEntry
+	acts   []*criusa.SaEntry
+	shared [][]byte // siginfo of signals pending for the whole process
+	brk    uint64
+	// dumpable is PR_GET_DUMPABLE's answer, which setting credentials at
+	// restore resets.
+	dumpable uint64
+	timers   *timerimg.TaskTimersEntry
 }
 
 // threadState is what a dump learns of one frozen thread.
@@ -60,6 +62,7 @@ type threadState struct {
 	pending   [][]byte // siginfo of signals pending for the thread
 	tidAddr   uint64
 	pdeathSig uint64
+	secbits   uint32 // each thread has its own, as its other credentials
 }
 
 // collect reads /proc and the registers of every thread, then infects
@@ -135,7 +138,7 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 
 // askThread runs system calls inside a thread, in one batch, for its own
 // state that /proc does not show: alternate signal stack, clear-child-tid
-// address, parent death signal.
+// address, parent death signal, securebits.
 func askThread(p *compel.ThreadParasite, th *threadState) error {
 	d := p.Data()
 	tid, death := d+signals.AltStackSize, d+signals.AltStackSize+8
@@ -143,15 +146,17 @@ func askThread(p *compel.ThreadParasite, th *threadState) error {
 		signals.AltStackCall(d),
 		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_TID_ADDRESS, tid}},
 		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_PDEATHSIG, death}},
+		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_SECUREBITS}},
 	}
-	if _, err := p.Batch(calls); err != nil {
+	res, err := p.Batch(calls)
+	if err != nil {
 		return fmt.Errorf("thread state: %w", err)
 	}
+	th.secbits = uint32(res[3])
 	buf := make([]byte, signals.AltStackSize+16)
 	if err := p.Read(d, buf); err != nil {
 		return err
 	}
-	var err error
 	if th.altStack, err = signals.UnmarshalAltStack(buf[:signals.AltStackSize]); err != nil {
 		return err
 	}
@@ -166,11 +171,11 @@ func askProcess(p *compel.ThreadParasite, ps *procState) (err error) {
 	if ps.acts, err = signals.DumpActions(p); err != nil {
 		return err
 	}
-	res, err := p.Batch([]compel.Call{{Nr: unix.SYS_BRK}, {Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_SECUREBITS}}})
+	res, err := p.Batch([]compel.Call{{Nr: unix.SYS_BRK}, {Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_DUMPABLE}}})
 	if err != nil {
-		return fmt.Errorf("brk and securebits: %w", err)
+		return fmt.Errorf("brk and dumpable: %w", err)
 	}
-	ps.brk, ps.secbits = res[0], res[1]
+	ps.brk, ps.dumpable = res[0], res[1]
 	if ps.timers, err = timers.Dump(p, ps.pid); err != nil {
 		return fmt.Errorf("timers: %w", err)
 	}
@@ -210,7 +215,7 @@ func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error)
 	}
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
-		core, err := threadCore(th, ps.secbits, xsave)
+		core, err := threadCore(th, xsave)
 		if err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
@@ -233,17 +238,12 @@ func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error)
 	return out, nil
 }
 
-func threadCore(th *threadState, secbits uint64, xsave cpu.Layout) (*criucore.CoreEntry, error) {
+func threadCore(th *threadState, xsave cpu.Layout) (*criucore.CoreEntry, error) {
 	fp, err := xsave.XSaveToImage(th.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("xstate: %w", err)
 	}
-	st := th.status
-	c := creds.Creds{
-		Uid: st.Uid, Gid: st.Gid, Groups: st.Groups,
-		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb,
-		Secbits: uint32(secbits), NoNewPrivs: st.NoNewPrivs != 0,
-	}
+	c := creds.FromStatus(th.status, th.secbits)
 	tcore := &criucore.ThreadCoreEntry{
 		SchedNice: proto.Int32(int32(th.stat.Nice)),
 		BlkSigset: proto.Uint64(th.mask),

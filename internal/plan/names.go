@@ -28,6 +28,7 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_WRITE: "write", unix.SYS_SETPRIORITY: "setpriority", unix.SYS_CLONE3: "clone3",
 	unix.SYS_SENDTO: "sendto", unix.SYS_SHUTDOWN: "shutdown", unix.SYS_FCHMODAT: "fchmodat",
 	unix.SYS_FCHOWNAT: "fchownat", unix.SYS_PWRITE64: "pwrite64", unix.SYS_UTIMENSAT: "utimensat",
+	unix.SYS_CAPSET: "capset", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETFSGID: "setfsgid",
 }
 
 // SyscallName names a system call number for logs.

@@ -3,9 +3,7 @@ package restore
 import (
 	"fmt"
 	"os"
-	"slices"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
 	"golang.org/x/sys/unix"
 
@@ -23,7 +21,7 @@ import (
 // so far.
 type host struct {
 	limits   []rlimit.Limit // amber's limits, which the root inherits
-	creds    creds.Creds    // amber's credentials
+	creds    creds.Creds    // what every new task starts with (stubCreds)
 	amberPid int
 	shellJob bool
 	workers  int // threads that may fill a process's memory at once
@@ -63,12 +61,15 @@ type origin struct {
 
 // planned is one process's program and what it leaves for its children.
 type planned struct {
-	t        *taskImages
-	prog     *plan.Program
-	fds      *files.Restored // nil when the table is the parent's
-	inherit  map[int]uint32  // descriptors a child forked from it starts with
-	limits   []rlimit.Limit  // limits a child forked from it inherits
-	memfds   *files.Memfds   // its memfds, held until its final section
+	t       *taskImages
+	prog    *plan.Program
+	fds     *files.Restored // nil when the table is the parent's
+	inherit map[int]uint32  // descriptors a child forked from it starts with
+	limits  []rlimit.Limit  // limits a child forked from it inherits
+	memfds  *files.Memfds   // its memfds, held until its final section
+	// creds are the credentials each thread has once its section ran,
+	// by TID, for the threads whose section changes them.
+	creds    map[int]creds.Creds
 	warnings []string
 }
 
@@ -137,7 +138,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	for _, th := range t.threads {
 		b.StartSection(threadSection(th.tid))
-		if err := planThread(b, th.core, h, p); err != nil {
+		if err := planThread(b, th, h, p); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 		if err := planPending(b, t, th); err != nil {
@@ -146,6 +147,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	b.StartSection(sectionFinal)
 	planForeground(b, t, h)
+	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
 	if p.fds != nil {
 		files.ClosePlan(b, p.fds)
@@ -292,10 +294,10 @@ func planSession(b *plan.Builder, t *taskImages, h *host) []string {
 }
 
 // planThread plans one thread's own state: signal stack, rseq, futex and
-// tid registrations, name, priority, credentials and, last, its signal
-// mask.
-func planThread(b *plan.Builder, core *criucore.CoreEntry, h *host, p *planned) error {
-	th, ti := core.GetThreadCore(), core.GetThreadInfo()
+// tid registrations, name, priority, credentials, parent death signal
+// and, last, its signal mask.
+func planThread(b *plan.Builder, t threadImages, h *host, p *planned) error {
+	th, ti := t.core.GetThreadCore(), t.core.GetThreadInfo()
 	if err := signals.PlanAltStack(b, th.GetSas()); err != nil {
 		return err
 	}
@@ -306,14 +308,16 @@ func planThread(b *plan.Builder, core *criucore.CoreEntry, h *host, p *planned) 
 	if th.GetFutexRla() != 0 {
 		b.Call("set robust futex list", unix.SYS_SET_ROBUST_LIST, th.GetFutexRla(), uint64(th.GetFutexRlaLen()))
 	}
-	b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.GetPdeathSig()))
 	if comm := th.GetComm(); comm != "" {
 		b.Call("set comm "+comm, unix.SYS_PRCTL, unix.PR_SET_NAME, b.String(comm))
 	}
 	b.Call(fmt.Sprintf("nice %d", th.GetSchedNice()), unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(th.GetSchedNice())))
-	if err := planCreds(b, th, h, p); err != nil {
+	if err := planCreds(b, t, h, p); err != nil {
 		return err
 	}
+	// After the credentials: changing the euid, egid, fsuid or fsgid
+	// clears it (commit_creds).
+	b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.GetPdeathSig()))
 	signals.PlanMask(b, th.GetBlkSigset())
 	return nil
 }
@@ -328,34 +332,4 @@ func planPending(b *plan.Builder, t *taskImages, th threadImages) error {
 		return nil
 	}
 	return signals.PlanQueue(b, t.pid, th.tid, t.core.GetTc().GetSignalsS(), true)
-}
-
-// planCreds switches to the dumped identity when it is not amber's. It
-// comes last but for the signal mask: after it the thread may no longer be
-// allowed what the rest of the plan does.
-func planCreds(b *plan.Builder, th *criucore.ThreadCoreEntry, h *host, p *planned) error {
-	e := th.GetCreds()
-	if e == nil {
-		return nil
-	}
-	c, err := creds.FromImage(e)
-	if err != nil {
-		return fmt.Errorf("creds: %w", err)
-	}
-	if c.NoNewPrivs {
-		// Cannot be undone: last but for the identity and the mask.
-		b.Call("set no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-	}
-	if c.Uid == h.creds.Uid && c.Gid == h.creds.Gid && slices.Equal(c.Groups, h.creds.Groups) {
-		return nil
-	}
-	groups := make([]byte, 0, 4*len(c.Groups))
-	for _, g := range c.Groups {
-		groups = append(groups, byte(g), byte(g>>8), byte(g>>16), byte(g>>24))
-	}
-	b.Call("setgroups", unix.SYS_SETGROUPS, uint64(len(c.Groups)), b.Bytes(groups))
-	b.Call("setresgid", unix.SYS_SETRESGID, uint64(c.Gid[0]), uint64(c.Gid[1]), uint64(c.Gid[2]))
-	b.Call("setresuid", unix.SYS_SETRESUID, uint64(c.Uid[0]), uint64(c.Uid[1]), uint64(c.Uid[2]))
-	p.warnings = append(p.warnings, "capabilities of a task of another user are not restored yet")
-	return nil
 }

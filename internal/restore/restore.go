@@ -19,7 +19,6 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/cpu"
-	"amber/internal/creds"
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/ipc"
@@ -121,6 +120,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return err
 	}
 	defer stub.Close()
+	if h.creds, err = stubCreds(stub); err != nil {
+		return err
+	}
 	root, err := stub.Fork(tree.root.pid)
 	if err != nil {
 		return forkError(tree.root.pid, err)
@@ -334,13 +336,8 @@ func newHost(opts Options) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := proc.ReadStatus(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
 	return &host{
 		limits:   lims,
-		creds:    creds.Creds{Uid: st.Uid, Gid: st.Gid, Groups: st.Groups},
 		amberPid: os.Getpid(),
 		workers:  min(runtime.NumCPU(), maxFillWorkers),
 		shellJob: opts.ShellJob,

@@ -93,6 +93,9 @@ func (r *restorer) finish(p *process) error {
 		if err := runSection(p.threads[i], prog, threadSection(th.tid)); err != nil {
 			return fmt.Errorf("thread %d: %w", th.tid, err)
 		}
+		if err := checkCreds(p.t.pid, th.tid, p.plan); err != nil {
+			return fmt.Errorf("thread %d: %w", th.tid, err)
+		}
 	}
 	leader := p.threads[0]
 	if err := runSection(leader, prog, sectionFinal); err != nil {
