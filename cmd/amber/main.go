@@ -2,7 +2,7 @@
 // of CRIU-format images and restores it, with CRIU's command line:
 //
 //	amber dump -t PID [-D DIR] [-o LOG] [-v[N]] [-R] [-j]
-//	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j]
+//	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--trust-images]
 //	amber check [--feature NAME]
 //	amber show DIR|FILE
 //
@@ -134,6 +134,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		Detach:        o.Detach,
 		ShellJob:      o.ShellJob,
 		SkipFileCheck: o.SkipFileCheck,
+		TrustImages:   o.TrustImages,
 		Log:           l,
 		// As criu: established TCP connections only with --tcp-established.
 		TCPEstablished: o.TCPEstablished,
@@ -237,6 +238,7 @@ Options (CRIU's; before or after the command):
   --pre-dump-mode MODE     accepted: splice or read
   --ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)
   --skip-file-check        restore files whose size or mtime changed since the dump (amber's)
+  --trust-images           restore images that users other than root and you can write (amber's)
   --feature NAME           check one feature (CRIU's names or amber's)
   --no-default-config      accepted (amber reads no configuration files)
 `

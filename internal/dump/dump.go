@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"runtime"
 
 	"amber/internal/compel"
@@ -58,7 +57,12 @@ func Run(opts Options) error {
 	if err != nil {
 		opts.Log.Warnf("%v: shared memory cannot be dumped", err)
 	}
-	d := &dumper{opts: opts, dir: image.Dir(opts.ImagesDir), log: opts.Log, files: t, xsave: cpu.HostLayout(),
+	dir, err := image.OpenDir(opts.ImagesDir)
+	if err != nil {
+		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
+	}
+	defer dir.Close()
+	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev}
@@ -72,9 +76,6 @@ func (d *dumper) run() error {
 	pid := d.opts.Pid
 	if err := checkRoot(pid); err != nil {
 		return err
-	}
-	if st, err := os.Stat(d.opts.ImagesDir); err != nil || !st.IsDir() {
-		return fmt.Errorf("images directory %s: not a directory (%v)", d.opts.ImagesDir, err)
 	}
 	// ptrace binds a tracee to the thread that attached it.
 	runtime.LockOSThread()

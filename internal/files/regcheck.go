@@ -104,7 +104,7 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 			fmt.Fprintf(&b, "%d %d %d\n", e.GetId(), tm.mtime.Unix(), tm.mtime.Nanosecond())
 		}
 	}
-	return os.WriteFile(dir.Path(mtimesName), []byte(b.String()), 0o600)
+	return dir.File(mtimesName).WriteFile([]byte(b.String()))
 }
 
 // onProcfs tells whether path is on a procfs.
@@ -115,8 +115,8 @@ func onProcfs(path string) bool {
 
 // readMtimes reads amber-mtimes.txt; nil if the dump has none.
 func readMtimes(dir image.Dir) (map[uint32]time.Time, error) {
-	p := dir.Path(mtimesName)
-	f, err := os.Open(p)
+	p := dir.File(mtimesName)
+	f, err := p.Open()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -14,8 +14,6 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-
-	"amber/internal/image"
 )
 
 // timedInfo is a regular file of some size and modification time.
@@ -86,7 +84,7 @@ func TestMtimesImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	dirID, _ := tab.AddPath(dir, unix.O_RDONLY)
-	img := image.Dir(t.TempDir())
+	img := tempImages(t)
 	if err := writeMtimes(img, tab, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +99,7 @@ func TestMtimesImage(t *testing.T) {
 	if _, ok := got[dirID]; ok {
 		t.Errorf("a directory's time is recorded: it changes as files come and go")
 	}
-	if m, err := readMtimes(image.Dir(t.TempDir())); m != nil || err != nil {
+	if m, err := readMtimes(tempImages(t)); m != nil || err != nil {
 		t.Errorf("no amber-mtimes.txt: %v %v, want nothing", m, err)
 	}
 	for _, bad := range []string{"1 2", "x 1 2", "1 2 1000000000", "0 1 1"} {
