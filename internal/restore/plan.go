@@ -36,6 +36,8 @@ type host struct {
 	memfdHolder func(inodeID uint32) (files.Holder, bool)
 	// skipFileCheck restores files changed since the dump.
 	skipFileCheck bool
+	// warnf logs a warning.
+	warnf func(format string, args ...any)
 	// ttys are the terminals amber made for the tree (nil: none).
 	ttys *files.Terminals
 	// tcpEstablished restores established TCP connections.
@@ -44,7 +46,7 @@ type host struct {
 
 // fileCheck is how t's files are verified against the dump.
 func (h *host) fileCheck(t *taskImages) files.FileCheck {
-	c := files.FileCheck{Stat: h.stat, Skip: h.skipFileCheck}
+	c := files.FileCheck{Stat: h.stat, Skip: h.skipFileCheck, Warnf: h.warnf}
 	if t.extra != nil {
 		c.Mtimes = t.extra.Mtimes
 	}
@@ -189,7 +191,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
-			TCPEstablished: h.tcpEstablished, Lone: h.lone,
+			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit

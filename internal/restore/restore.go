@@ -373,6 +373,7 @@ func newHost(opts Options) (*host, error) {
 		// Files changed since the dump are taken as they are now.
 		skipFileCheck:  opts.SkipFileCheck,
 		tcpEstablished: opts.TCPEstablished,
+		warnf:          opts.Log.Warnf,
 	}, nil
 }
 
