@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"runtime"
 
 	"amber/internal/compel"
@@ -128,6 +129,28 @@ func checkRoot(pid int) error {
 	}
 	if st.TracerPid != 0 {
 		return fmt.Errorf("process %d (%s) is already traced by pid %d", pid, st.Name, st.TracerPid)
+	}
+	return notAmber(pid, st.Name)
+}
+
+// notAmber refuses a tree that holds amber itself: amber's own PID, or
+// one of its ancestors (the shell that ran it), whose tree amber would
+// have to freeze while it runs.
+func notAmber(pid int, name string) error {
+	self := os.Getpid()
+	if pid == self {
+		return fmt.Errorf("pid %d is amber itself: amber cannot dump its own process", pid)
+	}
+	for p := os.Getppid(); p > 0; {
+		if p == pid {
+			return fmt.Errorf("pid %d (%s) is an ancestor of amber (pid %d): its tree holds amber itself; "+
+				"run amber from outside the tree to dump it", pid, name, self)
+		}
+		st, err := proc.ReadStatus(p)
+		if err != nil {
+			return nil // the chain changed under us: nothing more to find
+		}
+		p = st.PPid
 	}
 	return nil
 }
