@@ -111,6 +111,39 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 }
 
+// TestVerbHelp: `amber VERB --help` (or -h, before or after the verb)
+// prints that verb's usage and options, not the others', and exits 0.
+func TestVerbHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		has     []string
+		hasNot  []string
+		usageOf string
+	}{
+		{[]string{"dump", "--help"}, []string{"--tree", "--leave-running", "--log-file"}, []string{"--pidfile", "--trust-images"}, "dump"},
+		{[]string{"restore", "--help"}, []string{"--pidfile", "--trust-images", "--skip-file-check", "--restore-detached"}, []string{"--tree", "--leave-running"}, "restore"},
+		{[]string{"-h", "check"}, []string{"--feature"}, []string{"--tree"}, "check"},
+		{[]string{"show", "-h"}, []string{"DIR|FILE"}, []string{"--tree"}, "show"},
+		{[]string{"bench", "--help"}, []string{"--rounds", "--plot"}, []string{"--tree"}, "bench"},
+	} {
+		r := amber(t, t.TempDir(), tc.args...)
+		if r.status != 0 || !strings.HasPrefix(r.stdout, "Usage: amber "+tc.usageOf+" ") {
+			t.Errorf("amber %v: %+v", tc.args, r)
+			continue
+		}
+		for _, s := range tc.has {
+			if !strings.Contains(r.stdout, s) {
+				t.Errorf("amber %v does not mention %s:\n%s", tc.args, s, r.stdout)
+			}
+		}
+		for _, s := range tc.hasNot {
+			if strings.Contains(r.stdout, s) {
+				t.Errorf("amber %v mentions %s, an option of another command:\n%s", tc.args, s, r.stdout)
+			}
+		}
+	}
+}
+
 func TestCheck(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the machine's answers are known for root only")
