@@ -111,11 +111,35 @@ func TestDir(t *testing.T) {
 			t.Errorf("%s: %v, magic %q, want %q", name, err, img.Magic, magic)
 		}
 	}
-	if string(all["pages-1.img"]) != "{\n        \"size\": 8192\n    }" {
+	var pages struct {
+		Raw         string
+		Size, Pages int64
+	}
+	if err := json.Unmarshal(all["pages-1.img"], &pages); err != nil || pages.Size != 8192 || pages.Pages != 2 ||
+		!strings.Contains(pages.Raw, "page data") {
 		t.Errorf("pages-1.img shown as %s", all["pages-1.img"])
 	}
 	if _, ok := all["dump.log"]; ok || len(all) != len(want)+1 {
 		t.Errorf("members %d, want %d (no dump.log)", len(all), len(want)+1)
+	}
+}
+
+// TestShowPagesFile: a pages image shown alone is raw page data with its
+// size in pages, not an image of unknown magic 0x0.
+func TestShowPagesFile(t *testing.T) {
+	dir := t.TempDir()
+	writeImages(t, dir)
+	var out bytes.Buffer
+	if err := Path(&out, filepath.Join(dir, "pages-1.img")); err != nil {
+		t.Fatal(err)
+	}
+	var pages struct {
+		Raw         string
+		Size, Pages int64
+	}
+	if err := json.Unmarshal(out.Bytes(), &pages); err != nil || pages.Pages != 2 || pages.Size != 8192 ||
+		!strings.Contains(pages.Raw, "page data") || !strings.Contains(pages.Raw, "no magic") {
+		t.Errorf("show pages-1.img: %v\n%s", err, out.String())
 	}
 }
 
