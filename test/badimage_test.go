@@ -15,7 +15,12 @@ import (
 func TestRestoreOtherArchitecture(t *testing.T) {
 	c := startCase(t, "heap_globals")
 	c.mustDump()
-	path := image.Dir(c.images).CorePath(c.pid)
+	d, err := image.OpenDir(c.images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	path := d.CorePath(c.pid)
 	core, err := image.ReadOne(path, image.Core, func() *criucore.CoreEntry { return new(criucore.CoreEntry) })
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +30,7 @@ func TestRestoreOtherArchitecture(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.restoreDetached(c.pidfile())
-	requireFailure(t, r, filepath.Base(path))
+	requireFailure(t, r, path.Name())
 	requireFailure(t, r, "architecture")
 	c.requireLive()
 }

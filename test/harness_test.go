@@ -67,7 +67,7 @@ func testMain(m *testing.M) int {
 func requireAmber(t *testing.T) {
 	t.Helper()
 	if testEnv.skip != "" {
-		t.Skip(testEnv.skip)
+		missing(t, testEnv.skip)
 	}
 	if testEnv.buildErr != nil {
 		t.Fatalf("building amber: %v", testEnv.buildErr)

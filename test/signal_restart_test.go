@@ -42,7 +42,11 @@ func TestSignalAtRelease(t *testing.T) {
 // wrote.
 func queueThreadSignals(t *testing.T, images string, pid int, sigs map[string]unix.Signal) {
 	t.Helper()
-	dir := image.Dir(images)
+	dir, err := image.OpenDir(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
 	tree, err := image.ReadFile(dir.PstreePath(), image.Pstree, func() *pstree.PstreeEntry { return &pstree.PstreeEntry{} })
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +68,6 @@ func queueThreadSignals(t *testing.T, images string, pid int, sigs map[string]un
 			tc.SignalsP = &siginfo.SignalQueueEntry{}
 		}
 		tc.SignalsP.Signals = append(tc.SignalsP.Signals, &siginfo.SiginfoEntry{Siginfo: tkillSiginfo(sig, pid)})
-		if err := os.Remove(path); err != nil {
-			t.Fatal(err)
-		}
 		if err := image.WriteFile(path, image.Core, core); err != nil {
 			t.Fatal(err)
 		}

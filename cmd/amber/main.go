@@ -2,7 +2,7 @@
 // of CRIU-format images and restores it, with CRIU's command line:
 //
 //	amber dump -t PID [-D DIR] [-o LOG] [-v[N]] [-R] [-j]
-//	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j]
+//	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--trust-images]
 //	amber check [--feature NAME]
 //	amber show DIR|FILE
 //
@@ -56,7 +56,7 @@ const memoryLimit = 48 << 20
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, parseErr := Parse(args)
 	if opts.Help {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, helpText(opts.Verb))
 		return 0
 	}
 	logs, err := openLog(opts, stdout, stderr)
@@ -136,6 +136,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		Detach:        o.Detach,
 		ShellJob:      o.ShellJob,
 		SkipFileCheck: o.SkipFileCheck,
+		TrustImages:   o.TrustImages,
 		Log:           l,
 		// As criu: established TCP connections only with --tcp-established.
 		TCPEstablished: o.TCPEstablished,
@@ -207,38 +208,3 @@ func runCheck(o Options, l *log.Logger, stdout io.Writer) error {
 	}
 	return fmt.Errorf("check: missing required features: %s", strings.Join(names, ", "))
 }
-
-const usage = `Usage:
-  amber dump -t PID [-D DIR] [options]
-  amber restore [-D DIR] [-d] [--pidfile FILE] [options]
-  amber check [--feature NAME]
-  amber show DIR|FILE
-  amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]
-  amber --version | --help
-
-Commands:
-  dump       checkpoint the process tree rooted at PID into DIR
-  restore    restore the tree dumped in DIR
-  check      report the kernel features amber needs
-  show       print images as JSON, like crit show
-  bench      time dump and restore of built-in workloads against a native floor
-             (workloads: mem512 mem1g vma10k filemap4k threads100 tree50)
-
-Options (CRIU's; before or after the command):
-  -t|--tree PID            root of the tree to dump
-  -D|--images-dir DIR      images directory (default .)
-  -W|--work-dir DIR        where relative log and pid files go (default: DIR)
-  -o|--log-file FILE       log to FILE (relative to the work directory), not stderr
-  -v[N]|--verbosity[=N]    log level 0..4 (default 2); -v, -vv, ... raise it
-  -R|--leave-running       leave the tree running after dump
-  -j|--shell-job           the tree is a shell job (shares our session)
-  -d|--restore-detached    do not wait for the restored tree
-  --pidfile FILE           write the restored root's PID to FILE (created exclusively)
-  --tcp-established        dump and restore established TCP connections (TCP repair mode)
-  --timeout N              give up on a task that does not stop or answer in N seconds (default 10)
-  --pre-dump-mode MODE     accepted: splice or read
-  --ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)
-  --skip-file-check        restore files whose size or mtime changed since the dump (amber's)
-  --feature NAME           check one feature (CRIU's names or amber's)
-  --no-default-config      accepted (amber reads no configuration files)
-`

@@ -111,6 +111,39 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 }
 
+// TestVerbHelp: `amber VERB --help` (or -h, before or after the verb)
+// prints that verb's usage and options, not the others', and exits 0.
+func TestVerbHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		has     []string
+		hasNot  []string
+		usageOf string
+	}{
+		{[]string{"dump", "--help"}, []string{"--tree", "--leave-running", "--log-file"}, []string{"--pidfile", "--trust-images"}, "dump"},
+		{[]string{"restore", "--help"}, []string{"--pidfile", "--trust-images", "--skip-file-check", "--restore-detached"}, []string{"--tree", "--leave-running"}, "restore"},
+		{[]string{"-h", "check"}, []string{"--feature"}, []string{"--tree"}, "check"},
+		{[]string{"show", "-h"}, []string{"DIR|FILE"}, []string{"--tree"}, "show"},
+		{[]string{"bench", "--help"}, []string{"--rounds", "--plot"}, []string{"--tree"}, "bench"},
+	} {
+		r := amber(t, t.TempDir(), tc.args...)
+		if r.status != 0 || !strings.HasPrefix(r.stdout, "Usage: amber "+tc.usageOf+" ") {
+			t.Errorf("amber %v: %+v", tc.args, r)
+			continue
+		}
+		for _, s := range tc.has {
+			if !strings.Contains(r.stdout, s) {
+				t.Errorf("amber %v does not mention %s:\n%s", tc.args, s, r.stdout)
+			}
+		}
+		for _, s := range tc.hasNot {
+			if strings.Contains(r.stdout, s) {
+				t.Errorf("amber %v mentions %s, an option of another command:\n%s", tc.args, s, r.stdout)
+			}
+		}
+	}
+}
+
 func TestCheck(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the machine's answers are known for root only")
@@ -136,8 +169,12 @@ func TestCheck(t *testing.T) {
 
 func TestShow(t *testing.T) {
 	dir := t.TempDir()
-	d := image.Dir(dir)
-	write := func(path string, kind image.Kind, entries ...proto.Message) {
+	d, err := image.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	write := func(path image.Path, kind image.Kind, entries ...proto.Message) {
 		if err := image.WriteFile(path, kind, entries...); err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +183,7 @@ func TestShow(t *testing.T) {
 	write(d.PstreePath(), image.Pstree, &pstree.PstreeEntry{Pid: proto.Uint32(7), Ppid: proto.Uint32(0), Pgid: proto.Uint32(7), Sid: proto.Uint32(7)})
 	write(d.PagemapPath(7), image.Pagemap, &pagemap.PagemapHead{PagesId: proto.Uint32(1)},
 		&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x1000), CompatNrPages: proto.Uint32(1), NrPages: proto.Uint64(1)})
-	if err := os.WriteFile(d.PagesPath(1), make([]byte, 4096), 0o600); err != nil {
+	if err := d.PagesPath(1).WriteFile(make([]byte, 4096)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -159,7 +196,7 @@ func TestShow(t *testing.T) {
 		t.Errorf("show DIR: %v", all)
 	}
 
-	r = amber(t, dir, "show", d.PstreePath())
+	r = amber(t, dir, "show", d.PstreePath().String())
 	var one struct {
 		Magic   string
 		Entries []map[string]any
@@ -168,10 +205,10 @@ func TestShow(t *testing.T) {
 		t.Errorf("show FILE: %v %+v", err, r)
 	}
 
-	if err := os.Truncate(d.PstreePath(), 10); err != nil {
+	if err := os.Truncate(d.PstreePath().String(), 10); err != nil {
 		t.Fatal(err)
 	}
-	if r = amber(t, dir, "show", d.PstreePath()); r.status != 1 || !strings.Contains(r.stderr, d.PstreePath()) {
+	if r = amber(t, dir, "show", d.PstreePath().String()); r.status != 1 || !strings.Contains(r.stderr, d.PstreePath().String()) {
 		t.Errorf("show of a truncated image: %+v", r)
 	}
 }

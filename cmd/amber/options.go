@@ -33,6 +33,7 @@ type Options struct {
 	Detach         bool // -d, --restore-detached
 	TCPEstablished bool // --tcp-established
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
+	TrustImages    bool // --trust-images: restore images others can write (amber's)
 
 	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
@@ -301,6 +302,7 @@ func optionTable() []option {
 		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
+		{"trust-images", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrustImages }, true)},
 		{"leave-running", 'R', noArg, setFlag(func(o *Options) *bool { return &o.LeaveRunning }, true)},
 		{"help", 'h', noArg, setFlag(func(o *Options) *bool { return &o.Help }, true)},
 		{"version", 'V', noArg, setFlag(func(o *Options) *bool { return &o.Version }, true)},

@@ -103,7 +103,7 @@ func TestParseErrors(t *testing.T) {
 		{"dump -t 1 --bogus", "unrecognized option '--bogus'"},
 		{"dump -t 1 -q", "invalid option -- 'q'"},
 		{"dump -t 1 --tcp", "ambiguous"},
-		{"dump --tr 1", "possibilities: --tree --track-mem"},
+		{"dump --tr 1", "possibilities: --tree --trust-images --track-mem"},
 		{"restore -s", "-s (--leave-stopped): not supported yet"},
 		{"restore --root /", "not supported yet"},
 		{"restore extra", "excessive parameters"},

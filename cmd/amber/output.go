@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"amber/internal/image"
 	"amber/internal/log"
 )
 
@@ -18,8 +19,8 @@ type runLog struct {
 	close  func()
 }
 
-// openLog opens the log -o names (creating or truncating it), or logs to
-// stderr without -o.
+// openLog opens the log -o names (created anew, never through a symbolic
+// link: image.CreateLog), or logs to stderr without -o.
 func openLog(o Options, stdout, stderr io.Writer) (*runLog, error) {
 	switch path := o.LogPath(); path {
 	case "":
@@ -27,7 +28,7 @@ func openLog(o Options, stdout, stderr io.Writer) (*runLog, error) {
 	case "-":
 		return newRunLog(stdout, stderr, o.Verbosity, func() {}), nil
 	default:
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+		f, err := image.CreateLog(path)
 		if err != nil {
 			return nil, fmt.Errorf("log file: %w", err)
 		}
@@ -60,13 +61,14 @@ type pidFile struct {
 	path string
 }
 
-// createPidFile creates path exclusively, like criu (O_EXCL). An empty
-// path gives a nil *pidFile, whose methods do nothing.
+// createPidFile creates path exclusively, like criu (O_EXCL), never
+// through a symbolic link. An empty path gives a nil *pidFile, whose
+// methods do nothing.
 func createPidFile(path string) (*pidFile, error) {
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := image.CreateNew(path)
 	if err != nil {
 		return nil, fmt.Errorf("pidfile: %w", err)
 	}

@@ -65,7 +65,12 @@ func Run(opts Options) error {
 	if err != nil {
 		opts.Log.Warnf("%v: shared memory cannot be dumped", err)
 	}
-	d := &dumper{opts: opts, dir: image.Dir(opts.ImagesDir), log: opts.Log, files: t, xsave: cpu.HostLayout(),
+	dir, err := image.OpenDir(opts.ImagesDir)
+	if err != nil {
+		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
+	}
+	defer dir.Close()
+	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev}
@@ -79,9 +84,6 @@ func (d *dumper) run() error {
 	pid := d.opts.Pid
 	if err := checkRoot(pid); err != nil {
 		return err
-	}
-	if st, err := os.Stat(d.opts.ImagesDir); err != nil || !st.IsDir() {
-		return fmt.Errorf("images directory %s: not a directory (%v)", d.opts.ImagesDir, err)
 	}
 	// ptrace binds a tracee to the thread that attached it.
 	runtime.LockOSThread()
@@ -134,6 +136,28 @@ func checkRoot(pid int) error {
 	}
 	if st.TracerPid != 0 {
 		return fmt.Errorf("process %d (%s) is already traced by pid %d", pid, st.Name, st.TracerPid)
+	}
+	return notAmber(pid, st.Name)
+}
+
+// notAmber refuses a tree that holds amber itself: amber's own PID, or
+// one of its ancestors (the shell that ran it), whose tree amber would
+// have to freeze while it runs.
+func notAmber(pid int, name string) error {
+	self := os.Getpid()
+	if pid == self {
+		return fmt.Errorf("pid %d is amber itself: amber cannot dump its own process", pid)
+	}
+	for p := os.Getppid(); p > 0; {
+		if p == pid {
+			return fmt.Errorf("pid %d (%s) is an ancestor of amber (pid %d): its tree holds amber itself; "+
+				"run amber from outside the tree to dump it", pid, name, self)
+		}
+		st, err := proc.ReadStatus(p)
+		if err != nil {
+			return nil // the chain changed under us: nothing more to find
+		}
+		p = st.PPid
 	}
 	return nil
 }

@@ -24,6 +24,9 @@ const imagesVersion = 2
 // dumpTree collects every process of the frozen tree and writes its
 // images. Nothing in the tree changes.
 func (d *dumper) dumpTree(tree *frozenTree) error {
+	if err := d.removeStale(); err != nil {
+		return err
+	}
 	ids := newKobjIDs()
 	var entries []proto.Message
 	var rootIDs *criucore.TaskKobjIdsEntry
@@ -51,6 +54,18 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return fmt.Errorf("shared memory: %w", err)
 	}
 	return d.writeTreeImages(entries, rootIDs)
+}
+
+// removeStale removes the images of an earlier dump from the directory,
+// once the tree is frozen (a dump refused before leaves them), so that
+// none of another PID stays beside the new ones.
+func (d *dumper) removeStale() error {
+	removed, err := d.dir.RemoveStale()
+	if len(removed) > 0 {
+		d.log.Infof("Removed %d images of an earlier dump from %s", len(removed), d.dir)
+		d.log.Debugf("Removed %v", removed)
+	}
+	return err
 }
 
 // dumpProcess writes the images of one live process and returns its mm.

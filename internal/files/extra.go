@@ -24,8 +24,8 @@ type Extra struct {
 	Ttys *TtyImages
 }
 
-// ReadExtra reads the images of Extra that dir has.
-func ReadExtra(dir image.Dir) (*Extra, error) {
+// ReadExtra reads the images of Extra that dir has, for the files of idx.
+func ReadExtra(dir image.Dir, idx Index) (*Extra, error) {
 	x := &Extra{}
 	var err error
 	if x.Fifos, err = readFifoData(dir); err != nil {
@@ -40,7 +40,7 @@ func ReadExtra(dir image.Dir) (*Extra, error) {
 	if x.Mtimes, err = readMtimes(dir); err != nil {
 		return nil, err
 	}
-	if x.TCPStreams, err = readTCPStreams(dir); err != nil {
+	if x.TCPStreams, err = readTCPStreams(dir, idx); err != nil {
 		return nil, err
 	}
 	if x.Ttys, err = readTtyImages(dir); err != nil {

@@ -85,7 +85,7 @@ func writeFifoData(dir image.Dir, fifos []FifoData) error {
 	if len(fifos) == 0 {
 		return nil
 	}
-	w, err := image.Create(dir.Path(fifoDataName), image.FifoData)
+	w, err := image.Create(dir.File(fifoDataName), image.FifoData)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func writeFifoData(dir image.Dir, fifos []FifoData) error {
 // id.
 func readFifoData(dir image.Dir) (map[uint32]FifoData, error) {
 	out := map[uint32]FifoData{}
-	err := image.EachEntry(dir.Path(fifoDataName), image.FifoData, func(r *image.Reader) error {
+	err := image.EachEntry(dir.File(fifoDataName), image.FifoData, func(r *image.Reader) error {
 		var e pipedata.PipeDataEntry
 		data, err := r.NextWithPayload(&e, func() int { return int(e.GetBytes()) })
 		if err == nil {

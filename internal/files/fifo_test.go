@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"amber/internal/image"
 	"amber/internal/proc"
 )
 
@@ -148,7 +147,7 @@ func TestFifoDump(t *testing.T) {
 	if fifos != 2 {
 		t.Errorf("%d FIFO entries, want 2", fifos)
 	}
-	img := image.Dir(t.TempDir())
+	img := tempImages(t)
 	if err := writeFifoData(img, d.fifos); err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func (g *ghostState) write(dir image.Dir) error {
 	for i, r := range g.remaps {
 		msgs[i] = r
 	}
-	return image.WriteFile(dir.Path(remapFpathName), image.RemapFpath, msgs...)
+	return image.WriteFile(dir.File(remapFpathName), image.RemapFpath, msgs...)
 }
 
 // writeGhost copies one unlinked file into its ghost image, reading it
@@ -171,7 +171,7 @@ func writeGhost(dir image.Dir, src ghostSource) error {
 	if chunks {
 		e.Chunks, e.Size = proto.Bool(true), proto.Uint64(uint64(st.Size))
 	}
-	w, err := image.Create(dir.Path(ghostFileName(src.id)), image.GhostFile)
+	w, err := image.Create(dir.File(ghostFileName(src.id)), image.GhostFile)
 	if err != nil {
 		return err
 	}
@@ -251,7 +251,7 @@ type GhostChunk struct {
 func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
 	out := map[uint32]*Ghost{}
 	byID := map[uint32]*Ghost{}
-	err := image.EachEntry(dir.Path(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
+	err := image.EachEntry(dir.File(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
 		var e remap.RemapFilePathEntry
 		if err := r.Next(&e); err != nil {
 			return err
@@ -275,12 +275,13 @@ func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
 
 // readGhost reads ghost-file-ID.img.
 func readGhost(dir image.Dir, id uint32) (*Ghost, error) {
-	p := dir.Path(ghostFileName(id))
-	f, err := os.Open(p)
+	path := dir.File(ghostFileName(id))
+	f, err := path.Open()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	p := path.String()
 	r, err := image.NewReader(f, p, image.GhostFile)
 	if err != nil {
 		return nil, err

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"amber/internal/image"
 	"amber/internal/proc"
 )
 
@@ -121,7 +120,7 @@ func TestGhostImages(t *testing.T) {
 		if reg := d.Table.Entries()[id-1].GetReg(); reg.GetName() != p || reg.GetPos() != 3 {
 			t.Errorf("entry %v, want %s at 3", reg, p)
 		}
-		img := image.Dir(t.TempDir())
+		img := tempImages(t)
 		if err := d.ghosts.write(img); err != nil {
 			t.Fatal(err)
 		}

@@ -11,11 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/image"
 	"amber/internal/mem"
 	"amber/internal/plan"
 )
 
-const memfdImg = "/img/pages-9.img"
+var memfdImg = image.DirAt("/img").File("pages-9.img")
 
 // memfdImages has one memfd inode (id 1) of size bytes whose first three
 // pages are saved.
@@ -116,7 +117,7 @@ func TestMemfdOpenFiles(t *testing.T) {
 	if mf.name != "amber test" || mf.size != 12345 || mf.mode != 0o755 || !mf.sealable {
 		t.Errorf("memfd %q size %d mode %#o sealable %v, want \"amber test\" 12345 0755 true", mf.name, mf.size, mf.mode, mf.sealable)
 	}
-	if want := []string{"0x0+0x3000<-" + memfdImg + "+0x0"}; !slices.Equal(mf.writes, want) {
+	if want := []string{"0x0+0x3000<-" + memfdImg.String() + "+0x0"}; !slices.Equal(mf.writes, want) {
 		t.Errorf("writes %v, want %v", mf.writes, want)
 	}
 	if mf.seals != unix.F_SEAL_GROW|unix.F_SEAL_SHRINK || !mf.sealedLast {

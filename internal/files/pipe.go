@@ -75,7 +75,7 @@ func readPipeData(pid, fd int, ino uint64) (PipeData, error) {
 
 // WritePipesData writes pipes-data.img.
 func WritePipesData(dir image.Dir, pipes []PipeData) error {
-	w, err := image.Create(dir.Path("pipes-data.img"), image.PipesData)
+	w, err := image.Create(dir.File("pipes-data.img"), image.PipesData)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func WritePipesData(dir image.Dir, pipes []PipeData) error {
 // data.
 func ReadPipesData(dir image.Dir) (map[uint32][]byte, error) {
 	out := map[uint32][]byte{}
-	err := image.EachEntry(dir.Path("pipes-data.img"), image.PipesData, func(r *image.Reader) error {
+	err := image.EachEntry(dir.File("pipes-data.img"), image.PipesData, func(r *image.Reader) error {
 		var e pipedata.PipeDataEntry
 		data, err := r.NextWithPayload(&e, func() int { return int(e.GetBytes()) })
 		if err == nil {

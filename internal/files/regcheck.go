@@ -40,6 +40,8 @@ type FileCheck struct {
 	Mtimes map[uint32]time.Time
 	// Skip trusts files that exist as they are (--skip-file-check).
 	Skip bool
+	// Warnf reports a file restored although it changed (nil: nowhere).
+	Warnf func(format string, args ...any)
 }
 
 // Reg verifies regular-file entry e: it exists and, unless Skip, has its
@@ -53,6 +55,13 @@ func (c FileCheck) Reg(e *fdinfo.FileEntry) error {
 	if c.Skip {
 		return nil
 	}
+	if grewForWriting(e, st) {
+		if c.Warnf != nil {
+			c.Warnf("file %s (id %d) grew from %d to %d bytes since the dump; the process had it open for writing "+
+				"(its log, redirected output?): restored as it is now", name, e.GetId(), e.GetReg().GetSize(), st.Size())
+		}
+		return nil
+	}
 	// One stat answers both checks: a process may have thousands of files.
 	if err := CheckReg(e, func(string) (os.FileInfo, error) { return st, nil }); err != nil {
 		return err
@@ -63,6 +72,18 @@ func (c FileCheck) Reg(e *fdinfo.FileEntry) error {
 			name, e.GetId(), got.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// grewForWriting reports a file that only grew since the dump while the
+// process had it open for writing: a log or redirected output that
+// another writer (a shell sharing it, the process itself left running by
+// dump -R) appended to. Its dumped bytes are presumed unchanged (amber
+// keeps no checksum of them), so it is restored as it is, with a warning,
+// where any other change refuses the restore.
+func grewForWriting(e *fdinfo.FileEntry, st os.FileInfo) bool {
+	reg := e.GetReg()
+	return reg.Size != nil && st.Mode().IsRegular() && reg.GetFlags()&unix.O_ACCMODE != unix.O_RDONLY &&
+		uint64(st.Size()) > reg.GetSize()
 }
 
 // VerifiedPath is RegPath that also verifies the file with c.
@@ -78,7 +99,7 @@ func (idx Index) VerifiedPath(c FileCheck) func(id uint32) (string, error) {
 
 // fileCheck is the check of the files of in.
 func (in *RestoreInput) fileCheck() FileCheck {
-	return FileCheck{Stat: in.Stat, Mtimes: in.extra().Mtimes, Skip: in.SkipFileCheck}
+	return FileCheck{Stat: in.Stat, Mtimes: in.extra().Mtimes, Skip: in.SkipFileCheck, Warnf: in.Warnf}
 }
 
 // writeMtimes records the modification time of every regular file of the
@@ -104,7 +125,7 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 			fmt.Fprintf(&b, "%d %d %d\n", e.GetId(), tm.mtime.Unix(), tm.mtime.Nanosecond())
 		}
 	}
-	return os.WriteFile(dir.Path(mtimesName), []byte(b.String()), 0o600)
+	return dir.File(mtimesName).WriteFile([]byte(b.String()))
 }
 
 // onProcfs tells whether path is on a procfs.
@@ -115,8 +136,8 @@ func onProcfs(path string) bool {
 
 // readMtimes reads amber-mtimes.txt; nil if the dump has none.
 func readMtimes(dir image.Dir) (map[uint32]time.Time, error) {
-	p := dir.Path(mtimesName)
-	f, err := os.Open(p)
+	p := dir.File(mtimesName)
+	f, err := p.Open()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

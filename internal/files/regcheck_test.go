@@ -14,8 +14,6 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-
-	"amber/internal/image"
 )
 
 // timedInfo is a regular file of some size and modification time.
@@ -46,7 +44,7 @@ func TestFileCheck(t *testing.T) {
 	}{
 		{"unchanged", &timedInfo{fakeInfo{size: 10}, dumped}, false, ""},
 		{"touched", &timedInfo{fakeInfo{size: 10}, dumped.Add(time.Nanosecond)}, false, "modified"},
-		{"grown", &timedInfo{fakeInfo{size: 11}, dumped}, false, "size 11"},
+		{"grown", &timedInfo{fakeInfo{size: 11}, dumped}, false, "size 11, was 10 (--skip-file-check restores anyway)"},
 		{"gone", nil, false, "gone"},
 		{"touched, skipped", &timedInfo{fakeInfo{size: 11}, dumped.Add(time.Hour)}, true, ""},
 		{"gone, skipped", nil, true, "gone"},
@@ -68,9 +66,52 @@ func TestFileCheck(t *testing.T) {
 		})
 	}
 	now["/f"] = timedInfo{fakeInfo{size: 10}, dumped.Add(time.Second)}
+	c.Skip = false
+	if err := c.Reg(e); err == nil || !strings.Contains(err.Error(), "--skip-file-check") {
+		t.Errorf("a changed time: %v, want an error that names --skip-file-check", err)
+	}
 	c = FileCheck{Stat: stat}
 	if err := c.Reg(e); err != nil {
 		t.Errorf("without recorded times (criu's images) the size alone decides: %v", err)
+	}
+}
+
+// TestFileCheckGrownForWriting: a file the process had open for writing
+// that only grew since the dump (its log) is restored with a warning, its
+// new time notwithstanding; one open read-only that grew, or one open for
+// writing that shrank, is still refused.
+func TestFileCheckGrownForWriting(t *testing.T) {
+	dumped := time.Unix(1700000000, 0)
+	var st timedInfo
+	var warned []string
+	c := FileCheck{Stat: func(string) (os.FileInfo, error) { return st, nil }, Mtimes: map[uint32]time.Time{4: dumped},
+		Warnf: func(format string, args ...any) { warned = append(warned, fmt.Sprintf(format, args...)) }}
+	entry := func(flags uint32) *fdinfo.FileEntry {
+		return &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(4), Reg: &regfile.RegFileEntry{
+			Id: proto.Uint32(4), Name: proto.String("/log"), Size: proto.Uint64(10), Flags: proto.Uint32(flags)}}
+	}
+	for _, tc := range []struct {
+		name   string
+		flags  uint32
+		size   int64
+		refuse bool
+	}{
+		{"appended to, write-only", unix.O_WRONLY | unix.O_APPEND, 30, false},
+		{"appended to, read-write", unix.O_RDWR, 11, false},
+		{"appended to, read-only", unix.O_RDONLY, 30, true},
+		{"shrunk, write-only", unix.O_WRONLY, 5, true},
+	} {
+		warned = nil
+		st = timedInfo{fakeInfo{size: tc.size}, dumped.Add(time.Minute)}
+		err := c.Reg(entry(tc.flags))
+		switch {
+		case tc.refuse && err == nil:
+			t.Errorf("%s: restored", tc.name)
+		case !tc.refuse && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case !tc.refuse && (len(warned) != 1 || !strings.Contains(warned[0], "/log") || !strings.Contains(warned[0], "grew from 10")):
+			t.Errorf("%s: warnings %q, want one naming /log and its growth", tc.name, warned)
+		}
 	}
 }
 
@@ -86,7 +127,7 @@ func TestMtimesImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	dirID, _ := tab.AddPath(dir, unix.O_RDONLY)
-	img := image.Dir(t.TempDir())
+	img := tempImages(t)
 	if err := writeMtimes(img, tab, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +142,7 @@ func TestMtimesImage(t *testing.T) {
 	if _, ok := got[dirID]; ok {
 		t.Errorf("a directory's time is recorded: it changes as files come and go")
 	}
-	if m, err := readMtimes(image.Dir(t.TempDir())); m != nil || err != nil {
+	if m, err := readMtimes(tempImages(t)); m != nil || err != nil {
 		t.Errorf("no amber-mtimes.txt: %v %v, want nothing", m, err)
 	}
 	for _, bad := range []string{"1 2", "x 1 2", "1 2 1000000000", "0 1 1"} {

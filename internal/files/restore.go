@@ -38,6 +38,8 @@ type RestoreInput struct {
 	// SkipFileCheck restores regular files that changed since the dump
 	// (--skip-file-check).
 	SkipFileCheck bool
+	// Warnf reports what is restored with a warning (nil: nowhere).
+	Warnf func(format string, args ...any)
 	// Memfds is the task's memfd planner, which its memory plan may have
 	// used already (nil: the task has no memfd).
 	Memfds *Memfds
@@ -84,7 +86,8 @@ func CheckReg(e *fdinfo.FileEntry, stat func(string) (os.FileInfo, error)) error
 		return fmt.Errorf("file %s (id %d) is gone since the dump: %w", reg.GetName(), e.GetId(), err)
 	}
 	if reg.Size != nil && st.Mode().IsRegular() && uint64(st.Size()) != reg.GetSize() {
-		return fmt.Errorf("file %s (id %d) changed since the dump: size %d, was %d", reg.GetName(), e.GetId(), st.Size(), reg.GetSize())
+		return fmt.Errorf("file %s (id %d) changed since the dump: size %d, was %d (--skip-file-check restores anyway)",
+			reg.GetName(), e.GetId(), st.Size(), reg.GetSize())
 	}
 	return nil
 }

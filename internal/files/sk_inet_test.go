@@ -16,8 +16,6 @@ import (
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-
-	"amber/internal/image"
 )
 
 // TestAddrWords: addresses are kept as criu keeps them, the bytes in
@@ -241,18 +239,28 @@ func TestPlanInetRefused(t *testing.T) {
 // TestTCPStreamImage: tcp-stream-INO.img written and read back, its
 // queues after the entry; a bad unsent length is refused.
 func TestTCPStreamImage(t *testing.T) {
-	dir := image.Dir(t.TempDir())
+	dir := tempImages(t)
 	st := stream(10, 20, 5)
 	st.In[0], st.Out[19] = 'I', 'O'
 	if err := writeTCPStream(dir, 0x1a2b, st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir.Path("tcp-stream-1a2b.img")); err != nil {
+	if _, err := os.Stat(dir.File("tcp-stream-1a2b.img").String()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readTCPStreams(dir)
+	// Only the streams of the sockets files.img lists are read: a stale
+	// one of another dump is not.
+	if err := writeTCPStream(dir, 0x3c4d, stream(1, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	idx := Index{7: {Id: proto.Uint32(7), Type: fdinfo.FdTypes_INETSK.Enum(),
+		Isk: &skinet.InetSkEntry{Ino: proto.Uint32(0x1a2b), Proto: proto.Uint32(unix.IPPROTO_TCP)}}}
+	got, err := readTCPStreams(dir, idx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Errorf("read %d streams, want the one files.img names", len(got))
 	}
 	g := got[0x1a2b]
 	if g == nil || !bytes.Equal(g.In, st.In) || !bytes.Equal(g.Out, st.Out) || !proto.Equal(g.Entry, st.Entry) {
@@ -262,7 +270,7 @@ func TestTCPStreamImage(t *testing.T) {
 	if err := writeTCPStream(dir, 0x1a2b, st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readTCPStreams(dir); err == nil || !strings.Contains(err.Error(), "unsent") {
+	if _, err := readTCPStreams(dir, idx); err == nil || !strings.Contains(err.Error(), "unsent") {
 		t.Fatalf("an unsent length beyond the send queue: %v", err)
 	}
 }

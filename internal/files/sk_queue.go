@@ -117,7 +117,7 @@ func WriteSkQueues(dir image.Dir, packets []SkPacket) error {
 	if len(packets) == 0 {
 		return nil
 	}
-	w, err := image.Create(dir.Path(skQueuesName), image.SkQueues)
+	w, err := image.Create(dir.File(skQueuesName), image.SkQueues)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func WriteSkQueues(dir image.Dir, packets []SkPacket) error {
 // socket by file id, in order.
 func readSkQueues(dir image.Dir) (map[uint32][][]byte, error) {
 	out := map[uint32][][]byte{}
-	err := image.EachEntry(dir.Path(skQueuesName), image.SkQueues, func(r *image.Reader) error {
+	err := image.EachEntry(dir.File(skQueuesName), image.SkQueues, func(r *image.Reader) error {
 		var e skpacket.SkPacketEntry
 		data, err := r.NextWithPayload(&e, func() int { return int(e.GetLength()) })
 		if err != nil {

@@ -10,8 +10,6 @@ import (
 
 	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
-
-	"amber/internal/image"
 )
 
 // pair makes a socketpair of typ in this process.
@@ -226,7 +224,7 @@ func TestDumpUnixSockets(t *testing.T) {
 	if n, _ := unix.Read(p[0], buf); string(buf[:n]) != "to 0" {
 		t.Errorf("the dump took the message: %q", buf[:n])
 	}
-	img := image.Dir(t.TempDir())
+	img := tempImages(t)
 	if err := WriteSkQueues(img, d.unix.queues); err != nil {
 		t.Fatal(err)
 	}

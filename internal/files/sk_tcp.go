@@ -4,13 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -313,7 +311,7 @@ func (in *inetDump) writeStreams(dir image.Dir) error {
 }
 
 func writeTCPStream(dir image.Dir, ino uint32, st *TCPStream) error {
-	w, err := image.Create(dir.Path(tcpStreamName(ino)), image.TcpStream)
+	w, err := image.Create(dir.File(tcpStreamName(ino)), image.TcpStream)
 	if err != nil {
 		return err
 	}
@@ -324,33 +322,36 @@ func writeTCPStream(dir image.Dir, ino uint32, st *TCPStream) error {
 	return w.Close()
 }
 
-// readTCPStreams reads every tcp-stream image of dir, by socket inode.
-func readTCPStreams(dir image.Dir) (map[uint32]*TCPStream, error) {
-	paths, err := filepath.Glob(dir.Path("tcp-stream-*.img"))
-	if err != nil {
-		return nil, err
-	}
+// readTCPStreams reads the tcp-stream image of every TCP socket of idx
+// that has one, by socket inode: only those, so that a stale image of
+// another dump in the directory is never read.
+func readTCPStreams(dir image.Dir, idx Index) (map[uint32]*TCPStream, error) {
 	out := map[uint32]*TCPStream{}
-	for _, p := range paths {
-		hex := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "tcp-stream-"), ".img")
-		ino, err := strconv.ParseUint(hex, 16, 32)
-		if err != nil {
-			return nil, fmt.Errorf("%s: not named after a socket inode", p)
+	for _, e := range idx {
+		sk := e.GetIsk()
+		if e.GetType() != fdinfo.FdTypes_INETSK || sk.GetProto() != unix.IPPROTO_TCP {
+			continue
 		}
-		if out[uint32(ino)], err = readTCPStream1(p); err != nil {
+		st, err := readTCPStream1(dir.File(tcpStreamName(sk.GetIno())))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
 			return nil, err
 		}
+		out[sk.GetIno()] = st
 	}
 	return out, nil
 }
 
 // readTCPStream1 reads one tcp-stream image.
-func readTCPStream1(path string) (*TCPStream, error) {
-	f, err := os.Open(path)
+func readTCPStream1(p image.Path) (*TCPStream, error) {
+	f, err := p.Open()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	path := p.String()
 	r, err := image.NewReader(f, path, image.TcpStream)
 	if err != nil {
 		return nil, err

@@ -162,7 +162,7 @@ func dumpLivePty(t *testing.T, p *livePty, opts DumpOptions) (*Dumper, image.Dir
 			t.Fatal(err)
 		}
 	}
-	dir := image.Dir(t.TempDir())
+	dir := tempImages(t)
 	return d, dir
 }
 
@@ -256,7 +256,7 @@ func TestDumpSlaveWithoutMaster(t *testing.T) {
 	if _, _, err := addLiveTty(d, p.slave); err != nil {
 		t.Fatal(err)
 	}
-	err := d.ttys.finish(image.Dir(t.TempDir()), false)
+	err := d.ttys.finish(tempImages(t), false)
 	for _, want := range []string{fmt.Sprintf("fd %d", p.slave), fmt.Sprintf("/dev/pts/%d", p.index), "--shell-job"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want one naming %q", err, want)
@@ -266,7 +266,7 @@ func TestDumpSlaveWithoutMaster(t *testing.T) {
 	if _, _, err := addLiveTty(d, p.slave); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.ttys.finish(image.Dir(t.TempDir()), true); err != nil {
+	if err := d.ttys.finish(tempImages(t), true); err != nil {
 		t.Errorf("with --shell-job: %v", err)
 	}
 }

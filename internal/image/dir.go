@@ -1,67 +1,298 @@
 package image
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Dir names the files of an images directory the way CRIU does.
-type Dir string
+// Dir is an images directory, opened once. Every image is opened or
+// created relative to that descriptor and never through a symbolic link
+// (see Path), so that whoever can write the directory cannot make amber
+// read or write another file by planting a link, and renaming or
+// replacing the directory after it was opened changes nothing. The path
+// the user gave may itself lead through symbolic links: that is their
+// choice, made once, when the directory is opened.
+//
+// A Dir opened by OpenTrustedDir also refuses every image that a user
+// other than root and the caller can write (trust.go).
+type Dir struct {
+	path     string   // as the user named it, for messages
+	resolved string   // absolute and free of symbolic links, when opened
+	f        *os.File // the directory; nil for a Dir that was never opened
+	trust    *trust   // nil: every image is accepted
+}
 
-// Path returns the path of a file in the directory.
-func (d Dir) Path(name string) string { return filepath.Join(string(d), name) }
+// OpenDir opens the images directory at path.
+func OpenDir(path string) (Dir, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Dir{}, fmt.Errorf("images directory %s: %w", path, errors.Unwrap(err))
+	}
+	resolved, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		f.Close()
+		return Dir{}, fmt.Errorf("images directory %s: %w", path, err)
+	}
+	return Dir{path: path, resolved: resolved, f: f}, nil
+}
+
+// DirAt names the directory at path, an absolute path free of symbolic
+// links, without opening it: its files have names and resolved paths (for
+// a plan computed without a directory, as unit tests do) but cannot be
+// opened.
+func DirAt(path string) Dir { return Dir{path: path, resolved: path} }
+
+// Close closes the directory; its Paths can no longer be opened.
+func (d Dir) Close() error {
+	if d.f == nil {
+		return nil
+	}
+	return d.f.Close()
+}
+
+// String is the directory's path as the user named it.
+func (d Dir) String() string { return d.path }
+
+// Resolved is the directory's absolute path, free of symbolic links, as
+// it was when it was opened.
+func (d Dir) Resolved() string { return d.resolved }
+
+// fd is the directory's descriptor, or an error for a Dir never opened.
+func (d Dir) fd() (int, error) {
+	if d.f == nil {
+		return -1, fmt.Errorf("images directory %q: not open", d.path)
+	}
+	return int(d.f.Fd()), nil
+}
+
+// File names one file of the directory.
+func (d Dir) File(name string) Path { return Path{dir: d, name: name} }
 
 // InventoryPath is inventory.img.
-func (d Dir) InventoryPath() string { return d.Path("inventory.img") }
+func (d Dir) InventoryPath() Path { return d.File("inventory.img") }
 
 // PstreePath is pstree.img.
-func (d Dir) PstreePath() string { return d.Path("pstree.img") }
+func (d Dir) PstreePath() Path { return d.File("pstree.img") }
 
 // FilesPath is files.img, every open file of the tree.
-func (d Dir) FilesPath() string { return d.Path("files.img") }
+func (d Dir) FilesPath() Path { return d.File("files.img") }
 
 // CorePath is core-TID.img, one per thread.
-func (d Dir) CorePath(tid int) string { return d.Path(fmt.Sprintf("core-%d.img", tid)) }
+func (d Dir) CorePath(tid int) Path { return d.File(fmt.Sprintf("core-%d.img", tid)) }
 
 // IDsPath is ids-PID.img.
-func (d Dir) IDsPath(pid int) string { return d.Path(fmt.Sprintf("ids-%d.img", pid)) }
+func (d Dir) IDsPath(pid int) Path { return d.File(fmt.Sprintf("ids-%d.img", pid)) }
 
 // MMPath is mm-PID.img.
-func (d Dir) MMPath(pid int) string { return d.Path(fmt.Sprintf("mm-%d.img", pid)) }
+func (d Dir) MMPath(pid int) Path { return d.File(fmt.Sprintf("mm-%d.img", pid)) }
 
 // PagemapPath is pagemap-PID.img.
-func (d Dir) PagemapPath(pid int) string { return d.Path(fmt.Sprintf("pagemap-%d.img", pid)) }
+func (d Dir) PagemapPath(pid int) Path { return d.File(fmt.Sprintf("pagemap-%d.img", pid)) }
 
 // PagesPath is pages-ID.img, raw page contents in pagemap order.
-func (d Dir) PagesPath(id uint32) string { return d.Path(fmt.Sprintf("pages-%d.img", id)) }
+func (d Dir) PagesPath(id uint32) Path { return d.File(fmt.Sprintf("pages-%d.img", id)) }
 
 // FdinfoPath is fdinfo-ID.img, the descriptor table with files_id ID.
-func (d Dir) FdinfoPath(filesID uint32) string { return d.Path(fmt.Sprintf("fdinfo-%d.img", filesID)) }
+func (d Dir) FdinfoPath(filesID uint32) Path { return d.File(fmt.Sprintf("fdinfo-%d.img", filesID)) }
 
 // FSPath is fs-PID.img.
-func (d Dir) FSPath(pid int) string { return d.Path(fmt.Sprintf("fs-%d.img", pid)) }
+func (d Dir) FSPath(pid int) Path { return d.File(fmt.Sprintf("fs-%d.img", pid)) }
 
 // StatsDumpPath is stats-dump.
-func (d Dir) StatsDumpPath() string { return d.Path("stats-dump") }
+func (d Dir) StatsDumpPath() Path { return d.File("stats-dump") }
 
 // StatsRestorePath is stats-restore.
-func (d Dir) StatsRestorePath() string { return d.Path("stats-restore") }
+func (d Dir) StatsRestorePath() Path { return d.File("stats-restore") }
 
 // ShmemPagemapPath is pagemap-shmem-SHMID.img, the pages of one shared
 // memory object (anonymous shared memory, a memfd, a SysV segment).
-func (d Dir) ShmemPagemapPath(shmid uint64) string {
-	return d.Path(fmt.Sprintf("pagemap-shmem-%d.img", shmid))
+func (d Dir) ShmemPagemapPath(shmid uint64) Path {
+	return d.File(fmt.Sprintf("pagemap-shmem-%d.img", shmid))
 }
 
 // MemfdPath is memfd.img, the memfd inodes of the dump.
-func (d Dir) MemfdPath() string { return d.Path("memfd.img") }
+func (d Dir) MemfdPath() Path { return d.File("memfd.img") }
 
 // IpcnsShmPath is ipcns-shm-ID.img, the SysV shared memory segments of
 // the IPC namespace with that id.
-func (d Dir) IpcnsShmPath(nsID uint32) string { return d.Path(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
+func (d Dir) IpcnsShmPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
 
 // TtyInfoPath is tty-info.img, the state of every terminal of the dump.
-func (d Dir) TtyInfoPath() string { return d.Path("tty-info.img") }
+func (d Dir) TtyInfoPath() Path { return d.File("tty-info.img") }
 
 // TtyDataPath is tty-data.img, the bytes queued in ptys.
-func (d Dir) TtyDataPath() string { return d.Path("tty-data.img") }
+func (d Dir) TtyDataPath() Path { return d.File("tty-data.img") }
+
+// Path is one file of an images directory: the directory, opened once,
+// and the file's name in it.
+type Path struct {
+	dir  Dir
+	name string
+}
+
+// String is the file's path through the directory's path as the user
+// named it, for messages.
+func (p Path) String() string { return filepath.Join(p.dir.path, p.name) }
+
+// Name is the file's name in the directory.
+func (p Path) Name() string { return p.name }
+
+// Resolved is the file's path through the directory's resolved path, for
+// a process that must open the file by its path (a restored task opening
+// its pages image): it leads through no symbolic link the user's path
+// had, and a task opening it should refuse any with O_NOFOLLOW or
+// RESOLVE_NO_SYMLINKS.
+func (p Path) Resolved() string { return filepath.Join(p.dir.resolved, p.name) }
+
+// Open opens the file for reading: never through a symbolic link, only a
+// regular file, and, in a trusted directory, only one that nobody but
+// root and the caller can write.
+func (p Path) Open() (*os.File, error) {
+	dfd, err := p.dir.fd()
+	if err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: a FIFO planted under an image's name must not block
+	// the open; it is refused below as not a regular file.
+	fd, err := openBeneath(dfd, p.name, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, p.error("open", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, p.error("stat", err)
+	}
+	if err := p.check(&st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, p.error("open", err)
+	}
+	return os.NewFile(uintptr(fd), p.String()), nil
+}
+
+// Stat describes the file itself, never a symbolic link's target, after
+// the checks of Open.
+func (p Path) Stat() (os.FileInfo, error) {
+	dfd, err := p.dir.fd()
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, p.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, p.error("stat", err)
+	}
+	if err := p.check(&st); err != nil {
+		return nil, err
+	}
+	return fileInfo{name: p.name, st: st}, nil
+}
+
+// check refuses what Open and Stat must not accept.
+func (p Path) check(st *unix.Stat_t) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s: not a regular file (mode %#o)", p, st.Mode)
+	}
+	return p.dir.trust.check(p.String(), st, false)
+}
+
+// Create creates the file for writing, mode 0600. A file already there
+// under its name (a stale image, or a symbolic link someone planted) is
+// removed first, never followed; the new file is created exclusively, so
+// that a link planted in between makes Create fail instead of writing
+// through it.
+func (p Path) Create() (*os.File, error) {
+	dfd, err := p.dir.fd()
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Unlinkat(dfd, p.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return nil, p.error("remove the old file", err)
+	}
+	fd, err := openBeneath(dfd, p.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if err != nil {
+		return nil, p.error("create", err)
+	}
+	return os.NewFile(uintptr(fd), p.String()), nil
+}
+
+// WriteFile creates the file (as Create) holding data.
+func (p Path) WriteFile(data []byte) error {
+	f, err := p.Create()
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("%s: %w", p, werr)
+	}
+	return nil
+}
+
+// Remove removes the file (a symbolic link itself, never its target); a
+// file that is not there is not an error.
+func (p Path) Remove() error {
+	dfd, err := p.dir.fd()
+	if err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(dfd, p.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return p.error("remove", err)
+	}
+	return nil
+}
+
+// fileInfo is the os.FileInfo of a regular file from its stat.
+type fileInfo struct {
+	name string
+	st   unix.Stat_t
+}
+
+func (f fileInfo) Name() string       { return f.name }
+func (f fileInfo) Size() int64        { return f.st.Size }
+func (f fileInfo) Mode() fs.FileMode  { return fs.FileMode(f.st.Mode & 0o777) }
+func (f fileInfo) ModTime() time.Time { return time.Unix(f.st.Mtim.Unix()) }
+func (f fileInfo) IsDir() bool        { return false }
+func (f fileInfo) Sys() any           { return &f.st }
+
+// error is err of op on p, with the reason a refused symbolic link
+// gives spelt out.
+func (p Path) error(op string, err error) error {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+		return fmt.Errorf("%s: %s: is a symbolic link or leads through one; amber never follows one in the images directory: %w", p, op, err)
+	}
+	return &os.PathError{Op: op, Path: p.String(), Err: err}
+}
+
+// openBeneath opens name relative to the directory dirfd through no
+// symbolic link at all (RESOLVE_NO_SYMLINKS, O_NOFOLLOW) and without
+// leaving it (RESOLVE_BENEATH), and returns the descriptor (close on
+// exec).
+func openBeneath(dirfd int, name string, flags int, mode uint32) (int, error) {
+	how := &unix.OpenHow{
+		Flags:   uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC),
+		Mode:    uint64(mode),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for {
+		fd, err := unix.Openat2(dirfd, name, how)
+		// EAGAIN: a rename raced the lookup (RESOLVE_BENEATH); try again.
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		return fd, err
+	}
+}

@@ -5,6 +5,16 @@
 // entries: each a little-endian u32 length followed by that many bytes of a
 // protobuf message. The message types are go-criu's (crit/images). Pages
 // images are raw pages and have no header; see Dir.PagesPath.
+//
+// The images directory (Dir) is opened once, and every image is opened or
+// created relative to it, never through a symbolic link: a dump replaces
+// a link planted under an image's name, a restore refuses to read one,
+// and a dump first removes the images of an earlier dump (RemoveStale).
+// A restore opens the directory with OpenTrustedDir, which refuses a
+// directory, a directory above it or an image that a user other than
+// root and the caller can write (the policy is in trust.go). The log and
+// the pidfile, outside the images or not, are created the same way
+// (CreateLog, CreateNew).
 package image
 
 import (
@@ -36,12 +46,14 @@ type Writer struct {
 	buf  []byte
 }
 
-// Create creates (or truncates) path and writes the header for kind.
-func Create(path string, kind Kind) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+// Create creates the image at p (as Path.Create: anew, never through a
+// symbolic link) and writes the header for kind.
+func Create(p Path, kind Kind) (*Writer, error) {
+	f, err := p.Create()
 	if err != nil {
 		return nil, err
 	}
+	path := p.String()
 	w := &Writer{f: f, w: bufio.NewWriterSize(f, 64<<10), path: path}
 	if _, err := w.w.Write(kind.header()); err != nil {
 		f.Close()
@@ -94,8 +106,8 @@ func (w *Writer) Close() error {
 }
 
 // WriteFile writes a whole image of kind with the given entries.
-func WriteFile(path string, kind Kind, entries ...proto.Message) error {
-	w, err := Create(path, kind)
+func WriteFile(p Path, kind Kind, entries ...proto.Message) error {
+	w, err := Create(p, kind)
 	if err != nil {
 		return err
 	}
@@ -183,14 +195,15 @@ func (r *Reader) NextWithPayload(m proto.Message, size func() int) ([]byte, erro
 	return b, nil
 }
 
-// ReadFile reads every entry of an image, allocating each with newEntry.
-func ReadFile[T proto.Message](path string, kind Kind, newEntry func() T) ([]T, error) {
-	f, err := os.Open(path)
+// ReadFile reads every entry of the image at p (opened as Path.Open),
+// allocating each with newEntry.
+func ReadFile[T proto.Message](p Path, kind Kind, newEntry func() T) ([]T, error) {
+	f, err := p.Open()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	r, err := NewReader(f, path, kind)
+	r, err := NewReader(f, p.String(), kind)
 	if err != nil {
 		return nil, err
 	}
@@ -208,11 +221,11 @@ func ReadFile[T proto.Message](path string, kind Kind, newEntry func() T) ([]T, 
 	}
 }
 
-// EachEntry reads the image at path entry by entry with next, which
+// EachEntry reads the image at p entry by entry with next, which
 // returns io.EOF after the last one. A missing image has no entries: the
 // images a dump writes only when it has something to put in them.
-func EachEntry(path string, kind Kind, next func(r *Reader) error) error {
-	f, err := os.Open(path)
+func EachEntry(p Path, kind Kind, next func(r *Reader) error) error {
+	f, err := p.Open()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -220,7 +233,7 @@ func EachEntry(path string, kind Kind, next func(r *Reader) error) error {
 		return err
 	}
 	defer f.Close()
-	r, err := NewReader(f, path, kind)
+	r, err := NewReader(f, p.String(), kind)
 	if err != nil {
 		return err
 	}
@@ -234,14 +247,14 @@ func EachEntry(path string, kind Kind, next func(r *Reader) error) error {
 }
 
 // ReadOne reads an image that must hold exactly one entry.
-func ReadOne[T proto.Message](path string, kind Kind, newEntry func() T) (T, error) {
+func ReadOne[T proto.Message](p Path, kind Kind, newEntry func() T) (T, error) {
 	var zero T
-	all, err := ReadFile(path, kind, newEntry)
+	all, err := ReadFile(p, kind, newEntry)
 	if err != nil {
 		return zero, err
 	}
 	if len(all) != 1 {
-		return zero, fmt.Errorf("%s: want 1 entry, found %d", path, len(all))
+		return zero, fmt.Errorf("%s: want 1 entry, found %d", p, len(all))
 	}
 	return all[0], nil
 }

@@ -98,11 +98,12 @@ func roundTripCases() []struct {
 }
 
 func TestRoundTrip(t *testing.T) {
-	dir := t.TempDir()
+	dir := openTemp(t)
 	for _, tc := range roundTripCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(dir, tc.name+".img")
-			if err := image.WriteFile(path, tc.kind, tc.entries...); err != nil {
+			p := dir.File(tc.name + ".img")
+			path := p.String()
+			if err := image.WriteFile(p, tc.kind, tc.entries...); err != nil {
 				t.Fatal(err)
 			}
 			checkHeader(t, path, tc.kind)
@@ -173,7 +174,7 @@ func checkHeader(t *testing.T, path string, kind image.Kind) {
 }
 
 func TestReadFileAndReadOne(t *testing.T) {
-	dir := image.Dir(t.TempDir())
+	dir := openTemp(t)
 	path := dir.PstreePath()
 	if err := image.WriteFile(path, image.Pstree, pstreeEntry(1, 0, 1), pstreeEntry(2, 1, 2)); err != nil {
 		t.Fatal(err)
@@ -183,7 +184,7 @@ func TestReadFileAndReadOne(t *testing.T) {
 		t.Fatalf("ReadFile = %v, %v", all, err)
 	}
 	_, err = image.ReadOne(path, image.Pstree, func() *pstree.PstreeEntry { return &pstree.PstreeEntry{} })
-	if err == nil || !strings.Contains(err.Error(), "want 1 entry, found 2") || !strings.Contains(err.Error(), path) {
+	if err == nil || !strings.Contains(err.Error(), "want 1 entry, found 2") || !strings.Contains(err.Error(), path.String()) {
 		t.Errorf("ReadOne of 2 entries = %v", err)
 	}
 	if err := image.WriteFile(dir.FSPath(1), image.FS, &fs.FsEntry{CwdId: proto.Uint32(1), RootId: proto.Uint32(1)}); err != nil {
@@ -197,7 +198,7 @@ func TestReadFileAndReadOne(t *testing.T) {
 
 // TestManyEntries crosses the reader's and writer's 64 KiB buffers.
 func TestManyEntries(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pstree.img")
+	path := openTemp(t).PstreePath()
 	w, err := image.Create(path, image.Pstree)
 	if err != nil {
 		t.Fatal(err)
@@ -301,20 +302,20 @@ func TestNextAtEOF(t *testing.T) {
 }
 
 func TestCreateErrors(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "no", "such", "dir", "pstree.img")
-	if _, err := image.Create(path, image.Pstree); err == nil || !strings.Contains(err.Error(), path) {
-		t.Errorf("Create in a missing directory = %v", err)
+	path := filepath.Join(t.TempDir(), "no", "such", "dir")
+	if _, err := image.OpenDir(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("OpenDir of a missing directory = %v", err)
 	}
-	dst := filepath.Join(t.TempDir(), "pstree.img")
+	dst := openTemp(t).PstreePath()
 	bad := &pstree.PstreeEntry{Pid: proto.Uint32(1)} // ppid, pgid, sid missing
-	if err := image.WriteFile(dst, image.Pstree, bad); err == nil || !strings.Contains(err.Error(), dst) {
+	if err := image.WriteFile(dst, image.Pstree, bad); err == nil || !strings.Contains(err.Error(), dst.String()) {
 		t.Errorf("WriteFile of an incomplete entry = %v", err)
 	}
 }
 
 func TestDirNames(t *testing.T) {
-	d := image.Dir("/img")
-	for got, want := range map[string]string{
+	d := image.DirAt("/img")
+	for got, want := range map[image.Path]string{
 		d.InventoryPath():    "/img/inventory.img",
 		d.PstreePath():       "/img/pstree.img",
 		d.FilesPath():        "/img/files.img",
@@ -328,8 +329,11 @@ func TestDirNames(t *testing.T) {
 		d.StatsDumpPath():    "/img/stats-dump",
 		d.StatsRestorePath(): "/img/stats-restore",
 	} {
-		if got != want {
-			t.Errorf("got %s, want %s", got, want)
+		if got.String() != want || got.Resolved() != want {
+			t.Errorf("got %s (resolved %s), want %s", got, got.Resolved(), want)
+		}
+		if !image.IsDumpFile(got.Name()) {
+			t.Errorf("%s is not known as an image name", got.Name())
 		}
 	}
 }

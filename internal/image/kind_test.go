@@ -2,7 +2,6 @@ package image_test
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit"
@@ -63,10 +62,11 @@ func TestKindPrefixes(t *testing.T) {
 // TestHeadersReadByCrit: go-criu's crit.ReadMagic names each header the
 // writer produces after its kind.
 func TestHeadersReadByCrit(t *testing.T) {
-	dir := t.TempDir()
+	dir := openTemp(t)
 	for _, k := range kinds() {
-		path := filepath.Join(dir, k.Name+".img")
-		if err := image.WriteFile(path, k); err != nil {
+		p := dir.File(k.Name + ".img")
+		path := p.String()
+		if err := image.WriteFile(p, k); err != nil {
 			t.Fatal(err)
 		}
 		f, err := os.Open(path)

@@ -133,7 +133,7 @@ func RestoreShm(dir image.Dir, nsID uint32) (s *Segments, err error) {
 	return s, nil
 }
 
-func readShm(path string) ([]*ipcshm.IpcShmEntry, error) {
+func readShm(path image.Path) ([]*ipcshm.IpcShmEntry, error) {
 	var out []*ipcshm.IpcShmEntry
 	err := image.EachEntry(path, image.IpcnsShm, func(r *image.Reader) error {
 		e := new(ipcshm.IpcShmEntry)

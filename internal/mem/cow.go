@@ -30,8 +30,8 @@ const (
 	pmPfnMask = 1<<55 - 1
 )
 
-// CowPath is the path of cow-PID.img.
-func CowPath(dir image.Dir, pid int) string { return dir.Path(fmt.Sprintf("cow-%d.img", pid)) }
+// CowPath is cow-PID.img.
+func CowPath(dir image.Dir, pid int) image.Path { return dir.File(fmt.Sprintf("cow-%d.img", pid)) }
 
 // SameVMA reports whether a child's VMA is the one it inherited from its
 // parent unchanged: same range, protection, flags and backing file.
@@ -157,12 +157,13 @@ func ReadCow(dir image.Dir, pid int) ([]Run, error) {
 }
 
 // ReadPagemap reads a pagemap image: its head, then its entries.
-func ReadPagemap(path string) (*pagemap.PagemapHead, []*pagemap.PagemapEntry, error) {
-	f, err := os.Open(path)
+func ReadPagemap(p image.Path) (*pagemap.PagemapHead, []*pagemap.PagemapEntry, error) {
+	f, err := p.Open()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
+	path := p.String()
 	r, err := image.NewReader(f, path, image.Pagemap)
 	if err != nil {
 		return nil, nil, err

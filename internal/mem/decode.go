@@ -12,7 +12,6 @@ package mem
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
@@ -27,12 +26,13 @@ import (
 const mmVmasField = 14
 
 // ReadMM reads the one entry of an mm image.
-func ReadMM(path string) (*mm.MmEntry, error) {
-	f, err := os.Open(path)
+func ReadMM(p image.Path) (*mm.MmEntry, error) {
+	f, err := p.Open()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	path := p.String()
 	r, err := image.NewReader(f, path, image.MM)
 	if err != nil {
 		return nil, err

@@ -147,7 +147,7 @@ func mergeRuns(runs []Run) []Run {
 
 const pageSize = 4096
 
-func writePagemap(path string, pagesID uint32, runs []Run) error {
+func writePagemap(path image.Path, pagesID uint32, runs []Run) error {
 	w, err := image.Create(path, image.Pagemap)
 	if err != nil {
 		return err
@@ -175,8 +175,8 @@ func writePagemap(path string, pagesID uint32, runs []Run) error {
 // that several workers read and write at their own offsets at once: a
 // dump runs at the speed the page cache takes new pages, and that scales
 // with CPUs. Pages in shared (sorted) are read without pinning them.
-func copyPages(t *compel.Task, runs, shared []Run, path, label string) (uint64, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string) (uint64, error) {
+	f, err := path.Create()
 	if err != nil {
 		return 0, err
 	}

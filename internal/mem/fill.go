@@ -164,7 +164,7 @@ func planFill(b *plan.Builder, pagesPath string, segs []segment, workers int) {
 	}
 	fd := -1
 	if total > 0 {
-		fd = b.Open("pages image", pagesPath, unix.O_RDONLY, 0)
+		fd = b.Open("pages image", pagesPath, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 	}
 	limit := uint64(maxRW)
 	if workers > 1 {

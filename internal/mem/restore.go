@@ -19,8 +19,11 @@ const TaskSize = 0x7ffffffff000
 
 // RestoreInput is what planning the memory of one task needs.
 type RestoreInput struct {
-	MM        *mm.MmEntry
-	Pagemap   []*pagemap.PagemapEntry // entries after the head
+	MM      *mm.MmEntry
+	Pagemap []*pagemap.PagemapEntry // entries after the head
+	// PagesPath is the pages image the task opens and reads itself: a
+	// path without symbolic links (image.Path.Resolved), opened with
+	// O_NOFOLLOW.
 	PagesPath string
 	// FilePath resolves a files.img id (VmaEntry.shmid, exe_file_id) to
 	// the path to open.

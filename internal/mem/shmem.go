@@ -51,7 +51,7 @@ func DumpShmem(src ShmemSource, dir image.Dir, pagesID uint32) (uint64, error) {
 	}
 	defer f.Close()
 	pagesPath := dir.PagesPath(pagesID)
-	out, err := os.OpenFile(pagesPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := pagesPath.Create()
 	if err != nil {
 		return 0, err
 	}
@@ -148,7 +148,7 @@ func appendNonZero(runs []Run, out *os.File, buf []byte, at uint64) ([]Run, erro
 
 // ShmemPages are the saved contents of one shared memory object.
 type ShmemPages struct {
-	Path    string                  // the pages image
+	Path    image.Path              // the pages image
 	Pagemap []*pagemap.PagemapEntry // after the head; vaddr is an offset in the object
 }
 
@@ -168,7 +168,7 @@ func ReadShmemPages(dir image.Dir, shmid uint64) (*ShmemPages, error) {
 		}
 		pages += NrPages(e)
 	}
-	st, err := os.Stat(p.Path)
+	st, err := p.Path.Stat()
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (p *ShmemPages) PlanWrite(b *plan.Builder, fd int, size uint64) {
 	if len(segs) == 0 {
 		return
 	}
-	img := b.Open("pages image", p.Path, unix.O_RDONLY, 0)
+	img := b.Open("pages image", p.Path.Resolved(), unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 	for _, sg := range segs {
 		b.Call(fmt.Sprintf("seek fd %d to %#x", fd, sg.addr), unix.SYS_LSEEK, uint64(fd), sg.addr, unix.SEEK_SET)
 		b.Call(fmt.Sprintf("write %d bytes from %s+%d to fd %d", sg.size, p.Path, sg.off, fd),
@@ -382,7 +382,7 @@ func (m *sharedMapper) createShmemInPlace(i int, prot uint64, obj *Shmem) uint64
 	start, size := v.GetStart(), v.GetEnd()-v.GetStart()
 	m.b.Call(fmt.Sprintf("create shared memory %d as %s", obj.ID, vmaName(v)), unix.SYS_MMAP,
 		start, size, prot|unix.PROT_WRITE, uint64(v.GetFlags())|unix.MAP_FIXED, ^uint64(0), 0)
-	planFillSerial(m.b, obj.Pages.Path, obj.Pages.segments(start, size))
+	planFillSerial(m.b, obj.Pages.Path.Resolved(), obj.Pages.segments(start, size))
 	if m.last[obj.ID] > i {
 		path := fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+size)
 		m.open[obj.ID] = m.b.Open(fmt.Sprintf("shared memory %d", obj.ID), path, unix.O_RDWR, 0)
@@ -401,7 +401,7 @@ func (m *sharedMapper) createShmemAside(obj *Shmem) (int, error) {
 	flags := unix.MAP_SHARED | unix.MAP_ANONYMOUS | unix.MAP_FIXED | uint64(obj.Hugetlb)
 	m.b.Call(fmt.Sprintf("create shared memory %d at %#x", obj.ID, at), unix.SYS_MMAP,
 		at, obj.Size, unix.PROT_READ|unix.PROT_WRITE, flags, ^uint64(0), 0)
-	planFillSerial(m.b, obj.Pages.Path, obj.Pages.segments(at, obj.Size))
+	planFillSerial(m.b, obj.Pages.Path.Resolved(), obj.Pages.segments(at, obj.Size))
 	path := fmt.Sprintf("/proc/self/map_files/%x-%x", at, at+obj.Size)
 	fd := m.b.Open(fmt.Sprintf("shared memory %d", obj.ID), path, unix.O_RDWR, 0)
 	m.b.Call(fmt.Sprintf("unmap shared memory %d at %#x", obj.ID, at), unix.SYS_MUNMAP, at, obj.Size)
@@ -427,7 +427,7 @@ func planFillSerial(b *plan.Builder, pagesPath string, segs []segment) {
 	if len(segs) == 0 {
 		return
 	}
-	fd := b.Open("pages image", pagesPath, unix.O_RDONLY, 0)
+	fd := b.Open("pages image", pagesPath, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 	for _, bt := range fillBatches(splitSegments(segs, maxRW), maxRW) {
 		b.Call("fill from "+pagesPath, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
 	}
@@ -441,7 +441,7 @@ func (p *ShmemPages) CopyInto(buf []byte, size uint64) error {
 	if len(p.Pagemap) == 0 {
 		return nil
 	}
-	f, err := os.Open(p.Path)
+	f, err := p.Path.Open()
 	if err != nil {
 		return err
 	}

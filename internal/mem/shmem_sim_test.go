@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/image"
 	"amber/internal/plan"
 	"amber/internal/proc"
 )
@@ -107,7 +108,7 @@ func sharedVMA(start, pages uint64, prot int, ino, pgoff uint64) *vma.VmaEntry {
 
 // shmemObject is an object of size pages whose pages image holds pm.
 func shmemObject(id, pages uint64, creator int, at Run, pm ...*pagemap.PagemapEntry) *Shmem {
-	return &Shmem{ID: id, Size: pages * page, Pages: &ShmemPages{Path: shmImg, Pagemap: pm}, Creator: creator, At: at}
+	return &Shmem{ID: id, Size: pages * page, Pages: &ShmemPages{Path: image.DirAt("/img").File("pages-7.img"), Pagemap: pm}, Creator: creator, At: at}
 }
 
 // planShared plans in, which maps shared memory, and runs the plan.

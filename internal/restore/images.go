@@ -32,7 +32,7 @@ type taskImages struct {
 	cow       []mem.Run // pages shared with the parent at dump
 	mm        *mm.MmEntry
 	pagemap   []*pagemap.PagemapEntry
-	pagesPath string
+	pagesPath image.Path
 	fds       []*fdinfo.FdinfoEntry
 	fs        *fsimg.FsEntry
 	files     files.Index
@@ -51,6 +51,7 @@ type threadImages struct {
 
 // treeImages is a whole dumped tree, parents before children.
 type treeImages struct {
+	dir   image.Dir // where the images are
 	root  *taskImages
 	tasks []*taskImages
 	// stat looks up the files of the images, stat-ed ahead while the
@@ -71,7 +72,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree, err := linkTree(dir.PstreePath(), entries)
+	tree, err := linkTree(dir.PstreePath().String(), entries)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +80,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
+	tree.dir = dir
 	tree.stat = idx.StatAhead(os.Stat)
 	if err := files.ResolveInotifyPaths(idx); err != nil {
 		return nil, err
@@ -87,7 +89,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
-	extra, err := files.ReadExtra(dir)
+	extra, err := files.ReadExtra(dir, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func (t *taskImages) loadMemory(dir image.Dir) error {
 	}
 	t.pagemap = entries
 	t.pagesPath = dir.PagesPath(head.GetPagesId())
-	st, err := os.Stat(t.pagesPath)
+	st, err := t.pagesPath.Stat()
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,8 @@ type host struct {
 	memfdHolder func(inodeID uint32) (files.Holder, bool)
 	// skipFileCheck restores files changed since the dump.
 	skipFileCheck bool
+	// warnf logs a warning.
+	warnf func(format string, args ...any)
 	// ttys are the terminals amber made for the tree (nil: none).
 	ttys *files.Terminals
 	// tcpEstablished restores established TCP connections.
@@ -42,7 +44,7 @@ type host struct {
 
 // fileCheck is how t's files are verified against the dump.
 func (h *host) fileCheck(t *taskImages) files.FileCheck {
-	c := files.FileCheck{Stat: h.stat, Skip: h.skipFileCheck}
+	c := files.FileCheck{Stat: h.stat, Skip: h.skipFileCheck, Warnf: h.warnf}
 	if t.extra != nil {
 		c.Mtimes = t.extra.Mtimes
 	}
@@ -158,7 +160,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 
 func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, base, size uint64) error {
 	in := &mem.RestoreInput{
-		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath,
+		MM: t.mm, Pagemap: t.pagemap, PagesPath: t.pagesPath.Resolved(),
 		FilePath: t.files.VerifiedPath(h.fileCheck(t)), Current: o.current, Cow: t.cow,
 		Workers: h.workers, Pid: t.pid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size},
@@ -191,7 +193,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
-			TCPEstablished: h.tcpEstablished, Lone: h.lone,
+			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit

@@ -26,6 +26,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/files"
+	"amber/internal/image"
 	"amber/internal/mem"
 	"amber/internal/plan"
 	"amber/internal/proc"
@@ -36,7 +37,6 @@ import (
 const (
 	page      = 4096
 	testPid   = 4321
-	pagesPath = "/img/pages-1.img"
 	stubVdso  = 0x7fff_f7fc_0000 // the stub's vdso block
 	dumpVdso  = 0x7fff_f7f0_0000 // the dumped task's
 	blockMask = 1<<(10-1) | 1<<(15-1)
@@ -110,7 +110,7 @@ func newImages() *images {
 		threads:   []threadImages{{tid: testPid, core: core}},
 		ids:       core.Ids,
 		mm:        &mm.MmEntry{},
-		pagesPath: pagesPath,
+		pagesPath: image.DirAt("/img").File("pages-1.img"),
 		files:     files.Index{},
 	}
 	exe := im.reg("/usr/bin/app", unix.O_RDONLY, 0, 0x5000)

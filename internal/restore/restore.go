@@ -4,13 +4,17 @@
 // and make the task run it, then load its registers and let it go. A
 // restore that fails kills what it created: no task, no stub, no PID
 // stays behind.
+//
+// The images decide what the restored process runs as and opens, with
+// the power of whoever runs amber: unless Options.TrustImages, a restore
+// refuses images that a user other than root and the caller can write
+// (image.OpenTrustedDir), naming the path at fault.
 package restore
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -38,7 +42,10 @@ type Options struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established).
 	TCPEstablished bool
-	Log            *log.Logger
+	// TrustImages restores images that users other than root and the
+	// caller can write (--trust-images); without it they are refused.
+	TrustImages bool
+	Log         *log.Logger
 }
 
 // Result tells what was restored.
@@ -52,21 +59,39 @@ func Run(opts Options) (Result, error) {
 	if opts.Log == nil {
 		opts.Log = log.Discard()
 	}
-	// Restored tasks open images by path from their own working
-	// directory, which is not amber's.
-	dir, err := filepath.Abs(opts.ImagesDir)
-	if err != nil {
-		return Result{}, fmt.Errorf("restore: images directory %s: %w", opts.ImagesDir, err)
-	}
-	tree, err := load(image.Dir(dir))
+	dir, err := openImages(opts)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
+	defer dir.Close()
+	tree, err := load(dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
+	}
 	opts.Log.Infof("images of %d processes read", len(tree.tasks))
 	if err := restoreTree(tree, opts); err != nil {
-		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, err)
+		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, untrustedHint(err))
 	}
 	return Result{Pid: tree.root.pid}, nil
+}
+
+// openImages opens the images directory, refusing images that anyone but
+// root and the caller can write (image.OpenTrustedDir) unless
+// --trust-images.
+func openImages(opts Options) (image.Dir, error) {
+	if opts.TrustImages {
+		return image.OpenDir(opts.ImagesDir)
+	}
+	d, err := image.OpenTrustedDir(opts.ImagesDir, os.Getuid())
+	return d, untrustedHint(err)
+}
+
+// untrustedHint says what to do about images refused as untrusted.
+func untrustedHint(err error) error {
+	if !errors.Is(err, image.ErrUntrusted) {
+		return err
+	}
+	return fmt.Errorf("%w; whoever can write the images chooses what the restored process runs as and opens: check them, and restore with --trust-images if they are sound", err)
 }
 
 // restoreTree restores every process of the tree, then releases them all
@@ -106,7 +131,7 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			r.killAll()
 		}
 	}()
-	segs, err := ipc.RestoreShm(image.Dir(opts.ImagesDir), tree.root.ids.GetIpcNsId())
+	segs, err := ipc.RestoreShm(tree.dir, tree.root.ids.GetIpcNsId())
 	if err != nil {
 		return err
 	}
@@ -345,6 +370,7 @@ func newHost(opts Options) (*host, error) {
 		// Files changed since the dump are taken as they are now.
 		skipFileCheck:  opts.SkipFileCheck,
 		tcpEstablished: opts.TCPEstablished,
+		warnf:          opts.Log.Warnf,
 	}, nil
 }
 

@@ -38,9 +38,16 @@ func Path(w io.Writer, path string) error {
 	return File(w, path)
 }
 
-// File writes the JSON of one image: {"magic": KIND, "entries": [...]}.
+// File writes the JSON of one image: {"magic": KIND, "entries": [...]},
+// or, for a raw image, what it is and its size (rawImage).
 func File(w io.Writer, path string) error {
-	img, err := Decode(path)
+	var img any
+	var err error
+	if isRaw(filepath.Base(path)) {
+		img, err = raw(path)
+	} else {
+		img, err = Decode(path)
+	}
 	if err != nil {
 		return err
 	}
@@ -53,8 +60,8 @@ func File(w io.Writer, path string) error {
 }
 
 // Dir writes one JSON object with a member per *.img file of dir, in name
-// order. Raw images (pages-*.img and CRIU's other raw ones) appear as
-// {"size": BYTES}; an image that cannot be decoded as {"error": MESSAGE},
+// order. Raw images (pages-*.img and CRIU's other raw ones) appear as a
+// rawImage; an image that cannot be decoded as {"error": MESSAGE},
 // and Dir then returns the errors once everything is written.
 func Dir(w io.Writer, dir string) error {
 	ents, err := os.ReadDir(dir)
@@ -90,12 +97,34 @@ func dirMember(path string) (any, error) {
 	if !isRaw(filepath.Base(path)) {
 		return Decode(path)
 	}
+	return raw(path)
+}
+
+// rawImage is how a raw image shows: it has no magic and no entries to
+// decode, only bytes (for pages-*.img, pages in the order of the pagemap
+// image that names it).
+type rawImage struct {
+	Raw   string `json:"raw"`
+	Size  int64  `json:"size"`
+	Pages *int64 `json:"pages,omitempty"`
+}
+
+// raw describes the raw image at path.
+func raw(path string) (*rawImage, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]int64{"size": st.Size()}, nil
+	if !strings.HasPrefix(filepath.Base(path), "pages-") {
+		return &rawImage{Raw: "raw data, without a magic", Size: st.Size()}, nil
+	}
+	pages := st.Size() / pageSize
+	return &rawImage{Raw: "page data: pages-*.img have no magic, only the pages their pagemap image lists",
+		Size: st.Size(), Pages: &pages}, nil
 }
+
+// pageSize is the size of the pages in a pages image.
+const pageSize = 4096
 
 func writeMember(w io.Writer, sep, name string, v any) error {
 	b, err := json.MarshalIndent(v, indent, indent)

@@ -26,13 +26,15 @@ import (
 // writeImages writes a small but complete-looking images directory.
 func writeImages(t *testing.T, dir string) {
 	t.Helper()
-	d := image.Dir(dir)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
+	d, err := image.OpenDir(dir)
+	must(err)
+	defer d.Close()
 	must(image.WriteFile(d.InventoryPath(), image.Inventory, &inventory.InventoryEntry{
 		ImgVersion: proto.Uint32(2), FdinfoPerId: proto.Bool(true),
 	}))
@@ -47,7 +49,7 @@ func writeImages(t *testing.T, dir string) {
 		&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x400000), CompatNrPages: proto.Uint32(2), NrPages: proto.Uint64(2)},
 	))
 	must(image.WriteFile(d.FSPath(100), image.FS, &fs.FsEntry{CwdId: proto.Uint32(1), RootId: proto.Uint32(2)}))
-	must(os.WriteFile(d.PagesPath(1), make([]byte, 8192), 0o600))
+	must(d.PagesPath(1).WriteFile(make([]byte, 8192)))
 	must(os.WriteFile(filepath.Join(dir, "dump.log"), []byte("not an image\n"), 0o600))
 }
 
@@ -109,11 +111,35 @@ func TestDir(t *testing.T) {
 			t.Errorf("%s: %v, magic %q, want %q", name, err, img.Magic, magic)
 		}
 	}
-	if string(all["pages-1.img"]) != "{\n        \"size\": 8192\n    }" {
+	var pages struct {
+		Raw         string
+		Size, Pages int64
+	}
+	if err := json.Unmarshal(all["pages-1.img"], &pages); err != nil || pages.Size != 8192 || pages.Pages != 2 ||
+		!strings.Contains(pages.Raw, "page data") {
 		t.Errorf("pages-1.img shown as %s", all["pages-1.img"])
 	}
 	if _, ok := all["dump.log"]; ok || len(all) != len(want)+1 {
 		t.Errorf("members %d, want %d (no dump.log)", len(all), len(want)+1)
+	}
+}
+
+// TestShowPagesFile: a pages image shown alone is raw page data with its
+// size in pages, not an image of unknown magic 0x0.
+func TestShowPagesFile(t *testing.T) {
+	dir := t.TempDir()
+	writeImages(t, dir)
+	var out bytes.Buffer
+	if err := Path(&out, filepath.Join(dir, "pages-1.img")); err != nil {
+		t.Fatal(err)
+	}
+	var pages struct {
+		Raw         string
+		Size, Pages int64
+	}
+	if err := json.Unmarshal(out.Bytes(), &pages); err != nil || pages.Pages != 2 || pages.Size != 8192 ||
+		!strings.Contains(pages.Raw, "page data") || !strings.Contains(pages.Raw, "no magic") {
+		t.Errorf("show pages-1.img: %v\n%s", err, out.String())
 	}
 }
 
@@ -176,8 +202,14 @@ func TestDecodeErrors(t *testing.T) {
 // go-criu's decoder panic (makeslice); Decode must turn it into an error.
 func TestDecodeRecoversPanic(t *testing.T) {
 	ghost := image.Kind{Name: "GHOST_FILE", Magic: uint32(magic.LoadMagic().ByName["GHOST_FILE"]), Prefix: image.MagicCommon}
-	path := filepath.Join(t.TempDir(), "ghost-file-1.img")
-	err := image.WriteFile(path, ghost,
+	d, err := image.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	p := d.File("ghost-file-1.img")
+	path := p.String()
+	err = image.WriteFile(p, ghost,
 		&ghost_file.GhostFileEntry{Uid: proto.Uint32(0), Gid: proto.Uint32(0), Mode: proto.Uint32(0o100644), Chunks: proto.Bool(true)},
 		&ghost_file.GhostChunkEntry{Len: proto.Uint64(1 << 62), Off: proto.Uint64(0)},
 	)

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"strings"
+)
+
+// optionHelp is the --help line of each option amber implements, by long
+// name, in the order --help lists them.
+func optionHelp() [][2]string {
+	return [][2]string{
+		{"tree", "-t|--tree PID            root of the tree to dump"},
+		{"images-dir", "-D|--images-dir DIR      images directory (default .)"},
+		{"work-dir", "-W|--work-dir DIR        where relative log and pid files go (default: DIR)"},
+		{"log-file", "-o|--log-file FILE       log to FILE (relative to the work directory), not stderr"},
+		{"verbosity", "-v[N]|--verbosity[=N]    log level 0..4 (default 2); -v, -vv, ... raise it"},
+		{"leave-running", "-R|--leave-running       leave the tree running after dump"},
+		{"shell-job", "-j|--shell-job           the tree is a shell job (shares our session)"},
+		{"restore-detached", "-d|--restore-detached    do not wait for the restored tree"},
+		{"pidfile", "--pidfile FILE           write the restored root's PID to FILE (created exclusively)"},
+		{"tcp-established", "--tcp-established        dump and restore established TCP connections (TCP repair mode)"},
+		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
+		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
+		{"ghost-limit", "--ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)"},
+		{"skip-file-check", "--skip-file-check        restore files whose size or mtime changed since the dump (amber's)"},
+		{"trust-images", "--trust-images           restore images that users other than root and you can write (amber's)"},
+		{"feature", "--feature NAME           check one feature (CRIU's names or amber's)"},
+		{"rounds", "--rounds N               rounds per workload, best kept (default 3)"},
+		{"plot", "--plot FILE.svg          plot restore time against memory size"},
+		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
+	}
+}
+
+// verbHelp is what `amber VERB --help` prints: the synopsis, what the
+// verb does, and the options it takes.
+type verbHelp struct {
+	synopsis, what string
+	options        []string
+}
+
+// verbHelps lists the help of each implemented verb.
+func verbHelps() map[string]verbHelp {
+	common := []string{"log-file", "verbosity", "work-dir", "no-default-config"}
+	return map[string]verbHelp{
+		"dump": {"amber dump -t PID [-D DIR] [options]",
+			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
+				"Images of an earlier dump in DIR are removed first.",
+			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established",
+				"ghost-limit", "timeout", "pre-dump-mode"}, common...)},
+		"restore": {"amber restore [-D DIR] [-d] [--pidfile FILE] [options]",
+			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
+				"you can write (DIR, a directory above it, an image) are refused.",
+			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established",
+				"skip-file-check", "trust-images"}, common...)},
+		"check": {"amber check [--feature NAME]",
+			"Report the kernel features amber needs.",
+			append([]string{"feature"}, common...)},
+		"show": {"amber show DIR|FILE",
+			"Print an image, or every image of a directory, as JSON (like crit show).\n" +
+				"Raw images (pages-*.img) are shown by their size.",
+			nil},
+		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]",
+			"Time dump and restore of built-in workloads against a native floor\n" +
+				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50).",
+			[]string{"rounds", "plot"}},
+	}
+}
+
+// helpText is what --help prints: the help of verb, or the whole usage
+// without one (or for a verb amber does not implement).
+func helpText(verb string) string {
+	h, ok := verbHelps()[verb]
+	if !ok {
+		return usage()
+	}
+	var b strings.Builder
+	b.WriteString("Usage: " + h.synopsis + "\n\n" + h.what + "\n")
+	if len(h.options) > 0 {
+		b.WriteString("\nOptions:\n")
+		lines := map[string]string{}
+		for _, l := range optionHelp() {
+			lines[l[0]] = l[1]
+		}
+		for _, name := range h.options {
+			b.WriteString("  " + lines[name] + "\n")
+		}
+	}
+	return b.String()
+}
+
+// usage is what --help prints without a verb.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`Usage:
+  amber dump -t PID [-D DIR] [options]
+  amber restore [-D DIR] [-d] [--pidfile FILE] [options]
+  amber check [--feature NAME]
+  amber show DIR|FILE
+  amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]
+  amber --version | --help
+  amber COMMAND --help
+
+Commands:
+  dump       checkpoint the process tree rooted at PID into DIR
+  restore    restore the tree dumped in DIR
+  check      report the kernel features amber needs
+  show       print images as JSON, like crit show
+  bench      time dump and restore of built-in workloads against a native floor
+             (workloads: mem512 mem1g vma10k filemap4k threads100 tree50)
+
+Options (CRIU's; before or after the command):
+`)
+	for _, l := range optionHelp() {
+		b.WriteString("  " + l[1] + "\n")
+	}
+	return b.String()
+}
