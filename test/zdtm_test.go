@@ -50,6 +50,8 @@ var programs = []program{
 	{name: "file_shared_map"},
 	{name: "sysv_shm00"},
 	{name: "timers00", cflags: []string{"-lrt"}},
+	{name: "itimer_pending"},
+	{name: "timer_signals", cflags: []string{"-lrt"}},
 	{name: "nnp00"},
 	{name: "sigpending00"},
 	{name: "poll_restart"},

@@ -573,7 +573,7 @@ func (t *Task) stepSyscall(r *Regs) (uint64, error) {
 }
 
 // waitSyscallStop waits for a syscall-entry or -exit stop; signals that
-// arrive meanwhile are held for the release.
+// arrive meanwhile stay pending (keep).
 func (t *Task) waitSyscallStop() error {
 	for {
 		ws, err := t.wait()
@@ -589,8 +589,11 @@ func (t *Task) waitSyscallStop() error {
 			}
 			continue
 		}
-		t.hold(ws.StopSignal())
-		if err := ptrace(unix.PTRACE_SYSCALL, t.Pid, 0, 0); err != nil {
+		kept, err := t.keep(ws.StopSignal())
+		if err != nil {
+			return err
+		}
+		if err := ptrace(unix.PTRACE_SYSCALL, t.Pid, 0, uintptr(kept)); err != nil {
 			return err
 		}
 	}

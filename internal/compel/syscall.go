@@ -70,8 +70,8 @@ var faults = map[unix.Signal]bool{unix.SIGSEGV: true, unix.SIGBUS: true, unix.SI
 
 // waitTrap waits until the task stops with SIGTRAP, resuming it with req
 // after event stops. A fault is an error. Any other signal that arrives
-// meanwhile (a SIGCHLD from a zombie amber made, say) is held back and
-// delivered when the task is released.
+// meanwhile (a SIGCHLD from a zombie amber made, a restored timer's) stays
+// pending, siginfo and all (keep).
 func (t *Task) waitTrap(req int) error {
 	for {
 		ws, err := t.wait()
@@ -99,8 +99,11 @@ func (t *Task) waitTrap(req int) error {
 			r, _ := t.Regs()
 			return fmt.Errorf("pid %d: %v at rip %#x", t.Pid, sig, r.Rip)
 		}
-		t.hold(sig)
-		if err := ptrace(req, t.Pid, 0, 0); err != nil {
+		kept, err := t.keep(sig)
+		if err != nil {
+			return err
+		}
+		if err := ptrace(req, t.Pid, 0, uintptr(kept)); err != nil {
 			return fmt.Errorf("pid %d: resume after %v: %w", t.Pid, sig, err)
 		}
 	}

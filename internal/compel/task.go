@@ -3,7 +3,6 @@ package compel
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"syscall"
 	"time"
 	"unsafe"
@@ -20,18 +19,26 @@ type Task struct {
 	// NewChild is the PID of the last child the task forked while amber
 	// made it run a system call (PTRACE_O_TRACEFORK).
 	NewChild int
-	// held are signals that arrived while amber drove the task, to be
-	// delivered when it is released.
-	held []unix.Signal
 }
 
-// hold keeps sig for delivery at Detach. SIGSTOP is not kept: a task
-// amber stops is not stopped for its job control.
-func (t *Task) hold(sig unix.Signal) {
-	if sig == unix.SIGSTOP || slices.Contains(t.held, sig) {
-		return
+// keep makes a signal the task stopped to receive stay pending, with its
+// siginfo: the task blocks it, and the kernel queues again a blocked
+// signal its tracer resumes the task with (ptrace_signal). It returns the
+// signal to resume with. SIGSTOP is dropped: a task amber stops is not
+// stopped for its job control. Whoever releases the task sets its signal
+// mask first.
+func (t *Task) keep(sig unix.Signal) (unix.Signal, error) {
+	if sig == unix.SIGSTOP {
+		return 0, nil
 	}
-	t.held = append(t.held, sig)
+	m, err := t.SigMask()
+	if err != nil {
+		return 0, err
+	}
+	if err := t.SetSigMask(m | 1<<(sig-1)); err != nil {
+		return 0, err
+	}
+	return sig, nil
 }
 
 // ErrGone is returned when a traced task died under amber.
@@ -83,17 +90,10 @@ func (t *Task) waitInterrupted() error {
 	}
 }
 
-// Detach releases the task; it continues from its current registers, with
-// the signals held back while amber drove it pending again.
+// Detach releases the task; it continues from its current registers and
+// signal mask.
 func (t *Task) Detach() error {
-	var sig unix.Signal
-	if len(t.held) > 0 {
-		sig = t.held[0]
-		for _, s := range t.held[1:] {
-			unix.Tgkill(t.Pid, t.Pid, s)
-		}
-	}
-	if err := ptrace(unix.PTRACE_DETACH, t.Pid, 0, uintptr(sig)); err != nil {
+	if err := ptrace(unix.PTRACE_DETACH, t.Pid, 0, 0); err != nil {
 		return fmt.Errorf("detach pid %d: %w", t.Pid, err)
 	}
 	return nil

@@ -305,8 +305,13 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 // releaseAll lets every restored task run.
 func (r *restorer) releaseAll() error {
 	for _, p := range r.procs {
-		for _, th := range p.threads {
+		for i, th := range p.threads {
 			if err := th.SetAffinity(r.cpus); err != nil {
+				return err
+			}
+			// The mask once more: a signal that came while amber drove
+			// the thread was kept pending by blocking it.
+			if err := th.SetSigMask(p.t.threads[i].core.GetThreadCore().GetBlkSigset()); err != nil {
 				return err
 			}
 			if err := th.Detach(); err != nil {

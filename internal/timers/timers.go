@@ -75,6 +75,7 @@ func Dump(inj Batcher, pid int) (*timerimg.TaskTimersEntry, error) {
 	for i := range its {
 		its[i] = &timerimg.ItimerEntry{Isec: proto.Uint64(w(i, 0)), Iusec: proto.Uint64(w(i, 1)), Vsec: proto.Uint64(w(i, 2)), Vusec: proto.Uint64(w(i, 3))}
 	}
+	rearmReal(its[0])
 	e := &timerimg.TaskTimersEntry{Real: its[0], Virt: its[1], Prof: its[2]}
 	for i, t := range posix {
 		t.Isec, t.Insec, t.Vsec, t.Vnsec = proto.Uint64(w(3+i, 0)), proto.Uint64(w(3+i, 1)), proto.Uint64(w(3+i, 2)), proto.Uint64(w(3+i, 3))
@@ -82,6 +83,18 @@ func Dump(inj Batcher, pid int) (*timerimg.TaskTimersEntry, error) {
 		e.Posix = append(e.Posix, t)
 	}
 	return e, nil
+}
+
+// rearmReal gives a periodic ITIMER_REAL that shows no time left the
+// whole interval. The kernel re-arms such a timer only when the process
+// takes the SIGALRM it sent, which is then pending: until then getitimer
+// says 0, and restored as read the timer would be disarmed for good (the
+// SIGALRM restored as pending does not re-arm a timer it did not come
+// from).
+func rearmReal(e *timerimg.ItimerEntry) {
+	if e.GetVsec() == 0 && e.GetVusec() == 0 && (e.GetIsec() != 0 || e.GetIusec() != 0) {
+		e.Vsec, e.Vusec = proto.Uint64(e.GetIsec()), proto.Uint64(e.GetIusec())
+	}
 }
 
 // readPosix lists pid's POSIX timers from /proc/PID/timers.

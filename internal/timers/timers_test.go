@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	timerimg "github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"amber/internal/plan"
 )
@@ -69,4 +71,25 @@ func TestPlanRestore(t *testing.T) {
 func FuzzParsePosix(f *testing.F) {
 	f.Add(sample)
 	f.Fuzz(func(t *testing.T, s string) { ParsePosix(strings.NewReader(s)) })
+}
+
+// TestRearmReal: a periodic real timer read while its SIGALRM is pending
+// shows 0 left; it is dumped with a whole interval, not disarmed.
+func TestRearmReal(t *testing.T) {
+	u := proto.Uint64
+	e := &timerimg.ItimerEntry{Isec: u(0), Iusec: u(50000), Vsec: u(0), Vusec: u(0)}
+	rearmReal(e)
+	if e.GetVsec() != 0 || e.GetVusec() != 50000 {
+		t.Fatalf("value %d.%06d, want the interval", e.GetVsec(), e.GetVusec())
+	}
+	off := &timerimg.ItimerEntry{Isec: u(0), Iusec: u(0), Vsec: u(0), Vusec: u(0)}
+	rearmReal(off)
+	if off.GetVusec() != 0 {
+		t.Fatalf("a disarmed timer was armed")
+	}
+	running := &timerimg.ItimerEntry{Isec: u(1), Iusec: u(0), Vsec: u(0), Vusec: u(7)}
+	rearmReal(running)
+	if running.GetVusec() != 7 {
+		t.Fatalf("a running timer's value changed")
+	}
 }
