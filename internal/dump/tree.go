@@ -3,6 +3,7 @@ package dump
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -131,13 +132,30 @@ func explainSeize(pid, tid int, err error) error {
 	if tid != pid {
 		who = fmt.Sprintf("thread %d of pid %d", tid, pid)
 	}
-	if st, serr := proc.ReadStatus(tid); serr == nil && st.TracerPid != 0 {
+	if errors.Is(err, compel.ErrTimeout) {
+		return fmt.Errorf("freeze %s: it did not stop (%s): %w", who, sleepState(pid, tid), err)
+	}
+	if st, serr := proc.ReadStatus(tid); serr == nil && st.TracerPid != 0 && st.TracerPid != os.Getpid() {
 		return fmt.Errorf("may not trace %s: it is already traced by %s: %w", who, tracerName(st.TracerPid), err)
 	}
 	if errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("may not trace %s (is it another user's, or is amber not root?): %w", who, err)
 	}
 	return fmt.Errorf("freeze %s: %w", who, err)
+}
+
+// sleepState says what a task that does not stop is doing, for an error
+// message: its state and the kernel function it sleeps in.
+func sleepState(pid, tid int) string {
+	st, err := proc.ReadTaskStat(pid, tid)
+	if err != nil {
+		return "gone"
+	}
+	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid))
+	if st.State == 'D' {
+		return fmt.Sprintf("in uninterruptible sleep in %s", wchan)
+	}
+	return fmt.Sprintf("state %c in %s", st.State, wchan)
 }
 
 func tracerName(pid int) string {
