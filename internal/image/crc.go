@@ -1,0 +1,107 @@
+package image
+
+import (
+	"cmp"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"sync"
+)
+
+// Images are checksummed with CRC32C (Castagnoli): hash/crc32 computes it
+// with the CPU's CRC instruction, at several GB/s. Large files are hashed
+// in pieces by several workers at once; CombineCRC joins the pieces.
+
+// castagnoli is the CRC32C polynomial, reflected (as hash/crc32 has it).
+const castagnoli = 0x82f63b78
+
+// crcTable is read-only after package initialisation.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum is the CRC32C of b.
+func Checksum(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
+
+// UpdateChecksum is the CRC32C of the bytes crc covers followed by b.
+func UpdateChecksum(crc uint32, b []byte) uint32 { return crc32.Update(crc, crcTable, b) }
+
+// CombineCRC returns the CRC32C of A followed by B, given crcA of A, crcB
+// of B and the length of B.
+func CombineCRC(crcA, crcB uint32, lenB int64) uint32 {
+	// Appending n zero bytes multiplies a CRC's polynomial by x^(8n)
+	// modulo the generator, and a CRC is linear in its input: the CRC of
+	// A then B is crcA times x^(8 lenB), plus crcB.
+	return mulModP(xPow8n(lenB), crcA) ^ crcB
+}
+
+// mulModP multiplies two polynomials modulo the CRC32C generator, in the
+// reflected bit order (the top bit is x^0).
+func mulModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ castagnoli
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// xPow8n is x^(8n) modulo the generator: square-and-multiply over the
+// bits of n, starting from x^8.
+func xPow8n(n int64) uint32 {
+	p := uint32(1) << 31  // x^0
+	sq := uint32(1) << 23 // x^8
+	for ; n > 0; n >>= 1 {
+		if n&1 != 0 {
+			p = mulModP(p, sq)
+		}
+		sq = mulModP(sq, sq)
+	}
+	return p
+}
+
+// Sum is the size and CRC32C of a file, as the manifest records them.
+type Sum struct {
+	Size int64
+	CRC  uint32
+}
+
+// ChunkSums collects the CRC32C of pieces of one file hashed out of order
+// (by several workers at once) and gives the CRC32C of the whole. Its
+// methods may be called from several goroutines.
+type ChunkSums struct {
+	mu     sync.Mutex
+	chunks []chunkSum
+}
+
+type chunkSum struct {
+	off int64
+	Sum
+}
+
+// Add records the sum of the piece of the file at offset off.
+func (c *ChunkSums) Add(off int64, s Sum) {
+	c.mu.Lock()
+	c.chunks = append(c.chunks, chunkSum{off, s})
+	c.mu.Unlock()
+}
+
+// Sum joins the pieces, which must cover the file from offset 0 without
+// gap or overlap.
+func (c *ChunkSums) Sum() (Sum, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slices.SortFunc(c.chunks, func(a, b chunkSum) int { return cmp.Compare(a.off, b.off) })
+	var s Sum
+	for _, p := range c.chunks {
+		if p.off != s.Size {
+			return Sum{}, fmt.Errorf("checksum pieces: piece at %d, want one at %d", p.off, s.Size)
+		}
+		s = Sum{s.Size + p.Size, CombineCRC(s.CRC, p.CRC, p.Size)}
+	}
+	return s, nil
+}
