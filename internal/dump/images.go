@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -50,7 +51,11 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
 		return fmt.Errorf("shared memory: %w", err)
 	}
-	return d.writeTreeImages(entries, rootIDs)
+	if err := d.writeTreeImages(entries, rootIDs); err != nil {
+		return err
+	}
+	// Last: the manifest lists every image written before it.
+	return image.WriteManifest(d.dir, d.sums)
 }
 
 // dumpProcess writes the images of one live process and returns its mm.
@@ -88,6 +93,7 @@ func (d *dumper) dumpProcess(p *frozenProc, k *criucore.TaskKobjIdsEntry, pagesI
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
+	d.sums[filepath.Base(d.dir.PagesPath(pagesID))] = st.Sum
 	d.log.Infof("pid %d: %d threads, %d pages dumped of %d in private mappings", p.pid, len(p.threads), st.Pages, st.Scanned)
 	return mmE, d.dumpCow(p, mmE, st.Runs, mms)
 }
