@@ -59,10 +59,16 @@ func Run(opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: images directory %s: %w", opts.ImagesDir, err)
 	}
+	check, err := verifyImages(image.Dir(dir), opts.Log)
+	if err != nil {
+		return Result{}, fmt.Errorf("restore: %w", err)
+	}
+	defer check.Stop()
 	tree, err := load(image.Dir(dir))
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
+	tree.pagesCheck = check
 	opts.Log.Infof("images of %d processes read", len(tree.tasks))
 	if err := restoreTree(tree, opts); err != nil {
 		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, err)
@@ -127,6 +133,11 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	r.created = append(r.created, root)
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
+		return err
+	}
+	// Every task's memory is filled: the pages images, checked meanwhile,
+	// must have been those dumped before anything is let go.
+	if err := tree.waitPagesCheck(opts.Log); err != nil {
 		return err
 	}
 	for _, p := range r.procs {
