@@ -5,6 +5,7 @@
 //	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j]
 //	amber check [--feature NAME]
 //	amber show DIR|FILE
+//	amber check-images [-D DIR]
 //
 // The parsing is in options.go; this file runs the verbs.
 package main
@@ -24,6 +25,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/dump"
 	"amber/internal/files"
+	"amber/internal/image"
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/restore"
@@ -89,6 +91,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, runCheck(o, l, stdout)
 	case "show":
 		return 0, show.Path(stdout, o.Args[0])
+	case "check-images":
+		return 0, runCheckImages(o, stdout)
 	case "bench":
 		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, Out: stdout})
 	}
@@ -206,11 +210,27 @@ func runCheck(o Options, l *log.Logger, stdout io.Writer) error {
 	return fmt.Errorf("check: missing required features: %s", strings.Join(names, ", "))
 }
 
+// runCheckImages checks the images directory against its manifest, as a
+// restore would before it starts, without restoring.
+func runCheckImages(o Options, stdout io.Writer) error {
+	c, err := image.VerifyManifest(image.Dir(o.ImagesDir), nil)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return fmt.Errorf("%s: no %s to check the images against (a dump by CRIU, or an older amber)",
+			o.ImagesDir, image.ManifestName)
+	}
+	fmt.Fprintf(stdout, "%s: %d image files match %s\n", o.ImagesDir, len(c.Manifest.Files), image.ManifestName)
+	return nil
+}
+
 const usage = `Usage:
   amber dump -t PID [-D DIR] [options]
   amber restore [-D DIR] [-d] [--pidfile FILE] [options]
   amber check [--feature NAME]
   amber show DIR|FILE
+  amber check-images [-D DIR]
   amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]
   amber --version | --help
 
@@ -219,6 +239,7 @@ Commands:
   restore    restore the tree dumped in DIR
   check      report the kernel features amber needs
   show       print images as JSON, like crit show
+  check-images  check DIR against the manifest its dump wrote, as restore does first
   bench      time dump and restore of built-in workloads against a native floor
              (workloads: mem512 mem1g vma10k filemap4k threads100 tree50)
 
