@@ -24,6 +24,7 @@ func TestRestoreOtherArchitecture(t *testing.T) {
 	if err := image.WriteFile(path, image.Core, core); err != nil {
 		t.Fatal(err)
 	}
+	c.dropManifest()
 	r := c.restoreDetached(c.pidfile())
 	requireFailure(t, r, filepath.Base(path))
 	requireFailure(t, r, "architecture")
