@@ -21,8 +21,8 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // Checksum is the CRC32C of b.
 func Checksum(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
 
-// UpdateChecksum is the CRC32C of the bytes crc covers followed by b.
-func UpdateChecksum(crc uint32, b []byte) uint32 { return crc32.Update(crc, crcTable, b) }
+// updateChecksum is the CRC32C of the bytes crc covers followed by b.
+func updateChecksum(crc uint32, b []byte) uint32 { return crc32.Update(crc, crcTable, b) }
 
 // CombineCRC returns the CRC32C of A followed by B, given crcA of A, crcB
 // of B and the length of B.

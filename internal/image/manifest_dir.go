@@ -401,7 +401,7 @@ func hashRange(f *os.File, off, n int64, buf []byte, stop *atomic.Bool) (Sum, er
 		if _, err := f.ReadAt(b, off+done); err != nil {
 			return Sum{}, fmt.Errorf("%s: %w", f.Name(), noEOF(err))
 		}
-		s.CRC = UpdateChecksum(s.CRC, b)
+		s.CRC = updateChecksum(s.CRC, b)
 		done += int64(len(b))
 	}
 	return s, nil
