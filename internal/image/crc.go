@@ -2,10 +2,16 @@ package image
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Images are checksummed with CRC32C (Castagnoli): hash/crc32 computes it
@@ -102,6 +108,76 @@ func (c *ChunkSums) Sum() (Sum, error) {
 			return Sum{}, fmt.Errorf("checksum pieces: piece at %d, want one at %d", p.off, s.Size)
 		}
 		s = Sum{s.Size + p.Size, CombineCRC(s.CRC, p.CRC, p.Size)}
+	}
+	return s, nil
+}
+
+// hashBuf is how much of a file one read hashes: small enough that the
+// bytes are still in the CPU's cache when the CRC reads them.
+const hashBuf = 256 << 10
+
+// hashPiece is how much of a large file one hashing worker takes at a
+// time.
+const hashPiece = 16 << 20
+
+// bindThread makes the calling goroutine run on a thread bound to cpus,
+// if not nil, until the returned function is called.
+func bindThread(cpus *unix.CPUSet) (unbind func()) {
+	if cpus == nil {
+		return func() {}
+	}
+	runtime.LockOSThread()
+	unix.SchedSetaffinity(0, cpus)
+	return runtime.UnlockOSThread
+}
+
+// errStopped is what a hash stopped early returns.
+var errStopped = errors.New("check stopped")
+
+// hashFile computes the CRC32C of the first size bytes of f, which must
+// have that many: large files in pieces by one worker per CPU (bound to
+// cpus, if not nil), until stop, if not nil, is set.
+func hashFile(f *os.File, size int64, stop *atomic.Bool, cpus *unix.CPUSet) (Sum, error) {
+	pieces := int((size + hashPiece - 1) / hashPiece)
+	if pieces <= 1 {
+		return hashRange(f, 0, size, make([]byte, min(size, hashBuf)), stop)
+	}
+	var sums ChunkSums
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, min(runtime.NumCPU(), pieces))
+	for w := range errs {
+		wg.Go(func() {
+			defer bindThread(cpus)()
+			buf := make([]byte, hashBuf)
+			for i := next.Add(1) - 1; i < int64(pieces) && errs[w] == nil; i = next.Add(1) - 1 {
+				off := i * hashPiece
+				var s Sum
+				s, errs[w] = hashRange(f, off, min(hashPiece, size-off), buf, stop)
+				sums.Add(off, s)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return Sum{}, err
+	}
+	return sums.Sum()
+}
+
+// hashRange hashes n bytes of f from off, reading them into buf.
+func hashRange(f *os.File, off, n int64, buf []byte, stop *atomic.Bool) (Sum, error) {
+	s := Sum{Size: n}
+	for done := int64(0); done < n; {
+		if stop != nil && stop.Load() {
+			return Sum{}, errStopped
+		}
+		b := buf[:min(n-done, int64(len(buf)))]
+		if _, err := f.ReadAt(b, off+done); err != nil {
+			return Sum{}, fmt.Errorf("%s: %w", f.Name(), noEOF(err))
+		}
+		s.CRC = updateChecksum(s.CRC, b)
+		done += int64(len(b))
 	}
 	return s, nil
 }
