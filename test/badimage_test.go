@@ -29,6 +29,7 @@ func TestRestoreOtherArchitecture(t *testing.T) {
 	if err := image.WriteFile(path, image.Core, core); err != nil {
 		t.Fatal(err)
 	}
+	c.dropManifest()
 	r := c.restoreDetached(c.pidfile())
 	requireFailure(t, r, path.Name())
 	requireFailure(t, r, "architecture")

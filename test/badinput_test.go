@@ -48,6 +48,7 @@ func testRestoreTruncatedCore(t *testing.T) {
 	if err := os.Truncate(core, fi.Size()/2); err != nil {
 		t.Fatal(err)
 	}
+	c.dropManifest()
 	requireFailure(t, c.restoreDetached(c.pidfile()), filepath.Base(core))
 	c.requireLive()
 }
@@ -67,6 +68,7 @@ func testRestoreBadPstreeMagic(t *testing.T) {
 	if err := os.WriteFile(pstree, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	c.dropManifest()
 	requireFailure(t, c.restoreDetached(c.pidfile()), "pstree.img")
 	c.requireLive()
 }

@@ -58,6 +58,9 @@ func verbHelps() map[string]verbHelp {
 			"Print an image, or every image of a directory, as JSON (like crit show).\n" +
 				"Raw images (pages-*.img) are shown by their size.",
 			nil},
+		"check-images": {"amber check-images [-D DIR]",
+			"Check DIR against the manifest its dump wrote, as restore does first.",
+			append([]string{"images-dir"}, common...)},
 		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]",
 			"Time dump and restore of built-in workloads against a native floor\n" +
 				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50).",
@@ -95,6 +98,7 @@ func usage() string {
   amber restore [-D DIR] [-d] [--pidfile FILE] [options]
   amber check [--feature NAME]
   amber show DIR|FILE
+  amber check-images [-D DIR]
   amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]
   amber --version | --help
   amber COMMAND --help
@@ -104,6 +108,7 @@ Commands:
   restore    restore the tree dumped in DIR
   check      report the kernel features amber needs
   show       print images as JSON, like crit show
+  check-images  check DIR against the manifest its dump wrote, as restore does first
   bench      time dump and restore of built-in workloads against a native floor
              (workloads: mem512 mem1g vma10k filemap4k threads100 tree50)
 

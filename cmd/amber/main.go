@@ -5,6 +5,7 @@
 //	amber restore [-D DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--trust-images]
 //	amber check [--feature NAME]
 //	amber show DIR|FILE
+//	amber check-images [-D DIR]
 //
 // The parsing is in options.go; this file runs the verbs.
 package main
@@ -25,6 +26,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/dump"
 	"amber/internal/files"
+	"amber/internal/image"
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/restore"
@@ -90,6 +92,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, runCheck(o, l, stdout)
 	case "show":
 		return 0, show.Path(stdout, o.Args[0])
+	case "check-images":
+		return 0, runCheckImages(o, stdout)
 	case "bench":
 		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, Out: stdout})
 	}
@@ -207,4 +211,24 @@ func runCheck(o Options, l *log.Logger, stdout io.Writer) error {
 		names[i] = f.Name
 	}
 	return fmt.Errorf("check: missing required features: %s", strings.Join(names, ", "))
+}
+
+// runCheckImages checks the images directory against its manifest, as a
+// restore would before it starts, without restoring.
+func runCheckImages(o Options, stdout io.Writer) error {
+	dir, err := image.OpenDir(o.ImagesDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	c, err := image.VerifyManifest(dir, nil)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return fmt.Errorf("%s: no %s to check the images against (a dump by CRIU, or an older amber)",
+			o.ImagesDir, image.ManifestName)
+	}
+	fmt.Fprintf(stdout, "%s: %d image files match %s\n", o.ImagesDir, len(c.Manifest.Files), image.ManifestName)
+	return nil
 }

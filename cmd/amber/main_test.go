@@ -258,3 +258,32 @@ func TestWaitRoot(t *testing.T) {
 		t.Error("waitRoot of a non-child succeeded")
 	}
 }
+
+// TestCheckImages checks a directory against its manifest: one that
+// matches, one with a damaged image (named), one without a manifest.
+func TestCheckImages(t *testing.T) {
+	dir := t.TempDir()
+	d, err := image.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.PstreePath().WriteFile([]byte("pstree")); err != nil {
+		t.Fatal(err)
+	}
+	if r := amber(t, dir, "check-images"); r.status != 1 || !strings.Contains(r.stderr, image.ManifestName) {
+		t.Errorf("check-images without a manifest: %+v", r)
+	}
+	if err := image.WriteManifest(d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := amber(t, dir, "check-images", "-D", dir); r.status != 0 || !strings.Contains(r.stdout, "1 image files match") {
+		t.Errorf("check-images: %+v", r)
+	}
+	if err := d.PstreePath().WriteFile([]byte("pstreE")); err != nil {
+		t.Fatal(err)
+	}
+	if r := amber(t, dir, "check-images"); r.status != 1 || !strings.Contains(r.stderr, "pstree.img: CRC32C") {
+		t.Errorf("check-images of a damaged image: %+v", r)
+	}
+}

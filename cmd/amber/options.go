@@ -17,7 +17,7 @@ var errNotSupported = errors.New("not supported yet")
 
 // Options is a parsed command line, with CRIU's meanings.
 type Options struct {
-	Verb string   // dump, restore, check, show
+	Verb string   // dump, restore, check, show, bench, check-images
 	Args []string // operands after the verb (show's DIR|FILE)
 
 	Tree      int    // -t, --tree: root PID to dump
@@ -67,7 +67,7 @@ type option struct {
 // verbs lists the commands and whether amber implements them.
 func verbs() map[string]bool {
 	return map[string]bool{
-		"dump": true, "restore": true, "check": true, "show": true, "bench": true,
+		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
 		"pre-dump": false, "page-server": false, "lazy-pages": false,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": false,
 		"exec": false, "image-streamer": false,

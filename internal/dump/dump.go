@@ -50,6 +50,9 @@ type dumper struct {
 	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
 	// exit.
 	xsave cpu.Layout
+	// sums are the checksums of the pages images, computed as they were
+	// written, for the manifest.
+	sums map[string]image.Sum
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -73,7 +76,7 @@ func Run(opts Options) error {
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
-		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev}
+		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

@@ -53,7 +53,11 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
 		return fmt.Errorf("shared memory: %w", err)
 	}
-	return d.writeTreeImages(entries, rootIDs)
+	if err := d.writeTreeImages(entries, rootIDs); err != nil {
+		return err
+	}
+	// Last: the manifest lists every image written before it.
+	return image.WriteManifest(d.dir, d.sums)
 }
 
 // removeStale removes the images of an earlier dump from the directory,
@@ -103,6 +107,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
+	d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
 	d.log.Infof("pid %d: %d threads, %d pages dumped of %d in private mappings", p.pid, len(p.threads), st.Pages, st.Scanned)
 	return mmE, d.dumpCow(p, mmE, st.Runs, mms)
 }

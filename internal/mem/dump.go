@@ -37,6 +37,9 @@ type PagesStats struct {
 	Pages   uint64 // pages written to the pages image
 	Scanned uint64 // pages in VMAs whose contents are saved
 	Runs    []Run  // the pages written, VMA by VMA (the pagemap joins runs that touch)
+	// Sum is the size and CRC32C of the pages image, computed as it was
+	// written, for the manifest.
+	Sum image.Sum
 }
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
@@ -60,8 +63,8 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	if err := writePagemap(dir.PagemapPath(pid), pagesID, p.merged); err != nil {
 		return st, err
 	}
-	n, err := copyPages(t, p.merged, p.shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
-	st.Pages, st.Runs = n, p.runs
+	sum, err := copyPages(t, p.merged, p.shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
+	st.Pages, st.Runs, st.Sum = uint64(sum.Size)/pageSize, p.runs, sum
 	return st, err
 }
 
@@ -174,11 +177,13 @@ func writePagemap(path image.Path, pagesID uint32, runs []Run) error {
 // copyPages copies the runs' contents into the pages image, in chunks
 // that several workers read and write at their own offsets at once: a
 // dump runs at the speed the page cache takes new pages, and that scales
-// with CPUs. Pages in shared (sorted) are read without pinning them.
-func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string) (uint64, error) {
+// with CPUs. Pages in shared (sorted) are read without pinning them. The
+// workers hash what they copy; copyPages returns the size and CRC32C of
+// the image.
+func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string) (image.Sum, error) {
 	f, err := path.Create()
 	if err != nil {
-		return 0, err
+		return image.Sum{}, err
 	}
 	defer f.Close()
 	var total uint64
@@ -190,20 +195,34 @@ func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string
 	unix.Fallocate(int(f.Fd()), 0, 0, int64(total))
 	bar := progress.New(label, total)
 	defer bar.Done()
+	sums := new(image.ChunkSums)
 	if copyWorkers(total) == 1 {
 		// Handing a small copy to a goroutine costs more than the copy:
 		// the caller is locked to its thread (ptrace), and every hand-off
 		// between threads wakes one.
-		return copyAlone(t, f, runs, shared, bar, total)
+		err = copyAlone(t, f, runs, shared, bar, total, sums)
+	} else {
+		err = copyParallel(t, f, runs, shared, bar, copyWorkers(total), sums)
 	}
+	if err != nil {
+		return image.Sum{}, err
+	}
+	if err := f.Close(); err != nil {
+		return image.Sum{}, err
+	}
+	return sums.Sum()
+}
+
+// copyParallel copies the runs chunk by chunk with workers goroutines.
+func copyParallel(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar, workers int, sums *image.ChunkSums) error {
 	work := make(chan copyJob)
 	var done atomic.Uint64
 	g := new(errgroup)
-	for range copyWorkers(total) {
+	for range workers {
 		g.Go(func() error {
 			buf := make([]byte, copyChunk)
 			for job := range work {
-				if err := copyChunkAt(t, f, job, shared, buf); err != nil {
+				if err := copyChunkAt(t, f, job, shared, buf, sums); err != nil {
 					return err
 				}
 				bar.Set(done.Add(job.size))
@@ -223,14 +242,11 @@ func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string
 		off += job.size
 	}
 	close(work)
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return done.Load() / pageSize, f.Close()
+	return g.Wait()
 }
 
 // copyAlone copies the runs chunk by chunk in the calling goroutine.
-func copyAlone(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar, total uint64) (uint64, error) {
+func copyAlone(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar, total uint64, sums *image.ChunkSums) error {
 	buf := make([]byte, min(copyChunk, total))
 	var off uint64
 	for chunk := range chunks(runs, copyChunk) {
@@ -238,13 +254,13 @@ func copyAlone(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar
 		for _, r := range chunk {
 			job.size += r.End - r.Start
 		}
-		if err := copyChunkAt(t, f, job, shared, buf); err != nil {
-			return 0, err
+		if err := copyChunkAt(t, f, job, shared, buf, sums); err != nil {
+			return err
 		}
 		off += job.size
 		bar.Set(off)
 	}
-	return off / pageSize, f.Close()
+	return nil
 }
 
 // copyJob is one chunk of runs and its offset in the pages image.
@@ -261,11 +277,13 @@ func copyWorkers(total uint64) int {
 	return min(runtime.NumCPU(), 4)
 }
 
-func copyChunkAt(t *compel.Task, f *os.File, job copyJob, shared []Run, buf []byte) error {
+// copyChunkAt copies one chunk and adds its checksum to sums.
+func copyChunkAt(t *compel.Task, f *os.File, job copyJob, shared []Run, buf []byte, sums *image.ChunkSums) error {
 	b := buf[:job.size]
 	if err := readRuns(t, job.runs, shared, b); err != nil {
 		return err
 	}
+	sums.Add(int64(job.off), image.Sum{Size: int64(len(b)), CRC: image.Checksum(b)})
 	if _, err := f.WriteAt(b, int64(job.off)); err != nil {
 		return fmt.Errorf("%s: %w", f.Name(), err)
 	}

@@ -3,6 +3,7 @@ package restore
 import (
 	"fmt"
 	"os"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -14,6 +15,7 @@ import (
 
 	"amber/internal/files"
 	"amber/internal/image"
+	"amber/internal/log"
 	"amber/internal/mem"
 )
 
@@ -57,6 +59,42 @@ type treeImages struct {
 	// stat looks up the files of the images, stat-ed ahead while the
 	// rest of them is read (nil: os.Stat).
 	stat func(string) (os.FileInfo, error)
+	// pagesCheck is the check of the pages images against the manifest,
+	// still running while memory is filled (nil: no manifest).
+	pagesCheck *image.Check
+}
+
+// verifyImages checks the images in dir against their manifest before
+// the restore reads them: every image but the pages at once, and those
+// (the bulk of the bytes) in the background, while the tasks are made and
+// their memory filled from the same page cache; the returned Check says
+// how that went. Images without a manifest (CRIU's) are not checked.
+func verifyImages(dir image.Dir, l *log.Logger) (*image.Check, error) {
+	check, err := image.VerifyManifest(dir, image.IsPagesName)
+	if err != nil {
+		return nil, err
+	}
+	if check == nil {
+		l.Infof("no %s: images not checked", image.ManifestName)
+		return nil, nil
+	}
+	l.Infof("%d image files listed in %s: all there, all but the pages images checked; those are checked while memory is filled",
+		len(check.Manifest.Files), image.ManifestName)
+	return check, nil
+}
+
+// waitPagesCheck waits for the check of the pages images, once every
+// task's memory is filled from them.
+func (t *treeImages) waitPagesCheck(l *log.Logger) error {
+	if t.pagesCheck == nil {
+		return nil
+	}
+	start := time.Now()
+	if err := t.pagesCheck.Wait(); err != nil {
+		return err
+	}
+	l.Infof("pages images match %s (waited %v for the check)", image.ManifestName, time.Since(start).Round(time.Microsecond))
+	return nil
 }
 
 // load reads the images of the tree in dir.

@@ -64,10 +64,16 @@ func Run(opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
 	defer dir.Close()
+	check, err := verifyImages(dir, opts.Log)
+	if err != nil {
+		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
+	}
+	defer check.Stop()
 	tree, err := load(dir)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
+	tree.pagesCheck = check
 	opts.Log.Infof("images of %d processes read", len(tree.tasks))
 	if err := restoreTree(tree, opts); err != nil {
 		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, untrustedHint(err))
@@ -154,6 +160,11 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	r.created = append(r.created, root)
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
+		return err
+	}
+	// Every task's memory is filled: the pages images, checked meanwhile,
+	// must have been those dumped before anything is let go.
+	if err := tree.waitPagesCheck(opts.Log); err != nil {
 		return err
 	}
 	for _, p := range r.procs {

@@ -1,0 +1,183 @@
+package image
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Images are checksummed with CRC32C (Castagnoli): hash/crc32 computes it
+// with the CPU's CRC instruction, at several GB/s. Large files are hashed
+// in pieces by several workers at once; CombineCRC joins the pieces.
+
+// castagnoli is the CRC32C polynomial, reflected (as hash/crc32 has it).
+const castagnoli = 0x82f63b78
+
+// crcTable is read-only after package initialisation.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum is the CRC32C of b.
+func Checksum(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
+
+// updateChecksum is the CRC32C of the bytes crc covers followed by b.
+func updateChecksum(crc uint32, b []byte) uint32 { return crc32.Update(crc, crcTable, b) }
+
+// CombineCRC returns the CRC32C of A followed by B, given crcA of A, crcB
+// of B and the length of B.
+func CombineCRC(crcA, crcB uint32, lenB int64) uint32 {
+	// Appending n zero bytes multiplies a CRC's polynomial by x^(8n)
+	// modulo the generator, and a CRC is linear in its input: the CRC of
+	// A then B is crcA times x^(8 lenB), plus crcB.
+	return mulModP(xPow8n(lenB), crcA) ^ crcB
+}
+
+// mulModP multiplies two polynomials modulo the CRC32C generator, in the
+// reflected bit order (the top bit is x^0).
+func mulModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ castagnoli
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// xPow8n is x^(8n) modulo the generator: square-and-multiply over the
+// bits of n, starting from x^8.
+func xPow8n(n int64) uint32 {
+	p := uint32(1) << 31  // x^0
+	sq := uint32(1) << 23 // x^8
+	for ; n > 0; n >>= 1 {
+		if n&1 != 0 {
+			p = mulModP(p, sq)
+		}
+		sq = mulModP(sq, sq)
+	}
+	return p
+}
+
+// Sum is the size and CRC32C of a file, as the manifest records them.
+type Sum struct {
+	Size int64
+	CRC  uint32
+}
+
+// ChunkSums collects the CRC32C of pieces of one file hashed out of order
+// (by several workers at once) and gives the CRC32C of the whole. Its
+// methods may be called from several goroutines.
+type ChunkSums struct {
+	mu     sync.Mutex
+	chunks []chunkSum
+}
+
+type chunkSum struct {
+	off int64
+	Sum
+}
+
+// Add records the sum of the piece of the file at offset off.
+func (c *ChunkSums) Add(off int64, s Sum) {
+	c.mu.Lock()
+	c.chunks = append(c.chunks, chunkSum{off, s})
+	c.mu.Unlock()
+}
+
+// Sum joins the pieces, which must cover the file from offset 0 without
+// gap or overlap.
+func (c *ChunkSums) Sum() (Sum, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slices.SortFunc(c.chunks, func(a, b chunkSum) int { return cmp.Compare(a.off, b.off) })
+	var s Sum
+	for _, p := range c.chunks {
+		if p.off != s.Size {
+			return Sum{}, fmt.Errorf("checksum pieces: piece at %d, want one at %d", p.off, s.Size)
+		}
+		s = Sum{s.Size + p.Size, CombineCRC(s.CRC, p.CRC, p.Size)}
+	}
+	return s, nil
+}
+
+// hashBuf is how much of a file one read hashes: small enough that the
+// bytes are still in the CPU's cache when the CRC reads them.
+const hashBuf = 256 << 10
+
+// hashPiece is how much of a large file one hashing worker takes at a
+// time.
+const hashPiece = 16 << 20
+
+// bindThread makes the calling goroutine run on a thread bound to cpus,
+// if not nil, until the returned function is called.
+func bindThread(cpus *unix.CPUSet) (unbind func()) {
+	if cpus == nil {
+		return func() {}
+	}
+	runtime.LockOSThread()
+	unix.SchedSetaffinity(0, cpus)
+	return runtime.UnlockOSThread
+}
+
+// errStopped is what a hash stopped early returns.
+var errStopped = errors.New("check stopped")
+
+// hashFile computes the CRC32C of the first size bytes of f, which must
+// have that many: large files in pieces by one worker per CPU (bound to
+// cpus, if not nil), until stop, if not nil, is set.
+func hashFile(f *os.File, size int64, stop *atomic.Bool, cpus *unix.CPUSet) (Sum, error) {
+	pieces := int((size + hashPiece - 1) / hashPiece)
+	if pieces <= 1 {
+		return hashRange(f, 0, size, make([]byte, min(size, hashBuf)), stop)
+	}
+	var sums ChunkSums
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, min(runtime.NumCPU(), pieces))
+	for w := range errs {
+		wg.Go(func() {
+			defer bindThread(cpus)()
+			buf := make([]byte, hashBuf)
+			for i := next.Add(1) - 1; i < int64(pieces) && errs[w] == nil; i = next.Add(1) - 1 {
+				off := i * hashPiece
+				var s Sum
+				s, errs[w] = hashRange(f, off, min(hashPiece, size-off), buf, stop)
+				sums.Add(off, s)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return Sum{}, err
+	}
+	return sums.Sum()
+}
+
+// hashRange hashes n bytes of f from off, reading them into buf.
+func hashRange(f *os.File, off, n int64, buf []byte, stop *atomic.Bool) (Sum, error) {
+	s := Sum{Size: n}
+	for done := int64(0); done < n; {
+		if stop != nil && stop.Load() {
+			return Sum{}, errStopped
+		}
+		b := buf[:min(n-done, int64(len(buf)))]
+		if _, err := f.ReadAt(b, off+done); err != nil {
+			return Sum{}, fmt.Errorf("%s: %w", f.Name(), noEOF(err))
+		}
+		s.CRC = updateChecksum(s.CRC, b)
+		done += int64(len(b))
+	}
+	return s, nil
+}

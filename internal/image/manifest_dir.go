@@ -1,0 +1,112 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"golang.org/x/sys/unix"
+)
+
+// ManifestError is an image file that does not match the manifest, or a
+// damaged manifest: Path names the file.
+type ManifestError struct {
+	Path    string
+	Problem string
+}
+
+func (e *ManifestError) Error() string { return e.Path + ": " + e.Problem }
+
+// openImage opens file name of d for reading, as Path.Open does; a
+// symbolic link is refused as a ManifestError naming it.
+func openImage(d Dir, name string) (*os.File, error) {
+	p := d.File(name)
+	f, err := p.Open()
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+		return nil, &ManifestError{p.String(), "a symbolic link, not an image the dump wrote"}
+	}
+	return f, err
+}
+
+// imageNames lists the files of d the manifest covers.
+func imageNames(d Dir) ([]string, error) {
+	names, err := d.Names()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if IsImageName(n) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// WriteManifest writes the manifest of every image file in dir, at the
+// end of a dump. The sums of known files were computed as they were
+// written; the others are read back (from the page cache) and hashed.
+func WriteManifest(dir Dir, known map[string]Sum) error {
+	names, err := imageNames(dir)
+	if err != nil {
+		return err
+	}
+	m := &Manifest{}
+	for _, name := range names {
+		s, err := sumOf(dir, name, known[name])
+		if err != nil {
+			return err
+		}
+		m.Files = append(m.Files, ManifestFile{name, s})
+	}
+	return dir.File(ManifestName).WriteFile(m.Marshal())
+}
+
+// sumOf is the size and CRC32C of file name: known, if its size matches,
+// else hashed now.
+func sumOf(d Dir, name string, known Sum) (Sum, error) {
+	f, err := openImage(d, name)
+	if err != nil {
+		return Sum{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Sum{}, err
+	}
+	if known.Size == st.Size() && known != (Sum{}) {
+		return known, nil
+	}
+	return hashFile(f, st.Size(), nil, nil)
+}
+
+// ReadManifest reads the manifest of dir; nil if the directory has none.
+func ReadManifest(dir Dir) (*Manifest, error) {
+	f, err := openImage(dir, ManifestName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxManifest+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifest {
+		return nil, &ManifestError{f.Name(), fmt.Sprintf("larger than %d bytes", maxManifest)}
+	}
+	m, err := ParseManifest(b)
+	if err != nil {
+		return nil, &ManifestError{f.Name(), err.Error()}
+	}
+	return m, nil
+}
+
+// maxManifest bounds the manifest's size: a line a file, and a dump of a
+// thousand threads has a few thousand files.
+const maxManifest = 64 << 20
