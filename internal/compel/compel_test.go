@@ -1,6 +1,7 @@
 package compel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -46,16 +47,36 @@ func TestSeizeInfectCure(t *testing.T) {
 	tasks := seizeAll(t, pid)
 	var regs []Regs
 	var masks []uint64
+	var frozen []Frozen
 	for _, task := range tasks {
 		r, _ := task.Regs()
 		m, _ := task.SigMask()
+		xs, err := task.XState()
+		if err != nil {
+			t.Fatal(err)
+		}
 		regs, masks = append(regs, r), append(masks, m)
+		frozen = append(frozen, Frozen{Task: task, Regs: r, Mask: m, XState: xs})
 	}
 	var pin unix.CPUSet
 	pin.Set(0)
-	p, err := Infect(tasks, Layout{Code: []Range{findVdso(t, pid)}, Stack: findStack(t, pid)}, pin)
+	entry := func(data uint64) []Call {
+		return []Call{{Nr: unix.SYS_GETTID}, {Nr: unix.SYS_SIGALTSTACK, Args: [6]uint64{0, data}}}
+	}
+	p, err := Infect(frozen, Layout{Code: []Range{findVdso(t, pid)}, Stack: findStack(t, pid)}, pin, entry)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tp := p.In(task)
+		res, ss, err := tp.Entry()
+		if err != nil || int(res[0]) != task.Pid {
+			t.Fatalf("entry calls of thread %d: %v, %v", task.Pid, res, err)
+		}
+		// Go gives every thread an alternate signal stack (not SS_DISABLE).
+		if ss[8]&2 != 0 || binary.LittleEndian.Uint64(ss[16:]) == 0 {
+			t.Fatalf("thread %d: sigaltstack %x", task.Pid, ss[:24])
+		}
 	}
 	for _, task := range []*Task{tasks[0], tasks[len(tasks)-1]} {
 		tp := p.In(task)
@@ -182,7 +203,7 @@ func findMapping(t *testing.T, pid int, name string) Range {
 		if strings.HasSuffix(line, " "+name) {
 			var s, e uint64
 			parseRange(line, &s, &e)
-			r = Range{s, e}
+			r = Range{Start: s, End: e}
 		}
 	}
 	if r.End == 0 {

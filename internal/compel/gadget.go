@@ -3,6 +3,7 @@ package compel
 import (
 	"bytes"
 	"fmt"
+	"os"
 )
 
 // Layout is what Infect needs to know of the memory of a process.
@@ -12,10 +13,22 @@ type Layout struct {
 	Code []Range
 	// Stack is the main thread's stack ([stack]); zero if unknown.
 	Stack Range
+	// Gadgets remembers where instructions lie in mapped files, for the
+	// next process that maps them; nil searches every time.
+	Gadgets *GadgetCache
 }
 
-// Range is an address range [Start, End).
-type Range struct{ Start, End uint64 }
+// Range is an address range [Start, End). ID, if set, names what is
+// mapped there (a file and its offset): ranges of one ID hold the same
+// bytes, and a GadgetCache finds instructions in them once. File, if set,
+// is a file that holds those bytes from Offset on, cheaper to read than
+// the task's memory (whose pages a search would fault in).
+type Range struct {
+	Start, End uint64
+	ID         string
+	File       string
+	Offset     uint64
+}
 
 // contains says whether addr lies in r.
 func (r Range) contains(addr uint64) bool { return addr >= r.Start && addr < r.End }
@@ -44,37 +57,127 @@ var (
 	}
 )
 
+// gadgetKinds are the instructions findGadgets looks for, in the order
+// of the fields of gadgets.
+var gadgetKinds = [][][]byte{{insnSyscall}, {insnSyscallRet}, insnSigreturn}
+
+// GadgetCache remembers at which offsets of a mapped file (a Range's ID)
+// each kind of gadget lies, or that it has none: a tree of processes maps
+// the same libraries, and searching them takes milliseconds a process.
+type GadgetCache struct {
+	found map[string][3]int64 // offset from the range's start; -1: none
+}
+
+// NewGadgetCache returns an empty cache.
+func NewGadgetCache() *GadgetCache { return &GadgetCache{found: map[string][3]int64{}} }
+
 // findGadgets looks for the gadgets in the ranges of code, first found
-// first kept. A bare syscall is required; the others are not.
-func findGadgets(t *Task, code []Range) (gadgets, error) {
-	var g gadgets
+// first kept, until it has them all. A bare syscall is required; the
+// others are not. A cached offset is used only if the task has the
+// expected bytes there.
+func findGadgets(t *Task, code []Range, cache *GadgetCache) (gadgets, error) {
+	var at [3]uint64
 	for _, r := range code {
-		buf := make([]byte, r.End-r.Start)
-		if err := t.ReadMem(r.Start, buf); err != nil {
-			continue
+		if at[0] != 0 && at[1] != 0 && at[2] != 0 {
+			break
 		}
-		at := func(pattern []byte) uint64 {
-			if i := bytes.Index(buf, pattern); i >= 0 {
-				return r.Start + uint64(i)
+		offs, ok := cachedOffsets(t, r, cache)
+		if !ok {
+			offs = searchRange(t, r)
+			if cache != nil && r.ID != "" {
+				cache.found[r.ID] = offs
 			}
-			return 0
 		}
-		if g.syscall == 0 {
-			g.syscall = at(insnSyscall)
-		}
-		if g.syscallRet == 0 {
-			g.syscallRet = at(insnSyscallRet)
-		}
-		for _, p := range insnSigreturn {
-			if g.sigreturn == 0 {
-				g.sigreturn = at(p)
+		for k, off := range offs {
+			if at[k] == 0 && off >= 0 {
+				at[k] = r.Start + uint64(off)
 			}
 		}
 	}
+	g := gadgets{syscall: at[0], syscallRet: at[1], sigreturn: at[2]}
 	if g.syscall == 0 {
 		return g, fmt.Errorf("pid %d: no syscall instruction found in its code", t.Pid)
 	}
 	return g, nil
+}
+
+// searchRange finds the offset in r of each kind of gadget, -1 if none:
+// in r's file if it has one and the task has the same bytes there, else
+// in the task's memory.
+func searchRange(t *Task, r Range) [3]int64 {
+	if r.File != "" {
+		if buf, err := readRangeFile(r); err == nil {
+			offs := searchBytes(buf)
+			if gadgetsIn(t, r, offs) {
+				return offs
+			}
+		}
+	}
+	buf := make([]byte, r.End-r.Start)
+	if err := t.ReadMem(r.Start, buf); err != nil {
+		return [3]int64{-1, -1, -1}
+	}
+	return searchBytes(buf)
+}
+
+// readRangeFile reads the bytes r maps from its file.
+func readRangeFile(r Range) ([]byte, error) {
+	f, err := os.Open(r.File)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, r.End-r.Start)
+	n, err := f.ReadAt(buf, int64(r.Offset))
+	if n == 0 {
+		return nil, err
+	}
+	return buf[:n], nil // a mapping may reach past the end of its file
+}
+
+// searchBytes finds the offset in buf of each kind of gadget, -1 if none.
+func searchBytes(buf []byte) [3]int64 {
+	offs := [3]int64{-1, -1, -1}
+	for k, patterns := range gadgetKinds {
+		for _, p := range patterns {
+			if i := bytes.Index(buf, p); i >= 0 {
+				offs[k] = int64(i)
+				break
+			}
+		}
+	}
+	return offs
+}
+
+// gadgetsIn says whether every gadget offs names is in t at r.
+func gadgetsIn(t *Task, r Range, offs [3]int64) bool {
+	for k, off := range offs {
+		if off >= 0 && !gadgetAt(t, r.Start+uint64(off), gadgetKinds[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// cachedOffsets returns the cached offsets of r's ID, if every gadget
+// they name is really there in t.
+func cachedOffsets(t *Task, r Range, cache *GadgetCache) ([3]int64, bool) {
+	if cache == nil || r.ID == "" {
+		return [3]int64{}, false
+	}
+	offs, ok := cache.found[r.ID]
+	return offs, ok && gadgetsIn(t, r, offs)
+}
+
+// gadgetAt says whether one of patterns lies at addr in t.
+func gadgetAt(t *Task, addr uint64, patterns [][]byte) bool {
+	for _, p := range patterns {
+		buf := make([]byte, len(p))
+		if t.ReadMem(addr, buf) == nil && bytes.Equal(buf, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // safe says whether the gadgets make a safe system call possible.

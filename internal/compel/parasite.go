@@ -59,6 +59,11 @@ type victim struct {
 	// inside: it runs the routine; otherwise it is stopped with its
 	// frozen registers and signal mask.
 	inside bool
+	// entry and entryErr are what its entry calls gave, entryData
+	// what they wrote.
+	entry     []uint64
+	entryErr  error
+	entryData []byte
 	// escaped: the routine gave up waiting for amber and led the thread
 	// back, so it ran on; amber stopped it again where it got to.
 	escaped bool
@@ -68,29 +73,42 @@ type victim struct {
 // of the process may run while it is dumped.
 const blockAll = ^uint64(0)
 
+// Frozen is a thread to infect, with what the caller read of it when it
+// froze it: the state the parasite gives back should amber die.
+type Frozen struct {
+	Task   *Task
+	Regs   Regs
+	Mask   uint64
+	XState []byte // as Task.XState returns it
+}
+
 // Infect places the parasite in the process of threads, all frozen, the
-// leader first; layout tells where to find code and the main stack. While
-// infected the threads run on the CPUs of pin, which should be the
-// tracer's: a ptrace round trip between tasks of one CPU wakes no other.
-// On error every thread is back as it was, except that a failure in
-// mapping the scratch area may leave it mapped.
-func Infect(threads []*Task, layout Layout, pin unix.CPUSet) (*Parasite, error) {
-	leader := threads[0]
+// leader first; layout tells where to find code and the main stack. Each
+// thread, as it enters the routine, runs the calls entry gives it (at most
+// EntryMax, writing at most EntryDataSize bytes from data), all threads
+// at once: ThreadParasite.Entry has their results. While infected the
+// leader runs on the CPUs of pin, which should be the tracer's: a ptrace
+// round trip between tasks of one CPU wakes no other. On error every
+// thread is back as it was, except that a failure in mapping the scratch
+// area may leave it mapped.
+func Infect(threads []Frozen, layout Layout, pin unix.CPUSet, entry func(data uint64) []Call) (*Parasite, error) {
+	leader := threads[0].Task
 	p := &Parasite{timeout: leader.waitLimit(), ctlFd: -1, pin: pin, layout: layout}
 	areas := make([]threadArea, len(threads))
 	size := uint64(areasOffset)
-	for i, t := range threads {
-		a, frozen, err := freezeArea(t, i == 0)
+	format := cpu.HostSigframe()
+	for i, th := range threads {
+		a, err := freezeArea(th, i == 0, format)
 		if err != nil {
-			return nil, fmt.Errorf("pid %d: infect: %w", t.Pid, err)
+			return nil, fmt.Errorf("pid %d: infect: %w", th.Task.Pid, err)
 		}
 		areas[i] = a
-		v := &victim{t: t, area: size, frozen: frozen, mask: a.mask, cpus: a.cpus, frame: a.sigFrame}
+		v := &victim{t: th.Task, area: size, frozen: th.Regs, mask: th.Mask, cpus: a.cpus, frame: a.sigFrame}
 		p.threads = append(p.threads, v)
 		size += uint64(areaSize(len(a.fpstate)))
 	}
 	p.size = (size + pageSize - 1) &^ (pageSize - 1)
-	if err := p.start(areas); err != nil {
+	if err := p.start(areas, entry); err != nil {
 		p.Cure()
 		return nil, fmt.Errorf("pid %d: infect: %w", leader.Pid, err)
 	}
@@ -99,37 +117,27 @@ func Infect(threads []*Task, layout Layout, pin unix.CPUSet) (*Parasite, error) 
 
 const pageSize = 4096
 
-// freezeArea learns what a thread's area must hold: the registers, mask,
-// FPU state and affinity it is frozen with. It also returns the frozen
-// registers.
-func freezeArea(t *Task, leader bool) (threadArea, Regs, error) {
-	a := threadArea{leader: leader, ctl: -1}
-	frozen, err := t.Regs()
-	if err != nil {
-		return a, frozen, err
+// freezeArea prepares what a thread's area must hold: its frame and its
+// CPU affinity.
+func freezeArea(th Frozen, leader bool, format cpu.SigframeFormat) (threadArea, error) {
+	a := threadArea{leader: leader, ctl: -1, sigFrame: sigFrame{resume: resumeRegs(th.Regs), mask: th.Mask}}
+	var err error
+	if a.cpus, err = th.Task.Affinity(); err != nil {
+		return a, err
 	}
-	a.resume = resumeRegs(frozen)
-	if a.mask, err = t.SigMask(); err != nil {
-		return a, frozen, err
-	}
-	if a.cpus, err = t.Affinity(); err != nil {
-		return a, frozen, err
-	}
-	xs, err := t.XState()
-	if err != nil {
-		return a, frozen, err
-	}
-	a.fpstate, err = cpu.SigframeXState(xs)
-	return a, frozen, err
+	a.fpstate, err = format.XState(th.XState)
+	return a, err
 }
 
 // start maps the scratch area, makes the leader set up the control socket
-// and sends every thread into the routine. A thread is pinned once in the
-// routine, which gives it back its CPUs by itself should amber die.
-func (p *Parasite) start(areas []threadArea) error {
+// and run its entry calls, then sends every other thread into the routine
+// through its own entry calls, and waits for them all. The leader is
+// pinned (setUp); the other threads, which amber drives no more once they
+// are in, are not.
+func (p *Parasite) start(areas []threadArea, entry func(data uint64) []Call) error {
 	leader := p.threads[0]
 	var err error
-	if p.g, err = findGadgets(leader.t, p.layout.Code); err != nil {
+	if p.g, err = findGadgets(leader.t, p.layout.Code, p.layout.Gadgets); err != nil {
 		return err
 	}
 	p.injector = leader
@@ -139,8 +147,8 @@ func (p *Parasite) start(areas []threadArea) error {
 			break
 		}
 	}
-	base, err := p.syscallIn(p.injector, unix.SYS_MMAP, 0, p.size, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	base, err := p.syscallIn(p.injector, false, unix.SYS_MMAP, 0, p.size, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE, ^uint64(0), 0)
 	if err != nil {
 		return fmt.Errorf("mmap scratch: %w", err)
 	}
@@ -151,20 +159,57 @@ func (p *Parasite) start(areas []threadArea) error {
 	if err := leader.t.WriteMem(p.base, parasiteCode); err != nil {
 		return err
 	}
+	if entry != nil {
+		areas[0].entry = entry(leader.area + areaData)
+	}
 	if err := p.setUp(leader, areas[0]); err != nil {
 		return err
 	}
-	if err := leader.t.SetAffinity(p.pin); err != nil {
+	if len(p.threads) > 1 {
+		if err := p.enterAll(areas[1:], entry); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enterAll sends every thread but the leader into the routine, each
+// through its entry calls, and waits until all have run them.
+func (p *Parasite) enterAll(areas []threadArea, entry func(data uint64) []Call) error {
+	others := p.threads[1:]
+	image := make([]byte, 0, p.base+p.size-others[0].area)
+	for i, v := range others {
+		areas[i].ctl = p.ctlFd
+		if entry != nil {
+			areas[i].entry = entry(v.area + areaData)
+			if len(areas[i].entry) > EntryMax {
+				return fmt.Errorf("%d entry calls: more than %d", len(areas[i].entry), EntryMax)
+			}
+		}
+		image = areas[i].appendTo(image, v.area)
+	}
+	// One write for all areas, which lie one after the other.
+	if err := others[0].t.WriteMem(others[0].area, image); err != nil {
 		return err
 	}
-	for i, v := range p.threads[1:] {
-		areas[i+1].ctl = p.ctlFd
-		if err := p.enter(v, areas[i+1]); err != nil {
+	for i, v := range others {
+		r := v.frozen
+		r.Rip, r.Orig_rax = p.base+entryTable, ^uint64(0)
+		r.Rbx, r.R15 = v.area, uint64(p.ctlFd)
+		r.R12, r.R13 = v.area+areaTable, uint64(len(areas[i].entry))
+		if err := p.runRoutine(v, &r); err != nil {
 			return err
 		}
-		if err := v.t.SetAffinity(p.pin); err != nil {
-			return err
-		}
+	}
+	if err := p.awaitDone(others[0], len(others)); err != nil {
+		return err
+	}
+	// One read for all areas again: each one's status, table and data.
+	if err := others[0].t.ReadMem(others[0].area, image); err != nil {
+		return err
+	}
+	for i, v := range others {
+		p.decodeEntry(v, image[v.area-others[0].area:], len(areas[i].entry))
 	}
 	return nil
 }
@@ -179,13 +224,15 @@ func (p *Parasite) frameSlot(v *victim) (uint64, bool) {
 	return frameSlot(v.frozen.Rsp, p.layout.Stack, v.frame.size())
 }
 
-// syscallIn makes v, stopped, run one system call and brings it back to
-// a signal stop at its frozen registers and mask. With the gadgets and
-// room on the main stack for their frame, amber's death at any moment of
-// it leaves v safe. Otherwise, from setting the call's registers until
-// setting the frozen ones back, it would leave v running on from a bare
-// `syscall` with foreign registers: a window of a few ptrace round trips.
-func (p *Parasite) syscallIn(v *victim, nr uintptr, args ...uint64) (uint64, error) {
+// syscallIn makes v, stopped, run one system call and, with settle,
+// brings it back to a signal stop at its frozen registers and mask;
+// without, it stays at the call's exit, from where amber may set it any
+// registers. With the gadgets and room on the main stack for their frame,
+// amber's death at any moment of it leaves v safe: at the call's exit v
+// goes on into the gadgets' rt_sigreturn. Otherwise, from setting the
+// call's registers until settling, it would leave v running on from a
+// bare `syscall` with foreign registers: a window of a few round trips.
+func (p *Parasite) syscallIn(v *victim, settle bool, nr uintptr, args ...uint64) (uint64, error) {
 	r := v.frozen
 	setSyscallRegs(&r, nr, args)
 	r.Rip = p.g.syscall
@@ -201,20 +248,10 @@ func (p *Parasite) syscallIn(v *victim, nr uintptr, args ...uint64) (uint64, err
 	if err == nil && errno(ret) != 0 {
 		err = errno(ret)
 	}
-	return ret, errors.Join(err, v.t.settle(&v.frozen, v.mask))
-}
-
-// enter writes v's area and sends v into the routine to wait. From the
-// moment its registers point there, amber may die: the routine then
-// leads it back.
-func (p *Parasite) enter(v *victim, a threadArea) error {
-	if err := v.t.WriteMem(v.area, a.encode(v.area)); err != nil {
-		return err
+	if settle || err != nil {
+		err = errors.Join(err, v.t.settle(&v.frozen, v.mask))
 	}
-	r := v.frozen
-	r.Rip, r.Orig_rax = p.base+entryWait, ^uint64(0)
-	r.Rbx, r.R15 = v.area, uint64(p.ctlFd)
-	return p.runRoutine(v, &r)
+	return ret, err
 }
 
 // runRoutine gives v registers r, which point into the routine, blocks
@@ -240,7 +277,7 @@ func (p *Parasite) runRoutine(v *victim, r *Regs) error {
 // gone. Should amber die at the stop after socketpair, the leader goes on
 // in the routine, which closes both ends and leads it back.
 func (p *Parasite) setUp(v *victim, a threadArea) error {
-	if err := v.t.WriteMem(v.area, a.encode(v.area)); err != nil {
+	if err := v.t.WriteMem(v.area, a.appendTo(nil, v.area)); err != nil {
 		return err
 	}
 	r := v.frozen
@@ -250,7 +287,9 @@ func (p *Parasite) setUp(v *victim, a threadArea) error {
 		return err
 	}
 	v.inside = true
-	if err := v.t.SetSigMask(blockAll); err != nil {
+	// Pinned only now, in the routine, which gives the leader back its
+	// CPUs by itself.
+	if err := errors.Join(v.t.SetSigMask(blockAll), v.t.SetAffinity(p.pin)); err != nil {
 		return err
 	}
 	ret, err := v.t.stepSyscall(&r)
@@ -272,17 +311,35 @@ func (p *Parasite) setUp(v *victim, a threadArea) error {
 		return errors.Join(err, p.undoSetUp(v, &r, ctl, amber))
 	}
 	p.ctlFd = ctl
-	// Step it over the close, which a stop to run calls could skip.
-	r.Rip, r.Orig_rax = p.base+entryCloseWait, ^uint64(0)
+	// It closes its copy of amber's end, runs its entry calls, tells amber
+	// and waits.
+	r.Rip, r.Orig_rax = p.base+entryCloseTable, ^uint64(0)
 	r.Rdi, r.R15 = uint64(amber), uint64(ctl)
-	ret, err = v.t.syscallStopped(&r)
-	if err == nil && errno(ret) != 0 {
-		err = fmt.Errorf("control socket: close: %w", errno(ret))
-	}
-	if err != nil {
+	r.R12, r.R13 = v.area+areaTable, uint64(len(a.entry))
+	if err := p.runRoutine(v, &r); err != nil {
 		return err
 	}
-	return p.runRoutine(v, &r)
+	if err := p.awaitDone(v, 1); err != nil {
+		return err
+	}
+	return p.readEntry(v, len(a.entry))
+}
+
+// readEntry reads what v's entry calls, n of them, left in its area.
+func (p *Parasite) readEntry(v *victim, n int) error {
+	a := make([]byte, areaFrame)
+	if err := v.t.ReadMem(v.area, a); err != nil {
+		return err
+	}
+	p.decodeEntry(v, a, n)
+	return nil
+}
+
+// decodeEntry takes v's entry results and data from a, the start of its
+// area as read back.
+func (p *Parasite) decodeEntry(v *victim, a []byte, n int) {
+	v.entry, v.entryErr = decodeResults(v.t.Pid, a[areaLeft:], a[areaTable:areaData], v.area+areaTable, n)
+	v.entryData = append([]byte(nil), a[areaData:areaFrame]...)
 }
 
 // undoSetUp closes both ends of the socket pair in the leader, stopped
@@ -334,7 +391,7 @@ func (p *Parasite) run(v *victim, calls []Call) ([]uint64, error) {
 	if err := ptrace(unix.PTRACE_CONT, v.t.Pid, 0, 0); err != nil {
 		return nil, fmt.Errorf("pid %d: run parasite table: %w", v.t.Pid, err)
 	}
-	if err := p.awaitDone(v); err != nil {
+	if err := p.awaitDone(v, 1); err != nil {
 		return nil, err
 	}
 	return p.results(v, table, len(calls))
@@ -359,35 +416,37 @@ func (p *Parasite) stop(v *victim) (Regs, error) {
 	return r, nil
 }
 
-// awaitDone waits for the routine's byte on the control socket.
-func (p *Parasite) awaitDone(v *victim) error {
+// awaitDone waits for n bytes on the control socket, one from each
+// thread that finished its table; who names them in errors.
+func (p *Parasite) awaitDone(who *victim, n int) error {
 	fds := []unix.PollFd{{Fd: int32(p.ctl.Fd()), Events: unix.POLLIN}}
 	deadline := time.Now().Add(p.timeout)
-	for {
-		n, err := unix.Poll(fds, int(max(time.Until(deadline), 0)/time.Millisecond)+1)
+	buf := make([]byte, n)
+	for n > 0 {
+		ready, err := unix.Poll(fds, int(max(time.Until(deadline), 0)/time.Millisecond)+1)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("pid %d: wait for parasite: %w", v.t.Pid, err)
+			return fmt.Errorf("pid %d: wait for parasite: %w", who.t.Pid, err)
 		}
-		if n == 0 {
-			return fmt.Errorf("pid %d: parasite did not finish: %w", v.t.Pid, ErrTimeout)
+		if ready == 0 {
+			return fmt.Errorf("pid %d: parasite did not finish: %w", who.t.Pid, ErrTimeout)
 		}
-		var b [1]byte
-		m, err := unix.Read(int(p.ctl.Fd()), b[:])
+		m, err := unix.Read(int(p.ctl.Fd()), buf[:n])
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
 		if err != nil || m == 0 {
-			return fmt.Errorf("pid %d: parasite socket closed: %w", v.t.Pid, ErrGone)
+			return fmt.Errorf("pid %d: parasite socket closed: %w", who.t.Pid, ErrGone)
 		}
-		return nil
+		n -= m
 	}
+	return nil
 }
 
-// results reads what the table of n calls left: each call's result, or
-// the first that failed as a *TableError.
+// results reads what the table of n calls at table left: each call's
+// result, or the first that failed as a *TableError.
 func (p *Parasite) results(v *victim, table uint64, n int) ([]uint64, error) {
 	status := make([]byte, 16)
 	if err := v.t.ReadMem(v.area+areaLeft, status); err != nil {
@@ -397,14 +456,25 @@ func (p *Parasite) results(v *victim, table uint64, n int) ([]uint64, error) {
 	if err := v.t.ReadMem(table, raw); err != nil {
 		return nil, err
 	}
-	if left := binary.LittleEndian.Uint64(status); left != 0 {
-		at := int((binary.LittleEndian.Uint64(status[8:]) - table) / EntrySize)
-		ret := binary.LittleEndian.Uint64(raw[at*EntrySize+56:])
-		return nil, fmt.Errorf("pid %d: %w", v.t.Pid, &TableError{Index: at, Errno: errno(ret)})
+	return decodeResults(v.t.Pid, status, raw, table, n)
+}
+
+// decodeResults turns a thread's status words and its table of n calls
+// at table (raw) into the calls' results, or the *TableError of the
+// first that failed.
+func decodeResults(pid int, status, raw []byte, table uint64, n int) ([]uint64, error) {
+	le := binary.LittleEndian
+	if left := le.Uint64(status); left != 0 {
+		at := int((le.Uint64(status[8:]) - table) / EntrySize)
+		if at < 0 || at >= n {
+			return nil, fmt.Errorf("pid %d: parasite stopped at entry %d of %d", pid, at, n)
+		}
+		ret := le.Uint64(raw[at*EntrySize+56:])
+		return nil, fmt.Errorf("pid %d: %w", pid, &TableError{Index: at, Errno: errno(ret)})
 	}
 	out := make([]uint64, n)
 	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(raw[i*EntrySize+56:])
+		out[i] = le.Uint64(raw[i*EntrySize+56:])
 	}
 	return out, nil
 }
@@ -450,6 +520,13 @@ func (tp *ThreadParasite) Batch(calls []Call) ([]uint64, error) {
 	return tp.p.run(tp.v, calls)
 }
 
+// Entry returns the results of the thread's entry calls (see Infect)
+// and the EntryDataSize bytes they could write, or the *TableError of the
+// first that failed.
+func (tp *ThreadParasite) Entry() ([]uint64, []byte, error) {
+	return tp.v.entry, tp.v.entryData, tp.v.entryErr
+}
+
 // Data is where in the scratch area calls of a Batch may write results.
 func (tp *ThreadParasite) Data() uint64 { return tp.p.base + dataOffset }
 
@@ -463,13 +540,18 @@ func (tp *ThreadParasite) Read(addr uint64, buf []byte) error { return tp.v.t.Re
 // only in part.
 func (p *Parasite) Cure() error {
 	var errs []error
+	// CPUs first: once out of the routine, nothing would give them back
+	// should amber die.
+	for _, v := range p.threads {
+		errs = append(errs, v.t.SetAffinity(v.cpus))
+	}
 	for _, v := range p.threads[1:] {
 		errs = append(errs, p.bringBack(v))
 	}
 	leader := p.threads[0]
 	errs = append(errs, p.closeLeader(leader))
 	if p.base != 0 && !leader.escaped {
-		if _, err := p.syscallIn(p.injector, unix.SYS_MUNMAP, p.base, p.size); err != nil {
+		if _, err := p.syscallIn(p.injector, true, unix.SYS_MUNMAP, p.base, p.size); err != nil {
 			errs = append(errs, fmt.Errorf("pid %d: unmap scratch area: %w", p.injector.t.Pid, err))
 		}
 		p.base = 0
@@ -477,7 +559,6 @@ func (p *Parasite) Cure() error {
 	if p.injector != leader {
 		errs = append(errs, leader.t.settle(&leader.frozen, leader.mask))
 	}
-	errs = append(errs, leader.t.SetAffinity(leader.cpus))
 	if p.ctl != nil {
 		errs = append(errs, p.ctl.Close())
 		p.ctl = nil
@@ -486,7 +567,7 @@ func (p *Parasite) Cure() error {
 }
 
 // bringBack stops a thread of the routine and gives it its frozen
-// registers, mask and CPUs.
+// registers and mask.
 func (p *Parasite) bringBack(v *victim) error {
 	if !v.inside {
 		return nil
@@ -498,10 +579,7 @@ func (p *Parasite) bringBack(v *victim) error {
 	if err := v.t.SetRegs(&v.frozen); err != nil {
 		return err
 	}
-	if err := v.t.SetSigMask(v.mask); err != nil {
-		return err
-	}
-	return v.t.SetAffinity(v.cpus)
+	return v.t.SetSigMask(v.mask)
 }
 
 // closeLeader stops the leader in the routine and makes it close the
@@ -622,4 +700,48 @@ func (t *Task) settle(regs *Regs, mask uint64) error {
 		return err
 	}
 	return t.SetSigMask(mask)
+}
+
+// Query is a group of calls one asker makes of a task and what to make of
+// their results: Queries runs many in one round trip.
+type Query struct {
+	// Calls are the calls, which may write up to DataSize bytes from data.
+	Calls    func(data uint64) []Call
+	DataSize int
+	// Decode takes the calls' results and the bytes they wrote.
+	Decode func(results []uint64, data []byte) error
+}
+
+// Queries runs the calls of every query in one batch, each query writing
+// into data of its own, then decodes each.
+func (tp *ThreadParasite) Queries(qs ...Query) error {
+	var calls []Call
+	starts, offs := make([]int, len(qs)), make([]uint64, len(qs))
+	var off uint64
+	for i, q := range qs {
+		starts[i], offs[i] = len(calls), off
+		calls = append(calls, q.Calls(tp.Data()+off)...)
+		off += uint64(q.DataSize+7) &^ 7
+	}
+	if off > DataSize {
+		return fmt.Errorf("pid %d: queries write %d bytes, more than %d", tp.v.t.Pid, off, DataSize)
+	}
+	res, err := tp.Batch(calls)
+	if err != nil {
+		return err
+	}
+	data := make([]byte, off)
+	if err := tp.Read(tp.Data(), data); err != nil {
+		return err
+	}
+	for i, q := range qs {
+		end := len(calls)
+		if i+1 < len(qs) {
+			end = starts[i+1]
+		}
+		if err := q.Decode(res[starts[i]:end], data[offs[i]:offs[i]+uint64(q.DataSize)]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -27,6 +27,13 @@ const MaxBatch = 128
 // DataSize is how many bytes from Data the calls of a batch may use.
 const DataSize = ScratchSize - dataOffset
 
+// EntryMax is the most calls Infect's entry calls may be, and
+// EntryDataSize how many bytes they may write from ThreadParasite.EntryData.
+const (
+	EntryMax      = (areaData - areaTable) / EntrySize
+	EntryDataSize = areaFrame - areaData
+)
+
 // A thread's area, as parasiteCode reads it (offsets from rbx).
 const (
 	areaLeft    = 0x00  // u64: table entries left
@@ -37,7 +44,9 @@ const (
 	areaLeader  = 0x38  // u64: nonzero in the leader's area
 	areaByte    = 0x40  // the byte sent to amber when a table is done
 	areaCPUs    = 0x48  // cpu_set_t (128 bytes): the affinity to give back
-	areaFrame   = 0x100 // struct rt_sigframe, 64-byte aligned
+	areaTable   = 0x100 // the thread's own table of calls: EntryMax entries
+	areaData    = 0x300 // where its calls may write: EntryDataSize bytes
+	areaFrame   = 0x400 // struct rt_sigframe, 64-byte aligned
 )
 
 // An rt_sigframe (x86-64): the pretcode slot, struct ucontext, siginfo,
@@ -93,12 +102,15 @@ type threadArea struct {
 	leader bool
 	ctl    int // the control socket in the process; -1 before setup
 	cpus   unix.CPUSet
+	entry  []Call // the calls the thread runs as it enters the routine
 }
 
-// encode lays the area out as parasiteCode reads it; at is where it lies
-// in the task, which the frame's fpstate pointer needs.
-func (a threadArea) encode(at uint64) []byte {
-	b := make([]byte, areaSize(len(a.fpstate)))
+// appendTo lays the area out as parasiteCode reads it after buf; at is
+// where it lies in the task, which the frame's fpstate pointer needs.
+func (a threadArea) appendTo(buf []byte, at uint64) []byte {
+	n := len(buf)
+	buf = append(buf, make([]byte, areaSize(len(a.fpstate)))...)
+	b := buf[n:]
 	le := binary.LittleEndian
 	le.PutUint32(b[areaPollfd:], uint32(int32(a.ctl)))
 	le.PutUint16(b[areaPollfd+4:], unix.POLLIN|unix.POLLRDHUP)
@@ -109,8 +121,9 @@ func (a threadArea) encode(at uint64) []byte {
 		le.PutUint64(b[areaLeader:], 1)
 	}
 	copy(b[areaCPUs:areaCPUs+128], unsafe.Slice((*byte)(unsafe.Pointer(&a.cpus)), unsafe.Sizeof(a.cpus)))
+	copy(b[areaTable:areaData], EncodeTable(a.entry))
 	a.sigFrame.encode(b[areaFrame:], at+areaFrame, 0)
-	return b
+	return buf
 }
 
 // putSigcontext writes struct sigcontext (x86-64) for regs.

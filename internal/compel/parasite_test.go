@@ -43,7 +43,7 @@ func TestParasiteCodeAssembles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]uint64{"setup": entrySetup, "close_wait": entryCloseWait, "wait": entryWait, "table": entryTable,
+	want := map[string]uint64{"setup": entrySetup, "wait": entryWait, "close_table": entryCloseTable, "table": entryTable,
 		"close_ctl": entryCloseCtl, "restore": entryRestore, "unmap": entryUnmap}
 	for _, s := range syms {
 		if w, ok := want[s.Name]; ok {
@@ -92,7 +92,7 @@ func TestThreadAreaEncode(t *testing.T) {
 		resume:  Regs{Rip: 0x401000, Rsp: 0x7ffe_0000, Rax: 1, R15: 15, Eflags: 0x246, Cs: 0x33, Ss: 0x2b},
 		fpstate: fp}}
 	a.cpus.Set(1)
-	b := a.encode(at)
+	b := a.appendTo(nil, at)
 	le := binary.LittleEndian
 	if len(b)%64 != 0 || len(b) < areaFrame+frameFPState+len(fp) {
 		t.Fatalf("area of %d bytes", len(b))
@@ -144,7 +144,7 @@ func TestFindGadgets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := findGadgets(task, executable(t, pid))
+		g, err := findGadgets(task, executable(t, pid), nil)
 		task.Detach()
 		if err != nil {
 			t.Fatal(err)
@@ -194,4 +194,49 @@ func executable(t *testing.T, pid int) []Range {
 		}
 	}
 	return out
+}
+
+// TestGadgetCache finds the gadgets of a process once, then from the
+// cache, and searches again where the cache is wrong.
+func TestGadgetCache(t *testing.T) {
+	requireRoot(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(50 * time.Millisecond)
+	task, err := Seize(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.Detach()
+	code := executable(t, task.Pid)
+	for i := range code {
+		code[i].ID = fmt.Sprint(i)
+	}
+	cache := NewGadgetCache()
+	want, err := findGadgets(task, code, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, round := range []string{"search", "cached"} {
+		got, err := findGadgets(task, code, cache)
+		if err != nil || got != want {
+			t.Fatalf("%s: %+v, %v; want %+v", round, got, err, want)
+		}
+	}
+	for id, offs := range cache.found {
+		for k := range offs {
+			if offs[k] >= 0 {
+				offs[k]++ // no gadget there
+			}
+		}
+		cache.found[id] = offs
+	}
+	if got, err := findGadgets(task, code, cache); err != nil || got != want {
+		t.Fatalf("with a wrong cache: %+v, %v; want %+v", got, err, want)
+	}
 }

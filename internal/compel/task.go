@@ -49,6 +49,20 @@ var ErrGone = errors.New("task is gone")
 // does not notice: no signal is sent, and a system call it was blocked in
 // is restarted when it is released.
 func Seize(pid int, timeout time.Duration) (*Task, error) {
+	t, err := Attach(pid, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.WaitFrozen(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Attach is the first half of Seize: it attaches to pid and asks it to
+// stop, without waiting. Attaching many tasks before waiting for any lets
+// them stop at once.
+func Attach(pid int, timeout time.Duration) (*Task, error) {
 	// Syscall stops report SIGTRAP|0x80: should amber die while the task
 	// is in one, the kernel sends that code to the task as a signal,
 	// which, not being a valid signal, is dropped; a bare SIGTRAP would
@@ -61,11 +75,17 @@ func Seize(pid int, timeout time.Duration) (*Task, error) {
 		t.Detach()
 		return nil, fmt.Errorf("interrupt pid %d: %w", pid, err)
 	}
+	return t, nil
+}
+
+// WaitFrozen is the second half of Seize: it waits until the task
+// Attach asked to stop has stopped. On error the task is detached.
+func (t *Task) WaitFrozen() error {
 	if err := t.waitInterrupted(); err != nil {
 		t.Detach()
-		return nil, err
+		return err
 	}
-	return t, nil
+	return nil
 }
 
 // waitInterrupted waits for the stop PTRACE_INTERRUPT asked for. A signal

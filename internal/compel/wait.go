@@ -18,44 +18,6 @@ const DefaultTimeout = 10 * time.Second
 // waited for in time.
 var ErrTimeout = errors.New("timed out")
 
-// Polling: a stop usually comes within microseconds, and while the tracer
-// and the task share a CPU the task runs only when the tracer yields it
-// the CPU. So the wait first yields, then sleeps ever longer, up to
-// maxBackoff, until the deadline.
-const (
-	yieldTries = 64
-	minBackoff = 20 * time.Microsecond
-	maxBackoff = time.Millisecond
-)
-
-// poller waits for a condition with the policy above.
-type poller struct {
-	timeout  time.Duration
-	tries    int
-	deadline time.Time
-	backoff  time.Duration
-}
-
-// next lets the awaited task run a little and reports false once the
-// deadline has passed.
-func (p *poller) next() bool {
-	p.tries++
-	if p.tries <= yieldTries {
-		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-		return true
-	}
-	now := time.Now()
-	if p.deadline.IsZero() {
-		p.deadline, p.backoff = now.Add(p.timeout), minBackoff
-	}
-	if now.After(p.deadline) {
-		return false
-	}
-	time.Sleep(p.backoff)
-	p.backoff = min(2*p.backoff, maxBackoff)
-	return true
-}
-
 // waitLimit is how long a wait for t may take: DefaultTimeout unless set.
 func (t *Task) waitLimit() time.Duration {
 	if t.Timeout == 0 {
@@ -64,24 +26,39 @@ func (t *Task) waitLimit() time.Duration {
 	return t.Timeout
 }
 
-// wait4 waits, at most for the task's timeout, for the next state change
-// of pid reported to the tracer (pid -1: of any tracee or child).
+// wait4 waits, at most limit, for the next state change of pid reported
+// to amber (pid -1: of any tracee or child). Any thread of a tracer may
+// wait for its tracees: a goroutine blocks in wait4 while the caller waits
+// for it or for the deadline, so a task that never stops costs a blocked
+// goroutine, not a hung amber.
 func wait4(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
 	var ws unix.WaitStatus
-	p := poller{timeout: limit}
-	for {
-		got, err := unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, ws, err
-		case got > 0:
-			return got, ws, nil
+	if got, err := unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil); err != nil || got > 0 {
+		return got, ws, err
+	}
+	type result struct {
+		got int
+		ws  unix.WaitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		for {
+			r.got, r.err = unix.Wait4(pid, &r.ws, unix.WALL, nil)
+			if r.err != unix.EINTR {
+				break
+			}
 		}
-		if !p.next() {
-			return 0, ws, ErrTimeout
-		}
+		done <- r
+	}()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.got, r.ws, r.err
+	case <-timer.C:
+		return 0, ws, ErrTimeout
 	}
 }
 

@@ -20,17 +20,31 @@ const (
 // may not restore a frame that includes them.
 const dynamicFeatures = 1<<17 | 1<<18
 
-// SigframeXState returns an XSAVE area, as PTRACE_GETREGSET NT_X86_XSTATE
-// returns it, made into what rt_sigreturn restores in full: the software
-// bytes set and magic2 appended. It is len(xs)+4 bytes or fewer: without
-// AMX state in use, the area a task's frame may hold ends with the last
+// SigframeFormat is how this CPU's XSAVE areas go into a signal frame:
+// which components, and the size of an area that holds them.
+type SigframeFormat struct {
+	features uint64
+	size     int
+}
+
+// HostSigframe probes the format (CPUID leaf 0xD, a VM exit each): once,
+// for many areas.
+func HostSigframe() SigframeFormat {
+	features, size := staticFeatures()
+	return SigframeFormat{features, size}
+}
+
+// XState returns an XSAVE area, as PTRACE_GETREGSET NT_X86_XSTATE returns
+// it, made into what rt_sigreturn restores in full: the software bytes
+// set and magic2 appended. It is len(xs)+4 bytes or fewer: without AMX
+// state in use, the area a task's frame may hold ends with the last
 // component the kernel enables for every task.
-func SigframeXState(xs []byte) ([]byte, error) {
+func (f SigframeFormat) XState(xs []byte) ([]byte, error) {
 	if len(xs) < xsaveMinSize {
 		return nil, fmt.Errorf("xsave area of %d bytes: want at least %d", len(xs), xsaveMinSize)
 	}
 	le := binary.LittleEndian
-	features, size := staticFeatures()
+	features, size := f.features, f.size
 	if le.Uint64(xs[offXstateBv:])&dynamicFeatures != 0 || size > len(xs) || size < xsaveMinSize {
 		features, size = features|dynamicFeatures, len(xs)
 	}

@@ -92,7 +92,11 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	if ps.shared, err = leader.PendingSignals(true); err != nil {
 		return nil, err
 	}
-	if p.par, err = compel.Infect(p.threads, parasiteLayout(ps.vmas), t.pinned); err != nil {
+	frozen := make([]compel.Frozen, len(ps.threads))
+	for i, th := range ps.threads {
+		frozen[i] = compel.Frozen{Task: p.threads[i], Regs: th.regs, Mask: th.mask, XState: th.xstate}
+	}
+	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.vmas, t.gadgets), t.pinned, threadCalls); err != nil {
 		return nil, err
 	}
 	if err := askProcess(p.par.Leader(), ps); err != nil {
@@ -111,6 +115,12 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	var err error
 	if th.stat, err = proc.ReadTaskStat(pid, t.Pid); err != nil {
 		return nil, err
+	}
+	if th.stat.Flags&(pfIOWorker|pfUserWorker|pfKthread) != 0 {
+		if err := refuseIOUring(pid); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("a kernel thread of the process (%s: an io_uring or vhost worker): not supported", th.stat.Comm)
 	}
 	if th.status, err = proc.ReadTaskStatus(pid, t.Pid); err != nil {
 		return nil, err
@@ -136,27 +146,27 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	return th, nil
 }
 
-// askThread runs system calls inside a thread, in one batch, for its own
-// state that /proc does not show: alternate signal stack, clear-child-tid
-// address, parent death signal, securebits.
-func askThread(p *compel.ThreadParasite, th *threadState) error {
-	d := p.Data()
-	tid, death := d+signals.AltStackSize, d+signals.AltStackSize+8
-	calls := []compel.Call{
-		signals.AltStackCall(d),
+// threadCalls are the calls each thread runs as it enters the parasite,
+// for its own state that /proc does not show: alternate signal stack,
+// clear-child-tid address, parent death signal, securebits. They write
+// from data.
+func threadCalls(data uint64) []compel.Call {
+	tid, death := data+signals.AltStackSize, data+signals.AltStackSize+8
+	return []compel.Call{
+		signals.AltStackCall(data),
 		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_TID_ADDRESS, tid}},
 		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_PDEATHSIG, death}},
 		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_SECUREBITS}},
 	}
-	res, err := p.Batch(calls)
+}
+
+// askThread reads what threadCalls learnt in a thread.
+func askThread(p *compel.ThreadParasite, th *threadState) error {
+	res, buf, err := p.Entry()
 	if err != nil {
 		return fmt.Errorf("thread state: %w", err)
 	}
 	th.secbits = uint32(res[3])
-	buf := make([]byte, signals.AltStackSize+16)
-	if err := p.Read(d, buf); err != nil {
-		return err
-	}
 	if th.altStack, err = signals.UnmarshalAltStack(buf[:signals.AltStackSize]); err != nil {
 		return err
 	}
@@ -167,34 +177,47 @@ func askThread(p *compel.ThreadParasite, th *threadState) error {
 
 // askProcess runs system calls inside the leader for the state the
 // whole process shares.
-func askProcess(p *compel.ThreadParasite, ps *procState) (err error) {
-	if ps.acts, err = signals.DumpActions(p); err != nil {
-		return err
-	}
-	res, err := p.Batch([]compel.Call{{Nr: unix.SYS_BRK}, {Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_DUMPABLE}}})
+func askProcess(p *compel.ThreadParasite, ps *procState) error {
+	tq, err := timers.Query(ps.pid, &ps.timers)
 	if err != nil {
-		return fmt.Errorf("brk and dumpable: %w", err)
-	}
-	ps.brk, ps.dumpable = res[0], res[1]
-	if ps.timers, err = timers.Dump(p, ps.pid); err != nil {
 		return fmt.Errorf("timers: %w", err)
+	}
+	misc := compel.Query{
+		Calls: func(uint64) []compel.Call {
+			return []compel.Call{{Nr: unix.SYS_BRK}, {Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_DUMPABLE}}}
+		},
+		Decode: func(res []uint64, _ []byte) error {
+			ps.brk, ps.dumpable = res[0], res[1]
+			return nil
+		},
+	}
+	// One round trip for all: signal actions, brk, dumpable, timers.
+	if err := p.Queries(signals.ActionsQuery(&ps.acts), misc, tq); err != nil {
+		return fmt.Errorf("signal actions, brk, dumpable, timers: %w", err)
 	}
 	return nil
 }
 
 // parasiteLayout tells the parasite where to look for instructions (the
-// vdso first, then every executable mapping) and where the main stack is.
-func parasiteLayout(vmas []proc.VMA) compel.Layout {
-	var l compel.Layout
+// vdso first, then every executable mapping, each named by its file so
+// that gadgets found once serve the whole tree) and where the main stack
+// is.
+func parasiteLayout(pid int, vmas []proc.VMA, gadgets *compel.GadgetCache) compel.Layout {
+	l := compel.Layout{Gadgets: gadgets}
 	var other []compel.Range
 	for _, v := range vmas {
 		r := compel.Range{Start: v.Start, End: v.End}
 		switch {
 		case v.Path == "[vdso]":
+			r.ID = v.Path
 			l.Code = append(l.Code, r)
 		case v.Path == "[stack]":
 			l.Stack = r
 		case v.Prot&unix.PROT_EXEC != 0 && v.Path != "[vsyscall]":
+			if v.Inode != 0 {
+				r.ID = fmt.Sprintf("%d:%d %d %#x %#x", v.Major, v.Minor, v.Inode, v.Offset, v.Size())
+				r.File, r.Offset = fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End), v.Offset
+			}
 			other = append(other, r)
 		}
 	}

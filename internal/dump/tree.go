@@ -35,6 +35,9 @@ type frozenTree struct {
 	// pinned is the tracer's CPU: infected tasks share it while amber
 	// drives them, which makes ptrace round trips short.
 	pinned unix.CPUSet
+	// gadgets are the instructions the parasites found in the tree's
+	// libraries.
+	gadgets *compel.GadgetCache
 }
 
 // freezeTree freezes root and all its descendants. Each process is frozen
@@ -42,7 +45,7 @@ type frozenTree struct {
 // children are listed, so that no child it forks escapes. On failure every
 // task frozen so far is released.
 func freezeTree(root int, l *log.Logger, pinned unix.CPUSet, timeout time.Duration) (*frozenTree, error) {
-	t := &frozenTree{log: l, pinned: pinned, timeout: timeout}
+	t := &frozenTree{log: l, pinned: pinned, timeout: timeout, gadgets: compel.NewGadgetCache()}
 	queue := []*frozenProc{{pid: root}}
 	for len(queue) > 0 {
 		p := queue[0]
@@ -78,24 +81,20 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 		p.zombie = true
 		return nil
 	}
-	if err := refuseIOUring(p.pid); err != nil {
-		return err
-	}
 	frozen := map[int]bool{}
 	for {
 		tids, err := proc.Threads(p.pid)
 		if err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
-		fresh := 0
+		// Every new thread is asked to stop first, then waited for: they
+		// stop side by side.
+		var fresh []*compel.Task
 		for _, tid := range tids {
 			if frozen[tid] {
 				continue
 			}
-			if kernelThread(p.pid, tid) {
-				return fmt.Errorf("pid %d: thread %d is a kernel thread of the process (io_uring?): not supported", p.pid, tid)
-			}
-			task, err := compel.Seize(tid, t.timeout)
+			task, err := compel.Attach(tid, t.timeout)
 			if errors.Is(err, unix.ESRCH) {
 				continue // the thread exited meanwhile
 			}
@@ -103,10 +102,18 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 				return explainSeize(p.pid, tid, err)
 			}
 			frozen[tid] = true
-			p.threads = append(p.threads, task)
-			fresh++
+			fresh = append(fresh, task)
 		}
-		if fresh == 0 {
+		for i, task := range fresh {
+			if err := task.WaitFrozen(); err != nil {
+				for _, other := range fresh[i+1:] {
+					other.Detach()
+				}
+				return explainSeize(p.pid, task.Pid, err)
+			}
+			p.threads = append(p.threads, task)
+		}
+		if len(fresh) == 0 {
 			break
 		}
 	}
@@ -196,7 +203,8 @@ func (t *frozenTree) kill() error {
 
 // refuseIOUring refuses a process with an io_uring, naming its
 // descriptor or mapping: amber cannot dump one, and its kernel threads
-// (iou-sqp-*, iou-wrk-*) never run code amber injects.
+// (iou-sqp-*, iou-wrk-*) never run code amber injects. It is looked for
+// once such a thread is found.
 func refuseIOUring(pid int) error {
 	fds, err := proc.Fds(pid)
 	if err != nil {
@@ -204,7 +212,7 @@ func refuseIOUring(pid int) error {
 	}
 	for _, fd := range fds {
 		if target, err := proc.FdPath(pid, fd); err == nil && target == ioUringInode {
-			return fmt.Errorf("pid %d: fd %d is an io_uring: not supported", pid, fd)
+			return fmt.Errorf("fd %d is an io_uring: not supported", fd)
 		}
 	}
 	maps, err := proc.ReadMaps(pid)
@@ -213,7 +221,7 @@ func refuseIOUring(pid int) error {
 	}
 	for _, m := range maps {
 		if m.Path == ioUringInode {
-			return fmt.Errorf("pid %d: an io_uring is mapped at %#x-%#x: not supported", pid, m.Start, m.End)
+			return fmt.Errorf("an io_uring is mapped at %#x-%#x: not supported", m.Start, m.End)
 		}
 	}
 	return nil
@@ -222,15 +230,11 @@ func refuseIOUring(pid int) error {
 // ioUringInode is what /proc shows for an io_uring's file.
 const ioUringInode = "anon_inode:[io_uring]"
 
-// kernelThread says whether thread tid of pid is one the kernel runs for
-// the process (an io_uring worker), which never returns to user space.
-func kernelThread(pid, tid int) bool {
-	st, err := proc.ReadTaskStat(pid, tid)
-	return err == nil && st.Flags&(pfIOWorker|pfKthread) != 0
-}
-
-// Task flags of /proc/PID/stat (include/linux/sched.h).
+// Task flags of /proc/PID/stat (include/linux/sched.h): threads the
+// kernel runs for a process (io_uring workers, vhost), which never return
+// to user space to run what amber injects.
 const (
-	pfIOWorker = 0x10
-	pfKthread  = 0x200000
+	pfIOWorker   = 0x10
+	pfKthread    = 0x200000
+	pfUserWorker = 0x4000
 )

@@ -27,6 +27,7 @@ type Dir struct {
 	resolved string   // absolute and free of symbolic links, when opened
 	f        *os.File // the directory; nil for a Dir that was never opened
 	trust    *trust   // nil: every image is accepted
+	contents *contents
 }
 
 // OpenDir opens the images directory at path.
@@ -40,7 +41,7 @@ func OpenDir(path string) (Dir, error) {
 		f.Close()
 		return Dir{}, fmt.Errorf("images directory %s: %w", path, err)
 	}
-	return Dir{path: path, resolved: resolved, f: f}, nil
+	return Dir{path: path, resolved: resolved, f: f, contents: newContents()}, nil
 }
 
 // DirAt names the directory at path, an absolute path free of symbolic
@@ -223,6 +224,7 @@ func (p Path) Create() (*os.File, error) {
 	if err != nil {
 		return nil, p.error("create", err)
 	}
+	p.dir.contents.forget(p.name)
 	return os.NewFile(uintptr(fd), p.String()), nil
 }
 
@@ -239,6 +241,7 @@ func (p Path) WriteFile(data []byte) error {
 	if werr != nil {
 		return fmt.Errorf("%s: %w", p, werr)
 	}
+	p.dir.contents.wrote(p.name, Sum{Size: int64(len(data)), CRC: Checksum(data)})
 	return nil
 }
 
@@ -252,6 +255,7 @@ func (p Path) Remove() error {
 	if err := unix.Unlinkat(dfd, p.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return p.error("remove", err)
 	}
+	p.dir.contents.forget(p.name)
 	return nil
 }
 

@@ -40,8 +40,9 @@ var ErrBadMagic = errors.New("wrong magic")
 
 // Writer appends entries of one kind to an image file.
 type Writer struct {
-	f    *os.File
+	f    *hashingFile
 	w    *bufio.Writer
+	p    Path
 	path string
 	buf  []byte
 }
@@ -54,7 +55,8 @@ func Create(p Path, kind Kind) (*Writer, error) {
 		return nil, err
 	}
 	path := p.String()
-	w := &Writer{f: f, w: bufio.NewWriterSize(f, 64<<10), path: path}
+	hf := &hashingFile{File: f}
+	w := &Writer{f: hf, w: bufio.NewWriterSize(hf, 64<<10), p: p, path: path}
 	if _, err := w.w.Write(kind.header()); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: write header: %w", path, err)
@@ -92,7 +94,8 @@ func (w *Writer) WriteWithPayload(m proto.Message, payload []byte) error {
 	return nil
 }
 
-// Close flushes and closes the file.
+// Close flushes and closes the file, and records its sum with the
+// directory for the manifest.
 func (w *Writer) Close() error {
 	ferr := w.w.Flush()
 	cerr := w.f.Close()
@@ -102,6 +105,7 @@ func (w *Writer) Close() error {
 	if cerr != nil {
 		return fmt.Errorf("%s: %w", w.path, cerr)
 	}
+	w.p.dir.contents.wrote(w.p.name, w.f.sum)
 	return nil
 }
 
@@ -198,7 +202,7 @@ func (r *Reader) NextWithPayload(m proto.Message, size func() int) ([]byte, erro
 // ReadFile reads every entry of the image at p (opened as Path.Open),
 // allocating each with newEntry.
 func ReadFile[T proto.Message](p Path, kind Kind, newEntry func() T) ([]T, error) {
-	f, err := p.Open()
+	f, err := p.openContents()
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +229,7 @@ func ReadFile[T proto.Message](p Path, kind Kind, newEntry func() T) ([]T, error
 // returns io.EOF after the last one. A missing image has no entries: the
 // images a dump writes only when it has something to put in them.
 func EachEntry(p Path, kind Kind, next func(r *Reader) error) error {
-	f, err := p.Open()
+	f, err := p.openContents()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

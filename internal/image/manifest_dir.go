@@ -47,16 +47,21 @@ func imageNames(d Dir) ([]string, error) {
 }
 
 // WriteManifest writes the manifest of every image file in dir, at the
-// end of a dump. The sums of known files were computed as they were
+// end of a dump. The sums of known files, and of those written through
+// dir by image.Writer or Path.WriteFile, were computed as they were
 // written; the others are read back (from the page cache) and hashed.
 func WriteManifest(dir Dir, known map[string]Sum) error {
 	names, err := imageNames(dir)
 	if err != nil {
 		return err
 	}
+	written := dir.contents.writtenSums()
+	for name, s := range known {
+		written[name] = s
+	}
 	m := &Manifest{}
 	for _, name := range names {
-		s, err := sumOf(dir, name, known[name])
+		s, err := sumOf(dir, name, written[name])
 		if err != nil {
 			return err
 		}

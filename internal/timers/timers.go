@@ -21,14 +21,6 @@ import (
 	"amber/internal/plan"
 )
 
-// Batcher runs system calls inside a frozen task, many in one round trip
-// (compel.Parasite). Calls may write results at Data.
-type Batcher interface {
-	Batch(calls []compel.Call) ([]uint64, error)
-	Read(addr uint64, buf []byte) error
-	Data() uint64
-}
-
 // Which interval timers, in CRIU's order.
 var itimers = []int{unix.ITIMER_REAL, unix.ITIMER_VIRTUAL, unix.ITIMER_PROF}
 
@@ -42,34 +34,41 @@ const (
 // timeSize is struct itimerval or struct itimerspec: four words.
 const timeSize = 32
 
-// Dump reads pid's timers by running getitimer, timer_gettime and
-// timer_getoverrun in it, in one batch.
-func Dump(inj Batcher, pid int) (*timerimg.TaskTimersEntry, error) {
+// Query reads pid's timers by running getitimer, timer_gettime and
+// timer_getoverrun in it, into *out.
+func Query(pid int, out **timerimg.TaskTimersEntry) (compel.Query, error) {
 	posix, err := readPosix(pid)
 	if err != nil {
-		return nil, err
+		return compel.Query{}, err
 	}
-	if 3+2*len(posix) > compel.MaxBatch || (3+len(posix))*timeSize > compel.DataSize {
-		return nil, fmt.Errorf("pid %d has %d POSIX timers: more than amber dumps", pid, len(posix))
+	n := 3 + len(posix)
+	if n+len(posix) > compel.MaxBatch/2 {
+		return compel.Query{}, fmt.Errorf("pid %d has %d POSIX timers: more than amber dumps", pid, len(posix))
 	}
-	d := inj.Data()
-	var calls []compel.Call
-	for i, which := range itimers {
-		calls = append(calls, compel.Call{Nr: unix.SYS_GETITIMER, Args: [6]uint64{uint64(which), d + uint64(i)*timeSize}})
-	}
-	for i, t := range posix {
-		at := d + uint64(3+i)*timeSize
-		calls = append(calls, compel.Call{Nr: unix.SYS_TIMER_GETTIME, Args: [6]uint64{uint64(t.GetItId()), at}},
-			compel.Call{Nr: unix.SYS_TIMER_GETOVERRUN, Args: [6]uint64{uint64(t.GetItId())}})
-	}
-	res, err := inj.Batch(calls)
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, (3+len(posix))*timeSize)
-	if err := inj.Read(d, buf); err != nil {
-		return nil, err
-	}
+	return compel.Query{
+		Calls: func(d uint64) []compel.Call {
+			var calls []compel.Call
+			for i, which := range itimers {
+				calls = append(calls, compel.Call{Nr: unix.SYS_GETITIMER, Args: [6]uint64{uint64(which), d + uint64(i)*timeSize}})
+			}
+			for i, t := range posix {
+				at := d + uint64(3+i)*timeSize
+				calls = append(calls, compel.Call{Nr: unix.SYS_TIMER_GETTIME, Args: [6]uint64{uint64(t.GetItId()), at}},
+					compel.Call{Nr: unix.SYS_TIMER_GETOVERRUN, Args: [6]uint64{uint64(t.GetItId())}})
+			}
+			return calls
+		},
+		DataSize: n * timeSize,
+		Decode: func(res []uint64, buf []byte) error {
+			*out = decode(posix, res, buf)
+			return nil
+		},
+	}, nil
+}
+
+// decode builds the image entry of the timers from the results of the
+// calls of Query and what they wrote.
+func decode(posix []*timerimg.PosixTimerEntry, res []uint64, buf []byte) *timerimg.TaskTimersEntry {
 	w := func(i, j int) uint64 { return binary.LittleEndian.Uint64(buf[i*timeSize+8*j:]) }
 	var its [3]*timerimg.ItimerEntry
 	for i := range its {
@@ -82,7 +81,7 @@ func Dump(inj Batcher, pid int) (*timerimg.TaskTimersEntry, error) {
 		t.Overrun = proto.Uint32(uint32(res[3+2*i+1]))
 		e.Posix = append(e.Posix, t)
 	}
-	return e, nil
+	return e
 }
 
 // rearmReal gives a periodic ITIMER_REAL that shows no time left the

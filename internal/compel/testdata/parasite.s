@@ -8,7 +8,7 @@
 # signal mask and FPU state through rt_sigreturn.
 	.intel_syntax noprefix
 	.text
-	.globl setup, close_wait, wait, table, close_ctl, restore, sigreturn, unmap
+	.globl setup, wait, close_table, table, close_ctl, restore, sigreturn, unmap
 setup:				# the leader, stepped by amber: make the control socket
 	mov eax, 53		# socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, sv)
 	mov edi, 1
@@ -22,9 +22,6 @@ setup:				# the leader, stepped by amber: make the control socket
 	mov eax, dword ptr [rbx+0x2c]
 	mov dword ptr [rbx+0x30], eax	# amber's end: restore closes it
 	jmp restore		# reached only if amber died after socketpair
-close_wait:			# amber has its copy of its end (rdi): close ours
-	mov eax, 3
-	syscall
 wait:				# sleep until amber interrupts, or dies
 	mov eax, 271		# ppoll(&pollfd, 1, NULL, NULL, 8)
 	lea rdi, [rbx+0x10]
@@ -34,6 +31,9 @@ wait:				# sleep until amber interrupts, or dies
 	mov r8d, 8
 	syscall
 	jmp restore		# it returns only once amber is gone
+close_table:			# amber has its copy of its end (rdi): close ours
+	mov eax, 3
+	syscall
 table:				# run r13 entries from r12, stop at the first error
 	test r13, r13
 	jz done
@@ -86,7 +86,7 @@ affinity:
 	lea rdx, [rbx+0x48]
 	syscall
 sigreturn:
-	lea rsp, [rbx+0x108]	# the frame's ucontext
+	lea rsp, [rbx+0x408]	# the frame's ucontext
 	mov eax, 15		# rt_sigreturn
 	syscall
 	ud2
