@@ -50,7 +50,7 @@ func (t *Task) Clone(insn, argsAddr uint64, spec CloneSpec) (*Task, error) {
 	if int(ret) != spec.Tid {
 		return nil, fmt.Errorf("clone %d: clone3 returned %d", spec.Tid, ret)
 	}
-	child := &Task{Pid: spec.Tid, Timeout: t.Timeout}
+	child := &Task{Pid: spec.Tid, Timeout: t.Timeout, owned: true}
 	if _, err := child.wait(); err != nil {
 		return nil, fmt.Errorf("clone %d: wait for first stop: %w", spec.Tid, err)
 	}
@@ -87,7 +87,7 @@ func (t *Task) resumeUntilDead(sig unix.Signal) error {
 		return fmt.Errorf("pid %d: resume to exit: %w", t.Pid, err)
 	}
 	for {
-		_, ws, err := wait4(t.Pid, t.waitLimit())
+		_, ws, err := t.wait4()
 		if err != nil {
 			return fmt.Errorf("pid %d: wait for exit: %w", t.Pid, err)
 		}

@@ -31,7 +31,7 @@ func StartStub() (*Stub, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start restore stub: %w", err)
 	}
-	s := &Stub{Task: &Task{Pid: cmd.Process.Pid}}
+	s := &Stub{Task: &Task{Pid: cmd.Process.Pid, owned: true}}
 	if err := s.prepare(); err != nil {
 		s.Kill()
 		return nil, err

@@ -16,6 +16,10 @@ type Task struct {
 	// Timeout bounds each wait for the task to stop or die;
 	// DefaultTimeout if zero.
 	Timeout time.Duration
+	// owned: amber made the task (a restore's). A wait that times out
+	// kills it, which ends the wait at once; a task amber seized is
+	// left alone, and waited for by a goroutine that may stay behind.
+	owned bool
 	// NewChild is the PID of the last child the task forked while amber
 	// made it run a system call (PTRACE_O_TRACEFORK).
 	NewChild int

@@ -3,6 +3,7 @@ package compel
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,9 +63,40 @@ func wait4(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
 	}
 }
 
+// wait4 waits, at most for the task's timeout, for its next state change.
+func (t *Task) wait4() (int, unix.WaitStatus, error) {
+	if t.owned {
+		return waitOwned(t.Pid, t.waitLimit())
+	}
+	return wait4(t.Pid, t.waitLimit())
+}
+
+// waitOwned waits in wait4 itself, the quickest way, for a task amber
+// made: should it not change state within limit, a timer kills it, which
+// ends the wait.
+func waitOwned(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	var late atomic.Bool
+	timer := time.AfterFunc(limit, func() {
+		late.Store(true)
+		unix.Kill(pid, unix.SIGKILL)
+	})
+	defer timer.Stop()
+	for {
+		got, err := unix.Wait4(pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if late.Load() {
+			return got, ws, fmt.Errorf("killed after %v: %w", limit, ErrTimeout)
+		}
+		return got, ws, err
+	}
+}
+
 // wait waits for the next stop of the task and fails if it exited.
 func (t *Task) wait() (unix.WaitStatus, error) {
-	_, ws, err := wait4(t.Pid, t.waitLimit())
+	_, ws, err := t.wait4()
 	if err != nil {
 		return ws, fmt.Errorf("wait pid %d: %w", t.Pid, err)
 	}
@@ -82,7 +114,7 @@ func (t *Task) wait() (unix.WaitStatus, error) {
 // only after its other threads: wait for those first, or use KillAll.
 func (t *Task) WaitDead() error {
 	for {
-		_, ws, err := wait4(t.Pid, t.waitLimit())
+		_, ws, err := t.wait4()
 		if errors.Is(err, unix.ECHILD) {
 			return nil // reaped already, or never ours to reap
 		}

@@ -65,12 +65,13 @@ func CowRuns(parentPid, childPid int, parentVMAs, childVMAs []*vma.VmaEntry, run
 		}
 	}
 	var out []Run
-	pb, cb := make([]byte, pagemapChunk*8), make([]byte, pagemapChunk*8)
+	var pb, cb []byte
 	for _, r := range runs {
 		i := findVMA(childVMAs, r.Start)
 		if i >= len(childVMAs) || !same[childVMAs[i].GetStart()] {
 			continue
 		}
+		pb, cb = growPagemapBuf(pb, (r.End-r.Start)/pageSize), growPagemapBuf(cb, (r.End-r.Start)/pageSize)
 		shared, err := sharedFrames(pf, cf, r, pb, cb)
 		if err != nil {
 			return nil, err

@@ -259,10 +259,8 @@ func (s *Scanner) Shared(runs []Run) ([]Run, error) {
 // appendShared appends the shared pages of r to out, reading their
 // pagemap entries a chunk at a time: a long run costs no more memory.
 func (s *Scanner) appendShared(out []Run, r Run) ([]Run, error) {
-	if s.pm == nil {
-		s.pm = make([]byte, pagemapChunk*8)
-	}
 	for at := r.Start; at+pageSize <= r.End; {
+		s.pm = growPagemapBuf(s.pm, (r.End-at)/pageSize)
 		b := s.pm[:min((r.End-at)/pageSize, pagemapChunk)*8]
 		if err := readPagemap(s.f, at, b); err != nil {
 			return nil, err
@@ -276,6 +274,18 @@ func (s *Scanner) appendShared(out []Run, r Run) ([]Run, error) {
 		at += uint64(len(b)/8) * pageSize
 	}
 	return out, nil
+}
+
+// growPagemapBuf returns buf, or a larger one, with room for the entries
+// of pages pages, pagemapChunk at most: buffers grow with the runs they
+// read, as most runs of most processes are short and fresh memory costs
+// page faults.
+func growPagemapBuf(buf []byte, pages uint64) []byte {
+	n := int(min(pages, pagemapChunk)) * 8
+	if len(buf) >= n {
+		return buf
+	}
+	return make([]byte, max(n, 2*len(buf)))
 }
 
 // readPagemap reads the /proc/PID/pagemap entries of the len(b)/8 pages
