@@ -55,3 +55,19 @@ func TestRestoreMappedFileGone(t *testing.T) {
 	requireFailure(t, r, filepath.Base(data[0]))
 	c.requireLive()
 }
+
+// TestRestoreMemfdImageGone deletes memfd.img of a process with a mapped
+// memfd, and the manifest that would have caught it: restore must fail,
+// naming what is missing, and leave nothing behind (it used to panic and
+// leave the half-restored task running).
+func TestRestoreMemfdImageGone(t *testing.T) {
+	c := startCase(t, "memfd_mmap")
+	c.mustDump()
+	c.dropManifest()
+	if err := os.Remove(filepath.Join(c.images, "memfd.img")); err != nil {
+		t.Fatal(err)
+	}
+	r := c.restoreDetached(c.pidfile())
+	requireFailure(t, r, "memfd.img")
+	c.requireLive()
+}

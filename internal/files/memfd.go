@@ -247,8 +247,11 @@ func (m *Memfds) MapFd(b *plan.Builder, fileID, flags uint32) (int, error) {
 		return 0, err
 	}
 	h, err := m.handle(b, ino)
-	if err != nil || flags&unix.O_ACCMODE == unix.O_RDWR {
-		return h.fd, err
+	if err != nil {
+		return 0, err
+	}
+	if flags&unix.O_ACCMODE == unix.O_RDWR {
+		return h.fd, nil
 	}
 	if fd, ok := m.ro[ino]; ok {
 		return fd, nil

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -133,6 +134,10 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
 	defer func() {
+		// A bug of amber's must not leave half-restored tasks behind.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v\n%s", p, debug.Stack())
+		}
 		if err != nil {
 			r.killAll()
 		}
