@@ -58,30 +58,6 @@ func TestParasiteCodeAssembles(t *testing.T) {
 	}
 }
 
-func TestResumeRegs(t *testing.T) {
-	const rip = 0x4000_1002
-	neg := func(e int64) uint64 { return uint64(-e) }
-	cases := []struct {
-		name             string
-		rax, orig        uint64
-		wantRax, wantRip uint64
-	}{
-		{"ERESTARTSYS", neg(512), unix.SYS_READ, unix.SYS_READ, rip - 2},
-		{"ERESTARTNOINTR", neg(513), unix.SYS_WAIT4, unix.SYS_WAIT4, rip - 2},
-		{"ERESTARTNOHAND", neg(514), unix.SYS_PPOLL, unix.SYS_PPOLL, rip - 2},
-		{"ERESTART_RESTARTBLOCK", neg(516), unix.SYS_NANOSLEEP, unix.SYS_NANOSLEEP, rip - 2},
-		{"ERESTART_RESTARTBLOCK in restart_syscall", neg(516), unix.SYS_RESTART_SYSCALL, neg(int64(unix.EINTR)), rip},
-		{"returned", 3, unix.SYS_READ, 3, rip},
-		{"not in a call", neg(512), ^uint64(0), neg(512), rip},
-	}
-	for _, c := range cases {
-		r := resumeRegs(Regs{Rax: c.rax, Orig_rax: c.orig, Rip: rip, Rdi: 5})
-		if r.Rax != c.wantRax || r.Rip != c.wantRip || r.Orig_rax != ^uint64(0) || r.Rdi != 5 {
-			t.Errorf("%s: rax %#x rip %#x orig %#x, want %#x %#x -1", c.name, r.Rax, r.Rip, r.Orig_rax, c.wantRax, c.wantRip)
-		}
-	}
-}
-
 // TestThreadAreaEncode checks the fields of a thread's area that the
 // routine and rt_sigreturn read.
 func TestThreadAreaEncode(t *testing.T) {

@@ -24,7 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
@@ -650,45 +649,6 @@ func TestPlanTaskSession(t *testing.T) {
 			}
 			if !slices.Equal(got, c.want) {
 				t.Errorf("calls %q, want %q", got, c.want)
-			}
-		})
-	}
-}
-
-// TestRestartSyscall checks the registers a task frozen in a system call
-// is released with: the kernel's own restart codes are kept, so that the
-// kernel restarts or fails the call by its rules when it releases the task.
-func TestRestartSyscall(t *testing.T) {
-	const rip = 0x5555_5555_6002
-	const none = ^uint64(0)
-	neg := func(e int64) uint64 { return uint64(-e) }
-	cases := []struct {
-		name                 string
-		rax, origRax         uint64
-		wantRax, wantOrigRax uint64
-	}{
-		{"ERESTARTSYS", neg(512), unix.SYS_READ, neg(512), unix.SYS_READ},
-		{"ERESTARTNOINTR", neg(513), unix.SYS_WAIT4, neg(513), unix.SYS_WAIT4},
-		{"ERESTARTNOHAND", neg(514), unix.SYS_PAUSE, neg(514), unix.SYS_PAUSE},
-		{"ERESTART_RESTARTBLOCK", neg(516), unix.SYS_CLOCK_NANOSLEEP, neg(514), unix.SYS_CLOCK_NANOSLEEP},
-		{"ERESTART_RESTARTBLOCK in restart_syscall", neg(516), unix.SYS_RESTART_SYSCALL, neg(int64(unix.EINTR)), none},
-		{"completed with a result", 42, unix.SYS_READ, 42, none},
-		{"completed with zero", 0, unix.SYS_CLOSE, 0, none},
-		{"failed with EINTR", neg(int64(unix.EINTR)), unix.SYS_READ, neg(int64(unix.EINTR)), none},
-		{"failed with EAGAIN", neg(int64(unix.EAGAIN)), unix.SYS_READ, neg(int64(unix.EAGAIN)), none},
-		{"not in a syscall, rax looks like a restart", neg(512), none, neg(512), none},
-		{"not in a syscall", 0x1234, none, 0x1234, none},
-		{"syscall 0 interrupted", neg(512), 0, neg(512), 0},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			r := compel.Regs{Rax: c.rax, Orig_rax: c.origRax, Rip: rip, Rdi: 7, Rsp: 0x7fff_0000}
-			restartSyscall(&r)
-			if r.Rax != c.wantRax || r.Orig_rax != c.wantOrigRax {
-				t.Errorf("rax %#x orig_rax %#x, want %#x %#x", r.Rax, r.Orig_rax, c.wantRax, c.wantOrigRax)
-			}
-			if r.Rip != rip || r.Rdi != 7 || r.Rsp != 0x7fff_0000 {
-				t.Errorf("other registers changed: rip %#x rdi %#x rsp %#x", r.Rip, r.Rdi, r.Rsp)
 			}
 		})
 	}
