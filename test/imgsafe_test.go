@@ -134,9 +134,18 @@ func TestRestoreUntrustedImages(t *testing.T) {
 		c.requireLive()
 	}
 
+	// Writable by all and without its manifest (zdtm's directories are
+	// writable by all; a shared directory is read only as verified).
+	manifest := filepath.Join(c.images, "amber-manifest.txt")
+	if err := os.Rename(manifest, manifest+".away"); err != nil {
+		t.Fatal(err)
+	}
 	chmod(c.images, 0o777)
 	refused(c.images, "writable by every user")
 	chmod(c.images, 0o755)
+	if err := os.Rename(manifest+".away", manifest); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := os.Chown(c.dir, nobody, nobody); err != nil {
 		t.Fatal(err)
@@ -164,6 +173,24 @@ func TestRestoreUntrustedImages(t *testing.T) {
 	}
 	c.checkRestoredPid(pidfile)
 	c.mustPass()
+}
+
+// TestRestoreSharedImagesDir: images in a directory every user can write
+// (as CRIU's zdtm leaves them) restore without --trust-images when their
+// manifest verifies them: private pages, and the pages of anonymous
+// shared memory that a forked child shares.
+func TestRestoreSharedImagesDir(t *testing.T) {
+	for _, prog := range []string{"heap_globals", "shm_anon_fork"} {
+		t.Run(prog, func(t *testing.T) {
+			c := startCase(t, prog)
+			c.mustDump()
+			if err := os.Chmod(c.images, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
 }
 
 // TestDumpRemovesStaleImages dumps into a directory that holds images of

@@ -2,24 +2,88 @@ package image
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // contents is what one opening of an images directory knows of its
 // files' contents, shared by the copies of its Dir: the size and CRC32C
 // of each image written through it (for the manifest, so that the dump
-// need not read them back), and the bytes of each image the manifest
-// check read and verified (so that the restore reads them once).
+// need not read them back), the bytes of each image the manifest check
+// read and verified (so that the restore reads them once), and, in a
+// shared directory (trust.go), a descriptor of every image it verified.
 type contents struct {
 	mu       sync.Mutex
 	written  map[string]Sum
 	verified map[string][]byte
+	pinned   map[string]*os.File
+	// checked is set once the manifest check pinned every image it
+	// lists.
+	checked bool
 }
 
 func newContents() *contents {
-	return &contents{written: map[string]Sum{}, verified: map[string][]byte{}}
+	return &contents{written: map[string]Sum{}, verified: map[string][]byte{}, pinned: map[string]*os.File{}}
+}
+
+// pin keeps a descriptor of f, verified as image name, open until the
+// directory is closed.
+func (c *contents) pin(name string, f *os.File) error {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%s: keep it open: %w", f.Name(), err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.pinned[name]; old != nil {
+		old.Close()
+	}
+	c.pinned[name] = os.NewFile(uintptr(fd), f.Name())
+	return nil
+}
+
+// setVerified records that every image of the manifest is pinned.
+func (c *contents) setVerified() {
+	c.mu.Lock()
+	c.checked = true
+	c.mu.Unlock()
+}
+
+// isVerified tells whether every image of the manifest is pinned.
+func (c *contents) isVerified() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checked
+}
+
+// pinnedFile returns the pinned descriptor of name, or nil.
+func (c *contents) pinnedFile(name string) *os.File {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pinned[name]
+}
+
+// closePinned closes every pinned descriptor.
+func (c *contents) closePinned() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, f := range c.pinned {
+		f.Close()
+		delete(c.pinned, name)
+	}
 }
 
 // wrote records the sum of a file written through the directory.

@@ -55,6 +55,7 @@ func (d Dir) Close() error {
 	if d.f == nil {
 		return nil
 	}
+	d.contents.closePinned()
 	return d.f.Close()
 }
 
@@ -152,10 +153,58 @@ func (p Path) Name() string { return p.name }
 // RESOLVE_NO_SYMLINKS.
 func (p Path) Resolved() string { return filepath.Join(p.dir.resolved, p.name) }
 
+// TaskFile is how a restored task opens an image itself: the path and
+// the flags of its open.
+type TaskFile struct {
+	Path  string
+	Flags int
+}
+
+// ForTask is how a restored task opens the file for reading (its pages
+// image): by the resolved path, through no symbolic link, or in a shared
+// directory (trust.go) through amber's verified descriptor of it.
+func (p Path) ForTask() TaskFile {
+	if f := p.dir.contents.pinnedFile(p.name); f != nil && p.dir.trust.isShared() {
+		return TaskFile{fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), unix.O_RDONLY}
+	}
+	return TaskFile{p.Resolved(), unix.O_RDONLY | unix.O_NOFOLLOW}
+}
+
 // Open opens the file for reading: never through a symbolic link, only a
 // regular file, and, in a trusted directory, only one that nobody but
-// root and the caller can write.
+// root and the caller can write. In a shared directory, it opens the
+// image the manifest verified, whatever is under its name now.
 func (p Path) Open() (*os.File, error) {
+	if !p.dir.trust.isShared() || p.name == ManifestName {
+		return p.openByName()
+	}
+	pinned, err := p.pinned()
+	if err != nil {
+		return nil, err
+	}
+	// A new open file of the same inode, with its own offset.
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", pinned.Fd()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, p.error("open", err)
+	}
+	return os.NewFile(uintptr(fd), p.String()), nil
+}
+
+// pinned is the verified descriptor of an image of a shared directory.
+// Once the manifest is verified, an image it does not list does not
+// exist: none did when it was checked.
+func (p Path) pinned() (*os.File, error) {
+	if f := p.dir.contents.pinnedFile(p.name); f != nil {
+		return f, nil
+	}
+	if p.dir.contents.isVerified() {
+		return nil, &os.PathError{Op: "open", Path: p.String(), Err: unix.ENOENT}
+	}
+	return nil, p.dir.trust.unverified(p.String(), "not verified against a manifest")
+}
+
+// openByName opens the file under its name now, with the checks of Open.
+func (p Path) openByName() (*os.File, error) {
 	dfd, err := p.dir.fd()
 	if err != nil {
 		return nil, err
@@ -190,7 +239,16 @@ func (p Path) Stat() (os.FileInfo, error) {
 		return nil, err
 	}
 	var st unix.Stat_t
-	if err := unix.Fstatat(dfd, p.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if p.dir.trust.isShared() && p.name != ManifestName {
+		f, err := p.pinned()
+		if err != nil {
+			return nil, err
+		}
+		err = unix.Fstat(int(f.Fd()), &st)
+		if err != nil {
+			return nil, p.error("stat", err)
+		}
+	} else if err := unix.Fstatat(dfd, p.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, p.error("stat", err)
 	}
 	if err := p.check(&st); err != nil {

@@ -283,3 +283,81 @@ func TestCreateLog(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestSharedDir: an images directory writable by all (as zdtm makes
+// them) is read only through its manifest: without one it is refused;
+// with one, what was verified is what is read, by amber and by the
+// restored tasks, whatever is renamed into the directory afterwards.
+func TestSharedDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the directory's owner must be root or the caller")
+	}
+	path := filepath.Join(t.TempDir(), "img")
+	must(t, os.Mkdir(path, 0o755))
+	w, err := image.OpenDir(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, image.WriteFile(w.PstreePath(), image.Pstree, pstreeEntry(7, 0, 7)),
+		w.PagesPath(1).WriteFile([]byte("pages of 7")))
+	w.Close()
+	other := filepath.Join(t.TempDir(), "other")
+	must(t, os.Mkdir(other, 0o755))
+	w, err = image.OpenDir(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, image.WriteFile(w.PstreePath(), image.Pstree, pstreeEntry(9, 0, 9)),
+		w.PagesPath(1).WriteFile([]byte("pages of 9")))
+	w.Close()
+	must(t, os.Chmod(path, 0o777))
+
+	d, err := image.OpenTrustedDir(path, 0)
+	if err != nil {
+		t.Fatalf("shared directory refused at open: %v", err)
+	}
+	if _, err := image.VerifyManifest(d, nil); !errors.Is(err, image.ErrUntrusted) ||
+		!strings.Contains(err.Error(), path+": has no "+image.ManifestName) {
+		t.Errorf("without a manifest: %v, want a refusal naming %s", err, path)
+	}
+	d.Close()
+
+	w, err = image.OpenDir(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, image.WriteManifest(w, nil))
+	w.Close()
+	d, err = image.OpenTrustedDir(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	check, err := image.VerifyManifest(d, image.IsPagesName)
+	if err != nil {
+		t.Fatalf("verified shared directory: %v", err)
+	}
+	must(t, check.Wait())
+	// Someone who can write the directory moves another dump's images
+	// (root's too, and unwritable by others) over these.
+	for _, name := range []string{"pstree.img", "pages-1.img"} {
+		must(t, os.Rename(filepath.Join(other, name), filepath.Join(path, name)))
+	}
+	pst, err := image.ReadFile(d.PstreePath(), image.Pstree, newPstree)
+	if err != nil || len(pst) != 1 || pst[0].GetPid() != 7 {
+		t.Errorf("pstree read after the swap: %v %v, want pid 7's", pst, err)
+	}
+	tf := d.PagesPath(1).ForTask()
+	if !strings.HasPrefix(tf.Path, "/proc/") || tf.Flags&unix.O_NOFOLLOW != 0 {
+		t.Errorf("a task opens the pages as %+v, want amber's verified descriptor", tf)
+	}
+	b, err := os.ReadFile(tf.Path)
+	if err != nil || string(b) != "pages of 7" {
+		t.Errorf("a task reads %q (%v), want the verified pages", b, err)
+	}
+	// An image added since the check is not there for the restore.
+	must(t, os.WriteFile(filepath.Join(path, "core-7.img"), []byte("added"), 0o600))
+	if _, err := d.File("core-7.img").Open(); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an image added after the check: %v, want none", err)
+	}
+}

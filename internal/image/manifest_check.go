@@ -42,8 +42,14 @@ type pendingFile struct {
 // dir has no manifest.
 func VerifyManifest(dir Dir, later func(name string) bool) (*Check, error) {
 	m, err := ReadManifest(dir)
-	if m == nil || err != nil {
+	if err != nil {
 		return nil, err
+	}
+	if m == nil && dir.trust.isShared() {
+		return nil, dir.trust.unverified(dir.String(), "has no "+ManifestName)
+	}
+	if m == nil {
+		return nil, nil
 	}
 	if err := checkListed(dir, m); err != nil {
 		return nil, err
@@ -52,6 +58,12 @@ func VerifyManifest(dir Dir, later func(name string) bool) (*Check, error) {
 	defer func() { closeAll(pending) }()
 	for _, mf := range m.Files {
 		f, err := openSized(dir, mf)
+		if err == nil && dir.trust.isShared() {
+			err = dir.contents.pin(mf.Name, f)
+			if err != nil {
+				f.Close()
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -64,6 +76,9 @@ func VerifyManifest(dir Dir, later func(name string) bool) (*Check, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if dir.trust.isShared() {
+		dir.contents.setVerified()
 	}
 	c := &Check{Manifest: m, done: make(chan struct{})}
 	c.start(pending)

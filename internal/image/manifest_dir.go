@@ -23,7 +23,7 @@ func (e *ManifestError) Error() string { return e.Path + ": " + e.Problem }
 // symbolic link is refused as a ManifestError naming it.
 func openImage(d Dir, name string) (*os.File, error) {
 	p := d.File(name)
-	f, err := p.Open()
+	f, err := p.openByName()
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
 		return nil, &ManifestError{p.String(), "a symbolic link, not an image the dump wrote"}
 	}

@@ -35,6 +35,21 @@ import (
 // security modules, and the files outside the images directory that the
 // images name (those are the process's own files).
 //
+// One exception, for test harnesses such as CRIU's zdtm, which make every
+// images directory writable by all so that tests running as other users
+// can dump into it: an images directory owned by root or the caller may
+// be writable by others (a shared directory) if it holds a manifest
+// (amber-manifest.txt) that every image matches. Others could then
+// rename, replace or add entries at any moment, so in a shared directory
+// amber reads an image only through the descriptor it verified against
+// the manifest, kept open from the check to the end of the restore
+// (pinned): the restored tasks read their pages through amber's
+// descriptors (/proc/AMBER/fd/N), never by name. Whoever writes the
+// directory can make the restore fail, not change what it restores: they
+// cannot create a file owned by root or the caller, and a file moved in
+// from elsewhere does not match the manifest. Images without a manifest
+// (CRIU's) in a shared directory are refused.
+//
 // The directory above is checked from the opened directory upwards
 // through "..", not by its path, so that the directories checked are
 // those the directory is in, and the restored tasks open their pages
@@ -48,7 +63,16 @@ var ErrUntrusted = errors.New("a user other than root and the caller can write i
 // images are trusted.
 type trust struct {
 	caller uint32
+	// shared is set when the images directory itself is writable by
+	// others; why says so, for the error refusing an image the manifest
+	// did not verify.
+	shared bool
+	why    error
 }
+
+// isShared tells whether the directory is shared: writable by others,
+// its images read only as verified and pinned.
+func (t *trust) isShared() bool { return t != nil && t.shared }
 
 // OpenTrustedDir opens the images directory at path as OpenDir does,
 // after checking that only root and the user caller can write it and the
@@ -77,7 +101,9 @@ func (d Dir) checkTree() error {
 	for {
 		var st unix.Stat_t
 		err := unix.Fstat(fd, &st)
-		if err == nil {
+		if err == nil && !above {
+			err = d.trust.checkImagesDir(name, &st)
+		} else if err == nil {
 			err = d.trust.check(name, &st, above)
 		}
 		var up int
@@ -99,6 +125,24 @@ func (d Dir) checkTree() error {
 		}
 		fd, name, above = up, filepath.Dir(name), true
 	}
+}
+
+// checkImagesDir checks the images directory itself: owned by root or
+// the caller, and if others may write it, shared.
+func (t *trust) checkImagesDir(name string, st *unix.Stat_t) error {
+	err := t.check(name, st, false)
+	if err == nil || st.Mode&0o022 == 0 || (st.Uid != 0 && st.Uid != t.caller) {
+		return err
+	}
+	t.shared, t.why = true, err
+	return nil
+}
+
+// unverified refuses an image of a shared directory read without a
+// manifest, or that the manifest did not verify.
+func (t *trust) unverified(name, what string) error {
+	return fmt.Errorf("%s: %s, and %w; in such a directory amber reads only images its %s verified",
+		name, what, t.why, ManifestName)
 }
 
 // check refuses st, the file or directory at name, if anyone but root

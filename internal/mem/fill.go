@@ -12,6 +12,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/image"
 	"amber/internal/plan"
 )
 
@@ -42,7 +43,7 @@ func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
 	for _, e := range in.Pagemap {
 		if e.GetFlags()&PEPresent == 0 {
 			if e.GetFlags()&(PEParent|PELazy) != 0 || e.GetInParent() {
-				return nil, fmt.Errorf("%s: pagemap entry %#x: pages in a parent image or lazy pages are not supported yet", in.PagesPath, e.GetVaddr())
+				return nil, fmt.Errorf("%s: pagemap entry %#x: pages in a parent image or lazy pages are not supported yet", in.Pages.Path, e.GetVaddr())
 			}
 			continue
 		}
@@ -154,7 +155,7 @@ const parallelFillMin = 8 << 20
 // IOV_MAX ranges per call, each call reading one contiguous part of the
 // image, shared out between workers filling sections (one when there is
 // little to fill).
-func planFill(b *plan.Builder, pagesPath string, segs []segment, workers int) {
+func planFill(b *plan.Builder, pages image.TaskFile, segs []segment, workers int) {
 	var total uint64
 	for _, sg := range segs {
 		total += sg.size
@@ -164,7 +165,7 @@ func planFill(b *plan.Builder, pagesPath string, segs []segment, workers int) {
 	}
 	fd := -1
 	if total > 0 {
-		fd = b.Open("pages image", pagesPath, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+		fd = b.Open("pages image", pages.Path, pages.Flags, 0)
 	}
 	limit := uint64(maxRW)
 	if workers > 1 {
@@ -181,7 +182,7 @@ func planFill(b *plan.Builder, pagesPath string, segs []segment, workers int) {
 	for w := range workers {
 		b.StartSection(FillSection(w))
 		for _, bt := range assigned[w] {
-			b.Call("fill from "+pagesPath, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
+			b.Call("fill from "+pages.Path, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
 		}
 	}
 	b.StartSection(SectionAfterFill)

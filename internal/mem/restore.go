@@ -10,6 +10,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/image"
 	"amber/internal/plan"
 	"amber/internal/proc"
 )
@@ -21,10 +22,9 @@ const TaskSize = 0x7ffffffff000
 type RestoreInput struct {
 	MM      *mm.MmEntry
 	Pagemap []*pagemap.PagemapEntry // entries after the head
-	// PagesPath is the pages image the task opens and reads itself: a
-	// path without symbolic links (image.Path.Resolved), opened with
-	// O_NOFOLLOW.
-	PagesPath string
+	// Pages is how the task opens the pages image it reads itself
+	// (image.Path.ForTask).
+	Pages image.TaskFile
 	// FilePath resolves a files.img id (VmaEntry.shmid, exe_file_id) to
 	// the path to open.
 	FilePath func(id uint32) (string, error)
@@ -77,7 +77,7 @@ func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 		return err
 	}
 	planZeroes(b, in, keep)
-	planFill(b, in.PagesPath, segs, in.Workers)
+	planFill(b, in.Pages, segs, in.Workers)
 	for i, v := range vmas {
 		if mapped[i] != uint64(v.GetProt()) && !isVdso(v) {
 			b.Call("protect vma", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt()))

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/image"
 	"amber/internal/plan"
 	"amber/internal/proc"
 )
@@ -100,7 +101,7 @@ func present(vaddr, n uint64) *pagemap.PagemapEntry {
 // memInput assembles a restore input. Files are named /fileN by id.
 func memInput(vmas []*vma.VmaEntry, pm []*pagemap.PagemapEntry) *RestoreInput {
 	return &RestoreInput{
-		MM: &mm.MmEntry{Vmas: vmas}, Pagemap: pm, PagesPath: pagesImg,
+		MM: &mm.MmEntry{Vmas: vmas}, Pagemap: pm, Pages: image.TaskFile{Path: pagesImg, Flags: unix.O_RDONLY | unix.O_NOFOLLOW},
 		FilePath: func(id uint32) (string, error) {
 			if id == 0 || id > 1000 {
 				return "", fmt.Errorf("files.img: no regular file with id %d", id)
