@@ -44,8 +44,25 @@ func TestKillAmberDuringDump(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("%d of %d targets kept an unused scratch mapping", leftovers, per*len(killTargets))
+	// The release of a dump --leave-running, densely: there every thread
+	// leaves the parasite for its own registers and mask, step by step.
+	for _, name := range []string{"poll_restart", "futex_wait"} {
+		whole := wholeDumpTime(t, name)
+		for k := 0; k < releaseMoments; k++ {
+			at := time.Duration(float64(whole) * (0.7 + 0.3*(float64(k)+0.5)/releaseMoments))
+			t.Run(fmt.Sprintf("release/%s/%v", name, at.Round(time.Microsecond)), func(t *testing.T) {
+				if killDumpAt(t, name, at, true) {
+					leftovers++
+				}
+			})
+		}
+	}
+	t.Logf("%d of %d targets kept an unused scratch mapping", leftovers, per*len(killTargets)+2*releaseMoments)
 }
+
+// releaseMoments is how many moments of the last part of a dump
+// TestKillAmberDuringDump kills amber at, for each of two programs.
+const releaseMoments = 10
 
 // wholeDumpTime is how long a dump --leave-running of name takes, amber's
 // start-up included: the least of three.

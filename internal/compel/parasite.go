@@ -576,10 +576,13 @@ func (p *Parasite) bringBack(v *victim) error {
 		return err
 	}
 	v.inside = false
-	if err := v.t.SetRegs(&v.frozen); err != nil {
+	// The mask first: a thread amber leaves between the two still has
+	// the routine's registers, and the routine gives it back its frozen
+	// ones; frozen registers with every signal blocked would stay so.
+	if err := v.t.SetSigMask(v.mask); err != nil {
 		return err
 	}
-	return v.t.SetSigMask(v.mask)
+	return v.t.SetRegs(&v.frozen)
 }
 
 // closeLeader stops the leader in the routine and makes it close the
@@ -681,8 +684,14 @@ func (t *Task) waitSyscallStop() error {
 // delivery with registers regs and signal mask mask. Only from there does
 // the kernel restart a system call regs were frozen in when it lets the
 // task go; on the way the task holds resumeRegs(regs), which are safe to
-// run should amber die before it is done.
+// run should amber die before it is done. The mask comes first, so that
+// a task amber leaves at any point of the way runs on with its own: out
+// of the routine, nothing else would give it back. (The interrupt stop
+// comes before any signal is dequeued, so none is delivered on the way.)
 func (t *Task) settle(regs *Regs, mask uint64) error {
+	if err := t.SetSigMask(mask); err != nil {
+		return err
+	}
 	r := resumeRegs(*regs)
 	if err := t.SetRegs(&r); err != nil {
 		return err
@@ -696,10 +705,7 @@ func (t *Task) settle(regs *Regs, mask uint64) error {
 	if err := t.waitInterrupted(); err != nil {
 		return err
 	}
-	if err := t.SetRegs(regs); err != nil {
-		return err
-	}
-	return t.SetSigMask(mask)
+	return t.SetRegs(regs)
 }
 
 // Query is a group of calls one asker makes of a task and what to make of
