@@ -65,6 +65,7 @@ var programs = []program{
 	{name: "sk_unix_abstract"},
 	{name: "sk_unix_tree"},
 	{name: "sk_unix_peer_closed"},
+	{name: "sk_unix_shutdown"},
 	{name: "fifo00"},
 	{name: "unlink_fstat00"},
 	{name: "eventfd00"},

@@ -29,10 +29,16 @@ const skQueuesName = "sk-queues.img"
 // errFdsInFlight marks a queue holding descriptors (SCM_RIGHTS).
 var errFdsInFlight = errors.New("descriptors in flight (SCM_RIGHTS) are not supported yet")
 
+// errEmptyMessage marks an empty message queued on a socket shut down
+// for reading, with more behind it.
+var errEmptyMessage = errors.New("an empty message is queued on a socket shut down for reading: amber cannot peek past it")
+
 // peekQueue returns the messages queued on socket s, oldest first, and
 // leaves the queue and the socket's peek offset as they were. A stream
-// socket's bytes come in chunks, whose boundaries mean nothing.
-func peekQueue(s, typ int) (msgs [][]byte, err error) {
+// socket's bytes come in chunks, whose boundaries mean nothing. shutRD
+// tells that s is shut down for reading: an empty read is then the end
+// of the queue, not an empty message (which the peek offset steps past).
+func peekQueue(s, typ int, shutRD bool) (msgs [][]byte, err error) {
 	old, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
 		return nil, fmt.Errorf("get SO_PEEK_OFF: %w", err)
@@ -54,8 +60,11 @@ func peekQueue(s, typ int) (msgs [][]byte, err error) {
 			return msgs, nil
 		case err != nil:
 			return nil, err
-		case n == 0 && typ == unix.SOCK_STREAM:
-			return msgs, nil // end of stream: the peer shut down
+		case n == 0 && (typ == unix.SOCK_STREAM || shutRD):
+			// End of file: the socket is shut down for reading (by
+			// itself or its peer), and from here on every read is
+			// empty, so an empty message cannot be told from the end.
+			return msgs, endOfQueue(s, typ, off)
 		case n > len(buf):
 			// A datagram longer than buf: peek it again, whole.
 			buf = make([]byte, n)
@@ -67,6 +76,25 @@ func peekQueue(s, typ int) (msgs [][]byte, err error) {
 		msgs = append(msgs, append([]byte(nil), buf[:n]...))
 		off += n
 	}
+}
+
+// endOfQueue checks, at an empty read of a socket shut down for reading,
+// that the bytes peeked (off) are all the queue holds, as far as the
+// kernel tells (SIOCINQ: every byte of a seqpacket or stream socket, the
+// first datagram's of a datagram socket). Empty messages at the very
+// end are dropped, as CRIU drops them.
+func endOfQueue(s, typ, off int) error {
+	if typ == unix.SOCK_DGRAM {
+		return nil
+	}
+	queued, err := unix.IoctlGetInt(s, unix.SIOCINQ)
+	if err != nil {
+		return fmt.Errorf("SIOCINQ: %w", err)
+	}
+	if queued > off {
+		return fmt.Errorf("%d of %d bytes peeked: %w", off, queued, errEmptyMessage)
+	}
+	return nil
 }
 
 // peekOne peeks the next message into buf and returns its length; for a

@@ -53,7 +53,7 @@ func TestPeekQueue(t *testing.T) {
 			if err := unix.SetsockoptInt(p[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, 5); err != nil {
 				t.Fatal(err)
 			}
-			got, err := peekQueue(p[0], typ)
+			got, err := peekQueue(p[0], typ, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,6 +73,41 @@ func TestPeekQueue(t *testing.T) {
 				t.Errorf("the queue lost its first message: %q", buf[:n])
 			}
 		})
+	}
+}
+
+// TestPeekQueueShutdown peeks the queues of sockets shut down for
+// reading: what was queued, then the end (where every read is empty), and
+// an empty seqpacket message with more behind it is refused, not a loop.
+func TestPeekQueueShutdown(t *testing.T) {
+	for _, typ := range []int{unix.SOCK_DGRAM, unix.SOCK_SEQPACKET, unix.SOCK_STREAM} {
+		t.Run(sockType(uint32(typ)), func(t *testing.T) {
+			p := pair(t, typ)
+			for _, m := range []string{"one", "two"} {
+				if _, err := unix.Write(p[1], []byte(m)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := unix.Shutdown(p[0], unix.SHUT_RD); err != nil {
+				t.Fatal(err)
+			}
+			got, err := peekQueue(p[0], typ, true)
+			if err != nil || string(joinAll(got)) != "onetwo" {
+				t.Errorf("peeked %q, %v; want \"one\", \"two\"", got, err)
+			}
+		})
+	}
+	p := pair(t, unix.SOCK_SEQPACKET)
+	for _, m := range []string{"one", "", "three"} {
+		if _, err := unix.Write(p[1], []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Shutdown(p[0], unix.SHUT_RD); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := peekQueue(p[0], unix.SOCK_SEQPACKET, true); !errors.Is(err, errEmptyMessage) {
+		t.Errorf("an empty message before the end: peeked %q, %v; want errEmptyMessage", got, err)
 	}
 }
 
@@ -113,7 +148,7 @@ func TestPeekQueueRefusesRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := openFds(t)
-	if _, err := peekQueue(p[0], unix.SOCK_DGRAM); !errors.Is(err, errFdsInFlight) {
+	if _, err := peekQueue(p[0], unix.SOCK_DGRAM, false); !errors.Is(err, errFdsInFlight) {
 		t.Errorf("peekQueue: %v, want errFdsInFlight", err)
 	}
 	if after := openFds(t); after != before {

@@ -161,6 +161,10 @@ func takeSocket(pid, fd int) (int, error) {
 	return s, nil
 }
 
+// unixShutRD is RCV_SHUTDOWN in sock_diag's UNIX_DIAG_SHUTDOWN: the
+// socket is shut down for reading, by itself or by its peer.
+const unixShutRD = 1
+
 // addUnixSocket records unix socket s (a copy of pid's fd) with its
 // queued messages.
 func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error) {
@@ -184,7 +188,7 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	if sd.state == tcpListen || (sd.typ != unix.SOCK_DGRAM && sd.state != tcpEstablished) {
 		return id, nil // no queue: the kernel refuses to read one (EINVAL)
 	}
-	msgs, err := peekQueue(s, int(sd.typ))
+	msgs, err := peekQueue(s, int(sd.typ), sd.shutdown&unixShutRD != 0)
 	if err != nil {
 		return 0, fmt.Errorf("%s: queued messages: %w", what, err)
 	}
