@@ -38,8 +38,9 @@ var errBadRequest = errors.New("bad request")
 
 // translate turns the options of a request of type kind from the client
 // with PID peer into settings, or an error naming every option amber
-// cannot honour. It looks at no process, and at no file but
-// config_file's.
+// cannot honour; the settings then hold the log's path, when it could be
+// found, for the error to be logged where the client looks. It looks at
+// no process, and at no file but config_file's.
 func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error) {
 	if o == nil {
 		if kind == rpc.CriuReqType_CHECK {
@@ -61,7 +62,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
 	if len(problems) > 0 {
-		return settings{}, fmt.Errorf("%w: %s", errBadRequest, strings.Join(problems, "; "))
+		return s, fmt.Errorf("%w: %s", errBadRequest, strings.Join(problems, "; "))
 	}
 	s.pid = int(o.GetPid())
 	s.leaveRunning = o.GetLeaveRunning()

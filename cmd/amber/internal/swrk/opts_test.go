@@ -74,7 +74,7 @@ func TestTranslateBad(t *testing.T) {
 		{"file locks", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), FileLocks: proto.Bool(true)}, []string{"file_locks: not supported"}},
 		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}, []string{"manage_cgroups_mode"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
-		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"root: ", "manage_cgroups: ", "freeze_cgroup: ", "ext_mnt: ", "orphan_pts_master: "}},
+		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"root: ", "manage_cgroups: ", "freeze_cgroup: ", "ext_mnt: "}},
 		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"root: ", "rst_sibling: ", "empty_ns: ", "cg_root: ", "inherit_fd: ", "evasive_devices: "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,10 +92,11 @@ func TestTranslateBad(t *testing.T) {
 }
 
 // TestTranslateRuncHarmless: of what runc sends on dump, empty_ns
-// (network) and the options it sets to false are accepted.
+// (network), orphan_pts_master and the options it sets to false are
+// accepted.
 func TestTranslateRuncHarmless(t *testing.T) {
 	_, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42)
-	for _, name := range []string{"empty_ns", "leave_running", "ext_unix_sk", "tcp_established", "shell_job", "file_locks", "auto_dedup", "lazy_pages", "config_file"} {
+	for _, name := range []string{"empty_ns", "orphan_pts_master", "leave_running", "ext_unix_sk", "tcp_established", "shell_job", "file_locks", "auto_dedup", "lazy_pages", "config_file"} {
 		if strings.Contains(err.Error(), name+":") {
 			t.Errorf("%s refused: %v", name, err)
 		}

@@ -56,7 +56,9 @@ const (
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups false or mode IGNORE, empty_ns on dump
 // (amber never dumps a network namespace), rst_sibling on dump, cpu_cap
-// at its default, and every boolean set to false.
+// at its default, orphan_pts_master (a pty slave whose master is not in
+// the tree is still refused, by dump and restore, naming it: runc sets
+// the option for every container), and every boolean set to false.
 func refusals() []refusal {
 	return []refusal{
 		{"root", onBoth, func(o *rpc.CriuOpts) bool { return o.Root != nil && filepath.Clean(o.GetRoot()) != "/" }, noMounts},
@@ -84,7 +86,6 @@ func refusals() []refusal {
 		{"external", onBoth, func(o *rpc.CriuOpts) bool { return len(o.External) > 0 }, notYet},
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
 		{"ext_unix_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtUnixSk() }, notYet},
-		{"orphan_pts_master", onBoth, func(o *rpc.CriuOpts) bool { return o.GetOrphanPtsMaster() }, notYet},
 		{"evasive_devices", onBoth, func(o *rpc.CriuOpts) bool { return o.GetEvasiveDevices() }, notYet},
 		{"file_locks", onBoth, func(o *rpc.CriuOpts) bool { return o.GetFileLocks() }, notYet},
 		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},

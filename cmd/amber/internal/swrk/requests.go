@@ -1,6 +1,7 @@
 package swrk
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,11 +24,7 @@ const ebadrqc = unix.EBADRQC
 // dump` would; on failure it runs on.
 func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	kind := rpc.CriuReqType_DUMP
-	st, err := translate(kind, o, s.c.peer)
-	if err != nil {
-		return dumpResp(failure(kind, err))
-	}
-	l, closeLog, err := openLog(st)
+	st, l, closeLog, err := s.begin(kind, o)
 	if err != nil {
 		return dumpResp(failure(kind, err))
 	}
@@ -58,11 +55,7 @@ func dumpResp(resp *rpc.CriuResp, err error) (*rpc.CriuResp, error) {
 // service does, and the response carries the root's PID.
 func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	kind := rpc.CriuReqType_RESTORE
-	st, err := translate(kind, o, s.c.peer)
-	if err != nil {
-		return restoreResp(failure(kind, err))
-	}
-	l, closeLog, err := openLog(st)
+	st, l, closeLog, err := s.begin(kind, o)
 	if err != nil {
 		return restoreResp(failure(kind, err))
 	}
@@ -94,11 +87,7 @@ func restoreResp(resp *rpc.CriuResp, err error) (*rpc.CriuResp, error) {
 // has every feature amber needs.
 func (s *session) check(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	kind := rpc.CriuReqType_CHECK
-	st, err := translate(kind, o, s.c.peer)
-	if err != nil {
-		return failure(kind, err)
-	}
-	l, closeLog, err := openLog(st)
+	_, l, closeLog, err := s.begin(kind, o)
 	if err != nil {
 		return failure(kind, err)
 	}
@@ -129,6 +118,23 @@ func featureCheck(asked *rpc.CriuFeatures) *rpc.CriuResp {
 		got.MemTrack = proto.Bool(kerndat.Probe().CheckFeature("mem_dirty_track") == nil)
 	}
 	return &rpc.CriuResp{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Success: proto.Bool(true), Features: got}
+}
+
+// begin translates a request and opens its log. A refused request is
+// logged too, where its log would have been: runc shows the client the
+// log, not cr_errmsg.
+func (s *session) begin(kind rpc.CriuReqType, o *rpc.CriuOpts) (settings, *log.Logger, func(), error) {
+	st, err := translate(kind, o, s.c.peer)
+	l, closeLog, lerr := openLog(st)
+	if lerr != nil {
+		return st, nil, nil, errors.Join(err, lerr)
+	}
+	if err != nil {
+		l.Errorf("%v", err)
+		closeLog()
+		return st, nil, nil, err
+	}
+	return st, l, closeLog, nil
 }
 
 // openLog opens the request's log: a file created anew, never through a
