@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	criu "github.com/checkpoint-restore/go-criu/v8"
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -37,7 +39,8 @@ func newCriu(t *testing.T) *criu.Criu {
 	return c
 }
 
-// testRPCVersion: Podman and runc refuse a criu below 3.11.
+// testRPCVersion: Podman and runc refuse a criu below 3.11. CHECK
+// answers as `amber check` does (this kernel has what amber needs).
 func testRPCVersion(t *testing.T) {
 	v, err := newCriu(t).GetCriuVersion()
 	if err != nil {
@@ -45,6 +48,14 @@ func testRPCVersion(t *testing.T) {
 	}
 	if v < 31100 {
 		t.Fatalf("version %d; engines want at least 31100", v)
+	}
+	resp, _ := rawCall(t, &rpc.CriuReq{Type: rpc.CriuReqType_VERSION.Enum()})
+	if !strings.HasPrefix(resp.GetVersion().GetGitid(), "amber-") {
+		t.Errorf("VERSION gitid %q does not say amber", resp.GetVersion().GetGitid())
+	}
+	resp, _ = rawCall(t, &rpc.CriuReq{Type: rpc.CriuReqType_CHECK.Enum()})
+	if !resp.GetSuccess() || resp.GetType() != rpc.CriuReqType_CHECK {
+		t.Errorf("CHECK: %v", resp)
 	}
 }
 
@@ -126,8 +137,18 @@ func testRPCDumpRestore(t *testing.T) {
 	}
 	c.reapDumped(tree)
 	var restored recorder
-	if err := newCriu(t).Restore(c.rpcOpts("restore.log"), &restored); err != nil {
+	o := c.rpcOpts("restore.log")
+	work, err := os.Open(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer work.Close()
+	o.WorkDirFd = proto.Int32(int32(work.Fd()))
+	if err := newCriu(t).Restore(o, &restored); err != nil {
 		t.Fatalf("restore: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "restore.log")); err != nil {
+		t.Errorf("restore.log not in the work directory: %v", err)
 	}
 	if !alive(c.pid) {
 		t.Fatalf("pid %d not running after restore", c.pid)
@@ -171,15 +192,27 @@ func testRPCNotifyOrder(t *testing.T) {
 	c.mustPass()
 }
 
-// testRPCUnknownRequest: a request type amber does not know, and one it
-// does not implement, get error responses, not a closed socket.
+// testRPCUnknownRequest: a request type amber does not know, one it
+// does not implement, and an option of a newer CRIU get error responses,
+// not a closed socket.
 func testRPCUnknownRequest(t *testing.T) {
 	requireAmber(t)
 	resp, _ := rawCall(t, &rpc.CriuReq{Type: rpc.CriuReqType(42).Enum()})
 	if resp.GetSuccess() || !strings.Contains(resp.GetCrErrmsg(), "unknown request type 42") {
 		t.Fatalf("request 42: %v", resp)
 	}
-	err := newCriu(t).StartPageServer(&rpc.CriuOpts{ImagesDirFd: proto.Int32(-1)})
+	opts, err := (&rpc.CriuOpts{ImagesDirFd: proto.Int32(-1), ImagesDir: proto.String(t.TempDir()), Pid: proto.Int32(int32(os.Getpid()))}).MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = protowire.AppendVarint(protowire.AppendTag(opts, 128, protowire.VarintType), 1)
+	req := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(rpc.CriuReqType_DUMP))
+	req = protowire.AppendBytes(protowire.AppendTag(req, 2, protowire.BytesType), opts)
+	resp, _ = rawCallBytes(t, req)
+	if resp.GetSuccess() || !strings.Contains(resp.GetCrErrmsg(), "opts.128: unknown option") {
+		t.Fatalf("DUMP with option 128: %v", resp)
+	}
+	err = newCriu(t).StartPageServer(&rpc.CriuOpts{ImagesDirFd: proto.Int32(-1)})
 	if err == nil || !strings.Contains(err.Error(), "PAGE_SERVER: not supported yet") {
 		t.Fatalf("PAGE_SERVER: %v; want an error response saying it is not supported", err)
 	}
@@ -234,6 +267,16 @@ func testRPCPostDumpFails(t *testing.T) {
 // and the notifications' names (with the PID when one came).
 func rawCall(t *testing.T, req *rpc.CriuReq) (*rpc.CriuResp, []string) {
 	t.Helper()
+	b, err := req.MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rawCallBytes(t, b)
+}
+
+// rawCallBytes is rawCall for a request already encoded.
+func rawCallBytes(t *testing.T, req []byte) (*rpc.CriuResp, []string) {
+	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +285,13 @@ func rawCall(t *testing.T, req *rpc.CriuReq) (*rpc.CriuResp, []string) {
 	defer cln.Close()
 	cmd := exec.Command(testEnv.amber, "swrk", "3")
 	cmd.ExtraFiles = []*os.File{srv}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	defer func() {
+		if t.Failed() {
+			t.Logf("amber swrk's stderr:\n%s", stderr.String())
+		}
+	}()
 	err = cmd.Start()
 	srv.Close()
 	if err != nil {
@@ -249,8 +299,11 @@ func rawCall(t *testing.T, req *rpc.CriuReq) (*rpc.CriuResp, []string) {
 	}
 	defer cmd.Wait()
 	var notes []string
+	ok, _ := (&rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(true)}).MarshalVT()
 	for {
-		rawSend(t, cln, req)
+		if _, err := cln.Write(req); err != nil {
+			t.Fatalf("send: %v", err)
+		}
 		resp := rawRecv(t, cln)
 		if resp.GetType() != rpc.CriuReqType_NOTIFY {
 			return resp, notes
@@ -261,18 +314,7 @@ func rawCall(t *testing.T, req *rpc.CriuReq) (*rpc.CriuResp, []string) {
 			note += fmt.Sprintf(" %d", n.GetPid())
 		}
 		notes = append(notes, note)
-		req = &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(true)}
-	}
-}
-
-func rawSend(t *testing.T, f *os.File, req *rpc.CriuReq) {
-	t.Helper()
-	b, err := req.MarshalVT()
-	if err == nil {
-		_, err = f.Write(b)
-	}
-	if err != nil {
-		t.Fatalf("send %s: %v", req.GetType(), err)
+		req = ok
 	}
 }
 

@@ -43,7 +43,8 @@ type request struct {
 	unknown []string
 }
 
-// recv reads one request; io.EOF when the client closed its end.
+// recv reads one request; io.EOF when the client closed its end, an
+// error wrapping errBadRequest when it cannot be decoded.
 func (c *conn) recv() (request, error) {
 	n, err := retry(func() (int, error) {
 		n, _, err := unix.Recvfrom(c.fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
@@ -65,7 +66,7 @@ func (c *conn) recv() (request, error) {
 	}
 	req := &rpc.CriuReq{}
 	if err := req.UnmarshalVT(buf[:n]); err != nil {
-		return request{}, fmt.Errorf("decode request of %d bytes: %w", n, err)
+		return request{}, fmt.Errorf("%w: decode request of %d bytes: %w", errBadRequest, n, err)
 	}
 	return request{req, unknownFields(buf[:n], reflect.TypeFor[rpc.CriuReq](), "")}, nil
 }

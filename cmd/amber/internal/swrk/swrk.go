@@ -47,10 +47,16 @@ func Serve(fd int, version string) error {
 		if errors.Is(err, io.EOF) && served > 0 {
 			return nil
 		}
-		if err != nil {
+		var resp *rpc.CriuResp
+		var reqErr error
+		switch {
+		case errors.Is(err, errBadRequest):
+			resp, reqErr = failure(rpc.CriuReqType_EMPTY, err)
+		case err != nil:
 			return fmt.Errorf("swrk: %w", err)
+		default:
+			resp, reqErr = s.handle(req)
 		}
-		resp, reqErr := s.handle(req)
 		if err := c.send(resp, -1); err != nil {
 			return errors.Join(reqErr, fmt.Errorf("swrk: %w", err))
 		}

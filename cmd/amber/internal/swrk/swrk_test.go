@@ -106,6 +106,16 @@ func TestUnknownRequest(t *testing.T) {
 	requireError(t, c.request(&rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), KeepOpen: proto.Bool(true)}), rpc.CriuReqType_DUMP, "keep_open")
 }
 
+// TestUndecodable: a request that does not decode (here: without the
+// required images_dir_fd) gets an error response too.
+func TestUndecodable(t *testing.T) {
+	c := newClient(t)
+	opts := protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 1) // pid only
+	req := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(rpc.CriuReqType_DUMP))
+	req = protowire.AppendBytes(protowire.AppendTag(req, 2, protowire.BytesType), opts)
+	requireError(t, c.call(req), rpc.CriuReqType_EMPTY, "decode request", "images_dir_fd")
+}
+
 // TestUnknownOption: a DUMP with an option field amber does not know is
 // refused with CRIU's errno for bad requests, before anything is dumped.
 func TestUnknownOption(t *testing.T) {
