@@ -43,10 +43,11 @@ var errBadRequest = errors.New("bad request")
 // no process, and at no file but config_file's.
 func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error) {
 	if o == nil {
+		s := settings{logLevel: int(o.GetLogLevel())} // CRIU's default, 2
 		if kind == rpc.CriuReqType_CHECK {
-			return settings{logLevel: int(o.GetLogLevel())}, nil
+			return s, nil
 		}
-		return settings{}, fmt.Errorf("%w: %s request without opts", errBadRequest, kind)
+		return s, fmt.Errorf("%w: %s request without opts", errBadRequest, kind)
 	}
 	var problems []string
 	for _, r := range refusals() {

@@ -43,27 +43,37 @@ func Serve(fd int, version string) error {
 	}
 	s := &session{c: c, version: version}
 	for served := 0; ; served++ {
-		req, err := c.recv()
-		if errors.Is(err, io.EOF) && served > 0 {
-			return nil
-		}
-		var resp *rpc.CriuResp
-		var reqErr error
+		keep, err := s.serveOne()
 		switch {
-		case errors.Is(err, errBadRequest):
-			resp, reqErr = failure(rpc.CriuReqType_EMPTY, err)
-		case err != nil:
-			return fmt.Errorf("swrk: %w", err)
-		default:
-			resp, reqErr = s.handle(req)
-		}
-		if err := c.send(resp, -1); err != nil {
-			return errors.Join(reqErr, fmt.Errorf("swrk: %w", err))
-		}
-		if reqErr != nil || !req.GetKeepOpen() {
-			return reqErr
+		case errors.Is(err, io.EOF) && served > 0:
+			return nil
+		case errors.Is(err, io.EOF):
+			return errors.New("swrk: the client closed the connection before any request")
+		case err != nil || !keep:
+			return err
 		}
 	}
+}
+
+// serveOne reads one request and answers it. keep says whether the
+// client asked to go on (keep_open) and the request succeeded.
+func (s *session) serveOne() (keep bool, err error) {
+	req, err := s.c.recv()
+	var resp *rpc.CriuResp
+	switch {
+	case errors.Is(err, errBadRequest):
+		resp, err = failure(rpc.CriuReqType_EMPTY, err)
+	case errors.Is(err, io.EOF):
+		return false, err
+	case err != nil:
+		return false, fmt.Errorf("swrk: %w", err)
+	default:
+		resp, err = s.handle(req)
+	}
+	if serr := s.c.send(resp, -1); serr != nil {
+		return false, errors.Join(err, fmt.Errorf("swrk: %w", serr))
+	}
+	return err == nil && req.GetKeepOpen(), err
 }
 
 // session is one client's connection.
