@@ -96,6 +96,9 @@ func TestTranslateBad(t *testing.T) {
 // accepted.
 func TestTranslateRuncHarmless(t *testing.T) {
 	_, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42)
+	if err == nil {
+		return // everything runc asks is honoured
+	}
 	for _, name := range []string{"empty_ns", "orphan_pts_master", "leave_running", "ext_unix_sk", "tcp_established", "shell_job", "file_locks", "auto_dedup", "lazy_pages", "config_file"} {
 		if strings.Contains(err.Error(), name+":") {
 			t.Errorf("%s refused: %v", name, err)
