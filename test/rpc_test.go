@@ -28,6 +28,7 @@ func TestRPC(t *testing.T) {
 	t.Run("refused_options", testRPCRefusedOptions)
 	t.Run("failed_dump", testRPCFailedDump)
 	t.Run("post_dump_fails", testRPCPostDumpFails)
+	t.Run("post_restore_fails", testRPCPostRestoreFails)
 }
 
 // newCriu is go-criu's client running amber as criu.
@@ -62,12 +63,12 @@ func testRPCVersion(t *testing.T) {
 // recorder is go-criu's Notify, recording the calls in order.
 type recorder struct {
 	calls []string
-	fail  string // the call that fails, if any
+	fail  string // the call that fails, if any (a prefix of its note)
 }
 
 func (r *recorder) note(name string) error {
 	r.calls = append(r.calls, name)
-	if name == r.fail {
+	if r.fail != "" && strings.HasPrefix(name, r.fail) {
 		return fmt.Errorf("%s fails on purpose", name)
 	}
 	return nil
@@ -259,6 +260,30 @@ func testRPCPostDumpFails(t *testing.T) {
 		t.Fatalf("dump: %v; want the post-dump failure", err)
 	}
 	requireRunning(t, c.pid)
+	c.mustPass()
+}
+
+// testRPCPostRestoreFails: a client that fails post-restore gets no
+// process: the restored tree is killed before it runs, and a second
+// restore of the same images then succeeds.
+func testRPCPostRestoreFails(t *testing.T) {
+	c := startCase(t, "counter")
+	tree := descendants(c.pid)
+	if err := newCriu(t).Dump(c.dumpOpts(), nil); err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	c.reapDumped(tree)
+	notes := recorder{fail: "post-restore"}
+	err := newCriu(t).Restore(c.rpcOpts("restore.log"), &notes)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("post-restore %d fails on purpose", c.pid)) {
+		t.Fatalf("restore: %v; want the post-restore failure", err)
+	}
+	if err := reapOrphan(c.pid, exitTimeout); err != nil {
+		t.Fatalf("after the failed restore: %v", err)
+	}
+	if err := newCriu(t).Restore(c.rpcOpts("restore.log"), nil); err != nil {
+		t.Fatalf("second restore: %v", err)
+	}
 	c.mustPass()
 }
 
