@@ -7,3 +7,5 @@ require (
 	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.11
 )
+
+require github.com/aperturerobotics/protobuf-go-lite v0.14.0 // indirect

@@ -61,6 +61,11 @@ func verbHelps() map[string]verbHelp {
 		"check-images": {"amber check-images [-D DIR]",
 			"Check DIR against the manifest its dump wrote, as restore does first.",
 			append([]string{"images-dir"}, common...)},
+		"swrk": {"amber swrk FD",
+			"Serve one session of CRIU's RPC on FD, a SOCK_SEQPACKET socket, as\n" +
+				"`criu swrk` does for runc and go-criu: VERSION, CHECK, FEATURE_CHECK,\n" +
+				"DUMP and RESTORE, with NOTIFY round trips at CRIU's action-script points.",
+			nil},
 		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]",
 			"Time dump and restore of built-in workloads against a native floor\n" +
 				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50).",
@@ -99,6 +104,7 @@ func usage() string {
   amber check [--feature NAME]
   amber show DIR|FILE
   amber check-images [-D DIR]
+  amber swrk FD
   amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]
   amber --version | --help
   amber COMMAND --help
@@ -109,6 +115,7 @@ Commands:
   check      report the kernel features amber needs
   show       print images as JSON, like crit show
   check-images  check DIR against the manifest its dump wrote, as restore does first
+  swrk       serve CRIU's RPC on the socket FD (how runc and go-criu call criu)
   bench      time dump and restore of built-in workloads against a native floor
              (workloads: mem512 mem1g vma10k filemap4k threads100 tree50)
 

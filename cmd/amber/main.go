@@ -6,6 +6,7 @@
 //	amber check [--feature NAME]
 //	amber show DIR|FILE
 //	amber check-images [-D DIR]
+//	amber swrk FD
 //
 // The parsing is in options.go; this file runs the verbs.
 package main
@@ -16,12 +17,14 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"amber/cmd/amber/internal/show"
+	"amber/cmd/amber/internal/swrk"
 	"amber/internal/bench"
 	"amber/internal/compel"
 	"amber/internal/dump"
@@ -94,6 +97,9 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, show.Path(stdout, o.Args[0])
 	case "check-images":
 		return 0, runCheckImages(o, stdout)
+	case "swrk":
+		fd, _ := strconv.Atoi(o.Args[0]) // validate checked it
+		return 0, swrk.Serve(fd, version)
 	case "bench":
 		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, Out: stdout})
 	}

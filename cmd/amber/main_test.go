@@ -102,6 +102,15 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestSwrkNotASocket: swrk on a descriptor that is not a SOCK_SEQPACKET
+// socket says so and fails.
+func TestSwrkNotASocket(t *testing.T) {
+	r := amber(t, t.TempDir(), "swrk", "0")
+	if r.status != 1 || !strings.Contains(r.stderr, "descriptor 0: not a socket") {
+		t.Errorf("amber swrk 0: %+v", r)
+	}
+}
+
 func TestVersionAndHelp(t *testing.T) {
 	if r := amber(t, t.TempDir(), "--version"); r.status != 0 || r.stdout != "Version: "+version+"\n" {
 		t.Errorf("--version: %+v", r)

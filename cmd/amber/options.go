@@ -17,8 +17,8 @@ var errNotSupported = errors.New("not supported yet")
 
 // Options is a parsed command line, with CRIU's meanings.
 type Options struct {
-	Verb string   // dump, restore, check, show, bench, check-images
-	Args []string // operands after the verb (show's DIR|FILE)
+	Verb string   // dump, restore, check, show, bench, check-images, swrk
+	Args []string // operands after the verb (show's DIR|FILE, swrk's FD)
 
 	Tree      int    // -t, --tree: root PID to dump
 	ImagesDir string // -D, --images-dir (default ".")
@@ -69,7 +69,7 @@ func verbs() map[string]bool {
 	return map[string]bool{
 		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
 		"pre-dump": false, "page-server": false, "lazy-pages": false,
-		"dedup": false, "cpuinfo": false, "service": false, "swrk": false,
+		"dedup": false, "cpuinfo": false, "service": false, "swrk": true,
 		"exec": false, "image-streamer": false,
 	}
 }
@@ -144,6 +144,11 @@ func (o Options) validate() error {
 		}
 		return nil
 	case o.Verb == "bench":
+		return nil
+	case o.Verb == "swrk":
+		if len(o.Args) != 1 || !isDigits(o.Args[0]) {
+			return errors.New("swrk: want exactly one descriptor number, the RPC socket")
+		}
 		return nil
 	case len(o.Args) > 0:
 		return fmt.Errorf("%s: excessive parameters %q", o.Verb, o.Args)

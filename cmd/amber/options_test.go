@@ -109,6 +109,9 @@ func TestParseErrors(t *testing.T) {
 		{"restore extra", "excessive parameters"},
 		{"show", "exactly one"},
 		{"show a b", "exactly one"},
+		{"swrk", "want exactly one descriptor number"},
+		{"swrk three", "want exactly one descriptor number"},
+		{"swrk 3 4", "want exactly one descriptor number"},
 		{"dump -D", "requires an argument"},
 		{"dump -t 1 --log-file=", "empty argument"},
 	}

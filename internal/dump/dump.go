@@ -34,6 +34,13 @@ type Options struct {
 	// compel.DefaultTimeout if zero.
 	Timeout time.Duration
 	Log     *log.Logger
+	// Notify, if set, is called at CRIU's action-script points, by
+	// CRIU's names: "pre-dump" before the tree is frozen,
+	// "query-ext-files" once it is, "post-dump" when every image is
+	// written, before the tree is killed or released. An error ends the
+	// dump and the tree runs on. (CRIU's "network-lock" comes only with a
+	// network namespace, which amber does not dump.)
+	Notify func(action string) error
 }
 
 // dumper carries one dump's settings and collected state.
@@ -85,6 +92,9 @@ func Run(opts Options) error {
 
 func (d *dumper) run() error {
 	pid := d.opts.Pid
+	if err := d.notify("pre-dump"); err != nil {
+		return err
+	}
 	if err := checkRoot(pid); err != nil {
 		return err
 	}
@@ -102,7 +112,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
-	if err := d.dumpTree(tree); err != nil {
+	if err := d.dumpFrozen(tree); err != nil {
 		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
 			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)
 		}
@@ -120,6 +130,29 @@ func (d *dumper) run() error {
 	// copies of them are closed only once it is dead.
 	err = tree.kill()
 	return errors.Join(err, d.fds.ReleaseSockets(false))
+}
+
+// dumpFrozen dumps the frozen tree between the notifications around it.
+func (d *dumper) dumpFrozen(tree *frozenTree) error {
+	if err := d.notify("query-ext-files"); err != nil {
+		return err
+	}
+	if err := d.dumpTree(tree); err != nil {
+		return err
+	}
+	return d.notify("post-dump")
+}
+
+// notify runs the Notify hook, if any, for action.
+func (d *dumper) notify(action string) error {
+	if d.opts.Notify == nil {
+		return nil
+	}
+	d.log.Debugf("notify %s", action)
+	if err := d.opts.Notify(action); err != nil {
+		return fmt.Errorf("%s notification: %w", action, err)
+	}
+	return nil
 }
 
 // checkRoot refuses a root that cannot be dumped, before touching it.

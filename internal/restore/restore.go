@@ -47,6 +47,17 @@ type Options struct {
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
 	Log         *log.Logger
+	// Notify, if set, is called at CRIU's action-script points, by
+	// CRIU's names, with the root's PID where CRIU gives one:
+	// "pre-restore" before any task is created, "post-restore" (PID)
+	// once every task is restored, before their TCP connections leave
+	// repair mode, "pre-resume" before they are released and
+	// "post-resume" after. An error before the tasks run fails the
+	// restore and kills them; after "pre-resume" it is only logged, as
+	// CRIU does. (CRIU's "setup-namespaces", "post-setup-namespaces" and
+	// "network-unlock" come only with namespaces, which amber does not
+	// restore.)
+	Notify func(action string, pid int) error
 }
 
 // Result tells what was restored.
@@ -107,6 +118,9 @@ func untrustedHint(err error) error {
 // its threads are created; then every thread runs its own section, and the
 // registers are loaded; then all are released.
 func restoreTree(tree *treeImages, opts Options) (err error) {
+	if err := notify(opts, "pre-restore", 0); err != nil {
+		return err
+	}
 	if err := checkPidsFree(tree); err != nil {
 		return err
 	}
@@ -177,6 +191,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			return fmt.Errorf("pid %d: %w", p.t.pid, err)
 		}
 	}
+	if err := notify(opts, "post-restore", tree.root.pid); err != nil {
+		return err
+	}
 	if err := r.endTCPRepair(tree); err != nil {
 		return err
 	}
@@ -186,7 +203,34 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	if err := h.ttys.Finish(); err != nil {
 		return err
 	}
-	return r.releaseAll()
+	return r.resume(opts)
+}
+
+// resume releases every task between the pre-resume and post-resume
+// notifications, whose failures, as CRIU's, are only logged.
+func (r *restorer) resume(opts Options) error {
+	if err := notify(opts, "pre-resume", 0); err != nil {
+		opts.Log.Errorf("%v", err)
+	}
+	if err := r.releaseAll(); err != nil {
+		return err
+	}
+	if err := notify(opts, "post-resume", 0); err != nil {
+		opts.Log.Errorf("%v", err)
+	}
+	return nil
+}
+
+// notify runs the Notify hook, if any, for action.
+func notify(opts Options, action string, pid int) error {
+	if opts.Notify == nil {
+		return nil
+	}
+	opts.Log.Debugf("notify %s", action)
+	if err := opts.Notify(action, pid); err != nil {
+		return fmt.Errorf("%s notification: %w", action, err)
+	}
+	return nil
 }
 
 // restorer carries one restore's state.

@@ -1,0 +1,128 @@
+package swrk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/rpc"
+	"golang.org/x/sys/unix"
+)
+
+// defaultLogFile is the log of a request without log_file, in the work
+// directory, named as CRIU names it.
+const defaultLogFile = "criu.log"
+
+// settings is what one DUMP, RESTORE or CHECK request asks, in amber's
+// terms: the paths, the log, and the options of dump.Run or restore.Run.
+type settings struct {
+	imagesDir string // path of the images directory ("" for a CHECK without one)
+	logPath   string // "" logs to stderr
+	logLevel  int
+	notify    bool // notify_scripts: NOTIFY round trips at the action-script points
+
+	pid            int // DUMP: root of the tree
+	leaveRunning   bool
+	shellJob       bool
+	tcpEstablished bool
+	ghostLimit     int64
+	timeout        time.Duration
+}
+
+// errBadRequest marks requests amber refuses before doing anything; the
+// response then carries CRIU's errno for them, EBADRQC.
+var errBadRequest = errors.New("bad request")
+
+// translate turns the options of a request of type kind from the client
+// with PID peer into settings, or an error naming every option amber
+// cannot honour; the settings then hold the log's path, when it could be
+// found, for the error to be logged where the client looks. It looks at
+// no process, and at no file but config_file's.
+func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error) {
+	if o == nil {
+		s := settings{logLevel: int(o.GetLogLevel())} // CRIU's default, 2
+		if kind == rpc.CriuReqType_CHECK {
+			return s, nil
+		}
+		return s, fmt.Errorf("%w: %s request without opts", errBadRequest, kind)
+	}
+	var problems []string
+	for _, r := range refusals() {
+		if r.appliesTo(kind) && r.set(o) {
+			problems = append(problems, r.field+": "+r.reason)
+		}
+	}
+	s, err := paths(kind, o, peer)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
+		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
+	}
+	if len(problems) > 0 {
+		return s, fmt.Errorf("%w: %s", errBadRequest, strings.Join(problems, "; "))
+	}
+	s.pid = int(o.GetPid())
+	s.leaveRunning = o.GetLeaveRunning()
+	s.shellJob = o.GetShellJob()
+	s.tcpEstablished = o.GetTcpEstablished()
+	s.ghostLimit = int64(o.GetGhostLimit())
+	s.timeout = time.Duration(o.GetTimeout()) * time.Second
+	s.notify = o.GetNotifyScripts()
+	return s, nil
+}
+
+// paths finds the images directory, the work directory and the log as
+// CRIU's cr-service.c does: descriptors are the client's, opened through
+// /proc/PEER/fd/N; the work directory defaults to the images directory;
+// log_file is a bare name in the work directory.
+func paths(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error) {
+	s := settings{logLevel: int(o.GetLogLevel())}
+	switch {
+	case o.GetImagesDirFd() != -1:
+		s.imagesDir = peerFd(peer, o.GetImagesDirFd())
+	case o.ImagesDir != nil:
+		s.imagesDir = o.GetImagesDir()
+	case kind != rpc.CriuReqType_CHECK:
+		return s, errors.New("images_dir_fd: neither images_dir_fd nor images_dir is set")
+	}
+	work := s.imagesDir
+	if o.WorkDirFd != nil {
+		work = peerFd(peer, o.GetWorkDirFd())
+	}
+	name := o.GetLogFile()
+	switch {
+	case o.GetLogToStderr() || (kind == rpc.CriuReqType_CHECK && o.LogFile == nil):
+		return s, nil
+	case strings.Contains(name, "/"):
+		return s, fmt.Errorf("log_file: %q: no subdirectories are allowed in log_file (use work_dir_fd)", name)
+	case name == "":
+		name = defaultLogFile
+	}
+	if work == "" {
+		return s, fmt.Errorf("log_file: %q needs images_dir_fd or work_dir_fd to be written in", name)
+	}
+	s.logPath = filepath.Join(work, name)
+	return s, nil
+}
+
+// peerFd is how the service opens the client's descriptor fd.
+func peerFd(peer int, fd int32) string {
+	return fmt.Sprintf("/proc/%d/fd/%d", peer, fd)
+}
+
+// configFileSet says whether config_file names a file that exists: runc
+// always names /etc/criu/runc.conf, which CRIU skips when it is missing.
+func configFileSet(o *rpc.CriuOpts) bool {
+	if o.ConfigFile == nil {
+		return false
+	}
+	_, err := os.Stat(o.GetConfigFile())
+	return err == nil
+}
+
+// emptyNsNet is empty_ns = CLONE_NEWNET, the only value CRIU allows.
+const emptyNsNet = unix.CLONE_NEWNET

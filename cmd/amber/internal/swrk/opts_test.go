@@ -1,0 +1,156 @@
+package swrk
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/rpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestTranslateDump: what go-criu's users send for a dump becomes amber's
+// options, the client's descriptors opened through /proc/PEER/fd.
+func TestTranslateDump(t *testing.T) {
+	o := &rpc.CriuOpts{
+		ImagesDirFd: proto.Int32(5), WorkDirFd: proto.Int32(7), Pid: proto.Int32(1234),
+		LeaveRunning: proto.Bool(true), ShellJob: proto.Bool(true), TcpEstablished: proto.Bool(true),
+		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
+		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3),
+		// Harmless: amber behaves so anyway.
+		FileLocks: proto.Bool(false), ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(), EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
+		Root: proto.String("/"), RstSibling: proto.Bool(true),
+	}
+	got, err := translate(rpc.CriuReqType_DUMP, o, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := settings{
+		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
+		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, ghostLimit: 4096, timeout: 3 * time.Second,
+	}
+	if got != want {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestTranslateDefaults: CRIU's defaults and fallbacks.
+func TestTranslateDefaults(t *testing.T) {
+	got, err := translate(rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDir: proto.String("/img")}, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := settings{imagesDir: "/img", logPath: "/img/criu.log", logLevel: 2, ghostLimit: 1 << 20}
+	if got != want {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	got, err = translate(rpc.CriuReqType_CHECK, nil, 42)
+	if err != nil || got.logPath != "" {
+		t.Fatalf("CHECK without opts: %+v, %v; want a log on stderr", got, err)
+	}
+	got, err = translate(rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(9), LogToStderr: proto.Bool(true)}, 42)
+	if err != nil || got.logPath != "" {
+		t.Fatalf("log_to_stderr: %+v, %v; want a log on stderr", got, err)
+	}
+}
+
+// TestTranslateBad: requests amber cannot carry out name the option at
+// fault, and are marked as bad requests.
+func TestTranslateBad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind rpc.CriuReqType
+		opts *rpc.CriuOpts
+		want []string
+	}{
+		{"no images dir", rpc.CriuReqType_DUMP, &rpc.CriuOpts{Pid: proto.Int32(1)}, []string{"images_dir_fd"}},
+		{"no pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3)}, []string{"pid: not set"}},
+		{"log in a subdir", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), LogFile: proto.String("a/b.log")}, []string{"log_file", "a/b.log"}},
+		{"no opts", rpc.CriuReqType_DUMP, nil, []string{"without opts"}},
+		{"file locks", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), FileLocks: proto.Bool(true)}, []string{"file_locks: not supported"}},
+		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}, []string{"manage_cgroups_mode"}},
+		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
+		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"root: ", "manage_cgroups: ", "freeze_cgroup: ", "ext_mnt: "}},
+		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"root: ", "rst_sibling: ", "empty_ns: ", "cg_root: ", "inherit_fd: ", "evasive_devices: "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := translate(tc.kind, tc.opts, 42)
+			if !errors.Is(err, errBadRequest) {
+				t.Fatalf("got %v; want a bad request", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestTranslateRuncHarmless: of what runc sends on dump, empty_ns
+// (network), orphan_pts_master and the options it sets to false are
+// accepted.
+func TestTranslateRuncHarmless(t *testing.T) {
+	_, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42)
+	if err == nil {
+		return // everything runc asks is honoured
+	}
+	for _, name := range []string{"empty_ns", "orphan_pts_master", "leave_running", "ext_unix_sk", "tcp_established", "shell_job", "file_locks", "auto_dedup", "lazy_pages", "config_file"} {
+		if strings.Contains(err.Error(), name+":") {
+			t.Errorf("%s refused: %v", name, err)
+		}
+	}
+}
+
+// runcOpts is the DUMP request of runc 1.1.5 for a terminal container,
+// as ../shared/reference/container-engines.md records it.
+func runcOpts() *rpc.CriuOpts {
+	return &rpc.CriuOpts{
+		ImagesDirFd: proto.Int32(3), Pid: proto.Int32(4242), Root: proto.String("/run/bundle/rootfs"),
+		LogLevel: proto.Int32(4), LogFile: proto.String("dump.log"), NotifyScripts: proto.Bool(true),
+		ManageCgroups: proto.Bool(true), FreezeCgroup: proto.String("/sys/fs/cgroup/freezer/c1"),
+		OrphanPtsMaster: proto.Bool(true), EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
+		ConfigFile:   proto.String("/nonexistent/criu/runc.conf"),
+		ExtMnt:       []*rpc.ExtMountMap{{Key: proto.String("/dev/null"), Val: proto.String("/dev/null")}},
+		LeaveRunning: proto.Bool(false), ExtUnixSk: proto.Bool(false), TcpEstablished: proto.Bool(false),
+		ShellJob: proto.Bool(false), FileLocks: proto.Bool(false), AutoDedup: proto.Bool(false), LazyPages: proto.Bool(false),
+	}
+}
+
+// runcRestoreOpts is runc's RESTORE request.
+func runcRestoreOpts() *rpc.CriuOpts {
+	o := runcOpts()
+	o.Pid = nil
+	o.Root = proto.String("/run/runc/c1/criu-root")
+	o.RstSibling = proto.Bool(true)
+	o.EvasiveDevices = proto.Bool(true)
+	o.CgRoot = []*rpc.CgroupRoot{{Path: proto.String("/c2")}}
+	o.InheritFd = []*rpc.InheritFd{{Key: proto.String("pipe:[123]"), Fd: proto.Int32(5)}}
+	return o
+}
+
+// TestUnknownFields: fields of a newer rpc.proto are found, top level
+// and inside opts, and named by their numbers.
+func TestUnknownFields(t *testing.T) {
+	opts, err := (&rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ExtMnt: []*rpc.ExtMountMap{{Key: proto.String("k"), Val: proto.String("v")}}}).MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = protowire.AppendVarint(protowire.AppendTag(opts, 200, protowire.VarintType), 1)
+	var req []byte
+	req = protowire.AppendVarint(protowire.AppendTag(req, 1, protowire.VarintType), uint64(rpc.CriuReqType_DUMP))
+	req = protowire.AppendBytes(protowire.AppendTag(req, 2, protowire.BytesType), opts)
+	req = protowire.AppendString(protowire.AppendTag(req, 99, protowire.BytesType), "x")
+	got := unknownFields(req, reflect.TypeFor[rpc.CriuReq](), "")
+	if want := []string{"opts.200", "99"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	clean, _ := (&rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: runcOpts()}).MarshalVT()
+	if got := unknownFields(clean, reflect.TypeFor[rpc.CriuReq](), ""); len(got) != 0 {
+		t.Fatalf("a request of known fields has unknown fields %q", got)
+	}
+}

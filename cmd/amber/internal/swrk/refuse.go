@@ -1,0 +1,113 @@
+package swrk
+
+import (
+	"path/filepath"
+
+	"github.com/checkpoint-restore/go-criu/v8/rpc"
+)
+
+// refusal is one option of CRIU's RPC that amber cannot honour (yet): a
+// request that sets it gets an error response naming it, rather than a
+// dump or restore that silently does less than the client asked.
+type refusal struct {
+	field  string // its name in rpc.proto
+	on     phase  // the requests it matters to
+	set    func(*rpc.CriuOpts) bool
+	reason string
+}
+
+// phase says which requests an option matters to.
+type phase int
+
+const (
+	onDump phase = 1 << iota
+	onRestore
+	onBoth = onDump | onRestore
+)
+
+func (r refusal) appliesTo(kind rpc.CriuReqType) bool {
+	switch kind {
+	case rpc.CriuReqType_DUMP:
+		return r.on&onDump != 0
+	case rpc.CriuReqType_RESTORE:
+		return r.on&onRestore != 0
+	}
+	return false
+}
+
+// Reasons shared by several options.
+const (
+	noNamespaces = "not supported yet: amber does not dump or restore namespaces"
+	noMounts     = "not supported yet: amber does not dump or restore mount namespaces"
+	noCgroups    = "not supported yet: amber does not dump or restore cgroups"
+	noIncr       = "not supported yet: amber has no incremental dumps"
+	noPages      = "not supported yet: amber has no page server or lazy pages"
+	notYet       = "not supported yet"
+)
+
+// refusals lists the options amber refuses. The options not listed are
+// honoured (images_dir_fd, images_dir, work_dir_fd, pid, leave_running,
+// tcp_established, shell_job, log_level, log_file, log_to_stderr,
+// notify_scripts, ghost_limit, timeout) or harmless to accept because
+// amber already behaves as they ask or they tune something amber does
+// not do: pre_dump_mode (pre-dumps only), network_lock (amber locks TCP
+// connections by repair mode and adds no firewall rules), weak_sysctls,
+// mntns_compat_mode, skip_mnt (amber restores no sysctls and no mounts),
+// skip_file_rwx_check (a check amber does not make), unprivileged,
+// display_stats, manage_cgroups false or mode IGNORE, empty_ns on dump
+// (amber never dumps a network namespace), rst_sibling on dump, cpu_cap
+// at its default, orphan_pts_master (a pty slave whose master is not in
+// the tree is still refused, by dump and restore, naming it: runc sets
+// the option for every container), and every boolean set to false.
+func refusals() []refusal {
+	return []refusal{
+		{"root", onBoth, func(o *rpc.CriuOpts) bool { return o.Root != nil && filepath.Clean(o.GetRoot()) != "/" }, noMounts},
+		{"ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return len(o.ExtMnt) > 0 }, noMounts},
+		{"auto_ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoExtMnt() }, noMounts},
+		{"ext_sharing", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtSharing() }, noMounts},
+		{"ext_masters", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtMasters() }, noMounts},
+		{"enable_fs", onBoth, func(o *rpc.CriuOpts) bool { return len(o.EnableFs) > 0 }, noMounts},
+		{"join_ns", onBoth, func(o *rpc.CriuOpts) bool { return len(o.JoinNs) > 0 }, noNamespaces},
+		{"veths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.Veths) > 0 }, noNamespaces},
+		{"empty_ns", onRestore, func(o *rpc.CriuOpts) bool { return o.GetEmptyNs() != 0 }, noNamespaces},
+		{"empty_ns", onDump, func(o *rpc.CriuOpts) bool { return o.GetEmptyNs()&^emptyNsNet != 0 }, "only CLONE_NEWNET is allowed, as in CRIU"},
+		{"manage_cgroups", onBoth, func(o *rpc.CriuOpts) bool { return o.GetManageCgroups() }, noCgroups},
+		{"manage_cgroups_mode", onBoth, func(o *rpc.CriuOpts) bool {
+			return o.ManageCgroupsMode != nil && o.GetManageCgroupsMode() != rpc.CriuCgMode_IGNORE
+		}, noCgroups},
+		{"cg_root", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgRoot) > 0 }, noCgroups},
+		{"freeze_cgroup", onBoth, func(o *rpc.CriuOpts) bool { return o.FreezeCgroup != nil }, noCgroups},
+		{"cgroup_props", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupProps != nil }, noCgroups},
+		{"cgroup_props_file", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupPropsFile != nil }, noCgroups},
+		{"cgroup_dump_controller", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgroupDumpController) > 0 }, noCgroups},
+		{"cgroup_yard", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupYard != nil }, noCgroups},
+		{"rst_sibling", onRestore, func(o *rpc.CriuOpts) bool { return o.GetRstSibling() }, "not supported yet: the restored root is amber's child"},
+		{"inherit_fd", onBoth, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, notYet},
+		{"external", onBoth, func(o *rpc.CriuOpts) bool { return len(o.External) > 0 }, notYet},
+		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
+		{"ext_unix_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtUnixSk() }, notYet},
+		{"evasive_devices", onBoth, func(o *rpc.CriuOpts) bool { return o.GetEvasiveDevices() }, notYet},
+		{"file_locks", onBoth, func(o *rpc.CriuOpts) bool { return o.GetFileLocks() }, notYet},
+		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},
+		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},
+		{"irmap_scan_paths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.IrmapScanPaths) > 0 }, notYet},
+		{"tcp_skip_in_flight", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTcpSkipInFlight() }, notYet},
+		{"tcp_close", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTcpClose() }, notYet},
+		{"leave_stopped", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLeaveStopped() }, notYet},
+		{"exec_cmd", onBoth, func(o *rpc.CriuOpts) bool { return len(o.ExecCmd) > 0 }, notYet},
+		{"lsm_profile", onBoth, func(o *rpc.CriuOpts) bool { return o.LsmProfile != nil }, notYet},
+		{"lsm_mount_context", onBoth, func(o *rpc.CriuOpts) bool { return o.LsmMountContext != nil }, notYet},
+		{"status_fd", onBoth, func(o *rpc.CriuOpts) bool { return o.StatusFd != nil }, notYet},
+		{"pidfd_store_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.PidfdStoreSk != nil }, noIncr},
+		{"parent_img", onBoth, func(o *rpc.CriuOpts) bool { return o.ParentImg != nil }, noIncr},
+		{"track_mem", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTrackMem() }, noIncr},
+		{"auto_dedup", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoDedup() }, noIncr},
+		{"ps", onBoth, func(o *rpc.CriuOpts) bool { return o.Ps != nil }, noPages},
+		{"lazy_pages", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLazyPages() }, noPages},
+		{"tls", onBoth, func(o *rpc.CriuOpts) bool {
+			return o.GetTls() || o.TlsCacert != nil || o.TlsCacrl != nil || o.TlsCert != nil || o.TlsKey != nil
+		}, noPages},
+		{"cpu_cap", onBoth, func(o *rpc.CriuOpts) bool { return o.CpuCap != nil && o.GetCpuCap() != rpc.Default_CriuOpts_CpuCap }, notYet},
+		{"config_file", onBoth, configFileSet, "not supported yet: amber reads no CRIU configuration file"},
+	}
+}

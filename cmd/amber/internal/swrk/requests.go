@@ -1,0 +1,151 @@
+package swrk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/rpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/dump"
+	"amber/internal/image"
+	"amber/internal/kerndat"
+	"amber/internal/log"
+	"amber/internal/restore"
+)
+
+// ebadrqc is CRIU's errno for a request it refuses.
+const ebadrqc = unix.EBADRQC
+
+// dump answers DUMP: the tree rooted at opts.pid is dumped as `amber
+// dump` would; on failure it runs on.
+func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
+	kind := rpc.CriuReqType_DUMP
+	st, l, closeLog, err := s.begin(kind, o)
+	if err != nil {
+		return dumpResp(failure(kind, err))
+	}
+	defer closeLog()
+	opts := dump.Options{
+		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
+		TCPEstablished: st.tcpEstablished, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
+	}
+	if st.notify {
+		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
+	}
+	l.Infof("dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
+	if err := dump.Run(opts); err != nil {
+		l.Errorf("%v", err)
+		return dumpResp(failure(kind, err))
+	}
+	l.Infof("Dumping finished successfully")
+	return dumpResp(&rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil)
+}
+
+// dumpResp adds CRIU's dump answer: the dumped tree was not restored.
+func dumpResp(resp *rpc.CriuResp, err error) (*rpc.CriuResp, error) {
+	resp.Dump = &rpc.CriuDumpResp{Restored: proto.Bool(false)}
+	return resp, err
+}
+
+// restore answers RESTORE: the images are restored detached, as CRIU's
+// service does, and the response carries the root's PID.
+func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
+	kind := rpc.CriuReqType_RESTORE
+	st, l, closeLog, err := s.begin(kind, o)
+	if err != nil {
+		return restoreResp(failure(kind, err))
+	}
+	defer closeLog()
+	opts := restore.Options{
+		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, Log: l,
+	}
+	if st.notify {
+		opts.Notify = s.c.notify
+	}
+	l.Infof("restore (RPC from pid %d): from %s", s.c.peer, st.imagesDir)
+	res, err := restore.Run(opts)
+	if err != nil {
+		l.Errorf("%v", err)
+		return restoreResp(failure(kind, err))
+	}
+	l.Infof("restore: root task %d", res.Pid)
+	resp := &rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true), Restore: &rpc.CriuRestoreResp{Pid: proto.Int32(int32(res.Pid))}}
+	return resp, nil
+}
+
+// restoreResp adds CRIU's restore answer to a failure: pid -1.
+func restoreResp(resp *rpc.CriuResp, err error) (*rpc.CriuResp, error) {
+	resp.Restore = &rpc.CriuRestoreResp{Pid: proto.Int32(-1)}
+	return resp, err
+}
+
+// check answers CHECK as `amber check` does: success when this kernel
+// has every feature amber needs.
+func (s *session) check(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
+	kind := rpc.CriuReqType_CHECK
+	_, l, closeLog, err := s.begin(kind, o)
+	if err != nil {
+		return failure(kind, err)
+	}
+	defer closeLog()
+	info := kerndat.Probe()
+	for _, f := range info.Features() {
+		l.Infof("%s", f.Line())
+	}
+	if missing := info.Missing(); len(missing) > 0 {
+		names := make([]string, len(missing))
+		for i, f := range missing {
+			names[i] = f.Name
+		}
+		return failure(kind, fmt.Errorf("check: missing required features: %s", strings.Join(names, ", ")))
+	}
+	return &rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil
+}
+
+// featureCheck answers FEATURE_CHECK: each feature asked for is true if
+// amber can use it here, as CRIU answers (false for those not asked).
+// mem_track is `amber check --feature mem_dirty_track`. lazy_pages and
+// pidfd_store are false whatever the kernel has: amber has no lazy
+// restore and refuses pidfd_store_sk, so a client that relied on them
+// would fail.
+func featureCheck(asked *rpc.CriuFeatures) *rpc.CriuResp {
+	got := &rpc.CriuFeatures{MemTrack: proto.Bool(false), LazyPages: proto.Bool(false), PidfdStore: proto.Bool(false)}
+	if asked.GetMemTrack() {
+		got.MemTrack = proto.Bool(kerndat.Probe().CheckFeature("mem_dirty_track") == nil)
+	}
+	return &rpc.CriuResp{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Success: proto.Bool(true), Features: got}
+}
+
+// begin translates a request and opens its log. A refused request is
+// logged too, where its log would have been: runc shows the client the
+// log, not cr_errmsg.
+func (s *session) begin(kind rpc.CriuReqType, o *rpc.CriuOpts) (settings, *log.Logger, func(), error) {
+	st, err := translate(kind, o, s.c.peer)
+	l, closeLog, lerr := openLog(st)
+	if lerr != nil {
+		return st, nil, nil, errors.Join(err, lerr)
+	}
+	if err != nil {
+		l.Errorf("%v", err)
+		closeLog()
+		return st, nil, nil, err
+	}
+	return st, l, closeLog, nil
+}
+
+// openLog opens the request's log: a file created anew, never through a
+// symbolic link (image.CreateLog), or stderr.
+func openLog(st settings) (*log.Logger, func(), error) {
+	if st.logPath == "" {
+		return log.New(os.Stderr, nil, st.logLevel), func() {}, nil
+	}
+	f, err := image.CreateLog(st.logPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log_file: %w", err)
+	}
+	return log.New(f, nil, st.logLevel), func() { f.Close() }, nil
+}
