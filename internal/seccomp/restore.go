@@ -31,11 +31,17 @@ func Load(p image.Path) (*Filters, error) {
 	if len(entries) > 1 {
 		return nil, fmt.Errorf("%s: want 1 entry, found %d", p, len(entries))
 	}
-	f := &Filters{path: p.String()}
+	var e *seccompimg.SeccompEntry
 	if len(entries) == 1 {
-		f.filters = entries[0].GetSeccompFilters()
+		e = entries[0]
 	}
-	return f, nil
+	return FromEntry(p.String(), e), nil
+}
+
+// FromEntry returns the filters of e, the entry of the seccomp.img at
+// path (nil: no filters).
+func FromEntry(path string, e *seccompimg.SeccompEntry) *Filters {
+	return &Filters{path: path, filters: e.GetSeccompFilters()}
 }
 
 // chain follows a chain of the image from its first filter, start.
