@@ -10,9 +10,11 @@
  * suspended while amber restores the task.
  *
  * The main thread installs both as root (no no_new_privs), then:
- *   - forks a child, which drops CAP_SYS_ADMIN: without it and without
+ *   - forks a child, which drops CAP_SYS_ADMIN (without it and without
  *     no_new_privs a filter can only be installed while the restore has
- *     not yet set its credentials;
+ *     not yet set its credentials) and starts a thread: the child's two
+ *     threads have the same chain, which a dump records on its main
+ *     thread only (as CRIU does), flagged TSYNC;
  *   - starts thread T1, which keeps the chain as is;
  *   - starts thread T2, which adds filter C (getsid: EXDEV).
  * After SIGTERM each task checks getppid (EDOM), its Seccomp and
@@ -22,7 +24,9 @@
  * SECCOMP_FILTER_FLAG_TSYNC: the kernel gives it to every thread only if
  * each one's chain is part of T2's, the same filters, not copies; after it
  * the main thread and T1 count 4 filters and get ENODATA from getpgid and
- * EXDEV from getsid.
+ * EXDEV from getsid. Likewise the child's thread installs a filter with
+ * TSYNC (after setting no_new_privs), which must reach the child's main
+ * thread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -208,8 +212,31 @@ static void *t2_main(void *arg)
 	return NULL;
 }
 
+static int child_thread_go[2];
+
+/*
+ * The child's thread has the child's chain: the dump records it on the
+ * child's main thread only, and the restore must give it to both, shared.
+ */
+static void *child_thread(void *arg)
+{
+	long ret;
+
+	(void)arg;
+	wait_byte(child_thread_go[0], "child's thread");
+	check_chain("child's thread", 2);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		fail("child's thread: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	ret = install_errno(SYS_getpgid, ENODATA, SECCOMP_FILTER_FLAG_TSYNC);
+	if (ret)
+		fail("child's thread: install a filter with TSYNC: %ld (%s): the child's threads do not share their filters",
+		     ret, ret < 0 ? strerror(errno) : "a thread");
+	return NULL;
+}
+
 static pid_t start_child(int fd)
 {
+	pthread_t thread;
 	pid_t pid = fork();
 
 	if (pid < 0)
@@ -227,10 +254,18 @@ static pid_t start_child(int fd)
 		if (syscall(SYS_capset, &hdr, data))
 			fail("child: capset: %s", strerror(errno));
 	}
+	if (pipe(child_thread_go) || pthread_create(&thread, NULL, child_thread, NULL))
+		fail("child: start a thread: %s", strerror(errno));
+	send_byte(done[1]);
 	wait_byte(fd, "child");
 	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 0 || status_field("CapEff", 16) & (1 << CAP_SYS_ADMIN))
 		fail("child: has no_new_privs or CAP_SYS_ADMIN");
 	check_chain("child", 2);
+	send_byte(child_thread_go[1]);
+	if (pthread_join(thread, NULL))
+		fail("child: pthread_join failed");
+	expect_filters("child after its thread's TSYNC", 3);
+	expect_errno("child after its thread's TSYNC", "getpgid", SYS_getpgid, ENODATA);
 	exit(0);
 }
 
@@ -254,6 +289,8 @@ int main(void)
 	if (pthread_create(&t1, NULL, t1_main, NULL) || pthread_create(&t2, NULL, t2_main, NULL))
 		fail("pthread_create failed");
 	pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+	/* The child has its thread, T2 its third filter. */
+	wait_byte(done[0], "main");
 	wait_byte(done[0], "main");
 	test_ready();
 	test_wait_stop();
