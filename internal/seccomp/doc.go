@@ -17,7 +17,15 @@
 // shared, so that a later TSYNC of the program still succeeds. The
 // restore goes further for threads that share only the start of their
 // chains: the leader installs that common start with TSYNC, each thread
-// the rest of its own.
+// the rest of its own. Processes with the same chain share its entries in
+// the image, but each installs a copy of its own: in the kernel, filters
+// are shared between processes only through fork, which the restore does
+// before any filter is in place, and no program can tell the difference.
+//
+// A filter's flags are those the kernel reports (SECCOMP_FILTER_FLAG_LOG)
+// and TSYNC; SPEC_ALLOW cannot be told from the task, and a user
+// notification listener (NEW_LISTENER) is not restored: such a filter's
+// notifications then fail as if its listener had been closed.
 //
 // The restore installs each thread's filters in its own section, before
 // its credentials (installing a filter needs CAP_SYS_ADMIN or
