@@ -12,16 +12,24 @@ import (
 // and for a tree with threads-free children, pipes with data in flight and
 // pages shared copy-on-write, and for unix sockets with queued messages,
 // a FIFO with data, unlinked files (sk-queues, fifo-data, remap-fpath,
-// ghost-file images), ptys with queued bytes (tty-info, tty-data), and
-// inet sockets with TCP connections (tcp-stream).
+// ghost-file images), ptys with queued bytes (tty-info, tty-data),
+// inet sockets with TCP connections (tcp-stream), and seccomp filters
+// (seccomp, and the seccomp fields of core).
 func TestCrit(t *testing.T) {
 	crit := critCommand(t)
-	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00"} {
-		t.Run(name, func(t *testing.T) { critDecodesDump(t, crit, name) })
+	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00", "seccomp_chain"} {
+		t.Run(name, func(t *testing.T) {
+			seen := critDecodesDump(t, crit, name)
+			if name == "seccomp_chain" && !seen["seccomp.img"] {
+				t.Errorf("no seccomp.img in the dump of %s", name)
+			}
+		})
 	}
 }
 
-func critDecodesDump(t *testing.T, crit []string, name string) {
+// critDecodesDump dumps program name and decodes each image with crit;
+// it returns the names of the images.
+func critDecodesDump(t *testing.T, crit []string, name string) map[string]bool {
 	c := startCase(t, name)
 	c.mustDump()
 	imgs, err := filepath.Glob(filepath.Join(c.images, "*.img"))
@@ -43,4 +51,5 @@ func critDecodesDump(t *testing.T, crit []string, name string) {
 	if !seen["inventory.img"] {
 		t.Errorf("no inventory.img among %v", imgs)
 	}
+	return seen
 }

@@ -168,8 +168,10 @@ func TestCheck(t *testing.T) {
 	if r.status == 0 || !strings.Contains(r.stderr, "userns") {
 		t.Errorf("check --feature userns: %+v", r)
 	}
-	if r = amber(t, t.TempDir(), "check", "--feature", "clone3_set_tid"); r.status != 0 {
-		t.Errorf("check --feature clone3_set_tid: %+v", r)
+	for _, f := range []string{"clone3_set_tid", "seccomp_filters", "seccomp_suspend"} {
+		if r = amber(t, t.TempDir(), "check", "--feature", f); r.status != 0 {
+			t.Errorf("check --feature %s: %+v", f, r)
+		}
 	}
 	if r = amber(t, t.TempDir(), "check", "--feature", "warp_drive"); r.status != 1 || !strings.Contains(r.stderr, "unknown feature") {
 		t.Errorf("check --feature warp_drive: %+v", r)

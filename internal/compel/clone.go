@@ -50,7 +50,8 @@ func (t *Task) Clone(insn, argsAddr uint64, spec CloneSpec) (*Task, error) {
 	if int(ret) != spec.Tid {
 		return nil, fmt.Errorf("clone %d: clone3 returned %d", spec.Tid, ret)
 	}
-	child := &Task{Pid: spec.Tid, Timeout: t.Timeout, owned: true}
+	// The kernel copies the tracer's options to a child it attaches.
+	child := &Task{Pid: spec.Tid, Timeout: t.Timeout, owned: true, opts: t.opts}
 	if _, err := child.wait(); err != nil {
 		return nil, fmt.Errorf("clone %d: wait for first stop: %w", spec.Tid, err)
 	}

@@ -23,6 +23,9 @@ type Task struct {
 	// NewChild is the PID of the last child the task forked while amber
 	// made it run a system call (PTRACE_O_TRACEFORK).
 	NewChild int
+	// opts are the PTRACE_O_* options the task is traced with, which
+	// PTRACE_SETOPTIONS replaces as a whole.
+	opts int
 }
 
 // keep makes a signal the task stopped to receive stay pending, with its
@@ -74,7 +77,7 @@ func Attach(pid int, timeout time.Duration) (*Task, error) {
 	if err := ptrace(unix.PTRACE_SEIZE, pid, 0, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 		return nil, fmt.Errorf("seize pid %d: %w", pid, err)
 	}
-	t := &Task{Pid: pid, Timeout: timeout}
+	t := &Task{Pid: pid, Timeout: timeout, opts: unix.PTRACE_O_TRACESYSGOOD}
 	if err := ptrace(unix.PTRACE_INTERRUPT, pid, 0, 0); err != nil {
 		t.Detach()
 		return nil, fmt.Errorf("interrupt pid %d: %w", pid, err)
@@ -134,6 +137,7 @@ func (t *Task) SetOptions(opts int) error {
 	if err := ptrace(unix.PTRACE_SETOPTIONS, t.Pid, 0, uintptr(opts)); err != nil {
 		return fmt.Errorf("pid %d: set ptrace options: %w", t.Pid, err)
 	}
+	t.opts = opts
 	return nil
 }
 

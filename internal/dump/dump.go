@@ -20,6 +20,7 @@ import (
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/proc"
+	"amber/internal/seccomp"
 )
 
 // Options are the dump settings of CRIU's command line.
@@ -60,6 +61,8 @@ type dumper struct {
 	// sums are the checksums of the pages images, computed as they were
 	// written, for the manifest.
 	sums map[string]image.Sum
+	// seccomp collects the seccomp filters of every thread.
+	seccomp *seccomp.Table
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -83,7 +86,8 @@ func Run(opts Options) error {
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
-		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{}}
+		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
+		seccomp: seccomp.NewTable()}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

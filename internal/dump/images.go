@@ -78,7 +78,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, err
 	}
-	cores, err := coreEntries(ps, d.xsave)
+	cores, err := coreEntries(ps, d.xsave, d.seccomp)
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +228,11 @@ func (d *dumper) writeTreeImages(tree []proto.Message, rootIDs *criucore.TaskKob
 	}
 	if err := d.fds.WriteMemfds(d.dir); err != nil {
 		return err
+	}
+	if !d.seccomp.Empty() {
+		if err := image.WriteFile(d.dir.SeccompPath(), image.Seccomp, d.seccomp.Entry()); err != nil {
+			return err
+		}
 	}
 	return d.files.Write(d.dir)
 }

@@ -20,6 +20,7 @@ import (
 	"amber/internal/creds"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
+	"amber/internal/seccomp"
 	"amber/internal/signals"
 	"amber/internal/timers"
 )
@@ -63,6 +64,7 @@ type threadState struct {
 	tidAddr   uint64
 	pdeathSig uint64
 	secbits   uint32 // each thread has its own, as its other credentials
+	seccomp   seccomp.Thread
 }
 
 // collect reads /proc and the registers of every thread, then infects
@@ -72,10 +74,6 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	ps = &procState{frozenProc: p}
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
-	}
-	if ps.status.Seccomp != 0 {
-		// Restoring it without its filters would lift its sandbox.
-		return nil, fmt.Errorf("pid %d (%s) runs under seccomp (mode %d): not supported yet", p.pid, ps.status.Name, ps.status.Seccomp)
 	}
 	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
 		return nil, err
@@ -142,6 +140,10 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	}
 	if th.pending, err = t.PendingSignals(false); err != nil {
 		return nil, err
+	}
+	// Before the parasite, whose calls the filters must not see.
+	if th.seccomp, err = seccomp.Collect(t, th.status.Seccomp); err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
 	}
 	return th, nil
 }
@@ -227,7 +229,7 @@ func parasiteLayout(pid int, vmas []proc.VMA, gadgets *compel.GadgetCache) compe
 
 // coreEntries builds core-TID.img of every thread of ps; the leader's
 // also holds what the process shares (tc).
-func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error) {
+func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucore.CoreEntry, error) {
 	lims, err := rlimit.Dump(ps.pid)
 	if err != nil {
 		return nil, err
@@ -258,6 +260,12 @@ func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error)
 		}
 		out = append(out, core)
 	}
+	threads := make([]seccomp.Thread, len(ps.threads))
+	tcores := make([]*criucore.ThreadCoreEntry, len(ps.threads))
+	for i, th := range ps.threads {
+		threads[i], tcores[i] = th.seccomp, out[i].ThreadCore
+	}
+	sc.AddProcess(threads, tcores)
 	return out, nil
 }
 

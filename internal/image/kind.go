@@ -75,3 +75,7 @@ var (
 // (tcp-stream-INO.img, INO the socket's inode in hex): one entry followed
 // by the bytes of its receive queue, then those of its send queue.
 var TcpStream = Kind{"TCP_STREAM", 0x51465506, MagicCommon}
+
+// Seccomp holds the seccomp filters of the whole tree (seccomp.img): one
+// entry whose filters each thread's core image refers to by index.
+var Seccomp = Kind{"SECCOMP", 0x64413049, MagicCommon}

@@ -54,6 +54,9 @@ func notSupportedReason(name string) string {
 // ErrMissing.
 func (i *Info) CheckFeature(name string) error {
 	switch name {
+	case "seccomp_filters":
+		// Dumped with the filters suspended, restored likewise.
+		return i.requireAll(name, "seccomp_filters", "seccomp_suspend")
 	case "pidfd_store":
 		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
 	case "uffd-noncoop":

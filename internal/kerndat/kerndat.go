@@ -30,6 +30,8 @@ type Info struct {
 	Kernel         string // uname release, for reports
 	PtraceSeize    Status // PTRACE_SEIZE and PTRACE_INTERRUPT
 	RseqConfig     Status // PTRACE_GET_RSEQ_CONFIGURATION
+	SeccompSuspend Status // PTRACE_O_SUSPEND_SECCOMP
+	SeccompFilters Status // PTRACE_SECCOMP_GET_FILTER
 	Clone3SetTID   Status // clone3() with set_tid
 	PidfdOpen      Status // pidfd_open()
 	PidfdGetfd     Status // pidfd_getfd()
@@ -54,7 +56,9 @@ type Info struct {
 // reports its feature missing, with the reason in Status.Err.
 func Probe() *Info {
 	info := &Info{Kernel: kernelRelease()}
-	info.PtraceSeize, info.RseqConfig = probePtrace()
+	pt := probePtrace()
+	info.PtraceSeize, info.RseqConfig = pt.seize, pt.rseq
+	info.SeccompSuspend, info.SeccompFilters = pt.seccompSuspend, pt.seccompFilters
 	info.Clone3SetTID = probeClone3SetTID()
 	info.PidfdOpen, info.PidfdGetfd = probePidfd()
 	info.ProcessVMReadv = probeProcessVMReadv()
@@ -84,6 +88,8 @@ func (i *Info) Features() []Feature {
 	return []Feature{
 		{"ptrace_seize", "PTRACE_SEIZE and PTRACE_INTERRUPT", true, "", i.PtraceSeize},
 		{"get_rseq_conf", "PTRACE_GET_RSEQ_CONFIGURATION", false, "tasks with rseq registered cannot be dumped", i.RseqConfig},
+		{"seccomp_suspend", "PTRACE_O_SUSPEND_SECCOMP", false, "tasks under seccomp cannot be dumped or restored", i.SeccompSuspend},
+		{"seccomp_filters", "PTRACE_SECCOMP_GET_FILTER", false, "tasks with seccomp filters cannot be dumped", i.SeccompFilters},
 		{"clone3_set_tid", "clone3() with set_tid", true, "", i.Clone3SetTID},
 		{"pidfd_open", "pidfd_open()", true, "", i.PidfdOpen},
 		{"pidfd_getfd", "pidfd_getfd()", true, "", i.PidfdGetfd},

@@ -99,9 +99,10 @@ func TestProbeEachDirectly(t *testing.T) {
 			t.Errorf("%s: %v", name, s.Err)
 		}
 	}
-	seize, rseq := probePtrace()
-	if !seize.Present || !rseq.Present {
-		t.Errorf("ptrace: seize %v, rseq %v", seize.Err, rseq.Err)
+	pt := probePtrace()
+	if !pt.seize.Present || !pt.rseq.Present || !pt.seccompSuspend.Present || !pt.seccompFilters.Present {
+		t.Errorf("ptrace: seize %v, rseq %v, seccomp suspend %v, seccomp filters %v",
+			pt.seize.Err, pt.rseq.Err, pt.seccompSuspend.Err, pt.seccompFilters.Err)
 	}
 	open, getfd := probePidfd()
 	if !open.Present || !getfd.Present {
@@ -117,7 +118,7 @@ func TestProbeEachDirectly(t *testing.T) {
 func fakeInfo() *Info {
 	p := present()
 	return &Info{
-		PtraceSeize: p, RseqConfig: p, Clone3SetTID: p, PidfdOpen: p, PidfdGetfd: p,
+		PtraceSeize: p, RseqConfig: p, SeccompSuspend: p, SeccompFilters: p, Clone3SetTID: p, PidfdOpen: p, PidfdGetfd: p,
 		ProcessVMReadv: p, PagemapScan: p, Userfaultfd: p, UffdWPAsync: p,
 		MapFiles:      missing("no map_files"),
 		SoftDirty:     missing("no soft-dirty"),
@@ -139,6 +140,8 @@ func TestCheckFeature(t *testing.T) {
 		{"pidfd_store", nil},
 		{"get_rseq_conf", nil},
 		{"ptrace_seize", nil},
+		{"seccomp_suspend", nil},
+		{"seccomp_filters", nil},
 		{"map_files", ErrMissing},
 		{"soft_dirty", ErrMissing},
 		{"userns", ErrNotSupported},
@@ -163,6 +166,10 @@ func TestCheckFeatureDerived(t *testing.T) {
 	info.UffdFeatures = uffdFeatureWPAsync
 	if err := info.CheckFeature("uffd-noncoop"); !errors.Is(err, ErrMissing) {
 		t.Errorf("uffd-noncoop without events = %v, want ErrMissing", err)
+	}
+	info.SeccompSuspend = missing("EPERM")
+	if err := info.CheckFeature("seccomp_filters"); !errors.Is(err, ErrMissing) {
+		t.Errorf("seccomp_filters without seccomp_suspend = %v, want ErrMissing", err)
 	}
 	info.PidfdGetfd = missing("ENOSYS")
 	if err := info.CheckFeature("pidfd_store"); !errors.Is(err, ErrMissing) {

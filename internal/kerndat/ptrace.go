@@ -13,25 +13,53 @@ import (
 // rseqConfigSize is sizeof(struct ptrace_rseq_configuration).
 const rseqConfigSize = 32
 
+// ptraceProbes are the answers of probePtrace.
+type ptraceProbes struct {
+	seize, rseq, seccompSuspend, seccompFilters Status
+}
+
 // probePtrace seizes a sleeping child, interrupts it, and asks for its rseq
-// configuration. The child is killed and reaped before returning.
+// configuration and its seccomp filters, and to suspend its seccomp. The
+// child is killed and reaped before returning.
 //
 // Every ptrace and wait4 call must come from the tracing thread, hence the
 // locked OS thread.
-func probePtrace() (seize, rseq Status) {
+func probePtrace() ptraceProbes {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	pid, err := startSleeper()
 	if err != nil {
 		s := missing("cannot start a child to trace: %w", err)
-		return s, s
+		return ptraceProbes{s, s, s, s}
 	}
 	defer killAndReap(pid)
 	if err := seizeAndInterrupt(pid); err != nil {
-		s := missing("%w", err)
-		return s, missing("needs PTRACE_SEIZE: %w", err)
+		s := missing("needs PTRACE_SEIZE: %w", err)
+		return ptraceProbes{missing("%w", err), s, s, s}
 	}
-	return present(), probeRseqConfig(pid)
+	return ptraceProbes{present(), probeRseqConfig(pid), probeSeccompSuspend(pid), probeSeccompFilters(pid)}
+}
+
+// probeSeccompSuspend sets PTRACE_O_SUSPEND_SECCOMP on a tracee: it needs
+// CAP_SYS_ADMIN, a tracer not under seccomp, CONFIG_CHECKPOINT_RESTORE.
+func probeSeccompSuspend(pid int) Status {
+	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0, unix.PTRACE_O_EXITKILL|unix.PTRACE_O_SUSPEND_SECCOMP); err != nil {
+		return missing("PTRACE_O_SUSPEND_SECCOMP: %w", err)
+	}
+	return present()
+}
+
+// probeSeccompFilters asks a tracee without seccomp for its first filter:
+// a kernel that can answer says EINVAL (not in filter mode), one that
+// cannot EIO (an unknown request, or no CONFIG_SECCOMP_FILTER).
+func probeSeccompFilters(pid int) Status {
+	var insn [8]byte
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SECCOMP_GET_FILTER, uintptr(pid), 0,
+		uintptr(unsafe.Pointer(&insn[0])), 0, 0)
+	if errno == unix.EINVAL || errno == unix.ENOENT {
+		return present()
+	}
+	return missing("PTRACE_SECCOMP_GET_FILTER: %w", errno)
 }
 
 func startSleeper() (int, error) {

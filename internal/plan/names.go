@@ -29,6 +29,7 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_SENDTO: "sendto", unix.SYS_SHUTDOWN: "shutdown", unix.SYS_FCHMODAT: "fchmodat",
 	unix.SYS_FCHOWNAT: "fchownat", unix.SYS_PWRITE64: "pwrite64", unix.SYS_UTIMENSAT: "utimensat",
 	unix.SYS_CAPSET: "capset", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETFSGID: "setfsgid",
+	unix.SYS_SECCOMP: "seccomp",
 }
 
 // SyscallName names a system call number for logs.

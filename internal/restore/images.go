@@ -17,6 +17,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/seccomp"
 )
 
 // imagesVersion is the only img_version amber reads.
@@ -41,6 +42,7 @@ type taskImages struct {
 	pipes     map[uint32][]byte
 	extra     *files.Extra  // FIFO data, socket queues, ghosts, file times
 	shared    *sharedImages // the tree's shared memory objects
+	seccomp   seccomp.Process
 }
 
 func newOf[T any]() func() *T { return func() *T { return new(T) } }
@@ -131,9 +133,13 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
+	filters, err := seccomp.Load(dir.SeccompPath())
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range tree.tasks {
 		t.files, t.pipes, t.extra = idx, pipes, extra
-		if err := t.load(dir); err != nil {
+		if err := t.load(dir, filters); err != nil {
 			return nil, err
 		}
 	}
@@ -176,17 +182,34 @@ func linkTree(path string, entries []*pstree.PstreeEntry) (*treeImages, error) {
 }
 
 // load reads the images of one process.
-func (t *taskImages) load(dir image.Dir) error {
+func (t *taskImages) load(dir image.Dir, filters *seccomp.Filters) error {
 	if err := t.loadCore(dir); err != nil {
 		return err
 	}
 	if t.zombie() {
 		return nil
 	}
+	if err := t.loadSeccomp(filters); err != nil {
+		return err
+	}
 	if err := t.loadMemory(dir); err != nil {
 		return err
 	}
 	return t.loadFiles(dir)
+}
+
+// loadSeccomp reads what each thread installs of seccomp.
+func (t *taskImages) loadSeccomp(filters *seccomp.Filters) error {
+	tids := make([]int, len(t.threads))
+	cores := make([]*criucore.ThreadCoreEntry, len(t.threads))
+	for i, th := range t.threads {
+		tids[i], cores[i] = th.tid, th.core.GetThreadCore()
+	}
+	var err error
+	if t.seccomp, err = filters.ForProcess(tids, cores); err != nil {
+		return fmt.Errorf("pid %d: seccomp: %w", t.pid, err)
+	}
+	return nil
 }
 
 // zombie reports whether the process had exited but was not reaped.

@@ -138,14 +138,17 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if err := planProcessState(b, t, h, o, p); err != nil {
 		return nil, err
 	}
-	for _, th := range t.threads {
+	for i, th := range t.threads {
 		b.StartSection(threadSection(th.tid))
-		if err := planThread(b, th, h, p); err != nil {
+		if err := planThread(b, th, h, p, i); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 		if err := planPending(b, t, th); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
+		// Last: strict mode would leave the thread nothing but read,
+		// write, exit and sigreturn.
+		t.seccomp.PlanStrict(b, i)
 	}
 	b.StartSection(sectionFinal)
 	planForeground(b, t, h)
@@ -295,10 +298,11 @@ func planSession(b *plan.Builder, t *taskImages, h *host) []string {
 	return warnings
 }
 
-// planThread plans one thread's own state: signal stack, rseq, futex and
-// tid registrations, name, priority, credentials, parent death signal
-// and, last, its signal mask.
-func planThread(b *plan.Builder, t threadImages, h *host, p *planned) error {
+// planThread plans one thread's own state (thread i of its process):
+// signal stack, rseq, futex and tid registrations, name, priority,
+// seccomp filters, credentials, parent death signal and, last, its signal
+// mask.
+func planThread(b *plan.Builder, t threadImages, h *host, p *planned, i int) error {
 	th, ti := t.core.GetThreadCore(), t.core.GetThreadInfo()
 	if err := signals.PlanAltStack(b, th.GetSas()); err != nil {
 		return err
@@ -314,6 +318,9 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned) error {
 		b.Call("set comm "+comm, unix.SYS_PRCTL, unix.PR_SET_NAME, b.String(comm))
 	}
 	b.Call(fmt.Sprintf("nice %d", th.GetSchedNice()), unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(th.GetSchedNice())))
+	// Before the credentials, which may drop the CAP_SYS_ADMIN installing
+	// a filter needs without no_new_privs.
+	p.t.seccomp.PlanFilters(b, i)
 	if err := planCreds(b, t, h, p); err != nil {
 		return err
 	}

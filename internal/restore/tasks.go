@@ -89,6 +89,15 @@ func makeZombie(task *compel.Task, prog *plan.Program, c *taskImages) error {
 // scratch area and loads the registers.
 func (r *restorer) finish(p *process) error {
 	prog := p.plan.prog
+	if p.t.seccomp.Active() {
+		// The filters the sections install must not filter what amber
+		// makes the tasks do until they are released.
+		for _, th := range p.threads {
+			if err := th.SuspendSeccomp(); err != nil {
+				return err
+			}
+		}
+	}
 	for i, th := range p.t.threads {
 		if err := runSection(p.threads[i], prog, threadSection(th.tid)); err != nil {
 			return fmt.Errorf("thread %d: %w", th.tid, err)

@@ -1,7 +1,6 @@
 /*
- * seccomp_filter - a process under a seccomp filter, which amber cannot
- * dump yet: the dump must be refused and the process must go on running
- * under its filter.
+ * seccomp_filter - a process under a seccomp filter (with no_new_privs)
+ * keeps it across a checkpoint.
  *
  * Installs a filter that allows every system call but returns EPERM for
  * getppid; after SIGTERM getppid must still fail with EPERM.
