@@ -271,3 +271,52 @@ func TestStubForkAndTable(t *testing.T) {
 		t.Fatalf("single call: %d %v", pid, err)
 	}
 }
+
+// TestOwnedWaitProcessKilled: a process of two threads that amber made,
+// killed from outside while its leader runs a table, ends the wait for
+// the leader with an error: the timer reaps the other thread, without
+// which the dead leader is never reported.
+func TestOwnedWaitProcessKilled(t *testing.T) {
+	requireRoot(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stub, err := StartStub()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Close()
+	child, err := stub.Fork(freePid(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Kill()
+	child.Timeout = time.Second
+	const base = 0x200000000
+	if ret, err := child.SyscallOK(stub.Insn(), unix.SYS_MMAP, base, 1<<16,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil || ret != base {
+		t.Fatalf("mmap scratch: %#x %v", ret, err)
+	}
+	if err := child.WriteMem(base, ExecutorCode()); err != nil {
+		t.Fatal(err)
+	}
+	tid := child.Pid + 1
+	for ; tid < child.Pid+100; tid++ {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(tid)); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
+	if _, err := child.Clone(base+SyscallInsnOffset, base+8192, CloneSpec{
+		Flags: unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_THREAD, Tid: tid}); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.WriteMem(base+4096, EncodeTable([]Call{{Nr: unix.SYS_PAUSE}})); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		unix.Kill(child.Pid, unix.SIGKILL)
+	}()
+	if err := child.RunTable(base, base+4096, 1); err == nil {
+		t.Fatal("a table in a killed process succeeded")
+	}
+}

@@ -3,6 +3,8 @@ package compel
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -73,13 +75,17 @@ func (t *Task) wait4() (int, unix.WaitStatus, error) {
 
 // waitOwned waits in wait4 itself, the quickest way, for a task amber
 // made: should it not change state within limit, a timer kills it, which
-// ends the wait.
+// ends the wait. A dead leader is reported only once its other threads
+// are reaped, and those amber traces only amber reaps: the timer reaps
+// them too, or a process that died in the middle of a section (killed
+// from outside, say) would hold the wait forever.
 func waitOwned(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
 	var ws unix.WaitStatus
 	var late atomic.Bool
 	timer := time.AfterFunc(limit, func() {
 		late.Store(true)
 		unix.Kill(pid, unix.SIGKILL)
+		reapThreads(pid)
 	})
 	defer timer.Stop()
 	for {
@@ -91,6 +97,29 @@ func waitOwned(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
 			return got, ws, fmt.Errorf("killed after %v: %w", limit, ErrTimeout)
 		}
 		return got, ws, err
+	}
+}
+
+// reapThreads reaps the threads of the killed process pid other than
+// its leader, as their tracer (any thread of amber may wait for them);
+// threads amber does not trace are not its to reap (ECHILD).
+func reapThreads(pid int) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil || tid == pid {
+			continue
+		}
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
 	}
 }
 
