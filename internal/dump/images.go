@@ -28,8 +28,14 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	ids := newKobjIDs()
+	// The inventory's root ids are the dumper's own, as CRIU writes them:
+	// CRIU's restore compares the root task's with them, and a root task
+	// sharing the dumper's descriptor table is a corrupt image to it.
+	rootIDs, err := ids.of(os.Getpid())
+	if err != nil {
+		return err
+	}
 	var entries []proto.Message
-	var rootIDs *criucore.TaskKobjIdsEntry
 	mms := map[int]*mm.MmEntry{}
 	for i, p := range tree.procs {
 		entries = append(entries, pstreeEntry(p))
@@ -42,9 +48,6 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		k, err := ids.of(p.pid)
 		if err != nil {
 			return err
-		}
-		if i == 0 {
-			rootIDs = k
 		}
 		if mms[p.pid], err = d.dumpProcess(tree, p, k, uint32(i+1), mms); err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
@@ -157,6 +160,10 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	auxv, lost := savedAuxv(auxv)
+	if lost > 0 {
+		d.log.Warnf("pid %d: auxv: %d entries beyond the %d words an image holds are not saved", ps.pid, lost, auxvWords)
+	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ps.pid))
 	if err != nil {
 		return nil, err
@@ -183,6 +190,24 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		Vmas:         vmas,
 		Dumpable:     proto.Int32(int32(ps.dumpable)),
 	}, nil
+}
+
+// auxvWords is how many words of auxv CRIU's images hold (its
+// AT_VECTOR_SIZE on x86-64): its restore calls an mm image with more
+// corrupt.
+const auxvWords = 44
+
+// savedAuxv is the auxv an image holds, as CRIU saves it: without the
+// AT_NULL pair (the kernel ends the vector itself) and at most auxvWords
+// words. It returns how many (type, value) pairs did not fit.
+func savedAuxv(words []uint64) (saved []uint64, lost int) {
+	if n := len(words); n >= 2 && words[n-2] == 0 {
+		words = words[:n-2]
+	}
+	if len(words) <= auxvWords {
+		return words, 0
+	}
+	return words[:auxvWords], (len(words) - auxvWords) / 2
 }
 
 func pstreeEntry(p *frozenProc) *pstree.PstreeEntry {
