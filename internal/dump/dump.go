@@ -53,6 +53,9 @@ type dumper struct {
 	// sums are the checksums of the pages images, computed as they were
 	// written, for the manifest.
 	sums map[string]image.Sum
+	// restarts are the kernel's restart codes of the threads frozen in
+	// an interrupted call, by TID (image.WriteRestarts).
+	restarts map[int]uint64
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -76,7 +79,7 @@ func Run(opts Options) error {
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
-		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{}}
+		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{}, restarts: map[int]uint64{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
@@ -59,6 +60,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
 		return err
 	}
+	if err := image.WriteRestarts(d.dir, d.restarts); err != nil {
+		return err
+	}
 	// Last: the manifest lists every image written before it.
 	return image.WriteManifest(d.dir, d.sums)
 }
@@ -88,6 +92,9 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	for i, c := range cores {
 		if err := image.WriteFile(d.dir.CorePath(ps.threads[i].tid), image.Core, c); err != nil {
 			return nil, err
+		}
+		if _, code := compel.ImageRegs(ps.threads[i].regs); code != 0 {
+			d.restarts[ps.threads[i].tid] = code
 		}
 	}
 	mmE, err := d.mmEntry(ps)

@@ -49,6 +49,9 @@ func newOf[T any]() func() *T { return func() *T { return new(T) } }
 type threadImages struct {
 	tid  int
 	core *criucore.CoreEntry
+	// restart is the kernel's restart code the thread was dumped with
+	// inside an interrupted call (image.ReadRestarts), 0 if none.
+	restart uint64
 }
 
 // treeImages is a whole dumped tree, parents before children.
@@ -131,10 +134,17 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
+	restarts, err := image.ReadRestarts(dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range tree.tasks {
 		t.files, t.pipes, t.extra = idx, pipes, extra
 		if err := t.load(dir); err != nil {
 			return nil, err
+		}
+		for i := range t.threads {
+			t.threads[i].restart = restarts[t.threads[i].tid]
 		}
 	}
 	shared, err := loadShared(dir, tree)
