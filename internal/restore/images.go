@@ -12,6 +12,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"google.golang.org/protobuf/proto"
 
 	"amber/internal/files"
 	"amber/internal/image"
@@ -199,6 +200,24 @@ func (t *taskImages) load(dir image.Dir) error {
 	return t.loadFiles(dir)
 }
 
+// threadMasks puts each thread's signal mask in its thread_core, where
+// planning reads it. CRIU writes the leader's in tc only (its restore
+// takes the leader's from there, even beside one in thread_core), and
+// another thread's in thread_core, or none: that thread then gets the
+// leader's. amber writes both, equal.
+func (t *taskImages) threadMasks() {
+	tc := t.core.GetTc()
+	if tc == nil || tc.BlkSigset == nil {
+		return
+	}
+	for i, th := range t.threads {
+		core := th.core.GetThreadCore()
+		if core != nil && (i == 0 || core.BlkSigset == nil) {
+			core.BlkSigset = proto.Uint64(tc.GetBlkSigset())
+		}
+	}
+}
+
 // zombie reports whether the process had exited but was not reaped.
 func (t *taskImages) zombie() bool { return t.core.GetTc().GetTaskState() == taskDead }
 
@@ -214,6 +233,7 @@ func (t *taskImages) loadCore(dir image.Dir) error {
 	if s := t.core.GetTc().GetTaskState(); s != taskAlive && s != taskDead {
 		return fmt.Errorf("%s: task state %d is not supported yet", dir.CorePath(t.pid), s)
 	}
+	t.threadMasks()
 	if t.zombie() && len(t.threads) != 1 {
 		return fmt.Errorf("%s: a zombie with %d threads", dir.CorePath(t.pid), len(t.threads))
 	}
