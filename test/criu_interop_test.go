@@ -6,7 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"golang.org/x/sys/unix"
+
+	"amber/internal/image"
+	"amber/internal/mem"
 )
 
 // interopPrograms are the programs that CRIU and amber each restore from
@@ -124,4 +129,73 @@ func criuLog(r amberResult, images string) amberResult {
 		r.stderr = string(b)
 	}
 	return r
+}
+
+// TestImagesForCriu checks, without CRIU, that amber's dump of a program
+// blocked in read(2) follows the rules by which CRIU 4.2's restore reads
+// images: the inventory's root_ids are not the root task's (CRIU: "Image
+// corruption on kIDs data"), the mm image holds at most 44 auxv words
+// (more is "Image corrupted"), the [vdso] pages are saved (CRIU reads
+// the dumped vdso's symbols: "vdso: Invalid ELF magic"), and the
+// registers hold the read about to be entered again, since CRIU's
+// restore ignores orig_rax; the kernel's restart code goes to amber's
+// own file. Then amber restores the images and the program passes.
+func TestImagesForCriu(t *testing.T) {
+	c := startCase(t, "pipe_read")
+	c.mustDump()
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := image.ReadOne(dir.InventoryPath(), image.Inventory, func() *inventory.InventoryEntry { return new(inventory.InventoryEntry) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := image.ReadOne(dir.IDsPath(c.pid), image.IDs, func() *criucore.TaskKobjIdsEntry { return new(criucore.TaskKobjIdsEntry) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root := inv.GetRootIds(); root.GetFilesId() == ids.GetFilesId() || root.GetMntNsId() != ids.GetMntNsId() || root.GetPidNsId() != ids.GetPidNsId() {
+		t.Errorf("inventory root_ids %v against the root task's %v: want another files_id, the same namespaces", root, ids)
+	}
+	m, err := mem.ReadMM(dir.MMPath(c.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.GetMmSavedAuxv()); n > 44 || n == 0 {
+		t.Errorf("%d auxv words; CRIU reads 1 to 44", n)
+	}
+	_, pm, err := mem.ReadPagemap(dir.PagemapPath(c.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range m.GetVmas() {
+		if v.GetStatus()&mem.StatusVdso == 0 {
+			continue
+		}
+		saved := false
+		for _, e := range pm {
+			saved = saved || e.GetVaddr() <= v.GetStart() && v.GetEnd() <= e.GetVaddr()+mem.NrPages(e)*4096
+		}
+		if !saved {
+			t.Errorf("[vdso] %#x-%#x not in the pagemap", v.GetStart(), v.GetEnd())
+		}
+	}
+	core, err := image.ReadOne(dir.CorePath(c.pid), image.Core, func() *criucore.CoreEntry { return new(criucore.CoreEntry) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := core.GetThreadInfo().GetGpregs()
+	if regs.GetOrigAx() != unix.SYS_READ || regs.GetAx() != unix.SYS_READ {
+		t.Errorf("registers ax %#x orig_ax %#x; want read (%d) about to be entered again", regs.GetAx(), regs.GetOrigAx(), unix.SYS_READ)
+	}
+	codes, err := image.ReadRestarts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if codes[c.pid] != 512 { // ERESTARTSYS
+		t.Errorf("restart codes %v; want %d: 512", codes, c.pid)
+	}
+	c.mustRestoreDetached()
+	c.mustPass()
 }
