@@ -26,6 +26,7 @@ var interopPrograms = []string{
 	"sk_unix_tree",        // unix sockets shared in a tree
 	"sk_unix_peer_closed", // a unix socket whose peer is gone
 	"file_offset",         // regular files
+	"zombie",              // zombie children
 }
 
 // criuRefuses are the programs CRIU 4.2 cannot dump, and why.

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
@@ -24,10 +26,10 @@ import (
 
 // The images in testdata/criu-4.2 were written by CRIU 4.2 on kernel 6.18
 // (whose vdso block is [vvar] 4 pages, [vvar_vclock] 2, [vdso] 2, as
-// stub() has it) of three programs of test/zdtm/static, each dumped
+// stub() has it) of four programs of test/zdtm/static, each dumped
 // while it waited for SIGTERM: file_offset (one process, regular files),
-// sk_unix_tree (a parent and a child sharing unix sockets and a pipe) and
-// threads_tls (nine threads). The tests plan their restore as amber
+// sk_unix_tree (a parent and a child sharing unix sockets and a pipe),
+// threads_tls (nine threads) and zombie (two zombie children). The tests plan their restore as amber
 // would, without a process.
 
 // criuFixture loads the images of a fixture. The pages images are left
@@ -297,5 +299,52 @@ func TestCriuFixtureThreads(t *testing.T) {
 		if e := -int64(regs.Rax); e >= 512 && e <= 516 {
 			t.Errorf("thread %d released with restart code %d in rax", th.tid, e)
 		}
+	}
+}
+
+// Two zombie children: CRIU 4.2 writes each one's thread list with an
+// uninitialized TID; the core image core-PID says it is dead, and how.
+func TestCriuFixtureZombies(t *testing.T) {
+	tree := criuFixture(t, "zombie")
+	if len(tree.tasks) != 3 {
+		t.Fatalf("%d tasks; want 3", len(tree.tasks))
+	}
+	var codes []uint32
+	for _, tk := range tree.root.children {
+		if !tk.zombie() {
+			t.Errorf("pid %d is not a zombie", tk.pid)
+		}
+		codes = append(codes, tk.core.GetTc().GetExitCode())
+	}
+	if want := []uint32{42 << 8, uint32(unix.SIGKILL)}; !slices.Equal(codes, want) {
+		t.Errorf("exit codes %#x; want %#x", codes, want)
+	}
+	if _, err := planTask(tree.root, fixtureHost(tree), &origin{current: stub()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Threads that do not start with the leader are refused but for a zombie.
+func TestCriuFixtureOddThreadsOfALiveTask(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "criu-4.2", "zombie"))); err != nil {
+		t.Fatal(err)
+	}
+	d, err := image.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := image.ReadFile(d.PstreePath(), image.Pstree, newOf[pstree.PstreeEntry]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries[0].Threads = []uint32{entries[0].GetPid() + 1000}
+	lt, err := linkTree("pstree.img", entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = lt.root.load(d)
+	if err == nil || !strings.Contains(err.Error(), "threads must start with the leader") {
+		t.Errorf("load: %v; want the threads refused", err)
 	}
 }

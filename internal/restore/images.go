@@ -42,6 +42,9 @@ type taskImages struct {
 	pipes     map[uint32][]byte
 	extra     *files.Extra  // FIFO data, socket queues, ghosts, file times
 	shared    *sharedImages // the tree's shared memory objects
+	// oddThreads: pstree.img's threads did not start with the leader,
+	// which only a zombie may do (CRIU's).
+	oddThreads bool
 }
 
 func newOf[T any]() func() *T { return func() *T { return new(T) } }
@@ -170,8 +173,11 @@ func linkTree(path string, entries []*pstree.PstreeEntry) (*treeImages, error) {
 		if t.pid <= 0 || byPid[t.pid] != nil {
 			return nil, fmt.Errorf("%s: entry %d: invalid or repeated pid %d", path, i, t.pid)
 		}
-		if len(e.GetThreads()) == 0 || int(e.GetThreads()[0]) != t.pid {
-			return nil, fmt.Errorf("%s: pid %d: threads must start with the leader", path, t.pid)
+		if th := e.GetThreads(); len(th) == 0 || int(th[0]) != t.pid {
+			// Only a zombie may: CRIU 4.2 writes a zombie's one thread
+			// uninitialized. Its core image is core-PID, which must
+			// say it is dead (t.load).
+			e.Threads, t.oddThreads = []uint32{uint32(t.pid)}, true
 		}
 		byPid[t.pid] = t
 		if i == 0 {
@@ -193,6 +199,9 @@ func (t *taskImages) load(dir image.Dir) error {
 	}
 	if t.zombie() {
 		return nil
+	}
+	if t.oddThreads {
+		return fmt.Errorf("%s: pid %d: threads must start with the leader", dir.PstreePath(), t.pid)
 	}
 	if err := t.loadMemory(dir); err != nil {
 		return err
