@@ -27,6 +27,7 @@ var interopPrograms = []string{
 	"sk_unix_peer_closed", // a unix socket whose peer is gone
 	"file_offset",         // regular files
 	"zombie",              // zombie children
+	"itimer_pending",      // a periodic timer with its SIGALRM pending
 }
 
 // criuRefuses are the programs CRIU 4.2 cannot dump, and why.
