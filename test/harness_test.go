@@ -198,6 +198,13 @@ func (c *zcase) mustDump() {
 	if r := c.dump(c.prog.dumpFlags...); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
+	c.reapDumped(tree)
+}
+
+// reapDumped waits for the dumped program, which the dump killed, and
+// reaps it and tree, its descendants before the dump.
+func (c *zcase) reapDumped(tree []int) {
+	c.t.Helper()
 	ws, err := waitPid(c.pid, exitTimeout)
 	if err != nil {
 		c.t.Fatalf("after dump: %v", err)

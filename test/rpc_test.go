@@ -114,19 +114,6 @@ func (c *zcase) dumpOpts() *rpc.CriuOpts {
 	return o
 }
 
-// reapDumped waits for the program a dump killed, and its tree.
-func (c *zcase) reapDumped(tree []int) {
-	c.t.Helper()
-	if _, err := waitPid(c.pid, exitTimeout); err != nil {
-		c.t.Fatalf("after dump: %v", err)
-	}
-	for _, pid := range tree {
-		if err := reapOrphan(pid, exitTimeout); err != nil {
-			c.t.Fatalf("after dump: %v", err)
-		}
-	}
-}
-
 // testRPCDumpRestore dumps a program through go-criu, restores it, and
 // lets it check itself; the notifications come in CRIU's order.
 func testRPCDumpRestore(t *testing.T) {

@@ -5,7 +5,11 @@ package compel
 // task continues with: the dumped one after a restore (ReleaseRegs), or
 // one the parasite gives back through rt_sigreturn (resumeRegs).
 
-import "golang.org/x/sys/unix"
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
 
 // ReleaseRegs sets up the registers of a task frozen inside a system
 // call so that the kernel itself ends or restarts the call when the task
@@ -81,3 +85,50 @@ const (
 
 // negErrno is -e as a system call returns it in rax.
 func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
+
+// ImageRegs returns the registers of a thread frozen with r as CRIU's
+// images hold them, and the kernel's restart code it was frozen with (0
+// if none). CRIU's restore sets the image's registers with rt_sigreturn,
+// which ignores orig_rax, so an image holds a call to restart already
+// restarted, as CRIU's compel_get_task_regs writes it: rax back to the
+// call's number and rip on its syscall instruction (resumeRegs). orig_rax
+// is kept. The code is for amber's own restore (KernelRegs), which keeps
+// the kernel's rules on a signal that comes before the call is entered
+// again.
+func ImageRegs(r Regs) (Regs, uint64) {
+	var code uint64
+	if int64(r.Orig_rax) >= 0 {
+		switch c := -int64(r.Rax); c {
+		case errRestartSys, errRestartNoIntr, errRestartNoHand, errRestartRestartBlock:
+			code = uint64(c)
+		}
+	}
+	out := resumeRegs(r)
+	out.Orig_rax = r.Orig_rax
+	return out, code
+}
+
+// KernelRegs undoes ImageRegs: the registers of the frozen thread, from
+// those of its image and the restart code amber recorded for it.
+func KernelRegs(r Regs, code uint64) (Regs, error) {
+	switch code {
+	case 0:
+		return r, nil
+	case errRestartSys, errRestartNoIntr, errRestartNoHand, errRestartRestartBlock:
+	default:
+		return r, fmt.Errorf("restart code %d is not one of the kernel's", code)
+	}
+	if int64(r.Orig_rax) < 0 {
+		return r, fmt.Errorf("restart code %d for a thread not in a system call (orig_rax %#x)", code, r.Orig_rax)
+	}
+	if code == errRestartRestartBlock && r.Orig_rax == unix.SYS_RESTART_SYSCALL {
+		r.Rax = negErrno(errRestartRestartBlock)
+		return r, nil
+	}
+	if r.Rax != r.Orig_rax {
+		return r, fmt.Errorf("restart code %d, but rax %#x is not the call's number %d", code, r.Rax, r.Orig_rax)
+	}
+	r.Rax = negErrno(unix.Errno(code))
+	r.Rip += 2
+	return r, nil
+}

@@ -68,3 +68,60 @@ func TestResumeRegs(t *testing.T) {
 		}
 	}
 }
+
+// TestImageRegs checks the registers written to an image for a thread
+// frozen in a call, as CRIU writes them (its restore would otherwise hand
+// the kernel's restart code to the program), and that KernelRegs gives
+// back the frozen registers from them and the recorded code.
+func TestImageRegs(t *testing.T) {
+	const rip = 0x5555_5555_6002
+	const none = ^uint64(0)
+	neg := func(e int64) uint64 { return uint64(-e) }
+	cases := []struct {
+		name             string
+		rax, origRax     uint64
+		wantRax, wantRip uint64
+		wantCode         uint64
+	}{
+		{"ERESTARTSYS", neg(512), unix.SYS_READ, unix.SYS_READ, rip - 2, 512},
+		{"ERESTARTNOINTR", neg(513), unix.SYS_WAIT4, unix.SYS_WAIT4, rip - 2, 513},
+		{"ERESTARTNOHAND", neg(514), unix.SYS_RT_SIGSUSPEND, unix.SYS_RT_SIGSUSPEND, rip - 2, 514},
+		{"ERESTART_RESTARTBLOCK", neg(516), unix.SYS_CLOCK_NANOSLEEP, unix.SYS_CLOCK_NANOSLEEP, rip - 2, 516},
+		{"ERESTART_RESTARTBLOCK in restart_syscall", neg(516), unix.SYS_RESTART_SYSCALL, neg(int64(unix.EINTR)), rip, 516},
+		{"completed", 42, unix.SYS_READ, 42, rip, 0},
+		{"not in a syscall", neg(512), none, neg(512), rip, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			frozen := Regs{Rax: c.rax, Orig_rax: c.origRax, Rip: rip, Rdi: 7}
+			img, code := ImageRegs(frozen)
+			if img.Rax != c.wantRax || img.Rip != c.wantRip || img.Orig_rax != c.origRax || code != c.wantCode {
+				t.Errorf("image rax %#x rip %#x orig_rax %#x code %d, want %#x %#x %#x %d",
+					img.Rax, img.Rip, img.Orig_rax, code, c.wantRax, c.wantRip, c.origRax, c.wantCode)
+			}
+			back, err := KernelRegs(img, code)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back != frozen && code != 0 {
+				t.Errorf("KernelRegs gave %+v, want %+v", back, frozen)
+			}
+		})
+	}
+}
+
+func TestKernelRegsBadCode(t *testing.T) {
+	r := Regs{Rax: unix.SYS_READ, Orig_rax: unix.SYS_READ}
+	for _, c := range []struct {
+		code uint64
+		r    Regs
+	}{
+		{4, r},
+		{512, Regs{Rax: 5, Orig_rax: ^uint64(0)}},
+		{512, Regs{Rax: 7, Orig_rax: unix.SYS_READ}},
+	} {
+		if _, err := KernelRegs(c.r, c.code); err == nil {
+			t.Errorf("code %d with rax %#x orig_rax %#x: no error", c.code, c.r.Rax, c.r.Orig_rax)
+		}
+	}
+}

@@ -63,6 +63,9 @@ type dumper struct {
 	sums map[string]image.Sum
 	// seccomp collects the seccomp filters of every thread.
 	seccomp *seccomp.Table
+	// restarts are the kernel's restart codes of the threads frozen in
+	// an interrupted call, by TID (image.WriteRestarts).
+	restarts map[int]uint64
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -87,7 +90,7 @@ func Run(opts Options) error {
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
-		seccomp: seccomp.NewTable()}
+		seccomp: seccomp.NewTable(), restarts: map[int]uint64{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

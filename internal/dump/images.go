@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
@@ -28,8 +29,14 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	ids := newKobjIDs()
+	// The inventory's root ids are the dumper's own, as CRIU writes them:
+	// CRIU's restore compares the root task's with them, and a root task
+	// sharing the dumper's descriptor table is a corrupt image to it.
+	rootIDs, err := ids.of(os.Getpid())
+	if err != nil {
+		return err
+	}
 	var entries []proto.Message
-	var rootIDs *criucore.TaskKobjIdsEntry
 	mms := map[int]*mm.MmEntry{}
 	for i, p := range tree.procs {
 		entries = append(entries, pstreeEntry(p))
@@ -43,9 +50,6 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		if err != nil {
 			return err
 		}
-		if i == 0 {
-			rootIDs = k
-		}
 		if mms[p.pid], err = d.dumpProcess(tree, p, k, uint32(i+1), mms); err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
@@ -54,6 +58,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return fmt.Errorf("shared memory: %w", err)
 	}
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
+		return err
+	}
+	if err := image.WriteRestarts(d.dir, d.restarts); err != nil {
 		return err
 	}
 	// Last: the manifest lists every image written before it.
@@ -85,6 +92,9 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	for i, c := range cores {
 		if err := image.WriteFile(d.dir.CorePath(ps.threads[i].tid), image.Core, c); err != nil {
 			return nil, err
+		}
+		if _, code := compel.ImageRegs(ps.threads[i].regs); code != 0 {
+			d.restarts[ps.threads[i].tid] = code
 		}
 	}
 	mmE, err := d.mmEntry(ps)
@@ -157,6 +167,10 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	auxv, lost := savedAuxv(auxv)
+	if lost > 0 {
+		d.log.Warnf("pid %d: auxv: %d entries beyond the %d words an image holds are not saved", ps.pid, lost, auxvWords)
+	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ps.pid))
 	if err != nil {
 		return nil, err
@@ -183,6 +197,24 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		Vmas:         vmas,
 		Dumpable:     proto.Int32(int32(ps.dumpable)),
 	}, nil
+}
+
+// auxvWords is how many words of auxv CRIU's images hold (its
+// AT_VECTOR_SIZE on x86-64): its restore calls an mm image with more
+// corrupt.
+const auxvWords = 44
+
+// savedAuxv is the auxv an image holds, as CRIU saves it: without the
+// AT_NULL pair (the kernel ends the vector itself) and at most auxvWords
+// words. It returns how many (type, value) pairs did not fit.
+func savedAuxv(words []uint64) (saved []uint64, lost int) {
+	if n := len(words); n >= 2 && words[n-2] == 0 {
+		words = words[:n-2]
+	}
+	if len(words) <= auxvWords {
+		return words, 0
+	}
+	return words[:auxvWords], (len(words) - auxvWords) / 2
 }
 
 func pstreeEntry(p *frozenProc) *pstree.PstreeEntry {

@@ -270,6 +270,7 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 }
 
 func threadCore(th *threadState, xsave cpu.Layout) (*criucore.CoreEntry, error) {
+	regs, _ := compel.ImageRegs(th.regs)
 	fp, err := xsave.XSaveToImage(th.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("xstate: %w", err)
@@ -298,7 +299,7 @@ func threadCore(th *threadState, xsave cpu.Layout) (*criucore.CoreEntry, error) 
 		Mtype: criucore.CoreEntry_X86_64.Enum(),
 		ThreadInfo: &corex86.ThreadInfoX86{
 			ClearTidAddr: proto.Uint64(th.tidAddr),
-			Gpregs:       cpu.GPRegsToImage(&th.regs),
+			Gpregs:       cpu.GPRegsToImage(&regs),
 			Fpregs:       fp,
 		},
 		ThreadCore: tcore,

@@ -41,7 +41,7 @@ var idImages = []string{
 }
 
 // otherImages are files of a dump not named *.img.
-var otherImages = []string{"stats-dump", "stats-restore", "amber-mtimes.txt", "amber-manifest.txt"}
+var otherImages = []string{"stats-dump", "stats-restore", "amber-mtimes.txt", "amber-manifest.txt", restartsName}
 
 // IsDumpFile reports whether name is the name of a file a CRIU or amber
 // dump writes in an images directory.

@@ -12,6 +12,7 @@ package mem
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
@@ -50,7 +51,16 @@ func ReadMM(p image.Path) (*mm.MmEntry, error) {
 		}
 		return nil, err
 	}
+	e.Vmas = withoutVsyscall(e.Vmas)
 	return e, nil
+}
+
+// withoutVsyscall drops the [vsyscall] VMA that CRIU records (amber
+// leaves it out): the kernel maps it in every task, above the user
+// address space, and CRIU's restore skips it too (it is not
+// VMA_AREA_REGULAR).
+func withoutVsyscall(vmas []*vma.VmaEntry) []*vma.VmaEntry {
+	return slices.DeleteFunc(vmas, func(v *vma.VmaEntry) bool { return v.GetStatus()&StatusVsyscall != 0 })
 }
 
 // DecodeMM decodes an encoded MmEntry: its VMAs by hand, the rest with

@@ -81,7 +81,7 @@ type pagePlan struct {
 // processes map too, and the guard pages of every VMA.
 func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
 	var p pagePlan
-	for _, g := range adjacent(vmas, HasContents) {
+	for _, g := range adjacent(vmas, savedAtDump) {
 		for _, v := range g {
 			p.scanned += (v.GetEnd() - v.GetStart()) / pageSize
 		}
@@ -137,7 +137,14 @@ func adjacent(vmas []*vma.VmaEntry, keep func(status uint32) bool) [][]*vma.VmaE
 	return out
 }
 
-func withoutContents(status uint32) bool { return !HasContents(status) }
+func withoutContents(status uint32) bool { return !savedAtDump(status) }
+
+// savedAtDump reports whether a dump saves the pages of a VMA of this
+// status: those a restore writes (HasContents), and the [vdso] code, as
+// CRIU saves it: CRIU's restore reads the dumped vdso's symbols from the
+// pages image to decide whether this kernel's vdso may take its place.
+// amber's restore puts this kernel's vdso there and writes none of them.
+func savedAtDump(status uint32) bool { return HasContents(status) || status&StatusVdso != 0 }
 
 // mergeRuns joins sorted runs that touch into one.
 func mergeRuns(runs []Run) []Run {

@@ -35,9 +35,12 @@ type segment struct {
 
 // fillSegments lists what the pages image must write into the task: every
 // present page of the pagemap except those the task keeps from its parent
-// (cow runs inside kept VMAs), with their offsets in the image.
+// (cow runs inside kept VMAs) and those of the vdso block, with their
+// offsets in the image. CRIU saves the [vdso] pages; the restored task
+// gets this kernel's, moved into place (planVdso).
 func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
-	skip := keptCow(in, keep)
+	skip := append(keptCow(in, keep), vdsoRuns(in.MM.GetVmas())...)
+	slices.SortFunc(skip, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
 	var segs []segment
 	var off uint64
 	for _, e := range in.Pagemap {
@@ -54,6 +57,17 @@ func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
 		off += r.End - r.Start
 	}
 	return segs, nil
+}
+
+// vdsoRuns are the ranges of the dumped vdso block's VMAs.
+func vdsoRuns(vmas []*vma.VmaEntry) []Run {
+	var out []Run
+	for _, v := range vmas {
+		if isVdso(v) {
+			out = append(out, Run{v.GetStart(), v.GetEnd()})
+		}
+	}
+	return out
 }
 
 // keptCow is the task's cow runs that lie in VMAs it keeps: the only

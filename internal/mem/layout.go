@@ -159,32 +159,104 @@ func overlapsAny(r Run, vmas []proc.VMA) bool {
 	return false
 }
 
-// planVdso moves the parked vdso block to where the dumped task had it.
+// planVdso moves the parked vdso block to where the dumped task had it,
+// by CRIU's rule for remapping the kernel's vdso in place (its
+// blobs_matches and park_at): the [vdso] code goes where the dumped
+// [vdso] was, and the vvar data, [vvar] with [vvar_vclock] after it,
+// where the dumped vvar was, so the code finds its data at the same
+// offset. The dumped vvar may be one VMA covering both (CRIU 4.2 merges
+// them) or two (amber keeps the kernel's split): only its size and its
+// side of the code must match this kernel's.
 func planVdso(b *plan.Builder, in *RestoreInput) error {
 	bs, be, pieces, err := VdsoBlock(in.Current)
 	if err != nil || len(pieces) == 0 || vdsoInPlace(in, bs, be) {
 		return err
 	}
-	var target []*vma.VmaEntry
-	for _, v := range in.MM.GetVmas() {
-		if isVdso(v) {
-			target = append(target, v)
-		}
+	dumped, err := vdsoOfImage(in.MM.GetVmas())
+	if err != nil || dumped.code.End == 0 {
+		return err // none: the parked block goes with the scratch area
 	}
-	if len(target) == 0 {
-		return nil // the dumped task had none: the parked one goes with the scratch area
+	here := vdsoOfKernel(pieces)
+	if err := here.matches(dumped); err != nil {
+		return fmt.Errorf("vdso: %w: restore on the kernel that dumped", err)
 	}
-	ts := target[0].GetStart()
-	if te := target[len(target)-1].GetEnd(); te-ts != be-bs || len(target) != len(pieces) {
-		return fmt.Errorf("vdso: dumped block %#x-%#x (%d mappings) differs from this kernel's (%d bytes, %d mappings): restore on the kernel that dumped", ts, te, len(target), be-bs, len(pieces))
-	}
-	for i, p := range pieces {
-		if target[i].GetStart()-ts != p.Start-bs || target[i].GetEnd()-target[i].GetStart() != p.Size() {
-			return fmt.Errorf("vdso: dumped layout %#x-%#x does not match this kernel's %s", target[i].GetStart(), target[i].GetEnd(), p.Path)
+	for _, p := range pieces {
+		to := dumped.code.Start
+		if p.Path != "[vdso]" {
+			to = dumped.data.Start + (p.Start - here.data.Start)
 		}
 		from := b.Park() + (p.Start - bs)
-		b.Call(fmt.Sprintf("move %s to %#x", p.Path, target[i].GetStart()), unix.SYS_MREMAP,
-			from, p.Size(), p.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, target[i].GetStart())
+		b.Call(fmt.Sprintf("move %s to %#x", p.Path, to), unix.SYS_MREMAP,
+			from, p.Size(), p.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to)
+	}
+	return nil
+}
+
+// vdsoLayout is where a vdso block's code ([vdso]) and data ([vvar] and
+// [vvar_vclock], contiguous) lie; an empty Run for a part that is absent.
+type vdsoLayout struct {
+	code, data Run
+}
+
+// vdsoOfImage finds the dumped task's vdso code and vvar data: one [vdso]
+// VMA and contiguous vvar VMAs.
+func vdsoOfImage(vmas []*vma.VmaEntry) (vdsoLayout, error) {
+	var l vdsoLayout
+	for _, v := range vmas {
+		r := Run{v.GetStart(), v.GetEnd()}
+		switch {
+		case v.GetStatus()&StatusVdso != 0:
+			if l.code.End != 0 {
+				return l, fmt.Errorf("vdso: two [vdso] VMAs in the image, at %#x and %#x", l.code.Start, r.Start)
+			}
+			l.code = r
+		case v.GetStatus()&StatusVvar != 0:
+			if l.data.End != 0 && l.data.End != r.Start {
+				return l, fmt.Errorf("vdso: vvar VMAs in the image not contiguous at %#x", r.Start)
+			}
+			if l.data.End == 0 {
+				l.data.Start = r.Start
+			}
+			l.data.End = r.End
+		}
+	}
+	if l.data.End != 0 && l.code.End == 0 {
+		return l, fmt.Errorf("vdso: the image has vvar at %#x but no [vdso]", l.data.Start)
+	}
+	return l, nil
+}
+
+// vdsoOfKernel is the layout of this kernel's block, whose pieces
+// VdsoBlock found contiguous.
+func vdsoOfKernel(pieces []proc.VMA) vdsoLayout {
+	var l vdsoLayout
+	for _, p := range pieces {
+		r := Run{p.Start, p.End}
+		if p.Path == "[vdso]" {
+			l.code = r
+			continue
+		}
+		if l.data.End == 0 {
+			l.data.Start = r.Start
+		}
+		l.data.End = r.End
+	}
+	return l
+}
+
+func (r Run) size() uint64 { return r.End - r.Start }
+
+// matches says why the dumped layout d cannot take this kernel's block
+// l, if it cannot.
+func (l vdsoLayout) matches(d vdsoLayout) error {
+	if d.code.size() != l.code.size() {
+		return fmt.Errorf("dumped [vdso] %#x-%#x is %d bytes, this kernel's %d", d.code.Start, d.code.End, d.code.size(), l.code.size())
+	}
+	if d.data.size() != l.data.size() {
+		return fmt.Errorf("dumped vvar %#x-%#x is %d bytes, this kernel's %d", d.data.Start, d.data.End, d.data.size(), l.data.size())
+	}
+	if d.data.size() != 0 && (d.code.Start < d.data.Start) != (l.code.Start < l.data.Start) {
+		return fmt.Errorf("dumped [vdso] %#x and vvar %#x are in the other order than this kernel's", d.code.Start, d.data.Start)
 	}
 	return nil
 }

@@ -66,6 +66,49 @@ func dumpedVdso(start uint64, sizes ...uint64) []*vma.VmaEntry {
 	return out
 }
 
+// sameLayoutMoves move this kernel's block from the parking place to
+// dumpVdso, each piece at its offset in the block.
+var sameLayoutMoves = [][6]uint64{
+	{testScratch + page, 4 * page, 4 * page, uint64(unix.MREMAP_MAYMOVE | unix.MREMAP_FIXED), dumpVdso},
+	{testScratch + 5*page, 2 * page, 2 * page, uint64(unix.MREMAP_MAYMOVE | unix.MREMAP_FIXED), dumpVdso + 4*page},
+	{testScratch + 7*page, 2 * page, 2 * page, uint64(unix.MREMAP_MAYMOVE | unix.MREMAP_FIXED), dumpVdso + 6*page},
+}
+
+// criuVdso is the block as CRIU 4.2 records it: one vvar VMA of vvar
+// pages, then a [vdso] of code pages (either left out if 0).
+func criuVdso(start, vvar, code uint64) []*vma.VmaEntry {
+	var vs []proc.VMA
+	if vvar > 0 {
+		vs = append(vs, proc.VMA{Start: start, End: start + vvar*page, Prot: ro, Path: "[vvar]"})
+	}
+	if code > 0 {
+		vs = append(vs, proc.VMA{Start: start + vvar*page, End: start + (vvar+code)*page, Prot: rx, Path: "[vdso]"})
+	}
+	out, err := Entries(vs, nil)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// reverseVdso puts the last VMA of a block first, the others after it.
+func reverseVdso(vs []*vma.VmaEntry) []*vma.VmaEntry {
+	last := vs[len(vs)-1]
+	size := last.GetEnd() - last.GetStart()
+	start := vs[0].GetStart()
+	out := []*vma.VmaEntry{withRange(last, start, start+size)}
+	for _, v := range vs[:len(vs)-1] {
+		out = append(out, withRange(v, v.GetStart()+size, v.GetEnd()+size))
+	}
+	return out
+}
+
+func withRange(v *vma.VmaEntry, start, end uint64) *vma.VmaEntry {
+	c := proto.Clone(v).(*vma.VmaEntry)
+	c.Start, c.End = proto.Uint64(start), proto.Uint64(end)
+	return c
+}
+
 func anonVMA(start, pages uint64, prot int) *vma.VmaEntry {
 	out, err := Entries([]proc.VMA{{Start: start, End: start + pages*page, Prot: prot}}, nil)
 	if err != nil {
@@ -713,9 +756,20 @@ func TestPlanVdso(t *testing.T) {
 		{"already in place", dumpedVdso(stubVdso), kernelVdso(stubVdso), nil, ""},
 		{"dumped without vdso", nil, kernelVdso(stubVdso), nil, ""},
 		{"no vdso here", dumpedVdso(dumpVdso), nil, nil, ""},
-		{"bigger dumped vdso", dumpedVdso(dumpVdso, 4, 2, 3), kernelVdso(stubVdso), nil, "differs"},
-		{"dumped without vvar_vclock", dumpedVdso(dumpVdso, 4, 0), kernelVdso(stubVdso), nil, "differs"},
-		{"same size, other split", dumpedVdso(dumpVdso, 2, 4, 2), kernelVdso(stubVdso), nil, "does not match"},
+		// CRIU 4.2 records [vvar] and [vvar_vclock] as one vvar VMA.
+		{"vvar merged (CRIU 4.2)", criuVdso(dumpVdso, 6, 2), kernelVdso(stubVdso), sameLayoutMoves, ""},
+		// Only the vvar's total size matters: this kernel's split goes in.
+		{"same size, other split", dumpedVdso(dumpVdso, 2, 4, 2), kernelVdso(stubVdso), sameLayoutMoves, ""},
+		// Code and data apart: each goes where the image had it.
+		{"vdso apart from vvar", append(criuVdso(dumpVdso, 6, 0), criuVdso(dumpVdso+16*page, 0, 2)...), kernelVdso(stubVdso), [][6]uint64{
+			{testScratch + page, 4 * page, 4 * page, mv, dumpVdso},
+			{testScratch + 5*page, 2 * page, 2 * page, mv, dumpVdso + 4*page},
+			{testScratch + 7*page, 2 * page, 2 * page, mv, dumpVdso + 16*page},
+		}, ""},
+		{"bigger dumped vdso", dumpedVdso(dumpVdso, 4, 2, 3), kernelVdso(stubVdso), nil, "[vdso] 0x7ffff7f06000-0x7ffff7f09000 is 12288 bytes, this kernel's 8192"},
+		{"dumped without vvar_vclock", criuVdso(dumpVdso, 4, 2), kernelVdso(stubVdso), nil, "vvar 0x7ffff7f00000-0x7ffff7f04000 is 16384 bytes, this kernel's 24576"},
+		{"vdso before vvar", reverseVdso(criuVdso(dumpVdso, 6, 2)), kernelVdso(stubVdso), nil, "other order"},
+		{"vvar without vdso", criuVdso(dumpVdso, 6, 0), kernelVdso(stubVdso), nil, "no [vdso]"},
 		{"not contiguous here", dumpedVdso(dumpVdso), append(kernelVdso(stubVdso)[:2:2],
 			proc.VMA{Start: stubVdso + 7*page, End: stubVdso + 9*page, Path: "[vdso]"}), nil, "not contiguous"},
 	}
@@ -854,5 +908,25 @@ func TestPlanRestoreForkedChild(t *testing.T) {
 		if c.Nr == unix.SYS_MREMAP {
 			t.Errorf("vdso moved although it is in place: %s", c.What)
 		}
+	}
+}
+
+// CRIU saves the [vdso] code pages in the pages image; they are not
+// written (this kernel's vdso goes there), and the pages after them are
+// read from their right offset.
+func TestFillSkipsVdsoPages(t *testing.T) {
+	anon := uint64(dumpVdso + 16*page)
+	vmas := append(criuVdso(dumpVdso, 6, 2), anonVMA(anon, 1, rw))
+	pm := []*pagemap.PagemapEntry{present(dumpVdso+6*page, 2), present(anon, 1)}
+	in := memInput(vmas, pm)
+	segs, err := fillSegments(in, make([]bool, len(vmas)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []segment{{anon, page, 2 * page}}; !slices.Equal(segs, want) {
+		t.Errorf("fill segments %+v, want %+v", segs, want)
+	}
+	if err := PlanRestore(plan.NewBuilder(testScratch, 8*page), in); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -570,10 +570,10 @@ func slowTruth(t *testing.T, pid int, vmas []*vma.VmaEntry) pagemapTruth {
 		if i > 0 && vmas[i-1].GetEnd() != v.GetStart() {
 			tr.counts.Gaps++
 		}
-		if i == 0 || !HasContents(vmas[i-1].GetStatus()) || vmas[i-1].GetEnd() != v.GetStart() {
+		if i == 0 || !savedAtDump(vmas[i-1].GetStatus()) || vmas[i-1].GetEnd() != v.GetStart() {
 			scanned = nil
 		}
-		if !HasContents(v.GetStatus()) {
+		if !savedAtDump(v.GetStatus()) {
 			tr.guards = slowGuards(t, pm, v, tr.guards, &tr.counts)
 			continue
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"amber/internal/proc"
 )
 
 // TestDataRuns scans this process: four adjacent one-page anonymous VMAs
@@ -276,5 +278,40 @@ func TestGuardRunsShared(t *testing.T) {
 	}
 	if want := []Run{{base + pageSize, base + 3*pageSize}}; !slices.Equal(p.guards, want) || len(p.runs) != 0 {
 		t.Errorf("guards %x, want %x; data %x, want none", p.guards, want, p.runs)
+	}
+}
+
+// A dump saves the [vdso] code pages, as CRIU does (its restore reads the
+// dumped vdso's symbols from them), and never the vvar data.
+func TestPlanPagesSavesVdso(t *testing.T) {
+	all, err := proc.ReadSmaps(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, pieces, err := VdsoBlock(all)
+	if err != nil || len(pieces) == 0 {
+		t.Skipf("no vdso block here (%v)", err)
+	}
+	vmas, err := Entries(pieces, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := planPages(s, vmas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Run
+	for _, v := range pieces {
+		if v.Path == "[vdso]" {
+			want = append(want, Run{v.Start, v.End})
+		}
+	}
+	if !slices.Equal(p.merged, want) {
+		t.Errorf("saved %x, want the [vdso] pages %x", p.merged, want)
 	}
 }

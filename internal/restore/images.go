@@ -12,6 +12,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"google.golang.org/protobuf/proto"
 
 	"amber/internal/files"
 	"amber/internal/image"
@@ -43,6 +44,9 @@ type taskImages struct {
 	extra     *files.Extra  // FIFO data, socket queues, ghosts, file times
 	shared    *sharedImages // the tree's shared memory objects
 	seccomp   seccomp.Process
+	// oddThreads: pstree.img's threads did not start with the leader,
+	// which only a zombie may do (CRIU's).
+	oddThreads bool
 }
 
 func newOf[T any]() func() *T { return func() *T { return new(T) } }
@@ -51,6 +55,9 @@ func newOf[T any]() func() *T { return func() *T { return new(T) } }
 type threadImages struct {
 	tid  int
 	core *criucore.CoreEntry
+	// restart is the kernel's restart code the thread was dumped with
+	// inside an interrupted call (image.ReadRestarts), 0 if none.
+	restart uint64
 }
 
 // treeImages is a whole dumped tree, parents before children.
@@ -137,10 +144,17 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
+	restarts, err := image.ReadRestarts(dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range tree.tasks {
 		t.files, t.pipes, t.extra = idx, pipes, extra
 		if err := t.load(dir, filters); err != nil {
 			return nil, err
+		}
+		for i := range t.threads {
+			t.threads[i].restart = restarts[t.threads[i].tid]
 		}
 	}
 	shared, err := loadShared(dir, tree)
@@ -165,8 +179,11 @@ func linkTree(path string, entries []*pstree.PstreeEntry) (*treeImages, error) {
 		if t.pid <= 0 || byPid[t.pid] != nil {
 			return nil, fmt.Errorf("%s: entry %d: invalid or repeated pid %d", path, i, t.pid)
 		}
-		if len(e.GetThreads()) == 0 || int(e.GetThreads()[0]) != t.pid {
-			return nil, fmt.Errorf("%s: pid %d: threads must start with the leader", path, t.pid)
+		if th := e.GetThreads(); len(th) == 0 || int(th[0]) != t.pid {
+			// Only a zombie may: CRIU 4.2 writes a zombie's one thread
+			// uninitialized. Its core image is core-PID, which must
+			// say it is dead (t.load).
+			e.Threads, t.oddThreads = []uint32{uint32(t.pid)}, true
 		}
 		byPid[t.pid] = t
 		if i == 0 {
@@ -188,6 +205,9 @@ func (t *taskImages) load(dir image.Dir, filters *seccomp.Filters) error {
 	}
 	if t.zombie() {
 		return nil
+	}
+	if t.oddThreads {
+		return fmt.Errorf("%s: pid %d: threads must start with the leader", dir.PstreePath(), t.pid)
 	}
 	if err := t.loadSeccomp(filters); err != nil {
 		return err
@@ -212,6 +232,24 @@ func (t *taskImages) loadSeccomp(filters *seccomp.Filters) error {
 	return nil
 }
 
+// threadMasks puts each thread's signal mask in its thread_core, where
+// planning reads it. CRIU writes the leader's in tc only (its restore
+// takes the leader's from there, even beside one in thread_core), and
+// another thread's in thread_core, or none: that thread then gets the
+// leader's. amber writes both, equal.
+func (t *taskImages) threadMasks() {
+	tc := t.core.GetTc()
+	if tc == nil || tc.BlkSigset == nil {
+		return
+	}
+	for i, th := range t.threads {
+		core := th.core.GetThreadCore()
+		if core != nil && (i == 0 || core.BlkSigset == nil) {
+			core.BlkSigset = proto.Uint64(tc.GetBlkSigset())
+		}
+	}
+}
+
 // zombie reports whether the process had exited but was not reaped.
 func (t *taskImages) zombie() bool { return t.core.GetTc().GetTaskState() == taskDead }
 
@@ -227,6 +265,7 @@ func (t *taskImages) loadCore(dir image.Dir) error {
 	if s := t.core.GetTc().GetTaskState(); s != taskAlive && s != taskDead {
 		return fmt.Errorf("%s: task state %d is not supported yet", dir.CorePath(t.pid), s)
 	}
+	t.threadMasks()
 	if t.zombie() && len(t.threads) != 1 {
 		return fmt.Errorf("%s: a zombie with %d threads", dir.CorePath(t.pid), len(t.threads))
 	}

@@ -56,11 +56,16 @@ func xstateSize(task *compel.Task) (int, error) {
 }
 
 // loadRegisters sets the dumped registers. A task frozen inside a system
-// call is set up the way the kernel would have resumed it.
+// call is set up the way the kernel would have resumed it: from its image
+// (a call about to be entered again, as CRIU writes it) and the restart
+// code amber recorded, if any.
 func loadRegisters(task *compel.Task, th threadImages, xsize int, xsave cpu.Layout) error {
 	ti := th.core.GetThreadInfo()
 	regs, err := cpu.GPRegsFromImage(ti.GetGpregs())
 	if err != nil {
+		return fmt.Errorf("core-%d.img: %w", th.tid, err)
+	}
+	if regs, err = compel.KernelRegs(regs, th.restart); err != nil {
 		return fmt.Errorf("core-%d.img: %w", th.tid, err)
 	}
 	compel.ReleaseRegs(&regs)

@@ -194,7 +194,11 @@ func PlanRestore(b *plan.Builder, e *timerimg.TaskTimersEntry) {
 	if e == nil {
 		return
 	}
-	for i, it := range []*timerimg.ItimerEntry{e.GetReal(), e.GetVirt(), e.GetProf()} {
+	// A CRIU image has the real timer as the kernel showed it; amber's
+	// dump re-arms it already (rearmReal).
+	real := proto.Clone(e.GetReal()).(*timerimg.ItimerEntry)
+	rearmReal(real)
+	for i, it := range []*timerimg.ItimerEntry{real, e.GetVirt(), e.GetProf()} {
 		if it.GetVsec() == 0 && it.GetVusec() == 0 {
 			continue // disarmed
 		}

@@ -1,6 +1,7 @@
 package timers
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -91,5 +92,31 @@ func TestRearmReal(t *testing.T) {
 	rearmReal(running)
 	if running.GetVusec() != 7 {
 		t.Fatalf("a running timer's value changed")
+	}
+}
+
+// TestPlanRestoreExpiredReal: CRIU's image has a periodic real timer
+// whose SIGALRM is pending as the kernel showed it, 0 left: it is armed
+// for a whole interval, not left disarmed (itimer_pending dumped by
+// CRIU lost its interval).
+func TestPlanRestoreExpiredReal(t *testing.T) {
+	e := emptyTimers()
+	e.Real.Iusec = u64(20000)
+	b := plan.NewBuilder(0x100000000, 0)
+	PlanRestore(b, e)
+	p := b.Finish()
+	if len(p.Calls) != 1 || p.Calls[0].Nr != unix.SYS_SETITIMER || p.Calls[0].Args[0] != unix.ITIMER_REAL {
+		t.Fatalf("plan:\n%s", p)
+	}
+	at := p.Calls[0].Args[1] - p.Base
+	var got [4]uint64
+	for i := range got {
+		got[i] = binary.LittleEndian.Uint64(p.Image[at+8*uint64(i):])
+	}
+	if want := [4]uint64{0, 20000, 0, 20000}; got != want {
+		t.Errorf("setitimer interval, value %v; want %v", got, want)
+	}
+	if e.Real.GetVusec() != 0 {
+		t.Errorf("the image's entry changed")
 	}
 }
