@@ -264,6 +264,17 @@ func (p *Parasite) runRoutine(v *victim, r *Regs) error {
 	if err := v.t.SetSigMask(blockAll); err != nil {
 		return err
 	}
+	if v.t.groupStop != 0 {
+		// A stopped thread may hold a SIGSTOP of its own, which it would
+		// take on its way in, to wait in a signal stop nobody waits for:
+		// amber sees it in, to the routine's first system call.
+		if err := ptrace(unix.PTRACE_SYSCALL, v.t.Pid, 0, 0); err != nil {
+			return fmt.Errorf("pid %d: run parasite: %w", v.t.Pid, err)
+		}
+		if err := v.t.waitSyscallStop(); err != nil {
+			return fmt.Errorf("pid %d: run parasite: %w", v.t.Pid, err)
+		}
+	}
 	if err := ptrace(unix.PTRACE_CONT, v.t.Pid, 0, 0); err != nil {
 		return fmt.Errorf("pid %d: run parasite: %w", v.t.Pid, err)
 	}
@@ -661,7 +672,7 @@ func (t *Task) waitSyscallStop() error {
 		if ws.StopSignal() == unix.SIGTRAP|0x80 {
 			return nil
 		}
-		if ws.TrapCause() > 0 {
+		if trapEvent(ws) != 0 {
 			if err := ptrace(unix.PTRACE_SYSCALL, t.Pid, 0, 0); err != nil {
 				return err
 			}
