@@ -2,6 +2,9 @@ package test
 
 import (
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestStoppedLeaveRunning dumps zdtm/static/stopped_tree with
@@ -48,5 +51,52 @@ func requireStopped(t *testing.T, pids []int) {
 		if st.State != 'T' {
 			t.Fatalf("pid %d in state %c after the dump, want T", pid, st.State)
 		}
+	}
+}
+
+// TestStoppedRoot stops the root of the dumped tree itself (the counter
+// program, a busy loop) with SIGSTOP: a dump with --leave-running leaves
+// it stopped, and a dump and restore bring it back stopped; it runs only
+// once sent SIGCONT, its loop's registers intact.
+func TestStoppedRoot(t *testing.T) {
+	c := startCase(t, "counter")
+	if err := unix.Kill(c.pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	requireStoppedIdle(t, c.pid)
+	if r := c.dump("--leave-running"); r.err != nil {
+		t.Fatalf("dump --leave-running failed: %v", r)
+	}
+	requireStoppedIdle(t, c.pid)
+	c.mustDump()
+	c.mustRestoreDetached()
+	requireStoppedIdle(t, c.pid)
+	if err := unix.Kill(c.pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := progressing(c.pid, 300*time.Millisecond); err != nil || !ok {
+		t.Fatalf("pid %d does not run after SIGCONT (%v)", c.pid, err)
+	}
+	c.mustPass()
+}
+
+// requireStoppedIdle waits, a few seconds at most, until pid is in state
+// T, then requires that it does not run.
+func requireStoppedIdle(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, err := readStat(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == 'T' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d in state %c, want T", pid, st.State)
+		}
+	}
+	if ok, err := progressing(pid, 300*time.Millisecond); err != nil || ok {
+		t.Fatalf("pid %d runs while stopped (%v)", pid, err)
 	}
 }
