@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,5 +99,34 @@ func requireStoppedIdle(t *testing.T, pid int) {
 	}
 	if ok, err := progressing(pid, 300*time.Millisecond); err != nil || ok {
 		t.Fatalf("pid %d runs while stopped (%v)", pid, err)
+	}
+}
+
+// TestKillAmberDuringStoppedDump kills `amber dump` of stopped_tree at
+// moments spread over the dump, with and without --leave-running: its
+// stopped children, in whatever part of the parasite amber left them,
+// must stop again for their job control, untraced, without running their
+// own code, and go on as they were after SIGCONT (the program checks).
+func TestKillAmberDuringStoppedDump(t *testing.T) {
+	requireAmber(t)
+	const moments = 8
+	whole := wholeDumpTime(t, "stopped_tree")
+	for k := range moments {
+		at := time.Duration(float64(whole) * (float64(k) + 0.5) / moments)
+		leave := k%2 == 1
+		t.Run(fmt.Sprintf("%v/leave=%v", at.Round(time.Microsecond), leave), func(t *testing.T) {
+			c := startCase(t, "stopped_tree")
+			kids := childrenOf(c.pid)
+			if _, check := killDump(t, c, at, leave); !check {
+				return
+			}
+			for _, pid := range kids {
+				requireStoppedIdle(t, pid)
+				if tracer := tracerOf(pid); tracer != 0 {
+					t.Fatalf("pid %d still traced by %d", pid, tracer)
+				}
+			}
+			c.mustPass()
+		})
 	}
 }
