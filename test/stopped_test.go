@@ -130,3 +130,32 @@ func TestKillAmberDuringStoppedDump(t *testing.T) {
 		})
 	}
 }
+
+// TestStopDuringDump sends SIGSTOP to a running process (futex_wait: a
+// leader and threads asleep in futex waits) at moments spread over its
+// dump --leave-running: whenever it lands, before, during or after the
+// freeze, the process must end up stopped, and run on when continued.
+func TestStopDuringDump(t *testing.T) {
+	requireAmber(t)
+	const moments = 6
+	whole := wholeDumpTime(t, "futex_wait")
+	for k := range moments {
+		at := time.Duration(float64(whole) * (float64(k) + 0.5) / moments)
+		t.Run(at.Round(time.Microsecond).String(), func(t *testing.T) {
+			c := startCase(t, "futex_wait")
+			done := make(chan amberResult, 1)
+			go func() { done <- c.dump("--leave-running", "--timeout", "3") }()
+			time.Sleep(at)
+			if err := unix.Kill(c.pid, unix.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			t.Logf("dump: %v", r.err)
+			requireStoppedIdle(t, c.pid)
+			if err := unix.Kill(c.pid, unix.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			c.mustPass()
+		})
+	}
+}
