@@ -155,3 +155,38 @@ func TestStopDuringDump(t *testing.T) {
 		})
 	}
 }
+
+// TestContDuringDump sends SIGCONT, over and over, to a running process
+// (futex_wait: a leader and threads asleep in futex waits) while it is
+// dumped with --leave-running. Every SIGCONT makes each thread amber
+// seized stop at a trap, also where amber does not wait for it, in its
+// parasite: the dump must still succeed, the process run on, and the
+// images restore.
+func TestContDuringDump(t *testing.T) {
+	c := startCase(t, "futex_wait")
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				flooded <- n
+				return
+			default:
+			}
+			unix.Kill(c.pid, unix.SIGCONT)
+			n++
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	r := c.dump("--leave-running", "--timeout", "3")
+	close(stop)
+	t.Logf("%d SIGCONTs sent during the dump", <-flooded)
+	if r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.mustPass()
+	c.mustRestoreDetached()
+	c.mustPass()
+}

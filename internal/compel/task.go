@@ -145,6 +145,36 @@ func (t *Task) waitInterrupted() error {
 	}
 }
 
+// resumeIfStopped resumes the task, which amber let run, if it has
+// stopped since, and says whether it had: at a trap for its job control
+// (a SIGCONT's, or a group stop's, whose signal it notes), or for a
+// signal, which it passes on (a SIGSTOP begins the group stop, whose trap
+// comes next).
+func (t *Task) resumeIfStopped() (bool, error) {
+	var ws unix.WaitStatus
+	got, err := unix.Wait4(t.Pid, &ws, unix.WALL|unix.WNOHANG, nil)
+	if err != nil {
+		return false, fmt.Errorf("wait pid %d: %w", t.Pid, err)
+	}
+	switch {
+	case got == 0:
+		return false, nil
+	case ws.Exited() || ws.Signaled():
+		return false, fmt.Errorf("pid %d ended: %w", t.Pid, ErrGone)
+	}
+	sig := ws.StopSignal()
+	if trapEvent(ws) != 0 {
+		if sig != unix.SIGTRAP {
+			t.groupStop = sig
+		}
+		sig = 0
+	}
+	if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, uintptr(sig)); err != nil {
+		return true, fmt.Errorf("pid %d: resume after a stop for %v: %w", t.Pid, ws.StopSignal(), err)
+	}
+	return true, nil
+}
+
 // drainStop takes the task, in a group-stop trap, through one more
 // interrupt trap: a trap PTRACE_INTERRUPT left pending is taken then, and
 // none is left. The task runs no code of its own on the way: the kernel
