@@ -86,6 +86,29 @@ func killDumpAt(t *testing.T, name string, at time.Duration, leave bool) bool {
 	c := startCase(t, name)
 	pids := append([]int{c.pid}, descendants(c.pid)...)
 	before := snapshotTree(t, pids)
+	stderr, check := killDump(t, c, at, leave)
+	if !check {
+		return false
+	}
+	after := waitSettled(t, pids)
+	for _, pid := range pids {
+		b, a := before[pid], after[pid]
+		if a.fds != b.fds || a.masks != b.masks || a.cpus != b.cpus {
+			unix.Kill(c.pid, unix.SIGTERM)
+			ws, _ := waitPid(c.pid, time.Second)
+			t.Fatalf("pid %d changed by the killed dump (then %s):\nfds %s\nmasks %s\ncpus %s\nwas\nfds %s\nmasks %s\ncpus %s\namber: %s",
+				pid, describeStatus(ws), a.fds, a.masks, a.cpus, b.fds, b.masks, b.cpus, stderr)
+		}
+	}
+	c.mustPass()
+	return after[c.pid].maps != before[c.pid].maps
+}
+
+// killDump runs amber dump on c (with --leave-running if leave) and
+// kills it `at` into it. It returns amber's stderr and whether the tree
+// is left for the caller to check: not if the dump finished without
+// --leave-running, or had begun to kill the tree.
+func killDump(t *testing.T, c *zcase, at time.Duration, leave bool) (string, bool) {
 	args := c.dumpArgs()
 	if leave {
 		args = append(args, "--leave-running")
@@ -109,26 +132,15 @@ func killDumpAt(t *testing.T, name string, at time.Duration, leave bool) bool {
 		// gone, which is not what this test is about.
 		t.Logf("dump finished before the kill")
 		if !leave {
-			return false
+			return "", false
 		}
 	}
 	if !leave && killing(c) {
 		// amber had written the images and begun to kill the tree: it
 		// dies, as it would have.
-		return false
+		return "", false
 	}
-	after := waitSettled(t, pids)
-	for _, pid := range pids {
-		b, a := before[pid], after[pid]
-		if a.fds != b.fds || a.masks != b.masks || a.cpus != b.cpus {
-			unix.Kill(c.pid, unix.SIGTERM)
-			ws, _ := waitPid(c.pid, time.Second)
-			t.Fatalf("pid %d changed by the killed dump (then %s):\nfds %s\nmasks %s\ncpus %s\nwas\nfds %s\nmasks %s\ncpus %s\namber: %s",
-				pid, describeStatus(ws), a.fds, a.masks, a.cpus, b.fds, b.masks, b.cpus, readAll(stderr))
-		}
-	}
-	c.mustPass()
-	return after[c.pid].maps != before[c.pid].maps
+	return readAll(stderr), true
 }
 
 // procState is what a killed dump must leave as it was.

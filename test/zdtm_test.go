@@ -86,6 +86,8 @@ var programs = []program{
 	{name: "caps00"},
 	{name: "caps01", cflags: []string{"-pthread"}},
 	{name: "caps_same"},
+	{name: "stopped_tree", cflags: []string{"-pthread"}},
+	{name: "stopped_refused", cflags: []string{"-pthread"}, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -264,6 +264,17 @@ func (p *Parasite) runRoutine(v *victim, r *Regs) error {
 	if err := v.t.SetSigMask(blockAll); err != nil {
 		return err
 	}
+	if v.t.groupStop != 0 {
+		// A stopped thread may hold a SIGSTOP of its own, which it would
+		// take on its way in, to wait in a signal stop nobody waits for:
+		// amber sees it in, to the routine's first system call.
+		if err := ptrace(unix.PTRACE_SYSCALL, v.t.Pid, 0, 0); err != nil {
+			return fmt.Errorf("pid %d: run parasite: %w", v.t.Pid, err)
+		}
+		if err := v.t.waitSyscallStop(); err != nil {
+			return fmt.Errorf("pid %d: run parasite: %w", v.t.Pid, err)
+		}
+	}
 	if err := ptrace(unix.PTRACE_CONT, v.t.Pid, 0, 0); err != nil {
 		return fmt.Errorf("pid %d: run parasite: %w", v.t.Pid, err)
 	}
@@ -416,22 +427,47 @@ func (p *Parasite) stop(v *victim) (Regs, error) {
 	return r, nil
 }
 
+// stopCheck is how long awaitDone waits on the control socket before it
+// looks for threads of the routine stopped on the way; stopRecheck, once
+// it found one, for the next that signals keep stopping.
+const (
+	stopCheck   = 10 * time.Millisecond
+	stopRecheck = time.Millisecond
+)
+
 // awaitDone waits for n bytes on the control socket, one from each
-// thread that finished its table; who names them in errors.
+// thread that finished its table; who names them in errors. A thread of
+// the routine may stop on the way, where nobody waits for it, for a
+// change of its job control: the trap a SIGCONT causes in every seized
+// thread, a SIGSTOP, the group stop one begins. Every stopCheck awaitDone
+// lets such threads go on (resumeStopped).
 func (p *Parasite) awaitDone(who *victim, n int) error {
 	fds := []unix.PollFd{{Fd: int32(p.ctl.Fd()), Events: unix.POLLIN}}
 	deadline := time.Now().Add(p.timeout)
 	buf := make([]byte, n)
+	check := stopCheck
 	for n > 0 {
-		ready, err := unix.Poll(fds, int(max(time.Until(deadline), 0)/time.Millisecond)+1)
+		left := max(time.Until(deadline), 0)
+		ready, err := unix.Poll(fds, int(min(left, check)/time.Millisecond)+1)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("pid %d: wait for parasite: %w", who.t.Pid, err)
 		}
-		if ready == 0 {
+		if ready == 0 && left == 0 {
 			return fmt.Errorf("pid %d: parasite did not finish: %w", who.t.Pid, ErrTimeout)
+		}
+		if ready == 0 {
+			resumed, err := p.resumeStopped()
+			if err != nil {
+				return err
+			}
+			check = stopCheck
+			if resumed {
+				check = stopRecheck
+			}
+			continue
 		}
 		m, err := unix.Read(int(p.ctl.Fd()), buf[:n])
 		if err == unix.EINTR || err == unix.EAGAIN {
@@ -443,6 +479,23 @@ func (p *Parasite) awaitDone(who *victim, n int) error {
 		n -= m
 	}
 	return nil
+}
+
+// resumeStopped lets go on every thread of the routine that entered a
+// ptrace stop amber did not ask for, and says whether there was one.
+func (p *Parasite) resumeStopped() (bool, error) {
+	found := false
+	for _, v := range p.threads {
+		if !v.inside {
+			continue
+		}
+		resumed, err := v.t.resumeIfStopped()
+		if err != nil {
+			return found, err
+		}
+		found = found || resumed
+	}
+	return found, nil
 }
 
 // results reads what the table of n calls at table left: each call's
@@ -664,7 +717,7 @@ func (t *Task) waitSyscallStop() error {
 		if ws.StopSignal() == unix.SIGTRAP|0x80 {
 			return nil
 		}
-		if ws.TrapCause() > 0 {
+		if trapEvent(ws) != 0 {
 			if err := ptrace(unix.PTRACE_SYSCALL, t.Pid, 0, 0); err != nil {
 				return err
 			}

@@ -78,7 +78,7 @@ func (t *Task) waitTrap(req int) error {
 		if err != nil {
 			return err
 		}
-		if cause := ws.TrapCause(); cause > 0 {
+		if cause := trapEvent(ws); cause > 0 {
 			if cause == unix.PTRACE_EVENT_FORK || cause == unix.PTRACE_EVENT_CLONE {
 				msg, err := unix.PtraceGetEventMsg(t.Pid)
 				if err != nil {

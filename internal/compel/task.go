@@ -26,16 +26,34 @@ type Task struct {
 	// opts are the PTRACE_O_* options the task is traced with, which
 	// PTRACE_SETOPTIONS replaces as a whole.
 	opts int
+	// groupStop is the signal of the job-control stop (SIGSTOP, SIGTSTP,
+	// SIGTTIN, SIGTTOU) the task was in when amber stopped it, 0 if none.
+	groupStop unix.Signal
+	// swallowed: a SIGSTOP reached the task while amber drove it, and
+	// amber did not let it stop (keep).
+	swallowed bool
+}
+
+// StopSignal says whether the task is stopped for its job control: the
+// signal of the group stop it was in when amber stopped it, or SIGSTOP
+// if one reached it while amber held it; 0 if neither.
+func (t *Task) StopSignal() unix.Signal {
+	if t.groupStop == 0 && t.swallowed {
+		return unix.SIGSTOP
+	}
+	return t.groupStop
 }
 
 // keep makes a signal the task stopped to receive stay pending, with its
 // siginfo: the task blocks it, and the kernel queues again a blocked
 // signal its tracer resumes the task with (ptrace_signal). It returns the
-// signal to resume with. SIGSTOP is dropped: a task amber stops is not
-// stopped for its job control. Whoever releases the task sets its signal
-// mask first.
+// signal to resume with. SIGSTOP, which cannot be blocked, is noted and
+// dropped: a task stopped for its job control would not run what amber
+// makes it run; Detach sends it again. Whoever releases the task sets its
+// signal mask first.
 func (t *Task) keep(sig unix.Signal) (unix.Signal, error) {
 	if sig == unix.SIGSTOP {
+		t.swallowed = true
 		return 0, nil
 	}
 	m, err := t.SigMask()
@@ -98,18 +116,31 @@ func (t *Task) WaitFrozen() error {
 // waitInterrupted waits for the stop PTRACE_INTERRUPT asked for. A signal
 // that arrives first is passed on: its handler frame is then part of the
 // state we freeze, which is as consistent as any other instant.
+//
+// A task in a group stop (SIGSTOP and the like) reports the interrupt
+// with the stop's signal, and the group stop holds while it is traced:
+// the kernel stops it again when amber detaches it. Seizing a task
+// already stopped traps it once at the seize and once more for the
+// interrupt; amber makes sure no such trap is left pending (interrupt,
+// resume, wait), or the task would stop again at once wherever amber next
+// lets it run, say into the parasite, and nobody would wait for it.
 func (t *Task) waitInterrupted() error {
+	drained := false
 	for {
 		ws, err := t.wait()
 		if err != nil {
 			return err
 		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
-			return nil
-		}
-		if ws.TrapCause() == unix.PTRACE_EVENT_STOP {
-			// Group stop of an already stopped task: frozen as well.
-			return nil
+		if trapEvent(ws) == unix.PTRACE_EVENT_STOP {
+			sig := ws.StopSignal()
+			if sig == unix.SIGTRAP || drained {
+				return nil
+			}
+			t.groupStop, drained = sig, true
+			if err := t.drainStop(); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, uintptr(ws.StopSignal())); err != nil {
 			return fmt.Errorf("pid %d: pass signal %v: %w", t.Pid, ws.StopSignal(), err)
@@ -117,9 +148,69 @@ func (t *Task) waitInterrupted() error {
 	}
 }
 
+// resumeIfStopped resumes the task, which amber let run, if it has
+// stopped since, and says whether it had: at a trap for its job control
+// (a SIGCONT's, or a group stop's, whose signal it notes), or for a
+// signal, which it passes on (a SIGSTOP begins the group stop, whose trap
+// comes next).
+func (t *Task) resumeIfStopped() (bool, error) {
+	var ws unix.WaitStatus
+	got, err := unix.Wait4(t.Pid, &ws, unix.WALL|unix.WNOHANG, nil)
+	if err != nil {
+		return false, fmt.Errorf("wait pid %d: %w", t.Pid, err)
+	}
+	switch {
+	case got == 0:
+		return false, nil
+	case ws.Exited() || ws.Signaled():
+		return false, fmt.Errorf("pid %d ended: %w", t.Pid, ErrGone)
+	}
+	sig := ws.StopSignal()
+	if trapEvent(ws) != 0 {
+		if sig != unix.SIGTRAP {
+			t.groupStop = sig
+		}
+		sig = 0
+	}
+	if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, uintptr(sig)); err != nil {
+		return true, fmt.Errorf("pid %d: resume after a stop for %v: %w", t.Pid, ws.StopSignal(), err)
+	}
+	return true, nil
+}
+
+// drainStop takes the task, in a group-stop trap, through one more
+// interrupt trap: a trap PTRACE_INTERRUPT left pending is taken then, and
+// none is left. The task runs no code of its own on the way: the kernel
+// takes a pending trap before it looks at signals or returns to user
+// space.
+func (t *Task) drainStop() error {
+	if err := ptrace(unix.PTRACE_INTERRUPT, t.Pid, 0, 0); err != nil {
+		return fmt.Errorf("pid %d: interrupt: %w", t.Pid, err)
+	}
+	if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, 0); err != nil {
+		return fmt.Errorf("pid %d: resume a stopped task to its interrupt: %w", t.Pid, err)
+	}
+	return nil
+}
+
+// trapEvent is the PTRACE_EVENT_* of a ptrace event stop, whatever its
+// signal (a group-stop trap reports the stop's), 0 for any other stop.
+// unix.WaitStatus.TrapCause sees only those reported with SIGTRAP.
+func trapEvent(ws unix.WaitStatus) int {
+	if !ws.Stopped() {
+		return 0
+	}
+	return int(ws>>16) & 0xff
+}
+
 // Detach releases the task; it continues from its current registers and
-// signal mask.
+// signal mask. A task in a group stop when amber stopped it stops again
+// (the kernel sees to it); one that got a SIGSTOP amber swallowed is sent
+// SIGSTOP again, which it takes before running any code.
 func (t *Task) Detach() error {
+	if t.swallowed && t.groupStop == 0 {
+		unix.Syscall(unix.SYS_TKILL, uintptr(t.Pid), uintptr(unix.SIGSTOP), 0)
+	}
 	if err := ptrace(unix.PTRACE_DETACH, t.Pid, 0, 0); err != nil {
 		return fmt.Errorf("detach pid %d: %w", t.Pid, err)
 	}

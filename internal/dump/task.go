@@ -238,6 +238,13 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 	if err != nil {
 		return nil, err
 	}
+	stop := ps.stopSignal()
+	if stop != 0 {
+		ps.shared = withoutStops(ps.shared, ps.threads[0].mask)
+		for _, th := range ps.threads {
+			th.pending = withoutStops(th.pending, th.mask)
+		}
+	}
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
 		core, err := threadCore(th, xsave)
@@ -256,6 +263,9 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 				Sigactions:  ps.acts,
 				SignalsS:    signals.QueueToImage(ps.shared),
 				Timers:      ps.timers,
+			}
+			if stop != 0 {
+				core.Tc.TaskState, core.Tc.StopSigno = proto.Uint32(taskStopped), proto.Uint32(uint32(stop))
 			}
 		}
 		out = append(out, core)

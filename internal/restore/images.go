@@ -262,7 +262,7 @@ func (t *taskImages) loadCore(dir image.Dir) error {
 		t.threads = append(t.threads, threadImages{tid: int(tid), core: core})
 	}
 	t.core = t.threads[0].core
-	if s := t.core.GetTc().GetTaskState(); s != taskAlive && s != taskDead {
+	if s := t.core.GetTc().GetTaskState(); s != taskAlive && s != taskDead && s != taskStopped {
 		return fmt.Errorf("%s: task state %d is not supported yet", dir.CorePath(t.pid), s)
 	}
 	t.threadMasks()
@@ -306,8 +306,9 @@ func readCore(dir image.Dir, tid int, leader bool) (*criucore.CoreEntry, error) 
 
 // Task states of CRIU's images (compel's task-state.h).
 const (
-	taskAlive = 1
-	taskDead  = 2
+	taskAlive   = 1
+	taskDead    = 2
+	taskStopped = 3 // stopped for its job control (SIGSTOP and the like)
 )
 
 func (t *taskImages) loadMemory(dir image.Dir) error {

@@ -365,6 +365,9 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 // releaseAll lets every restored task run.
 func (r *restorer) releaseAll() error {
 	for _, p := range r.procs {
+		if err := stopAgain(p); err != nil {
+			return err
+		}
 		for i, th := range p.threads {
 			if err := th.SetAffinity(r.cpus); err != nil {
 				return err
