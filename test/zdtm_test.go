@@ -83,6 +83,7 @@ var programs = []program{
 	{name: "caps00"},
 	{name: "caps01", cflags: []string{"-pthread"}},
 	{name: "caps_same"},
+	{name: "oom_score_adj"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

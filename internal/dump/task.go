@@ -21,6 +21,7 @@ import (
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/signals"
+	"amber/internal/taskattr"
 	"amber/internal/timers"
 )
 
@@ -236,6 +237,10 @@ func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error)
 	if err != nil {
 		return nil, err
 	}
+	oom, err := taskattr.ReadOOMScoreAdj(ps.pid)
+	if err != nil {
+		return nil, err
+	}
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
 		core, err := threadCore(th, xsave)
@@ -254,6 +259,7 @@ func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error)
 				Sigactions:  ps.acts,
 				SignalsS:    signals.QueueToImage(ps.shared),
 				Timers:      ps.timers,
+				OomScoreAdj: proto.Int32(oom),
 			}
 		}
 		out = append(out, core)

@@ -14,6 +14,7 @@ import (
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/signals"
+	"amber/internal/taskattr"
 	"amber/internal/timers"
 )
 
@@ -40,6 +41,8 @@ type host struct {
 	ttys *files.Terminals
 	// tcpEstablished restores established TCP connections.
 	tcpEstablished bool
+	// oomFloor is the lowest OOM score adjustment a new task may set.
+	oomFloor int32
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -237,7 +240,8 @@ func keys(m map[int]uint32) []int {
 }
 
 // planProcessState plans what the whole process shares: signal
-// dispositions, limits, personality, session and process group.
+// dispositions, limits, personality, OOM score adjustment, session and
+// process group.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
@@ -255,6 +259,7 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	if pers := tc.GetPersonality(); pers != 0 {
 		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
 	}
+	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
 	p.warnings = append(p.warnings, planSession(b, t, h)...)
 	planCtty(b, t, h)
 	return nil
