@@ -84,6 +84,7 @@ var programs = []program{
 	{name: "caps01", cflags: []string{"-pthread"}},
 	{name: "caps_same"},
 	{name: "oom_score_adj"},
+	{name: "child_subreaper"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

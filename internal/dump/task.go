@@ -48,6 +48,7 @@ type procState struct {
 	// restore resets.
 	dumpable uint64
 	timers   *timerimg.TaskTimersEntry
+	attrs    taskattr.Process
 }
 
 // threadState is what a dump learns of one frozen thread.
@@ -192,9 +193,10 @@ func askProcess(p *compel.ThreadParasite, ps *procState) error {
 			return nil
 		},
 	}
-	// One round trip for all: signal actions, brk, dumpable, timers.
-	if err := p.Queries(signals.ActionsQuery(&ps.acts), misc, tq); err != nil {
-		return fmt.Errorf("signal actions, brk, dumpable, timers: %w", err)
+	// One round trip for all: signal actions, brk, dumpable, timers,
+	// attributes.
+	if err := p.Queries(signals.ActionsQuery(&ps.acts), misc, tq, taskattr.Query(&ps.attrs)); err != nil {
+		return fmt.Errorf("signal actions, brk, dumpable, timers, attributes: %w", err)
 	}
 	return nil
 }
@@ -261,6 +263,7 @@ func coreEntries(ps *procState, xsave cpu.Layout) ([]*criucore.CoreEntry, error)
 				Timers:      ps.timers,
 				OomScoreAdj: proto.Int32(oom),
 			}
+			ps.attrs.ToImage(core.Tc)
 		}
 		out = append(out, core)
 	}

@@ -240,8 +240,8 @@ func keys(m map[int]uint32) []int {
 }
 
 // planProcessState plans what the whole process shares: signal
-// dispositions, limits, personality, OOM score adjustment, session and
-// process group.
+// dispositions, limits, personality, OOM score adjustment, child
+// subreaper, session and process group.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
@@ -260,6 +260,7 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
 	}
 	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
+	taskattr.PlanChildSubreaper(b, tc)
 	p.warnings = append(p.warnings, planSession(b, t, h)...)
 	planCtty(b, t, h)
 	return nil
