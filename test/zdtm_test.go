@@ -85,6 +85,7 @@ var programs = []program{
 	{name: "caps_same"},
 	{name: "oom_score_adj"},
 	{name: "child_subreaper"},
+	{name: "thp_disable"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -241,7 +241,7 @@ func keys(m map[int]uint32) []int {
 
 // planProcessState plans what the whole process shares: signal
 // dispositions, limits, personality, OOM score adjustment, child
-// subreaper, session and process group.
+// subreaper, THP disabled, session and process group.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
@@ -261,6 +261,7 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	}
 	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
 	taskattr.PlanChildSubreaper(b, tc)
+	taskattr.PlanTHPDisable(b, t.mm)
 	p.warnings = append(p.warnings, planSession(b, t, h)...)
 	planCtty(b, t, h)
 	return nil

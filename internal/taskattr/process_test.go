@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -41,5 +42,37 @@ func TestPlanChildSubreaper(t *testing.T) {
 		if len(calls) != 1 || calls[0].Nr != unix.SYS_PRCTL || calls[0].Args[0] != unix.PR_SET_CHILD_SUBREAPER || calls[0].Args[1] != 1 {
 			t.Errorf("subreaper: calls %v", calls)
 		}
+	}
+}
+
+func TestTHPDisable(t *testing.T) {
+	for _, tc := range []struct {
+		answer uint64
+		want   bool
+		refuse bool
+	}{{0, false, false}, {1, true, false}, {1 | thpExceptAdvised, false, true}} {
+		p := Process{THPDisable: tc.answer}
+		e := &mm.MmEntry{}
+		err := p.MMToImage(e)
+		if (err != nil) != tc.refuse {
+			t.Errorf("answer %d: error %v, want refused: %v", tc.answer, err, tc.refuse)
+		}
+		if err != nil {
+			continue
+		}
+		if e.ThpDisabled == nil || e.GetThpDisabled() != tc.want {
+			t.Errorf("answer %d: thp_disabled %v, want %v", tc.answer, e.ThpDisabled, tc.want)
+		}
+		b := newBuilder()
+		PlanTHPDisable(b, e)
+		calls := b.Finish().Calls
+		if len(calls) != 1 || calls[0].Args[0] != unix.PR_SET_THP_DISABLE || (calls[0].Args[1] == 1) != tc.want {
+			t.Errorf("answer %d: calls %v", tc.answer, calls)
+		}
+	}
+	b := newBuilder()
+	PlanTHPDisable(b, &mm.MmEntry{})
+	if calls := b.Finish().Calls; len(calls) != 0 {
+		t.Errorf("no field: calls %v", calls)
 	}
 }
