@@ -86,6 +86,7 @@ var programs = []program{
 	{name: "oom_score_adj"},
 	{name: "child_subreaper"},
 	{name: "thp_disable"},
+	{name: "sched_policy", cflags: []string{"-pthread"}},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -65,6 +65,7 @@ type threadState struct {
 	tidAddr   uint64
 	pdeathSig uint64
 	secbits   uint32 // each thread has its own, as its other credentials
+	sched     taskattr.Sched
 }
 
 // collect reads /proc and the registers of every thread, then infects
@@ -143,6 +144,9 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 		return nil, err
 	}
 	if th.pending, err = t.PendingSignals(false); err != nil {
+		return nil, err
+	}
+	if th.sched, err = taskattr.ReadSched(t.Pid); err != nil {
 		return nil, err
 	}
 	return th, nil
@@ -285,6 +289,7 @@ func threadCore(th *threadState, xsave cpu.Layout) (*criucore.CoreEntry, error) 
 		Comm:      proto.String(th.stat.Comm),
 		SignalsP:  signals.QueueToImage(th.pending),
 	}
+	th.sched.ToImage(tcore)
 	if err := robustList(th.tid, tcore); err != nil {
 		return nil, err
 	}

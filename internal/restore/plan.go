@@ -303,7 +303,7 @@ func planSession(b *plan.Builder, t *taskImages, h *host) []string {
 }
 
 // planThread plans one thread's own state: signal stack, rseq, futex and
-// tid registrations, name, priority, credentials, parent death signal
+// tid registrations, name, scheduling, credentials, parent death signal
 // and, last, its signal mask.
 func planThread(b *plan.Builder, t threadImages, h *host, p *planned) error {
 	th, ti := t.core.GetThreadCore(), t.core.GetThreadInfo()
@@ -320,7 +320,7 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned) error {
 	if comm := th.GetComm(); comm != "" {
 		b.Call("set comm "+comm, unix.SYS_PRCTL, unix.PR_SET_NAME, b.String(comm))
 	}
-	b.Call(fmt.Sprintf("nice %d", th.GetSchedNice()), unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(th.GetSchedNice())))
+	taskattr.PlanSched(b, th)
 	if err := planCreds(b, t, h, p); err != nil {
 		return err
 	}
