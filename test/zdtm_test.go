@@ -87,6 +87,7 @@ var programs = []program{
 	{name: "child_subreaper"},
 	{name: "thp_disable"},
 	{name: "sched_policy", cflags: []string{"-pthread"}},
+	{name: "pipe_size"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

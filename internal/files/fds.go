@@ -176,7 +176,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		}
 		d.pipes[inode(st)] = true
 		pd, err := readPipeData(pid, fd, inode(st))
-		if len(pd.Data) > 0 {
+		if len(pd.Data) > 0 || pd.Size != defaultPipeSize {
 			d.Pipes = append(d.Pipes, pd)
 		}
 		return id, fdinfo.FdTypes_PIPE, err

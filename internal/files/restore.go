@@ -15,10 +15,13 @@ import (
 
 // RestoreInput is what planning a descriptor table needs.
 type RestoreInput struct {
-	Fds      []*fdinfo.FdinfoEntry
-	Files    Index
-	Pipes    map[uint32][]byte // pipes-data by pipe id
-	ShellJob bool
+	Fds   []*fdinfo.FdinfoEntry
+	Files Index
+	Pipes map[uint32][]byte // pipes-data by pipe id
+	// PipeSizes are the pipes' capacities by pipe id (0 or none: the
+	// default).
+	PipeSizes map[uint32]uint32
+	ShellJob  bool
 	// AmberPid is amber's own PID: with --shell-job the task takes its
 	// terminal from amber's standard input through pidfd_getfd.
 	AmberPid int

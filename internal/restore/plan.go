@@ -193,7 +193,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 		p.inherit = o.parent.inherit
 	} else {
 		in := &files.RestoreInput{
-			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
+			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
