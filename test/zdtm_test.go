@@ -88,6 +88,7 @@ var programs = []program{
 	{name: "thp_disable"},
 	{name: "sched_policy", cflags: []string{"-pthread"}},
 	{name: "pipe_size"},
+	{name: "membarrier"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -241,7 +241,8 @@ func keys(m map[int]uint32) []int {
 
 // planProcessState plans what the whole process shares: signal
 // dispositions, limits, personality, OOM score adjustment, child
-// subreaper, THP disabled, session and process group.
+// subreaper, THP disabled, membarrier registrations, session and process
+// group.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
@@ -262,6 +263,9 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
 	taskattr.PlanChildSubreaper(b, tc)
 	taskattr.PlanTHPDisable(b, t.mm)
+	if err := taskattr.PlanMembarrier(b, tc); err != nil {
+		return fmt.Errorf("core-%d.img: %w", t.pid, err)
+	}
 	p.warnings = append(p.warnings, planSession(b, t, h)...)
 	planCtty(b, t, h)
 	return nil

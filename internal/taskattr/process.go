@@ -23,6 +23,9 @@ type Process struct {
 	// are off for the whole memory (1), or but where madvise asks for
 	// them (with PR_THP_DISABLE_EXCEPT_ADVISED).
 	THPDisable uint64
+	// Membarrier is MEMBARRIER_CMD_GET_REGISTRATIONS's answer: the
+	// register commands the process's memory was registered with.
+	Membarrier uint32
 }
 
 // thpExceptAdvised is PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18), a flag
@@ -31,18 +34,26 @@ const thpExceptAdvised = 1 << 1
 
 // Query asks the leader of a frozen process for its attributes.
 func Query(out *Process) compel.Query {
+	regs := canGetRegistrations()
 	return compel.Query{
 		Calls: func(data uint64) []compel.Call {
-			return []compel.Call{
+			calls := []compel.Call{
 				{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_CHILD_SUBREAPER, data}},
 				{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_THP_DISABLE}},
 			}
+			if regs {
+				calls = append(calls, compel.Call{Nr: unix.SYS_MEMBARRIER, Args: [6]uint64{membarrierGetRegistrations}})
+			}
+			return calls
 		},
 		DataSize: 4,
 		Decode: func(res []uint64, buf []byte) error {
 			out.ChildSubreaper = binary.LittleEndian.Uint32(buf) != 0
 			out.THPDisable = res[1]
-			return nil
+			if regs {
+				out.Membarrier = uint32(res[2])
+			}
+			return checkMembarrier(out.Membarrier)
 		},
 	}
 }
@@ -50,6 +61,9 @@ func Query(out *Process) compel.Query {
 // ToImage records p in the leader's task core.
 func (p *Process) ToImage(tc *criucore.TaskCoreEntry) {
 	tc.ChildSubreaper = proto.Bool(p.ChildSubreaper)
+	if p.Membarrier != 0 {
+		tc.MembarrierRegistrationMask = proto.Uint32(p.Membarrier)
+	}
 }
 
 // MMToImage records in the memory image what p says of the memory.

@@ -76,3 +76,20 @@ func TestTHPDisable(t *testing.T) {
 		t.Errorf("no field: calls %v", calls)
 	}
 }
+
+func TestPlanMembarrier(t *testing.T) {
+	b := newBuilder()
+	tc := &criucore.TaskCoreEntry{}
+	(&Process{Membarrier: 1<<2 | 1<<4}).ToImage(tc)
+	if err := PlanMembarrier(b, tc); err != nil {
+		t.Fatal(err)
+	}
+	calls := b.Finish().Calls
+	if len(calls) != 2 || calls[0].Args[0] != 1<<2 || calls[1].Args[0] != 1<<4 || calls[0].Nr != unix.SYS_MEMBARRIER {
+		t.Errorf("calls %v, want membarrier register 0x4, 0x10", calls)
+	}
+	tc.MembarrierRegistrationMask = proto.Uint32(1 << 12)
+	if err := PlanMembarrier(newBuilder(), tc); err == nil {
+		t.Errorf("unknown registration 0x1000 planned")
+	}
+}
