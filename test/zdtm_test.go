@@ -89,6 +89,7 @@ var programs = []program{
 	{name: "sched_policy", cflags: []string{"-pthread"}},
 	{name: "pipe_size"},
 	{name: "membarrier"},
+	{name: "sigpending01", cflags: []string{"-pthread"}},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -146,11 +146,17 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		if err := planThread(b, th, h, p); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
-		if err := planPending(b, t, th); err != nil {
+		if err := signals.PlanQueue(b, t.pid, th.tid, th.core.GetThreadCore().GetSignalsP(), false); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 	}
 	b.StartSection(sectionFinal)
+	// The process's pending signals once every thread has its mask: a
+	// thread that does not block one yet would take it from the queue,
+	// and amber would queue it again behind the others (compel keep()).
+	if err := signals.PlanQueue(b, t.pid, t.pid, t.core.GetTc().GetSignalsS(), true); err != nil {
+		return nil, err
+	}
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
@@ -333,16 +339,4 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned) error {
 	b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.GetPdeathSig()))
 	signals.PlanMask(b, th.GetBlkSigset())
 	return nil
-}
-
-// planPending queues again the signals that were pending for a thread,
-// and for the leader those pending for the whole process.
-func planPending(b *plan.Builder, t *taskImages, th threadImages) error {
-	if err := signals.PlanQueue(b, t.pid, th.tid, th.core.GetThreadCore().GetSignalsP(), false); err != nil {
-		return err
-	}
-	if th.tid != t.pid {
-		return nil
-	}
-	return signals.PlanQueue(b, t.pid, th.tid, t.core.GetTc().GetSignalsS(), true)
 }
