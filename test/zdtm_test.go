@@ -90,6 +90,7 @@ var programs = []program{
 	{name: "pipe_size"},
 	{name: "membarrier"},
 	{name: "sigpending01", cflags: []string{"-pthread"}},
+	{name: "file_fown"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

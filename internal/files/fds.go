@@ -72,9 +72,18 @@ func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) 
 		return nil, err
 	}
 	fds = slices.DeleteFunc(fds, func(fd int) bool { return slices.Contains(hidden, fd) })
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: pidfd_open: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
 	var out []*fdinfo.FdinfoEntry
 	for _, f := range gatherFds(pid, fds) {
+		known := d.Table.nextID()
 		e, err := d.dumpFd(pid, f)
+		if err == nil && e.GetId() >= known {
+			err = d.dumpFown(pidfd, f.fd, e.GetId()) // a file met for the first time
+		}
 		if err != nil {
 			return nil, fmt.Errorf("pid %d fd %d: %w", pid, f.fd, err)
 		}

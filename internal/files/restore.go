@@ -73,6 +73,9 @@ type Restored struct {
 	// TCPRepair are the file ids of the TCP connections the task made in
 	// repair mode: EndTCPRepair lets them go once every task is restored.
 	TCPRepair []uint32
+	// owned are the descriptors whose files have an owner, a signal or
+	// O_ASYNC to set again (PlanOwners).
+	owned []ownedFd
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation
@@ -114,6 +117,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	if err := p.runDeferred(); err != nil {
 		return nil, err
 	}
+	p.table.owned = p.owned(fds)
 	p.closeSpare()
 	return p.table, nil
 }

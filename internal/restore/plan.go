@@ -161,6 +161,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
 	if p.fds != nil {
+		files.PlanOwners(b, p.fds)
 		files.ClosePlan(b, p.fds)
 	}
 	p.prog = b.Finish()
