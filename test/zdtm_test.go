@@ -91,6 +91,7 @@ var programs = []program{
 	{name: "membarrier"},
 	{name: "sigpending01", cflags: []string{"-pthread"}},
 	{name: "file_fown"},
+	{name: "zombie_pgrp"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
