@@ -88,6 +88,15 @@ var programs = []program{
 	{name: "caps_same"},
 	{name: "stopped_tree", cflags: []string{"-pthread"}},
 	{name: "stopped_refused", cflags: []string{"-pthread"}, own: true},
+	{name: "oom_score_adj"},
+	{name: "child_subreaper"},
+	{name: "thp_disable"},
+	{name: "sched_policy", cflags: []string{"-pthread"}},
+	{name: "pipe_size"},
+	{name: "membarrier"},
+	{name: "sigpending01", cflags: []string{"-pthread"}},
+	{name: "file_fown"},
+	{name: "zombie_pgrp"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -180,7 +180,7 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		return nil, fmt.Errorf("exe %s: %w", exe, err)
 	}
 	s := ps.stat
-	return &mm.MmEntry{
+	e := &mm.MmEntry{
 		MmStartCode:  proto.Uint64(s.StartCode),
 		MmEndCode:    proto.Uint64(s.EndCode),
 		MmStartData:  proto.Uint64(s.StartData),
@@ -196,7 +196,11 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		MmSavedAuxv:  auxv,
 		Vmas:         vmas,
 		Dumpable:     proto.Int32(int32(ps.dumpable)),
-	}, nil
+	}
+	if err := ps.attrs.MMToImage(e); err != nil {
+		return nil, fmt.Errorf("pid %d: %w", ps.pid, err)
+	}
+	return e, nil
 }
 
 // auxvWords is how many words of auxv CRIU's images hold (its

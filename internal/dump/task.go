@@ -22,6 +22,7 @@ import (
 	"amber/internal/rlimit"
 	"amber/internal/seccomp"
 	"amber/internal/signals"
+	"amber/internal/taskattr"
 	"amber/internal/timers"
 )
 
@@ -48,6 +49,7 @@ type procState struct {
 	// restore resets.
 	dumpable uint64
 	timers   *timerimg.TaskTimersEntry
+	attrs    taskattr.Process
 }
 
 // threadState is what a dump learns of one frozen thread.
@@ -65,6 +67,7 @@ type threadState struct {
 	pdeathSig uint64
 	secbits   uint32 // each thread has its own, as its other credentials
 	seccomp   seccomp.Thread
+	sched     taskattr.Sched
 }
 
 // collect reads /proc and the registers of every thread, then infects
@@ -145,6 +148,9 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	if th.seccomp, err = seccomp.Collect(t, th.status.Seccomp); err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
+	if th.sched, err = taskattr.ReadSched(t.Pid); err != nil {
+		return nil, err
+	}
 	return th, nil
 }
 
@@ -193,9 +199,10 @@ func askProcess(p *compel.ThreadParasite, ps *procState) error {
 			return nil
 		},
 	}
-	// One round trip for all: signal actions, brk, dumpable, timers.
-	if err := p.Queries(signals.ActionsQuery(&ps.acts), misc, tq); err != nil {
-		return fmt.Errorf("signal actions, brk, dumpable, timers: %w", err)
+	// One round trip for all: signal actions, brk, dumpable, timers,
+	// attributes.
+	if err := p.Queries(signals.ActionsQuery(&ps.acts), misc, tq, taskattr.Query(&ps.attrs)); err != nil {
+		return fmt.Errorf("signal actions, brk, dumpable, timers, attributes: %w", err)
 	}
 	return nil
 }
@@ -245,6 +252,10 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 			th.pending = withoutStops(th.pending, th.mask)
 		}
 	}
+	oom, err := taskattr.ReadOOMScoreAdj(ps.pid)
+	if err != nil {
+		return nil, err
+	}
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
 		core, err := threadCore(th, xsave)
@@ -263,10 +274,12 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 				Sigactions:  ps.acts,
 				SignalsS:    signals.QueueToImage(ps.shared),
 				Timers:      ps.timers,
+				OomScoreAdj: proto.Int32(oom),
 			}
 			if stop != 0 {
 				core.Tc.TaskState, core.Tc.StopSigno = proto.Uint32(taskStopped), proto.Uint32(uint32(stop))
 			}
+			ps.attrs.ToImage(core.Tc)
 		}
 		out = append(out, core)
 	}
@@ -295,6 +308,7 @@ func threadCore(th *threadState, xsave cpu.Layout) (*criucore.CoreEntry, error) 
 		Comm:      proto.String(th.stat.Comm),
 		SignalsP:  signals.QueueToImage(th.pending),
 	}
+	th.sched.ToImage(tcore)
 	if err := robustList(th.tid, tcore); err != nil {
 		return nil, err
 	}

@@ -72,9 +72,18 @@ func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) 
 		return nil, err
 	}
 	fds = slices.DeleteFunc(fds, func(fd int) bool { return slices.Contains(hidden, fd) })
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: pidfd_open: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
 	var out []*fdinfo.FdinfoEntry
 	for _, f := range gatherFds(pid, fds) {
+		known := d.Table.nextID()
 		e, err := d.dumpFd(pid, f)
+		if err == nil && e.GetId() >= known {
+			err = d.dumpFown(pidfd, f.fd, e.GetId()) // a file met for the first time
+		}
 		if err != nil {
 			return nil, fmt.Errorf("pid %d fd %d: %w", pid, f.fd, err)
 		}
@@ -176,7 +185,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		}
 		d.pipes[inode(st)] = true
 		pd, err := readPipeData(pid, fd, inode(st))
-		if len(pd.Data) > 0 {
+		if len(pd.Data) > 0 || pd.Size != defaultPipeSize {
 			d.Pipes = append(d.Pipes, pd)
 		}
 		return id, fdinfo.FdTypes_PIPE, err

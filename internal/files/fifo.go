@@ -58,26 +58,8 @@ func (d *Dumper) addFifo(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	if err != nil {
 		return 0, fmt.Errorf("FIFO %s: %w", link, err)
 	}
-	size, err := fifoSize(pid, fd)
-	if err != nil {
-		return 0, fmt.Errorf("FIFO %s: %w", link, err)
-	}
-	d.fifos = append(d.fifos, FifoData{PipeID: pd.PipeID, Data: pd.Data, Size: size})
+	d.fifos = append(d.fifos, FifoData{PipeID: pd.PipeID, Data: pd.Data, Size: pd.Size})
 	return id, nil
-}
-
-// fifoSize is the capacity of the FIFO behind pid's fd.
-func fifoSize(pid, fd int) (uint32, error) {
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n, err := unix.FcntlInt(f.Fd(), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		return 0, fmt.Errorf("F_GETPIPE_SZ: %w", err)
-	}
-	return uint32(n), nil
 }
 
 // writeFifoData writes fifo-data.img, an entry per FIFO as with criu.
@@ -150,9 +132,7 @@ func (p *fdPlanner) makeFifo(e *fdinfo.FileEntry) (int, error) {
 // refillFifo plans giving the FIFO open at fd its capacity (at least
 // enough for its data: a write into a full FIFO would wait) and data.
 func refillFifo(b *plan.Builder, fd int, name string, f FifoData) {
-	if size := max(int(f.Size), len(f.Data)); size > defaultPipeSize || (f.Size != 0 && size != defaultPipeSize) {
-		b.Call(fmt.Sprintf("size FIFO %s to %d bytes", name, size), unix.SYS_FCNTL, uint64(fd), unix.F_SETPIPE_SZ, uint64(size))
-	}
+	planPipeSize(b, fd, "FIFO "+name, f.Size, len(f.Data))
 	if len(f.Data) > 0 {
 		b.Call(fmt.Sprintf("refill FIFO %s with %d bytes", name, len(f.Data)), unix.SYS_WRITE, uint64(fd), b.Bytes(f.Data), uint64(len(f.Data)))
 	}

@@ -14,12 +14,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/plan"
 )
 
-// PipeData is the bytes in flight in one pipe.
+// PipeData is the bytes in flight in one pipe and its capacity.
 type PipeData struct {
 	PipeID uint32
 	Data   []byte
+	Size   uint32 // F_GETPIPE_SZ
 }
 
 func (t *Table) addPipe(st os.FileInfo, flags uint32) (uint32, error) {
@@ -47,6 +49,11 @@ func readPipeData(pid, fd int, ino uint64) (PipeData, error) {
 		return pd, fmt.Errorf("open pipe to read its data: %w", err)
 	}
 	defer src.Close()
+	size, err := unix.FcntlInt(src.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return pd, fmt.Errorf("F_GETPIPE_SZ: %w", err)
+	}
+	pd.Size = uint32(size)
 	// TIOCINQ is FIONREAD: bytes waiting in the pipe.
 	n, err := unix.IoctlGetInt(int(src.Fd()), unix.TIOCINQ)
 	if err != nil || n == 0 {
@@ -59,9 +66,7 @@ func readPipeData(pid, fd int, ino uint64) (PipeData, error) {
 	r, w := os.NewFile(uintptr(p[0]), "pipe"), os.NewFile(uintptr(p[1]), "pipe")
 	defer r.Close()
 	defer w.Close()
-	if size, err := unix.FcntlInt(src.Fd(), unix.F_GETPIPE_SZ, 0); err == nil {
-		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, size)
-	}
+	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, size)
 	copied, err := unix.Tee(int(src.Fd()), int(w.Fd()), n, unix.SPLICE_F_NONBLOCK)
 	if err != nil {
 		return pd, fmt.Errorf("tee pipe data: %w", err)
@@ -73,7 +78,8 @@ func readPipeData(pid, fd int, ino uint64) (PipeData, error) {
 	return pd, nil
 }
 
-// WritePipesData writes pipes-data.img.
+// WritePipesData writes pipes-data.img: an entry for each pipe that
+// holds data or has other than the default capacity.
 func WritePipesData(dir image.Dir, pipes []PipeData) error {
 	w, err := image.Create(dir.File("pipes-data.img"), image.PipesData)
 	if err != nil {
@@ -81,6 +87,9 @@ func WritePipesData(dir image.Dir, pipes []PipeData) error {
 	}
 	for _, p := range pipes {
 		e := &pipedata.PipeDataEntry{PipeId: proto.Uint32(p.PipeID), Bytes: proto.Uint32(uint32(len(p.Data)))}
+		if p.Size != 0 {
+			e.Size = proto.Uint32(p.Size)
+		}
 		if err := w.WriteWithPayload(e, p.Data); err != nil {
 			w.Close()
 			return err
@@ -90,21 +99,22 @@ func WritePipesData(dir image.Dir, pipes []PipeData) error {
 }
 
 // ReadPipesData reads pipes-data.img, which exists only if some pipe held
-// data.
-func ReadPipesData(dir image.Dir) (map[uint32][]byte, error) {
-	out := map[uint32][]byte{}
+// data or had another capacity than the default: the data and the
+// capacity of each pipe (0: not recorded) by pipe id.
+func ReadPipesData(dir image.Dir) (map[uint32][]byte, map[uint32]uint32, error) {
+	out, sizes := map[uint32][]byte{}, map[uint32]uint32{}
 	err := image.EachEntry(dir.File("pipes-data.img"), image.PipesData, func(r *image.Reader) error {
 		var e pipedata.PipeDataEntry
 		data, err := r.NextWithPayload(&e, func() int { return int(e.GetBytes()) })
 		if err == nil {
-			out[e.GetPipeId()] = data
+			out[e.GetPipeId()], sizes[e.GetPipeId()] = data, e.GetSize()
 		}
 		return err
 	})
 	if err != nil || len(out) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, sizes, nil
 }
 
 // makePipe creates the pipe that file e is an end of, refills it, and
@@ -150,10 +160,7 @@ func (p *fdPlanner) createPipe(pipeID uint32) [2]int {
 	w := p.b.Take()
 	ends := [2]int{p.b.MoveAbove(r, p.safe), p.b.MoveAbove(w, p.safe)}
 	data := p.in.Pipes[pipeID]
-	if len(data) > defaultPipeSize {
-		// A fresh pipe holds 64 KiB: the write would block the task.
-		p.b.Call(fmt.Sprintf("grow pipe %d to %d bytes", pipeID, len(data)), unix.SYS_FCNTL, uint64(ends[1]), unix.F_SETPIPE_SZ, uint64(len(data)))
-	}
+	planPipeSize(p.b, ends[1], fmt.Sprintf("pipe %d", pipeID), p.in.PipeSizes[pipeID], len(data))
 	if len(data) > 0 {
 		p.b.Call(fmt.Sprintf("refill pipe %d with %d bytes", pipeID, len(data)), unix.SYS_WRITE, uint64(ends[1]), p.b.Bytes(data), uint64(len(data)))
 	}
@@ -181,6 +188,16 @@ const pipeReopenFlags = unix.O_ACCMODE | unix.O_NONBLOCK | unix.O_DIRECT
 
 // defaultPipeSize is the capacity of a new pipe.
 const defaultPipeSize = 64 << 10
+
+// planPipeSize plans giving the pipe or FIFO open at fd its dumped
+// capacity (0: not recorded), and at least room for its n bytes of
+// data: a write into a full pipe would block the task.
+func planPipeSize(b *plan.Builder, fd int, what string, dumped uint32, n int) {
+	size := max(int(dumped), n)
+	if size > defaultPipeSize || (dumped != 0 && size != defaultPipeSize) {
+		b.Call(fmt.Sprintf("size %s to %d bytes", what, size), unix.SYS_FCNTL, uint64(fd), unix.F_SETPIPE_SZ, uint64(size))
+	}
+}
 
 // directEnds are the ids of the files that are the ends pipe2 makes: the
 // first read-only file and the first write-only one (0: none).

@@ -15,10 +15,13 @@ import (
 
 // RestoreInput is what planning a descriptor table needs.
 type RestoreInput struct {
-	Fds      []*fdinfo.FdinfoEntry
-	Files    Index
-	Pipes    map[uint32][]byte // pipes-data by pipe id
-	ShellJob bool
+	Fds   []*fdinfo.FdinfoEntry
+	Files Index
+	Pipes map[uint32][]byte // pipes-data by pipe id
+	// PipeSizes are the pipes' capacities by pipe id (0 or none: the
+	// default).
+	PipeSizes map[uint32]uint32
+	ShellJob  bool
 	// AmberPid is amber's own PID: with --shell-job the task takes its
 	// terminal from amber's standard input through pidfd_getfd.
 	AmberPid int
@@ -70,6 +73,9 @@ type Restored struct {
 	// TCPRepair are the file ids of the TCP connections the task made in
 	// repair mode: EndTCPRepair lets them go once every task is restored.
 	TCPRepair []uint32
+	// owned are the descriptors whose files have an owner, a signal or
+	// O_ASYNC to set again (PlanOwners).
+	owned []ownedFd
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation
@@ -111,6 +117,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	if err := p.runDeferred(); err != nil {
 		return nil, err
 	}
+	p.table.owned = p.owned(fds)
 	p.closeSpare()
 	return p.table, nil
 }

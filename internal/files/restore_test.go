@@ -886,6 +886,28 @@ func TestPlanFdsBigPipeData(t *testing.T) {
 	}
 }
 
+// TestPlanFdsPipeSize: an empty pipe grown with F_SETPIPE_SZ gets its
+// capacity back; a pipe of the default size is left alone.
+func TestPlanFdsPipeSize(t *testing.T) {
+	l := newLayout()
+	l.fd(0, l.pipeEnd(1, false, false), false).fd(1, l.pipeEnd(1, true, false), false)
+	l.fd(2, l.pipeEnd(2, false, false), false).fd(3, l.pipeEnd(2, true, false), false)
+	l.in.PipeSizes = map[uint32]uint32{1: 1 << 20, 2: defaultPipeSize}
+	p, err := planFds(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sized []uint64
+	for _, c := range p.prog.Calls {
+		if c.Nr == unix.SYS_FCNTL && c.Args[1] == unix.F_SETPIPE_SZ {
+			sized = append(sized, c.Args[2])
+		}
+	}
+	if len(sized) != 1 || sized[0] != 1<<20 {
+		t.Errorf("F_SETPIPE_SZ calls with sizes %v, want one of 1 MiB:\n%s", sized, p.prog)
+	}
+}
+
 func TestPlanFS(t *testing.T) {
 	cases := []struct {
 		name      string

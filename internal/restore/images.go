@@ -41,6 +41,7 @@ type taskImages struct {
 	fs        *fsimg.FsEntry
 	files     files.Index
 	pipes     map[uint32][]byte
+	pipeSizes map[uint32]uint32
 	extra     *files.Extra  // FIFO data, socket queues, ghosts, file times
 	shared    *sharedImages // the tree's shared memory objects
 	seccomp   seccomp.Process
@@ -132,7 +133,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err := files.ResolveInotifyPaths(idx); err != nil {
 		return nil, err
 	}
-	pipes, err := files.ReadPipesData(dir)
+	pipes, pipeSizes, err := files.ReadPipesData(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func load(dir image.Dir) (*treeImages, error) {
 		return nil, err
 	}
 	for _, t := range tree.tasks {
-		t.files, t.pipes, t.extra = idx, pipes, extra
+		t.files, t.pipes, t.pipeSizes, t.extra = idx, pipes, pipeSizes, extra
 		if err := t.load(dir, filters); err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/signals"
+	"amber/internal/taskattr"
 	"amber/internal/timers"
 )
 
@@ -40,6 +41,8 @@ type host struct {
 	ttys *files.Terminals
 	// tcpEstablished restores established TCP connections.
 	tcpEstablished bool
+	// oomFloor is the lowest OOM score adjustment a new task may set.
+	oomFloor int32
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -143,7 +146,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		if err := planThread(b, th, h, p, i); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
-		if err := planPending(b, t, th); err != nil {
+		if err := signals.PlanQueue(b, t.pid, th.tid, th.core.GetThreadCore().GetSignalsP(), false); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 		// Last: strict mode would leave the thread nothing but read,
@@ -151,10 +154,17 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		t.seccomp.PlanStrict(b, i)
 	}
 	b.StartSection(sectionFinal)
+	// The process's pending signals once every thread has its mask: a
+	// thread that does not block one yet would take it from the queue,
+	// and amber would queue it again behind the others (compel keep()).
+	if err := signals.PlanQueue(b, t.pid, t.pid, t.core.GetTc().GetSignalsS(), true); err != nil {
+		return nil, err
+	}
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
 	if p.fds != nil {
+		files.PlanOwners(b, p.fds)
 		files.ClosePlan(b, p.fds)
 	}
 	p.prog = b.Finish()
@@ -193,7 +203,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 		p.inherit = o.parent.inherit
 	} else {
 		in := &files.RestoreInput{
-			Fds: t.fds, Files: t.files, Pipes: t.pipes, ShellJob: h.shellJob,
+			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
@@ -240,7 +250,9 @@ func keys(m map[int]uint32) []int {
 }
 
 // planProcessState plans what the whole process shares: signal
-// dispositions, limits, personality, session and process group.
+// dispositions, limits, personality, OOM score adjustment, child
+// subreaper, THP disabled, membarrier registrations, session and process
+// group.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
@@ -257,6 +269,12 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	p.limits = rlimit.Effective(tc.GetRlimits(), limits)
 	if pers := tc.GetPersonality(); pers != 0 {
 		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
+	}
+	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
+	taskattr.PlanChildSubreaper(b, tc)
+	taskattr.PlanTHPDisable(b, t.mm)
+	if err := taskattr.PlanMembarrier(b, tc); err != nil {
+		return fmt.Errorf("core-%d.img: %w", t.pid, err)
 	}
 	p.warnings = append(p.warnings, planSession(b, t, h)...)
 	planCtty(b, t, h)
@@ -299,7 +317,7 @@ func planSession(b *plan.Builder, t *taskImages, h *host) []string {
 }
 
 // planThread plans one thread's own state (thread i of its process):
-// signal stack, rseq, futex and tid registrations, name, priority,
+// signal stack, rseq, futex and tid registrations, name, scheduling,
 // seccomp filters, credentials, parent death signal and, last, its signal
 // mask.
 func planThread(b *plan.Builder, t threadImages, h *host, p *planned, i int) error {
@@ -317,7 +335,7 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned, i int) err
 	if comm := th.GetComm(); comm != "" {
 		b.Call("set comm "+comm, unix.SYS_PRCTL, unix.PR_SET_NAME, b.String(comm))
 	}
-	b.Call(fmt.Sprintf("nice %d", th.GetSchedNice()), unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(th.GetSchedNice())))
+	taskattr.PlanSched(b, th)
 	// Before the credentials, which may drop the CAP_SYS_ADMIN installing
 	// a filter needs without no_new_privs.
 	p.t.seccomp.PlanFilters(b, i)
@@ -329,16 +347,4 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned, i int) err
 	b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.GetPdeathSig()))
 	signals.PlanMask(b, th.GetBlkSigset())
 	return nil
-}
-
-// planPending queues again the signals that were pending for a thread,
-// and for the leader those pending for the whole process.
-func planPending(b *plan.Builder, t *taskImages, th threadImages) error {
-	if err := signals.PlanQueue(b, t.pid, th.tid, th.core.GetThreadCore().GetSignalsP(), false); err != nil {
-		return err
-	}
-	if th.tid != t.pid {
-		return nil
-	}
-	return signals.PlanQueue(b, t.pid, th.tid, t.core.GetTc().GetSignalsS(), true)
 }

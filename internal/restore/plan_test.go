@@ -737,3 +737,35 @@ func TestPlanChild(t *testing.T) {
 	}
 
 }
+
+// TestPlanTaskPendingSignals: a thread queues its own pending signals in
+// its section, after its mask; the process's come in the final section,
+// once every thread blocks what it blocked, so that no thread takes one
+// out of order while amber drives it.
+func TestPlanTaskPendingSignals(t *testing.T) {
+	im := newImages()
+	si := func(sig int) []byte {
+		b := make([]byte, 128)
+		binary.LittleEndian.PutUint32(b, uint32(sig))
+		return b
+	}
+	im.t.core.Tc.SignalsS = signals.QueueToImage([][]byte{si(64), si(64)})
+	im.t.threads[0].core.ThreadCore.SignalsP = signals.QueueToImage([][]byte{si(34)})
+	p := planRoot(t, im).prog
+	count := func(calls []plan.Call, nr uintptr) int {
+		n := 0
+		for _, c := range calls {
+			if c.Nr == nr {
+				n++
+			}
+		}
+		return n
+	}
+	th, fin := section(t, p, threadSection(testPid)), section(t, p, sectionFinal)
+	if n := count(th, unix.SYS_RT_TGSIGQUEUEINFO); n != 1 || count(th, unix.SYS_RT_SIGQUEUEINFO) != 0 {
+		t.Errorf("thread section queues %d signals to the thread, want 1, and none to the process:\n%s", n, p)
+	}
+	if n := count(fin, unix.SYS_RT_SIGQUEUEINFO); n != 2 {
+		t.Errorf("final section queues %d signals to the process, want 2:\n%s", n, p)
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"amber/internal/log"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
+	"amber/internal/taskattr"
 )
 
 // Options are the restore settings of CRIU's command line.
@@ -429,8 +430,13 @@ func newHost(opts Options) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
+	oomFloor, err := taskattr.OOMFloor()
+	if err != nil {
+		return nil, err
+	}
 	return &host{
 		limits:   lims,
+		oomFloor: oomFloor,
 		amberPid: os.Getpid(),
 		workers:  min(runtime.NumCPU(), maxFillWorkers),
 		shellJob: opts.ShellJob,

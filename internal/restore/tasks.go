@@ -4,6 +4,7 @@ package restore
 // their restored parents, zombies, and the last steps before release.
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -53,11 +54,54 @@ func (r *restorer) forkChild(p *process, c *taskImages) error {
 	}
 	r.created = append(r.created, task)
 	if c.zombie() {
+		if err := r.joinZombieGroup(p, task, c); err != nil {
+			return fmt.Errorf("zombie %d: %w", c.pid, err)
+		}
 		return makeZombie(task, p.plan.prog, c)
 	}
 	// The child has its parent's scratch area: its syscall instruction
 	// serves until the child maps its own.
 	return r.restoreProcess(task, p.plan.prog.Insn(), c, o)
+}
+
+// joinZombieGroup puts the new task for zombie c in its dumped process
+// group before it ends. A group none of the tree leads any more (its
+// leader exited and was reaped, the zombie lives on in it) is made by a
+// helper of its parent's, a process with the group's ID that leads it
+// for the moment, then exits without a signal to the parent, which
+// reaps it.
+func (r *restorer) joinZombieGroup(p *process, task *compel.Task, c *taskImages) error {
+	pgid, insn := c.tree.GetPgid(), p.plan.prog.Insn()
+	switch {
+	case pgid == p.t.tree.GetPgid():
+		return nil // its parent's, which it has
+	case int(pgid) == c.pid:
+		_, err := task.SyscallOK(insn, unix.SYS_SETPGID, 0, 0)
+		return err
+	}
+	_, err := task.SyscallOK(insn, unix.SYS_SETPGID, 0, uint64(pgid))
+	if err == nil || !errors.Is(err, unix.EPERM) {
+		return err // joined, or a failure a helper cannot fix
+	}
+	parent := p.threads[0]
+	helper, err := parent.Clone(insn, p.plan.prog.CloneArgs, compel.CloneSpec{Tid: int(pgid)})
+	if err != nil {
+		return fmt.Errorf("helper for process group %d: %w", pgid, forkError(int(pgid), err))
+	}
+	r.created = append(r.created, helper)
+	if _, err := helper.SyscallOK(insn, unix.SYS_SETPGID, 0, 0); err != nil {
+		return fmt.Errorf("helper for process group %d: %w", pgid, err)
+	}
+	if _, err := task.SyscallOK(insn, unix.SYS_SETPGID, 0, uint64(pgid)); err != nil {
+		return fmt.Errorf("join process group %d: %w", pgid, err)
+	}
+	if err := helper.Exit(insn, 0); err != nil {
+		return err
+	}
+	if _, err := parent.SyscallOK(insn, unix.SYS_WAIT4, uint64(pgid), 0, unix.WALL, 0); err != nil {
+		return fmt.Errorf("reap helper %d: %w", pgid, err)
+	}
+	return nil
 }
 
 // makeZombie ends a new task the way the dumped zombie ended.

@@ -1,0 +1,151 @@
+package files
+
+// File owners: the process or group a file signals on I/O (F_SETOWN,
+// F_SETOWN_EX), the signal it sends (F_SETSIG) and O_ASYNC, kept in the
+// FownEntry of each kind of file entry, as CRIU does.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"amber/internal/plan"
+)
+
+// fGetOwnerUids is F_GETOWNER_UIDS: the real and effective uid the owner
+// was set with (CONFIG_CHECKPOINT_RESTORE).
+const fGetOwnerUids = 17
+
+// asyncSettable are the flags F_SETFL sets.
+const asyncSettable = unix.O_APPEND | unix.O_ASYNC | unix.O_DIRECT | unix.O_NOATIME | unix.O_NONBLOCK
+
+// fileKind returns the kind-specific message of e that holds its fown
+// and flags (nil if its kind has no owner).
+func fileKind(e *fdinfo.FileEntry) protoreflect.Message {
+	var out protoreflect.Message
+	if e == nil {
+		return nil
+	}
+	e.ProtoReflect().Range(func(f protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if f.Kind() != protoreflect.MessageKind || f.IsList() || f.IsMap() {
+			return true
+		}
+		if m := v.Message(); m.Descriptor().Fields().ByName("fown") != nil {
+			out = m
+			return false
+		}
+		return true
+	})
+	return out
+}
+
+// fileFown returns e's owner entry and file flags (nil: none).
+func fileFown(e *fdinfo.FileEntry) (*fown.FownEntry, uint32) {
+	m := fileKind(e)
+	if m == nil {
+		return nil, 0
+	}
+	fields := m.Descriptor().Fields()
+	fo, _ := m.Get(fields.ByName("fown")).Message().Interface().(*fown.FownEntry)
+	var flags uint32
+	if f := fields.ByName("flags"); f != nil && f.Kind() == protoreflect.Uint32Kind {
+		flags = uint32(m.Get(f).Uint())
+	}
+	return fo, flags
+}
+
+// readFown fills fo with the owner of the file open at fd in amber (a
+// copy of the task's, taken with pidfd_getfd: the same open file).
+func readFown(fd int, fo *fown.FownEntry) error {
+	var owner [2]int32 // struct f_owner_ex: type, pid
+	if _, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), unix.F_GETOWN_EX, uintptr(unsafe.Pointer(&owner[0]))); e != 0 {
+		return fmt.Errorf("F_GETOWN_EX: %w", e)
+	}
+	sig, err := unix.FcntlInt(uintptr(fd), unix.F_GETSIG, 0)
+	if err != nil {
+		return fmt.Errorf("F_GETSIG: %w", err)
+	}
+	fo.PidType, fo.Pid, fo.Signum = proto.Uint32(uint32(owner[0])), proto.Uint32(uint32(owner[1])), proto.Uint32(uint32(sig))
+	if owner[1] == 0 {
+		return nil
+	}
+	var uids [2]uint32
+	if _, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), fGetOwnerUids, uintptr(unsafe.Pointer(&uids[0]))); e != 0 {
+		return fmt.Errorf("F_GETOWNER_UIDS: %w", e)
+	}
+	fo.Uid, fo.Euid = proto.Uint32(uids[0]), proto.Uint32(uids[1])
+	return nil
+}
+
+// dumpFown records the owner of file id, open at fd of the task behind
+// pidfd.
+func (d *Dumper) dumpFown(pidfd, fd int, id uint32) error {
+	fo, flags := fileFown(d.Table.entries[id-1])
+	if fo == nil || flags&unix.O_PATH != 0 {
+		return nil // an O_PATH file has no owner (fcntl says EBADF)
+	}
+	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	defer unix.Close(mine)
+	return readFown(mine, fo)
+}
+
+// ownedFd is a descriptor of a file with an owner, a signal or O_ASYNC.
+type ownedFd struct {
+	fd    int
+	fown  *fown.FownEntry
+	flags uint32
+}
+
+// owned lists, once per file, the descriptors of the table whose files
+// have an owner, a signal or O_ASYNC.
+func (p *fdPlanner) owned(fds []*fdinfo.FdinfoEntry) []ownedFd {
+	var out []ownedFd
+	done := map[uint32]bool{}
+	for _, f := range fds {
+		id := f.GetId()
+		if done[id] {
+			continue
+		}
+		done[id] = true
+		fo, flags := fileFown(p.in.Files[id])
+		if fo.GetPid() != 0 || fo.GetSignum() != 0 || flags&unix.O_ASYNC != 0 {
+			out = append(out, ownedFd{int(f.GetFd()), fo, flags})
+		}
+	}
+	return out
+}
+
+// PlanOwners plans giving the files of t their owner, signal and O_ASYNC
+// back. It runs once every task of the tree exists (F_SETOWN_EX wants
+// the owner to) and has its credentials: the kernel records those of
+// the caller as the owner's uid and euid, which decide whether the file
+// may signal the owner. They are the task's, not necessarily the dumped
+// ones of whoever set the owner.
+func PlanOwners(b *plan.Builder, t *Restored) {
+	for _, o := range t.owned {
+		planOwner(b, o.fd, o.fown, o.flags)
+	}
+}
+
+func planOwner(b *plan.Builder, fd int, fo *fown.FownEntry, flags uint32) {
+	if sig := fo.GetSignum(); sig != 0 {
+		b.Call(fmt.Sprintf("fd %d signals with %d", fd, sig), unix.SYS_FCNTL, uint64(fd), unix.F_SETSIG, uint64(sig))
+	}
+	if pid := fo.GetPid(); pid != 0 {
+		owner := binary.LittleEndian.AppendUint32(nil, fo.GetPidType())
+		owner = binary.LittleEndian.AppendUint32(owner, pid)
+		b.Call(fmt.Sprintf("fd %d owned by %d (type %d)", fd, pid, fo.GetPidType()), unix.SYS_FCNTL, uint64(fd), unix.F_SETOWN_EX, b.Bytes(owner))
+	}
+	if flags&unix.O_ASYNC != 0 {
+		b.Call(fmt.Sprintf("set O_ASYNC on fd %d", fd), unix.SYS_FCNTL, uint64(fd), unix.F_SETFL, uint64(flags&asyncSettable))
+	}
+}

@@ -1,0 +1,79 @@
+package files
+
+import (
+	"os"
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/plan"
+)
+
+func TestFileFownFindsTheKindsEntry(t *testing.T) {
+	fo := newFown()
+	e := &fdinfo.FileEntry{Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(1),
+		Pipe: &pipe.PipeEntry{Id: proto.Uint32(1), PipeId: proto.Uint32(9), Flags: proto.Uint32(unix.O_ASYNC | unix.O_NONBLOCK), Fown: fo}}
+	got, flags := fileFown(e)
+	if got != fo || flags != unix.O_ASYNC|unix.O_NONBLOCK {
+		t.Errorf("fileFown = %v, %#o", got, flags)
+	}
+	if got, _ := fileFown(nil); got != nil {
+		t.Errorf("fileFown(nil) = %v", got)
+	}
+}
+
+// TestReadFown reads the owner of a pipe of this process.
+func TestReadFown(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := unix.FcntlInt(r.Fd(), unix.F_SETOWN, os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(r.Fd(), unix.F_SETSIG, int(unix.SIGUSR2)); err != nil {
+		t.Fatal(err)
+	}
+	fo := newFown()
+	if err := readFown(int(r.Fd()), fo); err != nil {
+		t.Fatal(err)
+	}
+	if fo.GetPid() != uint32(os.Getpid()) || fo.GetSignum() != uint32(unix.SIGUSR2) || fo.GetEuid() != uint32(os.Geteuid()) {
+		t.Errorf("fown %v, want pid %d, signal %d, euid %d", fo, os.Getpid(), unix.SIGUSR2, os.Geteuid())
+	}
+}
+
+func TestPlanOwners(t *testing.T) {
+	fo := newFown()
+	fo.Pid, fo.PidType, fo.Signum = proto.Uint32(42), proto.Uint32(1), proto.Uint32(10)
+	b := plan.NewBuilder(0x10000000, plan.PageSize)
+	PlanOwners(b, &Restored{owned: []ownedFd{{fd: 3, fown: fo, flags: unix.O_ASYNC | unix.O_RDONLY}}})
+	calls := b.Finish().Calls
+	var cmds []uint64
+	for _, c := range calls {
+		if c.Nr != unix.SYS_FCNTL || c.Args[0] != 3 {
+			t.Fatalf("call %v", c)
+		}
+		cmds = append(cmds, c.Args[1])
+	}
+	if len(cmds) != 3 || cmds[0] != unix.F_SETSIG || cmds[1] != unix.F_SETOWN_EX || cmds[2] != unix.F_SETFL || calls[2].Args[2] != unix.O_ASYNC {
+		t.Errorf("calls %v, want F_SETSIG, F_SETOWN_EX, F_SETFL O_ASYNC", calls)
+	}
+}
+
+// TestDumpFownSkipsOPath: fcntl on an O_PATH file says EBADF; it has no
+// owner to dump.
+func TestDumpFownSkipsOPath(t *testing.T) {
+	d := NewDumper(NewTable(), DumpOptions{})
+	fo := newFown()
+	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(1),
+		Pipe: &pipe.PipeEntry{Id: proto.Uint32(1), PipeId: proto.Uint32(9), Flags: proto.Uint32(unix.O_PATH), Fown: fo}})
+	if err := d.dumpFown(-1, -1, 1); err != nil {
+		t.Errorf("O_PATH file: %v", err)
+	}
+}
