@@ -19,6 +19,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/kerndat"
 	"amber/internal/log"
+	"amber/internal/mem"
 	"amber/internal/proc"
 )
 
@@ -30,6 +31,17 @@ type Options struct {
 	ShellJob       bool   // -j, --shell-job
 	GhostLimit     int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
+	// PreDump copies the memory only and lets the tree run on (CRIU's
+	// pre-dump).
+	PreDump bool
+	// PrevImagesDir is the images of the dump before (--prev-images-dir),
+	// relative to ImagesDir unless absolute: the new images link to them
+	// as their parent.
+	PrevImagesDir string
+	// TrackMem tracks the pages the tree writes from this dump on, and
+	// leaves those unwritten since the dump before to its images
+	// (--track-mem).
+	TrackMem bool
 	// Timeout bounds each wait for a task of the tree (--timeout);
 	// compel.DefaultTimeout if zero.
 	Timeout time.Duration
@@ -53,6 +65,8 @@ type dumper struct {
 	// sums are the checksums of the pages images, computed as they were
 	// written, for the manifest.
 	sums map[string]image.Sum
+	// runs are the pages with data of each process, by PID.
+	runs map[int][]mem.Run
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -76,7 +90,8 @@ func Run(opts Options) error {
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
-		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{}}
+		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
+		runs: map[int][]mem.Run{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
@@ -87,6 +102,13 @@ func (d *dumper) run() error {
 	pid := d.opts.Pid
 	if err := checkRoot(pid); err != nil {
 		return err
+	}
+	if d.opts.PrevImagesDir != "" {
+		prev, err := openPrev(d.dir.Resolved(), d.opts.PrevImagesDir)
+		if err != nil {
+			return err
+		}
+		prev.Close()
 	}
 	// ptrace binds a tracee to the thread that attached it.
 	runtime.LockOSThread()
@@ -102,6 +124,13 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
+	if d.opts.PreDump {
+		if err := d.preDumpTree(tree); err != nil {
+			return errors.Join(err, tree.release())
+		}
+		d.log.Infof("Releasing the tree (pre-dump)")
+		return tree.release()
+	}
 	if err := d.dumpTree(tree); err != nil {
 		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
 			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)

@@ -27,6 +27,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.removeStale(); err != nil {
 		return err
 	}
+	if err := d.linkParent(); err != nil {
+		return err
+	}
 	ids := newKobjIDs()
 	var entries []proto.Message
 	var rootIDs *criucore.TaskKobjIdsEntry
@@ -103,13 +106,10 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err := image.WriteFile(d.dir.MMPath(p.pid), image.MM, mmE); err != nil {
 		return nil, err
 	}
-	st, err := mem.DumpPages(p.threads[0], mmE.GetVmas(), d.dir, p.pid, pagesID)
-	if err != nil {
-		return nil, fmt.Errorf("memory: %w", err)
+	if err := d.dumpMemory(ps, mmE.GetVmas(), pagesID); err != nil {
+		return nil, err
 	}
-	d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
-	d.log.Infof("pid %d: %d threads, %d pages dumped of %d in private mappings", p.pid, len(p.threads), st.Pages, st.Scanned)
-	return mmE, d.dumpCow(p, mmE, st.Runs, mms)
+	return mmE, d.dumpCow(p, mmE, d.runs[p.pid], mms)
 }
 
 // dumpCow records which of a child's pages are still its parent's.

@@ -1,0 +1,121 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"amber/internal/image"
+	"amber/internal/mem"
+)
+
+// TestPreDumpChain pre-dumps predump_writer while it keeps rewriting its
+// hot pages, checks that it runs on, dumps it on top of the pre-dump
+// (--prev-images-dir --track-mem), kills it and restores the chain: the
+// program checks every page itself. crit decodes the pagemaps of both
+// levels.
+func TestPreDumpChain(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	c.mustPreDump("pre1", "")
+	c.mustDumpOnto("../pre1")
+	c.mustRestoreDetached()
+	c.mustPass()
+	c.critDecodesPagemaps("pre1", "images")
+}
+
+// TestPreDumpChainOfTwo is TestPreDumpChain with two pre-dumps, the
+// second on top of the first: a restore reads pages from three levels.
+func TestPreDumpChainOfTwo(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	c.mustPreDump("pre1", "")
+	c.mustPreDump("pre2", "../pre1")
+	c.mustDumpOnto("../pre2")
+	c.mustRestoreDetached()
+	c.mustPass()
+	c.critDecodesPagemaps("pre1", "pre2", "images")
+}
+
+// mustPreDump pre-dumps the program into dir (under the scratch dir), on
+// top of prev if set, and checks that it runs on.
+func (c *zcase) mustPreDump(dir, prev string) {
+	c.t.Helper()
+	path := filepath.Join(c.dir, dir)
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	args := []string{"pre-dump", "-t", strconv.Itoa(c.pid), "-D", path, "-v4", "-o", "dump.log"}
+	if prev != "" {
+		args = append(args, "--prev-images-dir", prev)
+	}
+	if r := c.amber(program{}, args...); r.err != nil {
+		c.t.Fatalf("pre-dump failed: %v", r)
+	}
+	ok, err := progressing(c.pid, 200*time.Millisecond)
+	if err != nil || !ok {
+		c.t.Fatalf("pid %d does not run on after the pre-dump (%v)", c.pid, err)
+	}
+	c.logPages(dir)
+}
+
+// mustDumpOnto dumps the program into its images dir on top of the
+// images at prev (relative to it), then reaps it.
+func (c *zcase) mustDumpOnto(prev string) {
+	c.t.Helper()
+	if r := c.dump("--prev-images-dir", prev, "--track-mem"); r.err != nil {
+		c.t.Fatalf("dump failed: %v", r)
+	}
+	if _, err := waitPid(c.pid, exitTimeout); err != nil {
+		c.t.Fatalf("after dump: %v", err)
+	}
+	if target, err := os.Readlink(filepath.Join(c.images, image.ParentLink)); err != nil || target != prev {
+		c.t.Fatalf("parent link: %q, %v; want %q", target, err, prev)
+	}
+	c.logPages("images")
+}
+
+// pageCounts counts the pages of the program's pagemap in the images
+// directory dir: in its pages image, and left to the parent images.
+func (c *zcase) pageCounts(dir string) (present, inParent uint64) {
+	c.t.Helper()
+	d, err := image.OpenDir(filepath.Join(c.dir, dir))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer d.Close()
+	_, entries, err := mem.ReadPagemap(d.PagemapPath(c.pid))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case e.GetFlags()&mem.PEPresent != 0:
+			present += mem.NrPages(e)
+		case e.GetFlags()&mem.PEParent != 0:
+			inParent += mem.NrPages(e)
+		}
+	}
+	return present, inParent
+}
+
+func (c *zcase) logPages(dir string) {
+	present, inParent := c.pageCounts(dir)
+	c.t.Logf("%s: %d pages in its pages image, %d left to the parent images", dir, present, inParent)
+}
+
+// critDecodesPagemaps decodes the program's pagemap in each images
+// directory with crit.
+func (c *zcase) critDecodesPagemaps(dirs ...string) {
+	c.t.Helper()
+	crit := critCommand(c.t)
+	for _, dir := range dirs {
+		img := filepath.Join(c.dir, dir, fmt.Sprintf("pagemap-%d.img", c.pid))
+		args := append(crit[1:len(crit):len(crit)], "decode", "-i", img)
+		if out, err := exec.Command(crit[0], args...).CombinedOutput(); err != nil {
+			c.t.Errorf("crit decode -i %s: %v\n%s", img, err, out)
+		}
+	}
+}
