@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"amber/internal/image"
 	"amber/internal/mem"
 )
@@ -22,7 +24,9 @@ func TestPreDumpChain(t *testing.T) {
 	c := startCase(t, "predump_writer")
 	c.mustPreDump("pre1", "")
 	c.mustDumpOnto("../pre1")
+	c.requireIncremental("images")
 	c.mustRestoreDetached()
+	c.requireNoUffd()
 	c.mustPass()
 	c.critDecodesPagemaps("pre1", "images")
 }
@@ -33,8 +37,11 @@ func TestPreDumpChainOfTwo(t *testing.T) {
 	c := startCase(t, "predump_writer")
 	c.mustPreDump("pre1", "")
 	c.mustPreDump("pre2", "../pre1")
+	c.requireIncremental("pre2")
 	c.mustDumpOnto("../pre2")
+	c.requireIncremental("images")
 	c.mustRestoreDetached()
+	c.requireNoUffd()
 	c.mustPass()
 	c.critDecodesPagemaps("pre1", "pre2", "images")
 }
@@ -58,7 +65,39 @@ func (c *zcase) mustPreDump(dir, prev string) {
 	if err != nil || !ok {
 		c.t.Fatalf("pid %d does not run on after the pre-dump (%v)", c.pid, err)
 	}
+	c.requireParkedUffd()
 	c.logPages(dir)
+}
+
+// requireParkedUffd requires that the program holds amber's tracking
+// userfaultfd at the highest descriptor its RLIMIT_NOFILE allows, and no
+// other userfaultfd.
+func (c *zcase) requireParkedUffd() {
+	c.t.Helper()
+	var lim unix.Rlimit
+	if err := unix.Prlimit(c.pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		c.t.Fatal(err)
+	}
+	want := fmt.Sprint(lim.Cur - 1)
+	if got := c.uffds(); len(got) != 1 || got[0] != want {
+		c.t.Fatalf("pid %d has userfaultfds at fds %v; want one, at %s", c.pid, got, want)
+	}
+}
+
+// uffds lists the descriptors of the program that are userfaultfds.
+func (c *zcase) uffds() []string {
+	c.t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.pid))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []string
+	for _, fd := range fds {
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", c.pid, fd.Name())); link == "anon_inode:[userfaultfd]" {
+			out = append(out, fd.Name())
+		}
+	}
+	return out
 }
 
 // mustDumpOnto dumps the program into its images dir on top of the
@@ -99,6 +138,38 @@ func (c *zcase) pageCounts(dir string) (present, inParent uint64) {
 		}
 	}
 	return present, inParent
+}
+
+// Pages of predump_writer: its cold memory (32 MiB), written before it
+// is ready, and its hot pages, which it keeps rewriting.
+const (
+	coldPages = 8192
+	hotPages  = 512
+	// otherPages bounds what else it writes meanwhile: its stack, the
+	// page of generations, libc's data.
+	otherPages = 64
+)
+
+// requireIncremental requires that the images in dir hold only the
+// pages written since the images before: at most the hot pages and a
+// few others in their pages image, and all the cold ones left to the
+// parent images.
+func (c *zcase) requireIncremental(dir string) {
+	c.t.Helper()
+	present, inParent := c.pageCounts(dir)
+	if present > hotPages+otherPages || inParent < coldPages {
+		c.t.Fatalf("%s: %d pages in its pages image, %d left to the parent images; want at most %d (the pages written since) and at least %d (the cold ones)",
+			dir, present, inParent, hotPages+otherPages, coldPages)
+	}
+}
+
+// requireNoUffd requires that the restored program has no userfaultfd:
+// the tracking amber parked in the original is not part of its state.
+func (c *zcase) requireNoUffd() {
+	c.t.Helper()
+	if got := c.uffds(); len(got) > 0 {
+		c.t.Fatalf("restored pid %d has userfaultfds at fds %v", c.pid, got)
+	}
 }
 
 func (c *zcase) logPages(dir string) {

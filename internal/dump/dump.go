@@ -67,6 +67,16 @@ type dumper struct {
 	sums map[string]image.Sum
 	// runs are the pages with data of each process, by PID.
 	runs map[int][]mem.Run
+	// prev are the images of the dump before (--prev-images-dir), and
+	// prevTrack their record of where each process's memory tracking is.
+	prev      image.Dir
+	prevTrack map[int]parked
+	// tracks are the memory tracking of each process, nil where it has
+	// none.
+	tracks map[int]*tracking
+	// marker is how /proc/PID/pagemap shows a uffd-wp marker
+	// (mem.ProbeMarker), probed once a dump tracks memory.
+	marker uint64
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -91,7 +101,7 @@ func Run(opts Options) error {
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
-		runs: map[int][]mem.Run{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
@@ -100,15 +110,18 @@ func Run(opts Options) error {
 
 func (d *dumper) run() error {
 	pid := d.opts.Pid
-	if err := checkRoot(pid); err != nil {
+	err := checkRoot(pid)
+	if err != nil {
 		return err
 	}
 	if d.opts.PrevImagesDir != "" {
-		prev, err := openPrev(d.dir.Resolved(), d.opts.PrevImagesDir)
-		if err != nil {
+		if d.prev, err = openPrev(d.dir.Resolved(), d.opts.PrevImagesDir); err != nil {
 			return err
 		}
-		prev.Close()
+		defer d.prev.Close()
+		if d.prevTrack, err = readTrackRecord(d.prev); err != nil {
+			return fmt.Errorf("--prev-images-dir: %w", err)
+		}
 	}
 	// ptrace binds a tracee to the thread that attached it.
 	runtime.LockOSThread()
@@ -126,12 +139,15 @@ func (d *dumper) run() error {
 	d.log.Infof("Frozen %d processes", len(tree.procs))
 	if d.opts.PreDump {
 		if err := d.preDumpTree(tree); err != nil {
-			return errors.Join(err, tree.release())
+			return errors.Join(err, d.endTracking(true), tree.release())
 		}
 		d.log.Infof("Releasing the tree (pre-dump)")
-		return tree.release()
+		return errors.Join(d.endTracking(false), tree.release())
 	}
 	if err := d.dumpTree(tree); err != nil {
+		if terr := d.endTracking(true); terr != nil {
+			d.log.Errorf("close the memory tracking after a failed dump: %v", terr)
+		}
 		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
 			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)
 		}
@@ -142,7 +158,10 @@ func (d *dumper) run() error {
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		return errors.Join(d.fds.ReleaseSockets(true), tree.release())
+		return errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+	}
+	if err := d.endTracking(false); err != nil {
+		d.log.Warnf("memory tracking: %v", err)
 	}
 	d.log.Infof("Killing the tree")
 	// TCP connections in repair mode die silently with the tree: amber's

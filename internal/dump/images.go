@@ -59,6 +59,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
 		return err
 	}
+	if err := d.writeTrackRecord(); err != nil {
+		return err
+	}
 	// Last: the manifest lists every image written before it.
 	return image.WriteManifest(d.dir, d.sums)
 }
@@ -129,7 +132,11 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 	if !d.tables[k.GetFilesId()] {
 		d.tables[k.GetFilesId()] = true
-		fds, err := d.fds.DumpFds(ps.pid, ps.par.Fds()...)
+		hidden, err := d.hiddenFds(ps)
+		if err != nil {
+			return err
+		}
+		fds, err := d.fds.DumpFds(ps.pid, hidden...)
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,9 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 	if err := image.WriteFile(d.dir.InventoryPath(), image.Inventory, inv); err != nil {
 		return err
 	}
+	if err := d.writeTrackRecord(); err != nil {
+		return err
+	}
 	return image.WriteManifest(d.dir, d.sums)
 }
 
@@ -93,10 +96,4 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned)
 	d.runs[ps.pid] = st.Runs
 	return nil
-}
-
-// incremental says which pages of the process the dump may leave to the
-// parent images: none yet.
-func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremental, error) {
-	return nil, nil
 }

@@ -25,6 +25,9 @@ type Incremental struct {
 	Tracked []Run
 	// Written are the pages written since the parent dump, sorted.
 	Written []Run
+	// Markers are pages that look swapped out but hold nothing (Markers):
+	// never dumped.
+	Markers []Run
 }
 
 // splitParent splits the data runs of a dump (sorted) into the pages it
@@ -33,6 +36,7 @@ func (inc *Incremental) splitParent(data []Run) (copied, parent []Run) {
 	if inc == nil {
 		return data, nil
 	}
+	data = subtractRuns(data, inc.Markers)
 	parent = intersectRuns(subtractRuns(intersectRuns(data, inc.Tracked), inc.Written), inc.InParent)
 	return subtractRuns(data, parent), parent
 }

@@ -82,7 +82,7 @@ func mapsEqual(a, b pageSet) bool {
 
 // TestSplitParentRandom: a page is left to the parent exactly when it
 // has data, the parent holds it, and it is tracked and not written; every
-// other page with data is copied.
+// other page with data is copied, except markers, which hold none.
 func TestSplitParentRandom(t *testing.T) {
 	for seed := uint64(0); seed < 500; seed++ {
 		rnd := rand.New(rand.NewPCG(seed, 0x9a7e47))
@@ -92,13 +92,16 @@ func TestSplitParentRandom(t *testing.T) {
 			InParent: randomRuns(rnd, n, rnd.Float64()),
 			Tracked:  randomRuns(rnd, n, rnd.Float64()),
 			Written:  randomRuns(rnd, n, rnd.Float64()),
+			Markers:  randomRuns(rnd, n, rnd.Float64()/4),
 		}
-		d, in, tr, wr := setOf(data), setOf(inc.InParent), setOf(inc.Tracked), setOf(inc.Written)
+		d, in, tr, wr, mk := setOf(data), setOf(inc.InParent), setOf(inc.Tracked), setOf(inc.Written), setOf(inc.Markers)
 		wantParent, wantCopied := pageSet{}, pageSet{}
 		for p := range d {
-			if in[p] && tr[p] && !wr[p] {
+			switch {
+			case mk[p]:
+			case in[p] && tr[p] && !wr[p]:
 				wantParent[p] = true
-			} else {
+			default:
 				wantCopied[p] = true
 			}
 		}
