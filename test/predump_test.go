@@ -46,6 +46,59 @@ func TestPreDumpChainOfTwo(t *testing.T) {
 	c.critDecodesPagemaps("pre1", "pre2", "images")
 }
 
+// TestPreDumpFork: predump_writer forks a child between two pre-dumps.
+// The child inherits the tracking descriptor amber parked in its parent,
+// which tracks the parent's memory: the second pre-dump gives the child
+// a tracking of its own in its place, the dump on top hides both, and
+// the child's unwritten pages too are left to the parent images. After
+// restore the parent checks its memory and the child checks its own.
+func TestPreDumpFork(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	c.mustPreDump("pre1", "")
+	if err := os.WriteFile(filepath.Join(c.dir, "fork.now"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	child := c.waitChild()
+	c.mustPreDump("pre2", "../pre1")
+	parentUffd, childUffd := c.uffdInode(c.pid), c.uffdInode(child)
+	if parentUffd == childUffd {
+		t.Fatalf("child %d still tracks its parent's memory (userfaultfd inode %d)", child, childUffd)
+	}
+	c.requireIncremental("pre2")
+	c.mustDumpOnto("../pre2", child)
+	c.requireIncremental("images")
+	c.requireIncrementalOf("images", child)
+	c.mustRestoreDetached()
+	c.requireNoUffd()
+	c.mustPass()
+}
+
+// waitChild waits for the program's first child and returns its PID.
+func (c *zcase) waitChild() int {
+	c.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if kids := childrenOf(c.pid); len(kids) > 0 {
+			return kids[0]
+		}
+	}
+	c.t.Fatalf("pid %d forked no child", c.pid)
+	return 0
+}
+
+// uffdInode is the inode of the one userfaultfd of pid.
+func (c *zcase) uffdInode(pid int) uint64 {
+	c.t.Helper()
+	fds := uffdsOf(c.t, pid)
+	if len(fds) != 1 {
+		c.t.Fatalf("pid %d has userfaultfds at %v; want one", pid, fds)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", pid, fds[0]), &st); err != nil {
+		c.t.Fatal(err)
+	}
+	return st.Ino
+}
+
 // mustPreDump pre-dumps the program into dir (under the scratch dir), on
 // top of prev if set, and checks that it runs on.
 func (c *zcase) mustPreDump(dir, prev string) {
@@ -87,13 +140,19 @@ func (c *zcase) requireParkedUffd() {
 // uffds lists the descriptors of the program that are userfaultfds.
 func (c *zcase) uffds() []string {
 	c.t.Helper()
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.pid))
+	return uffdsOf(c.t, c.pid)
+}
+
+// uffdsOf lists the descriptors of pid that are userfaultfds.
+func uffdsOf(t *testing.T, pid int) []string {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var out []string
 	for _, fd := range fds {
-		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", c.pid, fd.Name())); link == "anon_inode:[userfaultfd]" {
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); link == "anon_inode:[userfaultfd]" {
 			out = append(out, fd.Name())
 		}
 	}
@@ -101,14 +160,19 @@ func (c *zcase) uffds() []string {
 }
 
 // mustDumpOnto dumps the program into its images dir on top of the
-// images at prev (relative to it), then reaps it.
-func (c *zcase) mustDumpOnto(prev string) {
+// images at prev (relative to it), then reaps it and its children.
+func (c *zcase) mustDumpOnto(prev string, children ...int) {
 	c.t.Helper()
 	if r := c.dump("--prev-images-dir", prev, "--track-mem"); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
 	if _, err := waitPid(c.pid, exitTimeout); err != nil {
 		c.t.Fatalf("after dump: %v", err)
+	}
+	for _, pid := range children {
+		if err := reapOrphan(pid, exitTimeout); err != nil {
+			c.t.Fatalf("after dump: %v", err)
+		}
 	}
 	if target, err := os.Readlink(filepath.Join(c.images, image.ParentLink)); err != nil || target != prev {
 		c.t.Fatalf("parent link: %q, %v; want %q", target, err, prev)
@@ -119,13 +183,18 @@ func (c *zcase) mustDumpOnto(prev string) {
 // pageCounts counts the pages of the program's pagemap in the images
 // directory dir: in its pages image, and left to the parent images.
 func (c *zcase) pageCounts(dir string) (present, inParent uint64) {
+	return c.pageCountsOf(dir, c.pid)
+}
+
+// pageCountsOf is pageCounts for process pid of the tree.
+func (c *zcase) pageCountsOf(dir string, pid int) (present, inParent uint64) {
 	c.t.Helper()
 	d, err := image.OpenDir(filepath.Join(c.dir, dir))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer d.Close()
-	_, entries, err := mem.ReadPagemap(d.PagemapPath(c.pid))
+	_, entries, err := mem.ReadPagemap(d.PagemapPath(pid))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -156,10 +225,16 @@ const (
 // parent images.
 func (c *zcase) requireIncremental(dir string) {
 	c.t.Helper()
-	present, inParent := c.pageCounts(dir)
+	c.requireIncrementalOf(dir, c.pid)
+}
+
+// requireIncrementalOf is requireIncremental for process pid of the tree.
+func (c *zcase) requireIncrementalOf(dir string, pid int) {
+	c.t.Helper()
+	present, inParent := c.pageCountsOf(dir, pid)
 	if present > hotPages+otherPages || inParent < coldPages {
 		c.t.Fatalf("%s: %d pages in its pages image, %d left to the parent images; want at most %d (the pages written since) and at least %d (the cold ones)",
-			dir, present, inParent, hotPages+otherPages, coldPages)
+			fmt.Sprintf("%s (pid %d)", dir, pid), present, inParent, hotPages+otherPages, coldPages)
 	}
 }
 

@@ -74,6 +74,9 @@ type dumper struct {
 	// tracks are the memory tracking of each process, nil where it has
 	// none.
 	tracks map[int]*tracking
+	// strays are the copies of their parents' tracking that processes
+	// inherited by fork, by PID: descriptors to hide.
+	strays map[int]int
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64
@@ -101,7 +104,7 @@ func Run(opts Options) error {
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
-		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

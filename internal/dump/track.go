@@ -132,10 +132,34 @@ func (d *dumper) findParked(ps *procState) (*tracking, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ino, ok := uffdAt(ps.pid, fd); ok && asyncWP(ps.pid, fd) {
-		return &tracking{parked: parked{ps.pid, fd, ino}, par: ps.par}, nil
+	ino, ok := uffdAt(ps.pid, fd)
+	if !ok || !asyncWP(ps.pid, fd) {
+		return nil, nil
 	}
-	return nil, nil
+	if d.ownedElsewhere(ps.pid, ino) {
+		// A copy a child inherited from its parent by fork: it tracks the
+		// parent's memory. It is amber's, not the child's: hidden, and
+		// replaced should the child be tracked.
+		d.strays[ps.pid] = fd
+		return nil, nil
+	}
+	return &tracking{parked: parked{ps.pid, fd, ino}, par: ps.par}, nil
+}
+
+// ownedElsewhere tells whether the userfaultfd ino is the tracking of
+// another process than pid.
+func (d *dumper) ownedElsewhere(pid int, ino uint64) bool {
+	for _, p := range d.prevTrack {
+		if p.ino == ino && p.pid != pid {
+			return true
+		}
+	}
+	for _, t := range d.tracks {
+		if t != nil && t.ino == ino && t.pid != pid {
+			return true
+		}
+	}
+	return false
 }
 
 // uffdAt tells whether descriptor fd of pid is a userfaultfd, and its
@@ -172,9 +196,15 @@ func asyncWP(pid, fd int) bool {
 	return false
 }
 
+// maxParking bounds the parking number: a process allowed a million
+// descriptors would otherwise get a descriptor table of a million
+// entries (8 MiB of kernel memory) for one.
+const maxParking = 1 << 16
+
 // parkingFd is where a tracking userfaultfd is parked in pid: the highest
-// descriptor its RLIMIT_NOFILE allows, or if that one is taken by
-// something else than a userfaultfd, the highest free one below.
+// descriptor its RLIMIT_NOFILE allows (at most maxParking-1), or if that
+// one is taken by something else than a userfaultfd, the highest free
+// one below.
 func parkingFd(pid int) (int, error) {
 	lims, err := proc.ReadLimits(pid)
 	if err != nil {
@@ -194,7 +224,7 @@ func parkingFd(pid int) (int, error) {
 	for _, fd := range fds {
 		used[fd] = true
 	}
-	for fd := int(min(limit, 1<<20)) - 1; fd > 2; fd-- {
+	for fd := int(min(limit, maxParking)) - 1; fd > 2; fd-- {
 		if _, ok := uffdAt(pid, fd); ok || !used[fd] {
 			return fd, nil
 		}
@@ -342,14 +372,21 @@ func (d *dumper) parentRuns(pid int) ([]mem.Run, error) {
 }
 
 // hiddenFds are the descriptors of the process amber put there itself:
-// the parasite's, and the parked tracking userfaultfd.
+// the parasite's, the parked tracking userfaultfd, and a copy of its
+// parent's that it inherited.
 func (d *dumper) hiddenFds(ps *procState) ([]int, error) {
 	fds := ps.par.Fds()
 	t, err := d.tracking(ps)
-	if err != nil || t == nil {
-		return fds, err
+	if err != nil {
+		return nil, err
 	}
-	return append(fds, t.fd), nil
+	if t != nil {
+		fds = append(fds, t.fd)
+	}
+	if fd, ok := d.strays[ps.pid]; ok {
+		fds = append(fds, fd)
+	}
+	return fds, nil
 }
 
 // endTracking finishes with the tracking of every process: amber's

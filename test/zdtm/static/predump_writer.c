@@ -13,12 +13,20 @@
  * After SIGTERM every cold page must hold its pattern and every hot page
  * the pattern of its generation: pages restored from the wrong image of
  * the chain, or from none, show as a mismatch naming the page.
+ *
+ * Once a file "fork.now" appears in its directory it forks a child that
+ * goes on writing its own copy of the hot pages; after SIGTERM it stops
+ * the child, which checks its memory the same way, and fails unless the
+ * child exits 0.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "zdtm.h"
 
@@ -66,6 +74,8 @@ int main(void)
 	struct timespec pause = { 0, 50 * 1000 };
 	unsigned char *cold;
 	uint64_t n = 0;
+	pid_t child = -1;
+	int is_child = 0, status;
 	long i;
 
 	test_init();
@@ -82,10 +92,26 @@ int main(void)
 		write_page((long)(zdtm_mix(n++) % HOT_PAGES));
 		if (n % 8 == 0)
 			nanosleep(&pause, NULL);
+		if (n % 64 == 0 && child < 0 && !is_child && access("fork.now", F_OK) == 0) {
+			child = fork();
+			if (child < 0)
+				fail("fork failed");
+			if (child == 0)
+				is_child = 1;
+		}
 	}
 
 	expect_pattern(cold, COLD, 0xc01d, "cold memory");
 	for (i = 0; i < HOT_PAGES; i++)
 		check_page(i);
+	if (is_child)
+		_exit(0);
+	if (child > 0) {
+		kill(child, SIGTERM);
+		if (waitpid(child, &status, 0) != child)
+			fail("waitpid(%d) failed", child);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail("child %d ended with status %#x", child, status);
+	}
 	pass();
 }
