@@ -73,6 +73,29 @@ func TestPreDumpFork(t *testing.T) {
 	c.mustPass()
 }
 
+// TestPreDumpFailed: a pre-dump that fails once it has set up the
+// tracking (its pagemap image cannot be written: a directory stands in
+// its place) leaves the program running as it was, without the tracking
+// descriptor; it is then dumped and restored whole.
+func TestPreDumpFailed(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	dir := filepath.Join(c.dir, "pre1")
+	if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("pagemap-%d.img", c.pid)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := c.amber(program{}, "pre-dump", "-t", strconv.Itoa(c.pid), "-D", dir, "-v4", "-o", "dump.log")
+	requireFailure(t, r, "pagemap")
+	if ok, err := progressing(c.pid, 200*time.Millisecond); err != nil || !ok {
+		t.Fatalf("pid %d does not run on after the failed pre-dump (%v)", c.pid, err)
+	}
+	if fds := c.uffds(); len(fds) > 0 {
+		t.Fatalf("pid %d keeps a userfaultfd at %v after the failed pre-dump", c.pid, fds)
+	}
+	c.mustDump()
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
 // waitChild waits for the program's first child and returns its PID.
 func (c *zcase) waitChild() int {
 	c.t.Helper()
