@@ -73,6 +73,22 @@ func TestPreDumpFork(t *testing.T) {
 	c.mustPass()
 }
 
+// TestPreDumpStaleParent: after two pre-dumps, a dump on top of the
+// first is not on top of the last one the tracking counted from: pages
+// written between the two are unwritten since the second. amber must
+// notice and copy every page, and the chain restores.
+func TestPreDumpStaleParent(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	c.mustPreDump("pre1", "")
+	c.mustPreDump("pre2", "../pre1")
+	c.mustDumpOnto("../pre1")
+	if present, inParent := c.pageCounts("images"); present < coldPages || inParent > 0 {
+		t.Fatalf("images: %d pages in its pages image, %d left to pre1; want every page copied", present, inParent)
+	}
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
 // TestPreDumpFailed: a pre-dump that fails once it has set up the
 // tracking (its pagemap image cannot be written: a directory stands in
 // its place) leaves the program running as it was, without the tracking

@@ -45,6 +45,9 @@ const uffdLink = "anon_inode:[userfaultfd]"
 type parked struct {
 	pid, fd int
 	ino     uint64 // tells it from any other descriptor at that number
+	// gen counts the dumps that re-armed it, modulo genModulo: a dump on
+	// top of images that a later dump re-armed after is refused.
+	gen int
 }
 
 // tracking is the tracking of one process during a dump.
@@ -80,7 +83,7 @@ func readTrackRecord(dir image.Dir) (map[int]parked, error) {
 			continue
 		}
 		var p parked
-		if _, err := fmt.Sscanf(sc.Text(), "%d %d %d", &p.pid, &p.fd, &p.ino); err != nil {
+		if _, err := fmt.Sscanf(sc.Text(), "%d %d %d %d", &p.pid, &p.fd, &p.ino, &p.gen); err != nil {
 			return nil, fmt.Errorf("%s/%s: line %d: %w", dir, trackRecord, line, err)
 		}
 		out[p.pid] = p
@@ -98,7 +101,7 @@ func (d *dumper) writeTrackRecord() error {
 	b.WriteString("amber-track 1\n")
 	for _, p := range slices.Sorted(maps.Keys(d.tracks)) {
 		if t := d.tracks[p]; t != nil && t.ino != 0 {
-			fmt.Fprintf(&b, "%d %d %d\n", t.pid, t.fd, t.ino)
+			fmt.Fprintf(&b, "%d %d %d %d\n", t.pid, t.fd, t.ino, t.gen)
 		}
 	}
 	return d.dir.File(trackRecord).WriteFile([]byte(b.String()))
@@ -123,8 +126,15 @@ func (d *dumper) tracking(ps *procState) (*tracking, error) {
 
 func (d *dumper) findParked(ps *procState) (*tracking, error) {
 	if rec, ok := d.prevTrack[ps.pid]; ok {
-		if ino, ok := uffdAt(ps.pid, rec.fd); ok && ino == rec.ino {
+		ino, ok := uffdAt(ps.pid, rec.fd)
+		switch gen := generation(ps.pid, rec.fd); {
+		case ok && ino == rec.ino && gen == rec.gen:
 			return &tracking{parked: rec, par: ps.par, continues: true}, nil
+		case ok && ino == rec.ino:
+			d.log.Warnf("pid %d: %s are not the last images its memory tracking counted from (a later dump re-armed it): every page is dumped again",
+				ps.pid, d.opts.PrevImagesDir)
+			rec.gen = gen
+			return &tracking{parked: rec, par: ps.par}, nil
 		}
 		d.log.Warnf("pid %d: the memory tracking of %s/%s is gone: every page is dumped again", ps.pid, d.opts.PrevImagesDir, trackRecord)
 	}
@@ -143,7 +153,59 @@ func (d *dumper) findParked(ps *procState) (*tracking, error) {
 		d.strays[ps.pid] = fd
 		return nil, nil
 	}
-	return &tracking{parked: parked{ps.pid, fd, ino}, par: ps.par}, nil
+	return &tracking{parked: parked{ps.pid, fd, ino, generation(ps.pid, fd)}, par: ps.par}, nil
+}
+
+// The generation of a tracking lives in its open file's status flags,
+// which amber sets through its copy and reads in the process's fdinfo:
+// the process never uses the descriptor, so they change nothing for it.
+// Three flags F_SETFL may change on any file count to genModulo.
+var genFlags = [...]int{unix.O_NONBLOCK, unix.O_APPEND, unix.O_NOATIME}
+
+const genModulo = 1 << len(genFlags)
+
+// generation reads the generation of the tracking at fd of pid, -1 if
+// its fdinfo cannot be read.
+func generation(pid, fd int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			if err != nil {
+				return -1
+			}
+			gen := 0
+			for i, f := range genFlags {
+				if flags&uint64(f) != 0 {
+					gen |= 1 << i
+				}
+			}
+			return gen
+		}
+	}
+	return -1
+}
+
+// nextGeneration counts one more arming of the tracking, in its flags.
+func (t *tracking) nextGeneration() error {
+	t.gen = (max(t.gen, 0) + 1) % genModulo
+	flags, err := unix.FcntlInt(t.uffd.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		return fmt.Errorf("userfaultfd flags: %w", err)
+	}
+	for i, f := range genFlags {
+		flags &^= f
+		if t.gen&(1<<i) != 0 {
+			flags |= f
+		}
+	}
+	if _, err := unix.FcntlInt(t.uffd.Fd(), unix.F_SETFL, flags); err != nil {
+		return fmt.Errorf("userfaultfd flags: %w", err)
+	}
+	return nil
 }
 
 // ownedElsewhere tells whether the userfaultfd ino is the tracking of
@@ -330,6 +392,9 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 		return nil, err
 	}
 	t.changed = true
+	if err := t.nextGeneration(); err != nil {
+		return nil, err
+	}
 	tracked, err := mem.Register(t.uffd, vmas)
 	if err != nil {
 		return nil, err
