@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -292,15 +293,40 @@ func (c *zcase) logPages(dir string) {
 }
 
 // critDecodesPagemaps decodes the program's pagemap in each images
-// directory with crit.
+// directory with crit, which must count the same pages in the pages
+// image (PE_PRESENT) and in the parent images (PE_PARENT) as amber.
 func (c *zcase) critDecodesPagemaps(dirs ...string) {
 	c.t.Helper()
 	crit := critCommand(c.t)
 	for _, dir := range dirs {
 		img := filepath.Join(c.dir, dir, fmt.Sprintf("pagemap-%d.img", c.pid))
 		args := append(crit[1:len(crit):len(crit)], "decode", "-i", img)
-		if out, err := exec.Command(crit[0], args...).CombinedOutput(); err != nil {
+		out, err := exec.Command(crit[0], args...).Output()
+		if err != nil {
 			c.t.Errorf("crit decode -i %s: %v\n%s", img, err, out)
+			continue
+		}
+		var decoded struct {
+			Entries []struct {
+				NrPages uint64 `json:"nr_pages"`
+				Flags   uint32 `json:"flags"`
+			} `json:"entries"`
+		}
+		if err := json.Unmarshal(out, &decoded); err != nil {
+			c.t.Errorf("crit decode -i %s: %v\n%.2000s", img, err, out)
+			continue
+		}
+		var present, inParent uint64
+		for _, e := range decoded.Entries {
+			switch e.Flags {
+			case mem.PEPresent:
+				present += e.NrPages
+			case mem.PEParent:
+				inParent += e.NrPages
+			}
+		}
+		if p, ip := c.pageCounts(dir); p != present || ip != inParent {
+			c.t.Errorf("crit counts %d present and %d parent pages in %s, amber %d and %d", present, inParent, img, p, ip)
 		}
 	}
 }
