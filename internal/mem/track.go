@@ -66,11 +66,12 @@ func InitTracking(uffd *os.File) error {
 // tracking with uffd, and returns the ranges it tracks, sorted. A VMA
 // the kernel refuses (special mappings, one another userfaultfd of the
 // task already watches) is left out: its pages count as written every
-// time. VMAs registered before stay as they are.
+// time. So is hugetlb memory, which PAGEMAP_SCAN protects only a whole
+// huge page at a time. VMAs registered before stay as they are.
 func Register(uffd *os.File, vmas []*vma.VmaEntry) ([]Run, error) {
 	var tracked []Run
 	for _, v := range vmas {
-		if !HasContents(v.GetStatus()) {
+		if !HasContents(v.GetStatus()) || v.GetFlags()&unix.MAP_HUGETLB != 0 {
 			continue
 		}
 		reg := [4]uint64{v.GetStart(), v.GetEnd() - v.GetStart(), uffdRegisterModeWP}
