@@ -1,12 +1,15 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -329,4 +332,75 @@ func (c *zcase) critDecodesPagemaps(dirs ...string) {
 			c.t.Errorf("crit counts %d present and %d parent pages in %s, amber %d and %d", present, inParent, img, p, ip)
 		}
 	}
+}
+
+// TestKillAmberDuringPreDump kills `amber pre-dump` with SIGKILL at
+// moments spread over a whole pre-dump of predump_writer. The program
+// must run on as it was: alive, untraced, its signal masks and CPUs, and
+// its descriptors but for amber's userfaultfd at the parking number
+// (RLIMIT_NOFILE-1), never at a number it could be given. A plain dump
+// then leaves that userfaultfd out, and the restored program checks its
+// memory.
+func TestKillAmberDuringPreDump(t *testing.T) {
+	requireAmber(t)
+	whole := wholePreDumpTime(t)
+	const moments = 8
+	for k := 0; k < moments; k++ {
+		at := time.Duration(float64(whole) * (float64(k) + 0.5) / moments)
+		t.Run(at.Round(time.Microsecond).String(), func(t *testing.T) { killPreDumpAt(t, at) })
+	}
+}
+
+// wholePreDumpTime is how long a pre-dump of predump_writer takes, amber's
+// start-up included.
+func wholePreDumpTime(t *testing.T) time.Duration {
+	t.Helper()
+	c := startCase(t, "predump_writer")
+	start := time.Now()
+	c.mustPreDump("pre1", "")
+	return time.Since(start)
+}
+
+func killPreDumpAt(t *testing.T, at time.Duration) {
+	c := startCase(t, "predump_writer")
+	before := snapshotTree(t, []int{c.pid})[c.pid]
+	dir := filepath.Join(c.dir, "pre1")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
+	defer cancel()
+	cmd, stdout, stderr, err := amberCommand(ctx, testEnv.amber, c.dir, program{},
+		"pre-dump", "-t", strconv.Itoa(c.pid), "-D", dir, "-v4", "-o", "dump.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(at)
+	cmd.Process.Signal(unix.SIGKILL)
+	if cmd.Wait() == nil {
+		t.Logf("pre-dump finished before the kill")
+	}
+	after := waitSettled(t, []int{c.pid})[c.pid]
+	var lim unix.Rlimit
+	if err := unix.Prlimit(c.pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		t.Fatal(err)
+	}
+	parked := fmt.Sprintf("%d->anon_inode:[userfaultfd]", lim.Cur-1)
+	fds := strings.Join(slices.DeleteFunc(strings.Fields(after.fds), func(f string) bool { return f == parked }), " ")
+	if fds != after.fds {
+		t.Logf("amber's userfaultfd stayed parked at fd %d", lim.Cur-1)
+	}
+	if fds != before.fds || after.masks != before.masks || after.cpus != before.cpus {
+		t.Fatalf("pid %d changed by the killed pre-dump:\nfds %s\nmasks %s\ncpus %s\nwas\nfds %s\nmasks %s\ncpus %s\namber: %s",
+			c.pid, after.fds, after.masks, after.cpus, before.fds, before.masks, before.cpus, readAll(stderr))
+	}
+	c.mustDump()
+	c.mustRestoreDetached()
+	c.requireNoUffd()
+	c.mustPass()
 }

@@ -143,7 +143,7 @@ func (d *dumper) findParked(ps *procState) (*tracking, error) {
 		return nil, err
 	}
 	ino, ok := uffdAt(ps.pid, fd)
-	if !ok || !asyncWP(ps.pid, fd) {
+	if !ok || !amberUffd(ps.pid, fd) {
 		return nil, nil
 	}
 	if d.ownedElsewhere(ps.pid, ino) {
@@ -238,24 +238,33 @@ func uffdAt(pid, fd int) (uint64, bool) {
 	return st.Ino, true
 }
 
-// asyncWP tells whether the userfaultfd fd of pid has asynchronous
-// write protection (its fdinfo's "API: api:features:ioctls" line).
-func asyncWP(pid, fd int) bool {
+// amberUffd tells whether the userfaultfd fd of pid, at the parking
+// number, is amber's: with asynchronous write protection, or never set
+// up (what an amber killed right after parking it leaves), which is of
+// no use to the process.
+func amberUffd(pid, fd int) bool {
+	f, ok := uffdFeatures(pid, fd)
+	return ok && (f == 0 || f&mem.TrackFeatures == mem.TrackFeatures)
+}
+
+// uffdFeatures reads the features of the userfaultfd fd of pid from its
+// fdinfo's "API: api:features:ioctls" line.
+func uffdFeatures(pid, fd int) (uint64, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
 	if err != nil {
-		return false
+		return 0, false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "API:"); ok {
 			parts := strings.Split(strings.TrimSpace(v), ":")
 			if len(parts) < 2 {
-				return false
+				return 0, false
 			}
 			f, err := strconv.ParseUint(parts[1], 16, 64)
-			return err == nil && f&mem.TrackFeatures == mem.TrackFeatures
+			return f, err == nil
 		}
 	}
-	return false
+	return 0, false
 }
 
 // maxParking bounds the parking number: a process allowed a million
@@ -295,33 +304,49 @@ func parkingFd(pid int) (int, error) {
 }
 
 // startTracking creates a tracking userfaultfd in the process and parks
-// it: the parasite makes it, amber takes a copy and does the handshake,
-// the parasite moves it to the parking number.
+// it: the parasite makes it and moves it to the parking number in one
+// batch, which runs whole even should amber die meanwhile, so that no
+// descriptor is ever left at a low number, where the process would see
+// it (its next open would get another number); amber then takes a copy
+// and does the handshake. The batch names the descriptor userfaultfd
+// will get before it runs: the lowest free one of a frozen process.
 func (d *dumper) startTracking(ps *procState) (*tracking, error) {
 	park, err := parkingFd(ps.pid)
 	if err != nil {
 		return nil, err
 	}
+	fd, err := lowestFree(ps.pid)
+	if err != nil {
+		return nil, err
+	}
+	if fd >= park {
+		return nil, fmt.Errorf("no free descriptor below %d to make the memory tracking with", park)
+	}
+	calls := []compel.Call{
+		{Nr: unix.SYS_USERFAULTFD, Args: [6]uint64{unix.O_CLOEXEC | unix.O_NONBLOCK}},
+		{Nr: unix.SYS_DUP3, Args: [6]uint64{uint64(fd), uint64(park), unix.O_CLOEXEC}},
+		{Nr: unix.SYS_CLOSE, Args: [6]uint64{uint64(fd)}},
+	}
 	leader := ps.par.Leader()
-	res, err := leader.Batch([]compel.Call{{Nr: unix.SYS_USERFAULTFD, Args: [6]uint64{unix.O_CLOEXEC | unix.O_NONBLOCK}}})
+	res, err := leader.Batch(calls)
+	var te *compel.TableError
+	if errors.As(err, &te) && te.Index > 0 {
+		// Made, not parked: closed again.
+		_, cerr := leader.Batch(calls[2:])
+		return nil, errors.Join(fmt.Errorf("park the userfaultfd at %d: %w", park, err), cerr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("userfaultfd: %w", err)
 	}
-	fd := int(res[0])
-	t := &tracking{parked: parked{pid: ps.pid, fd: fd}, par: ps.par, changed: true}
+	t := &tracking{parked: parked{pid: ps.pid, fd: park}, par: ps.par, changed: true}
+	if int(res[0]) != fd {
+		return nil, errors.Join(fmt.Errorf("userfaultfd got descriptor %d, not %d: is the descriptor table shared with a process outside the tree?", res[0], fd), t.close())
+	}
 	if err := t.take(); err != nil {
 		return nil, errors.Join(err, t.close())
 	}
 	if err := mem.InitTracking(t.uffd); err != nil {
 		return nil, errors.Join(err, t.close())
-	}
-	if fd != park {
-		calls := []compel.Call{{Nr: unix.SYS_DUP3, Args: [6]uint64{uint64(fd), uint64(park), unix.O_CLOEXEC}},
-			{Nr: unix.SYS_CLOSE, Args: [6]uint64{uint64(fd)}}}
-		if _, err := leader.Batch(calls); err != nil {
-			return nil, errors.Join(fmt.Errorf("park the userfaultfd at %d: %w", park, err), t.close())
-		}
-		t.fd = park
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(t.uffd.Fd()), &st); err != nil {
@@ -330,6 +355,23 @@ func (d *dumper) startTracking(ps *procState) (*tracking, error) {
 	t.ino = st.Ino
 	d.log.Infof("pid %d: memory tracking parked at fd %d", ps.pid, t.fd)
 	return t, nil
+}
+
+// lowestFree is the lowest descriptor number pid has free.
+func lowestFree(pid int) (int, error) {
+	fds, err := proc.Fds(pid)
+	if err != nil {
+		return 0, err
+	}
+	free := 0
+	for _, fd := range fds { // sorted
+		if fd == free {
+			free++
+		} else if fd > free {
+			break
+		}
+	}
+	return free, nil
 }
 
 // take copies the parked userfaultfd into amber.
@@ -392,6 +434,12 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 		return nil, err
 	}
 	t.changed = true
+	if f, ok := uffdFeatures(t.pid, t.fd); ok && f == 0 {
+		// Parked by an amber that died before the handshake.
+		if err := mem.InitTracking(t.uffd); err != nil {
+			return nil, err
+		}
+	}
 	if err := t.nextGeneration(); err != nil {
 		return nil, err
 	}
