@@ -45,7 +45,12 @@ func verbHelps() map[string]verbHelp {
 			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established",
-				"ghost-limit", "timeout", "pre-dump-mode"}, common...)},
+				"ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem"}, common...)},
+		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
+			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
+				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
+				"../DIR --track-mem` then writes only those.",
+			append([]string{"tree", "images-dir", "prev-images-dir", "track-mem", "timeout"}, common...)},
 		"restore": {"amber restore [-D DIR] [-d] [--pidfile FILE] [options]",
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",

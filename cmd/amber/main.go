@@ -87,7 +87,7 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, nil
 	}
 	switch o.Verb {
-	case "dump":
+	case "dump", "pre-dump":
 		return 0, runDump(o, l)
 	case "restore":
 		return runRestore(o, l)
@@ -129,6 +129,10 @@ func runDump(o Options, l *log.Logger) error {
 		Log:          l,
 		// As criu: established TCP connections only with --tcp-established.
 		TCPEstablished: o.TCPEstablished,
+		PreDump:        o.Verb == "pre-dump",
+		PrevImagesDir:  o.PrevImagesDir,
+		// CRIU's pre-dump always tracks memory.
+		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})
 }
 

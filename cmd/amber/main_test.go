@@ -94,7 +94,7 @@ func TestBadCommandLineStillLogs(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"frobnicate"}, {"pre-dump", "-t", "1"}, {"dump", "--track-mem", "-t", "1"}} {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"pre-dump"}, {"dump", "--leave-stopped", "-t", "1"}} {
 		r := amber(t, t.TempDir(), args...)
 		if r.status != 1 || !strings.HasPrefix(r.stderr, "amber: ") {
 			t.Errorf("amber %v: %+v", args, r)

@@ -37,6 +37,9 @@ type Options struct {
 
 	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
+	PrevImagesDir string // --prev-images-dir: the images of the dump before (relative to ImagesDir)
+	TrackMem      bool   // --track-mem: track written pages for the next dump
+
 	Timeout     int    // --timeout, seconds (0: the default, 10)
 	PreDumpMode string // --pre-dump-mode: splice or read
 
@@ -68,7 +71,7 @@ type option struct {
 func verbs() map[string]bool {
 	return map[string]bool{
 		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
-		"pre-dump": false, "page-server": false, "lazy-pages": false,
+		"pre-dump": true, "page-server": false, "lazy-pages": false,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": true,
 		"exec": false, "image-streamer": false,
 	}
@@ -152,8 +155,8 @@ func (o Options) validate() error {
 		return nil
 	case len(o.Args) > 0:
 		return fmt.Errorf("%s: excessive parameters %q", o.Verb, o.Args)
-	case o.Verb == "dump" && o.Tree == 0:
-		return errors.New("dump: -t/--tree PID is required")
+	case (o.Verb == "dump" || o.Verb == "pre-dump") && o.Tree == 0:
+		return fmt.Errorf("%s: -t/--tree PID is required", o.Verb)
 	}
 	return nil
 }
@@ -313,9 +316,9 @@ func optionTable() []option {
 		{"version", 'V', noArg, setFlag(func(o *Options) *bool { return &o.Version }, true)},
 		{"no-default-config", 0, noArg, ignore},
 		{"all", 0, noArg, ignore},
-		{"prev-images-dir", 0, requiredArg, reject},
-		{"track-mem", 0, noArg, reject},
-		{"no-track-mem", 0, noArg, ignore},
+		{"prev-images-dir", 0, requiredArg, setString(func(o *Options) *string { return &o.PrevImagesDir })},
+		{"track-mem", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrackMem }, true)},
+		{"no-track-mem", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrackMem }, false)},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},

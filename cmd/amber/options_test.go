@@ -64,6 +64,9 @@ func TestParse(t *testing.T) {
 		{"-V", "-V", opts(func(o *Options) { o.Version = true })},
 		{"help", "-h", opts(func(o *Options) { o.Help = true })},
 		{"no-track-mem", "dump -t 1 --no-track-mem", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
+		{"pre-dump", "pre-dump -t 1 -D d2 --prev-images-dir ../d1 --track-mem", opts(func(o *Options) {
+			o.Verb, o.Tree, o.ImagesDir, o.PrevImagesDir, o.TrackMem = "pre-dump", 1, "d2", "../d1", true
+		})},
 		{"check extras", "check --all --extra --experimental", opts(func(o *Options) { o.Verb = "check" })},
 		{"pre-dump-mode read", "dump -t 1 --pre-dump-mode=read", opts(func(o *Options) { o.Verb, o.Tree, o.PreDumpMode = "dump", 1, "read" })},
 	}
@@ -87,7 +90,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"", "no command"},
 		{"frobnicate", `unknown command "frobnicate"`},
-		{"pre-dump -t 1", "pre-dump: not supported yet"},
+		{"pre-dump", "pre-dump: -t/--tree PID is required"},
 		{"lazy-pages", "not supported yet"},
 		{"dump", "-t/--tree PID is required"},
 		{"dump -t", "requires an argument -- 't'"},
@@ -95,8 +98,7 @@ func TestParseErrors(t *testing.T) {
 		{"dump -t abc", `bad PID "abc"`},
 		{"dump -t 0", `bad PID "0"`},
 		{"dump -t -5", `bad PID "-5"`},
-		{"dump -t 1 --track-mem", "--track-mem: not supported yet"},
-		{"dump -t 1 --prev-images-dir ../1", "--prev-images-dir: not supported yet"},
+		{"dump -t 1 --leave-stopped", "--leave-stopped: not supported yet"},
 		{"dump -t 1 --pre-dump-mode mmap", `bad mode "mmap"`},
 		{"dump -t 1 --timeout soon", `bad timeout "soon"`},
 		{"dump -t 1 --leave-running=yes", "doesn't allow an argument"},
@@ -133,8 +135,8 @@ func TestParseErrorKeepsLog(t *testing.T) {
 	if o.LogFile != "x.log" || o.ImagesDir != "dir" || o.Verb != "dump" {
 		t.Errorf("partial options = %+v", o)
 	}
-	if !errors.Is(mustErr(Parse([]string{"--track-mem", "dump", "-t", "1"})), errNotSupported) {
-		t.Error("--track-mem does not wrap errNotSupported")
+	if !errors.Is(mustErr(Parse([]string{"--leave-stopped", "dump", "-t", "1"})), errNotSupported) {
+		t.Error("--leave-stopped does not wrap errNotSupported")
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/kerndat"
 	"amber/internal/log"
+	"amber/internal/mem"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
 )
@@ -31,6 +32,17 @@ type Options struct {
 	ShellJob       bool   // -j, --shell-job
 	GhostLimit     int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
+	// PreDump copies the memory only and lets the tree run on (CRIU's
+	// pre-dump).
+	PreDump bool
+	// PrevImagesDir is the images of the dump before (--prev-images-dir),
+	// relative to ImagesDir unless absolute: the new images link to them
+	// as their parent.
+	PrevImagesDir string
+	// TrackMem tracks the pages the tree writes from this dump on, and
+	// leaves those unwritten since the dump before to its images
+	// (--track-mem).
+	TrackMem bool
 	// Timeout bounds each wait for a task of the tree (--timeout);
 	// compel.DefaultTimeout if zero.
 	Timeout time.Duration
@@ -66,6 +78,21 @@ type dumper struct {
 	// restarts are the kernel's restart codes of the threads frozen in
 	// an interrupted call, by TID (image.WriteRestarts).
 	restarts map[int]uint64
+	// runs are the pages with data of each process, by PID.
+	runs map[int][]mem.Run
+	// prev are the images of the dump before (--prev-images-dir), and
+	// prevTrack their record of where each process's memory tracking is.
+	prev      image.Dir
+	prevTrack map[int]parked
+	// tracks are the memory tracking of each process, nil where it has
+	// none.
+	tracks map[int]*tracking
+	// strays are the copies of their parents' tracking that processes
+	// inherited by fork, by PID: descriptors to hide.
+	strays map[int]int
+	// marker is how /proc/PID/pagemap shows a uffd-wp marker
+	// (mem.ProbeMarker), probed once a dump tracks memory.
+	marker uint64
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -90,7 +117,8 @@ func Run(opts Options) error {
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
-		seccomp: seccomp.NewTable(), restarts: map[int]uint64{}}
+		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
@@ -102,8 +130,18 @@ func (d *dumper) run() error {
 	if err := d.notify("pre-dump"); err != nil {
 		return err
 	}
-	if err := checkRoot(pid); err != nil {
+	err := checkRoot(pid)
+	if err != nil {
 		return err
+	}
+	if d.opts.PrevImagesDir != "" {
+		if d.prev, err = openPrev(d.dir.Resolved(), d.opts.PrevImagesDir); err != nil {
+			return err
+		}
+		defer d.prev.Close()
+		if d.prevTrack, err = readTrackRecord(d.prev); err != nil {
+			return fmt.Errorf("--prev-images-dir: %w", err)
+		}
 	}
 	// ptrace binds a tracee to the thread that attached it.
 	runtime.LockOSThread()
@@ -119,7 +157,17 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
+	if d.opts.PreDump {
+		if err := d.preDumpTree(tree); err != nil {
+			return errors.Join(err, d.endTracking(true), tree.release())
+		}
+		d.log.Infof("Releasing the tree (pre-dump)")
+		return errors.Join(d.endTracking(false), tree.release())
+	}
 	if err := d.dumpFrozen(tree); err != nil {
+		if terr := d.endTracking(true); terr != nil {
+			d.log.Errorf("close the memory tracking after a failed dump: %v", terr)
+		}
 		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
 			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)
 		}
@@ -130,7 +178,10 @@ func (d *dumper) run() error {
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		return errors.Join(d.fds.ReleaseSockets(true), tree.release())
+		return errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+	}
+	if err := d.endTracking(false); err != nil {
+		d.log.Warnf("memory tracking: %v", err)
 	}
 	d.log.Infof("Killing the tree")
 	// TCP connections in repair mode die silently with the tree: amber's

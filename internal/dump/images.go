@@ -28,6 +28,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.removeStale(); err != nil {
 		return err
 	}
+	if err := d.linkParent(); err != nil {
+		return err
+	}
 	ids := newKobjIDs()
 	// The inventory's root ids are the dumper's own, as CRIU writes them:
 	// CRIU's restore compares the root task's with them, and a root task
@@ -61,6 +64,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	if err := image.WriteRestarts(d.dir, d.restarts); err != nil {
+		return err
+	}
+	if err := d.writeTrackRecord(); err != nil {
 		return err
 	}
 	// Last: the manifest lists every image written before it.
@@ -113,13 +119,10 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err := image.WriteFile(d.dir.MMPath(p.pid), image.MM, mmE); err != nil {
 		return nil, err
 	}
-	st, err := mem.DumpPages(p.threads[0], mmE.GetVmas(), d.dir, p.pid, pagesID)
-	if err != nil {
-		return nil, fmt.Errorf("memory: %w", err)
+	if err := d.dumpMemory(ps, mmE.GetVmas(), pagesID); err != nil {
+		return nil, err
 	}
-	d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
-	d.log.Infof("pid %d: %d threads, %d pages dumped of %d in private mappings", p.pid, len(p.threads), st.Pages, st.Scanned)
-	return mmE, d.dumpCow(p, mmE, st.Runs, mms)
+	return mmE, d.dumpCow(p, mmE, d.runs[p.pid], mms)
 }
 
 // dumpCow records which of a child's pages are still its parent's.
@@ -139,7 +142,11 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 	if !d.tables[k.GetFilesId()] {
 		d.tables[k.GetFilesId()] = true
-		fds, err := d.fds.DumpFds(ps.pid, ps.par.Fds()...)
+		hidden, err := d.hiddenFds(ps)
+		if err != nil {
+			return err
+		}
+		fds, err := d.fds.DumpFds(ps.pid, hidden...)
 		if err != nil {
 			return err
 		}

@@ -121,6 +121,7 @@ func TestIsDumpFile(t *testing.T) {
 		"core-123.img": true, "pages-1.img": true, "pagemap-shmem-77.img": true, "tcp-stream-1a2b.img": true,
 		"ghost-file-3.img": true, "inventory.img": true, "pstree.img": true, "stats-dump": true,
 		"amber-mtimes.txt": true, "amber-manifest.txt": true, "tmpfs-dev-12.tar.gz.img": true, "cow-5.img": true,
+		"parent": true, "amber-track.txt": true,
 		"disk.img": false, "core.img": false, "core-.img": false, "core-x.img": false, "dump.log": false,
 		"notes.txt": false, "core-12.img.bak": false, "pages-1.img~": false,
 	} {

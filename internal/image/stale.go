@@ -40,8 +40,9 @@ var idImages = []string{
 	"userns", "timens", "pidns", "cow",
 }
 
-// otherImages are files of a dump not named *.img.
-var otherImages = []string{"stats-dump", "stats-restore", "amber-mtimes.txt", "amber-manifest.txt", restartsName}
+// otherImages are files of a dump not named *.img (the parent link of an
+// incremental dump among them).
+var otherImages = []string{"stats-dump", "stats-restore", "amber-mtimes.txt", "amber-manifest.txt", "amber-track.txt", restartsName, ParentLink}
 
 // IsDumpFile reports whether name is the name of a file a CRIU or amber
 // dump writes in an images directory.

@@ -36,7 +36,10 @@ const maxIov = 1024
 type PagesStats struct {
 	Pages   uint64 // pages written to the pages image
 	Scanned uint64 // pages in VMAs whose contents are saved
-	Runs    []Run  // the pages written, VMA by VMA (the pagemap joins runs that touch)
+	Runs    []Run  // the pages with data, VMA by VMA (the pagemap joins runs that touch)
+	// InParent counts the pages left to the parent images (PE_PARENT
+	// entries), not written to the pages image.
+	InParent uint64
 	// Sum is the size and CRC32C of the pages image, computed as it was
 	// written, for the manifest.
 	Sum image.Sum
@@ -44,8 +47,10 @@ type PagesStats struct {
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
 // the given VMAs: every present page of private memory, except the zero
-// page and file pages never written.
-func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pagesID uint32) (PagesStats, error) {
+// page and file pages never written. With inc (an incremental dump), the
+// pages inc leaves to the parent images get PE_PARENT entries instead of
+// being copied.
+func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pagesID uint32, inc *Incremental) (PagesStats, error) {
 	var st PagesStats
 	scan, err := NewScanner(t.Pid)
 	if err != nil {
@@ -60,10 +65,15 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	if len(p.guards) > 0 {
 		return st, guardsError(p.guards)
 	}
-	if err := writePagemap(dir.PagemapPath(pid), pagesID, p.merged); err != nil {
+	copied, parent := inc.splitParent(p.merged)
+	for _, r := range parent {
+		st.InParent += (r.End - r.Start) / pageSize
+	}
+	if err := writePagemap(dir.PagemapPath(pid), pagesID, pagemapEntries(copied, parent)); err != nil {
 		return st, err
 	}
-	sum, err := copyPages(t, p.merged, p.shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
+	shared := intersectRuns(p.shared, copied)
+	sum, err := copyPages(t, copied, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs, st.Sum = uint64(sum.Size)/pageSize, p.runs, sum
 	return st, err
 }
@@ -157,7 +167,7 @@ func mergeRuns(runs []Run) []Run {
 
 const pageSize = 4096
 
-func writePagemap(path image.Path, pagesID uint32, runs []Run) error {
+func writePagemap(path image.Path, pagesID uint32, entries []*pagemap.PagemapEntry) error {
 	w, err := image.Create(path, image.Pagemap)
 	if err != nil {
 		return err
@@ -166,19 +176,23 @@ func writePagemap(path image.Path, pagesID uint32, runs []Run) error {
 	if err := w.Write(&pagemap.PagemapHead{PagesId: proto.Uint32(pagesID)}); err != nil {
 		return err
 	}
-	for _, r := range runs {
-		n := (r.End - r.Start) / pageSize
-		e := &pagemap.PagemapEntry{
-			Vaddr:         proto.Uint64(r.Start),
-			CompatNrPages: proto.Uint32(uint32(n)),
-			NrPages:       proto.Uint64(n),
-			Flags:         proto.Uint32(PEPresent),
-		}
+	for _, e := range entries {
 		if err := w.Write(e); err != nil {
 			return err
 		}
 	}
 	return w.Close()
+}
+
+// pagemapEntry is the pagemap entry of the pages of r, with flags.
+func pagemapEntry(r Run, flags uint32) *pagemap.PagemapEntry {
+	n := (r.End - r.Start) / pageSize
+	return &pagemap.PagemapEntry{
+		Vaddr:         proto.Uint64(r.Start),
+		CompatNrPages: proto.Uint32(uint32(n)),
+		NrPages:       proto.Uint64(n),
+		Flags:         proto.Uint32(flags),
+	}
 }
 
 // copyPages copies the runs' contents into the pages image, in chunks

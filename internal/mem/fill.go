@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
@@ -28,33 +27,48 @@ func filledVMAs(vmas []*vma.VmaEntry, segs []segment) []bool {
 	return filled
 }
 
-// segment is a range of task memory filled from the pages image.
+// segment is a range of task memory filled from a pages image.
 type segment struct {
 	addr, size, off uint64 // off: offset in the pages image
+	// src is the pages image: 0 the task's own, i the one of its i-th
+	// parent images (RestoreInput.Parents[i-1]).
+	src int
 }
 
-// fillSegments lists what the pages image must write into the task: every
-// present page of the pagemap except those the task keeps from its parent
-// (cow runs inside kept VMAs) and those of the vdso block, with their
-// offsets in the image. CRIU saves the [vdso] pages; the restored task
-// gets this kernel's, moved into place (planVdso).
+// fillSegments lists what the pages images must write into the task:
+// every page of the pagemap, from its own pages image or, for entries
+// left to the parent images (PE_PARENT), from theirs, except those the
+// task keeps from its parent process (cow runs inside kept VMAs) and
+// those of the vdso block. CRIU saves the [vdso] pages; the restored
+// task gets this kernel's, moved into place (planVdso).
 func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
 	skip := append(keptCow(in, keep), vdsoRuns(in.MM.GetVmas())...)
 	slices.SortFunc(skip, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+	chain := newChain(in.Parents)
 	var segs []segment
 	var off uint64
 	for _, e := range in.Pagemap {
-		if e.GetFlags()&PEPresent == 0 {
-			if e.GetFlags()&(PEParent|PELazy) != 0 || e.GetInParent() {
-				return nil, fmt.Errorf("%s: pagemap entry %#x: pages in a parent image or lazy pages are not supported yet", in.Pages.Path, e.GetVaddr())
-			}
-			continue
-		}
 		r := Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize}
-		for _, part := range subtract(r, skip) {
-			segs = append(segs, segment{part.Start, part.End - part.Start, off + part.Start - r.Start})
+		var from []segment
+		// CRIU flags pages that a lazy restore could leave out PE_LAZY
+		// beside PE_PRESENT: present, they are in the image all the same.
+		switch {
+		case e.GetFlags()&PEPresent != 0:
+			from = []segment{{r.Start, r.End - r.Start, off, 0}}
+			off += r.End - r.Start
+		case e.GetFlags()&PELazy != 0:
+			return nil, fmt.Errorf("%s: pagemap entry %#x: lazy pages are not supported yet", in.Pages.Path, e.GetVaddr())
+		case e.GetFlags()&PEParent != 0 || e.GetInParent():
+			var err error
+			if from, err = chain.resolve(r, 0); err != nil {
+				return nil, fmt.Errorf("%s: pagemap entry %#x: %w", in.Pages.Path, e.GetVaddr(), err)
+			}
 		}
-		off += r.End - r.Start
+		for _, sg := range from {
+			for _, part := range subtract(Run{sg.addr, sg.addr + sg.size}, skip) {
+				segs = append(segs, segment{part.Start, part.End - part.Start, sg.off + part.Start - sg.addr, sg.src})
+			}
+		}
 	}
 	return segs, nil
 }
@@ -108,9 +122,9 @@ func planZeroes(b *plan.Builder, in *RestoreInput, keep []bool) {
 	if in.Parent == nil {
 		return
 	}
-	mine := pagemapRuns(in.Pagemap)
+	mine := ParentRuns(in.Pagemap)
 	vmas := in.MM.GetVmas()
-	for _, r := range pagemapRuns(in.Parent.Pagemap) {
+	for _, r := range ParentRuns(in.Parent.Pagemap) {
 		for i := findVMA(vmas, r.Start); i < len(vmas) && vmas[i].GetStart() < r.End; i++ {
 			if !keep[i] || !HasContents(vmas[i].GetStatus()) {
 				continue // shared memory is the object's: never dropped
@@ -123,17 +137,6 @@ func planZeroes(b *plan.Builder, in *RestoreInput, keep []bool) {
 	}
 }
 
-// pagemapRuns lists the present pages of a pagemap as sorted runs.
-func pagemapRuns(pm []*pagemap.PagemapEntry) []Run {
-	var out []Run
-	for _, e := range pm {
-		if e.GetFlags()&PEPresent != 0 {
-			out = appendRun(out, Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize})
-		}
-	}
-	return out
-}
-
 // maxRW is MAX_RW_COUNT, the most one read moves: a longer preadv
 // silently stops short.
 const maxRW = 0x7ffff000
@@ -144,8 +147,8 @@ func splitSegments(segs []segment, limit uint64) []segment {
 	var out []segment
 	for _, sg := range segs {
 		for sg.size > limit {
-			out = append(out, segment{sg.addr, limit, sg.off})
-			sg = segment{sg.addr + limit, sg.size - limit, sg.off + limit}
+			out = append(out, segment{sg.addr, limit, sg.off, sg.src})
+			sg = segment{sg.addr + limit, sg.size - limit, sg.off + limit, sg.src}
 		}
 		out = append(out, sg)
 	}
@@ -165,11 +168,11 @@ func FillSection(i int) string { return fmt.Sprintf("fill %d", i) }
 // below it, creating the thread costs more than it saves.
 const parallelFillMin = 8 << 20
 
-// planFill plans the preadv calls that copy the pages image into place:
-// IOV_MAX ranges per call, each call reading one contiguous part of the
+// planFill plans the preadv calls that copy the pages images into place:
+// IOV_MAX ranges per call, each call reading one contiguous part of one
 // image, shared out between workers filling sections (one when there is
 // little to fill).
-func planFill(b *plan.Builder, pages image.TaskFile, segs []segment, workers int) {
+func planFill(b *plan.Builder, in *RestoreInput, segs []segment, workers int) {
 	var total uint64
 	for _, sg := range segs {
 		total += sg.size
@@ -177,9 +180,15 @@ func planFill(b *plan.Builder, pages image.TaskFile, segs []segment, workers int
 	if workers < 1 || total < parallelFillMin {
 		workers = 1
 	}
-	fd := -1
-	if total > 0 {
-		fd = b.Open("pages image", pages.Path, pages.Flags, 0)
+	images := append([]image.TaskFile{in.Pages}, parentPages(in.Parents)...)
+	fds := make([]int, len(images))
+	for i := range fds {
+		fds[i] = -1
+	}
+	for _, sg := range segs {
+		if fds[sg.src] < 0 {
+			fds[sg.src] = b.Open("pages image", images[sg.src].Path, images[sg.src].Flags, 0)
+		}
 	}
 	limit := uint64(maxRW)
 	if workers > 1 {
@@ -196,13 +205,24 @@ func planFill(b *plan.Builder, pages image.TaskFile, segs []segment, workers int
 	for w := range workers {
 		b.StartSection(FillSection(w))
 		for _, bt := range assigned[w] {
-			b.Call("fill from "+pages.Path, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
+			b.Call("fill from "+images[bt.src].Path, unix.SYS_PREADV, uint64(fds[bt.src]), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
 		}
 	}
 	b.StartSection(SectionAfterFill)
-	if fd >= 0 {
-		b.Close(fd)
+	for _, fd := range fds {
+		if fd >= 0 {
+			b.Close(fd)
+		}
 	}
+}
+
+// parentPages are the pages images of the parent layers, nearest first.
+func parentPages(layers []PagesLayer) []image.TaskFile {
+	out := make([]image.TaskFile, len(layers))
+	for i, l := range layers {
+		out[i] = l.Pages
+	}
+	return out
 }
 
 // fillBatch is one preadv: its iovecs, where it reads in the image and
@@ -210,6 +230,7 @@ func planFill(b *plan.Builder, pages image.TaskFile, segs []segment, workers int
 type fillBatch struct {
 	iov       []byte
 	off, size uint64
+	src       int // the pages image (segment.src)
 }
 
 // fillBatches groups segments into preadv calls: contiguous in the image,
@@ -218,12 +239,12 @@ func fillBatches(segs []segment, limit uint64) []fillBatch {
 	var out []fillBatch
 	var cur fillBatch
 	for _, sg := range segs {
-		if len(cur.iov) > 0 && (cur.off+cur.size != sg.off || len(cur.iov)/16 == maxIov || cur.size+sg.size > limit) {
+		if len(cur.iov) > 0 && (cur.src != sg.src || cur.off+cur.size != sg.off || len(cur.iov)/16 == maxIov || cur.size+sg.size > limit) {
 			out = append(out, cur)
 			cur = fillBatch{}
 		}
 		if len(cur.iov) == 0 {
-			cur.off = sg.off
+			cur.off, cur.src = sg.off, sg.src
 		}
 		cur.iov = binary.LittleEndian.AppendUint64(cur.iov, sg.addr)
 		cur.iov = binary.LittleEndian.AppendUint64(cur.iov, sg.size)

@@ -25,6 +25,10 @@ type RestoreInput struct {
 	// Pages is how the task opens the pages image it reads itself
 	// (image.Path.ForTask).
 	Pages image.TaskFile
+	// Parents are the task's pagemaps and pages images in the parent
+	// images of an incremental dump, nearest first: PE_PARENT entries
+	// take their pages from there.
+	Parents []PagesLayer
 	// FilePath resolves a files.img id (VmaEntry.shmid, exe_file_id) to
 	// the path to open.
 	FilePath func(id uint32) (string, error)
@@ -77,7 +81,7 @@ func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 		return err
 	}
 	planZeroes(b, in, keep)
-	planFill(b, in.Pages, segs, in.Workers)
+	planFill(b, in, segs, in.Workers)
 	for i, v := range vmas {
 		if mapped[i] != uint64(v.GetProt()) && !isVdso(v) {
 			b.Call("protect vma", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), uint64(v.GetProt()))

@@ -923,7 +923,7 @@ func TestFillSkipsVdsoPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []segment{{anon, page, 2 * page}}; !slices.Equal(segs, want) {
+	if want := []segment{{anon, page, 2 * page, 0}}; !slices.Equal(segs, want) {
 		t.Errorf("fill segments %+v, want %+v", segs, want)
 	}
 	if err := PlanRestore(plan.NewBuilder(testScratch, 8*page), in); err != nil {

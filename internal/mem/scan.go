@@ -144,8 +144,9 @@ func (s *Scanner) GuardRuns(vmas []*vma.VmaEntry) ([]Run, error) {
 	return runs, nil
 }
 
-// scanQuery is what a scan asks for: the category masks of pm_scan_arg.
-type scanQuery struct{ inverted, mask, anyof, ret uint64 }
+// scanQuery is what a scan asks for: the flags and category masks of
+// pm_scan_arg.
+type scanQuery struct{ flags, inverted, mask, anyof, ret uint64 }
 
 // guardQuery asks for guard pages.
 func guardQuery() scanQuery { return scanQuery{mask: pageIsGuard, ret: pageIsGuard} }
@@ -202,6 +203,7 @@ func (s *Scanner) scan(start, end uint64, q scanQuery) ([]pageRegion, error) {
 func (s *Scanner) scanOnce(start, end uint64, q scanQuery) ([]pageRegion, uint64, error) {
 	arg := pmScanArg{
 		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
+		Flags:             q.flags,
 		Start:             start,
 		End:               end,
 		Vec:               uint64(uintptr(unsafe.Pointer(&s.vec[0]))),

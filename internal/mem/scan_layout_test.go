@@ -53,6 +53,9 @@ type layoutSpec struct {
 	HugeOdds  int    // one in HugeOdds is 2 MiB of transparent huge pages
 	File      string // a file of FilePages pages to map
 	FilePages int
+	// Track: the child makes a tracking userfaultfd and, when told, a
+	// second round of writes, zaps and reads (track_layout_test.go).
+	Track bool
 }
 
 // segKind is a kind of mapping in a layout.
@@ -116,6 +119,12 @@ func runLayoutChild(spec string) int {
 		return 1
 	}
 	fmt.Printf("ready %d %d %d\n", lo, hi, b.sum)
+	if s.Track {
+		if err := b.trackRound(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	io.Copy(io.Discard, os.Stdin)
 	if b.sharer > 0 {
 		unix.Kill(b.sharer, unix.SIGKILL)
@@ -431,6 +440,7 @@ func sharerWait() {
 type layoutChild struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
+	out    *bufio.Reader // what it says after "ready"
 	lo, hi uint64
 }
 
@@ -455,9 +465,9 @@ func startLayout(t *testing.T, spec layoutSpec) *layoutChild {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &layoutChild{cmd: cmd, stdin: stdin}
+	c := &layoutChild{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
 	t.Cleanup(c.stop)
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	line, err := c.out.ReadString('\n')
 	f := strings.Fields(line)
 	if err != nil || len(f) != 4 || f[0] != "ready" {
 		t.Fatalf("layout child: %q, %v", line, err)
@@ -503,7 +513,6 @@ func layoutVMAs(t *testing.T, c *layoutChild) []*vma.VmaEntry {
 
 // Bits of a /proc/PID/pagemap entry and of /proc/kpageflags.
 const (
-	pmSwap        = 1 << 62
 	pmFile        = 1 << 61
 	pmGuard       = 1 << 58
 	kpfTHP        = 1 << 22

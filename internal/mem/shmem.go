@@ -67,7 +67,7 @@ func DumpShmem(src ShmemSource, dir image.Dir, pagesID uint32) (uint64, error) {
 	for _, r := range runs {
 		pages += (r.End - r.Start) / pageSize
 	}
-	return pages, writePagemap(dir.ShmemPagemapPath(src.Shmid), pagesID, runs)
+	return pages, writePagemap(dir.ShmemPagemapPath(src.Shmid), pagesID, pagemapEntries(runs, nil))
 }
 
 func pageUp(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
@@ -187,7 +187,7 @@ func (p *ShmemPages) segments(base, size uint64) []segment {
 	for _, e := range p.Pagemap {
 		n := NrPages(e) * pageSize
 		if e.GetVaddr() < size {
-			segs = append(segs, segment{base + e.GetVaddr(), min(n, size-e.GetVaddr()), off})
+			segs = append(segs, segment{base + e.GetVaddr(), min(n, size-e.GetVaddr()), off, 0})
 		}
 		off += n
 	}

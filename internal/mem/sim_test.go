@@ -35,6 +35,12 @@ func (s seg) String() string {
 // fill is one range a preadv wrote, with the pages-image offset it read.
 type fill struct{ addr, len, off uint64 }
 
+// srcFill is a fill and the pages image it read.
+type srcFill struct {
+	path string
+	fill
+}
+
 type memSim struct {
 	prog     *plan.Program
 	segs     []seg // sorted, disjoint
@@ -46,9 +52,13 @@ type memSim struct {
 	preadvs  []int    // iovec count of each preadv
 	calls    []string // syscall names in order
 	pagesImg string
-	mmFields []byte // the PR_SET_MM_MAP struct
-	mmExe    string // the file exe_fd pointed to
-	shm      shmSim // shared memory objects (shmem_sim_test.go)
+	// parentImgs are the pages images of parent layers a plan may read
+	// too; srcFills records every fill from any pages image.
+	parentImgs map[string]bool
+	srcFills   []srcFill
+	mmFields   []byte // the PR_SET_MM_MAP struct
+	mmExe      string // the file exe_fd pointed to
+	shm        shmSim // shared memory objects (shmem_sim_test.go)
 }
 
 func newMemSim(pagesImg string, segs ...seg) *memSim {
@@ -268,7 +278,7 @@ func (s *memSim) mremap(a [6]uint64) error {
 
 func (s *memSim) preadv(a [6]uint64) error {
 	path := s.fds[int(a[0])]
-	if path != s.pagesImg && !s.shm.images[path] {
+	if path != s.pagesImg && !s.shm.images[path] && !s.parentImgs[path] {
 		return fmt.Errorf("preadv from fd %d (%q), not the pages image: %w", a[0], path, unix.EBADF)
 	}
 	n := a[2]
@@ -292,9 +302,13 @@ func (s *memSim) preadv(a [6]uint64) error {
 				return fmt.Errorf("iovec %#x+%#x: %v not writable: %w", base, l, g, unix.EFAULT)
 			}
 		}
-		if path == s.pagesImg {
-			s.fills = append(s.fills, fill{base, l, off})
-		} else {
+		switch {
+		case path == s.pagesImg || s.parentImgs[path]:
+			if path == s.pagesImg {
+				s.fills = append(s.fills, fill{base, l, off})
+			}
+			s.srcFills = append(s.srcFills, srcFill{path, fill{base, l, off}})
+		default:
 			s.shm.filled(segs, path, fill{base, l, off})
 		}
 		off += l

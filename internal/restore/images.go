@@ -37,6 +37,9 @@ type taskImages struct {
 	mm        *mm.MmEntry
 	pagemap   []*pagemap.PagemapEntry
 	pagesPath image.Path
+	// layers are the task's pagemaps in the parent images of an
+	// incremental dump, nearest first, as far as its pagemap needs them.
+	layers    []mem.PagesLayer
 	fds       []*fdinfo.FdinfoEntry
 	fs        *fsimg.FsEntry
 	files     files.Index
@@ -72,6 +75,8 @@ type treeImages struct {
 	// pagesCheck is the check of the pages images against the manifest,
 	// still running while memory is filled (nil: no manifest).
 	pagesCheck *image.Check
+	// parents are the parent images directories opened, nearest first.
+	parents []image.Dir
 }
 
 // verifyImages checks the images in dir against their manifest before
@@ -158,8 +163,13 @@ func load(dir image.Dir) (*treeImages, error) {
 			t.threads[i].restart = restarts[t.threads[i].tid]
 		}
 	}
+	if err := tree.loadLayers(); err != nil {
+		tree.closeParents()
+		return nil, err
+	}
 	shared, err := loadShared(dir, tree)
 	if err != nil {
+		tree.closeParents()
 		return nil, err
 	}
 	for _, t := range tree.tasks {
@@ -322,22 +332,29 @@ func (t *taskImages) loadMemory(dir image.Dir) error {
 	if err != nil {
 		return err
 	}
+	t.pagemap = entries
+	t.pagesPath, err = pagesOf(dir, path, head, entries)
+	return err
+}
+
+// pagesOf is the pages image a pagemap (at path, with head and entries)
+// names, checked to hold as many pages as the pagemap lists.
+func pagesOf(dir image.Dir, path image.Path, head *pagemap.PagemapHead, entries []*pagemap.PagemapEntry) (image.Path, error) {
 	var pages uint64
 	for _, e := range entries {
 		if e.GetFlags()&mem.PEPresent != 0 {
 			pages += mem.NrPages(e)
 		}
 	}
-	t.pagemap = entries
-	t.pagesPath = dir.PagesPath(head.GetPagesId())
-	st, err := t.pagesPath.Stat()
+	p := dir.PagesPath(head.GetPagesId())
+	st, err := p.Stat()
 	if err != nil {
-		return err
+		return p, err
 	}
 	if uint64(st.Size()) != pages*4096 {
-		return fmt.Errorf("%s: %d bytes, but %s lists %d pages: truncated or mismatched images", t.pagesPath, st.Size(), path, pages)
+		return p, fmt.Errorf("%s: %d bytes, but %s lists %d pages: truncated or mismatched images", p, st.Size(), path, pages)
 	}
-	return nil
+	return p, nil
 }
 
 func (t *taskImages) loadFiles(dir image.Dir) error {

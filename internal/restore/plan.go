@@ -173,7 +173,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 
 func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, base, size uint64) error {
 	in := &mem.RestoreInput{
-		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(),
+		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
 		FilePath: t.files.VerifiedPath(h.fileCheck(t)), Current: o.current, Cow: t.cow,
 		Workers: h.workers, Pid: t.pid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size},

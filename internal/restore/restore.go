@@ -86,6 +86,7 @@ func Run(opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
+	defer tree.closeParents()
 	tree.pagesCheck = check
 	opts.Log.Infof("images of %d processes read", len(tree.tasks))
 	if err := restoreTree(tree, opts); err != nil {

@@ -1,0 +1,99 @@
+package dump
+
+// Pre-dump and incremental dumps (CRIU's pre-dump, --prev-images-dir,
+// --track-mem): memory copied while the tree runs on, and dumps that
+// leave the pages unchanged since to the images before.
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+	"amber/internal/mem"
+)
+
+// preDumpTree copies the memory of every process of the frozen tree into
+// pagemap and pages images, with the pstree and inventory that name them
+// (CRIU's pre-dump); the caller then lets the tree run on.
+func (d *dumper) preDumpTree(tree *frozenTree) error {
+	if err := d.removeStale(); err != nil {
+		return err
+	}
+	if err := d.linkParent(); err != nil {
+		return err
+	}
+	var entries []proto.Message
+	for i, p := range tree.procs {
+		entries = append(entries, pstreeEntry(p))
+		if p.zombie {
+			continue
+		}
+		ps, err := tree.collect(p)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+		mmE, err := d.mmEntry(ps)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+		if err := d.dumpMemory(ps, mmE.GetVmas(), uint32(i+1)); err != nil {
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+	}
+	if err := image.WriteFile(d.dir.PstreePath(), image.Pstree, entries...); err != nil {
+		return err
+	}
+	inv := &inventory.InventoryEntry{ImgVersion: proto.Uint32(imagesVersion), FdinfoPerId: proto.Bool(true),
+		NsPerId: proto.Bool(true), Lsmtype: inventory.Lsmtype_NO_LSM.Enum()}
+	if err := image.WriteFile(d.dir.InventoryPath(), image.Inventory, inv); err != nil {
+		return err
+	}
+	if err := d.writeTrackRecord(); err != nil {
+		return err
+	}
+	return image.WriteManifest(d.dir, d.sums)
+}
+
+// linkParent links the images to those of the dump before
+// (--prev-images-dir), as CRIU does: a "parent" link to the path given,
+// which a relative path takes from the images directory.
+func (d *dumper) linkParent() error {
+	if d.opts.PrevImagesDir == "" {
+		return nil
+	}
+	return d.dir.LinkParent(d.opts.PrevImagesDir)
+}
+
+// openPrev opens the images of the dump before (--prev-images-dir).
+func openPrev(imagesDir, prev string) (image.Dir, error) {
+	if !filepath.IsAbs(prev) {
+		prev = filepath.Join(imagesDir, prev)
+	}
+	dir, err := image.OpenDir(prev)
+	if err != nil {
+		return image.Dir{}, fmt.Errorf("--prev-images-dir: %w", err)
+	}
+	return dir, nil
+}
+
+// dumpMemory writes the pagemap and pages images of a process, leaving
+// to the parent images what an incremental dump may.
+func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32) error {
+	inc, err := d.incremental(ps, vmas)
+	if err != nil {
+		return fmt.Errorf("memory tracking: %w", err)
+	}
+	st, err := mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, ps.pid, pagesID, inc)
+	if err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
+	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings",
+		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned)
+	d.runs[ps.pid] = st.Runs
+	return nil
+}

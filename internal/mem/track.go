@@ -1,0 +1,218 @@
+package mem
+
+// Tracking the pages a task writes between two dumps, on kernels without
+// soft-dirty: a userfaultfd of the task's memory in asynchronous
+// write-protect mode (UFFD_FEATURE_WP_ASYNC). The kernel resolves a write
+// to a protected page itself, without a fault the task could see, and
+// only clears the page's protection; PAGEMAP_SCAN then reports the pages
+// without protection as written (PAGE_IS_WRITTEN) and protects them again
+// in the same walk (PM_SCAN_WP_MATCHING), so that nothing written between
+// the read and the re-arming is lost.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+)
+
+// userfaultfd ioctls and features (linux/userfaultfd.h).
+const (
+	uffdAPI            = 0xaa
+	uffdioAPI          = 0xc018aa3f // _IOWR(0xaa, 0x3f, struct uffdio_api)
+	uffdioRegister     = 0xc020aa00 // _IOWR(0xaa, 0x00, struct uffdio_register)
+	uffdRegisterModeWP = 1 << 1
+
+	uffdFeatureWPHugetlbfsShmem = 1 << 12
+	uffdFeatureWPUnpopulated    = 1 << 13
+	uffdFeatureWPAsync          = 1 << 15
+)
+
+// TrackFeatures are the userfaultfd features tracking needs: asynchronous
+// write protection, and protection of pages not populated yet, without
+// which PAGEMAP_SCAN does not protect anonymous memory at all. Protecting
+// private mappings of shmem files takes the third, where the kernel has it.
+const TrackFeatures = uffdFeatureWPAsync | uffdFeatureWPUnpopulated
+
+// PAGEMAP_SCAN flags and the written category (linux/fs.h).
+const (
+	pmScanWPMatching   = 1 << 0
+	pmScanCheckWPAsync = 1 << 1
+	pageIsWritten      = 1 << 1
+)
+
+// InitTracking makes uffd, a fresh userfaultfd of a task, track writes:
+// the UFFDIO_API handshake with TrackFeatures (and write protection of
+// shmem and hugetlbfs if the kernel offers it).
+func InitTracking(uffd *os.File) error {
+	var err error
+	// A handshake refused for a feature the kernel lacks leaves the
+	// userfaultfd fresh: the next one may ask for less.
+	for _, features := range []uint64{TrackFeatures | uffdFeatureWPHugetlbfsShmem, TrackFeatures} {
+		api := [3]uint64{uffdAPI, features}
+		if err = uffdIoctl(uffd, uffdioAPI, unsafe.Pointer(&api)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("userfaultfd: UFFDIO_API with features %#x: %w (tracking written pages needs Linux 6.7 or later with CONFIG_PTE_MARKER_UFFD_WP)",
+		TrackFeatures, err)
+}
+
+// Register registers every VMA whose pages a dump saves for write
+// tracking with uffd, and returns the ranges it tracks, sorted. A VMA
+// the kernel refuses (special mappings, one another userfaultfd of the
+// task already watches) is left out: its pages count as written every
+// time. So is hugetlb memory, which PAGEMAP_SCAN protects only a whole
+// huge page at a time. VMAs registered before stay as they are.
+func Register(uffd *os.File, vmas []*vma.VmaEntry) ([]Run, error) {
+	var tracked []Run
+	for _, v := range vmas {
+		if !HasContents(v.GetStatus()) || v.GetFlags()&unix.MAP_HUGETLB != 0 {
+			continue
+		}
+		reg := [4]uint64{v.GetStart(), v.GetEnd() - v.GetStart(), uffdRegisterModeWP}
+		err := uffdIoctl(uffd, uffdioRegister, unsafe.Pointer(&reg))
+		switch {
+		case err == nil:
+			tracked = appendRun(tracked, Run{v.GetStart(), v.GetEnd()})
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EPERM), errors.Is(err, unix.EBUSY):
+		default:
+			return nil, fmt.Errorf("userfaultfd: register %s: %w", vmaName(v), err)
+		}
+	}
+	return tracked, nil
+}
+
+func uffdIoctl(uffd *os.File, req uintptr, arg unsafe.Pointer) error {
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uffd.Fd(), req, uintptr(arg)); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Written returns the pages of the tracked ranges (sorted, registered
+// with the task's tracking userfaultfd) written since they were last
+// protected, and protects them again, in one walk per range: the task
+// must be frozen for the answer to hold. A range that is not tracked any
+// more is an error (PM_SCAN_CHECK_WPASYNC), never an empty answer.
+//
+// Only pages present or swapped are asked for: the kernel counts a page
+// never populated as written too, and protecting it would leave a marker
+// that later scans see as a swapped page (see Markers).
+func (s *Scanner) Written(tracked []Run) ([]Run, error) {
+	q := scanQuery{flags: pmScanWPMatching | pmScanCheckWPAsync, mask: pageIsWritten,
+		anyof: pageIsPresent | pageIsSwapped, ret: pageIsWritten}
+	var out []Run
+	for _, r := range mergeRuns(tracked) {
+		regions, err := s.scan(r.Start, r.End, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range regions {
+			out = appendRun(out, Run{g.Start, g.End})
+		}
+	}
+	return out, nil
+}
+
+// Page table entries as /proc/PID/pagemap shows them.
+const (
+	pmSwap      = 1 << 62
+	pmFrameMask = 1<<55 - 1
+)
+
+// Markers returns the pages of the tracked ranges (sorted) that hold a
+// uffd-wp marker and nothing else: an entry the kernel leaves where it
+// dropped a protected page of a file mapping (a private one's page
+// written and then zapped), so that the page stays protected. PAGEMAP_SCAN
+// counts it as swapped; it holds no data. marker is how /proc/PID/pagemap
+// shows one (ProbeMarker).
+func (s *Scanner) Markers(tracked []Run, marker uint64) ([]Run, error) {
+	var out []Run
+	for _, r := range mergeRuns(tracked) {
+		regions, err := s.scan(r.Start, r.End, scanQuery{mask: pageIsSwapped, ret: pageIsSwapped})
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range regions {
+			if out, err = s.appendMarkers(out, Run{g.Start, g.End}, marker); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// appendMarkers appends the marker pages of r to out.
+func (s *Scanner) appendMarkers(out []Run, r Run, marker uint64) ([]Run, error) {
+	for at := r.Start; at < r.End; {
+		s.pm = growPagemapBuf(s.pm, (r.End-at)/pageSize)
+		b := s.pm[:min((r.End-at)/pageSize, pagemapChunk)*8]
+		if err := readPagemap(s.f, at, b); err != nil {
+			return nil, err
+		}
+		for i := 0; i < len(b); i += 8 {
+			if isMarker(binary.LittleEndian.Uint64(b[i:]), marker) {
+				a := at + uint64(i/8)*pageSize
+				out = appendRun(out, Run{a, a + pageSize})
+			}
+		}
+		at += uint64(len(b)/8) * pageSize
+	}
+	return out, nil
+}
+
+// isMarker tells a uffd-wp marker's pagemap entry from a swapped page's.
+func isMarker(entry, marker uint64) bool {
+	return entry&pmSwap != 0 && entry&pmFrameMask == marker
+}
+
+// ProbeMarker makes a uffd-wp marker in amber's own memory and returns
+// how /proc/PID/pagemap shows it: a swap entry of the kernel's marker
+// type, which no swapped page has. It needs CAP_SYS_ADMIN (without it
+// the kernel hides swap entries).
+func ProbeMarker() (uint64, error) {
+	m, err := unix.Mmap(-1, 0, 2*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return 0, fmt.Errorf("probe uffd-wp markers: %w", err)
+	}
+	defer unix.Munmap(m)
+	m[0] = 1 // a page table for the page beside it
+	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC, 0, 0)
+	if e != 0 {
+		return 0, fmt.Errorf("probe uffd-wp markers: userfaultfd: %w", e)
+	}
+	uffd := os.NewFile(fd, "userfaultfd probe")
+	defer uffd.Close()
+	if err := InitTracking(uffd); err != nil {
+		return 0, err
+	}
+	base := uint64(uintptr(unsafe.Pointer(&m[0])))
+	reg := [4]uint64{base, 2 * pageSize, uffdRegisterModeWP}
+	if err := uffdIoctl(uffd, uffdioRegister, unsafe.Pointer(&reg)); err != nil {
+		return 0, fmt.Errorf("probe uffd-wp markers: register: %w", err)
+	}
+	s, err := NewScanner(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	// Asked for every page written, the kernel protects the empty one
+	// with a marker.
+	if _, err := s.scan(base, base+2*pageSize, scanQuery{flags: pmScanWPMatching, mask: pageIsWritten, ret: pageIsWritten}); err != nil {
+		return 0, err
+	}
+	b := make([]byte, 8)
+	if err := readPagemap(s.f, base+pageSize, b); err != nil {
+		return 0, err
+	}
+	e64 := binary.LittleEndian.Uint64(b)
+	if e64&pmSwap == 0 || e64&pmFrameMask == 0 {
+		return 0, fmt.Errorf("probe uffd-wp markers: pagemap shows %#x for one, not a swap entry (is amber without CAP_SYS_ADMIN?)", e64)
+	}
+	return e64 & pmFrameMask, nil
+}

@@ -1,0 +1,96 @@
+package restore
+
+// The chain of an incremental dump: pages a pagemap leaves to the parent
+// images (PE_PARENT entries) are read from the images the "parent" link
+// names, and from theirs in turn.
+
+import (
+	"fmt"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+
+	"amber/internal/image"
+	"amber/internal/mem"
+)
+
+// maxChain bounds the parent images followed: links that lead in a
+// circle must end in an error, not a hang.
+const maxChain = 64
+
+// loadLayers reads, for every task whose pagemap leaves pages to the
+// parent images, its pagemaps in them, as deep as they go on leaving
+// pages to theirs.
+func (tree *treeImages) loadLayers() error {
+	for _, t := range tree.tasks {
+		for pm := t.pagemap; inParent(pm); pm = t.layers[len(t.layers)-1].Pagemap {
+			dir, err := tree.parent(len(t.layers))
+			if err != nil {
+				return fmt.Errorf("pid %d: %w", t.pid, err)
+			}
+			layer, err := loadLayer(dir, t.pid)
+			if err != nil {
+				return err
+			}
+			t.layers = append(t.layers, layer)
+		}
+	}
+	return nil
+}
+
+// inParent tells whether a pagemap leaves pages to the parent images.
+func inParent(pm []*pagemap.PagemapEntry) bool {
+	for _, e := range pm {
+		if e.GetFlags()&mem.PEParent != 0 || e.GetInParent() {
+			return true
+		}
+	}
+	return false
+}
+
+// parent is the images directory depth+1 links up from the tree's,
+// opened (and checked against its manifest) the first time it is needed.
+func (tree *treeImages) parent(depth int) (image.Dir, error) {
+	if depth >= maxChain {
+		return image.Dir{}, fmt.Errorf("%s: more than %d levels of parent images (links in a circle?)", tree.dir, maxChain)
+	}
+	for len(tree.parents) <= depth {
+		child := tree.dir
+		if n := len(tree.parents); n > 0 {
+			child = tree.parents[n-1]
+		}
+		dir, err := child.OpenParent()
+		if err != nil {
+			return image.Dir{}, fmt.Errorf("parent images: %w", err)
+		}
+		// Everything checked now: a parent's pages are few next to the
+		// bulk of a chain's, which its first images hold.
+		if _, err := image.VerifyManifest(dir, nil); err != nil {
+			dir.Close()
+			return image.Dir{}, fmt.Errorf("parent images: %w", err)
+		}
+		tree.parents = append(tree.parents, dir)
+	}
+	return tree.parents[depth], nil
+}
+
+// loadLayer reads the pagemap of pid in one parent images directory.
+func loadLayer(dir image.Dir, pid int) (mem.PagesLayer, error) {
+	path := dir.PagemapPath(pid)
+	head, entries, err := mem.ReadPagemap(path)
+	if err != nil {
+		return mem.PagesLayer{}, fmt.Errorf("parent images: %w", err)
+	}
+	pages, err := pagesOf(dir, path, head, entries)
+	if err != nil {
+		return mem.PagesLayer{}, fmt.Errorf("parent images: %w", err)
+	}
+	return mem.PagesLayer{Pagemap: entries, Pages: pages.ForTask()}, nil
+}
+
+// closeParents closes the parent images directories.
+func (tree *treeImages) closeParents() {
+	for _, d := range tree.parents {
+		d.Close()
+	}
+	tree.parents = nil
+}
