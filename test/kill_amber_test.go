@@ -90,7 +90,7 @@ func killDumpAt(t *testing.T, name string, at time.Duration, leave bool) bool {
 	if !check {
 		return false
 	}
-	after := waitSettled(t, pids)
+	after := waitSettled(t, pids, before)
 	for _, pid := range pids {
 		b, a := before[pid], after[pid]
 		if a.fds != b.fds || a.masks != b.masks || a.cpus != b.cpus {
@@ -203,10 +203,10 @@ func snapshotProc(pid int) (procSnap, error) {
 	return s, err
 }
 
-// waitSettled waits until no process of pids is traced or stopped and
-// returns their state then; it fails the test if one died or stays
-// stopped.
-func waitSettled(t *testing.T, pids []int) map[int]procSnap {
+// waitSettled waits until no process of pids is traced or stopped, and
+// has the state before, and returns their state then; it fails the test
+// if one died or stays stopped.
+func waitSettled(t *testing.T, pids []int, before map[int]procSnap) map[int]procSnap {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -224,15 +224,36 @@ func waitSettled(t *testing.T, pids []int) map[int]procSnap {
 			}
 		}
 		if bad == "" {
-			// Let the routine of a parasite finish its way back.
-			time.Sleep(20 * time.Millisecond)
-			return snapshotTree(t, pids)
-		}
-		if time.Now().After(deadline) {
+			// The routine of a parasite makes its way back on its own,
+			// later on a loaded machine: wait for the state it left
+			// behind, until the deadline, which a change that stays
+			// does not meet.
+			if before == nil {
+				// What it leaves is the caller's to check.
+				time.Sleep(20 * time.Millisecond)
+				return snapshotTree(t, pids)
+			}
+			now := snapshotTree(t, pids)
+			if sameState(now, before) || time.Now().After(deadline) {
+				return now
+			}
+		} else if time.Now().After(deadline) {
 			t.Fatal(bad)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// sameState tells whether every process has the descriptors, masks and
+// CPUs it had.
+func sameState(now, before map[int]procSnap) bool {
+	for pid, b := range before {
+		a := now[pid]
+		if a.fds != b.fds || a.masks != b.masks || a.cpus != b.cpus {
+			return false
+		}
+	}
+	return true
 }
 
 // killing says whether the dump of c got to killing its tree.

@@ -385,7 +385,7 @@ func killPreDumpAt(t *testing.T, at time.Duration) {
 	if cmd.Wait() == nil {
 		t.Logf("pre-dump finished before the kill")
 	}
-	after := waitSettled(t, []int{c.pid})[c.pid]
+	after := waitSettled(t, []int{c.pid}, nil)[c.pid]
 	var lim unix.Rlimit
 	if err := unix.Prlimit(c.pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
 		t.Fatal(err)
