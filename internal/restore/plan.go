@@ -208,7 +208,11 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 	if o.shareFS {
 		return nil
 	}
-	return files.PlanFS(b, t.fs, t.files)
+	in := files.FSInput{Entry: t.fs, Files: t.files, Extra: t.extra, Stat: h.stat}
+	if p.fds != nil {
+		in.Held = p.fds.Held
+	}
+	return files.PlanFS(b, in)
 }
 
 // descriptorsOf lists the descriptors a process has after its files are
