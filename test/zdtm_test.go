@@ -72,6 +72,7 @@ var programs = []program{
 	{name: "rmdir_open"},
 	{name: "cwd_removed"},
 	{name: "symlink_open"},
+	{name: "proc_child_open"},
 	{name: "eventfd00"},
 	{name: "epoll00"},
 	{name: "signalfd00"},

@@ -50,6 +50,9 @@ type RestoreInput struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established); without it they are refused.
 	TCPEstablished bool
+	// TreePid tells the PIDs and TIDs of the restored tree (nil: none):
+	// files under /proc/PID of those are opened late (LateFile).
+	TreePid func(pid int) bool
 	// Lone reports that no other descriptor table of the tree has the
 	// file: a copy the task parked of it is closed as soon as it is at
 	// its number, instead of at the end (nil: every file may be shared).
@@ -71,6 +74,9 @@ type Restored struct {
 	// TCPRepair are the file ids of the TCP connections the task made in
 	// repair mode: EndTCPRepair lets them go once every task is restored.
 	TCPRepair []uint32
+	// Late are the files under /proc/PID of a task of the tree, opened
+	// only once every task exists (PlanLate).
+	Late []LateFile
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation
@@ -193,6 +199,9 @@ func (p *fdPlanner) place(f *fdinfo.FdinfoEntry) error {
 		p.placed[id] = target
 		p.table.Held[id] = target
 		p.unpark(id, fd)
+		return nil
+	}
+	if p.placeLate(f) {
 		return nil
 	}
 	fd, err := p.make(id)

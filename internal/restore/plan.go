@@ -40,6 +40,8 @@ type host struct {
 	ttys *files.Terminals
 	// tcpEstablished restores established TCP connections.
 	tcpEstablished bool
+	// treePids are the PIDs and TIDs of the restored tree.
+	treePids map[int]bool
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -151,6 +153,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
+	files.PlanLate(b, p.fds)
 	if p.fds != nil {
 		files.ClosePlan(b, p.fds)
 	}
@@ -194,6 +197,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
+			TreePid: func(pid int) bool { return h.treePids[pid] },
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit
@@ -222,6 +226,9 @@ func descriptorsOf(t *taskImages, r *files.Restored, memfds *files.Memfds) map[i
 	out := map[int]uint32{}
 	for _, f := range t.fds {
 		out[int(f.GetFd())] = f.GetId()
+		if r.IsLate(int(f.GetFd())) { // a placeholder when children fork
+			out[int(f.GetFd())] = 0
+		}
 	}
 	for fd, id := range r.Parked {
 		out[fd] = id
