@@ -73,6 +73,8 @@ var programs = []program{
 	{name: "cwd_removed"},
 	{name: "symlink_open"},
 	{name: "proc_child_open"},
+	{name: "ghost_fifo"},
+	{name: "ghost_dev"},
 	{name: "eventfd00"},
 	{name: "epoll00"},
 	{name: "signalfd00"},

@@ -107,9 +107,10 @@ func (d *Dumper) addGhostAt(at, link string, pos uint64, st os.FileInfo, flags u
 	return id, nil
 }
 
-// ghostKind tells the kinds of unlinked files a dump keeps.
+// ghostKind tells the kinds of unlinked files a dump keeps: all but
+// sockets (their own kind of file) and block devices (refused linked too).
 func ghostKind(m os.FileMode) bool {
-	return m.IsRegular() || m.IsDir() || m&os.ModeSymlink != 0
+	return m.IsRegular() || m.IsDir() || m&(os.ModeSymlink|os.ModeNamedPipe|os.ModeCharDevice) != 0
 }
 
 // kindOf names the type of a file, for errors.
@@ -175,6 +176,9 @@ func writeGhost(dir image.Dir, src ghostSource) error {
 		Dev: proto.Uint32(uint32(st.Dev)), Ino: proto.Uint64(st.Ino),
 		Atim: &timeimg.Timeval{TvSec: proto.Uint64(uint64(st.Atim.Sec)), TvUsec: proto.Uint64(uint64(st.Atim.Nsec / 1000))},
 		Mtim: &timeimg.Timeval{TvSec: proto.Uint64(uint64(st.Mtim.Sec)), TvUsec: proto.Uint64(uint64(st.Mtim.Nsec / 1000))},
+	}
+	if t := st.Mode & unix.S_IFMT; t == unix.S_IFCHR || t == unix.S_IFBLK {
+		e.Rdev = proto.Uint32(uint32(st.Rdev))
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		target, err := symlinkTarget(src.proc)
@@ -336,7 +340,12 @@ func readGhost(dir image.Dir, id uint32) (*Ghost, error) {
 	}
 	switch m := g.Entry.GetMode(); m & unix.S_IFMT {
 	case unix.S_IFREG:
-	case unix.S_IFDIR:
+	case unix.S_IFDIR, unix.S_IFIFO:
+		return g, nil
+	case unix.S_IFCHR:
+		if g.Entry.Rdev == nil {
+			return nil, fmt.Errorf("%s: a device without rdev", p)
+		}
 		return g, nil
 	case unix.S_IFLNK:
 		if g.Entry.SymlnkTarget == nil {
@@ -344,7 +353,7 @@ func readGhost(dir image.Dir, id uint32) (*Ghost, error) {
 		}
 		return g, nil
 	default:
-		return nil, fmt.Errorf("%s: a ghost of mode %#o: only regular files, directories and symbolic links are supported", p, m)
+		return nil, fmt.Errorf("%s: a ghost of mode %#o: only regular files, directories, symbolic links, FIFOs and character devices are supported", p, m)
 	}
 	if !g.Entry.GetChunks() {
 		data, err := r.Rest()
@@ -386,6 +395,9 @@ func (x *Extra) ghostOf(id uint32) *Ghost {
 	}
 	return x.Ghosts[id]
 }
+
+// isSymlink tells a ghost symbolic link.
+func (g *Ghost) isSymlink() bool { return g.Entry.GetMode()&unix.S_IFMT == unix.S_IFLNK }
 
 // isDir tells a ghost directory.
 func (g *Ghost) isDir() bool { return g.Entry.GetMode()&unix.S_IFMT == unix.S_IFDIR }
@@ -450,6 +462,9 @@ func planGhostNode(b *plan.Builder, stat func(string) (os.FileInfo, error), orig
 	switch g.Entry.GetMode() & unix.S_IFMT {
 	case unix.S_IFDIR:
 		b.Call("make the removed directory "+at, unix.SYS_MKDIRAT, atFdcwd, b.String(at), mode)
+	case unix.S_IFIFO, unix.S_IFCHR:
+		b.Call(fmt.Sprintf("make the removed node %s (mode %#o)", at, g.Entry.GetMode()), unix.SYS_MKNODAT, atFdcwd,
+			b.String(at), uint64(g.Entry.GetMode()), uint64(g.Entry.GetRdev()))
 	case unix.S_IFLNK:
 		target := g.Entry.GetSymlnkTarget()
 		b.Call(fmt.Sprintf("make the removed symbolic link %s to %s", at, target), unix.SYS_SYMLINKAT,
@@ -459,7 +474,7 @@ func planGhostNode(b *plan.Builder, stat func(string) (os.FileInfo, error), orig
 		return at, made, nil
 	}
 	b.Call("chown "+at, unix.SYS_FCHOWNAT, atFdcwd, b.String(at), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
-	if g.isDir() { // a symbolic link's mode is always 0777
+	if !g.isSymlink() { // a symbolic link's mode is always 0777
 		b.Call("chmod "+at, unix.SYS_FCHMODAT, atFdcwd, b.String(at), mode)
 	}
 	return at, made, nil
