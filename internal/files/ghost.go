@@ -23,18 +23,23 @@ import (
 	"amber/internal/proc"
 )
 
-// Unlinked ("ghost") files, as CRIU's files-reg.c has them: a regular
-// file still open but removed from its directory (/proc shows its path
-// with " (deleted)"). Its files.img entry is an ordinary regular file
-// with the path it had; remap-fpath.img maps that entry to a ghost
-// (RemapFilePathEntry, type GHOST) and ghost-file-ID.img holds the ghost:
-// a GhostFileEntry (owner, mode, times, size), then the contents, raw for
-// a small file and as chunks (GhostChunkEntry, then the bytes) for a
-// larger one, holes left out. Every open file of one unlinked file maps
-// to the same ghost.
+// Unlinked ("ghost") files, as CRIU's files-reg.c has them: a file still
+// open but removed from its directory (/proc shows its path with
+// " (deleted)"): a regular file, a directory (open, or a working
+// directory), a symbolic link opened O_PATH|O_NOFOLLOW, a FIFO or a
+// character device. Its files.img entry is an ordinary regular file
+// with the path it had (a FIFO's is the regf_id entry of its FIFO
+// entry); remap-fpath.img maps that entry to a ghost (RemapFilePathEntry,
+// type GHOST) and ghost-file-ID.img holds the ghost: a GhostFileEntry
+// (owner, mode, times; size, rdev or symlnk_target by kind), then, for a
+// regular file, the contents, raw for a small file and as chunks
+// (GhostChunkEntry, then the bytes) for a larger one, holes left out.
+// Every open file of one unlinked file maps to the same ghost.
 //
-// Restore creates the file again at a temporary path next to the
-// original, fills it, opens every open file of it, and removes it.
+// Restore creates the file again next to the original under a name of
+// its own (a directory at its own path if that is free), making the
+// directories above it that are gone too, opens every open file of it,
+// and removes it and them.
 
 // DefaultGhostLimit is the largest unlinked file a dump keeps unless the
 // user says otherwise (--ghost-limit), as with criu.
