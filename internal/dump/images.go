@@ -154,7 +154,7 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 			return err
 		}
 	}
-	fsE, err := files.DumpFS(ps.pid, d.files, ps.status.Umask)
+	fsE, err := d.fds.DumpFS(ps.pid, ps.status.Umask)
 	if err != nil {
 		return fmt.Errorf("fs: %w", err)
 	}

@@ -205,7 +205,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return d.addMemfd(pid, fd, link, info, st, flags)
 	case ptyOf(st) != notPty:
 		return d.addTty(pid, fd, link, st, ptyOf(st), flags)
-	case strings.HasSuffix(link, " (deleted)"):
+	case strings.HasSuffix(link, " (deleted)") && st.Mode()&os.ModeNamedPipe == 0:
 		id, err := d.addGhost(pid, fd, link, info, st, flags)
 		return id, fdinfo.FdTypes_REG, err
 	case st.Mode()&os.ModeNamedPipe != 0 && strings.HasPrefix(link, "/"):

@@ -2,7 +2,10 @@ package files
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fifo"
@@ -37,9 +40,18 @@ type FifoData struct {
 }
 
 // addFifo records the FIFO behind pid's fd at path link, and its data
-// the first time the FIFO is met.
+// the first time the FIFO is met. An unlinked FIFO's regular-file entry
+// is a ghost, as CRIU has it.
 func (d *Dumper) addFifo(pid, fd int, link string, info proc.FdInfo, st os.FileInfo, flags uint32) (uint32, error) {
-	regID := d.Table.addReg(link, flags, 0, st)
+	regID := uint32(0)
+	if strings.HasSuffix(link, " (deleted)") {
+		var err error
+		if regID, err = d.addGhost(pid, fd, link, proc.FdInfo{}, st, flags); err != nil {
+			return 0, err
+		}
+	} else {
+		regID = d.Table.addReg(link, flags, 0, st)
+	}
 	id := d.Table.nextID()
 	ino := inode(st)
 	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{
@@ -111,6 +123,9 @@ func (p *fdPlanner) makeFifo(e *fdinfo.FileEntry) (int, error) {
 	}
 	reg := re.GetReg()
 	name := reg.GetName()
+	if g := p.in.extra().ghostOf(fe.GetRegfId()); g != nil {
+		return p.makeGhostFifo(e, g)
+	}
 	st, err := p.in.Stat(name)
 	if err != nil {
 		return 0, fmt.Errorf("FIFO %s (file id %d) is gone since the dump: %w", name, e.GetId(), err)
@@ -151,4 +166,36 @@ func (p *fdPlanner) fifoRefiller(e *fdinfo.FileEntry) bool {
 		}
 	}
 	return p.fifoFirst[e.GetFifo().GetPipeId()] == e.GetId()
+}
+
+// makeGhostFifo makes the unlinked FIFO of file e, ghost g, again, opens
+// every FIFO file of the images that is it (parking the others: they
+// must share the one FIFO), refills it, removes it and returns e's
+// descriptor.
+func (p *fdPlanner) makeGhostFifo(e *fdinfo.FileEntry, g *Ghost) (int, error) {
+	orig := p.in.Files[e.GetFifo().GetRegfId()].GetReg().GetName()
+	b := p.b
+	at, made, err := planGhostNode(b, p.in.Stat, orig, g)
+	if err != nil {
+		return 0, fmt.Errorf("unlinked FIFO %s (file id %d): %w", orig, e.GetId(), err)
+	}
+	both := b.Open(fmt.Sprintf("unlinked FIFO file id %d, read-write so that no open waits", e.GetId()), at, unix.O_RDWR|unix.O_NONBLOCK, 0)
+	mine := -1
+	for _, id := range slices.Sorted(maps.Keys(p.in.Files)) {
+		o := p.in.Files[id]
+		if o.GetType() != fdinfo.FdTypes_FIFO || p.in.extra().ghostOf(o.GetFifo().GetRegfId()) != g {
+			continue
+		}
+		reg := p.in.Files[o.GetFifo().GetRegfId()].GetReg()
+		fd := b.Open(fmt.Sprintf("unlinked FIFO file id %d", id), at, openFlags(reg), 0)
+		if id == e.GetId() {
+			mine = fd
+			continue
+		}
+		p.park(id, b.MoveAbove(fd, p.safe))
+	}
+	refillFifo(b, both, orig, p.in.extra().Fifos[e.GetFifo().GetPipeId()])
+	b.Close(both)
+	planRemoveGhost(b, at, g, made)
+	return mine, nil
 }

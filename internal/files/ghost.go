@@ -19,21 +19,27 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/plan"
 	"amber/internal/proc"
 )
 
-// Unlinked ("ghost") files, as CRIU's files-reg.c has them: a regular
-// file still open but removed from its directory (/proc shows its path
-// with " (deleted)"). Its files.img entry is an ordinary regular file
-// with the path it had; remap-fpath.img maps that entry to a ghost
-// (RemapFilePathEntry, type GHOST) and ghost-file-ID.img holds the ghost:
-// a GhostFileEntry (owner, mode, times, size), then the contents, raw for
-// a small file and as chunks (GhostChunkEntry, then the bytes) for a
-// larger one, holes left out. Every open file of one unlinked file maps
-// to the same ghost.
+// Unlinked ("ghost") files, as CRIU's files-reg.c has them: a file still
+// open but removed from its directory (/proc shows its path with
+// " (deleted)"): a regular file, a directory (open, or a working
+// directory), a symbolic link opened O_PATH|O_NOFOLLOW, a FIFO or a
+// character device. Its files.img entry is an ordinary regular file
+// with the path it had (a FIFO's is the regf_id entry of its FIFO
+// entry); remap-fpath.img maps that entry to a ghost (RemapFilePathEntry,
+// type GHOST) and ghost-file-ID.img holds the ghost: a GhostFileEntry
+// (owner, mode, times; size, rdev or symlnk_target by kind), then, for a
+// regular file, the contents, raw for a small file and as chunks
+// (GhostChunkEntry, then the bytes) for a larger one, holes left out.
+// Every open file of one unlinked file maps to the same ghost.
 //
-// Restore creates the file again at a temporary path next to the
-// original, fills it, opens every open file of it, and removes it.
+// Restore creates the file again next to the original under a name of
+// its own (a directory at its own path if that is free), making the
+// directories above it that are gone too, opens every open file of it,
+// and removes it and them.
 
 // DefaultGhostLimit is the largest unlinked file a dump keeps unless the
 // user says otherwise (--ghost-limit), as with criu.
@@ -60,24 +66,31 @@ type ghostState struct {
 
 // ghostSource is where a dump reads a ghost's contents from.
 type ghostSource struct {
-	id      uint32
-	pid, fd int
-	path    string
-	st      *syscall.Stat_t
+	id   uint32
+	proc string // the file's /proc link: /proc/PID/fd/FD, /proc/PID/cwd
+	path string
+	st   *syscall.Stat_t
 }
 
 // addGhost records the unlinked file behind pid's fd (link is its /proc
 // link) as a regular file mapped to a ghost.
 func (d *Dumper) addGhost(pid, fd int, link string, info proc.FdInfo, st os.FileInfo, flags uint32) (uint32, error) {
+	return d.addGhostAt(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), link, uint64(info.Pos), st, flags)
+}
+
+// addGhostAt records the unlinked file that /proc link at names (link is
+// what it reads): a regular file, or a directory removed while open or
+// some task's working directory.
+func (d *Dumper) addGhostAt(at, link string, pos uint64, st os.FileInfo, flags uint32) (uint32, error) {
 	name := strings.TrimSuffix(link, " (deleted)")
 	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !st.Mode().IsRegular() || !ok {
+	if !ok || !ghostKind(st.Mode()) {
 		return 0, fmt.Errorf("%s: an unlinked %s is not supported yet", link, kindOf(st.Mode()))
 	}
 	if sys.Nlink > 0 {
-		return d.addLinked(link, info, st, flags)
+		return d.addLinked(link, pos, st, flags)
 	}
-	if size := sys.Blocks * 512; size > d.opts.GhostLimit {
+	if size := sys.Blocks * 512; st.Mode().IsRegular() && size > d.opts.GhostLimit {
 		return 0, fmt.Errorf("%s: unlinked file of %d bytes on disk, above the ghost limit of %d bytes: raise it with --ghost-limit",
 			link, size, d.opts.GhostLimit)
 	}
@@ -86,17 +99,23 @@ func (d *Dumper) addGhost(pid, fd int, link string, info proc.FdInfo, st os.File
 		g = &ghostState{ids: map[fileKey]uint32{}}
 		d.ghosts = g
 	}
-	id := d.Table.addReg(name, flags, uint64(info.Pos), st)
+	id := d.Table.addReg(name, flags, pos, st)
 	gid, ok := g.ids[keyOf(st)]
 	if !ok {
 		gid = uint32(len(g.srcs)) + 1
 		g.ids[keyOf(st)] = gid
-		g.srcs = append(g.srcs, ghostSource{id: gid, pid: pid, fd: fd, path: name, st: sys})
+		g.srcs = append(g.srcs, ghostSource{id: gid, proc: at, path: name, st: sys})
 	}
 	g.remaps = append(g.remaps, &remap.RemapFilePathEntry{
 		OrigId: proto.Uint32(id), RemapId: proto.Uint32(gid), RemapType: remap.RemapType_GHOST.Enum(),
 	})
 	return id, nil
+}
+
+// ghostKind tells the kinds of unlinked files a dump keeps: all but
+// sockets (their own kind of file) and block devices (refused linked too).
+func ghostKind(m os.FileMode) bool {
+	return m.IsRegular() || m.IsDir() || m&(os.ModeSymlink|os.ModeNamedPipe|os.ModeCharDevice) != 0
 }
 
 // kindOf names the type of a file, for errors.
@@ -120,9 +139,9 @@ func kindOf(m os.FileMode) string {
 // that still has a name: the path itself, if that is the file (its name
 // ends so), else it lives on under another hard link, which amber does
 // not look for (criu's --link-remap).
-func (d *Dumper) addLinked(link string, info proc.FdInfo, st os.FileInfo, flags uint32) (uint32, error) {
+func (d *Dumper) addLinked(link string, pos uint64, st os.FileInfo, flags uint32) (uint32, error) {
 	if now, err := os.Stat(link); err == nil && os.SameFile(now, st) {
-		return d.Table.addReg(link, flags, uint64(info.Pos), st), nil
+		return d.Table.addReg(link, flags, pos, st), nil
 	}
 	return 0, fmt.Errorf("%s: removed from this path but still linked elsewhere: not supported yet", link)
 }
@@ -142,7 +161,7 @@ func (g *ghostState) write(dir image.Dir) error {
 	}
 	for _, src := range g.srcs {
 		if err := writeGhost(dir, src); err != nil {
-			return fmt.Errorf("unlinked file %s (pid %d fd %d): %w", src.path, src.pid, src.fd, err)
+			return fmt.Errorf("unlinked file %s (%s): %w", src.path, src.proc, err)
 		}
 	}
 	msgs := make([]proto.Message, len(g.remaps))
@@ -152,14 +171,10 @@ func (g *ghostState) write(dir image.Dir) error {
 	return image.WriteFile(dir.File(remapFpathName), image.RemapFpath, msgs...)
 }
 
-// writeGhost copies one unlinked file into its ghost image, reading it
-// through /proc: its process may hold it write-only.
+// writeGhost writes the ghost image of one unlinked file: its entry
+// and, for a regular file, its contents, read through /proc (its process
+// may hold it write-only).
 func writeGhost(dir image.Dir, src ghostSource) error {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/fd/%d", src.pid, src.fd))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	st := src.st
 	e := &ghostfile.GhostFileEntry{
 		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
@@ -167,6 +182,24 @@ func writeGhost(dir image.Dir, src ghostSource) error {
 		Atim: &timeimg.Timeval{TvSec: proto.Uint64(uint64(st.Atim.Sec)), TvUsec: proto.Uint64(uint64(st.Atim.Nsec / 1000))},
 		Mtim: &timeimg.Timeval{TvSec: proto.Uint64(uint64(st.Mtim.Sec)), TvUsec: proto.Uint64(uint64(st.Mtim.Nsec / 1000))},
 	}
+	if t := st.Mode & unix.S_IFMT; t == unix.S_IFCHR || t == unix.S_IFBLK {
+		e.Rdev = proto.Uint32(uint32(st.Rdev))
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		target, err := symlinkTarget(src.proc)
+		if err != nil {
+			return err
+		}
+		e.SymlnkTarget = proto.String(target)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return image.WriteFile(dir.File(ghostFileName(src.id)), image.GhostFile, e)
+	}
+	f, err := os.Open(src.proc)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	chunks := st.Size >= ghostChunksFrom
 	if chunks {
 		e.Chunks, e.Size = proto.Bool(true), proto.Uint64(uint64(st.Size))
@@ -188,6 +221,26 @@ func writeGhost(dir image.Dir, src ghostSource) error {
 		return err
 	}
 	return w.Close()
+}
+
+// symlinkTarget reads the symbolic link that /proc link at names (a
+// descriptor opened O_PATH|O_NOFOLLOW on it): opening the /proc link
+// O_PATH lands on the link itself, whose target readlinkat then reads.
+func symlinkTarget(at string) (string, error) {
+	fd, err := unix.Open(at, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", at, err)
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return "", fmt.Errorf("read the symbolic link: %w", err)
+	}
+	if n == len(buf) {
+		return "", fmt.Errorf("read the symbolic link: target longer than %d bytes", len(buf))
+	}
+	return string(buf[:n]), nil
 }
 
 // writeWhole writes the entry of a small file, then its bytes raw.
@@ -290,8 +343,22 @@ func readGhost(dir image.Dir, id uint32) (*Ghost, error) {
 	if err := r.Next(g.Entry); err != nil {
 		return nil, noEntry(err, p)
 	}
-	if m := g.Entry.GetMode(); m&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s: a ghost of mode %#o: only regular files are supported", p, m)
+	switch m := g.Entry.GetMode(); m & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR, unix.S_IFIFO:
+		return g, nil
+	case unix.S_IFCHR:
+		if g.Entry.Rdev == nil {
+			return nil, fmt.Errorf("%s: a device without rdev", p)
+		}
+		return g, nil
+	case unix.S_IFLNK:
+		if g.Entry.SymlnkTarget == nil {
+			return nil, fmt.Errorf("%s: a symbolic link without symlnk_target", p)
+		}
+		return g, nil
+	default:
+		return nil, fmt.Errorf("%s: a ghost of mode %#o: only regular files, directories, symbolic links, FIFOs and character devices are supported", p, m)
 	}
 	if !g.Entry.GetChunks() {
 		data, err := r.Rest()
@@ -326,6 +393,20 @@ func noEntry(err error, p string) error {
 // had, under a name of its own (CRIU's is PATH.cr.ID.ghost).
 func ghostPath(orig string, id uint32) string { return fmt.Sprintf("%s.amber.%x.ghost", orig, id) }
 
+// ghostOf is the ghost that file id is, if any.
+func (x *Extra) ghostOf(id uint32) *Ghost {
+	if x == nil {
+		return nil
+	}
+	return x.Ghosts[id]
+}
+
+// isSymlink tells a ghost symbolic link.
+func (g *Ghost) isSymlink() bool { return g.Entry.GetMode()&unix.S_IFMT == unix.S_IFLNK }
+
+// isDir tells a ghost directory.
+func (g *Ghost) isDir() bool { return g.Entry.GetMode()&unix.S_IFMT == unix.S_IFDIR }
+
 // ghostFiles lists the regular files of the images that are g, by id.
 func (p *fdPlanner) ghostFiles(g *Ghost) []*fdinfo.FileEntry {
 	var out []*fdinfo.FileEntry
@@ -343,17 +424,13 @@ func (p *fdPlanner) ghostFiles(g *Ghost) []*fdinfo.FileEntry {
 // e's descriptor.
 func (p *fdPlanner) makeGhost(e *fdinfo.FileEntry, g *Ghost) (int, error) {
 	orig := e.GetReg().GetName()
-	tmp := ghostPath(orig, g.ID)
-	if st, err := p.in.Stat(path.Dir(orig)); err != nil || !st.IsDir() {
-		return 0, fmt.Errorf("unlinked file %s (file id %d): its directory is gone since the dump", orig, e.GetId())
+	at, made, err := planGhostNode(p.b, p.in.Stat, orig, g)
+	if err != nil {
+		return 0, fmt.Errorf("unlinked file %s (file id %d): %w", orig, e.GetId(), err)
 	}
-	if _, err := p.in.Stat(tmp); err == nil {
-		return 0, fmt.Errorf("unlinked file %s (file id %d): %s exists, left by an earlier restore? Remove it", orig, e.GetId(), tmp)
-	}
-	p.fillGhost(tmp, g)
 	mine := -1
 	for _, o := range p.ghostFiles(g) {
-		fd := p.b.Open(fmt.Sprintf("unlinked file id %d", o.GetId()), tmp, int(o.GetReg().GetFlags()&reopenFlags), 0)
+		fd := p.b.Open(fmt.Sprintf("unlinked file id %d", o.GetId()), at, openFlags(o.GetReg()), 0)
 		if pos := o.GetReg().GetPos(); pos != 0 {
 			p.b.Call(fmt.Sprintf("seek unlinked %s to %d", orig, pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
 		}
@@ -363,15 +440,89 @@ func (p *fdPlanner) makeGhost(e *fdinfo.FileEntry, g *Ghost) (int, error) {
 		}
 		p.park(o.GetId(), p.b.MoveAbove(fd, p.safe))
 	}
-	p.ghostTimes(tmp, g)
-	p.b.Call("unlink "+tmp, unix.SYS_UNLINKAT, atFdcwd, p.b.String(tmp), 0)
+	planRemoveGhost(p.b, at, g, made)
 	return mine, nil
+}
+
+// planGhostNode plans creating ghost g, unlinked from orig, again: a
+// directory at orig itself if that is free (as CRIU does: the name shows
+// in /proc), anything else at ghostPath. Directories above it that are
+// gone too are made first; it returns where the ghost is and the
+// directories made for it, outermost first.
+func planGhostNode(b *plan.Builder, stat func(string) (os.FileInfo, error), orig string, g *Ghost) (string, []string, error) {
+	at := ghostPath(orig, g.ID)
+	if _, err := stat(orig); g.isDir() && err != nil {
+		at = orig
+	} else if _, err := stat(at); err == nil {
+		return "", nil, fmt.Errorf("%s exists, left by an earlier restore? Remove it", at)
+	}
+	made, err := missingDirs(stat, path.Dir(at))
+	if err != nil {
+		return "", nil, err
+	}
+	for _, d := range made {
+		b.Call("make the removed directory "+d, unix.SYS_MKDIRAT, atFdcwd, b.String(d), 0o700)
+	}
+	mode := uint64(g.Entry.GetMode() & 0o7777)
+	switch g.Entry.GetMode() & unix.S_IFMT {
+	case unix.S_IFDIR:
+		b.Call("make the removed directory "+at, unix.SYS_MKDIRAT, atFdcwd, b.String(at), mode)
+	case unix.S_IFIFO, unix.S_IFCHR:
+		b.Call(fmt.Sprintf("make the removed node %s (mode %#o)", at, g.Entry.GetMode()), unix.SYS_MKNODAT, atFdcwd,
+			b.String(at), uint64(g.Entry.GetMode()), uint64(g.Entry.GetRdev()))
+	case unix.S_IFLNK:
+		target := g.Entry.GetSymlnkTarget()
+		b.Call(fmt.Sprintf("make the removed symbolic link %s to %s", at, target), unix.SYS_SYMLINKAT,
+			b.String(target), atFdcwd, b.String(at))
+	default:
+		fillGhost(b, at, g)
+		return at, made, nil
+	}
+	b.Call("chown "+at, unix.SYS_FCHOWNAT, atFdcwd, b.String(at), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+	if !g.isSymlink() { // a symbolic link's mode is always 0777
+		b.Call("chmod "+at, unix.SYS_FCHMODAT, atFdcwd, b.String(at), mode)
+	}
+	return at, made, nil
+}
+
+// missingDirs lists dir and those above it that do not exist, outermost
+// first; a path on the way that is not a directory is an error.
+func missingDirs(stat func(string) (os.FileInfo, error), dir string) ([]string, error) {
+	var out []string
+	for d := dir; ; d = path.Dir(d) {
+		st, err := stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return nil, fmt.Errorf("%s is no longer a directory", d)
+			}
+			slices.Reverse(out)
+			return out, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) || d == "/" || d == "." {
+			return nil, fmt.Errorf("its directory %s: %w", d, err)
+		}
+		out = append(out, d)
+	}
+}
+
+// planRemoveGhost plans setting ghost g's times, removing it from at and
+// removing the directories made for it.
+func planRemoveGhost(b *plan.Builder, at string, g *Ghost, made []string) {
+	ghostTimes(b, at, g)
+	var flag uint64
+	if g.isDir() {
+		flag = unix.AT_REMOVEDIR
+	}
+	b.Call("unlink "+at, unix.SYS_UNLINKAT, atFdcwd, b.String(at), flag)
+	for _, d := range slices.Backward(made) {
+		b.Call("remove the made directory "+d, unix.SYS_UNLINKAT, atFdcwd, b.String(d), unix.AT_REMOVEDIR)
+	}
 }
 
 // fillGhost plans creating the ghost at tmp with its contents, owner and
 // mode.
-func (p *fdPlanner) fillGhost(tmp string, g *Ghost) {
-	b, mode := p.b, uint32(g.Entry.GetMode()&0o7777)
+func fillGhost(b *plan.Builder, tmp string, g *Ghost) {
+	mode := uint32(g.Entry.GetMode() & 0o7777)
 	w := b.Open("a ghost", tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, mode)
 	b.Call(fmt.Sprintf("size %s to %d", tmp, g.Size), unix.SYS_FTRUNCATE, uint64(w), g.Size)
 	for _, c := range g.Chunks {
@@ -386,7 +537,7 @@ func (p *fdPlanner) fillGhost(tmp string, g *Ghost) {
 }
 
 // ghostTimes plans setting the ghost's access and modification times.
-func (p *fdPlanner) ghostTimes(tmp string, g *Ghost) {
+func ghostTimes(b *plan.Builder, tmp string, g *Ghost) {
 	at, mt := g.Entry.GetAtim(), g.Entry.GetMtim()
 	if at == nil || mt == nil {
 		return
@@ -396,5 +547,5 @@ func (p *fdPlanner) ghostTimes(tmp string, g *Ghost) {
 		ts = binary.LittleEndian.AppendUint64(ts, t.GetTvSec())
 		ts = binary.LittleEndian.AppendUint64(ts, t.GetTvUsec()*1000)
 	}
-	p.b.Call("set the times of "+tmp, unix.SYS_UTIMENSAT, atFdcwd, p.b.String(tmp), p.b.Bytes(ts), 0)
+	b.Call("set the times of "+tmp, unix.SYS_UTIMENSAT, atFdcwd, b.String(tmp), b.Bytes(ts), unix.AT_SYMLINK_NOFOLLOW)
 }

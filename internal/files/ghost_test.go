@@ -2,9 +2,11 @@ package files
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/plan"
 	"amber/internal/proc"
 )
 
@@ -85,8 +88,9 @@ func TestPlanGhostErrors(t *testing.T) {
 	id := l.reg("/gone/f", unix.O_RDONLY, 0)
 	l.ghost(id, testGhost(1, 0))
 	l.fd(3, id, false)
-	if _, err := planFds(l); err == nil || !strings.Contains(err.Error(), "/gone/f") || !strings.Contains(err.Error(), "directory") {
-		t.Errorf("directory gone: %v", err)
+	l.withModes(map[string]fs.FileMode{"/": fs.ModeDir, "/gone": 0})
+	if _, err := planFds(l); err == nil || !strings.Contains(err.Error(), "/gone/f") || !strings.Contains(err.Error(), "/gone is no longer a directory") {
+		t.Errorf("directory now a file: %v", err)
 	}
 	l.withModes(map[string]fs.FileMode{"/gone": fs.ModeDir, "/gone/f.amber.1.ghost": 0})
 	if _, err := planFds(l); err == nil || !strings.Contains(err.Error(), "/gone/f.amber.1.ghost exists") {
@@ -188,5 +192,113 @@ func TestGhostStillLinked(t *testing.T) {
 	if _, err := d.addGhost(os.Getpid(), int(f.Fd()), odd+" (deleted)", proc.FdInfo{}, st, unix.O_RDONLY); err == nil ||
 		!strings.Contains(err.Error(), "linked elsewhere") {
 		t.Errorf("a file linked under another name: %v", err)
+	}
+}
+
+// kindGhost is a ghost of another kind than a regular file.
+func kindGhost(id uint32, mode uint32, set func(e *ghostfile.GhostFileEntry)) *Ghost {
+	g := testGhost(id, 0)
+	g.Entry.Mode = proto.Uint32(mode)
+	if set != nil {
+		set(g.Entry)
+	}
+	return g
+}
+
+// TestPlanGhostKinds plans a removed directory whose parent is gone too,
+// an unlinked symbolic link, character device and FIFO (two open files
+// of it): each is made again (its missing parent first), opened, and
+// removed with what was made for it.
+func TestPlanGhostKinds(t *testing.T) {
+	l := newLayout()
+	dir := l.reg("/w/top/sub", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	link := l.reg("/w/ln", unix.O_PATH|unix.O_NOFOLLOW, 0)
+	dev := l.reg("/w/null", unix.O_RDWR, 0)
+	ffR := l.fifoFile("/w/ff", 77, unix.O_RDONLY|unix.O_NONBLOCK)
+	ffW := l.fifoFile("/w/ff", 77, unix.O_WRONLY)
+	l.ghost(dir, kindGhost(1, unix.S_IFDIR|0o751, nil))
+	l.ghost(link, kindGhost(2, unix.S_IFLNK|0o777, func(e *ghostfile.GhostFileEntry) { e.SymlnkTarget = proto.String("../to") }))
+	l.ghost(dev, kindGhost(3, unix.S_IFCHR|0o620, func(e *ghostfile.GhostFileEntry) { e.Rdev = proto.Uint32(0x103) }))
+	fifo := kindGhost(4, unix.S_IFIFO|0o640, nil)
+	l.ghost(l.in.Files[ffR].GetFifo().GetRegfId(), fifo)
+	l.ghost(l.in.Files[ffW].GetFifo().GetRegfId(), fifo)
+	l.fd(3, dir, false).fd(4, link, false).fd(5, dev, false).fd(6, ffR, false).fd(7, ffW, false)
+	l.withModes(map[string]fs.FileMode{"/w": fs.ModeDir})
+	p, err := planFds(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range p.prog.Calls[:p.fdsEnd] {
+		name := plan.SyscallName(c.Nr)
+		switch c.Nr {
+		case unix.SYS_MKDIRAT, unix.SYS_MKNODAT, unix.SYS_UNLINKAT, unix.SYS_FCHMODAT:
+			got = append(got, fmt.Sprintf("%s %s %#o", name, cString(t, p.prog, c.Args[1]), c.Args[2]))
+		case unix.SYS_OPENAT:
+			got = append(got, fmt.Sprintf("%s %s %#o", name, cString(t, p.prog, c.Args[1]), c.Args[2]))
+		case unix.SYS_SYMLINKAT:
+			got = append(got, fmt.Sprintf("symlinkat %s %s", cString(t, p.prog, c.Args[0]), cString(t, p.prog, c.Args[2])))
+		}
+	}
+	want := []string{
+		"mkdirat /w/top 0700", "mkdirat /w/top/sub 0751", "fchmodat /w/top/sub 0751",
+		fmt.Sprintf("openat /w/top/sub %#o", unix.O_RDONLY|unix.O_DIRECTORY),
+		"unlinkat /w/top/sub 01000", "unlinkat /w/top 01000",
+		"symlinkat ../to /w/ln.amber.2.ghost",
+		fmt.Sprintf("openat /w/ln.amber.2.ghost %#o", unix.O_PATH|unix.O_NOFOLLOW),
+		"unlinkat /w/ln.amber.2.ghost 0",
+		fmt.Sprintf("mknodat /w/null.amber.3.ghost %#o", unix.S_IFCHR|0o620), "fchmodat /w/null.amber.3.ghost 0620",
+		fmt.Sprintf("openat /w/null.amber.3.ghost %#o", unix.O_RDWR), "unlinkat /w/null.amber.3.ghost 0",
+		fmt.Sprintf("mknodat /w/ff.amber.4.ghost %#o", unix.S_IFIFO|0o640), "fchmodat /w/ff.amber.4.ghost 0640",
+		fmt.Sprintf("openat /w/ff.amber.4.ghost %#o", unix.O_RDWR|unix.O_NONBLOCK),
+		fmt.Sprintf("openat /w/ff.amber.4.ghost %#o", unix.O_RDONLY|unix.O_NONBLOCK),
+		fmt.Sprintf("openat /w/ff.amber.4.ghost %#o", unix.O_WRONLY),
+		"unlinkat /w/ff.amber.4.ghost 0",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestPlanFSGhostCwd plans a removed working directory: entered through
+// the task's descriptor of it when it holds one, else made again, entered
+// and removed.
+func TestPlanFSGhostCwd(t *testing.T) {
+	l := newLayout()
+	root := l.reg("/", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	cwd := l.reg("/w/gone", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	open := l.reg("/w/gone", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	g := kindGhost(1, unix.S_IFDIR|0o700, nil)
+	l.ghost(cwd, g)
+	l.ghost(open, g)
+	l.withModes(map[string]fs.FileMode{"/w": fs.ModeDir})
+	in := FSInput{Entry: fsEntry(cwd, root, nil), Files: l.in.Files, Extra: l.in.Extra, Stat: l.in.Stat}
+	for _, c := range []struct {
+		held map[uint32]int
+		want []string
+	}{
+		{map[uint32]int{open: 7}, []string{"fchdir 7"}},
+		{nil, []string{"mkdirat /w/gone", "fchownat /w/gone", "fchmodat /w/gone", "chdir /w/gone", "utimensat /w/gone", "unlinkat /w/gone"}},
+	} {
+		in.Held = c.held
+		b := plan.NewBuilder(testBase, 0)
+		if err := PlanFS(b, in); err != nil {
+			t.Fatal(err)
+		}
+		p := b.Finish()
+		var got []string
+		for _, call := range p.Calls {
+			switch call.Nr {
+			case unix.SYS_FCHDIR:
+				got = append(got, fmt.Sprintf("fchdir %d", call.Args[0]))
+			case unix.SYS_CHDIR:
+				got = append(got, "chdir "+cString(t, p, call.Args[0]))
+			default:
+				got = append(got, plan.SyscallName(call.Nr)+" "+cString(t, p, call.Args[1]))
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("held %v: calls %q, want %q", c.held, got, c.want)
+		}
 	}
 }

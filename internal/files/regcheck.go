@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
@@ -35,6 +36,8 @@ const mtimesName = "amber-mtimes.txt"
 type FileCheck struct {
 	// Stat looks files up as they are now (os.Stat outside tests).
 	Stat func(path string) (os.FileInfo, error)
+	// Lstat looks up symbolic links themselves (nil: os.Lstat).
+	Lstat func(path string) (os.FileInfo, error)
 	// Mtimes are the dumped modification times by file id; nil for a
 	// dump without amber-mtimes.txt.
 	Mtimes map[uint32]time.Time
@@ -48,7 +51,14 @@ type FileCheck struct {
 // dumped size and modification time.
 func (c FileCheck) Reg(e *fdinfo.FileEntry) error {
 	name := e.GetReg().GetName()
-	st, err := c.Stat(name)
+	stat := c.Stat
+	if isSymlink(e.GetReg()) {
+		stat = c.Lstat
+		if stat == nil {
+			stat = os.Lstat
+		}
+	}
+	st, err := stat(name)
 	if err != nil {
 		return fmt.Errorf("file %s (id %d) is gone since the dump: %w", name, e.GetId(), err)
 	}
@@ -72,6 +82,12 @@ func (c FileCheck) Reg(e *fdinfo.FileEntry) error {
 			name, e.GetId(), got.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// isSymlink tells a symbolic link opened itself (O_PATH|O_NOFOLLOW):
+// the check must not follow it, its target may be anything.
+func isSymlink(reg *regfile.RegFileEntry) bool {
+	return reg.GetMode()&unix.S_IFMT == unix.S_IFLNK
 }
 
 // grewForWriting reports a file that only grew since the dump while the

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
@@ -52,6 +53,9 @@ type RestoreInput struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established); without it they are refused.
 	TCPEstablished bool
+	// TreePid tells the PIDs and TIDs of the restored tree (nil: none):
+	// files under /proc/PID of those are opened late (LateFile).
+	TreePid func(pid int) bool
 	// Lone reports that no other descriptor table of the tree has the
 	// file: a copy the task parked of it is closed as soon as it is at
 	// its number, instead of at the end (nil: every file may be shared).
@@ -76,12 +80,15 @@ type Restored struct {
 	// owned are the descriptors whose files have an owner, a signal or
 	// O_ASYNC to set again (PlanOwners).
 	owned []ownedFd
+	// Late are the files under /proc/PID of a task of the tree, opened
+	// only once every task exists (PlanLate).
+	Late []LateFile
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation
 // and truncation flags must never be replayed.
 const reopenFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT |
-	unix.O_NOATIME | unix.O_SYNC | unix.O_DSYNC | unix.O_DIRECTORY | unix.O_PATH | unix.O_LARGEFILE
+	unix.O_NOATIME | unix.O_SYNC | unix.O_DSYNC | unix.O_DIRECTORY | unix.O_PATH | unix.O_LARGEFILE | unix.O_NOFOLLOW
 
 // CheckReg verifies that a regular file is still what was dumped: it
 // exists and, for a regular file, has the same size.
@@ -201,6 +208,9 @@ func (p *fdPlanner) place(f *fdinfo.FdinfoEntry) error {
 		p.unpark(id, fd)
 		return nil
 	}
+	if p.placeLate(f) {
+		return nil
+	}
 	fd, err := p.make(id)
 	if err != nil {
 		return err
@@ -293,11 +303,24 @@ func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error
 	if err := in.fileCheck().Reg(e); err != nil {
 		return 0, err
 	}
-	fd := b.Open("file id "+fmt.Sprint(e.GetId()), reg.GetName(), int(reg.GetFlags()&reopenFlags), 0)
+	fd := b.Open("file id "+fmt.Sprint(e.GetId()), reg.GetName(), openFlags(reg), 0)
 	if pos := reg.GetPos(); pos != 0 {
 		b.Call(fmt.Sprintf("seek %s to %d", reg.GetName(), pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
 	}
 	return fd, nil
+}
+
+// openFlags are the flags to open reg again with. A file made with
+// O_TMPFILE keeps __O_TMPFILE and O_DIRECTORY (part of O_TMPFILE) in its
+// flags although it is a regular file: reopening it with O_DIRECTORY
+// would fail with ENOTDIR, so that bit is dropped from whatever is not
+// a directory.
+func openFlags(reg *regfile.RegFileEntry) int {
+	flags := reg.GetFlags() & reopenFlags
+	if reg.Mode != nil && reg.GetMode()&unix.S_IFMT != unix.S_IFDIR {
+		flags &^= unix.O_DIRECTORY
+	}
+	return int(flags)
 }
 
 func isTerminalPath(p string) bool {

@@ -924,7 +924,7 @@ func TestPlanFS(t *testing.T) {
 			l := newLayout()
 			rootID, cwdID := l.reg(c.root, unix.O_RDONLY|unix.O_DIRECTORY, 0), l.reg(c.cwd, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 			b := plan.NewBuilder(testBase, 0)
-			if err := PlanFS(b, fsEntry(cwdID, rootID, c.umask), l.in.Files); err != nil {
+			if err := PlanFS(b, FSInput{Entry: fsEntry(cwdID, rootID, c.umask), Files: l.in.Files}); err != nil {
 				t.Fatal(err)
 			}
 			p := b.Finish()
@@ -950,7 +950,7 @@ func TestPlanFSChrootCwd(t *testing.T) {
 	l := newLayout()
 	rootID, cwdID := l.reg("/srv/jail", unix.O_RDONLY, 0), l.reg("/srv/jail/tmp", unix.O_RDONLY, 0)
 	b := plan.NewBuilder(testBase, 0)
-	if err := PlanFS(b, fsEntry(cwdID, rootID, nil), l.in.Files); err != nil {
+	if err := PlanFS(b, FSInput{Entry: fsEntry(cwdID, rootID, nil), Files: l.in.Files}); err != nil {
 		t.Fatal(err)
 	}
 	p := b.Finish()
@@ -980,7 +980,7 @@ func TestPlanFSErrors(t *testing.T) {
 		{"no cwd", 99, dir, "fs cwd"},
 		{"cwd is a pipe", pipeID, dir, "fs cwd"},
 	} {
-		err := PlanFS(plan.NewBuilder(testBase, 0), fsEntry(c.cwd, c.root, nil), l.in.Files)
+		err := PlanFS(plan.NewBuilder(testBase, 0), FSInput{Entry: fsEntry(c.cwd, c.root, nil), Files: l.in.Files})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one naming %q", c.name, err, c.want)
 		}

@@ -43,6 +43,8 @@ type host struct {
 	tcpEstablished bool
 	// oomFloor is the lowest OOM score adjustment a new task may set.
 	oomFloor int32
+	// treePids are the PIDs and TIDs of the restored tree.
+	treePids map[int]bool
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -163,6 +165,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
+	files.PlanLate(b, p.fds)
 	if p.fds != nil {
 		files.PlanOwners(b, p.fds)
 		files.ClosePlan(b, p.fds)
@@ -207,6 +210,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
+			TreePid: func(pid int) bool { return h.treePids[pid] },
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit
@@ -221,7 +225,11 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 	if o.shareFS {
 		return nil
 	}
-	return files.PlanFS(b, t.fs, t.files)
+	in := files.FSInput{Entry: t.fs, Files: t.files, Extra: t.extra, Stat: h.stat}
+	if p.fds != nil {
+		in.Held = p.fds.Held
+	}
+	return files.PlanFS(b, in)
 }
 
 // descriptorsOf lists the descriptors a process has after its files are
@@ -231,6 +239,9 @@ func descriptorsOf(t *taskImages, r *files.Restored, memfds *files.Memfds) map[i
 	out := map[int]uint32{}
 	for _, f := range t.fds {
 		out[int(f.GetFd())] = f.GetId()
+		if r.IsLate(int(f.GetFd())) { // a placeholder when children fork
+			out[int(f.GetFd())] = 0
+		}
 	}
 	for fd, id := range r.Parked {
 		out[fd] = id

@@ -134,6 +134,7 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		h.stat = tree.stat
 	}
 	h.lone = tree.loneFiles()
+	h.treePids = tree.pids()
 	if h.ttys, err = openTerminals(tree, opts); err != nil {
 		return err
 	}

@@ -1,0 +1,99 @@
+package files
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"golang.org/x/sys/unix"
+
+	"amber/internal/plan"
+)
+
+// Files under /proc/PID of a task of the dumped tree (a parent holding
+// /proc/CHILD/stat, say) cannot be opened when their task's descriptors
+// are restored: a task's files are made before its children are forked,
+// and a thread's /proc entry is there only once it is cloned. CRIU opens
+// them once the whole tree exists; amber too: such a file is opened in
+// the task's final section, which runs when every task of the tree is in
+// place, and its number holds a placeholder until then. It is not checked
+// against the dump either: a /proc file's size says nothing.
+
+// LateFile is a descriptor opened in the task's final section.
+type LateFile struct {
+	Fd      int
+	Cloexec bool
+	Entry   *fdinfo.FileEntry
+	// Dup is an earlier LateFile's descriptor of the same file to
+	// duplicate, or -1.
+	Dup int
+}
+
+// treeProcPid is the PID of a task of the tree that path is under
+// (/proc/PID or /proc/PID/...), or 0.
+func treeProcPid(path string, inTree func(pid int) bool) int {
+	rest, ok := strings.CutPrefix(path, "/proc/")
+	if !ok || inTree == nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(rest, "/")
+	pid, err := strconv.Atoi(first)
+	if err != nil || pid <= 0 || !inTree(pid) {
+		return 0
+	}
+	return pid
+}
+
+// placeLate keeps target free for file e, a file under /proc/PID of the
+// tree, to be opened in the final section; it tells whether e is one.
+func (p *fdPlanner) placeLate(f *fdinfo.FdinfoEntry) bool {
+	e, ok := p.in.Files[f.GetId()]
+	if !ok || e.GetType() != fdinfo.FdTypes_REG || treeProcPid(e.GetReg().GetName(), p.in.TreePid) == 0 {
+		return false
+	}
+	l := LateFile{Fd: int(f.GetFd()), Cloexec: f.GetFlags()&unix.FD_CLOEXEC != 0, Entry: e, Dup: -1}
+	for _, o := range p.table.Late {
+		if o.Entry.GetId() == e.GetId() && o.Dup < 0 {
+			l.Dup = o.Fd
+			break
+		}
+	}
+	// The number must be taken for real: later calls get the lowest free
+	// descriptor, as the plan predicts them.
+	fd := p.b.Open("a placeholder until the tree exists", "/", unix.O_PATH|unix.O_CLOEXEC, 0)
+	p.b.Move(fd, l.Fd, false)
+	p.table.Late = append(p.table.Late, l)
+	return true
+}
+
+// PlanLate plans opening the late files of t (nil: none) at their
+// numbers, in the final section.
+func PlanLate(b *plan.Builder, t *Restored) {
+	if t == nil {
+		return
+	}
+	for _, l := range t.Late {
+		if l.Dup >= 0 {
+			b.Call(fmt.Sprintf("dup fd %d to %d (another descriptor of the same file)", l.Dup, l.Fd), unix.SYS_DUP3,
+				uint64(l.Dup), uint64(l.Fd), cloexecFlag(l.Cloexec))
+			continue
+		}
+		reg := l.Entry.GetReg()
+		fd := b.Open(fmt.Sprintf("file id %d, of a task of the tree", l.Entry.GetId()), reg.GetName(), openFlags(reg), 0)
+		if pos := reg.GetPos(); pos != 0 {
+			b.Call(fmt.Sprintf("seek %s to %d", reg.GetName(), pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
+		}
+		b.Move(fd, l.Fd, l.Cloexec)
+	}
+}
+
+// IsLate tells a descriptor that t opens only in its final section.
+func (t *Restored) IsLate(fd int) bool {
+	for _, l := range t.Late {
+		if l.Fd == fd {
+			return true
+		}
+	}
+	return false
+}

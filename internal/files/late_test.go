@@ -1,0 +1,71 @@
+package files
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/plan"
+)
+
+func TestTreeProcPid(t *testing.T) {
+	tree := func(pid int) bool { return pid == 42 || pid == 43 }
+	for path, want := range map[string]int{
+		"/proc/42/stat": 42, "/proc/43": 43, "/proc/44/stat": 0, "/proc/self/stat": 0,
+		"/proc/42x/stat": 0, "/tmp/proc/42/stat": 0, "/proc/sys/fs/nr_open": 0,
+	} {
+		if got := treeProcPid(path, tree); got != want {
+			t.Errorf("%s: pid %d, want %d", path, got, want)
+		}
+	}
+	if got := treeProcPid("/proc/42/stat", nil); got != 0 {
+		t.Errorf("no tree: pid %d, want 0", got)
+	}
+}
+
+// A file under /proc/PID of the tree, which need not exist at planning,
+// holds a placeholder at its number in the main plan, and is opened and
+// put there (its dup too) by PlanLate; other files are planned as ever.
+func TestPlanLate(t *testing.T) {
+	l := newLayout()
+	stat := l.reg("/proc/42/stat", unix.O_RDONLY, 5)
+	delete(l.sizes, "/proc/42/stat") // the child is not there yet
+	log := l.reg("/var/log", unix.O_WRONLY, 0)
+	l.fd(3, stat, false).fd(4, log, false).fd(6, stat, true)
+	l.in.TreePid = func(pid int) bool { return pid == 42 }
+	b := plan.NewBuilder(testBase, 0)
+	r, err := PlanFds(b, l.in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, held := r.Held[stat]; held || !r.IsLate(3) || !r.IsLate(6) || r.IsLate(4) {
+		t.Fatalf("late files %+v, held %v: want fds 3 and 6 late and not held", r.Late, r.Held)
+	}
+	main := b.Len()
+	PlanLate(b, r)
+	p := b.Finish()
+	var opened []string
+	for _, c := range p.Calls[:main] {
+		if c.Nr == unix.SYS_OPENAT {
+			opened = append(opened, cString(t, p, c.Args[1]))
+		}
+	}
+	if !slices.Equal(opened, []string{"/", "/var/log", "/"}) {
+		t.Errorf("main plan opens %q, want placeholders at 3 and 6 and /var/log", opened)
+	}
+	var late []string
+	for _, c := range p.Calls[main:] {
+		switch c.Nr {
+		case unix.SYS_OPENAT:
+			late = append(late, "open "+cString(t, p, c.Args[1]))
+		case unix.SYS_LSEEK, unix.SYS_DUP3:
+			late = append(late, fmt.Sprintf("%s %d %d", plan.SyscallName(c.Nr), c.Args[0], c.Args[1]))
+		}
+	}
+	want := []string{"open /proc/42/stat", "lseek 0 5", "dup3 0 3", "dup3 3 6"}
+	if !slices.Equal(late, want) {
+		t.Errorf("late plan %q, want %q", late, want)
+	}
+}
