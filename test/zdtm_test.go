@@ -81,6 +81,7 @@ var programs = []program{
 	{name: "pipe_reopen00"},
 	{name: "tcp_listen00"},
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
+	{name: "tcp_buffers00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},
 	{name: "caps00"},

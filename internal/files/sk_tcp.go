@@ -607,9 +607,21 @@ func (c *restoredConn) leaveRepair() error {
 const unsentTimeout = 10 * time.Second
 
 // sendUnsent writes the bytes of the send queue that were never sent,
-// as the task had written them.
+// as the task had written them. The send buffer grows for the time of
+// the write: the sent bytes, queued again in repair mode, may take more
+// of it than they did in the dumped socket, and nothing frees any before
+// the tasks run (the peer's receive queue may be full, and its reader
+// stopped), so that at the dumped size the last bytes could never be
+// written. Its size and locks are given back afterwards.
 func (c *restoredConn) sendUnsent() error {
 	unsent := c.st.Out[len(c.st.Out)-int(c.st.Entry.GetUnsqLen()):]
+	if len(unsent) == 0 {
+		return nil
+	}
+	restore, err := growSendBuffer(c.s)
+	if err != nil {
+		return c.errorf("%w", err)
+	}
 	deadline := time.Now().Add(unsentTimeout)
 	for len(unsent) > 0 {
 		n, err := unix.SendmsgN(c.s, unsent, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
@@ -623,5 +635,37 @@ func (c *restoredConn) sendUnsent() error {
 			unsent = unsent[n:]
 		}
 	}
+	if err := restore(); err != nil {
+		return c.errorf("%w", err)
+	}
 	return nil
+}
+
+// growSendBuffer makes socket s's send buffer as large as can be, and
+// returns how to give back its size and its SO_BUF_LOCK (which
+// SO_SNDBUFFORCE sets).
+func growSendBuffer(s int) (func() error, error) {
+	size, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	if err != nil {
+		return nil, fmt.Errorf("getsockopt SO_SNDBUF: %w", err)
+	}
+	// SO_BUF_LOCK is Linux 5.14's: before it, SO_SNDBUFFORCE locks the
+	// size as the plan's did.
+	lock, lockErr := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BUF_LOCK)
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxSockBuf); err != nil {
+		return nil, fmt.Errorf("grow the send buffer to write the bytes never sent: %w", err)
+	}
+	return func() error {
+		// The kernel doubles what it is given: size is the doubled one.
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size/2); err != nil {
+			return fmt.Errorf("give the send buffer its size %d back: %w", size, err)
+		}
+		if lockErr != nil {
+			return nil
+		}
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BUF_LOCK, lock); err != nil {
+			return fmt.Errorf("give SO_BUF_LOCK %#x back: %w", lock, err)
+		}
+		return nil
+	}, nil
 }
