@@ -17,7 +17,9 @@ import (
 )
 
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
-// through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+).
+// through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+); those in
+// CLOSE_WAIT too, made established and handed their peer's FIN again
+// (sk_tcp_fin.go).
 //
 // Dump: amber takes a copy of the socket (pidfd_getfd), makes the socket
 // drop every segment that arrives from now on (a one-instruction classic
@@ -149,7 +151,7 @@ func readTCPStream(s int) (*TCPStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ti.state != tcpEstablished {
+	if ti.state != tcpEstablished && ti.state != tcpCloseWait {
 		return nil, fmt.Errorf("TCP state %s in repair mode: not supported yet", tcpStateName(uint32(ti.state)))
 	}
 	e := &tcpstream.TcpStreamEntry{OptMask: proto.Uint32(uint32(ti.options)), SndWscale: proto.Uint32(0)}
@@ -385,7 +387,7 @@ func (m *inetMaker) repair() error {
 	if err := m.bind(); err != nil {
 		return err
 	}
-	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-e.GetInqLen(), "receive")
+	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-m.finIn()-e.GetInqLen(), "receive")
 	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-e.GetOutqLen(), "send")
 	sa, err := inetSockaddr(m.k.e.GetFamily(), m.k.dst, "")
 	if err != nil {
@@ -398,6 +400,16 @@ func (m *inetMaker) repair() error {
 	m.window(e)
 	m.p.table.TCPRepair = append(m.p.table.TCPRepair, m.id)
 	return nil
+}
+
+// finIn is 1 if the connection had received its peer's FIN, which
+// counts in the dumped receive sequence and window but is handed to the
+// restored connection only by EndTCPRepair (sk_tcp_fin.go), else 0.
+func (m *inetMaker) finIn() uint32 {
+	if finReceived(m.k.e.GetState()) {
+		return 1
+	}
+	return 0
 }
 
 // setQueueSeq plans setting the first sequence number of queue q.
@@ -470,7 +482,8 @@ func (m *inetMaker) window(e *tcpstream.TcpStreamEntry) {
 		return
 	}
 	var w []byte
-	for _, v := range []uint32{e.GetSndWl1(), e.GetSndWnd(), e.GetMaxWindow(), e.GetRcvWnd(), e.GetRcvWup()} {
+	fin := m.finIn()
+	for _, v := range []uint32{e.GetSndWl1(), e.GetSndWnd(), e.GetMaxWindow(), e.GetRcvWnd() + fin, e.GetRcvWup() - fin} {
 		w = binary.LittleEndian.AppendUint32(w, v)
 	}
 	b := m.p.b
@@ -514,6 +527,14 @@ func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
 		conns = append(conns, c)
 		if err := c.checkQueues(); err != nil {
 			return c.errorf("%w", err)
+		}
+	}
+	for _, c := range conns {
+		if !finReceived(c.k.e.GetState()) {
+			continue
+		}
+		if err := c.receiveFIN(); err != nil {
+			return err
 		}
 	}
 	for _, c := range conns {
