@@ -83,6 +83,7 @@ var programs = []program{
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "tcp_buffers00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "tcp_close_wait00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
+	{name: "tcp_half_closed00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},
 	{name: "caps00"},

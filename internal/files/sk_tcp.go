@@ -58,10 +58,11 @@ import (
 // queue that was sent as sent, unacknowledged data) and its windows. It
 // stays in repair mode until every task is restored, so that no segment
 // leaves before the peer, if it is in the tree too, exists again. Then
-// amber (EndTCPRepair) checks each queue, turns repair mode off (the
-// kernel sends a window probe and the connection resumes), gives back
-// SO_REUSEADDR, which leaving repair mode clears, and writes the part of
-// the send queue that was never sent, as the task had written it.
+// amber (EndTCPRepair) checks each queue, writes the part of the send
+// queue that was never sent, as the task had written it, replays the
+// FINs of a half-closed connection (sk_tcp_fin.go), turns repair mode
+// off (the kernel sends a window probe and the connection resumes) and
+// gives back SO_REUSEADDR, which leaving repair mode clears.
 
 // TCPStream is tcp-stream-INO.img: one connection's state and the bytes
 // in its queues.
@@ -151,11 +152,11 @@ func readTCPStream(s int) (*TCPStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ti.state != tcpEstablished && ti.state != tcpCloseWait {
+	if !repairable(uint32(ti.state)) {
 		return nil, fmt.Errorf("TCP state %s in repair mode: not supported yet", tcpStateName(uint32(ti.state)))
 	}
 	e := &tcpstream.TcpStreamEntry{OptMask: proto.Uint32(uint32(ti.options)), SndWscale: proto.Uint32(0)}
-	if err := readQueueLengths(s, e); err != nil {
+	if err := readQueueLengths(s, e, uint32(ti.state)); err != nil {
 		return nil, err
 	}
 	if err := readHandshakeOptions(s, ti, e); err != nil {
@@ -178,8 +179,8 @@ func readTCPStream(s int) (*TCPStream, error) {
 }
 
 // readQueueLengths reads how many bytes each queue holds and how many of
-// the send queue's were never sent.
-func readQueueLengths(s int, e *tcpstream.TcpStreamEntry) error {
+// the send queue's were never sent: a FIN queued (in state) is no byte.
+func readQueueLengths(s int, e *tcpstream.TcpStreamEntry, state uint32) error {
 	for _, q := range []struct {
 		req  uint
 		name string
@@ -190,6 +191,13 @@ func readQueueLengths(s int, e *tcpstream.TcpStreamEntry) error {
 			return fmt.Errorf("%s: %w", q.name, err)
 		}
 		*q.set = proto.Uint32(uint32(n))
+	}
+	if finOut(state) == 1 {
+		for _, n := range []**uint32{&e.OutqLen, &e.UnsqLen} {
+			if **n > 0 {
+				*n = proto.Uint32(**n - 1)
+			}
+		}
 	}
 	return nil
 }
@@ -388,7 +396,7 @@ func (m *inetMaker) repair() error {
 		return err
 	}
 	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-m.finIn()-e.GetInqLen(), "receive")
-	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-e.GetOutqLen(), "send")
+	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-finOut(m.k.e.GetState())-e.GetOutqLen(), "send")
 	sa, err := inetSockaddr(m.k.e.GetFamily(), m.k.dst, "")
 	if err != nil {
 		return err
@@ -508,9 +516,9 @@ func (r *Restored) Repaired(pid int) []TCPRepaired {
 }
 
 // EndTCPRepair lets the restored connections go, once every task is in
-// place: it checks that each one's queues hold what the dump saw, turns
-// repair mode off on all, gives SO_REUSEADDR back and writes the bytes
-// that were never sent. amber does it through a copy of each socket
+// place: it checks that each one's queues hold what the dump saw, writes
+// the bytes that were never sent, replays the FINs of the half-closed
+// ones, then turns repair mode off on all and gives SO_REUSEADDR back. amber does it through a copy of each socket
 // (pidfd_getfd), as root: a task may have dropped its privileges by now.
 func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
 	var conns []*restoredConn
@@ -530,20 +538,15 @@ func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
 		}
 	}
 	for _, c := range conns {
-		if !finReceived(c.k.e.GetState()) {
-			continue
+		if err := c.sendUnsent(); err != nil {
+			return err
 		}
-		if err := c.receiveFIN(); err != nil {
+		if err := c.replayFINs(); err != nil {
 			return err
 		}
 	}
 	for _, c := range conns {
 		if err := c.leaveRepair(); err != nil {
-			return err
-		}
-	}
-	for _, c := range conns {
-		if err := c.sendUnsent(); err != nil {
 			return err
 		}
 	}
@@ -597,7 +600,7 @@ func (c *restoredConn) checkQueues() error {
 	if err != nil {
 		return fmt.Errorf("end of its send queue: %w", err)
 	}
-	if want := e.GetOutqSeq() - e.GetUnsqLen(); uint32(end) != want {
+	if want := e.GetOutqSeq() - finOut(c.k.e.GetState()) - e.GetUnsqLen(); uint32(end) != want {
 		return fmt.Errorf("its send queue ends at sequence %d after restore, want %d: %d bytes missing",
 			uint32(end), want, int32(want-uint32(end)))
 	}
@@ -628,7 +631,10 @@ func (c *restoredConn) leaveRepair() error {
 const unsentTimeout = 10 * time.Second
 
 // sendUnsent writes the bytes of the send queue that were never sent,
-// as the task had written them. The send buffer grows for the time of
+// as the task had written them: out of repair mode, which queues only
+// bytes that count as sent, and back in it, for its FIN to follow them
+// (replayFINs). Leaving repair mode that way sends no window probe: the
+// connection sends what its peer's window lets it. The send buffer grows for the time of
 // the write: the sent bytes, queued again in repair mode, may take more
 // of it than they did in the dumped socket, and nothing frees any before
 // the tasks run (the peer's receive queue may be full, and its reader
@@ -642,6 +648,9 @@ func (c *restoredConn) sendUnsent() error {
 	restore, err := growSendBuffer(c.s)
 	if err != nil {
 		return c.errorf("%w", err)
+	}
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP); err != nil {
+		return c.errorf("turn repair mode off to write the bytes never sent: %w", err)
 	}
 	deadline := time.Now().Add(unsentTimeout)
 	for len(unsent) > 0 {
@@ -658,6 +667,9 @@ func (c *restoredConn) sendUnsent() error {
 	}
 	if err := restore(); err != nil {
 		return c.errorf("%w", err)
+	}
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
+		return c.errorf("turn repair mode on again after writing the bytes never sent: %w", err)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func TestFINPacket(t *testing.T) {
 		{"[::ffff:127.0.0.1]:8880", "[::ffff:10.1.2.3]:39814", true, 20},
 	} {
 		src, dst := netip.MustParseAddrPort(tc.src), netip.MustParseAddrPort(tc.dst)
-		pkt, v4 := finPacket(src, dst, 0xfffffff0, 12345, 512)
+		pkt, v4 := finPacket(src, dst, 0xfffffff0, 12345, tcpFlagFIN|tcpFlagACK, 512)
 		if v4 != tc.v4 || len(pkt) != tc.hdr+20 {
 			t.Fatalf("%v -> %v: IPv4 %v, %d bytes; want %v, %d", src, dst, v4, len(pkt), tc.v4, tc.hdr+20)
 		}
