@@ -275,7 +275,12 @@ func (d *Dumper) checkInet(k *inetSock) error {
 			return fmt.Errorf("%d connections wait to be accepted: not supported (criu refuses them too without --tcp-skip-in-flight)", k.pending)
 		}
 		return nil
-	case tcpEstablished:
+	case tcpFinWait1, tcpFinWait2, tcpLastAck, tcpClosing:
+		if !d.opts.TCPEstablished {
+			return fmt.Errorf("a TCP connection: dump with --tcp-established")
+		}
+		return nil
+	case tcpEstablished, tcpCloseWait:
 		if k.proto == unix.IPPROTO_TCP && !d.opts.TCPEstablished {
 			return fmt.Errorf("an established TCP connection: dump with --tcp-established")
 		}
@@ -284,7 +289,7 @@ func (d *Dumper) checkInet(k *inetSock) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("TCP state %s: not supported yet (only listening, closed and established sockets)", tcpStateName(k.state))
+	return fmt.Errorf("TCP state %s: not supported yet (only listening, closed, established and half-closed sockets)", tcpStateName(k.state))
 }
 
 // warnDroppedDatagrams warns that the datagrams queued on a UDP socket
@@ -428,9 +433,9 @@ func (k *inetImage) check() error {
 		return fmt.Errorf("%v: type %d protocol %d: only TCP and UDP sockets are supported", k, typ, pr)
 	case st == tcpListen && pr != unix.IPPROTO_TCP:
 		return fmt.Errorf("%v: listening, but not TCP", k)
-	case k.tcpConnection() && st != tcpEstablished:
+	case k.tcpConnection() && !repairable(st):
 		return fmt.Errorf("%v: TCP state %s: not supported yet", k, tcpStateName(st))
-	case st != tcpClose && st != tcpListen && st != tcpEstablished:
+	case st != tcpClose && st != tcpListen && !repairable(st):
 		return fmt.Errorf("%v: state %s: not supported", k, tcpStateName(st))
 	}
 	return nil

@@ -46,7 +46,7 @@ func (d *Dumper) inetSockets() *inetDump {
 // or, if it does not know the socket, from poll (POLLRDHUP is a receive
 // shutdown, POLLHUP both directions). Only a connected socket's counts.
 func (d *Dumper) readShutdown(s int, k *inetSock) error {
-	if k.state != tcpEstablished {
+	if !repairable(k.state) {
 		return nil
 	}
 	in := d.inetSockets()

@@ -85,7 +85,11 @@ func TestCheckInet(t *testing.T) {
 	}{
 		{conn(tcpEstablished), false, "--tcp-established"},
 		{conn(tcpEstablished), true, ""},
-		{conn(tcpCloseWait), true, "CLOSE_WAIT"},
+		{conn(tcpCloseWait), true, ""},
+		{conn(tcpCloseWait), false, "--tcp-established"},
+		{conn(tcpFinWait2), true, ""},
+		{conn(tcpFinWait1), false, "--tcp-established"},
+		{conn(tcpTimeWait), true, "TIME_WAIT"},
 		{conn(tcpSynSent), true, "SYN_SENT"},
 		{halfClosed, true, "shut down for writing"},
 		{listener, false, "wait to be accepted"},

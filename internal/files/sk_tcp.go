@@ -17,7 +17,9 @@ import (
 )
 
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
-// through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+).
+// through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+); those in
+// CLOSE_WAIT too, made established and handed their peer's FIN again
+// (sk_tcp_fin.go).
 //
 // Dump: amber takes a copy of the socket (pidfd_getfd), makes the socket
 // drop every segment that arrives from now on (a one-instruction classic
@@ -56,10 +58,11 @@ import (
 // queue that was sent as sent, unacknowledged data) and its windows. It
 // stays in repair mode until every task is restored, so that no segment
 // leaves before the peer, if it is in the tree too, exists again. Then
-// amber (EndTCPRepair) checks each queue, turns repair mode off (the
-// kernel sends a window probe and the connection resumes), gives back
-// SO_REUSEADDR, which leaving repair mode clears, and writes the part of
-// the send queue that was never sent, as the task had written it.
+// amber (EndTCPRepair) checks each queue, writes the part of the send
+// queue that was never sent, as the task had written it, replays the
+// FINs of a half-closed connection (sk_tcp_fin.go), turns repair mode
+// off (the kernel sends a window probe and the connection resumes) and
+// gives back SO_REUSEADDR, which leaving repair mode clears.
 
 // TCPStream is tcp-stream-INO.img: one connection's state and the bytes
 // in its queues.
@@ -149,11 +152,11 @@ func readTCPStream(s int) (*TCPStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ti.state != tcpEstablished {
+	if !repairable(uint32(ti.state)) {
 		return nil, fmt.Errorf("TCP state %s in repair mode: not supported yet", tcpStateName(uint32(ti.state)))
 	}
 	e := &tcpstream.TcpStreamEntry{OptMask: proto.Uint32(uint32(ti.options)), SndWscale: proto.Uint32(0)}
-	if err := readQueueLengths(s, e); err != nil {
+	if err := readQueueLengths(s, e, uint32(ti.state)); err != nil {
 		return nil, err
 	}
 	if err := readHandshakeOptions(s, ti, e); err != nil {
@@ -176,8 +179,8 @@ func readTCPStream(s int) (*TCPStream, error) {
 }
 
 // readQueueLengths reads how many bytes each queue holds and how many of
-// the send queue's were never sent.
-func readQueueLengths(s int, e *tcpstream.TcpStreamEntry) error {
+// the send queue's were never sent: a FIN queued (in state) is no byte.
+func readQueueLengths(s int, e *tcpstream.TcpStreamEntry, state uint32) error {
 	for _, q := range []struct {
 		req  uint
 		name string
@@ -188,6 +191,13 @@ func readQueueLengths(s int, e *tcpstream.TcpStreamEntry) error {
 			return fmt.Errorf("%s: %w", q.name, err)
 		}
 		*q.set = proto.Uint32(uint32(n))
+	}
+	if finOut(state) == 1 {
+		for _, n := range []**uint32{&e.OutqLen, &e.UnsqLen} {
+			if **n > 0 {
+				*n = proto.Uint32(**n - 1)
+			}
+		}
 	}
 	return nil
 }
@@ -385,8 +395,8 @@ func (m *inetMaker) repair() error {
 	if err := m.bind(); err != nil {
 		return err
 	}
-	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-e.GetInqLen(), "receive")
-	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-e.GetOutqLen(), "send")
+	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-m.finIn()-e.GetInqLen(), "receive")
+	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-finOut(m.k.e.GetState())-e.GetOutqLen(), "send")
 	sa, err := inetSockaddr(m.k.e.GetFamily(), m.k.dst, "")
 	if err != nil {
 		return err
@@ -398,6 +408,16 @@ func (m *inetMaker) repair() error {
 	m.window(e)
 	m.p.table.TCPRepair = append(m.p.table.TCPRepair, m.id)
 	return nil
+}
+
+// finIn is 1 if the connection had received its peer's FIN, which
+// counts in the dumped receive sequence and window but is handed to the
+// restored connection only by EndTCPRepair (sk_tcp_fin.go), else 0.
+func (m *inetMaker) finIn() uint32 {
+	if finReceived(m.k.e.GetState()) {
+		return 1
+	}
+	return 0
 }
 
 // setQueueSeq plans setting the first sequence number of queue q.
@@ -470,7 +490,8 @@ func (m *inetMaker) window(e *tcpstream.TcpStreamEntry) {
 		return
 	}
 	var w []byte
-	for _, v := range []uint32{e.GetSndWl1(), e.GetSndWnd(), e.GetMaxWindow(), e.GetRcvWnd(), e.GetRcvWup()} {
+	fin := m.finIn()
+	for _, v := range []uint32{e.GetSndWl1(), e.GetSndWnd(), e.GetMaxWindow(), e.GetRcvWnd() + fin, e.GetRcvWup() - fin} {
 		w = binary.LittleEndian.AppendUint32(w, v)
 	}
 	b := m.p.b
@@ -495,9 +516,9 @@ func (r *Restored) Repaired(pid int) []TCPRepaired {
 }
 
 // EndTCPRepair lets the restored connections go, once every task is in
-// place: it checks that each one's queues hold what the dump saw, turns
-// repair mode off on all, gives SO_REUSEADDR back and writes the bytes
-// that were never sent. amber does it through a copy of each socket
+// place: it checks that each one's queues hold what the dump saw, writes
+// the bytes that were never sent, replays the FINs of the half-closed
+// ones, then turns repair mode off on all and gives SO_REUSEADDR back. amber does it through a copy of each socket
 // (pidfd_getfd), as root: a task may have dropped its privileges by now.
 func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
 	var conns []*restoredConn
@@ -517,12 +538,15 @@ func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
 		}
 	}
 	for _, c := range conns {
-		if err := c.leaveRepair(); err != nil {
+		if err := c.sendUnsent(); err != nil {
+			return err
+		}
+		if err := c.replayFINs(); err != nil {
 			return err
 		}
 	}
 	for _, c := range conns {
-		if err := c.sendUnsent(); err != nil {
+		if err := c.leaveRepair(); err != nil {
 			return err
 		}
 	}
@@ -576,7 +600,7 @@ func (c *restoredConn) checkQueues() error {
 	if err != nil {
 		return fmt.Errorf("end of its send queue: %w", err)
 	}
-	if want := e.GetOutqSeq() - e.GetUnsqLen(); uint32(end) != want {
+	if want := e.GetOutqSeq() - finOut(c.k.e.GetState()) - e.GetUnsqLen(); uint32(end) != want {
 		return fmt.Errorf("its send queue ends at sequence %d after restore, want %d: %d bytes missing",
 			uint32(end), want, int32(want-uint32(end)))
 	}
@@ -607,9 +631,27 @@ func (c *restoredConn) leaveRepair() error {
 const unsentTimeout = 10 * time.Second
 
 // sendUnsent writes the bytes of the send queue that were never sent,
-// as the task had written them.
+// as the task had written them: out of repair mode, which queues only
+// bytes that count as sent, and back in it, for its FIN to follow them
+// (replayFINs). Leaving repair mode that way sends no window probe: the
+// connection sends what its peer's window lets it. The send buffer grows for the time of
+// the write: the sent bytes, queued again in repair mode, may take more
+// of it than they did in the dumped socket, and nothing frees any before
+// the tasks run (the peer's receive queue may be full, and its reader
+// stopped), so that at the dumped size the last bytes could never be
+// written. Its size and locks are given back afterwards.
 func (c *restoredConn) sendUnsent() error {
 	unsent := c.st.Out[len(c.st.Out)-int(c.st.Entry.GetUnsqLen()):]
+	if len(unsent) == 0 {
+		return nil
+	}
+	restore, err := growSendBuffer(c.s)
+	if err != nil {
+		return c.errorf("%w", err)
+	}
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP); err != nil {
+		return c.errorf("turn repair mode off to write the bytes never sent: %w", err)
+	}
 	deadline := time.Now().Add(unsentTimeout)
 	for len(unsent) > 0 {
 		n, err := unix.SendmsgN(c.s, unsent, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
@@ -623,5 +665,40 @@ func (c *restoredConn) sendUnsent() error {
 			unsent = unsent[n:]
 		}
 	}
+	if err := restore(); err != nil {
+		return c.errorf("%w", err)
+	}
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
+		return c.errorf("turn repair mode on again after writing the bytes never sent: %w", err)
+	}
 	return nil
+}
+
+// growSendBuffer makes socket s's send buffer as large as can be, and
+// returns how to give back its size and its SO_BUF_LOCK (which
+// SO_SNDBUFFORCE sets).
+func growSendBuffer(s int) (func() error, error) {
+	size, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	if err != nil {
+		return nil, fmt.Errorf("getsockopt SO_SNDBUF: %w", err)
+	}
+	// SO_BUF_LOCK is Linux 5.14's: before it, SO_SNDBUFFORCE locks the
+	// size as the plan's did.
+	lock, lockErr := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BUF_LOCK)
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxSockBuf); err != nil {
+		return nil, fmt.Errorf("grow the send buffer to write the bytes never sent: %w", err)
+	}
+	return func() error {
+		// The kernel doubles what it is given: size is the doubled one.
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size/2); err != nil {
+			return fmt.Errorf("give the send buffer its size %d back: %w", size, err)
+		}
+		if lockErr != nil {
+			return nil
+		}
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BUF_LOCK, lock); err != nil {
+			return fmt.Errorf("give SO_BUF_LOCK %#x back: %w", lock, err)
+		}
+		return nil
+	}, nil
 }

@@ -57,6 +57,10 @@ func (i *Info) CheckFeature(name string) error {
 	case "seccomp_filters":
 		// Dumped with the filters suspended, restored likewise.
 		return i.requireAll(name, "seccomp_filters", "seccomp_suspend")
+	case "tcp_half_closed":
+		// Connections in CLOSE_WAIT, FIN_WAIT1/2, LAST_ACK and CLOSING are
+		// made in repair mode and handed their FINs (files/sk_tcp_fin.go).
+		return i.requireAll(name, "tcp_repair")
 	case "pidfd_store":
 		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
 	case "uffd-noncoop":

@@ -175,6 +175,14 @@ func TestCheckFeatureDerived(t *testing.T) {
 	if err := info.CheckFeature("pidfd_store"); !errors.Is(err, ErrMissing) {
 		t.Errorf("pidfd_store without pidfd_getfd = %v, want ErrMissing", err)
 	}
+	info.TCPRepair = present()
+	if err := info.CheckFeature("tcp_half_closed"); err != nil {
+		t.Errorf("tcp_half_closed with tcp_repair = %v, want nil", err)
+	}
+	info.TCPRepair = missing("EPERM")
+	if err := info.CheckFeature("tcp_half_closed"); !errors.Is(err, ErrMissing) {
+		t.Errorf("tcp_half_closed without tcp_repair = %v, want ErrMissing", err)
+	}
 }
 
 func TestMissingAndLines(t *testing.T) {

@@ -1,0 +1,231 @@
+package files
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Half-closed connections, as CRIU's libsoccr restores them.
+//
+// A connection in CLOSE_WAIT, LAST_ACK or CLOSING has received its
+// peer's FIN: the FIN counts in the receive sequence (rcv_nxt is one past
+// it) but not in the receive queue's bytes. One in FIN_WAIT1, FIN_WAIT2,
+// CLOSING or LAST_ACK has queued its own: it counts in the send sequence
+// (write_seq), and the dump takes it out of the send queue's lengths, as
+// CRIU's does. Repair mode makes only ESTABLISHED connections, so the
+// restore makes it established short of its FINs (its receive window one
+// wider for the peer's), and, once every task of the tree is in place,
+// replays them in order (replayFINs): the peer's FIN or its
+// acknowledgement of the connection's own as a segment made by amber,
+// from the peer's address, that the kernel takes as it took the first;
+// the connection's own with shutdown, in repair mode if it was sent
+// already, else after the bytes never sent. The kernel acknowledges a
+// FIN, as it did the first time: a peer that still exists takes the
+// acknowledgement as a duplicate; one gone for good answers it with a
+// reset, as it would have answered the task's next segment.
+
+// finWait bounds the wait for a FIN made by amber to reach its socket.
+const finWait = time.Second
+
+// TCP header flags of the segments amber makes.
+const (
+	tcpFlagFIN = 0x01
+	tcpFlagACK = 0x10
+)
+
+// finTCPHeader is a 20-byte TCP header of a segment from src to dst with
+// flags (ACK of ack, and FIN or not), with its checksum.
+func finTCPHeader(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) []byte {
+	be := binary.BigEndian
+	h := be.AppendUint16(nil, src.Port())
+	h = be.AppendUint16(h, dst.Port())
+	h = be.AppendUint32(h, seq)
+	h = be.AppendUint32(h, ack)
+	h = append(h, 5<<4, flags) // data offset 5 words
+	h = be.AppendUint16(h, window)
+	h = append(h, 0, 0, 0, 0) // checksum, urgent pointer
+	be.PutUint16(h[16:], tcpChecksum(src.Addr(), dst.Addr(), h))
+	return h
+}
+
+// tcpChecksum is the TCP checksum of segment seg (its checksum field
+// zero) from src to dst: over the pseudo-header and the segment.
+func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
+	var pseudo []byte
+	be := binary.BigEndian
+	if src.Is4() {
+		s, d := src.As4(), dst.As4()
+		pseudo = append(append(pseudo, s[:]...), d[:]...)
+		pseudo = append(pseudo, 0, unix.IPPROTO_TCP)
+		pseudo = be.AppendUint16(pseudo, uint16(len(seg)))
+	} else {
+		s, d := src.As16(), dst.As16()
+		pseudo = append(append(pseudo, s[:]...), d[:]...)
+		pseudo = be.AppendUint32(pseudo, uint32(len(seg)))
+		pseudo = append(pseudo, 0, 0, 0, unix.IPPROTO_TCP)
+	}
+	var sum uint32
+	for _, b := range [][]byte{pseudo, seg} {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(be.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// finPacket is the IP packet, header included, of a segment with flags
+// from src to dst: IPv4 if both are (or map) IPv4 addresses, else IPv6.
+func finPacket(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) (pkt []byte, v4 bool) {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	tcp := finTCPHeader(src, dst, seq, ack, flags, window)
+	be := binary.BigEndian
+	if src.Addr().Is4() {
+		// The kernel fills in the total length, the ID and the checksum.
+		s, d := src.Addr().As4(), dst.Addr().As4()
+		ip := []byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, unix.IPPROTO_TCP, 0, 0}
+		return append(append(append(ip, s[:]...), d[:]...), tcp...), true
+	}
+	s, d := src.Addr().As16(), dst.Addr().As16()
+	ip := be.AppendUint32(nil, 6<<28)
+	ip = be.AppendUint16(ip, uint16(len(tcp)))
+	ip = append(ip, unix.IPPROTO_TCP, 64)
+	return append(append(append(ip, s[:]...), d[:]...), tcp...), false
+}
+
+// sendFIN sends, from dst to src, a segment with flags and sequence
+// number seq acknowledging ack, through a raw socket of amber's (which
+// shares the network namespace of the restored tasks).
+func sendFIN(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) error {
+	pkt, v4 := finPacket(dst, src, seq, ack, flags, window)
+	family, level, opt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_HDRINCL
+	if !v4 {
+		family, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_HDRINCL
+	}
+	s, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return fmt.Errorf("raw socket to send its peer's FIN: %w", err)
+	}
+	defer unix.Close(s)
+	if err := unix.SetsockoptInt(s, level, opt, 1); err != nil {
+		return fmt.Errorf("raw socket to send its peer's FIN: header included: %w", err)
+	}
+	var to unix.Sockaddr
+	if a := src.Addr().Unmap(); v4 {
+		to = &unix.SockaddrInet4{Addr: a.As4()}
+	} else {
+		to = &unix.SockaddrInet6{Addr: a.As16()}
+	}
+	if err := unix.Sendto(s, pkt, 0, to); err != nil {
+		return fmt.Errorf("send its peer's FIN: %w", err)
+	}
+	return nil
+}
+
+// replayFINs gives a restored connection in repair mode, established,
+// its bytes never sent written, the FINs of its dumped state, once every
+// task is in place: the peer's (CLOSE_WAIT, LAST_ACK, CLOSING) and its
+// own (FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK) in the order they came,
+// and the peer's acknowledgement of its own (FIN_WAIT2). Its own FIN is
+// queued by shutdown in repair mode: as sent already if acknowledged,
+// else to be sent now, after the bytes before it.
+func (c *restoredConn) replayFINs() error {
+	switch st := c.k.e.GetState(); st {
+	case tcpCloseWait:
+		return c.peerSegment(tcpFlagFIN|tcpFlagACK, tcpCloseWait)
+	case tcpLastAck:
+		if err := c.peerSegment(tcpFlagFIN|tcpFlagACK, tcpCloseWait); err != nil {
+			return err
+		}
+		return c.shutdownRepair(tcpNoQueue)
+	case tcpFinWait1:
+		return c.shutdownRepair(tcpNoQueue)
+	case tcpFinWait2:
+		if err := c.shutdownRepair(tcpSendQueue); err != nil {
+			return err
+		}
+		return c.peerSegment(tcpFlagACK, tcpFinWait2)
+	case tcpClosing:
+		if err := c.shutdownRepair(tcpNoQueue); err != nil {
+			return err
+		}
+		return c.peerSegment(tcpFlagFIN|tcpFlagACK, tcpClosing)
+	}
+	return nil
+}
+
+// shutdownRepair queues the connection's own FIN in repair mode: as sent
+// already with queue tcpSendQueue selected, else to be sent now.
+func (c *restoredConn) shutdownRepair(q int) error {
+	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, q); err != nil {
+		return c.errorf("select queue %d to queue its FIN: %w", q, err)
+	}
+	defer unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue)
+	if err := unix.Shutdown(c.s, unix.SHUT_WR); err != nil {
+		return c.errorf("queue its FIN (shutdown in repair mode): %w", err)
+	}
+	return nil
+}
+
+// peerSegment sends the connection a segment from its peer with flags:
+// the peer's FIN (at the end of the receive queue, acknowledging what
+// the connection had sent before its own FIN) or the peer's
+// acknowledgement of the connection's FIN; then waits for state want.
+func (c *restoredConn) peerSegment(flags byte, want uint32) error {
+	e := c.st.Entry
+	seq, ack := e.GetInqSeq(), e.GetOutqSeq()
+	if flags&tcpFlagFIN != 0 {
+		seq--
+		ack = e.GetOutqSeq() - finOut(c.k.e.GetState()) - e.GetOutqLen()
+	}
+	win := min(e.GetSndWnd()>>e.GetSndWscale(), 0xffff)
+	if err := sendFIN(c.k.src, c.k.dst, seq, ack, flags, uint16(win)); err != nil {
+		return c.errorf("%w", err)
+	}
+	deadline := time.Now().Add(finWait)
+	for {
+		ti, err := readTCPInfo(c.s)
+		if err != nil {
+			return c.errorf("%w", err)
+		}
+		if uint32(ti.state) == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return c.errorf("a segment of its peer's (flags %#x), sent again, left it in state %s, not %s",
+				flags, tcpStateName(uint32(ti.state)), tcpStateName(want))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// finReceived reports whether a connection in state had received its
+// peer's FIN, which its receive sequence counts.
+func finReceived(state uint32) bool {
+	return state == tcpCloseWait || state == tcpLastAck || state == tcpClosing
+}
+
+// finOut is 1 if a connection in state had queued its own FIN, which its
+// send sequence counts (but not the bytes of its image), else 0.
+func finOut(state uint32) uint32 {
+	switch state {
+	case tcpFinWait1, tcpFinWait2, tcpClosing, tcpLastAck:
+		return 1
+	}
+	return 0
+}
+
+// repairable reports whether repair mode restores a connection in state.
+func repairable(state uint32) bool {
+	return state == tcpEstablished || finReceived(state) || finOut(state) == 1
+}
