@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
+
+	"amber/internal/image"
 )
 
 const (
@@ -198,7 +201,30 @@ func (c *zcase) mustDump() {
 	if r := c.dump(c.prog.dumpFlags...); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
-	c.reapDumped(tree)
+	c.reapDumped(append(tree, c.dumpedPids()...))
+}
+
+// dumpedPids are the PIDs of the tree the dump wrote, but the root: a
+// tree that forks while it is dumped has some that descendants did not
+// see.
+func (c *zcase) dumpedPids() []int {
+	c.t.Helper()
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer dir.Close()
+	entries, err := image.ReadFile(dir.PstreePath(), image.Pstree, func() *pstree.PstreeEntry { return &pstree.PstreeEntry{} })
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		if int(e.GetPid()) != c.pid {
+			pids = append(pids, int(e.GetPid()))
+		}
+	}
+	return pids
 }
 
 // reapDumped waits for the dumped program, which the dump killed, and

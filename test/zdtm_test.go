@@ -69,6 +69,7 @@ var programs = []program{
 	{name: "sk_unix_tree"},
 	{name: "sk_unix_peer_closed"},
 	{name: "sk_unix_shutdown"},
+	{name: "fork_churn"},
 	{name: "fifo00"},
 	{name: "unlink_fstat00"},
 	{name: "unlink_tmpfile"},

@@ -50,7 +50,11 @@ func freezeTree(root int, l *log.Logger, pinned unix.CPUSet, timeout time.Durati
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		if err := t.freezeProcess(p); err != nil {
+		err := t.freezeProcess(p)
+		if errors.Is(err, errExited) && p.parent != nil {
+			continue
+		}
+		if err != nil {
 			t.release()
 			return nil, err
 		}
@@ -95,8 +99,8 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 				continue
 			}
 			task, err := compel.Attach(tid, t.timeout)
-			if errors.Is(err, unix.ESRCH) {
-				continue // the thread exited meanwhile
+			if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && exited(tid)) {
+				continue // the thread exited meanwhile (a dead one cannot be seized)
 			}
 			if err != nil {
 				return explainSeize(p.pid, tid, err)
@@ -105,7 +109,11 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 			fresh = append(fresh, task)
 		}
 		for i, task := range fresh {
-			if err := task.WaitFrozen(); err != nil {
+			err := task.WaitFrozen()
+			if errors.Is(err, compel.ErrGone) {
+				continue // it was exiting: a thread less, or a zombie (below)
+			}
+			if err != nil {
 				for _, other := range fresh[i+1:] {
 					other.Detach()
 				}
@@ -117,10 +125,43 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 			break
 		}
 	}
+	if len(p.threads) == 0 {
+		return t.exitedMeanwhile(p)
+	}
 	slices.SortFunc(p.threads, func(a, b *compel.Task) int { return leaderFirst(p.pid, a.Pid, b.Pid) })
-	if len(p.threads) == 0 || p.threads[0].Pid != p.pid {
+	if p.threads[0].Pid != p.pid {
 		return fmt.Errorf("pid %d: its main thread has exited: not supported", p.pid)
 	}
+	return nil
+}
+
+// exited tells whether thread tid is dead: a zombie, or gone.
+func exited(tid int) bool {
+	st, err := proc.ReadStat(tid)
+	return errors.Is(err, os.ErrNotExist) || (err == nil && (st.State == 'Z' || st.State == 'X'))
+}
+
+// errExited marks a process that exited, and was reaped, while amber
+// froze it: it is no longer part of the tree.
+var errExited = errors.New("exited while the tree was frozen")
+
+// exitedMeanwhile handles a process whose every thread exited between
+// being seized and stopping: the process is then a zombie, which its
+// frozen parent cannot reap, and is dumped as one, as CRIU does; one
+// reaped already (its parent ignores SIGCHLD) is left out.
+func (t *frozenTree) exitedMeanwhile(p *frozenProc) error {
+	st, err := proc.ReadStat(p.pid)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("pid %d: %w", p.pid, errExited)
+	}
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", p.pid, err)
+	}
+	if st.State != 'Z' {
+		return fmt.Errorf("pid %d: no thread could be frozen (state %c)", p.pid, st.State)
+	}
+	p.stat, p.zombie = st, true
+	t.log.Infof("pid %d exited while the tree was frozen: dumped as a zombie", p.pid)
 	return nil
 }
 
