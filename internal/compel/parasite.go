@@ -23,7 +23,8 @@ import (
 // breakpoint or single-step trap, whose SIGTRAP kills a task without a
 // tracer, and the syscall stops amber uses report SIGTRAP|0x80, which
 // the kernel drops when the tracer is gone. A thread asleep in the routine
-// sees the socket's end of file when amber dies, and returns to the
+// sees its pidfd of amber readable once amber is dead and untraced it
+// (watch.go), and returns to the
 // registers, signal mask, FPU state and CPUs it was frozen with through
 // rt_sigreturn on a frame amber wrote beforehand. A thread amber stopped
 // is in a stop inside signal delivery, with registers that lead into the
@@ -286,10 +287,10 @@ func (p *Parasite) runRoutine(v *victim, r *Regs) error {
 
 // setUp makes the leader create the control socket, stepping it over
 // socketpair, takes the end meant for amber (pidfd_getfd) and sends the
-// leader to close its copy of that end and wait: then only amber holds
-// it, and the routine sees end of file on the other end when amber is
-// gone. Should amber die at the stop after socketpair, the leader goes on
-// in the routine, which closes both ends and leads it back.
+// leader to close its copy of that end, take a pidfd of amber in its
+// place (sendWatch) and wait on it. Should amber die at the stop after
+// socketpair, the leader goes on in the routine, which closes both ends
+// and leads it back.
 func (p *Parasite) setUp(v *victim, a threadArea) error {
 	if err := v.t.WriteMem(v.area, a.appendTo(nil, v.area)); err != nil {
 		return err
