@@ -111,20 +111,38 @@ func TestKillAmberDuringStoppedDump(t *testing.T) {
 		at := time.Duration(float64(whole) * (float64(k) + 0.5) / moments)
 		leave := k%2 == 1
 		t.Run(fmt.Sprintf("%v/leave=%v", at.Round(time.Microsecond), leave), func(t *testing.T) {
-			c := startCase(t, "stopped_tree")
-			kids := childrenOf(c.pid)
-			if _, check := killDump(t, c, at, leave); !check {
-				return
-			}
-			for _, pid := range kids {
-				requireStoppedIdle(t, pid)
-				if tracer := tracerOf(pid); tracer != 0 {
-					t.Fatalf("pid %d still traced by %d", pid, tracer)
-				}
-			}
-			c.mustPass()
+			killStoppedDumpAt(t, at, leave)
 		})
 	}
+	// The release of a dump --leave-running, densely: there each stopped
+	// thread leaves the parasite for its own registers and mask.
+	for k := range stoppedReleaseMoments {
+		at := time.Duration(float64(whole) * (0.6 + 0.4*(float64(k)+0.5)/stoppedReleaseMoments))
+		t.Run(fmt.Sprintf("release/%v", at.Round(time.Microsecond)), func(t *testing.T) {
+			killStoppedDumpAt(t, at, true)
+		})
+	}
+}
+
+// stoppedReleaseMoments is how many moments of the last part of its dump
+// TestKillAmberDuringStoppedDump kills amber at.
+const stoppedReleaseMoments = 16
+
+// killStoppedDumpAt starts stopped_tree, kills amber `at` into its dump
+// and requires its children stopped, untraced and as they were.
+func killStoppedDumpAt(t *testing.T, at time.Duration, leave bool) {
+	c := startCase(t, "stopped_tree")
+	kids := childrenOf(c.pid)
+	if _, check := killDump(t, c, at, leave); !check {
+		return
+	}
+	for _, pid := range kids {
+		requireStoppedIdle(t, pid)
+		if tracer := tracerOf(pid); tracer != 0 {
+			t.Fatalf("pid %d still traced by %d", pid, tracer)
+		}
+	}
+	c.mustPass()
 }
 
 // TestStopDuringDump sends SIGSTOP to a running process (futex_wait: a

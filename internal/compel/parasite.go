@@ -23,7 +23,8 @@ import (
 // breakpoint or single-step trap, whose SIGTRAP kills a task without a
 // tracer, and the syscall stops amber uses report SIGTRAP|0x80, which
 // the kernel drops when the tracer is gone. A thread asleep in the routine
-// sees the socket's end of file when amber dies, and returns to the
+// sees its pidfd of amber readable once amber is dead and untraced it
+// (watch.go), and returns to the
 // registers, signal mask, FPU state and CPUs it was frozen with through
 // rt_sigreturn on a frame amber wrote beforehand. A thread amber stopped
 // is in a stop inside signal delivery, with registers that lead into the
@@ -45,6 +46,9 @@ type Parasite struct {
 	// injector maps and unmaps the scratch area: a thread on the main
 	// stack, where the gadgets' frame fits, else the leader.
 	injector *victim
+	// watchFd is the process's pidfd of amber, which the routine waits
+	// on (watch.go); -1 until set up.
+	watchFd int
 }
 
 // victim is one thread of an infected process.
@@ -93,7 +97,7 @@ type Frozen struct {
 // area may leave it mapped.
 func Infect(threads []Frozen, layout Layout, pin unix.CPUSet, entry func(data uint64) []Call) (*Parasite, error) {
 	leader := threads[0].Task
-	p := &Parasite{timeout: leader.waitLimit(), ctlFd: -1, pin: pin, layout: layout}
+	p := &Parasite{timeout: leader.waitLimit(), ctlFd: -1, watchFd: -1, pin: pin, layout: layout}
 	areas := make([]threadArea, len(threads))
 	size := uint64(areasOffset)
 	format := cpu.HostSigframe()
@@ -179,7 +183,7 @@ func (p *Parasite) enterAll(areas []threadArea, entry func(data uint64) []Call) 
 	others := p.threads[1:]
 	image := make([]byte, 0, p.base+p.size-others[0].area)
 	for i, v := range others {
-		areas[i].ctl = p.ctlFd
+		areas[i].ctl, areas[i].watch = p.ctlFd, p.watchFd
 		if entry != nil {
 			areas[i].entry = entry(v.area + areaData)
 			if len(areas[i].entry) > EntryMax {
@@ -283,10 +287,10 @@ func (p *Parasite) runRoutine(v *victim, r *Regs) error {
 
 // setUp makes the leader create the control socket, stepping it over
 // socketpair, takes the end meant for amber (pidfd_getfd) and sends the
-// leader to close its copy of that end and wait: then only amber holds
-// it, and the routine sees end of file on the other end when amber is
-// gone. Should amber die at the stop after socketpair, the leader goes on
-// in the routine, which closes both ends and leads it back.
+// leader to close its copy of that end, take a pidfd of amber in its
+// place (sendWatch) and wait on it. Should amber die at the stop after
+// socketpair, the leader goes on in the routine, which closes both ends
+// and leads it back.
 func (p *Parasite) setUp(v *victim, a threadArea) error {
 	if err := v.t.WriteMem(v.area, a.appendTo(nil, v.area)); err != nil {
 		return err
@@ -322,27 +326,52 @@ func (p *Parasite) setUp(v *victim, a threadArea) error {
 		return errors.Join(err, p.undoSetUp(v, &r, ctl, amber))
 	}
 	p.ctlFd = ctl
-	// It closes its copy of amber's end, runs its entry calls, tells amber
-	// and waits.
+	// It closes its copy of amber's end, receives amber's pidfd as the
+	// same, lowest free, descriptor, which it waits on and which its
+	// routine and Cure close (as areaAmberFd), runs its entry calls, tells
+	// amber and waits.
+	recv, err := p.sendWatch(v, ctl)
+	if err == nil {
+		binary.LittleEndian.PutUint32(fd, uint32(int32(amber)))
+		err = errors.Join(v.t.WriteMem(v.area+areaTable, EncodeTable(append([]Call{recv}, a.entry...))),
+			v.t.WriteMem(v.area+areaPollfd, fd), v.t.WriteMem(v.area+areaAmberFd, fd))
+	}
+	if err != nil {
+		return errors.Join(err, p.undoSetUp(v, &r, ctl, amber))
+	}
 	r.Rip, r.Orig_rax = p.base+entryCloseTable, ^uint64(0)
 	r.Rdi, r.R15 = uint64(amber), uint64(ctl)
-	r.R12, r.R13 = v.area+areaTable, uint64(len(a.entry))
+	r.R12, r.R13 = v.area+areaTable, uint64(1+len(a.entry))
 	if err := p.runRoutine(v, &r); err != nil {
 		return err
 	}
 	if err := p.awaitDone(v, 1); err != nil {
 		return err
 	}
-	return p.readEntry(v, len(a.entry))
+	if err := p.readEntry(v, 1, len(a.entry)); err != nil {
+		return err
+	}
+	p.watchFd = amber
+	return p.receivedWatch(v, amber)
 }
 
-// readEntry reads what v's entry calls, n of them, left in its area.
-func (p *Parasite) readEntry(v *victim, n int) error {
+// readEntry reads what v's entry calls, n of them after skip calls of
+// amber's own, left in its area.
+func (p *Parasite) readEntry(v *victim, skip, n int) error {
 	a := make([]byte, areaFrame)
 	if err := v.t.ReadMem(v.area, a); err != nil {
 		return err
 	}
-	p.decodeEntry(v, a, n)
+	res, err := decodeResults(v.t.Pid, a[areaLeft:], a[areaTable:areaData], v.area+areaTable, skip+n)
+	var te *TableError
+	if errors.As(err, &te) && te.Index < skip {
+		return fmt.Errorf("pid %d: parasite set-up call %d: %w", v.t.Pid, te.Index, te.Errno)
+	}
+	if te != nil {
+		te.Index -= skip
+	}
+	v.entry, v.entryErr = res[min(skip, len(res)):], err
+	v.entryData = append([]byte(nil), a[areaData:areaFrame]...)
 	return nil
 }
 
@@ -535,10 +564,13 @@ func decodeResults(pid int, status, raw []byte, table uint64, n int) ([]uint64, 
 // Fds lists the descriptors the parasite holds in the process: a dump
 // must not record them.
 func (p *Parasite) Fds() []int {
-	if p.ctlFd < 0 {
-		return nil
+	var fds []int
+	for _, fd := range []int{p.ctlFd, p.watchFd} {
+		if fd >= 0 {
+			fds = append(fds, fd)
+		}
 	}
-	return []int{p.ctlFd}
+	return fds
 }
 
 // In returns what runs calls in thread t of the process.

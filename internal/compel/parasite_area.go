@@ -40,7 +40,7 @@ const (
 	areaAt      = 0x08  // u64: the entry the table stopped at
 	areaPollfd  = 0x10  // struct pollfd on the control socket
 	areaPair    = 0x28  // int[2]: the socket pair the setup made
-	areaAmberFd = 0x30  // int: the process's copy of amber's end; -1 once closed
+	areaAmberFd = 0x30  // int: the process's copy of amber's end, then amber's pidfd (watch.go)
 	areaLeader  = 0x38  // u64: nonzero in the leader's area
 	areaByte    = 0x40  // the byte sent to amber when a table is done
 	areaCPUs    = 0x48  // cpu_set_t (128 bytes): the affinity to give back
@@ -103,6 +103,9 @@ type threadArea struct {
 	ctl    int // the control socket in the process; -1 before setup
 	cpus   unix.CPUSet
 	entry  []Call // the calls the thread runs as it enters the routine
+	// watch is what the thread waits on, amber's pidfd in the process,
+	// if set (above 0), else ctl.
+	watch int
 }
 
 // appendTo lays the area out as parasiteCode reads it after buf; at is
@@ -112,7 +115,11 @@ func (a threadArea) appendTo(buf []byte, at uint64) []byte {
 	buf = append(buf, make([]byte, areaSize(len(a.fpstate)))...)
 	b := buf[n:]
 	le := binary.LittleEndian
-	le.PutUint32(b[areaPollfd:], uint32(int32(a.ctl)))
+	wait := a.ctl
+	if a.watch > 0 {
+		wait = a.watch
+	}
+	le.PutUint32(b[areaPollfd:], uint32(int32(wait)))
 	le.PutUint16(b[areaPollfd+4:], unix.POLLIN|unix.POLLRDHUP)
 	le.PutUint32(b[areaPair:], ^uint32(0))
 	le.PutUint32(b[areaPair+4:], ^uint32(0))
