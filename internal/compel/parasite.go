@@ -688,25 +688,48 @@ func (p *Parasite) closeLeader(v *victim) error {
 }
 
 // closeInLeader makes the leader, stopped in the routine with registers
-// r, close the process's end of the control socket and, if it still has
-// it, its copy of amber's end. It runs close_ctl of the routine, which
-// goes on into rt_sigreturn should amber die meanwhile.
+// r, close the process's end of the control socket and what the area
+// holds (the pidfd of amber): it runs the routine's own way back,
+// restore, a system call at a time, up to the rt_sigreturn that ends it,
+// which it skips. Should amber die at any step, the leader goes on along
+// that way: every descriptor closed, each once, and its frozen registers
+// back.
 func (p *Parasite) closeInLeader(v *victim, r *Regs) error {
-	buf := make([]byte, 4)
-	if err := v.t.ReadMem(v.area+areaAmberFd, buf); err != nil {
+	r.Rip, r.Orig_rax = p.base+entryRestore, ^uint64(0)
+	if err := v.t.SetRegs(r); err != nil {
 		return err
 	}
-	ctl := r.R15
-	for _, fd := range []uint64{uint64(int64(int32(binary.LittleEndian.Uint32(buf)))), ctl} {
-		if int64(fd) < 0 {
-			continue
+	for steps := 0; ; steps++ {
+		if steps == 8 {
+			return fmt.Errorf("pid %d: the routine's way back did not reach rt_sigreturn", v.t.Pid)
 		}
-		r.Rip, r.Orig_rax, r.R15 = p.base+entryCloseCtl, ^uint64(0), fd
-		if _, err := v.t.syscallStopped(r); err != nil {
+		if err := ptrace(unix.PTRACE_SYSCALL, v.t.Pid, 0, 0); err != nil {
+			return fmt.Errorf("pid %d: PTRACE_SYSCALL: %w", v.t.Pid, err)
+		}
+		if err := v.t.waitSyscallStop(); err != nil {
+			return fmt.Errorf("pid %d: close the control socket: %w", v.t.Pid, err)
+		}
+		at, err := v.t.Regs()
+		if err != nil {
 			return err
 		}
+		last := at.Orig_rax == unix.SYS_RT_SIGRETURN
+		if last {
+			at.Orig_rax = ^uint64(0) // skipped: amber takes it from here
+			if err := v.t.SetRegs(&at); err != nil {
+				return err
+			}
+		}
+		if err := ptrace(unix.PTRACE_SYSCALL, v.t.Pid, 0, 0); err != nil {
+			return fmt.Errorf("pid %d: PTRACE_SYSCALL: %w", v.t.Pid, err)
+		}
+		if err := v.t.waitSyscallStop(); err != nil {
+			return fmt.Errorf("pid %d: close the control socket: %w", v.t.Pid, err)
+		}
+		if last {
+			return nil
+		}
 	}
-	return nil
 }
 
 // syscallStopped runs the system call at r.Rip with registers r, from a
