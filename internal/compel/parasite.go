@@ -690,46 +690,45 @@ func (p *Parasite) closeLeader(v *victim) error {
 // closeInLeader makes the leader, stopped in the routine with registers
 // r, close the process's end of the control socket and what the area
 // holds (the pidfd of amber): it runs the routine's own way back,
-// restore, a system call at a time, up to the rt_sigreturn that ends it,
-// which it skips. Should amber die at any step, the leader goes on along
-// that way: every descriptor closed, each once, and its frozen registers
-// back.
+// restore, a system call at a time, up to the exit of the last before
+// its rt_sigreturn (sched_setaffinity, which gives the leader back its
+// CPUs), where it stays. Should amber die at any step, the leader goes on
+// along that way: every descriptor closed, each once, and its frozen
+// registers back.
 func (p *Parasite) closeInLeader(v *victim, r *Regs) error {
 	r.Rip, r.Orig_rax = p.base+entryRestore, ^uint64(0)
 	if err := v.t.SetRegs(r); err != nil {
 		return err
 	}
-	for steps := 0; ; steps++ {
-		if steps == 8 {
-			return fmt.Errorf("pid %d: the routine's way back did not reach rt_sigreturn", v.t.Pid)
-		}
-		if err := ptrace(unix.PTRACE_SYSCALL, v.t.Pid, 0, 0); err != nil {
-			return fmt.Errorf("pid %d: PTRACE_SYSCALL: %w", v.t.Pid, err)
-		}
-		if err := v.t.waitSyscallStop(); err != nil {
-			return fmt.Errorf("pid %d: close the control socket: %w", v.t.Pid, err)
-		}
-		at, err := v.t.Regs()
+	for steps := 0; steps < 4; steps++ {
+		nr, err := v.t.stepSyscallNr()
 		if err != nil {
-			return err
-		}
-		last := at.Orig_rax == unix.SYS_RT_SIGRETURN
-		if last {
-			at.Orig_rax = ^uint64(0) // skipped: amber takes it from here
-			if err := v.t.SetRegs(&at); err != nil {
-				return err
-			}
-		}
-		if err := ptrace(unix.PTRACE_SYSCALL, v.t.Pid, 0, 0); err != nil {
-			return fmt.Errorf("pid %d: PTRACE_SYSCALL: %w", v.t.Pid, err)
-		}
-		if err := v.t.waitSyscallStop(); err != nil {
 			return fmt.Errorf("pid %d: close the control socket: %w", v.t.Pid, err)
 		}
-		if last {
+		if nr == unix.SYS_SCHED_SETAFFINITY {
 			return nil
 		}
 	}
+	return fmt.Errorf("pid %d: the routine's way back did not reach sched_setaffinity", v.t.Pid)
+}
+
+// stepSyscallNr lets the task run through its next system call, to the
+// stop at its exit, and returns the call's number.
+func (t *Task) stepSyscallNr() (uint64, error) {
+	if err := ptrace(unix.PTRACE_SYSCALL, t.Pid, 0, 0); err != nil {
+		return 0, fmt.Errorf("PTRACE_SYSCALL: %w", err)
+	}
+	if err := t.waitSyscallStop(); err != nil {
+		return 0, err
+	}
+	at, err := t.Regs()
+	if err != nil {
+		return 0, err
+	}
+	if err := ptrace(unix.PTRACE_SYSCALL, t.Pid, 0, 0); err != nil {
+		return 0, fmt.Errorf("PTRACE_SYSCALL: %w", err)
+	}
+	return at.Orig_rax, t.waitSyscallStop()
 }
 
 // syscallStopped runs the system call at r.Rip with registers r, from a
