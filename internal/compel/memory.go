@@ -2,7 +2,6 @@ package compel
 
 import (
 	"fmt"
-	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -40,27 +39,35 @@ func (t *Task) WriteMem(addr uint64, buf []byte) error {
 	return t.procMem(addr, buf, true)
 }
 
+// procMem reads or writes through /proc/PID/mem, opened raw: os.OpenFile
+// would offer the descriptor to Go's poller first, five wasted calls.
 func (t *Task) procMem(addr uint64, buf []byte, write bool) error {
 	path := fmt.Sprintf("/proc/%d/mem", t.Pid)
-	flag := os.O_RDONLY
+	op, flag := "read", unix.O_RDONLY
 	if write {
-		flag = os.O_WRONLY
+		op, flag = "write", unix.O_WRONLY
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	fd, err := unix.Open(path, flag|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("pid %d: %w", t.Pid, err)
+		return fmt.Errorf("pid %d: open %s: %w", t.Pid, path, err)
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	// Addresses above 2^63 do not fit an int64 offset; user space never
 	// has them on x86-64.
-	var n int
-	if write {
-		n, err = f.WriteAt(buf, int64(addr))
-	} else {
-		n, err = f.ReadAt(buf, int64(addr))
-	}
-	if err != nil || n != len(buf) {
-		return fmt.Errorf("pid %d: %s %#x+%d via %s: %d bytes: %v", t.Pid, map[bool]string{true: "write", false: "read"}[write], addr, len(buf), path, n, err)
+	for done := 0; done < len(buf); {
+		var n int
+		if write {
+			n, err = unix.Pwrite(fd, buf[done:], int64(addr)+int64(done))
+		} else {
+			n, err = unix.Pread(fd, buf[done:], int64(addr)+int64(done))
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return fmt.Errorf("pid %d: %s %#x+%d via %s: %d bytes: %v", t.Pid, op, addr, len(buf), path, done, err)
+		}
+		done += n
 	}
 	return nil
 }

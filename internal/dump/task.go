@@ -3,7 +3,6 @@ package dump
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -358,7 +357,7 @@ func robustList(tid int, th *criucore.ThreadCoreEntry) error {
 }
 
 func personality(pid int) (uint32, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/personality", pid))
+	b, err := proc.ReadFile(fmt.Sprintf("/proc/%d/personality", pid))
 	if err != nil {
 		return 0, err
 	}

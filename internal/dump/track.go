@@ -167,7 +167,7 @@ const genModulo = 1 << len(genFlags)
 // generation reads the generation of the tracking at fd of pid, -1 if
 // its fdinfo cannot be read.
 func generation(pid, fd int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	b, err := proc.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
 	if err != nil {
 		return -1
 	}
@@ -250,7 +250,7 @@ func amberUffd(pid, fd int) bool {
 // uffdFeatures reads the features of the userfaultfd fd of pid from its
 // fdinfo's "API: api:features:ioctls" line.
 func uffdFeatures(pid, fd int) (uint64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	b, err := proc.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
 	if err != nil {
 		return 0, false
 	}

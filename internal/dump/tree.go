@@ -199,7 +199,7 @@ func sleepState(pid, tid int) string {
 	if err != nil {
 		return "gone"
 	}
-	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid))
+	wchan, _ := proc.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid))
 	if st.State == 'D' {
 		return fmt.Sprintf("in uninterruptible sleep in %s", wchan)
 	}

@@ -149,7 +149,7 @@ func (c *contents) takeVerified(name string) ([]byte, bool) {
 // the manifest check verified, if it kept them, else the file.
 func (p Path) openContents() (io.ReadCloser, error) {
 	if b, ok := p.dir.contents.takeVerified(p.name); ok {
-		return io.NopCloser(bytes.NewReader(b)), nil
+		return verifiedReader{bytes.NewReader(b)}, nil
 	}
 	f, err := p.Open()
 	if err != nil {
@@ -157,6 +157,13 @@ func (p Path) openContents() (io.ReadCloser, error) {
 	}
 	return f, nil
 }
+
+// verifiedReader reads verified bytes; its Len sizes the image reader's
+// buffer.
+type verifiedReader struct{ *bytes.Reader }
+
+// Close does nothing: the bytes need no release.
+func (verifiedReader) Close() error { return nil }
 
 // hashingFile is a file that sums what is written to it.
 type hashingFile struct {

@@ -278,10 +278,14 @@ func (p Path) Create() (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Unlinkat(dfd, p.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return nil, p.error("remove the old file", err)
-	}
+	// Removed only when there: a dump creates most names anew.
 	fd, err := openBeneath(dfd, p.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		if err := unix.Unlinkat(dfd, p.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return nil, p.error("remove the old file", err)
+		}
+		fd, err = openBeneath(dfd, p.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	}
 	if err != nil {
 		return nil, p.error("create", err)
 	}

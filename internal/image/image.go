@@ -109,19 +109,44 @@ func (w *Writer) Close() error {
 	return nil
 }
 
-// WriteFile writes a whole image of kind with the given entries.
+// WriteFile writes a whole image of kind with the given entries, encoded
+// into one buffer of their size and written at once: most images are a
+// few entries, and a dump writes several for every process, for which
+// Create's stream buffer would cost more than the image.
 func WriteFile(p Path, kind Kind, entries ...proto.Message) error {
-	w, err := Create(p, kind)
-	if err != nil {
-		return err
-	}
+	b := kind.header()
 	for _, e := range entries {
-		if err := w.Write(e); err != nil {
-			w.f.Close()
-			return err
+		at := len(b)
+		b = append(b, 0, 0, 0, 0)
+		var err error
+		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, e); err != nil {
+			return fmt.Errorf("%s: encode %T: %w", p, e, err)
+		}
+		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	}
+	return p.WriteFile(b)
+}
+
+// maxReadBuffer is the read buffer of a large image.
+const maxReadBuffer = 64 << 10
+
+// readBufferSize fits the read buffer to a small image, whose reader can
+// tell its length: a restore reads several images of a few hundred bytes
+// for every process, and a full-size buffer for each costs more than the
+// read.
+func readBufferSize(r io.Reader) int {
+	var n int64 = maxReadBuffer
+	switch r := r.(type) {
+	case interface{ Len() int }:
+		n = int64(r.Len())
+	case *os.File:
+		if st, err := r.Stat(); err == nil && st.Mode().IsRegular() {
+			n = st.Size()
 		}
 	}
-	return w.Close()
+	// bufio's own floor is 16 bytes; one spare byte lets the last read
+	// see EOF without a refill.
+	return int(min(max(n+1, 16), maxReadBuffer))
 }
 
 // Reader reads entries of one kind from an image.
@@ -134,7 +159,7 @@ type Reader struct {
 // NewReader checks the header of kind on r and returns a reader of its
 // entries. path is used only in error messages.
 func NewReader(r io.Reader, path string, kind Kind) (*Reader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, readBufferSize(r))
 	want := kind.header()
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(br, got); err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/proc"
 )
 
 // A child shares, copy-on-write, the pages it has not written since it
@@ -44,12 +45,12 @@ func SameVMA(a, b *vma.VmaEntry) bool {
 // CowRuns returns the pages among the child's data runs that are the
 // parent's very pages, in VMAs both have unchanged.
 func CowRuns(parentPid, childPid int, parentVMAs, childVMAs []*vma.VmaEntry, runs []Run) ([]Run, error) {
-	pf, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", parentPid))
+	pf, err := proc.Open(fmt.Sprintf("/proc/%d/pagemap", parentPid))
 	if err != nil {
 		return nil, err
 	}
 	defer pf.Close()
-	cf, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", childPid))
+	cf, err := proc.Open(fmt.Sprintf("/proc/%d/pagemap", childPid))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
+
+	"amber/internal/proc"
 )
 
 // Page categories of the PAGEMAP_SCAN ioctl (linux/fs.h).
@@ -65,7 +67,7 @@ func NewScanner(pid int) (*Scanner, error) {
 // newScanner opens /proc/PID/pagemap for scans that take at most vecLen
 // regions per ioctl (tests use small vectors to make scans partial).
 func newScanner(pid, vecLen int) (*Scanner, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	f, err := proc.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
 		return nil, err
 	}

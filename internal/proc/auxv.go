@@ -35,7 +35,7 @@ func ParseAuxv(b []byte) ([]uint64, error) {
 // ReadAuxv reads /proc/PID/auxv.
 func ReadAuxv(pid int) ([]uint64, error) {
 	path := pidPath(pid, "auxv")
-	b, err := readFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

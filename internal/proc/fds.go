@@ -38,7 +38,7 @@ func Children(pid int) ([]int, error) {
 	var all []int
 	for _, tid := range tids {
 		path := taskPath(pid, tid, "children")
-		b, err := readFile(path)
+		b, err := ReadFile(path)
 		if err != nil {
 			return nil, err
 		}
@@ -54,14 +54,9 @@ func Children(pid int) ([]int, error) {
 
 // readDirInts lists a directory whose entries are all decimal numbers.
 func readDirInts(dir string) ([]int, error) {
-	f, err := os.Open(dir)
+	names, err := ReadDirNames(dir)
 	if err != nil {
-		return nil, gone(err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, gone(err)
+		return nil, err
 	}
 	nums := make([]int, 0, len(names))
 	for _, name := range names {

@@ -39,13 +39,60 @@ func gone(err error) error {
 	return err
 }
 
-// readFile reads a whole /proc file. The os error already names the path.
-func readFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// Open opens a /proc file (or directory) for reading. os.Open would
+// first offer the descriptor to Go's poller, which /proc files refuse:
+// four fcntl calls and a failed epoll_ctl that cost more than reading a
+// small /proc file, and a dump opens dozens of them for each process.
+// Errors are *os.PathError, ESRCH made to satisfy fs.ErrNotExist.
+func Open(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, gone(&os.PathError{Op: "open", Path: path, Err: err})
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// ReadFile reads a whole /proc file, as os.ReadFile does but opened as
+// Open opens it and without its fstat, which says nothing of a /proc
+// file's length. Errors name the path.
+func ReadFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, gone(&os.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, gone(&os.PathError{Op: "read", Path: path, Err: err})
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
+}
+
+// ReadDirNames lists a /proc directory (/proc/PID/fd, /proc/PID/task),
+// opened as Open opens it.
+func ReadDirNames(dir string) ([]string, error) {
+	f, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return nil, gone(err)
 	}
-	return b, nil
+	return names, nil
 }
 
 // Read sizes for /proc text files, which the kernel generates per read
@@ -101,9 +148,9 @@ func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, erro
 			return v, err
 		}
 	}
-	f, err := os.Open(path)
+	f, err := Open(path)
 	if err != nil {
-		return zero, gone(err)
+		return zero, err
 	}
 	defer f.Close()
 	r := &readErr{r: bufio.NewReaderSize(f, size)}

@@ -78,7 +78,7 @@ func ReadTaskStat(pid, tid int) (Stat, error) {
 
 // readStatFile reads and parses a stat file of a process or a thread.
 func readStatFile(path string) (Stat, error) {
-	b, err := readFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		return Stat{}, err
 	}

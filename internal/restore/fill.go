@@ -14,6 +14,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/mem"
 	"amber/internal/plan"
+	"amber/internal/proc"
 	"amber/internal/progress"
 )
 
@@ -116,7 +117,7 @@ func watchFill(pid int, t *taskImages) (stop func()) {
 
 // readChars is the rchar field of /proc/PID/io: bytes the process read.
 func readChars(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	b, err := proc.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 	if err != nil {
 		return 0
 	}

@@ -2,13 +2,13 @@ package taskattr
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
+	"amber/internal/proc"
 )
 
 // OOMScoreAdjMin is the lowest OOM score adjustment the kernel takes.
@@ -20,7 +20,7 @@ func ReadOOMScoreAdj(pid int) (int32, error) {
 	if pid != 0 {
 		path = fmt.Sprintf("/proc/%d/oom_score_adj", pid)
 	}
-	b, err := os.ReadFile(path)
+	b, err := proc.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -19,6 +18,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/plan"
+	"amber/internal/proc"
 )
 
 // Which interval timers, in CRIU's order.
@@ -99,7 +99,7 @@ func rearmReal(e *timerimg.ItimerEntry) {
 // readPosix lists pid's POSIX timers from /proc/PID/timers.
 func readPosix(pid int) ([]*timerimg.PosixTimerEntry, error) {
 	path := fmt.Sprintf("/proc/%d/timers", pid)
-	f, err := os.Open(path)
+	f, err := proc.Open(path)
 	if err != nil {
 		return nil, err
 	}
