@@ -44,7 +44,7 @@ func TestParasiteCodeAssembles(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]uint64{"setup": entrySetup, "wait": entryWait, "close_table": entryCloseTable, "table": entryTable,
-		"close_ctl": entryCloseCtl, "restore": entryRestore, "unmap": entryUnmap}
+		"restore": entryRestore, "unmap": entryUnmap}
 	for _, s := range syms {
 		if w, ok := want[s.Name]; ok {
 			if s.Value != w {

@@ -8,7 +8,7 @@
 # signal mask and FPU state through rt_sigreturn.
 	.intel_syntax noprefix
 	.text
-	.globl setup, wait, close_table, table, close_ctl, restore, sigreturn, unmap
+	.globl setup, wait, close_table, table, restore, sigreturn, unmap
 setup:				# the leader, stepped by amber: make the control socket
 	mov eax, 53		# socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, sv)
 	mov edi, 1
@@ -63,11 +63,6 @@ done:
 	xor r9d, r9d
 	syscall
 	jmp wait
-close_ctl:			# the leader, at cure, stepped by amber
-	mov eax, 3
-	mov rdi, r15
-	syscall
-	jmp sigreturn		# reached only if amber died meanwhile
 restore:
 	cmp qword ptr [rbx+0x38], 0	# only the leader holds descriptors to close
 	je affinity
