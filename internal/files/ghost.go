@@ -329,7 +329,7 @@ func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
 // readGhost reads ghost-file-ID.img.
 func readGhost(dir image.Dir, id uint32) (*Ghost, error) {
 	path := dir.File(ghostFileName(id))
-	f, err := path.Open()
+	f, err := path.OpenContents()
 	if err != nil {
 		return nil, err
 	}

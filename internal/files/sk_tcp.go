@@ -356,7 +356,7 @@ func readTCPStreams(dir image.Dir, idx Index) (map[uint32]*TCPStream, error) {
 
 // readTCPStream1 reads one tcp-stream image.
 func readTCPStream1(p image.Path) (*TCPStream, error) {
-	f, err := p.Open()
+	f, err := p.OpenContents()
 	if err != nil {
 		return nil, err
 	}

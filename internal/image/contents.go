@@ -145,9 +145,10 @@ func (c *contents) takeVerified(name string) ([]byte, bool) {
 	return b, ok
 }
 
-// openContents opens the image at p for reading its entries: the bytes
-// the manifest check verified, if it kept them, else the file.
-func (p Path) openContents() (io.ReadCloser, error) {
+// OpenContents opens the image at p for reading its entries: the bytes
+// the manifest check verified, if it kept them (read once: a second open
+// reads the file), else the file as Open opens it.
+func (p Path) OpenContents() (io.ReadCloser, error) {
 	if b, ok := p.dir.contents.takeVerified(p.name); ok {
 		return verifiedReader{bytes.NewReader(b)}, nil
 	}

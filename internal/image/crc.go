@@ -136,11 +136,16 @@ var errStopped = errors.New("check stopped")
 
 // hashFile computes the CRC32C of the first size bytes of f, which must
 // have that many: large files in pieces by one worker per CPU (bound to
-// cpus, if not nil), until stop, if not nil, is set.
-func hashFile(f *os.File, size int64, stop *atomic.Bool, cpus *unix.CPUSet) (Sum, error) {
+// cpus, if not nil), until stop, if not nil, is set. A small file is read
+// through buf if it is large enough: a check of many small files reuses
+// one buffer rather than fault in a new one for each.
+func hashFile(f *os.File, size int64, stop *atomic.Bool, cpus *unix.CPUSet, buf []byte) (Sum, error) {
 	pieces := int((size + hashPiece - 1) / hashPiece)
 	if pieces <= 1 {
-		return hashRange(f, 0, size, make([]byte, min(size, hashBuf)), stop)
+		if int64(len(buf)) < min(size, hashBuf) {
+			buf = make([]byte, min(size, hashBuf))
+		}
+		return hashRange(f, 0, size, buf, stop)
 	}
 	var sums ChunkSums
 	var next atomic.Int64

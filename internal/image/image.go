@@ -227,7 +227,7 @@ func (r *Reader) NextWithPayload(m proto.Message, size func() int) ([]byte, erro
 // ReadFile reads every entry of the image at p (opened as Path.Open),
 // allocating each with newEntry.
 func ReadFile[T proto.Message](p Path, kind Kind, newEntry func() T) ([]T, error) {
-	f, err := p.openContents()
+	f, err := p.OpenContents()
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func ReadFile[T proto.Message](p Path, kind Kind, newEntry func() T) ([]T, error
 // returns io.EOF after the last one. A missing image has no entries: the
 // images a dump writes only when it has something to put in them.
 func EachEntry(p Path, kind Kind, next func(r *Reader) error) error {
-	f, err := p.openContents()
+	f, err := p.OpenContents()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

@@ -135,7 +135,7 @@ const maxKept = 16 << 20
 // nor a change in between).
 func verifyKept(d Dir, f *os.File, mf ManifestFile) error {
 	if mf.Size > maxKept {
-		return verifyContents(f, mf.Sum, nil, nil)
+		return verifyContents(f, mf.Sum, nil, nil, nil)
 	}
 	b := make([]byte, mf.Size)
 	if _, err := io.ReadFull(f, b); err != nil {
@@ -150,8 +150,8 @@ func verifyKept(d Dir, f *os.File, mf ManifestFile) error {
 }
 
 // verifyContents hashes f and compares it with want.
-func verifyContents(f *os.File, want Sum, stop *atomic.Bool, cpus *unix.CPUSet) error {
-	got, err := hashFile(f, want.Size, stop, cpus)
+func verifyContents(f *os.File, want Sum, stop *atomic.Bool, cpus *unix.CPUSet, buf []byte) error {
+	got, err := hashFile(f, want.Size, stop, cpus, buf)
 	if err != nil {
 		return err
 	}
@@ -176,8 +176,9 @@ func (c *Check) start(pending []pendingFile) {
 		defer close(c.done)
 		defer closeAll(pending)
 		defer bindThread(cpuArg)()
+		buf := make([]byte, hashBuf)
 		for _, p := range pending {
-			if err := verifyContents(p.f, p.want, &c.stop, cpuArg); err != nil {
+			if err := verifyContents(p.f, p.want, &c.stop, cpuArg, buf); err != nil {
 				c.err = err
 				return
 			}

@@ -160,7 +160,7 @@ func ReadCow(dir image.Dir, pid int) ([]Run, error) {
 
 // ReadPagemap reads a pagemap image: its head, then its entries.
 func ReadPagemap(p image.Path) (*pagemap.PagemapHead, []*pagemap.PagemapEntry, error) {
-	f, err := p.Open()
+	f, err := p.OpenContents()
 	if err != nil {
 		return nil, nil, err
 	}

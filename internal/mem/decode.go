@@ -28,7 +28,7 @@ const mmVmasField = 14
 
 // ReadMM reads the one entry of an mm image.
 func ReadMM(p image.Path) (*mm.MmEntry, error) {
-	f, err := p.Open()
+	f, err := p.OpenContents()
 	if err != nil {
 		return nil, err
 	}
