@@ -14,6 +14,25 @@ func TestTCP(t *testing.T) {
 	t.Run("dump_established_without_flag", testDumpEstablishedWithoutFlag)
 	t.Run("dump_socket_of_other_netns", testDumpOtherNetns)
 	t.Run("leave_running_established", testLeaveRunningEstablished)
+	t.Run("established_restored_closed", testEstablishedRestoredClosed)
+}
+
+// testEstablishedRestoredClosed dumps tcp_close00's connections whole
+// (--tcp-established) and restores them closed (--tcp-close), as CRIU's
+// socket-tcp-close0: the program finds them shut down.
+func testEstablishedRestoredClosed(t *testing.T) {
+	c := startCase(t, "tcp_close00")
+	tree := descendants(c.pid)
+	if r := c.dump("--tcp-established"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--tcp-close")...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.checkRestoredPid(pidfile)
+	c.mustPass()
 }
 
 // testDumpEstablishedWithoutFlag dumps tcp_established00 without

@@ -93,6 +93,8 @@ var programs = []program{
 	{name: "tcp_buffers00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "tcp_close_wait00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "tcp_half_closed00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
+	{name: "tcp_close00", dumpFlags: tcpClose, restoreFlags: tcpClose},
+	{name: "tcp_closed00"},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},
 	{name: "caps00"},
@@ -113,6 +115,10 @@ var programs = []program{
 
 // tcpEstablished dumps and restores established TCP connections.
 var tcpEstablished = []string{"--tcp-established"}
+
+// tcpClose dumps TCP connections without their state and restores them
+// closed.
+var tcpClose = []string{"--tcp-close"}
 
 // TestZdtm runs each program through dump, detached restore and check.
 // The programs share PIDs and CPUs: they run one after another.

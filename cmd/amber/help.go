@@ -18,6 +18,7 @@ func optionHelp() [][2]string {
 		{"restore-detached", "-d|--restore-detached    do not wait for the restored tree"},
 		{"pidfile", "--pidfile FILE           write the restored root's PID to FILE (created exclusively)"},
 		{"tcp-established", "--tcp-established        dump and restore established TCP connections (TCP repair mode)"},
+		{"tcp-close", "--tcp-close              dump TCP connections without their state; restore them closed"},
 		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
 		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
 		{"ghost-limit", "--ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)"},
@@ -44,7 +45,7 @@ func verbHelps() map[string]verbHelp {
 		"dump": {"amber dump -t PID [-D DIR] [options]",
 			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
 				"Images of an earlier dump in DIR are removed first.",
-			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established",
+			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
@@ -54,7 +55,7 @@ func verbHelps() map[string]verbHelp {
 		"restore": {"amber restore [-D DIR] [-d] [--pidfile FILE] [options]",
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
-			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established",
+			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
 				"skip-file-check", "trust-images"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",

@@ -127,8 +127,10 @@ func runDump(o Options, l *log.Logger) error {
 		GhostLimit:   ghostLimit(o),
 		Timeout:      time.Duration(o.Timeout) * time.Second,
 		Log:          l,
-		// As criu: established TCP connections only with --tcp-established.
+		// As criu: established TCP connections only with --tcp-established,
+		// or without their state with --tcp-close.
 		TCPEstablished: o.TCPEstablished,
+		TCPClose:       o.TCPClose,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		// CRIU's pre-dump always tracks memory.
@@ -152,8 +154,10 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		SkipFileCheck: o.SkipFileCheck,
 		TrustImages:   o.TrustImages,
 		Log:           l,
-		// As criu: established TCP connections only with --tcp-established.
+		// As criu: established TCP connections only with --tcp-established;
+		// --tcp-close restores them closed.
 		TCPEstablished: o.TCPEstablished,
+		TCPClose:       o.TCPClose,
 	})
 	if err != nil {
 		pf.discard()

@@ -32,6 +32,7 @@ type Options struct {
 	ShellJob       bool // -j, --shell-job
 	Detach         bool // -d, --restore-detached
 	TCPEstablished bool // --tcp-established
+	TCPClose       bool // --tcp-close
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
 	TrustImages    bool // --trust-images: restore images others can write (amber's)
 
@@ -328,6 +329,7 @@ func optionTable() []option {
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("shell-job", 'j', func(o *Options) *bool { return &o.ShellJob })...)
 	t = append(t, boolOption("tcp-established", 0, func(o *Options) *bool { return &o.TCPEstablished })...)
+	t = append(t, boolOption("tcp-close", 0, func(o *Options) *bool { return &o.TCPClose })...)
 	return append(t, unsupportedOptions()...)
 }
 
@@ -367,7 +369,7 @@ func unsupportedOptions() []option {
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
 		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},
-		{"status-fd", 0, requiredArg}, {"tcp-close", 0, noArg},
+		{"status-fd", 0, requiredArg},
 		{"ps-socket", 0, requiredArg}, {"stream", 0, noArg},
 		{"config", 0, requiredArg}, {"tls-cacert", 0, requiredArg},
 		{"tls-cacrl", 0, requiredArg}, {"tls-cert", 0, requiredArg},

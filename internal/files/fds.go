@@ -29,6 +29,9 @@ type DumpOptions struct {
 	// TCPEstablished dumps established TCP connections in repair mode
 	// (--tcp-established); without it they refuse the dump.
 	TCPEstablished bool
+	// TCPClose dumps TCP connections without their state (--tcp-close):
+	// they are restored closed.
+	TCPClose bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
+	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
@@ -53,6 +54,9 @@ type RestoreInput struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established); without it they are refused.
 	TCPEstablished bool
+	// TCPClose restores TCP connections closed (--tcp-close), whatever
+	// the images hold of them.
+	TCPClose bool
 	// TreePid tells the PIDs and TIDs of the restored tree (nil: none):
 	// files under /proc/PID of those are opened late (LateFile).
 	TreePid func(pid int) bool
@@ -77,6 +81,11 @@ type Restored struct {
 	// TCPRepair are the file ids of the TCP connections the task made in
 	// repair mode: EndTCPRepair lets them go once every task is restored.
 	TCPRepair []uint32
+	// TCPClosed are the closed TCP sockets the task holds that must be
+	// shut down (a connection --tcp-close restores closed, a closed socket
+	// that was shut down), by file id: CloseTCP shuts them down once every
+	// task is restored, which a plan cannot, as shutdown fails on them.
+	TCPClosed map[uint32]skopts.SkShutdown
 	// owned are the descriptors whose files have an owner, a signal or
 	// O_ASYNC to set again (PlanOwners).
 	owned []ownedFd

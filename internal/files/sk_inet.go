@@ -137,7 +137,7 @@ func (d *Dumper) addInetSocket(pid, fd, s int, ino, flags uint32, family int) (u
 	id := d.Table.nextID()
 	ie.Id = proto.Uint32(id)
 	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: ie})
-	if k.tcpConnection() {
+	if k.tcpConnection() && !d.opts.TCPClose {
 		if err := d.dumpTCPStream(pid, fd, s, k, ie.GetOpts().GetReuseaddr()); err != nil {
 			return 0, fmt.Errorf("%v: %w", k, err)
 		}
@@ -276,13 +276,16 @@ func (d *Dumper) checkInet(k *inetSock) error {
 		}
 		return nil
 	case tcpFinWait1, tcpFinWait2, tcpLastAck, tcpClosing:
-		if !d.opts.TCPEstablished {
-			return fmt.Errorf("a TCP connection: dump with --tcp-established")
+		if !d.opts.TCPEstablished && !d.opts.TCPClose {
+			return fmt.Errorf("a TCP connection: dump with --tcp-established (or --tcp-close)")
 		}
 		return nil
 	case tcpEstablished, tcpCloseWait:
+		if k.proto == unix.IPPROTO_TCP && d.opts.TCPClose {
+			return nil
+		}
 		if k.proto == unix.IPPROTO_TCP && !d.opts.TCPEstablished {
-			return fmt.Errorf("an established TCP connection: dump with --tcp-established")
+			return fmt.Errorf("an established TCP connection: dump with --tcp-established (or --tcp-close)")
 		}
 		if k.proto == unix.IPPROTO_TCP && k.shutdown&skopts.SkShutdown_WRITE != 0 {
 			return fmt.Errorf("a TCP connection shut down for writing (%v): not supported yet", k.shutdown)
@@ -502,14 +505,18 @@ func (m *inetMaker) make() error {
 	if err := m.prepare(); err != nil {
 		return err
 	}
-	steps := []func() error{m.bind, m.listen, m.connect}
-	if m.k.tcpConnection() {
-		if !m.p.in.TCPEstablished {
-			return fmt.Errorf("an established TCP connection: restore with --tcp-established")
-		}
-		steps = []func() error{m.repair}
+	steps := []func() error{m.bind, m.listen, m.connect, m.options, m.shutdown}
+	switch {
+	case m.k.tcpConnection() && m.p.in.TCPClose:
+		// Left unbound and unconnected: CloseTCP shuts it down.
+		m.closeLater(skopts.SkShutdown_BOTH)
+		steps = []func() error{m.options}
+	case m.k.tcpConnection() && !m.p.in.TCPEstablished:
+		return fmt.Errorf("an established TCP connection: restore with --tcp-established (or --tcp-close)")
+	case m.k.tcpConnection():
+		steps = []func() error{m.repair, m.options, m.shutdown}
 	}
-	for _, step := range append(steps, m.options, m.shutdown) {
+	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
 		}
@@ -553,7 +560,16 @@ func (m *inetMaker) bind() error {
 		return err
 	}
 	b := m.p.b
+	// A closed TCP socket's address may be held by the TIME_WAIT its
+	// own connection left; repair mode lets it bind there again.
+	repair := e.GetProto() == unix.IPPROTO_TCP && e.GetState() == tcpClose
+	if repair {
+		m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON, "turn repair mode on to bind")
+	}
 	b.Call(fmt.Sprintf("bind %v", m.k), unix.SYS_BIND, uint64(m.fd), b.Bytes(sa), uint64(len(sa)))
+	if repair {
+		m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF, "turn repair mode off")
+	}
 	return nil
 }
 
@@ -579,9 +595,14 @@ func (m *inetMaker) connect() error {
 	return nil
 }
 
-// shutdown shuts a connected socket down as it was.
+// shutdown shuts a connected socket down as it was; a closed TCP socket
+// is shut down later (closeLater).
 func (m *inetMaker) shutdown() error {
 	how := m.k.e.GetShutdown()
+	if how != skopts.SkShutdown_NONE && m.k.e.GetState() == tcpClose && m.k.e.GetProto() == unix.IPPROTO_TCP {
+		m.closeLater(how)
+		return nil
+	}
 	if how == skopts.SkShutdown_NONE || m.k.e.GetState() != tcpEstablished {
 		return nil
 	}
@@ -597,7 +618,7 @@ func (m *inetMaker) shutdown() error {
 // leaving repair mode clears it.
 func (m *inetMaker) reuse() error {
 	o, fd := m.k.e.GetOpts(), m.p.placed[m.id]
-	if !o.GetReuseaddr() && !m.k.tcpConnection() {
+	if !o.GetReuseaddr() && !m.inRepair() {
 		setsockoptInt(m.p.b, fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 0, fmt.Sprintf("clear SO_REUSEADDR on %v, as dumped", m.k))
 	}
 	if !o.GetSoReuseport() {
@@ -605,6 +626,19 @@ func (m *inetMaker) reuse() error {
 	}
 	return nil
 }
+
+// closeLater has CloseTCP shut the socket down (how) once the task is
+// restored.
+func (m *inetMaker) closeLater(how skopts.SkShutdown) {
+	if m.p.table.TCPClosed == nil {
+		m.p.table.TCPClosed = map[uint32]skopts.SkShutdown{}
+	}
+	m.p.table.TCPClosed[m.id] = how
+}
+
+// inRepair tells a connection restored in repair mode, which keeps
+// SO_REUSEADDR until EndTCPRepair.
+func (m *inetMaker) inRepair() bool { return m.k.tcpConnection() && !m.p.in.TCPClose }
 
 // setInt plans setsockopt(fd, level, opt, &v, 4) on the socket.
 func (m *inetMaker) setInt(level, opt int, v uint32, what string) {

@@ -44,8 +44,13 @@ func (d *Dumper) inetSockets() *inetDump {
 
 // readShutdown learns how socket k (s) was shut down: from sock_diag,
 // or, if it does not know the socket, from poll (POLLRDHUP is a receive
-// shutdown, POLLHUP both directions). Only a connected socket's counts.
+// shutdown, POLLHUP both directions). Only a connected socket's counts,
+// and a closed TCP socket's (a connection that ended), which sock_diag
+// does not list.
 func (d *Dumper) readShutdown(s int, k *inetSock) error {
+	if k.state == tcpClose && k.proto == unix.IPPROTO_TCP {
+		return k.pollShutdown(s)
+	}
 	if !repairable(k.state) {
 		return nil
 	}

@@ -206,6 +206,47 @@ func TestPlanInet(t *testing.T) {
 	}
 }
 
+// TestPlanInetClosed restores, with --tcp-close, a connection closed (a
+// new socket, neither bound nor connected nor in repair mode, that
+// CloseTCP shuts down both ways) next to a closed socket that was shut
+// down, bound again to its address in repair mode (its connection's
+// TIME_WAIT holds it) and shut down as it was by CloseTCP.
+func TestPlanInetClosed(t *testing.T) {
+	l := newLayout()
+	conn := l.addInet(inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:8880",
+		"127.0.0.1:40000", unix.O_RDWR, nil), 101)
+	l.fd(3, conn, false)
+	closedImg := inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpClose, "127.0.0.1:40001", "", unix.O_RDWR, nil)
+	closedImg.Shutdown = skopts.SkShutdown_READ.Enum()
+	closed := l.addInet(closedImg, 102)
+	l.fd(4, closed, false)
+	l.in.TCPClose = true
+
+	s, p := runFds(t, l, 0, 1, 2)
+	if k := s.fds[3].f.in; k == nil || k.bound != nil || k.peer != nil || k.repair {
+		t.Errorf("fd 3: want a new socket, neither bound nor connected nor in repair mode: %+v", k)
+	}
+	if k := s.fds[4].f.in; k == nil || k.bound == nil || k.repair || k.shutdown != 0 {
+		t.Errorf("fd 4: want bound, out of repair mode, not shut down by the plan: %+v", k)
+	}
+	r, err := planFds(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.restored.Closed(42)
+	slices.SortFunc(got, func(a, b TCPShut) int { return a.Fd - b.Fd })
+	want := []TCPShut{{Holder{42, 3}, skopts.SkShutdown_BOTH}, {Holder{42, 4}, skopts.SkShutdown_READ}}
+	if !slices.Equal(got, want) {
+		t.Errorf("sockets for CloseTCP %v, want %v", got, want)
+	}
+	if len(r.restored.TCPRepair) != 0 {
+		t.Errorf("connections left in repair mode: %v", r.restored.TCPRepair)
+	}
+	if t.Failed() {
+		t.Logf("plan:\n%s", p)
+	}
+}
+
 // TestPlanInetRefused: what restore refuses, naming the socket.
 func TestPlanInetRefused(t *testing.T) {
 	est := func() *skinet.InetSkEntry {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -513,6 +514,43 @@ func (r *Restored) Repaired(pid int) []TCPRepaired {
 		out = append(out, TCPRepaired{Holder: Holder{Pid: pid, Fd: r.Held[id]}, ID: id})
 	}
 	return out
+}
+
+// TCPShut is a closed TCP socket a restored task holds, to shut down.
+type TCPShut struct {
+	Holder
+	How skopts.SkShutdown
+}
+
+// Closed lists the closed TCP sockets a restored task holds that
+// CloseTCP must shut down.
+func (r *Restored) Closed(pid int) []TCPShut {
+	var out []TCPShut
+	for id, how := range r.TCPClosed {
+		out = append(out, TCPShut{Holder{Pid: pid, Fd: r.Held[id]}, how})
+	}
+	return out
+}
+
+// CloseTCP shuts down closed TCP sockets, as criu does: a connection
+// --tcp-close restores closed, both ways, and a socket whose connection
+// had ended, as it was. Such a socket never connected here, so shutdown
+// fails with ENOTCONN, but marks it shut down all the same: the task
+// reads end-of-file from it, polls POLLHUP and gets EPIPE from a write.
+// amber does it through a copy of each socket, before the tasks run.
+func CloseTCP(socks []TCPShut) error {
+	for _, h := range socks {
+		s, err := takeSocket(h.Pid, h.Fd)
+		if err != nil {
+			return fmt.Errorf("a closed TCP socket: %w", err)
+		}
+		err = unix.Shutdown(s, int(h.How)-1)
+		unix.Close(s)
+		if err != nil && !errors.Is(err, unix.ENOTCONN) {
+			return fmt.Errorf("shut down the closed TCP socket at fd %d of pid %d (%v): %w", h.Fd, h.Pid, h.How, err)
+		}
+	}
+	return nil
 }
 
 // EndTCPRepair lets the restored connections go, once every task is in

@@ -41,6 +41,8 @@ type host struct {
 	ttys *files.Terminals
 	// tcpEstablished restores established TCP connections.
 	tcpEstablished bool
+	// tcpClose restores TCP connections closed.
+	tcpClose bool
 	// oomFloor is the lowest OOM score adjustment a new task may set.
 	oomFloor int32
 	// treePids are the PIDs and TIDs of the restored tree.
@@ -209,7 +211,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
-			TCPEstablished: h.tcpEstablished, Lone: h.lone, Warnf: h.warnf,
+			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, Lone: h.lone, Warnf: h.warnf,
 			TreePid: func(pid int) bool { return h.treePids[pid] },
 		}
 		if o.parent != nil {

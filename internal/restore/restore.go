@@ -44,6 +44,9 @@ type Options struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established).
 	TCPEstablished bool
+	// TCPClose restores TCP connections closed, as sockets shut down both
+	// ways (--tcp-close).
+	TCPClose bool
 	// TrustImages restores images that users other than root and the
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
@@ -198,6 +201,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return err
 	}
 	if err := r.endTCPRepair(tree); err != nil {
+		return err
+	}
+	if err := r.closeTCP(); err != nil {
 		return err
 	}
 	if err := segs.Finish(); err != nil {
@@ -446,6 +452,7 @@ func newHost(opts Options) (*host, error) {
 		// Files changed since the dump are taken as they are now.
 		skipFileCheck:  opts.SkipFileCheck,
 		tcpEstablished: opts.TCPEstablished,
+		tcpClose:       opts.TCPClose,
 		warnf:          opts.Log.Warnf,
 	}, nil
 }

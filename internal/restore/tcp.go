@@ -18,3 +18,19 @@ func (r *restorer) endTCPRepair(tree *treeImages) error {
 	r.opts.Log.Infof("letting %d TCP connections leave repair mode", len(socks))
 	return files.EndTCPRepair(socks, tree.root.files, tree.root.extra)
 }
+
+// closeTCP shuts down the closed TCP sockets that were (or that
+// --tcp-close restores closed), before any task runs.
+func (r *restorer) closeTCP() error {
+	var socks []files.TCPShut
+	for _, p := range r.procs {
+		if p.plan.fds != nil {
+			socks = append(socks, p.plan.fds.Closed(p.t.pid)...)
+		}
+	}
+	if len(socks) == 0 {
+		return nil
+	}
+	r.opts.Log.Infof("shutting down %d closed TCP sockets", len(socks))
+	return files.CloseTCP(socks)
+}

@@ -92,7 +92,6 @@ func refusals() []refusal {
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},
 		{"irmap_scan_paths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.IrmapScanPaths) > 0 }, notYet},
 		{"tcp_skip_in_flight", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTcpSkipInFlight() }, notYet},
-		{"tcp_close", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTcpClose() }, notYet},
 		{"leave_stopped", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLeaveStopped() }, notYet},
 		{"exec_cmd", onBoth, func(o *rpc.CriuOpts) bool { return len(o.ExecCmd) > 0 }, notYet},
 		{"lsm_profile", onBoth, func(o *rpc.CriuOpts) bool { return o.LsmProfile != nil }, notYet},

@@ -1,0 +1,109 @@
+/*
+ * tcp_closed00 - TCP sockets whose connection ended while the process
+ * holds them (CRIU's socket-tcp-close2): both ends shut down for writing,
+ * the FINs exchanged, each socket is in TCP_CLOSE, shut down both ways,
+ * still bound to its address, which the connection's TIME_WAIT holds
+ * too. Dumped and restored without options.
+ *
+ * After SIGTERM: each socket is in TCP_CLOSE at the same address, reads
+ * end-of-file, polls POLLHUP and fails a write with EPIPE.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zdtm.h"
+
+struct end {
+	const char *name;
+	int fd;
+	struct sockaddr_in addr;
+};
+
+static int state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		fail("TCP_INFO: %s", test_strerror(errno));
+	return ti.tcpi_state;
+}
+
+static void addr_of(struct end *e, struct sockaddr_in *sa)
+{
+	socklen_t len = sizeof(*sa);
+
+	if (getsockname(e->fd, (struct sockaddr *)sa, &len))
+		fail("%s: getsockname: %s", e->name, test_strerror(errno));
+}
+
+static void check(struct end *e)
+{
+	struct pollfd p = { .fd = e->fd, .events = POLLIN | POLLOUT };
+	struct sockaddr_in now;
+	char b;
+	ssize_t r;
+
+	if (state(e->fd) != TCP_CLOSE)
+		fail("%s: state %d after restore, not TCP_CLOSE", e->name, state(e->fd));
+	addr_of(e, &now);
+	if (now.sin_port != e->addr.sin_port || now.sin_addr.s_addr != e->addr.sin_addr.s_addr)
+		fail("%s: bound to port %d after restore, %d before", e->name, ntohs(now.sin_port), ntohs(e->addr.sin_port));
+	r = read(e->fd, &b, 1);
+	if (r != 0)
+		fail("%s: read %zd (%s), want end-of-file", e->name, r, r < 0 ? test_strerror(errno) : "data");
+	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLHUP))
+		fail("%s: poll revents %#x, want POLLHUP", e->name, p.revents);
+	errno = 0;
+	if (write(e->fd, &b, 1) != -1 || errno != EPIPE)
+		fail("%s: write did not fail with EPIPE (%s)", e->name, test_strerror(errno));
+}
+
+int main(void)
+{
+	struct end ends[2] = { { .name = "client" }, { .name = "server" } };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	struct timespec ms = { 0, 1000 * 1000 };
+	int lsn, i;
+
+	test_init();
+	signal(SIGPIPE, SIG_IGN);
+	lsn = socket(AF_INET, SOCK_STREAM, 0);
+	ends[0].fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (lsn < 0 || ends[0].fd < 0)
+		fail("socket: %s", test_strerror(errno));
+	if (bind(lsn, (struct sockaddr *)&sa, sizeof(sa)) || listen(lsn, 1) || getsockname(lsn, (struct sockaddr *)&sa, &len))
+		fail("listener: %s", test_strerror(errno));
+	if (connect(ends[0].fd, (struct sockaddr *)&sa, sizeof(sa)))
+		fail("connect: %s", test_strerror(errno));
+	ends[1].fd = accept(lsn, NULL, NULL);
+	if (ends[1].fd < 0)
+		fail("accept: %s", test_strerror(errno));
+	close(lsn);
+	for (i = 0; i < 2; i++)
+		addr_of(&ends[i], &ends[i].addr);
+	if (shutdown(ends[0].fd, SHUT_WR) || shutdown(ends[1].fd, SHUT_WR))
+		fail("shutdown: %s", test_strerror(errno));
+	for (i = 0; state(ends[0].fd) != TCP_CLOSE || state(ends[1].fd) != TCP_CLOSE; i++) {
+		if (i == 10000)
+			fail("not closed after both FINs (states %d, %d)", state(ends[0].fd), state(ends[1].fd));
+		nanosleep(&ms, NULL);
+	}
+
+	test_ready();
+	test_wait_stop();
+
+	for (i = 0; i < 2; i++)
+		check(&ends[i]);
+	pass();
+}
