@@ -95,6 +95,7 @@ var programs = []program{
 	{name: "tcp_half_closed00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "tcp_close00", dumpFlags: tcpClose, restoreFlags: tcpClose},
 	{name: "tcp_closed00"},
+	{name: "sock_filter"},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},
 	{name: "caps00"},

@@ -197,6 +197,7 @@ func (m *inetMaker) skOptions() {
 		}
 	}
 	m.linger(o)
+	planFilter(m.p.b, m.fd, o.GetSoFilter(), m.k.String())
 	m.timeout(unix.SO_SNDTIMEO, o.GetSoSndTmoSec(), o.GetSoSndTmoUsec())
 	m.timeout(unix.SO_RCVTIMEO, o.GetSoRcvTmoSec(), o.GetSoRcvTmoUsec())
 }

@@ -134,7 +134,7 @@ var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
 // lockSocket makes socket s drop every segment it receives from now on.
 // A socket that has a filter of its own is refused: amber would replace
-// it, and does not restore socket filters yet.
+// it, and could not give it back after --leave-running or a failed dump.
 func lockSocket(s int) error {
 	var n uint32
 	if err := getsockopt(s, unix.SOL_SOCKET, unix.SO_GET_FILTER, nil, &n); err != nil || n != 0 {

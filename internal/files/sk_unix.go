@@ -317,6 +317,11 @@ func dumpSkOpts(s, family int) (*skopts.SkOptsEntry, error) {
 		}
 		*t.sec, *t.usec = proto.Uint64(uint64(tv.Sec)), proto.Uint64(uint64(tv.Usec))
 	}
+	filter, err := dumpFilter(s)
+	if err != nil {
+		return nil, err
+	}
+	o.SoFilter = filter
 	return o, nil
 }
 
@@ -821,6 +826,7 @@ func (m *unixMaker) options(s *skunix.UnixSkEntry) error {
 	}
 	m.setTimeout(fd, unix.SO_SNDTIMEO, o.GetSoSndTmoSec(), o.GetSoSndTmoUsec(), m.what(s))
 	m.setTimeout(fd, unix.SO_RCVTIMEO, o.GetSoRcvTmoSec(), o.GetSoRcvTmoUsec(), m.what(s))
+	planFilter(m.p.b, fd, o.GetSoFilter(), m.what(s))
 	m.p.b.Call(fmt.Sprintf("set status flags %#x on %s", s.GetFlags()&unix.O_NONBLOCK, m.what(s)), unix.SYS_FCNTL,
 		uint64(fd), unix.F_SETFL, uint64(s.GetFlags()&unix.O_NONBLOCK))
 	return nil
