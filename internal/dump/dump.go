@@ -20,6 +20,7 @@ import (
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/pageserver"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
 )
@@ -44,6 +45,10 @@ type Options struct {
 	// leaves those unwritten since the dump before to its images
 	// (--track-mem).
 	TrackMem bool
+	// PageServer is the address (host:port) of the page server that
+	// receives the pages instead of the images directory (--page-server
+	// --address --port); "" for none.
+	PageServer string
 	// Timeout bounds each wait for a task of the tree (--timeout);
 	// compel.DefaultTimeout if zero.
 	Timeout time.Duration
@@ -94,6 +99,10 @@ type dumper struct {
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64
+	// ps is the connection to the page server, nil without one; sent
+	// are the sums of the pages sent for each process, by PID.
+	ps   *pageserver.Client
+	sent map[int]image.Sum
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -119,7 +128,11 @@ func Run(opts Options) error {
 			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
-		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}, sent: map[int]image.Sum{}}
+	if err := d.connectPageServer(); err != nil {
+		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
+	}
+	defer d.abortPageServer()
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
