@@ -137,28 +137,32 @@ func TestPageServer(t *testing.T) {
 	c.mustDump(s.args()...)
 	s.mustExit()
 	c.requireServerImages("images")
-	if _, err := os.Stat(filepath.Join(c.images, image.ManifestName)); err != nil {
-		t.Fatalf("a dump with its page server in the same directory writes a manifest: %v", err)
-	}
+	c.requireNoManifest()
 	c.mustRestoreDetached()
 	c.mustPass()
 }
 
 // TestPageServerElsewhere: the page server writes into a directory of
-// its own; once its images join the dump's, the restore works. The dump
-// writes no manifest, which could not cover the server's images.
+// its own; once its images join the dump's, the restore works.
 func TestPageServerElsewhere(t *testing.T) {
 	c := startCase(t, "predump_writer")
 	s := c.startPageServer(testEnv.amber, "received")
 	c.mustDump(s.args()...)
 	s.mustExit()
-	if _, err := os.Stat(filepath.Join(c.images, image.ManifestName)); err == nil {
-		t.Fatalf("dump wrote %s without the page server's images", image.ManifestName)
-	}
+	c.requireNoManifest()
 	c.requireServerImages("received")
 	moveImages(t, filepath.Join(c.dir, "received"), c.images)
 	c.mustRestoreDetached()
 	c.mustPass()
+}
+
+// requireNoManifest requires that the dump wrote no manifest: it
+// cannot vouch for the page server's images.
+func (c *zcase) requireNoManifest() {
+	c.t.Helper()
+	if _, err := os.Stat(filepath.Join(c.images, image.ManifestName)); err == nil {
+		c.t.Fatalf("a dump to a page server wrote %s", image.ManifestName)
+	}
 }
 
 // moveImages moves every image of src into dst.
@@ -251,5 +255,79 @@ func (c *zcase) requireRunsOn() {
 	c.t.Helper()
 	if ok, err := progressing(c.pid, 200*time.Millisecond); err != nil || !ok {
 		c.t.Fatalf("pid %d does not run on after the failed dump (%v)", c.pid, err)
+	}
+}
+
+// TestAmberDumpsToCriuPageServer dumps predump_writer with amber to
+// CRIU's page server, writing into the same directory, and restores it
+// with amber, then again (dumped the same way) with CRIU: the program
+// checks every page.
+func TestAmberDumpsToCriuPageServer(t *testing.T) {
+	for _, restorer := range []string{"amber", "criu"} {
+		t.Run("restore by "+restorer, func(t *testing.T) {
+			bin := criuBin(t)
+			c := startCase(t, "predump_writer")
+			s := c.startPageServer(bin, "images")
+			c.mustDump(s.args()...)
+			s.mustExit()
+			c.requireServerImages("images")
+			c.restoreBy(restorer, bin)
+			c.mustPass()
+		})
+	}
+}
+
+// restoreBy restores the program with amber or with CRIU (bin).
+func (c *zcase) restoreBy(restorer, bin string) {
+	c.t.Helper()
+	if restorer == "amber" {
+		c.mustRestoreDetached()
+		return
+	}
+	pidfile := c.pidfile()
+	if r := c.criu(bin, c.restoreArgs(pidfile, "-d")...); r.err != nil {
+		c.t.Fatalf("criu restore failed: %v", r)
+	}
+	c.checkRestoredPid(pidfile)
+}
+
+// TestAmberChainToCriuPageServer pre-dumps predump_writer with amber to
+// CRIU's page server, then dumps it on top to another CRIU page server
+// linked to the first's images (--prev-images-dir): CRIU's server takes
+// the pages left to the parent (it checks them against the parent's
+// pagemap) and amber restores the chain.
+func TestAmberChainToCriuPageServer(t *testing.T) {
+	bin := criuBin(t)
+	c := startCase(t, "predump_writer")
+	s := c.startPageServer(bin, "pre1")
+	c.mustPreDump("pre1", "", s.args()...)
+	s.mustExit()
+	s = c.startPageServer(bin, "images", "--prev-images-dir", "../pre1")
+	c.mustDumpOntoWith("../pre1", s.args())
+	s.mustExit()
+	c.requireIncremental("images")
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
+// TestCriuDumpsToAmberPageServer dumps predump_writer with CRIU to
+// amber's page server, and restores it with amber, then again (dumped
+// the same way) with CRIU.
+func TestCriuDumpsToAmberPageServer(t *testing.T) {
+	for _, restorer := range []string{"amber", "criu"} {
+		t.Run("restore by "+restorer, func(t *testing.T) {
+			bin := criuBin(t)
+			c := startCase(t, "predump_writer")
+			s := c.startPageServer(testEnv.amber, "images")
+			tree := descendants(c.pid)
+			if r := c.criu(bin, c.dumpArgs(s.args()...)...); r.err != nil {
+				t.Fatalf("criu dump failed: %v", criuLog(r, c.images))
+			}
+			s.mustExit()
+			c.reapDumped(tree)
+			c.requireServerImages("images")
+			c.restoreBy(restorer, bin)
+			c.mustPass()
+		})
 	}
 }

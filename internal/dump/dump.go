@@ -99,10 +99,8 @@ type dumper struct {
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64
-	// ps is the connection to the page server, nil without one; sent
-	// are the sums of the pages sent for each process, by PID.
-	ps   *pageserver.Client
-	sent map[int]image.Sum
+	// ps is the connection to the page server, nil without one.
+	ps *pageserver.Client
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -128,7 +126,7 @@ func Run(opts Options) error {
 			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
-		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}, sent: map[int]image.Sum{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
 	if err := d.connectPageServer(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

@@ -5,15 +5,7 @@ package dump
 // images into its own directory; every other image is written here.
 
 import (
-	"errors"
-
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
-
-	"fmt"
-	"os"
-
 	"amber/internal/image"
-	"amber/internal/mem"
 	"amber/internal/pageserver"
 )
 
@@ -42,20 +34,12 @@ func (d *dumper) abortPageServer() {
 	}
 }
 
-// sendMemory sends a process's pages to the page server.
-func (d *dumper) sendMemory(ps *procState, vmas []*vma.VmaEntry, inc *mem.Incremental) (mem.PagesStats, error) {
-	st, err := mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, ps.pid, inc)
-	if err == nil {
-		d.sent[ps.pid] = st.Sum
-	}
-	return st, err
-}
-
 // writeManifest ends the page server's session, if any, then writes the
-// manifest. The page server's images are covered only when it wrote them
-// into this directory: the pages images hold what was sent, whose sums
-// the dump knows. Elsewhere, the directory is only part of the dump once
-// they join it, and no manifest is written.
+// manifest, which covers only the images of a dump that wrote them all:
+// those of a page server are not in it. CRIU's page server answers the
+// end of the session before it writes its pagemaps out, so the dump
+// cannot cover them even when they are in its own directory; and a
+// manifest without them would refuse the directory once they join it.
 func (d *dumper) writeManifest() error {
 	if d.ps == nil {
 		return image.WriteManifest(d.dir, d.sums)
@@ -65,16 +49,6 @@ func (d *dumper) writeManifest() error {
 	if err != nil {
 		return err
 	}
-	for pid, sum := range d.sent {
-		head, _, err := mem.ReadPagemap(d.dir.PagemapPath(pid))
-		if errors.Is(err, os.ErrNotExist) {
-			d.log.Infof("The page server's images are not in %s: no %s written", d.dir, image.ManifestName)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("the page server's pagemap: %w", err)
-		}
-		d.sums[d.dir.PagesPath(head.GetPagesId()).Name()] = sum
-	}
-	return image.WriteManifest(d.dir, d.sums)
+	d.log.Infof("Pages sent to a page server: no %s written", image.ManifestName)
+	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 
 	"amber/internal/compel"
-	"amber/internal/image"
 	"amber/internal/progress"
 )
 
@@ -29,8 +28,8 @@ type PageSink interface {
 
 // SendPages is DumpPages to a page server: the pages of the frozen task
 // t go to sink. Pages are left to the parent images only if the receiver
-// has them. Stats.Sum is the size and CRC32C of the pages sent, which
-// is what the receiver's pages image holds.
+// has them. Stats.Sum is left zero: the receiver's images are not the
+// dump's to vouch for.
 func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc *Incremental) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, pid, &st)
@@ -49,8 +48,8 @@ func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc
 		st.InParent += (r.End - r.Start) / pageSize
 	}
 	shared := intersectRuns(p.shared, copied)
-	sum, err := sendRuns(t, sink, copied, parent, shared, fmt.Sprintf("dump pid %d", pid))
-	st.Pages, st.Runs, st.Sum = uint64(sum.Size)/pageSize, p.runs, sum
+	sent, err := sendRuns(t, sink, copied, parent, shared, fmt.Sprintf("dump pid %d", pid))
+	st.Pages, st.Runs = sent/pageSize, p.runs
 	return st, err
 }
 
@@ -86,8 +85,9 @@ const sendBuffers = 3
 
 // sendRuns sends the copied runs' contents and the parent runs as holes,
 // all in address order. One goroutine reads chunks from the task while
-// the caller sends the chunk before.
-func sendRuns(t *compel.Task, sink PageSink, copied, parent, shared []Run, label string) (image.Sum, error) {
+// the caller sends the chunk before. It returns how many bytes of pages
+// it sent.
+func sendRuns(t *compel.Task, sink PageSink, copied, parent, shared []Run, label string) (uint64, error) {
 	var total uint64
 	for _, r := range copied {
 		total += r.End - r.Start
@@ -102,27 +102,24 @@ func sendRuns(t *compel.Task, sink PageSink, copied, parent, shared []Run, label
 	stop := make(chan struct{})
 	defer close(stop)
 	go readChunks(t, copied, shared, free, ready, stop)
-	sums := new(image.ChunkSums)
 	var off uint64
 	for c := range ready {
 		if c.err != nil {
-			return image.Sum{}, c.err
+			return off, c.err
 		}
 		var err error
 		if parent, err = sendHoles(sink, parent, c.runs[0].Start); err != nil {
-			return image.Sum{}, err
+			return off, err
 		}
-		if err := sendChunk(sink, c, sums, off); err != nil {
-			return image.Sum{}, err
+		if err := sendChunk(sink, c); err != nil {
+			return off, err
 		}
 		off += uint64(len(c.buf))
 		bar.Set(off)
 		free <- c.buf[:cap(c.buf)]
 	}
-	if _, err := sendHoles(sink, parent, ^uint64(0)); err != nil {
-		return image.Sum{}, err
-	}
-	return sums.Sum()
+	_, err := sendHoles(sink, parent, ^uint64(0))
+	return off, err
 }
 
 // readChunks reads the runs from the task chunk by chunk into free
@@ -154,9 +151,8 @@ func readChunks(t *compel.Task, runs, shared []Run, free chan []byte, ready chan
 	}
 }
 
-// sendChunk sends the runs of one chunk and adds its checksum to sums.
-func sendChunk(sink PageSink, c sentChunk, sums *image.ChunkSums, off uint64) error {
-	sums.Add(int64(off), image.Sum{Size: int64(len(c.buf)), CRC: image.Checksum(c.buf)})
+// sendChunk sends the runs of one chunk.
+func sendChunk(sink PageSink, c sentChunk) error {
 	b := c.buf
 	for _, r := range c.runs {
 		n := r.End - r.Start
