@@ -203,6 +203,26 @@ func TestPageServerChain(t *testing.T) {
 	c.critDecodesPagemaps("pre1", "images")
 }
 
+// TestPageServerChainElsewhere is TestPageServerChain with each page
+// server writing into a directory of its own, as on another machine:
+// the dump knows what its parent holds from its record of what the
+// pre-dump sent. Once the servers' images join the dump's, the chain
+// restores.
+func TestPageServerChainElsewhere(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	s := c.startPageServer(testEnv.amber, "srv1")
+	c.mustPreDump("pre1", "", s.args()...)
+	s.mustExit()
+	s = c.startPageServer(testEnv.amber, "srv2", "--prev-images-dir", "../srv1")
+	c.mustDumpOntoWith("../pre1", s.args())
+	s.mustExit()
+	c.requireIncremental("srv2")
+	moveImages(t, filepath.Join(c.dir, "srv1"), filepath.Join(c.dir, "pre1"))
+	moveImages(t, filepath.Join(c.dir, "srv2"), c.images)
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
 // TestPageServerRefused: a dump to a page server nobody listens for
 // fails naming it and leaves the program running as it was.
 func TestPageServerRefused(t *testing.T) {

@@ -52,3 +52,21 @@ func (d *dumper) writeManifest() error {
 	d.log.Infof("Pages sent to a page server: no %s written", image.ManifestName)
 	return nil
 }
+
+// prevPagemap is the pagemap of pid in the parent images: the image, or
+// where a dump to a page server left it on the server, the record of
+// what that dump sent.
+func (d *dumper) prevPagemap(pid int) image.Path {
+	p := d.prev.PagemapPath(pid)
+	if _, err := p.Stat(); err != nil {
+		if sent := d.prev.SentPagemapPath(pid); statOK(sent) {
+			return sent
+		}
+	}
+	return p
+}
+
+func statOK(p image.Path) bool {
+	_, err := p.Stat()
+	return err == nil
+}

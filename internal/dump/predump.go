@@ -89,7 +89,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	}
 	var st mem.PagesStats
 	if d.ps != nil {
-		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, ps.pid, inc)
+		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, ps.pid, inc, d.dir.SentPagemapPath(ps.pid))
 	} else {
 		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, ps.pid, pagesID, inc)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum

@@ -11,6 +11,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 
 	"amber/internal/compel"
+	"amber/internal/image"
 	"amber/internal/progress"
 )
 
@@ -28,9 +29,11 @@ type PageSink interface {
 
 // SendPages is DumpPages to a page server: the pages of the frozen task
 // t go to sink. Pages are left to the parent images only if the receiver
-// has them. Stats.Sum is left zero: the receiver's images are not the
-// dump's to vouch for.
-func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc *Incremental) (PagesStats, error) {
+// has them. Once they are sent, the pagemap of what was sent is written
+// to record (with no pages image), for a later dump on top to know what
+// its parent holds. Stats.Sum is left zero: the receiver's images are not
+// the dump's to vouch for.
+func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc *Incremental, record image.Path) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, pid, &st)
 	if err != nil {
@@ -50,7 +53,10 @@ func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc
 	shared := intersectRuns(p.shared, copied)
 	sent, err := sendRuns(t, sink, copied, parent, shared, fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs = sent/pageSize, p.runs
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	return st, writePagemap(record, 0, pagemapEntries(copied, parent))
 }
 
 // planTask plans which pages of t a dump saves, refusing guard pages.
