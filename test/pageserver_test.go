@@ -253,6 +253,44 @@ func TestPageServerGone(t *testing.T) {
 	c.mustPass()
 }
 
+// TestPageServerStalls: the page server stops reading in the middle of
+// the pages without closing the connection (a server that answers the
+// open, then only holds the connection): the dump gives up after
+// --timeout, naming the server, and the program runs on as it was.
+func TestPageServerStalls(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	release := make(chan struct{})
+	defer close(release)
+	go stallingServer(ln, release)
+	port := ln.Addr().(*net.TCPAddr).Port
+	r := c.dump("--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(port), "--timeout", "2")
+	requireFailure(t, r, fmt.Sprintf("page server 127.0.0.1:%d", port))
+	requireFailure(t, r, "no progress in 2s")
+	c.requireRunsOn()
+	c.mustPass()
+}
+
+// stallingServer accepts one connection, answers its first request (an
+// open) with "no parent", then reads nothing more until release.
+func stallingServer(ln net.Listener, release <-chan struct{}) {
+	conn, err := ln.Accept()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	var req [pageserver.RequestSize]byte
+	if _, err := io.ReadFull(conn, req[:]); err != nil {
+		return
+	}
+	conn.Write([]byte{0})
+	<-release
+}
+
 // dyingServer accepts one connection, answers its first request (an
 // open) with "no parent", reads 1 MiB and closes the connection.
 func dyingServer(ln net.Listener) {

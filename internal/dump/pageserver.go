@@ -16,7 +16,7 @@ func (d *dumper) connectPageServer() error {
 	if d.opts.PageServer == "" {
 		return nil
 	}
-	c, err := pageserver.Dial(d.opts.PageServer)
+	c, err := pageserver.Dial(d.opts.PageServer, d.opts.Timeout)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
@@ -19,22 +20,30 @@ type Client struct {
 	w    *bufio.Writer
 	req  [RequestSize]byte
 	cur  Dest // the destination opened last
+	// timeout bounds each request's exchange on a connection that takes
+	// deadlines: a server that stops reading or answering fails the dump
+	// instead of keeping its tree frozen. Zero: no bound.
+	timeout time.Duration
 }
+
+// deadliner is a connection that takes deadlines (a net.Conn).
+type deadliner interface{ SetDeadline(time.Time) error }
 
 // clientBuffer batches the requests and small page runs between the
 // syscalls that send them.
 const clientBuffer = 256 << 10
 
-// dialTimeout bounds the connection to a page server.
-const dialTimeout = 10 * time.Second
-
-// Dial connects to the page server at addr (host:port).
-func Dial(addr string) (*Client, error) {
-	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+// Dial connects to the page server at addr (host:port). The connection,
+// and then each request's exchange, may take at most timeout (zero: no
+// bound).
+func Dial(addr string, timeout time.Duration) (*Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("page server %s: %w", addr, err)
 	}
-	return NewClient(conn, addr), nil
+	c := NewClient(conn, addr)
+	c.timeout = timeout
+	return c, nil
 }
 
 // NewClient speaks the protocol on conn, a connection to the page server
@@ -45,6 +54,11 @@ func NewClient(conn io.ReadWriteCloser, addr string) *Client {
 
 // send buffers one request.
 func (c *Client) send(r Request) error {
+	if d, ok := c.conn.(deadliner); ok && c.timeout > 0 {
+		if err := d.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+			return c.fail(r, err)
+		}
+	}
 	r.Marshal(c.req[:])
 	if _, err := c.w.Write(c.req[:]); err != nil {
 		return c.fail(r, err)
@@ -54,6 +68,9 @@ func (c *Client) send(r Request) error {
 
 // fail wraps an error of request r.
 func (c *Client) fail(r Request, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no progress in %v (--timeout): %w", c.timeout, err)
+	}
 	return fmt.Errorf("page server %s: %s: %w", c.addr, cmdName(r.Cmd), err)
 }
 
