@@ -181,6 +181,25 @@ func moveImages(t *testing.T, src, dst string) {
 	}
 }
 
+// TestPageServerTree dumps process trees with shared memory to amber's
+// page server: each process's private pages go to the server, while
+// the shared memory objects' pages stay with the dump's other images
+// (pages images numbered apart from the server's); the restore uses
+// both, and each program checks its memory.
+func TestPageServerTree(t *testing.T) {
+	for _, name := range []string{"fork_cow", "shm_anon_fork", "memfd_fork", "sysv_shm00"} {
+		t.Run(name, func(t *testing.T) {
+			c := startCase(t, name)
+			s := c.startPageServer(testEnv.amber, "images")
+			c.mustDump(s.args()...)
+			s.mustExit()
+			c.requireServerImages("images")
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
+}
+
 // TestPageServerChain pre-dumps predump_writer to a page server, then
 // dumps it on top to another (each writing into its images directory,
 // the second linked to the first with --prev-images-dir): the dump sends
