@@ -142,7 +142,7 @@ func (s *server) open(d Dest) (bool, error) {
 // contents. A request for another destination than the one open opens
 // it, as CRIU does for the clients that never open (before OPEN).
 func (s *server) add(r Request) error {
-	if s.cur == nil || s.cur.dest.Encode() != r.Dest {
+	if s.cur == nil || s.cur.dest != DecodeDest(r.Dest) {
 		if _, err := s.open(DecodeDest(r.Dest)); err != nil {
 			return err
 		}

@@ -260,3 +260,25 @@ func TestServeUnknownCommand(t *testing.T) {
 		t.Fatalf("Serve: %v, want an error naming command 0x77", err)
 	}
 }
+
+// TestServeLegacyDest: a client of CRIU before 3.3 sends its image
+// number (11) as the destination type, and ADD without opening first:
+// the pages go to one pagemap all the same.
+func TestServeLegacyDest(t *testing.T) {
+	dir := t.TempDir()
+	_, err := session(t, dir, func(c *Client) error {
+		for _, addr := range []uint64{0x1000, 0x2000} {
+			if err := c.send(Request{Cmd: CmdAdd, NrPages: 1, Vaddr: addr, Dest: 10<<8 | 11}); err != nil {
+				return err
+			}
+			if _, err := c.w.Write(pages(1, 1)); err != nil {
+				return err
+			}
+		}
+		return c.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requirePagemap(t, dir, 10, FirstPagesID, "1000+2/4")
+}
