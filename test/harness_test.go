@@ -194,11 +194,12 @@ func (c *zcase) dump(extra ...string) amberResult {
 	return c.amber(program{}, c.dumpArgs(extra...)...)
 }
 
-// mustDump dumps the program, which amber then kills, and reaps it.
-func (c *zcase) mustDump() {
+// mustDump dumps the program, with extra options, which amber then
+// kills, and reaps it.
+func (c *zcase) mustDump(extra ...string) {
 	c.t.Helper()
 	tree := descendants(c.pid)
-	if r := c.dump(c.prog.dumpFlags...); r.err != nil {
+	if r := c.dump(append(c.prog.dumpFlags[:len(c.prog.dumpFlags):len(c.prog.dumpFlags)], extra...)...); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
 	c.reapDumped(append(tree, c.dumpedPids()...))

@@ -143,8 +143,8 @@ func (c *zcase) uffdInode(pid int) uint64 {
 }
 
 // mustPreDump pre-dumps the program into dir (under the scratch dir), on
-// top of prev if set, and checks that it runs on.
-func (c *zcase) mustPreDump(dir, prev string) {
+// top of prev if set, with extra options, and checks that it runs on.
+func (c *zcase) mustPreDump(dir, prev string, extra ...string) {
 	c.t.Helper()
 	path := filepath.Join(c.dir, dir)
 	if err := os.MkdirAll(path, 0o755); err != nil {
@@ -154,6 +154,7 @@ func (c *zcase) mustPreDump(dir, prev string) {
 	if prev != "" {
 		args = append(args, "--prev-images-dir", prev)
 	}
+	args = append(args, extra...)
 	if r := c.amber(program{}, args...); r.err != nil {
 		c.t.Fatalf("pre-dump failed: %v", r)
 	}
@@ -206,7 +207,13 @@ func uffdsOf(t *testing.T, pid int) []string {
 // images at prev (relative to it), then reaps it and its children.
 func (c *zcase) mustDumpOnto(prev string, children ...int) {
 	c.t.Helper()
-	if r := c.dump("--prev-images-dir", prev, "--track-mem"); r.err != nil {
+	c.mustDumpOntoWith(prev, nil, children...)
+}
+
+// mustDumpOntoWith is mustDumpOnto with extra dump options.
+func (c *zcase) mustDumpOntoWith(prev string, extra []string, children ...int) {
+	c.t.Helper()
+	if r := c.dump(append([]string{"--prev-images-dir", prev, "--track-mem"}, extra...)...); r.err != nil {
 		c.t.Fatalf("dump failed: %v", r)
 	}
 	if _, err := waitPid(c.pid, exitTimeout); err != nil {
@@ -291,6 +298,11 @@ func (c *zcase) requireNoUffd() {
 }
 
 func (c *zcase) logPages(dir string) {
+	// A dump to a page server elsewhere leaves no pagemap here.
+	if _, err := os.Stat(filepath.Join(c.dir, dir, fmt.Sprintf("pagemap-%d.img", c.pid))); err != nil {
+		c.t.Logf("%s: no pagemap: %v", dir, err)
+		return
+	}
 	present, inParent := c.pageCounts(dir)
 	c.t.Logf("%s: %d pages in its pages image, %d left to the parent images", dir, present, inParent)
 }

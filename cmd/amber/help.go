@@ -27,6 +27,12 @@ func optionHelp() [][2]string {
 		{"feature", "--feature NAME           check one feature (CRIU's names or amber's)"},
 		{"rounds", "--rounds N               rounds per workload, best kept (default 3)"},
 		{"plot", "--plot FILE.svg          plot restore time against memory size"},
+		{"prev-images-dir", "--prev-images-dir DIR    the images of the dump before (relative to -D): the parent link"},
+		{"track-mem", "--track-mem              track written pages: the next dump on top copies only those"},
+		{"page-server", "--page-server            send the pages to the page server at --address --port"},
+		{"address", "--address ADDR           the page server's address (page-server: listen there, default all)"},
+		{"port", "--port PORT              the page server's TCP port"},
+		{"status-fd", "--status-fd FD           page-server: write a zero byte to FD once listening"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 	}
 }
@@ -46,12 +52,20 @@ func verbHelps() map[string]verbHelp {
 			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
-				"ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem"}, common...)},
+				"ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
+				"page-server", "address", "port"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
 				"../DIR --track-mem` then writes only those.",
-			append([]string{"tree", "images-dir", "prev-images-dir", "track-mem", "timeout"}, common...)},
+			append([]string{"tree", "images-dir", "prev-images-dir", "track-mem", "timeout",
+				"page-server", "address", "port"}, common...)},
+		"page-server": {"amber page-server [-D DIR] [--address ADDR] --port PORT [options]",
+			"Receive the pages of one dump or pre-dump sent with --page-server (CRIU's\n" +
+				"protocol: from amber or CRIU) and write its pagemap and pages images into\n" +
+				"DIR; exit once the dump ends its session. With --prev-images-dir, DIR is\n" +
+				"linked to the images before, to which the dump may leave pages.",
+			append([]string{"images-dir", "address", "port", "prev-images-dir", "status-fd"}, common...)},
 		"restore": {"amber restore [-D DIR] [-d] [--pidfile FILE] [options]",
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
@@ -107,6 +121,7 @@ func usage() string {
 	b.WriteString(`Usage:
   amber dump -t PID [-D DIR] [options]
   amber restore [-D DIR] [-d] [--pidfile FILE] [options]
+  amber page-server [-D DIR] [--address ADDR] --port PORT
   amber check [--feature NAME]
   amber show DIR|FILE
   amber check-images [-D DIR]
@@ -118,6 +133,7 @@ func usage() string {
 Commands:
   dump       checkpoint the process tree rooted at PID into DIR
   restore    restore the tree dumped in DIR
+  page-server  receive the pages of a dump --page-server into DIR
   check      report the kernel features amber needs
   show       print images as JSON, like crit show
   check-images  check DIR against the manifest its dump wrote, as restore does first

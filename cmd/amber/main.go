@@ -91,6 +91,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, runDump(o, l)
 	case "restore":
 		return runRestore(o, l)
+	case "page-server":
+		return 0, runPageServer(o, l)
 	case "check":
 		return 0, runCheck(o, l, stdout)
 	case "show":
@@ -133,6 +135,7 @@ func runDump(o Options, l *log.Logger) error {
 		TCPClose:       o.TCPClose,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
+		PageServer:     pageServerAddr(o),
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})

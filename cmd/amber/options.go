@@ -44,6 +44,11 @@ type Options struct {
 	Timeout     int    // --timeout, seconds (0: the default, 10)
 	PreDumpMode string // --pre-dump-mode: splice or read
 
+	PageServer bool   // --page-server: dump sends the pages to the page server at Address:Port
+	Address    string // --address: the page server's address (page-server: where it listens)
+	Port       int    // --port: the page server's TCP port (0: not given)
+	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
+
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
 
@@ -72,7 +77,7 @@ type option struct {
 func verbs() map[string]bool {
 	return map[string]bool{
 		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
-		"pre-dump": true, "page-server": false, "lazy-pages": false,
+		"pre-dump": true, "page-server": true, "lazy-pages": false,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": true,
 		"exec": false, "image-streamer": false,
 	}
@@ -158,6 +163,23 @@ func (o Options) validate() error {
 		return fmt.Errorf("%s: excessive parameters %q", o.Verb, o.Args)
 	case (o.Verb == "dump" || o.Verb == "pre-dump") && o.Tree == 0:
 		return fmt.Errorf("%s: -t/--tree PID is required", o.Verb)
+	case o.PageServer && (o.Address == "" || o.Port == 0):
+		return fmt.Errorf("%s: --page-server needs --address and --port", o.Verb)
+	case o.Verb == "page-server":
+		return o.validatePageServer()
+	}
+	return nil
+}
+
+// validatePageServer checks the options of the page-server command.
+func (o Options) validatePageServer() error {
+	switch {
+	case o.Port == 0:
+		return errors.New("page-server: --port is required")
+	case o.Detach:
+		return fmt.Errorf("page-server -d/--daemon: %w", errNotSupported)
+	case o.PageServer:
+		return errors.New("page-server: --page-server is for dump and pre-dump")
 	}
 	return nil
 }
@@ -320,6 +342,10 @@ func optionTable() []option {
 		{"prev-images-dir", 0, requiredArg, setString(func(o *Options) *string { return &o.PrevImagesDir })},
 		{"track-mem", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrackMem }, true)},
 		{"no-track-mem", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrackMem }, false)},
+		{"page-server", 0, noArg, setFlag(func(o *Options) *bool { return &o.PageServer }, true)},
+		{"address", 0, requiredArg, setString(func(o *Options) *string { return &o.Address })},
+		{"port", 0, requiredArg, setPort},
+		{"status-fd", 0, requiredArg, setStatusFd},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
@@ -355,8 +381,7 @@ func unsupportedOptions() []option {
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
-		{"page-server", 0, noArg}, {"address", 0, requiredArg},
-		{"port", 0, requiredArg}, {"ms", 0, noArg}, {"auto-dedup", 0, noArg},
+		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
 		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
 		{"exec-cmd", 0, noArg}, {"manage-cgroups", 0, optionalArg},
 		{"cgroup-root", 0, requiredArg}, {"inherit-fd", 0, requiredArg},
@@ -369,7 +394,6 @@ func unsupportedOptions() []option {
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
 		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},
-		{"status-fd", 0, requiredArg},
 		{"ps-socket", 0, requiredArg}, {"stream", 0, noArg},
 		{"config", 0, requiredArg}, {"tls-cacert", 0, requiredArg},
 		{"tls-cacrl", 0, requiredArg}, {"tls-cert", 0, requiredArg},
@@ -402,6 +426,24 @@ func setTimeout(o *Options, val string, _ bool) error {
 		return fmt.Errorf("bad timeout %q (want seconds)", val)
 	}
 	o.Timeout = n
+	return nil
+}
+
+func setPort(o *Options, val string, _ bool) error {
+	n, err := strconv.Atoi(val)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("bad port %q (want 1 to 65535)", val)
+	}
+	o.Port = n
+	return nil
+}
+
+func setStatusFd(o *Options, val string, _ bool) error {
+	n, err := strconv.Atoi(val)
+	if err != nil || n < 1 {
+		return fmt.Errorf("bad descriptor %q (want a positive number)", val)
+	}
+	o.StatusFd = n
 	return nil
 }
 

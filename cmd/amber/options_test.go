@@ -69,6 +69,12 @@ func TestParse(t *testing.T) {
 		})},
 		{"check extras", "check --all --extra --experimental", opts(func(o *Options) { o.Verb = "check" })},
 		{"pre-dump-mode read", "dump -t 1 --pre-dump-mode=read", opts(func(o *Options) { o.Verb, o.Tree, o.PreDumpMode = "dump", 1, "read" })},
+		{"dump to page server", "dump -t 1 --page-server --address 10.0.0.1 --port 1234", opts(func(o *Options) {
+			o.Verb, o.Tree, o.PageServer, o.Address, o.Port = "dump", 1, true, "10.0.0.1", 1234
+		})},
+		{"page-server", "page-server -D d --port 27 --status-fd 5 --prev-images-dir ../p", opts(func(o *Options) {
+			o.Verb, o.ImagesDir, o.Port, o.StatusFd, o.PrevImagesDir = "page-server", "d", 27, 5, "../p"
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +98,11 @@ func TestParseErrors(t *testing.T) {
 		{"frobnicate", `unknown command "frobnicate"`},
 		{"pre-dump", "pre-dump: -t/--tree PID is required"},
 		{"lazy-pages", "not supported yet"},
+		{"dump -t 1 --page-server --port 5", "--page-server needs --address and --port"},
+		{"pre-dump -t 1 --page-server --address h", "--page-server needs --address and --port"},
+		{"page-server -D d", "page-server: --port is required"},
+		{"page-server --port 70000", `bad port "70000"`},
+		{"page-server --port 5 -d", "page-server -d/--daemon: not supported yet"},
 		{"dump", "-t/--tree PID is required"},
 		{"dump -t", "requires an argument -- 't'"},
 		{"dump --tree", "'--tree' requires an argument"},

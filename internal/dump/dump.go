@@ -20,6 +20,7 @@ import (
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/pageserver"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
 )
@@ -44,6 +45,10 @@ type Options struct {
 	// leaves those unwritten since the dump before to its images
 	// (--track-mem).
 	TrackMem bool
+	// PageServer is the address (host:port) of the page server that
+	// receives the pages instead of the images directory (--page-server
+	// --address --port); "" for none.
+	PageServer string
 	// Timeout bounds each wait for a task of the tree (--timeout);
 	// compel.DefaultTimeout if zero.
 	Timeout time.Duration
@@ -94,6 +99,8 @@ type dumper struct {
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64
+	// ps is the connection to the page server, nil without one.
+	ps *pageserver.Client
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -120,6 +127,10 @@ func Run(opts Options) error {
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
 		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
+	if err := d.connectPageServer(); err != nil {
+		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
+	}
+	defer d.abortPageServer()
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}

@@ -70,7 +70,7 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	// Last: the manifest lists every image written before it.
-	return image.WriteManifest(d.dir, d.sums)
+	return d.writeManifest()
 }
 
 // removeStale removes the images of an earlier dump from the directory,

@@ -55,7 +55,7 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 	if err := d.writeTrackRecord(); err != nil {
 		return err
 	}
-	return image.WriteManifest(d.dir, d.sums)
+	return d.writeManifest()
 }
 
 // linkParent links the images to those of the dump before
@@ -87,11 +87,16 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	if err != nil {
 		return fmt.Errorf("memory tracking: %w", err)
 	}
-	st, err := mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, ps.pid, pagesID, inc)
+	var st mem.PagesStats
+	if d.ps != nil {
+		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, ps.pid, inc, d.dir.SentPagemapPath(ps.pid))
+	} else {
+		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, ps.pid, pagesID, inc)
+		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
+	}
 	if err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}
-	d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
 	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings",
 		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned)
 	d.runs[ps.pid] = st.Runs

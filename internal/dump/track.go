@@ -474,7 +474,7 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 
 // parentRuns are the pages the parent images hold for pid.
 func (d *dumper) parentRuns(pid int) ([]mem.Run, error) {
-	_, entries, err := mem.ReadPagemap(d.prev.PagemapPath(pid))
+	_, entries, err := mem.ReadPagemap(d.prevPagemap(pid))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

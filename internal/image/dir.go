@@ -101,6 +101,14 @@ func (d Dir) MMPath(pid int) Path { return d.File(fmt.Sprintf("mm-%d.img", pid))
 // PagemapPath is pagemap-PID.img.
 func (d Dir) PagemapPath(pid int) Path { return d.File(fmt.Sprintf("pagemap-%d.img", pid)) }
 
+// SentPagemapPath is amber-sent-pagemap-PID.img, amber's record of the
+// pages a dump to a page server sent for process pid (a pagemap image
+// without pages image): a later dump on top reads it where the page
+// server's pagemap is not at hand.
+func (d Dir) SentPagemapPath(pid int) Path {
+	return d.File(fmt.Sprintf("amber-sent-pagemap-%d.img", pid))
+}
+
 // PagesPath is pages-ID.img, raw page contents in pagemap order.
 func (d Dir) PagesPath(id uint32) Path { return d.File(fmt.Sprintf("pages-%d.img", id)) }
 

@@ -37,7 +37,7 @@ var idImages = []string{
 	"route6", "rule", "iptables", "ip6tables", "nftables", "netns",
 	"netns-ct", "netns-exp", "sigacts", "itimers", "posix-timers",
 	"rlimit", "signal-p", "signal-s", "ghost-file", "tcp-stream",
-	"userns", "timens", "pidns", "cow",
+	"userns", "timens", "pidns", "cow", "amber-sent-pagemap",
 }
 
 // otherImages are files of a dump not named *.img (the parent link of an

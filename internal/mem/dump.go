@@ -52,18 +52,9 @@ type PagesStats struct {
 // being copied.
 func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pagesID uint32, inc *Incremental) (PagesStats, error) {
 	var st PagesStats
-	scan, err := NewScanner(t.Pid)
-	if err != nil {
-		return st, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	defer scan.Close()
-	p, err := planPages(scan, vmas)
-	st.Scanned = p.scanned
+	p, err := planTask(t, vmas, pid, &st)
 	if err != nil {
 		return st, err
-	}
-	if len(p.guards) > 0 {
-		return st, guardsError(p.guards)
 	}
 	copied, parent := inc.splitParent(p.merged)
 	for _, r := range parent {

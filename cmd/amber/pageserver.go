@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"amber/internal/image"
+	"amber/internal/log"
+	"amber/internal/pageserver"
+)
+
+// pageServerAddr is the page server a dump sends its pages to, "" for
+// none.
+func pageServerAddr(o Options) string {
+	if !o.PageServer {
+		return ""
+	}
+	return net.JoinHostPort(o.Address, strconv.Itoa(o.Port))
+}
+
+// runPageServer receives the pages of one dump (CRIU's page-server):
+// it listens on --address (every address without) and --port, takes
+// one connection and writes the pagemap and pages images into -D until
+// the dump ends its session.
+func runPageServer(o Options, l *log.Logger) error {
+	dir, err := image.OpenDir(o.ImagesDir)
+	if err != nil {
+		return fmt.Errorf("page-server: %w", err)
+	}
+	defer dir.Close()
+	if err := linkPrev(dir, o.PrevImagesDir); err != nil {
+		return fmt.Errorf("page-server: %w", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.Address, strconv.Itoa(o.Port)))
+	if err != nil {
+		return fmt.Errorf("page-server: %w", err)
+	}
+	defer ln.Close()
+	l.Infof("page-server: listening on %s, images into %s", ln.Addr(), o.ImagesDir)
+	if err := statusReady(o.StatusFd); err != nil {
+		return fmt.Errorf("page-server: %w", err)
+	}
+	conn, err := ln.Accept()
+	if err != nil {
+		return fmt.Errorf("page-server: accept: %w", err)
+	}
+	defer conn.Close()
+	ln.Close()
+	l.Infof("page-server: connection from %s", conn.RemoteAddr())
+	st, err := pageserver.Serve(conn, dir, l)
+	if err != nil {
+		return fmt.Errorf("page-server: session from %s: %w", conn.RemoteAddr(), err)
+	}
+	l.Infof("page-server: %d pagemaps, %d pages written, %d left to the parent images", st.Dests, st.Pages, st.Holes)
+	return nil
+}
+
+// linkPrev links the images to those of the dump before
+// (--prev-images-dir), as CRIU's page server does: the pages the dump
+// leaves to its parent are found there.
+func linkPrev(dir image.Dir, prev string) error {
+	if prev == "" {
+		return nil
+	}
+	target := prev
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(dir.Resolved(), prev)
+	}
+	if _, err := os.Stat(target); err != nil {
+		return fmt.Errorf("--prev-images-dir: %w", err)
+	}
+	return dir.LinkParent(prev)
+}
+
+// statusReady writes a zero byte to the --status-fd descriptor and
+// closes it, as CRIU does once it is ready for its client.
+func statusReady(fd int) error {
+	if fd == 0 {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "status-fd")
+	defer f.Close()
+	if _, err := f.Write([]byte{0}); err != nil {
+		return fmt.Errorf("--status-fd %d: %w", fd, err)
+	}
+	return f.Close()
+}

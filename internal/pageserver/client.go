@@ -1,0 +1,160 @@
+package pageserver
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// Client is a dump's connection to a page server. Requests are buffered;
+// pages of a request are written straight through. Not safe for
+// concurrent use.
+type Client struct {
+	conn io.ReadWriteCloser
+	addr string
+	w    *bufio.Writer
+	req  [RequestSize]byte
+	cur  Dest // the destination opened last
+	// timeout bounds each request's exchange on a connection that takes
+	// deadlines: a server that stops reading or answering fails the dump
+	// instead of keeping its tree frozen. Zero: no bound.
+	timeout time.Duration
+}
+
+// deadliner is a connection that takes deadlines (a net.Conn).
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// clientBuffer batches the requests and small page runs between the
+// syscalls that send them.
+const clientBuffer = 256 << 10
+
+// Dial connects to the page server at addr (host:port). The connection,
+// and then each request's exchange, may take at most timeout (zero: no
+// bound).
+func Dial(addr string, timeout time.Duration) (*Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("page server %s: %w", addr, err)
+	}
+	c := NewClient(conn, addr)
+	c.timeout = timeout
+	return c, nil
+}
+
+// NewClient speaks the protocol on conn, a connection to the page server
+// at addr (which errors name).
+func NewClient(conn io.ReadWriteCloser, addr string) *Client {
+	return &Client{conn: conn, addr: addr, w: bufio.NewWriterSize(conn, clientBuffer)}
+}
+
+// send buffers one request.
+func (c *Client) send(r Request) error {
+	if d, ok := c.conn.(deadliner); ok && c.timeout > 0 {
+		if err := d.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+			return c.fail(r, err)
+		}
+	}
+	r.Marshal(c.req[:])
+	if _, err := c.w.Write(c.req[:]); err != nil {
+		return c.fail(r, err)
+	}
+	return nil
+}
+
+// fail wraps an error of request r.
+func (c *Client) fail(r Request, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no progress in %v (--timeout): %w", c.timeout, err)
+	}
+	return fmt.Errorf("page server %s: %s: %w", c.addr, cmdName(r.Cmd), err)
+}
+
+// ask sends request r and reads its answer into answer.
+func (c *Client) ask(r Request, answer []byte) error {
+	if err := c.send(r); err != nil {
+		return err
+	}
+	if err := c.w.Flush(); err != nil {
+		return c.fail(r, err)
+	}
+	if _, err := io.ReadFull(c.conn, answer); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errors.New("the server closed the connection without answering (see its log)")
+		}
+		return c.fail(r, err)
+	}
+	return nil
+}
+
+// Open starts the pages of d (OPEN2): every Add and Hole after it goes
+// to d's pagemap. It reports whether the server has parent images for d,
+// to which Hole may leave pages.
+func (c *Client) Open(d Dest) (hasParent bool, err error) {
+	var b [1]byte
+	if err := c.ask(Request{Cmd: CmdOpen2, Dest: d.Encode()}, b[:]); err != nil {
+		return false, err
+	}
+	c.cur = d
+	return b[0] != 0, nil
+}
+
+// OpenTask is Open for the private memory of process pid.
+func (c *Client) OpenTask(pid int) (hasParent bool, err error) { return c.Open(TaskDest(pid)) }
+
+// HasParent asks whether the server has parent images for d (PARENT),
+// without opening it.
+func (c *Client) HasParent(d Dest) (bool, error) {
+	var b [4]byte
+	if err := c.ask(Request{Cmd: CmdParent, Dest: d.Encode()}, b[:]); err != nil {
+		return false, err
+	}
+	return int32(binary.LittleEndian.Uint32(b[:])) > 0, nil
+}
+
+// Add sends the contents of the pages at vaddr, whole pages, to the
+// destination opened last.
+func (c *Client) Add(vaddr uint64, pages []byte) error {
+	r := Request{Cmd: CmdAddF, Flags: FlagPresent, NrPages: uint64(len(pages)) / PageSize, Vaddr: vaddr, Dest: c.cur.Encode()}
+	if len(pages)%PageSize != 0 || len(pages) == 0 {
+		return c.fail(r, fmt.Errorf("%d bytes at %#x: not whole pages", len(pages), vaddr))
+	}
+	if err := c.send(r); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(pages); err != nil {
+		return c.fail(r, err)
+	}
+	return nil
+}
+
+// Hole records nrPages pages at vaddr of the destination opened last as
+// left to its parent images.
+func (c *Client) Hole(vaddr, nrPages uint64) error {
+	return c.send(Request{Cmd: CmdAddF, Flags: FlagParent, NrPages: nrPages, Vaddr: vaddr, Dest: c.cur.Encode()})
+}
+
+// Close ends the session (CLOSE): once it returns without error the
+// server has written every page, and the connection is closed.
+func (c *Client) Close() error {
+	defer c.conn.Close()
+	var b [4]byte
+	if err := c.ask(Request{Cmd: CmdClose}, b[:]); err != nil {
+		return err
+	}
+	if status := int32(binary.LittleEndian.Uint32(b[:])); status != 0 {
+		return c.fail(Request{Cmd: CmdClose}, fmt.Errorf("the server answered status %d", status))
+	}
+	return nil
+}
+
+// Abort drops the connection without ending the session: the server
+// then knows the dump failed.
+func (c *Client) Abort() error { return c.conn.Close() }
+
+// Addr is the server's address.
+func (c *Client) Addr() string { return c.addr }
