@@ -109,6 +109,7 @@ var programs = []program{
 	{name: "sigpending01", cflags: []string{"-pthread"}},
 	{name: "file_fown"},
 	{name: "zombie_pgrp"},
+	{name: "pidfd00", cflags: []string{"-pthread"}},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -49,6 +49,10 @@ type Dumper struct {
 	memfd    *memfdState     // memfds (memfd.go)
 	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
 	ttys     *ttyDump        // sides of ptys (tty.go), for Finish
+
+	// InTree tells the PIDs and TIDs of the dumped tree (nil: none), to
+	// which a pidfd may point.
+	InTree func(pid int) bool
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -199,6 +203,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return t.addTimerfd(pid, fd, flags)
 	case link == inotifyLink:
 		return t.addInotify(pid, fd, info, flags, d.opts.Warnf)
+	case link == pidfdLink:
+		return d.addPidfd(info, flags)
 	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
 		return d.addSocket(pid, fd, inode(st), flags)
 	case isMemfdLink(link):

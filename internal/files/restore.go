@@ -56,6 +56,9 @@ type RestoreInput struct {
 	// TreePid tells the PIDs and TIDs of the restored tree (nil: none):
 	// files under /proc/PID of those are opened late (LateFile).
 	TreePid func(pid int) bool
+	// DeadPidfds are amber's pidfds standing for those of dead processes,
+	// by file id: the task takes each from amber (nil: none).
+	DeadPidfds map[uint32]int
 	// Lone reports that no other descriptor table of the tree has the
 	// file: a copy the task parked of it is closed as soon as it is at
 	// its number, instead of at the end (nil: every file may be shared).
@@ -264,6 +267,8 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.makeInotify(e)
 	case fdinfo.FdTypes_TTY:
 		return p.makeTty(e)
+	case fdinfo.FdTypes_PIDFD:
+		return p.makePidfd(e)
 	case fdinfo.FdTypes_MEMFD:
 		if p.in.Memfds == nil {
 			return 0, fmt.Errorf("file id %d: a memfd, and no memfd planner", id)
