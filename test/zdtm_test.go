@@ -110,6 +110,7 @@ var programs = []program{
 	{name: "file_fown"},
 	{name: "zombie_pgrp"},
 	{name: "pidfd00", cflags: []string{"-pthread"}},
+	{name: "sk_unix_scm"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -118,7 +118,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	slices.SortFunc(fds, func(a, c *fdinfo.FdinfoEntry) int { return int(a.GetFd()) - int(c.GetFd()) })
 	safe := SafeFd(fds, in.Inherited)
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
-		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
+		placed: map[uint32]int{}, making: map[uint32]bool{}, table: &Restored{Held: map[uint32]int{}}}
 	for _, f := range fds {
 		if err := p.place(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
@@ -164,6 +164,9 @@ type fdPlanner struct {
 	unix      unixSet
 	unixPeers map[uint32][]uint32
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
+	// making are the files in flight being made to be sent (sk_scm.go),
+	// against a loop of sockets in each other's queues.
+	making map[uint32]bool
 }
 
 // keepInherited moves the inherited descriptors the task needs above
