@@ -100,14 +100,19 @@ func planLivePidfd(b *plan.Builder, e *fdinfo.FileEntry) int {
 
 // makePidfd makes a pidfd that is not opened late: one to a dead process,
 // taken from amber (DeadPidfds). One to a live process outside the tree
-// is refused.
+// is refused, and so is one of the tree in flight (SCM_RIGHTS), which
+// would be sent before the tree exists.
 func (p *fdPlanner) makePidfd(e *fdinfo.FileEntry) (int, error) {
 	pe := e.GetPidfd()
 	if pe == nil {
 		return 0, fmt.Errorf("file id %d: PIDFD entry without pidfd", e.GetId())
 	}
-	if pe.GetNspid() != deadNspid {
-		return 0, fmt.Errorf("file id %d: a pidfd of pid %d, which is not in the restored tree", e.GetId(), pe.GetNspid())
+	switch nspid := pe.GetNspid(); {
+	case nspid != deadNspid && p.in.TreePid != nil && p.in.TreePid(int(nspid)):
+		// Late files are those of the task's table, not one it sends.
+		return 0, fmt.Errorf("file id %d: a pidfd of pid %d of the tree, in flight on a socket: not supported yet", e.GetId(), nspid)
+	case nspid != deadNspid:
+		return 0, fmt.Errorf("file id %d: a pidfd of pid %d, which is not in the restored tree", e.GetId(), nspid)
 	}
 	fd, ok := p.in.DeadPidfds[e.GetId()]
 	if !ok {

@@ -3,6 +3,7 @@ package files
 import (
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -157,5 +158,46 @@ func TestDumpScmRights(t *testing.T) {
 	d.ReleaseSockets(false)
 	if after := openFds(t); after != before-2 {
 		t.Errorf("%d descriptors open after ReleaseSockets, %d before: want amber's two copies closed", after, before)
+	}
+}
+
+// A pidfd of a task of the tree in flight refuses the dump: restore
+// would send it before the tree exists. One of a dead process is dumped.
+func TestDumpScmPidfd(t *testing.T) {
+	self := os.Getpid()
+	for _, tc := range []struct {
+		name    string
+		inTree  bool
+		refused bool
+	}{{"tree", true, true}, {"dead", false, false}} {
+		p := pair(t, unix.SOCK_DGRAM)
+		var cmd *exec.Cmd
+		pid := self
+		if !tc.inTree {
+			cmd = exec.Command("/bin/true")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid = cmd.Process.Pid
+		}
+		pfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cmd != nil {
+			cmd.Wait() // dead and reaped: the pidfd is of a dead process
+		}
+		err = unix.Sendmsg(p[1], []byte("x"), unix.UnixRights(pfd), nil, 0)
+		unix.Close(pfd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := NewDumper(NewTable(), DumpOptions{})
+		d.InTree = func(p int) bool { return p == self }
+		_, _, err = d.addSocket(self, p[0], uint64(inoOf(t, p[0])), unix.O_RDWR)
+		d.ReleaseSockets(false)
+		if refused := err != nil && strings.Contains(err.Error(), "pidfd"); refused != tc.refused || (err != nil && !refused) {
+			t.Errorf("%s: error %v, refused %v", tc.name, err, tc.refused)
+		}
 	}
 }
