@@ -112,6 +112,8 @@ var programs = []program{
 	{name: "sigpending01", cflags: []string{"-pthread"}},
 	{name: "file_fown"},
 	{name: "zombie_pgrp"},
+	{name: "pidfd00", cflags: []string{"-pthread"}},
+	{name: "sk_unix_scm"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -39,6 +39,7 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err != nil {
 		return err
 	}
+	d.fds.InTree = tree.hasTask
 	var entries []proto.Message
 	mms := map[int]*mm.MmEntry{}
 	for i, p := range tree.procs {

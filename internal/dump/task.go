@@ -2,6 +2,7 @@ package dump
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -122,6 +123,9 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 		}
 		return nil, fmt.Errorf("a kernel thread of the process (%s: an io_uring or vhost worker): not supported", th.stat.Comm)
 	}
+	if err := sharesFiles(pid, t.Pid); err != nil {
+		return nil, err
+	}
 	if th.status, err = proc.ReadTaskStatus(pid, t.Pid); err != nil {
 		return nil, err
 	}
@@ -151,6 +155,20 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 		return nil, err
 	}
 	return th, nil
+}
+
+// sharesFiles refuses a thread with a descriptor table of its own (one
+// cloned without CLONE_FILES): the parasite's control socket lives in
+// the leader's table, and restore gives every thread its process's.
+func sharesFiles(pid, tid int) error {
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(tid), kcmpFiles, 0, 0, 0)
+	if e != 0 {
+		return fmt.Errorf("kcmp files of pid %d and thread %d: %w", pid, tid, e)
+	}
+	if r != 0 {
+		return errors.New("a descriptor table of its own (cloned without CLONE_FILES): not supported")
+	}
+	return nil
 }
 
 // threadCalls are the calls each thread runs as it enters the parasite,

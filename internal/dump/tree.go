@@ -279,3 +279,18 @@ const (
 	pfKthread    = 0x200000
 	pfUserWorker = 0x4000
 )
+
+// hasTask tells a PID or TID of the tree.
+func (t *frozenTree) hasTask(pid int) bool {
+	for _, p := range t.procs {
+		if p.pid == pid {
+			return true
+		}
+		for _, th := range p.threads {
+			if th.Pid == pid {
+				return true
+			}
+		}
+	}
+	return false
+}

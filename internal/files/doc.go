@@ -3,8 +3,9 @@
 // files and directories, character devices such as /dev/null, ptys
 // (tty-info.img, tty-data.img; the terminal of a --shell-job is amber's
 // own), and pipes with the data in them
-// (pipes-data.img), unix sockets with their queued messages
-// (sk-queues.img), TCP and UDP sockets (established TCP connections in
+// (pipes-data.img), unix sockets with their queued messages and the
+// descriptors in flight in them (sk-queues.img), pidfds, TCP and UDP
+// sockets (established TCP connections in
 // repair mode, tcp-stream-INO.img), FIFOs with their data
 // (fifo-data.img) and unlinked files (remap-fpath.img,
 // ghost-file-N.img). It also handles the task's

@@ -28,13 +28,15 @@ const eventpollLink = "anon_inode:[eventpoll]"
 const kcmpEpollTfd = 7
 
 // addEventpoll records the epoll instance at pid's fd, whose fdinfo is
-// info. Every watch must be on a descriptor the process still has.
-func (t *Table) addEventpoll(pid, fd int, info proc.FdInfo, flags uint32) (uint32, fdinfo.FdTypes, error) {
+// info. Every watch must be on a descriptor that process owner still has
+// (pid itself, but for an epoll in flight: amber holds it, a task the
+// watched descriptors).
+func (t *Table) addEventpoll(owner, pid, fd int, info proc.FdInfo, flags uint32) (uint32, fdinfo.FdTypes, error) {
 	tfds, err := parseEpollTargets(info.ExtraLines)
 	if err != nil {
 		return 0, 0, fmt.Errorf("epoll: fdinfo: %w", err)
 	}
-	if err := checkEpollTargets(pid, fd, tfds); err != nil {
+	if err := checkEpollTargets(owner, pid, fd, tfds); err != nil {
 		return 0, 0, err
 	}
 	return t.addEntry(fdinfo.FdTypes_EVENTPOLL, func(e *fdinfo.FileEntry, id uint32) {
@@ -99,16 +101,16 @@ func parseEpollTarget(f map[string]string) (*eventpoll.EventpollTfdEntry, error)
 }
 
 // checkEpollTargets verifies with kcmp that each watch of the epoll at
-// pid's efd is on the file pid now has at the watched number. A watch
+// pid's efd is on the file owner now has at the watched number. A watch
 // whose descriptor was closed, or reused for another file, after it was
 // added cannot be restored: nothing would hold its file.
-func checkEpollTargets(pid, efd int, tfds []*eventpoll.EventpollTfdEntry) error {
+func checkEpollTargets(owner, pid, efd int, tfds []*eventpoll.EventpollTfdEntry) error {
 	seen := map[uint32]uint32{} // watches per number: the toff of kcmp
 	for _, t := range tfds {
 		tfd := t.GetTfd()
 		slot := struct{ efd, tfd, toff uint32 }{uint32(efd), tfd, seen[tfd]}
 		seen[tfd]++
-		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTfd, uintptr(tfd), uintptr(unsafe.Pointer(&slot)), 0)
+		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(owner), uintptr(pid), kcmpEpollTfd, uintptr(tfd), uintptr(unsafe.Pointer(&slot)), 0)
 		if e != 0 || r != 0 {
 			why := "is another file now"
 			if e != 0 {

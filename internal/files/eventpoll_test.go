@@ -87,7 +87,7 @@ func TestAddEventpollLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		tab := NewTable()
-		id, _, err := tab.addEventpoll(os.Getpid(), ep, info, info.Flags&^unix.O_CLOEXEC)
+		id, _, err := tab.addEventpoll(os.Getpid(), os.Getpid(), ep, info, info.Flags&^unix.O_CLOEXEC)
 		if err != nil {
 			return nil, err
 		}

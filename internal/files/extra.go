@@ -13,10 +13,13 @@ import (
 // (amber-mtimes.txt). Each is optional: a dump writes only those it
 // needs.
 type Extra struct {
-	Fifos    map[uint32]FifoData  // FIFO data by pipe id
-	SkQueues map[uint32][][]byte  // queued messages by socket file id
-	Ghosts   map[uint32]*Ghost    // unlinked files by regular-file id
-	Mtimes   map[uint32]time.Time // modification times by regular-file id
+	Fifos    map[uint32]FifoData // FIFO data by pipe id
+	SkQueues map[uint32][][]byte // queued messages by socket file id
+	// SkScm are the file ids of the descriptors queued messages carry,
+	// by socket file id, one slice per message of SkQueues (nil: none).
+	SkScm  map[uint32][][]uint32
+	Ghosts map[uint32]*Ghost    // unlinked files by regular-file id
+	Mtimes map[uint32]time.Time // modification times by regular-file id
 	// TCPStreams are the TCP connections (tcp-stream-INO.img), by
 	// socket inode.
 	TCPStreams map[uint32]*TCPStream
@@ -31,7 +34,7 @@ func ReadExtra(dir image.Dir, idx Index) (*Extra, error) {
 	if x.Fifos, err = readFifoData(dir); err != nil {
 		return nil, err
 	}
-	if x.SkQueues, err = readSkQueues(dir); err != nil {
+	if x.SkQueues, x.SkScm, err = readSkQueues(dir); err != nil {
 		return nil, err
 	}
 	if x.Ghosts, err = readGhosts(dir); err != nil {

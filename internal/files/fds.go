@@ -52,6 +52,16 @@ type Dumper struct {
 	memfd    *memfdState     // memfds (memfd.go)
 	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
 	ttys     *ttyDump        // sides of ptys (tty.go), for Finish
+	// inFlight are amber's copies of the descriptors in flight on unix
+	// sockets (sk_scm.go), open until ReleaseSockets; inFlightOwner is
+	// the task whose socket queue holds those being dumped, 0 when none
+	// is (watchOwner).
+	inFlight      []int
+	inFlightOwner int
+
+	// InTree tells the PIDs and TIDs of the dumped tree (nil: none), to
+	// which a pidfd may point.
+	InTree func(pid int) bool
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -195,13 +205,15 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case link == eventfdLink:
 		return t.addEventfd(info, flags)
 	case link == eventpollLink:
-		return t.addEventpoll(pid, fd, info, flags)
+		return t.addEventpoll(d.watchOwner(pid), pid, fd, info, flags)
 	case link == signalfdLink:
 		return t.addSignalfd(info, flags)
 	case link == timerfdLink:
 		return t.addTimerfd(pid, fd, flags)
 	case link == inotifyLink:
 		return t.addInotify(pid, fd, info, flags, d.opts.Warnf)
+	case link == pidfdLink:
+		return d.addPidfd(info, flags)
 	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
 		return d.addSocket(pid, fd, inode(st), flags)
 	case isMemfdLink(link):

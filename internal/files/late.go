@@ -20,6 +20,9 @@ import (
 // place, and its number holds a placeholder until then. It is not checked
 // against the dump either: a /proc file's size says nothing.
 
+// Pidfds of tasks of the tree wait for the final section likewise
+// (pidfd.go).
+
 // LateFile is a descriptor opened in the task's final section.
 type LateFile struct {
 	Fd      int
@@ -49,7 +52,7 @@ func treeProcPid(path string, inTree func(pid int) bool) int {
 // tree, to be opened in the final section; it tells whether e is one.
 func (p *fdPlanner) placeLate(f *fdinfo.FdinfoEntry) bool {
 	e, ok := p.in.Files[f.GetId()]
-	if !ok || e.GetType() != fdinfo.FdTypes_REG || treeProcPid(e.GetReg().GetName(), p.in.TreePid) == 0 {
+	if !ok || !isLate(e, p.in.TreePid) {
 		return false
 	}
 	l := LateFile{Fd: int(f.GetFd()), Cloexec: f.GetFlags()&unix.FD_CLOEXEC != 0, Entry: e, Dup: -1}
@@ -79,13 +82,36 @@ func PlanLate(b *plan.Builder, t *Restored) {
 				uint64(l.Dup), uint64(l.Fd), cloexecFlag(l.Cloexec))
 			continue
 		}
-		reg := l.Entry.GetReg()
-		fd := b.Open(fmt.Sprintf("file id %d, of a task of the tree", l.Entry.GetId()), reg.GetName(), openFlags(reg), 0)
-		if pos := reg.GetPos(); pos != 0 {
-			b.Call(fmt.Sprintf("seek %s to %d", reg.GetName(), pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
+		var fd int
+		if l.Entry.GetType() == fdinfo.FdTypes_PIDFD {
+			fd = planLivePidfd(b, l.Entry)
+		} else {
+			fd = planLateProc(b, l.Entry)
 		}
 		b.Move(fd, l.Fd, l.Cloexec)
 	}
+}
+
+// isLate tells a file opened in the final section: one under /proc/PID
+// of a task of the tree, or a pidfd of one (pidfd.go).
+func isLate(e *fdinfo.FileEntry, inTree func(pid int) bool) bool {
+	switch e.GetType() {
+	case fdinfo.FdTypes_REG:
+		return treeProcPid(e.GetReg().GetName(), inTree) != 0
+	case fdinfo.FdTypes_PIDFD:
+		return livePidfd(e, inTree)
+	}
+	return false
+}
+
+// planLateProc opens e, a file under /proc/PID, at its position.
+func planLateProc(b *plan.Builder, e *fdinfo.FileEntry) int {
+	reg := e.GetReg()
+	fd := b.Open(fmt.Sprintf("file id %d, of a task of the tree", e.GetId()), reg.GetName(), openFlags(reg), 0)
+	if pos := reg.GetPos(); pos != 0 {
+		b.Call(fmt.Sprintf("seek %s to %d", reg.GetName(), pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
+	}
+	return fd
 }
 
 // IsLate tells a descriptor that t opens only in its final section.

@@ -60,6 +60,9 @@ type RestoreInput struct {
 	// TreePid tells the PIDs and TIDs of the restored tree (nil: none):
 	// files under /proc/PID of those are opened late (LateFile).
 	TreePid func(pid int) bool
+	// DeadPidfds are amber's pidfds standing for those of dead processes,
+	// by file id: the task takes each from amber (nil: none).
+	DeadPidfds map[uint32]int
 	// Lone reports that no other descriptor table of the tree has the
 	// file: a copy the task parked of it is closed as soon as it is at
 	// its number, instead of at the end (nil: every file may be shared).
@@ -124,7 +127,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	slices.SortFunc(fds, func(a, c *fdinfo.FdinfoEntry) int { return int(a.GetFd()) - int(c.GetFd()) })
 	safe := SafeFd(fds, in.Inherited)
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
-		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
+		placed: map[uint32]int{}, making: map[uint32]bool{}, table: &Restored{Held: map[uint32]int{}}}
 	for _, f := range fds {
 		if err := p.place(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
@@ -170,6 +173,9 @@ type fdPlanner struct {
 	unix      unixSet
 	unixPeers map[uint32][]uint32
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
+	// making are the files in flight being made to be sent (sk_scm.go),
+	// against a loop of sockets in each other's queues.
+	making map[uint32]bool
 }
 
 // keepInherited moves the inherited descriptors the task needs above
@@ -273,6 +279,8 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.makeInotify(e)
 	case fdinfo.FdTypes_TTY:
 		return p.makeTty(e)
+	case fdinfo.FdTypes_PIDFD:
+		return p.makePidfd(e)
 	case fdinfo.FdTypes_MEMFD:
 		if p.in.Memfds == nil {
 			return 0, fmt.Errorf("file id %d: a memfd, and no memfd planner", id)

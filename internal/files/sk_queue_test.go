@@ -53,7 +53,8 @@ func TestPeekQueue(t *testing.T) {
 			if err := unix.SetsockoptInt(p[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, 5); err != nil {
 				t.Fatal(err)
 			}
-			got, err := peekQueue(p[0], typ, false)
+			peek, err := peekQueue(p[0], typ, false)
+			got := dataOf(peek)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +92,8 @@ func TestPeekQueueShutdown(t *testing.T) {
 			if err := unix.Shutdown(p[0], unix.SHUT_RD); err != nil {
 				t.Fatal(err)
 			}
-			got, err := peekQueue(p[0], typ, true)
+			peek, err := peekQueue(p[0], typ, true)
+			got := dataOf(peek)
 			if err != nil || string(joinAll(got)) != "onetwo" {
 				t.Errorf("peeked %q, %v; want \"one\", \"two\"", got, err)
 			}
@@ -106,9 +108,17 @@ func TestPeekQueueShutdown(t *testing.T) {
 	if err := unix.Shutdown(p[0], unix.SHUT_RD); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := peekQueue(p[0], unix.SOCK_SEQPACKET, true); !errors.Is(err, errEmptyMessage) {
-		t.Errorf("an empty message before the end: peeked %q, %v; want errEmptyMessage", got, err)
+	if peek, err := peekQueue(p[0], unix.SOCK_SEQPACKET, true); !errors.Is(err, errEmptyMessage) {
+		t.Errorf("an empty message before the end: peeked %q, %v; want errEmptyMessage", dataOf(peek), err)
 	}
+}
+
+func dataOf(msgs []peeked) [][]byte {
+	var out [][]byte
+	for _, m := range msgs {
+		out = append(out, m.data)
+	}
+	return out
 }
 
 func joinAll(b [][]byte) []byte {
@@ -135,24 +145,57 @@ func lensOf(s []string) []int {
 	return out
 }
 
-// TestPeekQueueRefusesRights: descriptors in flight are refused, and the
-// copies peeking made in amber are closed.
-func TestPeekQueueRefusesRights(t *testing.T) {
+// TestPeekQueueRights: peeking returns amber's copies of the descriptors
+// in flight, message by message, and leaves them in the queue; on an
+// error, the copies made are closed.
+func TestPeekQueueRights(t *testing.T) {
 	p := pair(t, unix.SOCK_DGRAM)
 	f, err := os.Open("/dev/null")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := unix.Sendmsg(p[1], []byte("x"), unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+	for _, rights := range [][]int{{int(f.Fd())}, nil, {int(f.Fd()), p[1]}} {
+		var oob []byte
+		if rights != nil {
+			oob = unix.UnixRights(rights...)
+		}
+		if err := unix.Sendmsg(p[1], []byte("x"), oob, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := peekQueue(p[0], unix.SOCK_DGRAM, false)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer closePeeked(msgs)
+	if len(msgs) != 3 || len(msgs[0].fds) != 1 || len(msgs[1].fds) != 0 || len(msgs[2].fds) != 2 {
+		t.Fatalf("peeked %+v: want 3 messages with 1, 0 and 2 descriptors", msgs)
+	}
+	if inoOf(t, msgs[2].fds[1]) != inoOf(t, p[1]) {
+		t.Errorf("the second descriptor of message 2 is not the socket sent")
+	}
+	if n, _, _, _, err := unix.Recvmsg(p[0], make([]byte, 8), make([]byte, 64), unix.MSG_DONTWAIT|unix.MSG_PEEK); n != 1 || err != nil {
+		t.Errorf("the queue lost its messages: %d, %v", n, err)
+	}
+	// A seqpacket queue amber cannot peek to its end: the copies of the
+	// descriptors peeked before the error are closed.
+	sp := pair(t, unix.SOCK_SEQPACKET)
+	if err := unix.Sendmsg(sp[1], []byte("one"), unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"", "three"} {
+		if _, err := unix.Write(sp[1], []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unix.Shutdown(sp[0], unix.SHUT_RD)
 	before := openFds(t)
-	if _, err := peekQueue(p[0], unix.SOCK_DGRAM, false); !errors.Is(err, errFdsInFlight) {
-		t.Errorf("peekQueue: %v, want errFdsInFlight", err)
+	if _, err := peekQueue(sp[0], unix.SOCK_SEQPACKET, true); !errors.Is(err, errEmptyMessage) {
+		t.Errorf("peekQueue: %v, want errEmptyMessage", err)
 	}
 	if after := openFds(t); after != before {
-		t.Errorf("%d descriptors open after peeking, %d before", after, before)
+		t.Errorf("%d descriptors open after a failed peek, %d before", after, before)
 	}
 }
 
@@ -263,7 +306,7 @@ func TestDumpUnixSockets(t *testing.T) {
 	if err := WriteSkQueues(img, d.unix.queues); err != nil {
 		t.Fatal(err)
 	}
-	if q, err := readSkQueues(img); err != nil || string(q[2][0]) != "to 1" {
+	if q, _, err := readSkQueues(img); err != nil || string(q[2][0]) != "to 1" {
 		t.Errorf("sk-queues.img read back %v, %v", q, err)
 	}
 

@@ -274,8 +274,10 @@ func peekRepairQueue(s, q int, n uint32) (seq uint32, data []byte, err error) {
 // tree goes on (resume: --leave-running, or a failed dump), each
 // connection leaves repair mode and gets its SO_REUSEADDR back; else the
 // tree is dead and closing amber's copies, the last references, closes
-// the connections silently.
+// the connections silently. It also closes amber's copies of the
+// descriptors in flight on unix sockets.
 func (d *Dumper) ReleaseSockets(resume bool) error {
+	d.closeInFlight()
 	if d.inet == nil {
 		return nil
 	}

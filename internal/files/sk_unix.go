@@ -36,9 +36,10 @@ import (
 //
 // The sockets linked by peers are one group, made at once by the first
 // task that needs one of them; the others are parked for the tasks that
-// hold them, as the ends of a pipe are. The dump refuses, naming the
-// descriptor, a socket whose peer is outside the dumped tree (as criu
-// without --ext-unix-sk), descriptors in flight, a socket bound to a
+// hold them, as the ends of a pipe are. Descriptors in flight are
+// dumped and sent again with their messages (sk_scm.go). The dump
+// refuses, naming the descriptor, a socket whose peer is outside the
+// dumped tree (as criu without --ext-unix-sk), a socket bound to a
 // deleted path, and a connection not accepted yet that already carries
 // data.
 
@@ -172,6 +173,11 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	if err != nil {
 		return 0, err
 	}
+	if known := u.dumped[ino]; known != nil {
+		// Met again through a copy of it in flight in its own queue, or
+		// in the queue of a socket in flight in its own: one file.
+		return known.entry.GetId(), nil
+	}
 	sd := u.diag[ino]
 	if sd == nil {
 		return 0, fmt.Errorf("unix socket %d: not found by sock_diag: a socket of another network namespace?", ino)
@@ -192,8 +198,13 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	if err != nil {
 		return 0, fmt.Errorf("%s: queued messages: %w", what, err)
 	}
-	for _, m := range msgs {
-		u.queues = append(u.queues, SkPacket{IDFor: id, Data: m})
+	for i, m := range msgs {
+		scm, err := d.dumpInFlight(pid, m.fds)
+		if err != nil {
+			closePeeked(msgs[i+1:])
+			return 0, fmt.Errorf("%s: queued message %d: %w", what, i, err)
+		}
+		u.queues = append(u.queues, SkPacket{IDFor: id, Data: m.data, Scm: scm})
 	}
 	return id, nil
 }
@@ -591,9 +602,10 @@ func (m *unixMaker) atName(s *skunix.UnixSkEntry, call func(addr, addrlen uint64
 type unixMaker struct {
 	p      *fdPlanner
 	set    unixSet
-	queues map[uint32][][]byte // by file id
-	fds    map[uint32]int      // made sockets, by inode
-	spare  map[uint32]int      // other end of a semi-closed socket's pair
+	queues map[uint32][][]byte   // by file id
+	scm    map[uint32][][]uint32 // descriptors the messages carry, by file id
+	fds    map[uint32]int        // made sockets, by inode
+	spare  map[uint32]int        // other end of a semi-closed socket's pair
 }
 
 // makeUnix makes the group of the socket of file e, refills every queue,
@@ -609,7 +621,8 @@ func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
 	if me == nil {
 		return 0, fmt.Errorf("file id %d: UNIXSK without its unix_sk_entry", e.GetId())
 	}
-	m := &unixMaker{p: p, set: set, queues: p.in.extra().SkQueues, fds: map[uint32]int{}, spare: map[uint32]int{}}
+	x := p.in.extra()
+	m := &unixMaker{p: p, set: set, queues: x.SkQueues, scm: x.SkScm, fds: map[uint32]int{}, spare: map[uint32]int{}}
 	g := set.group(me, p.unixPeers)
 	for _, s := range g {
 		if err := set.check(s, len(m.queues[s.GetId()]) > 0); err != nil {
@@ -732,10 +745,21 @@ func (m *unixMaker) refill(s *skunix.UnixSkEntry) error {
 		from = m.p.create("make a socket to refill "+m.what(s), unix.SYS_SOCKET, unix.AF_UNIX, uint64(s.GetType()), 0)
 	}
 	m.setInt(from, unix.SO_SNDBUFFORCE, maxSockBuf, "grow the send buffer to refill "+m.what(s))
+	scm := make([][]int, len(msgs))
+	for i := range msgs {
+		var err error
+		if scm[i], err = m.scmFds(s.GetId(), i); err != nil {
+			return err
+		}
+	}
 	send := func(addr, addrlen uint64) {
 		for i, msg := range msgs {
-			b.Call(fmt.Sprintf("queue message %d (%d bytes) on %s", i, len(msg), m.what(s)), unix.SYS_SENDTO,
-				uint64(from), b.Bytes(msg), uint64(len(msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, addr, addrlen)
+			what := fmt.Sprintf("queue message %d (%d bytes) on %s", i, len(msg), m.what(s))
+			if len(scm[i]) > 0 {
+				m.sendScm(from, msg, scm[i], addr, addrlen, what)
+				continue
+			}
+			b.Call(what, unix.SYS_SENDTO, uint64(from), b.Bytes(msg), uint64(len(msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, addr, addrlen)
 		}
 	}
 	if !temp {

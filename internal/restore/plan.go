@@ -47,6 +47,8 @@ type host struct {
 	oomFloor int32
 	// treePids are the PIDs and TIDs of the restored tree.
 	treePids map[int]bool
+	// deadPidfds are amber's pidfds of dead processes, by file id.
+	deadPidfds map[uint32]int
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -212,7 +214,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, Lone: h.lone, Warnf: h.warnf,
-			TreePid: func(pid int) bool { return h.treePids[pid] },
+			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit

@@ -149,6 +149,12 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return err
 	}
 	defer compel.Unpin(orig)
+	dead, err := openDeadPidfds(tree)
+	if err != nil {
+		return err
+	}
+	defer dead.Close()
+	h.deadPidfds = dead.FileFds()
 	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
 	r.memfdHolders = map[uint32]files.Holder{}
