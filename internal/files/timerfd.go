@@ -40,22 +40,42 @@ const nsecPerSec = 1_000_000_000
 
 // addTimerfd records the timerfd at pid's fd.
 func (t *Table) addTimerfd(pid, fd int, flags uint32) (uint32, fdinfo.FdTypes, error) {
-	if err := settleTimerfd(pid, fd); err != nil {
-		return 0, 0, fmt.Errorf("timerfd: %w", err)
-	}
-	info, err := proc.ReadFdinfo(pid, fd)
+	tfe, err := readTimerfd(pid, fd)
 	if err != nil {
 		return 0, 0, err
-	}
-	tfe, err := parseTimerfd(info.Extra)
-	if err != nil {
-		return 0, 0, fmt.Errorf("timerfd: fdinfo: %w", err)
 	}
 	tfe.Flags, tfe.Fown = proto.Uint32(flags), newFown()
 	return t.addEntry(fdinfo.FdTypes_TIMERFD, func(e *fdinfo.FileEntry, id uint32) {
 		tfe.Id = proto.Uint32(id)
 		e.Tfd = tfe
 	})
+}
+
+// settleTries bounds the reads of a periodic timer that keeps expiring
+// between its settling and its fdinfo (a short period on a loaded machine).
+const settleTries = 100
+
+// readTimerfd reads the timer's state, settled (settleTimerfd). A
+// periodic timer that expires again between the settling and the read
+// of fdinfo shows 0 time left there once more: it is read again.
+func readTimerfd(pid, fd int) (*timerfd.TimerfdEntry, error) {
+	for try := 1; ; try++ {
+		if err := settleTimerfd(pid, fd); err != nil {
+			return nil, fmt.Errorf("timerfd: %w", err)
+		}
+		info, err := proc.ReadFdinfo(pid, fd)
+		if err != nil {
+			return nil, err
+		}
+		tfe, err := parseTimerfd(info.Extra)
+		if err != nil {
+			return nil, fmt.Errorf("timerfd: fdinfo: %w", err)
+		}
+		periodic := tfe.GetIsec()|tfe.GetInsec() != 0
+		if !periodic || tfe.GetVsec()|tfe.GetVnsec() != 0 || try == settleTries {
+			return tfe, nil
+		}
+	}
 }
 
 // settleTimerfd asks the kernel for the timer's setting, through a copy
