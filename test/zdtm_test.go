@@ -109,10 +109,14 @@ var programs = []program{
 	{name: "sigpending01", cflags: []string{"-pthread"}},
 	{name: "file_fown"},
 	{name: "zombie_pgrp"},
+	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
 var tcpEstablished = []string{"--tcp-established"}
+
+// fileLocks dumps and restores file locks.
+var fileLocks = []string{"--file-locks"}
 
 // TestZdtm runs each program through dump, detached restore and check.
 // The programs share PIDs and CPUs: they run one after another.

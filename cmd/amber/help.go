@@ -18,6 +18,7 @@ func optionHelp() [][2]string {
 		{"restore-detached", "-d|--restore-detached    do not wait for the restored tree"},
 		{"pidfile", "--pidfile FILE           write the restored root's PID to FILE (created exclusively)"},
 		{"tcp-established", "--tcp-established        dump and restore established TCP connections (TCP repair mode)"},
+		{"file-locks", "-l|--file-locks          dump and restore file locks (flock, POSIX, OFD)"},
 		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
 		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
 		{"ghost-limit", "--ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)"},
@@ -45,7 +46,7 @@ func verbHelps() map[string]verbHelp {
 			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established",
-				"ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem"}, common...)},
+				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
@@ -55,7 +56,7 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established",
-				"skip-file-check", "trust-images"}, common...)},
+				"file-locks", "skip-file-check", "trust-images"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",
 			append([]string{"feature"}, common...)},

@@ -116,8 +116,8 @@ func ghostLimit(o Options) int64 {
 
 func runDump(o Options, l *log.Logger) error {
 	l.Infof("dump: tree %d into %s", o.Tree, o.ImagesDir)
-	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, timeout %ds, pre-dump-mode %q",
-		o.LeaveRunning, o.ShellJob, o.TCPEstablished, o.Timeout, o.PreDumpMode)
+	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, file-locks %v, timeout %ds, pre-dump-mode %q",
+		o.LeaveRunning, o.ShellJob, o.TCPEstablished, o.FileLocks, o.Timeout, o.PreDumpMode)
 	// dump.Run's errors name the task and the phase.
 	return dump.Run(dump.Options{
 		Pid:          o.Tree,
@@ -129,6 +129,7 @@ func runDump(o Options, l *log.Logger) error {
 		Log:          l,
 		// As criu: established TCP connections only with --tcp-established.
 		TCPEstablished: o.TCPEstablished,
+		FileLocks:      o.FileLocks,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		// CRIU's pre-dump always tracks memory.
@@ -154,6 +155,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		Log:           l,
 		// As criu: established TCP connections only with --tcp-established.
 		TCPEstablished: o.TCPEstablished,
+		FileLocks:      o.FileLocks,
 	})
 	if err != nil {
 		pf.discard()

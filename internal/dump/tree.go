@@ -279,3 +279,14 @@ const (
 	pfKthread    = 0x200000
 	pfUserWorker = 0x4000
 )
+
+// pids are the PIDs of the tree's live processes.
+func (t *frozenTree) pids() map[int]bool {
+	out := map[int]bool{}
+	for _, p := range t.procs {
+		if !p.zombie {
+			out[p.pid] = true
+		}
+	}
+	return out
+}

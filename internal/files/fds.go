@@ -29,6 +29,9 @@ type DumpOptions struct {
 	// TCPEstablished dumps established TCP connections in repair mode
 	// (--tcp-established); without it they refuse the dump.
 	TCPEstablished bool
+	// FileLocks dumps the file locks the tree holds (--file-locks);
+	// without it a process holding one is refused.
+	FileLocks bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }
@@ -49,6 +52,7 @@ type Dumper struct {
 	memfd    *memfdState     // memfds (memfd.go)
 	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
 	ttys     *ttyDump        // sides of ptys (tty.go), for Finish
+	locks    *lockDump       // file locks (locks.go), for Finish
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -83,6 +87,9 @@ func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) 
 		e, err := d.dumpFd(pid, f)
 		if err == nil && e.GetId() >= known {
 			err = d.dumpFown(pidfd, f.fd, e.GetId()) // a file met for the first time
+		}
+		if err == nil {
+			err = d.noteLocks(pid, f.fd, e.GetId(), f.link, f.info)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("pid %d fd %d: %w", pid, f.fd, err)

@@ -45,6 +45,8 @@ type host struct {
 	oomFloor int32
 	// treePids are the PIDs and TIDs of the restored tree.
 	treePids map[int]bool
+	// locks are the file locks each process takes again, by PID.
+	locks files.Locks
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -169,6 +171,11 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if p.fds != nil {
 		files.PlanOwners(b, p.fds)
 		files.ClosePlan(b, p.fds)
+	}
+	// Last: closing a descriptor of a file drops the process's POSIX
+	// locks on it.
+	if err := files.PlanLocks(b, t.pid, h.locks[t.pid], t.fds); err != nil {
+		return nil, err
 	}
 	p.prog = b.Finish()
 	return p, nil

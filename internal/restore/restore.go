@@ -44,6 +44,9 @@ type Options struct {
 	// TCPEstablished restores established TCP connections
 	// (--tcp-established).
 	TCPEstablished bool
+	// FileLocks takes the file locks of filelocks.img again
+	// (--file-locks); without it images with locks are refused.
+	FileLocks bool
 	// TrustImages restores images that users other than root and the
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
@@ -135,6 +138,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	h.lone = tree.loneFiles()
 	h.treePids = tree.pids()
+	if h.locks, err = tree.locksToTake(opts.FileLocks); err != nil {
+		return err
+	}
 	if h.ttys, err = openTerminals(tree, opts); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type settings struct {
 	leaveRunning   bool
 	shellJob       bool
 	tcpEstablished bool
+	fileLocks      bool
 	ghostLimit     int64
 	timeout        time.Duration
 }
@@ -69,6 +70,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.leaveRunning = o.GetLeaveRunning()
 	s.shellJob = o.GetShellJob()
 	s.tcpEstablished = o.GetTcpEstablished()
+	s.fileLocks = o.GetFileLocks()
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()

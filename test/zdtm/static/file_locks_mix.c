@@ -1,0 +1,269 @@
+/*
+ * file_locks_mix - file locks of every kind survive a checkpoint (dumped
+ * and restored with --file-locks; CRIU's file_locks00..08).
+ *
+ * The parent P and its child C hold, in files of the cwd:
+ *   a  flock shared: P (fd 10), C (fd 20, its own open file)
+ *   b  flock exclusive: P (fd 11)
+ *   c  POSIX: P write 0-9, read 100-149, write 200-EOF (fd 12); C, through
+ *      the same open file inherited by fork, write 50-59
+ *   d  OFD: P read 0-4, write 10-19, write 4096-EOF (fd 13); C write
+ *      30-39 (fd 22, its own open file)
+ *   e  flock exclusive taken by P before the fork: one open file, held by
+ *      both (fd 14)
+ *   g  flock exclusive: C (fd 21)
+ *   h  OFD read 0-EOF taken by P before the fork, P's fd then closed: C
+ *      alone holds it (fd 15)
+ *   i  flock exclusive taken by C through the open file it inherited from
+ *      P (fd 16), held by both
+ * A helper forked afterwards probes them from outside, with F_GETLK (type,
+ * range and owner PID of each POSIX lock, no lock in the gaps), F_OFD_GETLK
+ * (likewise, the owner is -1) and flock LOCK_NB from open files of its
+ * own; the flocks' PIDs are read from /proc/PID/fdinfo. That runs once
+ * before "ready" and again after SIGTERM. Then P and C drop one lock of
+ * each kind through the descriptor that held it and the helper sees it
+ * gone: the locks belong to the same processes and open files as before.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "zdtm.h"
+
+#define EOFLEN 0 /* l_len of a lock to the end of the file */
+
+static pid_t parent, child;
+
+static int open_at(const char *name, int fd)
+{
+	int f = open(name, O_RDWR | O_CREAT, 0644);
+
+	if (f < 0 || dup2(f, fd) != fd)
+		fail("open %s as fd %d: %s", name, fd, strerror(errno));
+	close(f);
+	return fd;
+}
+
+static void lock(int fd, int cmd, short type, off_t start, off_t len)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+
+	if (fcntl(fd, cmd, &fl))
+		fail("fd %d: fcntl %d type %d %lld+%lld: %s", fd, cmd, type, (long long)start,
+		     (long long)len, strerror(errno));
+}
+
+static void do_flock(int fd, int op)
+{
+	if (flock(fd, op))
+		fail("flock fd %d op %d: %s", fd, op, strerror(errno));
+}
+
+/*
+ * probe asks, with cmd (F_GETLK or F_OFD_GETLK), whether a write lock on
+ * start+len of file name conflicts: want_type F_UNLCK means no lock, else
+ * the lock found must be exactly want_type on start+len owned by want_pid.
+ */
+static void probe(const char *name, int cmd, off_t start, off_t len, short want_type, pid_t want_pid)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+	int fd = open(name, O_RDWR);
+
+	if (fd < 0 || fcntl(fd, cmd, &fl))
+		fail("probe %s: %s", name, strerror(errno));
+	close(fd);
+	if (fl.l_type != want_type)
+		fail("%s %lld+%lld: lock type %d (pid %d), want %d", name, (long long)start, (long long)len,
+		     fl.l_type, fl.l_pid, want_type);
+	if (want_type == F_UNLCK)
+		return;
+	if (fl.l_start != start || fl.l_len != len || fl.l_pid != want_pid)
+		fail("%s: lock %lld+%lld pid %d, want %lld+%lld pid %d", name, (long long)fl.l_start,
+		     (long long)fl.l_len, fl.l_pid, (long long)start, (long long)len, want_pid);
+}
+
+/* flock_probe requires flock(op | LOCK_NB) from a new open file to succeed or not. */
+static void flock_probe(const char *name, int op, int can)
+{
+	int fd = open(name, O_RDONLY);
+	int r;
+
+	if (fd < 0)
+		fail("open %s: %s", name, strerror(errno));
+	r = flock(fd, op | LOCK_NB);
+	if (r && errno != EWOULDBLOCK)
+		fail("flock %s: %s", name, strerror(errno));
+	if ((r == 0) != can)
+		fail("flock %s op %d: %s, want %s", name, op, r ? "refused" : "granted", can ? "granted" : "refused");
+	close(fd);
+}
+
+/* flock_pid requires the flock of pid's fd to be recorded as taken by want. */
+static void flock_pid(pid_t pid, int fd, pid_t want)
+{
+	char path[64], line[256], kind[16];
+	int n = 0, owner;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+	f = fopen(path, "r");
+	if (!f)
+		fail("%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "lock: %*d: %15s %*s %*s %d", kind, &owner) != 2 || strcmp(kind, "FLOCK"))
+			continue;
+		if (owner != want)
+			fail("%s: flock taken by %d, want %d", path, owner, want);
+		n++;
+	}
+	fclose(f);
+	if (n != 1)
+		fail("%s: %d flocks, want 1", path, n);
+}
+
+/* check_all probes every lock and every gap. */
+static void check_all(void)
+{
+	probe("c", F_GETLK, 0, 10, F_WRLCK, parent);
+	probe("c", F_GETLK, 10, 40, F_UNLCK, 0);
+	probe("c", F_GETLK, 50, 10, F_WRLCK, child);
+	probe("c", F_GETLK, 60, 40, F_UNLCK, 0);
+	probe("c", F_GETLK, 100, 50, F_RDLCK, parent);
+	probe("c", F_GETLK, 150, 50, F_UNLCK, 0);
+	probe("c", F_GETLK, 200, EOFLEN, F_WRLCK, parent);
+	probe("d", F_OFD_GETLK, 0, 5, F_RDLCK, -1);
+	probe("d", F_OFD_GETLK, 5, 5, F_UNLCK, 0);
+	probe("d", F_OFD_GETLK, 10, 10, F_WRLCK, -1);
+	probe("d", F_OFD_GETLK, 20, 10, F_UNLCK, 0);
+	probe("d", F_OFD_GETLK, 30, 10, F_WRLCK, -1);
+	probe("d", F_OFD_GETLK, 40, 4056, F_UNLCK, 0);
+	probe("d", F_OFD_GETLK, 4096, EOFLEN, F_WRLCK, -1);
+	probe("h", F_OFD_GETLK, 0, EOFLEN, F_RDLCK, -1);
+	flock_probe("a", LOCK_SH, 1);
+	flock_probe("a", LOCK_EX, 0);
+	flock_probe("b", LOCK_SH, 0);
+	flock_probe("e", LOCK_SH, 0);
+	flock_probe("g", LOCK_SH, 0);
+	flock_pid(parent, 10, parent);
+	flock_pid(parent, 11, parent);
+	flock_pid(parent, 14, parent);
+	flock_pid(child, 14, parent);
+	flock_pid(child, 20, child);
+	flock_pid(child, 21, child);
+	flock_probe("i", LOCK_SH, 0);
+	flock_pid(parent, 16, child);
+	flock_pid(child, 16, child);
+}
+
+/* check_released probes the locks P and C dropped. */
+static void check_released(void)
+{
+	flock_probe("b", LOCK_EX, 1);
+	flock_probe("g", LOCK_EX, 1);
+	probe("c", F_GETLK, 0, 10, F_UNLCK, 0);
+	probe("c", F_GETLK, 50, 10, F_UNLCK, 0);
+	probe("d", F_OFD_GETLK, 10, 10, F_UNLCK, 0);
+	probe("d", F_OFD_GETLK, 30, 10, F_UNLCK, 0);
+	probe("c", F_GETLK, 100, 50, F_RDLCK, parent);
+	flock_probe("a", LOCK_EX, 0);
+}
+
+/* in_helper runs check in a new process, which holds no lock. */
+static void in_helper(void (*check)(void))
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		check();
+		exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		fail("the helper found a lock wrong (status %#x)", status);
+}
+
+/* child_main takes C's locks, then drops two when asked on cmd. */
+static void child_main(int cmd, int ack)
+{
+	char c;
+
+	do_flock(open_at("a", 20), LOCK_SH);
+	do_flock(open_at("g", 21), LOCK_EX);
+	lock(open_at("d", 22), F_OFD_SETLK, F_WRLCK, 30, 10);
+	lock(12, F_SETLK, F_WRLCK, 50, 10);
+	do_flock(16, LOCK_EX);
+	if (write(ack, "k", 1) != 1)
+		exit(1);
+	while (read(cmd, &c, 1) < 0 && errno == EINTR)
+		;
+	do_flock(21, LOCK_UN);
+	lock(12, F_SETLK, F_UNLCK, 50, 10);
+	lock(22, F_OFD_SETLK, F_UNLCK, 30, 10);
+	if (write(ack, "k", 1) != 1)
+		exit(1);
+	for (;;)
+		pause();
+}
+
+static void wait_ack(int ack)
+{
+	char c;
+	ssize_t r;
+
+	while ((r = read(ack, &c, 1)) < 0 && errno == EINTR)
+		;
+	if (r != 1)
+		fail("the child did not answer: %s", r ? strerror(errno) : "EOF");
+}
+
+int main(void)
+{
+	int cmd[2], ack[2];
+
+	test_init();
+	parent = getpid();
+	if (pipe(cmd) || pipe(ack))
+		fail("pipe: %s", strerror(errno));
+	do_flock(open_at("a", 10), LOCK_SH);
+	do_flock(open_at("b", 11), LOCK_EX);
+	open_at("c", 12);
+	lock(12, F_SETLK, F_WRLCK, 0, 10);
+	lock(12, F_SETLK, F_RDLCK, 100, 50);
+	lock(12, F_SETLK, F_WRLCK, 200, EOFLEN);
+	open_at("d", 13);
+	lock(13, F_OFD_SETLK, F_RDLCK, 0, 5);
+	lock(13, F_OFD_SETLK, F_WRLCK, 10, 10);
+	lock(13, F_OFD_SETLK, F_WRLCK, 4096, EOFLEN);
+	do_flock(open_at("e", 14), LOCK_EX);
+	lock(open_at("h", 15), F_OFD_SETLK, F_RDLCK, 0, EOFLEN);
+	open_at("i", 16);
+	child = fork();
+	if (child < 0)
+		fail("fork: %s", strerror(errno));
+	if (child == 0)
+		child_main(cmd[0], ack[1]);
+	close(15);
+	wait_ack(ack[0]);
+	in_helper(check_all);
+	test_ready();
+	test_wait_stop();
+	in_helper(check_all);
+	do_flock(11, LOCK_UN);
+	lock(12, F_SETLK, F_UNLCK, 0, 10);
+	lock(13, F_OFD_SETLK, F_UNLCK, 10, 10);
+	if (write(cmd[1], "u", 1) != 1)
+		fail("write to the child: %s", strerror(errno));
+	wait_ack(ack[0]);
+	in_helper(check_released);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	pass();
+}
