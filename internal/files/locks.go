@@ -1,15 +1,16 @@
 package files
 
 // File locks (filelocks.img), kept only with --file-locks as CRIU keeps
-// them: flock(2) locks and OFD locks (fcntl F_OFD_SETLK) belong to an
-// open file description, so whichever process holds the description
-// takes them again, the one that took them first if it is in the tree
-// (the kernel records its PID with an flock); POSIX locks (fcntl
+// them: flock(2) locks, OFD locks (fcntl F_OFD_SETLK) and leases (fcntl
+// F_SETLEASE) belong to an open file description, so whichever process
+// holds the description takes them again, the one that took them first
+// if it is in the tree (the kernel records its PID); POSIX locks (fcntl
 // F_SETLK) belong to the process that took them, which takes them again
 // through a descriptor of the same open file. The kernel lists each
 // lock in the fdinfo of the descriptors that hold it ("lock:" lines);
 // /proc/locks, which names the file but not the descriptor, is checked
-// for POSIX locks of the tree that no descriptor showed. Without
+// for POSIX locks of the tree that no descriptor showed. A lease being
+// broken (someone opened the file meanwhile) is refused. Without
 // --file-locks a process holding a lock is refused, as CRIU refuses it:
 // its restore would run without the lock, beside whoever else then takes
 // it.
@@ -37,7 +38,7 @@ const (
 	flPosix = 1 // fcntl F_SETLK: owned by a process
 	flFlock = 2 // flock(2): owned by an open file description
 	flOFD   = 4 // fcntl F_OFD_SETLK: owned by an open file description
-	flLease = 8 // fcntl F_SETLEASE: not supported
+	flLease = 8 // fcntl F_SETLEASE: owned by an open file description
 )
 
 // lockKinds maps the kernel's names of lock kinds to the image's.
@@ -94,9 +95,9 @@ func (d *Dumper) noteLocks(pid, fd int, id uint32, link string, info proc.FdInfo
 func lockEntry(l proc.Lock) (*filelock.FileLockEntry, error) {
 	kind, typ := lockKinds[l.Kind], lockTypes[l.Type]
 	switch {
-	case kind == flLease:
-		return nil, fmt.Errorf("a %s lease: file leases are not supported yet", l.Type)
-	case kind == 0 || l.Mode != "ADVISORY":
+	case kind == flLease && l.Mode != "ACTIVE":
+		return nil, fmt.Errorf("a %s lease in state %s: leases being broken are not supported yet", l.Type, l.Mode)
+	case kind == 0 || (kind != flLease && l.Mode != "ADVISORY"):
 		return nil, fmt.Errorf("a %s %s lock: not supported", l.Mode, l.Kind)
 	case l.Type != "READ" && l.Type != "WRITE":
 		return nil, fmt.Errorf("a %s lock of type %s: not supported", l.Kind, l.Type)
@@ -186,6 +187,8 @@ func describeLock(e *filelock.FileLockEntry) string {
 		return map[uint32]string{unix.F_RDLCK: "a shared flock", unix.F_WRLCK: "an exclusive flock"}[e.GetType()]
 	case flOFD:
 		return fmt.Sprintf("an OFD %s lock (bytes %s)", typ, lockRange(e.GetStart(), end))
+	case flLease:
+		return fmt.Sprintf("a %s lease", typ)
 	default:
 		return fmt.Sprintf("a POSIX %s lock (bytes %s)", typ, lockRange(e.GetStart(), end))
 	}
@@ -235,14 +238,12 @@ func (l Locks) Len() int {
 // checkLock refuses an entry amber cannot take again.
 func checkLock(e *filelock.FileLockEntry) error {
 	switch e.GetFlag() {
-	case flPosix, flFlock, flOFD:
-	case flLease:
-		return errors.New("a file lease: not supported yet")
+	case flPosix, flFlock, flOFD, flLease:
 	default:
 		return fmt.Errorf("unknown kind of lock (flag %#x)", e.GetFlag())
 	}
 	if t := e.GetType(); t != unix.F_RDLCK && t != unix.F_WRLCK {
-		return fmt.Errorf("lock type %d: want F_RDLCK or F_WRLCK", t)
+		return fmt.Errorf("lock type %#x: want F_RDLCK or F_WRLCK (a lease being broken is not supported)", t)
 	}
 	if e.GetPid() <= 0 || e.GetFd() < 0 || e.GetStart() < 0 || e.GetLen() < 0 {
 		return errors.New("negative pid, fd, start or length")
@@ -269,12 +270,16 @@ func PlanLocks(b *plan.Builder, pid int, locks []*filelock.FileLockEntry, fds []
 func planLock(b *plan.Builder, e *filelock.FileLockEntry) {
 	what := fmt.Sprintf("take %s on fd %d", describeLock(e), e.GetFd())
 	fd := uint64(e.GetFd())
-	if e.GetFlag() == flFlock {
+	switch e.GetFlag() {
+	case flFlock:
 		op := uint64(unix.LOCK_SH)
 		if e.GetType() == unix.F_WRLCK {
 			op = unix.LOCK_EX
 		}
 		b.Call(what, unix.SYS_FLOCK, fd, op|unix.LOCK_NB)
+		return
+	case flLease:
+		b.Call(what, unix.SYS_FCNTL, fd, unix.F_SETLEASE, uint64(e.GetType()))
 		return
 	}
 	cmd := uint64(unix.F_SETLK)

@@ -29,6 +29,7 @@ func TestPlanTaskFileLocks(t *testing.T) {
 		lockEntry(1, unix.F_WRLCK, testPid, 3, 10, 5), // POSIX
 		lockEntry(2, unix.F_RDLCK, testPid, 3, 0, 0),  // flock
 		lockEntry(4, unix.F_WRLCK, testPid, 3, 4096, 0),
+		lockEntry(8, unix.F_RDLCK, testPid, 3, 0, 0), // lease
 	}}
 	p, err := planTask(im.t, h, &origin{current: stub()})
 	if err != nil {
@@ -36,10 +37,10 @@ func TestPlanTaskFileLocks(t *testing.T) {
 	}
 	prog := p.prog
 	fin := section(t, prog, sectionFinal)
-	if len(fin) < 3 {
-		t.Fatalf("final section: %d calls, want the 3 locks last:\n%s", len(fin), prog)
+	if len(fin) < 4 {
+		t.Fatalf("final section: %d calls, want the 4 locks last:\n%s", len(fin), prog)
 	}
-	got := fin[len(fin)-3:]
+	got := fin[len(fin)-4:]
 	flock := func(c plan.Call) unix.Flock_t {
 		return *(*unix.Flock_t)(unsafe.Pointer(&prog.Image[c.Args[2]-prog.Base]))
 	}
@@ -56,7 +57,10 @@ func TestPlanTaskFileLocks(t *testing.T) {
 	} else if fl := flock(c); fl.Type != unix.F_WRLCK || fl.Start != 4096 || fl.Len != 0 {
 		t.Errorf("OFD lock: %+v", fl)
 	}
-	if last := prog.Calls[len(prog.Calls)-1]; last != got[2] {
+	if c := got[3]; c.Nr != unix.SYS_FCNTL || c.Args[0] != 3 || c.Args[1] != unix.F_SETLEASE || c.Args[2] != unix.F_RDLCK {
+		t.Errorf("lease: %s %v", plan.SyscallName(c.Nr), c.Args)
+	}
+	if last := prog.Calls[len(prog.Calls)-1]; last != got[3] {
 		t.Errorf("program ends with %s, not with the locks", plan.SyscallName(last.Nr))
 	}
 

@@ -16,10 +16,13 @@
  *      alone holds it (fd 15)
  *   i  flock exclusive taken by C through the open file it inherited from
  *      P (fd 16), held by both
+ *   j  read lease: P (fd 17, read-only)
+ *   k  write lease: P (fd 18, write-only)
  * A helper forked afterwards probes them from outside, with F_GETLK (type,
  * range and owner PID of each POSIX lock, no lock in the gaps), F_OFD_GETLK
  * (likewise, the owner is -1) and flock LOCK_NB from open files of its
- * own; the flocks' PIDs are read from /proc/PID/fdinfo. That runs once
+ * own; the flocks' PIDs are read from /proc/PID/fdinfo; P asks F_GETLEASE
+ * of its descriptors (none but j's and k's has a lease). That runs once
  * before "ready" and again after SIGTERM. Then P and C drop one lock of
  * each kind through the descriptor that held it and the helper sees it
  * gone: the locks belong to the same processes and open files as before.
@@ -40,14 +43,33 @@
 
 static pid_t parent, child;
 
-static int open_at(const char *name, int fd)
+static int open_mode(const char *name, int fd, int mode)
 {
-	int f = open(name, O_RDWR | O_CREAT, 0644);
+	int f = open(name, mode | O_CREAT, 0644);
 
 	if (f < 0 || dup2(f, fd) != fd)
 		fail("open %s as fd %d: %s", name, fd, strerror(errno));
 	close(f);
 	return fd;
+}
+
+static int open_at(const char *name, int fd)
+{
+	return open_mode(name, fd, O_RDWR);
+}
+
+/* check_leases requires the leases of P's descriptors: j's and k's only. */
+static void check_leases(void)
+{
+	static const int fds[] = {10, 11, 12, 13, 14, 16, 17, 18};
+	int i, want, got;
+
+	for (i = 0; i < (int)(sizeof(fds) / sizeof(fds[0])); i++) {
+		want = fds[i] == 17 ? F_RDLCK : fds[i] == 18 ? F_WRLCK : F_UNLCK;
+		got = fcntl(fds[i], F_GETLEASE);
+		if (got != want)
+			fail("fd %d: lease %d, want %d (%s)", fds[i], got, want, got < 0 ? strerror(errno) : "");
+	}
 }
 
 static void lock(int fd, int cmd, short type, off_t start, off_t len)
@@ -57,6 +79,12 @@ static void lock(int fd, int cmd, short type, off_t start, off_t len)
 	if (fcntl(fd, cmd, &fl))
 		fail("fd %d: fcntl %d type %d %lld+%lld: %s", fd, cmd, type, (long long)start,
 		     (long long)len, strerror(errno));
+}
+
+static void set_lease(int fd, int type)
+{
+	if (fcntl(fd, F_SETLEASE, type))
+		fail("fd %d: F_SETLEASE %d: %s", fd, type, strerror(errno));
 }
 
 static void do_flock(int fd, int op)
@@ -245,6 +273,8 @@ int main(void)
 	do_flock(open_at("e", 14), LOCK_EX);
 	lock(open_at("h", 15), F_OFD_SETLK, F_RDLCK, 0, EOFLEN);
 	open_at("i", 16);
+	set_lease(open_mode("j", 17, O_RDONLY), F_RDLCK);
+	set_lease(open_mode("k", 18, O_WRONLY), F_WRLCK);
 	child = fork();
 	if (child < 0)
 		fail("fork: %s", strerror(errno));
@@ -253,9 +283,11 @@ int main(void)
 	close(15);
 	wait_ack(ack[0]);
 	in_helper(check_all);
+	check_leases();
 	test_ready();
 	test_wait_stop();
 	in_helper(check_all);
+	check_leases();
 	do_flock(11, LOCK_UN);
 	lock(12, F_SETLK, F_UNLCK, 0, 10);
 	lock(13, F_OFD_SETLK, F_UNLCK, 10, 10);
