@@ -62,7 +62,11 @@ type lockKey struct {
 // lockDump collects the locks of the tree for filelocks.img.
 type lockDump struct {
 	entries []*filelock.FileLockEntry
-	seen    map[lockKey]int // index in entries
+	// takers are the PIDs the kernel recorded with each entry's lock:
+	// a POSIX lock seen through a descriptor table that processes share
+	// (CLONE_FILES) may be another one's.
+	takers []int
+	seen   map[lockKey]int // index in entries
 }
 
 // noteLocks records the locks the fdinfo of pid's fd lists; id is the
@@ -118,7 +122,7 @@ func lockEntry(l proc.Lock) (*filelock.FileLockEntry, error) {
 func (s *lockDump) add(pid, fd int, id uint32, l proc.Lock, e *filelock.FileLockEntry) {
 	key := lockKey{kind: e.GetFlag(), typ: e.GetType(), dev: l.Dev, ino: l.Ino, start: l.Start, end: l.End}
 	if key.kind == flPosix {
-		key.pid = pid
+		key.pid = l.Pid
 	} else {
 		key.file = id
 	}
@@ -131,12 +135,29 @@ func (s *lockDump) add(pid, fd int, id uint32, l proc.Lock, e *filelock.FileLock
 	e.Pid, e.Fd = proto.Int32(int32(pid)), proto.Int32(int32(fd))
 	s.seen[key] = len(s.entries)
 	s.entries = append(s.entries, e)
+	s.takers = append(s.takers, l.Pid)
+}
+
+// ownPosix gives each POSIX lock to the process that took it when that
+// is another process of the tree (pids) sharing the descriptor table it
+// was seen through: either owns it, the kernel reports the taker.
+func (s *lockDump) ownPosix(pids map[int]bool) {
+	if s == nil {
+		return
+	}
+	for i, e := range s.entries {
+		if taker := s.takers[i]; e.GetFlag() == flPosix && taker != int(e.GetPid()) && pids[taker] {
+			e.Pid = proto.Int32(int32(taker))
+		}
+	}
 }
 
 // CheckLocks refuses a POSIX lock that a process of the tree (pids)
 // holds, according to /proc/locks, but that none of its descriptors
-// showed: its restore would lack it.
+// showed: its restore would lack it. It gives the POSIX locks seen
+// through a shared descriptor table to the process that took them.
 func (d *Dumper) CheckLocks(pids map[int]bool) error {
+	d.locks.ownPosix(pids)
 	all, err := proc.ReadLocks()
 	if err != nil {
 		return fmt.Errorf("file locks: %w", err)

@@ -71,6 +71,25 @@ func TestNoteLocks(t *testing.T) {
 	}
 }
 
+// TestNoteLocksSharedTable: a POSIX lock seen through a descriptor table
+// that a child shares (CLONE_FILES) and took the lock through goes to
+// the child if it is in the tree, else stays with the process seen.
+func TestNoteLocksSharedTable(t *testing.T) {
+	d := NewDumper(NewTable(), DumpOptions{FileLocks: true})
+	for _, line := range []string{"1: POSIX  ADVISORY  READ 101 fe:00:7 0 EOF", "2: POSIX  ADVISORY  READ 555 fe:00:8 0 EOF"} {
+		if err := d.noteLocks(100, 3, 1, "/f", fdinfoWithLocks(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.locks.ownPosix(map[int]bool{100: true, 101: true})
+	if got := []int32{d.locks.entries[0].GetPid(), d.locks.entries[1].GetPid()}; got[0] != 101 || got[1] != 100 {
+		t.Errorf("owners %v, want [101 100]", got)
+	}
+	if !d.locks.holds(proc.Lock{Kind: "POSIX", Type: "READ", Pid: 101, Dev: unix.Mkdev(0xfe, 0), Ino: 7, Start: 0, End: proc.ToEOF}) {
+		t.Error("the child's lock, as /proc/locks shows it, is not found")
+	}
+}
+
 // TestNoteLocksRefused: without --file-locks a lock refuses the dump,
 // naming it and the option; a lease being broken is refused even with it.
 func TestNoteLocksRefused(t *testing.T) {
