@@ -10,12 +10,15 @@ package files
 // lock in the fdinfo of the descriptors that hold it ("lock:" lines);
 // /proc/locks, which names the file but not the descriptor, is checked
 // for POSIX locks of the tree that no descriptor showed. A lease being
-// broken (someone opened the file meanwhile) is refused. Without
+// broken (someone opened the file meanwhile) is taken as it was before
+// and broken again (LeaseBreak), the signal the break sends taken back
+// from the task: the process was told when the break began. Without
 // --file-locks a process holding a lock is refused, as CRIU refuses it:
 // its restore would run without the lock, beside whoever else then takes
 // it.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +28,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -40,6 +44,10 @@ const (
 	flOFD   = 4 // fcntl F_OFD_SETLK: owned by an open file description
 	flLease = 8 // fcntl F_SETLEASE: owned by an open file description
 )
+
+// leaseBreaking marks in FileLockEntry.type a lease being broken, whose
+// type is then the one it is broken to (CRIU's LEASE_BREAKING).
+const leaseBreaking = 4
 
 // lockKinds maps the kernel's names of lock kinds to the image's.
 var lockKinds = map[string]uint32{"POSIX": flPosix, "FLOCK": flFlock, "OFDLCK": flOFD, "LEASE": flLease}
@@ -99,8 +107,15 @@ func (d *Dumper) noteLocks(pid, fd int, id uint32, link string, info proc.FdInfo
 func lockEntry(l proc.Lock) (*filelock.FileLockEntry, error) {
 	kind, typ := lockKinds[l.Kind], lockTypes[l.Type]
 	switch {
+	case kind == flLease && l.Mode == "BREAKING" && (l.Type == "READ" || l.Type == "UNLCK"):
+		typ = unix.F_UNLCK
+		if l.Type == "READ" {
+			typ = unix.F_RDLCK
+		}
+		return &filelock.FileLockEntry{Flag: proto.Uint32(kind), Type: proto.Uint32(typ | leaseBreaking),
+			Start: proto.Int64(l.Start), Len: proto.Int64(0)}, nil
 	case kind == flLease && l.Mode != "ACTIVE":
-		return nil, fmt.Errorf("a %s lease in state %s: leases being broken are not supported yet", l.Type, l.Mode)
+		return nil, fmt.Errorf("a %s lease in state %s: not supported", l.Type, l.Mode)
 	case kind == 0 || (kind != flLease && l.Mode != "ADVISORY"):
 		return nil, fmt.Errorf("a %s %s lock: not supported", l.Mode, l.Kind)
 	case l.Type != "READ" && l.Type != "WRITE":
@@ -209,6 +224,9 @@ func describeLock(e *filelock.FileLockEntry) string {
 	case flOFD:
 		return fmt.Sprintf("an OFD %s lock (bytes %s)", typ, lockRange(e.GetStart(), end))
 	case flLease:
+		if e.GetType()&leaseBreaking != 0 {
+			return fmt.Sprintf("a lease being broken to %s", map[uint32]string{unix.F_RDLCK: "read", unix.F_UNLCK: "none"}[e.GetType()&^leaseBreaking])
+		}
 		return fmt.Sprintf("a %s lease", typ)
 	default:
 		return fmt.Sprintf("a POSIX %s lock (bytes %s)", typ, lockRange(e.GetStart(), end))
@@ -263,8 +281,12 @@ func checkLock(e *filelock.FileLockEntry) error {
 	default:
 		return fmt.Errorf("unknown kind of lock (flag %#x)", e.GetFlag())
 	}
-	if t := e.GetType(); t != unix.F_RDLCK && t != unix.F_WRLCK {
-		return fmt.Errorf("lock type %#x: want F_RDLCK or F_WRLCK (a lease being broken is not supported)", t)
+	t := e.GetType()
+	if e.GetFlag() == flLease && (t == unix.F_RDLCK|leaseBreaking || t == unix.F_UNLCK|leaseBreaking) {
+		t = unix.F_RDLCK // a lease being broken, to read or to none
+	}
+	if t != unix.F_RDLCK && t != unix.F_WRLCK {
+		return fmt.Errorf("lock type %#x: want F_RDLCK or F_WRLCK", e.GetType())
 	}
 	if e.GetPid() <= 0 || e.GetFd() < 0 || e.GetStart() < 0 || e.GetLen() < 0 {
 		return errors.New("negative pid, fd, start or length")
@@ -272,20 +294,88 @@ func checkLock(e *filelock.FileLockEntry) error {
 	return nil
 }
 
+// LeaseBreak is a lease being broken at the dump, taken again in its
+// state before the break: amber breaks it again once the process's
+// program ran, by opening Path with Flags, and the process then takes
+// back the signal the break sends it (rt_sigtimedwait of Signum, its
+// set and zero timeout at Set and Timeout in the scratch area).
+type LeaseBreak struct {
+	Fd, Flags    int
+	Path         string
+	Signum       int
+	Set, Timeout uint64
+	Pid          int
+	// Owner is the address of the struct f_owner_ex to give the file
+	// back once the signal is taken (0: the process itself).
+	Owner uint64
+}
+
 // PlanLocks plans taking the locks of a process again, through the
-// descriptors of its table fds. It must come after the last close of its
-// restore: closing any descriptor of a file drops the POSIX locks the
-// process holds on it. A lock someone else took meanwhile fails the
-// restore (EAGAIN) rather than wait.
-func PlanLocks(b *plan.Builder, pid int, locks []*filelock.FileLockEntry, fds []*fdinfo.FdinfoEntry) error {
+// descriptors of its table fds (files: the files they open). It must
+// come after the last close of its restore: closing any descriptor of a
+// file drops the POSIX locks the process holds on it. A lock someone
+// else took meanwhile fails the restore (EAGAIN) rather than wait. It
+// returns the leases to break once the program ran.
+func PlanLocks(b *plan.Builder, pid int, locks []*filelock.FileLockEntry, fds []*fdinfo.FdinfoEntry, files Index) ([]LeaseBreak, error) {
+	var breaks []LeaseBreak
 	for _, e := range locks {
 		fd := e.GetFd()
-		if !slices.ContainsFunc(fds, func(f *fdinfo.FdinfoEntry) bool { return int32(f.GetFd()) == fd }) {
-			return fmt.Errorf("filelocks.img: pid %d takes %s on fd %d, which it does not have", pid, describeLock(e), fd)
+		i := slices.IndexFunc(fds, func(f *fdinfo.FdinfoEntry) bool { return int32(f.GetFd()) == fd })
+		if i < 0 {
+			return nil, fmt.Errorf("filelocks.img: pid %d takes %s on fd %d, which it does not have", pid, describeLock(e), fd)
+		}
+		if e.GetFlag() == flLease && e.GetType()&leaseBreaking != 0 {
+			br, err := planBreakingLease(b, pid, e, files[fds[i].GetId()])
+			if err != nil {
+				return nil, fmt.Errorf("filelocks.img: pid %d fd %d: %w", pid, fd, err)
+			}
+			breaks = append(breaks, br)
+			continue
 		}
 		planLock(b, e)
 	}
-	return nil
+	return breaks, nil
+}
+
+// planBreakingLease plans taking the lease e was before its break began:
+// a read lease on a file open read-only, else a write lease.
+func planBreakingLease(b *plan.Builder, pid int, e *filelock.FileLockEntry, f *fdinfo.FileEntry) (LeaseBreak, error) {
+	reg := f.GetReg()
+	if reg == nil {
+		return LeaseBreak{}, fmt.Errorf("%s on a file that is not a regular file", describeLock(e))
+	}
+	fo, flags := fileFown(f)
+	before, breakFlags := uint64(unix.F_WRLCK), unix.O_RDONLY
+	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+		before = unix.F_RDLCK
+	}
+	if e.GetType()&^leaseBreaking == unix.F_UNLCK {
+		breakFlags = unix.O_WRONLY
+	}
+	sig := int(fo.GetSignum())
+	if sig == 0 {
+		sig = int(unix.SIGIO)
+	}
+	foreign := fo.GetPid() != 0 && int(fo.GetPid()) != pid
+	if foreign {
+		// The break signals the file's owner: this process, for the
+		// time it takes back the signal (a lease makes its taker the
+		// owner of a file that has none).
+		b.Call(fmt.Sprintf("fd %d owned by none, for its lease break", e.GetFd()), unix.SYS_FCNTL, uint64(e.GetFd()), unix.F_SETOWN, 0)
+	}
+	b.Call(fmt.Sprintf("take a lease of type %d on fd %d, to break", before, e.GetFd()), unix.SYS_FCNTL, uint64(e.GetFd()), unix.F_SETLEASE, before)
+	br := LeaseBreak{Fd: int(e.GetFd()), Flags: breakFlags, Path: reg.GetName(), Signum: sig, Pid: pid,
+		Set: b.Uint64s(1 << (sig - 1)), Timeout: b.Uint64s(0, 0)}
+	if foreign {
+		br.Owner = b.Bytes(ownerEx(fo))
+	}
+	return br, nil
+}
+
+// ownerEx is the struct f_owner_ex of fo.
+func ownerEx(fo *fown.FownEntry) []byte {
+	owner := binary.LittleEndian.AppendUint32(nil, fo.GetPidType())
+	return binary.LittleEndian.AppendUint32(owner, fo.GetPid())
 }
 
 func planLock(b *plan.Builder, e *filelock.FileLockEntry) {
@@ -309,4 +399,18 @@ func planLock(b *plan.Builder, e *filelock.FileLockEntry) {
 	}
 	fl := unix.Flock_t{Type: int16(e.GetType()), Whence: io.SeekStart, Start: e.GetStart(), Len: e.GetLen()}
 	b.Call(what, unix.SYS_FCNTL, fd, cmd, b.Bytes(unsafe.Slice((*byte)(unsafe.Pointer(&fl)), unsafe.Sizeof(fl))))
+}
+
+// Break breaks the lease again, from amber: the open must fail with
+// EWOULDBLOCK, the lease being there.
+func (br LeaseBreak) Break() error {
+	fd, err := unix.Open(br.Path, br.Flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fd)
+		return fmt.Errorf("pid %d fd %d: break the lease on %s: no lease", br.Pid, br.Fd, br.Path)
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		return fmt.Errorf("pid %d fd %d: break the lease on %s: %w", br.Pid, br.Fd, br.Path, err)
+	}
+	return nil
 }

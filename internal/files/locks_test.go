@@ -91,7 +91,8 @@ func TestNoteLocksSharedTable(t *testing.T) {
 }
 
 // TestNoteLocksRefused: without --file-locks a lock refuses the dump,
-// naming it and the option; a lease being broken is refused even with it.
+// naming it and the option; a lease being broken to write (which no
+// break does) is refused even with it.
 func TestNoteLocksRefused(t *testing.T) {
 	d := NewDumper(NewTable(), DumpOptions{})
 	err := d.noteLocks(1, 3, 1, "/srv/db", fdinfoWithLocks("1: POSIX  ADVISORY  READ 1 fe:00:7 100 149"))
@@ -102,14 +103,20 @@ func TestNoteLocksRefused(t *testing.T) {
 		t.Errorf("no lock: %v", err)
 	}
 	d = NewDumper(NewTable(), DumpOptions{FileLocks: true})
-	err = d.noteLocks(1, 3, 1, "/srv/db", fdinfoWithLocks("1: LEASE  BREAKING  READ 1 fe:00:7 0 EOF"))
-	if err == nil || !strings.Contains(err.Error(), "being broken") {
+	err = d.noteLocks(1, 3, 1, "/srv/db", fdinfoWithLocks("1: LEASE  BREAKING  WRITE 1 fe:00:7 0 EOF"))
+	if err == nil || !strings.Contains(err.Error(), "WRITE lease in state BREAKING") {
+		t.Errorf("lease being broken to write: %v", err)
+	}
+	if err := d.noteLocks(1, 4, 2, "/srv/db2", fdinfoWithLocks("1: LEASE  BREAKING  UNLCK 1 fe:00:8 0 EOF")); err != nil {
 		t.Errorf("lease being broken: %v", err)
 	}
 	if err := d.noteLocks(1, 3, 1, "/srv/db", fdinfoWithLocks("1: LEASE  ACTIVE    WRITE 1 fe:00:7 0 EOF")); err != nil {
 		t.Errorf("lease: %v", err)
 	}
-	if e := d.locks.entries[0]; e.GetFlag() != flLease || e.GetType() != unix.F_WRLCK {
+	if e := d.locks.entries[0]; e.GetFlag() != flLease || e.GetType() != unix.F_UNLCK|leaseBreaking {
+		t.Errorf("lease being broken: entry %v", e)
+	}
+	if e := d.locks.entries[1]; e.GetFlag() != flLease || e.GetType() != unix.F_WRLCK {
 		t.Errorf("lease entry %v", e)
 	}
 }
@@ -139,7 +146,7 @@ func TestLocksImage(t *testing.T) {
 		t.Fatalf("read back: %v, %v", l, err)
 	}
 	for _, bad := range []*filelock.FileLockEntry{
-		{Flag: proto.Uint32(flLease), Type: proto.Uint32(4 /* LEASE_BREAKING */), Pid: proto.Int32(1), Fd: proto.Int32(3), Start: proto.Int64(0), Len: proto.Int64(0)},
+		{Flag: proto.Uint32(flLease), Type: proto.Uint32(unix.F_WRLCK | leaseBreaking), Pid: proto.Int32(1), Fd: proto.Int32(3), Start: proto.Int64(0), Len: proto.Int64(0)},
 		{Flag: proto.Uint32(16), Type: proto.Uint32(0), Pid: proto.Int32(1), Fd: proto.Int32(3), Start: proto.Int64(0), Len: proto.Int64(0)},
 		{Flag: proto.Uint32(flPosix), Type: proto.Uint32(unix.F_UNLCK), Pid: proto.Int32(1), Fd: proto.Int32(3), Start: proto.Int64(0), Len: proto.Int64(0)},
 		{Flag: proto.Uint32(flPosix), Type: proto.Uint32(0), Pid: proto.Int32(1), Fd: proto.Int32(3), Start: proto.Int64(-1), Len: proto.Int64(0)},

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 	"unsafe"
@@ -88,5 +89,41 @@ func TestLocksToTake(t *testing.T) {
 	tree.locks[77] = []*filelock.FileLockEntry{lockEntry(2, unix.F_WRLCK, 77, 3, 0, 0)}
 	if _, err := tree.locksToTake(true); err == nil || !strings.Contains(err.Error(), "pid 77") {
 		t.Errorf("a lock of a process not in the tree: %v", err)
+	}
+}
+
+// TestPlanTaskBreakingLease: a lease being broken is taken as it was
+// before the break (a write lease on a file open for writing), after
+// the file's foreign owner is cleared so that the break amber makes
+// signals the process itself; the break says what to open, which
+// signal to take back and the owner to give back.
+func TestPlanTaskBreakingLease(t *testing.T) {
+	im := newImages()
+	data := im.t.files[im.t.fds[3].GetId()].GetReg() // /var/data, O_RDWR|O_APPEND
+	data.Fown.Pid, data.Fown.PidType, data.Fown.Signum = proto.Uint32(77), proto.Uint32(1), proto.Uint32(uint32(unix.SIGUSR1))
+	h := im.host()
+	h.locks = files.Locks{testPid: {lockEntry(8, unix.F_RDLCK|4, testPid, 3, 0, 0)}}
+	p, err := planTask(im.t, h, &origin{current: stub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fin := section(t, p.prog, sectionFinal)
+	last := fin[len(fin)-2:]
+	if c := last[0]; c.Nr != unix.SYS_FCNTL || c.Args[0] != 3 || c.Args[1] != unix.F_SETOWN || c.Args[2] != 0 {
+		t.Errorf("before the lease: %s %v, want fcntl(3, F_SETOWN, 0)", plan.SyscallName(c.Nr), c.Args)
+	}
+	if c := last[1]; c.Nr != unix.SYS_FCNTL || c.Args[0] != 3 || c.Args[1] != unix.F_SETLEASE || c.Args[2] != unix.F_WRLCK {
+		t.Errorf("lease: %s %v, want fcntl(3, F_SETLEASE, F_WRLCK)", plan.SyscallName(c.Nr), c.Args)
+	}
+	if len(p.breaks) != 1 {
+		t.Fatalf("breaks %+v", p.breaks)
+	}
+	br := p.breaks[0]
+	if br.Fd != 3 || br.Path != "/var/data" || br.Flags != unix.O_RDONLY || br.Signum != int(unix.SIGUSR1) || br.Owner == 0 {
+		t.Errorf("break %+v", br)
+	}
+	word := func(addr uint64) uint64 { return binary.LittleEndian.Uint64(p.prog.Image[addr-p.prog.Base:]) }
+	if word(br.Set) != 1<<(unix.SIGUSR1-1) || word(br.Timeout) != 0 || word(br.Timeout+8) != 0 || word(br.Owner) != 1|77<<32 {
+		t.Errorf("set %#x, timeout %d.%d, owner %#x", word(br.Set), word(br.Timeout), word(br.Timeout+8), word(br.Owner))
 	}
 }

@@ -80,6 +80,8 @@ type planned struct {
 	// by TID, for the threads whose section changes them.
 	creds    map[int]creds.Creds
 	warnings []string
+	// breaks are the leases to break again once the program ran.
+	breaks []files.LeaseBreak
 }
 
 // Section names of a process's program.
@@ -174,7 +176,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	// Last: closing a descriptor of a file drops the process's POSIX
 	// locks on it.
-	if err := files.PlanLocks(b, t.pid, h.locks[t.pid], t.fds); err != nil {
+	if p.breaks, err = files.PlanLocks(b, t.pid, h.locks[t.pid], t.fds, t.files); err != nil {
 		return nil, err
 	}
 	p.prog = b.Finish()

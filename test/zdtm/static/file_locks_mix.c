@@ -18,11 +18,18 @@
  *      P (fd 16), held by both
  *   j  read lease: P (fd 17, read-only)
  *   k  write lease: P (fd 18, write-only)
+ *   m  read lease being broken to none (P opened m for writing): P (fd 19,
+ *      read-only), signalling P with SIGUSR1
+ *   n  write lease being broken to read, taken by P (fd 24, read-write,
+ *      signalling P with SIGUSR1), which then closed its descriptor: C
+ *      alone holds it, P owns the file
  * A helper forked afterwards probes them from outside, with F_GETLK (type,
  * range and owner PID of each POSIX lock, no lock in the gaps), F_OFD_GETLK
  * (likewise, the owner is -1) and flock LOCK_NB from open files of its
  * own; the flocks' PIDs are read from /proc/PID/fdinfo; P asks F_GETLEASE
- * of its descriptors (none but j's and k's has a lease). That runs once
+ * of its descriptors (none but j's, k's and m's has a lease; m's is
+ * being broken to none) and C of n's (being broken to read, owned by P).
+ * No SIGUSR1 comes but the two breaks' before the dump. That runs once
  * before "ready" and again after SIGTERM. Then P and C drop one lock of
  * each kind through the descriptor that held it and the helper sees it
  * gone: the locks belong to the same processes and open files as before.
@@ -42,6 +49,14 @@
 #define EOFLEN 0 /* l_len of a lock to the end of the file */
 
 static pid_t parent, child;
+static void set_lease(int fd, int type);
+static volatile sig_atomic_t breaks; /* SIGUSR1 from lease breaks */
+
+static void on_break(int sig)
+{
+	(void)sig;
+	breaks++;
+}
 
 static int open_mode(const char *name, int fd, int mode)
 {
@@ -58,12 +73,35 @@ static int open_at(const char *name, int fd)
 	return open_mode(name, fd, O_RDWR);
 }
 
-/* check_leases requires the leases of P's descriptors: j's and k's only. */
+/*
+ * break_lease takes a lease of type on fd, signalling SIGUSR1, and has
+ * it broken by opening name with flags: the break must signal once, and
+ * go on (another open still fails).
+ */
+static void break_lease(int fd, int type, const char *name, int flags)
+{
+	int before = breaks, i;
+
+	set_lease(fd, type);
+	if (fcntl(fd, F_SETSIG, SIGUSR1))
+		fail("F_SETSIG: %s", strerror(errno));
+	for (i = 0; i < 2; i++)
+		if (open(name, flags | O_NONBLOCK) >= 0 || errno != EWOULDBLOCK)
+			fail("open %s to break its lease: %s", name, strerror(errno));
+	if (breaks != before + 1)
+		fail("%s: %d SIGUSR1 from the lease break, want 1", name, (int)(breaks - before));
+}
+
+/* check_leases requires the leases of P's descriptors: j's, k's and m's only. */
 static void check_leases(void)
 {
-	static const int fds[] = {10, 11, 12, 13, 14, 16, 17, 18};
+	static const int fds[] = {10, 11, 12, 13, 14, 16, 17, 18, 19};
 	int i, want, got;
 
+	if (breaks != 2)
+		fail("%d SIGUSR1 from lease breaks, want 2", (int)breaks);
+	if (open("m", O_WRONLY | O_NONBLOCK) >= 0 || errno != EWOULDBLOCK)
+		fail("m: its lease is not being broken: %s", strerror(errno));
 	for (i = 0; i < (int)(sizeof(fds) / sizeof(fds[0])); i++) {
 		want = fds[i] == 17 ? F_RDLCK : fds[i] == 18 ? F_WRLCK : F_UNLCK;
 		got = fcntl(fds[i], F_GETLEASE);
@@ -218,6 +256,14 @@ static void in_helper(void (*check)(void))
 		fail("the helper found a lock wrong (status %#x)", status);
 }
 
+/* child_leases requires n's lease being broken to read, owned by P, and no other break signal. */
+static int child_leases(void)
+{
+	if (breaks != 2 || fcntl(24, F_GETLEASE) != F_RDLCK || fcntl(24, F_GETOWN) != parent)
+		return 0;
+	return open("n", O_RDONLY | O_NONBLOCK) < 0 && errno == EWOULDBLOCK;
+}
+
 /* child_main takes C's locks, then drops two when asked on cmd. */
 static void child_main(int cmd, int ack)
 {
@@ -232,6 +278,12 @@ static void child_main(int cmd, int ack)
 		exit(1);
 	while (read(cmd, &c, 1) < 0 && errno == EINTR)
 		;
+	if (!child_leases()) {
+		if (write(ack, "f", 1) != 1)
+			exit(1);
+		for (;;)
+			pause();
+	}
 	do_flock(21, LOCK_UN);
 	lock(12, F_SETLK, F_UNLCK, 50, 10);
 	lock(22, F_OFD_SETLK, F_UNLCK, 30, 10);
@@ -250,6 +302,8 @@ static void wait_ack(int ack)
 		;
 	if (r != 1)
 		fail("the child did not answer: %s", r ? strerror(errno) : "EOF");
+	if (c != 'k')
+		fail("the child found the lease of n wrong (or a signal from a break)");
 }
 
 int main(void)
@@ -257,6 +311,7 @@ int main(void)
 	int cmd[2], ack[2];
 
 	test_init();
+	signal(SIGUSR1, on_break);
 	parent = getpid();
 	if (pipe(cmd) || pipe(ack))
 		fail("pipe: %s", strerror(errno));
@@ -275,12 +330,15 @@ int main(void)
 	open_at("i", 16);
 	set_lease(open_mode("j", 17, O_RDONLY), F_RDLCK);
 	set_lease(open_mode("k", 18, O_WRONLY), F_WRLCK);
+	break_lease(open_mode("m", 19, O_RDONLY), F_RDLCK, "m", O_WRONLY);
+	break_lease(open_mode("n", 24, O_RDWR), F_WRLCK, "n", O_RDONLY);
 	child = fork();
 	if (child < 0)
 		fail("fork: %s", strerror(errno));
 	if (child == 0)
 		child_main(cmd[0], ack[1]);
 	close(15);
+	close(24);
 	wait_ack(ack[0]);
 	in_helper(check_all);
 	check_leases();
