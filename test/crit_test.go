@@ -13,15 +13,18 @@ import (
 // pages shared copy-on-write, and for unix sockets with queued messages,
 // a FIFO with data, unlinked files (sk-queues, fifo-data, remap-fpath,
 // ghost-file images), ptys with queued bytes (tty-info, tty-data),
-// inet sockets with TCP connections (tcp-stream), and seccomp filters
-// (seccomp, and the seccomp fields of core).
+// inet sockets with TCP connections (tcp-stream), seccomp filters
+// (seccomp, and the seccomp fields of core) and file locks (filelocks).
 func TestCrit(t *testing.T) {
 	crit := critCommand(t)
-	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00", "seccomp_chain"} {
+	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00", "seccomp_chain", "file_locks_mix"} {
 		t.Run(name, func(t *testing.T) {
 			seen := critDecodesDump(t, crit, name)
 			if name == "seccomp_chain" && !seen["seccomp.img"] {
 				t.Errorf("no seccomp.img in the dump of %s", name)
+			}
+			if name == "file_locks_mix" && !seen["filelocks.img"] {
+				t.Errorf("no filelocks.img in the dump of %s", name)
 			}
 		})
 	}

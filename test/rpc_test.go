@@ -213,9 +213,9 @@ func testRPCRefusedOptions(t *testing.T) {
 	o := c.dumpOpts()
 	o.Root = proto.String(c.dir)
 	o.ManageCgroups = proto.Bool(true)
-	o.FileLocks = proto.Bool(true)
+	o.LinkRemap = proto.Bool(true)
 	err := newCriu(t).Dump(o, nil)
-	for _, want := range []string{"root: not supported yet", "manage_cgroups: not supported yet", "file_locks: not supported yet"} {
+	for _, want := range []string{"root: not supported yet", "manage_cgroups: not supported yet", "link_remap: not supported yet"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("dump: %v; want an error naming %q", err, want)
 		}

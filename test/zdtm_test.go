@@ -114,6 +114,7 @@ var programs = []program{
 	{name: "zombie_pgrp"},
 	{name: "pidfd00", cflags: []string{"-pthread"}},
 	{name: "sk_unix_scm"},
+	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
@@ -122,6 +123,9 @@ var tcpEstablished = []string{"--tcp-established"}
 // tcpClose dumps TCP connections without their state and restores them
 // closed.
 var tcpClose = []string{"--tcp-close"}
+
+// fileLocks dumps and restores file locks.
+var fileLocks = []string{"--file-locks"}
 
 // TestZdtm runs each program through dump, detached restore and check.
 // The programs share PIDs and CPUs: they run one after another.

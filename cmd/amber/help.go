@@ -19,6 +19,7 @@ func optionHelp() [][2]string {
 		{"pidfile", "--pidfile FILE           write the restored root's PID to FILE (created exclusively)"},
 		{"tcp-established", "--tcp-established        dump and restore established TCP connections (TCP repair mode)"},
 		{"tcp-close", "--tcp-close              dump TCP connections without their state; restore them closed"},
+		{"file-locks", "-l|--file-locks          dump and restore file locks (flock, POSIX, OFD)"},
 		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
 		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
 		{"ghost-limit", "--ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)"},
@@ -52,7 +53,7 @@ func verbHelps() map[string]verbHelp {
 			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
-				"ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
+				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
 				"page-server", "address", "port"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
@@ -70,7 +71,7 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"skip-file-check", "trust-images"}, common...)},
+				"file-locks", "skip-file-check", "trust-images"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",
 			append([]string{"feature"}, common...)},

@@ -118,8 +118,8 @@ func ghostLimit(o Options) int64 {
 
 func runDump(o Options, l *log.Logger) error {
 	l.Infof("dump: tree %d into %s", o.Tree, o.ImagesDir)
-	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, timeout %ds, pre-dump-mode %q",
-		o.LeaveRunning, o.ShellJob, o.TCPEstablished, o.Timeout, o.PreDumpMode)
+	l.Debugf("dump: leave-running %v, shell-job %v, tcp-established %v, file-locks %v, timeout %ds, pre-dump-mode %q",
+		o.LeaveRunning, o.ShellJob, o.TCPEstablished, o.FileLocks, o.Timeout, o.PreDumpMode)
 	// dump.Run's errors name the task and the phase.
 	return dump.Run(dump.Options{
 		Pid:          o.Tree,
@@ -133,6 +133,7 @@ func runDump(o Options, l *log.Logger) error {
 		// or without their state with --tcp-close.
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
+		FileLocks:      o.FileLocks,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
@@ -161,6 +162,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		// --tcp-close restores them closed.
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
+		FileLocks:      o.FileLocks,
 	})
 	if err != nil {
 		pf.discard()

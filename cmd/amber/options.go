@@ -33,6 +33,7 @@ type Options struct {
 	Detach         bool // -d, --restore-detached
 	TCPEstablished bool // --tcp-established
 	TCPClose       bool // --tcp-close
+	FileLocks      bool // -l, --file-locks
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
 	TrustImages    bool // --trust-images: restore images others can write (amber's)
 
@@ -356,6 +357,7 @@ func optionTable() []option {
 	t = append(t, boolOption("shell-job", 'j', func(o *Options) *bool { return &o.ShellJob })...)
 	t = append(t, boolOption("tcp-established", 0, func(o *Options) *bool { return &o.TCPEstablished })...)
 	t = append(t, boolOption("tcp-close", 0, func(o *Options) *bool { return &o.TCPClose })...)
+	t = append(t, boolOption("file-locks", 'l', func(o *Options) *bool { return &o.FileLocks })...)
 	return append(t, unsupportedOptions()...)
 }
 
@@ -377,7 +379,7 @@ func unsupportedOptions() []option {
 		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
 		{"root", 'r', requiredArg}, {"ext-unix-sk", 'x', optionalArg},
 		{"join-ns", 'J', requiredArg}, {"libdir", 'L', requiredArg},
-		{"ext-mount-map", 'M', requiredArg}, {"file-locks", 'l', noArg},
+		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},

@@ -34,6 +34,7 @@ type Options struct {
 	GhostLimit     int64  // --ghost-limit: largest unlinked file kept (files.DefaultGhostLimit unless set)
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
 	TCPClose       bool   // --tcp-close: dump TCP connections without their state
+	FileLocks      bool   // --file-locks: dump the file locks the tree holds
 	// PreDump copies the memory only and lets the tree run on (CRIU's
 	// pre-dump).
 	PreDump bool
@@ -123,7 +124,7 @@ func Run(opts Options) error {
 	defer dir.Close()
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
-			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, Warnf: opts.Log.Warnf}),
+			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
 		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}

@@ -58,6 +58,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
 	}
+	if err := d.fds.CheckLocks(tree.pids()); err != nil {
+		return err
+	}
 	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
 		return fmt.Errorf("shared memory: %w", err)
 	}

@@ -294,3 +294,14 @@ func (t *frozenTree) hasTask(pid int) bool {
 	}
 	return false
 }
+
+// pids are the PIDs of the tree's live processes.
+func (t *frozenTree) pids() map[int]bool {
+	out := map[int]bool{}
+	for _, p := range t.procs {
+		if !p.zombie {
+			out[p.pid] = true
+		}
+	}
+	return out
+}

@@ -88,5 +88,8 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := d.ttys.finish(dir, d.opts.ShellJob); err != nil {
 		return err
 	}
+	if err := d.locks.write(dir); err != nil {
+		return err
+	}
 	return writeMtimes(dir, d.Table, d.ghosts)
 }

@@ -32,6 +32,9 @@ type DumpOptions struct {
 	// TCPClose dumps TCP connections without their state (--tcp-close):
 	// they are restored closed.
 	TCPClose bool
+	// FileLocks dumps the file locks the tree holds (--file-locks);
+	// without it a process holding one is refused.
+	FileLocks bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }
@@ -62,6 +65,8 @@ type Dumper struct {
 	// InTree tells the PIDs and TIDs of the dumped tree (nil: none), to
 	// which a pidfd may point.
 	InTree func(pid int) bool
+
+	locks *lockDump // file locks (locks.go), for Finish
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -96,6 +101,9 @@ func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) 
 		e, err := d.dumpFd(pid, f)
 		if err == nil && e.GetId() >= known {
 			err = d.dumpFown(pidfd, f.fd, e.GetId()) // a file met for the first time
+		}
+		if err == nil {
+			err = d.noteLocks(pid, f.fd, e.GetId(), f.link, f.info)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("pid %d fd %d: %w", pid, f.fd, err)

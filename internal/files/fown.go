@@ -5,7 +5,6 @@ package files
 // FownEntry of each kind of file entry, as CRIU does.
 
 import (
-	"encoding/binary"
 	"fmt"
 	"unsafe"
 
@@ -141,9 +140,7 @@ func planOwner(b *plan.Builder, fd int, fo *fown.FownEntry, flags uint32) {
 		b.Call(fmt.Sprintf("fd %d signals with %d", fd, sig), unix.SYS_FCNTL, uint64(fd), unix.F_SETSIG, uint64(sig))
 	}
 	if pid := fo.GetPid(); pid != 0 {
-		owner := binary.LittleEndian.AppendUint32(nil, fo.GetPidType())
-		owner = binary.LittleEndian.AppendUint32(owner, pid)
-		b.Call(fmt.Sprintf("fd %d owned by %d (type %d)", fd, pid, fo.GetPidType()), unix.SYS_FCNTL, uint64(fd), unix.F_SETOWN_EX, b.Bytes(owner))
+		b.Call(fmt.Sprintf("fd %d owned by %d (type %d)", fd, pid, fo.GetPidType()), unix.SYS_FCNTL, uint64(fd), unix.F_SETOWN_EX, b.Bytes(ownerEx(fo)))
 	}
 	if flags&unix.O_ASYNC != 0 {
 		b.Call(fmt.Sprintf("set O_ASYNC on fd %d", fd), unix.SYS_FCNTL, uint64(fd), unix.F_SETFL, uint64(flags&asyncSettable))

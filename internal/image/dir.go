@@ -80,6 +80,9 @@ func (d Dir) File(name string) Path { return Path{dir: d, name: name} }
 // SeccompPath is seccomp.img, the seccomp filters of the tree.
 func (d Dir) SeccompPath() Path { return d.File("seccomp.img") }
 
+// FileLocksPath is filelocks.img, the file locks of the tree.
+func (d Dir) FileLocksPath() Path { return d.File("filelocks.img") }
+
 // InventoryPath is inventory.img.
 func (d Dir) InventoryPath() Path { return d.File("inventory.img") }
 

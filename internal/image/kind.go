@@ -79,3 +79,8 @@ var TcpStream = Kind{"TCP_STREAM", 0x51465506, MagicCommon}
 // Seccomp holds the seccomp filters of the whole tree (seccomp.img): one
 // entry whose filters each thread's core image refers to by index.
 var Seccomp = Kind{"SECCOMP", 0x64413049, MagicCommon}
+
+// FileLocks holds the file locks the tree held (filelocks.img): flock,
+// POSIX and OFD locks, each with the process and descriptor that takes
+// it again.
+var FileLocks = Kind{"FILE_LOCKS", 0x54323616, MagicCommon}

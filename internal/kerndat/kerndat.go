@@ -46,6 +46,7 @@ type Info struct {
 	SockoptBufLock Status // SO_BUF_LOCK
 	IPv6Freebind   Status // IPV6_FREEBIND
 	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
+	FdinfoLock     Status // file locks in /proc/PID/fdinfo
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -69,6 +70,7 @@ func Probe() *Info {
 	info.SoftDirty = probeSoftDirty()
 	info.CheckpointCap = probeCaps()
 	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
+	info.FdinfoLock = probeFdinfoLock()
 	return info
 }
 
@@ -104,6 +106,7 @@ func (i *Info) Features() []Feature {
 		{"sockopt_buf_lock", "SO_BUF_LOCK", false, "socket buffer locks are not kept", i.SockoptBufLock},
 		{"ipv6_freebind", "IPV6_FREEBIND", false, "IPv6 sockets cannot be dumped", i.IPv6Freebind},
 		{"sk_ns", "ioctl(SIOCGSKNS)", false, "sockets cannot be dumped", i.SkNs},
+		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 	}
 }
 

@@ -123,6 +123,7 @@ func fakeInfo() *Info {
 		MapFiles:      missing("no map_files"),
 		SoftDirty:     missing("no soft-dirty"),
 		CheckpointCap: p,
+		FdinfoLock:    p,
 		UffdFeatures:  uffdFeaturesNonCoop | uffdFeatureWPAsync,
 	}
 }
@@ -142,6 +143,7 @@ func TestCheckFeature(t *testing.T) {
 		{"ptrace_seize", nil},
 		{"seccomp_suspend", nil},
 		{"seccomp_filters", nil},
+		{"fdinfo_lock", nil},
 		{"map_files", ErrMissing},
 		{"soft_dirty", ErrMissing},
 		{"userns", ErrNotSupported},
@@ -216,5 +218,13 @@ func TestCRIUFeatureNamesUnique(t *testing.T) {
 		if strings.ContainsAny(f.Name, " /") || f.Desc == "" || !f.Required && f.IfMissing == "" {
 			t.Errorf("feature %+v: needs a name, a description, and IfMissing when optional", f)
 		}
+	}
+}
+
+// TestProbeFdinfoLock: every kernel amber runs on (4.1+) lists file locks
+// in fdinfo.
+func TestProbeFdinfoLock(t *testing.T) {
+	if s := probeFdinfoLock(); !s.Present {
+		t.Errorf("fdinfo_lock: %v", s.Err)
 	}
 }

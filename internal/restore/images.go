@@ -77,6 +77,8 @@ type treeImages struct {
 	pagesCheck *image.Check
 	// parents are the parent images directories opened, nearest first.
 	parents []image.Dir
+	// locks are the file locks of filelocks.img, by owner.
+	locks files.Locks
 }
 
 // verifyImages checks the images in dir against their manifest before
@@ -152,6 +154,9 @@ func load(dir image.Dir) (*treeImages, error) {
 	}
 	restarts, err := image.ReadRestarts(dir)
 	if err != nil {
+		return nil, err
+	}
+	if tree.locks, err = files.ReadLocks(dir); err != nil {
 		return nil, err
 	}
 	for _, t := range tree.tasks {
@@ -367,4 +372,29 @@ func (t *taskImages) loadFiles(dir image.Dir) error {
 	}
 	t.cow, err = mem.ReadCow(dir, t.pid)
 	return err
+}
+
+// locksToTake returns the file locks the processes take again, checked
+// against the tree: none unless --file-locks (withLocks), which images
+// holding locks need.
+func (t *treeImages) locksToTake(withLocks bool) (files.Locks, error) {
+	n := t.locks.Len()
+	if n == 0 {
+		return nil, nil
+	}
+	if !withLocks {
+		return nil, fmt.Errorf("%s: the tree held %d file locks: restore with --file-locks to take them again", t.dir.FileLocksPath(), n)
+	}
+	live := map[int]bool{}
+	for _, p := range t.tasks {
+		if !p.zombie() {
+			live[p.pid] = true
+		}
+	}
+	for pid := range t.locks {
+		if !live[pid] {
+			return nil, fmt.Errorf("%s: a lock of pid %d, which is no live process of the tree", t.dir.FileLocksPath(), pid)
+		}
+	}
+	return t.locks, nil
 }

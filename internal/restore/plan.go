@@ -49,6 +49,8 @@ type host struct {
 	treePids map[int]bool
 	// deadPidfds are amber's pidfds of dead processes, by file id.
 	deadPidfds map[uint32]int
+	// locks are the file locks each process takes again, by PID.
+	locks files.Locks
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -82,6 +84,8 @@ type planned struct {
 	// by TID, for the threads whose section changes them.
 	creds    map[int]creds.Creds
 	warnings []string
+	// breaks are the leases to break again once the program ran.
+	breaks []files.LeaseBreak
 }
 
 // Section names of a process's program.
@@ -173,6 +177,11 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if p.fds != nil {
 		files.PlanOwners(b, p.fds)
 		files.ClosePlan(b, p.fds)
+	}
+	// Last: closing a descriptor of a file drops the process's POSIX
+	// locks on it.
+	if p.breaks, err = files.PlanLocks(b, t.pid, h.locks[t.pid], t.fds, t.files); err != nil {
+		return nil, err
 	}
 	p.prog = b.Finish()
 	return p, nil

@@ -47,6 +47,9 @@ type Options struct {
 	// TCPClose restores TCP connections closed, as sockets shut down both
 	// ways (--tcp-close).
 	TCPClose bool
+	// FileLocks takes the file locks of filelocks.img again
+	// (--file-locks); without it images with locks are refused.
+	FileLocks bool
 	// TrustImages restores images that users other than root and the
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
@@ -138,6 +141,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	h.lone = tree.loneFiles()
 	h.treePids = tree.pids()
+	if h.locks, err = tree.locksToTake(opts.FileLocks); err != nil {
+		return err
+	}
 	if h.ttys, err = openTerminals(tree, opts); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/compel"
+	"amber/internal/files"
 	"amber/internal/plan"
 )
 
@@ -154,6 +155,9 @@ func (r *restorer) finish(p *process) error {
 	if err := runSection(leader, prog, sectionFinal); err != nil {
 		return err
 	}
+	if err := breakLeases(leader, prog, p.plan.breaks); err != nil {
+		return err
+	}
 	if _, err := leader.SyscallOK(prog.Insn(), unix.SYS_MUNMAP, prog.Base, prog.Size); err != nil {
 		return fmt.Errorf("unmap scratch area: %w", err)
 	}
@@ -164,6 +168,32 @@ func (r *restorer) finish(p *process) error {
 	for i, th := range p.t.threads {
 		if err := loadRegisters(p.threads[i], th, xsize, r.xsave); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// breakLeases breaks again the leases that were being broken at the
+// dump, which the final section took as they were before, and takes
+// back from the process the signal each break sends it: it had that one
+// when the break began.
+func breakLeases(leader *compel.Task, prog *plan.Program, breaks []files.LeaseBreak) error {
+	for _, br := range breaks {
+		if err := br.Break(); err != nil {
+			return err
+		}
+		sig, err := leader.SyscallOK(prog.Insn(), unix.SYS_RT_SIGTIMEDWAIT, br.Set, 0, br.Timeout, 8)
+		if err != nil {
+			return fmt.Errorf("fd %d: the signal of the lease break: %w", br.Fd, err)
+		}
+		if int(sig) != br.Signum {
+			return fmt.Errorf("fd %d: the lease break sent signal %d, want %d", br.Fd, sig, br.Signum)
+		}
+		if br.Owner == 0 {
+			continue
+		}
+		if _, err := leader.SyscallOK(prog.Insn(), unix.SYS_FCNTL, uint64(br.Fd), unix.F_SETOWN_EX, br.Owner); err != nil {
+			return fmt.Errorf("fd %d: give the file its owner back after the lease break: %w", br.Fd, err)
 		}
 	}
 	return nil

@@ -29,6 +29,7 @@ type settings struct {
 	shellJob       bool
 	tcpEstablished bool
 	tcpClose       bool
+	fileLocks      bool
 	ghostLimit     int64
 	timeout        time.Duration
 }
@@ -71,6 +72,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.shellJob = o.GetShellJob()
 	s.tcpEstablished = o.GetTcpEstablished()
 	s.tcpClose = o.GetTcpClose()
+	s.fileLocks = o.GetFileLocks()
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()

@@ -20,9 +20,9 @@ func TestTranslateDump(t *testing.T) {
 		ImagesDirFd: proto.Int32(5), WorkDirFd: proto.Int32(7), Pid: proto.Int32(1234),
 		LeaveRunning: proto.Bool(true), ShellJob: proto.Bool(true), TcpEstablished: proto.Bool(true),
 		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
-		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3),
+		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true),
 		// Harmless: amber behaves so anyway.
-		FileLocks: proto.Bool(false), ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(), EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
+		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(), EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
 		Root: proto.String("/"), RstSibling: proto.Bool(true),
 	}
 	got, err := translate(rpc.CriuReqType_DUMP, o, 42)
@@ -31,7 +31,7 @@ func TestTranslateDump(t *testing.T) {
 	}
 	want := settings{
 		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
-		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, ghostLimit: 4096, timeout: 3 * time.Second,
+		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, ghostLimit: 4096, timeout: 3 * time.Second,
 	}
 	if got != want {
 		t.Fatalf("got %+v\nwant %+v", got, want)
@@ -71,7 +71,7 @@ func TestTranslateBad(t *testing.T) {
 		{"no pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3)}, []string{"pid: not set"}},
 		{"log in a subdir", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), LogFile: proto.String("a/b.log")}, []string{"log_file", "a/b.log"}},
 		{"no opts", rpc.CriuReqType_DUMP, nil, []string{"without opts"}},
-		{"file locks", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), FileLocks: proto.Bool(true)}, []string{"file_locks: not supported"}},
+		{"link remap", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), LinkRemap: proto.Bool(true)}, []string{"link_remap: not supported"}},
 		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}, []string{"manage_cgroups_mode"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
 		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"root: ", "manage_cgroups: ", "freeze_cgroup: ", "ext_mnt: "}},

@@ -87,7 +87,6 @@ func refusals() []refusal {
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
 		{"ext_unix_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtUnixSk() }, notYet},
 		{"evasive_devices", onBoth, func(o *rpc.CriuOpts) bool { return o.GetEvasiveDevices() }, notYet},
-		{"file_locks", onBoth, func(o *rpc.CriuOpts) bool { return o.GetFileLocks() }, notYet},
 		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},
 		{"irmap_scan_paths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.IrmapScanPaths) > 0 }, notYet},
