@@ -109,6 +109,7 @@ var programs = []program{
 	{name: "sigpending01", cflags: []string{"-pthread"}},
 	{name: "file_fown"},
 	{name: "zombie_pgrp"},
+	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -16,6 +16,7 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
+	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
 
@@ -32,13 +33,16 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	ids := newKobjIDs()
-	// The inventory's root ids are the dumper's own, as CRIU writes them:
-	// CRIU's restore compares the root task's with them, and a root task
-	// sharing the dumper's descriptor table is a corrupt image to it.
-	rootIDs, err := ids.of(os.Getpid())
+	ns, err := namespaces.NewTable(tree.procs[0].pid, d.log.Warnf)
 	if err != nil {
 		return err
 	}
+	// The inventory's root ids are the dumper's own, as CRIU writes them:
+	// CRIU's restore compares the root task's with them (a namespace id
+	// that differs is a namespace to create), and a root task sharing
+	// the dumper's descriptor table is a corrupt image to it.
+	rootIDs := ids.of(os.Getpid())
+	proto.Merge(rootIDs, ns.Self())
 	var entries []proto.Message
 	mms := map[int]*mm.MmEntry{}
 	for i, p := range tree.procs {
@@ -49,8 +53,8 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 			}
 			continue
 		}
-		k, err := ids.of(p.pid)
-		if err != nil {
+		k := ids.of(p.pid)
+		if err := ns.Fill(k, p.pid); err != nil {
 			return err
 		}
 		if mms[p.pid], err = d.dumpProcess(tree, p, k, uint32(i+1), mms); err != nil {
@@ -59,6 +63,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	}
 	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
 		return fmt.Errorf("shared memory: %w", err)
+	}
+	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
+		return err
 	}
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
 		return err

@@ -79,3 +79,11 @@ var TcpStream = Kind{"TCP_STREAM", 0x51465506, MagicCommon}
 // Seccomp holds the seccomp filters of the whole tree (seccomp.img): one
 // entry whose filters each thread's core image refers to by index.
 var Seccomp = Kind{"SECCOMP", 0x64413049, MagicCommon}
+
+// Namespaces: the host and domain name of a UTS namespace
+// (utsns-ID.img) and the settings of an IPC namespace (ipcns-var-ID.img),
+// ID the namespace's id in ids-PID.img.
+var (
+	Utsns  = Kind{"UTSNS", 0x54473203, MagicCommon}
+	IpcVar = Kind{"IPC_VAR", 0x53115007, MagicCommon}
+)

@@ -28,6 +28,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/ipc"
 	"amber/internal/log"
+	"amber/internal/namespaces"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/taskattr"
@@ -159,6 +160,13 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			r.killAll()
 		}
 	}()
+	nsFlags, err := newNamespaces(tree)
+	if err != nil {
+		return err
+	}
+	if nsFlags != 0 {
+		opts.Log.Infof("the root is restored in new namespaces (clone flags %#x)", nsFlags)
+	}
 	segs, err := ipc.RestoreShm(tree.dir, tree.root.ids.GetIpcNsId())
 	if err != nil {
 		return err
@@ -176,11 +184,14 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
-	root, err := stub.Fork(tree.root.pid)
+	root, err := stub.ForkIn(tree.root.pid, uint64(nsFlags))
 	if err != nil {
 		return forkError(tree.root.pid, err)
 	}
 	r.created = append(r.created, root)
+	if err := namespaces.Restore(tree.dir, root.Pid, nsFlags, tree.root.ids); err != nil {
+		return err
+	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
 	}
@@ -207,6 +218,21 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return err
 	}
 	return r.resume(opts)
+}
+
+// newNamespaces returns the namespaces the root of the tree is to be
+// created in (namespaces.CloneFlags), and logs them.
+func newNamespaces(tree *treeImages) (uintptr, error) {
+	flags, err := namespaces.CloneFlags(tree.rootIDs, tree.root.ids)
+	if err != nil || flags == 0 {
+		return 0, err
+	}
+	if flags&unix.CLONE_NEWIPC != 0 {
+		if _, err := tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()).Stat(); err == nil {
+			return 0, fmt.Errorf("%s: SysV shared memory of an IPC namespace of the tree's own: not supported", tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()))
+		}
+	}
+	return flags, nil
 }
 
 // resume releases every task between the pre-resume and post-resume
