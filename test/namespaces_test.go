@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +47,52 @@ func nsInode(t *testing.T, pid int, kind string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
+}
+
+// TestNamespacesPID dumps ns_pid, the init of a pid namespace of its own
+// with a child and a grandchild, and restores it: it must come back as
+// pid 1 of a new pid namespace, under a PID of the host's that the
+// pidfile reports, its descendants with their pids inside.
+func TestNamespacesPID(t *testing.T) {
+	p, _ := lookupProgram("ns_pid")
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump(); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.restoreDetached(pidfile); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	pid, err := readPidfile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pid = pid
+	st, err := readStatusField(pid, "NSpid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d\t1", pid); st != want {
+		t.Fatalf("restored root: NSpid %q, want %q (pid 1 of a pid namespace of its own)", st, want)
+	}
+	if nsInode(t, pid, "pid") == nsInode(t, os.Getpid(), "pid") {
+		t.Fatalf("restored pid %d is in the test's pid namespace", pid)
+	}
+	c.mustPass()
+}
+
+// readStatusField is the value of a field of /proc/PID/status.
+func readStatusField(pid int, name string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("/proc/%d/status has no %s", pid, name)
 }

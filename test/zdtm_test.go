@@ -110,6 +110,7 @@ var programs = []program{
 	{name: "file_fown"},
 	{name: "zombie_pgrp"},
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
+	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

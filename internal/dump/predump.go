@@ -28,7 +28,7 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 	}
 	var entries []proto.Message
 	for i, p := range tree.procs {
-		entries = append(entries, pstreeEntry(p))
+		entries = append(entries, pstreeEntry(p, nil))
 		if p.zombie {
 			continue
 		}
@@ -87,7 +87,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	if err != nil {
 		return fmt.Errorf("memory tracking: %w", err)
 	}
-	st, err := mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, ps.pid, pagesID, inc)
+	st, err := mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, d.pids.of(ps.pid), pagesID, inc)
 	if err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}

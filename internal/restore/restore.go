@@ -90,10 +90,11 @@ func Run(opts Options) (Result, error) {
 	defer tree.closeParents()
 	tree.pagesCheck = check
 	opts.Log.Infof("images of %d processes read", len(tree.tasks))
-	if err := restoreTree(tree, opts); err != nil {
+	var res Result
+	if err := restoreTree(tree, opts, &res); err != nil {
 		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, untrustedHint(err))
 	}
-	return Result{Pid: tree.root.pid}, nil
+	return res, nil
 }
 
 // openImages opens the images directory, refusing images that anyone but
@@ -119,13 +120,24 @@ func untrustedHint(err error) error {
 // at once. Phases, as in CRIU's restore: every process is forked from its
 // restored parent (the root from amber's stub) and runs its main section;
 // its threads are created; then every thread runs its own section, and the
-// registers are loaded; then all are released.
-func restoreTree(tree *treeImages, opts Options) (err error) {
+// registers are loaded; then all are released. res gets the root's PID
+// in amber's pid namespace.
+func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := notify(opts, "pre-restore", 0); err != nil {
 		return err
 	}
-	if err := checkPidsFree(tree); err != nil {
+	nsFlags, err := newNamespaces(tree)
+	if err != nil {
 		return err
+	}
+	if nsFlags != 0 {
+		opts.Log.Infof("the root is restored in new namespaces (clone flags %#x)", nsFlags)
+	}
+	// A new pid namespace has every PID free.
+	if nsFlags&unix.CLONE_NEWPID == 0 {
+		if err := checkPidsFree(tree); err != nil {
+			return err
+		}
 	}
 	h, err := newHost(opts)
 	if err != nil {
@@ -160,13 +172,6 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			r.killAll()
 		}
 	}()
-	nsFlags, err := newNamespaces(tree)
-	if err != nil {
-		return err
-	}
-	if nsFlags != 0 {
-		opts.Log.Infof("the root is restored in new namespaces (clone flags %#x)", nsFlags)
-	}
 	segs, err := ipc.RestoreShm(tree.dir, tree.root.ids.GetIpcNsId())
 	if err != nil {
 		return err
@@ -189,6 +194,10 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return forkError(tree.root.pid, err)
 	}
 	r.created = append(r.created, root)
+	res.Pid = root.Pid
+	if root.Pid != tree.root.pid {
+		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
+	}
 	if err := namespaces.Restore(tree.dir, root.Pid, nsFlags, tree.root.ids); err != nil {
 		return err
 	}
@@ -205,7 +214,7 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			return fmt.Errorf("pid %d: %w", p.t.pid, err)
 		}
 	}
-	if err := notify(opts, "post-restore", tree.root.pid); err != nil {
+	if err := notify(opts, "post-restore", root.Pid); err != nil {
 		return err
 	}
 	if err := r.endTCPRepair(tree); err != nil {
@@ -226,6 +235,9 @@ func newNamespaces(tree *treeImages) (uintptr, error) {
 	flags, err := namespaces.CloneFlags(tree.rootIDs, tree.root.ids)
 	if err != nil || flags == 0 {
 		return 0, err
+	}
+	if flags&unix.CLONE_NEWPID != 0 && tree.root.pid != 1 {
+		return 0, fmt.Errorf("%s: the root, pid %d, is in a pid namespace of its own whose init it is not: not supported", tree.dir.PstreePath(), tree.root.pid)
 	}
 	if flags&unix.CLONE_NEWIPC != 0 {
 		if _, err := tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()).Stat(); err == nil {
