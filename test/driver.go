@@ -46,6 +46,9 @@ type program struct {
 	under []string
 	// cloneflags are the namespaces (CLONE_NEW*) the program starts in.
 	cloneflags uintptr
+	// keepSession leaves the program in the driver's session instead
+	// of a session of its own.
+	keepSession bool
 }
 
 // command is the argv that runs argv under p's limits.
@@ -86,7 +89,7 @@ func startTask(p program, binDir, dir string) (*task, error) {
 	argv := p.command(append(slices.Clone(p.under), "./"+p.name)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: p.cloneflags}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !p.keepSession, Setpgid: p.keepSession, Cloneflags: p.cloneflags}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}

@@ -56,6 +56,36 @@ func nsInode(t *testing.T, pid int, kind string) uint64 {
 func TestNamespacesPID(t *testing.T) {
 	p, _ := lookupProgram("ns_pid")
 	c := startProgram(t, p)
+	c.mustDumpRestorePidNamespace()
+	c.mustPass()
+}
+
+// TestNamespacesPIDPrograms runs programs of the table as the init of a
+// pid namespace of their own: their trees, shared files and memory,
+// zombies and process groups come back inside a new one.
+func TestNamespacesPIDPrograms(t *testing.T) {
+	for _, name := range []string{"fork_cow", "tree50", "zombie_pgrp", "pgrp_session", "memfd_fork", "clone_files", "sk_unix_tree",
+		"threads_tls", "timers00", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper"} {
+		t.Run(name, func(t *testing.T) {
+			p, ok := lookupProgram(name)
+			if !ok {
+				t.Fatalf("no program %q", name)
+			}
+			p.cloneflags = unix.CLONE_NEWPID
+			c := startProgram(t, p)
+			c.mustDumpRestorePidNamespace()
+			c.mustPass()
+		})
+	}
+}
+
+// mustDumpRestorePidNamespace dumps the program, the init of a pid
+// namespace of its own, and restores it detached: it must come back as
+// pid 1 of a new pid namespace, under the PID of the host's that the
+// pidfile names, which becomes c.pid.
+func (c *zcase) mustDumpRestorePidNamespace() {
+	t := c.t
+	t.Helper()
 	tree := descendants(c.pid)
 	if r := c.dump(); r.err != nil {
 		t.Fatalf("dump failed: %v", r)
@@ -80,7 +110,6 @@ func TestNamespacesPID(t *testing.T) {
 	if nsInode(t, pid, "pid") == nsInode(t, os.Getpid(), "pid") {
 		t.Fatalf("restored pid %d is in the test's pid namespace", pid)
 	}
-	c.mustPass()
 }
 
 // readStatusField is the value of a field of /proc/PID/status.
@@ -95,4 +124,18 @@ func readStatusField(pid int, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("/proc/%d/status has no %s", pid, name)
+}
+
+// TestNamespacesPIDSessionOutside: the init of a pid namespace whose
+// session is led from outside it (started without setsid) cannot be
+// restored with its session: the dump refuses it, naming it, and it runs
+// on.
+func TestNamespacesPIDSessionOutside(t *testing.T) {
+	p, _ := lookupProgram("ns_pid")
+	p.keepSession = true
+	c := startProgram(t, p)
+	r := c.dump()
+	requireFailure(t, r, "led from outside its pid namespace")
+	requireFailureNamingPid(t, r, c.pid)
+	c.mustPass()
 }

@@ -48,6 +48,7 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 			return err
 		}
 		d.log.Infof("pid %d is the init of its own pid namespace: the images hold that namespace's pids", tree.procs[0].pid)
+		d.fds.SetPidMap(d.pids.of)
 	}
 	var entries []proto.Message
 	mms := map[int]*mm.MmEntry{}

@@ -30,6 +30,12 @@ func newPidMap(tree *frozenTree) (*pidMap, error) {
 		}
 		m.ids[p.pid] = innermost(st.NSpid)
 		m.pgid[p.pid], m.sid[p.pid] = innermost(st.NSpgid), innermost(st.NSsid)
+		// The kernel shows 0 for a group or session whose leader is
+		// outside the namespace: nothing in it could make it again.
+		if m.sid[p.pid] == 0 || m.pgid[p.pid] == 0 {
+			return nil, fmt.Errorf("pid %d: its session (%d) or process group (%d) is led from outside its pid namespace: "+
+				"not supported (start the namespace's init with setsid)", p.pid, p.stat.Session, p.stat.Pgrp)
+		}
 		for _, th := range p.threads[min(1, len(p.threads)):] {
 			ts, err := proc.ReadTaskStatus(p.pid, th.Pid)
 			if err != nil {

@@ -48,7 +48,10 @@ type Dumper struct {
 	ghosts   *ghostState     // unlinked files (ghost.go), for Finish
 	memfd    *memfdState     // memfds (memfd.go)
 	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
-	ttys     *ttyDump        // sides of ptys (tty.go), for Finish
+	// pidOf translates amber's PIDs into the images' (SetPidMap); nil:
+	// the same.
+	pidOf func(pid int) int
+	ttys  *ttyDump // sides of ptys (tty.go), for Finish
 }
 
 // fileKey is what a file description's file is: device and inode.

@@ -159,8 +159,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer compel.Unpin(orig)
-	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
+	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
+	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
 	defer func() {
@@ -283,6 +284,9 @@ type restorer struct {
 	holders map[uint32]files.Holder
 	// memfdHolders are the tasks holding each memfd inode, by inode id.
 	memfdHolders map[uint32]files.Holder
+	// hostPids are the PIDs in amber's pid namespace of the processes
+	// made so far, by their PIDs in the images.
+	hostPids map[int]int
 	// pidMax and treePids let fill threads take TIDs nobody needs.
 	pidMax   int
 	treePids map[int]bool
@@ -342,6 +346,15 @@ type process struct {
 	threads []*compel.Task // the leader first, as t.threads
 }
 
+// procPid is the PID in amber's pid namespace of pid, a process of the
+// images made already.
+func (r *restorer) procPid(pid int) int {
+	if host, ok := r.hostPids[pid]; ok {
+		return host
+	}
+	return pid
+}
+
 func (r *restorer) holder(id uint32) (files.Holder, bool) {
 	h, ok := r.holders[id]
 	return h, ok
@@ -356,6 +369,7 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 // main section, creates the threads and forks the children.
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
+	r.hostPids[t.pid] = task.Pid
 	// Only where the new task's mappings lie matters: maps, not smaps.
 	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err
@@ -381,13 +395,17 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if p.fds != nil {
 		for id, fd := range p.fds.Held {
 			if _, ok := r.holders[id]; !ok {
+				// Tasks of the tree take it with pidfd_open, by the
+				// PID they see: the images'.
 				r.holders[id] = files.Holder{Pid: t.pid, Fd: fd}
 			}
 		}
 	}
 	for ino, fd := range p.memfds.Held() {
 		if _, ok := r.memfdHolders[ino]; !ok {
-			r.memfdHolders[ino] = files.Holder{Pid: t.pid, Fd: fd}
+			// Tasks open it as /proc/PID/fd/N, through amber's /proc:
+			// by amber's PID of the holder.
+			r.memfdHolders[ino] = files.Holder{Pid: task.Pid, Fd: fd}
 		}
 	}
 	proc := &process{t: t, plan: p, threads: []*compel.Task{task}}
