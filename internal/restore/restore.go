@@ -56,9 +56,11 @@ type Options struct {
 	// repair mode, "pre-resume" before they are released and
 	// "post-resume" after. An error before the tasks run fails the
 	// restore and kills them; after "pre-resume" it is only logged, as
-	// CRIU does. (CRIU's "setup-namespaces", "post-setup-namespaces" and
-	// "network-unlock" come only with namespaces, which amber does not
-	// restore.)
+	// CRIU does. When the root is restored in new namespaces,
+	// "setup-namespaces" (PID) comes once it is created, before its
+	// namespaces are set up, and "post-setup-namespaces" after. (CRIU's
+	// "network-unlock" comes only with a network namespace, which amber
+	// does not restore.)
 	Notify func(action string, pid int) error
 }
 
@@ -199,7 +201,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if root.Pid != tree.root.pid {
 		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
 	}
-	if err := namespaces.Restore(tree.dir, root.Pid, nsFlags, tree.root.ids); err != nil {
+	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
 		return err
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
@@ -246,6 +248,22 @@ func newNamespaces(tree *treeImages) (uintptr, error) {
 		}
 	}
 	return flags, nil
+}
+
+// setupNamespaces sets up the new namespaces (flags) the root, pid in
+// amber's namespace, was created in, between CRIU's notifications
+// around it.
+func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) error {
+	if flags == 0 {
+		return nil
+	}
+	if err := notify(r.opts, "setup-namespaces", pid); err != nil {
+		return err
+	}
+	if err := namespaces.Restore(tree.dir, pid, flags, tree.root.ids); err != nil {
+		return err
+	}
+	return notify(r.opts, "post-setup-namespaces", 0)
 }
 
 // resume releases every task between the pre-resume and post-resume
