@@ -139,3 +139,39 @@ func TestNamespacesPIDSessionOutside(t *testing.T) {
 	requireFailureNamingPid(t, r, c.pid)
 	c.mustPass()
 }
+
+// TestNamespacesPIDPreDump pre-dumps predump_writer, the init of a pid
+// namespace of its own, dumps it on top and restores the chain: the
+// images of both levels name it by its pid inside (1), and the dump
+// leaves its cold pages to the pre-dump's.
+func TestNamespacesPIDPreDump(t *testing.T) {
+	p, _ := lookupProgram("predump_writer")
+	p.cloneflags = unix.CLONE_NEWPID
+	c := startProgram(t, p)
+	c.mustPreDump("pre1", "")
+	tree := descendants(c.pid)
+	if r := c.dump("--prev-images-dir", "../pre1", "--track-mem"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	c.requireIncremental("images")
+	pidfile := c.pidfile()
+	if r := c.restoreDetached(pidfile); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	pid, err := readPidfile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pid = pid
+	c.mustPass()
+}
+
+// imagePid is the program's PID in its images: 1 for the init of a pid
+// namespace of its own.
+func (c *zcase) imagePid() int {
+	if c.prog.cloneflags&unix.CLONE_NEWPID != 0 {
+		return 1
+	}
+	return c.pid
+}

@@ -16,7 +16,6 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
-	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
 
@@ -33,7 +32,7 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	ids := newKobjIDs()
-	ns, err := namespaces.NewTable(tree.procs[0].pid, d.log.Warnf)
+	ns, err := d.namespaces(tree)
 	if err != nil {
 		return err
 	}
@@ -43,13 +42,6 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	// the dumper's descriptor table is a corrupt image to it.
 	rootIDs := ids.of(os.Getpid())
 	proto.Merge(rootIDs, ns.Self())
-	if ns.OwnPidNamespace() {
-		if d.pids, err = newPidMap(tree); err != nil {
-			return err
-		}
-		d.log.Infof("pid %d is the init of its own pid namespace: the images hold that namespace's pids", tree.procs[0].pid)
-		d.fds.SetPidMap(d.pids.of)
-	}
 	var entries []proto.Message
 	mms := map[int]*mm.MmEntry{}
 	for i, p := range tree.procs {

@@ -3,8 +3,25 @@ package dump
 import (
 	"fmt"
 
+	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
+
+// namespaces reads the namespaces of the tree; when its root is the
+// init of a pid namespace of its own, the images hold that namespace's
+// PIDs from then on (d.pids).
+func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
+	ns, err := namespaces.NewTable(tree.procs[0].pid, d.log.Warnf)
+	if err != nil || !ns.OwnPidNamespace() {
+		return ns, err
+	}
+	if d.pids, err = newPidMap(tree); err != nil {
+		return nil, err
+	}
+	d.log.Infof("pid %d is the init of its own pid namespace: the images hold that namespace's pids", tree.procs[0].pid)
+	d.fds.SetPidMap(d.pids.of)
+	return ns, nil
+}
 
 // pidMap translates the PIDs amber sees into those of the tree's own pid
 // namespace, which the images hold when the root is the namespace's init

@@ -26,9 +26,12 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 	if err := d.linkParent(); err != nil {
 		return err
 	}
+	if _, err := d.namespaces(tree); err != nil {
+		return err
+	}
 	var entries []proto.Message
 	for i, p := range tree.procs {
-		entries = append(entries, pstreeEntry(p, nil))
+		entries = append(entries, pstreeEntry(p, d.pids))
 		if p.zombie {
 			continue
 		}

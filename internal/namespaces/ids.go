@@ -21,12 +21,10 @@ var Dumped = []Kind{PID, IPC, UTS}
 // Table numbers the namespaces of one dump: amber's own are 1 to 8 in
 // the order of Kinds, any other gets the next id from 9 on.
 type Table struct {
-	self  map[Kind]uint64 // amber's own namespaces, by inode
-	root  map[Kind]uint64 // the root task's
-	own   map[Kind]bool   // kinds whose root namespace is dumped
-	ids   map[Kind]map[uint64]uint32
-	next  uint32
-	warnf func(format string, args ...any)
+	self map[Kind]uint64 // amber's own namespaces, by inode
+	root map[Kind]uint64 // the root task's
+	own  map[Kind]bool   // kinds whose root namespace is dumped
+	ids  map[Kind]map[uint64]uint32
 }
 
 // NewTable reads amber's own namespaces, then the namespaces of root, the
@@ -37,7 +35,7 @@ type Table struct {
 // amber's.
 func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) {
 	t := &Table{self: map[Kind]uint64{}, root: map[Kind]uint64{}, own: map[Kind]bool{},
-		ids: map[Kind]map[uint64]uint32{}, warnf: warnf}
+		ids: map[Kind]map[uint64]uint32{}}
 	for i, k := range Kinds {
 		ino, err := inode(os.Getpid(), k)
 		if err != nil {
@@ -49,7 +47,7 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 			return nil, err
 		}
 	}
-	t.next = uint32(len(Kinds))
+	next := uint32(len(Kinds))
 	for _, k := range Kinds {
 		if t.root[k] == t.self[k] {
 			continue
@@ -63,8 +61,8 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 			continue
 		}
 		t.own[k] = true
-		t.next++
-		t.ids[k][t.root[k]] = t.next
+		next++
+		t.ids[k][t.root[k]] = next
 	}
 	return t, nil
 }
