@@ -3,10 +3,15 @@ package test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
 )
 
 // TestNamespacesUTSIPC dumps ns_uts_ipc, started in UTS and IPC
@@ -174,4 +179,31 @@ func (c *zcase) imagePid() int {
 		return 1
 	}
 	return c.pid
+}
+
+// TestNamespacesBadUTSImage restores ns_uts_ipc from images whose
+// utsns image holds a host name too long for a UTS namespace: the
+// restore fails naming the image, and leaves no process behind.
+func TestNamespacesBadUTSImage(t *testing.T) {
+	p, _ := lookupProgram("ns_uts_ipc")
+	c := startProgram(t, p)
+	c.mustDump()
+	c.dropManifest()
+	names, err := filepath.Glob(filepath.Join(c.images, "utsns-*.img"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("utsns images: %v, %v; want one", names, err)
+	}
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	long := &utsns.UtsnsEntry{Nodename: proto.String(strings.Repeat("h", 100)), Domainname: proto.String("d")}
+	if err := image.WriteFile(dir.File(filepath.Base(names[0])), image.Utsns, long); err != nil {
+		t.Fatal(err)
+	}
+	r := c.restoreDetached(c.pidfile())
+	requireFailure(t, r, filepath.Base(names[0]))
+	requireFailure(t, r, "longer than 64 bytes")
+	requireNothingLeft(t, "a restore refused for its utsns image")
 }
