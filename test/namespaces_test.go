@@ -100,6 +100,15 @@ func (c *zcase) mustDumpRestorePidNamespace() {
 	if r := c.restoreDetached(pidfile); r.err != nil {
 		t.Fatalf("restore failed: %v", r)
 	}
+	c.requireNewPidNamespace(pidfile)
+}
+
+// requireNewPidNamespace requires that the restored program, whose PID
+// in amber's namespace the pidfile names (c.pid from then on), is pid 1
+// of a new pid namespace.
+func (c *zcase) requireNewPidNamespace(pidfile string) {
+	t := c.t
+	t.Helper()
 	pid, err := readPidfile(pidfile)
 	if err != nil {
 		t.Fatal(err)
@@ -206,4 +215,75 @@ func TestNamespacesBadUTSImage(t *testing.T) {
 	requireFailure(t, r, filepath.Base(names[0]))
 	requireFailure(t, r, "longer than 64 bytes")
 	requireNothingLeft(t, "a restore refused for its utsns image")
+}
+
+// TestNamespacesInterop dumps ns_uts_ipc and ns_pid (the latter in new
+// UTS and IPC namespaces too) with CRIU and restores them with amber,
+// then the other way round: each program checks its names, settings and
+// pids.
+func TestNamespacesInterop(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags uintptr
+	}{
+		{"ns_uts_ipc", unix.CLONE_NEWUTS | unix.CLONE_NEWIPC},
+		{"ns_pid", unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC},
+	} {
+		t.Run("criu_dumps/"+tc.name, func(t *testing.T) {
+			bin := criuBin(t)
+			c := startNamespaced(t, tc.name, tc.flags)
+			tree := descendants(c.pid)
+			if r := c.criu(bin, c.dumpArgs()...); r.err != nil {
+				t.Fatalf("criu dump failed: %v", criuLog(r, c.images))
+			}
+			c.reapDumped(tree)
+			pidfile := c.pidfile()
+			if r := c.restoreDetached(pidfile); r.err != nil {
+				t.Fatalf("restore failed: %v", r)
+			}
+			c.requireRestoredIn(pidfile, tc.flags)
+			c.mustPass()
+		})
+		t.Run("amber_dumps/"+tc.name, func(t *testing.T) {
+			bin := criuBin(t)
+			c := startNamespaced(t, tc.name, tc.flags)
+			tree := descendants(c.pid)
+			if r := c.dump(); r.err != nil {
+				t.Fatalf("dump failed: %v", r)
+			}
+			c.reapDumped(tree)
+			pidfile := c.pidfile()
+			if r := c.criu(bin, c.restoreArgs(pidfile, "-d")...); r.err != nil {
+				t.Fatalf("criu restore failed: %v", r)
+			}
+			c.requireRestoredIn(pidfile, tc.flags)
+			c.mustPass()
+		})
+	}
+}
+
+// startNamespaced starts program name in the namespaces of flags.
+func startNamespaced(t *testing.T, name string, flags uintptr) *zcase {
+	p, ok := lookupProgram(name)
+	if !ok {
+		t.Fatalf("no program %q", name)
+	}
+	p.cloneflags = flags
+	return startProgram(t, p)
+}
+
+// requireRestoredIn checks the restored program's PID (the pidfile's)
+// and that it is in new namespaces of flags' kinds.
+func (c *zcase) requireRestoredIn(pidfile string, flags uintptr) {
+	c.t.Helper()
+	if flags&unix.CLONE_NEWPID != 0 {
+		c.requireNewPidNamespace(pidfile)
+	} else {
+		c.checkRestoredPid(pidfile)
+	}
+	for _, kind := range []string{"uts", "ipc"} {
+		if nsInode(c.t, c.pid, kind) == nsInode(c.t, os.Getpid(), kind) {
+			c.t.Errorf("restored pid %d is in the test's %s namespace", c.pid, kind)
+		}
+	}
 }
