@@ -44,6 +44,11 @@ type program struct {
 	// under is a command line the program runs under (setpriv ...),
 	// which amber does not.
 	under []string
+	// cloneflags are the namespaces (CLONE_NEW*) the program starts in.
+	cloneflags uintptr
+	// keepSession leaves the program in the driver's session instead
+	// of a session of its own.
+	keepSession bool
 }
 
 // command is the argv that runs argv under p's limits.
@@ -84,7 +89,7 @@ func startTask(p program, binDir, dir string) (*task, error) {
 	argv := p.command(append(slices.Clone(p.under), "./"+p.name)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !p.keepSession, Setpgid: p.keepSession, Cloneflags: p.cloneflags}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}

@@ -233,7 +233,7 @@ func (c *zcase) mustDumpOntoWith(prev string, extra []string, children ...int) {
 // pageCounts counts the pages of the program's pagemap in the images
 // directory dir: in its pages image, and left to the parent images.
 func (c *zcase) pageCounts(dir string) (present, inParent uint64) {
-	return c.pageCountsOf(dir, c.pid)
+	return c.pageCountsOf(dir, c.imagePid())
 }
 
 // pageCountsOf is pageCounts for process pid of the tree.
@@ -275,7 +275,7 @@ const (
 // parent images.
 func (c *zcase) requireIncremental(dir string) {
 	c.t.Helper()
-	c.requireIncrementalOf(dir, c.pid)
+	c.requireIncrementalOf(dir, c.imagePid())
 }
 
 // requireIncrementalOf is requireIncremental for process pid of the tree.

@@ -29,6 +29,37 @@ func TestRPC(t *testing.T) {
 	t.Run("failed_dump", testRPCFailedDump)
 	t.Run("post_dump_fails", testRPCPostDumpFails)
 	t.Run("post_restore_fails", testRPCPostRestoreFails)
+	t.Run("pid_namespace", testRPCPidNamespace)
+}
+
+// testRPCPidNamespace restores the init of a pid namespace through the
+// RPC: the response and the setup-namespaces and post-restore
+// notifications carry the restored init's PID in the host's namespace.
+func testRPCPidNamespace(t *testing.T) {
+	p, _ := lookupProgram("ns_pid")
+	p.cloneflags |= unix.CLONE_NEWUTS
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if resp, _ := rawCall(t, &rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: c.dumpOpts()}); !resp.GetSuccess() {
+		t.Fatalf("dump: %v", resp)
+	}
+	c.reapDumped(tree)
+	o := c.rpcOpts("restore.log")
+	o.NotifyScripts = proto.Bool(true)
+	resp, notes := rawCall(t, &rpc.CriuReq{Type: rpc.CriuReqType_RESTORE.Enum(), Opts: o})
+	if !resp.GetSuccess() {
+		t.Fatalf("restore: %v", resp)
+	}
+	c.pid = int(resp.GetRestore().GetPid())
+	if ns, err := readStatusField(c.pid, "NSpid"); err != nil || ns != fmt.Sprintf("%d\t1", c.pid) {
+		t.Fatalf("restored pid %d: NSpid %q (%v), want pid 1 of a new namespace", c.pid, ns, err)
+	}
+	want := []string{"pre-restore", fmt.Sprintf("setup-namespaces %d", c.pid), "post-setup-namespaces",
+		fmt.Sprintf("post-restore %d", c.pid), "pre-resume", "post-resume"}
+	if !reflect.DeepEqual(notes, want) {
+		t.Errorf("restore notifications %q, want %q", notes, want)
+	}
+	c.mustPass()
 }
 
 // newCriu is go-criu's client running amber as criu.

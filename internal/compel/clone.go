@@ -11,7 +11,9 @@ import (
 type CloneSpec struct {
 	Flags      uint64 // CLONE_* flags
 	ExitSignal int    // signal the parent gets when the child exits; 0 for threads and CLONE_PARENT
-	Tid        int    // the PID or TID the new task must have
+	// Tid is the PID or TID the new task must have, in its own pid
+	// namespace: 1 with CLONE_NEWPID.
+	Tid int
 }
 
 // cloneArgsSize is struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1)
@@ -25,7 +27,9 @@ const CloneArgsRoom = cloneArgsSize + 8
 // instruction at insn and CloneArgsRoom bytes of writable task memory at
 // argsAddr, and returns the new task, traced (PTRACE_O_TRACECLONE and
 // TRACEFORK are inherited from the stub) and stopped before its first
-// instruction. ErrPidInUse means the PID or TID is taken.
+// instruction. ErrPidInUse means the PID or TID is taken. The new
+// task's Pid is its PID in amber's pid namespace, which differs from Tid
+// in another namespace.
 func (t *Task) Clone(insn, argsAddr uint64, spec CloneSpec) (*Task, error) {
 	args := make([]byte, CloneArgsRoom)
 	le := binary.LittleEndian
@@ -37,6 +41,7 @@ func (t *Task) Clone(insn, argsAddr uint64, spec CloneSpec) (*Task, error) {
 	if err := t.WriteMem(argsAddr, args); err != nil {
 		return nil, fmt.Errorf("clone %d: %w", spec.Tid, err)
 	}
+	t.NewChild = 0
 	ret, err := t.Syscall(insn, unix.SYS_CLONE3, argsAddr, cloneArgsSize)
 	if err != nil {
 		return nil, fmt.Errorf("clone %d: %w", spec.Tid, err)
@@ -47,11 +52,19 @@ func (t *Task) Clone(insn, argsAddr uint64, spec CloneSpec) (*Task, error) {
 		}
 		return nil, fmt.Errorf("clone %d from pid %d: clone3: %w", spec.Tid, t.Pid, e)
 	}
-	if int(ret) != spec.Tid {
+	// clone3 returns the PID in the parent's pid namespace (and the
+	// parent sees a child made with CLONE_NEWPID by a PID of its own
+	// namespace); amber traces by the PID of its own, which the clone
+	// event reported.
+	if spec.Flags&unix.CLONE_NEWPID == 0 && int(ret) != spec.Tid {
 		return nil, fmt.Errorf("clone %d: clone3 returned %d", spec.Tid, ret)
 	}
+	host := t.NewChild
+	if host == 0 {
+		return nil, fmt.Errorf("clone %d: no clone event from pid %d", spec.Tid, t.Pid)
+	}
 	// The kernel copies the tracer's options to a child it attaches.
-	child := &Task{Pid: spec.Tid, Timeout: t.Timeout, owned: true, opts: t.opts}
+	child := &Task{Pid: host, Timeout: t.Timeout, owned: true, opts: t.opts}
 	if _, err := child.wait(); err != nil {
 		return nil, fmt.Errorf("clone %d: wait for first stop: %w", spec.Tid, err)
 	}

@@ -68,8 +68,13 @@ func (s *Stub) Insn() uint64 { return s.insn }
 // Fork creates a child with exactly PID pid whose parent is amber (the
 // stub's parent, through CLONE_PARENT). The child is traced and stopped
 // before running any instruction; it is a copy of the stub.
-func (s *Stub) Fork(pid int) (*Task, error) {
-	return s.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Flags: unix.CLONE_PARENT, Tid: pid})
+func (s *Stub) Fork(pid int) (*Task, error) { return s.ForkIn(pid, 0) }
+
+// ForkIn is Fork into new namespaces: nsFlags are CLONE_NEW* flags. With
+// CLONE_NEWPID, pid is the child's PID in its new pid namespace (1), and
+// the Task's Pid its PID in amber's, chosen by the kernel.
+func (s *Stub) ForkIn(pid int, nsFlags uint64) (*Task, error) {
+	return s.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Flags: unix.CLONE_PARENT | nsFlags, Tid: pid})
 }
 
 // Close kills the stub.

@@ -97,6 +97,9 @@ type dumper struct {
 	// strays are the copies of their parents' tracking that processes
 	// inherited by fork, by PID: descriptors to hide.
 	strays map[int]int
+	// pids translates PIDs into the tree's own pid namespace's, nil if
+	// the images hold amber's.
+	pids *pidMap
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64

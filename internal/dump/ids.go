@@ -33,36 +33,15 @@ type owner struct {
 
 func newKobjIDs() *kobjIDs { return &kobjIDs{known: map[int][]owner{}, linear: map[int]bool{}} }
 
-// Namespace ids: every process is in the dumper's namespaces (amber does
-// not dump namespaces yet). Each kind gets its own number, as in CRIU,
-// whose numbering is one sequence over all namespaces.
-const (
-	pidNsID uint32 = iota + 1
-	netNsID
-	ipcNsID
-	utsNsID
-	timeNsID
-	mntNsID
-	userNsID
-	cgroupNsID
-)
-
-// of returns the ids of pid's objects.
-func (k *kobjIDs) of(pid int) (*criucore.TaskKobjIdsEntry, error) {
+// of returns the ids of pid's objects; its namespaces' are left to
+// package namespaces.
+func (k *kobjIDs) of(pid int) *criucore.TaskKobjIdsEntry {
 	return &criucore.TaskKobjIdsEntry{
-		VmId:       proto.Uint32(k.id(kcmpVM, pid)),
-		FilesId:    proto.Uint32(k.id(kcmpFiles, pid)),
-		FsId:       proto.Uint32(k.id(kcmpFS, pid)),
-		SighandId:  proto.Uint32(k.id(kcmpSighand, pid)),
-		PidNsId:    proto.Uint32(pidNsID),
-		NetNsId:    proto.Uint32(netNsID),
-		IpcNsId:    proto.Uint32(ipcNsID),
-		UtsNsId:    proto.Uint32(utsNsID),
-		MntNsId:    proto.Uint32(mntNsID),
-		UserNsId:   proto.Uint32(userNsID),
-		CgroupNsId: proto.Uint32(cgroupNsID),
-		TimeNsId:   proto.Uint32(timeNsID),
-	}, nil
+		VmId:      proto.Uint32(k.id(kcmpVM, pid)),
+		FilesId:   proto.Uint32(k.id(kcmpFiles, pid)),
+		FsId:      proto.Uint32(k.id(kcmpFS, pid)),
+		SighandId: proto.Uint32(k.id(kcmpSighand, pid)),
+	}
 }
 
 // id finds pid's object of kind typ among the known ones by binary

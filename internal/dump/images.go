@@ -32,26 +32,29 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	ids := newKobjIDs()
-	// The inventory's root ids are the dumper's own, as CRIU writes them:
-	// CRIU's restore compares the root task's with them, and a root task
-	// sharing the dumper's descriptor table is a corrupt image to it.
-	rootIDs, err := ids.of(os.Getpid())
+	ns, err := d.namespaces(tree)
 	if err != nil {
 		return err
 	}
 	d.fds.InTree = tree.hasTask
+	// The inventory's root ids are the dumper's own, as CRIU writes them:
+	// CRIU's restore compares the root task's with them (a namespace id
+	// that differs is a namespace to create), and a root task sharing
+	// the dumper's descriptor table is a corrupt image to it.
+	rootIDs := ids.of(os.Getpid())
+	proto.Merge(rootIDs, ns.Self())
 	var entries []proto.Message
 	mms := map[int]*mm.MmEntry{}
 	for i, p := range tree.procs {
-		entries = append(entries, pstreeEntry(p))
+		entries = append(entries, pstreeEntry(p, d.pids))
 		if p.zombie {
-			if err := image.WriteFile(d.dir.CorePath(p.pid), image.Core, zombieCore(p)); err != nil {
+			if err := image.WriteFile(d.dir.CorePath(d.pids.of(p.pid)), image.Core, zombieCore(p)); err != nil {
 				return err
 			}
 			continue
 		}
-		k, err := ids.of(p.pid)
-		if err != nil {
+		k := ids.of(p.pid)
+		if err := ns.Fill(k, p.pid); err != nil {
 			return err
 		}
 		if mms[p.pid], err = d.dumpProcess(tree, p, k, uint32(i+1), mms); err != nil {
@@ -63,6 +66,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	}
 	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
 		return fmt.Errorf("shared memory: %w", err)
+	}
+	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
+		return err
 	}
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
 		return err
@@ -100,11 +106,11 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 		return nil, err
 	}
 	for i, c := range cores {
-		if err := image.WriteFile(d.dir.CorePath(ps.threads[i].tid), image.Core, c); err != nil {
+		if err := image.WriteFile(d.dir.CorePath(d.pids.of(ps.threads[i].tid)), image.Core, c); err != nil {
 			return nil, err
 		}
 		if _, code := compel.ImageRegs(ps.threads[i].regs); code != 0 {
-			d.restarts[ps.threads[i].tid] = code
+			d.restarts[d.pids.of(ps.threads[i].tid)] = code
 		}
 	}
 	mmE, err := d.mmEntry(ps)
@@ -117,10 +123,10 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err := d.writeFiles(ps, k); err != nil {
 		return nil, err
 	}
-	if err := image.WriteFile(d.dir.IDsPath(p.pid), image.IDs, k); err != nil {
+	if err := image.WriteFile(d.dir.IDsPath(d.pids.of(p.pid)), image.IDs, k); err != nil {
 		return nil, err
 	}
-	if err := image.WriteFile(d.dir.MMPath(p.pid), image.MM, mmE); err != nil {
+	if err := image.WriteFile(d.dir.MMPath(d.pids.of(p.pid)), image.MM, mmE); err != nil {
 		return nil, err
 	}
 	if err := d.dumpMemory(ps, mmE.GetVmas(), pagesID); err != nil {
@@ -138,7 +144,7 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 	if err != nil || len(cow) == 0 {
 		return err
 	}
-	return mem.WriteCow(d.dir, p.pid, cow)
+	return mem.WriteCow(d.dir, d.pids.of(p.pid), cow)
 }
 
 // writeFiles writes the descriptor table (once per shared table) and the
@@ -162,7 +168,7 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 	if err != nil {
 		return fmt.Errorf("fs: %w", err)
 	}
-	return image.WriteFile(d.dir.FSPath(ps.pid), image.FS, fsE)
+	return image.WriteFile(d.dir.FSPath(d.pids.of(ps.pid)), image.FS, fsE)
 }
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
@@ -232,21 +238,23 @@ func savedAuxv(words []uint64) (saved []uint64, lost int) {
 	return words[:auxvWords], (len(words) - auxvWords) / 2
 }
 
-func pstreeEntry(p *frozenProc) *pstree.PstreeEntry {
+// pstreeEntry is p's entry of pstree.img, its PIDs as pids has them.
+func pstreeEntry(p *frozenProc, pids *pidMap) *pstree.PstreeEntry {
+	pgid, sid := pids.groups(p)
 	e := &pstree.PstreeEntry{
-		Pid:  proto.Uint32(uint32(p.pid)),
+		Pid:  proto.Uint32(uint32(pids.of(p.pid))),
 		Ppid: proto.Uint32(0),
-		Pgid: proto.Uint32(uint32(p.stat.Pgrp)),
-		Sid:  proto.Uint32(uint32(p.stat.Session)),
+		Pgid: proto.Uint32(uint32(pgid)),
+		Sid:  proto.Uint32(uint32(sid)),
 	}
 	if p.parent != nil {
-		e.Ppid = proto.Uint32(uint32(p.parent.pid))
+		e.Ppid = proto.Uint32(uint32(pids.of(p.parent.pid)))
 	}
 	for _, t := range p.threads {
-		e.Threads = append(e.Threads, uint32(t.Pid))
+		e.Threads = append(e.Threads, uint32(pids.of(t.Pid)))
 	}
 	if p.zombie {
-		e.Threads = []uint32{uint32(p.pid)}
+		e.Threads = []uint32{uint32(pids.of(p.pid))}
 	}
 	return e
 }

@@ -26,9 +26,12 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 	if err := d.linkParent(); err != nil {
 		return err
 	}
+	if _, err := d.namespaces(tree); err != nil {
+		return err
+	}
 	var entries []proto.Message
 	for i, p := range tree.procs {
-		entries = append(entries, pstreeEntry(p))
+		entries = append(entries, pstreeEntry(p, d.pids))
 		if p.zombie {
 			continue
 		}
@@ -89,9 +92,9 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	}
 	var st mem.PagesStats
 	if d.ps != nil {
-		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, ps.pid, inc, d.dir.SentPagemapPath(ps.pid))
+		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)))
 	} else {
-		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, ps.pid, pagesID, inc)
+		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, d.pids.of(ps.pid), pagesID, inc)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
 	}
 	if err != nil {

@@ -468,11 +468,12 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 	if !t.continues {
 		return &mem.Incremental{Markers: markers}, nil // everything copied; tracked from now on
 	}
-	inParent, err := d.parentRuns(ps.pid)
+	inParent, err := d.parentRuns(d.pids.of(ps.pid))
 	return &mem.Incremental{InParent: inParent, Tracked: tracked, Written: written, Markers: markers}, err
 }
 
-// parentRuns are the pages the parent images hold for pid.
+// parentRuns are the pages the parent images hold for pid (the images'
+// PID).
 func (d *dumper) parentRuns(pid int) ([]mem.Run, error) {
 	_, entries, err := mem.ReadPagemap(d.prevPagemap(pid))
 	if errors.Is(err, os.ErrNotExist) {

@@ -54,7 +54,10 @@ type Dumper struct {
 	ghosts   *ghostState     // unlinked files (ghost.go), for Finish
 	memfd    *memfdState     // memfds (memfd.go)
 	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
-	ttys     *ttyDump        // sides of ptys (tty.go), for Finish
+	// pidOf translates amber's PIDs into the images' (SetPidMap); nil:
+	// the same.
+	pidOf func(pid int) int
+	ttys  *ttyDump // sides of ptys (tty.go), for Finish
 	// inFlight are amber's copies of the descriptors in flight on unix
 	// sockets (sk_scm.go), open until ReleaseSockets; inFlightOwner is
 	// the task whose socket queue holds those being dumped, 0 when none

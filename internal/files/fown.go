@@ -94,8 +94,18 @@ func (d *Dumper) dumpFown(pidfd, fd int, id uint32) error {
 		return fmt.Errorf("pidfd_getfd: %w", err)
 	}
 	defer unix.Close(mine)
-	return readFown(mine, fo)
+	if err := readFown(mine, fo); err != nil {
+		return err
+	}
+	if d.pidOf != nil && fo.GetPid() != 0 {
+		fo.Pid = proto.Uint32(uint32(d.pidOf(int(fo.GetPid()))))
+	}
+	return nil
 }
+
+// SetPidMap makes the dumper write the PIDs it finds (owners of files)
+// as of says: the tree's own pid namespace's, where amber sees its own.
+func (d *Dumper) SetPidMap(of func(pid int) int) { d.pidOf = of }
 
 // ownedFd is a descriptor of a file with an owner, a signal or O_ASYNC.
 type ownedFd struct {

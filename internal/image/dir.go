@@ -140,6 +140,12 @@ func (d Dir) MemfdPath() Path { return d.File("memfd.img") }
 // the IPC namespace with that id.
 func (d Dir) IpcnsShmPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
 
+// UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
+func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }
+
+// IpcVarPath is ipcns-var-ID.img, the settings of IPC namespace nsID.
+func (d Dir) IpcVarPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-var-%d.img", nsID)) }
+
 // TtyInfoPath is tty-info.img, the state of every terminal of the dump.
 func (d Dir) TtyInfoPath() Path { return d.File("tty-info.img") }
 

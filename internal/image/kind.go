@@ -84,3 +84,11 @@ var Seccomp = Kind{"SECCOMP", 0x64413049, MagicCommon}
 // POSIX and OFD locks, each with the process and descriptor that takes
 // it again.
 var FileLocks = Kind{"FILE_LOCKS", 0x54323616, MagicCommon}
+
+// Namespaces: the host and domain name of a UTS namespace
+// (utsns-ID.img) and the settings of an IPC namespace (ipcns-var-ID.img),
+// ID the namespace's id in ids-PID.img.
+var (
+	Utsns  = Kind{"UTSNS", 0x54473203, MagicCommon}
+	IpcVar = Kind{"IPC_VAR", 0x53115007, MagicCommon}
+)

@@ -1,7 +1,8 @@
 // Package ipc dumps and restores the System V IPC objects a tree uses, as
-// CRIU's ipc_ns.c does for an IPC namespace. amber dumps no namespaces:
-// the tree lives in amber's IPC namespace, and only the shared memory
-// segments it has attached are saved, in ipcns-shm-ID.img (an
+// CRIU's ipc_ns.c does for an IPC namespace. The tree's segments are
+// dumped only when it lives in amber's IPC namespace (the settings of an
+// IPC namespace of its own are package namespaces'), and only the shared
+// memory segments it has attached are saved, in ipcns-shm-ID.img (an
 // IpcShmEntry each) with their contents in pagemap-shmem-ID.img (package
 // mem), where ID is the segment's id.
 //

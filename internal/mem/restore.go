@@ -47,6 +47,10 @@ type RestoreInput struct {
 	// Pid is the task's PID: it tells the task that creates a shared
 	// memory object from those that open it.
 	Pid int
+	// ProcPid is the PID by which amber's /proc, which the task opens
+	// shared memory through, names a task of the tree (the images' PID
+	// in a new pid namespace); nil: the images' PID.
+	ProcPid func(pid int) int
 	// Shmem are the anonymous shared memory objects of the tree, by
 	// shmid (LoadShmem).
 	Shmem map[uint64]*Shmem

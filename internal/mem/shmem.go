@@ -351,7 +351,7 @@ func (m *sharedMapper) mapShmem(i int, prot uint64) (uint64, error) {
 		return 0, fmt.Errorf("shared memory %d: no such object among the images", id)
 	}
 	if obj.Creator != m.in.Pid {
-		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", obj.Creator, obj.At.Start, obj.At.End)
+		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", m.in.procPid(obj.Creator), obj.At.Start, obj.At.End)
 		m.open[id] = m.b.Open(fmt.Sprintf("shared memory %d of pid %d", id, obj.Creator), path, unix.O_RDWR, 0)
 		m.mapShmemFile(v, prot, m.open[id])
 		return prot, nil
@@ -454,4 +454,12 @@ func (p *ShmemPages) CopyInto(buf []byte, size uint64) error {
 		}
 	}
 	return nil
+}
+
+// procPid is the PID by which amber's /proc names pid, a task of the tree.
+func (in *RestoreInput) procPid(pid int) int {
+	if in.ProcPid == nil {
+		return pid
+	}
+	return in.ProcPid(pid)
 }

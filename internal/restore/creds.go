@@ -82,11 +82,12 @@ func planDumpable(b *plan.Builder, t *taskImages) []string {
 	return warnings
 }
 
-// checkCreds makes sure thread tid of pid got the credentials planned
-// for it: a set*id call the kernel ignored (setfsuid reports nothing)
-// or a rule the plan missed must not leave a task with more than it had.
-func checkCreds(pid, tid int, p *planned) error {
-	want, ok := p.creds[tid]
+// checkCreds makes sure thread tid of pid (amber's PIDs), imageTid in
+// the images, got the credentials planned for it: a set*id call the
+// kernel ignored (setfsuid reports nothing) or a rule the plan missed
+// must not leave a task with more than it had.
+func checkCreds(pid, tid, imageTid int, p *planned) error {
+	want, ok := p.creds[imageTid]
 	if !ok {
 		return nil
 	}

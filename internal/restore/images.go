@@ -69,6 +69,9 @@ type treeImages struct {
 	dir   image.Dir // where the images are
 	root  *taskImages
 	tasks []*taskImages
+	// rootIDs are the dumper's own ids (the inventory's root_ids): the
+	// root's namespaces that differ from them are made anew.
+	rootIDs *criucore.TaskKobjIdsEntry
 	// stat looks up the files of the images, stat-ed ahead while the
 	// rest of them is read (nil: os.Stat).
 	stat func(string) (os.FileInfo, error)
@@ -135,7 +138,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree.dir = dir
+	tree.dir, tree.rootIDs = dir, inv.GetRootIds()
 	tree.stat = idx.StatAhead(os.Stat)
 	if err := files.ResolveInotifyPaths(idx); err != nil {
 		return nil, err

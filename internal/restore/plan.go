@@ -51,6 +51,9 @@ type host struct {
 	deadPidfds map[uint32]int
 	// locks are the file locks each process takes again, by PID.
 	locks files.Locks
+	// procPid is the PID in amber's pid namespace of a task restored
+	// earlier, by its PID in the images (nil: the same).
+	procPid func(pid int) int
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -191,7 +194,7 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, 
 	in := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
 		FilePath: t.files.VerifiedPath(h.fileCheck(t)), Current: o.current, Cow: t.cow,
-		Workers: h.workers, Pid: t.pid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
+		Workers: h.workers, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size},
 	}
 	if o.parent != nil {

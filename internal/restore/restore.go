@@ -28,6 +28,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/ipc"
 	"amber/internal/log"
+	"amber/internal/namespaces"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/taskattr"
@@ -61,9 +62,11 @@ type Options struct {
 	// repair mode, "pre-resume" before they are released and
 	// "post-resume" after. An error before the tasks run fails the
 	// restore and kills them; after "pre-resume" it is only logged, as
-	// CRIU does. (CRIU's "setup-namespaces", "post-setup-namespaces" and
-	// "network-unlock" come only with namespaces, which amber does not
-	// restore.)
+	// CRIU does. When the root is restored in new namespaces,
+	// "setup-namespaces" (PID) comes once it is created, before its
+	// namespaces are set up, and "post-setup-namespaces" after. (CRIU's
+	// "network-unlock" comes only with a network namespace, which amber
+	// does not restore.)
 	Notify func(action string, pid int) error
 }
 
@@ -95,10 +98,11 @@ func Run(opts Options) (Result, error) {
 	defer tree.closeParents()
 	tree.pagesCheck = check
 	opts.Log.Infof("images of %d processes read", len(tree.tasks))
-	if err := restoreTree(tree, opts); err != nil {
+	var res Result
+	if err := restoreTree(tree, opts, &res); err != nil {
 		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, untrustedHint(err))
 	}
-	return Result{Pid: tree.root.pid}, nil
+	return res, nil
 }
 
 // openImages opens the images directory, refusing images that anyone but
@@ -124,13 +128,24 @@ func untrustedHint(err error) error {
 // at once. Phases, as in CRIU's restore: every process is forked from its
 // restored parent (the root from amber's stub) and runs its main section;
 // its threads are created; then every thread runs its own section, and the
-// registers are loaded; then all are released.
-func restoreTree(tree *treeImages, opts Options) (err error) {
+// registers are loaded; then all are released. res gets the root's PID
+// in amber's pid namespace.
+func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := notify(opts, "pre-restore", 0); err != nil {
 		return err
 	}
-	if err := checkPidsFree(tree); err != nil {
+	nsFlags, err := newNamespaces(tree)
+	if err != nil {
 		return err
+	}
+	if nsFlags != 0 {
+		opts.Log.Infof("the root is restored in new namespaces (clone flags %#x)", nsFlags)
+	}
+	// A new pid namespace has every PID free.
+	if nsFlags&unix.CLONE_NEWPID == 0 {
+		if err := checkPidsFree(tree); err != nil {
+			return err
+		}
 	}
 	h, err := newHost(opts)
 	if err != nil {
@@ -161,8 +176,9 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	}
 	defer dead.Close()
 	h.deadPidfds = dead.FileFds()
-	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, pidMax: pidMax(), treePids: tree.pids()}
+	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
+	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
 	defer func() {
@@ -191,11 +207,18 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
-	root, err := stub.Fork(tree.root.pid)
+	root, err := stub.ForkIn(tree.root.pid, uint64(nsFlags))
 	if err != nil {
 		return forkError(tree.root.pid, err)
 	}
 	r.created = append(r.created, root)
+	res.Pid = root.Pid
+	if root.Pid != tree.root.pid {
+		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
+	}
+	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
+		return err
+	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
 	}
@@ -209,7 +232,7 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 			return fmt.Errorf("pid %d: %w", p.t.pid, err)
 		}
 	}
-	if err := notify(opts, "post-restore", tree.root.pid); err != nil {
+	if err := notify(opts, "post-restore", root.Pid); err != nil {
 		return err
 	}
 	if err := r.endTCPRepair(tree); err != nil {
@@ -225,6 +248,40 @@ func restoreTree(tree *treeImages, opts Options) (err error) {
 		return err
 	}
 	return r.resume(opts)
+}
+
+// newNamespaces returns the namespaces the root of the tree is to be
+// created in (namespaces.CloneFlags), and logs them.
+func newNamespaces(tree *treeImages) (uintptr, error) {
+	flags, err := namespaces.CloneFlags(tree.rootIDs, tree.root.ids)
+	if err != nil || flags == 0 {
+		return 0, err
+	}
+	if flags&unix.CLONE_NEWPID != 0 && tree.root.pid != 1 {
+		return 0, fmt.Errorf("%s: the root, pid %d, is in a pid namespace of its own whose init it is not: not supported", tree.dir.PstreePath(), tree.root.pid)
+	}
+	if flags&unix.CLONE_NEWIPC != 0 {
+		if _, err := tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()).Stat(); err == nil {
+			return 0, fmt.Errorf("%s: SysV shared memory of an IPC namespace of the tree's own: not supported", tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()))
+		}
+	}
+	return flags, nil
+}
+
+// setupNamespaces sets up the new namespaces (flags) the root, pid in
+// amber's namespace, was created in, between CRIU's notifications
+// around it.
+func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) error {
+	if flags == 0 {
+		return nil
+	}
+	if err := notify(r.opts, "setup-namespaces", pid); err != nil {
+		return err
+	}
+	if err := namespaces.Restore(tree.dir, pid, flags, tree.root.ids); err != nil {
+		return err
+	}
+	return notify(r.opts, "post-setup-namespaces", 0)
 }
 
 // resume releases every task between the pre-resume and post-resume
@@ -263,6 +320,9 @@ type restorer struct {
 	holders map[uint32]files.Holder
 	// memfdHolders are the tasks holding each memfd inode, by inode id.
 	memfdHolders map[uint32]files.Holder
+	// hostPids are the PIDs in amber's pid namespace of the processes
+	// made so far, by their PIDs in the images.
+	hostPids map[int]int
 	// pidMax and treePids let fill threads take TIDs nobody needs.
 	pidMax   int
 	treePids map[int]bool
@@ -322,6 +382,15 @@ type process struct {
 	threads []*compel.Task // the leader first, as t.threads
 }
 
+// procPid is the PID in amber's pid namespace of pid, a process of the
+// images made already.
+func (r *restorer) procPid(pid int) int {
+	if host, ok := r.hostPids[pid]; ok {
+		return host
+	}
+	return pid
+}
+
 func (r *restorer) holder(id uint32) (files.Holder, bool) {
 	h, ok := r.holders[id]
 	return h, ok
@@ -336,6 +405,7 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 // main section, creates the threads and forks the children.
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
+	r.hostPids[t.pid] = task.Pid
 	// Only where the new task's mappings lie matters: maps, not smaps.
 	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err
@@ -361,13 +431,17 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if p.fds != nil {
 		for id, fd := range p.fds.Held {
 			if _, ok := r.holders[id]; !ok {
+				// Tasks of the tree take it with pidfd_open, by the
+				// PID they see: the images'.
 				r.holders[id] = files.Holder{Pid: t.pid, Fd: fd}
 			}
 		}
 	}
 	for ino, fd := range p.memfds.Held() {
 		if _, ok := r.memfdHolders[ino]; !ok {
-			r.memfdHolders[ino] = files.Holder{Pid: t.pid, Fd: fd}
+			// Tasks open it as /proc/PID/fd/N, through amber's /proc:
+			// by amber's PID of the holder.
+			r.memfdHolders[ino] = files.Holder{Pid: task.Pid, Fd: fd}
 		}
 	}
 	proc := &process{t: t, plan: p, threads: []*compel.Task{task}}

@@ -16,7 +16,7 @@ func stopAgain(p *process) error {
 		return nil
 	}
 	sig := stopSignal(tc.GetStopSigno(), p.t.core.GetThreadCore().GetBlkSigset())
-	if err := unix.Kill(p.t.pid, sig); err != nil {
+	if err := unix.Kill(p.threads[0].Pid, sig); err != nil {
 		return fmt.Errorf("pid %d: stop it again with %v: %w", p.t.pid, sig, err)
 	}
 	return nil

@@ -9,7 +9,9 @@ func (r *restorer) endTCPRepair(tree *treeImages) error {
 	var socks []files.TCPRepaired
 	for _, p := range r.procs {
 		if p.plan.fds != nil {
-			socks = append(socks, p.plan.fds.Repaired(p.t.pid)...)
+			// amber takes them from the task: by its PID in amber's
+			// pid namespace.
+			socks = append(socks, p.plan.fds.Repaired(p.threads[0].Pid)...)
 		}
 	}
 	if len(socks) == 0 {

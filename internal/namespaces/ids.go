@@ -1,0 +1,202 @@
+package namespaces
+
+// The ids of namespaces in the images, and which namespaces a dump
+// saves and a restore creates.
+
+import (
+	"fmt"
+	"os"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+	"amber/internal/proc"
+)
+
+// Dumped are the kinds of namespaces amber dumps and restores when the
+// root of the tree is not in amber's own.
+var Dumped = []Kind{PID, IPC, UTS}
+
+// Table numbers the namespaces of one dump: amber's own are 1 to 8 in
+// the order of Kinds, any other gets the next id from 9 on.
+type Table struct {
+	self map[Kind]uint64 // amber's own namespaces, by inode
+	root map[Kind]uint64 // the root task's
+	own  map[Kind]bool   // kinds whose root namespace is dumped
+	ids  map[Kind]map[uint64]uint32
+}
+
+// NewTable reads amber's own namespaces, then the namespaces of root, the
+// root of the tree to dump. A root in a namespace other than amber's, of
+// a kind amber does not dump, is dumped as if it were in amber's (and is
+// restored in the restorer's): warnf says so. A root in a pid namespace
+// other than amber's whose init it is not is dumped with its pids in
+// amber's.
+func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) {
+	t := &Table{self: map[Kind]uint64{}, root: map[Kind]uint64{}, own: map[Kind]bool{},
+		ids: map[Kind]map[uint64]uint32{}}
+	for i, k := range Kinds {
+		ino, err := inode(os.Getpid(), k)
+		if err != nil {
+			return nil, err
+		}
+		t.self[k] = ino
+		t.ids[k] = map[uint64]uint32{ino: uint32(i + 1)}
+		if t.root[k], err = inode(root, k); err != nil {
+			return nil, err
+		}
+	}
+	next := uint32(len(Kinds))
+	for _, k := range Kinds {
+		if t.root[k] == t.self[k] {
+			continue
+		}
+		ok, why, err := dumpable(k, root)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			warnf("pid %d is in a %s namespace other than amber's (%s): it is dumped as amber's, and restored in the restorer's", root, k.Name, why)
+			continue
+		}
+		t.own[k] = true
+		next++
+		t.ids[k][t.root[k]] = next
+	}
+	return t, nil
+}
+
+// dumpable tells whether amber dumps root's namespace of kind k, and if
+// not why.
+func dumpable(k Kind, root int) (bool, string, error) {
+	switch k {
+	case UTS, IPC:
+		return true, "", nil
+	case PID:
+		st, err := proc.ReadStatus(root)
+		if err != nil {
+			return false, "", err
+		}
+		if n := len(st.NSpid); n < 2 || st.NSpid[n-1] != 1 {
+			return false, "it is not the namespace's init", nil
+		}
+		return true, "", nil
+	}
+	return false, "amber does not dump " + k.Name + " namespaces", nil
+}
+
+// OwnPidNamespace tells whether the root of the tree is the init of a
+// pid namespace amber dumps: the images then hold the pids of that
+// namespace.
+func (t *Table) OwnPidNamespace() bool { return t.own[PID] }
+
+// Self returns amber's own ids, for the inventory's root_ids.
+func (t *Table) Self() *criucore.TaskKobjIdsEntry {
+	e := &criucore.TaskKobjIdsEntry{}
+	for _, k := range Kinds {
+		*field(e, k) = proto.Uint32(t.ids[k][t.self[k]])
+	}
+	return e
+}
+
+// Fill sets the namespace ids of pid, a task of the tree, in e. A task of
+// a kind amber dumps must be in its root's namespace of that kind.
+func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
+	for _, k := range Kinds {
+		if !t.own[k] {
+			*field(e, k) = proto.Uint32(t.ids[k][t.self[k]])
+			continue
+		}
+		ino, err := inode(pid, k)
+		if err != nil {
+			return err
+		}
+		if ino != t.root[k] {
+			return fmt.Errorf("pid %d is in a %s namespace of its own, not its root's: not supported", pid, k.Name)
+		}
+		*field(e, k) = proto.Uint32(t.ids[k][ino])
+	}
+	return nil
+}
+
+// Dump writes the images of the namespaces of the tree amber dumps:
+// utsns-ID.img, ipcns-var-ID.img. root is the tree's root.
+func (t *Table) Dump(dir image.Dir, root int) error {
+	if t.own[UTS] {
+		if err := dumpUTS(dir, t.ids[UTS][t.root[UTS]], root); err != nil {
+			return err
+		}
+	}
+	if t.own[IPC] {
+		if err := dumpIPC(dir, t.ids[IPC][t.root[IPC]], root); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// field is the id field of kind k in e.
+func field(e *criucore.TaskKobjIdsEntry, k Kind) **uint32 {
+	switch k {
+	case PID:
+		return &e.PidNsId
+	case Net:
+		return &e.NetNsId
+	case IPC:
+		return &e.IpcNsId
+	case UTS:
+		return &e.UtsNsId
+	case Time:
+		return &e.TimeNsId
+	case Mnt:
+		return &e.MntNsId
+	case User:
+		return &e.UserNsId
+	}
+	return &e.CgroupNsId
+}
+
+// CloneFlags returns the namespaces to create for the root task of a
+// restore: those whose ids in the root's ids differ from the inventory's
+// root_ids (the dumper's). A kind amber does not restore is an error
+// naming it.
+func CloneFlags(rootIDs, root *criucore.TaskKobjIdsEntry) (uintptr, error) {
+	var flags uintptr
+	for _, k := range Kinds {
+		if *field(rootIDs, k) == nil || *field(root, k) == nil || **field(rootIDs, k) == **field(root, k) {
+			continue
+		}
+		if !dumpedKind(k) {
+			return 0, fmt.Errorf("the tree was dumped in a %s namespace of its own: amber cannot restore %s namespaces", k.Name, k.Name)
+		}
+		flags |= k.Flag
+	}
+	return flags, nil
+}
+
+func dumpedKind(k Kind) bool {
+	for _, d := range Dumped {
+		if d == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Restore sets up the namespaces pid was created in with flags
+// (CloneFlags) as the images say: the names of its UTS namespace, the
+// settings of its IPC namespace. ids are pid's ids.
+func Restore(dir image.Dir, pid int, flags uintptr, ids *criucore.TaskKobjIdsEntry) error {
+	if flags&UTS.Flag != 0 {
+		if err := restoreUTS(dir, ids.GetUtsNsId(), pid); err != nil {
+			return err
+		}
+	}
+	if flags&IPC.Flag != 0 {
+		if err := restoreIPC(dir, ids.GetIpcNsId(), pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,289 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/image"
+)
+
+// TestNamespacesUTSIPC dumps ns_uts_ipc, started in UTS and IPC
+// namespaces of its own with names and IPC settings of its own, and
+// restores it: it must come back in new namespaces (not amber's, where
+// it would find the machine's names), with its names and settings, and
+// the machine's own names untouched.
+func TestNamespacesUTSIPC(t *testing.T) {
+	p, _ := lookupProgram("ns_uts_ipc")
+	var host unix.Utsname
+	if err := unix.Uname(&host); err != nil {
+		t.Fatal(err)
+	}
+	c := startProgram(t, p)
+	c.mustDump()
+	c.mustRestoreDetached()
+	for _, kind := range []string{"uts", "ipc"} {
+		if nsInode(t, c.pid, kind) == nsInode(t, os.Getpid(), kind) {
+			t.Errorf("restored pid %d is in the test's %s namespace, want one of its own", c.pid, kind)
+		}
+	}
+	var after unix.Utsname
+	if err := unix.Uname(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != host {
+		t.Errorf("the machine's names changed: %q %q, were %q %q", unix.ByteSliceToString(after.Nodename[:]),
+			unix.ByteSliceToString(after.Domainname[:]), unix.ByteSliceToString(host.Nodename[:]), unix.ByteSliceToString(host.Domainname[:]))
+	}
+	c.mustPass()
+}
+
+// nsInode is the inode of pid's namespace of the kind.
+func nsInode(t *testing.T, pid int, kind string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, kind), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// TestNamespacesPID dumps ns_pid, the init of a pid namespace of its own
+// with a child and a grandchild, and restores it: it must come back as
+// pid 1 of a new pid namespace, under a PID of the host's that the
+// pidfile reports, its descendants with their pids inside.
+func TestNamespacesPID(t *testing.T) {
+	p, _ := lookupProgram("ns_pid")
+	c := startProgram(t, p)
+	c.mustDumpRestorePidNamespace()
+	c.mustPass()
+}
+
+// TestNamespacesPIDPrograms runs programs of the table as the init of a
+// pid namespace of their own: their trees, shared files and memory,
+// zombies and process groups come back inside a new one.
+func TestNamespacesPIDPrograms(t *testing.T) {
+	for _, name := range []string{"fork_cow", "tree50", "zombie_pgrp", "pgrp_session", "memfd_fork", "clone_files", "sk_unix_tree",
+		"threads_tls", "timers00", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper"} {
+		t.Run(name, func(t *testing.T) {
+			p, ok := lookupProgram(name)
+			if !ok {
+				t.Fatalf("no program %q", name)
+			}
+			p.cloneflags = unix.CLONE_NEWPID
+			c := startProgram(t, p)
+			c.mustDumpRestorePidNamespace()
+			c.mustPass()
+		})
+	}
+}
+
+// mustDumpRestorePidNamespace dumps the program, the init of a pid
+// namespace of its own, and restores it detached: it must come back as
+// pid 1 of a new pid namespace, under the PID of the host's that the
+// pidfile names, which becomes c.pid.
+func (c *zcase) mustDumpRestorePidNamespace() {
+	t := c.t
+	t.Helper()
+	tree := descendants(c.pid)
+	if r := c.dump(); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.restoreDetached(pidfile); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+}
+
+// requireNewPidNamespace requires that the restored program, whose PID
+// in amber's namespace the pidfile names (c.pid from then on), is pid 1
+// of a new pid namespace.
+func (c *zcase) requireNewPidNamespace(pidfile string) {
+	t := c.t
+	t.Helper()
+	pid, err := readPidfile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pid = pid
+	st, err := readStatusField(pid, "NSpid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d\t1", pid); st != want {
+		t.Fatalf("restored root: NSpid %q, want %q (pid 1 of a pid namespace of its own)", st, want)
+	}
+	if nsInode(t, pid, "pid") == nsInode(t, os.Getpid(), "pid") {
+		t.Fatalf("restored pid %d is in the test's pid namespace", pid)
+	}
+}
+
+// readStatusField is the value of a field of /proc/PID/status.
+func readStatusField(pid int, name string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("/proc/%d/status has no %s", pid, name)
+}
+
+// TestNamespacesPIDSessionOutside: the init of a pid namespace whose
+// session is led from outside it (started without setsid) cannot be
+// restored with its session: the dump refuses it, naming it, and it runs
+// on.
+func TestNamespacesPIDSessionOutside(t *testing.T) {
+	p, _ := lookupProgram("ns_pid")
+	p.keepSession = true
+	c := startProgram(t, p)
+	r := c.dump()
+	requireFailure(t, r, "led from outside its pid namespace")
+	requireFailureNamingPid(t, r, c.pid)
+	c.mustPass()
+}
+
+// TestNamespacesPIDPreDump pre-dumps predump_writer, the init of a pid
+// namespace of its own, dumps it on top and restores the chain: the
+// images of both levels name it by its pid inside (1), and the dump
+// leaves its cold pages to the pre-dump's.
+func TestNamespacesPIDPreDump(t *testing.T) {
+	p, _ := lookupProgram("predump_writer")
+	p.cloneflags = unix.CLONE_NEWPID
+	c := startProgram(t, p)
+	c.mustPreDump("pre1", "")
+	tree := descendants(c.pid)
+	if r := c.dump("--prev-images-dir", "../pre1", "--track-mem"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	c.requireIncremental("images")
+	pidfile := c.pidfile()
+	if r := c.restoreDetached(pidfile); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	pid, err := readPidfile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pid = pid
+	c.mustPass()
+}
+
+// imagePid is the program's PID in its images: 1 for the init of a pid
+// namespace of its own.
+func (c *zcase) imagePid() int {
+	if c.prog.cloneflags&unix.CLONE_NEWPID != 0 {
+		return 1
+	}
+	return c.pid
+}
+
+// TestNamespacesBadUTSImage restores ns_uts_ipc from images whose
+// utsns image holds a host name too long for a UTS namespace: the
+// restore fails naming the image, and leaves no process behind.
+func TestNamespacesBadUTSImage(t *testing.T) {
+	p, _ := lookupProgram("ns_uts_ipc")
+	c := startProgram(t, p)
+	c.mustDump()
+	c.dropManifest()
+	names, err := filepath.Glob(filepath.Join(c.images, "utsns-*.img"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("utsns images: %v, %v; want one", names, err)
+	}
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	long := &utsns.UtsnsEntry{Nodename: proto.String(strings.Repeat("h", 100)), Domainname: proto.String("d")}
+	if err := image.WriteFile(dir.File(filepath.Base(names[0])), image.Utsns, long); err != nil {
+		t.Fatal(err)
+	}
+	r := c.restoreDetached(c.pidfile())
+	requireFailure(t, r, filepath.Base(names[0]))
+	requireFailure(t, r, "longer than 64 bytes")
+	requireNothingLeft(t, "a restore refused for its utsns image")
+}
+
+// TestNamespacesInterop dumps ns_uts_ipc and ns_pid (the latter in new
+// UTS and IPC namespaces too) with CRIU and restores them with amber,
+// then the other way round: each program checks its names, settings and
+// pids.
+func TestNamespacesInterop(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags uintptr
+	}{
+		{"ns_uts_ipc", unix.CLONE_NEWUTS | unix.CLONE_NEWIPC},
+		{"ns_pid", unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC},
+	} {
+		t.Run("criu_dumps/"+tc.name, func(t *testing.T) {
+			bin := criuBin(t)
+			c := startNamespaced(t, tc.name, tc.flags)
+			tree := descendants(c.pid)
+			if r := c.criu(bin, c.dumpArgs()...); r.err != nil {
+				t.Fatalf("criu dump failed: %v", criuLog(r, c.images))
+			}
+			c.reapDumped(tree)
+			pidfile := c.pidfile()
+			if r := c.restoreDetached(pidfile); r.err != nil {
+				t.Fatalf("restore failed: %v", r)
+			}
+			c.requireRestoredIn(pidfile, tc.flags)
+			c.mustPass()
+		})
+		t.Run("amber_dumps/"+tc.name, func(t *testing.T) {
+			bin := criuBin(t)
+			c := startNamespaced(t, tc.name, tc.flags)
+			tree := descendants(c.pid)
+			if r := c.dump(); r.err != nil {
+				t.Fatalf("dump failed: %v", r)
+			}
+			c.reapDumped(tree)
+			pidfile := c.pidfile()
+			if r := c.criu(bin, c.restoreArgs(pidfile, "-d")...); r.err != nil {
+				t.Fatalf("criu restore failed: %v", r)
+			}
+			c.requireRestoredIn(pidfile, tc.flags)
+			c.mustPass()
+		})
+	}
+}
+
+// startNamespaced starts program name in the namespaces of flags.
+func startNamespaced(t *testing.T, name string, flags uintptr) *zcase {
+	p, ok := lookupProgram(name)
+	if !ok {
+		t.Fatalf("no program %q", name)
+	}
+	p.cloneflags = flags
+	return startProgram(t, p)
+}
+
+// requireRestoredIn checks the restored program's PID (the pidfile's)
+// and that it is in new namespaces of flags' kinds.
+func (c *zcase) requireRestoredIn(pidfile string, flags uintptr) {
+	c.t.Helper()
+	if flags&unix.CLONE_NEWPID != 0 {
+		c.requireNewPidNamespace(pidfile)
+	} else {
+		c.checkRestoredPid(pidfile)
+	}
+	for _, kind := range []string{"uts", "ipc"} {
+		if nsInode(c.t, c.pid, kind) == nsInode(c.t, os.Getpid(), kind) {
+			c.t.Errorf("restored pid %d is in the test's %s namespace", c.pid, kind)
+		}
+	}
+}
