@@ -12,7 +12,10 @@
  * and unlinks all three (sem_unlink, unlink).  The parent also maps a
  * 4-page file of its directory MAP_PRIVATE, writes pages 0 and 2 (copied
  * on write), leaves 1 and 3 as the file has them, maps page 1 of the same
- * file MAP_SHARED as well, and unlinks it.  The child waits in sem_wait.
+ * file MAP_SHARED as well, and unlinks it.  The child also maps a file
+ * of the directory that stays (unlink_mmap_shared.keep: a test changes it
+ * to make a restore fail in the child, once the parent is restored and
+ * maps the ghosts).  The child waits in sem_wait.
  *
  * After SIGTERM the parent checks every page, writes through the shared
  * mapping of the private file's page 1 and sees it in the private
@@ -22,7 +25,10 @@
  * shows the parent's writes, writes page 0 and posts the second
  * semaphore, which the parent waits for (10 s at most) before it checks
  * the child's write.  Finally no file of the test is left in /dev/shm or
- * in the test directory (the restore made and removed its ghosts).
+ * in the test directory (the restore made and removed its ghosts): none
+ * by the names the files had, nor by those their maps showed before the
+ * dump (a semaphore's is glibc's temporary sem.XXXXXX), in either
+ * process.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -30,6 +36,7 @@
 #include <fcntl.h>
 #include <semaphore.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -51,7 +58,14 @@
 static char prefix[64];		/* names in /dev/shm start with it */
 static char sem_a[80], sem_b[80], data_path[128];
 static const char *priv_path = "unlink_mmap_shared.priv";
+static const char *keep_path = "unlink_mmap_shared.keep";
 static int p2c[2], c2p[2];
+
+/* The deleted files a process maps, as its maps show them before the
+ * dump (a semaphore's is glibc's temporary name, sem.XXXXXX). */
+#define MAX_DELETED	16
+static char deleted[MAX_DELETED][256];
+static int ndeleted;
 
 static unsigned char *map_data(void)
 {
@@ -89,11 +103,50 @@ static int sem_wait_intr(sem_t *s)
 	return r;
 }
 
+/* record_deleted notes the deleted files the process maps. */
+static void record_deleted(void)
+{
+	static const char suffix[] = " (deleted)";
+	struct vma *v;
+	int i, n = read_maps(&v);
+
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(v[i].path);
+
+		if (v[i].path[0] != '/' || len < sizeof(suffix) ||
+		    strcmp(v[i].path + len - (sizeof(suffix) - 1), suffix))
+			continue;
+		if (ndeleted == MAX_DELETED)
+			fail("more than %d mappings of deleted files", MAX_DELETED);
+		snprintf(deleted[ndeleted++], sizeof(deleted[0]), "%.*s",
+			 (int)(len - (sizeof(suffix) - 1)), v[i].path);
+	}
+	free(v);
+}
+
+static void check_gone(const char *dir, const char *start);
+
+/* check_deleted_gone fails if a deleted file recorded, or its ghost, is
+ * in its directory again. */
+static void check_deleted_gone(void)
+{
+	char dir[256];
+	int i;
+
+	for (i = 0; i < ndeleted; i++) {
+		char *slash = strrchr(deleted[i], '/');
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - deleted[i]), deleted[i]);
+		check_gone(dir[0] ? dir : "/", slash + 1);
+	}
+}
+
 static void child_main(void) __attribute__((noreturn));
 static void child_main(void)
 {
 	sem_t *a, *b;
-	unsigned char *m;
+	unsigned char *m, *keep;
+	int fd;
 
 	close(p2c[1]);
 	close(c2p[0]);
@@ -103,6 +156,14 @@ static void child_main(void)
 	if (a == SEM_FAILED || b == SEM_FAILED)
 		fail("child: sem_open: %s", test_strerror(errno));
 	m = map_data();
+	fd = open(keep_path, O_RDONLY);
+	if (fd < 0)
+		fail("child: open %s: %s", keep_path, test_strerror(errno));
+	keep = mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (keep == MAP_FAILED)
+		fail("child: mmap %s: %s", keep_path, test_strerror(errno));
+	close(fd);
+	record_deleted();
 	if (write(c2p[1], "k", 1) != 1)
 		fail("child: write: %s", test_strerror(errno));
 	close(p2c[0]);
@@ -110,9 +171,12 @@ static void child_main(void)
 
 	if (sem_wait_intr(a))
 		fail("child: sem_wait: %s", test_strerror(errno));
+	if (memcmp(keep, "keep", 4))
+		fail("child: %s mapped does not start with \"keep\"", keep_path);
 	expect_pattern(m, PG, SEED, "child: data page 0 (its own MAP_SHARED mapping)");
 	expect_pattern(m + PG, PG, SEED_FD, "child: data page 1 written by the parent through its fd (one inode?)");
 	fill_pattern(m, PG, SEED_CHILD);
+	check_deleted_gone();
 	if (sem_post(b))
 		fail("child: sem_post: %s", test_strerror(errno));
 	_exit(0);
@@ -193,6 +257,10 @@ int main(void)
 	snprintf(data_path, sizeof(data_path), "/dev/shm/%s-data", prefix);
 	if (pipe(p2c) || pipe(c2p))
 		fail("pipe: %s", test_strerror(errno));
+	fd = open(keep_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, "keep", 4) != 4)
+		fail("create %s: %s", keep_path, test_strerror(errno));
+	close(fd);
 	child = fork();
 	if (child < 0)
 		fail("fork: %s", test_strerror(errno));
@@ -219,6 +287,9 @@ int main(void)
 	if (sem_unlink(sem_a) || sem_unlink(sem_b) || unlink(data_path))
 		fail("unlink: %s", test_strerror(errno));
 	setup_private(&priv, &shared);
+	record_deleted();
+	if (ndeleted < 5)
+		fail("%d mappings of deleted files, want at least 5", ndeleted);
 
 	test_ready();
 	test_wait_stop();
@@ -248,5 +319,6 @@ int main(void)
 	check_gone("/dev/shm", (char *)buf);
 	check_gone("/dev/shm", prefix);
 	check_gone(".", "unlink_mmap_shared.priv");
+	check_deleted_gone();
 	pass();
 }
