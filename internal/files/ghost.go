@@ -40,6 +40,8 @@ import (
 // its own (a directory at its own path if that is free), making the
 // directories above it that are gone too, opens every open file of it,
 // and removes it and them.
+// A mapped unlinked file is made by amber itself instead, before any task
+// runs, and removed once all are restored (ghost_map.go).
 
 // DefaultGhostLimit is the largest unlinked file a dump keeps unless the
 // user says otherwise (--ghost-limit), as with criu.

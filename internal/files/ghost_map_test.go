@@ -238,4 +238,10 @@ func TestGhostMapping(t *testing.T) {
 	if reg := d.Table.Entries()[id3-1].GetReg(); reg.GetName() != p || reg.GetFlags() != unix.O_RDONLY {
 		t.Errorf("entry %v", reg)
 	}
+	f.WriteAt(make([]byte, 8192), 0)
+	f.Sync()
+	small := NewDumper(NewTable(), DumpOptions{GhostLimit: 4096})
+	if _, err := small.GhostMapping(os.Getpid(), vma(m1), unix.O_RDWR); err == nil || !strings.Contains(err.Error(), "--ghost-limit") {
+		t.Errorf("a mapped ghost above the limit: %v", err)
+	}
 }
