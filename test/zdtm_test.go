@@ -73,6 +73,7 @@ var programs = []program{
 	{name: "fifo00"},
 	{name: "unlink_fstat00"},
 	{name: "unlink_tmpfile"},
+	{name: "unlink_mmap_shared", cflags: []string{"-pthread"}},
 	{name: "rmdir_open"},
 	{name: "cwd_removed"},
 	{name: "symlink_open"},

@@ -175,6 +175,7 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	vmas, err := mem.Backing{
 		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(v.Path, mem.OpenFlags(v)) },
 		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
+		Ghost:    func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
 		ShmemDev: d.shmemDev,
 	}.Entries(ps.vmas)
 	if err != nil {

@@ -40,6 +40,8 @@ import (
 // its own (a directory at its own path if that is free), making the
 // directories above it that are gone too, opens every open file of it,
 // and removes it and them.
+// A mapped unlinked file is made by amber itself instead, before any task
+// runs, and removed once all are restored (ghost_map.go).
 
 // DefaultGhostLimit is the largest unlinked file a dump keeps unless the
 // user says otherwise (--ghost-limit), as with criu.
@@ -60,6 +62,7 @@ func ghostFileName(id uint32) string { return fmt.Sprintf("ghost-file-%d.img", i
 // ghostState is what a dump keeps of unlinked files.
 type ghostState struct {
 	ids    map[fileKey]uint32 // ghost id by file identity
+	maps   map[mapKey]uint32  // file id of each mapped ghost (GhostMapping)
 	srcs   []ghostSource      // one per ghost, in id order
 	remaps []*remap.RemapFilePathEntry
 }
@@ -94,11 +97,7 @@ func (d *Dumper) addGhostAt(at, link string, pos uint64, st os.FileInfo, flags u
 		return 0, fmt.Errorf("%s: unlinked file of %d bytes on disk, above the ghost limit of %d bytes: raise it with --ghost-limit",
 			link, size, d.opts.GhostLimit)
 	}
-	g := d.ghosts
-	if g == nil {
-		g = &ghostState{ids: map[fileKey]uint32{}}
-		d.ghosts = g
-	}
+	g := d.ghostState()
 	id := d.Table.addReg(name, flags, pos, st)
 	gid, ok := g.ids[keyOf(st)]
 	if !ok {
@@ -421,8 +420,12 @@ func (p *fdPlanner) ghostFiles(g *Ghost) []*fdinfo.FileEntry {
 
 // makeGhost creates the unlinked file of e again, opens every file of
 // the images that is it (parking the others), removes it and returns
-// e's descriptor.
+// e's descriptor. A ghost amber made itself (a mapped one) is only
+// opened.
 func (p *fdPlanner) makeGhost(e *fdinfo.FileEntry, g *Ghost) (int, error) {
+	if at, ok := p.in.HostGhosts[g.ID]; ok {
+		return p.openHostGhost(e, at), nil
+	}
 	orig := e.GetReg().GetName()
 	at, made, err := planGhostNode(p.b, p.in.Stat, orig, g)
 	if err != nil {

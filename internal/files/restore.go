@@ -40,6 +40,10 @@ type RestoreInput struct {
 	// Extra is what other images say of the files: FIFO data, socket
 	// queues, unlinked files, modification times (nil: none).
 	Extra *Extra
+	// HostGhosts are the paths of the unlinked files amber made before
+	// any task ran, by ghost id (PlanHostGhosts): the task opens them
+	// there, and neither makes nor removes them.
+	HostGhosts map[uint32]string
 	// SkipFileCheck restores regular files that changed since the dump
 	// (--skip-file-check).
 	SkipFileCheck bool

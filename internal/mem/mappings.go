@@ -146,6 +146,18 @@ func (f *fileOpener) done(i int) {
 	}
 }
 
+// MappedFiles lists the files.img ids of the regular files that vmas
+// map (memfds aside), with repeats.
+func MappedFiles(vmas []*vma.VmaEntry) []uint32 {
+	var out []uint32
+	for _, v := range vmas {
+		if isFileVMA(v) {
+			out = append(out, uint32(v.GetShmid()))
+		}
+	}
+	return out
+}
+
 func isFileVMA(v *vma.VmaEntry) bool {
 	return v.GetStatus()&(StatusFilePrivate|StatusFileShared) != 0 && v.GetStatus()&StatusMemfd == 0
 }

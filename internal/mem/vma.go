@@ -64,6 +64,9 @@ type Backing struct {
 	// Memfd gives the files.img id of a mapped memfd (files.Dumper's
 	// MemfdMapping); nil refuses memfd mappings.
 	Memfd FileIDs
+	// Ghost gives the files.img id of a mapped regular file that was
+	// deleted (files.Dumper's GhostMapping); nil refuses them.
+	Ghost FileIDs
 	// ShmemDev is the device of the kernel's internal shmem mount
 	// (kerndat.ShmemDev), where anonymous shared memory, memfds and SysV
 	// segments live; 0 refuses them all.
@@ -115,8 +118,11 @@ func (bk Backing) entry(v proc.VMA) (*vma.VmaEntry, error) {
 	switch {
 	case status&(StatusFilePrivate|StatusFileShared) != 0:
 		ids := bk.File
-		if status&StatusMemfd != 0 {
+		switch {
+		case status&StatusMemfd != 0:
 			ids = bk.Memfd
+		case v.Deleted:
+			ids = bk.Ghost
 		}
 		if ids == nil {
 			return nil, fmt.Errorf("no way to dump the file it maps")
@@ -248,8 +254,8 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 		return 0, 0, fmt.Errorf("special mapping %s is not supported", v.Path)
 	case strings.HasPrefix(v.Path, "anon_inode:"):
 		return 0, 0, fmt.Errorf("mapping of %s is not supported yet", v.Path)
-	case v.Deleted:
-		return 0, 0, fmt.Errorf("mapping of deleted file %s is not supported yet", v.Path)
+	case v.Deleted && bk.Ghost == nil:
+		return 0, 0, fmt.Errorf("mapping of deleted file %s is not supported here", v.Path)
 	case v.Shared:
 		return status | StatusFileShared, flags | unix.MAP_SHARED, nil
 	default:

@@ -204,3 +204,50 @@ func TestOpenFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestEntriesGhost: a mapping of a deleted file takes its file id from
+// Backing.Ghost (with the flags to open it by), as a file mapping, shared
+// or private; without Ghost it is refused.
+func TestEntriesGhost(t *testing.T) {
+	var asked []proc.VMA
+	bk := Backing{
+		File: (&fileIDs{ids: map[string]uint32{"/ok": 1}}).id,
+		Ghost: func(v proc.VMA) (uint32, error) {
+			asked = append(asked, v)
+			return 9, nil
+		},
+	}
+	vmas := []proc.VMA{
+		{Start: 0x1000, End: 0x2000, Prot: rw, Shared: true, Path: "/dev/shm/sem.x", Deleted: true, Offset: 0x3000, VmFlags: []string{"rd", "wr", "sh", "mr", "mw"}},
+		{Start: 0x2000, End: 0x3000, Prot: ro, Path: "/tmp/gone", Deleted: true},
+		{Start: 0x3000, End: 0x4000, Prot: ro, Path: "/ok"},
+	}
+	out, err := bk.Entries(vmas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 {
+		t.Fatalf("Ghost asked for %d mappings, want the 2 deleted", len(asked))
+	}
+	want := []struct {
+		status, flags, fdflags uint32
+		shmid, pgoff           uint64
+	}{
+		{StatusRegular | StatusFileShared, unix.MAP_SHARED, unix.O_RDWR, 9, 0x3000},
+		{StatusRegular | StatusFilePrivate, unix.MAP_PRIVATE, unix.O_RDONLY, 9, 0},
+		{StatusRegular | StatusFilePrivate, unix.MAP_PRIVATE, unix.O_RDONLY, 1, 0},
+	}
+	for i, w := range want {
+		e := out[i]
+		if e.GetStatus() != w.status || e.GetFlags() != w.flags || e.GetFdflags() != w.fdflags || e.GetShmid() != w.shmid || e.GetPgoff() != w.pgoff {
+			t.Errorf("vma %d: %v, want %+v", i, e, w)
+		}
+	}
+	if got := MappedFiles(out); len(got) != 3 || got[0] != 9 || got[1] != 9 || got[2] != 1 {
+		t.Errorf("MappedFiles %v", got)
+	}
+	bk.Ghost = nil
+	if _, err := bk.Entries(vmas[:1]); err == nil || !strings.Contains(err.Error(), "deleted file /dev/shm/sem.x") {
+		t.Errorf("without Ghost: %v", err)
+	}
+}

@@ -54,6 +54,9 @@ type host struct {
 	// procPid is the PID in amber's pid namespace of a task restored
 	// earlier, by its PID in the images (nil: the same).
 	procPid func(pid int) int
+	// ghosts are the paths of the unlinked files amber made for the
+	// tree's mappings, by ghost id (makeGhosts).
+	ghosts map[uint32]string
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -193,7 +196,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, base, size uint64) error {
 	in := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
-		FilePath: t.files.VerifiedPath(h.fileCheck(t)), Current: o.current, Cow: t.cow,
+		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current, Cow: t.cow,
 		Workers: h.workers, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size},
 	}
@@ -225,7 +228,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
-			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, Lone: h.lone, Warnf: h.warnf,
+			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
 		}
 		if o.parent != nil {

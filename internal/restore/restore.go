@@ -28,6 +28,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/ipc"
 	"amber/internal/log"
+	"amber/internal/mem"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
@@ -159,6 +160,17 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.locks, err = tree.locksToTake(opts.FileLocks); err != nil {
 		return err
 	}
+	ghosts, err := makeGhosts(tree, h)
+	if err != nil {
+		return err
+	}
+	// Whatever way the restore ends, no ghost stays (a no-op once
+	// removed before release).
+	defer func() {
+		if rerr := ghosts.Remove(); rerr != nil {
+			opts.Log.Errorf("remove the unlinked files made again: %v", rerr)
+		}
+	}()
 	if h.ttys, err = openTerminals(tree, opts); err != nil {
 		return err
 	}
@@ -246,6 +258,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	if err := h.ttys.Finish(); err != nil {
 		return err
+	}
+	if err := ghosts.Remove(); err != nil {
+		return fmt.Errorf("remove the unlinked files made again: %w", err)
 	}
 	return r.resume(opts)
 }
@@ -498,6 +513,25 @@ func (r *restorer) killAll() {
 			break // ECHILD: all reaped
 		}
 	}
+}
+
+// makeGhosts makes the unlinked files that the tree maps again, before
+// any task runs (files.PlanHostGhosts), and tells h where they are.
+func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
+	var mapped []uint32
+	for _, t := range tree.tasks {
+		mapped = append(mapped, mem.MappedFiles(t.mm.GetVmas())...)
+	}
+	if len(mapped) == 0 {
+		return nil, nil
+	}
+	t := tree.root
+	gs, err := files.PlanHostGhosts(t.files, t.extra, mapped, h.stat)
+	if err != nil {
+		return nil, err
+	}
+	h.ghosts = files.HostPaths(gs)
+	return files.MakeHostGhosts(gs)
 }
 
 // checkPidsFree names the first PID or TID of the tree already in use.
