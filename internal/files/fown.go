@@ -82,12 +82,32 @@ func readFown(fd int, fo *fown.FownEntry) error {
 	return nil
 }
 
+// readOwnerOf reads the owner of the file at fd of the task behind
+// pidfd; nil if it cannot (dumpFown tries again, and reports why).
+func readOwnerOf(pidfd, fd int) *fown.FownEntry {
+	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(mine)
+	fo := &fown.FownEntry{}
+	if readFown(mine, fo) != nil {
+		return nil
+	}
+	return fo
+}
+
 // dumpFown records the owner of file id, open at fd of the task behind
-// pidfd.
-func (d *Dumper) dumpFown(pidfd, fd int, id uint32) error {
+// pidfd: read, if read is not nil, else read now.
+func (d *Dumper) dumpFown(pidfd, fd int, id uint32, read *fown.FownEntry) error {
 	fo, flags := fileFown(d.Table.entries[id-1])
 	if fo == nil || flags&unix.O_PATH != 0 {
 		return nil // an O_PATH file has no owner (fcntl says EBADF)
+	}
+	if read != nil {
+		proto.Merge(fo, read) // the uids only if there is an owner
+		d.translateOwner(fo)
+		return nil
 	}
 	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
@@ -97,10 +117,15 @@ func (d *Dumper) dumpFown(pidfd, fd int, id uint32) error {
 	if err := readFown(mine, fo); err != nil {
 		return err
 	}
+	d.translateOwner(fo)
+	return nil
+}
+
+// translateOwner writes the owner's PID as the images have it.
+func (d *Dumper) translateOwner(fo *fown.FownEntry) {
 	if d.pidOf != nil && fo.GetPid() != 0 {
 		fo.Pid = proto.Uint32(uint32(d.pidOf(int(fo.GetPid()))))
 	}
-	return nil
 }
 
 // SetPidMap makes the dumper write the PIDs it finds (owners of files)

@@ -73,7 +73,7 @@ func TestDumpFownSkipsOPath(t *testing.T) {
 	fo := newFown()
 	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(1),
 		Pipe: &pipe.PipeEntry{Id: proto.Uint32(1), PipeId: proto.Uint32(9), Flags: proto.Uint32(unix.O_PATH), Fown: fo}})
-	if err := d.dumpFown(-1, -1, 1); err != nil {
+	if err := d.dumpFown(-1, -1, 1, nil); err != nil {
 		t.Errorf("O_PATH file: %v", err)
 	}
 }

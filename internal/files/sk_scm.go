@@ -35,10 +35,10 @@ func (d *Dumper) dumpInFlight(pid int, fds []int) ([]uint32, error) {
 	ids := make([]uint32, 0, len(fds))
 	for i, fd := range fds {
 		known := d.Table.nextID()
-		f := readFdFacts(self, fd)
+		f := readFdFacts(self, pidfd, fd)
 		e, err := d.dumpFd(self, f)
 		if err == nil && e.GetId() >= known {
-			err = d.dumpFown(pidfd, fd, e.GetId())
+			err = d.dumpFown(pidfd, fd, e.GetId(), f.owner)
 		}
 		if err == nil && e.GetType() == fdinfo.FdTypes_PIDFD && d.Table.entries[e.GetId()-1].GetPidfd().GetNspid() != deadNspid {
 			// Restore sends it before the tree exists (makePidfd).

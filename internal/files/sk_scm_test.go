@@ -129,7 +129,7 @@ func TestDumpScmRights(t *testing.T) {
 	}
 	// The write end, also held "by the task" here, is the entry of the
 	// one in flight.
-	e, err := d.dumpFd(self, readFdFacts(self, pp[1]))
+	e, err := d.dumpFd(self, readFdFacts(self, -1, pp[1]))
 	if err != nil {
 		t.Fatal(err)
 	}
