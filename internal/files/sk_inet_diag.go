@@ -49,7 +49,7 @@ func (d *Dumper) inetSockets() *inetDump {
 // does not list.
 func (d *Dumper) readShutdown(s int, k *inetSock) error {
 	if k.state == tcpClose && k.proto == unix.IPPROTO_TCP {
-		return k.pollShutdown(s)
+		return k.pollClosedShutdown(s)
 	}
 	if !repairable(k.state) {
 		return nil
@@ -68,6 +68,21 @@ func (d *Dumper) readShutdown(s int, k *inetSock) error {
 		return nil
 	}
 	return k.pollShutdown(s)
+}
+
+// pollClosedShutdown learns, as CRIU does, whether a closed TCP socket
+// was shut down for reading (POLLRDHUP): poll says POLLHUP of every
+// closed socket, one that never connected too, so the send side cannot
+// be told; a write to a closed socket fails with EPIPE anyway.
+func (k *inetSock) pollClosedShutdown(s int) error {
+	pfd := []unix.PollFd{{Fd: int32(s), Events: unix.POLLRDHUP | unix.POLLHUP}}
+	if _, err := unix.Poll(pfd, 0); err != nil {
+		return fmt.Errorf("poll for its shutdown state: %w", err)
+	}
+	if pfd[0].Revents&unix.POLLRDHUP != 0 {
+		k.shutdown = skopts.SkShutdown_READ
+	}
+	return nil
 }
 
 // pollShutdown learns the shutdown state from poll.

@@ -5,8 +5,13 @@
  * still bound to its address, which the connection's TIME_WAIT holds
  * too. Dumped and restored without options.
  *
- * After SIGTERM: each socket is in TCP_CLOSE at the same address, reads
- * end-of-file, polls POLLHUP and fails a write with EPIPE.
+ * Beside them, a socket that never connected (also TCP_CLOSE, polling
+ * POLLHUP all the same) and the listener, kept.
+ *
+ * After SIGTERM: each ended socket is in TCP_CLOSE at the same address,
+ * reads end-of-file, polls POLLHUP and fails a write with EPIPE; the
+ * socket that never connected connects to the listener and carries a
+ * byte.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -74,7 +79,8 @@ int main(void)
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sa);
 	struct timespec ms = { 0, 1000 * 1000 };
-	int lsn, i;
+	int lsn, fresh, srv, i;
+	char c;
 
 	test_init();
 	signal(SIGPIPE, SIG_IGN);
@@ -89,7 +95,9 @@ int main(void)
 	ends[1].fd = accept(lsn, NULL, NULL);
 	if (ends[1].fd < 0)
 		fail("accept: %s", test_strerror(errno));
-	close(lsn);
+	fresh = socket(AF_INET, SOCK_STREAM, 0);
+	if (fresh < 0)
+		fail("socket: %s", test_strerror(errno));
 	for (i = 0; i < 2; i++)
 		addr_of(&ends[i], &ends[i].addr);
 	if (shutdown(ends[0].fd, SHUT_WR) || shutdown(ends[1].fd, SHUT_WR))
@@ -105,5 +113,10 @@ int main(void)
 
 	for (i = 0; i < 2; i++)
 		check(&ends[i]);
+	if (connect(fresh, (struct sockaddr *)&sa, sizeof(sa)))
+		fail("the socket that never connected cannot connect after restore: %s", test_strerror(errno));
+	srv = accept(lsn, NULL, NULL);
+	if (srv < 0 || write(fresh, "x", 1) != 1 || read(srv, &c, 1) != 1 || c != 'x')
+		fail("the new connection does not carry a byte: %s", test_strerror(errno));
 	pass();
 }
