@@ -568,7 +568,11 @@ func (m *inetMaker) bind() error {
 	}
 	b.Call(fmt.Sprintf("bind %v", m.k), unix.SYS_BIND, uint64(m.fd), b.Bytes(sa), uint64(len(sa)))
 	if repair {
+		// Leaving repair mode clears SO_REUSEADDR: set again, the
+		// sockets bound after it on its port (a listener it was
+		// accepted from) must find it shared.
 		m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF, "turn repair mode off")
+		m.setInt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "set SO_REUSEADDR again until every socket is bound")
 	}
 	return nil
 }

@@ -6,7 +6,8 @@
  * too. Dumped and restored without options.
  *
  * Beside them, a socket that never connected (also TCP_CLOSE, polling
- * POLLHUP all the same) and the listener, kept.
+ * POLLHUP all the same) and the listener, kept at a descriptor above
+ * theirs: it binds its port again after the server's end.
  *
  * After SIGTERM: each ended socket is in TCP_CLOSE at the same address,
  * reads end-of-file, polls POLLHUP and fails a write with EPIPE; the
@@ -98,6 +99,12 @@ int main(void)
 	fresh = socket(AF_INET, SOCK_STREAM, 0);
 	if (fresh < 0)
 		fail("socket: %s", test_strerror(errno));
+	/* Above the ended sockets, so that it is bound again after them. */
+	i = dup2(lsn, 100);
+	if (i < 0)
+		fail("dup2: %s", test_strerror(errno));
+	close(lsn);
+	lsn = i;
 	for (i = 0; i < 2; i++)
 		addr_of(&ends[i], &ends[i].addr);
 	if (shutdown(ends[0].fd, SHUT_WR) || shutdown(ends[1].fd, SHUT_WR))
