@@ -182,7 +182,7 @@ func readFdFacts(pid, pidfd, fd int) fdFacts {
 		return f
 	}
 	if f.info.Flags&unix.O_PATH == 0 {
-		f.owner = readOwnerOf(pidfd, fd)
+		f.owner, _ = ownerOf(pidfd, fd) // if not, dumpFown reads it again and says why
 	}
 	return f
 }

@@ -82,19 +82,19 @@ func readFown(fd int, fo *fown.FownEntry) error {
 	return nil
 }
 
-// readOwnerOf reads the owner of the file at fd of the task behind
-// pidfd; nil if it cannot (dumpFown tries again, and reports why).
-func readOwnerOf(pidfd, fd int) *fown.FownEntry {
+// ownerOf reads the owner of the file at fd of the task behind pidfd,
+// through a copy of the descriptor.
+func ownerOf(pidfd, fd int) (*fown.FownEntry, error) {
 	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("pidfd_getfd: %w", err)
 	}
 	defer unix.Close(mine)
 	fo := &fown.FownEntry{}
-	if readFown(mine, fo) != nil {
-		return nil
+	if err := readFown(mine, fo); err != nil {
+		return nil, err
 	}
-	return fo
+	return fo, nil
 }
 
 // dumpFown records the owner of file id, open at fd of the task behind
@@ -104,19 +104,13 @@ func (d *Dumper) dumpFown(pidfd, fd int, id uint32, read *fown.FownEntry) error 
 	if fo == nil || flags&unix.O_PATH != 0 {
 		return nil // an O_PATH file has no owner (fcntl says EBADF)
 	}
-	if read != nil {
-		proto.Merge(fo, read) // the uids only if there is an owner
-		d.translateOwner(fo)
-		return nil
+	if read == nil {
+		var err error
+		if read, err = ownerOf(pidfd, fd); err != nil {
+			return err
+		}
 	}
-	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return fmt.Errorf("pidfd_getfd: %w", err)
-	}
-	defer unix.Close(mine)
-	if err := readFown(mine, fo); err != nil {
-		return err
-	}
+	proto.Merge(fo, read) // the uids only if there is an owner
 	d.translateOwner(fo)
 	return nil
 }
