@@ -66,20 +66,28 @@ func Create(p Path, kind Kind) (*Writer, error) {
 
 // Write appends one entry.
 func (w *Writer) Write(m proto.Message) error {
-	b, err := proto.MarshalOptions{}.MarshalAppend(w.buf[:0], m)
+	b, err := appendEntry(w.buf[:0], m)
 	if err != nil {
-		return fmt.Errorf("%s: encode %T: %w", w.path, m, err)
-	}
-	w.buf = b
-	var l [4]byte
-	binary.LittleEndian.PutUint32(l[:], uint32(len(b)))
-	if _, err := w.w.Write(l[:]); err != nil {
 		return fmt.Errorf("%s: %w", w.path, err)
 	}
+	w.buf = b
 	if _, err := w.w.Write(b); err != nil {
 		return fmt.Errorf("%s: %w", w.path, err)
 	}
 	return nil
+}
+
+// appendEntry appends m to b as an image holds an entry: its length, 32
+// bits little-endian, then its encoding.
+func appendEntry(b []byte, m proto.Message) ([]byte, error) {
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b, err := proto.MarshalOptions{}.MarshalAppend(b, m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", m, err)
+	}
+	binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b, nil
 }
 
 // WriteWithPayload appends one entry followed by raw bytes that belong to
@@ -116,13 +124,10 @@ func (w *Writer) Close() error {
 func WriteFile(p Path, kind Kind, entries ...proto.Message) error {
 	b := kind.header()
 	for _, e := range entries {
-		at := len(b)
-		b = append(b, 0, 0, 0, 0)
 		var err error
-		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, e); err != nil {
-			return fmt.Errorf("%s: encode %T: %w", p, e, err)
+		if b, err = appendEntry(b, e); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
 		}
-		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
 	}
 	return p.WriteFile(b)
 }
