@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,8 +100,12 @@ func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) 
 		return nil, fmt.Errorf("pid %d: pidfd_open: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
+	facts, err := gatherFds(pid, pidfd, fds)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
 	var out []*fdinfo.FdinfoEntry
-	for _, f := range gatherFds(pid, pidfd, fds) {
+	for _, f := range facts {
 		known := d.Table.nextID()
 		e, err := d.dumpFd(pid, f)
 		if err == nil && e.GetId() >= known {
@@ -138,14 +143,19 @@ const gatherParallelMin = 256
 // gatherFds reads /proc for every descriptor of pid (frozen), in fd
 // order; a table of gatherParallelMin or more is read by one goroutine
 // per CPU.
-func gatherFds(pid, pidfd int, fds []int) []fdFacts {
+func gatherFds(pid, pidfd int, fds []int) ([]fdFacts, error) {
+	dir, err := proc.OpenFdDir(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
 	out := make([]fdFacts, len(fds))
 	workers := 1
 	if len(fds) >= gatherParallelMin {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	eachAtOnce(len(fds), workers, func(i int) { out[i] = readFdFacts(pid, pidfd, fds[i]) })
-	return out
+	eachAtOnce(len(fds), workers, func(i int) { out[i] = readFdFacts(dir, pidfd, fds[i]) })
+	return out, nil
 }
 
 // eachAtOnce calls f(0) ... f(n-1) from workers goroutines, the caller's
@@ -166,23 +176,34 @@ func eachAtOnce(n, workers int, f func(i int)) {
 	wg.Wait()
 }
 
-// readFdFacts reads what /proc says of fd of pid, and the owner of its
-// file through a copy of it (pidfd_getfd on pidfd): five calls a file
-// that a table of thousands pays in parallel here rather than one after
-// the other in dumpFown.
-func readFdFacts(pid, pidfd, fd int) fdFacts {
+// readFdFacts reads what /proc says of fd (its link and fdinfo), and the
+// file's stat and owner through a copy of the descriptor (pidfd_getfd on
+// pidfd): a table of thousands pays these calls in parallel here rather
+// than one after the other in dumpFd and dumpFown. The stat of the copy is
+// the stat of /proc/PID/fd/FD without its path walk.
+func readFdFacts(dir *proc.FdDir, pidfd, fd int) fdFacts {
 	f := fdFacts{fd: fd}
-	if f.link, f.err = proc.FdPath(pid, fd); f.err != nil {
+	if f.link, f.err = dir.Link(fd); f.err != nil {
 		return f
 	}
-	if f.info, f.err = proc.ReadFdinfo(pid, fd); f.err != nil {
+	if f.info, f.err = dir.Info(fd); f.err != nil {
 		return f
 	}
-	if f.st, f.err = os.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd)); f.err != nil {
+	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil { // dumpFown says why, if it needs the copy
+		f.st, f.err = os.Stat(fmt.Sprintf("/proc/%d/fd/%d", dir.Pid(), fd))
+		return f
+	}
+	defer unix.Close(mine)
+	if f.st, err = fstatInfo(mine, strconv.Itoa(fd)); err != nil {
+		f.err = fmt.Errorf("fstat of a copy of fd %d: %w", fd, err)
 		return f
 	}
 	if f.info.Flags&unix.O_PATH == 0 {
-		f.owner, _ = ownerOf(pidfd, fd) // if not, dumpFown reads it again and says why
+		fo := &fown.FownEntry{}
+		if readFown(mine, fo) == nil { // if not, dumpFown reads it again and says why
+			f.owner = fo
+		}
 	}
 	return f
 }

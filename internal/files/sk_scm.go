@@ -32,13 +32,16 @@ func (d *Dumper) dumpInFlight(pid int, fds []int) ([]uint32, error) {
 		return nil, fmt.Errorf("pidfd_open amber: %w", err)
 	}
 	defer unix.Close(pidfd)
+	facts, err := gatherFds(self, pidfd, fds)
+	if err != nil {
+		return nil, fmt.Errorf("amber: %w", err)
+	}
 	ids := make([]uint32, 0, len(fds))
-	for i, fd := range fds {
+	for i, f := range facts {
 		known := d.Table.nextID()
-		f := readFdFacts(self, pidfd, fd)
 		e, err := d.dumpFd(self, f)
 		if err == nil && e.GetId() >= known {
-			err = d.dumpFown(pidfd, fd, e.GetId(), f.owner)
+			err = d.dumpFown(pidfd, f.fd, e.GetId(), f.owner)
 		}
 		if err == nil && e.GetType() == fdinfo.FdTypes_PIDFD && d.Table.entries[e.GetId()-1].GetPidfd().GetNspid() != deadNspid {
 			// Restore sends it before the tree exists (makePidfd).

@@ -129,7 +129,11 @@ func TestDumpScmRights(t *testing.T) {
 	}
 	// The write end, also held "by the task" here, is the entry of the
 	// one in flight.
-	e, err := d.dumpFd(self, readFdFacts(self, -1, pp[1]))
+	facts, err := gatherFds(self, -1, []int{pp[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := d.dumpFd(self, facts[0])
 	if err != nil {
 		t.Fatal(err)
 	}

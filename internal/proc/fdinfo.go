@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // FdInfo is /proc/PID/fdinfo/FD.
@@ -76,10 +78,17 @@ func parseFdinfo(text string) (FdInfo, error) {
 // ReadFdinfo reads /proc/PID/fdinfo/FD.
 func ReadFdinfo(pid, fd int) (FdInfo, error) {
 	path := pidPath(pid, "fdinfo/"+strconv.Itoa(fd))
+	return readFdinfoAt(unix.AT_FDCWD, path, path)
+}
+
+// readFdinfoAt reads the fdinfo file name of the directory dir (or path,
+// with AT_FDCWD); path names it in errors.
+func readFdinfoAt(dir int, name, path string) (FdInfo, error) {
 	// Most fdinfo files hold a few lines: one read into a small buffer,
-	// without an *os.File, a bufio.Reader and a Scanner for each.
+	// without an *os.File, a bufio.Reader and a Scanner for each. fdinfo
+	// is a seq_file and the buffer less than a page: a short read is all.
 	var buf [fdinfoRead]byte
-	text, fits, err := readSmall(path, buf[:])
+	text, fits, err := readSmallAt(dir, name, path, buf[:], true)
 	if err != nil {
 		return FdInfo{}, err
 	}

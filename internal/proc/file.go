@@ -168,7 +168,16 @@ func readParsedSize[T any](path string, size int, parse func(io.Reader) (T, erro
 // returns its text; fits is false, and text empty, when the file may
 // hold more than buf.
 func readSmall(path string, buf []byte) (text string, fits bool, err error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return readSmallAt(unix.AT_FDCWD, path, path, buf, false)
+}
+
+// readSmallAt is readSmall of name relative to the directory dir; path
+// names the file in errors. With whole, a read shorter than asked ends the
+// file: true of a seq_file read into a buffer of at most a page, which
+// the kernel fills to the end of the text or of the buffer, and it spares
+// the read that would return 0.
+func readSmallAt(dir int, name, path string, buf []byte, whole bool) (text string, fits bool, err error) {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", false, gone(&os.PathError{Op: "open", Path: path, Err: err})
 	}
@@ -186,6 +195,9 @@ func readSmall(path string, buf []byte) (text string, fits bool, err error) {
 			break
 		}
 		n += m
+		if whole && n < len(buf) {
+			break
+		}
 	}
 	if n == len(buf) {
 		return "", false, nil
