@@ -105,34 +105,57 @@ func findGadgets(t *Task, code []Range, cache *GadgetCache) (gadgets, error) {
 // in r's file if it has one and the task has the same bytes there, else
 // in the task's memory.
 func searchRange(t *Task, r Range) [3]int64 {
+	size := r.End - r.Start
 	if r.File != "" {
-		if buf, err := readRangeFile(r); err == nil {
-			offs := searchBytes(buf)
+		if f, err := os.Open(r.File); err == nil {
+			offs := searchChunks(size, func(off uint64, b []byte) (int, error) {
+				return f.ReadAt(b, int64(r.Offset+off)) // a mapping may reach past the end of its file
+			})
+			f.Close()
 			if gadgetsIn(t, r, offs) {
 				return offs
 			}
 		}
 	}
-	buf := make([]byte, r.End-r.Start)
-	if err := t.ReadMem(r.Start, buf); err != nil {
-		return [3]int64{-1, -1, -1}
-	}
-	return searchBytes(buf)
+	return searchChunks(size, func(off uint64, b []byte) (int, error) {
+		if err := t.ReadMem(r.Start+off, b); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	})
 }
 
-// readRangeFile reads the bytes r maps from its file.
-func readRangeFile(r Range) ([]byte, error) {
-	f, err := os.Open(r.File)
-	if err != nil {
-		return nil, err
+// searchChunk is how much of a range searchChunks reads at a time: a
+// library usually has every gadget early, and reading all of a libc's
+// text (megabytes) for them cost more than the rest of the dump of a
+// small process.
+const searchChunk = 64 << 10
+
+// gadgetOverlap is how far chunks overlap, for a gadget across two: the
+// longest encoding but one byte.
+const gadgetOverlap = 8
+
+// searchChunks finds the offset of each kind of gadget in the size bytes
+// read gives, a chunk at a time, until it has them all or read fails or
+// comes short (the end of a file).
+func searchChunks(size uint64, read func(off uint64, b []byte) (int, error)) [3]int64 {
+	offs := [3]int64{-1, -1, -1}
+	buf := make([]byte, min(size, searchChunk+gadgetOverlap))
+	for start := uint64(0); start < size; start += searchChunk {
+		want := min(size-start, uint64(len(buf)))
+		n, err := read(start, buf[:want])
+		all := true
+		for k, off := range searchBytes(buf[:n]) {
+			if offs[k] < 0 && off >= 0 {
+				offs[k] = int64(start) + off
+			}
+			all = all && offs[k] >= 0
+		}
+		if all || err != nil || uint64(n) < want {
+			break
+		}
 	}
-	defer f.Close()
-	buf := make([]byte, r.End-r.Start)
-	n, err := f.ReadAt(buf, int64(r.Offset))
-	if n == 0 {
-		return nil, err
-	}
-	return buf[:n], nil // a mapping may reach past the end of its file
+	return offs
 }
 
 // searchBytes finds the offset in buf of each kind of gadget, -1 if none.
