@@ -27,14 +27,15 @@ func TestCombineCRC(t *testing.T) {
 	}
 }
 
-// TestChunkSums hashes a buffer in pieces added out of order.
+// TestChunkSums hashes a buffer in pieces added out of order, of sizes
+// that repeat (one shift for many pieces) and change back and forth.
 func TestChunkSums(t *testing.T) {
-	buf := make([]byte, 10000)
+	buf := make([]byte, 20000)
 	for i := range buf {
 		buf[i] = byte(i * 7)
 	}
 	var c image.ChunkSums
-	cuts := []int{0, 1, 4096, 4097, 9000, 10000}
+	cuts := []int{0, 1, 4096, 8191, 12286, 12287, 16382, 20000}
 	for i := len(cuts) - 2; i >= 0; i-- {
 		b := buf[cuts[i]:cuts[i+1]]
 		c.Add(int64(cuts[i]), image.Sum{Size: int64(len(b)), CRC: image.Checksum(b)})
