@@ -115,6 +115,7 @@ var programs = []program{
 	{name: "zombie_pgrp"},
 	{name: "pidfd00", cflags: []string{"-pthread"}},
 	{name: "sk_unix_scm"},
+	{name: "sk_unix_ghost"},
 	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},

@@ -176,6 +176,9 @@ type fdPlanner struct {
 	// naming each as their peer (makeUnix).
 	unix      unixSet
 	unixPeers map[uint32][]uint32
+	// bound are the paths the plan binds sockets to (true) or removes
+	// stale socket files from (false), which Stat cannot see yet.
+	bound     map[string]bool
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
 	// making are the files in flight being made to be sent (sk_scm.go),
 	// against a loop of sockets in each other's queues.
