@@ -116,6 +116,7 @@ var programs = []program{
 	{name: "pidfd00", cflags: []string{"-pthread"}},
 	{name: "sk_unix_scm"},
 	{name: "sk_unix_ghost"},
+	{name: "sk_unix_self"},
 	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},

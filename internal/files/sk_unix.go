@@ -32,7 +32,7 @@ import (
 //     file removed at once (sk_unix_ghost.go);
 //   - a connection not accepted yet (in a listener's backlog): its client
 //     connects to the restored listener;
-//   - a datagram socket connected to a named one: connect;
+//   - a datagram socket connected to a named one, or to itself: connect;
 //   - a socket whose peer has closed: a socketpair whose other end is
 //     closed once the queue is refilled.
 //
@@ -485,7 +485,10 @@ func (u unixSet) checkPeer(s *skunix.UnixSkEntry) error {
 		return nil
 	case len(p.GetName()) == 0 || (p.GetDeleted() && !boundAgain(p)):
 		return fmt.Errorf("connected to unix socket %d, which has no name to connect to again", p.GetIno())
-	case s.GetType() == unix.SOCK_DGRAM && p.GetPeer() != 0:
+	case s.GetType() == unix.SOCK_DGRAM && p.GetPeer() != 0 && p != s:
+		// The kernel refuses to connect s to a socket connected to
+		// another: p would have to connect after s. A socket connected
+		// to itself connects once, to its own name.
 		return fmt.Errorf("connected to unix socket %d, itself connected to unix socket %d: not supported yet", p.GetIno(), p.GetPeer())
 	case s.GetType() != unix.SOCK_DGRAM && (p.GetState() != tcpListen || s.GetState() != tcpEstablished):
 		return fmt.Errorf("a %s connection to unix socket %d, which is not connected back nor listening", sockType(s.GetType()), p.GetIno())
