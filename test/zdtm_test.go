@@ -88,6 +88,7 @@ var programs = []program{
 	{name: "pty00"},
 	{name: "pty01"},
 	{name: "pty02"},
+	{name: "tty_ctty"},
 	{name: "pipe_reopen00"},
 	{name: "tcp_listen00"},
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},

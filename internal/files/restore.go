@@ -318,7 +318,8 @@ func cloexecFlag(on bool) uint64 {
 // A terminal of a --shell-job is amber's own standard input instead.
 func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error) {
 	reg := e.GetReg()
-	if isTerminalPath(reg.GetName()) {
+	// A console a dump without --shell-job took is opened again.
+	if isTerminalPath(reg.GetName()) && (in.ShellJob || reg.GetName() != "/dev/console") {
 		if !in.ShellJob {
 			return 0, fmt.Errorf("%s: a terminal needs --shell-job", reg.GetName())
 		}
