@@ -85,6 +85,9 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := d.inet.writeStreams(dir); err != nil {
 		return err
 	}
+	if err := d.checkCttyUsers(); err != nil {
+		return err
+	}
 	if err := d.ttys.finish(dir, d.opts.ShellJob); err != nil {
 		return err
 	}

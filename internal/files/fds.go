@@ -72,6 +72,9 @@ type Dumper struct {
 	InTree func(pid int) bool
 
 	locks *lockDump // file locks (locks.go), for Finish
+	// cttyUsers are the descriptors of /dev/tty taken without
+	// --shell-job (tty_ctty.go), checked in Finish.
+	cttyUsers []cttyUser
 }
 
 // fileKey is what a file description's file is: device and inode.
@@ -275,7 +278,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return 0, 0, fmt.Errorf("%s: this kind of file is not supported yet", link)
 	case isTerminal(st):
 		if !d.opts.ShellJob {
-			return 0, 0, fmt.Errorf("%s: a terminal needs --shell-job", link)
+			id, err := d.addTerminal(t, pid, fd, link, st, flags)
+			return id, fdinfo.FdTypes_REG, err
 		}
 		return t.addReg(link, flags, 0, st), fdinfo.FdTypes_REG, nil
 	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:

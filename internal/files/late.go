@@ -49,10 +49,11 @@ func treeProcPid(path string, inTree func(pid int) bool) int {
 }
 
 // placeLate keeps target free for file e, a file under /proc/PID of the
-// tree, to be opened in the final section; it tells whether e is one.
+// tree or /dev/tty (tty_ctty.go), to be opened in the final section; it
+// tells whether e is one.
 func (p *fdPlanner) placeLate(f *fdinfo.FdinfoEntry) bool {
 	e, ok := p.in.Files[f.GetId()]
-	if !ok || !isLate(e, p.in.TreePid) {
+	if !ok || !(isLate(e, p.in.TreePid) || isCttyDevice(e, p.in.ShellJob)) {
 		return false
 	}
 	l := LateFile{Fd: int(f.GetFd()), Cloexec: f.GetFlags()&unix.FD_CLOEXEC != 0, Entry: e, Dup: -1}

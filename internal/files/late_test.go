@@ -69,3 +69,44 @@ func TestPlanLate(t *testing.T) {
 		t.Errorf("late plan %q, want %q", late, want)
 	}
 }
+
+// /dev/tty of a dump without --shell-job is opened in the final section,
+// once the session has its controlling terminal back; with --shell-job
+// it is amber's terminal, taken in the main plan. A console is opened
+// by its path without --shell-job.
+func TestPlanDevTty(t *testing.T) {
+	for _, shellJob := range []bool{false, true} {
+		l := newLayout()
+		tty := l.reg("/dev/tty", unix.O_RDWR, 0)
+		con := l.reg("/dev/console", unix.O_RDONLY, 0)
+		l.fd(3, tty, false)
+		if !shellJob {
+			l.fd(4, con, false)
+		}
+		l.in.ShellJob = shellJob
+		b := plan.NewBuilder(testBase, 0)
+		r, err := PlanFds(b, l.in)
+		if err != nil {
+			t.Fatalf("shell job %v: %v", shellJob, err)
+		}
+		if r.IsLate(3) == shellJob {
+			t.Errorf("shell job %v: /dev/tty late %v", shellJob, r.IsLate(3))
+		}
+		main := b.Len()
+		PlanLate(b, r)
+		p := b.Finish()
+		var opened []string
+		for i, c := range p.Calls {
+			if c.Nr == unix.SYS_OPENAT {
+				opened = append(opened, fmt.Sprintf("%v %s", i >= main, cString(t, p, c.Args[1])))
+			}
+		}
+		want := []string{"false /", "false /dev/console", "true /dev/tty"}
+		if shellJob {
+			want = nil // amber's terminal, through pidfd_getfd
+		}
+		if !slices.Equal(opened, want) {
+			t.Errorf("shell job %v: opens (late, path) %q, want %q", shellJob, opened, want)
+		}
+	}
+}

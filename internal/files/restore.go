@@ -176,6 +176,9 @@ type fdPlanner struct {
 	// naming each as their peer (makeUnix).
 	unix      unixSet
 	unixPeers map[uint32][]uint32
+	// bound are the paths the plan binds sockets to (true) or removes
+	// stale socket files from (false), which Stat cannot see yet.
+	bound     map[string]bool
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
 	// making are the files in flight being made to be sent (sk_scm.go),
 	// against a loop of sockets in each other's queues.
@@ -315,7 +318,8 @@ func cloexecFlag(on bool) uint64 {
 // A terminal of a --shell-job is amber's own standard input instead.
 func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error) {
 	reg := e.GetReg()
-	if isTerminalPath(reg.GetName()) {
+	// A console a dump without --shell-job took is opened again.
+	if isTerminalPath(reg.GetName()) && (in.ShellJob || reg.GetName() != "/dev/console") {
 		if !in.ShellJob {
 			return 0, fmt.Errorf("%s: a terminal needs --shell-job", reg.GetName())
 		}

@@ -28,9 +28,11 @@ import (
 //     stream socket is not restored, as with criu;
 //   - a socket bound to a path or an abstract name: bind, after removing
 //     a stale socket file at the path; a listener: listen;
+//   - a socket bound to a path deleted since: bound there again and its
+//     file removed at once (sk_unix_ghost.go);
 //   - a connection not accepted yet (in a listener's backlog): its client
 //     connects to the restored listener;
-//   - a datagram socket connected to a named one: connect;
+//   - a datagram socket connected to a named one, or to itself: connect;
 //   - a socket whose peer has closed: a socketpair whose other end is
 //     closed once the queue is refilled.
 //
@@ -39,9 +41,8 @@ import (
 // hold them, as the ends of a pipe are. Descriptors in flight are
 // dumped and sent again with their messages (sk_scm.go). The dump
 // refuses, naming the descriptor, a socket whose peer is outside the
-// dumped tree (as criu without --ext-unix-sk), a socket bound to a
-// deleted path, and a connection not accepted yet that already carries
-// data.
+// dumped tree (as criu without --ext-unix-sk) and a connection not
+// accepted yet that already carries data.
 
 // unixState is what a dump keeps of the unix sockets it met.
 type unixState struct {
@@ -267,8 +268,11 @@ func resolveName(s int, ue *skunix.UnixSkEntry) error {
 	if err != nil {
 		return fmt.Errorf("socket file of %s: %w", name, err)
 	}
-	if strings.HasSuffix(link, " (deleted)") {
-		return fmt.Errorf("bound to %s, which was deleted since: not supported yet", name)
+	// A socket file deleted since the bind (or replaced by another file)
+	// is made again at restore and deleted at once (sk_unix_ghost.go).
+	link, deleted := strings.CutSuffix(link, " (deleted)")
+	if deleted {
+		ue.Deleted = proto.Bool(true)
 	}
 	ue.FilePerms = &skunix.FilePermsEntry{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid)}
 	if !strings.HasPrefix(name, "/") {
@@ -449,8 +453,6 @@ func (u unixSet) check(s *skunix.UnixSkEntry, queued bool) error {
 		return fmt.Errorf("state %d: not supported", state)
 	case s.GetUflags()&uskUnsupported != 0:
 		return fmt.Errorf("an external, service or inherited socket (uflags %#x): not supported", s.GetUflags())
-	case s.GetDeleted():
-		return fmt.Errorf("bound to a path deleted since: not supported yet")
 	case state == tcpListen && len(s.GetName()) == 0:
 		return fmt.Errorf("a listener without a name")
 	}
@@ -481,14 +483,23 @@ func (u unixSet) checkPeer(s *skunix.UnixSkEntry) error {
 		return fmt.Errorf("its peer, unix socket %d, is not in the images: an external socket is not supported", s.GetPeer())
 	case u.partner(s) != nil:
 		return nil
-	case len(p.GetName()) == 0 || p.GetDeleted():
+	case len(p.GetName()) == 0 || (p.GetDeleted() && !boundAgain(p)):
 		return fmt.Errorf("connected to unix socket %d, which has no name to connect to again", p.GetIno())
-	case s.GetType() == unix.SOCK_DGRAM && p.GetPeer() != 0:
+	case s.GetType() == unix.SOCK_DGRAM && p.GetPeer() != 0 && p != s:
+		// The kernel refuses to connect s to a socket connected to
+		// another: p would have to connect after s. A socket connected
+		// to itself connects once, to its own name.
 		return fmt.Errorf("connected to unix socket %d, itself connected to unix socket %d: not supported yet", p.GetIno(), p.GetPeer())
 	case s.GetType() != unix.SOCK_DGRAM && (p.GetState() != tcpListen || s.GetState() != tcpEstablished):
 		return fmt.Errorf("a %s connection to unix socket %d, which is not connected back nor listening", sockType(s.GetType()), p.GetIno())
 	}
 	return nil
+}
+
+// boundAgain tells whether the restore binds s to its name: not a
+// connected stream or seqpacket socket, whose name is its listener's.
+func boundAgain(s *skunix.UnixSkEntry) bool {
+	return len(s.GetName()) > 0 && (s.GetType() == unix.SOCK_DGRAM || s.GetState() != tcpEstablished)
 }
 
 func sockType(t uint32) string {
@@ -574,28 +585,42 @@ func socketPath(s *skunix.UnixSkEntry) string {
 func pathName(name []byte) string { return strings.TrimRight(string(name), "\x00") }
 
 // atName plans call, which passes the sockaddr_un of s (its address and
-// length) to the kernel, from the directory of s's relative name: the
-// task goes there and back (fchdir to an O_PATH descriptor of where it
-// was).
+// length) to the kernel to reach s: from the directory of s's relative
+// name, or through the descriptor of a ghost socket's deleted file.
 func (m *unixMaker) atName(s *skunix.UnixSkEntry, call func(addr, addrlen uint64)) error {
+	b := m.p.b
+	if g, ok := m.ghosts[s.GetIno()]; ok {
+		addr := ghostAddr(g)
+		call(b.Bytes(addr), uint64(len(addr)))
+		return nil
+	}
 	addr, dir, err := sockaddr(s)
 	if err != nil {
 		return err
 	}
+	if dir != "" {
+		if st, err := m.p.in.Stat(dir); err != nil || !st.IsDir() {
+			return fmt.Errorf("the directory %s of its relative name is gone since the dump", dir)
+		}
+	}
+	m.fromDir(dir, func() { call(b.Bytes(addr), uint64(len(addr))) })
+	return nil
+}
+
+// fromDir plans call from directory dir ("": where the task is): the
+// task goes there and back (fchdir to an O_PATH descriptor of where it
+// was).
+func (m *unixMaker) fromDir(dir string, call func()) {
 	b := m.p.b
 	if dir == "" {
-		call(b.Bytes(addr), uint64(len(addr)))
-		return nil
-	}
-	if st, err := m.p.in.Stat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("the directory %s of its relative name is gone since the dump", dir)
+		call()
+		return
 	}
 	here := b.Open("the current directory, to come back", ".", unix.O_PATH|unix.O_DIRECTORY, 0)
 	b.Call("go to "+dir, unix.SYS_CHDIR, b.String(dir))
-	call(b.Bytes(addr), uint64(len(addr)))
+	call()
 	b.Call("come back from "+dir, unix.SYS_FCHDIR, uint64(here))
 	b.Close(here)
-	return nil
 }
 
 // unixMaker plans making one group of sockets in a task.
@@ -606,6 +631,7 @@ type unixMaker struct {
 	scm    map[uint32][][]uint32 // descriptors the messages carry, by file id
 	fds    map[uint32]int        // made sockets, by inode
 	spare  map[uint32]int        // other end of a semi-closed socket's pair
+	ghosts map[uint32]int        // O_PATH descriptors of deleted sockets' files, by inode
 }
 
 // makeUnix makes the group of the socket of file e, refills every queue,
@@ -622,7 +648,7 @@ func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
 		return 0, fmt.Errorf("file id %d: UNIXSK without its unix_sk_entry", e.GetId())
 	}
 	x := p.in.extra()
-	m := &unixMaker{p: p, set: set, queues: x.SkQueues, scm: x.SkScm, fds: map[uint32]int{}, spare: map[uint32]int{}}
+	m := &unixMaker{p: p, set: set, queues: x.SkQueues, scm: x.SkScm, fds: map[uint32]int{}, spare: map[uint32]int{}, ghosts: map[uint32]int{}}
 	g := set.group(me, p.unixPeers)
 	for _, s := range g {
 		if err := set.check(s, len(m.queues[s.GetId()]) > 0); err != nil {
@@ -636,6 +662,7 @@ func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
 			}
 		}
 	}
+	m.closeGhosts()
 	for _, s := range g {
 		if s != me {
 			p.park(s.GetId(), m.fds[s.GetIno()])
@@ -680,8 +707,11 @@ func (m *unixMaker) create(s *skunix.UnixSkEntry) error {
 // criu: its name is its listener's). A stale socket file at the path is
 // removed first; any other file there is an error.
 func (m *unixMaker) bind(s *skunix.UnixSkEntry) error {
-	if len(s.GetName()) == 0 || (s.GetType() != unix.SOCK_DGRAM && s.GetState() == tcpEstablished) {
+	if !boundAgain(s) {
 		return nil
+	}
+	if s.GetDeleted() {
+		return m.bindGhost(s)
 	}
 	b, fd := m.p.b, m.fds[s.GetIno()]
 	p := socketPath(s)
@@ -689,6 +719,7 @@ func (m *unixMaker) bind(s *skunix.UnixSkEntry) error {
 		if err := m.removeStale(p); err != nil {
 			return err
 		}
+		m.p.setBound(p, true)
 	}
 	err := m.atName(s, func(addr, addrlen uint64) {
 		b.Call("bind "+m.what(s), unix.SYS_BIND, uint64(fd), addr, addrlen)
@@ -708,6 +739,9 @@ const atFdcwd = ^uint64(99)
 
 // removeStale plans removing the socket file a dumped socket left at p.
 func (m *unixMaker) removeStale(p string) error {
+	if there, ok := m.p.bound[p]; ok && !there {
+		return nil
+	}
 	st, err := m.p.in.Stat(p)
 	if os.IsNotExist(err) {
 		return nil
@@ -719,6 +753,7 @@ func (m *unixMaker) removeStale(p string) error {
 		return fmt.Errorf("cannot bind to %s: a file that is not a socket is there", p)
 	}
 	m.p.b.Call("remove stale socket file "+p, unix.SYS_UNLINKAT, atFdcwd, m.p.b.String(p), 0)
+	m.p.setBound(p, false)
 	return nil
 }
 

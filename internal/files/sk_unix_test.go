@@ -397,3 +397,17 @@ func TestSockaddr(t *testing.T) {
 		t.Errorf("socketPath of an absolute name: %q", got)
 	}
 }
+
+// TestPlanUnixSelfConnected checks a datagram socket connected to itself
+// with a message it sent itself queued: refilled by name, then
+// connected to its own name.
+func TestPlanUnixSelfConnected(t *testing.T) {
+	l := newLayout()
+	me := l.usk(50, unix.SOCK_DGRAM, tcpEstablished, 50, "/run/self.sock")
+	l.queue(me, "to myself")
+	l.fd(3, me, false)
+	s, _ := runWorld(t, l, newWorld())
+	if k := checkSock(t, s, l, 3); k.peer != k {
+		t.Errorf("peer %v, want itself", k.peer)
+	}
+}

@@ -26,7 +26,8 @@ import (
 // group the terminal controls. Info ids are CRIU's: index<<1 for the
 // slave, index<<1|1 for the master. The bytes queued in a pty whose two
 // sides are both dumped go to tty-data.img. Other terminals (/dev/tty,
-// consoles) stay REG files that only a --shell-job may hold.
+// consoles) stay REG files that only a --shell-job may hold, but for the
+// console and /dev/tty over a pty of the tree (tty_ctty.go).
 
 // ptySide tells a pty master from a pty slave.
 type ptySide int

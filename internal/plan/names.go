@@ -23,7 +23,7 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_SOCKETPAIR: "socketpair", unix.SYS_BIND: "bind", unix.SYS_LISTEN: "listen", unix.SYS_CONNECT: "connect",
 	unix.SYS_SENDMSG: "sendmsg", unix.SYS_SETSOCKOPT: "setsockopt", unix.SYS_MEMFD_CREATE: "memfd_create",
 	unix.SYS_FTRUNCATE: "ftruncate", unix.SYS_SHMGET: "shmget", unix.SYS_SHMAT: "shmat", unix.SYS_UNLINK: "unlink",
-	unix.SYS_UNLINKAT: "unlinkat", unix.SYS_MKNODAT: "mknodat", unix.SYS_MKDIRAT: "mkdirat", unix.SYS_SYMLINKAT: "symlinkat",
+	unix.SYS_UNLINKAT: "unlinkat", unix.SYS_MKNODAT: "mknodat", unix.SYS_MKDIRAT: "mkdirat", unix.SYS_SYMLINKAT: "symlinkat", unix.SYS_RENAMEAT: "renameat",
 	unix.SYS_SENDFILE: "sendfile", unix.SYS_FCHOWN: "fchown", unix.SYS_FCHMOD: "fchmod",
 	unix.SYS_WRITE: "write", unix.SYS_SETPRIORITY: "setpriority", unix.SYS_CLONE3: "clone3",
 	unix.SYS_SENDTO: "sendto", unix.SYS_SHUTDOWN: "shutdown", unix.SYS_FCHMODAT: "fchmodat",
