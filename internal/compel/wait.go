@@ -1,10 +1,13 @@
 package compel
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,30 +77,71 @@ func (t *Task) wait4() (int, unix.WaitStatus, error) {
 }
 
 // waitOwned waits in wait4 itself, the quickest way, for a task amber
-// made: should it not change state within limit, a timer kills it, which
-// ends the wait. A dead leader is reported only once its other threads
-// are reaped, and those amber traces only amber reaps: the timer reaps
-// them too, or a process that died in the middle of a section (killed
-// from outside, say) would hold the wait forever.
+// made: should it not change state within limit, a timer looks at whether
+// it still works (progress: CPU time, page faults, resident pages, bytes
+// read and written changed over another limit), which a fill of
+// gigabytes from a slow disk does for longer than limit; one that does
+// not is killed, which ends the wait. A dead leader is reported only once
+// its other threads are reaped, and those amber traces only amber reaps:
+// the timer reaps them too, or a process that died in the middle of a
+// section (killed from outside, say) would hold the wait forever.
 func waitOwned(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
 	var ws unix.WaitStatus
 	var late atomic.Bool
-	timer := time.AfterFunc(limit, func() {
+	var timer *time.Timer
+	var mu sync.Mutex // timer, once the callback re-arms it
+	last := ""
+	timer = time.AfterFunc(limit, func() {
+		if now := progress(pid); now != "" && now != last {
+			last = now
+			mu.Lock()
+			timer.Reset(limit)
+			mu.Unlock()
+			return
+		}
 		late.Store(true)
 		unix.Kill(pid, unix.SIGKILL)
 		reapThreads(pid)
 	})
-	defer timer.Stop()
+	defer func() {
+		mu.Lock()
+		timer.Stop()
+		mu.Unlock()
+	}()
 	for {
 		got, err := unix.Wait4(pid, &ws, unix.WALL, nil)
 		if err == unix.EINTR {
 			continue
 		}
 		if late.Load() {
-			return got, ws, fmt.Errorf("killed after %v: %w", limit, ErrTimeout)
+			return got, ws, fmt.Errorf("killed after %v without progress: %w", limit, ErrTimeout)
 		}
 		return got, ws, err
 	}
+}
+
+// progress is what shows that pid works: its CPU time, page faults and
+// resident pages (/proc/PID/stat) and its I/O counts (/proc/PID/io);
+// empty if they cannot be read.
+func progress(pid int) string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return ""
+	}
+	// Fields from the state on: minflt, majflt, utime, stime, rss.
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 22 {
+		return ""
+	}
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.Join([]string{f[7], f[9], f[11], f[12], f[21]}, " ") + "\n" + string(io)
 }
 
 // reapThreads reaps the threads of the killed process pid other than
