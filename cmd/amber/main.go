@@ -93,6 +93,10 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return runRestore(o, l)
 	case "page-server":
 		return 0, runPageServer(o, l)
+	case "migrate":
+		return 0, runMigrate(o, l, stdout)
+	case "receive":
+		return 0, runReceive(o, l)
 	case "check":
 		return 0, runCheck(o, l, stdout)
 	case "show":
