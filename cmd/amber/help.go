@@ -28,6 +28,7 @@ func optionHelp() [][2]string {
 		{"feature", "--feature NAME           check one feature (CRIU's names or amber's)"},
 		{"rounds", "--rounds N               rounds per workload, best kept (default 3)"},
 		{"plot", "--plot FILE.svg          plot restore time against memory size"},
+		{"size", "--size MIB               bench: memory of the migration workloads (default 256)"},
 		{"prev-images-dir", "--prev-images-dir DIR    the images of the dump before (relative to -D): the parent link"},
 		{"track-mem", "--track-mem              track written pages: the next dump on top copies only those"},
 		{"page-server", "--page-server            send the pages to the page server at --address --port"},
@@ -104,10 +105,12 @@ func verbHelps() map[string]verbHelp {
 				"`criu swrk` does for runc and go-criu: VERSION, CHECK, FEATURE_CHECK,\n" +
 				"DUMP and RESTORE, with NOTIFY round trips at CRIU's action-script points.",
 			nil},
-		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]",
+		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg] [--size MIB]",
 			"Time dump and restore of built-in workloads against a native floor\n" +
-				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50).",
-			[]string{"rounds", "plot"}},
+				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50), and, when\n" +
+				"named, migrations over loopback of a process writing 8 or 64 MiB/s\n" +
+				"(migrate8 migrate64): downtime and total time, dump+restore and pre-copy.",
+			[]string{"rounds", "plot", "size"}},
 	}
 }
 

@@ -31,6 +31,15 @@ func setMaxIters(o *Options, val string, _ bool) error {
 	return nil
 }
 
+func setSize(o *Options, val string, _ bool) error {
+	n, err := strconv.Atoi(val)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("bad --size %q (want MiB, 1 or more)", val)
+	}
+	o.Size = n
+	return nil
+}
+
 // validateMigrate checks the options of migrate and receive.
 func (o Options) validateMigrate() error {
 	if o.Verb == "receive" {

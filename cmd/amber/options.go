@@ -59,6 +59,7 @@ type Options struct {
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
+	Size   int    // bench --size: MiB of the migration workloads (0: default)
 
 	Help    bool // -h, --help
 	Version bool // -V, --version
@@ -340,6 +341,7 @@ func optionTable() []option {
 		{"timeout", 0, requiredArg, setTimeout},
 		{"rounds", 0, requiredArg, setRounds},
 		{"plot", 0, requiredArg, setString(func(o *Options) *string { return &o.Plot })},
+		{"size", 0, requiredArg, setSize},
 		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},

@@ -154,6 +154,7 @@ func (s *source) handOverLocal() error {
 	if err := waitGone(s.tasks, s.answerTimeout()); err != nil {
 		s.log.Errorf("migrate: %v", err)
 	}
+	s.log.Infof("migrate: the tree's %d tasks are gone here, %v after the freeze", len(s.tasks), time.Since(s.frozen))
 	if err := s.ch.send(s.restoreMsg()); err != nil {
 		return s.rollback(err)
 	}

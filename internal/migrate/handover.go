@@ -36,6 +36,7 @@ func (r *receiver) restore(m Msg) (Received, error) {
 // tree from them itself, is done with them.
 func (r *receiver) restoreLocal() (Received, error) {
 	start := time.Now()
+	r.log.Infof("receive: restoring %s", r.dirs[len(r.dirs)-1])
 	res, err := restore.Run(r.restoreOptions())
 	if err != nil {
 		err = fmt.Errorf("restore: %w", err)
