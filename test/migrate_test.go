@@ -214,7 +214,7 @@ func TestMigrateNoPreDump(t *testing.T) {
 func TestMigrateLazyRefused(t *testing.T) {
 	requireAmber(t)
 	res := runAmber(testEnv.amber, t.TempDir(), program{}, "migrate", "-t", "1", "--to", "127.0.0.1:1", "--lazy")
-	requireFailure(t, res, "--lazy")
+	requireFailure(t, res, "--lazy: not supported yet")
 }
 
 // exitCode is the exit status of a command's error, -1 if killed or not
