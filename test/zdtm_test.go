@@ -62,6 +62,7 @@ var programs = []program{
 	{name: "io_uring_sqpoll", refused: "is an io_uring"},
 	{name: "vfork_wait", own: true},
 	{name: "predump_writer", own: true},
+	{name: "migrate_worker", cflags: []string{"-pthread"}, own: true},
 	{name: "guard_pages", refused: "guard pages (MADV_GUARD_INSTALL)"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},

@@ -28,12 +28,16 @@ func optionHelp() [][2]string {
 		{"feature", "--feature NAME           check one feature (CRIU's names or amber's)"},
 		{"rounds", "--rounds N               rounds per workload, best kept (default 3)"},
 		{"plot", "--plot FILE.svg          plot restore time against memory size"},
+		{"size", "--size MIB               bench: memory of the migration workloads (default 256)"},
 		{"prev-images-dir", "--prev-images-dir DIR    the images of the dump before (relative to -D): the parent link"},
 		{"track-mem", "--track-mem              track written pages: the next dump on top copies only those"},
 		{"page-server", "--page-server            send the pages to the page server at --address --port"},
 		{"address", "--address ADDR           the page server's address (page-server: listen there, default all)"},
 		{"port", "--port PORT              the page server's TCP port"},
-		{"status-fd", "--status-fd FD           page-server: write a zero byte to FD once listening"},
+		{"status-fd", "--status-fd FD           page-server, receive: write a zero byte to FD once listening"},
+		{"to", "--to HOST:PORT           migrate: the destination's amber receive"},
+		{"max-iters", "--max-iters N            migrate: at most N pre-dumps (default 8; 0: none)"},
+		{"keep-images", "--keep-images            receive: keep the images received"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 	}
 }
@@ -67,6 +71,20 @@ func verbHelps() map[string]verbHelp {
 				"DIR; exit once the dump ends its session. With --prev-images-dir, DIR is\n" +
 				"linked to the images before, to which the dump may leave pages.",
 			append([]string{"images-dir", "address", "port", "prev-images-dir", "status-fd"}, common...)},
+		"migrate": {"amber migrate -t PID --to HOST:PORT [--max-iters N] [options]",
+			"Move the tree rooted at PID to `amber receive` at HOST:PORT: pre-dump it while\n" +
+				"it runs until the pages written between two stop shrinking (at most N, default\n" +
+				"8; 0 sends everything frozen), then freeze it, send the rest and every other\n" +
+				"image; the destination restores it and the tree here is killed. Prints the\n" +
+				"pages of each round and the downtime. On failure the tree runs here.",
+			append([]string{"tree", "to", "max-iters", "shell-job", "tcp-established", "tcp-close", "file-locks",
+				"ghost-limit", "timeout"}, common...)},
+		"receive": {"amber receive [-D DIR] [--address ADDR] --port PORT [options]",
+			"Take one `amber migrate` on PORT: its images go into directories of DIR\n" +
+				"(pre-1, ..., final), then the tree is restored and runs here; the images are\n" +
+				"removed unless --keep-images. On failure nothing is left running here.",
+			append([]string{"images-dir", "address", "port", "keep-images", "pidfile", "status-fd", "timeout",
+				"trust-images", "skip-file-check"}, common...)},
 		"restore": {"amber restore [-D DIR] [-d] [--pidfile FILE] [options]",
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
@@ -87,10 +105,12 @@ func verbHelps() map[string]verbHelp {
 				"`criu swrk` does for runc and go-criu: VERSION, CHECK, FEATURE_CHECK,\n" +
 				"DUMP and RESTORE, with NOTIFY round trips at CRIU's action-script points.",
 			nil},
-		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg]",
+		"bench": {"amber bench [WORKLOAD...] [--rounds N] [--plot FILE.svg] [--size MIB]",
 			"Time dump and restore of built-in workloads against a native floor\n" +
-				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50).",
-			[]string{"rounds", "plot"}},
+				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50), and, when\n" +
+				"named, migrations over loopback of a process writing 8 or 64 MiB/s\n" +
+				"(migrate8 migrate64): downtime and total time, dump+restore and pre-copy.",
+			[]string{"rounds", "plot", "size"}},
 	}
 }
 

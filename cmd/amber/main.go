@@ -93,6 +93,10 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return runRestore(o, l)
 	case "page-server":
 		return 0, runPageServer(o, l)
+	case "migrate":
+		return 0, runMigrate(o, l, stdout)
+	case "receive":
+		return 0, runReceive(o, l)
 	case "check":
 		return 0, runCheck(o, l, stdout)
 	case "show":
@@ -103,7 +107,7 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		fd, _ := strconv.Atoi(o.Args[0]) // validate checked it
 		return 0, swrk.Serve(fd, version)
 	case "bench":
-		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, Out: stdout})
+		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, MigrateMiB: o.Size, Out: stdout})
 	}
 	return 1, fmt.Errorf("command %s: %w", o.Verb, errNotSupported)
 }

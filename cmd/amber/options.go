@@ -50,8 +50,16 @@ type Options struct {
 	Port       int    // --port: the page server's TCP port (0: not given)
 	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
 
+	To         string // migrate --to HOST:PORT: the destination's amber receive
+	MaxIters   int    // migrate --max-iters: most pre-dumps
+	HasIters   bool   // --max-iters was given (0 is a plain dump)
+	Lazy       bool   // migrate --lazy: lazy restore (not supported yet)
+	KeepImages bool   // receive --keep-images: keep the images after the restore
+	TwoHosts   bool   // migrate --two-hosts: hand over as between two hosts (tests)
+
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
+	Size   int    // bench --size: MiB of the migration workloads (0: default)
 
 	Help    bool // -h, --help
 	Version bool // -V, --version
@@ -80,7 +88,7 @@ func verbs() map[string]bool {
 		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
 		"pre-dump": true, "page-server": true, "lazy-pages": false,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": true,
-		"exec": false, "image-streamer": false,
+		"exec": false, "image-streamer": false, "migrate": true, "receive": true,
 	}
 }
 
@@ -168,6 +176,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%s: --page-server needs --address and --port", o.Verb)
 	case o.Verb == "page-server":
 		return o.validatePageServer()
+	case o.Verb == "migrate" || o.Verb == "receive":
+		return o.validateMigrate()
 	}
 	return nil
 }
@@ -331,6 +341,7 @@ func optionTable() []option {
 		{"timeout", 0, requiredArg, setTimeout},
 		{"rounds", 0, requiredArg, setRounds},
 		{"plot", 0, requiredArg, setString(func(o *Options) *string { return &o.Plot })},
+		{"size", 0, requiredArg, setSize},
 		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
@@ -347,6 +358,11 @@ func optionTable() []option {
 		{"address", 0, requiredArg, setString(func(o *Options) *string { return &o.Address })},
 		{"port", 0, requiredArg, setPort},
 		{"status-fd", 0, requiredArg, setStatusFd},
+		{"to", 0, requiredArg, setString(func(o *Options) *string { return &o.To })},
+		{"max-iters", 0, requiredArg, setMaxIters},
+		{"lazy", 0, noArg, setFlag(func(o *Options) *bool { return &o.Lazy }, true)},
+		{"keep-images", 0, noArg, setFlag(func(o *Options) *bool { return &o.KeepImages }, true)},
+		{"two-hosts", 0, noArg, setFlag(func(o *Options) *bool { return &o.TwoHosts }, true)},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},

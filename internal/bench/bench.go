@@ -28,6 +28,9 @@ type Options struct {
 	// Sizes are the memory sizes of the plot in MiB (default 64, 128,
 	// 256, 512, 1024).
 	Sizes []int
+	// MigrateMiB is the memory of the migration workloads (default
+	// DefaultMigrateMiB).
+	MigrateMiB int
 	// Out receives progress and the report (default os.Stdout).
 	Out io.Writer
 	// WorkDir holds the compiled programs and each round's images
@@ -65,6 +68,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
+	if o.MigrateMiB <= 0 {
+		o.MigrateMiB = DefaultMigrateMiB
+	}
 	return o, nil
 }
 
@@ -79,9 +85,12 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	ws, err := selectWorkloads(o.Workloads)
-	if err != nil {
-		return err
+	rest, ms := splitMigrations(o.Workloads)
+	var ws []workload
+	if len(o.Workloads) == 0 || len(rest) > 0 {
+		if ws, err = selectWorkloads(rest); err != nil {
+			return err
+		}
 	}
 	if err := checkHost(o.AmberPath); err != nil {
 		return err
@@ -95,7 +104,7 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := runIn(o, ws, workDir); err != nil {
+	if err := runIn(o, ws, ms, workDir); err != nil {
 		return fmt.Errorf("%w (work directory kept: %s)", err, workDir)
 	}
 	if created {
@@ -105,17 +114,29 @@ func Run(opts Options) error {
 }
 
 // runIn runs the bench with workDir as its work directory.
-func runIn(o Options, ws []workload, workDir string) error {
+func runIn(o Options, ws []workload, ms []migration, workDir string) error {
 	all := ws
 	if o.PlotPath != "" {
 		all = append(append([]workload{}, ws...), sweepWorkloads(o.Sizes)...)
 	}
-	binDir, err := compile(workDir, programs(all))
+	progs := programs(all)
+	if len(ms) > 0 {
+		progs = append(progs, "dirty")
+	}
+	binDir, err := compile(workDir, progs)
 	if err != nil {
 		return err
 	}
 	e := env{amber: o.AmberPath, amberArgs: o.AmberArgs, binDir: binDir, workDir: workDir}
 	fmt.Fprintf(o.Out, "amber bench: %s, %d rounds, work directory %s\n", o.AmberPath, o.Rounds, workDir)
+	if len(ms) > 0 {
+		if err := runMigrations(e, ms, o.MigrateMiB, o.Rounds, o.Out); err != nil {
+			return err
+		}
+	}
+	if len(ws) == 0 {
+		return nil
+	}
 	results, runErr := runWorkloads(e, ws, o.Rounds, o.Out)
 	if len(results) > 0 {
 		fmt.Fprintln(o.Out)

@@ -114,10 +114,7 @@ func sendRuns(t *compel.Task, sink PageSink, copied, parent, shared []Run, label
 			return off, c.err
 		}
 		var err error
-		if parent, err = sendHoles(sink, parent, c.runs[0].Start); err != nil {
-			return off, err
-		}
-		if err := sendChunk(sink, c); err != nil {
+		if parent, err = sendChunk(sink, c, parent); err != nil {
 			return off, err
 		}
 		off += uint64(len(c.buf))
@@ -157,17 +154,23 @@ func readChunks(t *compel.Task, runs, shared []Run, free chan []byte, ready chan
 	}
 }
 
-// sendChunk sends the runs of one chunk.
-func sendChunk(sink PageSink, c sentChunk) error {
+// sendChunk sends the runs of one chunk, each after the parent runs
+// (sorted) before it, and returns the parent runs left: a chunk spans
+// holes, and the pagemap must list the pages in address order.
+func sendChunk(sink PageSink, c sentChunk, parent []Run) ([]Run, error) {
 	b := c.buf
 	for _, r := range c.runs {
+		var err error
+		if parent, err = sendHoles(sink, parent, r.Start); err != nil {
+			return nil, err
+		}
 		n := r.End - r.Start
 		if err := sink.Add(r.Start, b[:n]); err != nil {
-			return err
+			return nil, err
 		}
 		b = b[n:]
 	}
-	return nil
+	return parent, nil
 }
 
 // sendHoles sends the parent runs (sorted) that start before addr and

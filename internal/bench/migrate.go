@@ -1,0 +1,258 @@
+package bench
+
+// Migration workloads: a process that keeps writing random pages of its
+// memory, moved by amber migrate to amber receive over loopback, once as
+// a plain dump and restore (everything sent while frozen, --max-iters 0)
+// and once by pre-copy. Each round reports the downtime migrate prints
+// (the last moment the source ran to the first the destination runs, on
+// one clock) and migrate's total time.
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// migration is one migration workload: the dirty program writing rate
+// MiB/s.
+type migration struct {
+	name string
+	rate int
+}
+
+// migrations are the migration workloads, in report order. They run only
+// when named: each round moves the whole memory twice.
+func migrations() []migration {
+	return []migration{{"migrate8", 8}, {"migrate64", 64}}
+}
+
+// migrationMode is one way of migrating: its name and migrate's options.
+type migrationMode struct {
+	name string
+	args []string
+}
+
+func migrationModes() []migrationMode {
+	return []migrationMode{{"dump+restore", []string{"--max-iters", "0"}}, {"pre-copy", nil}}
+}
+
+// DefaultMigrateMiB is the migration workloads' memory without
+// Options.MigrateMiB.
+const DefaultMigrateMiB = 256
+
+// migRound is one measured migration.
+type migRound struct {
+	downtime, total time.Duration
+	preDumps        int
+	frozenPages     int
+}
+
+// splitMigrations separates the migration workloads of names from the
+// others.
+func splitMigrations(names []string) (rest []string, ms []migration) {
+	byName := map[string]migration{}
+	for _, m := range migrations() {
+		byName[m.name] = m
+	}
+	for _, n := range names {
+		if m, ok := byName[n]; ok {
+			ms = append(ms, m)
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	return rest, ms
+}
+
+// runMigrations runs rounds of each migration in each mode and prints a
+// table of the best and median downtime and total time.
+func runMigrations(e env, ms []migration, mib, rounds int, out io.Writer) error {
+	var rows [][]string
+	for _, m := range ms {
+		for _, mode := range migrationModes() {
+			var rs []migRound
+			for i := 1; i <= rounds; i++ {
+				dir := filepath.Join(e.workDir, fmt.Sprintf("%s-%s-%d", m.name, strings.ReplaceAll(mode.name, "+", "-"), i))
+				r, err := migrateRound(e, m, mode, mib, dir)
+				if err != nil {
+					return fmt.Errorf("bench: %s %s round %d (in %s): %w", m.name, mode.name, i, dir, err)
+				}
+				fmt.Fprintf(out, "%s %s round %d/%d: downtime %s, total %s, %d pre-dumps, %d pages frozen\n",
+					m.name, mode.name, i, rounds, fmtDuration(r.downtime), fmtDuration(r.total), r.preDumps, r.frozenPages)
+				rs = append(rs, r)
+				if err := os.RemoveAll(dir); err != nil {
+					return fmt.Errorf("bench: %w", err)
+				}
+			}
+			rows = append(rows, migRow(m, mode, mib, rs))
+		}
+	}
+	return writeMigrations(out, rows)
+}
+
+// migRow is the table row of one workload and mode.
+func migRow(m migration, mode migrationMode, mib int, rs []migRound) []string {
+	var down, total []time.Duration
+	var frozen []int64
+	for _, r := range rs {
+		down, total, frozen = append(down, r.downtime), append(total, r.total), append(frozen, int64(r.frozenPages))
+	}
+	return []string{fmt.Sprintf("%s (%d MiB, %d MiB/s)", m.name, mib, m.rate), mode.name,
+		fmtDuration(minOf(down)), fmtDuration(median(down)), fmtDuration(minOf(total)), fmtDuration(median(total)),
+		strconv.FormatInt(median(frozen), 10)}
+}
+
+func minOf[T number](xs []T) T {
+	m := xs[0]
+	for _, x := range xs[1:] {
+		m = min(m, x)
+	}
+	return m
+}
+
+// writeMigrations prints the migrations table.
+func writeMigrations(w io.Writer, rows [][]string) error {
+	fmt.Fprintf(w, "\n%-28s %-13s %12s %12s %12s %12s %8s\n", "migration", "mode", "down best", "down median",
+		"total best", "total median", "frozen")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-28s %-13s %12s %12s %12s %12s %8s\n", r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+	}
+	_, err := fmt.Fprint(w, "\ndown: the downtime amber migrate prints (source frozen to destination running, one clock);\n"+
+		"total: amber migrate's own time, connection to the end; frozen: pages sent while frozen (median).\n")
+	return err
+}
+
+// migrateRound starts the workload and amber receive, migrates the one
+// to the other and checks the workload after.
+func migrateRound(e env, m migration, mode migrationMode, mib int, dir string) (r migRound, err error) {
+	recvDir := filepath.Join(dir, "received")
+	if err := os.MkdirAll(recvDir, 0o755); err != nil {
+		return r, err
+	}
+	out := filepath.Join(dir, m.name+".out")
+	pid, err := startProgram(filepath.Join(e.binDir, "dirty"), []string{strconv.Itoa(mib), strconv.Itoa(m.rate)}, dir, out)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if err != nil {
+			killGroup(pid, cleanTimeout)
+		}
+	}()
+	if err := waitReady(pid, out, readyTimeout); err != nil {
+		return r, fmt.Errorf("%w; output: %s", err, tail(out))
+	}
+	recv, addr, err := startReceive(e, dir, recvDir)
+	if err != nil {
+		return r, err
+	}
+	defer recv.Process.Kill()
+	stop := reapWhile(pid)
+	args := append([]string{"migrate", "-t", strconv.Itoa(pid), "--to", addr}, mode.args...)
+	t, err := runTimed(dir, "migrate", e.amber, append(args, e.amberArgs...)...)
+	stop()
+	if err != nil {
+		return r, err
+	}
+	if err := recv.Wait(); err != nil {
+		return r, fmt.Errorf("amber receive: %w", err)
+	}
+	if r, err = parseMigrate(t.stdout); err != nil {
+		return r, err
+	}
+	return r, verify(pid, out)
+}
+
+// startReceive starts amber receive into recvDir on a free loopback port
+// and waits until it listens.
+func startReceive(e env, dir, recvDir string) (*exec.Cmd, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return nil, "", err
+	}
+	defer rd.Close()
+	logf, err := os.Create(filepath.Join(dir, "receive.log"))
+	if err != nil {
+		wr.Close()
+		return nil, "", err
+	}
+	defer logf.Close()
+	cmd := exec.Command(e.amber, append([]string{"receive", "-D", recvDir, "--address", "127.0.0.1", "--port", port,
+		"--status-fd", "3"}, e.amberArgs...)...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, logf, logf, []*os.File{wr}
+	err = cmd.Start()
+	wr.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("amber receive: %w", err)
+	}
+	var b [1]byte
+	if n, _ := rd.Read(b[:]); n != 1 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, "", fmt.Errorf("amber receive did not get ready: %s", tail(filepath.Join(dir, "receive.log")))
+	}
+	return cmd, addr, nil
+}
+
+// reapWhile reaps pid's end (the source killed for the handover: its
+// PIDs are free for the destination only once it is reaped) until stop.
+func reapWhile(pid int) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			if _, ok, err := tryWait(pid); ok || err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+var (
+	downtimeLine = regexp.MustCompile(`(?m)^downtime: ([0-9.]+) ms`)
+	totalLine    = regexp.MustCompile(`(?m)^total: ([0-9.]+) ms`)
+	frozenLine   = regexp.MustCompile(`(?m)^frozen: (\d+) pages`)
+	preDumpLine  = regexp.MustCompile(`(?m)^pre-dump \d+: `)
+)
+
+// parseMigrate reads amber migrate's report.
+func parseMigrate(stdout string) (migRound, error) {
+	var r migRound
+	d, t, f := downtimeLine.FindStringSubmatch(stdout), totalLine.FindStringSubmatch(stdout), frozenLine.FindStringSubmatch(stdout)
+	if d == nil || t == nil || f == nil {
+		return r, fmt.Errorf("amber migrate printed no downtime, total or frozen pages: %q", stdout)
+	}
+	r.downtime, r.total = parseMs(d[1]), parseMs(t[1])
+	r.frozenPages, _ = strconv.Atoi(f[1])
+	r.preDumps = len(preDumpLine.FindAllString(stdout, -1))
+	return r, nil
+}
+
+func parseMs(s string) time.Duration {
+	f, _ := strconv.ParseFloat(s, 64)
+	return time.Duration(f * float64(time.Millisecond))
+}

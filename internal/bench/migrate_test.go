@@ -1,0 +1,32 @@
+package bench
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestParseMigrate reads amber migrate's report.
+func TestParseMigrate(t *testing.T) {
+	out := "pre-dump 1: 65600 pages\npre-dump 2: 812 pages\nfrozen: 301 pages\n" +
+		"downtime: 41.5 ms (measured on one clock)\ntotal: 1820.0 ms\nmigrated: pid 7 runs on 127.0.0.1:9\n"
+	r, err := parseMigrate(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := migRound{downtime: 41500 * time.Microsecond, total: 1820 * time.Millisecond, preDumps: 2, frozenPages: 301}
+	if r != want {
+		t.Fatalf("got %+v, want %+v", r, want)
+	}
+	if _, err := parseMigrate("migrated\n"); err == nil {
+		t.Fatal("a report without downtime was accepted")
+	}
+}
+
+// TestSplitMigrations separates migration workloads from the others.
+func TestSplitMigrations(t *testing.T) {
+	rest, ms := splitMigrations([]string{"mem512", "migrate64", "vma10k"})
+	if !slices.Equal(rest, []string{"mem512", "vma10k"}) || len(ms) != 1 || ms[0].rate != 64 {
+		t.Fatalf("got %v and %v", rest, ms)
+	}
+}

@@ -1,0 +1,80 @@
+// Package migrate moves a running process tree to another amber over
+// TCP (amber migrate on the source, amber receive on the destination):
+// memory copied while the tree runs (pre-copy: pre-dumps that track the
+// pages written since the one before, each smaller than the last), then
+// one short freeze in which the last written pages and every other image
+// go over, and the destination restores the tree.
+//
+// # Wire protocol
+//
+// The destination listens on one TCP port. The source's first connection
+// is the control channel: one JSON object per line (Msg), some followed
+// by raw bytes (a file's contents, Msg.Size of them). Every request the
+// source sends gets one answer, an "ok" message or an "error" one; the
+// images of a file batch are answered once, after the batch.
+//
+//	source                                  destination
+//	hello {version, boot_id, dump flags} ->
+//	                                   <-  ok {version, boot_id, dir}
+//	pages {dir: "pre-1"}               ->  (creates DIR/pre-1)
+//	                                   <-  ok
+//	second connection: CRIU's page-server protocol, one session, the
+//	pages of a (pre-)dump; the destination writes them into DIR/pre-1
+//	                                   <-  ok {pages}
+//	pages {dir: "pre-2", parent: "pre-1"} ... (as many as converge)
+//	pages {dir: "final", parent: "pre-N"} ... (the tree is frozen)
+//	file {name, size} + bytes, ...     ->  (the other images, into DIR/final)
+//	end-files                          ->
+//	                                   <-  ok
+//
+// then, between two hosts:
+//
+//	restore                            ->  (restores DIR/final, tasks held)
+//	                                   <-  ok {pid}
+//	commit                             ->  (the source kills its tree)
+//	                                   <-  ok {resumed_at, restore_ns, pid}
+//
+// or on one host, once the source killed its tree:
+//
+//	restore {same_host}                ->  (restores DIR/final)
+//	                                   <-  ok {resumed_at, restore_ns, pid}
+//	done                               ->  (removes DIR/pre-*, DIR/final)
+//
+// A failed restore on one host answers error and keeps the images until
+// the source, which restores the tree from them, says done (or keep).
+//
+// Each pages request makes a directory of the chain, linked to its
+// parent, so that DIR/final is a complete images directory a plain
+// amber restore could use; the page connection comes from the control
+// channel's host. A failure answers "error" and the destination removes
+// every directory it made; so does a control channel that closes before
+// the restore.
+//
+// # Handover
+//
+// The source is killed only once the destination has the tree. On two
+// hosts (the boot ids differ) the destination restores every task and,
+// before any runs (restore's post-restore point), answers ok; the source
+// then sends commit, kills its frozen tree, and the destination lets its
+// tasks run. Any failure before the commit (an error, either amber
+// killed, a lost connection) kills the destination's tasks and thaws the
+// source's. The commit goes before the kill: if the source amber dies
+// in between, its tree thaws and two copies run, which the protocol
+// prefers to none; a destination amber that dies after the commit, before
+// its tasks run, loses the tree (a window of one message and the
+// release).
+//
+// On one host the restore needs the very PIDs the frozen source holds, so
+// the order is reversed, as in CRIU's local migration (a new pid
+// namespace would give other PIDs than the tree had): once the
+// destination has every image, the source kills its tree and waits until
+// its PIDs are free (its parent reaped it), then asks for the restore. If
+// that restore fails, or the destination amber dies, the source restores
+// the tree itself from the destination's images (the same file system),
+// then removes them, unless the destination's tree runs already. If the
+// source amber dies after it killed the tree, the destination, finding
+// the tree gone, restores it on its own. Only the loss of both ambers at
+// once loses the tree. (For a tree in a pid namespace of its own that last
+// case is not right yet: the destination looks for the images' PIDs,
+// which are not the host's.)
+package migrate

@@ -1,0 +1,252 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/proc"
+	"amber/internal/restore"
+)
+
+// opKeep asks the destination to keep its images: the source could
+// restore the tree from them neither there nor here.
+const opKeep = "keep"
+
+// final dumps the frozen tree on top of prev and hands it over: on two
+// hosts inside the dump (the dump kills the tree once the destination
+// committed), on one after it (handOverLocal).
+func (s *source) final(prev string) error {
+	if _, err := s.transfer("final", prev, s.notify); err != nil {
+		return fmt.Errorf("final dump: %w", err)
+	}
+	if s.same {
+		return nil
+	}
+	m, err := s.ch.expect(opOK, s.answerTimeout())
+	if err != nil {
+		return fmt.Errorf("the destination failed after the commit, and the tree here is killed: %w", err)
+	}
+	s.res.Downtime = s.commitAt.Sub(s.frozen) + time.Duration(m.RestoreNs)
+	s.res.Pid = m.Pid
+	return nil
+}
+
+// notify follows the final dump: it notes when the tree stopped and which
+// tasks it has, and sends the rest once every image is written. An error
+// thaws the tree.
+func (s *source) notify(action string) error {
+	switch action {
+	case "pre-dump":
+		s.frozen = time.Now()
+	case "query-ext-files":
+		tasks, err := treeTasks(s.opts.Pid)
+		if err != nil {
+			return err
+		}
+		s.tasks = tasks
+	case "post-dump":
+		return s.sendRest()
+	}
+	return nil
+}
+
+// sendRest sends the frozen tree's last pages' answer, then every other
+// image; on two hosts it then has the destination restore.
+func (s *source) sendRest() error {
+	pages, err := s.pagesReceived()
+	if err != nil {
+		return err
+	}
+	s.res.Final = pages
+	if err := s.sendImages(filepath.Join(s.work, "final")); err != nil {
+		return err
+	}
+	s.fault("images-sent")
+	if s.same {
+		return nil
+	}
+	return s.handOverRemote()
+}
+
+// sendImages sends every image of dir but the source's own records.
+func (s *source) sendImages(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || ownRecord(e.Name()) {
+			continue
+		}
+		if err := s.sendFile(dir, e.Name()); err != nil {
+			return err
+		}
+	}
+	if err := s.ch.send(Msg{Op: opEndFiles}); err != nil {
+		return err
+	}
+	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	return nil
+}
+
+// ownRecord says whether an image is the source's record of its chain:
+// what it sent, where it tracks memory.
+func ownRecord(name string) bool {
+	return strings.HasPrefix(name, "amber-sent-pagemap-") || name == "amber-track.txt"
+}
+
+// sendFile queues one image on the control channel.
+func (s *source) sendFile(dir, name string) error {
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := s.ch.queue(Msg{Op: opFile, Name: name, Size: st.Size()}); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(s.ch.w, f, st.Size()); err != nil {
+		return fmt.Errorf("send %s: %w", name, err)
+	}
+	return nil
+}
+
+// restoreMsg is the restore request.
+func (s *source) restoreMsg() Msg { return Msg{Op: opRestore, SameHost: s.same} }
+
+// handOverRemote has the destination restore the tree while it is frozen
+// here, and commits once every task is restored there: the dump then
+// kills the tree. An error before the commit thaws it.
+func (s *source) handOverRemote() error {
+	if err := s.ch.send(s.restoreMsg()); err != nil {
+		return err
+	}
+	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
+		return fmt.Errorf("restore on the destination: %w", err)
+	}
+	// Committed before the kill: an amber killed in between leaves two
+	// copies running, not none.
+	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
+		return err
+	}
+	s.commitAt = time.Now()
+	return nil
+}
+
+// handOverLocal has the destination restore the tree the dump killed,
+// once its PIDs are free. If the destination fails, the tree is restored
+// here from the destination's images.
+func (s *source) handOverLocal() error {
+	s.fault("tree-killed")
+	if err := waitGone(s.tasks, s.answerTimeout()); err != nil {
+		s.log.Errorf("migrate: %v", err)
+	}
+	s.log.Infof("migrate: the tree's %d tasks are gone here, %v after the freeze", len(s.tasks), time.Since(s.frozen))
+	if err := s.ch.send(s.restoreMsg()); err != nil {
+		return s.rollback(err)
+	}
+	m, err := s.ch.expect(opOK, s.answerTimeout())
+	if err != nil {
+		return s.rollback(err)
+	}
+	s.res.Downtime = time.Unix(0, m.ResumedAt).Sub(s.frozen)
+	s.res.Exact = true
+	s.res.Pid = m.Pid
+	if err := s.ch.send(Msg{Op: opDone}); err != nil {
+		s.log.Warnf("migrate: the tree runs on the destination; after it: %v", err)
+	}
+	return nil
+}
+
+// rollback restores the tree here from the destination's images after
+// the destination failed to (one host), then has them removed.
+func (s *source) rollback(cause error) error {
+	dir := filepath.Join(s.dest, "final")
+	if runs(s.opts.Pid) {
+		// The destination restored the tree, then went away before it
+		// said so.
+		s.removeDest()
+		return fmt.Errorf("%w: %w; the tree runs (pid %d), restored by the destination", errDestination, cause, s.opts.Pid)
+	}
+	s.log.Errorf("migrate: the destination did not restore the tree (%v): restoring it here from %s", cause, dir)
+	if err := waitGone(s.tasks, s.answerTimeout()); err != nil {
+		s.log.Errorf("migrate: %v", err)
+	}
+	res, err := restore.Run(restore.Options{ImagesDir: dir, Detach: true, ShellJob: s.opts.ShellJob,
+		TCPEstablished: s.opts.TCPEstablished, TCPClose: s.opts.TCPClose, FileLocks: s.opts.FileLocks, Log: s.log})
+	if err != nil {
+		s.ch.send(Msg{Op: opKeep})
+		return fmt.Errorf("%w: %w; its restore here from %s failed too, the images stay there: %w", errDestination, cause, dir, err)
+	}
+	var remote *RemoteError
+	if errors.As(cause, &remote) {
+		s.ch.send(Msg{Op: opDone})
+	} else {
+		s.removeDest()
+	}
+	return fmt.Errorf("%w: %w; the tree runs here again as pid %d", errDestination, cause, res.Pid)
+}
+
+// removeDest removes the destination's images after its amber went away
+// (one host: the same file system).
+func (s *source) removeDest() {
+	for _, d := range s.sent {
+		if err := os.RemoveAll(filepath.Join(s.dest, d)); err != nil {
+			s.log.Warnf("migrate: remove %s: %v", d, err)
+		}
+	}
+}
+
+// runs says whether a live process (not a zombie) has pid.
+func runs(pid int) bool {
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.State != 'Z' && st.State != 'X'
+}
+
+// treeTasks lists every PID and TID of the frozen tree rooted at pid.
+func treeTasks(pid int) ([]int, error) {
+	tids, err := proc.Threads(pid)
+	if err != nil {
+		return nil, err
+	}
+	kids, err := proc.Children(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range kids {
+		sub, err := treeTasks(k)
+		if err != nil {
+			return nil, err
+		}
+		tids = append(tids, sub...)
+	}
+	return tids, nil
+}
+
+// waitGone waits until no task holds any of the ids: the killed tree is
+// reaped, and its PIDs are free for the restore.
+func waitGone(ids []int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, id := range ids {
+		for unix.Kill(id, 0) != unix.ESRCH {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("pid %d of the killed tree is still taken after %v (not reaped by its parent?)", id, timeout)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	return nil
+}
