@@ -12,7 +12,14 @@ import (
 // PIDs from then on (d.pids).
 func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 	ns, err := namespaces.NewTable(tree.procs[0].pid, d.log.Warnf)
-	if err != nil || !ns.OwnPidNamespace() {
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ns.Own(namespaces.Mnt); ok {
+		// The tree's paths are relative to its root.
+		d.files.SetRoot(fmt.Sprintf("/proc/%d/root", tree.procs[0].pid))
+	}
+	if !ns.OwnPidNamespace() {
 		return ns, err
 	}
 	if d.pids, err = newPidMap(tree); err != nil {

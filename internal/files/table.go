@@ -20,7 +20,19 @@ type Table struct {
 	// times are the modification times and devices of the regular files,
 	// by id, as the dump saw them (for amber-mtimes.txt).
 	times map[uint32]regTime
+	// root is where the tree's paths are looked up ("" for amber's
+	// root): the tree's root, through /proc, for a tree in a mount
+	// namespace of its own (SetRoot).
+	root string
 }
+
+// SetRoot makes the table look paths up under root, the tree's root as
+// amber reaches it (/proc/PID/root): the tree's paths are relative to
+// it.
+func (t *Table) SetRoot(root string) { t.root = root }
+
+// stat looks a path of the tree up.
+func (t *Table) stat(path string) (os.FileInfo, error) { return os.Stat(t.root + path) }
 
 // regTime is when a regular file was last modified, and its device.
 type regTime struct {
@@ -53,7 +65,7 @@ func (t *Table) AddPath(path string, flags uint32) (uint32, error) {
 	if id, ok := t.regs[k]; ok {
 		return id, nil
 	}
-	st, err := os.Stat(path)
+	st, err := t.stat(path)
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,237 @@
+/*
+ * ns_mnt - a container's mount namespace: the init of its own pid, IPC
+ * and mount namespaces pivots into a root of its own, as runc does, with
+ * proc, sysfs (read-only), a /dev tmpfs holding devpts, mqueue and a
+ * /dev/null bound from the host, /proc/keys masked by that /dev/null,
+ * /usr bound read-only from the host, a read-only bind of a directory of
+ * its root, a tmpfs on /tmp and its out file bound from the host.  It
+ * keeps a file of its /tmp tmpfs open and its working directory there.
+ *
+ * The driver starts it with CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC in
+ * its scratch directory.  The first run builds ROOT (./root) and its
+ * mounts, pivots there and executes itself again as /ns_mnt, which sets
+ * up its state, notes its mounts and says ready.  After SIGTERM it
+ * checks that its mounts are those it had (mountinfo, but for ids and
+ * devices), that the tmpfs files have their contents, modes and links,
+ * that its open file is still that file at its offset, that the read-only
+ * mounts are read-only and that /proc is its own pid namespace's.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "zdtm.h"
+
+#define DATA_LEN (64 << 10)
+#define DATA_SEED 0x6d6e74
+#define DATA_OFF 1000
+
+/* must fails the test with the call's error unless ok. */
+static void must(int ok, const char *what)
+{
+	if (!ok)
+		fail("%s: %s", what, strerror(errno));
+}
+
+static void put(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	must(fd >= 0, path);
+	must(write(fd, text, strlen(text)) == (ssize_t)strlen(text), path);
+	close(fd);
+}
+
+/* copy_self copies the running executable to dst. */
+static void copy_self(const char *dst)
+{
+	static char buf[1 << 16];
+	int in = open("/proc/self/exe", O_RDONLY), out;
+	ssize_t n;
+
+	must(in >= 0, "open /proc/self/exe");
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+	must(out >= 0, dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		must(write(out, buf, n) == n, dst);
+	must(n == 0, "read /proc/self/exe");
+	close(in);
+	close(out);
+}
+
+static void bind(const char *src, const char *dst, unsigned long ro)
+{
+	must(mount(src, dst, NULL, MS_BIND, NULL) == 0, dst);
+	if (ro)
+		must(mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | ro, NULL) == 0, dst);
+}
+
+/* build makes ./root and its mounts, pivots into it and runs /ns_mnt. */
+static void build(const char *self)
+{
+	char out[PATH_MAX + 64], dir[PATH_MAX - 64];
+
+	must(getcwd(dir, sizeof(dir)) != NULL, "getcwd");
+	if (snprintf(out, sizeof(out), "%s/%.32s.out", dir, self) >= (int)sizeof(out))
+		fail("path too long");
+	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "make / private");
+	must(mkdir("root", 0755) == 0, "mkdir root");
+	bind("root", "root", 0);
+	must(chdir("root") == 0, "chdir root");
+	copy_self("ns_mnt");
+	put("ns_mnt.out", "", 0644);
+	must(symlink("usr/lib", "lib") == 0 && symlink("usr/lib64", "lib64") == 0, "symlink lib");
+	must(mkdir("proc", 0755) == 0 && mkdir("sys", 0755) == 0 && mkdir("dev", 0755) == 0 &&
+	     mkdir("tmp", 0755) == 0 && mkdir("usr", 0755) == 0 && mkdir("data", 0755) == 0 &&
+	     mkdir("ro", 0755) == 0, "mkdir");
+	put("data/file", "read only", 0644);
+	must(mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount proc");
+	must(mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount sysfs");
+	must(mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") == 0, "mount /dev");
+	put("dev/null", "", 0666);
+	bind("/dev/null", "dev/null", 0);
+	must(mkdir("dev/pts", 0755) == 0 && mkdir("dev/mqueue", 0755) == 0, "mkdir /dev/*");
+	must(mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") == 0, "mount devpts");
+	must(mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount mqueue");
+	must(mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=1777") == 0, "mount /tmp");
+	bind("/usr", "usr", MS_RDONLY);
+	bind("data", "ro", MS_RDONLY | MS_NOSUID);
+	bind("dev/null", "proc/keys", 0);
+	bind(out, "ns_mnt.out", 0);
+	must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot_root");
+	must(umount2(".", MNT_DETACH) == 0, "umount the old root");
+	must(chdir("/") == 0, "chdir /");
+	execl("/ns_mnt", "ns_mnt", "inside", (char *)NULL);
+	fail("exec /ns_mnt: %s", strerror(errno));
+}
+
+/*
+ * mounts reads mountinfo without what changes across a restore: the ids
+ * and devices (the first three fields) and the optional fields.
+ */
+static char *mounts(void)
+{
+	static char line[4096];
+	size_t cap = 1 << 16, len = 0;
+	char *all = malloc(cap);
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+
+	must(f != NULL && all != NULL, "mountinfo");
+	all[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line, *dash = strstr(line, " - ");
+		int i, n;
+
+		for (i = 0; i < 3 && p; i++)
+			p = strchr(p + 1, ' ');
+		if (!p || !dash)
+			fail("mountinfo line %s", line);
+		/* root mountpoint options */
+		char *q = p + 1;
+		for (i = 0; i < 3 && q; i++)
+			q = strchr(q + 1, ' ');
+		n = snprintf(all + len, cap - len, "%.*s%s", (int)(q - p), p, dash);
+		if (n <= 0 || (size_t)n >= cap - len)
+			fail("too many mounts");
+		len += n;
+	}
+	fclose(f);
+	return all;
+}
+
+static void expect_file(const char *path, const char *want)
+{
+	char buf[256] = {};
+	int fd = open(path, O_RDONLY);
+
+	must(fd >= 0, path);
+	must(read(fd, buf, sizeof(buf) - 1) >= 0, path);
+	close(fd);
+	if (strcmp(buf, want))
+		fail("%s holds \"%s\", want \"%s\"", path, buf, want);
+}
+
+int main(int argc, char **argv)
+{
+	static char data[DATA_LEN], back[DATA_LEN];
+	char lpath[PATH_MAX], cwd[PATH_MAX];
+	struct stat st, fst;
+	char *before, *after;
+	ssize_t n;
+	int fd, out;
+
+	if (argc < 2) {
+		if (getpid() != 1)
+			fail("pid %d: start it with CLONE_NEWPID | CLONE_NEWNS", getpid());
+		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
+	}
+	out = open("/ns_mnt.out", O_WRONLY | O_APPEND);
+	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		return 2;
+	close(out);
+	test_init();
+
+	fill_pattern(data, sizeof(data), DATA_SEED);
+	fd = open("/tmp/data", O_RDWR | O_CREAT, 0640);
+	must(fd >= 0, "/tmp/data");
+	must(write(fd, data, sizeof(data)) == sizeof(data), "write /tmp/data");
+	must(lseek(fd, DATA_OFF, SEEK_SET) == DATA_OFF, "lseek");
+	must(mkdir("/tmp/sub", 0710) == 0, "mkdir /tmp/sub");
+	must(chmod("/tmp/sub", 0710) == 0, "chmod /tmp/sub");
+	put("/tmp/sub/f", "hello", 0600);
+	must(symlink("sub/f", "/tmp/link") == 0, "symlink");
+	must(link("/tmp/sub/f", "/tmp/hard") == 0, "link");
+	put("/dev/marker", "on /dev", 0644);
+	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
+	before = mounts();
+
+	test_ready();
+	test_wait_stop();
+
+	after = mounts();
+	if (strcmp(before, after))
+		fail("mounts changed:\n%s\nnow:\n%s", before, after);
+	if (getpid() != 1)
+		fail("pid %d, want 1", getpid());
+	expect_file("/proc/1/comm", "ns_mnt\n");
+	must(getcwd(cwd, sizeof(cwd)) != NULL, "getcwd");
+	if (strcmp(cwd, "/tmp/sub"))
+		fail("working directory %s, want /tmp/sub", cwd);
+	must(lseek(fd, 0, SEEK_CUR) == DATA_OFF, "offset of /tmp/data");
+	must(fstat(fd, &fst) == 0 && stat("/tmp/data", &st) == 0, "stat /tmp/data");
+	if (fst.st_ino != st.st_ino || fst.st_dev != st.st_dev)
+		fail("the open /tmp/data is not the file under that name");
+	snprintf(lpath, sizeof(lpath), "/proc/self/fd/%d", fd);
+	n = readlink(lpath, cwd, sizeof(cwd) - 1);
+	must(n > 0, "readlink");
+	cwd[n] = 0;
+	if (strcmp(cwd, "/tmp/data"))
+		fail("the open file is %s, want /tmp/data", cwd);
+	must(pread(fd, back, sizeof(back), 0) == sizeof(back), "read /tmp/data");
+	expect_pattern(back, sizeof(back), DATA_SEED, "/tmp/data");
+	must(stat("/tmp/sub", &st) == 0, "stat /tmp/sub");
+	if ((st.st_mode & 07777) != 0710)
+		fail("/tmp/sub mode %o, want 710", st.st_mode & 07777);
+	expect_file("/tmp/link", "hello");
+	must(stat("/tmp/hard", &st) == 0 && stat("/tmp/sub/f", &fst) == 0, "stat /tmp/hard");
+	if (st.st_ino != fst.st_ino || st.st_nlink != 2)
+		fail("/tmp/hard is not a hard link of /tmp/sub/f any more");
+	expect_file("/dev/marker", "on /dev");
+	expect_file("/ro/file", "read only");
+	if (open("/ro/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("/ro is writable");
+	if (open("/usr/ns_mnt_new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("/usr is writable");
+	must(stat("/proc/keys", &st) == 0 && S_ISCHR(st.st_mode), "/proc/keys is not masked by /dev/null");
+	must(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null is not a device");
+	must(access("/dev/pts/ptmx", F_OK) == 0, "/dev/pts/ptmx");
+	pass();
+}
