@@ -14,10 +14,17 @@ var nsMntExternal = map[string]string{"/usr": "usr", "/dev/null": "null", "/ns_m
 // root), with its host bind mounts marked external, and restores it
 // with --root ROOT and their host sources: it must come back as pid 1
 // of new namespaces and find its mounts, its tmpfs files and its open
-// file as they were.
+// file as they were. Before, a dump that does not mark them external
+// must fail naming one and leave the program running, and a restore
+// without --root must fail saying so and leave nothing running.
 func TestMountsNamespace(t *testing.T) {
 	p, _ := lookupProgram("ns_mnt")
 	c := startProgram(t, p)
+	r := c.dump("--external", "mnt[/usr]:usr")
+	requireFailure(t, r, "--external mnt[/")
+	if !alive(c.pid) {
+		t.Fatalf("pid %d died in a failed dump", c.pid)
+	}
 	var dumpArgs []string
 	for mp, key := range nsMntExternal {
 		dumpArgs = append(dumpArgs, "--external", "mnt["+mp+"]:"+key)
@@ -28,6 +35,11 @@ func TestMountsNamespace(t *testing.T) {
 	}
 	c.reapDumped(tree)
 	pidfile := c.pidfile()
+	requireFailure(t, c.amber(c.prog, c.restoreArgs(pidfile, "-d")...), "give its root with --root")
+	if _, err := readPidfile(pidfile); err == nil {
+		t.Fatalf("a failed restore wrote its pidfile")
+	}
+	c.requireLive()
 	restoreArgs := []string{"-d", "--root", filepath.Join(c.dir, "root"),
 		"--external", "mnt[usr]:/usr", "--external", "mnt[null]:/dev/null",
 		"--external", "mnt[out]:" + filepath.Join(c.dir, "ns_mnt.out")}

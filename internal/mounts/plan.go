@@ -74,7 +74,7 @@ func Plan(entries []*mnt.MntEntry, ext map[string]string) ([]Step, error) {
 	}
 	steps := map[uint32]*Step{}
 	for _, e := range entries {
-		s, err := stepOf(e, e == root, entries, ext)
+		s, err := stepOf(e, root, entries, ext)
 		if err != nil {
 			return nil, err
 		}
@@ -113,14 +113,14 @@ func rootOf(entries []*mnt.MntEntry) (*mnt.MntEntry, error) {
 }
 
 // stepOf decides how e is made again.
-func stepOf(e *mnt.MntEntry, isRoot bool, entries []*mnt.MntEntry, ext map[string]string) (*Step, error) {
+func stepOf(e, root *mnt.MntEntry, entries []*mnt.MntEntry, ext map[string]string) (*Step, error) {
 	mp := path.Clean(e.GetMountpoint())
 	if !path.IsAbs(mp) {
 		return nil, fmt.Errorf("mount %d: mountpoint %q is not absolute", e.GetMntId(), e.GetMountpoint())
 	}
 	s := &Step{Entry: e, Target: mp, Flags: e.GetFlags() &^ propagation}
 	switch {
-	case isRoot:
+	case e == root:
 		s.How = Root
 	case e.GetExtKey() != "":
 		src, ok := ext[e.GetExtKey()]
@@ -132,7 +132,7 @@ func stepOf(e *mnt.MntEntry, isRoot bool, entries []*mnt.MntEntry, ext map[strin
 		s.How, s.Source, s.FSType, s.Data, s.SbFlags = New, e.GetSource(), fsName(e), e.GetOptions(), e.GetSbFlags()
 		s.Tmpfs = s.FSType == "tmpfs"
 	default:
-		src := bindSource(e, entries)
+		src := bindSource(e, root, entries)
 		if src == nil {
 			return nil, fmt.Errorf("mount %d at %s (%s, root %s) is a bind of a filesystem no other mount of the namespace holds: dump it with --external mnt[%s]:KEY",
 				e.GetMntId(), mp, fsName(e), e.GetRoot(), mp)
@@ -163,13 +163,13 @@ func fresh(e *mnt.MntEntry, entries []*mnt.MntEntry) bool {
 // filesystem whose root holds e's root, the closest one, never one bound
 // from e itself (one made earlier in the dumped namespace: a smaller id,
 // or the root, a fresh or an external mount).
-func bindSource(e *mnt.MntEntry, entries []*mnt.MntEntry) *mnt.MntEntry {
+func bindSource(e, root *mnt.MntEntry, entries []*mnt.MntEntry) *mnt.MntEntry {
 	var best *mnt.MntEntry
 	for _, o := range entries {
 		if o == e || o.GetRootDev() != e.GetRootDev() || !within(e.GetRoot(), o.GetRoot()) {
 			continue
 		}
-		if o.GetMntId() > e.GetMntId() && !fresh(o, entries) && o.GetExtKey() == "" {
+		if o != root && o.GetMntId() > e.GetMntId() && !fresh(o, entries) && o.GetExtKey() == "" {
 			continue
 		}
 		if best == nil || len(o.GetRoot()) > len(best.GetRoot()) {

@@ -85,6 +85,23 @@ func TestPlanBindOrder(t *testing.T) {
 	}
 }
 
+// TestPlanBindFromRoot: a bind of part of the root's filesystem comes
+// from the root, even when the root's mount id is larger (zdtm's
+// namespaces, whose root is a copy made after the test's binds' ids).
+func TestPlanBindFromRoot(t *testing.T) {
+	entries, err := Entries(parse(t, "90 70 8:1 /work / rw - ext4 /dev/sda rw\n83 90 8:1 /work/t/test /t/bind rw - ext4 /dev/sda rw\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := Plan(entries, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(steps[1]); got != "bind /t/bind <- /t/test" {
+		t.Fatalf("step %q, want a bind from the root's /t/test", got)
+	}
+}
+
 // TestPlanErrors names the mount a restore cannot make.
 func TestPlanErrors(t *testing.T) {
 	for _, tc := range []struct {
