@@ -152,8 +152,18 @@ func run(dir image.Dir, steps []Step, root string, pid int, opts RestoreOptions)
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return false, fmt.Errorf("make the new mount namespace private: %w", err)
 	}
-	for _, s := range steps {
-		if err := mount(dir, s, root, pid); err != nil {
+	var rootFd int
+	for i, s := range steps {
+		var err error
+		if i == 0 {
+			rootFd, err = mountRoot(s, root)
+			if err == nil {
+				defer unix.Close(rootFd)
+			}
+		} else {
+			err = mount(dir, s, rootFd, pid)
+		}
+		if err != nil {
 			return false, fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
 		}
 		if opts.Logf != nil {
@@ -170,54 +180,118 @@ func run(dir image.Dir, steps []Step, root string, pid int, opts RestoreOptions)
 	return procOver, pivot(root)
 }
 
-// mount makes the mount of step s under root.
-func mount(dir image.Dir, s Step, root string, pid int) error {
-	target := filepath.Join(root, s.Target)
+// mountRoot binds root, the directory given for the root mount, onto
+// itself with the root mount's flags, and opens it.
+func mountRoot(s Step, root string) (int, error) {
+	if err := unix.Mount(root, root, "", unix.MS_BIND, ""); err != nil {
+		return -1, fmt.Errorf("bind %s: %w", root, err)
+	}
+	if err := unix.Mount("", root, "", s.remountFlags(), ""); err != nil {
+		return -1, fmt.Errorf("set flags %#x: %w", s.Flags, err)
+	}
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", root, err)
+	}
+	return fd, nil
+}
+
+// mount makes the mount of step s in the tree whose root is open at
+// rootFd. Paths of the tree resolve inside it (inRoot): a symbolic link
+// of the tree's files never leads a mount out of it.
+func mount(dir image.Dir, s Step, rootFd, pid int) error {
 	switch s.How {
-	case Root:
-		if err := unix.Mount(root, root, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", root, err)
-		}
 	case Bind, External:
-		src := s.Source
-		if s.How == Bind {
-			src = filepath.Join(root, s.Source)
-		}
-		if err := makeTarget(target, src); err != nil {
+		src, err := openSource(s, rootFd)
+		if err != nil {
 			return err
 		}
-		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", src, err)
+		defer src.Close()
+		st, err := src.Stat()
+		if err != nil {
+			return err
+		}
+		if err := makeTarget(rootFd, s.Target, !st.IsDir()); err != nil {
+			return err
+		}
+		if err := onTarget(rootFd, s.Target, func(at string) error {
+			return unix.Mount(fdPath(src), at, "", unix.MS_BIND, "")
+		}); err != nil {
+			return fmt.Errorf("bind %s: %w", s.Source, err)
 		}
 	case New:
-		if err := makeTarget(target, ""); err != nil {
+		if err := makeTarget(rootFd, s.Target, false); err != nil {
 			return err
 		}
 		data := s.Data
 		if s.FSType == "proc" {
 			data = join(data, fmt.Sprintf("pidns=/proc/%d/ns/pid", pid))
 		}
-		if err := unix.Mount(s.Source, target, s.FSType, uintptr(s.SbFlags), data); err != nil {
+		if err := onTarget(rootFd, s.Target, func(at string) error {
+			return unix.Mount(s.Source, at, s.FSType, uintptr(s.SbFlags), data)
+		}); err != nil {
 			return fmt.Errorf("mount %s %q: %w", s.FSType, data, err)
 		}
 		if s.Tmpfs {
-			if err := fill(dir, s, target); err != nil {
+			if err := fill(dir, s, rootFd); err != nil {
 				return err
 			}
 		}
 	}
-	if err := unix.Mount("", target, "", s.remountFlags(), ""); err != nil {
+	// The target again: now the mount just made.
+	if err := onTarget(rootFd, s.Target, func(at string) error { return unix.Mount("", at, "", s.remountFlags(), "") }); err != nil {
 		return fmt.Errorf("set flags %#x: %w", s.Flags, err)
 	}
 	return nil
 }
 
-// fill unpacks a tmpfs's contents into it.
-func fill(dir image.Dir, s Step, target string) error {
-	d, err := os.OpenFile(target, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return err
+// openSource opens what step s binds: a path of the tree, or of the
+// host for an external mount.
+func openSource(s Step, rootFd int) (*os.File, error) {
+	if s.How == External {
+		fd, err := unix.Open(s.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", s.Source, err)
+		}
+		return os.NewFile(uintptr(fd), s.Source), nil
 	}
+	fd, err := inRoot(rootFd, s.Source, unix.O_PATH)
+	if err != nil {
+		return nil, fmt.Errorf("open %s in the new root: %w", s.Source, err)
+	}
+	return os.NewFile(uintptr(fd), s.Source), nil
+}
+
+// inRoot opens path, a path of the tree, in the tree whose root is open
+// at rootFd: symbolic links and ".." resolve as if rootFd were "/".
+func inRoot(rootFd int, path string, flags int) (int, error) {
+	return unix.Openat2(rootFd, path, &unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC),
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+// onTarget runs fn on the mountpoint path of the tree (inRoot), named
+// through /proc/self/fd.
+func onTarget(rootFd int, path string, fn func(at string) error) error {
+	fd, err := inRoot(rootFd, path, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("open %s in the new root: %w", path, err)
+	}
+	defer unix.Close(fd)
+	return fn(fmt.Sprintf("/proc/self/fd/%d", fd))
+}
+
+// fdPath names an open file through /proc/self/fd.
+func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
+
+// fill unpacks a tmpfs's contents into it, the mount now at s.Target.
+func fill(dir image.Dir, s Step, rootFd int) error {
+	fd, err := inRoot(rootFd, s.Target, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("open %s in the new root: %w", s.Target, err)
+	}
+	d := os.NewFile(uintptr(fd), s.Target)
 	defer d.Close()
 	return restoreTmpfs(dir, d, s.Entry)
 }
@@ -230,22 +304,37 @@ func join(opts, o string) string {
 	return opts + "," + o
 }
 
-// makeTarget makes the mountpoint target if it is missing: a directory,
-// or an empty file when src, the path bound there, is not a directory.
-func makeTarget(target, src string) error {
-	if _, err := os.Lstat(target); err == nil || !errors.Is(err, os.ErrNotExist) {
+// makeTarget makes the mountpoint path of the tree if it is missing, and
+// its missing parents: a directory, or an empty file if file is set.
+func makeTarget(rootFd int, target string, file bool) error {
+	fd, err := inRoot(rootFd, target, unix.O_PATH)
+	if err == nil {
+		return unix.Close(fd)
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("open %s in the new root: %w", target, err)
+	}
+	parent := filepath.Dir(target)
+	if err := makeTarget(rootFd, parent, false); err != nil {
 		return err
 	}
-	if src != "" {
-		if st, err := os.Stat(src); err == nil && !st.IsDir() {
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return err
-			}
-			return f.Close()
-		}
+	pfd, err := inRoot(rootFd, parent, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("open %s in the new root: %w", parent, err)
 	}
-	return os.MkdirAll(target, 0o755)
+	defer unix.Close(pfd)
+	name := filepath.Base(target)
+	if !file {
+		if err := unix.Mkdirat(pfd, name, 0o755); err != nil {
+			return fmt.Errorf("make mountpoint %s: %w", target, err)
+		}
+		return nil
+	}
+	ffd, err := unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("make mountpoint %s: %w", target, err)
+	}
+	return unix.Close(ffd)
 }
 
 // pivot makes root the namespace's root: every task whose root or
