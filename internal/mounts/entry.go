@@ -11,7 +11,8 @@ import (
 )
 
 // fsTypes are the filesystems CRIU names by code in MntEntry.fstype; any
-// other is UNSUPPORTED with its name in fsname.
+// other is UNSUPPORTED (CRIU refuses fsname but for AUTO): such a mount
+// can only be the root, a bind or external.
 var fsTypes = map[string]mnt.Fstype{
 	"proc": mnt.Fstype_PROC, "sysfs": mnt.Fstype_SYSFS, "devtmpfs": mnt.Fstype_DEVTMPFS,
 	"binfmt_misc": mnt.Fstype_BINFMT_MISC, "tmpfs": mnt.Fstype_TMPFS, "devpts": mnt.Fstype_DEVPTS,
@@ -69,9 +70,6 @@ func entryOf(m Info, extKey string) *mnt.MntEntry {
 		SharedId:    proto.Uint32(m.Shared),
 		MasterId:    proto.Uint32(m.Master),
 		SbFlags:     proto.Uint32(sb),
-	}
-	if _, ok := fsTypes[m.FSType]; !ok {
-		e.Fsname = proto.String(m.FSType)
 	}
 	if extKey != "" {
 		e.ExtKey = proto.String(extKey)

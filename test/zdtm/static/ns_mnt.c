@@ -113,37 +113,46 @@ static void build(const char *self)
 	fail("exec /ns_mnt: %s", strerror(errno));
 }
 
+static int by_text(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /*
  * mounts reads mountinfo without what changes across a restore: the ids
- * and devices (the first three fields) and the optional fields.
+ * and devices (the first three fields), the optional fields and the
+ * order of the lines (CRIU makes siblings in another order).
  */
 static char *mounts(void)
 {
 	static char line[4096];
-	size_t cap = 1 << 16, len = 0;
-	char *all = malloc(cap);
+	char *lines[128], *all;
+	size_t len = 0;
+	int i, n = 0;
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 
-	must(f != NULL && all != NULL, "mountinfo");
-	all[0] = 0;
+	must(f != NULL, "mountinfo");
 	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *dash = strstr(line, " - ");
-		int i, n;
+		char *p = line, *q, *dash = strstr(line, " - ");
 
 		for (i = 0; i < 3 && p; i++)
 			p = strchr(p + 1, ' ');
-		if (!p || !dash)
-			fail("mountinfo line %s", line);
-		/* root mountpoint options */
-		char *q = p + 1;
+		q = p;
 		for (i = 0; i < 3 && q; i++)
 			q = strchr(q + 1, ' ');
-		n = snprintf(all + len, cap - len, "%.*s%s", (int)(q - p), p, dash);
-		if (n <= 0 || (size_t)n >= cap - len)
-			fail("too many mounts");
-		len += n;
+		if (!q || !dash || n == 128)
+			fail("mountinfo line %s", line);
+		must(asprintf(&lines[n], "%.*s%s", (int)(q - p), p, dash) > 0, "asprintf");
+		len += strlen(lines[n++]);
 	}
 	fclose(f);
+	qsort(lines, n, sizeof(lines[0]), by_text);
+	all = calloc(1, len + 1);
+	must(all != NULL, "calloc");
+	for (i = 0; i < n; i++) {
+		strcat(all, lines[i]);
+		free(lines[i]);
+	}
 	return all;
 }
 
@@ -173,8 +182,14 @@ int main(int argc, char **argv)
 			fail("pid %d: start it with CLONE_NEWPID | CLONE_NEWNS", getpid());
 		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
 	}
+	/* Its stdio from inside: no file of the host's stays open. */
 	out = open("/ns_mnt.out", O_WRONLY | O_APPEND);
 	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		return 2;
+	close(out);
+	syscall(SYS_close_range, 3, ~0U, 0);
+	out = open("/dev/null", O_RDONLY);
+	if (out < 0 || dup2(out, 0) < 0)
 		return 2;
 	close(out);
 	test_init();
