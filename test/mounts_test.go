@@ -25,12 +25,8 @@ func TestMountsNamespace(t *testing.T) {
 	if !alive(c.pid) {
 		t.Fatalf("pid %d died in a failed dump", c.pid)
 	}
-	var dumpArgs []string
-	for mp, key := range nsMntExternal {
-		dumpArgs = append(dumpArgs, "--external", "mnt["+mp+"]:"+key)
-	}
 	tree := descendants(c.pid)
-	if r := c.dump(dumpArgs...); r.err != nil {
+	if r := c.dump(nsMntDumpArgs()...); r.err != nil {
 		t.Fatalf("dump failed: %v", r)
 	}
 	c.reapDumped(tree)
@@ -40,12 +36,78 @@ func TestMountsNamespace(t *testing.T) {
 		t.Fatalf("a failed restore wrote its pidfile")
 	}
 	c.requireLive()
-	restoreArgs := []string{"-d", "--root", filepath.Join(c.dir, "root"),
-		"--external", "mnt[usr]:/usr", "--external", "mnt[null]:/dev/null",
-		"--external", "mnt[out]:" + filepath.Join(c.dir, "ns_mnt.out")}
-	if r := c.amber(c.prog, c.restoreArgs(pidfile, restoreArgs...)...); r.err != nil {
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, nsMntRestoreArgs(c)...)...); r.err != nil {
 		t.Fatalf("restore failed: %v", r)
 	}
 	c.requireNewPidNamespace(pidfile)
 	c.mustPass()
+}
+
+// TestMountsHostFile: ns_mnt keeping a file of the host's open (on a
+// mount outside its namespace, which no path inside reaches) is refused
+// by the dump, naming the file, and runs on.
+func TestMountsHostFile(t *testing.T) {
+	t.Setenv("NS_MNT_HOST_FD", "1")
+	p, _ := lookupProgram("ns_mnt")
+	c := startProgram(t, p)
+	requireFailure(t, c.dump(nsMntDumpArgs()...), "ns_mnt.out is on mount")
+	if !alive(c.pid) {
+		t.Fatalf("pid %d died in a failed dump", c.pid)
+	}
+	c.mustPass()
+}
+
+// nsMntDumpArgs mark ns_mnt's host binds external.
+func nsMntDumpArgs() []string {
+	var args []string
+	for mp, key := range nsMntExternal {
+		args = append(args, "--external", "mnt["+mp+"]:"+key)
+	}
+	return args
+}
+
+// nsMntRestoreArgs restore ns_mnt detached into its root, with the host
+// sources of its external mounts.
+func nsMntRestoreArgs(c *zcase) []string {
+	return []string{"-d", "--root", filepath.Join(c.dir, "root"),
+		"--external", "mnt[usr]:/usr", "--external", "mnt[null]:/dev/null",
+		"--external", "mnt[out]:" + filepath.Join(c.dir, "ns_mnt.out")}
+}
+
+// TestMountsInterop: CRIU 4.2 dumps ns_mnt and amber restores it, then
+// amber dumps it and CRIU restores it; the program checks its mounts,
+// files and pid namespace each time.
+func TestMountsInterop(t *testing.T) {
+	t.Run("criu_dumps", func(t *testing.T) {
+		bin := criuBin(t)
+		p, _ := lookupProgram("ns_mnt")
+		c := startProgram(t, p)
+		tree := descendants(c.pid)
+		if r := c.criu(bin, c.dumpArgs(nsMntDumpArgs()...)...); r.err != nil {
+			t.Fatalf("criu dump failed: %v", criuLog(r, c.images))
+		}
+		c.reapDumped(tree)
+		pidfile := c.pidfile()
+		if r := c.amber(c.prog, c.restoreArgs(pidfile, nsMntRestoreArgs(c)...)...); r.err != nil {
+			t.Fatalf("restore failed: %v", r)
+		}
+		c.requireNewPidNamespace(pidfile)
+		c.mustPass()
+	})
+	t.Run("amber_dumps", func(t *testing.T) {
+		bin := criuBin(t)
+		p, _ := lookupProgram("ns_mnt")
+		c := startProgram(t, p)
+		tree := descendants(c.pid)
+		if r := c.dump(nsMntDumpArgs()...); r.err != nil {
+			t.Fatalf("dump failed: %v", r)
+		}
+		c.reapDumped(tree)
+		pidfile := c.pidfile()
+		if r := c.criu(bin, c.restoreArgs(pidfile, nsMntRestoreArgs(c)...)...); r.err != nil {
+			t.Fatalf("criu restore failed: %v", criuLog(r, c.images))
+		}
+		c.requireNewPidNamespace(pidfile)
+		c.mustPass()
+	})
 }

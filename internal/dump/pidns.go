@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 
+	"amber/internal/mounts"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
@@ -16,8 +17,12 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 		return nil, err
 	}
 	if _, ok := ns.Own(namespaces.Mnt); ok {
-		// The tree's paths are relative to its root.
-		d.files.SetRoot(fmt.Sprintf("/proc/%d/root", tree.procs[0].pid))
+		// The tree's paths are relative to its root, on its mounts.
+		ids, err := mounts.IDs(tree.procs[0].pid)
+		if err != nil {
+			return nil, err
+		}
+		d.files.SetRoot(fmt.Sprintf("/proc/%d/root", tree.procs[0].pid), ids)
 	}
 	if !ns.OwnPidNamespace() {
 		return ns, err

@@ -20,18 +20,37 @@ type DumpOptions struct {
 	External map[string]string
 }
 
+// IDs returns the ids of the mounts of pid's mount namespace, as the
+// mnt_id of its files' fdinfo names them.
+func IDs(pid int) (map[int]bool, error) {
+	infos, err := readMountinfo(pid)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[int]bool{}
+	for _, m := range infos {
+		ids[int(m.ID)] = true
+	}
+	return ids, nil
+}
+
+// readMountinfo reads /proc/PID/mountinfo.
+func readMountinfo(pid int) ([]Info, error) {
+	name := fmt.Sprintf("/proc/%d/mountinfo", pid)
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("mount namespace of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	return ParseMountinfo(f, name)
+}
+
 // Dump writes mountpoints-ID.img with the mounts of pid's mount
 // namespace (id its id in the images) and the contents of its tmpfs
 // mounts. It fails, naming the mount, if a restore could not make one
 // of them again.
 func Dump(dir image.Dir, id uint32, pid int, opts DumpOptions) error {
-	name := fmt.Sprintf("/proc/%d/mountinfo", pid)
-	f, err := os.Open(name)
-	if err != nil {
-		return fmt.Errorf("mount namespace of pid %d: %w", pid, err)
-	}
-	infos, err := ParseMountinfo(f, name)
-	f.Close()
+	infos, err := readMountinfo(pid)
 	if err != nil {
 		return err
 	}

@@ -167,7 +167,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.locks, err = tree.locksToTake(opts.FileLocks); err != nil {
 		return err
 	}
-	ghosts, err := makeGhosts(tree, h)
+	ghosts, err := makeGhosts(tree, h, nsFlags)
 	if err != nil {
 		return err
 	}
@@ -549,8 +549,10 @@ func (r *restorer) killAll() {
 }
 
 // makeGhosts makes the unlinked files that the tree maps again, before
-// any task runs (files.PlanHostGhosts), and tells h where they are.
-func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
+// any task runs (files.PlanHostGhosts), and tells h where they are. A
+// tree restored in a new mount namespace (nsFlags) has none: amber would
+// make them on its own mounts, by the tree's paths.
+func makeGhosts(tree *treeImages, h *host, nsFlags uintptr) (*files.HostGhosts, error) {
 	var mapped []uint32
 	for _, t := range tree.tasks {
 		mapped = append(mapped, mem.MappedFiles(t.mm.GetVmas())...)
@@ -562,6 +564,9 @@ func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
 	gs, err := files.PlanHostGhosts(t.files, t.extra, mapped, h.stat)
 	if err != nil {
 		return nil, err
+	}
+	if len(gs) > 0 && nsFlags&unix.CLONE_NEWNS != 0 {
+		return nil, fmt.Errorf("%s: a mapped unlinked file of a tree in a mount namespace of its own: not supported yet", gs[0].Path)
 	}
 	h.ghosts = files.HostPaths(gs)
 	return files.MakeHostGhosts(gs)

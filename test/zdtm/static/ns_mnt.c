@@ -15,6 +15,9 @@
  * devices), that the tmpfs files have their contents, modes and links,
  * that its open file is still that file at its offset, that the read-only
  * mounts are read-only and that /proc is its own pid namespace's.
+ *
+ * With NS_MNT_HOST_FD set, it keeps its out file open at fd 100 through
+ * the host's mount, which a dump must refuse.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -106,6 +109,12 @@ static void build(const char *self)
 	bind("data", "ro", MS_RDONLY | MS_NOSUID);
 	bind("dev/null", "proc/keys", 0);
 	bind(out, "ns_mnt.out", 0);
+	if (getenv("NS_MNT_HOST_FD")) {
+		/* A file of the host's kept open: amber must refuse it. */
+		int host = open(out, O_RDONLY);
+
+		must(host >= 0 && dup2(host, 100) == 100, "keep a host file at fd 100");
+	}
 	must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot_root");
 	must(umount2(".", MNT_DETACH) == 0, "umount the old root");
 	must(chdir("/") == 0, "chdir /");
@@ -187,7 +196,7 @@ int main(int argc, char **argv)
 	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
 		return 2;
 	close(out);
-	syscall(SYS_close_range, 3, ~0U, 0);
+	syscall(SYS_close_range, 3, getenv("NS_MNT_HOST_FD") ? 99 : ~0U, 0);
 	out = open("/dev/null", O_RDONLY);
 	if (out < 0 || dup2(out, 0) < 0)
 		return 2;
