@@ -227,14 +227,26 @@ func mount(dir image.Dir, s Step, rootFd, pid int) error {
 		if s.FSType == "proc" {
 			data = join(data, fmt.Sprintf("pidns=/proc/%d/ns/pid", pid))
 		}
+		// A read-only tmpfs is filled first, then made read-only.
+		sb := uintptr(s.SbFlags)
+		if s.Tmpfs {
+			sb &^= unix.MS_RDONLY
+		}
 		if err := onTarget(rootFd, s.Target, func(at string) error {
-			return unix.Mount(s.Source, at, s.FSType, uintptr(s.SbFlags), data)
+			return unix.Mount(s.Source, at, s.FSType, sb, data)
 		}); err != nil {
 			return fmt.Errorf("mount %s %q: %w", s.FSType, data, err)
 		}
 		if s.Tmpfs {
 			if err := fill(dir, s, rootFd); err != nil {
 				return err
+			}
+		}
+		if sb != uintptr(s.SbFlags) {
+			if err := onTarget(rootFd, s.Target, func(at string) error {
+				return unix.Mount("", at, "", unix.MS_REMOUNT|uintptr(s.SbFlags), data)
+			}); err != nil {
+				return fmt.Errorf("make the %s read-only: %w", s.FSType, err)
 			}
 		}
 	}

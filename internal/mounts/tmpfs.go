@@ -32,8 +32,12 @@ var tarExtract = []string{"--extract", "--gzip", "--no-unquote", "--no-wildcards
 // dumpTmpfs writes the contents of the tmpfs e, a mount of pid's
 // namespace, into tmpfs-dev-DEV.tar.gz.img.
 func dumpTmpfs(dir image.Dir, pid int, e *mnt.MntEntry) error {
-	at := fmt.Sprintf("/proc/%d/root%s", pid, e.GetMountpoint())
-	d, err := openMountRoot(at, e)
+	var d *os.File
+	err := onThread(pid, nil, func() error {
+		var err error
+		d, err = openMountRoot(e.GetMountpoint(), e)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -47,10 +51,13 @@ func dumpTmpfs(dir image.Dir, pid int, e *mnt.MntEntry) error {
 	return dir.TmpfsPath(e.GetRootDev()).WriteFile(out.Bytes())
 }
 
-// openMountRoot opens the directory at, which must be the root of the
-// mount e (not something mounted over it).
+// openMountRoot opens a copy of the mount e at at, without the mounts
+// under it (open_tree's clone, not recursive): tar then sees files that
+// mounts of the namespace hide. at must be the root of e, not something
+// mounted over it. The caller is in e's mount namespace: a mount of
+// another cannot be cloned.
 func openMountRoot(at string, e *mnt.MntEntry) (*os.File, error) {
-	fd, err := unix.Open(at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.OpenTree(unix.AT_FDCWD, at, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("mount %d at %s: %w", e.GetMntId(), e.GetMountpoint(), err)
 	}

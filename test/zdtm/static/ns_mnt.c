@@ -4,7 +4,8 @@
  * proc, sysfs (read-only), a /dev tmpfs holding devpts, mqueue and a
  * /dev/null bound from the host, /proc/keys masked by that /dev/null,
  * /usr bound read-only from the host, a read-only bind of a directory of
- * its root, a tmpfs on /tmp and its out file bound from the host.  It
+ * its root, a tmpfs on /tmp (with a file hidden under another tmpfs), a
+ * read-only tmpfs and its out file bound from the host.  It
  * keeps a file of its /tmp tmpfs open and its working directory there.
  *
  * The driver starts it with CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC in
@@ -105,6 +106,16 @@ static void build(const char *self)
 	must(mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") == 0, "mount devpts");
 	must(mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount mqueue");
 	must(mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=1777") == 0, "mount /tmp");
+	/* A file hidden under a mount of the same tmpfs... */
+	must(mkdir("tmp/over", 0755) == 0, "mkdir /tmp/over");
+	put("tmp/over/hidden", "under the mount", 0644);
+	must(mount("tmpfs", "tmp/over", "tmpfs", MS_NOSUID, "size=1m") == 0, "mount /tmp/over");
+	put("tmp/over/top", "on the mount", 0644);
+	/* ... and a read-only tmpfs with a file. */
+	must(mkdir("rotmp", 0755) == 0, "mkdir /rotmp");
+	must(mount("tmpfs", "rotmp", "tmpfs", 0, "size=1m") == 0, "mount /rotmp");
+	put("rotmp/file", "in a read-only tmpfs", 0644);
+	must(mount(NULL, "rotmp", NULL, MS_REMOUNT | MS_RDONLY, "size=1m") == 0, "remount /rotmp read-only");
 	bind("/usr", "usr", MS_RDONLY);
 	bind("data", "ro", MS_RDONLY | MS_NOSUID);
 	bind("dev/null", "proc/keys", 0);
@@ -249,6 +260,12 @@ int main(int argc, char **argv)
 	if (st.st_ino != fst.st_ino || st.st_nlink != 2)
 		fail("/tmp/hard is not a hard link of /tmp/sub/f any more");
 	expect_file("/dev/marker", "on /dev");
+	expect_file("/rotmp/file", "in a read-only tmpfs");
+	if (open("/rotmp/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("/rotmp is writable");
+	expect_file("/tmp/over/top", "on the mount");
+	must(umount("/tmp/over") == 0, "umount /tmp/over");
+	expect_file("/tmp/over/hidden", "under the mount");
 	expect_file("/ro/file", "read only");
 	if (open("/ro/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
 		fail("/ro is writable");
