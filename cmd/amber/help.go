@@ -39,6 +39,8 @@ func optionHelp() [][2]string {
 		{"max-iters", "--max-iters N            migrate: at most N pre-dumps (default 8; 0: none)"},
 		{"keep-images", "--keep-images            receive: keep the images received"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
+		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
+		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
 	}
 }
 
@@ -58,7 +60,7 @@ func verbHelps() map[string]verbHelp {
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
-				"page-server", "address", "port"}, common...)},
+				"page-server", "address", "port", "root", "external"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
@@ -89,7 +91,7 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"file-locks", "skip-file-check", "trust-images"}, common...)},
+				"file-locks", "skip-file-check", "trust-images", "root", "external"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",
 			append([]string{"feature"}, common...)},

@@ -138,6 +138,7 @@ func runDump(o Options, l *log.Logger) error {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		ExtMounts:      o.ExtMounts,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
@@ -167,6 +168,8 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		Root:           o.Root,
+		ExtMounts:      o.ExtMounts,
 	})
 	if err != nil {
 		pf.discard()

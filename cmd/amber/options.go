@@ -37,6 +37,9 @@ type Options struct {
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
 	TrustImages    bool // --trust-images: restore images others can write (amber's)
 
+	Root      string            // -r, --root: root of the tree's mount namespace
+	ExtMounts map[string]string // --external mnt[KEY]:VAL (dump: mountpoint to key; restore: key to path)
+
 	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
 	PrevImagesDir string // --prev-images-dir: the images of the dump before (relative to ImagesDir)
@@ -363,6 +366,8 @@ func optionTable() []option {
 		{"lazy", 0, noArg, setFlag(func(o *Options) *bool { return &o.Lazy }, true)},
 		{"keep-images", 0, noArg, setFlag(func(o *Options) *bool { return &o.KeepImages }, true)},
 		{"two-hosts", 0, noArg, setFlag(func(o *Options) *bool { return &o.TwoHosts }, true)},
+		{"root", 'r', requiredArg, setString(func(o *Options) *string { return &o.Root })},
+		{"external", 0, requiredArg, setExternal},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
@@ -393,7 +398,7 @@ func unsupportedOptions() []option {
 		arg   argKind
 	}{
 		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
-		{"root", 'r', requiredArg}, {"ext-unix-sk", 'x', optionalArg},
+		{"ext-unix-sk", 'x', optionalArg},
 		{"join-ns", 'J', requiredArg}, {"libdir", 'L', requiredArg},
 		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
@@ -407,7 +412,7 @@ func unsupportedOptions() []option {
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
 		{"freeze-cgroup", 0, requiredArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
-		{"external", 0, requiredArg}, {"empty-ns", 0, requiredArg},
+		{"empty-ns", 0, requiredArg},
 		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},

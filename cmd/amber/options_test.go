@@ -37,6 +37,10 @@ func TestParse(t *testing.T) {
 			})},
 		{"attached short values", "dump -t42 -Ddir -olog",
 			opts(func(o *Options) { o.Verb, o.Tree, o.ImagesDir, o.LogFile = "dump", 42, "dir", "log" })},
+		{"mounts", "restore --root /r --external mnt[k]:/a/b --external mnt[/dev/null]:null",
+			opts(func(o *Options) {
+				o.Verb, o.Root, o.ExtMounts = "restore", "/r", map[string]string{"k": "/a/b", "/dev/null": "null"}
+			})},
 		{"cluster", "-jRt 7 dump",
 			opts(func(o *Options) { o.Verb, o.ShellJob, o.LeaveRunning, o.Tree = "dump", true, true, 7 })},
 		{"options before verb", "-D dir -o x.log --tree=9 dump",
@@ -118,7 +122,9 @@ func TestParseErrors(t *testing.T) {
 		{"dump -t 1 --tcp", "ambiguous"},
 		{"dump --tr 1", "possibilities: --tree --trust-images --track-mem"},
 		{"restore -s", "-s (--leave-stopped): not supported yet"},
-		{"restore --root /", "not supported yet"},
+		{"restore --external unix[1]", "not supported yet"},
+		{"restore --external mnt[k]", "want mnt[KEY]:VAL"},
+		{"restore --external mnt[k]:a --external mnt[k]:b", "given twice"},
 		{"restore extra", "excessive parameters"},
 		{"show", "exactly one"},
 		{"show a b", "exactly one"},

@@ -35,6 +35,9 @@ type Options struct {
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
 	TCPClose       bool   // --tcp-close: dump TCP connections without their state
 	FileLocks      bool   // --file-locks: dump the file locks the tree holds
+	// ExtMounts marks mounts of the tree's mount namespace as external
+	// (--external mnt[MOUNTPOINT]:KEY): mountpoint to key.
+	ExtMounts map[string]string
 	// PreDump copies the memory only and lets the tree run on (CRIU's
 	// pre-dump).
 	PreDump bool

@@ -16,6 +16,8 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
+	"amber/internal/mounts"
+	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
 
@@ -69,6 +71,11 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	}
 	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
 		return err
+	}
+	if id, ok := ns.Own(namespaces.Mnt); ok {
+		if err := mounts.Dump(d.dir, id, tree.procs[0].pid, mounts.DumpOptions{External: d.opts.ExtMounts}); err != nil {
+			return err
+		}
 	}
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
 		return err

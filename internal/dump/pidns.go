@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 
+	"amber/internal/mounts"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
@@ -12,7 +13,18 @@ import (
 // PIDs from then on (d.pids).
 func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 	ns, err := namespaces.NewTable(tree.procs[0].pid, d.log.Warnf)
-	if err != nil || !ns.OwnPidNamespace() {
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ns.Own(namespaces.Mnt); ok {
+		// The tree's paths are relative to its root, on its mounts.
+		ids, err := mounts.IDs(tree.procs[0].pid)
+		if err != nil {
+			return nil, err
+		}
+		d.files.SetRoot(fmt.Sprintf("/proc/%d/root", tree.procs[0].pid), ids)
+	}
+	if !ns.OwnPidNamespace() {
 		return ns, err
 	}
 	if d.pids, err = newPidMap(tree); err != nil {

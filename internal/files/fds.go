@@ -269,9 +269,15 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case ptyOf(st) != notPty:
 		return d.addTty(pid, fd, link, st, ptyOf(st), flags)
 	case strings.HasSuffix(link, " (deleted)") && st.Mode()&os.ModeNamedPipe == 0:
+		if err := t.onTreeMount(link, info); err != nil {
+			return 0, 0, err
+		}
 		id, err := d.addGhost(pid, fd, link, info, st, flags)
 		return id, fdinfo.FdTypes_REG, err
 	case st.Mode()&os.ModeNamedPipe != 0 && strings.HasPrefix(link, "/"):
+		if err := t.onTreeMount(link, info); err != nil {
+			return 0, 0, err
+		}
 		id, err := d.addFifo(pid, fd, link, info, st, flags)
 		return id, fdinfo.FdTypes_FIFO, err
 	case st.Mode()&os.ModeSocket != 0, st.Mode()&os.ModeNamedPipe != 0, !strings.HasPrefix(link, "/"):
@@ -284,6 +290,9 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return t.addReg(link, flags, 0, st), fdinfo.FdTypes_REG, nil
 	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
 		return 0, 0, fmt.Errorf("%s: block devices are not supported", link)
+	}
+	if err := t.onTreeMount(link, info); err != nil {
+		return 0, 0, err
 	}
 	return t.addReg(link, flags, uint64(info.Pos), st), fdinfo.FdTypes_REG, nil
 }

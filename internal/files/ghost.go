@@ -139,7 +139,7 @@ func kindOf(m os.FileMode) string {
 // ends so), else it lives on under another hard link, which amber does
 // not look for (criu's --link-remap).
 func (d *Dumper) addLinked(link string, pos uint64, st os.FileInfo, flags uint32) (uint32, error) {
-	if now, err := os.Stat(link); err == nil && os.SameFile(now, st) {
+	if now, err := d.Table.stat(link); err == nil && os.SameFile(now, st) {
 		return d.Table.addReg(link, flags, pos, st), nil
 	}
 	return 0, fmt.Errorf("%s: removed from this path but still linked elsewhere: not supported yet", link)

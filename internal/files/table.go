@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/proc"
 )
 
 // Table collects the files.img entries of a dump and gives each its id.
@@ -20,7 +21,33 @@ type Table struct {
 	// times are the modification times and devices of the regular files,
 	// by id, as the dump saw them (for amber-mtimes.txt).
 	times map[uint32]regTime
+	// root is where the tree's paths are looked up ("" for amber's
+	// root): the tree's root, through /proc, for a tree in a mount
+	// namespace of its own (SetRoot).
+	root string
+	// mounts are the ids of the mounts of the tree's mount namespace
+	// (SetRoot); nil: amber's.
+	mounts map[int]bool
 }
+
+// SetRoot makes the table look paths up under root, the tree's root as
+// amber reaches it (/proc/PID/root): the tree's paths are relative to
+// it. mounts are the ids of the mounts of the tree's mount namespace: a
+// file named by a path on another mount (one of the host's, inherited)
+// cannot be opened again by that path, and is refused.
+func (t *Table) SetRoot(root string, mounts map[int]bool) { t.root, t.mounts = root, mounts }
+
+// onTreeMount refuses a file named by path whose mount (fdinfo's
+// mnt_id) is not one of the tree's mount namespace, as CRIU does.
+func (t *Table) onTreeMount(path string, info proc.FdInfo) error {
+	if t.mounts == nil || t.mounts[info.MntID] {
+		return nil
+	}
+	return fmt.Errorf("%s is on mount %d, which is not in the tree's mount namespace (a file of the host's): not supported", path, info.MntID)
+}
+
+// stat looks a path of the tree up.
+func (t *Table) stat(path string) (os.FileInfo, error) { return os.Stat(t.root + path) }
 
 // regTime is when a regular file was last modified, and its device.
 type regTime struct {
@@ -53,7 +80,7 @@ func (t *Table) AddPath(path string, flags uint32) (uint32, error) {
 	if id, ok := t.regs[k]; ok {
 		return id, nil
 	}
-	st, err := os.Stat(path)
+	st, err := t.stat(path)
 	if err != nil {
 		return 0, err
 	}

@@ -24,6 +24,9 @@ type contents struct {
 	// checked is set once the manifest check pinned every image it
 	// lists.
 	checked bool
+	// viaProc: restored tasks open images through amber's descriptor of
+	// the directory (Dir.TasksViaProc).
+	viaProc bool
 }
 
 func newContents() *contents {

@@ -143,6 +143,16 @@ func (d Dir) IpcnsShmPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-s
 // UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
 func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }
 
+// MountpointsPath is mountpoints-ID.img, the mounts of mount namespace
+// nsID.
+func (d Dir) MountpointsPath(nsID uint32) Path {
+	return d.File(fmt.Sprintf("mountpoints-%d.img", nsID))
+}
+
+// TmpfsPath is tmpfs-dev-DEV.tar.gz.img, the contents of the tmpfs whose
+// device (the kernel's encoding, MntEntry.root_dev) is dev.
+func (d Dir) TmpfsPath(dev uint32) Path { return d.File(fmt.Sprintf("tmpfs-dev-%d.tar.gz.img", dev)) }
+
 // IpcVarPath is ipcns-var-ID.img, the settings of IPC namespace nsID.
 func (d Dir) IpcVarPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-var-%d.img", nsID)) }
 
@@ -187,7 +197,20 @@ func (p Path) ForTask() TaskFile {
 	if f := p.dir.contents.pinnedFile(p.name); f != nil && p.dir.trust.isShared() {
 		return TaskFile{fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), unix.O_RDONLY}
 	}
+	if p.dir.f != nil && p.dir.contents.viaProc {
+		return TaskFile{fmt.Sprintf("/proc/%d/fd/%d/%s", os.Getpid(), p.dir.f.Fd(), p.name), unix.O_RDONLY | unix.O_NOFOLLOW}
+	}
 	return TaskFile{p.Resolved(), unix.O_RDONLY | unix.O_NOFOLLOW}
+}
+
+// TasksViaProc makes restored tasks open images (ForTask) through
+// amber's descriptor of the directory, /proc/AMBER/fd/N/NAME, not by its
+// path: tasks whose root is not amber's (a mount namespace of their
+// own) reach amber's /proc, not the directory.
+func (d Dir) TasksViaProc() {
+	d.contents.mu.Lock()
+	d.contents.viaProc = true
+	d.contents.mu.Unlock()
 }
 
 // Open opens the file for reading: never through a symbolic link, only a

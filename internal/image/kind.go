@@ -92,3 +92,9 @@ var (
 	Utsns  = Kind{"UTSNS", 0x54473203, MagicCommon}
 	IpcVar = Kind{"IPC_VAR", 0x53115007, MagicCommon}
 )
+
+// Mnts holds the mounts of one mount namespace (mountpoints-ID.img, ID
+// the namespace's id in ids-PID.img), parents before children. The
+// contents of its tmpfs mounts are gzipped tars without a header,
+// tmpfs-dev-DEV.tar.gz.img (Dir.TmpfsPath).
+var Mnts = Kind{"MNTS", 0x55563928, MagicCommon}

@@ -61,6 +61,10 @@ func (i *Info) CheckFeature(name string) error {
 		// Connections in CLOSE_WAIT, FIN_WAIT1/2, LAST_ACK and CLOSING are
 		// made in repair mode and handed their FINs (files/sk_tcp_fin.go).
 		return i.requireAll(name, "tcp_repair")
+	case "mnt_id":
+		// Mount ids in fdinfo (Linux 3.15): amber dumps a tree's mount
+		// namespace (package mounts) by mountinfo, whose ids they are.
+		return nil
 	case "pidfd_store":
 		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
 	case "uffd-noncoop":

@@ -144,6 +144,7 @@ func TestCheckFeature(t *testing.T) {
 		{"seccomp_suspend", nil},
 		{"seccomp_filters", nil},
 		{"fdinfo_lock", nil},
+		{"mnt_id", nil},
 		{"map_files", ErrMissing},
 		{"soft_dirty", ErrMissing},
 		{"userns", ErrNotSupported},

@@ -16,7 +16,7 @@ import (
 
 // Dumped are the kinds of namespaces amber dumps and restores when the
 // root of the tree is not in amber's own.
-var Dumped = []Kind{PID, IPC, UTS}
+var Dumped = []Kind{PID, IPC, UTS, Mnt}
 
 // Table numbers the namespaces of one dump: amber's own are 1 to 8 in
 // the order of Kinds, any other gets the next id from 9 on.
@@ -71,7 +71,7 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 // not why.
 func dumpable(k Kind, root int) (bool, string, error) {
 	switch k {
-	case UTS, IPC:
+	case UTS, IPC, Mnt:
 		return true, "", nil
 	case PID:
 		st, err := proc.ReadStatus(root)
@@ -90,6 +90,15 @@ func dumpable(k Kind, root int) (bool, string, error) {
 // pid namespace amber dumps: the images then hold the pids of that
 // namespace.
 func (t *Table) OwnPidNamespace() bool { return t.own[PID] }
+
+// Own returns the id of the root's namespace of kind k, if amber dumps
+// it (a namespace other than amber's, of a kind in Dumped).
+func (t *Table) Own(k Kind) (uint32, bool) {
+	if !t.own[k] {
+		return 0, false
+	}
+	return t.ids[k][t.root[k]], true
+}
 
 // Self returns amber's own ids, for the inventory's root_ids.
 func (t *Table) Self() *criucore.TaskKobjIdsEntry {

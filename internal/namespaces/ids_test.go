@@ -34,7 +34,8 @@ func TestCloneFlags(t *testing.T) {
 		{"uts", ids(map[Kind]uint32{UTS: 9}), unix.CLONE_NEWUTS, ""},
 		{"uts ipc pid", ids(map[Kind]uint32{UTS: 9, IPC: 10, PID: 11}), unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID, ""},
 		{"net", ids(map[Kind]uint32{Net: 9}), 0, "net namespace"},
-		{"mnt", ids(map[Kind]uint32{UTS: 9, Mnt: 10}), 0, "mnt namespace"},
+		{"mnt", ids(map[Kind]uint32{UTS: 9, Mnt: 10}), unix.CLONE_NEWUTS | unix.CLONE_NEWNS, ""},
+		{"user", ids(map[Kind]uint32{UTS: 9, User: 10}), 0, "user namespace"},
 		{"no ids", &criucore.TaskKobjIdsEntry{}, 0, ""},
 	} {
 		got, err := CloneFlags(self, tc.root)

@@ -12,8 +12,9 @@
 // in the dumper's namespaces is restored in the restorer's.
 //
 // amber dumps the UTS namespace (utsns-ID.img: host and domain name),
-// the IPC namespace's settings (ipcns-var-ID.img: its sysctls) and the
-// pid namespace whose init is the root of the tree (no image: the pids
+// the IPC namespace's settings (ipcns-var-ID.img: its sysctls), the
+// mount namespace (package mounts: the caller dumps and restores its
+// mounts, Table.Own tells its id) and the pid namespace whose init is the root of the tree (no image: the pids
 // in pstree.img are the namespace's). A namespace of another kind that
 // is not amber's is not dumped: the tree is restored in the restorer's
 // namespace of that kind, and the dump says so in its log.

@@ -67,3 +67,32 @@ func TestPlanTaskMappedGhost(t *testing.T) {
 		t.Errorf("no ghost made: %v", err)
 	}
 }
+
+// TestMakeGhostsMountNamespace: a tree restored in a new mount namespace
+// with a mapped deleted file is refused before amber makes the ghost by
+// the tree's path on its own mounts.
+func TestMakeGhostsMountNamespace(t *testing.T) {
+	const start = 0x7fff_f7e0_0000
+	im := newImages()
+	sem := im.reg("/dev/shm/sem.x", unix.O_RDWR, 0, 32)
+	delete(im.fs, "/dev/shm/sem.x")
+	im.fs["/dev/shm"] = -1
+	im.t.extra = &files.Extra{Ghosts: map[uint32]*files.Ghost{sem: {ID: 1, Size: 32,
+		Entry: &ghostfile.GhostFileEntry{Mode: proto.Uint32(unix.S_IFREG | 0o600)}}}}
+	shared, err := mem.Entries([]proc.VMA{{Start: start, End: start + page, Prot: unix.PROT_READ,
+		Shared: true, Path: "/f", VmFlags: []string{"rd", "sh", "mr"}}}, func(proc.VMA) (uint32, error) { return sem, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.t.mm.Vmas = append(im.t.mm.Vmas, shared...)
+	tree := &treeImages{tasks: []*taskImages{im.t}, root: im.t}
+	_, err = makeGhosts(tree, im.host(), unix.CLONE_NEWNS)
+	if err == nil || !strings.Contains(err.Error(), "mount namespace of its own") || !strings.Contains(err.Error(), "/dev/shm/sem.x") {
+		t.Fatalf("got %v, want a refusal naming the file and the mount namespace", err)
+	}
+	// The plain file mappings every process has are no ghosts.
+	plain := newImages()
+	if _, err := makeGhosts(&treeImages{tasks: []*taskImages{plain.t}, root: plain.t}, plain.host(), unix.CLONE_NEWNS); err != nil {
+		t.Fatalf("a tree without ghosts: %v", err)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"amber/internal/ipc"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/mounts"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
@@ -55,7 +56,13 @@ type Options struct {
 	// TrustImages restores images that users other than root and the
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
-	Log         *log.Logger
+	// Root is the directory that becomes the root of the tree's mount
+	// namespace when it has one of its own (--root).
+	Root string
+	// ExtMounts gives the host paths bound at the external mounts of the
+	// tree's mount namespace (--external mnt[KEY]:PATH): key to path.
+	ExtMounts map[string]string
+	Log       *log.Logger
 	// Notify, if set, is called at CRIU's action-script points, by
 	// CRIU's names, with the root's PID where CRIU gives one:
 	// "pre-restore" before any task is created, "post-restore" (PID)
@@ -160,7 +167,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.locks, err = tree.locksToTake(opts.FileLocks); err != nil {
 		return err
 	}
-	ghosts, err := makeGhosts(tree, h)
+	ghosts, err := makeGhosts(tree, h, nsFlags)
 	if err != nil {
 		return err
 	}
@@ -262,6 +269,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := ghosts.Remove(); err != nil {
 		return fmt.Errorf("remove the unlinked files made again: %w", err)
 	}
+	if err := r.mounts.Finish(); err != nil {
+		return err
+	}
 	return r.resume(opts)
 }
 
@@ -296,7 +306,28 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 	if err := namespaces.Restore(tree.dir, pid, flags, tree.root.ids); err != nil {
 		return err
 	}
+	if flags&unix.CLONE_NEWNS != 0 {
+		if err := r.restoreMounts(tree, pid); err != nil {
+			return err
+		}
+	}
 	return notify(r.opts, "post-setup-namespaces", 0)
+}
+
+// restoreMounts makes the mounts of the root's new mount namespace, pid
+// its PID in amber's, and from then on looks files up as the tree sees
+// them: under its root.
+func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
+	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof}
+	m, err := mounts.Restore(tree.dir, tree.root.ids.GetMntNsId(), pid, opts)
+	if err != nil {
+		return err
+	}
+	r.mounts = m
+	tree.dir.TasksViaProc()
+	root := fmt.Sprintf("/proc/%d/root", pid)
+	r.host.stat = func(path string) (os.FileInfo, error) { return os.Stat(root + path) }
+	return nil
 }
 
 // resume releases every task between the pre-resume and post-resume
@@ -348,6 +379,8 @@ type restorer struct {
 	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
 	// exit.
 	xsave cpu.Layout
+	// mounts is the tree's mount namespace, when it has one of its own.
+	mounts *mounts.Restored
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.
@@ -516,8 +549,10 @@ func (r *restorer) killAll() {
 }
 
 // makeGhosts makes the unlinked files that the tree maps again, before
-// any task runs (files.PlanHostGhosts), and tells h where they are.
-func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
+// any task runs (files.PlanHostGhosts), and tells h where they are. A
+// tree restored in a new mount namespace (nsFlags) has none: amber would
+// make them on its own mounts, by the tree's paths.
+func makeGhosts(tree *treeImages, h *host, nsFlags uintptr) (*files.HostGhosts, error) {
 	var mapped []uint32
 	for _, t := range tree.tasks {
 		mapped = append(mapped, mem.MappedFiles(t.mm.GetVmas())...)
@@ -529,6 +564,9 @@ func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
 	gs, err := files.PlanHostGhosts(t.files, t.extra, mapped, h.stat)
 	if err != nil {
 		return nil, err
+	}
+	if len(gs) > 0 && nsFlags&unix.CLONE_NEWNS != 0 {
+		return nil, fmt.Errorf("%s: a mapped unlinked file of a tree in a mount namespace of its own: not supported yet", gs[0].Path)
 	}
 	h.ghosts = files.HostPaths(gs)
 	return files.MakeHostGhosts(gs)

@@ -32,6 +32,8 @@ type settings struct {
 	fileLocks      bool
 	ghostLimit     int64
 	timeout        time.Duration
+	root           string            // the root of the tree's mount namespace
+	extMounts      map[string]string // ext_mnt: key to value, as --external mnt[KEY]:VAL
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -76,6 +78,13 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()
+	s.root = o.GetRoot()
+	for _, m := range o.ExtMnt {
+		if s.extMounts == nil {
+			s.extMounts = map[string]string{}
+		}
+		s.extMounts[m.GetKey()] = m.GetVal()
+	}
 	return s, nil
 }
 

@@ -32,8 +32,9 @@ func TestTranslateDump(t *testing.T) {
 	want := settings{
 		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, ghostLimit: 4096, timeout: 3 * time.Second,
+		root: "/",
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }
@@ -45,7 +46,7 @@ func TestTranslateDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := settings{imagesDir: "/img", logPath: "/img/criu.log", logLevel: 2, ghostLimit: 1 << 20}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 	got, err = translate(rpc.CriuReqType_CHECK, nil, 42)
@@ -74,8 +75,8 @@ func TestTranslateBad(t *testing.T) {
 		{"link remap", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), LinkRemap: proto.Bool(true)}, []string{"link_remap: not supported"}},
 		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}, []string{"manage_cgroups_mode"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
-		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"root: ", "manage_cgroups: ", "freeze_cgroup: ", "ext_mnt: "}},
-		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"root: ", "rst_sibling: ", "empty_ns: ", "cg_root: ", "inherit_fd: ", "evasive_devices: "}},
+		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"manage_cgroups: ", "freeze_cgroup: "}},
+		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"rst_sibling: ", "empty_ns: ", "cg_root: ", "inherit_fd: ", "evasive_devices: "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := translate(tc.kind, tc.opts, 42)
@@ -88,6 +89,23 @@ func TestTranslateBad(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTranslateMounts: root and ext_mnt reach the settings, ext_mnt as
+// the key-value pairs of --external mnt[KEY]:VAL.
+func TestTranslateMounts(t *testing.T) {
+	o := &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Root: proto.String("/run/runc/c1/criu-root"),
+		ExtMnt: []*rpc.ExtMountMap{{Key: proto.String("/dev/null"), Val: proto.String("/dev/null")}, {Key: proto.String("k"), Val: proto.String("/v")}}}
+	s, err := translate(rpc.CriuReqType_RESTORE, o, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.root != "/run/runc/c1/criu-root" {
+		t.Errorf("root %q", s.root)
+	}
+	if want := map[string]string{"/dev/null": "/dev/null", "k": "/v"}; !reflect.DeepEqual(s.extMounts, want) {
+		t.Errorf("ext_mnt %v, want %v", s.extMounts, want)
 	}
 }
 

@@ -1,8 +1,6 @@
 package swrk
 
 import (
-	"path/filepath"
-
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 )
 
@@ -61,8 +59,6 @@ const (
 // the option for every container), and every boolean set to false.
 func refusals() []refusal {
 	return []refusal{
-		{"root", onBoth, func(o *rpc.CriuOpts) bool { return o.Root != nil && filepath.Clean(o.GetRoot()) != "/" }, noMounts},
-		{"ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return len(o.ExtMnt) > 0 }, noMounts},
 		{"auto_ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoExtMnt() }, noMounts},
 		{"ext_sharing", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtSharing() }, noMounts},
 		{"ext_masters", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtMasters() }, noMounts},

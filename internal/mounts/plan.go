@@ -1,0 +1,228 @@
+package mounts
+
+// Planning a restore: what to mount, from what, in which order. Pure Go
+// on the entries of mountpoints-ID.img.
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
+	"golang.org/x/sys/unix"
+)
+
+// How a mount is made again.
+type How int
+
+const (
+	// Root is the namespace's root mount: a bind of --root.
+	Root How = iota
+	// New is a filesystem mounted afresh (proc, tmpfs, ...).
+	New
+	// Bind binds part of another mount of the namespace.
+	Bind
+	// External binds a path of the host given by --external mnt[KEY]:PATH.
+	External
+)
+
+func (h How) String() string {
+	return [...]string{"root", "new", "bind", "external"}[h]
+}
+
+// Step is one mount of a restore, in order.
+type Step struct {
+	Entry *mnt.MntEntry
+	How   How
+	// Target is where it goes, relative to the new root ("/" for Root).
+	Target string
+	// Source is what is bound: for Bind a path relative to the new root
+	// (inside a mount made by an earlier step), for External a path of
+	// the host; for New the source named in mountinfo.
+	Source string
+	// FSType and Data are the filesystem and options of a New mount.
+	FSType, Data string
+	// SbFlags are the MS_ flags a New mount is made with.
+	SbFlags uint32
+	// Flags are the mount's own MS_ flags (ro, nosuid, ..., atime),
+	// without propagation, set by a bind remount once it is made.
+	Flags uint32
+	// Tmpfs: the contents come from tmpfs-dev-DEV.tar.gz.img, DEV the
+	// entry's root_dev.
+	Tmpfs bool
+
+	bindFrom uint32 // the mount id a Bind is bound from
+}
+
+// freshTypes are the filesystems a restore mounts afresh: their contents
+// are the kernel's (or, for tmpfs, saved in the images).
+var freshTypes = map[string]bool{
+	"proc": true, "sysfs": true, "tmpfs": true, "devpts": true, "mqueue": true,
+	"cgroup": true, "cgroup2": true, "binfmt_misc": true, "securityfs": true,
+	"debugfs": true, "tracefs": true, "pstore": true, "fusectl": true, "devtmpfs": true,
+}
+
+// Plan orders the mounts of entries for a restore: each after its parent
+// and after the mount it is bound from. ext maps external keys to host
+// paths (--external mnt[KEY]:PATH). It fails naming the mount it cannot
+// make.
+func Plan(entries []*mnt.MntEntry, ext map[string]string) ([]Step, error) {
+	root, err := rootOf(entries)
+	if err != nil {
+		return nil, err
+	}
+	steps := map[uint32]*Step{}
+	for _, e := range entries {
+		s, err := stepOf(e, root, entries, ext)
+		if err != nil {
+			return nil, err
+		}
+		steps[e.GetMntId()] = s
+	}
+	return order(entries, root, steps)
+}
+
+// rootOf finds the root mount: the one whose parent is not in the
+// namespace, mounted at "/".
+func rootOf(entries []*mnt.MntEntry) (*mnt.MntEntry, error) {
+	ids := map[uint32]bool{}
+	for _, e := range entries {
+		if ids[e.GetMntId()] {
+			return nil, fmt.Errorf("mount id %d appears twice", e.GetMntId())
+		}
+		ids[e.GetMntId()] = true
+	}
+	var root *mnt.MntEntry
+	for _, e := range entries {
+		if ids[e.GetParentMntId()] && e.GetParentMntId() != e.GetMntId() {
+			continue
+		}
+		if root != nil {
+			return nil, fmt.Errorf("mounts %d and %d both have no parent in the namespace", root.GetMntId(), e.GetMntId())
+		}
+		root = e
+	}
+	if root == nil {
+		return nil, fmt.Errorf("no root mount")
+	}
+	if root.GetMountpoint() != "/" {
+		return nil, fmt.Errorf("mount %d: the root mount is at %q, not /", root.GetMntId(), root.GetMountpoint())
+	}
+	return root, nil
+}
+
+// stepOf decides how e is made again.
+func stepOf(e, root *mnt.MntEntry, entries []*mnt.MntEntry, ext map[string]string) (*Step, error) {
+	mp := path.Clean(e.GetMountpoint())
+	if !path.IsAbs(mp) {
+		return nil, fmt.Errorf("mount %d: mountpoint %q is not absolute", e.GetMntId(), e.GetMountpoint())
+	}
+	s := &Step{Entry: e, Target: mp, Flags: e.GetFlags() &^ propagation}
+	switch {
+	case e == root:
+		s.How = Root
+	case e.GetExtKey() != "":
+		src, ok := ext[e.GetExtKey()]
+		if !ok {
+			return nil, fmt.Errorf("mount %d at %s is external with key %q: give its source with --external mnt[%s]:PATH", e.GetMntId(), mp, e.GetExtKey(), e.GetExtKey())
+		}
+		s.How, s.Source = External, src
+	case fresh(e, entries):
+		s.How, s.Source, s.FSType, s.Data, s.SbFlags = New, e.GetSource(), fsName(e), e.GetOptions(), e.GetSbFlags()
+		s.Tmpfs = s.FSType == "tmpfs"
+	default:
+		src := bindSource(e, root, entries)
+		if src == nil {
+			return nil, fmt.Errorf("mount %d at %s (%s, root %s) is a bind of a filesystem no other mount of the namespace holds: dump it with --external mnt[%s]:KEY",
+				e.GetMntId(), mp, fsName(e), e.GetRoot(), mp)
+		}
+		s.How = Bind
+		s.Source = path.Join(src.GetMountpoint(), strings.TrimPrefix(e.GetRoot(), src.GetRoot()))
+		s.bindFrom = src.GetMntId()
+	}
+	return s, nil
+}
+
+// fresh tells whether e is mounted afresh: the whole of a filesystem of
+// a kind amber mounts, and the first mount of it in the namespace (the
+// others are binds of it).
+func fresh(e *mnt.MntEntry, entries []*mnt.MntEntry) bool {
+	if e.GetRoot() != "/" || !freshTypes[fsName(e)] {
+		return false
+	}
+	for _, o := range entries {
+		if o.GetRootDev() == e.GetRootDev() && o.GetRoot() == "/" && o.GetExtKey() == "" && o.GetMntId() < e.GetMntId() {
+			return false
+		}
+	}
+	return true
+}
+
+// bindSource is the mount e is bound from: another mount of the same
+// filesystem whose root holds e's root, the closest one, never one bound
+// from e itself (one made earlier in the dumped namespace: a smaller id,
+// or the root, a fresh or an external mount).
+func bindSource(e, root *mnt.MntEntry, entries []*mnt.MntEntry) *mnt.MntEntry {
+	var best *mnt.MntEntry
+	for _, o := range entries {
+		if o == e || o.GetRootDev() != e.GetRootDev() || !within(e.GetRoot(), o.GetRoot()) {
+			continue
+		}
+		if o != root && o.GetMntId() > e.GetMntId() && !fresh(o, entries) && o.GetExtKey() == "" {
+			continue
+		}
+		if best == nil || len(o.GetRoot()) > len(best.GetRoot()) {
+			best = o
+		}
+	}
+	return best
+}
+
+// within tells whether p is dir or below it.
+func within(p, dir string) bool {
+	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// order lists the steps so that every mount comes after its parent and
+// after the mount it is bound from, children in the order of the
+// images.
+func order(entries []*mnt.MntEntry, root *mnt.MntEntry, steps map[uint32]*Step) ([]Step, error) {
+	done := map[uint32]bool{}
+	out := []Step{*steps[root.GetMntId()]}
+	done[root.GetMntId()] = true
+	for len(out) < len(entries) {
+		progress := false
+		for _, e := range entries {
+			s := steps[e.GetMntId()]
+			if done[e.GetMntId()] || !done[e.GetParentMntId()] || (s.How == Bind && !done[s.bindFrom]) {
+				continue
+			}
+			out = append(out, *s)
+			done[e.GetMntId()] = true
+			progress = true
+		}
+		if !progress {
+			return nil, fmt.Errorf("mounts %s: their parents or sources form a loop", pending(entries, done))
+		}
+	}
+	return out, nil
+}
+
+// pending names the mounts not placed.
+func pending(entries []*mnt.MntEntry, done map[uint32]bool) string {
+	var ids []string
+	for _, e := range entries {
+		if !done[e.GetMntId()] {
+			ids = append(ids, fmt.Sprintf("%d", e.GetMntId()))
+		}
+	}
+	sort.Strings(ids)
+	return strings.Join(ids, ", ")
+}
+
+// remountFlags are the flags of the bind remount that sets a mount's
+// own flags.
+func (s Step) remountFlags() uintptr {
+	return uintptr(unix.MS_REMOUNT | unix.MS_BIND | s.Flags)
+}

@@ -1,0 +1,278 @@
+/*
+ * ns_mnt - a container's mount namespace: the init of its own pid, IPC
+ * and mount namespaces pivots into a root of its own, as runc does, with
+ * proc, sysfs (read-only), a /dev tmpfs holding devpts, mqueue and a
+ * /dev/null bound from the host, /proc/keys masked by that /dev/null,
+ * /usr bound read-only from the host, a read-only bind of a directory of
+ * its root, a tmpfs on /tmp (with a file hidden under another tmpfs), a
+ * read-only tmpfs and its out file bound from the host.  It
+ * keeps a file of its /tmp tmpfs open and its working directory there.
+ *
+ * The driver starts it with CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC in
+ * its scratch directory.  The first run builds ROOT (./root) and its
+ * mounts, pivots there and executes itself again as /ns_mnt, which sets
+ * up its state, notes its mounts and says ready.  After SIGTERM it
+ * checks that its mounts are those it had (mountinfo, but for ids and
+ * devices), that the tmpfs files have their contents, modes and links,
+ * that its open file is still that file at its offset, that the read-only
+ * mounts are read-only and that /proc is its own pid namespace's.
+ *
+ * With NS_MNT_HOST_FD set, it keeps its out file open at fd 100 through
+ * the host's mount, which a dump must refuse.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "zdtm.h"
+
+#define DATA_LEN (64 << 10)
+#define DATA_SEED 0x6d6e74
+#define DATA_OFF 1000
+
+/* must fails the test with the call's error unless ok. */
+static void must(int ok, const char *what)
+{
+	if (!ok)
+		fail("%s: %s", what, strerror(errno));
+}
+
+static void put(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	must(fd >= 0, path);
+	must(write(fd, text, strlen(text)) == (ssize_t)strlen(text), path);
+	close(fd);
+}
+
+/* copy_self copies the running executable to dst. */
+static void copy_self(const char *dst)
+{
+	static char buf[1 << 16];
+	int in = open("/proc/self/exe", O_RDONLY), out;
+	ssize_t n;
+
+	must(in >= 0, "open /proc/self/exe");
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+	must(out >= 0, dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		must(write(out, buf, n) == n, dst);
+	must(n == 0, "read /proc/self/exe");
+	close(in);
+	close(out);
+}
+
+static void bind(const char *src, const char *dst, unsigned long ro)
+{
+	must(mount(src, dst, NULL, MS_BIND, NULL) == 0, dst);
+	if (ro)
+		must(mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | ro, NULL) == 0, dst);
+}
+
+/* build makes ./root and its mounts, pivots into it and runs /ns_mnt. */
+static void build(const char *self)
+{
+	char out[PATH_MAX + 64], dir[PATH_MAX - 64];
+
+	must(getcwd(dir, sizeof(dir)) != NULL, "getcwd");
+	if (snprintf(out, sizeof(out), "%s/%.32s.out", dir, self) >= (int)sizeof(out))
+		fail("path too long");
+	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "make / private");
+	must(mkdir("root", 0755) == 0, "mkdir root");
+	bind("root", "root", 0);
+	must(chdir("root") == 0, "chdir root");
+	copy_self("ns_mnt");
+	put("ns_mnt.out", "", 0644);
+	must(symlink("usr/lib", "lib") == 0 && symlink("usr/lib64", "lib64") == 0, "symlink lib");
+	must(mkdir("proc", 0755) == 0 && mkdir("sys", 0755) == 0 && mkdir("dev", 0755) == 0 &&
+	     mkdir("tmp", 0755) == 0 && mkdir("usr", 0755) == 0 && mkdir("data", 0755) == 0 &&
+	     mkdir("ro", 0755) == 0, "mkdir");
+	put("data/file", "read only", 0644);
+	must(mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount proc");
+	must(mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount sysfs");
+	must(mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") == 0, "mount /dev");
+	put("dev/null", "", 0666);
+	bind("/dev/null", "dev/null", 0);
+	must(mkdir("dev/pts", 0755) == 0 && mkdir("dev/mqueue", 0755) == 0, "mkdir /dev/*");
+	must(mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") == 0, "mount devpts");
+	must(mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0, "mount mqueue");
+	must(mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=1777") == 0, "mount /tmp");
+	/* A file hidden under a mount of the same tmpfs... */
+	must(mkdir("tmp/over", 0755) == 0, "mkdir /tmp/over");
+	put("tmp/over/hidden", "under the mount", 0644);
+	must(mount("tmpfs", "tmp/over", "tmpfs", MS_NOSUID, "size=1m") == 0, "mount /tmp/over");
+	put("tmp/over/top", "on the mount", 0644);
+	/* ... and a read-only tmpfs with a file. */
+	must(mkdir("rotmp", 0755) == 0, "mkdir /rotmp");
+	must(mount("tmpfs", "rotmp", "tmpfs", 0, "size=1m") == 0, "mount /rotmp");
+	put("rotmp/file", "in a read-only tmpfs", 0644);
+	must(mount(NULL, "rotmp", NULL, MS_REMOUNT | MS_RDONLY, "size=1m") == 0, "remount /rotmp read-only");
+	bind("/usr", "usr", MS_RDONLY);
+	bind("data", "ro", MS_RDONLY | MS_NOSUID);
+	bind("dev/null", "proc/keys", 0);
+	bind(out, "ns_mnt.out", 0);
+	if (getenv("NS_MNT_HOST_FD")) {
+		/* A file of the host's kept open: amber must refuse it. */
+		int host = open(out, O_RDONLY);
+
+		must(host >= 0 && dup2(host, 100) == 100, "keep a host file at fd 100");
+	}
+	must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot_root");
+	must(umount2(".", MNT_DETACH) == 0, "umount the old root");
+	must(chdir("/") == 0, "chdir /");
+	execl("/ns_mnt", "ns_mnt", "inside", (char *)NULL);
+	fail("exec /ns_mnt: %s", strerror(errno));
+}
+
+static int by_text(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * mounts reads mountinfo without what changes across a restore: the ids
+ * and devices (the first three fields), the optional fields and the
+ * order of the lines (CRIU makes siblings in another order).
+ */
+static char *mounts(void)
+{
+	static char line[4096];
+	char *lines[128], *all;
+	size_t len = 0;
+	int i, n = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+
+	must(f != NULL, "mountinfo");
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line, *q, *dash = strstr(line, " - ");
+
+		for (i = 0; i < 3 && p; i++)
+			p = strchr(p + 1, ' ');
+		q = p;
+		for (i = 0; i < 3 && q; i++)
+			q = strchr(q + 1, ' ');
+		if (!q || !dash || n == 128)
+			fail("mountinfo line %s", line);
+		must(asprintf(&lines[n], "%.*s%s", (int)(q - p), p, dash) > 0, "asprintf");
+		len += strlen(lines[n++]);
+	}
+	fclose(f);
+	qsort(lines, n, sizeof(lines[0]), by_text);
+	all = calloc(1, len + 1);
+	must(all != NULL, "calloc");
+	for (i = 0; i < n; i++) {
+		strcat(all, lines[i]);
+		free(lines[i]);
+	}
+	return all;
+}
+
+static void expect_file(const char *path, const char *want)
+{
+	char buf[256] = {};
+	int fd = open(path, O_RDONLY);
+
+	must(fd >= 0, path);
+	must(read(fd, buf, sizeof(buf) - 1) >= 0, path);
+	close(fd);
+	if (strcmp(buf, want))
+		fail("%s holds \"%s\", want \"%s\"", path, buf, want);
+}
+
+int main(int argc, char **argv)
+{
+	static char data[DATA_LEN], back[DATA_LEN];
+	char lpath[PATH_MAX], cwd[PATH_MAX];
+	struct stat st, fst;
+	char *before, *after;
+	ssize_t n;
+	int fd, out;
+
+	if (argc < 2) {
+		if (getpid() != 1)
+			fail("pid %d: start it with CLONE_NEWPID | CLONE_NEWNS", getpid());
+		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
+	}
+	/* Its stdio from inside: no file of the host's stays open. */
+	out = open("/ns_mnt.out", O_WRONLY | O_APPEND);
+	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		return 2;
+	close(out);
+	syscall(SYS_close_range, 3, getenv("NS_MNT_HOST_FD") ? 99 : ~0U, 0);
+	out = open("/dev/null", O_RDONLY);
+	if (out < 0 || dup2(out, 0) < 0)
+		return 2;
+	close(out);
+	test_init();
+
+	fill_pattern(data, sizeof(data), DATA_SEED);
+	fd = open("/tmp/data", O_RDWR | O_CREAT, 0640);
+	must(fd >= 0, "/tmp/data");
+	must(write(fd, data, sizeof(data)) == sizeof(data), "write /tmp/data");
+	must(lseek(fd, DATA_OFF, SEEK_SET) == DATA_OFF, "lseek");
+	must(mkdir("/tmp/sub", 0710) == 0, "mkdir /tmp/sub");
+	must(chmod("/tmp/sub", 0710) == 0, "chmod /tmp/sub");
+	put("/tmp/sub/f", "hello", 0600);
+	must(symlink("sub/f", "/tmp/link") == 0, "symlink");
+	must(link("/tmp/sub/f", "/tmp/hard") == 0, "link");
+	put("/dev/marker", "on /dev", 0644);
+	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
+	before = mounts();
+
+	test_ready();
+	test_wait_stop();
+
+	after = mounts();
+	if (strcmp(before, after))
+		fail("mounts changed:\n%s\nnow:\n%s", before, after);
+	if (getpid() != 1)
+		fail("pid %d, want 1", getpid());
+	expect_file("/proc/1/comm", "ns_mnt\n");
+	must(getcwd(cwd, sizeof(cwd)) != NULL, "getcwd");
+	if (strcmp(cwd, "/tmp/sub"))
+		fail("working directory %s, want /tmp/sub", cwd);
+	must(lseek(fd, 0, SEEK_CUR) == DATA_OFF, "offset of /tmp/data");
+	must(fstat(fd, &fst) == 0 && stat("/tmp/data", &st) == 0, "stat /tmp/data");
+	if (fst.st_ino != st.st_ino || fst.st_dev != st.st_dev)
+		fail("the open /tmp/data is not the file under that name");
+	snprintf(lpath, sizeof(lpath), "/proc/self/fd/%d", fd);
+	n = readlink(lpath, cwd, sizeof(cwd) - 1);
+	must(n > 0, "readlink");
+	cwd[n] = 0;
+	if (strcmp(cwd, "/tmp/data"))
+		fail("the open file is %s, want /tmp/data", cwd);
+	must(pread(fd, back, sizeof(back), 0) == sizeof(back), "read /tmp/data");
+	expect_pattern(back, sizeof(back), DATA_SEED, "/tmp/data");
+	must(stat("/tmp/sub", &st) == 0, "stat /tmp/sub");
+	if ((st.st_mode & 07777) != 0710)
+		fail("/tmp/sub mode %o, want 710", st.st_mode & 07777);
+	expect_file("/tmp/link", "hello");
+	must(stat("/tmp/hard", &st) == 0 && stat("/tmp/sub/f", &fst) == 0, "stat /tmp/hard");
+	if (st.st_ino != fst.st_ino || st.st_nlink != 2)
+		fail("/tmp/hard is not a hard link of /tmp/sub/f any more");
+	expect_file("/dev/marker", "on /dev");
+	expect_file("/rotmp/file", "in a read-only tmpfs");
+	if (open("/rotmp/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("/rotmp is writable");
+	expect_file("/tmp/over/top", "on the mount");
+	must(umount("/tmp/over") == 0, "umount /tmp/over");
+	expect_file("/tmp/over/hidden", "under the mount");
+	expect_file("/ro/file", "read only");
+	if (open("/ro/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("/ro is writable");
+	if (open("/usr/ns_mnt_new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("/usr is writable");
+	must(stat("/proc/keys", &st) == 0 && S_ISCHR(st.st_mode), "/proc/keys is not masked by /dev/null");
+	must(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null is not a device");
+	must(access("/dev/pts/ptmx", F_OK) == 0, "/dev/pts/ptmx");
+	pass();
+}
