@@ -243,10 +243,10 @@ func testRPCRefusedOptions(t *testing.T) {
 	c := startCase(t, "counter")
 	o := c.dumpOpts()
 	o.Root = proto.String(c.dir)
-	o.ManageCgroups = proto.Bool(true)
+	o.CgroupProps = proto.String("x")
 	o.LinkRemap = proto.Bool(true)
 	err := newCriu(t).Dump(o, nil)
-	for _, want := range []string{"root: not supported yet", "manage_cgroups: not supported yet", "link_remap: not supported yet"} {
+	for _, want := range []string{"root: not supported yet", "cgroup_props: not supported yet", "link_remap: not supported yet"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("dump: %v; want an error naming %q", err, want)
 		}

@@ -118,6 +118,7 @@ var programs = []program{
 	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
+	{name: "cgroup_member", own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -137,6 +137,8 @@ func runDump(o Options, l *log.Logger) error {
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
+		FreezeCgroup:   o.FreezeCgroup,
+		ManageCgroups:  o.ManageCgroups,
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})
@@ -163,6 +165,8 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		ManageCgroups:  o.ManageCgroups,
+		CgroupRoots:    o.CgroupRoots,
 	})
 	if err != nil {
 		pf.discard()

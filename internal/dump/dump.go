@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"time"
 
+	"amber/internal/cgroups"
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
@@ -46,6 +47,14 @@ type Options struct {
 	// leaves those unwritten since the dump before to its images
 	// (--track-mem).
 	TrackMem bool
+	// FreezeCgroup is a freezer cgroup (v1) or cgroup (v2) holding the
+	// tree, frozen while amber seizes the tree's tasks instead of
+	// interrupting them one after the other (--freeze-cgroup); "" for
+	// none.
+	FreezeCgroup string
+	// ManageCgroups is --manage-cgroups: the dump saves the tree's
+	// cgroups (cgroup.img) unless it is cgroups.Ignore.
+	ManageCgroups cgroups.Mode
 	// PageServer is the address (host:port) of the page server that
 	// receives the pages instead of the images directory (--page-server
 	// --address --port); "" for none.
@@ -103,6 +112,9 @@ type dumper struct {
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64
+	// cg collects the cgroups of the tree, nil with
+	// --manage-cgroups=ignore.
+	cg *cgroups.Dumper
 	// ps is the connection to the page server, nil without one.
 	ps *pageserver.Client
 }
@@ -168,7 +180,11 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
-	tree, err := freezeTree(pid, d.log, pinned, d.opts.Timeout)
+	seized, err := d.seizeFrozen(pid)
+	if err != nil {
+		return err
+	}
+	tree, err := freezeTree(pid, d.log, pinned, d.opts.Timeout, seized)
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,9 @@ func (d Dir) fd() (int, error) {
 // File names one file of the directory.
 func (d Dir) File(name string) Path { return Path{dir: d, name: name} }
 
+// CgroupPath is cgroup.img, the cgroups of the tree.
+func (d Dir) CgroupPath() Path { return d.File("cgroup.img") }
+
 // SeccompPath is seccomp.img, the seccomp filters of the tree.
 func (d Dir) SeccompPath() Path { return d.File("seccomp.img") }
 

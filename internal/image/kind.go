@@ -80,6 +80,11 @@ var TcpStream = Kind{"TCP_STREAM", 0x51465506, MagicCommon}
 // entry whose filters each thread's core image refers to by index.
 var Seccomp = Kind{"SECCOMP", 0x64413049, MagicCommon}
 
+// Cgroup holds the cgroups of the whole tree (cgroup.img): one entry
+// with the sets of cgroups the processes' core images name and the
+// cgroup directories with their properties.
+var Cgroup = Kind{"CGROUP", 0x59383330, MagicCommon}
+
 // FileLocks holds the file locks the tree held (filelocks.img): flock,
 // POSIX and OFD locks, each with the process and descriptor that takes
 // it again.

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"amber/internal/cgroups"
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
@@ -55,6 +56,11 @@ type Options struct {
 	// TrustImages restores images that users other than root and the
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
+	// ManageCgroups is --manage-cgroups: what to do with the cgroups of
+	// cgroup.img (cgroups.Ignore: nothing).
+	ManageCgroups cgroups.Mode
+	// CgroupRoots are --cgroup-root: new roots of the dumped cgroups.
+	CgroupRoots []cgroups.Root
 	Log         *log.Logger
 	// Notify, if set, is called at CRIU's action-script points, by
 	// CRIU's names, with the root's PID where CRIU gives one:
@@ -193,6 +199,19 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
+	// The cgroups made are removed once the tasks are killed: deferred
+	// before the kill.
+	if r.cg, err = prepareCgroups(tree, opts); err != nil {
+		return err
+	}
+	defer r.cg.Close()
+	defer func() {
+		if err != nil {
+			if uerr := r.cg.Undo(); uerr != nil {
+				opts.Log.Errorf("remove the cgroups made: %v", uerr)
+			}
+		}
+	}()
 	defer func() {
 		// A bug of amber's must not leave half-restored tasks behind.
 		if p := recover(); p != nil {
@@ -257,6 +276,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	if err := h.ttys.Finish(); err != nil {
+		return err
+	}
+	if err := r.cg.Finish(); err != nil {
 		return err
 	}
 	if err := ghosts.Remove(); err != nil {
@@ -329,6 +351,7 @@ func notify(opts Options, action string, pid int) error {
 // restorer carries one restore's state.
 type restorer struct {
 	opts    Options
+	cg      *cgroups.Restorer // nil without cgroups to restore
 	host    *host
 	procs   []*process     // restored so far, parents first
 	created []*compel.Task // every task made, to kill on failure
@@ -421,6 +444,9 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
 	r.hostPids[t.pid] = task.Pid
+	if err := r.cg.Move(task.Pid, t.core.GetTc().GetCgSet(), parentCgSet(t)); err != nil {
+		return err
+	}
 	// Only where the new task's mappings lie matters: maps, not smaps.
 	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err
