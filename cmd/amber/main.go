@@ -138,6 +138,7 @@ func runDump(o Options, l *log.Logger) error {
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
 		FreezeCgroup:   o.FreezeCgroup,
+		EmptyNet:       o.EmptyNet,
 		ManageCgroups:  o.ManageCgroups,
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
@@ -167,6 +168,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		FileLocks:      o.FileLocks,
 		ManageCgroups:  o.ManageCgroups,
 		CgroupRoots:    o.CgroupRoots,
+		EmptyNet:       o.EmptyNet,
 	})
 	if err != nil {
 		pf.discard()

@@ -55,6 +55,7 @@ type Options struct {
 	ManageCgroups cgroups.Mode   // --manage-cgroups [MODE]: soft (the default), full, strict, ignore, none, props
 	CgroupRoots   []cgroups.Root // --cgroup-root [CONTROLLER:]/PATH, repeatable
 	FreezeCgroup  string         // --freeze-cgroup: freezer cgroup that holds the tree to dump
+	EmptyNet      bool           // --empty-ns net: the network namespace is the container engine's
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
@@ -341,6 +342,7 @@ func optionTable() []option {
 		{"manage-cgroups", 0, optionalArg, setManageCgroups},
 		{"cgroup-root", 0, requiredArg, setCgroupRoot},
 		{"freeze-cgroup", 0, requiredArg, setString(func(o *Options) *string { return &o.FreezeCgroup })},
+		{"empty-ns", 0, requiredArg, setEmptyNs},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
 		{"trust-images", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrustImages }, true)},
@@ -398,7 +400,7 @@ func unsupportedOptions() []option {
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
-		{"external", 0, requiredArg}, {"empty-ns", 0, requiredArg},
+		{"external", 0, requiredArg},
 		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
@@ -425,6 +427,15 @@ func setManageCgroups(o *Options, val string, _ bool) error {
 	m, err := cgroups.ParseMode(val)
 	o.ManageCgroups = m
 	return err
+}
+
+// setEmptyNs takes --empty-ns: as CRIU's, only net.
+func setEmptyNs(o *Options, val string, _ bool) error {
+	if val != "net" {
+		return fmt.Errorf("--empty-ns %q: only net is allowed", val)
+	}
+	o.EmptyNet = true
+	return nil
 }
 
 func setCgroupRoot(o *Options, val string, _ bool) error {

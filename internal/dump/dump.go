@@ -52,6 +52,10 @@ type Options struct {
 	// interrupting them one after the other (--freeze-cgroup); "" for
 	// none.
 	FreezeCgroup string
+	// EmptyNet leaves the tree's network namespace, if not amber's,
+	// undumped, for the restore to make a new one that the container
+	// engine sets up (--empty-ns net, runc's empty_ns).
+	EmptyNet bool
 	// ManageCgroups is --manage-cgroups: the dump saves the tree's
 	// cgroups (cgroup.img) unless it is cgroups.Ignore.
 	ManageCgroups cgroups.Mode

@@ -12,8 +12,12 @@ import (
 // PIDs from then on (d.pids).
 func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 	ns, err := namespaces.NewTable(tree.procs[0].pid, d.log.Warnf)
-	if err != nil || !ns.OwnPidNamespace() {
-		return ns, err
+	if err != nil {
+		return nil, err
+	}
+	ns.SetEmptyNet(d.opts.EmptyNet)
+	if !ns.OwnPidNamespace() {
+		return ns, nil
 	}
 	if d.pids, err = newPidMap(tree); err != nil {
 		return nil, err

@@ -143,6 +143,12 @@ func (d Dir) MemfdPath() Path { return d.File("memfd.img") }
 // the IPC namespace with that id.
 func (d Dir) IpcnsShmPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
 
+// NetdevPath is netdev-ID.img, the links of network namespace nsID.
+func (d Dir) NetdevPath(nsID uint32) Path { return d.File(fmt.Sprintf("netdev-%d.img", nsID)) }
+
+// NetnsPath is netns-ID.img, the settings of network namespace nsID.
+func (d Dir) NetnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("netns-%d.img", nsID)) }
+
 // UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
 func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }
 

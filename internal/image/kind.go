@@ -97,3 +97,10 @@ var (
 	Utsns  = Kind{"UTSNS", 0x54473203, MagicCommon}
 	IpcVar = Kind{"IPC_VAR", 0x53115007, MagicCommon}
 )
+
+// Network namespaces: the links of one (netdev-ID.img) and its
+// settings (netns-ID.img), ID the namespace's id in ids-PID.img.
+var (
+	Netdev = Kind{"NETDEV", 0x57373951, MagicCommon}
+	Netns  = Kind{"NETNS", 0x55933752, MagicCommon}
+)

@@ -33,7 +33,8 @@ func TestCloneFlags(t *testing.T) {
 		{"all amber's", ids(nil), 0, ""},
 		{"uts", ids(map[Kind]uint32{UTS: 9}), unix.CLONE_NEWUTS, ""},
 		{"uts ipc pid", ids(map[Kind]uint32{UTS: 9, IPC: 10, PID: 11}), unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID, ""},
-		{"net", ids(map[Kind]uint32{Net: 9}), 0, "net namespace"},
+		{"net", ids(map[Kind]uint32{Net: 9}), unix.CLONE_NEWNET, ""},
+		{"time", ids(map[Kind]uint32{Time: 9}), 0, "time namespace"},
 		{"mnt", ids(map[Kind]uint32{UTS: 9, Mnt: 10}), 0, "mnt namespace"},
 		{"no ids", &criucore.TaskKobjIdsEntry{}, 0, ""},
 	} {

@@ -61,7 +61,10 @@ type Options struct {
 	ManageCgroups cgroups.Mode
 	// CgroupRoots are --cgroup-root: new roots of the dumped cgroups.
 	CgroupRoots []cgroups.Root
-	Log         *log.Logger
+	// EmptyNet leaves the tree's new network namespace as it comes, for
+	// the container engine to set up (--empty-ns net).
+	EmptyNet bool
+	Log      *log.Logger
 	// Notify, if set, is called at CRIU's action-script points, by
 	// CRIU's names, with the root's PID where CRIU gives one:
 	// "pre-restore" before any task is created, "post-restore" (PID)
@@ -317,6 +320,11 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 	}
 	if err := namespaces.Restore(tree.dir, pid, flags, tree.root.ids); err != nil {
 		return err
+	}
+	if flags&unix.CLONE_NEWNET != 0 {
+		if err := namespaces.RestoreNet(tree.dir, tree.root.ids.GetNetNsId(), pid, r.opts.EmptyNet); err != nil {
+			return err
+		}
 	}
 	return notify(r.opts, "post-setup-namespaces", 0)
 }

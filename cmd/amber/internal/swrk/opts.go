@@ -37,6 +37,7 @@ type settings struct {
 	cgMode         cgroups.Mode   // manage_cgroups, manage_cgroups_mode
 	cgRoots        []cgroups.Root // cg_root
 	freezeCgroup   string         // freeze_cgroup
+	emptyNet       bool           // empty_ns = CLONE_NEWNET
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -86,6 +87,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
+	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
 	return s, nil
 }
 

@@ -36,6 +36,7 @@ func TestTranslateDump(t *testing.T) {
 		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
+		emptyNet: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
@@ -81,7 +82,7 @@ func TestTranslateBad(t *testing.T) {
 		{"cgroup props", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), CgroupProps: proto.String("x")}, []string{"cgroup_props: not supported"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
 		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"root: ", "ext_mnt: "}},
-		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"root: ", "rst_sibling: ", "empty_ns: ", "inherit_fd: ", "evasive_devices: "}},
+		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"root: ", "rst_sibling: ", "inherit_fd: ", "evasive_devices: "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := translate(tc.kind, tc.opts, 42)
