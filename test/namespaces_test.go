@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -286,4 +287,66 @@ func (c *zcase) requireRestoredIn(pidfile string, flags uintptr) {
 			c.t.Errorf("restored pid %d is in the test's %s namespace", c.pid, kind)
 		}
 	}
+}
+
+// TestNamespacesNet dumps netns_lo, in a network namespace of its own
+// with its loopback up, and restores it: it must come back in a new
+// one, its loopback up (netdev-ID.img), and crit must decode the
+// images.
+func TestNamespacesNet(t *testing.T) {
+	p, _ := lookupProgram("netns_lo")
+	c := startProgram(t, p)
+	c.mustDump()
+	for _, img := range []string{"netdev", "netns"} {
+		critDecodes(t, filepath.Join(c.images, fmt.Sprintf("%s-%d.img", img, c.netnsID())))
+	}
+	c.mustRestoreDetached()
+	if nsInode(t, c.pid, "net") == nsInode(t, os.Getpid(), "net") {
+		t.Errorf("restored pid %d is in the test's network namespace, want one of its own", c.pid)
+	}
+	c.mustPass()
+}
+
+// TestNamespacesNetEmpty dumps netns_lo with --empty-ns net: nothing
+// of its network namespace is dumped, a restore without the option is
+// refused naming the image it lacks and leaves nothing running, and
+// one with it puts the program in a new namespace as it comes.
+func TestNamespacesNetEmpty(t *testing.T) {
+	p, _ := lookupProgram("netns_lo")
+	c := startProgram(t, p)
+	c.mustDump("--empty-ns", "net")
+	if m, _ := filepath.Glob(filepath.Join(c.images, "netdev-*.img")); len(m) > 0 {
+		t.Errorf("--empty-ns net dumped %v", m)
+	}
+	r := c.restoreDetached(c.pidfile())
+	if r.err == nil || !strings.Contains(r.stderr, fmt.Sprintf("netdev-%d.img", c.netnsID())) {
+		t.Fatalf("restore without --empty-ns net: %v; want a failure naming the missing netdev image", r)
+	}
+	if alive(c.pid) {
+		t.Fatalf("pid %d runs after a failed restore", c.pid)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "emptyns"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--empty-ns", "net")...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.checkRestoredPid(pidfile)
+	c.mustPass()
+}
+
+// netnsID is the id of the dumped root's network namespace.
+func (c *zcase) netnsID() uint32 {
+	c.t.Helper()
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer dir.Close()
+	ids, err := image.ReadOne(dir.IDsPath(c.pid), image.IDs, func() *criucore.TaskKobjIdsEntry { return &criucore.TaskKobjIdsEntry{} })
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ids.GetNetNsId()
 }

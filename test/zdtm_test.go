@@ -123,6 +123,8 @@ var programs = []program{
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
+	{name: "cgroup_member", own: true},
+	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -38,6 +38,10 @@ func optionHelp() [][2]string {
 		{"to", "--to HOST:PORT           migrate: the destination's amber receive"},
 		{"max-iters", "--max-iters N            migrate: at most N pre-dumps (default 8; 0: none)"},
 		{"keep-images", "--keep-images            receive: keep the images received"},
+		{"manage-cgroups", "--manage-cgroups[=MODE]  cgroups on restore: soft (default), full, strict, none, props; ignore: none dumped"},
+		{"cgroup-root", "--cgroup-root [CTL:]/P  restore the tree's cgroups under /P (of controller CTL only)"},
+		{"empty-ns", "--empty-ns net           leave the network namespace to the container engine (not dumped; new and empty on restore)"},
+		{"freeze-cgroup", "--freeze-cgroup DIR      freeze the tree with its freezer cgroup DIR while seizing it"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
@@ -60,7 +64,7 @@ func verbHelps() map[string]verbHelp {
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
-				"page-server", "address", "port", "root", "external"}, common...)},
+				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
@@ -91,7 +95,7 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"file-locks", "skip-file-check", "trust-images", "root", "external"}, common...)},
+				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",
 			append([]string{"feature"}, common...)},

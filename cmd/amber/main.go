@@ -142,6 +142,9 @@ func runDump(o Options, l *log.Logger) error {
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
+		FreezeCgroup:   o.FreezeCgroup,
+		EmptyNet:       o.EmptyNet,
+		ManageCgroups:  o.ManageCgroups,
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})
@@ -170,6 +173,9 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		FileLocks:      o.FileLocks,
 		Root:           o.Root,
 		ExtMounts:      o.ExtMounts,
+		ManageCgroups:  o.ManageCgroups,
+		CgroupRoots:    o.CgroupRoots,
+		EmptyNet:       o.EmptyNet,
 	})
 	if err != nil {
 		pf.discard()

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"amber/internal/cgroups"
 )
 
 // defaultVerbosity is CRIU's default log level (warnings).
@@ -53,12 +55,16 @@ type Options struct {
 	Port       int    // --port: the page server's TCP port (0: not given)
 	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
 
-	To         string // migrate --to HOST:PORT: the destination's amber receive
-	MaxIters   int    // migrate --max-iters: most pre-dumps
-	HasIters   bool   // --max-iters was given (0 is a plain dump)
-	Lazy       bool   // migrate --lazy: lazy restore (not supported yet)
-	KeepImages bool   // receive --keep-images: keep the images after the restore
-	TwoHosts   bool   // migrate --two-hosts: hand over as between two hosts (tests)
+	To            string         // migrate --to HOST:PORT: the destination's amber receive
+	MaxIters      int            // migrate --max-iters: most pre-dumps
+	HasIters      bool           // --max-iters was given (0 is a plain dump)
+	Lazy          bool           // migrate --lazy: lazy restore (not supported yet)
+	KeepImages    bool           // receive --keep-images: keep the images after the restore
+	TwoHosts      bool           // migrate --two-hosts: hand over as between two hosts (tests)
+	ManageCgroups cgroups.Mode   // --manage-cgroups [MODE]: soft (the default), full, strict, ignore, none, props
+	CgroupRoots   []cgroups.Root // --cgroup-root [CONTROLLER:]/PATH, repeatable
+	FreezeCgroup  string         // --freeze-cgroup: freezer cgroup that holds the tree to dump
+	EmptyNet      bool           // --empty-ns net: the network namespace is the container engine's
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
@@ -346,6 +352,10 @@ func optionTable() []option {
 		{"plot", 0, requiredArg, setString(func(o *Options) *string { return &o.Plot })},
 		{"size", 0, requiredArg, setSize},
 		{"pre-dump-mode", 0, requiredArg, setPreDumpMode},
+		{"manage-cgroups", 0, optionalArg, setManageCgroups},
+		{"cgroup-root", 0, requiredArg, setCgroupRoot},
+		{"freeze-cgroup", 0, requiredArg, setString(func(o *Options) *string { return &o.FreezeCgroup })},
+		{"empty-ns", 0, requiredArg, setEmptyNs},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
 		{"trust-images", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrustImages }, true)},
@@ -406,13 +416,10 @@ func unsupportedOptions() []option {
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
 		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
 		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
-		{"exec-cmd", 0, noArg}, {"manage-cgroups", 0, optionalArg},
-		{"cgroup-root", 0, requiredArg}, {"inherit-fd", 0, requiredArg},
+		{"exec-cmd", 0, noArg}, {"inherit-fd", 0, requiredArg},
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
-		{"freeze-cgroup", 0, requiredArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
-		{"empty-ns", 0, requiredArg},
 		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
@@ -432,6 +439,31 @@ func unsupportedOptions() []option {
 		out[i] = option{l.name, l.short, l.arg, reject}
 	}
 	return out
+}
+
+// setManageCgroups takes --manage-cgroups's mode; without one, soft.
+func setManageCgroups(o *Options, val string, _ bool) error {
+	m, err := cgroups.ParseMode(val)
+	o.ManageCgroups = m
+	return err
+}
+
+// setEmptyNs takes --empty-ns: as CRIU's, only net.
+func setEmptyNs(o *Options, val string, _ bool) error {
+	if val != "net" {
+		return fmt.Errorf("--empty-ns %q: only net is allowed", val)
+	}
+	o.EmptyNet = true
+	return nil
+}
+
+func setCgroupRoot(o *Options, val string, _ bool) error {
+	r, err := cgroups.ParseRoot(val)
+	if err != nil {
+		return err
+	}
+	o.CgroupRoots = append(o.CgroupRoots, r)
+	return nil
 }
 
 func setTree(o *Options, val string, _ bool) error {

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"amber/internal/cgroups"
 )
 
 // opts returns the defaults with changes applied.
@@ -229,5 +231,22 @@ func TestParseGhostLimitAndFileCheck(t *testing.T) {
 	}
 	if o, err := Parse([]string{"restore", "--skip-file-check"}); err != nil || !o.SkipFileCheck {
 		t.Errorf("--skip-file-check: %v %v", o.SkipFileCheck, err)
+	}
+}
+
+func TestParseCgroups(t *testing.T) {
+	o, err := Parse(strings.Fields("restore --manage-cgroups=full --cgroup-root /a --cgroup-root cpu:/b"))
+	if err != nil || o.ManageCgroups != cgroups.Full ||
+		!reflect.DeepEqual(o.CgroupRoots, []cgroups.Root{{Path: "/a"}, {Controller: "cpu", Path: "/b"}}) {
+		t.Errorf("restore: %v %+v %v", o.ManageCgroups, o.CgroupRoots, err)
+	}
+	o, err = Parse(strings.Fields("dump -t 1 --manage-cgroups --freeze-cgroup /sys/fs/cgroup/freezer/x"))
+	if err != nil || o.ManageCgroups != cgroups.Soft || o.FreezeCgroup != "/sys/fs/cgroup/freezer/x" {
+		t.Errorf("dump: %v %q %v", o.ManageCgroups, o.FreezeCgroup, err)
+	}
+	for _, bad := range []string{"--manage-cgroups=hard", "--cgroup-root=cpu:rel"} {
+		if _, err := Parse([]string{"restore", bad}); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

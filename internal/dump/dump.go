@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"time"
 
+	"amber/internal/cgroups"
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
@@ -49,6 +50,18 @@ type Options struct {
 	// leaves those unwritten since the dump before to its images
 	// (--track-mem).
 	TrackMem bool
+	// FreezeCgroup is a freezer cgroup (v1) or cgroup (v2) holding the
+	// tree, frozen while amber seizes the tree's tasks instead of
+	// interrupting them one after the other (--freeze-cgroup); "" for
+	// none.
+	FreezeCgroup string
+	// EmptyNet leaves the tree's network namespace, if not amber's,
+	// undumped, for the restore to make a new one that the container
+	// engine sets up (--empty-ns net, runc's empty_ns).
+	EmptyNet bool
+	// ManageCgroups is --manage-cgroups: the dump saves the tree's
+	// cgroups (cgroup.img) unless it is cgroups.Ignore.
+	ManageCgroups cgroups.Mode
 	// PageServer is the address (host:port) of the page server that
 	// receives the pages instead of the images directory (--page-server
 	// --address --port); "" for none.
@@ -106,6 +119,9 @@ type dumper struct {
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed once a dump tracks memory.
 	marker uint64
+	// cg collects the cgroups of the tree, nil with
+	// --manage-cgroups=ignore.
+	cg *cgroups.Dumper
 	// ps is the connection to the page server, nil without one.
 	ps *pageserver.Client
 }
@@ -171,7 +187,11 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
-	tree, err := freezeTree(pid, d.log, pinned, d.opts.Timeout)
+	seized, err := d.seizeFrozen(pid)
+	if err != nil {
+		return err
+	}
+	tree, err := freezeTree(pid, d.log, pinned, d.opts.Timeout, seized)
 	if err != nil {
 		return err
 	}

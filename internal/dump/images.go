@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/cgroups"
 	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/image"
@@ -39,6 +40,10 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	d.fds.InTree = tree.hasTask
+	if err := d.openCgroups(); err != nil {
+		return err
+	}
+	defer d.cg.Close()
 	// The inventory's root ids are the dumper's own, as CRIU writes them:
 	// CRIU's restore compares the root task's with them (a namespace id
 	// that differs is a namespace to create), and a root task sharing
@@ -77,6 +82,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 			return err
 		}
 	}
+	if err := cgroups.Write(d.dir, d.cg.Entry()); err != nil {
+		return err
+	}
 	if err := d.writeTreeImages(entries, rootIDs); err != nil {
 		return err
 	}
@@ -110,6 +118,9 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	}
 	cores, err := coreEntries(ps, d.xsave, d.seccomp)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.cgroupOf(p.pid, cores[0].Tc); err != nil {
 		return nil, err
 	}
 	for i, c := range cores {
@@ -276,6 +287,9 @@ func (d *dumper) writeTreeImages(tree []proto.Message, rootIDs *criucore.TaskKob
 		RootIds:     rootIDs,
 		NsPerId:     proto.Bool(true),
 		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
+	}
+	if d.cg != nil {
+		inv.RootCgSet = proto.Uint32(cgroups.SelfSet)
 	}
 	if err := image.WriteFile(d.dir.PstreePath(), image.Pstree, tree...); err != nil {
 		return err

@@ -38,14 +38,20 @@ type frozenTree struct {
 	// gadgets are the instructions the parasites found in the tree's
 	// libraries.
 	gadgets *compel.GadgetCache
+	// seized are threads seized already, by TID, while their cgroup was
+	// frozen (seizeFrozen): they are only waited for.
+	seized map[int]*compel.Task
 }
 
 // freezeTree freezes root and all its descendants. Each process is frozen
 // whole (every thread, including threads born while freezing) before its
 // children are listed, so that no child it forks escapes. On failure every
 // task frozen so far is released.
-func freezeTree(root int, l *log.Logger, pinned unix.CPUSet, timeout time.Duration) (*frozenTree, error) {
-	t := &frozenTree{log: l, pinned: pinned, timeout: timeout, gadgets: compel.NewGadgetCache()}
+// seized are threads seized already (seizeFrozen); those left unused
+// are detached.
+func freezeTree(root int, l *log.Logger, pinned unix.CPUSet, timeout time.Duration, seized map[int]*compel.Task) (*frozenTree, error) {
+	t := &frozenTree{log: l, pinned: pinned, timeout: timeout, gadgets: compel.NewGadgetCache(), seized: seized}
+	defer t.detachSeized()
 	queue := []*frozenProc{{pid: root}}
 	for len(queue) > 0 {
 		p := queue[0]
@@ -98,7 +104,7 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 			if frozen[tid] {
 				continue
 			}
-			task, err := compel.Attach(tid, t.timeout)
+			task, err := t.attach(tid)
 			if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && exited(tid)) {
 				continue // the thread exited meanwhile (a dead one cannot be seized)
 			}
@@ -133,6 +139,27 @@ func (t *frozenTree) freezeProcess(p *frozenProc) error {
 		return fmt.Errorf("pid %d: its main thread has exited: not supported", p.pid)
 	}
 	return nil
+}
+
+// attach seizes thread tid and asks it to stop, unless it is seized
+// already.
+func (t *frozenTree) attach(tid int) (*compel.Task, error) {
+	if task, ok := t.seized[tid]; ok {
+		delete(t.seized, tid)
+		return task, nil
+	}
+	return compel.Attach(tid, t.timeout)
+}
+
+// detachSeized lets go of the threads seized beforehand that are not
+// in the tree (any more), once they stopped: their cgroup is thawed.
+func (t *frozenTree) detachSeized() {
+	for tid, task := range t.seized {
+		if task.WaitFrozen() == nil {
+			task.Detach()
+		}
+		delete(t.seized, tid)
+	}
 }
 
 // exited tells whether thread tid is dead: a zombie, or gone.

@@ -77,6 +77,9 @@ func (d Dir) fd() (int, error) {
 // File names one file of the directory.
 func (d Dir) File(name string) Path { return Path{dir: d, name: name} }
 
+// CgroupPath is cgroup.img, the cgroups of the tree.
+func (d Dir) CgroupPath() Path { return d.File("cgroup.img") }
+
 // SeccompPath is seccomp.img, the seccomp filters of the tree.
 func (d Dir) SeccompPath() Path { return d.File("seccomp.img") }
 
@@ -139,6 +142,12 @@ func (d Dir) MemfdPath() Path { return d.File("memfd.img") }
 // IpcnsShmPath is ipcns-shm-ID.img, the SysV shared memory segments of
 // the IPC namespace with that id.
 func (d Dir) IpcnsShmPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
+
+// NetdevPath is netdev-ID.img, the links of network namespace nsID.
+func (d Dir) NetdevPath(nsID uint32) Path { return d.File(fmt.Sprintf("netdev-%d.img", nsID)) }
+
+// NetnsPath is netns-ID.img, the settings of network namespace nsID.
+func (d Dir) NetnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("netns-%d.img", nsID)) }
 
 // UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
 func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }

@@ -80,6 +80,11 @@ var TcpStream = Kind{"TCP_STREAM", 0x51465506, MagicCommon}
 // entry whose filters each thread's core image refers to by index.
 var Seccomp = Kind{"SECCOMP", 0x64413049, MagicCommon}
 
+// Cgroup holds the cgroups of the whole tree (cgroup.img): one entry
+// with the sets of cgroups the processes' core images name and the
+// cgroup directories with their properties.
+var Cgroup = Kind{"CGROUP", 0x59383330, MagicCommon}
+
 // FileLocks holds the file locks the tree held (filelocks.img): flock,
 // POSIX and OFD locks, each with the process and descriptor that takes
 // it again.
@@ -98,3 +103,10 @@ var (
 // contents of its tmpfs mounts are gzipped tars without a header,
 // tmpfs-dev-DEV.tar.gz.img (Dir.TmpfsPath).
 var Mnts = Kind{"MNTS", 0x55563928, MagicCommon}
+
+// Network namespaces: the links of one (netdev-ID.img) and its
+// settings (netns-ID.img), ID the namespace's id in ids-PID.img.
+var (
+	Netdev = Kind{"NETDEV", 0x57373951, MagicCommon}
+	Netns  = Kind{"NETNS", 0x55933752, MagicCommon}
+)

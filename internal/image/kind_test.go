@@ -16,8 +16,8 @@ func kinds() []image.Kind {
 		image.Inventory, image.Pstree, image.Core, image.IDs, image.MM,
 		image.Pagemap, image.Files, image.Fdinfo, image.FS, image.Stats,
 		image.SkQueues, image.FifoData, image.RemapFpath, image.GhostFile,
-		image.TcpStream, image.TtyInfo, image.TtyData, image.Seccomp, image.FileLocks,
-		image.Utsns, image.IpcVar,
+		image.TcpStream, image.TtyInfo, image.TtyData, image.Seccomp, image.Cgroup, image.FileLocks,
+		image.Utsns, image.IpcVar, image.Netdev, image.Netns,
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 
 // Dumped are the kinds of namespaces amber dumps and restores when the
 // root of the tree is not in amber's own.
-var Dumped = []Kind{PID, IPC, UTS, Mnt}
+var Dumped = []Kind{PID, IPC, UTS, Mnt, Net}
 
 // Table numbers the namespaces of one dump: amber's own are 1 to 8 in
 // the order of Kinds, any other gets the next id from 9 on.
@@ -25,7 +25,15 @@ type Table struct {
 	root map[Kind]uint64 // the root task's
 	own  map[Kind]bool   // kinds whose root namespace is dumped
 	ids  map[Kind]map[uint64]uint32
+	// emptyNet leaves the root's network namespace undumped (empty_ns):
+	// the restore makes a new one and leaves it as it comes.
+	emptyNet bool
 }
+
+// SetEmptyNet says whether the root's network namespace, if not
+// amber's, is dumped (false) or left to the container engine, which
+// sets up the new one the restore makes (true: --empty-ns net).
+func (t *Table) SetEmptyNet(empty bool) { t.emptyNet = empty }
 
 // NewTable reads amber's own namespaces, then the namespaces of root, the
 // root of the tree to dump. A root in a namespace other than amber's, of
@@ -71,7 +79,7 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 // not why.
 func dumpable(k Kind, root int) (bool, string, error) {
 	switch k {
-	case UTS, IPC, Mnt:
+	case UTS, IPC, Mnt, Net:
 		return true, "", nil
 	case PID:
 		st, err := proc.ReadStatus(root)
@@ -130,7 +138,8 @@ func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
 }
 
 // Dump writes the images of the namespaces of the tree amber dumps:
-// utsns-ID.img, ipcns-var-ID.img. root is the tree's root.
+// utsns-ID.img, ipcns-var-ID.img, netdev-ID.img and netns-ID.img
+// (unless SetEmptyNet). root is the tree's root.
 func (t *Table) Dump(dir image.Dir, root int) error {
 	if t.own[UTS] {
 		if err := dumpUTS(dir, t.ids[UTS][t.root[UTS]], root); err != nil {
@@ -139,6 +148,11 @@ func (t *Table) Dump(dir image.Dir, root int) error {
 	}
 	if t.own[IPC] {
 		if err := dumpIPC(dir, t.ids[IPC][t.root[IPC]], root); err != nil {
+			return err
+		}
+	}
+	if t.own[Net] && !t.emptyNet {
+		if err := dumpNet(dir, t.ids[Net][t.root[Net]], root); err != nil {
 			return err
 		}
 	}

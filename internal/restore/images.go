@@ -72,6 +72,9 @@ type treeImages struct {
 	// rootIDs are the dumper's own ids (the inventory's root_ids): the
 	// root's namespaces that differ from them are made anew.
 	rootIDs *criucore.TaskKobjIdsEntry
+	// rootCgSet is the dumper's own cgroup set (the inventory's
+	// root_cg_set): processes in it stay in the restorer's cgroups.
+	rootCgSet uint32
 	// stat looks up the files of the images, stat-ed ahead while the
 	// rest of them is read (nil: os.Stat).
 	stat func(string) (os.FileInfo, error)
@@ -138,7 +141,7 @@ func load(dir image.Dir) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree.dir, tree.rootIDs = dir, inv.GetRootIds()
+	tree.dir, tree.rootIDs, tree.rootCgSet = dir, inv.GetRootIds(), inv.GetRootCgSet()
 	tree.stat = idx.StatAhead(os.Stat)
 	if err := files.ResolveInotifyPaths(idx); err != nil {
 		return nil, err

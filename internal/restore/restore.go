@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"amber/internal/cgroups"
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
@@ -62,7 +63,15 @@ type Options struct {
 	// ExtMounts gives the host paths bound at the external mounts of the
 	// tree's mount namespace (--external mnt[KEY]:PATH): key to path.
 	ExtMounts map[string]string
-	Log       *log.Logger
+	// ManageCgroups is --manage-cgroups: what to do with the cgroups of
+	// cgroup.img (cgroups.Ignore: nothing).
+	ManageCgroups cgroups.Mode
+	// CgroupRoots are --cgroup-root: new roots of the dumped cgroups.
+	CgroupRoots []cgroups.Root
+	// EmptyNet leaves the tree's new network namespace as it comes, for
+	// the container engine to set up (--empty-ns net).
+	EmptyNet bool
+	Log      *log.Logger
 	// Notify, if set, is called at CRIU's action-script points, by
 	// CRIU's names, with the root's PID where CRIU gives one:
 	// "pre-restore" before any task is created, "post-restore" (PID)
@@ -200,6 +209,19 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
+	// The cgroups made are removed once the tasks are killed: deferred
+	// before the kill.
+	if r.cg, err = prepareCgroups(tree, opts); err != nil {
+		return err
+	}
+	defer r.cg.Close()
+	defer func() {
+		if err != nil {
+			if uerr := r.cg.Undo(); uerr != nil {
+				opts.Log.Errorf("remove the cgroups made: %v", uerr)
+			}
+		}
+	}()
 	defer func() {
 		// A bug of amber's must not leave half-restored tasks behind.
 		if p := recover(); p != nil {
@@ -266,6 +288,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := h.ttys.Finish(); err != nil {
 		return err
 	}
+	if err := r.cg.Finish(); err != nil {
+		return err
+	}
 	if err := ghosts.Remove(); err != nil {
 		return fmt.Errorf("remove the unlinked files made again: %w", err)
 	}
@@ -308,6 +333,11 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 	}
 	if flags&unix.CLONE_NEWNS != 0 {
 		if err := r.restoreMounts(tree, pid); err != nil {
+			return err
+		}
+	}
+	if flags&unix.CLONE_NEWNET != 0 {
+		if err := namespaces.RestoreNet(tree.dir, tree.root.ids.GetNetNsId(), pid, r.opts.EmptyNet); err != nil {
 			return err
 		}
 	}
@@ -360,6 +390,7 @@ func notify(opts Options, action string, pid int) error {
 // restorer carries one restore's state.
 type restorer struct {
 	opts    Options
+	cg      *cgroups.Restorer // nil without cgroups to restore
 	host    *host
 	procs   []*process     // restored so far, parents first
 	created []*compel.Task // every task made, to kill on failure
@@ -454,6 +485,9 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
 	r.hostPids[t.pid] = task.Pid
+	if err := r.cg.Move(task.Pid, t.core.GetTc().GetCgSet(), parentCgSet(t)); err != nil {
+		return err
+	}
 	// Only where the new task's mappings lie matters: maps, not smaps.
 	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 	"golang.org/x/sys/unix"
+
+	"amber/internal/cgroups"
 )
 
 // defaultLogFile is the log of a request without log_file, in the work
@@ -34,6 +36,10 @@ type settings struct {
 	timeout        time.Duration
 	root           string            // the root of the tree's mount namespace
 	extMounts      map[string]string // ext_mnt: key to value, as --external mnt[KEY]:VAL
+	cgMode         cgroups.Mode      // manage_cgroups, manage_cgroups_mode
+	cgRoots        []cgroups.Root    // cg_root
+	freezeCgroup   string            // freeze_cgroup
+	emptyNet       bool              // empty_ns = CLONE_NEWNET
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -63,6 +69,10 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	cgMode, cgRoots, err := cgroupOpts(o)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
@@ -85,7 +95,26 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 		}
 		s.extMounts[m.GetKey()] = m.GetVal()
 	}
+	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
+	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
 	return s, nil
+}
+
+// cgroupOpts reads the cgroup options as CRIU's service does: the mode
+// (manage_cgroups, manage_cgroups_mode) and the new roots (cg_root).
+func cgroupOpts(o *rpc.CriuOpts) (cgroups.Mode, []cgroups.Root, error) {
+	mode, err := cgroups.ModeOfRPC(o)
+	if err != nil {
+		return 0, nil, err
+	}
+	var roots []cgroups.Root
+	for _, r := range o.GetCgRoot() {
+		if !strings.HasPrefix(r.GetPath(), "/") {
+			return 0, nil, fmt.Errorf("cg_root: %q is not an absolute path", r.GetPath())
+		}
+		roots = append(roots, cgroups.Root{Controller: r.GetCtrl(), Path: r.GetPath()})
+	}
+	return mode, roots, nil
 }
 
 // paths finds the images directory, the work directory and the log as

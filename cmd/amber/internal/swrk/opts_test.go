@@ -11,6 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"amber/internal/cgroups"
 )
 
 // TestTranslateDump: what go-criu's users send for a dump becomes amber's
@@ -21,9 +23,10 @@ func TestTranslateDump(t *testing.T) {
 		LeaveRunning: proto.Bool(true), ShellJob: proto.Bool(true), TcpEstablished: proto.Bool(true),
 		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
 		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true),
+		ManageCgroupsMode: rpc.CriuCgMode_FULL.Enum(), FreezeCgroup: proto.String("/sys/fs/cgroup/freezer/c1"),
+		CgRoot: []*rpc.CgroupRoot{{Ctrl: proto.String("cpu"), Path: proto.String("/c2")}},
 		// Harmless: amber behaves so anyway.
-		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(), EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
-		Root: proto.String("/"), RstSibling: proto.Bool(true),
+		EmptyNs: proto.Uint32(unix.CLONE_NEWNET), Root: proto.String("/"), RstSibling: proto.Bool(true),
 	}
 	got, err := translate(rpc.CriuReqType_DUMP, o, 42)
 	if err != nil {
@@ -32,7 +35,9 @@ func TestTranslateDump(t *testing.T) {
 	want := settings{
 		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, ghostLimit: 4096, timeout: 3 * time.Second,
-		root: "/",
+		root:   "/",
+		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
+		emptyNet: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
@@ -73,10 +78,11 @@ func TestTranslateBad(t *testing.T) {
 		{"log in a subdir", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), LogFile: proto.String("a/b.log")}, []string{"log_file", "a/b.log"}},
 		{"no opts", rpc.CriuReqType_DUMP, nil, []string{"without opts"}},
 		{"link remap", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), LinkRemap: proto.Bool(true)}, []string{"link_remap: not supported"}},
-		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}, []string{"manage_cgroups_mode"}},
+		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode(42).Enum()}, []string{"manage_cgroups_mode: unknown mode 42"}},
+		{"cgroup root", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), CgRoot: []*rpc.CgroupRoot{{Path: proto.String("c2")}}}, []string{"cg_root: \"c2\""}},
+		{"cgroup props", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), CgroupProps: proto.String("x")}, []string{"cgroup_props: not supported"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
-		{"runc dump", rpc.CriuReqType_DUMP, runcOpts(), []string{"manage_cgroups: ", "freeze_cgroup: "}},
-		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"rst_sibling: ", "empty_ns: ", "cg_root: ", "inherit_fd: ", "evasive_devices: "}},
+		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"rst_sibling: ", "inherit_fd: ", "evasive_devices: "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := translate(tc.kind, tc.opts, 42)
@@ -89,6 +95,13 @@ func TestTranslateBad(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken.
+func TestTranslateRuncDump(t *testing.T) {
+	if _, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42); err != nil {
+		t.Fatalf("runc's dump options: %v", err)
 	}
 }
 

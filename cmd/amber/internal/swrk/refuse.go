@@ -37,7 +37,7 @@ func (r refusal) appliesTo(kind rpc.CriuReqType) bool {
 const (
 	noNamespaces = "not supported yet: amber does not dump or restore namespaces"
 	noMounts     = "not supported yet: amber does not dump or restore mount namespaces"
-	noCgroups    = "not supported yet: amber does not dump or restore cgroups"
+	noCgroups    = "not supported yet: amber saves CRIU's built-in cgroup properties of every controller"
 	noIncr       = "not supported yet: amber has no incremental dumps"
 	noPages      = "not supported yet: amber has no page server or lazy pages"
 	notYet       = "not supported yet"
@@ -52,7 +52,8 @@ const (
 // connections by repair mode and adds no firewall rules), weak_sysctls,
 // mntns_compat_mode, skip_mnt (amber restores no sysctls and no mounts),
 // skip_file_rwx_check (a check amber does not make), unprivileged,
-// display_stats, manage_cgroups false or mode IGNORE, empty_ns on dump
+// display_stats, manage_cgroups, manage_cgroups_mode, cg_root,
+// freeze_cgroup and empty_ns (honoured)
 // (amber never dumps a network namespace), rst_sibling on dump, cpu_cap
 // at its default, orphan_pts_master (a pty slave whose master is not in
 // the tree is still refused, by dump and restore, naming it: runc sets
@@ -65,14 +66,7 @@ func refusals() []refusal {
 		{"enable_fs", onBoth, func(o *rpc.CriuOpts) bool { return len(o.EnableFs) > 0 }, noMounts},
 		{"join_ns", onBoth, func(o *rpc.CriuOpts) bool { return len(o.JoinNs) > 0 }, noNamespaces},
 		{"veths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.Veths) > 0 }, noNamespaces},
-		{"empty_ns", onRestore, func(o *rpc.CriuOpts) bool { return o.GetEmptyNs() != 0 }, noNamespaces},
-		{"empty_ns", onDump, func(o *rpc.CriuOpts) bool { return o.GetEmptyNs()&^emptyNsNet != 0 }, "only CLONE_NEWNET is allowed, as in CRIU"},
-		{"manage_cgroups", onBoth, func(o *rpc.CriuOpts) bool { return o.GetManageCgroups() }, noCgroups},
-		{"manage_cgroups_mode", onBoth, func(o *rpc.CriuOpts) bool {
-			return o.ManageCgroupsMode != nil && o.GetManageCgroupsMode() != rpc.CriuCgMode_IGNORE
-		}, noCgroups},
-		{"cg_root", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgRoot) > 0 }, noCgroups},
-		{"freeze_cgroup", onBoth, func(o *rpc.CriuOpts) bool { return o.FreezeCgroup != nil }, noCgroups},
+		{"empty_ns", onBoth, func(o *rpc.CriuOpts) bool { return o.GetEmptyNs()&^emptyNsNet != 0 }, "only CLONE_NEWNET is allowed, as in CRIU"},
 		{"cgroup_props", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupProps != nil }, noCgroups},
 		{"cgroup_props_file", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupPropsFile != nil }, noCgroups},
 		{"cgroup_dump_controller", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgroupDumpController) > 0 }, noCgroups},

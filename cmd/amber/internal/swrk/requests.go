@@ -32,7 +32,8 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	opts := dump.Options{
 		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
 		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
-		ExtMounts: st.extMounts,
+		ExtMounts:     st.extMounts,
+		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
@@ -64,6 +65,7 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	opts := restore.Options{
 		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose,
 		FileLocks: st.fileLocks, Log: l, Root: st.root, ExtMounts: st.extMounts,
+		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet,
 	}
 	if st.notify {
 		opts.Notify = s.c.notify

@@ -1,0 +1,209 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/cgroup"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// Dumper collects the cgroups of the processes of one dump.
+type Dumper struct {
+	mounts *mounts
+	sets   []Set // by id-1: amber's own is the first, id 1
+	// dirs are the directories dumped, by hierarchy: the heads (the
+	// processes' cgroups) and their subtrees.
+	dirs map[string]*dirTree
+}
+
+// dirTree is the dumped directories of one hierarchy.
+type dirTree struct {
+	heads  []*cgroup.CgroupDirEntry
+	byPath map[string]*cgroup.CgroupDirEntry
+}
+
+// SelfSet is the id of amber's own set, the inventory's root_cg_set.
+const SelfSet = 1
+
+// NewDumper reads amber's own cgroups, the set a process shares with
+// amber needs no restoring.
+func NewDumper() (*Dumper, error) {
+	self, err := ReadSet(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("amber's cgroups: %w", err)
+	}
+	return &Dumper{mounts: newMounts(), sets: []Set{self}, dirs: map[string]*dirTree{}}, nil
+}
+
+// Close releases the dumper's mounts. A nil Dumper dumps nothing.
+func (d *Dumper) Close() {
+	if d != nil {
+		d.mounts.close()
+	}
+}
+
+// Add records the cgroups of process pid and returns its set's id, for
+// its core image's cg_set. A new set's cgroups are dumped with their
+// subtrees.
+func (d *Dumper) Add(pid int) (uint32, error) {
+	s, err := ReadSet(pid)
+	if err != nil {
+		return 0, fmt.Errorf("cgroups of pid %d: %w", pid, err)
+	}
+	for i, o := range d.sets {
+		if o.equal(s) {
+			return uint32(i + 1), nil
+		}
+	}
+	if len(s) != len(d.sets[0]) {
+		return 0, fmt.Errorf("cgroups of pid %d: %d hierarchies where amber has %d: not supported", pid, len(s), len(d.sets[0]))
+	}
+	for _, m := range s {
+		if own, _ := d.sets[0].path(m.Name); own == m.Path {
+			continue
+		}
+		if err := d.collect(m); err != nil {
+			return 0, fmt.Errorf("cgroups of pid %d: %w", pid, err)
+		}
+	}
+	d.sets = append(d.sets, s)
+	return uint32(len(d.sets)), nil
+}
+
+// collect dumps cgroup m and every cgroup below it, parents first.
+func (d *Dumper) collect(m Member) error {
+	t := d.dirs[m.Name]
+	if t == nil {
+		t = &dirTree{byPath: map[string]*cgroup.CgroupDirEntry{}}
+		d.dirs[m.Name] = t
+	}
+	top, err := d.mounts.path(m.Name, m.Path)
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("cgroup %s of %s: %w", m.Path, displayName(m.Name), err)
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		rel := filepath.Join(m.Path, strings.TrimPrefix(p, top))
+		if t.byPath[rel] != nil {
+			return fs.SkipDir // dumped with another set
+		}
+		dir, err := dumpDir(p, rel, m.Name)
+		if err != nil {
+			return err
+		}
+		t.add(rel, dir)
+		return nil
+	})
+}
+
+// add files dir, the cgroup at rel, under its parent if dumped, else
+// as a head named by its whole path.
+func (t *dirTree) add(rel string, dir *cgroup.CgroupDirEntry) {
+	t.byPath[rel] = dir
+	if parent := t.byPath[filepath.Dir(rel)]; parent != nil && rel != "/" {
+		dir.DirName = proto.String(filepath.Base(rel))
+		parent.Children = append(parent.Children, dir)
+		return
+	}
+	dir.DirName = proto.String(strings.TrimPrefix(rel, "/"))
+	t.heads = append(t.heads, dir)
+}
+
+// dumpDir reads the permissions and properties of the cgroup directory
+// at path (rel in hierarchy name).
+func dumpDir(path, rel, name string) (*cgroup.CgroupDirEntry, error) {
+	perms, err := permsOf(path)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s of %s: %w", rel, displayName(name), err)
+	}
+	dir := &cgroup.CgroupDirEntry{DirPerms: perms}
+	for _, prop := range propsOf(name) {
+		e, err := dumpProp(filepath.Join(path, prop), prop)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // not on this kernel
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s of %s: %w", rel, displayName(name), err)
+		}
+		dir.Properties = append(dir.Properties, e)
+	}
+	return dir, nil
+}
+
+// dumpProp reads one property as CRIU saves it: the value trimmed,
+// the largest int64 (no limit) as -1, memory.oom_control as its
+// oom_kill_disable.
+func dumpProp(path, prop string) (*cgroup.CgroupPropEntry, error) {
+	perms, err := permsOf(path)
+	if err != nil {
+		return nil, err
+	}
+	e := &cgroup.CgroupPropEntry{Name: proto.String(prop), Value: proto.String(""), Perms: perms}
+	if permsOnly(prop) {
+		return e, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	v := strings.TrimSpace(string(b))
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n == math.MaxInt64 {
+		v = "-1"
+	}
+	if prop == "memory.oom_control" {
+		var disable int
+		if _, err := fmt.Sscanf(v, "oom_kill_disable %d", &disable); err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", path, v, err)
+		}
+		v = strconv.Itoa(disable)
+	}
+	e.Value = proto.String(v)
+	return e, nil
+}
+
+// permsOf reads who owns path and its mode.
+func permsOf(path string) (*cgroup.CgroupPerms, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return &cgroup.CgroupPerms{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid)}, nil
+}
+
+// Entry is cgroup.img's entry: every set but amber's, and the dumped
+// directories by hierarchy. It is nil when every process is in amber's
+// cgroups: there is nothing to restore.
+func (d *Dumper) Entry() *cgroup.CgroupEntry {
+	if d == nil || len(d.sets) == 1 {
+		return nil
+	}
+	e := &cgroup.CgroupEntry{}
+	for i, s := range d.sets[1:] {
+		se := &cgroup.CgSetEntry{Id: proto.Uint32(uint32(i + 2))}
+		for _, m := range s {
+			se.Ctls = append(se.Ctls, &cgroup.CgMemberEntry{Name: proto.String(m.Name), Path: proto.String(m.Path)})
+		}
+		e.Sets = append(e.Sets, se)
+	}
+	for _, m := range d.sets[0] {
+		c := &cgroup.CgControllerEntry{Cnames: cnames(m.Name), IsThreaded: proto.Bool(m.Name != "")}
+		if t := d.dirs[m.Name]; t != nil {
+			c.Dirs = t.heads
+		}
+		e.Controllers = append(e.Controllers, c)
+	}
+	return e
+}

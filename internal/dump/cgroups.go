@@ -1,0 +1,105 @@
+package dump
+
+// The tree's cgroups: its freezer (--freeze-cgroup) and its membership
+// (--manage-cgroups), dumped by internal/cgroups.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"google.golang.org/protobuf/proto"
+
+	"amber/internal/cgroups"
+	"amber/internal/compel"
+	"amber/internal/proc"
+)
+
+// openCgroups starts collecting the tree's cgroups, unless
+// --manage-cgroups=ignore.
+func (d *dumper) openCgroups() error {
+	if d.opts.ManageCgroups == cgroups.Ignore {
+		return nil
+	}
+	var err error
+	d.cg, err = cgroups.NewDumper()
+	return err
+}
+
+// cgroupOf records the cgroups of process pid in its core's cg_set.
+func (d *dumper) cgroupOf(pid int, tc *criucore.TaskCoreEntry) error {
+	if d.cg == nil {
+		return nil
+	}
+	id, err := d.cg.Add(pid)
+	if err != nil {
+		return err
+	}
+	tc.CgSet = proto.Uint32(id)
+	return nil
+}
+
+// seizeFrozen freezes the cgroup of --freeze-cgroup, seizes every
+// thread of the tree rooted at root while nothing in it can fork or
+// clone, and thaws the cgroup: the threads then stop for amber, which
+// freezeTree waits for. Without --freeze-cgroup it seizes nothing. On
+// failure the cgroup is thawed and every thread let go.
+func (d *dumper) seizeFrozen(root int) (map[int]*compel.Task, error) {
+	if d.opts.FreezeCgroup == "" {
+		return nil, nil
+	}
+	f, err := cgroups.NewFreezer(d.opts.FreezeCgroup)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := f.Freeze(d.opts.Timeout); err != nil {
+		return nil, err
+	}
+	frozen := time.Since(start)
+	seized := map[int]*compel.Task{}
+	serr := seizeAll(root, d.opts.Timeout, seized)
+	if err := f.Thaw(); err != nil {
+		serr = errors.Join(serr, err)
+	}
+	if serr != nil {
+		(&frozenTree{seized: seized}).detachSeized()
+		return nil, serr
+	}
+	d.log.Infof("cgroup %s frozen in %v, %d threads seized in %v", f.Dir(), frozen, len(seized), time.Since(start))
+	return seized, nil
+}
+
+// seizeAll seizes every thread of the processes of the tree rooted at
+// root, frozen by their cgroup, into seized.
+func seizeAll(root int, timeout time.Duration, seized map[int]*compel.Task) error {
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if st, err := proc.ReadStat(pid); err != nil || st.State == 'Z' {
+			continue // gone, or a zombie: freezeTree sees to it
+		}
+		tids, err := proc.Threads(pid)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", pid, err)
+		}
+		for _, tid := range tids {
+			task, err := compel.Attach(tid, timeout)
+			if err != nil {
+				if exited(tid) {
+					continue
+				}
+				return explainSeize(pid, tid, err)
+			}
+			seized[tid] = task
+		}
+		kids, err := proc.Children(pid)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", pid, err)
+		}
+		queue = append(queue, kids...)
+	}
+	return nil
+}

@@ -1,0 +1,40 @@
+package restore
+
+// The tree's cgroups, restored by internal/cgroups: made before the
+// first task, each process moved in as it is made, properties set once
+// all are restored.
+
+import (
+	"fmt"
+
+	"amber/internal/cgroups"
+)
+
+// prepareCgroups plans the cgroups of cgroup.img and makes those
+// missing; nil without cgroups to restore or with
+// --manage-cgroups=ignore.
+func prepareCgroups(tree *treeImages, opts Options) (*cgroups.Restorer, error) {
+	if opts.ManageCgroups == cgroups.Ignore {
+		return nil, nil
+	}
+	e, err := cgroups.Read(tree.dir)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	p, err := cgroups.NewPlan(e, opts.CgroupRoots)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", tree.dir.CgroupPath(), err)
+	}
+	opts.Log.Infof("cgroups: %d sets, %d directories (--manage-cgroups=%s)", len(p.Sets), len(p.Dirs), opts.ManageCgroups)
+	return cgroups.Prepare(p, opts.ManageCgroups, tree.rootCgSet)
+}
+
+// parentCgSet is the cgroup set t inherits when it is made: its
+// parent's, or for the root the restorer's own (the dumper's set in
+// the images).
+func parentCgSet(t *taskImages) uint32 {
+	if t.parent == nil {
+		return 0
+	}
+	return t.parent.core.GetTc().GetCgSet()
+}
