@@ -62,6 +62,8 @@ var programs = []program{
 	{name: "io_uring_sqpoll", refused: "is an io_uring"},
 	{name: "vfork_wait", own: true},
 	{name: "predump_writer", own: true},
+	{name: "lazy_mem", cflags: []string{"-pthread"}, own: true},
+	{name: "lazy_fork", own: true},
 	{name: "guard_pages", refused: "guard pages (MADV_GUARD_INSTALL)"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},

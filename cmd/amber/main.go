@@ -93,6 +93,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return runRestore(o, l)
 	case "page-server":
 		return 0, runPageServer(o, l)
+	case "lazy-pages":
+		return 0, runLazyPages(o, l)
 	case "check":
 		return 0, runCheck(o, l, stdout)
 	case "show":
@@ -163,6 +165,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		LazyPages:      o.LazyPages,
 	})
 	if err != nil {
 		pf.discard()

@@ -49,6 +49,7 @@ type Options struct {
 	Address    string // --address: the page server's address (page-server: where it listens)
 	Port       int    // --port: the page server's TCP port (0: not given)
 	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
+	LazyPages  bool   // --lazy-pages: restore leaves private anonymous memory to the lazy-pages daemon
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
@@ -78,7 +79,7 @@ type option struct {
 func verbs() map[string]bool {
 	return map[string]bool{
 		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
-		"pre-dump": true, "page-server": true, "lazy-pages": false,
+		"pre-dump": true, "page-server": true, "lazy-pages": true,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": true,
 		"exec": false, "image-streamer": false,
 	}
@@ -168,6 +169,10 @@ func (o Options) validate() error {
 		return fmt.Errorf("%s: --page-server needs --address and --port", o.Verb)
 	case o.Verb == "page-server":
 		return o.validatePageServer()
+	case o.LazyPages && o.Verb != "restore":
+		return fmt.Errorf("%s --lazy-pages: %w", o.Verb, errNotSupported)
+	case o.Verb == "lazy-pages" && o.PageServer:
+		return fmt.Errorf("lazy-pages --page-server: %w", errNotSupported)
 	}
 	return nil
 }
@@ -346,6 +351,7 @@ func optionTable() []option {
 		{"page-server", 0, noArg, setFlag(func(o *Options) *bool { return &o.PageServer }, true)},
 		{"address", 0, requiredArg, setString(func(o *Options) *string { return &o.Address })},
 		{"port", 0, requiredArg, setPort},
+		{"lazy-pages", 0, noArg, setFlag(func(o *Options) *bool { return &o.LazyPages }, true)},
 		{"status-fd", 0, requiredArg, setStatusFd},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
@@ -392,7 +398,7 @@ func unsupportedOptions() []option {
 		{"freeze-cgroup", 0, requiredArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
 		{"external", 0, requiredArg}, {"empty-ns", 0, requiredArg},
-		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
+		{"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
 		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},
