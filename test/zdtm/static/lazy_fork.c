@@ -82,7 +82,6 @@ int main(void)
 	}
 	check(-1);
 	wait_ok(child);
-	check(-1);
 	test_wait_stop();
 	pass();
 }

@@ -6,8 +6,8 @@
  * it runs again, before the lazy-pages daemon can have brought them in.
  *
  * Once a file go.now appears in its directory (or on SIGTERM) it moves,
- * unmaps and drops, then four threads each read all the memory at once,
- * from different starting points: every page must hold its pattern, the
+ * unmaps and drops, then four threads read all the memory at once, each
+ * every fourth MiB: every page must hold its pattern, the
  * MiB never written and the dropped region zeroes, the moved region its
  * pattern at its new address. It then waits for SIGTERM to pass.
  */
@@ -28,13 +28,12 @@
 static unsigned char *big, *ro, *moved, *gone, *dropped;
 static size_t size, hole;
 
-/* check reads all of big from part/THREADS of it on, wrapping around. */
+/* check reads its share of big: every THREADS-th MiB from the arg-th. */
 static void *check(void *arg)
 {
-	size_t start = (size / THREADS) * (uintptr_t)arg & ~(MIB - 1), i;
+	size_t off;
 
-	for (i = 0; i < size; i += MIB) {
-		size_t off = (start + i) % size;
+	for (off = (uintptr_t)arg * MIB; off < size; off += THREADS * MIB) {
 		size_t len = size - off < MIB ? size - off : MIB;
 
 		if (off == hole)
