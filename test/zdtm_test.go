@@ -63,6 +63,8 @@ var programs = []program{
 	{name: "vfork_wait", own: true},
 	{name: "predump_writer", own: true},
 	{name: "migrate_worker", cflags: []string{"-pthread"}, own: true},
+	{name: "lazy_mem", cflags: []string{"-pthread"}, own: true},
+	{name: "lazy_fork", own: true},
 	{name: "guard_pages", refused: "guard pages (MADV_GUARD_INSTALL)"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},

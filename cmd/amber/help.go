@@ -34,7 +34,7 @@ func optionHelp() [][2]string {
 		{"page-server", "--page-server            send the pages to the page server at --address --port"},
 		{"address", "--address ADDR           the page server's address (page-server: listen there, default all)"},
 		{"port", "--port PORT              the page server's TCP port"},
-		{"status-fd", "--status-fd FD           page-server, receive: write a zero byte to FD once listening"},
+		{"status-fd", "--status-fd FD           page-server, receive, lazy-pages: write a zero byte to FD once listening"},
 		{"to", "--to HOST:PORT           migrate: the destination's amber receive"},
 		{"max-iters", "--max-iters N            migrate: at most N pre-dumps (default 8; 0: none)"},
 		{"keep-images", "--keep-images            receive: keep the images received"},
@@ -42,6 +42,7 @@ func optionHelp() [][2]string {
 		{"cgroup-root", "--cgroup-root [CTL:]/P  restore the tree's cgroups under /P (of controller CTL only)"},
 		{"empty-ns", "--empty-ns net           leave the network namespace to the container engine (not dumped; new and empty on restore)"},
 		{"freeze-cgroup", "--freeze-cgroup DIR      freeze the tree with its freezer cgroup DIR while seizing it"},
+		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
@@ -95,7 +96,13 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns"}, common...)},
+				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages"}, common...)},
+		"lazy-pages": {"amber lazy-pages [-D DIR] [options]",
+			"Serve the page faults of one `amber restore --lazy-pages` of DIR through\n" +
+				"userfaultfd, from the pages images, on the socket lazy-pages.socket in DIR;\n" +
+				"copy the rest in the background once the restore is over, and exit when\n" +
+				"every page is in.",
+			append([]string{"images-dir", "status-fd"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",
 			append([]string{"feature"}, common...)},
@@ -149,6 +156,7 @@ func usage() string {
   amber dump -t PID [-D DIR] [options]
   amber restore [-D DIR] [-d] [--pidfile FILE] [options]
   amber page-server [-D DIR] [--address ADDR] --port PORT
+  amber lazy-pages [-D DIR]
   amber check [--feature NAME]
   amber show DIR|FILE
   amber check-images [-D DIR]
@@ -161,6 +169,7 @@ Commands:
   dump       checkpoint the process tree rooted at PID into DIR
   restore    restore the tree dumped in DIR
   page-server  receive the pages of a dump --page-server into DIR
+  lazy-pages   serve the memory of a restore --lazy-pages from DIR
   check      report the kernel features amber needs
   show       print images as JSON, like crit show
   check-images  check DIR against the manifest its dump wrote, as restore does first

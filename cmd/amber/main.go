@@ -97,6 +97,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		return 0, runMigrate(o, l, stdout)
 	case "receive":
 		return 0, runReceive(o, l)
+	case "lazy-pages":
+		return 0, runLazyPages(o, l)
 	case "check":
 		return 0, runCheck(o, l, stdout)
 	case "show":
@@ -176,6 +178,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		ManageCgroups:  o.ManageCgroups,
 		CgroupRoots:    o.CgroupRoots,
 		EmptyNet:       o.EmptyNet,
+		LazyPages:      o.LazyPages,
 	})
 	if err != nil {
 		pf.discard()

@@ -54,6 +54,7 @@ type Options struct {
 	Address    string // --address: the page server's address (page-server: where it listens)
 	Port       int    // --port: the page server's TCP port (0: not given)
 	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
+	LazyPages  bool   // --lazy-pages: restore leaves private anonymous memory to the lazy-pages daemon
 
 	To            string         // migrate --to HOST:PORT: the destination's amber receive
 	MaxIters      int            // migrate --max-iters: most pre-dumps
@@ -95,7 +96,7 @@ type option struct {
 func verbs() map[string]bool {
 	return map[string]bool{
 		"dump": true, "restore": true, "check": true, "show": true, "bench": true, "check-images": true,
-		"pre-dump": true, "page-server": true, "lazy-pages": false,
+		"pre-dump": true, "page-server": true, "lazy-pages": true,
 		"dedup": false, "cpuinfo": false, "service": false, "swrk": true,
 		"exec": false, "image-streamer": false, "migrate": true, "receive": true,
 	}
@@ -187,6 +188,10 @@ func (o Options) validate() error {
 		return o.validatePageServer()
 	case o.Verb == "migrate" || o.Verb == "receive":
 		return o.validateMigrate()
+	case o.LazyPages && o.Verb != "restore":
+		return fmt.Errorf("%s --lazy-pages: %w", o.Verb, errNotSupported)
+	case o.Verb == "lazy-pages" && o.PageServer:
+		return fmt.Errorf("lazy-pages --page-server: %w", errNotSupported)
 	}
 	return nil
 }
@@ -370,6 +375,7 @@ func optionTable() []option {
 		{"page-server", 0, noArg, setFlag(func(o *Options) *bool { return &o.PageServer }, true)},
 		{"address", 0, requiredArg, setString(func(o *Options) *string { return &o.Address })},
 		{"port", 0, requiredArg, setPort},
+		{"lazy-pages", 0, noArg, setFlag(func(o *Options) *bool { return &o.LazyPages }, true)},
 		{"status-fd", 0, requiredArg, setStatusFd},
 		{"to", 0, requiredArg, setString(func(o *Options) *string { return &o.To })},
 		{"max-iters", 0, requiredArg, setMaxIters},
@@ -420,7 +426,7 @@ func unsupportedOptions() []option {
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
-		{"lazy-pages", 0, noArg}, {"cgroup-props", 0, requiredArg},
+		{"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
 		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},

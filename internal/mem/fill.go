@@ -56,8 +56,10 @@ func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
 		case e.GetFlags()&PEPresent != 0:
 			from = []segment{{r.Start, r.End - r.Start, off, 0}}
 			off += r.End - r.Start
+		case e.GetFlags()&PELazy != 0 && in.Lazy != nil:
+			from = []segment{{r.Start, r.End - r.Start, 0, remoteSrc}}
 		case e.GetFlags()&PELazy != 0:
-			return nil, fmt.Errorf("%s: pagemap entry %#x: lazy pages are not supported yet", in.Pages.Path, e.GetVaddr())
+			return nil, fmt.Errorf("%s: pagemap entry %#x: pages left at the source's page server (PE_LAZY): restore with --lazy-pages", in.Pages.Path, e.GetVaddr())
 		case e.GetFlags()&PEParent != 0 || e.GetInParent():
 			var err error
 			if from, err = chain.resolve(r, 0); err != nil {
@@ -89,9 +91,12 @@ func vdsoRuns(vmas []*vma.VmaEntry) []Run {
 func keptCow(in *RestoreInput, keep []bool) []Run {
 	var out []Run
 	vmas := in.MM.GetVmas()
+	// The parent's lazy pages were not in when the task was forked: the
+	// task's own come lazily too.
+	lazy := lazyVMAs(in)
 	for _, c := range in.Cow {
 		for i := findVMA(vmas, c.Start); i < len(vmas) && vmas[i].GetStart() < c.End; i++ {
-			if keep[i] {
+			if keep[i] && !lazy[i] {
 				out = append(out, Run{max(c.Start, vmas[i].GetStart()), min(c.End, vmas[i].GetEnd())})
 			}
 		}

@@ -60,6 +60,9 @@ type RestoreInput struct {
 	Memfd func(b *plan.Builder, fileID, flags uint32) (int, error)
 	// Scratch is the task's scratch area, which temporary mappings avoid.
 	Scratch Run
+	// Lazy, if set, makes the restore lazy: PlanRestore leaves the pages
+	// of private anonymous memory out of the fill and lists them there.
+	Lazy *LazyPages
 }
 
 // Parent is the restored memory a forked task inherits.
@@ -77,6 +80,9 @@ func PlanRestore(b *plan.Builder, in *RestoreInput) error {
 	keep := keptVMAs(in)
 	segs, err := fillSegments(in, keep)
 	if err != nil {
+		return err
+	}
+	if segs, err = splitLazy(in, segs); err != nil {
 		return err
 	}
 	filled := filledVMAs(vmas, segs)

@@ -49,6 +49,8 @@ type host struct {
 	treePids map[int]bool
 	// deadPidfds are amber's pidfds of dead processes, by file id.
 	deadPidfds map[uint32]int
+	// lazy leaves private anonymous memory to the lazy-pages daemon.
+	lazy bool
 	// locks are the file locks each process takes again, by PID.
 	locks files.Locks
 	// procPid is the PID in amber's pid namespace of a task restored
@@ -92,6 +94,8 @@ type planned struct {
 	warnings []string
 	// breaks are the leases to break again once the program ran.
 	breaks []files.LeaseBreak
+	// lazy are the pages left to the lazy-pages daemon (--lazy-pages).
+	lazy *mem.LazyPages
 }
 
 // Section names of a process's program.
@@ -198,8 +202,9 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, 
 		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
 		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current, Cow: t.cow,
 		Workers: h.workers, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
-		Scratch: mem.Run{Start: base, End: base + size},
+		Scratch: mem.Run{Start: base, End: base + size}, Lazy: lazyPages(t, h),
 	}
+	p.lazy = in.Lazy
 	if o.parent != nil {
 		in.Parent = &mem.Parent{MM: o.parent.t.mm, Pagemap: o.parent.t.pagemap}
 	}

@@ -28,6 +28,7 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/ipc"
+	"amber/internal/lazy"
 	"amber/internal/log"
 	"amber/internal/mem"
 	"amber/internal/mounts"
@@ -54,6 +55,9 @@ type Options struct {
 	// FileLocks takes the file locks of filelocks.img again
 	// (--file-locks); without it images with locks are refused.
 	FileLocks bool
+	// LazyPages leaves private anonymous memory to the lazy-pages daemon
+	// serving ImagesDir (--lazy-pages): the tasks run before it is in.
+	LazyPages bool
 	// TrustImages restores images that users other than root and the
 	// caller can write (--trust-images); without it they are refused.
 	TrustImages bool
@@ -222,6 +226,14 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			}
 		}
 	}()
+	if opts.LazyPages {
+		if r.lazy, err = lazy.Dial(opts.ImagesDir); err != nil {
+			return err
+		}
+		// Closed once every task is handed over, or killed: the daemon
+		// then ends when it has nothing left to do.
+		defer r.lazy.Close()
+	}
 	defer func() {
 		// A bug of amber's must not leave half-restored tasks behind.
 		if p := recover(); p != nil {
@@ -407,6 +419,8 @@ type restorer struct {
 	// released; until then they share the tracer's pinned CPU, which
 	// makes ptrace round trips short, except while they fill memory.
 	cpus, pinned unix.CPUSet
+	// lazy is the connection to the lazy-pages daemon (--lazy-pages).
+	lazy *lazy.Client
 	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
 	// exit.
 	xsave cpu.Layout
@@ -645,6 +659,7 @@ func newHost(opts Options) (*host, error) {
 		skipFileCheck:  opts.SkipFileCheck,
 		tcpEstablished: opts.TCPEstablished,
 		tcpClose:       opts.TCPClose,
+		lazy:           opts.LazyPages,
 		warnf:          opts.Log.Warnf,
 	}, nil
 }

@@ -134,6 +134,9 @@ func makeZombie(task *compel.Task, prog *plan.Program, c *taskImages) error {
 // scratch area and loads the registers.
 func (r *restorer) finish(p *process) error {
 	prog := p.plan.prog
+	if err := r.handOver(p); err != nil {
+		return err
+	}
 	if p.t.seccomp.Active() {
 		// The filters the sections install must not filter what amber
 		// makes the tasks do until they are released.
@@ -152,6 +155,7 @@ func (r *restorer) finish(p *process) error {
 		}
 	}
 	leader := p.threads[0]
+	r.opts.Log.Debugf("pid %d: thread sections done", p.t.pid)
 	if err := runSection(leader, prog, sectionFinal); err != nil {
 		return err
 	}

@@ -1,0 +1,595 @@
+package lazy
+
+// The lazy-pages daemon: one event loop reads every userfaultfd's
+// messages and answers faults; one goroutine copies the rest, a chunk at
+// a time. Both copy into a process only holding its lock, and the event
+// loop reads its messages holding it too: a copy never lands in memory
+// that an event already read said was dropped or moved.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/log"
+)
+
+const (
+	// faultChunk is how much a fault brings in from the faulting page
+	// on: a task touching its memory in order faults less.
+	faultChunk = 64 << 10
+	// prefetchChunk is how much the background copy brings in at once,
+	// holding the process's lock (a fault waits at most that long).
+	prefetchChunk = 256 << 10
+	// prefetchNice is the background copy's nice value.
+	prefetchNice = 10
+)
+
+// Options tell the daemon where it serves from.
+type Options struct {
+	// Dir is the images directory, where the socket is.
+	Dir string
+	// Fetch, if set, brings pages that the images do not hold (piece
+	// img -1) from the source's page server: it reads size bytes of
+	// pid's memory at the dump address addr into buf.
+	Fetch func(pid int, addr uint64, buf []byte) error
+	// Ready, if set, is called once the socket listens.
+	Ready func() error
+	Log   *log.Logger
+}
+
+// Stats tell what the daemon did.
+type Stats struct {
+	Procs      int           // processes served, forked ones included
+	Faulted    uint64        // bytes brought in on faults
+	Prefetched uint64        // bytes brought in in the background
+	AllIn      time.Duration // from the first process handed over to the last page in
+}
+
+// daemon is one run of the daemon.
+type daemon struct {
+	opts  Options
+	epfd  int
+	mu    sync.Mutex
+	tasks map[uint64]*task // by epoll id
+	next  uint64
+	// connDone: the restore closed its socket, no process comes any more.
+	connDone bool
+	start    time.Time
+	stats    Stats
+	done     chan struct{}
+	once     sync.Once
+}
+
+// task is one process's memory: its userfaultfd and missing pages.
+type task struct {
+	d    *daemon
+	id   uint64
+	pid  int // in the images: the page server knows it by it
+	uffd int
+	imgs *images
+	// waiting counts the event loop's calls waiting for mu: the
+	// background copy lets them go first.
+	waiting atomic.Int32
+	mu      sync.Mutex
+	// Below, held by mu.
+	missing  pieces
+	closed   bool
+	deferred []uint64 // faults to answer again once events are read
+}
+
+// images are a process's pages images, mapped; shared with the
+// processes it forks.
+type images struct {
+	maps [][]byte
+}
+
+const connID = 0
+
+// Serve runs the daemon: it takes one restore's connection on the socket
+// in opts.Dir and serves its processes until every page is in and every
+// userfaultfd is closed.
+func Serve(opts Options) (Stats, error) {
+	if opts.Log == nil {
+		opts.Log = log.Discard()
+	}
+	ln, path, err := listen(opts.Dir)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer os.Remove(path)
+	defer unix.Close(ln)
+	if opts.Ready != nil {
+		if err := opts.Ready(); err != nil {
+			return Stats{}, err
+		}
+	}
+	conn, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+	if err != nil {
+		return Stats{}, fmt.Errorf("lazy-pages: accept on %s: %w", path, err)
+	}
+	defer unix.Close(conn)
+	unix.Close(ln)
+	os.Remove(path)
+	d := &daemon{opts: opts, tasks: map[uint64]*task{}, next: 1, done: make(chan struct{})}
+	if d.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return Stats{}, fmt.Errorf("lazy-pages: %w", err)
+	}
+	defer unix.Close(d.epfd)
+	if err := d.watch(conn, connID); err != nil {
+		return Stats{}, err
+	}
+	err = d.loop(conn)
+	d.finish()
+	return d.stats, err
+}
+
+// listen makes the socket the restore connects to.
+func listen(dir string) (fd int, path string, err error) {
+	path = filepath.Join(dir, SocketName)
+	os.Remove(path)
+	if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0); err != nil {
+		return -1, "", fmt.Errorf("lazy-pages: socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return -1, "", fmt.Errorf("lazy-pages: bind %s: %w", path, err)
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		unix.Close(fd)
+		return -1, "", fmt.Errorf("lazy-pages: listen on %s: %w", path, err)
+	}
+	return fd, path, nil
+}
+
+func (d *daemon) watch(fd int, id uint64) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	*(*uint64)(unsafe.Pointer(&ev.Fd)) = id
+	if err := unix.EpollCtl(d.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("lazy-pages: epoll: %w", err)
+	}
+	return nil
+}
+
+// loop reads the restore's socket and the processes' userfaultfds until
+// the daemon is done.
+func (d *daemon) loop(conn int) error {
+	events := make([]unix.EpollEvent, 64)
+	buf := make([]byte, 64*msgSize)
+	for {
+		select {
+		case <-d.done:
+			return nil
+		default:
+		}
+		timeout := 10
+		if d.anyDeferred() {
+			timeout = 1
+		}
+		n, err := unix.EpollWait(d.epfd, events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("lazy-pages: epoll: %w", err)
+		}
+		for _, ev := range events[:max(n, 0)] {
+			id := *(*uint64)(unsafe.Pointer(&ev.Fd))
+			if id == connID {
+				if err := d.receive(conn); err != nil {
+					return err
+				}
+				continue
+			}
+			if t := d.task(id); t != nil {
+				t.handle(buf)
+			}
+		}
+		for _, t := range d.snapshot() {
+			if t.hasDeferred() {
+				t.handle(buf)
+			}
+		}
+	}
+}
+
+func (d *daemon) task(id uint64) *task {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tasks[id]
+}
+
+func (d *daemon) snapshot() []*task {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*task, 0, len(d.tasks))
+	for _, t := range d.tasks {
+		out = append(out, t)
+	}
+	return out
+}
+
+func (d *daemon) anyDeferred() bool {
+	for _, t := range d.snapshot() {
+		if t.hasDeferred() {
+			return true
+		}
+	}
+	return false
+}
+
+// receive reads one process handed over by the restore, or the end of
+// its session.
+func (d *daemon) receive(conn int) error {
+	hdr := make([]byte, headerSize)
+	oob := make([]byte, unix.CmsgSpace(64*4))
+	n, oobn, _, _, err := unix.Recvmsg(conn, hdr, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("lazy-pages: read the restore's socket: %w", err)
+	}
+	if n == 0 {
+		d.mu.Lock()
+		d.connDone = true
+		d.mu.Unlock()
+		unix.EpollCtl(d.epfd, unix.EPOLL_CTL_DEL, conn, nil)
+		// Only now: the restore, which drives its tasks by ptrace round
+		// trips, would wait for the CPU the copy takes.
+		go d.prefetch()
+		d.checkDone()
+		return nil
+	}
+	fds, err := parseRights(oob[:oobn])
+	if err != nil || n != headerSize || len(fds) < 1 {
+		closeAll(fds)
+		return fmt.Errorf("lazy-pages: a malformed message from the restore (%d bytes, %d descriptors): %v", n, len(fds), err)
+	}
+	pid := int(binary.LittleEndian.Uint32(hdr))
+	nimg := int(binary.LittleEndian.Uint32(hdr[4:]))
+	nranges := binary.LittleEndian.Uint64(hdr[8:])
+	if len(fds) != nimg+1 {
+		closeAll(fds)
+		return fmt.Errorf("lazy-pages: pid %d: %d descriptors for %d images", pid, len(fds), nimg)
+	}
+	imgs, err := mapImages(fds[1:])
+	closeAll(fds[1:])
+	if err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
+	}
+	missing, err := readRanges(conn, nranges)
+	if err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
+	}
+	for _, p := range missing {
+		if p.img >= len(imgs.maps) || (p.img >= 0 && p.off+p.end-p.start > uint64(len(imgs.maps[p.img]))) ||
+			(p.img < 0 && d.opts.Fetch == nil) {
+			unix.Close(fds[0])
+			return fmt.Errorf("lazy-pages: pid %d: pages %#x-%#x are in no image the daemon has", pid, p.start, p.end)
+		}
+	}
+	d.mu.Lock()
+	if d.start.IsZero() {
+		d.start = time.Now()
+	}
+	d.mu.Unlock()
+	d.opts.Log.Infof("lazy-pages: pid %d: %d bytes to bring in", pid, missing.bytes())
+	return d.add(&task{pid: pid, uffd: fds[0], imgs: imgs, missing: missing})
+}
+
+func readRanges(conn int, n uint64) (pieces, error) {
+	var out pieces
+	buf := make([]byte, rangesPerMsg*rangeSize)
+	for uint64(len(out)) < n {
+		m, _, _, _, err := unix.Recvmsg(conn, buf, nil, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read its missing pages: %w", err)
+		}
+		if m == 0 || m%rangeSize != 0 {
+			return nil, fmt.Errorf("read its missing pages: a message of %d bytes", m)
+		}
+		out = append(out, decodeRanges(buf[:m])...)
+	}
+	return out, nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			closeAll(fds)
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// mapImages maps the pages images read only.
+func mapImages(fds []int) (*images, error) {
+	imgs := &images{}
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, err
+		}
+		if st.Size == 0 {
+			imgs.maps = append(imgs.maps, nil)
+			continue
+		}
+		m, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("map a pages image: %w", err)
+		}
+		imgs.maps = append(imgs.maps, m)
+	}
+	return imgs, nil
+}
+
+// add starts serving t.
+func (d *daemon) add(t *task) error {
+	d.mu.Lock()
+	t.d, t.id = d, d.next
+	d.next++
+	d.tasks[t.id] = t
+	d.stats.Procs++
+	d.mu.Unlock()
+	if err := d.watch(t.uffd, t.id); err != nil {
+		return err
+	}
+	// A process with nothing missing needs no daemon.
+	t.mu.Lock()
+	t.closeIfDoneLocked()
+	t.mu.Unlock()
+	return nil
+}
+
+// drop forgets t, whose userfaultfd is closed.
+func (d *daemon) drop(t *task) {
+	d.mu.Lock()
+	delete(d.tasks, t.id)
+	d.mu.Unlock()
+	d.checkDone()
+}
+
+// checkDone ends the daemon once the restore is over and no process is
+// left to serve.
+func (d *daemon) checkDone() {
+	d.mu.Lock()
+	done := d.connDone && len(d.tasks) == 0
+	if done && !d.start.IsZero() && d.stats.AllIn == 0 {
+		d.stats.AllIn = time.Since(d.start)
+	}
+	d.mu.Unlock()
+	if done {
+		d.once.Do(func() { close(d.done) })
+	}
+}
+
+// finish stops the background copy and closes what is left (after an
+// error).
+func (d *daemon) finish() {
+	d.once.Do(func() { close(d.done) })
+	for _, t := range d.snapshot() {
+		t.mu.Lock()
+		t.closeLocked()
+		t.mu.Unlock()
+	}
+}
+
+// prefetch copies missing pages in the background, once the restore is
+// over, until the daemon is done.
+func (d *daemon) prefetch() {
+	// At a lower priority than the event loop on its own thread: a fault
+	// wakes the loop, which must not wait for the copy's time slice.
+	runtime.LockOSThread()
+	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), prefetchNice)
+	for {
+		select {
+		case <-d.done:
+			return
+		default:
+		}
+		progressed := false
+		for _, t := range d.snapshot() {
+			if t.prefetchOne() {
+				progressed = true
+			}
+		}
+		if !progressed {
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+}
+
+// prefetchOne brings in the first chunk of what t misses.
+func (t *task) prefetchOne() bool {
+	if t.waiting.Load() > 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || len(t.missing) == 0 {
+		return false
+	}
+	p := t.missing[0]
+	p = p.cut(p.start, p.start+prefetchChunk)
+	if err := t.fillLocked(p); err != nil {
+		t.failLocked(err)
+		return false
+	}
+	t.d.count(&t.d.stats.Prefetched, p.end-p.start)
+	t.closeIfDoneLocked()
+	return true
+}
+
+func (d *daemon) count(c *uint64, n uint64) {
+	d.mu.Lock()
+	*c += n
+	d.mu.Unlock()
+}
+
+// fillLocked brings p in and drops it from the missing pages.
+func (t *task) fillLocked(p piece) error {
+	if p.img >= 0 {
+		src := unsafe.Pointer(&t.imgs.maps[p.img][p.off])
+		if err := copyPages(t.uffd, p.start, src, p.end-p.start); err != nil {
+			return err
+		}
+	} else if err := t.fetchLocked(p); err != nil {
+		return err
+	}
+	t.missing, _ = t.missing.remove(p.start, p.end)
+	return nil
+}
+
+// fetchLocked brings p in from the source's page server.
+func (t *task) fetchLocked(p piece) error {
+	buf := make([]byte, p.end-p.start)
+	if err := t.d.opts.Fetch(t.pid, p.orig, buf); err != nil {
+		return err
+	}
+	return copyPages(t.uffd, p.start, unsafe.Pointer(&buf[0]), uint64(len(buf)))
+}
+
+// failLocked handles a failed copy: a process gone needs nothing more, a
+// layout change waits for its event; anything else is logged and leaves
+// the process to the kernel (it gets zero pages).
+func (t *task) failLocked(err error) {
+	switch {
+	case errors.Is(err, errChanging):
+		return
+	case errors.Is(err, errGone):
+		t.d.opts.Log.Debugf("lazy-pages: pid %d: gone, %d bytes never needed", t.pid, t.missing.bytes())
+	default:
+		t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
+	}
+	t.closeLocked()
+}
+
+// closeIfDoneLocked closes t's userfaultfd once nothing is missing: the
+// kernel then unregisters its memory, and a page dropped later reads as
+// zeroes, as without userfaultfd.
+func (t *task) closeIfDoneLocked() {
+	if len(t.missing) == 0 && len(t.deferred) == 0 {
+		t.closeLocked()
+	}
+}
+
+func (t *task) closeLocked() {
+	if t.closed {
+		return
+	}
+	t.closed = true
+	unix.Close(t.uffd)
+	t.d.drop(t)
+}
+
+func (t *task) hasDeferred() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.closed && len(t.deferred) > 0
+}
+
+// handle reads and answers t's messages, then the faults left waiting on
+// a layout change.
+func (t *task) handle(buf []byte) {
+	t.waiting.Add(1)
+	t.mu.Lock()
+	t.waiting.Add(-1)
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	for {
+		n, err := unix.Read(t.uffd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		for b := buf[:n]; len(b) >= msgSize && !t.closed; b = b[msgSize:] {
+			t.messageLocked(b[:msgSize])
+		}
+		if t.closed {
+			return
+		}
+	}
+	deferred := t.deferred
+	t.deferred = nil
+	for _, addr := range deferred {
+		if t.closed {
+			return
+		}
+		t.faultLocked(addr)
+	}
+	if !t.closed {
+		t.closeIfDoneLocked()
+	}
+}
+
+// messageLocked acts on one uffd_msg.
+func (t *task) messageLocked(m []byte) {
+	arg := m[8:]
+	u64 := func(i int) uint64 { return binary.LittleEndian.Uint64(arg[8*i:]) }
+	switch m[0] {
+	case eventPagefault:
+		t.d.opts.Log.Debugf("lazy-pages: pid %d: fault at %#x", t.pid, u64(1))
+		t.faultLocked(u64(1) &^ (pageSize - 1))
+	case eventFork:
+		t.d.opts.Log.Debugf("lazy-pages: pid %d: fork", t.pid)
+		t.forkLocked(int(binary.LittleEndian.Uint32(arg)))
+	case eventRemap:
+		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x bytes moved from %#x to %#x", t.pid, u64(2), u64(0), u64(1))
+		t.missing = t.missing.move(u64(0), u64(1), u64(2))
+	case eventRemove, eventUnmap:
+		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x-%#x dropped (event %#x)", t.pid, u64(0), u64(1), m[0])
+		t.missing, _ = t.missing.remove(u64(0), u64(1))
+	}
+}
+
+// faultLocked answers a fault at addr: the pages from there on if they
+// are missing, else the zero page (memory the images do not hold or the
+// process dropped).
+func (t *task) faultLocked(addr uint64) {
+	var err error
+	if i := t.missing.find(addr); i >= 0 {
+		p := t.missing[i].cut(addr, addr+faultChunk)
+		if err = t.fillLocked(p); err == nil {
+			t.d.count(&t.d.stats.Faulted, p.end-p.start)
+		}
+	} else {
+		err = zeroPage(t.uffd, addr)
+	}
+	if errors.Is(err, errChanging) {
+		t.deferred = append(t.deferred, addr)
+		return
+	}
+	if err != nil {
+		t.failLocked(err)
+	}
+}
+
+// forkLocked starts serving the child the process forked, whose
+// userfaultfd is uffd: it misses what its parent missed.
+func (t *task) forkLocked(uffd int) {
+	child := &task{pid: t.pid, uffd: uffd, imgs: t.imgs, missing: append(pieces(nil), t.missing...)}
+	if err := t.d.add(child); err != nil {
+		t.d.opts.Log.Errorf("lazy-pages: pid %d: a child it forked: %v", t.pid, err)
+	}
+}

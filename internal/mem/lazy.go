@@ -1,0 +1,149 @@
+package mem
+
+// Lazy restore: which pages the restore leaves for the lazy-pages daemon
+// to bring in through userfaultfd (package lazy), and which it fills as
+// usual.
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+
+	"amber/internal/image"
+)
+
+// LazyPages is what a lazy restore leaves out of a task's fill: set
+// RestoreInput.Lazy to one with Eager filled in, PlanRestore fills the
+// rest.
+type LazyPages struct {
+	// Eager are addresses whose page is filled all the same: pages the
+	// kernel writes into during the restore (a thread's rseq area), which
+	// would be present, half written, before the daemon could fill them.
+	Eager []uint64
+	// Areas are the VMAs to register with the task's userfaultfd,
+	// adjacent ones merged, sorted.
+	Areas []Run
+	// Ranges are the pages the daemon must bring in, sorted.
+	Ranges []LazyRange
+	// Images are the pages images the ranges read, by LazyRange.Image.
+	Images []image.TaskFile
+}
+
+// LazyRange is a run of pages left to the daemon: at Off in pages image
+// Image (LazyPages.Images), or, with Image -1, at the source's page
+// server only (a PE_LAZY entry of a dump --lazy-pages).
+type LazyRange struct {
+	Start, End uint64
+	Image      int
+	Off        uint64
+}
+
+// remoteSrc is segment.src of pages only the source's page server has.
+const remoteSrc = -1
+
+// CanBeLazy reports whether the pages of a dumped VMA may come in
+// lazily: private anonymous memory, as CRIU's lazy restore does, but for
+// what is locked (mlock populates it at once) and hugetlb memory, which
+// userfaultfd fills by huge pages that the images need not hold whole.
+func CanBeLazy(v *vma.VmaEntry) bool {
+	if v.GetStatus()&StatusAnonPrivate == 0 || v.GetStatus()&(StatusVdso|StatusVvar|StatusVsyscall|StatusAnonShared) != 0 {
+		return false
+	}
+	return v.GetFlags()&(unix.MAP_LOCKED|unix.MAP_HUGETLB|unix.MAP_SHARED) == 0
+}
+
+// lazyVMAs marks the VMAs whose pages a lazy restore leaves out (none
+// when the restore is not lazy).
+func lazyVMAs(in *RestoreInput) []bool {
+	vmas := in.MM.GetVmas()
+	out := make([]bool, len(vmas))
+	if in.Lazy == nil {
+		return out
+	}
+	for i, v := range vmas {
+		out[i] = CanBeLazy(v)
+	}
+	return out
+}
+
+// splitLazy moves out of segs, into in.Lazy, the parts in lazy VMAs but
+// for the eager pages, and returns what is left to fill. A segment of
+// pages that only the page server has (remoteSrc) must lie in lazy VMAs
+// entirely.
+func splitLazy(in *RestoreInput, segs []segment) ([]segment, error) {
+	if in.Lazy == nil {
+		return segs, nil
+	}
+	l := in.Lazy
+	vmas := in.MM.GetVmas()
+	lazy := lazyVMAs(in)
+	var eager []Run
+	for _, a := range l.Eager {
+		p := a &^ (pageSize - 1)
+		eager = append(eager, Run{p, p + pageSize})
+	}
+	sortRuns(eager)
+	l.Images = append([]image.TaskFile{in.Pages}, parentPages(in.Parents)...)
+	var fill []segment
+	for _, sg := range segs {
+		for at := sg.addr; at < sg.addr+sg.size; {
+			i := findVMA(vmas, at)
+			end := sg.addr + sg.size
+			if i < len(vmas) && vmas[i].GetStart() <= at {
+				end = min(end, vmas[i].GetEnd())
+			}
+			part := segment{at, end - at, sg.off + at - sg.addr, sg.src}
+			switch {
+			case i < len(vmas) && vmas[i].GetStart() <= at && lazy[i]:
+				fill = append(fill, l.take(part, eager)...)
+			case sg.src == remoteSrc:
+				return nil, fmt.Errorf("%s: pages at %#x are lazy (PE_LAZY, not in the images) outside private anonymous memory", in.Pages.Path, at)
+			default:
+				fill = append(fill, part)
+			}
+			at = end
+		}
+	}
+	for i, v := range vmas {
+		if !lazy[i] {
+			continue
+		}
+		if n := len(l.Areas); n > 0 && l.Areas[n-1].End == v.GetStart() {
+			l.Areas[n-1].End = v.GetEnd()
+		} else {
+			l.Areas = append(l.Areas, Run{v.GetStart(), v.GetEnd()})
+		}
+	}
+	return fill, nil
+}
+
+// take records sg as lazy, but for its eager pages, which it returns to
+// be filled.
+func (l *LazyPages) take(sg segment, eager []Run) []segment {
+	r := Run{sg.addr, sg.addr + sg.size}
+	var fill []segment
+	for _, e := range eager {
+		if e.End <= r.Start || e.Start >= r.End {
+			continue
+		}
+		if sg.src == remoteSrc {
+			continue // the daemon fetches it: nothing in the images
+		}
+		p := Run{max(e.Start, r.Start), min(e.End, r.End)}
+		fill = append(fill, segment{p.Start, p.End - p.Start, sg.off + p.Start - r.Start, sg.src})
+	}
+	if sg.src == remoteSrc {
+		l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, -1, 0})
+		return nil
+	}
+	for _, p := range subtract(r, eager) {
+		l.Ranges = append(l.Ranges, LazyRange{p.Start, p.End, sg.src, sg.off + p.Start - r.Start})
+	}
+	return fill
+}
+
+func sortRuns(rs []Run) {
+	slices.SortFunc(rs, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+}

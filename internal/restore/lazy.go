@@ -1,0 +1,82 @@
+package restore
+
+// Lazy restore (--lazy-pages): each process's private anonymous memory
+// is left to the lazy-pages daemon (package lazy), which gets a
+// userfaultfd made inside the process.
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/lazy"
+	"amber/internal/mem"
+)
+
+// lazyPages is what a lazy restore leaves to the daemon in a process
+// (nil when the restore is not lazy): the pages of its threads' rseq
+// areas, which the kernel writes during the restore, are filled all
+// the same.
+func lazyPages(t *taskImages, h *host) *mem.LazyPages {
+	if !h.lazy {
+		return nil
+	}
+	l := &mem.LazyPages{}
+	for _, th := range t.threads {
+		if a := th.core.GetThreadCore().GetRseqEntry().GetRseqAbiPointer(); a != 0 {
+			l.Eager = append(l.Eager, a)
+		}
+	}
+	return l
+}
+
+// handOver makes a userfaultfd in process p, registers its lazy memory
+// and hands it to the daemon, before the threads' own sections run:
+// from then on, a fault there, the kernel's own writes included, waits
+// for the daemon.
+func (r *restorer) handOver(p *process) error {
+	l := p.plan.lazy
+	if l == nil || len(l.Areas) == 0 {
+		return nil
+	}
+	leader, insn := p.threads[0], p.plan.prog.Insn()
+	fd, err := leader.SyscallOK(insn, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("lazy pages: userfaultfd: %w", err)
+	}
+	uffd, err := takeFd(leader.Pid, int(fd))
+	if _, cerr := leader.SyscallOK(insn, unix.SYS_CLOSE, fd); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("lazy pages: %w", err)
+	}
+	defer unix.Close(uffd)
+	if err := lazy.Init(uffd); err != nil {
+		return err
+	}
+	for _, a := range l.Areas {
+		if err := lazy.Register(uffd, a.Start, a.End); err != nil {
+			return err
+		}
+	}
+	if err := r.lazy.Send(p.t.pid, uffd, l); err != nil {
+		return err
+	}
+	r.opts.Log.Infof("pid %d: %d runs of pages in %d areas left to the lazy-pages daemon", p.t.pid, len(l.Ranges), len(l.Areas))
+	return nil
+}
+
+// takeFd copies descriptor fd of process pid into amber.
+func takeFd(pid, fd int) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	got, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", fd, pid, err)
+	}
+	return got, nil
+}
