@@ -134,6 +134,7 @@ func runDump(o Options, l *log.Logger) error {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		ExtUnixSk:      o.ExtUnixSk,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
@@ -163,6 +164,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		ExtUnixSk:      o.ExtUnixSk,
 	})
 	if err != nil {
 		pf.discard()

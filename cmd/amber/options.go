@@ -34,6 +34,7 @@ type Options struct {
 	TCPEstablished bool // --tcp-established
 	TCPClose       bool // --tcp-close
 	FileLocks      bool // -l, --file-locks
+	ExtUnixSk      bool // -x, --ext-unix-sk (without a list of inodes)
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
 	TrustImages    bool // --trust-images: restore images others can write (amber's)
 
@@ -347,6 +348,7 @@ func optionTable() []option {
 		{"address", 0, requiredArg, setString(func(o *Options) *string { return &o.Address })},
 		{"port", 0, requiredArg, setPort},
 		{"status-fd", 0, requiredArg, setStatusFd},
+		{"ext-unix-sk", 'x', optionalArg, setExtUnixSk},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
@@ -377,7 +379,7 @@ func unsupportedOptions() []option {
 		arg   argKind
 	}{
 		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
-		{"root", 'r', requiredArg}, {"ext-unix-sk", 'x', optionalArg},
+		{"root", 'r', requiredArg},
 		{"join-ns", 'J', requiredArg}, {"libdir", 'L', requiredArg},
 		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
@@ -411,6 +413,16 @@ func unsupportedOptions() []option {
 		out[i] = option{l.name, l.short, l.arg, reject}
 	}
 	return out
+}
+
+// setExtUnixSk takes --ext-unix-sk; CRIU's list of inodes of sockets
+// without a name (--ext-unix-sk=INO,...) is not supported yet.
+func setExtUnixSk(o *Options, val string, hasVal bool) error {
+	if hasVal {
+		return fmt.Errorf("--ext-unix-sk=%s: a list of socket inodes: %w", val, errNotSupported)
+	}
+	o.ExtUnixSk = true
+	return nil
 }
 
 func setTree(o *Options, val string, _ bool) error {

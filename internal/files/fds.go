@@ -37,6 +37,10 @@ type DumpOptions struct {
 	// FileLocks dumps the file locks the tree holds (--file-locks);
 	// without it a process holding one is refused.
 	FileLocks bool
+	// ExtUnixSk records a datagram socket outside the tree that a socket
+	// of the tree is connected to, as criu's --ext-unix-sk does; without
+	// it such a socket is refused.
+	ExtUnixSk bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }

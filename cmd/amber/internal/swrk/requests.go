@@ -31,7 +31,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	defer closeLog()
 	opts := dump.Options{
 		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
-		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
+		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, ExtUnixSk: st.extUnixSk, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
@@ -62,7 +62,7 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	defer closeLog()
 	opts := restore.Options{
 		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose,
-		FileLocks: st.fileLocks, Log: l,
+		FileLocks: st.fileLocks, ExtUnixSk: st.extUnixSk, Log: l,
 	}
 	if st.notify {
 		opts.Notify = s.c.notify
