@@ -20,7 +20,7 @@ func TestTranslateDump(t *testing.T) {
 		ImagesDirFd: proto.Int32(5), WorkDirFd: proto.Int32(7), Pid: proto.Int32(1234),
 		LeaveRunning: proto.Bool(true), ShellJob: proto.Bool(true), TcpEstablished: proto.Bool(true),
 		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
-		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true),
+		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true), ExtUnixSk: proto.Bool(true),
 		// Harmless: amber behaves so anyway.
 		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(), EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
 		Root: proto.String("/"), RstSibling: proto.Bool(true),
@@ -31,7 +31,7 @@ func TestTranslateDump(t *testing.T) {
 	}
 	want := settings{
 		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
-		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, ghostLimit: 4096, timeout: 3 * time.Second,
+		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 	}
 	if got != want {
 		t.Fatalf("got %+v\nwant %+v", got, want)
