@@ -89,6 +89,7 @@ var programs = []program{
 	{name: "pty01"},
 	{name: "pty02"},
 	{name: "tty_ctty"},
+	{name: "vt_ctty"},
 	{name: "pipe_reopen00"},
 	{name: "tcp_listen00"},
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},

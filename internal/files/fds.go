@@ -280,6 +280,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return id, fdinfo.FdTypes_FIFO, err
 	case st.Mode()&os.ModeSocket != 0, st.Mode()&os.ModeNamedPipe != 0, !strings.HasPrefix(link, "/"):
 		return 0, 0, fmt.Errorf("%s: this kind of file is not supported yet", link)
+	case isVT(st) && !d.opts.ShellJob:
+		return d.addVT(pid, fd, strings.TrimSuffix(link, " (deleted)"), st, flags)
 	case isTerminal(st):
 		if !d.opts.ShellJob {
 			id, err := d.addTerminal(t, pid, fd, link, st, flags)
