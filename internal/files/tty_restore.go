@@ -119,9 +119,6 @@ func ttyGroups(idx Index, imgs *TtyImages, shellJob bool) ([]*ttyGroup, error) {
 			if vt == nil {
 				vt = &ttyGroup{vt: true, slave: info}
 			}
-			if vt.slave != info {
-				return nil, fmt.Errorf("file id %d: a second virtual terminal: not supported", id)
-			}
 			vt.slaves = append(vt.slaves, e)
 			continue
 		}
