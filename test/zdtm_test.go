@@ -92,6 +92,7 @@ var programs = []program{
 	{name: "pty01"},
 	{name: "pty02"},
 	{name: "tty_ctty"},
+	{name: "vt_ctty"},
 	{name: "pipe_reopen00"},
 	{name: "tcp_listen00"},
 	{name: "tcp_established00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
@@ -121,6 +122,7 @@ var programs = []program{
 	{name: "sk_unix_scm"},
 	{name: "sk_unix_ghost"},
 	{name: "sk_unix_self"},
+	{name: "sk_unix_ext", dumpFlags: extUnixSk, restoreFlags: extUnixSk},
 	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
@@ -135,6 +137,9 @@ var tcpEstablished = []string{"--tcp-established"}
 // tcpClose dumps TCP connections without their state and restores them
 // closed.
 var tcpClose = []string{"--tcp-close"}
+
+// extUnixSk dumps and restores unix sockets connected outside the tree.
+var extUnixSk = []string{"--ext-unix-sk"}
 
 // fileLocks dumps and restores file locks.
 var fileLocks = []string{"--file-locks"}

@@ -141,6 +141,7 @@ func runDump(o Options, l *log.Logger) error {
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
 		ExtMounts:      o.ExtMounts,
+		ExtUnixSk:      o.ExtUnixSk,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
@@ -179,6 +180,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		CgroupRoots:    o.CgroupRoots,
 		EmptyNet:       o.EmptyNet,
 		LazyPages:      o.LazyPages,
+		ExtUnixSk:      o.ExtUnixSk,
 	})
 	if err != nil {
 		pf.discard()

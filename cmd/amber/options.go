@@ -36,6 +36,7 @@ type Options struct {
 	TCPEstablished bool // --tcp-established
 	TCPClose       bool // --tcp-close
 	FileLocks      bool // -l, --file-locks
+	ExtUnixSk      bool // -x, --ext-unix-sk (without a list of inodes)
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
 	TrustImages    bool // --trust-images: restore images others can write (amber's)
 
@@ -384,6 +385,7 @@ func optionTable() []option {
 		{"two-hosts", 0, noArg, setFlag(func(o *Options) *bool { return &o.TwoHosts }, true)},
 		{"root", 'r', requiredArg, setString(func(o *Options) *string { return &o.Root })},
 		{"external", 0, requiredArg, setExternal},
+		{"ext-unix-sk", 'x', optionalArg, setExtUnixSk},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
@@ -414,7 +416,6 @@ func unsupportedOptions() []option {
 		arg   argKind
 	}{
 		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
-		{"ext-unix-sk", 'x', optionalArg},
 		{"join-ns", 'J', requiredArg}, {"libdir", 'L', requiredArg},
 		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
@@ -469,6 +470,16 @@ func setCgroupRoot(o *Options, val string, _ bool) error {
 		return err
 	}
 	o.CgroupRoots = append(o.CgroupRoots, r)
+	return nil
+}
+
+// setExtUnixSk takes --ext-unix-sk; CRIU's list of inodes of sockets
+// without a name (--ext-unix-sk=INO,...) is not supported yet.
+func setExtUnixSk(o *Options, val string, hasVal bool) error {
+	if hasVal {
+		return fmt.Errorf("--ext-unix-sk=%s: a list of socket inodes: %w", val, errNotSupported)
+	}
+	o.ExtUnixSk = true
 	return nil
 }
 

@@ -39,6 +39,7 @@ type Options struct {
 	// ExtMounts marks mounts of the tree's mount namespace as external
 	// (--external mnt[MOUNTPOINT]:KEY): mountpoint to key.
 	ExtMounts map[string]string
+	ExtUnixSk bool // --ext-unix-sk: dump connections to datagram sockets outside the tree
 	// PreDump copies the memory only and lets the tree run on (CRIU's
 	// pre-dump).
 	PreDump bool
@@ -146,7 +147,7 @@ func Run(opts Options) error {
 	defer dir.Close()
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
-			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, Warnf: opts.Log.Warnf}),
+			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
 		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}

@@ -66,7 +66,7 @@ func (in *RestoreInput) extra() *Extra {
 // pipes-data.img: sk-queues, fifo-data, remap-fpath and the ghost files,
 // and amber-mtimes.txt.
 func (d *Dumper) Finish(dir image.Dir) error {
-	if err := d.unix.finishUnix(); err != nil {
+	if err := d.finishUnix(); err != nil {
 		return err
 	}
 	var queues []SkPacket

@@ -37,6 +37,10 @@ type DumpOptions struct {
 	// FileLocks dumps the file locks the tree holds (--file-locks);
 	// without it a process holding one is refused.
 	FileLocks bool
+	// ExtUnixSk records a datagram socket outside the tree that a socket
+	// of the tree is connected to, as criu's --ext-unix-sk does; without
+	// it such a socket is refused.
+	ExtUnixSk bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }
@@ -282,6 +286,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return id, fdinfo.FdTypes_FIFO, err
 	case st.Mode()&os.ModeSocket != 0, st.Mode()&os.ModeNamedPipe != 0, !strings.HasPrefix(link, "/"):
 		return 0, 0, fmt.Errorf("%s: this kind of file is not supported yet", link)
+	case isVT(st) && !d.opts.ShellJob:
+		return d.addVT(pid, fd, strings.TrimSuffix(link, " (deleted)"), st, flags)
 	case isTerminal(st):
 		if !d.opts.ShellJob {
 			id, err := d.addTerminal(t, pid, fd, link, st, flags)

@@ -24,6 +24,9 @@ type RestoreInput struct {
 	// default).
 	PipeSizes map[uint32]uint32
 	ShellJob  bool
+	// ExtUnixSk connects sockets to the external sockets of the images
+	// by name (--ext-unix-sk); without it they are refused.
+	ExtUnixSk bool
 	// AmberPid is amber's own PID: with --shell-job the task takes its
 	// terminal from amber's standard input through pidfd_getfd.
 	AmberPid int

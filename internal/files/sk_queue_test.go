@@ -284,7 +284,7 @@ func TestDumpUnixSockets(t *testing.T) {
 			t.Fatalf("fd %d: %v %v", fd, typ, err)
 		}
 	}
-	if err := d.unix.finishUnix(); err != nil {
+	if err := d.finishUnix(); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -315,7 +315,7 @@ func TestDumpUnixSockets(t *testing.T) {
 	if _, _, err := d.addSocket(os.Getpid(), half[0], uint64(inoOf(t, half[0])), unix.O_RDWR); err != nil {
 		t.Fatal(err)
 	}
-	err := d.unix.finishUnix()
+	err := d.finishUnix()
 	want := []string{fmt.Sprintf("pid %d fd %d", os.Getpid(), half[0]), fmt.Sprint(inoOf(t, half[1])), "outside the dumped tree", "--ext-unix-sk"}
 	for _, w := range want {
 		if err == nil || !strings.Contains(err.Error(), w) {

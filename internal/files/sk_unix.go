@@ -41,8 +41,9 @@ import (
 // hold them, as the ends of a pipe are. Descriptors in flight are
 // dumped and sent again with their messages (sk_scm.go). The dump
 // refuses, naming the descriptor, a socket whose peer is outside the
-// dumped tree (as criu without --ext-unix-sk) and a connection not
-// accepted yet that already carries data.
+// dumped tree (as criu without --ext-unix-sk; with it, see
+// sk_unix_ext.go) and a connection not accepted yet that already
+// carries data.
 
 // unixState is what a dump keeps of the unix sockets it met.
 type unixState struct {
@@ -60,8 +61,12 @@ type dumpedSocket struct {
 }
 
 // usk* are CRIU's UnixSkEntry.uflags: external, criu's service socket,
-// dumped by a plugin, inherited. amber makes and restores none of them.
-const uskUnsupported = 1<<0 | 1<<1 | 1<<2 | 1<<3
+// dumped by a plugin, inherited. amber makes and restores external ones
+// only (sk_unix_ext.go).
+const (
+	uskExtern      = 1 << 0
+	uskUnsupported = 1<<1 | 1<<2 | 1<<3
+)
 
 // sunPathMax is the size of sockaddr_un's sun_path.
 const sunPathMax = 108
@@ -341,14 +346,21 @@ func dumpSkOpts(s, family int) (*skopts.SkOptsEntry, error) {
 }
 
 // finishUnix checks, once every process is dumped, that every socket's
-// peer was dumped too and that the whole can be restored.
-func (u *unixState) finishUnix() error {
+// peer was dumped too, or is recorded as external with --ext-unix-sk,
+// and that the whole can be restored.
+func (d *Dumper) finishUnix() error {
+	u := d.unix
 	if u == nil {
 		return nil
 	}
 	set := unixSet{}
 	for ino, s := range u.dumped {
 		set[ino] = s.entry
+	}
+	if d.opts.ExtUnixSk {
+		if err := d.addExternal(set); err != nil {
+			return err
+		}
 	}
 	queued := map[uint32]bool{}
 	for _, q := range u.queues {
@@ -452,7 +464,9 @@ func (u unixSet) check(s *skunix.UnixSkEntry, queued bool) error {
 	case state != tcpEstablished && state != tcpClose && state != tcpListen:
 		return fmt.Errorf("state %d: not supported", state)
 	case s.GetUflags()&uskUnsupported != 0:
-		return fmt.Errorf("an external, service or inherited socket (uflags %#x): not supported", s.GetUflags())
+		return fmt.Errorf("a service, plugin's or inherited socket (uflags %#x): not supported", s.GetUflags())
+	case s.GetUflags()&uskExtern != 0:
+		return fmt.Errorf("an external socket (uflags %#x) held by a task of the tree: it is outside the tree", s.GetUflags())
 	case state == tcpListen && len(s.GetName()) == 0:
 		return fmt.Errorf("a listener without a name")
 	}
@@ -481,6 +495,8 @@ func (u unixSet) checkPeer(s *skunix.UnixSkEntry) error {
 		return nil
 	case p == nil:
 		return fmt.Errorf("its peer, unix socket %d, is not in the images: an external socket is not supported", s.GetPeer())
+	case p.GetUflags()&uskExtern != 0:
+		return checkExternal(s, p)
 	case u.partner(s) != nil:
 		return nil
 	case len(p.GetName()) == 0 || (p.GetDeleted() && !boundAgain(p)):
@@ -525,7 +541,7 @@ func (u unixSet) group(s *skunix.UnixSkEntry, peersOf map[uint32][]uint32) []*sk
 			linked = append(slices.Clip(linked), peer)
 		}
 		for _, o := range linked {
-			if !in[o] {
+			if !in[o] && u[o].GetUflags()&uskExtern == 0 { // not made: outside the tree
 				in[o] = true
 				todo = append(todo, o)
 			}
@@ -650,6 +666,9 @@ func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
 	x := p.in.extra()
 	m := &unixMaker{p: p, set: set, queues: x.SkQueues, scm: x.SkScm, fds: map[uint32]int{}, spare: map[uint32]int{}, ghosts: map[uint32]int{}}
 	g := set.group(me, p.unixPeers)
+	if err := set.checkExtAllowed(g, p.in.ExtUnixSk); err != nil {
+		return 0, err
+	}
 	for _, s := range g {
 		if err := set.check(s, len(m.queues[s.GetId()]) > 0); err != nil {
 			return 0, fmt.Errorf("unix socket %d (%s): %w", s.GetIno(), unixName(s.GetName()), err)

@@ -27,7 +27,8 @@ import (
 // slave, index<<1|1 for the master. The bytes queued in a pty whose two
 // sides are both dumped go to tty-data.img. Other terminals (/dev/tty,
 // consoles) stay REG files that only a --shell-job may hold, but for the
-// console and /dev/tty over a pty of the tree (tty_ctty.go).
+// console and /dev/tty over a pty of the tree (tty_ctty.go); a virtual
+// terminal is a TTY file too (tty_vt.go).
 
 // ptySide tells a pty master from a pty slave.
 type ptySide int
@@ -136,14 +137,20 @@ func (d *Dumper) addTty(pid, fd int, link string, st os.FileInfo, side ptySide, 
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
+	return d.addTtyFile(path, flags, st, s.info.GetId()), fdinfo.FdTypes_TTY, nil
+}
+
+// addTtyFile adds a TTY file of terminal infoID, pointing to a REG entry
+// of its path.
+func (d *Dumper) addTtyFile(path string, flags uint32, st os.FileInfo, infoID uint32) uint32 {
 	t := d.Table
 	regID := t.addReg(path, flags, 0, st)
 	id := t.nextID()
 	t.entries = append(t.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_TTY.Enum(), Id: proto.Uint32(id), Tty: &tty.TtyFileEntry{
-		Id: proto.Uint32(id), TtyInfoId: proto.Uint32(s.info.GetId()), Flags: proto.Uint32(flags),
+		Id: proto.Uint32(id), TtyInfoId: proto.Uint32(infoID), Flags: proto.Uint32(flags),
 		Fown: newFown(), RegfId: proto.Uint32(regID),
 	}})
-	return id, fdinfo.FdTypes_TTY, nil
+	return id
 }
 
 // side returns the side of the pty behind pid's fd, reading its state
@@ -379,7 +386,7 @@ func (t *ttyDump) finish(dir image.Dir, shellJob bool) error {
 func (t *ttyDump) checkPairs(shellJob bool) error {
 	for _, id := range t.order {
 		s := t.sides[id]
-		if ttyInfoSide(id) != ptySlave || s.hungUp || shellJob {
+		if ttyInfoSide(id) != ptySlave || s.hungUp || shellJob || s.info.GetType() != tty.TtyType_PTY {
 			continue
 		}
 		if _, ok := t.sides[id|1]; !ok {

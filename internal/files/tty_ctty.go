@@ -25,8 +25,9 @@ import (
 //     final section, once it has it, like the late files under /proc
 //     (late.go).
 //
-// Any other terminal (a virtual console, a serial line, /dev/tty of a
-// terminal outside the tree) still needs --shell-job.
+// A virtual console is a TTY file (tty_vt.go). Any other terminal (a
+// serial line, /dev/tty of a terminal outside the tree) still needs
+// --shell-job.
 
 // devTTY is the path of the controlling terminal's device.
 const devTTY = "/dev/tty"

@@ -63,6 +63,9 @@ func OpenTerminals(in TtyInput) (*Terminals, error) {
 
 // open makes terminal g, or takes amber's for it.
 func (t *Terminals) open(g *ttyGroup, in TtyInput) error {
+	if g.vt {
+		return t.openVT(g, in.Files)
+	}
 	if !g.inherit {
 		if err := t.openPty(g, in); err != nil {
 			return fmt.Errorf("%v: %w", g, err)

@@ -73,11 +73,17 @@ type ttyGroup struct {
 	// inherit: the terminal of a --shell-job, whose other end was not
 	// dumped; the task gets amber's standard input instead.
 	inherit bool
+	// vt: a virtual terminal (slave is its info, slaves its files),
+	// opened again by path (tty_vt.go).
+	vt bool
 }
 
 func (g *ttyGroup) String() string {
 	if g.inherit {
 		return "amber's terminal"
+	}
+	if g.vt {
+		return fmt.Sprintf("virtual terminal %d:%d", unix.Major(uint64(g.slave.GetRdev())), unix.Minor(uint64(g.slave.GetRdev())))
 	}
 	return fmt.Sprintf("pty %d", g.index)
 }
@@ -99,7 +105,7 @@ func (g *ttyGroup) hungUp() bool { return g.master == nil && g.slave.GetTermios(
 // amber's own terminal (a --shell-job's) first.
 func ttyGroups(idx Index, imgs *TtyImages, shellJob bool) ([]*ttyGroup, error) {
 	byIndex := map[uint32]*ttyGroup{}
-	var shell *ttyGroup
+	var shell, vt *ttyGroup
 	for _, id := range slices.Sorted(maps.Keys(idx)) {
 		e := idx[id]
 		if e.GetType() != fdinfo.FdTypes_TTY {
@@ -108,6 +114,13 @@ func ttyGroups(idx Index, imgs *TtyImages, shellJob bool) ([]*ttyGroup, error) {
 		info, err := ttyInfoOf(e, imgs)
 		if err != nil {
 			return nil, err
+		}
+		if info.GetType() == tty.TtyType_VT && !shellJob {
+			if vt == nil {
+				vt = &ttyGroup{vt: true, slave: info}
+			}
+			vt.slaves = append(vt.slaves, e)
+			continue
 		}
 		if info.GetType() != tty.TtyType_PTY {
 			if !shellJob {
@@ -129,6 +142,9 @@ func ttyGroups(idx Index, imgs *TtyImages, shellJob bool) ([]*ttyGroup, error) {
 	var out []*ttyGroup
 	if shell != nil {
 		out = append(out, shell)
+	}
+	if vt != nil {
+		out = append(out, vt)
 	}
 	for _, i := range slices.Sorted(maps.Keys(byIndex)) {
 		g := byIndex[i]

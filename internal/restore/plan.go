@@ -43,6 +43,8 @@ type host struct {
 	tcpEstablished bool
 	// tcpClose restores TCP connections closed.
 	tcpClose bool
+	// extUnixSk connects sockets to external ones by name.
+	extUnixSk bool
 	// oomFloor is the lowest OOM score adjustment a new task may set.
 	oomFloor int32
 	// treePids are the PIDs and TIDs of the restored tree.
@@ -233,7 +235,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
-			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
+			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
 		}
 		if o.parent != nil {

@@ -52,6 +52,9 @@ type Options struct {
 	// TCPClose restores TCP connections closed, as sockets shut down both
 	// ways (--tcp-close).
 	TCPClose bool
+	// ExtUnixSk connects sockets to the external unix sockets of the
+	// images by name (--ext-unix-sk).
+	ExtUnixSk bool
 	// FileLocks takes the file locks of filelocks.img again
 	// (--file-locks); without it images with locks are refused.
 	FileLocks bool
@@ -660,6 +663,7 @@ func newHost(opts Options) (*host, error) {
 		tcpEstablished: opts.TCPEstablished,
 		tcpClose:       opts.TCPClose,
 		lazy:           opts.LazyPages,
+		extUnixSk:      opts.ExtUnixSk,
 		warnf:          opts.Log.Warnf,
 	}, nil
 }

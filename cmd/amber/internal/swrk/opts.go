@@ -31,6 +31,7 @@ type settings struct {
 	shellJob       bool
 	tcpEstablished bool
 	tcpClose       bool
+	extUnixSk      bool
 	fileLocks      bool
 	ghostLimit     int64
 	timeout        time.Duration
@@ -84,6 +85,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.shellJob = o.GetShellJob()
 	s.tcpEstablished = o.GetTcpEstablished()
 	s.tcpClose = o.GetTcpClose()
+	s.extUnixSk = o.GetExtUnixSk()
 	s.fileLocks = o.GetFileLocks()
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second

@@ -75,7 +75,6 @@ func refusals() []refusal {
 		{"inherit_fd", onBoth, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, notYet},
 		{"external", onBoth, func(o *rpc.CriuOpts) bool { return len(o.External) > 0 }, notYet},
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
-		{"ext_unix_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtUnixSk() }, notYet},
 		{"evasive_devices", onBoth, func(o *rpc.CriuOpts) bool { return o.GetEvasiveDevices() }, notYet},
 		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},
