@@ -89,22 +89,34 @@ func (c *runcCase) editSpec() {
 }
 
 // runc runs runc with its state root and amber as criu. Its stdin and
-// stdout, which a detached container keeps, are /dev/null (a container
-// whose stdout is a host file cannot be dumped); its stderr goes through
-// an unlinked file, not a pipe the container would hold open.
+// stdout are /dev/null; its stderr goes through an unlinked file. A
+// detached container keeps runc's stdio as its own, and a host file
+// cannot be dumped (CRIU refuses it too: "Can't lookup mount"): `run`
+// gets /dev/null for stderr as well, and writes its errors to --log.
 func (c *runcCase) runc(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
 	defer cancel()
-	argv := append([]string{"--root", c.state, "--criu", testEnv.amber}, args...)
-	cmd := exec.CommandContext(ctx, "runc", argv...)
 	errf, err := unlinkedTemp("runc-*.stderr")
 	if err != nil {
 		return "", err
 	}
 	defer errf.Close()
-	cmd.Stderr, cmd.Dir = errf, c.bundle
+	argv := []string{"--root", c.state, "--criu", testEnv.amber}
+	runLog := filepath.Join(filepath.Dir(c.state), "run.log")
+	if args[0] == "run" {
+		argv = append(argv, "--log", runLog)
+	}
+	cmd := exec.CommandContext(ctx, "runc", append(argv, args...)...)
+	cmd.Dir = c.bundle
+	if args[0] != "run" {
+		cmd.Stderr = errf
+	}
 	err = cmd.Run()
 	out := readAll(errf)
+	if args[0] == "run" {
+		b, _ := os.ReadFile(runLog)
+		out = string(b)
+	}
 	if err != nil {
 		return out, fmt.Errorf("runc %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
