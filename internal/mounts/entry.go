@@ -81,10 +81,10 @@ func entryOf(m Info, extKey string) *mnt.MntEntry {
 // runc names every device node it makes in /dev, whether it bind-mounted
 // it or made it with mknod. A mount that needs a key and has none is
 // refused later, by Plan, naming it.
-func Entries(infos []Info, external map[string]string) ([]*mnt.MntEntry, error) {
+func Entries(infos []Info, external map[string]string) []*mnt.MntEntry {
 	var out []*mnt.MntEntry
 	for _, m := range infos {
 		out = append(out, entryOf(m, external[m.Mountpoint]))
 	}
-	return out, nil
+	return out
 }
