@@ -54,10 +54,7 @@ func Dump(dir image.Dir, id uint32, pid int, opts DumpOptions) error {
 	if err != nil {
 		return err
 	}
-	entries, err := Entries(infos, opts.External)
-	if err != nil {
-		return fmt.Errorf("mount namespace of pid %d: %w", pid, err)
-	}
+	entries := Entries(infos, opts.External)
 	steps, err := Plan(entries, externalKeys(entries))
 	if err != nil {
 		return fmt.Errorf("mount namespace of pid %d: %w", pid, err)

@@ -3,8 +3,6 @@ package mounts
 // MntEntry, the image of one mount, from a line of mountinfo.
 
 import (
-	"fmt"
-
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -78,22 +76,15 @@ func entryOf(m Info, extKey string) *mnt.MntEntry {
 }
 
 // Entries makes the image entries of a namespace's mounts. external maps
-// mountpoints (--external mnt[MOUNTPOINT]:KEY) to their keys; a key for
-// a mountpoint the namespace does not have is an error.
-func Entries(infos []Info, external map[string]string) ([]*mnt.MntEntry, error) {
-	used := map[string]bool{}
+// mountpoints (--external mnt[MOUNTPOINT]:KEY) to their keys. A key for
+// a mountpoint the namespace does not have is ignored, as CRIU does:
+// runc names every device node it makes in /dev, whether it bind-mounted
+// it or made it with mknod. A mount that needs a key and has none is
+// refused later, by Plan, naming it.
+func Entries(infos []Info, external map[string]string) []*mnt.MntEntry {
 	var out []*mnt.MntEntry
 	for _, m := range infos {
-		key := external[m.Mountpoint]
-		if key != "" {
-			used[m.Mountpoint] = true
-		}
-		out = append(out, entryOf(m, key))
+		out = append(out, entryOf(m, external[m.Mountpoint]))
 	}
-	for mp := range external {
-		if !used[mp] {
-			return nil, fmt.Errorf("--external mnt[%s]: no mount at %s in the tree's mount namespace", mp, mp)
-		}
-	}
-	return out, nil
+	return out
 }

@@ -12,11 +12,7 @@ import (
 // runcEntries are runcLike's entries with its host binds external.
 func runcEntries(t *testing.T) []*mnt.MntEntry {
 	t.Helper()
-	es, err := Entries(parse(t, runcLike), map[string]string{"/usr": "usr", "/dev/null": "null", "/a b.out": "out"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return es
+	return Entries(parse(t, runcLike), map[string]string{"/usr": "usr", "/dev/null": "null", "/a b.out": "out"})
 }
 
 // describe is a step in a line, for comparing plans.
@@ -67,11 +63,7 @@ func TestPlanBindOrder(t *testing.T) {
 2 1 0:50 / /a rw - tmpfs tmpfs rw
 4 1 0:50 /sub/x /c rw - tmpfs tmpfs rw
 `)
-	entries, err := Entries(es, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	steps, err := Plan(entries, nil)
+	steps, err := Plan(Entries(es, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,10 +81,7 @@ func TestPlanBindOrder(t *testing.T) {
 // from the root, even when the root's mount id is larger (zdtm's
 // namespaces, whose root is a copy made after the test's binds' ids).
 func TestPlanBindFromRoot(t *testing.T) {
-	entries, err := Entries(parse(t, "90 70 8:1 /work / rw - ext4 /dev/sda rw\n83 90 8:1 /work/t/test /t/bind rw - ext4 /dev/sda rw\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := Entries(parse(t, "90 70 8:1 /work / rw - ext4 /dev/sda rw\n83 90 8:1 /work/t/test /t/bind rw - ext4 /dev/sda rw\n"), nil)
 	steps, err := Plan(entries, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -116,11 +105,7 @@ func TestPlanErrors(t *testing.T) {
 		{"disk", "1 0 8:1 /r / rw - ext4 /dev/sda rw\n2 1 8:2 / /d rw - ext4 /dev/sdb rw\n", nil, "mount 2 at /d"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			entries, err := Entries(parse(t, tc.mountinfo), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Plan(entries, tc.ext)
+			_, err := Plan(Entries(parse(t, tc.mountinfo), nil), tc.ext)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error naming %q", err, tc.want)
 			}

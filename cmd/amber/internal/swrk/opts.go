@@ -41,6 +41,12 @@ type settings struct {
 	cgRoots        []cgroups.Root    // cg_root
 	freezeCgroup   string            // freeze_cgroup
 	emptyNet       bool              // empty_ns = CLONE_NEWNET
+	// rstSibling: the restored root must be the client's child, as CRIU
+	// makes it with CLONE_PARENT. amber's root is amber's child until
+	// the session ends and amber exits; the kernel then gives it to the
+	// nearest child subreaper above amber: the client, which runc is
+	// while it restores (unless --no-subreaper).
+	rstSibling bool
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -99,6 +105,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	}
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
+	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
 	return s, nil
 }
 

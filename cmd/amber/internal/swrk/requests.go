@@ -79,6 +79,9 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		return restoreResp(failure(kind, err))
 	}
 	l.Infof("restore: root task %d", res.Pid)
+	if st.rstSibling {
+		l.Infof("rst_sibling: pid %d goes to the client (pid %d) when amber exits, if the client is a child subreaper (runc is)", res.Pid, s.c.peer)
+	}
 	resp := &rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true), Restore: &rpc.CriuRestoreResp{Pid: proto.Int32(int32(res.Pid))}}
 	return resp, nil
 }
