@@ -88,23 +88,32 @@ func (t *Task) wait4() (int, unix.WaitStatus, error) {
 func waitOwned(pid int, limit time.Duration) (int, unix.WaitStatus, error) {
 	var ws unix.WaitStatus
 	var late atomic.Bool
-	var timer *time.Timer
-	var mu sync.Mutex // timer, once the callback re-arms it
-	last := ""
+	var (
+		mu    sync.Mutex // the timer and done, between the wait and the callback
+		timer *time.Timer
+		done  bool // the wait is over: the callback must neither re-arm nor kill
+		last  string
+	)
 	timer = time.AfterFunc(limit, func() {
+		mu.Lock()
+		if done {
+			mu.Unlock()
+			return
+		}
 		if now := progress(pid); now != "" && now != last {
 			last = now
-			mu.Lock()
 			timer.Reset(limit)
 			mu.Unlock()
 			return
 		}
 		late.Store(true)
+		mu.Unlock()
 		unix.Kill(pid, unix.SIGKILL)
 		reapThreads(pid)
 	})
 	defer func() {
 		mu.Lock()
+		done = true
 		timer.Stop()
 		mu.Unlock()
 	}()
