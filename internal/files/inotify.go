@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -217,32 +216,16 @@ func mountOfDevice(major, minor uint32) (string, error) {
 			continue
 		}
 		if w[3] == "/" {
-			return unescapeMount(w[4]), nil
+			return proc.UnescapeMountinfo(w[4]), nil
 		}
 		if found == "" {
-			found = unescapeMount(w[4])
+			found = proc.UnescapeMountinfo(w[4])
 		}
 	}
 	if found == "" {
 		return "", fmt.Errorf("no mount of device %d:%d in amber's mount namespace", major, minor)
 	}
 	return found, sc.Err()
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // ResolveInotifyPaths fills in the path of every inotify watch of idx

@@ -71,12 +71,6 @@ func TestParseInotifyWatches(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/mnt/a\040b\134c`); got != `/mnt/a b\c` {
-		t.Errorf("got %q", got)
-	}
-}
-
 // TestAddInotifyLive dumps a real inotify instance: the watches' handles
 // resolve to their paths. Then an instance with an event queued fails.
 func TestAddInotifyLive(t *testing.T) {

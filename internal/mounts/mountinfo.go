@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"amber/internal/proc"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -69,13 +71,13 @@ func parseLine(line string) (Info, error) {
 		return m, fmt.Errorf("malformed ids or device in %q", line)
 	}
 	m.ID, m.Parent, m.Major, m.Minor = uint32(id), uint32(parent), uint32(major), uint32(minor)
-	m.Root, m.Mountpoint, m.Options = unescape(f[3]), unescape(f[4]), f[5]
+	m.Root, m.Mountpoint, m.Options = proc.UnescapeMountinfo(f[3]), proc.UnescapeMountinfo(f[4]), f[5]
 	for _, o := range f[6:sep] {
 		if err := m.optional(o); err != nil {
 			return m, err
 		}
 	}
-	m.FSType, m.Source, m.SuperOptions = unescape(f[sep+1]), unescape(f[sep+2]), f[sep+3]
+	m.FSType, m.Source, m.SuperOptions = proc.UnescapeMountinfo(f[sep+1]), proc.UnescapeMountinfo(f[sep+2]), f[sep+3]
 	return m, nil
 }
 
@@ -98,25 +100,6 @@ func (m *Info) optional(o string) error {
 		m.Unbindable = true
 	}
 	return nil
-}
-
-// unescape undoes the kernel's octal escapes (\040 for a space...).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // mntFlags are the per-mount options as MS_ flags, as CRIU writes them
