@@ -298,7 +298,7 @@ func (c *zcase) mustPass() {
 		c.t.Fatalf("after SIGTERM: %v", err)
 	}
 	if !c.hasLine("PASS") || !ws.Exited() || ws.ExitStatus() != 0 {
-		c.t.Fatalf("%s: %s; want PASS and exit status 0", c.prog.name, describeStatus(ws))
+		c.t.Fatalf("%s: %s; want PASS and exit status 0; it wrote:\n%s", c.prog.name, describeStatus(ws), c.output())
 	}
 }
 

@@ -5,6 +5,7 @@
  * memory is still to come: its child forks too, each writes a part of its copy, and all three
  * check every page (theirs changed, the rest the pattern).
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -32,12 +33,18 @@ static void check(int mine)
 	}
 }
 
+/* wait_ok waits for pid to exit 0. The test's SIGTERM may come while
+ * the children still check (the daemon is done once every page is in,
+ * not once they checked them): the wait goes on through EINTR. */
 static void wait_ok(pid_t pid)
 {
 	int status;
+	pid_t w;
 
-	if (waitpid(pid, &status, 0) != pid)
-		fail("waitpid(%d) failed", pid);
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (w != pid)
+		fail("waitpid(%d): %s", pid, test_strerror(errno));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail("child %d ended with status %#x", pid, status);
 }
