@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"amber/internal/uffd"
 )
 
 // Errors of CheckFeature, for callers that tell them apart.
@@ -71,7 +73,7 @@ func (i *Info) CheckFeature(name string) error {
 		if err := i.requireAll(name, "uffd"); err != nil {
 			return err
 		}
-		return i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffdFeaturesNonCoop, "non-cooperative events"))
+		return i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffd.FeaturesNonCoop, "non-cooperative events"))
 	}
 	if _, ok := i.Lookup(name); ok {
 		return i.requireAll(name, name)

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"amber/internal/uffd"
 )
 
 // Status is the outcome of one probe.
@@ -65,7 +67,7 @@ func Probe() *Info {
 	info.ProcessVMReadv = probeProcessVMReadv()
 	info.PagemapScan = probePagemapScan()
 	info.Userfaultfd, info.UffdFeatures = probeUserfaultfd()
-	info.UffdWPAsync = uffdFeature(info.Userfaultfd, info.UffdFeatures, uffdFeatureWPAsync, "UFFD_FEATURE_WP_ASYNC")
+	info.UffdWPAsync = uffdFeature(info.Userfaultfd, info.UffdFeatures, uffd.FeatureWPAsync, "UFFD_FEATURE_WP_ASYNC")
 	info.MapFiles = probeMapFiles()
 	info.SoftDirty = probeSoftDirty()
 	info.CheckpointCap = probeCaps()

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/log"
+	"amber/internal/uffd"
 )
 
 const (
@@ -164,7 +165,7 @@ func (d *daemon) watch(fd int, id uint64) error {
 // the daemon is done.
 func (d *daemon) loop(conn int) error {
 	events := make([]unix.EpollEvent, 64)
-	buf := make([]byte, 64*msgSize)
+	buf := make([]byte, 64*uffd.MsgSize)
 	for {
 		select {
 		case <-d.done:
@@ -523,8 +524,8 @@ func (t *task) handle(buf []byte) {
 		if err != nil || n <= 0 {
 			break
 		}
-		for b := buf[:n]; len(b) >= msgSize && !t.closed; b = b[msgSize:] {
-			t.messageLocked(b[:msgSize])
+		for b := buf[:n]; len(b) >= uffd.MsgSize && !t.closed; b = b[uffd.MsgSize:] {
+			t.messageLocked(b[:uffd.MsgSize])
 		}
 		if t.closed {
 			return
@@ -548,16 +549,16 @@ func (t *task) messageLocked(m []byte) {
 	arg := m[8:]
 	u64 := func(i int) uint64 { return binary.LittleEndian.Uint64(arg[8*i:]) }
 	switch m[0] {
-	case eventPagefault:
+	case uffd.EventPagefault:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: fault at %#x", t.pid, u64(1))
 		t.faultLocked(u64(1) &^ (pageSize - 1))
-	case eventFork:
+	case uffd.EventFork:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: fork", t.pid)
 		t.forkLocked(int(binary.LittleEndian.Uint32(arg)))
-	case eventRemap:
+	case uffd.EventRemap:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x bytes moved from %#x to %#x", t.pid, u64(2), u64(0), u64(1))
 		t.missing = t.missing.move(u64(0), u64(1), u64(2))
-	case eventRemove, eventUnmap:
+	case uffd.EventRemove, uffd.EventUnmap:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x-%#x dropped (event %#x)", t.pid, u64(0), u64(1), m[0])
 		t.missing, _ = t.missing.remove(u64(0), u64(1))
 	}

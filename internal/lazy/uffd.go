@@ -17,55 +17,34 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"amber/internal/uffd"
 )
 
-// userfaultfd ioctls and structures (linux/userfaultfd.h).
-const (
-	uffdAPI            = 0xaa
-	uffdioAPI          = 0xc018aa3f // _IOWR(0xaa, 0x3f, struct uffdio_api)
-	uffdioRegister     = 0xc020aa00 // _IOWR(0xaa, 0x00, struct uffdio_register)
-	uffdioWake         = 0x8010aa02 // _IOR(0xaa, 0x02, struct uffdio_range)
-	uffdioCopy         = 0xc028aa03 // _IOWR(0xaa, 0x03, struct uffdio_copy)
-	uffdioZeropage     = 0xc020aa04 // _IOWR(0xaa, 0x04, struct uffdio_zeropage)
-	uffdRegisterMiss   = 1 << 0
-	featureEventFork   = 1 << 1
-	featureEventRemap  = 1 << 2
-	featureEventRemove = 1 << 3
-	featureEventUnmap  = 1 << 6
-
-	eventPagefault = 0x12
-	eventFork      = 0x13
-	eventRemap     = 0x14
-	eventRemove    = 0x15
-	eventUnmap     = 0x16
-
-	msgSize  = 32 // struct uffd_msg
-	pageSize = 4096
-)
+const pageSize = 4096
 
 // Features are the userfaultfd features a lazy restore asks for: the
 // events that tell the daemon about forks and about memory moved or
 // dropped, whose pages it must then serve elsewhere or not at all.
-const Features = featureEventFork | featureEventRemap | featureEventRemove | featureEventUnmap
+const Features = uffd.FeaturesNonCoop
 
-// Init makes uffd, a fresh userfaultfd, report missing pages and the
-// events of Features (the UFFDIO_API handshake).
-func Init(uffd int) error {
-	api := [3]uint64{uffdAPI, Features}
-	if err := ioctl(uffd, uffdioAPI, unsafe.Pointer(&api)); err != nil {
-		return fmt.Errorf("userfaultfd: UFFDIO_API with features %#x: %w", uint64(Features), err)
+// Init makes fd, a fresh userfaultfd, report missing pages and the
+// events of Features (the UFFDIO_API handshake), and, where the kernel
+// has it (Linux 6.6+), lets the daemon poison pages it can no longer
+// bring in (UFFD_FEATURE_POISON): a process then gets SIGBUS there
+// instead of reading zeroes.
+func Init(fd int) error {
+	if _, err := uffd.API(fd, Features|uffd.FeaturePoison); err == nil {
+		return nil
 	}
-	return nil
+	_, err := uffd.API(fd, Features)
+	return err
 }
 
-// Register registers [start, end) of uffd's memory for missing-page
+// Register registers [start, end) of fd's memory for missing-page
 // faults.
-func Register(uffd int, start, end uint64) error {
-	reg := [4]uint64{start, end - start, uffdRegisterMiss}
-	if err := ioctl(uffd, uffdioRegister, unsafe.Pointer(&reg)); err != nil {
-		return fmt.Errorf("userfaultfd: register %#x-%#x: %w", start, end, err)
-	}
-	return nil
+func Register(fd int, start, end uint64) error {
+	return uffd.Register(fd, start, end, uffd.ModeMissing)
 }
 
 // errGone is a copy into a process whose memory is gone (it exited or
@@ -77,23 +56,19 @@ var errGone = errors.New("the process's memory is gone")
 // try again after reading the events.
 var errChanging = errors.New("the memory layout is changing")
 
-// copyPages copies size bytes from src into dst of uffd's memory,
+// copyPages copies size bytes from src into dst of fd's memory,
 // skipping pages already present, and wakes the threads waiting there.
-func copyPages(uffd int, dst uint64, src unsafe.Pointer, size uint64) error {
+func copyPages(fd int, dst uint64, src unsafe.Pointer, size uint64) error {
 	for done := uint64(0); done < size; {
-		c := [5]uint64{dst + done, uint64(uintptr(src)) + done, size - done, 0, 0}
-		err := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c))
-		n := int64(c[4])
-		if n > 0 {
-			done += uint64(n)
-		}
+		n, err := uffd.Copy(fd, dst+done, unsafe.Add(src, done), size-done)
+		done += n
 		switch {
 		case err == nil:
 			return nil
 		case n > 0:
 			// Stopped short: at a present page, or by a layout change.
 		case errors.Is(err, unix.EEXIST):
-			if err := wake(uffd, dst+done, pageSize); err != nil {
+			if err := wake(fd, dst+done, pageSize); err != nil {
 				return err
 			}
 			done += pageSize
@@ -106,18 +81,36 @@ func copyPages(uffd int, dst uint64, src unsafe.Pointer, size uint64) error {
 
 // zeroPage maps the zero page at addr, a page the images do not hold (or
 // no longer: the process dropped it), unless something is there.
-func zeroPage(uffd int, addr uint64) error {
-	z := [4]uint64{addr, pageSize, 0, 0}
-	err := ioctl(uffd, uffdioZeropage, unsafe.Pointer(&z))
+func zeroPage(fd int, addr uint64) error {
+	_, err := uffd.ZeroPage(fd, addr, pageSize)
 	if errors.Is(err, unix.EEXIST) {
-		return wake(uffd, addr, pageSize)
+		return wake(fd, addr, pageSize)
 	}
 	return copyError(err)
 }
 
-func wake(uffd int, addr, size uint64) error {
-	r := [2]uint64{addr, size}
-	return copyError(ioctl(uffd, uffdioWake, unsafe.Pointer(&r)))
+// poison marks [start, end) of fd's memory as lost: pages that will
+// never come in. Pages present stay. Without UFFD_FEATURE_POISON it
+// fails with EINVAL.
+func poison(fd int, start, end uint64) error {
+	for at := start; at < end; {
+		n, err := uffd.Poison(fd, at, end-at)
+		at += n
+		switch {
+		case err == nil:
+			return nil
+		case n > 0:
+		case errors.Is(err, unix.EEXIST):
+			at += pageSize
+		default:
+			return fmt.Errorf("poison %#x-%#x: %w", at, end, copyError(err))
+		}
+	}
+	return nil
+}
+
+func wake(fd int, addr, size uint64) error {
+	return copyError(uffd.Wake(fd, addr, size))
 }
 
 // copyError maps the errors of a fill to errGone and errChanging.
@@ -131,17 +124,4 @@ func copyError(err error) error {
 		return errChanging
 	}
 	return err
-}
-
-func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch e {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return e
-	}
 }

@@ -18,25 +18,15 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-)
 
-// userfaultfd ioctls and features (linux/userfaultfd.h).
-const (
-	uffdAPI            = 0xaa
-	uffdioAPI          = 0xc018aa3f // _IOWR(0xaa, 0x3f, struct uffdio_api)
-	uffdioRegister     = 0xc020aa00 // _IOWR(0xaa, 0x00, struct uffdio_register)
-	uffdRegisterModeWP = 1 << 1
-
-	uffdFeatureWPHugetlbfsShmem = 1 << 12
-	uffdFeatureWPUnpopulated    = 1 << 13
-	uffdFeatureWPAsync          = 1 << 15
+	"amber/internal/uffd"
 )
 
 // TrackFeatures are the userfaultfd features tracking needs: asynchronous
 // write protection, and protection of pages not populated yet, without
 // which PAGEMAP_SCAN does not protect anonymous memory at all. Protecting
 // private mappings of shmem files takes the third, where the kernel has it.
-const TrackFeatures = uffdFeatureWPAsync | uffdFeatureWPUnpopulated
+const TrackFeatures = uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated
 
 // PAGEMAP_SCAN flags and the written category (linux/fs.h).
 const (
@@ -45,53 +35,43 @@ const (
 	pageIsWritten      = 1 << 1
 )
 
-// InitTracking makes uffd, a fresh userfaultfd of a task, track writes:
+// InitTracking makes f, a fresh userfaultfd of a task, track writes:
 // the UFFDIO_API handshake with TrackFeatures (and write protection of
 // shmem and hugetlbfs if the kernel offers it).
-func InitTracking(uffd *os.File) error {
+func InitTracking(f *os.File) error {
 	var err error
 	// A handshake refused for a feature the kernel lacks leaves the
 	// userfaultfd fresh: the next one may ask for less.
-	for _, features := range []uint64{TrackFeatures | uffdFeatureWPHugetlbfsShmem, TrackFeatures} {
-		api := [3]uint64{uffdAPI, features}
-		if err = uffdIoctl(uffd, uffdioAPI, unsafe.Pointer(&api)); err == nil {
+	for _, features := range []uint64{TrackFeatures | uffd.FeatureWPHugetlbfsShmem, TrackFeatures} {
+		if _, err = uffd.API(int(f.Fd()), features); err == nil {
 			return nil
 		}
 	}
-	return fmt.Errorf("userfaultfd: UFFDIO_API with features %#x: %w (tracking written pages needs Linux 6.7 or later with CONFIG_PTE_MARKER_UFFD_WP)",
-		TrackFeatures, err)
+	return fmt.Errorf("%w (tracking written pages needs Linux 6.7 or later with CONFIG_PTE_MARKER_UFFD_WP)", err)
 }
 
 // Register registers every VMA whose pages a dump saves for write
-// tracking with uffd, and returns the ranges it tracks, sorted. A VMA
+// tracking with f, and returns the ranges it tracks, sorted. A VMA
 // the kernel refuses (special mappings, one another userfaultfd of the
 // task already watches) is left out: its pages count as written every
 // time. So is hugetlb memory, which PAGEMAP_SCAN protects only a whole
 // huge page at a time. VMAs registered before stay as they are.
-func Register(uffd *os.File, vmas []*vma.VmaEntry) ([]Run, error) {
+func Register(f *os.File, vmas []*vma.VmaEntry) ([]Run, error) {
 	var tracked []Run
 	for _, v := range vmas {
 		if !HasContents(v.GetStatus()) || v.GetFlags()&unix.MAP_HUGETLB != 0 {
 			continue
 		}
-		reg := [4]uint64{v.GetStart(), v.GetEnd() - v.GetStart(), uffdRegisterModeWP}
-		err := uffdIoctl(uffd, uffdioRegister, unsafe.Pointer(&reg))
+		err := uffd.Register(int(f.Fd()), v.GetStart(), v.GetEnd(), uffd.ModeWP)
 		switch {
 		case err == nil:
 			tracked = appendRun(tracked, Run{v.GetStart(), v.GetEnd()})
 		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EPERM), errors.Is(err, unix.EBUSY):
 		default:
-			return nil, fmt.Errorf("userfaultfd: register %s: %w", vmaName(v), err)
+			return nil, fmt.Errorf("%s: %w", vmaName(v), err)
 		}
 	}
 	return tracked, nil
-}
-
-func uffdIoctl(uffd *os.File, req uintptr, arg unsafe.Pointer) error {
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uffd.Fd(), req, uintptr(arg)); e != 0 {
-		return e
-	}
-	return nil
 }
 
 // Written returns the pages of the tracked ranges (sorted, registered
@@ -182,19 +162,18 @@ func ProbeMarker() (uint64, error) {
 	}
 	defer unix.Munmap(m)
 	m[0] = 1 // a page table for the page beside it
-	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC, 0, 0)
-	if e != 0 {
-		return 0, fmt.Errorf("probe uffd-wp markers: userfaultfd: %w", e)
+	fd, err := uffd.Open(unix.O_CLOEXEC)
+	if err != nil {
+		return 0, fmt.Errorf("probe uffd-wp markers: %w", err)
 	}
-	uffd := os.NewFile(fd, "userfaultfd probe")
-	defer uffd.Close()
-	if err := InitTracking(uffd); err != nil {
+	f := os.NewFile(uintptr(fd), "userfaultfd probe")
+	defer f.Close()
+	if err := InitTracking(f); err != nil {
 		return 0, err
 	}
 	base := uint64(uintptr(unsafe.Pointer(&m[0])))
-	reg := [4]uint64{base, 2 * pageSize, uffdRegisterModeWP}
-	if err := uffdIoctl(uffd, uffdioRegister, unsafe.Pointer(&reg)); err != nil {
-		return 0, fmt.Errorf("probe uffd-wp markers: register: %w", err)
+	if err := uffd.Register(fd, base, base+2*pageSize, uffd.ModeWP); err != nil {
+		return 0, fmt.Errorf("probe uffd-wp markers: %w", err)
 	}
 	s, err := NewScanner(os.Getpid())
 	if err != nil {
