@@ -12,9 +12,11 @@ import (
 // lazyMiB is the memory of the lazy tests' programs.
 const lazyMiB = "256"
 
-// lazyDaemon is an amber lazy-pages run for a test.
-type lazyDaemon struct {
+// bgAmber is an amber run in the background for a test: lazy-pages, or
+// a dump --lazy-pages serving its pages.
+type bgAmber struct {
 	t    *testing.T
+	name string
 	cmd  *exec.Cmd
 	log  string
 	out  *os.File
@@ -24,56 +26,70 @@ type lazyDaemon struct {
 // startLazyDaemon starts amber lazy-pages on the case's images, logging
 // at debug level into lazy.log there, and waits until it listens
 // (--status-fd).
-func (c *zcase) startLazyDaemon(extra ...string) *lazyDaemon {
+func (c *zcase) startLazyDaemon(extra ...string) *bgAmber {
+	c.t.Helper()
+	return c.startReady("lazy.log", append([]string{"lazy-pages", "-D", c.images}, extra...)...)
+}
+
+// startReady starts amber with args, logging at debug level into log in
+// the images directory, and waits until it is ready (--status-fd).
+func (c *zcase) startReady(log string, args ...string) *bgAmber {
 	c.t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer r.Close()
-	out, err := unlinkedTemp("lazy-pages-*.out")
+	out, err := unlinkedTemp(args[0] + "-*.out")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	args := append([]string{"lazy-pages", "-D", c.images, "-o", "lazy.log", "-v4", "--status-fd", "3"}, extra...)
-	cmd := exec.Command(testEnv.amber, args...)
+	cmd := exec.Command(testEnv.amber, append(args, "-o", log, "-v4", "--status-fd", "3")...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = c.dir, out, out, []*os.File{w}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
 	w.Close()
-	d := &lazyDaemon{t: c.t, cmd: cmd, log: filepath.Join(c.images, "lazy.log"), out: out, done: make(chan error, 1)}
+	d := &bgAmber{t: c.t, name: args[0], cmd: cmd, log: filepath.Join(c.images, log), out: out, done: make(chan error, 1)}
 	go func() { d.done <- cmd.Wait() }()
 	c.t.Cleanup(d.stop)
 	var b [1]byte
 	if n, err := r.Read(b[:]); n != 1 || b[0] != 0 {
-		c.t.Fatalf("lazy-pages did not get ready (%v):\n%s", err, readAll(out))
+		c.t.Fatalf("%s did not get ready (%v):\n%s", d.name, err, readAll(out))
 	}
 	return d
 }
 
-// mustExit requires that the daemon ends by itself, successfully, once
-// every page is in, and returns its log.
-func (d *lazyDaemon) mustExit() string {
+// wait waits for amber to end by itself and returns its log and error.
+func (d *bgAmber) wait() (string, error) {
 	d.t.Helper()
+	var err error
 	select {
-	case err := <-d.done:
+	case err = <-d.done:
 		d.done <- err
-		if err != nil {
-			d.t.Fatalf("lazy-pages: %v\n%s", err, readAll(d.out))
-		}
 	case <-time.After(exitTimeout):
-		d.t.Fatalf("lazy-pages still running %v after the restore", exitTimeout)
+		d.t.Fatalf("%s still running after %v", d.name, exitTimeout)
 	}
-	b, err := os.ReadFile(d.log)
-	if err != nil {
-		d.t.Fatal(err)
+	b, rerr := os.ReadFile(d.log)
+	if rerr != nil {
+		d.t.Fatal(rerr)
 	}
-	return string(b)
+	return string(b), err
 }
 
-// stop kills the daemon if it still runs.
-func (d *lazyDaemon) stop() {
+// mustExit requires that amber ends by itself, successfully (the
+// daemon once every page is in), and returns its log.
+func (d *bgAmber) mustExit() string {
+	d.t.Helper()
+	log, err := d.wait()
+	if err != nil {
+		d.t.Fatalf("%s: %v\n%s", d.name, err, readAll(d.out))
+	}
+	return log
+}
+
+// stop kills amber if it still runs.
+func (d *bgAmber) stop() {
 	select {
 	case err := <-d.done:
 		d.done <- err
@@ -83,7 +99,7 @@ func (d *lazyDaemon) stop() {
 	}
 	if d.t.Failed() {
 		b, _ := os.ReadFile(d.log)
-		d.t.Logf("=== lazy-pages:\n%s\n%s", readAll(d.out), b)
+		d.t.Logf("=== %s:\n%s\n%s", d.name, readAll(d.out), b)
 	}
 	d.out.Close()
 }

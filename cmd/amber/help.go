@@ -34,7 +34,7 @@ func optionHelp() [][2]string {
 		{"page-server", "--page-server            send the pages to the page server at --address --port"},
 		{"address", "--address ADDR           the page server's address (page-server: listen there, default all)"},
 		{"port", "--port PORT              the page server's TCP port"},
-		{"status-fd", "--status-fd FD           page-server, receive, lazy-pages: write a zero byte to FD once listening"},
+		{"status-fd", "--status-fd FD           page-server, receive, lazy-pages, dump --lazy-pages: write a zero byte to FD once listening"},
 		{"to", "--to HOST:PORT           migrate: the destination's amber receive"},
 		{"max-iters", "--max-iters N            migrate: at most N pre-dumps (default 8; 0: none)"},
 		{"keep-images", "--keep-images            receive: keep the images received"},
@@ -42,7 +42,8 @@ func optionHelp() [][2]string {
 		{"cgroup-root", "--cgroup-root [CTL:]/P  restore the tree's cgroups under /P (of controller CTL only)"},
 		{"empty-ns", "--empty-ns net           leave the network namespace to the container engine (not dumped; new and empty on restore)"},
 		{"freeze-cgroup", "--freeze-cgroup DIR      freeze the tree with its freezer cgroup DIR while seizing it"},
-		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages"},
+		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages;\n" +
+			"                         dump: leave it out of the images, serve it on --address --port"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
@@ -65,7 +66,8 @@ func verbHelps() map[string]verbHelp {
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
-				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns"}, common...)},
+				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns",
+				"lazy-pages", "status-fd"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
@@ -97,12 +99,14 @@ func verbHelps() map[string]verbHelp {
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages"}, common...)},
-		"lazy-pages": {"amber lazy-pages [-D DIR] [options]",
+		"lazy-pages": {"amber lazy-pages [-D DIR] [--page-server --address ADDR --port PORT] [options]",
 			"Serve the page faults of one `amber restore --lazy-pages` of DIR through\n" +
 				"userfaultfd, from the pages images, on the socket lazy-pages.socket in DIR;\n" +
 				"copy the rest in the background once the restore is over, and exit when\n" +
-				"every page is in.",
-			append([]string{"images-dir", "status-fd"}, common...)},
+				"every page is in. With --page-server, the pages a `dump --lazy-pages` left\n" +
+				"out come from it at ADDR:PORT; if it goes away, what never came is poisoned\n" +
+				"(a process touching it gets SIGBUS) and lazy-pages fails.",
+			append([]string{"images-dir", "status-fd", "page-server", "address", "port", "timeout"}, common...)},
 		"check": {"amber check [--feature NAME]",
 			"Report the kernel features amber needs.",
 			append([]string{"feature"}, common...)},

@@ -110,9 +110,9 @@ func runReceive(o Options, l *log.Logger) error {
 	return pf.write(res.Pid)
 }
 
-// faultEnv names the point of a migration at which amber kills itself
-// (AMBER_MIGRATE_FAULT=point): the fault tests' way to lose either side
-// at a chosen moment.
+// faultEnv names the point of a migration, or of a dump --lazy-pages,
+// at which amber kills itself (AMBER_MIGRATE_FAULT=point): the fault
+// tests' way to lose either side at a chosen moment.
 const faultEnv = "AMBER_MIGRATE_FAULT"
 
 // faultHook is the Fault hook of migrate and receive: SIGKILL of amber

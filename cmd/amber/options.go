@@ -189,10 +189,12 @@ func (o Options) validate() error {
 		return o.validatePageServer()
 	case o.Verb == "migrate" || o.Verb == "receive":
 		return o.validateMigrate()
-	case o.LazyPages && o.Verb != "restore":
+	case o.LazyPages && o.Verb == "dump" && o.Port == 0:
+		return errors.New("dump --lazy-pages: --port is required (where the lazy pages are served)")
+	case o.LazyPages && o.Verb == "dump" && o.PageServer:
+		return fmt.Errorf("dump --lazy-pages with --page-server: %w", errNotSupported)
+	case o.LazyPages && o.Verb != "restore" && o.Verb != "dump":
 		return fmt.Errorf("%s --lazy-pages: %w", o.Verb, errNotSupported)
-	case o.Verb == "lazy-pages" && o.PageServer:
-		return fmt.Errorf("lazy-pages --page-server: %w", errNotSupported)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"runtime"
 	"time"
@@ -67,6 +68,17 @@ type Options struct {
 	// receives the pages instead of the images directory (--page-server
 	// --address --port); "" for none.
 	PageServer string
+	// LazyPages is where a dump --lazy-pages serves the pages it leaves
+	// out of the images (host:port, --address --port), "" for a dump
+	// that is not lazy. The tree stays frozen until a lazy-pages daemon
+	// had them all.
+	LazyPages string
+	// LazyReady, if set, is called once every image is written and the
+	// lazy pages are served (--status-fd).
+	LazyReady func() error
+	// Fault, if set, is called at named points for fault tests:
+	// "lazy-half" once half the lazy pages are sent.
+	Fault func(point string)
 	// Timeout bounds each wait for a task of the tree (--timeout);
 	// compel.DefaultTimeout if zero.
 	Timeout time.Duration
@@ -125,6 +137,10 @@ type dumper struct {
 	cg *cgroups.Dumper
 	// ps is the connection to the page server, nil without one.
 	ps *pageserver.Client
+	// lazyLn is where a lazy dump serves its lazy pages, and lazy are
+	// those pages, by PID in the images.
+	lazyLn net.Listener
+	lazy   lazySources
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -150,11 +166,15 @@ func Run(opts Options) error {
 			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
-		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}, lazy: lazySources{}}
 	if err := d.connectPageServer(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
 	defer d.abortPageServer()
+	if err := d.listenLazy(); err != nil {
+		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
+	}
+	defer d.closeLazy()
 	if err := d.run(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
@@ -215,6 +235,12 @@ func (d *dumper) run() error {
 			d.log.Errorf("release the tree after a failed dump: %v", rerr)
 		}
 		return err
+	}
+	if d.lazyLn != nil {
+		if err := d.serveLazy(); err != nil {
+			d.log.Errorf("%v: the tree runs on", err)
+			return errors.Join(err, d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		}
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")

@@ -94,7 +94,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	if d.ps != nil {
 		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)))
 	} else {
-		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, d.pids.of(ps.pid), pagesID, inc)
+		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, d.pids.of(ps.pid), pagesID, inc, d.lazyLn != nil)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
 	}
 	if err != nil {
@@ -103,5 +103,9 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings",
 		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned)
 	d.runs[ps.pid] = st.Runs
+	if st.Lazy != nil && st.Lazy.Bytes() > 0 {
+		d.lazy[d.pids.of(ps.pid)] = st.Lazy
+		d.log.Infof("pid %d: %d bytes left lazy", ps.pid, st.Lazy.Bytes())
+	}
 	return nil
 }

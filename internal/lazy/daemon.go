@@ -54,7 +54,18 @@ type Stats struct {
 	Faulted    uint64        // bytes brought in on faults
 	Prefetched uint64        // bytes brought in in the background
 	AllIn      time.Duration // from the first process handed over to the last page in
+	// Lost counts the bytes that never came in because the source
+	// failed: poisoned, or, where the kernel cannot poison, left to
+	// read as zeroes.
+	Lost uint64
 }
+
+// SourceError is the failure of Options.Fetch: the source's page server
+// is gone or broken, and no page that only it has can come in any more.
+type SourceError struct{ Err error }
+
+func (e *SourceError) Error() string { return "the source's page server: " + e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
 
 // daemon is one run of the daemon.
 type daemon struct {
@@ -69,6 +80,8 @@ type daemon struct {
 	stats    Stats
 	done     chan struct{}
 	once     sync.Once
+	// err ends the daemon: the source failed.
+	err error
 }
 
 // task is one process's memory: its userfaultfd and missing pages.
@@ -131,7 +144,7 @@ func Serve(opts Options) (Stats, error) {
 	}
 	err = d.loop(conn)
 	d.finish()
-	return d.stats, err
+	return d.stats, d.result(err)
 }
 
 // listen makes the socket the restore connects to.
@@ -385,14 +398,46 @@ func (d *daemon) checkDone() {
 }
 
 // finish stops the background copy and closes what is left (after an
-// error).
+// error): once the source failed, what is missing is poisoned first.
 func (d *daemon) finish() {
 	d.once.Do(func() { close(d.done) })
+	failed := d.failure() != nil
 	for _, t := range d.snapshot() {
 		t.mu.Lock()
+		if failed {
+			t.poisonLocked()
+		}
 		t.closeLocked()
 		t.mu.Unlock()
 	}
+}
+
+// fail ends the daemon with err, the source's failure.
+func (d *daemon) fail(err error) {
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
+	d.mu.Unlock()
+	d.once.Do(func() { close(d.done) })
+}
+
+func (d *daemon) failure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// result is the daemon's error: the loop's, or the source's failure and
+// what it cost.
+func (d *daemon) result(err error) error {
+	if err != nil {
+		return err
+	}
+	if err := d.failure(); err != nil {
+		return fmt.Errorf("lazy-pages: %w: %d bytes never came in; poisoned, a process touching them gets SIGBUS", err, d.stats.Lost)
+	}
+	return nil
 }
 
 // prefetch copies missing pages in the background, once the restore is
@@ -465,18 +510,24 @@ func (t *task) fillLocked(p piece) error {
 func (t *task) fetchLocked(p piece) error {
 	buf := make([]byte, p.end-p.start)
 	if err := t.d.opts.Fetch(t.pid, p.orig, buf); err != nil {
-		return err
+		return &SourceError{err}
 	}
 	return copyPages(t.uffd, p.start, unsafe.Pointer(&buf[0]), uint64(len(buf)))
 }
 
 // failLocked handles a failed copy: a process gone needs nothing more, a
-// layout change waits for its event; anything else is logged and leaves
-// the process to the kernel (it gets zero pages).
+// layout change waits for its event, a failed source ends the daemon
+// (every process's missing pages are poisoned); anything else is logged
+// and leaves the process to the kernel (it gets zero pages).
 func (t *task) failLocked(err error) {
+	var se *SourceError
 	switch {
 	case errors.Is(err, errChanging):
 		return
+	case errors.As(err, &se):
+		t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
+		t.d.fail(err)
+		t.poisonLocked()
 	case errors.Is(err, errGone):
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: gone, %d bytes never needed", t.pid, t.missing.bytes())
 	default:
@@ -501,6 +552,33 @@ func (t *task) closeLocked() {
 	t.closed = true
 	unix.Close(t.uffd)
 	t.d.drop(t)
+}
+
+// poisonLocked marks t's missing pages lost: a thread touching one,
+// one waiting on one included, gets SIGBUS instead of memory that is not
+// the process's.
+func (t *task) poisonLocked() {
+	if t.closed || len(t.missing) == 0 {
+		return
+	}
+	// What the images here hold still comes in.
+	for _, p := range t.missing {
+		if p.img >= 0 {
+			if err := t.fillLocked(p); err != nil {
+				t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
+			}
+		}
+	}
+	lost := t.missing.bytes()
+	t.d.count(&t.d.stats.Lost, lost)
+	for _, p := range t.missing {
+		if err := poison(t.uffd, p.start, p.end); err != nil {
+			t.d.opts.Log.Errorf("lazy-pages: pid %d: %v: the process reads zeroes where pages are missing", t.pid, err)
+			break
+		}
+	}
+	t.d.opts.Log.Errorf("lazy-pages: pid %d: %d bytes poisoned", t.pid, lost)
+	t.missing = nil
 }
 
 func (t *task) hasDeferred() bool {

@@ -46,14 +46,19 @@ type PagesStats struct {
 	// Sum is the size and CRC32C of the pages image, computed as it was
 	// written, for the manifest.
 	Sum image.Sum
+	// Lazy are the pages left at the source (PE_LAZY entries) of a dump
+	// --lazy-pages, nil otherwise.
+	Lazy *LazySource
 }
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
 // the given VMAs: every present page of private memory, except the zero
 // page and file pages never written. With inc (an incremental dump), the
 // pages inc leaves to the parent images get PE_PARENT entries instead of
-// being copied.
-func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pagesID uint32, inc *Incremental) (PagesStats, error) {
+// being copied. With lazy (a dump --lazy-pages), the pages a lazy
+// restore may bring in later (CanBeLazy) get PE_LAZY entries instead,
+// and Stats.Lazy serves them from t while it stays frozen.
+func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pagesID uint32, inc *Incremental, lazy bool) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, pid, &st)
 	if err != nil {
@@ -63,7 +68,14 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pag
 	for _, r := range parent {
 		st.InParent += (r.End - r.Start) / pageSize
 	}
-	if err := writePagemap(dir.PagemapPath(pid), pagesID, pagemapEntries(copied, parent)); err != nil {
+	var left []Run
+	if lazy {
+		copied, left = splitLazyRuns(copied, vmas)
+		st.Lazy = &LazySource{task: t, runs: left, shared: intersectRuns(p.shared, left)}
+	}
+	entries := append(pagemapEntries(copied, parent), lazyEntries(left)...)
+	slices.SortFunc(entries, func(a, b *pagemap.PagemapEntry) int { return cmpU64(a.GetVaddr(), b.GetVaddr()) })
+	if err := writePagemap(dir.PagemapPath(pid), pagesID, entries); err != nil {
 		return st, err
 	}
 	shared := intersectRuns(p.shared, copied)

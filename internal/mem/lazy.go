@@ -2,15 +2,19 @@ package mem
 
 // Lazy restore: which pages the restore leaves for the lazy-pages daemon
 // to bring in through userfaultfd (package lazy), and which it fills as
-// usual.
+// usual; and, for a lazy restore from another machine, the dump that
+// leaves those pages out of its images and serves them from the frozen
+// task (LazySource).
 
 import (
 	"fmt"
 	"slices"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/compel"
 	"amber/internal/image"
 )
 
@@ -146,4 +150,61 @@ func (l *LazyPages) take(sg segment, eager []Run) []segment {
 
 func sortRuns(rs []Run) {
 	slices.SortFunc(rs, func(a, b Run) int { return cmpU64(a.Start, b.Start) })
+}
+
+// LazySource serves the pages a dump --lazy-pages left out of a task's
+// images (PE_LAZY entries) from the task itself, frozen until the
+// destination has them all.
+type LazySource struct {
+	task   *compel.Task
+	runs   []Run // the lazy pages, sorted
+	shared []Run // those other processes map too
+}
+
+// Bytes is how much the task left lazy.
+func (s *LazySource) Bytes() uint64 {
+	var n uint64
+	for _, r := range s.runs {
+		n += r.End - r.Start
+	}
+	return n
+}
+
+// ReadPages reads pages from vaddr on into buf, up to the end of the
+// lazy run holding vaddr, and returns how many bytes it read. vaddr
+// outside the lazy pages is an error.
+func (s *LazySource) ReadPages(vaddr uint64, buf []byte) (int, error) {
+	i, _ := slices.BinarySearchFunc(s.runs, vaddr, func(r Run, a uint64) int { return cmpU64(r.End, a+1) })
+	if i >= len(s.runs) || s.runs[i].Start > vaddr || vaddr%pageSize != 0 || len(buf) < pageSize {
+		return 0, fmt.Errorf("%#x: not a page the dump left lazy", vaddr)
+	}
+	r := Run{vaddr, min(s.runs[i].End, vaddr+uint64(len(buf))&^(pageSize-1))}
+	n := int(r.End - r.Start)
+	if err := readRuns(s.task, []Run{r}, s.shared, buf[:n]); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// splitLazyRuns splits the runs a dump copies (sorted) into those it
+// still copies and those it leaves lazy: the parts in VMAs whose pages
+// a lazy restore brings in later (CanBeLazy).
+func splitLazyRuns(runs []Run, vmas []*vma.VmaEntry) (copied, lazy []Run) {
+	var areas []Run
+	for _, v := range vmas {
+		if CanBeLazy(v) {
+			areas = appendRun(areas, Run{v.GetStart(), v.GetEnd()})
+		}
+	}
+	return subtractRuns(runs, areas), intersectRuns(runs, areas)
+}
+
+// lazyEntries are the PE_LAZY pagemap entries of lazy runs: pages at the
+// source only, as CRIU's dump --lazy-pages writes them.
+func lazyEntries(runs []Run) []*pagemap.PagemapEntry {
+	out := make([]*pagemap.PagemapEntry, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, pagemapEntry(r, PELazy))
+	}
+	return out
 }

@@ -64,3 +64,28 @@ func TestPlanRestoreLazyRemote(t *testing.T) {
 		t.Fatal("PE_LAZY pages of a file mapping planned")
 	}
 }
+
+// A dump --lazy-pages leaves out what a lazy restore may bring in later
+// (private anonymous memory, across adjacent VMAs) and copies the rest:
+// file-backed pages and locked memory. Its pagemap entries say which.
+func TestSplitLazyRuns(t *testing.T) {
+	locked := anonVMA(0x70_0000, 2, rw)
+	locked.Flags = proto.Uint32(locked.GetFlags() | 0x2000) // MAP_LOCKED
+	vmas := []*vma.VmaEntry{
+		fileVMA(0x40_0000, 2, rw, 7, 0, false),
+		anonVMA(0x40_2000, 4, rw),
+		anonVMA(0x40_6000, 2, ro),
+		locked,
+	}
+	runs := []Run{{0x40_1000, 0x40_7000}, {0x70_0000, 0x70_1000}}
+	copied, lazy := splitLazyRuns(runs, vmas)
+	if want := []Run{{0x40_1000, 0x40_2000}, {0x70_0000, 0x70_1000}}; !slices.Equal(copied, want) {
+		t.Errorf("copied %x, want %x", copied, want)
+	}
+	if want := []Run{{0x40_2000, 0x40_7000}}; !slices.Equal(lazy, want) {
+		t.Errorf("lazy %x, want %x", lazy, want)
+	}
+	if e := lazyEntries(lazy); len(e) != 1 || e[0].GetFlags() != PELazy || e[0].GetNrPages() != 5 {
+		t.Errorf("entries %v", e)
+	}
+}

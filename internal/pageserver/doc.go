@@ -10,7 +10,9 @@
 // page contents. Only a few commands are answered: opening a destination
 // (whether the server has parent images for it), asking for the parent,
 // and the close that ends a session (an int32 status, after which the
-// server has every page on disk). Everything is in the host's byte order,
+// server has every page on disk). A dump --lazy-pages serves the other
+// direction (ServeLazy): a lazy-pages daemon asks it for pages with GET
+// (Source). Everything is in the host's byte order,
 // as CRIU sends it: little endian on x86-64, the only architecture amber
 // supports.
 package pageserver

@@ -99,7 +99,7 @@ func (s *server) handle(r Request) error {
 	case CmdAdd, CmdHole, CmdAddF:
 		return s.add(r)
 	case CmdGet:
-		return errors.New("lazy pages are not served yet")
+		return errors.New("a GET of lazy pages, which a dump --lazy-pages serves, not a page server")
 	}
 	return errors.New("unknown command")
 }

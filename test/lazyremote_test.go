@@ -1,0 +1,215 @@
+package test
+
+// Remote lazy restore: amber dump --lazy-pages leaves the pages of
+// private anonymous memory out of the images and serves them from the
+// frozen tree; amber lazy-pages --page-server brings them in on fault
+// and in the background. The program runs as the init of a pid
+// namespace of its own, so that the frozen source and the restored copy
+// live side by side on one machine, as they would on two.
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"amber/internal/image"
+	"amber/internal/mem"
+)
+
+// remoteLazy is a dump --lazy-pages of a case, serving its pages.
+type remoteLazy struct {
+	c      *zcase
+	dump   *bgAmber
+	port   int
+	srcPid int   // the source program, frozen
+	tree   []int // its descendants
+}
+
+// startRemoteLazy starts lazy_mem (lazyMiB of memory) in a pid namespace
+// of its own and dumps it with --lazy-pages: the dump writes its images,
+// then serves the lazy pages on a loopback port.
+func startRemoteLazy(t *testing.T) *remoteLazy {
+	t.Setenv("LAZY_MIB", lazyMiB)
+	p, _ := lookupProgram("lazy_mem")
+	p.cloneflags = unix.CLONE_NEWPID
+	c := startProgram(t, p)
+	s := &remoteLazy{c: c, port: freePort(t), srcPid: c.pid, tree: descendants(c.pid)}
+	args := c.dumpArgs("--lazy-pages", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
+	s.dump = c.startReady("dump.log", args...)
+	return s
+}
+
+// startDaemon starts lazy-pages fetching from the dump.
+func (s *remoteLazy) startDaemon() *bgAmber {
+	return s.c.startLazyDaemon("--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
+}
+
+// restore makes go.now, on which the program checks all its memory as
+// soon as it runs, and restores it lazily: c.pid is the restored copy
+// from then on.
+func (s *remoteLazy) restore() {
+	c := s.c
+	c.t.Helper()
+	if err := os.WriteFile(filepath.Join(c.dir, "go.now"), nil, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
+		c.t.Fatalf("restore failed: %v", r)
+	}
+	pid, err := readPidfile(pidfile)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if pid == s.srcPid {
+		c.t.Fatalf("restored as pid %d, the source's own", pid)
+	}
+	c.pid = pid
+}
+
+// requireLazyImages requires that the images hold none of the program's
+// big memory: at least min bytes are PE_LAZY entries, and the pages
+// images are smaller than that.
+func (s *remoteLazy) requireLazyImages(min uint64) {
+	c := s.c
+	c.t.Helper()
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer dir.Close()
+	_, entries, err := mem.ReadPagemap(dir.PagemapPath(c.imagePid()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var lazy uint64
+	for _, e := range entries {
+		if e.GetFlags() == mem.PELazy {
+			lazy += mem.NrPages(e) * 4096
+		}
+	}
+	pages, err := filepath.Glob(filepath.Join(c.images, "pages-*.img"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var stored int64
+	for _, p := range pages {
+		if st, err := os.Stat(p); err == nil {
+			stored += st.Size()
+		}
+	}
+	if lazy < min || uint64(stored) >= min {
+		c.t.Fatalf("images: %d bytes left lazy, %d in pages images; want at least %d lazy, fewer stored", lazy, stored, min)
+	}
+	c.t.Logf("images: %d bytes left lazy, %d in pages images", lazy, stored)
+}
+
+// lazyMiBBytes is lazyMiB in bytes.
+func lazyMiBBytes(t *testing.T) uint64 {
+	n, err := strconv.Atoi(lazyMiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(n) << 20
+}
+
+// TestLazyRemote restores lazy_mem lazily from a dump --lazy-pages: its
+// memory is in no image; the restored program moves, unmaps and drops
+// some of it and reads all of it from four threads while the daemon
+// fetches it from the frozen source. The source is killed once the
+// daemon had every page, and the dump succeeds.
+func TestLazyRemote(t *testing.T) {
+	s := startRemoteLazy(t)
+	c := s.c
+	s.requireLazyImages(lazyMiBBytes(t))
+	d := s.startDaemon()
+	s.restore()
+	log := d.mustExit()
+	dumpLog := s.dump.mustExit()
+	// The source: killed once the daemon ended the session.
+	c.pid = s.srcPid
+	c.reapDumped(s.tree)
+	c.pid = mustReadPidfile(t, filepath.Join(c.dir, "pid"))
+	c.mustPass()
+	served := regexp.MustCompile(`Lazy pages: (\d+) bytes in (\d+) requests`).FindStringSubmatch(dumpLog)
+	if served == nil {
+		t.Fatalf("the dump logged no lazy pages served:\n%s", dumpLog)
+	}
+	if n, _ := strconv.ParseUint(served[1], 10, 64); n < lazyMiBBytes(t)/2 {
+		t.Errorf("the dump served %s bytes; want most of %d", served[1], lazyMiBBytes(t))
+	}
+	t.Logf("dump: %s; lazy-pages: %s", served[0], lastLine(log, "all in after"))
+}
+
+// TestLazyRemoteSourceKilled kills the source amber once it served half
+// the lazy pages: the frozen source runs on (and passes), the daemon
+// fails naming the source, and the restored copy, which reads all its
+// memory, dies of SIGBUS on a page that never came (poisoned) instead
+// of reading zeroes or waiting forever.
+func TestLazyRemoteSourceKilled(t *testing.T) {
+	t.Setenv(faultEnv, "lazy-half")
+	s := startRemoteLazy(t)
+	c := s.c
+	d := s.startDaemon()
+	s.restore()
+	log, err := d.wait()
+	if err == nil || !strings.Contains(log, "poisoned") {
+		t.Fatalf("lazy-pages: %v, want a failure that poisons the missing pages; log:\n%s", err, log)
+	}
+	t.Logf("lazy-pages: %s", lastLine(log, "never came in"))
+	if _, err := s.dump.wait(); err == nil {
+		t.Fatal("the dump succeeded after it was killed")
+	}
+	ws, err := waitPid(c.pid, exitTimeout)
+	if err != nil {
+		killAndReap(c.pid)
+		t.Fatalf("the restored copy: %v", err)
+	}
+	if !ws.Signaled() || ws.Signal() != unix.SIGBUS {
+		t.Fatalf("the restored copy: %s, want killed by SIGBUS; it wrote:\n%s", describeStatus(ws), c.output())
+	}
+	// The source, released when its amber died, checks its memory too.
+	c.pid = s.srcPid
+	c.mustPass()
+}
+
+// TestLazyRemoteDaemonGone: a daemon that goes away before it had every
+// page fails the dump, which lets the source run on.
+func TestLazyRemoteDaemonGone(t *testing.T) {
+	s := startRemoteLazy(t)
+	c := s.c
+	d := s.startDaemon()
+	d.cmd.Process.Kill()
+	<-d.done
+	d.done <- nil
+	log, err := s.dump.wait()
+	if err == nil || !strings.Contains(log, "before it ended the session") {
+		t.Fatalf("dump: %v, want a failure naming the daemon's early close; log:\n%s", err, log)
+	}
+	c.mustPass()
+}
+
+func mustReadPidfile(t *testing.T, path string) int {
+	t.Helper()
+	pid, err := readPidfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// lastLine is the last line of log holding what, "" if none.
+func lastLine(log, what string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], what) {
+			return lines[i]
+		}
+	}
+	return ""
+}
