@@ -82,6 +82,10 @@ type daemon struct {
 	once     sync.Once
 	// err ends the daemon: the source failed.
 	err error
+	// bufs are the buffers pages from the source land in: a fresh one
+	// per fetch would have the garbage collector run through the whole
+	// memory moved.
+	bufs sync.Pool
 }
 
 // task is one process's memory: its userfaultfd and missing pages.
@@ -135,6 +139,7 @@ func Serve(opts Options) (Stats, error) {
 	unix.Close(ln)
 	os.Remove(path)
 	d := &daemon{opts: opts, tasks: map[uint64]*task{}, next: 1, done: make(chan struct{})}
+	d.bufs.New = func() any { b := make([]byte, max(faultChunk, prefetchChunk)); return &b }
 	if d.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return Stats{}, fmt.Errorf("lazy-pages: %w", err)
 	}
@@ -506,9 +511,12 @@ func (t *task) fillLocked(p piece) error {
 	return nil
 }
 
-// fetchLocked brings p in from the source's page server.
+// fetchLocked brings p, at most a prefetchChunk, in from the source's
+// page server.
 func (t *task) fetchLocked(p piece) error {
-	buf := make([]byte, p.end-p.start)
+	bp := t.d.bufs.Get().(*[]byte)
+	defer t.d.bufs.Put(bp)
+	buf := (*bp)[:p.end-p.start]
 	if err := t.d.opts.Fetch(t.pid, p.orig, buf); err != nil {
 		return &SourceError{err}
 	}
