@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,11 @@ const (
 	// prefetchChunk is how much the background copy brings in at once,
 	// holding the process's lock (a fault waits at most that long).
 	prefetchChunk = 256 << 10
+	// remoteChunk is how much the background copy fetches at once from
+	// the source's page server, without holding the process's lock:
+	// fewer round trips, while a fault waits at most for one such
+	// transfer on the connection.
+	remoteChunk = 1 << 20
 	// prefetchNice is the background copy's nice value.
 	prefetchNice = 10
 )
@@ -139,7 +145,7 @@ func Serve(opts Options) (Stats, error) {
 	unix.Close(ln)
 	os.Remove(path)
 	d := &daemon{opts: opts, tasks: map[uint64]*task{}, next: 1, done: make(chan struct{})}
-	d.bufs.New = func() any { b := make([]byte, max(faultChunk, prefetchChunk)); return &b }
+	d.bufs.New = func() any { b := make([]byte, max(faultChunk, prefetchChunk, remoteChunk)); return &b }
 	if d.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return Stats{}, fmt.Errorf("lazy-pages: %w", err)
 	}
@@ -481,6 +487,9 @@ func (t *task) prefetchOne() bool {
 		return false
 	}
 	p := t.missing[0]
+	if p.img < 0 {
+		return t.prefetchRemoteLocked(p.cut(p.start, p.start+remoteChunk))
+	}
 	p = p.cut(p.start, p.start+prefetchChunk)
 	if err := t.fillLocked(p); err != nil {
 		t.failLocked(err)
@@ -489,6 +498,54 @@ func (t *task) prefetchOne() bool {
 	t.d.count(&t.d.stats.Prefetched, p.end-p.start)
 	t.closeIfDoneLocked()
 	return true
+}
+
+// prefetchRemoteLocked fetches p from the source's page server without
+// holding t's lock, so that faults go on meanwhile, then brings in
+// what of it is still missing, wherever the process moved it since.
+func (t *task) prefetchRemoteLocked(p piece) bool {
+	bp := t.d.bufs.Get().(*[]byte)
+	defer t.d.bufs.Put(bp)
+	buf := (*bp)[:p.end-p.start]
+	t.mu.Unlock()
+	err := t.d.opts.Fetch(t.pid, p.orig, buf)
+	t.mu.Lock()
+	if t.closed {
+		return false
+	}
+	if err != nil {
+		t.failLocked(&SourceError{err})
+		return false
+	}
+	if err := t.placeLocked(p.orig, buf); err != nil {
+		t.failLocked(err)
+		return false
+	}
+	t.closeIfDoneLocked()
+	return true
+}
+
+// placeLocked brings in the missing pages that were at orig at the dump,
+// whose contents buf holds.
+func (t *task) placeLocked(orig uint64, buf []byte) error {
+	end := orig + uint64(len(buf))
+	for _, m := range slices.Clone(t.missing) {
+		mEnd := m.orig + m.end - m.start
+		if m.img >= 0 || m.orig >= end || mEnd <= orig {
+			continue
+		}
+		from, to := max(m.orig, orig), min(mEnd, end)
+		q := m.cut(m.start+from-m.orig, m.start+to-m.orig)
+		if err := copyPages(t.uffd, q.start, unsafe.Pointer(&buf[from-orig]), to-from); err != nil {
+			if errors.Is(err, errChanging) {
+				continue // still missing: fetched again later
+			}
+			return err
+		}
+		t.missing, _ = t.missing.remove(q.start, q.end)
+		t.d.count(&t.d.stats.Prefetched, to-from)
+	}
+	return nil
 }
 
 func (d *daemon) count(c *uint64, n uint64) {
