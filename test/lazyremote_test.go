@@ -30,12 +30,15 @@ type remoteLazy struct {
 	tree   []int // its descendants
 }
 
-// startRemoteLazy starts lazy_mem (lazyMiB of memory) in a pid namespace
-// of its own and dumps it with --lazy-pages: the dump writes its images,
-// then serves the lazy pages on a loopback port.
-func startRemoteLazy(t *testing.T) *remoteLazy {
+// startRemoteLazy starts the named program (lazyMiB of memory) in a pid
+// namespace of its own and dumps it with --lazy-pages: the dump writes
+// its images, then serves the lazy pages on a loopback port.
+func startRemoteLazy(t *testing.T, name string) *remoteLazy {
 	t.Setenv("LAZY_MIB", lazyMiB)
-	p, _ := lookupProgram("lazy_mem")
+	p, ok := lookupProgram(name)
+	if !ok {
+		t.Fatalf("no program %q", name)
+	}
 	p.cloneflags = unix.CLONE_NEWPID
 	c := startProgram(t, p)
 	s := &remoteLazy{c: c, port: freePort(t), srcPid: c.pid, tree: descendants(c.pid)}
@@ -124,7 +127,7 @@ func lazyMiBBytes(t *testing.T) uint64 {
 // fetches it from the frozen source. The source is killed once the
 // daemon had every page, and the dump succeeds.
 func TestLazyRemote(t *testing.T) {
-	s := startRemoteLazy(t)
+	s := startRemoteLazy(t, "lazy_mem")
 	c := s.c
 	s.requireLazyImages(lazyMiBBytes(t))
 	d := s.startDaemon()
@@ -146,6 +149,25 @@ func TestLazyRemote(t *testing.T) {
 	t.Logf("dump: %s; lazy-pages: %s", served[0], lastLine(log, "all in after"))
 }
 
+// TestLazyRemoteFork restores lazy_fork lazily from a dump --lazy-pages:
+// it forks as soon as it runs, its child forks too, and the daemon
+// fetches the pages each of the three misses from the one frozen
+// source process they all come from.
+func TestLazyRemoteFork(t *testing.T) {
+	s := startRemoteLazy(t, "lazy_fork")
+	c := s.c
+	s.requireLazyImages(lazyMiBBytes(t))
+	d := s.startDaemon()
+	s.restore()
+	d.mustExit()
+	s.dump.mustExit()
+	restored := c.pid
+	c.pid = s.srcPid
+	c.reapDumped(s.tree)
+	c.pid = restored
+	c.mustPass()
+}
+
 // TestLazyRemoteSourceKilled kills the source amber once it served half
 // the lazy pages: the frozen source runs on (and passes), the daemon
 // fails naming the source, and the restored copy, which reads all its
@@ -153,7 +175,7 @@ func TestLazyRemote(t *testing.T) {
 // of reading zeroes or waiting forever.
 func TestLazyRemoteSourceKilled(t *testing.T) {
 	t.Setenv(faultEnv, "lazy-half")
-	s := startRemoteLazy(t)
+	s := startRemoteLazy(t, "lazy_mem")
 	c := s.c
 	d := s.startDaemon()
 	s.restore()
@@ -181,7 +203,7 @@ func TestLazyRemoteSourceKilled(t *testing.T) {
 // TestLazyRemoteDaemonGone: a daemon that goes away before it had every
 // page fails the dump, which lets the source run on.
 func TestLazyRemoteDaemonGone(t *testing.T) {
-	s := startRemoteLazy(t)
+	s := startRemoteLazy(t, "lazy_mem")
 	c := s.c
 	d := s.startDaemon()
 	d.cmd.Process.Kill()
