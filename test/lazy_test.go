@@ -35,6 +35,12 @@ func (c *zcase) startLazyDaemon(extra ...string) *bgAmber {
 // the images directory, and waits until it is ready (--status-fd).
 func (c *zcase) startReady(log string, args ...string) *bgAmber {
 	c.t.Helper()
+	return c.startReadyBin(testEnv.amber, log, args...)
+}
+
+// startReadyBin is startReady of bin, amber or CRIU.
+func (c *zcase) startReadyBin(bin, log string, args ...string) *bgAmber {
+	c.t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -44,7 +50,7 @@ func (c *zcase) startReady(log string, args ...string) *bgAmber {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(testEnv.amber, append(args, "-o", log, "-v4", "--status-fd", "3")...)
+	cmd := exec.Command(bin, append(args, "-o", log, "-v4", "--status-fd", "3")...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = c.dir, out, out, []*os.File{w}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)

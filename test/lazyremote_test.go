@@ -216,6 +216,32 @@ func TestLazyRemoteDaemonGone(t *testing.T) {
 	c.mustPass()
 }
 
+// TestCriuLazyPagesFromAmber: CRIU's lazy-pages daemon and restore take
+// the lazy pages of lazy_mem from amber's dump --lazy-pages (CRIU's own
+// dump --lazy-pages fails here serving them with this kernel's default
+// pipe-max-size, so the other direction is not tested).
+func TestCriuLazyPagesFromAmber(t *testing.T) {
+	bin := criuBin(t)
+	s := startRemoteLazy(t, "lazy_mem")
+	c := s.c
+	d := c.startReadyBin(bin, "lazy.log", "lazy-pages", "-D", c.images,
+		"--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
+	if err := os.WriteFile(filepath.Join(c.dir, "go.now"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidfile := c.pidfile()
+	if r := c.criu(bin, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
+		t.Fatalf("criu restore failed: %v", criuLog(r, c.images))
+	}
+	d.mustExit()
+	dumpLog := s.dump.mustExit()
+	c.pid = s.srcPid
+	c.reapDumped(s.tree)
+	c.pid = mustReadPidfile(t, pidfile)
+	c.mustPass()
+	t.Logf("dump: %s", lastLine(dumpLog, "Lazy pages:"))
+}
+
 func mustReadPidfile(t *testing.T, path string) int {
 	t.Helper()
 	pid, err := readPidfile(path)
