@@ -9,6 +9,12 @@
 // copies the rest in the background, follows fork, mremap, munmap and
 // MADV_DONTNEED through userfaultfd events, and ends once every page is in
 // and every process it served has its userfaultfd closed.
+//
+// Pages a dump --lazy-pages left at the source (PE_LAZY) come from the
+// source's page server instead (Options.Fetch). If it fails, no such
+// page can come any more: the daemon poisons every page still missing,
+// so that a process touching one gets SIGBUS rather than zeroes, and
+// fails (SourceError).
 package lazy
 
 import (
