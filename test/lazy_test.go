@@ -94,14 +94,14 @@ func (d *bgAmber) mustExit() string {
 	return log
 }
 
-// stop kills amber if it still runs.
+// stop kills amber if it still runs; it may be called again.
 func (d *bgAmber) stop() {
 	select {
 	case err := <-d.done:
 		d.done <- err
 	default:
 		d.cmd.Process.Kill()
-		<-d.done
+		d.done <- <-d.done
 	}
 	if d.t.Failed() {
 		b, _ := os.ReadFile(d.log)

@@ -200,15 +200,55 @@ func TestLazyRemoteSourceKilled(t *testing.T) {
 	c.mustPass()
 }
 
+// TestLazyRemoteSourceStalls stops the source amber (SIGSTOP) before the
+// restore: the daemon's first fetch gets no answer, fails after
+// --timeout instead of leaving a fault waiting forever, and poisons what
+// is missing. A page the restore itself needs (the kernel writes a
+// thread's rseq area as it registers it) then fails the restore, which
+// leaves no copy behind; a restore that needed none leaves a copy that
+// dies of SIGBUS. Once the stopped amber is killed, the source runs on
+// and passes.
+func TestLazyRemoteSourceStalls(t *testing.T) {
+	s := startRemoteLazy(t, "lazy_mem")
+	c := s.c
+	d := s.c.startLazyDaemon("--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port), "--timeout", "2")
+	if err := s.dump.cmd.Process.Signal(unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "go.now"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidfile := c.pidfile()
+	r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--lazy-pages")...)
+	log, err := d.wait()
+	if err == nil || !strings.Contains(log, "no progress in 2s") || !strings.Contains(log, "poisoned") {
+		t.Fatalf("lazy-pages: %v, want a failure after --timeout that poisons the missing pages; log:\n%s", err, log)
+	}
+	if r.err != nil {
+		t.Logf("the restore failed: %s", strings.TrimSpace(r.stderr))
+		c.requireLive(s.srcPid)
+	} else {
+		pid := mustReadPidfile(t, pidfile)
+		ws, err := waitPid(pid, exitTimeout)
+		if err != nil {
+			killAndReap(pid)
+			t.Fatalf("the restored copy: %v", err)
+		}
+		if !ws.Signaled() || ws.Signal() != unix.SIGBUS {
+			t.Fatalf("the restored copy: %s, want killed by SIGBUS; it wrote:\n%s", describeStatus(ws), c.output())
+		}
+	}
+	s.dump.stop()
+	c.mustPass()
+}
+
 // TestLazyRemoteDaemonGone: a daemon that goes away before it had every
 // page fails the dump, which lets the source run on.
 func TestLazyRemoteDaemonGone(t *testing.T) {
 	s := startRemoteLazy(t, "lazy_mem")
 	c := s.c
 	d := s.startDaemon()
-	d.cmd.Process.Kill()
-	<-d.done
-	d.done <- nil
+	d.stop()
 	log, err := s.dump.wait()
 	if err == nil || !strings.Contains(log, "before it ended the session") {
 		t.Fatalf("dump: %v, want a failure naming the daemon's early close; log:\n%s", err, log)

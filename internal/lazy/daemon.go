@@ -637,7 +637,12 @@ func (t *task) poisonLocked() {
 	lost := t.missing.bytes()
 	t.d.count(&t.d.stats.Lost, lost)
 	for _, p := range t.missing {
-		if err := poison(t.uffd, p.start, p.end); err != nil {
+		err := poison(t.uffd, p.start, p.end)
+		if errors.Is(err, errGone) {
+			t.d.opts.Log.Debugf("lazy-pages: pid %d: gone", t.pid)
+			break
+		}
+		if err != nil {
 			t.d.opts.Log.Errorf("lazy-pages: pid %d: %v: the process reads zeroes where pages are missing", t.pid, err)
 			break
 		}
