@@ -294,8 +294,9 @@ func (c *zcase) mustPass() {
 	}
 	ws, err := waitPid(c.pid, exitTimeout)
 	if err != nil {
+		where := describeStuck(c.pid)
 		killAndReap(c.pid)
-		c.t.Fatalf("after SIGTERM: %v", err)
+		c.t.Fatalf("after SIGTERM: %v; it wrote:\n%s\nwhere it was:\n%s", err, c.output(), where)
 	}
 	if !c.hasLine("PASS") || !ws.Exited() || ws.ExitStatus() != 0 {
 		c.t.Fatalf("%s: %s; want PASS and exit status 0; it wrote:\n%s", c.prog.name, describeStatus(ws), c.output())
