@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"errors"
@@ -204,11 +204,11 @@ func WriteSkQueues(dir image.Dir, packets []SkPacket) error {
 	return w.Close()
 }
 
-// readSkQueues reads sk-queues.img, if there is one: the messages of each
+// ReadSkQueues reads sk-queues.img, if there is one: the messages of each
 // socket by file id, in order, and the file ids of the descriptors each
 // carries (scm: by socket file id, one slice per message, nil for one
 // without; no entry for a socket none of whose messages has any).
-func readSkQueues(dir image.Dir) (queues map[uint32][][]byte, scm map[uint32][][]uint32, err error) {
+func ReadSkQueues(dir image.Dir) (queues map[uint32][][]byte, scm map[uint32][][]uint32, err error) {
 	queues, scm = map[uint32][][]byte{}, map[uint32][][]uint32{}
 	err = image.EachEntry(dir.File(skQueuesName), image.SkQueues, func(r *image.Reader) error {
 		var e skpacket.SkPacketEntry
