@@ -53,8 +53,8 @@ type DumpOptions struct {
 type Dumper struct {
 	files Files
 	opts  DumpOptions
-	unix  *unixState // unix sockets (sk_unix.go), for Finish
-	inet  *inetDump  // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and Release
+	unix  *unixState // unix sockets (unix.go), for Finish
+	inet  *inetDump  // inet sockets (inet_diag.go, tcp.go), for Finish and Release
 }
 
 // NewDumper returns a dumper adding the sockets it meets to files.
@@ -152,7 +152,7 @@ type Plan struct {
 	// bound are the paths the plan binds sockets to (true) or removes
 	// stale socket files from (false), which Stat cannot see yet.
 	bound map[string]bool
-	// making are the files in flight being made to be sent (sk_scm.go),
+	// making are the files in flight being made to be sent (scm.go),
 	// against a loop of sockets in each other's queues.
 	making map[uint32]bool
 	tcp    TCPLeft

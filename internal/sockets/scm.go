@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Descriptors in flight (SCM_RIGHTS) on unix sockets. See sk_queue.go for
+// Descriptors in flight (SCM_RIGHTS) on unix sockets. See queue.go for
 // how the dump finds them.
 
 // scmFds returns descriptors, in the task, of the files message i of s's

@@ -21,15 +21,15 @@ import (
 // over IPv4 and IPv6. A socket is a files.img entry of type INETSK (InetSkEntry): its
 // family, type, protocol and state, its local and remote address and
 // port, a listener's backlog, and its socket, IP and TCP options
-// (sk_inet_opts.go). An established TCP connection also has its
-// tcp-stream-INO.img (sk_tcp.go).
+// (inet_opts.go). An established TCP connection also has its
+// tcp-stream-INO.img (tcp.go).
 //
 // What amber restores, and how (MakeInet below):
 //   - a socket bound to an address and port, or not bound: socket, bind;
 //   - a TCP listener: listen, with its backlog;
 //   - a UDP socket connected to a peer: connect;
 //   - an established TCP connection, with --tcp-established at dump and
-//     at restore: in TCP repair mode, without a handshake (sk_tcp.go).
+//     at restore: in TCP repair mode, without a handshake (tcp.go).
 //
 // The dump refuses, naming the descriptor: other protocols (raw sockets,
 // ICMP, SCTP, MPTCP), TCP connections in other states than established
@@ -56,7 +56,7 @@ type inetSock struct {
 	shutdown skopts.SkShutdown
 }
 
-// TCP states of net/tcp_states.h besides those of sk_diag.go.
+// TCP states of net/tcp_states.h besides those of diag.go.
 const (
 	tcpSynSent   = 2
 	tcpSynRecv   = 3
@@ -117,7 +117,7 @@ func (k *inetSock) tcpConnection() bool {
 }
 
 // addInetSocket records inet socket s (a copy of pid's fd) in the table.
-// An established TCP connection is put in repair mode (sk_tcp.go) and
+// An established TCP connection is put in repair mode (tcp.go) and
 // stays so until Release.
 func (d *Dumper) addInetSocket(pid, fd, s int, ino, flags uint32, family int) (uint32, error) {
 	k, err := readInet(s, ino, family)

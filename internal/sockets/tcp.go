@@ -20,7 +20,7 @@ import (
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
 // through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+); those in
 // CLOSE_WAIT too, made established and handed their peer's FIN again
-// (sk_tcp_fin.go).
+// (tcp_fin.go).
 //
 // Dump: amber takes a copy of the socket (pidfd_getfd), makes the socket
 // drop every segment that arrives from now on (a one-instruction classic
@@ -61,7 +61,7 @@ import (
 // leaves before the peer, if it is in the tree too, exists again. Then
 // amber (EndTCPRepair) checks each queue, writes the part of the send
 // queue that was never sent, as the task had written it, replays the
-// FINs of a half-closed connection (sk_tcp_fin.go), turns repair mode
+// FINs of a half-closed connection (tcp_fin.go), turns repair mode
 // off (the kernel sends a window probe and the connection resumes) and
 // gives back SO_REUSEADDR, which leaving repair mode clears.
 
@@ -413,7 +413,7 @@ func (m *inetMaker) repair() error {
 
 // finIn is 1 if the connection had received its peer's FIN, which
 // counts in the dumped receive sequence and window but is handed to the
-// restored connection only by EndTCPRepair (sk_tcp_fin.go), else 0.
+// restored connection only by EndTCPRepair (tcp_fin.go), else 0.
 func (m *inetMaker) finIn() uint32 {
 	if finReceived(m.k.e.GetState()) {
 		return 1

@@ -22,7 +22,7 @@ import (
 // Unix sockets, as CRIU's sk-unix.c has them. A socket is a files.img
 // entry of type UNIXSK (UnixSkEntry): its inode, type, state, name, peer
 // (by inode), shutdown state and options; the messages in its receive
-// queue go to sk-queues.img (sk_queue.go).
+// queue go to sk-queues.img (queue.go).
 //
 // What amber restores, and how (MakeUnix below):
 //   - two sockets that are each other's peer (socketpair, or both ends of
@@ -31,7 +31,7 @@ import (
 //   - a socket bound to a path or an abstract name: bind, after removing
 //     a stale socket file at the path; a listener: listen;
 //   - a socket bound to a path deleted since: bound there again and its
-//     file removed at once (sk_unix_ghost.go);
+//     file removed at once (unix_ghost.go);
 //   - a connection not accepted yet (in a listener's backlog): its client
 //     connects to the restored listener;
 //   - a datagram socket connected to a named one, or to itself: connect;
@@ -41,10 +41,10 @@ import (
 // The sockets linked by peers are one group, made at once by the first
 // task that needs one of them; the others are parked for the tasks that
 // hold them, as the ends of a pipe are. Descriptors in flight are
-// dumped and sent again with their messages (sk_scm.go). The dump
+// dumped and sent again with their messages (scm.go). The dump
 // refuses, naming the descriptor, a socket whose peer is outside the
 // dumped tree (as criu without --ext-unix-sk; with it, see
-// sk_unix_ext.go) and a connection not accepted yet that already
+// unix_ext.go) and a connection not accepted yet that already
 // carries data.
 
 // unixState is what a dump keeps of the unix sockets it met.
@@ -64,7 +64,7 @@ type dumpedSocket struct {
 
 // usk* are CRIU's UnixSkEntry.uflags: external, criu's service socket,
 // dumped by a plugin, inherited. amber makes and restores external ones
-// only (sk_unix_ext.go).
+// only (unix_ext.go).
 const (
 	uskExtern      = 1 << 0
 	uskUnsupported = 1<<1 | 1<<2 | 1<<3
@@ -96,7 +96,7 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 }
 
 // Add records the socket behind pid's fd: unix sockets here, inet
-// ones in sk_inet.go.
+// ones in inet.go.
 func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTypes, error) {
 	s, err := takeSocket(pid, fd)
 	if err != nil {
@@ -275,7 +275,7 @@ func resolveName(s int, ue *skunix.UnixSkEntry) error {
 		return fmt.Errorf("socket file of %s: %w", name, err)
 	}
 	// A socket file deleted since the bind (or replaced by another file)
-	// is made again at restore and deleted at once (sk_unix_ghost.go).
+	// is made again at restore and deleted at once (unix_ghost.go).
 	link, deleted := strings.CutSuffix(link, " (deleted)")
 	if deleted {
 		ue.Deleted = proto.Bool(true)
