@@ -69,11 +69,11 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := d.finishUnix(); err != nil {
 		return err
 	}
-	var queues []SkPacket
+	var queues []skPacket
 	if d.unix != nil {
 		queues = d.unix.queues
 	}
-	if err := WriteSkQueues(dir, queues); err != nil {
+	if err := writeSkQueues(dir, queues); err != nil {
 		return err
 	}
 	return d.inet.writeStreams(dir)

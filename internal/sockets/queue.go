@@ -25,8 +25,8 @@ import (
 // each in the task that refills the queue (made there, or taken from the
 // task holding it) and sends it again with the message (refill).
 
-// SkPacket is one message queued on a socket.
-type SkPacket struct {
+// skPacket is one message queued on a socket.
+type skPacket struct {
 	IDFor uint32 // file id of the socket whose receive queue holds it
 	Data  []byte
 	// Scm are the file ids of the descriptors it carries (SCM_RIGHTS),
@@ -182,8 +182,8 @@ func rightsOf(oob []byte) ([]int, error) {
 	return fds, nil
 }
 
-// WriteSkQueues writes sk-queues.img if some socket has queued messages.
-func WriteSkQueues(dir image.Dir, packets []SkPacket) error {
+// writeSkQueues writes sk-queues.img if some socket has queued messages.
+func writeSkQueues(dir image.Dir, packets []skPacket) error {
 	if len(packets) == 0 {
 		return nil
 	}

@@ -306,7 +306,7 @@ func TestDumpUnixSockets(t *testing.T) {
 		t.Errorf("the dump took the message: %q", buf[:n])
 	}
 	img := imagetest.Dir(t)
-	if err := WriteSkQueues(img, d.unix.queues); err != nil {
+	if err := writeSkQueues(img, d.unix.queues); err != nil {
 		t.Fatal(err)
 	}
 	if q, _, err := ReadSkQueues(img); err != nil || string(q[2][0]) != "to 1" {

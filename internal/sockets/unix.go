@@ -52,7 +52,7 @@ type unixState struct {
 	diag   map[uint32]*unixDiag // every unix socket of the namespace
 	icons  map[uint32]uint32    // client inode -> listener inode, connections not accepted yet
 	dumped map[uint32]*dumpedSocket
-	queues []SkPacket
+	queues []skPacket
 }
 
 // dumpedSocket is a socket of files.img and the first descriptor seen on
@@ -211,7 +211,7 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 			closePeeked(msgs[i+1:])
 			return 0, fmt.Errorf("%s: queued message %d: %w", what, i, err)
 		}
-		u.queues = append(u.queues, SkPacket{IDFor: id, Data: m.data, Scm: scm})
+		u.queues = append(u.queues, skPacket{IDFor: id, Data: m.data, Scm: scm})
 	}
 	return id, nil
 }
