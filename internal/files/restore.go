@@ -9,10 +9,10 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
+	"amber/internal/sockets"
 )
 
 // RestoreInput is what planning a descriptor table needs.
@@ -88,14 +88,9 @@ type Restored struct {
 	// with the file id of each; they are closed once every task has taken
 	// its own (ClosePlan).
 	Parked map[int]uint32
-	// TCPRepair are the file ids of the TCP connections the task made in
-	// repair mode: EndTCPRepair lets them go once every task is restored.
-	TCPRepair []uint32
-	// TCPClosed are the closed TCP sockets the task holds that must be
-	// shut down (a connection --tcp-close restores closed, a closed socket
-	// that was shut down), by file id: CloseTCP shuts them down once every
-	// task is restored, which a plan cannot, as shutdown fails on them.
-	TCPClosed map[uint32]skopts.SkShutdown
+	// TCP are the TCP sockets the task holds that amber finishes once
+	// every task is restored (sockets.EndTCPRepair, sockets.CloseTCP).
+	TCP sockets.TCPLeft
 	// owned are the descriptors whose files have an owner, a signal or
 	// O_ASYNC to set again (PlanOwners).
 	owned []ownedFd
@@ -134,7 +129,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	slices.SortFunc(fds, func(a, c *fdinfo.FdinfoEntry) int { return int(a.GetFd()) - int(c.GetFd()) })
 	safe := SafeFd(fds, in.Inherited)
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
-		placed: map[uint32]int{}, making: map[uint32]bool{}, table: &Restored{Held: map[uint32]int{}}}
+		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
 	for _, f := range fds {
 		if err := p.place(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
@@ -142,6 +137,9 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	}
 	if err := p.runDeferred(); err != nil {
 		return nil, err
+	}
+	if p.sockets != nil {
+		p.table.TCP = p.sockets.TCP()
 	}
 	p.table.owned = p.owned(fds)
 	p.closeSpare()
@@ -175,17 +173,9 @@ type fdPlanner struct {
 	// deferToEnd), run once all are placed.
 	deferred []func() error
 	pipes    map[uint32][]*fdinfo.FileEntry // ends of each pipe (pipeEnds)
-	// unix is the unix sockets of the images and unixPeers the sockets
-	// naming each as their peer (makeUnix).
-	unix      unixSet
-	unixPeers map[uint32][]uint32
-	// bound are the paths the plan binds sockets to (true) or removes
-	// stale socket files from (false), which Stat cannot see yet.
-	bound     map[string]bool
+	// sockets makes the task's sockets, from the first (socketPlan).
+	sockets   *sockets.Plan
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
-	// making are the files in flight being made to be sent (sk_scm.go),
-	// against a loop of sockets in each other's queues.
-	making map[uint32]bool
 }
 
 // keepInherited moves the inherited descriptors the task needs above
@@ -272,9 +262,9 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 	case fdinfo.FdTypes_PIPE:
 		return p.makePipe(e)
 	case fdinfo.FdTypes_UNIXSK:
-		return p.makeUnix(e)
+		return p.socketPlan().MakeUnix(e)
 	case fdinfo.FdTypes_INETSK:
-		return p.makeInet(e)
+		return p.socketPlan().MakeInet(e)
 	case fdinfo.FdTypes_FIFO:
 		return p.makeFifo(e)
 	case fdinfo.FdTypes_EVENTFD:

@@ -311,7 +311,7 @@ func TestFdCalls(t *testing.T) {
 		want []Call // What is not compared
 	}{
 		{"open", func(b *Builder) { b.Open("w", "/a", unix.O_RDWR|unix.O_APPEND, 0o644) },
-			[]Call{{Nr: unix.SYS_OPENAT, Args: [6]uint64{atFdcwd, 0 /* path */, unix.O_RDWR | unix.O_APPEND, 0o644}}}},
+			[]Call{{Nr: unix.SYS_OPENAT, Args: [6]uint64{AtFdcwd, 0 /* path */, unix.O_RDWR | unix.O_APPEND, 0o644}}}},
 		{"close", func(b *Builder) { b.Close(4) }, []Call{{Nr: unix.SYS_CLOSE, Args: [6]uint64{4}}}},
 		{"close all", func(b *Builder) { b.CloseAll() },
 			[]Call{{Nr: unix.SYS_CLOSE_RANGE, Args: [6]uint64{0, 0xffff_ffff, 0}}}},
