@@ -98,10 +98,15 @@ func TestTranslateBad(t *testing.T) {
 	}
 }
 
-// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken.
+// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken,
+// orphan_pts_master with them.
 func TestTranslateRuncDump(t *testing.T) {
-	if _, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42); err != nil {
+	s, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42)
+	if err != nil {
 		t.Fatalf("runc's dump options: %v", err)
+	}
+	if !s.orphanPts {
+		t.Error("orphan_pts_master lost")
 	}
 }
 
@@ -115,8 +120,8 @@ func TestTranslateRuncRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("runc's restore options: %v", err)
 	}
-	if !s.rstSibling {
-		t.Error("rst_sibling lost")
+	if !s.rstSibling || !s.orphanPts {
+		t.Errorf("rst_sibling %v, orphan_pts_master %v: lost", s.rstSibling, s.orphanPts)
 	}
 }
 
