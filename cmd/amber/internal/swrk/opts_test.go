@@ -205,3 +205,13 @@ func TestUnknownFields(t *testing.T) {
 		t.Fatalf("a request of known fields has unknown fields %q", got)
 	}
 }
+
+// TestOrphanPtsMasterNeedsNotify: the new master of a container's
+// terminal goes to the client in a notification only: without
+// notify_scripts the restore fails, naming both options.
+func TestOrphanPtsMasterNeedsNotify(t *testing.T) {
+	err := (&session{}).orphanPtsMaster(settings{orphanPts: true}, 0)
+	if err == nil || !strings.Contains(err.Error(), "orphan_pts_master") || !strings.Contains(err.Error(), "notify_scripts") {
+		t.Fatalf("got %v, want an error naming orphan_pts_master and notify_scripts", err)
+	}
+}
