@@ -60,6 +60,11 @@ type Options struct {
 	// undumped, for the restore to make a new one that the container
 	// engine sets up (--empty-ns net, runc's empty_ns).
 	EmptyNet bool
+	// OrphanPtsMaster dumps a pty slave of the tree whose master is
+	// outside it (RPC orphan_pts_master): a container's terminal, whose
+	// master the engine handed to its --console-socket. The restore makes
+	// a new pty and hands its master to the client.
+	OrphanPtsMaster bool
 	// ManageCgroups is --manage-cgroups: the dump saves the tree's
 	// cgroups (cgroup.img) unless it is cgroups.Ignore.
 	ManageCgroups cgroups.Mode
@@ -147,7 +152,8 @@ func Run(opts Options) error {
 	defer dir.Close()
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
-			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf}),
+			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
+			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
 		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}

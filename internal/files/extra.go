@@ -79,7 +79,7 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := d.checkCttyUsers(); err != nil {
 		return err
 	}
-	if err := d.ttys.finish(dir, d.opts.ShellJob); err != nil {
+	if err := d.ttys.finish(dir, d.opts, d.pidOf); err != nil {
 		return err
 	}
 	if err := d.locks.write(dir); err != nil {

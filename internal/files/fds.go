@@ -42,6 +42,10 @@ type DumpOptions struct {
 	// of the tree is connected to, as criu's --ext-unix-sk does; without
 	// it such a socket is refused.
 	ExtUnixSk bool
+	// OrphanPtsMaster lets one pty slave of the tree have its master
+	// outside it (a container's terminal): tty-info.img records the
+	// slave, and the restore makes a new pty whose master it hands over.
+	OrphanPtsMaster bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }

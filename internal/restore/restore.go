@@ -92,6 +92,13 @@ type Options struct {
 	// "network-unlock" comes only with a network namespace, which amber
 	// does not restore.)
 	Notify func(action string, pid int) error
+
+	// OrphanPtsMaster, if set, lets a pty slave whose master was not
+	// dumped (a container's terminal, dumped with orphan_pts_master)
+	// come back on a new pty, whose master it is given once the tree's
+	// namespaces are set up (CRIU's orphan-pts-master notification);
+	// amber closes its own copy when the restore ends.
+	OrphanPtsMaster func(master int) error
 }
 
 // Result tells what was restored.
@@ -198,6 +205,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer h.ttys.Close()
+	if nsFlags&unix.CLONE_NEWPID != 0 {
+		h.ttys.SetReopen()
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, pinned, err := compel.Pin()
@@ -273,6 +283,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
 	}
 	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
+		return err
+	}
+	if err := r.openOrphanPty(root.Pid, nsFlags); err != nil {
 		return err
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
@@ -369,6 +382,7 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 		return err
 	}
 	r.mounts = m
+	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	root := fmt.Sprintf("/proc/%d/root", pid)
 	r.host.stat = func(path string) (os.FileInfo, error) { return os.Stat(root + path) }

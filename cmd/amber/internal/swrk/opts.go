@@ -41,6 +41,10 @@ type settings struct {
 	cgRoots        []cgroups.Root    // cg_root
 	freezeCgroup   string            // freeze_cgroup
 	emptyNet       bool              // empty_ns = CLONE_NEWNET
+	// orphanPts: a pty slave whose master is outside the tree is dumped,
+	// and its new master goes to the client on restore
+	// (orphan_pts_master).
+	orphanPts bool
 	// rstSibling: the restored root must be the client's child, as CRIU
 	// makes it with CLONE_PARENT. amber's root is amber's child until
 	// the session ends and amber exits; the kernel then gives it to the
@@ -105,6 +109,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	}
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
+	s.orphanPts = o.GetOrphanPtsMaster()
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
 	return s, nil
 }

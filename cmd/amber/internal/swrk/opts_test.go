@@ -98,10 +98,15 @@ func TestTranslateBad(t *testing.T) {
 	}
 }
 
-// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken.
+// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken,
+// orphan_pts_master with them.
 func TestTranslateRuncDump(t *testing.T) {
-	if _, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42); err != nil {
+	s, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42)
+	if err != nil {
 		t.Fatalf("runc's dump options: %v", err)
+	}
+	if !s.orphanPts {
+		t.Error("orphan_pts_master lost")
 	}
 }
 
@@ -115,8 +120,8 @@ func TestTranslateRuncRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("runc's restore options: %v", err)
 	}
-	if !s.rstSibling {
-		t.Error("rst_sibling lost")
+	if !s.rstSibling || !s.orphanPts {
+		t.Errorf("rst_sibling %v, orphan_pts_master %v: lost", s.rstSibling, s.orphanPts)
 	}
 }
 
@@ -198,5 +203,15 @@ func TestUnknownFields(t *testing.T) {
 	clean, _ := (&rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: runcOpts()}).MarshalVT()
 	if got := unknownFields(clean, reflect.TypeFor[rpc.CriuReq](), ""); len(got) != 0 {
 		t.Fatalf("a request of known fields has unknown fields %q", got)
+	}
+}
+
+// TestOrphanPtsMasterNeedsNotify: the new master of a container's
+// terminal goes to the client in a notification only: without
+// notify_scripts the restore fails, naming both options.
+func TestOrphanPtsMasterNeedsNotify(t *testing.T) {
+	err := (&session{}).orphanPtsMaster(settings{orphanPts: true}, 0)
+	if err == nil || !strings.Contains(err.Error(), "orphan_pts_master") || !strings.Contains(err.Error(), "notify_scripts") {
+		t.Fatalf("got %v, want an error naming orphan_pts_master and notify_scripts", err)
 	}
 }

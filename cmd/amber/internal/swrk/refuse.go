@@ -59,9 +59,9 @@ const (
 // file whose path is gone: amber opens device files by their path and
 // fails naming it if the path is gone, which is what CRIU does when
 // its fallback finds nothing either), cpu_cap
-// at its default, orphan_pts_master (a pty slave whose master is not in
-// the tree is still refused, by dump and restore, naming it: runc sets
-// the option for every container), and every boolean set to false.
+// at its default, orphan_pts_master (honoured: a container's terminal,
+// whose new master goes to the client in the orphan-pts-master
+// notification), and every boolean set to false.
 func refusals() []refusal {
 	return []refusal{
 		{"auto_ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoExtMnt() }, noMounts},
