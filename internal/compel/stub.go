@@ -77,6 +77,18 @@ func (s *Stub) ForkIn(pid int, nsFlags uint64) (*Task, error) {
 	return s.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Flags: unix.CLONE_PARENT | nsFlags, Tid: pid})
 }
 
+// HoldPidfd makes the stub open a pidfd of process pid and returns its
+// number there. Every task the stub forks starts with it: a task born in
+// a new pid namespace, where pid names no process, reaches pid through
+// it (pidfd_getfd).
+func (s *Stub) HoldPidfd(pid int) (int, error) {
+	fd, err := s.SyscallOK(s.insn, unix.SYS_PIDFD_OPEN, uint64(pid), 0)
+	if err != nil {
+		return 0, fmt.Errorf("restore stub: pidfd_open of pid %d: %w", pid, err)
+	}
+	return int(fd), nil
+}
+
 // Close kills the stub.
 func (s *Stub) Close() { s.Kill() }
 

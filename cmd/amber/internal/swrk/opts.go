@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/cgroups"
+	"amber/internal/files"
 )
 
 // defaultLogFile is the log of a request without log_file, in the work
@@ -47,6 +48,10 @@ type settings struct {
 	// nearest child subreaper above amber: the client, which runc is
 	// while it restores (unless --no-subreaper).
 	rstSibling bool
+	// inheritFds are inherit_fd: amber's descriptors, which it got from
+	// the client as CRIU's swrk does (the client starts amber with them
+	// open), standing in for files of the images.
+	inheritFds []files.InheritFd
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -106,6 +111,9 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
+	for _, in := range o.InheritFd {
+		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
+	}
 	return s, nil
 }
 

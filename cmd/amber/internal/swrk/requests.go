@@ -67,7 +67,7 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose,
 		FileLocks: st.fileLocks, Log: l, Root: st.root, ExtMounts: st.extMounts,
 		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet,
-		ExtUnixSk: st.extUnixSk,
+		ExtUnixSk: st.extUnixSk, InheritFds: st.inheritFds,
 	}
 	if st.notify {
 		opts.Notify = s.c.notify
