@@ -89,6 +89,25 @@ func (s *Stub) HoldPidfd(pid int) (int, error) {
 	return int(fd), nil
 }
 
+// JoinNamespace makes the stub join the namespace of kind nstype
+// (CLONE_NEW*) open at descriptor fd of the process whose pidfd the stub
+// holds at pidfd (HoldPidfd): every task it forks from then on is born
+// there.
+func (s *Stub) JoinNamespace(pidfd, fd int, nstype uintptr) error {
+	nsfd, err := s.SyscallOK(s.insn, unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
+	if err != nil {
+		return fmt.Errorf("restore stub: take namespace fd %d: %w", fd, err)
+	}
+	_, err = s.SyscallOK(s.insn, unix.SYS_SETNS, nsfd, uint64(nstype))
+	if _, cerr := s.SyscallOK(s.insn, unix.SYS_CLOSE, nsfd); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore stub: join namespace (fd %d, type %#x): %w", fd, nstype, err)
+	}
+	return nil
+}
+
 // Close kills the stub.
 func (s *Stub) Close() { s.Kill() }
 

@@ -21,6 +21,7 @@ import (
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/namespaces"
 	"amber/internal/pageserver"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
@@ -60,6 +61,9 @@ type Options struct {
 	// undumped, for the restore to make a new one that the container
 	// engine sets up (--empty-ns net, runc's empty_ns).
 	EmptyNet bool
+	// ExtNet is the network namespace left outside the dump (--external
+	// net[INO]:KEY): if the tree's, only its key is dumped.
+	ExtNet namespaces.ExtNet
 	// ManageCgroups is --manage-cgroups: the dump saves the tree's
 	// cgroups (cgroup.img) unless it is cgroups.Ignore.
 	ManageCgroups cgroups.Mode

@@ -181,8 +181,18 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	h.hiddenAmber = nsFlags&unix.CLONE_NEWPID != 0
+	extNet, err := externalNet(tree, h, nsFlags)
+	if err != nil {
+		return err
+	}
+	if extNet >= 0 {
+		opts.Log.Infof("the network namespace is external: the root joins amber's fd %d", extNet)
+		nsFlags &^= unix.CLONE_NEWNET
+	}
 	for _, k := range files.UnusedInheritKeys(h.inherit, tree.root.files) {
-		opts.Log.Warnf("--inherit-fd %s: no file of the images has this key: ignored", k)
+		if fd, ok := h.inherit[k]; !ok || fd != extNet {
+			opts.Log.Warnf("--inherit-fd %s: no file of the images has this key: ignored", k)
+		}
 	}
 	if tree.stat != nil {
 		h.stat = tree.stat
@@ -279,6 +289,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			return err
 		}
 	}
+	if extNet >= 0 {
+		if err := stub.JoinNamespace(h.amberPidfd, extNet, unix.CLONE_NEWNET); err != nil {
+			return err
+		}
+	}
 	root, err := stub.ForkIn(tree.root.pid, uint64(nsFlags))
 	if err != nil {
 		return forkError(tree.root.pid, err)
@@ -347,6 +362,26 @@ func newNamespaces(tree *treeImages) (uintptr, error) {
 		}
 	}
 	return flags, nil
+}
+
+// externalNet is amber's descriptor of the network namespace the root
+// joins, -1 if none: the tree's own namespace was left external at dump
+// (--external net[INO]:KEY) and --inherit-fd fd[N]:KEY gives N, as
+// runc gives the container's namespace to CRIU.
+func externalNet(tree *treeImages, h *host, nsFlags uintptr) (int, error) {
+	if nsFlags&unix.CLONE_NEWNET == 0 {
+		return -1, nil
+	}
+	id := tree.root.ids.GetNetNsId()
+	key, err := namespaces.ExtNetKey(tree.dir, id)
+	if err != nil || key == "" {
+		return -1, err
+	}
+	fd, ok := h.inherit[key]
+	if !ok {
+		return -1, fmt.Errorf("%s: the network namespace was left external with key %s: restore with --inherit-fd fd[N]:%s, N a descriptor of the namespace to join", tree.dir.NetnsPath(id), key, key)
+	}
+	return fd, nil
 }
 
 // setupNamespaces sets up the new namespaces (flags) the root, pid in

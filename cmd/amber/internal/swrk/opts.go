@@ -13,6 +13,7 @@ import (
 
 	"amber/internal/cgroups"
 	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // defaultLogFile is the log of a request without log_file, in the work
@@ -52,6 +53,9 @@ type settings struct {
 	// the client as CRIU's swrk does (the client starts amber with them
 	// open), standing in for files of the images.
 	inheritFds []files.InheritFd
+	// extNet is external's net[INO]:KEY (runc's for a container whose
+	// network namespace has a path).
+	extNet namespaces.ExtNet
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -85,6 +89,10 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	extNet, err := externalOpts(o)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
@@ -111,6 +119,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
+	s.extNet = extNet
 	for _, in := range o.InheritFd {
 		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
 	}
@@ -132,6 +141,25 @@ func cgroupOpts(o *rpc.CriuOpts) (cgroups.Mode, []cgroups.Root, error) {
 		roots = append(roots, cgroups.Root{Controller: r.GetCtrl(), Path: r.GetPath()})
 	}
 	return mode, roots, nil
+}
+
+// externalOpts reads external: a network namespace net[INO]:KEY is
+// honoured, other kinds are not supported yet.
+func externalOpts(o *rpc.CriuOpts) (namespaces.ExtNet, error) {
+	var ext namespaces.ExtNet
+	for _, val := range o.GetExternal() {
+		e, ok, err := namespaces.ParseExtNet(val)
+		switch {
+		case err != nil:
+			return ext, err
+		case !ok:
+			return ext, fmt.Errorf("external: %q: not supported yet (only net[INODE]:KEY is)", val)
+		case ext.Key != "":
+			return ext, fmt.Errorf("external: %q: a second network namespace", val)
+		}
+		ext = e
+	}
+	return ext, nil
 }
 
 // paths finds the images directory, the work directory and the log as

@@ -76,7 +76,6 @@ func refusals() []refusal {
 		{"cgroup_dump_controller", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgroupDumpController) > 0 }, noCgroups},
 		{"cgroup_yard", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupYard != nil }, noCgroups},
 		{"inherit_fd", onDump, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, "an option of restore only"},
-		{"external", onBoth, func(o *rpc.CriuOpts) bool { return len(o.External) > 0 }, notYet},
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
 		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},

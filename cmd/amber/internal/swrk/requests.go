@@ -34,7 +34,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
 		ExtMounts:     st.extMounts,
 		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
-		ExtUnixSk: st.extUnixSk,
+		ExtUnixSk: st.extUnixSk, ExtNet: st.extNet,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
