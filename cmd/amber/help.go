@@ -45,7 +45,7 @@ func optionHelp() [][2]string {
 		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
-		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
+		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K"},
 		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
 	}
 }

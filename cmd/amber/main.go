@@ -145,6 +145,7 @@ func runDump(o Options, l *log.Logger) error {
 		FileLocks:      o.FileLocks,
 		ExtMounts:      o.ExtMounts,
 		ExtUnixSk:      o.ExtUnixSk,
+		ExtNet:         o.ExtNet,
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),

@@ -9,6 +9,7 @@ import (
 
 	"amber/internal/cgroups"
 	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // defaultVerbosity is CRIU's default log level (warnings).
@@ -43,6 +44,7 @@ type Options struct {
 
 	Root      string            // -r, --root: root of the tree's mount namespace
 	ExtMounts map[string]string // --external mnt[KEY]:VAL (dump: mountpoint to key; restore: key to path)
+	ExtNet    namespaces.ExtNet // --external net[INO]:KEY (dump)
 	// InheritFds are --inherit-fd fd[N]:KEY, repeatable: restore gives
 	// the tasks amber's descriptor N in place of file KEY.
 	InheritFds []files.InheritFd
