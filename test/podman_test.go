@@ -191,8 +191,11 @@ func (c *podmanCase) checkpointRestore(ckArgs, rsArgs []string, remove bool) {
 	c.t.Helper()
 	before := c.waitAbove(3)
 	start := time.Now()
-	c.mustPodman(append(append([]string{"container", "checkpoint"}, ckArgs...), c.name)...)
+	out := c.mustPodman(append(append([]string{"container", "checkpoint"}, ckArgs...), c.name)...)
 	c.t.Logf("podman container checkpoint: %v", time.Since(start))
+	if strings.Contains(out, "level=error") {
+		c.t.Errorf("podman container checkpoint logged errors:\n%s", out)
+	}
 	if remove {
 		c.mustPodman("rm", c.name)
 	}

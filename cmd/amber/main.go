@@ -146,6 +146,7 @@ func runDump(o Options, l *log.Logger) error {
 		ExtMounts:      o.ExtMounts,
 		ExtUnixSk:      o.ExtUnixSk,
 		ExtNet:         o.ExtNet,
+		StatsDir:       o.inWorkDir("."),
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),

@@ -61,6 +61,9 @@ type Options struct {
 	// undumped, for the restore to make a new one that the container
 	// engine sets up (--empty-ns net, runc's empty_ns).
 	EmptyNet bool
+	// StatsDir is where stats-dump is written once the dump is done,
+	// CRIU's work directory ("": nowhere).
+	StatsDir string
 	// ExtNet is the network namespace left outside the dump (--external
 	// net[INO]:KEY): if the tree's, only its key is dumped.
 	ExtNet namespaces.ExtNet
@@ -129,6 +132,8 @@ type dumper struct {
 	cg *cgroups.Dumper
 	// ps is the connection to the page server, nil without one.
 	ps *pageserver.Client
+	// stats are the figures of stats-dump.
+	stats dumpStats
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -192,6 +197,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
+	d.stats.freezeStart = time.Now()
 	seized, err := d.seizeFrozen(pid)
 	if err != nil {
 		return err
@@ -201,6 +207,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
+	d.stats.frozenAt = time.Now()
 	if d.opts.PreDump {
 		if err := d.preDumpTree(tree); err != nil {
 			return errors.Join(err, d.endTracking(true), tree.release())
@@ -222,7 +229,9 @@ func (d *dumper) run() error {
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		return errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		err := errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		d.writeStats()
+		return err
 	}
 	if err := d.endTracking(false); err != nil {
 		d.log.Warnf("memory tracking: %v", err)
@@ -231,6 +240,7 @@ func (d *dumper) run() error {
 	// TCP connections in repair mode die silently with the tree: amber's
 	// copies of them are closed only once it is dead.
 	err = tree.kill()
+	d.writeStats()
 	return errors.Join(err, d.fds.ReleaseSockets(false))
 }
 

@@ -24,6 +24,7 @@ const defaultLogFile = "criu.log"
 // terms: the paths, the log, and the options of dump.Run or restore.Run.
 type settings struct {
 	imagesDir string // path of the images directory ("" for a CHECK without one)
+	workDir   string // the work directory: the log and stats-dump go there
 	logPath   string // "" logs to stderr
 	logLevel  int
 	notify    bool // notify_scripts: NOTIFY round trips at the action-script points
@@ -180,6 +181,7 @@ func paths(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error) {
 	if o.WorkDirFd != nil {
 		work = peerFd(peer, o.GetWorkDirFd())
 	}
+	s.workDir = work
 	name := o.GetLogFile()
 	switch {
 	case o.GetLogToStderr() || (kind == rpc.CriuReqType_CHECK && o.LogFile == nil):

@@ -34,7 +34,7 @@ func TestTranslateDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := settings{
-		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
+		imagesDir: "/proc/42/fd/5", workDir: "/proc/42/fd/7", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		root:   "/",
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
@@ -51,7 +51,7 @@ func TestTranslateDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := settings{imagesDir: "/img", logPath: "/img/criu.log", logLevel: 2, ghostLimit: 1 << 20}
+	want := settings{imagesDir: "/img", workDir: "/img", logPath: "/img/criu.log", logLevel: 2, ghostLimit: 1 << 20}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}

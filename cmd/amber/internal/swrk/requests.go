@@ -34,7 +34,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
 		ExtMounts:     st.extMounts,
 		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
-		ExtUnixSk: st.extUnixSk, ExtNet: st.extNet,
+		ExtUnixSk: st.extUnixSk, ExtNet: st.extNet, StatsDir: st.workDir,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
