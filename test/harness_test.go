@@ -98,8 +98,8 @@ func startCase(t *testing.T, name string) *zcase {
 }
 
 // startProgram is startCase for a program of the table run differently
-// (under another command).
-func startProgram(t *testing.T, p program) *zcase {
+// (under another command), extra its descriptors 3 and up.
+func startProgram(t *testing.T, p program, extra ...*os.File) *zcase {
 	t.Helper()
 	requireAmber(t)
 	name := p.name
@@ -121,7 +121,7 @@ func startProgram(t *testing.T, p program) *zcase {
 			}
 		}
 	}
-	tk, err := startTask(p, testEnv.binDir, dir)
+	tk, err := startTask(p, testEnv.binDir, dir, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,8 @@ func optionHelp() [][2]string {
 		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
-		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
+		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K"},
+		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
 	}
 }
 
@@ -96,7 +97,7 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages"}, common...)},
+				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages", "inherit-fd"}, common...)},
 		"lazy-pages": {"amber lazy-pages [-D DIR] [options]",
 			"Serve the page faults of one `amber restore --lazy-pages` of DIR through\n" +
 				"userfaultfd, from the pages images, on the socket lazy-pages.socket in DIR;\n" +

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"amber/internal/cgroups"
+	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // defaultVerbosity is CRIU's default log level (warnings).
@@ -42,6 +44,10 @@ type Options struct {
 
 	Root      string            // -r, --root: root of the tree's mount namespace
 	ExtMounts map[string]string // --external mnt[KEY]:VAL (dump: mountpoint to key; restore: key to path)
+	ExtNet    namespaces.ExtNet // --external net[INO]:KEY (dump)
+	// InheritFds are --inherit-fd fd[N]:KEY, repeatable: restore gives
+	// the tasks amber's descriptor N in place of file KEY.
+	InheritFds []files.InheritFd
 
 	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
@@ -189,6 +195,8 @@ func (o Options) validate() error {
 		return o.validatePageServer()
 	case o.Verb == "migrate" || o.Verb == "receive":
 		return o.validateMigrate()
+	case len(o.InheritFds) > 0 && o.Verb != "restore":
+		return fmt.Errorf("%s --inherit-fd: --inherit-fd is an option of restore only", o.Verb)
 	case o.LazyPages && o.Verb != "restore":
 		return fmt.Errorf("%s --lazy-pages: %w", o.Verb, errNotSupported)
 	case o.Verb == "lazy-pages" && o.PageServer:
@@ -386,6 +394,7 @@ func optionTable() []option {
 		{"root", 'r', requiredArg, setString(func(o *Options) *string { return &o.Root })},
 		{"external", 0, requiredArg, setExternal},
 		{"ext-unix-sk", 'x', optionalArg, setExtUnixSk},
+		{"inherit-fd", 0, requiredArg, setInheritFd},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
@@ -423,7 +432,7 @@ func unsupportedOptions() []option {
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
 		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
 		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
-		{"exec-cmd", 0, noArg}, {"inherit-fd", 0, requiredArg},
+		{"exec-cmd", 0, noArg},
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
 		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},

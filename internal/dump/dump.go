@@ -21,6 +21,7 @@ import (
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/namespaces"
 	"amber/internal/pageserver"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
@@ -65,6 +66,12 @@ type Options struct {
 	// master the engine handed to its --console-socket. The restore makes
 	// a new pty and hands its master to the client.
 	OrphanPtsMaster bool
+	// StatsDir is where stats-dump is written once the dump is done,
+	// CRIU's work directory ("": nowhere).
+	StatsDir string
+	// ExtNet is the network namespace left outside the dump (--external
+	// net[INO]:KEY): if the tree's, only its key is dumped.
+	ExtNet namespaces.ExtNet
 	// ManageCgroups is --manage-cgroups: the dump saves the tree's
 	// cgroups (cgroup.img) unless it is cgroups.Ignore.
 	ManageCgroups cgroups.Mode
@@ -130,6 +137,8 @@ type dumper struct {
 	cg *cgroups.Dumper
 	// ps is the connection to the page server, nil without one.
 	ps *pageserver.Client
+	// stats are the figures of stats-dump.
+	stats dumpStats
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -194,6 +203,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
+	d.stats.freezeStart = time.Now()
 	seized, err := d.seizeFrozen(pid)
 	if err != nil {
 		return err
@@ -203,6 +213,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
+	d.stats.frozenAt = time.Now()
 	if d.opts.PreDump {
 		if err := d.preDumpTree(tree); err != nil {
 			return errors.Join(err, d.endTracking(true), tree.release())
@@ -224,7 +235,9 @@ func (d *dumper) run() error {
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		return errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		err := errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		d.writeStats()
+		return err
 	}
 	if err := d.endTracking(false); err != nil {
 		d.log.Warnf("memory tracking: %v", err)
@@ -233,6 +246,7 @@ func (d *dumper) run() error {
 	// TCP connections in repair mode die silently with the tree: amber's
 	// copies of them are closed only once it is dead.
 	err = tree.kill()
+	d.writeStats()
 	return errors.Join(err, d.fds.ReleaseSockets(false))
 }
 

@@ -74,6 +74,19 @@ type RestoreInput struct {
 	// file: a copy the task parked of it is closed as soon as it is at
 	// its number, instead of at the end (nil: every file may be shared).
 	Lone func(fileID uint32) bool
+	// Inherit are amber's descriptors standing in for files of the
+	// images, by InheritKey (--inherit-fd; nil: none).
+	Inherit map[string]int
+	// AmberPidfd is a pidfd of amber's process the task holds when its
+	// plan starts (0: none; never 0-2, the stub's /dev/null): the task
+	// takes amber's descriptors through it, and closes it once its files
+	// are in place. The root gets one from the stub when it may need it
+	// in a pid namespace where amber has no PID.
+	AmberPidfd int
+	// AmberHidden says the task is in a pid namespace where amber's PID
+	// names no process (or another one): without AmberPidfd it cannot
+	// take an inherited file from amber.
+	AmberHidden bool
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -130,6 +143,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	safe := SafeFd(fds, in.Inherited)
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
 		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
+	p.keepAmberPidfd()
 	for _, f := range fds {
 		if err := p.place(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
@@ -141,6 +155,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	if p.sockets != nil {
 		p.table.TCP = p.sockets.TCP()
 	}
+	p.dropAmberPidfd()
 	p.table.owned = p.owned(fds)
 	p.closeSpare()
 	return p.table, nil
@@ -176,6 +191,9 @@ type fdPlanner struct {
 	// sockets makes the task's sockets, from the first (socketPlan).
 	sockets   *sockets.Plan
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
+	// amberPidfd is where the task holds AmberPidfd during the plan (0:
+	// it holds none).
+	amberPidfd int
 }
 
 // keepInherited moves the inherited descriptors the task needs above
@@ -252,6 +270,9 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 	e, ok := p.in.Files[id]
 	if !ok {
 		return 0, fmt.Errorf("files.img has no file with id %d", id)
+	}
+	if fd, ok := p.inherited(e); ok {
+		return p.makeInherited(e, fd)
 	}
 	switch e.GetType() {
 	case fdinfo.FdTypes_REG:
@@ -352,12 +373,18 @@ func planTake(b *plan.Builder, pid, fd int, what string) int {
 	pidfd := b.Next()
 	b.Call(fmt.Sprintf("pidfd_open pid %d", pid), unix.SYS_PIDFD_OPEN, uint64(pid), 0)
 	b.Take()
+	got := planTakeVia(b, pidfd, fd, fmt.Sprintf("%s, of pid %d", what, pid))
+	b.Close(pidfd)
+	return got
+}
+
+// planTakeVia is planTake through pidfd, a pidfd the task holds.
+func planTakeVia(b *plan.Builder, pidfd, fd int, what string) int {
 	got := b.Next()
-	b.Call(fmt.Sprintf("take fd %d of pid %d (%s)", fd, pid, what), unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
+	b.Call(fmt.Sprintf("take fd %d (%s)", fd, what), unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
 	b.Take()
 	// pidfd_getfd always sets FD_CLOEXEC; the caller sets the wanted flag.
 	b.Call(fmt.Sprintf("clear FD_CLOEXEC on fd %d", got), unix.SYS_FCNTL, uint64(got), unix.F_SETFD, 0)
-	b.Close(pidfd)
 	return got
 }
 

@@ -36,6 +36,15 @@ func (b *Builder) CloseAll() {
 	b.fds = fdTable{}
 }
 
+// CloseAllBut plans closing every descriptor the task has but keep.
+func (b *Builder) CloseAllBut(keep int) {
+	if keep > 0 {
+		b.CloseRange(0, keep-1)
+	}
+	b.Call(fmt.Sprintf("close fds above %d", keep), unix.SYS_CLOSE_RANGE, uint64(keep+1), ^uint64(0)>>32, 0)
+	b.Inherit([]int{keep})
+}
+
 // Open plans openat(AT_FDCWD, path, flags, mode) and returns the
 // descriptor it will get.
 func (b *Builder) Open(what, path string, flags int, mode uint32) int {

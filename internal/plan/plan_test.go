@@ -414,3 +414,24 @@ func TestInheritAndFds(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAllBut: every descriptor but the one kept is closed, by two
+// ranges around it, and the next open takes the lowest free number.
+func TestCloseAllBut(t *testing.T) {
+	b := NewBuilder(testBase, 0)
+	b.Inherit([]int{0, 1, 2, 3, 7})
+	b.CloseAllBut(3)
+	if got := b.Fds(); !slices.Equal(got, []int{3}) {
+		t.Errorf("Fds after CloseAllBut(3) = %v", got)
+	}
+	if fd := b.Open("x", "/x", 0, 0); fd != 0 {
+		t.Errorf("Open after CloseAllBut(3) = %d, want 0", fd)
+	}
+	p := b.Finish()
+	want := [][6]uint64{{0, 2, 0}, {4, 0xffff_ffff, 0}}
+	for i, w := range want {
+		if c := p.Calls[i]; c.Nr != unix.SYS_CLOSE_RANGE || c.Args != w {
+			t.Errorf("call %d = %v %v, want close_range %v", i, c.Nr, c.Args, w)
+		}
+	}
+}
