@@ -129,6 +129,7 @@ var programs = []program{
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
 	{name: "cgroup_member", own: true},
 	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
+	{name: "rseq_abort"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
