@@ -130,6 +130,7 @@ var programs = []program{
 	{name: "cgroup_member", own: true},
 	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "rseq_abort"},
+	{name: "chroot_tree"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -165,6 +165,12 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	for i, th := range t.threads {
 		b.StartSection(threadSection(th.tid))
+		if i == 0 && !o.shareFS {
+			// The leader's section runs once the tree is forked.
+			if err := files.PlanRoot(b, t.fs, t.files); err != nil {
+				return nil, err
+			}
+		}
 		if err := planThread(b, th, h, p, i); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
