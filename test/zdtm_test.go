@@ -131,6 +131,7 @@ var programs = []program{
 	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "rseq_abort"},
 	{name: "chroot_tree"},
+	{name: "droppable_dump"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
