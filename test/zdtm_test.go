@@ -132,6 +132,7 @@ var programs = []program{
 	{name: "rseq_abort"},
 	{name: "chroot_tree"},
 	{name: "droppable_dump"},
+	{name: "ghost_holes", dumpFlags: ghostFiemap},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
@@ -146,6 +147,10 @@ var extUnixSk = []string{"--ext-unix-sk"}
 
 // fileLocks dumps and restores file locks.
 var fileLocks = []string{"--file-locks"}
+
+// ghostFiemap dumps unlinked files of up to 16 MiB, their holes found as
+// CRIU finds them with --ghost-fiemap.
+var ghostFiemap = []string{"--ghost-limit", "16M", "--ghost-fiemap"}
 
 // TestZdtm runs each program through dump, detached restore and check.
 // The programs share PIDs and CPUs: they run one after another.

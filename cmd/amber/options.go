@@ -390,6 +390,10 @@ func optionTable() []option {
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
 		{"no-experimental", 0, noArg, ignore},
+		// How CRIU finds a ghost file's holes (FIEMAP or SEEK_DATA):
+		// amber uses SEEK_DATA and SEEK_HOLE either way, same image.
+		{"ghost-fiemap", 0, noArg, ignore},
+		{"no-ghost-fiemap", 0, noArg, ignore},
 	}
 	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
@@ -439,7 +443,7 @@ func unsupportedOptions() []option {
 		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
 		{"lsm-mount-context", 0, requiredArg}, {"network-lock", 0, requiredArg},
 		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},
-		{"ghost-fiemap", 0, noArg}, {"allow-uprobes", 0, noArg},
+		{"allow-uprobes", 0, noArg},
 	}
 	out := make([]option, len(longs))
 	for i, l := range longs {
