@@ -394,6 +394,11 @@ func optionTable() []option {
 		// amber uses SEEK_DATA and SEEK_HOLE either way, same image.
 		{"ghost-fiemap", 0, noArg, ignore},
 		{"no-ghost-fiemap", 0, noArg, ignore},
+		// Where CRIU looks for the paths of inotify watches (an inode
+		// map it scans): amber opens each watched inode by its file
+		// handle and names it from there, whatever these say.
+		{"force-irmap", 0, noArg, ignore},
+		{"irmap-scan-path", 0, requiredArg, ignore},
 	}
 	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
@@ -426,11 +431,11 @@ func unsupportedOptions() []option {
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
 		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
-		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
+		{"cpu-cap", 0, optionalArg},
 		{"exec-cmd", 0, noArg}, {"inherit-fd", 0, requiredArg},
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
-		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
+		{"lsm-profile", 0, requiredArg},
 		{"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
