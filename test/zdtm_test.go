@@ -133,6 +133,7 @@ var programs = []program{
 	{name: "chroot_tree"},
 	{name: "droppable_dump"},
 	{name: "ghost_holes", dumpFlags: ghostFiemap},
+	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

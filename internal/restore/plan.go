@@ -188,6 +188,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if err := signals.PlanQueue(b, t.pid, t.pid, t.core.GetTc().GetSignalsS(), true); err != nil {
 		return nil, err
 	}
+	// Timers once every thread exists and has its mask: one may signal
+	// a thread of its own (glibc's SIGEV_THREAD helper).
+	timers.PlanRestore(b, t.core.GetTc().GetTimers())
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
@@ -307,7 +310,6 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	if err := signals.PlanActions(b, tc.GetSigactions(), inherited); err != nil {
 		return err
 	}
-	timers.PlanRestore(b, tc.GetTimers())
 	p.warnings = append(p.warnings, rlimit.PlanRestore(b, tc.GetRlimits(), limits)...)
 	p.limits = rlimit.Effective(tc.GetRlimits(), limits)
 	if pers := tc.GetPersonality(); pers != 0 {
