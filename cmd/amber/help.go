@@ -23,6 +23,9 @@ func optionHelp() [][2]string {
 		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
 		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
 		{"ghost-limit", "--ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)"},
+		{"ghost-fiemap", "--[no-]ghost-fiemap     accepted (holes of unlinked files are found with SEEK_DATA/SEEK_HOLE)"},
+		{"force-irmap", "--force-irmap            accepted (inotify watches are named from their file handles)"},
+		{"irmap-scan-path", "--irmap-scan-path DIR    accepted (as --force-irmap)"},
 		{"skip-file-check", "--skip-file-check        restore files whose size or mtime changed since the dump (amber's)"},
 		{"trust-images", "--trust-images           restore images that users other than root and you can write (amber's)"},
 		{"feature", "--feature NAME           check one feature (CRIU's names or amber's)"},
@@ -66,7 +69,8 @@ func verbHelps() map[string]verbHelp {
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
-				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns"}, common...)},
+				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns", "ghost-fiemap",
+				"force-irmap", "irmap-scan-path"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +

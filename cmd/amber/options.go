@@ -399,6 +399,15 @@ func optionTable() []option {
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
 		{"no-experimental", 0, noArg, ignore},
+		// How CRIU finds a ghost file's holes (FIEMAP or SEEK_DATA):
+		// amber uses SEEK_DATA and SEEK_HOLE either way, same image.
+		{"ghost-fiemap", 0, noArg, ignore},
+		{"no-ghost-fiemap", 0, noArg, ignore},
+		// Where CRIU looks for the paths of inotify watches (an inode
+		// map it scans): amber opens each watched inode by its file
+		// handle and names it from there, whatever these say.
+		{"force-irmap", 0, noArg, ignore},
+		{"irmap-scan-path", 0, requiredArg, ignore},
 	}
 	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
@@ -431,11 +440,11 @@ func unsupportedOptions() []option {
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
 		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
-		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
+		{"cpu-cap", 0, optionalArg},
 		{"exec-cmd", 0, noArg},
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
-		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
+		{"lsm-profile", 0, requiredArg},
 		{"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
@@ -448,7 +457,7 @@ func unsupportedOptions() []option {
 		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
 		{"lsm-mount-context", 0, requiredArg}, {"network-lock", 0, requiredArg},
 		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},
-		{"ghost-fiemap", 0, noArg}, {"allow-uprobes", 0, noArg},
+		{"allow-uprobes", 0, noArg},
 	}
 	out := make([]option, len(longs))
 	for i, l := range longs {

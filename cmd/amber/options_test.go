@@ -86,6 +86,8 @@ func TestParse(t *testing.T) {
 			o.Verb, o.Tree, o.ImagesDir, o.PrevImagesDir, o.TrackMem = "pre-dump", 1, "d2", "../d1", true
 		})},
 		{"check extras", "check --all --extra --experimental", opts(func(o *Options) { o.Verb = "check" })},
+		{"ghost fiemap", "dump -t 1 --ghost-fiemap --no-ghost-fiemap", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
+		{"irmap", "dump -t 1 --force-irmap --irmap-scan-path /etc", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
 		{"pre-dump-mode read", "dump -t 1 --pre-dump-mode=read", opts(func(o *Options) { o.Verb, o.Tree, o.PreDumpMode = "dump", 1, "read" })},
 		{"dump to page server", "dump -t 1 --page-server --address 10.0.0.1 --port 1234", opts(func(o *Options) {
 			o.Verb, o.Tree, o.PageServer, o.Address, o.Port = "dump", 1, true, "10.0.0.1", 1234

@@ -174,6 +174,12 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	for i, th := range t.threads {
 		b.StartSection(threadSection(th.tid))
+		if i == 0 && !o.shareFS {
+			// The leader's section runs once the tree is forked.
+			if err := files.PlanRoot(b, t.fs, t.files); err != nil {
+				return nil, err
+			}
+		}
 		if err := planThread(b, th, h, p, i); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
@@ -191,6 +197,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if err := signals.PlanQueue(b, t.pid, t.pid, t.core.GetTc().GetSignalsS(), true); err != nil {
 		return nil, err
 	}
+	// Timers once every thread exists and has its mask: one may signal
+	// a thread of its own (glibc's SIGEV_THREAD helper).
+	timers.PlanRestore(b, t.core.GetTc().GetTimers())
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
@@ -316,7 +325,6 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	if err := signals.PlanActions(b, tc.GetSigactions(), inherited); err != nil {
 		return err
 	}
-	timers.PlanRestore(b, tc.GetTimers())
 	p.warnings = append(p.warnings, rlimit.PlanRestore(b, tc.GetRlimits(), limits)...)
 	p.limits = rlimit.Effective(tc.GetRlimits(), limits)
 	if pers := tc.GetPersonality(); pers != 0 {
