@@ -62,7 +62,8 @@ func (c *podmanCase) askTerminal(line, want string) error {
 // runc hands to the new conmon. The shell then answers a line written
 // through conmon's attach socket with its line count going on, still
 // has the terminal as its controlling terminal, and its answer is in
-// podman logs.
+// podman logs; then again through an exported archive, restored after
+// the container was removed.
 func TestPodmanTerminalCheckpointRestore(t *testing.T) {
 	c := newPodmanCase(t)
 	c.runTerminal(`i=0; while read l; do i=$((i+1)); c=noctty; (: </dev/tty) 2>/dev/null && c=ctty; echo "got$i:$l:$c"; done`)
@@ -71,16 +72,34 @@ func TestPodmanTerminalCheckpointRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	c.checkpointRestoreTerminal(nil, nil, false, "three", "got3:three:ctty")
+	archive := filepath.Join(t.TempDir(), "checkpoint.tar.gz")
+	c.checkpointRestoreTerminal([]string{"--export", archive}, []string{"--import", archive}, true, "four", "got4:four:ctty")
+}
+
+// checkpointRestoreTerminal checkpoints the terminal container with the
+// extra checkpoint arguments, removes it if remove, restores it with the
+// extra restore arguments, and requires the answer want to come back on
+// new terminal, through conmon's attach socket and in podman logs.
+func (c *podmanCase) checkpointRestoreTerminal(ckArgs, rsArgs []string, remove bool, line, want string) {
+	c.t.Helper()
 	start := time.Now()
-	c.mustPodman("container", "checkpoint", c.name)
-	t.Logf("podman container checkpoint: %v", time.Since(start))
-	start = time.Now()
-	c.mustPodman("container", "restore", c.name)
-	t.Logf("podman container restore: %v", time.Since(start))
-	if err := c.askTerminal("three", "got3:three:ctty"); err != nil {
-		t.Fatalf("after restore: %v", err)
+	c.mustPodman(append(append([]string{"container", "checkpoint"}, ckArgs...), c.name)...)
+	c.t.Logf("podman container checkpoint: %v", time.Since(start))
+	if remove {
+		c.mustPodman("rm", c.name)
 	}
-	if logs := c.mustPodman("logs", c.name); !strings.Contains(logs, "got3:three:ctty") {
-		t.Fatalf("podman logs has no answer of the restored shell:\n%s", logs)
+	args := append([]string{"container", "restore"}, rsArgs...)
+	if !remove {
+		args = append(args, c.name)
+	}
+	start = time.Now()
+	c.mustPodman(args...)
+	c.t.Logf("podman container restore: %v", time.Since(start))
+	if err := c.askTerminal(line, want); err != nil {
+		c.t.Fatalf("after restore: %v", err)
+	}
+	if logs := c.mustPodman("logs", c.name); !strings.Contains(logs, want) {
+		c.t.Fatalf("podman logs has no answer %q of the restored shell:\n%s", want, logs)
 	}
 }
