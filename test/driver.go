@@ -71,8 +71,9 @@ type task struct {
 
 // startTask starts binDir/NAME in dir, in a session of its own as a daemon
 // would be, with stdin /dev/null and stdout and stderr appending to
-// dir/NAME.out. The program is a child of this process.
-func startTask(p program, binDir, dir string) (*task, error) {
+// dir/NAME.out, and extra as its descriptors 3 and up. The program is a
+// child of this process.
+func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) {
 	tk := &task{prog: p, dir: dir, out: filepath.Join(dir, p.name+".out"), images: filepath.Join(dir, "images")}
 	if err := os.Mkdir(tk.images, 0o755); err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func startTask(p program, binDir, dir string) (*task, error) {
 	defer out.Close()
 	argv := p.command(append(slices.Clone(p.under), "./"+p.name)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, out, out, extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !p.keepSession, Setpgid: p.keepSession, Cloneflags: p.cloneflags}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)

@@ -98,8 +98,8 @@ func startCase(t *testing.T, name string) *zcase {
 }
 
 // startProgram is startCase for a program of the table run differently
-// (under another command).
-func startProgram(t *testing.T, p program) *zcase {
+// (under another command), extra its descriptors 3 and up.
+func startProgram(t *testing.T, p program, extra ...*os.File) *zcase {
 	t.Helper()
 	requireAmber(t)
 	name := p.name
@@ -121,7 +121,7 @@ func startProgram(t *testing.T, p program) *zcase {
 			}
 		}
 	}
-	tk, err := startTask(p, testEnv.binDir, dir)
+	tk, err := startTask(p, testEnv.binDir, dir, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,8 +294,9 @@ func (c *zcase) mustPass() {
 	}
 	ws, err := waitPid(c.pid, exitTimeout)
 	if err != nil {
+		where := describeStuck(c.pid)
 		killAndReap(c.pid)
-		c.t.Fatalf("after SIGTERM: %v", err)
+		c.t.Fatalf("after SIGTERM: %v; it wrote:\n%s\nwhere it was:\n%s", err, c.output(), where)
 	}
 	if !c.hasLine("PASS") || !ws.Exited() || ws.ExitStatus() != 0 {
 		c.t.Fatalf("%s: %s; want PASS and exit status 0; it wrote:\n%s", c.prog.name, describeStatus(ws), c.output())

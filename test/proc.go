@@ -248,3 +248,31 @@ func describeStatus(ws unix.WaitStatus) string {
 	}
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
+
+// describeStuck says where the threads of pid are, for a process that did
+// not end when told to: each thread's state, signal masks, wait channel,
+// system call and kernel stack, and the process's mappings.
+func describeStuck(pid int) string {
+	var b strings.Builder
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, tk := range tasks {
+		dir := fmt.Sprintf("/proc/%d/task/%s", pid, tk.Name())
+		fmt.Fprintf(&b, "thread %s:", tk.Name())
+		st, _ := os.ReadFile(dir + "/status")
+		for _, line := range strings.Split(string(st), "\n") {
+			k, _, _ := strings.Cut(line, ":")
+			switch k {
+			case "State", "TracerPid", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt":
+				fmt.Fprintf(&b, " %s;", strings.Join(strings.Fields(line), " "))
+			}
+		}
+		for _, f := range []string{"wchan", "syscall", "stack"} {
+			v, _ := os.ReadFile(dir + "/" + f)
+			fmt.Fprintf(&b, "\n  %s: %s", f, strings.TrimSpace(string(v)))
+		}
+		b.WriteString("\n")
+	}
+	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	b.WriteString("maps:\n" + string(maps))
+	return b.String()
+}

@@ -30,6 +30,7 @@ func TestRPC(t *testing.T) {
 	t.Run("post_dump_fails", testRPCPostDumpFails)
 	t.Run("post_restore_fails", testRPCPostRestoreFails)
 	t.Run("pid_namespace", testRPCPidNamespace)
+	t.Run("inherit_fd", testRPCInheritFd)
 }
 
 // testRPCPidNamespace restores the init of a pid namespace through the
@@ -321,8 +322,19 @@ func rawCall(t *testing.T, req *rpc.CriuReq) (*rpc.CriuResp, []string) {
 	return rawCallBytes(t, b)
 }
 
-// rawCallBytes is rawCall for a request already encoded.
-func rawCallBytes(t *testing.T, req []byte) (*rpc.CriuResp, []string) {
+// rawCallFiles is rawCall with extra as amber's descriptors 4 and up.
+func rawCallFiles(t *testing.T, req *rpc.CriuReq, extra ...*os.File) (*rpc.CriuResp, []string) {
+	t.Helper()
+	b, err := req.MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rawCallBytes(t, b, extra...)
+}
+
+// rawCallBytes is rawCall for a request already encoded, extra amber's
+// descriptors 4 and up.
+func rawCallBytes(t *testing.T, req []byte, extra ...*os.File) (*rpc.CriuResp, []string) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -331,7 +343,7 @@ func rawCallBytes(t *testing.T, req []byte) (*rpc.CriuResp, []string) {
 	cln, srv := os.NewFile(uintptr(fds[0]), "client"), os.NewFile(uintptr(fds[1]), "server")
 	defer cln.Close()
 	cmd := exec.Command(testEnv.amber, "swrk", "3")
-	cmd.ExtraFiles = []*os.File{srv}
+	cmd.ExtraFiles = append([]*os.File{srv}, extra...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	defer func() {

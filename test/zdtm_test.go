@@ -129,6 +129,12 @@ var programs = []program{
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
 	{name: "cgroup_member", own: true},
 	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
+	{name: "inherit_fd", own: true},
+	{name: "rseq_abort"},
+	{name: "chroot_tree"},
+	{name: "droppable_dump"},
+	{name: "ghost_holes", dumpFlags: ghostFiemap},
+	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
@@ -143,6 +149,10 @@ var extUnixSk = []string{"--ext-unix-sk"}
 
 // fileLocks dumps and restores file locks.
 var fileLocks = []string{"--file-locks"}
+
+// ghostFiemap dumps unlinked files of up to 16 MiB, their holes found as
+// CRIU finds them with --ghost-fiemap.
+var ghostFiemap = []string{"--ghost-limit", "16M", "--ghost-fiemap"}
 
 // TestZdtm runs each program through dump, detached restore and check.
 // The programs share PIDs and CPUs: they run one after another.

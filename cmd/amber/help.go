@@ -23,6 +23,9 @@ func optionHelp() [][2]string {
 		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
 		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
 		{"ghost-limit", "--ghost-limit SIZE       dump unlinked open files up to SIZE bytes (K, M, G; default 1M)"},
+		{"ghost-fiemap", "--[no-]ghost-fiemap     accepted (holes of unlinked files are found with SEEK_DATA/SEEK_HOLE)"},
+		{"force-irmap", "--force-irmap            accepted (inotify watches are named from their file handles)"},
+		{"irmap-scan-path", "--irmap-scan-path DIR    accepted (as --force-irmap)"},
 		{"skip-file-check", "--skip-file-check        restore files whose size or mtime changed since the dump (amber's)"},
 		{"trust-images", "--trust-images           restore images that users other than root and you can write (amber's)"},
 		{"feature", "--feature NAME           check one feature (CRIU's names or amber's)"},
@@ -46,7 +49,8 @@ func optionHelp() [][2]string {
 			"                         dump: leave it out of the images, serve it on --address --port"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
-		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount"},
+		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K"},
+		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
 	}
 }
 
@@ -66,8 +70,8 @@ func verbHelps() map[string]verbHelp {
 				"Images of an earlier dump in DIR are removed first.",
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
-				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns",
-				"lazy-pages", "status-fd"}, common...)},
+				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns", "ghost-fiemap",
+				"force-irmap", "irmap-scan-path", "lazy-pages", "status-fd"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +
@@ -98,7 +102,7 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages"}, common...)},
+				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages", "inherit-fd"}, common...)},
 		"lazy-pages": {"amber lazy-pages [-D DIR] [--page-server --address ADDR --port PORT] [options]",
 			"Serve the page faults of one `amber restore --lazy-pages` of DIR through\n" +
 				"userfaultfd, from the pages images, on the socket lazy-pages.socket in DIR;\n" +

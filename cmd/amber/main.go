@@ -60,6 +60,9 @@ const memoryLimit = 48 << 20
 // status of a restored tree amber waited for.
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, parseErr := Parse(args)
+	// Before amber opens anything: a number amber's own files take must
+	// not pass for the caller's descriptor.
+	parseErr = errors.Join(parseErr, checkInheritFds(opts))
 	if opts.Help {
 		fmt.Fprint(stdout, helpText(opts.Verb))
 		return 0
@@ -142,6 +145,8 @@ func runDump(o Options, l *log.Logger) error {
 		FileLocks:      o.FileLocks,
 		ExtMounts:      o.ExtMounts,
 		ExtUnixSk:      o.ExtUnixSk,
+		ExtNet:         o.ExtNet,
+		StatsDir:       o.inWorkDir("."),
 		PreDump:        o.Verb == "pre-dump",
 		PrevImagesDir:  o.PrevImagesDir,
 		PageServer:     pageServerAddr(o),
@@ -184,6 +189,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		EmptyNet:       o.EmptyNet,
 		LazyPages:      o.LazyPages,
 		ExtUnixSk:      o.ExtUnixSk,
+		InheritFds:     o.InheritFds,
 	})
 	if err != nil {
 		pf.discard()

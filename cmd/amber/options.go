@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"amber/internal/cgroups"
+	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // defaultVerbosity is CRIU's default log level (warnings).
@@ -42,6 +44,10 @@ type Options struct {
 
 	Root      string            // -r, --root: root of the tree's mount namespace
 	ExtMounts map[string]string // --external mnt[KEY]:VAL (dump: mountpoint to key; restore: key to path)
+	ExtNet    namespaces.ExtNet // --external net[INO]:KEY (dump)
+	// InheritFds are --inherit-fd fd[N]:KEY, repeatable: restore gives
+	// the tasks amber's descriptor N in place of file KEY.
+	InheritFds []files.InheritFd
 
 	GhostLimit int64 // --ghost-limit: largest unlinked file dump keeps, bytes (0: the default, 1 MiB)
 
@@ -189,6 +195,8 @@ func (o Options) validate() error {
 		return o.validatePageServer()
 	case o.Verb == "migrate" || o.Verb == "receive":
 		return o.validateMigrate()
+	case len(o.InheritFds) > 0 && o.Verb != "restore":
+		return fmt.Errorf("%s --inherit-fd: --inherit-fd is an option of restore only", o.Verb)
 	case o.LazyPages && o.Verb == "dump" && o.Port == 0:
 		return errors.New("dump --lazy-pages: --port is required (where the lazy pages are served)")
 	case o.LazyPages && o.Verb == "dump" && o.PageServer:
@@ -388,10 +396,20 @@ func optionTable() []option {
 		{"root", 'r', requiredArg, setString(func(o *Options) *string { return &o.Root })},
 		{"external", 0, requiredArg, setExternal},
 		{"ext-unix-sk", 'x', optionalArg, setExtUnixSk},
+		{"inherit-fd", 0, requiredArg, setInheritFd},
 		{"extra", 0, noArg, ignore},
 		{"no-extra", 0, noArg, ignore},
 		{"experimental", 0, noArg, ignore},
 		{"no-experimental", 0, noArg, ignore},
+		// How CRIU finds a ghost file's holes (FIEMAP or SEEK_DATA):
+		// amber uses SEEK_DATA and SEEK_HOLE either way, same image.
+		{"ghost-fiemap", 0, noArg, ignore},
+		{"no-ghost-fiemap", 0, noArg, ignore},
+		// Where CRIU looks for the paths of inotify watches (an inode
+		// map it scans): amber opens each watched inode by its file
+		// handle and names it from there, whatever these say.
+		{"force-irmap", 0, noArg, ignore},
+		{"irmap-scan-path", 0, requiredArg, ignore},
 	}
 	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
@@ -424,11 +442,11 @@ func unsupportedOptions() []option {
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
 		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
 		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
-		{"cpu-cap", 0, optionalArg}, {"force-irmap", 0, noArg},
-		{"exec-cmd", 0, noArg}, {"inherit-fd", 0, requiredArg},
+		{"cpu-cap", 0, optionalArg},
+		{"exec-cmd", 0, noArg},
 		{"skip-mnt", 0, requiredArg}, {"enable-fs", 0, requiredArg},
 		{"enable-external-sharing", 0, noArg}, {"enable-external-masters", 0, noArg},
-		{"irmap-scan-path", 0, requiredArg}, {"lsm-profile", 0, requiredArg},
+		{"lsm-profile", 0, requiredArg},
 		{"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
@@ -441,7 +459,7 @@ func unsupportedOptions() []option {
 		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
 		{"lsm-mount-context", 0, requiredArg}, {"network-lock", 0, requiredArg},
 		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},
-		{"ghost-fiemap", 0, noArg}, {"allow-uprobes", 0, noArg},
+		{"allow-uprobes", 0, noArg},
 	}
 	out := make([]option, len(longs))
 	for i, l := range longs {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"amber/internal/cgroups"
+	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // opts returns the defaults with changes applied.
@@ -43,6 +45,14 @@ func TestParse(t *testing.T) {
 			opts(func(o *Options) {
 				o.Verb, o.Root, o.ExtMounts = "restore", "/r", map[string]string{"k": "/a/b", "/dev/null": "null"}
 			})},
+		{"inherit-fd", "restore --inherit-fd fd[3]:pipe:[123] --inherit-fd=fd[0]:tmp/log",
+			opts(func(o *Options) {
+				o.Verb, o.InheritFds = "restore", []files.InheritFd{{Key: "pipe:[123]", Fd: 3}, {Key: "tmp/log", Fd: 0}}
+			})},
+		{"external net", "dump -t 1 --external net[4026532173]:extRootNetNS",
+			opts(func(o *Options) {
+				o.Verb, o.Tree, o.ExtNet = "dump", 1, namespaces.ExtNet{Ino: 4026532173, Key: "extRootNetNS"}
+			})},
 		{"cluster", "-jRt 7 dump",
 			opts(func(o *Options) { o.Verb, o.ShellJob, o.LeaveRunning, o.Tree = "dump", true, true, 7 })},
 		{"options before verb", "-D dir -o x.log --tree=9 dump",
@@ -76,6 +86,8 @@ func TestParse(t *testing.T) {
 			o.Verb, o.Tree, o.ImagesDir, o.PrevImagesDir, o.TrackMem = "pre-dump", 1, "d2", "../d1", true
 		})},
 		{"check extras", "check --all --extra --experimental", opts(func(o *Options) { o.Verb = "check" })},
+		{"ghost fiemap", "dump -t 1 --ghost-fiemap --no-ghost-fiemap", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
+		{"irmap", "dump -t 1 --force-irmap --irmap-scan-path /etc", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
 		{"pre-dump-mode read", "dump -t 1 --pre-dump-mode=read", opts(func(o *Options) { o.Verb, o.Tree, o.PreDumpMode = "dump", 1, "read" })},
 		{"dump to page server", "dump -t 1 --page-server --address 10.0.0.1 --port 1234", opts(func(o *Options) {
 			o.Verb, o.Tree, o.PageServer, o.Address, o.Port = "dump", 1, true, "10.0.0.1", 1234
@@ -132,8 +144,16 @@ func TestParseErrors(t *testing.T) {
 		{"restore -s", "-s (--leave-stopped): not supported yet"},
 		{"restore --external unix[1]", "not supported yet"},
 		{"restore --external mnt[k]", "want mnt[KEY]:VAL"},
+		{"dump -t 1 --external net[x]:k", "want net[INODE]:KEY"},
 		{"restore --external mnt[k]:a --external mnt[k]:b", "given twice"},
 		{"restore extra", "excessive parameters"},
+		{"restore --inherit-fd 3:pipe:[1]", `--inherit-fd "3:pipe:[1]": want fd[N]:KEY`},
+		{"restore --inherit-fd fd[x]:pipe:[1]", `--inherit-fd "fd[x]:pipe:[1]": want fd[N]:KEY, N a descriptor number`},
+		{"restore --inherit-fd fd[-1]:pipe:[1]", `--inherit-fd "fd[-1]:pipe:[1]": want fd[N]:KEY`},
+		{"restore --inherit-fd fd[3]:", `--inherit-fd "fd[3]:": want fd[N]:KEY`},
+		{"restore --inherit-fd fd[3]pipe", `--inherit-fd "fd[3]pipe": want fd[N]:KEY`},
+		{"restore --inherit-fd debug[1]:hi", "debug[N]:TEXT: not supported yet"},
+		{"dump -t 1 --inherit-fd fd[3]:pipe:[1]", "dump --inherit-fd: --inherit-fd is an option of restore only"},
 		{"show", "exactly one"},
 		{"show a b", "exactly one"},
 		{"swrk", "want exactly one descriptor number"},

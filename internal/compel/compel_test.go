@@ -43,8 +43,10 @@ func TestSeizeInfectCure(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	pid := startThreaded(t)
-	before := procSnapshot(t, pid)
 	tasks := seizeAll(t, pid)
+	// Taken frozen: until then the helper's runtime may still map
+	// memory of its own, which infect and cure have nothing to do with.
+	before := procSnapshot(t, pid)
 	var regs []Regs
 	var masks []uint64
 	var frozen []Frozen
@@ -152,26 +154,39 @@ func TestHelperThreads(t *testing.T) {
 	time.Sleep(time.Hour)
 }
 
+// seizeAll seizes every thread of pid, reading its threads again until
+// no new one appeared meanwhile (Go's runtime may start one), the leader
+// first.
 func seizeAll(t *testing.T, pid int) []*Task {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var tasks []*Task
-	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
-		task, err := Seize(tid, 0)
+	seized := map[int]bool{}
+	for {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tid == pid {
-			tasks = append([]*Task{task}, tasks...)
-		} else {
-			tasks = append(tasks, task)
+		added := false
+		for _, e := range ents {
+			tid, _ := strconv.Atoi(e.Name())
+			if seized[tid] {
+				continue
+			}
+			task, err := Seize(tid, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seized[tid], added = true, true
+			if tid == pid {
+				tasks = append([]*Task{task}, tasks...)
+			} else {
+				tasks = append(tasks, task)
+			}
+		}
+		if !added {
+			return tasks
 		}
 	}
-	return tasks
 }
 
 // procSnapshot is what an infection must not change: the mappings and

@@ -77,6 +77,37 @@ func (s *Stub) ForkIn(pid int, nsFlags uint64) (*Task, error) {
 	return s.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Flags: unix.CLONE_PARENT | nsFlags, Tid: pid})
 }
 
+// HoldPidfd makes the stub open a pidfd of process pid and returns its
+// number there. Every task the stub forks starts with it: a task born in
+// a new pid namespace, where pid names no process, reaches pid through
+// it (pidfd_getfd).
+func (s *Stub) HoldPidfd(pid int) (int, error) {
+	fd, err := s.SyscallOK(s.insn, unix.SYS_PIDFD_OPEN, uint64(pid), 0)
+	if err != nil {
+		return 0, fmt.Errorf("restore stub: pidfd_open of pid %d: %w", pid, err)
+	}
+	return int(fd), nil
+}
+
+// JoinNamespace makes the stub join the namespace of kind nstype
+// (CLONE_NEW*) open at descriptor fd of the process whose pidfd the stub
+// holds at pidfd (HoldPidfd): every task it forks from then on is born
+// there.
+func (s *Stub) JoinNamespace(pidfd, fd int, nstype uintptr) error {
+	nsfd, err := s.SyscallOK(s.insn, unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
+	if err != nil {
+		return fmt.Errorf("restore stub: take namespace fd %d: %w", fd, err)
+	}
+	_, err = s.SyscallOK(s.insn, unix.SYS_SETNS, nsfd, uint64(nstype))
+	if _, cerr := s.SyscallOK(s.insn, unix.SYS_CLOSE, nsfd); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore stub: join namespace (fd %d, type %#x): %w", fd, nstype, err)
+	}
+	return nil
+}
+
 // Close kills the stub.
 func (s *Stub) Close() { s.Kill() }
 

@@ -22,6 +22,7 @@ import (
 	"amber/internal/kerndat"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/namespaces"
 	"amber/internal/pageserver"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
@@ -61,6 +62,17 @@ type Options struct {
 	// undumped, for the restore to make a new one that the container
 	// engine sets up (--empty-ns net, runc's empty_ns).
 	EmptyNet bool
+	// OrphanPtsMaster dumps a pty slave of the tree whose master is
+	// outside it (RPC orphan_pts_master): a container's terminal, whose
+	// master the engine handed to its --console-socket. The restore makes
+	// a new pty and hands its master to the client.
+	OrphanPtsMaster bool
+	// StatsDir is where stats-dump is written once the dump is done,
+	// CRIU's work directory ("": nowhere).
+	StatsDir string
+	// ExtNet is the network namespace left outside the dump (--external
+	// net[INO]:KEY): if the tree's, only its key is dumped.
+	ExtNet namespaces.ExtNet
 	// ManageCgroups is --manage-cgroups: the dump saves the tree's
 	// cgroups (cgroup.img) unless it is cgroups.Ignore.
 	ManageCgroups cgroups.Mode
@@ -141,6 +153,8 @@ type dumper struct {
 	// those pages, by PID in the images.
 	lazyLn net.Listener
 	lazy   lazySources
+	// stats are the figures of stats-dump.
+	stats dumpStats
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -163,7 +177,8 @@ func Run(opts Options) error {
 	defer dir.Close()
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
-			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf}),
+			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
+			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
 		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}, lazy: lazySources{}}
@@ -208,6 +223,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
+	d.stats.freezeStart = time.Now()
 	seized, err := d.seizeFrozen(pid)
 	if err != nil {
 		return err
@@ -217,6 +233,7 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
+	d.stats.frozenAt = time.Now()
 	if d.opts.PreDump {
 		if err := d.preDumpTree(tree); err != nil {
 			return errors.Join(err, d.endTracking(true), tree.release())
@@ -244,7 +261,9 @@ func (d *dumper) run() error {
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		return errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		err := errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		d.writeStats()
+		return err
 	}
 	if err := d.endTracking(false); err != nil {
 		d.log.Warnf("memory tracking: %v", err)
@@ -253,6 +272,7 @@ func (d *dumper) run() error {
 	// TCP connections in repair mode die silently with the tree: amber's
 	// copies of them are closed only once it is dead.
 	err = tree.kill()
+	d.writeStats()
 	return errors.Join(err, d.fds.ReleaseSockets(false))
 }
 

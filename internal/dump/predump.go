@@ -7,6 +7,7 @@ package dump
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -91,6 +92,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 		return fmt.Errorf("memory tracking: %w", err)
 	}
 	var st mem.PagesStats
+	start := time.Now()
 	if d.ps != nil {
 		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)))
 	} else {
@@ -100,6 +102,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	if err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}
+	d.stats.addMemory(st, time.Since(start))
 	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings",
 		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned)
 	d.runs[ps.pid] = st.Runs

@@ -144,6 +144,9 @@ func collectThread(pid int, t *compel.Task) (*threadState, error) {
 	if th.rseq, err = t.Rseq(); err != nil {
 		return nil, err
 	}
+	if err := abortRseq(t, th); err != nil {
+		return nil, err
+	}
 	if th.pending, err = t.PendingSignals(false); err != nil {
 		return nil, err
 	}

@@ -2,13 +2,10 @@
 // (fdinfo-N.img) and the open files it points to (files.img): regular
 // files and directories, character devices such as /dev/null, ptys
 // (tty-info.img, tty-data.img; the terminal of a --shell-job is amber's
-// own), and pipes with the data in them
-// (pipes-data.img), unix sockets with their queued messages and the
-// descriptors in flight in them (sk-queues.img), pidfds, TCP and UDP
-// sockets (established TCP connections in
-// repair mode, tcp-stream-INO.img), FIFOs with their data
-// (fifo-data.img) and unlinked files (remap-fpath.img,
-// ghost-file-N.img). It also handles the task's
+// own), pipes with the data in them (pipes-data.img), pidfds, FIFOs with
+// their data (fifo-data.img) and unlinked files (remap-fpath.img,
+// ghost-file-N.img). Sockets are package sockets': files hands it each
+// one it meets (sockets.go). It also handles the task's
 // fs state (fs-PID.img: cwd, root, umask), whose directories are
 // files.img entries too.
 //

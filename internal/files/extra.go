@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"amber/internal/image"
+	"amber/internal/sockets"
 )
 
 // Extra is what the images besides files.img, fdinfo and pipes-data say
@@ -22,7 +23,7 @@ type Extra struct {
 	Mtimes map[uint32]time.Time // modification times by regular-file id
 	// TCPStreams are the TCP connections (tcp-stream-INO.img), by
 	// socket inode.
-	TCPStreams map[uint32]*TCPStream
+	TCPStreams map[uint32]*sockets.TCPStream
 	// Ttys are the terminals (tty-info.img, tty-data.img; nil: none).
 	Ttys *TtyImages
 }
@@ -34,7 +35,7 @@ func ReadExtra(dir image.Dir, idx Index) (*Extra, error) {
 	if x.Fifos, err = readFifoData(dir); err != nil {
 		return nil, err
 	}
-	if x.SkQueues, x.SkScm, err = readSkQueues(dir); err != nil {
+	if x.SkQueues, x.SkScm, err = sockets.ReadSkQueues(dir); err != nil {
 		return nil, err
 	}
 	if x.Ghosts, err = readGhosts(dir); err != nil {
@@ -43,7 +44,7 @@ func ReadExtra(dir image.Dir, idx Index) (*Extra, error) {
 	if x.Mtimes, err = readMtimes(dir); err != nil {
 		return nil, err
 	}
-	if x.TCPStreams, err = readTCPStreams(dir, idx); err != nil {
+	if x.TCPStreams, err = sockets.ReadTCPStreams(dir, idx); err != nil {
 		return nil, err
 	}
 	if x.Ttys, err = readTtyImages(dir); err != nil {
@@ -66,14 +67,7 @@ func (in *RestoreInput) extra() *Extra {
 // pipes-data.img: sk-queues, fifo-data, remap-fpath and the ghost files,
 // and amber-mtimes.txt.
 func (d *Dumper) Finish(dir image.Dir) error {
-	if err := d.finishUnix(); err != nil {
-		return err
-	}
-	var queues []SkPacket
-	if d.unix != nil {
-		queues = d.unix.queues
-	}
-	if err := WriteSkQueues(dir, queues); err != nil {
+	if err := d.sockets.Finish(dir); err != nil {
 		return err
 	}
 	if err := writeFifoData(dir, d.fifos); err != nil {
@@ -82,13 +76,10 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := d.ghosts.write(dir); err != nil {
 		return err
 	}
-	if err := d.inet.writeStreams(dir); err != nil {
-		return err
-	}
 	if err := d.checkCttyUsers(); err != nil {
 		return err
 	}
-	if err := d.ttys.finish(dir, d.opts.ShellJob); err != nil {
+	if err := d.ttys.finish(dir, d.opts, d.pidOf); err != nil {
 		return err
 	}
 	if err := d.locks.write(dir); err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/proc"
+	"amber/internal/sockets"
 )
 
 // DumpOptions are the user's settings that change what may be dumped.
@@ -41,6 +42,10 @@ type DumpOptions struct {
 	// of the tree is connected to, as criu's --ext-unix-sk does; without
 	// it such a socket is refused.
 	ExtUnixSk bool
+	// OrphanPtsMaster lets one pty slave of the tree have its master
+	// outside it (a container's terminal): tty-info.img records the
+	// slave, and the restore makes a new pty whose master it hands over.
+	OrphanPtsMaster bool
 	// Warnf reports what the dump loses without failing (nil: nothing).
 	Warnf func(format string, args ...any)
 }
@@ -54,18 +59,17 @@ type Dumper struct {
 	pipes map[uint64]bool       // pipes whose data is saved
 	Pipes []PipeData            // data in flight, for pipes-data.img
 
-	unix     *unixState      // unix sockets (sk_unix.go), for Finish
+	sockets  *sockets.Dumper // sockets (package sockets), for Finish and ReleaseSockets
 	fifoSeen map[uint64]bool // FIFOs whose data is saved, by inode
 	fifos    []FifoData      // data in FIFOs, for fifo-data.img
 	ghosts   *ghostState     // unlinked files (ghost.go), for Finish
 	memfd    *memfdState     // memfds (memfd.go)
-	inet     *inetDump       // inet sockets (sk_inet_diag.go, sk_tcp.go), for Finish and ReleaseSockets
 	// pidOf translates amber's PIDs into the images' (SetPidMap); nil:
 	// the same.
 	pidOf func(pid int) int
 	ttys  *ttyDump // sides of ptys (tty.go), for Finish
 	// inFlight are amber's copies of the descriptors in flight on unix
-	// sockets (sk_scm.go), open until ReleaseSockets; inFlightOwner is
+	// sockets (sockets.go), open until ReleaseSockets; inFlightOwner is
 	// the task whose socket queue holds those being dumped, 0 when none
 	// is (watchOwner).
 	inFlight      []int
@@ -91,7 +95,10 @@ type knownFd struct {
 
 // NewDumper returns a dumper writing into t.
 func NewDumper(t *Table, opts DumpOptions) *Dumper {
-	return &Dumper{Table: t, opts: opts, known: map[fileKey][]knownFd{}, pipes: map[uint64]bool{}}
+	d := &Dumper{Table: t, opts: opts, known: map[fileKey][]knownFd{}, pipes: map[uint64]bool{}}
+	d.sockets = sockets.NewDumper(socketFiles{d}, sockets.DumpOptions{TCPEstablished: opts.TCPEstablished,
+		TCPClose: opts.TCPClose, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Warnf})
+	return d
 }
 
 // DumpFds records every descriptor of pid but the hidden ones (amber's
@@ -267,7 +274,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case link == pidfdLink:
 		return d.addPidfd(info, flags)
 	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
-		return d.addSocket(pid, fd, inode(st), flags)
+		return d.sockets.Add(pid, fd, inode(st), flags)
 	case isMemfdLink(link):
 		return d.addMemfd(pid, fd, link, info, st, flags)
 	case ptyOf(st) != notPty:

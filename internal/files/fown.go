@@ -66,14 +66,18 @@ func readFown(fd int, fo *fown.FownEntry) error {
 	if _, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), unix.F_GETOWN_EX, uintptr(unsafe.Pointer(&owner[0]))); e != 0 {
 		return fmt.Errorf("F_GETOWN_EX: %w", e)
 	}
+	fo.PidType, fo.Pid, fo.Signum = proto.Uint32(uint32(owner[0])), proto.Uint32(uint32(owner[1])), proto.Uint32(0)
+	if owner[1] == 0 {
+		// No owner, no signal to send: F_GETSIG is left out, as CRIU
+		// does, for it costs a call per file of a table of thousands
+		// (a signal set before any owner is lost, in CRIU's too).
+		return nil
+	}
 	sig, err := unix.FcntlInt(uintptr(fd), unix.F_GETSIG, 0)
 	if err != nil {
 		return fmt.Errorf("F_GETSIG: %w", err)
 	}
-	fo.PidType, fo.Pid, fo.Signum = proto.Uint32(uint32(owner[0])), proto.Uint32(uint32(owner[1])), proto.Uint32(uint32(sig))
-	if owner[1] == 0 {
-		return nil
-	}
+	fo.Signum = proto.Uint32(uint32(sig))
 	var uids [2]uint32
 	if _, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), fGetOwnerUids, uintptr(unsafe.Pointer(&uids[0]))); e != 0 {
 		return fmt.Errorf("F_GETOWNER_UIDS: %w", e)

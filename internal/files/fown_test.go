@@ -48,6 +48,27 @@ func TestReadFown(t *testing.T) {
 	}
 }
 
+// TestReadFownNoOwner: a file with a signal but no owner reads as
+// having neither, as in CRIU (the signal is not read then).
+func TestReadFownNoOwner(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := unix.FcntlInt(r.Fd(), unix.F_SETSIG, int(unix.SIGUSR2)); err != nil {
+		t.Fatal(err)
+	}
+	fo := newFown()
+	if err := readFown(int(r.Fd()), fo); err != nil {
+		t.Fatal(err)
+	}
+	if fo.GetPid() != 0 || fo.GetSignum() != 0 || fo.Uid != nil && fo.GetUid() != 0 {
+		t.Errorf("fown %v, want no owner and no signal", fo)
+	}
+}
+
 func TestPlanOwners(t *testing.T) {
 	fo := newFown()
 	fo.Pid, fo.PidType, fo.Signum = proto.Uint32(42), proto.Uint32(1), proto.Uint32(10)

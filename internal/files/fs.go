@@ -72,16 +72,12 @@ type FSInput struct {
 	Stat func(path string) (os.FileInfo, error)
 }
 
-// PlanFS plans entering the dumped root and working directory and setting
-// the umask. A removed working directory is made again, entered and
-// removed; if the task holds a descriptor of it, the task enters that
-// one, so both stay one directory.
+// PlanFS plans entering the dumped working directory and setting the
+// umask; PlanRoot changes the root later. A removed working directory is
+// made again, entered and removed; if the task holds a descriptor of it,
+// the task enters that one, so both stay one directory.
 func PlanFS(b *plan.Builder, in FSInput) error {
 	e := in.Entry
-	root, err := in.Files.RegPath(e.GetRootId())
-	if err != nil {
-		return fmt.Errorf("fs root: %w", err)
-	}
 	cwd, err := in.Files.RegPath(e.GetCwdId())
 	if err != nil {
 		return fmt.Errorf("fs cwd: %w", err)
@@ -94,11 +90,24 @@ func PlanFS(b *plan.Builder, in FSInput) error {
 	} else {
 		b.Call("chdir "+cwd, unix.SYS_CHDIR, b.String(cwd))
 	}
-	if root != "/" {
-		b.Call("chroot "+root, unix.SYS_CHROOT, b.String(root))
-	}
 	if e.Umask != nil {
 		b.Call(fmt.Sprintf("umask %o", e.GetUmask()), unix.SYS_UMASK, uint64(e.GetUmask()))
+	}
+	return nil
+}
+
+// PlanRoot plans changing the root to the dumped one, if it is not
+// amber's. Every path of the images is one in amber's root, and children
+// forked after the process's main section inherit its root: so the
+// process changes its root once the whole tree is forked, and before its
+// threads take back their credentials, which may not allow chroot.
+func PlanRoot(b *plan.Builder, e *fsimg.FsEntry, idx Index) error {
+	root, err := idx.RegPath(e.GetRootId())
+	if err != nil {
+		return fmt.Errorf("fs root: %w", err)
+	}
+	if root != "/" {
+		b.Call("chroot "+root, unix.SYS_CHROOT, b.String(root))
 	}
 	return nil
 }

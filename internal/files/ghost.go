@@ -464,26 +464,26 @@ func planGhostNode(b *plan.Builder, stat func(string) (os.FileInfo, error), orig
 		return "", nil, err
 	}
 	for _, d := range made {
-		b.Call("make the removed directory "+d, unix.SYS_MKDIRAT, atFdcwd, b.String(d), 0o700)
+		b.Call("make the removed directory "+d, unix.SYS_MKDIRAT, plan.AtFdcwd, b.String(d), 0o700)
 	}
 	mode := uint64(g.Entry.GetMode() & 0o7777)
 	switch g.Entry.GetMode() & unix.S_IFMT {
 	case unix.S_IFDIR:
-		b.Call("make the removed directory "+at, unix.SYS_MKDIRAT, atFdcwd, b.String(at), mode)
+		b.Call("make the removed directory "+at, unix.SYS_MKDIRAT, plan.AtFdcwd, b.String(at), mode)
 	case unix.S_IFIFO, unix.S_IFCHR:
-		b.Call(fmt.Sprintf("make the removed node %s (mode %#o)", at, g.Entry.GetMode()), unix.SYS_MKNODAT, atFdcwd,
+		b.Call(fmt.Sprintf("make the removed node %s (mode %#o)", at, g.Entry.GetMode()), unix.SYS_MKNODAT, plan.AtFdcwd,
 			b.String(at), uint64(g.Entry.GetMode()), uint64(g.Entry.GetRdev()))
 	case unix.S_IFLNK:
 		target := g.Entry.GetSymlnkTarget()
 		b.Call(fmt.Sprintf("make the removed symbolic link %s to %s", at, target), unix.SYS_SYMLINKAT,
-			b.String(target), atFdcwd, b.String(at))
+			b.String(target), plan.AtFdcwd, b.String(at))
 	default:
 		fillGhost(b, at, g)
 		return at, made, nil
 	}
-	b.Call("chown "+at, unix.SYS_FCHOWNAT, atFdcwd, b.String(at), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+	b.Call("chown "+at, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(at), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
 	if !g.isSymlink() { // a symbolic link's mode is always 0777
-		b.Call("chmod "+at, unix.SYS_FCHMODAT, atFdcwd, b.String(at), mode)
+		b.Call("chmod "+at, unix.SYS_FCHMODAT, plan.AtFdcwd, b.String(at), mode)
 	}
 	return at, made, nil
 }
@@ -516,9 +516,9 @@ func planRemoveGhost(b *plan.Builder, at string, g *Ghost, made []string) {
 	if g.isDir() {
 		flag = unix.AT_REMOVEDIR
 	}
-	b.Call("unlink "+at, unix.SYS_UNLINKAT, atFdcwd, b.String(at), flag)
+	b.Call("unlink "+at, unix.SYS_UNLINKAT, plan.AtFdcwd, b.String(at), flag)
 	for _, d := range slices.Backward(made) {
-		b.Call("remove the made directory "+d, unix.SYS_UNLINKAT, atFdcwd, b.String(d), unix.AT_REMOVEDIR)
+		b.Call("remove the made directory "+d, unix.SYS_UNLINKAT, plan.AtFdcwd, b.String(d), unix.AT_REMOVEDIR)
 	}
 }
 
@@ -550,5 +550,5 @@ func ghostTimes(b *plan.Builder, tmp string, g *Ghost) {
 		ts = binary.LittleEndian.AppendUint64(ts, t.GetTvSec())
 		ts = binary.LittleEndian.AppendUint64(ts, t.GetTvUsec()*1000)
 	}
-	b.Call("set the times of "+tmp, unix.SYS_UTIMENSAT, atFdcwd, b.String(tmp), b.Bytes(ts), unix.AT_SYMLINK_NOFOLLOW)
+	b.Call("set the times of "+tmp, unix.SYS_UTIMENSAT, plan.AtFdcwd, b.String(tmp), b.Bytes(ts), unix.AT_SYMLINK_NOFOLLOW)
 }

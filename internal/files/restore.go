@@ -9,10 +9,10 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
+	"amber/internal/sockets"
 )
 
 // RestoreInput is what planning a descriptor table needs.
@@ -74,6 +74,19 @@ type RestoreInput struct {
 	// file: a copy the task parked of it is closed as soon as it is at
 	// its number, instead of at the end (nil: every file may be shared).
 	Lone func(fileID uint32) bool
+	// Inherit are amber's descriptors standing in for files of the
+	// images, by InheritKey (--inherit-fd; nil: none).
+	Inherit map[string]int
+	// AmberPidfd is a pidfd of amber's process the task holds when its
+	// plan starts (0: none; never 0-2, the stub's /dev/null): the task
+	// takes amber's descriptors through it, and closes it once its files
+	// are in place. The root gets one from the stub when it may need it
+	// in a pid namespace where amber has no PID.
+	AmberPidfd int
+	// AmberHidden says the task is in a pid namespace where amber's PID
+	// names no process (or another one): without AmberPidfd it cannot
+	// take an inherited file from amber.
+	AmberHidden bool
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -88,14 +101,9 @@ type Restored struct {
 	// with the file id of each; they are closed once every task has taken
 	// its own (ClosePlan).
 	Parked map[int]uint32
-	// TCPRepair are the file ids of the TCP connections the task made in
-	// repair mode: EndTCPRepair lets them go once every task is restored.
-	TCPRepair []uint32
-	// TCPClosed are the closed TCP sockets the task holds that must be
-	// shut down (a connection --tcp-close restores closed, a closed socket
-	// that was shut down), by file id: CloseTCP shuts them down once every
-	// task is restored, which a plan cannot, as shutdown fails on them.
-	TCPClosed map[uint32]skopts.SkShutdown
+	// TCP are the TCP sockets the task holds that amber finishes once
+	// every task is restored (sockets.EndTCPRepair, sockets.CloseTCP).
+	TCP sockets.TCPLeft
 	// owned are the descriptors whose files have an owner, a signal or
 	// O_ASYNC to set again (PlanOwners).
 	owned []ownedFd
@@ -134,7 +142,8 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	slices.SortFunc(fds, func(a, c *fdinfo.FdinfoEntry) int { return int(a.GetFd()) - int(c.GetFd()) })
 	safe := SafeFd(fds, in.Inherited)
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
-		placed: map[uint32]int{}, making: map[uint32]bool{}, table: &Restored{Held: map[uint32]int{}}}
+		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
+	p.keepAmberPidfd()
 	for _, f := range fds {
 		if err := p.place(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)
@@ -143,6 +152,10 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	if err := p.runDeferred(); err != nil {
 		return nil, err
 	}
+	if p.sockets != nil {
+		p.table.TCP = p.sockets.TCP()
+	}
+	p.dropAmberPidfd()
 	p.table.owned = p.owned(fds)
 	p.closeSpare()
 	return p.table, nil
@@ -175,17 +188,12 @@ type fdPlanner struct {
 	// deferToEnd), run once all are placed.
 	deferred []func() error
 	pipes    map[uint32][]*fdinfo.FileEntry // ends of each pipe (pipeEnds)
-	// unix is the unix sockets of the images and unixPeers the sockets
-	// naming each as their peer (makeUnix).
-	unix      unixSet
-	unixPeers map[uint32][]uint32
-	// bound are the paths the plan binds sockets to (true) or removes
-	// stale socket files from (false), which Stat cannot see yet.
-	bound     map[string]bool
+	// sockets makes the task's sockets, from the first (socketPlan).
+	sockets   *sockets.Plan
 	fifoFirst map[uint32]uint32 // the first file id of each FIFO (fifoRefiller)
-	// making are the files in flight being made to be sent (sk_scm.go),
-	// against a loop of sockets in each other's queues.
-	making map[uint32]bool
+	// amberPidfd is where the task holds AmberPidfd during the plan (0:
+	// it holds none).
+	amberPidfd int
 }
 
 // keepInherited moves the inherited descriptors the task needs above
@@ -263,6 +271,9 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("files.img has no file with id %d", id)
 	}
+	if fd, ok := p.inherited(e); ok {
+		return p.makeInherited(e, fd)
+	}
 	switch e.GetType() {
 	case fdinfo.FdTypes_REG:
 		if g := p.in.extra().Ghosts[id]; g != nil {
@@ -272,9 +283,9 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 	case fdinfo.FdTypes_PIPE:
 		return p.makePipe(e)
 	case fdinfo.FdTypes_UNIXSK:
-		return p.makeUnix(e)
+		return p.socketPlan().MakeUnix(e)
 	case fdinfo.FdTypes_INETSK:
-		return p.makeInet(e)
+		return p.socketPlan().MakeInet(e)
 	case fdinfo.FdTypes_FIFO:
 		return p.makeFifo(e)
 	case fdinfo.FdTypes_EVENTFD:
@@ -362,12 +373,18 @@ func planTake(b *plan.Builder, pid, fd int, what string) int {
 	pidfd := b.Next()
 	b.Call(fmt.Sprintf("pidfd_open pid %d", pid), unix.SYS_PIDFD_OPEN, uint64(pid), 0)
 	b.Take()
+	got := planTakeVia(b, pidfd, fd, fmt.Sprintf("%s, of pid %d", what, pid))
+	b.Close(pidfd)
+	return got
+}
+
+// planTakeVia is planTake through pidfd, a pidfd the task holds.
+func planTakeVia(b *plan.Builder, pidfd, fd int, what string) int {
 	got := b.Next()
-	b.Call(fmt.Sprintf("take fd %d of pid %d (%s)", fd, pid, what), unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
+	b.Call(fmt.Sprintf("take fd %d (%s)", fd, what), unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
 	b.Take()
 	// pidfd_getfd always sets FD_CLOEXEC; the caller sets the wanted flag.
 	b.Call(fmt.Sprintf("clear FD_CLOEXEC on fd %d", got), unix.SYS_FCNTL, uint64(got), unix.F_SETFD, 0)
-	b.Close(pidfd)
 	return got
 }
 

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
+	"amber/internal/sockets"
 )
 
 // This file models inet sockets for fdSim: socket, bind, listen, connect
@@ -86,7 +87,7 @@ func (s *fdSim) inetCall(c plan.Call) (bool, error) {
 func (s *fdSim) inetSocket(a [6]uint64) error {
 	typ := int(a[1] &^ (unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC))
 	proto := int(a[2])
-	if !(typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP) && !datagram(typ, proto) {
+	if !(typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP) && !(typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == unix.IPPROTO_UDPLITE)) {
 		return fmt.Errorf("socket type %d protocol %d not modelled: %w", typ, proto, unix.EINVAL)
 	}
 	k := &simInet{family: int(a[0]), typ: typ, proto: proto, opts: map[[2]int][]byte{}}
@@ -246,33 +247,30 @@ func inetProblems(s *fdSim, fd int, in *RestoreInput, id uint32) []string {
 		return []string{fmt.Sprintf("fd %d: not an inet socket", fd)}
 	}
 	k, e := d.f.in, in.Files[id].GetIsk()
-	img, err := readInetImage(e)
-	if err != nil {
-		return []string{err.Error()}
-	}
 	if k.family != int(e.GetFamily()) || k.typ != int(e.GetType()) || k.proto != int(e.GetProto()) {
 		bad("family %d type %d proto %d, want %d %d %d", k.family, k.typ, k.proto, e.GetFamily(), e.GetType(), e.GetProto())
 	}
-	if want, _ := inetSockaddr(e.GetFamily(), img.src, ""); (e.GetSrcPort() != 0) != (k.bound != nil) || (k.bound != nil && !bytes.Equal(k.bound, want)) {
+	if want := wantSockaddr(e.GetFamily(), e.GetSrcPort(), e.GetSrcAddr()); (e.GetSrcPort() != 0) != (k.bound != nil) || (k.bound != nil && !bytes.Equal(k.bound, want)) {
 		bad("bound to %x, want %x", k.bound, want)
 	}
 	if k.listening != (e.GetState() == tcpListen) || (k.listening && k.backlog != int(e.GetBacklog())) {
 		bad("listening %v backlog %d, want state %d backlog %d", k.listening, k.backlog, e.GetState(), e.GetBacklog())
 	}
-	if want, _ := inetSockaddr(e.GetFamily(), img.dst, ""); (e.GetDstPort() != 0) != (k.peer != nil) || (k.peer != nil && !bytes.Equal(k.peer, want)) {
+	if want := wantSockaddr(e.GetFamily(), e.GetDstPort(), e.GetDstAddr()); (e.GetDstPort() != 0) != (k.peer != nil) || (k.peer != nil && !bytes.Equal(k.peer, want)) {
 		bad("connected to %x, want %x", k.peer, want)
 	}
 	if nb := d.f.flags&unix.O_NONBLOCK != 0; nb != (e.GetFlags()&unix.O_NONBLOCK != 0) {
 		bad("O_NONBLOCK %v, want flags %#x", nb, e.GetFlags())
 	}
+	tcpConnection := e.GetProto() == unix.IPPROTO_TCP && e.GetDstPort() != 0
 	reuse, _ := k.optInt(unix.SOL_SOCKET, unix.SO_REUSEADDR)
-	if !img.tcpConnection() && (reuse != 0) != e.GetOpts().GetReuseaddr() {
+	if !tcpConnection && (reuse != 0) != e.GetOpts().GetReuseaddr() {
 		bad("SO_REUSEADDR %d, want %v", reuse, e.GetOpts().GetReuseaddr())
 	}
 	if rp, _ := k.optInt(unix.SOL_SOCKET, unix.SO_REUSEPORT); (rp != 0) != e.GetOpts().GetSoReuseport() {
 		bad("SO_REUSEPORT %d, want %v", rp, e.GetOpts().GetSoReuseport())
 	}
-	if img.tcpConnection() {
+	if tcpConnection {
 		out = append(out, repairProblems(k, in.extra().TCPStreams[e.GetIno()], fd)...)
 	}
 	return out
@@ -281,7 +279,7 @@ func inetProblems(s *fdSim, fd int, in *RestoreInput, id uint32) []string {
 // repairProblems lists how a connection made in repair mode differs from
 // its stream: it must still be in repair mode, with its queues' first
 // sequence numbers and bytes (the unsent ones are EndTCPRepair's).
-func repairProblems(k *simInet, st *TCPStream, fd int) []string {
+func repairProblems(k *simInet, st *sockets.TCPStream, fd int) []string {
 	var out []string
 	bad := func(format string, args ...any) {
 		out = append(out, fmt.Sprintf("fd %d: ", fd)+fmt.Sprintf(format, args...))

@@ -82,8 +82,8 @@ func (s *fdSim) reopenMemfd(a [6]uint64) (bool, error) {
 	} else if pid, err := strconv.ParseUint(parts[2], 10, 64); err == nil {
 		f = s.others[pid][n]
 	}
-	if f != nil && f.kind == "pipe" {
-		return false, nil // a pipe end (sim_test.go)
+	if f != nil && (f.kind == "pipe" || f.kind == "amber") {
+		return false, nil // a pipe end or amber's terminal (sim_test.go)
 	}
 	if f == nil || f.mfd == nil {
 		return true, fmt.Errorf("open %s: not a memfd: %w", path, unix.ENOENT)

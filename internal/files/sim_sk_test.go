@@ -394,7 +394,7 @@ func (s *fdSim) chdir(nr uintptr, a [6]uint64) error {
 // pathCall carries out unlinkat, fchmodat, fchownat and utimensat on a
 // node of the world.
 func (s *fdSim) pathCall(nr uintptr, a [6]uint64) error {
-	if a[0] != atFdcwd {
+	if a[0] != plan.AtFdcwd {
 		return fmt.Errorf("dirfd %#x is not AT_FDCWD", a[0])
 	}
 	p, err := s.str(a[1])

@@ -353,15 +353,17 @@ func winsizeOf(e *tty.WinsizeEntry) *unix.Winsize {
 
 // finish checks that every live slave has its master in the tree, or
 // that the dump is a --shell-job (the slave is then the job's terminal,
-// whose master a terminal emulator or sshd holds), then saves the bytes
-// queued in each whole pty and writes tty-info.img and tty-data.img.
-// amber's copies are closed.
-func (t *ttyDump) finish(dir image.Dir, shellJob bool) error {
+// whose master a terminal emulator or sshd holds) or allows an orphan
+// master (a container's terminal, whose master the engine handed out),
+// then saves the bytes queued in each whole pty and writes tty-info.img
+// and tty-data.img, their sessions and process groups as the images'
+// PIDs (pidOf; nil: amber's). amber's copies are closed.
+func (t *ttyDump) finish(dir image.Dir, opts DumpOptions, pidOf func(int) int) error {
 	if t == nil {
 		return nil
 	}
 	defer t.close()
-	if err := t.checkPairs(shellJob); err != nil {
+	if err := t.checkPairs(opts.ShellJob, opts.OrphanPtsMaster); err != nil {
 		return err
 	}
 	data, err := t.queued()
@@ -370,7 +372,11 @@ func (t *ttyDump) finish(dir image.Dir, shellJob bool) error {
 	}
 	infos := make([]proto.Message, 0, len(t.order))
 	for _, id := range t.order {
-		infos = append(infos, t.sides[id].info)
+		info := t.sides[id].info
+		if pidOf != nil {
+			info.Sid, info.Pgrp = proto.Uint32(imagePid(info.GetSid(), pidOf)), proto.Uint32(imagePid(info.GetPgrp(), pidOf))
+		}
+		infos = append(infos, info)
 	}
 	if err := image.WriteFile(dir.TtyInfoPath(), image.TtyInfo, infos...); err != nil {
 		return err
@@ -381,15 +387,35 @@ func (t *ttyDump) finish(dir image.Dir, shellJob bool) error {
 	return image.WriteFile(dir.TtyDataPath(), image.TtyData, data...)
 }
 
+// imagePid is pid (a session or process group, 0 for none) as the
+// images have it.
+func imagePid(pid uint32, pidOf func(int) int) uint32 {
+	if pid == 0 {
+		return 0
+	}
+	return uint32(pidOf(int(pid)))
+}
+
 // checkPairs refuses a live slave whose master is outside the tree,
-// unless the dump is a --shell-job.
-func (t *ttyDump) checkPairs(shellJob bool) error {
+// unless the dump is a --shell-job, or allows orphan masters: then one
+// such slave is allowed, as CRIU allows (the restore hands its new
+// master to the client, which has one place for it).
+func (t *ttyDump) checkPairs(shellJob, orphan bool) error {
+	var unpaired *dumpedSide
 	for _, id := range t.order {
 		s := t.sides[id]
-		if ttyInfoSide(id) != ptySlave || s.hungUp || shellJob || s.info.GetType() != tty.TtyType_PTY {
+		if ttyInfoSide(id) != ptySlave || s.hungUp || s.info.GetType() != tty.TtyType_PTY {
 			continue
 		}
-		if _, ok := t.sides[id|1]; !ok {
+		if _, ok := t.sides[id|1]; ok {
+			continue
+		}
+		switch {
+		case orphan && unpaired != nil:
+			return fmt.Errorf("%v and %v: two terminals whose masters are not dumped: orphan_pts_master allows one", unpaired, s)
+		case orphan:
+			unpaired = s
+		case !shellJob:
 			return fmt.Errorf("pid %d fd %d: %s: a terminal whose master is not dumped needs --shell-job", s.pid, s.fd, s.path)
 		}
 	}

@@ -21,6 +21,9 @@ type TtyInput struct {
 	Images   *TtyImages // nil: the dump has no terminal
 	ShellJob bool
 	Procs    []TtyProc // every process of the tree
+	// OrphanPts lets a slave whose master was not dumped come back with
+	// a new master (OpenOrphan), instead of needing ShellJob.
+	OrphanPts bool
 }
 
 // Terminals are the terminals amber made for a restore. Tasks take their
@@ -36,18 +39,30 @@ type Terminals struct {
 	shell    *tty.TtyInfoEntry // the dumped state of a --shell-job's terminal
 	own      []int             // amber's descriptors
 	peers    map[*ttyGroup]int // amber's slave of each pty it made
+	// orphan is the pty whose master was not dumped, made by OpenOrphan,
+	// and orphanCtty the session leader that takes it back, if any.
+	orphan     *ttyGroup
+	orphanCtty *cttyChoice
+	files      Index
+	premade    map[uint32]int // masters of ptys made while mounting (AdoptPtys)
+	// reopen: the tasks cannot see amber (SetReopen).
+	reopen bool
 }
 
 // OpenTerminals makes the terminals of the images: a new pty for each
 // one whose master was dumped (with the dumped index if it is free) or
 // that was hung up, amber's standard input for a --shell-job's.
 func OpenTerminals(in TtyInput) (*Terminals, error) {
-	t := &Terminals{Fds: map[uint32]TtyFd{}, cttys: map[int]Ctty{}, peers: map[*ttyGroup]int{}}
-	groups, err := ttyGroups(in.Files, in.Images, in.ShellJob)
+	t := &Terminals{Fds: map[uint32]TtyFd{}, cttys: map[int]Ctty{}, peers: map[*ttyGroup]int{}, files: in.Files}
+	groups, err := ttyGroups(in.Files, in.Images, in.ShellJob, in.OrphanPts)
 	if err != nil {
 		return nil, err
 	}
 	for _, g := range groups {
+		if g.orphan {
+			t.orphan = g
+			continue
+		}
 		if err := t.open(g, in); err != nil {
 			t.Close()
 			return nil, err
@@ -56,6 +71,10 @@ func OpenTerminals(in TtyInput) (*Terminals, error) {
 	choices, warnings := chooseCttys(groups, in.Procs)
 	t.Warnings = append(t.Warnings, warnings...)
 	for _, c := range choices {
+		if c.group.orphan {
+			t.orphanCtty = &c
+			continue
+		}
 		t.addCtty(c)
 	}
 	return t, nil
@@ -96,11 +115,26 @@ func (t *Terminals) openPty(g *ttyGroup, in TtyInput) error {
 			path = p
 		}
 	}
-	m, index, err := openPtmxIndex(path, int(flags&reopenFlags), g.index)
+	open := func() (int, error) { return unix.Open(path, int(flags&reopenFlags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0) }
+	m, index, err := OpenPtmxIndex(open, path, g.index)
 	if err != nil {
 		return err
 	}
 	t.own = append(t.own, m)
+	if err := t.setUpPty(g, in.Files, in.Images, m, index); err != nil {
+		return err
+	}
+	if len(g.masters) == 0 {
+		// Hung up at the dump: the slaves lose their master again.
+		t.closeOwn(m)
+	}
+	return nil
+}
+
+// setUpPty gives the new pty of g, master m (amber's) with the given
+// index, its slaves, then the dumped state, and records the
+// descriptors tasks take.
+func (t *Terminals) setUpPty(g *ttyGroup, idx Index, imgs *TtyImages, m int, index uint32) error {
 	if index != g.index {
 		t.Warnings = append(t.Warnings, fmt.Sprintf("pty %d is taken: restored as pty %d, its slave is /dev/pts/%d now", g.index, index, index))
 	}
@@ -108,18 +142,14 @@ func (t *Terminals) openPty(g *ttyGroup, in TtyInput) error {
 	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
-	if err := t.openSlaves(g, in.Files, m, what); err != nil {
+	if err := t.openSlaves(g, idx, m, what); err != nil {
 		return err
 	}
-	if err := setPtyState(g, m, t.peers[g], in.Images); err != nil {
+	if err := setPtyState(g, m, t.peers[g], imgs); err != nil {
 		return err
 	}
 	for _, f := range g.masters {
-		t.Fds[f.GetId()] = TtyFd{Fd: m, What: what + " master"}
-	}
-	if len(g.masters) == 0 {
-		// Hung up at the dump: the slaves lose their master again.
-		t.closeOwn(m)
+		t.Fds[f.GetId()] = TtyFd{Fd: m, What: what + " master", Master: true}
 	}
 	return nil
 }
@@ -146,10 +176,11 @@ func (t *Terminals) openSlaves(g *ttyGroup, idx Index, m int, what string) error
 	return nil
 }
 
-// openPtmxIndex opens path (a ptmx) until the new pty has index want,
-// keeping the lower ones open meanwhile. If want is taken, the lowest
-// free index does.
-func openPtmxIndex(path string, flags int, want uint32) (fd int, index uint32, err error) {
+// OpenPtmxIndex opens a ptmx (open; path names it in errors) until the
+// new pty has index want, keeping the lower ones open meanwhile: devpts
+// gives the lowest free index and takes no wish. If want is taken, the
+// lowest free index does.
+func OpenPtmxIndex(open func() (int, error), path string, want uint32) (fd int, index uint32, err error) {
 	type opened struct {
 		fd    int
 		index uint32
@@ -163,7 +194,7 @@ func openPtmxIndex(path string, flags int, want uint32) (fd int, index uint32, e
 		}
 	}()
 	for len(all) < maxPtmxOpens {
-		fd, err := unix.Open(path, flags|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		fd, err := open()
 		if err != nil {
 			return -1, 0, fmt.Errorf("open %s: %w", path, err)
 		}
@@ -337,15 +368,34 @@ func (t *Terminals) Ctty(pid int) (Ctty, bool) {
 		return Ctty{}, false
 	}
 	c, ok := t.cttys[pid]
+	c.Reopen = t.reopen
 	return c, ok
 }
 
-// FileFds is Fds, nil for no terminals.
+// SetReopen tells that the tasks are in a new pid namespace, where they
+// cannot see amber: they open its terminals again through its /proc
+// (TtyFd.Reopen).
+func (t *Terminals) SetReopen() {
+	if t != nil {
+		t.reopen = true
+	}
+}
+
+// FileFds is Fds, nil for no terminals, each marked Reopen if the tasks
+// cannot see amber.
 func (t *Terminals) FileFds() map[uint32]TtyFd {
 	if t == nil {
 		return nil
 	}
-	return t.Fds
+	if !t.reopen {
+		return t.Fds
+	}
+	out := make(map[uint32]TtyFd, len(t.Fds))
+	for id, f := range t.Fds {
+		f.Reopen = true
+		out[id] = f
+	}
+	return out
 }
 
 // Finish gives amber's terminal the termios and window size the shell

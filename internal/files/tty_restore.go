@@ -76,6 +76,10 @@ type ttyGroup struct {
 	// vt: a virtual terminal (slave is its info, slaves its files),
 	// opened again by path (tty_vt.go).
 	vt bool
+	// orphan: a slave whose master was outside the tree (a container's
+	// terminal): amber makes a new pty once the tree's mounts are made
+	// and hands its master to the client (OpenOrphan).
+	orphan bool
 }
 
 func (g *ttyGroup) String() string {
@@ -102,8 +106,9 @@ func (g *ttyGroup) controls() (sid, pgrp int) {
 func (g *ttyGroup) hungUp() bool { return g.master == nil && g.slave.GetTermios() == nil }
 
 // ttyGroups sorts the TTY files of idx into terminals, in order of index,
-// amber's own terminal (a --shell-job's) first.
-func ttyGroups(idx Index, imgs *TtyImages, shellJob bool) ([]*ttyGroup, error) {
+// amber's own terminal (a --shell-job's) first. orphan allows one slave
+// whose master was not dumped to get a new master (ttyGroup.orphan).
+func ttyGroups(idx Index, imgs *TtyImages, shellJob, orphan bool) ([]*ttyGroup, error) {
 	byIndex := map[uint32]*ttyGroup{}
 	var shell, vt *ttyGroup
 	for _, id := range slices.Sorted(maps.Keys(idx)) {
@@ -146,10 +151,17 @@ func ttyGroups(idx Index, imgs *TtyImages, shellJob bool) ([]*ttyGroup, error) {
 	if vt != nil {
 		out = append(out, vt)
 	}
+	var orphaned *ttyGroup
 	for _, i := range slices.Sorted(maps.Keys(byIndex)) {
 		g := byIndex[i]
-		if err := g.check(idx, shellJob); err != nil {
+		if err := g.check(idx, shellJob, orphan); err != nil {
 			return nil, err
+		}
+		if g.orphan && orphaned != nil {
+			return nil, fmt.Errorf("file ids %d and %d: ptys %d and %d both lack their master: orphan_pts_master allows one", orphaned.slaves[0].GetId(), g.slaves[0].GetId(), orphaned.index, g.index)
+		}
+		if g.orphan {
+			orphaned = g
 		}
 		out = append(out, g)
 	}
@@ -182,9 +194,9 @@ func (g *ttyGroup) add(e *fdinfo.FileEntry, info *tty.TtyInfoEntry) {
 }
 
 // check decides how the terminal comes back: made by amber if its master
-// was dumped or it was hung up; amber's own terminal for a --shell-job
-// otherwise.
-func (g *ttyGroup) check(idx Index, shellJob bool) error {
+// was dumped or it was hung up; otherwise with a new master handed to
+// the client if orphan, or amber's own terminal for a --shell-job.
+func (g *ttyGroup) check(idx Index, shellJob, orphan bool) error {
 	if len(g.masters) > 1 {
 		return fmt.Errorf("pty %d: %d master files (ids %d, %d): one pty has one master", g.index, len(g.masters), g.masters[0].GetId(), g.masters[1].GetId())
 	}
@@ -192,6 +204,10 @@ func (g *ttyGroup) check(idx Index, shellJob bool) error {
 		return fmt.Errorf("pty %d: its master has no termios in tty-info.img", g.index)
 	}
 	if g.master != nil || g.hungUp() {
+		return nil
+	}
+	if orphan {
+		g.orphan = true
 		return nil
 	}
 	if !shellJob {
@@ -261,6 +277,13 @@ func chooseCttys(groups []*ttyGroup, procs []TtyProc) ([]cttyChoice, []string) {
 type TtyFd struct {
 	Fd   int
 	What string
+	// Master: a pty master, which only pidfd_getfd can give (opening it
+	// again would make a new pty).
+	Master bool
+	// Reopen: the task, in a new pid namespace, cannot see amber to
+	// pidfd_getfd from it; it opens the terminal again through amber's
+	// /proc instead.
+	Reopen bool
 }
 
 // Ctty is the controlling terminal of a restored session: amber's
@@ -270,13 +293,15 @@ type Ctty struct {
 	Fd   int
 	What string
 	Pgrp int
+	// Reopen: the task cannot see amber (TtyFd.Reopen).
+	Reopen bool
 }
 
 // PlanCtty plans giving the task, a session leader right after setsid,
 // its controlling terminal back: it takes amber's descriptor of it,
 // TIOCSCTTY, and closes it again (the terminal stays).
 func PlanCtty(b *plan.Builder, amberPid int, c Ctty) {
-	fd := planTake(b, amberPid, c.Fd, c.What)
+	fd := planTakeTty(b, amberPid, TtyFd{Fd: c.Fd, What: c.What, Reopen: c.Reopen}, unix.O_RDWR)
 	b.Call(fmt.Sprintf("make %s the controlling terminal", c.What), unix.SYS_IOCTL, uint64(fd), unix.TIOCSCTTY, 0)
 	b.Close(fd)
 }
@@ -303,5 +328,20 @@ func (p *fdPlanner) makeTty(e *fdinfo.FileEntry) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("file id %d: %s: no terminal was made for it", e.GetId(), ttyPath(p.in.Files, e))
 	}
-	return planTake(p.b, p.in.AmberPid, t.Fd, t.What), nil
+	if t.Reopen && t.Master {
+		return 0, fmt.Errorf("file id %d: %s: a task in a new pid namespace cannot take a pty master from amber: not supported yet", e.GetId(), t.What)
+	}
+	return planTakeTty(p.b, p.in.AmberPid, t, e.GetTty().GetFlags()), nil
+}
+
+// planTakeTty plans the task's taking amber's descriptor t of a
+// terminal: the same open file, by pidfd_getfd; or, for a task that
+// cannot see amber (TtyFd.Reopen), a new open file of the same terminal
+// through amber's /proc (the tree's until its mounts are finished),
+// with flags, never as a controlling terminal.
+func planTakeTty(b *plan.Builder, amberPid int, t TtyFd, flags uint32) int {
+	if !t.Reopen {
+		return planTake(b, amberPid, t.Fd, t.What)
+	}
+	return b.Open(t.What, fmt.Sprintf("/proc/%d/fd/%d", amberPid, t.Fd), int(flags&reopenFlags)|unix.O_NOCTTY, 0)
 }

@@ -188,7 +188,7 @@ func TestDumpLivePty(t *testing.T) {
 	p.queue(t, p.master, "typed")
 	p.queue(t, p.slave, "printed")
 	d, dir := dumpLivePty(t, p, DumpOptions{})
-	if err := d.ttys.finish(dir, false); err != nil {
+	if err := d.ttys.finish(dir, DumpOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	imgs, err := readTtyImages(dir)
@@ -256,7 +256,7 @@ func TestDumpSlaveWithoutMaster(t *testing.T) {
 	if _, _, err := addLiveTty(d, p.slave); err != nil {
 		t.Fatal(err)
 	}
-	err := d.ttys.finish(tempImages(t), false)
+	err := d.ttys.finish(tempImages(t), DumpOptions{}, nil)
 	for _, want := range []string{fmt.Sprintf("fd %d", p.slave), fmt.Sprintf("/dev/pts/%d", p.index), "--shell-job"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want one naming %q", err, want)
@@ -266,8 +266,44 @@ func TestDumpSlaveWithoutMaster(t *testing.T) {
 	if _, _, err := addLiveTty(d, p.slave); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.ttys.finish(tempImages(t), true); err != nil {
+	if err := d.ttys.finish(tempImages(t), DumpOptions{ShellJob: true}, nil); err != nil {
 		t.Errorf("with --shell-job: %v", err)
+	}
+}
+
+// TestDumpOrphanSlave: with orphan masters allowed (a container's
+// terminal), one slave whose master is not dumped is recorded in
+// tty-info.img with its termios; a second one is refused, naming both.
+func TestDumpOrphanSlave(t *testing.T) {
+	p, q := openLivePty(t), openLivePty(t)
+	opts := DumpOptions{OrphanPtsMaster: true}
+	d := NewDumper(NewTable(), opts)
+	if _, _, err := addLiveTty(d, p.slave); err != nil {
+		t.Fatal(err)
+	}
+	dir := tempImages(t)
+	if err := d.ttys.finish(dir, opts, nil); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := readTtyImages(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := imgs.Infos[ttyInfoID(p.index, ptySlave)]
+	if len(imgs.Infos) != 1 || s.GetWinsize().GetWsCol() != 77 || s.GetTermios().GetCCc()[unix.VMIN] != 3 {
+		t.Errorf("infos %v, want pty %d's slave with 77 columns and VMIN 3", imgs.Infos, p.index)
+	}
+	d = NewDumper(NewTable(), opts)
+	for _, fd := range []int{p.slave, q.slave} {
+		if _, _, err := addLiveTty(d, fd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = d.ttys.finish(tempImages(t), opts, nil)
+	for _, want := range []string{fmt.Sprintf("/dev/pts/%d", p.index), fmt.Sprintf("/dev/pts/%d", q.index), "orphan_pts_master allows one"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("two orphan slaves: error %v, want one naming %q", err, want)
+		}
 	}
 }
 
@@ -280,7 +316,7 @@ func TestRestoreLivePty(t *testing.T) {
 	p.queue(t, p.master, "typed")
 	p.queue(t, p.slave, "printed")
 	d, dir := dumpLivePty(t, p, DumpOptions{})
-	if err := d.ttys.finish(dir, false); err != nil {
+	if err := d.ttys.finish(dir, DumpOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	imgs, err := readTtyImages(dir)
@@ -451,7 +487,7 @@ func TestTtyGroups(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ti := newTtyImages()
 			c.build(ti)
-			groups, err := ttyGroups(ti.idx, ti.imgs, c.shellJob)
+			groups, err := ttyGroups(ti.idx, ti.imgs, c.shellJob, false)
 			for _, want := range c.err {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Errorf("error %v, want one naming %q", err, want)
@@ -493,7 +529,7 @@ func TestChooseCttys(t *testing.T) {
 			} else {
 				ti.side(0, ptyMaster, c.sid, c.pgrp, false)
 			}
-			groups, err := ttyGroups(ti.idx, ti.imgs, true)
+			groups, err := ttyGroups(ti.idx, ti.imgs, true, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -535,7 +571,7 @@ func TestPlanFdsTerminals(t *testing.T) {
 		l.in.Files[id] = e
 	}
 	l.fd(0, job, false).fd(1, job, false).fd(2, job, false).fd(5, master, true).fd(6, slave, false).fd(9, slave, true)
-	files := map[uint32]TtyFd{master: {10, "pty 3 master"}, slave: {11, "pty 3 slave"}, job: {0, "amber's terminal"}}
+	files := map[uint32]TtyFd{master: {Fd: 10, What: "pty 3 master", Master: true}, slave: {Fd: 11, What: "pty 3 slave"}, job: {Fd: 0, What: "amber's terminal"}}
 	l.in.Ttys = files
 	p, err := planFds(l)
 	if err != nil {
@@ -614,5 +650,116 @@ func TestPlanForegroundWithoutCtty(t *testing.T) {
 	prog := b.Finish()
 	if err := newFdSim(nil).run(prog); err == nil || !strings.Contains(err.Error(), "ENOTTY") && !strings.Contains(err.Error(), "inappropriate ioctl") {
 		t.Errorf("TIOCSPGRP without a controlling terminal: %v, want ENOTTY", err)
+	}
+}
+
+// TestRestoreOrphanPty dumps the slave of a pty whose master is not in
+// the dump and makes it again: nothing before OpenOrphan, then a new pty
+// with the dumped termios and window size whose master goes to Give,
+// connected to the slave the tasks take; in a new pid namespace the
+// slave is opened again, never taken.
+func TestRestoreOrphanPty(t *testing.T) {
+	p := openLivePty(t)
+	opts := DumpOptions{OrphanPtsMaster: true}
+	d := NewDumper(NewTable(), opts)
+	if _, _, err := addLiveTty(d, p.slave); err != nil {
+		t.Fatal(err)
+	}
+	dir := tempImages(t)
+	if err := d.ttys.finish(dir, opts, nil); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := readTtyImages(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := Index{}
+	for _, e := range d.Table.Entries() {
+		idx[e.GetId()] = e
+	}
+	if _, err := OpenTerminals(TtyInput{Files: idx, Images: imgs}); err == nil || !strings.Contains(err.Error(), "--shell-job") {
+		t.Errorf("without OrphanPts: %v, want an error asking for --shell-job", err)
+	}
+	terms, err := OpenTerminals(TtyInput{Files: idx, Images: imgs, OrphanPts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer terms.Close()
+	if len(terms.Fds) != 0 {
+		t.Fatalf("descriptors %v before OpenOrphan", terms.Fds)
+	}
+	if err := terms.OpenOrphan(OrphanInput{Root: "/"}); err == nil {
+		t.Error("OpenOrphan without Give: no error")
+	}
+	given := -1
+	if err := terms.OpenOrphan(OrphanInput{Root: "/", Give: func(m int) error { given = m; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if len(terms.Fds) != 1 || given < 0 {
+		t.Fatalf("descriptors %v, master %d: want one slave and a master given", terms.Fds, given)
+	}
+	var s TtyFd
+	for _, f := range terms.Fds {
+		s = f
+	}
+	if ws, err := unix.IoctlGetWinsize(given, unix.TIOCGWINSZ); err != nil || ws.Col != 77 {
+		t.Errorf("window %+v, %v; want 77 columns", ws, err)
+	}
+	if _, err := unix.Write(given, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	waitInq(t, s.Fd, 3)
+	if got := readNow(t, s.Fd); got != "abc" {
+		t.Errorf("slave reads %q from the master given, want %q", got, "abc")
+	}
+	terms.SetReopen()
+	for _, f := range terms.FileFds() {
+		if !f.Reopen || f.Master {
+			t.Errorf("%+v: want a slave opened again", f)
+		}
+	}
+}
+
+// TestPlanFdsTerminalsReopen: a task that cannot see amber (a new pid
+// namespace) opens a slave again through amber's /proc, never as its
+// controlling terminal, and is refused a master, naming it.
+func TestPlanFdsTerminalsReopen(t *testing.T) {
+	l := newLayout()
+	ti := newTtyImages()
+	slave := ti.side(3, ptySlave, 0, 0, false)
+	for id, e := range ti.idx {
+		l.in.Files[id] = e
+	}
+	l.fd(0, slave, false).fd(1, slave, false)
+	l.in.Ttys = map[uint32]TtyFd{slave: {Fd: 11, What: "pty 3 slave", Reopen: true}}
+	p, err := planFds(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newFdSim(junk(0, 1, 4))
+	amberTerminals(s, l.in.Ttys)
+	if err := s.run(p.prog); err != nil {
+		t.Fatalf("%v\nplan:\n%s", err, p.prog)
+	}
+	path := fmt.Sprintf("/proc/%d/fd/11", amberPid)
+	for _, fd := range []int{0, 1} {
+		d, ok := s.fds[fd]
+		if !ok || d.f.path != path || d.f.flags&unix.O_NOCTTY == 0 || d.f.flags&unix.O_ACCMODE != unix.O_RDWR {
+			t.Errorf("fd %d: %v, want %s opened O_RDWR|O_NOCTTY\n%s", fd, d.f, path, s.dump())
+		}
+	}
+	if s.fds[0].f != s.fds[1].f || s.opened[path] != 1 {
+		t.Errorf("%s opened %d times, want once for both fds\n%s", path, s.opened[path], s.dump())
+	}
+	l = newLayout()
+	ti = newTtyImages()
+	master := ti.side(3, ptyMaster, 0, 0, false)
+	for id, e := range ti.idx {
+		l.in.Files[id] = e
+	}
+	l.fd(0, master, false)
+	l.in.Ttys = map[uint32]TtyFd{master: {Fd: 10, What: "pty 3 master", Master: true, Reopen: true}}
+	if _, err := planFds(l); err == nil || !strings.Contains(err.Error(), "pty 3 master") || !strings.Contains(err.Error(), "new pid namespace") {
+		t.Errorf("a master in a new pid namespace: %v, want an error naming it", err)
 	}
 }

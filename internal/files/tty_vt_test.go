@@ -29,7 +29,7 @@ func TestTtyGroupsVT(t *testing.T) {
 	ti := newTtyImages()
 	ti.vt(9, 40, 2)
 	ti.side(3, ptyMaster, 0, 0, false)
-	groups, err := ttyGroups(ti.idx, ti.imgs, false)
+	groups, err := ttyGroups(ti.idx, ti.imgs, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestTtyGroupsVT(t *testing.T) {
 	if len(choices) != 1 || choices[0].group != groups[0] || choices[0].leader != 40 || len(warnings) != 0 {
 		t.Errorf("ctty choices %+v, warnings %v", choices, warnings)
 	}
-	groups, err = ttyGroups(ti.idx, ti.imgs, true)
+	groups, err = ttyGroups(ti.idx, ti.imgs, true, false)
 	if err != nil || len(groups) != 2 || !groups[0].inherit || groups[0].vt {
 		t.Errorf("--shell-job: %v, %v", describeGroups(groups), err)
 	}

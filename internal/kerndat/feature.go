@@ -61,7 +61,7 @@ func (i *Info) CheckFeature(name string) error {
 		return i.requireAll(name, "seccomp_filters", "seccomp_suspend")
 	case "tcp_half_closed":
 		// Connections in CLOSE_WAIT, FIN_WAIT1/2, LAST_ACK and CLOSING are
-		// made in repair mode and handed their FINs (files/sk_tcp_fin.go).
+		// made in repair mode and handed their FINs (sockets/tcp_fin.go).
 		return i.requireAll(name, "tcp_repair")
 	case "mnt_id":
 		// Mount ids in fdinfo (Linux 3.15): amber dumps a tree's mount

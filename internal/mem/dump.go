@@ -138,13 +138,13 @@ func guardsError(guards []Run) error {
 // ones, which one scan each covers: the VMAs whose contents are dumped
 // (a mapping in between whose pages are not the task's, shared memory,
 // is not walked for data), or the others (walked for guard pages only).
-func adjacent(vmas []*vma.VmaEntry, keep func(status uint32) bool) [][]*vma.VmaEntry {
+func adjacent(vmas []*vma.VmaEntry, keep func(v *vma.VmaEntry) bool) [][]*vma.VmaEntry {
 	var out [][]*vma.VmaEntry
 	for i, v := range vmas {
-		if !keep(v.GetStatus()) {
+		if !keep(v) {
 			continue
 		}
-		if n := len(out); n > 0 && i > 0 && keep(vmas[i-1].GetStatus()) && vmas[i-1].GetEnd() == v.GetStart() {
+		if n := len(out); n > 0 && i > 0 && keep(vmas[i-1]) && vmas[i-1].GetEnd() == v.GetStart() {
 			out[n-1] = append(out[n-1], v)
 			continue
 		}
@@ -153,14 +153,22 @@ func adjacent(vmas []*vma.VmaEntry, keep func(status uint32) bool) [][]*vma.VmaE
 	return out
 }
 
-func withoutContents(status uint32) bool { return !savedAtDump(status) }
+func withoutContents(v *vma.VmaEntry) bool { return !savedAtDump(v) }
 
-// savedAtDump reports whether a dump saves the pages of a VMA of this
-// status: those a restore writes (HasContents), and the [vdso] code, as
-// CRIU saves it: CRIU's restore reads the dumped vdso's symbols from the
-// pages image to decide whether this kernel's vdso may take its place.
-// amber's restore puts this kernel's vdso there and writes none of them.
-func savedAtDump(status uint32) bool { return HasContents(status) || status&StatusVdso != 0 }
+// savedAtDump reports whether a dump saves the pages of VMA v: those a
+// restore writes (HasContents), and the [vdso] code, as CRIU saves it:
+// CRIU's restore reads the dumped vdso's symbols from the pages image to
+// decide whether this kernel's vdso may take its place. amber's restore
+// puts this kernel's vdso there and writes none of them.
+// A MAP_DROPPABLE mapping's pages are not saved, as CRIU does not save
+// them: the kernel may drop them any time (they read back as zeroes), so
+// its owner keeps nothing there it cannot make again.
+func savedAtDump(v *vma.VmaEntry) bool {
+	if v.GetFlags()&unix.MAP_DROPPABLE != 0 {
+		return false
+	}
+	return HasContents(v.GetStatus()) || v.GetStatus()&StatusVdso != 0
+}
 
 // mergeRuns joins sorted runs that touch into one.
 func mergeRuns(runs []Run) []Run {

@@ -579,10 +579,10 @@ func slowTruth(t *testing.T, pid int, vmas []*vma.VmaEntry) pagemapTruth {
 		if i > 0 && vmas[i-1].GetEnd() != v.GetStart() {
 			tr.counts.Gaps++
 		}
-		if i == 0 || !savedAtDump(vmas[i-1].GetStatus()) || vmas[i-1].GetEnd() != v.GetStart() {
+		if i == 0 || !savedAtDump(vmas[i-1]) || vmas[i-1].GetEnd() != v.GetStart() {
 			scanned = nil
 		}
-		if !savedAtDump(v.GetStatus()) {
+		if !savedAtDump(v) {
 			tr.guards = slowGuards(t, pm, v, tr.guards, &tr.counts)
 			continue
 		}

@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"amber/internal/proc"
 )
@@ -104,5 +106,18 @@ func TestHugePageSize(t *testing.T) {
 		if got := HugePageSize(c.flags); got != c.want {
 			t.Errorf("HugePageSize(%#x) = %d, want %d", c.flags, got, c.want)
 		}
+	}
+}
+
+// TestSavedAtDumpDroppable: a MAP_DROPPABLE mapping's pages are not
+// saved (CRIU does not save them either); a private one's are.
+func TestSavedAtDumpDroppable(t *testing.T) {
+	private := &vma.VmaEntry{Status: proto.Uint32(StatusRegular | StatusAnonPrivate), Flags: proto.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)}
+	droppable := &vma.VmaEntry{Status: proto.Uint32(StatusRegular | StatusAnonPrivate), Flags: proto.Uint32(unix.MAP_DROPPABLE | unix.MAP_ANONYMOUS)}
+	if !savedAtDump(private) {
+		t.Error("private anonymous mapping: pages not saved")
+	}
+	if savedAtDump(droppable) {
+		t.Error("MAP_DROPPABLE mapping: pages saved")
 	}
 }

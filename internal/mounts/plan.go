@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
@@ -51,6 +52,11 @@ type Step struct {
 	// Tmpfs: the contents come from tmpfs-dev-DEV.tar.gz.img, DEV the
 	// entry's root_dev.
 	Tmpfs bool
+	// PtySlave: a Bind of the slave of pty PtyIndex of a devpts (runc's
+	// /dev/console), whose node exists only while the pty does: the
+	// restore makes the pty first, at the ptmx beside Source.
+	PtySlave bool
+	PtyIndex uint32
 
 	bindFrom uint32 // the mount id a Bind is bound from
 }
@@ -140,6 +146,7 @@ func stepOf(e, root *mnt.MntEntry, entries []*mnt.MntEntry, ext map[string]strin
 		s.How = Bind
 		s.Source = path.Join(src.GetMountpoint(), strings.TrimPrefix(e.GetRoot(), src.GetRoot()))
 		s.bindFrom = src.GetMntId()
+		s.PtyIndex, s.PtySlave = ptySlaveOf(e)
 	}
 	return s, nil
 }
@@ -177,6 +184,19 @@ func bindSource(e, root *mnt.MntEntry, entries []*mnt.MntEntry) *mnt.MntEntry {
 		}
 	}
 	return best
+}
+
+// ptySlaveOf tells whether e binds a pty slave of a devpts (its root is
+// "/N"), and which.
+func ptySlaveOf(e *mnt.MntEntry) (uint32, bool) {
+	if fsName(e) != "devpts" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(e.GetRoot(), "/"), 10, 32)
+	if err != nil || !strings.HasPrefix(e.GetRoot(), "/") {
+		return 0, false
+	}
+	return uint32(n), true
 }
 
 // within tells whether p is dir or below it.

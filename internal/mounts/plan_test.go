@@ -117,3 +117,31 @@ func TestPlanErrors(t *testing.T) {
 		t.Fatalf("a missing external source: got %v", err)
 	}
 }
+
+// TestPlanConsole: runc's /dev/console, a bind of pty slave 0 of the
+// container's devpts, is a bind from /dev/pts/0 that needs pty 0 made
+// first; a bind of devpts's ptmx or of its root is not.
+func TestPlanConsole(t *testing.T) {
+	es := parse(t, `1 0 8:1 /r / rw - ext4 /dev/sda rw
+2 1 0:44 / /dev rw,nosuid - tmpfs tmpfs rw,mode=755
+3 2 0:48 / /dev/pts rw,nosuid,noexec,relatime - devpts devpts rw,mode=620,ptmxmode=666
+4 2 0:48 /0 /dev/console rw,nosuid,noexec,relatime - devpts devpts rw,mode=620,ptmxmode=666
+5 2 0:48 /ptmx /dev/ptmx rw,nosuid,noexec,relatime - devpts devpts rw,mode=620,ptmxmode=666
+`)
+	steps, err := Plan(Entries(es, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		d := describe(s)
+		if s.PtySlave {
+			d += fmt.Sprintf(" (pty %d)", s.PtyIndex)
+		}
+		got = append(got, d)
+	}
+	want := "root / <- |new /dev <- tmpfs|new /dev/pts <- devpts|bind /dev/console <- /dev/pts/0 (pty 0)|bind /dev/ptmx <- /dev/pts/ptmx"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("plan %q, want %q", strings.Join(got, "|"), want)
+	}
+}

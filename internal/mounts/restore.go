@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 
 	"golang.org/x/sys/unix"
 
+	"amber/internal/files"
 	"amber/internal/image"
 )
 
@@ -57,13 +59,12 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 	if err != nil {
 		return nil, err
 	}
-	r := &Restored{pid: pid}
-	err = onThread(pid, nsKinds, func() error {
-		var err error
-		r.procOver, err = run(dir, steps, root, pid, opts)
-		return err
-	})
+	r := &Restored{pid: pid, ptys: map[uint32]int{}}
+	err = onThread(pid, nsKinds, func() error { return r.run(dir, steps, root, opts) })
 	if err != nil {
+		for _, fd := range r.TakePtys() {
+			unix.Close(fd)
+		}
 		return nil, err
 	}
 	return r, nil
@@ -73,6 +74,21 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 type Restored struct {
 	pid      int  // a task in it
 	procOver bool // amber's /proc is mounted over the tree's
+	// ptys are the masters of the ptys made for binds of their slaves,
+	// by index, until TakePtys.
+	ptys map[uint32]int
+}
+
+// TakePtys hands over the masters of the ptys made for binds of their
+// slaves (runc's /dev/console), by index: the terminals of the restore
+// use them, and close them.
+func (r *Restored) TakePtys() map[uint32]int {
+	if r == nil {
+		return nil
+	}
+	p := r.ptys
+	r.ptys = nil
+	return p
 }
 
 // Finish takes amber's /proc away from over the tree's, once the tasks
@@ -145,12 +161,11 @@ func enter(pid int, name string, flag int) error {
 }
 
 // run makes the mounts of steps under root, mounts amber's /proc over
-// the tree's (if it has /proc), then pivots there. It tells whether it
-// mounted /proc.
-func run(dir image.Dir, steps []Step, root string, pid int, opts RestoreOptions) (bool, error) {
+// the tree's (if it has /proc), then pivots there.
+func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOptions) error {
 	// The copy of amber's mounts must not pass what happens here back.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return false, fmt.Errorf("make the new mount namespace private: %w", err)
+		return fmt.Errorf("make the new mount namespace private: %w", err)
 	}
 	var rootFd int
 	for i, s := range steps {
@@ -161,23 +176,22 @@ func run(dir image.Dir, steps []Step, root string, pid int, opts RestoreOptions)
 				defer unix.Close(rootFd)
 			}
 		} else {
-			err = mount(dir, s, rootFd, pid)
+			err = r.mount(dir, s, rootFd)
 		}
 		if err != nil {
-			return false, fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
+			return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
 		}
 		if opts.Logf != nil {
 			opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
 		}
 	}
-	procOver := false
 	if st, err := os.Stat(filepath.Join(root, "proc")); err == nil && st.IsDir() {
 		if err := unix.Mount("/proc", filepath.Join(root, "proc"), "", unix.MS_BIND, ""); err != nil {
-			return false, fmt.Errorf("mount amber's /proc over the tree's: %w", err)
+			return fmt.Errorf("mount amber's /proc over the tree's: %w", err)
 		}
-		procOver = true
+		r.procOver = true
 	}
-	return procOver, pivot(root)
+	return pivot(root)
 }
 
 // mountRoot binds root, the directory given for the root mount, onto
@@ -199,9 +213,15 @@ func mountRoot(s Step, root string) (int, error) {
 // mount makes the mount of step s in the tree whose root is open at
 // rootFd. Paths of the tree resolve inside it (inRoot): a symbolic link
 // of the tree's files never leads a mount out of it.
-func mount(dir image.Dir, s Step, rootFd, pid int) error {
+func (r *Restored) mount(dir image.Dir, s Step, rootFd int) error {
+	pid := r.pid
 	switch s.How {
 	case Bind, External:
+		if s.PtySlave {
+			if err := r.makePty(s, rootFd); err != nil {
+				return err
+			}
+		}
 		src, err := openSource(s, rootFd)
 		if err != nil {
 			return err
@@ -254,6 +274,27 @@ func mount(dir image.Dir, s Step, rootFd, pid int) error {
 	if err := onTarget(rootFd, s.Target, func(at string) error { return unix.Mount("", at, "", s.remountFlags(), "") }); err != nil {
 		return fmt.Errorf("set flags %#x: %w", s.Flags, err)
 	}
+	return nil
+}
+
+// makePty makes pty s.PtyIndex of the devpts whose slave s binds, at the
+// ptmx beside it, unless it is there already: the slave's node exists
+// only while the pty does. The master is kept for the terminals.
+func (r *Restored) makePty(s Step, rootFd int) error {
+	if _, ok := r.ptys[s.PtyIndex]; ok {
+		return nil
+	}
+	ptmx := path.Join(path.Dir(s.Source), "ptmx")
+	open := func() (int, error) { return inRoot(rootFd, ptmx, unix.O_RDWR|unix.O_NOCTTY) }
+	m, index, err := files.OpenPtmxIndex(open, ptmx, s.PtyIndex)
+	if err != nil {
+		return fmt.Errorf("make pty %d for its slave: %w", s.PtyIndex, err)
+	}
+	if index != s.PtyIndex {
+		unix.Close(m)
+		return fmt.Errorf("make pty %d for its slave: %s gave pty %d: %d is taken", s.PtyIndex, ptmx, index, s.PtyIndex)
+	}
+	r.ptys[index] = m
 	return nil
 }
 

@@ -6,6 +6,8 @@ package namespaces
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"google.golang.org/protobuf/proto"
@@ -28,6 +30,26 @@ type Table struct {
 	// emptyNet leaves the root's network namespace undumped (empty_ns):
 	// the restore makes a new one and leaves it as it comes.
 	emptyNet bool
+	// extNet is the network namespace --external net[INO]:KEY names.
+	extNet ExtNet
+}
+
+// ExtNet is a network namespace outside the dump, CRIU's --external
+// net[INO]:KEY (runc's for a container whose namespace has a path, as
+// Podman's have): the dump records only KEY, and the restore joins the
+// namespace that --inherit-fd fd[N]:KEY gives.
+type ExtNet struct {
+	Ino uint64 // the namespace's inode
+	Key string // "" for none
+}
+
+// SetExtNet says which network namespace is external: if it is the
+// root's, its contents are not dumped, its key is.
+func (t *Table) SetExtNet(ext ExtNet) { t.extNet = ext }
+
+// netExternal says the root's network namespace is the external one.
+func (t *Table) netExternal() bool {
+	return t.extNet.Key != "" && t.extNet.Ino == t.root[Net]
 }
 
 // SetEmptyNet says whether the root's network namespace, if not
@@ -151,10 +173,11 @@ func (t *Table) Dump(dir image.Dir, root int) error {
 			return err
 		}
 	}
-	if t.own[Net] && !t.emptyNet {
-		if err := dumpNet(dir, t.ids[Net][t.root[Net]], root); err != nil {
-			return err
-		}
+	switch {
+	case t.own[Net] && t.netExternal():
+		return dumpExtNet(dir, t.ids[Net][t.root[Net]], t.extNet.Key)
+	case t.own[Net] && !t.emptyNet:
+		return dumpNet(dir, t.ids[Net][t.root[Net]], root)
 	}
 	return nil
 }
@@ -222,4 +245,19 @@ func Restore(dir image.Dir, pid int, flags uintptr, ids *criucore.TaskKobjIdsEnt
 		}
 	}
 	return nil
+}
+
+// ParseExtNet reads CRIU's --external net[INO]:KEY. ok is false for
+// another kind of external resource.
+func ParseExtNet(val string) (ext ExtNet, ok bool, err error) {
+	rest, ok := strings.CutPrefix(val, "net[")
+	if !ok {
+		return ExtNet{}, false, nil
+	}
+	ino, key, found := strings.Cut(rest, "]:")
+	n, perr := strconv.ParseUint(ino, 10, 64)
+	if !found || perr != nil || key == "" {
+		return ExtNet{}, true, fmt.Errorf("external %q: want net[INODE]:KEY", val)
+	}
+	return ExtNet{Ino: n, Key: key}, true, nil
 }

@@ -63,3 +63,20 @@ func TestFieldsDistinct(t *testing.T) {
 		seen[f] = k
 	}
 }
+
+// TestParseExtNet: runc's net[INO]:KEY is read, another kind is not
+// ours, a malformed one is an error naming it.
+func TestParseExtNet(t *testing.T) {
+	e, ok, err := ParseExtNet("net[4026532173]:extRootNetNS")
+	if err != nil || !ok || e != (ExtNet{Ino: 4026532173, Key: "extRootNetNS"}) {
+		t.Errorf("net: %+v %v %v", e, ok, err)
+	}
+	if _, ok, err := ParseExtNet("mnt[/x]:y"); ok || err != nil {
+		t.Errorf("mnt: ok %v, err %v; want not ours", ok, err)
+	}
+	for _, bad := range []string{"net[x]:k", "net[1]:", "net[1]"} {
+		if _, ok, err := ParseExtNet(bad); !ok || err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: ok %v, err %v; want an error naming it", bad, ok, err)
+		}
+	}
+}

@@ -42,6 +42,25 @@ func dumpNet(dir image.Dir, id uint32, pid int) error {
 	return image.WriteFile(dir.NetnsPath(id), image.Netns, &netdev.NetnsEntry{})
 }
 
+// dumpExtNet writes the netns-ID.img of an external network namespace:
+// its key alone, as CRIU writes it.
+func dumpExtNet(dir image.Dir, id uint32, key string) error {
+	return image.WriteFile(dir.NetnsPath(id), image.Netns, &netdev.NetnsEntry{ExtKey: proto.String(key)})
+}
+
+// ExtNetKey is the key of network namespace id if the dump left it
+// external (--external net[INO]:KEY), "" if not.
+func ExtNetKey(dir image.Dir, id uint32) (string, error) {
+	all, err := image.ReadFile(dir.NetnsPath(id), image.Netns, func() *netdev.NetnsEntry { return &netdev.NetnsEntry{} })
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(all) == 0) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return all[0].GetExtKey(), nil
+}
+
 // readLinks lists the links of the calling thread's network namespace;
 // any but the loopback is refused.
 func readLinks() ([]*netdev.NetDeviceEntry, error) {

@@ -6,8 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// atFdcwd is AT_FDCWD (-100) as a register value.
-const atFdcwd = ^uint64(99)
+// AtFdcwd is AT_FDCWD (-100) as a register value, for the *at calls
+// a plan makes with paths.
+const AtFdcwd = ^uint64(99)
 
 // Inherit tells the builder which descriptors the task has when its plan
 // starts (those of the parent it was forked from).
@@ -35,12 +36,21 @@ func (b *Builder) CloseAll() {
 	b.fds = fdTable{}
 }
 
+// CloseAllBut plans closing every descriptor the task has but keep.
+func (b *Builder) CloseAllBut(keep int) {
+	if keep > 0 {
+		b.CloseRange(0, keep-1)
+	}
+	b.Call(fmt.Sprintf("close fds above %d", keep), unix.SYS_CLOSE_RANGE, uint64(keep+1), ^uint64(0)>>32, 0)
+	b.Inherit([]int{keep})
+}
+
 // Open plans openat(AT_FDCWD, path, flags, mode) and returns the
 // descriptor it will get.
 func (b *Builder) Open(what, path string, flags int, mode uint32) int {
 	fd := b.fds.lowest()
 	b.Call(fmt.Sprintf("open %s (%s) as fd %d", path, what, fd), unix.SYS_OPENAT,
-		atFdcwd, b.String(path), uint64(flags), uint64(mode))
+		AtFdcwd, b.String(path), uint64(flags), uint64(mode))
 	b.fds.set(fd)
 	return fd
 }

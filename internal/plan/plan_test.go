@@ -311,7 +311,7 @@ func TestFdCalls(t *testing.T) {
 		want []Call // What is not compared
 	}{
 		{"open", func(b *Builder) { b.Open("w", "/a", unix.O_RDWR|unix.O_APPEND, 0o644) },
-			[]Call{{Nr: unix.SYS_OPENAT, Args: [6]uint64{atFdcwd, 0 /* path */, unix.O_RDWR | unix.O_APPEND, 0o644}}}},
+			[]Call{{Nr: unix.SYS_OPENAT, Args: [6]uint64{AtFdcwd, 0 /* path */, unix.O_RDWR | unix.O_APPEND, 0o644}}}},
 		{"close", func(b *Builder) { b.Close(4) }, []Call{{Nr: unix.SYS_CLOSE, Args: [6]uint64{4}}}},
 		{"close all", func(b *Builder) { b.CloseAll() },
 			[]Call{{Nr: unix.SYS_CLOSE_RANGE, Args: [6]uint64{0, 0xffff_ffff, 0}}}},
@@ -411,6 +411,27 @@ func TestInheritAndFds(t *testing.T) {
 	for i, w := range want {
 		if p.Calls[i].Nr != w.Nr || (i > 0 && p.Calls[i].Args != w.Args) {
 			t.Errorf("call %d: %s %#x, want %s %#x", i, SyscallName(p.Calls[i].Nr), p.Calls[i].Args, SyscallName(w.Nr), w.Args)
+		}
+	}
+}
+
+// TestCloseAllBut: every descriptor but the one kept is closed, by two
+// ranges around it, and the next open takes the lowest free number.
+func TestCloseAllBut(t *testing.T) {
+	b := NewBuilder(testBase, 0)
+	b.Inherit([]int{0, 1, 2, 3, 7})
+	b.CloseAllBut(3)
+	if got := b.Fds(); !slices.Equal(got, []int{3}) {
+		t.Errorf("Fds after CloseAllBut(3) = %v", got)
+	}
+	if fd := b.Open("x", "/x", 0, 0); fd != 0 {
+		t.Errorf("Open after CloseAllBut(3) = %d, want 0", fd)
+	}
+	p := b.Finish()
+	want := [][6]uint64{{0, 2, 0}, {4, 0xffff_ffff, 0}}
+	for i, w := range want {
+		if c := p.Calls[i]; c.Nr != unix.SYS_CLOSE_RANGE || c.Args != w {
+			t.Errorf("call %d = %v %v, want close_range %v", i, c.Nr, c.Args, w)
 		}
 	}
 }

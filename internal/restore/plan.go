@@ -61,6 +61,15 @@ type host struct {
 	// ghosts are the paths of the unlinked files amber made for the
 	// tree's mappings, by ghost id (makeGhosts).
 	ghosts map[uint32]string
+	// inherit are amber's descriptors standing in for files, by key
+	// (--inherit-fd).
+	inherit map[string]int
+	// amberPidfd is the pidfd of amber the root starts with (0: none),
+	// inherited from the stub (Stub.HoldPidfd).
+	amberPidfd int
+	// hiddenAmber: the tree is in a pid namespace of its own, where
+	// amber's PID names no process.
+	hiddenAmber bool
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -165,6 +174,12 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	for i, th := range t.threads {
 		b.StartSection(threadSection(th.tid))
+		if i == 0 && !o.shareFS {
+			// The leader's section runs once the tree is forked.
+			if err := files.PlanRoot(b, t.fs, t.files); err != nil {
+				return nil, err
+			}
+		}
 		if err := planThread(b, th, h, p, i); err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
@@ -182,6 +197,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if err := signals.PlanQueue(b, t.pid, t.pid, t.core.GetTc().GetSignalsS(), true); err != nil {
 		return nil, err
 	}
+	// Timers once every thread exists and has its mask: one may signal
+	// a thread of its own (glibc's SIGEV_THREAD helper).
+	timers.PlanRestore(b, t.core.GetTc().GetTimers())
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
@@ -213,9 +231,12 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, 
 	if err := mem.PlanEmpty(b, in, base, base+size); err != nil {
 		return err
 	}
-	if o.parent == nil {
+	switch {
+	case o.parent == nil && h.amberPidfd > 0:
+		b.CloseAllBut(h.amberPidfd) // the files plan closes it
+	case o.parent == nil:
 		b.CloseAll()
-	} else {
+	default:
 		b.Inherit(keys(o.parent.inherit))
 	}
 	if err := mem.PlanRestore(b, in); err != nil {
@@ -237,9 +258,12 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
+			Inherit: h.inherit, AmberHidden: h.hiddenAmber,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit
+		} else {
+			in.AmberPidfd = h.amberPidfd
 		}
 		r, err := files.PlanFds(b, in)
 		if err != nil {
@@ -301,7 +325,6 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	if err := signals.PlanActions(b, tc.GetSigactions(), inherited); err != nil {
 		return err
 	}
-	timers.PlanRestore(b, tc.GetTimers())
 	p.warnings = append(p.warnings, rlimit.PlanRestore(b, tc.GetRlimits(), limits)...)
 	p.limits = rlimit.Effective(tc.GetRlimits(), limits)
 	if pers := tc.GetPersonality(); pers != 0 {

@@ -78,7 +78,12 @@ type Options struct {
 	// EmptyNet leaves the tree's new network namespace as it comes, for
 	// the container engine to set up (--empty-ns net).
 	EmptyNet bool
-	Log      *log.Logger
+	// InheritFds are amber's descriptors that the restored tasks get in
+	// place of files of the images (--inherit-fd fd[N]:KEY, RPC
+	// inherit_fd); a key that names no file is ignored, as CRIU does,
+	// with a warning.
+	InheritFds []files.InheritFd
+	Log        *log.Logger
 	// Notify, if set, is called at CRIU's action-script points, by
 	// CRIU's names, with the root's PID where CRIU gives one:
 	// "pre-restore" before any task is created, "post-restore" (PID)
@@ -92,6 +97,13 @@ type Options struct {
 	// "network-unlock" comes only with a network namespace, which amber
 	// does not restore.)
 	Notify func(action string, pid int) error
+
+	// OrphanPtsMaster, if set, lets a pty slave whose master was not
+	// dumped (a container's terminal, dumped with orphan_pts_master)
+	// come back on a new pty, whose master it is given once the tree's
+	// namespaces are set up (CRIU's orphan-pts-master notification);
+	// amber closes its own copy when the restore ends.
+	OrphanPtsMaster func(master int) error
 }
 
 // Result tells what was restored.
@@ -175,6 +187,20 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err != nil {
 		return err
 	}
+	h.hiddenAmber = nsFlags&unix.CLONE_NEWPID != 0
+	extNet, err := externalNet(tree, h, nsFlags)
+	if err != nil {
+		return err
+	}
+	if extNet >= 0 {
+		opts.Log.Infof("the network namespace is external: the root joins amber's fd %d", extNet)
+		nsFlags &^= unix.CLONE_NEWNET
+	}
+	for _, k := range files.UnusedInheritKeys(h.inherit, tree.root.files) {
+		if fd, ok := h.inherit[k]; !ok || fd != extNet {
+			opts.Log.Warnf("--inherit-fd %s: no file of the images has this key: ignored", k)
+		}
+	}
 	if tree.stat != nil {
 		h.stat = tree.stat
 	}
@@ -198,6 +224,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer h.ttys.Close()
+	if nsFlags&unix.CLONE_NEWPID != 0 {
+		h.ttys.SetReopen()
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, pinned, err := compel.Pin()
@@ -263,6 +292,18 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
+	if len(h.inherit) > 0 {
+		// The root, forked from the stub, takes amber's descriptors
+		// through this pidfd, whatever pid namespace it is born in.
+		if h.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
+			return err
+		}
+	}
+	if extNet >= 0 {
+		if err := stub.JoinNamespace(h.amberPidfd, extNet, unix.CLONE_NEWNET); err != nil {
+			return err
+		}
+	}
 	root, err := stub.ForkIn(tree.root.pid, uint64(nsFlags))
 	if err != nil {
 		return forkError(tree.root.pid, err)
@@ -273,6 +314,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
 	}
 	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
+		return err
+	}
+	if err := r.openOrphanPty(root.Pid, nsFlags); err != nil {
 		return err
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
@@ -333,6 +377,26 @@ func newNamespaces(tree *treeImages) (uintptr, error) {
 	return flags, nil
 }
 
+// externalNet is amber's descriptor of the network namespace the root
+// joins, -1 if none: the tree's own namespace was left external at dump
+// (--external net[INO]:KEY) and --inherit-fd fd[N]:KEY gives N, as
+// runc gives the container's namespace to CRIU.
+func externalNet(tree *treeImages, h *host, nsFlags uintptr) (int, error) {
+	if nsFlags&unix.CLONE_NEWNET == 0 {
+		return -1, nil
+	}
+	id := tree.root.ids.GetNetNsId()
+	key, err := namespaces.ExtNetKey(tree.dir, id)
+	if err != nil || key == "" {
+		return -1, err
+	}
+	fd, ok := h.inherit[key]
+	if !ok {
+		return -1, fmt.Errorf("%s: the network namespace was left external with key %s: restore with --inherit-fd fd[N]:%s, N a descriptor of the namespace to join", tree.dir.NetnsPath(id), key, key)
+	}
+	return fd, nil
+}
+
 // setupNamespaces sets up the new namespaces (flags) the root, pid in
 // amber's namespace, was created in, between CRIU's notifications
 // around it.
@@ -369,6 +433,7 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 		return err
 	}
 	r.mounts = m
+	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	root := fmt.Sprintf("/proc/%d/root", pid)
 	r.host.stat = func(path string) (os.FileInfo, error) { return os.Stat(root + path) }
@@ -651,7 +716,12 @@ func newHost(opts Options) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
+	inherit, err := inheritFds(opts)
+	if err != nil {
+		return nil, err
+	}
 	return &host{
+		inherit:  inherit,
 		limits:   lims,
 		oomFloor: oomFloor,
 		amberPid: os.Getpid(),
@@ -666,6 +736,24 @@ func newHost(opts Options) (*host, error) {
 		extUnixSk:      opts.ExtUnixSk,
 		warnf:          opts.Log.Warnf,
 	}, nil
+}
+
+// inheritFds checks that each descriptor of opts.InheritFds is open in
+// amber, as CRIU does, and indexes them by key; of two with one key the
+// first counts, as in CRIU.
+func inheritFds(opts Options) (map[string]int, error) {
+	out := map[string]int{}
+	for _, in := range opts.InheritFds {
+		var st unix.Stat_t
+		if err := unix.Fstat(in.Fd, &st); err != nil {
+			return nil, fmt.Errorf("inherit fd[%d]:%s: amber's fd %d: %w", in.Fd, in.Key, in.Fd, err)
+		}
+		if _, dup := out[in.Key]; !dup {
+			out[in.Key] = in.Fd
+			opts.Log.Infof("file %s will be restored from amber's fd %d", in.Key, in.Fd)
+		}
+	}
+	return out, nil
 }
 
 // describePid names the process holding pid, for an error message.

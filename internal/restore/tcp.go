@@ -1,38 +1,38 @@
 package restore
 
-import "amber/internal/files"
+import "amber/internal/sockets"
 
 // endTCPRepair lets the TCP connections of the tree, made in repair
 // mode, go: once every task is in place, so that the first segment any
 // of them sends finds its peer, if the peer is in the tree too.
 func (r *restorer) endTCPRepair(tree *treeImages) error {
-	var socks []files.TCPRepaired
+	var socks []sockets.TCPRepaired
 	for _, p := range r.procs {
 		if p.plan.fds != nil {
 			// amber takes them from the task: by its PID in amber's
 			// pid namespace.
-			socks = append(socks, p.plan.fds.Repaired(p.threads[0].Pid)...)
+			socks = append(socks, p.plan.fds.TCP.Repaired(p.threads[0].Pid, p.plan.fds.Held)...)
 		}
 	}
 	if len(socks) == 0 {
 		return nil
 	}
 	r.opts.Log.Infof("letting %d TCP connections leave repair mode", len(socks))
-	return files.EndTCPRepair(socks, tree.root.files, tree.root.extra)
+	return sockets.EndTCPRepair(socks, tree.root.files, tree.root.extra.TCPStreams)
 }
 
 // closeTCP shuts down the closed TCP sockets that were (or that
 // --tcp-close restores closed), before any task runs.
 func (r *restorer) closeTCP() error {
-	var socks []files.TCPShut
+	var socks []sockets.TCPShut
 	for _, p := range r.procs {
 		if p.plan.fds != nil {
-			socks = append(socks, p.plan.fds.Closed(p.t.pid)...)
+			socks = append(socks, p.plan.fds.TCP.Closed(p.t.pid, p.plan.fds.Held)...)
 		}
 	}
 	if len(socks) == 0 {
 		return nil
 	}
 	r.opts.Log.Infof("shutting down %d closed TCP sockets", len(socks))
-	return files.CloseTCP(socks)
+	return sockets.CloseTCP(socks)
 }

@@ -1,6 +1,10 @@
 package restore
 
 import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
 	"amber/internal/files"
 	"amber/internal/plan"
 )
@@ -9,7 +13,7 @@ import (
 // planned: tasks take them from amber. What cannot be had back exactly is
 // logged.
 func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
-	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob}
+	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob, OrphanPts: opts.OrphanPtsMaster != nil}
 	if tree.root.extra != nil {
 		in.Images = tree.root.extra.Ttys
 	}
@@ -24,6 +28,23 @@ func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
 		opts.Log.Warnf("%s", w)
 	}
 	return terms, nil
+}
+
+// openOrphanPty makes the pty of a slave whose master was not dumped,
+// once the tree's mounts are made (its pty belongs to the tree's devpts,
+// nsFlags the new namespaces of the root, pid), and hands its master to
+// Options.OrphanPtsMaster.
+func (r *restorer) openOrphanPty(pid int, nsFlags uintptr) error {
+	root := "/"
+	if nsFlags&unix.CLONE_NEWNS != 0 {
+		root = fmt.Sprintf("/proc/%d/root", pid)
+	}
+	before := len(r.host.ttys.Warnings)
+	err := r.host.ttys.OpenOrphan(files.OrphanInput{Root: root, Give: r.opts.OrphanPtsMaster})
+	for _, w := range r.host.ttys.Warnings[before:] {
+		r.opts.Log.Warnf("%s", w)
+	}
+	return err
 }
 
 // planCtty gives a session leader its controlling terminal back, right

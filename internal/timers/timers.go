@@ -28,7 +28,8 @@ var itimers = []int{unix.ITIMER_REAL, unix.ITIMER_VIRTUAL, unix.ITIMER_PROF}
 const (
 	sigevSignal   = 0
 	sigevNone     = 1
-	sigevThreadID = 4
+	sigevThread   = 2 // glibc's; the kernel never sees it
+	sigevThreadID = 4 // a flag: the signal goes to one thread
 )
 
 // timeSize is struct itimerval or struct itimerspec: four words.
@@ -163,33 +164,48 @@ func setPosixField(t *timerimg.PosixTimerEntry, key, val string) error {
 	return nil
 }
 
-// setNotify parses "signal/pid.N", "thread/tid.N" or "none/pid.N".
+// setNotify parses the kernel's "KIND/pid.N" or "KIND/tid.N" (KIND
+// signal, none or thread): tid means SIGEV_THREAD_ID, the signal going to
+// thread N, as with glibc's SIGEV_THREAD timers, which signal a helper
+// thread ("signal/tid.N").
 func setNotify(t *timerimg.PosixTimerEntry, val string) error {
 	kind, target, ok := strings.Cut(val, "/")
 	if !ok {
 		return fmt.Errorf("%q: want KIND/TARGET", val)
 	}
+	var notify uint32
 	switch kind {
 	case "signal":
-		t.ItSigevNotify = proto.Uint32(sigevSignal)
+		notify = sigevSignal
 	case "none":
-		t.ItSigevNotify = proto.Uint32(sigevNone)
+		notify = sigevNone
 	case "thread":
-		t.ItSigevNotify = proto.Uint32(sigevThreadID)
-		_, tid, _ := strings.Cut(target, ".")
-		n, err := strconv.Atoi(tid)
-		if err != nil {
-			return fmt.Errorf("thread target %q: %w", target, err)
-		}
-		t.NotifyThreadId = proto.Int32(int32(n))
+		notify = sigevThread
 	default:
 		return fmt.Errorf("notification %q is not supported", kind)
 	}
+	who, id, ok := strings.Cut(target, ".")
+	switch {
+	case !ok:
+		return fmt.Errorf("target %q: want pid.N or tid.N", target)
+	case who == "tid":
+		n, err := strconv.Atoi(id)
+		if err != nil {
+			return fmt.Errorf("thread target %q: %w", target, err)
+		}
+		notify |= sigevThreadID
+		t.NotifyThreadId = proto.Int32(int32(n))
+	case who != "pid":
+		return fmt.Errorf("target %q: want pid.N or tid.N", target)
+	}
+	t.ItSigevNotify = proto.Uint32(notify)
 	return nil
 }
 
 // PlanRestore plans arming the interval timers and recreating the POSIX
 // timers with their IDs (PR_TIMER_CREATE_RESTORE_IDS) and remaining times.
+// A timer that signals one thread needs that thread: plan this once every
+// thread of the process exists.
 func PlanRestore(b *plan.Builder, e *timerimg.TaskTimersEntry) {
 	if e == nil {
 		return

@@ -18,7 +18,11 @@ notify: signal/pid.1234
 ClockID: 0
 ID: 7
 signal: 10/00007ffd12345678
-notify: thread/tid.1240
+notify: signal/tid.1240
+ClockID: 1
+ID: 8
+signal: 0/0000000000000000
+notify: none/pid.1234
 ClockID: 1
 `
 
@@ -27,8 +31,8 @@ func TestParsePosix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ts) != 2 {
-		t.Fatalf("%d timers, want 2", len(ts))
+	if len(ts) != 3 {
+		t.Fatalf("%d timers, want 3", len(ts))
 	}
 	if ts[0].GetItId() != 0 || ts[0].GetSiSigno() != 14 || ts[0].GetItSigevNotify() != sigevSignal || ts[0].GetClockId() != 0 {
 		t.Errorf("timer 0: %v", ts[0])
@@ -38,10 +42,13 @@ func TestParsePosix(t *testing.T) {
 		b.GetItSigevNotify() != sigevThreadID || b.GetNotifyThreadId() != 1240 || b.GetClockId() != 1 {
 		t.Errorf("timer 7: %v", b)
 	}
+	if c := ts[2]; c.GetItSigevNotify() != sigevNone || c.NotifyThreadId != nil {
+		t.Errorf("timer 8: %v", c)
+	}
 }
 
 func TestParsePosixErrors(t *testing.T) {
-	for _, in := range []string{"signal: 14/0\n", "ID: x\n", "ID: 1\nnotify: weird/pid.1\n", "ID 1\n"} {
+	for _, in := range []string{"signal: 14/0\n", "ID: x\n", "ID: 1\nnotify: weird/pid.1\n", "ID 1\n", "ID: 1\nnotify: signal/tid.x\n", "ID: 1\nnotify: signal/who.1\n", "ID: 1\nnotify: signal/pid\n"} {
 		if _, err := ParsePosix(strings.NewReader(in)); err == nil {
 			t.Errorf("%q: no error", in)
 		}
@@ -60,7 +67,7 @@ func TestPlanRestore(t *testing.T) {
 	for _, c := range b.Finish().Calls {
 		names = append(names, plan.SyscallName(c.Nr))
 	}
-	want := "setitimer prctl timer_create timer_settime timer_create prctl"
+	want := "setitimer prctl timer_create timer_settime timer_create timer_create prctl"
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("calls %q, want %q", got, want)
 	}

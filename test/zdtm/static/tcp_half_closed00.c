@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,17 +169,41 @@ static void setup(struct conn *c)
 	wait_state(c->b, c->b_state, c->name);
 }
 
-/* read_all reads from fd, up to 10 s, n bytes of pattern pat, then EOF. */
-static void read_all(int fd, const unsigned char *pat, size_t n, const char *what)
+/* describe says what TCP_INFO tells of fd's windows and timers, for a
+ * message. */
+static const char *describe(int fd)
+{
+	static char out[256];
+	int inq, outq, notsent;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return test_strerror(errno);
+	if (ioctl(fd, SIOCINQ, &inq) || ioctl(fd, SIOCOUTQ, &outq) || ioctl(fd, SIOCOUTQNSD, &notsent))
+		return test_strerror(errno);
+	snprintf(out, sizeof(out), "state %d, unacked %u, rto %u us, backoff %u, probes %u, in %d, out %d (not sent %d)",
+		 ti.tcpi_state, ti.tcpi_unacked, ti.tcpi_rto, ti.tcpi_backoff, ti.tcpi_probes, inq, outq, notsent);
+	return out;
+}
+
+/* read_all reads from fd, up to 4 s (all six pairs must be checked
+ * before the test's 10 s are over), n bytes of pattern pat, then EOF;
+ * peer is the other end, described on failure. */
+static void read_all(int fd, int peer, const unsigned char *pat, size_t n, const char *what)
 {
 	size_t got = 0;
 
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char self[256];
 		ssize_t r;
 
-		if (poll(&p, 1, 10000) != 1)
-			fail("%s: %zu of %zu bytes, then nothing for 10 s", what, got, n);
+		if (poll(&p, 1, 4000) != 1) {
+			snprintf(self, sizeof(self), "%s", describe(fd));
+			fail("%s: %zu of %zu bytes, then nothing for 4 s (reader: %s; writer: %s)", what, got, n, self,
+			     describe(peer));
+		}
 		r = read(fd, buf, sizeof(buf));
 		if (r < 0)
 			fail("%s: read after %zu of %zu bytes: %s", what, got, n, test_strerror(errno));
@@ -199,7 +225,7 @@ static void check(struct conn *c)
 		fail("%s: states %d and %d after restore, want %d and %d", c->name, state(c->a, c->name),
 		     state(c->b, c->name), c->a_state, c->b_state);
 	snprintf(what, sizeof(what), "%s: A to B", c->name);
-	read_all(c->b, a2b_pat, c->a2b, what);
+	read_all(c->b, c->a, a2b_pat, c->a2b, what);
 	if (c->kind != LAST_ACK) {
 		if (write(c->b, b2a_pat + c->b2a, MORE) != MORE)
 			fail("%s: B writes after restore: %s", c->name, test_strerror(errno));
@@ -207,7 +233,7 @@ static void check(struct conn *c)
 		shut(c->b, c->name);
 	}
 	snprintf(what, sizeof(what), "%s: B to A", c->name);
-	read_all(c->a, b2a_pat, c->b2a, what);
+	read_all(c->a, c->b, b2a_pat, c->b2a, what);
 }
 
 int main(void)

@@ -16,12 +16,19 @@ import (
 // (setup-namespaces, post-restore). The client's failure, or its
 // closing the socket, is an error.
 func (c *conn) notify(action string, pid int) error {
+	return c.notifyFd(action, pid, -1)
+}
+
+// notifyFd is notify with descriptor fd attached to the message by
+// SCM_RIGHTS (none if negative), as CRIU attaches the new pty master to
+// orphan-pts-master.
+func (c *conn) notifyFd(action string, pid, fd int) error {
 	n := &rpc.CriuNotify{Script: proto.String(action)}
 	if pid > 0 {
 		n.Pid = proto.Int32(int32(pid))
 	}
 	msg := &rpc.CriuResp{Type: rpc.CriuReqType_NOTIFY.Enum(), Success: proto.Bool(true), Notify: n}
-	if err := c.send(msg, -1); err != nil {
+	if err := c.send(msg, fd); err != nil {
 		return err
 	}
 	req, err := c.recv()

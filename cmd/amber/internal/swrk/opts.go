@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/cgroups"
+	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // defaultLogFile is the log of a request without log_file, in the work
@@ -22,6 +24,7 @@ const defaultLogFile = "criu.log"
 // terms: the paths, the log, and the options of dump.Run or restore.Run.
 type settings struct {
 	imagesDir string // path of the images directory ("" for a CHECK without one)
+	workDir   string // the work directory: the log and stats-dump go there
 	logPath   string // "" logs to stderr
 	logLevel  int
 	notify    bool // notify_scripts: NOTIFY round trips at the action-script points
@@ -41,12 +44,23 @@ type settings struct {
 	cgRoots        []cgroups.Root    // cg_root
 	freezeCgroup   string            // freeze_cgroup
 	emptyNet       bool              // empty_ns = CLONE_NEWNET
+	// orphanPts: a pty slave whose master is outside the tree is dumped,
+	// and its new master goes to the client on restore
+	// (orphan_pts_master).
+	orphanPts bool
 	// rstSibling: the restored root must be the client's child, as CRIU
 	// makes it with CLONE_PARENT. amber's root is amber's child until
 	// the session ends and amber exits; the kernel then gives it to the
 	// nearest child subreaper above amber: the client, which runc is
 	// while it restores (unless --no-subreaper).
 	rstSibling bool
+	// inheritFds are inherit_fd: amber's descriptors, which it got from
+	// the client as CRIU's swrk does (the client starts amber with them
+	// open), standing in for files of the images.
+	inheritFds []files.InheritFd
+	// extNet is external's net[INO]:KEY (runc's for a container whose
+	// network namespace has a path).
+	extNet namespaces.ExtNet
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -80,6 +94,10 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	extNet, err := externalOpts(o)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
@@ -105,7 +123,12 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	}
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
+	s.orphanPts = o.GetOrphanPtsMaster()
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
+	s.extNet = extNet
+	for _, in := range o.InheritFd {
+		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
+	}
 	return s, nil
 }
 
@@ -126,6 +149,25 @@ func cgroupOpts(o *rpc.CriuOpts) (cgroups.Mode, []cgroups.Root, error) {
 	return mode, roots, nil
 }
 
+// externalOpts reads external: a network namespace net[INO]:KEY is
+// honoured, other kinds are not supported yet.
+func externalOpts(o *rpc.CriuOpts) (namespaces.ExtNet, error) {
+	var ext namespaces.ExtNet
+	for _, val := range o.GetExternal() {
+		e, ok, err := namespaces.ParseExtNet(val)
+		switch {
+		case err != nil:
+			return ext, err
+		case !ok:
+			return ext, fmt.Errorf("external: %q: not supported yet (only net[INODE]:KEY is)", val)
+		case ext.Key != "":
+			return ext, fmt.Errorf("external: %q: a second network namespace", val)
+		}
+		ext = e
+	}
+	return ext, nil
+}
+
 // paths finds the images directory, the work directory and the log as
 // CRIU's cr-service.c does: descriptors are the client's, opened through
 // /proc/PEER/fd/N; the work directory defaults to the images directory;
@@ -144,6 +186,7 @@ func paths(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error) {
 	if o.WorkDirFd != nil {
 		work = peerFd(peer, o.GetWorkDirFd())
 	}
+	s.workDir = work
 	name := o.GetLogFile()
 	switch {
 	case o.GetLogToStderr() || (kind == rpc.CriuReqType_CHECK && o.LogFile == nil):

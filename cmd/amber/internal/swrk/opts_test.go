@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/cgroups"
+	"amber/internal/files"
 )
 
 // TestTranslateDump: what go-criu's users send for a dump becomes amber's
@@ -33,7 +34,7 @@ func TestTranslateDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := settings{
-		imagesDir: "/proc/42/fd/5", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
+		imagesDir: "/proc/42/fd/5", workDir: "/proc/42/fd/7", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		root:   "/",
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
@@ -50,7 +51,7 @@ func TestTranslateDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := settings{imagesDir: "/img", logPath: "/img/criu.log", logLevel: 2, ghostLimit: 1 << 20}
+	want := settings{imagesDir: "/img", workDir: "/img", logPath: "/img/criu.log", logLevel: 2, ghostLimit: 1 << 20}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
@@ -82,7 +83,11 @@ func TestTranslateBad(t *testing.T) {
 		{"cgroup root", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), CgRoot: []*rpc.CgroupRoot{{Path: proto.String("c2")}}}, []string{"cg_root: \"c2\""}},
 		{"cgroup props", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), CgroupProps: proto.String("x")}, []string{"cgroup_props: not supported"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
-		{"runc restore", rpc.CriuReqType_RESTORE, runcRestoreOpts(), []string{"inherit_fd: "}},
+		{"inherit_fd on dump", rpc.CriuReqType_DUMP, func() *rpc.CriuOpts {
+			o := runcOpts()
+			o.InheritFd = []*rpc.InheritFd{{Key: proto.String("pipe:[123]"), Fd: proto.Int32(5)}}
+			return o
+		}(), []string{"inherit_fd: an option of restore only"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := translate(tc.kind, tc.opts, 42)
@@ -98,25 +103,31 @@ func TestTranslateBad(t *testing.T) {
 	}
 }
 
-// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken.
+// TestTranslateRuncDump: every option runc 1.1 sets on a dump is taken,
+// orphan_pts_master with them.
 func TestTranslateRuncDump(t *testing.T) {
-	if _, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42); err != nil {
+	s, err := translate(rpc.CriuReqType_DUMP, runcOpts(), 42)
+	if err != nil {
 		t.Fatalf("runc's dump options: %v", err)
+	}
+	if !s.orphanPts {
+		t.Error("orphan_pts_master lost")
 	}
 }
 
-// TestTranslateRuncRestore: runc's restore of a container with /dev/null
-// stdio (no inherit_fd) is taken, rst_sibling and evasive_devices with
-// it.
+// TestTranslateRuncRestore: runc's restore is taken, rst_sibling,
+// evasive_devices and inherit_fd (amber's own descriptors, which the
+// client opened for it, by key) with it.
 func TestTranslateRuncRestore(t *testing.T) {
-	o := runcRestoreOpts()
-	o.InheritFd = nil
-	s, err := translate(rpc.CriuReqType_RESTORE, o, 42)
+	s, err := translate(rpc.CriuReqType_RESTORE, runcRestoreOpts(), 42)
 	if err != nil {
 		t.Fatalf("runc's restore options: %v", err)
 	}
-	if !s.rstSibling {
-		t.Error("rst_sibling lost")
+	if !s.rstSibling || !s.orphanPts {
+		t.Errorf("rst_sibling %v, orphan_pts_master %v: lost", s.rstSibling, s.orphanPts)
+	}
+	if want := []files.InheritFd{{Key: "pipe:[123]", Fd: 5}}; !reflect.DeepEqual(s.inheritFds, want) {
+		t.Errorf("inherit_fd %v, want %v", s.inheritFds, want)
 	}
 }
 
@@ -198,5 +209,15 @@ func TestUnknownFields(t *testing.T) {
 	clean, _ := (&rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: runcOpts()}).MarshalVT()
 	if got := unknownFields(clean, reflect.TypeFor[rpc.CriuReq](), ""); len(got) != 0 {
 		t.Fatalf("a request of known fields has unknown fields %q", got)
+	}
+}
+
+// TestOrphanPtsMasterNeedsNotify: the new master of a container's
+// terminal goes to the client in a notification only: without
+// notify_scripts the restore fails, naming both options.
+func TestOrphanPtsMasterNeedsNotify(t *testing.T) {
+	err := (&session{}).orphanPtsMaster(settings{orphanPts: true}, 0)
+	if err == nil || !strings.Contains(err.Error(), "orphan_pts_master") || !strings.Contains(err.Error(), "notify_scripts") {
+		t.Fatalf("got %v, want an error naming orphan_pts_master and notify_scripts", err)
 	}
 }

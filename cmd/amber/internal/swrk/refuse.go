@@ -53,15 +53,15 @@ const (
 // mntns_compat_mode, skip_mnt (amber restores no sysctls and no mounts),
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups, manage_cgroups_mode, cg_root,
-// freeze_cgroup and empty_ns (honoured)
+// freeze_cgroup, empty_ns and inherit_fd on restore (honoured)
 // (amber never dumps a network namespace), rst_sibling (see
 // settings.rstSibling), evasive_devices (CRIU's fallback for a device
 // file whose path is gone: amber opens device files by their path and
 // fails naming it if the path is gone, which is what CRIU does when
 // its fallback finds nothing either), cpu_cap
-// at its default, orphan_pts_master (a pty slave whose master is not in
-// the tree is still refused, by dump and restore, naming it: runc sets
-// the option for every container), and every boolean set to false.
+// at its default, orphan_pts_master (honoured: a container's terminal,
+// whose new master goes to the client in the orphan-pts-master
+// notification), and every boolean set to false.
 func refusals() []refusal {
 	return []refusal{
 		{"auto_ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoExtMnt() }, noMounts},
@@ -75,8 +75,7 @@ func refusals() []refusal {
 		{"cgroup_props_file", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupPropsFile != nil }, noCgroups},
 		{"cgroup_dump_controller", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgroupDumpController) > 0 }, noCgroups},
 		{"cgroup_yard", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupYard != nil }, noCgroups},
-		{"inherit_fd", onBoth, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, notYet},
-		{"external", onBoth, func(o *rpc.CriuOpts) bool { return len(o.External) > 0 }, notYet},
+		{"inherit_fd", onDump, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, "an option of restore only"},
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
 		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},

@@ -34,7 +34,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
 		ExtMounts:     st.extMounts,
 		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
-		ExtUnixSk: st.extUnixSk,
+		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
@@ -67,10 +67,13 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose,
 		FileLocks: st.fileLocks, Log: l, Root: st.root, ExtMounts: st.extMounts,
 		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet,
-		ExtUnixSk: st.extUnixSk,
+		ExtUnixSk: st.extUnixSk, InheritFds: st.inheritFds,
 	}
 	if st.notify {
 		opts.Notify = s.c.notify
+	}
+	if st.orphanPts {
+		opts.OrphanPtsMaster = func(master int) error { return s.orphanPtsMaster(st, master) }
 	}
 	l.Infof("restore (RPC from pid %d): from %s", s.c.peer, st.imagesDir)
 	res, err := restore.Run(opts)
@@ -84,6 +87,17 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	}
 	resp := &rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true), Restore: &rpc.CriuRestoreResp{Pid: proto.Int32(int32(res.Pid))}}
 	return resp, nil
+}
+
+// orphanPtsMaster hands the new master of a container's terminal to the
+// client, in the orphan-pts-master notification, as CRIU does: it
+// exists only with notify_scripts (runc forwards the master to its
+// --console-socket).
+func (s *session) orphanPtsMaster(st settings, master int) error {
+	if !st.notify {
+		return errors.New("orphan_pts_master: the new pty master goes to the client in the orphan-pts-master notification, which needs notify_scripts")
+	}
+	return s.c.notifyFd("orphan-pts-master", 0, master)
 }
 
 // restoreResp adds CRIU's restore answer to a failure: pid -1.

@@ -130,3 +130,60 @@ func TestUnknownOption(t *testing.T) {
 		t.Errorf("cr_errno %d, want EBADRQC", resp.GetCrErrno())
 	}
 }
+
+// TestNotifyWithFd: orphan-pts-master carries the descriptor as
+// SCM_RIGHTS on the NOTIFY message, as runc reads it, and waits for the
+// client's answer.
+func TestNotifyWithFd(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	done := make(chan error, 1)
+	go func() { done <- (&conn{fd: fds[1]}).notifyFd("orphan-pts-master", 0, p[1]) }()
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(fds[0], buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &rpc.CriuResp{}
+	if err := resp.UnmarshalVT(buf[:n]); err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetType() != rpc.CriuReqType_NOTIFY || resp.GetNotify().GetScript() != "orphan-pts-master" {
+		t.Fatalf("got %v, want the orphan-pts-master notification", resp)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%d control messages (%v), want one", len(msgs), err)
+	}
+	got, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(got) != 1 {
+		t.Fatalf("descriptors %v (%v), want one", got, err)
+	}
+	defer unix.Close(got[0])
+	if _, err := unix.Write(got[0], []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.Read(p[0], make([]byte, 1)); err != nil || n != 1 {
+		t.Fatalf("the descriptor received is not the pipe end sent: read %d, %v", n, err)
+	}
+	ans, err := (&rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(true)}).MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(fds[0], ans); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
@@ -28,7 +28,7 @@ type inetDiag struct {
 
 // inetDump is what a dump keeps of inet sockets: the shutdown states
 // sock_diag gave, by family and protocol, and the TCP connections it put
-// in repair mode (sk_tcp.go).
+// in repair mode (tcp.go).
 type inetDump struct {
 	diag map[[2]int]map[uint32]inetDiag
 	tcp  tcpDump

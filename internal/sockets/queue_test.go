@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"amber/internal/image/imagetest"
 
 	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
@@ -278,9 +280,10 @@ func TestDumpUnixSockets(t *testing.T) {
 	unix.Write(p[0], []byte("to 1"))
 	unix.Write(p[1], []byte("to 0"))
 	unix.SetNonblock(p[1], true)
-	d := NewDumper(NewTable(), DumpOptions{})
+	files := &testFiles{}
+	d := NewDumper(files, DumpOptions{})
 	for _, fd := range p {
-		if _, typ, err := d.addSocket(os.Getpid(), fd, uint64(inoOf(t, fd)), unix.O_RDWR); err != nil || typ.String() != "UNIXSK" {
+		if _, typ, err := d.Add(os.Getpid(), fd, uint64(inoOf(t, fd)), unix.O_RDWR); err != nil || typ.String() != "UNIXSK" {
 			t.Fatalf("fd %d: %v %v", fd, typ, err)
 		}
 	}
@@ -294,7 +297,7 @@ func TestDumpUnixSockets(t *testing.T) {
 	if fmt.Sprint(got) != "[1:to 0 2:to 1]" {
 		t.Errorf("queues %v", got)
 	}
-	e := d.Table.Entries()[0].GetUsk()
+	e := files.entries[0].GetUsk()
 	if e.GetPeer() != inoOf(t, p[1]) || e.GetType() != unix.SOCK_SEQPACKET || e.GetShutdown() != skopts.SkShutdown_NONE || e.GetOpts().GetSoSndbuf() == 0 {
 		t.Errorf("entry %v", e)
 	}
@@ -302,17 +305,17 @@ func TestDumpUnixSockets(t *testing.T) {
 	if n, _ := unix.Read(p[0], buf); string(buf[:n]) != "to 0" {
 		t.Errorf("the dump took the message: %q", buf[:n])
 	}
-	img := tempImages(t)
-	if err := WriteSkQueues(img, d.unix.queues); err != nil {
+	img := imagetest.Dir(t)
+	if err := writeSkQueues(img, d.unix.queues); err != nil {
 		t.Fatal(err)
 	}
-	if q, _, err := readSkQueues(img); err != nil || string(q[2][0]) != "to 1" {
+	if q, _, err := ReadSkQueues(img); err != nil || string(q[2][0]) != "to 1" {
 		t.Errorf("sk-queues.img read back %v, %v", q, err)
 	}
 
 	half := pair(t, unix.SOCK_STREAM)
-	d = NewDumper(NewTable(), DumpOptions{})
-	if _, _, err := d.addSocket(os.Getpid(), half[0], uint64(inoOf(t, half[0])), unix.O_RDWR); err != nil {
+	d = NewDumper(&testFiles{}, DumpOptions{})
+	if _, _, err := d.Add(os.Getpid(), half[0], uint64(inoOf(t, half[0])), unix.O_RDWR); err != nil {
 		t.Fatal(err)
 	}
 	err := d.finishUnix()

@@ -1,78 +1,14 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 )
 
-// Descriptors in flight (SCM_RIGHTS) on unix sockets. See sk_queue.go for
+// Descriptors in flight (SCM_RIGHTS) on unix sockets. See queue.go for
 // how the dump finds them.
-
-// dumpInFlight records the files behind fds, amber's copies of the
-// descriptors one queued message carries on a socket of pid, and returns
-// their file ids. amber keeps the copies open until ReleaseSockets: a
-// descriptor of a task met later is matched to the same file through
-// them (kcmp), as one of another task is.
-func (d *Dumper) dumpInFlight(pid int, fds []int) ([]uint32, error) {
-	if len(fds) == 0 {
-		return nil, nil
-	}
-	d.inFlight = append(d.inFlight, fds...)
-	self := os.Getpid()
-	outer := d.inFlightOwner
-	d.inFlightOwner = d.watchOwner(pid)
-	defer func() { d.inFlightOwner = outer }()
-	pidfd, err := unix.PidfdOpen(self, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pidfd_open amber: %w", err)
-	}
-	defer unix.Close(pidfd)
-	facts, err := gatherFds(self, pidfd, fds)
-	if err != nil {
-		return nil, fmt.Errorf("amber: %w", err)
-	}
-	ids := make([]uint32, 0, len(fds))
-	for i, f := range facts {
-		known := d.Table.nextID()
-		e, err := d.dumpFd(self, f)
-		if err == nil && e.GetId() >= known {
-			err = d.dumpFown(pidfd, f.fd, e.GetId(), f.owner)
-		}
-		if err == nil && e.GetType() == fdinfo.FdTypes_PIDFD && d.Table.entries[e.GetId()-1].GetPidfd().GetNspid() != deadNspid {
-			// Restore sends it before the tree exists (makePidfd).
-			err = errors.New("a pidfd of a task of the tree: not supported yet")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("descriptor %d in flight (%s): %w", i, f.link, err)
-		}
-		ids = append(ids, e.GetId())
-	}
-	return ids, nil
-}
-
-// watchOwner is the process whose descriptor table the watches of an
-// epoll held by pid name: pid's own, but for an epoll in flight, which
-// amber holds: the table of the task whose socket queue it was on (the
-// kernel does not say who added the watches).
-func (d *Dumper) watchOwner(pid int) int {
-	if pid == os.Getpid() && d.inFlightOwner != 0 {
-		return d.inFlightOwner
-	}
-	return pid
-}
-
-// closeInFlight closes amber's copies of the descriptors in flight.
-func (d *Dumper) closeInFlight() {
-	for _, fd := range d.inFlight {
-		unix.Close(fd)
-	}
-	d.inFlight = nil
-}
 
 // scmFds returns descriptors, in the task, of the files message i of s's
 // queue carries: the sockets of the group being made, files the task has
@@ -101,17 +37,17 @@ func (m *unixMaker) fileFd(id uint32) (int, error) {
 			return fd, nil
 		}
 	}
-	if fd, ok := m.p.placed[id]; ok {
+	if fd, ok := m.p.fd.Placed(id); ok {
 		return fd, nil
 	}
-	if fd, ok := m.p.have[id]; ok {
+	if fd, ok := m.p.fd.Have(id); ok {
 		return fd, nil
 	}
 	if m.p.making[id] {
 		return 0, fmt.Errorf("a loop of sockets in flight in each other's queues: not supported")
 	}
 	m.p.making[id] = true
-	fd, err := m.p.make(id)
+	fd, err := m.p.fd.Make(id)
 	delete(m.p.making, id)
 	if err != nil {
 		return 0, err
@@ -121,7 +57,7 @@ func (m *unixMaker) fileFd(id uint32) (int, error) {
 		// its place.
 		fd = m.p.b.MoveAbove(fd, m.p.safe)
 	}
-	m.p.park(id, fd)
+	m.p.fd.Park(id, fd)
 	return fd, nil
 }
 

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/plan"
+	"amber/internal/sockets"
 )
 
 // scmOf decodes the descriptors and bytes of a planned sendmsg.
@@ -106,7 +108,7 @@ func TestPlanScmLoop(t *testing.T) {
 // also holds is the same entry), names them in the message's packet,
 // and sk-queues.img keeps them with their message.
 func TestDumpScmRights(t *testing.T) {
-	p := pair(t, unix.SOCK_DGRAM)
+	p := socketPair(t, unix.SOCK_DGRAM)
 	var pp [2]int
 	if err := unix.Pipe2(pp[:], unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
@@ -121,46 +123,29 @@ func TestDumpScmRights(t *testing.T) {
 	}
 	d := NewDumper(NewTable(), DumpOptions{})
 	defer d.ReleaseSockets(false)
-	self := os.Getpid()
-	for _, fd := range []int{p[0], p[1]} {
-		if _, _, err := d.addSocket(self, fd, uint64(inoOf(t, fd)), unix.O_RDWR); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The write end, also held "by the task" here, is the entry of the
 	// one in flight.
-	facts, err := gatherFds(self, -1, []int{pp[1]})
+	es := dumpOwnFds(t, d, p[0], p[1], pp[1])
+	img := tempImages(t)
+	if err := d.Finish(img); err != nil {
+		t.Fatal(err)
+	}
+	msgs, scm, err := sockets.ReadSkQueues(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := d.dumpFd(self, facts[0])
-	if err != nil {
-		t.Fatal(err)
+	id, pipeEnd := es[0].GetId(), es[2].GetId()
+	if len(msgs[id]) != 2 || len(scm[id]) != 2 || scm[id][0] != nil || len(scm[id][1]) != 2 || scm[id][1][1] != pipeEnd {
+		t.Fatalf("queue %q with descriptors %v: want the second message to carry two files, the second id %d", msgs[id], scm[id], pipeEnd)
 	}
-	q := d.unix.queues
-	if len(q) != 2 || len(q[0].Scm) != 0 || len(q[1].Scm) != 2 || q[1].Scm[1] != e.GetId() {
-		t.Fatalf("queues %+v: want the second message to carry two files, the second id %d", q, e.GetId())
-	}
-	for _, id := range q[1].Scm {
+	for _, id := range scm[id][1] {
 		if d.Table.entries[id-1].GetType().String() != "PIPE" {
 			t.Errorf("file id %d: %v, want a pipe end", id, d.Table.entries[id-1])
 		}
 	}
-	img := tempImages(t)
-	if err := WriteSkQueues(img, q); err != nil {
-		t.Fatal(err)
-	}
-	msgs, scm, err := readSkQueues(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := q[0].IDFor
-	if len(msgs[id]) != 2 || len(scm[id]) != 2 || scm[id][0] != nil || !slices.Equal(scm[id][1], q[1].Scm) {
-		t.Errorf("read back %q with descriptors %v", msgs[id], scm[id])
-	}
-	before := openFds(t)
+	before := fdCount(t)
 	d.ReleaseSockets(false)
-	if after := openFds(t); after != before-2 {
+	if after := fdCount(t); after != before-2 {
 		t.Errorf("%d descriptors open after ReleaseSockets, %d before: want amber's two copies closed", after, before)
 	}
 }
@@ -174,7 +159,7 @@ func TestDumpScmPidfd(t *testing.T) {
 		inTree  bool
 		refused bool
 	}{{"tree", true, true}, {"dead", false, false}} {
-		p := pair(t, unix.SOCK_DGRAM)
+		p := socketPair(t, unix.SOCK_DGRAM)
 		var cmd *exec.Cmd
 		pid := self
 		if !tc.inTree {
@@ -198,10 +183,34 @@ func TestDumpScmPidfd(t *testing.T) {
 		}
 		d := NewDumper(NewTable(), DumpOptions{})
 		d.InTree = func(p int) bool { return p == self }
-		_, _, err = d.addSocket(self, p[0], uint64(inoOf(t, p[0])), unix.O_RDWR)
+		_, err = dumpOwnFd(d, p[0])
 		d.ReleaseSockets(false)
 		if refused := err != nil && strings.Contains(err.Error(), "pidfd"); refused != tc.refused || (err != nil && !refused) {
 			t.Errorf("%s: error %v, refused %v", tc.name, err, tc.refused)
 		}
 	}
+}
+
+// dumpOwnFd dumps descriptor fd of this process into d, as a task's.
+func dumpOwnFd(d *Dumper, fd int) (*fdinfo.FdinfoEntry, error) {
+	facts, err := gatherFds(os.Getpid(), -1, []int{fd})
+	if err != nil {
+		return nil, err
+	}
+	return d.dumpFd(os.Getpid(), facts[0])
+}
+
+// dumpOwnFds dumps descriptors fds of this process into d and returns
+// their entries.
+func dumpOwnFds(t *testing.T, d *Dumper, fds ...int) []*fdinfo.FdinfoEntry {
+	t.Helper()
+	var out []*fdinfo.FdinfoEntry
+	for _, fd := range fds {
+		e, err := dumpOwnFd(d, fd)
+		if err != nil {
+			t.Fatalf("fd %d: %v", fd, err)
+		}
+		out = append(out, e)
+	}
+	return out
 }

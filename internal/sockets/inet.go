@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
@@ -21,15 +21,15 @@ import (
 // over IPv4 and IPv6. A socket is a files.img entry of type INETSK (InetSkEntry): its
 // family, type, protocol and state, its local and remote address and
 // port, a listener's backlog, and its socket, IP and TCP options
-// (sk_inet_opts.go). An established TCP connection also has its
-// tcp-stream-INO.img (sk_tcp.go).
+// (inet_opts.go). An established TCP connection also has its
+// tcp-stream-INO.img (tcp.go).
 //
-// What amber restores, and how (makeInet below):
+// What amber restores, and how (MakeInet below):
 //   - a socket bound to an address and port, or not bound: socket, bind;
 //   - a TCP listener: listen, with its backlog;
 //   - a UDP socket connected to a peer: connect;
 //   - an established TCP connection, with --tcp-established at dump and
-//     at restore: in TCP repair mode, without a handshake (sk_tcp.go).
+//     at restore: in TCP repair mode, without a handshake (tcp.go).
 //
 // The dump refuses, naming the descriptor: other protocols (raw sockets,
 // ICMP, SCTP, MPTCP), TCP connections in other states than established
@@ -56,7 +56,7 @@ type inetSock struct {
 	shutdown skopts.SkShutdown
 }
 
-// TCP states of net/tcp_states.h besides those of sk_diag.go.
+// TCP states of net/tcp_states.h besides those of diag.go.
 const (
 	tcpSynSent   = 2
 	tcpSynRecv   = 3
@@ -117,8 +117,8 @@ func (k *inetSock) tcpConnection() bool {
 }
 
 // addInetSocket records inet socket s (a copy of pid's fd) in the table.
-// An established TCP connection is put in repair mode (sk_tcp.go) and
-// stays so until ReleaseSockets.
+// An established TCP connection is put in repair mode (tcp.go) and
+// stays so until Release.
 func (d *Dumper) addInetSocket(pid, fd, s int, ino, flags uint32, family int) (uint32, error) {
 	k, err := readInet(s, ino, family)
 	if err != nil {
@@ -134,9 +134,8 @@ func (d *Dumper) addInetSocket(pid, fd, s int, ino, flags uint32, family int) (u
 	if err != nil {
 		return 0, fmt.Errorf("%v: %w", k, err)
 	}
-	id := d.Table.nextID()
+	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Isk: ie})
 	ie.Id = proto.Uint32(id)
-	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: ie})
 	if k.tcpConnection() && !d.opts.TCPClose {
 		if err := d.dumpTCPStream(pid, fd, s, k, ie.GetOpts().GetReuseaddr()); err != nil {
 			return 0, fmt.Errorf("%v: %w", k, err)
@@ -312,7 +311,7 @@ func inetEntry(s int, k *inetSock, flags uint32) (*skinet.InetSkEntry, error) {
 		Ino: proto.Uint32(k.ino), Family: proto.Uint32(uint32(k.family)), Type: proto.Uint32(uint32(k.typ)),
 		Proto: proto.Uint32(uint32(k.proto)), State: proto.Uint32(k.state), Flags: proto.Uint32(flags),
 		SrcPort: proto.Uint32(uint32(k.src.Port())), DstPort: proto.Uint32(uint32(k.dst.Port())),
-		Backlog: proto.Uint32(k.backlog), Fown: newFown(),
+		Backlog: proto.Uint32(k.backlog), Fown: zeroFown(),
 		SrcAddr: addrWords(k.src.Addr(), k.family), DstAddr: addrWords(k.dst.Addr(), k.family),
 	}
 	if k.ifname != "" {
@@ -392,7 +391,7 @@ func getsockopt(s, level, opt int, b []byte, n *uint32) error {
 	return nil
 }
 
-// inetImage is an inet socket of the images, as makeInet sees it.
+// inetImage is an inet socket of the images, as MakeInet sees it.
 type inetImage struct {
 	e        *skinet.InetSkEntry
 	src, dst netip.AddrPort
@@ -472,17 +471,17 @@ func inetSockaddr(family uint32, ap netip.AddrPort, ifname string) ([]byte, erro
 
 // inetMaker plans making one inet socket in a task.
 type inetMaker struct {
-	p  *fdPlanner
+	p  *Plan
 	k  *inetImage
 	id uint32 // its file id
 	fd int
 }
 
-// makeInet makes the inet socket of file e: created non-blocking, bound
+// MakeInet makes the inet socket of file e: created non-blocking, bound
 // and listening or connected, its options set and, last, its flags. A
 // TCP connection is made in repair mode and stays so until every task
 // is restored (EndTCPRepair).
-func (p *fdPlanner) makeInet(e *fdinfo.FileEntry) (int, error) {
+func (p *Plan) MakeInet(e *fdinfo.FileEntry) (int, error) {
 	ie := e.GetIsk()
 	if ie == nil {
 		return 0, fmt.Errorf("file id %d: INETSK without its inet_sk_entry", e.GetId())
@@ -537,7 +536,7 @@ func (m *inetMaker) prepare() error {
 	}
 	m.setInt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "set SO_REUSEADDR until every socket is bound")
 	m.setInt(unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, "set SO_REUSEPORT until every socket is bound")
-	m.p.deferToEnd(m.reuse)
+	m.p.fd.DeferToEnd(m.reuse)
 	if dev := o.GetSoBoundDev(); dev != "" {
 		b := m.p.b
 		b.Call(fmt.Sprintf("bind %v to device %s", m.k, dev), unix.SYS_SETSOCKOPT, uint64(m.fd), unix.SOL_SOCKET,
@@ -621,7 +620,8 @@ func (m *inetMaker) shutdown() error {
 // A connection in repair mode keeps SO_REUSEADDR for EndTCPRepair:
 // leaving repair mode clears it.
 func (m *inetMaker) reuse() error {
-	o, fd := m.k.e.GetOpts(), m.p.placed[m.id]
+	o := m.k.e.GetOpts()
+	fd, _ := m.p.fd.Placed(m.id)
 	if !o.GetReuseaddr() && !m.inRepair() {
 		setsockoptInt(m.p.b, fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 0, fmt.Sprintf("clear SO_REUSEADDR on %v, as dumped", m.k))
 	}
@@ -634,10 +634,10 @@ func (m *inetMaker) reuse() error {
 // closeLater has CloseTCP shut the socket down (how) once the task is
 // restored.
 func (m *inetMaker) closeLater(how skopts.SkShutdown) {
-	if m.p.table.TCPClosed == nil {
-		m.p.table.TCPClosed = map[uint32]skopts.SkShutdown{}
+	if m.p.tcp.Shut == nil {
+		m.p.tcp.Shut = map[uint32]skopts.SkShutdown{}
 	}
-	m.p.table.TCPClosed[m.id] = how
+	m.p.tcp.Shut[m.id] = how
 }
 
 // inRepair tells a connection restored in repair mode, which keeps

@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
@@ -20,7 +20,7 @@ import (
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
 // through the kernel's TCP repair mode (TCP_REPAIR, Linux 3.5+); those in
 // CLOSE_WAIT too, made established and handed their peer's FIN again
-// (sk_tcp_fin.go).
+// (tcp_fin.go).
 //
 // Dump: amber takes a copy of the socket (pidfd_getfd), makes the socket
 // drop every segment that arrives from now on (a one-instruction classic
@@ -31,7 +31,7 @@ import (
 // much of the send queue was never sent (SIOCOUTQNSD), the options
 // negotiated at the handshake (TCP_INFO, TCP_MAXSEG, TCP_TIMESTAMP) and
 // the windows (TCP_REPAIR_WINDOW), into tcp-stream-INO.img. The copies
-// stay open until ReleaseSockets: after the kill they are closed, still
+// stay open until Release: after the kill they are closed, still
 // in repair mode; after --leave-running or a failed dump repair mode is
 // turned off and the filter removed again.
 //
@@ -51,7 +51,7 @@ import (
 // outside the dumped tree must stay quiet until the restore (a peer
 // inside the tree is frozen, filtered, then closed in repair mode too).
 //
-// Restore, in the plan of the task (makeInet, repair below): a socket in
+// Restore, in the plan of the task (MakeInet, repair below): a socket in
 // repair mode is bound to the dumped address, given the sequence numbers,
 // connected (no handshake: in repair mode connect only sets the
 // connection up), given the options and the timestamp, its queues
@@ -61,7 +61,7 @@ import (
 // leaves before the peer, if it is in the tree too, exists again. Then
 // amber (EndTCPRepair) checks each queue, writes the part of the send
 // queue that was never sent, as the task had written it, replays the
-// FINs of a half-closed connection (sk_tcp_fin.go), turns repair mode
+// FINs of a half-closed connection (tcp_fin.go), turns repair mode
 // off (the kernel sends a window probe and the connection resumes) and
 // gives back SO_REUSEADDR, which leaving repair mode clears.
 
@@ -103,7 +103,7 @@ type repairedSocket struct {
 
 // dumpTCPStream puts connection k (socket s, a copy of pid's fd) in
 // repair mode and reads its state. reuseaddr is its SO_REUSEADDR, which
-// ReleaseSockets gives back if the connection goes on.
+// Release gives back if the connection goes on.
 func (d *Dumper) dumpTCPStream(pid, fd, s int, k *inetSock, reuseaddr bool) error {
 	c, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -270,14 +270,12 @@ func peekRepairQueue(s, q int, n uint32) (seq uint32, data []byte, err error) {
 	return uint32(v), buf[:n], nil
 }
 
-// ReleaseSockets ends what the dump did to the sockets it took. If the
-// tree goes on (resume: --leave-running, or a failed dump), each
-// connection leaves repair mode and gets its SO_REUSEADDR back; else the
-// tree is dead and closing amber's copies, the last references, closes
-// the connections silently. It also closes amber's copies of the
-// descriptors in flight on unix sockets.
-func (d *Dumper) ReleaseSockets(resume bool) error {
-	d.closeInFlight()
+// Release ends what the dump did to the sockets it took. If the tree
+// goes on (resume: --leave-running, or a failed dump), each connection
+// leaves repair mode and gets its SO_REUSEADDR back; else the tree is
+// dead and closing amber's copies, the last references, closes the
+// connections silently.
+func (d *Dumper) Release(resume bool) error {
 	if d.inet == nil {
 		return nil
 	}
@@ -335,10 +333,10 @@ func writeTCPStream(dir image.Dir, ino uint32, st *TCPStream) error {
 	return w.Close()
 }
 
-// readTCPStreams reads the tcp-stream image of every TCP socket of idx
+// ReadTCPStreams reads the tcp-stream image of every TCP socket of idx
 // that has one, by socket inode: only those, so that a stale image of
 // another dump in the directory is never read.
-func readTCPStreams(dir image.Dir, idx Index) (map[uint32]*TCPStream, error) {
+func ReadTCPStreams(dir image.Dir, idx map[uint32]*fdinfo.FileEntry) (map[uint32]*TCPStream, error) {
 	out := map[uint32]*TCPStream{}
 	for _, e := range idx {
 		sk := e.GetIsk()
@@ -389,7 +387,7 @@ const repairChunk = 64 << 10
 // libsoccr_restore): bind, sequence numbers, connect, handshake options,
 // timestamp, queues, windows.
 func (m *inetMaker) repair() error {
-	st := m.p.in.extra().TCPStreams[m.k.e.GetIno()]
+	st := m.p.in.TCPStreams[m.k.e.GetIno()]
 	if st == nil {
 		return fmt.Errorf("no %s in the images", tcpStreamName(m.k.e.GetIno()))
 	}
@@ -409,13 +407,13 @@ func (m *inetMaker) repair() error {
 	m.handshakeOptions(e)
 	m.refillQueues(st)
 	m.window(e)
-	m.p.table.TCPRepair = append(m.p.table.TCPRepair, m.id)
+	m.p.tcp.Repair = append(m.p.tcp.Repair, m.id)
 	return nil
 }
 
 // finIn is 1 if the connection had received its peer's FIN, which
 // counts in the dumped receive sequence and window but is handed to the
-// restored connection only by EndTCPRepair (sk_tcp_fin.go), else 0.
+// restored connection only by EndTCPRepair (tcp_fin.go), else 0.
 func (m *inetMaker) finIn() uint32 {
 	if finReceived(m.k.e.GetState()) {
 		return 1
@@ -504,32 +502,32 @@ func (m *inetMaker) window(e *tcpstream.TcpStreamEntry) {
 
 // TCPRepaired is a connection a restored task holds in repair mode.
 type TCPRepaired struct {
-	Holder
-	ID uint32 // its file id
+	Pid, Fd int    // the task and one of its descriptors of it
+	ID      uint32 // its file id
 }
 
 // Repaired lists the connections that task pid made in repair mode,
-// each at one of its descriptors.
-func (r *Restored) Repaired(pid int) []TCPRepaired {
+// each at one of its descriptors (held: a descriptor by file id).
+func (t TCPLeft) Repaired(pid int, held map[uint32]int) []TCPRepaired {
 	var out []TCPRepaired
-	for _, id := range r.TCPRepair {
-		out = append(out, TCPRepaired{Holder: Holder{Pid: pid, Fd: r.Held[id]}, ID: id})
+	for _, id := range t.Repair {
+		out = append(out, TCPRepaired{Pid: pid, Fd: held[id], ID: id})
 	}
 	return out
 }
 
 // TCPShut is a closed TCP socket a restored task holds, to shut down.
 type TCPShut struct {
-	Holder
-	How skopts.SkShutdown
+	Pid, Fd int // the task and one of its descriptors of it
+	How     skopts.SkShutdown
 }
 
 // Closed lists the closed TCP sockets a restored task holds that
-// CloseTCP must shut down.
-func (r *Restored) Closed(pid int) []TCPShut {
+// CloseTCP must shut down (held: a descriptor by file id).
+func (t TCPLeft) Closed(pid int, held map[uint32]int) []TCPShut {
 	var out []TCPShut
-	for id, how := range r.TCPClosed {
-		out = append(out, TCPShut{Holder{Pid: pid, Fd: r.Held[id]}, how})
+	for id, how := range t.Shut {
+		out = append(out, TCPShut{Pid: pid, Fd: held[id], How: how})
 	}
 	return out
 }
@@ -560,7 +558,7 @@ func CloseTCP(socks []TCPShut) error {
 // the bytes that were never sent, replays the FINs of the half-closed
 // ones, then turns repair mode off on all and gives SO_REUSEADDR back. amber does it through a copy of each socket
 // (pidfd_getfd), as root: a task may have dropped its privileges by now.
-func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
+func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) error {
 	var conns []*restoredConn
 	defer func() {
 		for _, c := range conns {
@@ -568,7 +566,7 @@ func EndTCPRepair(socks []TCPRepaired, idx Index, x *Extra) error {
 		}
 	}()
 	for _, r := range socks {
-		c, err := takeRestored(r, idx, x)
+		c, err := takeRestored(r, idx, streams)
 		if err != nil {
 			return err
 		}
@@ -606,7 +604,7 @@ func (c *restoredConn) errorf(format string, args ...any) error {
 }
 
 // takeRestored copies a restored connection into amber.
-func takeRestored(r TCPRepaired, idx Index, x *Extra) (*restoredConn, error) {
+func takeRestored(r TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) (*restoredConn, error) {
 	ie := idx[r.ID].GetIsk()
 	if ie == nil {
 		return nil, fmt.Errorf("file id %d: not an inet socket", r.ID)
@@ -615,7 +613,7 @@ func takeRestored(r TCPRepaired, idx Index, x *Extra) (*restoredConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &restoredConn{TCPRepaired: r, k: k, st: x.TCPStreams[ie.GetIno()]}
+	c := &restoredConn{TCPRepaired: r, k: k, st: streams[ie.GetIno()]}
 	if c.st == nil {
 		return nil, c.errorf("no %s in the images", tcpStreamName(ie.GetIno()))
 	}

@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
@@ -10,6 +10,8 @@ import (
 
 	skunix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
 	"golang.org/x/sys/unix"
+
+	"amber/internal/plan"
 )
 
 // Unix sockets bound to a path that was deleted since ("ghost" sockets,
@@ -29,7 +31,7 @@ import (
 //     name (the kernel follows the link to the deleted file).
 //
 // Everything is decided when the plan is made, from the files there are
-// then and the paths the plan itself binds (fdPlanner.bound): restore
+// then and the paths the plan itself binds (Plan.bound): restore
 // makes one task at a time, so nothing else changes them meanwhile.
 
 // bindGhost binds s, a socket whose file was deleted since the dump, to
@@ -46,30 +48,30 @@ func (m *unixMaker) bindGhost(s *skunix.UnixSkEntry) error {
 		return err
 	}
 	for _, d := range made {
-		b.Call("make directory "+d+" to bind "+m.what(s)+" again", unix.SYS_MKDIRAT, atFdcwd, b.String(d), 0o755)
+		b.Call("make directory "+d+" to bind "+m.what(s)+" again", unix.SYS_MKDIRAT, plan.AtFdcwd, b.String(d), 0o755)
 	}
 	parked, err := m.p.parkAside(full)
 	if err != nil {
 		return err
 	}
 	if parked != "" {
-		b.Call("move "+full+" aside to bind "+m.what(s), unix.SYS_RENAMEAT, atFdcwd, b.String(full), atFdcwd, b.String(parked))
+		b.Call("move "+full+" aside to bind "+m.what(s), unix.SYS_RENAMEAT, plan.AtFdcwd, b.String(full), plan.AtFdcwd, b.String(parked))
 	}
 	m.fromDir(dir, func() {
 		b.Call("bind "+m.what(s)+" (its file deleted since)", unix.SYS_BIND, uint64(m.fds[s.GetIno()]), b.Bytes(addr), uint64(len(addr)))
 	})
 	if perms := s.GetFilePerms(); perms != nil {
-		b.Call("chmod socket file "+full, unix.SYS_FCHMODAT, atFdcwd, b.String(full), uint64(perms.GetMode()&0o7777), 0)
-		b.Call("chown socket file "+full, unix.SYS_FCHOWNAT, atFdcwd, b.String(full), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+		b.Call("chmod socket file "+full, unix.SYS_FCHMODAT, plan.AtFdcwd, b.String(full), uint64(perms.GetMode()&0o7777), 0)
+		b.Call("chown socket file "+full, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(full), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
 	}
 	keep := b.Open("keep the file of "+m.what(s), full, unix.O_PATH|unix.O_NOFOLLOW, 0)
 	m.ghosts[s.GetIno()] = b.MoveAbove(keep, m.p.safe)
-	b.Call("remove the file of "+m.what(s)+", deleted at the dump", unix.SYS_UNLINKAT, atFdcwd, b.String(full), 0)
+	b.Call("remove the file of "+m.what(s)+", deleted at the dump", unix.SYS_UNLINKAT, plan.AtFdcwd, b.String(full), 0)
 	if parked != "" {
-		b.Call("move "+full+" back", unix.SYS_RENAMEAT, atFdcwd, b.String(parked), atFdcwd, b.String(full))
+		b.Call("move "+full+" back", unix.SYS_RENAMEAT, plan.AtFdcwd, b.String(parked), plan.AtFdcwd, b.String(full))
 	}
 	for i := len(made) - 1; i >= 0; i-- {
-		b.Call("remove directory "+made[i]+" again", unix.SYS_UNLINKAT, atFdcwd, b.String(made[i]), unix.AT_REMOVEDIR)
+		b.Call("remove directory "+made[i]+" again", unix.SYS_UNLINKAT, plan.AtFdcwd, b.String(made[i]), unix.AT_REMOVEDIR)
 	}
 	return nil
 }
@@ -91,7 +93,7 @@ func (m *unixMaker) closeGhosts() {
 
 // missingDirs lists, parents first, the directories of dir that do not
 // exist (for the plan so far).
-func (p *fdPlanner) missingDirs(dir string) ([]string, error) {
+func (p *Plan) missingDirs(dir string) ([]string, error) {
 	var out []string
 	for d := dir; d != "/" && d != "."; d = path.Dir(d) {
 		there, err := p.exists(d)
@@ -108,7 +110,7 @@ func (p *fdPlanner) missingDirs(dir string) ([]string, error) {
 
 // parkAside returns where the file at full waits while a ghost socket
 // is bound there, "" when there is none: a name beside it that is free.
-func (p *fdPlanner) parkAside(full string) (string, error) {
+func (p *Plan) parkAside(full string) (string, error) {
 	there, err := p.exists(full)
 	if err != nil || !there {
 		return "", err
@@ -126,7 +128,7 @@ func (p *fdPlanner) parkAside(full string) (string, error) {
 }
 
 // setBound records that the plan leaves a file at name, or none.
-func (p *fdPlanner) setBound(name string, there bool) {
+func (p *Plan) setBound(name string, there bool) {
 	if p.bound == nil {
 		p.bound = map[string]bool{}
 	}
@@ -136,7 +138,7 @@ func (p *fdPlanner) setBound(name string, there bool) {
 // exists tells whether a file is at name once the plan so far has run:
 // a path the plan binds a socket to or removes, or else what is there
 // now.
-func (p *fdPlanner) exists(name string) (bool, error) {
+func (p *Plan) exists(name string) (bool, error) {
 	if there, ok := p.bound[name]; ok {
 		return there, nil
 	}

@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 )
 
 // The options of inet sockets, as CRIU's sockets.c, sk-inet.c and
-// sk-tcp.c keep them: the socket-level ones of every socket (sk_unix.go's
+// sk-tcp.c keep them: the socket-level ones of every socket (unix.go's
 // dumpSkOpts) and those only inet sockets use (SkOptsEntry), the IP ones
 // (IpOptsEntry) and the TCP ones (TcpOptsEntry). A boolean option is
 // kept, as criu keeps it, when set; a number when it is not zero.

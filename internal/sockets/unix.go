@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"encoding/binary"
@@ -15,21 +15,23 @@ import (
 	skunix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"amber/internal/plan"
 )
 
 // Unix sockets, as CRIU's sk-unix.c has them. A socket is a files.img
 // entry of type UNIXSK (UnixSkEntry): its inode, type, state, name, peer
 // (by inode), shutdown state and options; the messages in its receive
-// queue go to sk-queues.img (sk_queue.go).
+// queue go to sk-queues.img (queue.go).
 //
-// What amber restores, and how (makeUnix below):
+// What amber restores, and how (MakeUnix below):
 //   - two sockets that are each other's peer (socketpair, or both ends of
 //     an accepted connection): socketpair; the name of a connected
 //     stream socket is not restored, as with criu;
 //   - a socket bound to a path or an abstract name: bind, after removing
 //     a stale socket file at the path; a listener: listen;
 //   - a socket bound to a path deleted since: bound there again and its
-//     file removed at once (sk_unix_ghost.go);
+//     file removed at once (unix_ghost.go);
 //   - a connection not accepted yet (in a listener's backlog): its client
 //     connects to the restored listener;
 //   - a datagram socket connected to a named one, or to itself: connect;
@@ -39,10 +41,10 @@ import (
 // The sockets linked by peers are one group, made at once by the first
 // task that needs one of them; the others are parked for the tasks that
 // hold them, as the ends of a pipe are. Descriptors in flight are
-// dumped and sent again with their messages (sk_scm.go). The dump
+// dumped and sent again with their messages (scm.go). The dump
 // refuses, naming the descriptor, a socket whose peer is outside the
 // dumped tree (as criu without --ext-unix-sk; with it, see
-// sk_unix_ext.go) and a connection not accepted yet that already
+// unix_ext.go) and a connection not accepted yet that already
 // carries data.
 
 // unixState is what a dump keeps of the unix sockets it met.
@@ -50,7 +52,7 @@ type unixState struct {
 	diag   map[uint32]*unixDiag // every unix socket of the namespace
 	icons  map[uint32]uint32    // client inode -> listener inode, connections not accepted yet
 	dumped map[uint32]*dumpedSocket
-	queues []SkPacket
+	queues []skPacket
 }
 
 // dumpedSocket is a socket of files.img and the first descriptor seen on
@@ -62,7 +64,7 @@ type dumpedSocket struct {
 
 // usk* are CRIU's UnixSkEntry.uflags: external, criu's service socket,
 // dumped by a plugin, inherited. amber makes and restores external ones
-// only (sk_unix_ext.go).
+// only (unix_ext.go).
 const (
 	uskExtern      = 1 << 0
 	uskUnsupported = 1<<1 | 1<<2 | 1<<3
@@ -93,9 +95,9 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 	return u, nil
 }
 
-// addSocket records the socket behind pid's fd: unix sockets here, inet
-// ones in sk_inet.go.
-func (d *Dumper) addSocket(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTypes, error) {
+// Add records the socket behind pid's fd: unix sockets here, inet
+// ones in inet.go.
+func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTypes, error) {
 	s, err := takeSocket(pid, fd)
 	if err != nil {
 		return 0, 0, err
@@ -193,9 +195,8 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	id := d.Table.nextID()
+	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Usk: ue})
 	ue.Id = proto.Uint32(id)
-	d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: ue})
 	u.dumped[ino] = &dumpedSocket{pid: pid, fd: fd, entry: ue}
 	if sd.state == tcpListen || (sd.typ != unix.SOCK_DGRAM && sd.state != tcpEstablished) {
 		return id, nil // no queue: the kernel refuses to read one (EINVAL)
@@ -205,12 +206,12 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 		return 0, fmt.Errorf("%s: queued messages: %w", what, err)
 	}
 	for i, m := range msgs {
-		scm, err := d.dumpInFlight(pid, m.fds)
+		scm, err := d.files.DumpInFlight(pid, m.fds)
 		if err != nil {
 			closePeeked(msgs[i+1:])
 			return 0, fmt.Errorf("%s: queued message %d: %w", what, i, err)
 		}
-		u.queues = append(u.queues, SkPacket{IDFor: id, Data: m.data, Scm: scm})
+		u.queues = append(u.queues, skPacket{IDFor: id, Data: m.data, Scm: scm})
 	}
 	return id, nil
 }
@@ -227,7 +228,7 @@ func (u *unixState) entry(s int, sd *unixDiag, flags uint32) (*skunix.UnixSkEntr
 	ue := &skunix.UnixSkEntry{
 		Ino: proto.Uint32(sd.ino), Type: proto.Uint32(uint32(sd.typ)), State: proto.Uint32(uint32(sd.state)),
 		Flags: proto.Uint32(flags), Uflags: proto.Uint32(0), Backlog: proto.Uint32(sd.wqlen),
-		Peer: proto.Uint32(sd.peer), Fown: newFown(), Opts: opts, Name: append([]byte{}, sd.name...),
+		Peer: proto.Uint32(sd.peer), Fown: zeroFown(), Opts: opts, Name: append([]byte{}, sd.name...),
 		Shutdown: skopts.SkShutdown(sd.shutdown & 3).Enum(),
 	}
 	if sd.peer == 0 && sd.state == tcpEstablished && sd.typ != unix.SOCK_DGRAM {
@@ -274,7 +275,7 @@ func resolveName(s int, ue *skunix.UnixSkEntry) error {
 		return fmt.Errorf("socket file of %s: %w", name, err)
 	}
 	// A socket file deleted since the bind (or replaced by another file)
-	// is made again at restore and deleted at once (sk_unix_ghost.go).
+	// is made again at restore and deleted at once (unix_ghost.go).
 	link, deleted := strings.CutSuffix(link, " (deleted)")
 	if deleted {
 		ue.Deleted = proto.Bool(true)
@@ -416,7 +417,7 @@ func unixName(name []byte) string {
 type unixSet map[uint32]*skunix.UnixSkEntry
 
 // unixSockets collects the unix sockets of files.img.
-func (idx Index) unixSockets() unixSet {
+func unixSockets(idx map[uint32]*fdinfo.FileEntry) unixSet {
 	set := unixSet{}
 	for _, e := range idx {
 		if s := e.GetUsk(); e.GetType() == fdinfo.FdTypes_UNIXSK && s != nil {
@@ -641,7 +642,7 @@ func (m *unixMaker) fromDir(dir string, call func()) {
 
 // unixMaker plans making one group of sockets in a task.
 type unixMaker struct {
-	p      *fdPlanner
+	p      *Plan
 	set    unixSet
 	queues map[uint32][][]byte   // by file id
 	scm    map[uint32][][]uint32 // descriptors the messages carry, by file id
@@ -650,12 +651,12 @@ type unixMaker struct {
 	ghosts map[uint32]int        // O_PATH descriptors of deleted sockets' files, by inode
 }
 
-// makeUnix makes the group of the socket of file e, refills every queue,
+// MakeUnix makes the group of the socket of file e, refills every queue,
 // connects and configures them, parks all but e's and returns e's.
-func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
+func (p *Plan) MakeUnix(e *fdinfo.FileEntry) (int, error) {
 	if p.unix == nil {
 		// Made once per plan: a process may hold thousands of sockets.
-		p.unix = p.in.Files.unixSockets()
+		p.unix = unixSockets(p.in.Files)
 		p.unixPeers = p.unix.peersOf()
 	}
 	set := p.unix
@@ -663,7 +664,7 @@ func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
 	if me == nil {
 		return 0, fmt.Errorf("file id %d: UNIXSK without its unix_sk_entry", e.GetId())
 	}
-	x := p.in.extra()
+	x := p.in
 	m := &unixMaker{p: p, set: set, queues: x.SkQueues, scm: x.SkScm, fds: map[uint32]int{}, spare: map[uint32]int{}, ghosts: map[uint32]int{}}
 	g := set.group(me, p.unixPeers)
 	if err := set.checkExtAllowed(g, p.in.ExtUnixSk); err != nil {
@@ -684,7 +685,7 @@ func (p *fdPlanner) makeUnix(e *fdinfo.FileEntry) (int, error) {
 	m.closeGhosts()
 	for _, s := range g {
 		if s != me {
-			p.park(s.GetId(), m.fds[s.GetIno()])
+			p.fd.Park(s.GetId(), m.fds[s.GetIno()])
 		}
 	}
 	return m.fds[me.GetIno()], nil
@@ -747,14 +748,11 @@ func (m *unixMaker) bind(s *skunix.UnixSkEntry) error {
 		return err
 	}
 	if perms := s.GetFilePerms(); p != "" && perms != nil {
-		b.Call("chmod socket file "+p, unix.SYS_FCHMODAT, atFdcwd, b.String(p), uint64(perms.GetMode()&0o7777), 0)
-		b.Call("chown socket file "+p, unix.SYS_FCHOWNAT, atFdcwd, b.String(p), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+		b.Call("chmod socket file "+p, unix.SYS_FCHMODAT, plan.AtFdcwd, b.String(p), uint64(perms.GetMode()&0o7777), 0)
+		b.Call("chown socket file "+p, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(p), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
 }
-
-// atFdcwd is AT_FDCWD (-100) as a register value.
-const atFdcwd = ^uint64(99)
 
 // removeStale plans removing the socket file a dumped socket left at p.
 func (m *unixMaker) removeStale(p string) error {
@@ -771,7 +769,7 @@ func (m *unixMaker) removeStale(p string) error {
 	if st.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("cannot bind to %s: a file that is not a socket is there", p)
 	}
-	m.p.b.Call("remove stale socket file "+p, unix.SYS_UNLINKAT, atFdcwd, m.p.b.String(p), 0)
+	m.p.b.Call("remove stale socket file "+p, unix.SYS_UNLINKAT, plan.AtFdcwd, m.p.b.String(p), 0)
 	m.p.setBound(p, false)
 	return nil
 }

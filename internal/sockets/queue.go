@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"errors"
@@ -25,8 +25,8 @@ import (
 // each in the task that refills the queue (made there, or taken from the
 // task holding it) and sends it again with the message (refill).
 
-// SkPacket is one message queued on a socket.
-type SkPacket struct {
+// skPacket is one message queued on a socket.
+type skPacket struct {
 	IDFor uint32 // file id of the socket whose receive queue holds it
 	Data  []byte
 	// Scm are the file ids of the descriptors it carries (SCM_RIGHTS),
@@ -182,8 +182,8 @@ func rightsOf(oob []byte) ([]int, error) {
 	return fds, nil
 }
 
-// WriteSkQueues writes sk-queues.img if some socket has queued messages.
-func WriteSkQueues(dir image.Dir, packets []SkPacket) error {
+// writeSkQueues writes sk-queues.img if some socket has queued messages.
+func writeSkQueues(dir image.Dir, packets []skPacket) error {
 	if len(packets) == 0 {
 		return nil
 	}
@@ -204,11 +204,11 @@ func WriteSkQueues(dir image.Dir, packets []SkPacket) error {
 	return w.Close()
 }
 
-// readSkQueues reads sk-queues.img, if there is one: the messages of each
+// ReadSkQueues reads sk-queues.img, if there is one: the messages of each
 // socket by file id, in order, and the file ids of the descriptors each
 // carries (scm: by socket file id, one slice per message, nil for one
 // without; no entry for a socket none of whose messages has any).
-func readSkQueues(dir image.Dir) (queues map[uint32][][]byte, scm map[uint32][][]uint32, err error) {
+func ReadSkQueues(dir image.Dir) (queues map[uint32][][]byte, scm map[uint32][][]uint32, err error) {
 	queues, scm = map[uint32][][]byte{}, map[uint32][][]uint32{}
 	err = image.EachEntry(dir.File(skQueuesName), image.SkQueues, func(r *image.Reader) error {
 		var e skpacket.SkPacketEntry

@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"amber/internal/image/imagetest"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
@@ -110,42 +112,6 @@ func TestCheckInet(t *testing.T) {
 	}
 }
 
-// inetImg builds the InetSkEntry of a socket as the dump writes it.
-func inetImg(family, typ, pr int, state uint32, src, dst string, flags uint32, opts *skopts.SkOptsEntry) *skinet.InetSkEntry {
-	ap := func(s string) netip.AddrPort {
-		if s == "" {
-			return netip.AddrPort{}
-		}
-		return netip.MustParseAddrPort(s)
-	}
-	s, d := ap(src), ap(dst)
-	if opts == nil {
-		opts = &skopts.SkOptsEntry{}
-	}
-	for _, p := range []**uint32{&opts.SoSndbuf, &opts.SoRcvbuf} {
-		if *p == nil {
-			*p = proto.Uint32(0)
-		}
-	}
-	for _, p := range []**uint64{&opts.SoSndTmoSec, &opts.SoSndTmoUsec, &opts.SoRcvTmoSec, &opts.SoRcvTmoUsec} {
-		*p = proto.Uint64(0)
-	}
-	return &skinet.InetSkEntry{
-		Family: proto.Uint32(uint32(family)), Type: proto.Uint32(uint32(typ)), Proto: proto.Uint32(uint32(pr)),
-		State: proto.Uint32(state), SrcPort: proto.Uint32(uint32(s.Port())), DstPort: proto.Uint32(uint32(d.Port())),
-		Flags: proto.Uint32(flags), Backlog: proto.Uint32(0), Fown: newFown(), Opts: opts,
-		SrcAddr: addrWords(s.Addr(), family), DstAddr: addrWords(d.Addr(), family),
-	}
-}
-
-// addInet adds socket e to l's files with inode ino and returns its id.
-func (l *layout) addInet(e *skinet.InetSkEntry, ino uint32) uint32 {
-	id := l.nextID()
-	e.Id, e.Ino = proto.Uint32(id), proto.Uint32(ino)
-	l.in.Files[id] = &fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: e}
-	return id
-}
-
 // stream is a connection's tcp-stream image with queues of the given
 // sizes, unsent the last bytes of its send queue.
 func stream(in, out, unsent int) *TCPStream {
@@ -162,129 +128,10 @@ func stream(in, out, unsent int) *TCPStream {
 	}
 }
 
-// TestPlanInet restores listeners, bound and connected UDP sockets and
-// TCP connections with queues in a simulated task: every socket ends up
-// at its number, bound, listening or connected as dumped, with its
-// reuse options as dumped, and each connection in repair mode with its
-// sequence numbers and queues, listed for EndTCPRepair.
-func TestPlanInet(t *testing.T) {
-	reuse := func() *skopts.SkOptsEntry { return &skopts.SkOptsEntry{Reuseaddr: proto.Bool(true)} }
-	l := newLayout()
-	lsn := inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpListen, "0.0.0.0:8880", "", unix.O_RDWR, reuse())
-	lsn.Backlog = proto.Uint32(9)
-	l.fd(3, l.addInet(lsn, 100), false)
-	conn := l.addInet(inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:8880",
-		"127.0.0.1:40000", unix.O_RDWR|unix.O_NONBLOCK, reuse()), 101)
-	l.fd(7, conn, true)
-	conn6 := l.addInet(inetImg(unix.AF_INET6, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "[::1]:9000",
-		"[::1]:9001", unix.O_RDWR, nil), 102)
-	l.fd(0, conn6, false)
-	l.fd(5, l.addInet(inetImg(unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_UDP, tcpEstablished, "[::ffff:127.0.0.1]:5000",
-		"[::ffff:127.0.0.1]:5001", unix.O_RDWR, &skopts.SkOptsEntry{SoReuseport: proto.Bool(true)}), 103), false)
-	l.fd(6, l.addInet(inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpClose, "", "", unix.O_RDWR, nil), 104), false)
-	l.in.TCPEstablished = true
-	l.in.Extra = &Extra{TCPStreams: map[uint32]*TCPStream{101: stream(200<<10, 3000, 1000), 102: stream(0, 0, 0)}}
-
-	s, p := runFds(t, l, 0, 1, 2, 3, 17)
-	for _, f := range l.in.Fds {
-		for _, problem := range inetProblems(s, int(f.GetFd()), l.in, f.GetId()) {
-			t.Error(problem)
-		}
-	}
-	r, err := planFds(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := r.restored.Repaired(42)
-	want := []TCPRepaired{{Holder{42, 7}, conn}, {Holder{42, 0}, conn6}}
-	slices.SortFunc(got, func(a, b TCPRepaired) int { return int(a.ID) - int(b.ID) })
-	if !slices.Equal(got, want) {
-		t.Errorf("connections in repair mode %v, want %v", got, want)
-	}
-	if t.Failed() {
-		t.Logf("plan:\n%s", p)
-	}
-}
-
-// TestPlanInetClosed restores, with --tcp-close, a connection closed (a
-// new socket, neither bound nor connected nor in repair mode, that
-// CloseTCP shuts down both ways) next to a closed socket that was shut
-// down, bound again to its address in repair mode (its connection's
-// TIME_WAIT holds it) and shut down as it was by CloseTCP.
-func TestPlanInetClosed(t *testing.T) {
-	l := newLayout()
-	conn := l.addInet(inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:8880",
-		"127.0.0.1:40000", unix.O_RDWR, nil), 101)
-	l.fd(3, conn, false)
-	closedImg := inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpClose, "127.0.0.1:40001", "", unix.O_RDWR, nil)
-	closedImg.Shutdown = skopts.SkShutdown_READ.Enum()
-	closed := l.addInet(closedImg, 102)
-	l.fd(4, closed, false)
-	l.in.TCPClose = true
-
-	s, p := runFds(t, l, 0, 1, 2)
-	if k := s.fds[3].f.in; k == nil || k.bound != nil || k.peer != nil || k.repair {
-		t.Errorf("fd 3: want a new socket, neither bound nor connected nor in repair mode: %+v", k)
-	}
-	if k := s.fds[4].f.in; k == nil || k.bound == nil || k.repair || k.shutdown != 0 {
-		t.Errorf("fd 4: want bound, out of repair mode, not shut down by the plan: %+v", k)
-	}
-	r, err := planFds(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := r.restored.Closed(42)
-	slices.SortFunc(got, func(a, b TCPShut) int { return a.Fd - b.Fd })
-	want := []TCPShut{{Holder{42, 3}, skopts.SkShutdown_BOTH}, {Holder{42, 4}, skopts.SkShutdown_READ}}
-	if !slices.Equal(got, want) {
-		t.Errorf("sockets for CloseTCP %v, want %v", got, want)
-	}
-	if len(r.restored.TCPRepair) != 0 {
-		t.Errorf("connections left in repair mode: %v", r.restored.TCPRepair)
-	}
-	if t.Failed() {
-		t.Logf("plan:\n%s", p)
-	}
-}
-
-// TestPlanInetRefused: what restore refuses, naming the socket.
-func TestPlanInetRefused(t *testing.T) {
-	est := func() *skinet.InetSkEntry {
-		return inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:1", "127.0.0.1:2", 0, nil)
-	}
-	raw := inetImg(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP, tcpClose, "", "", 0, nil)
-	synSent := est()
-	synSent.State = proto.Uint32(tcpSynSent)
-	cases := []struct {
-		name     string
-		e        *skinet.InetSkEntry
-		tcpEst   bool
-		streams  map[uint32]*TCPStream
-		contains string
-	}{
-		{"connection without --tcp-established", est(), false, map[uint32]*TCPStream{9: stream(1, 1, 0)}, "--tcp-established"},
-		{"connection without its stream", est(), true, nil, "tcp-stream-9.img"},
-		{"raw socket", raw, true, nil, "only TCP and UDP"},
-		{"connection not established", synSent, true, nil, "SYN_SENT"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			l := newLayout()
-			l.fd(3, l.addInet(c.e, 9), false)
-			l.in.TCPEstablished = c.tcpEst
-			l.in.Extra = &Extra{TCPStreams: c.streams}
-			_, err := planFds(l)
-			if err == nil || !strings.Contains(err.Error(), c.contains) || !strings.Contains(err.Error(), "socket 9") {
-				t.Fatalf("got %v, want an error naming socket 9 and %q", err, c.contains)
-			}
-		})
-	}
-}
-
 // TestTCPStreamImage: tcp-stream-INO.img written and read back, its
 // queues after the entry; a bad unsent length is refused.
 func TestTCPStreamImage(t *testing.T) {
-	dir := tempImages(t)
+	dir := imagetest.Dir(t)
 	st := stream(10, 20, 5)
 	st.In[0], st.Out[19] = 'I', 'O'
 	if err := writeTCPStream(dir, 0x1a2b, st); err != nil {
@@ -298,9 +145,9 @@ func TestTCPStreamImage(t *testing.T) {
 	if err := writeTCPStream(dir, 0x3c4d, stream(1, 1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	idx := Index{7: {Id: proto.Uint32(7), Type: fdinfo.FdTypes_INETSK.Enum(),
+	idx := map[uint32]*fdinfo.FileEntry{7: {Id: proto.Uint32(7), Type: fdinfo.FdTypes_INETSK.Enum(),
 		Isk: &skinet.InetSkEntry{Ino: proto.Uint32(0x1a2b), Proto: proto.Uint32(unix.IPPROTO_TCP)}}}
-	got, err := readTCPStreams(dir, idx)
+	got, err := ReadTCPStreams(dir, idx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +162,7 @@ func TestTCPStreamImage(t *testing.T) {
 	if err := writeTCPStream(dir, 0x1a2b, st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readTCPStreams(dir, idx); err == nil || !strings.Contains(err.Error(), "unsent") {
+	if _, err := ReadTCPStreams(dir, idx); err == nil || !strings.Contains(err.Error(), "unsent") {
 		t.Fatalf("an unsent length beyond the send queue: %v", err)
 	}
 }

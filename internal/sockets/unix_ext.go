@@ -1,4 +1,4 @@
-package files
+package sockets
 
 import (
 	"fmt"
@@ -33,9 +33,7 @@ func (d *Dumper) addExternal(set unixSet) error {
 		if err != nil {
 			return fmt.Errorf("pid %d fd %d: unix socket %d (%s), with --ext-unix-sk: %w", s.pid, s.fd, ino, unixName(s.entry.GetName()), err)
 		}
-		id := d.Table.nextID()
-		ext.Id = proto.Uint32(id)
-		d.Table.entries = append(d.Table.entries, &fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: ext})
+		ext.Id = proto.Uint32(d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Usk: ext}))
 		set[p] = ext
 	}
 	return nil
@@ -60,7 +58,7 @@ func externalEntry(sd *unixDiag, ino uint32) (*skunix.UnixSkEntry, error) {
 	return &skunix.UnixSkEntry{
 		Ino: proto.Uint32(ino), Type: proto.Uint32(unix.SOCK_DGRAM), State: proto.Uint32(tcpListen),
 		Flags: proto.Uint32(0), Uflags: proto.Uint32(uskExtern), Backlog: proto.Uint32(0), Peer: proto.Uint32(0),
-		Fown: newFown(), Opts: zeroSkOpts(), Name: append([]byte{}, sd.name...),
+		Fown: zeroFown(), Opts: zeroSkOpts(), Name: append([]byte{}, sd.name...),
 	}, nil
 }
 
