@@ -447,10 +447,18 @@ func isTerminalFd(fd int) bool {
 }
 
 // cttyHolder finds a process whose controlling terminal is the terminal
-// at fd: TIOCSCTTY would fail on it.
+// at fd: TIOCSCTTY would fail on it. /proc/PID/stat names a controlling
+// terminal by its device number alone, which the ptys of every devpts
+// instance share (a container's /dev/pts/0 is 136:0 as the host's is):
+// a process counts only if its own view of the terminal's path is the
+// same terminal (sameTerminal).
 func cttyHolder(fd int) (int, bool) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, false
+	}
+	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
 		return 0, false
 	}
 	dirs, err := os.ReadDir("/proc")
@@ -462,9 +470,19 @@ func cttyHolder(fd int) (int, bool) {
 		if _, err := fmt.Sscan(d.Name(), &pid); err != nil || strings.TrimLeft(d.Name(), "0123456789") != "" {
 			continue
 		}
-		if s, err := proc.ReadStat(pid); err == nil && uint64(s.TtyNr) == st.Rdev {
+		if s, err := proc.ReadStat(pid); err == nil && uint64(s.TtyNr) == st.Rdev && sameTerminal(pid, path, &st) {
 			return pid, true
 		}
 	}
 	return 0, false
+}
+
+// sameTerminal tells whether path, seen from the root of pid, is the
+// terminal st is the stat of: the same device in the same devpts.
+func sameTerminal(pid int, path string, st *unix.Stat_t) bool {
+	var there unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/root%s", pid, path), &there); err != nil {
+		return false
+	}
+	return there.Rdev == st.Rdev && there.Dev == st.Dev
 }
