@@ -134,33 +134,17 @@ func (c *podmanCase) run() {
 // counter reads the container's counter through its init's root.
 func (c *podmanCase) counter() int {
 	c.t.Helper()
-	pid := strings.TrimSpace(c.mustPodman("inspect", "-f", "{{.State.Pid}}", c.name))
-	path := fmt.Sprintf("/proc/%s/root/tmp/counter", pid)
-	var last error
-	for i := 0; i < 50; i++ {
-		b, err := os.ReadFile(path)
-		if n, cerr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && cerr == nil {
-			return n
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond) // between truncation and write
+	pid, err := strconv.Atoi(strings.TrimSpace(c.mustPodman("inspect", "-f", "{{.State.Pid}}", c.name)))
+	if err != nil {
+		c.t.Fatalf("pid of %s: %v", c.name, err)
 	}
-	c.t.Fatalf("counter %s: %v", path, last)
-	return 0
+	return containerCounter(c.t, pid)
 }
 
 // waitAbove waits until the counter passes n.
 func (c *podmanCase) waitAbove(n int) int {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if v := c.counter(); v > n {
-			return v
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatalf("counter stayed at or below %d", n)
-	return 0
+	return waitCounterAbove(c.t, c.counter, n)
 }
 
 // requireLogged requires that the container's stdout, which conmon

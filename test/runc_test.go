@@ -64,8 +64,20 @@ func newRuncCase(t *testing.T) *runcCase {
 	return c
 }
 
-// editSpec edits config.json as the test needs.
+// editSpec edits config.json as the test needs: the counter's shell
+// loop, off any terminal, and a tmpfs on /tmp.
 func (c *runcCase) editSpec() {
+	c.updateSpec(func(spec map[string]any) {
+		p := spec["process"].(map[string]any)
+		p["terminal"] = false
+		p["args"] = []string{"/bin/busybox", "sh", "-c", runcCounter}
+		spec["mounts"] = append(spec["mounts"].([]any), map[string]any{
+			"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "nodev", "mode=1777"}})
+	})
+}
+
+// updateSpec reads config.json, lets edit change it and writes it back.
+func (c *runcCase) updateSpec(edit func(spec map[string]any)) {
 	path := filepath.Join(c.bundle, "config.json")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -75,11 +87,7 @@ func (c *runcCase) editSpec() {
 	if err := json.Unmarshal(b, &spec); err != nil {
 		c.t.Fatal(err)
 	}
-	p := spec["process"].(map[string]any)
-	p["terminal"] = false
-	p["args"] = []string{"/bin/busybox", "sh", "-c", runcCounter}
-	spec["mounts"] = append(spec["mounts"].([]any), map[string]any{
-		"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "nodev", "mode=1777"}})
+	edit(spec)
 	if b, err = json.MarshalIndent(spec, "", "\t"); err != nil {
 		c.t.Fatal(err)
 	}
@@ -150,7 +158,20 @@ func (c *runcCase) initPid() int {
 // counter reads the container's counter through its init's root.
 func (c *runcCase) counter() int {
 	c.t.Helper()
-	path := fmt.Sprintf("/proc/%d/root/tmp/counter", c.initPid())
+	return containerCounter(c.t, c.initPid())
+}
+
+// waitAbove waits until the counter passes n.
+func (c *runcCase) waitAbove(n int) int {
+	c.t.Helper()
+	return waitCounterAbove(c.t, c.counter, n)
+}
+
+// containerCounter reads the counter a container's shell loop keeps in
+// /tmp/counter, through the root of its init, pid.
+func containerCounter(t *testing.T, pid int) int {
+	t.Helper()
+	path := fmt.Sprintf("/proc/%d/root/tmp/counter", pid)
 	var last error
 	for i := 0; i < 50; i++ {
 		b, err := os.ReadFile(path)
@@ -160,21 +181,21 @@ func (c *runcCase) counter() int {
 		last = err
 		time.Sleep(20 * time.Millisecond) // between truncation and write
 	}
-	c.t.Fatalf("counter %s: %v", path, last)
+	t.Fatalf("counter %s: %v", path, last)
 	return 0
 }
 
-// waitAbove waits until the counter passes n.
-func (c *runcCase) waitAbove(n int) int {
-	c.t.Helper()
+// waitCounterAbove waits until read gives more than n.
+func waitCounterAbove(t *testing.T, read func() int, n int) int {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if v := c.counter(); v > n {
+		if v := read(); v > n {
 			return v
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.t.Fatalf("counter stayed at or below %d", n)
+	t.Fatalf("counter stayed at or below %d", n)
 	return 0
 }
 

@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -95,24 +94,11 @@ func (cs *consoleSocket) take(t *testing.T) *os.File {
 
 // terminalSpec makes the container's process run on a terminal.
 func (c *runcCase) terminalSpec(args ...string) {
-	path := filepath.Join(c.bundle, "config.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(b, &spec); err != nil {
-		c.t.Fatal(err)
-	}
-	p := spec["process"].(map[string]any)
-	p["terminal"] = true
-	p["args"] = args
-	if b, err = json.MarshalIndent(spec, "", "\t"); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		c.t.Fatal(err)
-	}
+	c.updateSpec(func(spec map[string]any) {
+		p := spec["process"].(map[string]any)
+		p["terminal"] = true
+		p["args"] = args
+	})
 }
 
 // ask writes line to the terminal's master and reads until the answer
