@@ -357,7 +357,7 @@ func ReadTCPStreams(dir image.Dir, idx map[uint32]*fdinfo.FileEntry) (map[uint32
 		out[sk.GetIno()] = st
 		// A socket the restore refuses (readInetImage) pairs with none.
 		if k, err := readInetImage(sk); err == nil {
-			ends = append(ends, tcpEnd{st: st, state: sk.GetState(), src: k.src, dst: k.dst})
+			ends = append(ends, tcpEnd{st: st, state: sk.GetState(), ns: sk.GetNsId(), src: k.src, dst: k.dst})
 		}
 	}
 	ackPeersReceived(ends)

@@ -34,11 +34,13 @@ func ackPeerReceived(s *TCPStream, sState uint32, p *TCPStream, pState uint32) {
 	if finReceived(pState) {
 		rcv--
 	}
+	// Past the end of the send queue, p cannot have received s's bytes:
+	// it is no peer of s's (another namespace's, say) and changes nothing.
 	d := int32(rcv - una)
-	if d <= 0 {
+	if d <= 0 || uint32(d) > e.GetOutqLen() {
 		return
 	}
-	n := min(uint32(d), e.GetOutqLen())
+	n := uint32(d)
 	s.Out = s.Out[n:]
 	e.OutqLen = proto.Uint32(e.GetOutqLen() - n)
 	e.UnsqLen = proto.Uint32(min(e.GetUnsqLen(), e.GetOutqLen()))
@@ -48,11 +50,12 @@ func ackPeerReceived(s *TCPStream, sState uint32, p *TCPStream, pState uint32) {
 	}
 }
 
-// tcpEnd is one end of a connection of the images: its stream, state
-// and addresses.
+// tcpEnd is one end of a connection of the images: its stream, state,
+// network namespace and addresses.
 type tcpEnd struct {
 	st       *TCPStream
 	state    uint32
+	ns       uint32
 	src, dst netip.AddrPort
 }
 
@@ -60,13 +63,16 @@ type tcpEnd struct {
 // in the images too, both ways.
 func ackPeersReceived(ends []tcpEnd) {
 	unmap := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
-	type key struct{ src, dst netip.AddrPort }
+	type key struct {
+		ns       uint32
+		src, dst netip.AddrPort
+	}
 	by := map[key]tcpEnd{}
 	for _, c := range ends {
-		by[key{unmap(c.src), unmap(c.dst)}] = c
+		by[key{c.ns, unmap(c.src), unmap(c.dst)}] = c
 	}
 	for _, c := range ends {
-		if p, ok := by[key{unmap(c.dst), unmap(c.src)}]; ok {
+		if p, ok := by[key{c.ns, unmap(c.dst), unmap(c.src)}]; ok {
 			ackPeerReceived(c.st, c.state, p.st, p.state)
 		}
 	}

@@ -35,6 +35,7 @@ func TestAckPeerReceived(t *testing.T) {
 		{"sent ones first", tcpEstablished, tcpEstablished, 1000 + 74240, 70000, 65536, 1000 + 10000, 64240, 64240, 55536},
 		{"sent ones only", tcpEstablished, tcpEstablished, 1000 + 74240, 70000, 65536, 1000 + 2000, 72240, 70000, 63536},
 		{"all and the FIN", tcpFinWait1, tcpCloseWait, 1000 + 74240 + 1, 74240, 65536, 1000 + 74240 + 1, 0, 0, 0},
+		{"peer past the end", tcpEstablished, tcpEstablished, 1000 + 74240, 0, 65536, 1000 + 74241, 74240, 0, 65536},
 		{"sequence wraps", tcpEstablished, tcpEstablished, 74240 - 1000, 74240, 4096, 1000, 72240, 72240, 2096},
 	} {
 		s := &TCPStream{Entry: &tcpstream.TcpStreamEntry{OutqLen: proto.Uint32(74240), OutqSeq: proto.Uint32(tc.outqSeq),
@@ -51,19 +52,21 @@ func TestAckPeerReceived(t *testing.T) {
 }
 
 // TestAckPeersReceived checks that connections pair up by their
-// addresses, a v4-mapped one with a plain IPv4 one too, and that a
-// connection whose peer is not in the images is left alone.
+// addresses in one network namespace, a v4-mapped one with a plain IPv4
+// one too, and that a connection whose peer is not in the images (the
+// same addresses in another namespace are not its peer's) is left alone.
 func TestAckPeersReceived(t *testing.T) {
 	mk := func(outqSeq, outq, inqSeq uint32) *TCPStream {
 		return &TCPStream{Entry: &tcpstream.TcpStreamEntry{OutqLen: proto.Uint32(outq), OutqSeq: proto.Uint32(outqSeq),
 			UnsqLen: proto.Uint32(outq), InqSeq: proto.Uint32(inqSeq)}, Out: make([]byte, outq)}
 	}
-	a, b, lone := mk(200, 100, 5000), mk(5000, 0, 150), mk(200, 100, 5000)
+	a, b, lone, other := mk(200, 100, 5000), mk(5000, 0, 150), mk(200, 100, 5000), mk(5000, 0, 190)
 	ap := netip.MustParseAddrPort
 	ackPeersReceived([]tcpEnd{
 		{st: a, state: tcpEstablished, src: ap("[::ffff:127.0.0.1]:1000"), dst: ap("[::ffff:127.0.0.1]:2000")},
 		{st: b, state: tcpEstablished, src: ap("127.0.0.1:2000"), dst: ap("127.0.0.1:1000")},
-		{st: lone, state: tcpEstablished, src: ap("127.0.0.1:3000"), dst: ap("127.0.0.1:4000")},
+		{st: lone, state: tcpEstablished, src: ap("127.0.0.1:1000"), dst: ap("127.0.0.1:2000"), ns: 2},
+		{st: other, state: tcpEstablished, src: ap("127.0.0.1:3000"), dst: ap("127.0.0.1:1000"), ns: 2},
 	})
 	if a.Entry.GetOutqLen() != 50 || len(a.Out) != 50 || b.Entry.GetOutqLen() != 0 || lone.Entry.GetOutqLen() != 100 {
 		t.Fatalf("send queues %d, %d, %d bytes; want 50, 0, 100", a.Entry.GetOutqLen(), b.Entry.GetOutqLen(), lone.Entry.GetOutqLen())
