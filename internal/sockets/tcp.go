@@ -338,6 +338,7 @@ func writeTCPStream(dir image.Dir, ino uint32, st *TCPStream) error {
 // another dump in the directory is never read.
 func ReadTCPStreams(dir image.Dir, idx map[uint32]*fdinfo.FileEntry) (map[uint32]*TCPStream, error) {
 	out := map[uint32]*TCPStream{}
+	var ends []tcpEnd
 	for _, e := range idx {
 		sk := e.GetIsk()
 		if e.GetType() != fdinfo.FdTypes_INETSK || sk.GetProto() != unix.IPPROTO_TCP {
@@ -350,8 +351,16 @@ func ReadTCPStreams(dir image.Dir, idx map[uint32]*fdinfo.FileEntry) (map[uint32
 		if err != nil {
 			return nil, err
 		}
+		if _, dup := out[sk.GetIno()]; dup {
+			continue
+		}
 		out[sk.GetIno()] = st
+		// A socket the restore refuses (readInetImage) pairs with none.
+		if k, err := readInetImage(sk); err == nil {
+			ends = append(ends, tcpEnd{st: st, state: sk.GetState(), ns: sk.GetNsId(), src: k.src, dst: k.dst})
+		}
 	}
+	ackPeersReceived(ends)
 	return out, nil
 }
 
@@ -554,9 +563,11 @@ func CloseTCP(socks []TCPShut) error {
 }
 
 // EndTCPRepair lets the restored connections go, once every task is in
-// place: it checks that each one's queues hold what the dump saw, writes
-// the bytes that were never sent, replays the FINs of the half-closed
-// ones, then turns repair mode off on all and gives SO_REUSEADDR back. amber does it through a copy of each socket
+// place: it checks that each one's queues hold what the dump saw,
+// replays the FINs of the half-closed ones that send nothing (finSteps),
+// then on each writes the bytes that were never sent and replays the
+// other FINs, then turns repair mode off on all and gives SO_REUSEADDR
+// back. amber does it through a copy of each socket
 // (pidfd_getfd), as root: a task may have dropped its privileges by now.
 func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) error {
 	var conns []*restoredConn
@@ -575,11 +586,20 @@ func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams
 			return c.errorf("%w", err)
 		}
 	}
+	// Every connection in its dumped state before any sends a byte or a
+	// FIN to a peer (finSteps).
+	for _, c := range conns {
+		quiet, _ := finSteps(c.k.e.GetState())
+		if err := c.replayFINs(quiet); err != nil {
+			return err
+		}
+	}
 	for _, c := range conns {
 		if err := c.sendUnsent(); err != nil {
 			return err
 		}
-		if err := c.replayFINs(); err != nil {
+		_, loud := finSteps(c.k.e.GetState())
+		if err := c.replayFINs(loud); err != nil {
 			return err
 		}
 	}

@@ -132,34 +132,68 @@ func sendFIN(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16
 	return nil
 }
 
-// replayFINs gives a restored connection in repair mode, established,
-// its bytes never sent written, the FINs of its dumped state, once every
-// task is in place: the peer's (CLOSE_WAIT, LAST_ACK, CLOSING) and its
-// own (FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK) in the order they came,
-// and the peer's acknowledgement of its own (FIN_WAIT2). Its own FIN is
-// queued by shutdown in repair mode: as sent already if acknowledged,
-// else to be sent now, after the bytes before it.
-func (c *restoredConn) replayFINs() error {
-	switch st := c.k.e.GetState(); st {
+// finStep is one step of replaying the FINs of a half-closed
+// connection.
+type finStep struct {
+	kind  finStepKind
+	flags byte   // finPeer: the flags of the peer's segment
+	want  uint32 // finPeer: the state it leaves the connection in
+}
+
+// finStepKind is what a finStep does.
+type finStepKind int
+
+const (
+	finOwnSent finStepKind = iota // queue its own FIN as sent already (shutdown, send queue selected)
+	finOwnSend                    // queue its own FIN to be sent now, after the bytes never sent
+	finPeer                       // hand it a segment of its peer's
+)
+
+// finSteps is how a connection restored established, in repair mode,
+// gets back to the dumped state: quiet steps, which send nothing its
+// peer could take as data or a FIN, and loud ones, after its bytes never
+// sent are written. EndTCPRepair takes the quiet steps of every
+// connection before it writes any byte or FIN: a peer in the tree must
+// be in its dumped state when they reach it. A connection whose own FIN
+// amber replayed first, for one, would take its peer's FIN, or bytes
+// its window lets in, as a connection established would (FIN_WAIT2
+// would end up in CLOSE_WAIT, then LAST_ACK, then closed by the
+// acknowledgement of its FIN that amber sends). The peer's FIN comes
+// before the connection's own in LAST_ACK, after it in CLOSING, as they
+// came.
+func finSteps(state uint32) (quiet, loud []finStep) {
+	peerFIN := finStep{kind: finPeer, flags: tcpFlagFIN | tcpFlagACK, want: tcpCloseWait}
+	switch state {
 	case tcpCloseWait:
-		return c.peerSegment(tcpFlagFIN|tcpFlagACK, tcpCloseWait)
+		return []finStep{peerFIN}, nil
 	case tcpLastAck:
-		if err := c.peerSegment(tcpFlagFIN|tcpFlagACK, tcpCloseWait); err != nil {
-			return err
-		}
-		return c.shutdownRepair(tcpNoQueue)
+		return []finStep{peerFIN}, []finStep{{kind: finOwnSend}}
 	case tcpFinWait1:
-		return c.shutdownRepair(tcpNoQueue)
+		return nil, []finStep{{kind: finOwnSend}}
 	case tcpFinWait2:
-		if err := c.shutdownRepair(tcpSendQueue); err != nil {
-			return err
-		}
-		return c.peerSegment(tcpFlagACK, tcpFinWait2)
+		return []finStep{{kind: finOwnSent}, {kind: finPeer, flags: tcpFlagACK, want: tcpFinWait2}}, nil
 	case tcpClosing:
-		if err := c.shutdownRepair(tcpNoQueue); err != nil {
+		return nil, []finStep{{kind: finOwnSend}, {kind: finPeer, flags: tcpFlagFIN | tcpFlagACK, want: tcpClosing}}
+	}
+	return nil, nil
+}
+
+// replayFINs takes steps of finSteps on a restored connection in repair
+// mode.
+func (c *restoredConn) replayFINs(steps []finStep) error {
+	for _, st := range steps {
+		var err error
+		switch st.kind {
+		case finOwnSent:
+			err = c.shutdownRepair(tcpSendQueue)
+		case finOwnSend:
+			err = c.shutdownRepair(tcpNoQueue)
+		case finPeer:
+			err = c.peerSegment(st.flags, st.want)
+		}
+		if err != nil {
 			return err
 		}
-		return c.peerSegment(tcpFlagFIN|tcpFlagACK, tcpClosing)
 	}
 	return nil
 }

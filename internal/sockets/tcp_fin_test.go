@@ -38,3 +38,50 @@ func TestFINPacket(t *testing.T) {
 		}
 	}
 }
+
+// TestFINSteps checks the replay of each half-closed state: from
+// established, its steps lead to the dumped state (each step as the
+// kernel takes it), and the quiet ones, taken while peers in the tree
+// are not in their dumped states yet, send no FIN (which a peer would
+// take as the end of its receive stream).
+func TestFINSteps(t *testing.T) {
+	// next is the state a connection goes to on a step.
+	next := func(state uint32, st finStep) uint32 {
+		switch {
+		case st.kind != finPeer && state == tcpEstablished:
+			return tcpFinWait1
+		case st.kind != finPeer && state == tcpCloseWait:
+			return tcpLastAck
+		case st.kind == finPeer && st.flags&tcpFlagFIN != 0 && state == tcpEstablished:
+			return tcpCloseWait
+		case st.kind == finPeer && st.flags&tcpFlagFIN != 0 && state == tcpFinWait1:
+			return tcpClosing
+		case st.kind == finPeer && st.flags == tcpFlagACK && state == tcpFinWait1:
+			return tcpFinWait2
+		}
+		t.Fatalf("step %+v in state %s", st, tcpStateName(state))
+		return 0
+	}
+	for _, dumped := range []uint32{tcpEstablished, tcpCloseWait, tcpLastAck, tcpFinWait1, tcpFinWait2, tcpClosing} {
+		quiet, loud := finSteps(dumped)
+		state := uint32(tcpEstablished)
+		for _, st := range quiet {
+			if st.kind == finOwnSend {
+				t.Errorf("%s: a quiet step sends its FIN", tcpStateName(dumped))
+			}
+			state = next(state, st)
+			if st.kind == finPeer && st.want != state {
+				t.Errorf("%s: a segment of its peer's waits for %s, the kernel goes to %s", tcpStateName(dumped), tcpStateName(st.want), tcpStateName(state))
+			}
+		}
+		for _, st := range loud {
+			state = next(state, st)
+			if st.kind == finPeer && st.want != state {
+				t.Errorf("%s: a segment of its peer's waits for %s, the kernel goes to %s", tcpStateName(dumped), tcpStateName(st.want), tcpStateName(state))
+			}
+		}
+		if state != dumped {
+			t.Errorf("replaying %s ends in %s", tcpStateName(dumped), tcpStateName(state))
+		}
+	}
+}
