@@ -59,11 +59,21 @@ import (
 // queue that was sent as sent, unacknowledged data) and its windows. It
 // stays in repair mode until every task is restored, so that no segment
 // leaves before the peer, if it is in the tree too, exists again. Then
-// amber (EndTCPRepair) checks each queue, writes the part of the send
-// queue that was never sent, as the task had written it, replays the
-// FINs of a half-closed connection (tcp_fin.go), turns repair mode
-// off (the kernel sends a window probe and the connection resumes) and
-// gives back SO_REUSEADDR, which leaving repair mode clears.
+// amber (EndTCPRepair) checks each queue; gives every connection first
+// the FINs that make it send nothing (the peer's, and the peer's
+// acknowledgement of its own), so that no connection sends to a peer not
+// yet in its dumped state; then on each writes the part of the send
+// queue that was never sent, as the task had written it, and queues its
+// own FIN (tcp_fin.go); then turns repair mode off on all (the kernel
+// sends a window probe and the connection resumes) and gives back
+// SO_REUSEADDR, which leaving repair mode clears.
+//
+// The dump reads one end of a connection after the other, and repair mode
+// stops no timer: an end already read may still send its peer, not yet
+// locked, a window probe whose bytes the peer queues and acknowledges to
+// a filter that drops the acknowledgement. When both ends are in the
+// images, the restore takes those bytes out of the sender's send queue
+// (tcp_peer.go), as if the acknowledgement had come.
 
 // TCPStream is tcp-stream-INO.img: one connection's state and the bytes
 // in its queues.

@@ -19,7 +19,8 @@ import (
 // CRIU's does. Repair mode makes only ESTABLISHED connections, so the
 // restore makes it established short of its FINs (its receive window one
 // wider for the peer's), and, once every task of the tree is in place,
-// replays them in order (replayFINs): the peer's FIN or its
+// replays them in order (finSteps), those that send nothing on every
+// connection before any of the others: the peer's FIN or its
 // acknowledgement of the connection's own as a segment made by amber,
 // from the peer's address, that the kernel takes as it took the first;
 // the connection's own with shutdown, in repair mode if it was sent
