@@ -5,6 +5,7 @@
 package show
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit"
 	"github.com/checkpoint-restore/go-criu/v8/magic"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -46,7 +48,7 @@ func File(w io.Writer, path string) error {
 	if isRaw(filepath.Base(path)) {
 		img, err = raw(path)
 	} else {
-		img, err = Decode(path)
+		img, err = decodeForJSON(path)
 	}
 	if err != nil {
 		return err
@@ -95,9 +97,72 @@ func Dir(w io.Writer, dir string) error {
 
 func dirMember(path string) (any, error) {
 	if !isRaw(filepath.Base(path)) {
-		return Decode(path)
+		return decodeForJSON(path)
 	}
 	return raw(path)
+}
+
+// jsonImage is a decoded image as amber shows it: go-criu's, but with
+// each entry marshalled by jsonEntry.
+type jsonImage struct {
+	Magic   string      `json:"magic"`
+	Entries []jsonEntry `json:"entries"`
+}
+
+// jsonEntry is an entry and what follows it in the file (CRIU's "extra":
+// a TCP connection's queued bytes, a pipe's data, a count). go-criu
+// v8.3.0's own MarshalJSON pastes the extra between quotes unescaped,
+// which is not JSON when the extra is itself a JSON object (tcp-stream
+// images): here an extra that is JSON is kept as such, anything else
+// becomes a JSON string.
+type jsonEntry struct{ *crit.CriuEntry }
+
+// MarshalJSON writes the entry as crit does: its fields, then "extra".
+func (e jsonEntry) MarshalJSON() ([]byte, error) {
+	extra := json.RawMessage(nil)
+	if e.Extra != "" {
+		if json.Valid([]byte(e.Extra)) && strings.HasPrefix(strings.TrimSpace(e.Extra), "{") {
+			extra = json.RawMessage(e.Extra)
+		} else {
+			b, err := json.Marshal(e.Extra)
+			if err != nil {
+				return nil, err
+			}
+			extra = b
+		}
+	}
+	if e.Message == nil {
+		return json.Marshal(map[string]json.RawMessage{"count": extra})
+	}
+	fields, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(e.Message)
+	if err != nil {
+		return nil, err
+	}
+	if extra == nil {
+		return fields, nil
+	}
+	// The fields in their order, then "extra", as crit writes them.
+	fields = bytes.TrimSpace(fields)
+	body := bytes.TrimSpace(fields[1 : len(fields)-1])
+	out := append([]byte("{"), body...)
+	if len(body) > 0 {
+		out = append(out, ',')
+	}
+	out = append(append(append(out, `"extra":`...), extra...), '}')
+	return out, nil
+}
+
+// decodeForJSON decodes the image at path for showing it.
+func decodeForJSON(path string) (*jsonImage, error) {
+	img, err := Decode(path)
+	if err != nil {
+		return nil, err
+	}
+	out := &jsonImage{Magic: img.Magic}
+	for _, e := range img.Entries {
+		out.Entries = append(out.Entries, jsonEntry{e})
+	}
+	return out, nil
 }
 
 // rawImage is how a raw image shows: it has no magic and no entries to

@@ -16,6 +16,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	tcp_stream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"github.com/checkpoint-restore/go-criu/v8/magic"
 	"google.golang.org/protobuf/proto"
@@ -241,5 +242,51 @@ func TestPathErrors(t *testing.T) {
 	empty := t.TempDir()
 	if err := Path(&bytes.Buffer{}, empty); err == nil || !strings.Contains(err.Error(), "no *.img") {
 		t.Errorf("Path(empty dir) = %v", err)
+	}
+}
+
+// TestShowTCPStream: a tcp-stream image, whose entry is followed by the
+// connection's queued bytes, shows as JSON with those bytes in "extra"
+// (go-criu's own marshaller made invalid JSON of it), in base64 as crit.
+func TestShowTCPStream(t *testing.T) {
+	dir := t.TempDir()
+	d, err := image.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	in, out := []byte("received, not read"), []byte("written, not acknowledged")
+	w, err := image.Create(d.File("tcp-stream-7.img"), image.TcpStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &tcp_stream.TcpStreamEntry{InqLen: proto.Uint32(uint32(len(in))), InqSeq: proto.Uint32(1),
+		OutqLen: proto.Uint32(uint32(len(out))), OutqSeq: proto.Uint32(2), OptMask: proto.Uint32(0),
+		SndWscale: proto.Uint32(0), MssClamp: proto.Uint32(1460)}
+	if err := w.WriteWithPayload(e, append(append([]byte(nil), in...), out...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := File(&buf, filepath.Join(dir, "tcp-stream-7.img")); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Magic   string
+		Entries []struct {
+			InqLen int `json:"inq_len"`
+			Extra  struct {
+				InQ  []byte `json:"in_q"`
+				OutQ []byte `json:"out_q"`
+			}
+		}
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, buf.Bytes())
+	}
+	if len(got.Entries) != 1 || got.Entries[0].InqLen != len(in) || string(got.Entries[0].Extra.InQ) != string(in) || string(got.Entries[0].Extra.OutQ) != string(out) {
+		t.Fatalf("shown as %s", buf.Bytes())
 	}
 }
