@@ -359,19 +359,7 @@ func TestPlanUnixDeterministic(t *testing.T) {
 	for i, id := range ids {
 		l.fd(3+i, id, false)
 	}
-	first, err := planFds(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		p, err := planFds(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.prog.String() != first.prog.String() {
-			t.Fatalf("plans differ:\n%s\n---\n%s", first.prog, p.prog)
-		}
-	}
+	requireSamePlan(t, l, 20)
 }
 
 // TestPlanUnixSelfConnected checks a datagram socket connected to itself
