@@ -167,19 +167,15 @@ func (c *podmanCase) requireLogged(n int) {
 	}
 }
 
-// checkpointRestore checkpoints the running container with the extra
-// checkpoint arguments, removes it if remove, restores it with the
-// extra restore arguments, and requires its counter to go on from where
-// it was, on disk and on its stdout.
-func (c *podmanCase) checkpointRestore(ckArgs, rsArgs []string, remove bool) {
+// podmanCheckpointRestore runs podman container checkpoint with the
+// extra checkpoint arguments, podman rm if remove, then podman container
+// restore with the extra restore arguments, logging how long each took;
+// it returns what the checkpoint printed.
+func (c *podmanCase) podmanCheckpointRestore(ckArgs, rsArgs []string, remove bool) string {
 	c.t.Helper()
-	before := c.waitAbove(3)
 	start := time.Now()
 	out := c.mustPodman(append(append([]string{"container", "checkpoint"}, ckArgs...), c.name)...)
 	c.t.Logf("podman container checkpoint: %v", time.Since(start))
-	if strings.Contains(out, "level=error") {
-		c.t.Errorf("podman container checkpoint logged errors:\n%s", out)
-	}
 	if remove {
 		c.mustPodman("rm", c.name)
 	}
@@ -190,6 +186,19 @@ func (c *podmanCase) checkpointRestore(ckArgs, rsArgs []string, remove bool) {
 	start = time.Now()
 	c.mustPodman(args...)
 	c.t.Logf("podman container restore: %v", time.Since(start))
+	return out
+}
+
+// checkpointRestore checkpoints the running container with the extra
+// checkpoint arguments, removes it if remove, restores it with the
+// extra restore arguments, and requires its counter to go on from where
+// it was, on disk and on its stdout.
+func (c *podmanCase) checkpointRestore(ckArgs, rsArgs []string, remove bool) {
+	c.t.Helper()
+	before := c.waitAbove(3)
+	if out := c.podmanCheckpointRestore(ckArgs, rsArgs, remove); strings.Contains(out, "level=error") {
+		c.t.Errorf("podman container checkpoint logged errors:\n%s", out)
+	}
 	after := c.counter()
 	if after < before {
 		c.t.Fatalf("counter %d after restore, was %d at the checkpoint: it started again", after, before)

@@ -83,19 +83,7 @@ func TestPodmanTerminalCheckpointRestore(t *testing.T) {
 // new terminal, through conmon's attach socket and in podman logs.
 func (c *podmanCase) checkpointRestoreTerminal(ckArgs, rsArgs []string, remove bool, line, want string) {
 	c.t.Helper()
-	start := time.Now()
-	c.mustPodman(append(append([]string{"container", "checkpoint"}, ckArgs...), c.name)...)
-	c.t.Logf("podman container checkpoint: %v", time.Since(start))
-	if remove {
-		c.mustPodman("rm", c.name)
-	}
-	args := append([]string{"container", "restore"}, rsArgs...)
-	if !remove {
-		args = append(args, c.name)
-	}
-	start = time.Now()
-	c.mustPodman(args...)
-	c.t.Logf("podman container restore: %v", time.Since(start))
+	c.podmanCheckpointRestore(ckArgs, rsArgs, remove)
 	if err := c.askTerminal(line, want); err != nil {
 		c.t.Fatalf("after restore: %v", err)
 	}
