@@ -230,13 +230,7 @@ func runFds(t *testing.T, l *layout, junkFds ...int) (*fdSim, *plan.Program) {
 	for pid, table := range l.others {
 		s.others[pid] = table
 	}
-	if err := s.runCalls(p.prog, 0, p.fdsEnd); err != nil {
-		t.Fatalf("%v\nplan:\n%s", err, p.prog)
-	}
-	checkRestored(t, s, l, p.restored)
-	if err := s.runCalls(p.prog, p.fdsEnd, len(p.prog.Calls)); err != nil {
-		t.Fatalf("%v\nplan:\n%s", err, p.prog)
-	}
+	runPlanned(t, s, l, p)
 	return s, p.prog
 }
 
@@ -1126,5 +1120,18 @@ func TestPlanFdsUnparkLone(t *testing.T) {
 		if n := len(parked.restored.Parked); lone && n != 0 || !lone && n != pipes {
 			t.Errorf("lone %v: %d parked ends left, want %d\nplan:\n%s", lone, n, map[bool]int{true: 0, false: pipes}[lone], p)
 		}
+	}
+}
+
+// runPlanned runs plan p of layout l in sim s: the descriptor calls,
+// then checks what they restored, then the rest of the plan.
+func runPlanned(t *testing.T, s *fdSim, l *layout, p *planned) {
+	t.Helper()
+	if err := s.runCalls(p.prog, 0, p.fdsEnd); err != nil {
+		t.Fatalf("%v\nplan:\n%s", err, p.prog)
+	}
+	checkRestored(t, s, l, p.restored)
+	if err := s.runCalls(p.prog, p.fdsEnd, len(p.prog.Calls)); err != nil {
+		t.Fatalf("%v\nplan:\n%s", err, p.prog)
 	}
 }

@@ -76,13 +76,7 @@ func runWorld(t *testing.T, l *layout, w *simWorld) (*fdSim, *plan.Program) {
 	for pid, table := range l.others {
 		s.others[pid] = table
 	}
-	if err := s.runCalls(p.prog, 0, p.fdsEnd); err != nil {
-		t.Fatalf("%v\nplan:\n%s", err, p.prog)
-	}
-	checkRestored(t, s, l, p.restored)
-	if err := s.runCalls(p.prog, p.fdsEnd, len(p.prog.Calls)); err != nil {
-		t.Fatalf("%v\nplan:\n%s", err, p.prog)
-	}
+	runPlanned(t, s, l, p)
 	return s, p.prog
 }
 
