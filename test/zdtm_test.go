@@ -135,6 +135,7 @@ var programs = []program{
 	{name: "droppable_dump"},
 	{name: "ghost_holes", dumpFlags: ghostFiemap},
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
+	{name: "link_remap", dumpFlags: linkRemap},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
@@ -149,6 +150,9 @@ var extUnixSk = []string{"--ext-unix-sk"}
 
 // fileLocks dumps and restores file locks.
 var fileLocks = []string{"--file-locks"}
+
+// linkRemap dumps files removed from their path but linked elsewhere.
+var linkRemap = []string{"--link-remap"}
 
 // ghostFiemap dumps unlinked files of up to 16 MiB, their holes found as
 // CRIU finds them with --ghost-fiemap.

@@ -51,6 +51,7 @@ func optionHelp() [][2]string {
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K"},
 		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
+		{"link-remap", "--link-remap             dump: a file removed from its path but linked elsewhere is kept by a new hard link link_remap.N beside it"},
 	}
 }
 
@@ -71,7 +72,7 @@ func verbHelps() map[string]verbHelp {
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
 				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns", "ghost-fiemap",
-				"force-irmap", "irmap-scan-path", "lazy-pages", "status-fd"}, common...)},
+				"force-irmap", "irmap-scan-path", "lazy-pages", "status-fd", "link-remap"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
 				"freeze), and track the pages it writes: a later `amber dump --prev-images-dir\n" +

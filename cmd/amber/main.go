@@ -143,6 +143,7 @@ func runDump(o Options, l *log.Logger) error {
 		TCPEstablished: o.TCPEstablished,
 		TCPClose:       o.TCPClose,
 		FileLocks:      o.FileLocks,
+		LinkRemap:      o.LinkRemap,
 		ExtMounts:      o.ExtMounts,
 		ExtUnixSk:      o.ExtUnixSk,
 		ExtNet:         o.ExtNet,

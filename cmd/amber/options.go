@@ -38,6 +38,7 @@ type Options struct {
 	TCPEstablished bool // --tcp-established
 	TCPClose       bool // --tcp-close
 	FileLocks      bool // -l, --file-locks
+	LinkRemap      bool // --link-remap
 	ExtUnixSk      bool // -x, --ext-unix-sk (without a list of inodes)
 	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
 	TrustImages    bool // --trust-images: restore images others can write (amber's)
@@ -417,6 +418,7 @@ func optionTable() []option {
 	t = append(t, boolOption("tcp-established", 0, func(o *Options) *bool { return &o.TCPEstablished })...)
 	t = append(t, boolOption("tcp-close", 0, func(o *Options) *bool { return &o.TCPClose })...)
 	t = append(t, boolOption("file-locks", 'l', func(o *Options) *bool { return &o.FileLocks })...)
+	t = append(t, option{"link-remap", 0, noArg, setFlag(func(o *Options) *bool { return &o.LinkRemap }, true)})
 	return append(t, unsupportedOptions()...)
 }
 
@@ -440,7 +442,7 @@ func unsupportedOptions() []option {
 		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
-		{"action-script", 0, requiredArg}, {"link-remap", 0, noArg},
+		{"action-script", 0, requiredArg},
 		{"ms", 0, noArg}, {"auto-dedup", 0, noArg},
 		{"cpu-cap", 0, optionalArg},
 		{"exec-cmd", 0, noArg},

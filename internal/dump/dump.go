@@ -38,6 +38,7 @@ type Options struct {
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
 	TCPClose       bool   // --tcp-close: dump TCP connections without their state
 	FileLocks      bool   // --file-locks: dump the file locks the tree holds
+	LinkRemap      bool   // --link-remap: link back files removed from their path but linked elsewhere
 	// ExtMounts marks mounts of the tree's mount namespace as external
 	// (--external mnt[MOUNTPOINT]:KEY): mountpoint to key.
 	ExtMounts map[string]string
@@ -177,7 +178,7 @@ func Run(opts Options) error {
 	defer dir.Close()
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
-			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
+			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, LinkRemap: opts.LinkRemap, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
 			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
@@ -247,6 +248,9 @@ func (d *dumper) run() error {
 		}
 		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
 			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)
+		}
+		if rerr := d.fds.RemoveLinks(); rerr != nil {
+			d.log.Errorf("after a failed dump: %v", rerr)
 		}
 		if rerr := tree.release(); rerr != nil {
 			d.log.Errorf("release the tree after a failed dump: %v", rerr)

@@ -19,7 +19,10 @@ type Extra struct {
 	// SkScm are the file ids of the descriptors queued messages carry,
 	// by socket file id, one slice per message of SkQueues (nil: none).
 	SkScm  map[uint32][][]uint32
-	Ghosts map[uint32]*Ghost    // unlinked files by regular-file id
+	Ghosts map[uint32]*Ghost // unlinked files by regular-file id
+	// Links are the linked-back files (linkremap.go): the file id of
+	// the link the dump made, by the id of the file's own entry.
+	Links  map[uint32]uint32
 	Mtimes map[uint32]time.Time // modification times by regular-file id
 	// TCPStreams are the TCP connections (tcp-stream-INO.img), by
 	// socket inode.
@@ -38,7 +41,7 @@ func ReadExtra(dir image.Dir, idx Index) (*Extra, error) {
 	if x.SkQueues, x.SkScm, err = sockets.ReadSkQueues(dir); err != nil {
 		return nil, err
 	}
-	if x.Ghosts, err = readGhosts(dir); err != nil {
+	if x.Ghosts, x.Links, err = readGhosts(dir); err != nil {
 		return nil, err
 	}
 	if x.Mtimes, err = readMtimes(dir); err != nil {

@@ -26,6 +26,10 @@ type DumpOptions struct {
 	// GhostLimit is the largest unlinked file kept, in bytes on disk
 	// (--ghost-limit; DefaultGhostLimit unless the user said otherwise).
 	GhostLimit int64
+	// LinkRemap lets a file removed from its path but still linked
+	// elsewhere be dumped through a hard link the dump makes next to it
+	// (--link-remap, linkremap.go); without it such a file is refused.
+	LinkRemap bool
 	// ShmemDev is the device of the kernel's internal shmem mount
 	// (kerndat.ShmemDev), where memfds live; 0 refuses memfds.
 	ShmemDev uint64

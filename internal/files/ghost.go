@@ -65,6 +65,8 @@ type ghostState struct {
 	maps   map[mapKey]uint32  // file id of each mapped ghost (GhostMapping)
 	srcs   []ghostSource      // one per ghost, in id order
 	remaps []*remap.RemapFilePathEntry
+	links  map[fileKey]uint32 // file id of the link made for each linked-back file (linkremap.go)
+	made   []string           // the links the dump made, as amber reaches them, for RemoveLinks
 }
 
 // ghostSource is where a dump reads a ghost's contents from.
@@ -91,7 +93,7 @@ func (d *Dumper) addGhostAt(at, link string, pos uint64, st os.FileInfo, flags u
 		return 0, fmt.Errorf("%s: an unlinked %s is not supported yet", link, kindOf(st.Mode()))
 	}
 	if sys.Nlink > 0 {
-		return d.addLinked(link, pos, st, flags)
+		return d.addLinked(at, link, pos, st, flags)
 	}
 	if size := sys.Blocks * 512; st.Mode().IsRegular() && size > d.opts.GhostLimit {
 		return 0, fmt.Errorf("%s: unlinked file of %d bytes on disk, above the ghost limit of %d bytes: raise it with --ghost-limit",
@@ -137,12 +139,15 @@ func kindOf(m os.FileMode) string {
 // addLinked records a file whose /proc link ends in " (deleted)" but
 // that still has a name: the path itself, if that is the file (its name
 // ends so), else it lives on under another hard link, which amber does
-// not look for (criu's --link-remap).
-func (d *Dumper) addLinked(link string, pos uint64, st os.FileInfo, flags uint32) (uint32, error) {
+// not look for: with --link-remap the dump links it back (linkremap.go).
+func (d *Dumper) addLinked(at, link string, pos uint64, st os.FileInfo, flags uint32) (uint32, error) {
 	if now, err := d.Table.stat(link); err == nil && os.SameFile(now, st) {
 		return d.Table.addReg(link, flags, pos, st), nil
 	}
-	return 0, fmt.Errorf("%s: removed from this path but still linked elsewhere: not supported yet", link)
+	if !d.opts.LinkRemap {
+		return 0, fmt.Errorf("%s: removed from this path but still linked elsewhere: dump with --link-remap", link)
+	}
+	return d.addLinkRemap(at, strings.TrimSuffix(link, " (deleted)"), pos, st, flags)
 }
 
 // isGhost reports whether file id is an unlinked file.
@@ -299,16 +304,23 @@ type GhostChunk struct {
 }
 
 // readGhosts reads remap-fpath.img and the ghosts it names, if there are
-// any: the ghost of each regular file by file id.
-func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
+// any: the ghost of each regular file by file id, and the link of each
+// linked-back file (linkremap.go) by file id.
+func readGhosts(dir image.Dir) (map[uint32]*Ghost, map[uint32]uint32, error) {
 	out := map[uint32]*Ghost{}
+	links := map[uint32]uint32{}
 	byID := map[uint32]*Ghost{}
 	err := image.EachEntry(dir.File(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
 		var e remap.RemapFilePathEntry
 		if err := r.Next(&e); err != nil {
 			return err
 		}
-		if t := e.GetRemapType(); t != remap.RemapType_GHOST {
+		switch t := e.GetRemapType(); t {
+		case remap.RemapType_LINKED:
+			links[e.GetOrigId()] = e.GetRemapId()
+			return nil
+		case remap.RemapType_GHOST:
+		default:
 			return fmt.Errorf("file id %d: remap of type %v: not supported yet", e.GetOrigId(), t)
 		}
 		g, ok := byID[e.GetRemapId()]
@@ -322,7 +334,7 @@ func readGhosts(dir image.Dir) (map[uint32]*Ghost, error) {
 		out[e.GetOrigId()] = g
 		return nil
 	})
-	return out, err
+	return out, links, err
 }
 
 // readGhost reads ghost-file-ID.img.

@@ -69,7 +69,7 @@ func (d *Dumper) GhostMapping(pid int, v proc.VMA, flags uint32) (uint32, error)
 // ghostState returns the dump's ghosts, made on first use.
 func (d *Dumper) ghostState() *ghostState {
 	if d.ghosts == nil {
-		d.ghosts = &ghostState{ids: map[fileKey]uint32{}, maps: map[mapKey]uint32{}}
+		d.ghosts = &ghostState{ids: map[fileKey]uint32{}, maps: map[mapKey]uint32{}, links: map[fileKey]uint32{}}
 	}
 	return d.ghosts
 }

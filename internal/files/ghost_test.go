@@ -128,7 +128,7 @@ func TestGhostImages(t *testing.T) {
 		if err := d.ghosts.write(img); err != nil {
 			t.Fatal(err)
 		}
-		ghosts, err := readGhosts(img)
+		ghosts, _, err := readGhosts(img)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -279,6 +279,9 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		if g := p.in.extra().Ghosts[id]; g != nil {
 			return p.makeGhost(e, g)
 		}
+		if lid, ok := p.in.extra().Links[id]; ok {
+			return p.makeLinked(e, lid)
+		}
 		return planReg(p.b, p.in, e)
 	case fdinfo.FdTypes_PIPE:
 		return p.makePipe(e)

@@ -353,6 +353,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := ghosts.Remove(); err != nil {
 		return fmt.Errorf("remove the unlinked files made again: %w", err)
 	}
+	r.removeLinkRemaps(tree)
 	if err := r.mounts.Finish(); err != nil {
 		return err
 	}
@@ -436,6 +437,7 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	root := fmt.Sprintf("/proc/%d/root", pid)
+	r.fsRoot = root
 	r.host.stat = func(path string) (os.FileInfo, error) { return os.Stat(root + path) }
 	return nil
 }
@@ -494,6 +496,9 @@ type restorer struct {
 	xsave cpu.Layout
 	// mounts is the tree's mount namespace, when it has one of its own.
 	mounts *mounts.Restored
+	// fsRoot is where amber reaches the tree's files: "" or the
+	// /proc/PID/root of the root task in a mount namespace of its own.
+	fsRoot string
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.
@@ -766,4 +771,16 @@ func describePid(pid int) string {
 		return fmt.Sprintf("a thread of %s (pid %d)", st.Name, st.Tgid)
 	}
 	return fmt.Sprintf("%s (pid %d)", st.Name, pid)
+}
+
+// removeLinkRemaps removes the links the dump made for files removed
+// from their paths (files.LinkRemaps), once every task holds its files:
+// until then they stay, so that a failed restore can be tried again. A
+// link that cannot be removed is only logged: the tree runs as it should.
+func (r *restorer) removeLinkRemaps(tree *treeImages) {
+	for _, p := range files.LinkRemaps(tree.root.files, tree.root.extra) {
+		if err := os.Remove(r.fsRoot + p); err != nil {
+			r.opts.Log.Errorf("remove the link made by the dump (--link-remap): %v", err)
+		}
+	}
 }

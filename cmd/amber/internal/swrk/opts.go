@@ -36,6 +36,7 @@ type settings struct {
 	tcpClose       bool
 	extUnixSk      bool
 	fileLocks      bool
+	linkRemap      bool
 	ghostLimit     int64
 	timeout        time.Duration
 	root           string            // the root of the tree's mount namespace
@@ -111,6 +112,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.tcpClose = o.GetTcpClose()
 	s.extUnixSk = o.GetExtUnixSk()
 	s.fileLocks = o.GetFileLocks()
+	s.linkRemap = o.GetLinkRemap()
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()

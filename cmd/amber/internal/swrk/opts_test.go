@@ -23,7 +23,7 @@ func TestTranslateDump(t *testing.T) {
 		ImagesDirFd: proto.Int32(5), WorkDirFd: proto.Int32(7), Pid: proto.Int32(1234),
 		LeaveRunning: proto.Bool(true), ShellJob: proto.Bool(true), TcpEstablished: proto.Bool(true),
 		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
-		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true), ExtUnixSk: proto.Bool(true),
+		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true), ExtUnixSk: proto.Bool(true), LinkRemap: proto.Bool(true),
 		ManageCgroupsMode: rpc.CriuCgMode_FULL.Enum(), FreezeCgroup: proto.String("/sys/fs/cgroup/freezer/c1"),
 		CgRoot: []*rpc.CgroupRoot{{Ctrl: proto.String("cpu"), Path: proto.String("/c2")}},
 		// Harmless: amber behaves so anyway.
@@ -35,7 +35,7 @@ func TestTranslateDump(t *testing.T) {
 	}
 	want := settings{
 		imagesDir: "/proc/42/fd/5", workDir: "/proc/42/fd/7", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
-		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
+		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, linkRemap: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		root:   "/",
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
 		emptyNet: true,
@@ -78,7 +78,6 @@ func TestTranslateBad(t *testing.T) {
 		{"no pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3)}, []string{"pid: not set"}},
 		{"log in a subdir", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), LogFile: proto.String("a/b.log")}, []string{"log_file", "a/b.log"}},
 		{"no opts", rpc.CriuReqType_DUMP, nil, []string{"without opts"}},
-		{"link remap", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), LinkRemap: proto.Bool(true)}, []string{"link_remap: not supported"}},
 		{"cgroup mode", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode(42).Enum()}, []string{"manage_cgroups_mode: unknown mode 42"}},
 		{"cgroup root", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), CgRoot: []*rpc.CgroupRoot{{Path: proto.String("c2")}}}, []string{"cg_root: \"c2\""}},
 		{"cgroup props", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), CgroupProps: proto.String("x")}, []string{"cgroup_props: not supported"}},

@@ -77,7 +77,6 @@ func refusals() []refusal {
 		{"cgroup_yard", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupYard != nil }, noCgroups},
 		{"inherit_fd", onDump, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, "an option of restore only"},
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
-		{"link_remap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLinkRemap() }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},
 		{"irmap_scan_paths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.IrmapScanPaths) > 0 }, notYet},
 		{"tcp_skip_in_flight", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTcpSkipInFlight() }, notYet},

@@ -1,0 +1,44 @@
+package test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestLinkRemapNeedsOption: without --link-remap a file removed from its
+// path but linked elsewhere refuses the dump, which names the option; the
+// program runs on untouched.
+func TestLinkRemapNeedsOption(t *testing.T) {
+	c := startCase(t, "link_remap")
+	requireFailure(t, c.dump(), "--link-remap")
+	requireNoLinkRemaps(t, c.dir)
+	c.mustPass()
+}
+
+// TestLinkRemapFailedDump: a dump that fails after it linked the files
+// back (on a corked UDP socket the program holds after them) removes its
+// links: the program, which checks that its files have one link each,
+// runs on and passes.
+func TestLinkRemapFailedDump(t *testing.T) {
+	t.Setenv("LINK_REMAP_REFUSE", "1")
+	c := startCase(t, "link_remap")
+	requireFailure(t, c.dump(linkRemap...), "corked UDP socket")
+	requireNoLinkRemaps(t, c.dir)
+	c.mustPass()
+}
+
+// requireNoLinkRemaps fails if a link_remap.N file is left in dir.
+func requireNoLinkRemaps(t *testing.T, dir string) {
+	t.Helper()
+	left, err := filepath.Glob(filepath.Join(dir, "link_remap.[0-9]*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Fatalf("links left behind: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lr.plain")); err == nil {
+		t.Fatalf("lr.plain exists again")
+	}
+}
