@@ -136,6 +136,7 @@ var programs = []program{
 	{name: "ghost_holes", dumpFlags: ghostFiemap},
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
 	{name: "link_remap", dumpFlags: linkRemap},
+	{name: "inotify_ghost"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -76,6 +76,9 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := writeFifoData(dir, d.fifos); err != nil {
 		return err
 	}
+	if err := d.checkGhostWatches(); err != nil {
+		return err
+	}
 	if err := d.ghosts.write(dir); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -66,6 +67,9 @@ func (t *Table) addInotify(pid, fd int, info proc.FdInfo, flags uint32, warnf fu
 	}
 	for _, w := range wds {
 		path, err := handlePath(w)
+		if errors.Is(err, errWatchUnlinked) {
+			continue // the watch goes with the ghost (inotify_ghost.go)
+		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("inotify wd %d: %w", w.GetWd(), err)
 		}
@@ -191,6 +195,9 @@ func handlePath(w *fsnotify.InotifyWdEntry) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if unlinked(fd) {
+		return "", fmt.Errorf("inode %d on device %d:%d (%s): %w", w.GetIIno(), major, minor, path, errWatchUnlinked)
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil || st.Ino != w.GetIIno() || unix.Major(st.Dev) != major || unix.Minor(st.Dev) != minor {
 		return "", fmt.Errorf("inode %d on device %d:%d has no path (%s is not it): unlinked or out of reach", w.GetIIno(), major, minor, path)
@@ -229,12 +236,13 @@ func mountOfDevice(major, minor uint32) (string, error) {
 }
 
 // ResolveInotifyPaths fills in the path of every inotify watch of idx
-// that has only a file handle (images of CRIU), from the handle. It must
-// run on the machine of the dump, before planning.
-func ResolveInotifyPaths(idx Index) error {
+// that has only a file handle (images of CRIU), from the handle, but of
+// those on unlinked files, which go with their ghosts. It must run on the
+// machine of the dump, before planning.
+func ResolveInotifyPaths(idx Index, x *Extra) error {
 	for _, id := range slices.Sorted(maps.Keys(idx)) {
 		for _, w := range idx[id].GetIfy().GetWd() {
-			if w.GetFHandle().GetPath() != "" {
+			if w.GetFHandle().GetPath() != "" || x.watchedGhost(w) != nil {
 				continue
 			}
 			if w.FHandle == nil {
@@ -261,6 +269,17 @@ func (p *fdPlanner) makeInotify(e *fdinfo.FileEntry) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Unlinked files watched are opened first: making one again (its
+	// directory may be watched) must queue no event.
+	ghostFds := map[uint32]int{}
+	for _, w := range wds {
+		if w.GetFHandle().GetPath() != "" {
+			continue
+		}
+		if ghostFds[w.GetWd()], err = p.ghostFd(e.GetId(), w); err != nil {
+			return 0, err
+		}
+	}
 	fd := p.create(fmt.Sprintf("inotify file id %d", e.GetId()), unix.SYS_INOTIFY_INIT1, nonblock(ify.GetFlags()))
 	dummy := placeholderPath(wds)
 	next := uint32(1)
@@ -268,10 +287,14 @@ func (p *fdPlanner) makeInotify(e *fdinfo.FileEntry) (int, error) {
 		for ; next < w.GetWd(); next++ {
 			p.skipWd(fd, next, dummy)
 		}
-		path := w.GetFHandle().GetPath()
+		path, follow := w.GetFHandle().GetPath(), uint32(unix.IN_DONT_FOLLOW)
+		if path == "" {
+			// An unlinked file: its /proc link, which must be followed.
+			path, follow = fmt.Sprintf("/proc/self/fd/%d", ghostFds[w.GetWd()]), 0
+		}
 		// The path is the inode's own: never follow it elsewhere.
 		p.b.Call(fmt.Sprintf("inotify fd %d: watch %s mask %#x as wd %d", fd, path, w.GetMask(), w.GetWd()),
-			unix.SYS_INOTIFY_ADD_WATCH, uint64(fd), p.b.String(path), uint64(w.GetMask()|unix.IN_DONT_FOLLOW))
+			unix.SYS_INOTIFY_ADD_WATCH, uint64(fd), p.b.String(path), uint64(w.GetMask()|follow))
 		next = w.GetWd() + 1
 	}
 	return fd, nil
@@ -291,6 +314,9 @@ func (p *fdPlanner) checkWatches(id uint32, in []*fsnotify.InotifyWdEntry) ([]*f
 			return nil, fmt.Errorf("inotify file id %d: wd %d: more than %d freed watch numbers to skip", id, w.GetWd(), maxWdGap)
 		}
 		path := w.GetFHandle().GetPath()
+		if path == "" && p.in.extra().watchedGhost(w) != nil {
+			continue
+		}
 		if path == "" {
 			return nil, fmt.Errorf("inotify file id %d wd %d: no path for the watched inode", id, w.GetWd())
 		}

@@ -143,15 +143,15 @@ func load(dir image.Dir) (*treeImages, error) {
 	}
 	tree.dir, tree.rootIDs, tree.rootCgSet = dir, inv.GetRootIds(), inv.GetRootCgSet()
 	tree.stat = idx.StatAhead(os.Stat)
-	if err := files.ResolveInotifyPaths(idx); err != nil {
-		return nil, err
-	}
 	pipes, pipeSizes, err := files.ReadPipesData(dir)
 	if err != nil {
 		return nil, err
 	}
 	extra, err := files.ReadExtra(dir, idx)
 	if err != nil {
+		return nil, err
+	}
+	if err := files.ResolveInotifyPaths(idx, extra); err != nil {
 		return nil, err
 	}
 	filters, err := seccomp.Load(dir.SeccompPath())
