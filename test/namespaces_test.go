@@ -350,3 +350,20 @@ func (c *zcase) netnsID() uint32 {
 	}
 	return ids.GetNetNsId()
 }
+
+// TestNamespaceFilesOwn runs ns_files in network, UTS and IPC namespaces
+// of its own: its descriptors of those must point to the new ones the
+// restore makes, the one of its parent's network namespace to the
+// restorer's, and crit must decode the NS entries of files.img.
+func TestNamespaceFilesOwn(t *testing.T) {
+	p, _ := lookupProgram("ns_files")
+	p.cloneflags = unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+	c := startProgram(t, p)
+	c.mustDump()
+	critDecodes(t, filepath.Join(c.images, "files.img"))
+	c.mustRestoreDetached()
+	if nsInode(t, c.pid, "net") == nsInode(t, os.Getpid(), "net") {
+		t.Errorf("restored pid %d is in the test's network namespace, want one of its own", c.pid)
+	}
+	c.mustPass()
+}

@@ -137,6 +137,7 @@ var programs = []program{
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
 	{name: "link_remap", dumpFlags: linkRemap},
 	{name: "inotify_ghost"},
+	{name: "ns_files"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -17,6 +17,7 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 		return nil, err
 	}
 	ns.SetEmptyNet(d.opts.EmptyNet)
+	d.fds.SetNsLookup(ns.FileID)
 	ns.SetExtNet(d.opts.ExtNet)
 	if _, ok := ns.Own(namespaces.Mnt); ok {
 		// The tree's paths are relative to its root, on its mounts.

@@ -84,6 +84,9 @@ type Dumper struct {
 	InTree func(pid int) bool
 
 	locks *lockDump // file locks (locks.go), for Finish
+	// nsIDs finds the namespaces that namespace files point to
+	// (SetNsLookup; nil: none is known).
+	nsIDs NsLookup
 	// cttyUsers are the descriptors of /dev/tty taken without
 	// --shell-job (tty_ctty.go), checked in Finish.
 	cttyUsers []cttyUser
@@ -277,6 +280,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return t.addInotify(pid, fd, info, flags, d.opts.Warnf)
 	case link == pidfdLink:
 		return d.addPidfd(info, flags)
+	case isNsLink(link):
+		return d.addNsFile(link, st, flags)
 	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
 		return d.sockets.Add(pid, fd, inode(st), flags)
 	case isMemfdLink(link):

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
@@ -83,6 +84,13 @@ type RestoreInput struct {
 	// are in place. The root gets one from the stub when it may need it
 	// in a pid namespace where amber has no PID.
 	AmberPidfd int
+	// NsIDs are the task's namespace ids (ids-PID.img), for its
+	// namespace files (nil: none known).
+	NsIDs *criucore.TaskKobjIdsEntry
+	// HostNs are amber's descriptors of its own namespaces, by their id
+	// in the images, for the namespace files of the dumper's namespaces
+	// (nil: none).
+	HostNs map[uint32]int
 	// AmberHidden says the task is in a pid namespace where amber's PID
 	// names no process (or another one): without AmberPidfd it cannot
 	// take an inherited file from amber.
@@ -305,6 +313,8 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.makeTty(e)
 	case fdinfo.FdTypes_PIDFD:
 		return p.makePidfd(e)
+	case fdinfo.FdTypes_NS:
+		return p.makeNsFile(e)
 	case fdinfo.FdTypes_MEMFD:
 		if p.in.Memfds == nil {
 			return 0, fmt.Errorf("file id %d: a memfd, and no memfd planner", id)

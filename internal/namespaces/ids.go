@@ -130,6 +130,19 @@ func (t *Table) Own(k Kind) (uint32, bool) {
 	return t.ids[k][t.root[k]], true
 }
 
+// FileID returns the id in the images of the namespace of kind name
+// (as /proc/PID/ns names it) whose inode is ino, and its clone flag: a
+// namespace of the tree, or one of amber's. ok is false for any other.
+func (t *Table) FileID(name string, ino uint64) (id uint32, flag uintptr, ok bool) {
+	for _, k := range Kinds {
+		if k.Name == name {
+			id, ok = t.ids[k][ino]
+			return id, k.Flag, ok
+		}
+	}
+	return 0, 0, false
+}
+
 // Self returns amber's own ids, for the inventory's root_ids.
 func (t *Table) Self() *criucore.TaskKobjIdsEntry {
 	e := &criucore.TaskKobjIdsEntry{}
@@ -180,6 +193,14 @@ func (t *Table) Dump(dir image.Dir, root int) error {
 		return dumpNet(dir, t.ids[Net][t.root[Net]], root)
 	}
 	return nil
+}
+
+// IDOf returns the id of the namespace of kind k in e, if e has one.
+func IDOf(e *criucore.TaskKobjIdsEntry, k Kind) (uint32, bool) {
+	if e == nil || *field(e, k) == nil {
+		return 0, false
+	}
+	return **field(e, k), true
 }
 
 // field is the id field of kind k in e.

@@ -67,6 +67,9 @@ type host struct {
 	// amberPidfd is the pidfd of amber the root starts with (0: none),
 	// inherited from the stub (Stub.HoldPidfd).
 	amberPidfd int
+	// hostNs are amber's descriptors of its own namespaces, by id in
+	// the images (files.OpenHostNs).
+	hostNs map[uint32]int
 	// hiddenAmber: the tree is in a pid namespace of its own, where
 	// amber's PID names no process.
 	hiddenAmber bool
@@ -258,7 +261,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
-			Inherit: h.inherit, AmberHidden: h.hiddenAmber,
+			Inherit: h.inherit, AmberHidden: h.hiddenAmber, NsIDs: t.ids, HostNs: h.hostNs,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit

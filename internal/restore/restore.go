@@ -240,6 +240,12 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	defer dead.Close()
 	h.deadPidfds = dead.FileFds()
+	hostNs, err := files.OpenHostNs(tree.root.files, tree.rootIDs)
+	if err != nil {
+		return err
+	}
+	defer hostNs.Close()
+	h.hostNs = hostNs.Fds
 	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids()}
 	h.shared = r.holder
 	h.procPid = r.procPid
@@ -292,7 +298,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
-	if len(h.inherit) > 0 {
+	if len(h.inherit) > 0 || len(h.hostNs) > 0 {
 		// The root, forked from the stub, takes amber's descriptors
 		// through this pidfd, whatever pid namespace it is born in.
 		if h.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
