@@ -138,6 +138,7 @@ var programs = []program{
 	{name: "link_remap", dumpFlags: linkRemap},
 	{name: "inotify_ghost"},
 	{name: "ns_files"},
+	{name: "fanotify_marks"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -278,6 +278,8 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return t.addTimerfd(pid, fd, flags)
 	case link == inotifyLink:
 		return t.addInotify(pid, fd, info, flags, d.opts.Warnf)
+	case link == fanotifyLink:
+		return t.addFanotify(pid, fd, info, flags, d.opts.Warnf)
 	case link == pidfdLink:
 		return d.addPidfd(info, flags)
 	case isNsLink(link):

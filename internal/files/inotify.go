@@ -117,30 +117,52 @@ func parseInotifyWatches(lines []string) ([]*fsnotify.InotifyWdEntry, error) {
 }
 
 func parseInotifyWatch(f map[string]string) (*fsnotify.InotifyWdEntry, error) {
-	if _, ok := f["fhandle-bytes"]; !ok {
-		return nil, fmt.Errorf("the watched inode has no file handle (its filesystem gives none): it cannot be found again")
+	ino, handle, err := parseInodeHandle(f)
+	if err != nil {
+		return nil, err
 	}
-	var v [7]uint64
-	for i, key := range []string{"wd", "ino", "sdev", "mask", "ignored_mask", "fhandle-bytes", "fhandle-type"} {
-		bits := 32
-		if key == "ino" {
-			bits = 64
-		}
-		n, err := hexField(f, key, bits)
+	v, err := hexFields(f, "wd", "sdev", "mask", "ignored_mask")
+	if err != nil {
+		return nil, err
+	}
+	return &fsnotify.InotifyWdEntry{
+		Wd: proto.Uint32(v[0]), IIno: proto.Uint64(ino), SDev: proto.Uint32(v[1]),
+		Mask: proto.Uint32(v[2]), IgnoredMask: proto.Uint32(v[3]), FHandle: handle,
+	}, nil
+}
+
+// parseInodeHandle reads the inode and file handle fields of an
+// fsnotify mark's fdinfo line.
+func parseInodeHandle(f map[string]string) (uint64, *fh.FhEntry, error) {
+	if _, ok := f["fhandle-bytes"]; !ok {
+		return 0, nil, fmt.Errorf("the watched inode has no file handle (its filesystem gives none): it cannot be found again")
+	}
+	ino, err := hexField(f, "ino", 64)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := hexFields(f, "fhandle-bytes", "fhandle-type")
+	if err != nil {
+		return 0, nil, err
+	}
+	handle, err := hex.DecodeString(f["f_handle"])
+	if err != nil || len(handle) != int(v[0]) || len(handle) > 8*fhMinWords {
+		return 0, nil, fmt.Errorf("f_handle %q is not %d bytes of hex", f["f_handle"], v[0])
+	}
+	return ino, &fh.FhEntry{Bytes: proto.Uint32(v[0]), Type: proto.Uint32(v[1]), Handle: handleWords(handle)}, nil
+}
+
+// hexFields parses the 32-bit hexadecimal fields keys of f.
+func hexFields(f map[string]string, keys ...string) ([]uint32, error) {
+	out := make([]uint32, len(keys))
+	for i, key := range keys {
+		n, err := hexField(f, key, 32)
 		if err != nil {
 			return nil, err
 		}
-		v[i] = n
+		out[i] = uint32(n)
 	}
-	handle, err := hex.DecodeString(f["f_handle"])
-	if err != nil || len(handle) != int(v[5]) || len(handle) > 8*fhMinWords {
-		return nil, fmt.Errorf("f_handle %q is not %d bytes of hex", f["f_handle"], v[5])
-	}
-	return &fsnotify.InotifyWdEntry{
-		Wd: proto.Uint32(uint32(v[0])), IIno: proto.Uint64(v[1]), SDev: proto.Uint32(uint32(v[2])),
-		Mask: proto.Uint32(uint32(v[3])), IgnoredMask: proto.Uint32(uint32(v[4])),
-		FHandle: &fh.FhEntry{Bytes: proto.Uint32(uint32(v[5])), Type: proto.Uint32(uint32(v[6])), Handle: handleWords(handle)},
-	}, nil
+	return out, nil
 }
 
 // handleWords packs a file handle into the 64-bit words of fh_entry, at
@@ -171,13 +193,18 @@ func handleBytes(e *fh.FhEntry) ([]byte, error) {
 // handle on a mount of the inode's filesystem and reads the opened file's
 // path, which must be that inode still.
 func handlePath(w *fsnotify.InotifyWdEntry) (string, error) {
-	sdev := w.GetSDev()
+	return inodePath(w.GetSDev(), w.GetIIno(), w.GetFHandle())
+}
+
+// inodePath finds the path of inode ino of device sdev (the kernel's
+// dev_t) from its file handle fh.
+func inodePath(sdev uint32, ino uint64, fhe *fh.FhEntry) (string, error) {
 	major, minor := sdev>>20, sdev&0xfffff // the kernel's dev_t
 	mnt, err := mountOfDevice(major, minor)
 	if err != nil {
 		return "", err
 	}
-	handle, err := handleBytes(w.GetFHandle())
+	handle, err := handleBytes(fhe)
 	if err != nil {
 		return "", err
 	}
@@ -186,9 +213,9 @@ func handlePath(w *fsnotify.InotifyWdEntry) (string, error) {
 		return "", fmt.Errorf("open mount %s of device %d:%d: %w", mnt, major, minor, err)
 	}
 	defer unix.Close(mfd)
-	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(int32(w.GetFHandle().GetType()), handle), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(int32(fhe.GetType()), handle), unix.O_PATH|unix.O_CLOEXEC)
 	if err != nil {
-		return "", fmt.Errorf("open_by_handle_at inode %d on device %d:%d: %w", w.GetIIno(), major, minor, err)
+		return "", fmt.Errorf("open_by_handle_at inode %d on device %d:%d: %w", ino, major, minor, err)
 	}
 	defer unix.Close(fd)
 	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
@@ -196,11 +223,11 @@ func handlePath(w *fsnotify.InotifyWdEntry) (string, error) {
 		return "", err
 	}
 	if unlinked(fd) {
-		return "", fmt.Errorf("inode %d on device %d:%d (%s): %w", w.GetIIno(), major, minor, path, errWatchUnlinked)
+		return "", fmt.Errorf("inode %d on device %d:%d (%s): %w", ino, major, minor, path, errWatchUnlinked)
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil || st.Ino != w.GetIIno() || unix.Major(st.Dev) != major || unix.Minor(st.Dev) != minor {
-		return "", fmt.Errorf("inode %d on device %d:%d has no path (%s is not it): unlinked or out of reach", w.GetIIno(), major, minor, path)
+	if err := unix.Lstat(path, &st); err != nil || st.Ino != ino || unix.Major(st.Dev) != major || unix.Minor(st.Dev) != minor {
+		return "", fmt.Errorf("inode %d on device %d:%d has no path (%s is not it): unlinked or out of reach", ino, major, minor, path)
 	}
 	return path, nil
 }

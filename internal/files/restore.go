@@ -309,6 +309,8 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.makeTimerfd(e)
 	case fdinfo.FdTypes_INOTIFY:
 		return p.makeInotify(e)
+	case fdinfo.FdTypes_FANOTIFY:
+		return p.makeFanotify(e)
 	case fdinfo.FdTypes_TTY:
 		return p.makeTty(e)
 	case fdinfo.FdTypes_PIDFD:
