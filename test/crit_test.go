@@ -17,7 +17,8 @@ import (
 // (seccomp, and the seccomp fields of core) and file locks (filelocks).
 func TestCrit(t *testing.T) {
 	crit := critCommand(t)
-	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00", "seccomp_chain", "file_locks_mix"} {
+	for _, name := range []string{"heap_globals", "fork_cow", "threads_tls", "sk_unix_listen", "fifo00", "unlink_fstat00", "pty00", "tcp_listen00", "tcp_established00", "seccomp_chain", "file_locks_mix",
+		"link_remap", "inotify_ghost", "fanotify_marks", "ns_files"} {
 		t.Run(name, func(t *testing.T) {
 			seen := critDecodesDump(t, crit, name)
 			if name == "seccomp_chain" && !seen["seccomp.img"] {
@@ -25,6 +26,9 @@ func TestCrit(t *testing.T) {
 			}
 			if name == "file_locks_mix" && !seen["filelocks.img"] {
 				t.Errorf("no filelocks.img in the dump of %s", name)
+			}
+			if (name == "link_remap" || name == "inotify_ghost") && !seen["remap-fpath.img"] {
+				t.Errorf("no remap-fpath.img in the dump of %s", name)
 			}
 		})
 	}
