@@ -135,6 +135,8 @@ var programs = []program{
 	{name: "droppable_dump"},
 	{name: "ghost_holes", dumpFlags: ghostFiemap},
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
+	{name: "ns_time"},
+	{name: "ns_time_kids", refused: "time namespace for its children"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
