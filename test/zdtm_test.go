@@ -137,6 +137,7 @@ var programs = []program{
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
 	{name: "ns_time"},
 	{name: "ns_time_kids", refused: "time namespace for its children"},
+	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
