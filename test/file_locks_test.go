@@ -56,3 +56,23 @@ func TestFileLocksRPC(t *testing.T) {
 	}
 	c.mustPass()
 }
+
+// TestFileLocksPidNamespace dumps ns_pid_lock, the init of a pid
+// namespace of its own holding a POSIX lock: filelocks.img must name the
+// holder by its pid in that namespace, which the restore makes, and the
+// program's child finds the lock held by its parent again.
+func TestFileLocksPidNamespace(t *testing.T) {
+	p, _ := lookupProgram("ns_pid_lock")
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump(fileLocks...); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.restoreDetached(pidfile); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+	c.mustPass()
+}

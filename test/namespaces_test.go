@@ -307,6 +307,29 @@ func TestNamespacesNet(t *testing.T) {
 	c.mustPass()
 }
 
+// TestNamespacesNetSockets runs socket programs of the table in a
+// network namespace of their own: sock_diag must be asked there (the
+// names of abstract sockets are the namespace's own), and they come back
+// in a new one with their sockets.
+func TestNamespacesNetSockets(t *testing.T) {
+	for _, name := range []string{"sk_unix_pair", "sk_unix_listen", "sk_unix_abstract", "sk_unix_scm", "sk_unix_tree", "sk_unix_shutdown"} {
+		t.Run(name, func(t *testing.T) {
+			p, ok := lookupProgram(name)
+			if !ok {
+				t.Fatalf("no program %q", name)
+			}
+			p.cloneflags = unix.CLONE_NEWNET
+			c := startProgram(t, p)
+			c.mustDump()
+			c.mustRestoreDetached()
+			if nsInode(t, c.pid, "net") == nsInode(t, os.Getpid(), "net") {
+				t.Errorf("restored pid %d is in the test's network namespace, want one of its own", c.pid)
+			}
+			c.mustPass()
+		})
+	}
+}
+
 // TestNamespacesNetEmpty dumps netns_lo with --empty-ns net: nothing
 // of its network namespace is dumped, a restore without the option is
 // refused naming the image it lacks and leaves nothing running, and

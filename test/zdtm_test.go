@@ -139,6 +139,9 @@ var programs = []program{
 	{name: "inotify_ghost"},
 	{name: "ns_files"},
 	{name: "fanotify_marks"},
+	{name: "ns_time"},
+	{name: "ns_time_kids", refused: "time namespace for its children"},
+	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -108,6 +108,17 @@ func (s *Stub) JoinNamespace(pidfd, fd int, nstype uintptr) error {
 	return nil
 }
 
+// Unshare makes the stub unshare the namespaces of flags (CLONE_NEW*).
+// With CLONE_NEWTIME the stub stays in its time namespace and the tasks
+// it forks are born in the new one, whose offsets can be set
+// (/proc/PID/timens_offsets of the stub) until the first is.
+func (s *Stub) Unshare(flags uintptr) error {
+	if _, err := s.SyscallOK(s.insn, unix.SYS_UNSHARE, uint64(flags)); err != nil {
+		return fmt.Errorf("restore stub: unshare(%#x): %w", flags, err)
+	}
+	return nil
+}
+
 // Close kills the stub.
 func (s *Stub) Close() { s.Kill() }
 

@@ -88,7 +88,7 @@ func (d *Dumper) Finish(dir image.Dir) error {
 	if err := d.ttys.finish(dir, d.opts, d.pidOf); err != nil {
 		return err
 	}
-	if err := d.locks.write(dir); err != nil {
+	if err := d.locks.write(dir, d.pidOf); err != nil {
 		return err
 	}
 	return writeMtimes(dir, d.Table, d.ghosts)

@@ -199,13 +199,17 @@ func (s *lockDump) holds(l proc.Lock) bool {
 	return ok
 }
 
-// write writes filelocks.img, if the tree holds locks.
-func (s *lockDump) write(dir image.Dir) error {
+// write writes filelocks.img, if the tree holds locks, with the pids
+// pidOf gives (nil: amber's).
+func (s *lockDump) write(dir image.Dir, pidOf func(int) int) error {
 	if s == nil || len(s.entries) == 0 {
 		return nil
 	}
 	msgs := make([]proto.Message, len(s.entries))
 	for i, e := range s.entries {
+		if pidOf != nil { // the images hold the pids of the tree's pid namespace
+			e.Pid = proto.Int32(int32(pidOf(int(e.GetPid()))))
+		}
 		msgs[i] = e
 	}
 	return image.WriteFile(dir.FileLocksPath(), image.FileLocks, msgs...)

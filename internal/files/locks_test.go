@@ -138,7 +138,7 @@ func TestLocksImage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := d.locks.write(dir); err != nil {
+	if err := d.locks.write(dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	l, err := ReadLocks(dir)

@@ -152,6 +152,9 @@ func (d Dir) NetnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("netns-%d.i
 // UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
 func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }
 
+// TimensPath is timens-ID.img, the clocks of time namespace nsID.
+func (d Dir) TimensPath(nsID uint32) Path { return d.File(fmt.Sprintf("timens-%d.img", nsID)) }
+
 // MountpointsPath is mountpoints-ID.img, the mounts of mount namespace
 // nsID.
 func (d Dir) MountpointsPath(nsID uint32) Path {

@@ -91,11 +91,13 @@ var Cgroup = Kind{"CGROUP", 0x59383330, MagicCommon}
 var FileLocks = Kind{"FILE_LOCKS", 0x54323616, MagicCommon}
 
 // Namespaces: the host and domain name of a UTS namespace
-// (utsns-ID.img) and the settings of an IPC namespace (ipcns-var-ID.img),
-// ID the namespace's id in ids-PID.img.
+// (utsns-ID.img), the settings of an IPC namespace (ipcns-var-ID.img)
+// and the clocks of a time namespace (timens-ID.img), ID the
+// namespace's id in ids-PID.img.
 var (
 	Utsns  = Kind{"UTSNS", 0x54473203, MagicCommon}
 	IpcVar = Kind{"IPC_VAR", 0x53115007, MagicCommon}
+	Timens = Kind{"TIMENS", 0x43114433, MagicCommon}
 )
 
 // Mnts holds the mounts of one mount namespace (mountpoints-ID.img, ID

@@ -17,7 +17,7 @@ func kinds() []image.Kind {
 		image.Pagemap, image.Files, image.Fdinfo, image.FS, image.Stats,
 		image.SkQueues, image.FifoData, image.RemapFpath, image.GhostFile,
 		image.TcpStream, image.TtyInfo, image.TtyData, image.Seccomp, image.Cgroup, image.FileLocks,
-		image.Utsns, image.IpcVar, image.Netdev, image.Netns,
+		image.Utsns, image.IpcVar, image.Netdev, image.Netns, image.Timens,
 	}
 }
 

@@ -49,6 +49,7 @@ type Info struct {
 	IPv6Freebind   Status // IPV6_FREEBIND
 	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
 	FdinfoLock     Status // file locks in /proc/PID/fdinfo
+	Timens         Status // time namespaces (/proc/PID/timens_offsets)
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -73,6 +74,7 @@ func Probe() *Info {
 	info.CheckpointCap = probeCaps()
 	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
 	info.FdinfoLock = probeFdinfoLock()
+	info.Timens = probeTimens()
 	return info
 }
 
@@ -109,6 +111,7 @@ func (i *Info) Features() []Feature {
 		{"ipv6_freebind", "IPV6_FREEBIND", false, "IPv6 sockets cannot be dumped", i.IPv6Freebind},
 		{"sk_ns", "ioctl(SIOCGSKNS)", false, "sockets cannot be dumped", i.SkNs},
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
+		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
 	}
 }
 

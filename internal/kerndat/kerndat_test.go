@@ -123,6 +123,7 @@ func fakeInfo() *Info {
 		SoftDirty:     missing("no soft-dirty"),
 		CheckpointCap: p,
 		FdinfoLock:    p,
+		Timens:        p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync,
 	}
 }
@@ -148,7 +149,7 @@ func TestCheckFeature(t *testing.T) {
 		{"soft_dirty", ErrMissing},
 		{"userns", ErrNotSupported},
 		{"mem_dirty_track", ErrNotSupported},
-		{"timens", ErrNotSupported},
+		{"timens", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}
@@ -176,6 +177,10 @@ func TestCheckFeatureDerived(t *testing.T) {
 	info.PidfdGetfd = missing("ENOSYS")
 	if err := info.CheckFeature("pidfd_store"); !errors.Is(err, ErrMissing) {
 		t.Errorf("pidfd_store without pidfd_getfd = %v, want ErrMissing", err)
+	}
+	info.Timens = missing("no /proc/self/timens_offsets")
+	if err := info.CheckFeature("timens"); !errors.Is(err, ErrMissing) {
+		t.Errorf("timens without timens_offsets = %v, want ErrMissing", err)
 	}
 	info.TCPRepair = present()
 	if err := info.CheckFeature("tcp_half_closed"); err != nil {
@@ -226,5 +231,13 @@ func TestCRIUFeatureNamesUnique(t *testing.T) {
 func TestProbeFdinfoLock(t *testing.T) {
 	if s := probeFdinfoLock(); !s.Present {
 		t.Errorf("fdinfo_lock: %v", s.Err)
+	}
+}
+
+// TestProbeTimens: this machine's kernel (5.6+) has time namespaces, so
+// `check --feature timens` says yes here.
+func TestProbeTimens(t *testing.T) {
+	if s := probeTimens(); !s.Present {
+		t.Errorf("timens: %v", s.Err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 // Dumped are the kinds of namespaces amber dumps and restores when the
 // root of the tree is not in amber's own.
-var Dumped = []Kind{PID, IPC, UTS, Mnt, Net}
+var Dumped = []Kind{PID, IPC, UTS, Mnt, Net, Time}
 
 // Table numbers the namespaces of one dump: amber's own are 1 to 8 in
 // the order of Kinds, any other gets the next id from 9 on.
@@ -103,6 +103,8 @@ func dumpable(k Kind, root int) (bool, string, error) {
 	switch k {
 	case UTS, IPC, Mnt, Net:
 		return true, "", nil
+	case Time:
+		return true, "", nestedTime(root)
 	case PID:
 		st, err := proc.ReadStatus(root)
 		if err != nil {
@@ -153,10 +155,13 @@ func (t *Table) Self() *criucore.TaskKobjIdsEntry {
 }
 
 // Fill sets the namespace ids of pid, a task of the tree, in e. A task of
-// a kind amber dumps must be in its root's namespace of that kind.
+// a kind amber dumps must be in its root's namespace of that kind, and
+// every task in its root's time namespace, whether amber dumps it or
+// not, with its children born there too: the restore cannot give a
+// clock back to one task alone.
 func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
 	for _, k := range Kinds {
-		if !t.own[k] {
+		if !t.own[k] && k != Time {
 			*field(e, k) = proto.Uint32(t.ids[k][t.self[k]])
 			continue
 		}
@@ -167,13 +172,18 @@ func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
 		if ino != t.root[k] {
 			return fmt.Errorf("pid %d is in a %s namespace of its own, not its root's: not supported", pid, k.Name)
 		}
+		if k == Time {
+			if err := nestedTime(pid); err != nil {
+				return err
+			}
+		}
 		*field(e, k) = proto.Uint32(t.ids[k][ino])
 	}
 	return nil
 }
 
 // Dump writes the images of the namespaces of the tree amber dumps:
-// utsns-ID.img, ipcns-var-ID.img, netdev-ID.img and netns-ID.img
+// utsns-ID.img, ipcns-var-ID.img, timens-ID.img, netdev-ID.img and netns-ID.img
 // (unless SetEmptyNet). root is the tree's root.
 func (t *Table) Dump(dir image.Dir, root int) error {
 	if t.own[UTS] {
@@ -183,6 +193,11 @@ func (t *Table) Dump(dir image.Dir, root int) error {
 	}
 	if t.own[IPC] {
 		if err := dumpIPC(dir, t.ids[IPC][t.root[IPC]], root); err != nil {
+			return err
+		}
+	}
+	if t.own[Time] {
+		if err := dumpTime(dir, t.ids[Time][t.root[Time]], root); err != nil {
 			return err
 		}
 	}

@@ -310,7 +310,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			return err
 		}
 	}
-	root, err := stub.ForkIn(tree.root.pid, uint64(nsFlags))
+	forkFlags, err := newTimeNamespace(tree, stub, nsFlags)
+	if err != nil {
+		return err
+	}
+	root, err := stub.ForkIn(tree.root.pid, uint64(forkFlags))
 	if err != nil {
 		return forkError(tree.root.pid, err)
 	}
@@ -402,6 +406,23 @@ func externalNet(tree *treeImages, h *host, nsFlags uintptr) (int, error) {
 		return -1, fmt.Errorf("%s: the network namespace was left external with key %s: restore with --inherit-fd fd[N]:%s, N a descriptor of the namespace to join", tree.dir.NetnsPath(id), key, key)
 	}
 	return fd, nil
+}
+
+// newTimeNamespace makes the time namespace of the root, if nsFlags has
+// one, in the stub: the stub unshares it and amber sets its offsets
+// before the root is forked into it, the only time the kernel lets
+// them be set. It returns the flags to fork the root with.
+func newTimeNamespace(tree *treeImages, stub *compel.Stub, nsFlags uintptr) (uintptr, error) {
+	if nsFlags&unix.CLONE_NEWTIME == 0 {
+		return nsFlags, nil
+	}
+	if err := stub.Unshare(unix.CLONE_NEWTIME); err != nil {
+		return 0, err
+	}
+	if err := namespaces.RestoreTime(tree.dir, tree.root.ids.GetTimeNsId(), stub.Pid); err != nil {
+		return 0, err
+	}
+	return nsFlags &^ unix.CLONE_NEWTIME, nil
 }
 
 // setupNamespaces sets up the new namespaces (flags) the root, pid in

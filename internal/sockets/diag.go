@@ -58,12 +58,12 @@ const (
 	unixDiagMsgSize = 16 // struct unix_diag_msg
 )
 
-// listUnixSockets returns every unix socket of amber's network namespace,
-// by inode.
-func listUnixSockets() (map[uint32]*unixDiag, error) {
-	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+// listUnixSockets returns every unix socket of network namespace ns
+// (amber's if nil), by inode.
+func listUnixSockets(ns *sockNetns) (map[uint32]*unixDiag, error) {
+	s, err := ns.diagSocket()
 	if err != nil {
-		return nil, fmt.Errorf("sock_diag: %w", err)
+		return nil, err
 	}
 	defer unix.Close(s)
 	if err := unix.Sendto(s, unixDiagRequest(1), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {

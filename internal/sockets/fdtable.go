@@ -55,6 +55,7 @@ type Dumper struct {
 	opts  DumpOptions
 	unix  *unixState // unix sockets (unix.go), for Finish
 	inet  *inetDump  // inet sockets (inet_diag.go, tcp.go), for Finish and Release
+	netns sockNetns  // the namespace of the sockets (netns.go)
 }
 
 // NewDumper returns a dumper adding the sockets it meets to files.

@@ -57,7 +57,7 @@ func (d *Dumper) readShutdown(s int, k *inetSock) error {
 	in := d.inetSockets()
 	key := [2]int{k.family, k.proto}
 	if in.diag[key] == nil {
-		all, err := listInetSockets(k.family, k.proto)
+		all, err := listInetSockets(&d.netns, k.family, k.proto)
 		if err != nil {
 			all = map[uint32]inetDiag{} // no diag module for the protocol: poll
 		}
@@ -100,11 +100,11 @@ func (k *inetSock) pollShutdown(s int) error {
 	return nil
 }
 
-// listInetSockets returns the sockets of family and protocol in amber's
-// network namespace, by inode.
-func listInetSockets(family, proto int) (map[uint32]inetDiag, error) {
+// listInetSockets returns the sockets of family and protocol in network
+// namespace ns (amber's if nil), by inode.
+func listInetSockets(ns *sockNetns, family, proto int) (map[uint32]inetDiag, error) {
 	out := map[uint32]inetDiag{}
-	err := sockDiagDump(inetDiagRequest(family, proto), func(body []byte) error {
+	err := sockDiagDump(ns, inetDiagRequest(family, proto), func(body []byte) error {
 		if len(body) < inetDiagMsgSize {
 			return fmt.Errorf("sock_diag: inet_diag_msg of %d bytes", len(body))
 		}
@@ -142,12 +142,12 @@ func inetDiagRequest(family, proto int) []byte {
 	return b
 }
 
-// sockDiagDump sends a sock_diag dump request and hands the body of
-// each reply message to each, until NLMSG_DONE.
-func sockDiagDump(req []byte, each func(body []byte) error) error {
-	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+// sockDiagDump sends a sock_diag dump request in network namespace ns
+// and hands the body of each reply message to each, until NLMSG_DONE.
+func sockDiagDump(ns *sockNetns, req []byte, each func(body []byte) error) error {
+	s, err := ns.diagSocket()
 	if err != nil {
-		return fmt.Errorf("sock_diag: %w", err)
+		return err
 	}
 	defer unix.Close(s)
 	if err := unix.Sendto(s, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {

@@ -230,7 +230,7 @@ func TestListUnixSockets(t *testing.T) {
 	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
 		t.Fatal(err)
 	}
-	all, err := listUnixSockets()
+	all, err := listUnixSockets(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 	if d.unix != nil {
 		return d.unix, nil
 	}
-	diag, err := listUnixSockets()
+	diag, err := listUnixSockets(&d.netns)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTy
 	if err != nil {
 		return 0, 0, fmt.Errorf("socket:[%d]: SO_DOMAIN: %w", ino, err)
 	}
-	if err := checkNetns(s, ino, family); err != nil {
+	if err := d.netns.check(pid, s, ino, family); err != nil {
 		return 0, 0, err
 	}
 	switch family {
@@ -119,30 +119,6 @@ func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTy
 		return id, fdinfo.FdTypes_INETSK, err
 	}
 	return 0, 0, fmt.Errorf("socket:[%d]: %s sockets are not supported yet", ino, familyName(family))
-}
-
-// checkNetns refuses a socket of a network namespace other than amber's:
-// amber restores no network namespace, and asks the kernel about sockets
-// of its own (sock_diag lists those of amber's namespace only).
-func checkNetns(s int, ino uint64, family int) error {
-	ns, err := unix.IoctlRetInt(s, unix.SIOCGSKNS)
-	if err != nil {
-		return fmt.Errorf("%s socket:[%d]: its network namespace (SIOCGSKNS): %w", familyName(family), ino, err)
-	}
-	defer unix.Close(ns)
-	var theirs, ours unix.Stat_t
-	if err := unix.Fstat(ns, &theirs); err != nil {
-		return fmt.Errorf("%s socket:[%d]: stat its network namespace: %w", familyName(family), ino, err)
-	}
-	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
-		return fmt.Errorf("amber's network namespace: %w", err)
-	}
-	if theirs.Ino != ours.Ino || theirs.Dev != ours.Dev {
-		return fmt.Errorf("%s socket:[%d] belongs to network namespace net:[%d], not to amber's net:[%d]: "+
-			"sockets of another network namespace are not supported (run amber in the tree's network namespace)",
-			familyName(family), ino, theirs.Ino, ours.Ino)
-	}
-	return nil
 }
 
 // familyName names a socket family, for errors.
@@ -188,7 +164,7 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	}
 	sd := u.diag[ino]
 	if sd == nil {
-		return 0, fmt.Errorf("unix socket %d: not found by sock_diag: a socket of another network namespace?", ino)
+		return 0, fmt.Errorf("unix socket %d: not found by sock_diag in net:[%d]", ino, d.netns.ino)
 	}
 	what := fmt.Sprintf("unix socket %d (%s)", ino, unixName(sd.name))
 	ue, err := u.entry(s, sd, flags)
