@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
@@ -51,33 +52,63 @@ func dumpTmpfses(dir image.Dir, pid int, steps []Step) error {
 	if err != nil {
 		return err
 	}
+	return archiveAll(dir, roots, entries)
+}
+
+// archiveAll writes the images of the tmpfs mounts entries, whose roots
+// are open at roots, on as many goroutines as Go runs at once, each
+// with one compressor for all its mounts: a compressor's tables cost
+// more than archiving a container's /dev.
+func archiveAll(dir image.Dir, roots []*os.File, entries []*mnt.MntEntry) error {
+	next := make(chan int, len(entries))
+	for i := range entries {
+		next <- i
+	}
+	close(next)
 	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
-	for i, e := range entries {
-		wg.Go(func() { errs[i] = dumpTmpfs(dir, roots[i], e) })
+	for range min(runtime.GOMAXPROCS(0), len(entries)) {
+		wg.Go(func() {
+			var a archiver
+			for i := range next {
+				errs[i] = a.dump(dir, roots[i], entries[i])
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// dumpTmpfs writes the tree under root, the root of the tmpfs e, into
+// archiver writes tmpfs images one after the other, with one gzip
+// compressor and one buffer.
+type archiver struct {
+	out bytes.Buffer
+	zw  *gzip.Writer
+}
+
+// dump writes the tree under root, the root of the tmpfs e, into
 // tmpfs-dev-DEV.tar.gz.img. Even an empty tmpfs has its image, with
 // its root directory: CRIU's restore fails without one.
-func dumpTmpfs(dir image.Dir, root *os.File, e *mnt.MntEntry) error {
-	var out bytes.Buffer
-	// The fastest level: a tmpfs holds little, and the time is the
-	// container's down time.
-	zw, err := gzip.NewWriterLevel(&out, gzip.BestSpeed)
-	if err != nil {
-		return err
+func (a *archiver) dump(dir image.Dir, root *os.File, e *mnt.MntEntry) error {
+	a.out.Reset()
+	if a.zw == nil {
+		// The fastest level: a tmpfs holds little, and the time is the
+		// container's down time.
+		zw, err := gzip.NewWriterLevel(&a.out, gzip.BestSpeed)
+		if err != nil {
+			return err
+		}
+		a.zw = zw
+	} else {
+		a.zw.Reset(&a.out)
 	}
-	if err := tarfs.Create(zw, root); err != nil {
+	if err := tarfs.Create(a.zw, root); err != nil {
 		return fmt.Errorf("tmpfs at %s: %w", e.GetMountpoint(), err)
 	}
-	if err := zw.Close(); err != nil {
+	if err := a.zw.Close(); err != nil {
 		return fmt.Errorf("tmpfs at %s: %w", e.GetMountpoint(), err)
 	}
-	return dir.TmpfsPath(e.GetRootDev()).WriteFile(out.Bytes())
+	return dir.TmpfsPath(e.GetRootDev()).WriteFile(a.out.Bytes())
 }
 
 // openMountRoot opens a copy of the mount e at at, without the mounts

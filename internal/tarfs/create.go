@@ -22,7 +22,19 @@ type creator struct {
 	tw    *tar.Writer
 	dev   uint64            // the tree's file system: others are left out
 	links map[fileID]string // first name of each inode with more than one
-	buf   []byte
+	buf   []byte            // made at the first file or link: most trees have few
+}
+
+// bufSize is the size of the buffer files are copied through, and
+// symbolic links read into (longer than PATH_MAX).
+const bufSize = 32 << 10
+
+// buffer is the creator's buffer, made on first use.
+func (c *creator) buffer() []byte {
+	if c.buf == nil {
+		c.buf = make([]byte, bufSize)
+	}
+	return c.buf
 }
 
 // Create writes the tree whose root directory is open at root (any
@@ -37,7 +49,7 @@ func Create(w io.Writer, root *os.File) error {
 	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
 		return fmt.Errorf("%s: %w", root.Name(), err)
 	}
-	c := &creator{w: w, tw: tar.NewWriter(w), dev: st.Dev, links: map[fileID]string{}, buf: make([]byte, 128<<10)}
+	c := &creator{w: w, tw: tar.NewWriter(w), dev: st.Dev, links: map[fileID]string{}}
 	if err := c.dir(d, "./", &st); err != nil {
 		return err
 	}
@@ -131,7 +143,7 @@ func (c *creator) hardLink(name string, st *unix.Stat_t) (done bool, err error) 
 
 // symlink archives the symbolic link base of the directory pfd.
 func (c *creator) symlink(pfd int, base, name string, st *unix.Stat_t) error {
-	n, err := unix.Readlinkat(pfd, base, c.buf)
+	n, err := unix.Readlinkat(pfd, base, c.buffer())
 	if err != nil {
 		return fmt.Errorf("readlink %s: %w", name, err)
 	}
@@ -196,7 +208,7 @@ func (c *creator) whole(f *os.File, name string, st *unix.Stat_t) error {
 // copy writes n bytes of f from off into the current entry. A file
 // that shrank since it was stat'ed fails: its entry would be short.
 func (c *creator) copy(f *os.File, off, n int64) error {
-	got, err := io.CopyBuffer(c.tw, io.NewSectionReader(f, off, n), c.buf)
+	got, err := io.CopyBuffer(c.tw, io.NewSectionReader(f, off, n), c.buffer())
 	if err != nil {
 		return err
 	}

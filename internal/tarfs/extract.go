@@ -28,7 +28,7 @@ type extractor struct {
 	parent   string
 	parentFd int
 	dirs     []*tar.Header // their modes, owners and times are set last
-	buf      []byte
+	buf      []byte        // made at the first file with data
 }
 
 // Extract unpacks the tar stream r into the directory open at root, as
@@ -39,7 +39,7 @@ type extractor struct {
 // an absolute name, nor a symbolic link unpacked before leads outside.
 // Runs of zeros of a page or more become holes.
 func Extract(r io.Reader, root *os.File) error {
-	x := &extractor{root: int(root.Fd()), parentFd: -1, buf: make([]byte, 128<<10)}
+	x := &extractor{root: int(root.Fd()), parentFd: -1}
 	defer x.closeParent()
 	tr := tar.NewReader(r)
 	for {
@@ -170,6 +170,9 @@ func (x *extractor) link(pfd int, base, target string) error {
 // fill writes size bytes of r into the new file fd, leaving a hole for
 // each page of zeros.
 func (x *extractor) fill(fd int, r io.Reader, size int64) error {
+	if x.buf == nil && size > 0 {
+		x.buf = make([]byte, bufSize)
+	}
 	var off int64
 	for off < size {
 		n, err := io.ReadFull(r, x.buf[:min(int64(len(x.buf)), size-off)])
