@@ -18,6 +18,6 @@
 //
 // Both directions work from a descriptor of the tree's root and reach
 // every file relative to it, never through a symbolic link, and never
-// outside it: a tree of another mount namespace, or a tmpfs not yet
-// mounted where it belongs, is archived or filled from anywhere.
+// outside it: the tree may be a detached copy of a mount of another
+// mount namespace, and an archive cannot write beyond its root.
 package tarfs

@@ -16,7 +16,7 @@ import (
 
 // sparseSize is the size of the test tree's sparse file: data at its
 // start and in its middle, a hole at its end.
-const sparseSize = 64 << 20
+const sparseSize = 16 << 20
 
 // makeTree fills dir with a file of every kind the tmpfs of a container
 // holds, with owners, modes and times of their own: set-id and sticky
