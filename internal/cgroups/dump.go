@@ -147,18 +147,18 @@ func dumpDir(path, rel, name string) (*cgroup.CgroupDirEntry, error) {
 // the largest int64 (no limit) as -1, memory.oom_control as its
 // oom_kill_disable.
 func dumpProp(path, prop string) (*cgroup.CgroupPropEntry, error) {
-	perms, err := permsOf(path)
-	if err != nil {
-		return nil, err
-	}
-	e := &cgroup.CgroupPropEntry{Name: proto.String(prop), Value: proto.String(""), Perms: perms}
 	if permsOnly(prop) {
-		return e, nil
+		perms, err := permsOf(path)
+		if err != nil {
+			return nil, err
+		}
+		return &cgroup.CgroupPropEntry{Name: proto.String(prop), Value: proto.String(""), Perms: perms}, nil
 	}
-	b, err := os.ReadFile(path)
+	b, st, err := readProp(path)
 	if err != nil {
 		return nil, err
 	}
+	e := &cgroup.CgroupPropEntry{Name: proto.String(prop), Perms: perms(&st)}
 	v := strings.TrimSpace(string(b))
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n == math.MaxInt64 {
 		v = "-1"
@@ -180,7 +180,44 @@ func permsOf(path string) (*cgroup.CgroupPerms, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	return &cgroup.CgroupPerms{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid)}, nil
+	return perms(&st), nil
+}
+
+func perms(st *unix.Stat_t) *cgroup.CgroupPerms {
+	return &cgroup.CgroupPerms{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid)}
+}
+
+// readProp reads the property file at path and its status with plain
+// system calls: a dump reads some 150 of them, and os.ReadFile's
+// descriptor registers a kernfs file with Go's poller and unregisters
+// it again, three more calls for each.
+func readProp(path string) ([]byte, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, st, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, st, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, st, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, st, nil
+		}
+		b = b[:len(b)+n]
+	}
 }
 
 // Entry is cgroup.img's entry: every set but amber's, and the dumped

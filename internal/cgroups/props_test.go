@@ -1,9 +1,12 @@
 package cgroups
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -16,8 +19,10 @@ func TestDumpProp(t *testing.T) {
 		"memory.limit_in_bytes": "9223372036854775807\n",
 		"memory.oom_control":    "oom_kill_disable 1\nunder_oom 0\n",
 		"cgroup.procs":          "12\n13\n",
+		"devices.list":          strings.Repeat("c 1:3 rwm\n", 300), // longer than a first read
 	}
-	want := map[string]string{"pids.max": "max", "memory.limit_in_bytes": "-1", "memory.oom_control": "1", "cgroup.procs": ""}
+	want := map[string]string{"pids.max": "max", "memory.limit_in_bytes": "-1", "memory.oom_control": "1", "cgroup.procs": "",
+		"devices.list": strings.TrimSpace(files["devices.list"])}
 	for name, v := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
 			t.Fatal(err)
@@ -29,6 +34,10 @@ func TestDumpProp(t *testing.T) {
 		if e.GetValue() != want[name] || e.GetPerms().GetMode()&0o777 != 0o644 {
 			t.Errorf("%s: value %q mode %o, want %q 644", name, e.GetValue(), e.GetPerms().GetMode(), want[name])
 		}
+	}
+	// A property this kernel lacks is left out by dumpDir.
+	if _, err := dumpProp(filepath.Join(dir, "cpu.shares"), "cpu.shares"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing property: %v, want an error of a file not there", err)
 	}
 }
 

@@ -3,7 +3,8 @@
 // MntEntry per mount in mountpoints-ID.img (ID the namespace's id in
 // ids-PID.img) and the contents of each tmpfs in
 // tmpfs-dev-DEV.tar.gz.img, a gzipped tar as CRIU's (made and unpacked
-// by tar(1) with CRIU's options, so either tool reads the other's).
+// in-process by tarfs as tar(1) does with CRIU's options, so either
+// tool reads the other's).
 //
 // A dump reads /proc/PID/mountinfo of the tree's root: the paths there
 // are relative to the root of the task, the root of the namespace a

@@ -59,12 +59,8 @@ func Dump(dir image.Dir, id uint32, pid int, opts DumpOptions) error {
 	if err != nil {
 		return fmt.Errorf("mount namespace of pid %d: %w", pid, err)
 	}
-	for _, s := range steps {
-		if s.Tmpfs {
-			if err := dumpTmpfs(dir, pid, s.Entry); err != nil {
-				return err
-			}
-		}
+	if err := dumpTmpfses(dir, pid, steps); err != nil {
+		return err
 	}
 	msgs := make([]proto.Message, len(entries))
 	for i, e := range entries {

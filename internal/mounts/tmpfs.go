@@ -1,61 +1,121 @@
 package mounts
 
-// The contents of tmpfs mounts, as gzipped tars made and unpacked by
-// tar(1), with options that keep owners, modes, hard links and sparse
-// files (CRIU's).
+// The contents of tmpfs mounts, as gzipped tars (CRIU's
+// tmpfs-dev-DEV.tar.gz.img), written and unpacked in-process by tarfs.
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
+	"runtime"
+	"sync"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
+	"amber/internal/tarfs"
 )
 
-// tarCreate are tar's arguments to archive the directory open at fd 3.
-// The POSIX format keeps modification times to the nanosecond, which a
-// restore checks the files the tree has open against; tar(1) reads it
-// as well as GNU's.
-var tarCreate = []string{"--create", "--format=posix", "--gzip", "--no-unquote", "--no-wildcards", "--one-file-system",
-	"--check-links", "--preserve-permissions", "--sparse", "--numeric-owner", "--directory", "/proc/self/fd/3", "."}
-
-// tarExtract are tar's arguments to unpack into the directory open at
-// fd 3.
-var tarExtract = []string{"--extract", "--gzip", "--no-unquote", "--no-wildcards", "--preserve-permissions",
-	"--numeric-owner", "--directory", "/proc/self/fd/3"}
-
-// dumpTmpfs writes the contents of the tmpfs e, a mount of pid's
-// namespace, into tmpfs-dev-DEV.tar.gz.img.
-func dumpTmpfs(dir image.Dir, pid int, e *mnt.MntEntry) error {
-	var d *os.File
+// dumpTmpfses writes the contents of the tmpfs mounts among steps,
+// mounts of pid's namespace, into their images, all at once.
+func dumpTmpfses(dir image.Dir, pid int, steps []Step) error {
+	var entries []*mnt.MntEntry
+	for _, s := range steps {
+		if s.Tmpfs {
+			entries = append(entries, s.Entry)
+		}
+	}
+	roots := make([]*os.File, len(entries))
+	defer func() {
+		for _, r := range roots {
+			if r != nil {
+				r.Close()
+			}
+		}
+	}()
+	// One thread enters the namespace; the copies it opens are read from
+	// anywhere.
 	err := onThread(pid, nil, func() error {
-		var err error
-		d, err = openMountRoot(e.GetMountpoint(), e)
-		return err
+		for i, e := range entries {
+			var err error
+			if roots[i], err = openMountRoot(e.GetMountpoint(), e); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	var out, errs bytes.Buffer
-	cmd := exec.Command("tar", tarCreate...)
-	cmd.ExtraFiles, cmd.Stdout, cmd.Stderr = []*os.File{d}, &out, &errs
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("tmpfs at %s: tar: %w: %s", e.GetMountpoint(), err, bytes.TrimSpace(errs.Bytes()))
+	return archiveAll(dir, roots, entries)
+}
+
+// archiveAll writes the images of the tmpfs mounts entries, whose roots
+// are open at roots, on as many goroutines as Go runs at once, each
+// with one compressor for all its mounts: a compressor's tables cost
+// more than archiving a container's /dev.
+func archiveAll(dir image.Dir, roots []*os.File, entries []*mnt.MntEntry) error {
+	next := make(chan int, len(entries))
+	for i := range entries {
+		next <- i
 	}
-	return dir.TmpfsPath(e.GetRootDev()).WriteFile(out.Bytes())
+	close(next)
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(entries)) {
+		wg.Go(func() {
+			var a archiver
+			for i := range next {
+				errs[i] = a.dump(dir, roots[i], entries[i])
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// archiver writes tmpfs images one after the other, with one gzip
+// compressor and one buffer.
+type archiver struct {
+	out bytes.Buffer
+	zw  *gzip.Writer
+}
+
+// dump writes the tree under root, the root of the tmpfs e, into
+// tmpfs-dev-DEV.tar.gz.img. Even an empty tmpfs has its image, with
+// its root directory: CRIU's restore fails without one.
+func (a *archiver) dump(dir image.Dir, root *os.File, e *mnt.MntEntry) error {
+	a.out.Reset()
+	if a.zw == nil {
+		// The fastest level: a tmpfs holds little, and the time is the
+		// container's down time.
+		zw, err := gzip.NewWriterLevel(&a.out, gzip.BestSpeed)
+		if err != nil {
+			return err
+		}
+		a.zw = zw
+	} else {
+		a.zw.Reset(&a.out)
+	}
+	if err := tarfs.Create(a.zw, root); err != nil {
+		return fmt.Errorf("tmpfs at %s: %w", e.GetMountpoint(), err)
+	}
+	if err := a.zw.Close(); err != nil {
+		return fmt.Errorf("tmpfs at %s: %w", e.GetMountpoint(), err)
+	}
+	return dir.TmpfsPath(e.GetRootDev()).WriteFile(a.out.Bytes())
 }
 
 // openMountRoot opens a copy of the mount e at at, without the mounts
-// under it (open_tree's clone, not recursive): tar then sees files that
-// mounts of the namespace hide. at must be the root of e, not something
-// mounted over it. The caller is in e's mount namespace: a mount of
-// another cannot be cloned.
+// under it (open_tree's clone, not recursive): the archive then holds
+// the files that mounts of the namespace hide. at must be the root of
+// e, not something mounted over it. The caller is in e's mount
+// namespace: a mount of another cannot be cloned.
 func openMountRoot(at string, e *mnt.MntEntry) (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, at, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err != nil {
@@ -86,11 +146,16 @@ func restoreTmpfs(dir image.Dir, d *os.File, e *mnt.MntEntry) error {
 		return err
 	}
 	defer f.Close()
-	var errs bytes.Buffer
-	cmd := exec.Command("tar", tarExtract...)
-	cmd.ExtraFiles, cmd.Stdin, cmd.Stderr = []*os.File{d}, f, &errs
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s into tmpfs at %s: tar: %w: %s", p, e.GetMountpoint(), err, bytes.TrimSpace(errs.Bytes()))
+	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 64<<10))
+	if err != nil {
+		return fmt.Errorf("%s into tmpfs at %s: %w", p, e.GetMountpoint(), err)
+	}
+	if err := tarfs.Extract(zr, d); err != nil {
+		return fmt.Errorf("%s into tmpfs at %s: %w", p, e.GetMountpoint(), err)
+	}
+	// To the end of the stream, where gzip checks its checksum.
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		return fmt.Errorf("%s into tmpfs at %s: %w", p, e.GetMountpoint(), err)
 	}
 	return nil
 }

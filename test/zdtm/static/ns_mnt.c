@@ -14,7 +14,9 @@
  * up its state, notes its mounts and says ready.  After SIGTERM it
  * checks that its mounts are those it had (mountinfo, but for ids and
  * devices), that the tmpfs files have their contents, modes and links,
- * that its open file is still that file at its offset, that the read-only
+ * that a device node, a FIFO, a sparse file and a set-gid file of another
+ * owner on them are as they were (kinds_setup), that its open file is
+ * still that file at its offset, that the read-only
  * mounts are read-only and that /proc is its own pid namespace's.
  *
  * With NS_MNT_HOST_FD set, it keeps its out file open at fd 100 through
@@ -30,6 +32,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "zdtm.h"
@@ -76,6 +79,74 @@ static void bind(const char *src, const char *dst, unsigned long ro)
 	must(mount(src, dst, NULL, MS_BIND, NULL) == 0, dst);
 	if (ro)
 		must(mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | ro, NULL) == 0, dst);
+}
+
+#define SPARSE_SIZE (8 << 20) /* twice what /tmp may hold */
+#define SPARSE_DATA "in the middle"
+#define KINDS_SEC 1000000000
+#define KINDS_NSEC 123456789
+
+/*
+ * kinds_setup makes files of the kinds a tmpfs keeps beside plain ones:
+ * a device node on /dev, a FIFO, a sparse file larger than /tmp may hold
+ * (its holes must stay holes), and a set-gid file of another owner with
+ * a time to the nanosecond.
+ */
+static void kinds_setup(void)
+{
+	struct timespec ts[2] = {{KINDS_SEC, KINDS_NSEC}, {KINDS_SEC, KINDS_NSEC}};
+	int fd;
+
+	must(mknod("/dev/zero2", S_IFCHR | 0620, makedev(1, 5)) == 0, "mknod /dev/zero2");
+	must(chown("/dev/zero2", 0, 5) == 0 && chmod("/dev/zero2", 0620) == 0, "chown /dev/zero2");
+	must(mkfifo("/tmp/fifo", 0640) == 0, "mkfifo /tmp/fifo");
+	fd = open("/tmp/sparse", O_WRONLY | O_CREAT, 0644);
+	must(fd >= 0 && ftruncate(fd, SPARSE_SIZE) == 0, "/tmp/sparse");
+	must(pwrite(fd, SPARSE_DATA, strlen(SPARSE_DATA), SPARSE_SIZE / 2) == (ssize_t)strlen(SPARSE_DATA), "write /tmp/sparse");
+	close(fd);
+	put("/tmp/owned", "owned", 0644);
+	must(chown("/tmp/owned", 1234, 5678) == 0 && chmod("/tmp/owned", 02755) == 0, "chown /tmp/owned");
+	must(utimensat(AT_FDCWD, "/tmp/owned", ts, 0) == 0, "utimensat /tmp/owned");
+}
+
+/*
+ * kinds_check checks what kinds_setup made. A time keeps its nanoseconds,
+ * or none where CRIU's tar (GNU format) kept whole seconds.
+ */
+static void kinds_check(void)
+{
+	char buf[64] = {};
+	struct stat st;
+	int fd;
+
+	must(stat("/dev/zero2", &st) == 0, "stat /dev/zero2");
+	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 5) || (st.st_mode & 07777) != 0620 || st.st_gid != 5)
+		fail("/dev/zero2: mode %o rdev %lx gid %d, want a character device 1:5, 620, gid 5", st.st_mode,
+		     (unsigned long)st.st_rdev, st.st_gid);
+	fd = open("/dev/zero2", O_RDONLY);
+	must(fd >= 0 && read(fd, buf, sizeof(buf)) == sizeof(buf), "read /dev/zero2");
+	close(fd);
+	if (buf[0] || buf[sizeof(buf) - 1])
+		fail("/dev/zero2 does not read zeros");
+	must(stat("/tmp/fifo", &st) == 0, "stat /tmp/fifo");
+	if (!S_ISFIFO(st.st_mode) || (st.st_mode & 07777) != 0640)
+		fail("/tmp/fifo: mode %o, want a FIFO, 640", st.st_mode);
+	must(stat("/tmp/sparse", &st) == 0, "stat /tmp/sparse");
+	if (st.st_size != SPARSE_SIZE || st.st_blocks * 512 > (1 << 20))
+		fail("/tmp/sparse: size %ld with %ld blocks, want %d with its holes", (long)st.st_size,
+		     (long)st.st_blocks, SPARSE_SIZE);
+	fd = open("/tmp/sparse", O_RDONLY);
+	must(fd >= 0 && pread(fd, buf, strlen(SPARSE_DATA), SPARSE_SIZE / 2) == (ssize_t)strlen(SPARSE_DATA),
+	     "read /tmp/sparse");
+	close(fd);
+	if (memcmp(buf, SPARSE_DATA, strlen(SPARSE_DATA)))
+		fail("/tmp/sparse holds %.13s, want %s", buf, SPARSE_DATA);
+	must(stat("/tmp/owned", &st) == 0, "stat /tmp/owned");
+	if (st.st_uid != 1234 || st.st_gid != 5678 || (st.st_mode & 07777) != 02755)
+		fail("/tmp/owned: %d:%d mode %o, want 1234:5678 2755", st.st_uid, st.st_gid, st.st_mode & 07777);
+	if (st.st_mtim.tv_sec != KINDS_SEC || (st.st_mtim.tv_nsec != KINDS_NSEC && st.st_mtim.tv_nsec))
+		fail("/tmp/owned: mtime %ld.%09ld, want %d.%09d", (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, KINDS_SEC,
+		     KINDS_NSEC);
 }
 
 /* build makes ./root and its mounts, pivots into it and runs /ns_mnt. */
@@ -225,6 +296,7 @@ int main(int argc, char **argv)
 	must(symlink("sub/f", "/tmp/link") == 0, "symlink");
 	must(link("/tmp/sub/f", "/tmp/hard") == 0, "link");
 	put("/dev/marker", "on /dev", 0644);
+	kinds_setup();
 	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
 	before = mounts();
 
@@ -260,6 +332,7 @@ int main(int argc, char **argv)
 	if (st.st_ino != fst.st_ino || st.st_nlink != 2)
 		fail("/tmp/hard is not a hard link of /tmp/sub/f any more");
 	expect_file("/dev/marker", "on /dev");
+	kinds_check();
 	expect_file("/rotmp/file", "in a read-only tmpfs");
 	if (open("/rotmp/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
 		fail("/rotmp is writable");
