@@ -135,6 +135,7 @@ var programs = []program{
 	{name: "droppable_dump"},
 	{name: "ghost_holes", dumpFlags: ghostFiemap},
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
+	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
