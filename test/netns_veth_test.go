@@ -28,8 +28,9 @@ const (
 // naming the link and the option and leaves nothing running; with it,
 // eth0 comes back with its index, MTU, MAC, address and route, its new
 // outside end is in the test's bridge and up, and the program talks to
-// the test through it both ways. crit shows the link images, and
-// iproute2 reads the address and route images as CRIU's restore would.
+// the test through it both ways, its sysctls restored. crit shows the
+// link images, and iproute2 reads the address and route images as
+// CRIU's restore would.
 func TestNamespacesNetVeth(t *testing.T) {
 	requireAmber(t)
 	if _, err := exec.LookPath("ip"); err != nil {

@@ -22,12 +22,21 @@ import (
 )
 
 // dumpNet writes the images of pid's network namespace, id in the
-// dump: its links, addresses and routes, and netns-ID.img.
+// dump: its links, addresses and routes, and its sysctls (netconf.go).
 func dumpNet(dir image.Dir, id uint32, pid int) error {
 	var links []*netdev.NetDeviceEntry
+	var conf *netdev.NetnsEntry
 	err := inNamespace(pid, Net, func() error {
 		var err error
 		if links, err = readLinks(id); err != nil {
+			return err
+		}
+		for _, l := range links {
+			if err := readLinkConf(l); err != nil {
+				return fmt.Errorf("link %s: %w", l.GetName(), err)
+			}
+		}
+		if conf, err = readNetnsConf(); err != nil {
 			return err
 		}
 		for _, d := range []struct {
@@ -50,7 +59,7 @@ func dumpNet(dir image.Dir, id uint32, pid int) error {
 	if err := image.WriteFile(dir.NetdevPath(id), image.Netdev, msgs...); err != nil {
 		return err
 	}
-	return image.WriteFile(dir.NetnsPath(id), image.Netns, &netdev.NetnsEntry{})
+	return image.WriteFile(dir.NetnsPath(id), image.Netns, conf)
 }
 
 // dumpExtNet writes the netns-ID.img of an external network namespace:
@@ -82,8 +91,9 @@ type NetOptions struct {
 }
 
 // RestoreNet sets up the network namespace id that pid was created in,
-// as its images say: its links (the loopback up if it was, its veths
-// with their outside ends), then their addresses, then the routes.
+// as its images say: its sysctls, its links (the loopback up if it was,
+// its veths with their outside ends) with theirs, then their addresses,
+// then the routes.
 func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
 	if opts.Empty {
 		return nil
@@ -105,9 +115,19 @@ func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
 		return err
 	}
 	defer host.Close()
+	conf, err := readNetns(dir, id)
+	if err != nil {
+		return err
+	}
 	err = inNamespace(pid, Net, func() error {
+		if err := writeNetnsConf(conf); err != nil {
+			return fmt.Errorf("%s: %w", dir.NetnsPath(id), err)
+		}
 		for _, s := range steps {
 			if err := restoreLink(s, int(host.Fd())); err != nil {
+				return fmt.Errorf("%s: link %s: %w", p, s.link.GetName(), err)
+			}
+			if err := writeLinkConf(s.link); err != nil {
 				return fmt.Errorf("%s: link %s: %w", p, s.link.GetName(), err)
 			}
 		}
@@ -124,6 +144,15 @@ func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
 		}
 	}
 	return nil
+}
+
+// readNetns reads netns-ID.img, empty if it has no entry.
+func readNetns(dir image.Dir, id uint32) (*netdev.NetnsEntry, error) {
+	all, err := image.ReadFile(dir.NetnsPath(id), image.Netns, func() *netdev.NetnsEntry { return &netdev.NetnsEntry{} })
+	if err != nil || len(all) == 0 {
+		return &netdev.NetnsEntry{}, err
+	}
+	return all[0], nil
 }
 
 // restoreAddrsRoutes restores the addresses and routes of network

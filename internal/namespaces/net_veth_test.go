@@ -42,6 +42,15 @@ var (
 	testGw  = net.IPv4(10, 77, 0, 1)
 )
 
+// testSysctls are settings of makeVethNetns's namespace that differ
+// from a new namespace's: of amber-v0, of "all" and "default", and
+// others.
+var testSysctls = map[string]string{
+	"ipv4/conf/amber-v0/rp_filter": "2", "ipv6/conf/amber-v0/hop_limit": "33",
+	"ipv4/conf/all/forwarding": "1", "ipv6/conf/default/hop_limit": "44",
+	"unix/max_dgram_qlen": "123", "ipv4/ping_group_range": "5\t6",
+}
+
 // makeVethNetns brings the loopback of tid's namespace up and gives it a
 // veth amber-v0 (index 7,
 // MTU 1400, testMAC, up, 10.77.0.2/24, a route to 10.88.0.0/16 through
@@ -67,6 +76,11 @@ func makeVethNetns(t *testing.T, tid int) {
 		if err := netlink.AddrAdd(v, addr); err != nil {
 			return err
 		}
+		for path, v := range testSysctls {
+			if err := os.WriteFile("/proc/sys/net/"+path, []byte(v), 0); err != nil {
+				return err
+			}
+		}
 		_, dst, _ := net.ParseCIDR("10.88.0.0/16")
 		return netlink.RouteAdd(&netlink.Route{LinkIndex: 7, Dst: dst, Gw: testGw, Flags: int(netlink.FLAG_ONLINK)})
 	})
@@ -78,7 +92,7 @@ func makeVethNetns(t *testing.T, tid int) {
 // TestNetVethRoundTrip dumps a namespace with a veth whose peer is
 // outside, deletes the pair, and restores the namespace into a new one
 // with --external veth[amber-v0]:amber-p1: the veth is back with its
-// index, MTU, MAC, state, address and route, and its peer amber-p1 is
+// index, MTU, MAC, state, address, route and sysctls, and its peer amber-p1 is
 // in the restoring thread's namespace. Everything runs in namespaces of
 // the test's own.
 func TestNetVethRoundTrip(t *testing.T) {
@@ -117,7 +131,7 @@ func TestNetVethRoundTrip(t *testing.T) {
 }
 
 // checkVeth checks the calling thread's namespace has makeVethNetns's
-// veth.
+// veth and settings.
 func checkVeth(t *testing.T) {
 	l, err := netlink.LinkByName("amber-v0")
 	if err != nil {
@@ -139,6 +153,11 @@ func checkVeth(t *testing.T) {
 	}
 	if err != nil || !found {
 		t.Errorf("routes after restore: %v (%v); want 10.88.0.0/16 via %s", routes, err, testGw)
+	}
+	for path, v := range testSysctls {
+		if b, err := os.ReadFile("/proc/sys/net/" + path); err != nil || strings.TrimSpace(string(b)) != v {
+			t.Errorf("sysctl net/%s after restore: %q (%v), want %q", path, b, err, v)
+		}
 	}
 	if lo, err := netlink.LinkByName("lo"); err != nil || lo.Attrs().RawFlags&unix.IFF_UP == 0 {
 		t.Errorf("loopback after restore: %v, want it up", err)

@@ -2,16 +2,18 @@
  * netns_veth - a process in a network namespace of its own whose link to
  * the world is a veth, as a container's: eth0 (index 7, MTU 1400, MAC
  * 02:a5:00:00:00:07, up, 10.213.77.2/24) with its peer amv<PID> in its
- * parent's namespace, and a route to 10.213.78.0/24 through 10.213.77.1.
+ * parent's namespace, a route to 10.213.78.0/24 through 10.213.77.1, and
+ * sysctls of its own (eth0's rp_filter and IPv6 hop_limit,
+ * net.unix.max_dgram_qlen).
  * The test puts the peer in a bridge of its own holding 10.213.77.1 and
  * 10.213.78.1, and listens on 10.213.78.1:7778.
  *
  * After restore (with --external veth[eth0]:OUT@BRIDGE) eth0 must be back
- * as it was, with its address, the route and the loopback up, and the
- * process must reach the test through it, both ways: it listens on
- * 10.213.77.2:7777, connects to 10.213.78.1:7778 (through the gateway)
- * and sends "ping"; the test connects to its listener and sends "hello",
- * then answers "pong". (Amber dumps no socket of another network
+ * as it was, with its address, the route, the sysctls and the loopback
+ * up, and the process must reach the test through it, both ways: it
+ * listens on 10.213.77.2:7777, connects to 10.213.78.1:7778 (through
+ * the gateway) and sends "ping"; the test connects to its listener and
+ * sends "hello", then answers "pong". (Amber dumps no socket of another network
  * namespace: the sockets are made after restore.)
  */
 #include <arpa/inet.h>
@@ -38,6 +40,44 @@ static void run(const char *cmd)
 		fail("%s: failed", cmd);
 }
 
+/* The sysctls set to values of their own, and checked after restore. */
+static const struct {
+	const char *path, *val;
+} sysctls[] = {
+	{ "/proc/sys/net/ipv4/conf/eth0/rp_filter", "2" },
+	{ "/proc/sys/net/ipv6/conf/eth0/hop_limit", "33" },
+	{ "/proc/sys/net/unix/max_dgram_qlen", "123" },
+};
+
+static void set_sysctls(void)
+{
+	unsigned i;
+
+	for (i = 0; i < sizeof(sysctls) / sizeof(sysctls[0]); i++) {
+		FILE *f = fopen(sysctls[i].path, "w");
+
+		if (!f || fputs(sysctls[i].val, f) < 0 || fclose(f))
+			fail("write %s: %s", sysctls[i].path, strerror(errno));
+	}
+}
+
+static void check_sysctls(void)
+{
+	char buf[32];
+	unsigned i;
+
+	for (i = 0; i < sizeof(sysctls) / sizeof(sysctls[0]); i++) {
+		FILE *f = fopen(sysctls[i].path, "r");
+
+		if (!f || !fgets(buf, sizeof(buf), f))
+			fail("read %s: %s", sysctls[i].path, strerror(errno));
+		fclose(f);
+		buf[strcspn(buf, "\n")] = 0;
+		if (strcmp(buf, sysctls[i].val))
+			fail("%s is %s, want %s", sysctls[i].path, buf, sysctls[i].val);
+	}
+}
+
 /* setup makes the namespace's links, address and route with ip(8). */
 static void setup(void)
 {
@@ -51,6 +91,7 @@ static void setup(void)
 	run("ip addr add 10.213.77.2/24 dev eth0");
 	run("ip link set eth0 up");
 	run("ip route add 10.213.78.0/24 via 10.213.77.1 dev eth0 onlink");
+	set_sysctls();
 }
 
 static void ifreq_get(unsigned long req, struct ifreq *ifr, const char *what)
@@ -118,6 +159,7 @@ static void check_state(void)
 	close(fd);
 	check_link();
 	check_route();
+	check_sysctls();
 }
 
 static struct sockaddr_in addr(const char *ip, int port)
