@@ -66,6 +66,9 @@ func dumpRt(p image.Path, d rtDump) error {
 		msgs, err = req.Execute(unix.NETLINK_ROUTE, d.answer)
 		return err
 	})
+	if errors.Is(err, unix.EAFNOSUPPORT) && d.family == unix.AF_INET6 {
+		return nil // a kernel without IPv6: no image, as CRIU's
+	}
 	if err != nil {
 		return fmt.Errorf("%s: dump %s: %w", p, d.what, err)
 	}
