@@ -7,7 +7,8 @@ package namespaces
 // net/unix/max_dgram_qlen (unix_conf) and net/ipv4/ping_group_range
 // (ipv4_sysctl). The entries carry no names: the i-th is the i-th of
 // CRIU's lists below, so the lists keep CRIU's order. A setting this
-// kernel lacks is saved without a value and skipped on restore.
+// kernel lacks is saved without a value and skipped on restore, and one
+// the restoring kernel lacks is skipped too.
 
 import (
 	"errors"
@@ -142,7 +143,11 @@ func writeSetting(path string, e *sysctl.SysctlEntry) error {
 	if b, err := os.ReadFile(full); err == nil && strings.TrimSuffix(string(b), "\n") == want {
 		return nil
 	}
-	if err := os.WriteFile(full, []byte(want), 0); err != nil {
+	err := os.WriteFile(full, []byte(want), 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a setting of the dumping kernel this one lacks (CRIU's --weak-sysctls)
+	}
+	if err != nil {
 		return fmt.Errorf("sysctl net/%s = %q: %w", path, want, err)
 	}
 	return nil

@@ -49,8 +49,9 @@ const (
 // notify_scripts, ghost_limit, timeout) or harmless to accept because
 // amber already behaves as they ask or they tune something amber does
 // not do: pre_dump_mode (pre-dumps only), network_lock (amber locks TCP
-// connections by repair mode and adds no firewall rules), weak_sysctls,
-// mntns_compat_mode, skip_mnt (amber restores no sysctls and no mounts),
+// connections by repair mode and adds no firewall rules), weak_sysctls
+// (amber always skips a sysctl this kernel lacks), mntns_compat_mode,
+// skip_mnt (amber restores no mounts),
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups, manage_cgroups_mode, cg_root,
 // freeze_cgroup, empty_ns, veths and inherit_fd on restore (honoured)
