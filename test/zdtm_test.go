@@ -142,6 +142,7 @@ var programs = []program{
 	{name: "ns_time"},
 	{name: "ns_time_kids", refused: "time namespace for its children"},
 	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
+	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -12,8 +12,10 @@ import (
 // the images name it by; on restore KEY is that key and VAL the host
 // path to bind there. And net[INO]:KEY, the network namespace of inode
 // INO left out of the dump, which the restore joins through
-// --inherit-fd fd[N]:KEY. Other kinds of external resources are not
-// supported yet.
+// --inherit-fd fd[N]:KEY. And, on restore, veth[IFNAME]:OUTNAME[@BRIDGE]:
+// the veth IFNAME of the tree's network namespace gets its outside end
+// OUTNAME in amber's, put in bridge BRIDGE. Other kinds of external
+// resources are not supported yet.
 func setExternal(o *Options, val string, _ bool) error {
 	if ext, ok, err := namespaces.ParseExtNet(val); ok {
 		if err == nil && o.ExtNet.Key != "" {
@@ -22,9 +24,12 @@ func setExternal(o *Options, val string, _ bool) error {
 		o.ExtNet = ext
 		return err
 	}
+	if name, ext, ok, err := namespaces.ParseExtVeth(val); ok {
+		return addExtVeth(o, name, ext, err)
+	}
 	rest, ok := strings.CutPrefix(val, "mnt[")
 	if !ok {
-		return fmt.Errorf("--external %q: %w (only mnt[KEY]:VAL and net[INODE]:KEY are)", val, errNotSupported)
+		return fmt.Errorf("--external %q: %w (only mnt[KEY]:VAL, net[INODE]:KEY and veth[IFNAME]:OUTNAME[@BRIDGE] are)", val, errNotSupported)
 	}
 	key, v, ok := strings.Cut(rest, "]:")
 	if !ok || key == "" || v == "" {
@@ -37,5 +42,20 @@ func setExternal(o *Options, val string, _ bool) error {
 		return fmt.Errorf("--external mnt[%s] given twice", key)
 	}
 	o.ExtMounts[key] = v
+	return nil
+}
+
+// addExtVeth records the outside end of veth name (err from parsing it).
+func addExtVeth(o *Options, name string, ext namespaces.ExtVeth, err error) error {
+	if err != nil {
+		return err
+	}
+	if o.ExtVeths == nil {
+		o.ExtVeths = map[string]namespaces.ExtVeth{}
+	}
+	if _, dup := o.ExtVeths[name]; dup {
+		return fmt.Errorf("--external veth[%s] given twice", name)
+	}
+	o.ExtVeths[name] = ext
 	return nil
 }

@@ -49,7 +49,7 @@ func optionHelp() [][2]string {
 			"                         dump: leave it out of the images, serve it on --address --port"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
-		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K"},
+		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K; restore: veth[IF]:OUT[@BR]: veth IF's outside end OUT (in bridge BR)"},
 		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
 		{"link-remap", "--link-remap             dump: a file removed from its path but linked elsewhere is kept by a new hard link link_remap.N beside it"},
 	}

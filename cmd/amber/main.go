@@ -188,6 +188,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		ManageCgroups:  o.ManageCgroups,
 		CgroupRoots:    o.CgroupRoots,
 		EmptyNet:       o.EmptyNet,
+		ExtVeths:       o.ExtVeths,
 		LazyPages:      o.LazyPages,
 		ExtUnixSk:      o.ExtUnixSk,
 		InheritFds:     o.InheritFds,

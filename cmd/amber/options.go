@@ -46,6 +46,8 @@ type Options struct {
 	Root      string            // -r, --root: root of the tree's mount namespace
 	ExtMounts map[string]string // --external mnt[KEY]:VAL (dump: mountpoint to key; restore: key to path)
 	ExtNet    namespaces.ExtNet // --external net[INO]:KEY (dump)
+	// ExtVeths are --external veth[IFNAME]:OUTNAME[@BRIDGE] (restore).
+	ExtVeths map[string]namespaces.ExtVeth
 	// InheritFds are --inherit-fd fd[N]:KEY, repeatable: restore gives
 	// the tasks amber's descriptor N in place of file KEY.
 	InheritFds []files.InheritFd

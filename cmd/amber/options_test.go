@@ -53,6 +53,10 @@ func TestParse(t *testing.T) {
 			opts(func(o *Options) {
 				o.Verb, o.Tree, o.ExtNet = "dump", 1, namespaces.ExtNet{Ino: 4026532173, Key: "extRootNetNS"}
 			})},
+		{"external veth", "restore --external veth[eth0]:vh0@br0 --external veth[eth1]:vh1",
+			opts(func(o *Options) {
+				o.Verb, o.ExtVeths = "restore", map[string]namespaces.ExtVeth{"eth0": {Name: "vh0", Bridge: "br0"}, "eth1": {Name: "vh1"}}
+			})},
 		{"cluster", "-jRt 7 dump",
 			opts(func(o *Options) { o.Verb, o.ShellJob, o.LeaveRunning, o.Tree = "dump", true, true, 7 })},
 		{"options before verb", "-D dir -o x.log --tree=9 dump",
@@ -146,6 +150,8 @@ func TestParseErrors(t *testing.T) {
 		{"restore --external mnt[k]", "want mnt[KEY]:VAL"},
 		{"dump -t 1 --external net[x]:k", "want net[INODE]:KEY"},
 		{"restore --external mnt[k]:a --external mnt[k]:b", "given twice"},
+		{"restore --external veth[e]:a --external veth[e]:b", "veth[e] given twice"},
+		{"restore --external veth[e]:", "want veth[IFNAME]:OUTNAME[@BRIDGE]"},
 		{"restore extra", "excessive parameters"},
 		{"restore --inherit-fd 3:pipe:[1]", `--inherit-fd "3:pipe:[1]": want fd[N]:KEY`},
 		{"restore --inherit-fd fd[x]:pipe:[1]", `--inherit-fd "fd[x]:pipe:[1]": want fd[N]:KEY, N a descriptor number`},

@@ -149,6 +149,18 @@ func (d Dir) NetdevPath(nsID uint32) Path { return d.File(fmt.Sprintf("netdev-%d
 // NetnsPath is netns-ID.img, the settings of network namespace nsID.
 func (d Dir) NetnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("netns-%d.img", nsID)) }
 
+// IfaddrPath is ifaddr-ID.img, the addresses of network namespace nsID
+// as iproute2's "ip addr save" writes them (no image header).
+func (d Dir) IfaddrPath(nsID uint32) Path { return d.File(fmt.Sprintf("ifaddr-%d.img", nsID)) }
+
+// RoutePath is route-ID.img, the IPv4 routes of network namespace nsID
+// as "ip route save" writes them (no image header).
+func (d Dir) RoutePath(nsID uint32) Path { return d.File(fmt.Sprintf("route-%d.img", nsID)) }
+
+// Route6Path is route6-ID.img, the IPv6 routes of network namespace
+// nsID as "ip -6 route save" writes them (no image header).
+func (d Dir) Route6Path(nsID uint32) Path { return d.File(fmt.Sprintf("route6-%d.img", nsID)) }
+
 // UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
 func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }
 

@@ -1,17 +1,18 @@
 package namespaces
 
-// Network namespaces, in the one case amber restores: a namespace whose
-// only link is the loopback (netdev-ID.img: its flags and MTU; an empty
-// netns-ID.img beside it, as CRIU writes one per namespace). With
-// --empty-ns net (runc's empty_ns) nothing is dumped and the restored
-// tree gets a new namespace as it comes, for the container engine to
-// set up: CRIU's behaviour too.
+// Network namespaces, as CRIU's net.c saves them: the links
+// (netdev-ID.img, netlinks.go), the addresses and routes
+// (ifaddr-ID.img, route-ID.img, route6-ID.img in iproute2's format,
+// iproute.go) and netns-ID.img. With --empty-ns net (runc's empty_ns)
+// nothing is dumped and the restored tree gets a new namespace as it
+// comes, for the container engine to set up: CRIU's behaviour too.
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"net"
+	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/netdev"
 	"golang.org/x/sys/unix"
@@ -20,14 +21,33 @@ import (
 	"amber/internal/image"
 )
 
-// dumpNet writes netdev-ID.img and netns-ID.img of pid's network
-// namespace, which must have no link but the loopback.
+// dumpNet writes the images of pid's network namespace, id in the
+// dump: its links, addresses and routes, and its sysctls (netconf.go).
 func dumpNet(dir image.Dir, id uint32, pid int) error {
 	var links []*netdev.NetDeviceEntry
+	var conf *netdev.NetnsEntry
 	err := inNamespace(pid, Net, func() error {
 		var err error
-		links, err = readLinks()
-		return err
+		if links, err = readLinks(id); err != nil {
+			return err
+		}
+		for _, l := range links {
+			if err := readLinkConf(l); err != nil {
+				return fmt.Errorf("link %s: %w", l.GetName(), err)
+			}
+		}
+		if conf, err = readNetnsConf(); err != nil {
+			return err
+		}
+		for _, d := range []struct {
+			p image.Path
+			d rtDump
+		}{{dir.IfaddrPath(id), addrDump}, {dir.RoutePath(id), routeDump}, {dir.Route6Path(id), route6Dump}} {
+			if err := dumpRt(d.p, d.d); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("network namespace of pid %d: %w", pid, err)
@@ -39,7 +59,7 @@ func dumpNet(dir image.Dir, id uint32, pid int) error {
 	if err := image.WriteFile(dir.NetdevPath(id), image.Netdev, msgs...); err != nil {
 		return err
 	}
-	return image.WriteFile(dir.NetnsPath(id), image.Netns, &netdev.NetnsEntry{})
+	return image.WriteFile(dir.NetnsPath(id), image.Netns, conf)
 }
 
 // dumpExtNet writes the netns-ID.img of an external network namespace:
@@ -61,36 +81,21 @@ func ExtNetKey(dir image.Dir, id uint32) (string, error) {
 	return all[0].GetExtKey(), nil
 }
 
-// readLinks lists the links of the calling thread's network namespace;
-// any but the loopback is refused.
-func readLinks() ([]*netdev.NetDeviceEntry, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	var out []*netdev.NetDeviceEntry
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback == 0 {
-			return nil, fmt.Errorf("link %s (index %d): amber restores a network namespace with a loopback only "+
-				"(a container engine sets up its network itself: dump with --empty-ns net)", i.Name, i.Index)
-		}
-		flags, err := linkFlags(i.Name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &netdev.NetDeviceEntry{
-			Type: netdev.NdType_LOOPBACK.Enum(), Ifindex: proto.Uint32(uint32(i.Index)),
-			Mtu: proto.Uint32(uint32(i.MTU)), Flags: proto.Uint32(flags), Name: proto.String(i.Name),
-		})
-	}
-	return out, nil
+// NetOptions say how RestoreNet sets up a network namespace.
+type NetOptions struct {
+	// Empty leaves it as it comes (--empty-ns net).
+	Empty bool
+	// Veths are the outside ends of its veths, by the veth's name
+	// (--external veth[IFNAME]:OUTNAME[@BRIDGE]).
+	Veths map[string]ExtVeth
 }
 
-// RestoreNet sets up the network namespace id that pid was created in:
-// nothing with empty (--empty-ns net), else the loopback of
-// netdev-ID.img, up if it was.
-func RestoreNet(dir image.Dir, id uint32, pid int, empty bool) error {
-	if empty {
+// RestoreNet sets up the network namespace id that pid was created in,
+// as its images say: its sysctls, its links (the loopback up if it was,
+// its veths with their outside ends) with theirs, then their addresses,
+// then the routes.
+func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
+	if opts.Empty {
 		return nil
 	}
 	p := dir.NetdevPath(id)
@@ -101,19 +106,83 @@ func RestoreNet(dir image.Dir, id uint32, pid int, empty bool) error {
 	if err != nil {
 		return err
 	}
-	for _, l := range links {
-		if l.GetType() != netdev.NdType_LOOPBACK {
-			return fmt.Errorf("%s: link %s of type %s: amber restores a loopback only", p, l.GetName(), l.GetType())
-		}
+	steps, err := planLinks(p.String(), id, links, opts.Veths)
+	if err != nil {
+		return err
 	}
-	return inNamespace(pid, Net, func() error {
-		for _, l := range links {
-			if err := setLoopback(l); err != nil {
-				return fmt.Errorf("%s: link %s: %w", p, l.GetName(), err)
+	host, err := os.Open("/proc/thread-self/ns/net") // amber's namespace, or a test's stand-in
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	conf, err := readNetns(dir, id)
+	if err != nil {
+		return err
+	}
+	err = inNamespace(pid, Net, func() error {
+		if err := writeNetnsConf(conf); err != nil {
+			return fmt.Errorf("%s: %w", dir.NetnsPath(id), err)
+		}
+		for _, s := range steps {
+			if err := restoreLink(s, int(host.Fd())); err != nil {
+				return fmt.Errorf("%s: link %s: %w", p, s.link.GetName(), err)
+			}
+			if err := writeLinkConf(s.link); err != nil {
+				return fmt.Errorf("%s: link %s: %w", p, s.link.GetName(), err)
 			}
 		}
-		return nil
+		return restoreAddrsRoutes(dir, id)
 	})
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s.peer != nil {
+			if err := attachPeer(*s.peer); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readNetns reads netns-ID.img, empty if it has no entry.
+func readNetns(dir image.Dir, id uint32) (*netdev.NetnsEntry, error) {
+	all, err := image.ReadFile(dir.NetnsPath(id), image.Netns, func() *netdev.NetnsEntry { return &netdev.NetnsEntry{} })
+	if err != nil || len(all) == 0 {
+		return &netdev.NetnsEntry{}, err
+	}
+	return all[0], nil
+}
+
+// restoreAddrsRoutes restores the addresses and routes of network
+// namespace id into the calling thread's; an image CRIU did not write
+// (no IPv6) is skipped.
+func restoreAddrsRoutes(dir image.Dir, id uint32) error {
+	for _, d := range []struct {
+		p image.Path
+		d rtDump
+	}{{dir.IfaddrPath(id), addrDump}, {dir.RoutePath(id), routeDump}, {dir.Route6Path(id), route6Dump}} {
+		err := restoreRt(d.p, d.d)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// readAll reads image p whole.
+func readAll(p image.Path) ([]byte, error) {
+	f, err := p.OpenContents()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return b, nil
 }
 
 // setLoopback gives the new namespace's loopback the dumped MTU and
@@ -137,21 +206,4 @@ func setLoopback(l *netdev.NetDeviceEntry) error {
 		return fmt.Errorf("set flags %#x: %w", l.GetFlags(), err)
 	}
 	return nil
-}
-
-// linkFlags reads a link's flags (IFF_*).
-func linkFlags(name string) (uint32, error) {
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, err
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return 0, fmt.Errorf("link %s: flags: %w", name, err)
-	}
-	return uint32(ifr.Uint16()), nil
 }

@@ -78,6 +78,10 @@ type Options struct {
 	// EmptyNet leaves the tree's new network namespace as it comes, for
 	// the container engine to set up (--empty-ns net).
 	EmptyNet bool
+	// ExtVeths are the outside ends of the veths of the tree's network
+	// namespace, by the veth's name (--external
+	// veth[IFNAME]:OUTNAME[@BRIDGE]).
+	ExtVeths map[string]namespaces.ExtVeth
 	// InheritFds are amber's descriptors that the restored tasks get in
 	// place of files of the images (--inherit-fd fd[N]:KEY, RPC
 	// inherit_fd); a key that names no file is ignored, as CRIU does,
@@ -94,8 +98,7 @@ type Options struct {
 	// CRIU does. When the root is restored in new namespaces,
 	// "setup-namespaces" (PID) comes once it is created, before its
 	// namespaces are set up, and "post-setup-namespaces" after. (CRIU's
-	// "network-unlock" comes only with a network namespace, which amber
-	// does not restore.)
+	// "network-unlock" is not sent: amber adds no firewall rules to lift.)
 	Notify func(action string, pid int) error
 
 	// OrphanPtsMaster, if set, lets a pty slave whose master was not
@@ -444,7 +447,7 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 		}
 	}
 	if flags&unix.CLONE_NEWNET != 0 {
-		if err := namespaces.RestoreNet(tree.dir, tree.root.ids.GetNetNsId(), pid, r.opts.EmptyNet); err != nil {
+		if err := namespaces.RestoreNet(tree.dir, tree.root.ids.GetNetNsId(), pid, namespaces.NetOptions{Empty: r.opts.EmptyNet, Veths: r.opts.ExtVeths}); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,6 +63,9 @@ type settings struct {
 	// extNet is external's net[INO]:KEY (runc's for a container whose
 	// network namespace has a path).
 	extNet namespaces.ExtNet
+	// extVeths are the outside ends of the tree's veths: external's
+	// veth[IFNAME]:OUTNAME[@BRIDGE] and veths.
+	extVeths map[string]namespaces.ExtVeth
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -99,6 +103,10 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	extVeths, err := vethOpts(o)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
@@ -128,6 +136,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.orphanPts = o.GetOrphanPtsMaster()
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
 	s.extNet = extNet
+	s.extVeths = extVeths
 	for _, in := range o.InheritFd {
 		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
 	}
@@ -152,11 +161,14 @@ func cgroupOpts(o *rpc.CriuOpts) (cgroups.Mode, []cgroups.Root, error) {
 }
 
 // externalOpts reads external: a network namespace net[INO]:KEY is
-// honoured, other kinds are not supported yet.
+// honoured, veth[...] is vethOpts's, other kinds are not supported yet.
 func externalOpts(o *rpc.CriuOpts) (namespaces.ExtNet, error) {
 	var ext namespaces.ExtNet
 	for _, val := range o.GetExternal() {
 		e, ok, err := namespaces.ParseExtNet(val)
+		if _, _, veth, _ := namespaces.ParseExtVeth(val); veth {
+			continue // vethOpts's
+		}
 		switch {
 		case err != nil:
 			return ext, err
@@ -168,6 +180,33 @@ func externalOpts(o *rpc.CriuOpts) (namespaces.ExtNet, error) {
 		ext = e
 	}
 	return ext, nil
+}
+
+// vethOpts reads the outside ends of veths, from external's
+// veth[IFNAME]:OUTNAME[@BRIDGE] and from veths (if_in, if_out), which
+// CRIU's service turns into the same.
+func vethOpts(o *rpc.CriuOpts) (map[string]namespaces.ExtVeth, error) {
+	vals := slices.Clone(o.GetExternal())
+	for _, v := range o.GetVeths() {
+		vals = append(vals, "veth["+v.GetIfIn()+"]:"+v.GetIfOut())
+	}
+	var out map[string]namespaces.ExtVeth
+	for _, val := range vals {
+		name, ext, ok, err := namespaces.ParseExtVeth(val)
+		switch {
+		case !ok:
+			continue
+		case err != nil:
+			return nil, err
+		case out[name] != (namespaces.ExtVeth{}):
+			return nil, fmt.Errorf("external: veth[%s] given twice", name)
+		}
+		if out == nil {
+			out = map[string]namespaces.ExtVeth{}
+		}
+		out[name] = ext
+	}
+	return out, nil
 }
 
 // paths finds the images directory, the work directory and the log as

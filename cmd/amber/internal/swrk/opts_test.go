@@ -14,6 +14,7 @@ import (
 
 	"amber/internal/cgroups"
 	"amber/internal/files"
+	"amber/internal/namespaces"
 )
 
 // TestTranslateDump: what go-criu's users send for a dump becomes amber's
@@ -144,6 +145,28 @@ func TestTranslateMounts(t *testing.T) {
 	}
 	if want := map[string]string{"/dev/null": "/dev/null", "k": "/v"}; !reflect.DeepEqual(s.extMounts, want) {
 		t.Errorf("ext_mnt %v, want %v", s.extMounts, want)
+	}
+}
+
+// TestTranslateVeths: the outside ends of veths come from external's
+// veth[IFNAME]:OUTNAME[@BRIDGE] and from veths, as in CRIU's service;
+// a veth named twice or a malformed value is a bad request naming it.
+func TestTranslateVeths(t *testing.T) {
+	o := &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), External: []string{"veth[eth0]:vh0@br0", "net[1]:k"},
+		Veths: []*rpc.CriuVethPair{{IfIn: proto.String("eth1"), IfOut: proto.String("vh1")}}}
+	s, err := translate(rpc.CriuReqType_RESTORE, o, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]namespaces.ExtVeth{"eth0": {Name: "vh0", Bridge: "br0"}, "eth1": {Name: "vh1"}}
+	if !reflect.DeepEqual(s.extVeths, want) || s.extNet.Key != "k" {
+		t.Errorf("veths %v, net %v; want %v and k", s.extVeths, s.extNet, want)
+	}
+	for _, ext := range [][]string{{"veth[eth0]:a", "veth[eth0]:b"}, {"veth[eth0]"}} {
+		o.External, o.Veths = ext, nil
+		if _, err := translate(rpc.CriuReqType_RESTORE, o, 42); !errors.Is(err, errBadRequest) || !strings.Contains(err.Error(), "veth[eth0]") {
+			t.Errorf("external %v: %v; want a bad request naming veth[eth0]", ext, err)
+		}
 	}
 }
 

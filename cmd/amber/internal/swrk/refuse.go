@@ -49,11 +49,12 @@ const (
 // notify_scripts, ghost_limit, timeout) or harmless to accept because
 // amber already behaves as they ask or they tune something amber does
 // not do: pre_dump_mode (pre-dumps only), network_lock (amber locks TCP
-// connections by repair mode and adds no firewall rules), weak_sysctls,
-// mntns_compat_mode, skip_mnt (amber restores no sysctls and no mounts),
+// connections by repair mode and adds no firewall rules), weak_sysctls
+// (amber always skips a sysctl this kernel lacks), mntns_compat_mode,
+// skip_mnt (amber restores no mounts),
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups, manage_cgroups_mode, cg_root,
-// freeze_cgroup, empty_ns and inherit_fd on restore (honoured)
+// freeze_cgroup, empty_ns, veths and inherit_fd on restore (honoured)
 // (amber never dumps a network namespace), rst_sibling (see
 // settings.rstSibling), evasive_devices (CRIU's fallback for a device
 // file whose path is gone: amber opens device files by their path and
@@ -69,7 +70,6 @@ func refusals() []refusal {
 		{"ext_masters", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtMasters() }, noMounts},
 		{"enable_fs", onBoth, func(o *rpc.CriuOpts) bool { return len(o.EnableFs) > 0 }, noMounts},
 		{"join_ns", onBoth, func(o *rpc.CriuOpts) bool { return len(o.JoinNs) > 0 }, noNamespaces},
-		{"veths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.Veths) > 0 }, noNamespaces},
 		{"empty_ns", onBoth, func(o *rpc.CriuOpts) bool { return o.GetEmptyNs()&^emptyNsNet != 0 }, "only CLONE_NEWNET is allowed, as in CRIU"},
 		{"cgroup_props", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupProps != nil }, noCgroups},
 		{"cgroup_props_file", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupPropsFile != nil }, noCgroups},

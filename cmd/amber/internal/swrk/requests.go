@@ -68,6 +68,7 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		FileLocks: st.fileLocks, Log: l, Root: st.root, ExtMounts: st.extMounts,
 		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet,
 		ExtUnixSk: st.extUnixSk, InheritFds: st.inheritFds,
+		ExtVeths: st.extVeths,
 	}
 	if st.notify {
 		opts.Notify = s.c.notify
