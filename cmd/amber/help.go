@@ -135,7 +135,8 @@ func verbHelps() map[string]verbHelp {
 			"Time dump and restore of built-in workloads against a native floor\n" +
 				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50), and, when\n" +
 				"named, migrations over loopback of a process writing 8 or 64 MiB/s\n" +
-				"(migrate8 migrate64): downtime and total time, dump+restore and pre-copy.",
+				"(migrate8 migrate64): downtime, all-in and total time, dump+restore, pre-copy\n" +
+				"and lazy.",
 			[]string{"rounds", "plot", "size"}},
 	}
 }
