@@ -7,10 +7,13 @@ package test
 // frozen source holds them in another.
 
 import (
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,4 +129,54 @@ func TestMigrateLazyKillDestination(t *testing.T) {
 	r.exited()
 	r.requireEmpty()
 	requireOriginalPasses(c)
+}
+
+// TestMigrateLazyKillDestinationResumed kills amber receive right after
+// the restored copy of lazy_mem resumed, its memory still coming: the
+// source's session ends without every page, its tree thaws and runs on;
+// the destination's guard kills the copy, which lost its userfaultfds
+// and would read zeroes. lazy_mem, with no file to share with its copy
+// on this one host, checks all its memory at SIGTERM.
+func TestMigrateLazyKillDestinationResumed(t *testing.T) {
+	t.Setenv("LAZY_MIB", lazyMiB)
+	p, ok := lookupProgram("lazy_mem")
+	if !ok {
+		t.Fatal("no program lazy_mem")
+	}
+	p.cloneflags = unix.CLONE_NEWPID
+	c := startProgram(t, p)
+	r := c.startReceive("received", faultEnv+"=lazy-resumed")
+	res := c.migrate(r, nil, "--lazy", "--max-iters", "0")
+	if res.err == nil {
+		t.Fatalf("amber migrate succeeded:\n%s", res.stdout)
+	}
+	t.Logf("migrate: %v", strings.TrimSpace(res.stderr))
+	if err := r.exited(); exitCode(err) != -1 {
+		t.Fatalf("amber receive was not killed: %v\n%s", err, readAll(r.out))
+	}
+	r.requireEmpty()
+	deadline := time.Now().Add(exitTimeout)
+	for {
+		left := c.liveCopies()
+		if len(left) == 1 && left[0] == c.pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lazy_mem processes %v; want only the source %d (the copy killed by the guard)", left, c.pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	requireOriginalPasses(c)
+}
+
+// liveCopies lists the live processes of the case's program that run in
+// its directory (other tests' copies run in theirs).
+func (c *zcase) liveCopies() []int {
+	var out []int
+	for _, pid := range pidsByComm(c.prog.name) {
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == c.dir {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

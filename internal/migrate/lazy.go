@@ -16,9 +16,9 @@ package migrate
 // the commit kills the destination's tasks and thaws the source's; a
 // source amber lost after the commit thaws its tree and the
 // destination, whose fetches fail, kills its copy. A destination amber
-// lost after the commit, before every page is in, is the one case left
-// wrong: its tasks lose their userfaultfd and read zeroes where pages
-// are missing, while the source thaws (two copies, one damaged).
+// lost after the commit, before every page is in, ends the session
+// without CLOSE: the source thaws, and the destination's guard (guard.go)
+// kills the copy there, whose tasks lost their userfaultfds.
 //
 // On one host the restore needs the tree's PIDs while the frozen source
 // holds them: the tree must be the init of a pid namespace of its own,
@@ -171,11 +171,24 @@ func (r *receiver) restoreLazy() (Received, error) {
 	opts := r.restoreOptions()
 	opts.LazyPages = true
 	var committed time.Time
-	opts.Notify = r.heldUntilCommit(&committed)
+	var g *guard
+	held := r.heldUntilCommit(&committed)
+	opts.Notify = func(action string, pid int) error {
+		if action == "post-restore" {
+			var err error
+			if g, err = startGuard(pid); err != nil {
+				return err
+			}
+		}
+		return held(action, pid)
+	}
 	res, err := restore.Run(opts)
 	if err != nil {
 		src.Abort()
 		d.stop(dir)
+		if g != nil {
+			g.fire()
+		}
 		return Received{}, fmt.Errorf("restore: %w", err)
 	}
 	resumed := time.Now()
@@ -186,7 +199,11 @@ func (r *receiver) restoreLazy() (Received, error) {
 	out := <-d.done
 	if out.err != nil {
 		killTree(res.Pid)
+		g.fire()
 		return Received{}, fmt.Errorf("the tree restored as pid %d is killed, its pages did not all come (the source's tree runs on): %w", res.Pid, out.err)
+	}
+	if err := g.release(); err != nil {
+		r.log.Warnf("receive: the guard of the restored tree: %v", err)
 	}
 	allIn := time.Since(resumed)
 	r.log.Infof("receive: every page in %v after the resume: %d bytes on faults, %d in the background", allIn, out.st.Faulted, out.st.Prefetched)
