@@ -35,7 +35,8 @@ func startNsCase(t *testing.T) *zcase {
 
 // TestMigrateLazy migrates migrate_worker (4 threads rewriting their
 // pages, a pipe, a file it appends to) lazily, without pre-copy and
-// with it. The freeze sends none of its private anonymous memory (the
+// with it, and as between two hosts (the downtime then read on two
+// clocks). The freeze sends none of its private anonymous memory (the
 // 8 MiB cold region is fetched after the resume); the source is killed
 // once every page is in; the restored copy checks all its memory, its
 // pipe and its file.
@@ -46,6 +47,7 @@ func TestMigrateLazy(t *testing.T) {
 	}{
 		{"no-pre-copy", []string{"--max-iters", "0"}},
 		{"pre-copy", nil},
+		{"two-hosts", []string{"--max-iters", "0", "--two-hosts"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := startNsCase(t)
