@@ -209,14 +209,6 @@ func TestMigrateNoPreDump(t *testing.T) {
 	c.mustPass()
 }
 
-// TestMigrateLazyRefused: --lazy is refused by name until lazy restore
-// is in amber.
-func TestMigrateLazyRefused(t *testing.T) {
-	requireAmber(t)
-	res := runAmber(testEnv.amber, t.TempDir(), program{}, "migrate", "-t", "1", "--to", "127.0.0.1:1", "--lazy")
-	requireFailure(t, res, "--lazy: not supported yet")
-}
-
 // exitCode is the exit status of a command's error, -1 if killed or not
 // run.
 func exitCode(err error) int {

@@ -40,6 +40,7 @@ func optionHelp() [][2]string {
 		{"status-fd", "--status-fd FD           page-server, receive, lazy-pages, dump --lazy-pages: write a zero byte to FD once listening"},
 		{"to", "--to HOST:PORT           migrate: the destination's amber receive"},
 		{"max-iters", "--max-iters N            migrate: at most N pre-dumps (default 8; 0: none)"},
+		{"lazy", "--lazy                   migrate: resume on the destination first, private anonymous memory fetched after"},
 		{"keep-images", "--keep-images            receive: keep the images received"},
 		{"manage-cgroups", "--manage-cgroups[=MODE]  cgroups on restore: soft (default), full, strict, none, props; ignore: none dumped"},
 		{"cgroup-root", "--cgroup-root [CTL:]/P  restore the tree's cgroups under /P (of controller CTL only)"},
@@ -85,13 +86,17 @@ func verbHelps() map[string]verbHelp {
 				"DIR; exit once the dump ends its session. With --prev-images-dir, DIR is\n" +
 				"linked to the images before, to which the dump may leave pages.",
 			append([]string{"images-dir", "address", "port", "prev-images-dir", "status-fd"}, common...)},
-		"migrate": {"amber migrate -t PID --to HOST:PORT [--max-iters N] [options]",
+		"migrate": {"amber migrate -t PID --to HOST:PORT [--max-iters N] [--lazy] [options]",
 			"Move the tree rooted at PID to `amber receive` at HOST:PORT: pre-dump it while\n" +
 				"it runs until the pages written between two stop shrinking (at most N, default\n" +
 				"8; 0 sends everything frozen), then freeze it, send the rest and every other\n" +
 				"image; the destination restores it and the tree here is killed. Prints the\n" +
-				"pages of each round and the downtime. On failure the tree runs here.",
-			append([]string{"tree", "to", "max-iters", "shell-job", "tcp-established", "tcp-close", "file-locks",
+				"pages of each round and the downtime. On failure the tree runs here.\n" +
+				"With --lazy the freeze leaves private anonymous memory here: the destination\n" +
+				"resumes the tree at once and fetches those pages on fault and in the\n" +
+				"background from the tree kept frozen here, killed once every page is in\n" +
+				"(on one host the tree must be the init of a pid namespace of its own).",
+			append([]string{"tree", "to", "max-iters", "lazy", "shell-job", "tcp-established", "tcp-close", "file-locks",
 				"ghost-limit", "timeout"}, common...)},
 		"receive": {"amber receive [-D DIR] [--address ADDR] --port PORT [options]",
 			"Take one `amber migrate` on PORT: its images go into directories of DIR\n" +
@@ -131,7 +136,8 @@ func verbHelps() map[string]verbHelp {
 			"Time dump and restore of built-in workloads against a native floor\n" +
 				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50), and, when\n" +
 				"named, migrations over loopback of a process writing 8 or 64 MiB/s\n" +
-				"(migrate8 migrate64): downtime and total time, dump+restore and pre-copy.",
+				"(migrate8 migrate64): downtime, all-in and total time, dump+restore, pre-copy\n" +
+				"and lazy.",
 			[]string{"rounds", "plot", "size"}},
 	}
 }

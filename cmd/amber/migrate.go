@@ -53,8 +53,6 @@ func (o Options) validateMigrate() error {
 		return errors.New("migrate: -t/--tree PID is required")
 	case o.To == "":
 		return errors.New("migrate: --to HOST:PORT is required")
-	case o.Lazy:
-		return fmt.Errorf("migrate --lazy: %w (lazy restore is not in amber yet; migrate copies memory before the freeze)", errNotSupported)
 	}
 	if _, port, err := net.SplitHostPort(o.To); err != nil || port == "" {
 		return fmt.Errorf("migrate: --to %q: want HOST:PORT", o.To)
@@ -71,7 +69,8 @@ func runMigrate(o Options, l *log.Logger, stdout io.Writer) error {
 	}
 	res, err := migrate.Migrate(migrate.Options{Pid: o.Tree, To: o.To, MaxIters: iters, MinPages: defaultMinPages,
 		ShellJob: o.ShellJob, TCPEstablished: o.TCPEstablished, TCPClose: o.TCPClose, FileLocks: o.FileLocks,
-		GhostLimit: ghostLimit(o), Timeout: time.Duration(o.Timeout) * time.Second, TwoHosts: o.TwoHosts, Fault: faultHook(), Log: l})
+		GhostLimit: ghostLimit(o), Timeout: time.Duration(o.Timeout) * time.Second, TwoHosts: o.TwoHosts, Lazy: o.Lazy,
+		Fault: faultHook(), Log: l})
 	if err != nil {
 		return err
 	}
@@ -84,6 +83,9 @@ func runMigrate(o Options, l *log.Logger, stdout io.Writer) error {
 		how = "two hosts: without one message's latency"
 	}
 	fmt.Fprintf(stdout, "downtime: %.1f ms (%s)\n", ms(res.Downtime), how)
+	if o.Lazy {
+		fmt.Fprintf(stdout, "all pages in: %.1f ms after the resume\n", ms(res.AllIn))
+	}
 	fmt.Fprintf(stdout, "total: %.1f ms\n", ms(res.Total))
 	fmt.Fprintf(stdout, "migrated: pid %d runs on %s\n", res.Pid, o.To)
 	return nil

@@ -69,7 +69,7 @@ type Options struct {
 	To            string         // migrate --to HOST:PORT: the destination's amber receive
 	MaxIters      int            // migrate --max-iters: most pre-dumps
 	HasIters      bool           // --max-iters was given (0 is a plain dump)
-	Lazy          bool           // migrate --lazy: lazy restore (not supported yet)
+	Lazy          bool           // migrate --lazy: the destination resumes first, private anonymous memory follows
 	KeepImages    bool           // receive --keep-images: keep the images after the restore
 	TwoHosts      bool           // migrate --two-hosts: hand over as between two hosts (tests)
 	ManageCgroups cgroups.Mode   // --manage-cgroups [MODE]: soft (the default), full, strict, ignore, none, props

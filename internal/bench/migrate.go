@@ -2,10 +2,13 @@ package bench
 
 // Migration workloads: a process that keeps writing random pages of its
 // memory, moved by amber migrate to amber receive over loopback, once as
-// a plain dump and restore (everything sent while frozen, --max-iters 0)
-// and once by pre-copy. Each round reports the downtime migrate prints
+// a plain dump and restore (everything sent while frozen, --max-iters 0),
+// once by pre-copy and once lazily (--lazy --max-iters 0: the workload
+// runs as the init of a pid namespace of its own, which a lazy migration
+// on one host needs). Each round reports the downtime migrate prints
 // (the last moment the source ran to the first the destination runs, on
-// one clock) and migrate's total time.
+// one clock), the time from then until every page is in (lazy only: the
+// others have them all when they run) and migrate's total time.
 
 import (
 	"fmt"
@@ -15,9 +18,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // migration is one migration workload: the dirty program writing rate
@@ -33,14 +39,17 @@ func migrations() []migration {
 	return []migration{{"migrate8", 8}, {"migrate64", 64}}
 }
 
-// migrationMode is one way of migrating: its name and migrate's options.
+// migrationMode is one way of migrating: its name and migrate's
+// options, and the namespaces the workload starts in.
 type migrationMode struct {
-	name string
-	args []string
+	name       string
+	args       []string
+	cloneflags uintptr
 }
 
 func migrationModes() []migrationMode {
-	return []migrationMode{{"dump+restore", []string{"--max-iters", "0"}}, {"pre-copy", nil}}
+	return []migrationMode{{"dump+restore", []string{"--max-iters", "0"}, 0}, {"pre-copy", nil, 0},
+		{"lazy", []string{"--lazy", "--max-iters", "0"}, unix.CLONE_NEWPID}}
 }
 
 // DefaultMigrateMiB is the migration workloads' memory without
@@ -50,8 +59,12 @@ const DefaultMigrateMiB = 256
 // migRound is one measured migration.
 type migRound struct {
 	downtime, total time.Duration
-	preDumps        int
-	frozenPages     int
+	// allIn is from the resumption to the last page in (lazy), zero
+	// when every page came before.
+	allIn       time.Duration
+	preDumps    int
+	frozenPages int
+	pid         int // the workload on the destination
 }
 
 // splitMigrations separates the migration workloads of names from the
@@ -84,8 +97,8 @@ func runMigrations(e env, ms []migration, mib, rounds int, out io.Writer) error 
 				if err != nil {
 					return fmt.Errorf("bench: %s %s round %d (in %s): %w", m.name, mode.name, i, dir, err)
 				}
-				fmt.Fprintf(out, "%s %s round %d/%d: downtime %s, total %s, %d pre-dumps, %d pages frozen\n",
-					m.name, mode.name, i, rounds, fmtDuration(r.downtime), fmtDuration(r.total), r.preDumps, r.frozenPages)
+				fmt.Fprintf(out, "%s %s round %d/%d: downtime %s, all in %s after, total %s, %d pre-dumps, %d pages frozen\n",
+					m.name, mode.name, i, rounds, fmtDuration(r.downtime), fmtDuration(r.allIn), fmtDuration(r.total), r.preDumps, r.frozenPages)
 				rs = append(rs, r)
 				if err := os.RemoveAll(dir); err != nil {
 					return fmt.Errorf("bench: %w", err)
@@ -99,13 +112,18 @@ func runMigrations(e env, ms []migration, mib, rounds int, out io.Writer) error 
 
 // migRow is the table row of one workload and mode.
 func migRow(m migration, mode migrationMode, mib int, rs []migRound) []string {
-	var down, total []time.Duration
+	var down, allIn, total []time.Duration
 	var frozen []int64
 	for _, r := range rs {
 		down, total, frozen = append(down, r.downtime), append(total, r.total), append(frozen, int64(r.frozenPages))
+		allIn = append(allIn, r.allIn)
+	}
+	in := [2]string{"-", "-"}
+	if slices.Max(allIn) > 0 {
+		in = [2]string{fmtDuration(minOf(allIn)), fmtDuration(median(allIn))}
 	}
 	return []string{fmt.Sprintf("%s (%d MiB, %d MiB/s)", m.name, mib, m.rate), mode.name,
-		fmtDuration(minOf(down)), fmtDuration(median(down)), fmtDuration(minOf(total)), fmtDuration(median(total)),
+		fmtDuration(minOf(down)), fmtDuration(median(down)), in[0], in[1], fmtDuration(minOf(total)), fmtDuration(median(total)),
 		strconv.FormatInt(median(frozen), 10)}
 }
 
@@ -119,12 +137,13 @@ func minOf[T number](xs []T) T {
 
 // writeMigrations prints the migrations table.
 func writeMigrations(w io.Writer, rows [][]string) error {
-	fmt.Fprintf(w, "\n%-28s %-13s %12s %12s %12s %12s %8s\n", "migration", "mode", "down best", "down median",
-		"total best", "total median", "frozen")
+	fmt.Fprintf(w, "\n%-28s %-13s %12s %12s %12s %12s %12s %12s %8s\n", "migration", "mode", "down best", "down median",
+		"all-in best", "all-in median", "total best", "total median", "frozen")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%-28s %-13s %12s %12s %12s %12s %8s\n", r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+		fmt.Fprintf(w, "%-28s %-13s %12s %12s %12s %12s %12s %12s %8s\n", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
 	}
 	_, err := fmt.Fprint(w, "\ndown: the downtime amber migrate prints (source frozen to destination running, one clock);\n"+
+		"all-in: from then until the destination had every page (lazy; \"-\": all in at the resumption);\n"+
 		"total: amber migrate's own time, connection to the end; frozen: pages sent while frozen (median).\n")
 	return err
 }
@@ -137,7 +156,7 @@ func migrateRound(e env, m migration, mode migrationMode, mib int, dir string) (
 		return r, err
 	}
 	out := filepath.Join(dir, m.name+".out")
-	pid, err := startProgram(filepath.Join(e.binDir, "dirty"), []string{strconv.Itoa(mib), strconv.Itoa(m.rate)}, dir, out)
+	pid, err := startProgramIn(filepath.Join(e.binDir, "dirty"), []string{strconv.Itoa(mib), strconv.Itoa(m.rate)}, dir, out, mode.cloneflags)
 	if err != nil {
 		return r, err
 	}
@@ -167,7 +186,7 @@ func migrateRound(e env, m migration, mode migrationMode, mib int, dir string) (
 	if r, err = parseMigrate(t.stdout); err != nil {
 		return r, err
 	}
-	return r, verify(pid, out)
+	return r, verify(r.pid, out)
 }
 
 // startReceive starts amber receive into recvDir on a free loopback port
@@ -237,17 +256,24 @@ var (
 	totalLine    = regexp.MustCompile(`(?m)^total: ([0-9.]+) ms`)
 	frozenLine   = regexp.MustCompile(`(?m)^frozen: (\d+) pages`)
 	preDumpLine  = regexp.MustCompile(`(?m)^pre-dump \d+: `)
+	allInLine    = regexp.MustCompile(`(?m)^all pages in: ([0-9.]+) ms`)
+	pidLine      = regexp.MustCompile(`(?m)^migrated: pid (\d+) `)
 )
 
 // parseMigrate reads amber migrate's report.
 func parseMigrate(stdout string) (migRound, error) {
 	var r migRound
 	d, t, f := downtimeLine.FindStringSubmatch(stdout), totalLine.FindStringSubmatch(stdout), frozenLine.FindStringSubmatch(stdout)
-	if d == nil || t == nil || f == nil {
-		return r, fmt.Errorf("amber migrate printed no downtime, total or frozen pages: %q", stdout)
+	p := pidLine.FindStringSubmatch(stdout)
+	if d == nil || t == nil || f == nil || p == nil {
+		return r, fmt.Errorf("amber migrate printed no downtime, total, frozen pages or pid: %q", stdout)
 	}
 	r.downtime, r.total = parseMs(d[1]), parseMs(t[1])
 	r.frozenPages, _ = strconv.Atoi(f[1])
+	r.pid, _ = strconv.Atoi(p[1])
+	if a := allInLine.FindStringSubmatch(stdout); a != nil {
+		r.allIn = parseMs(a[1])
+	}
 	r.preDumps = len(preDumpLine.FindAllString(stdout, -1))
 	return r, nil
 }

@@ -14,9 +14,14 @@ func TestParseMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := migRound{downtime: 41500 * time.Microsecond, total: 1820 * time.Millisecond, preDumps: 2, frozenPages: 301}
+	want := migRound{downtime: 41500 * time.Microsecond, total: 1820 * time.Millisecond, preDumps: 2, frozenPages: 301, pid: 7}
 	if r != want {
 		t.Fatalf("got %+v, want %+v", r, want)
+	}
+	lazy := "frozen: 12 pages\ndowntime: 30.0 ms (measured on one clock)\nall pages in: 250.5 ms after the resume\n" +
+		"total: 900.0 ms\nmigrated: pid 8 runs on 127.0.0.1:9\n"
+	if r, err := parseMigrate(lazy); err != nil || r.allIn != 250500*time.Microsecond || r.pid != 8 {
+		t.Fatalf("lazy report: got %+v, %v; want all in after 250.5 ms, pid 8", r, err)
 	}
 	if _, err := parseMigrate("migrated\n"); err == nil {
 		t.Fatal("a report without downtime was accepted")

@@ -38,6 +38,11 @@ func becomeSubreaper() (func(), error) {
 // session of its own, stdin /dev/null, stdout and stderr appending to out.
 // The bench reaps it itself with wait4; its PID is also its process group.
 func startProgram(bin string, args []string, dir, out string) (int, error) {
+	return startProgramIn(bin, args, dir, out, 0)
+}
+
+// startProgramIn is startProgram in new namespaces (CLONE_NEW* flags).
+func startProgramIn(bin string, args []string, dir, out string, cloneflags uintptr) (int, error) {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", bin, err)
@@ -45,7 +50,7 @@ func startProgram(bin string, args []string, dir, out string) (int, error) {
 	defer f.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: cloneflags}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", bin, err)
 	}

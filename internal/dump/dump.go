@@ -89,6 +89,12 @@ type Options struct {
 	// LazyReady, if set, is called once every image is written and the
 	// lazy pages are served (--status-fd).
 	LazyReady func() error
+	// LazyDial, if set, makes the dump lazy as LazyPages does, but the
+	// lazy pages are served on the connection it returns, called once
+	// every image is written, instead of on a listening socket: amber
+	// migrate's source connects to the destination, which asks for pages
+	// over it. It may be used with PageServer.
+	LazyDial func() (net.Conn, error)
 	// Fault, if set, is called at named points for fault tests:
 	// "lazy-half" once half the lazy pages are sent.
 	Fault func(point string)
@@ -150,8 +156,9 @@ type dumper struct {
 	cg *cgroups.Dumper
 	// ps is the connection to the page server, nil without one.
 	ps *pageserver.Client
-	// lazyLn is where a lazy dump serves its lazy pages, and lazy are
-	// those pages, by PID in the images.
+	// lazyLn is where a lazy dump serves its lazy pages (nil for one
+	// served on LazyDial's connection), and lazy are those pages, by PID
+	// in the images; nil for a dump that is not lazy.
 	lazyLn net.Listener
 	lazy   lazySources
 	// stats are the figures of stats-dump.
@@ -182,7 +189,7 @@ func Run(opts Options) error {
 			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
-		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}, lazy: lazySources{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
 	if err := d.connectPageServer(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
@@ -257,7 +264,7 @@ func (d *dumper) run() error {
 		}
 		return err
 	}
-	if d.lazyLn != nil {
+	if d.lazy != nil {
 		if err := d.serveLazy(); err != nil {
 			d.log.Errorf("%v: the tree runs on", err)
 			return errors.Join(err, d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())

@@ -21,13 +21,17 @@ import (
 
 // listenLazy listens where the lazy pages will be served, if the dump is
 // lazy, before the tree is touched: an address that cannot be had fails
-// the dump with the tree as it was.
+// the dump with the tree as it was. A dump whose lazy pages go over a
+// connection of LazyDial's listens nowhere.
 func (d *dumper) listenLazy() error {
 	switch {
-	case d.opts.LazyPages == "":
+	case d.opts.LazyPages == "" && d.opts.LazyDial == nil:
 		return nil
 	case d.opts.PreDump:
 		return errors.New("--lazy-pages: a pre-dump leaves no pages lazy")
+	case d.opts.LazyDial != nil:
+		d.lazy = lazySources{}
+		return nil
 	case d.opts.PageServer != "":
 		return errors.New("--lazy-pages with --page-server: not supported yet")
 	}
@@ -36,6 +40,7 @@ func (d *dumper) listenLazy() error {
 		return fmt.Errorf("--lazy-pages: %w", err)
 	}
 	d.lazyLn = ln
+	d.lazy = lazySources{}
 	return nil
 }
 
@@ -54,16 +59,9 @@ func (d *dumper) serveLazy() error {
 	for _, s := range d.lazy {
 		total += s.Bytes()
 	}
-	d.log.Infof("Serving %d bytes of lazy pages of %d processes on %s", total, len(d.lazy), d.lazyLn.Addr())
-	if d.opts.LazyReady != nil {
-		if err := d.opts.LazyReady(); err != nil {
-			return err
-		}
-	}
-	conn, err := d.lazyLn.Accept()
-	d.closeLazy()
+	conn, err := d.lazyConn(total)
 	if err != nil {
-		return fmt.Errorf("lazy pages: accept: %w", err)
+		return err
 	}
 	defer conn.Close()
 	d.log.Infof("Lazy pages: the lazy-pages daemon at %s connected", conn.RemoteAddr())
@@ -73,6 +71,31 @@ func (d *dumper) serveLazy() error {
 	}
 	d.log.Infof("Lazy pages: %d bytes in %d requests", st.Bytes, st.Requests)
 	return nil
+}
+
+// lazyConn is the connection of the lazy-pages daemon: LazyDial's, or
+// the first one on the socket listening for it.
+func (d *dumper) lazyConn(total uint64) (net.Conn, error) {
+	if d.opts.LazyDial != nil {
+		d.log.Infof("Serving %d bytes of lazy pages of %d processes", total, len(d.lazy))
+		conn, err := d.opts.LazyDial()
+		if err != nil {
+			return nil, fmt.Errorf("lazy pages: %w", err)
+		}
+		return conn, nil
+	}
+	d.log.Infof("Serving %d bytes of lazy pages of %d processes on %s", total, len(d.lazy), d.lazyLn.Addr())
+	if d.opts.LazyReady != nil {
+		if err := d.opts.LazyReady(); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := d.lazyLn.Accept()
+	d.closeLazy()
+	if err != nil {
+		return nil, fmt.Errorf("lazy pages: accept: %w", err)
+	}
+	return conn, nil
 }
 
 // lazySources are the lazy pages of each process, by PID in the images.

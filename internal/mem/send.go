@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 
 	"amber/internal/compel"
@@ -25,6 +26,9 @@ type PageSink interface {
 	Add(vaddr uint64, pages []byte) error
 	// Hole records nrPages pages at vaddr as left to the parent images.
 	Hole(vaddr, nrPages uint64) error
+	// Lazy records nrPages pages at vaddr as left at the source, for a
+	// lazy restore to fetch (PE_LAZY).
+	Lazy(vaddr, nrPages uint64) error
 }
 
 // SendPages is DumpPages to a page server: the pages of the frozen task
@@ -32,8 +36,10 @@ type PageSink interface {
 // has them. Once they are sent, the pagemap of what was sent is written
 // to record (with no pages image), for a later dump on top to know what
 // its parent holds. Stats.Sum is left zero: the receiver's images are not
-// the dump's to vouch for.
-func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc *Incremental, record image.Path) (PagesStats, error) {
+// the dump's to vouch for. With lazy, the pages a lazy restore may bring
+// in later are sent as PE_LAZY entries without contents, and Stats.Lazy
+// serves them from t while it stays frozen, as DumpPages does.
+func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, pid, &st)
 	if err != nil {
@@ -50,13 +56,41 @@ func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc
 	for _, r := range parent {
 		st.InParent += (r.End - r.Start) / pageSize
 	}
+	var left []Run
+	if lazy {
+		copied, left = splitLazyRuns(copied, vmas)
+		st.Lazy = &LazySource{task: t, runs: left, shared: intersectRuns(p.shared, left)}
+	}
 	shared := intersectRuns(p.shared, copied)
-	sent, err := sendRuns(t, sink, copied, parent, shared, fmt.Sprintf("dump pid %d", pid))
+	sent, err := sendRuns(t, sink, copied, gapsOf(parent, left), shared, fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Runs = sent/pageSize, p.runs
 	if err != nil {
 		return st, err
 	}
-	return st, writePagemap(record, 0, pagemapEntries(copied, parent))
+	entries := append(pagemapEntries(copied, parent), lazyEntries(left)...)
+	slices.SortFunc(entries, func(a, b *pagemap.PagemapEntry) int { return cmpU64(a.GetVaddr(), b.GetVaddr()) })
+	return st, writePagemap(record, 0, entries)
+}
+
+// gap is a run of pages sent without contents: left to the parent
+// images, or, lazy, left at the source.
+type gap struct {
+	Run
+	lazy bool
+}
+
+// gapsOf merges the parent runs and the lazy runs (both sorted) into one
+// list of gaps in address order.
+func gapsOf(parent, lazy []Run) []gap {
+	out := make([]gap, 0, len(parent)+len(lazy))
+	for _, r := range parent {
+		out = append(out, gap{Run: r})
+	}
+	for _, r := range lazy {
+		out = append(out, gap{Run: r, lazy: true})
+	}
+	slices.SortFunc(out, func(a, b gap) int { return cmpU64(a.Start, b.Start) })
+	return out
 }
 
 // planTask plans which pages of t a dump saves, refusing guard pages.
@@ -89,11 +123,11 @@ type sentChunk struct {
 // reading the task and writing the socket overlap.
 const sendBuffers = 3
 
-// sendRuns sends the copied runs' contents and the parent runs as holes,
+// sendRuns sends the copied runs' contents and the gaps without them,
 // all in address order. One goroutine reads chunks from the task while
 // the caller sends the chunk before. It returns how many bytes of pages
 // it sent.
-func sendRuns(t *compel.Task, sink PageSink, copied, parent, shared []Run, label string) (uint64, error) {
+func sendRuns(t *compel.Task, sink PageSink, copied []Run, gaps []gap, shared []Run, label string) (uint64, error) {
 	var total uint64
 	for _, r := range copied {
 		total += r.End - r.Start
@@ -114,14 +148,14 @@ func sendRuns(t *compel.Task, sink PageSink, copied, parent, shared []Run, label
 			return off, c.err
 		}
 		var err error
-		if parent, err = sendChunk(sink, c, parent); err != nil {
+		if gaps, err = sendChunk(sink, c, gaps); err != nil {
 			return off, err
 		}
 		off += uint64(len(c.buf))
 		bar.Set(off)
 		free <- c.buf[:cap(c.buf)]
 	}
-	_, err := sendHoles(sink, parent, ^uint64(0))
+	_, err := sendGaps(sink, gaps, ^uint64(0))
 	return off, err
 }
 
@@ -154,14 +188,14 @@ func readChunks(t *compel.Task, runs, shared []Run, free chan []byte, ready chan
 	}
 }
 
-// sendChunk sends the runs of one chunk, each after the parent runs
-// (sorted) before it, and returns the parent runs left: a chunk spans
-// holes, and the pagemap must list the pages in address order.
-func sendChunk(sink PageSink, c sentChunk, parent []Run) ([]Run, error) {
+// sendChunk sends the runs of one chunk, each after the gaps (sorted)
+// before it, and returns the gaps left: a chunk spans gaps, and the
+// pagemap must list the pages in address order.
+func sendChunk(sink PageSink, c sentChunk, gaps []gap) ([]gap, error) {
 	b := c.buf
 	for _, r := range c.runs {
 		var err error
-		if parent, err = sendHoles(sink, parent, r.Start); err != nil {
+		if gaps, err = sendGaps(sink, gaps, r.Start); err != nil {
 			return nil, err
 		}
 		n := r.End - r.Start
@@ -170,17 +204,22 @@ func sendChunk(sink PageSink, c sentChunk, parent []Run) ([]Run, error) {
 		}
 		b = b[n:]
 	}
-	return parent, nil
+	return gaps, nil
 }
 
-// sendHoles sends the parent runs (sorted) that start before addr and
-// returns the others.
-func sendHoles(sink PageSink, parent []Run, addr uint64) ([]Run, error) {
-	for len(parent) > 0 && parent[0].Start < addr {
-		if err := sink.Hole(parent[0].Start, (parent[0].End-parent[0].Start)/pageSize); err != nil {
+// sendGaps sends the gaps (sorted) that start before addr and returns
+// the others.
+func sendGaps(sink PageSink, gaps []gap, addr uint64) ([]gap, error) {
+	for len(gaps) > 0 && gaps[0].Start < addr {
+		g := gaps[0]
+		send := sink.Hole
+		if g.lazy {
+			send = sink.Lazy
+		}
+		if err := send(g.Start, (g.End-g.Start)/pageSize); err != nil {
 			return nil, err
 		}
-		parent = parent[1:]
+		gaps = gaps[1:]
 	}
-	return parent, nil
+	return gaps, nil
 }

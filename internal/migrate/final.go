@@ -69,7 +69,10 @@ func (s *source) sendRest() error {
 		return err
 	}
 	s.fault("images-sent")
-	if s.same {
+	switch {
+	case s.opts.Lazy:
+		return s.startLazyHandover()
+	case s.same:
 		return nil
 	}
 	return s.handOverRemote()

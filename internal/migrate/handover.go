@@ -25,6 +25,9 @@ func (r *receiver) restore(m Msg) (Received, error) {
 	}
 	r.closeDir()
 	r.fault("restore-requested")
+	if m.Lazy {
+		return r.restoreLazy()
+	}
 	if m.SameHost {
 		return r.restoreLocal()
 	}

@@ -36,6 +36,12 @@ type Msg struct {
 
 	// restore: hand over as on one host.
 	SameHost bool `json:"same_host,omitempty"`
+	// restore: restore lazily, with pages fetched from the source on a
+	// connection it opens next (see lazy.go).
+	Lazy bool `json:"lazy,omitempty"`
+	// The answer once a lazy restore has every page: how long after the
+	// resumption.
+	AllInNs int64 `json:"all_in_ns,omitempty"`
 	// hello: the dump's settings, which the restore mirrors.
 	ShellJob       bool `json:"shell_job,omitempty"`
 	TCPEstablished bool `json:"tcp_established,omitempty"`

@@ -138,6 +138,12 @@ func (c *Client) Hole(vaddr, nrPages uint64) error {
 	return c.send(Request{Cmd: CmdAddF, Flags: FlagParent, NrPages: nrPages, Vaddr: vaddr, Dest: c.cur.Encode()})
 }
 
+// Lazy records nrPages pages at vaddr of the destination opened last as
+// left at the source (PE_LAZY), for a lazy restore to fetch.
+func (c *Client) Lazy(vaddr, nrPages uint64) error {
+	return c.send(Request{Cmd: CmdAddF, Flags: FlagLazy, NrPages: nrPages, Vaddr: vaddr, Dest: c.cur.Encode()})
+}
+
 // Close ends the session (CLOSE): once it returns without error the
 // server has written every page, and the connection is closed.
 func (c *Client) Close() error {

@@ -3,9 +3,11 @@ package swrk
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +68,11 @@ type settings struct {
 	// extVeths are the outside ends of the tree's veths: external's
 	// veth[IFNAME]:OUTNAME[@BRIDGE] and veths.
 	extVeths map[string]namespaces.ExtVeth
+	// lazyPages: a restore leaves private anonymous memory to amber
+	// lazy-pages; a dump leaves it out of the images and serves it at
+	// lazyAddr (ps's address and port), as CRIU's service does.
+	lazyPages bool
+	lazyAddr  string
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -107,6 +114,10 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	lazyAddr, err := lazyOpts(kind, o)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
@@ -137,10 +148,23 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()
 	s.extNet = extNet
 	s.extVeths = extVeths
+	s.lazyPages, s.lazyAddr = o.GetLazyPages(), lazyAddr
 	for _, in := range o.InheritFd {
 		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
 	}
 	return s, nil
+}
+
+// lazyOpts reads where a lazy dump serves its pages: ps's address (every
+// address without) and port, which it needs.
+func lazyOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
+	if kind != rpc.CriuReqType_DUMP || !o.GetLazyPages() {
+		return "", nil
+	}
+	if o.Ps == nil || o.Ps.GetPort() <= 0 || o.Ps.GetPort() > 65535 {
+		return "", fmt.Errorf("lazy_pages: a lazy dump serves its pages on ps's address and port; ps.port is %d", o.Ps.GetPort())
+	}
+	return net.JoinHostPort(o.Ps.GetAddress(), strconv.Itoa(int(o.Ps.GetPort()))), nil
 }
 
 // cgroupOpts reads the cgroup options as CRIU's service does: the mode

@@ -39,14 +39,14 @@ const (
 	noMounts     = "not supported yet: amber does not dump or restore mount namespaces"
 	noCgroups    = "not supported yet: amber saves CRIU's built-in cgroup properties of every controller"
 	noIncr       = "not supported yet: amber has no incremental dumps"
-	noPages      = "not supported yet: amber has no page server or lazy pages"
+	noPages      = "not supported yet: amber's RPC has no page server"
 	notYet       = "not supported yet"
 )
 
 // refusals lists the options amber refuses. The options not listed are
 // honoured (images_dir_fd, images_dir, work_dir_fd, pid, leave_running,
 // tcp_established, shell_job, log_level, log_file, log_to_stderr,
-// notify_scripts, ghost_limit, timeout) or harmless to accept because
+// notify_scripts, ghost_limit, timeout, lazy_pages with ps on a dump) or harmless to accept because
 // amber already behaves as they ask or they tune something amber does
 // not do: pre_dump_mode (pre-dumps only), network_lock (amber locks TCP
 // connections by repair mode and adds no firewall rules), weak_sysctls
@@ -89,8 +89,9 @@ func refusals() []refusal {
 		{"parent_img", onBoth, func(o *rpc.CriuOpts) bool { return o.ParentImg != nil }, noIncr},
 		{"track_mem", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTrackMem() }, noIncr},
 		{"auto_dedup", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoDedup() }, noIncr},
-		{"ps", onBoth, func(o *rpc.CriuOpts) bool { return o.Ps != nil }, noPages},
-		{"lazy_pages", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLazyPages() }, noPages},
+		// With lazy_pages, ps is where a dump serves its lazy pages (as
+		// in CRIU's service); a restore has no use for it.
+		{"ps", onBoth, func(o *rpc.CriuOpts) bool { return o.Ps != nil && !o.GetLazyPages() }, noPages},
 		{"tls", onBoth, func(o *rpc.CriuOpts) bool {
 			return o.GetTls() || o.TlsCacert != nil || o.TlsCacrl != nil || o.TlsCert != nil || o.TlsKey != nil
 		}, noPages},

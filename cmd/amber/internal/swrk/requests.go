@@ -35,6 +35,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		ExtMounts:     st.extMounts,
 		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
 		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
+		LazyPages: st.lazyAddr,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
@@ -67,7 +68,7 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose,
 		FileLocks: st.fileLocks, Log: l, Root: st.root, ExtMounts: st.extMounts,
 		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet,
-		ExtUnixSk: st.extUnixSk, InheritFds: st.inheritFds,
+		ExtUnixSk: st.extUnixSk, InheritFds: st.inheritFds, LazyPages: st.lazyPages,
 		ExtVeths: st.extVeths,
 	}
 	if st.notify {
@@ -132,14 +133,17 @@ func (s *session) check(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 
 // featureCheck answers FEATURE_CHECK: each feature asked for is true if
 // amber can use it here, as CRIU answers (false for those not asked).
-// mem_track is `amber check --feature mem_dirty_track`. lazy_pages and
-// pidfd_store are false whatever the kernel has: amber has no lazy
-// restore and refuses pidfd_store_sk, so a client that relied on them
-// would fail.
+// mem_track is `amber check --feature mem_dirty_track`, lazy_pages
+// `--feature uffd-noncoop` (CRIU's test). pidfd_store is false whatever
+// the kernel has: amber refuses pidfd_store_sk, so a client that relied
+// on it would fail.
 func featureCheck(asked *rpc.CriuFeatures) *rpc.CriuResp {
 	got := &rpc.CriuFeatures{MemTrack: proto.Bool(false), LazyPages: proto.Bool(false), PidfdStore: proto.Bool(false)}
 	if asked.GetMemTrack() {
 		got.MemTrack = proto.Bool(kerndat.Probe().CheckFeature("mem_dirty_track") == nil)
+	}
+	if asked.GetLazyPages() {
+		got.LazyPages = proto.Bool(kerndat.Probe().CheckFeature("uffd-noncoop") == nil)
 	}
 	return &rpc.CriuResp{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Success: proto.Bool(true), Features: got}
 }

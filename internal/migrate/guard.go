@@ -1,0 +1,110 @@
+package migrate
+
+// The guard of a lazy restore: the restored tasks' missing pages come
+// through userfaultfds only amber receive holds. Should amber die before
+// every page is in, the kernel drops those registrations and the tasks
+// would read zeroes where their memory is missing, while the source,
+// whose session was not ended, thaws and runs on. The guard is a shell
+// outside the tree that holds the read end of a pipe from amber: if the
+// pipe closes before amber wrote that every page is in, it kills the
+// restored processes (each only if its start time is still the one
+// noted, so that a PID used again is left alone). A copy may run for a
+// moment on zeroes between amber's death and the kill.
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"amber/internal/proc"
+)
+
+// guardScript reads the processes to kill ("PID:STARTTIME ...") and a
+// word; without "in" it kills each whose start time (field 22 of stat,
+// the 20th after "PID (COMM) ") is the one noted.
+const guardScript = `read -r list; read -r word; [ "$word" = in ] && exit 0
+for e in $list; do
+	pid=${e%%:*}; start=${e#*:}
+	now=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f20)
+	[ "$now" = "$start" ] && kill -9 "$pid"
+done
+exit 0`
+
+// guard is a running guard.
+type guard struct {
+	cmd *exec.Cmd
+	w   io.WriteCloser
+}
+
+// startGuard starts the guard of the restored tree rooted at pid, its
+// tasks held.
+func startGuard(pid int) (*guard, error) {
+	list, err := treeStarts(pid)
+	if err != nil {
+		return nil, fmt.Errorf("guard of the restored tree: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("guard of the restored tree: %w", err)
+	}
+	defer r.Close()
+	cmd := exec.Command("/bin/sh", "-c", guardScript)
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("guard of the restored tree: %w", err)
+	}
+	g := &guard{cmd: cmd, w: w}
+	if _, err := io.WriteString(w, strings.Join(list, " ")+"\n"); err != nil {
+		g.fire()
+		return nil, fmt.Errorf("guard of the restored tree: %w", err)
+	}
+	return g, nil
+}
+
+// release ends the guard leaving the tree alone: every page is in. A
+// nil guard does nothing.
+func (g *guard) release() error {
+	if g == nil {
+		return nil
+	}
+	_, err := io.WriteString(g.w, "in\n")
+	g.w.Close()
+	if werr := g.cmd.Wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// fire ends the guard killing the tree. A nil guard does nothing.
+func (g *guard) fire() {
+	if g == nil {
+		return
+	}
+	g.w.Close()
+	g.cmd.Wait()
+}
+
+// treeStarts lists the processes of the tree rooted at pid as
+// "PID:STARTTIME".
+func treeStarts(pid int) ([]string, error) {
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{fmt.Sprintf("%d:%d", pid, st.StartTime)}
+	kids, err := proc.Children(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range kids {
+		sub, err := treeStarts(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub...)
+	}
+	return out, nil
+}

@@ -1,0 +1,184 @@
+package test
+
+// amber migrate --lazy over loopback: the destination resumes the tree
+// before its private anonymous memory came, and fetches it from the
+// source's frozen tree. On one host the tree runs as the init of a pid
+// namespace of its own, so that the restore has its PIDs while the
+// frozen source holds them in another.
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	migratedPid = regexp.MustCompile(`(?m)^migrated: pid (\d+) runs`)
+	allInLine   = regexp.MustCompile(`(?m)^all pages in: ([\d.]+) ms`)
+)
+
+// startNsCase starts migrate_worker as the init of a pid namespace.
+func startNsCase(t *testing.T) *zcase {
+	p, ok := lookupProgram("migrate_worker")
+	if !ok {
+		t.Fatal("no program migrate_worker")
+	}
+	p.cloneflags = unix.CLONE_NEWPID
+	return startProgram(t, p)
+}
+
+// TestMigrateLazy migrates migrate_worker (4 threads rewriting their
+// pages, a pipe, a file it appends to) lazily, without pre-copy and
+// with it, and as between two hosts (the downtime then read on two
+// clocks). The freeze sends none of its private anonymous memory (the
+// 8 MiB cold region is fetched after the resume); the source is killed
+// once every page is in; the restored copy checks all its memory, its
+// pipe and its file.
+func TestMigrateLazy(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"no-pre-copy", []string{"--max-iters", "0"}},
+		{"pre-copy", nil},
+		{"two-hosts", []string{"--max-iters", "0", "--two-hosts"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startNsCase(t)
+			src := c.pid
+			r := c.startReceive("received")
+			res := c.migrate(r, nil, append([]string{"--lazy"}, tc.extra...)...)
+			if res.err != nil {
+				t.Fatalf("migrate --lazy: %v\nreceive:\n%s", res, readAll(r.out))
+			}
+			t.Logf("migrate --lazy:\n%s", res.stdout)
+			if err := r.exited(); err != nil {
+				t.Fatalf("amber receive: %v\n%s", err, readAll(r.out))
+			}
+			fr := frozenPages.FindStringSubmatch(res.stdout)
+			pid := migratedPid.FindStringSubmatch(res.stdout)
+			if fr == nil || pid == nil || allInLine.FindStringSubmatch(res.stdout) == nil || !strings.Contains(res.stdout, "downtime: ") {
+				t.Fatalf("migrate printed no frozen pages, downtime, all-in time or pid:\n%s", res.stdout)
+			}
+			if frozen, _ := strconv.Atoi(fr[1]); frozen >= 2048 {
+				t.Fatalf("the freeze sent %d pages; want fewer than the 8 MiB cold region, left lazy", frozen)
+			}
+			if alive(src) {
+				t.Fatalf("the source pid %d runs after the migration", src)
+			}
+			r.requireEmpty()
+			c.pid, _ = strconv.Atoi(pid[1])
+			if c.pid == src {
+				t.Fatalf("restored as pid %d, the source's own", c.pid)
+			}
+			c.requireRuns()
+			c.mustPass()
+		})
+	}
+}
+
+// TestMigrateLazyNotPidns: on one host, a tree that is not the init of a
+// pid namespace is refused (its restore would need the PIDs its frozen
+// source holds) before it is touched; it runs on and passes.
+func TestMigrateLazyNotPidns(t *testing.T) {
+	c := startCase(t, "migrate_worker")
+	r := c.startReceive("received")
+	res := c.migrate(r, nil, "--lazy")
+	requireFailure(t, res, "not the init of a pid namespace")
+	r.exited()
+	r.requireEmpty()
+	c.requireRuns()
+	c.mustPass()
+}
+
+// TestMigrateLazyKillSource kills amber migrate once it served half the
+// lazy pages, after the commit: its frozen tree thaws and runs on, the
+// destination's fetches fail and it kills its copy, removing its images.
+func TestMigrateLazyKillSource(t *testing.T) {
+	c := startNsCase(t)
+	r := c.startReceive("received")
+	res := c.migrate(r, []string{faultEnv + "=lazy-half"}, "--lazy", "--max-iters", "0")
+	if res.err == nil || exitCode(res.err) != -1 {
+		t.Fatalf("amber migrate was not killed: %v\n%s", res.err, res.stdout)
+	}
+	err := r.exited()
+	log := readAll(r.out)
+	if err == nil || !strings.Contains(log, "is killed") {
+		t.Fatalf("amber receive: %v, want a failure that kills the copy:\n%s", err, log)
+	}
+	r.requireEmpty()
+	requireOriginalPasses(c)
+}
+
+// TestMigrateLazyKillDestination kills amber receive once the restore is
+// asked for, before it resumed anything: the source's dump finds its
+// page connection closed and thaws the tree, which runs on; the
+// destination's images are removed.
+func TestMigrateLazyKillDestination(t *testing.T) {
+	c := startNsCase(t)
+	r := c.startReceive("received", faultEnv+"=restore-requested")
+	res := c.migrate(r, nil, "--lazy", "--max-iters", "0")
+	if res.err == nil {
+		t.Fatalf("amber migrate succeeded:\n%s", res.stdout)
+	}
+	t.Logf("migrate: %v", strings.TrimSpace(res.stderr))
+	r.exited()
+	r.requireEmpty()
+	requireOriginalPasses(c)
+}
+
+// TestMigrateLazyKillDestinationResumed kills amber receive right after
+// the restored copy of lazy_mem resumed, its memory still coming: the
+// source's session ends without every page, its tree thaws and runs on;
+// the destination's guard kills the copy, which lost its userfaultfds
+// and would read zeroes. lazy_mem, with no file to share with its copy
+// on this one host, checks all its memory at SIGTERM.
+func TestMigrateLazyKillDestinationResumed(t *testing.T) {
+	t.Setenv("LAZY_MIB", lazyMiB)
+	p, ok := lookupProgram("lazy_mem")
+	if !ok {
+		t.Fatal("no program lazy_mem")
+	}
+	p.cloneflags = unix.CLONE_NEWPID
+	c := startProgram(t, p)
+	r := c.startReceive("received", faultEnv+"=lazy-resumed")
+	res := c.migrate(r, nil, "--lazy", "--max-iters", "0")
+	if res.err == nil {
+		t.Fatalf("amber migrate succeeded:\n%s", res.stdout)
+	}
+	t.Logf("migrate: %v", strings.TrimSpace(res.stderr))
+	if err := r.exited(); exitCode(err) != -1 {
+		t.Fatalf("amber receive was not killed: %v\n%s", err, readAll(r.out))
+	}
+	r.requireEmpty()
+	deadline := time.Now().Add(exitTimeout)
+	for {
+		left := c.liveCopies()
+		if len(left) == 1 && left[0] == c.pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lazy_mem processes %v; want only the source %d (the copy killed by the guard)", left, c.pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	requireOriginalPasses(c)
+}
+
+// liveCopies lists the live processes of the case's program that run in
+// its directory (other tests' copies run in theirs).
+func (c *zcase) liveCopies() []int {
+	var out []int
+	for _, pid := range pidsByComm(c.prog.name) {
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == c.dir {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
