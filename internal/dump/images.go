@@ -71,9 +71,11 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := d.fds.CheckLocks(tree.pids()); err != nil {
 		return err
 	}
-	if err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1); err != nil {
+	shpages, err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1)
+	if err != nil {
 		return fmt.Errorf("shared memory: %w", err)
 	}
+	d.stats.shmemWritten += shpages
 	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
 		return err
 	}

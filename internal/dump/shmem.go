@@ -73,36 +73,40 @@ func sameIPCNamespace(pid int) error {
 }
 
 // dump writes the contents of every object, with pages images numbered
-// from firstPagesID, and the SysV segments of IPC namespace nsID.
-func (s *sharedMemory) dump(dir image.Dir, memfds []mem.ShmemSource, nsID, firstPagesID uint32) error {
+// from firstPagesID, and the SysV segments of IPC namespace nsID. It
+// returns how many pages it wrote, stats-dump's shpages_written.
+func (s *sharedMemory) dump(dir image.Dir, memfds []mem.ShmemSource, nsID, firstPagesID uint32) (uint64, error) {
 	next := firstPagesID
 	pagesID := func() uint32 { next++; return next - 1 }
 	if err := s.checkShmids(memfds); err != nil {
-		return err
+		return 0, err
 	}
+	srcs := make([]mem.ShmemSource, 0, len(s.anon)+len(memfds))
 	for _, id := range slices.Sorted(maps.Keys(s.anon)) {
-		if _, err := mem.DumpShmem(*s.anon[id], dir, pagesID()); err != nil {
-			return err
-		}
+		srcs = append(srcs, *s.anon[id])
 	}
-	for _, src := range memfds {
-		if _, err := mem.DumpShmem(src, dir, pagesID()); err != nil {
-			return err
+	var written uint64
+	for _, src := range append(srcs, memfds...) {
+		n, err := mem.DumpShmem(src, dir, pagesID())
+		if err != nil {
+			return 0, err
 		}
+		written += n
 	}
 	if len(s.sysv) == 0 {
-		return nil
+		return written, nil
 	}
 	sizes, err := ipc.Sizes(slices.Sorted(maps.Keys(s.sysv)))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, pid := range slices.Sorted(maps.Keys(s.sysvVMAs)) {
 		if err := mem.CheckSysVAttachments(s.sysvVMAs[pid], sizes); err != nil {
-			return fmt.Errorf("pid %d: %w", pid, err)
+			return 0, fmt.Errorf("pid %d: %w", pid, err)
 		}
 	}
-	return ipc.DumpShm(dir, nsID, s.sysv, pagesID)
+	n, err := ipc.DumpShm(dir, nsID, s.sysv, pagesID)
+	return written + n, err
 }
 
 // checkShmids refuses two objects that would share a

@@ -17,6 +17,7 @@ type dumpStats struct {
 	memdump               time.Duration // dumping memory, pages written as read
 	scanned, inParent     uint64
 	written               uint64
+	shmemWritten          uint64 // pages of shared memory objects, dumped once for the tree
 }
 
 // addMemory counts one process's memory dump, which took took.
@@ -40,6 +41,10 @@ func (d *dumper) writeStats() {
 		MemdumpTime: us(s.memdump), MemwriteTime: us(s.memdump), // amber writes pages as it reads them
 		PagesScanned: proto.Uint64(s.scanned), PagesSkippedParent: proto.Uint64(s.inParent),
 		PagesWritten: proto.Uint64(s.written), PagesLazy: proto.Uint64(0),
+		// zdtm checks that shpages_written and pages_written add up to
+		// the size of the pages images, and fails on a missing field.
+		ShpagesScanned: proto.Uint64(s.shmemWritten), ShpagesSkippedParent: proto.Uint64(0),
+		ShpagesWritten: proto.Uint64(s.shmemWritten),
 	}}
 	dir, err := image.OpenDir(d.opts.StatsDir)
 	if err == nil {

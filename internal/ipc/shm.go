@@ -43,24 +43,27 @@ const shmNextID = "/proc/sys/kernel/shm_next_id"
 // DumpShm writes ipcns-shm-NSID.img with the segments attached (id ->
 // a path amber opens the segment's file by: /proc/PID/map_files/...),
 // and each one's contents with mem.DumpShmem; pagesID gives the pages
-// image ids.
-func DumpShm(dir image.Dir, nsID uint32, attached map[uint64]string, pagesID func() uint32) error {
+// image ids. It returns how many pages it wrote.
+func DumpShm(dir image.Dir, nsID uint32, attached map[uint64]string, pagesID func() uint32) (uint64, error) {
 	var entries []proto.Message
+	var written uint64
 	for _, id := range slices.Sorted(mapKeys(attached)) {
 		e, err := segmentEntry(int(id))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		src := mem.ShmemSource{Shmid: id, Path: attached[id], Size: e.GetSize()}
-		if _, err := mem.DumpShmem(src, dir, pagesID()); err != nil {
-			return err
+		n, err := mem.DumpShmem(src, dir, pagesID())
+		if err != nil {
+			return 0, err
 		}
+		written += n
 		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
-		return nil
+		return 0, nil
 	}
-	return image.WriteFile(dir.IpcnsShmPath(nsID), image.IpcnsShm, entries...)
+	return written, image.WriteFile(dir.IpcnsShmPath(nsID), image.IpcnsShm, entries...)
 }
 
 // Sizes returns the size of each segment, for mem.CheckSysVAttachments.
