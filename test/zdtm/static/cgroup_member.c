@@ -8,7 +8,9 @@
  * pids.max 77 on them and cpu.shares 256 on sub, joins them, and forks a
  * child that joins sub.  The driver dumps it (freezing amber-cg-PID
  * with --freeze-cgroup), removes the cgroups, and restores it.  After
- * restore, each checks its /proc/self/cgroup and the properties.  A
+ * restore, each checks its /proc/self/cgroup and the properties, and
+ * that pids' notify_on_release is still mode 0666 and owned by 1000:1000
+ * (CRIU's perms of a property; zdtm cgroup03).  A
  * file "cgroot" in its directory, if present, names the root the
  * cgroups were restored under instead (--cgroup-root).
  */
@@ -62,6 +64,18 @@ static void expect_file(const char *path, const char *want)
 	read_file(path, buf, sizeof(buf));
 	if (strcmp(buf, want))
 		fail("%s is \"%s\", want \"%s\"", path, buf, want);
+}
+
+/* expect_perms checks the mode bits and owner (uid and gid) of path. */
+static void expect_perms(const char *path, mode_t mode, uid_t owner)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		fail("stat %s: %s", path, strerror(errno));
+	if ((st.st_mode & 0777) != mode || st.st_uid != owner || st.st_gid != owner)
+		fail("%s: mode %o owner %d:%d, want %o %d:%d", path, st.st_mode & 0777, st.st_uid, st.st_gid,
+		     mode, owner, owner);
 }
 
 /* join writes the caller's pid into controller ctl's cgroup dir. */
@@ -119,6 +133,8 @@ static void check(const char *who, int in_sub)
 	expect_file(path, "256");
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids%s/pids.max", r);
 	expect_file(path, "77");
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids%s/notify_on_release", r);
+	expect_perms(path, 0666, 1000);
 }
 
 static void setup(void)
@@ -140,6 +156,9 @@ static void setup(void)
 	write_file(path, "256");
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/%s/pids.max", name);
 	write_file(path, "77");
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/%s/notify_on_release", name);
+	if (chown(path, 1000, 1000) || chmod(path, 0666))
+		fail("chown/chmod %s: %s", path, strerror(errno));
 	for (i = 0; i < NCTLS; i++)
 		join(ctls[i], name);
 }
