@@ -135,10 +135,15 @@ var programs = []program{
 	{name: "droppable_dump"},
 	{name: "ghost_holes", dumpFlags: ghostFiemap},
 	{name: "timer_thread", cflags: []string{"-pthread", "-lrt"}},
+	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
 var tcpEstablished = []string{"--tcp-established"}
+
+// tcpSkipInFlight dumps established TCP connections, leaving out those
+// waiting to be accepted.
+var tcpSkipInFlight = []string{"--tcp-established", "--tcp-skip-in-flight"}
 
 // tcpClose dumps TCP connections without their state and restores them
 // closed.

@@ -38,6 +38,9 @@ type Options struct {
 	TCPEstablished bool   // --tcp-established: dump established TCP connections
 	TCPClose       bool   // --tcp-close: dump TCP connections without their state
 	FileLocks      bool   // --file-locks: dump the file locks the tree holds
+	// TCPSkipInFlight leaves out connections waiting to be accepted
+	// (--tcp-skip-in-flight); without it their listener is refused.
+	TCPSkipInFlight bool
 	// ExtMounts marks mounts of the tree's mount namespace as external
 	// (--external mnt[MOUNTPOINT]:KEY): mountpoint to key.
 	ExtMounts map[string]string
@@ -178,6 +181,7 @@ func Run(opts Options) error {
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
+			TCPSkipInFlight: opts.TCPSkipInFlight,
 			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
