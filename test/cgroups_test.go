@@ -14,7 +14,7 @@ import (
 
 // cgroupMemberHierarchies are the v1 hierarchies cgroup_member makes
 // its cgroups in.
-var cgroupMemberHierarchies = []string{"cpu", "pids", "freezer", "memory"}
+var cgroupMemberHierarchies = []string{"cpu", "pids", "freezer", "memory", "devices"}
 
 // startCgroupMember starts cgroup_member, in cgroups of its own named
 // after its PID, which the test removes when it ends (once its
@@ -33,7 +33,7 @@ func startCgroupMember(t *testing.T) (*zcase, string) {
 	return c, name
 }
 
-// removeCgroups removes the cgroup root (and cpu's root/sub) from each
+// removeCgroups removes the cgroup root (and root/sub) from each
 // hierarchy cgroup_member uses; one missing is fine.
 func removeCgroups(t *testing.T, root string) {
 	t.Helper()

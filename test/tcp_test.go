@@ -2,6 +2,7 @@ package test
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -15,6 +16,26 @@ func TestTCP(t *testing.T) {
 	t.Run("dump_socket_of_other_netns", testDumpOtherNetns)
 	t.Run("leave_running_established", testLeaveRunningEstablished)
 	t.Run("established_restored_closed", testEstablishedRestoredClosed)
+	t.Run("dump_in_flight_without_flag", testDumpInFlightWithoutFlag)
+}
+
+// testDumpInFlightWithoutFlag dumps tcp_skip_inflight with
+// --tcp-established only: as criu, a listener with a connection to
+// accept is refused, naming --tcp-skip-in-flight, and the program goes
+// on with that connection still there to accept (not_dumped).
+func testDumpInFlightWithoutFlag(t *testing.T) {
+	c := startCase(t, "tcp_skip_inflight")
+	r := c.dump("--tcp-established")
+	t.Logf("refused: %s", r.stderr)
+	requireFailureNamingPid(t, r, c.pid)
+	for _, want := range []string{"wait to be accepted", "--tcp-skip-in-flight"} {
+		requireFailure(t, r, want)
+	}
+	requireRunning(t, c.pid)
+	if err := os.WriteFile(filepath.Join(c.dir, "not_dumped"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.mustPass()
 }
 
 // testEstablishedRestoredClosed dumps tcp_close00's connections whole

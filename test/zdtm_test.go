@@ -143,10 +143,15 @@ var programs = []program{
 	{name: "ns_time_kids", refused: "time namespace for its children"},
 	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
+	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
 }
 
 // tcpEstablished dumps and restores established TCP connections.
 var tcpEstablished = []string{"--tcp-established"}
+
+// tcpSkipInFlight dumps established TCP connections, leaving out those
+// waiting to be accepted.
+var tcpSkipInFlight = []string{"--tcp-established", "--tcp-skip-in-flight"}
 
 // tcpClose dumps TCP connections without their state and restores them
 // closed.

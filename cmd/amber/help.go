@@ -19,6 +19,7 @@ func optionHelp() [][2]string {
 		{"pidfile", "--pidfile FILE           write the restored root's PID to FILE (created exclusively)"},
 		{"tcp-established", "--tcp-established        dump and restore established TCP connections (TCP repair mode)"},
 		{"tcp-close", "--tcp-close              dump TCP connections without their state; restore them closed"},
+		{"tcp-skip-in-flight", "--tcp-skip-in-flight     leave out connections waiting to be accepted (--skip-in-flight too)"},
 		{"file-locks", "-l|--file-locks          dump and restore file locks (flock, POSIX, OFD)"},
 		{"timeout", "--timeout N              give up on a task that does not stop or answer in N seconds (default 10)"},
 		{"pre-dump-mode", "--pre-dump-mode MODE     accepted: splice or read"},
@@ -70,7 +71,7 @@ func verbHelps() map[string]verbHelp {
 		"dump": {"amber dump -t PID [-D DIR] [options]",
 			"Checkpoint the process tree rooted at PID into DIR, then kill it (unless -R).\n" +
 				"Images of an earlier dump in DIR are removed first.",
-			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close",
+			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close", "tcp-skip-in-flight",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
 				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns", "ghost-fiemap",
 				"force-irmap", "irmap-scan-path", "lazy-pages", "status-fd", "link-remap"}, common...)},

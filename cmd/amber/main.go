@@ -148,15 +148,18 @@ func runDump(o Options, l *log.Logger) error {
 		ExtUnixSk:      o.ExtUnixSk,
 		ExtNet:         o.ExtNet,
 		StatsDir:       o.inWorkDir("."),
-		PreDump:        o.Verb == "pre-dump",
-		PrevImagesDir:  o.PrevImagesDir,
-		PageServer:     pageServerAddr(o),
-		LazyPages:      lazyPagesAddr(o),
-		LazyReady:      func() error { return statusReady(o.StatusFd) },
-		Fault:          faultHook(),
-		FreezeCgroup:   o.FreezeCgroup,
-		EmptyNet:       o.EmptyNet,
-		ManageCgroups:  o.ManageCgroups,
+		// As criu: a listener with connections to accept refuses the
+		// dump, unless they are left out.
+		TCPSkipInFlight: o.TCPSkipInFlight,
+		PreDump:         o.Verb == "pre-dump",
+		PrevImagesDir:   o.PrevImagesDir,
+		PageServer:      pageServerAddr(o),
+		LazyPages:       lazyPagesAddr(o),
+		LazyReady:       func() error { return statusReady(o.StatusFd) },
+		Fault:           faultHook(),
+		FreezeCgroup:    o.FreezeCgroup,
+		EmptyNet:        o.EmptyNet,
+		ManageCgroups:   o.ManageCgroups,
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})

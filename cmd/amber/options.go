@@ -37,11 +37,14 @@ type Options struct {
 	Detach         bool // -d, --restore-detached
 	TCPEstablished bool // --tcp-established
 	TCPClose       bool // --tcp-close
-	FileLocks      bool // -l, --file-locks
-	LinkRemap      bool // --link-remap
-	ExtUnixSk      bool // -x, --ext-unix-sk (without a list of inodes)
-	SkipFileCheck  bool // --skip-file-check: restore files changed since the dump (amber's)
-	TrustImages    bool // --trust-images: restore images others can write (amber's)
+	// TCPSkipInFlight is --tcp-skip-in-flight (or --skip-in-flight):
+	// connections waiting to be accepted are left out of the dump.
+	TCPSkipInFlight bool
+	FileLocks       bool // -l, --file-locks
+	LinkRemap       bool // --link-remap
+	ExtUnixSk       bool // -x, --ext-unix-sk (without a list of inodes)
+	SkipFileCheck   bool // --skip-file-check: restore files changed since the dump (amber's)
+	TrustImages     bool // --trust-images: restore images others can write (amber's)
 
 	Root      string            // -r, --root: root of the tree's mount namespace
 	ExtMounts map[string]string // --external mnt[KEY]:VAL (dump: mountpoint to key; restore: key to path)
@@ -421,6 +424,8 @@ func optionTable() []option {
 	t = append(t, boolOption("tcp-close", 0, func(o *Options) *bool { return &o.TCPClose })...)
 	t = append(t, boolOption("file-locks", 'l', func(o *Options) *bool { return &o.FileLocks })...)
 	t = append(t, option{"link-remap", 0, noArg, setFlag(func(o *Options) *bool { return &o.LinkRemap }, true)})
+	t = append(t, boolOption("tcp-skip-in-flight", 0, func(o *Options) *bool { return &o.TCPSkipInFlight })...)
+	t = append(t, boolOption("skip-in-flight", 0, func(o *Options) *bool { return &o.TCPSkipInFlight })...)
 	return append(t, unsupportedOptions()...)
 }
 
@@ -453,7 +458,7 @@ func unsupportedOptions() []option {
 		{"lsm-profile", 0, requiredArg},
 		{"cgroup-props", 0, requiredArg},
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
-		{"tcp-skip-in-flight", 0, noArg}, {"deprecated", 0, noArg},
+		{"deprecated", 0, noArg},
 		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},
 		{"ps-socket", 0, requiredArg}, {"stream", 0, noArg},
 		{"config", 0, requiredArg}, {"tls-cacert", 0, requiredArg},

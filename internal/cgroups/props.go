@@ -43,6 +43,11 @@ func propsOf(name string) []string {
 // write them.
 func permsOnly(prop string) bool { return prop == "cgroup.procs" || prop == "tasks" }
 
-// special are the properties a v1 cpuset cgroup needs before any task
-// can join it: they are set as soon as it is made.
-func special(prop string) bool { return prop == "cpuset.cpus" || prop == "cpuset.mems" }
+// special are the properties set as soon as a cgroup is made, before
+// its children are: those a v1 cpuset cgroup needs before any task can
+// join it, and devices.list, whose write starts by denying all
+// ("a" into devices.deny), which the kernel refuses in a cgroup with
+// children (EINVAL).
+func special(prop string) bool {
+	return prop == "cpuset.cpus" || prop == "cpuset.mems" || prop == "devices.list"
+}

@@ -231,6 +231,9 @@ func writeProp(dir string, p *cgroup.CgroupPropEntry) error {
 		if err := os.Lchown(path, int(pm.GetUid()), int(pm.GetGid())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		if err := os.Chmod(path, fs.FileMode(pm.GetMode()&0o777)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	if permsOnly(name) || name == "freezer.state" {
 		return nil

@@ -39,6 +39,9 @@ type Options struct {
 	TCPClose       bool   // --tcp-close: dump TCP connections without their state
 	FileLocks      bool   // --file-locks: dump the file locks the tree holds
 	LinkRemap      bool   // --link-remap: link back files removed from their path but linked elsewhere
+	// TCPSkipInFlight leaves out connections waiting to be accepted
+	// (--tcp-skip-in-flight); without it their listener is refused.
+	TCPSkipInFlight bool
 	// ExtMounts marks mounts of the tree's mount namespace as external
 	// (--external mnt[MOUNTPOINT]:KEY): mountpoint to key.
 	ExtMounts map[string]string
@@ -186,6 +189,7 @@ func Run(opts Options) error {
 	d := &dumper{opts: opts, dir: dir, log: opts.Log, files: t, xsave: cpu.HostLayout(),
 		fds: files.NewDumper(t, files.DumpOptions{ShellJob: opts.ShellJob, GhostLimit: opts.GhostLimit, ShmemDev: shmemDev,
 			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, LinkRemap: opts.LinkRemap, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
+			TCPSkipInFlight: opts.TCPSkipInFlight,
 			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},

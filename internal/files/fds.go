@@ -39,6 +39,9 @@ type DumpOptions struct {
 	// TCPClose dumps TCP connections without their state (--tcp-close):
 	// they are restored closed.
 	TCPClose bool
+	// TCPSkipInFlight leaves out connections waiting to be accepted
+	// (--tcp-skip-in-flight); without it their listener is refused.
+	TCPSkipInFlight bool
 	// FileLocks dumps the file locks the tree holds (--file-locks);
 	// without it a process holding one is refused.
 	FileLocks bool
@@ -104,7 +107,7 @@ type knownFd struct {
 func NewDumper(t *Table, opts DumpOptions) *Dumper {
 	d := &Dumper{Table: t, opts: opts, known: map[fileKey][]knownFd{}, pipes: map[uint64]bool{}}
 	d.sockets = sockets.NewDumper(socketFiles{d}, sockets.DumpOptions{TCPEstablished: opts.TCPEstablished,
-		TCPClose: opts.TCPClose, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Warnf})
+		TCPClose: opts.TCPClose, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Warnf, TCPSkipInFlight: opts.TCPSkipInFlight})
 	return d
 }
 

@@ -41,6 +41,10 @@ type DumpOptions struct {
 	// TCPClose dumps TCP connections without their state (--tcp-close):
 	// they are restored closed.
 	TCPClose bool
+	// TCPSkipInFlight leaves out connections waiting to be accepted
+	// (--tcp-skip-in-flight): the listener is restored with none, as
+	// criu does; without it the listener is refused.
+	TCPSkipInFlight bool
 	// ExtUnixSk records a datagram socket outside the tree that a socket
 	// of the tree is connected to (--ext-unix-sk); without it such a
 	// socket is refused.

@@ -270,8 +270,12 @@ func (d *Dumper) checkInet(k *inetSock) error {
 	case tcpClose:
 		return nil
 	case tcpListen:
-		if k.pending != 0 {
-			return fmt.Errorf("%d connections wait to be accepted: not supported (criu refuses them too without --tcp-skip-in-flight)", k.pending)
+		switch {
+		case k.pending == 0:
+		case !d.opts.TCPSkipInFlight:
+			return fmt.Errorf("%d connections wait to be accepted: dump with --tcp-skip-in-flight to leave them out (criu refuses them too without it)", k.pending)
+		case d.opts.Warnf != nil:
+			d.opts.Warnf("%v: the %d connections waiting to be accepted are left out (--tcp-skip-in-flight)", k, k.pending)
 		}
 		return nil
 	case tcpFinWait1, tcpFinWait2, tcpLastAck, tcpClosing:

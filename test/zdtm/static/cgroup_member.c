@@ -3,12 +3,17 @@
  * own keep them: after restore each is in the cgroups it was in, and
  * the properties set on them are back (CRIU's cgroup.img).
  *
- * It makes amber-cg-PID in the cpu, pids, freezer and memory
- * hierarchies and amber-cg-PID/sub in cpu, sets cpu.shares 512 and
- * pids.max 77 on them and cpu.shares 256 on sub, joins them, and forks a
- * child that joins sub.  The driver dumps it (freezing amber-cg-PID
+ * It makes amber-cg-PID in the cpu, pids, freezer, memory and devices
+ * hierarchies and amber-cg-PID/sub in cpu and devices, sets cpu.shares
+ * 512 and pids.max 77 on them and cpu.shares 256 on sub, denies all
+ * devices but a few in devices' amber-cg-PID (which the restore must
+ * write before it makes sub: the kernel refuses "a" in devices.deny of
+ * a cgroup with children; zdtm cgroup04), joins them, and forks a child
+ * that joins cpu's sub.  The driver dumps it (freezing amber-cg-PID
  * with --freeze-cgroup), removes the cgroups, and restores it.  After
- * restore, each checks its /proc/self/cgroup and the properties.  A
+ * restore, each checks its /proc/self/cgroup and the properties, and
+ * that pids' notify_on_release is still mode 0666 and owned by 1000:1000
+ * (CRIU's perms of a property; zdtm cgroup03).  A
  * file "cgroot" in its directory, if present, names the root the
  * cgroups were restored under instead (--cgroup-root).
  */
@@ -24,7 +29,11 @@
 
 #include "zdtm.h"
 
-static const char *ctls[] = { "cpu", "pids", "freezer", "memory" };
+static const char *ctls[] = { "cpu", "pids", "freezer", "memory", "devices" };
+
+/* the devices the cgroups of devices allow, all others denied */
+static const char *dev_allow[] = { "c *:* m",	"b *:* m",   "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",  "c 1:8 rwm",
+				   "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm" };
 #define NCTLS (sizeof(ctls) / sizeof(ctls[0]))
 
 static char name[64];
@@ -59,6 +68,34 @@ static void expect_file(const char *path, const char *want)
 {
 	char buf[256];
 
+	read_file(path, buf, sizeof(buf));
+	if (strcmp(buf, want))
+		fail("%s is \"%s\", want \"%s\"", path, buf, want);
+}
+
+/* expect_perms checks the mode bits and owner (uid and gid) of path. */
+static void expect_perms(const char *path, mode_t mode, uid_t owner)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		fail("stat %s: %s", path, strerror(errno));
+	if ((st.st_mode & 0777) != mode || st.st_uid != owner || st.st_gid != owner)
+		fail("%s: mode %o owner %d:%d, want %o %d:%d", path, st.st_mode & 0777, st.st_uid, st.st_gid,
+		     mode, owner, owner);
+}
+
+/* expect_devices checks that devices.list at path allows dev_allow only. */
+static void expect_devices(const char *path)
+{
+	char buf[1024], want[1024] = "";
+	unsigned i;
+
+	for (i = 0; i < sizeof(dev_allow) / sizeof(dev_allow[0]); i++) {
+		strcat(want, dev_allow[i]);
+		strcat(want, "\n");
+	}
+	want[strlen(want) - 1] = 0;
 	read_file(path, buf, sizeof(buf));
 	if (strcmp(buf, want))
 		fail("%s is \"%s\", want \"%s\"", path, buf, want);
@@ -119,6 +156,10 @@ static void check(const char *who, int in_sub)
 	expect_file(path, "256");
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids%s/pids.max", r);
 	expect_file(path, "77");
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids%s/notify_on_release", r);
+	expect_perms(path, 0666, 1000);
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/devices%s/devices.list", r);
+	expect_devices(path);
 }
 
 static void setup(void)
@@ -131,15 +172,25 @@ static void setup(void)
 		if (mkdir(path, 0755))
 			fail("mkdir %s: %s", path, strerror(errno));
 	}
-	snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu/%s/sub", name);
-	if (mkdir(path, 0755))
-		fail("mkdir %s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/devices/%s/devices.deny", name);
+	write_file(path, "a");
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/devices/%s/devices.allow", name);
+	for (i = 0; i < sizeof(dev_allow) / sizeof(dev_allow[0]); i++)
+		write_file(path, dev_allow[i]);
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s/sub", i ? "devices" : "cpu", name);
+		if (mkdir(path, 0755))
+			fail("mkdir %s: %s", path, strerror(errno));
+	}
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu/%s/cpu.shares", name);
 	write_file(path, "512");
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu/%s/sub/cpu.shares", name);
 	write_file(path, "256");
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/%s/pids.max", name);
 	write_file(path, "77");
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/%s/notify_on_release", name);
+	if (chown(path, 1000, 1000) || chmod(path, 0666))
+		fail("chown/chmod %s: %s", path, strerror(errno));
 	for (i = 0; i < NCTLS; i++)
 		join(ctls[i], name);
 }
