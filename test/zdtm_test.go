@@ -117,6 +117,7 @@ var programs = []program{
 	{name: "membarrier"},
 	{name: "sigpending01", cflags: []string{"-pthread"}},
 	{name: "file_fown"},
+	{name: "file_fown_many", cflags: []string{"-pthread"}},
 	{name: "zombie_pgrp"},
 	{name: "pidfd00", cflags: []string{"-pthread"}},
 	{name: "sk_unix_scm"},

@@ -287,20 +287,47 @@ func parkingFd(pid int) (int, error) {
 			limit = l.Soft
 		}
 	}
+	top := int(min(limit, maxParking)) - 1
+	// The top numbers one by one: usually the first is free, and a table
+	// of thousands is not listed for it (the dump lists it once after).
+	for fd := top; fd > max(2, top-parkingProbes); fd-- {
+		free, err := parkable(pid, fd)
+		if err != nil || free {
+			return fd, err
+		}
+	}
 	fds, err := proc.Fds(pid)
 	if err != nil {
 		return 0, err
 	}
-	used := map[int]bool{}
-	for _, fd := range fds {
-		used[fd] = true
-	}
-	for fd := int(min(limit, maxParking)) - 1; fd > 2; fd-- {
-		if _, ok := uffdAt(pid, fd); ok || !used[fd] {
+	for fd := top - parkingProbes; fd > 2; fd-- {
+		if _, ok := slices.BinarySearch(fds, fd); !ok || isUffd(pid, fd) {
 			return fd, nil
 		}
 	}
 	return 0, fmt.Errorf("no free descriptor to park the memory tracking in (RLIMIT_NOFILE %d)", limit)
+}
+
+// parkingProbes is how many of the top numbers parkingFd tries one by
+// one before it lists the descriptors.
+const parkingProbes = 16
+
+// parkable tells whether fd of pid is free or a userfaultfd.
+func parkable(pid, fd int) (bool, error) {
+	link, err := proc.FdPath(pid, fd)
+	if errors.Is(err, unix.ENOENT) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return link == uffdLink, nil
+}
+
+// isUffd tells whether fd of pid is a userfaultfd.
+func isUffd(pid, fd int) bool {
+	_, ok := uffdAt(pid, fd)
+	return ok
 }
 
 // startTracking creates a tracking userfaultfd in the process and parks
