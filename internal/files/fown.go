@@ -46,6 +46,12 @@ func fileKind(e *fdinfo.FileEntry) protoreflect.Message {
 
 // fileFown returns e's owner entry and file flags (nil: none).
 func fileFown(e *fdinfo.FileEntry) (*fown.FownEntry, uint32) {
+	if r := e.GetReg(); r != nil {
+		// Most files of a large table are regular: spare them the
+		// reflection below, which showed in the profile of a dump of
+		// 10,000 files.
+		return r.GetFown(), r.GetFlags()
+	}
 	m := fileKind(e)
 	if m == nil {
 		return nil, 0
@@ -114,9 +120,23 @@ func (d *Dumper) dumpFown(pidfd, fd int, id uint32, read *fown.FownEntry) error 
 			return err
 		}
 	}
-	proto.Merge(fo, read) // the uids only if there is an owner
+	mergeFown(fo, read)
 	d.translateOwner(fo)
 	return nil
+}
+
+// mergeFown sets the fields of fo that read has: the uids only if there
+// is an owner. It is proto.Merge for this one message, without the
+// reflection, which cost a few percent of a dump of 10,000 files.
+func mergeFown(fo, read *fown.FownEntry) {
+	for _, f := range []struct{ dst, src **uint32 }{
+		{&fo.Uid, &read.Uid}, {&fo.Euid, &read.Euid}, {&fo.Signum, &read.Signum},
+		{&fo.PidType, &read.PidType}, {&fo.Pid, &read.Pid},
+	} {
+		if *f.src != nil {
+			*f.dst = proto.Uint32(**f.src)
+		}
+	}
 }
 
 // translateOwner writes the owner's PID as the images have it.

@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +24,38 @@ func TestFileFownFindsTheKindsEntry(t *testing.T) {
 	}
 	if got, _ := fileFown(nil); got != nil {
 		t.Errorf("fileFown(nil) = %v", got)
+	}
+}
+
+// TestFileFownRegular: a regular file's owner and flags are found
+// without reflection, and agree with what the reflection finds.
+func TestFileFownRegular(t *testing.T) {
+	fo := newFown()
+	e := &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(1),
+		Reg: &regfile.RegFileEntry{Id: proto.Uint32(1), Flags: proto.Uint32(unix.O_RDWR | unix.O_APPEND), Fown: fo}}
+	got, flags := fileFown(e)
+	if got != fo || flags != unix.O_RDWR|unix.O_APPEND {
+		t.Errorf("fileFown = %v, %#o", got, flags)
+	}
+	if m := fileKind(e); m == nil || m.Interface() != e.Reg {
+		t.Errorf("fileKind = %v, want the regular file's entry", m)
+	}
+}
+
+// TestMergeFown: mergeFown does what proto.Merge does with an owner read
+// with and without an owner (the uids only with one).
+func TestMergeFown(t *testing.T) {
+	reads := []*fown.FownEntry{
+		{PidType: proto.Uint32(0), Pid: proto.Uint32(0), Signum: proto.Uint32(0)},
+		{PidType: proto.Uint32(1), Pid: proto.Uint32(42), Signum: proto.Uint32(10), Uid: proto.Uint32(7), Euid: proto.Uint32(8)},
+	}
+	for _, read := range reads {
+		want, got := newFown(), newFown()
+		proto.Merge(want, read)
+		mergeFown(got, read)
+		if !proto.Equal(got, want) {
+			t.Errorf("mergeFown(%v) = %v, want %v", read, got, want)
+		}
 	}
 }
 
