@@ -29,7 +29,8 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_SENDTO: "sendto", unix.SYS_SHUTDOWN: "shutdown", unix.SYS_FCHMODAT: "fchmodat",
 	unix.SYS_FCHOWNAT: "fchownat", unix.SYS_PWRITE64: "pwrite64", unix.SYS_UTIMENSAT: "utimensat",
 	unix.SYS_CAPSET: "capset", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETFSGID: "setfsgid",
-	unix.SYS_SECCOMP: "seccomp",
+	unix.SYS_SECCOMP: "seccomp", unix.SYS_LINKAT: "linkat",
+	unix.SYS_FANOTIFY_INIT: "fanotify_init", unix.SYS_FANOTIFY_MARK: "fanotify_mark",
 }
 
 // SyscallName names a system call number for logs.

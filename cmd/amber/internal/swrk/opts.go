@@ -40,14 +40,16 @@ type settings struct {
 	extUnixSk      bool
 	fileLocks      bool
 	linkRemap      bool
-	ghostLimit     int64
-	timeout        time.Duration
-	root           string            // the root of the tree's mount namespace
-	extMounts      map[string]string // ext_mnt: key to value, as --external mnt[KEY]:VAL
-	cgMode         cgroups.Mode      // manage_cgroups, manage_cgroups_mode
-	cgRoots        []cgroups.Root    // cg_root
-	freezeCgroup   string            // freeze_cgroup
-	emptyNet       bool              // empty_ns = CLONE_NEWNET
+	// tcpSkipInFlight leaves connections not yet accepted out of a dump.
+	tcpSkipInFlight bool
+	ghostLimit      int64
+	timeout         time.Duration
+	root            string            // the root of the tree's mount namespace
+	extMounts       map[string]string // ext_mnt: key to value, as --external mnt[KEY]:VAL
+	cgMode          cgroups.Mode      // manage_cgroups, manage_cgroups_mode
+	cgRoots         []cgroups.Root    // cg_root
+	freezeCgroup    string            // freeze_cgroup
+	emptyNet        bool              // empty_ns = CLONE_NEWNET
 	// orphanPts: a pty slave whose master is outside the tree is dumped,
 	// and its new master goes to the client on restore
 	// (orphan_pts_master).
@@ -132,6 +134,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.extUnixSk = o.GetExtUnixSk()
 	s.fileLocks = o.GetFileLocks()
 	s.linkRemap = o.GetLinkRemap()
+	s.tcpSkipInFlight = o.GetTcpSkipInFlight()
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()

@@ -24,7 +24,7 @@ func TestTranslateDump(t *testing.T) {
 		ImagesDirFd: proto.Int32(5), WorkDirFd: proto.Int32(7), Pid: proto.Int32(1234),
 		LeaveRunning: proto.Bool(true), ShellJob: proto.Bool(true), TcpEstablished: proto.Bool(true),
 		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
-		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true), ExtUnixSk: proto.Bool(true), LinkRemap: proto.Bool(true),
+		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true), ExtUnixSk: proto.Bool(true), LinkRemap: proto.Bool(true), TcpSkipInFlight: proto.Bool(true),
 		ManageCgroupsMode: rpc.CriuCgMode_FULL.Enum(), FreezeCgroup: proto.String("/sys/fs/cgroup/freezer/c1"),
 		CgRoot: []*rpc.CgroupRoot{{Ctrl: proto.String("cpu"), Path: proto.String("/c2")}},
 		// Harmless: amber behaves so anyway.
@@ -36,7 +36,7 @@ func TestTranslateDump(t *testing.T) {
 	}
 	want := settings{
 		imagesDir: "/proc/42/fd/5", workDir: "/proc/42/fd/7", logPath: "/proc/42/fd/7/dump.log", logLevel: 4, notify: true,
-		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, linkRemap: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
+		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, linkRemap: true, tcpSkipInFlight: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		root:   "/",
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
 		emptyNet: true,

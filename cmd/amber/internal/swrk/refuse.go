@@ -51,11 +51,11 @@ const (
 // not do: pre_dump_mode (pre-dumps only), network_lock (amber locks TCP
 // connections by repair mode and adds no firewall rules), weak_sysctls
 // (amber always skips a sysctl this kernel lacks), mntns_compat_mode,
-// skip_mnt (amber restores no mounts),
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups, manage_cgroups_mode, cg_root,
 // freeze_cgroup, empty_ns, veths and inherit_fd on restore (honoured)
-// (amber never dumps a network namespace), rst_sibling (see
+// (the engine's network namespace is used as given), tcp_skip_in_flight
+// on a dump (honoured), rst_sibling (see
 // settings.rstSibling), evasive_devices (CRIU's fallback for a device
 // file whose path is gone: amber opens device files by their path and
 // fails naming it if the path is gone, which is what CRIU does when
@@ -65,6 +65,7 @@ const (
 // notification), and every boolean set to false.
 func refusals() []refusal {
 	return []refusal{
+		{"skip_mnt", onBoth, func(o *rpc.CriuOpts) bool { return len(o.SkipMnt) > 0 }, notYet},
 		{"auto_ext_mnt", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoExtMnt() }, noMounts},
 		{"ext_sharing", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtSharing() }, noMounts},
 		{"ext_masters", onBoth, func(o *rpc.CriuOpts) bool { return o.GetExtMasters() }, noMounts},
@@ -79,7 +80,6 @@ func refusals() []refusal {
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},
 		{"irmap_scan_paths", onBoth, func(o *rpc.CriuOpts) bool { return len(o.IrmapScanPaths) > 0 }, notYet},
-		{"tcp_skip_in_flight", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTcpSkipInFlight() }, notYet},
 		{"leave_stopped", onBoth, func(o *rpc.CriuOpts) bool { return o.GetLeaveStopped() }, notYet},
 		{"exec_cmd", onBoth, func(o *rpc.CriuOpts) bool { return len(o.ExecCmd) > 0 }, notYet},
 		{"lsm_profile", onBoth, func(o *rpc.CriuOpts) bool { return o.LsmProfile != nil }, notYet},

@@ -31,7 +31,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	defer closeLog()
 	opts := dump.Options{
 		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
-		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, LinkRemap: st.linkRemap, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
+		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, LinkRemap: st.linkRemap, TCPSkipInFlight: st.tcpSkipInFlight, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
 		ExtMounts:     st.extMounts,
 		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
 		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
