@@ -47,6 +47,7 @@ func optionHelp() [][2]string {
 		{"cgroup-root", "--cgroup-root [CTL:]/P  restore the tree's cgroups under /P (of controller CTL only)"},
 		{"empty-ns", "--empty-ns net           leave the network namespace to the container engine (not dumped; new and empty on restore)"},
 		{"freeze-cgroup", "--freeze-cgroup DIR      freeze the tree with its freezer cgroup DIR while seizing it"},
+		{"cgroup-yard", "--cgroup-yard DIR        use the hierarchies mounted in DIR (cpu,cpuacct, systemd, unified) instead of mounting them"},
 		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages;\n" +
 			"                         dump: leave it out of the images, serve it on --address --port"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
@@ -74,6 +75,7 @@ func verbHelps() map[string]verbHelp {
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close", "tcp-skip-in-flight",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
 				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns", "ghost-fiemap",
+				"cgroup-yard",
 				"force-irmap", "irmap-scan-path", "lazy-pages", "status-fd", "link-remap"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
@@ -109,7 +111,8 @@ func verbHelps() map[string]verbHelp {
 			"Restore the tree dumped in DIR. Images that a user other than root and\n" +
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
-				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages", "inherit-fd"}, common...)},
+				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages", "inherit-fd",
+				"cgroup-yard"}, common...)},
 		"lazy-pages": {"amber lazy-pages [-D DIR] [--page-server --address ADDR --port PORT] [options]",
 			"Serve the page faults of one `amber restore --lazy-pages` of DIR through\n" +
 				"userfaultfd, from the pages images, on the socket lazy-pages.socket in DIR;\n" +

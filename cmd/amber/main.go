@@ -160,6 +160,7 @@ func runDump(o Options, l *log.Logger) error {
 		FreezeCgroup:    o.FreezeCgroup,
 		EmptyNet:        o.EmptyNet,
 		ManageCgroups:   o.ManageCgroups,
+		CgroupYard:      o.CgroupYardPath(),
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})
@@ -190,6 +191,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		ExtMounts:      o.ExtMounts,
 		ManageCgroups:  o.ManageCgroups,
 		CgroupRoots:    o.CgroupRoots,
+		CgroupYard:     o.CgroupYardPath(),
 		EmptyNet:       o.EmptyNet,
 		ExtVeths:       o.ExtVeths,
 		LazyPages:      o.LazyPages,

@@ -78,6 +78,7 @@ type Options struct {
 	ManageCgroups cgroups.Mode   // --manage-cgroups [MODE]: soft (the default), full, strict, ignore, none, props
 	CgroupRoots   []cgroups.Root // --cgroup-root [CONTROLLER:]/PATH, repeatable
 	FreezeCgroup  string         // --freeze-cgroup: freezer cgroup that holds the tree to dump
+	CgroupYard    string         // --cgroup-yard: the caller's mounts of the hierarchies (relative: in the work directory)
 	EmptyNet      bool           // --empty-ns net: the network namespace is the container engine's
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)
@@ -152,6 +153,15 @@ func (o Options) PidFilePath() string {
 		return ""
 	}
 	return o.inWorkDir(o.PidFile)
+}
+
+// CgroupYardPath is the --cgroup-yard directory, a relative one taken
+// from the work directory, where CRIU runs ("" without --cgroup-yard).
+func (o Options) CgroupYardPath() string {
+	if o.CgroupYard == "" {
+		return ""
+	}
+	return o.inWorkDir(o.CgroupYard)
 }
 
 func (o Options) inWorkDir(path string) string {
@@ -377,6 +387,7 @@ func optionTable() []option {
 		{"manage-cgroups", 0, optionalArg, setManageCgroups},
 		{"cgroup-root", 0, requiredArg, setCgroupRoot},
 		{"freeze-cgroup", 0, requiredArg, setString(func(o *Options) *string { return &o.FreezeCgroup })},
+		{"cgroup-yard", 0, requiredArg, setString(func(o *Options) *string { return &o.CgroupYard })},
 		{"empty-ns", 0, requiredArg, setEmptyNs},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
@@ -464,7 +475,7 @@ func unsupportedOptions() []option {
 		{"config", 0, requiredArg}, {"tls-cacert", 0, requiredArg},
 		{"tls-cacrl", 0, requiredArg}, {"tls-cert", 0, requiredArg},
 		{"tls-key", 0, requiredArg}, {"tls", 0, noArg},
-		{"tls-no-cn-verify", 0, noArg}, {"cgroup-yard", 0, requiredArg},
+		{"tls-no-cn-verify", 0, noArg},
 		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
 		{"lsm-mount-context", 0, requiredArg}, {"network-lock", 0, requiredArg},
 		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},

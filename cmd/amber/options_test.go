@@ -276,7 +276,22 @@ func TestParseCgroups(t *testing.T) {
 	if err != nil || o.ManageCgroups != cgroups.Soft || o.FreezeCgroup != "/sys/fs/cgroup/freezer/x" {
 		t.Errorf("dump: %v %q %v", o.ManageCgroups, o.FreezeCgroup, err)
 	}
-	for _, bad := range []string{"--manage-cgroups=hard", "--cgroup-root=cpu:rel"} {
+	// As CRIU's: a relative yard is in the work directory.
+	o, err = Parse(strings.Fields("restore -D /img --manage-cgroups --cgroup-yard ../yard"))
+	if err != nil || o.CgroupYard != "../yard" || o.CgroupYardPath() != "/yard" {
+		t.Errorf("yard: %q %q %v", o.CgroupYard, o.CgroupYardPath(), err)
+	}
+	o, err = Parse(strings.Fields("dump -t 1 -W /w --cgroup-yard=/y"))
+	if err != nil || o.CgroupYardPath() != "/y" {
+		t.Errorf("absolute yard: %q %v", o.CgroupYardPath(), err)
+	}
+	if o, _ := Parse(strings.Fields("dump -t 1 -W /w --cgroup-yard y")); o.CgroupYardPath() != "/w/y" {
+		t.Errorf("yard in -W: %q", o.CgroupYardPath())
+	}
+	if o, _ := Parse(strings.Fields("restore")); o.CgroupYardPath() != "" {
+		t.Errorf("no yard: %q", o.CgroupYardPath())
+	}
+	for _, bad := range []string{"--manage-cgroups=hard", "--cgroup-root=cpu:rel", "--cgroup-yard"} {
 		if _, err := Parse([]string{"restore", bad}); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

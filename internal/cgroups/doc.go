@@ -27,5 +27,6 @@
 // Hierarchies are reached through mounts amber makes for itself
 // (fsopen and fsmount, detached from any mount tree), so a hierarchy
 // mounted nowhere in amber's mount namespace, or a read-only mount of
-// /sys/fs/cgroup, still works.
+// /sys/fs/cgroup, still works. With a yard (--cgroup-yard), the
+// caller's mounts in it are used instead (yard.go).
 package cgroups

@@ -34,13 +34,14 @@ type dirTree struct {
 const SelfSet = 1
 
 // NewDumper reads amber's own cgroups, the set a process shares with
-// amber needs no restoring.
-func NewDumper() (*Dumper, error) {
+// amber needs no restoring. yard is --cgroup-yard, "" to mount the
+// hierarchies itself.
+func NewDumper(yard string) (*Dumper, error) {
 	self, err := ReadSet(os.Getpid())
 	if err != nil {
 		return nil, fmt.Errorf("amber's cgroups: %w", err)
 	}
-	return &Dumper{mounts: newMounts(), sets: []Set{self}, dirs: map[string]*dirTree{}}, nil
+	return &Dumper{mounts: newMounts(yard), sets: []Set{self}, dirs: map[string]*dirTree{}}, nil
 }
 
 // Close releases the dumper's mounts. A nil Dumper dumps nothing.

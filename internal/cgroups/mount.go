@@ -12,18 +12,23 @@ import (
 // with fsopen and fsmount and attached nowhere: a v1 mount with the
 // controllers (or name) of an existing hierarchy is that hierarchy.
 type mounts struct {
-	fds map[string]int // by hierarchy name
+	fds  map[string]int // by hierarchy name
+	yard string         // --cgroup-yard: the caller's mounts, "" for amber's own
 }
 
-func newMounts() *mounts { return &mounts{fds: map[string]int{}} }
+func newMounts(yard string) *mounts { return &mounts{fds: map[string]int{}, yard: yard} }
 
-// path is the path through amber's mount of hierarchy name of the
-// cgroup at rel, a path from the hierarchy's root.
+// path is the path through amber's mount of hierarchy name (or the
+// yard's) of the cgroup at rel, a path from the hierarchy's root.
 func (m *mounts) path(name, rel string) (string, error) {
 	fd, ok := m.fds[name]
 	if !ok {
 		var err error
-		if fd, err = mountHierarchy(name); err != nil {
+		if m.yard != "" {
+			if fd, err = openYard(m.yard, name); err != nil {
+				return "", err
+			}
+		} else if fd, err = mountHierarchy(name); err != nil {
 			return "", fmt.Errorf("cgroup hierarchy %q: %w", displayName(name), err)
 		}
 		m.fds[name] = fd

@@ -55,9 +55,10 @@ type Restorer struct {
 
 // Prepare makes the directories of the plan that are missing, with
 // their permissions and the cpuset properties tasks need to join them.
-// self is the inventory's root_cg_set.
-func Prepare(p *Plan, mode Mode, self uint32) (*Restorer, error) {
-	r := &Restorer{plan: p, mode: mode, self: self, mounts: newMounts()}
+// self is the inventory's root_cg_set; yard is --cgroup-yard, "" to
+// mount the hierarchies itself.
+func Prepare(p *Plan, mode Mode, self uint32, yard string) (*Restorer, error) {
+	r := &Restorer{plan: p, mode: mode, self: self, mounts: newMounts(yard)}
 	for _, d := range p.Dirs {
 		a, err := r.prepare(d)
 		if err != nil {

@@ -23,7 +23,7 @@ func (d *dumper) openCgroups() error {
 		return nil
 	}
 	var err error
-	d.cg, err = cgroups.NewDumper()
+	d.cg, err = cgroups.NewDumper(d.opts.CgroupYard)
 	return err
 }
 

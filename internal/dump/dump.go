@@ -80,6 +80,9 @@ type Options struct {
 	// ManageCgroups is --manage-cgroups: the dump saves the tree's
 	// cgroups (cgroup.img) unless it is cgroups.Ignore.
 	ManageCgroups cgroups.Mode
+	// CgroupYard is --cgroup-yard: a directory where the caller has
+	// mounted every hierarchy, used in place of amber's own mounts.
+	CgroupYard string
 	// PageServer is the address (host:port) of the page server that
 	// receives the pages instead of the images directory (--page-server
 	// --address --port); "" for none.

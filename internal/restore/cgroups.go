@@ -26,7 +26,7 @@ func prepareCgroups(tree *treeImages, opts Options) (*cgroups.Restorer, error) {
 		return nil, fmt.Errorf("%s: %w", tree.dir.CgroupPath(), err)
 	}
 	opts.Log.Infof("cgroups: %d sets, %d directories (--manage-cgroups=%s)", len(p.Sets), len(p.Dirs), opts.ManageCgroups)
-	return cgroups.Prepare(p, opts.ManageCgroups, tree.rootCgSet)
+	return cgroups.Prepare(p, opts.ManageCgroups, tree.rootCgSet, opts.CgroupYard)
 }
 
 // parentCgSet is the cgroup set t inherits when it is made: its

@@ -75,6 +75,9 @@ type Options struct {
 	ManageCgroups cgroups.Mode
 	// CgroupRoots are --cgroup-root: new roots of the dumped cgroups.
 	CgroupRoots []cgroups.Root
+	// CgroupYard is --cgroup-yard: a directory where the caller has
+	// mounted every hierarchy, used in place of amber's own mounts.
+	CgroupYard string
 	// EmptyNet leaves the tree's new network namespace as it comes, for
 	// the container engine to set up (--empty-ns net).
 	EmptyNet bool

@@ -49,6 +49,7 @@ type settings struct {
 	cgMode          cgroups.Mode      // manage_cgroups, manage_cgroups_mode
 	cgRoots         []cgroups.Root    // cg_root
 	freezeCgroup    string            // freeze_cgroup
+	cgYard          string            // cgroup_yard, a relative one in the work directory
 	emptyNet        bool              // empty_ns = CLONE_NEWNET
 	// orphanPts: a pty slave whose master is outside the tree is dumped,
 	// and its new master goes to the client on restore
@@ -146,6 +147,10 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 		s.extMounts[m.GetKey()] = m.GetVal()
 	}
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
+	s.cgYard = o.GetCgroupYard()
+	if s.cgYard != "" && !filepath.IsAbs(s.cgYard) {
+		s.cgYard = filepath.Join(s.workDir, s.cgYard)
+	}
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
 	s.orphanPts = o.GetOrphanPtsMaster()
 	s.rstSibling = kind == rpc.CriuReqType_RESTORE && o.GetRstSibling()

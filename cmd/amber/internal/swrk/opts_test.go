@@ -26,7 +26,8 @@ func TestTranslateDump(t *testing.T) {
 		LogFile: proto.String("dump.log"), LogLevel: proto.Int32(4), NotifyScripts: proto.Bool(true),
 		GhostLimit: proto.Uint32(4096), Timeout: proto.Uint32(3), FileLocks: proto.Bool(true), ExtUnixSk: proto.Bool(true), LinkRemap: proto.Bool(true), TcpSkipInFlight: proto.Bool(true),
 		ManageCgroupsMode: rpc.CriuCgMode_FULL.Enum(), FreezeCgroup: proto.String("/sys/fs/cgroup/freezer/c1"),
-		CgRoot: []*rpc.CgroupRoot{{Ctrl: proto.String("cpu"), Path: proto.String("/c2")}},
+		CgRoot:     []*rpc.CgroupRoot{{Ctrl: proto.String("cpu"), Path: proto.String("/c2")}},
+		CgroupYard: proto.String("../yard"),
 		// Harmless: amber behaves so anyway.
 		EmptyNs: proto.Uint32(unix.CLONE_NEWNET), Root: proto.String("/"), RstSibling: proto.Bool(true),
 	}
@@ -39,6 +40,7 @@ func TestTranslateDump(t *testing.T) {
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, linkRemap: true, tcpSkipInFlight: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		root:   "/",
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
+		cgYard:   "/proc/42/fd/yard",
 		emptyNet: true,
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -53,7 +53,7 @@ const (
 // (amber always skips a sysctl this kernel lacks), mntns_compat_mode,
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups, manage_cgroups_mode, cg_root,
-// freeze_cgroup, empty_ns, veths and inherit_fd on restore (honoured)
+// freeze_cgroup, cgroup_yard, empty_ns, veths and inherit_fd on restore (honoured)
 // (the engine's network namespace is used as given), tcp_skip_in_flight
 // on a dump (honoured), rst_sibling (see
 // settings.rstSibling), evasive_devices (CRIU's fallback for a device
@@ -75,7 +75,6 @@ func refusals() []refusal {
 		{"cgroup_props", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupProps != nil }, noCgroups},
 		{"cgroup_props_file", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupPropsFile != nil }, noCgroups},
 		{"cgroup_dump_controller", onBoth, func(o *rpc.CriuOpts) bool { return len(o.CgroupDumpController) > 0 }, noCgroups},
-		{"cgroup_yard", onBoth, func(o *rpc.CriuOpts) bool { return o.CgroupYard != nil }, noCgroups},
 		{"inherit_fd", onDump, func(o *rpc.CriuOpts) bool { return len(o.InheritFd) > 0 }, "an option of restore only"},
 		{"unix_sk_ino", onBoth, func(o *rpc.CriuOpts) bool { return len(o.UnixSkIno) > 0 }, notYet},
 		{"force_irmap", onBoth, func(o *rpc.CriuOpts) bool { return o.GetForceIrmap() }, notYet},

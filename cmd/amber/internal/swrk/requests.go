@@ -33,7 +33,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
 		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, LinkRemap: st.linkRemap, TCPSkipInFlight: st.tcpSkipInFlight, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
 		ExtMounts:     st.extMounts,
-		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet,
+		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet, CgroupYard: st.cgYard,
 		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
 		LazyPages: st.lazyAddr,
 	}
@@ -67,7 +67,7 @@ func (s *session) restore(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	opts := restore.Options{
 		ImagesDir: st.imagesDir, Detach: true, ShellJob: st.shellJob, TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose,
 		FileLocks: st.fileLocks, Log: l, Root: st.root, ExtMounts: st.extMounts,
-		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet,
+		ManageCgroups: st.cgMode, CgroupRoots: st.cgRoots, EmptyNet: st.emptyNet, CgroupYard: st.cgYard,
 		ExtUnixSk: st.extUnixSk, InheritFds: st.inheritFds, LazyPages: st.lazyPages,
 		ExtVeths: st.extVeths,
 	}
