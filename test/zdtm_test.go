@@ -145,6 +145,7 @@ var programs = []program{
 	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
+	{name: "sk_raw_ping"},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -87,7 +87,9 @@ func (s *fdSim) inetCall(c plan.Call) (bool, error) {
 func (s *fdSim) inetSocket(a [6]uint64) error {
 	typ := int(a[1] &^ (unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC))
 	proto := int(a[2])
-	if !(typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP) && !(typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == unix.IPPROTO_UDPLITE)) {
+	ping := typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_ICMP || proto == unix.IPPROTO_ICMPV6)
+	if !(typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP) && !(typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == unix.IPPROTO_UDPLITE)) &&
+		typ != unix.SOCK_RAW && !ping {
 		return fmt.Errorf("socket type %d protocol %d not modelled: %w", typ, proto, unix.EINVAL)
 	}
 	k := &simInet{family: int(a[0]), typ: typ, proto: proto, opts: map[[2]int][]byte{}}
@@ -189,6 +191,9 @@ func (s *fdSim) inetSetsockopt(k *simInet, a [6]uint64) error {
 		return err
 	}
 	level, opt := int(a[1]), int(a[2])
+	if level == unix.SOL_IP && k.family == unix.AF_INET6 && k.typ == unix.SOCK_RAW {
+		return fmt.Errorf("IP option %d on a raw IPv6 socket: %w", opt, unix.ENOPROTOOPT)
+	}
 	if level == unix.IPPROTO_TCP && k.proto != unix.IPPROTO_TCP {
 		return fmt.Errorf("TCP option %d on a UDP socket: %w", opt, unix.ENOPROTOOPT)
 	}

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bytes"
 	"net/netip"
 	"slices"
 	"strings"
@@ -141,7 +142,7 @@ func TestPlanInetRefused(t *testing.T) {
 	est := func() *skinet.InetSkEntry {
 		return inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpEstablished, "127.0.0.1:1", "127.0.0.1:2", 0, nil)
 	}
-	raw := inetImg(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP, tcpClose, "", "", 0, nil)
+	sctp := inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP, tcpClose, "", "", 0, nil)
 	synSent := est()
 	synSent.State = proto.Uint32(tcpSynSent)
 	cases := []struct {
@@ -153,7 +154,7 @@ func TestPlanInetRefused(t *testing.T) {
 	}{
 		{"connection without --tcp-established", est(), false, map[uint32]*sockets.TCPStream{9: tcpStream(1, 1, 0)}, "--tcp-established"},
 		{"connection without its stream", est(), true, nil, "tcp-stream-9.img"},
-		{"raw socket", raw, true, nil, "only TCP and UDP"},
+		{"SCTP socket", sctp, true, nil, "only TCP, UDP, raw and ping"},
 		{"connection not established", synSent, true, nil, "SYN_SENT"},
 	}
 	for _, c := range cases {
@@ -167,5 +168,43 @@ func TestPlanInetRefused(t *testing.T) {
 				t.Fatalf("got %v, want an error naming socket 9 and %q", err, c.contains)
 			}
 		})
+	}
+}
+
+// TestPlanInetRawPing restores raw and ping sockets in a simulated
+// task: each bound or connected as dumped, a raw ICMP socket with its
+// ICMP filter, IP_NODEFRAG and IP_HDRINCL, and a bound raw IPv6 socket
+// without IP_FREEBIND at SOL_IP, which raw IPv6 sockets do not have.
+func TestPlanInetRawPing(t *testing.T) {
+	l := newLayout()
+	raw4 := inetImg(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP, tcpClose, "0.0.0.0:1", "", unix.O_RDWR, nil)
+	raw4.IpOpts = &skinet.IpOptsEntry{Raw: &skinet.IpOptsRawEntry{Hdrincl: proto.Bool(true), Nodefrag: proto.Bool(true),
+		IcmpvFilter: []uint32{0xfffffffe}}}
+	l.fd(3, l.addInet(raw4, 100), false)
+	l.fd(4, l.addInet(inetImg(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_UDP, tcpClose, "[::1]:17", "", unix.O_RDWR, nil), 101), false)
+	l.fd(5, l.addInet(inetImg(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP, tcpClose, "127.0.0.1:4242", "", unix.O_RDWR, nil), 102), false)
+	l.fd(6, l.addInet(inetImg(unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_ICMPV6, tcpEstablished, "[::1]:7", "[::1]:1",
+		unix.O_RDWR, nil), 103), false)
+
+	s, p := runFds(t, l, 0, 1, 2)
+	for _, f := range l.in.Fds {
+		for _, problem := range inetProblems(s, int(f.GetFd()), l.in, f.GetId()) {
+			t.Error(problem)
+		}
+	}
+	k := s.fds[3].f.in
+	if f := k.opts[[2]int{unix.SOL_RAW, 1}]; !bytes.Equal(f, []byte{0xfe, 0xff, 0xff, 0xff}) {
+		t.Errorf("fd 3: ICMP_FILTER %x, want fffffffe", f)
+	}
+	for _, o := range [][2]int{{unix.SOL_IP, unix.IP_NODEFRAG}, {unix.SOL_IP, unix.IP_HDRINCL}} {
+		if v, ok := k.optInt(o[0], o[1]); !ok || v != 1 {
+			t.Errorf("fd 3: option %d of level %d is %d (set %v), want 1", o[1], o[0], v, ok)
+		}
+	}
+	if _, ok := s.fds[4].f.in.optInt(unix.SOL_IP, unix.IP_FREEBIND); ok {
+		t.Errorf("fd 4: IP_FREEBIND set on a raw IPv6 socket")
+	}
+	if t.Failed() {
+		t.Logf("plan:\n%s", p)
 	}
 }

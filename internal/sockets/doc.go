@@ -2,8 +2,8 @@
 // table, as CRIU's sk-*.c do: unix sockets (UnixSkEntry in files.img)
 // with the messages queued on them and the descriptors in flight in
 // those (sk-queues.img), external unix sockets (--ext-unix-sk) and
-// unix sockets whose file was deleted; TCP and UDP sockets over IPv4
-// and IPv6 (InetSkEntry), with their socket, IP and TCP options, and
+// unix sockets whose file was deleted; TCP, UDP, raw and ping sockets
+// over IPv4 and IPv6 (InetSkEntry), with their socket, IP and TCP options, and
 // established TCP connections in repair mode (tcp-stream-INO.img), let
 // go or shut down once every task is restored (EndTCPRepair, CloseTCP).
 //

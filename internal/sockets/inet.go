@@ -31,8 +31,9 @@ import (
 //   - an established TCP connection, with --tcp-established at dump and
 //     at restore: in TCP repair mode, without a handshake (tcp.go).
 //
-// The dump refuses, naming the descriptor: other protocols (raw sockets,
-// ICMP, SCTP, MPTCP), TCP connections in other states than established
+// Raw and ping sockets are restored as UDP ones are (raw.go).
+//
+// The dump refuses, naming the descriptor: other protocols (SCTP, MPTCP), TCP connections in other states than established
 // (connecting, half closed), a listener with connections waiting to be
 // accepted (criu does too without --tcp-skip-in-flight), a corked UDP
 // socket, and sockets of a network namespace other than amber's.
@@ -89,6 +90,8 @@ func protoName(family, proto int) string {
 		name = "udp"
 	case unix.IPPROTO_UDPLITE:
 		name = "udplite"
+	case unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6:
+		name = "icmp"
 	}
 	if family == unix.AF_INET6 {
 		name += "6"
@@ -99,21 +102,25 @@ func protoName(family, proto int) string {
 // String names the socket as errors do: "tcp socket 1234 (127.0.0.1:80
 // -> 127.0.0.1:4242, ESTABLISHED)".
 func (k *inetSock) String() string {
-	return inetName(k.family, k.proto, k.ino, k.src, k.dst, k.state)
+	return inetName(k.family, k.typ, k.proto, k.ino, k.src, k.dst, k.state)
 }
 
-func inetName(family, proto int, ino uint32, src, dst netip.AddrPort, state uint32) string {
+func inetName(family, typ, proto int, ino uint32, src, dst netip.AddrPort, state uint32) string {
 	peer := ""
 	if dst.IsValid() && dst.Port() != 0 {
 		peer = " -> " + dst.String()
 	}
-	return fmt.Sprintf("%s socket %d (%s%s, %s)", protoName(family, proto), ino, src, peer, tcpStateName(state))
+	kind := protoName(family, proto)
+	if typ == unix.SOCK_RAW {
+		kind = "raw " + kind
+	}
+	return fmt.Sprintf("%s socket %d (%s%s, %s)", kind, ino, src, peer, tcpStateName(state))
 }
 
 // tcpConnection reports whether the socket is a TCP connection, which
 // only repair mode restores.
 func (k *inetSock) tcpConnection() bool {
-	return k.proto == unix.IPPROTO_TCP && k.dst.IsValid() && k.dst.Port() != 0
+	return k.typ == unix.SOCK_STREAM && k.dst.IsValid() && k.dst.Port() != 0
 }
 
 // addInetSocket records inet socket s (a copy of pid's fd) in the table.
@@ -161,11 +168,13 @@ func readInet(s int, ino uint32, family int) (*inetSock, error) {
 	if err := k.readAddrs(s); err != nil {
 		return nil, err
 	}
-	if k.proto == unix.IPPROTO_TCP {
+	if k.typ == unix.SOCK_STREAM {
 		return k, k.readTCPState(s)
 	}
-	if corked, err := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_CORK); err != nil || corked != 0 {
-		return nil, fmt.Errorf("a corked UDP socket (UDP_CORK %d, %v): not supported (nor by criu)", corked, err)
+	if datagram(k.typ, k.proto) {
+		if corked, err := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_CORK); err != nil || corked != 0 {
+			return nil, fmt.Errorf("a corked UDP socket (UDP_CORK %d, %v): not supported (nor by criu)", corked, err)
+		}
 	}
 	k.state = tcpClose
 	if k.dst.IsValid() {
@@ -180,15 +189,15 @@ func datagram(typ, proto int) bool {
 	return typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == unix.IPPROTO_UDPLITE)
 }
 
-// checkProto refuses what is neither TCP nor UDP.
+// checkProto refuses what is neither TCP, UDP, raw nor ping (raw.go).
 func checkProto(k *inetSock) error {
 	switch {
-	case k.typ == unix.SOCK_STREAM && k.proto == unix.IPPROTO_TCP, datagram(k.typ, k.proto):
+	case k.typ == unix.SOCK_STREAM && k.proto == unix.IPPROTO_TCP, datagram(k.typ, k.proto), rawOrPing(k.typ, k.proto):
 		return nil
 	case k.proto == unix.IPPROTO_MPTCP:
 		return fmt.Errorf("an MPTCP socket: not supported (Go programs: GODEBUG=multipathtcp=0)")
 	}
-	return fmt.Errorf("type %d protocol %d: only TCP and UDP sockets are supported", k.typ, k.proto)
+	return fmt.Errorf("type %d protocol %d: only TCP, UDP, raw and ping sockets are supported", k.typ, k.proto)
 }
 
 // readAddrs reads the local and, if connected, the remote address.
@@ -403,12 +412,12 @@ type inetImage struct {
 
 // String names the socket as the dump did.
 func (k *inetImage) String() string {
-	return inetName(int(k.e.GetFamily()), int(k.e.GetProto()), k.e.GetIno(), k.src, k.dst, k.e.GetState())
+	return inetName(int(k.e.GetFamily()), int(k.e.GetType()), int(k.e.GetProto()), k.e.GetIno(), k.src, k.dst, k.e.GetState())
 }
 
 // tcpConnection reports whether the socket is a TCP connection.
 func (k *inetImage) tcpConnection() bool {
-	return k.e.GetProto() == unix.IPPROTO_TCP && k.e.GetDstPort() != 0
+	return k.e.GetType() == unix.SOCK_STREAM && k.e.GetDstPort() != 0
 }
 
 // readInetImage checks an InetSkEntry and decodes its addresses.
@@ -435,9 +444,9 @@ func (k *inetImage) check() error {
 		return fmt.Errorf("%v: family %d: not supported", k, f)
 	case e.GetOpts() == nil:
 		return fmt.Errorf("%v: no socket options (sk_opts_entry)", k)
-	case !(typ == unix.SOCK_STREAM && pr == unix.IPPROTO_TCP) && !datagram(int(typ), int(pr)):
-		return fmt.Errorf("%v: type %d protocol %d: only TCP and UDP sockets are supported", k, typ, pr)
-	case st == tcpListen && pr != unix.IPPROTO_TCP:
+	case !(typ == unix.SOCK_STREAM && pr == unix.IPPROTO_TCP) && !datagram(int(typ), int(pr)) && !rawOrPing(int(typ), int(pr)):
+		return fmt.Errorf("%v: type %d protocol %d: only TCP, UDP, raw and ping sockets are supported", k, typ, pr)
+	case st == tcpListen && typ != unix.SOCK_STREAM:
 		return fmt.Errorf("%v: listening, but not TCP", k)
 	case k.tcpConnection() && !repairable(st):
 		return fmt.Errorf("%v: TCP state %s: not supported yet", k, tcpStateName(st))
@@ -546,13 +555,21 @@ func (m *inetMaker) prepare() error {
 		b.Call(fmt.Sprintf("bind %v to device %s", m.k, dev), unix.SYS_SETSOCKOPT, uint64(m.fd), unix.SOL_SOCKET,
 			unix.SO_BINDTODEVICE, b.String(dev), uint64(len(dev)+1))
 	}
-	if e.GetFamily() == unix.AF_INET6 && e.GetSrcPort() != 0 {
+	if m.freebindToBind() {
 		m.setInt(unix.SOL_IP, unix.IP_FREEBIND, 1, "set IP_FREEBIND to bind")
 	}
 	return nil
 }
 
-// bind binds the socket to its address, if it had a port.
+// freebindToBind reports whether the socket is set IP_FREEBIND to
+// bind: a bound IPv6 one but raw, which has no IP_FREEBIND at SOL_IP.
+func (m *inetMaker) freebindToBind() bool {
+	e := m.k.e
+	return e.GetFamily() == unix.AF_INET6 && e.GetSrcPort() != 0 && e.GetType() != unix.SOCK_RAW
+}
+
+// bind binds the socket to its address, if it had a port (a raw
+// socket's is its protocol).
 func (m *inetMaker) bind() error {
 	e := m.k.e
 	if e.GetSrcPort() == 0 {
@@ -565,7 +582,7 @@ func (m *inetMaker) bind() error {
 	b := m.p.b
 	// A closed TCP socket's address may be held by the TIME_WAIT its
 	// own connection left; repair mode lets it bind there again.
-	repair := e.GetProto() == unix.IPPROTO_TCP && e.GetState() == tcpClose
+	repair := e.GetType() == unix.SOCK_STREAM && e.GetState() == tcpClose
 	if repair {
 		m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON, "turn repair mode on to bind")
 	}
@@ -587,10 +604,10 @@ func (m *inetMaker) listen() error {
 	return nil
 }
 
-// connect connects a UDP socket to its peer.
+// connect connects a UDP, raw or ping socket to its peer.
 func (m *inetMaker) connect() error {
 	e := m.k.e
-	if e.GetDstPort() == 0 || !datagram(int(e.GetType()), int(e.GetProto())) {
+	if e.GetDstPort() == 0 || e.GetType() == unix.SOCK_STREAM {
 		return nil
 	}
 	sa, err := inetSockaddr(e.GetFamily(), m.k.dst, "")

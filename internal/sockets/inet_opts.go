@@ -41,6 +41,11 @@ func dumpInetOpts(s int, k *inetSock, ie *skinet.InetSkEntry) error {
 	if ie.IpOpts, err = dumpIPOpts(s, k.family); err != nil {
 		return err
 	}
+	if k.typ == unix.SOCK_RAW {
+		if ie.IpOpts.Raw, err = dumpRawOpts(s, k); err != nil {
+			return err
+		}
+	}
 	if k.family == unix.AF_INET6 {
 		v, err := unix.GetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
 		if err != nil {
@@ -48,7 +53,7 @@ func dumpInetOpts(s int, k *inetSock, ie *skinet.InetSkEntry) error {
 		}
 		ie.V6Only = proto.Bool(v != 0)
 	}
-	if k.proto == unix.IPPROTO_TCP {
+	if k.typ == unix.SOCK_STREAM {
 		ie.TcpOpts, err = dumpTCPOpts(s)
 	}
 	return err
@@ -156,6 +161,9 @@ func (m *inetMaker) options() error {
 	m.skOptions()
 	m.ipOptions()
 	m.tcpOptions()
+	if r := m.k.e.GetIpOpts().GetRaw(); r != nil && m.k.e.GetType() == unix.SOCK_RAW {
+		return m.rawOptions(r)
+	}
 	return nil
 }
 
@@ -233,7 +241,7 @@ func (m *inetMaker) ipOptions() {
 	if e.GetFamily() == unix.AF_INET6 {
 		if o.GetFreebind() {
 			m.setInt(unix.IPPROTO_IPV6, ipv6Freebind, 1, "set IPV6_FREEBIND")
-		} else if e.GetSrcPort() != 0 {
+		} else if m.freebindToBind() {
 			m.setInt(unix.SOL_IP, unix.IP_FREEBIND, 0, "clear IP_FREEBIND, set to bind")
 		}
 		if o.GetPktinfo() {
@@ -259,7 +267,7 @@ func (m *inetMaker) ipOptions() {
 // keepalive ones in SkOptsEntry.
 func (m *inetMaker) tcpOptions() {
 	e := m.k.e
-	if e.GetProto() != unix.IPPROTO_TCP {
+	if e.GetType() != unix.SOCK_STREAM {
 		return
 	}
 	o, so := e.GetTcpOpts(), e.GetOpts()

@@ -105,7 +105,7 @@ func TestCheckInet(t *testing.T) {
 			t.Errorf("%v (--tcp-established %v): %v, want %q", c.k, c.tcpEst, err, c.want)
 		}
 	}
-	for _, k := range []*inetSock{{typ: unix.SOCK_RAW, proto: unix.IPPROTO_ICMP}, {typ: unix.SOCK_STREAM, proto: unix.IPPROTO_MPTCP}} {
+	for _, k := range []*inetSock{{typ: unix.SOCK_STREAM, proto: unix.IPPROTO_SCTP}, {typ: unix.SOCK_STREAM, proto: unix.IPPROTO_MPTCP}} {
 		if err := checkProto(k); err == nil {
 			t.Errorf("type %d protocol %d taken", k.typ, k.proto)
 		}
