@@ -17,16 +17,7 @@ import (
 func TestStatsDump(t *testing.T) {
 	c := startCase(t, "counter")
 	c.mustDump()
-	dir, err := image.OpenDir(c.images)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	all, err := image.ReadFile(dir.StatsDumpPath(), image.Stats, func() *stats.StatsEntry { return &stats.StatsEntry{} })
-	if err != nil || len(all) != 1 {
-		t.Fatalf("stats-dump: %d entries, %v", len(all), err)
-	}
-	d := all[0].GetDump()
+	d := readDumpStats(t, c.images)
 	if d.GetPagesWritten() == 0 || d.GetPagesScanned() < d.GetPagesWritten() || d.GetFrozenTime() == 0 {
 		t.Errorf("stats-dump: %+v: want pages written, no more than scanned, and a frozen time", d)
 	}
@@ -40,16 +31,7 @@ func TestStatsDump(t *testing.T) {
 func TestStatsDumpShmem(t *testing.T) {
 	c := startCase(t, "shm_anon_single")
 	c.mustDump()
-	dir, err := image.OpenDir(c.images)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	all, err := image.ReadFile(dir.StatsDumpPath(), image.Stats, func() *stats.StatsEntry { return &stats.StatsEntry{} })
-	if err != nil || len(all) != 1 {
-		t.Fatalf("stats-dump: %d entries, %v", len(all), err)
-	}
-	d := all[0].GetDump()
+	d := readDumpStats(t, c.images)
 	if d.ShpagesWritten == nil || d.GetShpagesWritten() == 0 {
 		t.Errorf("stats-dump: %+v: want shpages_written, the shared pages", d)
 	}
@@ -78,4 +60,19 @@ func pagesInImages(t *testing.T, dir string) uint64 {
 		bytes += st.Size()
 	}
 	return uint64(bytes / int64(os.Getpagesize()))
+}
+
+// readDumpStats reads the dump's entry of the stats-dump in images.
+func readDumpStats(t *testing.T, images string) *stats.DumpStatsEntry {
+	t.Helper()
+	dir, err := image.OpenDir(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	all, err := image.ReadFile(dir.StatsDumpPath(), image.Stats, func() *stats.StatsEntry { return &stats.StatsEntry{} })
+	if err != nil || len(all) != 1 {
+		t.Fatalf("stats-dump: %d entries, %v", len(all), err)
+	}
+	return all[0].GetDump()
 }

@@ -70,19 +70,7 @@ func (r *receiver) restoreLocal() (Received, error) {
 func (r *receiver) restoreRemote() (Received, error) {
 	opts := r.restoreOptions()
 	var committed time.Time
-	opts.Notify = func(action string, pid int) error {
-		if action != "post-restore" {
-			return nil
-		}
-		if err := r.ch.send(Msg{Op: opOK, Pid: pid}); err != nil {
-			return err
-		}
-		if _, err := r.ch.expect(opCommit, r.opts.Timeout); err != nil {
-			return fmt.Errorf("waiting for the source's commit: %w", err)
-		}
-		committed = time.Now()
-		return nil
-	}
+	opts.Notify = r.heldUntilCommit(&committed)
 	res, err := restore.Run(opts)
 	if err != nil {
 		return Received{}, fmt.Errorf("restore: %w", err)
