@@ -22,6 +22,7 @@
 #include <linux/icmp.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -164,24 +165,39 @@ static void check_raw6(int raw6)
 		fail("raw6: not bound to ::1 after restore: %s", test_strerror(errno));
 }
 
+static const char ping_range_path[] = "/proc/sys/net/ipv4/ping_group_range";
+static char ping_range_before[64];
+
+/* Give the host its ping group range back when the program ends. */
+static void restore_ping_range(void)
+{
+	int fd = open(ping_range_path, O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, ping_range_before, strlen(ping_range_before)) < 0)
+			perror(ping_range_path);
+		close(fd);
+	}
+}
+
 /* Let group 0 make ping sockets, unless the range has it already (the
- * default range has none). */
+ * default range has none), until the program ends: the restore makes
+ * them again in this process. */
 static void allow_ping(void)
 {
-	const char *path = "/proc/sys/net/ipv4/ping_group_range";
 	long lo = 1, hi = 0;
-	char buf[64] = "";
-	int fd = open(path, O_RDWR);
+	int fd = open(ping_range_path, O_RDWR);
 
-	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) < 0)
-		fail("%s: %s", path, test_strerror(errno));
-	if (sscanf(buf, "%ld %ld", &lo, &hi) == 2 && lo <= 0 && hi >= 0) {
+	if (fd < 0 || read(fd, ping_range_before, sizeof(ping_range_before) - 1) < 0)
+		fail("%s: %s", ping_range_path, test_strerror(errno));
+	if (sscanf(ping_range_before, "%ld %ld", &lo, &hi) == 2 && lo <= 0 && hi >= 0) {
 		close(fd);
 		return;
 	}
 	if (pwrite(fd, "0 0", 3, 0) != 3)
-		fail("%s: %s", path, test_strerror(errno));
+		fail("%s: %s", ping_range_path, test_strerror(errno));
 	close(fd);
+	atexit(restore_ping_range);
 }
 
 int main(void)
