@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -89,7 +90,11 @@ func testDumpOtherNetns(t *testing.T) {
 }
 
 // socketInNewNetns makes a UDP socket in a network namespace of its
-// own, on a thread that never runs anything else.
+// own, on a thread that goes back to the test's namespace before it
+// runs anything else. A thread left locked in the new namespace is not
+// always ended: Go keeps the main thread, the one /proc/PID/ns shows,
+// so the whole test process would seem to be in that namespace (and
+// ns_files, which opens its parent's, failed the dump).
 func socketInNewNetns(t *testing.T) *os.File {
 	t.Helper()
 	type result struct {
@@ -98,14 +103,29 @@ func socketInNewNetns(t *testing.T) *os.File {
 	}
 	done := make(chan result)
 	go func() {
-		// The thread stays locked: it dies with the goroutine, and its
-		// namespace with it once the socket is closed.
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{-1, err}
+			return
+		}
+		defer unix.Close(orig)
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- result{-1, err}
 			return
 		}
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			// Stay locked: the thread ends with the goroutine.
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			done <- result{-1, fmt.Errorf("back to the test's network namespace: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
 		done <- result{fd, err}
 	}()
 	r := <-done
