@@ -52,6 +52,7 @@ var programs = []program{
 	{name: "timers00", cflags: []string{"-lrt"}},
 	{name: "itimer_pending"},
 	{name: "timer_signals", cflags: []string{"-lrt"}},
+	{name: "signal_flood", cflags: []string{"-lrt", "-pthread"}},
 	{name: "nnp00"},
 	{name: "sigpending00"},
 	{name: "poll_restart"},

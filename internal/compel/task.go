@@ -124,9 +124,21 @@ func (t *Task) WaitFrozen() error {
 // interrupt; amber makes sure no such trap is left pending (interrupt,
 // resume, wait), or the task would stop again at once wherever amber next
 // lets it run, say into the parasite, and nobody would wait for it.
+//
+// Any ptrace stop clears a pending interrupt, a signal's too: a signal
+// the task took between the interrupt and its next look at its job
+// control answers the interrupt in its place. So each signal passed on
+// is followed by another interrupt, or the task would run on and the
+// wait would see only its next signal (a task whose timers fire forever
+// kept amber waiting forever). The whole wait, not each stop, is bounded
+// by the task's timeout.
 func (t *Task) waitInterrupted() error {
+	deadline := time.Now().Add(t.waitLimit())
 	drained := false
 	for {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d: not stopped within %v, signals kept arriving: %w", t.Pid, t.waitLimit(), ErrTimeout)
+		}
 		ws, err := t.wait()
 		if err != nil {
 			return err
@@ -141,6 +153,9 @@ func (t *Task) waitInterrupted() error {
 				return err
 			}
 			continue
+		}
+		if err := ptrace(unix.PTRACE_INTERRUPT, t.Pid, 0, 0); err != nil {
+			return fmt.Errorf("pid %d: interrupt: %w", t.Pid, err)
 		}
 		if err := ptrace(unix.PTRACE_CONT, t.Pid, 0, uintptr(ws.StopSignal())); err != nil {
 			return fmt.Errorf("pid %d: pass signal %v: %w", t.Pid, ws.StopSignal(), err)
