@@ -1,10 +1,12 @@
 package compel
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -485,7 +487,7 @@ func (p *Parasite) awaitDone(who *victim, n int) error {
 			return fmt.Errorf("pid %d: wait for parasite: %w", who.t.Pid, err)
 		}
 		if ready == 0 && left == 0 {
-			return fmt.Errorf("pid %d: parasite did not finish: %w", who.t.Pid, ErrTimeout)
+			return fmt.Errorf("pid %d: parasite did not finish (%s): %w", who.t.Pid, p.routineStates(), ErrTimeout)
 		}
 		if ready == 0 {
 			resumed, err := p.resumeStopped()
@@ -508,6 +510,30 @@ func (p *Parasite) awaitDone(who *victim, n int) error {
 		n -= m
 	}
 	return nil
+}
+
+// routineStates describes where each thread of the routine is, for the
+// error of a routine that did not finish: its scheduler state and system
+// call (/proc/PID/task/TID/stat and syscall).
+func (p *Parasite) routineStates() string {
+	var out []string
+	for _, v := range p.threads {
+		if !v.inside {
+			continue
+		}
+		state, call := "gone", ""
+		dir := fmt.Sprintf("/proc/%d/task/%d/", p.threads[0].t.Pid, v.t.Pid)
+		if b, err := os.ReadFile(dir + "stat"); err == nil {
+			if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
+				state = string(b[i+2])
+			}
+		}
+		if b, err := os.ReadFile(dir + "syscall"); err == nil {
+			call = " syscall " + strings.TrimSpace(string(b))
+		}
+		out = append(out, fmt.Sprintf("thread %d state %s%s", v.t.Pid, state, call))
+	}
+	return strings.Join(out, "; ")
 }
 
 // resumeStopped lets go on every thread of the routine that entered a
