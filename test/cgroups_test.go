@@ -39,18 +39,23 @@ func removeCgroups(t *testing.T, root string) {
 	t.Helper()
 	for _, h := range cgroupMemberHierarchies {
 		for _, d := range []string{filepath.Join(h, root, "sub"), filepath.Join(h, root)} {
-			path := filepath.Join("/sys/fs/cgroup", d)
-			var err error
-			for i := 0; i < 100; i++ {
-				if err = unix.Rmdir(path); err != unix.EBUSY {
-					break
-				}
-				time.Sleep(10 * time.Millisecond) // killed tasks still leaving
-			}
-			if err != nil && err != unix.ENOENT {
-				t.Errorf("remove cgroup %s: %v", path, err)
-			}
+			removeCgroup(t, filepath.Join("/sys/fs/cgroup", d))
 		}
+	}
+}
+
+// removeCgroup removes the cgroup at path, which may be missing.
+func removeCgroup(t *testing.T, path string) {
+	t.Helper()
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = unix.Rmdir(path); err != unix.EBUSY {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // killed tasks still leaving
+	}
+	if err != nil && err != unix.ENOENT {
+		t.Errorf("remove cgroup %s: %v", path, err)
 	}
 }
 
@@ -106,4 +111,33 @@ func critDecodes(t *testing.T, path string) {
 	if out, err := exec.Command(crit[0], args...).CombinedOutput(); err != nil {
 		t.Errorf("crit decode -i %s: %v\n%s", path, err, out)
 	}
+}
+
+// TestCgroupThreads dumps cgroup_threads, one of whose threads is in a
+// cgroup of its own in cpu's v1 hierarchy and in a threaded cgroup of
+// the unified one, removes the cgroups and restores it: each thread
+// must be back in its own cgroups (the thread cores' cg_set), the
+// threaded one threaded again.
+func TestCgroupThreads(t *testing.T) {
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cgroup.procs"); err != nil {
+		missing(t, "cgroup v1 cpu hierarchy at /sys/fs/cgroup/cpu")
+	}
+	p, _ := lookupProgram("cgroup_threads")
+	c := startProgram(t, p)
+	name := fmt.Sprintf("amber-cgt-%d", c.pid)
+	dirs := []string{"cpu/" + name + "/sub", "cpu/" + name, "unified/" + name + "/thr", "unified/" + name}
+	remove := func() {
+		for _, d := range dirs {
+			removeCgroup(t, filepath.Join("/sys/fs/cgroup", d))
+		}
+	}
+	t.Cleanup(func() {
+		killChildren(t)
+		remove()
+	})
+	c.mustDump()
+	critDecodes(t, filepath.Join(c.images, "cgroup.img"))
+	remove()
+	c.mustRestoreDetached()
+	c.mustPass()
 }

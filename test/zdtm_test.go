@@ -130,6 +130,7 @@ var programs = []program{
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
 	{name: "cgroup_member", own: true},
+	{name: "cgroup_threads", cflags: []string{"-pthread"}, own: true},
 	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "inherit_fd", own: true},
 	{name: "rseq_abort"},

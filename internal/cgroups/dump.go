@@ -59,20 +59,36 @@ func (d *Dumper) Add(pid int) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cgroups of pid %d: %w", pid, err)
 	}
+	return d.add(s, fmt.Sprintf("pid %d", pid))
+}
+
+// AddThread records the cgroups of thread tid of process pid and returns
+// its set's id, for its thread core's cg_set: a thread may be in other
+// cgroups than its process (v1 tasks, v2 threaded cgroups).
+func (d *Dumper) AddThread(pid, tid int) (uint32, error) {
+	s, err := ReadThreadSet(pid, tid)
+	if err != nil {
+		return 0, fmt.Errorf("cgroups of thread %d of pid %d: %w", tid, pid, err)
+	}
+	return d.add(s, fmt.Sprintf("thread %d of pid %d", tid, pid))
+}
+
+// add records set s, of who, and returns its id.
+func (d *Dumper) add(s Set, who string) (uint32, error) {
 	for i, o := range d.sets {
 		if o.equal(s) {
 			return uint32(i + 1), nil
 		}
 	}
 	if len(s) != len(d.sets[0]) {
-		return 0, fmt.Errorf("cgroups of pid %d: %d hierarchies where amber has %d: not supported", pid, len(s), len(d.sets[0]))
+		return 0, fmt.Errorf("cgroups of %s: %d hierarchies where amber has %d: not supported", who, len(s), len(d.sets[0]))
 	}
 	for _, m := range s {
 		if own, _ := d.sets[0].path(m.Name); own == m.Path {
 			continue
 		}
 		if err := d.collect(m); err != nil {
-			return 0, fmt.Errorf("cgroups of pid %d: %w", pid, err)
+			return 0, fmt.Errorf("cgroups of %s: %w", who, err)
 		}
 	}
 	d.sets = append(d.sets, s)

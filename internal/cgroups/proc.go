@@ -37,7 +37,16 @@ func (s Set) path(name string) (string, bool) {
 
 // ReadSet reads the cgroups of process pid.
 func ReadSet(pid int) (Set, error) {
-	path := fmt.Sprintf("/proc/%d/cgroup", pid)
+	return readSet(fmt.Sprintf("/proc/%d/cgroup", pid))
+}
+
+// ReadThreadSet reads the cgroups of thread tid of process pid.
+func ReadThreadSet(pid, tid int) (Set, error) {
+	return readSet(fmt.Sprintf("/proc/%d/task/%d/cgroup", pid, tid))
+}
+
+// readSet reads a /proc cgroup file.
+func readSet(path string) (Set, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

@@ -47,7 +47,8 @@ func permsOnly(prop string) bool { return prop == "cgroup.procs" || prop == "tas
 // its children are: those a v1 cpuset cgroup needs before any task can
 // join it, and devices.list, whose write starts by denying all
 // ("a" into devices.deny), which the kernel refuses in a cgroup with
-// children (EINVAL).
+// children (EINVAL); and cgroup.type, since threads join a threaded
+// cgroup as they are made.
 func special(prop string) bool {
-	return prop == "cpuset.cpus" || prop == "cpuset.mems" || prop == "devices.list"
+	return prop == "cpuset.cpus" || prop == "cpuset.mems" || prop == "devices.list" || prop == "cgroup.type"
 }

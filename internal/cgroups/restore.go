@@ -166,6 +166,37 @@ func (r *Restorer) Move(pid int, set, parent uint32) error {
 	return nil
 }
 
+// MoveThread puts thread tid, just made in a process of set proc, in
+// the cgroups of set, where they differ from the process's: it was made
+// in its process's. A v2 thread goes through cgroup.threads (its cgroup
+// is threaded: Prepare made it so), a v1 one through tasks.
+func (r *Restorer) MoveThread(tid int, set, proc uint32) error {
+	if r == nil || set == 0 || set == proc {
+		return nil
+	}
+	ms, ok := r.plan.Sets[set]
+	if !ok {
+		return fmt.Errorf("thread %d: cgroup set %d is not in cgroup.img", tid, set)
+	}
+	for _, m := range ms {
+		if own, _ := Set(r.plan.Sets[proc]).path(m.Name); own == m.Path {
+			continue
+		}
+		full, err := r.mounts.path(m.Name, m.Path)
+		if err != nil {
+			return err
+		}
+		file := "tasks"
+		if m.Name == "" {
+			file = "cgroup.threads"
+		}
+		if err := writeExisting(filepath.Join(full, file), []byte(strconv.Itoa(tid))); err != nil {
+			return fmt.Errorf("thread %d: move into cgroup %s of %s: %w", tid, m.Path, displayName(m.Name), err)
+		}
+	}
+	return nil
+}
+
 // Finish sets the properties of the directories made, or of all in
 // full and props modes, once every process is in place.
 func (r *Restorer) Finish() error {

@@ -27,8 +27,10 @@ func (d *dumper) openCgroups() error {
 	return err
 }
 
-// cgroupOf records the cgroups of process pid in its core's cg_set.
-func (d *dumper) cgroupOf(pid int, tc *criucore.TaskCoreEntry) error {
+// cgroupsOf records the cgroups of process pid in its leader's core's
+// cg_set, and each thread's, which may differ, in its thread core's:
+// cores are in the order of tids.
+func (d *dumper) cgroupsOf(pid int, tids []int, cores []*criucore.CoreEntry) error {
 	if d.cg == nil {
 		return nil
 	}
@@ -36,7 +38,13 @@ func (d *dumper) cgroupOf(pid int, tc *criucore.TaskCoreEntry) error {
 	if err != nil {
 		return err
 	}
-	tc.CgSet = proto.Uint32(id)
+	cores[0].Tc.CgSet = proto.Uint32(id)
+	for i, tid := range tids {
+		if id, err = d.cg.AddThread(pid, tid); err != nil {
+			return err
+		}
+		cores[i].ThreadCore.CgSet = proto.Uint32(id)
+	}
 	return nil
 }
 

@@ -122,7 +122,11 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, err
 	}
-	if err := d.cgroupOf(p.pid, cores[0].Tc); err != nil {
+	tids := make([]int, len(ps.threads))
+	for i, th := range ps.threads {
+		tids[i] = th.tid
+	}
+	if err := d.cgroupsOf(p.pid, tids, cores); err != nil {
 		return nil, err
 	}
 	for i, c := range cores {
