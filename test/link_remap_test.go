@@ -42,3 +42,14 @@ func requireNoLinkRemaps(t *testing.T, dir string) {
 		t.Fatalf("lr.plain exists again")
 	}
 }
+
+// TestUnhashedCwd dumps unhashed_cwd, whose working directory is the
+// /proc directory of a dead child: no path leads there, with
+// --link-remap or without, so the dump must fail naming it, and leave
+// the program running in it.
+func TestUnhashedCwd(t *testing.T) {
+	c := startCase(t, "unhashed_cwd")
+	requireFailure(t, c.dump(), "/proc/")
+	requireFailure(t, c.dump(linkRemap...), "/proc/")
+	c.mustPass()
+}
