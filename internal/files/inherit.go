@@ -44,9 +44,18 @@ func InheritKey(e *fdinfo.FileEntry) string {
 // UnusedInheritKeys lists the keys of inherit that name no file of idx,
 // sorted: CRIU ignores them, and amber says so in its log.
 func UnusedInheritKeys(inherit map[string]int, idx Index) []string {
+	// Only the keys asked for are remembered: the images may hold tens of
+	// thousands of files, and most restores pass no --inherit-fd.
 	used := map[string]bool{}
 	for _, e := range idx {
-		used[InheritKey(e)] = true
+		if len(used) == len(inherit) {
+			break
+		}
+		if k := InheritKey(e); k != "" {
+			if _, ok := inherit[k]; ok {
+				used[k] = true
+			}
+		}
 	}
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(inherit)) {

@@ -34,6 +34,14 @@ func TestInheritKey(t *testing.T) {
 	if want := []string{"/tmp/log", "pipe:[1]"}; !slices.Equal(unused, want) {
 		t.Errorf("UnusedInheritKeys = %q, want %q", unused, want)
 	}
+	if unused := UnusedInheritKeys(nil, l.in.Files); unused != nil {
+		t.Errorf("UnusedInheritKeys with no --inherit-fd = %q, want none", unused)
+	}
+	// Every key used, the files after the last one found unread: none is
+	// unused.
+	if unused := UnusedInheritKeys(map[string]int{"pipe:[4242]": 3, "tmp/log": 5, ".": 7}, l.in.Files); unused != nil {
+		t.Errorf("UnusedInheritKeys with every key used = %q, want none", unused)
+	}
 }
 
 // TestPlanFdsInherit: a pipe --inherit-fd names is not made (no pipe2,

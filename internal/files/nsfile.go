@@ -2,7 +2,6 @@ package files
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -99,10 +98,19 @@ type HostNs struct {
 // inventory's root_ids).
 func OpenHostNs(idx Index, rootIDs *criucore.TaskKobjIdsEntry) (*HostNs, error) {
 	h := &HostNs{Fds: map[uint32]int{}}
-	for _, id := range slices.Sorted(maps.Keys(idx)) {
+	// The namespace files are picked out before sorting: a table may hold
+	// tens of thousands of other files.
+	var ids []uint32
+	for id, e := range idx {
+		if e.GetNsf() != nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
 		nf := idx[id].GetNsf()
 		k, ok := nsKind(nf.GetNsCflag())
-		if nf == nil || !ok {
+		if !ok {
 			continue
 		}
 		if dumper, ok := namespaces.IDOf(rootIDs, k); !ok || dumper != nf.GetNsId() {

@@ -3,6 +3,8 @@ package plan
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -432,6 +434,27 @@ func TestCloseAllBut(t *testing.T) {
 	for i, w := range want {
 		if c := p.Calls[i]; c.Nr != unix.SYS_CLOSE_RANGE || c.Args != w {
 			t.Errorf("call %d = %v %v, want close_range %v", i, c.Nr, c.Args, w)
+		}
+	}
+}
+
+// TestGrow: room made ahead changes nothing in the program, whether the
+// guess is short, right or long.
+func TestGrow(t *testing.T) {
+	build := func(grow int) *Program {
+		b := NewBuilder(0x100000000, 0x4000)
+		b.Grow(grow)
+		for i := range 300 {
+			fd := b.Open(fmt.Sprintf("file %d", i), fmt.Sprintf("/d/%d", i), unix.O_RDWR, 0)
+			b.Call("seek", unix.SYS_LSEEK, uint64(fd), uint64(i), unix.SEEK_SET)
+		}
+		return b.Finish()
+	}
+	want := build(0)
+	for _, n := range []int{1, 600, 100000} {
+		got := build(n)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Grow(%d) changed the program", n)
 		}
 	}
 }
