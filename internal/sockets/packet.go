@@ -19,7 +19,8 @@ import (
 // timestamp, copy threshold, aux data, original device, virtio-net
 // header, loss), its multicast memberships, its fanout group and the
 // setup of its receive and transmit rings, all from sock_diag
-// (packet_diag.go).
+// (packet_diag.go) but the fanout group's flags, which only getsockopt
+// tells (criu loses them).
 //
 // What amber restores, and how (MakePacket below): socket, bind to the
 // interface (by index, or by name for SOCK_PACKET, which the task asks
@@ -167,7 +168,13 @@ func packetEntry(s int, pd *packetDiag, flags uint32) (*packetsock.PacketSockEnt
 		RxRing: ringEntry(pd.rx), TxRing: ringEntry(pd.tx),
 	}
 	if pd.fanout != nil {
-		pe.Fanout = proto.Uint32(*pd.fanout &^ fanoutUniqueID)
+		// sock_diag leaves the group's flags out (rollover, defrag...):
+		// getsockopt has them, in the form setsockopt takes.
+		f, err := unix.GetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_FANOUT)
+		if err != nil {
+			return nil, fmt.Errorf("getsockopt PACKET_FANOUT: %w", err)
+		}
+		pe.Fanout = proto.Uint32(uint32(f) &^ fanoutUniqueID)
 	}
 	for _, m := range pd.mclist {
 		for range m.count {

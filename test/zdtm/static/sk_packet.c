@@ -3,7 +3,7 @@
  * packet_sock_spkt:
  *   - rx: SOCK_DGRAM for ethertype 0x88b5 (local experimental), bound
  *     to lo, with PACKET_AUXDATA, PACKET_ORIGDEV, a fanout group of its
- *     own (id 77, hash) and lo's promiscuous mode asked twice;
+ *     own (id 77, hash, rollover) and lo's promiscuous mode asked twice;
  *   - tx: SOCK_RAW, protocol 0, bound to lo: it only sends;
  *   - ring: SOCK_RAW with TPACKET_V3, PACKET_RESERVE 8 and a receive
  *     ring of 2 blocks (not mapped: a mapped ring is refused);
@@ -34,6 +34,7 @@
 
 #define ETH_P_TEST 0x88b5
 #define FANOUT_ID 77
+#define FANOUT (FANOUT_ID | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_ROLLOVER) << 16)
 #define RESERVE 8
 #define TSTAMP 0x10 /* SOF_TIMESTAMPING_SOFTWARE, any value is kept */
 #define PAYLOAD "amber packet after restore"
@@ -136,7 +137,7 @@ static void check_rx(int rx, int tx)
 	want_bound(rx, lo, ETH_P_TEST, "rx");
 	want_int(rx, SOL_PACKET, PACKET_AUXDATA, 1, "rx PACKET_AUXDATA");
 	want_int(rx, SOL_PACKET, PACKET_ORIGDEV, 1, "rx PACKET_ORIGDEV");
-	want_int(rx, SOL_PACKET, PACKET_FANOUT, FANOUT_ID | PACKET_FANOUT_HASH << 16, "rx PACKET_FANOUT");
+	want_int(rx, SOL_PACKET, PACKET_FANOUT, FANOUT, "rx PACKET_FANOUT");
 	/* Asked twice, lo stays promiscuous when dropped once. */
 	if (!lo_promisc())
 		fail("rx: lo not promiscuous after restore: membership lost");
@@ -199,7 +200,7 @@ int main(void)
 	bind_lo(rx, ETH_P_TEST, "rx");
 	set_int(rx, SOL_PACKET, PACKET_AUXDATA, 1, "rx PACKET_AUXDATA");
 	set_int(rx, SOL_PACKET, PACKET_ORIGDEV, 1, "rx PACKET_ORIGDEV");
-	set_int(rx, SOL_PACKET, PACKET_FANOUT, FANOUT_ID | PACKET_FANOUT_HASH << 16, "rx PACKET_FANOUT");
+	set_int(rx, SOL_PACKET, PACKET_FANOUT, FANOUT, "rx PACKET_FANOUT");
 	if (membership(rx, PACKET_ADD_MEMBERSHIP) || membership(rx, PACKET_ADD_MEMBERSHIP))
 		fail("rx: PACKET_ADD_MEMBERSHIP: %s", test_strerror(errno));
 	bind_lo(tx, 0, "tx");
