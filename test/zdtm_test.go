@@ -149,6 +149,11 @@ var programs = []program{
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
 	{name: "sk_raw_ping"},
+	{name: "sk_packet"},
+	{name: "sk_packet_mmap", refused: "is mapped here: packet rings mapped in memory are not supported yet"},
+	// In a network namespace of its own: no link or address event
+	// reaches its sockets' groups before the dump.
+	{name: "sk_netlink", cloneflags: unix.CLONE_NEWNET},
 }
 
 // tcpEstablished dumps and restores established TCP connections.

@@ -201,6 +201,10 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
 		Ghost:    func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
 		ShmemDev: d.shmemDev,
+		Holders: func(v proc.VMA) []int {
+			fds, _ := proc.FdsOf(ps.pid, v.Path) // only to name them in an error
+			return fds
+		},
 	}.Entries(ps.vmas)
 	if err != nil {
 		return nil, err

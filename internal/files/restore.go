@@ -297,6 +297,10 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		return p.socketPlan().MakeUnix(e)
 	case fdinfo.FdTypes_INETSK:
 		return p.socketPlan().MakeInet(e)
+	case fdinfo.FdTypes_PACKETSK:
+		return p.socketPlan().MakePacket(e)
+	case fdinfo.FdTypes_NETLINKSK:
+		return p.socketPlan().MakeNetlink(e)
 	case fdinfo.FdTypes_FIFO:
 		return p.makeFifo(e)
 	case fdinfo.FdTypes_EVENTFD:

@@ -37,6 +37,7 @@ type simFile struct {
 	node   *simNode  // fifo, or a file made by the plan: its inode (sim_sk_test.go)
 	mfd    *simMemfd // memfd: its inode (sim_memfd_test.go)
 	in     *simInet  // inet socket (sim_inet_test.go)
+	link   *simLink  // packet or netlink socket (sim_link_test.go)
 }
 
 func (f *simFile) String() string {
@@ -160,6 +161,9 @@ func (s *fdSim) call(c plan.Call) error {
 		return err
 	}
 	if handled, err := s.inetCall(c); handled {
+		return err
+	}
+	if handled, err := s.linkCall(c); handled {
 		return err
 	}
 	if handled, err := s.worldCall(c); handled {

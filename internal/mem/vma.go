@@ -71,6 +71,10 @@ type Backing struct {
 	// (kerndat.ShmemDev), where anonymous shared memory, memfds and SysV
 	// segments live; 0 refuses them all.
 	ShmemDev uint64
+	// Holders lists the descriptors of the task that open what a
+	// mapping maps (proc.FdsOf), to name them when it is refused; nil
+	// names none.
+	Holders func(v proc.VMA) []int
 }
 
 // Entries converts a task's mappings into CRIU VMA entries, with mapped
@@ -252,6 +256,11 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 		return status | StatusAnonPrivate, flags | unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, nil
 	case v.Path[0] == '[':
 		return 0, 0, fmt.Errorf("special mapping %s is not supported", v.Path)
+	case strings.HasPrefix(v.Path, "socket:["):
+		// A packet socket's ring, which criu maps again from the
+		// socket (VMA_AREA_SOCKET).
+		return 0, 0, fmt.Errorf("the packet ring of this socket%s is mapped here: packet rings mapped in memory are not supported yet",
+			bk.holders(v))
 	case strings.HasPrefix(v.Path, "anon_inode:"):
 		return 0, 0, fmt.Errorf("mapping of %s is not supported yet", v.Path)
 	case v.Deleted && bk.Ghost == nil:
@@ -261,6 +270,22 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 	default:
 		return status | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
 	}
+}
+
+// holders names the descriptors that open what v maps: " (fd 3)".
+func (bk Backing) holders(v proc.VMA) string {
+	if bk.Holders == nil {
+		return ""
+	}
+	fds := bk.Holders(v)
+	if len(fds) == 0 {
+		return " (no descriptor of it open)"
+	}
+	names := make([]string, len(fds))
+	for i, fd := range fds {
+		names[i] = fmt.Sprintf("fd %d", fd)
+	}
+	return " (" + strings.Join(names, ", ") + ")"
 }
 
 // onShmem reports whether v maps a file of the kernel's internal shmem

@@ -20,6 +20,22 @@ func FdPath(pid, fd int) (string, error) {
 	return s, gone(err)
 }
 
+// FdsOf lists the descriptors of PID that open link (as FdPath reads
+// it: "socket:[1234]"), sorted ascending.
+func FdsOf(pid int, link string) ([]int, error) {
+	fds, err := Fds(pid)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, fd := range fds {
+		if l, err := FdPath(pid, fd); err == nil && l == link {
+			out = append(out, fd)
+		}
+	}
+	return out, nil
+}
+
 // Threads lists the TIDs of PID from /proc/PID/task, sorted ascending.
 func Threads(pid int) ([]int, error) {
 	return readDirInts(pidPath(pid, "task"))

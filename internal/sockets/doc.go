@@ -5,7 +5,8 @@
 // unix sockets whose file was deleted; TCP, UDP, raw and ping sockets
 // over IPv4 and IPv6 (InetSkEntry), with their socket, IP and TCP options, and
 // established TCP connections in repair mode (tcp-stream-INO.img), let
-// go or shut down once every task is restored (EndTCPRepair, CloseTCP).
+// go or shut down once every task is restored (EndTCPRepair, CloseTCP);
+// packet sockets (PacketSockEntry) and netlink sockets (NetlinkSkEntry).
 //
 // One file per kind of socket, its dump and its restore side by side.
 // Package files owns the descriptor table: it hands each socket it

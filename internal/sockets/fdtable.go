@@ -59,7 +59,11 @@ type Dumper struct {
 	opts  DumpOptions
 	unix  *unixState // unix sockets (unix.go), for Finish
 	inet  *inetDump  // inet sockets (inet_diag.go, tcp.go), for Finish and Release
-	netns sockNetns  // the namespace of the sockets (netns.go)
+	// packet and netlink are what sock_diag told of the namespace's
+	// packet and netlink sockets, asked once (packet.go, netlink.go).
+	packet  map[uint32]*packetDiag
+	netlink map[uint32]*netlinkDiag
+	netns   sockNetns // the namespace of the sockets (netns.go)
 }
 
 // NewDumper returns a dumper adding the sockets it meets to files.

@@ -96,7 +96,8 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 }
 
 // Add records the socket behind pid's fd: unix sockets here, inet
-// ones in inet.go.
+// ones in inet.go, packet ones in packet.go, netlink ones in
+// netlink.go.
 func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTypes, error) {
 	s, err := takeSocket(pid, fd)
 	if err != nil {
@@ -117,6 +118,12 @@ func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTy
 	case unix.AF_INET, unix.AF_INET6:
 		id, err := d.addInetSocket(pid, fd, s, uint32(ino), flags, family)
 		return id, fdinfo.FdTypes_INETSK, err
+	case unix.AF_PACKET:
+		id, err := d.addPacketSocket(pid, s, uint32(ino), flags)
+		return id, fdinfo.FdTypes_PACKETSK, err
+	case unix.AF_NETLINK:
+		id, err := d.addNetlinkSocket(s, uint32(ino), flags)
+		return id, fdinfo.FdTypes_NETLINKSK, err
 	}
 	return 0, 0, fmt.Errorf("socket:[%d]: %s sockets are not supported yet", ino, familyName(family))
 }
