@@ -473,3 +473,28 @@ func critShowsIPC(t *testing.T, crit []string, dir string) {
 		t.Errorf("crit show ipcns-shm: no segment with in_pagemaps in\n%s", out)
 	}
 }
+
+// TestNamespacesBadIPCImage restores ipcns_sysv from images whose
+// ipcns-msg image ends inside a message: the restore fails naming the
+// image, and leaves no process behind.
+func TestNamespacesBadIPCImage(t *testing.T) {
+	p, _ := lookupProgram("ipcns_sysv")
+	c := startProgram(t, p)
+	c.mustDump()
+	c.dropManifest()
+	names, err := filepath.Glob(filepath.Join(c.images, "ipcns-msg-*.img"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("ipcns-msg images: %v, %v; want one", names, err)
+	}
+	st, err := os.Stat(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(names[0], st.Size()-100); err != nil {
+		t.Fatal(err)
+	}
+	r := c.restoreDetached(c.pidfile())
+	requireFailure(t, r, filepath.Base(names[0]))
+	requireFailure(t, r, "truncated")
+	requireNothingLeft(t, "a restore refused for its ipcns-msg image")
+}
