@@ -1,9 +1,12 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -389,4 +392,109 @@ func TestNamespaceFilesOwn(t *testing.T) {
 		t.Errorf("restored pid %d is in the test's network namespace, want one of its own", c.pid)
 	}
 	c.mustPass()
+}
+
+// TestNamespacesIPCObjects dumps ipcns_sysv, started in an IPC namespace
+// of its own holding shared memory segments (attached, removed while
+// attached, attached by nobody), semaphore sets and message queues, and
+// restores it in a new one: the program checks every object by its old
+// id, with its contents, and its attachments shared with the segments.
+// crit must read the images: the semaphores' values and the messages.
+func TestNamespacesIPCObjects(t *testing.T) {
+	p, _ := lookupProgram("ipcns_sysv")
+	c := startProgram(t, p)
+	c.mustDump()
+	if crit := critCommand(t); crit != nil {
+		critShowsIPC(t, crit, c.images)
+	}
+	c.mustRestoreDetached()
+	if nsInode(t, c.pid, "ipc") == nsInode(t, os.Getpid(), "ipc") {
+		t.Errorf("restored pid %d is in the test's IPC namespace, want one of its own", c.pid)
+	}
+	c.mustPass()
+}
+
+// critShowsIPC checks with crit show the SysV images of the one IPC
+// namespace dumped in dir: 2 semaphore sets valued 0 1 7 32767 2 and 3;
+// 2 queues, one empty and one with 4 messages, "hello" first (in the
+// order of the objects' indexes, which the kernel chooses).
+func critShowsIPC(t *testing.T, crit []string, dir string) {
+	t.Helper()
+	show := func(glob string) string {
+		imgs, err := filepath.Glob(filepath.Join(dir, glob))
+		if err != nil || len(imgs) != 1 {
+			t.Fatalf("%s in %s: %v (%v)", glob, dir, imgs, err)
+		}
+		args := append(crit[1:len(crit):len(crit)], "show", imgs[0])
+		out, err := exec.Command(crit[0], args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("crit show %s: %v\n%s", imgs[0], err, out)
+		}
+		return string(out)
+	}
+	var sem struct {
+		Entries []struct {
+			Extra []uint16 `json:"extra"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(show("ipcns-sem-*.img")), &sem); err != nil {
+		t.Fatal(err)
+	}
+	var sets []string
+	for _, e := range sem.Entries {
+		sets = append(sets, fmt.Sprint(e.Extra))
+	}
+	slices.Sort(sets)
+	if fmt.Sprint(sets) != "[[0 1 7 32767 2] [3]]" {
+		t.Errorf("crit show ipcns-sem: sets valued %v, want [0 1 7 32767 2] and [3]", sets)
+	}
+	type queue struct {
+		Qnum  int   `json:"qnum"`
+		Extra []any `json:"extra"`
+	}
+	var msg struct {
+		Entries []queue `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(show("ipcns-msg-*.img")), &msg); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(msg.Entries, func(a, b queue) int { return a.Qnum - b.Qnum })
+	if len(msg.Entries) != 2 || msg.Entries[0].Qnum != 0 || msg.Entries[1].Qnum != 4 || len(msg.Entries[1].Extra) != 8 ||
+		strings.TrimSpace(fmt.Sprint(msg.Entries[1].Extra[1])) != "aGVsbG8=" {
+		t.Errorf("crit show ipcns-msg: %+v, want 2 queues, one empty, one with 4 messages, \"hello\" (aGVsbG8=) first", msg.Entries)
+	}
+	if out := show("ipcns-var-*.img"); !strings.Contains(out, `"msg_ctlmax": 9000`) {
+		t.Errorf("crit show ipcns-var: no msg_ctlmax 9000 in\n%s", out)
+	}
+	// crit reads the first segment only: it takes the contents of every
+	// segment to follow its entry, which CRIU's images (in_pagemaps)
+	// leave in pagemap-shmem and pages images, as amber's do.
+	if out := show("ipcns-shm-*.img"); !strings.Contains(out, `"in_pagemaps": true`) {
+		t.Errorf("crit show ipcns-shm: no segment with in_pagemaps in\n%s", out)
+	}
+}
+
+// TestNamespacesBadIPCImage restores ipcns_sysv from images whose
+// ipcns-msg image ends inside a message: the restore fails naming the
+// image, and leaves no process behind.
+func TestNamespacesBadIPCImage(t *testing.T) {
+	p, _ := lookupProgram("ipcns_sysv")
+	c := startProgram(t, p)
+	c.mustDump()
+	c.dropManifest()
+	names, err := filepath.Glob(filepath.Join(c.images, "ipcns-msg-*.img"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("ipcns-msg images: %v, %v; want one", names, err)
+	}
+	st, err := os.Stat(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(names[0], st.Size()-100); err != nil {
+		t.Fatal(err)
+	}
+	r := c.restoreDetached(c.pidfile())
+	requireFailure(t, r, filepath.Base(names[0]))
+	requireFailure(t, r, "truncated")
+	requireNothingLeft(t, "a restore refused for its ipcns-msg image")
 }

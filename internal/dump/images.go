@@ -40,6 +40,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	d.fds.InTree = tree.hasTask
+	if id, ok := ns.Own(namespaces.IPC); ok {
+		d.shm.ipcNS = &ipcNamespace{id: id, pid: tree.procs[0].pid}
+	}
 	if err := d.openCgroups(); err != nil {
 		return err
 	}

@@ -21,6 +21,15 @@ type sharedMemory struct {
 	anon     map[uint64]*mem.ShmemSource // by shmid
 	sysv     map[uint64]string           // segment id -> a path to open it by
 	sysvVMAs map[int][]*vma.VmaEntry     // the mappings of processes attaching a segment
+	// ipcNS is the tree's own IPC namespace, nil when it lives in
+	// amber's: every segment of it is dumped, attached or not.
+	ipcNS *ipcNamespace
+}
+
+// ipcNamespace is an IPC namespace of the tree's own.
+type ipcNamespace struct {
+	id  uint32 // in the images
+	pid int    // a task in it
 }
 
 func newSharedMemory() *sharedMemory {
@@ -36,13 +45,18 @@ func (s *sharedMemory) add(pid int, vmas []*vma.VmaEntry) error {
 		}
 		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.GetStart(), v.GetEnd())
 		if st&mem.StatusSysVIPC != 0 {
+			s.sysvVMAs[pid] = vmas
+			if s.ipcNS != nil {
+				// The whole namespace is dumped; every task is in it
+				// (namespaces.Table.Fill).
+				continue
+			}
 			if err := sameIPCNamespace(pid); err != nil {
 				return err
 			}
 			if _, ok := s.sysv[v.GetShmid()]; !ok {
 				s.sysv[v.GetShmid()] = path
 			}
-			s.sysvVMAs[pid] = vmas
 			continue
 		}
 		src := s.anon[v.GetShmid()]
@@ -55,8 +69,8 @@ func (s *sharedMemory) add(pid int, vmas []*vma.VmaEntry) error {
 	return nil
 }
 
-// sameIPCNamespace refuses a process whose SysV objects amber cannot see:
-// amber dumps no IPC namespace and looks segments up in its own.
+// sameIPCNamespace refuses a process of a tree living in amber's IPC
+// namespace whose SysV objects amber cannot see: they are in another.
 func sameIPCNamespace(pid int) error {
 	theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/ipc", pid))
 	if err != nil {
@@ -73,12 +87,13 @@ func sameIPCNamespace(pid int) error {
 }
 
 // dump writes the contents of every object, with pages images numbered
-// from firstPagesID, and the SysV segments of IPC namespace nsID. It
-// returns how many pages it wrote (stats-dump's shpages_written).
+// from firstPagesID, and the SysV segments of IPC namespace nsID, or
+// with the other SysV objects of the tree's own (ipcNS). It returns how
+// many pages it wrote (stats-dump's shpages_written).
 func (s *sharedMemory) dump(dir image.Dir, memfds []mem.ShmemSource, nsID, firstPagesID uint32) (uint64, error) {
 	next := firstPagesID
 	pagesID := func() uint32 { next++; return next - 1 }
-	if err := s.checkShmids(memfds); err != nil {
+	if err := s.checkShmids(memfds, slices.Collect(maps.Keys(s.sysv))); err != nil {
 		return 0, err
 	}
 	var pages uint64
@@ -89,6 +104,17 @@ func (s *sharedMemory) dump(dir image.Dir, memfds []mem.ShmemSource, nsID, first
 		}
 		pages += n
 	}
+	if s.ipcNS != nil {
+		n, sizes, err := ipc.DumpNamespace(dir, s.ipcNS.id, s.ipcNS.pid, pagesID)
+		if err != nil {
+			return pages + n, err
+		}
+		// Found only now: a clash fails the dump all the same.
+		if err := s.checkShmids(memfds, slices.Collect(maps.Keys(sizes))); err != nil {
+			return pages + n, err
+		}
+		return pages + n, s.checkAttachments(sizes)
+	}
 	if len(s.sysv) == 0 {
 		return pages, nil
 	}
@@ -96,13 +122,23 @@ func (s *sharedMemory) dump(dir image.Dir, memfds []mem.ShmemSource, nsID, first
 	if err != nil {
 		return pages, err
 	}
-	for _, pid := range slices.Sorted(maps.Keys(s.sysvVMAs)) {
-		if err := mem.CheckSysVAttachments(s.sysvVMAs[pid], sizes); err != nil {
-			return pages, fmt.Errorf("pid %d: %w", pid, err)
-		}
+	if err := s.checkAttachments(sizes); err != nil {
+		return pages, err
 	}
 	n, err := ipc.DumpShm(dir, nsID, s.sysv, pagesID)
 	return pages + n, err
+}
+
+// checkAttachments checks that restore can make every SysV attachment
+// of the tree (mem.CheckSysVAttachments); sizes are the segments', by
+// id.
+func (s *sharedMemory) checkAttachments(sizes map[uint64]uint64) error {
+	for _, pid := range slices.Sorted(maps.Keys(s.sysvVMAs)) {
+		if err := mem.CheckSysVAttachments(s.sysvVMAs[pid], sizes); err != nil {
+			return fmt.Errorf("pid %d: %w", pid, err)
+		}
+	}
+	return nil
 }
 
 // anonSources are the shared anonymous objects, in id order.
@@ -115,9 +151,9 @@ func (s *sharedMemory) anonSources() []mem.ShmemSource {
 }
 
 // checkShmids refuses two objects that would share a
-// pagemap-shmem-SHMID.img: a SysV segment's inode number is its id,
-// which may equal another object's inode number.
-func (s *sharedMemory) checkShmids(memfds []mem.ShmemSource) error {
+// pagemap-shmem-SHMID.img: a SysV segment's inode number is its id
+// (sysv), which may equal another object's inode number.
+func (s *sharedMemory) checkShmids(memfds []mem.ShmemSource, sysv []uint64) error {
 	seen := map[uint64]string{}
 	note := func(id uint64, what string) error {
 		if other, ok := seen[id]; ok {
@@ -136,8 +172,8 @@ func (s *sharedMemory) checkShmids(memfds []mem.ShmemSource) error {
 			return err
 		}
 	}
-	for id, path := range s.sysv {
-		if err := note(id, path); err != nil {
+	for _, id := range sysv {
+		if err := note(id, fmt.Sprintf("SysV shared memory %d", id)); err != nil {
 			return err
 		}
 	}

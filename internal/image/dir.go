@@ -143,6 +143,14 @@ func (d Dir) MemfdPath() Path { return d.File("memfd.img") }
 // the IPC namespace with that id.
 func (d Dir) IpcnsShmPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-shm-%d.img", nsID)) }
 
+// IpcnsSemPath is ipcns-sem-ID.img, the semaphore sets of IPC namespace
+// nsID.
+func (d Dir) IpcnsSemPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-sem-%d.img", nsID)) }
+
+// IpcnsMsgPath is ipcns-msg-ID.img, the message queues of IPC namespace
+// nsID.
+func (d Dir) IpcnsMsgPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-msg-%d.img", nsID)) }
+
 // NetdevPath is netdev-ID.img, the links of network namespace nsID.
 func (d Dir) NetdevPath(nsID uint32) Path { return d.File(fmt.Sprintf("netdev-%d.img", nsID)) }
 

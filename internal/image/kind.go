@@ -53,6 +53,14 @@ var (
 	IpcnsShm   = Kind{"IPCNS_SHM", 0x46283044, MagicCommon}
 )
 
+// The other System V objects of an IPC namespace: its semaphore sets
+// (ipcns-sem-ID.img, each entry followed by the values) and its message
+// queues (ipcns-msg-ID.img, each entry followed by its messages).
+var (
+	IpcnsSem = Kind{"IPCNS_SEM", 0x59573019, MagicCommon}
+	IpcnsMsg = Kind{"IPCNS_MSG", 0x55453737, MagicCommon}
+)
+
 // Images of open files besides files.img: messages queued on sockets,
 // data in FIFOs (pipes-data's format), unlinked files kept by the dump
 // (remap-fpath.img names them, ghost-file-ID.img holds each).

@@ -1,26 +1,34 @@
-// Package ipc dumps and restores the System V IPC objects a tree uses, as
-// CRIU's ipc_ns.c does for an IPC namespace. The tree's segments are
-// dumped only when it lives in amber's IPC namespace (the settings of an
-// IPC namespace of its own are package namespaces'), and only the shared
-// memory segments it has attached are saved, in ipcns-shm-ID.img (an
-// IpcShmEntry each) with their contents in pagemap-shmem-ID.img (package
-// mem), where ID is the segment's id.
+// Package ipc dumps and restores System V IPC objects, as CRIU's
+// ipc_ns.c does: shared memory segments (shm.go), semaphore sets
+// (sem.go) and message queues (msg.go), each kind's dump beside its
+// restore.
 //
-// Restore makes each segment again in amber's IPC namespace, with the
-// same id (through /proc/sys/kernel/shm_next_id), key, owner and mode,
-// and fills it; the restored tasks then attach it themselves (package
-// mem). A segment that still exists, unattached, with the same key and
-// size, is the dumped one left behind when the tree was killed: it is
-// reused and refilled. One that was removed (IPC_RMID) while attached is
+// A tree in an IPC namespace of its own (ns.go) is dumped with every
+// object of the namespace, attached or not, in ipcns-shm-ID.img (an
+// IpcShmEntry each, the contents in pagemap-shmem-SHMID.img, package
+// mem), ipcns-sem-ID.img and ipcns-msg-ID.img, ID the namespace's id;
+// its settings are package namespaces' (ipcns-var-ID.img). The restore
+// makes each object again in the new namespace before its settings are
+// written, with its id (through the kernel.*_next_id sysctls), key,
+// owner, mode and contents; the restored tasks then attach their
+// segments themselves (package mem).
+//
+// A tree living in amber's IPC namespace is dumped with the shared
+// memory segments it has attached only, in the ipcns-shm image of
+// amber's namespace id, and restored in the restorer's namespace: a
+// segment that still exists there, unattached, with the same key and
+// size, is the dumped one left behind when the tree was killed, and is
+// reused and refilled.
+//
+// Either way a segment that was removed (IPC_RMID) while attached is
 // removed again once the tree has attached it.
 package ipc
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
+	"unsafe"
 
 	ipc_desc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
 	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
@@ -29,6 +37,7 @@ import (
 
 	"amber/internal/image"
 	"amber/internal/mem"
+	"amber/internal/namespaces"
 )
 
 // Mode bits of a segment that are state, not permission (linux/shm.h).
@@ -36,9 +45,6 @@ const (
 	shmDest   = 0o1000 // removed, destroyed at the last detach
 	shmLocked = 0o2000 // SHM_LOCK
 )
-
-// shmNextID is the sysctl that chooses the id of the next segment.
-const shmNextID = "/proc/sys/kernel/shm_next_id"
 
 // DumpShm writes ipcns-shm-NSID.img with the segments attached (id ->
 // a path amber opens the segment's file by: /proc/PID/map_files/...),
@@ -95,25 +101,71 @@ func segmentEntry(id int) (*ipcshm.IpcShmEntry, error) {
 	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
 		return nil, fmt.Errorf("SysV shared memory %d: IPC_STAT: %w", id, err)
 	}
+	return shmEntry(id, &ds)
+}
+
+// shmEntry describes segment id, as ds says it is.
+func shmEntry(id int, ds *unix.SysvShmDesc) (*ipcshm.IpcShmEntry, error) {
 	if ds.Perm.Mode&shmLocked != 0 {
 		return nil, fmt.Errorf("SysV shared memory %d: locked in memory (SHM_LOCK): not supported", id)
 	}
-	p := ds.Perm
-	return &ipcshm.IpcShmEntry{
-		Desc: &ipc_desc.IpcDescEntry{
-			Key: proto.Uint32(uint32(p.Key)), Uid: proto.Uint32(p.Uid), Gid: proto.Uint32(p.Gid),
-			Cuid: proto.Uint32(p.Cuid), Cgid: proto.Uint32(p.Cgid), Mode: proto.Uint32(p.Mode),
-			Id: proto.Uint32(uint32(id)),
-		},
-		Size:       proto.Uint64(ds.Segsz),
-		InPagemaps: proto.Bool(true),
-	}, nil
+	return &ipcshm.IpcShmEntry{Desc: descEntry(id, ds.Perm), Size: proto.Uint64(ds.Segsz), InPagemaps: proto.Bool(true)}, nil
+}
+
+// dumpNamespaceShm writes ipcns-shm-NSID.img with every segment of the
+// calling thread's IPC namespace, and their contents, with pages image
+// ids from pagesID. It returns how many pages it wrote and the size of
+// each segment, by id.
+func dumpNamespaceShm(dir image.Dir, nsID uint32, pagesID func() uint32) (uint64, map[uint64]uint64, error) {
+	segs, err := listShm()
+	if err != nil {
+		return 0, nil, err
+	}
+	var entries []proto.Message
+	var pages uint64
+	sizes := map[uint64]uint64{}
+	for _, s := range segs {
+		e, err := shmEntry(s.id, &s.ds)
+		if err != nil {
+			return pages, nil, err
+		}
+		n, err := dumpSegment(dir, s.id, s.ds.Segsz, pagesID())
+		if err != nil {
+			return pages, nil, fmt.Errorf("SysV shared memory %d: %w", s.id, err)
+		}
+		pages += n
+		sizes[uint64(s.id)] = s.ds.Segsz
+		entries = append(entries, e)
+	}
+	return pages, sizes, image.WriteFile(dir.IpcnsShmPath(nsID), image.IpcnsShm, entries...)
+}
+
+// dumpSegment saves the contents of segment id, size bytes, which amber
+// attaches for the time it reads them: the segment may be attached by
+// nobody else.
+func dumpSegment(dir image.Dir, id int, size uint64, pagesID uint32) (uint64, error) {
+	seg, err := unix.SysvShmAttach(id, 0, unix.SHM_RDONLY)
+	if err != nil {
+		return 0, fmt.Errorf("shmat: %w", err)
+	}
+	defer unix.SysvShmDetach(seg)
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(seg)))
+	path := fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+uintptr(pageUp(size)))
+	return mem.DumpShmem(mem.ShmemSource{Shmid: uint64(id), Path: path, Size: size}, dir, pagesID)
+}
+
+func pageUp(n uint64) uint64 {
+	const pageSize = 4096
+	return (n + pageSize - 1) &^ (pageSize - 1)
 }
 
 // Segments are the segments a restore made or reused.
 type Segments struct {
-	created []int // made by this restore
+	created []int // made by this restore in amber's IPC namespace
 	dest    []int // to remove once attached
+	// nsPid is a task in the new IPC namespace the segments were made
+	// in, 0 for amber's own.
+	nsPid int
 }
 
 // RestoreShm makes the segments of ipcns-shm-NSID.img again and fills
@@ -131,10 +183,15 @@ func RestoreShm(dir image.Dir, nsID uint32) (s *Segments, err error) {
 	}()
 	for _, e := range entries {
 		if err := s.restore(dir, e); err != nil {
-			return nil, fmt.Errorf("SysV shared memory %d (key %#x): %w", e.GetDesc().GetId(), e.GetDesc().GetKey(), err)
+			return nil, shmError(e, err)
 		}
 	}
 	return s, nil
+}
+
+// shmError names segment e in err.
+func shmError(e *ipcshm.IpcShmEntry, err error) error {
+	return fmt.Errorf("SysV shared memory %d (key %#x): %w", e.GetDesc().GetId(), e.GetDesc().GetKey(), err)
 }
 
 func readShm(path image.Path) ([]*ipcshm.IpcShmEntry, error) {
@@ -146,6 +203,9 @@ func readShm(path image.Path) ([]*ipcshm.IpcShmEntry, error) {
 		}
 		if e.GetDesc() == nil || !e.GetInPagemaps() {
 			return fmt.Errorf("%s: segment without its description or with its contents inline: not supported", path)
+		}
+		if e.GetHugetlbFlag() != 0 {
+			return fmt.Errorf("%s: SysV shared memory %d: huge pages: not supported", path, e.GetDesc().GetId())
 		}
 		out = append(out, e)
 		return nil
@@ -203,8 +263,8 @@ func reusable(ds *unix.SysvShmDesc, e *ipcshm.IpcShmEntry) error {
 // create makes the segment with the dumped id and key.
 func (s *Segments) create(e *ipcshm.IpcShmEntry) error {
 	d := e.GetDesc()
-	if err := os.WriteFile(shmNextID, []byte(strconv.FormatUint(uint64(d.GetId()), 10)), 0); err != nil {
-		return fmt.Errorf("choose the id: %w", err)
+	if err := setNextID("shm", d.GetId()); err != nil {
+		return err
 	}
 	id, err := unix.SysvShmGet(int(int32(d.GetKey())), int(e.GetSize()), int(d.GetMode()&0o777)|unix.IPC_CREAT|unix.IPC_EXCL)
 	if err != nil {
@@ -212,7 +272,7 @@ func (s *Segments) create(e *ipcshm.IpcShmEntry) error {
 	}
 	if id != int(d.GetId()) {
 		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
-		return fmt.Errorf("shmget gave id %d (%s raced with another process?)", id, shmNextID)
+		return fmt.Errorf("shmget gave id %d (kernel.shm_next_id raced with another process?)", id)
 	}
 	s.created = append(s.created, id)
 	return nil
@@ -225,7 +285,7 @@ func setOwner(id int, d *ipc_desc.IpcDescEntry) error {
 	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
 		return fmt.Errorf("IPC_STAT: %w", err)
 	}
-	ds.Perm.Uid, ds.Perm.Gid, ds.Perm.Mode = d.GetUid(), d.GetGid(), d.GetMode()&0o777
+	setPerm(&ds.Perm, d)
 	if _, err := unix.SysvShmCtl(id, unix.IPC_SET, &ds); err != nil {
 		return fmt.Errorf("IPC_SET owner %d:%d mode %#o: %w", d.GetUid(), d.GetGid(), d.GetMode()&0o777, err)
 	}
@@ -256,15 +316,22 @@ func (s *Segments) Finish() error {
 	if s == nil {
 		return nil
 	}
-	for _, id := range s.dest {
-		if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
-			return fmt.Errorf("SysV shared memory %d: IPC_RMID: %w", id, err)
+	remove := func() error {
+		for _, id := range s.dest {
+			if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
+				return fmt.Errorf("SysV shared memory %d: IPC_RMID: %w", id, err)
+			}
 		}
+		return nil
 	}
-	return nil
+	if s.nsPid == 0 || len(s.dest) == 0 {
+		return remove()
+	}
+	return namespaces.InNamespace(s.nsPid, namespaces.IPC, remove)
 }
 
-// Undo removes the segments the restore made, after a failure.
+// Undo removes the segments the restore made, after a failure. Those
+// of a new namespace go with it, when its tasks are killed.
 func (s *Segments) Undo() {
 	if s == nil {
 		return

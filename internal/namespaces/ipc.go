@@ -59,7 +59,7 @@ const semSysctl = "kernel/sem"
 // namespace.
 func dumpIPC(dir image.Dir, id uint32, pid int) error {
 	e := &ipcvar.IpcVarEntry{}
-	err := inNamespace(pid, IPC, func() error { return readIPCSysctls(e) })
+	err := InNamespace(pid, IPC, func() error { return readIPCSysctls(e) })
 	if err != nil {
 		return fmt.Errorf("ipc namespace of pid %d: %w", pid, err)
 	}
@@ -116,7 +116,7 @@ func restoreIPC(dir image.Dir, id uint32, pid int) error {
 	if len(e.GetSemCtls()) != 4 {
 		return fmt.Errorf("%s: sem_ctls has %d numbers, want 4", p, len(e.GetSemCtls()))
 	}
-	err = inNamespace(pid, IPC, func() error { return writeIPCSysctls(e) })
+	err = InNamespace(pid, IPC, func() error { return writeIPCSysctls(e) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}

@@ -26,7 +26,7 @@ import (
 func dumpNet(dir image.Dir, id uint32, pid int) error {
 	var links []*netdev.NetDeviceEntry
 	var conf *netdev.NetnsEntry
-	err := inNamespace(pid, Net, func() error {
+	err := InNamespace(pid, Net, func() error {
 		var err error
 		if links, err = readLinks(id); err != nil {
 			return err
@@ -119,7 +119,7 @@ func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
 	if err != nil {
 		return err
 	}
-	err = inNamespace(pid, Net, func() error {
+	err = InNamespace(pid, Net, func() error {
 		if err := writeNetnsConf(conf); err != nil {
 			return fmt.Errorf("%s: %w", dir.NetnsPath(id), err)
 		}

@@ -62,7 +62,7 @@ func makeVethNetns(t *testing.T, tid int) {
 		t.Fatal(err)
 	}
 	defer host.Close()
-	err = inNamespace(tid, Net, func() error {
+	err = InNamespace(tid, Net, func() error {
 		if err := netlink.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func TestNetVethRoundTrip(t *testing.T) {
 			stop()
 			return err
 		}
-		err := inNamespace(tree, Net, func() error { return netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "amber-v0"}}) })
+		err := InNamespace(tree, Net, func() error { return netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "amber-v0"}}) })
 		stop()
 		if err != nil {
 			return err
@@ -126,7 +126,7 @@ func TestNetVethRoundTrip(t *testing.T) {
 		if _, err := netlink.LinkByName("amber-p1"); err != nil {
 			t.Errorf("outside end amber-p1: %v", err)
 		}
-		return inNamespace(tree, Net, func() error { checkVeth(t); return nil })
+		return InNamespace(tree, Net, func() error { checkVeth(t); return nil })
 	})
 }
 

@@ -12,7 +12,9 @@
 // in the dumper's namespaces is restored in the restorer's.
 //
 // amber dumps the UTS namespace (utsns-ID.img: host and domain name),
-// the IPC namespace's settings (ipcns-var-ID.img: its sysctls), the
+// the IPC namespace's settings (ipcns-var-ID.img: its sysctls; its
+// System V objects are package ipc's, which the caller restores before
+// the settings), the
 // mount namespace (package mounts: the caller dumps and restores its
 // mounts, Table.Own tells its id), the pid namespace whose init is the
 // root of the tree (no image: the pids in pstree.img are the
@@ -69,11 +71,11 @@ func inode(pid int, k Kind) (uint64, error) {
 	return st.Ino, nil
 }
 
-// inNamespace runs fn on a thread of its own that has entered the
+// InNamespace runs fn on a thread of its own that has entered the
 // namespace of kind k that pid is in (/proc/PID/ns/NAME), and leaves it
 // again. Only kinds a single thread may enter (uts, ipc, net, time for
 // its children) are allowed.
-func inNamespace(pid int, k Kind, fn func() error) error {
+func InNamespace(pid int, k Kind, fn func() error) error {
 	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.Name))
 	if err != nil {
 		return fmt.Errorf("%s namespace of pid %d: %w", k.Name, pid, err)

@@ -16,7 +16,7 @@ import (
 // dumpUTS writes utsns-ID.img with the names of pid's UTS namespace.
 func dumpUTS(dir image.Dir, id uint32, pid int) error {
 	var u unix.Utsname
-	err := inNamespace(pid, UTS, func() error { return unix.Uname(&u) })
+	err := InNamespace(pid, UTS, func() error { return unix.Uname(&u) })
 	if err != nil {
 		return fmt.Errorf("uts namespace of pid %d: %w", pid, err)
 	}
@@ -39,7 +39,7 @@ func restoreUTS(dir image.Dir, id uint32, pid int) error {
 	if len(host) > utsLen || len(domain) > utsLen {
 		return fmt.Errorf("%s: nodename or domainname longer than %d bytes", p, utsLen)
 	}
-	return inNamespace(pid, UTS, func() error {
+	return InNamespace(pid, UTS, func() error {
 		if err := unix.Sethostname(host); err != nil {
 			return fmt.Errorf("%s: sethostname %q: %w", p, host, err)
 		}

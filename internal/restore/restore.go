@@ -287,13 +287,16 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			r.killAll()
 		}
 	}()
-	segs, err := ipc.RestoreShm(tree.dir, tree.root.ids.GetIpcNsId())
-	if err != nil {
-		return err
+	// The segments of a new IPC namespace are made with it
+	// (setupNamespaces).
+	if nsFlags&unix.CLONE_NEWIPC == 0 {
+		if r.sysv, err = ipc.RestoreShm(tree.dir, tree.root.ids.GetIpcNsId()); err != nil {
+			return err
+		}
 	}
 	defer func() {
 		if err != nil {
-			segs.Undo()
+			r.sysv.Undo()
 		}
 	}()
 	stub, err := compel.StartStub()
@@ -357,7 +360,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := r.closeTCP(); err != nil {
 		return err
 	}
-	if err := segs.Finish(); err != nil {
+	if err := r.sysv.Finish(); err != nil {
 		return err
 	}
 	if err := h.ttys.Finish(); err != nil {
@@ -385,11 +388,6 @@ func newNamespaces(tree *treeImages) (uintptr, error) {
 	}
 	if flags&unix.CLONE_NEWPID != 0 && tree.root.pid != 1 {
 		return 0, fmt.Errorf("%s: the root, pid %d, is in a pid namespace of its own whose init it is not: not supported", tree.dir.PstreePath(), tree.root.pid)
-	}
-	if flags&unix.CLONE_NEWIPC != 0 {
-		if _, err := tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()).Stat(); err == nil {
-			return 0, fmt.Errorf("%s: SysV shared memory of an IPC namespace of the tree's own: not supported", tree.dir.IpcnsShmPath(tree.root.ids.GetIpcNsId()))
-		}
 	}
 	return flags, nil
 }
@@ -440,6 +438,13 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 	}
 	if err := notify(r.opts, "setup-namespaces", pid); err != nil {
 		return err
+	}
+	if flags&unix.CLONE_NEWIPC != 0 {
+		// Before the namespace's settings, which they would use up.
+		var err error
+		if r.sysv, err = ipc.RestoreNamespace(tree.dir, tree.root.ids.GetIpcNsId(), pid); err != nil {
+			return err
+		}
 	}
 	if err := namespaces.Restore(tree.dir, pid, flags, tree.root.ids); err != nil {
 		return err
@@ -532,6 +537,9 @@ type restorer struct {
 	// fsRoot is where amber reaches the tree's files: "" or the
 	// /proc/PID/root of the root task in a mount namespace of its own.
 	fsRoot string
+	// sysv are the SysV shared memory segments made, in amber's IPC
+	// namespace or in the tree's new one.
+	sysv *ipc.Segments
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.
