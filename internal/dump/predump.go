@@ -94,9 +94,9 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	var st mem.PagesStats
 	start := time.Now()
 	if d.ps != nil {
-		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)), d.lazy != nil)
+		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, mem.MappedAlone(ps.vmas), d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)), d.lazy != nil)
 	} else {
-		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, d.dir, d.pids.of(ps.pid), pagesID, inc, d.lazy != nil)
+		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, mem.MappedAlone(ps.vmas), d.dir, d.pids.of(ps.pid), pagesID, inc, d.lazy != nil)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
 	}
 	if err != nil {

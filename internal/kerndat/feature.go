@@ -43,8 +43,6 @@ func notSupportedReason(name string) string {
 	switch name {
 	case "userns":
 		return "amber does not checkpoint or restore user namespaces yet"
-	case "mem_dirty_track":
-		return "amber has no incremental dumps (pre-dump, --track-mem) yet"
 	default:
 		return "amber does not implement this CRIU feature yet"
 	}
@@ -69,6 +67,15 @@ func (i *Info) CheckFeature(name string) error {
 		return nil
 	case "pidfd_store":
 		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
+	case "mem_dirty_track":
+		// amber tracks written pages (pre-dump, --track-mem) not by
+		// soft-dirty but by userfaultfd's asynchronous write protection,
+		// read and re-armed by PAGEMAP_SCAN (mem.TrackFeatures).
+		if err := i.requireAll(name, "uffd", "pagemap_scan"); err != nil {
+			return err
+		}
+		return i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffd.FeatureWPAsync|uffd.FeatureWPUnpopulated,
+			"asynchronous write protection of unpopulated pages"))
 	case "uffd-noncoop":
 		if err := i.requireAll(name, "uffd"); err != nil {
 			return err

@@ -124,7 +124,7 @@ func fakeInfo() *Info {
 		CheckpointCap: p,
 		FdinfoLock:    p,
 		Timens:        p,
-		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync,
+		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }
 
@@ -148,7 +148,7 @@ func TestCheckFeature(t *testing.T) {
 		{"map_files", ErrMissing},
 		{"soft_dirty", ErrMissing},
 		{"userns", ErrNotSupported},
-		{"mem_dirty_track", ErrNotSupported},
+		{"mem_dirty_track", nil},
 		{"timens", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
@@ -169,6 +169,14 @@ func TestCheckFeatureDerived(t *testing.T) {
 	info.UffdFeatures = uffd.FeatureWPAsync
 	if err := info.CheckFeature("uffd-noncoop"); !errors.Is(err, ErrMissing) {
 		t.Errorf("uffd-noncoop without events = %v, want ErrMissing", err)
+	}
+	if err := info.CheckFeature("mem_dirty_track"); !errors.Is(err, ErrMissing) {
+		t.Errorf("mem_dirty_track without WP_UNPOPULATED = %v, want ErrMissing", err)
+	}
+	info.UffdFeatures |= uffd.FeatureWPUnpopulated
+	info.PagemapScan = missing("ENOTTY")
+	if err := info.CheckFeature("mem_dirty_track"); !errors.Is(err, ErrMissing) {
+		t.Errorf("mem_dirty_track without PAGEMAP_SCAN = %v, want ErrMissing", err)
 	}
 	info.SeccompSuspend = missing("EPERM")
 	if err := info.CheckFeature("seccomp_filters"); !errors.Is(err, ErrMissing) {

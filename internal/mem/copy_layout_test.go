@@ -33,7 +33,8 @@ func TestCopyLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plan, err := planPages(s, layoutVMAs(t, c))
+			vmas, alone := layoutVMAs(t, c)
+			plan, err := planPages(s, vmas, alone)
 			s.Close()
 			if err != nil {
 				t.Fatal(err)

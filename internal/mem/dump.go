@@ -52,15 +52,15 @@ type PagesStats struct {
 }
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
-// the given VMAs: every present page of private memory, except the zero
+// the given VMAs (and alone, the areas MappedAlone found): every present page of private memory, except the zero
 // page and file pages never written. With inc (an incremental dump), the
 // pages inc leaves to the parent images get PE_PARENT entries instead of
 // being copied. With lazy (a dump --lazy-pages), the pages a lazy
 // restore may bring in later (CanBeLazy) get PE_LAZY entries instead,
 // and Stats.Lazy serves them from t while it stays frozen.
-func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, dir image.Dir, pid int, pagesID uint32, inc *Incremental, lazy bool) (PagesStats, error) {
+func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, dir image.Dir, pid int, pagesID uint32, inc *Incremental, lazy bool) (PagesStats, error) {
 	var st PagesStats
-	p, err := planTask(t, vmas, pid, &st)
+	p, err := planTask(t, vmas, alone, pid, &st)
 	if err != nil {
 		return st, err
 	}
@@ -94,8 +94,9 @@ type pagePlan struct {
 }
 
 // planPages finds which pages of vmas a dump saves, which of those other
-// processes map too, and the guard pages of every VMA.
-func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
+// processes map too (none in alone, see MappedAlone), and the guard
+// pages of every VMA.
+func planPages(scan *Scanner, vmas []*vma.VmaEntry, alone []Run) (pagePlan, error) {
 	var p pagePlan
 	for _, g := range adjacent(vmas, savedAtDump) {
 		for _, v := range g {
@@ -122,7 +123,7 @@ func planPages(scan *Scanner, vmas []*vma.VmaEntry) (pagePlan, error) {
 	// VMAs of data make one entry, not 10,000).
 	p.merged = mergeRuns(p.runs)
 	var err error
-	p.shared, err = scan.Shared(p.merged)
+	p.shared, err = scan.Shared(p.merged, alone)
 	return p, err
 }
 

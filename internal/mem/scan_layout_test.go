@@ -244,6 +244,10 @@ func (b *layoutBuilder) build() (lo, hi uint64, err error) {
 	}
 	start := int(-uintptr(unsafe.Pointer(&b.mem[0])) & (hugePage - 1))
 	at := start
+	// One segment in lateOdds is mapped after the fork: its pages are
+	// the child's alone, and smaps says so (MappedAlone).
+	const lateOdds = 4
+	var late []int
 	for _, s := range segs {
 		if s.kind == segHuge {
 			if pad := -(at - start) & (hugePage - 1); pad > 0 {
@@ -251,12 +255,17 @@ func (b *layoutBuilder) build() (lo, hi uint64, err error) {
 				at += pad
 			}
 		}
-		if err := b.place(s, at); err != nil {
+		if s.kind != segGap && b.rnd.IntN(lateOdds) == 0 {
+			late = append(late, at)
+		} else if err := b.place(s, at); err != nil {
 			return 0, 0, fmt.Errorf("%d-page segment of kind %d at %#x: %w", s.pages, s.kind, at, err)
 		}
 		at += s.pages * pageSize
 	}
 	if err := b.share(); err != nil {
+		return 0, 0, err
+	}
+	if err := b.placeLate(segs, start, late); err != nil {
 		return 0, 0, err
 	}
 	b.gaps = append(b.gaps, [2]int{0, start}, [2]int{at, len(b.mem)})
@@ -269,6 +278,28 @@ func (b *layoutBuilder) build() (lo, hi uint64, err error) {
 	}
 	base := uint64(uintptr(unsafe.Pointer(&b.mem[0])))
 	return base + uint64(start), base + uint64(at), nil
+}
+
+// placeLate places the segments of segs that build left for after the
+// fork, at the offsets late (in order).
+func (b *layoutBuilder) placeLate(segs []layoutSeg, start int, late []int) error {
+	at := start
+	for _, s := range segs {
+		if len(late) == 0 {
+			return nil
+		}
+		if s.kind == segHuge {
+			at += -(at - start) & (hugePage - 1)
+		}
+		if at == late[0] {
+			if err := b.place(s, at); err != nil {
+				return fmt.Errorf("late %d-page segment of kind %d at %#x: %w", s.pages, s.kind, at, err)
+			}
+			late = late[1:]
+		}
+		at += s.pages * pageSize
+	}
+	return nil
 }
 
 // place maps s at offset at of the range and does what it draws to
@@ -486,8 +517,9 @@ func (c *layoutChild) stop() {
 	c.cmd.Wait()
 }
 
-// layoutVMAs returns the child's VMAs in its range as dump sees them.
-func layoutVMAs(t *testing.T, c *layoutChild) []*vma.VmaEntry {
+// layoutVMAs returns the child's VMAs in its range as dump sees them,
+// and those smaps finds mapped by the child alone (MappedAlone).
+func layoutVMAs(t *testing.T, c *layoutChild) ([]*vma.VmaEntry, []Run) {
 	t.Helper()
 	all, err := proc.ReadSmaps(c.cmd.Process.Pid)
 	if err != nil {
@@ -508,7 +540,7 @@ func layoutVMAs(t *testing.T, c *layoutChild) []*vma.VmaEntry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return vmas
+	return vmas, MappedAlone(mine)
 }
 
 // Bits of a /proc/PID/pagemap entry and of /proc/kpageflags.
@@ -534,6 +566,12 @@ type pagemapTruth struct {
 type layoutCounts struct {
 	VMAs, Private, Data, Shared, Zero, Guard, FilePages, Gaps, Huge int
 	OtherGuard                                                      int // guard pages in shared mappings
+	// AloneData are data pages in VMAs that smaps finds the child maps
+	// alone (MappedAlone), whose pagemap entries Shared skips.
+	AloneData int
+	// SplitScans are ranges of adjacent VMAs that DataRuns scans in
+	// parts, long anonymous stretches apart from private file mappings.
+	SplitScans int
 	// MostRuns is the most runs of data in one range of adjacent private
 	// VMAs, which one scan walks: above 512 the kernel walks it in
 	// chunks, above 4096 a dump's scan takes several ioctls.
@@ -551,6 +589,8 @@ func (c *layoutCounts) add(o layoutCounts) {
 	c.Gaps += o.Gaps
 	c.Huge += o.Huge
 	c.OtherGuard += o.OtherGuard
+	c.AloneData += o.AloneData
+	c.SplitScans += o.SplitScans
 	c.MostRuns = max(c.MostRuns, o.MostRuns)
 }
 
@@ -693,7 +733,7 @@ func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
 	t.Helper()
 	pid := c.cmd.Process.Pid
 	for range 3 {
-		vmas := layoutVMAs(t, c)
+		vmas, alone := layoutVMAs(t, c)
 		before := slowTruth(t, pid, vmas)
 		plans := make([]pagePlan, len(scanVecLens))
 		for i, n := range scanVecLens {
@@ -701,7 +741,7 @@ func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plans[i], err = planPages(s, vmas)
+			plans[i], err = planPages(s, vmas, alone)
 			s.Close()
 			if err != nil {
 				t.Fatalf("vector of %d: %v", n, err)
@@ -715,7 +755,14 @@ func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
 		for i, p := range plans {
 			comparePlan(t, scanVecLens[i], p, before)
 		}
-		return before.counts
+		counts := before.counts
+		for _, r := range intersectRuns(mergeRuns(before.runs), alone) {
+			counts.AloneData += int((r.End - r.Start) / pageSize)
+		}
+		for _, g := range adjacent(vmas, savedAtDump) {
+			counts.SplitScans += b2i(len(fileParts(g)) > 1)
+		}
+		return counts
 	}
 	t.Fatal("the layout kept changing while it was scanned")
 	return layoutCounts{}
@@ -810,7 +857,8 @@ func requireCoverage(t *testing.T, c layoutCounts) {
 	t.Helper()
 	need := map[string]int{"VMAs beside private ones": c.VMAs - c.Private, "gaps": c.Gaps,
 		"data pages": c.Data, "shared pages": c.Shared, "file pages in private mappings": c.FilePages,
-		"range with more runs than the kernel walks at once (512)": max(c.MostRuns-512, 0)}
+		"range with more runs than the kernel walks at once (512)": max(c.MostRuns-512, 0),
+		"data pages in VMAs mapped alone":                          c.AloneData, "ranges scanned in parts": c.SplitScans}
 	if probeGuards() {
 		need["guard pages"] = c.Guard
 		need["guard pages in shared mappings"] = c.OtherGuard

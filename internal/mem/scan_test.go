@@ -2,10 +2,12 @@ package mem
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -203,7 +205,7 @@ func TestSharedChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got, err := s.Shared([]Run{{base, base + pages*pageSize}})
+	got, err := s.Shared([]Run{{base, base + pages*pageSize}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +231,7 @@ func TestPagemapReadsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	shared, alloc := allocated(t, func() ([]Run, error) { return s.Shared(run) })
+	shared, alloc := allocated(t, func() ([]Run, error) { return s.Shared(run, nil) })
 	if !slices.Equal(shared, run) || alloc > 1<<20 {
 		t.Errorf("Shared: %x (want %x: nothing mapped), %d bytes allocated", shared, run, alloc)
 	}
@@ -272,7 +274,7 @@ func TestGuardRunsShared(t *testing.T) {
 	defer s.Close()
 	base := uint64(uintptr(unsafe.Pointer(&b[0])))
 	v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + 4*pageSize), Status: proto.Uint32(StatusRegular | StatusAnonShared)}}
-	p, err := planPages(s, v)
+	p, err := planPages(s, v, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +303,7 @@ func TestPlanPagesSavesVdso(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	p, err := planPages(s, vmas)
+	p, err := planPages(s, vmas, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,5 +315,54 @@ func TestPlanPagesSavesVdso(t *testing.T) {
 	}
 	if !slices.Equal(p.merged, want) {
 		t.Errorf("saved %x, want the [vdso] pages %x", p.merged, want)
+	}
+}
+
+// TestFileParts: on random runs of adjacent VMAs, fileParts keeps every
+// VMA in order, scans without file pages only long stretches that hold
+// no private file mapping, and takes at most two scans more than one
+// per such stretch.
+func TestFileParts(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	for range 2000 {
+		var vmas []*vma.VmaEntry
+		at := uint64(1 << 30)
+		for range 1 + rnd.IntN(12) {
+			pages := uint64(1 + rnd.IntN(4))
+			if rnd.IntN(3) == 0 {
+				pages = uint64(rnd.IntN(3 * anonScanMin))
+				pages = max(pages, 1)
+			}
+			status := uint32(StatusRegular | StatusAnonPrivate)
+			if rnd.IntN(2) == 0 {
+				status = StatusRegular | StatusFilePrivate
+			}
+			vmas = append(vmas, &vma.VmaEntry{Start: proto.Uint64(at), End: proto.Uint64(at + pages*pageSize), Status: proto.Uint32(status)})
+			at += pages * pageSize
+		}
+		parts := fileParts(vmas)
+		var got []*vma.VmaEntry
+		anonParts := 0
+		for _, p := range parts {
+			if len(p.vmas) == 0 {
+				t.Fatalf("empty part in %v", parts)
+			}
+			got = append(got, p.vmas...)
+			if p.file != hasFilePrivate(p.vmas) {
+				t.Fatalf("part of %d VMAs: file %v, but a private file mapping in it: %v", len(p.vmas), p.file, hasFilePrivate(p.vmas))
+			}
+			if !p.file && len(parts) > 1 {
+				anonParts++
+				if n := (p.vmas[len(p.vmas)-1].GetEnd() - p.vmas[0].GetStart()) / pageSize; n < anonScanMin {
+					t.Fatalf("a stretch of %d anonymous pages scanned apart", n)
+				}
+			}
+		}
+		if !slices.Equal(got, vmas) {
+			t.Fatalf("parts do not hold the VMAs in order")
+		}
+		if len(parts) > 2*anonParts+1 {
+			t.Fatalf("%d parts for %d long anonymous stretches", len(parts), anonParts)
+		}
 	}
 }

@@ -39,9 +39,9 @@ type PageSink interface {
 // the dump's to vouch for. With lazy, the pages a lazy restore may bring
 // in later are sent as PE_LAZY entries without contents, and Stats.Lazy
 // serves them from t while it stays frozen, as DumpPages does.
-func SendPages(t *compel.Task, vmas []*vma.VmaEntry, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
+func SendPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
 	var st PagesStats
-	p, err := planTask(t, vmas, pid, &st)
+	p, err := planTask(t, vmas, alone, pid, &st)
 	if err != nil {
 		return st, err
 	}
@@ -94,13 +94,13 @@ func gapsOf(parent, lazy []Run) []gap {
 }
 
 // planTask plans which pages of t a dump saves, refusing guard pages.
-func planTask(t *compel.Task, vmas []*vma.VmaEntry, pid int, st *PagesStats) (pagePlan, error) {
+func planTask(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, pid int, st *PagesStats) (pagePlan, error) {
 	scan, err := NewScanner(t.Pid)
 	if err != nil {
 		return pagePlan{}, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	defer scan.Close()
-	p, err := planPages(scan, vmas)
+	p, err := planPages(scan, vmas, alone)
 	st.Scanned = p.scanned
 	if err != nil {
 		return p, err

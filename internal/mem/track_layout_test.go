@@ -162,7 +162,7 @@ func checkTracking(t *testing.T, c *layoutChild, vecLen int, marker uint64) trac
 	var n trackCounts
 	pid := c.cmd.Process.Pid
 	uffd := c.takeUffd(t)
-	vmas := layoutVMAs(t, c)
+	vmas, alone := layoutVMAs(t, c)
 	tracked, err := Register(uffd, vmas)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func checkTracking(t *testing.T, c *layoutChild, vecLen int, marker uint64) trac
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before, err := planPages(s, vmas)
+	before, err := planPages(s, vmas, alone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func checkTracking(t *testing.T, c *layoutChild, vecLen int, marker uint64) trac
 			t.Errorf("page %#x holds a marker, but the child %s", a, didWhat(did[a]))
 		}
 	}
-	after, err := planPages(s, vmas)
+	after, err := planPages(s, vmas, alone)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,11 @@ type VMA struct {
 	// Rss and Anonymous are in bytes, from smaps "Rss:" and
 	// "Anonymous:"; 0 for maps.
 	Rss, Anonymous uint64
+	// SharedRss is smaps "Shared_Clean:" plus "Shared_Dirty:": the
+	// bytes of pages the VMA maps that are mapped more than once (by
+	// other processes, mostly); Swap is "Swap:", the bytes swapped out.
+	// Both 0 for maps.
+	SharedRss, Swap uint64
 	// KernelPageSize is the size in bytes of the pages backing the
 	// mapping (smaps "KernelPageSize:"; a huge page size for hugetlb);
 	// 0 for maps.
@@ -95,6 +100,12 @@ func (v *VMA) setField(key, val string) error {
 		v.Rss, err = parseKB(val)
 	case "Anonymous":
 		v.Anonymous, err = parseKB(val)
+	case "Shared_Clean", "Shared_Dirty":
+		var n uint64
+		n, err = parseKB(val)
+		v.SharedRss += n
+	case "Swap":
+		v.Swap, err = parseKB(val)
 	case "KernelPageSize":
 		v.KernelPageSize, err = parseKB(val)
 	case "VmFlags":

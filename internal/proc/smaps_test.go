@@ -63,6 +63,8 @@ VmFlags: rd wr sh mr mw me ms
 7fd0b6417000-7fd0b6419000 rw-p 00000000 00:00 0 
 Size:                  8 kB
 Rss:                   8 kB
+Shared_Clean:          4 kB
+Shared_Dirty:          4 kB
 Anonymous:             8 kB
 VmFlags: rd wr mr mw me ac 
 7fd0b6419000-7fd0b641d000 r--p 00000000 00:00 0                          [vvar]
@@ -72,6 +74,7 @@ VmFlags: rd ex mr mw me de
 7ffd0aa7c000-7ffd0aa9d000 rw-p 00000000 00:00 0                          [stack]
 Rss:                 132 kB
 Anonymous:           132 kB
+Swap:                 12 kB
 VmFlags: rd wr mr mw me gd ac 
 ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
 VmFlags: ex 
@@ -102,13 +105,13 @@ func TestParseSmapsSample(t *testing.T) {
 		{Start: 0x7fd0b640f000, End: 0x7fd0b6410000, Prot: rw, Shared: true, Major: 0xfe, Inode: 9978193,
 			Path: "/tmp/my file (x).bin", VmFlags: []string{"rd", "wr", "sh", "mr", "mw", "me", "ms"}, Rss: 4 * kiB},
 		{Start: 0x7fd0b6417000, End: 0x7fd0b6419000, Prot: rw,
-			VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac"}, Rss: 8 * kiB, Anonymous: 8 * kiB},
+			VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac"}, Rss: 8 * kiB, Anonymous: 8 * kiB, SharedRss: 8 * kiB},
 		{Start: 0x7fd0b6419000, End: 0x7fd0b641d000, Prot: r, Path: "[vvar]",
 			VmFlags: []string{"rd", "mr", "pf", "io", "de", "dd"}},
 		{Start: 0x7fd0b641f000, End: 0x7fd0b6421000, Prot: rx, Path: "[vdso]",
 			VmFlags: []string{"rd", "ex", "mr", "mw", "me", "de"}},
 		{Start: 0x7ffd0aa7c000, End: 0x7ffd0aa9d000, Prot: rw, Path: "[stack]",
-			VmFlags: []string{"rd", "wr", "mr", "mw", "me", "gd", "ac"}, Rss: 132 * kiB, Anonymous: 132 * kiB},
+			VmFlags: []string{"rd", "wr", "mr", "mw", "me", "gd", "ac"}, Rss: 132 * kiB, Anonymous: 132 * kiB, Swap: 12 * kiB},
 		{Start: 0xffffffffff600000, End: 0xffffffffff601000, Prot: unix.PROT_EXEC, Path: "[vsyscall]",
 			VmFlags: []string{"ex"}},
 	}

@@ -133,7 +133,8 @@ func (s *session) check(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 
 // featureCheck answers FEATURE_CHECK: each feature asked for is true if
 // amber can use it here, as CRIU answers (false for those not asked).
-// mem_track is `amber check --feature mem_dirty_track`, lazy_pages
+// mem_track is `amber check --feature mem_dirty_track` (amber's tracking
+// by userfaultfd write protection, true here without soft-dirty), lazy_pages
 // `--feature uffd-noncoop` (CRIU's test). pidfd_store is false whatever
 // the kernel has: amber refuses pidfd_store_sk, so a client that relied
 // on it would fail.

@@ -85,11 +85,13 @@ func TestVersionKeepOpen(t *testing.T) {
 	resp = c.request(&rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(),
 		Features: &rpc.CriuFeatures{LazyPages: proto.Bool(true), MemTrack: proto.Bool(true)}})
 	f := resp.GetFeatures()
-	// Lazy pages as the kernel allows them (CRIU's test); no soft-dirty
-	// memory tracking.
+	// Lazy pages as the kernel allows them (CRIU's test); memory
+	// tracking as amber does it (userfaultfd write protection), whatever
+	// soft-dirty is.
 	lazy := kerndat.Probe().CheckFeature("uffd-noncoop") == nil
-	if !resp.GetSuccess() || f.LazyPages == nil || f.GetLazyPages() != lazy || f.GetMemTrack() || f.GetPidfdStore() {
-		t.Fatalf("FEATURE_CHECK: %v (userfaultfd with its events here: %v)", resp, lazy)
+	track := kerndat.Probe().CheckFeature("mem_dirty_track") == nil
+	if !resp.GetSuccess() || f.LazyPages == nil || f.GetLazyPages() != lazy || f.MemTrack == nil || f.GetMemTrack() != track || f.GetPidfdStore() {
+		t.Fatalf("FEATURE_CHECK: %v (userfaultfd with its events here: %v, memory tracking: %v)", resp, lazy, track)
 	}
 	if err := <-c.done; err != nil {
 		t.Fatalf("session: %v", err)
