@@ -10,10 +10,12 @@ import (
 
 // TestWaitOwnedProgress checks that a wait for an owned task outlasts
 // its limit while the task works (a shell counting for many limits) and
-// kills one that does not (a sleep) after about two limits.
+// kills one that does not (a sleep) after about two limits. The limit is
+// long enough that a busy task is not starved of every CPU tick for a
+// whole limit on a loaded machine (at 200 ms one was, in a CI run).
 func TestWaitOwnedProgress(t *testing.T) {
-	const limit = 200 * time.Millisecond
-	busy := start(t, "i=0; while [ $i -lt 1500000 ]; do i=$((i+1)); done; exit 7")
+	const limit = 500 * time.Millisecond
+	busy := start(t, "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done; exit 7")
 	began := time.Now()
 	_, ws, err := waitOwned(busy, limit)
 	if err != nil || !ws.Exited() || ws.ExitStatus() != 7 {
