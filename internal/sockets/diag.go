@@ -86,16 +86,24 @@ func listUnixSockets(ns *sockNetns) (map[uint32]*unixDiag, error) {
 	}
 }
 
-// unixDiagRequest is a netlink dump request for all unix sockets, in all
-// states, with every attribute amber reads.
-func unixDiagRequest(seq uint32) []byte {
-	b := make([]byte, unix.SizeofNlMsghdr+unixDiagReqSize)
+// diagRequest is a sock_diag dump request (SOCK_DIAG_BY_FAMILY) with
+// sequence number seq and a request body of size bytes, which the
+// caller fills in r.
+func diagRequest(seq uint32, size int) (b, r []byte) {
+	b = make([]byte, unix.SizeofNlMsghdr+size)
 	le := binary.LittleEndian
 	le.PutUint32(b[0:], uint32(len(b)))
 	le.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
 	le.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	le.PutUint32(b[8:], seq)
-	r := b[unix.SizeofNlMsghdr:]
+	return b, b[unix.SizeofNlMsghdr:]
+}
+
+// unixDiagRequest is a netlink dump request for all unix sockets, in all
+// states, with every attribute amber reads.
+func unixDiagRequest(seq uint32) []byte {
+	b, r := diagRequest(seq, unixDiagReqSize)
+	le := binary.LittleEndian
 	r[0] = unix.AF_UNIX
 	le.PutUint32(r[4:], ^uint32(0)) // every state
 	le.PutUint32(r[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRQLen)

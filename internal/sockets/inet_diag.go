@@ -128,13 +128,8 @@ func listInetSockets(ns *sockNetns, family, proto int) (map[uint32]inetDiag, err
 // inetDiagRequest is a netlink dump request for every socket of family
 // and protocol, in every state.
 func inetDiagRequest(family, proto int) []byte {
-	b := make([]byte, unix.SizeofNlMsghdr+inetDiagReqSize)
+	b, r := diagRequest(1, inetDiagReqSize)
 	le := binary.LittleEndian
-	le.PutUint32(b[0:], uint32(len(b)))
-	le.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	le.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	le.PutUint32(b[8:], 1)
-	r := b[unix.SizeofNlMsghdr:]
 	r[0], r[1] = byte(family), byte(proto)
 	le.PutUint32(r[4:], ^uint32(0))  // every state
 	le.PutUint32(r[48:], ^uint32(0)) // no cookie

@@ -78,13 +78,8 @@ func listNetlinkSockets(ns *sockNetns) (map[uint32]*netlinkDiag, error) {
 // netlinkDiagRequest is a netlink dump request for the netlink sockets
 // of every protocol, with their groups and flags.
 func netlinkDiagRequest() []byte {
-	b := make([]byte, unix.SizeofNlMsghdr+netlinkDiagReqSize)
+	b, r := diagRequest(1, netlinkDiagReqSize)
 	le := binary.LittleEndian
-	le.PutUint32(b[0:], uint32(len(b)))
-	le.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	le.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	le.PutUint32(b[8:], 1)
-	r := b[unix.SizeofNlMsghdr:]
 	r[0], r[1] = unix.AF_NETLINK, ndiagProtoAll
 	le.PutUint32(r[8:], ndiagShowGroups|ndiagShowFlags)
 	le.PutUint32(r[12:], ^uint32(0)) // no cookie

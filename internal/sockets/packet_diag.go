@@ -78,13 +78,8 @@ func listPacketSockets(ns *sockNetns) (map[uint32]*packetDiag, error) {
 // packetDiagRequest is a netlink dump request for every packet socket
 // with what amber keeps of them.
 func packetDiagRequest() []byte {
-	b := make([]byte, unix.SizeofNlMsghdr+packetDiagReqSize)
+	b, r := diagRequest(1, packetDiagReqSize)
 	le := binary.LittleEndian
-	le.PutUint32(b[0:], uint32(len(b)))
-	le.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	le.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	le.PutUint32(b[8:], 1)
-	r := b[unix.SizeofNlMsghdr:]
 	r[0] = unix.AF_PACKET
 	le.PutUint32(r[8:], packetShowInfo|packetShowMclist|packetShowRingCfg|packetShowFanout)
 	le.PutUint32(r[12:], ^uint32(0)) // no cookie
