@@ -35,12 +35,7 @@ type remoteLazy struct {
 // its images, then serves the lazy pages on a loopback port.
 func startRemoteLazy(t *testing.T, name string) *remoteLazy {
 	t.Setenv("LAZY_MIB", lazyMiB)
-	p, ok := lookupProgram(name)
-	if !ok {
-		t.Fatalf("no program %q", name)
-	}
-	p.cloneflags = unix.CLONE_NEWPID
-	c := startProgram(t, p)
+	c := startNamespaced(t, name, unix.CLONE_NEWPID)
 	s := &remoteLazy{c: c, port: freePort(t), srcPid: c.pid, tree: descendants(c.pid)}
 	args := c.dumpArgs("--lazy-pages", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
 	s.dump = c.startReady("dump.log", args...)

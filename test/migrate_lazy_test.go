@@ -25,12 +25,7 @@ var (
 
 // startNsCase starts migrate_worker as the init of a pid namespace.
 func startNsCase(t *testing.T) *zcase {
-	p, ok := lookupProgram("migrate_worker")
-	if !ok {
-		t.Fatal("no program migrate_worker")
-	}
-	p.cloneflags = unix.CLONE_NEWPID
-	return startProgram(t, p)
+	return startNamespaced(t, "migrate_worker", unix.CLONE_NEWPID)
 }
 
 // TestMigrateLazy migrates migrate_worker (4 threads rewriting their
@@ -141,12 +136,7 @@ func TestMigrateLazyKillDestination(t *testing.T) {
 // on this one host, checks all its memory at SIGTERM.
 func TestMigrateLazyKillDestinationResumed(t *testing.T) {
 	t.Setenv("LAZY_MIB", lazyMiB)
-	p, ok := lookupProgram("lazy_mem")
-	if !ok {
-		t.Fatal("no program lazy_mem")
-	}
-	p.cloneflags = unix.CLONE_NEWPID
-	c := startProgram(t, p)
+	c := startNamespaced(t, "lazy_mem", unix.CLONE_NEWPID)
 	r := c.startReceive("received", faultEnv+"=lazy-resumed")
 	res := c.migrate(r, nil, "--lazy", "--max-iters", "0")
 	if res.err == nil {

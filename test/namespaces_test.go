@@ -76,12 +76,7 @@ func TestNamespacesPIDPrograms(t *testing.T) {
 	for _, name := range []string{"fork_cow", "tree50", "zombie_pgrp", "pgrp_session", "memfd_fork", "clone_files", "sk_unix_tree",
 		"threads_tls", "timers00", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper"} {
 		t.Run(name, func(t *testing.T) {
-			p, ok := lookupProgram(name)
-			if !ok {
-				t.Fatalf("no program %q", name)
-			}
-			p.cloneflags = unix.CLONE_NEWPID
-			c := startProgram(t, p)
+			c := startNamespaced(t, name, unix.CLONE_NEWPID)
 			c.mustDumpRestorePidNamespace()
 			c.mustPass()
 		})
@@ -163,9 +158,7 @@ func TestNamespacesPIDSessionOutside(t *testing.T) {
 // images of both levels name it by its pid inside (1), and the dump
 // leaves its cold pages to the pre-dump's.
 func TestNamespacesPIDPreDump(t *testing.T) {
-	p, _ := lookupProgram("predump_writer")
-	p.cloneflags = unix.CLONE_NEWPID
-	c := startProgram(t, p)
+	c := startNamespaced(t, "predump_writer", unix.CLONE_NEWPID)
 	c.mustPreDump("pre1", "")
 	tree := descendants(c.pid)
 	if r := c.dump("--prev-images-dir", "../pre1", "--track-mem"); r.err != nil {
@@ -317,12 +310,7 @@ func TestNamespacesNet(t *testing.T) {
 func TestNamespacesNetSockets(t *testing.T) {
 	for _, name := range []string{"sk_unix_pair", "sk_unix_listen", "sk_unix_abstract", "sk_unix_scm", "sk_unix_tree", "sk_unix_shutdown"} {
 		t.Run(name, func(t *testing.T) {
-			p, ok := lookupProgram(name)
-			if !ok {
-				t.Fatalf("no program %q", name)
-			}
-			p.cloneflags = unix.CLONE_NEWNET
-			c := startProgram(t, p)
+			c := startNamespaced(t, name, unix.CLONE_NEWNET)
 			c.mustDump()
 			c.mustRestoreDetached()
 			if nsInode(t, c.pid, "net") == nsInode(t, os.Getpid(), "net") {
@@ -382,9 +370,7 @@ func (c *zcase) netnsID() uint32 {
 // restore makes, the one of its parent's network namespace to the
 // restorer's, and crit must decode the NS entries of files.img.
 func TestNamespaceFilesOwn(t *testing.T) {
-	p, _ := lookupProgram("ns_files")
-	p.cloneflags = unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
-	c := startProgram(t, p)
+	c := startNamespaced(t, "ns_files", unix.CLONE_NEWNET|unix.CLONE_NEWUTS|unix.CLONE_NEWIPC)
 	c.mustDump()
 	critDecodes(t, filepath.Join(c.images, "files.img"))
 	c.mustRestoreDetached()

@@ -33,12 +33,7 @@ func (p *postDumpSignal) PostDump() error {
 // program reads all of it at once and passes, and the source is killed.
 func TestRPCLazyPages(t *testing.T) {
 	t.Setenv("LAZY_MIB", lazyMiB)
-	p, ok := lookupProgram("lazy_mem")
-	if !ok {
-		t.Fatal("no program lazy_mem")
-	}
-	p.cloneflags = unix.CLONE_NEWPID
-	c := startProgram(t, p)
+	c := startNamespaced(t, "lazy_mem", unix.CLONE_NEWPID)
 	src, tree := c.pid, descendants(c.pid)
 	port := freePort(t)
 	o := c.dumpOpts()
