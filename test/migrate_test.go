@@ -108,7 +108,9 @@ func (c *zcase) migrate(r *receiver, env []string, extra ...string) amberResult 
 	}
 	defer stdout.Close()
 	defer stderr.Close()
-	cmd.Env = append(os.Environ(), env...)
+	// A source killed on purpose cannot remove its own images: they are
+	// made in the test's directory, which the test removes.
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+c.t.TempDir()), env...)
 	err = cmd.Run()
 	res := amberResult{args: args, stdout: readAll(stdout), stderr: readAll(stderr), err: err}
 	c.results = append(c.results, res)
