@@ -400,6 +400,22 @@ func TestNamespacesIPCObjects(t *testing.T) {
 	c.mustPass()
 }
 
+// TestNamespacesMqueue dumps ipcns_mqueue, started in an IPC namespace
+// of its own holding POSIX message queues, first with --leave-running
+// (which must leave every message queued: a dump reads them by taking
+// them), then to restore it in a new one, where the program takes every
+// message and checks it.
+func TestNamespacesMqueue(t *testing.T) {
+	p, _ := lookupProgram("ipcns_mqueue")
+	c := startProgram(t, p)
+	if r := c.dump("--leave-running"); r.err != nil {
+		t.Fatalf("dump --leave-running failed: %v", r)
+	}
+	c.mustDump()
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
 // critShowsIPC checks with crit show the SysV images of the one IPC
 // namespace dumped in dir: 2 semaphore sets valued 0 1 7 32767 2 and 3;
 // 2 queues, one empty and one with 4 messages, "hello" first (in the

@@ -151,6 +151,10 @@ func (d Dir) IpcnsSemPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-s
 // nsID.
 func (d Dir) IpcnsMsgPath(nsID uint32) Path { return d.File(fmt.Sprintf("ipcns-msg-%d.img", nsID)) }
 
+// MqueuePath is amber-mqueue-NSID.txt, the POSIX message queues of IPC
+// namespace nsID (CRIU's format has no image for them).
+func (d Dir) MqueuePath(nsID uint32) Path { return d.File(fmt.Sprintf("amber-mqueue-%d.txt", nsID)) }
+
 // NetdevPath is netdev-ID.img, the links of network namespace nsID.
 func (d Dir) NetdevPath(nsID uint32) Path { return d.File(fmt.Sprintf("netdev-%d.img", nsID)) }
 

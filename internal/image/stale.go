@@ -52,6 +52,10 @@ func IsDumpFile(name string) bool {
 			return true
 		}
 	}
+	if id, ok := strings.CutPrefix(name, "amber-mqueue-"); ok {
+		id, ok = strings.CutSuffix(id, ".txt")
+		return ok && isID(id)
+	}
 	if id, ok := strings.CutPrefix(name, "tmpfs-dev-"); ok {
 		id, ok = strings.CutSuffix(id, ".tar.gz.img")
 		return ok && isID(id)

@@ -113,14 +113,14 @@ func makeQueue(r *image.Reader, e *ipcmsg.IpcMsgEntry) error {
 	// kernel.msgmnb, or a message longer than kernel.msgmax, needs a
 	// setting that CAP_SYS_RESOURCE would bypass.
 	room := max(uint64(e.GetQbytes()), size, uint64(len(msgs)))
-	if err := raiseSysctl("msgmnb", room); err != nil {
+	if err := raiseSysctl("kernel/msgmnb", room); err != nil {
 		return err
 	}
 	if err := setQueue(id, nil, room); err != nil {
 		return err
 	}
 	for i, m := range msgs {
-		if err := raiseSysctl("msgmax", uint64(len(m)-8)); err != nil {
+		if err := raiseSysctl("kernel/msgmax", uint64(len(m)-8)); err != nil {
 			return err
 		}
 		if err := msgsnd(id, m); err != nil {

@@ -7,7 +7,9 @@
 // object of the namespace, attached or not, in ipcns-shm-ID.img (an
 // IpcShmEntry each, the contents in pagemap-shmem-SHMID.img, package
 // mem), ipcns-sem-ID.img and ipcns-msg-ID.img, ID the namespace's id;
-// its settings are package namespaces' (ipcns-var-ID.img). The restore
+// its POSIX message queues, which CRIU leaves out, go to
+// amber-mqueue-ID.txt (mqueue.go); its settings are package namespaces'
+// (ipcns-var-ID.img). The restore
 // makes each object again in the new namespace before its settings are
 // written, with its id (through the kernel.*_next_id sysctls), key,
 // owner, mode and contents; the restored tasks then attach their

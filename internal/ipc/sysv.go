@@ -171,29 +171,30 @@ func setNextID(kind string, id uint32) error {
 	return nil
 }
 
-// sysctl reads a number of the calling thread's IPC namespace under
-// /proc/sys/kernel.
+// sysctl reads a number of the calling thread's IPC namespace, name a
+// path under /proc/sys ("kernel/msgmnb", "fs/mqueue/msg_max").
 func sysctl(name string) (uint64, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/" + name)
+	b, err := os.ReadFile("/proc/sys/" + name)
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("/proc/sys/kernel/%s: %w", name, err)
+		return 0, fmt.Errorf("/proc/sys/%s: %w", name, err)
 	}
 	return n, nil
 }
 
-// raiseSysctl makes the setting name at least n; the namespace's own
-// value is written back once every object is made (package namespaces).
+// raiseSysctl makes the setting name (as sysctl's) at least n; the
+// namespace's own value is written back once every object is made
+// (package namespaces).
 func raiseSysctl(name string, n uint64) error {
 	cur, err := sysctl(name)
 	if err != nil || cur >= n {
 		return err
 	}
-	if err := os.WriteFile("/proc/sys/kernel/"+name, []byte(strconv.FormatUint(n, 10)), 0); err != nil {
-		return fmt.Errorf("raise kernel.%s to %d: %w", name, n, err)
+	if err := os.WriteFile("/proc/sys/"+name, []byte(strconv.FormatUint(n, 10)), 0); err != nil {
+		return fmt.Errorf("raise %s to %d: %w", strings.ReplaceAll(name, "/", "."), n, err)
 	}
 	return nil
 }
