@@ -63,8 +63,8 @@ type memSim struct {
 	parentImgs map[string]bool
 	srcFills   []srcFill
 	// populated are the MADV_POPULATE_WRITE ranges, and pageFills
-	// every range a preadv wrote from a pages image, each with the index
-	// of its call.
+	// every range a preadv wrote (from any pages image, the task's own or
+	// a shared memory object's), each with the index of its call.
 	populated []callRange
 	pageFills []callRange
 	at        int    // index of the call running
@@ -324,10 +324,10 @@ func (s *memSim) preadv(a [6]uint64) error {
 				s.fills = append(s.fills, fill{base, l, off})
 			}
 			s.srcFills = append(s.srcFills, srcFill{path, fill{base, l, off}})
-			s.pageFills = append(s.pageFills, callRange{base, l, s.at})
 		default:
 			s.shm.filled(segs, path, fill{base, l, off})
 		}
+		s.pageFills = append(s.pageFills, callRange{base, l, s.at})
 		off += l
 	}
 	return nil
