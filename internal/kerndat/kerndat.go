@@ -50,6 +50,7 @@ type Info struct {
 	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
 	FdinfoLock     Status // file locks in /proc/PID/fdinfo
 	Timens         Status // time namespaces (/proc/PID/timens_offsets)
+	PopulateWrite  Status // madvise(MADV_POPULATE_WRITE)
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -75,6 +76,7 @@ func Probe() *Info {
 	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
 	info.FdinfoLock = probeFdinfoLock()
 	info.Timens = probeTimens()
+	info.PopulateWrite = ProbePopulateWrite()
 	return info
 }
 
@@ -112,6 +114,7 @@ func (i *Info) Features() []Feature {
 		{"sk_ns", "ioctl(SIOCGSKNS)", false, "sockets cannot be dumped", i.SkNs},
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
+		{"populate_write", "madvise(MADV_POPULATE_WRITE)", false, "slower restore: memory is faulted in page by page while it is filled", i.PopulateWrite},
 	}
 }
 

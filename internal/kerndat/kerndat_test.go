@@ -92,6 +92,7 @@ func TestProbeEachDirectly(t *testing.T) {
 		"pagemap_scan":     probePagemapScan,
 		"map_files":        probeMapFiles,
 		"checkpoint_cap":   probeCaps,
+		"populate_write":   ProbePopulateWrite,
 	}
 	for name, probe := range probes {
 		if s := probe(); !s.Present {
@@ -124,6 +125,7 @@ func fakeInfo() *Info {
 		CheckpointCap: p,
 		FdinfoLock:    p,
 		Timens:        p,
+		PopulateWrite: p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }

@@ -44,6 +44,10 @@ type RestoreInput struct {
 	// Workers is how many threads of the task may fill its memory at
 	// once (the machine's CPUs).
 	Workers int
+	// Populate makes the fill fault in the memory each preadv writes
+	// before the preadv (MADV_POPULATE_WRITE, Linux 5.14; see
+	// PopulateWorks).
+	Populate bool
 	// Pid is the task's PID: it tells the task that creates a shared
 	// memory object from those that open it.
 	Pid int

@@ -145,6 +145,7 @@ func present(vaddr, n uint64) *pagemap.PagemapEntry {
 func memInput(vmas []*vma.VmaEntry, pm []*pagemap.PagemapEntry) *RestoreInput {
 	return &RestoreInput{
 		MM: &mm.MmEntry{Vmas: vmas}, Pagemap: pm, Pages: image.TaskFile{Path: pagesImg, Flags: unix.O_RDONLY | unix.O_NOFOLLOW},
+		Populate: true,
 		FilePath: func(id uint32) (string, error) {
 			if id == 0 || id > 1000 {
 				return "", fmt.Errorf("files.img: no regular file with id %d", id)
@@ -195,7 +196,59 @@ func planMemWith(t *testing.T, in *RestoreInput, setup func(*memSim)) (*memSim, 
 	if err := s.run(p); err != nil {
 		t.Fatalf("%v\nplan:\n%s", err, p)
 	}
+	checkPopulated(t, s, p, in.Populate)
 	return s, p
+}
+
+// checkPopulated verifies the MADV_POPULATE_WRITE calls of a plan: with
+// populate, every page a preadv writes from a pages image is faulted in
+// once, before the preadv and by the same thread (in its section), and no
+// other page is; without, there are none.
+func checkPopulated(t *testing.T, s *memSim, p *plan.Program, populate bool) {
+	t.Helper()
+	if !populate {
+		if len(s.populated) > 0 {
+			t.Fatalf("%d MADV_POPULATE_WRITE calls, want none", len(s.populated))
+		}
+		return
+	}
+	by := map[uint64]int{}
+	for _, r := range s.populated {
+		for a := r.addr; a < r.addr+r.len; a += pageSize {
+			if _, dup := by[a]; dup {
+				t.Fatalf("page %#x populated twice", a)
+			}
+			by[a] = r.call
+		}
+	}
+	filled := 0
+	for _, f := range s.pageFills {
+		for a := f.addr; a < f.addr+f.len; a += pageSize {
+			pop, ok := by[a]
+			switch {
+			case !ok:
+				t.Fatalf("page %#x is filled by call %d but never populated", a, f.call)
+			case pop > f.call:
+				t.Fatalf("page %#x is populated by call %d, after its fill by call %d", a, pop, f.call)
+			case sectionOf(p, pop) != sectionOf(p, f.call):
+				t.Fatalf("page %#x is populated in section %q but filled in %q", a, sectionOf(p, pop), sectionOf(p, f.call))
+			}
+			filled++
+		}
+	}
+	if filled != len(by) {
+		t.Fatalf("%d pages populated, but the fill writes %d", len(by), filled)
+	}
+}
+
+// sectionOf names the section of call i.
+func sectionOf(p *plan.Program, i int) string {
+	for _, sec := range p.Sections {
+		if i >= sec.Start && i < sec.End {
+			return sec.Name
+		}
+	}
+	return ""
 }
 
 // currentSegs models the mappings a new task starts with.
@@ -429,7 +482,12 @@ func phases(calls []plan.Call) []string {
 			ph = "unmap"
 		case unix.SYS_CLOSE_RANGE:
 			ph = "close inherited"
-		case unix.SYS_MMAP, unix.SYS_MADVISE:
+		case unix.SYS_MADVISE:
+			ph, mapped = "map", true
+			if c.Args[2] == unix.MADV_POPULATE_WRITE {
+				ph = "fill"
+			}
+		case unix.SYS_MMAP:
 			ph, mapped = "map", true
 		case unix.SYS_OPENAT:
 			switch {

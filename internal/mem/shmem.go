@@ -383,7 +383,7 @@ func (m *sharedMapper) createShmemInPlace(i int, prot uint64, obj *Shmem) uint64
 	start, size := v.GetStart(), v.GetEnd()-v.GetStart()
 	m.b.Call(fmt.Sprintf("create shared memory %d as %s", obj.ID, vmaName(v)), unix.SYS_MMAP,
 		start, size, prot|unix.PROT_WRITE, uint64(v.GetFlags())|unix.MAP_FIXED, ^uint64(0), 0)
-	planFillSerial(m.b, obj.Pages.Path.ForTask(), obj.Pages.segments(start, size))
+	planFillSerial(m.b, obj.Pages.Path.ForTask(), obj.Pages.segments(start, size), m.in.Populate)
 	if m.last[obj.ID] > i {
 		path := fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+size)
 		m.open[obj.ID] = m.b.Open(fmt.Sprintf("shared memory %d", obj.ID), path, unix.O_RDWR, 0)
@@ -402,7 +402,7 @@ func (m *sharedMapper) createShmemAside(obj *Shmem) (int, error) {
 	flags := unix.MAP_SHARED | unix.MAP_ANONYMOUS | unix.MAP_FIXED | uint64(obj.Hugetlb)
 	m.b.Call(fmt.Sprintf("create shared memory %d at %#x", obj.ID, at), unix.SYS_MMAP,
 		at, obj.Size, unix.PROT_READ|unix.PROT_WRITE, flags, ^uint64(0), 0)
-	planFillSerial(m.b, obj.Pages.Path.ForTask(), obj.Pages.segments(at, obj.Size))
+	planFillSerial(m.b, obj.Pages.Path.ForTask(), obj.Pages.segments(at, obj.Size), m.in.Populate)
 	path := fmt.Sprintf("/proc/self/map_files/%x-%x", at, at+obj.Size)
 	fd := m.b.Open(fmt.Sprintf("shared memory %d", obj.ID), path, unix.O_RDWR, 0)
 	m.b.Call(fmt.Sprintf("unmap shared memory %d at %#x", obj.ID, at), unix.SYS_MUNMAP, at, obj.Size)
@@ -423,13 +423,17 @@ func (m *sharedMapper) hole(size, align uint64) (uint64, error) {
 
 // planFillSerial plans copying segments of a pages image into memory
 // with preadv calls in the current section (shared memory is filled as
-// it is made, before the task's own parallel fill).
-func planFillSerial(b *plan.Builder, pages image.TaskFile, segs []segment) {
+// it is made, before the task's own parallel fill), each after faulting
+// in what it writes if populate is set.
+func planFillSerial(b *plan.Builder, pages image.TaskFile, segs []segment, populate bool) {
 	if len(segs) == 0 {
 		return
 	}
 	fd := b.Open("pages image", pages.Path, pages.Flags, 0)
 	for _, bt := range fillBatches(splitSegments(segs, maxRW), maxRW) {
+		if populate {
+			planPopulate(b, bt.iov)
+		}
 		b.Call("fill from "+pages.Path, unix.SYS_PREADV, uint64(fd), b.Bytes(bt.iov), uint64(len(bt.iov)/16), bt.off, 0)
 	}
 	b.Close(fd)

@@ -41,6 +41,12 @@ type srcFill struct {
 	fill
 }
 
+// callRange is a range of memory a call of the plan acted on.
+type callRange struct {
+	addr, len uint64
+	call      int
+}
+
 type memSim struct {
 	prog     *plan.Program
 	segs     []seg // sorted, disjoint
@@ -56,9 +62,15 @@ type memSim struct {
 	// too; srcFills records every fill from any pages image.
 	parentImgs map[string]bool
 	srcFills   []srcFill
-	mmFields   []byte // the PR_SET_MM_MAP struct
-	mmExe      string // the file exe_fd pointed to
-	shm        shmSim // shared memory objects (shmem_sim_test.go)
+	// populated are the MADV_POPULATE_WRITE ranges, and pageFills
+	// every range a preadv wrote (from any pages image, the task's own or
+	// a shared memory object's), each with the index of its call.
+	populated []callRange
+	pageFills []callRange
+	at        int    // index of the call running
+	mmFields  []byte // the PR_SET_MM_MAP struct
+	mmExe     string // the file exe_fd pointed to
+	shm       shmSim // shared memory objects (shmem_sim_test.go)
 }
 
 func newMemSim(pagesImg string, segs ...seg) *memSim {
@@ -152,6 +164,7 @@ func (s *memSim) run(p *plan.Program) error {
 	s.prog = p
 	for i, c := range p.Calls {
 		s.calls = append(s.calls, plan.SyscallName(c.Nr))
+		s.at = i
 		if err := s.call(c); err != nil {
 			return fmt.Errorf("call %d %s (%s): %w", i, plan.SyscallName(c.Nr), c.What, err)
 		}
@@ -207,8 +220,11 @@ func (s *memSim) call(c plan.Call) error {
 		if _, ok := s.covered(a[0], a[0]+a[1]); !ok {
 			return unix.ENOMEM
 		}
-		if a[2] == unix.MADV_DONTNEED {
+		switch a[2] {
+		case unix.MADV_DONTNEED:
 			s.dropped = append(s.dropped, fill{addr: a[0], len: a[1]})
+		case unix.MADV_POPULATE_WRITE:
+			return s.populate(a[0], a[1])
 		}
 	case unix.SYS_PREADV:
 		return s.preadv(a)
@@ -311,8 +327,26 @@ func (s *memSim) preadv(a [6]uint64) error {
 		default:
 			s.shm.filled(segs, path, fill{base, l, off})
 		}
+		s.pageFills = append(s.pageFills, callRange{base, l, s.at})
 		off += l
 	}
+	return nil
+}
+
+// populate faults in a range as MADV_POPULATE_WRITE does: every page of
+// it mapped (else ENOMEM, checked by the caller) and writable, which a
+// write fault needs (else EFAULT).
+func (s *memSim) populate(addr, n uint64) error {
+	segs, _ := s.covered(addr, addr+n)
+	if !aligned(addr) || !aligned(n) {
+		return unix.EINVAL
+	}
+	for _, g := range segs {
+		if g.prot&unix.PROT_WRITE == 0 {
+			return fmt.Errorf("populate %#x+%#x: %v not writable: %w", addr, n, g, unix.EFAULT)
+		}
+	}
+	s.populated = append(s.populated, callRange{addr, n, s.at})
 	return nil
 }
 

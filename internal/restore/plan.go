@@ -26,6 +26,9 @@ type host struct {
 	amberPid int
 	shellJob bool
 	workers  int // threads that may fill a process's memory at once
+	// populate: the kernel has MADV_POPULATE_WRITE, which the fill uses
+	// to fault memory in ahead of each preadv.
+	populate bool
 	stat     func(string) (os.FileInfo, error)
 	// shared finds a file held by a task restored earlier.
 	shared func(fileID uint32) (files.Holder, bool)
@@ -227,7 +230,7 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, 
 	in := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
 		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current, Cow: t.cow,
-		Workers: h.workers, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
+		Workers: h.workers, Populate: h.populate, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size}, Lazy: lazyPages(t, h),
 	}
 	p.lazy = in.Lazy

@@ -28,6 +28,7 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/ipc"
+	"amber/internal/kerndat"
 	"amber/internal/lazy"
 	"amber/internal/log"
 	"amber/internal/mem"
@@ -772,6 +773,7 @@ func newHost(opts Options) (*host, error) {
 		oomFloor: oomFloor,
 		amberPid: os.Getpid(),
 		workers:  min(runtime.NumCPU(), maxFillWorkers),
+		populate: kerndat.ProbePopulateWrite().Present,
 		shellJob: opts.ShellJob,
 		stat:     os.Stat,
 		// Files changed since the dump are taken as they are now.
