@@ -20,6 +20,7 @@ import (
 	"amber/internal/mounts"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
+	"amber/internal/timers"
 )
 
 // imagesVersion is CRIU's img_version for images with per-id fdinfo.
@@ -121,6 +122,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, err
 	}
+	timers.InNamespace(ps.timers, d.pids.of)
 	cores, err := coreEntries(ps, d.xsave, d.seccomp)
 	if err != nil {
 		return nil, err

@@ -50,6 +50,8 @@ type Info struct {
 	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
 	FdinfoLock     Status // file locks in /proc/PID/fdinfo
 	Timens         Status // time namespaces (/proc/PID/timens_offsets)
+	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
+	NSpid          Status // NSpid in /proc/PID/status
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -75,6 +77,8 @@ func Probe() *Info {
 	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
 	info.FdinfoLock = probeFdinfoLock()
 	info.Timens = probeTimens()
+	info.Timerfd = probeTimerfd()
+	info.NSpid = probeNSpid()
 	return info
 }
 
@@ -112,6 +116,8 @@ func (i *Info) Features() []Feature {
 		{"sk_ns", "ioctl(SIOCGSKNS)", false, "sockets cannot be dumped", i.SkNs},
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
+		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
+		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},
 	}
 }
 

@@ -92,6 +92,8 @@ func TestProbeEachDirectly(t *testing.T) {
 		"pagemap_scan":     probePagemapScan,
 		"map_files":        probeMapFiles,
 		"checkpoint_cap":   probeCaps,
+		"timerfd":          probeTimerfd,
+		"ns_pid":           probeNSpid,
 	}
 	for name, probe := range probes {
 		if s := probe(); !s.Present {
@@ -124,6 +126,8 @@ func fakeInfo() *Info {
 		CheckpointCap: p,
 		FdinfoLock:    p,
 		Timens:        p,
+		Timerfd:       p,
+		NSpid:         p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }
@@ -150,6 +154,8 @@ func TestCheckFeature(t *testing.T) {
 		{"userns", ErrNotSupported},
 		{"mem_dirty_track", nil},
 		{"timens", nil},
+		{"timerfd", nil},
+		{"ns_pid", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}
