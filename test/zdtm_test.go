@@ -111,6 +111,7 @@ var programs = []program{
 	{name: "stopped_tree", cflags: []string{"-pthread"}},
 	{name: "stopped_refused", cflags: []string{"-pthread"}, own: true},
 	{name: "oom_score_adj"},
+	{name: "loginuid", cflags: []string{"-pthread"}},
 	{name: "child_subreaper"},
 	{name: "thp_disable"},
 	{name: "sched_policy", cflags: []string{"-pthread"}},

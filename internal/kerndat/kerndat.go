@@ -52,6 +52,7 @@ type Info struct {
 	Timens         Status // time namespaces (/proc/PID/timens_offsets)
 	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
 	NSpid          Status // NSpid in /proc/PID/status
+	Loginuid       Status // a task can change its /proc/PID/loginuid
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -79,6 +80,7 @@ func Probe() *Info {
 	info.Timens = probeTimens()
 	info.Timerfd = probeTimerfd()
 	info.NSpid = probeNSpid()
+	info.Loginuid = probeLoginuid()
 	return info
 }
 
@@ -118,6 +120,7 @@ func (i *Info) Features() []Feature {
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
 		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
 		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},
+		{"loginuid", "a task changes its /proc/PID/loginuid", false, "a tree with a login UID other than amber's cannot be restored", i.Loginuid},
 	}
 }
 

@@ -94,6 +94,7 @@ func TestProbeEachDirectly(t *testing.T) {
 		"checkpoint_cap":   probeCaps,
 		"timerfd":          probeTimerfd,
 		"ns_pid":           probeNSpid,
+		"loginuid":         probeLoginuid,
 	}
 	for name, probe := range probes {
 		if s := probe(); !s.Present {
@@ -128,6 +129,7 @@ func fakeInfo() *Info {
 		Timens:        p,
 		Timerfd:       p,
 		NSpid:         p,
+		Loginuid:      p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }
@@ -156,6 +158,7 @@ func TestCheckFeature(t *testing.T) {
 		{"timens", nil},
 		{"timerfd", nil},
 		{"ns_pid", nil},
+		{"loginuid", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}
