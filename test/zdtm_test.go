@@ -86,6 +86,7 @@ var programs = []program{
 	{name: "ghost_dev"},
 	{name: "eventfd00"},
 	{name: "epoll00"},
+	{name: "epoll_closed"},
 	{name: "signalfd00"},
 	{name: "timerfd00"},
 	{name: "inotify00"},

@@ -40,3 +40,36 @@ func probeTimerfd() Status {
 	}
 	return present()
 }
+
+// kcmpEpollTfd is KCMP_EPOLL_TFD of linux/kcmp.h.
+const kcmpEpollTfd = 7
+
+// probeKcmpEpoll watches an eventfd from an epoll of its own and asks
+// kcmp(KCMP_EPOLL_TFD) whether the watch is on that eventfd (Linux 4.13+,
+// CONFIG_KCMP): by it a dump finds the file of a watch whose descriptor
+// number the process closed or reused since adding it.
+func probeKcmpEpoll() Status {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return missing("eventfd: %w", err)
+	}
+	defer unix.Close(efd)
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return missing("epoll_create1: %w", err)
+	}
+	defer unix.Close(ep)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		return missing("epoll_ctl: %w", err)
+	}
+	slot := struct{ efd, tfd, toff uint32 }{uint32(ep), uint32(efd), 0}
+	pid := uintptr(os.Getpid())
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, pid, pid, kcmpEpollTfd, uintptr(efd), uintptr(unsafe.Pointer(&slot)), 0)
+	switch {
+	case errno != 0:
+		return missing("kcmp(KCMP_EPOLL_TFD): %w", errno)
+	case r != 0:
+		return missing("kcmp(KCMP_EPOLL_TFD) says an epoll's watch is not on the file it was added for")
+	}
+	return present()
+}

@@ -53,6 +53,7 @@ type Info struct {
 	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
 	NSpid          Status // NSpid in /proc/PID/status
 	Loginuid       Status // a task can change its /proc/PID/loginuid
+	KcmpEpoll      Status // kcmp(KCMP_EPOLL_TFD)
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -81,6 +82,7 @@ func Probe() *Info {
 	info.Timerfd = probeTimerfd()
 	info.NSpid = probeNSpid()
 	info.Loginuid = probeLoginuid()
+	info.KcmpEpoll = probeKcmpEpoll()
 	return info
 }
 
@@ -121,6 +123,7 @@ func (i *Info) Features() []Feature {
 		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
 		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},
 		{"loginuid", "a task changes its /proc/PID/loginuid", false, "a tree with a login UID other than amber's cannot be restored", i.Loginuid},
+		{"kcmp_epoll", "kcmp(KCMP_EPOLL_TFD)", false, "epoll watches cannot be dumped", i.KcmpEpoll},
 	}
 }
 

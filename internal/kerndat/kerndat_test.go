@@ -95,6 +95,7 @@ func TestProbeEachDirectly(t *testing.T) {
 		"timerfd":          probeTimerfd,
 		"ns_pid":           probeNSpid,
 		"loginuid":         probeLoginuid,
+		"kcmp_epoll":       probeKcmpEpoll,
 	}
 	for name, probe := range probes {
 		if s := probe(); !s.Present {
@@ -130,6 +131,7 @@ func fakeInfo() *Info {
 		Timerfd:       p,
 		NSpid:         p,
 		Loginuid:      p,
+		KcmpEpoll:     p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }
@@ -159,6 +161,7 @@ func TestCheckFeature(t *testing.T) {
 		{"timerfd", nil},
 		{"ns_pid", nil},
 		{"loginuid", nil},
+		{"kcmp_epoll", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}
