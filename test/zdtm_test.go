@@ -66,7 +66,7 @@ var programs = []program{
 	{name: "migrate_worker", cflags: []string{"-pthread"}, own: true},
 	{name: "lazy_mem", cflags: []string{"-pthread"}, own: true},
 	{name: "lazy_fork", own: true},
-	{name: "guard_pages", refused: "guard pages (MADV_GUARD_INSTALL)"},
+	{name: "guard_pages"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},
 	{name: "sk_unix_abstract"},

@@ -155,13 +155,24 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err := image.WriteFile(d.dir.IDsPath(d.pids.of(p.pid)), image.IDs, k); err != nil {
 		return nil, err
 	}
-	if err := image.WriteFile(d.dir.MMPath(d.pids.of(p.pid)), image.MM, mmE); err != nil {
+	guards, err := d.dumpMemory(ps, mmE.GetVmas(), pagesID)
+	if err != nil {
 		return nil, err
 	}
-	if err := d.dumpMemory(ps, mmE.GetVmas(), pagesID); err != nil {
+	if err := d.writeMM(p, mmE, guards); err != nil {
 		return nil, err
 	}
 	return mmE, d.dumpCow(p, mmE, d.runs[p.pid], mms)
+}
+
+// writeMM writes the mm image of process p: mmE, its guard pages after
+// its VMAs, as CRIU records them. mmE itself keeps the VMAs only.
+func (d *dumper) writeMM(p *frozenProc, mmE *mm.MmEntry, guards []mem.Run) error {
+	n := len(mmE.Vmas)
+	mmE.Vmas = append(mmE.Vmas, mem.GuardEntries(guards)...)
+	err := image.WriteFile(d.dir.MMPath(d.pids.of(p.pid)), image.MM, mmE)
+	mmE.Vmas = mmE.Vmas[:n]
+	return err
 }
 
 // dumpCow records which of a child's pages are still its parent's.

@@ -54,6 +54,7 @@ type Info struct {
 	NSpid          Status // NSpid in /proc/PID/status
 	Loginuid       Status // a task can change its /proc/PID/loginuid
 	KcmpEpoll      Status // kcmp(KCMP_EPOLL_TFD)
+	GuardPages     Status // MADV_GUARD_INSTALL, seen by PAGEMAP_SCAN
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -83,6 +84,7 @@ func Probe() *Info {
 	info.NSpid = probeNSpid()
 	info.Loginuid = probeLoginuid()
 	info.KcmpEpoll = probeKcmpEpoll()
+	info.GuardPages = probeGuardPages()
 	return info
 }
 
@@ -124,6 +126,7 @@ func (i *Info) Features() []Feature {
 		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},
 		{"loginuid", "a task changes its /proc/PID/loginuid", false, "a tree with a login UID other than amber's cannot be restored", i.Loginuid},
 		{"kcmp_epoll", "kcmp(KCMP_EPOLL_TFD)", false, "epoll watches cannot be dumped", i.KcmpEpoll},
+		{"pagemap_scan_guard_pages", "guard pages, seen by PAGEMAP_SCAN", false, "guard pages are not seen at dump: they come back as memory", i.GuardPages},
 	}
 }
 

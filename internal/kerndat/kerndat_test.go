@@ -96,6 +96,7 @@ func TestProbeEachDirectly(t *testing.T) {
 		"ns_pid":           probeNSpid,
 		"loginuid":         probeLoginuid,
 		"kcmp_epoll":       probeKcmpEpoll,
+		"guard pages":      probeGuardPages,
 	}
 	for name, probe := range probes {
 		if s := probe(); !s.Present {
@@ -132,6 +133,7 @@ func fakeInfo() *Info {
 		NSpid:         p,
 		Loginuid:      p,
 		KcmpEpoll:     p,
+		GuardPages:    p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }
@@ -162,6 +164,7 @@ func TestCheckFeature(t *testing.T) {
 		{"ns_pid", nil},
 		{"loginuid", nil},
 		{"kcmp_epoll", nil},
+		{"pagemap_scan_guard_pages", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}

@@ -209,6 +209,8 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	// Timers once every thread exists and has its mask: one may signal
 	// a thread of its own (glibc's SIGEV_THREAD helper).
 	timers.PlanRestore(b, t.core.GetTc().GetTimers())
+	// Guard pages once the children are forked: each installs its own.
+	mem.PlanGuards(b, t.guards)
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
