@@ -152,6 +152,7 @@ var programs = []program{
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
 	{name: "sk_raw_ping"},
+	{name: "sk_raw_l2tp"},
 	{name: "sk_packet"},
 	{name: "sk_packet_mmap", refused: "is mapped here: packet rings mapped in memory are not supported yet"},
 	// In a network namespace of its own: no link or address event

@@ -165,6 +165,7 @@ func TestCheckFeature(t *testing.T) {
 		{"loginuid", nil},
 		{"kcmp_epoll", nil},
 		{"pagemap_scan_guard_pages", nil},
+		{"net_diag_raw", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}
