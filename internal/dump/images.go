@@ -20,6 +20,7 @@ import (
 	"amber/internal/mounts"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
+	"amber/internal/timers"
 )
 
 // imagesVersion is CRIU's img_version for images with per-id fdinfo.
@@ -121,6 +122,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, err
 	}
+	timers.InNamespace(ps.timers, d.pids.of)
 	cores, err := coreEntries(ps, d.xsave, d.seccomp)
 	if err != nil {
 		return nil, err
@@ -153,13 +155,24 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err := image.WriteFile(d.dir.IDsPath(d.pids.of(p.pid)), image.IDs, k); err != nil {
 		return nil, err
 	}
-	if err := image.WriteFile(d.dir.MMPath(d.pids.of(p.pid)), image.MM, mmE); err != nil {
+	guards, err := d.dumpMemory(ps, mmE.GetVmas(), pagesID)
+	if err != nil {
 		return nil, err
 	}
-	if err := d.dumpMemory(ps, mmE.GetVmas(), pagesID); err != nil {
+	if err := d.writeMM(p, mmE, guards); err != nil {
 		return nil, err
 	}
 	return mmE, d.dumpCow(p, mmE, d.runs[p.pid], mms)
+}
+
+// writeMM writes the mm image of process p: mmE, its guard pages after
+// its VMAs, as CRIU records them. mmE itself keeps the VMAs only.
+func (d *dumper) writeMM(p *frozenProc, mmE *mm.MmEntry, guards []mem.Run) error {
+	n := len(mmE.Vmas)
+	mmE.Vmas = append(mmE.Vmas, mem.GuardEntries(guards)...)
+	err := image.WriteFile(d.dir.MMPath(d.pids.of(p.pid)), image.MM, mmE)
+	mmE.Vmas = mmE.Vmas[:n]
+	return err
 }
 
 // dumpCow records which of a child's pages are still its parent's.

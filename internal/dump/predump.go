@@ -44,7 +44,8 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 		if err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
-		if err := d.dumpMemory(ps, mmE.GetVmas(), uint32(i+1)); err != nil {
+		// No mm image: guard pages are recorded by the dump.
+		if _, err := d.dumpMemory(ps, mmE.GetVmas(), uint32(i+1)); err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
 	}
@@ -85,11 +86,12 @@ func openPrev(imagesDir, prev string) (image.Dir, error) {
 }
 
 // dumpMemory writes the pagemap and pages images of a process, leaving
-// to the parent images what an incremental dump may.
-func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32) error {
+// to the parent images what an incremental dump may, and returns its
+// guard pages.
+func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32) ([]mem.Run, error) {
 	inc, err := d.incremental(ps, vmas)
 	if err != nil {
-		return fmt.Errorf("memory tracking: %w", err)
+		return nil, fmt.Errorf("memory tracking: %w", err)
 	}
 	var st mem.PagesStats
 	start := time.Now()
@@ -100,7 +102,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
 	}
 	if err != nil {
-		return fmt.Errorf("memory: %w", err)
+		return nil, fmt.Errorf("memory: %w", err)
 	}
 	d.stats.addMemory(st, time.Since(start))
 	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings",
@@ -110,5 +112,5 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 		d.lazy[d.pids.of(ps.pid)] = st.Lazy
 		d.log.Infof("pid %d: %d bytes left lazy", ps.pid, st.Lazy.Bytes())
 	}
-	return nil
+	return st.Guards, nil
 }

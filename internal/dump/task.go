@@ -276,6 +276,10 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 	if err != nil {
 		return nil, err
 	}
+	loginuid, err := taskattr.ReadLoginuid(ps.pid)
+	if err != nil {
+		return nil, err
+	}
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
 		core, err := threadCore(th, xsave)
@@ -295,6 +299,7 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 				SignalsS:    signals.QueueToImage(ps.shared),
 				Timers:      ps.timers,
 				OomScoreAdj: proto.Int32(oom),
+				Loginuid:    loginuid,
 			}
 			if stop != 0 {
 				core.Tc.TaskState, core.Tc.StopSigno = proto.Uint32(taskStopped), proto.Uint32(uint32(stop))

@@ -36,7 +36,7 @@ func (t *Table) addEventpoll(owner, pid, fd int, info proc.FdInfo, flags uint32)
 	if err != nil {
 		return 0, 0, fmt.Errorf("epoll: fdinfo: %w", err)
 	}
-	if err := checkEpollTargets(owner, pid, fd, tfds); err != nil {
+	if err := resolveEpollTargets(owner, pid, fd, tfds); err != nil {
 		return 0, 0, err
 	}
 	return t.addEntry(fdinfo.FdTypes_EVENTPOLL, func(e *fdinfo.FileEntry, id uint32) {
@@ -100,25 +100,61 @@ func parseEpollTarget(f map[string]string) (*eventpoll.EventpollTfdEntry, error)
 	return e, nil
 }
 
-// checkEpollTargets verifies with kcmp that each watch of the epoll at
-// pid's efd is on the file owner now has at the watched number. A watch
-// whose descriptor was closed, or reused for another file, after it was
-// added cannot be restored: nothing would hold its file.
-func checkEpollTargets(owner, pid, efd int, tfds []*eventpoll.EventpollTfdEntry) error {
+// resolveEpollTargets finds, with kcmp, the descriptor of owner that
+// holds the file of each watch of the epoll at pid's efd. That is the
+// watched number, unless the process closed it, or reused it for another
+// file, after adding the watch (the kernel keeps such a watch while
+// another descriptor holds the file): the watch is then recorded under a
+// descriptor that holds its file, as CRIU records it, for restore to add
+// it under. A watch whose file no descriptor of owner holds cannot be
+// restored.
+func resolveEpollTargets(owner, pid, efd int, tfds []*eventpoll.EventpollTfdEntry) error {
 	seen := map[uint32]uint32{} // watches per number: the toff of kcmp
+	var others []int            // owner's descriptors, read on the first miss
+	listed := false
 	for _, t := range tfds {
 		tfd := t.GetTfd()
-		slot := struct{ efd, tfd, toff uint32 }{uint32(efd), tfd, seen[tfd]}
+		slot := epollSlot{uint32(efd), tfd, seen[tfd]}
 		seen[tfd]++
-		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(owner), uintptr(pid), kcmpEpollTfd, uintptr(tfd), uintptr(unsafe.Pointer(&slot)), 0)
-		if e != 0 || r != 0 {
-			why := "is another file now"
-			if e != 0 {
-				why = fmt.Sprintf("kcmp: %v", e)
-			}
-			return fmt.Errorf("epoll fd %d watches fd %d (events %#x), which the process closed or reused after adding it (%s): such a watch cannot be restored",
-				efd, tfd, t.GetEvents(), why)
+		err := slot.holds(owner, pid, int(tfd))
+		if err == nil {
+			continue
 		}
+		if !listed {
+			if others, err = proc.Fds(owner); err != nil {
+				return fmt.Errorf("epoll fd %d: %w", efd, err)
+			}
+			listed = true
+		}
+		at := -1
+		for _, fd := range others {
+			if fd != int(tfd) && slot.holds(owner, pid, fd) == nil {
+				at = fd
+				break
+			}
+		}
+		if at < 0 {
+			return fmt.Errorf("epoll fd %d watches fd %d (events %#x), which the process closed or reused after adding it, "+
+				"and no descriptor of pid %d holds its file now: such a watch cannot be restored", efd, tfd, t.GetEvents(), owner)
+		}
+		t.Tfd = proto.Uint32(uint32(at))
+	}
+	return nil
+}
+
+// epollSlot is struct kcmp_epoll_slot: the toff-th watch added under
+// number tfd to the epoll at efd.
+type epollSlot struct{ efd, tfd, toff uint32 }
+
+// holds tells whether owner's descriptor fd is the file of the watch s
+// of pid's epoll (nil), or why not.
+func (s epollSlot) holds(owner, pid, fd int) error {
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(owner), uintptr(pid), kcmpEpollTfd, uintptr(fd), uintptr(unsafe.Pointer(&s)), 0)
+	switch {
+	case e != 0:
+		return fmt.Errorf("kcmp: %w", e)
+	case r != 0:
+		return fmt.Errorf("fd %d is another file", fd)
 	}
 	return nil
 }
@@ -148,9 +184,23 @@ func (p *fdPlanner) addEpollWatches(e *fdinfo.FileEntry) error {
 	if !ok {
 		return fmt.Errorf("epoll file id %d: not placed in the task", e.GetId())
 	}
+	added := map[uint32]bool{}
 	for _, t := range e.GetEpfd().GetTfd() {
-		p.b.Call(fmt.Sprintf("epoll fd %d: watch fd %d for events %#x data %#x", epfd, t.GetTfd(), t.GetEvents(), t.GetData()),
-			unix.SYS_EPOLL_CTL, uint64(epfd), unix.EPOLL_CTL_ADD, uint64(t.GetTfd()), p.b.Bytes(epollEvent(t.GetEvents(), t.GetData())))
+		tfd := int(t.GetTfd())
+		// A second watch of one number was added under another that
+		// the process closed since (resolveEpollTargets): the kernel
+		// takes one watch per file and number, so it goes under a copy
+		// of the descriptor, closed at once, as the original was.
+		again := added[t.GetTfd()]
+		if again {
+			tfd = p.b.CopyAbove(tfd, p.safe)
+		}
+		added[t.GetTfd()] = true
+		p.b.Call(fmt.Sprintf("epoll fd %d: watch fd %d for events %#x data %#x", epfd, tfd, t.GetEvents(), t.GetData()),
+			unix.SYS_EPOLL_CTL, uint64(epfd), unix.EPOLL_CTL_ADD, uint64(tfd), p.b.Bytes(epollEvent(t.GetEvents(), t.GetData())))
+		if again {
+			p.b.Close(tfd)
+		}
 	}
 	return nil
 }

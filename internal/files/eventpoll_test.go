@@ -108,8 +108,49 @@ func TestAddEventpollLive(t *testing.T) {
 	}
 	defer unix.Close(dup)
 	unix.Close(p[0])
-	if _, err := add(); err == nil || !strings.Contains(err.Error(), "closed or reused") {
-		t.Errorf("watch of a closed fd: error %v", err)
+	// The watch is kept by the kernel while dup holds the file: it is
+	// recorded under dup, as CRIU records it.
+	if e, err = add(); err != nil {
+		t.Fatalf("watch of a closed fd: %v", err)
+	}
+	if len(e.GetTfd()) != 1 || e.GetTfd()[0].GetTfd() != uint32(dup) || e.GetTfd()[0].GetData() != want {
+		t.Errorf("watch of closed fd %d: entry %v, want it under fd %d", p[0], e, dup)
+	}
+	// The number reused for another file (the pipe's write end): still
+	// recorded under dup.
+	if err := unix.Dup3(p[1], p[0], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	if e, err = add(); err != nil || e.GetTfd()[0].GetTfd() != uint32(dup) {
+		t.Errorf("watch of reused fd %d: entry %v, error %v; want it under fd %d", p[0], e, err, dup)
+	}
+}
+
+// TestAddEventpollUnheld: a watch whose file no descriptor of the owner
+// holds (here the owner is another process) cannot be restored.
+func TestAddEventpollUnheld(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, p[0], &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := proc.ReadFdinfo(os.Getpid(), ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = NewTable().addEventpoll(1, os.Getpid(), ep, info, 0)
+	if err == nil || !strings.Contains(err.Error(), "cannot be restored") {
+		t.Errorf("watch no descriptor of pid 1 holds: error %v", err)
 	}
 }
 
@@ -161,6 +202,33 @@ func checkWatches(t *testing.T, s *fdSim, fd int, want ...watch) {
 		if d, ok := s.fds[w.fd]; !ok || d.f != w.file {
 			t.Errorf("epoll fd %d watch of fd %d: on %v, but fd %d is another file now", fd, w.fd, w.file, w.fd)
 		}
+	}
+}
+
+// TestPlanEventpollSameNumber restores two watches of one file under one
+// number (a watch added under a number closed since, recorded under the
+// number that holds its file): the second goes under a copy of the
+// descriptor, closed once added.
+func TestPlanEventpollSameNumber(t *testing.T) {
+	l := newLayout()
+	r := l.pipeEnd(1, false, false)
+	ep := l.epoll(unix.O_RDWR, watch{5, unix.EPOLLIN, 0x1}, watch{5, unix.EPOLLIN | unix.EPOLLOUT, 0x2})
+	l.fd(2, ep, false).fd(5, r, false)
+	s, _ := runFds(t, l, 0, 2, 5)
+	checkTable(t, s, l.in, l.known)
+	ev := simEventAt(t, s, 2, "epoll")
+	if len(ev.watches) != 2 {
+		t.Fatalf("%d watches, want 2", len(ev.watches))
+	}
+	first, second := ev.watches[0], ev.watches[1]
+	if first.fd != 5 || first.data != 0x1 || second.data != 0x2 || second.events != unix.EPOLLIN|unix.EPOLLOUT {
+		t.Errorf("watches %+v, want fd 5 data 1, then data 2 EPOLLIN|EPOLLOUT", ev.watches)
+	}
+	if second.fd == 5 || second.file != first.file {
+		t.Errorf("second watch under fd %d on %v, want another number on the file of fd 5 (%v)", second.fd, second.file, first.file)
+	}
+	if _, open := s.fds[second.fd]; open {
+		t.Errorf("the copy fd %d the second watch went under is left open", second.fd)
 	}
 }
 

@@ -65,6 +65,11 @@ func (i *Info) CheckFeature(name string) error {
 		// Mount ids in fdinfo (Linux 3.15): amber dumps a tree's mount
 		// namespace (package mounts) by mountinfo, whose ids they are.
 		return nil
+	case "net_diag_raw":
+		// CRIU finds raw sockets through sock_diag's raw module; amber
+		// dumps them by their descriptors, socket options and
+		// addresses (package sockets), on any kernel.
+		return nil
 	case "pidfd_store":
 		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
 	case "mem_dirty_track":

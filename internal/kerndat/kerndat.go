@@ -51,6 +51,11 @@ type Info struct {
 	FdinfoLock     Status // file locks in /proc/PID/fdinfo
 	Timens         Status // time namespaces (/proc/PID/timens_offsets)
 	PopulateWrite  Status // madvise(MADV_POPULATE_WRITE)
+	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
+	NSpid          Status // NSpid in /proc/PID/status
+	Loginuid       Status // a task can change its /proc/PID/loginuid
+	KcmpEpoll      Status // kcmp(KCMP_EPOLL_TFD)
+	GuardPages     Status // MADV_GUARD_INSTALL, seen by PAGEMAP_SCAN
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -77,6 +82,11 @@ func Probe() *Info {
 	info.FdinfoLock = probeFdinfoLock()
 	info.Timens = probeTimens()
 	info.PopulateWrite = ProbePopulateWrite()
+	info.Timerfd = probeTimerfd()
+	info.NSpid = probeNSpid()
+	info.Loginuid = probeLoginuid()
+	info.KcmpEpoll = probeKcmpEpoll()
+	info.GuardPages = probeGuardPages()
 	return info
 }
 
@@ -115,6 +125,11 @@ func (i *Info) Features() []Feature {
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
 		{"populate_write", "madvise(MADV_POPULATE_WRITE)", false, "slower restore: memory is faulted in page by page while it is filled", i.PopulateWrite},
+		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
+		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},
+		{"loginuid", "a task changes its /proc/PID/loginuid", false, "a tree with a login UID other than amber's cannot be restored", i.Loginuid},
+		{"kcmp_epoll", "kcmp(KCMP_EPOLL_TFD)", false, "epoll watches cannot be dumped", i.KcmpEpoll},
+		{"pagemap_scan_guard_pages", "guard pages, seen by PAGEMAP_SCAN", false, "guard pages are not seen at dump: they come back as memory", i.GuardPages},
 	}
 }
 

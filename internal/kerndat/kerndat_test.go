@@ -93,6 +93,11 @@ func TestProbeEachDirectly(t *testing.T) {
 		"map_files":        probeMapFiles,
 		"checkpoint_cap":   probeCaps,
 		"populate_write":   ProbePopulateWrite,
+		"timerfd":          probeTimerfd,
+		"ns_pid":           probeNSpid,
+		"loginuid":         probeLoginuid,
+		"kcmp_epoll":       probeKcmpEpoll,
+		"guard pages":      probeGuardPages,
 	}
 	for name, probe := range probes {
 		if s := probe(); !s.Present {
@@ -126,6 +131,11 @@ func fakeInfo() *Info {
 		FdinfoLock:    p,
 		Timens:        p,
 		PopulateWrite: p,
+		Timerfd:       p,
+		NSpid:         p,
+		Loginuid:      p,
+		KcmpEpoll:     p,
+		GuardPages:    p,
 		UffdFeatures:  uffd.FeaturesNonCoop | uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated,
 	}
 }
@@ -152,6 +162,12 @@ func TestCheckFeature(t *testing.T) {
 		{"userns", ErrNotSupported},
 		{"mem_dirty_track", nil},
 		{"timens", nil},
+		{"timerfd", nil},
+		{"ns_pid", nil},
+		{"loginuid", nil},
+		{"kcmp_epoll", nil},
+		{"pagemap_scan_guard_pages", nil},
+		{"net_diag_raw", nil},
 		{"no_such_feature", ErrUnknownFeature},
 		{"", ErrUnknownFeature},
 	}

@@ -154,3 +154,51 @@ func ProbePopulateWrite() Status {
 	}
 	return present()
 }
+
+// pageIsGuard is PAGE_IS_GUARD of PAGEMAP_SCAN (Linux 6.14).
+const pageIsGuard = 1 << 8
+
+// madvGuardInstall is MADV_GUARD_INSTALL (Linux 6.13).
+const madvGuardInstall = 102
+
+// probeGuardPages makes a page of its own a guard page and asks
+// PAGEMAP_SCAN for guard pages: a dump finds guard pages that way, and a
+// restore installs them again with MADV_GUARD_INSTALL.
+func probeGuardPages() Status {
+	page, err := touchedPage()
+	if err != nil {
+		return missing("%w", err)
+	}
+	defer unix.Munmap(page)
+	if err := unix.Madvise(page, madvGuardInstall); err != nil {
+		return missing("madvise(MADV_GUARD_INSTALL): %w", err)
+	}
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return missing("%w", err)
+	}
+	defer f.Close()
+	var region [1]pageRegion
+	var pin runtime.Pinner
+	pin.Pin(&region[0])
+	defer pin.Unpin()
+	start := uint64(uintptr(unsafe.Pointer(&page[0])))
+	arg := pmScanArg{
+		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
+		Start:             start,
+		End:               start + uint64(len(page)),
+		Vec:               uint64(uintptr(unsafe.Pointer(&region[0]))),
+		VecLen:            1,
+		CategoryAnyofMask: pageIsGuard,
+		ReturnMask:        pageIsGuard,
+	}
+	n, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+	runtime.KeepAlive(page)
+	if errno != 0 {
+		return missing("ioctl(PAGEMAP_SCAN) for PAGE_IS_GUARD: %w", errno)
+	}
+	if n != 1 || region[0].Start != start || region[0].Categories&pageIsGuard == 0 {
+		return missing("ioctl(PAGEMAP_SCAN): a guard page is not reported (%d regions)", n)
+	}
+	return present()
+}

@@ -49,6 +49,9 @@ type PagesStats struct {
 	// Lazy are the pages left at the source (PE_LAZY entries) of a dump
 	// --lazy-pages, nil otherwise.
 	Lazy *LazySource
+	// Guards are the task's guard pages (MADV_GUARD_INSTALL), which the
+	// mm image records after the VMAs (GuardEntries).
+	Guards []Run
 }
 
 // DumpPages writes the pagemap and pages images of the frozen task t with
@@ -125,14 +128,6 @@ func planPages(scan *Scanner, vmas []*vma.VmaEntry, alone []Run) (pagePlan, erro
 	var err error
 	p.shared, err = scan.Shared(p.merged, alone)
 	return p, err
-}
-
-// guardsError refuses guard pages: their ranges are not in CRIU's
-// images, and a restore without them would let the task read and write
-// where it faulted before.
-func guardsError(guards []Run) error {
-	return fmt.Errorf("guard pages (MADV_GUARD_INSTALL) at %#x-%#x and %d more ranges: not supported yet",
-		guards[0].Start, guards[0].End, len(guards)-1)
 }
 
 // adjacent groups the VMAs whose status is kept into runs of adjacent

@@ -93,7 +93,8 @@ func gapsOf(parent, lazy []Run) []gap {
 	return out
 }
 
-// planTask plans which pages of t a dump saves, refusing guard pages.
+// planTask plans which pages of t a dump saves, and finds its guard
+// pages (Stats.Guards).
 func planTask(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, pid int, st *PagesStats) (pagePlan, error) {
 	scan, err := NewScanner(t.Pid)
 	if err != nil {
@@ -101,14 +102,8 @@ func planTask(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, pid int, st *Pa
 	}
 	defer scan.Close()
 	p, err := planPages(scan, vmas, alone)
-	st.Scanned = p.scanned
-	if err != nil {
-		return p, err
-	}
-	if len(p.guards) > 0 {
-		return p, guardsError(p.guards)
-	}
-	return p, nil
+	st.Scanned, st.Guards = p.scanned, p.guards
+	return p, err
 }
 
 // sentChunk is a chunk of runs read from the task, or the error that

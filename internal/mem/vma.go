@@ -26,6 +26,9 @@ const (
 	StatusSysVIPC     = 1 << 10
 	StatusVvar        = 1 << 12
 	StatusMemfd       = 1 << 14
+	// StatusGuard marks no mapping but a range of guard pages
+	// (MADV_GUARD_INSTALL), recorded after the VMAs (guard.go).
+	StatusGuard = 1 << 16
 )
 
 // madvise advice numbers recorded in VmaEntry.madv as 1<<advice, keyed by

@@ -35,6 +35,7 @@ type taskImages struct {
 	children  []*taskImages
 	cow       []mem.Run // pages shared with the parent at dump
 	mm        *mm.MmEntry
+	guards    []mem.Run // guard pages, recorded in mm.img after the VMAs
 	pagemap   []*pagemap.PagemapEntry
 	pagesPath image.Path
 	// layers are the task's pagemaps in the parent images of an
@@ -338,6 +339,7 @@ func (t *taskImages) loadMemory(dir image.Dir) error {
 	if t.mm, err = mem.ReadMM(dir.MMPath(t.pid)); err != nil {
 		return err
 	}
+	t.mm.Vmas, t.guards = mem.SplitGuards(t.mm.Vmas)
 	path := dir.PagemapPath(t.pid)
 	head, entries, err := mem.ReadPagemap(path)
 	if err != nil {

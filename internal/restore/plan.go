@@ -50,6 +50,9 @@ type host struct {
 	extUnixSk bool
 	// oomFloor is the lowest OOM score adjustment a new task may set.
 	oomFloor int32
+	// loginuid is amber's audit login UID, which the root of the tree
+	// inherits (nil: a kernel without audit).
+	loginuid *uint32
 	// treePids are the PIDs and TIDs of the restored tree.
 	treePids map[int]bool
 	// deadPidfds are amber's pidfds of dead processes, by file id.
@@ -209,6 +212,8 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	// Timers once every thread exists and has its mask: one may signal
 	// a thread of its own (glibc's SIGEV_THREAD helper).
 	timers.PlanRestore(b, t.core.GetTc().GetTimers())
+	// Guard pages once the children are forked: each installs its own.
+	mem.PlanGuards(b, t.guards)
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
@@ -321,15 +326,18 @@ func keys(m map[int]uint32) []int {
 
 // planProcessState plans what the whole process shares: signal
 // dispositions, limits, personality, OOM score adjustment, child
-// subreaper, THP disabled, membarrier registrations, session and process
+// subreaper, audit login UID, THP disabled, membarrier registrations, session and process
 // group.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
-	limits := h.limits
+	limits, loginuid := h.limits, h.loginuid
 	if o.parent != nil {
 		inherited = o.parent.t.core.GetTc().GetSigactions()
 		limits = o.parent.limits
+		if l := o.parent.t.core.GetTc().Loginuid; l != nil {
+			loginuid = l
+		}
 	}
 	if err := signals.PlanActions(b, tc.GetSigactions(), inherited); err != nil {
 		return err
@@ -341,6 +349,7 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 	}
 	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
 	taskattr.PlanChildSubreaper(b, tc)
+	taskattr.PlanLoginuid(b, tc.Loginuid, loginuid)
 	taskattr.PlanTHPDisable(b, t.mm)
 	if err := taskattr.PlanMembarrier(b, tc); err != nil {
 		return fmt.Errorf("core-%d.img: %w", t.pid, err)

@@ -763,6 +763,10 @@ func newHost(opts Options) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
+	loginuid, err := taskattr.ReadLoginuid(0)
+	if err != nil {
+		return nil, err
+	}
 	inherit, err := inheritFds(opts)
 	if err != nil {
 		return nil, err
@@ -771,6 +775,7 @@ func newHost(opts Options) (*host, error) {
 		inherit:  inherit,
 		limits:   lims,
 		oomFloor: oomFloor,
+		loginuid: loginuid,
 		amberPid: os.Getpid(),
 		workers:  min(runtime.NumCPU(), maxFillWorkers),
 		populate: kerndat.ProbePopulateWrite().Present,

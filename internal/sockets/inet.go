@@ -236,6 +236,14 @@ func fromSockaddr(sa unix.Sockaddr) (netip.AddrPort, string, error) {
 			return ap, "", fmt.Errorf("address %v: interface %d: %w", ap, a.ZoneId, err)
 		}
 		return ap, ifi.Name, nil
+	case *unix.SockaddrL2TPIP:
+		// x/sys decodes the address of any inet socket of protocol
+		// IPPROTO_L2TP so, a raw one's too (checkProto refuses the
+		// others): an inet address whose port, which x/sys drops, is a
+		// raw socket's protocol.
+		return fromSockaddr(&unix.SockaddrInet4{Addr: a.Addr, Port: unix.IPPROTO_L2TP})
+	case *unix.SockaddrL2TPIP6:
+		return fromSockaddr(&unix.SockaddrInet6{Addr: a.Addr, Port: unix.IPPROTO_L2TP, ZoneId: a.ZoneId})
 	}
 	return netip.AddrPort{}, "", fmt.Errorf("address of family %T", sa)
 }

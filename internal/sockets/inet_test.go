@@ -236,3 +236,17 @@ func loopbackPair(t *testing.T) (srv, cli int) {
 	}
 	return srv, cli
 }
+
+// TestFromSockaddrL2TP: x/sys decodes the address of a raw socket of
+// protocol IPPROTO_L2TP as an L2TP/IP one; it is an inet address whose
+// port is the protocol.
+func TestFromSockaddrL2TP(t *testing.T) {
+	ap, _, err := fromSockaddr(&unix.SockaddrL2TPIP{Addr: [4]byte{127, 0, 0, 1}, ConnId: 7})
+	if want := netip.MustParseAddrPort("127.0.0.1:115"); err != nil || ap != want {
+		t.Errorf("L2TP/IP address: %v, %v; want %v", ap, err, want)
+	}
+	ap, _, err = fromSockaddr(&unix.SockaddrL2TPIP6{Addr: netip.IPv6Loopback().As16()})
+	if want := netip.MustParseAddrPort("[::1]:115"); err != nil || ap != want {
+		t.Errorf("L2TP/IP6 address: %v, %v; want %v", ap, err, want)
+	}
+}

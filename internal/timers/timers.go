@@ -202,6 +202,18 @@ func setNotify(t *timerimg.PosixTimerEntry, val string) error {
 	return nil
 }
 
+// InNamespace rewrites the threads that POSIX timers of e signal
+// (SIGEV_THREAD_ID) from the TIDs the dumper sees in /proc/PID/timers to
+// those of the tree's own PID namespace, which restore creates the
+// threads with: of maps one to the other.
+func InNamespace(e *timerimg.TaskTimersEntry, of func(int) int) {
+	for _, t := range e.GetPosix() {
+		if t.GetItSigevNotify()&sigevThreadID != 0 {
+			t.NotifyThreadId = proto.Int32(int32(of(int(t.GetNotifyThreadId()))))
+		}
+	}
+}
+
 // PlanRestore plans arming the interval timers and recreating the POSIX
 // timers with their IDs (PR_TIMER_CREATE_RESTORE_IDS) and remaining times.
 // A timer that signals one thread needs that thread: plan this once every

@@ -127,3 +127,20 @@ func TestPlanRestoreExpiredReal(t *testing.T) {
 		t.Errorf("the image's entry changed")
 	}
 }
+
+// TestInNamespace: only timers that signal one thread name a TID, and
+// only theirs is rewritten.
+func TestInNamespace(t *testing.T) {
+	e := &timerimg.TaskTimersEntry{Posix: []*timerimg.PosixTimerEntry{
+		{ItId: proto.Uint32(0), ItSigevNotify: proto.Uint32(sigevSignal | sigevThreadID), NotifyThreadId: proto.Int32(5002)},
+		{ItId: proto.Uint32(1), ItSigevNotify: proto.Uint32(sigevSignal)},
+	}}
+	InNamespace(e, func(tid int) int { return tid - 5000 })
+	if got := e.Posix[0].GetNotifyThreadId(); got != 2 {
+		t.Errorf("thread timer signals tid %d, want 2", got)
+	}
+	if e.Posix[1].NotifyThreadId != nil {
+		t.Errorf("process timer got a thread: %d", e.Posix[1].GetNotifyThreadId())
+	}
+	InNamespace(nil, func(int) int { return 0 })
+}

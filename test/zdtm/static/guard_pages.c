@@ -1,13 +1,14 @@
 /*
- * guard_pages - a process with guard pages (MADV_GUARD_INSTALL), which
- * amber cannot dump yet (its images have no place for them, and a
- * restore without them would let the process use memory that faulted):
- * the dump must be refused, naming them, and the process must go on
- * running as it was.
+ * guard_pages - guard pages (MADV_GUARD_INSTALL) survive C/R, each
+ * process's own (CRIU's maps12): the mm image records them after the
+ * VMAs, and restore installs them again once the children are forked.
  *
  * Three written pages of one anonymous mapping, the middle one then made
- * a guard page.  After SIGTERM: the outer pages hold their patterns and
- * reading the middle one still raises SIGSEGV.
+ * a guard page.  A child forked after inherits the guard, removes it
+ * (MADV_GUARD_REMOVE) and writes the middle page.  After SIGTERM: in the
+ * parent the outer pages hold their patterns and reading the middle one
+ * still raises SIGSEGV; the child, told by SIGUSR1, finds its middle page
+ * readable with its pattern, and exits with what it found.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,11 +16,16 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "zdtm.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
 #endif
 
 #define PG	4096UL
@@ -52,9 +58,37 @@ static int faults(volatile unsigned char *p)
 	return faulted;
 }
 
+static volatile sig_atomic_t checked;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	checked = 1;
+}
+
+/* child keeps the middle page as data of its own, until SIGUSR1; its exit
+ * status says what it found then. */
+static void child(unsigned char *p, int ready)
+{
+	if (madvise(p + PG, PG, MADV_GUARD_REMOVE))
+		_exit(10);
+	fill_pattern(p + PG, PG, SEED + 7);
+	if (signal(SIGUSR1, on_usr1) == SIG_ERR || write(ready, "c", 1) != 1)
+		_exit(11);
+	while (!checked)
+		pause();
+	if (faults(p + PG))
+		_exit(12);
+	expect_pattern(p + PG, PG, SEED + 7, "child's middle page");
+	_exit(0);
+}
+
 int main(void)
 {
 	unsigned char *p;
+	int ready[2], status;
+	pid_t pid;
+	char c;
 
 	test_init();
 	p = mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE,
@@ -68,6 +102,15 @@ int main(void)
 		fail("MADV_GUARD_INSTALL: %s", test_strerror(errno));
 	if (!faults(p + PG))
 		fail("the guard page reads without a fault");
+	if (pipe(ready))
+		fail("pipe: %s", test_strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		fail("fork: %s", test_strerror(errno));
+	if (pid == 0)
+		child(p, ready[1]);
+	if (read(ready[0], &c, 1) != 1)
+		fail("child did not start");
 
 	test_ready();
 	test_wait_stop();
@@ -76,5 +119,9 @@ int main(void)
 	expect_pattern(p + 2 * PG, PG, SEED + 2, "page after the guard page");
 	if (!faults(p + PG))
 		fail("the guard page reads without a fault: it is gone");
+	if (kill(pid, SIGUSR1) || waitpid(pid, &status, 0) != pid)
+		fail("child %d: %s", pid, test_strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("child's middle page: status %#x (12: a guard page, not its own data)", status);
 	pass();
 }

@@ -16,13 +16,15 @@
  * SIGTSTP; D's SIGTTIN is still pending. Then SIGCONT: both are reported
  * continued, every thread counts again, and both exit 0 when told.
  *
- * stopped_refused builds this with STOPPED_REFUSED: a third child E holds
- * a guard page, which amber refuses to dump once it has frozen and
- * infected C and D. After that failed dump C and D must be as before.
+ * stopped_refused builds this with STOPPED_REFUSED: a third child E maps
+ * anonymous shared memory privately through its /proc/self/map_files
+ * entry, which amber refuses to dump once it has frozen and infected C
+ * and D. After that failed dump C and D must be as before.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -36,10 +38,6 @@
 #include <unistd.h>
 
 #include "zdtm.h"
-
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102
-#endif
 
 #define NTHREADS 3
 
@@ -99,14 +97,25 @@ static void tstp_child(void)
 }
 
 #ifdef STOPPED_REFUSED
-static void guard_child(void)
+static void refused_child(void)
 {
 	struct timespec ts = { 0, 10000000 };
-	char *p = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char path[64];
+	char *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *priv;
+	int fd;
 
-	if (p == MAP_FAILED || madvise(p + 4096, 4096, MADV_GUARD_INSTALL))
+	if (shared == MAP_FAILED)
 		_exit(2);
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx",
+		 (unsigned long)shared, (unsigned long)shared + 4096);
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		_exit(3);
+	priv = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (priv == MAP_FAILED)
+		_exit(4);
 	__atomic_add_fetch(&sh->started, 1, __ATOMIC_SEQ_CST);
 	while (!sh->quit)
 		nanosleep(&ts, NULL);
@@ -240,7 +249,7 @@ int main(void)
 	d = spawn(tstp_child);
 	setpgid(d, d); /* as a shell does, against the race with the child */
 #ifdef STOPPED_REFUSED
-	pid_t e = spawn(guard_child);
+	pid_t e = spawn(refused_child);
 #endif
 	while (__atomic_load_n(&sh->started, __ATOMIC_SEQ_CST) < NTHREADS + NPROCS - 1)
 		usleep(1000);
