@@ -149,6 +149,7 @@ var programs = []program{
 	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
+	{name: "tcp_peer_lock", restoreFlags: tcpEstablished, own: true},
 	{name: "sk_raw_ping"},
 	{name: "sk_packet"},
 	{name: "sk_packet_mmap", refused: "is mapped here: packet rings mapped in memory are not supported yet"},

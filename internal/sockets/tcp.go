@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/netfilter"
 )
 
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
@@ -109,6 +110,7 @@ type repairedSocket struct {
 	pid, fd, s int
 	ino        uint32
 	reuseaddr  bool
+	conn       netfilter.Conn
 }
 
 // dumpTCPStream puts connection k (socket s, a copy of pid's fd) in
@@ -129,7 +131,8 @@ func (d *Dumper) dumpTCPStream(pid, fd, s int, k *inetSock, reuseaddr bool) erro
 		return fmt.Errorf("turn repair mode on (TCP_REPAIR): %w", err)
 	}
 	t := &d.inetSockets().tcp
-	t.socks = append(t.socks, &repairedSocket{pid: pid, fd: fd, s: c, ino: k.ino, reuseaddr: reuseaddr})
+	t.socks = append(t.socks, &repairedSocket{pid: pid, fd: fd, s: c, ino: k.ino, reuseaddr: reuseaddr,
+		conn: netfilter.Conn{Local: k.src, Peer: k.dst}})
 	st, err := readTCPStream(c)
 	if err != nil {
 		return err
@@ -278,6 +281,37 @@ func peekRepairQueue(s, q int, n uint32) (seq uint32, data []byte, err error) {
 		return 0, nil, fmt.Errorf("peeked %d bytes, the queue holds %d", got, n)
 	}
 	return uint32(v), buf[:n], nil
+}
+
+// TCPConns lists the connections the dump put in repair mode, for the
+// network lock.
+func (d *Dumper) TCPConns() []netfilter.Conn {
+	if d.inet == nil {
+		return nil
+	}
+	out := make([]netfilter.Conn, len(d.inet.tcp.socks))
+	for i, r := range d.inet.tcp.socks {
+		out[i] = r.conn
+	}
+	return out
+}
+
+// LockedConns lists the connections of the images that a dump locked:
+// the TCP sockets of idx with a tcp-stream image (streams, by inode).
+func LockedConns(idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) []netfilter.Conn {
+	var out []netfilter.Conn
+	seen := map[uint32]bool{}
+	for _, e := range idx {
+		sk := e.GetIsk()
+		if sk == nil || streams[sk.GetIno()] == nil || seen[sk.GetIno()] {
+			continue
+		}
+		seen[sk.GetIno()] = true
+		if k, err := readInetImage(sk); err == nil {
+			out = append(out, netfilter.Conn{Local: k.src, Peer: k.dst})
+		}
+	}
+	return out
 }
 
 // Release ends what the dump did to the sockets it took. If the tree
