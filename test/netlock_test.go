@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,42 @@ func testNetworkLock(t *testing.T, lockArgs []string) {
 		waitAcked(t, conn)
 	}
 	c.mustPass()
+}
+
+// TestNetworkLockNetns dumps netns_rules, in a network namespace of its
+// own with nftables (and legacy iptables) rules and a TCP connection to
+// itself: the dump must lock the whole namespace (iptables by default,
+// as CRIU's, or nftables) before it saves the rules, which then hold
+// the lock; the restore must bring the rules back and lift the lock.
+// The program checks its rules, that no lock is left, and that its
+// connection carries data both ways.
+func TestNetworkLockNetns(t *testing.T) {
+	for _, m := range []struct {
+		name string
+		args []string
+		tool string
+	}{
+		{"iptables_default", nil, "iptables-restore"},
+		{"nftables", []string{"--network-lock", "nftables"}, "nft"},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			requireTool(t, "nft", "apt-get install nftables")
+			requireTool(t, m.tool, "apt-get install iptables nftables")
+			c := startCase(t, "netns_rules")
+			c.mustDump(m.args...)
+			saved, err := os.ReadFile(filepath.Join(c.images, fmt.Sprintf("nftables-%d.img", c.netnsID())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"table inet amber_rules", "CRIU"} {
+				if !strings.Contains(string(saved), want) {
+					t.Errorf("the saved nftables rules lack %q (the namespace's own, or the lock):\n%s", want, saved)
+				}
+			}
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
 }
 
 // dialPeerLock connects to tcp_peer_lock's listeners, and waits until
