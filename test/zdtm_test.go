@@ -150,6 +150,7 @@ var programs = []program{
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
 	{name: "tcp_peer_lock", restoreFlags: tcpEstablished, own: true},
+	{name: "tcp_syn_sent00", cloneflags: unix.CLONE_NEWNET, dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "netns_rules", cloneflags: unix.CLONE_NEWNET, dumpFlags: tcpEstablished, restoreFlags: tcpEstablished, own: true},
 	{name: "sk_raw_ping"},
 	{name: "sk_packet"},
