@@ -118,15 +118,21 @@ func (l Lock) LockConns(m Method, conns []Conn) error {
 	return fmt.Errorf("network lock %v: unknown method", m)
 }
 
-// UnlockConns lifts LockConns's lock.
+// UnlockConns lifts LockConns's lock; rules or a table that are not
+// there are no error.
 func (l Lock) UnlockConns(m Method, conns []Conn) error {
 	switch m {
 	case IPTables:
-		if len(conns) == 0 {
+		if len(conns) == 0 || iptablesConns(conns, "-D") == nil {
 			return nil
 		}
-		return iptablesConns(conns, "-D")
+		// Some rule is not there (a dump with --leave-running lifted
+		// them already): one by one, those that are.
+		return iptablesEach(conns)
 	case NFTables:
+		if run("nft", "", "list", "table", l.table()) != nil {
+			return nil // no such table
+		}
 		return l.deleteTable()
 	case Skip:
 		return nil
@@ -242,6 +248,29 @@ func iptablesConns(conns []Conn, op string) error {
 		batch := "*filter\n" + strings.Join(slices.Compact(b.rules), "\n") + "\nCOMMIT\n"
 		if err := run(b.tool, batch, "-w", "--noflush"); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// iptablesEach deletes the rules of conns that are there, each on its
+// own.
+func iptablesEach(conns []Conn) error {
+	for _, c := range conns {
+		c, is4 := c.v4()
+		tool := "ip6tables"
+		if is4 {
+			tool = "iptables"
+		}
+		for _, r := range []string{connRule("-C", "INPUT", c.Peer, c.Local), connRule("-C", "OUTPUT", c.Local, c.Peer)} {
+			args := append([]string{"-w"}, strings.Fields(r)...)
+			if run(tool, "", args...) != nil {
+				continue // not there
+			}
+			args[1] = "-D"
+			if err := run(tool, "", args...); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -79,6 +79,19 @@ func TestLockConnsIPTables(t *testing.T) {
 		if v4, v6 := show(t, "iptables-save"), show(t, "ip6tables-save"); strings.Contains(v4+v6, "0xc114") {
 			t.Errorf("rules left after unlock:\n%s%s", v4, v6)
 		}
+		// Half the rules gone already: the others go, and no error.
+		if err := l.LockConns(IPTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UnlockConns(IPTables, testConns[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UnlockConns(IPTables, testConns); err != nil {
+			t.Errorf("unlock with some rules gone: %v", err)
+		}
+		if v4, v6 := show(t, "iptables-save"), show(t, "ip6tables-save"); strings.Contains(v4+v6, "0xc114") {
+			t.Errorf("rules left after the second unlock:\n%s%s", v4, v6)
+		}
 	})
 }
 
@@ -101,6 +114,9 @@ func TestLockConnsNFTables(t *testing.T) {
 		}
 		if out := show(t, "nft", "list", "tables"); out != "" {
 			t.Errorf("tables left after unlock:\n%s", out)
+		}
+		if err := l.UnlockConns(NFTables, testConns); err != nil {
+			t.Errorf("second unlock: %v", err)
 		}
 	})
 }
