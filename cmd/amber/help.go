@@ -54,6 +54,8 @@ func optionHelp() [][2]string {
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K; restore: veth[IF]:OUT[@BR]: veth IF's outside end OUT (in bridge BR)"},
 		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
+		{"network-lock", "--network-lock METHOD    dump: hold the tree's TCP connections (or its whole network namespace) with iptables (default), nftables or skip until the restore lifts it"},
+		{"join-ns", "-J|--join-ns net:PATH    restore: the tree joins the network namespace at PATH (or net:PID, PID's) instead of a new one"},
 		{"link-remap", "--link-remap             dump: a file removed from its path but linked elsewhere is kept by a new hard link link_remap.N beside it"},
 	}
 }
@@ -75,7 +77,7 @@ func verbHelps() map[string]verbHelp {
 			append([]string{"tree", "images-dir", "leave-running", "shell-job", "tcp-established", "tcp-close", "tcp-skip-in-flight",
 				"file-locks", "ghost-limit", "timeout", "pre-dump-mode", "prev-images-dir", "track-mem",
 				"page-server", "address", "port", "root", "external", "manage-cgroups", "freeze-cgroup", "empty-ns", "ghost-fiemap",
-				"cgroup-yard",
+				"cgroup-yard", "network-lock",
 				"force-irmap", "irmap-scan-path", "lazy-pages", "status-fd", "link-remap"}, common...)},
 		"pre-dump": {"amber pre-dump -t PID [-D DIR] [--prev-images-dir ../PREV] [options]",
 			"Copy the memory of the tree rooted at PID into DIR while it runs on (a short\n" +
@@ -112,7 +114,7 @@ func verbHelps() map[string]verbHelp {
 				"you can write (DIR, a directory above it, an image) are refused.",
 			append([]string{"images-dir", "restore-detached", "pidfile", "shell-job", "tcp-established", "tcp-close",
 				"file-locks", "skip-file-check", "trust-images", "root", "external", "manage-cgroups", "cgroup-root", "empty-ns", "lazy-pages", "inherit-fd",
-				"cgroup-yard"}, common...)},
+				"cgroup-yard", "network-lock", "join-ns"}, common...)},
 		"lazy-pages": {"amber lazy-pages [-D DIR] [--page-server --address ADDR --port PORT] [options]",
 			"Serve the page faults of one `amber restore --lazy-pages` of DIR through\n" +
 				"userfaultfd, from the pages images, on the socket lazy-pages.socket in DIR;\n" +

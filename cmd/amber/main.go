@@ -161,6 +161,8 @@ func runDump(o Options, l *log.Logger) error {
 		EmptyNet:        o.EmptyNet,
 		ManageCgroups:   o.ManageCgroups,
 		CgroupYard:      o.CgroupYardPath(),
+		NetworkLock:     o.NetworkLock,
+		NetworkLockSet:  o.NetworkLockSet,
 		// CRIU's pre-dump always tracks memory.
 		TrackMem: o.TrackMem || o.Verb == "pre-dump",
 	})
@@ -171,6 +173,10 @@ func runDump(o Options, l *log.Logger) error {
 // status, like criu.
 func runRestore(o Options, l *log.Logger) (int, error) {
 	l.Infof("restore: from %s (detached %v)", o.ImagesDir, o.Detach)
+	if o.NetworkLockSet {
+		// As CRIU's: the lock to lift is the one the dump took.
+		l.Warnf("--network-lock is ignored by restore: the images say how the dump locked the network")
+	}
 	pf, err := createPidFile(o.PidFilePath())
 	if err != nil {
 		return 1, err
@@ -197,6 +203,7 @@ func runRestore(o Options, l *log.Logger) (int, error) {
 		LazyPages:      o.LazyPages,
 		ExtUnixSk:      o.ExtUnixSk,
 		InheritFds:     o.InheritFds,
+		JoinNet:        o.JoinNet,
 	})
 	if err != nil {
 		pf.discard()

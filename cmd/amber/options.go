@@ -10,6 +10,7 @@ import (
 	"amber/internal/cgroups"
 	"amber/internal/files"
 	"amber/internal/namespaces"
+	"amber/internal/netfilter"
 )
 
 // defaultVerbosity is CRIU's default log level (warnings).
@@ -80,6 +81,13 @@ type Options struct {
 	FreezeCgroup  string         // --freeze-cgroup: freezer cgroup that holds the tree to dump
 	CgroupYard    string         // --cgroup-yard: the caller's mounts of the hierarchies (relative: in the work directory)
 	EmptyNet      bool           // --empty-ns net: the network namespace is the container engine's
+	// NetworkLock is --network-lock (dump; iptables, CRIU's default, if
+	// not given) and NetworkLockSet whether it was given.
+	NetworkLock    netfilter.Method
+	NetworkLockSet bool
+	// JoinNet is --join-ns net:PATH|PID (restore): the network namespace
+	// the restored tree joins instead of a new one ("" for none).
+	JoinNet string
 
 	Rounds int    // bench --rounds: rounds per workload (0: default)
 	Plot   string // bench --plot: SVG of restore time against memory size
@@ -389,6 +397,8 @@ func optionTable() []option {
 		{"freeze-cgroup", 0, requiredArg, setString(func(o *Options) *string { return &o.FreezeCgroup })},
 		{"cgroup-yard", 0, requiredArg, setString(func(o *Options) *string { return &o.CgroupYard })},
 		{"empty-ns", 0, requiredArg, setEmptyNs},
+		{"network-lock", 0, requiredArg, setNetworkLock},
+		{"join-ns", 'J', requiredArg, setJoinNs},
 		{"ghost-limit", 0, requiredArg, setGhostLimit},
 		{"skip-file-check", 0, noArg, setFlag(func(o *Options) *bool { return &o.SkipFileCheck }, true)},
 		{"trust-images", 0, noArg, setFlag(func(o *Options) *bool { return &o.TrustImages }, true)},
@@ -456,7 +466,7 @@ func unsupportedOptions() []option {
 		arg   argKind
 	}{
 		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
-		{"join-ns", 'J', requiredArg}, {"libdir", 'L', requiredArg},
+		{"libdir", 'L', requiredArg},
 		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
@@ -477,7 +487,7 @@ func unsupportedOptions() []option {
 		{"tls-key", 0, requiredArg}, {"tls", 0, noArg},
 		{"tls-no-cn-verify", 0, noArg},
 		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
-		{"lsm-mount-context", 0, requiredArg}, {"network-lock", 0, requiredArg},
+		{"lsm-mount-context", 0, requiredArg},
 		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},
 		{"allow-uprobes", 0, noArg},
 	}
@@ -493,6 +503,34 @@ func setManageCgroups(o *Options, val string, _ bool) error {
 	m, err := cgroups.ParseMode(val)
 	o.ManageCgroups = m
 	return err
+}
+
+// setNetworkLock takes --network-lock's method.
+func setNetworkLock(o *Options, val string, _ bool) error {
+	m, err := netfilter.ParseMethod(val)
+	o.NetworkLock, o.NetworkLockSet = m, err == nil
+	return err
+}
+
+// setJoinNs takes --join-ns NS:PATH|PID[,EXTRA]: only net, whose tree
+// joins the namespace at PATH (or PID's) instead of a new one, as
+// CRIU's; the other kinds are not supported yet.
+func setJoinNs(o *Options, val string, _ bool) error {
+	kind, target, ok := strings.Cut(val, ":")
+	if !ok || target == "" {
+		return fmt.Errorf("--join-ns %q: want NS:PATH or NS:PID", val)
+	}
+	if kind != "net" {
+		return fmt.Errorf("--join-ns %s: %w (only net)", kind, errNotSupported)
+	}
+	if strings.Contains(target, ",") {
+		return fmt.Errorf("--join-ns %q: extra options: %w", val, errNotSupported)
+	}
+	if isDigits(target) {
+		target = "/proc/" + target + "/ns/net"
+	}
+	o.JoinNet = target
+	return nil
 }
 
 // setEmptyNs takes --empty-ns: as CRIU's, only net.

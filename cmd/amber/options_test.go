@@ -9,6 +9,7 @@ import (
 	"amber/internal/cgroups"
 	"amber/internal/files"
 	"amber/internal/namespaces"
+	"amber/internal/netfilter"
 )
 
 // opts returns the defaults with changes applied.
@@ -294,6 +295,34 @@ func TestParseCgroups(t *testing.T) {
 	for _, bad := range []string{"--manage-cgroups=hard", "--cgroup-root=cpu:rel", "--cgroup-yard"} {
 		if _, err := Parse([]string{"restore", bad}); err == nil {
 			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestParseNetworkLock(t *testing.T) {
+	o, err := Parse(strings.Fields("dump -t 1"))
+	if err != nil || o.NetworkLock != netfilter.IPTables || o.NetworkLockSet {
+		t.Errorf("default: %v set %v, %v; want CRIU's iptables, not set", o.NetworkLock, o.NetworkLockSet, err)
+	}
+	for arg, want := range map[string]netfilter.Method{"iptables": netfilter.IPTables, "nftables": netfilter.NFTables, "skip": netfilter.Skip, "none": netfilter.Skip} {
+		o, err := Parse([]string{"dump", "-t", "1", "--network-lock", arg})
+		if err != nil || o.NetworkLock != want || !o.NetworkLockSet {
+			t.Errorf("--network-lock %s: %v set %v, %v", arg, o.NetworkLock, o.NetworkLockSet, err)
+		}
+	}
+	if _, err := Parse(strings.Fields("dump -t 1 --network-lock ebtables")); err == nil || !strings.Contains(err.Error(), `"ebtables"`) {
+		t.Errorf("--network-lock ebtables: %v", err)
+	}
+	o, err = Parse(strings.Fields("restore --join-ns net:/var/run/netns/x"))
+	if err != nil || o.JoinNet != "/var/run/netns/x" {
+		t.Errorf("--join-ns net:PATH: %q, %v", o.JoinNet, err)
+	}
+	if o, err := Parse(strings.Fields("restore -J net:42")); err != nil || o.JoinNet != "/proc/42/ns/net" {
+		t.Errorf("-J net:PID: %q, %v", o.JoinNet, err)
+	}
+	for _, bad := range []string{"ipc:/x", "net", "net:/x,user_extra"} {
+		if _, err := Parse([]string{"restore", "--join-ns", bad}); err == nil {
+			t.Errorf("--join-ns %s accepted", bad)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"amber/internal/log"
 	"amber/internal/mem"
 	"amber/internal/namespaces"
+	"amber/internal/netfilter"
 	"amber/internal/pageserver"
 	"amber/internal/proc"
 	"amber/internal/seccomp"
@@ -39,6 +40,11 @@ type Options struct {
 	TCPClose       bool   // --tcp-close: dump TCP connections without their state
 	FileLocks      bool   // --file-locks: dump the file locks the tree holds
 	LinkRemap      bool   // --link-remap: link back files removed from their path but linked elsewhere
+	// NetworkLock is how the tree's network is locked while it is
+	// dumped (--network-lock; netfilter.IPTables, CRIU's default, if not
+	// given), and NetworkLockSet whether it was chosen.
+	NetworkLock    netfilter.Method
+	NetworkLockSet bool
 	// TCPSkipInFlight leaves out connections waiting to be accepted
 	// (--tcp-skip-in-flight); without it their listener is refused.
 	TCPSkipInFlight bool
@@ -112,8 +118,8 @@ type Options struct {
 	// CRIU's names: "pre-dump" before the tree is frozen,
 	// "query-ext-files" once it is, "post-dump" when every image is
 	// written, before the tree is killed or released. An error ends the
-	// dump and the tree runs on. (CRIU's "network-lock" comes only with a
-	// network namespace, which amber does not dump.)
+	// dump and the tree runs on. "network-lock" comes before the
+	// network namespace of a tree that has one of its own is locked.
 	Notify func(action string) error
 }
 
@@ -169,6 +175,8 @@ type dumper struct {
 	lazy   lazySources
 	// stats are the figures of stats-dump.
 	stats dumpStats
+	// net is the network lock (netlock.go).
+	net netLock
 }
 
 // Run dumps the tree rooted at opts.Pid.
@@ -196,7 +204,8 @@ func Run(opts Options) error {
 			OrphanPtsMaster: opts.OrphanPtsMaster}),
 		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
-		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{}}
+		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{},
+		net: netLock{lock: netfilter.Lock{RunID: newRunID()}, method: opts.NetworkLock}}
 	if err := d.connectPageServer(); err != nil {
 		return fmt.Errorf("dump pid %d: %w", opts.Pid, err)
 	}
@@ -263,6 +272,9 @@ func (d *dumper) run() error {
 		if rerr := d.fds.ReleaseSockets(true); rerr != nil {
 			d.log.Errorf("resume the TCP connections after a failed dump: %v", rerr)
 		}
+		if rerr := d.unlockNetwork(); rerr != nil {
+			d.log.Errorf("after a failed dump: %v", rerr)
+		}
 		if rerr := d.fds.RemoveLinks(); rerr != nil {
 			d.log.Errorf("after a failed dump: %v", rerr)
 		}
@@ -274,12 +286,12 @@ func (d *dumper) run() error {
 	if d.lazy != nil {
 		if err := d.serveLazy(); err != nil {
 			d.log.Errorf("%v: the tree runs on", err)
-			return errors.Join(err, d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+			return errors.Join(err, d.endTracking(false), d.fds.ReleaseSockets(true), d.unlockNetwork(), tree.release())
 		}
 	}
 	if d.opts.LeaveRunning {
 		d.log.Infof("Releasing the tree (--leave-running)")
-		err := errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), tree.release())
+		err := errors.Join(d.endTracking(false), d.fds.ReleaseSockets(true), d.unlockNetwork(), tree.release())
 		d.writeStats()
 		return err
 	}

@@ -40,6 +40,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err != nil {
 		return err
 	}
+	if err := d.lockNetns(ns, tree.procs[0].pid); err != nil {
+		return err
+	}
 	d.fds.InTree = tree.hasTask
 	if id, ok := ns.Own(namespaces.IPC); ok {
 		d.shm.ipcNS = &ipcNamespace{id: id, pid: tree.procs[0].pid}
@@ -73,6 +76,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		}
 	}
 	if err := d.fds.CheckLocks(tree.pids()); err != nil {
+		return err
+	}
+	if err := d.lockConns(); err != nil {
 		return err
 	}
 	shpages, err := d.shm.dump(d.dir, d.fds.MemfdContents(), rootIDs.GetIpcNsId(), uint32(len(tree.procs))+1)
@@ -313,6 +319,9 @@ func (d *dumper) writeTreeImages(tree []proto.Message, rootIDs *criucore.TaskKob
 		RootIds:     rootIDs,
 		NsPerId:     proto.Bool(true),
 		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
+		// As CRIU's: the restore lifts the lock these say.
+		NetworkLockMethod: proto.Uint32(uint32(d.net.method)),
+		DumpCriuRunId:     proto.String(d.net.lock.RunID),
 	}
 	if d.cg != nil {
 		inv.RootCgSet = proto.Uint32(cgroups.SelfSet)

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/netfilter"
 	"amber/internal/plan"
 	"amber/internal/sockets"
 )
@@ -43,6 +44,9 @@ func (d *Dumper) ReleaseSockets(resume bool) error {
 	d.closeInFlight()
 	return d.sockets.Release(resume)
 }
+
+// TCPConns lists the TCP connections the dump put in repair mode.
+func (d *Dumper) TCPConns() []netfilter.Conn { return d.sockets.TCPConns() }
 
 // dumpInFlight records the files behind fds, amber's copies of the
 // descriptors one queued message carries on a socket of pid, and returns

@@ -441,3 +441,15 @@ func openBeneath(dirfd int, name string, flags int, mode uint32) (int, error) {
 		return fd, err
 	}
 }
+
+// IptablesPath is iptables-ID.img, the legacy IPv4 rules of network
+// namespace nsID as iptables-save prints them (no image header).
+func (d Dir) IptablesPath(nsID uint32) Path { return d.File(fmt.Sprintf("iptables-%d.img", nsID)) }
+
+// Ip6tablesPath is ip6tables-ID.img, the legacy IPv6 rules of network
+// namespace nsID as ip6tables-save prints them (no image header).
+func (d Dir) Ip6tablesPath(nsID uint32) Path { return d.File(fmt.Sprintf("ip6tables-%d.img", nsID)) }
+
+// NftablesPath is nftables-ID.img, the nftables rules of network
+// namespace nsID as "nft list ruleset" prints them (no image header).
+func (d Dir) NftablesPath(nsID uint32) Path { return d.File(fmt.Sprintf("nftables-%d.img", nsID)) }

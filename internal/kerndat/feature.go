@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"amber/internal/netfilter"
 	"amber/internal/uffd"
 )
 
@@ -81,6 +82,17 @@ func (i *Info) CheckFeature(name string) error {
 		}
 		return i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffd.FeatureWPAsync|uffd.FeatureWPUnpopulated,
 			"asynchronous write protection of unpopulated pages"))
+	case "has_ipt_legacy":
+		// Legacy (x_tables) rules of a network namespace are saved and
+		// restored with iptables-legacy-save and -restore.
+		return toolStatus(name, netfilter.CheckLegacy())
+	case "nftables":
+		// nftables rules of a network namespace are saved and restored
+		// with nft.
+		return toolStatus(name, netfilter.CheckNft())
+	case "network_lock_nftables":
+		// --network-lock nftables needs sets of concatenated types.
+		return toolStatus(name, netfilter.CheckNftLock())
 	case "uffd-noncoop":
 		if err := i.requireAll(name, "uffd"); err != nil {
 			return err
@@ -106,6 +118,15 @@ func (i *Info) requireAll(feature string, names ...string) error {
 		if err := i.requireStatus(feature, f.Status); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// toolStatus answers a feature that rests on a command amber runs
+// rather than on the kernel alone: err is why it cannot be used.
+func toolStatus(feature string, err error) error {
+	if err != nil {
+		return fmt.Errorf("feature %s: %w: %w", feature, ErrMissing, err)
 	}
 	return nil
 }

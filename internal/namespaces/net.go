@@ -3,8 +3,9 @@ package namespaces
 // Network namespaces, as CRIU's net.c saves them: the links
 // (netdev-ID.img, netlinks.go), the addresses and routes
 // (ifaddr-ID.img, route-ID.img, route6-ID.img in iproute2's format,
-// iproute.go) and netns-ID.img. With --empty-ns net (runc's empty_ns)
-// nothing is dumped and the restored tree gets a new namespace as it
+// iproute.go), the firewall rules (iptables-ID.img, ip6tables-ID.img,
+// nftables-ID.img, package netfilter) and netns-ID.img. With --empty-ns
+// net (runc's empty_ns) nothing is dumped and the restored tree gets a new namespace as it
 // comes, for the container engine to set up: CRIU's behaviour too.
 
 import (
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/netfilter"
 )
 
 // dumpNet writes the images of pid's network namespace, id in the
@@ -47,7 +49,7 @@ func dumpNet(dir image.Dir, id uint32, pid int) error {
 				return err
 			}
 		}
-		return nil
+		return netfilter.DumpRules(dir, id)
 	})
 	if err != nil {
 		return fmt.Errorf("network namespace of pid %d: %w", pid, err)
@@ -131,7 +133,10 @@ func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
 				return fmt.Errorf("%s: link %s: %w", p, s.link.GetName(), err)
 			}
 		}
-		return restoreAddrsRoutes(dir, id)
+		if err := restoreAddrsRoutes(dir, id); err != nil {
+			return err
+		}
+		return netfilter.RestoreRules(dir, id)
 	})
 	if err != nil {
 		return err

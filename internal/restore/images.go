@@ -18,6 +18,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/log"
 	"amber/internal/mem"
+	"amber/internal/netfilter"
 	"amber/internal/seccomp"
 )
 
@@ -86,6 +87,11 @@ type treeImages struct {
 	parents []image.Dir
 	// locks are the file locks of filelocks.img, by owner.
 	locks files.Locks
+	// netLock is how the dump locked the network (the inventory's
+	// network_lock_method), lifted once every task is restored, and
+	// netLockID its run id (dump_criu_run_id), the lock's name.
+	netLock   netfilter.Method
+	netLockID string
 }
 
 // verifyImages checks the images in dir against their manifest before
@@ -143,6 +149,7 @@ func load(dir image.Dir) (*treeImages, error) {
 		return nil, err
 	}
 	tree.dir, tree.rootIDs, tree.rootCgSet = dir, inv.GetRootIds(), inv.GetRootCgSet()
+	tree.netLock, tree.netLockID = netLockOf(inv)
 	tree.stat = idx.StatAhead(os.Stat)
 	pipes, pipeSizes, err := files.ReadPipesData(dir)
 	if err != nil {

@@ -91,7 +91,10 @@ type Options struct {
 	// inherit_fd); a key that names no file is ignored, as CRIU does,
 	// with a warning.
 	InheritFds []files.InheritFd
-	Log        *log.Logger
+	// JoinNet is the network namespace the root joins instead of a new
+	// one (--join-ns net:PATH), "" for none.
+	JoinNet string
+	Log     *log.Logger
 	// Notify, if set, is called at CRIU's action-script points, by
 	// CRIU's names, with the root's PID where CRIU gives one:
 	// "pre-restore" before any task is created, "post-restore" (PID)
@@ -101,8 +104,9 @@ type Options struct {
 	// restore and kills them; after "pre-resume" it is only logged, as
 	// CRIU does. When the root is restored in new namespaces,
 	// "setup-namespaces" (PID) comes once it is created, before its
-	// namespaces are set up, and "post-setup-namespaces" after. (CRIU's
-	// "network-unlock" is not sent: amber adds no firewall rules to lift.)
+	// namespaces are set up, and "post-setup-namespaces" after;
+	// "network-unlock" after "post-restore" when the root has a network
+	// namespace of its own, before the dump's lock on it is lifted.
 	Notify func(action string, pid int) error
 
 	// OrphanPtsMaster, if set, lets a pty slave whose master was not
@@ -199,6 +203,16 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err != nil {
 		return err
 	}
+	joined, err := joinNet(opts, nsFlags, tree.dir.String())
+	if err != nil {
+		return err
+	}
+	if joined >= 0 {
+		defer unix.Close(joined)
+		opts.Log.Infof("--join-ns net:%s: the root joins that network namespace", opts.JoinNet)
+		extNet = joined
+	}
+	ownNet := nsFlags&unix.CLONE_NEWNET != 0
 	if extNet >= 0 {
 		opts.Log.Infof("the network namespace is external: the root joins amber's fd %d", extNet)
 		nsFlags &^= unix.CLONE_NEWNET
@@ -253,7 +267,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	defer hostNs.Close()
 	h.hostNs = hostNs.Fds
-	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids()}
+	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids(), ownNet: ownNet}
 	h.shared = r.holder
 	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
@@ -308,7 +322,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
-	if len(h.inherit) > 0 || len(h.hostNs) > 0 {
+	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 {
 		// The root, forked from the stub, takes amber's descriptors
 		// through this pidfd, whatever pid namespace it is born in.
 		if h.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
@@ -355,6 +369,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := notify(opts, "post-restore", root.Pid); err != nil {
 		return err
 	}
+	r.unlockNetwork(tree, root.Pid)
 	if err := r.endTCPRepair(tree); err != nil {
 		return err
 	}
@@ -510,7 +525,10 @@ func notify(opts Options, action string, pid int) error {
 
 // restorer carries one restore's state.
 type restorer struct {
-	opts    Options
+	opts Options
+	// ownNet: the root is in a network namespace of its own (new,
+	// joined or external), whose lock the restore lifts.
+	ownNet  bool
 	cg      *cgroups.Restorer // nil without cgroups to restore
 	host    *host
 	procs   []*process     // restored so far, parents first

@@ -295,7 +295,7 @@ func (d *Dumper) checkInet(k *inetSock) error {
 			d.opts.Warnf("%v: the %d connections waiting to be accepted are left out (--tcp-skip-in-flight)", k, k.pending)
 		}
 		return nil
-	case tcpFinWait1, tcpFinWait2, tcpLastAck, tcpClosing:
+	case tcpFinWait1, tcpFinWait2, tcpLastAck, tcpClosing, tcpSynSent:
 		if !d.opts.TCPEstablished && !d.opts.TCPClose {
 			return fmt.Errorf("a TCP connection: dump with --tcp-established (or --tcp-close)")
 		}
@@ -312,7 +312,7 @@ func (d *Dumper) checkInet(k *inetSock) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("TCP state %s: not supported yet (only listening, closed, established and half-closed sockets)", tcpStateName(k.state))
+	return fmt.Errorf("TCP state %s: not supported yet (only listening, closed, connecting, established and half-closed sockets)", tcpStateName(k.state))
 }
 
 // warnDroppedDatagrams warns that the datagrams queued on a UDP socket

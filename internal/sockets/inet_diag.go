@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
@@ -24,6 +25,9 @@ const (
 type inetDiag struct {
 	state    uint8
 	shutdown uint8 // RCV_SHUTDOWN (1) | SEND_SHUTDOWN (2)
+	// dst is the peer's address, which getpeername does not tell of a
+	// socket still sending its SYN.
+	dst netip.AddrPort
 }
 
 // inetDump is what a dump keeps of inet sockets: the shutdown states
@@ -65,6 +69,9 @@ func (d *Dumper) readShutdown(s int, k *inetSock) error {
 	}
 	if dg, ok := in.diag[key][k.ino]; ok {
 		k.shutdown = skopts.SkShutdown(dg.shutdown & 3)
+		if k.state == tcpSynSent && !k.dst.IsValid() {
+			k.dst = dg.dst
+		}
 		return nil
 	}
 	return k.pollShutdown(s)
@@ -108,7 +115,7 @@ func listInetSockets(ns *sockNetns, family, proto int) (map[uint32]inetDiag, err
 		if len(body) < inetDiagMsgSize {
 			return fmt.Errorf("sock_diag: inet_diag_msg of %d bytes", len(body))
 		}
-		dg := inetDiag{state: body[1]}
+		dg := inetDiag{state: body[1], dst: diagDst(body)}
 		for a := body[inetDiagMsgSize:]; len(a) >= 4; {
 			l, typ := int(binary.LittleEndian.Uint16(a)), binary.LittleEndian.Uint16(a[2:])&nlaTypeMask
 			if l < 4 || l > len(a) {
@@ -123,6 +130,16 @@ func listInetSockets(ns *sockNetns, family, proto int) (map[uint32]inetDiag, err
 		return nil
 	})
 	return out, err
+}
+
+// diagDst is the peer address of an inet_diag_msg: its id's dport (big
+// endian) and dst (4 or 16 bytes, by family).
+func diagDst(body []byte) netip.AddrPort {
+	port := binary.BigEndian.Uint16(body[6:])
+	if body[0] == unix.AF_INET {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[24:28])), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[24:40])), port)
 }
 
 // inetDiagRequest is a netlink dump request for every socket of family

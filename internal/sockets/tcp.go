@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
+	"amber/internal/netfilter"
 )
 
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
@@ -109,6 +110,7 @@ type repairedSocket struct {
 	pid, fd, s int
 	ino        uint32
 	reuseaddr  bool
+	conn       netfilter.Conn
 }
 
 // dumpTCPStream puts connection k (socket s, a copy of pid's fd) in
@@ -129,7 +131,8 @@ func (d *Dumper) dumpTCPStream(pid, fd, s int, k *inetSock, reuseaddr bool) erro
 		return fmt.Errorf("turn repair mode on (TCP_REPAIR): %w", err)
 	}
 	t := &d.inetSockets().tcp
-	t.socks = append(t.socks, &repairedSocket{pid: pid, fd: fd, s: c, ino: k.ino, reuseaddr: reuseaddr})
+	t.socks = append(t.socks, &repairedSocket{pid: pid, fd: fd, s: c, ino: k.ino, reuseaddr: reuseaddr,
+		conn: netfilter.Conn{Local: k.src, Peer: k.dst}})
 	st, err := readTCPStream(c)
 	if err != nil {
 		return err
@@ -280,6 +283,37 @@ func peekRepairQueue(s, q int, n uint32) (seq uint32, data []byte, err error) {
 	return uint32(v), buf[:n], nil
 }
 
+// TCPConns lists the connections the dump put in repair mode, for the
+// network lock.
+func (d *Dumper) TCPConns() []netfilter.Conn {
+	if d.inet == nil {
+		return nil
+	}
+	out := make([]netfilter.Conn, len(d.inet.tcp.socks))
+	for i, r := range d.inet.tcp.socks {
+		out[i] = r.conn
+	}
+	return out
+}
+
+// LockedConns lists the connections of the images that a dump locked:
+// the TCP sockets of idx with a tcp-stream image (streams, by inode).
+func LockedConns(idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) []netfilter.Conn {
+	var out []netfilter.Conn
+	seen := map[uint32]bool{}
+	for _, e := range idx {
+		sk := e.GetIsk()
+		if sk == nil || streams[sk.GetIno()] == nil || seen[sk.GetIno()] {
+			continue
+		}
+		seen[sk.GetIno()] = true
+		if k, err := readInetImage(sk); err == nil {
+			out = append(out, netfilter.Conn{Local: k.src, Peer: k.dst})
+		}
+	}
+	return out
+}
+
 // Release ends what the dump did to the sockets it took. If the tree
 // goes on (resume: --leave-running, or a failed dump), each connection
 // leaves repair mode and gets its SO_REUSEADDR back; else the tree is
@@ -404,7 +438,11 @@ const repairChunk = 64 << 10
 
 // repair plans making a connection in repair mode (libsoccr's
 // libsoccr_restore): bind, sequence numbers, connect, handshake options,
-// timestamp, queues, windows.
+// timestamp, queues, windows. A connection still sending its SYN
+// (SYN_SENT) is only bound and given its send sequence: EndTCPRepair
+// connects it, out of repair mode, which sends the SYN again with the
+// dumped sequence number (a connect in the task's plan would fail with
+// EINPROGRESS, its socket being non-blocking).
 func (m *inetMaker) repair() error {
 	st := m.p.in.TCPStreams[m.k.e.GetIno()]
 	if st == nil {
@@ -414,6 +452,13 @@ func (m *inetMaker) repair() error {
 	m.setInt(unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON, "turn repair mode on")
 	if err := m.bind(); err != nil {
 		return err
+	}
+	if m.k.e.GetState() == tcpSynSent {
+		// Its SYN, sent again by EndTCPRepair's connect, counts in the
+		// send sequence: the dumped one is one past it.
+		m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-1, "send")
+		m.p.tcp.Repair = append(m.p.tcp.Repair, m.id)
+		return nil
 	}
 	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-m.finIn()-e.GetInqLen(), "receive")
 	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-finOut(m.k.e.GetState())-e.GetOutqLen(), "send")
@@ -660,6 +705,9 @@ func takeRestored(r TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[u
 // from a peer may have added some since).
 func (c *restoredConn) checkQueues() error {
 	e := c.st.Entry
+	if c.k.e.GetState() == tcpSynSent {
+		return nil // its queues are empty, its SYN not sent yet
+	}
 	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
 		return fmt.Errorf("select its send queue: %w", err)
 	}
@@ -682,15 +730,48 @@ func (c *restoredConn) checkQueues() error {
 	return nil
 }
 
-// leaveRepair turns repair mode off and gives SO_REUSEADDR back.
+// leaveRepair turns repair mode off and gives SO_REUSEADDR back; a
+// connection in SYN_SENT then connects again, sending its SYN.
 func (c *restoredConn) leaveRepair() error {
 	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
 		return c.errorf("turn repair mode off: %w", err)
+	}
+	if c.k.e.GetState() == tcpSynSent {
+		if err := c.connect(); err != nil {
+			return err
+		}
 	}
 	if c.k.e.GetOpts().GetReuseaddr() {
 		if err := unix.SetsockoptInt(c.s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 			return c.errorf("SO_REUSEADDR: %w", err)
 		}
+	}
+	return nil
+}
+
+// connect connects a restored connection that was sending its SYN
+// when dumped: non-blocking, the SYN goes out, the task finds the
+// connection under way as it was.
+func (c *restoredConn) connect() error {
+	flags, err := unix.FcntlInt(uintptr(c.s), unix.F_GETFL, 0)
+	if err != nil {
+		return c.errorf("F_GETFL: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(c.s), unix.F_SETFL, flags|unix.O_NONBLOCK); err != nil {
+		return c.errorf("F_SETFL: %w", err)
+	}
+	var sa unix.Sockaddr
+	if a := c.k.dst.Addr(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(c.k.dst.Port()), Addr: a.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(c.k.dst.Port()), Addr: a.As16()}
+	}
+	err = unix.Connect(c.s, sa)
+	if _, ferr := unix.FcntlInt(uintptr(c.s), unix.F_SETFL, flags); ferr != nil && err == nil {
+		err = ferr
+	}
+	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		return c.errorf("connect again to send its SYN: %w", err)
 	}
 	return nil
 }

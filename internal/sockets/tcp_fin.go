@@ -260,7 +260,8 @@ func finOut(state uint32) uint32 {
 	return 0
 }
 
-// repairable reports whether repair mode restores a connection in state.
+// repairable reports whether repair mode restores a connection in state:
+// established, half-closed, or still sending its SYN (SYN_SENT).
 func repairable(state uint32) bool {
-	return state == tcpEstablished || finReceived(state) || finOut(state) == 1
+	return state == tcpEstablished || state == tcpSynSent || finReceived(state) || finOut(state) == 1
 }

@@ -17,6 +17,7 @@ import (
 	"amber/internal/cgroups"
 	"amber/internal/files"
 	"amber/internal/namespaces"
+	"amber/internal/netfilter"
 )
 
 // defaultLogFile is the log of a request without log_file, in the work
@@ -76,6 +77,10 @@ type settings struct {
 	// lazyAddr (ps's address and port), as CRIU's service does.
 	lazyPages bool
 	lazyAddr  string
+	// netLock is network_lock (IPTABLES, CRIU's default, if not set),
+	// netLockSet whether it was.
+	netLock    netfilter.Method
+	netLockSet bool
 }
 
 // errBadRequest marks requests amber refuses before doing anything; the
@@ -136,6 +141,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.fileLocks = o.GetFileLocks()
 	s.linkRemap = o.GetLinkRemap()
 	s.tcpSkipInFlight = o.GetTcpSkipInFlight()
+	s.netLock, s.netLockSet = netLockMethod(o)
 	s.ghostLimit = int64(o.GetGhostLimit())
 	s.timeout = time.Duration(o.GetTimeout()) * time.Second
 	s.notify = o.GetNotifyScripts()
@@ -293,3 +299,15 @@ func configFileSet(o *rpc.CriuOpts) bool {
 
 // emptyNsNet is empty_ns = CLONE_NEWNET, the only value CRIU allows.
 const emptyNsNet = unix.CLONE_NEWNET
+
+// netLockMethod is the network lock network_lock asks for, and whether
+// it asks: CRIU's enum counts from 1 where the inventory's counts from 0.
+func netLockMethod(o *rpc.CriuOpts) (netfilter.Method, bool) {
+	switch o.GetNetworkLock() {
+	case rpc.CriuNetworkLockMethod_NFTABLES:
+		return netfilter.NFTables, true
+	case rpc.CriuNetworkLockMethod_SKIP:
+		return netfilter.Skip, true
+	}
+	return netfilter.IPTables, o.NetworkLock != nil
+}

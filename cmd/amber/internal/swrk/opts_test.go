@@ -15,6 +15,7 @@ import (
 	"amber/internal/cgroups"
 	"amber/internal/files"
 	"amber/internal/namespaces"
+	"amber/internal/netfilter"
 )
 
 // TestTranslateDump: what go-criu's users send for a dump becomes amber's
@@ -243,5 +244,24 @@ func TestOrphanPtsMasterNeedsNotify(t *testing.T) {
 	err := (&session{}).orphanPtsMaster(settings{orphanPts: true}, 0)
 	if err == nil || !strings.Contains(err.Error(), "orphan_pts_master") || !strings.Contains(err.Error(), "notify_scripts") {
 		t.Fatalf("got %v, want an error naming orphan_pts_master and notify_scripts", err)
+	}
+}
+
+// TestNetLockMethod: network_lock counts from 1 (rpc.proto), the
+// inventory from 0; unset is CRIU's default, iptables, not chosen.
+func TestNetLockMethod(t *testing.T) {
+	for _, tt := range []struct {
+		in   *rpc.CriuNetworkLockMethod
+		want netfilter.Method
+		set  bool
+	}{
+		{nil, netfilter.IPTables, false},
+		{rpc.CriuNetworkLockMethod_IPTABLES.Enum(), netfilter.IPTables, true},
+		{rpc.CriuNetworkLockMethod_NFTABLES.Enum(), netfilter.NFTables, true},
+		{rpc.CriuNetworkLockMethod_SKIP.Enum(), netfilter.Skip, true},
+	} {
+		if m, set := netLockMethod(&rpc.CriuOpts{NetworkLock: tt.in}); m != tt.want || set != tt.set {
+			t.Errorf("network_lock %v: %v set %v, want %v set %v", tt.in, m, set, tt.want, tt.set)
+		}
 	}
 }

@@ -48,8 +48,8 @@ const (
 // tcp_established, shell_job, log_level, log_file, log_to_stderr,
 // notify_scripts, ghost_limit, timeout, lazy_pages with ps on a dump) or harmless to accept because
 // amber already behaves as they ask or they tune something amber does
-// not do: pre_dump_mode (pre-dumps only), network_lock (amber locks TCP
-// connections by repair mode and adds no firewall rules), weak_sysctls
+// not do: pre_dump_mode (pre-dumps only), network_lock (honoured on a
+// dump; a restore lifts the lock the dump's images name), weak_sysctls
 // (amber always skips a sysctl this kernel lacks), mntns_compat_mode,
 // skip_file_rwx_check (a check amber does not make), unprivileged,
 // display_stats, manage_cgroups, manage_cgroups_mode, cg_root,

@@ -35,7 +35,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		ExtMounts:     st.extMounts,
 		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet, CgroupYard: st.cgYard,
 		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
-		LazyPages: st.lazyAddr,
+		LazyPages: st.lazyAddr, NetworkLock: st.netLock, NetworkLockSet: st.netLockSet,
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }

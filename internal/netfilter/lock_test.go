@@ -1,0 +1,165 @@
+package netfilter
+
+import (
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// inNewNetns runs fn on a thread in a network namespace of its own,
+// which dies with the thread.
+func inNewNetns(t *testing.T, fn func()) {
+	t.Helper()
+	if unix.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Errorf("unshare: %v", err)
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
+func needTool(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+// show is what tool prints of the namespace's rules.
+func show(t *testing.T, tool string, args ...string) string {
+	out, err := exec.Command(tool, args...).CombinedOutput()
+	if err != nil {
+		t.Errorf("%s %v: %v: %s", tool, args, err, out)
+	}
+	return string(out)
+}
+
+var testConns = []Conn{
+	{netip.MustParseAddrPort("127.0.0.1:8880"), netip.MustParseAddrPort("127.0.0.1:45678")},
+	{netip.MustParseAddrPort("[::ffff:10.0.0.1]:80"), netip.MustParseAddrPort("[::ffff:10.0.0.2]:4000")},
+	{netip.MustParseAddrPort("[::1]:8880"), netip.MustParseAddrPort("[::1]:45679")},
+}
+
+func TestLockConnsIPTables(t *testing.T) {
+	needTool(t, "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save")
+	inNewNetns(t, func() {
+		l := Lock{RunID: "0f3a2c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"}
+		if err := l.LockConns(IPTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		v4, v6 := show(t, "iptables-save"), show(t, "ip6tables-save")
+		for _, want := range []string{
+			"-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 45678 --dport 8880 -j DROP",
+			"-A OUTPUT -s 10.0.0.1/32 -d 10.0.0.2/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 80 --dport 4000 -j DROP",
+		} {
+			if !strings.Contains(v4, want) {
+				t.Errorf("iptables-save lacks %q:\n%s", want, v4)
+			}
+		}
+		if want := "-A INPUT -s ::1/128 -d ::1/128 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 45679 --dport 8880 -j DROP"; !strings.Contains(v6, want) {
+			t.Errorf("ip6tables-save lacks %q:\n%s", want, v6)
+		}
+		if err := l.UnlockConns(IPTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		if v4, v6 := show(t, "iptables-save"), show(t, "ip6tables-save"); strings.Contains(v4+v6, "0xc114") {
+			t.Errorf("rules left after unlock:\n%s%s", v4, v6)
+		}
+		// Half the rules gone already: the others go, and no error.
+		if err := l.LockConns(IPTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UnlockConns(IPTables, testConns[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UnlockConns(IPTables, testConns); err != nil {
+			t.Errorf("unlock with some rules gone: %v", err)
+		}
+		if v4, v6 := show(t, "iptables-save"), show(t, "ip6tables-save"); strings.Contains(v4+v6, "0xc114") {
+			t.Errorf("rules left after the second unlock:\n%s%s", v4, v6)
+		}
+	})
+}
+
+func TestLockConnsNFTables(t *testing.T) {
+	needTool(t, "nft")
+	inNewNetns(t, func() {
+		l := Lock{RunID: "0f3a2c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"}
+		if err := l.LockConns(NFTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		// CRIU's name, cut at 31 bytes.
+		out := show(t, "nft", "list", "table", "inet", "CRIU-0f3a2c1e-5b6d-4e7f-8a")
+		for _, want := range []string{"127.0.0.1 . 45678 . 127.0.0.1 . 8880", "10.0.0.1 . 80 . 10.0.0.2 . 4000", "::1 . 8880 . ::1 . 45679"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("nft table lacks %q:\n%s", want, out)
+			}
+		}
+		if err := l.UnlockConns(NFTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		if out := show(t, "nft", "list", "tables"); out != "" {
+			t.Errorf("tables left after unlock:\n%s", out)
+		}
+		if err := l.UnlockConns(NFTables, testConns); err != nil {
+			t.Errorf("second unlock: %v", err)
+		}
+	})
+}
+
+func TestLockNetns(t *testing.T) {
+	for _, m := range []Method{IPTables, NFTables} {
+		t.Run(m.String(), func(t *testing.T) {
+			if m == IPTables {
+				needTool(t, "iptables", "ip6tables", "iptables-restore", "ip6tables-restore")
+			} else {
+				needTool(t, "nft")
+			}
+			inNewNetns(t, func() {
+				l := Lock{RunID: "run"}
+				if err := l.LockNetns(m); err != nil {
+					t.Fatal(err)
+				}
+				before := show(t, "nft", "list", "ruleset")
+				if !strings.Contains(before, "0x0000c114") {
+					t.Errorf("no lock in the ruleset:\n%s", before)
+				}
+				if err := l.UnlockNetns(m); err != nil {
+					t.Fatal(err)
+				}
+				if after := show(t, "nft", "list", "ruleset"); strings.Contains(after, "c114") || strings.Contains(after, "CRIU") {
+					t.Errorf("lock left after unlock:\n%s", after)
+				}
+				// Unlocking again finds nothing to lift, and says nothing.
+				if err := l.UnlockNetns(m); err != nil {
+					t.Errorf("second unlock: %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestParseMethod(t *testing.T) {
+	for in, want := range map[string]Method{"iptables": IPTables, "nftables": NFTables, "skip": Skip, "none": Skip} {
+		if m, err := ParseMethod(in); err != nil || m != want {
+			t.Errorf("ParseMethod(%q) = %v, %v", in, m, err)
+		}
+	}
+	if _, err := ParseMethod("ebtables"); err == nil || !strings.Contains(err.Error(), "ebtables") {
+		t.Errorf("ParseMethod(ebtables) = %v", err)
+	}
+}
