@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -75,12 +76,14 @@ type threadState struct {
 // until the tree is released or killed.
 func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	ps = &procState{frozenProc: p}
+	start := time.Now()
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
 	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
 		return nil, err
 	}
+	t.log.Debugf("pid %d: smaps read in %v", p.pid, time.Since(start))
 	// Registers first: running calls in a thread changes them.
 	for _, task := range p.threads {
 		th, err := collectThread(p.pid, task)
@@ -97,9 +100,11 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	for i, th := range ps.threads {
 		frozen[i] = compel.Frozen{Task: p.threads[i], Regs: th.regs, Mask: th.mask, XState: th.xstate}
 	}
+	t.log.Debugf("pid %d: threads read in %v", p.pid, time.Since(start))
 	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.vmas, t.gadgets), t.pinned, threadCalls); err != nil {
 		return nil, err
 	}
+	t.log.Debugf("pid %d: parasite in after %v", p.pid, time.Since(start))
 	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err
 	}
