@@ -10,6 +10,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/dump"
+	"amber/internal/image"
 	"amber/internal/log"
 )
 
@@ -104,6 +105,9 @@ func Migrate(o Options) (Result, error) {
 		o.Timeout = compel.DefaultTimeout
 	}
 	s := &source{opts: o, log: o.Log, start: time.Now()}
+	// The final dump runs with the tree frozen: the protobuf coders it
+	// writes the images with are built now, not then.
+	image.Warm()
 	res, err := s.run()
 	var remote *RemoteError
 	if err != nil && s.same && !errors.Is(err, errDestination) && !errors.As(err, &remote) {
