@@ -174,15 +174,18 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 	if err := <-d.ready; err != nil {
 		return Received{}, err
 	}
+	g, err := startGuard()
+	if err != nil {
+		d.stop(dir)
+		return Received{}, err
+	}
 	opts := r.restoreOptions()
 	opts.LazyPages = true
 	var committed time.Time
-	var g *guard
 	held := r.heldUntilCommit(&committed)
 	opts.Notify = func(action string, pid int) error {
 		if action == "post-restore" {
-			var err error
-			if g, err = startGuard(pid); err != nil {
+			if err := g.watch(pid); err != nil {
 				return err
 			}
 		}
@@ -194,9 +197,7 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 			src.Abort()
 		}
 		d.stop(dir)
-		if g != nil {
-			g.fire()
-		}
+		g.fire()
 		return Received{}, fmt.Errorf("restore: %w", err)
 	}
 	resumed := time.Now()
