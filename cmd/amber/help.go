@@ -143,7 +143,7 @@ func verbHelps() map[string]verbHelp {
 				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50), and, when\n" +
 				"named, migrations over loopback of a process writing 8 or 64 MiB/s\n" +
 				"(migrate8 migrate64): downtime, all-in and total time, dump+restore, pre-copy\n" +
-				"and lazy.",
+				"and lazy (one mode: migrate64/lazy, migrate8/pre-copy, migrate8/dump+restore).",
 			[]string{"rounds", "plot", "size"}},
 	}
 }

@@ -83,7 +83,7 @@ func runMigrate(o Options, l *log.Logger, stdout io.Writer) error {
 		how = "two hosts: without one message's latency"
 	}
 	fmt.Fprintf(stdout, "downtime: %.1f ms (%s)\n", ms(res.Downtime), how)
-	if o.Lazy {
+	if o.Lazy || res.AllIn > 0 {
 		fmt.Fprintf(stdout, "all pages in: %.1f ms after the resume\n", ms(res.AllIn))
 	}
 	fmt.Fprintf(stdout, "total: %.1f ms\n", ms(res.Total))

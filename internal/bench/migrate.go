@@ -3,12 +3,16 @@ package bench
 // Migration workloads: a process that keeps writing random pages of its
 // memory, moved by amber migrate to amber receive over loopback, once as
 // a plain dump and restore (everything sent while frozen, --max-iters 0),
-// once by pre-copy and once lazily (--lazy --max-iters 0: the workload
-// runs as the init of a pid namespace of its own, which a lazy migration
-// on one host needs). Each round reports the downtime migrate prints
-// (the last moment the source ran to the first the destination runs, on
-// one clock), the time from then until every page is in (lazy only: the
-// others have them all when they run) and migrate's total time.
+// once by pre-copy and once lazily (--lazy --max-iters 0). The pre-copy
+// and lazy workloads run as the init of a pid namespace of its own,
+// which a lazy migration on one host needs, and with which pre-copy
+// hands over held (the destination restores while the source is frozen,
+// and fills the memory from its images after the resume); the plain
+// one does not, and is killed before its restore. Each round reports
+// the downtime migrate prints (the last moment the source ran to the
+// first the destination runs, on one clock), the time from then until
+// every page is in (lazy and pre-copy: the plain one has them all when
+// it runs) and migrate's total time.
 
 import (
 	"fmt"
@@ -27,16 +31,17 @@ import (
 )
 
 // migration is one migration workload: the dirty program writing rate
-// MiB/s.
+// MiB/s, moved in the modes named (all of them when empty).
 type migration struct {
-	name string
-	rate int
+	name  string
+	rate  int
+	modes []string
 }
 
 // migrations are the migration workloads, in report order. They run only
 // when named: each round moves the whole memory twice.
 func migrations() []migration {
-	return []migration{{"migrate8", 8}, {"migrate64", 64}}
+	return []migration{{name: "migrate8", rate: 8}, {name: "migrate64", rate: 64}}
 }
 
 // migrationMode is one way of migrating: its name and migrate's
@@ -48,7 +53,7 @@ type migrationMode struct {
 }
 
 func migrationModes() []migrationMode {
-	return []migrationMode{{"dump+restore", []string{"--max-iters", "0"}, 0}, {"pre-copy", nil, 0},
+	return []migrationMode{{"dump+restore", []string{"--max-iters", "0"}, 0}, {"pre-copy", nil, unix.CLONE_NEWPID},
 		{"lazy", []string{"--lazy", "--max-iters", "0"}, unix.CLONE_NEWPID}}
 }
 
@@ -68,17 +73,33 @@ type migRound struct {
 }
 
 // splitMigrations separates the migration workloads of names from the
-// others.
+// others. A name may pick one mode after a slash (migrate64/lazy);
+// several names of one workload run it once, in each mode they pick.
 func splitMigrations(names []string) (rest []string, ms []migration) {
 	byName := map[string]migration{}
 	for _, m := range migrations() {
 		byName[m.name] = m
 	}
+	at := map[string]int{}
 	for _, n := range names {
-		if m, ok := byName[n]; ok {
-			ms = append(ms, m)
-		} else {
+		name, mode, picked := strings.Cut(n, "/")
+		m, ok := byName[name]
+		if !ok || (picked && !slices.ContainsFunc(migrationModes(), func(x migrationMode) bool { return x.name == mode })) {
 			rest = append(rest, n)
+			continue
+		}
+		i, seen := at[name]
+		if !seen {
+			at[name], i = len(ms), len(ms)
+			ms = append(ms, m)
+		}
+		if !picked {
+			ms[i].modes = []string{}
+			for _, x := range migrationModes() {
+				ms[i].modes = append(ms[i].modes, x.name)
+			}
+		} else if !slices.Contains(ms[i].modes, mode) {
+			ms[i].modes = append(ms[i].modes, mode)
 		}
 	}
 	return rest, ms
@@ -90,6 +111,9 @@ func runMigrations(e env, ms []migration, mib, rounds int, out io.Writer) error 
 	var rows [][]string
 	for _, m := range ms {
 		for _, mode := range migrationModes() {
+			if !slices.Contains(m.modes, mode.name) {
+				continue
+			}
 			var rs []migRound
 			for i := 1; i <= rounds; i++ {
 				dir := filepath.Join(e.workDir, fmt.Sprintf("%s-%s-%d", m.name, strings.ReplaceAll(mode.name, "+", "-"), i))

@@ -31,7 +31,12 @@ func TestParseMigrate(t *testing.T) {
 // TestSplitMigrations separates migration workloads from the others.
 func TestSplitMigrations(t *testing.T) {
 	rest, ms := splitMigrations([]string{"mem512", "migrate64", "vma10k"})
-	if !slices.Equal(rest, []string{"mem512", "vma10k"}) || len(ms) != 1 || ms[0].rate != 64 {
+	if !slices.Equal(rest, []string{"mem512", "vma10k"}) || len(ms) != 1 || ms[0].rate != 64 || len(ms[0].modes) != 3 {
 		t.Fatalf("got %v and %v", rest, ms)
+	}
+	rest, ms = splitMigrations([]string{"migrate64/lazy", "migrate8/pre-copy", "migrate64/pre-copy", "migrate8/slow"})
+	if !slices.Equal(rest, []string{"migrate8/slow"}) || len(ms) != 2 ||
+		!slices.Equal(ms[0].modes, []string{"lazy", "pre-copy"}) || !slices.Equal(ms[1].modes, []string{"pre-copy"}) {
+		t.Fatalf("modes picked: got %v and %+v", rest, ms)
 	}
 }

@@ -105,8 +105,8 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	d.stats.addMemory(st, time.Since(start))
-	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings",
-		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned)
+	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings, in %v",
+		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned, time.Since(start))
 	d.runs[ps.pid] = st.Runs
 	if st.Lazy != nil && st.Lazy.Bytes() > 0 {
 		d.lazy[d.pids.of(ps.pid)] = st.Lazy

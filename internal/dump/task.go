@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -38,8 +39,12 @@ const user32CS = 0x23
 // procState is what a dump learns of one frozen process.
 type procState struct {
 	*frozenProc
-	status  proc.Status
-	vmas    []proc.VMA
+	status proc.Status
+	// maps are the VMAs as maps shows them, without smaps's fields;
+	// smaps is the read of smaps under way, which vmas waits for.
+	maps    []proc.VMA
+	smaps   *smapsRead
+	vmas    []proc.VMA     // smaps's, once mmEntry waited for them
 	threads []*threadState // the leader first
 	// Learnt by running system calls inside the leader.
 	acts   []*criusa.SaEntry
@@ -75,10 +80,13 @@ type threadState struct {
 // until the tree is released or killed.
 func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	ps = &procState{frozenProc: p}
+	start := time.Now()
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
-	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
+	// The parasite needs only the layout, which maps gives at once;
+	// smaps, which walks every page table, is read once it is in.
+	if ps.maps, err = proc.ReadMaps(p.pid); err != nil {
 		return nil, err
 	}
 	// Registers first: running calls in a thread changes them.
@@ -97,9 +105,12 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	for i, th := range ps.threads {
 		frozen[i] = compel.Frozen{Task: p.threads[i], Regs: th.regs, Mask: th.mask, XState: th.xstate}
 	}
-	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.vmas, t.gadgets), t.pinned, threadCalls); err != nil {
+	t.log.Debugf("pid %d: threads read in %v", p.pid, time.Since(start))
+	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.maps, t.gadgets), t.pinned, threadCalls); err != nil {
 		return nil, err
 	}
+	t.log.Debugf("pid %d: parasite in after %v", p.pid, time.Since(start))
+	ps.smaps = readSmapsAsync(p.pid, ps.maps, p.par)
 	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err
 	}

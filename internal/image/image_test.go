@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/reflect/protoregistry"
+
 	criu_core "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
@@ -335,5 +337,28 @@ func TestDirNames(t *testing.T) {
 		if !image.IsDumpFile(got.Name()) {
 			t.Errorf("%s is not known as an image name", got.Name())
 		}
+	}
+}
+
+// TestWarm checks that the image types are where Warm looks for them,
+// and that an image still reads after it.
+func TestWarm(t *testing.T) {
+	image.Warm()
+	name := (&criu_core.CoreEntry{}).ProtoReflect().Descriptor().FullName()
+	if _, err := protoregistry.GlobalTypes.FindMessageByName(name); err != nil {
+		t.Fatalf("%s is not registered where Warm looks: %v", name, err)
+	}
+	d, err := image.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	want := &criu_core.CoreEntry{Mtype: criu_core.CoreEntry_X86_64.Enum()}
+	if err := image.WriteFile(d.CorePath(1), image.Core, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := image.ReadOne(d.CorePath(1), image.Core, func() *criu_core.CoreEntry { return &criu_core.CoreEntry{} })
+	if err != nil || got.GetMtype() != want.GetMtype() {
+		t.Fatalf("read back %v, %v", got, err)
 	}
 }

@@ -76,5 +76,15 @@
 // the tree gone, restores it on its own. Only the loss of both ambers at
 // once loses the tree. (For a tree in a pid namespace of its own that last
 // case is not right yet: the destination looks for the images' PIDs,
-// which are not the host's.)
+// which are not the host's.) A tree that is the init of a pid namespace
+// is not killed first: it is handed over held (held.go), as between two
+// hosts, and restored lazily from the images received:
+//
+//	restore {lazy, local}              ->  (restores DIR/final, tasks held,
+//	                                        memory left to a lazy-pages daemon)
+//	                                   <-  ok {pid}
+//	commit                             ->
+//	                                   <-  ok {resumed_at, restore_ns, pid}
+//	                                   <-  ok {all_in_ns} (the source then
+//	                                        kills its tree)
 package migrate

@@ -26,7 +26,7 @@ func (s *source) final(prev string) error {
 	if _, err := s.transfer("final", prev, s.notify); err != nil {
 		return fmt.Errorf("final dump: %w", err)
 	}
-	if s.same {
+	if s.same || s.held {
 		return nil
 	}
 	m, err := s.ch.expect(opOK, s.answerTimeout())
@@ -72,6 +72,8 @@ func (s *source) sendRest() error {
 	switch {
 	case s.opts.Lazy:
 		return s.startLazyHandover()
+	case s.held:
+		return s.handOverHeld()
 	case s.same:
 		return nil
 	}

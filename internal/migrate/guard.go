@@ -34,17 +34,16 @@ exit 0`
 
 // guard is a running guard.
 type guard struct {
-	cmd *exec.Cmd
-	w   io.WriteCloser
+	cmd      *exec.Cmd
+	w        io.WriteCloser
+	watching bool // the list of the tree's processes is written
 }
 
-// startGuard starts the guard of the restored tree rooted at pid, its
-// tasks held.
-func startGuard(pid int) (*guard, error) {
-	list, err := treeStarts(pid)
-	if err != nil {
-		return nil, fmt.Errorf("guard of the restored tree: %w", err)
-	}
+// startGuard starts a guard, before the restore: starting a shell takes
+// a few milliseconds, which the tasks held at the post-restore point
+// would wait. It watches nothing until watch; fired before, it kills
+// nothing.
+func startGuard() (*guard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("guard of the restored tree: %w", err)
@@ -56,12 +55,21 @@ func startGuard(pid int) (*guard, error) {
 		w.Close()
 		return nil, fmt.Errorf("guard of the restored tree: %w", err)
 	}
-	g := &guard{cmd: cmd, w: w}
-	if _, err := io.WriteString(w, strings.Join(list, " ")+"\n"); err != nil {
-		g.fire()
-		return nil, fmt.Errorf("guard of the restored tree: %w", err)
+	return &guard{cmd: cmd, w: w}, nil
+}
+
+// watch has the guard watch the restored tree rooted at pid, its tasks
+// held.
+func (g *guard) watch(pid int) error {
+	list, err := treeStarts(pid)
+	if err != nil {
+		return fmt.Errorf("guard of the restored tree: %w", err)
 	}
-	return g, nil
+	if _, err := io.WriteString(g.w, strings.Join(list, " ")+"\n"); err != nil {
+		return fmt.Errorf("guard of the restored tree: %w", err)
+	}
+	g.watching = true
+	return nil
 }
 
 // release ends the guard leaving the tree alone: every page is in. A
@@ -70,7 +78,11 @@ func (g *guard) release() error {
 	if g == nil {
 		return nil
 	}
-	_, err := io.WriteString(g.w, "in\n")
+	word := "in\n"
+	if !g.watching {
+		word = "\n" + word // an empty list
+	}
+	_, err := io.WriteString(g.w, word)
 	g.w.Close()
 	if werr := g.cmd.Wait(); err == nil {
 		err = werr

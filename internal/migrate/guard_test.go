@@ -23,10 +23,7 @@ func startSleeper(t *testing.T) (*exec.Cmd, chan error) {
 // kills the process it watches.
 func TestGuardFires(t *testing.T) {
 	cmd, done := startSleeper(t)
-	g, err := startGuard(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := watching(t, cmd.Process.Pid)
 	g.fire()
 	select {
 	case err := <-done:
@@ -42,10 +39,7 @@ func TestGuardFires(t *testing.T) {
 // alone.
 func TestGuardReleased(t *testing.T) {
 	cmd, done := startSleeper(t)
-	g, err := startGuard(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := watching(t, cmd.Process.Pid)
 	if err := g.release(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,5 +47,37 @@ func TestGuardReleased(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("the watched process ended (%v) after the guard was released", err)
 	default:
+	}
+}
+
+// watching starts a guard watching pid.
+func watching(t *testing.T, pid int) *guard {
+	g, err := startGuard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.watch(pid); err != nil {
+		g.fire()
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestGuardUnarmed: a guard fired or released before it watched a tree
+// kills nothing and ends.
+func TestGuardUnarmed(t *testing.T) {
+	for _, end := range []string{"fire", "release"} {
+		g, err := startGuard()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end == "fire" {
+			g.fire()
+		} else if err := g.release(); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		if !g.cmd.ProcessState.Success() {
+			t.Fatalf("%s before watching: the guard ended %v", end, g.cmd.ProcessState)
+		}
 	}
 }

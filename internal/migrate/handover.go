@@ -26,7 +26,7 @@ func (r *receiver) restore(m Msg) (Received, error) {
 	r.closeDir()
 	r.fault("restore-requested")
 	if m.Lazy {
-		return r.restoreLazy()
+		return r.restoreLazy(m.Local)
 	}
 	if m.SameHost {
 		return r.restoreLocal()

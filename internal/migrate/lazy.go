@@ -152,31 +152,40 @@ func (s *source) finalLazy(prev string) error {
 
 // restoreLazy restores the tree with its private anonymous memory left
 // to a lazy-pages daemon that fetches it from the source, on a page
-// connection the source opens. The tasks are held until the source's
-// commit; the session ends once every page is in, and the source then
-// kills its tree. If the daemon fails after the commit (the source is
-// gone), the restored tree is killed: the source's thawed.
-func (r *receiver) restoreLazy() (Received, error) {
-	conn, err := r.acceptPages()
-	if err != nil {
+// connection the source opens, or, local (held.go), reads it from the
+// images received. The tasks are held until the source's commit; the
+// session ends once every page is in, and the source then kills its
+// tree. If the daemon fails after the commit (the source is gone), the
+// restored tree is killed: the source's thawed.
+func (r *receiver) restoreLazy(local bool) (Received, error) {
+	var src *pageserver.Source
+	var fetch func(pid int, addr uint64, buf []byte) error
+	if !local {
+		conn, err := r.acceptPages()
+		if err != nil {
+			return Received{}, err
+		}
+		src = pageserver.NewSource(conn, conn.RemoteAddr().String())
+		defer src.Abort()
+		fetch = src.Fetch
+	}
+	dir := r.dirs[len(r.dirs)-1]
+	d := r.startDaemon(dir, fetch)
+	if err := <-d.ready; err != nil {
 		return Received{}, err
 	}
-	src := pageserver.NewSource(conn, conn.RemoteAddr().String())
-	defer src.Abort()
-	dir := r.dirs[len(r.dirs)-1]
-	d := r.startDaemon(dir, src)
-	if err := <-d.ready; err != nil {
+	g, err := startGuard()
+	if err != nil {
+		d.stop(dir)
 		return Received{}, err
 	}
 	opts := r.restoreOptions()
 	opts.LazyPages = true
 	var committed time.Time
-	var g *guard
 	held := r.heldUntilCommit(&committed)
 	opts.Notify = func(action string, pid int) error {
 		if action == "post-restore" {
-			var err error
-			if g, err = startGuard(pid); err != nil {
+			if err := g.watch(pid); err != nil {
 				return err
 			}
 		}
@@ -184,11 +193,11 @@ func (r *receiver) restoreLazy() (Received, error) {
 	}
 	res, err := restore.Run(opts)
 	if err != nil {
-		src.Abort()
-		d.stop(dir)
-		if g != nil {
-			g.fire()
+		if src != nil {
+			src.Abort()
 		}
+		d.stop(dir)
+		g.fire()
 		return Received{}, fmt.Errorf("restore: %w", err)
 	}
 	resumed := time.Now()
@@ -207,8 +216,10 @@ func (r *receiver) restoreLazy() (Received, error) {
 	}
 	allIn := time.Since(resumed)
 	r.log.Infof("receive: every page in %v after the resume: %d bytes on faults, %d in the background", allIn, out.st.Faulted, out.st.Prefetched)
-	if err := src.Close(); err != nil {
-		r.log.Warnf("receive: the tree runs as pid %d with every page; the end of the lazy session: %v", res.Pid, err)
+	if src != nil {
+		if err := src.Close(); err != nil {
+			r.log.Warnf("receive: the tree runs as pid %d with every page; the end of the lazy session: %v", res.Pid, err)
+		}
 	}
 	if err := r.ch.send(Msg{Op: opOK, AllInNs: int64(allIn)}); err != nil {
 		r.log.Warnf("receive: the tree runs as pid %d with every page, but the source did not hear it: %v", res.Pid, err)
@@ -247,12 +258,13 @@ type daemonOut struct {
 }
 
 // startDaemon runs the lazy-pages daemon of the images in dir, fetching
-// from src; ready says once it listens (or why it could not).
-func (r *receiver) startDaemon(dir string, src *pageserver.Source) *daemonRun {
+// what they lack with fetch (nil: they have every page); ready says once
+// it listens (or why it could not).
+func (r *receiver) startDaemon(dir string, fetch func(pid int, addr uint64, buf []byte) error) *daemonRun {
 	d := &daemonRun{ready: make(chan error, 1), done: make(chan daemonOut, 1)}
 	go func() {
 		listening := false
-		st, err := lazy.Serve(lazy.Options{Dir: dir, Fetch: src.Fetch, Log: r.log,
+		st, err := lazy.Serve(lazy.Options{Dir: dir, Fetch: fetch, Log: r.log,
 			Ready: func() error { listening = true; d.ready <- nil; return nil }})
 		if !listening {
 			d.ready <- err

@@ -86,6 +86,9 @@ func Receive(o ReceiveOptions) (Received, error) {
 		return Received{}, fmt.Errorf("receive: %w", err)
 	}
 	defer ln.Close()
+	// The restore runs while the tree is down: the protobuf coders it
+	// reads the images with are built now, not then.
+	image.Warm()
 	r := &receiver{opts: o, log: o.Log, ln: ln.(*net.TCPListener), root: root}
 	o.Log.Infof("receive: listening on %s, images into %s", ln.Addr(), root)
 	if o.Ready != nil {

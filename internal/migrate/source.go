@@ -10,6 +10,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/dump"
+	"amber/internal/image"
 	"amber/internal/log"
 )
 
@@ -73,12 +74,17 @@ const minIterGain = 8
 
 // source is the source's side of one migration.
 type source struct {
-	opts  Options
-	log   *log.Logger
-	ch    *channel
-	work  string
-	dest  string // the destination's images directory
-	same  bool
+	opts Options
+	log  *log.Logger
+	ch   *channel
+	work string
+	dest string // the destination's images directory
+	same bool
+	// held: the destination restores while the tree is frozen here, its
+	// memory filled from its own images after the resume, and the tree
+	// is killed once every page is in there (a tree that is the init of
+	// a pid namespace, on one host; see held.go).
+	held  bool
 	res   Result
 	start time.Time
 	// frozen is when the final dump froze the tree; tasks its PIDs and
@@ -104,6 +110,9 @@ func Migrate(o Options) (Result, error) {
 		o.Timeout = compel.DefaultTimeout
 	}
 	s := &source{opts: o, log: o.Log, start: time.Now()}
+	// The final dump runs with the tree frozen: the protobuf coders it
+	// writes the images with are built now, not then.
+	image.Warm()
 	res, err := s.run()
 	var remote *RemoteError
 	if err != nil && s.same && !errors.Is(err, errDestination) && !errors.As(err, &remote) {
@@ -147,7 +156,7 @@ func (s *source) run() (Result, error) {
 	if err := s.final(prev); err != nil {
 		return s.res, err
 	}
-	if s.same {
+	if s.same && !s.held {
 		if err := s.handOverLocal(); err != nil {
 			return s.res, err
 		}
@@ -183,6 +192,7 @@ func (s *source) hello() error {
 			return err
 		}
 	}
+	s.held = s.same && !s.opts.Lazy && checkLazyHost(s.opts.Pid) == nil
 	s.log.Infof("migrate: destination %s (same host: %v), images into %s", s.opts.To, s.same, m.Dir)
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 
 // Version is the protocol's version, sent in hello and checked by both
 // sides.
-const Version = 1
+const Version = 2
 
 // maxLine bounds one control message: a peer that sends an endless line
 // fails the session instead of filling amber's memory.
@@ -39,8 +39,11 @@ type Msg struct {
 	// restore: restore lazily, with pages fetched from the source on a
 	// connection it opens next (see lazy.go).
 	Lazy bool `json:"lazy,omitempty"`
-	// The answer once a lazy restore has every page: how long after the
-	// resumption.
+	// restore: restore lazily with every page in the images received,
+	// filled after the resume (held.go); with Lazy.
+	Local bool `json:"local,omitempty"`
+	// The answer once a lazy restore (or a held one) has every page: how
+	// long after the resumption.
 	AllInNs int64 `json:"all_in_ns,omitempty"`
 	// hello: the dump's settings, which the restore mirrors.
 	ShellJob       bool `json:"shell_job,omitempty"`

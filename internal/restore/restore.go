@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -128,6 +129,7 @@ func Run(opts Options) (Result, error) {
 	if opts.Log == nil {
 		opts.Log = log.Discard()
 	}
+	start := time.Now()
 	dir, err := openImages(opts)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
@@ -138,13 +140,14 @@ func Run(opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
 	defer check.Stop()
+	opts.Log.Debugf("images opened and checked in %v", time.Since(start))
 	tree, err := load(dir)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
 	defer tree.closeParents()
 	tree.pagesCheck = check
-	opts.Log.Infof("images of %d processes read", len(tree.tasks))
+	opts.Log.Infof("images of %d processes read in %v", len(tree.tasks), time.Since(start))
 	var res Result
 	if err := restoreTree(tree, opts, &res); err != nil {
 		return Result{}, fmt.Errorf("restore pid %d: %w", tree.root.pid, untrustedHint(err))
