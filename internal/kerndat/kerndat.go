@@ -165,7 +165,7 @@ func (f Feature) Line() string {
 	default:
 		state = fmt.Sprintf("missing (%s)", f.IfMissing)
 	}
-	return fmt.Sprintf("%-17s %-42s %s", f.Name, f.Desc, state)
+	return fmt.Sprintf("%-24s %-42s %s", f.Name, f.Desc, state)
 }
 
 func kernelRelease() string {

@@ -41,32 +41,8 @@ func probePagemapScan() Status {
 		return missing("%w", err)
 	}
 	defer unix.Munmap(page)
-	f, err := os.Open("/proc/self/pagemap")
-	if err != nil {
+	if err := scanOnePage(page, pageIsPresent); err != nil {
 		return missing("%w", err)
-	}
-	defer f.Close()
-	var region [1]pageRegion
-	var pin runtime.Pinner
-	pin.Pin(&region[0])
-	defer pin.Unpin()
-	start := uint64(uintptr(unsafe.Pointer(&page[0])))
-	arg := pmScanArg{
-		Size:              uint64(unsafe.Sizeof(pmScanArg{})),
-		Start:             start,
-		End:               start + uint64(len(page)),
-		Vec:               uint64(uintptr(unsafe.Pointer(&region[0]))),
-		VecLen:            1,
-		CategoryAnyofMask: pageIsPresent,
-		ReturnMask:        pageIsPresent,
-	}
-	n, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-	runtime.KeepAlive(page)
-	if errno != 0 {
-		return missing("ioctl(PAGEMAP_SCAN): %w", errno)
-	}
-	if n != 1 || region[0].Start != start || region[0].Categories&pageIsPresent == 0 {
-		return missing("ioctl(PAGEMAP_SCAN): a written page is not reported present (%d regions)", n)
 	}
 	return present()
 }
@@ -173,9 +149,18 @@ func probeGuardPages() Status {
 	if err := unix.Madvise(page, madvGuardInstall); err != nil {
 		return missing("madvise(MADV_GUARD_INSTALL): %w", err)
 	}
+	if err := scanOnePage(page, pageIsGuard); err != nil {
+		return missing("for PAGE_IS_GUARD: %w", err)
+	}
+	return present()
+}
+
+// scanOnePage asks PAGEMAP_SCAN whether page, one page of this process,
+// is in category (PAGE_IS_*).
+func scanOnePage(page []byte, category uint64) error {
 	f, err := os.Open("/proc/self/pagemap")
 	if err != nil {
-		return missing("%w", err)
+		return err
 	}
 	defer f.Close()
 	var region [1]pageRegion
@@ -189,16 +174,16 @@ func probeGuardPages() Status {
 		End:               start + uint64(len(page)),
 		Vec:               uint64(uintptr(unsafe.Pointer(&region[0]))),
 		VecLen:            1,
-		CategoryAnyofMask: pageIsGuard,
-		ReturnMask:        pageIsGuard,
+		CategoryAnyofMask: category,
+		ReturnMask:        category,
 	}
 	n, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
 	runtime.KeepAlive(page)
 	if errno != 0 {
-		return missing("ioctl(PAGEMAP_SCAN) for PAGE_IS_GUARD: %w", errno)
+		return fmt.Errorf("ioctl(PAGEMAP_SCAN): %w", errno)
 	}
-	if n != 1 || region[0].Start != start || region[0].Categories&pageIsGuard == 0 {
-		return missing("ioctl(PAGEMAP_SCAN): a guard page is not reported (%d regions)", n)
+	if n != 1 || region[0].Start != start || region[0].Categories&category == 0 {
+		return fmt.Errorf("ioctl(PAGEMAP_SCAN): the page is not reported in category %#x (%d regions)", category, n)
 	}
-	return present()
+	return nil
 }
