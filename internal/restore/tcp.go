@@ -27,7 +27,9 @@ func (r *restorer) closeTCP() error {
 	var socks []sockets.TCPShut
 	for _, p := range r.procs {
 		if p.plan.fds != nil {
-			socks = append(socks, p.plan.fds.TCP.Closed(p.t.pid, p.plan.fds.Held)...)
+			// By its PID in amber's pid namespace too: the images'
+			// is its PID in its own, in a new pid namespace.
+			socks = append(socks, p.plan.fds.TCP.Closed(p.threads[0].Pid, p.plan.fds.Held)...)
 		}
 	}
 	if len(socks) == 0 {
