@@ -609,11 +609,6 @@ func (p *Parasite) In(t *Task) *ThreadParasite {
 	return nil
 }
 
-// Scratch is the scratch area the parasite mapped in the process: a
-// mapping of amber's, not of the process, for whoever reads the
-// process's mappings while it is infected.
-func (p *Parasite) Scratch() (start, end uint64) { return p.base, p.base + p.size }
-
 // Leader is the thread that set up the parasite.
 func (p *Parasite) Leader() *ThreadParasite { return &ThreadParasite{p: p, v: p.threads[0]} }
 

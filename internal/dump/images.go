@@ -218,11 +218,6 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 }
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
-	var err error
-	if ps.vmas, err = ps.smaps.vmas(); err != nil {
-		return nil, err
-	}
-	d.log.Debugf("pid %d: smaps read", ps.pid)
 	vmas, err := mem.Backing{
 		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(v.Path, mem.OpenFlags(v)) },
 		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },

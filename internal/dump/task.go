@@ -39,12 +39,8 @@ const user32CS = 0x23
 // procState is what a dump learns of one frozen process.
 type procState struct {
 	*frozenProc
-	status proc.Status
-	// maps are the VMAs as maps shows them, without smaps's fields;
-	// smaps is the read of smaps under way, which vmas waits for.
-	maps    []proc.VMA
-	smaps   *smapsRead
-	vmas    []proc.VMA     // smaps's, once mmEntry waited for them
+	status  proc.Status
+	vmas    []proc.VMA
 	threads []*threadState // the leader first
 	// Learnt by running system calls inside the leader.
 	acts   []*criusa.SaEntry
@@ -84,11 +80,10 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
-	// The parasite needs only the layout, which maps gives at once;
-	// smaps, which walks every page table, is read once it is in.
-	if ps.maps, err = proc.ReadMaps(p.pid); err != nil {
+	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
 		return nil, err
 	}
+	t.log.Debugf("pid %d: smaps read in %v", p.pid, time.Since(start))
 	// Registers first: running calls in a thread changes them.
 	for _, task := range p.threads {
 		th, err := collectThread(p.pid, task)
@@ -106,11 +101,10 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 		frozen[i] = compel.Frozen{Task: p.threads[i], Regs: th.regs, Mask: th.mask, XState: th.xstate}
 	}
 	t.log.Debugf("pid %d: threads read in %v", p.pid, time.Since(start))
-	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.maps, t.gadgets), t.pinned, threadCalls); err != nil {
+	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.vmas, t.gadgets), t.pinned, threadCalls); err != nil {
 		return nil, err
 	}
 	t.log.Debugf("pid %d: parasite in after %v", p.pid, time.Since(start))
-	ps.smaps = readSmapsAsync(p.pid, ps.maps, p.par)
 	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err
 	}
