@@ -9,9 +9,6 @@ package test
 import (
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestMigrateHeld migrates migrate_worker (4 threads rewriting their
@@ -54,28 +51,5 @@ func TestMigrateHeld(t *testing.T) {
 // userfaultfds and would read zeroes. lazy_mem checks all its memory at
 // SIGTERM.
 func TestMigrateHeldKillDestinationResumed(t *testing.T) {
-	t.Setenv("LAZY_MIB", lazyMiB)
-	c := startNamespaced(t, "lazy_mem", unix.CLONE_NEWPID)
-	r := c.startReceive("received", faultEnv+"=lazy-resumed")
-	res := c.migrate(r, nil)
-	if res.err == nil {
-		t.Fatalf("amber migrate succeeded:\n%s", res.stdout)
-	}
-	t.Logf("migrate: %v", strings.TrimSpace(res.stderr))
-	if err := r.exited(); exitCode(err) != -1 {
-		t.Fatalf("amber receive was not killed: %v\n%s", err, readAll(r.out))
-	}
-	r.requireEmpty()
-	deadline := time.Now().Add(exitTimeout)
-	for {
-		left := c.liveCopies()
-		if len(left) == 1 && left[0] == c.pid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lazy_mem processes %v; want only the source %d (the copy killed by the guard)", left, c.pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	requireOriginalPasses(c)
+	killDestinationResumed(t)
 }

@@ -146,10 +146,19 @@ func TestMigrateLazyKillDestination(t *testing.T) {
 // and would read zeroes. lazy_mem, with no file to share with its copy
 // on this one host, checks all its memory at SIGTERM.
 func TestMigrateLazyKillDestinationResumed(t *testing.T) {
+	killDestinationResumed(t, "--lazy", "--max-iters", "0")
+}
+
+// killDestinationResumed migrates lazy_mem, the init of a pid namespace,
+// with extra options, killing amber receive right after the copy resumed:
+// the migration fails, the destination keeps no image, the guard kills
+// the copy, and the source runs on and passes its checks.
+func killDestinationResumed(t *testing.T, extra ...string) {
+	t.Helper()
 	t.Setenv("LAZY_MIB", lazyMiB)
 	c := startNamespaced(t, "lazy_mem", unix.CLONE_NEWPID)
 	r := c.startReceive("received", faultEnv+"=lazy-resumed")
-	res := c.migrate(r, nil, "--lazy", "--max-iters", "0")
+	res := c.migrate(r, nil, extra...)
 	if res.err == nil {
 		t.Fatalf("amber migrate succeeded:\n%s", res.stdout)
 	}
