@@ -141,3 +141,36 @@ func TestCgroupThreads(t *testing.T) {
 	c.mustRestoreDetached()
 	c.mustPass()
 }
+
+// TestCgroupNamespace dumps cgroup_ns, whose root is in a cgroup
+// namespace of its own rooted at amber-cgns-PID and lives in
+// amber-cgns-PID/inner, removes its cgroups and restores it: the
+// restore must make the namespace again at the same root, so that the
+// process sees "/inner" and its child "/".
+func TestCgroupNamespace(t *testing.T) {
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cgroup.procs"); err != nil {
+		missing(t, "cgroup v1 cpu hierarchy at /sys/fs/cgroup/cpu")
+	}
+	p, _ := lookupProgram("cgroup_ns")
+	c := startProgram(t, p)
+	name := fmt.Sprintf("amber-cgns-%d", c.pid)
+	remove := func() {
+		for _, h := range []string{"cpu", "pids"} {
+			removeCgroup(t, filepath.Join("/sys/fs/cgroup", h, name, "inner"))
+			removeCgroup(t, filepath.Join("/sys/fs/cgroup", h, name))
+		}
+	}
+	t.Cleanup(func() { killChildren(t); remove() })
+	c.mustDump()
+	critDecodes(t, filepath.Join(c.images, "cgroup.img"))
+	remove()
+	c.mustRestoreDetached()
+	self, err := os.Readlink("/proc/self/ns/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/cgroup", c.pid)); err != nil || ns == self {
+		t.Errorf("restored pid %d: cgroup namespace %s (%v), want one other than the test's %s", c.pid, ns, err, self)
+	}
+	c.mustPass()
+}

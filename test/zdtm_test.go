@@ -135,6 +135,7 @@ var programs = []program{
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
 	{name: "cgroup_member", own: true},
 	{name: "cgroup_threads", cflags: []string{"-pthread"}, own: true},
+	{name: "cgroup_ns", own: true},
 	{name: "unhashed_cwd", own: true},
 	{name: "netns_lo", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "inherit_fd", own: true},

@@ -22,6 +22,9 @@ type Dumper struct {
 	// dirs are the directories dumped, by hierarchy: the heads (the
 	// processes' cgroups) and their subtrees.
 	dirs map[string]*dirTree
+	// nsRoot is the root of the tree's cgroup namespace in each
+	// hierarchy, if the tree has one of its own (SetNamespace).
+	nsRoot Set
 }
 
 // dirTree is the dumped directories of one hierarchy.
@@ -93,6 +96,41 @@ func (d *Dumper) add(s Set, who string) (uint32, error) {
 	}
 	d.sets = append(d.sets, s)
 	return uint32(len(d.sets)), nil
+}
+
+// SetNamespace records the root of the tree's own cgroup namespace:
+// full is the root task's cgroups as amber sees them, rel as they are
+// seen inside the namespace, relative to its root. In each hierarchy
+// the namespace's root is what full has before rel.
+func (d *Dumper) SetNamespace(full, rel Set) error {
+	root, err := namespaceRoot(full, rel)
+	if err != nil {
+		return err
+	}
+	d.nsRoot = root
+	return nil
+}
+
+// namespaceRoot is the root of a cgroup namespace in each hierarchy,
+// from a task's cgroups seen from outside (full) and inside (rel).
+func namespaceRoot(full, rel Set) (Set, error) {
+	var root Set
+	for _, m := range full {
+		r, ok := rel.path(m.Name)
+		if !ok {
+			return nil, fmt.Errorf("cgroup namespace: hierarchy %s is not seen inside it", displayName(m.Name))
+		}
+		// rel starts with a slash, so the cut falls between two names.
+		prefix, ok := strings.CutSuffix(m.Path, strings.TrimSuffix(r, "/"))
+		if !ok || !strings.HasPrefix(r, "/") {
+			return nil, fmt.Errorf("cgroup namespace: cgroup %s of %s is %s inside it, not a path below its root", m.Path, displayName(m.Name), r)
+		}
+		if prefix == "" {
+			prefix = "/"
+		}
+		root = append(root, Member{Name: m.Name, Path: prefix})
+	}
+	return root, nil
 }
 
 // collect dumps cgroup m and every cgroup below it, parents first.
@@ -248,7 +286,13 @@ func (d *Dumper) Entry() *cgroup.CgroupEntry {
 	for i, s := range d.sets[1:] {
 		se := &cgroup.CgSetEntry{Id: proto.Uint32(uint32(i + 2))}
 		for _, m := range s {
-			se.Ctls = append(se.Ctls, &cgroup.CgMemberEntry{Name: proto.String(m.Name), Path: proto.String(m.Path)})
+			me := &cgroup.CgMemberEntry{Name: proto.String(m.Name), Path: proto.String(m.Path)}
+			if root, ok := d.nsRoot.path(m.Name); ok && root != "/" {
+				if _, below := under(m.Path, root); below {
+					me.CgnsPrefix = proto.Uint32(uint32(len(root)))
+				}
+			}
+			se.Ctls = append(se.Ctls, me)
 		}
 		e.Sets = append(e.Sets, se)
 	}

@@ -15,6 +15,9 @@ import (
 type Plan struct {
 	Dirs []Dir
 	Sets map[uint32][]Member
+	// NsRoot is the root of the tree's cgroup namespace in each
+	// hierarchy whose paths have one (cgns_prefix).
+	NsRoot Set
 }
 
 // Dir is one cgroup directory of the images.
@@ -39,6 +42,9 @@ func NewPlan(e *cgroup.CgroupEntry, roots []Root) (*Plan, error) {
 				return nil, fmt.Errorf("cgroup set %d: hierarchy %q has no controller entry", s.GetId(), m.GetName())
 			}
 			ms = append(ms, Member{Name: hierName(c), Path: m.GetPath()})
+			if err := p.addNsRoot(hierName(c), m); err != nil {
+				return nil, fmt.Errorf("cgroup set %d: %w", s.GetId(), err)
+			}
 		}
 		p.Sets[s.GetId()] = ms
 	}
@@ -58,6 +64,29 @@ func NewPlan(e *cgroup.CgroupEntry, roots []Root) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// addNsRoot records the root of the cgroup namespace that member m's
+// cgns_prefix gives, in hierarchy name: the first cgns_prefix bytes of
+// its path. The tree has one cgroup namespace: two roots in one
+// hierarchy are an error.
+func (p *Plan) addNsRoot(name string, m *cgroup.CgMemberEntry) error {
+	if m.CgnsPrefix == nil || m.GetCgnsPrefix() == 0 {
+		return nil
+	}
+	full, n := m.GetPath(), int(m.GetCgnsPrefix())
+	if n > len(full) || (n < len(full) && full[n] != '/') || !strings.HasPrefix(full, "/") {
+		return fmt.Errorf("cgroup %s of %s: cgns_prefix %d does not end a directory of it", full, displayName(name), n)
+	}
+	root := full[:n]
+	if old, ok := p.NsRoot.path(name); ok {
+		if old != root {
+			return fmt.Errorf("cgroup namespace roots %s and %s in %s: a tree has one cgroup namespace", old, root, displayName(name))
+		}
+		return nil
+	}
+	p.NsRoot = append(p.NsRoot, Member{Name: name, Path: root})
+	return nil
 }
 
 // hierName is the hierarchy of controller entry c, named as in
@@ -98,16 +127,23 @@ func rootOf(roots []Root, names []string) (string, error) {
 	return found, nil
 }
 
-// rebase moves the set paths of hierarchy name under top to root.
+// rebase moves the set paths of hierarchy name under top to root, and
+// the cgroup namespace's root with them.
 func (p *Plan) rebase(name, top, root string) {
 	for _, ms := range p.Sets {
-		for i, m := range ms {
-			if m.Name != name {
-				continue
-			}
-			if rest, ok := under(m.Path, top); ok {
-				ms[i].Path = path.Join(root, rest)
-			}
+		rebaseIn(ms, name, top, root)
+	}
+	rebaseIn(p.NsRoot, name, top, root)
+}
+
+// rebaseIn moves the paths of ms in hierarchy name under top to root.
+func rebaseIn(ms []Member, name, top, root string) {
+	for i, m := range ms {
+		if m.Name != name {
+			continue
+		}
+		if rest, ok := under(m.Path, top); ok {
+			ms[i].Path = path.Join(root, rest)
 		}
 	}
 }

@@ -159,3 +159,59 @@ func TestUnder(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespaceRoot: the root of a cgroup namespace is what a task's
+// path seen from outside has before its path seen inside.
+func TestNamespaceRoot(t *testing.T) {
+	full := Set{{"", "/k8s/pod/c"}, {"cpu", "/c/inner"}, {"memory", "/m"}}
+	rel := Set{{"", "/"}, {"cpu", "/inner"}, {"memory", "/m"}}
+	got, err := namespaceRoot(full, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Set{{"", "/k8s/pod/c"}, {"cpu", "/c"}, {"memory", "/"}}); !slices.Equal(got, want) {
+		t.Errorf("roots %v, want %v", got, want)
+	}
+	for _, bad := range []Set{
+		{{"", "/"}, {"cpu", "/other"}, {"memory", "/m"}},    // not a suffix
+		{{"", "/"}, {"cpu", "/../inner"}, {"memory", "/m"}}, // outside the root
+		{{"", "/"}, {"memory", "/m"}},                       // a hierarchy missing
+		{{"", "/"}, {"cpu", "ner"}, {"memory", "/m"}},       // not a path
+	} {
+		if _, err := namespaceRoot(full, bad); err == nil {
+			t.Errorf("namespaceRoot(%v, %v) accepted", full, bad)
+		}
+	}
+}
+
+// TestPlanNamespaceRoot: cgns_prefix gives the namespace's root, which
+// --cgroup-root moves with the sets; a prefix that does not end a
+// directory, or two roots in one hierarchy, are errors.
+func TestPlanNamespaceRoot(t *testing.T) {
+	e := entry()
+	e.Sets[0].Ctls[0].CgnsPrefix = proto.Uint32(2) // cpu,cpuacct:/c
+	e.Sets[1].Ctls[0].CgnsPrefix = proto.Uint32(2) // cpu,cpuacct:/c of /c/sub
+	p, err := NewPlan(e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Set{{"cpu,cpuacct", "/c"}}); !slices.Equal(p.NsRoot, want) {
+		t.Errorf("namespace root %v, want %v", p.NsRoot, want)
+	}
+	p, err = NewPlan(e, []Root{{"cpu", "/new"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Set{{"cpu,cpuacct", "/new"}}); !slices.Equal(p.NsRoot, want) {
+		t.Errorf("namespace root under --cgroup-root %v, want %v", p.NsRoot, want)
+	}
+	e.Sets[1].Ctls[0].CgnsPrefix = proto.Uint32(6) // /c/sub
+	if _, err := NewPlan(e, nil); err == nil || !strings.Contains(err.Error(), "one cgroup namespace") {
+		t.Errorf("two namespace roots: %v", err)
+	}
+	e = entry()
+	e.Sets[1].Ctls[0].CgnsPrefix = proto.Uint32(4) // "/c/s" of /c/sub
+	if _, err := NewPlan(e, nil); err == nil || !strings.Contains(err.Error(), "cgns_prefix 4") {
+		t.Errorf("a prefix inside a name: %v", err)
+	}
+}

@@ -154,13 +154,50 @@ func (r *Restorer) Move(pid int, set, parent uint32) error {
 	if !ok {
 		return fmt.Errorf("pid %d: cgroup set %d is not in cgroup.img", pid, set)
 	}
+	return r.moveTo(pid, ms, "cgroup")
+}
+
+// EnterNamespaceRoot moves process pid into the root of the tree's
+// cgroup namespace in each hierarchy that has one: a cgroup namespace
+// is rooted where its creator is when it unshares it.
+func (r *Restorer) EnterNamespaceRoot(pid int) error {
+	if r == nil {
+		return nil
+	}
+	return r.moveTo(pid, r.plan.NsRoot, "the cgroup namespace's root")
+}
+
+// MoveBack moves process pid back into amber's own cgroups, in the
+// hierarchies EnterNamespaceRoot moved it in: a process left in a
+// cgroup would keep the restore from enabling controllers below it
+// (cgroup v2) and from removing it after a failure.
+func (r *Restorer) MoveBack(pid int) error {
+	if r == nil || len(r.plan.NsRoot) == 0 {
+		return nil
+	}
+	self, err := ReadSet(os.Getpid())
+	if err != nil {
+		return fmt.Errorf("amber's cgroups: %w", err)
+	}
+	var back []Member
+	for _, m := range r.plan.NsRoot {
+		if p, ok := self.path(m.Name); ok {
+			back = append(back, Member{Name: m.Name, Path: p})
+		}
+	}
+	return r.moveTo(pid, back, "amber's cgroup")
+}
+
+// moveTo writes pid into cgroup.procs of each member's cgroup; what
+// names the cgroups in errors.
+func (r *Restorer) moveTo(pid int, ms []Member, what string) error {
 	for _, m := range ms {
 		full, err := r.mounts.path(m.Name, m.Path)
 		if err != nil {
 			return err
 		}
 		if err := writeExisting(filepath.Join(full, "cgroup.procs"), []byte(strconv.Itoa(pid))); err != nil {
-			return fmt.Errorf("pid %d: move into cgroup %s of %s: %w", pid, m.Path, displayName(m.Name), err)
+			return fmt.Errorf("pid %d: move into %s %s of %s: %w", pid, what, m.Path, displayName(m.Name), err)
 		}
 	}
 	return nil

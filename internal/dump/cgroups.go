@@ -13,6 +13,7 @@ import (
 
 	"amber/internal/cgroups"
 	"amber/internal/compel"
+	"amber/internal/namespaces"
 	"amber/internal/proc"
 )
 
@@ -25,6 +26,31 @@ func (d *dumper) openCgroups() error {
 	var err error
 	d.cg, err = cgroups.NewDumper(d.opts.CgroupYard)
 	return err
+}
+
+// cgroupNamespace records the root of the tree's own cgroup namespace,
+// if it has one: the root task's cgroups read from inside the namespace
+// are relative to it.
+func (d *dumper) cgroupNamespace(ns *namespaces.Table, root int) error {
+	if _, ok := ns.Own(namespaces.Cgroup); !ok || d.cg == nil {
+		return nil
+	}
+	full, err := cgroups.ReadSet(root)
+	if err != nil {
+		return fmt.Errorf("cgroups of pid %d: %w", root, err)
+	}
+	var rel cgroups.Set
+	err = namespaces.InNamespace(root, namespaces.Cgroup, func() (err error) {
+		rel, err = cgroups.ReadSet(root)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cgroups of pid %d in its cgroup namespace: %w", root, err)
+	}
+	if err := d.cg.SetNamespace(full, rel); err != nil {
+		return fmt.Errorf("pid %d: %w", root, err)
+	}
+	return nil
 }
 
 // cgroupsOf records the cgroups of process pid in its leader's core's

@@ -51,6 +51,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	defer d.cg.Close()
+	if err := d.cgroupNamespace(ns, tree.procs[0].pid); err != nil {
+		return err
+	}
 	// The inventory's root ids are the dumper's own, as CRIU writes them:
 	// CRIU's restore compares the root task's with them (a namespace id
 	// that differs is a namespace to create), and a root task sharing

@@ -50,6 +50,7 @@ type Info struct {
 	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
 	FdinfoLock     Status // file locks in /proc/PID/fdinfo
 	Timens         Status // time namespaces (/proc/PID/timens_offsets)
+	Cgroupns       Status // cgroup namespaces (/proc/PID/ns/cgroup)
 	PopulateWrite  Status // madvise(MADV_POPULATE_WRITE)
 	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
 	NSpid          Status // NSpid in /proc/PID/status
@@ -81,6 +82,7 @@ func Probe() *Info {
 	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
 	info.FdinfoLock = probeFdinfoLock()
 	info.Timens = probeTimens()
+	info.Cgroupns = probeCgroupns()
 	info.PopulateWrite = ProbePopulateWrite()
 	info.Timerfd = probeTimerfd()
 	info.NSpid = probeNSpid()
@@ -124,6 +126,7 @@ func (i *Info) Features() []Feature {
 		{"sk_ns", "ioctl(SIOCGSKNS)", false, "sockets cannot be dumped", i.SkNs},
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
+		{"cgroupns", "cgroup namespaces (/proc/PID/ns/cgroup)", false, "trees in a cgroup namespace of their own cannot be dumped", i.Cgroupns},
 		{"populate_write", "madvise(MADV_POPULATE_WRITE)", false, "slower restore: memory is faulted in page by page while it is filled", i.PopulateWrite},
 		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
 		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},

@@ -17,8 +17,10 @@ import (
 )
 
 // Dumped are the kinds of namespaces amber dumps and restores when the
-// root of the tree is not in amber's own.
-var Dumped = []Kind{PID, IPC, UTS, Mnt, Net, Time}
+// root of the tree is not in amber's own. A cgroup namespace has no
+// image of its own: its root is the cgns_prefix of cgroup.img's paths
+// (package cgroups).
+var Dumped = []Kind{PID, IPC, UTS, Mnt, Net, Time, Cgroup}
 
 // Table numbers the namespaces of one dump: amber's own are 1 to 8 in
 // the order of Kinds, any other gets the next id from 9 on.
@@ -101,7 +103,7 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 // not why.
 func dumpable(k Kind, root int) (bool, string, error) {
 	switch k {
-	case UTS, IPC, Mnt, Net:
+	case UTS, IPC, Mnt, Net, Cgroup:
 		return true, "", nil
 	case Time:
 		return true, "", nestedTime(root)

@@ -35,7 +35,7 @@ func TestCloneFlags(t *testing.T) {
 		{"uts ipc pid", ids(map[Kind]uint32{UTS: 9, IPC: 10, PID: 11}), unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID, ""},
 		{"net", ids(map[Kind]uint32{Net: 9}), unix.CLONE_NEWNET, ""},
 		{"time", ids(map[Kind]uint32{Time: 9}), unix.CLONE_NEWTIME, ""},
-		{"cgroup", ids(map[Kind]uint32{Cgroup: 9}), 0, "cgroup namespace"},
+		{"cgroup", ids(map[Kind]uint32{Cgroup: 9}), unix.CLONE_NEWCGROUP, ""},
 		{"mnt", ids(map[Kind]uint32{UTS: 9, Mnt: 10}), unix.CLONE_NEWUTS | unix.CLONE_NEWNS, ""},
 		{"user", ids(map[Kind]uint32{UTS: 9, User: 10}), 0, "user namespace"},
 		{"no ids", &criucore.TaskKobjIdsEntry{}, 0, ""},

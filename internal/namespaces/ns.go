@@ -73,8 +73,8 @@ func inode(pid int, k Kind) (uint64, error) {
 
 // InNamespace runs fn on a thread of its own that has entered the
 // namespace of kind k that pid is in (/proc/PID/ns/NAME), and leaves it
-// again. Only kinds a single thread may enter (uts, ipc, net, time for
-// its children) are allowed.
+// again. Only kinds a single thread may enter (uts, ipc, net, cgroup,
+// time for its children) are allowed.
 func InNamespace(pid int, k Kind, fn func() error) error {
 	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.Name))
 	if err != nil {

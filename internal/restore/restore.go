@@ -341,9 +341,15 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err != nil {
 		return err
 	}
+	if forkFlags, err = r.newCgroupNamespace(stub, forkFlags); err != nil {
+		return err
+	}
 	root, err := stub.ForkIn(tree.root.pid, uint64(forkFlags))
 	if err != nil {
 		return forkError(tree.root.pid, err)
+	}
+	if err := r.cg.MoveBack(stub.Pid); err != nil {
+		return err
 	}
 	r.created = append(r.created, root)
 	res.Pid = root.Pid
@@ -446,6 +452,25 @@ func newTimeNamespace(tree *treeImages, stub *compel.Stub, nsFlags uintptr) (uin
 		return 0, err
 	}
 	return nsFlags &^ unix.CLONE_NEWTIME, nil
+}
+
+// newCgroupNamespace makes the cgroup namespace of the root, if nsFlags
+// has one, in the stub: a cgroup namespace is rooted where its creator
+// is, so the stub moves into the namespace's root cgroups (cgroup.img's
+// cgns_prefix) and unshares it, and the root is forked into it. It
+// returns the flags to fork the root with; the caller moves the stub
+// back once the root is made.
+func (r *restorer) newCgroupNamespace(stub *compel.Stub, nsFlags uintptr) (uintptr, error) {
+	if nsFlags&unix.CLONE_NEWCGROUP == 0 {
+		return nsFlags, nil
+	}
+	if err := r.cg.EnterNamespaceRoot(stub.Pid); err != nil {
+		return 0, err
+	}
+	if err := stub.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return 0, err
+	}
+	return nsFlags &^ unix.CLONE_NEWCGROUP, nil
 }
 
 // setupNamespaces sets up the new namespaces (flags) the root, pid in
