@@ -7,6 +7,8 @@ package restore
 import (
 	"fmt"
 
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+
 	"amber/internal/cgroups"
 )
 
@@ -36,5 +38,15 @@ func parentCgSet(t *taskImages) uint32 {
 	if t.parent == nil {
 		return 0
 	}
-	return t.parent.core.GetTc().GetCgSet()
+	return cgSet(t.parent.core)
+}
+
+// cgSet is the cgroup set of the process whose core is core: its
+// task core's cg_set, or its leader's thread core's, where CRIU 4.x
+// writes it alone.
+func cgSet(core *criucore.CoreEntry) uint32 {
+	if tc := core.GetTc(); tc != nil && tc.CgSet != nil {
+		return tc.GetCgSet()
+	}
+	return core.GetThreadCore().GetCgSet()
 }

@@ -28,7 +28,7 @@ func (r *restorer) createThreads(p *process) error {
 		}
 		r.created = append(r.created, task)
 		p.threads = append(p.threads, task)
-		if err := r.cg.MoveThread(task.Pid, th.core.GetThreadCore().GetCgSet(), p.t.core.GetTc().GetCgSet()); err != nil {
+		if err := r.cg.MoveThread(task.Pid, th.core.GetThreadCore().GetCgSet(), cgSet(p.t.core)); err != nil {
 			return err
 		}
 	}
