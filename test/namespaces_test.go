@@ -74,7 +74,8 @@ func TestNamespacesPID(t *testing.T) {
 // zombies and process groups come back inside a new one.
 func TestNamespacesPIDPrograms(t *testing.T) {
 	for _, name := range []string{"fork_cow", "tree50", "zombie_pgrp", "pgrp_session", "memfd_fork", "clone_files", "sk_unix_tree",
-		"threads_tls", "timers00", "timer_thread", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper", "tcp_closed00"} {
+		"threads_tls", "timers00", "timer_thread", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper", "tcp_closed00",
+		"pty00", "pty01", "tty_ctty"} {
 		t.Run(name, func(t *testing.T) {
 			c := startNamespaced(t, name, unix.CLONE_NEWPID)
 			c.mustDumpRestorePidNamespace()
@@ -499,4 +500,29 @@ func TestNamespacesBadIPCImage(t *testing.T) {
 	requireFailure(t, r, filepath.Base(names[0]))
 	requireFailure(t, r, "truncated")
 	requireNothingLeft(t, "a restore refused for its ipcns-msg image")
+}
+
+// TestNamespacesPty dumps ns_pty, a container in pid and mount
+// namespaces of its own with a devpts of its own, whose init holds a
+// locked pty and whose child leads a session controlled by another pty,
+// whose master it alone holds. Restored into new namespaces, the ptys
+// must be the container's again (made at its ptmx, with their indexes,
+// as its /dev/pts shows them) with their termios, window size, packet
+// mode, lock, queued bytes, controlling terminal and foreground group.
+func TestNamespacesPty(t *testing.T) {
+	p, _ := lookupProgram("ns_pty")
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump("--external", "mnt[/usr]:usr", "--external", "mnt[/ns_pty.out]:out"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	args := c.restoreArgs(pidfile, "-d", "--root", filepath.Join(c.dir, "root"),
+		"--external", "mnt[usr]:/usr", "--external", "mnt[out]:"+filepath.Join(c.dir, "ns_pty.out"))
+	if r := c.amber(c.prog, args...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+	c.mustPass()
 }

@@ -437,6 +437,10 @@ func optionTable() []option {
 		// handle and names it from there, whatever these say.
 		{"force-irmap", 0, noArg, ignore},
 		{"irmap-scan-path", 0, requiredArg, ignore},
+		// Which of its two mount engines CRIU restores a mount namespace
+		// with (the older one, without MOVE_MOUNT_SET_GROUP): both make
+		// the same mounts, and amber has one way of making them.
+		{"mntns-compat-mode", 0, noArg, ignore},
 	}
 	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)
@@ -488,7 +492,7 @@ func unsupportedOptions() []option {
 		{"tls-no-cn-verify", 0, noArg},
 		{"file-validation", 0, requiredArg}, {"skip-file-rwx-check", 0, noArg},
 		{"lsm-mount-context", 0, requiredArg},
-		{"mntns-compat-mode", 0, noArg}, {"unprivileged", 0, noArg},
+		{"unprivileged", 0, noArg},
 		{"allow-uprobes", 0, noArg},
 	}
 	out := make([]option, len(longs))

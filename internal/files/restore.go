@@ -152,6 +152,7 @@ func PlanFds(b *plan.Builder, in *RestoreInput) (*Restored, error) {
 	p := &fdPlanner{b: b, in: in, safe: safe, have: keepInherited(b, in, fds, safe),
 		placed: map[uint32]int{}, table: &Restored{Held: map[uint32]int{}}}
 	p.keepAmberPidfd()
+	p.takeTerminals()
 	for _, f := range fds {
 		if err := p.place(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", f.GetFd(), err)

@@ -26,7 +26,7 @@ type TtyInput struct {
 	OrphanPts bool
 }
 
-// Terminals are the terminals amber made for a restore. Tasks take their
+// Terminals are the terminals amber makes for a restore. Tasks take their
 // descriptors from amber (Fds); amber closes its own once every task has
 // taken them (Close).
 type Terminals struct {
@@ -35,6 +35,9 @@ type Terminals struct {
 	Fds map[uint32]TtyFd
 	// Warnings say what could not be had back exactly.
 	Warnings []string
+	in       TtyInput
+	groups   []*ttyGroup       // the terminals of the images (ttyGroups)
+	choices  []cttyChoice      // who gets which back as controlling terminal
 	cttys    map[int]Ctty      // by session leader
 	shell    *tty.TtyInfoEntry // the dumped state of a --shell-job's terminal
 	own      []int             // amber's descriptors
@@ -49,44 +52,68 @@ type Terminals struct {
 	reopen bool
 }
 
-// OpenTerminals makes the terminals of the images: a new pty for each
-// one whose master was dumped (with the dumped index if it is free) or
-// that was hung up, amber's standard input for a --shell-job's.
-func OpenTerminals(in TtyInput) (*Terminals, error) {
-	t := &Terminals{Fds: map[uint32]TtyFd{}, cttys: map[int]Ctty{}, peers: map[*ttyGroup]int{}, files: in.Files}
+// PrepareTerminals sorts the terminals of the images and chooses who
+// gets each back as controlling terminal; nothing is opened yet (Open):
+// the images are checked before any process is made.
+func PrepareTerminals(in TtyInput) (*Terminals, error) {
 	groups, err := ttyGroups(in.Files, in.Images, in.ShellJob, in.OrphanPts)
 	if err != nil {
 		return nil, err
 	}
+	t := &Terminals{Fds: map[uint32]TtyFd{}, cttys: map[int]Ctty{}, peers: map[*ttyGroup]int{}, files: in.Files, in: in, groups: groups}
 	for _, g := range groups {
 		if g.orphan {
 			t.orphan = g
-			continue
-		}
-		if err := t.open(g, in); err != nil {
-			t.Close()
-			return nil, err
 		}
 	}
-	choices, warnings := chooseCttys(groups, in.Procs)
-	t.Warnings = append(t.Warnings, warnings...)
-	for _, c := range choices {
+	t.choices, t.Warnings = chooseCttys(groups, in.Procs)
+	return t, nil
+}
+
+// Any tells whether the images have a terminal file.
+func (t *Terminals) Any() bool { return t != nil && len(t.groups) > 0 }
+
+// Open makes the terminals of the images, in the devpts the tree sees
+// from root ("/": amber's own; /proc/PID/root for a tree with a mount
+// namespace of its own, once its mounts are made): a new pty for each
+// one whose master was dumped (with the dumped index if it is free) or
+// that was hung up, amber's standard input for a --shell-job's. The
+// orphan pty waits for OpenOrphan.
+func (t *Terminals) Open(root string) error {
+	if !t.Any() {
+		return nil
+	}
+	r, err := openTreeRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	for _, g := range t.groups {
+		if g.orphan {
+			continue
+		}
+		if err := t.open(g, r); err != nil {
+			t.Close()
+			return err
+		}
+	}
+	for _, c := range t.choices {
 		if c.group.orphan {
 			t.orphanCtty = &c
 			continue
 		}
 		t.addCtty(c)
 	}
-	return t, nil
+	return nil
 }
 
 // open makes terminal g, or takes amber's for it.
-func (t *Terminals) open(g *ttyGroup, in TtyInput) error {
+func (t *Terminals) open(g *ttyGroup, r treeRoot) error {
 	if g.vt {
-		return t.openVT(g, in.Files)
+		return t.openVT(g, t.files, r)
 	}
 	if !g.inherit {
-		if err := t.openPty(g, in); err != nil {
+		if err := t.openPty(g, r); err != nil {
 			return fmt.Errorf("%v: %w", g, err)
 		}
 		return nil
@@ -106,22 +133,27 @@ func (t *Terminals) open(g *ttyGroup, in TtyInput) error {
 	return nil
 }
 
-// openPty makes a pty for g: master, slaves, then the dumped state.
-func (t *Terminals) openPty(g *ttyGroup, in TtyInput) error {
+// openPty makes a pty for g under root r: master, slaves, then the
+// dumped state. A pty made while mounting (AdoptPtys) is g's already.
+func (t *Terminals) openPty(g *ttyGroup, r treeRoot) error {
 	path, flags := "/dev/ptmx", uint32(unix.O_RDWR)
 	if len(g.masters) > 0 {
 		flags = g.masters[0].GetTty().GetFlags()
-		if p := ttyPath(in.Files, g.masters[0]); filepath.Base(p) == "ptmx" {
+		if p := ttyPath(t.files, g.masters[0]); filepath.Base(p) == "ptmx" {
 			path = p
 		}
 	}
-	open := func() (int, error) { return unix.Open(path, int(flags&reopenFlags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0) }
-	m, index, err := OpenPtmxIndex(open, path, g.index)
-	if err != nil {
-		return err
+	m, ok := t.premade[g.index]
+	index := g.index
+	if !ok {
+		var err error
+		open := func() (int, error) { return r.open(path, int(flags&reopenFlags)|unix.O_NOCTTY|unix.O_CLOEXEC) }
+		if m, index, err = OpenPtmxIndex(open, path, g.index); err != nil {
+			return err
+		}
+		t.own = append(t.own, m)
 	}
-	t.own = append(t.own, m)
-	if err := t.setUpPty(g, in.Files, in.Images, m, index); err != nil {
+	if err := t.setUpPty(g, t.files, t.in.Images, m, index); err != nil {
 		return err
 	}
 	if len(g.masters) == 0 {
@@ -373,29 +405,20 @@ func (t *Terminals) Ctty(pid int) (Ctty, bool) {
 }
 
 // SetReopen tells that the tasks are in a new pid namespace, where they
-// cannot see amber: they open its terminals again through its /proc
-// (TtyFd.Reopen).
+// cannot see amber: a session leader opens its controlling terminal
+// again through amber's /proc (Ctty.Reopen).
 func (t *Terminals) SetReopen() {
 	if t != nil {
 		t.reopen = true
 	}
 }
 
-// FileFds is Fds, nil for no terminals, each marked Reopen if the tasks
-// cannot see amber.
+// FileFds is Fds, nil for no terminals.
 func (t *Terminals) FileFds() map[uint32]TtyFd {
 	if t == nil {
 		return nil
 	}
-	if !t.reopen {
-		return t.Fds
-	}
-	out := make(map[uint32]TtyFd, len(t.Fds))
-	for id, f := range t.Fds {
-		f.Reopen = true
-		out[id] = f
-	}
-	return out
+	return t.Fds
 }
 
 // Finish gives amber's terminal the termios and window size the shell

@@ -77,21 +77,51 @@ func (t *Terminals) AdoptPtys(masters map[uint32]int) {
 // root, until it has the dumped index, as CRIU does.
 func (t *Terminals) openOrphanPtmx(g *ttyGroup, root string) (int, uint32, error) {
 	ptmx := path.Join(path.Dir(ttyPath(t.files, g.slaves[0])), "ptmx")
-	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	r, err := openTreeRoot(root)
 	if err != nil {
-		return -1, 0, fmt.Errorf("open the tree's root %s: %w", root, err)
+		return -1, 0, err
 	}
-	defer unix.Close(rootFd)
-	open := func() (int, error) {
-		return unix.Openat2(rootFd, ptmx, &unix.OpenHow{
-			Flags:   unix.O_RDWR | unix.O_NOCTTY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-	}
+	defer r.close()
+	open := func() (int, error) { return r.open(ptmx, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC) }
 	m, index, err := OpenPtmxIndex(open, ptmx, g.index)
 	if err != nil {
 		return -1, 0, err
 	}
 	t.own = append(t.own, m)
 	return m, index, nil
+}
+
+// treeRoot opens paths as the restored tree sees them: a pty made at
+// the tree's ptmx belongs to the tree's devpts, whose indexes and
+// /dev/pts nodes are the tree's.
+type treeRoot struct {
+	fd int // the tree's root, O_PATH; -1: amber's own
+}
+
+// openTreeRoot opens root, the tree's root as amber reaches it: "/", or
+// /proc/PID/root for a tree with a mount namespace of its own.
+func openTreeRoot(root string) (treeRoot, error) {
+	if root == "" || root == "/" {
+		return treeRoot{fd: -1}, nil
+	}
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return treeRoot{}, fmt.Errorf("open the tree's root %s: %w", root, err)
+	}
+	return treeRoot{fd: fd}, nil
+}
+
+// open opens name, an absolute path as the tree sees it, with flags:
+// symlinks (/dev/ptmx to pts/ptmx) resolve inside the tree's root.
+func (r treeRoot) open(name string, flags int) (int, error) {
+	if r.fd < 0 {
+		return unix.Open(name, flags, 0)
+	}
+	return unix.Openat2(r.fd, name, &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+}
+
+func (r treeRoot) close() {
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+	}
 }

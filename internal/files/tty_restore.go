@@ -15,16 +15,21 @@ import (
 )
 
 // Terminals, restore side. The TTY files of the images are sorted into
-// terminals (ttyGroups), a pure step. Then amber itself makes each pty
-// before any task is planned (OpenTerminals): it opens /dev/ptmx until it
-// gets the dumped index (devpts gives the lowest free index and takes no
-// wish, so this is CRIU's way too), sets termios, window size, modes and
-// queued bytes, and opens each slave file with TIOCGPTPEER. A task takes
-// its descriptors from amber with pidfd_getfd (makeTty), as it takes the
-// terminal of a --shell-job, which is amber's standard input. A session
-// leader gets its controlling terminal back right after setsid (PlanCtty)
-// and gives the foreground to the dumped process group once every
-// process is in its group (PlanForeground).
+// terminals (ttyGroups), a pure step, before any process is made
+// (PrepareTerminals). Then amber itself makes each pty, once the tree's
+// mounts are made and before any task is planned (Terminals.Open): it
+// opens the tree's ptmx (its devpts, as the tree's /dev/pts shows it)
+// until it gets the dumped index (devpts gives the lowest free index and
+// takes no wish, so this is CRIU's way too), sets termios, window size,
+// modes and queued bytes, and opens each slave file with TIOCGPTPEER. A
+// task takes its descriptors from amber with pidfd_getfd (makeTty), as it
+// takes the terminal of a --shell-job, which is amber's standard input;
+// in a new pid namespace, where amber has no PID, the root takes them all
+// through the pidfd of amber it starts with and the others take them from
+// the root (takeTerminals). A session leader gets its controlling
+// terminal back right after setsid (PlanCtty) and gives the foreground to
+// the dumped process group once every process is in its group
+// (PlanForeground).
 
 // TtyImages are tty-info.img and tty-data.img read back.
 type TtyImages struct {
@@ -280,10 +285,6 @@ type TtyFd struct {
 	// Master: a pty master, which only pidfd_getfd can give (opening it
 	// again would make a new pty).
 	Master bool
-	// Reopen: the task, in a new pid namespace, cannot see amber to
-	// pidfd_getfd from it; it opens the terminal again through amber's
-	// /proc instead.
-	Reopen bool
 }
 
 // Ctty is the controlling terminal of a restored session: amber's
@@ -293,7 +294,10 @@ type Ctty struct {
 	Fd   int
 	What string
 	Pgrp int
-	// Reopen: the task cannot see amber (TtyFd.Reopen).
+	// Reopen: the leader, in a new pid namespace, cannot see amber to
+	// pidfd_getfd from it: it opens the terminal again through amber's
+	// /proc (the tree's until its mounts are finished), never as a
+	// controlling terminal, before its TIOCSCTTY.
 	Reopen bool
 }
 
@@ -301,7 +305,12 @@ type Ctty struct {
 // its controlling terminal back: it takes amber's descriptor of it,
 // TIOCSCTTY, and closes it again (the terminal stays).
 func PlanCtty(b *plan.Builder, amberPid int, c Ctty) {
-	fd := planTakeTty(b, amberPid, TtyFd{Fd: c.Fd, What: c.What, Reopen: c.Reopen}, unix.O_RDWR)
+	var fd int
+	if c.Reopen {
+		fd = b.Open(c.What, fmt.Sprintf("/proc/%d/fd/%d", amberPid, c.Fd), unix.O_RDWR|unix.O_NOCTTY, 0)
+	} else {
+		fd = planTake(b, amberPid, c.Fd, c.What)
+	}
 	b.Call(fmt.Sprintf("make %s the controlling terminal", c.What), unix.SYS_IOCTL, uint64(fd), unix.TIOCSCTTY, 0)
 	b.Close(fd)
 }
@@ -322,26 +331,31 @@ func PlanForeground(b *plan.Builder, c Ctty) {
 }
 
 // makeTty gives the task the terminal file e: amber made it, or it is
-// amber's own terminal (--shell-job).
+// amber's own terminal (--shell-job). The task takes amber's very open
+// file, as a pty master can be had no other way, and a slave opened
+// again would fail once its master is closed (a hung-up pty) or locked.
 func (p *fdPlanner) makeTty(e *fdinfo.FileEntry) (int, error) {
 	t, ok := p.in.Ttys[e.GetId()]
 	if !ok {
 		return 0, fmt.Errorf("file id %d: %s: no terminal was made for it", e.GetId(), ttyPath(p.in.Files, e))
 	}
-	if t.Reopen && t.Master {
-		return 0, fmt.Errorf("file id %d: %s: a task in a new pid namespace cannot take a pty master from amber: not supported yet", e.GetId(), t.What)
-	}
-	return planTakeTty(p.b, p.in.AmberPid, t, e.GetTty().GetFlags()), nil
+	return p.takeFromAmber(t.Fd, fmt.Sprintf("file id %d (%s)", e.GetId(), t.What))
 }
 
-// planTakeTty plans the task's taking amber's descriptor t of a
-// terminal: the same open file, by pidfd_getfd; or, for a task that
-// cannot see amber (TtyFd.Reopen), a new open file of the same terminal
-// through amber's /proc (the tree's until its mounts are finished),
-// with flags, never as a controlling terminal.
-func planTakeTty(b *plan.Builder, amberPid int, t TtyFd, flags uint32) int {
-	if !t.Reopen {
-		return planTake(b, amberPid, t.Fd, t.What)
+// takeTerminals has the root of a new pid namespace, the one task of
+// the tree that holds a pidfd of amber, take every terminal file of the
+// tree from amber and park it: the other tasks, which cannot name
+// amber, inherit it or take it from the root (Shared).
+func (p *fdPlanner) takeTerminals() {
+	if !p.in.AmberHidden || p.amberPidfd == 0 {
+		return
 	}
-	return b.Open(t.What, fmt.Sprintf("/proc/%d/fd/%d", amberPid, t.Fd), int(flags&reopenFlags)|unix.O_NOCTTY, 0)
+	for _, id := range slices.Sorted(maps.Keys(p.in.Ttys)) {
+		if _, ok := p.have[id]; ok {
+			continue
+		}
+		t := p.in.Ttys[id]
+		fd := planTakeVia(p.b, p.amberPidfd, t.Fd, fmt.Sprintf("file id %d (%s), for the tree", id, t.What))
+		p.park(id, p.b.MoveAbove(fd, p.safe))
+	}
 }

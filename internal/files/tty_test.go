@@ -327,11 +327,14 @@ func TestRestoreLivePty(t *testing.T) {
 	for _, e := range d.Table.Entries() {
 		idx[e.GetId()] = e
 	}
-	terms, err := OpenTerminals(TtyInput{Files: idx, Images: imgs})
+	terms, err := PrepareTerminals(TtyInput{Files: idx, Images: imgs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer terms.Close()
+	if err := terms.Open("/"); err != nil {
+		t.Fatal(err)
+	}
 	m, s := restoredSides(t, terms, idx)
 	index, err := unix.IoctlGetUint32(m, unix.TIOCGPTN)
 	if err != nil {
@@ -656,8 +659,7 @@ func TestPlanForegroundWithoutCtty(t *testing.T) {
 // TestRestoreOrphanPty dumps the slave of a pty whose master is not in
 // the dump and makes it again: nothing before OpenOrphan, then a new pty
 // with the dumped termios and window size whose master goes to Give,
-// connected to the slave the tasks take; in a new pid namespace the
-// slave is opened again, never taken.
+// connected to the slave the tasks take.
 func TestRestoreOrphanPty(t *testing.T) {
 	p := openLivePty(t)
 	opts := DumpOptions{OrphanPtsMaster: true}
@@ -677,14 +679,17 @@ func TestRestoreOrphanPty(t *testing.T) {
 	for _, e := range d.Table.Entries() {
 		idx[e.GetId()] = e
 	}
-	if _, err := OpenTerminals(TtyInput{Files: idx, Images: imgs}); err == nil || !strings.Contains(err.Error(), "--shell-job") {
+	if _, err := PrepareTerminals(TtyInput{Files: idx, Images: imgs}); err == nil || !strings.Contains(err.Error(), "--shell-job") {
 		t.Errorf("without OrphanPts: %v, want an error asking for --shell-job", err)
 	}
-	terms, err := OpenTerminals(TtyInput{Files: idx, Images: imgs, OrphanPts: true})
+	terms, err := PrepareTerminals(TtyInput{Files: idx, Images: imgs, OrphanPts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer terms.Close()
+	if err := terms.Open("/"); err != nil {
+		t.Fatal(err)
+	}
 	if len(terms.Fds) != 0 {
 		t.Fatalf("descriptors %v before OpenOrphan", terms.Fds)
 	}
@@ -712,54 +717,84 @@ func TestRestoreOrphanPty(t *testing.T) {
 	if got := readNow(t, s.Fd); got != "abc" {
 		t.Errorf("slave reads %q from the master given, want %q", got, "abc")
 	}
-	terms.SetReopen()
-	for _, f := range terms.FileFds() {
-		if !f.Reopen || f.Master {
-			t.Errorf("%+v: want a slave opened again", f)
-		}
-	}
 }
 
-// TestPlanFdsTerminalsReopen: a task that cannot see amber (a new pid
-// namespace) opens a slave again through amber's /proc, never as its
-// controlling terminal, and is refused a master, naming it.
-func TestPlanFdsTerminalsReopen(t *testing.T) {
+// TestPlanFdsTerminalsHidden: in a new pid namespace, where amber has no
+// PID, the root takes every terminal file of the tree through the pidfd
+// of amber it starts with (never by amber's PID), places its own and
+// keeps the others parked; another task takes its file from the root,
+// and without a holder is refused, naming the file.
+func TestPlanFdsTerminalsHidden(t *testing.T) {
 	l := newLayout()
 	ti := newTtyImages()
+	master := ti.side(3, ptyMaster, 0, 0, false)
 	slave := ti.side(3, ptySlave, 0, 0, false)
+	other := ti.side(4, ptySlave, 0, 0, false) // another task's: a hung-up pty's slave
 	for id, e := range ti.idx {
 		l.in.Files[id] = e
 	}
-	l.fd(0, slave, false).fd(1, slave, false)
-	l.in.Ttys = map[uint32]TtyFd{slave: {Fd: 11, What: "pty 3 slave", Reopen: true}}
-	p, err := planFds(l)
+	l.fd(0, slave, false).fd(1, slave, false).fd(5, master, true)
+	l.in.Ttys = map[uint32]TtyFd{master: {Fd: 10, What: "pty 3 master", Master: true}, slave: {Fd: 11, What: "pty 3 slave"}, other: {Fd: 12, What: "pty 4 slave"}}
+	l.in.AmberHidden, l.in.AmberPidfd = true, 3
+	b := plan.NewBuilder(testBase, 0)
+	b.CloseAllBut(3)
+	r, err := PlanFds(b, l.in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newFdSim(junk(0, 1, 4))
-	amberTerminals(s, l.in.Ttys)
-	if err := s.run(p.prog); err != nil {
-		t.Fatalf("%v\nplan:\n%s", err, p.prog)
+	ClosePlan(b, r)
+	prog := b.Finish()
+	if text := prog.String(); strings.Contains(text, "pidfd_open") || strings.Contains(text, "/proc/") {
+		t.Errorf("the root names amber by PID or path:\n%s", text)
 	}
-	path := fmt.Sprintf("/proc/%d/fd/11", amberPid)
-	for _, fd := range []int{0, 1} {
-		d, ok := s.fds[fd]
-		if !ok || d.f.path != path || d.f.flags&unix.O_NOCTTY == 0 || d.f.flags&unix.O_ACCMODE != unix.O_RDWR {
-			t.Errorf("fd %d: %v, want %s opened O_RDWR|O_NOCTTY\n%s", fd, d.f, path, s.dump())
+	s := newFdSim(map[int]*simFile{3: {kind: "pidfd", origin: amberPid}})
+	amberTerminals(s, l.in.Ttys)
+	held, ok := r.Held[other]
+	if !ok || r.Parked[held] != other {
+		t.Fatalf("held %v, parked %v: want pty 4's slave parked for the tree", r.Held, r.Parked)
+	}
+	closing := len(prog.Calls) - len(r.Parked)
+	if err := s.runCalls(prog, 0, closing); err != nil {
+		t.Fatalf("%v\nplan:\n%s", err, prog)
+	}
+	for fd, want := range map[int]int{0: 11, 1: 11, 5: 10, held: 12} {
+		if d, ok := s.fds[fd]; !ok || d.f.kind != "amber" || d.f.origin != want {
+			t.Errorf("fd %d: %v, want amber's fd %d\n%s", fd, d.f, want, s.dump())
 		}
 	}
-	if s.fds[0].f != s.fds[1].f || s.opened[path] != 1 {
-		t.Errorf("%s opened %d times, want once for both fds\n%s", path, s.opened[path], s.dump())
+	for fd, id := range r.Parked {
+		if d, ok := s.fds[fd]; !ok || d.f.origin != l.in.Ttys[id].Fd {
+			t.Errorf("parked fd %d: %v, want amber's file of file id %d\n%s", fd, d.f, id, s.dump())
+		}
 	}
-	l = newLayout()
-	ti = newTtyImages()
-	master := ti.side(3, ptyMaster, 0, 0, false)
-	for id, e := range ti.idx {
-		l.in.Files[id] = e
+	if len(s.fds) != 3+len(r.Parked) {
+		t.Errorf("%d descriptors, want 0, 1, 5 and the parked files (no pidfd left):\n%s", len(s.fds), s.dump())
 	}
-	l.fd(0, master, false)
-	l.in.Ttys = map[uint32]TtyFd{master: {Fd: 10, What: "pty 3 master", Master: true, Reopen: true}}
-	if _, err := planFds(l); err == nil || !strings.Contains(err.Error(), "pty 3 master") || !strings.Contains(err.Error(), "new pid namespace") {
-		t.Errorf("a master in a new pid namespace: %v, want an error naming it", err)
+	if err := s.runCalls(prog, closing, len(prog.Calls)); err != nil || len(s.fds) != 3 {
+		t.Errorf("closing the parked files: %v\n%s", err, s.dump())
+	}
+
+	// Another task of the tree: pty 4's slave comes from the root, by
+	// the root's PID in the namespace.
+	c := newLayout()
+	c.in.Files, c.in.Ttys, c.in.AmberHidden = l.in.Files, l.in.Ttys, true
+	c.fd(0, other, false)
+	const rootPid = 1
+	c.in.Shared = func(id uint32) (Holder, bool) { return Holder{Pid: rootPid, Fd: held}, id == other }
+	p, err := planFds(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := newFdSim(nil)
+	cs.others[rootPid] = map[int]*simFile{held: s.others[amberPid][12]}
+	if err := cs.run(p.prog); err != nil {
+		t.Fatalf("%v\nplan:\n%s", err, p.prog)
+	}
+	if d, ok := cs.fds[0]; !ok || d.f.origin != 12 || len(cs.fds) != 1 {
+		t.Errorf("child's table:\n%s want amber's fd 12 at 0 alone", cs.dump())
+	}
+	c.in.Shared = nil
+	if _, err := planFds(c); err == nil || !strings.Contains(err.Error(), "pty 4 slave") || !strings.Contains(err.Error(), fmt.Sprint("file id ", other)) {
+		t.Errorf("no holder and no pidfd of amber: %v, want an error naming pty 4's slave", err)
 	}
 }

@@ -85,12 +85,12 @@ func readVtInfo(fd, pid int, st *syscall.Stat_t) (*tty.TtyInfoEntry, error) {
 }
 
 // openVT opens again each file of virtual terminal g by its path, in
-// amber; the first is what its session leader takes as its controlling
-// terminal.
-func (t *Terminals) openVT(g *ttyGroup, idx Index) error {
+// amber, as the tree sees it from root r; the first is what its session
+// leader takes as its controlling terminal.
+func (t *Terminals) openVT(g *ttyGroup, idx Index, r treeRoot) error {
 	for _, f := range g.slaves {
 		path := ttyPath(idx, f)
-		fd, err := unix.Open(path, int(f.GetTty().GetFlags()&reopenFlags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		fd, err := r.open(path, int(f.GetTty().GetFlags()&reopenFlags)|unix.O_NOCTTY|unix.O_CLOEXEC)
 		if err != nil {
 			return fmt.Errorf("file id %d: open %s: %w", f.GetId(), path, err)
 		}

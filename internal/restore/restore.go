@@ -244,7 +244,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			opts.Log.Errorf("remove the unlinked files made again: %v", rerr)
 		}
 	}()
-	if h.ttys, err = openTerminals(tree, opts); err != nil {
+	if h.ttys, err = prepareTerminals(tree, opts); err != nil {
 		return err
 	}
 	defer h.ttys.Close()
@@ -325,9 +325,10 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
-	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 {
+	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 || (h.hiddenAmber && h.ttys.Any()) {
 		// The root, forked from the stub, takes amber's descriptors
-		// through this pidfd, whatever pid namespace it is born in.
+		// through this pidfd, whatever pid namespace it is born in (in a
+		// new one, every terminal file of the tree: files.PlanFds).
 		if h.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
 			return err
 		}
@@ -359,7 +360,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
 		return err
 	}
-	if err := r.openOrphanPty(root.Pid, nsFlags); err != nil {
+	if err := r.openTerminals(root.Pid, nsFlags); err != nil {
 		return err
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {

@@ -9,10 +9,10 @@ import (
 	"amber/internal/plan"
 )
 
-// openTerminals makes the terminals of the tree before any process is
-// planned: tasks take them from amber. What cannot be had back exactly is
-// logged.
-func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
+// prepareTerminals sorts the terminals of the tree before any process
+// is made (files.PrepareTerminals); openTerminals makes them. What cannot
+// be had back exactly is logged.
+func prepareTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
 	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob, OrphanPts: opts.OrphanPtsMaster != nil}
 	if tree.root.extra != nil {
 		in.Images = tree.root.extra.Ttys
@@ -20,7 +20,7 @@ func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
 	for _, t := range tree.tasks {
 		in.Procs = append(in.Procs, files.TtyProc{Pid: t.pid, Sid: int(t.tree.GetSid()), Pgid: int(t.tree.GetPgid())})
 	}
-	terms, err := files.OpenTerminals(in)
+	terms, err := files.PrepareTerminals(in)
 	if err != nil {
 		return nil, err
 	}
@@ -30,18 +30,24 @@ func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
 	return terms, nil
 }
 
-// openOrphanPty makes the pty of a slave whose master was not dumped,
-// once the tree's mounts are made (its pty belongs to the tree's devpts,
-// nsFlags the new namespaces of the root, pid), and hands its master to
-// Options.OrphanPtsMaster.
-func (r *restorer) openOrphanPty(pid int, nsFlags uintptr) error {
+// openTerminals makes the terminals of the tree once its mounts are
+// made (nsFlags the new namespaces of the root, pid): a tree with a
+// mount namespace of its own has its ptys made at its own ptmx, in its
+// devpts, as its /dev/pts shows them. A slave whose master was not
+// dumped gets a new pty, whose master goes to Options.OrphanPtsMaster.
+// Tasks take them all from amber before any is released.
+func (r *restorer) openTerminals(pid int, nsFlags uintptr) error {
 	root := "/"
 	if nsFlags&unix.CLONE_NEWNS != 0 {
 		root = fmt.Sprintf("/proc/%d/root", pid)
 	}
-	before := len(r.host.ttys.Warnings)
-	err := r.host.ttys.OpenOrphan(files.OrphanInput{Root: root, Give: r.opts.OrphanPtsMaster})
-	for _, w := range r.host.ttys.Warnings[before:] {
+	terms := r.host.ttys
+	before := len(terms.Warnings)
+	err := terms.Open(root)
+	if err == nil {
+		err = terms.OpenOrphan(files.OrphanInput{Root: root, Give: r.opts.OrphanPtsMaster})
+	}
+	for _, w := range terms.Warnings[before:] {
 		r.opts.Log.Warnf("%s", w)
 	}
 	return err
