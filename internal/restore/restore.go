@@ -657,7 +657,7 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
 	r.hostPids[t.pid] = task.Pid
-	if err := r.cg.Move(task.Pid, t.core.GetTc().GetCgSet(), parentCgSet(t)); err != nil {
+	if err := r.cg.Move(task.Pid, t.core.GetTc().GetCgSet(), r.tree.parentCgSet(t)); err != nil {
 		return err
 	}
 	// Only where the new task's mappings lie matters: maps, not smaps.
