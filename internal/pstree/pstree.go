@@ -19,7 +19,9 @@
 //   - a process group helper: a task with the group's PID, forked by a
 //     member, that makes the group for the others to join, then ends;
 //   - a process forked before its parent's setsid when it kept the
-//     session its parent had before (CRIU's born_sid).
+//     session its parent had before (CRIU's born_sid);
+//   - a process in the session of a sibling forked by the sibling with
+//     CLONE_PARENT, as it was made.
 //
 // Every process joins a group other than the one it was born in only once
 // every task is made (Plan.Groups), before helpers and zombies end.
@@ -81,6 +83,10 @@ type Node struct {
 	// The session step, run once the task is made and its Early children
 	// forked: Setsid calls setsid, OwnGroup setpgid(0, 0).
 	Setsid, OwnGroup bool
+	// Sibling: its creator forks it with CLONE_PARENT, as a sibling of
+	// its own: the process is in the session its creator leads, but a
+	// child of the creator's parent.
+	Sibling bool
 	// EarlySubreaper: the process becomes a child subreaper before it
 	// forks anything, as an orphan must come back to it when a session
 	// helper below it ends. Every other child subreaper becomes one
@@ -94,9 +100,9 @@ type Node struct {
 }
 
 // Adopted reports whether a process of the images is forked by another
-// task than its dumped parent (a session helper), whose memory and
-// descriptors it then does not start with.
-func (n *Node) Adopted() bool { return n.Entry != nil && n.orphanedBy != nil }
+// task than its dumped parent (a session helper, or a sibling), whose
+// memory and descriptors it then does not start with.
+func (n *Node) Adopted() bool { return n.Entry != nil && (n.orphanedBy != nil || n.Sibling) }
 
 // Source is the nearest process that this task's memory comes from: its
 // creator, or the creator's source when that is a zombie or a helper
@@ -253,6 +259,10 @@ func (b *builder) sessions() error {
 		if b.bornIn(n.Parent, e.Sid) {
 			continue
 		}
+		if l := b.p.byPid[e.Sid]; l != nil && l.Entry != nil && l.Setsid && l.Parent == n.Parent {
+			b.sibling(n, l)
+			continue
+		}
 		if !b.reaper(n.Parent) {
 			return fmt.Errorf("pid %d: its session %d is neither its parent's (%d) nor led by an ancestor it was born under, and its parent, neither a pid namespace's init nor a child subreaper, cannot have adopted it",
 				e.Pid, e.Sid, n.Parent.Pid)
@@ -330,6 +340,14 @@ func (b *builder) adopt(n *Node) error {
 	b.children[h] = append(b.children[h], n)
 	b.orphans = append(b.orphans, n)
 	return nil
+}
+
+// sibling makes n, a process in the session its sibling l leads, a
+// child l forks with CLONE_PARENT after its setsid, as it was made.
+func (b *builder) sibling(n, l *Node) {
+	b.children[n.Parent] = slices.DeleteFunc(slices.Clone(b.children[n.Parent]), func(c *Node) bool { return c == n })
+	n.Parent, n.Sibling = l, true
+	b.children[l] = append(b.children[l], n)
 }
 
 // bornSidOf is the session n must be born in: 0 when any will do (it

@@ -36,6 +36,9 @@ func shape(p *Plan) string {
 		if n.EarlySubreaper {
 			s += "^"
 		}
+		if n.Sibling {
+			s += "~"
+		}
 		var early, late []string
 		for _, c := range n.Early {
 			early = append(early, walk(c))
@@ -88,21 +91,26 @@ func TestBuild(t *testing.T) {
 		{"born before setsid", []Entry{e(5, 1, 5, 5), e(12, 5, 12, 12), e(13, 12, 5, 5), e(14, 5, 14, 14), e(15, 14, 15, 15), e(16, 15, 5, 5)}, Options{},
 			"5!(12!(13|) 14!(15!(16|)|)) "},
 		// zdtm's ns flavor: orphans of the namespace's init.
-		{"orphan of a living leader", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), e(7, 1, 5, 5)}, Options{Init: true},
-			"1!(5!(Sh(7))) "},
+		{"orphan in its sibling's session", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), e(7, 1, 5, 5)}, Options{Init: true},
+			"1!(5!(7~)) "},
+		{"orphan of a living leader", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), e(6, 5, 6, 6), e(7, 1, 6, 6)}, Options{Init: true},
+			"1!(5!(6!(Sh(7)))) "},
 		{"orphan of a dead leader", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), e(11, 1, 10, 10)}, Options{Init: true},
 			"1!(5! S10!(11)) "},
 		{"orphan of a zombie leader", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), {Pid: 6, Ppid: 5, Pgid: 6, Sid: 6, Zombie: true}, e(7, 1, 6, 6)}, Options{Init: true},
 			"1!(5!(Z6!(Sh(7)))) "},
 		// sk-unix-restore-fs-share: the orphan's group leader is gone too.
 		{"orphan in a dead leader's group", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), e(7, 1, 6, 5)}, Options{Init: true},
-			"1!(5!(Sh(7(G6+)))) 7>6"},
+			"1!(5!(7~(G6+))) 7>6"},
 		// child_subreaper_and_reparent: the subreaper between the helper
 		// and the init becomes one last.
 		{"subreaper below the reaper", []Entry{e(1, 0, 1, 1), e(5, 1, 5, 5), {Pid: 6, Ppid: 5, Pgid: 6, Sid: 6, Subreaper: true}, e(8, 1, 6, 6)}, Options{Init: true},
 			"1!(5!(6!(Sh(8)))) "},
-		{"orphan of a subreaper", []Entry{{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10, Subreaper: true}, e(11, 10, 11, 11), e(13, 10, 11, 11)}, Options{},
-			"10!^(11!(Sh(13))) "},
+		{"orphan of a subreaper", []Entry{{Pid: 10, Ppid: 1, Pgid: 10, Sid: 10, Subreaper: true}, e(11, 10, 11, 11), e(12, 11, 12, 12), e(13, 10, 12, 12)}, Options{},
+			"10!^(11!(12!(Sh(13)))) "},
+		// session02: made by its sibling, the leader, with CLONE_PARENT.
+		{"in a sibling's session", []Entry{e(10, 1, 10, 10), e(11, 10, 11, 11), e(12, 10, 11, 11)}, Options{},
+			"10!(11!(12~)) "},
 		{"shell job", []Entry{e(10, 1, 10, 3), e(11, 10, 10, 3), e(12, 10, 12, 3)}, Options{ShellJob: true},
 			"10(11 12+) "},
 		{"not a shell job", []Entry{e(10, 1, 10, 3), e(11, 10, 10, 3)}, Options{},
@@ -135,8 +143,9 @@ func TestBuildSession00(t *testing.T) {
 	for _, h := range p.Helpers {
 		helpers = append(helpers, fmt.Sprintf("%d by %d", h.Pid, h.Parent.Pid))
 	}
-	if want := []string{"0 by 5", "10 by 1"}; !slices.Equal(helpers, want) {
-		t.Errorf("helpers %q, want %q: one forked by the leader of session 5, then one for dead session 10", helpers, want)
+	// 7 is forked by its sibling 5, the leader of its session.
+	if want := []string{"10 by 1"}; !slices.Equal(helpers, want) {
+		t.Errorf("helpers %q, want %q: one for dead session 10", helpers, want)
 	}
 }
 
@@ -170,7 +179,10 @@ func requireMade(t *testing.T, p *Plan, entries []Entry) {
 		}
 		pid := n.Pid
 		me := &ids{from.sid, from.pgid, 0}
-		if parent != nil {
+		switch {
+		case n.Sibling:
+			me.ppid = got[parent].ppid
+		case parent != nil:
 			me.ppid = parent.Pid
 		}
 		got[n] = me
@@ -254,7 +266,7 @@ func TestBuildErrors(t *testing.T) {
 // TestPlanOrder: Walk makes every task after the one that forks it, the
 // processes a helper adopts after the helper.
 func TestPlanOrder(t *testing.T) {
-	p, err := Build([]Entry{e(1, 0, 1, 1), e(7, 1, 5, 5), e(5, 1, 5, 5), e(6, 5, 6, 6)}, Options{Init: true})
+	p, err := Build([]Entry{e(1, 0, 1, 1), e(7, 1, 6, 6), e(5, 1, 5, 5), e(6, 5, 6, 6)}, Options{Init: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,8 +275,8 @@ func TestPlanOrder(t *testing.T) {
 	if want := []int{1, 5, 6, 0, 7}; !slices.Equal(order, want) {
 		t.Errorf("order %v, want %v", order, want)
 	}
-	if n := p.Node(7); !n.Adopted() || n.Source() != p.Node(5) {
-		t.Errorf("pid 7: adopted %v, source %v; want adopted, the memory of 5", n.Adopted(), n.Source())
+	if n := p.Node(7); !n.Adopted() || n.Source() != p.Node(6) {
+		t.Errorf("pid 7: adopted %v, source %v; want adopted, the memory of 6", n.Adopted(), n.Source())
 	}
 	if n := p.Node(6); n.Adopted() || n.Source() != p.Node(5) {
 		t.Errorf("pid 6: adopted %v, source %v; want its parent's", n.Adopted(), n.Source())

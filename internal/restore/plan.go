@@ -98,9 +98,9 @@ type origin struct {
 	// shareFiles and shareFS: forked with CLONE_FILES or CLONE_FS, it uses
 	// its parent's table or fs state and must not rebuild it.
 	shareFiles, shareFS bool
-	// adopted: forked by a session helper, a copy of another process
-	// than its dumped parent (parent), whose pages cow-PID.img does not
-	// speak of.
+	// adopted: forked by a session helper or a sibling, a copy of
+	// another process than its dumped parent (parent), whose pages
+	// cow-PID.img does not speak of.
 	adopted bool
 }
 

@@ -134,8 +134,8 @@ func sessionStep(m maker, n *ptree.Node) error {
 	return err
 }
 
-// forkChild forks process c from m, its restored parent or the session
-// helper that adopts it, and restores it.
+// forkChild forks process c from m, its restored parent, the session
+// helper that adopts it or its sibling, and restores it.
 func (r *restorer) forkChild(m maker, c *taskImages) error {
 	spec := compel.CloneSpec{ExitSignal: int(unix.SIGCHLD), Tid: c.pid}
 	o := &origin{parent: m.src.plan, adopted: c.node.Adopted()}
@@ -143,7 +143,12 @@ func (r *restorer) forkChild(m maker, c *taskImages) error {
 	if o.adopted {
 		pids = r.tree.byPid[int(c.tree.GetPpid())].ids
 		if cids.GetVmId() == pids.GetVmId() || cids.GetFilesId() == pids.GetFilesId() || cids.GetFsId() == pids.GetFsId() {
-			return fmt.Errorf("pid %d shares its memory, descriptors or fs state with its parent %d, which adopted it: not supported", c.pid, c.tree.GetPpid())
+			return fmt.Errorf("pid %d shares its memory, descriptors or fs state with its parent %d, which does not fork it here: not supported", c.pid, c.tree.GetPpid())
+		}
+		if c.node.Sibling {
+			// The parent's child, forked by its sibling: the exit
+			// signal is the sibling's.
+			spec.Flags, spec.ExitSignal = unix.CLONE_PARENT, 0
 		}
 	} else {
 		if cids.GetVmId() == pids.GetVmId() {

@@ -5,21 +5,23 @@
  * The root R makes itself a child subreaper (the init of a pid namespace
  * is one anyway), so that orphans come back to it, and sets up:
  *   A  M1 in the session and group of S1, which exited: M1 is R's now;
- *   B  O in the session of L, a living session leader, whose child X (O's
- *      parent) exited: O is R's now; L becomes a child subreaper only
- *      after X is gone, and O must not become its child on restore;
+ *   B  O in the session of X, a living session leader (L's child),
+ *      whose child Y (O's parent) exited: O is R's now; X becomes a child
+ *      subreaper only after Y is gone, and O must not become its child
+ *      on restore;
  *   C  Q in the group of G, which exited: Q is R's now, in R's session;
- *   D  W in the session of Z, which exited and stays an unreaped zombie;
+ *   D  W in the session of its sibling Z, which exited and stays an
+ *      unreaped zombie;
  *   E  K, forked by P before P called setsid: K keeps R's session;
  *   F  A1 in the group of its younger sibling B1;
  *   G  P2 in the group of its own child C2.
  * Every checked process makes sure of its IDs, parent included, before it
- * writes a byte to a pipe; R prints `ready` once it has all eleven.
+ * writes a byte to a pipe; R prints `ready` once it has all twelve.
  *
  * After SIGTERM R checks its own IDs and that Z is still a zombie in its
  * session and group, and sends SIGTERM to every checked process, which
  * checks getpid(), getppid(), getpgid(0) and getsid(0) and exits 0 or 1
- * (reasons on stderr, prefixed "session_leaders X (pid N)").  P and P2 add
+ * (reasons on stderr, prefixed "session_leaders X (pid N)").  L, P and P2 add
  * their child's verdict to their own; R reaps all (6 s) and prints PASS
  * only if all exited 0.
  */
@@ -183,26 +185,31 @@ int main(void)
 	if (waitpid(s1, &status, 0) != s1 || status)
 		fail("S1 ended with %#x", status);
 
-	/* B: O in the session of L, orphaned by X. */
+	/* B: O in the session of X, orphaned by Y. */
 	l = fork();
 	if (l < 0)
 		fail("fork L: %s", test_strerror(errno));
 	if (l == 0) {
-		me.name = "L";
-		if (setsid() < 0)
-			note("setsid: %s", test_strerror(errno));
-		pid = must_fork("X");
-		if (pid == 0) {
+		pid_t self = getpid(), x = must_fork("X");
+
+		if (x == 0) {
 			me.name = "X";
-			if (must_fork("O") == 0)
-				checked("O", r, getpgid(0), getsid(0), 0);
-			child_exit();
+			if (setsid() < 0)
+				note("setsid: %s", test_strerror(errno));
+			pid = must_fork("Y");
+			if (pid == 0) {
+				me.name = "Y";
+				if (must_fork("O") == 0)
+					checked("O", r, getpgid(0), getsid(0), 0);
+				child_exit();
+			}
+			if (waitpid(pid, &status, 0) != pid || status)
+				note("Y ended with %#x", status);
+			if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+				note("PR_SET_CHILD_SUBREAPER: %s", test_strerror(errno));
+			checked("X", self, getpid(), getpid(), 0);
 		}
-		if (waitpid(pid, &status, 0) != pid || status)
-			note("X ended with %#x", status);
-		if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
-			note("PR_SET_CHILD_SUBREAPER: %s", test_strerror(errno));
-		checked("L", r, getpid(), getpid(), 0);
+		checked("L", r, rpgid, rsid, x);
 	}
 
 	/* C: Q in the group of G, which exits. */
@@ -297,13 +304,13 @@ int main(void)
 
 	close(ready_pipe[1]);
 	close(pid_pipe[1]);
-	while (got < 11 && read(ready_pipe[0], &c, 1) == 1)
+	while (got < 12 && read(ready_pipe[0], &c, 1) == 1)
 		got++;
-	if (got != 11)
-		fail("only %d of 11 processes set up", got);
+	if (got != 12)
+		fail("only %d of 12 processes set up", got);
 	/* Every checked process gets SIGTERM from R, once. */
 
-	for (k = 0; k < 11; k++) {
+	for (k = 0; k < 12; k++) {
 		if (read(pid_pipe[0], &pid, sizeof(pid)) != sizeof(pid))
 			fail("read pids: %s", test_strerror(errno));
 		kids[n++] = pid;
