@@ -40,6 +40,7 @@ var programs = []program{
 	{name: "tree50"},
 	{name: "zombie"},
 	{name: "pgrp_session"},
+	{name: "session_leaders"},
 	{name: "clone_files"},
 	{name: "shared_file_pos"},
 	{name: "shm_anon_single"},

@@ -31,14 +31,16 @@ func prepareCgroups(tree *treeImages, opts Options) (*cgroups.Restorer, error) {
 	return cgroups.Prepare(p, opts.ManageCgroups, tree.rootCgSet, opts.CgroupYard)
 }
 
-// parentCgSet is the cgroup set t inherits when it is made: its
-// parent's, or for the root the restorer's own (the dumper's set in
+// parentCgSet is the cgroup set t inherits when it is made: that of the
+// process it is a copy of (its parent, or the source of the helper that
+// adopts it), or for the root the restorer's own (the dumper's set in
 // the images).
-func parentCgSet(t *taskImages) uint32 {
-	if t.parent == nil {
+func (tree *treeImages) parentCgSet(t *taskImages) uint32 {
+	src := t.node.Source()
+	if src == nil {
 		return 0
 	}
-	return cgSet(t.parent.core)
+	return cgSet(tree.byPid[src.Pid].core)
 }
 
 // cgSet is the cgroup set of the process whose core is core: its

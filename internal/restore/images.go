@@ -19,6 +19,7 @@ import (
 	"amber/internal/log"
 	"amber/internal/mem"
 	"amber/internal/netfilter"
+	ptree "amber/internal/pstree"
 	"amber/internal/seccomp"
 )
 
@@ -53,6 +54,9 @@ type taskImages struct {
 	// oddThreads: pstree.img's threads did not start with the leader,
 	// which only a zombie may do (CRIU's).
 	oddThreads bool
+	// node is the process in the plan of the tree: who forks it, what it
+	// forks, its session step.
+	node *ptree.Node
 }
 
 func newOf[T any]() func() *T { return func() *T { return new(T) } }
@@ -92,6 +96,11 @@ type treeImages struct {
 	// netLockID its run id (dump_criu_run_id), the lock's name.
 	netLock   netfilter.Method
 	netLockID string
+	// plan is how the tree is made: who forks whom, helpers, and the
+	// calls that give every process its session and group.
+	plan *ptree.Plan
+	// byPid are the processes by PID.
+	byPid map[int]*taskImages
 }
 
 // verifyImages checks the images in dir against their manifest before
@@ -127,8 +136,9 @@ func (t *treeImages) waitPagesCheck(l *log.Logger) error {
 	return nil
 }
 
-// load reads the images of the tree in dir.
-func load(dir image.Dir) (*treeImages, error) {
+// load reads the images of the tree in dir and plans how the tree is
+// made (shellJob: the root stays in amber's session, --shell-job).
+func load(dir image.Dir, shellJob bool) (*treeImages, error) {
 	inv, err := image.ReadOne(dir.InventoryPath(), image.Inventory, newOf[inventory.InventoryEntry]())
 	if err != nil {
 		return nil, err
@@ -182,6 +192,9 @@ func load(dir image.Dir) (*treeImages, error) {
 			t.threads[i].restart = restarts[t.threads[i].tid]
 		}
 	}
+	if err := tree.planTree(shellJob); err != nil {
+		return nil, err
+	}
 	if err := tree.loadLayers(); err != nil {
 		tree.closeParents()
 		return nil, err
@@ -202,8 +215,8 @@ func linkTree(path string, entries []*pstree.PstreeEntry) (*treeImages, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("%s: no process", path)
 	}
-	tree := &treeImages{}
 	byPid := map[int]*taskImages{}
+	tree := &treeImages{byPid: byPid}
 	for i, e := range entries {
 		t := &taskImages{tree: e, pid: int(e.GetPid())}
 		if t.pid <= 0 || byPid[t.pid] != nil {
@@ -226,6 +239,26 @@ func linkTree(path string, entries []*pstree.PstreeEntry) (*treeImages, error) {
 		tree.tasks = append(tree.tasks, t)
 	}
 	return tree, nil
+}
+
+// planTree plans how the tree is made (package pstree): the root is the
+// init of a pid namespace of its own when its PID is 1 (newNamespaces).
+func (tree *treeImages) planTree(shellJob bool) error {
+	entries := make([]ptree.Entry, len(tree.tasks))
+	for i, t := range tree.tasks {
+		e := t.tree
+		entries[i] = ptree.Entry{Pid: t.pid, Ppid: int(e.GetPpid()), Pgid: int(e.GetPgid()), Sid: int(e.GetSid()),
+			Zombie: t.zombie(), Subreaper: t.core.GetTc().GetChildSubreaper()}
+	}
+	plan, err := ptree.Build(entries, ptree.Options{Init: tree.root.pid == 1, ShellJob: shellJob})
+	if err != nil {
+		return fmt.Errorf("%s: %w", tree.dir.PstreePath(), err)
+	}
+	tree.plan = plan
+	for _, t := range tree.tasks {
+		t.node = plan.Node(t.pid)
+	}
+	return nil
 }
 
 // load reads the images of one process.

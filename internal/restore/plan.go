@@ -98,6 +98,10 @@ type origin struct {
 	// shareFiles and shareFS: forked with CLONE_FILES or CLONE_FS, it uses
 	// its parent's table or fs state and must not rebuild it.
 	shareFiles, shareFS bool
+	// adopted: forked by a session helper or a sibling, a copy of
+	// another process than its dumped parent (parent), whose pages
+	// cow-PID.img does not speak of.
+	adopted bool
 }
 
 // planned is one process's program and what it leaves for its children.
@@ -120,8 +124,11 @@ type planned struct {
 
 // Section names of a process's program.
 const (
-	sectionMain  = "main"  // run by the leader first
-	sectionFinal = "final" // run by the leader last, when every task is in place
+	sectionMain = "main" // run by the leader first
+	// sectionSession is the session step (planSession), run by the leader
+	// once it has forked the children born in its session before it.
+	sectionSession = "session"
+	sectionFinal   = "final" // run by the leader last, when every task is in place
 )
 
 // threadSection names the calls thread tid runs once every task is in
@@ -184,6 +191,8 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if err := planProcessState(b, t, h, o, p); err != nil {
 		return nil, err
 	}
+	b.StartSection(sectionSession)
+	planSession(b, t, h)
 	for i, th := range t.threads {
 		b.StartSection(threadSection(th.tid))
 		if i == 0 && !o.shareFS {
@@ -214,6 +223,10 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	timers.PlanRestore(b, t.core.GetTc().GetTimers())
 	// Guard pages once the children are forked: each installs its own.
 	mem.PlanGuards(b, t.guards)
+	if !earlySubreaper(t) {
+		// Last: orphans of the helpers, which end before, must pass it by.
+		taskattr.PlanChildSubreaper(b, t.core.GetTc())
+	}
 	planForeground(b, t, h)
 	p.warnings = append(p.warnings, planDumpable(b, t)...)
 	p.memfds.Finish(b)
@@ -234,11 +247,14 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, base, size uint64) error {
 	in := &mem.RestoreInput{
 		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
-		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current, Cow: t.cow,
+		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current,
 		Workers: h.workers, Populate: h.populate, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size}, Lazy: lazyPages(t, h),
 	}
 	p.lazy = in.Lazy
+	if !o.adopted {
+		in.Cow = t.cow
+	}
 	if o.parent != nil {
 		in.Parent = &mem.Parent{MM: o.parent.t.mm, Pagemap: o.parent.t.pagemap}
 	}
@@ -326,8 +342,8 @@ func keys(m map[int]uint32) []int {
 
 // planProcessState plans what the whole process shares: signal
 // dispositions, limits, personality, OOM score adjustment, child
-// subreaper, audit login UID, THP disabled, membarrier registrations, session and process
-// group.
+// subreaper (when early), audit login UID, THP disabled and membarrier
+// registrations.
 func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) error {
 	tc := t.core.GetTc()
 	var inherited []*criusa.SaEntry
@@ -348,51 +364,37 @@ func planProcessState(b *plan.Builder, t *taskImages, h *host, o *origin, p *pla
 		b.Call(fmt.Sprintf("personality %#x", pers), unix.SYS_PERSONALITY, uint64(pers))
 	}
 	p.warnings = append(p.warnings, taskattr.PlanOOMScoreAdj(b, tc.OomScoreAdj, h.oomFloor)...)
-	taskattr.PlanChildSubreaper(b, tc)
+	if earlySubreaper(t) {
+		taskattr.PlanChildSubreaper(b, tc)
+	}
 	taskattr.PlanLoginuid(b, tc.Loginuid, loginuid)
 	taskattr.PlanTHPDisable(b, t.mm)
 	if err := taskattr.PlanMembarrier(b, tc); err != nil {
 		return fmt.Errorf("core-%d.img: %w", t.pid, err)
 	}
-	p.warnings = append(p.warnings, planSession(b, t, h)...)
-	planCtty(b, t, h)
 	return nil
 }
 
-// planSession puts the process back in its session and process group.
-// The root of a --shell-job stays in amber's, as with criu, unless it led
-// its session: it leads a new one then (criu's restore_sid), and gets its
-// terminal back as controlling terminal (planCtty).
-func planSession(b *plan.Builder, t *taskImages, h *host) []string {
-	pid, sid, pgid := t.tree.GetPid(), t.tree.GetSid(), t.tree.GetPgid()
-	if t.parent == nil && h.shellJob && sid != pid {
-		return nil
-	}
-	// What the process inherits: its parent's restored values, or
-	// amber's for the root (treated as unknown: always set).
-	psid, ppgid := ^uint32(0), ^uint32(0)
-	if t.parent != nil {
-		psid, ppgid = t.parent.tree.GetSid(), t.parent.tree.GetPgid()
-	}
-	var warnings []string
-	if sid == pid {
+// planSession plans the session step the tree's plan gives the process
+// (pstree.Node), in its own section, which runs once the process has
+// forked the children that keep the session it had before: setsid, and
+// for a session leader its controlling terminal back (planCtty); or
+// setpgid(0, 0). Groups of others are joined once every task is made.
+func planSession(b *plan.Builder, t *taskImages, h *host) {
+	switch n := t.node; {
+	case n == nil:
+	case n.Setsid:
 		b.Call("setsid", unix.SYS_SETSID)
-		return nil
-	}
-	if sid != psid && t.parent != nil {
-		warnings = append(warnings, fmt.Sprintf("session %d of pid %d cannot be restored: it is neither its own nor its parent's", sid, pid))
-	}
-	switch {
-	case pgid == pid:
+		planCtty(b, t, h)
+	case n.OwnGroup:
 		b.Call("setpgid", unix.SYS_SETPGID, 0, 0)
-	case t.parent == nil:
-		// The root stays in amber's process group: the dumped one has no
-		// leader in the tree to join.
-	case pgid != ppgid:
-		b.Call(fmt.Sprintf("join process group %d", pgid), unix.SYS_SETPGID, 0, uint64(pgid))
 	}
-	return warnings
 }
+
+// earlySubreaper reports whether the process becomes a child subreaper
+// before it forks (an orphan comes back to it when a helper ends):
+// otherwise it becomes one in its final section.
+func earlySubreaper(t *taskImages) bool { return t.node != nil && t.node.EarlySubreaper }
 
 // planThread plans one thread's own state (thread i of its process):
 // signal stack, rseq, futex and tid registrations, name, scheduling,

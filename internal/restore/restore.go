@@ -14,9 +14,11 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +37,9 @@ import (
 	"amber/internal/mem"
 	"amber/internal/mounts"
 	"amber/internal/namespaces"
+	"amber/internal/plan"
 	"amber/internal/proc"
+	ptree "amber/internal/pstree"
 	"amber/internal/rlimit"
 	"amber/internal/taskattr"
 )
@@ -141,7 +145,7 @@ func Run(opts Options) (Result, error) {
 	}
 	defer check.Stop()
 	opts.Log.Debugf("images opened and checked in %v", time.Since(start))
-	tree, err := load(dir)
+	tree, err := load(dir, opts.ShellJob)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
@@ -270,7 +274,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	defer hostNs.Close()
 	h.hostNs = hostNs.Fds
-	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids(), ownNet: ownNet}
+	r := &restorer{cpus: orig, pinned: pinned, xsave: cpu.HostLayout(), opts: opts, host: h, holders: map[uint32]files.Holder{}, hostPids: map[int]int{}, pidMax: pidMax(), treePids: tree.pids(), ownNet: ownNet,
+		tree: tree, makers: map[*ptree.Node]maker{}, endings: map[*ptree.Node]ending{}}
+	for pid := range tree.plan.Pids() {
+		r.treePids[pid] = true // helpers' too
+	}
 	h.shared = r.holder
 	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
@@ -364,6 +372,15 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
+		return err
+	}
+	if err := r.joinGroups(); err != nil {
+		return err
+	}
+	if err := r.endHelpers(); err != nil {
+		return err
+	}
+	if err := r.endZombies(); err != nil {
 		return err
 	}
 	// Every task's memory is filled: the pages images, checked meanwhile,
@@ -555,6 +572,11 @@ func notify(opts Options, action string, pid int) error {
 // restorer carries one restore's state.
 type restorer struct {
 	opts Options
+	tree *treeImages
+	// makers are the tasks made so far, by node of the tree's plan, and
+	// endings the zombies and helpers among them.
+	makers  map[*ptree.Node]maker
+	endings map[*ptree.Node]ending
 	// ownNet: the root is in a network namespace of its own (new,
 	// joined or external), whose lock the restore lifts.
 	ownNet  bool
@@ -661,7 +683,7 @@ func (r *restorer) memfdHolder(ino uint32) (files.Holder, bool) {
 func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages, o *origin) error {
 	var err error
 	r.hostPids[t.pid] = task.Pid
-	if err := r.cg.Move(task.Pid, cgSet(t.core), parentCgSet(t)); err != nil {
+	if err := r.cg.Move(task.Pid, cgSet(t.core), r.tree.parentCgSet(t)); err != nil {
 		return err
 	}
 	// Only where the new task's mappings lie matters: maps, not smaps.
@@ -707,12 +729,18 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if err := r.createThreads(proc); err != nil {
 		return err
 	}
-	for _, c := range t.children {
-		if err := r.forkChild(proc, c); err != nil {
-			return err
-		}
+	m := maker{task: task, src: proc}
+	r.makers[t.node] = m
+	return r.forkAll(m, t.node, func() error { return runSessionStep(task, p.prog) })
+}
+
+// runSessionStep runs the session section of a process's program, if it
+// has one (planSession).
+func runSessionStep(task *compel.Task, prog *plan.Program) error {
+	if sec, ok := prog.Section(sectionSession); !ok || sec.End == sec.Start {
+		return nil
 	}
-	return nil
+	return runSection(task, prog, sectionSession)
 }
 
 // releaseAll lets every restored task run.
@@ -782,13 +810,18 @@ func makeGhosts(tree *treeImages, h *host, nsFlags uintptr) (*files.HostGhosts, 
 	return files.MakeHostGhosts(gs)
 }
 
-// checkPidsFree names the first PID or TID of the tree already in use.
+// checkPidsFree names the first PID or TID of the tree, or of a helper of
+// its plan, already in use.
 func checkPidsFree(tree *treeImages) error {
+	pids := tree.plan.Pids()
 	for _, t := range tree.tasks {
 		for _, th := range t.threads {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", th.tid)); err == nil {
-				return fmt.Errorf("pid %d is in use by %s", th.tid, describePid(th.tid))
-			}
+			pids[th.tid] = true
+		}
+	}
+	for _, pid := range slices.Sorted(maps.Keys(pids)) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			return fmt.Errorf("pid %d is in use by %s", pid, describePid(pid))
 		}
 	}
 	return nil

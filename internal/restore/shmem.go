@@ -4,6 +4,7 @@ import (
 	"amber/internal/files"
 	"amber/internal/image"
 	"amber/internal/mem"
+	ptree "amber/internal/pstree"
 )
 
 // sharedImages are the shared memory objects of the whole tree:
@@ -32,20 +33,14 @@ func loadShared(dir image.Dir, tree *treeImages) (*sharedImages, error) {
 }
 
 // restoreOrder lists the live processes in the order restoreProcess
-// makes them: each one, then the subtree of each of its children.
+// makes them (the tree's plan).
 func (tree *treeImages) restoreOrder() []*taskImages {
 	var out []*taskImages
-	var walk func(t *taskImages)
-	walk = func(t *taskImages) {
-		if t.zombie() {
-			return
+	tree.plan.Walk(func(n *ptree.Node) {
+		if n.Kind == ptree.Live {
+			out = append(out, tree.byPid[n.Pid])
 		}
-		out = append(out, t)
-		for _, c := range t.children {
-			walk(c)
-		}
-	}
-	walk(tree.root)
+	})
 	return out
 }
 

@@ -1,17 +1,20 @@
 package restore
 
 // Making tasks: threads cloned with their TIDs, children forked from
-// their restored parents, zombies, and the last steps before release.
+// their restored parents (or the helpers of the tree's plan), zombies and
+// helpers, groups joined, and the last steps before release.
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/plan"
+	ptree "amber/internal/pstree"
 )
 
 // threadFlags clone a thread of the task.
@@ -35,15 +38,121 @@ func (r *restorer) createThreads(p *process) error {
 	return nil
 }
 
-// forkChild forks child c from its restored parent p and restores it; a
-// zombie is made to exit at once with its dumped status.
-func (r *restorer) forkChild(p *process, c *taskImages) error {
+// maker is a task that forks others: a restored process, or a zombie or
+// helper still to end, which runs the code of the restored process it
+// is a copy of.
+type maker struct {
+	task *compel.Task
+	src  *process // the restored process whose memory it has
+}
+
+func (m maker) insn() uint64 { return m.src.plan.prog.Insn() }
+func (m maker) args() uint64 { return m.src.plan.prog.CloneArgs }
+
+// ending is a helper or a zombie made, which ends once every task is
+// made and in its group.
+type ending struct {
+	maker
+	by  maker // its creator, which reaps a helper
+	tid int   // its PID in its pid namespace
+}
+
+// forkAll forks what node n of the plan forks, as m: the children born
+// in the session it had before, then its session step, then the rest.
+func (r *restorer) forkAll(m maker, n *ptree.Node, step func() error) error {
+	for _, c := range n.Early {
+		if err := r.create(m, c); err != nil {
+			return err
+		}
+	}
+	if err := step(); err != nil {
+		return fmt.Errorf("pid %d: %w", n.Pid, err)
+	}
+	for _, c := range n.Late {
+		if err := r.create(m, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// create makes task n of the plan, forked by m: a process restored to
+// run, or a zombie or helper, which takes its session step and forks
+// what it forks, and ends once every task is made (endHelpers,
+// endZombies).
+func (r *restorer) create(m maker, n *ptree.Node) error {
+	if n.Kind == ptree.Live {
+		return r.forkChild(m, r.tree.byPid[n.Pid])
+	}
+	spec := compel.CloneSpec{Tid: n.Pid}
+	if n.Kind == ptree.Zombie {
+		spec.ExitSignal = int(unix.SIGCHLD)
+	}
+	task, err := r.cloneTask(m, spec)
+	if err != nil {
+		return fmt.Errorf("%v %d: %w", n.Kind, n.Pid, err)
+	}
+	r.created = append(r.created, task)
+	self := maker{task: task, src: m.src}
+	r.makers[n] = self
+	r.endings[n] = ending{maker: self, by: m, tid: spec.Tid}
+	return r.forkAll(self, n, func() error { return sessionStep(self, n) })
+}
+
+// cloneTask clones a zombie or helper from m; a helper without a PID of
+// its own (spec.Tid 0) takes a free one that no task of the tree needs,
+// which spec gets.
+func (r *restorer) cloneTask(m maker, spec compel.CloneSpec) (*compel.Task, error) {
+	if spec.Tid != 0 {
+		task, err := m.task.Clone(m.insn(), m.args(), spec)
+		return task, forkError(spec.Tid, err)
+	}
+	for tid := r.pidMax - 1; tid > 300; tid-- {
+		if r.treePids[tid] {
+			continue
+		}
+		spec.Tid = tid
+		task, err := m.task.Clone(m.insn(), m.args(), spec)
+		if errors.Is(err, compel.ErrPidInUse) {
+			continue
+		}
+		return task, err
+	}
+	return nil, errors.New("no free pid for a helper")
+}
+
+// sessionStep runs the session step of a zombie or helper, which have no
+// program of their own.
+func sessionStep(m maker, n *ptree.Node) error {
+	var err error
+	switch {
+	case n.Setsid:
+		_, err = m.task.SyscallOK(m.insn(), unix.SYS_SETSID)
+	case n.OwnGroup:
+		_, err = m.task.SyscallOK(m.insn(), unix.SYS_SETPGID, 0, 0)
+	}
+	return err
+}
+
+// forkChild forks process c from m, its restored parent, the session
+// helper that adopts it or its sibling, and restores it.
+func (r *restorer) forkChild(m maker, c *taskImages) error {
 	spec := compel.CloneSpec{ExitSignal: int(unix.SIGCHLD), Tid: c.pid}
-	o := &origin{parent: p.plan}
-	if !c.zombie() {
-		pids, cids := p.t.ids, c.ids
+	o := &origin{parent: m.src.plan, adopted: c.node.Adopted()}
+	pids, cids := m.src.t.ids, c.ids
+	if o.adopted {
+		pids = r.tree.byPid[int(c.tree.GetPpid())].ids
+		if cids.GetVmId() == pids.GetVmId() || cids.GetFilesId() == pids.GetFilesId() || cids.GetFsId() == pids.GetFsId() {
+			return fmt.Errorf("pid %d shares its memory, descriptors or fs state with its parent %d, which does not fork it here: not supported", c.pid, c.tree.GetPpid())
+		}
+		if c.node.Sibling {
+			// The parent's child, forked by its sibling: the exit
+			// signal is the sibling's.
+			spec.Flags, spec.ExitSignal = unix.CLONE_PARENT, 0
+		}
+	} else {
 		if cids.GetVmId() == pids.GetVmId() {
-			return fmt.Errorf("pid %d shares its memory with its parent %d (CLONE_VM): not supported yet", c.pid, p.t.pid)
+			return fmt.Errorf("pid %d shares its memory with its parent %d (CLONE_VM): not supported yet", c.pid, m.src.t.pid)
 		}
 		if o.shareFiles = cids.GetFilesId() == pids.GetFilesId(); o.shareFiles {
 			spec.Flags |= unix.CLONE_FILES
@@ -52,58 +161,51 @@ func (r *restorer) forkChild(p *process, c *taskImages) error {
 			spec.Flags |= unix.CLONE_FS
 		}
 	}
-	task, err := p.threads[0].Clone(p.plan.prog.Insn(), p.plan.prog.CloneArgs, spec)
+	task, err := m.task.Clone(m.insn(), m.args(), spec)
 	if err != nil {
 		return forkError(c.pid, err)
 	}
 	r.created = append(r.created, task)
-	if c.zombie() {
-		if err := r.joinZombieGroup(p, task, c); err != nil {
-			return fmt.Errorf("zombie %d: %w", c.pid, err)
-		}
-		return makeZombie(task, p.plan.prog, c)
-	}
-	// The child has its parent's scratch area: its syscall instruction
+	// The child has its source's scratch area: its syscall instruction
 	// serves until the child maps its own.
-	return r.restoreProcess(task, p.plan.prog.Insn(), c, o)
+	return r.restoreProcess(task, m.insn(), c, o)
 }
 
-// joinZombieGroup puts the new task for zombie c in its dumped process
-// group before it ends. A group none of the tree leads any more (its
-// leader exited and was reaped, the zombie lives on in it) is made by a
-// helper of its parent's, a process with the group's ID that leads it
-// for the moment, then exits without a signal to the parent, which
-// reaps it.
-func (r *restorer) joinZombieGroup(p *process, task *compel.Task, c *taskImages) error {
-	pgid, insn := c.tree.GetPgid(), p.plan.prog.Insn()
-	switch {
-	case pgid == p.t.tree.GetPgid():
-		return nil // its parent's, which it has
-	case int(pgid) == c.pid:
-		_, err := task.SyscallOK(insn, unix.SYS_SETPGID, 0, 0)
-		return err
+// joinGroups runs the plan's setpgid calls, once every task is made.
+func (r *restorer) joinGroups() error {
+	for _, s := range r.tree.plan.Groups {
+		m := r.makers[s.Node]
+		if _, err := m.task.SyscallOK(m.insn(), unix.SYS_SETPGID, 0, uint64(s.Pgid)); err != nil {
+			return fmt.Errorf("pid %d: join process group %d: %w", s.Node.Pid, s.Pgid, err)
+		}
 	}
-	_, err := task.SyscallOK(insn, unix.SYS_SETPGID, 0, uint64(pgid))
-	if err == nil || !errors.Is(err, unix.EPERM) {
-		return err // joined, or a failure a helper cannot fix
+	return nil
+}
+
+// endHelpers ends every helper, which its creator reaps: the orphans a
+// session helper forked go to their reaper.
+func (r *restorer) endHelpers() error {
+	for _, n := range r.tree.plan.Helpers {
+		e := r.endings[n]
+		if err := e.task.Exit(e.insn(), 0); err != nil {
+			return fmt.Errorf("%v %d: %w", n.Kind, e.tid, err)
+		}
+		if _, err := e.by.task.SyscallOK(e.by.insn(), unix.SYS_WAIT4, uint64(e.tid), 0, unix.WALL, 0); err != nil {
+			return fmt.Errorf("reap %v %d: %w", n.Kind, e.tid, err)
+		}
+		// Reaped: its PID may be anyone's now.
+		r.created = slices.DeleteFunc(r.created, func(t *compel.Task) bool { return t == e.task })
 	}
-	parent := p.threads[0]
-	helper, err := parent.Clone(insn, p.plan.prog.CloneArgs, compel.CloneSpec{Tid: int(pgid)})
-	if err != nil {
-		return fmt.Errorf("helper for process group %d: %w", pgid, forkError(int(pgid), err))
-	}
-	r.created = append(r.created, helper)
-	if _, err := helper.SyscallOK(insn, unix.SYS_SETPGID, 0, 0); err != nil {
-		return fmt.Errorf("helper for process group %d: %w", pgid, err)
-	}
-	if _, err := task.SyscallOK(insn, unix.SYS_SETPGID, 0, uint64(pgid)); err != nil {
-		return fmt.Errorf("join process group %d: %w", pgid, err)
-	}
-	if err := helper.Exit(insn, 0); err != nil {
-		return err
-	}
-	if _, err := parent.SyscallOK(insn, unix.SYS_WAIT4, uint64(pgid), 0, unix.WALL, 0); err != nil {
-		return fmt.Errorf("reap helper %d: %w", pgid, err)
+	return nil
+}
+
+// endZombies makes every zombie end the way it ended.
+func (r *restorer) endZombies() error {
+	for _, n := range r.tree.plan.Zombies {
+		e := r.endings[n]
+		if err := makeZombie(e.task, e.src.plan.prog, r.tree.byPid[n.Pid]); err != nil {
+			return fmt.Errorf("zombie %d: %w", n.Pid, err)
+		}
 	}
 	return nil
 }

@@ -7,12 +7,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/files"
-	"amber/internal/mem"
 )
 
 // TestPlanTaskCtty: a session leader with a controlling terminal calls
 // setsid, then TIOCSCTTY on amber's descriptor of the terminal, in its
-// main section (before it forks the rest of its session); it gives the
+// session section (before it forks the rest of its session); it gives the
 // foreground to the dumped group in its final section, once every
 // process is in its group. A process that does not lead its session does
 // neither.
@@ -30,6 +29,7 @@ func TestPlanTaskCtty(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			im := newImages()
 			im.t.tree.Sid = proto.Uint32(c.sid)
+			im.planLone(c.shellJob)
 			h := im.host()
 			h.shellJob = c.shellJob
 			h.ttys = files.NewTerminals(nil, map[int]files.Ctty{testPid: {Fd: 0, What: "amber's terminal", Pgrp: 777}})
@@ -37,8 +37,9 @@ func TestPlanTaskCtty(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// runMain runs the main section, the fill, then this one.
-			afterFill, _ := p.prog.Section(mem.SectionAfterFill)
+			// The session step runs once the process has forked the
+			// children born in the session it had before.
+			session, _ := p.prog.Section(sectionSession)
 			final, _ := p.prog.Section(sectionFinal)
 			setsid, take, ctty, fg := -1, -1, -1, -1
 			for i, call := range p.prog.Calls {
@@ -59,8 +60,8 @@ func TestPlanTaskCtty(t *testing.T) {
 				}
 				return
 			}
-			if setsid < 0 || take < setsid || ctty < take || ctty >= afterFill.End {
-				t.Errorf("setsid at %d, amber's fd 0 taken at %d, TIOCSCTTY at %d; want them in this order before the threads' sections (from %d)\n%s", setsid, take, ctty, afterFill.End, p.prog)
+			if setsid < session.Start || take < setsid || ctty < take || ctty >= session.End {
+				t.Errorf("setsid at %d, amber's fd 0 taken at %d, TIOCSCTTY at %d; want them in this order in the session section [%d, %d)\n%s", setsid, take, ctty, session.Start, session.End, p.prog)
 			}
 			if fg < final.Start || fg >= final.End {
 				t.Errorf("TIOCSPGRP at %d; want it in the final section [%d, %d)\n%s", fg, final.Start, final.End, p.prog)

@@ -93,8 +93,9 @@ func PlanTHPDisable(b *plan.Builder, e *mm.MmEntry) {
 }
 
 // PlanChildSubreaper plans making the process a child subreaper again.
-// Run before its children are forked, it is inherited by them as the
-// kernel's has_child_subreaper mark, which lets their orphans find it.
+// Its descendants get the kernel's has_child_subreaper mark, which lets
+// their orphans find it, whether they are forked before or after (Linux
+// 4.11 marks those already there).
 func PlanChildSubreaper(b *plan.Builder, tc *criucore.TaskCoreEntry) {
 	if tc.GetChildSubreaper() {
 		b.Call("become child subreaper", unix.SYS_PRCTL, unix.PR_SET_CHILD_SUBREAPER, 1)
