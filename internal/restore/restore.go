@@ -350,6 +350,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if root.Pid != tree.root.pid {
 		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
 	}
+	// amber's descriptor of the tree's /proc, if the mounts leave one,
+	// is closed however the restore ends.
+	defer func() { r.mounts.Close() }()
 	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
 		return err
 	}
@@ -491,6 +494,9 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 		return err
 	}
 	r.mounts = m
+	if fd := m.TreeProc(); fd >= 0 {
+		r.host.treeProc = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
+	}
 	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	root := fmt.Sprintf("/proc/%d/root", pid)
