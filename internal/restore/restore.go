@@ -258,12 +258,16 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer compel.Unpin(orig)
-	dead, err := openDeadPidfds(tree)
-	if err != nil {
-		return err
+	// The dead processes of a new pid namespace's pidfds are made in it,
+	// once it exists.
+	if nsFlags&unix.CLONE_NEWPID == 0 {
+		dead, err := openDeadPidfds(tree)
+		if err != nil {
+			return err
+		}
+		defer dead.Close()
+		h.deadPidfds = dead.FileFds()
 	}
-	defer dead.Close()
-	h.deadPidfds = dead.FileFds()
 	hostNs, err := files.OpenHostNs(tree.root.files, tree.rootIDs)
 	if err != nil {
 		return err
@@ -358,6 +362,14 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	if err := r.openOrphanPty(root.Pid, nsFlags); err != nil {
 		return err
+	}
+	if nsFlags&unix.CLONE_NEWPID != 0 {
+		dead, err := openDeadPidfdsIn(tree, root.Pid)
+		if err != nil {
+			return err
+		}
+		defer dead.Close()
+		h.deadPidfds = dead.FileFds()
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
