@@ -133,6 +133,7 @@ var programs = []program{
 	{name: "ipcns_mqueue", cflags: []string{"-lrt"}, cloneflags: unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
+	{name: "ns_proc", cflags: []string{"-static"}, cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, own: true},
 	{name: "cgroup_member", own: true},
 	{name: "cgroup_threads", cflags: []string{"-pthread"}, own: true},
 	{name: "unhashed_cwd", own: true},
