@@ -3,10 +3,13 @@ package test
 import (
 	"context"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestDumpPidNamespaceInit dumps a tree whose root is the init of a pid
@@ -50,4 +53,29 @@ func TestDumpPidNamespaceInit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestNamespacesPIDMountProc dumps ns_proc, the init of pid and mount
+// namespaces of its own pivoted into ROOT with a proc of its pid
+// namespace, holding files of that /proc (its own maps, a child's stat,
+// /proc/1/status), a pidfd of a dead child and shared anonymous memory
+// through map_files, and restores it with --root ROOT: its /proc files
+// must be those of its own /proc again (not amber's, where its PIDs
+// name other processes), its pidfd one of a dead process, its memory
+// its contents.
+func TestNamespacesPIDMountProc(t *testing.T) {
+	c := startNamespaced(t, "ns_proc", unix.CLONE_NEWPID|unix.CLONE_NEWNS)
+	tree := descendants(c.pid)
+	if r := c.dump("--external", "mnt[/ns_proc.out]:out"); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	root := filepath.Join(c.dir, "root")
+	out := filepath.Join(c.dir, "ns_proc.out")
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--root", root, "--external", "mnt[out]:"+out)...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+	c.mustPass()
 }

@@ -135,6 +135,7 @@ var programs = []program{
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pty", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, own: true},
+	{name: "ns_proc", cflags: []string{"-static"}, cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, own: true},
 	{name: "cgroup_member", own: true},
 	{name: "cgroup_threads", cflags: []string{"-pthread"}, own: true},
 	{name: "cgroup_ns", own: true},

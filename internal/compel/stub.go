@@ -23,11 +23,21 @@ type Stub struct {
 
 // StartStub starts a stub. Tasks it forks inherit its descriptors (none but
 // /dev/null on 0-2), its credentials and its limits, i.e. amber's.
-func StartStub() (*Stub, error) {
+func StartStub() (*Stub, error) { return startStub(unix.SIGKILL) }
+
+// StartStubBelow is StartStub from a thread whose children are born in a
+// pid namespace below amber's (setns): the stub sees no parent there
+// (getppid is 0), which Go's fork takes for its parent's death under a
+// parent-death signal, so it goes without one. Once it stops after exec
+// PTRACE_O_EXITKILL ties it to amber all the same, and before that, if
+// amber dies, it runs as a stub, which exits at once (IsStub).
+func StartStubBelow() (*Stub, error) { return startStub(0) }
+
+func startStub(deathSig unix.Signal) (*Stub, error) {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"amber-stub"}
 	cmd.Env = []string{}
-	cmd.SysProcAttr = &unix.SysProcAttr{Ptrace: true, Pdeathsig: unix.SIGKILL}
+	cmd.SysProcAttr = &unix.SysProcAttr{Ptrace: true, Pdeathsig: deathSig}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start restore stub: %w", err)
 	}

@@ -294,13 +294,13 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case ptyOf(st) != notPty:
 		return d.addTty(pid, fd, link, st, ptyOf(st), flags)
 	case strings.HasSuffix(link, " (deleted)") && st.Mode()&os.ModeNamedPipe == 0:
-		if err := t.onTreeMount(link, info); err != nil {
+		if err := d.onTreeMount(link, info, st); err != nil {
 			return 0, 0, err
 		}
 		id, err := d.addGhost(pid, fd, link, info, st, flags)
 		return id, fdinfo.FdTypes_REG, err
 	case st.Mode()&os.ModeNamedPipe != 0 && strings.HasPrefix(link, "/"):
-		if err := t.onTreeMount(link, info); err != nil {
+		if err := d.onTreeMount(link, info, st); err != nil {
 			return 0, 0, err
 		}
 		id, err := d.addFifo(pid, fd, link, info, st, flags)
@@ -318,10 +318,22 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
 		return 0, 0, fmt.Errorf("%s: block devices are not supported", link)
 	}
-	if err := t.onTreeMount(link, info); err != nil {
+	if err := d.onTreeMount(link, info, st); err != nil {
 		return 0, 0, err
 	}
 	return t.addReg(link, flags, uint64(info.Pos), st), fdinfo.FdTypes_REG, nil
+}
+
+// onTreeMount refuses a file named by path that is on a mount outside
+// the tree's mount namespace (Table.onTreeMount), but for the kernel's
+// internal shmem mount, which is in no namespace: a file of it (shared
+// anonymous memory opened through map_files) is the tree's in a mount
+// namespace as on the host.
+func (d *Dumper) onTreeMount(path string, info proc.FdInfo, st os.FileInfo) error {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok && d.opts.ShmemDev != 0 && s.Dev == d.opts.ShmemDev {
+		return nil
+	}
+	return d.Table.onTreeMount(path, info)
 }
 
 // sameFile finds a descriptor seen earlier, in this process or another,

@@ -19,6 +19,14 @@ import (
 // the task's final section, which runs when every task of the tree is in
 // place, and its number holds a placeholder until then. It is not checked
 // against the dump either: a /proc file's size says nothing.
+//
+// The path is the one the task saw, in the procfs of its pid namespace.
+// A tree restored in a mount namespace of its own sees amber's /proc
+// there until the restore ends (mounts.Restore), where its PIDs name
+// other processes or none: the task then opens the tree's own /proc
+// (RestoreInput.TreeProc) in its files plan, while it still may reach
+// amber's descriptors, keeps it until the final section, and opens the
+// late files under it there, then closes it.
 
 // Pidfds of tasks of the tree wait for the final section likewise
 // (pidfd.go).
@@ -63,6 +71,10 @@ func (p *fdPlanner) placeLate(f *fdinfo.FdinfoEntry) bool {
 			break
 		}
 	}
+	if e.GetType() == fdinfo.FdTypes_REG && p.in.TreeProc != "" && p.table.ProcDir == 0 {
+		dir := p.b.Open("the tree's own /proc, for its files under /proc/PID", p.in.TreeProc, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		p.table.ProcDir = p.b.MoveAbove(dir, p.safe)
+	}
 	// The number must be taken for real: later calls get the lowest free
 	// descriptor, as the plan predicts them.
 	fd := p.b.Open("a placeholder until the tree exists", "/", unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -87,9 +99,12 @@ func PlanLate(b *plan.Builder, t *Restored) {
 		if l.Entry.GetType() == fdinfo.FdTypes_PIDFD {
 			fd = planLivePidfd(b, l.Entry)
 		} else {
-			fd = planLateProc(b, l.Entry)
+			fd = planLateProc(b, l.Entry, t.ProcDir)
 		}
 		b.Move(fd, l.Fd, l.Cloexec)
+	}
+	if t.ProcDir > 0 {
+		b.Close(t.ProcDir)
 	}
 }
 
@@ -105,10 +120,17 @@ func isLate(e *fdinfo.FileEntry, inTree func(pid int) bool) bool {
 	return false
 }
 
-// planLateProc opens e, a file under /proc/PID, at its position.
-func planLateProc(b *plan.Builder, e *fdinfo.FileEntry) int {
+// planLateProc opens e, a file under /proc/PID, at its position: under
+// procDir, the tree's own /proc the task holds, if not 0.
+func planLateProc(b *plan.Builder, e *fdinfo.FileEntry, procDir int) int {
 	reg := e.GetReg()
-	fd := b.Open(fmt.Sprintf("file id %d, of a task of the tree", e.GetId()), reg.GetName(), openFlags(reg), 0)
+	what := fmt.Sprintf("file id %d, of a task of the tree", e.GetId())
+	var fd int
+	if procDir > 0 {
+		fd = b.OpenAt(what, procDir, strings.TrimPrefix(reg.GetName(), "/proc/"), openFlags(reg), 0)
+	} else {
+		fd = b.Open(what, reg.GetName(), openFlags(reg), 0)
+	}
 	if pos := reg.GetPos(); pos != 0 {
 		b.Call(fmt.Sprintf("seek %s to %d", reg.GetName(), pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
 	}

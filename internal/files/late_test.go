@@ -110,3 +110,48 @@ func TestPlanDevTty(t *testing.T) {
 		}
 	}
 }
+
+// In a mount namespace where the task sees amber's /proc over its own
+// (TreeProc set), the main plan opens the tree's own /proc and keeps it
+// above every target, and the late file is opened under it, relative,
+// in the final section, which then closes it.
+func TestPlanLateTreeProc(t *testing.T) {
+	l := newLayout()
+	stat := l.reg("/proc/42/stat", unix.O_RDONLY, 0)
+	delete(l.sizes, "/proc/42/stat")
+	maps := l.reg("/proc/43/maps", unix.O_RDONLY, 0)
+	delete(l.sizes, "/proc/43/maps")
+	l.fd(3, stat, false).fd(5, maps, false)
+	l.in.TreePid = func(pid int) bool { return pid == 42 || pid == 43 }
+	l.in.TreeProc = "/proc/99/fd/12"
+	b := plan.NewBuilder(testBase, 0)
+	r, err := PlanFds(b, l.in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ProcDir < 6 {
+		t.Fatalf("the tree's /proc is held at fd %d: want it above the targets (6 or more)", r.ProcDir)
+	}
+	main := b.Len()
+	PlanLate(b, r)
+	p := b.Finish()
+	var opened []string
+	for i, c := range p.Calls {
+		switch c.Nr {
+		case unix.SYS_OPENAT:
+			opened = append(opened, fmt.Sprintf("%v %d %s", i >= main, int64(c.Args[0]), cString(t, p, c.Args[1])))
+		case unix.SYS_CLOSE:
+			if i >= main && int(c.Args[0]) == r.ProcDir {
+				opened = append(opened, "close the tree's /proc")
+			}
+		}
+	}
+	dir := int64(r.ProcDir)
+	want := []string{
+		"false -100 /proc/99/fd/12", "false -100 /", "false -100 /",
+		fmt.Sprintf("true %d 42/stat", dir), fmt.Sprintf("true %d 43/maps", dir), "close the tree's /proc",
+	}
+	if !slices.Equal(opened, want) {
+		t.Errorf("opens (late, dir, path) %q, want %q", opened, want)
+	}
+}

@@ -31,7 +31,8 @@ import (
 // process must point to a dead process again: amber starts a process
 // that never runs for each dumped dead one, opens the pidfds of all that
 // pointed to it (one pidfs inode again), ends it, and the holders take
-// theirs from amber (OpenDeadPidfds).
+// theirs from amber (OpenDeadPidfds), or open them again through amber's
+// /proc from a pid namespace where amber has no PID (reopenDeadPidfd).
 
 // pidfdLink is what /proc/PID/fd shows for a pidfd, with pidfs (Linux
 // 6.9+) as with the anonymous inodes before it.
@@ -118,7 +119,25 @@ func (p *fdPlanner) makePidfd(e *fdinfo.FileEntry) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("file id %d: a pidfd of a dead process, and amber made none for it", e.GetId())
 	}
-	return planTake(p.b, p.in.AmberPid, fd, fmt.Sprintf("pidfd of a dead process, file id %d", e.GetId())), nil
+	what := fmt.Sprintf("pidfd of a dead process, file id %d", e.GetId())
+	if p.amberPidfd > 0 || !p.in.AmberHidden {
+		return p.takeFromAmber(fd, what)
+	}
+	return p.reopenDeadPidfd(pe, fd, what), nil
+}
+
+// reopenDeadPidfd plans opening amber's pidfd fd again, for a task in a
+// pid namespace where amber has no PID to take it from: through amber's
+// /proc, which the task sees over its own until the tree is restored
+// (mounts.Restore), as a new open file of the same pidfs inode. open
+// drops O_EXCL, so PIDFD_THREAD is not kept; of a process that is gone
+// it would only tell that the pidfd was opened for a thread.
+func (p *fdPlanner) reopenDeadPidfd(pe *pidfd.PidfdEntry, fd int, what string) int {
+	if pe.GetFlags()&unix.O_EXCL != 0 && p.in.Warnf != nil {
+		p.in.Warnf("file id %d: a pidfd of a dead thread (PIDFD_THREAD) in a new pid namespace is restored without the flag", pe.GetId())
+	}
+	flags := unix.O_RDWR | int(pe.GetFlags()&unix.O_NONBLOCK)
+	return p.b.Open(what, fmt.Sprintf("/proc/%d/fd/%d", p.in.AmberPid, fd), flags, 0)
 }
 
 // DeadPidfds are amber's pidfds standing for those of the images whose

@@ -171,3 +171,32 @@ func TestAddPidfd(t *testing.T) {
 		t.Errorf("no Pid line: no error")
 	}
 }
+
+// A task in a pid namespace of its own, where amber has no PID and that
+// holds no pidfd of amber, opens a dead process's pidfd again through
+// amber's /proc, with its PIDFD_NONBLOCK.
+func TestPlanDeadPidfdHidden(t *testing.T) {
+	l := newLayout()
+	dead := l.pidfd(-1, 9, unix.O_NONBLOCK)
+	l.fd(3, dead, false)
+	l.in.DeadPidfds = map[uint32]int{dead: 77}
+	l.in.AmberHidden = true
+	b := plan.NewBuilder(testBase, 0)
+	if _, err := PlanFds(b, l.in); err != nil {
+		t.Fatal(err)
+	}
+	p := b.Finish()
+	var calls []string
+	for _, c := range p.Calls {
+		switch c.Nr {
+		case unix.SYS_OPENAT:
+			calls = append(calls, fmt.Sprintf("open %s %#o", cString(t, p, c.Args[1]), c.Args[2]))
+		case unix.SYS_PIDFD_OPEN, unix.SYS_PIDFD_GETFD:
+			calls = append(calls, plan.SyscallName(c.Nr))
+		}
+	}
+	want := []string{fmt.Sprintf("open /proc/%d/fd/77 %#o", amberPid, unix.O_RDWR|unix.O_NONBLOCK)}
+	if !slices.Equal(calls, want) {
+		t.Errorf("plan %q, want %q", calls, want)
+	}
+}

@@ -95,6 +95,10 @@ type RestoreInput struct {
 	// names no process (or another one): without AmberPidfd it cannot
 	// take an inherited file from amber.
 	AmberHidden bool
+	// TreeProc is the path of the tree's own /proc while the task sees
+	// amber's there (a mount namespace of its own): its late files under
+	// /proc/PID are opened under it ("": the /proc it sees is its own).
+	TreeProc string
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -118,6 +122,10 @@ type Restored struct {
 	// Late are the files under /proc/PID of a task of the tree, opened
 	// only once every task exists (PlanLate).
 	Late []LateFile
+	// ProcDir is the descriptor of the tree's own /proc (TreeProc) the
+	// task holds from its files plan to its final section, where Late
+	// files are opened under it (0: none).
+	ProcDir int
 }
 
 // reopenFlags are the open flags that make sense to pass again; creation

@@ -42,7 +42,9 @@ var nsKinds = []nsKind{{"net", unix.CLONE_NEWNET}, {"ipc", unix.CLONE_NEWIPC}, {
 //
 // Until Finish, amber's /proc is mounted over the tree's: the restored
 // tasks reach amber's descriptors (its images, files it holds for them)
-// as /proc/AMBER/fd/N, as they do outside a mount namespace.
+// as /proc/AMBER/fd/N, as they do outside a mount namespace. The tree's
+// own /proc stays reachable meanwhile through a descriptor amber holds
+// (TreeProc): files under /proc/PID of the tree are opened there.
 func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored, error) {
 	if opts.Root == "" {
 		return nil, fmt.Errorf("%s: the tree has a mount namespace of its own: give its root with --root", dir.MountpointsPath(id))
@@ -59,12 +61,13 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 	if err != nil {
 		return nil, err
 	}
-	r := &Restored{pid: pid, ptys: map[uint32]int{}}
+	r := &Restored{pid: pid, ptys: map[uint32]int{}, procFd: -1}
 	err = onThread(pid, nsKinds, func() error { return r.run(dir, steps, root, opts) })
 	if err != nil {
 		for _, fd := range r.TakePtys() {
 			unix.Close(fd)
 		}
+		r.Close()
 		return nil, err
 	}
 	return r, nil
@@ -74,6 +77,9 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 type Restored struct {
 	pid      int  // a task in it
 	procOver bool // amber's /proc is mounted over the tree's
+	// procFd is amber's O_PATH descriptor of what the tree has at /proc
+	// under amber's (-1: none).
+	procFd int
 	// ptys are the masters of the ptys made for binds of their slaves,
 	// by index, until TakePtys.
 	ptys map[uint32]int
@@ -91,9 +97,30 @@ func (r *Restored) TakePtys() map[uint32]int {
 	return p
 }
 
+// TreeProc is amber's descriptor of the tree's own /proc while amber's
+// is mounted over it, -1 if none: a task of the tree opens it through
+// /proc/AMBER/fd, as it sees amber's /proc, to reach the procfs of its
+// pid namespace where its dumped /proc paths resolve.
+func (r *Restored) TreeProc() int {
+	if r == nil {
+		return -1
+	}
+	return r.procFd
+}
+
+// Close closes amber's descriptor of the tree's /proc, if it holds one.
+func (r *Restored) Close() {
+	if r == nil || r.procFd < 0 {
+		return
+	}
+	unix.Close(r.procFd)
+	r.procFd = -1
+}
+
 // Finish takes amber's /proc away from over the tree's, once the tasks
 // no longer need amber's descriptors.
 func (r *Restored) Finish() error {
+	r.Close()
 	if r == nil || !r.procOver {
 		return nil
 	}
@@ -186,6 +213,11 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 		}
 	}
 	if st, err := os.Stat(filepath.Join(root, "proc")); err == nil && st.IsDir() {
+		fd, err := inRoot(rootFd, "/proc", unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return fmt.Errorf("open the tree's /proc: %w", err)
+		}
+		r.procFd = fd
 		if err := unix.Mount("/proc", filepath.Join(root, "proc"), "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("mount amber's /proc over the tree's: %w", err)
 		}

@@ -55,6 +55,17 @@ func (b *Builder) Open(what, path string, flags int, mode uint32) int {
 	return fd
 }
 
+// OpenAt plans openat(dir, path, flags, mode), path relative to the
+// directory the task holds at dir, and returns the descriptor it will
+// get.
+func (b *Builder) OpenAt(what string, dir int, path string, flags int, mode uint32) int {
+	fd := b.fds.lowest()
+	b.Call(fmt.Sprintf("open %s under fd %d (%s) as fd %d", path, dir, what, fd), unix.SYS_OPENAT,
+		uint64(dir), b.String(path), uint64(flags), uint64(mode))
+	b.fds.set(fd)
+	return fd
+}
+
 // Take records a descriptor created by a planned call (pipe2, socket,
 // pidfd_getfd) and returns its number. Calls that create one descriptor
 // use Next first to learn what it will be.

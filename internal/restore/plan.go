@@ -79,6 +79,9 @@ type host struct {
 	// hiddenAmber: the tree is in a pid namespace of its own, where
 	// amber's PID names no process.
 	hiddenAmber bool
+	// treeProc is the path through amber's /proc, mounted over the
+	// tree's, of the tree's own /proc ("": the tasks see their own).
+	treeProc string
 }
 
 // fileCheck is how t's files are verified against the dump.
@@ -288,7 +291,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
-			Inherit: h.inherit, AmberHidden: h.hiddenAmber, NsIDs: t.ids, HostNs: h.hostNs,
+			Inherit: h.inherit, AmberHidden: h.hiddenAmber, NsIDs: t.ids, HostNs: h.hostNs, TreeProc: h.treeProc,
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit
@@ -328,6 +331,9 @@ func descriptorsOf(t *taskImages, r *files.Restored, memfds *files.Memfds) map[i
 	}
 	for _, fd := range memfds.Fds() {
 		out[fd] = 0
+	}
+	if r.ProcDir > 0 {
+		out[r.ProcDir] = 0
 	}
 	return out
 }

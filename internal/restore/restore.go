@@ -262,12 +262,16 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer compel.Unpin(orig)
-	dead, err := openDeadPidfds(tree)
-	if err != nil {
-		return err
+	// The dead processes of a new pid namespace's pidfds are made in it,
+	// once it exists.
+	if nsFlags&unix.CLONE_NEWPID == 0 {
+		dead, err := openDeadPidfds(tree)
+		if err != nil {
+			return err
+		}
+		defer dead.Close()
+		h.deadPidfds = dead.FileFds()
 	}
-	defer dead.Close()
-	h.deadPidfds = dead.FileFds()
 	hostNs, err := files.OpenHostNs(tree.root.files, tree.rootIDs)
 	if err != nil {
 		return err
@@ -365,11 +369,22 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if root.Pid != tree.root.pid {
 		opts.Log.Infof("pid %d of the new pid namespace is pid %d", tree.root.pid, root.Pid)
 	}
+	// amber's descriptor of the tree's /proc, if the mounts leave one,
+	// is closed however the restore ends.
+	defer func() { r.mounts.Close() }()
 	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
 		return err
 	}
 	if err := r.openTerminals(root.Pid, nsFlags); err != nil {
 		return err
+	}
+	if nsFlags&unix.CLONE_NEWPID != 0 {
+		dead, err := openDeadPidfdsIn(tree, root.Pid)
+		if err != nil {
+			return err
+		}
+		defer dead.Close()
+		h.deadPidfds = dead.FileFds()
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
@@ -534,6 +549,9 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 		return err
 	}
 	r.mounts = m
+	if fd := m.TreeProc(); fd >= 0 {
+		r.host.treeProc = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
+	}
 	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	root := fmt.Sprintf("/proc/%d/root", pid)
