@@ -10,6 +10,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/fsroot"
 	"amber/internal/proc"
 )
 
@@ -157,15 +158,17 @@ func (idx Index) MappedPath(c FileCheck, x *Extra, ghosts map[uint32]string) fun
 
 // HostGhosts are the ghosts amber made for a restore, removed by Remove.
 type HostGhosts struct {
+	root *fsroot.Root
 	made []string
 }
 
-// MakeHostGhosts creates each ghost at its path with its contents,
-// owner, mode and times. On error it removes those it made.
-func MakeHostGhosts(gs []HostGhost) (*HostGhosts, error) {
-	h := &HostGhosts{}
+// MakeHostGhosts creates each ghost at its path in root (the tree's;
+// nil: amber's) with its contents, owner, mode and times. On error it
+// removes those it made.
+func MakeHostGhosts(root *fsroot.Root, gs []HostGhost) (*HostGhosts, error) {
+	h := &HostGhosts{root: root}
 	for _, g := range gs {
-		err := makeHostGhost(g, func() { h.made = append(h.made, g.Path) })
+		err := makeHostGhost(root, g, func() { h.made = append(h.made, g.Path) })
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("make the unlinked file %s again: %w", g.Path, err), h.Remove())
 		}
@@ -174,22 +177,24 @@ func MakeHostGhosts(gs []HostGhost) (*HostGhosts, error) {
 }
 
 // makeHostGhost creates one ghost; made is called once it exists.
-func makeHostGhost(g HostGhost, made func()) error {
+func makeHostGhost(root *fsroot.Root, g HostGhost, made func()) error {
 	e := g.Ghost.Entry
 	mode := e.GetMode() & 0o7777
-	f, err := os.OpenFile(g.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := root.Open(g.Path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "create", Path: g.Path, Err: err}
 	}
 	made()
+	f := os.NewFile(uintptr(fd), g.Path)
 	err = fillHostGhost(f, g.Ghost, mode)
+	if err == nil {
+		// Last: writing changes the modification time.
+		err = setGhostTimes(fd, g.Ghost)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return err
-	}
-	return setGhostTimes(g.Path, g.Ghost)
+	return err
 }
 
 // fillHostGhost writes the ghost's size and data into f, then gives it
@@ -209,18 +214,18 @@ func fillHostGhost(f *os.File, g *Ghost, mode uint32) error {
 	return unix.Fchmod(int(f.Fd()), mode)
 }
 
-// setGhostTimes sets the ghost's access and modification times, if the
-// image has them.
-func setGhostTimes(at string, g *Ghost) error {
+// setGhostTimes sets the access and modification times of the ghost
+// open at fd, if the image has them.
+func setGhostTimes(fd int, g *Ghost) error {
 	a, m := g.Entry.GetAtim(), g.Entry.GetMtim()
 	if a == nil || m == nil {
 		return nil
 	}
-	ts := []unix.Timespec{
-		{Sec: int64(a.GetTvSec()), Nsec: int64(a.GetTvUsec() * 1000)},
-		{Sec: int64(m.GetTvSec()), Nsec: int64(m.GetTvUsec() * 1000)},
+	tv := []unix.Timeval{
+		{Sec: int64(a.GetTvSec()), Usec: int64(a.GetTvUsec())},
+		{Sec: int64(m.GetTvSec()), Usec: int64(m.GetTvUsec())},
 	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, at, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return unix.Futimes(fd, tv)
 }
 
 // Remove unlinks every ghost made, once: the tasks keep them open and
@@ -232,7 +237,7 @@ func (h *HostGhosts) Remove() error {
 	}
 	var errs []error
 	for _, p := range h.made {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := h.root.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
