@@ -87,18 +87,19 @@ func (r *Root) Mountinfo() string {
 func (r *Root) Open(p string, flags int, mode uint32) (int, error) {
 	flags |= unix.O_CLOEXEC
 	if r == nil {
-		return retry(func() (int, error) { return unix.Open(p, flags, mode) })
+		return retry(flags, func() (int, error) { return unix.Open(p, flags, mode) })
 	}
 	how := &unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	return retry(func() (int, error) { return unix.Openat2(r.fd, p, how) })
+	return retry(flags, func() (int, error) { return unix.Openat2(r.fd, p, how) })
 }
 
 // retry runs open again while it is interrupted, or (openat2) while a
-// rename raced its lookup.
-func retry(open func() (int, error)) (int, error) {
+// rename raced its lookup (EAGAIN). With O_NONBLOCK, EAGAIN is the
+// open's own answer (a lease to break): it is returned, never retried.
+func retry(flags int, open func() (int, error)) (int, error) {
 	for {
 		fd, err := open()
-		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+		if errors.Is(err, unix.EINTR) || (errors.Is(err, unix.EAGAIN) && flags&unix.O_NONBLOCK == 0) {
 			continue
 		}
 		return fd, err

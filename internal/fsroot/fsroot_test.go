@@ -1,6 +1,7 @@
 package fsroot
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -98,5 +99,29 @@ func TestAmbersRoot(t *testing.T) {
 	}
 	if r.Mountinfo() != "/proc/self/mountinfo" || r.Close() != nil {
 		t.Errorf("amber's root: %s", r.Mountinfo())
+	}
+}
+
+// TestOpenNonblockLease: an O_NONBLOCK open that would break a lease
+// fails at once with EWOULDBLOCK, which is EAGAIN: Open must not take it
+// for openat2's rename race and try again until the lease break times
+// out (45 s), as it once did.
+func TestOpenNonblockLease(t *testing.T) {
+	dir, r := tree(t)
+	held, err := os.OpenFile(filepath.Join(dir, "etc/f"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := unix.FcntlInt(held.Fd(), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		t.Skipf("no write lease here: %v", err)
+	}
+	fd, err := r.Open("/etc/f", unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err == nil {
+		unix.Close(fd)
+		t.Fatal("opened a file under a write lease without breaking it")
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("got %v, want EWOULDBLOCK", err)
 	}
 }

@@ -272,7 +272,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 	} else {
 		in := &files.RestoreInput{
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
-			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
+			AmberPid: h.amberPid, Stat: h.stat, Lstat: h.root.Lstat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
