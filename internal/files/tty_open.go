@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -24,6 +25,10 @@ type TtyInput struct {
 	// OrphanPts lets a slave whose master was not dumped come back with
 	// a new master (OpenOrphan), instead of needing ShellJob.
 	OrphanPts bool
+	// VTsLater: the tree's paths exist only once its mounts are made
+	// (a mount namespace of its own); its virtual terminals are opened
+	// then, by OpenVTs.
+	VTsLater bool
 }
 
 // Terminals are the terminals amber made for a restore. Tasks take their
@@ -47,6 +52,10 @@ type Terminals struct {
 	premade    map[uint32]int // masters of ptys made while mounting (AdoptPtys)
 	// reopen: the tasks cannot see amber (SetReopen).
 	reopen bool
+	// laterVTs are the virtual terminals OpenVTs opens, and laterCttys
+	// the sessions they control (TtyInput.VTsLater).
+	laterVTs   []*ttyGroup
+	laterCttys []cttyChoice
 }
 
 // OpenTerminals makes the terminals of the images: a new pty for each
@@ -63,6 +72,10 @@ func OpenTerminals(in TtyInput) (*Terminals, error) {
 			t.orphan = g
 			continue
 		}
+		if g.vt && in.VTsLater {
+			t.laterVTs = append(t.laterVTs, g)
+			continue
+		}
 		if err := t.open(g, in); err != nil {
 			t.Close()
 			return nil, err
@@ -75,6 +88,10 @@ func OpenTerminals(in TtyInput) (*Terminals, error) {
 			t.orphanCtty = &c
 			continue
 		}
+		if slices.Contains(t.laterVTs, c.group) {
+			t.laterCttys = append(t.laterCttys, c)
+			continue
+		}
 		t.addCtty(c)
 	}
 	return t, nil
@@ -83,7 +100,7 @@ func OpenTerminals(in TtyInput) (*Terminals, error) {
 // open makes terminal g, or takes amber's for it.
 func (t *Terminals) open(g *ttyGroup, in TtyInput) error {
 	if g.vt {
-		return t.openVT(g, in.Files)
+		return t.openVT(nil, g, in.Files)
 	}
 	if !g.inherit {
 		if err := t.openPty(g, in); err != nil {

@@ -9,6 +9,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"amber/internal/fsroot"
 )
 
 // Virtual terminals (VT: major 4, minors 1 to 63), as CRIU has them
@@ -84,13 +86,31 @@ func readVtInfo(fd, pid int, st *syscall.Stat_t) (*tty.TtyInfoEntry, error) {
 	return e, nil
 }
 
-// openVT opens again each file of virtual terminal g by its path, in
-// amber; the first is what its session leader takes as its controlling
-// terminal.
-func (t *Terminals) openVT(g *ttyGroup, idx Index) error {
+// OpenVTs opens the virtual terminals left for when the tree's mounts
+// are made (TtyInput.VTsLater), by their paths in root, the tree's.
+func (t *Terminals) OpenVTs(root *fsroot.Root) error {
+	if t == nil {
+		return nil
+	}
+	for _, g := range t.laterVTs {
+		if err := t.openVT(root, g, t.files); err != nil {
+			return err
+		}
+	}
+	for _, c := range t.laterCttys {
+		t.addCtty(c)
+	}
+	t.laterVTs, t.laterCttys = nil, nil
+	return nil
+}
+
+// openVT opens again each file of virtual terminal g by its path in
+// root (the tree's; nil: amber's), in amber; the first is what its
+// session leader takes as its controlling terminal.
+func (t *Terminals) openVT(root *fsroot.Root, g *ttyGroup, idx Index) error {
 	for _, f := range g.slaves {
 		path := ttyPath(idx, f)
-		fd, err := unix.Open(path, int(f.GetTty().GetFlags()&reopenFlags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		fd, err := root.Open(path, int(f.GetTty().GetFlags()&reopenFlags)|unix.O_NOCTTY, 0)
 		if err != nil {
 			return fmt.Errorf("file id %d: open %s: %w", f.GetId(), path, err)
 		}

@@ -250,7 +250,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			opts.Log.Errorf("remove the unlinked files made again: %v", rerr)
 		}
 	}()
-	if h.ttys, err = openTerminals(tree, opts); err != nil {
+	if h.ttys, err = openTerminals(tree, opts, nsFlags); err != nil {
 		return err
 	}
 	defer h.ttys.Close()
@@ -361,6 +361,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	if nsFlags&unix.CLONE_NEWNS != 0 {
 		if ghosts, err = makeGhosts(tree, h); err != nil {
+			return err
+		}
+		if err := h.ttys.OpenVTs(h.root); err != nil {
 			return err
 		}
 	}

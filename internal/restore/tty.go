@@ -11,9 +11,11 @@ import (
 
 // openTerminals makes the terminals of the tree before any process is
 // planned: tasks take them from amber. What cannot be had back exactly is
-// logged.
-func openTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
-	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob, OrphanPts: opts.OrphanPtsMaster != nil}
+// logged. The virtual terminals of a tree in a new mount namespace
+// (nsFlags) wait for its mounts (Terminals.OpenVTs).
+func openTerminals(tree *treeImages, opts Options, nsFlags uintptr) (*files.Terminals, error) {
+	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob, OrphanPts: opts.OrphanPtsMaster != nil,
+		VTsLater: nsFlags&unix.CLONE_NEWNS != 0}
 	if tree.root.extra != nil {
 		in.Images = tree.root.extra.Ttys
 	}
