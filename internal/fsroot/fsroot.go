@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -215,4 +216,82 @@ func (r *Root) PathOf(fd int) (string, error) {
 		return "/" + strings.TrimPrefix(rest, "/"), nil
 	}
 	return "", fmt.Errorf("%s is outside %s (%s)", p, r, top)
+}
+
+// ReadOnly tells whether directory dir of the tree is on a read-only
+// mount (or filesystem).
+func (r *Root) ReadOnly(dir string) (bool, error) {
+	fd, err := r.Open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return false, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return false, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return st.Flags&unix.ST_RDONLY != 0, nil
+}
+
+// WritableDir opens directory dir of the tree for making and removing
+// files in it (openat, unlinkat), even when its mount is read-only:
+// then through a private copy of that mount made writable (open_tree,
+// mount_setattr), which no process sees and which goes when the
+// descriptor is closed. The files are the tree's all the same: one
+// filesystem. A filesystem that is itself read-only stays so.
+func (r *Root) WritableDir(dir string) (int, error) {
+	fd, err := r.Open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Flags&unix.ST_RDONLY == 0 {
+		return fd, nil
+	}
+	defer unix.Close(fd)
+	clone := -1
+	// open_tree copies only a mount of the caller's namespace.
+	err = r.inMountNamespace(func() (err error) {
+		clone, err = unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+		return err
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "open_tree (a writable copy of its read-only mount)", Path: dir, Err: err}
+	}
+	err = unix.MountSetattr(clone, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY})
+	if err != nil {
+		unix.Close(clone)
+		return -1, &os.PathError{Op: "mount_setattr (make a copy of its read-only mount writable)", Path: dir, Err: err}
+	}
+	return clone, nil
+}
+
+// inMountNamespace runs fn on a thread of its own that has joined the
+// mount namespace of the root's task (amber's, for a root of Dir): a
+// thread may enter another mount namespace only once it stops sharing
+// its filesystem context with the others (unshare CLONE_FS). The thread
+// is never given back to the Go runtime, which ends it.
+func (r *Root) inMountNamespace(fn func() error) error {
+	if r == nil || r.pid == 0 {
+		return fn()
+	}
+	ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", r.pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("the mount namespace of pid %d: %w", r.pid, err)
+	}
+	defer unix.Close(ns)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- fmt.Errorf("unshare CLONE_FS: %w", err)
+			return
+		}
+		if err := unix.Setns(ns, unix.CLONE_NEWNS); err != nil {
+			done <- fmt.Errorf("join the mount namespace of pid %d: %w", r.pid, err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
 }

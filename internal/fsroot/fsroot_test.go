@@ -125,3 +125,46 @@ func TestOpenNonblockLease(t *testing.T) {
 		t.Fatalf("got %v, want EWOULDBLOCK", err)
 	}
 }
+
+// TestWritableDirReadOnlyMount: a file is made and removed in a
+// directory of a read-only mount, through a writable copy of the mount,
+// and shows on the read-only mount itself.
+func TestWritableDirReadOnlyMount(t *testing.T) {
+	dir, r := tree(t)
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("amber-test", ro, "tmpfs", 0, ""); err != nil {
+		t.Skipf("mount a tmpfs: %v", err)
+	}
+	defer unix.Unmount(ro, unix.MNT_DETACH)
+	if err := unix.Mount("", ro, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	if isRO, err := r.ReadOnly("/ro"); err != nil || !isRO {
+		t.Fatalf("ReadOnly /ro: %v, %v", isRO, err)
+	}
+	if _, err := r.Open("/ro/f", unix.O_WRONLY|unix.O_CREAT, 0o600); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("a plain create on the read-only mount: %v, want EROFS", err)
+	}
+	wd, err := r.WritableDir("/ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(wd)
+	fd, err := unix.Openat(wd, "f", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if _, err := os.Stat(filepath.Join(ro, "f")); err != nil {
+		t.Fatalf("the file on the read-only mount: %v", err)
+	}
+	if err := unix.Unlinkat(wd, "f", 0); err != nil {
+		t.Fatal(err)
+	}
+	if isRO, err := r.ReadOnly("/ro"); err != nil || !isRO {
+		t.Errorf("the mount is no longer read-only: %v, %v", isRO, err)
+	}
+}

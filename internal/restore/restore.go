@@ -744,19 +744,23 @@ func (r *restorer) killAll() {
 	}
 }
 
-// makeGhosts makes the unlinked files that the tree maps again, before
-// any task runs its plan (files.PlanHostGhosts), in the tree's root
-// (h.root), and tells h where they are.
+// makeGhosts makes the unlinked files that the tree maps, or that were
+// on a read-only mount, again, before any task runs its plan
+// (files.PlanHostGhosts), in the tree's root (h.root), and tells h where
+// they are.
 func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
-	var mapped []uint32
-	for _, t := range tree.tasks {
-		mapped = append(mapped, mem.MappedFiles(t.mm.GetVmas())...)
+	t := tree.root
+	ids, err := files.ReadOnlyGhosts(t.files, t.extra, h.root)
+	if err != nil {
+		return nil, err
 	}
-	if len(mapped) == 0 {
+	for _, t := range tree.tasks {
+		ids = append(ids, mem.MappedFiles(t.mm.GetVmas())...)
+	}
+	if len(ids) == 0 {
 		return nil, nil
 	}
-	t := tree.root
-	gs, err := files.PlanHostGhosts(t.files, t.extra, mapped, h.stat)
+	gs, err := files.PlanHostGhosts(t.files, t.extra, ids, h.stat)
 	if err != nil {
 		return nil, err
 	}
