@@ -127,7 +127,8 @@ func (r *Root) Lstat(p string) (os.FileInfo, error) {
 func (r *Root) stat(p string, flags int) (os.FileInfo, error) {
 	fd, err := r.Open(p, flags, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "stat", Path: p, Err: err}
+		// Named with the root: the path alone reads as amber's.
+		return nil, &os.PathError{Op: "stat", Path: p + " in " + r.String(), Err: err}
 	}
 	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
