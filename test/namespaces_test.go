@@ -526,3 +526,30 @@ func TestNamespacesPty(t *testing.T) {
 	c.requireNewPidNamespace(pidfile)
 	c.mustPass()
 }
+
+// TestNamespacesMountFiles dumps ns_mnt keeping, in its own root, a
+// kind of file amber looks up by path (NS_MNT_FILES): inotify watches,
+// a write lease being broken, an unlinked file mapped shared, an O_PATH
+// symbolic link to an absolute path of its root, a FIFO with data; then
+// all at once. Their paths are the container's, which the host's root
+// does not have: dump and restore must look them up in the container's
+// root. The program checks each after the restore.
+func TestNamespacesMountFiles(t *testing.T) {
+	for _, kinds := range []string{"inotify", "lease", "mapped", "symlink", "fifo", "inotify,lease,mapped,symlink,fifo"} {
+		t.Run(strings.ReplaceAll(kinds, ",", "+"), func(t *testing.T) {
+			t.Setenv("NS_MNT_FILES", kinds)
+			c := startNamespaced(t, "ns_mnt", unix.CLONE_NEWPID|unix.CLONE_NEWNS|unix.CLONE_NEWIPC)
+			tree := descendants(c.pid)
+			if r := c.dump(append(nsMntDumpArgs(), fileLocks...)...); r.err != nil {
+				t.Fatalf("dump failed: %v", r)
+			}
+			c.reapDumped(tree)
+			pidfile := c.pidfile()
+			if r := c.amber(c.prog, c.restoreArgs(pidfile, append(nsMntRestoreArgs(c), fileLocks...)...)...); r.err != nil {
+				t.Fatalf("restore failed: %v", r)
+			}
+			c.requireNewPidNamespace(pidfile)
+			c.mustPass()
+		})
+	}
+}

@@ -188,6 +188,7 @@ func Run(opts Options) error {
 		opts.Timeout = compel.DefaultTimeout
 	}
 	t := files.NewTable()
+	defer t.Close()
 	shmemDev, err := kerndat.ShmemDev()
 	if err != nil {
 		opts.Log.Warnf("%v: shared memory cannot be dumped", err)

@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 
+	"amber/internal/fsroot"
 	"amber/internal/mounts"
 	"amber/internal/namespaces"
 	"amber/internal/proc"
@@ -25,7 +26,11 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.files.SetRoot(fmt.Sprintf("/proc/%d/root", tree.procs[0].pid), ids)
+		root, err := fsroot.Of(tree.procs[0].pid)
+		if err != nil {
+			return nil, err
+		}
+		d.files.SetRoot(root, ids)
 	}
 	if !ns.OwnPidNamespace() {
 		return ns, err

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/fsroot"
 	"amber/internal/plan"
 	"amber/internal/proc"
 )
@@ -48,7 +49,7 @@ func (t *Table) addFanotify(pid, fd int, info proc.FdInfo, flags uint32, warnf f
 		if !strings.HasPrefix(line, "fanotify ") {
 			continue
 		}
-		if err := parseFanotifyLine(pid, ffe, fdinfoFields(line)); err != nil {
+		if err := parseFanotifyLine(t.root, pid, ffe, fdinfoFields(line)); err != nil {
 			return 0, 0, fmt.Errorf("fanotify: fdinfo %q: %w", line, err)
 		}
 	}
@@ -64,8 +65,9 @@ func (t *Table) addFanotify(pid, fd int, info proc.FdInfo, flags uint32, warnf f
 	})
 }
 
-// parseFanotifyLine adds what one "fanotify" line of fdinfo says to ffe.
-func parseFanotifyLine(pid int, ffe *fsnotify.FanotifyFileEntry, f map[string]string) error {
+// parseFanotifyLine adds what one "fanotify" line of fdinfo of pid's
+// says to ffe; root is the tree's (nil: amber's).
+func parseFanotifyLine(root *fsroot.Root, pid int, ffe *fsnotify.FanotifyFileEntry, f map[string]string) error {
 	if _, ok := f["flags"]; ok {
 		v, err := hexFields(f, "flags", "event-flags")
 		if err != nil {
@@ -81,7 +83,7 @@ func parseFanotifyLine(pid int, ffe *fsnotify.FanotifyFileEntry, f map[string]st
 	m := &fsnotify.FanotifyMarkEntry{Mflags: proto.Uint32(v[0]), Mask: proto.Uint32(v[1]), IgnoredMask: proto.Uint32(v[2]), SDev: proto.Uint32(0)}
 	switch {
 	case f["ino"] != "":
-		if err := inodeMark(m, f); err != nil {
+		if err := inodeMark(root, m, f); err != nil {
 			return err
 		}
 	case f["mnt_id"] != "":
@@ -95,8 +97,8 @@ func parseFanotifyLine(pid int, ffe *fsnotify.FanotifyFileEntry, f map[string]st
 	return nil
 }
 
-// inodeMark fills in inode mark m: its inode, handle and path.
-func inodeMark(m *fsnotify.FanotifyMarkEntry, f map[string]string) error {
+// inodeMark fills in inode mark m: its inode, handle and path in root.
+func inodeMark(root *fsroot.Root, m *fsnotify.FanotifyMarkEntry, f map[string]string) error {
 	ino, handle, err := parseInodeHandle(f)
 	if err != nil {
 		return err
@@ -105,7 +107,7 @@ func inodeMark(m *fsnotify.FanotifyMarkEntry, f map[string]string) error {
 	if err != nil {
 		return err
 	}
-	path, err := inodePath(uint32(sdev), ino, handle)
+	path, err := inodePath(root, uint32(sdev), ino, handle)
 	if err != nil {
 		return fmt.Errorf("inode mark: %w", err)
 	}

@@ -41,7 +41,7 @@ func TestParseFanotify(t *testing.T) {
 		"fanotify flags:12 event-flags:8000",
 		fmt.Sprintf("fanotify mnt_id:%x mflags:40 mask:40000038 ignored_mask:3", id),
 	} {
-		if err := parseFanotifyLine(os.Getpid(), ffe, fdinfoFields(line)); err != nil {
+		if err := parseFanotifyLine(nil, os.Getpid(), ffe, fdinfoFields(line)); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
 	}
@@ -59,7 +59,7 @@ func TestParseFanotify(t *testing.T) {
 		"fanotify ino:5 sdev:fe00000 mflags:0 mask:3b ignored_mask:0": "no file handle",
 		"fanotify mnt_id:1 mflags:zz mask:3b ignored_mask:0":          "mflags",
 	} {
-		if err := parseFanotifyLine(os.Getpid(), &fsnotify.FanotifyFileEntry{}, fdinfoFields(line)); err == nil || !strings.Contains(err.Error(), want) {
+		if err := parseFanotifyLine(nil, os.Getpid(), &fsnotify.FanotifyFileEntry{}, fdinfoFields(line)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v; want an error naming %q", line, err, want)
 		}
 	}

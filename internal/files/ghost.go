@@ -66,7 +66,7 @@ type ghostState struct {
 	srcs   []ghostSource      // one per ghost, in id order
 	remaps []*remap.RemapFilePathEntry
 	links  map[fileKey]uint32 // file id of the link made for each linked-back file (linkremap.go)
-	made   []string           // the links the dump made, as amber reaches them, for RemoveLinks
+	made   []string           // the links the dump made, paths of the tree, for RemoveLinks
 }
 
 // ghostSource is where a dump reads a ghost's contents from.

@@ -3,6 +3,7 @@ package files
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/fsroot"
 	"amber/internal/proc"
 )
 
@@ -81,13 +83,14 @@ type HostGhost struct {
 }
 
 // PlanHostGhosts chooses the ghosts amber makes before any task runs:
-// those of the regular files that the tree maps (mapped: file ids of
-// VMAs, in any order and with repeats), each once, at ghostPath of the
-// name of its lowest file id. It refuses a ghost whose path is taken (a
-// stray of an earlier restore), or whose directory is gone, naming it.
-func PlanHostGhosts(idx Index, x *Extra, mapped []uint32, stat func(string) (os.FileInfo, error)) ([]HostGhost, error) {
+// those of the regular files ids (file ids of the VMAs that the tree
+// maps, and ReadOnlyGhosts, in any order and with repeats), each once,
+// at ghostPath of the name of its lowest file id. It refuses a ghost
+// whose path is taken (a stray of an earlier restore), or whose
+// directory is gone, naming it.
+func PlanHostGhosts(idx Index, x *Extra, ids []uint32, stat func(string) (os.FileInfo, error)) ([]HostGhost, error) {
 	first := map[*Ghost]uint32{}
-	for _, id := range mapped {
+	for _, id := range ids {
 		g := x.ghostOf(id)
 		if g == nil {
 			continue
@@ -115,6 +118,40 @@ func PlanHostGhosts(idx Index, x *Extra, mapped []uint32, stat func(string) (os.
 		out = append(out, HostGhost{Path: at, Ghost: g})
 	}
 	slices.SortFunc(out, func(a, b HostGhost) int { return int(a.Ghost.ID) - int(b.Ghost.ID) })
+	return out, nil
+}
+
+// ReadOnlyGhosts lists the file ids of the unlinked regular files whose
+// directory is on a read-only mount of root (the tree's, nil: amber's).
+// No task can make such a ghost, nor remove it: amber does both, as for
+// a mapped one (PlanHostGhosts), through a writable copy of the mount.
+// A directory that is gone is left to the task's own planning, which
+// names it.
+func ReadOnlyGhosts(idx Index, x *Extra, root *fsroot.Root) ([]uint32, error) {
+	if x == nil {
+		return nil, nil
+	}
+	var out []uint32
+	for _, id := range slices.Sorted(maps.Keys(x.Ghosts)) {
+		g := x.Ghosts[id]
+		if g.Entry.GetMode()&unix.S_IFMT != unix.S_IFREG || idx[id].GetReg() == nil {
+			continue
+		}
+		orig, err := idx.RegPath(id)
+		if err != nil {
+			return nil, err
+		}
+		ro, err := root.ReadOnly(path.Dir(orig))
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("unlinked file %s (file id %d): %w", orig, id, err)
+		}
+		if ro {
+			out = append(out, id)
+		}
+	}
 	return out, nil
 }
 
@@ -157,44 +194,64 @@ func (idx Index) MappedPath(c FileCheck, x *Extra, ghosts map[uint32]string) fun
 
 // HostGhosts are the ghosts amber made for a restore, removed by Remove.
 type HostGhosts struct {
-	made []string
+	made []madeGhost
 }
 
-// MakeHostGhosts creates each ghost at its path with its contents,
-// owner, mode and times. On error it removes those it made.
-func MakeHostGhosts(gs []HostGhost) (*HostGhosts, error) {
+// madeGhost is a ghost amber made: its name in its directory, open at
+// dir (fsroot.Root.WritableDir: it may be on a read-only mount).
+type madeGhost struct {
+	dir        int
+	name, path string
+}
+
+// MakeHostGhosts creates each ghost at its path in root (the tree's;
+// nil: amber's) with its contents, owner, mode and times, on a
+// read-only mount too. On error it removes those it made.
+func MakeHostGhosts(root *fsroot.Root, gs []HostGhost) (*HostGhosts, error) {
 	h := &HostGhosts{}
 	for _, g := range gs {
-		err := makeHostGhost(g, func() { h.made = append(h.made, g.Path) })
-		if err != nil {
+		if err := h.make(root, g); err != nil {
 			return nil, errors.Join(fmt.Errorf("make the unlinked file %s again: %w", g.Path, err), h.Remove())
 		}
 	}
 	return h, nil
 }
 
-// makeHostGhost creates one ghost; made is called once it exists.
-func makeHostGhost(g HostGhost, made func()) error {
-	e := g.Ghost.Entry
-	mode := e.GetMode() & 0o7777
-	f, err := os.OpenFile(g.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+// make creates one ghost and records it for Remove.
+func (h *HostGhosts) make(root *fsroot.Root, g HostGhost) error {
+	dir, err := root.WritableDir(path.Dir(g.Path))
 	if err != nil {
 		return err
 	}
-	made()
-	err = fillHostGhost(f, g.Ghost, mode)
+	name := path.Base(g.Path)
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		unix.Close(dir)
+		return &os.PathError{Op: "create", Path: g.Path, Err: err}
+	}
+	h.made = append(h.made, madeGhost{dir: dir, name: name, path: g.Path})
+	return fillHostGhost(fd, g)
+}
+
+// fillHostGhost gives the ghost open at fd its contents, owner, mode
+// and times, and closes fd.
+func fillHostGhost(fd int, g HostGhost) error {
+	mode := g.Ghost.Entry.GetMode() & 0o7777
+	f := os.NewFile(uintptr(fd), g.Path)
+	err := fillGhostData(f, g.Ghost, mode)
+	if err == nil {
+		// Last: writing changes the modification time.
+		err = setGhostTimes(fd, g.Ghost)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return err
-	}
-	return setGhostTimes(g.Path, g.Ghost)
+	return err
 }
 
-// fillHostGhost writes the ghost's size and data into f, then gives it
+// fillGhostData writes the ghost's size and data into f, then gives it
 // its owner and mode (after the data: a chown clears set-id bits).
-func fillHostGhost(f *os.File, g *Ghost, mode uint32) error {
+func fillGhostData(f *os.File, g *Ghost, mode uint32) error {
 	if err := f.Truncate(int64(g.Size)); err != nil {
 		return err
 	}
@@ -209,18 +266,18 @@ func fillHostGhost(f *os.File, g *Ghost, mode uint32) error {
 	return unix.Fchmod(int(f.Fd()), mode)
 }
 
-// setGhostTimes sets the ghost's access and modification times, if the
-// image has them.
-func setGhostTimes(at string, g *Ghost) error {
+// setGhostTimes sets the access and modification times of the ghost
+// open at fd, if the image has them.
+func setGhostTimes(fd int, g *Ghost) error {
 	a, m := g.Entry.GetAtim(), g.Entry.GetMtim()
 	if a == nil || m == nil {
 		return nil
 	}
-	ts := []unix.Timespec{
-		{Sec: int64(a.GetTvSec()), Nsec: int64(a.GetTvUsec() * 1000)},
-		{Sec: int64(m.GetTvSec()), Nsec: int64(m.GetTvUsec() * 1000)},
+	tv := []unix.Timeval{
+		{Sec: int64(a.GetTvSec()), Usec: int64(a.GetTvUsec())},
+		{Sec: int64(m.GetTvSec()), Usec: int64(m.GetTvUsec())},
 	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, at, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return unix.Futimes(fd, tv)
 }
 
 // Remove unlinks every ghost made, once: the tasks keep them open and
@@ -231,10 +288,11 @@ func (h *HostGhosts) Remove() error {
 		return nil
 	}
 	var errs []error
-	for _, p := range h.made {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+	for _, m := range h.made {
+		if err := unix.Unlinkat(m.dir, m.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, &os.PathError{Op: "remove", Path: m.path, Err: err})
 		}
+		unix.Close(m.dir)
 	}
 	h.made = nil
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fh"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/fsroot"
 	"amber/internal/proc"
 )
 
@@ -66,7 +68,7 @@ func (t *Table) addInotify(pid, fd int, info proc.FdInfo, flags uint32, warnf fu
 		return 0, 0, fmt.Errorf("inotify: fdinfo: %w", err)
 	}
 	for _, w := range wds {
-		path, err := handlePath(w)
+		path, err := handlePath(t.root, w)
 		if errors.Is(err, errWatchUnlinked) {
 			continue // the watch goes with the ghost (inotify_ghost.go)
 		}
@@ -189,18 +191,20 @@ func handleBytes(e *fh.FhEntry) ([]byte, error) {
 	return b[:e.GetBytes()], nil
 }
 
-// handlePath finds the path of the inode a watch is on: it opens the
-// handle on a mount of the inode's filesystem and reads the opened file's
-// path, which must be that inode still.
-func handlePath(w *fsnotify.InotifyWdEntry) (string, error) {
-	return inodePath(w.GetSDev(), w.GetIIno(), w.GetFHandle())
+// handlePath finds the path, in root, of the inode a watch is on: it
+// opens the handle on a mount of the inode's filesystem and reads the
+// opened file's path, which must be that inode still.
+func handlePath(root *fsroot.Root, w *fsnotify.InotifyWdEntry) (string, error) {
+	return inodePath(root, w.GetSDev(), w.GetIIno(), w.GetFHandle())
 }
 
-// inodePath finds the path of inode ino of device sdev (the kernel's
-// dev_t) from its file handle fh.
-func inodePath(sdev uint32, ino uint64, fhe *fh.FhEntry) (string, error) {
+// inodePath finds the path in root (the tree's, nil: amber's) of inode
+// ino of device sdev (the kernel's dev_t) from its file handle fh. The
+// handle is opened on one of the tree's own mounts, so that the path
+// read back is one of the tree's.
+func inodePath(root *fsroot.Root, sdev uint32, ino uint64, fhe *fh.FhEntry) (string, error) {
 	major, minor := sdev>>20, sdev&0xfffff // the kernel's dev_t
-	mnt, err := mountOfDevice(major, minor)
+	mnt, err := mountOfDevice(root, major, minor)
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +212,7 @@ func inodePath(sdev uint32, ino uint64, fhe *fh.FhEntry) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	mfd, err := unix.Open(mnt, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	mfd, err := root.Open(mnt, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return "", fmt.Errorf("open mount %s of device %d:%d: %w", mnt, major, minor, err)
 	}
@@ -218,24 +222,28 @@ func inodePath(sdev uint32, ino uint64, fhe *fh.FhEntry) (string, error) {
 		return "", fmt.Errorf("open_by_handle_at inode %d on device %d:%d: %w", ino, major, minor, err)
 	}
 	defer unix.Close(fd)
-	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	path, err := root.PathOf(fd)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("inode %d on device %d:%d: %w", ino, major, minor, err)
 	}
 	if unlinked(fd) {
 		return "", fmt.Errorf("inode %d on device %d:%d (%s): %w", ino, major, minor, path, errWatchUnlinked)
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil || st.Ino != ino || unix.Major(st.Dev) != major || unix.Minor(st.Dev) != minor {
+	fi, err := root.Lstat(path)
+	if err != nil {
+		return "", fmt.Errorf("inode %d on device %d:%d has no path (%s: %w): unlinked or out of reach", ino, major, minor, path, err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Ino != ino || unix.Major(st.Dev) != major || unix.Minor(st.Dev) != minor {
 		return "", fmt.Errorf("inode %d on device %d:%d has no path (%s is not it): unlinked or out of reach", ino, major, minor, path)
 	}
 	return path, nil
 }
 
-// mountOfDevice finds a mount point of filesystem major:minor in amber's
-// mount namespace, preferring one that shows the whole filesystem.
-func mountOfDevice(major, minor uint32) (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+// mountOfDevice finds a mount point of filesystem major:minor in the
+// mount namespace of root (nil: amber's), as a path of root, preferring
+// one that shows the whole filesystem.
+func mountOfDevice(root *fsroot.Root, major, minor uint32) (string, error) {
+	f, err := os.Open(root.Mountinfo())
 	if err != nil {
 		return "", err
 	}
@@ -257,7 +265,7 @@ func mountOfDevice(major, minor uint32) (string, error) {
 		}
 	}
 	if found == "" {
-		return "", fmt.Errorf("no mount of device %d:%d in amber's mount namespace", major, minor)
+		return "", fmt.Errorf("no mount of device %d:%d in the mount namespace of %s", major, minor, root)
 	}
 	return found, sc.Err()
 }
@@ -275,7 +283,7 @@ func ResolveInotifyPaths(idx Index, x *Extra) error {
 			if w.FHandle == nil {
 				return fmt.Errorf("files.img: inotify file id %d wd %d: no file handle", id, w.GetWd())
 			}
-			path, err := handlePath(w)
+			path, err := handlePath(nil, w)
 			if err != nil {
 				return fmt.Errorf("files.img: inotify file id %d wd %d: %w", id, w.GetWd(), err)
 			}

@@ -69,7 +69,7 @@ func (d *Dumper) linkBack(at, name string, st os.FileInfo) (uint32, error) {
 			return 0, err
 		}
 		if made {
-			g.made = append(g.made, d.Table.root+lname)
+			g.made = append(g.made, lname)
 		}
 		if id := d.Table.addReg(lname, unix.O_RDONLY, 0, st); id != lid {
 			return 0, fmt.Errorf("%s: file id %d, expected %d", lname, id, lid)
@@ -83,9 +83,9 @@ func (d *Dumper) linkBack(at, name string, st os.FileInfo) (uint32, error) {
 // A link of that name to the same file, left by an earlier dump of the
 // same process that let it run on, is used as it is (made false).
 func (d *Dumper) linkAt(at, lname string, st os.FileInfo) (bool, error) {
-	err := unix.Linkat(unix.AT_FDCWD, at, unix.AT_FDCWD, d.Table.root+lname, unix.AT_SYMLINK_FOLLOW)
+	err := d.Table.root.Link(at, lname)
 	if errors.Is(err, unix.EEXIST) {
-		if now, serr := os.Lstat(d.Table.root + lname); serr == nil && os.SameFile(now, st) {
+		if now, serr := d.Table.root.Lstat(lname); serr == nil && os.SameFile(now, st) {
 			return false, nil
 		}
 		return false, fmt.Errorf("%s exists and is another file: remove it", lname)
@@ -104,7 +104,7 @@ func (d *Dumper) RemoveLinks() error {
 	}
 	var errs []error
 	for _, p := range d.ghosts.made {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := d.Table.root.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove the link made for --link-remap: %w", err))
 		}
 	}

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/fsroot"
 	"amber/internal/image"
 	"amber/internal/plan"
 	"amber/internal/proc"
@@ -405,10 +406,11 @@ func planLock(b *plan.Builder, e *filelock.FileLockEntry) {
 	b.Call(what, unix.SYS_FCNTL, fd, cmd, b.Bytes(unsafe.Slice((*byte)(unsafe.Pointer(&fl)), unsafe.Sizeof(fl))))
 }
 
-// Break breaks the lease again, from amber: the open must fail with
-// EWOULDBLOCK, the lease being there.
-func (br LeaseBreak) Break() error {
-	fd, err := unix.Open(br.Path, br.Flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+// Break breaks the lease again, from amber, opening the file in the
+// tree's root (nil: amber's): the open must fail with EWOULDBLOCK, the
+// lease being there.
+func (br LeaseBreak) Break(root *fsroot.Root) error {
+	fd, err := root.Open(br.Path, br.Flags|unix.O_NONBLOCK, 0)
 	if err == nil {
 		unix.Close(fd)
 		return fmt.Errorf("pid %d fd %d: break the lease on %s: no lease", br.Pid, br.Fd, br.Path)

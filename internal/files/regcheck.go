@@ -115,7 +115,7 @@ func (idx Index) VerifiedPath(c FileCheck) func(id uint32) (string, error) {
 
 // fileCheck is the check of the files of in.
 func (in *RestoreInput) fileCheck() FileCheck {
-	return FileCheck{Stat: in.Stat, Mtimes: in.extra().Mtimes, Skip: in.SkipFileCheck, Warnf: in.Warnf}
+	return FileCheck{Stat: in.Stat, Lstat: in.Lstat, Mtimes: in.extra().Mtimes, Skip: in.SkipFileCheck, Warnf: in.Warnf}
 }
 
 // writeMtimes records the modification time of every regular file of the

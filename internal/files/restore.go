@@ -33,6 +33,9 @@ type RestoreInput struct {
 	AmberPid int
 	// Stat looks files up as they are now (os.Stat outside tests).
 	Stat func(path string) (os.FileInfo, error)
+	// Lstat looks symbolic links up themselves, where Stat does (nil:
+	// os.Lstat).
+	Lstat func(path string) (os.FileInfo, error)
 	// Inherited are the descriptors the task starts with, by number, and
 	// the file id each holds: its restored parent's table (parked pipe
 	// ends included). Empty for a task forked from the stub.

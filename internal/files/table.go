@@ -10,6 +10,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/fsroot"
 	"amber/internal/image"
 	"amber/internal/proc"
 )
@@ -21,21 +22,25 @@ type Table struct {
 	// times are the modification times and devices of the regular files,
 	// by id, as the dump saw them (for amber-mtimes.txt).
 	times map[uint32]regTime
-	// root is where the tree's paths are looked up ("" for amber's
-	// root): the tree's root, through /proc, for a tree in a mount
-	// namespace of its own (SetRoot).
-	root string
+	// root is where the tree's paths are looked up (nil: amber's
+	// root): the tree's root, for a tree in a mount namespace of its
+	// own (SetRoot).
+	root *fsroot.Root
 	// mounts are the ids of the mounts of the tree's mount namespace
 	// (SetRoot); nil: amber's.
 	mounts map[int]bool
 }
 
-// SetRoot makes the table look paths up under root, the tree's root as
-// amber reaches it (/proc/PID/root): the tree's paths are relative to
-// it. mounts are the ids of the mounts of the tree's mount namespace: a
-// file named by a path on another mount (one of the host's, inherited)
-// cannot be opened again by that path, and is refused.
-func (t *Table) SetRoot(root string, mounts map[int]bool) { t.root, t.mounts = root, mounts }
+// SetRoot makes the table look paths up in root, the tree's root: the
+// tree's paths are relative to it. The table owns root from then on
+// (Close). mounts are the ids of the mounts of the tree's mount
+// namespace: a file named by a path on another mount (one of the
+// host's, inherited) cannot be opened again by that path, and is
+// refused.
+func (t *Table) SetRoot(root *fsroot.Root, mounts map[int]bool) { t.root, t.mounts = root, mounts }
+
+// Close closes the tree's root (SetRoot), once the dump is over.
+func (t *Table) Close() error { return t.root.Close() }
 
 // onTreeMount refuses a file named by path whose mount (fdinfo's
 // mnt_id) is not one of the tree's mount namespace, as CRIU does.
@@ -47,7 +52,7 @@ func (t *Table) onTreeMount(path string, info proc.FdInfo) error {
 }
 
 // stat looks a path of the tree up.
-func (t *Table) stat(path string) (os.FileInfo, error) { return os.Stat(t.root + path) }
+func (t *Table) stat(path string) (os.FileInfo, error) { return t.root.Stat(path) }
 
 // regTime is when a regular file was last modified, and its device.
 type regTime struct {

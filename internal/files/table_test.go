@@ -32,7 +32,7 @@ func TestOnTreeMount(t *testing.T) {
 		{shmemDev: dev, info: host, ok: true},
 	} {
 		tbl := NewTable()
-		tbl.SetRoot("", tree)
+		tbl.SetRoot(nil, tree)
 		d := NewDumper(tbl, DumpOptions{ShmemDev: c.shmemDev})
 		err := d.onTreeMount("/dev/zero (deleted)", c.info, st)
 		if c.ok != (err == nil) {

@@ -1,6 +1,8 @@
 package restore
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/files"
+	"amber/internal/fsroot"
 	"amber/internal/mem"
 	"amber/internal/proc"
 )
@@ -68,15 +71,23 @@ func TestPlanTaskMappedGhost(t *testing.T) {
 	}
 }
 
-// TestMakeGhostsMountNamespace: a tree restored in a new mount namespace
-// with a mapped deleted file is refused before amber makes the ghost by
-// the tree's path on its own mounts.
+// TestMakeGhostsMountNamespace: a tree restored in a mount namespace
+// of its own gets its mapped deleted file made in its root, by the
+// tree's path, and removed from there; amber's own /dev/shm is not
+// touched.
 func TestMakeGhostsMountNamespace(t *testing.T) {
 	const start = 0x7fff_f7e0_0000
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "dev/shm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := fsroot.Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
 	im := newImages()
 	sem := im.reg("/dev/shm/sem.x", unix.O_RDWR, 0, 32)
-	delete(im.fs, "/dev/shm/sem.x")
-	im.fs["/dev/shm"] = -1
 	im.t.extra = &files.Extra{Ghosts: map[uint32]*files.Ghost{sem: {ID: 1, Size: 32,
 		Entry: &ghostfile.GhostFileEntry{Mode: proto.Uint32(unix.S_IFREG | 0o600)}}}}
 	shared, err := mem.Entries([]proc.VMA{{Start: start, End: start + page, Prot: unix.PROT_READ,
@@ -85,14 +96,26 @@ func TestMakeGhostsMountNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	im.t.mm.Vmas = append(im.t.mm.Vmas, shared...)
-	tree := &treeImages{tasks: []*taskImages{im.t}, root: im.t}
-	_, err = makeGhosts(tree, im.host(), unix.CLONE_NEWNS)
-	if err == nil || !strings.Contains(err.Error(), "mount namespace of its own") || !strings.Contains(err.Error(), "/dev/shm/sem.x") {
-		t.Fatalf("got %v, want a refusal naming the file and the mount namespace", err)
+	h := im.host()
+	h.root, h.stat = root, root.Stat
+	ghosts, err := makeGhosts(&treeImages{tasks: []*taskImages{im.t}, root: im.t}, h)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The plain file mappings every process has are no ghosts.
-	plain := newImages()
-	if _, err := makeGhosts(&treeImages{tasks: []*taskImages{plain.t}, root: plain.t}, plain.host(), unix.CLONE_NEWNS); err != nil {
-		t.Fatalf("a tree without ghosts: %v", err)
+	const at = "/dev/shm/sem.x.amber.1.ghost"
+	if h.ghosts[1] != at {
+		t.Errorf("ghost paths %v, want %s", h.ghosts, at)
+	}
+	if st, err := os.Stat(filepath.Join(dir, at)); err != nil || st.Size() != 32 {
+		t.Fatalf("the ghost in the tree's root: %v, %v", st, err)
+	}
+	if _, err := os.Stat(at); err == nil {
+		t.Errorf("%s made in amber's root", at)
+	}
+	if err := ghosts.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, at)); !os.IsNotExist(err) {
+		t.Errorf("the ghost stays after Remove: %v", err)
 	}
 }

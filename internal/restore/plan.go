@@ -9,6 +9,7 @@ import (
 
 	"amber/internal/creds"
 	"amber/internal/files"
+	"amber/internal/fsroot"
 	"amber/internal/mem"
 	"amber/internal/plan"
 	"amber/internal/proc"
@@ -30,6 +31,9 @@ type host struct {
 	// to fault memory in ahead of each preadv.
 	populate bool
 	stat     func(string) (os.FileInfo, error)
+	// root is the tree's root, in which amber looks its paths up (nil:
+	// amber's own), once the tree's mounts are made (restoreMounts).
+	root *fsroot.Root
 	// shared finds a file held by a task restored earlier.
 	shared func(fileID uint32) (files.Holder, bool)
 	// lone tells the files only one descriptor table of the tree has.
@@ -86,7 +90,7 @@ type host struct {
 
 // fileCheck is how t's files are verified against the dump.
 func (h *host) fileCheck(t *taskImages) files.FileCheck {
-	c := files.FileCheck{Stat: h.stat, Skip: h.skipFileCheck, Warnf: h.warnf}
+	c := files.FileCheck{Stat: h.stat, Lstat: h.root.Lstat, Skip: h.skipFileCheck, Warnf: h.warnf}
 	if t.extra != nil {
 		c.Mtimes = t.extra.Mtimes
 	}
@@ -287,7 +291,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 	} else {
 		in := &files.RestoreInput{
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
-			AmberPid: h.amberPid, Stat: h.stat, Shared: h.shared,
+			AmberPid: h.amberPid, Stat: h.stat, Lstat: h.root.Lstat, Shared: h.shared,
 			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,

@@ -29,6 +29,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
+	"amber/internal/fsroot"
 	"amber/internal/image"
 	"amber/internal/ipc"
 	"amber/internal/kerndat"
@@ -206,6 +207,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	h.hiddenAmber = nsFlags&unix.CLONE_NEWPID != 0
+	defer func() { h.root.Close() }() // opened with the tree's mounts
 	extNet, err := externalNet(tree, h, nsFlags)
 	if err != nil {
 		return err
@@ -237,9 +239,13 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.locks, err = tree.locksToTake(opts.FileLocks); err != nil {
 		return err
 	}
-	ghosts, err := makeGhosts(tree, h, nsFlags)
-	if err != nil {
-		return err
+	// The mapped unlinked files of a tree in a mount namespace of its
+	// own are made once its mounts are (setupNamespaces).
+	var ghosts *files.HostGhosts
+	if nsFlags&unix.CLONE_NEWNS == 0 {
+		if ghosts, err = makeGhosts(tree, h); err != nil {
+			return err
+		}
 	}
 	// Whatever way the restore ends, no ghost stays (a no-op once
 	// removed before release).
@@ -374,6 +380,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	defer func() { r.mounts.Close() }()
 	if err := r.setupNamespaces(tree, root.Pid, nsFlags); err != nil {
 		return err
+	}
+	if nsFlags&unix.CLONE_NEWNS != 0 {
+		if ghosts, err = makeGhosts(tree, h); err != nil {
+			return err
+		}
 	}
 	if err := r.openTerminals(root.Pid, nsFlags); err != nil {
 		return err
@@ -554,9 +565,10 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 	}
 	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
-	root := fmt.Sprintf("/proc/%d/root", pid)
-	r.fsRoot = root
-	r.host.stat = func(path string) (os.FileInfo, error) { return os.Stat(root + path) }
+	if r.host.root, err = fsroot.Of(pid); err != nil {
+		return err
+	}
+	r.host.stat = r.host.root.Stat
 	return nil
 }
 
@@ -622,9 +634,6 @@ type restorer struct {
 	xsave cpu.Layout
 	// mounts is the tree's mount namespace, when it has one of its own.
 	mounts *mounts.Restored
-	// fsRoot is where amber reaches the tree's files: "" or the
-	// /proc/PID/root of the root task in a mount namespace of its own.
-	fsRoot string
 	// sysv are the SysV shared memory segments made, in amber's IPC
 	// namespace or in the tree's new one.
 	sysv *ipc.Segments
@@ -804,28 +813,28 @@ func (r *restorer) killAll() {
 	}
 }
 
-// makeGhosts makes the unlinked files that the tree maps again, before
-// any task runs (files.PlanHostGhosts), and tells h where they are. A
-// tree restored in a new mount namespace (nsFlags) has none: amber would
-// make them on its own mounts, by the tree's paths.
-func makeGhosts(tree *treeImages, h *host, nsFlags uintptr) (*files.HostGhosts, error) {
-	var mapped []uint32
-	for _, t := range tree.tasks {
-		mapped = append(mapped, mem.MappedFiles(t.mm.GetVmas())...)
-	}
-	if len(mapped) == 0 {
-		return nil, nil
-	}
+// makeGhosts makes the unlinked files that the tree maps, or that were
+// on a read-only mount, again, before any task runs its plan
+// (files.PlanHostGhosts), in the tree's root (h.root), and tells h where
+// they are.
+func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
 	t := tree.root
-	gs, err := files.PlanHostGhosts(t.files, t.extra, mapped, h.stat)
+	ids, err := files.ReadOnlyGhosts(t.files, t.extra, h.root)
 	if err != nil {
 		return nil, err
 	}
-	if len(gs) > 0 && nsFlags&unix.CLONE_NEWNS != 0 {
-		return nil, fmt.Errorf("%s: a mapped unlinked file of a tree in a mount namespace of its own: not supported yet", gs[0].Path)
+	for _, t := range tree.tasks {
+		ids = append(ids, mem.MappedFiles(t.mm.GetVmas())...)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	gs, err := files.PlanHostGhosts(t.files, t.extra, ids, h.stat)
+	if err != nil {
+		return nil, err
 	}
 	h.ghosts = files.HostPaths(gs)
-	return files.MakeHostGhosts(gs)
+	return files.MakeHostGhosts(h.root, gs)
 }
 
 // checkPidsFree names the first PID or TID of the tree, or of a helper of
@@ -925,7 +934,7 @@ func describePid(pid int) string {
 // link that cannot be removed is only logged: the tree runs as it should.
 func (r *restorer) removeLinkRemaps(tree *treeImages) {
 	for _, p := range files.LinkRemaps(tree.root.files, tree.root.extra) {
-		if err := os.Remove(r.fsRoot + p); err != nil {
+		if err := r.host.root.Remove(p); err != nil {
 			r.opts.Log.Errorf("remove the link made by the dump (--link-remap): %v", err)
 		}
 	}

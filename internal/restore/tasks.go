@@ -13,6 +13,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/files"
+	"amber/internal/fsroot"
 	"amber/internal/plan"
 	ptree "amber/internal/pstree"
 )
@@ -264,7 +265,7 @@ func (r *restorer) finish(p *process) error {
 	if err := runSection(leader, prog, sectionFinal); err != nil {
 		return err
 	}
-	if err := breakLeases(leader, prog, p.plan.breaks); err != nil {
+	if err := breakLeases(leader, prog, p.plan.breaks, r.host.root); err != nil {
 		return err
 	}
 	if _, err := leader.SyscallOK(prog.Insn(), unix.SYS_MUNMAP, prog.Base, prog.Size); err != nil {
@@ -286,9 +287,9 @@ func (r *restorer) finish(p *process) error {
 // dump, which the final section took as they were before, and takes
 // back from the process the signal each break sends it: it had that one
 // when the break began.
-func breakLeases(leader *compel.Task, prog *plan.Program, breaks []files.LeaseBreak) error {
+func breakLeases(leader *compel.Task, prog *plan.Program, breaks []files.LeaseBreak, root *fsroot.Root) error {
 	for _, br := range breaks {
-		if err := br.Break(); err != nil {
+		if err := br.Break(root); err != nil {
 			return err
 		}
 		sig, err := leader.SyscallOK(prog.Insn(), unix.SYS_RT_SIGTIMEDWAIT, br.Set, 0, br.Timeout, 8)

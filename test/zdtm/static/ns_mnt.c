@@ -21,6 +21,14 @@
  *
  * With NS_MNT_HOST_FD set, it keeps its out file open at fd 100 through
  * the host's mount, which a dump must refuse.
+ *
+ * NS_MNT_FILES names, by comma, kinds of files that amber looks up by
+ * path, for it to keep in /files of its root (files_setup): "inotify"
+ * watches, a write "lease" being broken, an unlinked file "mapped"
+ * shared, a "symlink" to an absolute path that only its root has,
+ * opened O_PATH, and a "fifo" with data in it; after SIGTERM it checks
+ * each (files_check). The paths are the container's: amber must find
+ * them in its root, not in the host's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,6 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -147,6 +158,178 @@ static void kinds_check(void)
 	if (st.st_mtim.tv_sec != KINDS_SEC || (st.st_mtim.tv_nsec != KINDS_NSEC && st.st_mtim.tv_nsec))
 		fail("/tmp/owned: mtime %ld.%09ld, want %d.%09d", (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, KINDS_SEC,
 		     KINDS_NSEC);
+}
+
+#define MAPPED_DATA "mapped, unlinked"
+#define FIFO_DATA "in the fifo"
+#define LINK_TARGET "/files/only-in-the-container"
+
+/* The files of NS_MNT_FILES: descriptors and the mapping. */
+static struct {
+	int inotify, wd_dir, wd_file;
+	int lease, symlink, fifo;
+	char *mapped;
+} files;
+
+static volatile sig_atomic_t lease_signals;
+
+static void on_sigio(int sig)
+{
+	lease_signals++;
+}
+
+static void inotify_setup(void)
+{
+	must(mkdir("/files/watched", 0755) == 0, "mkdir /files/watched");
+	put("/files/wfile", "", 0644);
+	files.inotify = inotify_init1(IN_NONBLOCK);
+	must(files.inotify >= 0, "inotify_init1");
+	files.wd_dir = inotify_add_watch(files.inotify, "/files/watched", IN_CREATE);
+	files.wd_file = inotify_add_watch(files.inotify, "/files/wfile", IN_MODIFY);
+	must(files.wd_dir > 0 && files.wd_file > 0, "inotify_add_watch");
+}
+
+/* expect_event reads one inotify event, which must be for wd. */
+static void expect_event(int wd, const char *what)
+{
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1];
+	struct inotify_event *ev = (struct inotify_event *)buf;
+
+	if (read(files.inotify, buf, sizeof(buf)) < (ssize_t)sizeof(*ev))
+		fail("%s: no inotify event: %s", what, strerror(errno));
+	else if (ev->wd != wd)
+		fail("%s: an event of watch %d, want %d", what, ev->wd, wd);
+}
+
+static void inotify_check(void)
+{
+	int fd = open("/files/watched/new", O_WRONLY | O_CREAT, 0644);
+
+	must(fd >= 0, "/files/watched/new");
+	close(fd);
+	expect_event(files.wd_dir, "a file made in /files/watched");
+	put("/files/wfile", "changed", 0644);
+	expect_event(files.wd_file, "/files/wfile written");
+}
+
+/* A write lease whose break a reader has begun, which signalled it. */
+static void lease_setup(void)
+{
+	must(signal(SIGIO, on_sigio) != SIG_ERR, "signal SIGIO");
+	files.lease = open("/files/leased", O_RDWR | O_CREAT, 0644);
+	must(files.lease >= 0, "/files/leased");
+	must(fcntl(files.lease, F_SETLEASE, F_WRLCK) == 0, "F_SETLEASE");
+	if (open("/files/leased", O_RDONLY | O_NONBLOCK) >= 0 || errno != EWOULDBLOCK)
+		fail("opening /files/leased did not start breaking its lease");
+	if (lease_signals != 1)
+		fail("%d signals of the lease break, want 1", lease_signals);
+}
+
+static void lease_check(void)
+{
+	if (fcntl(files.lease, F_GETLEASE) != F_RDLCK)
+		fail("the lease of /files/leased is %d, want a break to F_RDLCK under way", fcntl(files.lease, F_GETLEASE));
+	if (lease_signals != 1)
+		fail("%d signals of the lease break, want the one before the dump", lease_signals);
+}
+
+static void mapped_setup(void)
+{
+	int fd = open("/files/mapped", O_RDWR | O_CREAT, 0600);
+
+	must(fd >= 0 && ftruncate(fd, 4096) == 0, "/files/mapped");
+	files.mapped = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	must(files.mapped != MAP_FAILED, "mmap /files/mapped");
+	strcpy(files.mapped, MAPPED_DATA);
+	close(fd);
+	must(unlink("/files/mapped") == 0, "unlink /files/mapped");
+}
+
+static void mapped_check(void)
+{
+	if (strcmp(files.mapped, MAPPED_DATA))
+		fail("the unlinked mapped file holds \"%.20s\"", files.mapped);
+	if (access("/files/mapped", F_OK) == 0)
+		fail("/files/mapped has a name again");
+}
+
+static void symlink_setup(void)
+{
+	put(LINK_TARGET, "target", 0644);
+	must(symlink(LINK_TARGET, "/files/abslink") == 0, "symlink /files/abslink");
+	files.symlink = open("/files/abslink", O_PATH | O_NOFOLLOW);
+	must(files.symlink >= 0, "open /files/abslink");
+}
+
+static void symlink_check(void)
+{
+	char buf[64] = {};
+	struct stat st;
+	ssize_t n;
+
+	must(fstatat(files.symlink, "", &st, AT_EMPTY_PATH) == 0, "fstat /files/abslink");
+	n = readlinkat(files.symlink, "", buf, sizeof(buf) - 1);
+	if (!S_ISLNK(st.st_mode) || n < 0 || strcmp(buf, LINK_TARGET))
+		fail("the open /files/abslink is not the link to %s (mode %o, \"%s\")", LINK_TARGET, st.st_mode, buf);
+}
+
+static void fifo_setup(void)
+{
+	must(mkfifo("/files/fifo", 0600) == 0, "mkfifo /files/fifo");
+	files.fifo = open("/files/fifo", O_RDWR | O_NONBLOCK);
+	must(files.fifo >= 0 && write(files.fifo, FIFO_DATA, strlen(FIFO_DATA)) == (ssize_t)strlen(FIFO_DATA),
+	     "/files/fifo");
+}
+
+static void fifo_check(void)
+{
+	char buf[64] = {};
+
+	if (read(files.fifo, buf, sizeof(buf) - 1) != (ssize_t)strlen(FIFO_DATA) || strcmp(buf, FIFO_DATA))
+		fail("/files/fifo holds \"%s\", want \"%s\"", buf, FIFO_DATA);
+}
+
+/* The kinds of NS_MNT_FILES, which names those to make, by comma. */
+static const struct {
+	const char *name;
+	void (*setup)(void), (*check)(void);
+} file_kinds[] = {
+	{"inotify", inotify_setup, inotify_check}, {"lease", lease_setup, lease_check},
+	{"mapped", mapped_setup, mapped_check},	   {"symlink", symlink_setup, symlink_check},
+	{"fifo", fifo_setup, fifo_check},
+};
+
+/* wanted tells whether NS_MNT_FILES names kind. */
+static int wanted(const char *kind)
+{
+	const char *list = getenv("NS_MNT_FILES"), *p;
+	size_t n = strlen(kind);
+
+	for (p = list; p && (p = strstr(p, kind)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+			return 1;
+	return 0;
+}
+
+/* files_setup makes, under /files, the kinds NS_MNT_FILES names. */
+static void files_setup(void)
+{
+	size_t i;
+
+	must(mkdir("/files", 0755) == 0, "mkdir /files");
+	for (i = 0; i < sizeof(file_kinds) / sizeof(file_kinds[0]); i++)
+		if (wanted(file_kinds[i].name))
+			file_kinds[i].setup();
+}
+
+/* files_check checks what files_setup made, after the restore. */
+static void files_check(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(file_kinds) / sizeof(file_kinds[0]); i++)
+		if (wanted(file_kinds[i].name))
+			file_kinds[i].check();
 }
 
 /* build makes ./root and its mounts, pivots into it and runs /ns_mnt. */
@@ -297,6 +480,8 @@ int main(int argc, char **argv)
 	must(link("/tmp/sub/f", "/tmp/hard") == 0, "link");
 	put("/dev/marker", "on /dev", 0644);
 	kinds_setup();
+	if (getenv("NS_MNT_FILES"))
+		files_setup();
 	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
 	before = mounts();
 
@@ -347,5 +532,7 @@ int main(int argc, char **argv)
 	must(stat("/proc/keys", &st) == 0 && S_ISCHR(st.st_mode), "/proc/keys is not masked by /dev/null");
 	must(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null is not a device");
 	must(access("/dev/pts/ptmx", F_OK) == 0, "/dev/pts/ptmx");
+	if (getenv("NS_MNT_FILES"))
+		files_check();
 	pass();
 }
