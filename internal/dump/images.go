@@ -89,8 +89,8 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
 		return err
 	}
-	if id, ok := ns.Own(namespaces.Mnt); ok {
-		if err := mounts.Dump(d.dir, id, tree.procs[0].pid, mounts.DumpOptions{External: d.opts.ExtMounts}); err != nil {
+	for _, m := range ns.MntNamespaces() {
+		if err := mounts.Dump(d.dir, m.ID, m.Pid, mounts.DumpOptions{External: d.opts.ExtMounts}); err != nil {
 			return err
 		}
 	}

@@ -46,6 +46,15 @@ func (t *Table) onTreeMount(path string, info proc.FdInfo) error {
 	return fmt.Errorf("%s is on mount %d, which is not in the tree's mount namespace (a file of the host's): not supported", path, info.MntID)
 }
 
+// setMount records the mount file id is open on (fdinfo's mnt_id) when
+// the tree has mount namespaces of its own: a restore opens it in the
+// namespace of that mount, which may not be its task's.
+func (t *Table) setMount(id uint32, mntID int) {
+	if t.mounts != nil {
+		t.entries[id-1].Reg.MntId = proto.Int32(int32(mntID))
+	}
+}
+
 // stat looks a path of the tree up.
 func (t *Table) stat(path string) (os.FileInfo, error) { return os.Stat(t.root + path) }
 

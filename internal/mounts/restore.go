@@ -91,6 +91,10 @@ func (r *Restored) TakePtys() map[uint32]int {
 	return p
 }
 
+// AmberProc tells whether amber's /proc is mounted over the tree's
+// (until Finish): the namespace's tasks reach amber's PIDs there.
+func (r *Restored) AmberProc() bool { return r != nil && r.procOver }
+
 // Finish takes amber's /proc away from over the tree's, once the tasks
 // no longer need amber's descriptors.
 func (r *Restored) Finish() error {

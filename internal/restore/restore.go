@@ -392,7 +392,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return fmt.Errorf("remove the unlinked files made again: %w", err)
 	}
 	r.removeLinkRemaps(tree)
-	if err := r.mounts.Finish(); err != nil {
+	if err := r.finishMountNs(); err != nil {
 		return err
 	}
 	return r.resume(opts)
@@ -490,7 +490,12 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 	if err != nil {
 		return err
 	}
-	r.mounts = m
+	r.mntDir = tree.dir
+	r.mntns = map[uint32]mntNs{tree.root.ids.GetMntNsId(): {pid: tree.root.pid, restored: m}}
+	if err := r.loadMountNs(tree); err != nil {
+		return err
+	}
+	r.host.mountRoot = r.mountRoot
 	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	root := fmt.Sprintf("/proc/%d/root", pid)
@@ -554,8 +559,12 @@ type restorer struct {
 	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
 	// exit.
 	xsave cpu.Layout
-	// mounts is the tree's mount namespace, when it has one of its own.
-	mounts *mounts.Restored
+	// mntns are the tree's mount namespaces made so far, by id, the
+	// root's first, read from mntDir; none if the root is in amber's.
+	mntns  map[uint32]mntNs
+	mntDir image.Dir
+	// mntOf are the namespaces of the dumped mounts, by mount id.
+	mntOf map[int32]uint32
 	// fsRoot is where amber reaches the tree's files: "" or the
 	// /proc/PID/root of the root task in a mount namespace of its own.
 	fsRoot string
@@ -642,7 +651,11 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err
 	}
+	// Its files resolve in its mount namespace.
+	treeStat := r.host.stat
+	r.host.stat = r.statIn(task.Pid)
 	p, err := planTask(t, r.host, o)
+	r.host.stat = treeStat
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}

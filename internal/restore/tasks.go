@@ -63,6 +63,9 @@ func (r *restorer) forkChild(p *process, c *taskImages) error {
 		}
 		return makeZombie(task, p.plan.prog, c)
 	}
+	if err := r.enterMountNs(task, p.plan.prog.Insn(), p, c); err != nil {
+		return err
+	}
 	// The child has its parent's scratch area: its syscall instruction
 	// serves until the child maps its own.
 	return r.restoreProcess(task, p.plan.prog.Insn(), c, o)

@@ -1,0 +1,147 @@
+package mounts
+
+// A mount namespace a task of the tree unshared: restored as a copy of
+// its parent's, made like the dumped one.
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
+	"golang.org/x/sys/unix"
+
+	"amber/internal/image"
+)
+
+// RestoreCopy makes the mount namespace pid is in, a copy of the
+// namespace of parent (restored already: the task unshared
+// CLONE_NEWNS), into that of mountpoints-ID.img: the copied mounts the
+// images name stay, those they do not are unmounted, and the others
+// are made as Restore makes them. A copy whose root mount is not the
+// one of the images (the task pivoted its root) is refused.
+func RestoreCopy(dir image.Dir, id uint32, pid int, parent *Restored, opts RestoreOptions) (*Restored, error) {
+	name := dir.MountpointsPath(id)
+	entries, err := Load(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := Plan(entries, opts.External)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	current, err := readMountinfo(pid)
+	if err != nil {
+		return nil, err
+	}
+	r := &Restored{pid: pid, ptys: map[uint32]int{}, procOver: parent != nil && parent.procOver}
+	if r.procOver {
+		// amber's /proc over the tree's, the last mount at /proc: kept
+		// until Finish.
+		current = withoutLastAt(current, "/proc")
+	}
+	keep, drop, err := matchCopy(steps, current)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	err = onThread(pid, nsKinds, func() error { return r.reconcile(dir, steps, keep, drop, opts) })
+	if err != nil {
+		for _, fd := range r.TakePtys() {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return r, nil
+}
+
+// withoutLastAt drops the last mount at mountpoint mp from infos.
+func withoutLastAt(infos []Info, mp string) []Info {
+	for i := len(infos) - 1; i >= 0; i-- {
+		if infos[i].Mountpoint == mp {
+			return slices.Delete(slices.Clone(infos), i, i+1)
+		}
+	}
+	return infos
+}
+
+// matchCopy pairs the steps, the dumped mounts, with the mounts of the
+// copy (current) that are the same mount: the root with the root, then
+// each mount whose parent is paired with a mount of the copy at the
+// same mountpoint under that parent, of the same filesystem type and
+// root. keep says which steps are there already; drop lists the
+// mountpoints of the copy's unpaired mounts, children first.
+func matchCopy(steps []Step, current []Info) (keep map[uint32]bool, drop []string, err error) {
+	ids := map[uint32]bool{}
+	for _, c := range current {
+		ids[c.ID] = true
+	}
+	pair := map[uint32]uint32{} // dumped mount id -> the copy's
+	taken := map[uint32]bool{}
+	for _, s := range steps {
+		e := s.Entry
+		for _, c := range current {
+			if taken[c.ID] || !sameMount(e, c) {
+				continue
+			}
+			if s.How == Root {
+				if ids[c.Parent] && c.Parent != c.ID {
+					continue
+				}
+			} else if p, ok := pair[e.GetParentMntId()]; !ok || c.Parent != p {
+				continue
+			}
+			pair[e.GetMntId()] = c.ID
+			taken[c.ID] = true
+			break
+		}
+		if s.How == Root && len(pair) == 0 {
+			return nil, nil, fmt.Errorf("mount %d, the root (%s at /, root %s), is not the root of the namespace it was copied from: a root pivoted after unshare is not supported",
+				e.GetMntId(), fsName(e), e.GetRoot())
+		}
+	}
+	keep = map[uint32]bool{}
+	for id := range pair {
+		keep[id] = true
+	}
+	for i := len(current) - 1; i >= 0; i-- {
+		if !taken[current[i].ID] {
+			drop = append(drop, current[i].Mountpoint)
+		}
+	}
+	return keep, drop, nil
+}
+
+// sameMount tells whether c, a mount of the copy, can be e, a dumped
+// mount: the same mountpoint, filesystem type and root.
+func sameMount(e *mnt.MntEntry, c Info) bool {
+	return e.GetMountpoint() == c.Mountpoint && e.GetRoot() == c.Root && fsName(e) == fsName(entryOf(c, ""))
+}
+
+// reconcile runs in the copy: it unmounts drop, then makes the steps not
+// kept, in order.
+func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]bool, drop []string, opts RestoreOptions) error {
+	for _, mp := range drop {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s, which the copied namespace has and the dumped one had not: %w", mp, err)
+		}
+		if opts.Logf != nil {
+			opts.Logf("unmount %s from the copied namespace", mp)
+		}
+	}
+	rootFd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the namespace's root: %w", err)
+	}
+	defer unix.Close(rootFd)
+	for _, s := range steps {
+		if keep[s.Entry.GetMntId()] {
+			continue
+		}
+		if err := r.mount(dir, s, rootFd); err != nil {
+			return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
+		}
+		if opts.Logf != nil {
+			opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
+		}
+	}
+	return nil
+}
