@@ -219,7 +219,7 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	vmas, err := mem.Backing{
-		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(v.Path, mem.OpenFlags(v)) },
+		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(ps.pid, v.Path, mem.OpenFlags(v)) },
 		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
 		Ghost:    func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
 		ShmemDev: d.shmemDev,
@@ -243,7 +243,7 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	exeID, err := d.files.AddPath(exe, unix.O_RDONLY)
+	exeID, err := d.files.AddPath(ps.pid, exe, unix.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("exe %s: %w", exe, err)
 	}

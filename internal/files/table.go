@@ -10,6 +10,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"google.golang.org/protobuf/proto"
 
+	"golang.org/x/sys/unix"
+
 	"amber/internal/image"
 	"amber/internal/proc"
 )
@@ -28,6 +30,8 @@ type Table struct {
 	// mounts are the ids of the mounts of the tree's mount namespace
 	// (SetRoot); nil: amber's.
 	mounts map[int]bool
+	// mntns are the mount namespaces of tasks, by PID (mntnsOf).
+	mntns map[int]uint64
 }
 
 // SetRoot makes the table look paths up under root, the tree's root as
@@ -67,10 +71,13 @@ type regTime struct {
 type regKey struct {
 	path  string
 	flags uint32
+	mntns uint64 // the inode of the mount namespace it is in, 0: amber's
 }
 
 // NewTable returns an empty table.
-func NewTable() *Table { return &Table{regs: map[regKey]uint32{}, times: map[uint32]regTime{}} }
+func NewTable() *Table {
+	return &Table{regs: map[regKey]uint32{}, times: map[uint32]regTime{}, mntns: map[int]uint64{}}
+}
 
 func (t *Table) nextID() uint32 { return uint32(len(t.entries)) + 1 }
 
@@ -82,20 +89,43 @@ func newFown() *fown.FownEntry {
 	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
 }
 
-// AddPath registers a file that is used by path only (a mapped file, the
-// exe, cwd or root): one entry per path and open mode.
-func (t *Table) AddPath(path string, flags uint32) (uint32, error) {
-	k := regKey{path, flags}
+// AddPath registers a file that task pid uses by path only (a mapped
+// file, the exe, cwd or root): one entry per path, open mode and mount
+// namespace. In a tree with mount namespaces of its own the path is
+// looked up as pid sees it, in its namespace.
+func (t *Table) AddPath(pid int, path string, flags uint32) (uint32, error) {
+	k := regKey{path: path, flags: flags}
+	root := t.root
+	if t.root != "" {
+		var err error
+		if k.mntns, err = t.mntnsOf(pid); err != nil {
+			return 0, err
+		}
+		root = fmt.Sprintf("/proc/%d/root", pid)
+	}
 	if id, ok := t.regs[k]; ok {
 		return id, nil
 	}
-	st, err := t.stat(path)
+	st, err := os.Stat(root + path)
 	if err != nil {
 		return 0, err
 	}
 	id := t.addReg(path, flags, 0, st)
 	t.regs[k] = id
 	return id, nil
+}
+
+// mntnsOf is the inode of pid's mount namespace, read once per task.
+func (t *Table) mntnsOf(pid int) (uint64, error) {
+	if ino, ok := t.mntns[pid]; ok {
+		return ino, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/mnt", pid), &st); err != nil {
+		return 0, fmt.Errorf("mount namespace of pid %d: %w", pid, err)
+	}
+	t.mntns[pid] = st.Ino
+	return st.Ino, nil
 }
 
 // addReg adds a regular-file entry (also used for directories and
