@@ -133,7 +133,7 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 		}
 		isProc, seen := procfs[tm.dev]
 		if !seen {
-			isProc = onProcfs(e.GetReg().GetName())
+			isProc = onProcfs(t.root + e.GetReg().GetName())
 			procfs[tm.dev] = isProc
 		}
 		if !isProc { // appended: Fprintf for each of thousands of files showed in a dump's profile
