@@ -67,9 +67,10 @@ func withoutLastAt(infos []Info, mp string) []Info {
 // copy (current) that are the same mount: the root with the root, then
 // each mount whose parent is paired with a mount of the copy at the
 // same mountpoint under that parent, of the same filesystem type and
-// root. keep says which steps are there already; drop lists the
-// mountpoints of the copy's unpaired mounts, children first.
-func matchCopy(steps []Step, current []Info) (keep map[uint32]bool, drop []string, err error) {
+// root. keep maps the dumped ids of the steps that are there already to
+// the copy's ids; drop lists the mountpoints of the copy's unpaired
+// mounts, children first.
+func matchCopy(steps []Step, current []Info) (keep map[uint32]uint32, drop []string, err error) {
 	ids := map[uint32]bool{}
 	for _, c := range current {
 		ids[c.ID] = true
@@ -98,16 +99,12 @@ func matchCopy(steps []Step, current []Info) (keep map[uint32]bool, drop []strin
 				e.GetMntId(), fsName(e), e.GetRoot())
 		}
 	}
-	keep = map[uint32]bool{}
-	for id := range pair {
-		keep[id] = true
-	}
 	for i := len(current) - 1; i >= 0; i-- {
 		if !taken[current[i].ID] {
 			drop = append(drop, current[i].Mountpoint)
 		}
 	}
-	return keep, drop, nil
+	return pair, drop, nil
 }
 
 // sameMount tells whether c, a mount of the copy, can be e, a dumped
@@ -116,9 +113,14 @@ func sameMount(e *mnt.MntEntry, c Info) bool {
 	return e.GetMountpoint() == c.Mountpoint && e.GetRoot() == c.Root && fsName(e) == fsName(entryOf(c, ""))
 }
 
-// reconcile runs in the copy: it unmounts drop, then makes the steps not
-// kept, in order.
-func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]bool, drop []string, opts RestoreOptions) error {
+// reconcile runs in the copy: it makes every mount private, unmounts
+// drop, makes the steps not kept, in order, then gives every mount its
+// propagation (kept ones too: their groups span namespaces).
+func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32, drop []string, opts RestoreOptions) error {
+	// Nothing made here may propagate to the namespace it was copied from.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make the copied mount namespace private: %w", err)
+	}
 	for _, mp := range drop {
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("unmount %s, which the copied namespace has and the dumped one had not: %w", mp, err)
@@ -132,16 +134,42 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]bool, 
 		return fmt.Errorf("open the namespace's root: %w", err)
 	}
 	defer unix.Close(rootFd)
+	fds := map[uint32]int{}
+	defer closeAll(fds)
 	for _, s := range steps {
-		if keep[s.Entry.GetMntId()] {
+		if id, ok := keep[s.Entry.GetMntId()]; ok {
+			if err := openKept(fds, s, rootFd, id); err != nil {
+				return err
+			}
 			continue
 		}
-		if err := r.mount(dir, s, rootFd); err != nil {
+		err := r.mount(dir, s, rootFd)
+		if err == nil {
+			err = openMount(fds, s, rootFd)
+		}
+		if err != nil {
 			return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
 		}
 		if opts.Logf != nil {
 			opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
 		}
 	}
+	return opts.Groups.propagate(steps, fds)
+}
+
+// openKept opens the copied mount id that stands for step s into fds,
+// if its mountpoint reaches it: one under another at the same place
+// keeps no propagation.
+func openKept(fds map[uint32]int, s Step, rootFd int, id uint32) error {
+	fd, err := inRoot(rootFd, s.Target, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("open %s in the copied namespace: %w", s.Target, err)
+	}
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil || st.Mnt_id != uint64(id) {
+		unix.Close(fd)
+		return nil
+	}
+	fds[s.Entry.GetMntId()] = fd
 	return nil
 }

@@ -281,6 +281,8 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer r.cg.Close()
+	r.mntGroups = mounts.NewGroups()
+	defer r.mntGroups.Close()
 	defer func() {
 		if err != nil {
 			if uerr := r.cg.Undo(); uerr != nil {
@@ -485,7 +487,7 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 // its PID in amber's, and from then on looks files up as the tree sees
 // them: under its root.
 func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
-	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof}
+	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof, Groups: r.mntGroups}
 	m, err := mounts.Restore(tree.dir, tree.root.ids.GetMntNsId(), pid, opts)
 	if err != nil {
 		return err
@@ -565,6 +567,8 @@ type restorer struct {
 	mntDir image.Dir
 	// mntOf are the namespaces of the dumped mounts, by mount id.
 	mntOf map[int32]uint32
+	// mntGroups are the mount peer groups given back so far.
+	mntGroups *mounts.Groups
 	// fsRoot is where amber reaches the tree's files: "" or the
 	// /proc/PID/root of the root task in a mount namespace of its own.
 	fsRoot string
