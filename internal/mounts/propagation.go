@@ -8,6 +8,7 @@ package mounts
 
 import (
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,24 +21,44 @@ const (
 )
 
 // Groups are the peer groups given back so far, across the tree's mount
-// namespaces: one mount of each, open, by its dumped group id. A
-// namespace copied from another shares its groups.
+// namespaces: their mounts, open, by dumped group id. A namespace copied
+// from another shares its groups.
 type Groups struct {
-	fds map[uint32]int
+	fds map[uint32][]member
+}
+
+// member is a mount of a peer group: open at fd, root the part of its
+// filesystem it shows. A mount joins a group through a member whose
+// root holds its own (the kernel's rule for MOVE_MOUNT_SET_GROUP).
+type member struct {
+	fd   int
+	root string
 }
 
 // NewGroups returns an empty set of groups.
-func NewGroups() *Groups { return &Groups{fds: map[uint32]int{}} }
+func NewGroups() *Groups { return &Groups{fds: map[uint32][]member{}} }
 
 // Close closes the mounts the groups hold open.
 func (g *Groups) Close() {
 	if g == nil {
 		return
 	}
-	for _, fd := range g.fds {
-		unix.Close(fd)
+	for _, ms := range g.fds {
+		for _, m := range ms {
+			unix.Close(m.fd)
+		}
 	}
-	g.fds = map[uint32]int{}
+	g.fds = map[uint32][]member{}
+}
+
+// via finds a member of group id whose root holds root.
+func (g *Groups) via(id uint32, root string) (int, bool) {
+	for _, m := range g.fds[id] {
+		if within(root, m.root) {
+			return m.fd, true
+		}
+	}
+	return -1, false
 }
 
 // propagate gives each mount of steps open at fds (by dumped mount id),
@@ -55,6 +76,9 @@ func (g *Groups) propagate(steps []Step, fds map[uint32]int) error {
 		known[id] = true
 	}
 	var pending []Step
+	// The widest mount of a group first: the others join through it.
+	steps = slices.Clone(steps)
+	slices.SortStableFunc(steps, func(a, b Step) int { return len(a.Entry.GetRoot()) - len(b.Entry.GetRoot()) })
 	for _, s := range steps {
 		if id := s.Entry.GetSharedId(); id != 0 {
 			known[id] = true
@@ -70,13 +94,14 @@ func (g *Groups) propagate(steps []Step, fds map[uint32]int) error {
 			if !known[master] {
 				master = 0
 			}
-			_, haveShared := g.fds[shared]
-			_, haveMaster := g.fds[master]
+			root := s.Entry.GetRoot()
+			_, haveShared := g.via(shared, root)
+			_, haveMaster := g.via(master, root)
 			if !(shared != 0 && haveShared) && master != 0 && !haveMaster {
 				rest = append(rest, s)
 				continue
 			}
-			if err := g.set(fds[s.Entry.GetMntId()], shared, master); err != nil {
+			if err := g.set(fds[s.Entry.GetMntId()], root, shared, master); err != nil {
 				return fmt.Errorf("mount %d at %s: propagation (shared %d, master %d): %w", s.Entry.GetMntId(), s.Target, shared, master, err)
 			}
 		}
@@ -88,15 +113,20 @@ func (g *Groups) propagate(steps []Step, fds map[uint32]int) error {
 	return nil
 }
 
-// set gives the private mount open at fd group shared (0: none), as a
-// slave of group master (0: none).
-func (g *Groups) set(fd int, shared, master uint32) error {
-	if from, ok := g.fds[shared]; ok && shared != 0 {
+// set gives the private mount open at fd, showing root of its
+// filesystem, group shared (0: none), as a slave of group master (0:
+// none).
+func (g *Groups) set(fd int, root string, shared, master uint32) error {
+	if from, ok := g.via(shared, root); ok && shared != 0 {
 		// Its peer has the master too.
-		return setGroup(from, fd)
+		if err := setGroup(from, fd); err != nil {
+			return err
+		}
+		return g.add(shared, fd, root)
 	}
 	if master != 0 {
-		if err := setGroup(g.fds[master], fd); err != nil {
+		from, _ := g.via(master, root)
+		if err := setGroup(from, fd); err != nil {
 			return err
 		}
 		if err := setPropagation(fd, unix.MS_SLAVE); err != nil {
@@ -109,11 +139,16 @@ func (g *Groups) set(fd int, shared, master uint32) error {
 	if err := setPropagation(fd, unix.MS_SHARED); err != nil {
 		return err
 	}
+	return g.add(shared, fd, root)
+}
+
+// add keeps a copy of fd, a mount showing root, as a member of group id.
+func (g *Groups) add(id uint32, fd int, root string) error {
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	g.fds[shared] = dup
+	g.fds[id] = append(g.fds[id], member{dup, root})
 	return nil
 }
 
