@@ -8,6 +8,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -89,9 +90,14 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
 		return err
 	}
+	var rootMounts []*mnt.MntEntry // the root's namespace, the first
 	for _, m := range ns.MntNamespaces() {
-		if err := mounts.Dump(d.dir, m.ID, m.Pid, mounts.DumpOptions{External: d.opts.ExtMounts}); err != nil {
+		entries, err := mounts.Dump(d.dir, m.ID, m.Pid, mounts.DumpOptions{External: d.opts.ExtMounts, Like: rootMounts})
+		if err != nil {
 			return err
+		}
+		if rootMounts == nil {
+			rootMounts = entries
 		}
 	}
 	if err := cgroups.Write(d.dir, d.cg.Entry()); err != nil {
