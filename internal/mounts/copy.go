@@ -19,9 +19,13 @@ import (
 // images name stay, those they do not are unmounted, and the others
 // are made as Restore makes them. A copy whose root mount is not the
 // one of the images (the task pivoted its root) is refused.
-func RestoreCopy(dir image.Dir, id uint32, pid int, parent *Restored, opts RestoreOptions) (*Restored, error) {
+func RestoreCopy(dir image.Dir, id, parentID uint32, pid int, parent *Restored, opts RestoreOptions) (*Restored, error) {
 	name := dir.MountpointsPath(id)
 	entries, err := Load(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	parentEntries, err := Load(dir, parentID)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +43,7 @@ func RestoreCopy(dir image.Dir, id uint32, pid int, parent *Restored, opts Resto
 		// until Finish.
 		current = withoutLastAt(current, "/proc")
 	}
-	keep, drop, err := matchCopy(steps, current)
+	keep, drop, err := matchCopy(steps, current, parentEntries)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -67,10 +71,12 @@ func withoutLastAt(infos []Info, mp string) []Info {
 // copy (current) that are the same mount: the root with the root, then
 // each mount whose parent is paired with a mount of the copy at the
 // same mountpoint under that parent, of the same filesystem type and
-// root. keep maps the dumped ids of the steps that are there already to
+// root. Only a mount the namespace copied at dump can be paired: one
+// the parent namespace's mounts (parent) have too, at the same place,
+// of the same filesystem and root. keep maps the dumped ids of the steps that are there already to
 // the copy's ids; drop lists the mountpoints of the copy's unpaired
 // mounts, children first.
-func matchCopy(steps []Step, current []Info) (keep map[uint32]uint32, drop []string, err error) {
+func matchCopy(steps []Step, current []Info, parent []*mnt.MntEntry) (keep map[uint32]uint32, drop []string, err error) {
 	ids := map[uint32]bool{}
 	for _, c := range current {
 		ids[c.ID] = true
@@ -79,6 +85,9 @@ func matchCopy(steps []Step, current []Info) (keep map[uint32]uint32, drop []str
 	taken := map[uint32]bool{}
 	for _, s := range steps {
 		e := s.Entry
+		if s.How != Root && !slices.ContainsFunc(parent, func(p *mnt.MntEntry) bool { return copyOf(e, p) }) {
+			continue
+		}
 		for _, c := range current {
 			if taken[c.ID] || !sameMount(e, c) {
 				continue
@@ -105,6 +114,12 @@ func matchCopy(steps []Step, current []Info) (keep map[uint32]uint32, drop []str
 		}
 	}
 	return pair, drop, nil
+}
+
+// copyOf tells whether e may be a copy of p, a mount of the namespace
+// e's was copied from: the same place, filesystem and root.
+func copyOf(e, p *mnt.MntEntry) bool {
+	return e.GetMountpoint() == p.GetMountpoint() && e.GetRootDev() == p.GetRootDev() && e.GetRoot() == p.GetRoot()
 }
 
 // sameMount tells whether c, a mount of the copy, can be e, a dumped
