@@ -35,6 +35,13 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 			maps.Copy(ids, these)
 		}
 		d.files.SetRoot(fmt.Sprintf("/proc/%d/root", tree.procs[0].pid), ids)
+		var pids []int
+		for _, m := range ns.MntNamespaces() {
+			pids = append(pids, m.Pid)
+		}
+		if err := d.files.SetNamespaceRoots(pids); err != nil {
+			return nil, err
+		}
 	}
 	if !ns.OwnPidNamespace() {
 		return ns, err

@@ -32,6 +32,26 @@ type Table struct {
 	mounts map[int]bool
 	// mntns are the mount namespaces of tasks, by PID (mntnsOf).
 	mntns map[int]uint64
+	// nsRoots are where the paths of each mount namespace of the tree
+	// are looked up, by its inode (SetNamespaceRoots): the root of a
+	// task in it, through /proc.
+	nsRoots map[uint64]string
+}
+
+// SetNamespaceRoots makes the table look the paths of the tasks of
+// each mount namespace of the tree up under the root of pids, one task
+// of each: the tree's root for its own. A task's paths are relative to
+// its namespace's root, not to a root it chrooted to.
+func (t *Table) SetNamespaceRoots(pids []int) error {
+	t.nsRoots = map[uint64]string{}
+	for _, pid := range pids {
+		ino, err := t.mntnsOf(pid)
+		if err != nil {
+			return err
+		}
+		t.nsRoots[ino] = fmt.Sprintf("/proc/%d/root", pid)
+	}
+	return nil
 }
 
 // SetRoot makes the table look paths up under root, the tree's root as
@@ -92,7 +112,7 @@ func newFown() *fown.FownEntry {
 // AddPath registers a file that task pid uses by path only (a mapped
 // file, the exe, cwd or root): one entry per path, open mode and mount
 // namespace. In a tree with mount namespaces of its own the path is
-// looked up as pid sees it, in its namespace.
+// looked up in pid's namespace (SetNamespaceRoots).
 func (t *Table) AddPath(pid int, path string, flags uint32) (uint32, error) {
 	k := regKey{path: path, flags: flags}
 	root := t.root
@@ -101,7 +121,9 @@ func (t *Table) AddPath(pid int, path string, flags uint32) (uint32, error) {
 		if k.mntns, err = t.mntnsOf(pid); err != nil {
 			return 0, err
 		}
-		root = fmt.Sprintf("/proc/%d/root", pid)
+		if r, ok := t.nsRoots[k.mntns]; ok {
+			root = r
+		}
 	}
 	if id, ok := t.regs[k]; ok {
 		return id, nil

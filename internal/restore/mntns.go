@@ -67,13 +67,16 @@ func joinMountNs(task *compel.Task, insn uint64, pid int) error {
 	return nil
 }
 
-// statIn looks a path of the tree up as task pid (amber's PID) sees it,
-// in its mount namespace, when the tree has one of its own.
-func (r *restorer) statIn(pid int) func(string) (os.FileInfo, error) {
-	if r.fsRoot == "" {
+// statIn looks a path of the tree up as a task of mount namespace id
+// sees it, under the root of the namespace's first task (not the
+// task's own, which may be chrooted), when the tree has namespaces of
+// its own.
+func (r *restorer) statIn(id uint32) func(string) (os.FileInfo, error) {
+	ns, ok := r.mntns[id]
+	if r.fsRoot == "" || !ok {
 		return r.host.stat
 	}
-	root := fmt.Sprintf("/proc/%d/root", pid)
+	root := fmt.Sprintf("/proc/%d/root", r.procPid(ns.pid))
 	return func(path string) (os.FileInfo, error) { return os.Stat(root + path) }
 }
 

@@ -657,7 +657,7 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	}
 	// Its files resolve in its mount namespace.
 	treeStat := r.host.stat
-	r.host.stat = r.statIn(task.Pid)
+	r.host.stat = r.statIn(t.ids.GetMntNsId())
 	p, err := planTask(t, r.host, o)
 	r.host.stat = treeStat
 	if err != nil {
