@@ -111,3 +111,26 @@ func TestMountsInterop(t *testing.T) {
 		c.mustPass()
 	})
 }
+
+// TestMountsChildNamespace: ns_mnt with a child in a mount namespace of
+// its own (NS_MNT_SUBNS), with a tmpfs and a bind there, a file open on
+// the tmpfs and one its parent opened in its own namespace: the dump
+// saves both namespaces and the restore makes the child's again from a
+// copy of its parent's; the child checks its mounts and files, and that
+// the file its parent opened is still on its parent's mount.
+func TestMountsChildNamespace(t *testing.T) {
+	t.Setenv("NS_MNT_SUBNS", "1")
+	p, _ := lookupProgram("ns_mnt")
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump(nsMntDumpArgs()...); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, nsMntRestoreArgs(c)...)...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+	c.mustPass()
+}

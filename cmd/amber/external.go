@@ -45,6 +45,21 @@ func setExternal(o *Options, val string, _ bool) error {
 	return nil
 }
 
+// setExtMountMap reads CRIU's older spelling of an external mount,
+// --ext-mount-map KEY:VAL, the same as --external mnt[KEY]:VAL. Its
+// "auto" (CRIU's --external mnt[], mounts found external by themselves)
+// is not supported yet.
+func setExtMountMap(o *Options, val string, b bool) error {
+	if val == "auto" {
+		return fmt.Errorf("--ext-mount-map auto: %w (name each external mount with --external mnt[KEY]:VAL)", errNotSupported)
+	}
+	key, v, ok := strings.Cut(val, ":")
+	if !ok || key == "" || v == "" {
+		return fmt.Errorf("--ext-mount-map %q: want KEY:VAL", val)
+	}
+	return setExternal(o, "mnt["+key+"]:"+v, b)
+}
+
 // addExtVeth records the outside end of veth name (err from parsing it).
 func addExtVeth(o *Options, name string, ext namespaces.ExtVeth, err error) error {
 	if err != nil {

@@ -53,6 +53,7 @@ func optionHelp() [][2]string {
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K; restore: veth[IF]:OUT[@BR]: veth IF's outside end OUT (in bridge BR)"},
+		{"ext-mount-map", "-M|--ext-mount-map K:V   --external mnt[K]:V (CRIU's older spelling; auto is not supported)"},
 		{"inherit-fd", "--inherit-fd fd[N]:KEY   restore: amber's fd N in place of file KEY (pipe:[INO], socket:[INO], tmp/log)"},
 		{"network-lock", "--network-lock METHOD    dump: hold the tree's TCP connections (or its whole network namespace) with iptables (default), nftables or skip until the restore lifts it"},
 		{"join-ns", "-J|--join-ns net:PATH    restore: the tree joins the network namespace at PATH (or net:PID, PID's) instead of a new one"},

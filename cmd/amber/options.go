@@ -422,6 +422,7 @@ func optionTable() []option {
 		{"two-hosts", 0, noArg, setFlag(func(o *Options) *bool { return &o.TwoHosts }, true)},
 		{"root", 'r', requiredArg, setString(func(o *Options) *string { return &o.Root })},
 		{"external", 0, requiredArg, setExternal},
+		{"ext-mount-map", 'M', requiredArg, setExtMountMap},
 		{"ext-unix-sk", 'x', optionalArg, setExtUnixSk},
 		{"inherit-fd", 0, requiredArg, setInheritFd},
 		{"extra", 0, noArg, ignore},
@@ -471,7 +472,6 @@ func unsupportedOptions() []option {
 	}{
 		{"leave-stopped", 's', noArg}, {"restore-sibling", 'S', noArg},
 		{"libdir", 'L', requiredArg},
-		{"ext-mount-map", 'M', requiredArg},
 		{"close", 0, requiredArg}, {"log-pid", 0, noArg},
 		{"evasive-devices", 0, noArg}, {"veth-pair", 0, requiredArg},
 		{"action-script", 0, requiredArg},

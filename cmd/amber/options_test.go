@@ -46,6 +46,10 @@ func TestParse(t *testing.T) {
 			opts(func(o *Options) {
 				o.Verb, o.Root, o.ExtMounts = "restore", "/r", map[string]string{"k": "/a/b", "/dev/null": "null"}
 			})},
+		{"ext-mount-map", "restore --root /r --ext-mount-map k:/a/b -M /dev/null:null",
+			opts(func(o *Options) {
+				o.Verb, o.Root, o.ExtMounts = "restore", "/r", map[string]string{"k": "/a/b", "/dev/null": "null"}
+			})},
 		{"inherit-fd", "restore --inherit-fd fd[3]:pipe:[123] --inherit-fd=fd[0]:tmp/log",
 			opts(func(o *Options) {
 				o.Verb, o.InheritFds = "restore", []files.InheritFd{{Key: "pipe:[123]", Fd: 3}, {Key: "tmp/log", Fd: 0}}
@@ -149,6 +153,8 @@ func TestParseErrors(t *testing.T) {
 		{"dump --tr 1", "possibilities: --tree --trust-images --track-mem"},
 		{"restore -s", "-s (--leave-stopped): not supported yet"},
 		{"restore --external unix[1]", "not supported yet"},
+		{"dump -t 1 --ext-mount-map auto", "--ext-mount-map auto: not supported yet"},
+		{"dump -t 1 --ext-mount-map nocolon", "want KEY:VAL"},
 		{"restore --external mnt[k]", "want mnt[KEY]:VAL"},
 		{"dump -t 1 --external net[x]:k", "want net[INODE]:KEY"},
 		{"restore --external mnt[k]:a --external mnt[k]:b", "given twice"},

@@ -8,6 +8,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -92,9 +93,14 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	if err := ns.Dump(d.dir, tree.procs[0].pid); err != nil {
 		return err
 	}
-	if id, ok := ns.Own(namespaces.Mnt); ok {
-		if err := mounts.Dump(d.dir, id, tree.procs[0].pid, mounts.DumpOptions{External: d.opts.ExtMounts}); err != nil {
+	var rootMounts []*mnt.MntEntry // the root's namespace, the first
+	for _, m := range ns.MntNamespaces() {
+		entries, err := mounts.Dump(d.dir, m.ID, m.Pid, mounts.DumpOptions{External: d.opts.ExtMounts, Like: rootMounts})
+		if err != nil {
 			return err
+		}
+		if rootMounts == nil {
+			rootMounts = entries
 		}
 	}
 	if err := cgroups.Write(d.dir, d.cg.Entry()); err != nil {
@@ -222,7 +228,7 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	vmas, err := mem.Backing{
-		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(v.Path, mem.OpenFlags(v)) },
+		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(ps.pid, v.Path, mem.OpenFlags(v)) },
 		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
 		Ghost:    func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
 		ShmemDev: d.shmemDev,
@@ -246,7 +252,7 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	exeID, err := d.files.AddPath(exe, unix.O_RDONLY)
+	exeID, err := d.files.AddPath(ps.pid, exe, unix.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("exe %s: %w", exe, err)
 	}

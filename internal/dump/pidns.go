@@ -2,6 +2,7 @@ package dump
 
 import (
 	"fmt"
+	"maps"
 
 	"amber/internal/fsroot"
 	"amber/internal/mounts"
@@ -20,17 +21,32 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 	ns.SetEmptyNet(d.opts.EmptyNet)
 	d.fds.SetNsLookup(ns.FileID)
 	ns.SetExtNet(d.opts.ExtNet)
+	if err := ns.AddMntTasks(tree.livePids()); err != nil {
+		return nil, err
+	}
 	if _, ok := ns.Own(namespaces.Mnt); ok {
-		// The tree's paths are relative to its root, on its mounts.
-		ids, err := mounts.IDs(tree.procs[0].pid)
-		if err != nil {
-			return nil, err
+		// The tree's paths are relative to its root, on the mounts of
+		// its namespaces.
+		ids := map[int]bool{}
+		for _, m := range ns.MntNamespaces() {
+			these, err := mounts.IDs(m.Pid)
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(ids, these)
 		}
 		root, err := fsroot.Of(tree.procs[0].pid)
 		if err != nil {
 			return nil, err
 		}
 		d.files.SetRoot(root, ids)
+		var pids []int
+		for _, m := range ns.MntNamespaces() {
+			pids = append(pids, m.Pid)
+		}
+		if err := d.files.SetNamespaceRoots(pids); err != nil {
+			return nil, err
+		}
 	}
 	if !ns.OwnPidNamespace() {
 		return ns, err

@@ -332,3 +332,14 @@ func (t *frozenTree) pids() map[int]bool {
 	}
 	return out
 }
+
+// livePids lists the PIDs of the tree's live processes, parents first.
+func (t *frozenTree) livePids() []int {
+	var out []int
+	for _, p := range t.procs {
+		if !p.zombie {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}

@@ -321,7 +321,9 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	if err := d.onTreeMount(link, info, st); err != nil {
 		return 0, 0, err
 	}
-	return t.addReg(link, flags, uint64(info.Pos), st), fdinfo.FdTypes_REG, nil
+	id := t.addReg(link, flags, uint64(info.Pos), st)
+	t.setMount(id, info.MntID)
+	return id, fdinfo.FdTypes_REG, nil
 }
 
 // onTreeMount refuses a file named by path that is on a mount outside

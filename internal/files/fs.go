@@ -22,7 +22,7 @@ const dirFlags = uint32(unix.O_RDONLY | unix.O_DIRECTORY)
 // working directory removed since the task entered it is a ghost
 // directory, as an open one is.
 func (d *Dumper) DumpFS(pid int, umask uint32) (*fsimg.FsEntry, error) {
-	cwdID, err := d.dumpDir(fmt.Sprintf("/proc/%d/cwd", pid))
+	cwdID, err := d.dumpDir(pid, fmt.Sprintf("/proc/%d/cwd", pid))
 	if err != nil {
 		return nil, fmt.Errorf("cwd: %w", err)
 	}
@@ -30,7 +30,7 @@ func (d *Dumper) DumpFS(pid int, umask uint32) (*fsimg.FsEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	rootID, err := d.Table.AddPath(root, dirFlags)
+	rootID, err := d.Table.AddPath(pid, root, dirFlags)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
@@ -38,24 +38,24 @@ func (d *Dumper) DumpFS(pid int, umask uint32) (*fsimg.FsEntry, error) {
 }
 
 // dumpDir records the directory that /proc link at names.
-func (d *Dumper) dumpDir(at string) (uint32, error) {
+func (d *Dumper) dumpDir(pid int, at string) (uint32, error) {
 	link, err := os.Readlink(at)
 	if err != nil {
 		return 0, err
 	}
 	if !strings.HasSuffix(link, " (deleted)") {
-		return d.Table.AddPath(link, dirFlags)
+		return d.Table.AddPath(pid, link, dirFlags)
 	}
 	st, err := os.Stat(at)
 	if err != nil {
 		return 0, err
 	}
-	if id, ok := d.Table.regs[regKey{link, dirFlags}]; ok && d.ghosts.isGhost(id) {
+	if id, ok := d.Table.regs[regKey{path: link, flags: dirFlags}]; ok && d.ghosts.isGhost(id) {
 		return id, nil
 	}
 	id, err := d.addGhostAt(at, link, 0, st, dirFlags)
 	if err == nil {
-		d.Table.regs[regKey{link, dirFlags}] = id
+		d.Table.regs[regKey{path: link, flags: dirFlags}] = id
 	}
 	return id, err
 }

@@ -144,7 +144,7 @@ func (d *Dumper) addLinked(at, link string, pos uint64, st os.FileInfo, flags ui
 	if now, err := d.Table.stat(link); err == nil && os.SameFile(now, st) {
 		return d.Table.addReg(link, flags, pos, st), nil
 	}
-	if onProcfs(at) {
+	if onProcfs(nil, at) {
 		// CRIU restores these with a helper task of the dead PID.
 		return 0, fmt.Errorf("%s: a file of a process that is gone (procfs): not supported yet", link)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/fsroot"
 	"amber/internal/image"
 )
 
@@ -133,7 +134,7 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 		}
 		isProc, seen := procfs[tm.dev]
 		if !seen {
-			isProc = onProcfs(e.GetReg().GetName())
+			isProc = onProcfs(t.root, e.GetReg().GetName())
 			procfs[tm.dev] = isProc
 		}
 		if !isProc { // appended: Fprintf for each of thousands of files showed in a dump's profile
@@ -149,9 +150,14 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 }
 
 // onProcfs tells whether path is on a procfs.
-func onProcfs(path string) bool {
+func onProcfs(root *fsroot.Root, path string) bool {
+	fd, err := root.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
 	var fs unix.Statfs_t
-	return unix.Statfs(path, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC
+	return unix.Fstatfs(fd, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC
 }
 
 // readMtimes reads amber-mtimes.txt; nil if the dump has none.

@@ -14,7 +14,7 @@ func TestOnProcfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]bool{"/proc/self/maps": true, "/proc/meminfo": true, tmp: false, "/nonexistent": false} {
-		if got := onProcfs(path); got != want {
+		if got := onProcfs(nil, path); got != want {
 			t.Errorf("onProcfs(%s) = %v, want %v", path, got, want)
 		}
 	}

@@ -122,11 +122,11 @@ func TestMtimesImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	tab := NewTable()
-	id, err := tab.AddPath(p, unix.O_RDONLY)
+	id, err := tab.AddPath(0, p, unix.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dirID, _ := tab.AddPath(dir, unix.O_RDONLY)
+	dirID, _ := tab.AddPath(0, dir, unix.O_RDONLY)
 	img := tempImages(t)
 	if err := writeMtimes(img, tab, nil); err != nil {
 		t.Fatal(err)

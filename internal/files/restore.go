@@ -102,6 +102,11 @@ type RestoreInput struct {
 	// amber's there (a mount namespace of its own): its late files under
 	// /proc/PID are opened under it ("": the /proc it sees is its own).
 	TreeProc string
+	// MountRoot names the root of the mount namespace of mount mntID
+	// (a file's dumped mnt_id) as both amber and the task reach it, when
+	// it is not the task's own namespace: the task opens the file there,
+	// on that namespace's mount. "" (or nil): the task's own.
+	MountRoot func(mntID int32) string
 }
 
 // Holder is a restored task holding a file at a descriptor.
@@ -370,10 +375,17 @@ func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error
 		}
 		return planTake(b, in.AmberPid, 0, "amber's terminal"), nil
 	}
-	if err := in.fileCheck().Reg(e); err != nil {
+	check, name := in.fileCheck(), reg.GetName()
+	if in.MountRoot != nil && reg.MntId != nil {
+		if root := in.MountRoot(reg.GetMntId()); root != "" {
+			check.Stat = func(p string) (os.FileInfo, error) { return os.Stat(root + p) }
+			name = root + name
+		}
+	}
+	if err := check.Reg(e); err != nil {
 		return 0, err
 	}
-	fd := b.Open("file id "+fmt.Sprint(e.GetId()), reg.GetName(), openFlags(reg), 0)
+	fd := b.Open("file id "+fmt.Sprint(e.GetId()), name, openFlags(reg), 0)
 	if pos := reg.GetPos(); pos != 0 {
 		b.Call(fmt.Sprintf("seek %s to %d", reg.GetName(), pos), unix.SYS_LSEEK, uint64(fd), pos, unix.SEEK_SET)
 	}

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"google.golang.org/protobuf/proto"
+
+	"golang.org/x/sys/unix"
 
 	"amber/internal/fsroot"
 	"amber/internal/image"
@@ -29,6 +32,33 @@ type Table struct {
 	// mounts are the ids of the mounts of the tree's mount namespace
 	// (SetRoot); nil: amber's.
 	mounts map[int]bool
+	// mntns are the mount namespaces of tasks, by PID (mntnsOf).
+	mntns map[int]uint64
+	// nsRoots are where the paths of each mount namespace of the tree
+	// are looked up, by its inode (SetNamespaceRoots): the root of a
+	// task in it.
+	nsRoots map[uint64]*fsroot.Root
+}
+
+// SetNamespaceRoots makes the table look the paths of the tasks of
+// each mount namespace of the tree up under the root of pids, one task
+// of each: the tree's root for its own. A task's paths are relative to
+// its namespace's root, not to a root it chrooted to.
+func (t *Table) SetNamespaceRoots(pids []int) error {
+	t.nsRoots = map[uint64]*fsroot.Root{}
+	for _, pid := range pids {
+		ino, err := t.mntnsOf(pid)
+		if err != nil {
+			return err
+		}
+		if _, ok := t.nsRoots[ino]; ok {
+			continue
+		}
+		if t.nsRoots[ino], err = fsroot.Of(pid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetRoot makes the table look paths up in root, the tree's root: the
@@ -39,8 +69,15 @@ type Table struct {
 // refused.
 func (t *Table) SetRoot(root *fsroot.Root, mounts map[int]bool) { t.root, t.mounts = root, mounts }
 
-// Close closes the tree's root (SetRoot), once the dump is over.
-func (t *Table) Close() error { return t.root.Close() }
+// Close closes the tree's roots (SetRoot, SetNamespaceRoots), once the
+// dump is over.
+func (t *Table) Close() error {
+	errs := []error{t.root.Close()}
+	for _, r := range t.nsRoots {
+		errs = append(errs, r.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // onTreeMount refuses a file named by path whose mount (fdinfo's
 // mnt_id) is not one of the tree's mount namespace, as CRIU does.
@@ -49,6 +86,15 @@ func (t *Table) onTreeMount(path string, info proc.FdInfo) error {
 		return nil
 	}
 	return fmt.Errorf("%s is on mount %d, which is not in the tree's mount namespace (a file of the host's): not supported", path, info.MntID)
+}
+
+// setMount records the mount file id is open on (fdinfo's mnt_id) when
+// the tree has mount namespaces of its own: a restore opens it in the
+// namespace of that mount, which may not be its task's.
+func (t *Table) setMount(id uint32, mntID int) {
+	if t.mounts != nil {
+		t.entries[id-1].Reg.MntId = proto.Int32(int32(mntID))
+	}
 }
 
 // stat looks a path of the tree up.
@@ -63,10 +109,13 @@ type regTime struct {
 type regKey struct {
 	path  string
 	flags uint32
+	mntns uint64 // the inode of the mount namespace it is in, 0: amber's
 }
 
 // NewTable returns an empty table.
-func NewTable() *Table { return &Table{regs: map[regKey]uint32{}, times: map[uint32]regTime{}} }
+func NewTable() *Table {
+	return &Table{regs: map[regKey]uint32{}, times: map[uint32]regTime{}, mntns: map[int]uint64{}}
+}
 
 func (t *Table) nextID() uint32 { return uint32(len(t.entries)) + 1 }
 
@@ -78,20 +127,45 @@ func newFown() *fown.FownEntry {
 	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
 }
 
-// AddPath registers a file that is used by path only (a mapped file, the
-// exe, cwd or root): one entry per path and open mode.
-func (t *Table) AddPath(path string, flags uint32) (uint32, error) {
-	k := regKey{path, flags}
+// AddPath registers a file that task pid uses by path only (a mapped
+// file, the exe, cwd or root): one entry per path, open mode and mount
+// namespace. In a tree with mount namespaces of its own the path is
+// looked up in pid's namespace (SetNamespaceRoots).
+func (t *Table) AddPath(pid int, path string, flags uint32) (uint32, error) {
+	k := regKey{path: path, flags: flags}
+	root := t.root
+	if t.root != nil {
+		var err error
+		if k.mntns, err = t.mntnsOf(pid); err != nil {
+			return 0, err
+		}
+		if r, ok := t.nsRoots[k.mntns]; ok {
+			root = r
+		}
+	}
 	if id, ok := t.regs[k]; ok {
 		return id, nil
 	}
-	st, err := t.stat(path)
+	st, err := root.Stat(path)
 	if err != nil {
 		return 0, err
 	}
 	id := t.addReg(path, flags, 0, st)
 	t.regs[k] = id
 	return id, nil
+}
+
+// mntnsOf is the inode of pid's mount namespace, read once per task.
+func (t *Table) mntnsOf(pid int) (uint64, error) {
+	if ino, ok := t.mntns[pid]; ok {
+		return ino, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/mnt", pid), &st); err != nil {
+		return 0, fmt.Errorf("mount namespace of pid %d: %w", pid, err)
+	}
+	t.mntns[pid] = st.Ino
+	return st.Ino, nil
 }
 
 // addReg adds a regular-file entry (also used for directories and

@@ -22,4 +22,12 @@
 // of the restored root: it binds --root, makes every mount under it,
 // fills tmpfs mounts, and pivots the namespace's root there, which
 // moves the root task (whose root is the old one) along.
+//
+// A task of the tree that unshared a mount namespace of its own has it
+// dumped too, from its own mountinfo, in mountpoints-ID.img of that
+// namespace's id. A restore makes it from a copy of its parent's
+// namespace (RestoreCopy): the copied mounts the parent's images share
+// with the dumped ones stay, the others go, the missing ones are made.
+// Once a namespace's mounts are made, private, their peer groups and
+// masters are given back across the tree's namespaces (Groups).
 package mounts

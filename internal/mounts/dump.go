@@ -18,6 +18,11 @@ type DumpOptions struct {
 	// images name them by (--external mnt[MOUNTPOINT]:KEY): the restore
 	// binds the host path given for the key there.
 	External map[string]string
+	// Like are the mounts of the tree root's namespace, when the one
+	// dumped is another task's (nil for the root's): there a mountpoint
+	// of External is external only if it holds the same mount as in the
+	// root's (a copy), not one of the task's own that took its place.
+	Like []*mnt.MntEntry
 }
 
 // IDs returns the ids of the mounts of pid's mount namespace, as the
@@ -47,26 +52,50 @@ func readMountinfo(pid int) ([]Info, error) {
 
 // Dump writes mountpoints-ID.img with the mounts of pid's mount
 // namespace (id its id in the images) and the contents of its tmpfs
-// mounts. It fails, naming the mount, if a restore could not make one
-// of them again.
-func Dump(dir image.Dir, id uint32, pid int, opts DumpOptions) error {
+// mounts, and returns its entries. It fails, naming the mount, if a
+// restore could not make one of them again.
+func Dump(dir image.Dir, id uint32, pid int, opts DumpOptions) ([]*mnt.MntEntry, error) {
 	infos, err := readMountinfo(pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	entries := Entries(infos, opts.External)
+	if opts.Like != nil {
+		keepCopiedExternal(entries, opts.Like)
+	}
 	steps, err := Plan(entries, externalKeys(entries))
 	if err != nil {
-		return fmt.Errorf("mount namespace of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("mount namespace of pid %d: %w", pid, err)
 	}
 	if err := dumpTmpfses(dir, pid, steps); err != nil {
-		return err
+		return nil, err
 	}
 	msgs := make([]proto.Message, len(entries))
 	for i, e := range entries {
 		msgs[i] = e
 	}
-	return image.WriteFile(dir.MountpointsPath(id), image.Mnts, msgs...)
+	return entries, image.WriteFile(dir.MountpointsPath(id), image.Mnts, msgs...)
+}
+
+// keepCopiedExternal leaves external only the entries that hold, at an
+// external mountpoint, the same mount (filesystem and root) as the
+// root's namespace has there.
+func keepCopiedExternal(entries, like []*mnt.MntEntry) {
+	for _, e := range entries {
+		if e.GetExtKey() == "" {
+			continue
+		}
+		same := false
+		for _, l := range like {
+			if l.GetExtKey() == e.GetExtKey() && l.GetRootDev() == e.GetRootDev() && l.GetRoot() == e.GetRoot() {
+				same = true
+				break
+			}
+		}
+		if !same {
+			e.ExtKey = nil
+		}
+	}
 }
 
 // externalKeys maps the keys of the external mounts among entries to

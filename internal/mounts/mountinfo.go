@@ -48,10 +48,12 @@ func ParseMountinfo(r io.Reader, name string) ([]Info, error) {
 }
 
 // parseLine parses "ID PARENT MAJ:MIN ROOT MP OPTS [OPTIONAL...] - TYPE
-// SOURCE SUPEROPTS".
+// SOURCE SUPEROPTS". Fields are split at each single space: the kernel
+// escapes spaces inside them (\040), and a field may be empty (a
+// filesystem mounted with no source).
 func parseLine(line string) (Info, error) {
 	var m Info
-	f := strings.Fields(line)
+	f := strings.Split(line, " ")
 	sep := -1
 	for i := 6; i < len(f); i++ {
 		if f[i] == "-" {

@@ -102,3 +102,18 @@ func TestEntriesUnusedKey(t *testing.T) {
 		t.Errorf("%d mounts keyed, want 1 (/dev/null)", keyed)
 	}
 }
+
+// TestParseMountinfoEmptySource reads a mount with no source (two
+// spaces) and a mountpoint with escaped spaces, tabs and backslashes, as
+// zdtm's mount_paths makes.
+func TestParseMountinfoEmptySource(t *testing.T) {
+	line := `76 102 0:48 / /m/tmpfs\040\011\134test rw,relatime - tmpfs  rw` + "\n"
+	infos := parse(t, line)
+	if len(infos) != 1 {
+		t.Fatalf("%d mounts, want 1", len(infos))
+	}
+	m := infos[0]
+	if m.Mountpoint != "/m/tmpfs \t\\test" || m.Source != "" || m.FSType != "tmpfs" || m.SuperOptions != "rw" {
+		t.Errorf("got mountpoint %q source %q type %q options %q", m.Mountpoint, m.Source, m.FSType, m.SuperOptions)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 )
 
 // runcEntries are runcLike's entries with its host binds external.
@@ -143,5 +144,24 @@ func TestPlanConsole(t *testing.T) {
 	want := "root / <- |new /dev <- tmpfs|new /dev/pts <- devpts|bind /dev/console <- /dev/pts/0 (pty 0)|bind /dev/ptmx <- /dev/pts/ptmx"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("plan %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+// TestKeepCopiedExternal: in a task's own namespace, an external
+// mountpoint stays external only where it holds the root namespace's
+// mount there; a tmpfs of the task's own in its place is not.
+func TestKeepCopiedExternal(t *testing.T) {
+	ext := func(id uint32, dev uint32, root, key string) *mnt.MntEntry {
+		e := &mnt.MntEntry{MntId: proto.Uint32(id), RootDev: proto.Uint32(dev), Root: proto.String(root), Mountpoint: proto.String("/dst")}
+		if key != "" {
+			e.ExtKey = proto.String(key)
+		}
+		return e
+	}
+	like := []*mnt.MntEntry{ext(1, 7, "/", "ZDTM")}
+	copied, own := ext(2, 7, "/", "ZDTM"), ext(3, 9, "/", "ZDTM")
+	keepCopiedExternal([]*mnt.MntEntry{copied, own}, like)
+	if copied.GetExtKey() != "ZDTM" || own.GetExtKey() != "" {
+		t.Errorf("copied key %q, own key %q: want ZDTM and none", copied.GetExtKey(), own.GetExtKey())
 	}
 }

@@ -26,6 +26,9 @@ type RestoreOptions struct {
 	External map[string]string
 	// Logf logs each mount made.
 	Logf func(format string, args ...any)
+	// Groups are the peer groups of the tree's namespaces restored so
+	// far, which the mounts join (nil: every mount is left private).
+	Groups *Groups
 }
 
 // nsKinds are the namespaces of the restored root that the mounting
@@ -117,6 +120,10 @@ func (r *Restored) Close() {
 	r.procFd = -1
 }
 
+// AmberProc tells whether amber's /proc is mounted over the tree's
+// (until Finish): the namespace's tasks reach amber's PIDs there.
+func (r *Restored) AmberProc() bool { return r != nil && r.procOver }
+
 // Finish takes amber's /proc away from over the tree's, once the tasks
 // no longer need amber's descriptors.
 func (r *Restored) Finish() error {
@@ -188,12 +195,15 @@ func enter(pid int, name string, flag int) error {
 }
 
 // run makes the mounts of steps under root, mounts amber's /proc over
-// the tree's (if it has /proc), then pivots there.
+// the tree's (if it has /proc), pivots there, then gives the mounts
+// their propagation.
 func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOptions) error {
 	// The copy of amber's mounts must not pass what happens here back.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make the new mount namespace private: %w", err)
 	}
+	fds := map[uint32]int{} // every mount made, open, by dumped id
+	defer closeAll(fds)
 	var rootFd int
 	for i, s := range steps {
 		var err error
@@ -204,6 +214,9 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 			}
 		} else {
 			err = r.mount(dir, s, rootFd)
+		}
+		if err == nil {
+			err = openMount(fds, s, rootFd)
 		}
 		if err != nil {
 			return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
@@ -223,7 +236,29 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 		}
 		r.procOver = true
 	}
-	return pivot(root)
+	// A shared root could not be pivoted to.
+	if err := pivot(root); err != nil {
+		return err
+	}
+	return opts.Groups.propagate(steps, fds)
+}
+
+// openMount opens the mount of step s, just made at its target in the
+// tree whose root is open at rootFd, into fds.
+func openMount(fds map[uint32]int, s Step, rootFd int) error {
+	fd, err := inRoot(rootFd, s.Target, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("open %s in the new root: %w", s.Target, err)
+	}
+	fds[s.Entry.GetMntId()] = fd
+	return nil
+}
+
+// closeAll closes the descriptors of fds.
+func closeAll(fds map[uint32]int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 // mountRoot binds root, the directory given for the root mount, onto

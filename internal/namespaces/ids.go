@@ -34,6 +34,18 @@ type Table struct {
 	emptyNet bool
 	// extNet is the network namespace --external net[INO]:KEY names.
 	extNet ExtNet
+	// next is the id the next namespace found gets.
+	next uint32
+	// mnts are the tree's mount namespaces (AddMntTasks), the root's
+	// first.
+	mnts []NsTask
+}
+
+// NsTask is a namespace of the tree: its id in the images and a task
+// in it.
+type NsTask struct {
+	ID  uint32
+	Pid int
 }
 
 // ExtNet is a network namespace outside the dump, CRIU's --external
@@ -96,8 +108,42 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 		next++
 		t.ids[k][t.root[k]] = next
 	}
+	t.next = next + 1
+	if t.own[Mnt] {
+		t.mnts = []NsTask{{t.ids[Mnt][t.root[Mnt]], root}}
+	}
 	return t, nil
 }
+
+// AddMntTasks numbers the mount namespaces of pids, the tasks of the
+// tree, when the root's is dumped: a task may have unshared one of its
+// own (CLONE_NEWNS), each is dumped. One in amber's own is refused:
+// the restore could not make it again.
+func (t *Table) AddMntTasks(pids []int) error {
+	if !t.own[Mnt] {
+		return nil
+	}
+	for _, pid := range pids {
+		ino, err := inode(pid, Mnt)
+		if err != nil {
+			return err
+		}
+		if _, ok := t.ids[Mnt][ino]; ok {
+			if ino == t.self[Mnt] {
+				return fmt.Errorf("pid %d is in amber's mount namespace, its root %d in one of its own: not supported", pid, t.mnts[0].Pid)
+			}
+			continue
+		}
+		t.ids[Mnt][ino] = t.next
+		t.mnts = append(t.mnts, NsTask{t.next, pid})
+		t.next++
+	}
+	return nil
+}
+
+// MntNamespaces lists the tree's mount namespaces that are dumped, the
+// root's first: none if the root is in amber's.
+func (t *Table) MntNamespaces() []NsTask { return t.mnts }
 
 // dumpable tells whether amber dumps root's namespace of kind k, and if
 // not why.
@@ -157,7 +203,8 @@ func (t *Table) Self() *criucore.TaskKobjIdsEntry {
 }
 
 // Fill sets the namespace ids of pid, a task of the tree, in e. A task of
-// a kind amber dumps must be in its root's namespace of that kind, and
+// a kind amber dumps must be in its root's namespace of that kind (but
+// for a mount namespace AddMntTasks numbered), and
 // every task in its root's time namespace, whether amber dumps it or
 // not, with its children born there too: the restore cannot give a
 // clock back to one task alone.
@@ -170,6 +217,14 @@ func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
 		ino, err := inode(pid, k)
 		if err != nil {
 			return err
+		}
+		if k == Mnt {
+			id, ok := t.ids[k][ino]
+			if !ok {
+				return fmt.Errorf("pid %d is in a mount namespace the dump did not number", pid)
+			}
+			*field(e, k) = proto.Uint32(id)
+			continue
 		}
 		if ino != t.root[k] {
 			return fmt.Errorf("pid %d is in a %s namespace of its own, not its root's: not supported", pid, k.Name)

@@ -22,11 +22,14 @@ import (
 // host is what planning needs to know of the machine and of the restore
 // so far.
 type host struct {
-	limits   []rlimit.Limit // amber's limits, which the root inherits
-	creds    creds.Creds    // what every new task starts with (stubCreds)
-	amberPid int
-	shellJob bool
-	workers  int // threads that may fill a process's memory at once
+	// mountRoot gives files.RestoreInput.MountRoot for a task of a mount
+	// namespace, by its id (nil: the tree has none of its own).
+	mountRoot func(taskNs uint32) func(mntID int32) string
+	limits    []rlimit.Limit // amber's limits, which the root inherits
+	creds     creds.Creds    // what every new task starts with (stubCreds)
+	amberPid  int
+	shellJob  bool
+	workers   int // threads that may fill a process's memory at once
 	// populate: the kernel has MADV_POPULATE_WRITE, which the fill uses
 	// to fault memory in ahead of each preadv.
 	populate bool
@@ -296,6 +299,9 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
 			Inherit: h.inherit, AmberHidden: h.hiddenAmber, NsIDs: t.ids, HostNs: h.hostNs, TreeProc: h.treeProc,
+		}
+		if h.mountRoot != nil {
+			in.MountRoot = h.mountRoot(t.ids.GetMntNsId())
 		}
 		if o.parent != nil {
 			in.Inherited = o.parent.inherit

@@ -299,6 +299,8 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer r.cg.Close()
+	r.mntGroups = mounts.NewGroups()
+	defer r.mntGroups.Close()
 	defer func() {
 		if err != nil {
 			if uerr := r.cg.Undo(); uerr != nil {
@@ -442,7 +444,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return fmt.Errorf("remove the unlinked files made again: %w", err)
 	}
 	r.removeLinkRemaps(tree)
-	if err := r.mounts.Finish(); err != nil {
+	if err := r.finishMountNs(); err != nil {
 		return err
 	}
 	return r.resume(opts)
@@ -554,7 +556,7 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 // its PID in amber's, and from then on looks files up as the tree sees
 // them: under its root.
 func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
-	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof}
+	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof, Groups: r.mntGroups}
 	m, err := mounts.Restore(tree.dir, tree.root.ids.GetMntNsId(), pid, opts)
 	if err != nil {
 		return err
@@ -563,6 +565,12 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 	if fd := m.TreeProc(); fd >= 0 {
 		r.host.treeProc = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
 	}
+	r.mntDir = tree.dir
+	r.mntns = map[uint32]mntNs{tree.root.ids.GetMntNsId(): {pid: tree.root.pid, restored: m}}
+	if err := r.loadMountNs(tree); err != nil {
+		return err
+	}
+	r.host.mountRoot = r.mountRoot
 	r.host.ttys.AdoptPtys(m.TakePtys())
 	tree.dir.TasksViaProc()
 	if r.host.root, err = fsroot.Of(pid); err != nil {
@@ -634,6 +642,14 @@ type restorer struct {
 	xsave cpu.Layout
 	// mounts is the tree's mount namespace, when it has one of its own.
 	mounts *mounts.Restored
+	// mntns are the tree's mount namespaces made so far, by id, the
+	// root's first, read from mntDir; none if the root is in amber's.
+	mntns  map[uint32]mntNs
+	mntDir image.Dir
+	// mntOf are the namespaces of the dumped mounts, by mount id.
+	mntOf map[int32]uint32
+	// mntGroups are the mount peer groups given back so far.
+	mntGroups *mounts.Groups
 	// sysv are the SysV shared memory segments made, in amber's IPC
 	// namespace or in the tree's new one.
 	sysv *ipc.Segments
@@ -717,7 +733,11 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	if o.current, err = proc.ReadMaps(task.Pid); err != nil {
 		return err
 	}
+	// Its files resolve in its mount namespace.
+	treeStat := r.host.stat
+	r.host.stat = r.statIn(t.ids.GetMntNsId())
 	p, err := planTask(t, r.host, o)
+	r.host.stat = treeStat
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
 	}

@@ -167,6 +167,9 @@ func (r *restorer) forkChild(m maker, c *taskImages) error {
 		return forkError(c.pid, err)
 	}
 	r.created = append(r.created, task)
+	if err := r.enterMountNs(task, m.insn(), m.src, c); err != nil {
+		return err
+	}
 	// The child has its source's scratch area: its syscall instruction
 	// serves until the child maps its own.
 	return r.restoreProcess(task, m.insn(), c, o)

@@ -29,6 +29,15 @@
  * opened O_PATH, and a "fifo" with data in it; after SIGTERM it checks
  * each (files_check). The paths are the container's: amber must find
  * them in its root, not in the host's.
+ *
+ * With NS_MNT_SUBNS set, it also forks a child that unshares a mount
+ * namespace of its own (sub_child): there it mounts a tmpfs on /sub and
+ * binds /data on /ro, keeps a file of that tmpfs open, and keeps the
+ * file /tmp/inherited its parent opened in its namespace and closed.
+ * After SIGTERM the child checks its own mounts, its files, and that the
+ * inherited file is still on its parent's mount (its mnt_id differs from
+ * that of the file opened again in the child's namespace); the parent
+ * checks that none of the child's mounts shows in its namespace.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
@@ -44,6 +54,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "zdtm.h"
@@ -430,6 +441,118 @@ static char *mounts(void)
 	return all;
 }
 
+/* mnt_id reads the mount of descriptor fd from its fdinfo. */
+static int mnt_id(int fd)
+{
+	char path[64], line[256];
+	int id = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	must(f != NULL, path);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "mnt_id: %d", &id) == 1)
+			break;
+	fclose(f);
+	return id;
+}
+
+static volatile sig_atomic_t sub_stop;
+
+static void sub_on_term(int sig)
+{
+	(void)sig;
+	sub_stop = 1;
+}
+
+static void expect_file(const char *path, const char *want);
+static char *mounts(void);
+
+/*
+ * sub_child runs in a mount namespace of its own (see the top); inherited
+ * is /tmp/inherited, opened by its parent. It says ready on ready, then
+ * waits for SIGTERM, checks and exits 0, or 1 after failing.
+ */
+static void sub_child(int inherited, int ready)
+{
+	char *before, *after, buf[64];
+	struct stat st, ist;
+	int fd, again;
+	ssize_t n;
+
+	signal(SIGTERM, sub_on_term);
+	must(unshare(CLONE_NEWNS) == 0, "unshare CLONE_NEWNS");
+	must(mkdir("/sub", 0755) == 0 || errno == EEXIST, "mkdir /sub");
+	must(mount("tmpfs", "/sub", "tmpfs", MS_NOSUID, "size=1m") == 0, "mount /sub");
+	put("/sub/file", "in the child's tmpfs", 0644);
+	must(mount("/data", "/ro", NULL, MS_BIND, NULL) == 0, "bind /data on /ro");
+	fd = open("/sub/file", O_RDONLY);
+	must(fd >= 0 && lseek(fd, 3, SEEK_SET) == 3, "open /sub/file");
+	before = mounts();
+	must(write(ready, "R", 1) == 1, "say ready");
+	close(ready);
+	while (!sub_stop)
+		pause();
+	after = mounts();
+	if (strcmp(before, after))
+		fail("the child's mounts changed:\n%s\nnow:\n%s", before, after);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	must(n >= 0, "read /sub/file");
+	buf[n] = 0;
+	if (strcmp(buf, "in the child's tmpfs") || lseek(fd, 0, SEEK_CUR) != 3)
+		fail("the child's open /sub/file holds \"%s\" at %ld", buf, (long)lseek(fd, 0, SEEK_CUR));
+	expect_file("/sub/file", "in the child's tmpfs");
+	expect_file("/ro/file", "read only");
+	if (open("/ro/new", O_WRONLY | O_CREAT, 0644) < 0)
+		fail("/ro is still the read-only bind in the child: %s", strerror(errno));
+	unlink("/ro/new");
+	again = open("/tmp/inherited", O_RDONLY);
+	must(again >= 0, "open /tmp/inherited again");
+	must(fstat(again, &st) == 0 && fstat(inherited, &ist) == 0, "fstat /tmp/inherited");
+	if (st.st_ino != ist.st_ino)
+		fail("the inherited /tmp/inherited is another file");
+	if (mnt_id(inherited) == mnt_id(again))
+		fail("the inherited /tmp/inherited is on the child's mount %d, want its parent's", mnt_id(again));
+	exit(0);
+}
+
+/* sub_start forks sub_child and waits until it is ready. */
+static pid_t sub_start(void)
+{
+	int inherited, p[2];
+	char c;
+	pid_t pid;
+
+	put("/tmp/inherited", "opened by the parent", 0644);
+	inherited = open("/tmp/inherited", O_RDONLY);
+	must(inherited >= 0 && pipe(p) == 0, "open /tmp/inherited");
+	pid = fork();
+	must(pid >= 0, "fork");
+	if (pid == 0) {
+		close(p[0]);
+		sub_child(inherited, p[1]);
+	}
+	close(inherited);
+	close(p[1]);
+	must(read(p[0], &c, 1) == 1, "wait for the child");
+	close(p[0]);
+	return pid;
+}
+
+/* sub_check stops the child and checks its verdict and the parent's view. */
+static void sub_check(pid_t pid)
+{
+	int status;
+
+	if (access("/sub/file", F_OK) == 0)
+		fail("the child's /sub tmpfs shows in the parent's namespace");
+	must(kill(pid, SIGTERM) == 0, "kill the child");
+	must(waitpid(pid, &status, 0) == pid, "wait for the child");
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail("the child in its own mount namespace failed (status %#x)", status);
+}
+
 static void expect_file(const char *path, const char *want)
 {
 	char buf[256] = {};
@@ -450,6 +573,7 @@ int main(int argc, char **argv)
 	char *before, *after;
 	ssize_t n;
 	int fd, out;
+	pid_t sub = 0;
 
 	if (argc < 2) {
 		if (getpid() != 1)
@@ -482,6 +606,8 @@ int main(int argc, char **argv)
 	kinds_setup();
 	if (getenv("NS_MNT_FILES"))
 		files_setup();
+	if (getenv("NS_MNT_SUBNS"))
+		sub = sub_start();
 	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
 	before = mounts();
 
@@ -491,6 +617,8 @@ int main(int argc, char **argv)
 	after = mounts();
 	if (strcmp(before, after))
 		fail("mounts changed:\n%s\nnow:\n%s", before, after);
+	if (sub)
+		sub_check(sub);
 	if (getpid() != 1)
 		fail("pid %d, want 1", getpid());
 	expect_file("/proc/1/comm", "ns_mnt\n");
