@@ -474,11 +474,6 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 	if err != nil {
 		return nil, err
 	}
-	if d.marker == 0 {
-		if d.marker, err = mem.ProbeMarker(); err != nil {
-			return nil, err
-		}
-	}
 	// The dump's scan of the memory reads and re-arms the tracking.
 	inc := &mem.Incremental{Tracked: tracked, Marker: d.marker}
 	if !t.continues {
