@@ -121,6 +121,11 @@ type Options struct {
 	// dump and the tree runs on. "network-lock" comes before the
 	// network namespace of a tree that has one of its own is locked.
 	Notify func(action string) error
+	// Freezing, if set, is called right before the tree is seized: the
+	// last moment it surely ran (amber migrate's downtime starts there,
+	// not at the "pre-dump" notification, which comes before the dump
+	// opens the images it builds on).
+	Freezing func()
 }
 
 // dumper carries one dump's settings and collected state.
@@ -161,7 +166,8 @@ type dumper struct {
 	// the images hold amber's.
 	pids *pidMap
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
-	// (mem.ProbeMarker), probed once a dump tracks memory.
+	// (mem.ProbeMarker), probed before the freeze of a dump that tracks
+	// memory.
 	marker uint64
 	// cg collects the cgroups of the tree, nil with
 	// --manage-cgroups=ignore.
@@ -239,6 +245,12 @@ func (d *dumper) run() error {
 			return fmt.Errorf("--prev-images-dir: %w", err)
 		}
 	}
+	if d.opts.TrackMem {
+		// Probed before the freeze: the tree waits for none of it.
+		if d.marker, err = mem.ProbeMarker(); err != nil {
+			return err
+		}
+	}
 	// ptrace binds a tracee to the thread that attached it.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -248,6 +260,9 @@ func (d *dumper) run() error {
 		return err
 	}
 	defer compel.Unpin(orig)
+	if d.opts.Freezing != nil {
+		d.opts.Freezing()
+	}
 	d.stats.freezeStart = time.Now()
 	seized, err := d.seizeFrozen(pid)
 	if err != nil {

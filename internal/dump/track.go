@@ -474,29 +474,13 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 	if err != nil {
 		return nil, err
 	}
-	scan, err := mem.NewScanner(ps.pid)
-	if err != nil {
-		return nil, err
-	}
-	defer scan.Close()
-	written, err := scan.Written(tracked)
-	if err != nil {
-		return nil, err
-	}
-	if d.marker == 0 {
-		if d.marker, err = mem.ProbeMarker(); err != nil {
-			return nil, err
-		}
-	}
-	markers, err := scan.Markers(tracked, d.marker)
-	if err != nil {
-		return nil, err
-	}
+	// The dump's scan of the memory reads and re-arms the tracking.
+	inc := &mem.Incremental{Tracked: tracked, Marker: d.marker}
 	if !t.continues {
-		return &mem.Incremental{Markers: markers}, nil // everything copied; tracked from now on
+		return inc, nil // everything copied; tracked from now on
 	}
-	inParent, err := d.parentRuns(d.pids.of(ps.pid))
-	return &mem.Incremental{InParent: inParent, Tracked: tracked, Written: written, Markers: markers}, err
+	inc.InParent, err = d.parentRuns(d.pids.of(ps.pid))
+	return inc, err
 }
 
 // parentRuns are the pages the parent images hold for pid (the images'

@@ -34,7 +34,7 @@ func TestCopyLayouts(t *testing.T) {
 				t.Fatal(err)
 			}
 			vmas, alone := layoutVMAs(t, c)
-			plan, err := planPages(s, vmas, alone)
+			plan, err := planPages(s, vmas, alone, nil)
 			s.Close()
 			if err != nil {
 				t.Fatal(err)

@@ -64,7 +64,7 @@ type PagesStats struct {
 // and Stats.Lazy serves them from t while it stays frozen.
 func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, dir image.Dir, pid int, pagesID uint32, inc *Incremental, lazy bool) (PagesStats, error) {
 	var st PagesStats
-	p, err := planTask(t, vmas, alone, pid, &st)
+	p, err := planTask(t, vmas, alone, pid, inc, &st)
 	if err != nil {
 		return st, err
 	}
@@ -95,23 +95,29 @@ type pagePlan struct {
 	shared  []Run  // the pages of merged that other processes map too
 	guards  []Run  // guard pages, which hold no data
 	scanned uint64 // pages in the VMAs whose contents are saved
+	// written and markers are, with a Track, the pages of the tracked
+	// VMAs written since the last scan (protected again now) and the
+	// uffd-wp markers there.
+	written, markers []Run
 }
 
 // planPages finds which pages of vmas a dump saves, which of those other
 // processes map too (none in alone, see MappedAlone), and the guard
-// pages of every VMA.
-func planPages(scan *Scanner, vmas []*vma.VmaEntry, alone []Run) (pagePlan, error) {
+// pages of every VMA; with track, also which pages of the tracked VMAs
+// were written since the last scan, protecting them again, and their
+// markers, in the same walks.
+func planPages(scan *Scanner, vmas []*vma.VmaEntry, alone []Run, track *Track) (pagePlan, error) {
 	var p pagePlan
+	var found dataScan
 	for _, g := range adjacent(vmas, savedAtDump) {
 		for _, v := range g {
 			p.scanned += (v.GetEnd() - v.GetStart()) / pageSize
 		}
-		runs, guards, err := scan.DataRuns(g)
-		if err != nil {
+		if err := scan.scanData(g, track, &found); err != nil {
 			return p, err
 		}
-		p.runs, p.guards = append(p.runs, runs...), append(p.guards, guards...)
 	}
+	p.runs, p.guards, p.written, p.markers = found.data, found.guards, found.written, found.markers
 	for _, g := range adjacent(vmas, withoutContents) {
 		guards, err := scan.GuardRuns(g)
 		if err != nil {

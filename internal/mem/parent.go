@@ -16,17 +16,24 @@ import (
 // parent images. A page is left there only if the parent images hold it
 // and it is known unwritten since they were made: inside Tracked (where
 // writes are recorded) and outside Written. Every other page is copied.
+// The dump's own scan of the memory reads and re-arms the tracking: it
+// sets Written and Markers.
 type Incremental struct {
 	// InParent are the pages the parent images hold for the process,
-	// sorted (ParentRuns).
+	// sorted (ParentRuns); none where the tracking does not count from
+	// them.
 	InParent []Run
-	// Tracked are the ranges whose writes since the parent dump are
-	// known, sorted; outside them every page counts as written.
+	// Tracked are the ranges registered for tracking, sorted: the dump's
+	// scan reads and re-arms them, and outside them every page counts as
+	// written.
 	Tracked []Run
+	// Marker is how /proc/PID/pagemap shows a uffd-wp marker
+	// (ProbeMarker).
+	Marker uint64
 	// Written are the pages written since the parent dump, sorted.
 	Written []Run
-	// Markers are pages that look swapped out but hold nothing (Markers):
-	// never dumped.
+	// Markers are pages that look swapped out but hold nothing: never
+	// dumped.
 	Markers []Run
 }
 

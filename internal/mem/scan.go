@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -92,20 +93,123 @@ func (s *Scanner) Close() error { return s.f.Close() }
 // long stretch without private file mappings is scanned on its own
 // (fileParts).
 func (s *Scanner) DataRuns(vmas []*vma.VmaEntry) (data, guards []Run, err error) {
+	var out dataScan
+	err = s.scanData(vmas, nil, &out)
+	return out.data, out.guards, err
+}
+
+// dataScan is what scanData found: the data runs and guard pages of
+// DataRuns and, in the ranges it tracks, the pages written since they
+// were last protected (protected again by the same walk) and the
+// uffd-wp markers (see Markers).
+type dataScan struct {
+	data, guards, written, markers []Run
+}
+
+// scanData appends to out what DataRuns finds in vmas (adjacent, sorted).
+// With track, the VMAs it tracks (registered with the task's tracking
+// userfaultfd) are walked once for all of it: their data, the pages
+// written since the last scan, which the walk protects again, and their
+// markers; that one walk replaces the three (Written, Markers, DataRuns)
+// a dump on top of a pre-dump made, each over the whole memory.
+func (s *Scanner) scanData(vmas []*vma.VmaEntry, track *Track, out *dataScan) error {
+	var tracked []Run
+	if track != nil {
+		tracked = mergeRuns(track.Tracked)
+	}
 	for _, part := range fileParts(vmas) {
-		regions, err := s.scan(part.vmas[0].GetStart(), part.vmas[len(part.vmas)-1].GetEnd(), s.dataQuery(part.file))
-		if err != nil {
-			return nil, nil, err
-		}
-		i := 0
-		for _, v := range part.vmas {
-			for i < len(regions) && regions[i].End <= v.GetStart() {
-				i++
+		for _, sub := range trackedParts(part.vmas, tracked) {
+			q := s.dataQuery(part.file)
+			if sub.tracked {
+				q = trackQuery(q)
 			}
-			data, guards = cutRegions(data, guards, regions[i:], v)
+			regions, err := s.scan(sub.vmas[0].GetStart(), sub.vmas[len(sub.vmas)-1].GetEnd(), q)
+			if err != nil {
+				return err
+			}
+			if sub.tracked {
+				if err := s.trackedRegions(regions, track.Marker, out); err != nil {
+					return err
+				}
+			}
+			i := 0
+			for _, v := range sub.vmas {
+				for i < len(regions) && regions[i].End <= v.GetStart() {
+					i++
+				}
+				out.data, out.guards = cutRegions(out.data, out.guards, regions[i:], v)
+			}
 		}
 	}
-	return data, guards, nil
+	return nil
+}
+
+// Track is the write tracking of a task a dump reads and re-arms: the
+// ranges registered with its tracking userfaultfd (Register) and how
+// /proc/PID/pagemap shows a uffd-wp marker (ProbeMarker).
+type Track struct {
+	Tracked []Run
+	Marker  uint64
+}
+
+// trackQuery is q (a dataQuery) for a tracked range: every page present
+// or swapped out, with whether it was written, the written ones
+// protected again (PM_SCAN_WP_MATCHING protects only the matching pages
+// that are written), and an error if the range is not tracked
+// (PM_SCAN_CHECK_WPASYNC). The zero page is told by its category rather
+// than left out, so that the walk protects it as Written's did.
+func trackQuery(q scanQuery) scanQuery {
+	q.flags = pmScanWPMatching | pmScanCheckWPAsync
+	q.inverted, q.mask = 0, 0
+	q.anyof = pageIsPresent | pageIsSwapped
+	q.ret |= pageIsWritten | pageIsPfnZero | pageIsSwapped
+	return q
+}
+
+// trackedRegions appends the written pages of regions (a tracked range's
+// trackQuery scan) to out.written, and its markers to out.markers: a
+// marker is swapped out and not written (it holds the protection), so
+// only such pages' pagemap entries are read.
+func (s *Scanner) trackedRegions(regions []pageRegion, marker uint64, out *dataScan) error {
+	for _, r := range regions {
+		switch {
+		case r.Categories&pageIsWritten != 0:
+			out.written = appendRun(out.written, Run{r.Start, r.End})
+		case r.Categories&pageIsSwapped != 0 && r.Categories&pageIsGuard == 0:
+			var err error
+			if out.markers, err = s.appendMarkers(out.markers, Run{r.Start, r.End}, marker); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// trackedPart is a run of adjacent VMAs all tracked, or all not.
+type trackedPart struct {
+	vmas    []*vma.VmaEntry
+	tracked bool
+}
+
+// trackedParts cuts adjacent VMAs where they enter or leave the tracked
+// ranges (sorted, merged): a VMA is tracked whole or not at all.
+func trackedParts(vmas []*vma.VmaEntry, tracked []Run) []trackedPart {
+	var out []trackedPart
+	for i, v := range vmas {
+		in := isTracked(v, tracked)
+		if n := len(out); n > 0 && out[n-1].tracked == in {
+			out[n-1].vmas = vmas[i-len(out[n-1].vmas) : i+1]
+			continue
+		}
+		out = append(out, trackedPart{vmas[i : i+1], in})
+	}
+	return out
+}
+
+// isTracked says whether v lies inside one of the tracked runs (sorted).
+func isTracked(v *vma.VmaEntry, tracked []Run) bool {
+	i, _ := slices.BinarySearchFunc(tracked, v.GetStart(), func(r Run, a uint64) int { return cmpU64(r.End, a+1) })
+	return i < len(tracked) && tracked[i].Start <= v.GetStart() && v.GetEnd() <= tracked[i].End
 }
 
 // scanPart is a range of adjacent VMAs that one scan walks, and whether
@@ -189,6 +293,7 @@ func cutRegions(data, guards []Run, regions []pageRegion, v *vma.VmaEntry) ([]Ru
 		case r.Categories&pageIsGuard != 0:
 			guards = appendRun(guards, part)
 		case anonOnly && r.Categories&pageIsFile != 0:
+		case r.Categories&pageIsPfnZero != 0: // told only by trackQuery scans
 		default:
 			mine = appendRun(mine, part)
 		}

@@ -741,7 +741,7 @@ func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plans[i], err = planPages(s, vmas, alone)
+			plans[i], err = planPages(s, vmas, alone, nil)
 			s.Close()
 			if err != nil {
 				t.Fatalf("vector of %d: %v", n, err)

@@ -274,7 +274,7 @@ func TestGuardRunsShared(t *testing.T) {
 	defer s.Close()
 	base := uint64(uintptr(unsafe.Pointer(&b[0])))
 	v := []*vma.VmaEntry{{Start: proto.Uint64(base), End: proto.Uint64(base + 4*pageSize), Status: proto.Uint32(StatusRegular | StatusAnonShared)}}
-	p, err := planPages(s, v, nil)
+	p, err := planPages(s, v, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestPlanPagesSavesVdso(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	p, err := planPages(s, vmas, nil)
+	p, err := planPages(s, vmas, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

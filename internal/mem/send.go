@@ -41,7 +41,7 @@ type PageSink interface {
 // serves them from t while it stays frozen, as DumpPages does.
 func SendPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
 	var st PagesStats
-	p, err := planTask(t, vmas, alone, pid, &st)
+	p, err := planTask(t, vmas, alone, pid, inc, &st)
 	if err != nil {
 		return st, err
 	}
@@ -94,15 +94,23 @@ func gapsOf(parent, lazy []Run) []gap {
 }
 
 // planTask plans which pages of t a dump saves, and finds its guard
-// pages (Stats.Guards).
-func planTask(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, pid int, st *PagesStats) (pagePlan, error) {
+// pages (Stats.Guards). With inc, the same walks read and re-arm the
+// tracking (inc.Track), and set inc.Written and inc.Markers.
+func planTask(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, pid int, inc *Incremental, st *PagesStats) (pagePlan, error) {
 	scan, err := NewScanner(t.Pid)
 	if err != nil {
 		return pagePlan{}, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	defer scan.Close()
-	p, err := planPages(scan, vmas, alone)
+	var track *Track
+	if inc != nil && len(inc.Tracked) > 0 {
+		track = &Track{Tracked: inc.Tracked, Marker: inc.Marker}
+	}
+	p, err := planPages(scan, vmas, alone, track)
 	st.Scanned, st.Guards = p.scanned, p.guards
+	if err == nil && track != nil {
+		inc.Written, inc.Markers = p.written, p.markers
+	}
 	return p, err
 }
 

@@ -74,58 +74,17 @@ func Register(f *os.File, vmas []*vma.VmaEntry) ([]Run, error) {
 	return tracked, nil
 }
 
-// Written returns the pages of the tracked ranges (sorted, registered
-// with the task's tracking userfaultfd) written since they were last
-// protected, and protects them again, in one walk per range: the task
-// must be frozen for the answer to hold. A range that is not tracked any
-// more is an error (PM_SCAN_CHECK_WPASYNC), never an empty answer.
-//
-// Only pages present or swapped are asked for: the kernel counts a page
-// never populated as written too, and protecting it would leave a marker
-// that later scans see as a swapped page (see Markers).
-func (s *Scanner) Written(tracked []Run) ([]Run, error) {
-	q := scanQuery{flags: pmScanWPMatching | pmScanCheckWPAsync, mask: pageIsWritten,
-		anyof: pageIsPresent | pageIsSwapped, ret: pageIsWritten}
-	var out []Run
-	for _, r := range mergeRuns(tracked) {
-		regions, err := s.scan(r.Start, r.End, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range regions {
-			out = appendRun(out, Run{g.Start, g.End})
-		}
-	}
-	return out, nil
-}
-
 // Page table entries as /proc/PID/pagemap shows them.
 const (
 	pmSwap      = 1 << 62
 	pmFrameMask = 1<<55 - 1
 )
 
-// Markers returns the pages of the tracked ranges (sorted) that hold a
-// uffd-wp marker and nothing else: an entry the kernel leaves where it
-// dropped a protected page of a file mapping (a private one's page
-// written and then zapped), so that the page stays protected. PAGEMAP_SCAN
-// counts it as swapped; it holds no data. marker is how /proc/PID/pagemap
-// shows one (ProbeMarker).
-func (s *Scanner) Markers(tracked []Run, marker uint64) ([]Run, error) {
-	var out []Run
-	for _, r := range mergeRuns(tracked) {
-		regions, err := s.scan(r.Start, r.End, scanQuery{mask: pageIsSwapped, ret: pageIsSwapped})
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range regions {
-			if out, err = s.appendMarkers(out, Run{g.Start, g.End}, marker); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
-}
+// A uffd-wp marker is an entry the kernel leaves where it dropped a
+// protected page of a file mapping (a private one's page written and
+// then zapped), so that the page stays protected. PAGEMAP_SCAN counts it
+// as swapped and not written; it holds no data. ProbeMarker tells how
+// /proc/PID/pagemap shows one; scanData finds them in tracked ranges.
 
 // appendMarkers appends the marker pages of r to out.
 func (s *Scanner) appendMarkers(out []Run, r Run, marker uint64) ([]Run, error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/proc"
@@ -18,9 +19,10 @@ import (
 
 // The property test of write tracking: a layout child (scan_layout_test.go)
 // makes a userfaultfd for tracking; the test registers the child's VMAs
-// with it, arms it with a first Written scan, lets the child write, zap
-// and read pages of its private mappings at random, and checks what
-// Written and Markers say against what the child did, page by page.
+// with it, arms it with a first tracking scan, lets the child write, zap
+// and read pages of its private mappings at random, and checks the
+// written pages and markers the next scan finds against what the child
+// did, page by page, and its data against a scan that does not track.
 
 // trackRound makes the tracking userfaultfd, says "uffd FD", waits for
 // "go", then writes, zaps or reads each page written before that stayed
@@ -175,28 +177,25 @@ func checkTracking(t *testing.T, c *layoutChild, vecLen int, marker uint64) trac
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before, err := planPages(s, vmas, alone)
+	before, err := planPages(s, vmas, alone, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Nothing is protected yet: every page with data is written.
-	first, err := s.Written(tracked)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if missed := subtractRuns(intersectRuns(before.merged, tracked), first); len(missed) > 0 {
+	track := &Track{Tracked: tracked, Marker: marker}
+	// Nothing is protected yet: every page with data is written. The
+	// walk that says so finds the same data as one that does not track.
+	first := trackedPlan(t, s, vmas, alone, track)
+	requireSamePlan(t, "arming", first, before)
+	if missed := subtractRuns(intersectRuns(before.merged, tracked), first.written); len(missed) > 0 {
 		t.Fatalf("first scan: pages with data %s not reported written", firstDifference(missed, nil))
 	}
-	if again, err := s.Written(tracked); err != nil || len(again) > 0 {
-		t.Fatalf("scan right after arming: %v written (%v)", again, err)
+	if again := trackedPlan(t, s, vmas, alone, track); len(again.written) > 0 {
+		t.Fatalf("scan right after arming: %v written", again.written)
 	}
 	did := c.trackRound(t)
-	written, err := s.Written(tracked)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := trackedPlan(t, s, vmas, alone, track)
 	huge := hugeRanges(t, pid)
-	got := setOfAddrs(written)
+	got := setOfAddrs(p.written)
 	for a, what := range did {
 		switch what {
 		case 'w':
@@ -216,29 +215,57 @@ func checkTracking(t *testing.T, c *layoutChild, vecLen int, marker uint64) trac
 		}
 		n.Rewritten++
 	}
-	if again, err := s.Written(tracked); err != nil || len(again) > 0 {
-		t.Fatalf("scan right after a scan: %d runs written (%v)", len(again), err)
-	}
-	markers, err := s.Markers(tracked, marker)
+	untracked, err := planPages(s, vmas, alone, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for a := range setOfAddrs(markers) {
+	requireSamePlan(t, "after the round", p, untracked)
+	again := trackedPlan(t, s, vmas, alone, track)
+	if len(again.written) > 0 {
+		t.Fatalf("scan right after a scan: %d runs written", len(again.written))
+	}
+	if !slices.Equal(again.markers, p.markers) {
+		t.Errorf("markers %v, then %v in the scan right after", p.markers, again.markers)
+	}
+	for a := range setOfAddrs(p.markers) {
 		n.Markers++
 		if did[a] != 'z' {
 			t.Errorf("page %#x holds a marker, but the child %s", a, didWhat(did[a]))
 		}
+		if !inRuns(p.merged, a) {
+			t.Errorf("marker %#x is not among the data runs, where the dump leaves it out", a)
+		}
 	}
-	after, err := planPages(s, vmas, alone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for a := range setOfAddrs(subtractRuns(after.merged, markers)) {
+	for a := range setOfAddrs(subtractRuns(p.merged, p.markers)) {
 		if did[a] == 'z' && !inRuns(huge, a) {
 			t.Errorf("page %#x was zapped but would be dumped as data", a)
 		}
 	}
 	return n
+}
+
+// trackedPlan plans the pages of a layout with its tracking read and
+// re-armed in the same walks.
+func trackedPlan(t *testing.T, s *Scanner, vmas []*vma.VmaEntry, alone []Run, track *Track) pagePlan {
+	t.Helper()
+	p, err := planPages(s, vmas, alone, track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// requireSamePlan fails unless a tracking plan found the data runs,
+// guard pages and shared pages that a plain one found.
+func requireSamePlan(t *testing.T, when string, tracking, plain pagePlan) {
+	t.Helper()
+	if !slices.Equal(tracking.runs, plain.runs) {
+		t.Fatalf("%s: the tracking walk found data %s", when, firstDifference(tracking.runs, plain.runs))
+	}
+	if !slices.Equal(tracking.guards, plain.guards) || !slices.Equal(tracking.shared, plain.shared) {
+		t.Fatalf("%s: the tracking walk found guards %v and shared %v, a plain one %v and %v",
+			when, tracking.guards, tracking.shared, plain.guards, plain.shared)
+	}
 }
 
 func didWhat(b byte) string {

@@ -38,13 +38,11 @@ func (s *source) final(prev string) error {
 	return nil
 }
 
-// notify follows the final dump: it notes when the tree stopped and which
-// tasks it has, and sends the rest once every image is written. An error
-// thaws the tree.
+// notify follows the final dump: it notes which tasks the frozen tree
+// has, and sends the rest once every image is written. An error thaws
+// the tree.
 func (s *source) notify(action string) error {
 	switch action {
-	case "pre-dump":
-		s.frozen = time.Now()
 	case "query-ext-files":
 		tasks, err := treeTasks(s.opts.Pid)
 		if err != nil {

@@ -261,6 +261,9 @@ func (s *source) transfer(name, prev string, notify func(string) error) (uint64,
 	if prev != "" {
 		o.PrevImagesDir = filepath.Join("..", prev)
 	}
+	if notify != nil {
+		o.Freezing = func() { s.frozen = time.Now() }
+	}
 	if notify != nil && s.opts.Lazy {
 		o.LazyDial, o.Fault = s.dialLazy, s.opts.Fault
 	}
