@@ -105,15 +105,19 @@ func finPacket(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint
 }
 
 // sendFIN sends, from dst to src, a segment with flags and sequence
-// number seq acknowledging ack, through a raw socket of amber's (which
-// shares the network namespace of the restored tasks).
-func sendFIN(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) error {
+// number seq acknowledging ack, through a raw socket of amber's made in
+// the network namespace of the connection's socket conn: one made in
+// amber's would route the segment through amber's loopback, where no
+// socket of a tree in a namespace of its own (a container) sees it.
+func sendFIN(conn int, src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) error {
 	pkt, v4 := finPacket(dst, src, seq, ack, flags, window)
 	family, level, opt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_HDRINCL
 	if !v4 {
 		family, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_HDRINCL
 	}
-	s, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	s, err := socketBeside(conn, func() (int, error) {
+		return unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	})
 	if err != nil {
 		return fmt.Errorf("raw socket to send its peer's FIN: %w", err)
 	}
@@ -224,7 +228,7 @@ func (c *restoredConn) peerSegment(flags byte, want uint32) error {
 		ack = e.GetOutqSeq() - finOut(c.k.e.GetState()) - e.GetOutqLen()
 	}
 	win := min(e.GetSndWnd()>>e.GetSndWscale(), 0xffff)
-	if err := sendFIN(c.k.src, c.k.dst, seq, ack, flags, uint16(win)); err != nil {
+	if err := sendFIN(c.s, c.k.src, c.k.dst, seq, ack, flags, uint16(win)); err != nil {
 		return c.errorf("%w", err)
 	}
 	deadline := time.Now().Add(finWait)

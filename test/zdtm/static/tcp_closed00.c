@@ -84,6 +84,7 @@ int main(void)
 	char c;
 
 	test_init();
+	loopback_up(); /* down in a network namespace of its own */
 	signal(SIGPIPE, SIG_IGN);
 	lsn = socket(AF_INET, SOCK_STREAM, 0);
 	ends[0].fd = socket(AF_INET, SOCK_STREAM, 0);
