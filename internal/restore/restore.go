@@ -376,7 +376,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := r.endTCPRepair(tree); err != nil {
 		return err
 	}
-	if err := r.closeTCP(); err != nil {
+	if err := r.closeTCP(tree); err != nil {
 		return err
 	}
 	if err := r.sysv.Finish(); err != nil {
