@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"amber/internal/netfilter"
 )
 
 // Half-closed connections, as CRIU's libsoccr restores them.
@@ -123,6 +125,10 @@ func sendSegment(conn int, src, dst netip.AddrPort, seq, ack uint32, flags byte,
 		return fmt.Errorf("raw socket to send a segment of its peer's: %w", err)
 	}
 	defer unix.Close(s)
+	// The network lock of the dump, still on, lets marked packets pass.
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_MARK, netfilter.Mark); err != nil {
+		return fmt.Errorf("raw socket to send a segment of its peer's: SO_MARK: %w", err)
+	}
 	if err := unix.SetsockoptInt(s, level, opt, 1); err != nil {
 		return fmt.Errorf("raw socket to send a segment of its peer's: header included: %w", err)
 	}
