@@ -125,7 +125,39 @@ func TestPlanInetClosed(t *testing.T) {
 	}
 	got := r.restored.TCP.Closed(42, r.restored.Held)
 	slices.SortFunc(got, func(a, b sockets.TCPShut) int { return a.Fd - b.Fd })
-	want := []sockets.TCPShut{{Pid: 42, Fd: 3, How: skopts.SkShutdown_BOTH}, {Pid: 42, Fd: 4, How: skopts.SkShutdown_READ}}
+	want := []sockets.TCPShut{{Pid: 42, Fd: 3, ID: conn, How: skopts.SkShutdown_BOTH}, {Pid: 42, Fd: 4, ID: closed, How: skopts.SkShutdown_READ}}
+	if !slices.Equal(got, want) {
+		t.Errorf("sockets for CloseTCP %v, want %v", got, want)
+	}
+	if len(r.restored.TCP.Repair) != 0 {
+		t.Errorf("connections left in repair mode: %v", r.restored.TCP.Repair)
+	}
+	if t.Failed() {
+		t.Logf("plan:\n%s", p)
+	}
+}
+
+// TestPlanInetEnded restores, with no option, a connection that ended
+// (TCP_CLOSE, with its peer's address): bound again in repair mode as a
+// closed socket, out of repair mode, and left to CloseTCP, which
+// connects it again and shuts it down as it was.
+func TestPlanInetEnded(t *testing.T) {
+	l := newLayout()
+	img := inetImg(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_TCP, tcpClose, "127.0.0.1:40001", "127.0.0.1:8880", unix.O_RDWR, nil)
+	img.Shutdown = skopts.SkShutdown_BOTH.Enum()
+	ended := l.addInet(img, 103)
+	l.fd(3, ended, false)
+
+	s, p := runFds(t, l, 0, 1, 2)
+	if k := s.fds[3].f.in; k == nil || k.bound == nil || k.peer != nil || k.repair {
+		t.Errorf("fd 3: want bound, not connected, out of repair mode: %+v", k)
+	}
+	r, err := planFds(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.restored.TCP.Closed(42, r.restored.Held)
+	want := []sockets.TCPShut{{Pid: 42, Fd: 3, ID: ended, How: skopts.SkShutdown_BOTH, Ended: true}}
 	if !slices.Equal(got, want) {
 		t.Errorf("sockets for CloseTCP %v, want %v", got, want)
 	}

@@ -424,11 +424,18 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := notify(opts, "post-restore", root.Pid); err != nil {
 		return err
 	}
-	r.unlockNetwork(tree, root.Pid)
+	// The segments amber makes for the connections carry the lock's
+	// mark: they pass it, and the rules of the tree's own that come
+	// after it (a firewall of the tree dropping them, as zdtm's
+	// socket-tcp-closed-last-ack has). The kernel's own wait for the
+	// lock to be lifted. (The ended connections, reset by amber, are
+	// finished after it: a reset made under the lock did not reach a
+	// connection zdtm's socket-tcp-reseted had, not understood yet.)
 	if err := r.endTCPRepair(tree); err != nil {
 		return err
 	}
-	if err := r.closeTCP(); err != nil {
+	r.unlockNetwork(tree, root.Pid)
+	if err := r.closeTCP(tree); err != nil {
 		return err
 	}
 	if err := r.sysv.Finish(); err != nil {

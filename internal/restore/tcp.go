@@ -21,9 +21,10 @@ func (r *restorer) endTCPRepair(tree *treeImages) error {
 	return sockets.EndTCPRepair(socks, tree.root.files, tree.root.extra.TCPStreams)
 }
 
-// closeTCP shuts down the closed TCP sockets that were (or that
-// --tcp-close restores closed), before any task runs.
-func (r *restorer) closeTCP() error {
+// closeTCP finishes the closed TCP sockets that were (or that
+// --tcp-close restores closed), before any task runs: connections that
+// ended get their peer back, and each is shut down as it was.
+func (r *restorer) closeTCP(tree *treeImages) error {
 	var socks []sockets.TCPShut
 	for _, p := range r.procs {
 		if p.plan.fds != nil {
@@ -36,5 +37,5 @@ func (r *restorer) closeTCP() error {
 		return nil
 	}
 	r.opts.Log.Infof("shutting down %d closed TCP sockets", len(socks))
-	return sockets.CloseTCP(socks)
+	return sockets.CloseTCP(socks, tree.root.files, tree.root.extra.TCPStreams)
 }

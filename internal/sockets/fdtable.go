@@ -183,6 +183,10 @@ type TCPLeft struct {
 	// that was shut down), by file id: a plan cannot, as shutdown fails
 	// on them.
 	Shut map[uint32]skopts.SkShutdown
+	// Ended are the file ids of the closed TCP sockets whose connection
+	// had ended, which CloseTCP connects again in repair mode to give
+	// them their peer's address and their unread bytes.
+	Ended []uint32
 }
 
 // TCP returns the TCP sockets the plan leaves for after the restore.

@@ -169,7 +169,17 @@ func readInet(s int, ino uint32, family int) (*inetSock, error) {
 		return nil, err
 	}
 	if k.typ == unix.SOCK_STREAM {
-		return k, k.readTCPState(s)
+		if err := k.readTCPState(s); err != nil {
+			return nil, err
+		}
+		if k.state == tcpClose && !k.dst.IsValid() {
+			// A connection that ended keeps its peer's address, which
+			// getpeername no longer tells and SO_PEERNAME does.
+			if k.dst, err = peerName(s, family); err != nil {
+				return nil, err
+			}
+		}
+		return k, nil
 	}
 	if datagram(k.typ, k.proto) {
 		if corked, err := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_CORK); err != nil || corked != 0 {
@@ -218,6 +228,34 @@ func (k *inetSock) readAddrs(s int) error {
 	}
 	k.dst, _, err = fromSockaddr(sa)
 	return err
+}
+
+// peerName is the peer address a closed TCP socket s keeps from the
+// connection it had (SO_PEERNAME, which tells it in TCP_CLOSE too); none
+// if it never connected. The kernel wants room for exactly the address
+// of the socket's family.
+func peerName(s, family int) (netip.AddrPort, error) {
+	size := unix.SizeofSockaddrInet4
+	if family == unix.AF_INET6 {
+		size = unix.SizeofSockaddrInet6
+	}
+	b, err := getsockoptBytes(s, unix.SOL_SOCKET, unix.SO_PEERNAME, size)
+	if errors.Is(err, unix.ENOTCONN) {
+		return netip.AddrPort{}, nil
+	}
+	if err != nil || len(b) < unix.SizeofSockaddrInet4 {
+		return netip.AddrPort{}, fmt.Errorf("SO_PEERNAME (%d bytes): %w", len(b), err)
+	}
+	port := binary.BigEndian.Uint16(b[2:])
+	switch binary.LittleEndian.Uint16(b) {
+	case unix.AF_INET:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), port), nil
+	case unix.AF_INET6:
+		if len(b) >= unix.SizeofSockaddrInet6 {
+			return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])), port), nil
+		}
+	}
+	return netip.AddrPort{}, fmt.Errorf("SO_PEERNAME: an address of family %d", binary.LittleEndian.Uint16(b))
 }
 
 // fromSockaddr turns an inet address into an AddrPort, and the scope of
@@ -456,7 +494,7 @@ func (k *inetImage) check() error {
 		return fmt.Errorf("%v: type %d protocol %d: only TCP, UDP, raw and ping sockets are supported", k, typ, pr)
 	case st == tcpListen && typ != unix.SOCK_STREAM:
 		return fmt.Errorf("%v: listening, but not TCP", k)
-	case k.tcpConnection() && !repairable(st):
+	case k.tcpConnection() && st != tcpClose && !repairable(st):
 		return fmt.Errorf("%v: TCP state %s: not supported yet", k, tcpStateName(st))
 	case st != tcpClose && st != tcpListen && !repairable(st):
 		return fmt.Errorf("%v: state %s: not supported", k, tcpStateName(st))
@@ -527,6 +565,14 @@ func (m *inetMaker) make() error {
 	}
 	steps := []func() error{m.bind, m.listen, m.connect, m.options, m.shutdown}
 	switch {
+	case m.k.tcpConnection() && e.GetState() == tcpClose:
+		// A connection that ended: bound as a closed socket; CloseTCP
+		// gives it its peer and its unread bytes back, which need no
+		// option, nothing reaching the peer.
+		steps = []func() error{m.bind, m.options, m.shutdown}
+		if !m.p.in.TCPClose {
+			m.p.tcp.Ended = append(m.p.tcp.Ended, m.id)
+		}
 	case m.k.tcpConnection() && m.p.in.TCPClose:
 		// Left unbound and unconnected: CloseTCP shuts it down.
 		m.closeLater(skopts.SkShutdown_BOTH)
@@ -671,7 +717,9 @@ func (m *inetMaker) closeLater(how skopts.SkShutdown) {
 
 // inRepair tells a connection restored in repair mode, which keeps
 // SO_REUSEADDR until EndTCPRepair.
-func (m *inetMaker) inRepair() bool { return m.k.tcpConnection() && !m.p.in.TCPClose }
+func (m *inetMaker) inRepair() bool {
+	return m.k.tcpConnection() && m.k.e.GetState() != tcpClose && !m.p.in.TCPClose
+}
 
 // setInt plans setsockopt(fd, level, opt, &v, 4) on the socket.
 func (m *inetMaker) setInt(level, opt int, v uint32, what string) {

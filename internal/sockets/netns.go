@@ -3,7 +3,9 @@ package sockets
 // The network namespace of the tree's sockets. sock_diag lists the
 // sockets of the namespace its netlink socket was made in, so a tree in
 // a network namespace of its own (a container, zdtm's ns flavor) is
-// listed through a netlink socket made there.
+// listed through a netlink socket made there; and the segments a
+// restore makes for a half-closed connection (tcp_fin.go) reach it only
+// through a raw socket made in the connection's namespace.
 
 import (
 	"fmt"
@@ -58,8 +60,7 @@ func (n *sockNetns) check(pid, s int, ino uint64, family int) error {
 }
 
 // diagSocket makes a NETLINK_SOCK_DIAG socket in the namespace (amber's
-// while no socket was met), on a thread of its own that enters the
-// namespace and leaves it; a thread that cannot leave it ends.
+// while no socket was met).
 func (n *sockNetns) diagSocket() (int, error) {
 	if n == nil || n.pid == 0 {
 		return newDiagSocket()
@@ -69,6 +70,18 @@ func (n *sockNetns) diagSocket() (int, error) {
 		return -1, fmt.Errorf("sock_diag: network namespace of pid %d: %w", n.pid, err)
 	}
 	defer target.Close()
+	s, err := socketInNetns(int(target.Fd()), newDiagSocket)
+	if err != nil {
+		return -1, fmt.Errorf("sock_diag: in net:[%d]: %w", n.ino, err)
+	}
+	return s, nil
+}
+
+// socketInNetns runs mk, which makes a socket, in the network namespace
+// open at nsfd: a socket belongs for good to the namespace it was made
+// in. mk runs on a thread of its own that enters the namespace and
+// leaves it; a thread that cannot leave it ends.
+func socketInNetns(nsfd int, mk func() (int, error)) (int, error) {
 	type result struct {
 		fd  int
 		err error
@@ -83,12 +96,12 @@ func (n *sockNetns) diagSocket() (int, error) {
 			return
 		}
 		defer self.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			done <- result{-1, fmt.Errorf("sock_diag: enter net:[%d]: %w", n.ino, err)}
+			done <- result{-1, fmt.Errorf("enter the network namespace: %w", err)}
 			return
 		}
-		fd, err := newDiagSocket()
+		fd, err := mk()
 		if berr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); berr != nil {
 			done <- result{fd, err} // the thread stays locked and ends with the goroutine
 			return
@@ -98,6 +111,24 @@ func (n *sockNetns) diagSocket() (int, error) {
 	}()
 	r := <-done
 	return r.fd, r.err
+}
+
+// socketBeside makes a socket with mk in the network namespace of
+// socket s (SIOCGSKNS), which may be a namespace other than amber's.
+func socketBeside(s int, mk func() (int, error)) (int, error) {
+	nsfd, err := unix.IoctlRetInt(s, unix.SIOCGSKNS)
+	if err != nil {
+		return -1, fmt.Errorf("its network namespace (SIOCGSKNS): %w", err)
+	}
+	defer unix.Close(nsfd)
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(nsfd, &theirs); err != nil {
+		return -1, fmt.Errorf("stat its network namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err == nil && ours.Ino == theirs.Ino && ours.Dev == theirs.Dev {
+		return mk()
+	}
+	return socketInNetns(nsfd, mk)
 }
 
 func newDiagSocket() (int, error) {

@@ -166,7 +166,7 @@ func readTCPStream(s int) (*TCPStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !repairable(uint32(ti.state)) {
+	if !repairable(uint32(ti.state)) && ti.state != tcpClose {
 		return nil, fmt.Errorf("TCP state %s in repair mode: not supported yet", tcpStateName(uint32(ti.state)))
 	}
 	e := &tcpstream.TcpStreamEntry{OptMask: proto.Uint32(uint32(ti.options)), SndWscale: proto.Uint32(0)}
@@ -205,6 +205,11 @@ func readQueueLengths(s int, e *tcpstream.TcpStreamEntry, state uint32) error {
 			return fmt.Errorf("%s: %w", q.name, err)
 		}
 		*q.set = proto.Uint32(uint32(n))
+	}
+	if state == tcpClose {
+		// A connection that ended: what a reset left in the send queue
+		// no one reads or sends again (CRIU keeps none either).
+		e.OutqLen, e.UnsqLen = proto.Uint32(0), proto.Uint32(0)
 	}
 	if finOut(state) == 1 {
 		for _, n := range []**uint32{&e.OutqLen, &e.UnsqLen} {
@@ -580,38 +585,71 @@ func (t TCPLeft) Repaired(pid int, held map[uint32]int) []TCPRepaired {
 	return out
 }
 
-// TCPShut is a closed TCP socket a restored task holds, to shut down.
+// TCPShut is a closed TCP socket a restored task holds, to shut down
+// or to connect again.
 type TCPShut struct {
-	Pid, Fd int // the task and one of its descriptors of it
+	Pid, Fd int    // the task and one of its descriptors of it
+	ID      uint32 // its file id
 	How     skopts.SkShutdown
+	Ended   bool // a connection that ended, which CloseTCP connects again
 }
 
 // Closed lists the closed TCP sockets a restored task holds that
-// CloseTCP must shut down (held: a descriptor by file id).
+// CloseTCP must shut down or connect again (held: a descriptor by file
+// id).
 func (t TCPLeft) Closed(pid int, held map[uint32]int) []TCPShut {
-	var out []TCPShut
+	byID := map[uint32]*TCPShut{}
+	var ids []uint32
+	add := func(id uint32) *TCPShut {
+		if byID[id] == nil {
+			byID[id] = &TCPShut{Pid: pid, Fd: held[id], ID: id}
+			ids = append(ids, id)
+		}
+		return byID[id]
+	}
 	for id, how := range t.Shut {
-		out = append(out, TCPShut{Pid: pid, Fd: held[id], How: how})
+		add(id).How = how
+	}
+	for _, id := range t.Ended {
+		add(id).Ended = true
+	}
+	slices.Sort(ids)
+	out := make([]TCPShut, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *byID[id])
 	}
 	return out
 }
 
-// CloseTCP shuts down closed TCP sockets, as criu does: a connection
+// CloseTCP finishes the closed TCP sockets, before the tasks run. A
+// connection that ended, whose stream is in the images, is connected
+// again (reconnectEnded) to have its peer's address and the bytes it
+// had not read. Then, as criu does, it shuts down a connection
 // --tcp-close restores closed, both ways, and a socket whose connection
 // had ended, as it was. Such a socket never connected here, so shutdown
 // fails with ENOTCONN, but marks it shut down all the same: the task
 // reads end-of-file from it, polls POLLHUP and gets EPIPE from a write.
-// amber does it through a copy of each socket, before the tasks run.
-func CloseTCP(socks []TCPShut) error {
+// amber does it through a copy of each socket.
+func CloseTCP(socks []TCPShut, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) error {
 	for _, h := range socks {
 		s, err := takeSocket(h.Pid, h.Fd)
 		if err != nil {
 			return fmt.Errorf("a closed TCP socket: %w", err)
 		}
-		err = unix.Shutdown(s, int(h.How)-1)
+		if h.Ended {
+			err = reconnectEnded(s, idx[h.ID], streams)
+		}
+		if err == nil && h.How != skopts.SkShutdown_NONE {
+			if err = unix.Shutdown(s, int(h.How)-1); errors.Is(err, unix.ENOTCONN) {
+				err = nil
+			}
+			if err != nil {
+				err = fmt.Errorf("shut down the closed TCP socket (%v): %w", h.How, err)
+			}
+		}
 		unix.Close(s)
-		if err != nil && !errors.Is(err, unix.ENOTCONN) {
-			return fmt.Errorf("shut down the closed TCP socket at fd %d of pid %d (%v): %w", h.Fd, h.Pid, h.How, err)
+		if err != nil {
+			return fmt.Errorf("fd %d of pid %d: %w", h.Fd, h.Pid, err)
 		}
 	}
 	return nil
@@ -794,9 +832,9 @@ func (c *restoredConn) sendUnsent() error {
 	if len(unsent) == 0 {
 		return nil
 	}
-	restore, err := growSendBuffer(c.s)
+	restore, err := growBuffer(c.s, unix.SO_SNDBUF, unix.SO_SNDBUFFORCE)
 	if err != nil {
-		return c.errorf("%w", err)
+		return c.errorf("to write the bytes never sent: %w", err)
 	}
 	if err := unix.SetsockoptInt(c.s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP); err != nil {
 		return c.errorf("turn repair mode off to write the bytes never sent: %w", err)
@@ -823,24 +861,24 @@ func (c *restoredConn) sendUnsent() error {
 	return nil
 }
 
-// growSendBuffer makes socket s's send buffer as large as can be, and
-// returns how to give back its size and its SO_BUF_LOCK (which
-// SO_SNDBUFFORCE sets).
-func growSendBuffer(s int) (func() error, error) {
-	size, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF)
+// growBuffer makes socket s's buffer (opt: SO_SNDBUF or SO_RCVBUF,
+// force: its SO_*BUFFORCE) as large as can be, and returns how to give
+// back its size and its SO_BUF_LOCK (which SO_*BUFFORCE sets).
+func growBuffer(s, opt, force int) (func() error, error) {
+	size, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, opt)
 	if err != nil {
-		return nil, fmt.Errorf("getsockopt SO_SNDBUF: %w", err)
+		return nil, fmt.Errorf("getsockopt %s: %w", bufName(opt), err)
 	}
-	// SO_BUF_LOCK is Linux 5.14's: before it, SO_SNDBUFFORCE locks the
+	// SO_BUF_LOCK is Linux 5.14's: before it, SO_*BUFFORCE locks the
 	// size as the plan's did.
 	lock, lockErr := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BUF_LOCK)
-	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxSockBuf); err != nil {
-		return nil, fmt.Errorf("grow the send buffer to write the bytes never sent: %w", err)
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, force, maxSockBuf); err != nil {
+		return nil, fmt.Errorf("grow %s: %w", bufName(opt), err)
 	}
 	return func() error {
 		// The kernel doubles what it is given: size is the doubled one.
-		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size/2); err != nil {
-			return fmt.Errorf("give the send buffer its size %d back: %w", size, err)
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, force, size/2); err != nil {
+			return fmt.Errorf("give %s its size %d back: %w", bufName(opt), size, err)
 		}
 		if lockErr != nil {
 			return nil
@@ -850,4 +888,11 @@ func growSendBuffer(s int) (func() error, error) {
 		}
 		return nil
 	}, nil
+}
+
+func bufName(opt int) string {
+	if opt == unix.SO_RCVBUF {
+		return "the receive buffer"
+	}
+	return "the send buffer"
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"amber/internal/netfilter"
 )
 
 // Half-closed connections, as CRIU's libsoccr restores them.
@@ -35,6 +37,7 @@ const finWait = time.Second
 // TCP header flags of the segments amber makes.
 const (
 	tcpFlagFIN = 0x01
+	tcpFlagRST = 0x04
 	tcpFlagACK = 0x10
 )
 
@@ -104,22 +107,30 @@ func finPacket(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint
 	return append(append(append(ip, s[:]...), d[:]...), tcp...), false
 }
 
-// sendFIN sends, from dst to src, a segment with flags and sequence
-// number seq acknowledging ack, through a raw socket of amber's (which
-// shares the network namespace of the restored tasks).
-func sendFIN(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) error {
+// sendSegment sends, from dst to src, a segment with flags and sequence
+// number seq acknowledging ack, through a raw socket of amber's made in
+// the network namespace of the connection's socket conn: one made in
+// amber's would route the segment through amber's loopback, where no
+// socket of a tree in a namespace of its own (a container) sees it.
+func sendSegment(conn int, src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16) error {
 	pkt, v4 := finPacket(dst, src, seq, ack, flags, window)
 	family, level, opt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_HDRINCL
 	if !v4 {
 		family, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_HDRINCL
 	}
-	s, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	s, err := socketBeside(conn, func() (int, error) {
+		return unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	})
 	if err != nil {
-		return fmt.Errorf("raw socket to send its peer's FIN: %w", err)
+		return fmt.Errorf("raw socket to send a segment of its peer's: %w", err)
 	}
 	defer unix.Close(s)
+	// The network lock of the dump, still on, lets marked packets pass.
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_MARK, netfilter.Mark); err != nil {
+		return fmt.Errorf("raw socket to send a segment of its peer's: SO_MARK: %w", err)
+	}
 	if err := unix.SetsockoptInt(s, level, opt, 1); err != nil {
-		return fmt.Errorf("raw socket to send its peer's FIN: header included: %w", err)
+		return fmt.Errorf("raw socket to send a segment of its peer's: header included: %w", err)
 	}
 	var to unix.Sockaddr
 	if a := src.Addr().Unmap(); v4 {
@@ -128,7 +139,7 @@ func sendFIN(src, dst netip.AddrPort, seq, ack uint32, flags byte, window uint16
 		to = &unix.SockaddrInet6{Addr: a.As16()}
 	}
 	if err := unix.Sendto(s, pkt, 0, to); err != nil {
-		return fmt.Errorf("send its peer's FIN: %w", err)
+		return fmt.Errorf("send a segment of its peer's: %w", err)
 	}
 	return nil
 }
@@ -224,24 +235,13 @@ func (c *restoredConn) peerSegment(flags byte, want uint32) error {
 		ack = e.GetOutqSeq() - finOut(c.k.e.GetState()) - e.GetOutqLen()
 	}
 	win := min(e.GetSndWnd()>>e.GetSndWscale(), 0xffff)
-	if err := sendFIN(c.k.src, c.k.dst, seq, ack, flags, uint16(win)); err != nil {
+	if err := sendSegment(c.s, c.k.src, c.k.dst, seq, ack, flags, uint16(win)); err != nil {
 		return c.errorf("%w", err)
 	}
-	deadline := time.Now().Add(finWait)
-	for {
-		ti, err := readTCPInfo(c.s)
-		if err != nil {
-			return c.errorf("%w", err)
-		}
-		if uint32(ti.state) == want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return c.errorf("a segment of its peer's (flags %#x), sent again, left it in state %s, not %s",
-				flags, tcpStateName(uint32(ti.state)), tcpStateName(want))
-		}
-		time.Sleep(time.Millisecond)
+	if err := waitState(c.s, want); err != nil {
+		return c.errorf("a segment of its peer's (flags %#x), sent again, left it %w", flags, err)
 	}
+	return nil
 }
 
 // finReceived reports whether a connection in state had received its

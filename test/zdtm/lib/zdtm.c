@@ -11,11 +11,15 @@
 #endif
 #define _GNU_SOURCE
 #include <errno.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "zdtm.h"
 
@@ -48,6 +52,21 @@ void test_init(void)
 void test_on_stop(void (*hook)(void))
 {
 	stop_hook = hook;
+}
+
+void loopback_up(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr))
+		fail("lo: %s", strerror(errno));
+	if (!(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr))
+			fail("lo up: %s", strerror(errno));
+	}
+	close(s);
 }
 
 void test_ready(void)

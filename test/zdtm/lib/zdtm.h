@@ -54,6 +54,12 @@ void fail(const char *fmt, ...)
  */
 const char *test_strerror(int err);
 
+/*
+ * Bring the loopback of the process's network namespace up: a new
+ * namespace's is down. calls fail() on error.
+ */
+void loopback_up(void);
+
 /* --- data patterns and checksums -------------------------------------- */
 
 /* A good 64-bit mixing function (splitmix64 finaliser). */

@@ -10,9 +10,9 @@
  * theirs: it binds its port again after the server's end.
  *
  * After SIGTERM: each ended socket is in TCP_CLOSE at the same address,
- * reads end-of-file, polls POLLHUP and fails a write with EPIPE; the
- * socket that never connected connects to the listener and carries a
- * byte.
+ * with the same peer's (SO_PEERNAME), reads end-of-file, polls POLLHUP
+ * and fails a write with EPIPE; the socket that never connected connects
+ * to the listener and carries a byte.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,7 +31,7 @@
 struct end {
 	const char *name;
 	int fd;
-	struct sockaddr_in addr;
+	struct sockaddr_in addr, peer;
 };
 
 static int state(int fd)
@@ -52,6 +52,16 @@ static void addr_of(struct end *e, struct sockaddr_in *sa)
 		fail("%s: getsockname: %s", e->name, test_strerror(errno));
 }
 
+/* peer_of is the peer's address an ended socket keeps (SO_PEERNAME
+ * tells it in TCP_CLOSE, getpeername not). */
+static void peer_of(struct end *e, struct sockaddr_in *sa)
+{
+	socklen_t len = sizeof(*sa);
+
+	if (getsockopt(e->fd, SOL_SOCKET, SO_PEERNAME, sa, &len))
+		fail("%s: SO_PEERNAME: %s", e->name, test_strerror(errno));
+}
+
 static void check(struct end *e)
 {
 	struct pollfd p = { .fd = e->fd, .events = POLLIN | POLLOUT };
@@ -64,6 +74,9 @@ static void check(struct end *e)
 	addr_of(e, &now);
 	if (now.sin_port != e->addr.sin_port || now.sin_addr.s_addr != e->addr.sin_addr.s_addr)
 		fail("%s: bound to port %d after restore, %d before", e->name, ntohs(now.sin_port), ntohs(e->addr.sin_port));
+	peer_of(e, &now);
+	if (now.sin_port != e->peer.sin_port || now.sin_addr.s_addr != e->peer.sin_addr.s_addr)
+		fail("%s: its peer's port is %d after restore, %d before", e->name, ntohs(now.sin_port), ntohs(e->peer.sin_port));
 	r = read(e->fd, &b, 1);
 	if (r != 0)
 		fail("%s: read %zd (%s), want end-of-file", e->name, r, r < 0 ? test_strerror(errno) : "data");
@@ -84,6 +97,7 @@ int main(void)
 	char c;
 
 	test_init();
+	loopback_up(); /* down in a network namespace of its own */
 	signal(SIGPIPE, SIG_IGN);
 	lsn = socket(AF_INET, SOCK_STREAM, 0);
 	ends[0].fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -114,6 +128,8 @@ int main(void)
 			fail("not closed after both FINs (states %d, %d)", state(ends[0].fd), state(ends[1].fd));
 		nanosleep(&ms, NULL);
 	}
+	for (i = 0; i < 2; i++)
+		peer_of(&ends[i], &ends[i].peer);
 
 	test_ready();
 	test_wait_stop();

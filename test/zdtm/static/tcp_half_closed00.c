@@ -249,6 +249,7 @@ int main(void)
 	size_t i, n = sizeof(conns) / sizeof(conns[0]);
 
 	test_init();
+	loopback_up(); /* down in a network namespace of its own */
 	a2b_pat = malloc(MAXBYTES);
 	b2a_pat = malloc(MAXBYTES);
 	if (!a2b_pat || !b2a_pat)
