@@ -158,15 +158,8 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32
 			}
 			continue
 		}
-		err := r.mount(dir, s, rootFd)
-		if err == nil {
-			err = openMount(fds, s, rootFd)
-		}
-		if err != nil {
-			return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
-		}
-		if opts.Logf != nil {
-			opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
+		if err := made(fds, s, rootFd, opts, r.mount(dir, s, rootFd)); err != nil {
+			return err
 		}
 	}
 	return opts.Groups.propagate(steps, fds)

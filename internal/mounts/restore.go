@@ -215,14 +215,8 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 		} else {
 			err = r.mount(dir, s, rootFd)
 		}
-		if err == nil {
-			err = openMount(fds, s, rootFd)
-		}
-		if err != nil {
-			return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
-		}
-		if opts.Logf != nil {
-			opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
+		if err := made(fds, s, rootFd, opts, err); err != nil {
+			return err
 		}
 	}
 	if st, err := os.Stat(filepath.Join(root, "proc")); err == nil && st.IsDir() {
@@ -241,6 +235,22 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 		return err
 	}
 	return opts.Groups.propagate(steps, fds)
+}
+
+// made finishes mount step s, whose mount was made with error err: the
+// new mount is opened into fds, for the peer groups given back after,
+// and logged. Any error names the mount.
+func made(fds map[uint32]int, s Step, rootFd int, opts RestoreOptions, err error) error {
+	if err == nil {
+		err = openMount(fds, s, rootFd)
+	}
+	if err != nil {
+		return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
+	}
+	if opts.Logf != nil {
+		opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
+	}
+	return nil
 }
 
 // openMount opens the mount of step s, just made at its target in the
