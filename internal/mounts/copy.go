@@ -37,7 +37,8 @@ func RestoreCopy(dir image.Dir, id, parentID uint32, pid int, parent *Restored, 
 	if err != nil {
 		return nil, err
 	}
-	r := &Restored{pid: pid, ptys: map[uint32]int{}, procOver: parent != nil && parent.procOver}
+	r := newRestored(pid)
+	r.procOver = parent != nil && parent.procOver
 	if r.procOver {
 		// amber's /proc over the tree's, the last mount at /proc: kept
 		// until Finish.

@@ -64,7 +64,7 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 	if err != nil {
 		return nil, err
 	}
-	r := &Restored{pid: pid, ptys: map[uint32]int{}, procFd: -1}
+	r := newRestored(pid)
 	err = onThread(pid, nsKinds, func() error { return r.run(dir, steps, root, opts) })
 	if err != nil {
 		for _, fd := range r.TakePtys() {
@@ -74,6 +74,12 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 		return nil, err
 	}
 	return r, nil
+}
+
+// newRestored is the record of a mount namespace being made, in which
+// pid is, holding no descriptor yet.
+func newRestored(pid int) *Restored {
+	return &Restored{pid: pid, ptys: map[uint32]int{}, procFd: -1}
 }
 
 // Restored is a mount namespace made by Restore.
