@@ -133,15 +133,19 @@ func (s *source) restoreMsg() Msg { return Msg{Op: opRestore, SameHost: s.same} 
 // handOverRemote has the destination restore the tree while it is frozen
 // here, and commits once every task is restored there: the dump then
 // kills the tree. An error before the commit thaws it.
-func (s *source) handOverRemote() error {
-	if err := s.ch.send(s.restoreMsg()); err != nil {
+func (s *source) handOverRemote() error { return s.restoreAndCommit(s.restoreMsg()) }
+
+// restoreAndCommit sends the restore request req, waits for the
+// destination to have restored the tree, and commits. Committed before
+// the kill: an amber killed in between leaves two copies running, not
+// none.
+func (s *source) restoreAndCommit(req Msg) error {
+	if err := s.ch.send(req); err != nil {
 		return err
 	}
 	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
 		return fmt.Errorf("restore on the destination: %w", err)
 	}
-	// Committed before the kill: an amber killed in between leaves two
-	// copies running, not none.
 	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
 		return err
 	}

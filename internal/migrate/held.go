@@ -25,16 +25,9 @@ import (
 // and returns once every page is in there; the dump then kills the
 // tree. An error (before or after the commit) thaws it.
 func (s *source) handOverHeld() error {
-	if err := s.ch.send(Msg{Op: opRestore, Lazy: true, Local: true}); err != nil {
+	if err := s.restoreAndCommit(Msg{Op: opRestore, Lazy: true, Local: true}); err != nil {
 		return err
 	}
-	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
-		return fmt.Errorf("restore on the destination: %w", err)
-	}
-	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
-		return err
-	}
-	s.commitAt = time.Now()
 	s.fault("committed")
 	m, err := s.ch.expect(opOK, s.answerTimeout())
 	if err != nil {
