@@ -213,11 +213,21 @@ func (c *podmanCase) checkpointRestore(ckArgs, rsArgs []string, remove bool) {
 // and on the stdout pipe conmon holds: Podman hands the new pipes to
 // the restore (inherit_fd), and the container's network namespace
 // (runc's external net[INO]:extRootNetNS, joined again through
-// inherit_fd).
+// inherit_fd). crit must decode every image of the exported checkpoint.
 func TestPodmanCheckpointRestore(t *testing.T) {
 	c := newPodmanCase(t)
 	c.run()
 	c.checkpointRestore(nil, nil, false)
 	archive := filepath.Join(t.TempDir(), "checkpoint.tar.gz")
 	c.checkpointRestore([]string{"--export", archive}, []string{"--import", archive}, true)
+	if crit := critCommand(t); crit != nil {
+		dir := t.TempDir()
+		if out, err := exec.Command("tar", "-xf", archive, "-C", dir, "checkpoint").CombinedOutput(); err != nil {
+			t.Fatalf("tar -xf %s checkpoint: %v\n%s", archive, err, out)
+		}
+		// Podman's default profile puts the container under seccomp filters.
+		if seen := critDecodesDir(t, crit, filepath.Join(dir, "checkpoint")); !seen["seccomp.img"] {
+			t.Errorf("no seccomp.img in the exported checkpoint")
+		}
+	}
 }

@@ -213,7 +213,8 @@ func (c *runcCase) logs() string {
 
 // TestRuncCheckpointRestore runs a busybox container with runc, checkpoints
 // it with amber as criu, restores it detached, and requires its counter
-// to go on from where it was: not from zero, and not stuck.
+// to go on from where it was: not from zero, and not stuck. crit must
+// decode every image of the checkpoint (namespaces, mounts, tmpfs).
 func TestRuncCheckpointRestore(t *testing.T) {
 	c := newRuncCase(t)
 	c.mustRunc("run", "-d", "--bundle", c.bundle, c.id)
@@ -223,6 +224,14 @@ func TestRuncCheckpointRestore(t *testing.T) {
 		t.Fatalf("checkpoint: %v\n%s\n%s", err, out, c.logs())
 	}
 	t.Logf("runc checkpoint: %v", time.Since(start))
+	if crit := critCommand(t); crit != nil {
+		seen := critDecodesDir(t, crit, c.images)
+		for _, want := range []string{"mountpoints-", "utsns-", "ipcns-var-", "tmpfs-dev-"} {
+			if !anyPrefix(seen, want) {
+				t.Errorf("no %s*.img in the container's images", want)
+			}
+		}
+	}
 	start = time.Now()
 	if out, err := c.runc("restore", "-d", "--image-path", c.images, "--work-path", c.work, "--bundle", c.bundle, c.id); err != nil {
 		t.Fatalf("restore: %v\n%s\n%s", err, out, c.logs())
@@ -233,4 +242,14 @@ func TestRuncCheckpointRestore(t *testing.T) {
 		t.Fatalf("counter %d after restore, was %d at the checkpoint: it started again", after, before)
 	}
 	c.waitAbove(after)
+}
+
+// anyPrefix reports whether a name in names starts with prefix.
+func anyPrefix(names map[string]bool, prefix string) bool {
+	for name := range names {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
 }
