@@ -308,12 +308,28 @@ func lastLine(log, what string) string {
 // restored copy checks every page; the source is killed once the daemon
 // had every page.
 func TestLazyRemotePageServer(t *testing.T) {
+	lazyPageServerChain(t, testEnv.amber, testEnv.amber)
+}
+
+// TestAmberLazyDumpToCriu is TestLazyRemotePageServer with CRIU's page
+// servers, then with CRIU's page servers, lazy-pages and restore: the
+// destination is CRIU's, the source amber's.
+func TestAmberLazyDumpToCriu(t *testing.T) {
+	bin := criuBin(t)
+	t.Run("page servers", func(t *testing.T) { lazyPageServerChain(t, bin, testEnv.amber) })
+	t.Run("destination", func(t *testing.T) { lazyPageServerChain(t, bin, bin) })
+}
+
+// lazyPageServerChain migrates predump_writer as TestLazyRemotePageServer
+// does, with the page servers of server and the lazy-pages daemon and
+// restore of dest (amber or CRIU).
+func lazyPageServerChain(t *testing.T, server, dest string) {
 	c := startNamespaced(t, "predump_writer", unix.CLONE_NEWPID)
 	src, tree := c.pid, descendants(c.pid)
-	s := c.startPageServer(testEnv.amber, "pre1")
+	s := c.startPageServer(server, "pre1")
 	c.mustPreDump("pre1", "", s.args()...)
 	s.mustExit()
-	s = c.startPageServer(testEnv.amber, "images", "--prev-images-dir", "../pre1")
+	s = c.startPageServer(server, "images", "--prev-images-dir", "../pre1")
 	dump := c.startReady("dump.log", c.dumpArgs(append([]string{"--prev-images-dir", "../pre1", "--track-mem", "--lazy-pages"}, s.args()...)...)...)
 	s.mustExit()
 	lazy, inParent := c.lazyCounts("images")
@@ -321,10 +337,15 @@ func TestLazyRemotePageServer(t *testing.T) {
 		t.Fatalf("images: %d pages lazy, %d left to the pre-dump; want at most %d lazy (the pages written since) and at least %d (the cold ones) left",
 			lazy, inParent, hotPages+otherPages, coldPages)
 	}
-	d := c.startLazyDaemon("--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
+	d := c.startReadyBin(dest, "lazy.log", "lazy-pages", "-D", c.images,
+		"--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
 	pidfile := c.pidfile()
-	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
-		t.Fatalf("restore failed: %v", r)
+	if dest == testEnv.amber {
+		if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
+			t.Fatalf("restore failed: %v", r)
+		}
+	} else if r := c.criu(dest, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
+		t.Fatalf("criu restore failed: %v", criuLog(r, c.images))
 	}
 	restored := mustReadPidfile(t, pidfile)
 	if restored == src {
