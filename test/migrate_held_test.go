@@ -42,7 +42,8 @@ func TestMigrateHeld(t *testing.T) {
 			if err := r.exited(); err != nil {
 				t.Fatalf("amber receive: %v\n%s", err, readAll(r.out))
 			}
-			if allInLine.FindStringSubmatch(res.stdout) == nil || !strings.Contains(res.stdout, "downtime: ") {
+			if allInLine.FindStringSubmatch(res.stdout) == nil || !strings.Contains(res.stdout, "downtime: ") ||
+				!strings.Contains(res.stdout, "handover: held\n") {
 				t.Fatalf("migrate printed no downtime or all-in time (not a held handover?):\n%s", res.stdout)
 			}
 			c.requireMovedFrom(src, r, res.stdout)

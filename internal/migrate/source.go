@@ -64,6 +64,8 @@ type Result struct {
 	AllIn    time.Duration
 	Total    time.Duration
 	SameHost bool
+	// Handover names the handover and, for the kill-first one, why.
+	Handover string
 	Pid      int // the root on the destination
 }
 
@@ -196,20 +198,23 @@ func (s *source) hello() error {
 	if !s.opts.Lazy {
 		s.held = !s.same || checkLazyHost(s.opts.Pid) == nil
 	}
-	s.log.Infof("migrate: destination %s (same host: %v), images into %s; %s", s.opts.To, s.same, m.Dir, s.handover())
+	s.res.Handover = s.handover()
+	s.log.Infof("migrate: destination %s (same host: %v), images into %s; handover: %s", s.opts.To, s.same, m.Dir, s.res.Handover)
 	return nil
 }
 
-// handover names the handover hello chose, and why.
+// handover names the handover hello chose, and why for the kill-first
+// one, whose limit is inherent: a restore with the tree's very PIDs
+// while its frozen source holds them.
 func (s *source) handover() string {
 	switch {
 	case s.opts.Lazy:
-		return "lazy handover"
+		return "lazy"
 	case s.held:
-		return "held handover"
+		return "held"
 	}
-	return fmt.Sprintf("kill-first handover: one host, and pid %d is not the init of a pid namespace of its own, "+
-		"so its restore needs the PIDs its frozen tree holds here", s.opts.Pid)
+	return fmt.Sprintf("kill-first (one host, and pid %d is not the init of a pid namespace of its own: "+
+		"its restore needs the PIDs its frozen tree holds here, so the tree is killed before it, and restored with all its memory)", s.opts.Pid)
 }
 
 // makeWork makes the directory of the source's own images.
