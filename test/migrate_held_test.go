@@ -67,27 +67,30 @@ func TestMigrateHeldKillDestinationResumed(t *testing.T) {
 // its memory still coming from the images: the source's tree thaws, as
 // it was never told every page was in, and runs on; the destination,
 // whose control channel closes before every page is in, kills its copy
-// instead of leaving two running, and removes its images. lazy_mem
-// checks all its memory at SIGTERM.
+// instead of leaving two running, and removes its images. Killed once
+// the destination restored the tree, before the commit, the copy never
+// runs. lazy_mem checks all its memory at SIGTERM.
 func TestMigrateHeldKillSource(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		extra []string
+		name, point, want string
+		extra             []string
 	}{
-		{"one-host", nil},
-		{"two-hosts", []string{"--two-hosts"}},
+		{"one-host", "committed", "the source went away before every page was in", nil},
+		{"two-hosts", "committed", "the source went away before every page was in", []string{"--two-hosts"}},
+		{"before-commit", "restored-there", "waiting for the source's commit", nil},
+		{"before-commit-two-hosts", "restored-there", "waiting for the source's commit", []string{"--two-hosts"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("LAZY_MIB", lazyMiB)
 			c := startNamespaced(t, "lazy_mem", unix.CLONE_NEWPID)
 			r := c.startReceive("received")
-			res := c.migrate(r, []string{faultEnv + "=committed"}, append([]string{"--max-iters", "0"}, tc.extra...)...)
+			res := c.migrate(r, []string{faultEnv + "=" + tc.point}, append([]string{"--max-iters", "0"}, tc.extra...)...)
 			if res.err == nil || exitCode(res.err) != -1 {
-				t.Fatalf("amber migrate was not killed after the commit: %v\n%s", res.err, res.stdout)
+				t.Fatalf("amber migrate was not killed at %s: %v\n%s", tc.point, res.err, res.stdout)
 			}
 			err := r.exited()
 			log := readAll(r.out)
-			if err == nil || !strings.Contains(log, "the source went away before every page was in") {
+			if err == nil || !strings.Contains(log, tc.want) {
 				t.Fatalf("amber receive: %v, want a failure that kills the copy:\n%s", err, log)
 			}
 			r.requireEmpty()

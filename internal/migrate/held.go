@@ -35,6 +35,7 @@ func (s *source) handOverHeld() error {
 	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
 		return fmt.Errorf("restore on the destination: %w", err)
 	}
+	s.fault("restored-there")
 	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
 		return err
 	}
