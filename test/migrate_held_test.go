@@ -7,6 +7,8 @@ package test
 // it received; the source is killed once every page is in.
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +117,31 @@ func (c *zcase) requireOnlySource() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestMigrateHeldTree migrates predump_writer, the init of a pid
+// namespace, once it forked a child that rewrites its own copy of the
+// hot pages, as between two hosts: both processes are restored held and
+// resumed before their memory is in; after SIGTERM the parent checks
+// its memory and has the child check its own.
+func TestMigrateHeldTree(t *testing.T) {
+	c := startNamespaced(t, "predump_writer", unix.CLONE_NEWPID)
+	src := c.pid
+	if err := os.WriteFile(filepath.Join(c.dir, "fork.now"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.waitChild()
+	r := c.startReceive("received")
+	res := c.migrate(r, nil, "--two-hosts")
+	if res.err != nil {
+		t.Fatalf("migrate: %v\nreceive:\n%s", res, readAll(r.out))
+	}
+	t.Logf("migrate:\n%s", res.stdout)
+	if err := r.exited(); err != nil {
+		t.Fatalf("amber receive: %v\n%s", err, readAll(r.out))
+	}
+	if allInLine.FindStringSubmatch(res.stdout) == nil || !strings.Contains(res.stdout, "handover: held\n") {
+		t.Fatalf("migrate printed no held handover or all-in time:\n%s", res.stdout)
+	}
+	c.requireMovedFrom(src, r, res.stdout)
 }
