@@ -296,3 +296,94 @@ func lastLine(log, what string) string {
 	}
 	return ""
 }
+
+// TestLazyRemotePageServer is CRIU's lazy migration with pre-copy:
+// predump_writer (the init of a pid namespace) is pre-dumped to a page
+// server, then dumped on top with --lazy-pages --page-server to a
+// second one. The dump sends that server its pagemap, which leaves the
+// cold memory to the pre-dump's images and marks the hot pages written
+// since lazy, then, once that session ended, serves the lazy pages from
+// the frozen source on the page server's address and port. lazy-pages
+// fetches them, the restore reads the rest from the chain, and the
+// restored copy checks every page; the source is killed once the daemon
+// had every page.
+func TestLazyRemotePageServer(t *testing.T) {
+	lazyPageServerChain(t, testEnv.amber, testEnv.amber)
+}
+
+// TestAmberLazyDumpToCriu is TestLazyRemotePageServer with CRIU's page
+// servers, then with CRIU's page servers, lazy-pages and restore: the
+// destination is CRIU's, the source amber's.
+func TestAmberLazyDumpToCriu(t *testing.T) {
+	bin := criuBin(t)
+	t.Run("page servers", func(t *testing.T) { lazyPageServerChain(t, bin, testEnv.amber) })
+	t.Run("destination", func(t *testing.T) { lazyPageServerChain(t, bin, bin) })
+}
+
+// lazyPageServerChain migrates predump_writer as TestLazyRemotePageServer
+// does, with the page servers of server and the lazy-pages daemon and
+// restore of dest (amber or CRIU).
+func lazyPageServerChain(t *testing.T, server, dest string) {
+	c := startNamespaced(t, "predump_writer", unix.CLONE_NEWPID)
+	src, tree := c.pid, descendants(c.pid)
+	s := c.startPageServer(server, "pre1")
+	c.mustPreDump("pre1", "", s.args()...)
+	s.mustExit()
+	s = c.startPageServer(server, "images", "--prev-images-dir", "../pre1")
+	dump := c.startReady("dump.log", c.dumpArgs(append([]string{"--prev-images-dir", "../pre1", "--track-mem", "--lazy-pages"}, s.args()...)...)...)
+	s.mustExit()
+	lazy, inParent := c.lazyCounts("images")
+	if lazy == 0 || lazy > hotPages+otherPages || inParent < coldPages {
+		t.Fatalf("images: %d pages lazy, %d left to the pre-dump; want at most %d lazy (the pages written since) and at least %d (the cold ones) left",
+			lazy, inParent, hotPages+otherPages, coldPages)
+	}
+	d := c.startReadyBin(dest, "lazy.log", "lazy-pages", "-D", c.images,
+		"--page-server", "--address", "127.0.0.1", "--port", strconv.Itoa(s.port))
+	pidfile := c.pidfile()
+	if dest == testEnv.amber {
+		if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
+			t.Fatalf("restore failed: %v", r)
+		}
+	} else if r := c.criu(dest, c.restoreArgs(pidfile, "-d", "--lazy-pages")...); r.err != nil {
+		t.Fatalf("criu restore failed: %v", criuLog(r, c.images))
+	}
+	restored := mustReadPidfile(t, pidfile)
+	if restored == src {
+		t.Fatalf("restored as pid %d, the source's own", restored)
+	}
+	d.mustExit()
+	dumpLog := dump.mustExit()
+	served := regexp.MustCompile(`Lazy pages: (\d+) bytes in (\d+) requests`).FindStringSubmatch(dumpLog)
+	if served == nil {
+		t.Fatalf("the dump logged no lazy pages served:\n%s", dumpLog)
+	}
+	t.Logf("images: %d pages lazy, %d left to the pre-dump; dump: %s", lazy, inParent, served[0])
+	c.reapDumped(tree)
+	c.pid = restored
+	c.mustPass()
+}
+
+// lazyCounts counts the pages of the program's pagemap in dir that a
+// dump --lazy-pages left at the source (lazy, not present) and those
+// it left to the parent images.
+func (c *zcase) lazyCounts(dir string) (lazy, inParent uint64) {
+	c.t.Helper()
+	d, err := image.OpenDir(filepath.Join(c.dir, dir))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer d.Close()
+	_, entries, err := mem.ReadPagemap(d.PagemapPath(c.imagePid()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case e.GetFlags()&mem.PEParent != 0:
+			inParent += mem.NrPages(e)
+		case e.GetFlags()&mem.PELazy != 0 && e.GetFlags()&mem.PEPresent == 0:
+			lazy += mem.NrPages(e)
+		}
+	}
+	return lazy, inParent
+}

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -151,8 +151,8 @@ func TestMigrateLazyKillDestinationResumed(t *testing.T) {
 
 // killDestinationResumed migrates lazy_mem, the init of a pid namespace,
 // with extra options, killing amber receive right after the copy resumed:
-// the migration fails, the destination keeps no image, the guard kills
-// the copy, and the source runs on and passes its checks.
+// the migration fails, the destination keeps no image (on one host), the
+// guard kills the copy, and the source runs on and passes its checks.
 func killDestinationResumed(t *testing.T, extra ...string) {
 	t.Helper()
 	t.Setenv("LAZY_MIB", lazyMiB)
@@ -166,18 +166,12 @@ func killDestinationResumed(t *testing.T, extra ...string) {
 	if err := r.exited(); exitCode(err) != -1 {
 		t.Fatalf("amber receive was not killed: %v\n%s", err, readAll(r.out))
 	}
-	r.requireEmpty()
-	deadline := time.Now().Add(exitTimeout)
-	for {
-		left := c.liveCopies()
-		if len(left) == 1 && left[0] == c.pid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lazy_mem processes %v; want only the source %d (the copy killed by the guard)", left, c.pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !slices.Contains(extra, "--two-hosts") {
+		// On two hosts nobody is left to remove the images of the
+		// destination amber killed there; on one the source does.
+		r.requireEmpty()
 	}
+	c.requireOnlySource()
 	requireOriginalPasses(c)
 }
 

@@ -164,7 +164,8 @@ var preDumpPages = regexp.MustCompile(`(?m)^pre-dump (\d+): (\d+) pages$`)
 // while it runs, then the freeze, the handover and the restore; the
 // program checks its memory, pipe and file after. The first pre-dump
 // sends all its memory, the freeze only a part; the destination keeps no
-// images.
+// images. Not a pid namespace's init, on one host, the tree is handed
+// over killed first, which migrate names with its reason.
 func TestMigrate(t *testing.T) {
 	c := startCase(t, "migrate_worker")
 	time.Sleep(50 * time.Millisecond)
@@ -181,6 +182,11 @@ func TestMigrate(t *testing.T) {
 	fr := frozenPages.FindStringSubmatch(res.stdout)
 	if len(pre) == 0 || fr == nil || !strings.Contains(res.stdout, "downtime: ") {
 		t.Fatalf("migrate printed no pre-dumps, frozen pages or downtime:\n%s", res.stdout)
+	}
+	// One host, a tree that is no pid namespace's init: the handover
+	// kills it first, and says why.
+	if !strings.Contains(res.stdout, "handover: kill-first (one host, and pid "+strconv.Itoa(c.pid)+" is not the init of a pid namespace") {
+		t.Fatalf("migrate did not name the kill-first handover and why:\n%s", res.stdout)
 	}
 	first, _ := strconv.Atoi(pre[0][2])
 	frozen, _ := strconv.Atoi(fr[1])

@@ -49,7 +49,8 @@ func optionHelp() [][2]string {
 		{"freeze-cgroup", "--freeze-cgroup DIR      freeze the tree with its freezer cgroup DIR while seizing it"},
 		{"cgroup-yard", "--cgroup-yard DIR        use the hierarchies mounted in DIR (cpu,cpuacct, systemd, unified) instead of mounting them"},
 		{"lazy-pages", "--lazy-pages             restore: leave private anonymous memory to amber lazy-pages;\n" +
-			"                         dump: leave it out of the images, serve it on --address --port"},
+			"                         dump: leave it out of the images, serve it on --address --port\n" +
+			"                         (with --page-server: the rest to the page server, then served there)"},
 		{"no-default-config", "--no-default-config      accepted (amber reads no configuration files)"},
 		{"root", "-r|--root DIR            restore: the root of the tree's mount namespace (dump: accepted)"},
 		{"external", "--external mnt[K]:V      dump: mount at K is external, key V; restore: bind V at key K's mount; net[INO]:K: netns left out, joined by --inherit-fd fd[N]:K; restore: veth[IF]:OUT[@BR]: veth IF's outside end OUT (in bridge BR)"},
@@ -96,8 +97,12 @@ func verbHelps() map[string]verbHelp {
 			"Move the tree rooted at PID to `amber receive` at HOST:PORT: pre-dump it while\n" +
 				"it runs until the pages written between two stop shrinking (at most N, default\n" +
 				"8; 0 sends everything frozen), then freeze it, send the rest and every other\n" +
-				"image; the destination restores it and the tree here is killed. Prints the\n" +
-				"pages of each round and the downtime. On failure the tree runs here.\n" +
+				"image; the destination restores it, resumes it before its memory is in and\n" +
+				"fills that from the images, and the tree here is killed once every page is\n" +
+				"in (held). On one host a tree that is not the init of a pid namespace of its\n" +
+				"own is killed first, then restored whole (its PIDs are needed). Prints the\n" +
+				"handover, the pages of each round and the downtime. On failure the tree runs\n" +
+				"here.\n" +
 				"With --lazy the freeze leaves private anonymous memory here: the destination\n" +
 				"resumes the tree at once and fetches those pages on fault and in the\n" +
 				"background from the tree kept frozen here, killed once every page is in\n" +

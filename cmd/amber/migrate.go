@@ -74,6 +74,7 @@ func runMigrate(o Options, l *log.Logger, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "handover: %s\n", res.Handover)
 	for i, p := range res.PreDumps {
 		fmt.Fprintf(stdout, "pre-dump %d: %d pages\n", i+1, p)
 	}

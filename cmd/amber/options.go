@@ -223,8 +223,6 @@ func (o Options) validate() error {
 		return fmt.Errorf("%s --inherit-fd: --inherit-fd is an option of restore only", o.Verb)
 	case o.LazyPages && o.Verb == "dump" && o.Port == 0:
 		return errors.New("dump --lazy-pages: --port is required (where the lazy pages are served)")
-	case o.LazyPages && o.Verb == "dump" && o.PageServer:
-		return fmt.Errorf("dump --lazy-pages with --page-server: %w", errNotSupported)
 	case o.LazyPages && o.Verb != "restore" && o.Verb != "dump":
 		return fmt.Errorf("%s --lazy-pages: %w", o.Verb, errNotSupported)
 	}

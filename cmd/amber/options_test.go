@@ -102,6 +102,9 @@ func TestParse(t *testing.T) {
 		{"dump to page server", "dump -t 1 --page-server --address 10.0.0.1 --port 1234", opts(func(o *Options) {
 			o.Verb, o.Tree, o.PageServer, o.Address, o.Port = "dump", 1, true, "10.0.0.1", 1234
 		})},
+		{"lazy dump to page server", "dump -t 1 --lazy-pages --page-server --address 127.0.0.1 --port 1234", opts(func(o *Options) {
+			o.Verb, o.Tree, o.LazyPages, o.PageServer, o.Address, o.Port = "dump", 1, true, true, "127.0.0.1", 1234
+		})},
 		{"page-server", "page-server -D d --port 27 --status-fd 5 --prev-images-dir ../p", opts(func(o *Options) {
 			o.Verb, o.ImagesDir, o.Port, o.StatusFd, o.PrevImagesDir = "page-server", "d", 27, 5, "../p"
 		})},
@@ -128,7 +131,6 @@ func TestParseErrors(t *testing.T) {
 		{"frobnicate", `unknown command "frobnicate"`},
 		{"pre-dump", "pre-dump: -t/--tree PID is required"},
 		{"dump -t 1 --lazy-pages", "dump --lazy-pages: --port is required"},
-		{"dump -t 1 --lazy-pages --page-server --address a --port 1", "dump --lazy-pages with --page-server: not supported yet"},
 		{"pre-dump -t 1 --lazy-pages", "pre-dump --lazy-pages: not supported yet"},
 		{"lazy-pages --page-server --port 1", "--page-server needs --address and --port"},
 		{"dump -t 1 --page-server --port 5", "--page-server needs --address and --port"},

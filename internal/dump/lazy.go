@@ -4,7 +4,11 @@ package dump
 // memory stay out of the images (PE_LAZY entries); once every image is
 // written the tree stays frozen and amber serves those pages to one
 // lazy-pages daemon (lazy-pages --page-server) over the page server
-// protocol, reading them from the frozen processes. The tree is killed
+// protocol, reading them from the frozen processes. With --page-server
+// the other pages, and the pagemaps, go to the page server first, and
+// the lazy ones are served on its address and port once its session
+// ended, as CRIU does: pre-dumps to a page server, then a lazy dump on
+// top, whose pages written since are fetched from the source. The tree is killed
 // once the daemon ends the session with every page in. Where CRIU kills
 // it too when the daemon goes away without ending the session, amber
 // lets it run on: the restore may lack pages, and the tree is the one
@@ -22,25 +26,41 @@ import (
 // listenLazy listens where the lazy pages will be served, if the dump is
 // lazy, before the tree is touched: an address that cannot be had fails
 // the dump with the tree as it was. A dump whose lazy pages go over a
-// connection of LazyDial's listens nowhere.
+// connection of LazyDial's listens nowhere; one that sends the other
+// pages to a page server listens only once that session is over (see
+// listenLazyAfter).
 func (d *dumper) listenLazy() error {
 	switch {
 	case d.opts.LazyPages == "" && d.opts.LazyDial == nil:
 		return nil
 	case d.opts.PreDump:
 		return errors.New("--lazy-pages: a pre-dump leaves no pages lazy")
-	case d.opts.LazyDial != nil:
-		d.lazy = lazySources{}
+	}
+	d.lazy = lazySources{}
+	if d.opts.LazyDial != nil || d.opts.PageServer != "" {
 		return nil
-	case d.opts.PageServer != "":
-		return errors.New("--lazy-pages with --page-server: not supported yet")
 	}
 	ln, err := net.Listen("tcp", d.opts.LazyPages)
 	if err != nil {
 		return fmt.Errorf("--lazy-pages: %w", err)
 	}
 	d.lazyLn = ln
-	d.lazy = lazySources{}
+	return nil
+}
+
+// listenLazyAfter listens for the lazy-pages daemon of a dump that sent
+// its other pages to a page server: as CRIU's, on the same --address and
+// --port, which the page server (on this host, as in CRIU's tests) has
+// given up once the session ended. Listening earlier would take the
+// port from it. The tree is frozen and dumped: an address that cannot
+// be had fails the dump, and the tree runs on.
+func (d *dumper) listenLazyAfter() error {
+	ln, err := net.Listen("tcp", d.opts.LazyPages)
+	if err != nil {
+		return fmt.Errorf("--lazy-pages with --page-server: the lazy pages are served where the page server was, "+
+			"%s, as CRIU's (the page server must run on this host, and be gone): %w", d.opts.LazyPages, err)
+	}
+	d.lazyLn = ln
 	return nil
 }
 
@@ -83,6 +103,11 @@ func (d *dumper) lazyConn(total uint64) (net.Conn, error) {
 			return nil, fmt.Errorf("lazy pages: %w", err)
 		}
 		return conn, nil
+	}
+	if d.lazyLn == nil {
+		if err := d.listenLazyAfter(); err != nil {
+			return nil, err
+		}
 	}
 	d.log.Infof("Serving %d bytes of lazy pages of %d processes on %s", total, len(d.lazy), d.lazyLn.Addr())
 	if d.opts.LazyReady != nil {

@@ -27,14 +27,20 @@
 //	end-files                          ->
 //	                                   <-  ok
 //
-// then, between two hosts:
+// then, held (held.go: between two hosts, or on one for a tree that is
+// the init of a pid namespace of its own):
 //
-//	restore                            ->  (restores DIR/final, tasks held)
+//	restore {lazy, local}              ->  (restores DIR/final, tasks held,
+//	                                        memory left to a lazy-pages daemon
+//	                                        reading the images received)
 //	                                   <-  ok {pid}
-//	commit                             ->  (the source kills its tree)
+//	commit                             ->  (the tasks run)
 //	                                   <-  ok {resumed_at, restore_ns, pid}
+//	                                   <-  ok {all_in_ns} (the source then
+//	                                        kills its tree)
 //
-// or on one host, once the source killed its tree:
+// or killed first (one host, any other tree), once the source killed its
+// tree:
 //
 //	restore {same_host}                ->  (restores DIR/final)
 //	                                   <-  ok {resumed_at, restore_ns, pid}
@@ -52,39 +58,35 @@
 //
 // # Handover
 //
-// The source is killed only once the destination has the tree. On two
-// hosts (the boot ids differ) the destination restores every task and,
-// before any runs (restore's post-restore point), answers ok; the source
-// then sends commit, kills its frozen tree, and the destination lets its
-// tasks run. Any failure before the commit (an error, either amber
-// killed, a lost connection) kills the destination's tasks and thaws the
-// source's. The commit goes before the kill: if the source amber dies
-// in between, its tree thaws and two copies run, which the protocol
-// prefers to none; a destination amber that dies after the commit, before
-// its tasks run, loses the tree (a window of one message and the
-// release).
+// The source is killed only once the destination has the whole tree. In
+// the held handover (the package's default) the destination restores
+// every task and, before any runs (restore's post-restore point),
+// answers ok; the source commits, the destination's tasks run while a
+// lazy-pages daemon fills their memory from the images, and once every
+// page is in the destination says so and the source kills its frozen
+// tree. Any failure before that answer thaws the source's tree. The
+// destination kills its copy on a failure before the commit, when the
+// source goes away or the connection breaks before every page is in
+// (the source thawed), and, through a guard process (guard.go), when its
+// own amber dies with pages missing. Only the answer that every page is
+// in lost in a connection broken right after it leaves two copies
+// running, which the protocol prefers to none.
 //
-// On one host the restore needs the very PIDs the frozen source holds, so
-// the order is reversed, as in CRIU's local migration (a new pid
-// namespace would give other PIDs than the tree had): once the
-// destination has every image, the source kills its tree and waits until
-// its PIDs are free (its parent reaped it), then asks for the restore. If
-// that restore fails, or the destination amber dies, the source restores
-// the tree itself from the destination's images (the same file system),
-// then removes them, unless the destination's tree runs already. If the
+// On one host the held restore makes the tree's pid namespace anew, with
+// the same PIDs inside while the frozen source holds them outside: the
+// tree must be the init of a pid namespace of its own. Any other tree
+// needs its very PIDs, which the frozen source holds, so the order is
+// reversed, as in CRIU's local migration: once the destination has every
+// image, the source kills its tree and waits until its PIDs are free
+// (its parent reaped it), then asks for the restore. If that restore
+// fails, or the destination amber dies, the source restores the tree
+// itself from the destination's images (the same file system), then
+// removes them, unless the destination's tree runs already. If the
 // source amber dies after it killed the tree, the destination, finding
 // the tree gone, restores it on its own. Only the loss of both ambers at
-// once loses the tree. (For a tree in a pid namespace of its own that last
-// case is not right yet: the destination looks for the images' PIDs,
-// which are not the host's.) A tree that is the init of a pid namespace
-// is not killed first: it is handed over held (held.go), as between two
-// hosts, and restored lazily from the images received:
+// once loses the tree.
 //
-//	restore {lazy, local}              ->  (restores DIR/final, tasks held,
-//	                                        memory left to a lazy-pages daemon)
-//	                                   <-  ok {pid}
-//	commit                             ->
-//	                                   <-  ok {resumed_at, restore_ns, pid}
-//	                                   <-  ok {all_in_ns} (the source then
-//	                                        kills its tree)
+// With --lazy (lazy.go) the handover is the held one, but the pages of
+// private anonymous memory stay in the source's frozen tree, and the
+// destination's daemon fetches them over one more connection.
 package migrate

@@ -19,22 +19,13 @@ import (
 // restore the tree from them neither there nor here.
 const opKeep = "keep"
 
-// final dumps the frozen tree on top of prev and hands it over: on two
-// hosts inside the dump (the dump kills the tree once the destination
-// committed), on one after it (handOverLocal).
+// final dumps the frozen tree on top of prev and hands it over: held,
+// inside the dump (the dump kills the tree once the destination had
+// every page), or killed first, after it (handOverLocal).
 func (s *source) final(prev string) error {
 	if _, err := s.transfer("final", prev, s.notify); err != nil {
 		return fmt.Errorf("final dump: %w", err)
 	}
-	if s.same || s.held {
-		return nil
-	}
-	m, err := s.ch.expect(opOK, s.answerTimeout())
-	if err != nil {
-		return fmt.Errorf("the destination failed after the commit, and the tree here is killed: %w", err)
-	}
-	s.res.Downtime = s.commitAt.Sub(s.frozen) + time.Duration(m.RestoreNs)
-	s.res.Pid = m.Pid
 	return nil
 }
 
@@ -56,7 +47,7 @@ func (s *source) notify(action string) error {
 }
 
 // sendRest sends the frozen tree's last pages' answer, then every other
-// image; on two hosts it then has the destination restore.
+// image; a held or lazy handover then has the destination restore.
 func (s *source) sendRest() error {
 	pages, err := s.pagesReceived()
 	if err != nil {
@@ -72,10 +63,8 @@ func (s *source) sendRest() error {
 		return s.startLazyHandover()
 	case s.held:
 		return s.handOverHeld()
-	case s.same:
-		return nil
 	}
-	return s.handOverRemote()
+	return nil
 }
 
 // sendImages sends every image of dir but the source's own records.
@@ -127,32 +116,6 @@ func (s *source) sendFile(dir, name string) error {
 	return nil
 }
 
-// restoreMsg is the restore request.
-func (s *source) restoreMsg() Msg { return Msg{Op: opRestore, SameHost: s.same} }
-
-// handOverRemote has the destination restore the tree while it is frozen
-// here, and commits once every task is restored there: the dump then
-// kills the tree. An error before the commit thaws it.
-func (s *source) handOverRemote() error { return s.restoreAndCommit(s.restoreMsg()) }
-
-// restoreAndCommit sends the restore request req, waits for the
-// destination to have restored the tree, and commits. Committed before
-// the kill: an amber killed in between leaves two copies running, not
-// none.
-func (s *source) restoreAndCommit(req Msg) error {
-	if err := s.ch.send(req); err != nil {
-		return err
-	}
-	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
-		return fmt.Errorf("restore on the destination: %w", err)
-	}
-	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
-		return err
-	}
-	s.commitAt = time.Now()
-	return nil
-}
-
 // handOverLocal has the destination restore the tree the dump killed,
 // once its PIDs are free. If the destination fails, the tree is restored
 // here from the destination's images.
@@ -162,7 +125,7 @@ func (s *source) handOverLocal() error {
 		s.log.Errorf("migrate: %v", err)
 	}
 	s.log.Infof("migrate: the tree's %d tasks are gone here, %v after the freeze", len(s.tasks), time.Since(s.frozen))
-	if err := s.ch.send(s.restoreMsg()); err != nil {
+	if err := s.ch.send(Msg{Op: opRestore, SameHost: true}); err != nil {
 		return s.rollback(err)
 	}
 	m, err := s.ch.expect(opOK, s.answerTimeout())

@@ -18,20 +18,20 @@ func (e *sentError) Error() string { return e.err.Error() }
 func (e *sentError) Unwrap() error { return e.err }
 
 // restore restores the tree of the chain's last directory, with the
-// handover of one host or of two (see the package doc).
+// handover the source asked for (see the package doc).
 func (r *receiver) restore(m Msg) (Received, error) {
 	if len(r.dirs) == 0 {
 		return Received{}, errors.New("restore before any images")
 	}
 	r.closeDir()
 	r.fault("restore-requested")
-	if m.Lazy {
+	switch {
+	case m.Lazy:
 		return r.restoreLazy(m.Local)
-	}
-	if m.SameHost {
+	case m.SameHost:
 		return r.restoreLocal()
 	}
-	return r.restoreRemote()
+	return Received{}, errors.New("a restore request that is neither lazy nor of one host")
 }
 
 // restoreLocal restores a tree the source has already killed. If the
@@ -60,24 +60,6 @@ func (r *receiver) restoreLocal() (Received, error) {
 		r.log.Warnf("receive: the tree runs as pid %d, but the source did not hear it: %v", res.Pid, err)
 	} else if _, err := r.ch.expect(opDone, r.opts.Timeout); err != nil {
 		r.log.Warnf("receive: the tree runs as pid %d; after it: %v", res.Pid, err)
-	}
-	return Received{Pid: res.Pid}, nil
-}
-
-// restoreRemote restores the tree while the source holds its own frozen:
-// once every task is restored, before any runs, the source is told; its
-// commit lets them run, anything else kills them.
-func (r *receiver) restoreRemote() (Received, error) {
-	opts := r.restoreOptions()
-	var committed time.Time
-	opts.Notify = r.heldUntilCommit(&committed)
-	res, err := restore.Run(opts)
-	if err != nil {
-		return Received{}, fmt.Errorf("restore: %w", err)
-	}
-	resumed := time.Now()
-	if err := r.ch.send(Msg{Op: opOK, ResumedAt: resumed.UnixNano(), RestoreNs: int64(resumed.Sub(committed)), Pid: res.Pid}); err != nil {
-		r.log.Warnf("receive: the tree runs as pid %d, but the source did not hear it: %v", res.Pid, err)
 	}
 	return Received{Pid: res.Pid}, nil
 }

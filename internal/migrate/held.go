@@ -1,20 +1,24 @@
 package migrate
 
-// The held handover (one host, a tree that is the init of a pid
-// namespace of its own, not --lazy): the destination restores the tree
-// while the source holds its own frozen, with the PIDs of a new pid
-// namespace, and leaves its private anonymous memory to a lazy-pages
-// daemon that fills it from the images received, after the resume. So
-// the downtime holds no copy of the memory: 1 GiB takes seconds to fill
-// on this VM, all of them frozen with the other handovers of one host,
-// which kill the tree first and restore it whole.
+// The held handover (every migration without --lazy, but that of a tree
+// on one host that is not the init of a pid namespace of its own): the
+// destination restores the tree while the source holds its own frozen,
+// and leaves its private anonymous memory to a lazy-pages daemon that
+// fills it from the images received, after the resume. So the downtime
+// holds no copy of the memory: 1 GiB takes seconds to fill on this VM,
+// all of them frozen in a handover that restores the memory first. On
+// one host the restore makes the tree's pid namespace anew, with the
+// same PIDs inside while the frozen source holds them outside; a tree
+// that is no pid namespace's init needs its PIDs themselves, which only
+// the kill-first handover (final.go) frees.
 //
 // The source kills its tree only once the destination had every page:
-// a failure before, even after the resume, thaws it, and the
-// destination's guard (guard.go) kills a copy whose amber died with
-// pages still missing. The handover is the lazy one's (held, commit,
-// resume, all in), with no page connection: the daemon reads the
-// images.
+// a failure before, even after the resume, thaws it. The destination
+// then kills its copy: its amber when the source goes away or the
+// connection breaks before every page is in (the source's tree runs
+// then), the guard (guard.go) when that amber dies with pages still
+// missing. The handover is the lazy one's (held, commit, resume, all
+// in), with no page connection: the daemon reads the images.
 
 import (
 	"fmt"
@@ -25,18 +29,39 @@ import (
 // and returns once every page is in there; the dump then kills the
 // tree. An error (before or after the commit) thaws it.
 func (s *source) handOverHeld() error {
-	if err := s.restoreAndCommit(Msg{Op: opRestore, Lazy: true, Local: true}); err != nil {
+	if err := s.ch.send(Msg{Op: opRestore, Lazy: true, Local: true}); err != nil {
 		return err
 	}
+	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
+		return fmt.Errorf("restore on the destination: %w", err)
+	}
+	s.fault("restored-there")
+	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
+		return err
+	}
+	s.commitAt = time.Now()
 	s.fault("committed")
 	m, err := s.ch.expect(opOK, s.answerTimeout())
 	if err != nil {
 		return fmt.Errorf("the destination failed after the commit: %w", err)
 	}
-	s.res.Downtime, s.res.Exact, s.res.Pid = time.Unix(0, m.ResumedAt).Sub(s.frozen), true, m.Pid
+	s.resumed(m)
 	if m, err = s.ch.expect(opOK, s.answerTimeout()); err != nil {
 		return fmt.Errorf("the tree runs on the destination, its memory still coming: %w", err)
 	}
 	s.res.AllIn = time.Duration(m.AllInNs)
 	return nil
+}
+
+// resumed notes the destination's answer that the tree runs there: the
+// downtime on one clock (one host), or on two hosts from the freeze to
+// the commit here plus the commit to the resume there (leaving out the
+// commit's latency), and the restored root.
+func (s *source) resumed(m Msg) {
+	if s.same {
+		s.res.Downtime, s.res.Exact = time.Unix(0, m.ResumedAt).Sub(s.frozen), true
+	} else {
+		s.res.Downtime = s.commitAt.Sub(s.frozen) + time.Duration(m.RestoreNs)
+	}
+	s.res.Pid = m.Pid
 }

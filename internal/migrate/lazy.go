@@ -7,7 +7,7 @@ package migrate
 // one more connection to the destination, on which it answers the
 // destination's requests for pages (CRIU's GET) from the frozen tree.
 // The destination runs a lazy-pages daemon fetching over it, restores
-// with every task held, and the handover is the one of two hosts: ok,
+// with every task held, and the handover is the held one (held.go): ok,
 // commit, resume. The daemon brings what the tasks do not fault in in
 // the background; once every page is in it ends the session (CLOSE),
 // and the source kills its tree.
@@ -90,12 +90,7 @@ func (s *source) lazyHandover() error {
 	if err != nil {
 		return fmt.Errorf("the destination failed after the commit: %w", err)
 	}
-	if s.same {
-		s.res.Downtime, s.res.Exact = time.Unix(0, m.ResumedAt).Sub(s.frozen), true
-	} else {
-		s.res.Downtime = s.commitAt.Sub(s.frozen) + time.Duration(m.RestoreNs)
-	}
-	s.res.Pid = m.Pid
+	s.resumed(m)
 	return nil
 }
 
@@ -159,12 +154,14 @@ func (s *source) finalLazy(prev string) error {
 // restored tree is killed: the source's thawed.
 func (r *receiver) restoreLazy(local bool) (Received, error) {
 	var src *pageserver.Source
+	var pageConn net.Conn
 	var fetch func(pid int, addr uint64, buf []byte) error
 	if !local {
 		conn, err := r.acceptPages()
 		if err != nil {
 			return Received{}, err
 		}
+		pageConn = conn
 		src = pageserver.NewSource(conn, conn.RemoteAddr().String())
 		defer src.Abort()
 		fetch = src.Fetch
@@ -201,11 +198,31 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 		return Received{}, fmt.Errorf("restore: %w", err)
 	}
 	resumed := time.Now()
+	gone := r.watchSource()
 	if err := r.ch.send(Msg{Op: opOK, ResumedAt: resumed.UnixNano(), RestoreNs: int64(resumed.Sub(committed)), Pid: res.Pid}); err != nil {
 		r.log.Warnf("receive: the tree runs as pid %d, but the source did not hear it: %v", res.Pid, err)
 	}
 	r.fault("lazy-resumed")
-	out := <-d.done
+	// The source kills its tree only once it heard every page is in: gone
+	// before, it thawed it (or its amber died, which thaws it). Looked at
+	// again once the pages are in, so that a source gone first is seen.
+	var out daemonOut
+	select {
+	case out = <-d.done:
+		select {
+		case err := <-gone:
+			return Received{}, r.killCopy(res.Pid, g, src, err)
+		default:
+		}
+	case err := <-gone:
+		killTree(res.Pid)
+		if pageConn != nil {
+			// Ends a fetch in flight, which holds the session.
+			pageConn.Close()
+		}
+		<-d.done
+		return Received{}, r.killCopy(res.Pid, g, src, err)
+	}
 	if out.err != nil {
 		killTree(res.Pid)
 		g.fire()
@@ -225,6 +242,35 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 		r.log.Warnf("receive: the tree runs as pid %d with every page, but the source did not hear it: %v", res.Pid, err)
 	}
 	return Received{Pid: res.Pid}, nil
+}
+
+// killCopy kills the restored tree rooted at pid, whose source went
+// away (cause) before every page was in.
+func (r *receiver) killCopy(pid int, g *guard, src *pageserver.Source, cause error) error {
+	killTree(pid)
+	g.fire()
+	if src != nil {
+		src.Abort()
+	}
+	return fmt.Errorf("the source went away before every page was in, its tree runs there; the tree restored here as pid %d is killed: %w", pid, cause)
+}
+
+// watchSource reads the control channel once the restored tree runs,
+// its pages still coming, and reports what ends the read: the source
+// sends nothing until it heard every page is in, so anything (its
+// amber gone, the connection broken, a message) means that its tree
+// runs there. Left waiting after the last answer, the read ends with
+// the connection.
+func (r *receiver) watchSource() <-chan error {
+	gone := make(chan error, 1)
+	go func() {
+		m, err := r.ch.recv(0)
+		if err == nil {
+			err = fmt.Errorf("it sent %q", m.Op)
+		}
+		gone <- err
+	}()
+	return gone
 }
 
 // heldUntilCommit is the restore's Notify hook that, once every task is

@@ -64,6 +64,8 @@ type Result struct {
 	AllIn    time.Duration
 	Total    time.Duration
 	SameHost bool
+	// Handover names the handover and, for the kill-first one, why.
+	Handover string
 	Pid      int // the root on the destination
 }
 
@@ -82,8 +84,9 @@ type source struct {
 	same bool
 	// held: the destination restores while the tree is frozen here, its
 	// memory filled from its own images after the resume, and the tree
-	// is killed once every page is in there (a tree that is the init of
-	// a pid namespace, on one host; see held.go).
+	// is killed once every page is in there (every handover but --lazy's
+	// between two hosts; on one, a tree that is the init of a pid
+	// namespace; see held.go).
 	held  bool
 	res   Result
 	start time.Time
@@ -91,7 +94,7 @@ type source struct {
 	// TIDs then (one host: the destination waits for them to be free).
 	frozen time.Time
 	tasks  []int
-	// commitAt is when the source committed (two hosts).
+	// commitAt is when the source committed.
 	commitAt time.Time
 	// sent are the directories of the chain asked of the destination.
 	sent []string
@@ -192,9 +195,26 @@ func (s *source) hello() error {
 			return err
 		}
 	}
-	s.held = s.same && !s.opts.Lazy && checkLazyHost(s.opts.Pid) == nil
-	s.log.Infof("migrate: destination %s (same host: %v), images into %s", s.opts.To, s.same, m.Dir)
+	if !s.opts.Lazy {
+		s.held = !s.same || checkLazyHost(s.opts.Pid) == nil
+	}
+	s.res.Handover = s.handover()
+	s.log.Infof("migrate: destination %s (same host: %v), images into %s; handover: %s", s.opts.To, s.same, m.Dir, s.res.Handover)
 	return nil
+}
+
+// handover names the handover hello chose, and why for the kill-first
+// one, whose limit is inherent: a restore with the tree's very PIDs
+// while its frozen source holds them.
+func (s *source) handover() string {
+	switch {
+	case s.opts.Lazy:
+		return "lazy"
+	case s.held:
+		return "held"
+	}
+	return fmt.Sprintf("kill-first (one host, and pid %d is not the init of a pid namespace of its own: "+
+		"its restore needs the PIDs its frozen tree holds here, so the tree is killed before it, and restored with all its memory)", s.opts.Pid)
 }
 
 // makeWork makes the directory of the source's own images.

@@ -14,7 +14,7 @@ import (
 
 // Version is the protocol's version, sent in hello and checked by both
 // sides.
-const Version = 2
+const Version = 3
 
 // maxLine bounds one control message: a peer that sends an endless line
 // fails the session instead of filling amber's memory.

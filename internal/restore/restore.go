@@ -822,21 +822,32 @@ func (r *restorer) releaseAll() error {
 
 // killAll kills every task created so far. amber becomes a subreaper
 // first, so that children orphaned by the kill come back to it to be
-// reaped instead of holding their PIDs as zombies.
+// reaped instead of holding their PIDs as zombies. It reaps those tasks
+// only: the caller may have children of its own that outlive the
+// restore (amber receive's guard), for which a wait on any child would
+// block forever.
 func (r *restorer) killAll() {
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	left := map[int]bool{}
 	for _, t := range r.created {
 		unix.Kill(t.Pid, unix.SIGKILL)
+		left[t.Pid] = true
 	}
-	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(-1, &ws, unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
+	deadline := time.Now().Add(compel.DefaultTimeout)
+	for len(left) > 0 {
+		for pid := range left {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil)
+			// ECHILD: reaped already, or not amber's child yet (its
+			// parent still dying): gone once its PID is free.
+			if got == pid || (err == unix.ECHILD && unix.Kill(pid, 0) == unix.ESRCH) {
+				delete(left, pid)
+			}
 		}
-		if err != nil {
-			break // ECHILD: all reaped
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
 		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
