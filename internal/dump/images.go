@@ -157,6 +157,9 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 			d.restarts[d.pids.of(ps.threads[i].tid)] = code
 		}
 	}
+	if err := tree.layout(ps); err != nil {
+		return nil, err
+	}
 	mmE, err := d.mmEntry(ps)
 	if err != nil {
 		return nil, err
