@@ -177,6 +177,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, err
 	}
+	tree.layouts.startCheck(p.pid)
 	if err := d.writeMM(p, mmE, guards); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ package dump
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"amber/internal/compel"
@@ -90,11 +92,10 @@ type smapsRead struct {
 	took time.Duration
 }
 
-// readSmaps reads the smaps of pid, infected by par, in the background
-// and joins them with maps, read before the infection.
-func readSmaps(pid int, maps []proc.VMA, par *compel.Parasite) <-chan smapsRead {
+// readSmaps reads the smaps of pid in the background and joins them
+// with maps, read before the parasite mapped its scratch [from, to).
+func readSmaps(pid int, maps []proc.VMA, from, to uint64) <-chan smapsRead {
 	out := make(chan smapsRead, 1)
-	from, to := par.Area()
 	go func() {
 		at := time.Now()
 		vmas, err := proc.ReadSmaps(pid)
@@ -118,5 +119,127 @@ func (t *frozenTree) layout(ps *procState) error {
 	}
 	ps.vmas = r.vmas
 	t.log.Debugf("pid %d: smaps read in %v", ps.pid, r.took)
+	t.layouts.learn(ps.pid, r.vmas)
 	return nil
+}
+
+// Layouts carries the mappings each dump of a chain read from smaps to
+// the next dump of the chain in the same amber (amber migrate's
+// pre-dumps and final dump), so that the final dump, whose tree waits
+// frozen, need not walk every page table again: where maps shows each
+// mapping of a process exactly as the dump before read it (start, end,
+// protection, sharing, offset, device, inode, path), that dump's smaps
+// serve (reuse). What maps does not show, a madvise or mlock of a whole
+// mapping since, would go unseen: Check reads smaps once the images
+// are written and before the tree is handed over, while the destination
+// restores, and refuses the handover if a mapping's VmFlags changed.
+// The shared and swapped counts may be stale: they only choose how a
+// dumped page is read (mem.MappedAlone), not what is saved.
+type Layouts struct {
+	learnt map[int][]proc.VMA
+	reused map[int]reusedLayout
+}
+
+// reusedLayout is a process's layout a final dump reused, where the
+// parasite's scratch lay, and the smaps read to check it.
+type reusedLayout struct {
+	vmas     []proc.VMA
+	from, to uint64
+	smaps    <-chan smapsRead
+}
+
+// NewLayouts returns an empty carrier for one chain.
+func NewLayouts() *Layouts {
+	return &Layouts{learnt: map[int][]proc.VMA{}, reused: map[int]reusedLayout{}}
+}
+
+// learn records the smaps a dump read of pid (a nil l records nothing).
+func (l *Layouts) learn(pid int, vmas []proc.VMA) {
+	if l != nil {
+		l.learnt[pid] = vmas
+		delete(l.reused, pid)
+	}
+}
+
+// reuse returns the mappings of pid the dump before read, if maps
+// shows them unchanged, and records that the dump reused them.
+func (l *Layouts) reuse(pid int, maps []proc.VMA, par *compel.Parasite) ([]proc.VMA, bool) {
+	if l == nil {
+		return nil, false
+	}
+	vmas, ok := reuseLayout(l.learnt[pid], maps)
+	if ok {
+		from, to := par.Area()
+		l.reused[pid] = reusedLayout{vmas: vmas, from: from, to: to}
+	}
+	return vmas, ok
+}
+
+// reuseLayout returns learnt if maps shows the very same mappings.
+func reuseLayout(learnt, maps []proc.VMA) ([]proc.VMA, bool) {
+	if learnt == nil || len(learnt) != len(maps) {
+		return nil, false
+	}
+	for i := range maps {
+		if !sameMapping(learnt[i], maps[i]) {
+			return nil, false
+		}
+	}
+	return learnt, true
+}
+
+// startCheck starts reading the smaps of pid, if the dump reused its
+// layout, to check it: once its memory is dumped, when nothing of the
+// dump changes the process's mappings any more, so that the read (a
+// walk of every page table, under the process's mmap lock) neither
+// waits for the dump nor holds it up.
+func (l *Layouts) startCheck(pid int) {
+	if l == nil {
+		return
+	}
+	if r, ok := l.reused[pid]; ok && r.smaps == nil {
+		r.smaps = readSmaps(pid, r.vmas, r.from, r.to)
+		l.reused[pid] = r
+	}
+}
+
+// Check waits for the smaps of each process whose layout the last dump
+// reused, read while its tree is still frozen, and returns an error if
+// a mapping's VmFlags differ from those the images hold (a nil l, or a
+// dump that reused nothing, checks nothing).
+func (l *Layouts) Check() error {
+	if l == nil {
+		return nil
+	}
+	for pid := range l.reused {
+		l.startCheck(pid)
+		r := <-l.reused[pid].smaps
+		if r.err != nil {
+			return fmt.Errorf("check the layout of pid %d: %w", pid, r.err)
+		}
+		if err := sameFlags(r.vmas, l.reused[pid].vmas); err != nil {
+			return fmt.Errorf("pid %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// sameFlags compares the VmFlags of two lists of the same mappings,
+// but for userfaultfd's (a tracking dump registers new mappings).
+func sameFlags(now, dumped []proc.VMA) error {
+	for i := range now {
+		a, b := withoutUffd(now[i].VmFlags), withoutUffd(dumped[i].VmFlags)
+		if !slices.Equal(a, b) {
+			return fmt.Errorf("mapping %s has VmFlags %q, the images %q: changed (madvise, mlock) since the dump before, "+
+				"whose smaps the frozen dump reused", vmaText(now[i]), strings.Join(a, " "), strings.Join(b, " "))
+		}
+	}
+	return nil
+}
+
+// uffdFlags are the VmFlags of userfaultfd registrations.
+var uffdFlags = []string{"um", "uw", "ui"}
+
+func withoutUffd(flags []string) []string {
+	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return slices.Contains(uffdFlags, f) })
 }

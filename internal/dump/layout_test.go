@@ -183,3 +183,61 @@ func changeLayout(rnd *rand.Rand, vmas []proc.VMA) []proc.VMA {
 	}
 	return vmas
 }
+
+// TestReuseLayout checks that the smaps of the dump before serve only a
+// layout that maps shows unchanged, over random layouts and random
+// changes (mprotect, munmap of a part or a whole mapping, mremap,
+// another file, a new mapping, a grown heap).
+func TestReuseLayout(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(13, 52))
+	for round := range 2000 {
+		learnt := randomLayout(rnd, 1+rnd.IntN(12))
+		got, ok := reuseLayout(learnt, mapsOf(learnt))
+		if !ok {
+			t.Fatalf("round %d: an unchanged layout not reused", round)
+		}
+		for i := range learnt {
+			if !sameMapping(got[i], learnt[i]) || !slices.Equal(got[i].VmFlags, learnt[i].VmFlags) ||
+				got[i].SharedRss != learnt[i].SharedRss || got[i].Swap != learnt[i].Swap {
+				t.Fatalf("round %d: mapping %d is %+v, want %+v", round, i, got[i], learnt[i])
+			}
+		}
+		changed := changeLayout(rnd, slices.Clone(learnt))
+		if _, ok := reuseLayout(learnt, mapsOf(changed)); ok {
+			t.Fatalf("round %d: a changed layout reused:\n%v\n%v", round, learnt, changed)
+		}
+	}
+	if _, ok := reuseLayout(nil, nil); ok {
+		t.Fatal("no layout learnt, yet one reused")
+	}
+}
+
+// TestSameFlags checks the check of a reused layout: VmFlags that a
+// madvise or mlock of a whole mapping changed are refused, naming the
+// mapping; userfaultfd's flags (a tracking dump's registration) are not
+// a change.
+func TestSameFlags(t *testing.T) {
+	dumped := []proc.VMA{{Start: 0x1000, End: 0x3000, VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac"}},
+		{Start: 0x5000, End: 0x6000, Path: "[heap]", VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac", "uw"}}}
+	for _, c := range []struct {
+		name  string
+		flags [2][]string
+		bad   string
+	}{
+		{"same", [2][]string{dumped[0].VmFlags, dumped[1].VmFlags}, ""},
+		{"registered since", [2][]string{{"rd", "wr", "mr", "mw", "me", "ac", "uw"}, {"rd", "wr", "mr", "mw", "me", "ac"}}, ""},
+		{"MADV_DONTFORK", [2][]string{dumped[0].VmFlags, {"rd", "wr", "mr", "mw", "me", "dc", "ac", "uw"}}, "5000-6000 [heap]"},
+		{"mlock", [2][]string{{"rd", "wr", "mr", "mw", "me", "lo", "ac"}, dumped[1].VmFlags}, "1000-3000"},
+		{"MADV_NOHUGEPAGE undone", [2][]string{dumped[0].VmFlags[:5], dumped[1].VmFlags}, "1000-3000"},
+	} {
+		now := slices.Clone(dumped)
+		now[0].VmFlags, now[1].VmFlags = c.flags[0], c.flags[1]
+		err := sameFlags(now, dumped)
+		if c.bad == "" && err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if c.bad != "" && (err == nil || !strings.Contains(err.Error(), "mapping "+c.bad+" has VmFlags")) {
+			t.Errorf("%s: %v, want %s refused", c.name, err, c.bad)
+		}
+	}
+}

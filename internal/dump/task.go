@@ -110,7 +110,16 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 		return nil, err
 	}
 	t.log.Debugf("pid %d: parasite in after %v", p.pid, time.Since(start))
-	ps.smaps = readSmaps(p.pid, maps, p.par)
+	from, to := p.par.Area()
+	reused := false
+	if t.reuse {
+		ps.vmas, reused = t.layouts.reuse(p.pid, maps, p.par)
+	}
+	if reused {
+		t.log.Debugf("pid %d: the smaps of the dump before serve: maps shows no change", p.pid)
+	} else {
+		ps.smaps = readSmaps(p.pid, maps, from, to)
+	}
 	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err
 	}

@@ -69,13 +69,29 @@ func (s *source) sendRest() error {
 	s.fault("images-sent")
 	switch {
 	case s.opts.Lazy:
+		if err := s.checkLayouts(); err != nil {
+			return err
+		}
 		return s.startLazyHandover()
 	case s.held:
 		return s.handOverHeld()
 	case s.same:
-		return nil
+		// The dump kills the tree once this returns.
+		return s.checkLayouts()
 	}
 	return s.handOverRemote()
+}
+
+// checkLayouts checks the layouts the final dump reused from the
+// pre-dumps against the frozen tree's smaps (dump.Layouts): an error
+// keeps the tree here.
+func (s *source) checkLayouts() error {
+	start := time.Now()
+	if err := s.layouts.Check(); err != nil {
+		return fmt.Errorf("the final dump's images are not the frozen tree's: %w", err)
+	}
+	s.log.Debugf("migrate: the layouts the final dump reused checked in %v", time.Since(start))
+	return nil
 }
 
 // sendImages sends every image of dir but the source's own records.
@@ -136,15 +152,22 @@ func (s *source) restoreMsg() Msg { return Msg{Op: opRestore, SameHost: s.same} 
 func (s *source) handOverRemote() error { return s.restoreAndCommit(s.restoreMsg()) }
 
 // restoreAndCommit sends the restore request req, waits for the
-// destination to have restored the tree, and commits. Committed before
+// destination to have restored the tree, checks the final dump's
+// layouts meanwhile, and commits. Committed before
 // the kill: an amber killed in between leaves two copies running, not
 // none.
 func (s *source) restoreAndCommit(req Msg) error {
 	if err := s.ch.send(req); err != nil {
 		return err
 	}
+	// Checked while the destination restores.
+	checked := make(chan error, 1)
+	go func() { checked <- s.checkLayouts() }()
 	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
 		return fmt.Errorf("restore on the destination: %w", err)
+	}
+	if err := <-checked; err != nil {
+		return err
 	}
 	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
 		return err
