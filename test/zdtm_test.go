@@ -65,6 +65,7 @@ var programs = []program{
 	{name: "vfork_wait", own: true},
 	{name: "predump_writer", own: true},
 	{name: "migrate_worker", cflags: []string{"-pthread"}, own: true},
+	{name: "layout_churn", own: true},
 	{name: "lazy_mem", cflags: []string{"-pthread"}, own: true},
 	{name: "lazy_fork", own: true},
 	{name: "guard_pages"},

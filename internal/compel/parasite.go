@@ -609,6 +609,11 @@ func (p *Parasite) In(t *Task) *ThreadParasite {
 	return nil
 }
 
+// Area returns the range of the scratch memory the parasite mapped in
+// the process: a mapping of amber's, which the process's own layout
+// leaves out.
+func (p *Parasite) Area() (start, end uint64) { return p.base, p.base + p.size }
+
 // Leader is the thread that set up the parasite.
 func (p *Parasite) Leader() *ThreadParasite { return &ThreadParasite{p: p, v: p.threads[0]} }
 

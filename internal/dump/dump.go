@@ -121,6 +121,11 @@ type Options struct {
 	// dump and the tree runs on. "network-lock" comes before the
 	// network namespace of a tree that has one of its own is locked.
 	Notify func(action string) error
+	// Layouts, if set, carries the layouts each dump read from smaps to
+	// the next dump of the chain, which reuses them where maps shows no
+	// change unless it is a pre-dump (layout.go); the caller runs
+	// Layouts.Check before it hands the tree over.
+	Layouts *Layouts
 	// Freezing, if set, is called right before the tree is seized: the
 	// last moment it surely ran (amber migrate's downtime starts there,
 	// not at the "pre-dump" notification, which comes before the dump
@@ -273,6 +278,10 @@ func (d *dumper) run() error {
 		return err
 	}
 	d.log.Infof("Frozen %d processes", len(tree.procs))
+	if l := d.opts.Layouts; l != nil {
+		clear(l.reused)
+		tree.layouts, tree.reuse = l, !d.opts.PreDump
+	}
 	d.stats.frozenAt = time.Now()
 	if d.opts.PreDump {
 		if err := d.preDumpTree(tree); err != nil {

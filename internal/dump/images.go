@@ -157,6 +157,9 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 			d.restarts[d.pids.of(ps.threads[i].tid)] = code
 		}
 	}
+	if err := tree.layout(ps); err != nil {
+		return nil, err
+	}
 	mmE, err := d.mmEntry(ps)
 	if err != nil {
 		return nil, err
@@ -174,6 +177,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err != nil {
 		return nil, err
 	}
+	tree.layouts.startCheck(p.pid)
 	if err := d.writeMM(p, mmE, guards); err != nil {
 		return nil, err
 	}

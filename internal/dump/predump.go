@@ -40,6 +40,9 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 		if err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
+		if err := tree.layout(ps); err != nil {
+			return err
+		}
 		mmE, err := d.mmEntry(ps)
 		if err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)

@@ -39,8 +39,11 @@ const user32CS = 0x23
 // procState is what a dump learns of one frozen process.
 type procState struct {
 	*frozenProc
-	status  proc.Status
+	status proc.Status
+	// vmas are the mappings of smaps, once joined (layout): smaps is
+	// read while the parasite answers.
 	vmas    []proc.VMA
+	smaps   <-chan smapsRead
 	threads []*threadState // the leader first
 	// Learnt by running system calls inside the leader.
 	acts   []*criusa.SaEntry
@@ -80,10 +83,12 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
-	if ps.vmas, err = proc.ReadSmaps(p.pid); err != nil {
+	// maps for the parasite now, smaps once it is in (layout.go).
+	maps, err := proc.ReadMaps(p.pid)
+	if err != nil {
 		return nil, err
 	}
-	t.log.Debugf("pid %d: smaps read in %v", p.pid, time.Since(start))
+	t.log.Debugf("pid %d: maps read in %v", p.pid, time.Since(start))
 	// Registers first: running calls in a thread changes them.
 	for _, task := range p.threads {
 		th, err := collectThread(p.pid, task)
@@ -101,10 +106,20 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 		frozen[i] = compel.Frozen{Task: p.threads[i], Regs: th.regs, Mask: th.mask, XState: th.xstate}
 	}
 	t.log.Debugf("pid %d: threads read in %v", p.pid, time.Since(start))
-	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, ps.vmas, t.gadgets), t.pinned, threadCalls); err != nil {
+	if p.par, err = compel.Infect(frozen, parasiteLayout(p.pid, maps, t.gadgets), t.pinned, threadCalls); err != nil {
 		return nil, err
 	}
 	t.log.Debugf("pid %d: parasite in after %v", p.pid, time.Since(start))
+	from, to := p.par.Area()
+	reused := false
+	if t.reuse {
+		ps.vmas, reused = t.layouts.reuse(p.pid, maps, p.par)
+	}
+	if reused {
+		t.log.Debugf("pid %d: the smaps of the dump before serve: maps shows no change", p.pid)
+	} else {
+		ps.smaps = readSmaps(p.pid, maps, from, to)
+	}
 	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,10 @@ type frozenTree struct {
 	// seized are threads seized already, by TID, while their cgroup was
 	// frozen (seizeFrozen): they are only waited for.
 	seized map[int]*compel.Task
+	// layouts carries the smaps of the dumps of a chain (Options.Layouts);
+	// reuse lets collect take them where maps shows no change.
+	layouts *Layouts
+	reuse   bool
 }
 
 // freezeTree freezes root and all its descendants. Each process is frozen

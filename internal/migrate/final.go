@@ -60,10 +60,26 @@ func (s *source) sendRest() error {
 	s.fault("images-sent")
 	switch {
 	case s.opts.Lazy:
+		if err := s.checkLayouts(); err != nil {
+			return err
+		}
 		return s.startLazyHandover()
 	case s.held:
 		return s.handOverHeld()
 	}
+	// Kill-first: the dump kills the tree once this returns.
+	return s.checkLayouts()
+}
+
+// checkLayouts checks the layouts the final dump reused from the
+// pre-dumps against the frozen tree's smaps (dump.Layouts): an error
+// keeps the tree here.
+func (s *source) checkLayouts() error {
+	start := time.Now()
+	if err := s.layouts.Check(); err != nil {
+		return fmt.Errorf("the final dump's images are not the frozen tree's: %w", err)
+	}
+	s.log.Debugf("migrate: the layouts the final dump reused checked in %v", time.Since(start))
 	return nil
 }
 

@@ -32,8 +32,14 @@ func (s *source) handOverHeld() error {
 	if err := s.ch.send(Msg{Op: opRestore, Lazy: true, Local: true}); err != nil {
 		return err
 	}
+	// Checked while the destination restores.
+	checked := make(chan error, 1)
+	go func() { checked <- s.checkLayouts() }()
 	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
 		return fmt.Errorf("restore on the destination: %w", err)
+	}
+	if err := <-checked; err != nil {
+		return err
 	}
 	s.fault("restored-there")
 	if err := s.ch.send(Msg{Op: opCommit}); err != nil {

@@ -100,6 +100,9 @@ type source struct {
 	sent []string
 	// lazy is the state of a lazy handover.
 	lazy lazySource
+	// layouts carries the layouts the pre-dumps read to the final dump,
+	// whose tree waits less for them; checked before the handover.
+	layouts *dump.Layouts
 }
 
 // Migrate moves the tree to the destination. On error the tree runs
@@ -112,7 +115,7 @@ func Migrate(o Options) (Result, error) {
 	if o.Timeout == 0 {
 		o.Timeout = compel.DefaultTimeout
 	}
-	s := &source{opts: o, log: o.Log, start: time.Now()}
+	s := &source{opts: o, log: o.Log, start: time.Now(), layouts: dump.NewLayouts()}
 	// The final dump runs with the tree frozen: the protobuf coders it
 	// writes the images with are built now, not then.
 	image.Warm()
@@ -277,7 +280,7 @@ func (s *source) transfer(name, prev string, notify func(string) error) (uint64,
 	o := dump.Options{Pid: s.opts.Pid, ImagesDir: local, PreDump: notify == nil, TrackMem: track,
 		PageServer: s.opts.To, ShellJob: s.opts.ShellJob, TCPEstablished: s.opts.TCPEstablished,
 		TCPClose: s.opts.TCPClose, FileLocks: s.opts.FileLocks, GhostLimit: s.opts.GhostLimit,
-		Timeout: s.opts.Timeout, Log: s.log, Notify: notify}
+		Timeout: s.opts.Timeout, Log: s.log, Notify: notify, Layouts: s.layouts}
 	if prev != "" {
 		o.PrevImagesDir = filepath.Join("..", prev)
 	}
