@@ -46,6 +46,11 @@ type program struct {
 	under []string
 	// cloneflags are the namespaces (CLONE_NEW*) the program starts in.
 	cloneflags uintptr
+	// userns starts it as uid and gid 0 of a user namespace of its own
+	// (besides cloneflags'), whose ids 0 to 65535 are usernsBase and on
+	// outside, as a rootless container's: its scratch directory and out
+	// file are that uid's.
+	userns bool
 	// keepSession leaves the program in the driver's session instead
 	// of a session of its own.
 	keepSession bool
@@ -91,6 +96,11 @@ func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, out, out, extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !p.keepSession, Setpgid: p.keepSession, Cloneflags: p.cloneflags}
+	if p.userns {
+		if err := inUserNamespace(cmd.SysProcAttr, dir, tk.out); err != nil {
+			return nil, err
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}
@@ -98,6 +108,38 @@ func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) 
 	// The driver reaps with wait4 itself; drop os/exec's handle on it.
 	cmd.Process.Release()
 	return tk, nil
+}
+
+// usernsBase is the first id outside of a program's user namespace
+// (program.userns): its uid and gid 0.
+const usernsBase = 100000
+
+// inUserNamespace makes attr start the program as uid and gid 0 of a
+// new user namespace mapping 0-65535 to usernsBase on, and gives that
+// uid its out file and dir/root, where it builds its root: dir stays
+// root's, as amber wants the images' directories.
+func inUserNamespace(attr *syscall.SysProcAttr, dir, out string) error {
+	attr.Cloneflags |= syscall.CLONE_NEWUSER
+	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsBase, Size: 65536}}
+	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsBase, Size: 65536}}
+	attr.GidMappingsEnableSetgroups = true
+	attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	for _, p := range []string{root, out} {
+		if err := os.Chown(p, usernsBase, usernsBase); err != nil {
+			return err
+		}
+	}
+	// It must reach its directory.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyFile copies an executable, so each task runs its own file in its

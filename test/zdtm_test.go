@@ -137,6 +137,7 @@ var programs = []program{
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pty", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, own: true},
 	{name: "ns_proc", cflags: []string{"-static"}, cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, own: true},
+	{name: "ns_userns", cflags: []string{"-static"}, cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, userns: true, own: true},
 	{name: "cgroup_member", own: true},
 	{name: "cgroup_threads", cflags: []string{"-pthread"}, own: true},
 	{name: "cgroup_ns", own: true},

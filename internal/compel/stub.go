@@ -99,6 +99,18 @@ func (s *Stub) HoldPidfd(pid int) (int, error) {
 	return int(fd), nil
 }
 
+// TakeFd makes the stub take a copy of descriptor fd of the process
+// whose pidfd it holds at pidfd (HoldPidfd) and returns its number
+// there: tasks that may not reach amber's descriptors through
+// /proc/AMBER/fd (in a user namespace of their own) reach the stub's.
+func (s *Stub) TakeFd(pidfd, fd int) (int, error) {
+	got, err := s.SyscallOK(s.insn, unix.SYS_PIDFD_GETFD, uint64(pidfd), uint64(fd), 0)
+	if err != nil {
+		return 0, fmt.Errorf("restore stub: take fd %d: %w", fd, err)
+	}
+	return int(got), nil
+}
+
 // JoinNamespace makes the stub join the namespace of kind nstype
 // (CLONE_NEW*) open at descriptor fd of the process whose pidfd the stub
 // holds at pidfd (HoldPidfd): every task it forks from then on is born

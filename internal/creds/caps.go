@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"strings"
 
+	"amber/internal/idmap"
 	"amber/internal/proc"
 )
 
@@ -73,4 +74,27 @@ func FromStatus(st proc.Status, secbits uint32) Creds {
 		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb,
 		Secbits: secbits, NoNewPrivs: st.NoNewPrivs != 0,
 	}
+}
+
+// Inner returns c, read from amber's side (/proc/PID/status shows ids
+// as the reader's user namespace sees them), with its ids as the user
+// namespace of ids sees them: the view the images hold, CRIU's, whose
+// parasite reads them with getresuid inside the task. Capabilities are
+// the task's own namespace's already. A nil ids leaves c as it is.
+func (c Creds) Inner(ids *idmap.Pair) Creds {
+	if ids == nil {
+		return c
+	}
+	for i := range c.Uid {
+		c.Uid[i], c.Gid[i] = ids.InnerUid(c.Uid[i]), ids.InnerGid(c.Gid[i])
+	}
+	groups := make([]uint32, len(c.Groups))
+	for i, g := range c.Groups {
+		groups[i] = ids.InnerGid(g)
+	}
+	if c.Groups == nil {
+		groups = nil
+	}
+	c.Groups = groups
+	return c
 }

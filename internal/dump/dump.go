@@ -18,6 +18,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/files"
+	"amber/internal/idmap"
 	"amber/internal/image"
 	"amber/internal/kerndat"
 	"amber/internal/log"
@@ -170,6 +171,9 @@ type dumper struct {
 	// pids translates PIDs into the tree's own pid namespace's, nil if
 	// the images hold amber's.
 	pids *pidMap
+	// users are the maps of the tree's own user namespace, nil if it
+	// is in amber's: the images hold ids as the namespace sees them.
+	users *idmap.Pair
 	// marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (mem.ProbeMarker), probed before the freeze of a dump that tracks
 	// memory.

@@ -95,7 +95,7 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 	}
 	var rootMounts []*mnt.MntEntry // the root's namespace, the first
 	for _, m := range ns.MntNamespaces() {
-		entries, err := mounts.Dump(d.dir, m.ID, m.Pid, mounts.DumpOptions{External: d.opts.ExtMounts, Like: rootMounts})
+		entries, err := mounts.Dump(d.dir, m.ID, m.Pid, mounts.DumpOptions{External: d.opts.ExtMounts, Like: rootMounts, IDs: d.users})
 		if err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 		return nil, err
 	}
 	timers.InNamespace(ps.timers, d.pids.of)
-	cores, err := coreEntries(ps, d.xsave, d.seccomp)
+	cores, err := coreEntries(ps, d.xsave, d.seccomp, d.users)
 	if err != nil {
 		return nil, err
 	}

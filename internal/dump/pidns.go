@@ -18,6 +18,11 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.users = ns.UserMaps()
+	d.fds.SetUserMaps(d.users)
+	if d.users != nil {
+		d.log.Infof("pid %d is in a user namespace of its own (uid_map %q, gid_map %q): the images hold its ids", tree.procs[0].pid, d.users.Uid.String(), d.users.Gid.String())
+	}
 	ns.SetEmptyNet(d.opts.EmptyNet)
 	d.fds.SetNsLookup(ns.FileID)
 	ns.SetExtNet(d.opts.ExtNet)

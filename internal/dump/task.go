@@ -19,6 +19,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/cpu"
 	"amber/internal/creds"
+	"amber/internal/idmap"
 	"amber/internal/proc"
 	"amber/internal/rlimit"
 	"amber/internal/seccomp"
@@ -276,7 +277,7 @@ func parasiteLayout(pid int, vmas []proc.VMA, gadgets *compel.GadgetCache) compe
 
 // coreEntries builds core-TID.img of every thread of ps; the leader's
 // also holds what the process shares (tc).
-func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucore.CoreEntry, error) {
+func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table, ids *idmap.Pair) ([]*criucore.CoreEntry, error) {
 	lims, err := rlimit.Dump(ps.pid)
 	if err != nil {
 		return nil, err
@@ -300,9 +301,10 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 	if err != nil {
 		return nil, err
 	}
+	loginuid = taskattr.InnerLoginuid(loginuid, ids)
 	var out []*criucore.CoreEntry
 	for i, th := range ps.threads {
-		core, err := threadCore(th, xsave)
+		core, err := threadCore(th, xsave, ids)
 		if err != nil {
 			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
 		}
@@ -337,13 +339,13 @@ func coreEntries(ps *procState, xsave cpu.Layout, sc *seccomp.Table) ([]*criucor
 	return out, nil
 }
 
-func threadCore(th *threadState, xsave cpu.Layout) (*criucore.CoreEntry, error) {
+func threadCore(th *threadState, xsave cpu.Layout, ids *idmap.Pair) (*criucore.CoreEntry, error) {
 	regs, _ := compel.ImageRegs(th.regs)
 	fp, err := xsave.XSaveToImage(th.xstate)
 	if err != nil {
 		return nil, fmt.Errorf("xstate: %w", err)
 	}
-	c := creds.FromStatus(th.status, th.secbits)
+	c := creds.FromStatus(th.status, th.secbits).Inner(ids)
 	tcore := &criucore.ThreadCoreEntry{
 		SchedNice: proto.Int32(int32(th.stat.Nice)),
 		BlkSigset: proto.Uint64(th.mask),

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/namespaces"
 )
 
@@ -32,6 +33,10 @@ type NsLookup func(name string, ino uint64) (id uint32, flag uintptr, ok bool)
 // SetNsLookup tells the dumper how to name the namespaces that namespace
 // files point to.
 func (d *Dumper) SetNsLookup(f NsLookup) { d.nsIDs = f }
+
+// SetUserMaps says the tree is in a user namespace of its own with these
+// maps: the owners the images hold are that namespace's.
+func (d *Dumper) SetUserMaps(users *idmap.Pair) { d.sockets.SetUserMaps(users) }
 
 // nsLinkRE is what /proc/PID/fd shows for a namespace file.
 var nsLinkRE = regexp.MustCompile(`^(cgroup|ipc|mnt|net|pid|time|user|uts):\[[0-9]+\]$`)

@@ -24,9 +24,10 @@ type contents struct {
 	// checked is set once the manifest check pinned every image it
 	// lists.
 	checked bool
-	// viaProc: restored tasks open images through amber's descriptor of
-	// the directory (Dir.TasksViaProc).
-	viaProc bool
+	// via is the path through which restored tasks open images, a
+	// descriptor of the directory under /proc (Dir.TasksViaProc,
+	// Dir.TasksVia): "" for the directory's own path.
+	via string
 }
 
 func newContents() *contents {

@@ -173,6 +173,9 @@ func (d Dir) RoutePath(nsID uint32) Path { return d.File(fmt.Sprintf("route-%d.i
 // nsID as "ip -6 route save" writes them (no image header).
 func (d Dir) Route6Path(nsID uint32) Path { return d.File(fmt.Sprintf("route6-%d.img", nsID)) }
 
+// UsernsPath is userns-ID.img, the maps of user namespace nsID.
+func (d Dir) UsernsPath(nsID uint32) Path { return d.File(fmt.Sprintf("userns-%d.img", nsID)) }
+
 // UtsnsPath is utsns-ID.img, the names of UTS namespace nsID.
 func (d Dir) UtsnsPath(nsID uint32) Path { return d.File(fmt.Sprintf("utsns-%d.img", nsID)) }
 
@@ -233,8 +236,8 @@ func (p Path) ForTask() TaskFile {
 	if f := p.dir.contents.pinnedFile(p.name); f != nil && p.dir.trust.isShared() {
 		return TaskFile{fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), unix.O_RDONLY}
 	}
-	if p.dir.f != nil && p.dir.contents.viaProc {
-		return TaskFile{fmt.Sprintf("/proc/%d/fd/%d/%s", os.Getpid(), p.dir.f.Fd(), p.name), unix.O_RDONLY | unix.O_NOFOLLOW}
+	if via := p.dir.contents.taskPath(); via != "" {
+		return TaskFile{via + "/" + p.name, unix.O_RDONLY | unix.O_NOFOLLOW}
 	}
 	return TaskFile{p.Resolved(), unix.O_RDONLY | unix.O_NOFOLLOW}
 }
@@ -244,9 +247,44 @@ func (p Path) ForTask() TaskFile {
 // path: tasks whose root is not amber's (a mount namespace of their
 // own) reach amber's /proc, not the directory.
 func (d Dir) TasksViaProc() {
+	if d.f == nil {
+		return
+	}
 	d.contents.mu.Lock()
-	d.contents.viaProc = true
+	if d.contents.via == "" {
+		d.contents.via = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), d.f.Fd())
+	}
 	d.contents.mu.Unlock()
+}
+
+// taskPath is the path restored tasks open images through (via), ""
+// for the directory's own; c may be nil (a Dir made by hand).
+func (c *contents) taskPath() string {
+	if c == nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.via
+}
+
+// TasksVia makes restored tasks open images through descriptor fd of
+// process pid, a copy of amber's descriptor of the directory, whatever
+// TasksViaProc says later: tasks in a user namespace of their own may
+// not open amber's descriptors under /proc, but may those of a process
+// in their namespace (amber's restore stub).
+func (d Dir) TasksVia(pid, fd int) {
+	d.contents.mu.Lock()
+	d.contents.via = fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+	d.contents.mu.Unlock()
+}
+
+// Fd is amber's descriptor of the directory, -1 if none is open.
+func (d Dir) Fd() int {
+	if d.f == nil {
+		return -1
+	}
+	return int(d.f.Fd())
 }
 
 // Open opens the file for reading: never through a symbolic link, only a

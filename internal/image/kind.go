@@ -108,6 +108,10 @@ var (
 	Timens = Kind{"TIMENS", 0x43114433, MagicCommon}
 )
 
+// Userns holds the uid and gid maps of a user namespace (userns-ID.img,
+// one UsernsEntry), ID the namespace's id in ids-PID.img.
+var Userns = Kind{"USERNS", 0x55474906, MagicCommon}
+
 // Mnts holds the mounts of one mount namespace (mountpoints-ID.img, ID
 // the namespace's id in ids-PID.img), parents before children. The
 // contents of its tmpfs mounts are gzipped tars without a header,

@@ -41,12 +41,7 @@ func criuFeatures() []string {
 // notSupportedReason explains the CRIU features amber says no to for a
 // reason more specific than "not implemented".
 func notSupportedReason(name string) string {
-	switch name {
-	case "userns":
-		return "amber does not checkpoint or restore user namespaces yet"
-	default:
-		return "amber does not implement this CRIU feature yet"
-	}
+	return "amber does not implement this CRIU feature yet"
 }
 
 // CheckFeature answers `check --feature name`: nil if amber can use the

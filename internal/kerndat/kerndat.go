@@ -51,6 +51,7 @@ type Info struct {
 	FdinfoLock     Status // file locks in /proc/PID/fdinfo
 	Timens         Status // time namespaces (/proc/PID/timens_offsets)
 	Cgroupns       Status // cgroup namespaces (/proc/PID/ns/cgroup)
+	Userns         Status // user namespaces and NS_GET_PARENT
 	PopulateWrite  Status // madvise(MADV_POPULATE_WRITE)
 	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
 	NSpid          Status // NSpid in /proc/PID/status
@@ -83,6 +84,7 @@ func Probe() *Info {
 	info.FdinfoLock = probeFdinfoLock()
 	info.Timens = probeTimens()
 	info.Cgroupns = probeCgroupns()
+	info.Userns = probeUserns()
 	info.PopulateWrite = ProbePopulateWrite()
 	info.Timerfd = probeTimerfd()
 	info.NSpid = probeNSpid()
@@ -127,6 +129,7 @@ func (i *Info) Features() []Feature {
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
 		{"cgroupns", "cgroup namespaces (/proc/PID/ns/cgroup)", false, "trees in a cgroup namespace of their own cannot be dumped", i.Cgroupns},
+		{"userns", "user namespaces and NS_GET_PARENT", false, "trees in a user namespace of their own cannot be dumped", i.Userns},
 		{"populate_write", "madvise(MADV_POPULATE_WRITE)", false, "slower restore: memory is faulted in page by page while it is filled", i.PopulateWrite},
 		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
 		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},

@@ -37,7 +37,7 @@ func RestoreCopy(dir image.Dir, id, parentID uint32, pid int, parent *Restored, 
 	if err != nil {
 		return nil, err
 	}
-	r := newRestored(pid)
+	r := newRestored(pid, opts.IDs)
 	r.procOver = parent != nil && parent.procOver
 	if r.procOver {
 		// amber's /proc over the tree's, the last mount at /proc: kept

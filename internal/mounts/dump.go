@@ -9,6 +9,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/image"
 )
 
@@ -23,6 +24,9 @@ type DumpOptions struct {
 	// of External is external only if it holds the same mount as in the
 	// root's (a copy), not one of the task's own that took its place.
 	Like []*mnt.MntEntry
+	// IDs are the maps of the tree's user namespace (nil: amber's):
+	// the images hold the owners of tmpfs files as it sees them.
+	IDs *idmap.Pair
 }
 
 // IDs returns the ids of the mounts of pid's mount namespace, as the
@@ -67,7 +71,7 @@ func Dump(dir image.Dir, id uint32, pid int, opts DumpOptions) ([]*mnt.MntEntry,
 	if err != nil {
 		return nil, fmt.Errorf("mount namespace of pid %d: %w", pid, err)
 	}
-	if err := dumpTmpfses(dir, pid, steps); err != nil {
+	if err := dumpTmpfses(dir, pid, steps, innerIDs(opts.IDs)); err != nil {
 		return nil, err
 	}
 	msgs := make([]proto.Message, len(entries))

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/files"
+	"amber/internal/idmap"
 	"amber/internal/image"
+	"amber/internal/tarfs"
 )
 
 // RestoreOptions are the restore's settings for mounts.
@@ -29,6 +31,9 @@ type RestoreOptions struct {
 	// Groups are the peer groups of the tree's namespaces restored so
 	// far, which the mounts join (nil: every mount is left private).
 	Groups *Groups
+	// IDs are the maps of the tree's user namespace (nil: amber's):
+	// the owners of tmpfs files in the images are that namespace's.
+	IDs *idmap.Pair
 }
 
 // nsKinds are the namespaces of the restored root that the mounting
@@ -64,7 +69,7 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 	if err != nil {
 		return nil, err
 	}
-	r := newRestored(pid)
+	r := newRestored(pid, opts.IDs)
 	err = onThread(pid, nsKinds, func() error { return r.run(dir, steps, root, opts) })
 	if err != nil {
 		for _, fd := range r.TakePtys() {
@@ -78,8 +83,8 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 
 // newRestored is the record of a mount namespace being made, in which
 // pid is, holding no descriptor yet.
-func newRestored(pid int) *Restored {
-	return &Restored{pid: pid, ptys: map[uint32]int{}, procFd: -1}
+func newRestored(pid int, users *idmap.Pair) *Restored {
+	return &Restored{pid: pid, ptys: map[uint32]int{}, procFd: -1, ids: outerIDs(users)}
 }
 
 // Restored is a mount namespace made by Restore.
@@ -92,6 +97,8 @@ type Restored struct {
 	// ptys are the masters of the ptys made for binds of their slaves,
 	// by index, until TakePtys.
 	ptys map[uint32]int
+	// ids turn the owners of tmpfs files in the images into amber's.
+	ids tarfs.IDs
 }
 
 // TakePtys hands over the masters of the ptys made for binds of their
@@ -231,7 +238,7 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 			return fmt.Errorf("open the tree's /proc: %w", err)
 		}
 		r.procFd = fd
-		if err := unix.Mount("/proc", filepath.Join(root, "proc"), "", unix.MS_BIND, ""); err != nil {
+		if err := bindAmberProc(filepath.Join(root, "proc")); err != nil {
 			return fmt.Errorf("mount amber's /proc over the tree's: %w", err)
 		}
 		r.procOver = true
@@ -241,6 +248,19 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 		return err
 	}
 	return opts.Groups.propagate(steps, fds)
+}
+
+// bindAmberProc binds amber's /proc, as the calling thread's mount
+// namespace (a copy of amber's) has it, at at. In a namespace owned by
+// a user namespace of the tree's, the mounts under that /proc are
+// locked to it and a bind without them is refused (EINVAL): the bind
+// then takes them along, and Finish detaches them all at once.
+func bindAmberProc(at string) error {
+	err := unix.Mount("/proc", at, "", unix.MS_BIND, "")
+	if err == unix.EINVAL {
+		err = unix.Mount("/proc", at, "", unix.MS_BIND|unix.MS_REC, "")
+	}
+	return err
 }
 
 // made finishes mount step s, whose mount was made with error err: the
@@ -341,7 +361,7 @@ func (r *Restored) mount(dir image.Dir, s Step, rootFd int) error {
 			return fmt.Errorf("mount %s %q: %w", s.FSType, data, err)
 		}
 		if s.Tmpfs {
-			if err := fill(dir, s, rootFd); err != nil {
+			if err := fill(dir, s, rootFd, r.ids); err != nil {
 				return err
 			}
 		}
@@ -422,14 +442,14 @@ func onTarget(rootFd int, path string, fn func(at string) error) error {
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
 
 // fill unpacks a tmpfs's contents into it, the mount now at s.Target.
-func fill(dir image.Dir, s Step, rootFd int) error {
+func fill(dir image.Dir, s Step, rootFd int, ids tarfs.IDs) error {
 	fd, err := inRoot(rootFd, s.Target, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open %s in the new root: %w", s.Target, err)
 	}
 	d := os.NewFile(uintptr(fd), s.Target)
 	defer d.Close()
-	return restoreTmpfs(dir, d, s.Entry)
+	return restoreTmpfs(dir, d, s.Entry, ids)
 }
 
 // join appends an option to a list of options.

@@ -11,7 +11,7 @@ import (
 // one: closing it must not close descriptor 0 (it did, for a copied
 // namespace, whose record left procFd at its zero value).
 func TestRestoredHoldsNothing(t *testing.T) {
-	r := newRestored(1)
+	r := newRestored(1, nil)
 	if fd := r.TreeProc(); fd != -1 {
 		t.Fatalf("TreeProc of a new record: %d, want -1", fd)
 	}

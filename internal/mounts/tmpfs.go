@@ -17,13 +17,14 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/idmap"
 	"amber/internal/image"
 	"amber/internal/tarfs"
 )
 
 // dumpTmpfses writes the contents of the tmpfs mounts among steps,
 // mounts of pid's namespace, into their images, all at once.
-func dumpTmpfses(dir image.Dir, pid int, steps []Step) error {
+func dumpTmpfses(dir image.Dir, pid int, steps []Step, ids tarfs.IDs) error {
 	var entries []*mnt.MntEntry
 	for _, s := range steps {
 		if s.Tmpfs {
@@ -52,14 +53,35 @@ func dumpTmpfses(dir image.Dir, pid int, steps []Step) error {
 	if err != nil {
 		return err
 	}
-	return archiveAll(dir, roots, entries)
+	return archiveAll(dir, roots, entries, ids)
+}
+
+// innerIDs turns amber's ids into those of a user namespace's maps, as
+// the images hold them (CRIU runs tar inside the namespace); an id it
+// does not map is its overflow id, as the tree sees it.
+func innerIDs(users *idmap.Pair) tarfs.IDs {
+	if users == nil {
+		return tarfs.IDs{}
+	}
+	return tarfs.IDs{
+		Uid: func(id uint32) (uint32, error) { return users.InnerUid(id), nil },
+		Gid: func(id uint32) (uint32, error) { return users.InnerGid(id), nil },
+	}
+}
+
+// outerIDs turns the ids of a user namespace's maps back into amber's.
+func outerIDs(users *idmap.Pair) tarfs.IDs {
+	if users == nil {
+		return tarfs.IDs{}
+	}
+	return tarfs.IDs{Uid: users.OuterUid, Gid: users.OuterGid}
 }
 
 // archiveAll writes the images of the tmpfs mounts entries, whose roots
 // are open at roots, on as many goroutines as Go runs at once, each
 // with one compressor for all its mounts: a compressor's tables cost
 // more than archiving a container's /dev.
-func archiveAll(dir image.Dir, roots []*os.File, entries []*mnt.MntEntry) error {
+func archiveAll(dir image.Dir, roots []*os.File, entries []*mnt.MntEntry, ids tarfs.IDs) error {
 	next := make(chan int, len(entries))
 	for i := range entries {
 		next <- i
@@ -69,7 +91,7 @@ func archiveAll(dir image.Dir, roots []*os.File, entries []*mnt.MntEntry) error 
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(entries)) {
 		wg.Go(func() {
-			var a archiver
+			a := archiver{ids: ids}
 			for i := range next {
 				errs[i] = a.dump(dir, roots[i], entries[i])
 			}
@@ -84,6 +106,7 @@ func archiveAll(dir image.Dir, roots []*os.File, entries []*mnt.MntEntry) error 
 type archiver struct {
 	out bytes.Buffer
 	zw  *gzip.Writer
+	ids tarfs.IDs
 }
 
 // dump writes the tree under root, the root of the tmpfs e, into
@@ -102,7 +125,7 @@ func (a *archiver) dump(dir image.Dir, root *os.File, e *mnt.MntEntry) error {
 	} else {
 		a.zw.Reset(&a.out)
 	}
-	if err := tarfs.Create(a.zw, root); err != nil {
+	if err := tarfs.Create(a.zw, root, a.ids); err != nil {
 		return fmt.Errorf("tmpfs at %s: %w", e.GetMountpoint(), err)
 	}
 	if err := a.zw.Close(); err != nil {
@@ -136,7 +159,7 @@ func openMountRoot(at string, e *mnt.MntEntry) (*os.File, error) {
 // restoreTmpfs unpacks tmpfs-dev-DEV.tar.gz.img into d, the root of a
 // new tmpfs, if the images have it (a tmpfs CRIU found empty may have
 // none).
-func restoreTmpfs(dir image.Dir, d *os.File, e *mnt.MntEntry) error {
+func restoreTmpfs(dir image.Dir, d *os.File, e *mnt.MntEntry, ids tarfs.IDs) error {
 	p := dir.TmpfsPath(e.GetRootDev())
 	f, err := p.Open()
 	if errors.Is(err, os.ErrNotExist) {
@@ -150,7 +173,7 @@ func restoreTmpfs(dir image.Dir, d *os.File, e *mnt.MntEntry) error {
 	if err != nil {
 		return fmt.Errorf("%s into tmpfs at %s: %w", p, e.GetMountpoint(), err)
 	}
-	if err := tarfs.Extract(zr, d); err != nil {
+	if err := tarfs.Extract(zr, d, ids); err != nil {
 		return fmt.Errorf("%s into tmpfs at %s: %w", p, e.GetMountpoint(), err)
 	}
 	// To the end of the stream, where gzip checks its checksum.

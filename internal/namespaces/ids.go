@@ -12,6 +12,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/image"
 	"amber/internal/proc"
 )
@@ -19,8 +20,9 @@ import (
 // Dumped are the kinds of namespaces amber dumps and restores when the
 // root of the tree is not in amber's own. A cgroup namespace has no
 // image of its own: its root is the cgns_prefix of cgroup.img's paths
-// (package cgroups).
-var Dumped = []Kind{PID, IPC, UTS, Mnt, Net, Time, Cgroup}
+// (package cgroups). A user namespace is made first, the others in it
+// (userns.go).
+var Dumped = []Kind{User, PID, IPC, UTS, Mnt, Net, Time, Cgroup}
 
 // Table numbers the namespaces of one dump: amber's own are 1 to 8 in
 // the order of Kinds, any other gets the next id from 9 on.
@@ -39,6 +41,9 @@ type Table struct {
 	// mnts are the tree's mount namespaces (AddMntTasks), the root's
 	// first.
 	mnts []NsTask
+	// users are the maps of the root's user namespace, if it is not
+	// amber's (userns.go): nil otherwise.
+	users *idmap.Pair
 }
 
 // NsTask is a namespace of the tree: its id in the images and a task
@@ -109,6 +114,22 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 		t.ids[k][t.root[k]] = next
 	}
 	t.next = next + 1
+	if t.own[User] {
+		var others []Kind
+		for _, k := range Kinds {
+			if t.own[k] && k != User {
+				others = append(others, k)
+			}
+		}
+		if err := t.checkUserNs(root, others); err != nil {
+			return nil, err
+		}
+		users, err := readMaps(root)
+		if err != nil {
+			return nil, err
+		}
+		t.users = users
+	}
 	if t.own[Mnt] {
 		t.mnts = []NsTask{{t.ids[Mnt][t.root[Mnt]], root}}
 	}
@@ -149,7 +170,7 @@ func (t *Table) MntNamespaces() []NsTask { return t.mnts }
 // not why.
 func dumpable(k Kind, root int) (bool, string, error) {
 	switch k {
-	case UTS, IPC, Mnt, Net, Cgroup:
+	case User, UTS, IPC, Mnt, Net, Cgroup:
 		return true, "", nil
 	case Time:
 		return true, "", nestedTime(root)
@@ -209,6 +230,15 @@ func (t *Table) Self() *criucore.TaskKobjIdsEntry {
 // not, with its children born there too: the restore cannot give a
 // clock back to one task alone.
 func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
+	// Every task shares its root's user namespace, amber's or the
+	// tree's: ids and capabilities are dumped as that one sees them.
+	ino, err := inode(pid, User)
+	if err != nil {
+		return err
+	}
+	if ino != t.root[User] {
+		return fmt.Errorf("pid %d is in a user namespace other than its root's (a nested or second one): not supported", pid)
+	}
 	for _, k := range Kinds {
 		if !t.own[k] && k != Time {
 			*field(e, k) = proto.Uint32(t.ids[k][t.self[k]])
@@ -240,9 +270,14 @@ func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
 }
 
 // Dump writes the images of the namespaces of the tree amber dumps:
-// utsns-ID.img, ipcns-var-ID.img, timens-ID.img, netdev-ID.img and netns-ID.img
+// userns-ID.img, utsns-ID.img, ipcns-var-ID.img, timens-ID.img, netdev-ID.img and netns-ID.img
 // (unless SetEmptyNet). root is the tree's root.
 func (t *Table) Dump(dir image.Dir, root int) error {
+	if t.own[User] {
+		if err := dumpUserNs(dir, t.ids[User][t.root[User]], t.users); err != nil {
+			return err
+		}
+	}
 	if t.own[UTS] {
 		if err := dumpUTS(dir, t.ids[UTS][t.root[UTS]], root); err != nil {
 			return err

@@ -37,7 +37,7 @@ func TestCloneFlags(t *testing.T) {
 		{"time", ids(map[Kind]uint32{Time: 9}), unix.CLONE_NEWTIME, ""},
 		{"cgroup", ids(map[Kind]uint32{Cgroup: 9}), unix.CLONE_NEWCGROUP, ""},
 		{"mnt", ids(map[Kind]uint32{UTS: 9, Mnt: 10}), unix.CLONE_NEWUTS | unix.CLONE_NEWNS, ""},
-		{"user", ids(map[Kind]uint32{UTS: 9, User: 10}), 0, "user namespace"},
+		{"user", ids(map[Kind]uint32{UTS: 9, User: 10}), unix.CLONE_NEWUTS | unix.CLONE_NEWUSER, ""},
 		{"no ids", &criucore.TaskKobjIdsEntry{}, 0, ""},
 	} {
 		got, err := CloneFlags(self, tc.root)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	ipcvar "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-var"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
@@ -116,7 +117,7 @@ func restoreIPC(dir image.Dir, id uint32, pid int) error {
 	if len(e.GetSemCtls()) != 4 {
 		return fmt.Errorf("%s: sem_ctls has %d numbers, want 4", p, len(e.GetSemCtls()))
 	}
-	err = InNamespace(pid, IPC, func() error { return writeIPCSysctls(e) })
+	err = InNamespace(pid, IPC, func() error { return asSysctlOwner(semSysctl, func() error { return writeIPCSysctls(e) }) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
@@ -164,4 +165,33 @@ func writeSysctl(name, value string) error {
 		return fmt.Errorf("set %s to %s: %w", name, value, werr)
 	}
 	return nil
+}
+
+// asSysctlOwner runs fn on the calling thread, locked to it, with the
+// effective uid of the owner of the namespace's sysctl file name: the
+// IPC sysctls of a namespace owned by a user namespace other than the
+// initial one are writable by that namespace's root alone (the kernel's
+// ipc_permissions), not by amber's root, capabilities or not. The
+// permitted capabilities stay (the real and saved uids do not change),
+// and going back to uid 0 makes them effective again.
+func asSysctlOwner(name string, fn func() error) error {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/sys/"+name, &st); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	euid := unix.Geteuid()
+	if int(st.Uid) == euid {
+		return fn()
+	}
+	// The raw call changes this thread alone, which InNamespace locked.
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), uintptr(st.Uid), ^uintptr(0)); errno != 0 {
+		return fmt.Errorf("take uid %d, the owner of the namespace's sysctls: %w", st.Uid, errno)
+	}
+	ferr := fn()
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), uintptr(euid), ^uintptr(0)); errno != 0 {
+		// Without its effective capabilities the thread cannot leave
+		// the namespace either: onThread then ends it.
+		return fmt.Errorf("give back uid %d: %w", euid, errno)
+	}
+	return ferr
 }

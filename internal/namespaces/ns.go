@@ -20,9 +20,10 @@
 // root of the tree (no image: the pids in pstree.img are the
 // namespace's), the clocks of a time namespace (timens-ID.img, time.go)
 // and the network namespace: its loopback and veth links, addresses and
-// routes (net.go), or none of it with --empty-ns net. A namespace of
-// another kind that
-// is not amber's is not dumped: the tree is restored in the restorer's
+// routes (net.go), or none of it with --empty-ns net, and the user
+// namespace (userns-ID.img: its uid and gid maps, userns.go), which a
+// restore makes first so that it owns the others. A namespace of
+// another kind that is not amber's is not dumped: the tree is restored in the restorer's
 // namespace of that kind, and the dump says so in its log.
 //
 // Dump and restore enter a namespace on a thread of their own (setns),

@@ -11,6 +11,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/creds"
+	"amber/internal/idmap"
 	"amber/internal/plan"
 	"amber/internal/proc"
 )
@@ -20,8 +21,11 @@ import (
 // execve, which may differ from amber's own (a root amber with a
 // narrower permitted set gets its bounding set back), so they are read
 // from the stub. Securebits, which /proc does not show, are amber's
-// less SECBIT_KEEP_CAPS, which execve clears.
-func stubCreds(stub *compel.Stub) (creds.Creds, error) {
+// less SECBIT_KEEP_CAPS, which execve clears. In a user namespace of
+// the tree's (users), the ids are that namespace's, as the images hold
+// them, and the securebits the kernel's default for a new namespace
+// (none); its capabilities, all of it, /proc shows already.
+func stubCreds(stub *compel.Stub, users *idmap.Pair) (creds.Creds, error) {
 	st, err := proc.ReadStatus(stub.Pid)
 	if err != nil {
 		return creds.Creds{}, fmt.Errorf("restore stub: %w", err)
@@ -29,6 +33,9 @@ func stubCreds(stub *compel.Stub) (creds.Creds, error) {
 	secbits, err := unix.PrctlRetInt(unix.PR_GET_SECUREBITS, 0, 0, 0, 0)
 	if err != nil {
 		return creds.Creds{}, fmt.Errorf("PR_GET_SECUREBITS: %w", err)
+	}
+	if users != nil {
+		return creds.FromStatus(st, 0).Inner(users), nil
 	}
 	return creds.FromStatus(st, uint32(secbits)&^creds.SecbitKeepCaps), nil
 }
@@ -86,7 +93,7 @@ func planDumpable(b *plan.Builder, t *taskImages) []string {
 // the images, got the credentials planned for it: a set*id call the
 // kernel ignored (setfsuid reports nothing) or a rule the plan missed
 // must not leave a task with more than it had.
-func checkCreds(pid, tid, imageTid int, p *planned) error {
+func checkCreds(pid, tid, imageTid int, p *planned, users *idmap.Pair) error {
 	want, ok := p.creds[imageTid]
 	if !ok {
 		return nil
@@ -95,7 +102,7 @@ func checkCreds(pid, tid, imageTid int, p *planned) error {
 	if err != nil {
 		return err
 	}
-	if err := creds.Compare(want, creds.FromStatus(st, 0)); err != nil {
+	if err := creds.Compare(want, creds.FromStatus(st, 0).Inner(users)); err != nil {
 		return fmt.Errorf("credentials not restored: %w", err)
 	}
 	return nil

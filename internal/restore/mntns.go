@@ -40,7 +40,7 @@ func (r *restorer) enterMountNs(task *compel.Task, insn uint64, p *process, c *t
 	if _, err := task.SyscallOK(insn, unix.SYS_UNSHARE, unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("pid %d: unshare its mount namespace: %w", c.pid, err)
 	}
-	opts := mounts.RestoreOptions{External: r.opts.ExtMounts, Logf: r.opts.Log.Infof, Groups: r.mntGroups}
+	opts := mounts.RestoreOptions{External: r.opts.ExtMounts, Logf: r.opts.Log.Infof, Groups: r.mntGroups, IDs: r.host.users}
 	m, err := mounts.RestoreCopy(r.mntDir, want, p.t.ids.GetMntNsId(), task.Pid, parent.restored, opts)
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", c.pid, err)

@@ -10,6 +10,7 @@ import (
 	"amber/internal/creds"
 	"amber/internal/files"
 	"amber/internal/fsroot"
+	"amber/internal/idmap"
 	"amber/internal/mem"
 	"amber/internal/plan"
 	"amber/internal/proc"
@@ -60,6 +61,10 @@ type host struct {
 	// loginuid is amber's audit login UID, which the root of the tree
 	// inherits (nil: a kernel without audit).
 	loginuid *uint32
+	// users are the maps of the tree's user namespace, nil if it is
+	// restored in amber's: the ids of the images are the namespace's,
+	// and amber turns them into its own where it sets them itself.
+	users *idmap.Pair
 	// treePids are the PIDs and TIDs of the restored tree.
 	treePids map[int]bool
 	// deadPidfds are amber's pidfds of dead processes, by file id.

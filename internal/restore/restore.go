@@ -342,9 +342,6 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer stub.Close()
-	if h.creds, err = stubCreds(stub); err != nil {
-		return err
-	}
 	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 || (h.hiddenAmber && h.ttys.Any()) {
 		// The root, forked from the stub, takes amber's descriptors
 		// through this pidfd, whatever pid namespace it is born in (in a
@@ -358,7 +355,16 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			return err
 		}
 	}
-	forkFlags, err := newTimeNamespace(tree, stub, nsFlags)
+	forkFlags, err := r.newUserNamespace(tree, stub, nsFlags)
+	if err != nil {
+		return err
+	}
+	if h.creds, err = stubCreds(stub, h.users); err != nil {
+		return err
+	}
+	if forkFlags, err = newTimeNamespace(tree, stub, forkFlags); err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -490,6 +496,48 @@ func externalNet(tree *treeImages, h *host, nsFlags uintptr) (int, error) {
 	return fd, nil
 }
 
+// newUserNamespace makes the user namespace of the root, if nsFlags has
+// one, first, as CRIU's restore does: the stub unshares it and amber,
+// in its parent, writes its maps (userns-ID.img), so that every other
+// namespace the stub then makes, and the root forked from it, is owned
+// by it. From then on the ids of the images are the namespace's: amber
+// turns them into its own where it sets them itself (host.users). It
+// returns the flags to fork the root with.
+func (r *restorer) newUserNamespace(tree *treeImages, stub *compel.Stub, nsFlags uintptr) (uintptr, error) {
+	if nsFlags&unix.CLONE_NEWUSER == 0 {
+		return nsFlags, nil
+	}
+	users, err := namespaces.ReadUserMaps(tree.dir, tree.root.ids.GetUserNsId())
+	if err != nil {
+		return 0, err
+	}
+	// The tasks will not be allowed to open amber's descriptors
+	// (/proc/AMBER/fd, a process of a parent user namespace): they open
+	// the images through the stub's copy.
+	if r.host.amberPidfd == 0 {
+		if r.host.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
+			return 0, err
+		}
+	}
+	if fd := tree.dir.Fd(); fd >= 0 {
+		held, err := stub.TakeFd(r.host.amberPidfd, fd)
+		if err != nil {
+			return 0, err
+		}
+		tree.dir.TasksVia(stub.Pid, held)
+	}
+	if err := stub.Unshare(unix.CLONE_NEWUSER); err != nil {
+		return 0, err
+	}
+	if err := namespaces.WriteUserMaps(stub.Pid, users); err != nil {
+		return 0, err
+	}
+	r.opts.Log.Infof("user namespace made: uid_map %q, gid_map %q", users.Uid.String(), users.Gid.String())
+	r.host.users = users
+	r.host.loginuid = taskattr.InnerLoginuid(r.host.loginuid, users)
+	return nsFlags &^ unix.CLONE_NEWUSER, nil
+}
+
 // newTimeNamespace makes the time namespace of the root, if nsFlags has
 // one, in the stub: the stub unshares it and amber sets its offsets
 // before the root is forked into it, the only time the kernel lets
@@ -563,7 +611,7 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 // its PID in amber's, and from then on looks files up as the tree sees
 // them: under its root.
 func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
-	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof, Groups: r.mntGroups}
+	opts := mounts.RestoreOptions{Root: r.opts.Root, External: r.opts.ExtMounts, Logf: r.opts.Log.Infof, Groups: r.mntGroups, IDs: r.host.users}
 	m, err := mounts.Restore(tree.dir, tree.root.ids.GetMntNsId(), pid, opts)
 	if err != nil {
 		return err

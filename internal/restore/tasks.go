@@ -259,7 +259,7 @@ func (r *restorer) finish(p *process) error {
 		if err := runSection(p.threads[i], prog, threadSection(th.tid)); err != nil {
 			return fmt.Errorf("thread %d: %w", th.tid, err)
 		}
-		if err := checkCreds(p.threads[0].Pid, p.threads[i].Pid, th.tid, p.plan); err != nil {
+		if err := checkCreds(p.threads[0].Pid, p.threads[i].Pid, th.tid, p.plan, r.host.users); err != nil {
 			return fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 	}

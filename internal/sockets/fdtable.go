@@ -8,6 +8,7 @@ import (
 	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/image"
 	"amber/internal/plan"
 )
@@ -53,8 +54,14 @@ type DumpOptions struct {
 	Warnf func(format string, args ...any)
 }
 
+// SetUserMaps says the tree is in a user namespace of its own with these
+// maps: the owners of socket files are dumped as it sees them, as CRIU
+// does (its restore sets them from inside the namespace).
+func (d *Dumper) SetUserMaps(users *idmap.Pair) { d.users = users }
+
 // Dumper collects the sockets of every process of a dump.
 type Dumper struct {
+	users *idmap.Pair // SetUserMaps
 	files Files
 	opts  DumpOptions
 	unix  *unixState // unix sockets (unix.go), for Finish

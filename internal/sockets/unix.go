@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/plan"
 )
 
@@ -53,6 +54,9 @@ type unixState struct {
 	icons  map[uint32]uint32    // client inode -> listener inode, connections not accepted yet
 	dumped map[uint32]*dumpedSocket
 	queues []skPacket
+	// users are the maps of the tree's user namespace (nil: amber's):
+	// socket files' owners are dumped as it sees them.
+	users *idmap.Pair
 }
 
 // dumpedSocket is a socket of files.img and the first descriptor seen on
@@ -85,7 +89,7 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &unixState{diag: diag, icons: map[uint32]uint32{}, dumped: map[uint32]*dumpedSocket{}}
+	u := &unixState{diag: diag, icons: map[uint32]uint32{}, dumped: map[uint32]*dumpedSocket{}, users: d.users}
 	for ino, s := range diag {
 		for _, c := range s.icons {
 			u.icons[c] = ino
@@ -220,7 +224,7 @@ func (u *unixState) entry(s int, sd *unixDiag, flags uint32) (*skunix.UnixSkEntr
 		}
 	}
 	if len(sd.name) > 0 && sd.name[0] != 0 {
-		if err := resolveName(s, ue); err != nil {
+		if err := resolveName(s, ue, u.users); err != nil {
 			return nil, err
 		}
 	}
@@ -242,7 +246,7 @@ func (u *unixState) checkDiag(sd *unixDiag) error {
 
 // resolveName finds the file of a socket bound to a path: its mode and
 // owner, and the directory of a relative name.
-func resolveName(s int, ue *skunix.UnixSkEntry) error {
+func resolveName(s int, ue *skunix.UnixSkEntry, users *idmap.Pair) error {
 	name := pathName(ue.Name)
 	fd, err := unix.IoctlRetInt(s, siocUnixFile)
 	if err != nil {
@@ -263,7 +267,7 @@ func resolveName(s int, ue *skunix.UnixSkEntry) error {
 	if deleted {
 		ue.Deleted = proto.Bool(true)
 	}
-	ue.FilePerms = &skunix.FilePermsEntry{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid)}
+	ue.FilePerms = &skunix.FilePermsEntry{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(users.InnerUid(st.Uid)), Gid: proto.Uint32(users.InnerGid(st.Gid))}
 	if !strings.HasPrefix(name, "/") {
 		dir, ok := strings.CutSuffix(link, "/"+path.Clean(name))
 		if !ok {

@@ -23,6 +23,33 @@ type creator struct {
 	dev   uint64            // the tree's file system: others are left out
 	links map[fileID]string // first name of each inode with more than one
 	buf   []byte            // made at the first file or link: most trees have few
+	ids   IDs               // the owners' ids as the archive holds them
+}
+
+// IDs translates the owners of files between the archive and the
+// system: for a tree in a user namespace of its own, the archive holds
+// them as the namespace sees them (CRIU runs tar inside it), amber as
+// its own namespace does. Nil funcs leave ids as they are.
+type IDs struct {
+	// Uid and Gid turn an id of amber's into one of the archive's
+	// (Create) or the reverse (Extract).
+	Uid, Gid func(uint32) (uint32, error)
+}
+
+// apply translates st's owner in place.
+func (ids IDs) apply(uid, gid *uint32) error {
+	var err error
+	if ids.Uid != nil {
+		if *uid, err = ids.Uid(*uid); err != nil {
+			return err
+		}
+	}
+	if ids.Gid != nil {
+		if *gid, err = ids.Gid(*gid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // bufSize is the size of the buffer files are copied through, and
@@ -38,8 +65,9 @@ func (c *creator) buffer() []byte {
 }
 
 // Create writes the tree whose root directory is open at root (any
-// descriptor of it, O_PATH too) to w as a tar stream. w is not closed.
-func Create(w io.Writer, root *os.File) error {
+// descriptor of it, O_PATH too) to w as a tar stream, with the owners
+// ids gives. w is not closed.
+func Create(w io.Writer, root *os.File, ids IDs) error {
 	d, err := reopenDir(int(root.Fd()), ".", root.Name())
 	if err != nil {
 		return err
@@ -49,7 +77,10 @@ func Create(w io.Writer, root *os.File) error {
 	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
 		return fmt.Errorf("%s: %w", root.Name(), err)
 	}
-	c := &creator{w: w, tw: tar.NewWriter(w), dev: st.Dev, links: map[fileID]string{}}
+	if err := ids.apply(&st.Uid, &st.Gid); err != nil {
+		return fmt.Errorf("%s: %w", root.Name(), err)
+	}
+	c := &creator{w: w, tw: tar.NewWriter(w), dev: st.Dev, links: map[fileID]string{}, ids: ids}
 	if err := c.dir(d, "./", &st); err != nil {
 		return err
 	}
@@ -94,6 +125,9 @@ func (c *creator) entry(parent *os.File, base, name string) error {
 	}
 	if st.Dev != c.dev {
 		return nil // a mountpoint: tar's --one-file-system
+	}
+	if err := c.ids.apply(&st.Uid, &st.Gid); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	kind := st.Mode & unix.S_IFMT
 	if kind == unix.S_IFDIR {

@@ -37,8 +37,9 @@ type extractor struct {
 // parent directories made, the metadata of directories set once all
 // their entries are in. Names resolve inside root: neither "..", nor
 // an absolute name, nor a symbolic link unpacked before leads outside.
-// Runs of zeros of a page or more become holes.
-func Extract(r io.Reader, root *os.File) error {
+// Runs of zeros of a page or more become holes. ids turns the archive's
+// owners into the system's.
+func Extract(r io.Reader, root *os.File, ids IDs) error {
 	x := &extractor{root: int(root.Fd()), parentFd: -1}
 	defer x.closeParent()
 	tr := tar.NewReader(r)
@@ -50,6 +51,11 @@ func Extract(r io.Reader, root *os.File) error {
 		if err != nil {
 			return fmt.Errorf("read the archive: %w", err)
 		}
+		uid, gid := uint32(h.Uid), uint32(h.Gid)
+		if err := ids.apply(&uid, &gid); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		h.Uid, h.Gid = int(uid), int(gid)
 		if err := x.entry(tr, h); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}

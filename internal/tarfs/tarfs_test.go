@@ -188,7 +188,7 @@ func openDir(t *testing.T, dir string) *os.File {
 func create(t *testing.T, dir string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := Create(&b, openDir(t, dir)); err != nil {
+	if err := Create(&b, openDir(t, dir), IDs{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	return b.Bytes()
@@ -198,7 +198,7 @@ func create(t *testing.T, dir string) []byte {
 func extract(t *testing.T, archive []byte) string {
 	t.Helper()
 	dst := t.TempDir()
-	if err := Extract(bytes.NewReader(archive), openDir(t, dst)); err != nil {
+	if err := Extract(bytes.NewReader(archive), openDir(t, dst), IDs{}); err != nil {
 		t.Fatalf("Extract: %v", err)
 	}
 	return dst

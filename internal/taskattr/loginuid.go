@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/plan"
 	"amber/internal/proc"
 )
@@ -56,4 +57,18 @@ func PlanLoginuid(b *plan.Builder, want, inherited *uint32) {
 	s := strconv.FormatUint(uint64(*want), 10)
 	b.Call("set loginuid "+s, unix.SYS_WRITE, uint64(fd), b.String(s), uint64(len(s)))
 	b.Close(fd)
+}
+
+// loginuidUnset is the login UID of a task that has none.
+const loginuidUnset = 4294967295
+
+// InnerLoginuid is the login UID v, read from amber's side, as the user
+// namespace of ids sees it (the view the images hold, CRIU's, and the
+// one a task writing its own uses); unset stays unset, nil ids or v
+// leave it as it is.
+func InnerLoginuid(v *uint32, ids *idmap.Pair) *uint32 {
+	if v == nil || ids == nil || *v == loginuidUnset {
+		return v
+	}
+	return proto.Uint32(ids.InnerUid(*v))
 }
