@@ -84,6 +84,19 @@ func TestNamespacesPIDPrograms(t *testing.T) {
 	}
 }
 
+// TestNamespacesIPCPrograms runs programs of the table as the init of
+// pid and IPC namespaces of their own: their SysV objects are then the
+// namespace's, dumped whole and made again in a new one.
+func TestNamespacesIPCPrograms(t *testing.T) {
+	for _, name := range []string{"sysv_shm00", "sysv_shm_lock", "sysv_shm_huge"} {
+		t.Run(name, func(t *testing.T) {
+			c := startNamespaced(t, name, unix.CLONE_NEWPID|unix.CLONE_NEWIPC)
+			c.mustDumpRestorePidNamespace()
+			c.mustPass()
+		})
+	}
+}
+
 // mustDumpRestorePidNamespace dumps the program, the init of a pid
 // namespace of its own, and restores it detached: it must come back as
 // pid 1 of a new pid namespace, under the PID of the host's that the

@@ -50,6 +50,8 @@ var programs = []program{
 	{name: "memfd_fork"},
 	{name: "file_shared_map"},
 	{name: "sysv_shm00"},
+	{name: "sysv_shm_lock"},
+	{name: "sysv_shm_huge", hugePages: 8},
 	{name: "timers00", cflags: []string{"-lrt"}},
 	{name: "itimer_pending"},
 	{name: "timer_signals", cflags: []string{"-lrt"}},

@@ -193,15 +193,15 @@ func vmFlagsMmap(v proc.VMA) uint32 {
 
 // hugetlbFlags returns MAP_HUGETLB with v's page size encoded as mmap
 // wants it (log2 of the size at MAP_HUGE_SHIFT) for a hugetlb mapping
-// ("ht"), 0 for any other. Only anonymous hugetlb memory is supported:
-// files of a hugetlbfs mount, hugetlb memfds and SHM_HUGETLB segments are
-// refused.
+// ("ht"), 0 for any other. Only anonymous hugetlb memory and SHM_HUGETLB
+// segments are supported: files of a hugetlbfs mount and hugetlb memfds
+// are refused.
 func hugetlbFlags(v proc.VMA) (uint32, error) {
 	if !v.HasFlag("ht") {
 		return 0, nil
 	}
-	if !isAnonHugetlb(v) {
-		return 0, fmt.Errorf("hugetlb mapping of %s is not supported (only MAP_ANONYMOUS|MAP_HUGETLB)", v.Path)
+	if !isAnonHugetlb(v) && !isHugetlbSysV(v) {
+		return 0, fmt.Errorf("hugetlb mapping of %s is not supported (only MAP_ANONYMOUS|MAP_HUGETLB and SHM_HUGETLB)", v.Path)
 	}
 	size := v.KernelPageSize
 	if size <= pageSize || size&(size-1) != 0 {
@@ -215,6 +215,17 @@ func hugetlbFlags(v proc.VMA) (uint32, error) {
 func isAnonHugetlb(v proc.VMA) bool {
 	return v.HasFlag("ht") && v.Path == anonHugetlbPath && v.Deleted
 }
+
+// isHugetlbSysV tells an attachment of a SysV segment of huge pages: a
+// file of the kernel's internal hugetlbfs mount, unlinked, named as
+// shmget names the segments' files.
+func isHugetlbSysV(v proc.VMA) bool {
+	return v.HasFlag("ht") && strings.HasPrefix(v.Path, sysvPrefix) && v.Deleted && v.Shared
+}
+
+// sysvPrefix starts the name the kernel gives a SysV segment's file
+// (/SYSV and the key in hex).
+const sysvPrefix = "/SYSV"
 
 // defaultHugePageSize is x86-64's default huge page size, assumed for an
 // image whose MAP_HUGETLB flags carry no size.
@@ -250,6 +261,9 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 	switch {
 	case bk.onShmem(v):
 		return classifyShmem(v, status, flags)
+	case isHugetlbSysV(v):
+		// Like a segment on shmem: the inode number is the segment id.
+		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	case isAnonHugetlb(v) && v.Shared:
 		// Like /dev/zero on shmem: the object is the hugetlbfs inode.
 		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
@@ -303,7 +317,7 @@ func (bk Backing) onShmem(v proc.VMA) bool {
 // /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS.
 func classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
 	switch {
-	case strings.HasPrefix(v.Path, "/SYSV") && v.Shared:
+	case strings.HasPrefix(v.Path, sysvPrefix) && v.Shared:
 		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	case strings.HasPrefix(v.Path, MemfdPrefix) && v.Shared:
 		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
