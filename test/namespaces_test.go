@@ -74,7 +74,7 @@ func TestNamespacesPID(t *testing.T) {
 // zombies and process groups come back inside a new one.
 func TestNamespacesPIDPrograms(t *testing.T) {
 	for _, name := range []string{"fork_cow", "tree50", "zombie_pgrp", "pgrp_session", "session_leaders", "memfd_fork", "clone_files", "sk_unix_tree",
-		"threads_tls", "timers00", "timer_thread", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper", "tcp_closed00",
+		"threads_tls", "timers00", "timer_thread", "sigpending00", "file_fown", "shm_anon_fork", "shm_anon_priv", "child_subreaper", "tcp_closed00",
 		"pty00", "pty01", "tty_ctty"} {
 		t.Run(name, func(t *testing.T) {
 			c := startNamespaced(t, name, unix.CLONE_NEWPID)

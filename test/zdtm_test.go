@@ -45,6 +45,7 @@ var programs = []program{
 	{name: "shared_file_pos"},
 	{name: "shm_anon_single"},
 	{name: "shm_anon_fork"},
+	{name: "shm_anon_priv"},
 	{name: "memfd00"},
 	{name: "memfd_mmap"},
 	{name: "memfd_fork"},

@@ -45,6 +45,12 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	d.fds.InTree = tree.hasTask
+	asMemfd, err := privateShmem(tree, d.shmemDev)
+	if err != nil {
+		return err
+	}
+	d.shmemMemfd = func(ino uint64) bool { return asMemfd[ino] }
+	d.fds.ShmemAsMemfd = d.shmemMemfd
 	if id, ok := ns.Own(namespaces.IPC); ok {
 		d.shm.ipcNS = &ipcNamespace{id: id, pid: tree.procs[0].pid}
 	}
@@ -202,6 +208,30 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 	return mem.WriteCow(d.dir, d.pids.of(p.pid), cow)
 }
 
+// privateShmem finds the objects of anonymous shared memory that a
+// process of the tree maps privately (mem.PrivateShmem), by inode
+// number: they are dumped as memfds, their mappings and descriptors
+// alike.
+func privateShmem(tree *frozenTree, shmemDev uint64) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	if shmemDev == 0 {
+		return out, nil
+	}
+	for _, p := range tree.procs {
+		if p.zombie {
+			continue
+		}
+		vmas, err := proc.ReadMaps(p.pid)
+		if err != nil {
+			return nil, fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+		for _, ino := range mem.PrivateShmem(vmas, shmemDev) {
+			out[ino] = true
+		}
+	}
+	return out, nil
+}
+
 // writeFiles writes the descriptor table (once per shared table) and the
 // fs state of a process.
 func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
@@ -228,10 +258,11 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	vmas, err := mem.Backing{
-		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(ps.pid, v.Path, mem.OpenFlags(v)) },
-		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
-		Ghost:    func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
-		ShmemDev: d.shmemDev,
+		File:         func(v proc.VMA) (uint32, error) { return d.files.AddPath(ps.pid, v.Path, mem.OpenFlags(v)) },
+		Memfd:        func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
+		Ghost:        func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
+		ShmemDev:     d.shmemDev,
+		ShmemAsMemfd: d.shmemMemfd,
 		Holders: func(v proc.VMA) []int {
 			fds, _ := proc.FdsOf(ps.pid, v.Path) // only to name them in an error
 			return fds

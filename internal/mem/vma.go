@@ -78,7 +78,36 @@ type Backing struct {
 	// mapping maps (proc.FdsOf), to name them when it is refused; nil
 	// names none.
 	Holders func(v proc.VMA) []int
+	// ShmemAsMemfd tells the objects of anonymous shared memory, by
+	// inode number, to dump as memfds (PrivateShmem finds them): every
+	// mapping of one is then a memfd mapping (StatusMemfd), private or
+	// shared, named by Memfd; nil for none.
+	ShmemAsMemfd func(ino uint64) bool
 }
+
+// PrivateShmem returns the inode numbers of the objects of anonymous
+// shared memory (on the shmem mount of device shmemDev) that vmas map
+// privately: a file of one, opened through /proc/PID/map_files and
+// mapped MAP_PRIVATE (zdtm's shmemfd-priv). Such a mapping shows the
+// object's pages until it writes them, so it must map the restored
+// object; amber dumps these objects the way CRIU 4 dumps every one, as
+// memfds named "/dev/zero" (Backing.ShmemAsMemfd), whose private
+// mappings restore maps from the memfd before it writes their own
+// pages.
+func PrivateShmem(vmas []proc.VMA, shmemDev uint64) []uint64 {
+	bk := Backing{ShmemDev: shmemDev}
+	var out []uint64
+	for _, v := range vmas {
+		if !v.Shared && bk.onShmem(v) && v.Path == anonShmemPath {
+			out = append(out, v.Inode)
+		}
+	}
+	return out
+}
+
+// anonShmemPath is the name the kernel gives the file of anonymous
+// shared memory (MAP_SHARED|MAP_ANONYMOUS), " (deleted)" stripped.
+const anonShmemPath = "/dev/zero"
 
 // Entries converts a task's mappings into CRIU VMA entries, with mapped
 // files resolved by fileID and no shared memory allowed. [vsyscall] is
@@ -260,7 +289,7 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 	anon := v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || isAnonName(v.Path) || isAnonHugetlb(v)
 	switch {
 	case bk.onShmem(v):
-		return classifyShmem(v, status, flags)
+		return bk.classifyShmem(v, status, flags)
 	case isHugetlbSysV(v):
 		// Like a segment on shmem: the inode number is the segment id.
 		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
@@ -314,16 +343,22 @@ func (bk Backing) onShmem(v proc.VMA) bool {
 
 // classifyShmem tells the mappings of the internal shmem mount apart by
 // the name the kernel gives their file: /SYSV<key> for a SysV segment,
-// /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS.
-func classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
+// /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS
+// (which, mapped privately too, is dumped as a memfd).
+func (bk Backing) classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
+	asMemfd := v.Path == anonShmemPath && bk.ShmemAsMemfd != nil && bk.ShmemAsMemfd(v.Inode)
 	switch {
+	case asMemfd && v.Shared:
+		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
+	case asMemfd:
+		return status | StatusMemfd | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
 	case strings.HasPrefix(v.Path, sysvPrefix) && v.Shared:
 		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	case strings.HasPrefix(v.Path, MemfdPrefix) && v.Shared:
 		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
 	case strings.HasPrefix(v.Path, MemfdPrefix):
 		return status | StatusMemfd | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
-	case v.Path == "/dev/zero" && v.Shared:
+	case v.Path == anonShmemPath && v.Shared:
 		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	}
 	return 0, 0, fmt.Errorf("mapping of %s (shared %v) on the kernel's internal shmem mount is not supported", v.Path, v.Shared)
