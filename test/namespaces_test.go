@@ -421,6 +421,25 @@ func TestNamespacesIPCObjects(t *testing.T) {
 	c.mustPass()
 }
 
+// TestNamespacesSemUndo dumps sem_undo, which has a SysV semaphore
+// undo list, in an IPC namespace of its own: the dump saves the set's
+// values, and says in its log that the undo adjustments are not saved
+// (CRIU saves none, and says nothing).
+func TestNamespacesSemUndo(t *testing.T) {
+	p, _ := lookupProgram("sem_undo")
+	c := startProgram(t, p)
+	c.mustDump()
+	log, err := os.ReadFile(filepath.Join(c.images, "dump.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("pid %d has a SysV semaphore undo list", c.pid); !strings.Contains(string(log), want) {
+		t.Errorf("dump.log does not say %q", want)
+	}
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
 // TestNamespacesMqueue dumps ipcns_mqueue, started in an IPC namespace
 // of its own holding POSIX message queues, first with --leave-running
 // (which must leave every message queued: a dump reads them by taking

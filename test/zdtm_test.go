@@ -134,6 +134,7 @@ var programs = []program{
 	{name: "file_locks_mix", dumpFlags: fileLocks, restoreFlags: fileLocks},
 	{name: "ns_uts_ipc", cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, own: true},
 	{name: "ipcns_sysv", cloneflags: unix.CLONE_NEWIPC, own: true},
+	{name: "sem_undo", cloneflags: unix.CLONE_NEWIPC, own: true},
 	{name: "ipcns_mqueue", cflags: []string{"-lrt"}, cloneflags: unix.CLONE_NEWIPC, own: true},
 	{name: "ns_pid", cloneflags: unix.CLONE_NEWPID, own: true},
 	{name: "ns_mnt", cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC, own: true},

@@ -17,6 +17,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/image"
+	"amber/internal/ipc"
 	"amber/internal/mem"
 	"amber/internal/mounts"
 	"amber/internal/namespaces"
@@ -144,6 +145,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 		return nil, err
 	}
 	timers.InNamespace(ps.timers, d.pids.of)
+	d.warnSemUndo(ps)
 	cores, err := coreEntries(ps, d.xsave, d.seccomp)
 	if err != nil {
 		return nil, err
@@ -184,6 +186,26 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 		return nil, err
 	}
 	return mmE, d.dumpCow(p, mmE, d.runs[p.pid], mms)
+}
+
+// warnSemUndo says in the log that a single-threaded process has a
+// SysV semaphore undo list, whose adjustments the dump does not save, as
+// CRIU saves none: the restored process will not undo its SEM_UNDO
+// operations when it exits. Every multi-threaded process has a list
+// (ipc.HasUndo), used or not: nothing is said of one.
+func (d *dumper) warnSemUndo(ps *procState) {
+	if len(ps.threads) != 1 {
+		return
+	}
+	has, err := ipc.HasUndo(ps.pid)
+	if err != nil {
+		d.log.Debugf("pid %d: %v", ps.pid, err)
+		return
+	}
+	if has {
+		d.log.Warnf("pid %d has a SysV semaphore undo list (semop with SEM_UNDO): its adjustments are not saved, "+
+			"as with CRIU; the restored process will not undo them when it exits", ps.pid)
+	}
 }
 
 // writeMM writes the mm image of process p: mmE, its guard pages after
