@@ -74,10 +74,23 @@ func TestNamespacesPID(t *testing.T) {
 // zombies and process groups come back inside a new one.
 func TestNamespacesPIDPrograms(t *testing.T) {
 	for _, name := range []string{"fork_cow", "tree50", "zombie_pgrp", "pgrp_session", "session_leaders", "memfd_fork", "clone_files", "sk_unix_tree",
-		"threads_tls", "timers00", "timer_thread", "sigpending00", "file_fown", "shm_anon_fork", "child_subreaper", "tcp_closed00",
+		"threads_tls", "timers00", "timer_thread", "sigpending00", "file_fown", "shm_anon_fork", "shm_anon_priv", "child_subreaper", "tcp_closed00",
 		"pty00", "pty01", "tty_ctty"} {
 		t.Run(name, func(t *testing.T) {
 			c := startNamespaced(t, name, unix.CLONE_NEWPID)
+			c.mustDumpRestorePidNamespace()
+			c.mustPass()
+		})
+	}
+}
+
+// TestNamespacesIPCPrograms runs programs of the table as the init of
+// pid and IPC namespaces of their own: their SysV objects are then the
+// namespace's, dumped whole and made again in a new one.
+func TestNamespacesIPCPrograms(t *testing.T) {
+	for _, name := range []string{"sysv_shm00", "sysv_shm_lock", "sysv_shm_huge"} {
+		t.Run(name, func(t *testing.T) {
+			c := startNamespaced(t, name, unix.CLONE_NEWPID|unix.CLONE_NEWIPC)
 			c.mustDumpRestorePidNamespace()
 			c.mustPass()
 		})
@@ -405,6 +418,25 @@ func TestNamespacesIPCObjects(t *testing.T) {
 	if nsInode(t, c.pid, "ipc") == nsInode(t, os.Getpid(), "ipc") {
 		t.Errorf("restored pid %d is in the test's IPC namespace, want one of its own", c.pid)
 	}
+	c.mustPass()
+}
+
+// TestNamespacesSemUndo dumps sem_undo, which has a SysV semaphore
+// undo list, in an IPC namespace of its own: the dump saves the set's
+// values, and says in its log that the undo adjustments are not saved
+// (CRIU saves none, and says nothing).
+func TestNamespacesSemUndo(t *testing.T) {
+	p, _ := lookupProgram("sem_undo")
+	c := startProgram(t, p)
+	c.mustDump()
+	log, err := os.ReadFile(filepath.Join(c.images, "dump.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("pid %d has a SysV semaphore undo list", c.pid); !strings.Contains(string(log), want) {
+		t.Errorf("dump.log does not say %q", want)
+	}
+	c.mustRestoreDetached()
 	c.mustPass()
 }
 

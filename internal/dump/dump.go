@@ -145,6 +145,9 @@ type dumper struct {
 	shm    *sharedMemory   // shared memory objects, dumped once at the end
 	// shmemDev is the device of the kernel's internal shmem mount.
 	shmemDev uint64
+	// shmemMemfd tells the objects of anonymous shared memory dumped as
+	// memfds (privateShmem), by inode number.
+	shmemMemfd func(ino uint64) bool
 	// xsave is this CPU's XSAVE layout, probed once: CPUID costs a VM
 	// exit.
 	xsave cpu.Layout

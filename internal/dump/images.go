@@ -17,6 +17,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/files"
 	"amber/internal/image"
+	"amber/internal/ipc"
 	"amber/internal/mem"
 	"amber/internal/mounts"
 	"amber/internal/namespaces"
@@ -45,6 +46,12 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	d.fds.InTree = tree.hasTask
+	asMemfd, err := privateShmem(tree, d.shmemDev)
+	if err != nil {
+		return err
+	}
+	d.shmemMemfd = func(ino uint64) bool { return asMemfd[ino] }
+	d.fds.ShmemAsMemfd = d.shmemMemfd
 	if id, ok := ns.Own(namespaces.IPC); ok {
 		d.shm.ipcNS = &ipcNamespace{id: id, pid: tree.procs[0].pid}
 	}
@@ -138,6 +145,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 		return nil, err
 	}
 	timers.InNamespace(ps.timers, d.pids.of)
+	d.warnSemUndo(ps)
 	cores, err := coreEntries(ps, d.xsave, d.seccomp, d.users)
 	if err != nil {
 		return nil, err
@@ -184,6 +192,26 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	return mmE, d.dumpCow(p, mmE, d.runs[p.pid], mms)
 }
 
+// warnSemUndo says in the log that a single-threaded process has a
+// SysV semaphore undo list, whose adjustments the dump does not save, as
+// CRIU saves none: the restored process will not undo its SEM_UNDO
+// operations when it exits. Every multi-threaded process has a list
+// (ipc.HasUndo), used or not: nothing is said of one.
+func (d *dumper) warnSemUndo(ps *procState) {
+	if len(ps.threads) != 1 {
+		return
+	}
+	has, err := ipc.HasUndo(ps.pid)
+	if err != nil {
+		d.log.Debugf("pid %d: %v", ps.pid, err)
+		return
+	}
+	if has {
+		d.log.Warnf("pid %d has a SysV semaphore undo list (semop with SEM_UNDO): its adjustments are not saved, "+
+			"as with CRIU; the restored process will not undo them when it exits", ps.pid)
+	}
+}
+
 // writeMM writes the mm image of process p: mmE, its guard pages after
 // its VMAs, as CRIU records them. mmE itself keeps the VMAs only.
 func (d *dumper) writeMM(p *frozenProc, mmE *mm.MmEntry, guards []mem.Run) error {
@@ -204,6 +232,30 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 		return err
 	}
 	return mem.WriteCow(d.dir, d.pids.of(p.pid), cow)
+}
+
+// privateShmem finds the objects of anonymous shared memory that a
+// process of the tree maps privately (mem.PrivateShmem), by inode
+// number: they are dumped as memfds, their mappings and descriptors
+// alike.
+func privateShmem(tree *frozenTree, shmemDev uint64) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	if shmemDev == 0 {
+		return out, nil
+	}
+	for _, p := range tree.procs {
+		if p.zombie {
+			continue
+		}
+		vmas, err := proc.ReadMaps(p.pid)
+		if err != nil {
+			return nil, fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+		for _, ino := range mem.PrivateShmem(vmas, shmemDev) {
+			out[ino] = true
+		}
+	}
+	return out, nil
 }
 
 // writeFiles writes the descriptor table (once per shared table) and the
@@ -232,10 +284,11 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 	vmas, err := mem.Backing{
-		File:     func(v proc.VMA) (uint32, error) { return d.files.AddPath(ps.pid, v.Path, mem.OpenFlags(v)) },
-		Memfd:    func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
-		Ghost:    func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
-		ShmemDev: d.shmemDev,
+		File:         func(v proc.VMA) (uint32, error) { return d.files.AddPath(ps.pid, v.Path, mem.OpenFlags(v)) },
+		Memfd:        func(v proc.VMA) (uint32, error) { return d.fds.MemfdMapping(ps.pid, v) },
+		Ghost:        func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
+		ShmemDev:     d.shmemDev,
+		ShmemAsMemfd: d.shmemMemfd,
 		Holders: func(v proc.VMA) []int {
 			fds, _ := proc.FdsOf(ps.pid, v.Path) // only to name them in an error
 			return fds

@@ -85,6 +85,10 @@ type Dumper struct {
 	// InTree tells the PIDs and TIDs of the dumped tree (nil: none), to
 	// which a pidfd may point.
 	InTree func(pid int) bool
+	// ShmemAsMemfd tells the objects of anonymous shared memory, by
+	// inode number, whose mappings are dumped as memfd mappings
+	// (mem.Backing's): a descriptor of one is a memfd too (nil: none).
+	ShmemAsMemfd func(ino uint64) bool
 
 	locks *lockDump // file locks (locks.go), for Finish
 	// nsIDs finds the namespaces that namespace files point to
@@ -289,7 +293,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		return d.addNsFile(link, st, flags)
 	case strings.HasPrefix(link, "socket:[") && st.Mode()&os.ModeSocket != 0:
 		return d.sockets.Add(pid, fd, inode(st), flags)
-	case isMemfdLink(link):
+	case isMemfdLink(link), d.anonShmemAsMemfd(st):
 		return d.addMemfd(pid, fd, link, info, st, flags)
 	case ptyOf(st) != notPty:
 		return d.addTty(pid, fd, link, st, ptyOf(st), flags)
@@ -324,6 +328,13 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	id := t.addReg(link, flags, uint64(info.Pos), st)
 	t.setMount(id, info.MntID)
 	return id, fdinfo.FdTypes_REG, nil
+}
+
+// anonShmemAsMemfd tells a file of anonymous shared memory dumped as a
+// memfd (ShmemAsMemfd).
+func (d *Dumper) anonShmemAsMemfd(st os.FileInfo) bool {
+	s, ok := st.Sys().(*syscall.Stat_t)
+	return ok && d.ShmemAsMemfd != nil && d.opts.ShmemDev != 0 && s.Dev == d.opts.ShmemDev && d.ShmemAsMemfd(s.Ino)
 }
 
 // onTreeMount refuses a file named by path that is on a mount outside

@@ -4,11 +4,16 @@ package ipc
 // IpcSemEntry each, followed by the values of its semaphores (16 bits
 // each, padded to 8 bytes), as CRIU writes them. The operations in
 // progress are not state (a task waiting in semop is restored waiting
-// in it again); the SEM_UNDO adjustments of tasks are not saved.
+// in it again). The SEM_UNDO adjustments of tasks are not saved, as
+// CRIU saves none: the kernel shows them nowhere, and reads them only by
+// applying them when a task's last reference to its undo list goes.
+// HasUndo finds the single-threaded processes that have such a list, so
+// that the dump can say it.
 
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	ipc_desc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
@@ -18,6 +23,29 @@ import (
 
 	"amber/internal/image"
 )
+
+// kcmpSysVSem is KCMP_SYSVSEM of linux/kcmp.h: do two tasks share their
+// SysV semaphore undo list.
+const kcmpSysVSem = 6
+
+// HasUndo tells whether task tid has a SysV semaphore undo list. A task
+// gets one with its first semop with SEM_UNDO, but also when it is
+// cloned with CLONE_SYSVSEM (as every pthread is, and the thread that
+// made it): only for a single-threaded process does a list say it used
+// SEM_UNDO. The calling thread drops its own list (amber's threads,
+// made with CLONE_SYSVSEM, share one) to compare tid's with none.
+func HasUndo(tid int) (bool, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Unshare(unix.CLONE_SYSVSEM); err != nil {
+		return false, fmt.Errorf("unshare(CLONE_SYSVSEM): %w", err)
+	}
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(tid), uintptr(unix.Gettid()), kcmpSysVSem, 0, 0, 0)
+	if errno != 0 {
+		return false, fmt.Errorf("kcmp(KCMP_SYSVSEM) of task %d: %w", tid, errno)
+	}
+	return r != 0, nil
+}
 
 // semValuesSize is how many bytes the values of n semaphores take in the
 // image.

@@ -23,12 +23,17 @@
 // reused and refilled.
 //
 // Either way a segment that was removed (IPC_RMID) while attached is
-// removed again once the tree has attached it.
+// removed again once the tree has attached it, a segment locked in
+// memory (SHM_LOCK) is locked again, and a segment of huge pages
+// (SHM_HUGETLB, a file of the kernel's hugetlbfs mount) is made again of
+// huge pages of its size (IpcShmEntry.hugetlb_flag, as CRIU records it).
 package ipc
 
 import (
 	"errors"
 	"fmt"
+	"math/bits"
+	"os"
 	"slices"
 	"unsafe"
 
@@ -40,12 +45,20 @@ import (
 	"amber/internal/image"
 	"amber/internal/mem"
 	"amber/internal/namespaces"
+	"amber/internal/proc"
 )
 
-// Mode bits of a segment that are state, not permission (linux/shm.h).
+// Mode bits of a segment that are state, not permission, and commands
+// and flags of linux/shm.h.
 const (
 	shmDest   = 0o1000 // removed, destroyed at the last detach
-	shmLocked = 0o2000 // SHM_LOCK
+	shmLocked = 0o2000 // locked by SHM_LOCK
+
+	shmLock    = 11     // SHM_LOCK: keep the segment's pages in memory
+	shmHugetlb = 0o4000 // SHM_HUGETLB: a segment of huge pages
+	// shmHugeShift is where shmget takes log2 of the huge page size
+	// (SHM_HUGE_SHIFT).
+	shmHugeShift = 26
 )
 
 // DumpShm writes ipcns-shm-NSID.img with the segments attached (id ->
@@ -60,7 +73,10 @@ func DumpShm(dir image.Dir, nsID uint32, attached map[uint64]string, pagesID fun
 		if err != nil {
 			return pages, err
 		}
-		src := mem.ShmemSource{Shmid: id, Path: attached[id], Size: e.GetSize()}
+		if e.HugetlbFlag, err = hugetlbFlag(attached[id]); err != nil {
+			return pages, fmt.Errorf("SysV shared memory %d: %w", id, err)
+		}
+		src := mem.ShmemSource{Shmid: id, Path: attached[id], Size: mappedSize(e)}
 		n, err := mem.DumpShmem(src, dir, pagesID())
 		if err != nil {
 			return pages, err
@@ -106,12 +122,30 @@ func segmentEntry(id int) (*ipcshm.IpcShmEntry, error) {
 	return shmEntry(id, &ds)
 }
 
-// shmEntry describes segment id, as ds says it is.
+// shmEntry describes segment id, as ds says it is: its mode keeps
+// SHM_DEST and SHM_LOCKED, as CRIU's does.
 func shmEntry(id int, ds *unix.SysvShmDesc) (*ipcshm.IpcShmEntry, error) {
-	if ds.Perm.Mode&shmLocked != 0 {
-		return nil, fmt.Errorf("SysV shared memory %d: locked in memory (SHM_LOCK): not supported", id)
-	}
 	return &ipcshm.IpcShmEntry{Desc: descEntry(id, ds.Perm), Size: proto.Uint64(ds.Segsz), InPagemaps: proto.Bool(true)}, nil
+}
+
+// hugetlbFlag tells, from the file of a segment's attachment at path,
+// whether it is made of huge pages, and returns what IpcShmEntry's
+// hugetlb_flag records then, as CRIU does: SHM_HUGETLB with log2 of the
+// page size at SHM_HUGE_SHIFT, for shmget; nil for a segment of
+// ordinary pages.
+func hugetlbFlag(path string) (*uint32, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return nil, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	if fs.Type != unix.HUGETLBFS_MAGIC {
+		return nil, nil
+	}
+	size := uint64(fs.Bsize)
+	if size&(size-1) != 0 || size <= pageSize {
+		return nil, fmt.Errorf("%s: hugetlbfs with pages of %d bytes", path, size)
+	}
+	return proto.Uint32(shmHugetlb | uint32(bits.TrailingZeros64(size))<<shmHugeShift), nil
 }
 
 // dumpNamespaceShm writes ipcns-shm-NSID.img with every segment of the
@@ -131,7 +165,7 @@ func dumpNamespaceShm(dir image.Dir, nsID uint32, pagesID func() uint32) (uint64
 		if err != nil {
 			return pages, nil, err
 		}
-		n, err := dumpSegment(dir, s.id, s.ds.Segsz, pagesID())
+		n, err := dumpSegment(dir, e, pagesID())
 		if err != nil {
 			return pages, nil, fmt.Errorf("SysV shared memory %d: %w", s.id, err)
 		}
@@ -142,24 +176,56 @@ func dumpNamespaceShm(dir image.Dir, nsID uint32, pagesID func() uint32) (uint64
 	return pages, sizes, image.WriteFile(dir.IpcnsShmPath(nsID), image.IpcnsShm, entries...)
 }
 
-// dumpSegment saves the contents of segment id, size bytes, which amber
-// attaches for the time it reads them: the segment may be attached by
-// nobody else.
-func dumpSegment(dir image.Dir, id int, size uint64, pagesID uint32) (uint64, error) {
+// dumpSegment saves the contents of segment e, which amber attaches for
+// the time it reads them (the segment may be attached by nobody else),
+// and notes in e whether it is made of huge pages.
+func dumpSegment(dir image.Dir, e *ipcshm.IpcShmEntry, pagesID uint32) (uint64, error) {
+	id := int(e.GetDesc().GetId())
 	seg, err := unix.SysvShmAttach(id, 0, unix.SHM_RDONLY)
 	if err != nil {
 		return 0, fmt.Errorf("shmat: %w", err)
 	}
 	defer unix.SysvShmDetach(seg)
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(seg)))
-	path := fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+uintptr(pageUp(size)))
-	return mem.DumpShmem(mem.ShmemSource{Shmid: uint64(id), Path: path, Size: size}, dir, pagesID)
+	start := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(seg))))
+	end, err := mappingEnd(start)
+	if err != nil {
+		return 0, err
+	}
+	path := fmt.Sprintf("/proc/self/map_files/%x-%x", start, end)
+	if e.HugetlbFlag, err = hugetlbFlag(path); err != nil {
+		return 0, err
+	}
+	return mem.DumpShmem(mem.ShmemSource{Shmid: uint64(id), Path: path, Size: mappedSize(e)}, dir, pagesID)
 }
 
-func pageUp(n uint64) uint64 {
-	const pageSize = 4096
-	return (n + pageSize - 1) &^ (pageSize - 1)
+// mappedSize is how much of segment e an attachment maps, and the tasks
+// can write: its size rounded up to its page size, which may be a huge
+// page's.
+func mappedSize(e *ipcshm.IpcShmEntry) uint64 {
+	page := uint64(pageSize)
+	if f := e.GetHugetlbFlag(); f&shmHugetlb != 0 {
+		page = mem.HugePageSize(unix.MAP_HUGETLB | f&(unix.MAP_HUGE_MASK<<shmHugeShift))
+	}
+	return (e.GetSize() + page - 1) &^ (page - 1)
 }
+
+// mappingEnd finds the end of amber's mapping that starts at start: an
+// attachment ends at the segment's size rounded up to its page size,
+// which may be a huge page's.
+func mappingEnd(start uint64) (uint64, error) {
+	vmas, err := proc.ReadMaps(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	for _, v := range vmas {
+		if v.Start == start {
+			return v.End, nil
+		}
+	}
+	return 0, fmt.Errorf("no mapping of amber's at %#x, where it attached the segment", start)
+}
+
+const pageSize = 4096
 
 // Segments are the segments a restore made or reused.
 type Segments struct {
@@ -206,8 +272,8 @@ func readShm(path image.Path) ([]*ipcshm.IpcShmEntry, error) {
 		if e.GetDesc() == nil || !e.GetInPagemaps() {
 			return fmt.Errorf("%s: segment without its description or with its contents inline: not supported", path)
 		}
-		if e.GetHugetlbFlag() != 0 {
-			return fmt.Errorf("%s: SysV shared memory %d: huge pages: not supported", path, e.GetDesc().GetId())
+		if f := e.GetHugetlbFlag(); f != 0 && f&^(shmHugetlb|unix.MAP_HUGE_MASK<<shmHugeShift) != 0 {
+			return fmt.Errorf("%s: SysV shared memory %d: hugetlb_flag %#x: unknown flags", path, e.GetDesc().GetId(), f)
 		}
 		out = append(out, e)
 		return nil
@@ -240,8 +306,13 @@ func (s *Segments) restore(dir image.Dir, e *ipcshm.IpcShmEntry) error {
 	if err := setOwner(id, d); err != nil {
 		return err
 	}
-	if err := fill(dir, id, e.GetSize()); err != nil {
+	if err := fill(dir, id, mappedSize(e)); err != nil {
 		return err
+	}
+	if d.GetMode()&shmLocked != 0 {
+		if _, err := unix.SysvShmCtl(id, shmLock, nil); err != nil {
+			return fmt.Errorf("SHM_LOCK: %w", err)
+		}
 	}
 	if d.GetMode()&shmDest != 0 {
 		s.dest = append(s.dest, id)
@@ -268,7 +339,8 @@ func (s *Segments) create(e *ipcshm.IpcShmEntry) error {
 	if err := setNextID("shm", d.GetId()); err != nil {
 		return err
 	}
-	id, err := unix.SysvShmGet(int(int32(d.GetKey())), int(e.GetSize()), int(d.GetMode()&0o777)|unix.IPC_CREAT|unix.IPC_EXCL)
+	flags := int(d.GetMode()&0o777) | unix.IPC_CREAT | unix.IPC_EXCL | int(e.GetHugetlbFlag())
+	id, err := unix.SysvShmGet(int(int32(d.GetKey())), int(e.GetSize()), flags)
 	if err != nil {
 		return fmt.Errorf("shmget: %w", err)
 	}
@@ -295,7 +367,7 @@ func setOwner(id int, d *ipc_desc.IpcDescEntry) error {
 }
 
 // fill attaches the segment to amber, clears it and copies the saved
-// pages in.
+// pages in, up to size, what an attachment maps.
 func fill(dir image.Dir, id int, size uint64) error {
 	pages, err := mem.ReadShmemPages(dir, uint64(id))
 	if err != nil {
@@ -306,10 +378,12 @@ func fill(dir image.Dir, id int, size uint64) error {
 		return fmt.Errorf("shmat: %w", err)
 	}
 	defer unix.SysvShmDetach(seg)
-	if err := unix.Madvise(seg, unix.MADV_REMOVE); err != nil {
+	// seg is as long as the segment; its mapping goes on to size.
+	mapped := unsafe.Slice(unsafe.SliceData(seg), size)
+	if err := unix.Madvise(mapped, unix.MADV_REMOVE); err != nil {
 		return fmt.Errorf("clear: %w", err)
 	}
-	return pages.CopyInto(seg, size)
+	return pages.CopyInto(mapped, size)
 }
 
 // Finish removes, once every task has attached its segments, those that

@@ -69,8 +69,8 @@ func sysvAttachFlags(vmas []*vma.VmaEntry, i int) (flags, prot uint64) {
 
 // CheckSysVAttachments checks at dump that every attachment of a SysV
 // segment among vmas is whole: VMAs from offset 0 on, back to back, up to
-// the segment's size (sizes, by segment id), which is what restore can
-// make.
+// the segment's size (sizes, by segment id) rounded up to its page size,
+// which is what restore can make.
 func CheckSysVAttachments(vmas []*vma.VmaEntry, sizes map[uint64]uint64) error {
 	for i := 0; i < len(vmas); i++ {
 		v := vmas[i]
@@ -87,7 +87,8 @@ func CheckSysVAttachments(vmas []*vma.VmaEntry, sizes map[uint64]uint64) error {
 			i++
 			end = vmas[i].GetEnd()
 		}
-		if want := pageUp(sizes[id]); end-v.GetStart() != want {
+		page := HugePageSize(v.GetFlags())
+		if want := (sizes[id] + page - 1) &^ (page - 1); end-v.GetStart() != want {
 			return fmt.Errorf("%s: SysV shared memory %d attached over %#x bytes of its %#x: partly unmapped attachments are not supported", vmaName(v), id, end-v.GetStart(), want)
 		}
 	}

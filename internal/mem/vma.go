@@ -78,7 +78,36 @@ type Backing struct {
 	// mapping maps (proc.FdsOf), to name them when it is refused; nil
 	// names none.
 	Holders func(v proc.VMA) []int
+	// ShmemAsMemfd tells the objects of anonymous shared memory, by
+	// inode number, to dump as memfds (PrivateShmem finds them): every
+	// mapping of one is then a memfd mapping (StatusMemfd), private or
+	// shared, named by Memfd; nil for none.
+	ShmemAsMemfd func(ino uint64) bool
 }
+
+// PrivateShmem returns the inode numbers of the objects of anonymous
+// shared memory (on the shmem mount of device shmemDev) that vmas map
+// privately: a file of one, opened through /proc/PID/map_files and
+// mapped MAP_PRIVATE (zdtm's shmemfd-priv). Such a mapping shows the
+// object's pages until it writes them, so it must map the restored
+// object; amber dumps these objects the way CRIU 4 dumps every one, as
+// memfds named "/dev/zero" (Backing.ShmemAsMemfd), whose private
+// mappings restore maps from the memfd before it writes their own
+// pages.
+func PrivateShmem(vmas []proc.VMA, shmemDev uint64) []uint64 {
+	bk := Backing{ShmemDev: shmemDev}
+	var out []uint64
+	for _, v := range vmas {
+		if !v.Shared && bk.onShmem(v) && v.Path == anonShmemPath {
+			out = append(out, v.Inode)
+		}
+	}
+	return out
+}
+
+// anonShmemPath is the name the kernel gives the file of anonymous
+// shared memory (MAP_SHARED|MAP_ANONYMOUS), " (deleted)" stripped.
+const anonShmemPath = "/dev/zero"
 
 // Entries converts a task's mappings into CRIU VMA entries, with mapped
 // files resolved by fileID and no shared memory allowed. [vsyscall] is
@@ -193,15 +222,15 @@ func vmFlagsMmap(v proc.VMA) uint32 {
 
 // hugetlbFlags returns MAP_HUGETLB with v's page size encoded as mmap
 // wants it (log2 of the size at MAP_HUGE_SHIFT) for a hugetlb mapping
-// ("ht"), 0 for any other. Only anonymous hugetlb memory is supported:
-// files of a hugetlbfs mount, hugetlb memfds and SHM_HUGETLB segments are
-// refused.
+// ("ht"), 0 for any other. Only anonymous hugetlb memory and SHM_HUGETLB
+// segments are supported: files of a hugetlbfs mount and hugetlb memfds
+// are refused.
 func hugetlbFlags(v proc.VMA) (uint32, error) {
 	if !v.HasFlag("ht") {
 		return 0, nil
 	}
-	if !isAnonHugetlb(v) {
-		return 0, fmt.Errorf("hugetlb mapping of %s is not supported (only MAP_ANONYMOUS|MAP_HUGETLB)", v.Path)
+	if !isAnonHugetlb(v) && !isHugetlbSysV(v) {
+		return 0, fmt.Errorf("hugetlb mapping of %s is not supported (only MAP_ANONYMOUS|MAP_HUGETLB and SHM_HUGETLB)", v.Path)
 	}
 	size := v.KernelPageSize
 	if size <= pageSize || size&(size-1) != 0 {
@@ -215,6 +244,17 @@ func hugetlbFlags(v proc.VMA) (uint32, error) {
 func isAnonHugetlb(v proc.VMA) bool {
 	return v.HasFlag("ht") && v.Path == anonHugetlbPath && v.Deleted
 }
+
+// isHugetlbSysV tells an attachment of a SysV segment of huge pages: a
+// file of the kernel's internal hugetlbfs mount, unlinked, named as
+// shmget names the segments' files.
+func isHugetlbSysV(v proc.VMA) bool {
+	return v.HasFlag("ht") && strings.HasPrefix(v.Path, sysvPrefix) && v.Deleted && v.Shared
+}
+
+// sysvPrefix starts the name the kernel gives a SysV segment's file
+// (/SYSV and the key in hex).
+const sysvPrefix = "/SYSV"
 
 // defaultHugePageSize is x86-64's default huge page size, assumed for an
 // image whose MAP_HUGETLB flags carry no size.
@@ -249,7 +289,10 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 	anon := v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || isAnonName(v.Path) || isAnonHugetlb(v)
 	switch {
 	case bk.onShmem(v):
-		return classifyShmem(v, status, flags)
+		return bk.classifyShmem(v, status, flags)
+	case isHugetlbSysV(v):
+		// Like a segment on shmem: the inode number is the segment id.
+		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	case isAnonHugetlb(v) && v.Shared:
 		// Like /dev/zero on shmem: the object is the hugetlbfs inode.
 		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
@@ -300,16 +343,22 @@ func (bk Backing) onShmem(v proc.VMA) bool {
 
 // classifyShmem tells the mappings of the internal shmem mount apart by
 // the name the kernel gives their file: /SYSV<key> for a SysV segment,
-// /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS.
-func classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
+// /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS
+// (which, mapped privately too, is dumped as a memfd).
+func (bk Backing) classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
+	asMemfd := v.Path == anonShmemPath && bk.ShmemAsMemfd != nil && bk.ShmemAsMemfd(v.Inode)
 	switch {
-	case strings.HasPrefix(v.Path, "/SYSV") && v.Shared:
+	case asMemfd && v.Shared:
+		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
+	case asMemfd:
+		return status | StatusMemfd | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
+	case strings.HasPrefix(v.Path, sysvPrefix) && v.Shared:
 		return status | StatusAnonShared | StatusSysVIPC, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	case strings.HasPrefix(v.Path, MemfdPrefix) && v.Shared:
 		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
 	case strings.HasPrefix(v.Path, MemfdPrefix):
 		return status | StatusMemfd | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
-	case v.Path == "/dev/zero" && v.Shared:
+	case v.Path == anonShmemPath && v.Shared:
 		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	}
 	return 0, 0, fmt.Errorf("mapping of %s (shared %v) on the kernel's internal shmem mount is not supported", v.Path, v.Shared)

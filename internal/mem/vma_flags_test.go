@@ -43,6 +43,9 @@ func TestEntriesVmFlags(t *testing.T) {
 		{"hugetlb shared", proc.VMA{Shared: true, Path: "/anon_hugepage", Deleted: true, Minor: 0x11, Inode: 9,
 			Offset: 0x200000, KernelPageSize: 2 << 20, VmFlags: []string{"rd", "wr", "sh", "mr", "mw", "me", "ms", "de", "ht"}},
 			StatusRegular | StatusAnonShared, unix.MAP_SHARED | unix.MAP_ANONYMOUS | huge2M, 0},
+		{"SHM_HUGETLB segment", proc.VMA{Shared: true, Path: "/SYSV4855abcd", Deleted: true, Minor: 0x12, Inode: 32768,
+			KernelPageSize: 2 << 20, VmFlags: []string{"rd", "wr", "sh", "mr", "mw", "me", "ms", "de", "ht"}},
+			StatusRegular | StatusAnonShared | StatusSysVIPC, unix.MAP_SHARED | unix.MAP_ANONYMOUS | huge2M, 0},
 		{"vvar keeps no flags", proc.VMA{Path: "[vvar]", VmFlags: []string{"rd", "mr", "pf", "io", "de", "dd"}},
 			StatusRegular | StatusVvar | StatusAnonPrivate, anP, 1 << unix.MADV_DONTDUMP},
 	} {
@@ -67,7 +70,8 @@ func TestEntriesVmFlags(t *testing.T) {
 	}
 }
 
-// TestEntriesHugetlbErrors: hugetlb memory other than MAP_ANONYMOUS, or
+// TestEntriesHugetlbErrors: hugetlb memory other than MAP_ANONYMOUS and
+// SHM_HUGETLB segments (unlinked files named /SYSV...), or
 // without a huge page size, is refused naming what it is.
 func TestEntriesHugetlbErrors(t *testing.T) {
 	for _, c := range []struct {
@@ -77,7 +81,7 @@ func TestEntriesHugetlbErrors(t *testing.T) {
 	}{
 		{"hugetlbfs file", proc.VMA{Shared: true, Path: "/mnt/huge/f", KernelPageSize: 2 << 20, VmFlags: []string{"ht"}},
 			"hugetlb mapping of /mnt/huge/f"},
-		{"SHM_HUGETLB segment", proc.VMA{Shared: true, Path: "/SYSV00000001", Deleted: true, KernelPageSize: 2 << 20, VmFlags: []string{"ht"}},
+		{"hugetlbfs file named like a segment", proc.VMA{Shared: true, Path: "/SYSV00000001", KernelPageSize: 2 << 20, VmFlags: []string{"ht"}},
 			"hugetlb mapping of /SYSV00000001"},
 		{"no page size", proc.VMA{Path: "/anon_hugepage", Deleted: true, VmFlags: []string{"ht"}},
 			"KernelPageSize 0"},

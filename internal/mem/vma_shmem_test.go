@@ -16,6 +16,8 @@ func TestEntriesSharedMemory(t *testing.T) {
 	dev := unix.Mkdev(0, 1)
 	bk := Backing{ShmemDev: dev, Memfd: func(proc.VMA) (uint32, error) { return 42, nil }}
 	mw := []string{"rd", "sh", "mr", "mw", "me", "ms"}
+	asMemfd := bk
+	asMemfd.ShmemAsMemfd = func(ino uint64) bool { return ino == 7 }
 	for _, c := range []struct {
 		name    string
 		v       proc.VMA
@@ -44,6 +46,12 @@ func TestEntriesSharedMemory(t *testing.T) {
 			bk: Backing{ShmemDev: dev}, err: "no way to dump"},
 		{name: "private shmem file", v: proc.VMA{Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 7},
 			bk: bk, err: "internal shmem mount"},
+		{name: "anon shared as memfd, private", v: proc.VMA{Prot: rw, Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 7, Offset: 0x1000},
+			bk: asMemfd, status: StatusRegular | StatusMemfd | StatusFilePrivate, flags: unix.MAP_PRIVATE, shmid: 42, fdflags: unix.O_RDONLY},
+		{name: "anon shared as memfd, shared", v: proc.VMA{Shared: true, Prot: rw, Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 7, VmFlags: mw},
+			bk: asMemfd, status: StatusRegular | StatusMemfd | StatusFileShared, flags: unix.MAP_SHARED, shmid: 42, fdflags: unix.O_RDWR},
+		{name: "anon shared, another object", v: proc.VMA{Shared: true, Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 8},
+			bk: asMemfd, status: StatusRegular | StatusAnonShared, flags: unix.MAP_SHARED | unix.MAP_ANONYMOUS, shmid: 8},
 	} {
 		c.v.Start, c.v.End = 0x10000, 0x12000
 		out, err := c.bk.Entries([]proc.VMA{c.v})
@@ -70,5 +78,22 @@ func TestEntriesSharedMemory(t *testing.T) {
 		if HasContents(e.GetStatus()) != (c.status&StatusFilePrivate != 0) {
 			t.Errorf("%s: HasContents %v", c.name, HasContents(e.GetStatus()))
 		}
+	}
+}
+
+// TestPrivateShmem: only private mappings of anonymous shared memory on
+// the shmem device name their object.
+func TestPrivateShmem(t *testing.T) {
+	dev := unix.Mkdev(0, 1)
+	vmas := []proc.VMA{
+		{Shared: true, Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 5},
+		{Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 6},
+		{Path: "/dev/zero", Deleted: true, Minor: 2, Inode: 7},
+		{Path: "/memfd:x", Deleted: true, Minor: 1, Inode: 8},
+		{Path: "/dev/zero", Deleted: true, Minor: 1, Inode: 9},
+	}
+	got := PrivateShmem(vmas, dev)
+	if len(got) != 2 || got[0] != 6 || got[1] != 9 {
+		t.Errorf("PrivateShmem = %v, want [6 9]", got)
 	}
 }
