@@ -307,6 +307,9 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		if lid, ok := p.in.extra().Links[id]; ok {
 			return p.makeLinked(e, lid)
 		}
+		if p.in.extra().deadProc(e.GetReg().GetName()) {
+			return p.makeDeadProc(e), nil
+		}
 		return planReg(p.b, p.in, e)
 	case fdinfo.FdTypes_PIPE:
 		return p.makePipe(e)

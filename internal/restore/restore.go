@@ -399,6 +399,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		defer dead.Close()
 		h.deadPidfds = dead.FileFds()
 	}
+	if err := r.forkDeadHelpers(root, stub); err != nil {
+		return err
+	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
 	}
@@ -660,6 +663,8 @@ type restorer struct {
 	// sysv are the SysV shared memory segments made, in amber's IPC
 	// namespace or in the tree's new one.
 	sysv *ipc.Segments
+	// dead are the helpers of dead PIDs still to end.
+	dead []deadHelper
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.
