@@ -345,10 +345,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if h.creds, err = stubCreds(stub); err != nil {
 		return err
 	}
-	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 || (h.hiddenAmber && h.ttys.Any()) {
+	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 || (h.hiddenAmber && (h.ttys.Any() || opts.ShellJob)) {
 		// The root, forked from the stub, takes amber's descriptors
 		// through this pidfd, whatever pid namespace it is born in (in a
-		// new one, every terminal file of the tree: files.PlanFds).
+		// new one, every terminal file of the tree, amber's own of a
+		// --shell-job too: files.PlanFds).
 		if h.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
 			return err
 		}
