@@ -28,6 +28,7 @@ var interopPrograms = []string{
 	"file_offset",         // regular files
 	"zombie",              // zombie children
 	"itimer_pending",      // a periodic timer with its SIGALRM pending
+	"proc_dead",           // files of /proc/PID of a dead PID (a PROCFS remap)
 }
 
 // criuRefuses are the programs CRIU 4.2 cannot dump, and why.

@@ -63,10 +63,12 @@ func TestDumpPidNamespaceInit(t *testing.T) {
 // namespaces of its own pivoted into ROOT with a proc of its pid
 // namespace, holding files of that /proc (its own maps, a child's stat,
 // /proc/1/status), a pidfd of a dead child and shared anonymous memory
-// through map_files, and restores it with --root ROOT: its /proc files
-// must be those of its own /proc again (not amber's, where its PIDs
-// name other processes), its pidfd one of a dead process, its memory
-// its contents.
+// through map_files, files of /proc/DEAD of a child reaped since (and
+// its working directory there), and restores it with --root ROOT: its
+// /proc files must be those of its own /proc again (not amber's, where
+// its PIDs name other processes), those of /proc/DEAD of a dead PID of
+// its namespace, its pidfd one of a dead process, its memory its
+// contents.
 func TestNamespacesPIDMountProc(t *testing.T) {
 	c := startNamespaced(t, "ns_proc", unix.CLONE_NEWPID|unix.CLONE_NEWNS)
 	tree := descendants(c.pid)

@@ -23,7 +23,18 @@ import (
 // restores it with --shell-job, amber's standard input, output and error
 // being the same terminal. The job must find its terminal as it left it:
 // termios, window size, its controlling terminal, the foreground.
-func TestShellJob(t *testing.T) {
+func TestShellJob(t *testing.T) { testShellJob(t, 0) }
+
+// TestShellJobPidNamespace is TestShellJob with the job the init of a pid
+// namespace of its own: restored in a new one, where amber's PID names
+// no process, the job takes amber's terminal (its descriptors and its
+// controlling terminal) through the pidfd of amber that the root holds,
+// not by amber's PID.
+func TestShellJobPidNamespace(t *testing.T) { testShellJob(t, unix.CLONE_NEWPID) }
+
+// testShellJob runs TestShellJob with the job started in new namespaces
+// of cloneflags.
+func testShellJob(t *testing.T, cloneflags uintptr) {
 	requireAmber(t)
 	dir := t.TempDir()
 	if err := compileProgram("zdtm", dir, program{name: "shell_job00"}); err != nil {
@@ -32,7 +43,7 @@ func TestShellJob(t *testing.T) {
 	pty := openTestPty(t)
 	job := exec.Command("./shell_job00")
 	job.Dir, job.Stdin, job.Stdout, job.Stderr = dir, pty.slave, pty.slave, pty.slave
-	job.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	job.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Cloneflags: cloneflags}
 	if err := job.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +75,7 @@ func TestShellJob(t *testing.T) {
 		t.Fatalf("after dump: %v", err)
 	}
 	pty.likeAShell(t)
-	restoreShellJob(t, dir, images, pty.slave, pid)
+	pid = restoreShellJob(t, dir, images, pty.slave, pid, cloneflags&unix.CLONE_NEWPID != 0)
 	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM pid %d: %v", pid, err)
 	}
@@ -78,8 +89,10 @@ func TestShellJob(t *testing.T) {
 }
 
 // restoreShellJob runs amber restore -d --shell-job on images with term
-// as its standard input, output and error, and checks that pid is back.
-func restoreShellJob(t *testing.T, dir, images string, term *os.File, pid int) {
+// as its standard input, output and error, and checks that pid is back,
+// or, for the init of a pid namespace (pidns), that some PID is: it
+// returns the restored PID.
+func restoreShellJob(t *testing.T, dir, images string, term *os.File, pid int, pidns bool) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
 	defer cancel()
@@ -93,9 +106,10 @@ func restoreShellJob(t *testing.T, dir, images string, term *os.File, pid int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != pid || !alive(pid) {
+	if (got != pid && !pidns) || !alive(got) {
 		t.Fatalf("restored pid %d (alive %v), dumped pid %d", got, alive(got), pid)
 	}
+	return got
 }
 
 // testPty is a pty the test holds both ends of; what is written to the

@@ -87,6 +87,7 @@ var programs = []program{
 	{name: "cwd_removed"},
 	{name: "symlink_open"},
 	{name: "proc_child_open"},
+	{name: "proc_dead"},
 	{name: "ghost_fifo"},
 	{name: "ghost_dev"},
 	{name: "eventfd00"},

@@ -87,6 +87,15 @@ func (s *Stub) ForkIn(pid int, nsFlags uint64) (*Task, error) {
 	return s.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Flags: unix.CLONE_PARENT | nsFlags, Tid: pid})
 }
 
+// ForkFrom makes t, a task the stub forked that has run nothing of its
+// own yet (its memory is still the stub's), fork a child with exactly
+// PID pid in t's pid namespace. The child is traced and stopped, a copy
+// of the stub too (it ends by Exit at Insn), with no exit signal: its
+// parent reaps it with __WALL.
+func (s *Stub) ForkFrom(t *Task, pid int) (*Task, error) {
+	return t.Clone(s.insn, (s.sp-1024)&^15, CloneSpec{Tid: pid})
+}
+
 // HoldPidfd makes the stub open a pidfd of process pid and returns its
 // number there. Every task the stub forks starts with it: a task born in
 // a new pid namespace, where pid names no process, reaches pid through

@@ -29,6 +29,9 @@ type Extra struct {
 	TCPStreams map[uint32]*sockets.TCPStream
 	// Ttys are the terminals (tty-info.img, tty-data.img; nil: none).
 	Ttys *TtyImages
+	// deadPids are the PIDs of processes gone at the dump whose /proc
+	// files the tree holds (deadproc.go).
+	deadPids map[int]bool
 }
 
 // ReadExtra reads the images of Extra that dir has, for the files of idx.
@@ -41,7 +44,7 @@ func ReadExtra(dir image.Dir, idx Index) (*Extra, error) {
 	if x.SkQueues, x.SkScm, err = sockets.ReadSkQueues(dir); err != nil {
 		return nil, err
 	}
-	if x.Ghosts, x.Links, err = readGhosts(dir); err != nil {
+	if err = readGhosts(dir, x); err != nil {
 		return nil, err
 	}
 	if x.Mtimes, err = readMtimes(dir); err != nil {

@@ -322,6 +322,11 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
 		return 0, 0, fmt.Errorf("%s: block devices are not supported", link)
 	}
+	if dead := d.deadProcPid(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), link); dead != 0 {
+		id := d.addDeadProc(dead, link, uint64(info.Pos), st, flags)
+		t.setMount(id, info.MntID)
+		return id, fdinfo.FdTypes_REG, nil
+	}
 	if err := d.onTreeMount(link, info, st); err != nil {
 		return 0, 0, err
 	}

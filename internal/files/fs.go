@@ -70,6 +70,9 @@ type FSInput struct {
 	Held map[uint32]int
 	// Stat looks files up as they are now (os.Stat outside tests).
 	Stat func(path string) (os.FileInfo, error)
+	// TreeProc is the tree's own /proc while the task sees amber's
+	// there (RestoreInput.TreeProc; "": the one it sees).
+	TreeProc string
 }
 
 // PlanFS plans entering the dumped working directory and setting the
@@ -87,6 +90,8 @@ func PlanFS(b *plan.Builder, in FSInput) error {
 		if err := in.planGhostCwd(b, cwd, g); err != nil {
 			return fmt.Errorf("fs cwd: %w", err)
 		}
+	} else if in.Extra.deadProc(cwd) {
+		planDeadProcCwd(b, cwd, in.TreeProc)
 	} else {
 		b.Call("chdir "+cwd, unix.SYS_CHDIR, b.String(cwd))
 	}

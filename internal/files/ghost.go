@@ -67,6 +67,10 @@ type ghostState struct {
 	remaps []*remap.RemapFilePathEntry
 	links  map[fileKey]uint32 // file id of the link made for each linked-back file (linkremap.go)
 	made   []string           // the links the dump made, paths of the tree, for RemoveLinks
+	// deadFiles are the files under /proc/PID of processes gone, by file
+	// id, and deadPids those PIDs, each with its remap (deadproc.go).
+	deadFiles map[uint32]bool
+	deadPids  map[int]bool
 }
 
 // ghostSource is where a dump reads a ghost's contents from.
@@ -144,14 +148,17 @@ func (d *Dumper) addLinked(at, link string, pos uint64, st os.FileInfo, flags ui
 	if now, err := d.Table.stat(link); err == nil && os.SameFile(now, st) {
 		return d.Table.addReg(link, flags, pos, st), nil
 	}
+	name := strings.TrimSuffix(link, " (deleted)")
+	if pid := d.deadProcPid(at, name); pid != 0 {
+		return d.addDeadProc(pid, name, pos, st, flags), nil
+	}
 	if onProcfs(nil, at) {
-		// CRIU restores these with a helper task of the dead PID.
-		return 0, fmt.Errorf("%s: a file of a process that is gone (procfs): not supported yet", link)
+		return 0, fmt.Errorf("%s: a file of procfs removed but still there: not supported", link)
 	}
 	if !d.opts.LinkRemap {
 		return 0, fmt.Errorf("%s: removed from this path but still linked elsewhere: dump with --link-remap", link)
 	}
-	return d.addLinkRemap(at, strings.TrimSuffix(link, " (deleted)"), pos, st, flags)
+	return d.addLinkRemap(at, name, pos, st, flags)
 }
 
 // isGhost reports whether file id is an unlinked file.
@@ -308,11 +315,13 @@ type GhostChunk struct {
 }
 
 // readGhosts reads remap-fpath.img and the ghosts it names, if there are
-// any: the ghost of each regular file by file id, and the link of each
-// linked-back file (linkremap.go) by file id.
-func readGhosts(dir image.Dir) (map[uint32]*Ghost, map[uint32]uint32, error) {
+// any, into x: the ghost of each regular file by file id, the link of
+// each linked-back file (linkremap.go) by file id, and the dead PIDs
+// (deadproc.go).
+func readGhosts(dir image.Dir, x *Extra) error {
 	out := map[uint32]*Ghost{}
 	links := map[uint32]uint32{}
+	dead := map[int]bool{}
 	byID := map[uint32]*Ghost{}
 	err := image.EachEntry(dir.File(remapFpathName), image.RemapFpath, func(r *image.Reader) error {
 		var e remap.RemapFilePathEntry
@@ -322,6 +331,12 @@ func readGhosts(dir image.Dir) (map[uint32]*Ghost, map[uint32]uint32, error) {
 		switch t := e.GetRemapType(); t {
 		case remap.RemapType_LINKED:
 			links[e.GetOrigId()] = e.GetRemapId()
+			return nil
+		case remap.RemapType_PROCFS:
+			if pid := e.GetRemapId(); pid == 0 || pid > 1<<22 {
+				return fmt.Errorf("file id %d: remap of a dead process with pid %d", e.GetOrigId(), pid)
+			}
+			dead[int(e.GetRemapId())] = true
 			return nil
 		case remap.RemapType_GHOST:
 		default:
@@ -338,7 +353,8 @@ func readGhosts(dir image.Dir) (map[uint32]*Ghost, map[uint32]uint32, error) {
 		out[e.GetOrigId()] = g
 		return nil
 	})
-	return out, links, err
+	x.Ghosts, x.Links, x.deadPids = out, links, dead
+	return err
 }
 
 // readGhost reads ghost-file-ID.img.

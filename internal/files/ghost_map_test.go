@@ -224,10 +224,11 @@ func TestGhostMapping(t *testing.T) {
 	if err := d.ghosts.write(img); err != nil {
 		t.Fatal(err)
 	}
-	ghosts, _, err := readGhosts(img)
-	if err != nil {
+	var x Extra
+	if err := readGhosts(img, &x); err != nil {
 		t.Fatal(err)
 	}
+	ghosts := x.Ghosts
 	g := ghosts[id1]
 	if g == nil || ghosts[id3] != g || ghosts[idFd] != g || len(d.ghosts.srcs) != 1 {
 		t.Fatalf("want one ghost for every mapping and the fd: %v", ghosts)

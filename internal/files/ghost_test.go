@@ -128,10 +128,11 @@ func TestGhostImages(t *testing.T) {
 		if err := d.ghosts.write(img); err != nil {
 			t.Fatal(err)
 		}
-		ghosts, _, err := readGhosts(img)
-		if err != nil {
+		var x Extra
+		if err := readGhosts(img, &x); err != nil {
 			t.Fatal(err)
 		}
+		ghosts := x.Ghosts
 		g := ghosts[id]
 		if g == nil || g.Size != uint64(size) || g.Entry.GetMode() != uint32(st.Sys().(*syscall.Stat_t).Mode) {
 			t.Fatalf("size %d: ghost %+v", size, g)

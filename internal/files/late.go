@@ -71,9 +71,8 @@ func (p *fdPlanner) placeLate(f *fdinfo.FdinfoEntry) bool {
 			break
 		}
 	}
-	if e.GetType() == fdinfo.FdTypes_REG && p.in.TreeProc != "" && p.table.ProcDir == 0 {
-		dir := p.b.Open("the tree's own /proc, for its files under /proc/PID", p.in.TreeProc, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		p.table.ProcDir = p.b.MoveAbove(dir, p.safe)
+	if e.GetType() == fdinfo.FdTypes_REG {
+		p.procDir()
 	}
 	// The number must be taken for real: later calls get the lowest free
 	// descriptor, as the plan predicts them.

@@ -129,7 +129,7 @@ func writeMtimes(dir image.Dir, t *Table, g *ghostState) error {
 	procfs := map[uint64]bool{} // by device, learnt from a path on it
 	for _, e := range t.entries {
 		tm, ok := t.times[e.GetId()]
-		if e.GetType() != fdinfo.FdTypes_REG || !ok || g.isGhost(e.GetId()) {
+		if e.GetType() != fdinfo.FdTypes_REG || !ok || g.isGhost(e.GetId()) || g.isDeadProc(e.GetId()) {
 			continue
 		}
 		isProc, seen := procfs[tm.dev]

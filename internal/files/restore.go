@@ -307,7 +307,10 @@ func (p *fdPlanner) make(id uint32) (int, error) {
 		if lid, ok := p.in.extra().Links[id]; ok {
 			return p.makeLinked(e, lid)
 		}
-		return planReg(p.b, p.in, e)
+		if p.in.extra().deadProc(e.GetReg().GetName()) {
+			return p.makeDeadProc(e), nil
+		}
+		return p.planReg(e)
 	case fdinfo.FdTypes_PIPE:
 		return p.makePipe(e)
 	case fdinfo.FdTypes_UNIXSK:
@@ -366,14 +369,14 @@ func cloexecFlag(on bool) uint64 {
 
 // planReg opens a regular file (or directory or device) at its position.
 // A terminal of a --shell-job is amber's own standard input instead.
-func planReg(b *plan.Builder, in *RestoreInput, e *fdinfo.FileEntry) (int, error) {
-	reg := e.GetReg()
+func (p *fdPlanner) planReg(e *fdinfo.FileEntry) (int, error) {
+	b, in, reg := p.b, p.in, e.GetReg()
 	// A console a dump without --shell-job took is opened again.
 	if isTerminalPath(reg.GetName()) && (in.ShellJob || reg.GetName() != "/dev/console") {
 		if !in.ShellJob {
 			return 0, fmt.Errorf("%s: a terminal needs --shell-job", reg.GetName())
 		}
-		return planTake(b, in.AmberPid, 0, "amber's terminal"), nil
+		return p.takeFromAmber(0, "amber's terminal")
 	}
 	check, name := in.fileCheck(), reg.GetName()
 	if in.MountRoot != nil && reg.MntId != nil {

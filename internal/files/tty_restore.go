@@ -344,8 +344,10 @@ func (p *fdPlanner) makeTty(e *fdinfo.FileEntry) (int, error) {
 
 // takeTerminals has the root of a new pid namespace, the one task of
 // the tree that holds a pidfd of amber, take every terminal file of the
-// tree from amber and park it: the other tasks, which cannot name
-// amber, inherit it or take it from the root (Shared).
+// tree from amber and park it: those amber made, and with --shell-job
+// those that are amber's own terminal (its standard input). The other
+// tasks, which cannot name amber, inherit them or take them from the
+// root (Shared).
 func (p *fdPlanner) takeTerminals() {
 	if !p.in.AmberHidden || p.amberPidfd == 0 {
 		return
@@ -356,6 +358,17 @@ func (p *fdPlanner) takeTerminals() {
 		}
 		t := p.in.Ttys[id]
 		fd := planTakeVia(p.b, p.amberPidfd, t.Fd, fmt.Sprintf("file id %d (%s), for the tree", id, t.What))
+		p.park(id, p.b.MoveAbove(fd, p.safe))
+	}
+	if !p.in.ShellJob {
+		return
+	}
+	for _, id := range slices.Sorted(maps.Keys(p.in.Files)) {
+		e := p.in.Files[id]
+		if _, ok := p.have[id]; ok || e.GetType() != fdinfo.FdTypes_REG || !isTerminalPath(e.GetReg().GetName()) {
+			continue
+		}
+		fd := planTakeVia(p.b, p.amberPidfd, 0, fmt.Sprintf("file id %d (%s, amber's terminal), for the tree", id, e.GetReg().GetName()))
 		p.park(id, p.b.MoveAbove(fd, p.safe))
 	}
 }

@@ -21,7 +21,11 @@
 //   - a process forked before its parent's setsid when it kept the
 //     session its parent had before (CRIU's born_sid);
 //   - a process in the session of a sibling forked by the sibling with
-//     CLONE_PARENT, as it was made.
+//     CLONE_PARENT, as it was made;
+//   - a dead PID's helper: a task with the PID of a process gone at dump
+//     whose /proc files the tree holds, forked by the root before it
+//     opens any file (CRIU's helper for a PROCFS remap), that ends with
+//     the other helpers.
 //
 // Every process joins a group other than the one it was born in only once
 // every task is made (Plan.Groups), before helpers and zombies end.
@@ -50,6 +54,9 @@ type Options struct {
 	// ShellJob: the root stays in amber's session and group unless it
 	// led its own session (--shell-job).
 	ShellJob bool
+	// DeadPids are PIDs of processes gone at dump whose /proc files the
+	// tree holds: each gets a DeadHelper.
+	DeadPids []int
 }
 
 // Kind tells what a node of the plan is.
@@ -61,10 +68,11 @@ const (
 	Zombie                    // a process made to exit with its dumped status
 	SessionHelper             // a helper that forks orphans of a session
 	GroupHelper               // a helper that makes a process group
+	DeadHelper                // a helper with a dead process's PID, for its /proc files
 )
 
 func (k Kind) String() string {
-	return [...]string{"process", "zombie", "session helper", "process group helper"}[k]
+	return [...]string{"process", "zombie", "session helper", "process group helper", "helper of a dead pid"}[k]
 }
 
 // Node is one task to make: a process of the images or a helper.
@@ -133,7 +141,11 @@ type Plan struct {
 	Helpers []*Node
 	// Zombies are the zombies, in the order they end, after the helpers.
 	Zombies []*Node
-	byPid   map[int]*Node
+	// Dead are the helpers of dead PIDs, in PID order: children of the
+	// root, which forks them before anything else and reaps them when
+	// they end, before the other helpers. Walk does not visit them.
+	Dead  []*Node
+	byPid map[int]*Node
 }
 
 // Node returns the node of the process or helper with pid, nil if none.
@@ -223,7 +235,28 @@ func Build(entries []Entry, opts Options) (*Plan, error) {
 			p.Helpers = append(p.Helpers, n)
 		}
 	})
-	return p, nil
+	return p, p.deadHelpers(opts.DeadPids)
+}
+
+// deadHelpers adds a helper for each dead PID. A PID that a process or
+// another helper of the plan has is refused: that task would stand for
+// the dead process, or not exist yet, when the files are opened.
+func (p *Plan) deadHelpers(pids []int) error {
+	for _, pid := range slices.Sorted(slices.Values(pids)) {
+		if pid <= 0 {
+			return fmt.Errorf("dead pid %d: not a PID", pid)
+		}
+		if n := p.byPid[pid]; n != nil {
+			if n.Kind == DeadHelper {
+				continue
+			}
+			return fmt.Errorf("pid %d: the tree holds files of /proc/%d, of a process gone at dump, and a %v with that PID: not supported", pid, pid, n.Kind)
+		}
+		n := &Node{Kind: DeadHelper, Pid: pid, Parent: p.Root}
+		p.byPid[pid] = n
+		p.Dead = append(p.Dead, n)
+	}
+	return nil
 }
 
 // builder carries Build's work.

@@ -253,6 +253,10 @@ func TestBuildErrors(t *testing.T) {
 			{Pid: 8, Ppid: 6, Pgid: 8, Sid: 8}, e(9, 5, 8, 8), e(12, 1, 8, 8)}, Options{Init: true}, "pid 12: the helper of its session 8 would leave it to pid 5"},
 		{"group in another session", []Entry{e(10, 1, 10, 10), e(11, 10, 11, 11), e(12, 10, 11, 10)}, Options{}, "pid 12: its process group 11 is in session 11"},
 		{"parent missing", []Entry{e(10, 1, 10, 10), e(11, 9, 11, 10)}, Options{}, "pid 11: parent 9"},
+		{"dead pid of a process", []Entry{e(10, 1, 10, 10), e(11, 10, 10, 10)}, Options{DeadPids: []int{11}}, "pid 11: the tree holds files of /proc/11"},
+		// The session helper of gone leader 7 has its PID.
+		{"dead pid of a session helper", []Entry{e(1, 0, 1, 1), e(5, 1, 7, 7)}, Options{Init: true, DeadPids: []int{7}}, "a session helper with that PID"},
+		{"dead pid zero", []Entry{e(10, 1, 10, 10)}, Options{DeadPids: []int{0}}, "dead pid 0"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Build(c.entries, c.opts)
@@ -280,5 +284,32 @@ func TestPlanOrder(t *testing.T) {
 	}
 	if n := p.Node(6); n.Adopted() || n.Source() != p.Node(5) {
 		t.Errorf("pid 6: adopted %v, source %v; want its parent's", n.Adopted(), n.Source())
+	}
+}
+
+// TestDeadHelpers: each dead PID, once, gets a helper that the root
+// forks and that no walk visits; its PID is the plan's.
+func TestDeadHelpers(t *testing.T) {
+	p, err := Build([]Entry{e(1, 0, 1, 1), e(5, 1, 5, 1)}, Options{Init: true, DeadPids: []int{9, 6, 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, n := range p.Dead {
+		if n.Kind != DeadHelper || n.Parent != p.Root || p.Node(n.Pid) != n {
+			t.Errorf("dead helper %d: kind %v, parent %v", n.Pid, n.Kind, n.Parent)
+		}
+		pids = append(pids, n.Pid)
+	}
+	if want := []int{6, 9}; !slices.Equal(pids, want) {
+		t.Errorf("dead helpers %v, want %v", pids, want)
+	}
+	p.Walk(func(n *Node) {
+		if n.Kind == DeadHelper {
+			t.Errorf("Walk visits dead helper %d", n.Pid)
+		}
+	})
+	if !p.Pids()[6] || !p.Pids()[9] {
+		t.Errorf("Pids %v lacks the dead helpers'", p.Pids())
 	}
 }

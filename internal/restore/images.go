@@ -250,7 +250,7 @@ func (tree *treeImages) planTree(shellJob bool) error {
 		entries[i] = ptree.Entry{Pid: t.pid, Ppid: int(e.GetPpid()), Pgid: int(e.GetPgid()), Sid: int(e.GetSid()),
 			Zombie: t.zombie(), Subreaper: t.core.GetTc().GetChildSubreaper()}
 	}
-	plan, err := ptree.Build(entries, ptree.Options{Init: tree.root.pid == 1, ShellJob: shellJob})
+	plan, err := ptree.Build(entries, ptree.Options{Init: tree.root.pid == 1, ShellJob: shellJob, DeadPids: tree.root.extra.DeadPids()})
 	if err != nil {
 		return fmt.Errorf("%s: %w", tree.dir.PstreePath(), err)
 	}

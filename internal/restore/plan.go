@@ -323,7 +323,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 	if o.shareFS {
 		return nil
 	}
-	in := files.FSInput{Entry: t.fs, Files: t.files, Extra: t.extra, Stat: h.stat}
+	in := files.FSInput{Entry: t.fs, Files: t.files, Extra: t.extra, Stat: h.stat, TreeProc: h.treeProc}
 	if p.fds != nil {
 		in.Held = p.fds.Held
 	}

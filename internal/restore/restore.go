@@ -342,10 +342,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	defer stub.Close()
-	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 || (h.hiddenAmber && h.ttys.Any()) {
+	if len(h.inherit) > 0 || len(h.hostNs) > 0 || extNet >= 0 || (h.hiddenAmber && (h.ttys.Any() || opts.ShellJob)) {
 		// The root, forked from the stub, takes amber's descriptors
 		// through this pidfd, whatever pid namespace it is born in (in a
-		// new one, every terminal file of the tree: files.PlanFds).
+		// new one, every terminal file of the tree, amber's own of a
+		// --shell-job too: files.PlanFds).
 		if h.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
 			return err
 		}
@@ -363,9 +364,6 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		return err
 	}
 	if forkFlags, err = newTimeNamespace(tree, stub, forkFlags); err != nil {
-		return err
-	}
-	if err != nil {
 		return err
 	}
 	if forkFlags, err = r.newCgroupNamespace(stub, forkFlags); err != nil {
@@ -404,6 +402,9 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		}
 		defer dead.Close()
 		h.deadPidfds = dead.FileFds()
+	}
+	if err := r.forkDeadHelpers(root, stub); err != nil {
+		return err
 	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
@@ -708,6 +709,8 @@ type restorer struct {
 	// sysv are the SysV shared memory segments made, in amber's IPC
 	// namespace or in the tree's new one.
 	sysv *ipc.Segments
+	// dead are the helpers of dead PIDs still to end.
+	dead []deadHelper
 }
 
 // pidMax reads kernel.pid_max, 32768 if it cannot.

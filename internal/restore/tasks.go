@@ -186,9 +186,45 @@ func (r *restorer) joinGroups() error {
 	return nil
 }
 
+// deadHelper is the helper of a dead PID (pstree.DeadHelper) made.
+type deadHelper struct {
+	task *compel.Task
+	pid  int    // its PID in its pid namespace
+	insn uint64 // a syscall instruction in it: the stub's
+}
+
+// forkDeadHelpers makes the helpers of the plan's dead PIDs: root, just
+// forked from stub and still a copy of it, forks each with its PID, in
+// the tree's pid namespace, before any task opens a file under its
+// /proc/PID. They end first of the helpers (endHelpers).
+func (r *restorer) forkDeadHelpers(root *compel.Task, stub *compel.Stub) error {
+	for _, n := range r.tree.plan.Dead {
+		task, err := stub.ForkFrom(root, n.Pid)
+		if err != nil {
+			return fmt.Errorf("%v %d: %w", n.Kind, n.Pid, forkError(n.Pid, err))
+		}
+		r.created = append(r.created, task)
+		r.dead = append(r.dead, deadHelper{task: task, pid: n.Pid, insn: stub.Insn()})
+		r.opts.Log.Debugf("%v %d made (pid %d in amber's namespace)", n.Kind, n.Pid, task.Pid)
+	}
+	return nil
+}
+
 // endHelpers ends every helper, which its creator reaps: the orphans a
-// session helper forked go to their reaper.
+// session helper forked go to their reaper. The helpers of dead PIDs go
+// first, reaped by the root: every task has opened its files by now.
 func (r *restorer) endHelpers() error {
+	for _, d := range r.dead {
+		if err := d.task.Exit(d.insn, 0); err != nil {
+			return fmt.Errorf("%v %d: %w", ptree.DeadHelper, d.pid, err)
+		}
+		root := r.makers[r.tree.plan.Root]
+		if _, err := root.task.SyscallOK(root.insn(), unix.SYS_WAIT4, uint64(d.pid), 0, unix.WALL, 0); err != nil {
+			return fmt.Errorf("reap %v %d: %w", ptree.DeadHelper, d.pid, err)
+		}
+		r.created = slices.DeleteFunc(r.created, func(t *compel.Task) bool { return t == d.task })
+	}
+	r.dead = nil
 	for _, n := range r.tree.plan.Helpers {
 		e := r.endings[n]
 		if err := e.task.Exit(e.insn(), 0); err != nil {

@@ -17,8 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "zdtm.h"
@@ -262,4 +267,101 @@ int read_maps(struct vma **out)
 	fclose(f);
 	*out = v;
 	return n;
+}
+
+/* --- files of a dead process's /proc directory ------------------------ */
+
+/* self_link reads /proc/self/WHAT (fd/N, cwd) into buf. */
+static void self_link(const char *what, char *buf)
+{
+	char at[64];
+	ssize_t n;
+
+	snprintf(at, sizeof(at), "/proc/self/%s", what);
+	n = readlink(at, buf, PROC_DEAD_LINK - 1);
+	if (n < 0)
+		fail("readlink %s: %s", at, test_strerror(errno));
+	buf[n] = 0;
+}
+
+static void fd_link(int fd, char *buf)
+{
+	char what[32];
+
+	snprintf(what, sizeof(what), "fd/%d", fd);
+	self_link(what, buf);
+}
+
+void proc_dead_open(struct proc_dead *d, int cwd)
+{
+	char path[64];
+
+	memset(d, 0, sizeof(*d));
+	d->cwd = -1;
+	d->pid = fork();
+	if (d->pid < 0)
+		fail("fork: %s", test_strerror(errno));
+	if (d->pid == 0) {
+		pause();
+		_exit(0);
+	}
+	snprintf(path, sizeof(path), "/proc/%d", d->pid);
+	d->dir = open(path, O_RDONLY | O_DIRECTORY);
+	if (d->dir < 0)
+		fail("open %s: %s", path, test_strerror(errno));
+	snprintf(path, sizeof(path), "/proc/%d/status", d->pid);
+	d->status = open(path, O_RDONLY);
+	if (d->status < 0)
+		fail("open %s: %s", path, test_strerror(errno));
+	if (cwd) {
+		d->cwd = 1;
+		if (fchdir(d->dir) < 0)
+			fail("fchdir /proc/%d: %s", d->pid, test_strerror(errno));
+	}
+	if (kill(d->pid, SIGKILL) < 0 || waitpid(d->pid, NULL, 0) != d->pid)
+		fail("kill and reap %d: %s", d->pid, test_strerror(errno));
+	fd_link(d->dir, d->dir_link);
+	fd_link(d->status, d->status_link);
+	if (cwd)
+		self_link("cwd", d->cwd_link);
+	proc_dead_check(d);
+	if (openat(d->dir, "status", O_RDONLY) < 0)
+		d->lookup_errno = errno;
+}
+
+/* same_link fails unless /proc/self/WHAT shows want. */
+static void same_link(const char *what, const char *got, const char *want)
+{
+	if (strcmp(got, want))
+		fail("%s of dead pid shows \"%s\", was \"%s\"", what, got, want);
+}
+
+void proc_dead_check(const struct proc_dead *d)
+{
+	char link[PROC_DEAD_LINK], buf[64];
+	struct statfs fs;
+	int fd;
+
+	fd_link(d->dir, link);
+	same_link("the /proc directory", link, d->dir_link);
+	fd_link(d->status, link);
+	same_link("the status file", link, d->status_link);
+	if (fstatfs(d->dir, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC)
+		fail("/proc/%d: not on a procfs", d->pid);
+	if (fstatfs(d->status, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC)
+		fail("/proc/%d/status: not on a procfs", d->pid);
+	fd = openat(d->dir, "status", O_RDONLY);
+	if (fd >= 0)
+		fail("opened status in the directory of dead pid %d", d->pid);
+	if (d->lookup_errno && errno != d->lookup_errno)
+		fail("open status in the directory of dead pid %d: %s, was %s", d->pid, test_strerror(errno),
+		     test_strerror(d->lookup_errno));
+	if (read(d->status, buf, sizeof(buf)) >= 0 || errno != ESRCH)
+		fail("read /proc/%d/status of a dead pid: %s, want ESRCH", d->pid, test_strerror(errno));
+	if (d->cwd < 0)
+		return;
+	self_link("cwd", link);
+	same_link("the working directory", link, d->cwd_link);
+	if (getcwd(buf, sizeof(buf)) != NULL || errno != ENOENT)
+		fail("getcwd in /proc/%d of a dead pid: %s, want ENOENT", d->pid, test_strerror(errno));
 }

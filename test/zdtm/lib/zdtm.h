@@ -100,4 +100,36 @@ struct vma {
  */
 int read_maps(struct vma **out);
 
+/* --- files of a dead process's /proc directory ------------------------ */
+
+#define PROC_DEAD_LINK 256
+
+/*
+ * Files of /proc/PID of a child killed and reaped since they were opened:
+ * the directory (O_DIRECTORY), its status file and, if asked, the working
+ * directory; and what /proc/self shows of each.
+ */
+struct proc_dead {
+	int pid, dir, status, cwd;
+	int lookup_errno;	/* of a lookup in dir once the child is gone */
+	char dir_link[PROC_DEAD_LINK], status_link[PROC_DEAD_LINK];
+	char cwd_link[PROC_DEAD_LINK];
+};
+
+/*
+ * Fork a child, open its /proc/PID and /proc/PID/status (as /proc names
+ * them: mount a proc of the pid namespace there first), enter /proc/PID
+ * too if cwd, kill and reap the child, and check the files as
+ * proc_dead_check does.  Calls fail() on error.
+ */
+void proc_dead_open(struct proc_dead *d, int cwd);
+
+/*
+ * fail() unless the files are still those of the dead PID: /proc/self
+ * shows the same paths for them, they are on a procfs, nothing can be
+ * looked up in the directory (the error it was, once known), reading the status file fails
+ * with ESRCH, and getcwd() fails with ENOENT for the working directory.
+ */
+void proc_dead_check(const struct proc_dead *d);
+
 #endif /* ZDTM_H */

@@ -5,8 +5,10 @@
  * host) and a proc of its pid namespace on /proc.  There it keeps open
  * /proc/self/maps (its own, /proc/1/maps, read 10 bytes into),
  * /proc/CHILD/stat of a child that waits on a pipe, /proc/1/status, a
- * pidfd of a child it killed and reaped, and shared anonymous memory
- * through /proc/self/map_files, unmapped since.
+ * pidfd of a child it killed and reaped, shared anonymous memory
+ * through /proc/self/map_files, unmapped since, and /proc/DEAD,
+ * /proc/DEAD/status and its working directory in /proc/DEAD of another
+ * child killed and reaped since (proc_dead_open).
  *
  * The driver starts it with CLONE_NEWPID | CLONE_NEWNS in its scratch
  * directory.  The first run builds ROOT (./root), pivots there and
@@ -18,7 +20,9 @@
  * status files are the very files of those names under its /proc (same
  * device and inode: the procfs of its pid namespace, not another); the
  * pidfd's fdinfo says Pid -1 and signalling through it fails with ESRCH;
- * the shared memory holds what was written; the child, woken, exits 0.
+ * the shared memory holds what was written; the files of /proc/DEAD are
+ * those of a dead process of its pid namespace (proc_dead_check); the
+ * child, woken, exits 0.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -147,6 +151,7 @@ int main(int argc, char **argv)
 	char path[128], want[64], buf[256];
 	int out, p[2], maps, stat_fd, status, pidfd, shm, wstatus;
 	pid_t child, dead;
+	struct proc_dead gone;
 	char *shared, *text;
 	ssize_t n;
 
@@ -202,6 +207,7 @@ int main(int argc, char **argv)
 	shm = open(buf, O_RDWR);
 	must(shm >= 0, buf);
 	must(munmap(shared, 4096) == 0, "munmap");
+	proc_dead_open(&gone, 1);
 
 	test_ready();
 	test_wait_stop();
@@ -229,6 +235,7 @@ int main(int argc, char **argv)
 	n = pread(shm, buf, sizeof(SHM_TEXT), 0);
 	if (n != sizeof(SHM_TEXT) || memcmp(buf, SHM_TEXT, sizeof(SHM_TEXT)))
 		fail("the shared memory's descriptor reads \"%.*s\", want \"%s\"", (int)(n > 0 ? n : 0), buf, SHM_TEXT);
+	proc_dead_check(&gone);
 	must(write(p[1], "x", 1) == 1, "wake the child");
 	must(waitpid(child, &wstatus, 0) == child, "waitpid");
 	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)

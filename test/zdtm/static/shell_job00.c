@@ -8,17 +8,20 @@
  * of its own, as an editor would (no ICANON, no ECHO, VMIN 2, VTIME 5,
  * VERASE ^H) and sets the window to 33x77.  It records its PID, session,
  * process group, whether it leads its session and whether its group is
- * in the foreground of the terminal.
+ * in the foreground of the terminal.  It also holds /dev/tty open, a file
+ * the dump records by that path, as a regular file.
  *
  * After SIGTERM: fds 0-2 are still terminals, all one device; termios
  * and window size are the ones set up (the driver changes both between
  * dump and restore: amber must bring them back); a session leader still
  * leads its session, with the terminal as controlling terminal; a
  * foreground group is still in the foreground (tcgetpgrp(0) ==
- * getpgrp()).
+ * getpgrp()); the /dev/tty file is a terminal (amber's, as CRIU gives
+ * it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -85,7 +88,7 @@ int main(void)
 {
 	pid_t pid, sid, pgrp;
 	dev_t dev;
-	int leader, foreground;
+	int leader, foreground, devtty;
 
 	test_init();
 	dev = terminal();
@@ -95,6 +98,9 @@ int main(void)
 	pgrp = getpgrp();
 	leader = sid == pid;
 	foreground = tcgetpgrp(0) == pgrp;
+	devtty = open("/dev/tty", O_RDWR);
+	if (devtty < 0)
+		fail("open /dev/tty: %s", test_strerror(errno));
 
 	test_ready();
 	test_wait_stop();
@@ -110,5 +116,7 @@ int main(void)
 		fail("the terminal is not the controlling terminal of session %d: %s", pid, test_strerror(errno));
 	if (foreground && tcgetpgrp(0) != getpgrp())
 		fail("process group %d is not in the foreground (%d is): it was", getpgrp(), tcgetpgrp(0));
+	if (!isatty(devtty))
+		fail("the /dev/tty file is no terminal: %s", test_strerror(errno));
 	pass();
 }
