@@ -152,6 +152,7 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32
 	defer unix.Close(rootFd)
 	fds := map[uint32]int{}
 	defer closeAll(fds)
+	targets := targetsOf(steps)
 	for _, s := range steps {
 		if id, ok := keep[s.Entry.GetMntId()]; ok {
 			if err := openKept(fds, s, rootFd, id); err != nil {
@@ -159,7 +160,8 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32
 			}
 			continue
 		}
-		if err := made(fds, s, rootFd, opts, r.mount(dir, s, rootFd)); err != nil {
+		fd, err := r.mount(dir, s, fds, targets, rootFd)
+		if err := made(fds, s, opts, fd, err); err != nil {
 			return err
 		}
 	}
