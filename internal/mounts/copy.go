@@ -165,7 +165,10 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32
 			return err
 		}
 	}
-	return opts.Groups.propagate(steps, fds)
+	if err := opts.Groups.propagate(steps, fds); err != nil {
+		return err
+	}
+	return unbindable(steps, fds)
 }
 
 // openKept opens the copied mount id that stands for step s into fds,

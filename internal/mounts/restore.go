@@ -242,7 +242,10 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 	if err := pivot(root); err != nil {
 		return err
 	}
-	return opts.Groups.propagate(steps, fds)
+	if err := opts.Groups.propagate(steps, fds); err != nil {
+		return err
+	}
+	return unbindable(steps, fds)
 }
 
 // made finishes mount step s, whose mount was made, open at fd, or not

@@ -46,7 +46,7 @@ func dumpTmpfses(dir image.Dir, pid int, steps []Step) error {
 		for i, e := range entries {
 			var err error
 			roots[i], err = openVisible(e)
-			if errors.Is(err, errHidden) {
+			if errors.Is(err, errHidden) || errors.Is(err, errUnbindable) {
 				hidden = append(hidden, i)
 			} else if err != nil {
 				return err
@@ -74,11 +74,15 @@ func dumpTmpfses(dir image.Dir, pid int, steps []Step) error {
 // errHidden: another mount hides the one opened at its mountpoint.
 var errHidden = errors.New("another mount hides it")
 
+// errUnbindable: the mount is unbindable, which open_tree cannot copy.
+var errUnbindable = errors.New("unbindable")
+
 // openHidden opens a copy of the mount e of pid's namespace, whose
 // mounts are all, when another mount hides it (an overmount: one at its
-// mountpoint or above). As CRIU does, a private copy of the namespace
-// is made, where the mounts in the way are unmounted until e is
-// reached: the namespace itself is left as it is.
+// mountpoint or above) or it is unbindable. As CRIU does, a private
+// copy of the namespace is made, where every mount is private (so
+// bindable) and the mounts in the way are unmounted until e is reached:
+// the namespace itself is left as it is.
 func openHidden(pid int, e *mnt.MntEntry, all []*mnt.MntEntry) (*os.File, error) {
 	proc, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -267,6 +271,9 @@ func (a *archiver) dump(dir image.Dir, root *os.File, e *mnt.MntEntry) error {
 // namespace (openMountRoot), if it is the one its mountpoint reaches;
 // else it fails with errHidden.
 func openVisible(e *mnt.MntEntry) (*os.File, error) {
+	if e.GetFlags()&unix.MS_UNBINDABLE != 0 {
+		return nil, fmt.Errorf("mount %d at %s: %w", e.GetMntId(), e.GetMountpoint(), errUnbindable)
+	}
 	var st unix.Statx_t
 	err := unix.Statx(unix.AT_FDCWD, e.GetMountpoint(), unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &st)
 	if err == nil && st.Mnt_id != uint64(e.GetMntId()) {

@@ -33,10 +33,12 @@
  * With NS_MNT_OVER set, it stacks mounts that hide each other under
  * /over (over_setup): two tmpfs at /over/a/b, the upper one with a tmpfs
  * at /over/a/b/c, then a tmpfs at /over/a over them all and a bind of
- * its own /b over it.  After SIGTERM, it unmounts them from the top and
- * checks the files of each mount as it shows (over_check): a dump must
- * save the hidden tmpfs files, and a restore make every mount, hidden
- * ones and their binds, in its place.
+ * its own /b over it; and an unbindable tmpfs at /over/u, with a bind of
+ * its /sub made before.  After SIGTERM, it unmounts them from the top and
+ * checks the files of each mount as it shows (over_check), and that
+ * /over/u cannot be bound: a dump must save the hidden and unbindable
+ * tmpfs files, and a restore make every mount, hidden ones and their
+ * binds, in its place, unbindable again.
  *
  * With NS_MNT_SUBNS set, it also forks a child that unshares a mount
  * namespace of its own (sub_child): there it mounts a tmpfs on /sub and
@@ -368,6 +370,13 @@ static void over_setup(void)
 	must(mkdir("/over/a/b", 0755) == 0, "mkdir /over/a/b on the tmpfs at /over/a");
 	put("/over/a/b/upper", "the tmpfs at /over/a", 0644);
 	bind("/over/a/b", "/over/a", MS_RDONLY);
+	/* An unbindable tmpfs, a directory of which was bound before. */
+	must(mkdir("/over/u", 0755) == 0 && mkdir("/over/unb", 0755) == 0, "mkdir /over/u");
+	must(mount("tmpfs", "/over/u", "tmpfs", 0, "size=1m") == 0, "mount /over/u");
+	must(mkdir("/over/u/sub", 0755) == 0, "mkdir /over/u/sub");
+	put("/over/u/sub/file", "in the unbindable tmpfs", 0644);
+	bind("/over/u/sub", "/over/unb", 0);
+	must(mount(NULL, "/over/u", NULL, MS_UNBINDABLE, NULL) == 0, "make /over/u unbindable");
 }
 
 /* over_check unmounts the mounts of over_setup from the top, checking each. */
@@ -385,6 +394,10 @@ static void over_check(void)
 	must(umount("/over/a/b") == 0, "umount the second /over/a/b");
 	expect_file("/over/a/b/first", "the first tmpfs at /over/a/b");
 	must(umount("/over/a/b") == 0, "umount the first /over/a/b");
+	expect_file("/over/u/sub/file", "in the unbindable tmpfs");
+	expect_file("/over/unb/file", "in the unbindable tmpfs");
+	if (mount("/over/u", "/over/a", NULL, MS_BIND, NULL) == 0 || errno != EINVAL)
+		fail("/over/u is bindable");
 }
 
 /* build makes ./root and its mounts, pivots into it and runs /ns_mnt. */
