@@ -134,3 +134,29 @@ func TestMountsChildNamespace(t *testing.T) {
 	c.requireNewPidNamespace(pidfile)
 	c.mustPass()
 }
+
+// TestMountsOvermounts: ns_mnt with mounts hidden under others
+// (NS_MNT_OVER): two tmpfs stacked at one place, one over a tmpfs at a
+// place below, a tmpfs over them all at a parent directory and a bind
+// of part of it over it, and an unbindable tmpfs with a bind of part of
+// it. The dump saves the files of the hidden and unbindable tmpfs
+// mounts, the restore makes each mount under the one that hides it and
+// the unbindable one unbindable again; the program unmounts them from
+// the top, checking each one's files, and tries to bind the unbindable
+// one.
+func TestMountsOvermounts(t *testing.T) {
+	t.Setenv("NS_MNT_OVER", "1")
+	p, _ := lookupProgram("ns_mnt")
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump(nsMntDumpArgs()...); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, nsMntRestoreArgs(c)...)...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+	c.mustPass()
+}

@@ -152,6 +152,7 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32
 	defer unix.Close(rootFd)
 	fds := map[uint32]int{}
 	defer closeAll(fds)
+	targets := targetsOf(steps)
 	for _, s := range steps {
 		if id, ok := keep[s.Entry.GetMntId()]; ok {
 			if err := openKept(fds, s, rootFd, id); err != nil {
@@ -159,11 +160,15 @@ func (r *Restored) reconcile(dir image.Dir, steps []Step, keep map[uint32]uint32
 			}
 			continue
 		}
-		if err := made(fds, s, rootFd, opts, r.mount(dir, s, rootFd)); err != nil {
+		fd, err := r.mount(dir, s, fds, targets, rootFd)
+		if err := made(fds, s, opts, fd, err); err != nil {
 			return err
 		}
 	}
-	return opts.Groups.propagate(steps, fds)
+	if err := opts.Groups.propagate(steps, fds); err != nil {
+		return err
+	}
+	return unbindable(steps, fds)
 }
 
 // openKept opens the copied mount id that stands for step s into fds,

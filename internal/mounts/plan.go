@@ -6,12 +6,12 @@ package mounts
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
-	"golang.org/x/sys/unix"
 )
 
 // How a mount is made again.
@@ -58,7 +58,9 @@ type Step struct {
 	PtySlave bool
 	PtyIndex uint32
 
-	bindFrom uint32 // the mount id a Bind is bound from
+	sources  []*mnt.MntEntry // the mounts a Bind may be bound from, best first
+	bindFrom uint32          // the mount id a Bind is bound from
+	rel      string          // the path bound, below the root of bindFrom
 }
 
 // freshTypes are the filesystems a restore mounts afresh: their contents
@@ -138,14 +140,13 @@ func stepOf(e, root *mnt.MntEntry, entries []*mnt.MntEntry, ext map[string]strin
 		s.How, s.Source, s.FSType, s.Data, s.SbFlags = New, e.GetSource(), fsName(e), e.GetOptions(), e.GetSbFlags()
 		s.Tmpfs = s.FSType == "tmpfs"
 	default:
-		src := bindSource(e, root, entries)
-		if src == nil {
+		s.sources = bindSources(e, root, entries)
+		if len(s.sources) == 0 {
 			return nil, fmt.Errorf("mount %d at %s (%s, root %s) is a bind of a filesystem no other mount of the namespace holds: dump it with --external mnt[%s]:KEY",
 				e.GetMntId(), mp, fsName(e), e.GetRoot(), mp)
 		}
 		s.How = Bind
-		s.Source = path.Join(src.GetMountpoint(), strings.TrimPrefix(e.GetRoot(), src.GetRoot()))
-		s.bindFrom = src.GetMntId()
+		s.from(s.sources[0])
 		s.PtyIndex, s.PtySlave = ptySlaveOf(e)
 	}
 	return s, nil
@@ -166,24 +167,57 @@ func fresh(e *mnt.MntEntry, entries []*mnt.MntEntry) bool {
 	return true
 }
 
-// bindSource is the mount e is bound from: another mount of the same
-// filesystem whose root holds e's root, the closest one, never one bound
-// from e itself (one made earlier in the dumped namespace: a smaller id,
-// or the root, a fresh or an external mount).
-func bindSource(e, root *mnt.MntEntry, entries []*mnt.MntEntry) *mnt.MntEntry {
-	var best *mnt.MntEntry
+// bindSources are the mounts e may be bound from: the others of the
+// same filesystem whose root holds e's root. First those made earlier
+// in the dumped namespace (a smaller id, or the root, a fresh or an
+// external mount: never one bound from e itself), then the rest, each
+// kind the closest first: a restore binds from the first one made.
+func bindSources(e, root *mnt.MntEntry, entries []*mnt.MntEntry) []*mnt.MntEntry {
+	var srcs []*mnt.MntEntry
 	for _, o := range entries {
-		if o == e || o.GetRootDev() != e.GetRootDev() || !within(e.GetRoot(), o.GetRoot()) {
-			continue
-		}
-		if o != root && o.GetMntId() > e.GetMntId() && !fresh(o, entries) && o.GetExtKey() == "" {
-			continue
-		}
-		if best == nil || len(o.GetRoot()) > len(best.GetRoot()) {
-			best = o
+		if o != e && o.GetRootDev() == e.GetRootDev() && within(e.GetRoot(), o.GetRoot()) {
+			srcs = append(srcs, o)
 		}
 	}
-	return best
+	later := func(o *mnt.MntEntry) bool {
+		return o != root && o.GetMntId() > e.GetMntId() && !fresh(o, entries) && o.GetExtKey() == ""
+	}
+	slices.SortStableFunc(srcs, func(a, b *mnt.MntEntry) int {
+		if la, lb := later(a), later(b); la != lb {
+			if la {
+				return 1
+			}
+			return -1
+		}
+		return len(b.GetRoot()) - len(a.GetRoot())
+	})
+	return srcs
+}
+
+// from makes the Bind s bound from src.
+func (s *Step) from(src *mnt.MntEntry) {
+	e := s.Entry
+	s.Source = path.Join(src.GetMountpoint(), strings.TrimPrefix(e.GetRoot(), src.GetRoot()))
+	s.bindFrom = src.GetMntId()
+	s.rel = strings.TrimPrefix(strings.TrimPrefix(e.GetRoot(), src.GetRoot()), "/")
+	if s.rel == "" {
+		s.rel = "."
+	}
+}
+
+// source finds the first of the Bind s's sources (only the first one,
+// if best) that done holds, and binds s from it.
+func (s *Step) source(best bool, done func(id uint32) bool) bool {
+	for i, src := range s.sources {
+		if best && i > 0 {
+			break
+		}
+		if done(src.GetMntId()) {
+			s.from(src)
+			return true
+		}
+	}
+	return false
 }
 
 // ptySlaveOf tells whether e binds a pty slave of a devpts (its root is
@@ -199,6 +233,15 @@ func ptySlaveOf(e *mnt.MntEntry) (uint32, bool) {
 	return uint32(n), true
 }
 
+// under tells whether sibling o's mountpoint is below s's, or is s's
+// and o was mounted first: s then hides o.
+func under(o, s *Step) bool {
+	if o.Target == s.Target {
+		return o.Entry.GetMntId() < s.Entry.GetMntId()
+	}
+	return within(o.Target, s.Target)
+}
+
 // within tells whether p is dir or below it.
 func within(p, dir string) bool {
 	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
@@ -206,23 +249,49 @@ func within(p, dir string) bool {
 
 // order lists the steps so that every mount comes after its parent and
 // after the mount it is bound from, children in the order of the
-// images.
+// images, but a mount whose mountpoint holds a sibling's (one of the
+// same parent), which it hides, after that sibling: the sibling's
+// mountpoint is reached through the parent's files, not through the
+// mount over them. A bind waits for its best source, unless nothing
+// else can be placed: then it is bound from another one made already
+// (a bind from a mount hidden under a later one, which the source
+// could have to wait for).
 func order(entries []*mnt.MntEntry, root *mnt.MntEntry, steps map[uint32]*Step) ([]Step, error) {
 	done := map[uint32]bool{}
 	out := []Step{*steps[root.GetMntId()]}
 	done[root.GetMntId()] = true
+	hides := func(s *Step) bool {
+		for _, o := range entries {
+			if !done[o.GetMntId()] && o != s.Entry && o.GetParentMntId() == s.Entry.GetParentMntId() && under(steps[o.GetMntId()], s) {
+				return true
+			}
+		}
+		return false
+	}
+	best := true
 	for len(out) < len(entries) {
 		progress := false
 		for _, e := range entries {
 			s := steps[e.GetMntId()]
-			if done[e.GetMntId()] || !done[e.GetParentMntId()] || (s.How == Bind && !done[s.bindFrom]) {
+			if done[e.GetMntId()] || !done[e.GetParentMntId()] || hides(s) {
+				continue
+			}
+			if s.How == Bind && !s.source(best, func(id uint32) bool { return done[id] }) {
 				continue
 			}
 			out = append(out, *s)
 			done[e.GetMntId()] = true
 			progress = true
+			if !best {
+				break
+			}
 		}
-		if !progress {
+		switch {
+		case progress:
+			best = true
+		case best:
+			best = false
+		default:
 			return nil, fmt.Errorf("mounts %s: their parents or sources form a loop", pending(entries, done))
 		}
 	}
@@ -239,10 +308,4 @@ func pending(entries []*mnt.MntEntry, done map[uint32]bool) string {
 	}
 	sort.Strings(ids)
 	return strings.Join(ids, ", ")
-}
-
-// remountFlags are the flags of the bind remount that sets a mount's
-// own flags.
-func (s Step) remountFlags() uintptr {
-	return uintptr(unix.MS_REMOUNT | unix.MS_BIND | s.Flags)
 }

@@ -78,6 +78,40 @@ func TestPlanBindOrder(t *testing.T) {
 	}
 }
 
+// TestPlanOvermounts: a mount hidden by a sibling (one of the same
+// parent at a place above, zdtm's tempfs_overmounted) is made before
+// it; a bind whose best source waits for such a sibling is bound from
+// another made already (overmount_with_shared_parent, a loop before).
+func TestPlanOvermounts(t *testing.T) {
+	for _, tc := range []struct{ name, mountinfo, want string }{
+		{"stacked", `1 0 8:1 /r / rw - ext4 /dev/sda rw
+2 1 0:51 / /a rw - tmpfs t rw
+3 2 0:52 / /a rw - tmpfs t rw
+4 1 0:53 / /a/b rw - tmpfs t rw
+`, "root / <- |new /a/b <- t|new /a <- t|new /a <- t"},
+		{"shared parent", `69 46 0:39 / / rw - tmpfs x rw
+70 69 0:39 /t /t rw shared:2 - tmpfs x rw
+71 70 0:39 /t/a/b /t/a rw shared:2 - tmpfs x rw
+72 71 0:39 /t/d /t/a/c rw shared:2 - tmpfs x rw
+73 70 0:39 /t/d /t/a/b/c rw shared:2 - tmpfs x rw
+`, "root / <- |bind /t <- /t|bind /t/a/b/c <- /t/d|bind /t/a <- /t/a/b|bind /t/a/c <- /t/d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps, err := Plan(Entries(parse(t, tc.mountinfo), nil), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range steps {
+				got = append(got, describe(s))
+			}
+			if strings.Join(got, "|") != tc.want {
+				t.Fatalf("plan %q, want %q", strings.Join(got, "|"), tc.want)
+			}
+		})
+	}
+}
+
 // TestPlanBindFromRoot: a bind of part of the root's filesystem comes
 // from the root, even when the root's mount id is larger (zdtm's
 // namespaces, whose root is a copy made after the test's binds' ids).

@@ -169,3 +169,19 @@ func setPropagation(fd int, how uint64) error {
 	}
 	return nil
 }
+
+// unbindable makes the mounts of steps open at fds that were unbindable
+// so again, once every bind of the namespace is made: binds from them
+// come first.
+func unbindable(steps []Step, fds map[uint32]int) error {
+	for _, s := range steps {
+		fd, ok := fds[s.Entry.GetMntId()]
+		if !ok || s.Entry.GetFlags()&unix.MS_UNBINDABLE == 0 {
+			continue
+		}
+		if err := setPropagation(fd, unix.MS_UNBINDABLE); err != nil {
+			return fmt.Errorf("mount %d at %s: %w", s.Entry.GetMntId(), s.Target, err)
+		}
+	}
+	return nil
+}

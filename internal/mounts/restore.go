@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -217,18 +218,19 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 	}
 	fds := map[uint32]int{} // every mount made, open, by dumped id
 	defer closeAll(fds)
-	var rootFd int
-	for i, s := range steps {
-		var err error
-		if i == 0 {
-			rootFd, err = mountRoot(s, root)
-			if err == nil {
-				defer unix.Close(rootFd)
-			}
-		} else {
-			err = r.mount(dir, s, rootFd)
-		}
-		if err := made(fds, s, rootFd, opts, err); err != nil {
+	rootFd, err := mountRoot(steps[0], root)
+	if err != nil {
+		return fmt.Errorf("mount %d at / (%s): %w", steps[0].Entry.GetMntId(), steps[0].How, err)
+	}
+	defer unix.Close(rootFd)
+	fd, err := openRootMount(rootFd)
+	if err := made(fds, steps[0], opts, fd, err); err != nil {
+		return err
+	}
+	targets := targetsOf(steps)
+	for _, s := range steps[1:] {
+		fd, err := r.mount(dir, s, fds, targets, rootFd)
+		if err := made(fds, s, opts, fd, err); err != nil {
 			return err
 		}
 	}
@@ -247,7 +249,10 @@ func (r *Restored) run(dir image.Dir, steps []Step, root string, opts RestoreOpt
 	if err := pivot(root); err != nil {
 		return err
 	}
-	return opts.Groups.propagate(steps, fds)
+	if err := opts.Groups.propagate(steps, fds); err != nil {
+		return err
+	}
+	return unbindable(steps, fds)
 }
 
 // bindAmberProc binds amber's /proc, as the calling thread's mount
@@ -263,31 +268,34 @@ func bindAmberProc(at string) error {
 	return err
 }
 
-// made finishes mount step s, whose mount was made with error err: the
-// new mount is opened into fds, for the peer groups given back after,
-// and logged. Any error names the mount.
-func made(fds map[uint32]int, s Step, rootFd int, opts RestoreOptions, err error) error {
-	if err == nil {
-		err = openMount(fds, s, rootFd)
-	}
+// made finishes mount step s, whose mount was made, open at fd, or not
+// with error err: the mount is kept in fds, for the mounts made on it
+// or bound from it and the peer groups given back after, and logged.
+// Any error names the mount.
+func made(fds map[uint32]int, s Step, opts RestoreOptions, fd int, err error) error {
 	if err != nil {
 		return fmt.Errorf("mount %d at %s (%s): %w", s.Entry.GetMntId(), s.Target, s.How, err)
 	}
+	fds[s.Entry.GetMntId()] = fd
 	if opts.Logf != nil {
 		opts.Logf("mount %d: %s %s at %s", s.Entry.GetMntId(), s.How, s.Source, s.Target)
 	}
 	return nil
 }
 
-// openMount opens the mount of step s, just made at its target in the
-// tree whose root is open at rootFd, into fds.
-func openMount(fds map[uint32]int, s Step, rootFd int) error {
-	fd, err := inRoot(rootFd, s.Target, unix.O_PATH)
-	if err != nil {
-		return fmt.Errorf("open %s in the new root: %w", s.Target, err)
+// openRootMount opens the root mount of the tree, open at rootFd, for
+// fds.
+func openRootMount(rootFd int) (int, error) {
+	return unix.Openat(rootFd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// targetsOf maps the dumped ids of steps to their mountpoints.
+func targetsOf(steps []Step) map[uint32]string {
+	t := map[uint32]string{}
+	for _, s := range steps {
+		t[s.Entry.GetMntId()] = s.Target
 	}
-	fds[s.Entry.GetMntId()] = fd
-	return nil
+	return t
 }
 
 // closeAll closes the descriptors of fds.
@@ -303,81 +311,276 @@ func mountRoot(s Step, root string) (int, error) {
 	if err := unix.Mount(root, root, "", unix.MS_BIND, ""); err != nil {
 		return -1, fmt.Errorf("bind %s: %w", root, err)
 	}
-	if err := unix.Mount("", root, "", s.remountFlags(), ""); err != nil {
-		return -1, fmt.Errorf("set flags %#x: %w", s.Flags, err)
-	}
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open %s: %w", root, err)
 	}
+	if err := setFlags(fd, s.Flags); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
 	return fd, nil
 }
 
-// mount makes the mount of step s in the tree whose root is open at
-// rootFd. Paths of the tree resolve inside it (inRoot): a symbolic link
-// of the tree's files never leads a mount out of it.
-func (r *Restored) mount(dir image.Dir, s Step, rootFd int) error {
-	pid := r.pid
+// mount makes the mount of step s, attaches it at its mountpoint in its
+// parent and returns an O_PATH descriptor of its root. The mount is
+// made detached, from descriptors, never from paths of the tree, and
+// attached through its parent's descriptor: a mount hidden since by
+// another (an overmount) is made and bound from as well as a visible
+// one. Paths of the tree resolve inside it (inRoot): a symbolic link of
+// the tree's files never leads a mount out of it.
+func (r *Restored) mount(dir image.Dir, s Step, fds map[uint32]int, targets map[uint32]string, rootFd int) (int, error) {
+	var m int
+	var err error
 	switch s.How {
 	case Bind, External:
 		if s.PtySlave {
 			if err := r.makePty(s, rootFd); err != nil {
-				return err
+				return -1, err
 			}
 		}
-		src, err := openSource(s, rootFd)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		st, err := src.Stat()
-		if err != nil {
-			return err
-		}
-		if err := makeTarget(rootFd, s.Target, !st.IsDir()); err != nil {
-			return err
-		}
-		if err := onTarget(rootFd, s.Target, func(at string) error {
-			return unix.Mount(fdPath(src), at, "", unix.MS_BIND, "")
-		}); err != nil {
-			return fmt.Errorf("bind %s: %w", s.Source, err)
-		}
+		m, err = cloneSource(s, fds)
 	case New:
-		if err := makeTarget(rootFd, s.Target, false); err != nil {
-			return err
+		m, err = r.newMount(dir, s)
+	default:
+		err = fmt.Errorf("a %s mount is not made by mount", s.How)
+	}
+	if err != nil {
+		return -1, err
+	}
+	if err := attach(m, s, fds, targets, rootFd); err != nil {
+		unix.Close(m)
+		return -1, err
+	}
+	if err := setFlags(m, s.Flags); err != nil {
+		unix.Close(m)
+		return -1, err
+	}
+	return m, nil
+}
+
+// cloneSource makes the bind of step s, detached: a copy of the part of
+// the mount it is bound from (open in fds), or of the host's path of an
+// external mount, without the mounts under it.
+func cloneSource(s Step, fds map[uint32]int) (int, error) {
+	if s.How == External {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, s.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return -1, fmt.Errorf("bind %s: %w", s.Source, err)
 		}
-		data := s.Data
-		if s.FSType == "proc" {
-			data = join(data, fmt.Sprintf("pidns=/proc/%d/ns/pid", pid))
-		}
-		// A read-only tmpfs is filled first, then made read-only.
-		sb := uintptr(s.SbFlags)
-		if s.Tmpfs {
-			sb &^= unix.MS_RDONLY
-		}
-		if err := onTarget(rootFd, s.Target, func(at string) error {
-			return unix.Mount(s.Source, at, s.FSType, sb, data)
-		}); err != nil {
-			return fmt.Errorf("mount %s %q: %w", s.FSType, data, err)
-		}
-		if s.Tmpfs {
-			if err := fill(dir, s, rootFd, r.ids); err != nil {
-				return err
-			}
-		}
-		if sb != uintptr(s.SbFlags) {
-			if err := onTarget(rootFd, s.Target, func(at string) error {
-				return unix.Mount("", at, "", unix.MS_REMOUNT|uintptr(s.SbFlags), data)
-			}); err != nil {
-				return fmt.Errorf("make the %s read-only: %w", s.FSType, err)
-			}
+		return fd, nil
+	}
+	// A copied mount kept under another is not open: another source then.
+	if !s.source(false, func(id uint32) bool { _, ok := fds[id]; return ok }) {
+		return -1, fmt.Errorf("bind %s: no mount it may be bound from is open", s.Source)
+	}
+	from := fds[s.bindFrom]
+	// The whole source mount alone first: below its root, the part bound
+	// is looked up in its own files, not in mounts made on them since.
+	whole, err := unix.OpenTree(from, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return -1, fmt.Errorf("bind %s: copy mount %d: %w", s.Source, s.bindFrom, err)
+	}
+	if s.rel == "." {
+		return whole, nil // the whole of it, maybe a file
+	}
+	defer unix.Close(whole)
+	part, err := inRoot(whole, s.rel, unix.O_PATH)
+	if err != nil {
+		return -1, fmt.Errorf("bind %s: open %s of mount %d: %w", s.Source, s.rel, s.bindFrom, err)
+	}
+	defer unix.Close(part)
+	fd, err := unix.OpenTree(part, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return -1, fmt.Errorf("bind %s: %w", s.Source, err)
+	}
+	return fd, nil
+}
+
+// newMount mounts the filesystem of step s afresh, detached
+// (fsopen, fsmount), and fills it if it is a tmpfs. A read-only tmpfs
+// is filled first, then made read-only.
+func (r *Restored) newMount(dir image.Dir, s Step) (int, error) {
+	fs, err := unix.Fsopen(s.FSType, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen %s: %w", s.FSType, err)
+	}
+	defer unix.Close(fs)
+	data := s.Data
+	if s.FSType == "proc" {
+		data = join(data, fmt.Sprintf("pidns=/proc/%d/ns/pid", r.pid))
+	}
+	sb := s.SbFlags
+	if s.Tmpfs {
+		sb &^= unix.MS_RDONLY
+	}
+	if err := configure(fs, s.Source, data, sb); err != nil {
+		return -1, fmt.Errorf("mount %s %q: %w", s.FSType, data, err)
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, fmt.Errorf("mount %s %q: %w", s.FSType, data, err)
+	}
+	m, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount %s: %w", s.FSType, err)
+	}
+	if s.Tmpfs {
+		err = fill(dir, s, m, r.ids)
+	}
+	if err == nil && sb != s.SbFlags {
+		err = reconfigure(m, s.SbFlags&^sb)
+	}
+	if err != nil {
+		unix.Close(m)
+		return -1, err
+	}
+	return m, nil
+}
+
+// sbOptions are the superblock's MS_ flags as fsconfig names them.
+var sbOptions = []struct {
+	flag uint32
+	name string
+}{{unix.MS_RDONLY, "ro"}, {unix.MS_SYNCHRONOUS, "sync"}, {unix.MS_DIRSYNC, "dirsync"}, {unix.MS_MANDLOCK, "mand"}}
+
+// configure gives the filesystem context fs its source, the options of
+// data (a list as mount(2) takes: "key=value" or "flag", split on
+// commas, as the kernel splits them) and the superblock flags sb.
+func configure(fs int, source, data string, sb uint32) error {
+	if source != "" {
+		if err := unix.FsconfigSetString(fs, "source", source); err != nil {
+			return fmt.Errorf("source %q: %w", source, err)
 		}
 	}
-	// The target again: now the mount just made.
-	if err := onTarget(rootFd, s.Target, func(at string) error { return unix.Mount("", at, "", s.remountFlags(), "") }); err != nil {
-		return fmt.Errorf("set flags %#x: %w", s.Flags, err)
+	for _, o := range strings.Split(data, ",") {
+		if o == "" {
+			continue
+		}
+		k, v, isValue := strings.Cut(o, "=")
+		var err error
+		if isValue {
+			err = unix.FsconfigSetString(fs, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fs, k)
+		}
+		if err != nil {
+			return fmt.Errorf("option %q: %w", o, err)
+		}
+	}
+	return setSbFlags(fs, sb)
+}
+
+// setSbFlags sets the superblock flags sb in the filesystem context fs.
+func setSbFlags(fs int, sb uint32) error {
+	for _, o := range sbOptions {
+		if sb&o.flag != 0 {
+			if err := unix.FsconfigSetFlag(fs, o.name); err != nil {
+				return fmt.Errorf("option %q: %w", o.name, err)
+			}
+		}
 	}
 	return nil
+}
+
+// reconfigure sets the superblock flags sb of the mount open at m.
+func reconfigure(m int, sb uint32) error {
+	fs, err := unix.Fspick(m, "", unix.FSPICK_EMPTY_PATH|unix.FSPICK_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fspick: %w", err)
+	}
+	defer unix.Close(fs)
+	if err := setSbFlags(fs, sb); err != nil {
+		return err
+	}
+	if err := unix.FsconfigReconfigure(fs); err != nil {
+		return fmt.Errorf("reconfigure with flags %#x: %w", sb, err)
+	}
+	return nil
+}
+
+// attach moves the detached mount m to the mountpoint of step s: below
+// the root of its parent mount, open in fds, whatever is mounted over
+// that since (an overmount: order attaches a mount hidden by a sibling
+// before the sibling). Without its parent open (a copied mount hidden
+// under another), the mountpoint is looked up from the tree's root.
+func attach(m int, s Step, fds map[uint32]int, targets map[uint32]string, rootFd int) error {
+	at, rel := rootFd, s.Target
+	if p, ok := fds[s.Entry.GetParentMntId()]; ok {
+		if r, ok := below(s.Target, targets[s.Entry.GetParentMntId()]); ok {
+			at, rel = p, r
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(m, &st); err != nil {
+		return err
+	}
+	t := at
+	if rel != "." {
+		if err := makeTarget(at, rel, st.Mode&unix.S_IFMT != unix.S_IFDIR); err != nil {
+			return err
+		}
+		fd, err := inRoot(at, rel, unix.O_PATH)
+		if err != nil {
+			return fmt.Errorf("open mountpoint %s: %w", s.Target, err)
+		}
+		defer unix.Close(fd)
+		t = fd
+	}
+	if err := unix.MoveMount(m, "", t, "", moveMountFEmptyPath|moveMountTEmptyPath); err != nil {
+		return fmt.Errorf("attach at %s: %w", s.Target, err)
+	}
+	return nil
+}
+
+// below is the path of p below dir, "." for dir itself, if p is there.
+func below(p, dir string) (string, bool) {
+	if p == dir {
+		return ".", true
+	}
+	if dir == "/" {
+		return strings.TrimPrefix(p, "/"), strings.HasPrefix(p, "/")
+	}
+	rest, ok := strings.CutPrefix(p, dir+"/")
+	return rest, ok
+}
+
+// setFlags gives the mount open at m its own flags (ro, nosuid, nodev,
+// noexec, atime), exactly: each one not in flags is cleared.
+func setFlags(m int, flags uint32) error {
+	var set uint64
+	for _, f := range mountAttrs {
+		if flags&f.flag != 0 {
+			set |= f.attr
+		}
+	}
+	switch {
+	case flags&unix.MS_NOATIME != 0:
+		set |= unix.MOUNT_ATTR_NOATIME
+	case flags&unix.MS_STRICTATIME != 0:
+		set |= unix.MOUNT_ATTR_STRICTATIME
+	default:
+		set |= unix.MOUNT_ATTR_RELATIME
+	}
+	attr := unix.MountAttr{
+		Attr_set: set,
+		Attr_clr: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC |
+			unix.MOUNT_ATTR_NODIRATIME | unix.MOUNT_ATTR__ATIME,
+	}
+	if err := unix.MountSetattr(m, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("set flags %#x: %w", flags, err)
+	}
+	return nil
+}
+
+// mountAttrs are the MS_ flags of a mount with their MOUNT_ATTR_ names
+// (the atime ones apart).
+var mountAttrs = []struct {
+	flag uint32
+	attr uint64
+}{
+	{unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY}, {unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID},
+	{unix.MS_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC},
+	{unix.MS_NODIRATIME, unix.MOUNT_ATTR_NODIRATIME},
 }
 
 // makePty makes pty s.PtyIndex of the devpts whose slave s binds, at the
@@ -401,23 +604,6 @@ func (r *Restored) makePty(s Step, rootFd int) error {
 	return nil
 }
 
-// openSource opens what step s binds: a path of the tree, or of the
-// host for an external mount.
-func openSource(s Step, rootFd int) (*os.File, error) {
-	if s.How == External {
-		fd, err := unix.Open(s.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", s.Source, err)
-		}
-		return os.NewFile(uintptr(fd), s.Source), nil
-	}
-	fd, err := inRoot(rootFd, s.Source, unix.O_PATH)
-	if err != nil {
-		return nil, fmt.Errorf("open %s in the new root: %w", s.Source, err)
-	}
-	return os.NewFile(uintptr(fd), s.Source), nil
-}
-
 // inRoot opens path, a path of the tree, in the tree whose root is open
 // at rootFd: symbolic links and ".." resolve as if rootFd were "/".
 func inRoot(rootFd int, path string, flags int) (int, error) {
@@ -427,25 +613,11 @@ func inRoot(rootFd int, path string, flags int) (int, error) {
 	})
 }
 
-// onTarget runs fn on the mountpoint path of the tree (inRoot), named
-// through /proc/self/fd.
-func onTarget(rootFd int, path string, fn func(at string) error) error {
-	fd, err := inRoot(rootFd, path, unix.O_PATH)
+// fill unpacks a tmpfs's contents into it, the new mount open at m.
+func fill(dir image.Dir, s Step, m int, ids tarfs.IDs) error {
+	fd, err := unix.Openat(m, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open %s in the new root: %w", path, err)
-	}
-	defer unix.Close(fd)
-	return fn(fmt.Sprintf("/proc/self/fd/%d", fd))
-}
-
-// fdPath names an open file through /proc/self/fd.
-func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
-
-// fill unpacks a tmpfs's contents into it, the mount now at s.Target.
-func fill(dir image.Dir, s Step, rootFd int, ids tarfs.IDs) error {
-	fd, err := inRoot(rootFd, s.Target, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return fmt.Errorf("open %s in the new root: %w", s.Target, err)
+		return fmt.Errorf("open the new tmpfs: %w", err)
 	}
 	d := os.NewFile(uintptr(fd), s.Target)
 	defer d.Close()

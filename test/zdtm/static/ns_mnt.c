@@ -30,6 +30,16 @@
  * each (files_check). The paths are the container's: amber must find
  * them in its root, not in the host's.
  *
+ * With NS_MNT_OVER set, it stacks mounts that hide each other under
+ * /over (over_setup): two tmpfs at /over/a/b, the upper one with a tmpfs
+ * at /over/a/b/c, then a tmpfs at /over/a over them all and a bind of
+ * its own /b over it; and an unbindable tmpfs at /over/u, with a bind of
+ * its /sub made before.  After SIGTERM, it unmounts them from the top and
+ * checks the files of each mount as it shows (over_check), and that
+ * /over/u cannot be bound: a dump must save the hidden and unbindable
+ * tmpfs files, and a restore make every mount, hidden ones and their
+ * binds, in its place, unbindable again.
+ *
  * With NS_MNT_SUBNS set, it also forks a child that unshares a mount
  * namespace of its own (sub_child): there it mounts a tmpfs on /sub and
  * binds /data on /ro, keeps a file of that tmpfs open, and keeps the
@@ -343,6 +353,53 @@ static void files_check(void)
 			file_kinds[i].check();
 }
 
+static void expect_file(const char *path, const char *want);
+
+/* over_setup stacks the mounts of NS_MNT_OVER (see the top). */
+static void over_setup(void)
+{
+	must(mkdir("/over", 0755) == 0 && mkdir("/over/a", 0755) == 0 && mkdir("/over/a/b", 0755) == 0, "mkdir /over");
+	must(mount("tmpfs", "/over/a/b", "tmpfs", 0, "size=1m") == 0, "mount the first /over/a/b");
+	put("/over/a/b/first", "the first tmpfs at /over/a/b", 0644);
+	must(mount("tmpfs", "/over/a/b", "tmpfs", MS_NOSUID, "size=1m") == 0, "mount the second /over/a/b");
+	put("/over/a/b/second", "the second tmpfs at /over/a/b", 0644);
+	must(mkdir("/over/a/b/c", 0755) == 0, "mkdir /over/a/b/c");
+	must(mount("tmpfs", "/over/a/b/c", "tmpfs", 0, "size=1m") == 0, "mount /over/a/b/c");
+	put("/over/a/b/c/third", "the tmpfs at /over/a/b/c", 0644);
+	must(mount("tmpfs", "/over/a", "tmpfs", MS_NODEV, "size=1m") == 0, "mount /over/a");
+	must(mkdir("/over/a/b", 0755) == 0, "mkdir /over/a/b on the tmpfs at /over/a");
+	put("/over/a/b/upper", "the tmpfs at /over/a", 0644);
+	bind("/over/a/b", "/over/a", MS_RDONLY);
+	/* An unbindable tmpfs, a directory of which was bound before. */
+	must(mkdir("/over/u", 0755) == 0 && mkdir("/over/unb", 0755) == 0, "mkdir /over/u");
+	must(mount("tmpfs", "/over/u", "tmpfs", 0, "size=1m") == 0, "mount /over/u");
+	must(mkdir("/over/u/sub", 0755) == 0, "mkdir /over/u/sub");
+	put("/over/u/sub/file", "in the unbindable tmpfs", 0644);
+	bind("/over/u/sub", "/over/unb", 0);
+	must(mount(NULL, "/over/u", NULL, MS_UNBINDABLE, NULL) == 0, "make /over/u unbindable");
+}
+
+/* over_check unmounts the mounts of over_setup from the top, checking each. */
+static void over_check(void)
+{
+	expect_file("/over/a/upper", "the tmpfs at /over/a");
+	if (open("/over/a/new", O_WRONLY | O_CREAT, 0644) >= 0 || errno != EROFS)
+		fail("the bind at /over/a is writable");
+	must(umount("/over/a") == 0, "umount the bind at /over/a");
+	expect_file("/over/a/b/upper", "the tmpfs at /over/a");
+	must(umount("/over/a") == 0, "umount the tmpfs at /over/a");
+	expect_file("/over/a/b/second", "the second tmpfs at /over/a/b");
+	expect_file("/over/a/b/c/third", "the tmpfs at /over/a/b/c");
+	must(umount("/over/a/b/c") == 0, "umount /over/a/b/c");
+	must(umount("/over/a/b") == 0, "umount the second /over/a/b");
+	expect_file("/over/a/b/first", "the first tmpfs at /over/a/b");
+	must(umount("/over/a/b") == 0, "umount the first /over/a/b");
+	expect_file("/over/u/sub/file", "in the unbindable tmpfs");
+	expect_file("/over/unb/file", "in the unbindable tmpfs");
+	if (mount("/over/u", "/over/a", NULL, MS_BIND, NULL) == 0 || errno != EINVAL)
+		fail("/over/u is bindable");
+}
+
 /* build makes ./root and its mounts, pivots into it and runs /ns_mnt. */
 static void build(const char *self)
 {
@@ -466,7 +523,6 @@ static void sub_on_term(int sig)
 	sub_stop = 1;
 }
 
-static void expect_file(const char *path, const char *want);
 static char *mounts(void);
 
 /*
@@ -606,6 +662,8 @@ int main(int argc, char **argv)
 	kinds_setup();
 	if (getenv("NS_MNT_FILES"))
 		files_setup();
+	if (getenv("NS_MNT_OVER"))
+		over_setup();
 	if (getenv("NS_MNT_SUBNS"))
 		sub = sub_start();
 	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
@@ -662,5 +720,7 @@ int main(int argc, char **argv)
 	must(access("/dev/pts/ptmx", F_OK) == 0, "/dev/pts/ptmx");
 	if (getenv("NS_MNT_FILES"))
 		files_check();
+	if (getenv("NS_MNT_OVER"))
+		over_check();
 	pass();
 }
