@@ -105,10 +105,11 @@ type linkStep struct {
 }
 
 // planLinks decides how each link of netdev-ID.img of network namespace
-// nsID (at path, for messages) is restored, with the outside ends veths gives (by the
-// veth's name). Every veth needs one; every entry of veths must name a
-// veth of the images.
-func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths map[string]ExtVeth) ([]linkStep, error) {
+// nsID (at path, for messages) is restored, with the outside ends veths
+// gives (by the veth's name). Every veth needs one; if all, the tree's
+// only network namespace, every entry of veths must name a veth of the
+// images.
+func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths map[string]ExtVeth, all bool) ([]linkStep, error) {
 	steps := make([]linkStep, 0, len(links))
 	used := map[string]bool{}
 	for _, l := range links {
@@ -133,7 +134,7 @@ func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths m
 		}
 	}
 	for name := range veths {
-		if !used[name] {
+		if all && !used[name] {
 			return nil, fmt.Errorf("--external veth[%s]: %s has no veth %s", name, path, name)
 		}
 	}
