@@ -326,10 +326,13 @@ func TestNamespacesNet(t *testing.T) {
 // not for here: its connections' peers, closed by the program, are
 // orphans of the dumped namespace that die with it, and the restored
 // connections' acknowledgement of their peers' FIN is answered with a
-// reset.)
+// reset.) netns_sub_sk has tasks in a second network namespace, each
+// holding sockets of the other one: each namespace is dumped with its
+// sockets, and every socket is made again in its own namespace,
+// whichever task holds it.
 func TestNamespacesNetSockets(t *testing.T) {
 	for _, name := range []string{"sk_unix_pair", "sk_unix_listen", "sk_unix_abstract", "sk_unix_scm", "sk_unix_tree", "sk_unix_shutdown",
-		"tcp_half_closed00", "tcp_closed00"} {
+		"tcp_half_closed00", "tcp_closed00", "netns_sub_sk"} {
 		t.Run(name, func(t *testing.T) {
 			c := startNamespaced(t, name, unix.CLONE_NEWNET)
 			c.mustDump()

@@ -162,6 +162,7 @@ var programs = []program{
 	{name: "ns_time_kids", refused: "time namespace for its children"},
 	{name: "ns_pid_lock", cloneflags: unix.CLONE_NEWPID, restoreFlags: fileLocks, own: true},
 	{name: "netns_veth", cloneflags: unix.CLONE_NEWNET, own: true},
+	{name: "netns_sub_sk", cloneflags: unix.CLONE_NEWNET, own: true},
 	{name: "tcp_skip_inflight", dumpFlags: tcpSkipInFlight, restoreFlags: tcpEstablished},
 	{name: "tcp_peer_lock", restoreFlags: tcpEstablished, own: true},
 	{name: "tcp_syn_sent00", cloneflags: unix.CLONE_NEWNET, dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},

@@ -26,7 +26,7 @@ func (d *dumper) namespaces(tree *frozenTree) (*namespaces.Table, error) {
 	ns.SetEmptyNet(d.opts.EmptyNet)
 	d.fds.SetNsLookup(ns.FileID)
 	ns.SetExtNet(d.opts.ExtNet)
-	if err := ns.AddMntTasks(tree.livePids()); err != nil {
+	if err := ns.AddTasks(tree.livePids()); err != nil {
 		return nil, err
 	}
 	if _, ok := ns.Own(namespaces.Mnt); ok {

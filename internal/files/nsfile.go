@@ -32,7 +32,13 @@ type NsLookup func(name string, ino uint64) (id uint32, flag uintptr, ok bool)
 
 // SetNsLookup tells the dumper how to name the namespaces that namespace
 // files point to.
-func (d *Dumper) SetNsLookup(f NsLookup) { d.nsIDs = f }
+func (d *Dumper) SetNsLookup(f NsLookup) {
+	d.nsIDs = f
+	d.sockets.SetNetnsLookup(func(ino uint64) (uint32, bool) {
+		id, _, ok := f("net", ino)
+		return id, ok
+	})
+}
 
 // SetUserMaps says the tree is in a user namespace of its own with these
 // maps: the owners the images hold are that namespace's.

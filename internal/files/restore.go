@@ -90,6 +90,11 @@ type RestoreInput struct {
 	// NsIDs are the task's namespace ids (ids-PID.img), for its
 	// namespace files (nil: none known).
 	NsIDs *criucore.TaskKobjIdsEntry
+	// NetnsPid names a task of the tree in network namespace id of the
+	// images, by the PID the task sees, once the namespace is made: the
+	// task makes a socket of another namespace than its own there (nil:
+	// every socket in its own).
+	NetnsPid func(id uint32) (int, bool)
 	// HostNs are amber's descriptors of its own namespaces, by their id
 	// in the images, for the namespace files of the dumper's namespaces
 	// (nil: none).

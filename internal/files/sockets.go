@@ -142,7 +142,8 @@ func (p *fdPlanner) socketPlan() *sockets.Plan {
 		in, x := p.in, p.in.extra()
 		p.sockets = sockets.NewPlan(socketPlanner{p}, &sockets.RestoreInput{Files: in.Files, Stat: in.Stat,
 			SkQueues: x.SkQueues, SkScm: x.SkScm, TCPStreams: x.TCPStreams,
-			ExtUnixSk: in.ExtUnixSk, TCPEstablished: in.TCPEstablished, TCPClose: in.TCPClose})
+			ExtUnixSk: in.ExtUnixSk, TCPEstablished: in.TCPEstablished, TCPClose: in.TCPClose,
+			OwnNetns: in.NsIDs.GetNetNsId(), NetnsPid: in.NetnsPid})
 	}
 	return p.sockets
 }

@@ -145,8 +145,8 @@ func TestDumpScmRights(t *testing.T) {
 	}
 	before := fdCount(t)
 	d.ReleaseSockets(false)
-	if after := fdCount(t); after != before-2 {
-		t.Errorf("%d descriptors open after ReleaseSockets, %d before: want amber's two copies closed", after, before)
+	if after := fdCount(t); after != before-3 {
+		t.Errorf("%d descriptors open after ReleaseSockets, %d before: want amber's two copies and its descriptor of their network namespace closed", after, before)
 	}
 }
 

@@ -38,9 +38,9 @@ type Table struct {
 	extNet ExtNet
 	// next is the id the next namespace found gets.
 	next uint32
-	// mnts are the tree's mount namespaces (AddMntTasks), the root's
-	// first.
-	mnts []NsTask
+	// mnts and nets are the tree's mount and network namespaces
+	// (AddTasks), the root's first.
+	mnts, nets []NsTask
 	// users are the maps of the root's user namespace, if it is not
 	// amber's (userns.go): nil otherwise.
 	users *idmap.Pair
@@ -133,31 +133,46 @@ func NewTable(root int, warnf func(format string, args ...any)) (*Table, error) 
 	if t.own[Mnt] {
 		t.mnts = []NsTask{{t.ids[Mnt][t.root[Mnt]], root}}
 	}
+	if t.own[Net] {
+		t.nets = []NsTask{{t.ids[Net][t.root[Net]], root}}
+	}
 	return t, nil
 }
 
-// AddMntTasks numbers the mount namespaces of pids, the tasks of the
-// tree, when the root's is dumped: a task may have unshared one of its
-// own (CLONE_NEWNS), each is dumped. One in amber's own is refused:
-// the restore could not make it again.
-func (t *Table) AddMntTasks(pids []int) error {
-	if !t.own[Mnt] {
-		return nil
-	}
-	for _, pid := range pids {
-		ino, err := inode(pid, Mnt)
-		if err != nil {
-			return err
-		}
-		if _, ok := t.ids[Mnt][ino]; ok {
-			if ino == t.self[Mnt] {
-				return fmt.Errorf("pid %d is in amber's mount namespace, its root %d in one of its own: not supported", pid, t.mnts[0].Pid)
-			}
+// AddTasks numbers the mount and network namespaces of pids, the tasks
+// of the tree, when the root's of that kind is dumped: a task may have
+// unshared one of its own (CLONE_NEWNS, CLONE_NEWNET) or entered
+// another (setns), and each is dumped. One in amber's own is refused:
+// the restore could not make it again. So is a network namespace
+// other than the root's when the root's is not dumped (--empty-ns net,
+// --external net[]): its links could not be made again beside it.
+func (t *Table) AddTasks(pids []int) error {
+	for _, k := range []Kind{Mnt, Net} {
+		if !t.own[k] {
 			continue
 		}
-		t.ids[Mnt][ino] = t.next
-		t.mnts = append(t.mnts, NsTask{t.next, pid})
-		t.next++
+		list := &t.mnts
+		if k == Net {
+			list = &t.nets
+		}
+		for _, pid := range pids {
+			ino, err := inode(pid, k)
+			if err != nil {
+				return err
+			}
+			if _, ok := t.ids[k][ino]; ok {
+				if ino == t.self[k] {
+					return fmt.Errorf("pid %d is in amber's %s namespace, its root %d in one of its own: not supported", pid, k.Name, (*list)[0].Pid)
+				}
+				continue
+			}
+			if k == Net && (t.emptyNet || t.netExternal()) {
+				return fmt.Errorf("pid %d is in a network namespace other than its root's, whose namespace is left to the container engine: not supported", pid)
+			}
+			t.ids[k][ino] = t.next
+			*list = append(*list, NsTask{t.next, pid})
+			t.next++
+		}
 	}
 	return nil
 }
@@ -165,6 +180,10 @@ func (t *Table) AddMntTasks(pids []int) error {
 // MntNamespaces lists the tree's mount namespaces that are dumped, the
 // root's first: none if the root is in amber's.
 func (t *Table) MntNamespaces() []NsTask { return t.mnts }
+
+// NetNamespaces lists the tree's network namespaces that are dumped,
+// the root's first: none if the root is in amber's.
+func (t *Table) NetNamespaces() []NsTask { return t.nets }
 
 // dumpable tells whether amber dumps root's namespace of kind k, and if
 // not why.
@@ -225,7 +244,7 @@ func (t *Table) Self() *criucore.TaskKobjIdsEntry {
 
 // Fill sets the namespace ids of pid, a task of the tree, in e. A task of
 // a kind amber dumps must be in its root's namespace of that kind (but
-// for a mount namespace AddMntTasks numbered), and
+// for a mount or network namespace AddTasks numbered), and
 // every task in its root's time namespace, whether amber dumps it or
 // not, with its children born there too: the restore cannot give a
 // clock back to one task alone.
@@ -248,10 +267,10 @@ func (t *Table) Fill(e *criucore.TaskKobjIdsEntry, pid int) error {
 		if err != nil {
 			return err
 		}
-		if k == Mnt {
+		if k == Mnt || k == Net {
 			id, ok := t.ids[k][ino]
 			if !ok {
-				return fmt.Errorf("pid %d is in a mount namespace the dump did not number", pid)
+				return fmt.Errorf("pid %d is in a %s namespace the dump did not number", pid, k.Name)
 			}
 			*field(e, k) = proto.Uint32(id)
 			continue
@@ -297,7 +316,11 @@ func (t *Table) Dump(dir image.Dir, root int) error {
 	case t.own[Net] && t.netExternal():
 		return dumpExtNet(dir, t.ids[Net][t.root[Net]], t.extNet.Key)
 	case t.own[Net] && !t.emptyNet:
-		return dumpNet(dir, t.ids[Net][t.root[Net]], root)
+		for _, n := range t.nets {
+			if err := dumpNet(dir, n.ID, n.Pid); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

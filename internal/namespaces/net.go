@@ -90,6 +90,9 @@ type NetOptions struct {
 	// Veths are the outside ends of its veths, by the veth's name
 	// (--external veth[IFNAME]:OUTNAME[@BRIDGE]).
 	Veths map[string]ExtVeth
+	// Several says the tree has other network namespaces, whose veths
+	// Veths may name too.
+	Several bool
 }
 
 // RestoreNet sets up the network namespace id that pid was created in,
@@ -108,7 +111,7 @@ func RestoreNet(dir image.Dir, id uint32, pid int, opts NetOptions) error {
 	if err != nil {
 		return err
 	}
-	steps, err := planLinks(p.String(), id, links, opts.Veths)
+	steps, err := planLinks(p.String(), id, links, opts.Veths, !opts.Several)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func link(typ netdev.NdType, name string) *netdev.NetDeviceEntry {
 func TestPlanLinks(t *testing.T) {
 	lo, v := link(netdev.NdType_LOOPBACK, "lo"), link(netdev.NdType_VETH, "eth0")
 	steps, err := planLinks("netdev-9.img", 9, []*netdev.NetDeviceEntry{lo, v},
-		map[string]ExtVeth{"eth0": {Name: "veth-out", Bridge: "br0"}})
+		map[string]ExtVeth{"eth0": {Name: "veth-out", Bridge: "br0"}}, true)
 	if err != nil || len(steps) != 2 || steps[0].peer != nil || steps[1].peer == nil || *steps[1].peer != (ExtVeth{"veth-out", "br0"}) {
 		t.Fatalf("plan: %+v, %v", steps, err)
 	}
@@ -44,14 +44,14 @@ func TestPlanLinks(t *testing.T) {
 		{[]*netdev.NetDeviceEntry{link(netdev.NdType_TUN, "tun0")}, nil, []string{"link tun0", "TUN"}},
 		{[]*netdev.NetDeviceEntry{lo}, map[string]ExtVeth{"eth9": {Name: "x"}}, []string{"veth[eth9]", "no veth eth9"}},
 	} {
-		_, err := planLinks("netdev-9.img", 9, c.links, c.veths)
+		_, err := planLinks("netdev-9.img", 9, c.links, c.veths, true)
 		for _, w := range c.want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("plan of %v with %v: %v; want an error with %q", c.links, c.veths, err, w)
 			}
 		}
 	}
-	if steps, err := planLinks("netdev-9.img", 9, []*netdev.NetDeviceEntry{outsideNsid}, map[string]ExtVeth{"eth3": {Name: "o"}}); err != nil || len(steps) != 1 {
+	if steps, err := planLinks("netdev-9.img", 9, []*netdev.NetDeviceEntry{outsideNsid}, map[string]ExtVeth{"eth3": {Name: "o"}}, true); err != nil || len(steps) != 1 {
 		t.Errorf("plan of a veth whose peer is in another dumped namespace, with its outside end: %v", err)
 	}
 }

@@ -192,3 +192,75 @@ func checkShowdump(t *testing.T, dir image.Dir) {
 		}
 	}
 }
+
+// TestNetBridgeRoundTrip dumps a namespace with a bridge (as zdtm's
+// bridge test makes it: an IPv4 address and a link-local IPv6 one) and
+// restores it into a new one: the bridge is back with its kind, index,
+// MTU, MAC and state, and both addresses.
+func TestNetBridgeRoundTrip(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir, err := image.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	mac := net.HardwareAddr{0x02, 0xa5, 0x00, 0x00, 0x00, 0x05}
+	want := []string{"10.0.55.55/32", "fe80:4567::1/64"}
+	inFreshNetns(t, func(int) error {
+		tree, stop := heldNetns(t)
+		err := InNamespace(tree, Net, func() error {
+			a := netlink.NewLinkAttrs()
+			a.Name, a.Index, a.MTU, a.HardwareAddr, a.Flags = "amber-br0", 5, 1300, mac, net.FlagUp
+			br := &netlink.Bridge{LinkAttrs: a}
+			if err := netlink.LinkAdd(br); err != nil {
+				return err
+			}
+			for _, s := range want {
+				addr, _ := netlink.ParseAddr(s)
+				addr.Flags = unix.IFA_F_NODAD
+				if err := netlink.AddrAdd(br, addr); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = dumpNet(dir, 9, tree)
+		}
+		stop()
+		if err != nil {
+			return err
+		}
+		tree, stop = heldNetns(t)
+		defer stop()
+		if err := RestoreNet(dir, 9, tree, NetOptions{}); err != nil {
+			return err
+		}
+		return InNamespace(tree, Net, func() error {
+			l, err := netlink.LinkByName("amber-br0")
+			if err != nil {
+				return err
+			}
+			a := l.Attrs()
+			if l.Type() != "bridge" || a.Index != 5 || a.MTU != 1300 || !bytes.Equal(a.HardwareAddr, mac) || a.RawFlags&unix.IFF_UP == 0 {
+				t.Errorf("bridge after restore: %s index %d mtu %d mac %s flags %#x; want bridge 5 1300 %s up", l.Type(), a.Index, a.MTU, a.HardwareAddr, a.RawFlags, mac)
+			}
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+			if err != nil {
+				return err
+			}
+			for _, w := range want {
+				found := false
+				for _, a := range addrs {
+					found = found || a.IPNet.String() == w
+				}
+				if !found {
+					t.Errorf("bridge addresses after restore: %v, want %s among them", addrs, w)
+				}
+			}
+			return nil
+		})
+	})
+}

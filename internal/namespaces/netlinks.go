@@ -4,8 +4,9 @@ package namespaces
 // dumps and restores them: the loopback, and veth links whose peer is
 // outside the namespace. On restore such a veth is made again with its
 // peer in amber's namespace, under the name CRIU's --external
-// veth[IFNAME]:OUTNAME[@BRIDGE] gives (and put in BRIDGE). Links of
-// other kinds (bridge, macvlan, tun, ...) are refused at dump, naming
+// veth[IFNAME]:OUTNAME[@BRIDGE] gives (and put in BRIDGE); and bridges,
+// made again with their index, address and MTU. Links of other kinds
+// (macvlan, tun, ...) and enslaved links are refused at dump, naming
 // the link.
 
 import (
@@ -53,6 +54,9 @@ func linkEntry(l netlink.Link, nsID uint32) (*netdev.NetDeviceEntry, error) {
 	switch {
 	case a.EncapType == "loopback":
 		e.Type = netdev.NdType_LOOPBACK.Enum()
+	case l.Type() == "bridge":
+		e.Type = netdev.NdType_BRIDGE.Enum()
+		e.Address = a.HardwareAddr
 	case l.Type() == "veth":
 		e.Type = netdev.NdType_VETH.Enum()
 		e.Address = a.HardwareAddr
@@ -61,8 +65,8 @@ func linkEntry(l netlink.Link, nsID uint32) (*netdev.NetDeviceEntry, error) {
 			e.PeerNsid = proto.Uint32(nsID)
 		}
 	default:
-		return nil, fmt.Errorf("link %s (index %d) of kind %s: amber dumps the loopback and veth links only "+
-			"(dump with --empty-ns net to leave the network namespace to a container engine)", a.Name, a.Index, l.Type())
+		return nil, fmt.Errorf("link %s (index %d) of kind %s: amber dumps the loopback, veth links "+
+			"and bridges (dump with --empty-ns net to leave the network namespace to a container engine)", a.Name, a.Index, l.Type())
 	}
 	if a.MasterIndex != 0 {
 		e.Master = proto.Uint32(uint32(a.MasterIndex))
@@ -100,15 +104,18 @@ func validLinkName(s string) bool {
 type linkStep struct {
 	link *netdev.NetDeviceEntry
 	// peer is the outside end of a veth to create; nil for the
-	// loopback, which the new namespace has: its MTU and flags are set.
+	// loopback, which the new namespace has (its MTU and flags are
+	// set), and for a bridge, made with its name, index, address, MTU
+	// and flags.
 	peer *ExtVeth
 }
 
 // planLinks decides how each link of netdev-ID.img of network namespace
-// nsID (at path, for messages) is restored, with the outside ends veths gives (by the
-// veth's name). Every veth needs one; every entry of veths must name a
-// veth of the images.
-func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths map[string]ExtVeth) ([]linkStep, error) {
+// nsID (at path, for messages) is restored, with the outside ends veths
+// gives (by the veth's name). Every veth needs one; if all, the tree's
+// only network namespace, every entry of veths must name a veth of the
+// images.
+func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths map[string]ExtVeth, all bool) ([]linkStep, error) {
 	steps := make([]linkStep, 0, len(links))
 	used := map[string]bool{}
 	for _, l := range links {
@@ -116,7 +123,7 @@ func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths m
 			return nil, fmt.Errorf("%s: link %s is enslaved to link %d: not supported", path, l.GetName(), l.GetMaster())
 		}
 		switch l.GetType() {
-		case netdev.NdType_LOOPBACK:
+		case netdev.NdType_LOOPBACK, netdev.NdType_BRIDGE:
 			steps = append(steps, linkStep{link: l})
 		case netdev.NdType_VETH:
 			if l.PeerNsid != nil && l.GetPeerNsid() == nsID {
@@ -129,11 +136,11 @@ func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths m
 			used[l.GetName()] = true
 			steps = append(steps, linkStep{link: l, peer: &ext})
 		default:
-			return nil, fmt.Errorf("%s: link %s of type %s: amber restores the loopback and veth links only", path, l.GetName(), l.GetType())
+			return nil, fmt.Errorf("%s: link %s of type %s: amber restores the loopback, veth links and bridges only", path, l.GetName(), l.GetType())
 		}
 	}
 	for name := range veths {
-		if !used[name] {
+		if all && !used[name] {
 			return nil, fmt.Errorf("--external veth[%s]: %s has no veth %s", name, path, name)
 		}
 	}
@@ -145,14 +152,20 @@ func planLinks(path string, nsID uint32, links []*netdev.NetDeviceEntry, veths m
 // end goes.
 func restoreLink(s linkStep, host int) error {
 	l := s.link
-	if s.peer == nil {
-		return setLoopback(l)
-	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.Index, attrs.MTU = l.GetName(), int(l.GetIfindex()), int(l.GetMtu())
 	attrs.HardwareAddr = net.HardwareAddr(l.GetAddress())
 	if l.GetFlags()&unix.IFF_UP != 0 {
 		attrs.Flags = net.FlagUp
+	}
+	switch {
+	case l.GetType() == netdev.NdType_BRIDGE:
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			return fmt.Errorf("create bridge %s (index %d): %w", l.GetName(), l.GetIfindex(), err)
+		}
+		return nil
+	case s.peer == nil:
+		return setLoopback(l)
 	}
 	v := &netlink.Veth{LinkAttrs: attrs, PeerName: s.peer.Name, PeerNamespace: netlink.NsFd(host)}
 	if err := netlink.LinkAdd(v); err != nil {

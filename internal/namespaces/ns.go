@@ -19,11 +19,13 @@
 // mounts, Table.Own tells its id), the pid namespace whose init is the
 // root of the tree (no image: the pids in pstree.img are the
 // namespace's), the clocks of a time namespace (timens-ID.img, time.go)
-// and the network namespace: its loopback and veth links, addresses and
-// routes (net.go), or none of it with --empty-ns net, and the user
-// namespace (userns-ID.img: its uid and gid maps, userns.go), which a
-// restore makes first so that it owns the others. A namespace of
-// another kind that is not amber's is not dumped: the tree is restored in the restorer's
+// and the network namespaces: the root's and any other a task of the
+// tree is in (Table.AddTasks), each with its loopback, veth and bridge
+// links, addresses and routes (net.go), or none of it with --empty-ns
+// net, and the user namespace (userns-ID.img: its uid and gid maps,
+// userns.go), which a restore makes first so that it owns the others.
+// A namespace of another kind that is not amber's is not dumped: the
+// tree is restored in the restorer's
 // namespace of that kind, and the dump says so in its log.
 //
 // Dump and restore enter a namespace on a thread of their own (setns),

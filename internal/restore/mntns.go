@@ -15,6 +15,7 @@ import (
 	"amber/internal/compel"
 	"amber/internal/fsroot"
 	"amber/internal/mounts"
+	"amber/internal/namespaces"
 )
 
 // mntNs is a restored mount namespace of the tree.
@@ -31,7 +32,7 @@ func (r *restorer) enterMountNs(task *compel.Task, insn uint64, p *process, c *t
 		return nil
 	}
 	if ns, ok := r.mntns[want]; ok {
-		return joinMountNs(task, insn, ns.pid)
+		return joinNs(task, insn, ns.pid, namespaces.Mnt)
 	}
 	parent, ok := r.mntns[p.t.ids.GetMntNsId()]
 	if !ok {
@@ -51,19 +52,19 @@ func (r *restorer) enterMountNs(task *compel.Task, insn uint64, p *process, c *t
 	return nil
 }
 
-// joinMountNs makes task join the mount namespace of pid, a task of the
+// joinNs makes task join the namespace of kind k of pid, a task of the
 // tree by the PID it sees.
-func joinMountNs(task *compel.Task, insn uint64, pid int) error {
+func joinNs(task *compel.Task, insn uint64, pid int, k namespaces.Kind) error {
 	pidfd, err := task.SyscallOK(insn, unix.SYS_PIDFD_OPEN, uint64(pid), 0)
 	if err != nil {
-		return fmt.Errorf("join the mount namespace of pid %d: pidfd_open: %w", pid, err)
+		return fmt.Errorf("join the %s namespace of pid %d: pidfd_open: %w", k.Name, pid, err)
 	}
-	_, err = task.SyscallOK(insn, unix.SYS_SETNS, pidfd, unix.CLONE_NEWNS)
+	_, err = task.SyscallOK(insn, unix.SYS_SETNS, pidfd, uint64(k.Flag))
 	if _, cerr := task.SyscallOK(insn, unix.SYS_CLOSE, pidfd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("join the mount namespace of pid %d: %w", pid, err)
+		return fmt.Errorf("join the %s namespace of pid %d: %w", k.Name, pid, err)
 	}
 	return nil
 }

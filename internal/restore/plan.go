@@ -40,6 +40,9 @@ type host struct {
 	root *fsroot.Root
 	// shared finds a file held by a task restored earlier.
 	shared func(fileID uint32) (files.Holder, bool)
+	// netnsPid finds a task restored earlier in a network namespace of
+	// the tree (files.RestoreInput.NetnsPid).
+	netnsPid func(id uint32) (int, bool)
 	// lone tells the files only one descriptor table of the tree has.
 	lone func(fileID uint32) bool
 	// memfdHolder finds a memfd inode held by a task restored earlier.
@@ -304,6 +307,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
 			Inherit: h.inherit, AmberHidden: h.hiddenAmber, NsIDs: t.ids, HostNs: h.hostNs, TreeProc: h.treeProc,
+			NetnsPid: h.netnsPid,
 		}
 		if h.mountRoot != nil {
 			in.MountRoot = h.mountRoot(t.ids.GetMntNsId())

@@ -290,6 +290,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		r.treePids[pid] = true // helpers' too
 	}
 	h.shared = r.holder
+	r.netns = map[uint32]int{tree.root.ids.GetNetNsId(): tree.root.pid}
+	h.netnsPid = func(id uint32) (int, bool) {
+		pid, ok := r.netns[id]
+		return pid, ok
+	}
 	h.procPid = r.procPid
 	r.memfdHolders = map[uint32]files.Holder{}
 	h.memfdHolder = r.memfdHolder
@@ -601,7 +606,7 @@ func (r *restorer) setupNamespaces(tree *treeImages, pid int, flags uintptr) err
 		}
 	}
 	if flags&unix.CLONE_NEWNET != 0 {
-		if err := namespaces.RestoreNet(tree.dir, tree.root.ids.GetNetNsId(), pid, namespaces.NetOptions{Empty: r.opts.EmptyNet, Veths: r.opts.ExtVeths}); err != nil {
+		if err := namespaces.RestoreNet(tree.dir, tree.root.ids.GetNetNsId(), pid, r.netOptions(tree)); err != nil {
 			return err
 		}
 	}
@@ -702,6 +707,9 @@ type restorer struct {
 	// root's first, read from mntDir; none if the root is in amber's.
 	mntns  map[uint32]mntNs
 	mntDir image.Dir
+	// netns are the tree's network namespaces made so far: a task in
+	// each, by its PID in the images and by the namespace's id.
+	netns map[uint32]int
 	// mntOf are the namespaces of the dumped mounts, by mount id.
 	mntOf map[int32]uint32
 	// mntGroups are the mount peer groups given back so far.

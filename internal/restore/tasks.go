@@ -170,6 +170,9 @@ func (r *restorer) forkChild(m maker, c *taskImages) error {
 	if err := r.enterMountNs(task, m.insn(), m.src, c); err != nil {
 		return err
 	}
+	if err := r.enterNetNs(task, m.insn(), m.src, c); err != nil {
+		return err
+	}
 	// The child has its source's scratch area: its syscall instruction
 	// serves until the child maps its own.
 	return r.restoreProcess(task, m.insn(), c, o)

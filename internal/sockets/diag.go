@@ -60,7 +60,7 @@ const (
 
 // listUnixSockets returns every unix socket of network namespace ns
 // (amber's if nil), by inode.
-func listUnixSockets(ns *sockNetns) (map[uint32]*unixDiag, error) {
+func listUnixSockets(ns *netnsRef) (map[uint32]*unixDiag, error) {
 	s, err := ns.diagSocket()
 	if err != nil {
 		return nil, err

@@ -1,11 +1,13 @@
 package sockets
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
 	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/idmap"
@@ -77,6 +79,12 @@ type Dumper struct {
 func NewDumper(files Files, opts DumpOptions) *Dumper {
 	return &Dumper{files: files, opts: opts}
 }
+
+// SetNetnsLookup tells the dumper the id in the images of each network
+// namespace a socket may belong to, by the namespace's inode: those the
+// tree's tasks are in. Without it, every socket must be in one
+// namespace, and the images name none.
+func (d *Dumper) SetNetnsLookup(f func(ino uint64) (uint32, bool)) { d.netns.lookup = f }
 
 // Finish is called once every process is dumped: it checks that every
 // unix socket's peer was dumped too and writes sk-queues.img and the
@@ -153,6 +161,13 @@ type RestoreInput struct {
 	// TCPClose restores TCP connections closed (--tcp-close), whatever
 	// the images hold of them.
 	TCPClose bool
+	// OwnNetns is the id of the task's network namespace (0: unknown),
+	// and NetnsPid names a task of the tree in network namespace id, by
+	// the PID the task sees, once that namespace is made (nil: every
+	// socket is made in the task's). A socket whose ns_id is another
+	// namespace's is made there.
+	OwnNetns uint32
+	NetnsPid func(id uint32) (int, bool)
 }
 
 // Plan makes the sockets of one task's descriptor table.
@@ -203,4 +218,42 @@ func (p *Plan) TCP() TCPLeft { return p.tcp }
 // number.
 func (p *Plan) create(what string, nr uintptr, args ...uint64) int {
 	return p.fd.Create(what, nr, args...)
+}
+
+// createIn plans a call that makes one new socket in network namespace
+// ns (the ns_id of its entry; nil: the task's) and returns its number.
+func (p *Plan) createIn(ns *uint32, what string, nr uintptr, args ...uint64) (int, error) {
+	var fd int
+	err := p.inNetns(ns, what, func() { fd = p.create(what, nr, args...) })
+	return fd, err
+}
+
+// inNetns plans mk, which makes sockets (what, for messages), in
+// network namespace ns (nil: the task's). A socket belongs for good to
+// the namespace it was made in, and what is done with it afterwards
+// (bind, connect, an abstract name, an interface) is done in its
+// namespace, whatever the task's: so only the making needs the task in
+// another namespace, which it enters through a pidfd of a task there
+// and leaves again through its own namespace's file, as CRIU's tasks
+// switch to a socket's namespace to make it.
+func (p *Plan) inNetns(ns *uint32, what string, mk func()) error {
+	if ns == nil || p.in.NetnsPid == nil || *ns == p.in.OwnNetns {
+		mk()
+		return nil
+	}
+	pid, ok := p.in.NetnsPid(*ns)
+	if !ok {
+		return fmt.Errorf("%s: its network namespace (id %d) has no task made yet: not supported", what, *ns)
+	}
+	b := p.b
+	self := b.Open("the task's own network namespace", "/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	pidfd := b.Next()
+	b.Call(fmt.Sprintf("pidfd_open pid %d, of network namespace %d", pid, *ns), unix.SYS_PIDFD_OPEN, uint64(pid), 0)
+	b.Take()
+	b.Call(fmt.Sprintf("enter network namespace %d to %s", *ns, what), unix.SYS_SETNS, uint64(pidfd), unix.CLONE_NEWNET)
+	mk()
+	b.Call(fmt.Sprintf("go back to network namespace %d", p.in.OwnNetns), unix.SYS_SETNS, uint64(self), unix.CLONE_NEWNET)
+	b.Close(pidfd)
+	b.Close(self)
+	return nil
 }

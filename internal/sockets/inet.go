@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"unsafe"
 
@@ -141,6 +140,7 @@ func (d *Dumper) addInetSocket(pid, fd, s int, ino, flags uint32, family int) (u
 	if err != nil {
 		return 0, fmt.Errorf("%v: %w", k, err)
 	}
+	ie.NsId = d.netns.nsID()
 	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Isk: ie})
 	ie.Id = proto.Uint32(id)
 	if k.tcpConnection() && !d.opts.TCPClose {
@@ -216,7 +216,7 @@ func (k *inetSock) readAddrs(s int) error {
 	if err != nil {
 		return fmt.Errorf("getsockname: %w", err)
 	}
-	if k.src, k.ifname, err = fromSockaddr(sa); err != nil {
+	if k.src, k.ifname, err = fromSockaddr(sa, s); err != nil {
 		return err
 	}
 	sa, err = unix.Getpeername(s)
@@ -226,7 +226,7 @@ func (k *inetSock) readAddrs(s int) error {
 	if err != nil {
 		return fmt.Errorf("getpeername: %w", err)
 	}
-	k.dst, _, err = fromSockaddr(sa)
+	k.dst, _, err = fromSockaddr(sa, s)
 	return err
 }
 
@@ -258,9 +258,11 @@ func peerName(s, family int) (netip.AddrPort, error) {
 	return netip.AddrPort{}, fmt.Errorf("SO_PEERNAME: an address of family %d", binary.LittleEndian.Uint16(b))
 }
 
-// fromSockaddr turns an inet address into an AddrPort, and the scope of
-// a link-local IPv6 one into its interface's name.
-func fromSockaddr(sa unix.Sockaddr) (netip.AddrPort, string, error) {
+// fromSockaddr turns an inet address of socket s into an AddrPort, and
+// the scope of a link-local IPv6 one into its interface's name, in the
+// socket's network namespace (SIOCGIFNAME on s), which may not be
+// amber's.
+func fromSockaddr(sa unix.Sockaddr, s int) (netip.AddrPort, string, error) {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), "", nil
@@ -269,19 +271,23 @@ func fromSockaddr(sa unix.Sockaddr) (netip.AddrPort, string, error) {
 		if a.ZoneId == 0 {
 			return ap, "", nil
 		}
-		ifi, err := net.InterfaceByIndex(int(a.ZoneId))
+		ifr, err := unix.NewIfreq("")
 		if err != nil {
-			return ap, "", fmt.Errorf("address %v: interface %d: %w", ap, a.ZoneId, err)
+			return ap, "", err
 		}
-		return ap, ifi.Name, nil
+		ifr.SetUint32(a.ZoneId)
+		if err := unix.IoctlIfreq(s, unix.SIOCGIFNAME, ifr); err != nil {
+			return ap, "", fmt.Errorf("address %v: interface %d (SIOCGIFNAME): %w", ap, a.ZoneId, err)
+		}
+		return ap, ifr.Name(), nil
 	case *unix.SockaddrL2TPIP:
 		// x/sys decodes the address of any inet socket of protocol
 		// IPPROTO_L2TP so, a raw one's too (checkProto refuses the
 		// others): an inet address whose port, which x/sys drops, is a
 		// raw socket's protocol.
-		return fromSockaddr(&unix.SockaddrInet4{Addr: a.Addr, Port: unix.IPPROTO_L2TP})
+		return fromSockaddr(&unix.SockaddrInet4{Addr: a.Addr, Port: unix.IPPROTO_L2TP}, s)
 	case *unix.SockaddrL2TPIP6:
-		return fromSockaddr(&unix.SockaddrInet6{Addr: a.Addr, Port: unix.IPPROTO_L2TP, ZoneId: a.ZoneId})
+		return fromSockaddr(&unix.SockaddrInet6{Addr: a.Addr, Port: unix.IPPROTO_L2TP, ZoneId: a.ZoneId}, s)
 	}
 	return netip.AddrPort{}, "", fmt.Errorf("address of family %T", sa)
 }
@@ -502,30 +508,23 @@ func (k *inetImage) check() error {
 	return nil
 }
 
-// inetSockaddr is the struct sockaddr_in or sockaddr_in6 of ap, with the
-// scope of interface ifname for a link-local IPv6 address.
-func inetSockaddr(family uint32, ap netip.AddrPort, ifname string) ([]byte, error) {
+// inetSockaddr is the struct sockaddr_in or sockaddr_in6 of ap, with no
+// scope: a socket bound to a link-local IPv6 address is bound to its
+// interface first (bind), by name, in its own network namespace.
+func inetSockaddr(family uint32, ap netip.AddrPort) []byte {
 	be := binary.BigEndian
 	if family == unix.AF_INET {
 		b := binary.LittleEndian.AppendUint16(nil, unix.AF_INET)
 		b = be.AppendUint16(b, ap.Port())
 		a4 := ap.Addr().As4()
-		return append(append(b, a4[:]...), make([]byte, 8)...), nil
-	}
-	var scope uint32
-	if ifname != "" {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return nil, fmt.Errorf("interface %s of address %v: %w", ifname, ap, err)
-		}
-		scope = uint32(ifi.Index)
+		return append(append(b, a4[:]...), make([]byte, 8)...)
 	}
 	b := binary.LittleEndian.AppendUint16(nil, unix.AF_INET6)
 	b = be.AppendUint16(b, ap.Port())
 	b = append(b, 0, 0, 0, 0) // flow info
 	a16 := ap.Addr().As16()
 	b = append(b, a16[:]...)
-	return binary.LittleEndian.AppendUint32(b, scope), nil
+	return binary.LittleEndian.AppendUint32(b, 0) // scope
 }
 
 // inetMaker plans making one inet socket in a task.
@@ -559,7 +558,10 @@ func (p *Plan) MakeInet(e *fdinfo.FileEntry) (int, error) {
 func (m *inetMaker) make() error {
 	e := m.k.e
 	typ := uint64(e.GetType()) | unix.SOCK_NONBLOCK
-	m.fd = m.p.create(fmt.Sprintf("make %v", m.k), unix.SYS_SOCKET, uint64(e.GetFamily()), typ, uint64(e.GetProto()))
+	var err error
+	if m.fd, err = m.p.createIn(e.NsId, fmt.Sprintf("make %v", m.k), unix.SYS_SOCKET, uint64(e.GetFamily()), typ, uint64(e.GetProto())); err != nil {
+		return err
+	}
 	if err := m.prepare(); err != nil {
 		return err
 	}
@@ -629,11 +631,15 @@ func (m *inetMaker) bind() error {
 	if e.GetSrcPort() == 0 {
 		return nil
 	}
-	sa, err := inetSockaddr(e.GetFamily(), m.k.src, e.GetIfname())
-	if err != nil {
-		return err
-	}
+	sa := inetSockaddr(e.GetFamily(), m.k.src)
 	b := m.p.b
+	if ifname := e.GetIfname(); ifname != "" {
+		// The scope of a link-local address: its interface, which the
+		// kernel looks up in the socket's namespace (amber's index of
+		// the name could be another namespace's).
+		b.Call(fmt.Sprintf("bind %v to interface %s", m.k, ifname), unix.SYS_SETSOCKOPT, uint64(m.fd),
+			unix.SOL_SOCKET, unix.SO_BINDTODEVICE, b.String(ifname), uint64(len(ifname)+1))
+	}
 	// A closed TCP socket's address may be held by the TIME_WAIT its
 	// own connection left; repair mode lets it bind there again.
 	repair := e.GetType() == unix.SOCK_STREAM && e.GetState() == tcpClose
@@ -664,10 +670,7 @@ func (m *inetMaker) connect() error {
 	if e.GetDstPort() == 0 || e.GetType() == unix.SOCK_STREAM {
 		return nil
 	}
-	sa, err := inetSockaddr(e.GetFamily(), m.k.dst, "")
-	if err != nil {
-		return err
-	}
+	sa := inetSockaddr(e.GetFamily(), m.k.dst)
 	b := m.p.b
 	b.Call(fmt.Sprintf("connect %v", m.k), unix.SYS_CONNECT, uint64(m.fd), b.Bytes(sa), uint64(len(sa)))
 	return nil

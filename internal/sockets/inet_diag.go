@@ -34,14 +34,21 @@ type inetDiag struct {
 // sock_diag gave, by family and protocol, and the TCP connections it put
 // in repair mode (tcp.go).
 type inetDump struct {
-	diag map[[2]int]map[uint32]inetDiag
+	diag map[inetDiagKey]map[uint32]inetDiag
 	tcp  tcpDump
+}
+
+// inetDiagKey names one sock_diag listing: a family and protocol in a
+// network namespace (its inode).
+type inetDiagKey struct {
+	family, proto int
+	ns            uint64
 }
 
 // inetSockets returns d's inet state, made on first use.
 func (d *Dumper) inetSockets() *inetDump {
 	if d.inet == nil {
-		d.inet = &inetDump{diag: map[[2]int]map[uint32]inetDiag{}, tcp: tcpDump{streams: map[uint32]*TCPStream{}}}
+		d.inet = &inetDump{diag: map[inetDiagKey]map[uint32]inetDiag{}, tcp: tcpDump{streams: map[uint32]*TCPStream{}}}
 	}
 	return d.inet
 }
@@ -59,9 +66,9 @@ func (d *Dumper) readShutdown(s int, k *inetSock) error {
 		return nil
 	}
 	in := d.inetSockets()
-	key := [2]int{k.family, k.proto}
+	key := inetDiagKey{k.family, k.proto, d.netns.curIno()}
 	if in.diag[key] == nil {
-		all, err := listInetSockets(&d.netns, k.family, k.proto)
+		all, err := listInetSockets(d.netns.cur, k.family, k.proto)
 		if err != nil {
 			all = map[uint32]inetDiag{} // no diag module for the protocol: poll
 		}
@@ -109,7 +116,7 @@ func (k *inetSock) pollShutdown(s int) error {
 
 // listInetSockets returns the sockets of family and protocol in network
 // namespace ns (amber's if nil), by inode.
-func listInetSockets(ns *sockNetns, family, proto int) (map[uint32]inetDiag, error) {
+func listInetSockets(ns *netnsRef, family, proto int) (map[uint32]inetDiag, error) {
 	out := map[uint32]inetDiag{}
 	err := sockDiagDump(ns, inetDiagRequest(family, proto), func(body []byte) error {
 		if len(body) < inetDiagMsgSize {
@@ -156,7 +163,7 @@ func inetDiagRequest(family, proto int) []byte {
 
 // sockDiagDump sends a sock_diag dump request in network namespace ns
 // and hands the body of each reply message to each, until NLMSG_DONE.
-func sockDiagDump(ns *sockNetns, req []byte, each func(body []byte) error) error {
+func sockDiagDump(ns *netnsRef, req []byte, each func(body []byte) error) error {
 	s, err := ns.diagSocket()
 	if err != nil {
 		return err

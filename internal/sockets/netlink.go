@@ -3,6 +3,7 @@ package sockets
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/bits"
 	"strings"
 
@@ -63,7 +64,7 @@ type netlinkDiag struct {
 
 // listNetlinkSockets returns the netlink sockets of network namespace
 // ns that sock_diag knows, by inode.
-func listNetlinkSockets(ns *sockNetns) (map[uint32]*netlinkDiag, error) {
+func listNetlinkSockets(ns *netnsRef) (map[uint32]*netlinkDiag, error) {
 	out := map[uint32]*netlinkDiag{}
 	err := sockDiagDump(ns, netlinkDiagRequest(), func(body []byte) error {
 		d, err := parseNetlinkDiag(body)
@@ -126,17 +127,20 @@ func netlinkName(who string, protocol, portid uint32) string {
 	return fmt.Sprintf("netlink socket %s (protocol %d, port %d)", who, protocol, portid)
 }
 
-// netlinkSockets lists the namespace's netlink sockets on first use.
+// netlinkSockets lists the netlink sockets of each namespace met, on
+// first use.
 func (d *Dumper) netlinkSockets() (map[uint32]*netlinkDiag, error) {
-	if d.netlink != nil {
-		return d.netlink, nil
+	if d.netlink == nil {
+		d.netlink = map[uint32]*netlinkDiag{}
 	}
-	all, err := listNetlinkSockets(&d.netns)
-	if err != nil {
-		return nil, fmt.Errorf("netlink sockets: %w", err)
+	for _, ns := range d.netns.unlisted("netlink") {
+		all, err := listNetlinkSockets(ns)
+		if err != nil {
+			return nil, fmt.Errorf("netlink sockets: %w", err)
+		}
+		maps.Copy(d.netlink, all)
 	}
-	d.netlink = all
-	return all, nil
+	return d.netlink, nil
 }
 
 // addNetlinkSocket records netlink socket s (a copy of pid's fd).
@@ -166,6 +170,7 @@ func (d *Dumper) addNetlinkSocket(s int, ino, flags uint32) (uint32, error) {
 		Flags: proto.Uint32(flags), Portid: proto.Uint32(nd.portid), Groups: nd.groups,
 		DstPortid: proto.Uint32(nd.dstPortid), DstGroup: proto.Uint32(nd.dstGroup), Fown: zeroFown(), Opts: opts,
 	}
+	ne.NsId = d.netns.nsID()
 	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_NETLINKSK.Enum(), Nlsk: ne})
 	ne.Id = proto.Uint32(id)
 	return id, nil
@@ -211,7 +216,10 @@ func (p *Plan) MakeNetlink(e *fdinfo.FileEntry) (int, error) {
 	}
 	what := netlinkName(fmt.Sprintf("%d (file id %d)", ne.GetIno(), e.GetId()), ne.GetProtocol(), ne.GetPortid())
 	b := p.b
-	fd := p.create("make "+what, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW, uint64(ne.GetProtocol()))
+	fd, err := p.createIn(ne.NsId, "make "+what, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW, uint64(ne.GetProtocol()))
+	if err != nil {
+		return 0, err
+	}
 	groups := ne.GetGroups()
 	if ne.GetPortid() != 0 {
 		var first uint32

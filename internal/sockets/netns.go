@@ -13,66 +13,123 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 )
 
-// sockNetns is the network namespace of the sockets a dump meets: that
-// of the first one (SIOCGSKNS). Every socket must be in the network
-// namespace of the process holding it, which the restore makes it in,
-// and all in one.
+// sockNetns are the network namespaces of the sockets a dump meets
+// (SIOCGSKNS), each with its id in the images (the socket entries'
+// ns_id): the namespaces the tree's tasks are in, which the dump's
+// namespace table numbers (SetNetnsLookup). A socket may belong to a
+// namespace other than its holder's (made before the holder entered
+// another), as long as some task of the tree is in it: the restore
+// makes it there. sock_diag lists each namespace's sockets once, through
+// a netlink socket made there.
 type sockNetns struct {
-	pid int // a process of the tree in it (/proc/PID/ns/net); 0 while no socket was met
-	ino uint64
+	// lookup is the dump's id of the network namespace of an inode
+	// (nil: the sockets must all be in one namespace, id 0).
+	lookup func(ino uint64) (uint32, bool)
+	all    map[uint64]*netnsRef // by inode
+	// cur is the namespace of the socket being added (check).
+	cur *netnsRef
 }
 
-// check records the namespace of socket s (inode ino, of family), which
-// pid holds, if it is the first, and refuses it in a namespace other
-// than pid's or another socket's. A socket in flight, which amber holds
-// (pid is amber's), must be in the namespace of the tree's others.
+// netnsRef is one network namespace sockets of the dump belong to.
+type netnsRef struct {
+	ino uint64
+	id  uint32 // in the images; 0 without a lookup
+	fd  int    // amber's descriptor of it, to make sock_diag sockets in
+	// listed are the kinds of sockets sock_diag listed in it.
+	listed map[string]bool
+}
+
+// check finds the namespace of socket s (inode ino, of family), which
+// pid holds, and makes it the current one. It must be one the dump
+// numbered: a task of the tree is in it. A socket in flight, which
+// amber holds (pid is amber's), too.
 func (n *sockNetns) check(pid, s int, ino uint64, family int) error {
 	nsfd, err := unix.IoctlRetInt(s, unix.SIOCGSKNS)
 	if err != nil {
 		return fmt.Errorf("%s socket:[%d]: its network namespace (SIOCGSKNS): %w", familyName(family), ino, err)
 	}
-	defer unix.Close(nsfd)
 	var theirs unix.Stat_t
 	if err := unix.Fstat(nsfd, &theirs); err != nil {
+		unix.Close(nsfd)
 		return fmt.Errorf("%s socket:[%d]: stat its network namespace: %w", familyName(family), ino, err)
 	}
-	if pid != os.Getpid() {
-		var holder unix.Stat_t
-		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &holder); err != nil {
-			return fmt.Errorf("network namespace of pid %d: %w", pid, err)
-		}
-		if theirs.Ino != holder.Ino {
-			return fmt.Errorf("%s socket:[%d] belongs to network namespace net:[%d], not to its process's net:[%d]: "+
-				"sockets of another network namespace are not supported", familyName(family), ino, theirs.Ino, holder.Ino)
-		}
-	}
-	if n.pid == 0 && pid != os.Getpid() {
-		n.pid, n.ino = pid, theirs.Ino
+	if r, ok := n.all[theirs.Ino]; ok {
+		unix.Close(nsfd)
+		n.cur = r
 		return nil
 	}
-	if n.pid != 0 && theirs.Ino != n.ino {
-		return fmt.Errorf("%s socket:[%d] belongs to network namespace net:[%d], the tree's other sockets to net:[%d]: "+
-			"sockets of two network namespaces are not supported", familyName(family), ino, theirs.Ino, n.ino)
+	var id uint32
+	switch {
+	case n.lookup != nil:
+		var ok bool
+		if id, ok = n.lookup(theirs.Ino); !ok {
+			unix.Close(nsfd)
+			return fmt.Errorf("%s socket:[%d] (of pid %d) belongs to network namespace net:[%d], which no task of the tree is in: not supported",
+				familyName(family), ino, pid, theirs.Ino)
+		}
+	case len(n.all) > 0:
+		unix.Close(nsfd)
+		return fmt.Errorf("%s socket:[%d] belongs to network namespace net:[%d], the tree's other sockets to another: "+
+			"sockets of two network namespaces are not supported", familyName(family), ino, theirs.Ino)
 	}
+	if n.all == nil {
+		n.all = map[uint64]*netnsRef{}
+	}
+	n.cur = &netnsRef{ino: theirs.Ino, id: id, fd: nsfd, listed: map[string]bool{}}
+	n.all[theirs.Ino] = n.cur
 	return nil
 }
 
-// diagSocket makes a NETLINK_SOCK_DIAG socket in the namespace (amber's
-// while no socket was met).
-func (n *sockNetns) diagSocket() (int, error) {
-	if n == nil || n.pid == 0 {
+// close closes amber's descriptors of the namespaces.
+func (n *sockNetns) close() {
+	for _, r := range n.all {
+		unix.Close(r.fd)
+	}
+	n.all, n.cur = nil, nil
+}
+
+// unlisted returns the namespaces whose sockets of kind sock_diag has
+// not listed yet, and marks them listed.
+func (n *sockNetns) unlisted(kind string) []*netnsRef {
+	var out []*netnsRef
+	for _, r := range n.all {
+		if !r.listed[kind] {
+			r.listed[kind] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// curIno is the inode of the current socket's namespace, for messages.
+func (n *sockNetns) curIno() uint64 {
+	if n.cur == nil {
+		return 0
+	}
+	return n.cur.ino
+}
+
+// nsID is the id in the images of the current socket's namespace, nil
+// without a lookup.
+func (n *sockNetns) nsID() *uint32 {
+	if n.cur == nil || n.lookup == nil {
+		return nil
+	}
+	return proto.Uint32(n.cur.id)
+}
+
+// diagSocket makes a NETLINK_SOCK_DIAG socket in namespace r (amber's
+// if nil).
+func (r *netnsRef) diagSocket() (int, error) {
+	if r == nil {
 		return newDiagSocket()
 	}
-	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", n.pid))
+	s, err := socketInNetns(r.fd, newDiagSocket)
 	if err != nil {
-		return -1, fmt.Errorf("sock_diag: network namespace of pid %d: %w", n.pid, err)
-	}
-	defer target.Close()
-	s, err := socketInNetns(int(target.Fd()), newDiagSocket)
-	if err != nil {
-		return -1, fmt.Errorf("sock_diag: in net:[%d]: %w", n.ino, err)
+		return -1, fmt.Errorf("sock_diag: in net:[%d]: %w", r.ino, err)
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -67,17 +68,20 @@ func packetName(who string, typ, protoNet, ifindex uint32) string {
 	return fmt.Sprintf("packet socket %s (%s, protocol %#x, interface %d)", who, kind, swap16(uint16(protoNet)), ifindex)
 }
 
-// packetSockets lists the namespace's packet sockets on first use.
+// packetSockets lists the packet sockets of each namespace met, on
+// first use.
 func (d *Dumper) packetSockets() (map[uint32]*packetDiag, error) {
-	if d.packet != nil {
-		return d.packet, nil
+	if d.packet == nil {
+		d.packet = map[uint32]*packetDiag{}
 	}
-	all, err := listPacketSockets(&d.netns)
-	if err != nil {
-		return nil, fmt.Errorf("packet sockets: %w", err)
+	for _, ns := range d.netns.unlisted("packet") {
+		all, err := listPacketSockets(ns)
+		if err != nil {
+			return nil, fmt.Errorf("packet sockets: %w", err)
+		}
+		maps.Copy(d.packet, all)
 	}
-	d.packet = all
-	return all, nil
+	return d.packet, nil
 }
 
 // addPacketSocket records packet socket s (a copy of pid's fd).
@@ -88,7 +92,7 @@ func (d *Dumper) addPacketSocket(pid, s int, ino, flags uint32) (uint32, error) 
 	}
 	pd := all[ino]
 	if pd == nil {
-		return 0, fmt.Errorf("packet socket %d: not found by sock_diag in net:[%d]", ino, d.netns.ino)
+		return 0, fmt.Errorf("packet socket %d: not found by sock_diag in net:[%d]", ino, d.netns.curIno())
 	}
 	what := packetName(fmt.Sprint(ino), uint32(pd.typ), uint32(pd.proto), pd.ifindex)
 	if err := checkPacket(pid, s, pd); err != nil {
@@ -98,6 +102,7 @@ func (d *Dumper) addPacketSocket(pid, s int, ino, flags uint32) (uint32, error) 
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
+	pe.NsId = d.netns.nsID()
 	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_PACKETSK.Enum(), Psk: pe})
 	pe.Id = proto.Uint32(id)
 	if n, err := unix.IoctlGetInt(s, unix.SIOCINQ); err == nil && n > 0 && d.opts.Warnf != nil {
@@ -217,7 +222,10 @@ func (p *Plan) MakePacket(e *fdinfo.FileEntry) (int, error) {
 	if err := checkPacketImage(pe); err != nil {
 		return 0, fmt.Errorf("%s: %w", m.what, err)
 	}
-	m.fd = p.create("make "+m.what, unix.SYS_SOCKET, unix.AF_PACKET, uint64(pe.GetType()), uint64(pe.GetProtocol()))
+	var err error
+	if m.fd, err = p.createIn(pe.NsId, "make "+m.what, unix.SYS_SOCKET, unix.AF_PACKET, uint64(pe.GetType()), uint64(pe.GetProtocol())); err != nil {
+		return 0, err
+	}
 	if pe.GetType() == unix.SOCK_PACKET {
 		m.bindByName()
 	} else {

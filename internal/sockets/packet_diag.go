@@ -63,7 +63,7 @@ type packetRing [7]uint32
 
 // listPacketSockets returns every packet socket of network namespace ns,
 // by inode.
-func listPacketSockets(ns *sockNetns) (map[uint32]*packetDiag, error) {
+func listPacketSockets(ns *netnsRef) (map[uint32]*packetDiag, error) {
 	out := map[uint32]*packetDiag{}
 	err := sockDiagDump(ns, packetDiagRequest(), func(body []byte) error {
 		d, err := parsePacketDiag(body)

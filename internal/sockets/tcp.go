@@ -325,6 +325,7 @@ func LockedConns(idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream
 // dead and closing amber's copies, the last references, closes the
 // connections silently.
 func (d *Dumper) Release(resume bool) error {
+	d.netns.close()
 	if d.inet == nil {
 		return nil
 	}
@@ -467,10 +468,7 @@ func (m *inetMaker) repair() error {
 	}
 	m.setQueueSeq(tcpRecvQueue, e.GetInqSeq()-m.finIn()-e.GetInqLen(), "receive")
 	m.setQueueSeq(tcpSendQueue, e.GetOutqSeq()-finOut(m.k.e.GetState())-e.GetOutqLen(), "send")
-	sa, err := inetSockaddr(m.k.e.GetFamily(), m.k.dst, "")
-	if err != nil {
-		return err
-	}
+	sa := inetSockaddr(m.k.e.GetFamily(), m.k.dst)
 	b := m.p.b
 	b.Call(fmt.Sprintf("connect %v in repair mode", m.k), unix.SYS_CONNECT, uint64(m.fd), b.Bytes(sa), uint64(len(sa)))
 	m.handshakeOptions(e)

@@ -80,22 +80,25 @@ const sunPathMax = 108
 // siocUnixFile opens the file a unix socket is bound to, O_PATH.
 const siocUnixFile = unix.SIOCPROTOPRIVATE
 
-// unixSockets lists the namespace's unix sockets on first use.
+// unixSockets lists the unix sockets of each namespace met, on first
+// use: their inodes are unique across namespaces.
 func (d *Dumper) unixSockets() (*unixState, error) {
-	if d.unix != nil {
-		return d.unix, nil
+	if d.unix == nil {
+		d.unix = &unixState{diag: map[uint32]*unixDiag{}, icons: map[uint32]uint32{}, dumped: map[uint32]*dumpedSocket{}, users: d.users}
 	}
-	diag, err := listUnixSockets(&d.netns)
-	if err != nil {
-		return nil, err
-	}
-	u := &unixState{diag: diag, icons: map[uint32]uint32{}, dumped: map[uint32]*dumpedSocket{}, users: d.users}
-	for ino, s := range diag {
-		for _, c := range s.icons {
-			u.icons[c] = ino
+	u := d.unix
+	for _, ns := range d.netns.unlisted("unix") {
+		diag, err := listUnixSockets(ns)
+		if err != nil {
+			return nil, err
+		}
+		for ino, s := range diag {
+			u.diag[ino] = s
+			for _, c := range s.icons {
+				u.icons[c] = ino
+			}
 		}
 	}
-	d.unix = u
 	return u, nil
 }
 
@@ -175,13 +178,14 @@ func (d *Dumper) addUnixSocket(pid, fd, s int, ino, flags uint32) (uint32, error
 	}
 	sd := u.diag[ino]
 	if sd == nil {
-		return 0, fmt.Errorf("unix socket %d: not found by sock_diag in net:[%d]", ino, d.netns.ino)
+		return 0, fmt.Errorf("unix socket %d: not found by sock_diag in net:[%d]", ino, d.netns.curIno())
 	}
 	what := fmt.Sprintf("unix socket %d (%s)", ino, unixName(sd.name))
 	ue, err := u.entry(s, sd, flags)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
+	ue.NsId = d.netns.nsID()
 	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Usk: ue})
 	ue.Id = proto.Uint32(id)
 	u.dumped[ino] = &dumpedSocket{pid: pid, fd: fd, entry: ue}
@@ -692,15 +696,25 @@ func (m *unixMaker) create(s *skunix.UnixSkEntry) error {
 	typ := uint64(s.GetType()) | unix.SOCK_NONBLOCK
 	q := m.set.partner(s)
 	if q == nil && !m.set.semiClosed(s) {
-		fd := m.p.create("make "+m.what(s), unix.SYS_SOCKET, unix.AF_UNIX, typ, 0)
+		fd, err := m.p.createIn(s.NsId, "make "+m.what(s), unix.SYS_SOCKET, unix.AF_UNIX, typ, 0)
+		if err != nil {
+			return err
+		}
 		m.fds[s.GetIno()] = m.p.b.MoveAbove(fd, m.p.safe)
 		return nil
 	}
 	b := m.p.b
-	a := b.Next()
-	b.Call(fmt.Sprintf("make a socketpair for %s", m.what(s)), unix.SYS_SOCKETPAIR, unix.AF_UNIX, typ, 0, b.Bytes(make([]byte, 8)))
-	b.Take()
-	other := b.Take()
+	var a, other int
+	what := fmt.Sprintf("make a socketpair for %s", m.what(s))
+	err := m.p.inNetns(s.NsId, what, func() {
+		a = b.Next()
+		b.Call(what, unix.SYS_SOCKETPAIR, unix.AF_UNIX, typ, 0, b.Bytes(make([]byte, 8)))
+		b.Take()
+		other = b.Take()
+	})
+	if err != nil {
+		return err
+	}
 	m.fds[s.GetIno()] = b.MoveAbove(a, m.p.safe)
 	if q != nil {
 		m.fds[q.GetIno()] = b.MoveAbove(other, m.p.safe)
@@ -781,7 +795,10 @@ func (m *unixMaker) refill(s *skunix.UnixSkEntry) error {
 	b := m.p.b
 	from, temp := m.senderOf(s)
 	if temp {
-		from = m.p.create("make a socket to refill "+m.what(s), unix.SYS_SOCKET, unix.AF_UNIX, uint64(s.GetType()), 0)
+		var err error
+		if from, err = m.p.createIn(s.NsId, "make a socket to refill "+m.what(s), unix.SYS_SOCKET, unix.AF_UNIX, uint64(s.GetType()), 0); err != nil {
+			return err
+		}
 	}
 	m.setInt(from, unix.SO_SNDBUFFORCE, maxSockBuf, "grow the send buffer to refill "+m.what(s))
 	scm := make([][]int, len(msgs))
