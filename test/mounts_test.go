@@ -120,19 +120,7 @@ func TestMountsInterop(t *testing.T) {
 // the file its parent opened is still on its parent's mount.
 func TestMountsChildNamespace(t *testing.T) {
 	t.Setenv("NS_MNT_SUBNS", "1")
-	p, _ := lookupProgram("ns_mnt")
-	c := startProgram(t, p)
-	tree := descendants(c.pid)
-	if r := c.dump(nsMntDumpArgs()...); r.err != nil {
-		t.Fatalf("dump failed: %v", r)
-	}
-	c.reapDumped(tree)
-	pidfile := c.pidfile()
-	if r := c.amber(c.prog, c.restoreArgs(pidfile, nsMntRestoreArgs(c)...)...); r.err != nil {
-		t.Fatalf("restore failed: %v", r)
-	}
-	c.requireNewPidNamespace(pidfile)
-	c.mustPass()
+	nsMntRoundTrip(t)
 }
 
 // TestMountsOvermounts: ns_mnt with mounts hidden under others
@@ -146,6 +134,13 @@ func TestMountsChildNamespace(t *testing.T) {
 // one.
 func TestMountsOvermounts(t *testing.T) {
 	t.Setenv("NS_MNT_OVER", "1")
+	nsMntRoundTrip(t)
+}
+
+// nsMntRoundTrip dumps ns_mnt in the mode its environment sets, reaps
+// it, restores it in a new pid namespace and requires it to pass its
+// own checks.
+func nsMntRoundTrip(t *testing.T) {
 	p, _ := lookupProgram("ns_mnt")
 	c := startProgram(t, p)
 	tree := descendants(c.pid)

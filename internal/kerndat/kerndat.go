@@ -29,35 +29,36 @@ func missing(format string, args ...any) Status {
 
 // Info holds the answers of every probe.
 type Info struct {
-	Kernel         string // uname release, for reports
-	PtraceSeize    Status // PTRACE_SEIZE and PTRACE_INTERRUPT
-	RseqConfig     Status // PTRACE_GET_RSEQ_CONFIGURATION
-	SeccompSuspend Status // PTRACE_O_SUSPEND_SECCOMP
-	SeccompFilters Status // PTRACE_SECCOMP_GET_FILTER
-	Clone3SetTID   Status // clone3() with set_tid
-	PidfdOpen      Status // pidfd_open()
-	PidfdGetfd     Status // pidfd_getfd()
-	ProcessVMReadv Status // process_vm_readv()
-	PagemapScan    Status // ioctl(PAGEMAP_SCAN) on /proc/PID/pagemap
-	Userfaultfd    Status // userfaultfd() or /dev/userfaultfd
-	UffdWPAsync    Status // UFFD_FEATURE_WP_ASYNC
-	MapFiles       Status // readable /proc/PID/map_files
-	SoftDirty      Status // soft-dirty bit in /proc/PID/pagemap
-	CheckpointCap  Status // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN
-	TCPRepair      Status // TCP_REPAIR (net.go)
-	SockoptBufLock Status // SO_BUF_LOCK
-	IPv6Freebind   Status // IPV6_FREEBIND
-	SkNs           Status // ioctl(SIOCGSKNS): a socket's network namespace
-	FdinfoLock     Status // file locks in /proc/PID/fdinfo
-	Timens         Status // time namespaces (/proc/PID/timens_offsets)
-	Cgroupns       Status // cgroup namespaces (/proc/PID/ns/cgroup)
-	Userns         Status // user namespaces and NS_GET_PARENT
-	PopulateWrite  Status // madvise(MADV_POPULATE_WRITE)
-	Timerfd        Status // timerfd fdinfo and TFD_IOC_SET_TICKS
-	NSpid          Status // NSpid in /proc/PID/status
-	Loginuid       Status // a task can change its /proc/PID/loginuid
-	KcmpEpoll      Status // kcmp(KCMP_EPOLL_TFD)
-	GuardPages     Status // MADV_GUARD_INSTALL, seen by PAGEMAP_SCAN
+	Kernel            string // uname release, for reports
+	PtraceSeize       Status // PTRACE_SEIZE and PTRACE_INTERRUPT
+	RseqConfig        Status // PTRACE_GET_RSEQ_CONFIGURATION
+	SeccompSuspend    Status // PTRACE_O_SUSPEND_SECCOMP
+	SeccompFilters    Status // PTRACE_SECCOMP_GET_FILTER
+	Clone3SetTID      Status // clone3() with set_tid
+	PidfdOpen         Status // pidfd_open()
+	PidfdGetfd        Status // pidfd_getfd()
+	ProcessVMReadv    Status // process_vm_readv()
+	PagemapScan       Status // ioctl(PAGEMAP_SCAN) on /proc/PID/pagemap
+	Userfaultfd       Status // userfaultfd() or /dev/userfaultfd
+	UffdWPAsync       Status // UFFD_FEATURE_WP_ASYNC
+	MapFiles          Status // readable /proc/PID/map_files
+	SoftDirty         Status // soft-dirty bit in /proc/PID/pagemap
+	CheckpointCap     Status // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN
+	TCPRepair         Status // TCP_REPAIR (net.go)
+	SockoptBufLock    Status // SO_BUF_LOCK
+	IPv6Freebind      Status // IPV6_FREEBIND
+	SkNs              Status // ioctl(SIOCGSKNS): a socket's network namespace
+	FdinfoLock        Status // file locks in /proc/PID/fdinfo
+	Timens            Status // time namespaces (/proc/PID/timens_offsets)
+	Cgroupns          Status // cgroup namespaces (/proc/PID/ns/cgroup)
+	Userns            Status // user namespaces and NS_GET_PARENT
+	MoveMountSetGroup Status // move_mount(MOVE_MOUNT_SET_GROUP)
+	PopulateWrite     Status // madvise(MADV_POPULATE_WRITE)
+	Timerfd           Status // timerfd fdinfo and TFD_IOC_SET_TICKS
+	NSpid             Status // NSpid in /proc/PID/status
+	Loginuid          Status // a task can change its /proc/PID/loginuid
+	KcmpEpoll         Status // kcmp(KCMP_EPOLL_TFD)
+	GuardPages        Status // MADV_GUARD_INSTALL, seen by PAGEMAP_SCAN
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
 	// userfaultfd).
@@ -85,6 +86,7 @@ func Probe() *Info {
 	info.Timens = probeTimens()
 	info.Cgroupns = probeCgroupns()
 	info.Userns = probeUserns()
+	info.MoveMountSetGroup = probeMoveMountSetGroup()
 	info.PopulateWrite = ProbePopulateWrite()
 	info.Timerfd = probeTimerfd()
 	info.NSpid = probeNSpid()
@@ -129,6 +131,7 @@ func (i *Info) Features() []Feature {
 		{"fdinfo_lock", "file locks in /proc/PID/fdinfo", false, "file locks are not seen at dump", i.FdinfoLock},
 		{"timens", "time namespaces (/proc/PID/timens_offsets)", false, "trees in a time namespace of their own cannot be dumped", i.Timens},
 		{"cgroupns", "cgroup namespaces (/proc/PID/ns/cgroup)", false, "trees in a cgroup namespace of their own cannot be dumped", i.Cgroupns},
+		{"move_mount_set_group", "move_mount(MOVE_MOUNT_SET_GROUP)", false, "shared and slave mounts cannot be restored", i.MoveMountSetGroup},
 		{"userns", "user namespaces and NS_GET_PARENT", false, "trees in a user namespace of their own cannot be dumped", i.Userns},
 		{"populate_write", "madvise(MADV_POPULATE_WRITE)", false, "slower restore: memory is faulted in page by page while it is filled", i.PopulateWrite},
 		{"timerfd", "timerfd fdinfo and TFD_IOC_SET_TICKS", false, "timerfds cannot be dumped", i.Timerfd},
