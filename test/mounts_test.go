@@ -3,6 +3,8 @@ package test
 import (
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // nsMntExternal are the mounts ns_mnt binds from the host, marked
@@ -135,6 +137,37 @@ func TestMountsChildNamespace(t *testing.T) {
 func TestMountsOvermounts(t *testing.T) {
 	t.Setenv("NS_MNT_OVER", "1")
 	nsMntRoundTrip(t)
+}
+
+// TestMountsSlaveOfHost: ns_mnt with all its mounts slaves of the
+// host's (NS_MNT_SLAVE), among them a bind of a shared tmpfs of the
+// host's marked external: the restore must make that bind a slave of
+// the host's tmpfs again (the same master:N), not private (CRIU's
+// external master; zdtm's mnt_ext_multiple and mnt_root_ext).
+func TestMountsSlaveOfHost(t *testing.T) {
+	requireAmber(t)
+	dir := t.TempDir()
+	if err := unix.Mount("amber-slave", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs at %s: %v", dir, err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatalf("make %s shared: %v", dir, err)
+	}
+	t.Setenv("NS_MNT_SLAVE", dir)
+	p, _ := lookupProgram("ns_mnt")
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump(append(nsMntDumpArgs(), "--external", "mnt[/slave]:slave")...); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	pidfile := c.pidfile()
+	if r := c.amber(c.prog, c.restoreArgs(pidfile, append(nsMntRestoreArgs(c), "--external", "mnt[slave]:"+dir)...)...); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
+	c.mustPass()
 }
 
 // nsMntRoundTrip dumps ns_mnt in the mode its environment sets, reaps

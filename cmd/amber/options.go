@@ -440,6 +440,7 @@ func optionTable() []option {
 		// with (the older one, without MOVE_MOUNT_SET_GROUP): both make
 		// the same mounts, and amber has one way of making them.
 		{"mntns-compat-mode", 0, noArg, ignore},
+		{"no-mntns-compat-mode", 0, noArg, ignore},
 	}
 	t = append(t, boolOption("restore-detached", 'd', func(o *Options) *bool { return &o.Detach })...)
 	t = append(t, boolOption("daemon", 0, func(o *Options) *bool { return &o.Detach })...)

@@ -98,6 +98,7 @@ func TestParse(t *testing.T) {
 		{"ghost fiemap", "dump -t 1 --ghost-fiemap --no-ghost-fiemap", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
 		{"irmap", "dump -t 1 --force-irmap --irmap-scan-path /etc", opts(func(o *Options) { o.Verb, o.Tree = "dump", 1 })},
 		{"mntns-compat-mode", "restore --mntns-compat-mode -D d", opts(func(o *Options) { o.Verb, o.ImagesDir = "restore", "d" })},
+		{"no-mntns-compat-mode", "restore --no-mntns-compat-mode -D d", opts(func(o *Options) { o.Verb, o.ImagesDir = "restore", "d" })},
 		{"pre-dump-mode read", "dump -t 1 --pre-dump-mode=read", opts(func(o *Options) { o.Verb, o.Tree, o.PreDumpMode = "dump", 1, "read" })},
 		{"dump to page server", "dump -t 1 --page-server --address 10.0.0.1 --port 1234", opts(func(o *Options) {
 			o.Verb, o.Tree, o.PageServer, o.Address, o.Port = "dump", 1, true, "10.0.0.1", 1234

@@ -71,7 +71,15 @@ func Restore(dir image.Dir, id uint32, pid int, opts RestoreOptions) (*Restored,
 		return nil, err
 	}
 	r := newRestored(pid, opts.IDs)
+	if r.hostClones, err = cloneExternals(steps); err != nil {
+		return nil, err
+	}
+	r.slaveOfHost = slavesOfHost(steps)
 	err = onThread(pid, nsKinds, func() error { return r.run(dir, steps, root, opts) })
+	for _, fd := range r.hostClones {
+		unix.Close(fd)
+	}
+	r.hostClones = nil
 	if err != nil {
 		for _, fd := range r.TakePtys() {
 			unix.Close(fd)
@@ -100,6 +108,12 @@ type Restored struct {
 	ptys map[uint32]int
 	// ids turn the owners of tmpfs files in the images into amber's.
 	ids tarfs.IDs
+	// hostClones are copies of the host's mounts the external mounts
+	// bind (cloneExternals), by dumped mount id, until made.
+	hostClones map[uint32]int
+	// slaveOfHost are the external mounts that were slaves of the
+	// host's mount they bind (a master no mount of the tree is in).
+	slaveOfHost map[uint32]bool
 }
 
 // TakePtys hands over the masters of the ptys made for binds of their
@@ -339,7 +353,7 @@ func (r *Restored) mount(dir image.Dir, s Step, fds map[uint32]int, targets map[
 				return -1, err
 			}
 		}
-		m, err = cloneSource(s, fds)
+		m, err = r.cloneSource(s, fds)
 	case New:
 		m, err = r.newMount(dir, s)
 	default:
@@ -356,13 +370,83 @@ func (r *Restored) mount(dir image.Dir, s Step, fds map[uint32]int, targets map[
 		unix.Close(m)
 		return -1, err
 	}
+	if s.How == External {
+		if err := r.hostPropagation(m, s); err != nil {
+			unix.Close(m)
+			return -1, err
+		}
+	}
 	return m, nil
+}
+
+// cloneExternals copies, detached, the host's mount at the path each
+// external mount of steps binds, in amber's own mount namespace (the
+// tree's copy of it is private): a copy of a shared mount is its peer,
+// which hostPropagation turns into its slave, as the dumped mount was,
+// or private.
+func cloneExternals(steps []Step) (map[uint32]int, error) {
+	fds := map[uint32]int{}
+	for _, s := range steps {
+		if s.How != External {
+			continue
+		}
+		// From the root, as on the thread that makes the mounts, whose
+		// setns moved it there.
+		fd, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join("/", s.Source), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, fmt.Errorf("bind %s: %w", s.Source, err)
+		}
+		fds[s.Entry.GetMntId()] = fd
+	}
+	return fds, nil
+}
+
+// slavesOfHost lists the external mounts of steps that were slaves of a
+// peer group no mount of steps is in: the host's.
+func slavesOfHost(steps []Step) map[uint32]bool {
+	groups := map[uint32]bool{}
+	for _, s := range steps {
+		if id := s.Entry.GetSharedId(); id != 0 {
+			groups[id] = true
+		}
+	}
+	out := map[uint32]bool{}
+	for _, s := range steps {
+		if m := s.Entry.GetMasterId(); s.How == External && m != 0 && !groups[m] {
+			out[s.Entry.GetMntId()] = true
+		}
+	}
+	return out
+}
+
+// hostPropagation makes the external mount of step s, attached at m, a
+// slave of the host's mount it binds if the dumped mount was a slave of
+// a peer group no mount of the tree is in (CRIU's external master), and
+// private otherwise: never a peer of the host's mounts, whose mounts
+// and unmounts would then reach the tree and the tree's the host. The
+// tree's own groups are given back after (propagate).
+func (r *Restored) hostPropagation(m int, s Step) error {
+	how := uint64(unix.MS_PRIVATE)
+	if r.slaveOfHost[s.Entry.GetMntId()] {
+		how = unix.MS_SLAVE
+	}
+	if err := setPropagation(m, how); err != nil {
+		return fmt.Errorf("mount %d at %s: %w", s.Entry.GetMntId(), s.Target, err)
+	}
+	return nil
 }
 
 // cloneSource makes the bind of step s, detached: a copy of the part of
 // the mount it is bound from (open in fds), or of the host's path of an
 // external mount, without the mounts under it.
-func cloneSource(s Step, fds map[uint32]int) (int, error) {
+func (r *Restored) cloneSource(s Step, fds map[uint32]int) (int, error) {
+	if fd, ok := r.hostClones[s.Entry.GetMntId()]; ok && s.How == External {
+		delete(r.hostClones, s.Entry.GetMntId())
+		return fd, nil
+	}
 	if s.How == External {
 		fd, err := unix.OpenTree(unix.AT_FDCWD, s.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 		if err != nil {

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestInRootSymlinks: the tree's paths resolve inside its root, whatever
@@ -55,5 +57,24 @@ func TestInRootSymlinks(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(root, "inside", "mp", "file")); err != nil || !st.Mode().IsRegular() {
 		t.Errorf("the mountpoint is not inside the root: %v", err)
+	}
+}
+
+// TestSlavesOfHost: an external mount whose master is a group of the
+// tree's stays for propagate; one whose master no mount of the tree is
+// in becomes a slave of the host's mount; a private one, or a bind that
+// is not external, is none of them.
+func TestSlavesOfHost(t *testing.T) {
+	u := proto.Uint32
+	steps := []Step{
+		{How: New, Entry: &mnt.MntEntry{MntId: u(1), SharedId: u(5)}},
+		{How: External, Entry: &mnt.MntEntry{MntId: u(2), MasterId: u(5)}},
+		{How: External, Entry: &mnt.MntEntry{MntId: u(3), MasterId: u(9)}},
+		{How: External, Entry: &mnt.MntEntry{MntId: u(4)}},
+		{How: Bind, Entry: &mnt.MntEntry{MntId: u(6), MasterId: u(9)}},
+	}
+	got := slavesOfHost(steps)
+	if len(got) != 1 || !got[3] {
+		t.Errorf("slavesOfHost = %v, want only mount 3", got)
 	}
 }

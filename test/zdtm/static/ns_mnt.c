@@ -408,7 +408,12 @@ static void build(const char *self)
 	must(getcwd(dir, sizeof(dir)) != NULL, "getcwd");
 	if (snprintf(out, sizeof(out), "%s/%.32s.out", dir, self) >= (int)sizeof(out))
 		fail("path too long");
-	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "make / private");
+	/*
+	 * With NS_MNT_SLAVE (a shared mount of the host's), every mount is a
+	 * slave of the host's, as a container's with rootfsPropagation
+	 * rslave: the bind of it below at /slave too.
+	 */
+	must(mount(NULL, "/", NULL, MS_REC | (getenv("NS_MNT_SLAVE") ? MS_SLAVE : MS_PRIVATE), NULL) == 0, "make / private");
 	must(mkdir("root", 0755) == 0, "mkdir root");
 	bind("root", "root", 0);
 	must(chdir("root") == 0, "chdir root");
@@ -442,6 +447,10 @@ static void build(const char *self)
 	bind("data", "ro", MS_RDONLY | MS_NOSUID);
 	bind("dev/null", "proc/keys", 0);
 	bind(out, "ns_mnt.out", 0);
+	if (getenv("NS_MNT_SLAVE")) {
+		must(mkdir("slave", 0755) == 0, "mkdir /slave");
+		bind(getenv("NS_MNT_SLAVE"), "slave", 0);
+	}
 	if (getenv("NS_MNT_HOST_FD")) {
 		/* A file of the host's kept open: amber must refuse it. */
 		int host = open(out, O_RDONLY);
@@ -465,6 +474,28 @@ static int by_text(const void *a, const void *b)
  * and devices (the first three fields), the optional fields and the
  * order of the lines (CRIU makes siblings in another order).
  */
+/*
+ * master_of returns the master:N field of the mount at mountpoint in
+ * mountinfo (NULL: none), which mounts() leaves out.
+ */
+static char *master_of(const char *mountpoint)
+{
+	static char line[4096];
+	char *found = NULL;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+
+	must(f != NULL, "mountinfo");
+	while (fgets(line, sizeof(line), f)) {
+		char mp[PATH_MAX], *m = strstr(line, " master:"), *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%*d %*d %*s %*s %4095s", mp) == 1 && !strcmp(mp, mountpoint) && m && m < dash) {
+			found = strndup(m + 1, strcspn(m + 1, " "));
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 static char *mounts(void)
 {
 	static char line[4096];
@@ -626,7 +657,7 @@ int main(int argc, char **argv)
 	static char data[DATA_LEN], back[DATA_LEN];
 	char lpath[PATH_MAX], cwd[PATH_MAX];
 	struct stat st, fst;
-	char *before, *after;
+	char *before, *after, *slave = NULL;
 	ssize_t n;
 	int fd, out;
 	pid_t sub = 0;
@@ -668,6 +699,8 @@ int main(int argc, char **argv)
 		sub = sub_start();
 	must(chdir("/tmp/sub") == 0, "chdir /tmp/sub");
 	before = mounts();
+	if (getenv("NS_MNT_SLAVE") && !(slave = master_of("/slave")))
+		fail("/slave is no slave of the host's mount before the dump");
 
 	test_ready();
 	test_wait_stop();
@@ -677,6 +710,12 @@ int main(int argc, char **argv)
 		fail("mounts changed:\n%s\nnow:\n%s", before, after);
 	if (sub)
 		sub_check(sub);
+	if (slave) {
+		char *now = master_of("/slave");
+
+		if (!now || strcmp(now, slave))
+			fail("/slave: %s, want %s (a slave of the host's mount, as at the dump)", now ? now : "no master", slave);
+	}
 	if (getpid() != 1)
 		fail("pid %d, want 1", getpid());
 	expect_file("/proc/1/comm", "ns_mnt\n");
