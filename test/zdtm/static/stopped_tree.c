@@ -16,13 +16,14 @@
  * SIGTSTP; D's SIGTTIN is still pending. Then SIGCONT: both are reported
  * continued, every thread counts again, and both exit 0 when told.
  *
- * stopped_refused builds this with STOPPED_REFUSED: a third child E maps
- * anonymous shared memory privately through its /proc/self/map_files
- * entry, which amber refuses to dump once it has frozen and infected C
- * and D. After that failed dump C and D must be as before.
+ * stopped_refused builds this with STOPPED_REFUSED: a third child E holds
+ * a perf event (CRIU cannot dump one either), which amber refuses to
+ * dump once it has frozen and infected C and D. After that failed dump C
+ * and D must be as before.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <linux/perf_event.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -100,22 +101,15 @@ static void tstp_child(void)
 static void refused_child(void)
 {
 	struct timespec ts = { 0, 10000000 };
-	char path[64];
-	char *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	char *priv;
-	int fd;
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.size = sizeof(attr),
+		.config = PERF_COUNT_SW_TASK_CLOCK,
+		.disabled = 1,
+	};
 
-	if (shared == MAP_FAILED)
+	if (syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC) < 0)
 		_exit(2);
-	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx",
-		 (unsigned long)shared, (unsigned long)shared + 4096);
-	fd = open(path, O_RDWR);
-	if (fd < 0)
-		_exit(3);
-	priv = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-	if (priv == MAP_FAILED)
-		_exit(4);
 	__atomic_add_fetch(&sh->started, 1, __ATOMIC_SEQ_CST);
 	while (!sh->quit)
 		nanosleep(&ts, NULL);

@@ -1,9 +1,10 @@
 /*
  * unhashed_cwd - a process whose working directory is the /proc
  * directory of a child that has since died and been reaped (zdtm
- * unhashed_proc). No path reaches that directory any more, and none
- * could be made again: the dump must fail, naming it, and leave the
- * process running with its working directory as it was.
+ * unhashed_proc). No path reaches that directory any more: a restore
+ * makes it again with a helper task of that pid that dies once the
+ * directory is open, as CRIU does, and the process must find its working
+ * directory as it was.
  */
 #include <errno.h>
 #include <limits.h>
