@@ -365,3 +365,25 @@ void proc_dead_check(const struct proc_dead *d)
 	if (getcwd(buf, sizeof(buf)) != NULL || errno != ENOENT)
 		fail("getcwd in /proc/%d of a dead pid: %s, want ENOENT", d->pid, test_strerror(errno));
 }
+
+void must(int ok, const char *what)
+{
+	if (!ok)
+		fail("%s: %s", what, test_strerror(errno));
+}
+
+void copy_self(const char *dst)
+{
+	static char buf[1 << 16];
+	int in = open("/proc/self/exe", O_RDONLY), out;
+	ssize_t n;
+
+	must(in >= 0, "open /proc/self/exe");
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+	must(out >= 0, dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		must(write(out, buf, n) == n, dst);
+	must(n == 0, "read /proc/self/exe");
+	close(in);
+	close(out);
+}

@@ -54,6 +54,15 @@ void fail(const char *fmt, ...)
  */
 const char *test_strerror(int err);
 
+/* must() fails the test, naming what and the call's errno, unless ok. */
+void must(int ok, const char *what);
+
+/*
+ * copy_self copies the running executable to dst (mode 0755): the
+ * namespaced tests run themselves from inside the root they pivot into.
+ */
+void copy_self(const char *dst);
+
 /*
  * Bring the loopback of the process's network namespace up: a new
  * namespace's is down. calls fail() on error.

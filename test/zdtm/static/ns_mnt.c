@@ -73,13 +73,6 @@
 #define DATA_SEED 0x6d6e74
 #define DATA_OFF 1000
 
-/* must fails the test with the call's error unless ok. */
-static void must(int ok, const char *what)
-{
-	if (!ok)
-		fail("%s: %s", what, strerror(errno));
-}
-
 static void put(const char *path, const char *text, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
@@ -87,23 +80,6 @@ static void put(const char *path, const char *text, mode_t mode)
 	must(fd >= 0, path);
 	must(write(fd, text, strlen(text)) == (ssize_t)strlen(text), path);
 	close(fd);
-}
-
-/* copy_self copies the running executable to dst. */
-static void copy_self(const char *dst)
-{
-	static char buf[1 << 16];
-	int in = open("/proc/self/exe", O_RDONLY), out;
-	ssize_t n;
-
-	must(in >= 0, "open /proc/self/exe");
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-	must(out >= 0, dst);
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		must(write(out, buf, n) == n, dst);
-	must(n == 0, "read /proc/self/exe");
-	close(in);
-	close(out);
 }
 
 static void bind(const char *src, const char *dst, unsigned long ro)

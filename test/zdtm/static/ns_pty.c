@@ -46,30 +46,6 @@
 
 #include "zdtm.h"
 
-/* must fails the test with the call's error unless ok. */
-static void must(int ok, const char *what)
-{
-	if (!ok)
-		fail("%s: %s", what, test_strerror(errno));
-}
-
-/* copy_self copies the running executable to dst. */
-static void copy_self(const char *dst)
-{
-	static char buf[1 << 16];
-	int in = open("/proc/self/exe", O_RDONLY), out;
-	ssize_t n;
-
-	must(in >= 0, "open /proc/self/exe");
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-	must(out >= 0, dst);
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		must(write(out, buf, n) == n, dst);
-	must(n == 0, "read /proc/self/exe");
-	close(in);
-	close(out);
-}
-
 /* build makes ./root and its mounts, pivots into it and runs /ns_pty. */
 static void build(const char *self)
 {
