@@ -247,7 +247,7 @@ func privateShmem(tree *frozenTree, shmemDev uint64) (map[uint64]bool, error) {
 		if p.zombie {
 			continue
 		}
-		vmas, err := proc.ReadMaps(p.pid)
+		vmas, err := proc.ReadMapsNaming(p.pid, mem.AnonShmemPath)
 		if err != nil {
 			return nil, fmt.Errorf("pid %d: %w", p.pid, err)
 		}

@@ -84,12 +84,10 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 	if ps.status, err = proc.ReadStatus(p.pid); err != nil {
 		return nil, err
 	}
-	// maps for the parasite now, smaps once it is in (layout.go).
-	maps, err := proc.ReadMaps(p.pid)
+	maps, err := t.readLayout(ps)
 	if err != nil {
 		return nil, err
 	}
-	t.log.Debugf("pid %d: maps read in %v", p.pid, time.Since(start))
 	// Registers first: running calls in a thread changes them.
 	for _, task := range p.threads {
 		th, err := collectThread(p.pid, task)
@@ -111,15 +109,8 @@ func (t *frozenTree) collect(p *frozenProc) (ps *procState, err error) {
 		return nil, err
 	}
 	t.log.Debugf("pid %d: parasite in after %v", p.pid, time.Since(start))
-	from, to := p.par.Area()
-	reused := false
-	if t.reuse {
-		ps.vmas, reused = t.layouts.reuse(p.pid, maps, p.par)
-	}
-	if reused {
-		t.log.Debugf("pid %d: the smaps of the dump before serve: maps shows no change", p.pid)
-	} else {
-		ps.smaps = readSmaps(p.pid, maps, from, to)
+	if ps.vmas == nil {
+		t.smapsBeside(ps, maps)
 	}
 	if err := askProcess(p.par.Leader(), ps); err != nil {
 		return nil, err

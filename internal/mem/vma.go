@@ -98,16 +98,16 @@ func PrivateShmem(vmas []proc.VMA, shmemDev uint64) []uint64 {
 	bk := Backing{ShmemDev: shmemDev}
 	var out []uint64
 	for _, v := range vmas {
-		if !v.Shared && bk.onShmem(v) && v.Path == anonShmemPath {
+		if !v.Shared && bk.onShmem(v) && v.Path == AnonShmemPath {
 			out = append(out, v.Inode)
 		}
 	}
 	return out
 }
 
-// anonShmemPath is the name the kernel gives the file of anonymous
+// AnonShmemPath is the name the kernel gives the file of anonymous
 // shared memory (MAP_SHARED|MAP_ANONYMOUS), " (deleted)" stripped.
-const anonShmemPath = "/dev/zero"
+const AnonShmemPath = "/dev/zero"
 
 // Entries converts a task's mappings into CRIU VMA entries, with mapped
 // files resolved by fileID and no shared memory allowed. [vsyscall] is
@@ -346,7 +346,7 @@ func (bk Backing) onShmem(v proc.VMA) bool {
 // /memfd:<name> for a memfd, /dev/zero for MAP_SHARED|MAP_ANONYMOUS
 // (which, mapped privately too, is dumped as a memfd).
 func (bk Backing) classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint32, error) {
-	asMemfd := v.Path == anonShmemPath && bk.ShmemAsMemfd != nil && bk.ShmemAsMemfd(v.Inode)
+	asMemfd := v.Path == AnonShmemPath && bk.ShmemAsMemfd != nil && bk.ShmemAsMemfd(v.Inode)
 	switch {
 	case asMemfd && v.Shared:
 		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
@@ -358,7 +358,7 @@ func (bk Backing) classifyShmem(v proc.VMA, status, flags uint32) (uint32, uint3
 		return status | StatusMemfd | StatusFileShared, flags | unix.MAP_SHARED, nil
 	case strings.HasPrefix(v.Path, MemfdPrefix):
 		return status | StatusMemfd | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
-	case v.Path == anonShmemPath && v.Shared:
+	case v.Path == AnonShmemPath && v.Shared:
 		return status | StatusAnonShared, flags | unix.MAP_SHARED | unix.MAP_ANONYMOUS, nil
 	}
 	return 0, 0, fmt.Errorf("mapping of %s (shared %v) on the kernel's internal shmem mount is not supported", v.Path, v.Shared)

@@ -1,10 +1,12 @@
 package proc
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +92,21 @@ func ReadSmaps(pid int) ([]VMA, error) {
 // smaps, which the kernel gathers by walking every page table.
 func ReadMaps(pid int) ([]VMA, error) {
 	return readParsedAnySize(pidPath(pid, "maps"), ParseSmaps)
+}
+
+// ReadMapsNaming reads /proc/PID/maps and parses it only if a line
+// names path (nil otherwise): a pass over every process for one kind of
+// mapping, rare, then costs a process of 10,000 mappings the kernel's
+// text and one search, not the parse.
+func ReadMapsNaming(pid int, path string) ([]VMA, error) {
+	b, err := os.ReadFile(pidPath(pid, "maps"))
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Contains(b, []byte(" "+path)) {
+		return nil, nil
+	}
+	return ParseSmaps(bytes.NewReader(b))
 }
 
 // setField stores the smaps fields amber uses.
