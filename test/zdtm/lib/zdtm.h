@@ -64,6 +64,13 @@ void must(int ok, const char *what);
 void copy_self(const char *dst);
 
 /*
+ * stdio_inside makes the file out (appended) stdout and stderr, closes
+ * every descriptor from 3 to last, and makes in stdin: a namespaced test,
+ * once inside its root, keeps no file of the host's. -1 on failure.
+ */
+int stdio_inside(const char *out, const char *in, unsigned int last);
+
+/*
  * Bring the loopback of the process's network namespace up: a new
  * namespace's is down. calls fail() on error.
  */

@@ -635,7 +635,7 @@ int main(int argc, char **argv)
 	struct stat st, fst;
 	char *before, *after, *slave = NULL;
 	ssize_t n;
-	int fd, out;
+	int fd;
 	pid_t sub = 0;
 
 	if (argc < 2) {
@@ -644,15 +644,8 @@ int main(int argc, char **argv)
 		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
 	}
 	/* Its stdio from inside: no file of the host's stays open. */
-	out = open("/ns_mnt.out", O_WRONLY | O_APPEND);
-	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+	if (stdio_inside("/ns_mnt.out", "/dev/null", getenv("NS_MNT_HOST_FD") ? 99 : ~0U))
 		return 2;
-	close(out);
-	syscall(SYS_close_range, 3, getenv("NS_MNT_HOST_FD") ? 99 : ~0U, 0);
-	out = open("/dev/null", O_RDONLY);
-	if (out < 0 || dup2(out, 0) < 0)
-		return 2;
-	close(out);
 	test_init();
 
 	fill_pattern(data, sizeof(data), DATA_SEED);

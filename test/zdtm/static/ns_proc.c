@@ -125,7 +125,7 @@ static char *read_all(int fd, const char *what)
 int main(int argc, char **argv)
 {
 	char path[128], want[64], buf[256];
-	int out, p[2], maps, stat_fd, status, pidfd, shm, wstatus;
+	int p[2], maps, stat_fd, status, pidfd, shm, wstatus;
 	pid_t child, dead;
 	struct proc_dead gone;
 	char *shared, *text;
@@ -137,15 +137,8 @@ int main(int argc, char **argv)
 		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
 	}
 	/* Its stdio from inside: no file of the host's stays open. */
-	out = open("/ns_proc.out", O_WRONLY | O_APPEND);
-	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+	if (stdio_inside("/ns_proc.out", "/ns_proc", ~0U))
 		return 2;
-	close(out);
-	syscall(SYS_close_range, 3, ~0U, 0);
-	out = open("/ns_proc", O_RDONLY);
-	if (out < 0 || dup2(out, 0) < 0)
-		return 2;
-	close(out);
 	test_init();
 
 	must(pipe(p) == 0, "pipe");

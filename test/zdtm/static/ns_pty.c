@@ -191,15 +191,8 @@ int main(int argc, char **argv)
 		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
 	}
 	/* Its stdio from inside: no file of the host's stays open. */
-	fd = open("/ns_pty.out", O_WRONLY | O_APPEND);
-	if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+	if (stdio_inside("/ns_pty.out", "/dev/null", ~0U))
 		return 2;
-	close(fd);
-	syscall(SYS_close_range, 3, ~0U, 0);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd < 0 || dup2(fd, 0) < 0)
-		return 2;
-	close(fd);
 	test_init();
 
 	a_master = open("/dev/ptmx", O_RDWR | O_NOCTTY);

@@ -221,7 +221,7 @@ static int child(int fd)
 
 int main(int argc, char **argv)
 {
-	int out, p[2], wstatus, fd;
+	int p[2], wstatus, fd;
 	unsigned long long bset;
 	struct caps before, after;
 	pid_t pid;
@@ -233,15 +233,8 @@ int main(int argc, char **argv)
 		build(argv[0][0] == '.' ? argv[0] + 2 : argv[0]);
 	}
 	/* Its stdio from inside: no file of the host's stays open. */
-	out = open("/ns_userns.out", O_WRONLY | O_APPEND);
-	if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+	if (stdio_inside("/ns_userns.out", "/ns_userns", ~0U))
 		return 2;
-	close(out);
-	syscall(SYS_close_range, 3, ~0U, 0);
-	out = open("/ns_userns", O_RDONLY);
-	if (out < 0 || dup2(out, 0) < 0)
-		return 2;
-	close(out);
 	test_init();
 
 	expect_line("/proc/self/uid_map", MAP);
