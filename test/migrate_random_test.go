@@ -45,6 +45,13 @@ func startCutProxy(t *testing.T, addr string) *cutProxy {
 
 func (p *cutProxy) addr() string { return p.ln.Addr().String() }
 
+// forwarded tells whether any connection reached the receiver.
+func (p *cutProxy) forwarded() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) > 0
+}
+
 func (p *cutProxy) serve() {
 	for {
 		in, err := p.ln.Accept()
@@ -145,6 +152,12 @@ func migrateWithFault(t *testing.T, fault string, delay time.Duration, extra ...
 	})
 	merr := cmd.Wait()
 	timer.Stop()
+	if fault != "destination" && !proxy.forwarded() {
+		// The source killed, or cut off, before it connected: amber
+		// receive waits for a migration, as a server does, and nothing
+		// tells it this one will never come.
+		r.cmd.Process.Kill()
+	}
 	rerr := r.exited()
 	stop()
 	t.Logf("migrate: %v\n%s%s", merr, readAll(stdout), readAll(stderr))
