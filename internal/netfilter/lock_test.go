@@ -2,7 +2,9 @@ package netfilter
 
 import (
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -119,6 +121,25 @@ func TestLockConnsNFTables(t *testing.T) {
 			t.Errorf("second unlock: %v", err)
 		}
 	})
+}
+
+// TestUnlockNFTablesFailing runs the nftables unlocks with an nft that
+// always fails: that is an error to report, not a lock that is gone (a
+// restore said it had lifted a lock that was still there).
+func TestUnlockNFTablesFailing(t *testing.T) {
+	dir := t.TempDir()
+	fake := "#!/bin/sh\necho 'netlink: Error: cannot talk to the kernel' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "nft"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	l := Lock{RunID: "run"}
+	if err := l.UnlockConns(NFTables, testConns); err == nil || !strings.Contains(err.Error(), "cannot talk") {
+		t.Errorf("UnlockConns with a failing nft: %v, want its error", err)
+	}
+	if err := l.UnlockNetns(NFTables); err == nil || !strings.Contains(err.Error(), "cannot talk") {
+		t.Errorf("UnlockNetns with a failing nft: %v, want its error", err)
+	}
 }
 
 func TestLockNetns(t *testing.T) {
