@@ -149,7 +149,10 @@ func verbHelps() map[string]verbHelp {
 				"(workloads: mem512 mem1g vma10k filemap4k threads100 tree50), and, when\n" +
 				"named, migrations over loopback of a process writing 8 or 64 MiB/s\n" +
 				"(migrate8 migrate64): downtime, all-in and total time, dump+restore, pre-copy\n" +
-				"and lazy (one mode: migrate64/lazy, migrate8/pre-copy, migrate8/dump+restore).",
+				"and lazy (one mode: migrate64/lazy, migrate8/pre-copy, migrate8/dump+restore);\n" +
+				"lazyN (lazy1g, lazy512): restore --lazy-pages with amber lazy-pages beside a\n" +
+				"plain restore; pageserverN: a dump to page-server on loopback beside one to\n" +
+				"disk. With AMBER_CRIU=/path/to/criu, these two run CRIU beside amber.",
 			[]string{"rounds", "plot", "size"}},
 	}
 }

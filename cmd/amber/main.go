@@ -112,7 +112,8 @@ func runVerb(o Options, l *log.Logger, stdout io.Writer) (int, error) {
 		fd, _ := strconv.Atoi(o.Args[0]) // validate checked it
 		return 0, swrk.Serve(fd, version)
 	case "bench":
-		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, MigrateMiB: o.Size, Out: stdout})
+		return 0, bench.Run(bench.Options{Rounds: o.Rounds, Workloads: o.Args, PlotPath: o.Plot, MigrateMiB: o.Size,
+			CriuPath: os.Getenv("AMBER_CRIU"), Out: stdout})
 	}
 	return 1, fmt.Errorf("command %s: %w", o.Verb, errNotSupported)
 }

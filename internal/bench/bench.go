@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 )
 
 // Options say what Run measures and where it reports.
@@ -28,6 +29,9 @@ type Options struct {
 	// Sizes are the memory sizes of the plot in MiB (default 64, 128,
 	// 256, 512, 1024).
 	Sizes []int
+	// CriuPath, if set, is a CRIU binary that the lazy and page server
+	// workloads also run, beside amber, for comparison.
+	CriuPath string
 	// MigrateMiB is the memory of the migration workloads (default
 	// DefaultMigrateMiB).
 	MigrateMiB int
@@ -54,6 +58,14 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("bench: amber binary: %w", err)
 	}
 	o.AmberPath = abs
+	if o.CriuPath != "" {
+		if o.CriuPath, err = exec.LookPath(o.CriuPath); err == nil {
+			o.CriuPath, err = filepath.Abs(o.CriuPath)
+		}
+		if err != nil {
+			return o, fmt.Errorf("bench: CRIU binary: %w", err)
+		}
+	}
 	if o.Rounds <= 0 {
 		o.Rounds = 3
 	}
@@ -86,6 +98,10 @@ func Run(opts Options) error {
 		return err
 	}
 	rest, ms := splitMigrations(o.Workloads)
+	rest, ss, err := splitSized(rest)
+	if err != nil {
+		return err
+	}
 	var ws []workload
 	if len(o.Workloads) == 0 || len(rest) > 0 {
 		if ws, err = selectWorkloads(rest); err != nil {
@@ -104,7 +120,7 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := runIn(o, ws, ms, workDir); err != nil {
+	if err := runIn(o, ws, ms, ss, workDir); err != nil {
 		return fmt.Errorf("%w (work directory kept: %s)", err, workDir)
 	}
 	if created {
@@ -114,7 +130,7 @@ func Run(opts Options) error {
 }
 
 // runIn runs the bench with workDir as its work directory.
-func runIn(o Options, ws []workload, ms []migration, workDir string) error {
+func runIn(o Options, ws []workload, ms []migration, ss []sizedWorkload, workDir string) error {
 	all := ws
 	if o.PlotPath != "" {
 		all = append(append([]workload{}, ws...), sweepWorkloads(o.Sizes)...)
@@ -123,16 +139,22 @@ func runIn(o Options, ws []workload, ms []migration, workDir string) error {
 	if len(ms) > 0 {
 		progs = append(progs, "dirty")
 	}
+	if len(ss) > 0 && !slices.Contains(progs, "mem") {
+		progs = append(progs, "mem")
+	}
 	binDir, err := compile(workDir, progs)
 	if err != nil {
 		return err
 	}
-	e := env{amber: o.AmberPath, amberArgs: o.AmberArgs, binDir: binDir, workDir: workDir}
+	e := env{amber: o.AmberPath, amberArgs: o.AmberArgs, binDir: binDir, workDir: workDir, criu: o.CriuPath}
 	fmt.Fprintf(o.Out, "amber bench: %s, %d rounds, work directory %s\n", o.AmberPath, o.Rounds, workDir)
 	if len(ms) > 0 {
 		if err := runMigrations(e, ms, o.MigrateMiB, o.Rounds, o.Out); err != nil {
 			return err
 		}
+	}
+	if err := runSized(e, ss, o.Rounds, o.Out); err != nil {
+		return err
 	}
 	if len(ws) == 0 {
 		return nil

@@ -216,39 +216,16 @@ func migrateRound(e env, m migration, mode migrationMode, mib int, dir string) (
 // startReceive starts amber receive into recvDir on a free loopback port
 // and waits until it listens.
 func startReceive(e env, dir, recvDir string) (*exec.Cmd, string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeLoopbackPort()
 	if err != nil {
 		return nil, "", err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	rd, wr, err := os.Pipe()
+	args := append(append([]string{"receive", "-D", recvDir}, loopbackArgs(port)...), e.amberArgs...)
+	cmd, err := startServer(dir, "receive", e.amber, args...)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("amber %w", err)
 	}
-	defer rd.Close()
-	logf, err := os.Create(filepath.Join(dir, "receive.log"))
-	if err != nil {
-		wr.Close()
-		return nil, "", err
-	}
-	defer logf.Close()
-	cmd := exec.Command(e.amber, append([]string{"receive", "-D", recvDir, "--address", "127.0.0.1", "--port", port,
-		"--status-fd", "3"}, e.amberArgs...)...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, logf, logf, []*os.File{wr}
-	err = cmd.Start()
-	wr.Close()
-	if err != nil {
-		return nil, "", fmt.Errorf("amber receive: %w", err)
-	}
-	var b [1]byte
-	if n, _ := rd.Read(b[:]); n != 1 {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return nil, "", fmt.Errorf("amber receive did not get ready: %s", tail(filepath.Join(dir, "receive.log")))
-	}
-	return cmd, addr, nil
+	return cmd, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
 
 // reapWhile reaps pid's end (the source killed for the handover: its

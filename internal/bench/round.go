@@ -24,6 +24,30 @@ type env struct {
 	amberArgs []string // extra arguments to every amber dump and restore
 	binDir    string   // the compiled workloads and floor
 	workDir   string   // where each round gets a directory
+	criu      string   // a CRIU binary to compare with ("": none)
+}
+
+// tool is a checkpoint/restore program with CRIU's command line: amber,
+// or CRIU itself to compare with.
+type tool struct {
+	name string   // as reported: amber, criu
+	bin  string   // its binary
+	args []string // extra arguments to each of its commands
+}
+
+// tools are amber and, if the bench has one, CRIU.
+func (e env) tools() []tool {
+	ts := []tool{{name: "amber", bin: e.amber, args: e.amberArgs}}
+	if e.criu != "" {
+		ts = append(ts, tool{name: "criu", bin: e.criu})
+	}
+	return ts
+}
+
+// command is t's command line for verb with args, its extra
+// arguments last.
+func (t tool) command(verb string, args ...string) []string {
+	return append(append([]string{verb}, args...), t.args...)
 }
 
 // round is one measured dump, floor and restore of a workload.
@@ -58,7 +82,8 @@ func runRound(e env, w workload, dir string) (r round, err error) {
 	if err := waitReady(pid, out, readyTimeout); err != nil {
 		return r, fmt.Errorf("%w; output: %s", err, tail(out))
 	}
-	if r.dump, err = dumpRound(e, w, dir, images, pid); err != nil {
+	amber := e.tools()[0]
+	if r.dump, err = dumpRound(amber, w, dir, images, pid); err != nil {
 		return r, err
 	}
 	if r.imageBytes, err = dirSize(images); err != nil {
@@ -69,18 +94,17 @@ func runRound(e env, w workload, dir string) (r round, err error) {
 			return r, err
 		}
 	}
-	if r.restore, err = restoreRound(e, w, dir, images, pid); err != nil {
+	if r.restore, err = restoreRound(amber, w, dir, images, pid); err != nil {
 		return r, err
 	}
 	return r, verify(pid, out)
 }
 
-// dumpRound dumps pid, reaps it and its tree (amber kills them after a
-// dump), and syncs, so that neither the floor nor the restore competes
+// dumpRound dumps pid with tl, reaps it and its tree (a dump kills
+// them), and syncs, so that neither the floor nor the restore competes
 // with writeback of the fresh images.
-func dumpRound(e env, w workload, dir, images string, pid int) (timed, error) {
-	args := append([]string{"dump", "-t", strconv.Itoa(pid), "-D", images}, e.amberArgs...)
-	t, err := runTimed(dir, "dump", e.amber, args...)
+func dumpRound(tl tool, w workload, dir, images string, pid int) (timed, error) {
+	t, err := runTimed(dir, "dump", tl.bin, tl.command("dump", "-t", strconv.Itoa(pid), "-D", images)...)
 	if err != nil {
 		return t, amberFailure(w, err)
 	}
@@ -98,14 +122,26 @@ func dumpRound(e env, w workload, dir, images string, pid int) (timed, error) {
 	return t, nil
 }
 
-// restoreRound restores the images detached and checks that the workload
-// is back under its old PID, as our child (we are the subreaper).
-func restoreRound(e env, w workload, dir, images string, pid int) (timed, error) {
-	pidfile := filepath.Join(dir, "restore.pid")
-	args := append([]string{"restore", "-D", images, "-d", "--pidfile", pidfile}, e.amberArgs...)
-	t, err := runTimed(dir, "restore", e.amber, args...)
-	if err != nil {
+// restoreRound restores the images detached with tl and checks that
+// the workload is back under its old PID, as our child (we are the
+// subreaper).
+func restoreRound(tl tool, w workload, dir, images string, pid int) (timed, error) {
+	t, err := restoreDetached(tl, dir, "restore", images, pid)
+	if ce := (*commandError)(nil); errors.As(err, &ce) {
 		return t, amberFailure(w, err)
+	}
+	return t, err
+}
+
+// restoreDetached runs tl's restore -d of images with extra, its output
+// in dir/name.stdout and .stderr, and checks that the workload is back
+// under its old PID.
+func restoreDetached(tl tool, dir, name, images string, pid int, extra ...string) (timed, error) {
+	pidfile := filepath.Join(dir, name+".pid")
+	args := append([]string{"-D", images, "-d", "--pidfile", pidfile}, extra...)
+	t, err := runTimed(dir, name, tl.bin, tl.command("restore", args...)...)
+	if err != nil {
+		return t, err
 	}
 	b, err := os.ReadFile(pidfile)
 	if err != nil {

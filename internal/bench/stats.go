@@ -84,3 +84,21 @@ func ratio(a, b time.Duration) float64 {
 	}
 	return float64(a) / float64(b)
 }
+
+// bestAndMedian are the best (minimum) and the median of each figure
+// figs gives of a round, over rs (not empty).
+func bestAndMedian[R any](rs []R, figs func(R) []time.Duration) (best, med []time.Duration) {
+	var cols [][]time.Duration
+	for _, r := range rs {
+		for i, f := range figs(r) {
+			if i == len(cols) {
+				cols = append(cols, nil)
+			}
+			cols[i] = append(cols[i], f)
+		}
+	}
+	for _, c := range cols {
+		best, med = append(best, slices.Min(c)), append(med, median(c))
+	}
+	return best, med
+}

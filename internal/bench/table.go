@@ -159,3 +159,11 @@ func fmtRatio(r float64) string {
 	}
 	return fmt.Sprintf("%.2f", r)
 }
+
+// ofN names row i of a best and median pair over n rounds.
+func ofN(i, n int) string {
+	if i == 0 {
+		return fmt.Sprintf("best of %d", n)
+	}
+	return "median"
+}
