@@ -15,6 +15,12 @@
 //  5. SIGTERM the restored workload, reap it, and require PASS: a bench
 //     that restores a broken process is worthless.
 //
+// Other workloads run only when named, as they take a while:
+// migrations by amber migrate over loopback (migrate.go), a lazy restore
+// beside a plain one (lazyN, lazy.go), and a dump to a page server
+// beside one to disk (pageserverN, pageserver.go); the last two can run
+// a CRIU binary's same commands beside amber's.
+//
 // Times are wall clock; amber's peak RSS is the child's rusage maxrss.
 // Run reports, per workload, the best (minimum) and median of N rounds.
 // It can also draw restore time against memory size, for amber and the

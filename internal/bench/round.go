@@ -127,7 +127,8 @@ func dumpRound(tl tool, w workload, dir, images string, pid int) (timed, error) 
 // subreaper).
 func restoreRound(tl tool, w workload, dir, images string, pid int) (timed, error) {
 	t, err := restoreDetached(tl, dir, "restore", images, pid)
-	if ce := (*commandError)(nil); errors.As(err, &ce) {
+	var ce *commandError
+	if errors.As(err, &ce) {
 		return t, amberFailure(w, err)
 	}
 	return t, err
