@@ -35,12 +35,12 @@ type lazyRound struct {
 	waited time.Duration
 }
 
-// runLazy runs rounds of w with each tool, alternating the tools within
-// a round, and prints the table.
+// runLazy runs rounds of w with each tool, the tools in turns first
+// from round to round, and prints the table.
 func runLazy(e env, w sizedWorkload, rounds int, out io.Writer) error {
 	byTool := map[string][]lazyRound{}
 	for i := 1; i <= rounds; i++ {
-		for _, t := range e.tools() {
+		for _, t := range e.toolsOfRound(i) {
 			dir := filepath.Join(e.workDir, fmt.Sprintf("%s-%s-%d", w.name, t.name, i))
 			r, err := lazyRoundOf(e, t, w, dir)
 			if err != nil {

@@ -25,12 +25,12 @@ type psRound struct {
 	restore       time.Duration // the restore of the dump to the page server
 }
 
-// runPageServer runs rounds of w with each tool, alternating the tools
-// within a round, and prints the table.
+// runPageServer runs rounds of w with each tool, the tools in turns first
+// from round to round, and prints the table.
 func runPageServer(e env, w sizedWorkload, rounds int, out io.Writer) error {
 	byTool := map[string][]psRound{}
 	for i := 1; i <= rounds; i++ {
-		for _, t := range e.tools() {
+		for _, t := range e.toolsOfRound(i) {
 			dir := filepath.Join(e.workDir, fmt.Sprintf("%s-%s-%d", w.name, t.name, i))
 			serverFirst := i%2 == 0
 			r, err := pageServerRound(e, t, w, dir, serverFirst)

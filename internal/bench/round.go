@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,17 @@ func (e env) tools() []tool {
 	ts := []tool{{name: "amber", bin: e.amber, args: e.amberArgs}}
 	if e.criu != "" {
 		ts = append(ts, tool{name: "criu", bin: e.criu})
+	}
+	return ts
+}
+
+// toolsOfRound are the tools in the order round i (from 1) runs them:
+// in turns first, so that neither always finds the machine as the other
+// left it.
+func (e env) toolsOfRound(i int) []tool {
+	ts := e.tools()
+	if i%2 == 0 {
+		slices.Reverse(ts)
 	}
 	return ts
 }

@@ -109,3 +109,20 @@ func TestWritePageServer(t *testing.T) {
 		t.Errorf("the median row repeats the tool: %q", lines[2])
 	}
 }
+
+// TestToolsOfRound puts amber and CRIU in turns first.
+func TestToolsOfRound(t *testing.T) {
+	e := env{amber: "/a", criu: "/c"}
+	for i, want := range map[int]string{1: "amber criu", 2: "criu amber", 3: "amber criu"} {
+		var got []string
+		for _, tl := range e.toolsOfRound(i) {
+			got = append(got, tl.name)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("round %d: %v, want %s", i, got, want)
+		}
+	}
+	if ts := (env{amber: "/a"}).toolsOfRound(2); len(ts) != 1 || ts[0].bin != "/a" {
+		t.Errorf("without CRIU: %+v", ts)
+	}
+}
