@@ -63,64 +63,63 @@ func runLazy(e env, w sizedWorkload, rounds int, out io.Writer) error {
 // restore of one mem program, then a dump and lazy restore of another.
 func lazyRoundOf(e env, t tool, w sizedWorkload, dir string) (r lazyRound, err error) {
 	mem := memWorkload(w.name, w.mib)
-	plain := filepath.Join(dir, "plain")
-	pid, out, images, err := startDumped(e, t, mem, plain)
+	plain, err := startDumped(e, t, mem, filepath.Join(dir, "plain"))
 	if err != nil {
 		return r, err
 	}
-	r.dump = images.dump.wall
-	rt, err := restoreDetached(t, plain, "restore", images.dir, pid)
-	if err == nil {
-		r.restore = rt.wall
-		err = verify(pid, out)
-	} else {
-		killGroup(pid, cleanTimeout)
-	}
+	r.dump = plain.dump.wall
+	rt, err := restoreDetached(t, plain.dir, "restore", plain.images, plain.pid)
 	if err != nil {
+		killGroup(plain.pid, cleanTimeout)
 		return r, fmt.Errorf("plain restore: %w", err)
 	}
-	lazy := filepath.Join(dir, "lazy")
-	if pid, out, images, err = startDumped(e, t, mem, lazy); err != nil {
+	r.restore = rt.wall
+	if err := verify(plain.pid, plain.out); err != nil {
+		return r, fmt.Errorf("plain restore: %w", err)
+	}
+	lazy, err := startDumped(e, t, mem, filepath.Join(dir, "lazy"))
+	if err != nil {
 		return r, err
 	}
-	if err := lazyRestore(t, lazy, images.dir, pid, &r); err != nil {
-		killGroup(pid, cleanTimeout)
+	if err := lazyRestore(t, lazy.dir, lazy.images, lazy.pid, &r); err != nil {
+		killGroup(lazy.pid, cleanTimeout)
 		return r, fmt.Errorf("lazy restore: %w", err)
 	}
-	if err := verify(pid, out); err != nil {
+	if err := verify(lazy.pid, lazy.out); err != nil {
 		return r, fmt.Errorf("lazy restore: %w", err)
 	}
 	return r, nil
 }
 
-// dumped is the images a round dumped.
+// dumped is a program started and dumped, to be restored.
 type dumped struct {
-	dir  string
-	dump timed
+	dir    string // where it ran and its restore's output goes
+	out    string // its output file
+	pid    int
+	images string // its images, in dir
+	dump   timed
 }
 
 // startDumped starts w's program in dir, waits until it is ready,
 // dumps it with t into dir/images and reads the pages images once, so
 // that the restore finds them in the page cache whatever the dump did.
-// It returns the dumped PID and the program's output file.
-func startDumped(e env, t tool, w workload, dir string) (pid int, out string, d dumped, err error) {
-	d.dir = filepath.Join(dir, "images")
-	if err := os.MkdirAll(d.dir, 0o755); err != nil {
-		return 0, "", d, err
+func startDumped(e env, t tool, w workload, dir string) (d dumped, err error) {
+	d = dumped{dir: dir, out: filepath.Join(dir, w.name+".out"), images: filepath.Join(dir, "images")}
+	if err := os.MkdirAll(d.images, 0o755); err != nil {
+		return d, err
 	}
-	out = filepath.Join(dir, w.name+".out")
-	if pid, err = startProgram(filepath.Join(e.binDir, w.prog), w.args, dir, out); err != nil {
-		return 0, "", d, err
+	if d.pid, err = startProgram(filepath.Join(e.binDir, w.prog), w.args, dir, d.out); err != nil {
+		return d, err
 	}
-	if err := waitReady(pid, out, readyTimeout); err != nil {
-		killGroup(pid, cleanTimeout)
-		return 0, "", d, fmt.Errorf("%w; output: %s", err, tail(out))
+	if err := waitReady(d.pid, d.out, readyTimeout); err != nil {
+		killGroup(d.pid, cleanTimeout)
+		return d, fmt.Errorf("%w; output: %s", err, tail(d.out))
 	}
-	if d.dump, err = dumpRound(t, w, dir, d.dir, pid); err != nil {
-		killGroup(pid, cleanTimeout)
-		return 0, "", d, err
+	if d.dump, err = dumpRound(t, w, dir, d.images, d.pid); err != nil {
+		killGroup(d.pid, cleanTimeout)
+		return d, err
 	}
-	return pid, out, d, readPages(d.dir)
+	return d, readPages(d.images)
 }
 
 // readPages reads every pages image of dir.
@@ -174,7 +173,7 @@ func lazyRestore(t tool, dir, images string, pid int, r *lazyRound) error {
 	case <-time.After(commandTimeout):
 		return fmt.Errorf("%s lazy-pages: not done after %v", t.name, commandTimeout)
 	}
-	if t.name != "amber" {
+	if !t.logsAllIn {
 		return nil
 	}
 	log, err := os.ReadFile(filepath.Join(images, lazyLog))

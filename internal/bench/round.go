@@ -34,11 +34,13 @@ type tool struct {
 	name string   // as reported: amber, criu
 	bin  string   // its binary
 	args []string // extra arguments to each of its commands
+	// logsAllIn: its lazy-pages logs "all in after D" at -v3 (amber).
+	logsAllIn bool
 }
 
 // tools are amber and, if the bench has one, CRIU.
 func (e env) tools() []tool {
-	ts := []tool{{name: "amber", bin: e.amber, args: e.amberArgs}}
+	ts := []tool{{name: "amber", bin: e.amber, args: e.amberArgs, logsAllIn: true}}
 	if e.criu != "" {
 		ts = append(ts, tool{name: "criu", bin: e.criu})
 	}
