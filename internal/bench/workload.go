@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // floorKind says what the floor does for a workload.
@@ -64,6 +65,15 @@ func WorkloadNames() []string {
 	return names
 }
 
+// namedOnly lists the workloads that run only when named.
+func namedOnly() []string {
+	var names []string
+	for _, m := range migrations() {
+		names = append(names, m.name)
+	}
+	return append(names, "lazyN", "pageserverN")
+}
+
 // selectWorkloads returns the named workloads in report order, or all of
 // them for no names.
 func selectWorkloads(names []string) ([]workload, error) {
@@ -84,7 +94,8 @@ func selectWorkloads(names []string) ([]workload, error) {
 	}
 	for _, n := range names {
 		if want[n] {
-			return nil, fmt.Errorf("bench: no workload %q (have %v)", n, WorkloadNames())
+			return nil, fmt.Errorf("bench: no workload %q (have %v; when named: %s (N MiB, or 1g))", n, WorkloadNames(),
+				strings.Join(namedOnly(), " "))
 		}
 	}
 	return picked, nil
