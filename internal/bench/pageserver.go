@@ -85,6 +85,8 @@ func pageServerRound(e env, t tool, w sizedWorkload, dir string, serverFirst boo
 		if err := dump(); err != nil {
 			return r, err
 		}
+		// The next dump must not compete with this one's writeback.
+		unix.Sync()
 	}
 	if err := killGroup(pid, cleanTimeout); err != nil {
 		return r, err
@@ -101,21 +103,19 @@ func pageServerRound(e env, t tool, w sizedWorkload, dir string, serverFirst boo
 }
 
 // dumpLeaving dumps pid with t into images with --leave-running and
-// extra, and syncs, so that the next dump does not compete with the
-// writeback of this one. It returns the dump's wall time.
+// extra. It returns the dump's wall time.
 func dumpLeaving(t tool, dir, name, images string, pid int, extra ...string) (time.Duration, error) {
 	args := append([]string{"-t", strconv.Itoa(pid), "-D", images, "--leave-running"}, extra...)
 	d, err := runTimed(dir, name, t.bin, t.command("dump", args...)...)
 	if err != nil {
 		return 0, err
 	}
-	unix.Sync()
 	return d.wall, nil
 }
 
 // dumpToServer starts t's page server on a free loopback port writing
 // into received, dumps pid into images with --page-server to it, and
-// waits for the server to end. It returns the dump's wall time.
+// waits for the server to end, its images written. It returns the dump's wall time.
 func dumpToServer(t tool, dir, images, received string, pid int) (time.Duration, error) {
 	port, err := freeLoopbackPort()
 	if err != nil {
