@@ -115,13 +115,15 @@ func dumpLeaving(t tool, dir, name, images string, pid int, extra ...string) (ti
 
 // dumpToServer starts t's page server on a free loopback port writing
 // into received, dumps pid into images with --page-server to it, and
-// waits for the server to end, its images written. It returns the dump's wall time.
+// waits for the server to end, its images written. It returns the
+// dump's wall time.
 func dumpToServer(t tool, dir, images, received string, pid int) (time.Duration, error) {
 	port, err := freeLoopbackPort()
 	if err != nil {
 		return 0, err
 	}
-	srv, err := startServer(dir, "page-server", t.bin, t.command("page-server", append([]string{"-D", received}, loopbackArgs(port)...)...)...)
+	args := t.command("page-server", append([]string{"-D", received}, loopbackArgs(port)...)...)
+	srv, err := startServer(dir, "page-server", t.bin, args...)
 	if err != nil {
 		return 0, fmt.Errorf("%s %w", t.name, err)
 	}
