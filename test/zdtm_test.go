@@ -71,6 +71,7 @@ var programs = []program{
 	{name: "layout_churn", own: true},
 	{name: "lazy_mem", cflags: []string{"-pthread"}, own: true},
 	{name: "lazy_fork", own: true},
+	{name: "lazy_layout", cflags: []string{"-pthread"}, own: true},
 	{name: "guard_pages"},
 	{name: "sk_unix_pair"},
 	{name: "sk_unix_listen"},

@@ -1,15 +1,21 @@
 package lazy
 
 // The lazy-pages daemon: one event loop reads every userfaultfd's
-// messages and answers faults; one goroutine copies the rest, a chunk at
-// a time. Both copy into a process only holding its lock, and the event
-// loop reads its messages holding it too: a copy never lands in memory
-// that an event already read said was dropped or moved.
+// messages and answers faults; prefetch workers copy the rest, a chunk at
+// a time. Every copy into a process holds its lock, and the event loop
+// reads its messages holding it too: a copy never lands in memory that an
+// event already read said was dropped or moved. The workers read their
+// chunk without the lock (pages images with pread, as CRIU's daemon
+// does, into buffers used again and again: copying from a mapping of the
+// images faulted on every page of it, and that cost more than the
+// copies), then bring in what of it is still missing, wherever the
+// process moved it meanwhile.
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,14 +35,14 @@ const (
 	// faultChunk is how much a fault brings in from the faulting page
 	// on: a task touching its memory in order faults less.
 	faultChunk = 64 << 10
-	// prefetchChunk is how much the background copy brings in at once,
-	// holding the process's lock (a fault waits at most that long).
-	prefetchChunk = 256 << 10
-	// remoteChunk is how much the background copy fetches at once from
-	// the source's page server, without holding the process's lock:
-	// fewer round trips, while a fault waits at most for one such
-	// transfer on the connection.
-	remoteChunk = 1 << 20
+	// prefetchChunk is how much a prefetch worker reads at once (from
+	// the images, or from the source's page server: fewer round trips)
+	// and then copies in holding the process's lock, so that a fault
+	// waits at most for one such copy. CRIU's daemon copies 1 MiB too.
+	prefetchChunk = 1 << 20
+	// maxPrefetchers bounds the prefetch workers: one reads its next
+	// chunk while another copies.
+	maxPrefetchers = 2
 	// prefetchNice is the background copy's nice value.
 	prefetchNice = 10
 )
@@ -88,6 +94,8 @@ type daemon struct {
 	once     sync.Once
 	// err ends the daemon: the source failed.
 	err error
+	// imgs are every process's images, closed at the end.
+	imgs []*images
 	// bufs are the buffers pages from the source land in: a fresh one
 	// per fetch would have the garbage collector run through the whole
 	// memory moved.
@@ -109,13 +117,40 @@ type task struct {
 	missing  pieces
 	closed   bool
 	deferred []uint64 // faults to answer again once events are read
+	// reading are the pages a prefetch worker reads now, by their
+	// address at the dump (orig): no other worker reads them too.
+	reading []span
 }
 
-// images are a process's pages images, mapped; shared with the
-// processes it forks.
+// span is [start, end) of addresses.
+type span struct{ start, end uint64 }
+
+// images are a process's pages images, open; shared with the processes
+// it forks, closed when the daemon ends.
 type images struct {
-	maps [][]byte
+	fds   []int
+	sizes []uint64
 }
+
+// read reads len(buf) bytes of image img at off.
+func (im *images) read(img int, off uint64, buf []byte) error {
+	for done := 0; done < len(buf); {
+		n, err := unix.Pread(im.fds[img], buf[done:], int64(off)+int64(done))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read pages image %d at %#x: %w", img, off+uint64(done), err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read pages image %d at %#x: %w", img, off+uint64(done), io.ErrUnexpectedEOF)
+		}
+		done += n
+	}
+	return nil
+}
+
+func (im *images) close() { closeAll(im.fds) }
 
 const connID = 0
 
@@ -145,7 +180,7 @@ func Serve(opts Options) (Stats, error) {
 	unix.Close(ln)
 	os.Remove(path)
 	d := &daemon{opts: opts, tasks: map[uint64]*task{}, next: 1, done: make(chan struct{})}
-	d.bufs.New = func() any { b := make([]byte, max(faultChunk, prefetchChunk, remoteChunk)); return &b }
+	d.bufs.New = func() any { b := make([]byte, max(faultChunk, prefetchChunk)); return &b }
 	if d.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return Stats{}, fmt.Errorf("lazy-pages: %w", err)
 	}
@@ -155,6 +190,9 @@ func Serve(opts Options) (Stats, error) {
 	}
 	err = d.loop(conn)
 	d.finish()
+	for _, im := range d.imgs {
+		im.close()
+	}
 	return d.stats, d.result(err)
 }
 
@@ -265,7 +303,9 @@ func (d *daemon) receive(conn int) error {
 		unix.EpollCtl(d.epfd, unix.EPOLL_CTL_DEL, conn, nil)
 		// Only now: the restore, which drives its tasks by ptrace round
 		// trips, would wait for the CPU the copy takes.
-		go d.prefetch()
+		for range min(runtime.NumCPU(), maxPrefetchers) {
+			go d.prefetch()
+		}
 		d.checkDone()
 		return nil
 	}
@@ -281,19 +321,21 @@ func (d *daemon) receive(conn int) error {
 		closeAll(fds)
 		return fmt.Errorf("lazy-pages: pid %d: %d descriptors for %d images", pid, len(fds), nimg)
 	}
-	imgs, err := mapImages(fds[1:])
-	closeAll(fds[1:])
+	imgs, err := openImages(fds[1:])
 	if err != nil {
-		unix.Close(fds[0])
+		closeAll(fds)
 		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
 	}
+	d.mu.Lock()
+	d.imgs = append(d.imgs, imgs)
+	d.mu.Unlock()
 	missing, err := readRanges(conn, nranges)
 	if err != nil {
 		unix.Close(fds[0])
 		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
 	}
 	for _, p := range missing {
-		if p.img >= len(imgs.maps) || (p.img >= 0 && p.off+p.end-p.start > uint64(len(imgs.maps[p.img]))) ||
+		if p.img >= len(imgs.fds) || (p.img >= 0 && p.off+p.end-p.start > imgs.sizes[p.img]) ||
 			(p.img < 0 && d.opts.Fetch == nil) {
 			unix.Close(fds[0])
 			return fmt.Errorf("lazy-pages: pid %d: pages %#x-%#x are in no image the daemon has", pid, p.start, p.end)
@@ -347,23 +389,15 @@ func closeAll(fds []int) {
 	}
 }
 
-// mapImages maps the pages images read only.
-func mapImages(fds []int) (*images, error) {
-	imgs := &images{}
-	for _, fd := range fds {
+// openImages takes the pages images the restore sent, with their sizes.
+func openImages(fds []int) (*images, error) {
+	imgs := &images{fds: fds}
+	for i, fd := range fds {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("pages image %d: %w", i, err)
 		}
-		if st.Size == 0 {
-			imgs.maps = append(imgs.maps, nil)
-			continue
-		}
-		m, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return nil, fmt.Errorf("map a pages image: %w", err)
-		}
-		imgs.maps = append(imgs.maps, m)
+		imgs.sizes = append(imgs.sizes, uint64(st.Size))
 	}
 	return imgs, nil
 }
@@ -476,48 +510,38 @@ func (d *daemon) prefetch() {
 	}
 }
 
-// prefetchOne brings in the first chunk of what t misses.
+// prefetchOne brings in the first chunk of what t misses that no other
+// worker reads: it reads it without t's lock, so that faults and events
+// go on meanwhile, then brings in what of it is still missing.
 func (t *task) prefetchOne() bool {
 	if t.waiting.Load() > 0 {
 		return false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || len(t.missing) == 0 {
+	if t.closed {
 		return false
 	}
-	p := t.missing[0]
-	if p.img < 0 {
-		return t.prefetchRemoteLocked(p.cut(p.start, p.start+remoteChunk))
-	}
-	p = p.cut(p.start, p.start+prefetchChunk)
-	if err := t.fillLocked(p); err != nil {
-		t.failLocked(err)
+	p, ok := nextChunk(t.missing, t.reading, prefetchChunk)
+	if !ok {
 		return false
 	}
-	t.d.count(&t.d.stats.Prefetched, p.end-p.start)
-	t.closeIfDoneLocked()
-	return true
-}
-
-// prefetchRemoteLocked fetches p from the source's page server without
-// holding t's lock, so that faults go on meanwhile, then brings in
-// what of it is still missing, wherever the process moved it since.
-func (t *task) prefetchRemoteLocked(p piece) bool {
+	read := span{p.orig, p.orig + p.end - p.start}
+	t.reading = append(t.reading, read)
 	bp := t.d.bufs.Get().(*[]byte)
 	defer t.d.bufs.Put(bp)
 	buf := (*bp)[:p.end-p.start]
 	t.mu.Unlock()
-	err := t.d.opts.Fetch(t.pid, p.orig, buf)
+	err := t.readPiece(p, buf)
 	t.mu.Lock()
+	t.reading = slices.DeleteFunc(t.reading, func(s span) bool { return s == read })
 	if t.closed {
 		return false
 	}
-	if err != nil {
-		t.failLocked(&SourceError{err})
-		return false
+	if err == nil {
+		err = t.placeLocked(p, buf)
 	}
-	if err := t.placeLocked(p.orig, buf); err != nil {
+	if err != nil {
 		t.failLocked(err)
 		return false
 	}
@@ -525,20 +549,64 @@ func (t *task) prefetchRemoteLocked(p piece) bool {
 	return true
 }
 
-// placeLocked brings in the missing pages that were at orig at the dump,
-// whose contents buf holds.
-func (t *task) placeLocked(orig uint64, buf []byte) error {
-	end := orig + uint64(len(buf))
+// nextChunk is the first run of missing, at most size bytes, that
+// reading (addresses at the dump) does not overlap: one piece's, with
+// one source.
+func nextChunk(missing pieces, reading []span, size uint64) (piece, bool) {
+	for _, p := range missing {
+		for at := p.start; at < p.end; {
+			c := p.cut(at, at+size)
+			next := c.end
+			for _, r := range reading {
+				cEnd := c.orig + c.end - c.start
+				if r.end <= c.orig || r.start >= cEnd {
+					continue
+				}
+				if r.start <= c.orig {
+					// Read from its start: go on after r.
+					next = c.start + r.end - c.orig
+					c.end = c.start
+					break
+				}
+				c = c.cut(c.start, c.start+r.start-c.orig)
+			}
+			if c.end > c.start {
+				return c, true
+			}
+			at = next
+		}
+	}
+	return piece{}, false
+}
+
+// readPiece reads p's contents into buf: from its pages image, or from
+// the source's page server.
+func (t *task) readPiece(p piece, buf []byte) error {
+	if p.img >= 0 {
+		return t.imgs.read(p.img, p.off, buf)
+	}
+	if err := t.d.opts.Fetch(t.pid, p.orig, buf); err != nil {
+		return &SourceError{err}
+	}
+	return nil
+}
+
+// placeLocked brings in the missing pages of p's source that were at
+// p.orig on at the dump, whose contents buf holds, wherever they are now
+// (a worker read them without the lock: faults may have brought some in,
+// events moved or dropped some).
+func (t *task) placeLocked(p piece, buf []byte) error {
+	orig, end := p.orig, p.orig+uint64(len(buf))
 	for _, m := range slices.Clone(t.missing) {
 		mEnd := m.orig + m.end - m.start
-		if m.img >= 0 || m.orig >= end || mEnd <= orig {
+		if m.img != p.img || m.orig >= end || mEnd <= orig {
 			continue
 		}
 		from, to := max(m.orig, orig), min(mEnd, end)
 		q := m.cut(m.start+from-m.orig, m.start+to-m.orig)
 		if err := copyPages(t.uffd, q.start, unsafe.Pointer(&buf[from-orig]), to-from); err != nil {
 			if errors.Is(err, errChanging) {
-				continue // still missing: fetched again later
+				continue // still missing: read again later
 			}
 			return err
 		}
@@ -554,30 +622,24 @@ func (d *daemon) count(c *uint64, n uint64) {
 	d.mu.Unlock()
 }
 
-// fillLocked brings p in and drops it from the missing pages.
+// fillLocked brings p in, a chunk at a time, and drops it from the
+// missing pages.
 func (t *task) fillLocked(p piece) error {
-	if p.img >= 0 {
-		src := unsafe.Pointer(&t.imgs.maps[p.img][p.off])
-		if err := copyPages(t.uffd, p.start, src, p.end-p.start); err != nil {
-			return err
-		}
-	} else if err := t.fetchLocked(p); err != nil {
-		return err
-	}
-	t.missing, _ = t.missing.remove(p.start, p.end)
-	return nil
-}
-
-// fetchLocked brings p, at most a prefetchChunk, in from the source's
-// page server.
-func (t *task) fetchLocked(p piece) error {
 	bp := t.d.bufs.Get().(*[]byte)
 	defer t.d.bufs.Put(bp)
-	buf := (*bp)[:p.end-p.start]
-	if err := t.d.opts.Fetch(t.pid, p.orig, buf); err != nil {
-		return &SourceError{err}
+	for at := p.start; at < p.end; {
+		c := p.cut(at, at+uint64(len(*bp)))
+		buf := (*bp)[:c.end-c.start]
+		if err := t.readPiece(c, buf); err != nil {
+			return err
+		}
+		if err := copyPages(t.uffd, c.start, unsafe.Pointer(&buf[0]), uint64(len(buf))); err != nil {
+			return err
+		}
+		t.missing, _ = t.missing.remove(c.start, c.end)
+		at = c.end
 	}
-	return copyPages(t.uffd, p.start, unsafe.Pointer(&buf[0]), uint64(len(buf)))
+	return nil
 }
 
 // failLocked handles a failed copy: a process gone needs nothing more, a

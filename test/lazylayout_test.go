@@ -1,0 +1,62 @@
+package test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// layoutSeeds are the seeds of lazy_layout's random layouts: the one
+// AMBER_LAYOUT_SEED names, to replay a failure, or n random ones.
+func layoutSeeds(t *testing.T, n int) []uint64 {
+	if s := os.Getenv("AMBER_LAYOUT_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 0, 64)
+		if err != nil {
+			t.Fatalf("AMBER_LAYOUT_SEED=%q: %v", s, err)
+		}
+		return []uint64{seed}
+	}
+	seeds := make([]uint64, n)
+	for i := range seeds {
+		seeds[i] = rand.Uint64() | 1
+	}
+	return seeds
+}
+
+// TestLazyLayouts restores lazy_layout's random layouts lazily, from
+// the images here and from a source serving its pages (dump
+// --lazy-pages): regions of every size, adjacent and apart, read-only
+// and PROT_NONE ones, untouched, zeroed and dropped runs, and, as soon
+// as the program runs again, a region moved, one unmapped, a run
+// dropped and a fork, while the daemon's workers still read and copy.
+// The program and its child check every page. A failure names its
+// seed: AMBER_LAYOUT_SEED=SEED replays it.
+func TestLazyLayouts(t *testing.T) {
+	for _, seed := range layoutSeeds(t, 3) {
+		t.Run(fmt.Sprintf("local/%#x", seed), func(t *testing.T) {
+			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
+			log := startCase(t, "lazy_layout").mustRestoreLazily()
+			t.Logf("%d moves, %d drops, %d forks while pages were missing; %s", strings.Count(log, "moved from"),
+				strings.Count(log, "dropped (event"), strings.Count(log, ": fork"), lastLine(log, "all in after"))
+		})
+		t.Run(fmt.Sprintf("remote/%#x", seed), func(t *testing.T) {
+			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
+			s := startRemoteLazy(t, "lazy_layout")
+			c := s.c
+			d := s.startDaemon()
+			s.restore()
+			log := d.mustExit()
+			t.Logf("%d moves, %d drops, %d forks while pages were missing; %s", strings.Count(log, "moved from"),
+				strings.Count(log, "dropped (event"), strings.Count(log, ": fork"), lastLine(log, "all in after"))
+			s.dump.mustExit()
+			restored := c.pid
+			c.pid = s.srcPid
+			c.reapDumped(s.tree)
+			c.pid = restored
+			c.mustPass()
+		})
+	}
+}
