@@ -154,14 +154,12 @@ func (s *source) finalLazy(prev string) error {
 // restored tree is killed: the source's thawed.
 func (r *receiver) restoreLazy(local bool) (Received, error) {
 	var src *pageserver.Source
-	var pageConn net.Conn
 	var fetch func(pid int, addr uint64, buf []byte) error
 	if !local {
 		conn, err := r.acceptPages()
 		if err != nil {
 			return Received{}, err
 		}
-		pageConn = conn
 		src = pageserver.NewSource(conn, conn.RemoteAddr().String())
 		defer src.Abort()
 		fetch = src.Fetch
@@ -216,9 +214,8 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 		}
 	case err := <-gone:
 		killTree(res.Pid)
-		if pageConn != nil {
-			// Ends a fetch in flight, which holds the session.
-			pageConn.Close()
+		if src != nil {
+			src.Abort() // ends a fetch in flight too
 		}
 		<-d.done
 		return Received{}, r.killCopy(res.Pid, g, src, err)

@@ -180,14 +180,16 @@ func (s *Source) Close() error {
 }
 
 // Abort drops the connection without ending the session: the dump
-// then lets its tree run on.
+// then lets its tree run on. It closes the connection before it takes
+// the lock, so that a fetch waiting on the connection (which holds the
+// lock) fails at once instead of holding Abort until its timeout.
 func (s *Source) Abort() {
+	s.c.Abort()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err == nil {
 		s.err = errors.New("the session is aborted")
 	}
-	s.c.Abort()
 }
 
 // get sends one GET for the pages of buf and reads its answer into

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // runReader serves one lazy run of one process: each page filled with a
@@ -143,5 +144,43 @@ func TestLazyWire(t *testing.T) {
 	binary.LittleEndian.PutUint64(want[8:], 1)
 	if !bytes.Equal(ans.Bytes()[:RequestSize], want) || ans.Len() != RequestSize+PageSize {
 		t.Errorf("answer on the wire\n%x, want\n%x and a page", ans.Bytes()[:RequestSize], want)
+	}
+}
+
+// TestSourceAbortInFlight aborts a session while a fetch waits on a
+// server that never answers, with no timeout: the fetch fails and Abort
+// returns, where Abort waited for the fetch's lock forever.
+func TestSourceAbortInFlight(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	src := NewSource(a, "pipe")
+	fetched := make(chan error, 1)
+	go func() { fetched <- src.Fetch(1, 0x1000, make([]byte, PageSize)) }()
+	// The request arrived: the fetch now waits for its answer.
+	if _, err := io.ReadFull(b, make([]byte, RequestSize)); err != nil {
+		t.Fatal(err)
+	}
+	aborted := make(chan struct{})
+	go func() { src.Abort(); close(aborted) }()
+	for _, c := range []struct {
+		what string
+		done func() bool
+	}{
+		{"Abort", func() bool { <-aborted; return true }},
+		{"the fetch", func() bool { return <-fetched != nil }},
+	} {
+		ok := make(chan bool, 1)
+		go func() { ok <- c.done() }()
+		select {
+		case good := <-ok:
+			if !good {
+				t.Fatalf("%s succeeded after the abort", c.what)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s still waits 30 s after the abort", c.what)
+		}
+	}
+	if err := src.Fetch(1, 0x1000, make([]byte, PageSize)); err == nil {
+		t.Fatal("a fetch after the abort succeeded")
 	}
 }
