@@ -121,7 +121,8 @@ func (q *hashQueue) fail(i int, err error) {
 
 // err is the result of the queue once its workers are done: the failure
 // of the first file (in the queue's order) that failed, else errStopped
-// if it was stopped before all was hashed, else nil.
+// if it was stopped (a piece may be cut short), else nil: every piece
+// was hashed.
 func (q *hashQueue) err() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -130,7 +131,7 @@ func (q *hashQueue) err() error {
 			return err
 		}
 	}
-	if q.next.Load() < int64(len(q.parts)) {
+	if q.stop.Load() {
 		return errStopped
 	}
 	return nil

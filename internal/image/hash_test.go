@@ -186,6 +186,17 @@ func TestCheckPiecesStop(t *testing.T) {
 	if err := c.Wait(); err != nil && !errors.Is(err, errStopped) {
 		t.Errorf("after Stop: %v", err)
 	}
+	// Stopped before a piece is hashed: never a success.
+	f, err := os.Open(filepath.Join(dir, "pages-2.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	q := newHashQueue([]pendingFile{{f, Sum{Size: 3 * checkPiece}}}, checkPiece, true)
+	q.stop.Store(true)
+	if err := q.run(2); !errors.Is(err, errStopped) {
+		t.Errorf("queue stopped at once: %v; want errStopped", err)
+	}
 }
 
 func requireCRCError(t *testing.T, err error, path string) {
