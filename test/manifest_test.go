@@ -2,6 +2,7 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -179,5 +180,71 @@ func requireNothingLeft(t *testing.T, what string) {
 			st, _ := readStat(pid)
 			t.Fatalf("%s: the failed restore left pid %d (%s)", what, pid, st.Comm)
 		}
+	}
+}
+
+// TestRestoreDamagedLargePages dumps lazy_mem (some 70 MiB of memory,
+// whose pages image is checked in several pieces at once, each 16 MiB)
+// and flips one byte of the pages image at a time: in the first piece,
+// either side of the boundary between the first two, in the middle, the
+// last. Every restore must fail naming the pages image and its CRC32C,
+// and leave no process behind: plain ones, whose memory is filled
+// meanwhile, and a lazy one, whose memory is not. Then the undamaged
+// images restore and the program passes.
+func TestRestoreDamagedLargePages(t *testing.T) {
+	const piece = 16 << 20
+	c := startCase(t, "lazy_mem")
+	c.mustDump()
+	pristine := t.TempDir()
+	copyImages(t, c.images, pristine)
+	pages, err := filepath.Glob(filepath.Join(pristine, "pages-*.img"))
+	if err != nil || len(pages) != 1 {
+		t.Fatalf("pages images %v, %v: want one", pages, err)
+	}
+	name := filepath.Base(pages[0])
+	st, err := os.Stat(pages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() < 4*piece {
+		t.Fatalf("%s: %d bytes; want several pieces of %d", name, st.Size(), piece)
+	}
+	for _, at := range []struct {
+		off  int64
+		lazy bool
+	}{{4096, false}, {piece - 1, false}, {piece, false}, {piece, true}, {st.Size() / 2, false}, {st.Size() - 1, false}} {
+		copyImages(t, pristine, c.images)
+		flipByteAt(t, filepath.Join(c.images, name), at.off)
+		var r amberResult
+		if at.lazy {
+			d := c.startLazyDaemon()
+			r = c.amber(c.prog, c.restoreArgs(c.pidfile(), "-d", "--lazy-pages")...)
+			d.stop()
+		} else {
+			r = c.restoreDetached(c.pidfile())
+		}
+		requireFailure(t, r, name+": CRC32C")
+		requireNothingLeft(t, fmt.Sprintf("byte %d of %s flipped (lazy %v)", at.off, name, at.lazy))
+	}
+	copyImages(t, pristine, c.images)
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
+// flipByteAt flips the lowest bit of byte off of the file at path.
+func flipByteAt(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := []byte{0}
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }

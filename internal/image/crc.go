@@ -2,21 +2,16 @@ package image
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
-	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // Images are checksummed with CRC32C (Castagnoli): hash/crc32 computes it
 // with the CPU's CRC instruction, at several GB/s. Large files are hashed
-// in pieces by several workers at once; CombineCRC joins the pieces.
+// in pieces by several workers at once (hash.go); CombineCRC joins the
+// pieces.
 
 // castagnoli is the CRC32C polynomial, reflected (as hash/crc32 has it).
 const castagnoli = 0x82f63b78
@@ -101,7 +96,11 @@ func (c *ChunkSums) Add(off int64, s Sum) {
 func (c *ChunkSums) Sum() (Sum, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	slices.SortFunc(c.chunks, func(a, b chunkSum) int { return cmp.Compare(a.off, b.off) })
+	// An empty piece sorts before a piece at its offset, whose end would
+	// leave it behind.
+	slices.SortFunc(c.chunks, func(a, b chunkSum) int {
+		return cmp.Or(cmp.Compare(a.off, b.off), cmp.Compare(a.Size, b.Size))
+	})
 	var s Sum
 	// Most pieces have one size, whose x^(8n) is worked out once: a
 	// 512 MiB dump has thousands of them.
@@ -115,94 +114,6 @@ func (c *ChunkSums) Sum() (Sum, error) {
 			size, shift = p.Size, xPow8n(p.Size)
 		}
 		s = Sum{s.Size + p.Size, mulModP(shift, s.CRC) ^ p.CRC}
-	}
-	return s, nil
-}
-
-// hashBuf is how much of a file one read hashes: small enough that the
-// bytes are still in the CPU's cache when the CRC reads them.
-const hashBuf = 256 << 10
-
-// hashPiece is how much of a large file one hashing worker takes at a
-// time.
-const hashPiece = 16 << 20
-
-// bindThread makes the calling goroutine run on a thread bound to cpus,
-// if not nil, until the returned function is called.
-func bindThread(cpus *unix.CPUSet) (unbind func()) {
-	if cpus == nil {
-		return func() {}
-	}
-	runtime.LockOSThread()
-	unix.SchedSetaffinity(0, cpus)
-	return runtime.UnlockOSThread
-}
-
-// errStopped is what a hash stopped early returns.
-var errStopped = errors.New("check stopped")
-
-// hashFile computes the CRC32C of the first size bytes of f, which must
-// have that many: large files in pieces by hashWorkers workers (bound to
-// cpus, if not nil), until stop, if not nil, is set. A small file is read
-// through buf if it is large enough: a check of many small files reuses
-// one buffer rather than fault in a new one for each.
-func hashFile(f *os.File, size int64, stop *atomic.Bool, cpus *unix.CPUSet, buf []byte) (Sum, error) {
-	pieces := int((size + hashPiece - 1) / hashPiece)
-	if pieces <= 1 {
-		if int64(len(buf)) < min(size, hashBuf) {
-			buf = make([]byte, min(size, hashBuf))
-		}
-		return hashRange(f, 0, size, buf, stop)
-	}
-	var sums ChunkSums
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, min(hashWorkers(cpus), pieces))
-	for w := range errs {
-		wg.Go(func() {
-			defer bindThread(cpus)()
-			buf := make([]byte, hashBuf)
-			for i := next.Add(1) - 1; i < int64(pieces) && errs[w] == nil; i = next.Add(1) - 1 {
-				off := i * hashPiece
-				var s Sum
-				s, errs[w] = hashRange(f, off, min(hashPiece, size-off), buf, stop)
-				sums.Add(off, s)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return Sum{}, err
-	}
-	return sums.Sum()
-}
-
-// hashWorkers is how many workers hash one large file: one per CPU in
-// the foreground; in the background (cpus set: a restore's pages check)
-// one CPU fewer, at least one, since the restored tasks fill their memory
-// from the same images meanwhile and a worker on every CPU took CPU time
-// from the fill (a 512 MiB restore took 5% longer). One worker still
-// hashes several times faster than a fill reads.
-func hashWorkers(cpus *unix.CPUSet) int {
-	if cpus == nil {
-		return runtime.NumCPU()
-	}
-	return max(1, cpus.Count()-1)
-}
-
-// hashRange hashes n bytes of f from off, reading them into buf.
-func hashRange(f *os.File, off, n int64, buf []byte, stop *atomic.Bool) (Sum, error) {
-	s := Sum{Size: n}
-	for done := int64(0); done < n; {
-		if stop != nil && stop.Load() {
-			return Sum{}, errStopped
-		}
-		b := buf[:min(n-done, int64(len(buf)))]
-		if _, err := f.ReadAt(b, off+done); err != nil {
-			return Sum{}, fmt.Errorf("%s: %w", f.Name(), noEOF(err))
-		}
-		s.CRC = updateChecksum(s.CRC, b)
-		done += int64(len(b))
 	}
 	return s, nil
 }

@@ -54,3 +54,60 @@ func TestChunkSums(t *testing.T) {
 		t.Error("pieces with a gap: no error")
 	}
 }
+
+// TestCombineCRCSplits cuts random buffers at random points into one to
+// eight pieces, some empty, some of one byte, of lengths of every
+// remainder modulo 4 and 8, and joins the pieces' CRC32Cs both one after
+// the other with CombineCRC and out of order through ChunkSums: each must
+// be hash/crc32's CRC32C of the whole buffer.
+func TestCombineCRCSplits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
+	data := make([]byte, 1<<17)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	for c := range 5000 {
+		n := rng.IntN(600)
+		if c%10 == 0 {
+			n = rng.IntN(len(data) + 1)
+		}
+		buf := data[rng.IntN(len(data)-n+1):][:n]
+		cuts := randomCuts(rng, n, 1+rng.IntN(8))
+		want := crc32.Checksum(buf, castagnoli)
+		var crc uint32
+		for i, off := range cuts[:len(cuts)-1] {
+			piece := buf[off:cuts[i+1]]
+			crc = image.CombineCRC(crc, image.Checksum(piece), int64(len(piece)))
+		}
+		var sums image.ChunkSums
+		for _, i := range rng.Perm(len(cuts) - 1) {
+			piece := buf[cuts[i]:cuts[i+1]]
+			sums.Add(int64(cuts[i]), image.Sum{Size: int64(len(piece)), CRC: image.Checksum(piece)})
+		}
+		if crc != want {
+			t.Fatalf("%d bytes cut at %v: combined %08x, want %08x", n, cuts, crc, want)
+		}
+		if got, err := sums.Sum(); err != nil || got != (image.Sum{Size: int64(n), CRC: want}) {
+			t.Fatalf("%d bytes cut at %v: ChunkSums %+v, %v; want CRC %08x", n, cuts, got, err, want)
+		}
+	}
+}
+
+// randomCuts returns pieces+1 offsets from 0 to n, in order: random, or
+// repeated (an empty piece), or one apart (a piece of one byte).
+func randomCuts(rng *rand.Rand, n, pieces int) []int {
+	cuts := make([]int, pieces+1)
+	cuts[pieces] = n
+	for i := 1; i < pieces; i++ {
+		switch prev := cuts[i-1]; rng.IntN(4) {
+		case 0:
+			cuts[i] = prev
+		case 1:
+			cuts[i] = min(prev+1, n)
+		default:
+			cuts[i] = prev + rng.IntN(n-prev+1)
+		}
+	}
+	return cuts
+}

@@ -1,20 +1,19 @@
 package image
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// TestHashFileWorkers: a large file hashes to its CRC32C whatever the
-// workers and CPUs: in the foreground (one worker per CPU) and in the
-// background with one CPU, two or all (one worker fewer than CPUs, at
-// least one), over sizes that end inside a piece, on one, or before the
-// first ends.
-func TestHashFileWorkers(t *testing.T) {
+// TestHashWorkers: the background check starts with one worker fewer
+// than its CPUs, at least one, and Wait brings them up to one per CPU.
+func TestHashWorkers(t *testing.T) {
 	var all unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &all); err != nil {
 		t.Fatal(err)
@@ -24,18 +23,210 @@ func TestHashFileWorkers(t *testing.T) {
 	two.Set(0)
 	two.Set(1)
 	for _, c := range []struct {
-		cpus *unix.CPUSet
-		want int
-	}{{nil, runtime.NumCPU()}, {&one, 1}, {&two, 1}, {&all, max(1, all.Count()-1)}} {
-		if got := hashWorkers(c.cpus); got != c.want {
-			t.Errorf("hashWorkers(%v) = %d, want %d", c.cpus, got, c.want)
+		cpus      *unix.CPUSet
+		start, at int
+	}{{nil, max(1, runtime.NumCPU()-1), runtime.NumCPU()}, {&one, 1, 1}, {&two, 1, 2}, {&all, max(1, all.Count()-1), all.Count()}} {
+		if got := hashWorkers(c.cpus); got != c.start {
+			t.Errorf("hashWorkers(%v) = %d, want %d", c.cpus, got, c.start)
+		}
+		if got := allWorkers(c.cpus); got != c.at {
+			t.Errorf("allWorkers(%v) = %d, want %d", c.cpus, got, c.at)
 		}
 	}
+}
+
+// TestHashFile: a large file hashes to its CRC32C, over sizes that end
+// inside a piece, on one, or before the first ends; and so it does in
+// pieces of odd sizes with one to five workers.
+func TestHashFile(t *testing.T) {
 	data := make([]byte, 3*hashPiece+12345)
 	for i := range data {
 		data[i] = byte(i*7 + i>>13)
 	}
-	path := filepath.Join(t.TempDir(), "pages-1.img")
+	f := tempFile(t, "pages-1.img", data)
+	for _, size := range []int64{int64(len(data)), 2 * hashPiece, hashPiece + 1, hashBuf + 3, 1, 0} {
+		want := Checksum(data[:size])
+		got, err := hashFile(f, size)
+		if err != nil || got != (Sum{Size: size, CRC: want}) {
+			t.Errorf("size %d: hashFile = %+v, %v; want CRC %08x", size, got, err, want)
+		}
+	}
+	for _, piece := range []int64{1 << 20, 1<<20 + 3, 999_999} {
+		for workers := 1; workers <= 5; workers++ {
+			q := newHashQueue([]pendingFile{{f, Sum{Size: 5<<20 + 7}}}, piece, false)
+			err := q.run(workers)
+			got, _ := q.files[0].sums.Sum()
+			if want := Checksum(data[:5<<20+7]); err != nil || got.CRC != want {
+				t.Errorf("pieces of %d, %d workers: %+v, %v; want CRC %08x", piece, workers, got, err, want)
+			}
+		}
+	}
+}
+
+// checkPiece is the piece size of the tests of the background check:
+// small, so that their files take many pieces, and odd.
+const checkPiece = 64<<10 + 3
+
+// checkFixture writes an images directory of a small image and two pages
+// images of many pieces each (the second ending inside a piece), and its
+// manifest.
+func checkFixture(t *testing.T) (dir string, pages2 []byte) {
+	t.Helper()
+	dir = t.TempDir()
+	pages2 = make([]byte, 7*checkPiece+1001)
+	for i := range pages2 {
+		pages2[i] = byte(i*13 + i>>11)
+	}
+	for name, b := range map[string][]byte{
+		"inventory.img": []byte("inventory"),
+		"pages-1.img":   pages2[:3*checkPiece],
+		"pages-2.img":   pages2,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := openDir(t, dir)
+	if err := WriteManifest(d, nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir, pages2
+}
+
+func openDir(t *testing.T, path string) Dir {
+	t.Helper()
+	d, err := OpenDir(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// checkPieces runs the whole check of dir with the pages images hashed in
+// the background in pieces of checkPiece bytes.
+func checkPieces(t *testing.T, dir string) error {
+	t.Helper()
+	c, err := verifyManifest(openDir(t, dir), IsPagesName, checkPiece)
+	if err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+// TestCheckPieces: the background check in pieces passes the images as
+// written and finds one byte changed anywhere in a pages image: first,
+// in the middle, either side of the boundary between two pieces, last.
+func TestCheckPieces(t *testing.T) {
+	dir, pages2 := checkFixture(t)
+	if err := checkPieces(t, dir); err != nil {
+		t.Fatalf("images as written: %v", err)
+	}
+	path := filepath.Join(dir, "pages-2.img")
+	n := int64(len(pages2))
+	for _, off := range []int64{0, n / 2, checkPiece - 1, checkPiece, 4*checkPiece - 1, 4 * checkPiece, n - 1} {
+		flipByte(t, path, off)
+		err := checkPieces(t, dir)
+		requireCRCError(t, err, path)
+		flipByte(t, path, off)
+		if err := checkPieces(t, dir); err != nil {
+			t.Fatalf("byte %d flipped back: %v", off, err)
+		}
+	}
+}
+
+// TestCheckPiecesFirstFile: a changed byte in the first pages image is
+// reported, not hidden by the second.
+func TestCheckPiecesFirstFile(t *testing.T) {
+	dir, _ := checkFixture(t)
+	path := filepath.Join(dir, "pages-1.img")
+	flipByte(t, path, 2*checkPiece+5)
+	requireCRCError(t, checkPieces(t, dir), path)
+}
+
+// TestCheckPiecesTruncated: a pages image truncated before the check is
+// found by its size; one truncated while it is hashed, by the read that
+// finds its end.
+func TestCheckPiecesTruncated(t *testing.T) {
+	dir, pages2 := checkFixture(t)
+	path := filepath.Join(dir, "pages-2.img")
+	if err := os.Truncate(path, int64(len(pages2))-1); err != nil {
+		t.Fatal(err)
+	}
+	err := checkPieces(t, dir)
+	var me *ManifestError
+	if !errors.As(err, &me) || me.Path != path || !strings.Contains(me.Problem, "truncated") {
+		t.Fatalf("truncated by a byte: %v; want a size mismatch of %s", err, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, size := range []int64{0, checkPiece, 5*checkPiece + 1} {
+		if err := os.Truncate(path, size); err != nil {
+			t.Fatal(err)
+		}
+		q := newHashQueue([]pendingFile{{f, Sum{int64(len(pages2)), Checksum(pages2)}}}, checkPiece, true)
+		err := q.run(3)
+		if err == nil || !strings.HasPrefix(err.Error(), path+": ") || !strings.Contains(err.Error(), "unexpected EOF") {
+			t.Errorf("truncated to %d while hashed: %v; want a short read of %s", size, err, path)
+		}
+	}
+}
+
+// TestCheckPiecesStop: a check stopped early ends, with nothing said.
+func TestCheckPiecesStop(t *testing.T) {
+	dir, _ := checkFixture(t)
+	c, err := verifyManifest(openDir(t, dir), IsPagesName, checkPiece)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	if err := c.Wait(); err != nil && !errors.Is(err, errStopped) {
+		t.Errorf("after Stop: %v", err)
+	}
+	// Stopped before a piece is hashed: never a success.
+	f, err := os.Open(filepath.Join(dir, "pages-2.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	q := newHashQueue([]pendingFile{{f, Sum{Size: 3 * checkPiece}}}, checkPiece, true)
+	q.stop.Store(true)
+	if err := q.run(2); !errors.Is(err, errStopped) {
+		t.Errorf("queue stopped at once: %v; want errStopped", err)
+	}
+}
+
+func requireCRCError(t *testing.T, err error, path string) {
+	t.Helper()
+	var me *ManifestError
+	if !errors.As(err, &me) || me.Path != path || !strings.Contains(me.Problem, "CRC32C") {
+		t.Fatalf("got %v; want a CRC32C mismatch of %s", err, path)
+	}
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := []byte{0}
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tempFile(t *testing.T, name string, data []byte) *os.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -43,14 +234,6 @@ func TestHashFileWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	for _, size := range []int64{int64(len(data)), 2 * hashPiece, hashPiece + 1, hashBuf + 3, 1} {
-		want := Checksum(data[:size])
-		for _, cpus := range []*unix.CPUSet{nil, &one, &two, &all} {
-			got, err := hashFile(f, size, nil, cpus, nil)
-			if err != nil || got != (Sum{Size: size, CRC: want}) {
-				t.Errorf("size %d, cpus %v: hashFile = %+v, %v; want CRC %08x", size, cpus, got, err, want)
-			}
-		}
-	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

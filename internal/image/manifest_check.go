@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync/atomic"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,9 +22,16 @@ func IsPagesName(name string) bool {
 // part of it still running.
 type Check struct {
 	Manifest *Manifest
-	stop     atomic.Bool
-	done     chan struct{}
-	err      error
+	files    []pendingFile // hashed in the background, closed when done
+	queue    *hashQueue    // their pieces
+	cpus     *unix.CPUSet  // what the workers run on; nil: any CPU
+	done     chan struct{} // closed once the last worker is done
+	err      error         // the result, set before done is closed
+
+	mu      sync.Mutex
+	running int  // workers running
+	ended   bool // the last worker is done: no more may start
+	helped  bool // Wait added its workers
 }
 
 // pendingFile is a file whose size matched and whose contents are still
@@ -41,6 +48,12 @@ type pendingFile struct {
 // others in the background, until Check.Wait. It returns a nil Check if
 // dir has no manifest.
 func VerifyManifest(dir Dir, later func(name string) bool) (*Check, error) {
+	return verifyManifest(dir, later, hashPiece)
+}
+
+// verifyManifest is VerifyManifest hashing the files checked later in
+// pieces of at most piece bytes.
+func verifyManifest(dir Dir, later func(name string) bool, piece int64) (*Check, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
@@ -81,7 +94,7 @@ func VerifyManifest(dir Dir, later func(name string) bool) (*Check, error) {
 		dir.contents.setVerified()
 	}
 	c := &Check{Manifest: m, done: make(chan struct{})}
-	c.start(pending)
+	c.start(pending, piece)
 	pending = nil
 	return c, nil
 }
@@ -135,7 +148,7 @@ const maxKept = 16 << 20
 // nor a change in between).
 func verifyKept(d Dir, f *os.File, mf ManifestFile) error {
 	if mf.Size > maxKept {
-		return verifyContents(f, mf.Sum, nil, nil, nil)
+		return verifyContents(f, mf.Sum)
 	}
 	b := make([]byte, mf.Size)
 	if _, err := io.ReadFull(f, b); err != nil {
@@ -149,48 +162,64 @@ func verifyKept(d Dir, f *os.File, mf ManifestFile) error {
 	return nil
 }
 
-// verifyContents hashes f and compares it with want.
-func verifyContents(f *os.File, want Sum, stop *atomic.Bool, cpus *unix.CPUSet, buf []byte) error {
-	got, err := hashFile(f, want.Size, stop, cpus, buf)
-	if err != nil {
-		return err
+// start hashes the pending files in the background, in pieces of at
+// most piece bytes. Its workers run on every CPU the caller may use,
+// whatever CPU the thread that later asks Go for more threads is bound
+// to (a restore's tracer binds itself to one).
+func (c *Check) start(pending []pendingFile, piece int64) {
+	var cpus unix.CPUSet
+	if unix.SchedGetaffinity(0, &cpus) == nil {
+		c.cpus = &cpus
 	}
-	if got.CRC != want.CRC {
-		return &ManifestError{f.Name(), fmt.Sprintf("CRC32C %08x, but %s says %08x: damaged since the dump",
-			got.CRC, ManifestName, want.CRC)}
-	}
-	return nil
+	c.files = pending
+	c.queue = newHashQueue(pending, piece, true)
+	c.addWorkers(hashWorkers(c.cpus))
 }
 
-// start hashes the pending files in the background. Its workers run on
-// every CPU the caller may use, whatever CPU the thread that later asks
-// Go for more threads is bound to (a restore's tracer binds itself to
-// one).
-func (c *Check) start(pending []pendingFile) {
-	var cpus unix.CPUSet
-	cpuArg := &cpus
-	if unix.SchedGetaffinity(0, &cpus) != nil {
-		cpuArg = nil
+// addWorkers starts n more workers on the queue, unless it is done.
+func (c *Check) addWorkers(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
 	}
-	go func() {
-		defer close(c.done)
-		defer closeAll(pending)
-		defer bindThread(cpuArg)()
-		buf := make([]byte, hashBuf)
-		for _, p := range pending {
-			if err := verifyContents(p.f, p.want, &c.stop, cpuArg, buf); err != nil {
-				c.err = err
-				return
-			}
-		}
-	}()
+	c.running += n
+	for range n {
+		go c.worker()
+	}
+}
+
+// worker hashes pieces of the queue until none is left; the last worker
+// to end gives the result.
+func (c *Check) worker() {
+	unbind := bindThread(c.cpus)
+	c.queue.work(make([]byte, c.queue.bufLen))
+	unbind()
+	c.mu.Lock()
+	c.running--
+	c.ended = c.running == 0
+	last := c.ended
+	c.mu.Unlock()
+	if last {
+		c.err = c.queue.err()
+		closeAll(c.files)
+		close(c.done)
+	}
 }
 
 // Wait waits for the background part of the check and returns its
-// result. A nil Check (no manifest) has nothing to wait for.
+// result. Meanwhile the caller's CPU is free: a worker per CPU hashes
+// what is left. A nil Check (no manifest) has nothing to wait for.
 func (c *Check) Wait() error {
 	if c == nil {
 		return nil
+	}
+	c.mu.Lock()
+	help := !c.helped
+	c.helped = true
+	c.mu.Unlock()
+	if help {
+		c.addWorkers(allWorkers(c.cpus) - hashWorkers(c.cpus))
 	}
 	<-c.done
 	return c.err
@@ -199,7 +228,7 @@ func (c *Check) Wait() error {
 // Stop ends the background part of the check early and waits for it.
 func (c *Check) Stop() {
 	if c != nil {
-		c.stop.Store(true)
+		c.queue.stop.Store(true)
 		<-c.done
 	}
 }

@@ -88,7 +88,7 @@ func sumOf(d Dir, name string, known Sum) (Sum, error) {
 	if err != nil {
 		return Sum{}, err
 	}
-	return hashFile(f, st.Size(), nil, nil, nil)
+	return hashFile(f, st.Size())
 }
 
 // ReadManifest reads the manifest of dir; nil if the directory has none.
