@@ -52,9 +52,6 @@ func Serve(conn io.ReadWriter, dir image.Dir, l *log.Logger) (Stats, error) {
 	if l == nil {
 		l = log.Discard()
 	}
-	if tc, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
-		tc.SetReadBuffer(socketBuffer)
-	}
 	s := &server{conn: conn, dir: dir, log: l, nextID: FirstPagesID}
 	err := s.serve()
 	if err != nil {
