@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/image"
@@ -225,6 +226,33 @@ type destWriter struct {
 	// parent are the pages the parent images hold for dest, nil without
 	// parent images.
 	parent []mem.Run
+	// size is how many bytes of pages were written, reserved how many
+	// the pages image has blocks for (see reserve).
+	size, reserved uint64
+}
+
+// Reserving blocks for the pages image ahead of its writes, as a local
+// dump reserves its whole image first, spares each write the
+// filesystem's delayed allocation (a quarter of the server's CPU time
+// on ext4): the image grows by reserveMin, then by what it holds, up to
+// reserveMax at a time, and is cut to its size when it is closed.
+const (
+	reserveMin = 4 << 20
+	reserveMax = 256 << 20
+)
+
+// reserve reserves blocks for n more bytes of pages. Where the
+// filesystem cannot, writes allocate them, as they would have.
+func (w *destWriter) reserve(n uint64) {
+	if w.size+n <= w.reserved {
+		return
+	}
+	grow := max(w.size+n-w.reserved, min(max(w.reserved, reserveMin), reserveMax))
+	if err := unix.Fallocate(int(w.pages.Fd()), 0, int64(w.reserved), int64(grow)); err != nil {
+		w.reserved = ^uint64(0)
+		return
+	}
+	w.reserved += grow
 }
 
 // newDestWriter creates the pagemap and pages images of d.
@@ -279,9 +307,12 @@ func (w *destWriter) flushEntry() error {
 }
 
 // copyPages appends size bytes of page contents from the connection to
-// the pages image (spliced, from a TCP connection).
+// the pages image (spliced, from a TCP connection, through a pipe: the
+// pages are copied once, into the page cache).
 func (w *destWriter) copyPages(conn io.Reader, size uint64) error {
+	w.reserve(size)
 	n, err := w.pages.ReadFrom(io.LimitReader(conn, int64(size)))
+	w.size += uint64(n)
 	if err != nil {
 		return fmt.Errorf("%s: %w", w.pages.Name(), err)
 	}
@@ -310,9 +341,15 @@ func (w *destWriter) checkHole(vaddr, n uint64) error {
 	return fmt.Errorf("pages at %#x-%#x left to the parent images are not in them", vaddr, end)
 }
 
-// close writes the last entry and closes both images.
+// close writes the last entry and closes both images, the pages image
+// cut to what it holds.
 func (w *destWriter) close() error {
 	err := w.flushEntry()
+	if w.reserved > w.size && w.reserved != ^uint64(0) {
+		if terr := w.pages.Truncate(int64(w.size)); terr != nil && err == nil {
+			err = terr
+		}
+	}
 	if cerr := w.pm.Close(); err == nil {
 		err = cerr
 	}
