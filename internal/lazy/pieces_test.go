@@ -1,9 +1,7 @@
 package lazy
 
 import (
-	"math/rand/v2"
 	"reflect"
-	"slices"
 	"testing"
 
 	"amber/internal/mem"
@@ -54,87 +52,4 @@ func TestRangesEncoding(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %x, want %x", got, want)
 	}
-}
-
-// TestNextChunk claims chunks as prefetch workers do, over random
-// missing pieces (some moved: their dump addresses differ from their
-// addresses) and random chunk sizes, with up to three reads in flight:
-// every chunk is a part of one piece, at most the size, and overlaps no
-// read in flight or placed (while faults bring pages in, and some
-// copies are refused, leaving their pages to read again); once every
-// read is done, nothing is missing.
-func TestNextChunk(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for round := 0; round < 2000; round++ {
-		var missing pieces
-		at, orig := uint64(0x10000), uint64(0x7f0000000000)
-		for range 1 + rng.IntN(8) {
-			at += uint64(rng.IntN(3)) * pageSize
-			orig += uint64(1+rng.IntN(4)) * pageSize
-			n := uint64(1+rng.IntN(40)) * pageSize
-			img := rng.IntN(3) - 1
-			missing = append(missing, piece{at, at + n, img, uint64(rng.IntN(100)) * pageSize, orig})
-			at += n
-			orig += n
-		}
-		size := uint64(1+rng.IntN(16)) * pageSize
-		var reading, done []span
-		for {
-			c, ok := nextChunk(missing, reading, size)
-			if !ok {
-				if len(reading) == 0 {
-					break
-				}
-				// Every worker busy or nothing left: one read ends.
-				missing = finishRead(missing, &reading, &done, rng.IntN(len(reading)), rng.IntN(4) > 0)
-				continue
-			}
-			if c.end <= c.start || c.end-c.start > size {
-				t.Fatalf("round %d: chunk %x of size %#x", round, c, size)
-			}
-			i := missing.find(c.start)
-			if i < 0 || missing[i].cut(c.start, c.end) != c {
-				t.Fatalf("round %d: chunk %x is no part of a missing piece %x", round, c, missing)
-			}
-			r := span{c.orig, c.orig + c.end - c.start}
-			for _, s := range append(append([]span(nil), reading...), done...) {
-				if s.start < r.end && r.start < s.end {
-					t.Fatalf("round %d: chunk %x overlaps %x, read or being read", round, r, s)
-				}
-			}
-			reading = append(reading, r)
-			if rng.IntN(4) == 0 && len(missing) > 0 {
-				// A fault brings a few pages in, some of them
-				// perhaps being read.
-				p := missing[rng.IntN(len(missing))]
-				from := p.start + uint64(rng.IntN(int((p.end-p.start)/pageSize)))*pageSize
-				missing, _ = missing.remove(from, min(p.end, from+uint64(1+rng.IntN(4))*pageSize))
-			}
-			if len(reading) == 3 || rng.IntN(2) == 0 {
-				missing = finishRead(missing, &reading, &done, rng.IntN(len(reading)), rng.IntN(4) > 0)
-			}
-		}
-		if len(missing) != 0 {
-			t.Fatalf("round %d: %x still missing once every read is done", round, missing)
-		}
-	}
-}
-
-// finishRead ends read i: its pages are in, no longer missing, or, if
-// not placed (a copy refused while the layout changed), still missing.
-func finishRead(missing pieces, reading, done *[]span, i int, placed bool) pieces {
-	r := (*reading)[i]
-	*reading = append((*reading)[:i], (*reading)[i+1:]...)
-	if !placed {
-		return missing
-	}
-	*done = append(*done, r)
-	for _, p := range slices.Clone(missing) {
-		pEnd := p.orig + p.end - p.start
-		if p.orig < r.end && r.start < pEnd {
-			from, to := max(p.orig, r.start), min(pEnd, r.end)
-			missing, _ = missing.remove(p.start+from-p.orig, p.start+to-p.orig)
-		}
-	}
-	return missing
 }
