@@ -4,15 +4,16 @@
  * anonymous regions of 1 page to 6 MiB with gaps between them, some
  * adjacent and merged by the kernel, a few shared, some read-only or
  * PROT_NONE once written; in each, runs of pages written with a pattern
- * of their address, left untouched, written with zeroes, or dropped
+ * of their own, left untouched, written with zeroes, or dropped
  * (MADV_DONTNEED) before the dump.
  *
- * Once go.now appears in its directory (or on SIGTERM) it moves one
- * region (mremap), unmaps one and drops a random run of a third, at once,
- * while the lazy-pages daemon is still copying; then it forks, and the
- * parent with three threads and the child each read every page: each
- * must hold what was written there (zeroes where nothing or zeroes
- * were, and in the dropped run), wherever its region is now.
+ * Once go.now appears in its directory (or on SIGTERM), while the
+ * lazy-pages daemon is still copying, it moves its biggest region below
+ * the others (mremap), unmaps one and drops a random run of a third;
+ * then it forks, and the parent with three threads and the child each
+ * read every page: each must hold what was written there (zeroes where
+ * nothing or zeroes were, and in the dropped run), wherever its region
+ * is now.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -30,6 +31,8 @@
 #define MAX_REGIONS 120
 #define AREA (768UL << 20)
 #define THREADS 4
+/* Room below the regions for the one moved: the biggest fits. */
+#define SPARE (8UL << 20)
 
 enum { ZERO, WRITTEN };
 
@@ -87,7 +90,7 @@ static void write_page(struct region *r, size_t i)
  * and writes their pages. */
 static void lay_out(unsigned char *area)
 {
-	unsigned char *at = area;
+	unsigned char *at = area + SPARE;
 	size_t i;
 	int n;
 
@@ -97,7 +100,7 @@ static void lay_out(unsigned char *area)
 
 		r->pages = region_pages();
 		at += below(3) ? below(8) * PG : 0;	/* a third adjacent */
-		if (at + r->pages * PG > area + AREA - (16UL << 20))
+		if (at + r->pages * PG > area + AREA)
 			break;
 		r->shared = below(10) == 0;
 		r->at = mmap(at, r->pages * PG, PROT_READ | PROT_WRITE,
@@ -153,13 +156,27 @@ static int private_region(void)
 	return -1;
 }
 
-/* act changes the layout at once after the restore. */
+/* biggest_region picks the biggest private region of the highest half. */
+static int biggest_region(void)
+{
+	int n, best = -1;
+
+	for (n = nregions / 2; n < nregions; n++)
+		if (!regions[n].shared && (best < 0 || regions[n].pages > regions[best].pages))
+			best = n;
+	return best;
+}
+
+/* act changes the layout at once after the restore. The biggest region
+ * of the highest half moves below all the others: the daemon, which
+ * copies the lowest missing pages first, then finds pages far from where
+ * they were at the dump, those of more than one chunk. */
 static void act(unsigned char *spare)
 {
 	struct region *r;
 	int n;
 
-	if ((n = private_region()) >= 0) {
+	if ((n = biggest_region()) >= 0) {
 		r = &regions[n];
 		r->at = mremap(r->at, r->pages * PG, r->pages * PG, MREMAP_MAYMOVE | MREMAP_FIXED, spare);
 		must(r->at == spare, "mremap a region");
@@ -236,17 +253,18 @@ int main(void)
 	printf("seed %s\n", env ? env : "1");
 	area = mmap(NULL, AREA, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	must(area != MAP_FAILED, "mmap the area");
-	/* The region moved lands at the top of the area, which is kept
-	 * free for it: the biggest region fits. */
-	spare = area + AREA - (8UL << 20);
+	spare = area;
 	lay_out(area);
-	must(munmap(area + AREA - (8UL << 20), 8UL << 20) == 0, "free the spare room");
+	must(munmap(spare, SPARE) == 0, "free the spare room");
 	printf("%d regions\n", nregions);
 
 	test_ready();
 	while (access("go.now", F_OK) != 0 && !test_stopped())
 		usleep(1000);
 	act(spare);
+	/* A moment in which only the daemon's background copy brings pages
+	 * in: the lowest missing now are the moved region's. */
+	usleep(20000);
 	child = fork();
 	must(child >= 0, "fork");
 	check_all();
