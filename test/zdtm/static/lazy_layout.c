@@ -8,8 +8,8 @@
  * (MADV_DONTNEED) before the dump.
  *
  * Once go.now appears in its directory (or on SIGTERM), while the
- * lazy-pages daemon is still copying, it moves its biggest region below
- * the others (mremap), unmaps one and drops a random run of a third;
+ * lazy-pages daemon is still copying, it moves a big region below the
+ * others (mremap), unmaps one and drops a random run of a third;
  * then it forks, and the parent with three threads and the child each
  * read every page: each must hold what was written there (zeroes where
  * nothing or zeroes were, and in the dropped run), wherever its region
@@ -156,27 +156,32 @@ static int private_region(void)
 	return -1;
 }
 
-/* biggest_region picks the biggest private region of the highest half. */
-static int biggest_region(void)
+/* region_to_move picks the highest private region of more than 1 MiB
+ * (the daemon copies 1 MiB at a time, from the lowest address up: it
+ * comes to that one last), or else the biggest private one. */
+static int region_to_move(void)
 {
 	int n, best = -1;
 
-	for (n = nregions / 2; n < nregions; n++)
+	for (n = nregions - 1; n >= 0; n--)
+		if (!regions[n].shared && regions[n].pages > 256)
+			return n;
+	for (n = 0; n < nregions; n++)
 		if (!regions[n].shared && (best < 0 || regions[n].pages > regions[best].pages))
 			best = n;
 	return best;
 }
 
-/* act changes the layout at once after the restore. The biggest region
- * of the highest half moves below all the others: the daemon, which
- * copies the lowest missing pages first, then finds pages far from where
- * they were at the dump, those of more than one chunk. */
+/* act changes the layout at once after the restore. A big region the
+ * daemon has not come to yet moves below all the others: the daemon,
+ * which copies the lowest missing pages first, then finds pages far
+ * from where they were at the dump, more than one chunk of them. */
 static void act(unsigned char *spare)
 {
 	struct region *r;
 	int n;
 
-	if ((n = biggest_region()) >= 0) {
+	if ((n = region_to_move()) >= 0) {
 		r = &regions[n];
 		r->at = mremap(r->at, r->pages * PG, r->pages * PG, MREMAP_MAYMOVE | MREMAP_FIXED, spare);
 		must(r->at == spare, "mremap a region");
