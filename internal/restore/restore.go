@@ -885,6 +885,13 @@ func (r *restorer) releaseAll() error {
 // only: the caller may have children of its own that outlive the
 // restore (amber receive's guard), for which a wait on any child would
 // block forever.
+//
+// A task is gone once its PID is free, not once a wait returned it: a
+// task amber traces but did not fork is waited for by amber as its
+// tracer first, and then stays a zombie of its parent (amber, once the
+// parent died too) until waited for again. Counted gone at the first
+// wait, it kept its PID after amber had exited, and a restore tried
+// again at once found it in use (CI at 1a20364).
 func (r *restorer) killAll() {
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	left := map[int]bool{}
@@ -896,10 +903,8 @@ func (r *restorer) killAll() {
 	for len(left) > 0 {
 		for pid := range left {
 			var ws unix.WaitStatus
-			got, err := unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil)
-			// ECHILD: reaped already, or not amber's child yet (its
-			// parent still dying): gone once its PID is free.
-			if got == pid || (err == unix.ECHILD && unix.Kill(pid, 0) == unix.ESRCH) {
+			unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil)
+			if unix.Kill(pid, 0) == unix.ESRCH {
 				delete(left, pid)
 			}
 		}
