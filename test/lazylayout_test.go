@@ -31,44 +31,31 @@ func layoutSeeds(t *testing.T, n int) []uint64 {
 // --lazy-pages): regions of every size, adjacent and apart, read-only
 // and PROT_NONE ones, untouched, zeroed and dropped runs, and, as soon
 // as the program runs again, a region moved, one unmapped, a run
-// dropped and a fork, while the daemon's workers still read and copy.
+// dropped and a fork, while the daemon still copies in the background.
 // The program and its child check every page. A failure names its
 // seed: AMBER_LAYOUT_SEED=SEED replays it.
 func TestLazyLayouts(t *testing.T) {
 	for _, seed := range layoutSeeds(t, 3) {
 		t.Run(fmt.Sprintf("local/%#x", seed), func(t *testing.T) {
 			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
-			log := startCase(t, "lazy_layout").mustRestoreLazily()
-			requireNoErrors(t, log)
-			t.Logf("%d moves, %d drops, %d forks while pages were missing; %s", strings.Count(log, "moved from"),
-				strings.Count(log, "dropped (event"), strings.Count(log, ": fork"), lastLine(log, "all in after"))
+			checkLayoutLog(t, startCase(t, "lazy_layout").mustRestoreLazily())
 		})
 		t.Run(fmt.Sprintf("remote/%#x", seed), func(t *testing.T) {
 			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
-			s := startRemoteLazy(t, "lazy_layout")
-			c := s.c
-			d := s.startDaemon()
-			s.restore()
-			log := d.mustExit()
-			requireNoErrors(t, log)
-			t.Logf("%d moves, %d drops, %d forks while pages were missing; %s", strings.Count(log, "moved from"),
-				strings.Count(log, "dropped (event"), strings.Count(log, ": fork"), lastLine(log, "all in after"))
-			s.dump.mustExit()
-			restored := c.pid
-			c.pid = s.srcPid
-			c.reapDumped(s.tree)
-			c.pid = restored
-			c.mustPass()
+			checkLayoutLog(t, startRemoteLazy(t, "lazy_layout").mustRestoreAll())
 		})
 	}
 }
 
-// requireNoErrors fails t if the lazy-pages daemon logged an error: a
+// checkLayoutLog fails t if the lazy-pages daemon logged an error (a
 // copy it gave up leaves pages to the kernel, which may pass a check
-// that reads them before the daemon would have.
-func requireNoErrors(t *testing.T, log string) {
+// that reads them before the daemon would have), and says what the
+// daemon met while pages were missing.
+func checkLayoutLog(t *testing.T, log string) {
 	t.Helper()
 	if line := lastLine(log, "Error"); line != "" {
 		t.Errorf("lazy-pages logged an error: %s", line)
 	}
+	t.Logf("%d moves, %d drops, %d forks while pages were missing; %s", strings.Count(log, "moved from"),
+		strings.Count(log, "dropped (event"), strings.Count(log, ": fork"), lastLine(log, "all in after"))
 }

@@ -150,17 +150,27 @@ func TestLazyRemote(t *testing.T) {
 // source process they all come from.
 func TestLazyRemoteFork(t *testing.T) {
 	s := startRemoteLazy(t, "lazy_fork")
-	c := s.c
 	s.requireLazyImages(lazyMiBBytes(t))
+	s.mustRestoreAll()
+}
+
+// mustRestoreAll restores the program lazily from its source, requires
+// that the daemon and the dump end by themselves once every page is in,
+// reaps the source's tree, and lets the restored program check itself;
+// it returns the daemon's log.
+func (s *remoteLazy) mustRestoreAll() string {
+	c := s.c
+	c.t.Helper()
 	d := s.startDaemon()
 	s.restore()
-	d.mustExit()
+	log := d.mustExit()
 	s.dump.mustExit()
 	restored := c.pid
 	c.pid = s.srcPid
 	c.reapDumped(s.tree)
 	c.pid = restored
 	c.mustPass()
+	return log
 }
 
 // TestLazyRemoteSourceKilled kills the source amber once it served half

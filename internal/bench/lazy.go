@@ -108,12 +108,8 @@ func startDumped(e env, t tool, w workload, dir string) (d dumped, err error) {
 	if err := os.MkdirAll(d.images, 0o755); err != nil {
 		return d, err
 	}
-	if d.pid, err = startProgram(filepath.Join(e.binDir, w.prog), w.args, dir, d.out); err != nil {
+	if d.pid, err = startReady(filepath.Join(e.binDir, w.prog), w.args, dir, d.out, 0); err != nil {
 		return d, err
-	}
-	if err := waitReady(d.pid, d.out, readyTimeout); err != nil {
-		killGroup(d.pid, cleanTimeout)
-		return d, fmt.Errorf("%w; output: %s", err, tail(d.out))
 	}
 	if d.dump, err = dumpRound(t, w, dir, d.images, d.pid); err != nil {
 		killGroup(d.pid, cleanTimeout)

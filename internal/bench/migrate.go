@@ -180,7 +180,7 @@ func migrateRound(e env, m migration, mode migrationMode, mib int, dir string) (
 		return r, err
 	}
 	out := filepath.Join(dir, m.name+".out")
-	pid, err := startProgramIn(filepath.Join(e.binDir, "dirty"), []string{strconv.Itoa(mib), strconv.Itoa(m.rate)}, dir, out, mode.cloneflags)
+	pid, err := startReady(filepath.Join(e.binDir, "dirty"), []string{strconv.Itoa(mib), strconv.Itoa(m.rate)}, dir, out, mode.cloneflags)
 	if err != nil {
 		return r, err
 	}
@@ -189,9 +189,6 @@ func migrateRound(e env, m migration, mode migrationMode, mib int, dir string) (
 			killGroup(pid, cleanTimeout)
 		}
 	}()
-	if err := waitReady(pid, out, readyTimeout); err != nil {
-		return r, fmt.Errorf("%w; output: %s", err, tail(out))
-	}
 	recv, addr, err := startReceive(e, dir, recvDir)
 	if err != nil {
 		return r, err

@@ -63,7 +63,7 @@ func pageServerRound(e env, t tool, w sizedWorkload, dir string, serverFirst boo
 		}
 	}
 	out := filepath.Join(dir, w.name+".out")
-	pid, err := startProgram(filepath.Join(e.binDir, mem.prog), mem.args, dir, out)
+	pid, err := startReady(filepath.Join(e.binDir, mem.prog), mem.args, dir, out, 0)
 	if err != nil {
 		return r, err
 	}
@@ -72,9 +72,6 @@ func pageServerRound(e env, t tool, w sizedWorkload, dir string, serverFirst boo
 			killGroup(pid, cleanTimeout)
 		}
 	}()
-	if err := waitReady(pid, out, readyTimeout); err != nil {
-		return r, fmt.Errorf("%w; output: %s", err, tail(out))
-	}
 	toDisk := func() (err error) { r.local, err = dumpLeaving(t, dir, "dump-local", local, pid); return err }
 	toServer := func() (err error) { r.server, err = dumpToServer(t, dir, sent, received, pid); return err }
 	dumps := []func() error{toDisk, toServer}

@@ -34,14 +34,24 @@ func becomeSubreaper() (func(), error) {
 	}, nil
 }
 
-// startProgram starts bin with args in dir, as a daemon would be: in a
-// session of its own, stdin /dev/null, stdout and stderr appending to out.
-// The bench reaps it itself with wait4; its PID is also its process group.
-func startProgram(bin string, args []string, dir, out string) (int, error) {
-	return startProgramIn(bin, args, dir, out, 0)
+// startReady starts bin as startProgramIn does and waits until it is
+// ready; one that does not get ready is killed.
+func startReady(bin string, args []string, dir, out string, cloneflags uintptr) (int, error) {
+	pid, err := startProgramIn(bin, args, dir, out, cloneflags)
+	if err != nil {
+		return 0, err
+	}
+	if err := waitReady(pid, out, readyTimeout); err != nil {
+		killGroup(pid, cleanTimeout)
+		return 0, fmt.Errorf("%w; output: %s", err, tail(out))
+	}
+	return pid, nil
 }
 
-// startProgramIn is startProgram in new namespaces (CLONE_NEW* flags).
+// startProgramIn starts bin with args in dir, as a daemon would be: in a
+// session of its own, stdin /dev/null, stdout and stderr appending to out,
+// in new namespaces (CLONE_NEW* flags, or none). The bench reaps it itself
+// with wait4; its PID is also its process group.
 func startProgramIn(bin string, args []string, dir, out string, cloneflags uintptr) (int, error) {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {

@@ -84,7 +84,7 @@ func runRound(e env, w workload, dir string) (r round, err error) {
 		return r, err
 	}
 	out := filepath.Join(dir, w.name+".out")
-	pid, err := startProgram(filepath.Join(e.binDir, w.prog), w.args, dir, out)
+	pid, err := startReady(filepath.Join(e.binDir, w.prog), w.args, dir, out, 0)
 	if err != nil {
 		return r, err
 	}
@@ -93,9 +93,6 @@ func runRound(e env, w workload, dir string) (r round, err error) {
 			killGroup(pid, cleanTimeout)
 		}
 	}()
-	if err := waitReady(pid, out, readyTimeout); err != nil {
-		return r, fmt.Errorf("%w; output: %s", err, tail(out))
-	}
 	amber := e.tools()[0]
 	if r.dump, err = dumpRound(amber, w, dir, images, pid); err != nil {
 		return r, err

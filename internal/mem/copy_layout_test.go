@@ -18,6 +18,21 @@ import (
 // several, and checks the image against /proc/PID/mem read run by run and
 // its sum against a CRC of the whole image.
 func TestCopyLayouts(t *testing.T) {
+	forPlannedLayouts(t, func(t *testing.T, spec layoutSpec, pid int, plan pagePlan) {
+		want, total := readRunsSlowly(t, pid, plan.runs)
+		if len(plan.shared) == 0 || total < 8*pageSize {
+			t.Fatalf("layout of %d bytes, %d shared runs: too little to check", total, len(plan.shared))
+		}
+		for _, chunk := range []uint64{pageSize, 3 * pageSize, copyChunk, 4 << 20} {
+			checkCopy(t, pid, plan, total, chunk, want)
+		}
+	})
+}
+
+// forPlannedLayouts runs check on each of the random layouts (with a
+// file's pages among them), as a subtest, with the pages a dump of it
+// plans to save.
+func forPlannedLayouts(t *testing.T, check func(t *testing.T, spec layoutSpec, pid int, plan pagePlan)) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: pagemap page frames")
 	}
@@ -39,13 +54,7 @@ func TestCopyLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, total := readRunsSlowly(t, pid, plan.runs)
-			if len(plan.shared) == 0 || total < 8*pageSize {
-				t.Fatalf("layout of %d bytes, %d shared runs: too little to check", total, len(plan.shared))
-			}
-			for _, chunk := range []uint64{pageSize, 3 * pageSize, copyChunk, 4 << 20} {
-				checkCopy(t, pid, plan, total, chunk, want)
-			}
+			check(t, spec, pid, plan)
 		})
 	}
 }

@@ -1,9 +1,7 @@
 package mem
 
 import (
-	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 
@@ -46,46 +44,25 @@ func (s *checkSink) Lazy(vaddr, n uint64) error {
 // each piece with its kind, and carry the task's pages as /proc/PID/mem
 // reads them page by page.
 func TestSendLayouts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: pagemap page frames")
-	}
-	const filePages = 256
-	file := layoutFile(t, filePages)
-	for _, spec := range layoutSpecs(t) {
-		spec.File, spec.FilePages = file, filePages
-		t.Run(fmt.Sprintf("seed=%d/segments=%d", spec.Seed, spec.Segments), func(t *testing.T) {
-			t.Logf("replay with %s=%d", layoutSeedEnv, spec.Seed)
-			c := startLayout(t, spec)
-			pid := c.cmd.Process.Pid
-			s, err := newScanner(pid, 512)
+	forPlannedLayouts(t, func(t *testing.T, spec layoutSpec, pid int, plan pagePlan) {
+		rnd := rand.New(rand.NewPCG(spec.Seed, 7))
+		copied, parent, lazy := splitRandomly(rnd, plan.merged)
+		want, total := readRunsSlowly(t, pid, copied)
+		if len(parent) == 0 || len(lazy) == 0 || len(intersectRuns(plan.shared, copied)) == 0 || total < 8*pageSize {
+			t.Fatalf("layout of %d bytes, %d parent, %d lazy runs: too little to check", total, len(parent), len(lazy))
+		}
+		for _, chunk := range []uint64{pageSize, 3 * pageSize, copyChunk, sendChunkBytes, 4 << 20} {
+			var sink checkSink
+			sent, err := sendRuns(&compel.Task{Pid: pid}, &sink, copied, gapsOf(parent, lazy), intersectRuns(plan.shared, copied), "test", chunk)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("chunk %d: %v", chunk, err)
 			}
-			vmas, alone := layoutVMAs(t, c)
-			plan, err := planPages(s, vmas, alone, nil)
-			s.Close()
-			if err != nil {
-				t.Fatal(err)
+			if sent != total {
+				t.Errorf("chunk %d: sent %d bytes, want %d", chunk, sent, total)
 			}
-			rnd := rand.New(rand.NewPCG(spec.Seed, 7))
-			copied, parent, lazy := splitRandomly(rnd, plan.merged)
-			want, total := readRunsSlowly(t, pid, copied)
-			if len(parent) == 0 || len(lazy) == 0 || len(intersectRuns(plan.shared, copied)) == 0 || total < 8*pageSize {
-				t.Fatalf("layout of %d bytes, %d parent, %d lazy runs: too little to check", total, len(parent), len(lazy))
-			}
-			for _, chunk := range []uint64{pageSize, 3 * pageSize, copyChunk, sendChunkBytes, 4 << 20} {
-				var sink checkSink
-				sent, err := sendRuns(&compel.Task{Pid: pid}, &sink, copied, gapsOf(parent, lazy), intersectRuns(plan.shared, copied), "test", chunk)
-				if err != nil {
-					t.Fatalf("chunk %d: %v", chunk, err)
-				}
-				if sent != total {
-					t.Errorf("chunk %d: sent %d bytes, want %d", chunk, sent, total)
-				}
-				checkSent(t, chunk, sink.reqs, copied, parent, lazy, want)
-			}
-		})
-	}
+			checkSent(t, chunk, sink.reqs, copied, parent, lazy, want)
+		}
+	})
 }
 
 // splitRandomly cuts runs into random pieces and deals them out: most
