@@ -128,8 +128,15 @@ func (l Lock) UnlockConns(m Method, conns []Conn) error {
 			return nil
 		}
 		// Some rule is not there (a dump with --leave-running lifted
-		// them already): one by one, those that are.
-		return iptablesEach(conns)
+		// them already): one by one, those that are. A failure is tried
+		// twice more, 100 ms apart, as with nft (CI once left a lock
+		// that the restore said it had lifted).
+		err := iptablesEach(conns)
+		for try := 0; err != nil && try < 2; try++ {
+			time.Sleep(100 * time.Millisecond)
+			err = iptablesEach(conns)
+		}
+		return err
 	case NFTables:
 		return l.dropTable()
 	case Skip:
@@ -259,8 +266,11 @@ func iptablesEach(conns []Conn) error {
 		}
 		for _, r := range []string{connRule("-C", "INPUT", c.Peer, c.Local), connRule("-C", "OUTPUT", c.Local, c.Peer)} {
 			args := append([]string{"-w"}, strings.Fields(r)...)
-			if run(tool, "", args...) != nil {
-				continue // not there
+			if err := run(tool, "", args...); err != nil {
+				if exitCode(err) == 1 {
+					continue // not there
+				}
+				return err // iptables failed: the rule may be there
 			}
 			args[1] = "-D"
 			if err := run(tool, "", args...); err != nil {
@@ -269,6 +279,16 @@ func iptablesEach(conns []Conn) error {
 		}
 	}
 	return nil
+}
+
+// exitCode is the exit status of the tool that failed with err, or -1.
+// iptables -C exits 1 when the rule is not there, otherwise 2 or more.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 // connRule is CRIU's rule for the packets of chain from src to dst.

@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -139,6 +140,34 @@ func TestUnlockNFTablesFailing(t *testing.T) {
 	}
 	if err := l.UnlockNetns(NFTables); err == nil || !strings.Contains(err.Error(), "cannot talk") {
 		t.Errorf("UnlockNetns with a failing nft: %v, want its error", err)
+	}
+}
+
+// TestUnlockIPTablesFailing runs the iptables unlock with tools that
+// fail as iptables does when it cannot work (exit 4): the rules may be
+// there, so that is an error, where "-C" failing was taken for "not
+// there". iptables -C's own "not there" (exit 1) is no error.
+func TestUnlockIPTablesFailing(t *testing.T) {
+	for _, c := range []struct {
+		code    int
+		wantErr bool
+	}{{4, true}, {1, false}} {
+		dir := t.TempDir()
+		restore := "#!/bin/sh\necho 'iptables-restore: line 2 failed' >&2\nexit 1\n"
+		check := fmt.Sprintf("#!/bin/sh\necho 'iptables: cannot work now' >&2\nexit %d\n", c.code)
+		for name, script := range map[string]string{"iptables-restore": restore, "ip6tables-restore": restore, "iptables": check, "ip6tables": check} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Setenv("PATH", dir)
+		err := Lock{RunID: "run"}.UnlockConns(IPTables, testConns)
+		if c.wantErr && (err == nil || !strings.Contains(err.Error(), "cannot work now")) {
+			t.Errorf("iptables -C exiting %d: %v, want its error", c.code, err)
+		}
+		if !c.wantErr && err != nil {
+			t.Errorf("iptables -C exiting %d (no such rule): %v, want none", c.code, err)
+		}
 	}
 }
 
