@@ -128,15 +128,8 @@ func (l Lock) UnlockConns(m Method, conns []Conn) error {
 			return nil
 		}
 		// Some rule is not there (a dump with --leave-running lifted
-		// them already): one by one, those that are. A failure is tried
-		// twice more, 100 ms apart, as with nft (CI once left a lock
-		// that the restore said it had lifted).
-		err := iptablesEach(conns)
-		for try := 0; err != nil && try < 2; try++ {
-			time.Sleep(100 * time.Millisecond)
-			err = iptablesEach(conns)
-		}
-		return err
+		// them already): one by one, those that are.
+		return retried(func() error { return iptablesEach(conns) })
 	case NFTables:
 		return l.dropTable()
 	case Skip:
@@ -333,17 +326,20 @@ func (l Lock) connsScript(conns []Conn) string {
 // every other failure of nft is one. (Asking with "nft list table" took
 // any failure of that command for "no such table", and left a lock in
 // place while the restore said it had lifted it.)
-//
-// A failure is tried twice more, 100 ms apart: nft is a separate
-// program that can fail for a moment (a restore in CI once left its
-// lock, cause unseen, where every other run lifted it), and a lock left
-// in place cuts the restored connections.
 func (l Lock) dropTable() error {
 	script := fmt.Sprintf("add table %[1]s\ndelete table %[1]s\n", l.table())
-	err := nft(script)
+	return retried(func() error { return nft(script) })
+}
+
+// retried runs an unlock, and twice more, 100 ms apart, while it fails:
+// the tools are separate programs that can fail for a moment (restores
+// in CI twice left a lock, cause unseen, where every other run lifted
+// it), and a lock left in place cuts the restored connections.
+func retried(unlock func() error) error {
+	err := unlock()
 	for try := 0; err != nil && try < 2; try++ {
 		time.Sleep(100 * time.Millisecond)
-		err = nft(script)
+		err = unlock()
 	}
 	return err
 }
