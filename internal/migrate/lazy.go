@@ -169,7 +169,7 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 	if err := <-d.ready; err != nil {
 		return Received{}, err
 	}
-	g, err := startGuard()
+	g, err := r.takeGuard()
 	if err != nil {
 		d.stop(dir)
 		return Received{}, err
