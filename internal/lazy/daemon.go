@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -552,12 +551,14 @@ func (t *task) readPiece(p piece, buf []byte) error {
 // or dropped some).
 func (t *task) placeLocked(p piece, buf []byte) error {
 	orig, end := p.orig, p.orig+uint64(len(buf))
-	for _, m := range slices.Clone(t.missing) {
-		mEnd := m.orig + m.end - m.start
-		if m.img != p.img || m.orig >= end || mEnd <= orig {
-			continue
+	var place []piece // of t.missing, which the copies change
+	for _, m := range t.missing {
+		if m.img == p.img && m.orig < end && m.orig+m.end-m.start > orig {
+			place = append(place, m)
 		}
-		from, to := max(m.orig, orig), min(mEnd, end)
+	}
+	for _, m := range place {
+		from, to := max(m.orig, orig), min(m.orig+m.end-m.start, end)
 		q := m.cut(m.start+from-m.orig, m.start+to-m.orig)
 		if err := copyPages(t.uffd, q.start, unsafe.Pointer(&buf[from-orig]), to-from); err != nil {
 			if errors.Is(err, errChanging) {
