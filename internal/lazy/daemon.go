@@ -491,7 +491,8 @@ func (d *daemon) result(err error) error {
 }
 
 // prefetch copies missing pages in the background, once the restore is
-// over, until the daemon is done; as many run as there are CPUs.
+// over, until the daemon is done; one runs per CPU, up to
+// maxPrefetchWorkers.
 func (d *daemon) prefetch() {
 	// At a lower priority than the event loop on its own thread: a fault
 	// wakes the loop, which must not wait for the copy's time slice.
