@@ -104,3 +104,63 @@ func (ps pieces) bytes() uint64 {
 	}
 	return n
 }
+
+// origEnd is the end of p's pages at the dump.
+func (p piece) origEnd() uint64 { return p.orig + p.end - p.start }
+
+// overlaps reports whether p and q hold some of the same pages of the
+// dump: from the same source (pages image, or page server) at the same
+// dump address, wherever the process has them now.
+func (p piece) overlaps(q piece) bool {
+	return p.img == q.img && p.orig < q.origEnd() && q.orig < p.origEnd()
+}
+
+// firstFree returns the first part of ps, at most size bytes, that holds
+// none of the pages of taken: what one background copy may take while
+// the others copy taken.
+func (ps pieces) firstFree(taken []piece, size uint64) (piece, bool) {
+	for _, p := range ps {
+		if c, ok := p.firstFree(taken, size); ok {
+			return c, true
+		}
+	}
+	return piece{}, false
+}
+
+// firstFree is pieces.firstFree within p.
+func (p piece) firstFree(taken []piece, size uint64) (piece, bool) {
+	for at := p.start; at < p.end; {
+		c, skipTo := p.cut(at, at+size), uint64(0)
+		for _, b := range taken {
+			switch {
+			case !c.overlaps(b):
+			case b.orig <= c.orig:
+				// b holds c's first page: look past b.
+				skipTo = c.start + b.origEnd() - c.orig
+			default:
+				c = c.cut(c.start, c.start+b.orig-c.orig)
+			}
+			if skipTo != 0 {
+				break
+			}
+		}
+		if skipTo == 0 {
+			return c, true
+		}
+		at = skipTo
+	}
+	return piece{}, false
+}
+
+// holding returns the parts of ps that hold pages of p (by source and
+// dump address), wherever they are now.
+func (ps pieces) holding(p piece) pieces {
+	var out pieces
+	for _, m := range ps {
+		if m.overlaps(p) {
+			from, to := max(m.orig, p.orig), min(m.origEnd(), p.origEnd())
+			out = append(out, m.cut(m.start+from-m.orig, m.start+to-m.orig))
+		}
+	}
+	return out
+}
