@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,6 +179,44 @@ func moveImages(t *testing.T, src, dst string) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestPageServerLayouts dumps lazy_layout's random layouts (regions of
+// every size, adjacent and apart, shared, read-only and PROT_NONE ones,
+// untouched, zeroed and dropped runs) to amber's page server, kills it
+// and restores it: the program checks every page. The dump sends the
+// pages through pipes its parasite fills (PROT_NONE ones, which the
+// process cannot hand over, copied): its log must say some went so. A
+// failure names its seed: AMBER_LAYOUT_SEED=SEED replays it.
+func TestPageServerLayouts(t *testing.T) {
+	for _, seed := range layoutSeeds(t, 3) {
+		t.Run(fmt.Sprintf("%#x", seed), func(t *testing.T) {
+			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
+			c := startCase(t, "lazy_layout")
+			s := c.startPageServer(testEnv.amber, "images")
+			c.mustDump(s.args()...)
+			s.mustExit()
+			c.requireServerImages("images")
+			c.requireSpliced()
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
+}
+
+// requireSpliced requires that the last dump sent pages of the program
+// spliced from it.
+func (c *zcase) requireSpliced() {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.images, "dump.log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	log := string(b)
+	m := regexp.MustCompile(fmt.Sprintf(`pid %d: (\d+) of the pages sent spliced`, c.pid)).FindStringSubmatch(log)
+	if m == nil || m[1] == "0" {
+		c.t.Fatalf("the dump spliced no pages of pid %d:\n%s", c.pid, log)
 	}
 }
 
