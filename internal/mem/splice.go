@@ -95,41 +95,71 @@ func NewTaskPipes(t *compel.Task, par Parasite) (Splicer, error) {
 	return p, nil
 }
 
-// open makes the pipes in the task and takes their read ends.
+// open makes the pipes in the task and takes their read ends. A task
+// that can make only some (at its limit of descriptors) gets those.
 func (p *taskPipes) open() error {
 	data := p.par.Data()
 	calls := make([]compel.Call, splicePipes)
 	for i := range calls {
 		calls[i] = compel.Call{Nr: unix.SYS_PIPE2, Args: [6]uint64{data + uint64(8*i), unix.O_CLOEXEC}}
 	}
+	made := splicePipes
 	if _, err := p.par.Batch(calls); err != nil {
-		return fmt.Errorf("pipes in pid %d: %w", p.task.Pid, err)
+		var failed *compel.TableError
+		if !errors.As(err, &failed) {
+			return fmt.Errorf("pipes in pid %d: %w", p.task.Pid, err)
+		}
+		made = failed.Index
 	}
-	fds := make([]byte, 8*splicePipes)
+	fds := make([]byte, 8*made)
 	if err := p.par.Read(data, fds); err != nil {
 		return err
 	}
+	var read []int
+	for i := range made {
+		read = append(read, int(binary.LittleEndian.Uint32(fds[8*i:])))
+		p.write = append(p.write, int(binary.LittleEndian.Uint32(fds[8*i+4:])))
+	}
+	err := p.take(read)
+	if err == nil && len(p.read) == 0 {
+		err = fmt.Errorf("pid %d could make no pipe", p.task.Pid)
+	}
+	if err != nil {
+		return err
+	}
+	return p.grow()
+}
+
+// take copies the read ends of the task's pipes into amber and closes
+// them in the task, which keeps only the write ends.
+func (p *taskPipes) take(read []int) error {
+	var errs []error
 	pidfd, err := unix.PidfdOpen(p.task.Pid, 0)
 	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", p.task.Pid, err)
+		errs = append(errs, fmt.Errorf("pidfd_open %d: %w", p.task.Pid, err))
+	} else {
+		defer unix.Close(pidfd)
 	}
-	defer unix.Close(pidfd)
-	var closeRead []compel.Call
-	for i := range splicePipes {
-		rd, wr := int(binary.LittleEndian.Uint32(fds[8*i:])), int(binary.LittleEndian.Uint32(fds[8*i+4:]))
-		p.write = append(p.write, wr)
-		closeRead = append(closeRead, compel.Call{Nr: unix.SYS_CLOSE, Args: [6]uint64{uint64(rd)}})
-		mine, err := unix.PidfdGetfd(pidfd, rd, 0)
+	var closes []compel.Call
+	for _, fd := range read {
+		closes = append(closes, compel.Call{Nr: unix.SYS_CLOSE, Args: [6]uint64{uint64(fd)}})
 		if err != nil {
-			p.par.Batch(closeRead)
-			return fmt.Errorf("take pipe of pid %d: pidfd_getfd: %w", p.task.Pid, err)
+			continue
+		}
+		mine, gerr := unix.PidfdGetfd(pidfd, fd, 0)
+		if gerr != nil {
+			err = fmt.Errorf("take pipe of pid %d: pidfd_getfd: %w", p.task.Pid, gerr)
+			errs = append(errs, err)
+			continue
 		}
 		p.read = append(p.read, mine)
 	}
-	if _, err := p.par.Batch(closeRead); err != nil {
-		return fmt.Errorf("pipes in pid %d: %w", p.task.Pid, err)
+	if len(closes) > 0 {
+		if _, cerr := p.par.Batch(closes); cerr != nil {
+			errs = append(errs, fmt.Errorf("pipes in pid %d: %w", p.task.Pid, cerr))
+		}
 	}
-	return p.grow()
+	return errors.Join(errs...)
 }
 
 // grow makes every pipe pipeBytes large, or as large as allowed.
