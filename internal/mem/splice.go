@@ -53,10 +53,13 @@ type PipeSink interface {
 // Parasite runs system calls inside a frozen process
 // (compel.ThreadParasite).
 type Parasite interface {
+	// Batch runs calls in the process and returns their results, or
+	// stops at the first that fails with a *compel.TableError.
 	Batch(calls []compel.Call) ([]uint64, error)
 	// Data is where in the process the calls of a batch may keep data,
 	// compel.DataSize bytes.
 	Data() uint64
+	// Read copies the process's memory at addr into buf.
 	Read(addr uint64, buf []byte) error
 }
 
@@ -110,6 +113,9 @@ func (p *taskPipes) open() error {
 			return fmt.Errorf("pipes in pid %d: %w", p.task.Pid, err)
 		}
 		made = failed.Index
+	}
+	if made == 0 {
+		return fmt.Errorf("pid %d could make no pipe", p.task.Pid)
 	}
 	fds := make([]byte, 8*made)
 	if err := p.par.Read(data, fds); err != nil {
@@ -213,6 +219,7 @@ func (p *taskPipes) Splice(runs [][]Run) ([]uint64, error) {
 func pipeLevels(pipes []int) ([]uint64, error) {
 	out := make([]uint64, len(pipes))
 	for i, fd := range pipes {
+		// TIOCINQ is FIONREAD, which pipes answer.
 		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
 		if err != nil {
 			return nil, fmt.Errorf("pipe level: %w", err)
@@ -274,9 +281,11 @@ func spliceRuns(t *compel.Task, sp Splicer, sink PipeSink, copied []Run, gaps []
 				spliced = append(spliced, c.runs)
 			}
 		}
-		took, err := sp.Splice(spliced)
-		if err != nil {
-			return sent, piped, err
+		var took []uint64
+		if len(spliced) > 0 {
+			if took, err = sp.Splice(spliced); err != nil {
+				return sent, piped, err
+			}
 		}
 		pipe := 0
 		for _, c := range group {

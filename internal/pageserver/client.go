@@ -196,9 +196,9 @@ func (c *Client) Add(vaddr uint64, pages []byte) error {
 }
 
 // AddFromPipe sends the contents of n bytes of whole pages at vaddr,
-// the next n bytes of pipe, to the destination opened last. A TCP
-// connection takes them with splice: the socket refers to the pages the
-// pipe refers to, without copying them.
+// the next n bytes of pipe (a blocking descriptor), to the destination
+// opened last. A TCP connection takes them with splice: the socket
+// refers to the pages the pipe refers to, without copying them.
 func (c *Client) AddFromPipe(vaddr uint64, pipe int, n uint64) error {
 	r := Request{Cmd: CmdAddF, Flags: FlagPresent, NrPages: n / PageSize, Vaddr: vaddr, Dest: c.cur.Encode()}
 	if n%PageSize != 0 || n == 0 {
