@@ -63,26 +63,50 @@ var errGone = errors.New("the process's memory is gone")
 var errChanging = errors.New("the memory layout is changing")
 
 // copyPages copies size bytes from src into dst of fd's memory,
-// skipping pages already present, and wakes the threads waiting there.
+// skipping pages already present and pages in no mapping registered
+// with fd, and wakes the threads waiting there.
 func copyPages(fd int, dst uint64, src unsafe.Pointer, size uint64) error {
 	for done := uint64(0); done < size; {
-		n, err := uffd.Copy(fd, dst+done, unsafe.Add(src, done), size-done)
+		n, err := inOneMapping(size-done, func(size uint64) (uint64, error) {
+			return uffd.Copy(fd, dst+done, unsafe.Add(src, done), size)
+		})
 		done += n
 		switch {
-		case err == nil:
-			return nil
-		case n > 0:
-			// Stopped short: at a present page, or by a layout change.
+		case err == nil || n > 0:
+			// All of what lies in one mapping copied, or stopped short:
+			// at a present page, or by a layout change.
 		case errors.Is(err, unix.EEXIST):
 			if err := wake(fd, dst+done, pageSize); err != nil {
 				return err
 			}
+			done += pageSize
+		case errors.Is(err, unix.ENOENT):
+			// A page of no registered mapping: unmapped, or mapped anew,
+			// since the pieces were known (the event will drop it).
 			done += pageSize
 		default:
 			return copyError(err)
 		}
 	}
 	return nil
+}
+
+// inOneMapping runs fill, a UFFDIO_COPY or UFFDIO_POISON of size bytes
+// from some address on, and again over a half as long while it fails
+// with ENOENT: the kernel refuses a range that runs past the end of the
+// mapping it starts in, and a run of missing pages can span two
+// mappings (adjacent ones the dump saved as one run, or one the process
+// split since, mprotecting part of it). It returns what fill copied and
+// its error; ENOENT for one page says the page is in no registered
+// mapping.
+func inOneMapping(size uint64, fill func(size uint64) (uint64, error)) (uint64, error) {
+	for {
+		n, err := fill(size)
+		if !errors.Is(err, unix.ENOENT) || n > 0 || size <= pageSize {
+			return n, err
+		}
+		size = max(pageSize, size/2&^(pageSize-1))
+	}
 }
 
 // zeroPage maps the zero page at addr, a page the images do not hold (or
@@ -100,13 +124,11 @@ func zeroPage(fd int, addr uint64) error {
 // fails with EINVAL.
 func poison(fd int, start, end uint64) error {
 	for at := start; at < end; {
-		n, err := uffd.Poison(fd, at, end-at)
+		n, err := inOneMapping(end-at, func(size uint64) (uint64, error) { return uffd.Poison(fd, at, size) })
 		at += n
 		switch {
-		case err == nil:
-			return nil
-		case n > 0:
-		case errors.Is(err, unix.EEXIST):
+		case err == nil || n > 0:
+		case errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOENT):
 			at += pageSize
 		default:
 			return fmt.Errorf("poison %#x-%#x: %w", at, end, copyError(err))
