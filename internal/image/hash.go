@@ -162,14 +162,15 @@ func (hf *hashedFile) verify() error {
 	return nil
 }
 
-// hashFile computes the CRC32C of the first size bytes of f, which must
-// have that many, with one worker per CPU, the caller one of them.
-func hashFile(f *os.File, size int64) (Sum, error) {
-	q := newHashQueue([]pendingFile{{f, Sum{Size: size}}}, hashPiece, false)
+// hashFile hashes the first size bytes of f, which must have that many,
+// with one worker per CPU, the caller one of them, in pieces of
+// PieceSize: the sums give the whole's CRC32C and each piece's.
+func hashFile(f *os.File, size int64) (*ChunkSums, error) {
+	q := newHashQueue([]pendingFile{{f, Sum{Size: size}}}, PieceSize, false)
 	if err := q.run(runtime.NumCPU()); err != nil {
-		return Sum{}, err
+		return nil, err
 	}
-	return q.files[0].sums.Sum()
+	return &q.files[0].sums, nil
 }
 
 // verifyContents compares f with want, hashed with one worker per CPU.
