@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +46,10 @@ type imageCheck struct {
 	size   uint64
 	sums   []uint32
 	pieces []pieceCheck
-	// bufs hold a piece read to be hashed.
+	// mem maps the image: a piece is hashed in the page cache, where
+	// reading it into a buffer first cost as much as the hash (nil: the
+	// mapping failed, pieces are read into bufs).
+	mem  []byte
 	bufs *sync.Pool
 }
 
@@ -66,7 +69,18 @@ func newImageCheck(fd int, size uint64, sums []uint32, bufs *sync.Pool) (*imageC
 	if len(sums) != image.PieceCount(int64(size)) {
 		return nil, fmt.Errorf("%d piece sums for an image of %d bytes", len(sums), size)
 	}
-	return &imageCheck{fd: fd, size: size, sums: sums, pieces: make([]pieceCheck, len(sums)), bufs: bufs}, nil
+	c := &imageCheck{fd: fd, size: size, sums: sums, pieces: make([]pieceCheck, len(sums)), bufs: bufs}
+	if size > 0 {
+		c.mem, _ = unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	}
+	return c, nil
+}
+
+// close unmaps the image.
+func (c *imageCheck) close() {
+	if c != nil && c.mem != nil {
+		unix.Munmap(c.mem)
+	}
 }
 
 // ready returns once every piece of [off, off+n) is checked: nil, or
@@ -90,20 +104,52 @@ func (c *imageCheck) piece(k int) error {
 	return p.err
 }
 
-// verify reads piece k and compares its CRC32C with the dump's.
+// verify hashes piece k and compares its CRC32C with the dump's.
 func (c *imageCheck) verify(k int) error {
 	off := uint64(k) * image.PieceSize
 	n := min(image.PieceSize, c.size-off)
+	got, err := c.hashMapped(off, n)
+	if err != nil {
+		got, err = c.hashRead(off, n)
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", fdPath(c.fd), err)
+	}
+	if got != c.sums[k] {
+		return &CorruptError{Image: fdPath(c.fd), Off: off, Size: n, Got: got, Want: c.sums[k]}
+	}
+	return nil
+}
+
+// hashMapped hashes n bytes at off in the mapping of the image, its
+// pages mapped in one call first rather than faulted one by one. A
+// fault (the file cut short since) is an error, not a crash.
+func (c *imageCheck) hashMapped(off, n uint64) (crc uint32, err error) {
+	if c.mem == nil {
+		return 0, errors.New("not mapped")
+	}
+	b := c.mem[off : off+n]
+	if err := unix.Madvise(b, unix.MADV_POPULATE_READ); err != nil {
+		return 0, fmt.Errorf("madvise at %#x: %w", off, err)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("read at %#x: %v", off, p)
+		}
+	}()
+	return image.Checksum(b), nil
+}
+
+// hashRead hashes n bytes at off, read into a buffer.
+func (c *imageCheck) hashRead(off, n uint64) (uint32, error) {
 	bp := c.bufs.Get().(*[]byte)
 	defer c.bufs.Put(bp)
 	buf := (*bp)[:n]
 	if err := preadFull(c.fd, buf, off); err != nil {
-		return fmt.Errorf("check %s: %w", fdPath(c.fd), err)
+		return 0, err
 	}
-	if got := image.Checksum(buf); got != c.sums[k] {
-		return &CorruptError{Image: fdPath(c.fd), Off: off, Size: n, Got: got, Want: c.sums[k]}
-	}
-	return nil
+	return image.Checksum(buf), nil
 }
 
 // ready returns once the bytes [off, off+n) of image img are checked
@@ -127,11 +173,8 @@ func (im *images) checking() bool {
 
 // verifyAhead checks every piece of im's images in order, ahead of the
 // background copy, which then finds them checked, until done or a piece
-// does not match (reported to corrupt). On a thread of its own at the
-// background copy's priority: the event loop must not wait for it.
+// does not match (reported to corrupt).
 func (im *images) verifyAhead(done <-chan struct{}, corrupt func(error)) {
-	runtime.LockOSThread()
-	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), prefetchNice)
 	for _, c := range im.checks {
 		if c == nil {
 			continue

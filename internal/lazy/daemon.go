@@ -156,7 +156,12 @@ func (im *images) read(img int, off uint64, buf []byte) error {
 	return nil
 }
 
-func (im *images) close() { closeAll(im.fds) }
+func (im *images) close() {
+	for _, c := range im.checks {
+		c.close()
+	}
+	closeAll(im.fds)
+}
 
 const connID = 0
 
