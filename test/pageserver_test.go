@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
 	"amber/internal/mem"
@@ -179,6 +183,118 @@ func moveImages(t *testing.T, src, dst string) {
 			}
 		}
 	}
+}
+
+// TestPageServerLayouts dumps lazy_layout's random layouts (regions of
+// every size, adjacent and apart, shared, read-only and PROT_NONE ones,
+// untouched, zeroed and dropped runs) to amber's page server, kills it
+// and restores it: the program checks every page. The dump sends the
+// pages through pipes its parasite fills (PROT_NONE ones, which the
+// process cannot hand over, copied): its log must say some went so. A
+// failure names its seed: AMBER_LAYOUT_SEED=SEED replays it.
+func TestPageServerLayouts(t *testing.T) {
+	for _, seed := range layoutSeeds(t, 3) {
+		t.Run(fmt.Sprintf("%#x", seed), func(t *testing.T) {
+			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
+			c := startCase(t, "lazy_layout")
+			s := c.startPageServer(testEnv.amber, "images")
+			c.mustDump(s.args()...)
+			s.mustExit()
+			c.requireServerImages("images")
+			c.requireSpliced()
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
+}
+
+// TestPageServerFewDescriptors dumps predump_writer with --leave-running
+// to amber's page server with its RLIMIT_NOFILE a few descriptors above
+// what it holds: room for the parasite and the memory tracking only (the
+// pages are copied), for one pipe of the process's more (the pages go
+// through it), or for all eight. Each dump leaves the program with the
+// descriptors it had, and the program then checks its memory.
+func TestPageServerFewDescriptors(t *testing.T) {
+	for _, spare := range []int{3, 5, 20} {
+		t.Run(fmt.Sprintf("spare=%d", spare), func(t *testing.T) {
+			c := startCase(t, "predump_writer")
+			before := c.fds()
+			var lim unix.Rlimit
+			if err := unix.Prlimit(c.pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+				t.Fatal(err)
+			}
+			lim.Cur = uint64(maxFd(t, before) + 1 + spare)
+			if err := unix.Prlimit(c.pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+				t.Fatal(err)
+			}
+			s := c.startPageServer(testEnv.amber, "received")
+			if r := c.dump(append(s.args(), "--leave-running")...); r.err != nil {
+				t.Fatalf("dump failed: %v", r)
+			}
+			s.mustExit()
+			if after := c.fds(); !slices.Equal(after, before) {
+				t.Fatalf("descriptors %v after the dump, %v before", after, before)
+			}
+			if n := c.splicedPages(); (n > 0) != (spare > 3) {
+				t.Fatalf("%d pages spliced with %d descriptors to spare", n, spare)
+			}
+			c.mustPass()
+		})
+	}
+}
+
+// fds lists the program's descriptors and what they are.
+func (c *zcase) fds() []string {
+	c.t.Helper()
+	names, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.pid))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []string
+	for _, n := range names {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", c.pid, n.Name()))
+		out = append(out, n.Name()+" "+link)
+	}
+	return out
+}
+
+// maxFd is the highest descriptor of fds (as zcase.fds lists them).
+func maxFd(t *testing.T, fds []string) int {
+	high := -1
+	for _, f := range fds {
+		n, err := strconv.Atoi(strings.Fields(f)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		high = max(high, n)
+	}
+	return high
+}
+
+// requireSpliced requires that the last dump sent pages of the program
+// spliced from it.
+func (c *zcase) requireSpliced() {
+	c.t.Helper()
+	if c.splicedPages() == 0 {
+		c.t.Fatalf("the dump spliced no pages of pid %d", c.pid)
+	}
+}
+
+// splicedPages is how many pages of the program the last dump sent
+// spliced from it, as its log says.
+func (c *zcase) splicedPages() int {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.images, "dump.log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	log := string(b)
+	m := regexp.MustCompile(fmt.Sprintf(`pid %d: (\d+) of the pages sent spliced`, c.pid)).FindStringSubmatch(log)
+	if m == nil {
+		c.t.Fatalf("the dump log does not say how many pages of pid %d it spliced:\n%s", c.pid, log)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // TestPageServerTree dumps process trees with shared memory to amber's

@@ -31,6 +31,7 @@ const imagesVersion = 2
 // dumpTree collects every process of the frozen tree and writes its
 // images. Nothing in the tree changes.
 func (d *dumper) dumpTree(tree *frozenTree) error {
+	d.fds.ReadLocksAhead()
 	if err := d.removeStale(); err != nil {
 		return err
 	}

@@ -201,6 +201,20 @@ func (l *Layouts) learn(pid int, vmas []proc.VMA) {
 	}
 }
 
+// LearnRunning reads the smaps of the processes pids while their tree
+// still runs, for a final dump that no pre-dump went before (amber
+// migrate --max-iters 0, --lazy), whose frozen process would otherwise
+// wait for the walk of its page tables: the dump reuses them where maps
+// shows no change once frozen, and Check reads them again, as after a
+// pre-dump. A process whose smaps cannot be read is left to the dump.
+func (l *Layouts) LearnRunning(pids []int) {
+	for _, pid := range pids {
+		if vmas, err := proc.ReadSmaps(pid); err == nil {
+			l.learn(pid, vmas)
+		}
+	}
+}
+
 // reuse returns the mappings of pid the dump before read, if maps
 // shows them unchanged, and records that the dump reused them.
 func (l *Layouts) reuse(pid int, maps []proc.VMA, par *compel.Parasite) ([]proc.VMA, bool) {

@@ -99,7 +99,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	var st mem.PagesStats
 	start := time.Now()
 	if d.ps != nil {
-		st, err = mem.SendPages(ps.frozenProc.threads[0], vmas, mem.MappedAlone(ps.vmas), d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)), d.lazy != nil)
+		st, err = mem.SendPages(ps.frozenProc.threads[0], ps.frozenProc.parasite(), vmas, mem.MappedAlone(ps.vmas), d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)), d.lazy != nil)
 	} else {
 		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, mem.MappedAlone(ps.vmas), d.dir, d.pids.of(ps.pid), pagesID, inc, d.lazy != nil)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = image.ManifestFile{Sum: st.Sum, Pieces: st.Pieces}
@@ -110,6 +110,9 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	d.stats.addMemory(st, time.Since(start))
 	d.log.Infof("pid %d: %d threads, %d pages dumped, %d left to the parent images, of %d in private mappings, in %v",
 		ps.pid, len(ps.threads), st.Pages, st.InParent, st.Scanned, time.Since(start))
+	if d.ps != nil {
+		d.log.Infof("pid %d: %d of the pages sent spliced from the process, the others copied", ps.pid, st.Piped)
+	}
 	d.runs[ps.pid] = st.Runs
 	if st.Lazy != nil && st.Lazy.Bytes() > 0 {
 		d.lazy[d.pids.of(ps.pid)] = st.Lazy

@@ -11,6 +11,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/log"
+	"amber/internal/mem"
 	"amber/internal/proc"
 )
 
@@ -24,6 +25,14 @@ type frozenProc struct {
 	// par is the parasite in the process, from its collection until the
 	// tree is released or killed.
 	par *compel.Parasite
+}
+
+// parasite runs calls in the leader of p, nil before it is infected.
+func (p *frozenProc) parasite() mem.Parasite {
+	if p.par == nil {
+		return nil
+	}
+	return p.par.Leader()
 }
 
 // frozenTree is the dumped tree, parents before children.

@@ -91,6 +91,9 @@ type Dumper struct {
 	ShmemAsMemfd func(ino uint64) bool
 
 	locks *lockDump // file locks (locks.go), for Finish
+	// procLocks is /proc/locks as read by ReadLocksAhead, for
+	// CheckLocks (nil: read it then).
+	procLocks <-chan lockTable
 	// nsIDs finds the namespaces that namespace files point to
 	// (SetNsLookup; nil: none is known).
 	nsIDs NsLookup

@@ -1,6 +1,9 @@
 package files
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -156,6 +159,48 @@ func TestLocksImage(t *testing.T) {
 		}
 		if _, err := ReadLocks(dir); err == nil || !strings.Contains(err.Error(), "filelocks.img: entry 0") {
 			t.Errorf("entry %v: %v", bad, err)
+		}
+	}
+}
+
+// TestCheckLocksUnseen: a POSIX lock this process holds that no
+// descriptor showed is refused, whether /proc/locks is read at the check
+// or ahead of it (ReadLocksAhead), and passes once its descriptor showed
+// it.
+func TestCheckLocksUnseen(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "locked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 10}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	line := fmt.Sprintf("1: POSIX  ADVISORY  WRITE %d %02x:%02x:%d 0 9", self, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for _, ahead := range []bool{false, true} {
+		d := NewDumper(NewTable(), DumpOptions{FileLocks: true})
+		if ahead {
+			d.ReadLocksAhead()
+		}
+		err := d.CheckLocks(map[int]bool{self: true})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d holds a POSIX WRITE lock", self)) {
+			t.Fatalf("ahead %v: a lock no descriptor showed: %v, want refused", ahead, err)
+		}
+		d = NewDumper(NewTable(), DumpOptions{FileLocks: true})
+		if ahead {
+			d.ReadLocksAhead()
+		}
+		if err := d.noteLocks(self, int(f.Fd()), 1, f.Name(), fdinfoWithLocks(line)); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.CheckLocks(map[int]bool{self: true}); err != nil {
+			t.Fatalf("ahead %v: a lock its descriptor showed: %v", ahead, err)
 		}
 	}
 }

@@ -40,22 +40,39 @@ func (ps pieces) find(addr uint64) int {
 	return i
 }
 
-// remove drops [start, end) and returns what was there.
+// remove drops [start, end) and returns what was there. It works in
+// place, left sharing ps's array (ps is not to be used again): a
+// process restored from a chain of pre-dumps misses thousands of
+// pieces, and rebuilding the whole list for every fault and every
+// chunk of the background copy made its pages come in seconds late.
+// Removing from the front, as the background copy does, moves nothing.
 func (ps pieces) remove(start, end uint64) (left pieces, removed pieces) {
-	for _, p := range ps {
-		if p.end <= start || p.start >= end {
-			left = append(left, p)
-			continue
+	i, _ := slices.BinarySearchFunc(ps, start, func(p piece, a uint64) int {
+		if p.end <= a {
+			return -1
 		}
-		if p.start < start {
-			left = append(left, p.cut(p.start, start))
-		}
-		removed = append(removed, p.cut(start, end))
-		if p.end > end {
-			left = append(left, p.cut(end, p.end))
-		}
+		return 1
+	})
+	j := i
+	for j < len(ps) && ps[j].start < end {
+		removed = append(removed, ps[j].cut(start, end))
+		j++
 	}
-	return left, removed
+	if i == j {
+		return ps, nil
+	}
+	var keep []piece
+	if first := ps[i]; first.start < start {
+		keep = append(keep, first.cut(first.start, start))
+	}
+	if last := ps[j-1]; last.end > end {
+		keep = append(keep, last.cut(end, last.end))
+	}
+	if i == 0 && len(keep) <= j {
+		copy(ps[j-len(keep):], keep)
+		return ps[j-len(keep):], removed
+	}
+	return slices.Replace(ps, i, j, keep...), removed
 }
 
 // move follows mremap: what was at [from, from+size) is now at to, and
@@ -86,4 +103,64 @@ func (ps pieces) bytes() uint64 {
 		n += p.end - p.start
 	}
 	return n
+}
+
+// origEnd is the end of p's pages at the dump.
+func (p piece) origEnd() uint64 { return p.orig + p.end - p.start }
+
+// overlaps reports whether p and q hold some of the same pages of the
+// dump: from the same source (pages image, or page server) at the same
+// dump address, wherever the process has them now.
+func (p piece) overlaps(q piece) bool {
+	return p.img == q.img && p.orig < q.origEnd() && q.orig < p.origEnd()
+}
+
+// firstFree returns the first part of ps, at most size bytes, that holds
+// none of the pages of taken: what one background copy may take while
+// the others copy taken.
+func (ps pieces) firstFree(taken []piece, size uint64) (piece, bool) {
+	for _, p := range ps {
+		if c, ok := p.firstFree(taken, size); ok {
+			return c, true
+		}
+	}
+	return piece{}, false
+}
+
+// firstFree is pieces.firstFree within p.
+func (p piece) firstFree(taken []piece, size uint64) (piece, bool) {
+	for at := p.start; at < p.end; {
+		c, skipTo := p.cut(at, at+size), uint64(0)
+		for _, b := range taken {
+			switch {
+			case !c.overlaps(b):
+			case b.orig <= c.orig:
+				// b holds c's first page: look past b.
+				skipTo = c.start + b.origEnd() - c.orig
+			default:
+				c = c.cut(c.start, c.start+b.orig-c.orig)
+			}
+			if skipTo != 0 {
+				break
+			}
+		}
+		if skipTo == 0 {
+			return c, true
+		}
+		at = skipTo
+	}
+	return piece{}, false
+}
+
+// holding returns the parts of ps that hold pages of p (by source and
+// dump address), wherever they are now.
+func (ps pieces) holding(p piece) pieces {
+	var out pieces
+	for _, m := range ps {
+		if m.overlaps(p) {
+			from, to := max(m.orig, p.orig), min(m.origEnd(), p.origEnd())
+			out = append(out, m.cut(m.start+from-m.orig, m.start+to-m.orig))
+		}
+	}
+	return out
 }

@@ -41,6 +41,9 @@ type PagesStats struct {
 	Pages   uint64 // pages written to the pages image
 	Scanned uint64 // pages in VMAs whose contents are saved
 	Runs    []Run  // the pages with data, VMA by VMA (the pagemap joins runs that touch)
+	// Piped counts the pages of Pages a dump to a page server sent
+	// through pipes, without copying them (splice.go).
+	Piped uint64
 	// InParent counts the pages left to the parent images (PE_PARENT
 	// entries), not written to the pages image.
 	InParent uint64

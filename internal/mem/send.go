@@ -5,6 +5,7 @@ package mem
 // the pagemap and pages images.
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,8 +39,10 @@ type PageSink interface {
 // its parent holds. Stats.Sum is left zero: the receiver's images are not
 // the dump's to vouch for. With lazy, the pages a lazy restore may bring
 // in later are sent as PE_LAZY entries without contents, and Stats.Lazy
-// serves them from t while it stays frozen, as DumpPages does.
-func SendPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
+// serves them from t while it stays frozen, as DumpPages does. With par,
+// the parasite in t, and a sink that takes pages from pipes, the pages
+// go without copies (splice.go) where t can hand them over.
+func SendPages(t *compel.Task, par Parasite, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, alone, pid, inc, &st)
 	if err != nil {
@@ -62,14 +65,34 @@ func SendPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, sink PageSink,
 		st.Lazy = &LazySource{task: t, runs: left, shared: intersectRuns(p.shared, left)}
 	}
 	shared := intersectRuns(p.shared, copied)
-	sent, err := sendRuns(t, sink, copied, gapsOf(parent, left), shared, fmt.Sprintf("dump pid %d", pid), sendChunkBytes)
-	st.Pages, st.Runs = sent/pageSize, p.runs
+	sent, piped, err := sendAll(t, par, sink, copied, gapsOf(parent, left), shared, fmt.Sprintf("dump pid %d", pid))
+	st.Pages, st.Piped, st.Runs = sent/pageSize, piped/pageSize, p.runs
 	if err != nil {
 		return st, err
 	}
 	entries := append(pagemapEntries(copied, parent), lazyEntries(left)...)
 	slices.SortFunc(entries, func(a, b *pagemap.PagemapEntry) int { return cmpU64(a.GetVaddr(), b.GetVaddr()) })
 	return st, writePagemap(record, 0, entries)
+}
+
+// sendAll sends the copied runs and the gaps through pipes of t's if
+// par and sink can (spliceRuns), else by copying them (sendRuns). A task
+// whose pipes cannot be made (at its limit of descriptors) is copied.
+// It returns how many bytes of pages it sent, and how many of them
+// through pipes.
+func sendAll(t *compel.Task, par Parasite, sink PageSink, copied []Run, gaps []gap, shared []Run, label string) (sent, piped uint64, err error) {
+	ps, ok := sink.(PipeSink)
+	if par == nil || !ok || len(copied) == 0 {
+		sent, err = sendRuns(t, sink, copied, gaps, shared, label, sendChunkBytes)
+		return sent, 0, err
+	}
+	sp, err := NewTaskPipes(t, par)
+	if err != nil {
+		sent, err = sendRuns(t, sink, copied, gaps, shared, label, sendChunkBytes)
+		return sent, 0, err
+	}
+	sent, piped, err = spliceRuns(t, sp, ps, copied, gaps, shared, label, pipeBytes)
+	return sent, piped, errors.Join(err, sp.Close())
 }
 
 // gap is a run of pages sent without contents: left to the parent

@@ -60,15 +60,24 @@ func (s *source) sendRest() error {
 	s.fault("images-sent")
 	switch {
 	case s.opts.Lazy:
-		if err := s.checkLayouts(); err != nil {
-			return err
-		}
 		return s.startLazyHandover()
 	case s.held:
 		return s.handOverHeld()
 	}
 	// Kill-first: the dump kills the tree once this returns.
 	return s.checkLayouts()
+}
+
+// learnLayouts reads the layouts of the running tree's processes for a
+// final dump with no pre-dump before it (dump.Layouts.LearnRunning).
+func (s *source) learnLayouts() {
+	start := time.Now()
+	pids, err := treeProcs(s.opts.Pid)
+	if err != nil {
+		return // the dump finds out
+	}
+	s.layouts.LearnRunning(pids)
+	s.log.Debugf("migrate: the layouts of %d processes read before the freeze in %v", len(pids), time.Since(start))
 }
 
 // checkLayouts checks the layouts the final dump reused from the
@@ -220,6 +229,23 @@ func treeTasks(pid int) ([]int, error) {
 		tids = append(tids, sub...)
 	}
 	return tids, nil
+}
+
+// treeProcs lists the processes of the tree rooted at pid.
+func treeProcs(pid int) ([]int, error) {
+	out := []int{pid}
+	kids, err := proc.Children(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range kids {
+		sub, err := treeProcs(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub...)
+	}
+	return out, nil
 }
 
 // waitGone waits until no task holds any of the ids: the killed tree is

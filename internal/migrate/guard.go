@@ -39,10 +39,8 @@ type guard struct {
 	watching bool // the list of the tree's processes is written
 }
 
-// startGuard starts a guard, before the restore: starting a shell takes
-// a few milliseconds, which the tasks held at the post-restore point
-// would wait. It watches nothing until watch; fired before, it kills
-// nothing.
+// startGuard starts a guard. It watches nothing until watch; fired
+// before, it kills nothing.
 func startGuard() (*guard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -56,6 +54,51 @@ func startGuard() (*guard, error) {
 		return nil, fmt.Errorf("guard of the restored tree: %w", err)
 	}
 	return &guard{cmd: cmd, w: w}, nil
+}
+
+// guardStart is a guard started in the background, or why it did not
+// start.
+type guardStart struct {
+	g   *guard
+	err error
+}
+
+// startGuardAhead starts the guard of a lazy restore in the background
+// at the session's first pages, once: starting a shell takes a few
+// milliseconds (5 here), which a guard started at the restore added to
+// the downtime, the source's tree frozen meanwhile.
+func (r *receiver) startGuardAhead() {
+	if r.guardStart != nil {
+		return
+	}
+	started := make(chan guardStart, 1)
+	go func() {
+		g, err := startGuard()
+		started <- guardStart{g, err}
+	}()
+	r.guardStart = started
+}
+
+// takeGuard gives the restore the guard started ahead, or starts one.
+func (r *receiver) takeGuard() (*guard, error) {
+	if r.guardStart == nil {
+		return startGuard()
+	}
+	s := <-r.guardStart
+	r.guardStart = nil
+	return s.g, s.err
+}
+
+// dropGuard ends a guard started ahead that no restore took: it watches
+// nothing, so it kills nothing.
+func (r *receiver) dropGuard() {
+	if r.guardStart == nil {
+		return
+	}
+	if s := <-r.guardStart; s.err == nil {
+		s.g.fire()
+	}
+	r.guardStart = nil
 }
 
 // watch has the guard watch the restored tree rooted at pid, its tasks

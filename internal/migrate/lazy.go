@@ -72,13 +72,22 @@ func (s *source) startLazyHandover() error {
 	return nil
 }
 
-// lazyHandover waits for the destination's tasks to be restored and
-// commits; a failure before the commit drops the page connection, which
-// thaws the tree here.
+// lazyHandover waits for the destination's tasks to be restored,
+// checks meanwhile the layouts the final dump reused, and commits; a
+// failure before the commit drops the page connection, which thaws the
+// tree here.
 func (s *source) lazyHandover() error {
+	// Checked while the destination restores.
+	checked := make(chan error, 1)
+	go func() { checked <- s.checkLayouts() }()
 	if _, err := s.ch.expect(opOK, s.answerTimeout()); err != nil {
 		s.abortLazy(err)
+		<-checked
 		return fmt.Errorf("restore on the destination: %w", err)
+	}
+	if err := <-checked; err != nil {
+		s.abortLazy(err)
+		return err
 	}
 	if err := s.ch.send(Msg{Op: opCommit}); err != nil {
 		s.abortLazy(err)
@@ -169,7 +178,7 @@ func (r *receiver) restoreLazy(local bool) (Received, error) {
 	if err := <-d.ready; err != nil {
 		return Received{}, err
 	}
-	g, err := startGuard()
+	g, err := r.takeGuard()
 	if err != nil {
 		d.stop(dir)
 		return Received{}, err

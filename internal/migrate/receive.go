@@ -62,6 +62,9 @@ type receiver struct {
 	// keep leaves the images in place when the session ends: a failed
 	// restore on one host, whose source restores from them.
 	keep bool
+	// guardStart is the guard of a lazy restore, started at the first
+	// pages (startGuardAhead), until the restore takes it.
+	guardStart chan guardStart
 }
 
 // Receive listens, takes one migration and restores its tree. On any
@@ -97,6 +100,7 @@ func Receive(o ReceiveOptions) (Received, error) {
 		}
 	}
 	res, err := r.run()
+	r.dropGuard()
 	r.closeDir()
 	if !r.keep && !o.KeepImages {
 		r.removeDirs()
@@ -200,6 +204,7 @@ func (r *receiver) pages(m Msg) error {
 	if err != nil {
 		return err
 	}
+	r.startGuardAhead()
 	if m.Parent != "" {
 		if err := dir.LinkParent(filepath.Join("..", m.Parent)); err != nil {
 			return err

@@ -152,6 +152,9 @@ func (s *source) run() (Result, error) {
 	if err != nil {
 		return s.res, err
 	}
+	if prev == "" {
+		s.learnLayouts()
+	}
 	if s.opts.Lazy {
 		if err := s.finalLazy(prev); err != nil {
 			return s.res, err

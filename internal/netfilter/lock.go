@@ -163,7 +163,7 @@ func (l Lock) UnlockNetns(m Method) error {
 	switch m {
 	case IPTables:
 		for _, tool := range []string{"iptables", "ip6tables"} {
-			if err := unlockChain(tool); err != nil {
+			if err := retried(func() error { return unlockChain(tool) }); err != nil {
 				return err
 			}
 		}
@@ -184,20 +184,30 @@ var netnsLockRules = fmt.Sprintf("*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I O
 
 // unlockChain removes, with tool (iptables or ip6tables), every jump to
 // the chain CRIU and then the chain. A rules image saved by "nft list
-// ruleset" and loaded again may hold a jump twice, as CRIU found.
+// ruleset" and loaded again may hold a jump twice, as CRIU found. Only
+// iptables' own "not there" (exit 1) of -L for the chain, and of -C for
+// a jump once the chain is known to be there (-C of a jump to a missing
+// chain exits 2), says there is nothing (more) to remove; any other
+// failure is the unlock's, tried again by the caller.
 func unlockChain(tool string) error {
+	if err := run(tool, "", "-w", "-n", "-L", "CRIU"); err != nil {
+		if exitCode(err) == 1 {
+			return nil // no chain, so no jump to it
+		}
+		return err
+	}
 	for _, chain := range []string{"INPUT", "OUTPUT"} {
 		for range 8 {
-			if run(tool, "", "-w", "-C", chain, "-j", "CRIU") != nil {
-				break // no (more) jump
+			if err := run(tool, "", "-w", "-C", chain, "-j", "CRIU"); err != nil {
+				if exitCode(err) == 1 {
+					break // no (more) jump
+				}
+				return err
 			}
 			if err := run(tool, "", "-w", "-D", chain, "-j", "CRIU"); err != nil {
 				return err
 			}
 		}
-	}
-	if run(tool, "", "-w", "-n", "-L", "CRIU") != nil {
-		return nil // no chain
 	}
 	if err := run(tool, "", "-w", "-F", "CRIU"); err != nil {
 		return err

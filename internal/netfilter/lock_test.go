@@ -171,6 +171,34 @@ func TestUnlockIPTablesFailing(t *testing.T) {
 	}
 }
 
+// TestUnlockNetnsIPTablesFailing: a whole namespace's iptables unlock
+// takes only iptables' own "not there" (exit 1) of -L for the chain,
+// or of -C for a jump, for nothing to remove; any other failure of
+// either is the unlock's error.
+func TestUnlockNetnsIPTablesFailing(t *testing.T) {
+	for _, c := range []struct {
+		list, check int
+		wantErr     string
+	}{{1, 0, ""}, {4, 0, "cannot list"}, {0, 1, ""}, {0, 4, "cannot check"}} {
+		dir := t.TempDir()
+		tool := fmt.Sprintf("#!/bin/sh\ncase \"$*\" in\n*-L*) echo 'iptables: cannot list' >&2; exit %d;;\n"+
+			"*-C*) echo 'iptables: cannot check' >&2; exit %d;;\nesac\nexit 0\n", c.list, c.check)
+		for _, name := range []string{"iptables", "ip6tables"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(tool), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Setenv("PATH", dir)
+		err := Lock{RunID: "run"}.UnlockNetns(IPTables)
+		if c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("-L exiting %d, -C exiting %d: %v, want the tool's error", c.list, c.check, err)
+		}
+		if c.wantErr == "" && err != nil {
+			t.Errorf("-L exiting %d, -C exiting %d (nothing there): %v, want none", c.list, c.check, err)
+		}
+	}
+}
+
 func TestLockNetns(t *testing.T) {
 	for _, m := range []Method{IPTables, NFTables} {
 		t.Run(m.String(), func(t *testing.T) {

@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Client is a dump's connection to a page server. Requests and small
@@ -188,6 +191,86 @@ func (c *Client) Add(vaddr uint64, pages []byte) error {
 	}
 	if _, err := c.w.Write(pages); err != nil {
 		return c.fail(r, err)
+	}
+	return nil
+}
+
+// AddFromPipe sends the contents of n bytes of whole pages at vaddr,
+// the next n bytes of pipe (a blocking descriptor), to the destination
+// opened last. A TCP connection takes them with splice: the socket
+// refers to the pages the pipe refers to, without copying them.
+func (c *Client) AddFromPipe(vaddr uint64, pipe int, n uint64) error {
+	r := Request{Cmd: CmdAddF, Flags: FlagPresent, NrPages: n / PageSize, Vaddr: vaddr, Dest: c.cur.Encode()}
+	if n%PageSize != 0 || n == 0 {
+		return c.fail(r, fmt.Errorf("%d bytes at %#x: not whole pages", n, vaddr))
+	}
+	if err := c.send(r); err != nil {
+		return err
+	}
+	if err := c.w.Flush(); err != nil {
+		return c.fail(r, err)
+	}
+	if err := c.fromPipe(pipe, n); err != nil {
+		return c.fail(r, err)
+	}
+	return nil
+}
+
+// fromPipe moves n bytes from pipe to the connection: spliced into a
+// connection with a descriptor, else read and written.
+func (c *Client) fromPipe(pipe int, n uint64) error {
+	sc, ok := c.conn.(syscall.Conn)
+	if !ok {
+		return c.copyFromPipe(pipe, n)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	werr := raw.Write(func(fd uintptr) bool {
+		for n > 0 {
+			// Without SPLICE_F_NONBLOCK: a pipe still being filled is
+			// waited for, and EAGAIN comes only from the socket, full,
+			// whose writability the runtime then waits for.
+			m, err := unix.Splice(pipe, nil, int(fd), nil, int(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_MORE)
+			switch {
+			case err == unix.EAGAIN:
+				return false
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				serr = fmt.Errorf("splice: %w", err)
+				return true
+			case m == 0:
+				serr = io.ErrUnexpectedEOF
+				return true
+			}
+			n -= uint64(m)
+		}
+		return true
+	})
+	return errors.Join(werr, serr)
+}
+
+// copyFromPipe reads n bytes from pipe and sends them.
+func (c *Client) copyFromPipe(pipe int, n uint64) error {
+	buf := make([]byte, min(n, clientBuffer))
+	for n > 0 {
+		m, err := unix.Read(pipe, buf[:min(n, uint64(len(buf)))])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read pipe: %w", err)
+		}
+		if m == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		if _, err := c.w.Write(buf[:m]); err != nil {
+			return err
+		}
+		n -= uint64(m)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package pageserver
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
 )
@@ -19,10 +22,11 @@ import (
 const streamSeedEnv = "AMBER_PAGESERVER_SEED"
 
 // TestServeRandomStreams sends random streams of runs (one page to more
-// than a pipe's worth, some continuing the run before, some lazy, for
-// two processes) through Client to Serve, over TCP on loopback (spliced
-// into the pages image) and over an in-memory pipe (read and written),
-// and checks each pagemap and pages image against what was sent.
+// than a pipe's worth, some continuing the run before, some lazy, some
+// from a pipe, for two processes) through Client to Serve, over TCP on
+// loopback (spliced from the pipes, and into the pages image by the
+// writers) and over an in-memory pipe (read and written), and checks
+// each pagemap and pages image against what was sent.
 func TestServeRandomStreams(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv(streamSeedEnv); s != "" {
@@ -95,7 +99,11 @@ func checkRandomStream(t *testing.T, rnd *rand.Rand, tcp bool) {
 					for i := 0; i < len(b); i += 8 {
 						binary.LittleEndian.PutUint64(b[i:], rnd.Uint64())
 					}
-					if err := c.Add(addr, b); err != nil {
+					add := c.Add
+					if rnd.IntN(2) == 0 {
+						add = func(vaddr uint64, b []byte) error { return addFromPipe(c, vaddr, b) }
+					}
+					if err := add(addr, b); err != nil {
 						return err
 					}
 					d.add(addr, n, FlagPresent, b)
@@ -135,6 +143,39 @@ func checkRandomStream(t *testing.T, rnd *rand.Rand, tcp bool) {
 			}
 		}
 	}
+}
+
+// addFromPipe sends b at vaddr from a pipe (Client.AddFromPipe),
+// which a goroutine fills as the client empties it.
+func addFromPipe(c *Client, vaddr uint64, b []byte) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := w.Write(b)
+		w.Close()
+		wrote <- err
+	}()
+	// The raw descriptor, as a dump's pipes are: the client blocks on
+	// it rather than the runtime's poller.
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var aerr error
+	if err := rc.Control(func(fd uintptr) {
+		if err := unix.SetNonblock(int(fd), false); err != nil {
+			aerr = err
+			return
+		}
+		aerr = c.AddFromPipe(vaddr, int(fd), uint64(len(b)))
+	}); err != nil {
+		return err
+	}
+	return errors.Join(aerr, <-wrote)
 }
 
 func joinEntries(entries []string) string {

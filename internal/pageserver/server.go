@@ -42,6 +42,9 @@ type server struct {
 	cur     *destWriter
 	created []image.Path // every image written, removed if the session fails
 	stats   Stats
+	// sw writes the pages with more than one CPU; nil where the
+	// connection has no descriptor to splice from.
+	sw *spliceWriter
 }
 
 // Serve receives one session on conn and writes its pagemap and pages
@@ -53,8 +56,15 @@ func Serve(conn io.ReadWriter, dir image.Dir, l *log.Logger) (Stats, error) {
 		l = log.Discard()
 	}
 	s := &server{conn: conn, dir: dir, log: l, nextID: FirstPagesID}
-	err := s.serve()
+	sw, err := newSpliceWriter(conn)
 	if err != nil {
+		return s.stats, err
+	}
+	if sw != nil {
+		s.sw = sw
+		defer sw.close()
+	}
+	if err = s.serve(); err != nil {
 		s.abort()
 	}
 	return s.stats, err
@@ -202,6 +212,9 @@ func (s *server) finish() error {
 
 // abort closes and removes every image of a failed session.
 func (s *server) abort() {
+	if s.sw != nil {
+		s.sw.wait()
+	}
 	if s.cur != nil {
 		s.cur.pm.Close()
 		s.cur.pages.Close()
@@ -229,6 +242,8 @@ type destWriter struct {
 	// size is how many bytes of pages were written, reserved how many
 	// the pages image has blocks for (see reserve).
 	size, reserved uint64
+	// sw writes the pages, if not nil.
+	sw *spliceWriter
 }
 
 // Reserving blocks for the pages image ahead of its writes, as a local
@@ -278,7 +293,7 @@ func (s *server) newDestWriter(d Dest) (*destWriter, error) {
 		pm.Close()
 		return nil, err
 	}
-	return &destWriter{dest: d, pm: pm, pages: pages, parent: parent}, nil
+	return &destWriter{dest: d, pm: pm, pages: pages, parent: parent, sw: s.sw}, nil
 }
 
 // entry records n pages at vaddr with flags.
@@ -307,10 +322,16 @@ func (w *destWriter) flushEntry() error {
 }
 
 // copyPages appends size bytes of page contents from the connection to
-// the pages image (spliced, from a TCP connection, through a pipe: the
-// pages are copied once, into the page cache).
+// the pages image: through the spliceWriter's pipes where there is one,
+// else spliced by Go through a pipe of its own, or read and written
+// from a connection without a descriptor.
 func (w *destWriter) copyPages(conn io.Reader, size uint64) error {
 	w.reserve(size)
+	if w.sw != nil {
+		n, err := w.sw.copy(w.pages, int64(w.size), size)
+		w.size += n
+		return err
+	}
 	n, err := w.pages.ReadFrom(io.LimitReader(conn, int64(size)))
 	w.size += uint64(n)
 	if err != nil {
@@ -345,6 +366,11 @@ func (w *destWriter) checkHole(vaddr, n uint64) error {
 // cut to what it holds.
 func (w *destWriter) close() error {
 	err := w.flushEntry()
+	if w.sw != nil {
+		if werr := w.sw.wait(); err == nil {
+			err = werr
+		}
+	}
 	if w.reserved > w.size && w.reserved != ^uint64(0) {
 		if terr := w.pages.Truncate(int64(w.size)); terr != nil && err == nil {
 			err = terr

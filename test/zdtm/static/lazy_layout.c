@@ -16,6 +16,7 @@
  * is now.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -249,7 +250,7 @@ int main(void)
 	const char *env = getenv("LAYOUT_SEED");
 	unsigned char *area, *spare;
 	int status;
-	pid_t child;
+	pid_t child, w;
 
 	test_init();
 	rng = env ? strtoull(env, NULL, 0) : 1;
@@ -275,7 +276,11 @@ int main(void)
 	check_all();
 	if (child == 0)
 		_exit(0);
-	must(waitpid(child, &status, 0) == child, "waitpid");
+	/* SIGTERM, which may come while the child still checks, interrupts
+	 * the wait (the handler has no SA_RESTART). */
+	while ((w = waitpid(child, &status, 0)) < 0 && errno == EINTR)
+		;
+	must(w == child, "waitpid");
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail("the child's check failed (status %#x)", status);
 	test_wait_stop();
