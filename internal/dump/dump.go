@@ -153,7 +153,7 @@ type dumper struct {
 	xsave cpu.Layout
 	// sums are the checksums of the pages images, computed as they were
 	// written, for the manifest.
-	sums map[string]image.Sum
+	sums map[string]image.ManifestFile
 	// seccomp collects the seccomp filters of every thread.
 	seccomp *seccomp.Table
 	// restarts are the kernel's restart codes of the threads frozen in
@@ -221,7 +221,7 @@ func Run(opts Options) error {
 			TCPEstablished: opts.TCPEstablished, TCPClose: opts.TCPClose, FileLocks: opts.FileLocks, LinkRemap: opts.LinkRemap, ExtUnixSk: opts.ExtUnixSk, Warnf: opts.Log.Warnf,
 			TCPSkipInFlight: opts.TCPSkipInFlight,
 			OrphanPtsMaster: opts.OrphanPtsMaster}),
-		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.Sum{},
+		tables: map[uint32]bool{}, shm: newSharedMemory(), shmemDev: shmemDev, sums: map[string]image.ManifestFile{},
 		seccomp: seccomp.NewTable(), restarts: map[int]uint64{},
 		runs: map[int][]mem.Run{}, tracks: map[int]*tracking{}, strays: map[int]int{},
 		net: netLock{lock: netfilter.Lock{RunID: newRunID()}, method: opts.NetworkLock}}

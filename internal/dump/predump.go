@@ -102,7 +102,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 		st, err = mem.SendPages(ps.frozenProc.threads[0], ps.frozenProc.parasite(), vmas, mem.MappedAlone(ps.vmas), d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)), d.lazy != nil)
 	} else {
 		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, mem.MappedAlone(ps.vmas), d.dir, d.pids.of(ps.pid), pagesID, inc, d.lazy != nil)
-		d.sums[d.dir.PagesPath(pagesID).Name()] = st.Sum
+		d.sums[d.dir.PagesPath(pagesID).Name()] = image.ManifestFile{Sum: st.Sum, Pieces: st.Pieces}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)

@@ -111,3 +111,88 @@ func randomCuts(rng *rand.Rand, n, pieces int) []int {
 	}
 	return cuts
 }
+
+// TestChunkSumsPieces cuts files of random sizes into random writes,
+// added in random order: Pieces gives each image.PieceSize piece's CRC32C,
+// which image.JoinPieces joins into the whole file's.
+func TestChunkSumsPieces(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 13))
+	data := make([]byte, 5*image.PieceSize)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	for round := range 50 {
+		size := rng.Int64N(int64(len(data)) + 1)
+		if round < 4 {
+			size = []int64{0, 1, image.PieceSize, 2 * image.PieceSize}[round]
+		}
+		file := data[:size]
+		var writes [][2]int64
+		for off := int64(0); off < size; {
+			n := min(size-off, 1+rng.Int64N(2*image.PieceSize))
+			writes = append(writes, [2]int64{off, n})
+			off += n
+		}
+		rng.Shuffle(len(writes), func(i, j int) { writes[i], writes[j] = writes[j], writes[i] })
+		var c image.ChunkSums
+		for _, w := range writes {
+			c.AddPieces(w[0], file[w[0]:w[0]+w[1]])
+		}
+		pieces, err := c.Pieces()
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if len(pieces) != image.PieceCount(size) {
+			t.Fatalf("size %d: %d pieces, want %d", size, len(pieces), image.PieceCount(size))
+		}
+		for i, crc := range pieces {
+			if want := image.Checksum(file[int64(i)*image.PieceSize : min(size, int64(i+1)*image.PieceSize)]); crc != want {
+				t.Errorf("size %d: piece %d: %08x, want %08x", size, i, crc, want)
+			}
+		}
+		whole, err := c.Sum()
+		if want := (image.Sum{size, image.Checksum(file)}); err != nil || whole != want || image.JoinPieces(size, pieces) != want {
+			t.Errorf("size %d: Sum %+v (%v), image.JoinPieces %+v, want %+v", size, whole, err, image.JoinPieces(size, pieces), want)
+		}
+	}
+}
+
+// TestPiecesDamage flips a byte at the start, the end and either side of
+// every piece boundary of a file: exactly the piece holding it changes
+// its sum.
+func TestPiecesDamage(t *testing.T) {
+	data := make([]byte, 3*image.PieceSize+5000)
+	rand.NewChaCha8([32]byte{4}).Read(data)
+	sums := func(b []byte) []uint32 {
+		var c image.ChunkSums
+		c.AddPieces(0, b)
+		p, err := c.Pieces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := sums(data)
+	at := []int{0, len(data) - 1}
+	for k := 1; k*image.PieceSize < len(data); k++ {
+		at = append(at, k*image.PieceSize-1, k*image.PieceSize)
+	}
+	for _, off := range at {
+		data[off] ^= 0x10
+		got := sums(data)
+		data[off] ^= 0x10
+		for i := range good {
+			if changed := got[i] != good[i]; changed != (i == off/image.PieceSize) {
+				t.Errorf("byte %d flipped: piece %d changed %v", off, i, changed)
+			}
+		}
+	}
+}
+
+// TestPiecesCrossing refuses sums that straddle a piece boundary, which
+// could not be cut into piece sums.
+func TestPiecesCrossing(t *testing.T) {
+	var c image.ChunkSums
+	c.Add(0, image.Sum{Size: image.PieceSize + 1, CRC: 1})
+	if _, err := c.Pieces(); err == nil {
+		t.Error("a sum across a piece boundary accepted")
+	}
+}

@@ -44,6 +44,10 @@ type hashedFile struct {
 type hashPart struct {
 	file   int // index in hashQueue.files
 	off, n int64
+	// check: the piece must hash to want (a piece of a manifest's piece
+	// sums), whatever the queue does with the whole file.
+	check bool
+	want  uint32
 }
 
 // hashQueue hands out the pieces of files to hash to any number of
@@ -68,7 +72,7 @@ func newHashQueue(files []pendingFile, piece int64, verify bool) *hashQueue {
 		off := int64(0)
 		for {
 			n := min(piece, pf.want.Size-off)
-			q.parts = append(q.parts, hashPart{i, off, n})
+			q.parts = append(q.parts, hashPart{file: i, off: off, n: n})
 			hf.left.Add(1)
 			q.bufLen = max(q.bufLen, int(min(n, hashBuf)))
 			if off += n; off >= pf.want.Size {
@@ -93,6 +97,10 @@ func (q *hashQueue) work(buf []byte) {
 		p := q.parts[i]
 		hf := q.files[p.file]
 		s, err := hashRange(hf.f, p.off, p.n, buf, &q.stop)
+		if err == nil && p.check && s.CRC != p.want {
+			err = &ManifestError{hf.f.Name(), fmt.Sprintf("the %d bytes at %d: CRC32C %08x, but %s says %08x: damaged since the dump",
+				p.n, p.off, s.CRC, ManifestName, p.want)}
+		}
 		if err == nil {
 			hf.sums.Add(p.off, s)
 			if hf.left.Add(-1) == 0 && q.verify {
@@ -162,14 +170,15 @@ func (hf *hashedFile) verify() error {
 	return nil
 }
 
-// hashFile computes the CRC32C of the first size bytes of f, which must
-// have that many, with one worker per CPU, the caller one of them.
-func hashFile(f *os.File, size int64) (Sum, error) {
-	q := newHashQueue([]pendingFile{{f, Sum{Size: size}}}, hashPiece, false)
+// hashFile hashes the first size bytes of f, which must have that many,
+// with one worker per CPU, the caller one of them, in pieces of
+// PieceSize: the sums give the whole's CRC32C and each piece's.
+func hashFile(f *os.File, size int64) (*ChunkSums, error) {
+	q := newHashQueue([]pendingFile{{f, Sum{Size: size}}}, PieceSize, false)
 	if err := q.run(runtime.NumCPU()); err != nil {
-		return Sum{}, err
+		return nil, err
 	}
-	return q.files[0].sums.Sum()
+	return &q.files[0].sums, nil
 }
 
 // verifyContents compares f with want, hashed with one worker per CPU.

@@ -2,6 +2,8 @@ package image
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,7 +48,11 @@ func TestHashFile(t *testing.T) {
 	f := tempFile(t, "pages-1.img", data)
 	for _, size := range []int64{int64(len(data)), 2 * hashPiece, hashPiece + 1, hashBuf + 3, 1, 0} {
 		want := Checksum(data[:size])
-		got, err := hashFile(f, size)
+		sums, err := hashFile(f, size)
+		var got Sum
+		if err == nil {
+			got, err = sums.Sum()
+		}
 		if err != nil || got != (Sum{Size: size, CRC: want}) {
 			t.Errorf("size %d: hashFile = %+v, %v; want CRC %08x", size, got, err, want)
 		}
@@ -107,7 +113,7 @@ func openDir(t *testing.T, path string) Dir {
 // the background in pieces of checkPiece bytes.
 func checkPieces(t *testing.T, dir string) error {
 	t.Helper()
-	c, err := verifyManifest(openDir(t, dir), IsPagesName, checkPiece)
+	c, err := verifyManifest(openDir(t, dir), IsPagesName, false, checkPiece)
 	if err != nil {
 		return err
 	}
@@ -178,7 +184,7 @@ func TestCheckPiecesTruncated(t *testing.T) {
 // TestCheckPiecesStop: a check stopped early ends, with nothing said.
 func TestCheckPiecesStop(t *testing.T) {
 	dir, _ := checkFixture(t)
-	c, err := verifyManifest(openDir(t, dir), IsPagesName, checkPiece)
+	c, err := verifyManifest(openDir(t, dir), IsPagesName, false, checkPiece)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,4 +242,95 @@ func tempFile(t *testing.T, name string, data []byte) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// TestWaitPieces: a lazy restore's check hashes every piece of a pages
+// image but those wholly in the spans left to the daemon; it finds a
+// changed byte in any other piece, at either side of a boundary, and
+// leaves one in a lazy piece to the daemon, to whom Pieces gives the
+// sums.
+func TestWaitPieces(t *testing.T) {
+	dir := t.TempDir()
+	data := make([]byte, 3*PieceSize+5000)
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	path := filepath.Join(dir, "pages-1.img")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteManifest(openDir(t, dir), nil); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(lazy ...Span) error {
+		c, err := VerifyManifestLazy(openDir(t, dir), IsPagesName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		if got := c.Pieces("pages-1.img"); len(got) != 4 {
+			t.Fatalf("Pieces: %d sums, want 4", len(got))
+		}
+		return c.WaitPieces(map[string][]Span{"pages-1.img": lazy})
+	}
+	const P = PieceSize
+	for _, tc := range []struct {
+		flip int64
+		lazy []Span
+		ok   bool
+	}{
+		{-1, nil, true},
+		{-1, []Span{{0, int64(len(data))}}, true},
+		{0, nil, false},
+		{P - 1, []Span{{P, 2 * P}}, false},
+		{P, []Span{{P, 2 * P}}, true},
+		{2*P - 1, []Span{{P, 2 * P}}, true},
+		{2*P - 1, []Span{{P, 2*P - 4096}}, false},
+		{2 * P, []Span{{P, 2*P + 1}}, false},
+		{P + 7, []Span{{0, P + 4096}, {P + 4096, 2 * P}}, true},
+		{P + 7, []Span{{0, P + 4096}, {P + 8192, 2 * P}}, false},
+		{int64(len(data)) - 1, []Span{{0, 3 * P}}, false},
+		{int64(len(data)) - 1, []Span{{3 * P, int64(len(data))}}, true},
+	} {
+		if tc.flip >= 0 {
+			flipByte(t, path, tc.flip)
+		}
+		err := wait(tc.lazy...)
+		if tc.flip >= 0 {
+			flipByte(t, path, tc.flip)
+		}
+		if tc.ok && err != nil {
+			t.Errorf("byte %d flipped, lazy %v: %v", tc.flip, tc.lazy, err)
+		}
+		if !tc.ok {
+			requireCRCError(t, err, path)
+		}
+	}
+}
+
+// TestWaitPiecesOldManifest: pages images of a version 1 manifest have
+// no piece sums; a lazy restore checks them whole, in the background.
+func TestWaitPiecesOldManifest(t *testing.T) {
+	dir, _ := checkFixture(t)
+	m, err := ReadManifest(openDir(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body strings.Builder
+	body.WriteString(manifestHeaderV1 + "\n")
+	for _, f := range m.Files {
+		fmt.Fprintf(&body, "%s %d %08x\n", f.Name, f.Size, f.CRC)
+	}
+	v1 := fmt.Sprintf("%send %d %08x\n", body.String(), len(m.Files), Checksum([]byte(body.String())))
+	if err := os.WriteFile(filepath.Join(dir, ManifestName), []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pages-2.img")
+	flipByte(t, path, 5)
+	c, err := VerifyManifestLazy(openDir(t, dir), IsPagesName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pieces("pages-2.img") != nil {
+		t.Error("piece sums from a version 1 manifest")
+	}
+	requireCRCError(t, c.WaitPieces(map[string][]Span{"pages-2.img": {{0, 1 << 30}}}), path)
 }

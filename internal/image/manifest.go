@@ -18,24 +18,33 @@ import (
 //
 // amber-manifest.txt is text, one item a line:
 //
-//	amber-manifest 1
+//	amber-manifest 2
 //	# comments start with '#'
 //	NAME SIZE CRC32C
+//	NAME SIZE CRC32C PIECES
 //	...
 //	end COUNT CRC32C
 //
 // The first line names the format and its version. Each NAME line is a
 // file of the directory, its size in bytes in decimal and the CRC32C
-// (Castagnoli) of its contents in 8 hex digits, sorted by name. The last
-// line counts the NAME lines and holds the CRC32C of every byte of the
-// file before it, so that a truncated or edited manifest is itself found
-// out.
+// (Castagnoli) of its contents in 8 hex digits, sorted by name. A pages
+// image's line adds PIECES, the CRC32C of each piece of PieceSize bytes
+// of it (the last one shorter) in 8 hex digits, joined by commas: a lazy
+// restore checks only the pieces it reads, and the lazy-pages daemon a
+// piece before it places a page from it. The last line counts the NAME
+// lines and holds the CRC32C of every byte of the file before it, so that
+// a truncated or edited manifest is itself found out. Version 1 is the
+// same without PIECES; it is still read.
 
 // ManifestName is the manifest's file name in an images directory.
 const ManifestName = "amber-manifest.txt"
 
-// manifestHeader is the manifest's first line: format and version.
-const manifestHeader = "amber-manifest 1"
+// manifestHeader is the manifest's first line: format and version;
+// manifestHeaderV1 that of manifests without piece sums.
+const (
+	manifestHeader   = "amber-manifest 2"
+	manifestHeaderV1 = "amber-manifest 1"
+)
 
 // Manifest lists the files of a dump, sorted by name.
 type Manifest struct {
@@ -46,6 +55,9 @@ type Manifest struct {
 type ManifestFile struct {
 	Name string
 	Sum
+	// Pieces are the CRC32C of each piece of PieceSize bytes, of a pages
+	// image of a version 2 manifest; nil if not recorded.
+	Pieces []uint32
 }
 
 // IsImageName tells whether a file of an images directory is one the
@@ -77,7 +89,11 @@ func (m *Manifest) Marshal() []byte {
 	b.WriteString("# The image files of this directory as amber's dump wrote them: name, size, CRC32C.\n")
 	b.WriteString("# amber restore checks them before it starts; delete this file to restore unchecked.\n")
 	for _, f := range files {
-		fmt.Fprintf(&b, "%s %d %08x\n", f.Name, f.Size, f.CRC)
+		fmt.Fprintf(&b, "%s %d %08x", f.Name, f.Size, f.CRC)
+		for i, crc := range f.Pieces {
+			fmt.Fprintf(&b, "%c%08x", " ,"[min(i, 1)], crc)
+		}
+		b.WriteByte('\n')
 	}
 	fmt.Fprintf(&b, "end %d %08x\n", len(files), Checksum(b.Bytes()))
 	return b.Bytes()
@@ -90,16 +106,17 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, err
 	}
 	lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
-	if lines[0] != manifestHeader {
+	if lines[0] != manifestHeader && lines[0] != manifestHeaderV1 {
 		return nil, fmt.Errorf("line 1: %q, want %q", lines[0], manifestHeader)
 	}
+	withPieces := lines[0] == manifestHeader
 	m := &Manifest{}
 	seen := map[string]bool{}
 	for i, line := range lines[1:] {
 		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		f, err := parseManifestLine(line)
+		f, err := parseManifestLine(line, withPieces)
 		if err == nil && seen[f.Name] {
 			err = fmt.Errorf("%s listed twice", f.Name)
 		}
@@ -142,19 +159,56 @@ func checkEnd(end string, count int, crc uint32) error {
 	return nil
 }
 
-// parseManifestLine parses "NAME SIZE CRC32C".
-func parseManifestLine(line string) (ManifestFile, error) {
+// parseManifestLine parses "NAME SIZE CRC32C", or with withPieces also
+// "NAME SIZE CRC32C PIECES".
+func parseManifestLine(line string, withPieces bool) (ManifestFile, error) {
 	w := strings.Split(line, " ")
-	if len(w) != 3 || !validName(w[0]) {
+	if !(len(w) == 3 || len(w) == 4 && withPieces) || !validName(w[0]) {
 		return ManifestFile{}, fmt.Errorf("%q: want NAME SIZE CRC32C", line)
 	}
 	size, err := strconv.ParseInt(w[1], 10, 64)
 	if err != nil || size < 0 {
 		return ManifestFile{}, fmt.Errorf("%q: size %q", line, w[1])
 	}
-	crc, err := strconv.ParseUint(w[2], 16, 32)
-	if err != nil || len(w[2]) != 8 {
-		return ManifestFile{}, fmt.Errorf("%q: CRC32C %q: want 8 hex digits", line, w[2])
+	crc, err := parseCRC(w[2])
+	if err != nil {
+		return ManifestFile{}, fmt.Errorf("%q: %w", line, err)
 	}
-	return ManifestFile{Name: w[0], Sum: Sum{size, uint32(crc)}}, nil
+	f := ManifestFile{Name: w[0], Sum: Sum{size, crc}}
+	if len(w) == 4 {
+		if f.Pieces, err = parsePieces(w[3], f.Sum); err != nil {
+			return ManifestFile{}, fmt.Errorf("%s: %w", f.Name, err)
+		}
+	}
+	return f, nil
+}
+
+// parseCRC parses a CRC32C of 8 hex digits.
+func parseCRC(w string) (uint32, error) {
+	crc, err := strconv.ParseUint(w, 16, 32)
+	if err != nil || len(w) != 8 {
+		return 0, fmt.Errorf("CRC32C %q: want 8 hex digits", w)
+	}
+	return uint32(crc), nil
+}
+
+// parsePieces parses the piece sums of a file whose sum is whole: one
+// per piece, which must join into whole.
+func parsePieces(w string, whole Sum) ([]uint32, error) {
+	words := strings.Split(w, ",")
+	if len(words) != PieceCount(whole.Size) {
+		return nil, fmt.Errorf("%d piece sums for %d bytes, want %d", len(words), whole.Size, PieceCount(whole.Size))
+	}
+	pieces := make([]uint32, len(words))
+	for i, pw := range words {
+		crc, err := parseCRC(pw)
+		if err != nil {
+			return nil, fmt.Errorf("piece %d: %w", i, err)
+		}
+		pieces[i] = crc
+	}
+	if got := JoinPieces(whole.Size, pieces); got != whole {
+		return nil, fmt.Errorf("piece sums join into CRC32C %08x, but the file's is %08x", got.CRC, whole.CRC)
+	}
+	return pieces, nil
 }

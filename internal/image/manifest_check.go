@@ -1,10 +1,12 @@
 package image
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -23,10 +25,15 @@ func IsPagesName(name string) bool {
 type Check struct {
 	Manifest *Manifest
 	files    []pendingFile // hashed in the background, closed when done
-	queue    *hashQueue    // their pieces
-	cpus     *unix.CPUSet  // what the workers run on; nil: any CPU
-	done     chan struct{} // closed once the last worker is done
-	err      error         // the result, set before done is closed
+	// held are files with piece sums that a lazy restore checks only in
+	// part (WaitPieces), closed by WaitPieces or Stop.
+	held []heldFile
+	// pieces are the piece sums of the held files, by name.
+	pieces map[string][]uint32
+	queue  *hashQueue    // their pieces
+	cpus   *unix.CPUSet  // what the workers run on; nil: any CPU
+	done   chan struct{} // closed once the last worker is done
+	err    error         // the result, set before done is closed
 
 	mu      sync.Mutex
 	running int  // workers running
@@ -41,6 +48,12 @@ type pendingFile struct {
 	want Sum
 }
 
+// heldFile is a file of a check that hashes only some of its pieces.
+type heldFile struct {
+	pendingFile
+	ManifestFile
+}
+
 // VerifyManifest checks the images in dir against their manifest: every
 // file it lists must be there, a regular file of its size, and no other
 // image file may be. The contents of every file but those later selects
@@ -48,12 +61,21 @@ type pendingFile struct {
 // others in the background, until Check.Wait. It returns a nil Check if
 // dir has no manifest.
 func VerifyManifest(dir Dir, later func(name string) bool) (*Check, error) {
-	return verifyManifest(dir, later, hashPiece)
+	return verifyManifest(dir, later, false, hashPiece)
+}
+
+// VerifyManifestLazy is VerifyManifest for a lazy restore: of the files
+// later selects, those with piece sums (pages images of a version 2
+// manifest) are not hashed in the background but held for WaitPieces,
+// which hashes only the pieces the restore reads; the lazy-pages daemon
+// checks the others (Check.Pieces) before it places a page from them.
+func VerifyManifestLazy(dir Dir, later func(name string) bool) (*Check, error) {
+	return verifyManifest(dir, later, true, hashPiece)
 }
 
 // verifyManifest is VerifyManifest hashing the files checked later in
-// pieces of at most piece bytes.
-func verifyManifest(dir Dir, later func(name string) bool, piece int64) (*Check, error) {
+// pieces of at most piece bytes, or with hold, VerifyManifestLazy.
+func verifyManifest(dir Dir, later func(name string) bool, hold bool, piece int64) (*Check, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
@@ -68,7 +90,11 @@ func verifyManifest(dir Dir, later func(name string) bool, piece int64) (*Check,
 		return nil, err
 	}
 	var pending []pendingFile
-	defer func() { closeAll(pending) }()
+	var held []heldFile
+	defer func() {
+		closeAll(pending)
+		closeHeld(held)
+	}()
 	for _, mf := range m.Files {
 		f, err := openSized(dir, mf)
 		if err == nil && dir.trust.isShared() {
@@ -80,7 +106,11 @@ func verifyManifest(dir Dir, later func(name string) bool, piece int64) (*Check,
 		if err != nil {
 			return nil, err
 		}
-		if later != nil && later(mf.Name) {
+		switch {
+		case later != nil && later(mf.Name) && hold && mf.Pieces != nil:
+			held = append(held, heldFile{pendingFile{f, mf.Sum}, mf})
+			continue
+		case later != nil && later(mf.Name):
 			pending = append(pending, pendingFile{f, mf.Sum})
 			continue
 		}
@@ -93,9 +123,12 @@ func verifyManifest(dir Dir, later func(name string) bool, piece int64) (*Check,
 	if dir.trust.isShared() {
 		dir.contents.setVerified()
 	}
-	c := &Check{Manifest: m, done: make(chan struct{})}
+	c := &Check{Manifest: m, done: make(chan struct{}), held: held, pieces: map[string][]uint32{}}
+	for _, h := range held {
+		c.pieces[h.Name] = h.Pieces
+	}
 	c.start(pending, piece)
-	pending = nil
+	pending, held = nil, nil
 	return c, nil
 }
 
@@ -230,6 +263,73 @@ func (c *Check) Stop() {
 	if c != nil {
 		c.queue.stop.Store(true)
 		<-c.done
+		c.closeHeld()
+	}
+}
+
+// Pieces are the piece sums of file name of the directory if the check
+// holds it (VerifyManifestLazy): whoever reads the pieces of it that
+// WaitPieces does not check must check them. Nil if the restore checks
+// the whole file, or no manifest lists it.
+func (c *Check) Pieces(name string) []uint32 {
+	if c == nil {
+		return nil
+	}
+	return c.pieces[name]
+}
+
+// Span is a run of bytes of a file, from Off to End.
+type Span struct{ Off, End int64 }
+
+// WaitPieces checks the pieces of the held files (VerifyManifestLazy)
+// that the restore read: every piece but those wholly inside the spans
+// of lazy (by file name, sorted, not overlapping), which the lazy-pages
+// daemon checks itself. Then it waits for the rest of the check, as
+// Wait.
+func (c *Check) WaitPieces(lazy map[string][]Span) error {
+	if c == nil {
+		return nil
+	}
+	q := &hashQueue{errs: make([]error, len(c.held))}
+	for i, h := range c.held {
+		q.files = append(q.files, &hashedFile{f: h.f, want: h.want})
+		for p, crc := range h.Pieces {
+			off := int64(p) * PieceSize
+			part := hashPart{file: i, off: off, n: min(PieceSize, h.Size-off), check: true, want: crc}
+			if !covered(lazy[h.Name], part.off, part.off+part.n) {
+				q.parts = append(q.parts, part)
+				q.bufLen = max(q.bufLen, int(min(part.n, hashBuf)))
+			}
+		}
+	}
+	err := q.run(allWorkers(c.cpus))
+	c.closeHeld()
+	if err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+// covered tells whether spans (sorted, not overlapping) cover [off, end).
+func covered(spans []Span, off, end int64) bool {
+	i, _ := slices.BinarySearchFunc(spans, off, func(s Span, at int64) int { return cmp.Compare(s.End, at+1) })
+	for ; i < len(spans) && spans[i].Off <= off && off < end; i++ {
+		off = spans[i].End
+	}
+	return off >= end
+}
+
+func (c *Check) closeHeld() {
+	c.mu.Lock()
+	held := c.held
+	c.held = nil
+	c.mu.Unlock()
+	closeHeld(held)
+}
+
+func closeHeld(held []heldFile) {
+	for _, h := range held {
+		h.f.Close()
 	}
 }
 

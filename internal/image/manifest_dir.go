@@ -47,33 +47,39 @@ func imageNames(d Dir) ([]string, error) {
 }
 
 // WriteManifest writes the manifest of every image file in dir, at the
-// end of a dump. The sums of known files, and of those written through
-// dir by image.Writer or Path.WriteFile, were computed as they were
-// written; the others are read back (from the page cache) and hashed.
-func WriteManifest(dir Dir, known map[string]Sum) error {
+// end of a dump. The sums of known files (by name; a pages image's with
+// its piece sums), and of those written through dir by image.Writer or
+// Path.WriteFile, were computed as they were written; the others are
+// read back (from the page cache) and hashed.
+func WriteManifest(dir Dir, known map[string]ManifestFile) error {
 	names, err := imageNames(dir)
 	if err != nil {
 		return err
 	}
-	written := dir.contents.writtenSums()
-	for name, s := range known {
-		written[name] = s
+	written := map[string]ManifestFile{}
+	for name, s := range dir.contents.writtenSums() {
+		written[name] = ManifestFile{Sum: s}
+	}
+	for name, f := range known {
+		written[name] = f
 	}
 	m := &Manifest{}
 	for _, name := range names {
-		s, err := sumOf(dir, name, written[name])
+		f, err := sumOf(dir, name, written[name])
 		if err != nil {
 			return err
 		}
-		m.Files = append(m.Files, ManifestFile{name, s})
+		f.Name = name
+		m.Files = append(m.Files, f)
 	}
 	return dir.File(ManifestName).WriteFile(m.Marshal())
 }
 
-// sumOf is the size and CRC32C of file name: known, if its size matches,
-// else hashed now.
-func sumOf(d Dir, name string, known Sum) (Sum, error) {
-	if known != (Sum{}) {
+// sumOf is the size and CRC32C of file name, and a pages image's piece
+// sums: known, if its size matches (and it has them), else hashed now.
+func sumOf(d Dir, name string, known ManifestFile) (ManifestFile, error) {
+	pages := IsPagesName(name)
+	if known.Sum != (Sum{}) && (!pages || len(known.Pieces) == PieceCount(known.Size)) {
 		// A stat, not an open, to see that the file is as written.
 		if st, err := d.File(name).Stat(); err == nil && st.Size() == known.Size {
 			return known, nil
@@ -81,14 +87,22 @@ func sumOf(d Dir, name string, known Sum) (Sum, error) {
 	}
 	f, err := openImage(d, name)
 	if err != nil {
-		return Sum{}, err
+		return ManifestFile{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return Sum{}, err
+		return ManifestFile{}, err
 	}
-	return hashFile(f, st.Size())
+	sums, err := hashFile(f, st.Size())
+	if err != nil {
+		return ManifestFile{}, err
+	}
+	out := ManifestFile{}
+	if out.Sum, err = sums.Sum(); err == nil && pages {
+		out.Pieces, err = sums.Pieces()
+	}
+	return out, err
 }
 
 // ReadManifest reads the manifest of dir; nil if the directory has none.

@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,7 +196,7 @@ func TestWriteManifestKnown(t *testing.T) {
 		{image.Sum{Size: 3, CRC: 0x1234}, 0x1234},
 		{image.Sum{Size: 4, CRC: 0x1234}, image.Checksum([]byte("abc"))},
 	} {
-		if err := image.WriteManifest(openAt(t, dir), map[string]image.Sum{"a.img": tc.known}); err != nil {
+		if err := image.WriteManifest(openAt(t, dir), map[string]image.ManifestFile{"a.img": {Sum: tc.known}}); err != nil {
 			t.Fatal(err)
 		}
 		m, err := image.ReadManifest(openAt(t, dir))
@@ -204,6 +205,44 @@ func TestWriteManifestKnown(t *testing.T) {
 		}
 		if len(m.Files) != 1 || m.Files[0].CRC != tc.want {
 			t.Errorf("known %+v: manifest %+v, want CRC %08x", tc.known, m.Files, tc.want)
+		}
+	}
+}
+
+// TestWriteManifestPieces writes the manifest of a pages image that the
+// dump did not hash in pieces: the pieces are hashed, one per PieceSize
+// bytes, and a file of another kind gets none.
+func TestWriteManifestPieces(t *testing.T) {
+	dir := t.TempDir()
+	data := make([]byte, 2*image.PieceSize+4096)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	for name, b := range map[string][]byte{"pages-1.img": data, "pages-2.img": nil, "x.img": data} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	known := map[string]image.ManifestFile{"pages-2.img": {Sum: image.Sum{Size: 0, CRC: 0}}}
+	if err := image.WriteManifest(openAt(t, dir), known); err != nil {
+		t.Fatal(err)
+	}
+	m, err := image.ReadManifest(openAt(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range m.Files {
+		if f.Name != "pages-1.img" {
+			if len(f.Pieces) != 0 {
+				t.Errorf("%s: %d piece sums, want none", f.Name, len(f.Pieces))
+			}
+			continue
+		}
+		if len(f.Pieces) != 3 {
+			t.Fatalf("%s: %d piece sums, want 3", f.Name, len(f.Pieces))
+		}
+		for i, crc := range f.Pieces {
+			if w := image.Checksum(data[i*image.PieceSize : min(len(data), (i+1)*image.PieceSize)]); crc != w {
+				t.Errorf("piece %d: %08x, want %08x", i, crc, w)
+			}
 		}
 	}
 }

@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"amber/internal/image"
 	"amber/internal/log"
 	"amber/internal/uffd"
 )
@@ -102,10 +103,15 @@ type daemon struct {
 	err error
 	// imgs are every process's images, closed at the end.
 	imgs []*images
+	// pidfds are the processes handed over, killed if a pages image
+	// turns out damaged; closed at the end.
+	pidfds []int
 	// bufs are the buffers pages from the source land in: a fresh one
 	// per fetch would have the garbage collector run through the whole
 	// memory moved.
 	bufs sync.Pool
+	// pieceBufs are the buffers pieces are read into to be checked.
+	pieceBufs sync.Pool
 }
 
 // task is one process's memory: its userfaultfd and missing pages.
@@ -135,10 +141,18 @@ type task struct {
 type images struct {
 	fds   []int
 	sizes []uint64
+	// checks check the images' pieces before they are read (nil: an
+	// image the restore checked, or without piece sums).
+	checks []*imageCheck
 }
 
-// read reads len(buf) bytes of image img at off.
+// read reads len(buf) bytes of image img at off, once the pieces they
+// lie in are checked: every read of an image's bytes for a process goes
+// through here.
 func (im *images) read(img int, off uint64, buf []byte) error {
+	if err := im.ready(img, off, uint64(len(buf))); err != nil {
+		return err
+	}
 	for done := 0; done < len(buf); {
 		n, err := unix.Pread(im.fds[img], buf[done:], int64(off)+int64(done))
 		if errors.Is(err, unix.EINTR) {
@@ -155,7 +169,12 @@ func (im *images) read(img int, off uint64, buf []byte) error {
 	return nil
 }
 
-func (im *images) close() { closeAll(im.fds) }
+func (im *images) close() {
+	for _, c := range im.checks {
+		c.close()
+	}
+	closeAll(im.fds)
+}
 
 const connID = 0
 
@@ -186,6 +205,7 @@ func Serve(opts Options) (Stats, error) {
 	os.Remove(path)
 	d := &daemon{opts: opts, tasks: map[uint64]*task{}, next: 1, done: make(chan struct{})}
 	d.bufs.New = func() any { b := make([]byte, max(faultChunk, prefetchChunk)); return &b }
+	d.pieceBufs.New = func() any { b := make([]byte, image.PieceSize); return &b }
 	if d.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return Stats{}, fmt.Errorf("lazy-pages: %w", err)
 	}
@@ -198,6 +218,7 @@ func Serve(opts Options) (Stats, error) {
 	for _, im := range d.imgs {
 		im.close()
 	}
+	closeAll(d.pidfds)
 	return d.stats, d.result(err)
 }
 
@@ -315,29 +336,37 @@ func (d *daemon) receive(conn int) error {
 		return nil
 	}
 	fds, err := parseRights(oob[:oobn])
-	if err != nil || n != headerSize || len(fds) < 1 {
+	if err != nil || n != headerSize || len(fds) < 2 {
 		closeAll(fds)
 		return fmt.Errorf("lazy-pages: a malformed message from the restore (%d bytes, %d descriptors): %v", n, len(fds), err)
 	}
 	pid := int(binary.LittleEndian.Uint32(hdr))
 	nimg := int(binary.LittleEndian.Uint32(hdr[4:]))
 	nranges := binary.LittleEndian.Uint64(hdr[8:])
-	if len(fds) != nimg+1 {
+	nsums := binary.LittleEndian.Uint64(hdr[16:])
+	if len(fds) != nimg+2 {
 		closeAll(fds)
 		return fmt.Errorf("lazy-pages: pid %d: %d descriptors for %d images", pid, len(fds), nimg)
 	}
-	imgs, err := openImages(fds[1:])
+	imgs, err := openImages(fds[2:])
 	if err != nil {
 		closeAll(fds)
 		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
 	}
 	d.mu.Lock()
 	d.imgs = append(d.imgs, imgs)
+	d.pidfds = append(d.pidfds, fds[1])
 	d.mu.Unlock()
 	missing, err := readRanges(conn, nranges)
+	if err == nil {
+		err = d.readChecks(conn, imgs, nsums)
+	}
 	if err != nil {
 		unix.Close(fds[0])
 		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
+	}
+	if imgs.checking() {
+		go imgs.verifyAhead(d.done, d.corrupt)
 	}
 	for _, p := range missing {
 		if p.img >= len(imgs.fds) || (p.img >= 0 && p.off+p.end-p.start > imgs.sizes[p.img]) ||
@@ -451,10 +480,14 @@ func (d *daemon) checkDone() {
 // error): once the source failed, what is missing is poisoned first.
 func (d *daemon) finish() {
 	d.once.Do(func() { close(d.done) })
-	failed := d.failure() != nil
+	failure := d.failure()
+	corrupt := errors.As(failure, new(*CorruptError))
 	for _, t := range d.snapshot() {
 		t.layout.Lock()
-		if failed {
+		switch {
+		case corrupt:
+			t.poisonMissingLocked()
+		case failure != nil:
 			t.poisonLocked()
 		}
 		t.closeLocked()
@@ -483,6 +516,9 @@ func (d *daemon) failure() error {
 func (d *daemon) result(err error) error {
 	if err != nil {
 		return err
+	}
+	if err := d.failure(); errors.As(err, new(*CorruptError)) {
+		return fmt.Errorf("lazy-pages: %w: the restored processes are killed", err)
 	}
 	if err := d.failure(); err != nil {
 		return fmt.Errorf("lazy-pages: %w: %d bytes never came in; poisoned, a process touching them gets SIGBUS", err, d.stats.Lost)
@@ -654,6 +690,9 @@ func (t *task) failLocked(err error) {
 	switch {
 	case errors.Is(err, errChanging):
 		return
+	case errors.As(err, new(*CorruptError)):
+		t.d.corrupt(err)
+		t.poisonMissingLocked()
 	case errors.As(err, &se):
 		t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
 		t.d.fail(err)
@@ -698,6 +737,14 @@ func (t *task) poisonLocked() {
 				t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
 			}
 		}
+	}
+	t.poisonMissingLocked()
+}
+
+// poisonMissingLocked poisons t's missing pages and counts them lost.
+func (t *task) poisonMissingLocked() {
+	if t.closed || len(t.missing) == 0 {
+		return
 	}
 	lost := t.missing.bytes()
 	t.d.count(&t.d.stats.Lost, lost)

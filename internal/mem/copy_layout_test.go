@@ -84,8 +84,17 @@ func checkCopy(t *testing.T, pid int, plan pagePlan, total, chunk uint64, want [
 			t.Fatalf("chunk %d (%d workers): page at image offset %d differs from the task's", chunk, copyWorkers(total, chunk), off)
 		}
 	}
-	if w := (image.Sum{Size: int64(len(got)), CRC: image.Checksum(got)}); sum != w {
-		t.Errorf("chunk %d: sum %+v, want %+v", chunk, sum, w)
+	if w := (image.Sum{Size: int64(len(got)), CRC: image.Checksum(got)}); sum.Sum != w {
+		t.Errorf("chunk %d: sum %+v, want %+v", chunk, sum.Sum, w)
+	}
+	if len(sum.Pieces) != image.PieceCount(int64(len(got))) {
+		t.Fatalf("chunk %d: %d piece sums for %d bytes", chunk, len(sum.Pieces), len(got))
+	}
+	for i, crc := range sum.Pieces {
+		piece := got[i*image.PieceSize : min(len(got), (i+1)*image.PieceSize)]
+		if w := image.Checksum(piece); crc != w {
+			t.Errorf("chunk %d: piece %d: CRC32C %08x, want %08x", chunk, i, crc, w)
+		}
 	}
 }
 

@@ -48,8 +48,10 @@ type PagesStats struct {
 	// entries), not written to the pages image.
 	InParent uint64
 	// Sum is the size and CRC32C of the pages image, computed as it was
-	// written, for the manifest.
-	Sum image.Sum
+	// written, for the manifest, and Pieces the CRC32C of each of its
+	// pieces of image.PieceSize bytes.
+	Sum    image.Sum
+	Pieces []uint32
 	// Lazy are the pages left at the source (PE_LAZY entries) of a dump
 	// --lazy-pages, nil otherwise.
 	Lazy *LazySource
@@ -86,8 +88,8 @@ func DumpPages(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, dir image.Dir,
 		return st, err
 	}
 	shared := intersectRuns(p.shared, copied)
-	sum, err := copyPages(t, copied, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
-	st.Pages, st.Runs, st.Sum = uint64(sum.Size)/pageSize, p.runs, sum
+	sums, err := copyPages(t, copied, shared, dir.PagesPath(pagesID), fmt.Sprintf("dump pid %d", pid))
+	st.Pages, st.Runs, st.Sum, st.Pieces = uint64(sums.Size)/pageSize, p.runs, sums.Sum, sums.Pieces
 	return st, err
 }
 
@@ -220,11 +222,11 @@ func pagemapEntry(r Run, flags uint32) *pagemap.PagemapEntry {
 // dump runs at the speed the page cache takes new pages, and that scales
 // with CPUs. Pages in shared (sorted) are read without pinning them. The
 // workers hash what they copy; copyPages returns the size and CRC32C of
-// the image.
-func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string) (image.Sum, error) {
+// the image and of each of its pieces.
+func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string) (image.ManifestFile, error) {
 	f, err := path.Create()
 	if err != nil {
-		return image.Sum{}, err
+		return image.ManifestFile{}, err
 	}
 	defer f.Close()
 	var total uint64
@@ -236,19 +238,19 @@ func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string
 	unix.Fallocate(int(f.Fd()), 0, 0, int64(total))
 	bar := progress.New(label, total)
 	defer bar.Done()
-	sum, err := copyRuns(t, f, runs, shared, bar, total, copyChunk)
+	sums, err := copyRuns(t, f, runs, shared, bar, total, copyChunk)
 	if err != nil {
-		return image.Sum{}, err
+		return image.ManifestFile{}, err
 	}
 	if err := f.Close(); err != nil {
-		return image.Sum{}, err
+		return image.ManifestFile{}, err
 	}
-	return sum, nil
+	return sums, nil
 }
 
 // copyRuns copies the runs, total bytes, into f chunk bytes at a time and
-// returns the sum of what it wrote.
-func copyRuns(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar, total, chunk uint64) (image.Sum, error) {
+// returns the sums of what it wrote: the whole's and each piece's.
+func copyRuns(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar, total, chunk uint64) (image.ManifestFile, error) {
 	sums := new(image.ChunkSums)
 	var err error
 	if workers := copyWorkers(total, chunk); workers == 1 {
@@ -260,9 +262,14 @@ func copyRuns(t *compel.Task, f *os.File, runs, shared []Run, bar *progress.Bar,
 		err = copyParallel(t, f, runs, shared, bar, workers, chunk, sums)
 	}
 	if err != nil {
-		return image.Sum{}, err
+		return image.ManifestFile{}, err
 	}
-	return sums.Sum()
+	whole, err := sums.Sum()
+	if err != nil {
+		return image.ManifestFile{}, err
+	}
+	pieces, err := sums.Pieces()
+	return image.ManifestFile{Sum: whole, Pieces: pieces}, err
 }
 
 // copyParallel copies the runs chunk by chunk with workers goroutines,
@@ -347,7 +354,7 @@ func copyChunkAt(t *compel.Task, f *os.File, job copyJob, shared []Run, buf []by
 	if err := readRuns(t, job.runs, shared, b); err != nil {
 		return err
 	}
-	sums.Add(int64(job.off), image.Sum{Size: int64(len(b)), CRC: image.Checksum(b)})
+	sums.AddPieces(int64(job.off), b)
 	if _, err := f.WriteAt(b, int64(job.off)); err != nil {
 		return fmt.Errorf("%s: %w", f.Name(), err)
 	}

@@ -107,9 +107,17 @@ type treeImages struct {
 // the restore reads them: every image but the pages at once, and those
 // (the bulk of the bytes) in the background, while the tasks are made and
 // their memory filled from the same page cache; the returned Check says
-// how that went. Images without a manifest (CRIU's) are not checked.
-func verifyImages(dir image.Dir, l *log.Logger) (*image.Check, error) {
-	check, err := image.VerifyManifest(dir, image.IsPagesName)
+// how that went. Images without a manifest (CRIU's) are not checked. A
+// lazy restore checks only the pieces of the pages images it reads
+// itself, once its tasks are made (waitPagesCheck), where the manifest
+// has piece sums: the lazy-pages daemon checks the others before it
+// places a page from them.
+func verifyImages(dir image.Dir, lazy bool, l *log.Logger) (*image.Check, error) {
+	verify := image.VerifyManifest
+	if lazy {
+		verify = image.VerifyManifestLazy
+	}
+	check, err := verify(dir, image.IsPagesName)
 	if err != nil {
 		return nil, err
 	}
@@ -123,13 +131,14 @@ func verifyImages(dir image.Dir, l *log.Logger) (*image.Check, error) {
 }
 
 // waitPagesCheck waits for the check of the pages images, once every
-// task's memory is filled from them.
-func (t *treeImages) waitPagesCheck(l *log.Logger) error {
+// task's memory is filled from them: of a lazy restore's, the pieces
+// not wholly in lazy (by image name, the bytes left to the daemon).
+func (t *treeImages) waitPagesCheck(lazy map[string][]image.Span, l *log.Logger) error {
 	if t.pagesCheck == nil {
 		return nil
 	}
 	start := time.Now()
-	if err := t.pagesCheck.Wait(); err != nil {
+	if err := t.pagesCheck.WaitPieces(lazy); err != nil {
 		return err
 	}
 	l.Infof("pages images match %s (waited %v for the check)", image.ManifestName, time.Since(start).Round(time.Microsecond))

@@ -5,10 +5,13 @@ package restore
 // userfaultfd made inside the process.
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
+	"amber/internal/image"
 	"amber/internal/lazy"
 	"amber/internal/mem"
 )
@@ -60,7 +63,15 @@ func (r *restorer) handOver(p *process) error {
 			return err
 		}
 	}
-	if err := r.lazy.Send(p.t.pid, uffd, l); err != nil {
+	pidfd, err := unix.PidfdOpen(leader.Pid, 0)
+	if err != nil {
+		return fmt.Errorf("lazy pages: pidfd_open %d: %w", leader.Pid, err)
+	}
+	defer unix.Close(pidfd)
+	// The process's own pages image may be checked in part only: the
+	// daemon checks the rest. Parent images were checked whole.
+	pieces := [][]uint32{r.tree.pagesCheck.Pieces(p.t.pagesPath.Name())}
+	if err := r.lazy.Send(p.t.pid, uffd, pidfd, l, pieces); err != nil {
 		return err
 	}
 	r.opts.Log.Infof("pid %d: %d runs of pages in %d areas left to the lazy-pages daemon", p.t.pid, len(l.Ranges), len(l.Areas))
@@ -79,4 +90,41 @@ func takeFd(pid, fd int) (int, error) {
 		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", fd, pid, err)
 	}
 	return got, nil
+}
+
+// lazySpans are the bytes of each pages image of the directory (by name)
+// left to the daemon, which checks them itself: the restore does not
+// read them.
+func (r *restorer) lazySpans() map[string][]image.Span {
+	out := map[string][]image.Span{}
+	for _, p := range r.procs {
+		l := p.plan.lazy
+		if l == nil {
+			continue
+		}
+		name := p.t.pagesPath.Name()
+		for _, rg := range l.Ranges {
+			if rg.Image == 0 {
+				out[name] = append(out[name], image.Span{Off: int64(rg.Off), End: int64(rg.Off + rg.End - rg.Start)})
+			}
+		}
+	}
+	for name, spans := range out {
+		out[name] = joinSpans(spans)
+	}
+	return out
+}
+
+// joinSpans sorts spans and joins those that touch or overlap.
+func joinSpans(spans []image.Span) []image.Span {
+	slices.SortFunc(spans, func(a, b image.Span) int { return cmp.Compare(a.Off, b.Off) })
+	var out []image.Span
+	for _, s := range spans {
+		if n := len(out); n > 0 && s.Off <= out[n-1].End {
+			out[n-1].End = max(out[n-1].End, s.End)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }

@@ -140,7 +140,7 @@ func Run(opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
 	defer dir.Close()
-	check, err := verifyImages(dir, opts.Log)
+	check, err := verifyImages(dir, opts.LazyPages, opts.Log)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
@@ -425,7 +425,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	// Every task's memory is filled: the pages images, checked meanwhile,
 	// must have been those dumped before anything is let go.
-	if err := tree.waitPagesCheck(opts.Log); err != nil {
+	if err := tree.waitPagesCheck(r.lazySpans(), opts.Log); err != nil {
 		return err
 	}
 	for _, p := range r.procs {

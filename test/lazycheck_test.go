@@ -1,0 +1,124 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"amber/internal/image"
+	"amber/internal/mem"
+)
+
+// lazyRun is where the largest run of a task's pages lies in its pages
+// image: the lazy program's buffer, which a lazy restore leaves to the
+// daemon.
+type lazyRun struct {
+	pages     string // the pages image
+	off, size int64
+}
+
+// largestRun finds the largest run of pages of the case's root in its
+// pages image.
+func (c *zcase) largestRun() lazyRun {
+	c.t.Helper()
+	dir, err := image.OpenDir(c.images)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer dir.Close()
+	head, entries, err := mem.ReadPagemap(dir.PagemapPath(c.pid))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	run := lazyRun{pages: filepath.Join(c.images, dir.PagesPath(head.GetPagesId()).Name())}
+	var off int64
+	for _, e := range entries {
+		if e.GetFlags()&mem.PEPresent == 0 {
+			continue
+		}
+		if n := int64(mem.NrPages(e)) * 4096; n > run.size {
+			run.off, run.size = off, n
+		}
+		off += int64(mem.NrPages(e)) * 4096
+	}
+	return run
+}
+
+// TestLazyDamagedPages restores lazily a dump whose pages image has one
+// byte changed in the memory left to the daemon: at the start, middle
+// and end of the program's buffer, and either side of a boundary between
+// two pieces of the manifest's piece sums. The restore does not read
+// those bytes (but for a piece it reads in part, which it checks: then
+// it fails naming the image); the daemon, which checks each piece before
+// it places a page from it, must fail naming the image, kill the
+// restored process (which must not pass, nor run on with wrong memory)
+// and leave its PID free.
+func TestLazyDamagedPages(t *testing.T) {
+	t.Setenv("LAZY_MIB", "64")
+	for _, where := range []string{"start", "middle", "end", "before a piece boundary", "at a piece boundary"} {
+		t.Run(strings.ReplaceAll(where, " ", "_"), func(t *testing.T) {
+			c := startCase(t, "lazy_mem")
+			c.mustDump()
+			run := c.largestRun()
+			boundary := (run.off/image.PieceSize + 2) * image.PieceSize
+			off := map[string]int64{
+				"start": run.off, "middle": run.off + run.size/2, "end": run.off + run.size - 1,
+				"before a piece boundary": boundary - 1, "at a piece boundary": boundary,
+			}[where]
+			if boundary >= run.off+run.size {
+				t.Fatalf("the program's buffer (%d bytes at %d) holds no piece boundary", run.size, run.off)
+			}
+			flipImageByte(t, run.pages, off)
+			d := c.startLazyDaemon()
+			if err := os.WriteFile(filepath.Join(c.dir, "go.now"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := c.amber(c.prog, c.restoreArgs(c.pidfile(), "-d", "--lazy-pages")...)
+			log, err := d.wait()
+			damaged := func(s string) bool {
+				return strings.Contains(s, run.pages) && strings.Contains(s, "damaged since the dump")
+			}
+			switch {
+			case r.err != nil && damaged(r.stderr):
+				// A piece the restore reads in part: it checked it.
+				t.Logf("the restore found the damage: %s", r.stderr)
+			case r.err != nil && err == nil:
+				t.Fatalf("the restore failed, not naming %s as damaged, and the daemon succeeded: %v", run.pages, r)
+			case err == nil:
+				t.Fatalf("the daemon succeeded with a damaged pages image:\n%s", log)
+			case !damaged(log):
+				t.Fatalf("the daemon's log does not name %s as damaged:\n%s", run.pages, log)
+			}
+			if err := reapOrphan(c.pid, exitTimeout); err != nil {
+				t.Fatal(err)
+			}
+			if c.hasLine("PASS") {
+				t.Fatalf("the restored program passed on a damaged image:\n%s", c.output())
+			}
+			c.requireLive()
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid)); err == nil {
+				t.Fatalf("pid %d still held after the daemon failed", c.pid)
+			}
+		})
+	}
+}
+
+// flipImageByte changes the byte at off of the file at path.
+func flipImageByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
