@@ -70,7 +70,7 @@ func TestLazyDamagedPages(t *testing.T) {
 			if boundary >= run.off+run.size {
 				t.Fatalf("the program's buffer (%d bytes at %d) holds no piece boundary", run.size, run.off)
 			}
-			flipImageByte(t, run.pages, off)
+			flipByteAt(t, run.pages, off)
 			d := c.startLazyDaemon()
 			if err := os.WriteFile(filepath.Join(c.dir, "go.now"), nil, 0o644); err != nil {
 				t.Fatal(err)
@@ -102,23 +102,5 @@ func TestLazyDamagedPages(t *testing.T) {
 				t.Fatalf("pid %d still held after the daemon failed", c.pid)
 			}
 		})
-	}
-}
-
-// flipImageByte changes the byte at off of the file at path.
-func flipImageByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
 	}
 }

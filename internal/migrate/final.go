@@ -213,39 +213,41 @@ func runs(pid int) bool {
 
 // treeTasks lists every PID and TID of the frozen tree rooted at pid.
 func treeTasks(pid int) ([]int, error) {
-	tids, err := proc.Threads(pid)
-	if err != nil {
-		return nil, err
-	}
-	kids, err := proc.Children(pid)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range kids {
-		sub, err := treeTasks(k)
-		if err != nil {
-			return nil, err
-		}
-		tids = append(tids, sub...)
-	}
-	return tids, nil
+	var out []int
+	err := walkTree(pid, func(p int) error {
+		tids, err := proc.Threads(p)
+		out = append(out, tids...)
+		return err
+	})
+	return out, err
 }
 
 // treeProcs lists the processes of the tree rooted at pid.
 func treeProcs(pid int) ([]int, error) {
-	out := []int{pid}
+	var out []int
+	err := walkTree(pid, func(p int) error {
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// walkTree calls visit for pid and then for each of its descendants,
+// parents before their children, until one fails.
+func walkTree(pid int, visit func(pid int) error) error {
+	if err := visit(pid); err != nil {
+		return err
+	}
 	kids, err := proc.Children(pid)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, k := range kids {
-		sub, err := treeProcs(k)
-		if err != nil {
-			return nil, err
+		if err := walkTree(k, visit); err != nil {
+			return err
 		}
-		out = append(out, sub...)
 	}
-	return out, nil
+	return nil
 }
 
 // waitGone waits until no task holds any of the ids: the killed tree is

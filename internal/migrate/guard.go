@@ -145,21 +145,13 @@ func (g *guard) fire() {
 // treeStarts lists the processes of the tree rooted at pid as
 // "PID:STARTTIME".
 func treeStarts(pid int) ([]string, error) {
-	st, err := proc.ReadStat(pid)
-	if err != nil {
-		return nil, err
-	}
-	out := []string{fmt.Sprintf("%d:%d", pid, st.StartTime)}
-	kids, err := proc.Children(pid)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range kids {
-		sub, err := treeStarts(k)
-		if err != nil {
-			return nil, err
+	var out []string
+	err := walkTree(pid, func(p int) error {
+		st, err := proc.ReadStat(p)
+		if err == nil {
+			out = append(out, fmt.Sprintf("%d:%d", p, st.StartTime))
 		}
-		out = append(out, sub...)
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
