@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,14 +114,24 @@ func (c *podmanCase) podman(args ...string) (string, error) {
 	return string(out), nil
 }
 
+// mustPodman is podman, failing the test if it fails, with the log
+// of amber's dump or restore that runc names in its error, if any.
 func (c *podmanCase) mustPodman(args ...string) string {
 	c.t.Helper()
 	out, err := c.podman(args...)
 	if err != nil {
+		if m := runcLogFile.FindStringSubmatch(out); m != nil {
+			if log, rerr := os.ReadFile(m[1]); rerr == nil {
+				err = fmt.Errorf("%w\n=== %s:\n%s", err, m[1], log)
+			}
+		}
 		c.t.Fatal(err)
 	}
 	return out
 }
+
+// runcLogFile finds the log of amber's dump or restore in runc's error.
+var runcLogFile = regexp.MustCompile(`log file: (\S+)`)
 
 // run starts the counter container detached, with runc and limits runc
 // can set without CAP_SYS_RESOURCE.

@@ -44,6 +44,10 @@ func TestFileCheck(t *testing.T) {
 	}{
 		{"unchanged", &timedInfo{fakeInfo{size: 10}, dumped}, false, ""},
 		{"touched", &timedInfo{fakeInfo{size: 10}, dumped.Add(time.Nanosecond)}, false, "modified"},
+		{"copied keeping microseconds", &timedInfo{fakeInfo{size: 10}, time.Unix(1700000000, 123456000)}, false, ""},
+		{"copied keeping whole seconds", &timedInfo{fakeInfo{size: 10}, time.Unix(1700000000, 0)}, false, ""},
+		{"touched in the same second", &timedInfo{fakeInfo{size: 10}, time.Unix(1700000000, 5)}, false, "modified"},
+		{"touched a microsecond before", &timedInfo{fakeInfo{size: 10}, time.Unix(1700000000, 123455000)}, false, "modified"},
 		{"grown", &timedInfo{fakeInfo{size: 11}, dumped}, false, "size 11, was 10 (--skip-file-check restores anyway)"},
 		{"gone", nil, false, "gone"},
 		{"touched, skipped", &timedInfo{fakeInfo{size: 11}, dumped.Add(time.Hour)}, true, ""},
@@ -73,6 +77,30 @@ func TestFileCheck(t *testing.T) {
 	c = FileCheck{Stat: stat}
 	if err := c.Reg(e); err != nil {
 		t.Errorf("without recorded times (criu's images) the size alone decides: %v", err)
+	}
+}
+
+// TestSameMtime: a time kept with less precision by a copy (cut to
+// microseconds or seconds, or rounded to seconds) is the same; any other
+// is not.
+func TestSameMtime(t *testing.T) {
+	late := time.Unix(1700000000, 987654321) // rounds up
+	for _, c := range []struct {
+		got, want time.Time
+		same      bool
+	}{
+		{late, late, true},
+		{time.Unix(1700000000, 987654000), late, true},
+		{time.Unix(1700000000, 0), late, true},
+		{time.Unix(1700000001, 0), late, true},
+		{time.Unix(1700000002, 0), late, false},
+		{time.Unix(1700000000, 987654322), late, false},
+		{time.Unix(1700000000, 500000000), late, false},
+		{time.Unix(1699999999, 0), late, false},
+	} {
+		if got := sameMtime(c.got, c.want); got != c.same {
+			t.Errorf("sameMtime(%v, %v) = %v, want %v", c.got, c.want, got, c.same)
+		}
 	}
 }
 
