@@ -14,8 +14,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
+	"amber/internal/proc"
 )
 
 // CorruptError is a piece of a pages image that does not hash to the
@@ -204,7 +205,7 @@ func preadFull(fd int, buf []byte, off uint64) error {
 			return fmt.Errorf("read at %#x: %w", off+uint64(done), err)
 		}
 		if n == 0 {
-			return fmt.Errorf("read at %#x: unexpected end of file", off+uint64(done))
+			return fmt.Errorf("read at %#x: %w", off+uint64(done), io.ErrUnexpectedEOF)
 		}
 		done += n
 	}
@@ -253,20 +254,14 @@ func pidOf(pidfd int) int {
 	return 0
 }
 
-// descendants are the children of pid, theirs, and so on.
+// descendants are the children of pid, theirs, and so on (those whose
+// children cannot be read, gone meanwhile, have none).
 func descendants(pid int) []int {
 	var out []int
 	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", queue[0]))
-		for _, path := range tasks {
-			b, _ := os.ReadFile(path)
-			for _, w := range strings.Fields(string(b)) {
-				if child, err := strconv.Atoi(w); err == nil {
-					out = append(out, child)
-					queue = append(queue, child)
-				}
-			}
-		}
+		kids, _ := proc.Children(queue[0])
+		out = append(out, kids...)
+		queue = append(queue, kids...)
 	}
 	return out
 }

@@ -22,7 +22,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -153,18 +152,8 @@ func (im *images) read(img int, off uint64, buf []byte) error {
 	if err := im.ready(img, off, uint64(len(buf))); err != nil {
 		return err
 	}
-	for done := 0; done < len(buf); {
-		n, err := unix.Pread(im.fds[img], buf[done:], int64(off)+int64(done))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read pages image %d at %#x: %w", img, off+uint64(done), err)
-		}
-		if n == 0 {
-			return fmt.Errorf("read pages image %d at %#x: %w", img, off+uint64(done), io.ErrUnexpectedEOF)
-		}
-		done += n
+	if err := preadFull(im.fds[img], buf, off); err != nil {
+		return fmt.Errorf("pages image %d: %w", img, err)
 	}
 	return nil
 }
@@ -517,11 +506,12 @@ func (d *daemon) result(err error) error {
 	if err != nil {
 		return err
 	}
-	if err := d.failure(); errors.As(err, new(*CorruptError)) {
-		return fmt.Errorf("lazy-pages: %w: the restored processes are killed", err)
+	failure := d.failure()
+	if errors.As(failure, new(*CorruptError)) {
+		return fmt.Errorf("lazy-pages: %w: the restored processes are killed", failure)
 	}
-	if err := d.failure(); err != nil {
-		return fmt.Errorf("lazy-pages: %w: %d bytes never came in; poisoned, a process touching them gets SIGBUS", err, d.stats.Lost)
+	if failure != nil {
+		return fmt.Errorf("lazy-pages: %w: %d bytes never came in; poisoned, a process touching them gets SIGBUS", failure, d.stats.Lost)
 	}
 	return nil
 }
