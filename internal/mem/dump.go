@@ -229,10 +229,7 @@ func copyPages(t *compel.Task, runs, shared []Run, path image.Path, label string
 		return image.ManifestFile{}, err
 	}
 	defer f.Close()
-	var total uint64
-	for _, r := range runs {
-		total += r.End - r.Start
-	}
+	total := runsBytes(runs)
 	// Reserving the blocks first spares each write the filesystem's
 	// delayed allocation; where it is not supported, writes allocate.
 	unix.Fallocate(int(f.Fd()), 0, 0, int64(total))

@@ -163,11 +163,7 @@ type LazySource struct {
 
 // Bytes is how much the task left lazy.
 func (s *LazySource) Bytes() uint64 {
-	var n uint64
-	for _, r := range s.runs {
-		n += r.End - r.Start
-	}
-	return n
+	return runsBytes(s.runs)
 }
 
 // ReadPages reads pages from vaddr on into buf, up to the end of the

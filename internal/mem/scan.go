@@ -43,6 +43,15 @@ type pageRegion struct{ Start, End, Categories uint64 }
 // Run is a range of pages [Start, End) whose contents must be saved.
 type Run struct{ Start, End uint64 }
 
+// runsBytes is how many bytes runs cover.
+func runsBytes(runs []Run) uint64 {
+	var n uint64
+	for _, r := range runs {
+		n += r.End - r.Start
+	}
+	return n
+}
+
 // scanVecLen is how many regions one PAGEMAP_SCAN returns at most.
 const scanVecLen = 4096
 

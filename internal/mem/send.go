@@ -160,10 +160,7 @@ const sendChunkBytes = 1 << 20
 // bytes from the task while the caller sends the chunk before. It
 // returns how many bytes of pages it sent.
 func sendRuns(t *compel.Task, sink PageSink, copied []Run, gaps []gap, shared []Run, label string, chunk uint64) (uint64, error) {
-	var total uint64
-	for _, r := range copied {
-		total += r.End - r.Start
-	}
+	total := runsBytes(copied)
 	bar := progress.New(label, total)
 	defer bar.Done()
 	free := make(chan []byte, sendBuffers)
@@ -203,11 +200,7 @@ func readChunks(t *compel.Task, runs, shared []Run, size uint64, free chan []byt
 			return
 		}
 		c := sentChunk{runs: slices.Clone(chunk)}
-		var n uint64
-		for _, r := range chunk {
-			n += r.End - r.Start
-		}
-		c.buf = buf[:n]
+		c.buf = buf[:runsBytes(chunk)]
 		c.err = readRuns(t, c.runs, shared, c.buf)
 		select {
 		case ready <- c:

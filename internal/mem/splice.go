@@ -261,11 +261,7 @@ type spliceChunk struct {
 // each, are read and sent as sendRuns does. It returns how many bytes
 // of pages it sent, and how many of them through the pipes.
 func spliceRuns(t *compel.Task, sp Splicer, sink PipeSink, copied []Run, gaps []gap, shared []Run, label string, chunk uint64) (sent, piped uint64, err error) {
-	var total uint64
-	for _, r := range copied {
-		total += r.End - r.Start
-	}
-	bar := progress.New(label, total)
+	bar := progress.New(label, runsBytes(copied))
 	defer bar.Done()
 	next, stop := iter.Pull(chunks(copied, min(chunk, sp.Capacity())))
 	defer stop()
@@ -302,9 +298,7 @@ func spliceRuns(t *compel.Task, sp Splicer, sink PipeSink, copied []Run, gaps []
 			if gaps, buf, err = copyRest(t, sink, rest, shared, gaps, buf); err != nil {
 				return sent, piped, err
 			}
-			for _, r := range c.runs {
-				sent += r.End - r.Start
-			}
+			sent += runsBytes(c.runs)
 			bar.Set(sent)
 		}
 	}
@@ -333,11 +327,7 @@ func nextGroup(next func() ([]Run, bool), pipes int) []spliceChunk {
 // worthSplicing reports whether the runs of a chunk are large enough on
 // average to go through a pipe.
 func worthSplicing(runs []Run) bool {
-	var n uint64
-	for _, r := range runs {
-		n += r.End - r.Start
-	}
-	return n >= spliceMinRun*uint64(len(runs))
+	return runsBytes(runs) >= spliceMinRun*uint64(len(runs))
 }
 
 // cutRuns splits runs after their first n bytes.
@@ -380,10 +370,7 @@ func copyRest(t *compel.Task, sink PageSink, runs, shared []Run, gaps []gap, buf
 	if len(runs) == 0 {
 		return gaps, buf, nil
 	}
-	var n uint64
-	for _, r := range runs {
-		n += r.End - r.Start
-	}
+	n := runsBytes(runs)
 	if uint64(cap(buf)) < n {
 		buf = make([]byte, n)
 	}
