@@ -3,11 +3,16 @@ package lazy
 // The pages images' pieces are checked before any page of them is
 // placed in a process. The dump recorded the CRC32C of every piece of
 // image.PieceSize bytes (amber's manifest), and a lazy restore checks
-// only the pieces it reads itself: the rest the daemon checks, a
-// verifier going through them ahead of the background copy, and a
-// fault or copy reaching a piece not checked yet checking it first
-// (images.ready). A piece that does not match ends the daemon: the tree
-// is killed, since it cannot be given its memory (corrupt).
+// only the pieces it reads itself: the rest the daemon checks as it
+// reads them. A read that holds a whole piece hashes the bytes it read,
+// which are then in the cache for the copy that follows: the background
+// copy reads a piece at a time, so that checking every page costs one
+// hash of bytes already at hand (a verifier reading the images ahead of
+// the copy, on a CPU of its own, made the pages come in 1.2x later).
+// A read of part of a piece (a fault, a run of pages that starts or ends
+// inside one) has the piece read and hashed whole first, once. A piece
+// that does not match ends the daemon: the tree is killed, since it
+// cannot be given its memory (corrupt).
 
 import (
 	"bufio"
@@ -16,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,10 +51,7 @@ type imageCheck struct {
 	size   uint64
 	sums   []uint32
 	pieces []pieceCheck
-	// mem maps the image: a piece is hashed in the page cache, where
-	// reading it into a buffer first cost as much as the hash (nil: the
-	// mapping failed, pieces are read into bufs).
-	mem  []byte
+	// bufs hold the pieces read to be checked on their own.
 	bufs *sync.Pool
 }
 
@@ -70,76 +71,57 @@ func newImageCheck(fd int, size uint64, sums []uint32, bufs *sync.Pool) (*imageC
 	if len(sums) != image.PieceCount(int64(size)) {
 		return nil, fmt.Errorf("%d piece sums for an image of %d bytes", len(sums), size)
 	}
-	c := &imageCheck{fd: fd, size: size, sums: sums, pieces: make([]pieceCheck, len(sums)), bufs: bufs}
-	if size > 0 {
-		c.mem, _ = unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	}
-	return c, nil
+	return &imageCheck{fd: fd, size: size, sums: sums, pieces: make([]pieceCheck, len(sums)), bufs: bufs}, nil
 }
 
-// close unmaps the image.
-func (c *imageCheck) close() {
-	if c != nil && c.mem != nil {
-		unix.Munmap(c.mem)
-	}
-}
-
-// ready returns once every piece of [off, off+n) is checked: nil, or
-// the CorruptError of a piece that does not match.
-func (c *imageCheck) ready(off, n uint64) error {
-	if c == nil || n == 0 {
+// check returns once every piece that buf, the image's bytes at off,
+// lies in is checked: nil, or the CorruptError of a piece that does not
+// match. A piece buf holds whole is checked by hashing buf.
+func (c *imageCheck) check(off uint64, buf []byte) error {
+	if c == nil || len(buf) == 0 {
 		return nil
 	}
-	for k := off / image.PieceSize; k <= (off+n-1)/image.PieceSize && k < uint64(len(c.pieces)); k++ {
-		if err := c.piece(int(k)); err != nil {
+	end := off + uint64(len(buf))
+	for k := off / image.PieceSize; k <= (end-1)/image.PieceSize && k < uint64(len(c.pieces)); k++ {
+		from, to := c.bounds(int(k))
+		var err error
+		if from >= off && to <= end {
+			err = c.piece(int(k), func() (uint32, error) { return image.Checksum(buf[from-off : to-off]), nil })
+		} else {
+			err = c.piece(int(k), func() (uint32, error) { return c.hashRead(from, to-from) })
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// piece checks piece k, once.
-func (c *imageCheck) piece(k int) error {
+// bounds are the image offsets piece k runs over.
+func (c *imageCheck) bounds(k int) (from, to uint64) {
+	from = uint64(k) * image.PieceSize
+	return from, min(from+image.PieceSize, c.size)
+}
+
+// piece checks piece k once, by hash, its CRC32C: whoever comes first
+// hashes it, the others wait for and take the result.
+func (c *imageCheck) piece(k int, hash func() (uint32, error)) error {
 	p := &c.pieces[k]
-	p.once.Do(func() { p.err = c.verify(k) })
+	p.once.Do(func() { p.err = c.compare(k, hash) })
 	return p.err
 }
 
-// verify hashes piece k and compares its CRC32C with the dump's.
-func (c *imageCheck) verify(k int) error {
-	off := uint64(k) * image.PieceSize
-	n := min(image.PieceSize, c.size-off)
-	got, err := c.hashMapped(off, n)
-	if err != nil {
-		got, err = c.hashRead(off, n)
-	}
+// compare hashes piece k and compares its CRC32C with the dump's.
+func (c *imageCheck) compare(k int, hash func() (uint32, error)) error {
+	got, err := hash()
 	if err != nil {
 		return fmt.Errorf("check %s: %w", fdPath(c.fd), err)
 	}
 	if got != c.sums[k] {
-		return &CorruptError{Image: fdPath(c.fd), Off: off, Size: n, Got: got, Want: c.sums[k]}
+		from, to := c.bounds(k)
+		return &CorruptError{Image: fdPath(c.fd), Off: from, Size: to - from, Got: got, Want: c.sums[k]}
 	}
 	return nil
-}
-
-// hashMapped hashes n bytes at off in the mapping of the image, its
-// pages mapped in one call first rather than faulted one by one. A
-// fault (the file cut short since) is an error, not a crash.
-func (c *imageCheck) hashMapped(off, n uint64) (crc uint32, err error) {
-	if c.mem == nil {
-		return 0, errors.New("not mapped")
-	}
-	b := c.mem[off : off+n]
-	if err := unix.Madvise(b, unix.MADV_POPULATE_READ); err != nil {
-		return 0, fmt.Errorf("madvise at %#x: %w", off, err)
-	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("read at %#x: %v", off, p)
-		}
-	}()
-	return image.Checksum(b), nil
 }
 
 // hashRead hashes n bytes at off, read into a buffer.
@@ -151,47 +133,6 @@ func (c *imageCheck) hashRead(off, n uint64) (uint32, error) {
 		return 0, err
 	}
 	return image.Checksum(buf), nil
-}
-
-// ready returns once the bytes [off, off+n) of image img are checked
-// (img -1, pages from the source's page server, has no image to check).
-func (im *images) ready(img int, off, n uint64) error {
-	if img < 0 || img >= len(im.checks) {
-		return nil
-	}
-	return im.checks[img].ready(off, n)
-}
-
-// checking tells whether any image of im has pieces to check.
-func (im *images) checking() bool {
-	for _, c := range im.checks {
-		if c != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// verifyAhead checks every piece of im's images in order, ahead of the
-// background copy, which then finds them checked, until done or a piece
-// does not match (reported to corrupt).
-func (im *images) verifyAhead(done <-chan struct{}, corrupt func(error)) {
-	for _, c := range im.checks {
-		if c == nil {
-			continue
-		}
-		for k := range c.pieces {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if err := c.piece(k); err != nil {
-				corrupt(err)
-				return
-			}
-		}
-	}
 }
 
 // preadFull reads len(buf) bytes of fd at off.

@@ -145,24 +145,17 @@ type images struct {
 	checks []*imageCheck
 }
 
-// read reads len(buf) bytes of image img at off, once the pieces they
-// lie in are checked: every read of an image's bytes for a process goes
-// through here.
+// read reads len(buf) bytes of image img at off, and returns once the
+// pieces they lie in are checked: every read of an image's bytes for a
+// process goes through here.
 func (im *images) read(img int, off uint64, buf []byte) error {
-	if err := im.ready(img, off, uint64(len(buf))); err != nil {
-		return err
-	}
 	if err := preadFull(im.fds[img], buf, off); err != nil {
 		return fmt.Errorf("pages image %d: %w", img, err)
 	}
-	return nil
-}
-
-func (im *images) close() {
-	for _, c := range im.checks {
-		c.close()
+	if img < len(im.checks) {
+		return im.checks[img].check(off, buf)
 	}
-	closeAll(im.fds)
+	return nil
 }
 
 const connID = 0
@@ -205,7 +198,7 @@ func Serve(opts Options) (Stats, error) {
 	err = d.loop(conn)
 	d.finish()
 	for _, im := range d.imgs {
-		im.close()
+		closeAll(im.fds)
 	}
 	closeAll(d.pidfds)
 	return d.stats, d.result(err)
@@ -353,9 +346,6 @@ func (d *daemon) receive(conn int) error {
 	if err != nil {
 		unix.Close(fds[0])
 		return fmt.Errorf("lazy-pages: pid %d: %w", pid, err)
-	}
-	if imgs.checking() {
-		go imgs.verifyAhead(d.done, d.corrupt)
 	}
 	for _, p := range missing {
 		if p.img >= len(imgs.fds) || (p.img >= 0 && p.off+p.end-p.start > imgs.sizes[p.img]) ||
@@ -579,7 +569,10 @@ func (t *task) prefetchOne(buf []byte) bool {
 }
 
 // take marks the first missing chunk of at most size bytes that no
-// other background copy has as busy, and returns it.
+// other background copy has as busy, and returns it. A chunk ends where
+// a piece of its image does: chunks taken one after the other then read
+// the image a whole piece at a time, each piece checked by the read that
+// brings it in.
 func (t *task) take(size uint64) (piece, bool) {
 	t.layout.RLock()
 	defer t.layout.RUnlock()
@@ -589,10 +582,12 @@ func (t *task) take(size uint64) (piece, bool) {
 		return piece{}, false
 	}
 	p, ok := t.missing.firstFree(t.busy, size)
-	if ok {
-		t.busy = append(t.busy, p)
+	if !ok {
+		return piece{}, false
 	}
-	return p, ok
+	p = p.toImagePieceEnd()
+	t.busy = append(t.busy, p)
+	return p, true
 }
 
 // give drops p, which take returned, from the busy chunks.

@@ -1,6 +1,10 @@
 package lazy
 
-import "slices"
+import (
+	"slices"
+
+	"amber/internal/image"
+)
 
 // piece is a run of missing pages of one process and where their
 // contents are: at off in pages image img of the task, or, img -1, at
@@ -18,6 +22,17 @@ func (p piece) cut(start, end uint64) piece {
 	s, e := max(p.start, start), min(p.end, end)
 	d := s - p.start
 	return piece{s, e, p.img, p.off + d, p.orig + d}
+}
+
+// toImagePieceEnd returns the part of p up to the end of the image piece
+// (image.PieceSize) its first page lies in: all of p if it has no
+// image.
+func (p piece) toImagePieceEnd() piece {
+	if p.img < 0 {
+		return p
+	}
+	left := image.PieceSize - p.off%image.PieceSize
+	return p.cut(p.start, p.start+left)
 }
 
 // pieces are the missing pages of one process, sorted, not overlapping.
