@@ -44,6 +44,9 @@ func runLazyPages(o Options, l *log.Logger) error {
 	}
 	l.Infof("lazy-pages: %d processes, %d bytes on faults, %d in the background, all in after %v",
 		st.Procs, st.Faulted, st.Prefetched, st.AllIn)
+	if st.Unplaced != nil {
+		return fmt.Errorf("lazy-pages: %w: no page of it was placed, the restored processes run on", st.Unplaced)
+	}
 	return nil
 }
 

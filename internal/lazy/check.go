@@ -12,7 +12,10 @@ package lazy
 // A read of part of a piece (a fault, a run of pages that starts or ends
 // inside one) has the piece read and hashed whole first, once. A piece
 // that does not match ends the daemon: the tree is killed, since it
-// cannot be given its memory (corrupt).
+// cannot be given its memory (corrupt). Pieces no read covered, of pages
+// the processes dropped before they were needed, are checked once every
+// page is in (checkUnread), and one of them damaged is reported, the
+// processes left running.
 
 import (
 	"bufio"
@@ -133,6 +136,38 @@ func (c *imageCheck) hashRead(off, n uint64) (uint32, error) {
 		return 0, err
 	}
 	return image.Checksum(buf), nil
+}
+
+// all checks every piece not checked yet.
+func (c *imageCheck) all() error {
+	if c == nil {
+		return nil
+	}
+	for k := range c.pieces {
+		from, to := c.bounds(k)
+		if err := c.piece(k, func() (uint32, error) { return c.hashRead(from, to-from) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUnread checks, once every page is in, the pieces of the images
+// that no read for a process covered: pieces of pages the processes
+// dropped before they were needed, or of pages the restore placed. None
+// of their bytes went into a process, so a damaged one leaves the
+// processes as they are (Stats.Unplaced): what to make of the damage is
+// the caller's to say.
+func (d *daemon) checkUnread() error {
+	for _, im := range d.imgs {
+		for _, c := range im.checks {
+			if err := c.all(); err != nil {
+				d.opts.Log.Errorf("lazy-pages: %v: no page of it was placed", err)
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // preadFull reads len(buf) bytes of fd at off.

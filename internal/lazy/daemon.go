@@ -76,6 +76,10 @@ type Stats struct {
 	// failed: poisoned, or, where the kernel cannot poison, left to
 	// read as zeroes.
 	Lost uint64
+	// Unplaced is a damaged piece of a pages image that no process got
+	// a byte of (it dropped those pages before they were needed): the
+	// processes have their memory, the images are damaged all the same.
+	Unplaced error
 }
 
 // SourceError is the failure of Options.Fetch: the source's page server
@@ -197,6 +201,9 @@ func Serve(opts Options) (Stats, error) {
 	}
 	err = d.loop(conn)
 	d.finish()
+	if err == nil && d.failure() == nil {
+		d.stats.Unplaced = d.checkUnread()
+	}
 	for _, im := range d.imgs {
 		closeAll(im.fds)
 	}

@@ -2,8 +2,9 @@
  * lazy_mem - private anonymous memory for a lazy restore: 64 MiB
  * (LAZY_MIB in the environment to change it) of patterned pages with a
  * MiB never written, a read-only MiB, and three regions that
- * the program moves (mremap), unmaps and drops (MADV_DONTNEED) as soon as
- * it runs again, before the lazy-pages daemon can have brought them in.
+ * the program moves (mremap), unmaps and drops (MADV_DONTNEED, 2 MiB,
+ * whose address it prints) as soon as it runs again, before the
+ * lazy-pages daemon can have brought them in.
  *
  * Once a file go.now appears in its directory (or on SIGTERM) it moves,
  * unmaps and drops, then four threads read all the memory at once, each
@@ -59,7 +60,7 @@ int main(void)
 	 * the lowest address up, comes to the regions moved, unmapped and
 	 * dropped last. Room to move to is reserved now. */
 	to = mmap(NULL, 4 * MIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	dropped = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	dropped = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	gone = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	moved = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ro = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -80,7 +81,9 @@ int main(void)
 		fail("mprotect failed");
 	fill_pattern(moved, 4 * MIB, 0x30e);
 	fill_pattern(gone, MIB, 0x90e);
-	fill_pattern(dropped, MIB, 0xd20);
+	fill_pattern(dropped, 2 * MIB, 0xd20);
+	printf("dropped at %p\n", (void *)dropped);
+	fflush(stdout);
 
 	test_ready();
 	/* The test makes go.now before the restore: the restored process
@@ -92,7 +95,7 @@ int main(void)
 		fail("mremap failed");
 	if (munmap(gone, MIB))
 		fail("munmap failed");
-	if (madvise(dropped, MIB, MADV_DONTNEED))
+	if (madvise(dropped, 2 * MIB, MADV_DONTNEED))
 		fail("madvise failed");
 	for (i = 0; i < THREADS; i++)
 		if (pthread_create(&th[i], NULL, check, (void *)i))
@@ -100,7 +103,7 @@ int main(void)
 	for (i = 0; i < THREADS; i++)
 		pthread_join(th[i], NULL);
 	expect_pattern(to, 4 * MIB, 0x30e, "the moved region");
-	expect_zero(dropped, MIB, "the dropped region");
+	expect_zero(dropped, 2 * MIB, "the dropped region");
 	expect_pattern(ro, MIB, 0x20, "read-only memory");
 	/* The unmapped region is mapped again, empty. */
 	if (mmap(gone, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != gone)
