@@ -3,10 +3,13 @@ package lazy
 // The lazy-pages daemon: one event loop reads every userfaultfd's
 // messages and answers faults; a goroutine per CPU (up to
 // maxPrefetchWorkers) copies the rest, a chunk at a time each. Every
-// copy into a process holds its layout lock, the background ones shared
-// (they copy side by side, each its own chunk), and the event loop reads
-// its messages holding it alone: a copy never lands in memory that an
-// event already read said was dropped or moved. A background copy takes
+// copy into a process holds its layout lock shared (the loop's answers
+// to faults and the background copies side by side), and the event loop
+// reads its messages holding it alone: a copy never lands in memory that
+// an event already read said was dropped or moved. (Faults answered
+// holding the lock alone left a process that touches all its memory at
+// once to the loop's one CPU: 1 GiB in 595-623 ms, against 250 in the
+// background.) A background copy takes
 // the first missing chunk no other one has, reads it without the lock
 // (pages images with pread, as CRIU's daemon does, into a buffer used
 // again and again: copying from a mapping of the images faulted on every
@@ -125,9 +128,9 @@ type task struct {
 	uffd int
 	imgs *images
 	// layout is held to copy into the process: shared by the background
-	// copies, alone by the event loop, which reads the process's events
-	// and answers its faults, and by whatever closes uffd. (A writer
-	// waiting keeps new readers out: the loop goes first.)
+	// copies and the event loop's answers to faults, alone by the loop
+	// reading the process's events, and by whatever closes uffd. (A
+	// writer waiting keeps new readers out: the loop goes first.)
 	layout sync.RWMutex
 	// mu guards busy, and what follows it among the holders of the
 	// layout lock shared (its holder alone needs not take mu).
@@ -653,9 +656,9 @@ func (d *daemon) count(c *uint64, n uint64) {
 	d.mu.Unlock()
 }
 
-// fillLocked brings p in, a chunk at a time, and drops it from the
-// missing pages.
-func (t *task) fillLocked(p piece) error {
+// fill brings p in, a chunk at a time, and drops it from the missing
+// pages; its caller holds the layout lock, shared or alone.
+func (t *task) fill(p piece) error {
 	bp := t.d.bufs.Get().(*[]byte)
 	defer t.d.bufs.Put(bp)
 	for at := p.start; at < p.end; {
@@ -667,7 +670,9 @@ func (t *task) fillLocked(p piece) error {
 		if err := copyPages(t.uffd, c.start, unsafe.Pointer(&buf[0]), uint64(len(buf))); err != nil {
 			return err
 		}
+		t.mu.Lock()
 		t.missing, _ = t.missing.remove(c.start, c.end)
+		t.mu.Unlock()
 		at = c.end
 	}
 	return nil
@@ -725,7 +730,7 @@ func (t *task) poisonLocked() {
 	// What the images here hold still comes in.
 	for _, p := range t.missing {
 		if p.img >= 0 {
-			if err := t.fillLocked(p); err != nil {
+			if err := t.fill(p); err != nil {
 				t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
 			}
 		}
@@ -758,50 +763,81 @@ func (t *task) poisonMissingLocked() {
 func (t *task) hasDeferred() bool {
 	t.layout.RLock()
 	defer t.layout.RUnlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	return !t.closed && len(t.deferred) > 0
 }
 
-// handle reads and answers t's messages, then the faults left waiting on
-// a layout change.
+// handle reads t's messages holding its layout lock alone, acting on
+// the events among them at once, then answers the faults they hold, and
+// those left waiting on a layout change, holding it shared: beside the
+// background copies, so that a process touching all its memory at once
+// has it brought in on every CPU, not by this loop alone.
 func (t *task) handle(buf []byte) {
+	faults := t.readMessages(buf)
+	if len(faults) == 0 {
+		return
+	}
+	t.layout.RLock()
+	var err error
+	for _, addr := range faults {
+		if err = t.faultShared(addr); err != nil {
+			break
+		}
+	}
+	t.layout.RUnlock()
 	t.layout.Lock()
 	defer t.layout.Unlock()
 	if t.closed {
 		return
 	}
+	if err != nil {
+		t.failLocked(err)
+		return
+	}
+	t.closeIfDoneLocked()
+}
+
+// readMessages reads t's messages and acts on its events, holding the
+// layout lock alone, and returns the faults to answer: those left
+// waiting on a layout change first, then those read, in order.
+func (t *task) readMessages(buf []byte) []uint64 {
+	t.layout.Lock()
+	defer t.layout.Unlock()
+	if t.closed {
+		return nil
+	}
+	faults := t.deferred
+	t.deferred = nil
 	for {
 		n, err := unix.Read(t.uffd, buf)
 		if err != nil || n <= 0 {
 			break
 		}
 		for b := buf[:n]; len(b) >= uffd.MsgSize && !t.closed; b = b[uffd.MsgSize:] {
-			t.messageLocked(b[:uffd.MsgSize])
+			if addr, ok := t.messageLocked(b[:uffd.MsgSize]); ok {
+				faults = append(faults, addr)
+			}
 		}
 		if t.closed {
-			return
+			return nil
 		}
 	}
-	deferred := t.deferred
-	t.deferred = nil
-	for _, addr := range deferred {
-		if t.closed {
-			return
-		}
-		t.faultLocked(addr)
-	}
-	if !t.closed {
+	if len(faults) == 0 {
 		t.closeIfDoneLocked()
 	}
+	return faults
 }
 
-// messageLocked acts on one uffd_msg.
-func (t *task) messageLocked(m []byte) {
+// messageLocked acts on one uffd_msg; a fault it returns, to be
+// answered once every message read is.
+func (t *task) messageLocked(m []byte) (fault uint64, ok bool) {
 	arg := m[8:]
 	u64 := func(i int) uint64 { return binary.LittleEndian.Uint64(arg[8*i:]) }
 	switch m[0] {
 	case uffd.EventPagefault:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: fault at %#x", t.pid, u64(1))
-		t.faultLocked(u64(1) &^ (pageSize - 1))
+		return u64(1) &^ (pageSize - 1), true
 	case uffd.EventFork:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: fork", t.pid)
 		t.forkLocked(int(binary.LittleEndian.Uint32(arg)))
@@ -812,28 +848,36 @@ func (t *task) messageLocked(m []byte) {
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x-%#x dropped (event %#x)", t.pid, u64(0), u64(1), m[0])
 		t.missing, _ = t.missing.remove(u64(0), u64(1))
 	}
+	return 0, false
 }
 
-// faultLocked answers a fault at addr: the pages from there on if they
-// are missing, else the zero page (memory the images do not hold or the
-// process dropped).
-func (t *task) faultLocked(addr uint64) {
+// faultShared answers a fault at addr, holding the layout lock shared:
+// the pages from there on if they are missing, else the zero page
+// (memory the images do not hold or the process dropped). A background
+// copy may bring in the same pages meanwhile: the second copy finds them
+// there and wakes the faulting thread. A fault refused by a layout
+// change waits for the next read of events.
+func (t *task) faultShared(addr uint64) error {
+	t.mu.Lock()
+	i := t.missing.find(addr)
+	var p piece
+	if i >= 0 {
+		p = t.missing[i].cut(addr, addr+faultChunk)
+	}
+	t.mu.Unlock()
 	var err error
-	if i := t.missing.find(addr); i >= 0 {
-		p := t.missing[i].cut(addr, addr+faultChunk)
-		if err = t.fillLocked(p); err == nil {
-			t.d.count(&t.d.stats.Faulted, p.end-p.start)
-		}
-	} else {
+	if i < 0 {
 		err = zeroPage(t.uffd, addr)
+	} else if err = t.fill(p); err == nil {
+		t.d.count(&t.d.stats.Faulted, p.end-p.start)
 	}
 	if errors.Is(err, errChanging) {
+		t.mu.Lock()
 		t.deferred = append(t.deferred, addr)
-		return
+		t.mu.Unlock()
+		return nil
 	}
-	if err != nil {
-		t.failLocked(err)
-	}
+	return err
 }
 
 // forkLocked starts serving the child the process forked, whose

@@ -82,7 +82,11 @@ func copyPages(fd int, dst uint64, src unsafe.Pointer, size uint64) error {
 			done += pageSize
 		case errors.Is(err, unix.ENOENT):
 			// A page of no registered mapping: unmapped, or mapped anew,
-			// since the pieces were known (the event will drop it).
+			// since the pieces were known (the event will drop it). A
+			// thread that faulted there before is woken to fault again.
+			if err := wake(fd, dst+done, pageSize); err != nil {
+				return err
+			}
 			done += pageSize
 		default:
 			return copyError(err)
@@ -110,10 +114,13 @@ func inOneMapping(size uint64, fill func(size uint64) (uint64, error)) (uint64, 
 }
 
 // zeroPage maps the zero page at addr, a page the images do not hold (or
-// no longer: the process dropped it), unless something is there.
+// no longer: the process dropped it), unless something is there, and
+// wakes the threads waiting there. A page in no registered mapping any
+// more (unmapped, moved since the fault) gets nothing: its thread, woken,
+// faults again, or not, as the layout now says.
 func zeroPage(fd int, addr uint64) error {
 	_, err := uffd.ZeroPage(fd, addr, pageSize)
-	if errors.Is(err, unix.EEXIST) {
+	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOENT) {
 		return wake(fd, addr, pageSize)
 	}
 	return copyError(err)
