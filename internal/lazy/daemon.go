@@ -633,7 +633,8 @@ func (t *task) placeShared(p piece, buf []byte) (done bool, err error) {
 		return false, nil
 	}
 	for _, q := range targets {
-		err := copyPages(t.uffd, q.start, unsafe.Pointer(&buf[q.orig-p.orig]), q.end-q.start)
+		copied, err := copyPages(t.uffd, q.start, unsafe.Pointer(&buf[q.orig-p.orig]), q.end-q.start)
+		t.d.count(&t.d.stats.Prefetched, copied)
 		if errors.Is(err, errChanging) {
 			continue // still missing: read again later
 		}
@@ -643,7 +644,6 @@ func (t *task) placeShared(p piece, buf []byte) (done bool, err error) {
 		t.mu.Lock()
 		t.missing, _ = t.missing.remove(q.start, q.end)
 		t.mu.Unlock()
-		t.d.count(&t.d.stats.Prefetched, q.end-q.start)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -657,25 +657,29 @@ func (d *daemon) count(c *uint64, n uint64) {
 }
 
 // fill brings p in, a chunk at a time, and drops it from the missing
-// pages; its caller holds the layout lock, shared or alone.
-func (t *task) fill(p piece) error {
+// pages; its caller holds the layout lock, shared or alone. It returns
+// how many bytes it copied (pages a background copy brought in
+// meanwhile are not copied again).
+func (t *task) fill(p piece) (copied uint64, err error) {
 	bp := t.d.bufs.Get().(*[]byte)
 	defer t.d.bufs.Put(bp)
 	for at := p.start; at < p.end; {
 		c := p.cut(at, at+uint64(len(*bp)))
 		buf := (*bp)[:c.end-c.start]
 		if err := t.readPiece(c, buf); err != nil {
-			return err
+			return copied, err
 		}
-		if err := copyPages(t.uffd, c.start, unsafe.Pointer(&buf[0]), uint64(len(buf))); err != nil {
-			return err
+		n, err := copyPages(t.uffd, c.start, unsafe.Pointer(&buf[0]), uint64(len(buf)))
+		copied += n
+		if err != nil {
+			return copied, err
 		}
 		t.mu.Lock()
 		t.missing, _ = t.missing.remove(c.start, c.end)
 		t.mu.Unlock()
 		at = c.end
 	}
-	return nil
+	return copied, nil
 }
 
 // failLocked handles a failed copy: a process gone needs nothing more, a
@@ -730,7 +734,7 @@ func (t *task) poisonLocked() {
 	// What the images here hold still comes in.
 	for _, p := range t.missing {
 		if p.img >= 0 {
-			if err := t.fill(p); err != nil {
+			if _, err := t.fill(p); err != nil {
 				t.d.opts.Log.Errorf("lazy-pages: pid %d: %v", t.pid, err)
 			}
 		}
@@ -868,8 +872,10 @@ func (t *task) faultShared(addr uint64) error {
 	var err error
 	if i < 0 {
 		err = zeroPage(t.uffd, addr)
-	} else if err = t.fill(p); err == nil {
-		t.d.count(&t.d.stats.Faulted, p.end-p.start)
+	} else {
+		var copied uint64
+		copied, err = t.fill(p)
+		t.d.count(&t.d.stats.Faulted, copied)
 	}
 	if errors.Is(err, errChanging) {
 		t.mu.Lock()

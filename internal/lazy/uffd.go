@@ -64,20 +64,22 @@ var errChanging = errors.New("the memory layout is changing")
 
 // copyPages copies size bytes from src into dst of fd's memory,
 // skipping pages already present and pages in no mapping registered
-// with fd, and wakes the threads waiting there.
-func copyPages(fd int, dst uint64, src unsafe.Pointer, size uint64) error {
+// with fd, and wakes the threads waiting there. It returns how many
+// bytes it copied.
+func copyPages(fd int, dst uint64, src unsafe.Pointer, size uint64) (copied uint64, err error) {
 	for done := uint64(0); done < size; {
 		n, err := inOneMapping(size-done, func(size uint64) (uint64, error) {
 			return uffd.Copy(fd, dst+done, unsafe.Add(src, done), size)
 		})
 		done += n
+		copied += n
 		switch {
 		case err == nil || n > 0:
 			// All of what lies in one mapping copied, or stopped short:
 			// at a present page, or by a layout change.
 		case errors.Is(err, unix.EEXIST):
 			if err := wake(fd, dst+done, pageSize); err != nil {
-				return err
+				return copied, err
 			}
 			done += pageSize
 		case errors.Is(err, unix.ENOENT):
@@ -85,14 +87,14 @@ func copyPages(fd int, dst uint64, src unsafe.Pointer, size uint64) error {
 			// since the pieces were known (the event will drop it). A
 			// thread that faulted there before is woken to fault again.
 			if err := wake(fd, dst+done, pageSize); err != nil {
-				return err
+				return copied, err
 			}
 			done += pageSize
 		default:
-			return copyError(err)
+			return copied, copyError(err)
 		}
 	}
-	return nil
+	return copied, nil
 }
 
 // inOneMapping runs fill, a UFFDIO_COPY or UFFDIO_POISON of size bytes
