@@ -1,11 +1,13 @@
 package pageserver
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"golang.org/x/sys/unix"
@@ -35,7 +37,11 @@ type Stats struct {
 
 // server is one session: the images it writes into dir.
 type server struct {
-	conn    io.ReadWriter
+	conn io.ReadWriter
+	// in reads conn: requests and small runs of pages come through it,
+	// many to a read; larger runs are spliced from conn once in holds
+	// nothing.
+	in      *bufio.Reader
 	dir     image.Dir
 	log     *log.Logger
 	nextID  uint32
@@ -55,7 +61,7 @@ func Serve(conn io.ReadWriter, dir image.Dir, l *log.Logger) (Stats, error) {
 	if l == nil {
 		l = log.Discard()
 	}
-	s := &server{conn: conn, dir: dir, log: l, nextID: FirstPagesID}
+	s := &server{conn: conn, in: bufio.NewReaderSize(conn, inBuffer), dir: dir, log: l, nextID: FirstPagesID}
 	sw, err := newSpliceWriter(conn)
 	if err != nil {
 		return s.stats, err
@@ -74,7 +80,7 @@ func Serve(conn io.ReadWriter, dir image.Dir, l *log.Logger) (Stats, error) {
 func (s *server) serve() error {
 	var b [RequestSize]byte
 	for {
-		if _, err := io.ReadFull(s.conn, b[:]); err != nil {
+		if _, err := io.ReadFull(s.in, b[:]); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return ErrNotClosed
 			}
@@ -175,7 +181,7 @@ func (s *server) add(r Request) error {
 		return nil
 	}
 	s.stats.Pages += r.NrPages
-	return s.cur.copyPages(s.conn, r.Bytes())
+	return s.cur.copyPages(s.in, r.Bytes())
 }
 
 // close ends the session: every image is written and closed, the client
@@ -188,7 +194,7 @@ func (s *server) close() error {
 		return err
 	}
 	var b [1]byte
-	n, err := s.conn.Read(b[:])
+	n, err := s.in.Read(b[:])
 	switch {
 	case n > 0:
 		return errors.New("the client sent more after the end of the session")
@@ -227,6 +233,20 @@ func (s *server) abort() {
 	}
 }
 
+// A page server receives a dump's runs of pages as they are: a final
+// dump of a process writing at random sends thousands of single pages,
+// each with a request of its own. Read one by one, each cost the session
+// four system calls and a hand-over to a writer; those of a run shorter
+// than spliceMin come through the session's read buffer (inBuffer)
+// instead, many to a read, and are written to the pages image in one
+// write of up to pendMax (BenchmarkServeScattered: 7.8-9.1 us a page,
+// from 11.1-12.0; most of what is left is the page cache's write).
+const (
+	inBuffer  = 256 << 10
+	spliceMin = 64 << 10
+	pendMax   = 1 << 20
+)
+
 // destWriter writes the images of one destination.
 type destWriter struct {
 	dest  Dest
@@ -244,6 +264,10 @@ type destWriter struct {
 	size, reserved uint64
 	// sw writes the pages, if not nil.
 	sw *spliceWriter
+	// pend are pages read through the session's buffer, not written
+	// yet: they go at pendOff of the pages image.
+	pend    []byte
+	pendOff uint64
 }
 
 // Reserving blocks for the pages image ahead of its writes, as a local
@@ -322,23 +346,71 @@ func (w *destWriter) flushEntry() error {
 }
 
 // copyPages appends size bytes of page contents from the connection to
-// the pages image: through the spliceWriter's pipes where there is one,
-// else spliced by Go through a pipe of its own, or read and written
-// from a connection without a descriptor.
-func (w *destWriter) copyPages(conn io.Reader, size uint64) error {
+// the pages image: what in holds, and a run shorter than spliceMin,
+// through in; the rest through the spliceWriter's pipes where there is
+// one, else read and written.
+func (w *destWriter) copyPages(in *bufio.Reader, size uint64) error {
 	w.reserve(size)
+	if held := min(uint64(in.Buffered()), size); held > 0 || size < spliceMin {
+		n := held
+		if size < spliceMin {
+			n = size
+		}
+		if err := w.buffer(in, n); err != nil {
+			return err
+		}
+		if size -= n; size == 0 {
+			return nil
+		}
+	}
+	// in holds nothing: what comes next is in the connection.
 	if w.sw != nil {
 		n, err := w.sw.copy(w.pages, int64(w.size), size)
 		w.size += n
 		return err
 	}
-	n, err := w.pages.ReadFrom(io.LimitReader(conn, int64(size)))
+	// At w.size: pages held in pend are not written yet.
+	n, err := io.Copy(io.NewOffsetWriter(w.pages, int64(w.size)), io.LimitReader(in, int64(size)))
 	w.size += uint64(n)
 	if err != nil {
 		return fmt.Errorf("%s: %w", w.pages.Name(), err)
 	}
 	if uint64(n) != size {
 		return fmt.Errorf("the connection closed after %d of the %d bytes of the pages", n, size)
+	}
+	return nil
+}
+
+// buffer reads n bytes of pages through in and appends them to pend,
+// written once it is full or the next pages do not follow it.
+func (w *destWriter) buffer(in *bufio.Reader, n uint64) error {
+	if len(w.pend) > 0 && (w.pendOff+uint64(len(w.pend)) != w.size || uint64(len(w.pend))+n > pendMax) {
+		if err := w.flushPend(); err != nil {
+			return err
+		}
+	}
+	if len(w.pend) == 0 {
+		w.pendOff = w.size
+	}
+	at := len(w.pend)
+	w.pend = slices.Grow(w.pend, int(n))[:at+int(n)]
+	if _, err := io.ReadFull(in, w.pend[at:]); err != nil {
+		w.pend = w.pend[:at]
+		return fmt.Errorf("the connection closed within %d bytes of pages: %w", n, err)
+	}
+	w.size += n
+	return nil
+}
+
+// flushPend writes the pages held in pend.
+func (w *destWriter) flushPend() error {
+	if len(w.pend) == 0 {
+		return nil
+	}
+	_, err := w.pages.WriteAt(w.pend, int64(w.pendOff))
+	w.pend = w.pend[:0]
+	if err != nil {
+		return fmt.Errorf("%s: %w", w.pages.Name(), err)
 	}
 	return nil
 }
@@ -365,7 +437,7 @@ func (w *destWriter) checkHole(vaddr, n uint64) error {
 // close writes the last entry and closes both images, the pages image
 // cut to what it holds.
 func (w *destWriter) close() error {
-	err := w.flushEntry()
+	err := errors.Join(w.flushEntry(), w.flushPend())
 	if w.sw != nil {
 		if werr := w.sw.wait(); err == nil {
 			err = werr
