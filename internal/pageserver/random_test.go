@@ -42,7 +42,22 @@ func TestServeRandomStreams(t *testing.T) {
 		for _, tcp := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/tcp=%v", tc.name, tcp), func(t *testing.T) {
 				t.Logf("replay with %s=%d", streamSeedEnv, tc.seed)
-				checkRandomStream(t, rand.New(rand.NewPCG(tc.seed, 3)), tcp)
+				checkRandomStream(t, rand.New(rand.NewPCG(tc.seed, 3)), tcp, false)
+			})
+		}
+	}
+}
+
+// TestServeScatteredStreams is TestServeRandomStreams with streams of
+// hundreds of runs of one to four pages (a final dump's of a process
+// writing at random) among a few of hundreds: they come through the
+// server's read buffer, written more than a megabyte at a time, around
+// the larger runs, spliced.
+func TestServeScatteredStreams(t *testing.T) {
+	for _, seed := range []uint64{4, 5} {
+		for _, tcp := range []bool{true, false} {
+			t.Run(fmt.Sprintf("seed=%d/tcp=%v", seed, tcp), func(t *testing.T) {
+				checkRandomStream(t, rand.New(rand.NewPCG(seed, 3)), tcp, true)
 			})
 		}
 	}
@@ -74,8 +89,9 @@ func (d *streamDest) add(vaddr, n uint64, flags uint32, b []byte) {
 	d.pages = append(d.pages, b...)
 }
 
-// checkRandomStream runs one random session and checks what it wrote.
-func checkRandomStream(t *testing.T, rnd *rand.Rand, tcp bool) {
+// checkRandomStream runs one random session, of mostly small runs if
+// scattered, and checks what it wrote.
+func checkRandomStream(t *testing.T, rnd *rand.Rand, tcp, scattered bool) {
 	dir := t.TempDir()
 	dests := []*streamDest{{pid: 10, last: -1}, {pid: 11, last: -1}}
 	client := func(c *Client) error {
@@ -84,11 +100,18 @@ func checkRandomStream(t *testing.T, rnd *rand.Rand, tcp bool) {
 				return err
 			}
 			addr := uint64(0x7f00_0000_0000)
-			for range 30 + rnd.IntN(60) {
+			runs := 30 + rnd.IntN(60)
+			if scattered {
+				runs = 400 + rnd.IntN(400)
+			}
+			for range runs {
 				if rnd.IntN(3) > 0 {
 					addr += uint64(1+rnd.IntN(64)) * PageSize
 				}
 				n := uint64(1 + rnd.IntN(1+rnd.IntN(600)))
+				if scattered && rnd.IntN(20) > 0 {
+					n = uint64(1 + rnd.IntN(4))
+				}
 				if rnd.IntN(5) == 0 {
 					if err := c.Lazy(addr, n); err != nil {
 						return err
