@@ -19,9 +19,16 @@ type lazyRun struct {
 	off, size int64
 }
 
-// largestRun finds the largest run of pages of the case's root in its
-// pages image.
-func (c *zcase) largestRun() lazyRun {
+// imageRun is a run of present pages of a task: at vaddr, off bytes
+// into its pages image.
+type imageRun struct {
+	vaddr     uint64
+	off, size int64
+}
+
+// presentRuns are the runs of present pages of the case's root, in the
+// order of its pages image, and that image's path.
+func (c *zcase) presentRuns() (string, []imageRun) {
 	c.t.Helper()
 	dir, err := image.OpenDir(c.images)
 	if err != nil {
@@ -32,16 +39,29 @@ func (c *zcase) largestRun() lazyRun {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	run := lazyRun{pages: filepath.Join(c.images, dir.PagesPath(head.GetPagesId()).Name())}
+	var runs []imageRun
 	var off int64
 	for _, e := range entries {
 		if e.GetFlags()&mem.PEPresent == 0 {
 			continue
 		}
-		if n := int64(mem.NrPages(e)) * 4096; n > run.size {
-			run.off, run.size = off, n
+		n := int64(mem.NrPages(e)) * 4096
+		runs = append(runs, imageRun{e.GetVaddr(), off, n})
+		off += n
+	}
+	return filepath.Join(c.images, dir.PagesPath(head.GetPagesId()).Name()), runs
+}
+
+// largestRun finds the largest run of pages of the case's root in its
+// pages image.
+func (c *zcase) largestRun() lazyRun {
+	c.t.Helper()
+	pages, runs := c.presentRuns()
+	run := lazyRun{pages: pages}
+	for _, r := range runs {
+		if r.size > run.size {
+			run.off, run.size = r.off, r.size
 		}
-		off += int64(mem.NrPages(e)) * 4096
 	}
 	return run
 }
@@ -50,25 +70,11 @@ func (c *zcase) largestRun() lazyRun {
 // pages image.
 func (c *zcase) imageOffset(addr uint64) int64 {
 	c.t.Helper()
-	dir, err := image.OpenDir(c.images)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer dir.Close()
-	_, entries, err := mem.ReadPagemap(dir.PagemapPath(c.pid))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var off int64
-	for _, e := range entries {
-		if e.GetFlags()&mem.PEPresent == 0 {
-			continue
+	_, runs := c.presentRuns()
+	for _, r := range runs {
+		if addr >= r.vaddr && addr < r.vaddr+uint64(r.size) {
+			return r.off + int64(addr-r.vaddr)
 		}
-		n := uint64(mem.NrPages(e)) * 4096
-		if addr >= e.GetVaddr() && addr < e.GetVaddr()+n {
-			return off + int64(addr-e.GetVaddr())
-		}
-		off += int64(n)
 	}
 	c.t.Fatalf("no page at %#x in the pages image", addr)
 	return 0
