@@ -14,7 +14,19 @@ import (
 // random sends them, the whole stream there at once: the server's cost
 // per request.
 func BenchmarkServeScattered(b *testing.B) {
-	const n = 2000
+	benchmarkServe(b, 2000, 1, 2)
+}
+
+// BenchmarkServeBulk is BenchmarkServeScattered with runs of 1 MiB one
+// after the other, as a dump of a process's memory sends them.
+func BenchmarkServeBulk(b *testing.B) {
+	benchmarkServe(b, 64, 256, 256)
+}
+
+// benchmarkServe times Serve taking n runs of size pages, each step
+// pages after the one before, the whole stream there at once, and
+// reports the time per page.
+func benchmarkServe(b *testing.B, n, size, step uint64) {
 	var stream bytes.Buffer
 	// The client's session, recorded: the server's answers to OPEN2 and
 	// CLOSE given up front.
@@ -22,9 +34,9 @@ func BenchmarkServeScattered(b *testing.B) {
 	if _, err := c.OpenTask(1); err != nil {
 		b.Fatal(err)
 	}
-	page := pages(1, 1)
-	for i := range uint64(n) {
-		if err := c.Add(0x10000000+2*i*PageSize, page); err != nil {
+	run := pages(1, int(size))
+	for i := range n {
+		if err := c.Add(0x10000000+step*i*PageSize, run); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -66,5 +78,5 @@ func BenchmarkServeScattered(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/page")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n*size), "ns/page")
 }

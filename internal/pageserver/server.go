@@ -239,10 +239,12 @@ func (s *server) abort() {
 // four system calls and a hand-over to a writer; those of a run shorter
 // than spliceMin come through the session's read buffer (inBuffer)
 // instead, many to a read, and are written to the pages image in one
-// write of up to pendMax (BenchmarkServeScattered: 7.8-9.1 us a page,
-// from 11.1-12.0; most of what is left is the page cache's write).
+// write of up to pendMax (BenchmarkServeScattered: best 6.6 us a page,
+// from 9.9; most of what is left is the page cache's write). The buffer
+// is small: the start of a larger run that it read ahead is copied
+// through it too, not spliced.
 const (
-	inBuffer  = 256 << 10
+	inBuffer  = 64 << 10
 	spliceMin = 64 << 10
 	pendMax   = 1 << 20
 )
