@@ -789,7 +789,15 @@ func (t *task) handle(buf []byte) {
 			break
 		}
 	}
+	t.mu.Lock()
+	more := len(t.missing) > 0 || len(t.deferred) > 0
+	t.mu.Unlock()
 	t.layout.RUnlock()
+	if err == nil && more {
+		// Taking the lock alone waits for every background copy: only
+		// to end.
+		return
+	}
 	t.layout.Lock()
 	defer t.layout.Unlock()
 	if t.closed {
