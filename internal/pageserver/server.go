@@ -261,9 +261,8 @@ func (s *server) abort() {
 // write of up to pendMax (BenchmarkServeScattered: best 6.6 us a page,
 // from 9.9; most of what is left is the page cache's write). It reads
 // ahead only after a small run: the start of a large run it read ahead
-// is copied through it, not spliced, and a dump of 1 GiB in runs of
-// 1 MiB, whose every request it read ahead, took the server twice as
-// long.
+// would be copied through it, not spliced, and a bulk dump sends runs
+// of a megabyte one after the other.
 const (
 	inBuffer  = 64 << 10
 	spliceMin = 64 << 10
@@ -383,8 +382,8 @@ func (w *destWriter) copyPages(in *bufio.Reader, conn io.Reader, size uint64) er
 		if err := w.buffer(in, n); err != nil {
 			return err
 		}
-		// What is spliced starts on a page of the image: a splice to an
-		// offset within a page took the server twice as long.
+		// What is spliced starts on a page of the image, as it did
+		// before the buffer: the writers write whole pages.
 		if tail := (PageSize - n%PageSize) % PageSize; tail > 0 && n < size {
 			if err := w.buffer(conn, tail); err != nil {
 				return err
