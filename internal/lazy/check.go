@@ -8,7 +8,7 @@ package lazy
 // which are then in the cache for the copy that follows: the background
 // copy reads a piece at a time, so that checking every page costs one
 // hash of bytes already at hand (a verifier reading the images ahead of
-// the copy, on a CPU of its own, made the pages come in 1.2x later).
+// the copy, on a CPU of its own, made the pages come in 1.3x later).
 // A read of part of a piece (a fault, a run of pages that starts or ends
 // inside one) has the piece read and hashed whole first, once. A piece
 // that does not match ends the daemon: the tree is killed, since it

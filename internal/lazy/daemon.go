@@ -8,8 +8,7 @@ package lazy
 // reads its messages holding it alone: a copy never lands in memory that
 // an event already read said was dropped or moved. (Faults answered
 // holding the lock alone left a process that touches all its memory at
-// once to the loop's one CPU: 1 GiB in 595-623 ms, against 250 in the
-// background.) A background copy takes
+// once to the loop's one CPU: 1 GiB in 648-673 ms, 544-553 since.) A background copy takes
 // the first missing chunk no other one has, reads it without the lock
 // (pages images with pread, as CRIU's daemon does, into a buffer used
 // again and again: copying from a mapping of the images faulted on every
