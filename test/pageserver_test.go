@@ -68,6 +68,15 @@ func (c *zcase) startPageServer(bin, dir string, extra ...string) *pageServer {
 	return s
 }
 
+// mustDumpToPageServer dumps the case's program to bin page-server
+// writing into dir, and waits for the server to end its session.
+func (c *zcase) mustDumpToPageServer(bin, dir string) {
+	c.t.Helper()
+	s := c.startPageServer(bin, dir)
+	c.mustDump(s.args()...)
+	s.mustExit()
+}
+
 // freePort finds a TCP port free on loopback.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -137,9 +146,7 @@ func (c *zcase) requireServerImages(dir string) {
 // page of its memory.
 func TestPageServer(t *testing.T) {
 	c := startCase(t, "predump_writer")
-	s := c.startPageServer(testEnv.amber, "images")
-	c.mustDump(s.args()...)
-	s.mustExit()
+	c.mustDumpToPageServer(testEnv.amber, "images")
 	c.requireServerImages("images")
 	c.requireNoManifest()
 	c.mustRestoreDetached()
@@ -150,9 +157,7 @@ func TestPageServer(t *testing.T) {
 // its own; once its images join the dump's, the restore works.
 func TestPageServerElsewhere(t *testing.T) {
 	c := startCase(t, "predump_writer")
-	s := c.startPageServer(testEnv.amber, "received")
-	c.mustDump(s.args()...)
-	s.mustExit()
+	c.mustDumpToPageServer(testEnv.amber, "received")
 	c.requireNoManifest()
 	c.requireServerImages("received")
 	moveImages(t, filepath.Join(c.dir, "received"), c.images)
@@ -197,9 +202,7 @@ func TestPageServerLayouts(t *testing.T) {
 		t.Run(fmt.Sprintf("%#x", seed), func(t *testing.T) {
 			t.Setenv("LAYOUT_SEED", fmt.Sprint(seed))
 			c := startCase(t, "lazy_layout")
-			s := c.startPageServer(testEnv.amber, "images")
-			c.mustDump(s.args()...)
-			s.mustExit()
+			c.mustDumpToPageServer(testEnv.amber, "images")
 			c.requireServerImages("images")
 			c.requireSpliced()
 			c.mustRestoreDetached()
@@ -306,9 +309,7 @@ func TestPageServerTree(t *testing.T) {
 	for _, name := range []string{"fork_cow", "shm_anon_fork", "memfd_fork", "sysv_shm00"} {
 		t.Run(name, func(t *testing.T) {
 			c := startCase(t, name)
-			s := c.startPageServer(testEnv.amber, "images")
-			c.mustDump(s.args()...)
-			s.mustExit()
+			c.mustDumpToPageServer(testEnv.amber, "images")
 			c.requireServerImages("images")
 			c.mustRestoreDetached()
 			c.mustPass()
@@ -460,9 +461,7 @@ func TestAmberDumpsToCriuPageServer(t *testing.T) {
 		t.Run("restore by "+restorer, func(t *testing.T) {
 			bin := criuBin(t)
 			c := startCase(t, "predump_writer")
-			s := c.startPageServer(bin, "images")
-			c.mustDump(s.args()...)
-			s.mustExit()
+			c.mustDumpToPageServer(bin, "images")
 			c.requireServerImages("images")
 			c.restoreBy(restorer, bin)
 			c.mustPass()
