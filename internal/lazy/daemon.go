@@ -135,8 +135,11 @@ type task struct {
 	// layout lock shared (its holder alone needs not take mu).
 	mu sync.Mutex
 	// busy are the chunks the background copies bring in now.
-	busy     []piece
-	missing  pieces
+	busy    []piece
+	missing pieces
+	// moved: an mremap moved some of the missing pages since the dump
+	// (pieces.holding).
+	moved    bool
 	closed   bool
 	deferred []uint64 // faults to answer again once events are read
 }
@@ -626,7 +629,7 @@ func (t *task) readPiece(p piece, buf []byte) error {
 // whether nothing is missing any more.
 func (t *task) placeShared(p piece, buf []byte) (done bool, err error) {
 	t.mu.Lock()
-	closed, targets := t.closed, t.missing.holding(p)
+	closed, targets := t.closed, t.missing.holding(p, t.moved)
 	t.mu.Unlock()
 	if closed {
 		return false, nil
@@ -855,6 +858,7 @@ func (t *task) messageLocked(m []byte) (fault uint64, ok bool) {
 	case uffd.EventRemap:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x bytes moved from %#x to %#x", t.pid, u64(2), u64(0), u64(1))
 		t.missing = t.missing.move(u64(0), u64(1), u64(2))
+		t.moved = true
 	case uffd.EventRemove, uffd.EventUnmap:
 		t.d.opts.Log.Debugf("lazy-pages: pid %d: %#x-%#x dropped (event %#x)", t.pid, u64(0), u64(1), m[0])
 		t.missing, _ = t.missing.remove(u64(0), u64(1))
@@ -896,7 +900,7 @@ func (t *task) faultShared(addr uint64) error {
 // forkLocked starts serving the child the process forked, whose
 // userfaultfd is uffd: it misses what its parent missed.
 func (t *task) forkLocked(uffd int) {
-	child := &task{pid: t.pid, uffd: uffd, imgs: t.imgs, missing: append(pieces(nil), t.missing...)}
+	child := &task{pid: t.pid, uffd: uffd, imgs: t.imgs, missing: append(pieces(nil), t.missing...), moved: t.moved}
 	if err := t.d.add(child); err != nil {
 		t.d.opts.Log.Errorf("lazy-pages: pid %d: a child it forked: %v", t.pid, err)
 	}

@@ -168,10 +168,27 @@ func (p piece) firstFree(taken []piece, size uint64) (piece, bool) {
 }
 
 // holding returns the parts of ps that hold pages of p (by source and
-// dump address), wherever they are now.
-func (ps pieces) holding(p piece) pieces {
+// dump address), wherever they are now. Unless moved (some piece of ps
+// may no longer be at its dump address: an mremap moved it), those are
+// the pieces at p's dump address, found by a binary search: a process
+// restored from a chain of pre-dumps misses tens of thousands of
+// pieces, and a walk of all of them for every chunk of the background
+// copy kept its pages from coming in for seconds.
+func (ps pieces) holding(p piece, moved bool) pieces {
+	first := 0
+	if !moved {
+		first, _ = slices.BinarySearchFunc(ps, p.orig, func(m piece, a uint64) int {
+			if m.end <= a {
+				return -1
+			}
+			return 1
+		})
+	}
 	var out pieces
-	for _, m := range ps {
+	for _, m := range ps[first:] {
+		if !moved && m.start >= p.origEnd() {
+			break
+		}
 		if m.overlaps(p) {
 			from, to := max(m.orig, p.orig), min(m.origEnd(), p.origEnd())
 			out = append(out, m.cut(m.start+from-m.orig, m.start+to-m.orig))

@@ -160,15 +160,40 @@ func firstFreeByPage(ps pieces, taken []piece, size uint64) (piece, bool) {
 // process has them now, and only those of its source.
 func TestPiecesHolding(t *testing.T) {
 	ps := pieces{{0x1000, 0x3000, 0, 0, 0x9000}, {0x5000, 0x6000, 0, 0x3000, 0x1000}, {0x8000, 0x9000, -1, 0, 0x2000}}
-	got := ps.holding(piece{0x1000, 0x4000, 0, 0x1000, 0x1000})
+	got := ps.holding(piece{0x1000, 0x4000, 0, 0x1000, 0x1000}, true)
 	want := pieces{{0x5000, 0x6000, 0, 0x3000, 0x1000}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %x, want %x", got, want)
 	}
-	got = ps.holding(piece{0, 0x1000, 0, 0, 0xa000})
+	got = ps.holding(piece{0, 0x1000, 0, 0, 0xa000}, true)
 	want = pieces{{0x2000, 0x3000, 0, 0x1000, 0xa000}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %x, want %x", got, want)
+	}
+}
+
+// TestPiecesHoldingUnmoved checks the search of holding for pieces no
+// mremap moved against the walk of them all, over random lists of
+// pieces of several images and random chunks read.
+func TestPiecesHoldingUnmoved(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 5))
+	for round := 0; round < 2000; round++ {
+		var ps pieces
+		for at := uint64(rng.IntN(4)) * pageSize; len(ps) < 1+rng.IntN(60); {
+			n := uint64(1+rng.IntN(8)) * pageSize
+			ps = append(ps, piece{start: at, end: at + n, img: rng.IntN(3) - 1, off: uint64(rng.IntN(100)) * pageSize, orig: at})
+			at += n + uint64(rng.IntN(3))*pageSize
+		}
+		end := ps[len(ps)-1].end
+		for range 20 {
+			start := uint64(rng.IntN(int(end/pageSize)+2)) * pageSize
+			n := uint64(1+rng.IntN(12)) * pageSize
+			p := piece{start: start, end: start + n, img: rng.IntN(3) - 1, off: uint64(rng.IntN(100)) * pageSize, orig: start}
+			got, want := ps.holding(p, false), ps.holding(p, true)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d: holding %x of %x: got %x, the walk of all %x", round, p, ps, got, want)
+			}
+		}
 	}
 }
 
