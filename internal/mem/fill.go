@@ -49,30 +49,50 @@ func fillSegments(in *RestoreInput, keep []bool) ([]segment, error) {
 	var off uint64
 	for _, e := range in.Pagemap {
 		r := Run{e.GetVaddr(), e.GetVaddr() + NrPages(e)*pageSize}
-		var from []segment
+		from := len(segs)
 		// CRIU flags pages that a lazy restore could leave out PE_LAZY
 		// beside PE_PRESENT: present, they are in the image all the same.
 		switch {
 		case e.GetFlags()&PEPresent != 0:
-			from = []segment{{r.Start, r.End - r.Start, off, 0}}
+			segs = append(segs, segment{r.Start, r.End - r.Start, off, 0})
 			off += r.End - r.Start
 		case e.GetFlags()&PELazy != 0 && in.Lazy != nil:
-			from = []segment{{r.Start, r.End - r.Start, 0, remoteSrc}}
+			segs = append(segs, segment{r.Start, r.End - r.Start, 0, remoteSrc})
 		case e.GetFlags()&PELazy != 0:
 			return nil, fmt.Errorf("%s: pagemap entry %#x: pages left at the source's page server (PE_LAZY): restore with --lazy-pages", in.Pages.Path, e.GetVaddr())
 		case e.GetFlags()&PEParent != 0 || e.GetInParent():
 			var err error
-			if from, err = chain.resolve(r, 0); err != nil {
+			if segs, err = chain.resolve(segs, r, 0); err != nil {
 				return nil, fmt.Errorf("%s: pagemap entry %#x: %w", in.Pages.Path, e.GetVaddr(), err)
 			}
 		}
-		for _, sg := range from {
-			for _, part := range subtract(Run{sg.addr, sg.addr + sg.size}, skip) {
-				segs = append(segs, segment{part.Start, part.End - part.Start, sg.off + part.Start - sg.addr, sg.src})
-			}
+		if len(skip) > 0 {
+			segs = append(segs[:from], skipped(segs[from:], skip)...)
 		}
 	}
 	return segs, nil
+}
+
+// skipped returns segs without the pages of skip (sorted).
+func skipped(segs []segment, skip []Run) []segment {
+	out := make([]segment, 0, len(segs))
+	for _, sg := range segs {
+		r := Run{sg.addr, sg.addr + sg.size}
+		if !touchesRuns(r, skip) {
+			out = append(out, sg)
+			continue
+		}
+		for _, part := range subtract(r, skip) {
+			out = append(out, segment{part.Start, part.End - part.Start, sg.off + part.Start - sg.addr, sg.src})
+		}
+	}
+	return out
+}
+
+// touchesRuns tells whether r shares a page with one of runs (sorted).
+func touchesRuns(r Run, runs []Run) bool {
+	i, _ := slices.BinarySearchFunc(runs, r.Start, func(s Run, a uint64) int { return cmpU64(s.End, a+1) })
+	return i < len(runs) && runs[i].Start < r.End
 }
 
 // vdsoRuns are the ranges of the dumped vdso block's VMAs.

@@ -127,6 +127,14 @@ func splitLazy(in *RestoreInput, segs []segment) ([]segment, error) {
 // be filled.
 func (l *LazyPages) take(sg segment, eager []Run) []segment {
 	r := Run{sg.addr, sg.addr + sg.size}
+	if !touchesRuns(r, eager) {
+		if sg.src == remoteSrc {
+			l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, -1, 0})
+		} else {
+			l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, sg.src, sg.off})
+		}
+		return nil
+	}
 	var fill []segment
 	for _, e := range eager {
 		if e.End <= r.Start || e.Start >= r.End {

@@ -119,10 +119,12 @@ type chain struct {
 }
 
 // layerIndex is one layer's pagemap as sorted runs: those whose pages
-// its image holds, at their offsets, and those left to its own parent.
+// its image holds, at their offsets, and those left to its own parent;
+// and where the last lookup in each list ended (resolve).
 type layerIndex struct {
-	present []placed
-	parent  []Run
+	present                 []placed
+	parent                  []Run
+	nextPresent, nextParent int
 }
 
 // placed is a run of pages and its offset in a pages image.
@@ -146,46 +148,77 @@ func newChain(layers []PagesLayer) *chain {
 			}
 		}
 		slices.SortFunc(c.layers[i].present, func(a, b placed) int { return cmpU64(a.Start, b.Start) })
+		sortRuns(c.layers[i].parent)
 	}
 	return c
 }
 
-// resolve returns where the pages of r are in the layers from depth on:
-// in a layer's pages image, or in its parents' for its PE_PARENT
-// entries. Pages no layer holds are an error.
-func (c *chain) resolve(r Run, depth int) ([]segment, error) {
+// resolve appends to out where the pages of r are in the layers from
+// depth on: in a layer's pages image, or in its parents' for its
+// PE_PARENT entries. Pages no layer holds are an error.
+//
+// A chain of pre-dumps of a process writing at random resolves into
+// tens of thousands of segments, and the planning of its restore is
+// part of a migration's downtime. So resolve appends in place rather
+// than building a list per level, and each level's lookups go on from
+// where the one before ended: a pagemap's entries come in address
+// order, so the lookups of a level do too, and the walk of the whole
+// chain is one pass over each layer (a lookup behind the last starts a
+// binary search again).
+func (c *chain) resolve(out []segment, r Run, depth int) ([]segment, error) {
 	if depth >= len(c.layers) {
-		return nil, fmt.Errorf("pages %#x-%#x are in the parent images, but there are only %d levels of them", r.Start, r.End, depth)
+		return out, fmt.Errorf("pages %#x-%#x are in the parent images, but there are only %d levels of them", r.Start, r.End, depth)
 	}
-	l := c.layers[depth]
-	var out []segment
+	l := &c.layers[depth]
 	for at := r.Start; at < r.End; {
-		if p, ok := findPlaced(l.present, at); ok {
+		if p, ok := l.findPresent(at); ok {
 			end := min(r.End, p.End)
 			out = append(out, segment{at, end - at, p.off + at - p.Start, depth + 1})
 			at = end
 			continue
 		}
-		i, _ := slices.BinarySearchFunc(l.parent, at, func(p Run, a uint64) int { return cmpU64(p.End, a+1) })
-		if i >= len(l.parent) || l.parent[i].Start > at {
-			return nil, fmt.Errorf("page %#x is in the parent images, but level %d of them lacks it", at, depth+1)
+		p, ok := l.findParent(at)
+		if !ok {
+			return out, fmt.Errorf("page %#x is in the parent images, but level %d of them lacks it", at, depth+1)
 		}
-		end := min(r.End, l.parent[i].End)
-		deeper, err := c.resolve(Run{at, end}, depth+1)
-		if err != nil {
-			return nil, err
+		end := min(r.End, p.End)
+		var err error
+		if out, err = c.resolve(out, Run{at, end}, depth+1); err != nil {
+			return out, err
 		}
-		out = append(out, deeper...)
 		at = end
 	}
 	return out, nil
 }
 
-// findPlaced returns the run of present (sorted) that holds addr.
-func findPlaced(present []placed, addr uint64) (placed, bool) {
-	i, _ := slices.BinarySearchFunc(present, addr, func(p placed, a uint64) int { return cmpU64(p.End, a+1) })
-	if i < len(present) && present[i].Start <= addr {
-		return present[i], true
+// findPresent returns the run of l.present that holds addr.
+func (l *layerIndex) findPresent(addr uint64) (placed, bool) {
+	i := l.nextPresent
+	if i > 0 && i <= len(l.present) && l.present[i-1].End > addr {
+		i, _ = slices.BinarySearchFunc(l.present, addr, func(p placed, a uint64) int { return cmpU64(p.End, a+1) })
+	}
+	for i < len(l.present) && l.present[i].End <= addr {
+		i++
+	}
+	l.nextPresent = i
+	if i < len(l.present) && l.present[i].Start <= addr {
+		return l.present[i], true
 	}
 	return placed{}, false
+}
+
+// findParent returns the run of l.parent that holds addr.
+func (l *layerIndex) findParent(addr uint64) (Run, bool) {
+	i := l.nextParent
+	if i > 0 && i <= len(l.parent) && l.parent[i-1].End > addr {
+		i, _ = slices.BinarySearchFunc(l.parent, addr, func(p Run, a uint64) int { return cmpU64(p.End, a+1) })
+	}
+	for i < len(l.parent) && l.parent[i].End <= addr {
+		i++
+	}
+	l.nextParent = i
+	if i < len(l.parent) && l.parent[i].Start <= addr {
+		return l.parent[i], true
+	}
+	return Run{}, false
 }

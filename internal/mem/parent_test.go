@@ -198,14 +198,14 @@ func chainImage(l int) string {
 }
 
 // TestRestoreChainRandom plans restores of random chains of parent
-// images (up to four levels, entries cut at random) and checks, page by
+// images (up to eight levels, entries cut at random) and checks, page by
 // page in the model, that each page is read from the layer and offset
 // that hold it, that no other page is written, and that a chain lacking
 // a page some level leaves to its parent is refused.
 func TestRestoreChainRandom(t *testing.T) {
 	for seed := uint64(0); seed < 300; seed++ {
 		rnd := rand.New(rand.NewPCG(seed, 0xc4a1))
-		n, depth := 1+rnd.IntN(200), rnd.IntN(5)
+		n, depth := 1+rnd.IntN(200), rnd.IntN(9)
 		broken := rnd.IntN(4) == 0
 		layers, want := randomChain(rnd, n, depth, broken)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { checkChainRestore(t, n, layers, want) })
