@@ -193,32 +193,35 @@ func (c *chain) resolve(out []segment, r Run, depth int) ([]segment, error) {
 
 // findPresent returns the run of l.present that holds addr.
 func (l *layerIndex) findPresent(addr uint64) (placed, bool) {
-	i := l.nextPresent
-	if i > 0 && i <= len(l.present) && l.present[i-1].End > addr {
-		i, _ = slices.BinarySearchFunc(l.present, addr, func(p placed, a uint64) int { return cmpU64(p.End, a+1) })
-	}
-	for i < len(l.present) && l.present[i].End <= addr {
-		i++
-	}
+	i, ok := findFrom(l.present, l.nextPresent, addr, func(p placed) Run { return p.Run })
 	l.nextPresent = i
-	if i < len(l.present) && l.present[i].Start <= addr {
-		return l.present[i], true
+	if !ok {
+		return placed{}, false
 	}
-	return placed{}, false
+	return l.present[i], true
 }
 
 // findParent returns the run of l.parent that holds addr.
 func (l *layerIndex) findParent(addr uint64) (Run, bool) {
-	i := l.nextParent
-	if i > 0 && i <= len(l.parent) && l.parent[i-1].End > addr {
-		i, _ = slices.BinarySearchFunc(l.parent, addr, func(p Run, a uint64) int { return cmpU64(p.End, a+1) })
+	i, ok := findFrom(l.parent, l.nextParent, addr, func(r Run) Run { return r })
+	l.nextParent = i
+	if !ok {
+		return Run{}, false
 	}
-	for i < len(l.parent) && l.parent[i].End <= addr {
+	return l.parent[i], true
+}
+
+// findFrom returns the index of the first element of rs (sorted, each
+// with the pages run gives) that ends above addr, and whether it holds
+// addr. The search goes on from next, where the last one ended, unless
+// addr lies behind it.
+func findFrom[T any](rs []T, next int, addr uint64, run func(T) Run) (int, bool) {
+	i := next
+	if i > 0 && i <= len(rs) && run(rs[i-1]).End > addr {
+		i, _ = slices.BinarySearchFunc(rs, addr, func(r T, a uint64) int { return cmpU64(run(r).End, a+1) })
+	}
+	for i < len(rs) && run(rs[i]).End <= addr {
 		i++
 	}
-	l.nextParent = i
-	if i < len(l.parent) && l.parent[i].Start <= addr {
-		return l.parent[i], true
-	}
-	return Run{}, false
+	return i, i < len(rs) && run(rs[i]).Start <= addr
 }
