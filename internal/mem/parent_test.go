@@ -291,3 +291,36 @@ func chainVMAs(n int) []*vma.VmaEntry {
 func planChainErr(in *RestoreInput) error {
 	return PlanRestore(plan.NewBuilder(testScratch, 0), in)
 }
+
+// TestFindFromAnyOrder checks findFrom against a walk of all the runs,
+// for lookups in random order as well as in address order: one behind
+// the last must search again, not go on from where that one ended.
+func TestFindFromAnyOrder(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(21, 8))
+	run := func(r Run) Run { return r }
+	for round := range 500 {
+		var rs []Run
+		for at := uint64(rnd.IntN(3)) * pageSize; len(rs) < rnd.IntN(30); {
+			n := uint64(1+rnd.IntN(4)) * pageSize
+			rs = append(rs, Run{at, at + n})
+			at += n + uint64(rnd.IntN(3))*pageSize
+		}
+		next := 0
+		for q := range 40 {
+			addr := uint64(rnd.IntN(130)) * pageSize
+			if round%2 == 0 {
+				addr = uint64(q) * 3 * pageSize // in address order
+			}
+			i, ok := findFrom(rs, next, addr, run)
+			want := slices.IndexFunc(rs, func(r Run) bool { return r.End > addr })
+			if want < 0 {
+				want = len(rs)
+			}
+			wantOK := want < len(rs) && rs[want].Start <= addr
+			if i != want || ok != wantOK {
+				t.Fatalf("round %d: lookup of %#x after %d in %x: %d %v, want %d %v", round, addr, next, rs, i, ok, want, wantOK)
+			}
+			next = i
+		}
+	}
+}
