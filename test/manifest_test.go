@@ -238,3 +238,36 @@ func flipByteAt(t *testing.T, path string, off int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestRestoreDamagedParentPages pre-dumps predump_writer, dumps it on
+// top, and flips a byte of the pre-dump's pages image, which holds most
+// of the chain's pages and which the restore checks in the background
+// while memory is filled, as the tree's own: in its middle, then its
+// last. Every restore must fail naming it and leave no process behind.
+// Then the undamaged chain restores and the program passes.
+func TestRestoreDamagedParentPages(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	c.mustPreDump("pre1", "")
+	c.mustDumpOntoWith("../pre1", nil)
+	pre1 := filepath.Join(c.dir, "pre1")
+	pristine := t.TempDir()
+	copyImages(t, pre1, pristine)
+	pages, err := filepath.Glob(filepath.Join(pristine, "pages-*.img"))
+	if err != nil || len(pages) != 1 {
+		t.Fatalf("pages images of the pre-dump %v, %v: want one", pages, err)
+	}
+	name := filepath.Base(pages[0])
+	st, err := os.Stat(pages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{st.Size() / 2, st.Size() - 1} {
+		copyImages(t, pristine, pre1)
+		flipByteAt(t, filepath.Join(pre1, name), off)
+		requireFailure(t, c.restoreDetached(c.pidfile()), filepath.Join("pre1", name)+": CRC32C")
+		requireNothingLeft(t, fmt.Sprintf("byte %d of pre1/%s flipped", off, name))
+	}
+	copyImages(t, pristine, pre1)
+	c.mustRestoreDetached()
+	c.mustPass()
+}

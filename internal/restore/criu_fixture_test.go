@@ -73,7 +73,7 @@ func criuFixture(t *testing.T, name string) *treeImages {
 			t.Fatal(err)
 		}
 	}
-	tree, err := load(dir, false)
+	tree, err := load(dir, false, false)
 	if err != nil {
 		t.Fatalf("load %s: %v", name, err)
 	}

@@ -87,8 +87,15 @@ type treeImages struct {
 	// pagesCheck is the check of the pages images against the manifest,
 	// still running while memory is filled (nil: no manifest).
 	pagesCheck *image.Check
-	// parents are the parent images directories opened, nearest first.
-	parents []image.Dir
+	// parents are the parent images directories opened, nearest first,
+	// and the checks of their pages images against their manifests,
+	// still running while memory is filled (parentChecks; nil where a
+	// directory has no manifest). lazy: the restore is lazy, and the
+	// lazy-pages daemon reads the parents' pages unchecked, so their
+	// checks end before anything is restored.
+	parents      []image.Dir
+	parentChecks []*image.Check
+	lazy         bool
 	// locks are the file locks of filelocks.img, by owner.
 	locks files.Locks
 	// netLock is how the dump locked the network (the inventory's
@@ -134,20 +141,26 @@ func verifyImages(dir image.Dir, lazy bool, l *log.Logger) (*image.Check, error)
 // task's memory is filled from them: of a lazy restore's, the pieces
 // not wholly in lazy (by image name, the bytes left to the daemon).
 func (t *treeImages) waitPagesCheck(lazy map[string][]image.Span, l *log.Logger) error {
-	if t.pagesCheck == nil {
+	if t.pagesCheck == nil && len(t.parentChecks) == 0 {
 		return nil
 	}
 	start := time.Now()
 	if err := t.pagesCheck.WaitPieces(lazy); err != nil {
 		return err
 	}
+	for _, c := range t.parentChecks {
+		if err := c.Wait(); err != nil {
+			return err
+		}
+	}
 	l.Infof("pages images match %s (waited %v for the check)", image.ManifestName, time.Since(start).Round(time.Microsecond))
 	return nil
 }
 
 // load reads the images of the tree in dir and plans how the tree is
-// made (shellJob: the root stays in amber's session, --shell-job).
-func load(dir image.Dir, shellJob bool) (*treeImages, error) {
+// made (shellJob: the root stays in amber's session, --shell-job; lazy:
+// a lazy restore).
+func load(dir image.Dir, shellJob, lazy bool) (*treeImages, error) {
 	inv, err := image.ReadOne(dir.InventoryPath(), image.Inventory, newOf[inventory.InventoryEntry]())
 	if err != nil {
 		return nil, err
@@ -167,7 +180,7 @@ func load(dir image.Dir, shellJob bool) (*treeImages, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree.dir, tree.rootIDs, tree.rootCgSet = dir, inv.GetRootIds(), inv.GetRootCgSet()
+	tree.dir, tree.rootIDs, tree.rootCgSet, tree.lazy = dir, inv.GetRootIds(), inv.GetRootCgSet(), lazy
 	tree.netLock, tree.netLockID = netLockOf(inv)
 	tree.stat = idx.StatAhead(os.Stat)
 	pipes, pipeSizes, err := files.ReadPipesData(dir)

@@ -146,7 +146,7 @@ func Run(opts Options) (Result, error) {
 	}
 	defer check.Stop()
 	opts.Log.Debugf("images opened and checked in %v", time.Since(start))
-	tree, err := load(dir, opts.ShellJob)
+	tree, err := load(dir, opts.ShellJob, opts.LazyPages)
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", untrustedHint(err))
 	}
