@@ -198,19 +198,11 @@ func TestRestoreDamagedLargePages(t *testing.T) {
 	c.mustDump()
 	pristine := t.TempDir()
 	copyImages(t, c.images, pristine)
-	pages, err := filepath.Glob(filepath.Join(pristine, "pages-*.img"))
-	if err != nil || len(pages) != 1 {
-		t.Fatalf("pages images %v, %v: want one", pages, err)
+	name, size := onePagesImage(t, pristine)
+	if size < 4*piece {
+		t.Fatalf("%s: %d bytes; want several pieces of %d", name, size, piece)
 	}
-	name := filepath.Base(pages[0])
-	st, err := os.Stat(pages[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Size() < 4*piece {
-		t.Fatalf("%s: %d bytes; want several pieces of %d", name, st.Size(), piece)
-	}
-	for _, off := range []int64{4096, piece - 1, piece, st.Size() / 2, st.Size() - 1} {
+	for _, off := range []int64{4096, piece - 1, piece, size / 2, size - 1} {
 		copyImages(t, pristine, c.images)
 		flipByteAt(t, filepath.Join(c.images, name), off)
 		requireFailure(t, c.restoreDetached(c.pidfile()), name+": CRC32C")
@@ -219,6 +211,21 @@ func TestRestoreDamagedLargePages(t *testing.T) {
 	copyImages(t, pristine, c.images)
 	c.mustRestoreDetached()
 	c.mustPass()
+}
+
+// onePagesImage returns the name and size of the one pages image in
+// dir.
+func onePagesImage(t *testing.T, dir string) (string, int64) {
+	t.Helper()
+	pages, err := filepath.Glob(filepath.Join(dir, "pages-*.img"))
+	if err != nil || len(pages) != 1 {
+		t.Fatalf("pages images in %s: %v, %v; want one", dir, pages, err)
+	}
+	st, err := os.Stat(pages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Base(pages[0]), st.Size()
 }
 
 // flipByteAt flips the lowest bit of byte off of the file at path.
@@ -252,16 +259,8 @@ func TestRestoreDamagedParentPages(t *testing.T) {
 	pre1 := filepath.Join(c.dir, "pre1")
 	pristine := t.TempDir()
 	copyImages(t, pre1, pristine)
-	pages, err := filepath.Glob(filepath.Join(pristine, "pages-*.img"))
-	if err != nil || len(pages) != 1 {
-		t.Fatalf("pages images of the pre-dump %v, %v: want one", pages, err)
-	}
-	name := filepath.Base(pages[0])
-	st, err := os.Stat(pages[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, off := range []int64{st.Size() / 2, st.Size() - 1} {
+	name, size := onePagesImage(t, pristine)
+	for _, off := range []int64{size / 2, size - 1} {
 		copyImages(t, pristine, pre1)
 		flipByteAt(t, filepath.Join(pre1, name), off)
 		requireFailure(t, c.restoreDetached(c.pidfile()), filepath.Join("pre1", name)+": CRC32C")
