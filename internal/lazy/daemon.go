@@ -8,12 +8,13 @@ package lazy
 // reads its messages holding it alone: a copy never lands in memory that
 // an event already read said was dropped or moved. (Faults answered
 // holding the lock alone left a process that touches all its memory at
-// once to the loop's one CPU: 1 GiB in 648-673 ms, 544-553 since.) A background copy takes
-// the first missing chunk no other one has, reads it without the lock
-// (pages images with pread, as CRIU's daemon does, into a buffer used
-// again and again: copying from a mapping of the images faulted on every
-// page of it, and that cost more than the copies), then brings in what
-// of it is still missing, wherever the process moved it meanwhile.
+// once to the loop's one CPU: 1 GiB in 648-673 ms, 544-553 since.) A
+// background copy takes the first missing chunk no other one has, reads
+// it without the lock (pages images with pread, as CRIU's daemon does,
+// into a buffer used again and again: copying from a mapping of the
+// images faulted on every page of it, and that cost more than the
+// copies), then brings in what of it is still missing, wherever the
+// process moved it meanwhile.
 // UFFDIO_COPY into one process runs side by side on several CPUs (the
 // kernel takes the VMA's lock shared): two threads brought 1 GiB in from
 // the page cache in 180-212 ms where one took 320-345, at the same CPU

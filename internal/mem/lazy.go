@@ -127,12 +127,13 @@ func splitLazy(in *RestoreInput, segs []segment) ([]segment, error) {
 // be filled.
 func (l *LazyPages) take(sg segment, eager []Run) []segment {
 	r := Run{sg.addr, sg.addr + sg.size}
+	if sg.src == remoteSrc {
+		// The daemon fetches it, eager pages too: nothing in the images.
+		l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, -1, 0})
+		return nil
+	}
 	if !touchesRuns(r, eager) {
-		if sg.src == remoteSrc {
-			l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, -1, 0})
-		} else {
-			l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, sg.src, sg.off})
-		}
+		l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, sg.src, sg.off})
 		return nil
 	}
 	var fill []segment
@@ -140,15 +141,8 @@ func (l *LazyPages) take(sg segment, eager []Run) []segment {
 		if e.End <= r.Start || e.Start >= r.End {
 			continue
 		}
-		if sg.src == remoteSrc {
-			continue // the daemon fetches it: nothing in the images
-		}
 		p := Run{max(e.Start, r.Start), min(e.End, r.End)}
 		fill = append(fill, segment{p.Start, p.End - p.Start, sg.off + p.Start - r.Start, sg.src})
-	}
-	if sg.src == remoteSrc {
-		l.Ranges = append(l.Ranges, LazyRange{r.Start, r.End, -1, 0})
-		return nil
 	}
 	for _, p := range subtract(r, eager) {
 		l.Ranges = append(l.Ranges, LazyRange{p.Start, p.End, sg.src, sg.off + p.Start - r.Start})
