@@ -137,9 +137,15 @@ var runcLogFile = regexp.MustCompile(`log file: (\S+)`)
 // can set without CAP_SYS_RESOURCE.
 func (c *podmanCase) run() {
 	c.t.Helper()
+	c.runProgram(podmanCounter)
+}
+
+// runProgram is run with the shell program prog in place of the counter.
+func (c *podmanCase) runProgram(prog string) {
+	c.t.Helper()
 	c.mustPodman("run", "-d", "--name", c.name, "--runtime", "runc",
 		"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
-		podmanImage, "/bin/sh", "-c", podmanCounter)
+		podmanImage, "/bin/sh", "-c", prog)
 }
 
 // counter reads the container's counter through its init's root.

@@ -299,7 +299,7 @@ func (c *zcase) requireNoUffd() {
 
 func (c *zcase) logPages(dir string) {
 	// A dump to a page server elsewhere leaves no pagemap here.
-	if _, err := os.Stat(filepath.Join(c.dir, dir, fmt.Sprintf("pagemap-%d.img", c.pid))); err != nil {
+	if _, err := os.Stat(filepath.Join(c.dir, dir, fmt.Sprintf("pagemap-%d.img", c.imagePid()))); err != nil {
 		c.t.Logf("%s: no pagemap: %v", dir, err)
 		return
 	}
@@ -414,5 +414,28 @@ func killPreDumpAt(t *testing.T, at time.Duration) {
 	c.mustDump()
 	c.mustRestoreDetached()
 	c.requireNoUffd()
+	c.mustPass()
+}
+
+// TestPreDumpChainUserns is TestPreDumpChainOfTwo for predump_writer in
+// user and pid namespaces of its own: it has no CAP_SYS_PTRACE in the
+// host's user namespace, so its parasite may make the tracking
+// userfaultfd only as one of user-mode faults (vm.unprivileged_userfaultfd
+// is 0 here), and the restore reads every level of the chain into a new
+// user namespace.
+func TestPreDumpChainUserns(t *testing.T) {
+	p, _ := lookupProgram("predump_writer")
+	p.cloneflags |= unix.CLONE_NEWPID
+	p.userns = true
+	c := startProgram(t, p)
+	c.mustPreDump("pre1", "")
+	c.mustPreDump("pre2", "../pre1")
+	c.mustDumpOnto("../pre2")
+	c.requireIncremental("images")
+	pidfile := c.pidfile()
+	if r := c.restoreDetached(pidfile); r.err != nil {
+		t.Fatalf("restore failed: %v", r)
+	}
+	c.requireNewPidNamespace(pidfile)
 	c.mustPass()
 }

@@ -295,7 +295,10 @@ func (d *dumper) run() error {
 			return errors.Join(err, d.endTracking(true), tree.release())
 		}
 		d.log.Infof("Releasing the tree (pre-dump)")
-		return errors.Join(d.endTracking(false), tree.release())
+		err := errors.Join(d.endTracking(false), tree.release())
+		// As CRIU's pre-dump: Podman exports a pre-checkpoint with it.
+		d.writeStats()
+		return err
 	}
 	if err := d.dumpFrozen(tree); err != nil {
 		if terr := d.endTracking(true); terr != nil {

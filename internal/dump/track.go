@@ -32,6 +32,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/mem"
 	"amber/internal/proc"
+	"amber/internal/uffd"
 )
 
 // trackRecord is the file beside the images that says where each
@@ -337,6 +338,13 @@ func isUffd(pid, fd int) bool {
 // it (its next open would get another number); amber then takes a copy
 // and does the handshake. The batch names the descriptor userfaultfd
 // will get before it runs: the lowest free one of a frozen process.
+//
+// The userfaultfd handles user-mode faults only (UFFD_USER_MODE_ONLY):
+// with asynchronous write protection it handles none at all, the kernel
+// lifting the protection itself, so this changes nothing for the
+// tracking, and lets a process without CAP_SYS_PTRACE make it, as the
+// processes of containers are (runc's and Podman's default capabilities
+// leave it out), where vm.unprivileged_userfaultfd is 0.
 func (d *dumper) startTracking(ps *procState) (*tracking, error) {
 	park, err := parkingFd(ps.pid)
 	if err != nil {
@@ -350,7 +358,7 @@ func (d *dumper) startTracking(ps *procState) (*tracking, error) {
 		return nil, fmt.Errorf("no free descriptor below %d to make the memory tracking with", park)
 	}
 	calls := []compel.Call{
-		{Nr: unix.SYS_USERFAULTFD, Args: [6]uint64{unix.O_CLOEXEC | unix.O_NONBLOCK}},
+		{Nr: unix.SYS_USERFAULTFD, Args: [6]uint64{unix.O_CLOEXEC | unix.O_NONBLOCK | uffd.UserModeOnly}},
 		{Nr: unix.SYS_DUP3, Args: [6]uint64{uint64(fd), uint64(park), unix.O_CLOEXEC}},
 		{Nr: unix.SYS_CLOSE, Args: [6]uint64{uint64(fd)}},
 	}

@@ -22,7 +22,7 @@ const maxChain = 64
 // pages to theirs.
 func (tree *treeImages) loadLayers() error {
 	for _, t := range tree.tasks {
-		for pm := t.pagemap; inParent(pm); pm = t.layers[len(t.layers)-1].Pagemap {
+		for pm := t.pagemap; inParent(pm); pm = t.layers[len(t.layers)-1].pagemap {
 			dir, err := tree.parent(len(t.layers))
 			if err != nil {
 				return fmt.Errorf("pid %d: %w", t.pid, err)
@@ -83,18 +83,42 @@ func (tree *treeImages) parent(depth int) (image.Dir, error) {
 	return tree.parents[depth], nil
 }
 
+// layer is a task's pagemap in one parent images directory, and the
+// pages image it names.
+type layer struct {
+	pagemap []*pagemap.PagemapEntry
+	pages   image.Path
+}
+
 // loadLayer reads the pagemap of pid in one parent images directory.
-func loadLayer(dir image.Dir, pid int) (mem.PagesLayer, error) {
+func loadLayer(dir image.Dir, pid int) (layer, error) {
 	path := dir.PagemapPath(pid)
 	head, entries, err := mem.ReadPagemap(path)
 	if err != nil {
-		return mem.PagesLayer{}, fmt.Errorf("parent images: %w", err)
+		return layer{}, fmt.Errorf("parent images: %w", err)
 	}
 	pages, err := pagesOf(dir, path, head, entries)
 	if err != nil {
-		return mem.PagesLayer{}, fmt.Errorf("parent images: %w", err)
+		return layer{}, fmt.Errorf("parent images: %w", err)
 	}
-	return mem.PagesLayer{Pagemap: entries, Pages: pages.ForTask()}, nil
+	return layer{pagemap: entries, pages: pages}, nil
+}
+
+// parentLayers are the task's layers for its memory's plan, each pages
+// image named as the task opens it: how is known only once the tree's
+// namespaces are made (tasksViaProc, tasksVia).
+func (t *taskImages) parentLayers() []mem.PagesLayer {
+	out := make([]mem.PagesLayer, len(t.layers))
+	for i, l := range t.layers {
+		out[i] = mem.PagesLayer{Pagemap: l.pagemap, Pages: l.pages.ForTask()}
+	}
+	return out
+}
+
+// dirs are the tree's images directory and the parent images
+// directories opened, nearest first.
+func (tree *treeImages) dirs() []image.Dir {
+	return append([]image.Dir{tree.dir}, tree.parents...)
 }
 
 // closeParents closes the parent images directories.

@@ -42,7 +42,7 @@ type taskImages struct {
 	pagesPath image.Path
 	// layers are the task's pagemaps in the parent images of an
 	// incremental dump, nearest first, as far as its pagemap needs them.
-	layers    []mem.PagesLayer
+	layers    []layer
 	fds       []*fdinfo.FdinfoEntry
 	fs        *fsimg.FsEntry
 	files     files.Index

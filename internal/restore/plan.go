@@ -264,7 +264,7 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 
 func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, base, size uint64) error {
 	in := &mem.RestoreInput{
-		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.layers,
+		MM: t.mm, Pagemap: t.pagemap, Pages: t.pagesPath.ForTask(), Parents: t.parentLayers(),
 		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current,
 		Workers: h.workers, Populate: h.populate, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size}, Lazy: lazyPages(t, h),

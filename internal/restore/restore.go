@@ -519,18 +519,21 @@ func (r *restorer) newUserNamespace(tree *treeImages, stub *compel.Stub, nsFlags
 	}
 	// The tasks will not be allowed to open amber's descriptors
 	// (/proc/AMBER/fd, a process of a parent user namespace): they open
-	// the images through the stub's copy.
+	// the images, the tree's and its parents', through the stub's copies
+	// of amber's descriptors of their directories.
 	if r.host.amberPidfd == 0 {
 		if r.host.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
 			return 0, err
 		}
 	}
-	if fd := tree.dir.Fd(); fd >= 0 {
-		held, err := stub.TakeFd(r.host.amberPidfd, fd)
-		if err != nil {
-			return 0, err
+	for _, d := range tree.dirs() {
+		if fd := d.Fd(); fd >= 0 {
+			held, err := stub.TakeFd(r.host.amberPidfd, fd)
+			if err != nil {
+				return 0, err
+			}
+			d.TasksVia(stub.Pid, held)
 		}
-		tree.dir.TasksVia(stub.Pid, held)
 	}
 	if err := stub.Unshare(unix.CLONE_NEWUSER); err != nil {
 		return 0, err
@@ -633,7 +636,9 @@ func (r *restorer) restoreMounts(tree *treeImages, pid int) error {
 	}
 	r.host.mountRoot = r.mountRoot
 	r.host.ttys.AdoptPtys(m.TakePtys())
-	tree.dir.TasksViaProc()
+	for _, d := range tree.dirs() {
+		d.TasksViaProc()
+	}
 	if r.host.root, err = fsroot.Of(pid); err != nil {
 		return err
 	}

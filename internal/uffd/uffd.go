@@ -19,16 +19,21 @@ import (
 
 // ioctl numbers on a userfaultfd and on /dev/userfaultfd.
 const (
-	api          = 0xaa       // UFFD_API
-	ioctlAPI     = 0xc018aa3f // _IOWR(0xaa, 0x3f, struct uffdio_api)
-	ioctlReg     = 0xc020aa00 // _IOWR(0xaa, 0x00, struct uffdio_register)
-	ioctlWake    = 0x8010aa02 // _IOR(0xaa, 0x02, struct uffdio_range)
-	ioctlCopy    = 0xc028aa03 // _IOWR(0xaa, 0x03, struct uffdio_copy)
-	ioctlZero    = 0xc020aa04 // _IOWR(0xaa, 0x04, struct uffdio_zeropage)
-	ioctlPoison  = 0xc020aa08 // _IOWR(0xaa, 0x08, struct uffdio_poison)
-	ioctlDevNew  = 0xaa00     // _IO(0xaa, 0x00), USERFAULTFD_IOC_NEW on /dev/userfaultfd
-	userModeOnly = 1          // UFFD_USER_MODE_ONLY
+	api         = 0xaa       // UFFD_API
+	ioctlAPI    = 0xc018aa3f // _IOWR(0xaa, 0x3f, struct uffdio_api)
+	ioctlReg    = 0xc020aa00 // _IOWR(0xaa, 0x00, struct uffdio_register)
+	ioctlWake   = 0x8010aa02 // _IOR(0xaa, 0x02, struct uffdio_range)
+	ioctlCopy   = 0xc028aa03 // _IOWR(0xaa, 0x03, struct uffdio_copy)
+	ioctlZero   = 0xc020aa04 // _IOWR(0xaa, 0x04, struct uffdio_zeropage)
+	ioctlPoison = 0xc020aa08 // _IOWR(0xaa, 0x08, struct uffdio_poison)
+	ioctlDevNew = 0xaa00     // _IO(0xaa, 0x00), USERFAULTFD_IOC_NEW on /dev/userfaultfd
 )
+
+// UserModeOnly is UFFD_USER_MODE_ONLY, a flag of userfaultfd(2): the
+// userfaultfd handles no fault taken in the kernel, and so may be made
+// by a process without CAP_SYS_PTRACE where vm.unprivileged_userfaultfd
+// is 0.
+const UserModeOnly = 1
 
 // Features of the UFFDIO_API handshake (UFFD_FEATURE_*).
 const (
@@ -73,7 +78,7 @@ type APIArg struct{ API, Features, Ioctls uint64 }
 // /dev/userfaultfd.
 func Open(flags int) (int, error) {
 	var errs []error
-	for _, f := range []uintptr{uintptr(flags), uintptr(flags) | userModeOnly} {
+	for _, f := range []uintptr{uintptr(flags), uintptr(flags) | UserModeOnly} {
 		fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, f, 0, 0)
 		if errno == 0 {
 			return int(fd), nil

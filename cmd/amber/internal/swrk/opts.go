@@ -24,7 +24,7 @@ import (
 // directory, named as CRIU names it.
 const defaultLogFile = "criu.log"
 
-// settings is what one DUMP, RESTORE or CHECK request asks, in amber's
+// settings is what one DUMP, PRE_DUMP, RESTORE or CHECK request asks, in amber's
 // terms: the paths, the log, and the options of dump.Run or restore.Run.
 type settings struct {
 	imagesDir string // path of the images directory ("" for a CHECK without one)
@@ -33,7 +33,7 @@ type settings struct {
 	logLevel  int
 	notify    bool // notify_scripts: NOTIFY round trips at the action-script points
 
-	pid            int // DUMP: root of the tree
+	pid            int // a dump's or pre-dump's root of the tree
 	leaveRunning   bool
 	shellJob       bool
 	tcpEstablished bool
@@ -77,6 +77,15 @@ type settings struct {
 	// lazyAddr (ps's address and port), as CRIU's service does.
 	lazyPages bool
 	lazyAddr  string
+	// trackMem is track_mem: the dump tracks the pages written after
+	// it, for a dump on top (always, for a pre-dump, as in CRIU).
+	trackMem bool
+	// parentImg is parent_img: the images of the dump before, a path
+	// relative to the images directory, as --prev-images-dir.
+	parentImg string
+	// pageServer is where the pages of a dump that is not lazy go (ps:
+	// --page-server --address --port).
+	pageServer string
 	// netLock is network_lock (IPTABLES, CRIU's default, if not set),
 	// netLockSet whether it was.
 	netLock    netfilter.Method
@@ -126,7 +135,14 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	if kind == rpc.CriuReqType_DUMP && o.Pid == nil {
+	pageServer, err := pageServerOpts(kind, o)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if o.GetLazyPages() && isDump(kind) && kind != rpc.CriuReqType_DUMP {
+		problems = append(problems, fmt.Sprintf("lazy_pages: an option of dumps and restores, not of a %s", kind))
+	}
+	if isDump(kind) && o.Pid == nil {
 		problems = append(problems, "pid: not set: amber cannot dump the requesting process itself (its tree holds amber); give the PID of the tree to dump")
 	}
 	if len(problems) > 0 {
@@ -163,6 +179,8 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.extNet = extNet
 	s.extVeths = extVeths
 	s.lazyPages, s.lazyAddr = o.GetLazyPages(), lazyAddr
+	s.trackMem = o.GetTrackMem() || kind == rpc.CriuReqType_PRE_DUMP || kind == rpc.CriuReqType_SINGLE_PRE_DUMP
+	s.parentImg, s.pageServer = o.GetParentImg(), pageServer
 	for _, in := range o.InheritFd {
 		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
 	}
@@ -179,6 +197,36 @@ func lazyOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 		return "", fmt.Errorf("lazy_pages: a lazy dump serves its pages on ps's address and port; ps.port is %d", o.Ps.GetPort())
 	}
 	return net.JoinHostPort(o.Ps.GetAddress(), strconv.Itoa(int(o.Ps.GetPort()))), nil
+}
+
+// pageServerOpts reads the page server a dump or pre-dump without
+// lazy_pages sends its pages to: ps's address and port, both needed.
+// CRIU's ps.fd, a connection the client made, is only for a restore's
+// lazy pages.
+func pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
+	if !isDump(kind) || o.Ps == nil || o.GetLazyPages() {
+		return "", nil
+	}
+	ps := o.GetPs()
+	switch {
+	case ps.Fd != nil:
+		return "", fmt.Errorf("ps.fd: not allowed on a %s (CRIU takes a connected page server only for a lazy restore)", kind)
+	case ps.GetAddress() == "":
+		return "", errors.New("ps.address: a dump to a page server needs its address")
+	case ps.GetPort() <= 0 || ps.GetPort() > 65535:
+		return "", fmt.Errorf("ps.port: %d is no port", ps.GetPort())
+	}
+	return net.JoinHostPort(ps.GetAddress(), strconv.Itoa(int(ps.GetPort()))), nil
+}
+
+// isDump says whether a request of type kind dumps a tree: DUMP and the
+// pre-dumps.
+func isDump(kind rpc.CriuReqType) bool {
+	switch kind {
+	case rpc.CriuReqType_DUMP, rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP:
+		return true
+	}
+	return false
 }
 
 // cgroupOpts reads the cgroup options as CRIU's service does: the mode

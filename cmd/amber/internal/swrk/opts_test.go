@@ -86,6 +86,14 @@ func TestTranslateBad(t *testing.T) {
 		{"cgroup root", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), CgRoot: []*rpc.CgroupRoot{{Path: proto.String("c2")}}}, []string{"cg_root: \"c2\""}},
 		{"cgroup props", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), CgroupProps: proto.String("x")}, []string{"cgroup_props: not supported"}},
 		{"empty_ns pid", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), EmptyNs: proto.Uint32(unix.CLONE_NEWPID)}, []string{"empty_ns: only CLONE_NEWNET"}},
+		{"pre-dump without pid", rpc.CriuReqType_PRE_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3)}, []string{"pid: not set"}},
+		{"lazy pre-dump", rpc.CriuReqType_PRE_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), LazyPages: proto.Bool(true)}, []string{"lazy_pages", "PRE_DUMP"}},
+		{"page server without address", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Port: proto.Int32(27)}}, []string{"ps.address"}},
+		{"page server without port", rpc.CriuReqType_SINGLE_PRE_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1")}}, []string{"ps.port: 0"}},
+		{"page server by fd", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27), Fd: proto.Int32(4)}}, []string{"ps.fd"}},
+		{"dump options on restore", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), TrackMem: proto.Bool(true), ParentImg: proto.String("../pre"),
+			Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27)}}, []string{"track_mem: an option of pre-dumps", "parent_img", "ps"}},
+		{"auto_dedup", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), ParentImg: proto.String("../pre"), AutoDedup: proto.Bool(true)}, []string{"auto_dedup"}},
 		{"inherit_fd on dump", rpc.CriuReqType_DUMP, func() *rpc.CriuOpts {
 			o := runcOpts()
 			o.InheritFd = []*rpc.InheritFd{{Key: proto.String("pipe:[123]"), Fd: proto.Int32(5)}}
@@ -103,6 +111,39 @@ func TestTranslateBad(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTranslatePreDump: runc's pre-dumps and the dump on top of them
+// (`runc checkpoint --pre-dump`, `--parent-path`), and a dump to a page
+// server (`--page-server`): a pre-dump always tracks memory, as CRIU's;
+// parent_img stays relative to the images directory, which the dump
+// resolves.
+func TestTranslatePreDump(t *testing.T) {
+	o := runcOpts()
+	o.ParentImg = proto.String("../pre1")
+	s, err := translate(rpc.CriuReqType_PRE_DUMP, o, 42)
+	if err != nil {
+		t.Fatalf("runc's pre-dump options: %v", err)
+	}
+	if !s.trackMem || s.parentImg != "../pre1" || s.pageServer != "" {
+		t.Errorf("pre-dump: track_mem %v, parent_img %q, page server %q; want true, ../pre1, none", s.trackMem, s.parentImg, s.pageServer)
+	}
+	o.TrackMem = proto.Bool(false)
+	if s, err = translate(rpc.CriuReqType_SINGLE_PRE_DUMP, o, 42); err != nil || !s.trackMem {
+		t.Errorf("single pre-dump with track_mem false: tracks %v (%v); want it tracking", s.trackMem, err)
+	}
+	if s, err = translate(rpc.CriuReqType_DUMP, o, 42); err != nil || s.trackMem {
+		t.Errorf("dump with track_mem false: tracks %v (%v)", s.trackMem, err)
+	}
+	o.TrackMem = proto.Bool(true)
+	o.Ps = &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27)}
+	if s, err = translate(rpc.CriuReqType_DUMP, o, 42); err != nil || !s.trackMem || s.pageServer != "[::1]:27" {
+		t.Errorf("dump to a page server: track_mem %v, page server %q (%v); want true, [::1]:27", s.trackMem, s.pageServer, err)
+	}
+	o.LazyPages = proto.Bool(true)
+	if s, err = translate(rpc.CriuReqType_DUMP, o, 42); err != nil || s.pageServer != "" || s.lazyAddr != "[::1]:27" {
+		t.Errorf("lazy dump: page server %q, lazy pages at %q (%v); want none, [::1]:27", s.pageServer, s.lazyAddr, err)
 	}
 }
 

@@ -25,7 +25,7 @@ const (
 
 func (r refusal) appliesTo(kind rpc.CriuReqType) bool {
 	switch kind {
-	case rpc.CriuReqType_DUMP:
+	case rpc.CriuReqType_DUMP, rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP:
 		return r.on&onDump != 0
 	case rpc.CriuReqType_RESTORE:
 		return r.on&onRestore != 0
@@ -38,15 +38,15 @@ const (
 	noNamespaces = "not supported yet: amber does not dump or restore namespaces"
 	noMounts     = "not supported yet: amber does not dump or restore mount namespaces"
 	noCgroups    = "not supported yet: amber saves CRIU's built-in cgroup properties of every controller"
-	noIncr       = "not supported yet: amber has no incremental dumps"
-	noPages      = "not supported yet: amber's RPC has no page server"
+	dumpOnly     = "an option of pre-dumps and dumps"
 	notYet       = "not supported yet"
 )
 
 // refusals lists the options amber refuses. The options not listed are
 // honoured (images_dir_fd, images_dir, work_dir_fd, pid, leave_running,
 // tcp_established, shell_job, log_level, log_file, log_to_stderr,
-// notify_scripts, ghost_limit, timeout, lazy_pages with ps on a dump) or harmless to accept because
+// notify_scripts, ghost_limit, timeout, track_mem, parent_img, ps on a
+// dump or pre-dump, lazy_pages) or harmless to accept because
 // amber already behaves as they ask or they tune something amber does
 // not do: pre_dump_mode (pre-dumps only), network_lock (honoured on a
 // dump; a restore lifts the lock the dump's images name), weak_sysctls
@@ -84,16 +84,20 @@ func refusals() []refusal {
 		{"lsm_profile", onBoth, func(o *rpc.CriuOpts) bool { return o.LsmProfile != nil }, notYet},
 		{"lsm_mount_context", onBoth, func(o *rpc.CriuOpts) bool { return o.LsmMountContext != nil }, notYet},
 		{"status_fd", onBoth, func(o *rpc.CriuOpts) bool { return o.StatusFd != nil }, notYet},
-		{"pidfd_store_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.PidfdStoreSk != nil }, noIncr},
-		{"parent_img", onBoth, func(o *rpc.CriuOpts) bool { return o.ParentImg != nil }, noIncr},
-		{"track_mem", onBoth, func(o *rpc.CriuOpts) bool { return o.GetTrackMem() }, noIncr},
-		{"auto_dedup", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoDedup() }, noIncr},
-		// With lazy_pages, ps is where a dump serves its lazy pages (as
-		// in CRIU's service); a restore has no use for it.
-		{"ps", onBoth, func(o *rpc.CriuOpts) bool { return o.Ps != nil && !o.GetLazyPages() }, noPages},
+		// CRIU's pidfd store tells a pre-dumped process from a new one
+		// with its PID; amber's tracking record names the tracking
+		// descriptor's inode, which only that process holds.
+		{"pidfd_store_sk", onBoth, func(o *rpc.CriuOpts) bool { return o.PidfdStoreSk != nil }, "not supported: amber tells a pre-dumped process by its tracking descriptor, not by a pidfd store"},
+		{"parent_img", onRestore, func(o *rpc.CriuOpts) bool { return o.ParentImg != nil }, dumpOnly},
+		{"track_mem", onRestore, func(o *rpc.CriuOpts) bool { return o.GetTrackMem() }, dumpOnly},
+		{"auto_dedup", onBoth, func(o *rpc.CriuOpts) bool { return o.GetAutoDedup() }, "not supported yet: amber leaves the parent images as they are"},
+		// On a dump, ps is the page server the pages go to, or with
+		// lazy_pages where the dump serves them (as in CRIU's service);
+		// a restore has no use for it.
+		{"ps", onRestore, func(o *rpc.CriuOpts) bool { return o.Ps != nil && !o.GetLazyPages() }, dumpOnly},
 		{"tls", onBoth, func(o *rpc.CriuOpts) bool {
 			return o.GetTls() || o.TlsCacert != nil || o.TlsCacrl != nil || o.TlsCert != nil || o.TlsKey != nil
-		}, noPages},
+		}, "not supported yet: amber's page server and lazy pages speak no TLS"},
 		{"cpu_cap", onBoth, func(o *rpc.CriuOpts) bool { return o.CpuCap != nil && o.GetCpuCap() != rpc.Default_CriuOpts_CpuCap }, notYet},
 		{"config_file", onBoth, configFileSet, "not supported yet: amber reads no CRIU configuration file"},
 	}

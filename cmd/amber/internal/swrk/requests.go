@@ -29,17 +29,7 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		return dumpResp(failure(kind, err))
 	}
 	defer closeLog()
-	opts := dump.Options{
-		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
-		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, LinkRemap: st.linkRemap, TCPSkipInFlight: st.tcpSkipInFlight, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
-		ExtMounts:     st.extMounts,
-		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet, CgroupYard: st.cgYard,
-		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
-		LazyPages: st.lazyAddr, NetworkLock: st.netLock, NetworkLockSet: st.netLockSet,
-	}
-	if st.notify {
-		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
-	}
+	opts := s.dumpOptions(st, l)
 	l.Infof("dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
 	if err := dump.Run(opts); err != nil {
 		l.Errorf("%v", err)
@@ -47,6 +37,46 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 	}
 	l.Infof("Dumping finished successfully")
 	return dumpResp(&rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil)
+}
+
+// preDump answers PRE_DUMP and SINGLE_PRE_DUMP (kind): the memory of the
+// tree rooted at opts.pid is copied as `amber pre-dump` would, with its
+// writes tracked from then on, and the tree runs on. As CRIU's, a
+// pre-dump runs no action scripts: notify_scripts, which runc always
+// sets, brings no notification.
+func (s *session) preDump(kind rpc.CriuReqType, o *rpc.CriuOpts) (*rpc.CriuResp, error) {
+	st, l, closeLog, err := s.begin(kind, o)
+	if err != nil {
+		return failure(kind, err)
+	}
+	defer closeLog()
+	opts := s.dumpOptions(st, l)
+	opts.PreDump, opts.Notify = true, nil
+	l.Infof("pre-dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
+	if err := dump.Run(opts); err != nil {
+		l.Errorf("%v", err)
+		return failure(kind, err)
+	}
+	l.Infof("Pre-dumping finished successfully")
+	return &rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil
+}
+
+// dumpOptions are the options of dump.Run that st asks for, logging to
+// l.
+func (s *session) dumpOptions(st settings, l *log.Logger) dump.Options {
+	opts := dump.Options{
+		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
+		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, LinkRemap: st.linkRemap, TCPSkipInFlight: st.tcpSkipInFlight, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
+		ExtMounts:     st.extMounts,
+		ManageCgroups: st.cgMode, FreezeCgroup: st.freezeCgroup, EmptyNet: st.emptyNet, CgroupYard: st.cgYard,
+		ExtUnixSk: st.extUnixSk, OrphanPtsMaster: st.orphanPts, ExtNet: st.extNet, StatsDir: st.workDir,
+		LazyPages: st.lazyAddr, NetworkLock: st.netLock, NetworkLockSet: st.netLockSet,
+		TrackMem: st.trackMem, PrevImagesDir: st.parentImg, PageServer: st.pageServer,
+	}
+	if st.notify {
+		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
+	}
+	return opts
 }
 
 // dumpResp adds CRIU's dump answer: the dumped tree was not restored.

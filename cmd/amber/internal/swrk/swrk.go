@@ -2,7 +2,9 @@
 // way container engines (runc, Podman through runc, go-criu's client)
 // drive a checkpoint tool. The client makes a SOCK_SEQPACKET socket pair,
 // starts `amber swrk N` with one end as descriptor N, and sends one
-// rpc.CriuReq per packet: VERSION, CHECK, FEATURE_CHECK, DUMP or RESTORE.
+// rpc.CriuReq per packet: VERSION, CHECK, FEATURE_CHECK, DUMP, RESTORE,
+// PRE_DUMP (followed, in the same session, by more of them and the
+// dump on top, as in CRIU's service) or SINGLE_PRE_DUMP.
 // amber answers each with an rpc.CriuResp and, when the client asked for
 // notify_scripts, stops at CRIU's action-script points with a NOTIFY
 // round trip. Every request gets an answer: an unknown request type, an
@@ -56,7 +58,9 @@ func Serve(fd int, version string) error {
 }
 
 // serveOne reads one request and answers it. keep says whether the
-// client asked to go on (keep_open) and the request succeeded.
+// session goes on: the request succeeded, and the client asked to go on
+// (keep_open) or it was a PRE_DUMP, which CRIU's service follows with
+// the next pre-dump or the dump.
 func (s *session) serveOne() (keep bool, err error) {
 	req, err := s.c.recv()
 	var resp *rpc.CriuResp
@@ -73,13 +77,17 @@ func (s *session) serveOne() (keep bool, err error) {
 	if serr := s.c.send(resp, -1); serr != nil {
 		return false, errors.Join(err, fmt.Errorf("swrk: %w", serr))
 	}
-	return err == nil && req.GetKeepOpen(), err
+	s.preDumped = err == nil && req.GetType() == rpc.CriuReqType_PRE_DUMP
+	return err == nil && (req.GetKeepOpen() || s.preDumped), err
 }
 
 // session is one client's connection.
 type session struct {
 	c       *conn
 	version string // amber's, sent as gitid
+	// preDumped: the last request was a PRE_DUMP, and only a PRE_DUMP or
+	// a DUMP may follow it.
+	preDumped bool
 }
 
 // handle runs one request and returns its response, with the error that
@@ -89,8 +97,11 @@ func (s *session) handle(req request) (*rpc.CriuResp, error) {
 	if len(req.unknown) > 0 {
 		return failure(kind, fmt.Errorf("%w: request %s: %s", errBadRequest, kind, describeUnknown(req.unknown)))
 	}
-	if req.GetKeepOpen() && kind != rpc.CriuReqType_VERSION && kind != rpc.CriuReqType_FEATURE_CHECK {
-		return failure(kind, fmt.Errorf("%w: keep_open: not allowed with a %s request (only VERSION and FEATURE_CHECK)", errBadRequest, kind))
+	if req.GetKeepOpen() && kind != rpc.CriuReqType_VERSION && kind != rpc.CriuReqType_FEATURE_CHECK && kind != rpc.CriuReqType_SINGLE_PRE_DUMP {
+		return failure(kind, fmt.Errorf("%w: keep_open: not allowed with a %s request (only VERSION, FEATURE_CHECK and SINGLE_PRE_DUMP)", errBadRequest, kind))
+	}
+	if s.preDumped && kind != rpc.CriuReqType_PRE_DUMP && kind != rpc.CriuReqType_DUMP {
+		return failure(kind, fmt.Errorf("%w: request %s after a PRE_DUMP: only PRE_DUMP or DUMP may follow one", errBadRequest, kind))
 	}
 	switch kind {
 	case rpc.CriuReqType_VERSION:
@@ -103,8 +114,9 @@ func (s *session) handle(req request) (*rpc.CriuResp, error) {
 		return s.dump(req.GetOpts())
 	case rpc.CriuReqType_RESTORE:
 		return s.restore(req.GetOpts())
-	case rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP, rpc.CriuReqType_PAGE_SERVER,
-		rpc.CriuReqType_PAGE_SERVER_CHLD, rpc.CriuReqType_CPUINFO_DUMP, rpc.CriuReqType_CPUINFO_CHECK,
+	case rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP:
+		return s.preDump(kind, req.GetOpts())
+	case rpc.CriuReqType_PAGE_SERVER, rpc.CriuReqType_PAGE_SERVER_CHLD, rpc.CriuReqType_CPUINFO_DUMP, rpc.CriuReqType_CPUINFO_CHECK,
 		rpc.CriuReqType_WAIT_PID:
 		return failure(kind, fmt.Errorf("request %s: not supported yet", kind))
 	case rpc.CriuReqType_NOTIFY:

@@ -1,0 +1,103 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"amber/internal/image"
+	"amber/internal/mem"
+)
+
+// runcKeeper is the container's program for the pre-dump tests: a string
+// of 30,000 numbers built once, before any pre-dump, and checked against
+// its length on every turn of the counter loop. Its pages, never written
+// again, are left to the pre-dump by the dump on top: a restore that
+// lost them kills the loop, which then writes /tmp/bad.
+const runcKeeper = "x=$(/bin/busybox seq 1 30000); n=${#x}; i=0; " +
+	"while true; do i=$((i+1)); if [ ${#x} != $n ]; then echo lost > /tmp/bad; exit 1; fi; " +
+	"echo $i > /tmp/counter; /bin/busybox sleep 0.1; done"
+
+// TestRuncPreDump checkpoints a runc container as `runc checkpoint
+// --pre-dump` and `--parent-path` do, with amber as criu: two pre-dumps
+// through the RPC's PRE_DUMP, the container running on after each, then
+// the dump on top of them, which must leave the pages unwritten since
+// to the pre-dumps; the restore of that chain must give the container
+// back its memory (its own check) and its counter.
+func TestRuncPreDump(t *testing.T) {
+	c := newRuncCase(t)
+	c.updateSpec(func(spec map[string]any) {
+		spec["process"].(map[string]any)["args"] = []string{"/bin/busybox", "sh", "-c", runcKeeper}
+	})
+	c.mustRunc("run", "-d", "--bundle", c.bundle, c.id)
+	n := c.waitAbove(3)
+	dirs := []string{"pre1", "pre2", "final"}
+	for i, name := range dirs {
+		args := []string{"checkpoint", "--image-path", filepath.Join(c.images, name), "--work-path", c.work}
+		if i < 2 {
+			args = append(args, "--pre-dump")
+		}
+		if i > 0 {
+			args = append(args, "--parent-path", "../"+dirs[i-1])
+		}
+		if out, err := c.runc(append(args, c.id)...); err != nil {
+			t.Fatalf("checkpoint %s: %v\n%s\n%s", name, err, out, c.logs())
+		}
+		if i < 2 {
+			// A pre-dump leaves the container running.
+			n = c.waitAbove(n)
+		}
+	}
+	for i, name := range dirs {
+		present, inParent := runcPageCounts(t, filepath.Join(c.images, name))
+		t.Logf("%s: %d pages in its pages images, %d left to %s", name, present, inParent, "the images before")
+		switch {
+		case i == 0 && (present == 0 || inParent > 0):
+			t.Fatalf("%s: %d pages in its pages images, %d left to parent images; want every page there", name, present, inParent)
+		case i > 0 && (inParent == 0 || present >= inParent):
+			t.Fatalf("%s: %d pages in its pages images, %d left to %s; want most left there", name, present, inParent, dirs[i-1])
+		}
+	}
+	if out, err := c.runc("restore", "-d", "--image-path", filepath.Join(c.images, "final"), "--work-path", c.work, "--bundle", c.bundle, c.id); err != nil {
+		t.Fatalf("restore: %v\n%s\n%s", err, out, c.logs())
+	}
+	after := c.counter()
+	if after < n {
+		t.Fatalf("counter %d after the restore, was %d at the last pre-dump: it started again", after, n)
+	}
+	c.waitAbove(after)
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/bad", c.initPid())); err == nil {
+		t.Fatal("the restored container lost the memory its pre-dumps held")
+	}
+}
+
+// runcPageCounts counts the pages of every pagemap in the images
+// directory dir: in its pages images, and left to the parent images.
+func runcPageCounts(t *testing.T, dir string) (present, inParent uint64) {
+	t.Helper()
+	d, err := image.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	paths, err := filepath.Glob(filepath.Join(dir, "pagemap-*.img"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("%s: no pagemap (%v)", dir, err)
+	}
+	for _, p := range paths {
+		_, entries, err := mem.ReadPagemap(d.File(filepath.Base(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			switch {
+			case e.GetFlags()&mem.PEPresent != 0:
+				present += mem.NrPages(e)
+			case e.GetFlags()&mem.PEParent != 0:
+				inParent += mem.NrPages(e)
+			}
+		}
+	}
+	return present, inParent
+}
