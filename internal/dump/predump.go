@@ -88,6 +88,19 @@ func openPrev(imagesDir, prev string) (image.Dir, error) {
 	return dir, nil
 }
 
+// sentRecord is where a dump to a page server records the pages it
+// sent for pid, for a dump on top: nil where none can come, the tree
+// not outliving this dump (neither a pre-dump nor --leave-running), and
+// the record would only lengthen the frozen window (a final dump of
+// amber migrate writes it while the tree waits frozen).
+func (d *dumper) sentRecord(pid int) *image.Path {
+	if !d.opts.PreDump && !d.opts.LeaveRunning {
+		return nil
+	}
+	p := d.dir.SentPagemapPath(pid)
+	return &p
+}
+
 // dumpMemory writes the pagemap and pages images of a process, leaving
 // to the parent images what an incremental dump may, and returns its
 // guard pages.
@@ -99,7 +112,7 @@ func (d *dumper) dumpMemory(ps *procState, vmas []*vma.VmaEntry, pagesID uint32)
 	var st mem.PagesStats
 	start := time.Now()
 	if d.ps != nil {
-		st, err = mem.SendPages(ps.frozenProc.threads[0], ps.frozenProc.parasite(), vmas, mem.MappedAlone(ps.vmas), d.ps, d.pids.of(ps.pid), inc, d.dir.SentPagemapPath(d.pids.of(ps.pid)), d.lazy != nil)
+		st, err = mem.SendPages(ps.frozenProc.threads[0], ps.frozenProc.parasite(), vmas, mem.MappedAlone(ps.vmas), d.ps, d.pids.of(ps.pid), inc, d.sentRecord(d.pids.of(ps.pid)), d.lazy != nil)
 	} else {
 		st, err = mem.DumpPages(ps.frozenProc.threads[0], vmas, mem.MappedAlone(ps.vmas), d.dir, d.pids.of(ps.pid), pagesID, inc, d.lazy != nil)
 		d.sums[d.dir.PagesPath(pagesID).Name()] = image.ManifestFile{Sum: st.Sum, Pieces: st.Pieces}

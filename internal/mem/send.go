@@ -36,13 +36,14 @@ type PageSink interface {
 // t go to sink. Pages are left to the parent images only if the receiver
 // has them. Once they are sent, the pagemap of what was sent is written
 // to record (with no pages image), for a later dump on top to know what
-// its parent holds. Stats.Sum is left zero: the receiver's images are not
+// its parent holds; with record nil, no dump can come on top (the tree
+// does not outlive this one) and none is written. Stats.Sum is left zero: the receiver's images are not
 // the dump's to vouch for. With lazy, the pages a lazy restore may bring
 // in later are sent as PE_LAZY entries without contents, and Stats.Lazy
 // serves them from t while it stays frozen, as DumpPages does. With par,
 // the parasite in t, and a sink that takes pages from pipes, the pages
 // go without copies (splice.go) where t can hand them over.
-func SendPages(t *compel.Task, par Parasite, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record image.Path, lazy bool) (PagesStats, error) {
+func SendPages(t *compel.Task, par Parasite, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record *image.Path, lazy bool) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, alone, pid, inc, &st)
 	if err != nil {
@@ -67,12 +68,12 @@ func SendPages(t *compel.Task, par Parasite, vmas []*vma.VmaEntry, alone []Run, 
 	shared := intersectRuns(p.shared, copied)
 	sent, piped, err := sendAll(t, par, sink, copied, gapsOf(parent, left), shared, fmt.Sprintf("dump pid %d", pid))
 	st.Pages, st.Piped, st.Runs = sent/pageSize, piped/pageSize, p.runs
-	if err != nil {
+	if err != nil || record == nil {
 		return st, err
 	}
 	entries := append(pagemapEntries(copied, parent), lazyEntries(left)...)
 	slices.SortFunc(entries, func(a, b *pagemap.PagemapEntry) int { return cmpU64(a.GetVaddr(), b.GetVaddr()) })
-	return st, writePagemap(record, 0, entries)
+	return st, writePagemap(*record, 0, entries)
 }
 
 // sendAll sends the copied runs and the gaps through pipes of t's if
