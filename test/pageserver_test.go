@@ -2,6 +2,8 @@ package test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -521,5 +523,71 @@ func TestCriuDumpsToAmberPageServer(t *testing.T) {
 			c.restoreBy(restorer, bin)
 			c.mustPass()
 		})
+	}
+}
+
+// TestPageServerPsSocket: `amber page-server --ps-socket FD` serves a
+// connection made already (one end of a socket pair, as go-criu's phaul
+// hands the page server its migration's connection), not a listener:
+// the pages a client sends on the other end are in the images it
+// writes.
+func TestPageServerPsSocket(t *testing.T) {
+	requireAmber(t)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cln, srv := os.NewFile(uintptr(fds[0]), "client"), os.NewFile(uintptr(fds[1]), "server")
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testEnv.amber, "page-server", "-D", dir, "--ps-socket", "3", "-v4", "-o", "page-server.log")
+	cmd.ExtraFiles = []*os.File{srv}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	// The connection is a copy of cln: the server sees the end of the
+	// session once both are closed.
+	conn, err := net.FileConn(cln)
+	cln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := make([]byte, 3*os.Getpagesize())
+	for i := range pages {
+		pages[i] = byte(i*7 + 3)
+	}
+	const pid, vaddr = 4242, 0x7f0000010000
+	conn.SetDeadline(time.Now().Add(amberTimeout))
+	c := pageserver.NewClient(conn, "the socket pair")
+	if _, err := c.OpenTask(pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Add(vaddr, pages); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("close the session: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "page-server.log"))
+		t.Fatalf("page server: %v\n%s", err, b)
+	}
+	d, err := image.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	head, entries, err := mem.ReadPagemap(d.PagemapPath(pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].GetVaddr() != vaddr || mem.NrPages(entries[0]) != 3 || entries[0].GetFlags() != mem.PEPresent {
+		t.Fatalf("pagemap: %v; want 3 pages at %#x", entries, vaddr)
+	}
+	got, err := os.ReadFile(d.PagesPath(head.GetPagesId()).String())
+	if err != nil || !bytes.Equal(got, pages) {
+		t.Fatalf("pages image: %d bytes, %v; not the pages sent", len(got), err)
 	}
 }

@@ -142,3 +142,60 @@ func TestRPCPreDumpPageServer(t *testing.T) {
 	}
 	c.mustPass()
 }
+
+// TestRPCPageServer: page servers started through the RPC, as go-criu's
+// phaul starts them on a migration's destination (PAGE_SERVER_CHLD,
+// PAGE_SERVER): each answers its PID and port once it listens, takes
+// one dump, writes the request's log, and exits; a PRE_DUMP and the
+// DUMP on top of it send their pages there (the second server linked to
+// the first one's images by parent_img), and the restore of the chain
+// passes the program's check.
+func TestRPCPageServer(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	tree := descendants(c.pid)
+	dump := func(kind rpc.CriuReqType, dir, parent string) {
+		t.Helper()
+		port := freePort(t)
+		ps := &rpc.CriuPageServerInfo{Address: proto.String("127.0.0.1"), Port: proto.Int32(int32(port))}
+		so := c.dirOpts(dir)
+		so.Pid, so.NotifyScripts, so.LogFile, so.Ps = nil, nil, proto.String("page-server.log"), ps
+		if parent != "" {
+			so.ParentImg = proto.String(parent)
+		}
+		resp, _ := rawCall(t, &rpc.CriuReq{Type: kind.Enum(), Opts: so})
+		if !resp.GetSuccess() || resp.GetType() != rpc.CriuReqType_PAGE_SERVER || resp.GetPs().GetPort() != int32(port) || resp.GetPs().GetPid() <= 0 {
+			t.Fatalf("%s: %v", kind, resp)
+		}
+		server := int(resp.GetPs().GetPid())
+		o := c.dirOpts(dir)
+		o.Ps = ps
+		if parent != "" {
+			o.ParentImg, o.TrackMem = proto.String(parent), proto.Bool(true)
+		}
+		var err error
+		if parent == "" {
+			err = newCriu(t).PreDump(o, &recorder{})
+		} else {
+			err = newCriu(t).Dump(o, &recorder{})
+		}
+		if err != nil {
+			t.Fatalf("%s to the page server: %v\n%s", dir, err, c.logOf(dir))
+		}
+		ws, err := waitPid(server, exitTimeout)
+		if err != nil || ws.ExitStatus() != 0 {
+			b, _ := os.ReadFile(filepath.Join(c.dir, dir, "page-server.log"))
+			t.Fatalf("page server %d: %v, %v\n%s", server, ws, err, b)
+		}
+	}
+	dump(rpc.CriuReqType_PAGE_SERVER_CHLD, "pre1", "")
+	dump(rpc.CriuReqType_PAGE_SERVER, "images", "../pre1")
+	c.reapDumped(tree)
+	c.requireIncremental("images")
+	if b, err := os.ReadFile(filepath.Join(c.images, "page-server.log")); err != nil || !strings.Contains(string(b), "pages written") {
+		t.Errorf("the page server's log: %v\n%s", err, b)
+	}
+	if r := c.restoreDetached(c.pidfile()); r.err != nil {
+		t.Fatalf("restore: %v", r)
+	}
+	c.mustPass()
+}

@@ -68,6 +68,7 @@ type Options struct {
 	Address    string // --address: the page server's address (page-server: where it listens)
 	Port       int    // --port: the page server's TCP port (0: not given)
 	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
+	PsSocket   int    // --ps-socket: page-server serves this connected socket instead of listening (0: none)
 	LazyPages  bool   // --lazy-pages: restore leaves private anonymous memory to the lazy-pages daemon
 
 	To            string         // migrate --to HOST:PORT: the destination's amber receive
@@ -217,6 +218,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%s: --page-server needs --address and --port", o.Verb)
 	case o.Verb == "page-server":
 		return o.validatePageServer()
+	case o.PsSocket != 0:
+		return fmt.Errorf("%s --ps-socket: %w (only page-server serves a connection made already)", o.Verb, errNotSupported)
 	case o.Verb == "migrate" || o.Verb == "receive":
 		return o.validateMigrate()
 	case len(o.InheritFds) > 0 && o.Verb != "restore":
@@ -232,8 +235,10 @@ func (o Options) validate() error {
 // validatePageServer checks the options of the page-server command.
 func (o Options) validatePageServer() error {
 	switch {
-	case o.Port == 0:
-		return errors.New("page-server: --port is required")
+	case o.Port == 0 && o.PsSocket == 0:
+		return errors.New("page-server: --port is required (or --ps-socket)")
+	case o.Port != 0 && o.PsSocket != 0:
+		return errors.New("page-server: --ps-socket is a connection made already: no --port to listen on with it")
 	case o.Detach:
 		return fmt.Errorf("page-server -d/--daemon: %w", errNotSupported)
 	case o.PageServer:
@@ -413,6 +418,7 @@ func optionTable() []option {
 		{"port", 0, requiredArg, setPort},
 		{"lazy-pages", 0, noArg, setFlag(func(o *Options) *bool { return &o.LazyPages }, true)},
 		{"status-fd", 0, requiredArg, setStatusFd},
+		{"ps-socket", 0, requiredArg, setPsSocket},
 		{"to", 0, requiredArg, setString(func(o *Options) *string { return &o.To })},
 		{"max-iters", 0, requiredArg, setMaxIters},
 		{"lazy", 0, noArg, setFlag(func(o *Options) *bool { return &o.Lazy }, true)},
@@ -484,7 +490,7 @@ func unsupportedOptions() []option {
 		{"cgroup-props-file", 0, requiredArg}, {"cgroup-dump-controller", 0, requiredArg},
 		{"deprecated", 0, noArg},
 		{"display-stats", 0, noArg}, {"weak-sysctls", 0, noArg},
-		{"ps-socket", 0, requiredArg}, {"stream", 0, noArg},
+		{"stream", 0, noArg},
 		{"config", 0, requiredArg}, {"tls-cacert", 0, requiredArg},
 		{"tls-cacrl", 0, requiredArg}, {"tls-cert", 0, requiredArg},
 		{"tls-key", 0, requiredArg}, {"tls", 0, noArg},
@@ -597,6 +603,15 @@ func setStatusFd(o *Options, val string, _ bool) error {
 		return fmt.Errorf("bad descriptor %q (want a positive number)", val)
 	}
 	o.StatusFd = n
+	return nil
+}
+
+func setPsSocket(o *Options, val string, _ bool) error {
+	n, err := strconv.Atoi(val)
+	if err != nil || n < 1 {
+		return fmt.Errorf("bad descriptor %q (want a positive number)", val)
+	}
+	o.PsSocket = n
 	return nil
 }
 

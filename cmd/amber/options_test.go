@@ -109,6 +109,9 @@ func TestParse(t *testing.T) {
 		{"page-server", "page-server -D d --port 27 --status-fd 5 --prev-images-dir ../p", opts(func(o *Options) {
 			o.Verb, o.ImagesDir, o.Port, o.StatusFd, o.PrevImagesDir = "page-server", "d", 27, 5, "../p"
 		})},
+		{"page-server on a connection", "page-server -D d --ps-socket 4", opts(func(o *Options) {
+			o.Verb, o.ImagesDir, o.PsSocket = "page-server", "d", 4
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +141,9 @@ func TestParseErrors(t *testing.T) {
 		{"pre-dump -t 1 --page-server --address h", "--page-server needs --address and --port"},
 		{"page-server -D d", "page-server: --port is required"},
 		{"page-server --port 70000", `bad port "70000"`},
+		{"page-server -D d --ps-socket 4 --port 5", "--ps-socket is a connection made already"},
+		{"page-server -D d --ps-socket x", `bad descriptor "x"`},
+		{"dump -t 1 --ps-socket 4", "dump --ps-socket: not supported yet"},
 		{"page-server --port 5 -d", "page-server -d/--daemon: not supported yet"},
 		{"dump", "-t/--tree PID is required"},
 		{"dump -t", "requires an argument -- 't'"},

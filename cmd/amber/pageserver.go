@@ -23,8 +23,9 @@ func pageServerAddr(o Options) string {
 
 // runPageServer receives the pages of one dump (CRIU's page-server):
 // it listens on --address (every address without) and --port, takes
-// one connection and writes the pagemap and pages images into -D until
-// the dump ends its session.
+// one connection, or with --ps-socket serves that connection, made
+// already, and writes the pagemap and pages images into -D until the
+// dump ends its session.
 func runPageServer(o Options, l *log.Logger) error {
 	dir, err := image.OpenDir(o.ImagesDir)
 	if err != nil {
@@ -34,28 +35,62 @@ func runPageServer(o Options, l *log.Logger) error {
 	if err := linkPrev(dir, o.PrevImagesDir); err != nil {
 		return fmt.Errorf("page-server: %w", err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(o.Address, strconv.Itoa(o.Port)))
+	conn, err := pageServerConn(o, l)
 	if err != nil {
 		return fmt.Errorf("page-server: %w", err)
+	}
+	defer conn.Close()
+	peer := peerName(conn)
+	l.Infof("page-server: connection from %s", peer)
+	st, err := pageserver.Serve(conn, dir, l)
+	if err != nil {
+		return fmt.Errorf("page-server: session from %s: %w", peer, err)
+	}
+	l.Infof("page-server: %d pagemaps, %d pages written, %d left to the parent images", st.Dests, st.Pages, st.Holes)
+	return nil
+}
+
+// pageServerConn is the page server's connection: --ps-socket's, or
+// the first one to --address and --port, once --status-fd says it
+// listens.
+func pageServerConn(o Options, l *log.Logger) (net.Conn, error) {
+	if o.PsSocket != 0 {
+		f := os.NewFile(uintptr(o.PsSocket), "ps-socket")
+		defer f.Close()
+		conn, err := net.FileConn(f)
+		if err != nil {
+			return nil, fmt.Errorf("--ps-socket %d: %w", o.PsSocket, err)
+		}
+		l.Infof("page-server: serving --ps-socket %d, images into %s", o.PsSocket, o.ImagesDir)
+		if err := statusReady(o.StatusFd); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.Address, strconv.Itoa(o.Port)))
+	if err != nil {
+		return nil, err
 	}
 	defer ln.Close()
 	l.Infof("page-server: listening on %s, images into %s", ln.Addr(), o.ImagesDir)
 	if err := statusReady(o.StatusFd); err != nil {
-		return fmt.Errorf("page-server: %w", err)
+		return nil, err
 	}
 	conn, err := ln.Accept()
 	if err != nil {
-		return fmt.Errorf("page-server: accept: %w", err)
+		return nil, fmt.Errorf("accept: %w", err)
 	}
-	defer conn.Close()
-	ln.Close()
-	l.Infof("page-server: connection from %s", conn.RemoteAddr())
-	st, err := pageserver.Serve(conn, dir, l)
-	if err != nil {
-		return fmt.Errorf("page-server: session from %s: %w", conn.RemoteAddr(), err)
+	return conn, nil
+}
+
+// peerName names the other end of conn: its address, if it has one.
+func peerName(conn net.Conn) string {
+	// A socket pair's end has no address: Go names it "@".
+	if a := conn.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
+		return a.String()
 	}
-	l.Infof("page-server: %d pagemaps, %d pages written, %d left to the parent images", st.Dests, st.Pages, st.Holes)
-	return nil
+	return "the --ps-socket peer"
 }
 
 // linkPrev links the images to those of the dump before

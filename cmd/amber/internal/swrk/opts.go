@@ -86,6 +86,13 @@ type settings struct {
 	// pageServer is where the pages of a dump that is not lazy go (ps:
 	// --page-server --address --port).
 	pageServer string
+	// A PAGE_SERVER request's server listens on psListen (ps's address
+	// and port), or with psFdSet serves psFd (ps.fd, a connection the
+	// client made and amber inherited); psPort is the port it answers.
+	psListen string
+	psFd     int
+	psFdSet  bool
+	psPort   int32
 	// netLock is network_lock (IPTABLES, CRIU's default, if not set),
 	// netLockSet whether it was.
 	netLock    netfilter.Method
@@ -137,6 +144,9 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	}
 	pageServer, err := pageServerOpts(kind, o)
 	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := s.serverOpts(kind, o); err != nil {
 		problems = append(problems, err.Error())
 	}
 	if o.GetLazyPages() && isDump(kind) && kind != rpc.CriuReqType_DUMP {
@@ -217,6 +227,28 @@ func pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 		return "", fmt.Errorf("ps.port: %d is no port", ps.GetPort())
 	}
 	return net.JoinHostPort(ps.GetAddress(), strconv.Itoa(int(ps.GetPort()))), nil
+}
+
+// serverOpts reads where a PAGE_SERVER or PAGE_SERVER_CHLD request's
+// page server takes its dump: ps.fd, as CRIU's service takes it, or ps's
+// address (every address without) and port.
+func (s *settings) serverOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) error {
+	if kind != rpc.CriuReqType_PAGE_SERVER && kind != rpc.CriuReqType_PAGE_SERVER_CHLD {
+		return nil
+	}
+	ps := o.GetPs()
+	s.psPort = ps.GetPort()
+	switch {
+	case ps == nil:
+		return fmt.Errorf("ps: a %s request needs ps, where its page server listens", kind)
+	case ps.Fd != nil:
+		s.psFd, s.psFdSet = int(ps.GetFd()), true
+		return nil
+	case ps.GetPort() <= 0 || ps.GetPort() > 65535:
+		return fmt.Errorf("ps.port: %d: amber's page server needs a port to listen on (or ps.fd)", ps.GetPort())
+	}
+	s.psListen = net.JoinHostPort(ps.GetAddress(), strconv.Itoa(int(ps.GetPort())))
+	return nil
 }
 
 // isDump says whether a request of type kind dumps a tree: DUMP and the

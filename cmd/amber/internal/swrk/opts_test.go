@@ -93,6 +93,8 @@ func TestTranslateBad(t *testing.T) {
 		{"page server by fd", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27), Fd: proto.Int32(4)}}, []string{"ps.fd"}},
 		{"dump options on restore", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), TrackMem: proto.Bool(true), ParentImg: proto.String("../pre"),
 			Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27)}}, []string{"track_mem: an option of pre-dumps", "parent_img", "ps"}},
+		{"page server without ps", rpc.CriuReqType_PAGE_SERVER, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3)}, []string{"ps: a PAGE_SERVER request needs ps"}},
+		{"page server on port 0", rpc.CriuReqType_PAGE_SERVER_CHLD, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1")}}, []string{"ps.port: 0"}},
 		{"auto_dedup", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), ParentImg: proto.String("../pre"), AutoDedup: proto.Bool(true)}, []string{"auto_dedup"}},
 		{"inherit_fd on dump", rpc.CriuReqType_DUMP, func() *rpc.CriuOpts {
 			o := runcOpts()
@@ -144,6 +146,22 @@ func TestTranslatePreDump(t *testing.T) {
 	o.LazyPages = proto.Bool(true)
 	if s, err = translate(rpc.CriuReqType_DUMP, o, 42); err != nil || s.pageServer != "" || s.lazyAddr != "[::1]:27" {
 		t.Errorf("lazy dump: page server %q, lazy pages at %q (%v); want none, [::1]:27", s.pageServer, s.lazyAddr, err)
+	}
+}
+
+// TestTranslatePageServer: a PAGE_SERVER request's server listens on
+// ps's address and port, or serves ps.fd, amber's inherited descriptor;
+// parent_img links its images to those of the dump before.
+func TestTranslatePageServer(t *testing.T) {
+	o := &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ParentImg: proto.String("../pre1"),
+		Ps: &rpc.CriuPageServerInfo{Address: proto.String("10.0.0.2"), Port: proto.Int32(27000)}}
+	s, err := translate(rpc.CriuReqType_PAGE_SERVER, o, 42)
+	if err != nil || s.psListen != "10.0.0.2:27000" || s.psFdSet || s.psPort != 27000 || s.parentImg != "../pre1" {
+		t.Errorf("page server: %+v (%v); want it listening on 10.0.0.2:27000 into a chain on ../pre1", s, err)
+	}
+	o.Ps = &rpc.CriuPageServerInfo{Fd: proto.Int32(9)}
+	if s, err = translate(rpc.CriuReqType_PAGE_SERVER_CHLD, o, 42); err != nil || !s.psFdSet || s.psFd != 9 || s.psListen != "" {
+		t.Errorf("page server on ps.fd: %+v (%v); want it serving descriptor 9", s, err)
 	}
 }
 

@@ -4,7 +4,8 @@
 // starts `amber swrk N` with one end as descriptor N, and sends one
 // rpc.CriuReq per packet: VERSION, CHECK, FEATURE_CHECK, DUMP, RESTORE,
 // PRE_DUMP (followed, in the same session, by more of them and the
-// dump on top, as in CRIU's service) or SINGLE_PRE_DUMP.
+// dump on top, as in CRIU's service), SINGLE_PRE_DUMP, PAGE_SERVER or
+// PAGE_SERVER_CHLD (an amber page-server started for one dump).
 // amber answers each with an rpc.CriuResp and, when the client asked for
 // notify_scripts, stops at CRIU's action-script points with a NOTIFY
 // round trip. Every request gets an answer: an unknown request type, an
@@ -116,7 +117,9 @@ func (s *session) handle(req request) (*rpc.CriuResp, error) {
 		return s.restore(req.GetOpts())
 	case rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP:
 		return s.preDump(kind, req.GetOpts())
-	case rpc.CriuReqType_PAGE_SERVER, rpc.CriuReqType_PAGE_SERVER_CHLD, rpc.CriuReqType_CPUINFO_DUMP, rpc.CriuReqType_CPUINFO_CHECK,
+	case rpc.CriuReqType_PAGE_SERVER, rpc.CriuReqType_PAGE_SERVER_CHLD:
+		return s.pageServer(kind, req.GetOpts())
+	case rpc.CriuReqType_CPUINFO_DUMP, rpc.CriuReqType_CPUINFO_CHECK,
 		rpc.CriuReqType_WAIT_PID:
 		return failure(kind, fmt.Errorf("request %s: not supported yet", kind))
 	case rpc.CriuReqType_NOTIFY:

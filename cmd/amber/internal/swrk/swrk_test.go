@@ -107,7 +107,7 @@ func TestUnknownRequest(t *testing.T) {
 		t.Fatal("session of a bad request ended without error")
 	}
 	c = newClient(t)
-	requireError(t, c.request(&rpc.CriuReq{Type: rpc.CriuReqType_PAGE_SERVER.Enum()}), rpc.CriuReqType_PAGE_SERVER, "PAGE_SERVER: not supported yet")
+	requireError(t, c.request(&rpc.CriuReq{Type: rpc.CriuReqType_CPUINFO_DUMP.Enum()}), rpc.CriuReqType_CPUINFO_DUMP, "CPUINFO_DUMP: not supported yet")
 	c = newClient(t)
 	requireError(t, c.request(&rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), KeepOpen: proto.Bool(true)}), rpc.CriuReqType_DUMP, "keep_open")
 }
