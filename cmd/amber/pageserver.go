@@ -42,7 +42,12 @@ func runPageServer(o Options, l *log.Logger) error {
 	defer conn.Close()
 	peer := peerName(conn)
 	l.Infof("page-server: connection from %s", peer)
-	st, err := pageserver.Serve(conn, dir, l)
+	serve := pageserver.Serve
+	if o.PsSocket != 0 {
+		// CRIU's --ps-socket: the connection goes on after the session.
+		serve = pageserver.ServeShared
+	}
+	st, err := serve(conn, dir, l)
 	if err != nil {
 		return fmt.Errorf("page-server: session from %s: %w", peer, err)
 	}

@@ -94,6 +94,11 @@ type Options struct {
 	// receives the pages instead of the images directory (--page-server
 	// --address --port); "" for none.
 	PageServer string
+	// PageServerConn, if set, is a connection to the page server made
+	// already (CRIU's ps.fd, --ps-socket), used in place of PageServer;
+	// the dump closes a copy of it, not it: the caller may send the next
+	// dump's pages on it.
+	PageServerConn *os.File
 	// LazyPages is where a dump --lazy-pages serves the pages it leaves
 	// out of the images (host:port, --address --port), "" for a dump
 	// that is not lazy. The tree stays frozen until a lazy-pages daemon

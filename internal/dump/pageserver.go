@@ -5,6 +5,9 @@ package dump
 // images into its own directory; every other image is written here.
 
 import (
+	"fmt"
+	"net"
+
 	"amber/internal/image"
 	"amber/internal/pageserver"
 )
@@ -13,6 +16,15 @@ import (
 // before the tree is touched: a server that cannot be reached fails the
 // dump with the tree as it was.
 func (d *dumper) connectPageServer() error {
+	if f := d.opts.PageServerConn; f != nil {
+		conn, err := net.FileConn(f)
+		if err != nil {
+			return fmt.Errorf("the page server's connection (%s): %w", f.Name(), err)
+		}
+		d.ps = pageserver.NewClient(conn, f.Name())
+		d.log.Infof("Sending pages to the page server on %s", f.Name())
+		return nil
+	}
 	if d.opts.PageServer == "" {
 		return nil
 	}

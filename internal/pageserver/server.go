@@ -52,6 +52,8 @@ type server struct {
 	// sw writes the pages with more than one CPU; nil where the
 	// connection has no descriptor to splice from.
 	sw *spliceWriter
+	// shared: the connection goes on after the session (ServeShared).
+	shared bool
 }
 
 // Serve receives one session on conn and writes its pagemap and pages
@@ -59,10 +61,27 @@ type server struct {
 // and closed the connection. If the session fails, the images it wrote
 // are removed.
 func Serve(conn io.ReadWriter, dir image.Dir, l *log.Logger) (Stats, error) {
-	if l == nil {
-		l = log.Discard()
+	return runSession(&server{conn: conn, dir: dir, log: l})
+}
+
+// ServeShared is Serve on a connection that goes on after the session,
+// as CRIU's page server serves --ps-socket (go-criu's phaul sends every
+// pre-dump and the dump over one connection, each to a page server of
+// its own): it returns once it answered the end of the session. Nothing
+// of the next session can be read with it: the client sends no more
+// until that answer.
+func ServeShared(conn io.ReadWriter, dir image.Dir, l *log.Logger) (Stats, error) {
+	return runSession(&server{conn: conn, dir: dir, log: l, shared: true})
+}
+
+// runSession serves the session of s, its connection, directory, log
+// and sharing set.
+func runSession(s *server) (Stats, error) {
+	if s.log == nil {
+		s.log = log.Discard()
 	}
-	s := &server{conn: conn, in: bufio.NewReaderSize(conn, inBuffer), dir: dir, log: l, nextID: FirstPagesID}
+	conn := s.conn
+	s.in, s.nextID = bufio.NewReaderSize(conn, inBuffer), FirstPagesID
 	sw, err := newSpliceWriter(conn)
 	if err != nil {
 		return s.stats, err
@@ -204,13 +223,17 @@ func (s *server) readFull(p []byte) error {
 }
 
 // close ends the session: every image is written and closed, the client
-// told so, and the server waits for it to close the connection.
+// told so, and, unless the connection is shared, the server waits for
+// it to close the connection.
 func (s *server) close() error {
 	if err := s.finish(); err != nil {
 		return err
 	}
 	if err := s.answer(make([]byte, 4)); err != nil {
 		return err
+	}
+	if s.shared {
+		return nil
 	}
 	var b [1]byte
 	n, err := s.in.Read(b[:])

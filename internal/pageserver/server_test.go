@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"amber/internal/image"
 	"amber/internal/mem"
@@ -281,4 +282,56 @@ func TestServeLegacyDest(t *testing.T) {
 		t.Fatal(err)
 	}
 	requirePagemap(t, dir, 10, FirstPagesID, "1000+2/4")
+}
+
+// sharedConn is a client's side of a shared connection: closing it, as
+// Client.Close does, leaves the connection open for the next session.
+type sharedConn struct{ net.Conn }
+
+func (sharedConn) Close() error { return nil }
+
+// TestServeShared: sessions one after the other on one connection, each
+// into its own directory, as go-criu's phaul sends its pre-dumps over
+// ps.fd: ServeShared returns once it answered the end of a session,
+// without the connection closing, and the next session on it writes the
+// next directory; Serve, given the same, would wait for the close.
+func TestServeShared(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	for i := range 3 {
+		dir := t.TempDir()
+		d, err := image.OpenDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := ServeShared(b, d, nil)
+			done <- err
+		}()
+		c := NewClient(sharedConn{a}, "pipe")
+		if _, err := c.OpenTask(10); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Add(0x10000, pages(byte(10*i), 2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("session %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("session %d: ServeShared did not return once it answered the close", i)
+		}
+		d.Close()
+		requirePagemap(t, dir, 10, FirstPagesID, "10000+2/4")
+		if got, err := os.ReadFile(filepath.Join(dir, "pages-65537.img")); err != nil || !bytes.Equal(got, pages(byte(10*i), 2)) {
+			t.Fatalf("session %d: its pages image does not hold its pages (%v)", i, err)
+		}
+	}
 }

@@ -88,7 +88,8 @@ type settings struct {
 	pageServer string
 	// A PAGE_SERVER request's server listens on psListen (ps's address
 	// and port), or with psFdSet serves psFd (ps.fd, a connection the
-	// client made and amber inherited); psPort is the port it answers.
+	// client made and amber inherited), which a dump's pages go to
+	// instead of pageServer; psPort is the port it answers.
 	psListen string
 	psFd     int
 	psFdSet  bool
@@ -210,9 +211,8 @@ func lazyOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 }
 
 // pageServerOpts reads the page server a dump or pre-dump without
-// lazy_pages sends its pages to: ps's address and port, both needed.
-// CRIU's ps.fd, a connection the client made, is only for a restore's
-// lazy pages.
+// lazy_pages sends its pages to: ps's address and port, both needed, or
+// ps.fd (serverOpts), a connection made already.
 func pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 	if !isDump(kind) || o.Ps == nil || o.GetLazyPages() {
 		return "", nil
@@ -220,7 +220,7 @@ func pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 	ps := o.GetPs()
 	switch {
 	case ps.Fd != nil:
-		return "", fmt.Errorf("ps.fd: not allowed on a %s (CRIU takes a connected page server only for a lazy restore)", kind)
+		return "", nil
 	case ps.GetAddress() == "":
 		return "", errors.New("ps.address: a dump to a page server needs its address")
 	case ps.GetPort() <= 0 || ps.GetPort() > 65535:
@@ -231,12 +231,17 @@ func pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 
 // serverOpts reads where a PAGE_SERVER or PAGE_SERVER_CHLD request's
 // page server takes its dump: ps.fd, as CRIU's service takes it, or ps's
-// address (every address without) and port.
+// address (every address without) and port; and ps.fd of a dump or
+// pre-dump without lazy_pages, its connection to the page server.
 func (s *settings) serverOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) error {
+	ps := o.GetPs()
+	if isDump(kind) && ps != nil && ps.Fd != nil && !o.GetLazyPages() {
+		s.psFd, s.psFdSet = int(ps.GetFd()), true
+		return nil
+	}
 	if kind != rpc.CriuReqType_PAGE_SERVER && kind != rpc.CriuReqType_PAGE_SERVER_CHLD {
 		return nil
 	}
-	ps := o.GetPs()
 	s.psPort = ps.GetPort()
 	switch {
 	case ps == nil:

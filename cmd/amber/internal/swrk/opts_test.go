@@ -90,7 +90,6 @@ func TestTranslateBad(t *testing.T) {
 		{"lazy pre-dump", rpc.CriuReqType_PRE_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), LazyPages: proto.Bool(true)}, []string{"lazy_pages", "PRE_DUMP"}},
 		{"page server without address", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Port: proto.Int32(27)}}, []string{"ps.address"}},
 		{"page server without port", rpc.CriuReqType_SINGLE_PRE_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1")}}, []string{"ps.port: 0"}},
-		{"page server by fd", rpc.CriuReqType_DUMP, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), Pid: proto.Int32(1), Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27), Fd: proto.Int32(4)}}, []string{"ps.fd"}},
 		{"dump options on restore", rpc.CriuReqType_RESTORE, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), TrackMem: proto.Bool(true), ParentImg: proto.String("../pre"),
 			Ps: &rpc.CriuPageServerInfo{Address: proto.String("::1"), Port: proto.Int32(27)}}, []string{"track_mem: an option of pre-dumps", "parent_img", "ps"}},
 		{"page server without ps", rpc.CriuReqType_PAGE_SERVER, &rpc.CriuOpts{ImagesDirFd: proto.Int32(3)}, []string{"ps: a PAGE_SERVER request needs ps"}},
@@ -143,6 +142,11 @@ func TestTranslatePreDump(t *testing.T) {
 	if s, err = translate(rpc.CriuReqType_DUMP, o, 42); err != nil || !s.trackMem || s.pageServer != "[::1]:27" {
 		t.Errorf("dump to a page server: track_mem %v, page server %q (%v); want true, [::1]:27", s.trackMem, s.pageServer, err)
 	}
+	o.Ps.Fd = proto.Int32(9)
+	if s, err = translate(rpc.CriuReqType_PRE_DUMP, o, 42); err != nil || s.pageServer != "" || !s.psFdSet || s.psFd != 9 {
+		t.Errorf("pre-dump to a page server on ps.fd: page server %q, ps.fd %v %d (%v); want descriptor 9", s.pageServer, s.psFdSet, s.psFd, err)
+	}
+	o.Ps.Fd = nil
 	o.LazyPages = proto.Bool(true)
 	if s, err = translate(rpc.CriuReqType_DUMP, o, 42); err != nil || s.pageServer != "" || s.lazyAddr != "[::1]:27" {
 		t.Errorf("lazy dump: page server %q, lazy pages at %q (%v); want none, [::1]:27", s.pageServer, s.lazyAddr, err)

@@ -29,7 +29,11 @@ func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
 		return dumpResp(failure(kind, err))
 	}
 	defer closeLog()
-	opts := s.dumpOptions(st, l)
+	opts, err := s.dumpOptions(st, l)
+	if err != nil {
+		return dumpResp(failure(kind, err))
+	}
+	defer closeConn(opts.PageServerConn)
 	l.Infof("dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
 	if err := dump.Run(opts); err != nil {
 		l.Errorf("%v", err)
@@ -50,7 +54,11 @@ func (s *session) preDump(kind rpc.CriuReqType, o *rpc.CriuOpts) (*rpc.CriuResp,
 		return failure(kind, err)
 	}
 	defer closeLog()
-	opts := s.dumpOptions(st, l)
+	opts, err := s.dumpOptions(st, l)
+	if err != nil {
+		return failure(kind, err)
+	}
+	defer closeConn(opts.PageServerConn)
 	opts.PreDump, opts.Notify = true, nil
 	l.Infof("pre-dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
 	if err := dump.Run(opts); err != nil {
@@ -62,8 +70,10 @@ func (s *session) preDump(kind rpc.CriuReqType, o *rpc.CriuOpts) (*rpc.CriuResp,
 }
 
 // dumpOptions are the options of dump.Run that st asks for, logging to
-// l.
-func (s *session) dumpOptions(st settings, l *log.Logger) dump.Options {
+// l. A page server's connection (ps.fd) is a copy of amber's
+// descriptor, which the caller closes (closeConn): the next request may
+// use the descriptor again, as go-criu's phaul does.
+func (s *session) dumpOptions(st settings, l *log.Logger) (dump.Options, error) {
 	opts := dump.Options{
 		Pid: st.pid, ImagesDir: st.imagesDir, LeaveRunning: st.leaveRunning, ShellJob: st.shellJob,
 		TCPEstablished: st.tcpEstablished, TCPClose: st.tcpClose, FileLocks: st.fileLocks, LinkRemap: st.linkRemap, TCPSkipInFlight: st.tcpSkipInFlight, GhostLimit: st.ghostLimit, Timeout: st.timeout, Log: l,
@@ -76,7 +86,21 @@ func (s *session) dumpOptions(st settings, l *log.Logger) dump.Options {
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
 	}
-	return opts
+	if st.psFdSet {
+		fd, err := unix.FcntlInt(uintptr(st.psFd), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return opts, fmt.Errorf("ps.fd %d: %w", st.psFd, err)
+		}
+		opts.PageServerConn = os.NewFile(uintptr(fd), fmt.Sprintf("ps.fd %d", st.psFd))
+	}
+	return opts, nil
+}
+
+// closeConn closes a copy of a page server's connection, if any.
+func closeConn(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 // dumpResp adds CRIU's dump answer: the dumped tree was not restored.
