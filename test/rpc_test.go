@@ -232,9 +232,13 @@ func testRPCUnknownRequest(t *testing.T) {
 	if resp.GetSuccess() || !strings.Contains(resp.GetCrErrmsg(), "opts.128: unknown option") {
 		t.Fatalf("DUMP with option 128: %v", resp)
 	}
-	err = newCriu(t).StartPageServer(&rpc.CriuOpts{ImagesDirFd: proto.Int32(-1)})
-	if err == nil || !strings.Contains(err.Error(), "PAGE_SERVER: not supported yet") {
-		t.Fatalf("PAGE_SERVER: %v; want an error response saying it is not supported", err)
+	err = newCriu(t).StartPageServer(&rpc.CriuOpts{ImagesDirFd: proto.Int32(-1), ImagesDir: proto.String(t.TempDir())})
+	if err == nil || !strings.Contains(err.Error(), "ps: a PAGE_SERVER request needs ps") {
+		t.Fatalf("PAGE_SERVER without ps: %v; want an error response naming ps", err)
+	}
+	resp, _ = rawCall(t, &rpc.CriuReq{Type: rpc.CriuReqType_CPUINFO_DUMP.Enum()})
+	if resp.GetSuccess() || !strings.Contains(resp.GetCrErrmsg(), "CPUINFO_DUMP: not supported yet") {
+		t.Fatalf("CPUINFO_DUMP: %v; want an error response saying it is not supported", resp)
 	}
 }
 
