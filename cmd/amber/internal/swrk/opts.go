@@ -182,7 +182,11 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.cgMode, s.cgRoots, s.freezeCgroup = cgMode, cgRoots, o.GetFreezeCgroup()
 	s.cgYard = o.GetCgroupYard()
 	if s.cgYard != "" && !filepath.IsAbs(s.cgYard) {
-		s.cgYard = filepath.Join(s.workDir, s.cgYard)
+		// Not filepath.Join: the work directory is a descriptor's magic
+		// link (/proc/PEER/fd/N), which the kernel must follow before a
+		// ".." of the yard's path is taken, as CRIU's service resolves
+		// it from the work directory it changed into.
+		s.cgYard = s.workDir + "/" + s.cgYard
 	}
 	s.emptyNet = o.GetEmptyNs()&emptyNsNet != 0
 	s.orphanPts = o.GetOrphanPtsMaster()

@@ -41,7 +41,7 @@ func TestTranslateDump(t *testing.T) {
 		pid: 1234, leaveRunning: true, shellJob: true, tcpEstablished: true, fileLocks: true, linkRemap: true, tcpSkipInFlight: true, extUnixSk: true, ghostLimit: 4096, timeout: 3 * time.Second,
 		root:   "/",
 		cgMode: cgroups.Full, cgRoots: []cgroups.Root{{Controller: "cpu", Path: "/c2"}}, freezeCgroup: "/sys/fs/cgroup/freezer/c1",
-		cgYard:   "/proc/42/fd/yard",
+		cgYard:   "/proc/42/fd/7/../yard",
 		emptyNet: true,
 	}
 	if !reflect.DeepEqual(got, want) {
