@@ -591,3 +591,52 @@ func TestPageServerPsSocket(t *testing.T) {
 		t.Fatalf("pages image: %d bytes, %v; not the pages sent", len(got), err)
 	}
 }
+
+// TestPageServerPsSocketDump: `amber pre-dump` and `amber dump
+// --page-server --ps-socket FD` send their pages over a connection made
+// already, one end of a socket pair whose other end `amber page-server
+// --ps-socket` serves, a server for each; the restore of the chain the
+// servers wrote passes the program's check.
+func TestPageServerPsSocketDump(t *testing.T) {
+	c := startCase(t, "predump_writer")
+	tree := descendants(c.pid)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cln, srv := os.NewFile(uintptr(fds[0]), "client"), os.NewFile(uintptr(fds[1]), "server")
+	defer cln.Close()
+	defer srv.Close()
+	run := func(files []*os.File, args ...string) *exec.Cmd {
+		ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
+		t.Cleanup(cancel)
+		cmd := exec.CommandContext(ctx, testEnv.amber, args...)
+		cmd.Dir, cmd.ExtraFiles = c.dir, files
+		return cmd
+	}
+	for _, step := range []struct{ verb, dir, prev string }{{"pre-dump", "pre1", ""}, {"dump", "images", "../pre1"}} {
+		if err := os.MkdirAll(filepath.Join(c.dir, step.dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		sargs := []string{"page-server", "-D", step.dir, "--ps-socket", "3", "-v4", "-o", "page-server.log"}
+		dargs := []string{step.verb, "-t", strconv.Itoa(c.pid), "-D", step.dir, "--page-server", "--ps-socket", "3", "-v4", "-o", "dump.log"}
+		if step.prev != "" {
+			sargs = append(sargs, "--prev-images-dir", step.prev)
+			dargs = append(dargs, "--prev-images-dir", step.prev, "--track-mem")
+		}
+		server := run([]*os.File{srv}, sargs...)
+		if err := server.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out, derr := run([]*os.File{cln}, dargs...).CombinedOutput()
+		serr := server.Wait()
+		if derr != nil || serr != nil {
+			log, _ := os.ReadFile(filepath.Join(c.dir, step.dir, "page-server.log"))
+			t.Fatalf("%s: %v\n%s\npage server: %v\n%s", step.verb, derr, out, serr, log)
+		}
+	}
+	c.reapDumped(tree)
+	c.requireIncremental("images")
+	c.mustRestoreDetached()
+	c.mustPass()
+}

@@ -155,6 +155,7 @@ func runDump(o Options, l *log.Logger) error {
 		PreDump:         o.Verb == "pre-dump",
 		PrevImagesDir:   o.PrevImagesDir,
 		PageServer:      pageServerAddr(o),
+		PageServerConn:  psSocket(o),
 		LazyPages:       lazyPagesAddr(o),
 		LazyReady:       func() error { return statusReady(o.StatusFd) },
 		Fault:           faultHook(),

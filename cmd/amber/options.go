@@ -68,7 +68,7 @@ type Options struct {
 	Address    string // --address: the page server's address (page-server: where it listens)
 	Port       int    // --port: the page server's TCP port (0: not given)
 	StatusFd   int    // --status-fd: page-server writes a zero byte there once it listens (0: none)
-	PsSocket   int    // --ps-socket: page-server serves this connected socket instead of listening (0: none)
+	PsSocket   int    // --ps-socket: a connection made already, which page-server serves and a dump's pages go to (0: none)
 	LazyPages  bool   // --lazy-pages: restore leaves private anonymous memory to the lazy-pages daemon
 
 	To            string         // migrate --to HOST:PORT: the destination's amber receive
@@ -214,12 +214,12 @@ func (o Options) validate() error {
 		return fmt.Errorf("%s: excessive parameters %q", o.Verb, o.Args)
 	case (o.Verb == "dump" || o.Verb == "pre-dump") && o.Tree == 0:
 		return fmt.Errorf("%s: -t/--tree PID is required", o.Verb)
-	case o.PageServer && (o.Address == "" || o.Port == 0):
-		return fmt.Errorf("%s: --page-server needs --address and --port", o.Verb)
+	case o.PageServer && o.PsSocket == 0 && (o.Address == "" || o.Port == 0):
+		return fmt.Errorf("%s: --page-server needs --address and --port (or --ps-socket)", o.Verb)
 	case o.Verb == "page-server":
 		return o.validatePageServer()
-	case o.PsSocket != 0:
-		return fmt.Errorf("%s --ps-socket: %w (only page-server serves a connection made already)", o.Verb, errNotSupported)
+	case o.PsSocket != 0 && (!o.PageServer || (o.Verb != "dump" && o.Verb != "pre-dump")):
+		return fmt.Errorf("%s --ps-socket: a connection to the page server made already: an option of page-server, and of dump and pre-dump with --page-server", o.Verb)
 	case o.Verb == "migrate" || o.Verb == "receive":
 		return o.validateMigrate()
 	case len(o.InheritFds) > 0 && o.Verb != "restore":

@@ -112,6 +112,9 @@ func TestParse(t *testing.T) {
 		{"page-server on a connection", "page-server -D d --ps-socket 4", opts(func(o *Options) {
 			o.Verb, o.ImagesDir, o.PsSocket = "page-server", "d", 4
 		})},
+		{"pre-dump to a page server's connection", "pre-dump -t 1 --page-server --ps-socket 4", opts(func(o *Options) {
+			o.Verb, o.Tree, o.PageServer, o.PsSocket = "pre-dump", 1, true, 4
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,7 +146,8 @@ func TestParseErrors(t *testing.T) {
 		{"page-server --port 70000", `bad port "70000"`},
 		{"page-server -D d --ps-socket 4 --port 5", "--ps-socket is a connection made already"},
 		{"page-server -D d --ps-socket x", `bad descriptor "x"`},
-		{"dump -t 1 --ps-socket 4", "dump --ps-socket: not supported yet"},
+		{"dump -t 1 --ps-socket 4", "dump --ps-socket: a connection to the page server made already"},
+		{"restore --ps-socket 4 --page-server", "restore --ps-socket"},
 		{"page-server --port 5 -d", "page-server -d/--daemon: not supported yet"},
 		{"dump", "-t/--tree PID is required"},
 		{"dump -t", "requires an argument -- 't'"},

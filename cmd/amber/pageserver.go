@@ -15,10 +15,19 @@ import (
 // pageServerAddr is the page server a dump sends its pages to, "" for
 // none.
 func pageServerAddr(o Options) string {
-	if !o.PageServer {
+	if !o.PageServer || o.PsSocket != 0 {
 		return ""
 	}
 	return net.JoinHostPort(o.Address, strconv.Itoa(o.Port))
+}
+
+// psSocket is a dump's connection to its page server made already
+// (--page-server --ps-socket FD), nil for none.
+func psSocket(o Options) *os.File {
+	if !o.PageServer || o.PsSocket == 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(o.PsSocket), fmt.Sprintf("--ps-socket %d", o.PsSocket))
 }
 
 // runPageServer receives the pages of one dump (CRIU's page-server):
