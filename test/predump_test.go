@@ -439,3 +439,32 @@ func TestPreDumpChainUserns(t *testing.T) {
 	c.requireNewPidNamespace(pidfile)
 	c.mustPass()
 }
+
+// TestPreDumpPrograms pre-dumps programs of the table, dumps them on top
+// and restores the chain: each checks its own state. shm_anon_priv maps
+// anonymous shared memory privately too, which the dump writes as a
+// memfd: the pre-dump must take its mappings so as well (zdtm's
+// shmemfd-priv with --pre failed on it).
+func TestPreDumpPrograms(t *testing.T) {
+	for _, name := range []string{"shm_anon_priv", "fork_cow", "threads_tls", "memfd_fork"} {
+		t.Run(name, func(t *testing.T) {
+			c := startCase(t, name)
+			children := descendants(c.pid)
+			pre := filepath.Join(c.dir, "pre1")
+			if err := os.Mkdir(pre, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// These programs wait for their signal: they run on, but
+			// use no CPU time to show it (mustPreDump's check).
+			if r := c.amber(program{}, "pre-dump", "-t", strconv.Itoa(c.pid), "-D", pre, "-v4", "-o", "dump.log"); r.err != nil {
+				t.Fatalf("pre-dump failed: %v", r)
+			}
+			if !alive(c.pid) {
+				t.Fatalf("pid %d gone after the pre-dump", c.pid)
+			}
+			c.mustDumpOnto("../pre1", children...)
+			c.mustRestoreDetached()
+			c.mustPass()
+		})
+	}
+}

@@ -47,12 +47,9 @@ func (d *dumper) dumpTree(tree *frozenTree) error {
 		return err
 	}
 	d.fds.InTree = tree.hasTask
-	asMemfd, err := privateShmem(tree, d.shmemDev)
-	if err != nil {
+	if err := d.findPrivateShmem(tree); err != nil {
 		return err
 	}
-	d.shmemMemfd = func(ino uint64) bool { return asMemfd[ino] }
-	d.fds.ShmemAsMemfd = d.shmemMemfd
 	if id, ok := ns.Own(namespaces.IPC); ok {
 		d.shm.ipcNS = &ipcNamespace{id: id, pid: tree.procs[0].pid}
 	}
@@ -233,6 +230,19 @@ func (d *dumper) dumpCow(p *frozenProc, mmE *mm.MmEntry, runs []mem.Run, mms map
 		return err
 	}
 	return mem.WriteCow(d.dir, d.pids.of(p.pid), cow)
+}
+
+// findPrivateShmem finds which objects of anonymous shared memory the
+// dump writes as memfds (privateShmem), for the mappings and the
+// descriptors alike; a pre-dump's mappings need it as the dump's do.
+func (d *dumper) findPrivateShmem(tree *frozenTree) error {
+	asMemfd, err := privateShmem(tree, d.shmemDev)
+	if err != nil {
+		return err
+	}
+	d.shmemMemfd = func(ino uint64) bool { return asMemfd[ino] }
+	d.fds.ShmemAsMemfd = d.shmemMemfd
+	return nil
 }
 
 // privateShmem finds the objects of anonymous shared memory that a

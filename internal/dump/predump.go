@@ -30,6 +30,9 @@ func (d *dumper) preDumpTree(tree *frozenTree) error {
 	if _, err := d.namespaces(tree); err != nil {
 		return err
 	}
+	if err := d.findPrivateShmem(tree); err != nil {
+		return err
+	}
 	var entries []proto.Message
 	for i, p := range tree.procs {
 		entries = append(entries, pstreeEntry(p, d.pids))
