@@ -1,9 +1,13 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"amber/internal/image"
@@ -100,4 +104,66 @@ func runcPageCounts(t *testing.T, dir string) (present, inParent uint64) {
 		}
 	}
 	return present, inParent
+}
+
+// TestRuncLazyPages migrates a runc container lazily, as runc's own
+// lazy migration goes, with amber as criu: `runc checkpoint
+// --lazy-pages --page-server --status-fd` leaves the container's memory
+// out of its images and serves it, and says so on its status descriptor
+// (CRIU's status-ready notification, which runc turns into that byte);
+// `amber lazy-pages` then fetches it for `runc restore --lazy-pages` of
+// a second container, whose counter goes on from where it was, and the
+// checkpoint ends once every page went over, the first container gone.
+func TestRuncLazyPages(t *testing.T) {
+	c := newRuncCase(t)
+	c.mustRunc("run", "-d", "--bundle", c.bundle, c.id)
+	n := c.waitAbove(3)
+	port := strconv.Itoa(freePort(t))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), amberTimeout)
+	defer cancel()
+	ck := exec.CommandContext(ctx, "runc", "--root", c.state, "--criu", testEnv.amber, "checkpoint", "--lazy-pages",
+		"--page-server", "127.0.0.1:"+port, "--status-fd", "3", "--image-path", c.images, "--work-path", c.work, c.id)
+	var ckOut strings.Builder
+	ck.ExtraFiles, ck.Stdout, ck.Stderr = []*os.File{w}, &ckOut, &ckOut
+	if err := ck.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	var b [1]byte
+	if n, err := r.Read(b[:]); n != 1 || b[0] != 0 {
+		ck.Wait()
+		t.Fatalf("runc checkpoint --lazy-pages: no ready byte on --status-fd (%v)\n%s\n%s", err, ckOut.String(), c.logs())
+	}
+	lazy := exec.CommandContext(ctx, testEnv.amber, "lazy-pages", "--page-server", "--address", "127.0.0.1", "--port", port,
+		"-D", c.images, "-v4", "-o", filepath.Join(c.work, "lazy-pages.log"))
+	if err := lazy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id := c.id + "-2"
+	t.Cleanup(func() { c.runc("delete", "-f", id) })
+	if out, err := c.runc("restore", "-d", "--lazy-pages", "--image-path", c.images, "--work-path", c.work, "--bundle", c.bundle, id); err != nil {
+		t.Fatalf("restore: %v\n%s\n%s", err, out, c.logs())
+	}
+	if err := lazy.Wait(); err != nil {
+		b, _ := os.ReadFile(filepath.Join(c.work, "lazy-pages.log"))
+		t.Fatalf("amber lazy-pages: %v\n%s", err, b)
+	}
+	if err := ck.Wait(); err != nil {
+		t.Fatalf("runc checkpoint --lazy-pages: %v\n%s\n%s", err, ckOut.String(), c.logs())
+	}
+	restored := c.id
+	c.id = id
+	after := c.counter()
+	if after < n {
+		t.Fatalf("counter %d after the restore, was %d before the checkpoint: it started again", after, n)
+	}
+	c.waitAbove(after)
+	if out, err := exec.Command("runc", "--root", c.state, "state", restored).CombinedOutput(); err == nil {
+		t.Fatalf("the checkpointed container %s is still there after the migration:\n%s", restored, out)
+	}
 }

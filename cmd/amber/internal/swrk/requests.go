@@ -85,6 +85,10 @@ func (s *session) dumpOptions(st settings, l *log.Logger) (dump.Options, error) 
 	}
 	if st.notify {
 		opts.Notify = func(action string) error { return s.c.notify(action, 0) }
+		// CRIU's status-ready: a lazy dump serves its pages. runc
+		// writes its --status-fd then, for whoever waits to start the
+		// lazy-pages daemon.
+		opts.LazyReady = func() error { return s.c.notify("status-ready", 0) }
 	}
 	if st.psFdSet {
 		fd, err := unix.FcntlInt(uintptr(st.psFd), unix.F_DUPFD_CLOEXEC, 3)
