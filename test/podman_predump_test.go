@@ -7,12 +7,9 @@ import (
 	"testing"
 )
 
-// podmanKeeper is runcKeeper writing its counter to stdout too, as
-// podmanCounter does: a string built before any pre-checkpoint, checked
-// on every turn.
-const podmanKeeper = "x=$(/bin/busybox seq 1 30000); n=${#x}; i=0; " +
-	"while true; do i=$((i+1)); if [ ${#x} != $n ]; then echo lost > /tmp/bad; exit 1; fi; " +
-	"echo $i > /tmp/counter; echo $i; /bin/busybox sleep 0.1; done"
+// podmanKeeper is the loop for Podman: the counter on stdout too, as
+// podmanCounter writes it.
+var podmanKeeper = keeperLoop("echo $i; ")
 
 // TestPodmanPreCheckpoint: Podman's pre-checkpoint (`podman container
 // checkpoint --pre-checkpoint`, runc's --pre-dump) with amber as criu

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"golang.org/x/sys/unix"
 
 	"amber/internal/image"
@@ -248,6 +249,12 @@ func (c *zcase) pageCountsOf(dir string, pid int) (present, inParent uint64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	return countPages(entries)
+}
+
+// countPages counts the pages of a pagemap's entries: in its pages
+// image, and left to the parent images.
+func countPages(entries []*pagemap.PagemapEntry) (present, inParent uint64) {
 	for _, e := range entries {
 		switch {
 		case e.GetFlags()&mem.PEPresent != 0:

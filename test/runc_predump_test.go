@@ -14,14 +14,20 @@ import (
 	"amber/internal/mem"
 )
 
-// runcKeeper is the container's program for the pre-dump tests: a string
-// of 30,000 numbers built once, before any pre-dump, and checked against
-// its length on every turn of the counter loop. Its pages, never written
-// again, are left to the pre-dump by the dump on top: a restore that
-// lost them kills the loop, which then writes /tmp/bad.
-const runcKeeper = "x=$(/bin/busybox seq 1 30000); n=${#x}; i=0; " +
-	"while true; do i=$((i+1)); if [ ${#x} != $n ]; then echo lost > /tmp/bad; exit 1; fi; " +
-	"echo $i > /tmp/counter; /bin/busybox sleep 0.1; done"
+// keeperLoop is the loop of the pre-dump tests' container program: a
+// string of 30,000 numbers built once, before any pre-dump, and checked
+// against its length on every turn of a counter loop. Its pages, never
+// written again, are left to the pre-dump by the dump on top: a restore
+// that lost them stops the loop, which then writes /tmp/bad. Each turn
+// ends with then, and a tenth of a second's sleep.
+func keeperLoop(then string) string {
+	return "x=$(/bin/busybox seq 1 30000); n=${#x}; i=0; " +
+		"while true; do i=$((i+1)); if [ ${#x} != $n ]; then echo lost > /tmp/bad; exit 1; fi; " +
+		"echo $i > /tmp/counter; " + then + "/bin/busybox sleep 0.1; done"
+}
+
+// runcKeeper is the loop for runc: the counter on its tmpfs.
+var runcKeeper = keeperLoop("")
 
 // TestRuncPreDump checkpoints a runc container as `runc checkpoint
 // --pre-dump` and `--parent-path` do, with amber as criu: two pre-dumps
@@ -94,14 +100,8 @@ func runcPageCounts(t *testing.T, dir string) (present, inParent uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range entries {
-			switch {
-			case e.GetFlags()&mem.PEPresent != 0:
-				present += mem.NrPages(e)
-			case e.GetFlags()&mem.PEParent != 0:
-				inParent += mem.NrPages(e)
-			}
-		}
+		pr, ip := countPages(entries)
+		present, inParent = present+pr, inParent+ip
 	}
 	return present, inParent
 }

@@ -417,8 +417,8 @@ func optionTable() []option {
 		{"address", 0, requiredArg, setString(func(o *Options) *string { return &o.Address })},
 		{"port", 0, requiredArg, setPort},
 		{"lazy-pages", 0, noArg, setFlag(func(o *Options) *bool { return &o.LazyPages }, true)},
-		{"status-fd", 0, requiredArg, setStatusFd},
-		{"ps-socket", 0, requiredArg, setPsSocket},
+		{"status-fd", 0, requiredArg, setFd(func(o *Options) *int { return &o.StatusFd })},
+		{"ps-socket", 0, requiredArg, setFd(func(o *Options) *int { return &o.PsSocket })},
 		{"to", 0, requiredArg, setString(func(o *Options) *string { return &o.To })},
 		{"max-iters", 0, requiredArg, setMaxIters},
 		{"lazy", 0, noArg, setFlag(func(o *Options) *bool { return &o.Lazy }, true)},
@@ -597,22 +597,16 @@ func setPort(o *Options, val string, _ bool) error {
 	return nil
 }
 
-func setStatusFd(o *Options, val string, _ bool) error {
-	n, err := strconv.Atoi(val)
-	if err != nil || n < 1 {
-		return fmt.Errorf("bad descriptor %q (want a positive number)", val)
+// setFd sets the descriptor number field returns, a positive one.
+func setFd(field func(o *Options) *int) func(o *Options, val string, _ bool) error {
+	return func(o *Options, val string, _ bool) error {
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad descriptor %q (want a positive number)", val)
+		}
+		*field(o) = n
+		return nil
 	}
-	o.StatusFd = n
-	return nil
-}
-
-func setPsSocket(o *Options, val string, _ bool) error {
-	n, err := strconv.Atoi(val)
-	if err != nil || n < 1 {
-		return fmt.Errorf("bad descriptor %q (want a positive number)", val)
-	}
-	o.PsSocket = n
-	return nil
 }
 
 func setRounds(o *Options, val string, _ bool) error {
