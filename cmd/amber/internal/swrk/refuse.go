@@ -35,8 +35,8 @@ func (r refusal) appliesTo(kind rpc.CriuReqType) bool {
 
 // Reasons shared by several options.
 const (
-	noNamespaces = "not supported yet: amber does not dump or restore namespaces"
-	noMounts     = "not supported yet: amber does not dump or restore mount namespaces"
+	noNamespaces = "not supported yet: amber makes the tree's namespaces anew, joining only a network namespace named by external net[INO]:KEY"
+	noMounts     = "not supported yet: amber restores the mounts its images hold, the external ones named by ext_mnt"
 	noCgroups    = "not supported yet: amber saves CRIU's built-in cgroup properties of every controller"
 	dumpOnly     = "an option of pre-dumps and dumps"
 	notYet       = "not supported yet"
