@@ -187,3 +187,11 @@ func TestLazyRestoreNoDaemon(t *testing.T) {
 	requireFailure(t, r, "lazy-pages.socket")
 	c.requireLive()
 }
+
+// TestLazyRestoreDroppable restores droppable_dump lazily: its
+// MAP_DROPPABLE mapping, which userfaultfd refuses to register, is
+// restored as it is (empty), its private memory lazily (zdtm's maps02
+// and maps11 failed on it).
+func TestLazyRestoreDroppable(t *testing.T) {
+	startCase(t, "droppable_dump").mustRestoreLazily()
+}

@@ -49,13 +49,15 @@ const remoteSrc = -1
 
 // CanBeLazy reports whether the pages of a dumped VMA may come in
 // lazily: private anonymous memory, as CRIU's lazy restore does, but for
-// what is locked (mlock populates it at once) and hugetlb memory, which
-// userfaultfd fills by huge pages that the images need not hold whole.
+// what is locked (mlock populates it at once), hugetlb memory, which
+// userfaultfd fills by huge pages that the images need not hold whole,
+// and MAP_DROPPABLE memory, which userfaultfd refuses to register
+// (EINVAL) and whose pages no dump saves anyway (savedAtDump).
 func CanBeLazy(v *vma.VmaEntry) bool {
 	if v.GetStatus()&StatusAnonPrivate == 0 || v.GetStatus()&(StatusVdso|StatusVvar|StatusVsyscall|StatusAnonShared) != 0 {
 		return false
 	}
-	return v.GetFlags()&(unix.MAP_LOCKED|unix.MAP_HUGETLB|unix.MAP_SHARED) == 0
+	return v.GetFlags()&(unix.MAP_LOCKED|unix.MAP_HUGETLB|unix.MAP_SHARED|unix.MAP_DROPPABLE) == 0
 }
 
 // lazyVMAs marks the VMAs whose pages a lazy restore leaves out (none

@@ -6,6 +6,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"amber/internal/plan"
@@ -40,6 +41,21 @@ func TestPlanRestoreLazy(t *testing.T) {
 	wantAreas := []Run{{0x50_0000, 0x50_6000}, {0x60_0000, 0x60_8000}}
 	if !slices.Equal(in.Lazy.Areas, wantAreas) {
 		t.Errorf("areas %x, want %x", in.Lazy.Areas, wantAreas)
+	}
+}
+
+// TestPlanRestoreLazyDroppable: a MAP_DROPPABLE mapping, which
+// userfaultfd refuses to register, is no lazy area, and the private
+// anonymous memory beside it is one.
+func TestPlanRestoreLazyDroppable(t *testing.T) {
+	drop := anonVMA(0x50_0000, 4, rw)
+	drop.Flags = proto.Uint32(drop.GetFlags() | unix.MAP_DROPPABLE)
+	vmas := []*vma.VmaEntry{drop, anonVMA(0x60_0000, 2, rw)}
+	in := memInput(vmas, []*pagemap.PagemapEntry{present(0x60_0000, 2)})
+	in.Lazy = &LazyPages{}
+	planMem(t, in)
+	if want := []Run{{0x60_0000, 0x60_2000}}; !slices.Equal(in.Lazy.Areas, want) {
+		t.Errorf("areas %x, want %x (not the droppable mapping)", in.Lazy.Areas, want)
 	}
 }
 
