@@ -377,6 +377,13 @@ func keyOf(st os.FileInfo) fileKey {
 	return fileKey{}
 }
 
+// sameFile tells whether a and b are the stats of one file: os.SameFile
+// says no to any stat it did not make itself, as fstatInfo's are.
+func sameFile(a, b os.FileInfo) bool {
+	k := keyOf(a)
+	return k != (fileKey{}) && k == keyOf(b)
+}
+
 func inode(st os.FileInfo) uint64 {
 	if s, ok := st.Sys().(*syscall.Stat_t); ok {
 		return s.Ino

@@ -145,7 +145,7 @@ func kindOf(m os.FileMode) string {
 // ends so), else it lives on under another hard link, which amber does
 // not look for: with --link-remap the dump links it back (linkremap.go).
 func (d *Dumper) addLinked(at, link string, pos uint64, st os.FileInfo, flags uint32) (uint32, error) {
-	if now, err := d.Table.stat(link); err == nil && os.SameFile(now, st) {
+	if now, err := d.Table.stat(link); err == nil && sameFile(now, st) {
 		return d.Table.addReg(link, flags, pos, st), nil
 	}
 	name := strings.TrimSuffix(link, " (deleted)")

@@ -85,7 +85,7 @@ func (d *Dumper) linkBack(at, name string, st os.FileInfo) (uint32, error) {
 func (d *Dumper) linkAt(at, lname string, st os.FileInfo) (bool, error) {
 	err := d.Table.root.Link(at, lname)
 	if errors.Is(err, unix.EEXIST) {
-		if now, serr := d.Table.root.Lstat(lname); serr == nil && os.SameFile(now, st) {
+		if now, serr := d.Table.root.Lstat(lname); serr == nil && sameFile(now, st) {
 			return false, nil
 		}
 		return false, fmt.Errorf("%s exists and is another file: remove it", lname)
