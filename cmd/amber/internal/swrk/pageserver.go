@@ -43,11 +43,15 @@ func startPageServer(st settings) (int, error) {
 		return 0, err
 	}
 	defer r.Close()
+	defer w.Close() // closed once the page server has it, or on failure
 	args := []string{"page-server", "-D", st.imagesDir, "-v" + strconv.Itoa(st.logLevel), "--status-fd", "3"}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.ExtraFiles = []*os.File{w}
 	if st.psFdSet {
-		sock := os.NewFile(uintptr(st.psFd), "ps.fd")
+		sock, err := dupPsFd(st.psFd)
+		if err != nil {
+			return 0, err
+		}
 		defer sock.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, sock)
 		args = append(args, "--ps-socket", "4")

@@ -91,13 +91,23 @@ func (s *session) dumpOptions(st settings, l *log.Logger) (dump.Options, error) 
 		opts.LazyReady = func() error { return s.c.notify("status-ready", 0) }
 	}
 	if st.psFdSet {
-		fd, err := unix.FcntlInt(uintptr(st.psFd), unix.F_DUPFD_CLOEXEC, 3)
+		f, err := dupPsFd(st.psFd)
 		if err != nil {
-			return opts, fmt.Errorf("ps.fd %d: %w", st.psFd, err)
+			return opts, err
 		}
-		opts.PageServerConn = os.NewFile(uintptr(fd), fmt.Sprintf("ps.fd %d", st.psFd))
+		opts.PageServerConn = f
 	}
 	return opts, nil
+}
+
+// dupPsFd is a copy of ps.fd, amber's descriptor fd, which the session
+// keeps for the requests after this one.
+func dupPsFd(fd int) (*os.File, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return nil, fmt.Errorf("ps.fd %d: %w", fd, err)
+	}
+	return os.NewFile(uintptr(nfd), fmt.Sprintf("ps.fd %d", fd)), nil
 }
 
 // closeConn closes a copy of a page server's connection, if any.
