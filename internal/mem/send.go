@@ -37,8 +37,9 @@ type PageSink interface {
 // has them. Once they are sent, the pagemap of what was sent is written
 // to record (with no pages image), for a later dump on top to know what
 // its parent holds; with record nil, no dump can come on top (the tree
-// does not outlive this one) and none is written. Stats.Sum is left zero: the receiver's images are not
-// the dump's to vouch for. With lazy, the pages a lazy restore may bring
+// does not outlive this one) and none is written. Stats.Sum is left
+// zero: the receiver's images are not the dump's to vouch for. With
+// lazy, the pages a lazy restore may bring
 // in later are sent as PE_LAZY entries without contents, and Stats.Lazy
 // serves them from t while it stays frozen, as DumpPages does. With par,
 // the parasite in t, and a sink that takes pages from pipes, the pages

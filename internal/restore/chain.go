@@ -106,7 +106,7 @@ func loadLayer(dir image.Dir, pid int) (layer, error) {
 
 // parentLayers are the task's layers for its memory's plan, each pages
 // image named as the task opens it: how is known only once the tree's
-// namespaces are made (tasksViaProc, tasksVia).
+// namespaces are made (image.Dir.TasksViaProc, TasksVia).
 func (t *taskImages) parentLayers() []mem.PagesLayer {
 	out := make([]mem.PagesLayer, len(t.layers))
 	for i, l := range t.layers {
