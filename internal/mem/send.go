@@ -39,11 +39,11 @@ type PageSink interface {
 // its parent holds; with record nil, no dump can come on top (the tree
 // does not outlive this one) and none is written. Stats.Sum is left
 // zero: the receiver's images are not the dump's to vouch for. With
-// lazy, the pages a lazy restore may bring
-// in later are sent as PE_LAZY entries without contents, and Stats.Lazy
-// serves them from t while it stays frozen, as DumpPages does. With par,
-// the parasite in t, and a sink that takes pages from pipes, the pages
-// go without copies (splice.go) where t can hand them over.
+// lazy, the pages a lazy restore may bring in later are sent as PE_LAZY
+// entries without contents, and Stats.Lazy serves them from t while it
+// stays frozen, as DumpPages does. With par, the parasite in t, and a
+// sink that takes pages from pipes, the pages go without copies
+// (splice.go) where t can hand them over.
 func SendPages(t *compel.Task, par Parasite, vmas []*vma.VmaEntry, alone []Run, sink PageSink, pid int, inc *Incremental, record *image.Path, lazy bool) (PagesStats, error) {
 	var st PagesStats
 	p, err := planTask(t, vmas, alone, pid, inc, &st)
