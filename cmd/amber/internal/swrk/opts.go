@@ -143,8 +143,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	pageServer, err := pageServerOpts(kind, o)
-	if err != nil {
+	if err := s.pageServerOpts(kind, o); err != nil {
 		problems = append(problems, err.Error())
 	}
 	if err := s.serverOpts(kind, o); err != nil {
@@ -195,7 +194,7 @@ func translate(kind rpc.CriuReqType, o *rpc.CriuOpts, peer int) (settings, error
 	s.extVeths = extVeths
 	s.lazyPages, s.lazyAddr = o.GetLazyPages(), lazyAddr
 	s.trackMem = o.GetTrackMem() || kind == rpc.CriuReqType_PRE_DUMP || kind == rpc.CriuReqType_SINGLE_PRE_DUMP
-	s.parentImg, s.pageServer = o.GetParentImg(), pageServer
+	s.parentImg = o.GetParentImg()
 	for _, in := range o.InheritFd {
 		s.inheritFds = append(s.inheritFds, files.InheritFd{Key: in.GetKey(), Fd: int(in.GetFd())})
 	}
@@ -214,38 +213,35 @@ func lazyOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
 	return net.JoinHostPort(o.Ps.GetAddress(), strconv.Itoa(int(o.Ps.GetPort()))), nil
 }
 
-// pageServerOpts reads the page server a dump or pre-dump without
-// lazy_pages sends its pages to: ps's address and port, both needed, or
-// ps.fd (serverOpts), a connection made already.
-func pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) (string, error) {
+// pageServerOpts reads where a dump or pre-dump without lazy_pages
+// sends its pages: over ps.fd, a connection made already, or to ps's
+// address and port, both needed.
+func (s *settings) pageServerOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) error {
 	if !isDump(kind) || o.Ps == nil || o.GetLazyPages() {
-		return "", nil
+		return nil
 	}
 	ps := o.GetPs()
 	switch {
 	case ps.Fd != nil:
-		return "", nil
+		s.psFd, s.psFdSet = int(ps.GetFd()), true
+		return nil
 	case ps.GetAddress() == "":
-		return "", errors.New("ps.address: a dump to a page server needs its address")
+		return errors.New("ps.address: a dump to a page server needs its address")
 	case ps.GetPort() <= 0 || ps.GetPort() > 65535:
-		return "", fmt.Errorf("ps.port: %d is no port", ps.GetPort())
+		return fmt.Errorf("ps.port: %d is no port", ps.GetPort())
 	}
-	return net.JoinHostPort(ps.GetAddress(), strconv.Itoa(int(ps.GetPort()))), nil
+	s.pageServer = net.JoinHostPort(ps.GetAddress(), strconv.Itoa(int(ps.GetPort())))
+	return nil
 }
 
 // serverOpts reads where a PAGE_SERVER or PAGE_SERVER_CHLD request's
 // page server takes its dump: ps.fd, as CRIU's service takes it, or ps's
-// address (every address without) and port; and ps.fd of a dump or
-// pre-dump without lazy_pages, its connection to the page server.
+// address (every address without) and port.
 func (s *settings) serverOpts(kind rpc.CriuReqType, o *rpc.CriuOpts) error {
-	ps := o.GetPs()
-	if isDump(kind) && ps != nil && ps.Fd != nil && !o.GetLazyPages() {
-		s.psFd, s.psFdSet = int(ps.GetFd()), true
-		return nil
-	}
 	if kind != rpc.CriuReqType_PAGE_SERVER && kind != rpc.CriuReqType_PAGE_SERVER_CHLD {
 		return nil
 	}
+	ps := o.GetPs()
 	s.psPort = ps.GetPort()
 	switch {
 	case ps == nil:

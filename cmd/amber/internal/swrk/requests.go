@@ -20,53 +20,43 @@ import (
 // ebadrqc is CRIU's errno for a request it refuses.
 const ebadrqc = unix.EBADRQC
 
-// dump answers DUMP: the tree rooted at opts.pid is dumped as `amber
-// dump` would; on failure it runs on.
-func (s *session) dump(o *rpc.CriuOpts) (*rpc.CriuResp, error) {
-	kind := rpc.CriuReqType_DUMP
-	st, l, closeLog, err := s.begin(kind, o)
-	if err != nil {
-		return dumpResp(failure(kind, err))
-	}
-	defer closeLog()
-	opts, err := s.dumpOptions(st, l)
-	if err != nil {
-		return dumpResp(failure(kind, err))
-	}
-	defer closeConn(opts.PageServerConn)
-	l.Infof("dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
-	if err := dump.Run(opts); err != nil {
-		l.Errorf("%v", err)
-		return dumpResp(failure(kind, err))
-	}
-	l.Infof("Dumping finished successfully")
-	return dumpResp(&rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil)
-}
-
-// preDump answers PRE_DUMP and SINGLE_PRE_DUMP (kind): the memory of the
-// tree rooted at opts.pid is copied as `amber pre-dump` would, with its
-// writes tracked from then on, and the tree runs on. As CRIU's, a
+// dump answers DUMP, PRE_DUMP and SINGLE_PRE_DUMP (kind): the tree
+// rooted at opts.pid is dumped as `amber dump` would, or its memory
+// copied as `amber pre-dump` would, with its writes tracked from then
+// on, and the tree running on; on failure it runs on. As CRIU's, a
 // pre-dump runs no action scripts: notify_scripts, which runc always
-// sets, brings no notification.
-func (s *session) preDump(kind rpc.CriuReqType, o *rpc.CriuOpts) (*rpc.CriuResp, error) {
+// sets, brings no notification; and only a DUMP's answer says whether
+// the tree was restored.
+func (s *session) dump(kind rpc.CriuReqType, o *rpc.CriuOpts) (*rpc.CriuResp, error) {
+	pre := kind != rpc.CriuReqType_DUMP
+	answer := func(resp *rpc.CriuResp, err error) (*rpc.CriuResp, error) {
+		if pre {
+			return resp, err
+		}
+		return dumpResp(resp, err)
+	}
 	st, l, closeLog, err := s.begin(kind, o)
 	if err != nil {
-		return failure(kind, err)
+		return answer(failure(kind, err))
 	}
 	defer closeLog()
 	opts, err := s.dumpOptions(st, l)
 	if err != nil {
-		return failure(kind, err)
+		return answer(failure(kind, err))
 	}
 	defer closeConn(opts.PageServerConn)
-	opts.PreDump, opts.Notify = true, nil
-	l.Infof("pre-dump (RPC from pid %d): tree %d into %s", s.c.peer, st.pid, st.imagesDir)
+	what, done := "dump", "Dumping finished successfully"
+	if pre {
+		opts.PreDump, opts.Notify = true, nil
+		what, done = "pre-dump", "Pre-dumping finished successfully"
+	}
+	l.Infof("%s (RPC from pid %d): tree %d into %s", what, s.c.peer, st.pid, st.imagesDir)
 	if err := dump.Run(opts); err != nil {
 		l.Errorf("%v", err)
-		return failure(kind, err)
+		return answer(failure(kind, err))
 	}
-	l.Infof("Pre-dumping finished successfully")
-	return &rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil
+	l.Infof("%s", done)
+	return answer(&rpc.CriuResp{Type: kind.Enum(), Success: proto.Bool(true)}, nil)
 }
 
 // dumpOptions are the options of dump.Run that st asks for, logging to

@@ -111,12 +111,10 @@ func (s *session) handle(req request) (*rpc.CriuResp, error) {
 		return featureCheck(req.GetFeatures()), nil
 	case rpc.CriuReqType_CHECK:
 		return s.check(req.GetOpts())
-	case rpc.CriuReqType_DUMP:
-		return s.dump(req.GetOpts())
+	case rpc.CriuReqType_DUMP, rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP:
+		return s.dump(kind, req.GetOpts())
 	case rpc.CriuReqType_RESTORE:
 		return s.restore(req.GetOpts())
-	case rpc.CriuReqType_PRE_DUMP, rpc.CriuReqType_SINGLE_PRE_DUMP:
-		return s.preDump(kind, req.GetOpts())
 	case rpc.CriuReqType_PAGE_SERVER, rpc.CriuReqType_PAGE_SERVER_CHLD:
 		return s.pageServer(kind, req.GetOpts())
 	case rpc.CriuReqType_CPUINFO_DUMP, rpc.CriuReqType_CPUINFO_CHECK,
