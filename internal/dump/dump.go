@@ -186,6 +186,9 @@ type dumper struct {
 	// (mem.ProbeMarker), probed before the freeze of a dump that tracks
 	// memory.
 	marker uint64
+	// softDirty: the kernel has no asynchronous userfaultfd write
+	// protection, and the dump tracks memory by soft-dirty bits.
+	softDirty bool
 	// cg collects the cgroups of the tree, nil with
 	// --manage-cgroups=ignore.
 	cg *cgroups.Dumper
@@ -265,7 +268,12 @@ func (d *dumper) run() error {
 	if d.opts.TrackMem {
 		// Probed before the freeze: the tree waits for none of it.
 		if d.marker, err = mem.ProbeMarker(); err != nil {
-			return err
+			sd := kerndat.ProbeSoftDirty()
+			if !errors.Is(err, mem.ErrNoWPAsync) || !sd.Present {
+				return errors.Join(err, sd.Err)
+			}
+			d.softDirty = true
+			d.log.Infof("Tracking memory by soft-dirty bits: %v", err)
 		}
 	}
 	// ptrace binds a tracee to the thread that attached it.

@@ -14,6 +14,12 @@ package dump
 // the kernel, without a fault or signal the process could see. A
 // pre-dump that fails closes the descriptor again: the process runs on as
 // it was, untracked.
+//
+// On kernels without asynchronous write protection the dump tracks
+// writes by soft-dirty bits (mem.ClearSoftDirty), but parks a
+// userfaultfd all the same, never set up: its inode and generation tell
+// that the bits were last cleared by the dump of the images before, and
+// a dump that fails after clearing them closes it.
 
 import (
 	"bufio"
@@ -380,8 +386,10 @@ func (d *dumper) startTracking(ps *procState) (*tracking, error) {
 	if err := t.take(); err != nil {
 		return nil, errors.Join(err, t.close())
 	}
-	if err := mem.InitTracking(t.uffd); err != nil {
-		return nil, errors.Join(err, t.close())
+	if !d.softDirty {
+		if err := mem.InitTracking(t.uffd); err != nil {
+			return nil, errors.Join(err, t.close())
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(t.uffd.Fd()), &st); err != nil {
@@ -469,7 +477,7 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 		return nil, err
 	}
 	t.changed = true
-	if f, ok := uffdFeatures(t.pid, t.fd); ok && f == 0 {
+	if f, ok := uffdFeatures(t.pid, t.fd); ok && f == 0 && !d.softDirty {
 		// Parked by an amber that died before the handshake.
 		if err := mem.InitTracking(t.uffd); err != nil {
 			return nil, err
@@ -478,17 +486,30 @@ func (d *dumper) incremental(ps *procState, vmas []*vma.VmaEntry) (*mem.Incremen
 	if err := t.nextGeneration(); err != nil {
 		return nil, err
 	}
-	tracked, err := mem.Register(t.uffd, vmas)
+	tracked, err := d.track(t, vmas)
 	if err != nil {
 		return nil, err
 	}
 	// The dump's scan of the memory reads and re-arms the tracking.
-	inc := &mem.Incremental{Tracked: tracked, Marker: d.marker}
+	inc := &mem.Incremental{Tracked: tracked, Marker: d.marker, SoftDirty: d.softDirty}
 	if !t.continues {
 		return inc, nil // everything copied; tracked from now on
 	}
 	inc.InParent, err = d.parentRuns(d.pids.of(ps.pid))
 	return inc, err
+}
+
+// track returns the ranges of vmas whose writes are tracked: those
+// registered with the userfaultfd, or with soft-dirty bits, those the
+// bits cover. In that case the userfaultfd, never set up, tracks
+// nothing: it is kept only to tell that this is still the tracking the
+// images before counted from (its inode and generation), and closed
+// where a failed dump cleared the bits.
+func (d *dumper) track(t *tracking, vmas []*vma.VmaEntry) ([]mem.Run, error) {
+	if d.softDirty {
+		return mem.TrackedBySoftDirty(vmas), nil
+	}
+	return mem.Register(t.uffd, vmas)
 }
 
 // parentRuns are the pages the parent images hold for pid (the images'

@@ -69,14 +69,19 @@ func (i *Info) CheckFeature(name string) error {
 	case "pidfd_store":
 		return i.requireAll(name, "pidfd_open", "pidfd_getfd")
 	case "mem_dirty_track":
-		// amber tracks written pages (pre-dump, --track-mem) not by
-		// soft-dirty but by userfaultfd's asynchronous write protection,
-		// read and re-armed by PAGEMAP_SCAN (mem.TrackFeatures).
-		if err := i.requireAll(name, "uffd", "pagemap_scan"); err != nil {
-			return err
+		// amber tracks written pages (pre-dump, --track-mem) by
+		// userfaultfd's asynchronous write protection, read and re-armed
+		// by PAGEMAP_SCAN (mem.TrackFeatures), or where the kernel has
+		// none, by soft-dirty bits, as CRIU does.
+		err := i.requireAll(name, "uffd", "pagemap_scan")
+		if err == nil {
+			err = i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffd.FeatureWPAsync|uffd.FeatureWPUnpopulated,
+				"asynchronous write protection of unpopulated pages"))
 		}
-		return i.requireStatus(name, uffdFeature(i.Userfaultfd, i.UffdFeatures, uffd.FeatureWPAsync|uffd.FeatureWPUnpopulated,
-			"asynchronous write protection of unpopulated pages"))
+		if err != nil && i.SoftDirty.Present {
+			return nil
+		}
+		return err
 	case "has_ipt_legacy":
 		// Legacy (x_tables) rules of a network namespace are saved and
 		// restored with iptables-legacy-save and -restore.

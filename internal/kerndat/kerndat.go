@@ -58,6 +58,7 @@ type Info struct {
 	NSpid             Status // NSpid in /proc/PID/status
 	Loginuid          Status // a task can change its /proc/PID/loginuid
 	KcmpEpoll         Status // kcmp(KCMP_EPOLL_TFD)
+	TimerIDs          Status // prctl(PR_TIMER_CREATE_RESTORE_IDS)
 	GuardPages        Status // MADV_GUARD_INSTALL, seen by PAGEMAP_SCAN
 
 	// UffdFeatures is the feature mask UFFDIO_API reported (0 without
@@ -79,7 +80,7 @@ func Probe() *Info {
 	info.Userfaultfd, info.UffdFeatures = probeUserfaultfd()
 	info.UffdWPAsync = uffdFeature(info.Userfaultfd, info.UffdFeatures, uffd.FeatureWPAsync, "UFFD_FEATURE_WP_ASYNC")
 	info.MapFiles = probeMapFiles()
-	info.SoftDirty = probeSoftDirty()
+	info.SoftDirty = ProbeSoftDirty()
 	info.CheckpointCap = probeCaps()
 	info.TCPRepair, info.SockoptBufLock, info.IPv6Freebind, info.SkNs = probeNet()
 	info.FdinfoLock = probeFdinfoLock()
@@ -92,6 +93,7 @@ func Probe() *Info {
 	info.NSpid = probeNSpid()
 	info.Loginuid = probeLoginuid()
 	info.KcmpEpoll = probeKcmpEpoll()
+	info.TimerIDs = ProbeTimerIDs()
 	info.GuardPages = probeGuardPages()
 	return info
 }
@@ -120,9 +122,9 @@ func (i *Info) Features() []Feature {
 		{"process_vm_readv", "process_vm_readv()", true, "", i.ProcessVMReadv},
 		{"pagemap_scan", "ioctl(PAGEMAP_SCAN) on /proc/PID/pagemap", false, "slower: reads /proc/PID/pagemap", i.PagemapScan},
 		{"uffd", "userfaultfd", false, "no lazy restore, no memory tracking", i.Userfaultfd},
-		{"uffd_wp_async", "UFFD_FEATURE_WP_ASYNC", false, "no memory tracking for incremental dumps", i.UffdWPAsync},
+		{"uffd_wp_async", "UFFD_FEATURE_WP_ASYNC", false, "incremental dumps track memory by soft-dirty bits, if the kernel has them", i.UffdWPAsync},
 		{"map_files", "/proc/PID/map_files", false, "mappings of deleted files cannot be dumped", i.MapFiles},
-		{"soft_dirty", "soft-dirty bit in /proc/PID/pagemap", false, "not needed: amber uses userfaultfd/PAGEMAP_SCAN", i.SoftDirty},
+		{"soft_dirty", "soft-dirty bit in /proc/PID/pagemap", false, "not needed where uffd_wp_async is present", i.SoftDirty},
 		{"checkpoint_cap", "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN", true, "", i.CheckpointCap},
 		{"tcp_repair", "TCP_REPAIR (TCP repair mode)", false, "established TCP connections cannot be dumped or restored", i.TCPRepair},
 		{"sockopt_buf_lock", "SO_BUF_LOCK", false, "socket buffer locks are not kept", i.SockoptBufLock},
@@ -138,6 +140,7 @@ func (i *Info) Features() []Feature {
 		{"ns_pid", "NSpid in /proc/PID/status", false, "trees in a PID namespace cannot be dumped from outside it", i.NSpid},
 		{"loginuid", "a task changes its /proc/PID/loginuid", false, "a tree with a login UID other than amber's cannot be restored", i.Loginuid},
 		{"kcmp_epoll", "kcmp(KCMP_EPOLL_TFD)", false, "epoll watches cannot be dumped", i.KcmpEpoll},
+		{"timer_cr_ids", "prctl(PR_TIMER_CREATE_RESTORE_IDS)", false, "POSIX timers get their IDs by making timers in turn", i.TimerIDs},
 		{"pagemap_scan_guard_pages", "guard pages, seen by PAGEMAP_SCAN", false, "guard pages are not seen at dump: they come back as memory", i.GuardPages},
 	}
 }

@@ -54,7 +54,7 @@ func TestProbeHere(t *testing.T) {
 // TestProbeSoftDirty: this kernel has no CONFIG_MEM_SOFT_DIRTY. The probe
 // must say so with a reason, not fail silently.
 func TestProbeSoftDirty(t *testing.T) {
-	s := probeSoftDirty()
+	s := ProbeSoftDirty()
 	if s.Present {
 		t.Skip("this kernel has soft-dirty; the machine is not the one the design describes")
 	}
@@ -97,6 +97,7 @@ func TestProbeEachDirectly(t *testing.T) {
 		"ns_pid":           probeNSpid,
 		"loginuid":         probeLoginuid,
 		"kcmp_epoll":       probeKcmpEpoll,
+		"timer_cr_ids":     ProbeTimerIDs,
 		"guard pages":      probeGuardPages,
 	}
 	for name, probe := range probes {
@@ -201,6 +202,10 @@ func TestCheckFeatureDerived(t *testing.T) {
 	if err := info.CheckFeature("mem_dirty_track"); !errors.Is(err, ErrMissing) {
 		t.Errorf("mem_dirty_track without PAGEMAP_SCAN = %v, want ErrMissing", err)
 	}
+	info.SoftDirty = present()
+	if err := info.CheckFeature("mem_dirty_track"); err != nil {
+		t.Errorf("mem_dirty_track with soft-dirty but without PAGEMAP_SCAN = %v, want nil", err)
+	}
 	info.SeccompSuspend = missing("EPERM")
 	if err := info.CheckFeature("seccomp_filters"); !errors.Is(err, ErrMissing) {
 		t.Errorf("seccomp_filters without seccomp_suspend = %v, want ErrMissing", err)
@@ -229,7 +234,7 @@ func TestMissingAndLines(t *testing.T) {
 		t.Errorf("optional features reported as missing: %v", m)
 	}
 	soft, _ := info.Lookup("soft_dirty")
-	if line := soft.Line(); !strings.Contains(line, "missing (not needed: amber uses userfaultfd/PAGEMAP_SCAN)") {
+	if line := soft.Line(); !strings.Contains(line, "missing (not needed where uffd_wp_async is present)") {
 		t.Errorf("soft_dirty line = %q", line)
 	}
 	info.Clone3SetTID = missing("clone3: ENOSYS")

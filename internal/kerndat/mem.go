@@ -47,10 +47,11 @@ func probePagemapScan() Status {
 	return present()
 }
 
-// probeSoftDirty clears the soft-dirty bits of this process, writes a page
-// and reads its pagemap entry: without CONFIG_MEM_SOFT_DIRTY the bit stays
-// clear.
-func probeSoftDirty() Status {
+// ProbeSoftDirty clears the soft-dirty bits of this process, writes a
+// page and reads its pagemap entry: without CONFIG_MEM_SOFT_DIRTY the bit
+// stays clear. A dump that tracks memory on a kernel without
+// asynchronous userfaultfd write protection probes it alone.
+func ProbeSoftDirty() Status {
 	page, err := touchedPage()
 	if err != nil {
 		return missing("%w", err)

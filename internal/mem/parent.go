@@ -30,6 +30,9 @@ type Incremental struct {
 	// Marker is how /proc/PID/pagemap shows a uffd-wp marker
 	// (ProbeMarker).
 	Marker uint64
+	// SoftDirty: writes are tracked by the kernel's soft-dirty bits, not
+	// by a userfaultfd (see ClearSoftDirty).
+	SoftDirty bool
 	// Written are the pages written since the parent dump, sorted.
 	Written []Run
 	// Markers are pages that look swapped out but hold nothing: never

@@ -20,6 +20,9 @@ const (
 	pageIsPresent = 1 << 3
 	pageIsSwapped = 1 << 4
 	pageIsPfnZero = 1 << 5
+	// pageIsSoftDirty: written since the soft-dirty bits were last
+	// cleared, or in a VMA made since (CONFIG_MEM_SOFT_DIRTY).
+	pageIsSoftDirty = 1 << 7
 	// pageIsGuard marks a guard page (MADV_GUARD_INSTALL). The kernel
 	// keeps one as a swap-like page table entry, so it is also
 	// pageIsSwapped: it holds no data, and reading it faults. The
@@ -67,6 +70,11 @@ type Scanner struct {
 	// noGuard is set when the kernel knows no guard category: guard
 	// pages, if it has any, then look swapped out.
 	noGuard bool
+	// noScan is set when the kernel has no PAGEMAP_SCAN: scans read
+	// pagemap entries (scanEntries), which tell the zero page by its
+	// frame, zeroPFN.
+	noScan  bool
+	zeroPFN uint64
 }
 
 // NewScanner opens /proc/PID/pagemap.
@@ -83,10 +91,27 @@ func newScanner(pid, vecLen int) (*Scanner, error) {
 	}
 	s := &Scanner{f: f, vec: make([]pageRegion, vecLen)}
 	// The kernel checks the categories before it walks anything: an
-	// empty range tells whether it knows the guard one.
+	// empty range tells whether it knows the guard one, or the ioctl.
 	_, _, err = s.scanOnce(0, 0, guardQuery())
 	s.noGuard = errors.Is(err, unix.EINVAL)
+	if errors.Is(err, unix.ENOTTY) {
+		if err := s.readEntries(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// readEntries makes s read pagemap entries instead of asking
+// PAGEMAP_SCAN, which the kernel lacks (or tests pass by).
+func (s *Scanner) readEntries() error {
+	pfn, err := zeroPagePFN()
+	if err != nil {
+		return err
+	}
+	s.noScan, s.zeroPFN = true, pfn
+	return nil
 }
 
 // Close releases the pagemap file.
@@ -129,14 +154,20 @@ func (s *Scanner) scanData(vmas []*vma.VmaEntry, track *Track, out *dataScan) er
 	for _, part := range fileParts(vmas) {
 		for _, sub := range trackedParts(part.vmas, tracked) {
 			q := s.dataQuery(part.file)
-			if sub.tracked {
+			switch {
+			case sub.tracked && track.SoftDirty:
+				q.ret |= pageIsSoftDirty
+			case sub.tracked:
 				q = trackQuery(q)
 			}
 			regions, err := s.scan(sub.vmas[0].GetStart(), sub.vmas[len(sub.vmas)-1].GetEnd(), q)
 			if err != nil {
 				return err
 			}
-			if sub.tracked {
+			switch {
+			case sub.tracked && track.SoftDirty:
+				out.written = softDirtyRegions(regions, out.written)
+			case sub.tracked:
 				if err := s.trackedRegions(regions, track.Marker, out); err != nil {
 					return err
 				}
@@ -155,10 +186,25 @@ func (s *Scanner) scanData(vmas []*vma.VmaEntry, track *Track, out *dataScan) er
 
 // Track is the write tracking of a task a dump reads and re-arms: the
 // ranges registered with its tracking userfaultfd (Register) and how
-// /proc/PID/pagemap shows a uffd-wp marker (ProbeMarker).
+// /proc/PID/pagemap shows a uffd-wp marker (ProbeMarker); or, with
+// SoftDirty, the ranges whose soft-dirty bits tell the pages written
+// (TrackedBySoftDirty), which the caller clears after the scan.
 type Track struct {
-	Tracked []Run
-	Marker  uint64
+	Tracked   []Run
+	Marker    uint64
+	SoftDirty bool
+}
+
+// softDirtyRegions appends the pages of regions (a tracked range's scan
+// that returns the soft-dirty category) written since the soft-dirty
+// bits were last cleared to written.
+func softDirtyRegions(regions []pageRegion, written []Run) []Run {
+	for _, r := range regions {
+		if r.Categories&pageIsSoftDirty != 0 {
+			written = appendRun(written, Run{r.Start, r.End})
+		}
+	}
+	return written
 }
 
 // trackQuery is q (a dataQuery) for a tracked range: every page present
@@ -362,6 +408,9 @@ func (s *Scanner) dataQuery(file bool) scanQuery {
 // last region's end has been walked too: the next scan starts at
 // whichever is later.
 func (s *Scanner) scan(start, end uint64, q scanQuery) ([]pageRegion, error) {
+	if s.noScan {
+		return s.scanEntries(start, end, q)
+	}
 	var out []pageRegion
 	for at := start; at < end; {
 		regions, walkEnd, err := s.scanOnce(at, end, q)

@@ -726,7 +726,8 @@ func (tr pagemapTruth) equal(o pagemapTruth) bool {
 // land inside and at the end of a vector, and the dump's own size.
 var scanVecLens = []int{1, 5, 512, 513, 1000, scanVecLen}
 
-// checkLayoutScans scans the child's layout with every vector size and
+// checkLayoutScans scans the child's layout with every vector size, and
+// by reading pagemap entries as kernels without PAGEMAP_SCAN do, and
 // compares planPages with slowTruth. A layout that changes meanwhile (the
 // kernel may reclaim a clean file page) is looked at again.
 func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
@@ -735,13 +736,21 @@ func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
 	for range 3 {
 		vmas, alone := layoutVMAs(t, c)
 		before := slowTruth(t, pid, vmas)
-		plans := make([]pagePlan, len(scanVecLens))
-		for i, n := range scanVecLens {
-			s, err := newScanner(pid, n)
+		// Each vector size, then the scan of kernels without
+		// PAGEMAP_SCAN, which reads pagemap entries (vector size 0).
+		sizes := append(slices.Clone(scanVecLens), 0)
+		plans := make([]pagePlan, len(sizes))
+		for i, n := range sizes {
+			s, err := newScanner(pid, max(n, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
-			plans[i], err = planPages(s, vmas, alone, nil)
+			if n == 0 {
+				err = s.readEntries()
+			}
+			if err == nil {
+				plans[i], err = planPages(s, vmas, alone, nil)
+			}
 			s.Close()
 			if err != nil {
 				t.Fatalf("vector of %d: %v", n, err)
@@ -753,7 +762,7 @@ func checkLayoutScans(t *testing.T, c *layoutChild) layoutCounts {
 			continue
 		}
 		for i, p := range plans {
-			comparePlan(t, scanVecLens[i], p, before)
+			comparePlan(t, sizes[i], p, before)
 		}
 		counts := before.counts
 		for _, r := range intersectRuns(mergeRuns(before.runs), alone) {

@@ -129,12 +129,18 @@ func planTask(t *compel.Task, vmas []*vma.VmaEntry, alone []Run, pid int, inc *I
 	defer scan.Close()
 	var track *Track
 	if inc != nil && len(inc.Tracked) > 0 {
-		track = &Track{Tracked: inc.Tracked, Marker: inc.Marker}
+		track = &Track{Tracked: inc.Tracked, Marker: inc.Marker, SoftDirty: inc.SoftDirty}
 	}
 	p, err := planPages(scan, vmas, alone, track)
 	st.Scanned, st.Guards = p.scanned, p.guards
-	if err == nil && track != nil {
-		inc.Written, inc.Markers = p.written, p.markers
+	if err != nil || track == nil {
+		return p, err
+	}
+	inc.Written, inc.Markers = p.written, p.markers
+	if track.SoftDirty {
+		// Re-armed while the task is still frozen: nothing it writes
+		// escapes both this scan and the next.
+		err = ClearSoftDirty(t.Pid)
 	}
 	return p, err
 }

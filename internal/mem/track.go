@@ -1,13 +1,14 @@
 package mem
 
-// Tracking the pages a task writes between two dumps, on kernels without
-// soft-dirty: a userfaultfd of the task's memory in asynchronous
-// write-protect mode (UFFD_FEATURE_WP_ASYNC). The kernel resolves a write
-// to a protected page itself, without a fault the task could see, and
-// only clears the page's protection; PAGEMAP_SCAN then reports the pages
-// without protection as written (PAGE_IS_WRITTEN) and protects them again
-// in the same walk (PM_SCAN_WP_MATCHING), so that nothing written between
-// the read and the re-arming is lost.
+// Tracking the pages a task writes between two dumps, on kernels from
+// 6.7 on, with soft-dirty or without: a userfaultfd of the task's memory
+// in asynchronous write-protect mode (UFFD_FEATURE_WP_ASYNC). The kernel
+// resolves a write to a protected page itself, without a fault the task
+// could see, and only clears the page's protection; PAGEMAP_SCAN then
+// reports the pages without protection as written (PAGE_IS_WRITTEN) and
+// protects them again in the same walk (PM_SCAN_WP_MATCHING), so that
+// nothing written between the read and the re-arming is lost. Older
+// kernels track by soft-dirty bits (ClearSoftDirty).
 
 import (
 	"encoding/binary"
@@ -47,7 +48,45 @@ func InitTracking(f *os.File) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w (tracking written pages needs Linux 6.7 or later with CONFIG_PTE_MARKER_UFFD_WP)", err)
+	return fmt.Errorf("%w: %w (Linux 6.7 or later with CONFIG_PTE_MARKER_UFFD_WP)", ErrNoWPAsync, err)
+}
+
+// ErrNoWPAsync says the kernel has no asynchronous userfaultfd write
+// protection to track written pages with; soft-dirty bits may do
+// instead (ClearSoftDirty).
+var ErrNoWPAsync = errors.New("no asynchronous userfaultfd write protection to track written pages with")
+
+// Tracking by soft-dirty bits, as CRIU does, on kernels that have them
+// (CONFIG_MEM_SOFT_DIRTY) but not asynchronous write protection (before
+// 6.7): writing 4 to /proc/PID/clear_refs clears the bit of every page
+// of the task and write-protects them; the kernel sets it again on the
+// first write to a page, resolving the protection fault itself, and on
+// every page of a VMA made since. A dump reads the bits with the pages
+// (PAGE_IS_SOFT_DIRTY, pagemap bit 55) and clears them again before the
+// task runs. Unlike a userfaultfd, the bits belong to no one: anything
+// else that clears them (another tool's pre-dump) hides writes from
+// amber's next dump, as it would from CRIU's.
+
+// TrackedBySoftDirty are the ranges of vmas whose writes soft-dirty bits
+// tell a dump: those whose pages it saves, but hugetlb memory, whose
+// bits clear_refs leaves set.
+func TrackedBySoftDirty(vmas []*vma.VmaEntry) []Run {
+	var tracked []Run
+	for _, v := range vmas {
+		if HasContents(v.GetStatus()) && v.GetFlags()&unix.MAP_HUGETLB == 0 {
+			tracked = appendRun(tracked, Run{v.GetStart(), v.GetEnd()})
+		}
+	}
+	return tracked
+}
+
+// ClearSoftDirty clears the soft-dirty bits of every page of pid.
+func ClearSoftDirty(pid int) error {
+	path := fmt.Sprintf("/proc/%d/clear_refs", pid)
+	if err := os.WriteFile(path, []byte("4"), 0); err != nil {
+		return fmt.Errorf("clear the soft-dirty bits: %w", err)
+	}
+	return nil
 }
 
 // Register registers every VMA whose pages a dump saves for write

@@ -16,6 +16,7 @@ var syscallNames = map[uintptr]string{
 	unix.SYS_SET_TID_ADDRESS: "set_tid_address", unix.SYS_SET_ROBUST_LIST: "set_robust_list",
 	unix.SYS_CHROOT: "chroot", unix.SYS_PERSONALITY: "personality",
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_SETTIME: "timer_settime",
+	unix.SYS_TIMER_DELETE: "timer_delete", unix.SYS_TIMER_GETTIME: "timer_gettime",
 	unix.SYS_EVENTFD2: "eventfd2", unix.SYS_EPOLL_CREATE1: "epoll_create1", unix.SYS_EPOLL_CTL: "epoll_ctl",
 	unix.SYS_SIGNALFD4: "signalfd4", unix.SYS_TIMERFD_CREATE: "timerfd_create", unix.SYS_TIMERFD_SETTIME: "timerfd_settime",
 	unix.SYS_IOCTL: "ioctl", unix.SYS_INOTIFY_INIT1: "inotify_init1", unix.SYS_INOTIFY_ADD_WATCH: "inotify_add_watch",

@@ -34,6 +34,9 @@ type host struct {
 	// populate: the kernel has MADV_POPULATE_WRITE, which the fill uses
 	// to fault memory in ahead of each preadv.
 	populate bool
+	// timerIDs: the kernel has PR_TIMER_CREATE_RESTORE_IDS, which
+	// gives a POSIX timer the ID it is asked for.
+	timerIDs bool
 	stat     func(string) (os.FileInfo, error)
 	// root is the tree's root, in which amber looks its paths up (nil:
 	// amber's own), once the tree's mounts are made (restoreMounts).
@@ -238,7 +241,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	}
 	// Timers once every thread exists and has its mask: one may signal
 	// a thread of its own (glibc's SIGEV_THREAD helper).
-	timers.PlanRestore(b, t.core.GetTc().GetTimers())
+	if err := timers.PlanRestore(b, t.core.GetTc().GetTimers(), h.timerIDs); err != nil {
+		return nil, err
+	}
 	// Guard pages once the children are forked: each installs its own.
 	mem.PlanGuards(b, t.guards)
 	if !earlySubreaper(t) {

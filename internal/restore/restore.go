@@ -993,6 +993,7 @@ func newHost(opts Options) (*host, error) {
 		amberPid: os.Getpid(),
 		workers:  min(runtime.NumCPU(), maxFillWorkers),
 		populate: kerndat.ProbePopulateWrite().Present,
+		timerIDs: kerndat.ProbeTimerIDs().Present,
 		shellJob: opts.ShellJob,
 		stat:     os.Stat,
 		// Files changed since the dump are taken as they are now.

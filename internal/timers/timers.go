@@ -6,9 +6,11 @@ package timers
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -215,12 +217,14 @@ func InNamespace(e *timerimg.TaskTimersEntry, of func(int) int) {
 }
 
 // PlanRestore plans arming the interval timers and recreating the POSIX
-// timers with their IDs (PR_TIMER_CREATE_RESTORE_IDS) and remaining times.
-// A timer that signals one thread needs that thread: plan this once every
-// thread of the process exists.
-func PlanRestore(b *plan.Builder, e *timerimg.TaskTimersEntry) {
+// timers with their IDs and remaining times: with chosenIDs, the kernel
+// has PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15), and timer_create takes
+// each ID it is given; without, the timers are made in the order of
+// their IDs (planInOrder). A timer that signals one thread needs that
+// thread: plan this once every thread of the process exists.
+func PlanRestore(b *plan.Builder, e *timerimg.TaskTimersEntry, chosenIDs bool) error {
 	if e == nil {
-		return
+		return nil
 	}
 	// A CRIU image has the real timer as the kernel showed it; amber's
 	// dump re-arms it already (rearmReal).
@@ -234,13 +238,55 @@ func PlanRestore(b *plan.Builder, e *timerimg.TaskTimersEntry) {
 			b.Uint64s(it.GetIsec(), it.GetIusec(), it.GetVsec(), it.GetVusec()), 0)
 	}
 	if len(e.GetPosix()) == 0 {
-		return
+		return nil
+	}
+	if !chosenIDs {
+		return planInOrder(b, e.GetPosix())
 	}
 	b.Call("ask timer_create for chosen IDs", unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON)
 	for _, t := range e.GetPosix() {
 		planPosix(b, t)
 	}
 	b.Call("back to allocated timer IDs", unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF)
+	return nil
+}
+
+// maxSkippedIDs bounds the IDs planInOrder takes and frees to reach the
+// IDs of one process's timers: two calls each.
+const maxSkippedIDs = 1 << 14
+
+// planInOrder recreates POSIX timers with their IDs on kernels without
+// PR_TIMER_CREATE_RESTORE_IDS, as CRIU does there: such a kernel gives a
+// process's timers the IDs 0, 1, 2... in turn, reusing none before they
+// wrap at INT_MAX, and a restored process has made none yet. So the
+// timers are made in the order of their IDs, and each ID between them is
+// taken by a timer deleted at once. Should the kernel give other IDs, the
+// restore fails at the first ID freed, armed or checked that is not there.
+func planInOrder(b *plan.Builder, posix []*timerimg.PosixTimerEntry) error {
+	byID := slices.SortedFunc(slices.Values(posix), func(a, b *timerimg.PosixTimerEntry) int {
+		return cmp.Compare(a.GetItId(), b.GetItId())
+	})
+	if last := byID[len(byID)-1].GetItId(); int(last) >= len(byID)+maxSkippedIDs {
+		return fmt.Errorf("POSIX timer %d: an ID this high needs prctl(PR_TIMER_CREATE_RESTORE_IDS) (Linux 6.15) to restore", last)
+	}
+	ev := make([]byte, 64) // struct sigevent of a timer that signals nothing
+	binary.LittleEndian.PutUint32(ev[12:], sigevNone)
+	evAddr, idAddr, specAddr := b.Bytes(ev), b.Bytes(make([]byte, 8)), b.Bytes(make([]byte, timeSize))
+	var next uint32
+	for _, t := range byID {
+		id := t.GetItId()
+		if id < next {
+			return fmt.Errorf("POSIX timer %d: the image has two timers of that ID", id)
+		}
+		for ; next < id; next++ {
+			b.Call(fmt.Sprintf("take POSIX timer ID %d, which no timer had", next), unix.SYS_TIMER_CREATE, unix.CLOCK_MONOTONIC, evAddr, idAddr)
+			b.Call(fmt.Sprintf("free POSIX timer ID %d", next), unix.SYS_TIMER_DELETE, uint64(next))
+		}
+		planPosix(b, t)
+		b.Call(fmt.Sprintf("check that POSIX timer %d got its ID", id), unix.SYS_TIMER_GETTIME, uint64(id), specAddr)
+		next = id + 1
+	}
+	return nil
 }
 
 func planPosix(b *plan.Builder, t *timerimg.PosixTimerEntry) {

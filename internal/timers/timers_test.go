@@ -2,6 +2,7 @@ package timers
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -62,7 +63,9 @@ func TestPlanRestore(t *testing.T) {
 	ts[0].Vsec, ts[0].Vnsec = u64(0), u64(500)
 	e.Posix = ts
 	b := plan.NewBuilder(0x100000000, 0)
-	PlanRestore(b, e)
+	if err := PlanRestore(b, e, true); err != nil {
+		t.Fatal(err)
+	}
 	var names []string
 	for _, c := range b.Finish().Calls {
 		names = append(names, plan.SyscallName(c.Nr))
@@ -73,6 +76,50 @@ func TestPlanRestore(t *testing.T) {
 	}
 	if c := b.Finish().Calls[0]; c.Nr != unix.SYS_SETITIMER || c.Args[0] != unix.ITIMER_REAL {
 		t.Fatalf("first call %v", c)
+	}
+}
+
+// TestPlanRestoreInOrder: without PR_TIMER_CREATE_RESTORE_IDS, the
+// timers are made in the order of their IDs, and each ID between them
+// is taken and freed, so that the kernel, which gives IDs in turn from
+// 0, gives each timer its own; each is checked after.
+func TestPlanRestoreInOrder(t *testing.T) {
+	mk := func(id uint32, armed bool) *timerimg.PosixTimerEntry {
+		e := &timerimg.PosixTimerEntry{ItId: proto.Uint32(id), ClockId: proto.Uint32(unix.CLOCK_MONOTONIC),
+			SiSigno: proto.Uint32(uint32(unix.SIGALRM)), ItSigevNotify: proto.Uint32(sigevSignal),
+			SivalPtr: proto.Uint64(0), Overrun: proto.Uint32(0), Isec: u64(0), Insec: u64(0), Vsec: u64(0), Vnsec: u64(0)}
+		if armed {
+			e.Vsec = u64(5)
+		}
+		return e
+	}
+	e := emptyTimers()
+	e.Posix = []*timerimg.PosixTimerEntry{mk(3, true), mk(1, false)}
+	b := plan.NewBuilder(0x100000000, 0)
+	if err := PlanRestore(b, e, false); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range b.Finish().Calls {
+		call := plan.SyscallName(c.Nr)
+		if c.Nr != unix.SYS_TIMER_CREATE {
+			call += fmt.Sprintf("(%d)", c.Args[0])
+		}
+		got = append(got, call)
+	}
+	want := "timer_create timer_delete(0) timer_create timer_gettime(1) timer_create timer_delete(2) " +
+		"timer_create timer_settime(3) timer_gettime(3)"
+	if strings.Join(got, " ") != want {
+		t.Errorf("calls %q, want %q", strings.Join(got, " "), want)
+	}
+
+	e.Posix = []*timerimg.PosixTimerEntry{mk(1, false), mk(1, true)}
+	if err := PlanRestore(plan.NewBuilder(0x100000000, 0), e, false); err == nil || !strings.Contains(err.Error(), "two timers") {
+		t.Errorf("two timers of one ID: %v", err)
+	}
+	e.Posix = []*timerimg.PosixTimerEntry{mk(maxSkippedIDs+5, false)}
+	if err := PlanRestore(plan.NewBuilder(0x100000000, 0), e, false); err == nil || !strings.Contains(err.Error(), "PR_TIMER_CREATE_RESTORE_IDS") {
+		t.Errorf("a timer ID beyond the bound: %v", err)
 	}
 }
 
@@ -110,7 +157,9 @@ func TestPlanRestoreExpiredReal(t *testing.T) {
 	e := emptyTimers()
 	e.Real.Iusec = u64(20000)
 	b := plan.NewBuilder(0x100000000, 0)
-	PlanRestore(b, e)
+	if err := PlanRestore(b, e, true); err != nil {
+		t.Fatal(err)
+	}
 	p := b.Finish()
 	if len(p.Calls) != 1 || p.Calls[0].Nr != unix.SYS_SETITIMER || p.Calls[0].Args[0] != unix.ITIMER_REAL {
 		t.Fatalf("plan:\n%s", p)

@@ -1,0 +1,276 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// oldKernelDir is where .ci/run unpacks Debian 12's own kernel package
+// (linux-image-cloud-amd64's, Linux 6.1), not installed: the tests boot it
+// in qemu. AMBER_OLD_KERNEL names another vmlinuz.
+const oldKernelDir = "/var/tmp/amber-oldkernel"
+
+// oldKernelPrograms are dumped and restored one by one in the guest, with
+// the page scan of kernels without PAGEMAP_SCAN, and POSIX timers
+// restored without PR_TIMER_CREATE_RESTORE_IDS.
+var oldKernelPrograms = []string{"counter", "heap_globals", "fork_cow", "threads_tls", "maps_runs",
+	"memfd_fork", "pipe_read", "timers00", "timer_signals", "timer_thread"}
+
+// oldKernelScript runs in the guest as its init's last step; every check
+// prints a RESULT line on the serial console.
+const oldKernelScript = `#!/bin/sh
+ip link set lo up
+F=--shell-job
+waitfor() { # file pattern tenths
+	n=0
+	while ! grep -q "$2" "$1" 2>/dev/null; do
+		sleep 0.1; n=$((n+1)); [ $n -ge $3 ] && return 1
+	done
+	return 0
+}
+err() { grep Error "$1" | head -1 | cut -c1-300; }
+amber check 2>&1 | sed 's/^/CHECK /'
+amber check --feature mem_dirty_track >/dev/null 2>&1 && echo "RESULT mem_dirty_track PASS" || echo "RESULT mem_dirty_track refused"
+
+cycle() { # program: dump, restore, check
+	d=/tmp/$1; mkdir -p $d/img; cd $d
+	/progs/$1 > out 2>&1 < /dev/null &
+	pid=$!
+	waitfor out ready 300 || { echo "RESULT $1 not ready: $(cat out)"; return; }
+	amber dump -t $pid -D img -o dump.log $F || { echo "RESULT $1 dump: $(err img/dump.log)"; return; }
+	wait $pid
+	amber restore -D img -d -o restore.log $F || { echo "RESULT $1 restore: $(err img/restore.log)"; return; }
+	kill -TERM $pid
+	waitfor out PASS 300 && echo "RESULT $1 PASS" || echo "RESULT $1 check: $(tail -1 out)"
+}
+
+chain() { # predump_writer: two pre-dumps (a child forked between), a dump on top
+	d=/tmp/chain; mkdir -p $d/pre1 $d/pre2 $d/final; cd $d
+	/progs/predump_writer > out 2>&1 < /dev/null &
+	pid=$!
+	waitfor out ready 300 || { echo "RESULT chain not ready: $(cat out)"; return; }
+	amber pre-dump -t $pid -D pre1 -o pre.log -v4 $F || { echo "RESULT chain pre-dump: $(err pre1/pre.log)"; return; }
+	touch fork.now
+	sleep 1
+	amber pre-dump -t $pid -D pre2 --prev-images-dir ../pre1 -o pre.log -v4 $F || { echo "RESULT chain second pre-dump: $(err pre2/pre.log)"; return; }
+	sleep 1
+	amber dump -t $pid -D final --prev-images-dir ../pre2 --track-mem -o dump.log -v4 $F || { echo "RESULT chain dump: $(err final/dump.log)"; return; }
+	grep "pages dumped" final/dump.log | sed 's/^/PAGES /'
+	wait $pid
+	amber restore -D final -d -o restore.log $F || { echo "RESULT chain restore: $(err final/restore.log)"; return; }
+	kill -TERM $pid
+	waitfor out PASS 300 && echo "RESULT chain PASS" || echo "RESULT chain check: $(tail -1 out)"
+}
+
+for p in PROGRAMS; do cycle $p; done
+chain
+`
+
+// oldKernelInit mounts what amber needs, runs the script and powers the
+// guest off.
+const oldKernelInit = `#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+mount -t tmpfs tmp /tmp
+echo "KERNEL $(uname -r)"
+/run.sh
+echo GUEST-DONE
+poweroff -f
+`
+
+// TestOldKernel boots Debian 12's own kernel, Linux 6.1, in qemu and
+// runs amber there: a kernel without PAGEMAP_SCAN (amber's page scan
+// reads /proc/PID/pagemap instead) and without asynchronous userfaultfd
+// write protection, but with soft-dirty bits, by which incremental dumps
+// track written pages as CRIU's do. Each program dumps, restores and
+// passes its own check in the guest; predump_writer is pre-dumped twice
+// (forking a child between), dumped on top and restored, and the final
+// dump must leave its 32 MiB of memory written before the first
+// pre-dump to the pre-dumps: its hot pages are rewritten all the time, so
+// a dump that took a written page for an unwritten one would restore a
+// stale generation, which the program finds.
+func TestOldKernel(t *testing.T) {
+	requireAmber(t)
+	kernel := oldKernel(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		missing(t, "qemu-system-x86_64 not installed: apt-get install qemu-system-x86")
+	}
+	initrd := buildGuest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	// TCG, not KVM: KVM in these VMs runs no guest.
+	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "1024",
+		"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
+		"-append", "console=ttyS0 quiet panic=-1")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	console := string(out)
+	t.Logf("guest ran %v", time.Since(start).Round(time.Millisecond))
+	if err != nil || !strings.Contains(console, "GUEST-DONE") {
+		t.Fatalf("qemu: %v; console:\n%s", err, console)
+	}
+	checkOldKernelConsole(t, console)
+}
+
+// oldKernel returns the vmlinuz to boot, or skips the test (fails it in
+// CI) if there is none.
+func oldKernel(t *testing.T) string {
+	t.Helper()
+	if k := os.Getenv("AMBER_OLD_KERNEL"); k != "" {
+		return k
+	}
+	found, _ := filepath.Glob(filepath.Join(oldKernelDir, "boot", "vmlinuz-*"))
+	if len(found) == 0 {
+		missing(t, "no kernel in "+oldKernelDir+"/boot: .ci/run unpacks Debian's linux-image-cloud-amd64 there")
+	}
+	return found[0]
+}
+
+// buildGuest makes the guest's initramfs: a static busybox, a static
+// amber, the programs compiled static, the init and the script.
+func buildGuest(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	for _, d := range []string{"bin", "progs", "proc", "sys", "dev", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		missing(t, "busybox not installed: apt-get install busybox-static")
+	}
+	if err := copyFile(busybox, filepath.Join(root, "bin", "busybox")); err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range []string{"sh", "mount", "mkdir", "cat", "grep", "sed", "cut", "head", "tail",
+		"sleep", "kill", "touch", "uname", "ip", "poweroff"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(root, "bin", "amber"), "./cmd/amber")
+	build.Dir, build.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("static amber: %v\n%s", err, out)
+	}
+	var progs []program
+	for _, name := range append([]string{"predump_writer"}, oldKernelPrograms...) {
+		p, ok := lookupProgram(name)
+		if !ok {
+			t.Fatalf("no program %s", name)
+		}
+		p.cflags = append(slices.Clone(p.cflags), "-static")
+		progs = append(progs, p)
+	}
+	for name, err := range compilePrograms("zdtm", filepath.Join(root, "progs"), progs) {
+		t.Fatalf("%s: %v", name, err)
+	}
+	script := strings.Replace(oldKernelScript, "PROGRAMS", strings.Join(oldKernelPrograms, " "), 1)
+	for name, text := range map[string]string{"init": oldKernelInit, "run.sh": script} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	initrd := filepath.Join(filepath.Dir(root), "initrd")
+	pack := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet > "+initrd)
+	pack.Dir = root
+	if out, err := pack.CombinedOutput(); err != nil {
+		t.Fatalf("cpio (apt-get install cpio): %v\n%s", err, out)
+	}
+	return initrd
+}
+
+// pagesDumped matches the dump's log line for a process's memory.
+var pagesDumped = regexp.MustCompile(`pid (\d+): \d+ threads, (\d+) pages dumped, (\d+) left to the parent images`)
+
+// checkOldKernelConsole checks the guest's console: the kernel is one of
+// the kind the test means, and every RESULT passed.
+func checkOldKernelConsole(t *testing.T, console string) {
+	t.Helper()
+	results := map[string]string{}
+	var pages [][]string
+	var features []string
+	sc := bufio.NewScanner(strings.NewReader(console))
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if i := strings.Index(line, "CHECK "); i >= 0 {
+			features = append(features, line[i+len("CHECK "):])
+		}
+		if i := strings.Index(line, "RESULT "); i >= 0 {
+			name, outcome, _ := strings.Cut(line[i+len("RESULT "):], " ")
+			results[name] = outcome
+		}
+		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "PAGES ") {
+			pages = append(pages, m)
+		}
+	}
+	checkOldKernelFeatures(t, features)
+	for _, name := range append([]string{"mem_dirty_track", "chain"}, oldKernelPrograms...) {
+		if got, ok := results[name]; !ok || got != "PASS" {
+			t.Errorf("%s in the guest: %q", name, got)
+		}
+	}
+	// The root and the child it forked between the pre-dumps: each
+	// leaves its cold memory (8192 pages, never written after the first
+	// pre-dump, nor in the child after its fork) to the pre-dumps, and
+	// dumps its 512 hot pages, which it rewrites thousands of times a
+	// second: most of them, or it left written pages to the pre-dumps,
+	// which the program cannot tell when they all come from one (its
+	// memory is then just older, and consistent).
+	if len(pages) != 2 {
+		t.Errorf("final dump: %d processes logged their pages, want 2", len(pages))
+	}
+	for _, m := range pages {
+		dumped, _ := strconv.Atoi(m[2])
+		left, _ := strconv.Atoi(m[3])
+		t.Logf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps", m[1], dumped, left)
+		if left < 8192 || dumped >= 4096 || dumped < 400 {
+			t.Errorf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps; want the 8192 cold pages left and 400 to 4096 dumped", m[1], dumped, left)
+		}
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", console)
+	}
+}
+
+// oldKernelFeatures are what amber check must say in the guest: the
+// kernel lacks PAGEMAP_SCAN and asynchronous write protection and has
+// soft-dirty bits, or the test would not test what it means to.
+var oldKernelFeatures = map[string]string{"pagemap_scan": "missing", "uffd_wp_async": "missing", "soft_dirty": "present"}
+
+// checkOldKernelFeatures checks the lines of amber check in the guest
+// against oldKernelFeatures.
+func checkOldKernelFeatures(t *testing.T, lines []string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if want, ok := oldKernelFeatures[f[0]]; ok {
+			seen[f[0]] = true
+			if !strings.Contains(line, want) {
+				t.Errorf("guest kernel: %s is not %s: %s", f[0], want, line)
+			}
+		}
+	}
+	for name := range oldKernelFeatures {
+		if !seen[name] {
+			t.Errorf("guest kernel: amber check did not report %s", name)
+		}
+	}
+}
