@@ -161,7 +161,7 @@ func TestCheck(t *testing.T) {
 	if r.status != 0 || !strings.HasSuffix(r.stdout, "Looks good.\n") {
 		t.Errorf("check: %+v", r)
 	}
-	if !strings.Contains(r.stdout, "missing (not needed: amber uses userfaultfd/PAGEMAP_SCAN)") {
+	if !strings.Contains(r.stdout, "missing (not needed where uffd_wp_async is present)") {
 		t.Errorf("check does not explain soft-dirty:\n%s", r.stdout)
 	}
 	r = amber(t, t.TempDir(), "check", "--no-default-config", "--no-default-config", "-verbosity=0", "--feature", "autofs")
