@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,16 @@ const oldKernelDir = "/var/tmp/amber-oldkernel"
 // the page scan of kernels without PAGEMAP_SCAN, and POSIX timers
 // restored without PR_TIMER_CREATE_RESTORE_IDS.
 var oldKernelPrograms = []string{"counter", "heap_globals", "fork_cow", "threads_tls", "maps_runs",
-	"memfd_fork", "pipe_read", "timers00", "timer_signals", "timer_thread"}
+	"memfd_fork", "pipe_read", "timers00", "timer_signals", "timer_thread",
+	"sk_unix_pair", "sk_unix_scm", "sk_unix_ext", "sk_netlink", "sk_packet", "sock_filter",
+	"tcp_established00", "tcp_buffers00"}
+
+// oldKernelModules are the sock_diag modules of the guest's kernel
+// (lib/modules/VERSION/kernel/net/...) that amber's socket dumps query,
+// which a Debian host loads on demand; the guest has no modprobe, and
+// loads them at boot.
+var oldKernelModules = []string{"unix/unix_diag", "netlink/netlink_diag", "packet/af_packet_diag",
+	"ipv4/inet_diag", "ipv4/tcp_diag", "ipv4/udp_diag", "ipv4/raw_diag"}
 
 // oldKernelScript runs in the guest as its init's last step; every check
 // prints a RESULT line on the serial console.
@@ -41,14 +51,14 @@ err() { grep Error "$1" | head -1 | cut -c1-300; }
 amber check 2>&1 | sed 's/^/CHECK /'
 amber check --feature mem_dirty_track >/dev/null 2>&1 && echo "RESULT mem_dirty_track PASS" || echo "RESULT mem_dirty_track refused"
 
-cycle() { # program: dump, restore, check
+cycle() { # program, dump flags, restore flags: dump, restore, check
 	d=/tmp/$1; mkdir -p $d/img; cd $d
 	/progs/$1 > out 2>&1 < /dev/null &
 	pid=$!
 	waitfor out ready 300 || { echo "RESULT $1 not ready: $(cat out)"; return; }
-	amber dump -t $pid -D img -o dump.log $F || { echo "RESULT $1 dump: $(err img/dump.log)"; return; }
+	amber dump -t $pid -D img -o dump.log $F $2 || { echo "RESULT $1 dump: $(err img/dump.log)"; return; }
 	wait $pid
-	amber restore -D img -d -o restore.log $F || { echo "RESULT $1 restore: $(err img/restore.log)"; return; }
+	amber restore -D img -d -o restore.log $F $3 || { echo "RESULT $1 restore: $(err img/restore.log)"; return; }
 	kill -TERM $pid
 	waitfor out PASS 300 && echo "RESULT $1 PASS" || echo "RESULT $1 check: $(tail -1 out)"
 }
@@ -71,8 +81,39 @@ chain() { # predump_writer: two pre-dumps (a child forked between), a dump on to
 	waitfor out PASS 300 && echo "RESULT chain PASS" || echo "RESULT chain check: $(tail -1 out)"
 }
 
-for p in PROGRAMS; do cycle $p; done
+lazy() { # predump_writer dumped, restored with amber lazy-pages filling its memory
+	d=/tmp/lazy; mkdir -p $d/img; cd $d
+	/progs/predump_writer > out 2>&1 < /dev/null &
+	pid=$!
+	waitfor out ready 300 || { echo "RESULT lazy not ready: $(cat out)"; return; }
+	amber dump -t $pid -D img -o dump.log $F || { echo "RESULT lazy dump: $(err img/dump.log)"; return; }
+	wait $pid
+	amber lazy-pages -D img -o lazy.log &
+	lp=$!
+	amber restore -D img --lazy-pages -d -o restore.log $F || { echo "RESULT lazy restore: $(err img/restore.log)"; return; }
+	wait $lp || { echo "RESULT lazy lazy-pages: $(err img/lazy.log)"; return; }
+	kill -TERM $pid
+	waitfor out PASS 300 && echo "RESULT lazy PASS" || echo "RESULT lazy check: $(tail -1 out)"
+}
+
+migrate() { # predump_writer (in a session of its own) migrated over loopback
+	d=/tmp/migrate; mkdir -p $d/in; cd $d
+	setsid /progs/predump_writer > out 2>&1 < /dev/null &
+	waitfor out ready 300 || { echo "RESULT migrate not ready: $(cat out)"; return; }
+	pid=$(pidof predump_writer)
+	amber receive -D in --port 27100 -o receive.log &
+	rp=$!
+	amber migrate -t $pid --to 127.0.0.1:27100 -o $d/migrate.log > migrate.out 2>&1 || { echo "RESULT migrate: $(err migrate.log)"; return; }
+	sed 's/^/MIGRATE /' migrate.out
+	wait $rp || { echo "RESULT migrate receive: $(err in/receive.log)"; return; }
+	kill -TERM $pid
+	waitfor out PASS 300 && echo "RESULT migrate PASS" || echo "RESULT migrate check: $(tail -1 out)"
+}
+
+CYCLES
 chain
+lazy
+migrate
 `
 
 // oldKernelInit mounts what amber needs, runs the script and powers the
@@ -83,6 +124,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmp /tmp
+for m in /modules/*.ko; do insmod $m; done
 echo "KERNEL $(uname -r)"
 /run.sh
 echo GUEST-DONE
@@ -91,15 +133,19 @@ poweroff -f
 
 // TestOldKernel boots Debian 12's own kernel, Linux 6.1, in qemu and
 // runs amber there: a kernel without PAGEMAP_SCAN (amber's page scan
-// reads /proc/PID/pagemap instead) and without asynchronous userfaultfd
-// write protection, but with soft-dirty bits, by which incremental dumps
-// track written pages as CRIU's do. Each program dumps, restores and
-// passes its own check in the guest; predump_writer is pre-dumped twice
-// (forking a child between), dumped on top and restored, and the final
-// dump must leave its 32 MiB of memory written before the first
-// pre-dump to the pre-dumps: its hot pages are rewritten all the time, so
-// a dump that took a written page for an unwritten one would restore a
-// stale generation, which the program finds.
+// reads /proc/PID/pagemap instead), without asynchronous userfaultfd
+// write protection but with soft-dirty bits (by which incremental dumps
+// track written pages, as CRIU's do), and without
+// PR_TIMER_CREATE_RESTORE_IDS. Each program (memory, threads, timers,
+// sockets) dumps, restores and passes its own check in the guest.
+// predump_writer is pre-dumped twice (forking a child between), dumped
+// on top and restored, and the final dump must leave its 32 MiB of
+// memory written before the first pre-dump to the pre-dumps: its hot
+// pages are rewritten all the time, so a dump that took a written page
+// for an unwritten one would restore a stale generation, which the
+// program finds. The same program is restored lazily (amber lazy-pages)
+// and migrated over loopback (amber receive, amber migrate), whose
+// pre-dumps after the first must send only what it wrote since.
 func TestOldKernel(t *testing.T) {
 	requireAmber(t)
 	kernel := oldKernel(t)
@@ -107,7 +153,7 @@ func TestOldKernel(t *testing.T) {
 	if err != nil {
 		missing(t, "qemu-system-x86_64 not installed: apt-get install qemu-system-x86")
 	}
-	initrd := buildGuest(t)
+	initrd := buildGuest(t, kernel)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	// TCG, not KVM: KVM in these VMs runs no guest.
@@ -138,12 +184,13 @@ func oldKernel(t *testing.T) string {
 	return found[0]
 }
 
-// buildGuest makes the guest's initramfs: a static busybox, a static
-// amber, the programs compiled static, the init and the script.
-func buildGuest(t *testing.T) string {
+// buildGuest makes the initramfs for kernel: a static busybox, a static
+// amber, the programs compiled static, the kernel's sock_diag modules,
+// the init and the script.
+func buildGuest(t *testing.T, kernel string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
-	for _, d := range []string{"bin", "progs", "proc", "sys", "dev", "tmp"} {
+	for _, d := range []string{"bin", "progs", "modules", "proc", "sys", "dev", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +203,7 @@ func buildGuest(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, app := range []string{"sh", "mount", "mkdir", "cat", "grep", "sed", "cut", "head", "tail",
-		"sleep", "kill", "touch", "uname", "ip", "poweroff"} {
+		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "poweroff"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +213,17 @@ func buildGuest(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("static amber: %v\n%s", err, out)
 	}
+	// Numbered in the order of oldKernelModules, which insmod follows:
+	// tcp_diag needs inet_diag.
+	version := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+	for i, m := range oldKernelModules {
+		src := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", version, "kernel", "net", m+".ko")
+		if err := copyFile(src, filepath.Join(root, "modules", fmt.Sprintf("%d-%s.ko", i, filepath.Base(m)))); err != nil {
+			t.Fatalf("the guest kernel's sock_diag modules: %v", err)
+		}
+	}
 	var progs []program
+	var cycles strings.Builder
 	for _, name := range append([]string{"predump_writer"}, oldKernelPrograms...) {
 		p, ok := lookupProgram(name)
 		if !ok {
@@ -174,11 +231,14 @@ func buildGuest(t *testing.T) string {
 		}
 		p.cflags = append(slices.Clone(p.cflags), "-static")
 		progs = append(progs, p)
+		if name != "predump_writer" {
+			fmt.Fprintf(&cycles, "cycle %s '%s' '%s'\n", name, strings.Join(p.dumpFlags, " "), strings.Join(p.restoreFlags, " "))
+		}
 	}
 	for name, err := range compilePrograms("zdtm", filepath.Join(root, "progs"), progs) {
 		t.Fatalf("%s: %v", name, err)
 	}
-	script := strings.Replace(oldKernelScript, "PROGRAMS", strings.Join(oldKernelPrograms, " "), 1)
+	script := strings.Replace(oldKernelScript, "CYCLES\n", cycles.String(), 1)
 	for name, text := range map[string]string{"init": oldKernelInit, "run.sh": script} {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o755); err != nil {
 			t.Fatal(err)
@@ -196,6 +256,9 @@ func buildGuest(t *testing.T) string {
 // pagesDumped matches the dump's log line for a process's memory.
 var pagesDumped = regexp.MustCompile(`pid (\d+): \d+ threads, (\d+) pages dumped, (\d+) left to the parent images`)
 
+// preDumpRound matches amber migrate's line for one pre-dump.
+var preDumpRound = regexp.MustCompile(`pre-dump (\d+): (\d+) pages`)
+
 // checkOldKernelConsole checks the guest's console: the kernel is one of
 // the kind the test means, and every RESULT passed.
 func checkOldKernelConsole(t *testing.T, console string) {
@@ -203,6 +266,7 @@ func checkOldKernelConsole(t *testing.T, console string) {
 	results := map[string]string{}
 	var pages [][]string
 	var features []string
+	var rounds []int // pages of each of amber migrate's pre-dumps
 	sc := bufio.NewScanner(strings.NewReader(console))
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
@@ -216,9 +280,13 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "PAGES ") {
 			pages = append(pages, m)
 		}
+		if m := preDumpRound.FindStringSubmatch(line); m != nil && strings.Contains(line, "MIGRATE ") {
+			n, _ := strconv.Atoi(m[2])
+			rounds = append(rounds, n)
+		}
 	}
 	checkOldKernelFeatures(t, features)
-	for _, name := range append([]string{"mem_dirty_track", "chain"}, oldKernelPrograms...) {
+	for _, name := range append([]string{"mem_dirty_track", "chain", "lazy", "migrate"}, oldKernelPrograms...) {
 		if got, ok := results[name]; !ok || got != "PASS" {
 			t.Errorf("%s in the guest: %q", name, got)
 		}
@@ -240,6 +308,12 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		if left < 8192 || dumped >= 4096 || dumped < 400 {
 			t.Errorf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps; want the 8192 cold pages left and 400 to 4096 dumped", m[1], dumped, left)
 		}
+	}
+	// amber migrate's pre-dumps after the first track memory: they send
+	// the hot pages again, not the cold ones.
+	t.Logf("amber migrate's pre-dumps: %v pages", rounds)
+	if len(rounds) < 2 || rounds[0] < 8192 || slices.Max(rounds[1:]) >= 4096 {
+		t.Errorf("amber migrate's pre-dumps sent %v pages: want the first with the 8192 cold pages, then at least one more with fewer than 4096", rounds)
 	}
 	if t.Failed() {
 		t.Logf("console:\n%s", console)
