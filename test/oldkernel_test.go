@@ -81,6 +81,23 @@ chain() { # predump_writer: two pre-dumps (a child forked between), a dump on to
 	waitfor out PASS 300 && echo "RESULT chain PASS" || echo "RESULT chain check: $(tail -1 out)"
 }
 
+failed() { # a pre-dump that fails after clearing the soft-dirty bits, then a dump on top of the one before
+	d=/tmp/failed; mkdir -p $d/pre $d/full $d/final; cd $d
+	mount -t tmpfs -o size=64k full full
+	/progs/predump_writer > out 2>&1 < /dev/null &
+	pid=$!
+	waitfor out ready 300 || { echo "RESULT failed not ready: $(cat out)"; return; }
+	amber pre-dump -t $pid -D pre -o pre.log $F || { echo "RESULT failed pre-dump: $(err pre/pre.log)"; return; }
+	amber pre-dump -t $pid -D full --prev-images-dir ../pre -o $d/full.log $F && { echo "RESULT failed a pre-dump to a full disk succeeded"; return; }
+	grep -q "no space left" full.log || { echo "RESULT failed the pre-dump failed otherwise: $(err full.log)"; return; }
+	amber dump -t $pid -D final --prev-images-dir ../pre --track-mem -o dump.log -v4 $F || { echo "RESULT failed dump: $(err final/dump.log)"; return; }
+	grep "pages dumped" final/dump.log | sed 's/^/AFTERFAIL /'
+	wait $pid
+	amber restore -D final -d -o restore.log $F || { echo "RESULT failed restore: $(err final/restore.log)"; return; }
+	kill -TERM $pid
+	waitfor out PASS 300 && echo "RESULT failed PASS" || echo "RESULT failed check: $(tail -1 out)"
+}
+
 lazy() { # predump_writer dumped, restored with amber lazy-pages filling its memory
 	d=/tmp/lazy; mkdir -p $d/img; cd $d
 	/progs/predump_writer > out 2>&1 < /dev/null &
@@ -112,6 +129,7 @@ migrate() { # predump_writer (in a session of its own) migrated over loopback
 
 CYCLES
 chain
+failed
 lazy
 migrate
 `
@@ -143,7 +161,9 @@ poweroff -f
 // memory written before the first pre-dump to the pre-dumps: its hot
 // pages are rewritten all the time, so a dump that took a written page
 // for an unwritten one would restore a stale generation, which the
-// program finds. The same program is restored lazily (amber lazy-pages)
+// program finds. A pre-dump that fails after clearing the soft-dirty
+// bits (its disk is full) leaves the next dump to copy every page. The
+// same program is restored lazily (amber lazy-pages)
 // and migrated over loopback (amber receive, amber migrate), whose
 // pre-dumps after the first must send only what it wrote since.
 func TestOldKernel(t *testing.T) {
@@ -267,6 +287,7 @@ func checkOldKernelConsole(t *testing.T, console string) {
 	var pages [][]string
 	var features []string
 	var rounds []int // pages of each of amber migrate's pre-dumps
+	var afterFail [][]string
 	sc := bufio.NewScanner(strings.NewReader(console))
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
@@ -280,13 +301,16 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "PAGES ") {
 			pages = append(pages, m)
 		}
+		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "AFTERFAIL ") {
+			afterFail = append(afterFail, m)
+		}
 		if m := preDumpRound.FindStringSubmatch(line); m != nil && strings.Contains(line, "MIGRATE ") {
 			n, _ := strconv.Atoi(m[2])
 			rounds = append(rounds, n)
 		}
 	}
 	checkOldKernelFeatures(t, features)
-	for _, name := range append([]string{"mem_dirty_track", "chain", "lazy", "migrate"}, oldKernelPrograms...) {
+	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate"}, oldKernelPrograms...) {
 		if got, ok := results[name]; !ok || got != "PASS" {
 			t.Errorf("%s in the guest: %q", name, got)
 		}
@@ -307,6 +331,20 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		t.Logf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps", m[1], dumped, left)
 		if left < 8192 || dumped >= 4096 || dumped < 400 {
 			t.Errorf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps; want the 8192 cold pages left and 400 to 4096 dumped", m[1], dumped, left)
+		}
+	}
+	// A pre-dump that failed after clearing the soft-dirty bits moved
+	// the tracking's generation on and closed it (either is enough): the
+	// dump on top of the pre-dump before copies every page, the cold
+	// ones included, since the bits no longer tell what was written
+	// since that one. Without both, the program restores stale pages.
+	if len(afterFail) != 1 {
+		t.Errorf("the dump after a failed pre-dump: %d processes logged their pages, want 1", len(afterFail))
+	}
+	for _, m := range afterFail {
+		dumped, _ := strconv.Atoi(m[2])
+		if left := m[3]; left != "0" || dumped < 8192+512 {
+			t.Errorf("the dump after a failed pre-dump, pid %s: %d pages dumped, %s left to the pre-dump; want every page dumped", m[1], dumped, left)
 		}
 	}
 	// amber migrate's pre-dumps after the first track memory: they send
