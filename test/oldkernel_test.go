@@ -105,8 +105,10 @@ lazy() { # predump_writer dumped, restored with amber lazy-pages filling its mem
 	waitfor out ready 300 || { echo "RESULT lazy not ready: $(cat out)"; return; }
 	amber dump -t $pid -D img -o dump.log $F || { echo "RESULT lazy dump: $(err img/dump.log)"; return; }
 	wait $pid
-	amber lazy-pages -D img -o lazy.log &
+	mkfifo status
+	amber lazy-pages -D img -o lazy.log --status-fd 3 3> status &
 	lp=$!
+	head -c 1 status > /dev/null # ready, or gone
 	amber restore -D img --lazy-pages -d -o restore.log $F || { echo "RESULT lazy restore: $(err img/restore.log)"; return; }
 	wait $lp || { echo "RESULT lazy lazy-pages: $(err img/lazy.log)"; return; }
 	kill -TERM $pid
@@ -118,8 +120,10 @@ migrate() { # predump_writer (in a session of its own) migrated over loopback
 	setsid /progs/predump_writer > out 2>&1 < /dev/null &
 	waitfor out ready 300 || { echo "RESULT migrate not ready: $(cat out)"; return; }
 	pid=$(pidof predump_writer)
-	amber receive -D in --port 27100 -o receive.log &
+	mkfifo status
+	amber receive -D in --port 27100 -o receive.log --status-fd 3 3> status &
 	rp=$!
+	head -c 1 status > /dev/null
 	amber migrate -t $pid --to 127.0.0.1:27100 -o $d/migrate.log > migrate.out 2>&1 || { echo "RESULT migrate: $(err migrate.log)"; return; }
 	sed 's/^/MIGRATE /' migrate.out
 	wait $rp || { echo "RESULT migrate receive: $(err in/receive.log)"; return; }
@@ -223,7 +227,7 @@ func buildGuest(t *testing.T, kernel string) string {
 		t.Fatal(err)
 	}
 	for _, app := range []string{"sh", "mount", "mkdir", "cat", "grep", "sed", "cut", "head", "tail",
-		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "poweroff"} {
+		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "poweroff"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
@@ -317,7 +321,9 @@ func checkOldKernelConsole(t *testing.T, console string) {
 	}
 	// The root and the child it forked between the pre-dumps: each
 	// leaves its cold memory (8192 pages, never written after the first
-	// pre-dump, nor in the child after its fork) to the pre-dumps, and
+	// pre-dump, nor in the child after its fork) to the pre-dumps (but
+	// those in a transparent huge page with hot ones: soft-dirty marks
+	// the whole huge page written), and
 	// dumps its 512 hot pages, which it rewrites thousands of times a
 	// second: most of them, or it left written pages to the pre-dumps,
 	// which the program cannot tell when they all come from one (its
@@ -329,8 +335,8 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		dumped, _ := strconv.Atoi(m[2])
 		left, _ := strconv.Atoi(m[3])
 		t.Logf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps", m[1], dumped, left)
-		if left < 8192 || dumped >= 4096 || dumped < 400 {
-			t.Errorf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps; want the 8192 cold pages left and 400 to 4096 dumped", m[1], dumped, left)
+		if left < 8192-512 || dumped >= 4096 || dumped < 400 {
+			t.Errorf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps; want the 8192 cold pages left (but those of a huge page shared with hot ones) and 400 to 4096 dumped", m[1], dumped, left)
 		}
 	}
 	// A pre-dump that failed after clearing the soft-dirty bits moved
