@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -131,11 +132,19 @@ migrate() { # predump_writer (in a session of its own) migrated over loopback
 	waitfor out PASS 300 && echo "RESULT migrate PASS" || echo "RESULT migrate check: $(tail -1 out)"
 }
 
+xkernel() { # images dumped by the host's kernel, directory, pid: restore, check
+	amber restore -D $1/img -d -o restore.log $F || { echo "RESULT xkernel restore: $(err $1/img/restore.log)"; return; }
+	grep "vdso" $1/img/restore.log | sed 's/^/XKERNEL /'
+	kill -TERM $2
+	waitfor $1/vdso_kernels.out PASS 300 && echo "RESULT xkernel PASS" || echo "RESULT xkernel check: $(tail -1 $1/vdso_kernels.out)"
+}
+
 CYCLES
 chain
 failed
 lazy
 migrate
+XKERNEL
 `
 
 // oldKernelInit mounts what amber needs, runs the script and powers the
@@ -248,21 +257,23 @@ func buildGuest(t *testing.T, kernel string) string {
 	}
 	var progs []program
 	var cycles strings.Builder
-	for _, name := range append([]string{"predump_writer"}, oldKernelPrograms...) {
+	for _, name := range append([]string{"predump_writer", "vdso_kernels"}, oldKernelPrograms...) {
 		p, ok := lookupProgram(name)
 		if !ok {
 			t.Fatalf("no program %s", name)
 		}
 		p.cflags = append(slices.Clone(p.cflags), "-static")
 		progs = append(progs, p)
-		if name != "predump_writer" {
+		if slices.Contains(oldKernelPrograms, name) {
 			fmt.Fprintf(&cycles, "cycle %s '%s' '%s'\n", name, strings.Join(p.dumpFlags, " "), strings.Join(p.restoreFlags, " "))
 		}
 	}
 	for name, err := range compilePrograms("zdtm", filepath.Join(root, "progs"), progs) {
 		t.Fatalf("%s: %v", name, err)
 	}
+	dir, pid := dumpForGuest(t, root)
 	script := strings.Replace(oldKernelScript, "CYCLES\n", cycles.String(), 1)
+	script = strings.Replace(script, "XKERNEL\n", fmt.Sprintf("xkernel %s %d\n", dir, pid), 1)
 	for name, text := range map[string]string{"init": oldKernelInit, "run.sh": script} {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o755); err != nil {
 			t.Fatal(err)
@@ -275,6 +286,98 @@ func buildGuest(t *testing.T, kernel string) string {
 		t.Fatalf("cpio (apt-get install cpio): %v\n%s", err, out)
 	}
 	return initrd
+}
+
+// dumpForGuest runs vdso_kernels (compiled static into root/progs) on
+// this machine and dumps it, for the guest to restore on its own kernel,
+// whose vdso is another: in a directory that the guest gets at the same
+// path (under /var/tmp: the guest mounts a tmpfs over /tmp), with the
+// program, its output and the images, their times kept. glibc is kept
+// from the AVX-512 code it would pick on this CPU, which the guest's
+// emulated one lacks. It returns the directory and the PID.
+func dumpForGuest(t *testing.T, root string) (string, int) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "amber-oldkernel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	prog := filepath.Join(dir, "vdso_kernels")
+	if err := copyFile(filepath.Join(root, "progs", "vdso_kernels"), prog); err != nil {
+		t.Fatal(err)
+	}
+	// Whole seconds: the initramfs keeps no more of a file's time, and
+	// the restore checks the file against the one dumped.
+	whole := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := os.Chtimes(prog, whole, whole); err != nil {
+		t.Fatal(err)
+	}
+	outPath := filepath.Join(dir, "vdso_kernels.out")
+	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(prog)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	cmd.Env = append(os.Environ(), "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512BW,-AVX512VL,-AVX512DQ,-AVX512CD")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(outPath)
+		if strings.Contains(string(b), "ready") {
+			break
+		}
+		if time.Since(start) > readyTimeout {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("vdso_kernels not ready: %s", b)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "img"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if r := runAmber(testEnv.amber, dir, program{}, "dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", filepath.Join(dir, "img"), "-o", "dump.log"); r.err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("dump on this kernel: %v\n%s", r, r.stderr)
+	}
+	cmd.Wait()
+	if err := copyTree(dir, filepath.Join(root, dir)); err != nil {
+		t.Fatal(err)
+	}
+	return dir, cmd.Process.Pid
+}
+
+// copyTree copies the regular files of directory src, and those of its
+// directories, to dst, their modes and times kept.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(to, info.Mode().Perm())
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		if err := copyFile(path, to); err != nil {
+			return err
+		}
+		if err := os.Chmod(to, info.Mode().Perm()); err != nil {
+			return err
+		}
+		return os.Chtimes(to, info.ModTime(), info.ModTime())
+	})
 }
 
 // pagesDumped matches the dump's log line for a process's memory.
@@ -308,13 +411,16 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "AFTERFAIL ") {
 			afterFail = append(afterFail, m)
 		}
+		if i := strings.Index(line, "XKERNEL "); i >= 0 {
+			t.Logf("restore on the guest's kernel: %s", line[i+len("XKERNEL "):])
+		}
 		if m := preDumpRound.FindStringSubmatch(line); m != nil && strings.Contains(line, "MIGRATE ") {
 			n, _ := strconv.Atoi(m[2])
 			rounds = append(rounds, n)
 		}
 	}
 	checkOldKernelFeatures(t, features)
-	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate"}, oldKernelPrograms...) {
+	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "xkernel"}, oldKernelPrograms...) {
 		if got, ok := results[name]; !ok || got != "PASS" {
 			t.Errorf("%s in the guest: %q", name, got)
 		}

@@ -4,8 +4,10 @@ package mem
 // a parent, what is unmapped, and the vdso block parked and moved.
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -177,8 +179,25 @@ func planVdso(b *plan.Builder, in *RestoreInput) error {
 		return err // none: the parked block goes with the scratch area
 	}
 	here := vdsoOfKernel(pieces)
-	if err := here.matches(dumped); err != nil {
-		return fmt.Errorf("vdso: %w: restore on the kernel that dumped", err)
+	var code []byte // the dumped vdso's
+	if in.KernelVdso != nil && in.DumpedVdso != nil {
+		if code, err = in.DumpedVdso(); err != nil {
+			return err
+		}
+	}
+	if err := here.alike(dumped, code, in.KernelVdso); err != nil {
+		if code == nil || in.KernelVdso == nil {
+			return fmt.Errorf("vdso: %w: restore on the kernel that dumped", err)
+		}
+		missing, perr := planVdsoProxy(b, in, pieces, bs, dumped, here, code)
+		if perr != nil {
+			return fmt.Errorf("vdso: %w; and no proxy: %w", err, perr)
+		}
+		if len(missing) > 0 && in.Warnings != nil {
+			*in.Warnings = append(*in.Warnings, fmt.Sprintf("pid %d: this kernel's vdso has no %s: the restored process's calls of the dumped one return ENOSYS",
+				in.Pid, strings.Join(missing, ", ")))
+		}
+		return nil
 	}
 	for _, p := range pieces {
 		to := dumped.code.Start
@@ -245,6 +264,27 @@ func vdsoOfKernel(pieces []proc.VMA) vdsoLayout {
 }
 
 func (r Run) size() uint64 { return r.End - r.Start }
+
+// alike says why this kernel's block l cannot take the dumped one's
+// place, d, if it cannot: a layout that does not match, or, given the
+// code of both vdsos, an entry point that is not at the same offset.
+func (l vdsoLayout) alike(d vdsoLayout, dumped, kernel []byte) error {
+	if err := l.matches(d); err != nil {
+		return err
+	}
+	if dumped == nil || kernel == nil || bytes.Equal(dumped, kernel) {
+		return nil
+	}
+	de, err := vdsoEntries(dumped)
+	if err != nil {
+		return fmt.Errorf("the dumped %w", err)
+	}
+	ke, err := vdsoEntries(kernel)
+	if err != nil {
+		return fmt.Errorf("this kernel's %w", err)
+	}
+	return sameEntries(de, ke)
+}
 
 // matches says why the dumped layout d cannot take this kernel's block
 // l, if it cannot.

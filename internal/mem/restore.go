@@ -67,6 +67,14 @@ type RestoreInput struct {
 	// Lazy, if set, makes the restore lazy: PlanRestore leaves the pages
 	// of private anonymous memory out of the fill and lists them there.
 	Lazy *LazyPages
+	// KernelVdso is this kernel's vdso code, and DumpedVdso reads the
+	// dumped task's: where they differ, the restore builds a proxy
+	// (vdso.go). Without either only their layouts are compared.
+	KernelVdso []byte
+	DumpedVdso func() ([]byte, error)
+	// Warnings, if set, collects what the restore of the task does
+	// otherwise than the dumped task had it.
+	Warnings *[]string
 }
 
 // Parent is the restored memory a forked task inherits.

@@ -138,6 +138,22 @@ func (b *Builder) Bytes(p []byte) uint64 {
 	return addr
 }
 
+// PageBytes copies p into the scratch data on whole pages of its own and
+// returns its address: pages a task may move out of the scratch area
+// (mremap) to where they belong.
+func (b *Builder) PageBytes(p []byte) uint64 {
+	pad := func() {
+		for len(b.data)%PageSize != 0 {
+			b.data = append(b.data, 0)
+		}
+	}
+	pad()
+	addr := b.base + uint64(len(b.data))
+	b.data = append(b.data, p...)
+	pad()
+	return addr
+}
+
 // String stores s NUL-terminated and returns its address.
 func (b *Builder) String(s string) uint64 { return b.Bytes(append([]byte(s), 0)) }
 

@@ -34,6 +34,9 @@ type host struct {
 	// populate: the kernel has MADV_POPULATE_WRITE, which the fill uses
 	// to fault memory in ahead of each preadv.
 	populate bool
+	// kernelVdso is this kernel's vdso code (mem.KernelVdso), nil if
+	// amber has none mapped.
+	kernelVdso []byte
 	// timerIDs: the kernel has PR_TIMER_CREATE_RESTORE_IDS, which
 	// gives a POSIX timer the ID it is asked for.
 	timerIDs bool
@@ -273,6 +276,7 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, 
 		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current,
 		Workers: h.workers, Populate: h.populate, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size}, Lazy: lazyPages(t, h),
+		KernelVdso: h.kernelVdso, DumpedVdso: func() ([]byte, error) { return dumpedVdso(t) }, Warnings: &p.warnings,
 	}
 	p.lazy = in.Lazy
 	if !o.adopted {
@@ -457,4 +461,21 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned, i int) err
 	b.Call("set parent death signal", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.GetPdeathSig()))
 	signals.PlanMask(b, th.GetBlkSigset())
 	return nil
+}
+
+// dumpedVdso reads the dumped [vdso] code of t from its pages image.
+func dumpedVdso(t *taskImages) ([]byte, error) {
+	if t.mm == nil {
+		return nil, nil
+	}
+	f, err := t.pagesPath.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.pagesPath, err)
+	}
+	defer f.Close()
+	code, err := mem.DumpedVdso(t.mm.GetVmas(), t.pagemap, f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.pagesPath, err)
+	}
+	return code, nil
 }

@@ -985,17 +985,22 @@ func newHost(opts Options) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
+	kernelVdso, err := mem.KernelVdso()
+	if err != nil {
+		return nil, err
+	}
 	return &host{
-		inherit:  inherit,
-		limits:   lims,
-		oomFloor: oomFloor,
-		loginuid: loginuid,
-		amberPid: os.Getpid(),
-		workers:  min(runtime.NumCPU(), maxFillWorkers),
-		populate: kerndat.ProbePopulateWrite().Present,
-		timerIDs: kerndat.ProbeTimerIDs().Present,
-		shellJob: opts.ShellJob,
-		stat:     os.Stat,
+		inherit:    inherit,
+		limits:     lims,
+		oomFloor:   oomFloor,
+		loginuid:   loginuid,
+		amberPid:   os.Getpid(),
+		workers:    min(runtime.NumCPU(), maxFillWorkers),
+		populate:   kerndat.ProbePopulateWrite().Present,
+		timerIDs:   kerndat.ProbeTimerIDs().Present,
+		kernelVdso: kernelVdso,
+		shellJob:   opts.ShellJob,
+		stat:       os.Stat,
 		// Files changed since the dump are taken as they are now.
 		skipFileCheck:  opts.SkipFileCheck,
 		tcpEstablished: opts.TCPEstablished,

@@ -124,9 +124,14 @@ int main(void)
 	test_wait_stop();
 	after = vdso_ns(CLOCK_MONOTONIC, "CLOCK_MONOTONIC");
 
+#ifndef OTHER_BOOT
 	if (after < before)
 		fail("CLOCK_MONOTONIC went backwards across the wait: %lld ns "
 		     "before, %lld ns after", (long long)before, (long long)after);
+#else
+	(void)before;
+	(void)after;
+#endif
 	check_against_syscalls("after SIGTERM");
 	loop("after SIGTERM");
 	check_against_syscalls("after loop");
