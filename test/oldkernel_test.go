@@ -2,7 +2,9 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -134,12 +136,30 @@ migrate() { # predump_writer (in a session of its own) migrated over loopback
 
 xkernel() { # images dumped by the host's kernel, directory, pid: restore, check
 	amber restore -D $1/img -d -o restore.log $F || { echo "RESULT xkernel restore: $(err $1/img/restore.log)"; return; }
-	grep "vdso" $1/img/restore.log | sed 's/^/XKERNEL /'
+	grep "vdso has" $1/img/restore.log | sed 's/^/XKERNEL /'
 	kill -TERM $2
 	waitfor $1/vdso_kernels.out PASS 300 && echo "RESULT xkernel PASS" || echo "RESULT xkernel check: $(tail -1 $1/vdso_kernels.out)"
 }
 
+rkernel() { # directory, pid: vdso_kernels dumped here as pid, for the host to restore
+	mkdir -p $1/img; cd $1
+	chmod 777 $1
+	echo $(($2 - 1)) > /proc/sys/kernel/ns_last_pid
+	# As a user: root here has CAP_SYS_RESOURCE, which the host's amber,
+	# and so the restored process, lacks.
+	su -s /bin/sh -c "exec setsid $1/vdso_kernels > vdso_kernels.out 2>&1 < /dev/null" amber &
+	waitfor vdso_kernels.out ready 300 || { echo "RESULT rkernel not ready: $(cat vdso_kernels.out)"; return; }
+	pid=$(pidof vdso_kernels)
+	[ "$pid" = $2 ] || { echo "RESULT rkernel got pid $pid, not $2"; return; }
+	amber dump -t $pid -D img -o dump.log || { echo "RESULT rkernel dump: $(err img/dump.log)"; return; }
+	echo RKERNEL-BEGIN
+	tar cf - img vdso_kernels.out | base64
+	echo RKERNEL-END
+	echo "RESULT rkernel PASS"
+}
+
 CYCLES
+RKERNEL
 chain
 failed
 lazy
@@ -176,9 +196,11 @@ poweroff -f
 // for an unwritten one would restore a stale generation, which the
 // program finds. A pre-dump that fails after clearing the soft-dirty
 // bits (its disk is full) leaves the next dump to copy every page. The
-// same program is restored lazily (amber lazy-pages)
-// and migrated over loopback (amber receive, amber migrate), whose
-// pre-dumps after the first must send only what it wrote since.
+// same program is restored lazily (amber lazy-pages) and migrated over
+// loopback (amber receive, amber migrate), whose pre-dumps after the
+// first must send only what it wrote since. Across kernels, whose vdsos
+// differ: vdso_kernels dumped here is restored in the guest, and one
+// dumped in the guest is restored here.
 func TestOldKernel(t *testing.T) {
 	requireAmber(t)
 	kernel := oldKernel(t)
@@ -186,11 +208,11 @@ func TestOldKernel(t *testing.T) {
 	if err != nil {
 		missing(t, "qemu-system-x86_64 not installed: apt-get install qemu-system-x86")
 	}
-	initrd := buildGuest(t, kernel)
+	initrd, back, backPid := buildGuest(t, kernel)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	// TCG, not KVM: KVM in these VMs runs no guest.
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "1024",
+	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg,thread=multi", "-cpu", "max,pku=off,mpx=off", "-smp", "2", "-m", "1024",
 		"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1")
 	start := time.Now()
@@ -201,6 +223,7 @@ func TestOldKernel(t *testing.T) {
 		t.Fatalf("qemu: %v; console:\n%s", err, console)
 	}
 	checkOldKernelConsole(t, console)
+	restoreFromGuest(t, console, back, backPid)
 }
 
 // oldKernel returns the vmlinuz to boot, or skips the test (fails it in
@@ -219,11 +242,13 @@ func oldKernel(t *testing.T) string {
 
 // buildGuest makes the initramfs for kernel: a static busybox, a static
 // amber, the programs compiled static, the kernel's sock_diag modules,
-// the init and the script.
-func buildGuest(t *testing.T, kernel string) string {
+// images dumped here for the guest to restore, the init and the script.
+// It returns the initramfs, and the directory and PID of the program the
+// guest dumps for this machine to restore.
+func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
-	for _, d := range []string{"bin", "progs", "modules", "proc", "sys", "dev", "tmp"} {
+	for _, d := range []string{"bin", "progs", "modules", "etc", "proc", "sys", "dev", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +261,7 @@ func buildGuest(t *testing.T, kernel string) string {
 		t.Fatal(err)
 	}
 	for _, app := range []string{"sh", "mount", "mkdir", "cat", "grep", "sed", "cut", "head", "tail",
-		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "poweroff"} {
+		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "tar", "base64", "su", "chmod", "poweroff"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
@@ -272,20 +297,28 @@ func buildGuest(t *testing.T, kernel string) string {
 		t.Fatalf("%s: %v", name, err)
 	}
 	dir, pid := dumpForGuest(t, root)
+	back, backPid = dirForGuest(t, root)
 	script := strings.Replace(oldKernelScript, "CYCLES\n", cycles.String(), 1)
 	script = strings.Replace(script, "XKERNEL\n", fmt.Sprintf("xkernel %s %d\n", dir, pid), 1)
+	script = strings.Replace(script, "RKERNEL\n", fmt.Sprintf("rkernel %s %d\n", back, backPid), 1)
+	for name, text := range map[string]string{"etc/passwd": "root:x:0:0::/:/bin/sh\namber:x:1000:1000::/:/bin/sh\n",
+		"etc/group": "root:x:0:\namber:x:1000:\n"} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, text := range map[string]string{"init": oldKernelInit, "run.sh": script} {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	initrd := filepath.Join(filepath.Dir(root), "initrd")
+	initrd = filepath.Join(filepath.Dir(root), "initrd")
 	pack := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet > "+initrd)
 	pack.Dir = root
 	if out, err := pack.CombinedOutput(); err != nil {
 		t.Fatalf("cpio (apt-get install cpio): %v\n%s", err, out)
 	}
-	return initrd
+	return initrd, back, backPid
 }
 
 // dumpForGuest runs vdso_kernels (compiled static into root/progs) on
@@ -351,9 +384,101 @@ func dumpForGuest(t *testing.T, root string) (string, int) {
 	return dir, cmd.Process.Pid
 }
 
+// dirForGuest makes the directory in which the guest dumps vdso_kernels
+// for this machine to restore: the program, at the same path here and in
+// the guest, and a PID to run it as, free here and, being below the last
+// one this machine gave, not given again before the guest is done.
+func dirForGuest(t *testing.T, root string) (string, int) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "amber-oldkernel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	prog := filepath.Join(dir, "vdso_kernels")
+	if err := copyFile(filepath.Join(root, "progs", "vdso_kernels"), prog); err != nil {
+		t.Fatal(err)
+	}
+	whole := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := os.Chtimes(prog, whole, whole); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyTree(dir, filepath.Join(root, dir)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/ns_last_pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pid := last - 100; pid > max(last-5000, 1000); pid-- {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			return dir, pid
+		}
+	}
+	t.Fatalf("no free PID below %d", last)
+	return "", 0
+}
+
+// restoreFromGuest restores here what the guest dumped in dir (its
+// images and output, a tar in base64 on the console) and checks that
+// the program passes.
+func restoreFromGuest(t *testing.T, console, dir string, pid int) {
+	t.Helper()
+	_, rest, ok := strings.Cut(console, "RKERNEL-BEGIN")
+	encoded, _, ok2 := strings.Cut(rest, "RKERNEL-END")
+	if !ok || !ok2 {
+		t.Errorf("the guest sent no images to restore here")
+		return
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' {
+			return -1
+		}
+		return r
+	}, encoded))
+	if err != nil {
+		t.Fatalf("the guest's images: %v", err)
+	}
+	untar := exec.Command("tar", "xf", "-")
+	untar.Dir, untar.Stdin = dir, bytes.NewReader(raw)
+	if out, err := untar.CombinedOutput(); err != nil {
+		t.Fatalf("the guest's images: tar: %v\n%s", err, out)
+	}
+	r := runAmber(testEnv.amber, dir, program{}, "restore", "-D", filepath.Join(dir, "img"), "-d", "-o", "restore.log", "-v4")
+	if r.err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "img", "restore.log"))
+		t.Fatalf("restore here of the guest's dump: %v\n%s\n%s", r, r.stderr, log)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "img", "restore.log"))
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "[vdso]") || strings.Contains(line, "vdso has") {
+			t.Logf("restore here: %s", line)
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("the restored vdso_kernels (pid %d): %v", pid, err)
+	}
+	var status syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &status, 0, nil); err != nil {
+		t.Fatalf("wait for the restored vdso_kernels: %v", err)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "vdso_kernels.out"))
+	if !status.Exited() || status.ExitStatus() != 0 || !strings.Contains(string(out), "PASS") {
+		t.Errorf("vdso_kernels dumped on the guest's kernel, restored here: %v:\n%s", status, out)
+	}
+}
+
 // copyTree copies the regular files of directory src, and those of its
-// directories, to dst, their modes and times kept.
+// directories, to dst, their modes and times kept; the directories above
+// dst that it makes are open to all.
 func copyTree(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
 	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -420,7 +545,7 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		}
 	}
 	checkOldKernelFeatures(t, features)
-	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "xkernel"}, oldKernelPrograms...) {
+	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "xkernel", "rkernel"}, oldKernelPrograms...) {
 		if got, ok := results[name]; !ok || got != "PASS" {
 			t.Errorf("%s in the guest: %q", name, got)
 		}

@@ -89,5 +89,10 @@ func (t *Task) Rseq() (RseqConfig, error) {
 	if err != nil {
 		return c, fmt.Errorf("pid %d: get rseq configuration: %w", t.Pid, err)
 	}
+	if c.Pointer == 0 {
+		// Kernels before 6.3 give the size of struct rseq for a thread
+		// that registered none (as one does while it starts).
+		c.Size = 0
+	}
 	return c, nil
 }

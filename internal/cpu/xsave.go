@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -126,12 +127,29 @@ func (l Layout) extendedFromImage(x *corex86.UserX86XsaveEntry, b []byte) (uint6
 		if x.GetXstateBv()&c.bit == 0 || c.field.count(x) == 0 {
 			continue
 		}
+		if c.off == 0 && c.initial(x) {
+			// A component this CPU lacks, in its initial state: restored
+			// the same with its bit clear (a CPU that marks unused MPX
+			// state in use, as qemu's emulated one does).
+			continue
+		}
 		if err := c.put(x, b); err != nil {
 			return 0, err
 		}
 		bv |= c.bit
 	}
 	return bv, nil
+}
+
+// initial tells whether x holds the component in its initial state,
+// all zeroes (the initial state of every component after SSE).
+func (c component) initial(x *corex86.UserX86XsaveEntry) bool {
+	if c.field.count(x)*c.field.width() != c.size {
+		return false
+	}
+	b := make([]byte, c.size)
+	c.field.encode(x, b)
+	return bytes.Count(b, []byte{0}) == len(b)
 }
 
 // put writes the component's words from x into the area b.

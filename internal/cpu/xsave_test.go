@@ -400,6 +400,30 @@ func TestXSaveFromImageComponentNotInLayout(t *testing.T) {
 	}
 }
 
+// TestXSaveFromImageComponentInitial: a component the CPU lacks but
+// the image holds in its initial state (all zeroes, its bit set) is left
+// out, as if not in use; with any value in it, refused.
+func TestXSaveFromImageComponentInitial(t *testing.T) {
+	e, _ := fullEntry(t) // from Intel, MPX bits set
+	for i := range e.Xsave.BndregState {
+		e.Xsave.BndregState[i] = 0
+	}
+	for i := range e.Xsave.BndcsrState {
+		e.Xsave.BndcsrState[i] = 0
+	}
+	b, err := amdLayout().XSaveFromImage(e, 2440)
+	if err != nil {
+		t.Fatalf("MPX state all zeroes: %v", err)
+	}
+	if bv := binary.LittleEndian.Uint64(b[offXstateBv:]); bv&(featureBndRegs|featureBndCsr) != 0 {
+		t.Errorf("xstate_bv %#x keeps the MPX bits", bv)
+	}
+	e.Xsave.BndcsrState[1] = 1
+	if _, err := amdLayout().XSaveFromImage(e, 2440); !errors.Is(err, ErrUnsupportedXState) || !strings.Contains(err.Error(), "bndcsr_state") {
+		t.Errorf("MPX state with a value: err = %v, want ErrUnsupportedXState naming bndcsr_state", err)
+	}
+}
+
 func TestHostLayout(t *testing.T) {
 	l := HostLayout()
 	t.Logf("host layout: %+v", l)
