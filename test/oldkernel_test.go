@@ -2,9 +2,7 @@ package test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,12 +29,15 @@ var oldKernelPrograms = []string{"counter", "heap_globals", "fork_cow", "threads
 	"sk_unix_pair", "sk_unix_scm", "sk_unix_ext", "sk_netlink", "sk_packet", "sock_filter",
 	"tcp_established00", "tcp_buffers00"}
 
-// oldKernelModules are the sock_diag modules of the guest's kernel
-// (lib/modules/VERSION/kernel/net/...) that amber's socket dumps query,
-// which a Debian host loads on demand; the guest has no modprobe, and
-// loads them at boot.
-var oldKernelModules = []string{"unix/unix_diag", "netlink/netlink_diag", "packet/af_packet_diag",
-	"ipv4/inet_diag", "ipv4/tcp_diag", "ipv4/udp_diag", "ipv4/raw_diag"}
+// oldKernelModules are the modules of the guest's kernel
+// (lib/modules/VERSION/kernel/...) it loads at boot, in this order, having
+// no modprobe: the sock_diag ones amber's socket dumps query, which a
+// Debian host loads on demand, and the virtio network driver.
+var oldKernelModules = []string{"net/unix/unix_diag", "net/netlink/netlink_diag", "net/packet/af_packet_diag",
+	"net/ipv4/inet_diag", "net/ipv4/tcp_diag", "net/ipv4/udp_diag", "net/ipv4/raw_diag",
+	"drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_pci_modern_dev",
+	"drivers/virtio/virtio_pci_legacy_dev", "drivers/virtio/virtio_pci", "net/core/failover",
+	"drivers/net/net_failover", "drivers/net/virtio_net"}
 
 // oldKernelScript runs in the guest as its init's last step; every check
 // prints a RESULT line on the serial console.
@@ -141,25 +142,24 @@ xkernel() { # images dumped by the host's kernel, directory, pid: restore, check
 	waitfor $1/vdso_kernels.out PASS 300 && echo "RESULT xkernel PASS" || echo "RESULT xkernel check: $(tail -1 $1/vdso_kernels.out)"
 }
 
-rkernel() { # directory, pid: vdso_kernels dumped here as pid, for the host to restore
-	mkdir -p $1/img; cd $1
-	chmod 777 $1
+tohost() { # directory, pid, port: vdso_kernels, run here as pid, migrated to amber receive on the host
+	ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || { echo "RESULT tohost no network"; return; }
+	chmod 777 $1; cd $1
+	echo 4194304 > /proc/sys/kernel/pid_max
 	echo $(($2 - 1)) > /proc/sys/kernel/ns_last_pid
 	# As a user: root here has CAP_SYS_RESOURCE, which the host's amber,
 	# and so the restored process, lacks.
 	su -s /bin/sh -c "exec setsid $1/vdso_kernels > vdso_kernels.out 2>&1 < /dev/null" amber &
-	waitfor vdso_kernels.out ready 300 || { echo "RESULT rkernel not ready: $(cat vdso_kernels.out)"; return; }
+	waitfor vdso_kernels.out ready 300 || { echo "RESULT tohost not ready: $(cat vdso_kernels.out)"; return; }
 	pid=$(pidof vdso_kernels)
-	[ "$pid" = $2 ] || { echo "RESULT rkernel got pid $pid, not $2"; return; }
-	amber dump -t $pid -D img -o dump.log || { echo "RESULT rkernel dump: $(err img/dump.log)"; return; }
-	echo RKERNEL-BEGIN
-	tar cf - img vdso_kernels.out | base64
-	echo RKERNEL-END
-	echo "RESULT rkernel PASS"
+	[ "$pid" = $2 ] || { echo "RESULT tohost got pid $pid, not $2"; return; }
+	amber migrate -t $pid --to 10.0.2.2:$3 -o $1/migrate.log > migrate.out 2>&1 || { echo "RESULT tohost migrate: $(err migrate.log)"; return; }
+	sed 's/^/TOHOST /' migrate.out
+	echo "RESULT tohost PASS"
 }
 
 CYCLES
-RKERNEL
+TOHOST
 chain
 failed
 lazy
@@ -200,7 +200,8 @@ poweroff -f
 // loopback (amber receive, amber migrate), whose pre-dumps after the
 // first must send only what it wrote since. Across kernels, whose vdsos
 // differ: vdso_kernels dumped here is restored in the guest, and one
-// dumped in the guest is restored here.
+// running in the guest is migrated here (amber migrate in the guest,
+// amber receive here, over qemu's user network).
 func TestOldKernel(t *testing.T) {
 	requireAmber(t)
 	kernel := oldKernel(t)
@@ -208,11 +209,12 @@ func TestOldKernel(t *testing.T) {
 	if err != nil {
 		missing(t, "qemu-system-x86_64 not installed: apt-get install qemu-system-x86")
 	}
-	initrd, back, backPid := buildGuest(t, kernel)
+	initrd, back, backPid, recv := buildGuest(t, kernel)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	// TCG, not KVM: KVM in these VMs runs no guest.
 	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg,thread=multi", "-cpu", "max,pku=off,mpx=off", "-smp", "2", "-m", "1024",
+		"-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1")
 	start := time.Now()
@@ -222,8 +224,9 @@ func TestOldKernel(t *testing.T) {
 	if err != nil || !strings.Contains(console, "GUEST-DONE") {
 		t.Fatalf("qemu: %v; console:\n%s", err, console)
 	}
-	checkOldKernelConsole(t, console)
-	restoreFromGuest(t, console, back, backPid)
+	if checkOldKernelConsole(t, console)["tohost"] == "PASS" {
+		recv.check(t, back, backPid)
+	}
 }
 
 // oldKernel returns the vmlinuz to boot, or skips the test (fails it in
@@ -245,7 +248,7 @@ func oldKernel(t *testing.T) string {
 // images dumped here for the guest to restore, the init and the script.
 // It returns the initramfs, and the directory and PID of the program the
 // guest dumps for this machine to restore.
-func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int) {
+func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, recv *hostReceive) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	for _, d := range []string{"bin", "progs", "modules", "etc", "proc", "sys", "dev", "tmp"} {
@@ -261,7 +264,7 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int) 
 		t.Fatal(err)
 	}
 	for _, app := range []string{"sh", "mount", "mkdir", "cat", "grep", "sed", "cut", "head", "tail",
-		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "tar", "base64", "su", "chmod", "poweroff"} {
+		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "su", "chmod", "poweroff"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
@@ -272,12 +275,12 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int) 
 		t.Fatalf("static amber: %v\n%s", err, out)
 	}
 	// Numbered in the order of oldKernelModules, which insmod follows:
-	// tcp_diag needs inet_diag.
+	// tcp_diag needs inet_diag, virtio_net virtio.
 	version := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
 	for i, m := range oldKernelModules {
-		src := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", version, "kernel", "net", m+".ko")
-		if err := copyFile(src, filepath.Join(root, "modules", fmt.Sprintf("%d-%s.ko", i, filepath.Base(m)))); err != nil {
-			t.Fatalf("the guest kernel's sock_diag modules: %v", err)
+		src := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", version, "kernel", m+".ko")
+		if err := copyFile(src, filepath.Join(root, "modules", fmt.Sprintf("%02d-%s.ko", i, filepath.Base(m)))); err != nil {
+			t.Fatalf("the guest kernel's modules: %v", err)
 		}
 	}
 	var progs []program
@@ -298,9 +301,10 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int) 
 	}
 	dir, pid := dumpForGuest(t, root)
 	back, backPid = dirForGuest(t, root)
+	recv = startHostReceive(t, back)
 	script := strings.Replace(oldKernelScript, "CYCLES\n", cycles.String(), 1)
 	script = strings.Replace(script, "XKERNEL\n", fmt.Sprintf("xkernel %s %d\n", dir, pid), 1)
-	script = strings.Replace(script, "RKERNEL\n", fmt.Sprintf("rkernel %s %d\n", back, backPid), 1)
+	script = strings.Replace(script, "TOHOST\n", fmt.Sprintf("tohost %s %d %d\n", back, backPid, recv.port), 1)
 	for name, text := range map[string]string{"etc/passwd": "root:x:0:0::/:/bin/sh\namber:x:1000:1000::/:/bin/sh\n",
 		"etc/group": "root:x:0:\namber:x:1000:\n"} {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
@@ -318,7 +322,7 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int) 
 	if out, err := pack.CombinedOutput(); err != nil {
 		t.Fatalf("cpio (apt-get install cpio): %v\n%s", err, out)
 	}
-	return initrd, back, backPid
+	return initrd, back, backPid, recv
 }
 
 // dumpForGuest runs vdso_kernels (compiled static into root/progs) on
@@ -406,69 +410,111 @@ func dirForGuest(t *testing.T, root string) (string, int) {
 	if err := copyTree(dir, filepath.Join(root, dir)); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("/proc/sys/kernel/ns_last_pid")
+	last, err := readInt("/proc/sys/kernel/ns_last_pid")
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	top, err := readInt("/proc/sys/kernel/pid_max")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for pid := last - 100; pid > max(last-5000, 1000); pid-- {
-		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
-			return dir, pid
+	// Below the last PID given, or, just after the numbers wrapped,
+	// near the top: the kernel gives them all before it comes back.
+	for _, r := range [][2]int{{last - 100, max(last-5000, 1000)}, {top - 100, max(top-5000, last+5000)}} {
+		for pid := r[0]; pid > r[1]; pid-- {
+			if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+				return dir, pid
+			}
 		}
 	}
-	t.Fatalf("no free PID below %d", last)
+	t.Fatalf("no free PID (the last given %d, the highest %d)", last, top)
 	return "", 0
 }
 
-// restoreFromGuest restores here what the guest dumped in dir (its
-// images and output, a tar in base64 on the console) and checks that
-// the program passes.
-func restoreFromGuest(t *testing.T, console, dir string, pid int) {
+// hostReceive is amber receive on this machine, on a loopback port the
+// guest reaches as 10.0.2.2 (qemu's user network), for the guest's amber
+// migrate.
+type hostReceive struct {
+	cmd  *exec.Cmd
+	port int
+	out  *os.File
+	done chan error
+}
+
+// startHostReceive starts amber receive into dir/in, with
+// --skip-file-check: the program's output file is the guest's, not this
+// machine's (a migration between two machines with a shared filesystem
+// would not need it).
+func startHostReceive(t *testing.T, dir string) *hostReceive {
 	t.Helper()
-	_, rest, ok := strings.Cut(console, "RKERNEL-BEGIN")
-	encoded, _, ok2 := strings.Cut(rest, "RKERNEL-END")
-	if !ok || !ok2 {
-		t.Errorf("the guest sent no images to restore here")
-		return
+	// The output file the restored program writes on: here, as in the
+	// guest, its first line.
+	if err := os.WriteFile(filepath.Join(dir, "vdso_kernels.out"), []byte("ready\n"), 0o666); err != nil {
+		t.Fatal(err)
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' {
-			return -1
-		}
-		return r
-	}, encoded))
+	in := filepath.Join(dir, "in")
+	if err := os.Mkdir(in, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
 	if err != nil {
-		t.Fatalf("the guest's images: %v", err)
+		t.Fatal(err)
 	}
-	untar := exec.Command("tar", "xf", "-")
-	untar.Dir, untar.Stdin = dir, bytes.NewReader(raw)
-	if out, err := untar.CombinedOutput(); err != nil {
-		t.Fatalf("the guest's images: tar: %v\n%s", err, out)
+	defer r.Close()
+	out, err := unlinkedTemp("receive-*.out")
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := runAmber(testEnv.amber, dir, program{}, "restore", "-D", filepath.Join(dir, "img"), "-d", "-o", "restore.log", "-v4")
-	if r.err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "img", "restore.log"))
-		t.Fatalf("restore here of the guest's dump: %v\n%s\n%s", r, r.stderr, log)
+	h := &hostReceive{port: freePort(t), out: out, done: make(chan error, 1)}
+	h.cmd = exec.Command(testEnv.amber, "receive", "-D", in, "--address", "127.0.0.1", "--port", strconv.Itoa(h.port),
+		"--skip-file-check", "--status-fd", "3", "-o", "receive.log", "-v4")
+	h.cmd.Stdout, h.cmd.Stderr, h.cmd.ExtraFiles = out, out, []*os.File{w}
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	log, _ := os.ReadFile(filepath.Join(dir, "img", "restore.log"))
+	w.Close()
+	go func() { h.done <- h.cmd.Wait() }()
+	t.Cleanup(func() {
+		h.cmd.Process.Kill()
+		<-h.done
+	})
+	var b [1]byte
+	if n, err := r.Read(b[:]); n != 1 || b[0] != 0 {
+		t.Fatalf("amber receive did not get ready (%v):\n%s", err, readAll(out))
+	}
+	return h
+}
+
+// check waits for amber receive to end, having restored the program the
+// guest migrated (pid, in dir), and checks that the program passes here.
+func (h *hostReceive) check(t *testing.T, dir string, pid int) {
+	t.Helper()
+	var err error
+	select {
+	case err = <-h.done:
+		h.done <- err // for the cleanup
+	case <-time.After(time.Minute):
+		err = fmt.Errorf("still running a minute after the guest ended")
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "in", "receive.log"))
 	for _, line := range strings.Split(string(log), "\n") {
 		if strings.Contains(line, "[vdso]") || strings.Contains(line, "vdso has") {
 			t.Logf("restore here: %s", line)
 		}
 	}
+	if err != nil {
+		t.Fatalf("amber receive of the guest's migration: %v\n%s\n%s", err, readAll(h.out), log)
+	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("the restored vdso_kernels (pid %d): %v", pid, err)
+		t.Fatalf("the migrated vdso_kernels (pid %d): %v", pid, err)
 	}
 	var status syscall.WaitStatus
 	if _, err := syscall.Wait4(pid, &status, 0, nil); err != nil {
-		t.Fatalf("wait for the restored vdso_kernels: %v", err)
+		t.Fatalf("wait for the migrated vdso_kernels: %v", err)
 	}
 	out, _ := os.ReadFile(filepath.Join(dir, "vdso_kernels.out"))
 	if !status.Exited() || status.ExitStatus() != 0 || !strings.Contains(string(out), "PASS") {
-		t.Errorf("vdso_kernels dumped on the guest's kernel, restored here: %v:\n%s", status, out)
+		t.Errorf("vdso_kernels migrated from the guest's kernel to this one: %v:\n%s", status, out)
 	}
 }
 
@@ -512,8 +558,9 @@ var pagesDumped = regexp.MustCompile(`pid (\d+): \d+ threads, (\d+) pages dumped
 var preDumpRound = regexp.MustCompile(`pre-dump (\d+): (\d+) pages`)
 
 // checkOldKernelConsole checks the guest's console: the kernel is one of
-// the kind the test means, and every RESULT passed.
-func checkOldKernelConsole(t *testing.T, console string) {
+// the kind the test means, and every RESULT passed. It returns the
+// RESULTs.
+func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 	t.Helper()
 	results := map[string]string{}
 	var pages [][]string
@@ -536,6 +583,9 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "AFTERFAIL ") {
 			afterFail = append(afterFail, m)
 		}
+		if i := strings.Index(line, "TOHOST "); i >= 0 {
+			t.Logf("amber migrate from the guest to here: %s", line[i+len("TOHOST "):])
+		}
 		if i := strings.Index(line, "XKERNEL "); i >= 0 {
 			t.Logf("restore on the guest's kernel: %s", line[i+len("XKERNEL "):])
 		}
@@ -545,7 +595,7 @@ func checkOldKernelConsole(t *testing.T, console string) {
 		}
 	}
 	checkOldKernelFeatures(t, features)
-	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "xkernel", "rkernel"}, oldKernelPrograms...) {
+	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "xkernel", "tohost"}, oldKernelPrograms...) {
 		if got, ok := results[name]; !ok || got != "PASS" {
 			t.Errorf("%s in the guest: %q", name, got)
 		}
@@ -593,6 +643,7 @@ func checkOldKernelConsole(t *testing.T, console string) {
 	if t.Failed() {
 		t.Logf("console:\n%s", console)
 	}
+	return results
 }
 
 // oldKernelFeatures are what amber check must say in the guest: the

@@ -279,10 +279,11 @@ func (l *Layouts) Check() error {
 }
 
 // sameFlags compares the VmFlags of two lists of the same mappings,
-// but for userfaultfd's (a tracking dump registers new mappings).
+// but for those of the memory tracking: userfaultfd's (a tracking dump
+// registers new mappings) and soft-dirty's (a tracking dump clears it).
 func sameFlags(now, dumped []proc.VMA) error {
 	for i := range now {
-		a, b := withoutUffd(now[i].VmFlags), withoutUffd(dumped[i].VmFlags)
+		a, b := withoutTracking(now[i].VmFlags), withoutTracking(dumped[i].VmFlags)
 		if !slices.Equal(a, b) {
 			return fmt.Errorf("mapping %s has VmFlags %q, the images %q: changed (madvise, mlock) since the dump before, "+
 				"whose smaps the frozen dump reused", vmaText(now[i]), strings.Join(a, " "), strings.Join(b, " "))
@@ -291,9 +292,10 @@ func sameFlags(now, dumped []proc.VMA) error {
 	return nil
 }
 
-// uffdFlags are the VmFlags of userfaultfd registrations.
-var uffdFlags = []string{"um", "uw", "ui"}
+// trackingFlags are the VmFlags of userfaultfd registrations and the
+// soft-dirty flag of a mapping made since the bits were last cleared.
+var trackingFlags = []string{"um", "uw", "ui", "sd"}
 
-func withoutUffd(flags []string) []string {
-	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return slices.Contains(uffdFlags, f) })
+func withoutTracking(flags []string) []string {
+	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return slices.Contains(trackingFlags, f) })
 }

@@ -214,8 +214,8 @@ func TestReuseLayout(t *testing.T) {
 
 // TestSameFlags checks the check of a reused layout: VmFlags that a
 // madvise or mlock of a whole mapping changed are refused, naming the
-// mapping; userfaultfd's flags (a tracking dump's registration) are not
-// a change.
+// mapping; userfaultfd's flags (a tracking dump's registration) and
+// soft-dirty's (cleared by a tracking dump) are not a change.
 func TestSameFlags(t *testing.T) {
 	dumped := []proc.VMA{{Start: 0x1000, End: 0x3000, VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac"}},
 		{Start: 0x5000, End: 0x6000, Path: "[heap]", VmFlags: []string{"rd", "wr", "mr", "mw", "me", "ac", "uw"}}}
@@ -226,6 +226,7 @@ func TestSameFlags(t *testing.T) {
 	}{
 		{"same", [2][]string{dumped[0].VmFlags, dumped[1].VmFlags}, ""},
 		{"registered since", [2][]string{{"rd", "wr", "mr", "mw", "me", "ac", "uw"}, {"rd", "wr", "mr", "mw", "me", "ac"}}, ""},
+		{"soft-dirty bits cleared since", [2][]string{dumped[0].VmFlags, {"rd", "wr", "mr", "mw", "me", "ac", "sd", "uw"}}, ""},
 		{"MADV_DONTFORK", [2][]string{dumped[0].VmFlags, {"rd", "wr", "mr", "mw", "me", "dc", "ac", "uw"}}, "5000-6000 [heap]"},
 		{"mlock", [2][]string{{"rd", "wr", "mr", "mw", "me", "lo", "ac"}, dumped[1].VmFlags}, "1000-3000"},
 		{"MADV_NOHUGEPAGE undone", [2][]string{dumped[0].VmFlags[:5], dumped[1].VmFlags}, "1000-3000"},
