@@ -29,6 +29,10 @@ var oldKernelPrograms = []string{"counter", "heap_globals", "fork_cow", "threads
 	"sk_unix_pair", "sk_unix_scm", "sk_unix_ext", "sk_netlink", "sk_packet", "sock_filter",
 	"tcp_established00", "tcp_buffers00"}
 
+// crossKernelPrograms are dumped here and restored in the guest, on
+// another kernel, whose vdso is another: one process and a tree.
+var crossKernelPrograms = []string{"vdso_kernels", "fork_cow"}
+
 // oldKernelModules are the modules of the guest's kernel
 // (lib/modules/VERSION/kernel/...) it loads at boot, in this order, having
 // no modprobe: the sock_diag ones amber's socket dumps query, which a
@@ -135,11 +139,11 @@ migrate() { # predump_writer (in a session of its own) migrated over loopback
 	waitfor out PASS 300 && echo "RESULT migrate PASS" || echo "RESULT migrate check: $(tail -1 out)"
 }
 
-xkernel() { # images dumped by the host's kernel, directory, pid: restore, check
-	amber restore -D $1/img -d -o restore.log $F || { echo "RESULT xkernel restore: $(err $1/img/restore.log)"; return; }
+xkernel() { # images dumped by the host's kernel, directory, pid, program: restore, check
+	amber restore -D $1/img -d -o restore.log $F || { echo "RESULT xkernel_$3 restore: $(err $1/img/restore.log)"; return; }
 	grep "vdso has" $1/img/restore.log | sed 's/^/XKERNEL /'
 	kill -TERM $2
-	waitfor $1/vdso_kernels.out PASS 300 && echo "RESULT xkernel PASS" || echo "RESULT xkernel check: $(tail -1 $1/vdso_kernels.out)"
+	waitfor $1/$3.out PASS 300 && echo "RESULT xkernel_$3 PASS" || echo "RESULT xkernel_$3 check: $(tail -1 $1/$3.out)"
 }
 
 tohost() { # directory, pid, port: vdso_kernels, run here as pid, migrated to amber receive on the host
@@ -285,7 +289,9 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, 
 	}
 	var progs []program
 	var cycles strings.Builder
-	for _, name := range append([]string{"predump_writer", "vdso_kernels"}, oldKernelPrograms...) {
+	names := append(append([]string{"predump_writer"}, oldKernelPrograms...), crossKernelPrograms...)
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
 		p, ok := lookupProgram(name)
 		if !ok {
 			t.Fatalf("no program %s", name)
@@ -299,11 +305,15 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, 
 	for name, err := range compilePrograms("zdtm", filepath.Join(root, "progs"), progs) {
 		t.Fatalf("%s: %v", name, err)
 	}
-	dir, pid := dumpForGuest(t, root)
+	var xkernel strings.Builder
+	for _, name := range crossKernelPrograms {
+		dir, pid := dumpForGuest(t, root, name)
+		fmt.Fprintf(&xkernel, "xkernel %s %d %s\n", dir, pid, name)
+	}
 	back, backPid = dirForGuest(t, root)
 	recv = startHostReceive(t, back)
 	script := strings.Replace(oldKernelScript, "CYCLES\n", cycles.String(), 1)
-	script = strings.Replace(script, "XKERNEL\n", fmt.Sprintf("xkernel %s %d\n", dir, pid), 1)
+	script = strings.Replace(script, "XKERNEL\n", xkernel.String(), 1)
 	script = strings.Replace(script, "TOHOST\n", fmt.Sprintf("tohost %s %d %d\n", back, backPid, recv.port), 1)
 	for name, text := range map[string]string{"etc/passwd": "root:x:0:0::/:/bin/sh\namber:x:1000:1000::/:/bin/sh\n",
 		"etc/group": "root:x:0:\namber:x:1000:\n"} {
@@ -325,31 +335,41 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, 
 	return initrd, back, backPid, recv
 }
 
-// dumpForGuest runs vdso_kernels (compiled static into root/progs) on
-// this machine and dumps it, for the guest to restore on its own kernel,
-// whose vdso is another: in a directory that the guest gets at the same
-// path (under /var/tmp: the guest mounts a tmpfs over /tmp), with the
-// program, its output and the images, their times kept. glibc is kept
-// from the AVX-512 code it would pick on this CPU, which the guest's
-// emulated one lacks. It returns the directory and the PID.
-func dumpForGuest(t *testing.T, root string) (string, int) {
+// crossDir makes a directory for a program that goes from one kernel to
+// the other, at the same path here and in the guest (under /var/tmp: the
+// guest mounts a tmpfs over /tmp), with the program name (compiled static
+// into root/progs) in it.
+func crossDir(t *testing.T, root, name string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/tmp", "amber-oldkernel-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	prog := filepath.Join(dir, "vdso_kernels")
-	if err := copyFile(filepath.Join(root, "progs", "vdso_kernels"), prog); err != nil {
+	prog := filepath.Join(dir, name)
+	if err := copyFile(filepath.Join(root, "progs", name), prog); err != nil {
 		t.Fatal(err)
 	}
 	// Whole seconds: the initramfs keeps no more of a file's time, and
-	// the restore checks the file against the one dumped.
+	// a restore checks the file against the one dumped.
 	whole := time.Now().Add(-time.Minute).Truncate(time.Second)
 	if err := os.Chtimes(prog, whole, whole); err != nil {
 		t.Fatal(err)
 	}
-	outPath := filepath.Join(dir, "vdso_kernels.out")
+	return dir
+}
+
+// dumpForGuest runs program name on this machine and dumps it, for the
+// guest to restore on its own kernel, whose vdso is another: in a
+// crossDir the guest gets with the program, its output and the images,
+// their times kept. glibc is kept
+// from the AVX-512 code it would pick on this CPU, which the guest's
+// emulated one lacks. It returns the directory and the PID.
+func dumpForGuest(t *testing.T, root, name string) (string, int) {
+	t.Helper()
+	dir := crossDir(t, root, name)
+	prog := filepath.Join(dir, name)
+	outPath := filepath.Join(dir, name+".out")
 	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +390,7 @@ func dumpForGuest(t *testing.T, root string) (string, int) {
 		if time.Since(start) > readyTimeout {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("vdso_kernels not ready: %s", b)
+			t.Fatalf("%s not ready: %s", name, b)
 		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, "img"), 0o700); err != nil {
@@ -388,25 +408,13 @@ func dumpForGuest(t *testing.T, root string) (string, int) {
 	return dir, cmd.Process.Pid
 }
 
-// dirForGuest makes the directory in which the guest dumps vdso_kernels
-// for this machine to restore: the program, at the same path here and in
-// the guest, and a PID to run it as, free here and, being below the last
-// one this machine gave, not given again before the guest is done.
+// dirForGuest makes the crossDir in which the guest runs vdso_kernels to
+// migrate it here, and a PID to run it as, free here and not given again
+// before the guest is done (below the last one this machine gave, or,
+// just after the numbers wrapped, near the top).
 func dirForGuest(t *testing.T, root string) (string, int) {
 	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "amber-oldkernel-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	prog := filepath.Join(dir, "vdso_kernels")
-	if err := copyFile(filepath.Join(root, "progs", "vdso_kernels"), prog); err != nil {
-		t.Fatal(err)
-	}
-	whole := time.Now().Add(-time.Minute).Truncate(time.Second)
-	if err := os.Chtimes(prog, whole, whole); err != nil {
-		t.Fatal(err)
-	}
+	dir := crossDir(t, root, "vdso_kernels")
 	if err := copyTree(dir, filepath.Join(root, dir)); err != nil {
 		t.Fatal(err)
 	}
@@ -418,8 +426,7 @@ func dirForGuest(t *testing.T, root string) (string, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Below the last PID given, or, just after the numbers wrapped,
-	// near the top: the kernel gives them all before it comes back.
+	// The kernel gives every number up to the top before it comes back.
 	for _, r := range [][2]int{{last - 100, max(last-5000, 1000)}, {top - 100, max(top-5000, last+5000)}} {
 		for pid := r[0]; pid > r[1]; pid-- {
 			if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
@@ -595,7 +602,11 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 		}
 	}
 	checkOldKernelFeatures(t, features)
-	for _, name := range append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "xkernel", "tohost"}, oldKernelPrograms...) {
+	names := append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "tohost"}, oldKernelPrograms...)
+	for _, name := range crossKernelPrograms {
+		names = append(names, "xkernel_"+name)
+	}
+	for _, name := range names {
 		if got, ok := results[name]; !ok || got != "PASS" {
 			t.Errorf("%s in the guest: %q", name, got)
 		}

@@ -35,8 +35,9 @@ type host struct {
 	// to fault memory in ahead of each preadv.
 	populate bool
 	// kernelVdso is this kernel's vdso code (mem.KernelVdso), nil if
-	// amber has none mapped.
-	kernelVdso []byte
+	// amber has none mapped; treeVdso the dumped kernel's, once a task's
+	// pages image gave it (dumpedVdso).
+	kernelVdso, treeVdso []byte
 	// timerIDs: the kernel has PR_TIMER_CREATE_RESTORE_IDS, which
 	// gives a POSIX timer the ID it is asked for.
 	timerIDs bool
@@ -276,7 +277,7 @@ func planMemory(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned, 
 		FilePath: t.files.MappedPath(h.fileCheck(t), t.extra, h.ghosts), Current: o.current,
 		Workers: h.workers, Populate: h.populate, Pid: t.pid, ProcPid: h.procPid, Shmem: t.sharedOf().anon, Memfd: p.memfds.MapFd,
 		Scratch: mem.Run{Start: base, End: base + size}, Lazy: lazyPages(t, h),
-		KernelVdso: h.kernelVdso, DumpedVdso: func() ([]byte, error) { return dumpedVdso(t) }, Warnings: &p.warnings,
+		KernelVdso: h.kernelVdso, DumpedVdso: func() ([]byte, error) { return h.dumpedVdso(t) }, Warnings: &p.warnings,
 	}
 	p.lazy = in.Lazy
 	if !o.adopted {
@@ -463,8 +464,22 @@ func planThread(b *plan.Builder, t threadImages, h *host, p *planned, i int) err
 	return nil
 }
 
-// dumpedVdso reads the dumped [vdso] code of t from its pages image.
-func dumpedVdso(t *taskImages) ([]byte, error) {
+// dumpedVdso returns the dumped kernel's [vdso] code: as read before
+// from another task's pages image, or from t's. One kernel dumped the
+// whole tree, and a forked child may have left the vdso's pages to its
+// parent's image, with the others it shared with it.
+func (h *host) dumpedVdso(t *taskImages) ([]byte, error) {
+	if h.treeVdso != nil {
+		return h.treeVdso, nil
+	}
+	code, err := readDumpedVdso(t)
+	h.treeVdso = code
+	return code, err
+}
+
+// readDumpedVdso reads the dumped [vdso] code of t from its pages image,
+// nil if that has none.
+func readDumpedVdso(t *taskImages) ([]byte, error) {
 	if t.mm == nil {
 		return nil, nil
 	}
