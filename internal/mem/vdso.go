@@ -93,8 +93,9 @@ func KernelVdso() ([]byte, error) {
 }
 
 // DumpedVdso reads the dumped task's [vdso] code from its pages image,
-// nil if the images have no vdso or its pages are not in this image
-// (they are in each: a dump saves them every time, none is lazy).
+// nil if the images have no vdso or its pages are not in this image (a
+// forked child may leave them to its parent's; a dump never leaves them
+// to a pre-dump's or a lazy restore, being no private memory).
 func DumpedVdso(vmas []*vma.VmaEntry, entries []*pagemap.PagemapEntry, pages io.ReaderAt) ([]byte, error) {
 	code, err := vdsoOfImage(vmas)
 	if err != nil || code.code.End == 0 {
