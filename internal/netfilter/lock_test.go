@@ -98,6 +98,48 @@ func TestLockConnsIPTables(t *testing.T) {
 	})
 }
 
+// TestUnlockIPTablesLeft: a lock whose rules are there twice (a batch
+// deletion takes one of each) is lifted whole, the rules left found and
+// deleted one by one.
+func TestUnlockIPTablesLeft(t *testing.T) {
+	needTool(t, "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "iptables", "ip6tables")
+	inNewNetns(t, func() {
+		l := Lock{RunID: "0f3a2c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"}
+		if err := l.LockConns(IPTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.LockConns(IPTables, testConns[1:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UnlockConns(IPTables, testConns); err != nil {
+			t.Fatal(err)
+		}
+		if v4, v6 := show(t, "iptables-save"), show(t, "ip6tables-save"); strings.Contains(v4+v6, "0xc114") {
+			t.Errorf("rules left:\n%s%s", v4, v6)
+		}
+	})
+}
+
+// TestLockRuleOf: the rules of a connection's lock as iptables-save
+// prints them, both ways, and not another connection's.
+func TestLockRuleOf(t *testing.T) {
+	c := Conn{netip.MustParseAddrPort("127.0.0.1:8880"), netip.MustParseAddrPort("127.0.0.1:45678")}
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 45678 --dport 8880 -j DROP", true},
+		{"-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 8880 --dport 45678 -j DROP", true},
+		{"-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 45679 --dport 8880 -j DROP", false},
+		{"-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m tcp --sport 45678 --dport 8880 -j DROP", false},
+		{":INPUT ACCEPT [0:0]", false},
+	} {
+		if got := lockRuleOf(tc.line, c); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
+
 func TestLockConnsNFTables(t *testing.T) {
 	needTool(t, "nft")
 	inNewNetns(t, func() {
