@@ -123,20 +123,20 @@ lazy() { # predump_writer dumped, restored with amber lazy-pages filling its mem
 	waitfor out PASS 300 && echo "RESULT lazy PASS" || echo "RESULT lazy check: $(tail -1 out)"
 }
 
-migrate() { # predump_writer (in a session of its own) migrated over loopback
-	d=/tmp/migrate; mkdir -p $d/in; cd $d
-	setsid /progs/predump_writer > out 2>&1 < /dev/null &
-	waitfor out ready 300 || { echo "RESULT migrate not ready: $(cat out)"; return; }
+migrate() { # name, port, prefix of its output's lines, the command to start the program under, amber migrate's flags
+	d=/tmp/$1; mkdir -p $d/in; cd $d
+	$4 setsid /progs/predump_writer > out 2>&1 < /dev/null &
+	waitfor out ready 300 || { echo "RESULT $1 not ready: $(cat out)"; return; }
 	pid=$(pidof predump_writer)
 	mkfifo status
-	amber receive -D in --port 27100 -o receive.log --status-fd 3 3> status &
+	amber receive -D in --port $2 -o receive.log --status-fd 3 3> status &
 	rp=$!
 	head -c 1 status > /dev/null
-	amber migrate -t $pid --to 127.0.0.1:27100 -o $d/migrate.log > migrate.out 2>&1 || { echo "RESULT migrate: $(err migrate.log)"; return; }
-	sed 's/^/MIGRATE /' migrate.out
-	wait $rp || { echo "RESULT migrate receive: $(err in/receive.log)"; return; }
-	kill -TERM $pid
-	waitfor out PASS 300 && echo "RESULT migrate PASS" || echo "RESULT migrate check: $(tail -1 out)"
+	amber migrate -t $pid --to 127.0.0.1:$2 $5 -o $d/migrate.log > migrate.out 2>&1 || { echo "RESULT $1: $(err migrate.log)"; return; }
+	sed "s/^/$3 /" migrate.out
+	wait $rp || { echo "RESULT $1 receive: $(err in/receive.log)"; return; }
+	kill -TERM $(pidof predump_writer)
+	waitfor out PASS 300 && echo "RESULT $1 PASS" || echo "RESULT $1 check: $(tail -1 out)"
 }
 
 xkernel() { # images dumped by the host's kernel, directory, pid, program: restore, check
@@ -167,7 +167,10 @@ TOHOST
 chain
 failed
 lazy
-migrate
+migrate migrate 27100 MIGRATE
+# Lazily, in a pid namespace of its own: on one host, the restore needs
+# the PIDs its frozen source holds.
+migrate lazymigrate 27101 LAZY "unshare --pid --fork" --lazy
 XKERNEL
 `
 
@@ -202,7 +205,7 @@ poweroff -f
 // bits (its disk is full) leaves the next dump to copy every page. The
 // same program is restored lazily (amber lazy-pages) and migrated over
 // loopback (amber receive, amber migrate), whose pre-dumps after the
-// first must send only what it wrote since. Across kernels, whose vdsos
+// first must send only what it wrote since, and lazily (migrate --lazy). Across kernels, whose vdsos
 // differ: vdso_kernels dumped here is restored in the guest, and one
 // running in the guest is migrated here (amber migrate in the guest,
 // amber receive here, over qemu's user network).
@@ -268,7 +271,7 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, 
 		t.Fatal(err)
 	}
 	for _, app := range []string{"sh", "mount", "mkdir", "cat", "grep", "sed", "cut", "head", "tail",
-		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "su", "chmod", "poweroff"} {
+		"sleep", "kill", "touch", "uname", "ip", "insmod", "pidof", "setsid", "mkfifo", "su", "chmod", "unshare", "poweroff"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
 			t.Fatal(err)
 		}
@@ -590,6 +593,9 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 		if m := pagesDumped.FindStringSubmatch(line); m != nil && strings.Contains(line, "AFTERFAIL ") {
 			afterFail = append(afterFail, m)
 		}
+		if i := strings.Index(line, "LAZY "); i >= 0 {
+			t.Logf("amber migrate --lazy in the guest: %s", line[i+len("LAZY "):])
+		}
 		if i := strings.Index(line, "TOHOST "); i >= 0 {
 			t.Logf("amber migrate from the guest to here: %s", line[i+len("TOHOST "):])
 		}
@@ -602,7 +608,7 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 		}
 	}
 	checkOldKernelFeatures(t, features)
-	names := append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "tohost"}, oldKernelPrograms...)
+	names := append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "lazymigrate", "tohost"}, oldKernelPrograms...)
 	for _, name := range crossKernelPrograms {
 		names = append(names, "xkernel_"+name)
 	}
