@@ -31,17 +31,22 @@ const efdSemaphore = unix.EFD_SEMAPHORE
 // maxEventfdCount is the largest value an eventfd counter can hold.
 const maxEventfdCount = math.MaxUint64 - 1
 
-// addEventfd records the eventfd whose fdinfo is info.
-func (t *Table) addEventfd(info proc.FdInfo, flags uint32) (uint32, fdinfo.FdTypes, error) {
+// addEventfd records the eventfd fd of pid whose fdinfo is info; warnf
+// (if set) says when the kernel does not tell its mode.
+func (t *Table) addEventfd(pid, fd int, info proc.FdInfo, flags uint32, warnf func(string, ...any)) (uint32, fdinfo.FdTypes, error) {
 	count, err := strconv.ParseUint(info.Extra["eventfd-count"], 16, 64)
 	if err != nil {
 		return 0, 0, fmt.Errorf("eventfd: fdinfo eventfd-count %q: %w", info.Extra["eventfd-count"], err)
 	}
 	flags &^= efdSemaphore
-	// Older kernels do not print the mode: such an eventfd is taken for a
-	// plain one.
-	if info.Extra["eventfd-semaphore"] == "1" {
+	semaphore, shown := info.Extra["eventfd-semaphore"]
+	if semaphore == "1" {
 		flags |= efdSemaphore
+	}
+	if !shown && warnf != nil {
+		// Older kernels (Linux 6.1) do not print the mode: such an
+		// eventfd is taken for a plain one, as CRIU takes it.
+		warnf("pid %d fd %d: this kernel does not show whether the eventfd is a semaphore (EFD_SEMAPHORE): it is restored as a plain one", pid, fd)
 	}
 	return t.addEntry(fdinfo.FdTypes_EVENTFD, func(e *fdinfo.FileEntry, id uint32) {
 		e.Efd = &eventfd.EventfdFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: newFown(), Counter: proto.Uint64(count)}

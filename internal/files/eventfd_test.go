@@ -1,6 +1,7 @@
 package files
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"strings"
@@ -44,7 +45,9 @@ func simEventAt(t *testing.T, s *fdSim, fd int, kind string) *simEvent {
 func TestAddEventfd(t *testing.T) {
 	tab := NewTable()
 	info := proc.FdInfo{Extra: map[string]string{"eventfd-count": "2a", "eventfd-semaphore": "1"}}
-	id, typ, err := tab.addEventfd(info, unix.O_RDWR|unix.O_NONBLOCK)
+	var warned []string
+	warnf := func(f string, a ...any) { warned = append(warned, fmt.Sprintf(f, a...)) }
+	id, typ, err := tab.addEventfd(1, 3, info, unix.O_RDWR|unix.O_NONBLOCK, warnf)
 	if err != nil || typ != fdinfo.FdTypes_EVENTFD {
 		t.Fatalf("addEventfd: %v %v", typ, err)
 	}
@@ -53,13 +56,22 @@ func TestAddEventfd(t *testing.T) {
 		t.Errorf("entry %v, want counter 42, flags O_RDWR|O_NONBLOCK|semaphore", e)
 	}
 	info.Extra["eventfd-semaphore"] = "0"
-	id, _, _ = tab.addEventfd(info, unix.O_RDWR|efdSemaphore)
+	id, _, _ = tab.addEventfd(1, 4, info, unix.O_RDWR|efdSemaphore, warnf)
 	if fl := tab.Entries()[id-1].GetEfd().GetFlags(); fl != unix.O_RDWR {
 		t.Errorf("flags %#x of a plain eventfd, want O_RDWR only", fl)
 	}
+	if len(warned) != 0 {
+		t.Errorf("warnings with the mode shown: %q", warned)
+	}
+	// A kernel that does not show the mode (Linux 6.1): plain, said.
+	delete(info.Extra, "eventfd-semaphore")
+	id, _, _ = tab.addEventfd(1, 5, info, unix.O_RDWR, warnf)
+	if fl := tab.Entries()[id-1].GetEfd().GetFlags(); fl != unix.O_RDWR || len(warned) != 1 || !strings.Contains(warned[0], "pid 1 fd 5") {
+		t.Errorf("mode not shown: flags %#x, warnings %q", fl, warned)
+	}
 	for _, bad := range []string{"", "xyz", "1ffffffffffffffff"} {
 		info.Extra["eventfd-count"] = bad
-		if _, _, err := tab.addEventfd(info, unix.O_RDWR); err == nil || !strings.Contains(err.Error(), "eventfd-count") {
+		if _, _, err := tab.addEventfd(1, 3, info, unix.O_RDWR, nil); err == nil || !strings.Contains(err.Error(), "eventfd-count") {
 			t.Errorf("count %q: error %v, want one naming eventfd-count", bad, err)
 		}
 	}
@@ -77,7 +89,7 @@ func TestAddEventfdLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	tab := NewTable()
-	id, _, err := tab.addEventfd(info, info.Flags&^unix.O_CLOEXEC)
+	id, _, err := tab.addEventfd(1, 3, info, info.Flags&^unix.O_CLOEXEC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

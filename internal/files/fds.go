@@ -279,7 +279,7 @@ func (d *Dumper) addFile(pid, fd int, link string, info proc.FdInfo, st os.FileI
 		}
 		return id, fdinfo.FdTypes_PIPE, err
 	case link == eventfdLink:
-		return t.addEventfd(info, flags)
+		return t.addEventfd(pid, fd, info, flags, d.opts.Warnf)
 	case link == eventpollLink:
 		return t.addEventpoll(d.watchOwner(pid), pid, fd, info, flags)
 	case link == signalfdLink:
