@@ -32,30 +32,39 @@ func (c *zcase) startReceive(name string, env ...string) *receiver {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
-	port := freePort(c.t)
+	return startReceiver(c.t, c.dir, dir, nil, env)
+}
+
+// startReceiver starts amber receive, run in workDir, into dir on a free
+// loopback port, with extra arguments and env added, and waits until it
+// listens (--status-fd).
+func startReceiver(t *testing.T, workDir, dir string, extra, env []string) *receiver {
+	t.Helper()
+	port := freePort(t)
 	r, w, err := os.Pipe()
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer r.Close()
 	out, err := unlinkedTemp("receive-*.log")
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	cmd := exec.Command(testEnv.amber, "receive", "-D", dir, "--address", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--status-fd", "3", "-v4")
-	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = c.dir, out, out, []*os.File{w}
+	args := append([]string{"receive", "-D", dir, "--address", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--status-fd", "3", "-v4"}, extra...)
+	cmd := exec.Command(testEnv.amber, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = workDir, out, out, []*os.File{w}
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	w.Close()
-	s := &pageServer{t: c.t, cmd: cmd, port: port, out: out, done: make(chan error, 1)}
+	s := &pageServer{t: t, cmd: cmd, port: port, out: out, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait() }()
-	c.t.Cleanup(s.stop)
+	t.Cleanup(s.stop)
 	var b [1]byte
 	if n, err := r.Read(b[:]); n != 1 || b[0] != 0 {
-		c.t.Fatalf("amber receive did not get ready (%v):\n%s", err, readAll(out))
+		t.Fatalf("amber receive did not get ready (%v):\n%s", err, readAll(out))
 	}
 	return &receiver{pageServer: s, dir: dir}
 }

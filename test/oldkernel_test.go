@@ -232,7 +232,7 @@ func TestOldKernel(t *testing.T) {
 		t.Fatalf("qemu: %v; console:\n%s", err, console)
 	}
 	if checkOldKernelConsole(t, console)["tohost"] == "PASS" {
-		recv.check(t, back, backPid)
+		checkFromGuest(t, recv, back, backPid)
 	}
 }
 
@@ -255,7 +255,7 @@ func oldKernel(t *testing.T) string {
 // images dumped here for the guest to restore, the init and the script.
 // It returns the initramfs, and the directory and PID of the program the
 // guest dumps for this machine to restore.
-func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, recv *hostReceive) {
+func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, recv *receiver) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	for _, d := range []string{"bin", "progs", "modules", "etc", "proc", "sys", "dev", "tmp"} {
@@ -441,21 +441,12 @@ func dirForGuest(t *testing.T, root string) (string, int) {
 	return "", 0
 }
 
-// hostReceive is amber receive on this machine, on a loopback port the
-// guest reaches as 10.0.2.2 (qemu's user network), for the guest's amber
-// migrate.
-type hostReceive struct {
-	cmd  *exec.Cmd
-	port int
-	out  *os.File
-	done chan error
-}
-
-// startHostReceive starts amber receive into dir/in, with
-// --skip-file-check: the program's output file is the guest's, not this
-// machine's (a migration between two machines with a shared filesystem
-// would not need it).
-func startHostReceive(t *testing.T, dir string) *hostReceive {
+// startHostReceive starts amber receive into dir/in, on a loopback port
+// the guest reaches as 10.0.2.2 (qemu's user network), for the guest's
+// amber migrate, with --skip-file-check: the program's output file is the
+// guest's, not this machine's (a migration between two machines with a
+// shared filesystem would not need it).
+func startHostReceive(t *testing.T, dir string) *receiver {
 	t.Helper()
 	// The output file the restored program writes on: here, as in the
 	// guest, its first line.
@@ -466,54 +457,23 @@ func startHostReceive(t *testing.T, dir string) *hostReceive {
 	if err := os.Mkdir(in, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	out, err := unlinkedTemp("receive-*.out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &hostReceive{port: freePort(t), out: out, done: make(chan error, 1)}
-	h.cmd = exec.Command(testEnv.amber, "receive", "-D", in, "--address", "127.0.0.1", "--port", strconv.Itoa(h.port),
-		"--skip-file-check", "--status-fd", "3", "-o", "receive.log", "-v4")
-	h.cmd.Stdout, h.cmd.Stderr, h.cmd.ExtraFiles = out, out, []*os.File{w}
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	go func() { h.done <- h.cmd.Wait() }()
-	t.Cleanup(func() {
-		h.cmd.Process.Kill()
-		<-h.done
-	})
-	var b [1]byte
-	if n, err := r.Read(b[:]); n != 1 || b[0] != 0 {
-		t.Fatalf("amber receive did not get ready (%v):\n%s", err, readAll(out))
-	}
-	return h
+	return startReceiver(t, dir, in, []string{"--skip-file-check", "-o", "receive.log"}, nil)
 }
 
-// check waits for amber receive to end, having restored the program the
-// guest migrated (pid, in dir), and checks that the program passes here.
-func (h *hostReceive) check(t *testing.T, dir string, pid int) {
+// checkFromGuest waits for amber receive to end, having restored the
+// program the guest migrated (pid, in dir), and checks that the program
+// passes here.
+func checkFromGuest(t *testing.T, r *receiver, dir string, pid int) {
 	t.Helper()
-	var err error
-	select {
-	case err = <-h.done:
-		h.done <- err // for the cleanup
-	case <-time.After(time.Minute):
-		err = fmt.Errorf("still running a minute after the guest ended")
-	}
-	log, _ := os.ReadFile(filepath.Join(dir, "in", "receive.log"))
+	err := r.exited()
+	log, _ := os.ReadFile(filepath.Join(r.dir, "receive.log"))
 	for _, line := range strings.Split(string(log), "\n") {
 		if strings.Contains(line, "[vdso]") || strings.Contains(line, "vdso has") {
 			t.Logf("restore here: %s", line)
 		}
 	}
 	if err != nil {
-		t.Fatalf("amber receive of the guest's migration: %v\n%s\n%s", err, readAll(h.out), log)
+		t.Fatalf("amber receive of the guest's migration: %v\n%s", err, log)
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("the migrated vdso_kernels (pid %d): %v", pid, err)

@@ -19,12 +19,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bits of a /proc/PID/pagemap entry (linux/fs/proc/task_mmu.c).
+// Bits of a /proc/PID/pagemap entry (linux/fs/proc/task_mmu.c), beside
+// pmPresent, pmSwap and pmExclusive.
 const (
-	pmEntrySwap  = 1 << 62
-	pmEntryFile  = 1 << 61 // a page of a file or of shared memory
-	pmEntryGuard = 1 << 58 // a guard page (MADV_GUARD_INSTALL, Linux 6.15)
-	pmSoftDirty  = 1 << 55 // written since the soft-dirty bits were cleared
+	pmFile      = 1 << 61 // a page of a file or of shared memory
+	pmGuard     = 1 << 58 // a guard page (MADV_GUARD_INSTALL, Linux 6.15)
+	pmSoftDirty = 1 << 55 // written since the soft-dirty bits were cleared
 )
 
 // scanEntries is scan for kernels without PAGEMAP_SCAN: it reads the
@@ -71,13 +71,13 @@ func (s *Scanner) entryCategories(e uint64) uint64 {
 			cat |= pageIsPfnZero
 		}
 	}
-	if e&pmEntrySwap != 0 {
+	if e&pmSwap != 0 {
 		cat |= pageIsSwapped
 	}
-	if e&pmEntryFile != 0 {
+	if e&pmFile != 0 {
 		cat |= pageIsFile
 	}
-	if e&pmEntryGuard != 0 {
+	if e&pmGuard != 0 {
 		cat |= pageIsGuard
 	}
 	if e&pmSoftDirty != 0 {

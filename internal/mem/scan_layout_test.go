@@ -543,10 +543,8 @@ func layoutVMAs(t *testing.T, c *layoutChild) ([]*vma.VmaEntry, []Run) {
 	return vmas, MappedAlone(mine)
 }
 
-// Bits of a /proc/PID/pagemap entry and of /proc/kpageflags.
+// Bits of /proc/kpageflags.
 const (
-	pmFile        = 1 << 61
-	pmGuard       = 1 << 58
 	kpfTHP        = 1 << 22
 	kpfZeroPage   = 1 << 24
 	kpageflagsDev = "/proc/kpageflags"
