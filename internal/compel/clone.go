@@ -85,7 +85,7 @@ func (t *Task) exit(insn uint64, nr uintptr, status int) error {
 		return err
 	}
 	setSyscallRegs(&r, nr, []uint64{uint64(status)})
-	r.Rip = insn
+	enter(&r, insn)
 	if err := t.SetRegs(&r); err != nil {
 		return err
 	}

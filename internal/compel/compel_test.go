@@ -339,3 +339,49 @@ func TestOwnedWaitProcessKilled(t *testing.T) {
 		t.Fatal("a table in a killed process succeeded")
 	}
 }
+
+// TestTableAfterSteppedClone: a task that forked a child through a
+// `syscall` followed by an iret opcode (the bytes of whatever code lies
+// there: Go's entry point in a static amber) runs a table afterwards.
+// Single-stepped through clone3, which stops for its clone event, the
+// task keeps the trap flag as its own (the kernel takes the iret for the
+// stepped instruction setting it); without clearing it, the table
+// trapped after its first instruction, and the restore of a tree with a
+// dead process's helper failed at its first call ("errno 0").
+func TestTableAfterSteppedClone(t *testing.T) {
+	requireRoot(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stub, err := StartStub()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Close()
+	child, err := stub.Fork(freePid(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Kill()
+	if err := child.WriteMem(stub.Insn()+2, []byte{0xcf}); err != nil {
+		t.Fatal(err)
+	}
+	grandchild, err := stub.ForkFrom(child, freePid(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer grandchild.Kill()
+	const base = 0x200000000
+	if ret, err := child.SyscallOK(stub.Insn(), unix.SYS_MMAP, base, 1<<16,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil || ret != base {
+		t.Fatalf("mmap scratch: %#x %v", ret, err)
+	}
+	if err := child.WriteMem(base, ExecutorCode()); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.WriteMem(base+4096, EncodeTable([]Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_GETPPID}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.RunTable(base, base+4096, 2); err != nil {
+		t.Fatalf("table after a stepped clone3: %v", err)
+	}
+}

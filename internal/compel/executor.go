@@ -111,8 +111,7 @@ func (t *Task) StartTable(code, table uint64, n int) error {
 	if err != nil {
 		return err
 	}
-	r.Rip = code
-	r.Orig_rax = ^uint64(0)
+	enter(&r, code)
 	r.R12 = table
 	r.R13 = uint64(n)
 	if err := t.SetRegs(&r); err != nil {

@@ -200,7 +200,7 @@ func (p *Parasite) enterAll(areas []threadArea, entry func(data uint64) []Call) 
 	}
 	for i, v := range others {
 		r := v.frozen
-		r.Rip, r.Orig_rax = p.base+entryTable, ^uint64(0)
+		enter(&r, p.base+entryTable)
 		r.Rbx, r.R15 = v.area, uint64(p.ctlFd)
 		r.R12, r.R13 = v.area+areaTable, uint64(len(areas[i].entry))
 		if err := p.runRoutine(v, &r); err != nil {
@@ -241,7 +241,7 @@ func (p *Parasite) frameSlot(v *victim) (uint64, bool) {
 func (p *Parasite) syscallIn(v *victim, settle bool, nr uintptr, args ...uint64) (uint64, error) {
 	r := v.frozen
 	setSyscallRegs(&r, nr, args)
-	r.Rip = p.g.syscall
+	enter(&r, p.g.syscall)
 	if slot, ok := p.frameSlot(v); ok {
 		buf := make([]byte, v.frame.size())
 		v.frame.encode(buf, slot, p.g.sigreturn)
@@ -298,7 +298,7 @@ func (p *Parasite) setUp(v *victim, a threadArea) error {
 		return err
 	}
 	r := v.frozen
-	r.Rip, r.Orig_rax = p.base+entrySetup, ^uint64(0)
+	enter(&r, p.base+entrySetup)
 	r.Rbx, r.R15 = v.area, ^uint64(0)
 	if err := v.t.SetRegs(&r); err != nil {
 		return err
@@ -341,7 +341,7 @@ func (p *Parasite) setUp(v *victim, a threadArea) error {
 	if err != nil {
 		return errors.Join(err, p.undoSetUp(v, &r, ctl, amber))
 	}
-	r.Rip, r.Orig_rax = p.base+entryCloseTable, ^uint64(0)
+	enter(&r, p.base+entryCloseTable)
 	r.Rdi, r.R15 = uint64(amber), uint64(ctl)
 	r.R12, r.R13 = v.area+areaTable, uint64(1+len(a.entry))
 	if err := p.runRoutine(v, &r); err != nil {
@@ -425,7 +425,7 @@ func (p *Parasite) run(v *victim, calls []Call) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Rip, r.Orig_rax = p.base+entryTable, ^uint64(0)
+	enter(&r, p.base+entryTable)
 	r.R12, r.R13 = table, uint64(len(calls))
 	if err := v.t.SetRegs(&r); err != nil {
 		return nil, err
@@ -727,7 +727,7 @@ func (p *Parasite) closeLeader(v *victim) error {
 // along that way: every descriptor closed, each once, and its frozen
 // registers back.
 func (p *Parasite) closeInLeader(v *victim, r *Regs) error {
-	r.Rip, r.Orig_rax = p.base+entryRestore, ^uint64(0)
+	enter(r, p.base+entryRestore)
 	if err := v.t.SetRegs(r); err != nil {
 		return err
 	}

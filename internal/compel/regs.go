@@ -10,6 +10,26 @@ import (
 // Regs are the general purpose registers of an x86-64 thread.
 type Regs = unix.PtraceRegs
 
+// x86 flags amber's code must not run with: the trap flag, which would
+// stop it after every instruction, and the direction flag.
+const (
+	flagTF = 0x100
+	flagDF = 0x400
+)
+
+// enter sets r to run amber's code at rip: not as a system call the task
+// was in (orig_rax -1, so that the kernel's syscall restart does not
+// rewrite the registers), and with flags in a known state, as CRIU's
+// compel does. A trap flag can be left set by the kernel itself: a task
+// single-stepped through a system call that stops for a ptrace event
+// (clone3's) keeps it as its own when the bytes after the `syscall` read
+// as popf or iret (is_setting_trap_flag), and then traps after the first
+// instruction of whatever amber runs next in it.
+func enter(r *Regs, rip uint64) {
+	r.Rip, r.Orig_rax = rip, ^uint64(0)
+	r.Eflags &^= flagTF | flagDF
+}
+
 // maxXState bounds the XSAVE area; AMX tile data makes it about 11 KiB.
 const maxXState = 16 << 10
 

@@ -65,7 +65,10 @@ func (s *Stub) prepare() error {
 		return err
 	}
 	s.insn, s.sp = r.Rip, r.Rsp
-	if _, err := unix.PtracePokeText(s.Pid, uintptr(s.insn), []byte{0x0f, 0x05}); err != nil {
+	// syscall; int3: what follows the call is never run, but the kernel
+	// reads it when a task stepped through the call stops inside it
+	// (enter), and the entry point's own bytes could read as iret.
+	if _, err := unix.PtracePokeText(s.Pid, uintptr(s.insn), []byte{0x0f, 0x05, 0xcc}); err != nil {
 		return fmt.Errorf("restore stub pid %d: write syscall instruction: %w", s.Pid, err)
 	}
 	return nil

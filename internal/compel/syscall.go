@@ -22,7 +22,7 @@ func (t *Task) Syscall(insn uint64, nr uintptr, args ...uint64) (uint64, error) 
 		return 0, err
 	}
 	setSyscallRegs(&r, nr, args)
-	r.Rip = insn
+	enter(&r, insn)
 	if err := t.SetRegs(&r); err != nil {
 		return 0, err
 	}
@@ -51,7 +51,6 @@ func setSyscallRegs(r *Regs, nr uintptr, args []uint64) {
 	var a [6]uint64
 	copy(a[:], args)
 	r.Rax = uint64(nr)
-	r.Orig_rax = ^uint64(0)
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
 }
 
