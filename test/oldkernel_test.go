@@ -16,18 +16,23 @@ import (
 	"time"
 )
 
-// oldKernelDir is where .ci/run unpacks Debian 12's own kernel package
-// (linux-image-cloud-amd64's, Linux 6.1), not installed: the tests boot it
-// in qemu. AMBER_OLD_KERNEL names another vmlinuz.
-const oldKernelDir = "/var/tmp/amber-oldkernel"
+// oldKernelsDir is where .ci/run unpacks Debian 12's kernel packages, one
+// directory each, not installed: its own (linux-image-cloud-amd64's, Linux
+// 6.1) and the one it offers beside (linux-image-6.12-cloud-amd64's, Linux
+// 6.12, as in Debian 13). The tests boot each in qemu. AMBER_OLD_KERNEL
+// names another vmlinuz, booted alone.
+const oldKernelsDir = "/var/tmp/amber-kernels"
 
 // oldKernelPrograms are dumped and restored one by one in the guest, with
-// the page scan of kernels without PAGEMAP_SCAN, and POSIX timers
-// restored without PR_TIMER_CREATE_RESTORE_IDS.
+// the page scan of kernels without PAGEMAP_SCAN where it has none, and
+// POSIX timers restored without PR_TIMER_CREATE_RESTORE_IDS; by a static
+// amber, whose entry point's bytes differ from the dynamic one's
+// (proc_dead and unhashed_cwd, whose restores fork a dead process's
+// helper, failed on them).
 var oldKernelPrograms = []string{"counter", "heap_globals", "fork_cow", "threads_tls", "maps_runs",
 	"memfd_fork", "pipe_read", "timers00", "timer_signals", "timer_thread",
 	"sk_unix_pair", "sk_unix_scm", "sk_unix_ext", "sk_netlink", "sk_packet", "sock_filter",
-	"tcp_established00", "tcp_buffers00"}
+	"tcp_established00", "tcp_buffers00", "proc_dead", "unhashed_cwd"}
 
 // crossKernelPrograms are dumped here and restored in the guest, on
 // another kernel, whose vdso is another: one process and a tree.
@@ -89,7 +94,7 @@ chain() { # predump_writer: two pre-dumps (a child forked between), a dump on to
 	waitfor out PASS 300 && echo "RESULT chain PASS" || echo "RESULT chain check: $(tail -1 out)"
 }
 
-failed() { # a pre-dump that fails after clearing the soft-dirty bits, then a dump on top of the one before
+failed() { # a pre-dump that fails after resetting the tracking, then a dump on top of the one before
 	d=/tmp/failed; mkdir -p $d/pre $d/full $d/final; cd $d
 	mount -t tmpfs -o size=64k full full
 	/progs/predump_writer > out 2>&1 < /dev/null &
@@ -189,33 +194,42 @@ echo GUEST-DONE
 poweroff -f
 `
 
-// TestOldKernel boots Debian 12's own kernel, Linux 6.1, in qemu and
-// runs amber there: a kernel without PAGEMAP_SCAN (amber's page scan
-// reads /proc/PID/pagemap instead), without asynchronous userfaultfd
-// write protection but with soft-dirty bits (by which incremental dumps
-// track written pages, as CRIU's do), and without
-// PR_TIMER_CREATE_RESTORE_IDS. Each program (memory, threads, timers,
-// sockets) dumps, restores and passes its own check in the guest.
+// TestOldKernel boots the kernels Debian 12 offers, in qemu, and runs
+// amber on each. Linux 6.1, its own, has no PAGEMAP_SCAN (amber's page
+// scan reads /proc/PID/pagemap instead), no asynchronous userfaultfd write
+// protection but soft-dirty bits (by which incremental dumps track written
+// pages, as CRIU's do); Linux 6.12 (Debian 13's) has both of the first;
+// neither has PR_TIMER_CREATE_RESTORE_IDS. Each program (memory, threads,
+// timers, sockets) dumps, restores and passes its own check in the guest.
 // predump_writer is pre-dumped twice (forking a child between), dumped
 // on top and restored, and the final dump must leave its 32 MiB of
 // memory written before the first pre-dump to the pre-dumps: its hot
 // pages are rewritten all the time, so a dump that took a written page
 // for an unwritten one would restore a stale generation, which the
-// program finds. A pre-dump that fails after clearing the soft-dirty
-// bits (its disk is full) leaves the next dump to copy every page. The
-// same program is restored lazily (amber lazy-pages) and migrated over
-// loopback (amber receive, amber migrate), whose pre-dumps after the
-// first must send only what it wrote since, and lazily (migrate --lazy). Across kernels, whose vdsos
-// differ: vdso_kernels dumped here is restored in the guest, and one
-// running in the guest is migrated here (amber migrate in the guest,
+// program finds. A pre-dump that fails after resetting the tracking (its
+// disk is full) leaves the next dump to copy every page. The same program
+// is restored lazily (amber lazy-pages) and migrated over loopback (amber
+// receive, amber migrate), whose pre-dumps after the first must send only
+// what it wrote since, and lazily (migrate --lazy). Across kernels, whose
+// vdsos differ: vdso_kernels dumped here is restored in the guest, and
+// one running in the guest is migrated here (amber migrate in the guest,
 // amber receive here, over qemu's user network).
 func TestOldKernel(t *testing.T) {
 	requireAmber(t)
-	kernel := oldKernel(t)
+	kernels := oldKernels(t)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		missing(t, "qemu-system-x86_64 not installed: apt-get install qemu-system-x86")
 	}
+	for _, kernel := range kernels {
+		version := kernelVersion(kernel)
+		t.Run(version, func(t *testing.T) { testOnKernel(t, qemu, kernel, version) })
+	}
+}
+
+// testOnKernel boots kernel, of version, with the guest of buildGuest, and
+// checks what it did.
+func testOnKernel(t *testing.T, qemu, kernel, version string) {
 	initrd, back, backPid, recv := buildGuest(t, kernel)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -231,23 +245,28 @@ func TestOldKernel(t *testing.T) {
 	if err != nil || !strings.Contains(console, "GUEST-DONE") {
 		t.Fatalf("qemu: %v; console:\n%s", err, console)
 	}
-	if checkOldKernelConsole(t, console)["tohost"] == "PASS" {
+	if checkOldKernelConsole(t, console, version)["tohost"] == "PASS" {
 		checkFromGuest(t, recv, back, backPid)
 	}
 }
 
-// oldKernel returns the vmlinuz to boot, or skips the test (fails it in
-// CI) if there is none.
-func oldKernel(t *testing.T) string {
+// oldKernels returns the vmlinuzes to boot, or skips the test (fails it
+// in CI) if there is none.
+func oldKernels(t *testing.T) []string {
 	t.Helper()
 	if k := os.Getenv("AMBER_OLD_KERNEL"); k != "" {
-		return k
+		return []string{k}
 	}
-	found, _ := filepath.Glob(filepath.Join(oldKernelDir, "boot", "vmlinuz-*"))
+	found, _ := filepath.Glob(filepath.Join(oldKernelsDir, "*", "boot", "vmlinuz-*"))
 	if len(found) == 0 {
-		missing(t, "no kernel in "+oldKernelDir+"/boot: .ci/run unpacks Debian's linux-image-cloud-amd64 there")
+		missing(t, "no kernel in "+oldKernelsDir+"/*/boot: .ci/run unpacks Debian's kernel packages there")
 	}
-	return found[0]
+	return found
+}
+
+// kernelVersion is the version of the vmlinuz at path, from its name.
+func kernelVersion(path string) string {
+	return strings.TrimPrefix(filepath.Base(path), "vmlinuz-")
 }
 
 // buildGuest makes the initramfs for kernel: a static busybox, a static
@@ -283,10 +302,10 @@ func buildGuest(t *testing.T, kernel string) (initrd, back string, backPid int, 
 	}
 	// Numbered in the order of oldKernelModules, which insmod follows:
 	// tcp_diag needs inet_diag, virtio_net virtio.
-	version := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+	version := kernelVersion(kernel)
+	modules := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", version)
 	for i, m := range oldKernelModules {
-		src := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", version, "kernel", m+".ko")
-		if err := copyFile(src, filepath.Join(root, "modules", fmt.Sprintf("%02d-%s.ko", i, filepath.Base(m)))); err != nil {
+		if err := copyModule(modules, m, filepath.Join(root, "modules", fmt.Sprintf("%02d-%s.ko", i, filepath.Base(m)))); err != nil {
 			t.Fatalf("the guest kernel's modules: %v", err)
 		}
 	}
@@ -530,7 +549,7 @@ var preDumpRound = regexp.MustCompile(`pre-dump (\d+): (\d+) pages`)
 // checkOldKernelConsole checks the guest's console: the kernel is one of
 // the kind the test means, and every RESULT passed. It returns the
 // RESULTs.
-func checkOldKernelConsole(t *testing.T, console string) map[string]string {
+func checkOldKernelConsole(t *testing.T, console, version string) map[string]string {
 	t.Helper()
 	results := map[string]string{}
 	var pages [][]string
@@ -567,7 +586,7 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 			rounds = append(rounds, n)
 		}
 	}
-	checkOldKernelFeatures(t, features)
+	checkOldKernelFeatures(t, features, version)
 	names := append([]string{"mem_dirty_track", "chain", "failed", "lazy", "migrate", "lazymigrate", "tohost"}, oldKernelPrograms...)
 	for _, name := range crossKernelPrograms {
 		names = append(names, "xkernel_"+name)
@@ -580,7 +599,7 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 	// The root and the child it forked between the pre-dumps: each
 	// leaves its cold memory (8192 pages, never written after the first
 	// pre-dump, nor in the child after its fork) to the pre-dumps (but
-	// those in a transparent huge page with hot ones: soft-dirty marks
+	// those in a transparent huge page with hot ones: the tracking marks
 	// the whole huge page written), and
 	// dumps its 512 hot pages, which it rewrites thousands of times a
 	// second: most of them, or it left written pages to the pre-dumps,
@@ -597,11 +616,13 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 			t.Errorf("final dump, pid %s: %d pages dumped, %d left to the pre-dumps; want the 8192 cold pages left (but those of a huge page shared with hot ones) and 400 to 4096 dumped", m[1], dumped, left)
 		}
 	}
-	// A pre-dump that failed after clearing the soft-dirty bits moved
-	// the tracking's generation on and closed it (either is enough): the
-	// dump on top of the pre-dump before copies every page, the cold
-	// ones included, since the bits no longer tell what was written
-	// since that one. Without both, the program restores stale pages.
+	// A pre-dump that failed after resetting the tracking (the
+	// soft-dirty bits cleared, or the write protection armed again)
+	// moved the tracking's generation on and closed it (either is
+	// enough): the dump on top of the pre-dump before copies every page,
+	// the cold ones included, since the tracking no longer tells what
+	// was written since that one. Without both, the program restores
+	// stale pages.
 	if len(afterFail) != 1 {
 		t.Errorf("the dump after a failed pre-dump: %d processes logged their pages, want 1", len(afterFail))
 	}
@@ -623,29 +644,70 @@ func checkOldKernelConsole(t *testing.T, console string) map[string]string {
 	return results
 }
 
-// oldKernelFeatures are what amber check must say in the guest: the
-// kernel lacks PAGEMAP_SCAN and asynchronous write protection and has
-// soft-dirty bits, or the test would not test what it means to.
-var oldKernelFeatures = map[string]string{"pagemap_scan": "missing", "uffd_wp_async": "missing", "soft_dirty": "present"}
+// copyModule copies module m (a path under kernel/, without .ko) of the
+// kernel whose modules directory is dir to dst, uncompressed (Debian
+// compresses them with xz since 6.7); a module built into the kernel is
+// skipped.
+func copyModule(dir, m, dst string) error {
+	builtin, err := os.ReadFile(filepath.Join(dir, "modules.builtin"))
+	if err != nil {
+		return err
+	}
+	if slices.Contains(strings.Split(string(builtin), "\n"), "kernel/"+m+".ko") {
+		return nil
+	}
+	src := filepath.Join(dir, "kernel", m+".ko")
+	if _, err := os.Stat(src + ".xz"); err == nil {
+		out, err := exec.Command("busybox", "xzcat", src+".xz").Output()
+		if err != nil {
+			return fmt.Errorf("xzcat %s.xz: %w", src, err)
+		}
+		return os.WriteFile(dst, out, 0o644)
+	}
+	return copyFile(src, dst)
+}
+
+// kernelFeatures are what amber check must say on a kernel of version
+// (Debian's build, with soft-dirty bits): PAGEMAP_SCAN and asynchronous
+// write protection came in 6.7, PR_TIMER_CREATE_RESTORE_IDS in 6.15. So
+// the test knows which of amber's ways it tests on each kernel.
+func kernelFeatures(version string) (map[string]string, error) {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return nil, fmt.Errorf("kernel version %q: %w", version, err)
+	}
+	since := func(ma, mi int) string {
+		if major > ma || major == ma && minor >= mi {
+			return "present"
+		}
+		return "missing"
+	}
+	return map[string]string{"pagemap_scan": since(6, 7), "uffd_wp_async": since(6, 7),
+		"timer_cr_ids": since(6, 15), "soft_dirty": "present"}, nil
+}
 
 // checkOldKernelFeatures checks the lines of amber check in the guest
-// against oldKernelFeatures.
-func checkOldKernelFeatures(t *testing.T, lines []string) {
+// against the kernelFeatures of its version.
+func checkOldKernelFeatures(t *testing.T, lines []string, version string) {
 	t.Helper()
+	want, err := kernelFeatures(version)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, line := range lines {
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue
 		}
-		if want, ok := oldKernelFeatures[f[0]]; ok {
+		if w, ok := want[f[0]]; ok {
 			seen[f[0]] = true
-			if !strings.Contains(line, want) {
-				t.Errorf("guest kernel: %s is not %s: %s", f[0], want, line)
+			if !strings.Contains(line, w) {
+				t.Errorf("guest kernel: %s is not %s: %s", f[0], w, line)
 			}
 		}
 	}
-	for name := range oldKernelFeatures {
+	for name := range want {
 		if !seen[name] {
 			t.Errorf("guest kernel: amber check did not report %s", name)
 		}
