@@ -231,6 +231,40 @@ func findMapping(t *testing.T, pid int, name string) Range {
 	return r
 }
 
+// stubChild starts a stub and forks a child of it with a free PID; the
+// caller ends both, from its thread, locked: ptrace answers the tracer's
+// thread only.
+func stubChild(t *testing.T) (*Stub, *Task) {
+	t.Helper()
+	stub, err := StartStub()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := stub.Fork(freePid(t))
+	if err != nil {
+		stub.Close()
+		t.Fatal(err)
+	}
+	return stub, child
+}
+
+// base is where the tests map a scratch area with the executor.
+const base = 0x200000000
+
+// loadExecutor maps a scratch area of 64 KiB at base in task, with the
+// `syscall` at insn, and writes the executor at its start.
+func loadExecutor(t *testing.T, task *Task, insn uint64) {
+	t.Helper()
+	ret, err := task.SyscallOK(insn, unix.SYS_MMAP, base, 1<<16,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
+	if err != nil || ret != base {
+		t.Fatalf("mmap scratch: %#x %v", ret, err)
+	}
+	if err := task.WriteMem(base, ExecutorCode()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestStubForkAndTable(t *testing.T) {
 	requireRoot(t)
 	runtime.LockOSThread()
@@ -253,21 +287,13 @@ func TestStubForkAndTable(t *testing.T) {
 		t.Fatalf("second fork of pid %d: %v, want ErrPidInUse", want, err)
 	}
 	// Map a scratch area in the child, load the executor, run a table.
-	const base = 0x200000000
-	ret, err := child.SyscallOK(stub.Insn(), unix.SYS_MMAP, base, 1<<16,
-		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
-	if err != nil || ret != base {
-		t.Fatalf("mmap scratch: %#x %v", ret, err)
-	}
+	loadExecutor(t, child, stub.Insn())
 	table := EncodeTable([]Call{
 		{Nr: unix.SYS_GETPID},
 		{Nr: unix.SYS_GETPPID},
 		{Nr: unix.SYS_CLOSE, Args: [6]uint64{999}}, // EBADF stops the table here
 		{Nr: unix.SYS_GETPID},
 	})
-	if err := child.WriteMem(base, ExecutorCode()); err != nil {
-		t.Fatal(err)
-	}
 	if err := child.WriteMem(base+4096, table); err != nil {
 		t.Fatal(err)
 	}
@@ -299,25 +325,11 @@ func TestOwnedWaitProcessKilled(t *testing.T) {
 	requireRoot(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	stub, err := StartStub()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stub, child := stubChild(t)
 	defer stub.Close()
-	child, err := stub.Fork(freePid(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer child.Kill()
 	child.Timeout = time.Second
-	const base = 0x200000000
-	if ret, err := child.SyscallOK(stub.Insn(), unix.SYS_MMAP, base, 1<<16,
-		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil || ret != base {
-		t.Fatalf("mmap scratch: %#x %v", ret, err)
-	}
-	if err := child.WriteMem(base, ExecutorCode()); err != nil {
-		t.Fatal(err)
-	}
+	loadExecutor(t, child, stub.Insn())
 	tid := child.Pid + 1
 	for ; tid < child.Pid+100; tid++ {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(tid)); errors.Is(err, os.ErrNotExist) {
@@ -352,15 +364,8 @@ func TestTableAfterSteppedClone(t *testing.T) {
 	requireRoot(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	stub, err := StartStub()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stub, child := stubChild(t)
 	defer stub.Close()
-	child, err := stub.Fork(freePid(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer child.Kill()
 	if err := child.WriteMem(stub.Insn()+2, []byte{0xcf}); err != nil {
 		t.Fatal(err)
@@ -370,14 +375,7 @@ func TestTableAfterSteppedClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer grandchild.Kill()
-	const base = 0x200000000
-	if ret, err := child.SyscallOK(stub.Insn(), unix.SYS_MMAP, base, 1<<16,
-		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil || ret != base {
-		t.Fatalf("mmap scratch: %#x %v", ret, err)
-	}
-	if err := child.WriteMem(base, ExecutorCode()); err != nil {
-		t.Fatal(err)
-	}
+	loadExecutor(t, child, stub.Insn())
 	if err := child.WriteMem(base+4096, EncodeTable([]Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_GETPPID}})); err != nil {
 		t.Fatal(err)
 	}
