@@ -101,7 +101,11 @@ type Node struct {
 	// last, so that orphans pass it by on their way to their own reaper.
 	EarlySubreaper bool
 
-	bornSid    int // the session it must be born in, when not its own (0: none)
+	// bornSid is the session it must be born in, when not its own, if
+	// bornIn set it: session 0 is one too (the kernel's first, which
+	// processes started by an init that never called setsid are in).
+	bornSid    int
+	hasBornSid bool
 	sid, pgid  int // where it is once made and its session step ran
 	before     [2]int
 	orphanedBy *Node // the dumped parent an adopted orphan must end with
@@ -327,17 +331,17 @@ func (b *builder) order() []*Node {
 func (b *builder) bornIn(parent *Node, sid int) bool {
 	var marks []*Node
 	for a := parent; ; a = a.Parent {
-		if a.Entry.Sid == sid || a.bornSid == sid {
+		if a.Entry.Sid == sid || a.hasBornSid && a.bornSid == sid {
 			break
 		}
 		// a must have been in sid before it called setsid.
-		if a == b.p.Root || a.Entry == nil || a.bornSid != 0 || a.Entry.Sid != a.Pid {
+		if a == b.p.Root || a.Entry == nil || a.hasBornSid || a.Entry.Sid != a.Pid {
 			return false
 		}
 		marks = append(marks, a)
 	}
 	for _, a := range marks {
-		a.bornSid = sid
+		a.bornSid, a.hasBornSid = sid, true
 	}
 	return true
 }
@@ -383,18 +387,18 @@ func (b *builder) sibling(n, l *Node) {
 	b.children[l] = append(b.children[l], n)
 }
 
-// bornSidOf is the session n must be born in: 0 when any will do (it
+// bornSidOf is the session n must be born in; false when any will do (it
 // calls setsid at once and forks nothing before).
-func bornSidOf(n *Node) int {
+func bornSidOf(n *Node) (int, bool) {
 	switch {
-	case n.bornSid != 0:
-		return n.bornSid
+	case n.hasBornSid:
+		return n.bornSid, true
 	case n.Setsid:
-		return 0
+		return 0, false
 	case n.Entry != nil:
-		return n.Entry.Sid
+		return n.Entry.Sid, true
 	}
-	return 0
+	return 0, false
 }
 
 // place splits every task's children into those forked before its
@@ -402,7 +406,7 @@ func bornSidOf(n *Node) int {
 func (b *builder) place(n *Node) {
 	n.Early, n.Late = nil, nil
 	for _, c := range b.children[n] {
-		if n.bornSid != 0 && bornSidOf(c) == n.bornSid {
+		if sid, ok := bornSidOf(c); n.hasBornSid && ok && sid == n.bornSid {
 			n.Early = append(n.Early, c)
 		} else {
 			n.Late = append(n.Late, c)

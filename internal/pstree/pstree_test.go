@@ -115,6 +115,14 @@ func TestBuild(t *testing.T) {
 			"10(11 12+) "},
 		{"not a shell job", []Entry{e(10, 1, 10, 3), e(11, 10, 10, 3)}, Options{},
 			"10+(11) "},
+		// session_leaders' K, forked by P before its setsid, in the shell
+		// job's session: any number, 0 too (the kernel's first session,
+		// of processes an init started that never called setsid), which
+		// the plan took for "no session" and put K after P's setsid.
+		{"born before setsid, in the shell job's session", []Entry{e(10, 1, 10, 3), e(11, 10, 11, 11), e(12, 11, 12, 3)}, Options{ShellJob: true},
+			"10(11!(12+|)) "},
+		{"born before setsid, in session 0", []Entry{e(10, 1, 10, 0), e(11, 10, 11, 11), e(12, 11, 12, 0)}, Options{ShellJob: true},
+			"10(11!(12+|)) "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := Build(c.entries, c.opts)
