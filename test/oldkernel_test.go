@@ -61,26 +61,33 @@ waitfor() { # file pattern tenths
 	return 0
 }
 err() { grep Error "$1" | head -1 | cut -c1-300; }
+start() { # name, program: run it here until it is ready, as pid
+	/progs/$2 > out 2>&1 < /dev/null &
+	pid=$!
+	waitfor out ready 300 || { echo "RESULT $1 not ready: $(cat out)"; return 1; }
+}
+restored() { # name, images, restore flags: restore the program dumped there, once its process is gone
+	wait $pid
+	amber restore -D $2 -d -o restore.log $F $3 || { echo "RESULT $1 restore: $(err $2/restore.log)"; return 1; }
+}
+checked() { # name, pid: stop the program running here, which checks itself
+	kill -TERM $2
+	waitfor out PASS 300 && echo "RESULT $1 PASS" || echo "RESULT $1 check: $(tail -1 out)"
+}
 amber check 2>&1 | sed 's/^/CHECK /'
 amber check --feature mem_dirty_track >/dev/null 2>&1 && echo "RESULT mem_dirty_track PASS" || echo "RESULT mem_dirty_track refused"
 
 cycle() { # program, dump flags, restore flags: dump, restore, check
 	d=/tmp/$1; mkdir -p $d/img; cd $d
-	/progs/$1 > out 2>&1 < /dev/null &
-	pid=$!
-	waitfor out ready 300 || { echo "RESULT $1 not ready: $(cat out)"; return; }
+	start $1 $1 || return
 	amber dump -t $pid -D img -o dump.log $F $2 || { echo "RESULT $1 dump: $(err img/dump.log)"; return; }
-	wait $pid
-	amber restore -D img -d -o restore.log $F $3 || { echo "RESULT $1 restore: $(err img/restore.log)"; return; }
-	kill -TERM $pid
-	waitfor out PASS 300 && echo "RESULT $1 PASS" || echo "RESULT $1 check: $(tail -1 out)"
+	restored $1 img "$3" || return
+	checked $1 $pid
 }
 
 chain() { # predump_writer: two pre-dumps (a child forked between), a dump on top
 	d=/tmp/chain; mkdir -p $d/pre1 $d/pre2 $d/final; cd $d
-	/progs/predump_writer > out 2>&1 < /dev/null &
-	pid=$!
-	waitfor out ready 300 || { echo "RESULT chain not ready: $(cat out)"; return; }
+	start chain predump_writer || return
 	amber pre-dump -t $pid -D pre1 -o pre.log -v4 $F || { echo "RESULT chain pre-dump: $(err pre1/pre.log)"; return; }
 	touch fork.now
 	sleep 1
@@ -88,34 +95,26 @@ chain() { # predump_writer: two pre-dumps (a child forked between), a dump on to
 	sleep 1
 	amber dump -t $pid -D final --prev-images-dir ../pre2 --track-mem -o dump.log -v4 $F || { echo "RESULT chain dump: $(err final/dump.log)"; return; }
 	grep "pages dumped" final/dump.log | sed 's/^/PAGES /'
-	wait $pid
-	amber restore -D final -d -o restore.log $F || { echo "RESULT chain restore: $(err final/restore.log)"; return; }
-	kill -TERM $pid
-	waitfor out PASS 300 && echo "RESULT chain PASS" || echo "RESULT chain check: $(tail -1 out)"
+	restored chain final || return
+	checked chain $pid
 }
 
 failed() { # a pre-dump that fails after resetting the tracking, then a dump on top of the one before
 	d=/tmp/failed; mkdir -p $d/pre $d/full $d/final; cd $d
 	mount -t tmpfs -o size=64k full full
-	/progs/predump_writer > out 2>&1 < /dev/null &
-	pid=$!
-	waitfor out ready 300 || { echo "RESULT failed not ready: $(cat out)"; return; }
+	start failed predump_writer || return
 	amber pre-dump -t $pid -D pre -o pre.log $F || { echo "RESULT failed pre-dump: $(err pre/pre.log)"; return; }
 	amber pre-dump -t $pid -D full --prev-images-dir ../pre -o $d/full.log $F && { echo "RESULT failed a pre-dump to a full disk succeeded"; return; }
 	grep -q "no space left" full.log || { echo "RESULT failed the pre-dump failed otherwise: $(err full.log)"; return; }
 	amber dump -t $pid -D final --prev-images-dir ../pre --track-mem -o dump.log -v4 $F || { echo "RESULT failed dump: $(err final/dump.log)"; return; }
 	grep "pages dumped" final/dump.log | sed 's/^/AFTERFAIL /'
-	wait $pid
-	amber restore -D final -d -o restore.log $F || { echo "RESULT failed restore: $(err final/restore.log)"; return; }
-	kill -TERM $pid
-	waitfor out PASS 300 && echo "RESULT failed PASS" || echo "RESULT failed check: $(tail -1 out)"
+	restored failed final || return
+	checked failed $pid
 }
 
 lazy() { # predump_writer dumped, restored with amber lazy-pages filling its memory
 	d=/tmp/lazy; mkdir -p $d/img; cd $d
-	/progs/predump_writer > out 2>&1 < /dev/null &
-	pid=$!
-	waitfor out ready 300 || { echo "RESULT lazy not ready: $(cat out)"; return; }
+	start lazy predump_writer || return
 	amber dump -t $pid -D img -o dump.log $F || { echo "RESULT lazy dump: $(err img/dump.log)"; return; }
 	wait $pid
 	mkfifo status
@@ -124,8 +123,7 @@ lazy() { # predump_writer dumped, restored with amber lazy-pages filling its mem
 	head -c 1 status > /dev/null # ready, or gone
 	amber restore -D img --lazy-pages -d -o restore.log $F || { echo "RESULT lazy restore: $(err img/restore.log)"; return; }
 	wait $lp || { echo "RESULT lazy lazy-pages: $(err img/lazy.log)"; return; }
-	kill -TERM $pid
-	waitfor out PASS 300 && echo "RESULT lazy PASS" || echo "RESULT lazy check: $(tail -1 out)"
+	checked lazy $pid
 }
 
 migrate() { # name, port, prefix of its output's lines, the command to start the program under, amber migrate's flags
@@ -140,8 +138,7 @@ migrate() { # name, port, prefix of its output's lines, the command to start the
 	amber migrate -t $pid --to 127.0.0.1:$2 $5 -o $d/migrate.log > migrate.out 2>&1 || { echo "RESULT $1: $(err migrate.log)"; return; }
 	sed "s/^/$3 /" migrate.out
 	wait $rp || { echo "RESULT $1 receive: $(err in/receive.log)"; return; }
-	kill -TERM $(pidof predump_writer)
-	waitfor out PASS 300 && echo "RESULT $1 PASS" || echo "RESULT $1 check: $(tail -1 out)"
+	checked $1 $(pidof predump_writer)
 }
 
 xkernel() { # images dumped by the host's kernel, directory, pid, program: restore, check
