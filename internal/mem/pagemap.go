@@ -6,9 +6,9 @@ package mem
 // and gives each the categories the ioctl would, as the kernel tells
 // them (linux/fs/proc/task_mmu.c): present, swapped, file (a page of a
 // file or of shared memory, not an anonymous copy), the zero page,
-// soft-dirty, and, where the kernel has guard pages, guard. It is slower (8 bytes read
-// per page, where the ioctl returns one region per run) but finds the
-// same pages.
+// soft-dirty, and, where the kernel has guard pages, guard. It is
+// slower (8 bytes read per page, where the ioctl returns one region per
+// run) but finds the same pages.
 
 import (
 	"encoding/binary"
