@@ -305,5 +305,5 @@ func (d *daemon) corrupt(err error) {
 	}
 	d.opts.Log.Errorf("lazy-pages: %v: killing the restored processes", err)
 	killTree(pidfds)
-	d.once.Do(func() { close(d.done) })
+	d.stop()
 }
