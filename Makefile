@@ -6,8 +6,11 @@ TESTFLAGS ?= -count=1 -timeout 20m
 .PHONY: all build demo test vet clean
 all: build
 
+# amber is built without cgo: a static binary that runs on any x86-64
+# Linux, and starts a millisecond sooner than one linked with libc (every
+# dump, restore and check an engine runs pays it).
 build:
-	$(GO) build -o bin/amber ./cmd/amber
+	CGO_ENABLED=0 $(GO) build -o bin/amber ./cmd/amber
 
 demo: build
 	bash test/demo/demo.sh

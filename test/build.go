@@ -10,10 +10,11 @@ import (
 	"sync"
 )
 
-// buildAmber builds ./cmd/amber of the module rooted at root into bin.
+// buildAmber builds ./cmd/amber of the module rooted at root into bin,
+// static as the Makefile builds it.
 func buildAmber(root, bin string) error {
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/amber")
-	cmd.Dir = root
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/amber: %w\n%s", err, out)
 	}

@@ -36,7 +36,9 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	amberBin = filepath.Join(dir, "amber")
-	out, err := exec.Command("go", "build", "-o", amberBin, ".").CombinedOutput()
+	build := exec.Command("go", "build", "-o", amberBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		return 1
