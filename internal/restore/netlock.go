@@ -13,8 +13,8 @@ import (
 )
 
 // The network lock a dump left (package netfilter) is lifted once every
-// task is restored and the TCP connections have left repair mode, as
-// CRIU's network_unlock: in the tree's network namespace if it has one
+// task is restored and the TCP connections are in their dumped state,
+// before they leave repair mode, as CRIU's network_unlock: in the tree's network namespace if it has one
 // of its own (new, joined or external: the dump locked it whole, and
 // its rules brought the lock back), else each connection of the images
 // in amber's.

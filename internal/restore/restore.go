@@ -436,18 +436,23 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := notify(opts, "post-restore", root.Pid); err != nil {
 		return err
 	}
-	// The segments amber makes for the connections carry the lock's
-	// mark: they pass it, and the rules of the tree's own that come
-	// after it (a firewall of the tree dropping them, as zdtm's
-	// socket-tcp-closed-last-ack has). The kernel's own wait for the
-	// lock to be lifted. (The ended connections, reset by amber, are
-	// finished after it: a reset made under the lock did not reach a
-	// connection zdtm's socket-tcp-reseted had, not understood yet.)
-	if err := r.endTCPRepair(tree); err != nil {
+	// The segments amber makes for the connections (FINs, the resets
+	// of ended ones) carry the lock's mark: made under it, they pass it
+	// and the rules of the tree's own that come after it (a firewall of
+	// the tree dropping them, as zdtm's socket-tcp-closed-last-ack has).
+	// The connections leave repair mode once it is lifted, as CRIU's do:
+	// the kernel's window probes then reach the peers at once (zdtm's
+	// socket-tcp-reseted: a connection whose peer was reset learns it).
+	tcp, err := r.endTCPRepair(tree)
+	if err != nil {
+		return err
+	}
+	defer tcp.Close()
+	if err := r.closeTCP(tree); err != nil {
 		return err
 	}
 	r.unlockNetwork(tree, root.Pid)
-	if err := r.closeTCP(tree); err != nil {
+	if err := tcp.Leave(); err != nil {
 		return err
 	}
 	if err := r.sysv.Finish(); err != nil {

@@ -2,10 +2,11 @@ package restore
 
 import "amber/internal/sockets"
 
-// endTCPRepair lets the TCP connections of the tree, made in repair
-// mode, go: once every task is in place, so that the first segment any
-// of them sends finds its peer, if the peer is in the tree too.
-func (r *restorer) endTCPRepair(tree *treeImages) error {
+// endTCPRepair brings the TCP connections of the tree, made in repair
+// mode, to their dumped state, once every task is in place, so that the
+// first segment any of them sends finds its peer, if the peer is in the
+// tree too; they leave repair mode by the RepairEnd (nil: none).
+func (r *restorer) endTCPRepair(tree *treeImages) (*sockets.RepairEnd, error) {
 	var socks []sockets.TCPRepaired
 	for _, p := range r.procs {
 		if p.plan.fds != nil {
@@ -15,9 +16,9 @@ func (r *restorer) endTCPRepair(tree *treeImages) error {
 		}
 	}
 	if len(socks) == 0 {
-		return nil
+		return nil, nil
 	}
-	r.opts.Log.Infof("letting %d TCP connections leave repair mode", len(socks))
+	r.opts.Log.Infof("bringing %d TCP connections to their dumped state", len(socks))
 	return sockets.EndTCPRepair(socks, tree.root.files, tree.root.extra.TCPStreams)
 }
 

@@ -653,39 +653,45 @@ func CloseTCP(socks []TCPShut, idx map[uint32]*fdinfo.FileEntry, streams map[uin
 	return nil
 }
 
-// EndTCPRepair lets the restored connections go, once every task is in
-// place: it checks that each one's queues hold what the dump saw,
-// replays the FINs of the half-closed ones that send nothing (finSteps),
-// then on each writes the bytes that were never sent and replays the
-// other FINs, then turns repair mode off on all and gives SO_REUSEADDR
-// back. amber does it through a copy of each socket
-// (pidfd_getfd), as root: a task may have dropped its privileges by now.
-func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) error {
-	var conns []*restoredConn
-	defer func() {
-		for _, c := range conns {
-			unix.Close(c.s)
-		}
-	}()
+// EndTCPRepair brings the restored connections to their dumped state,
+// once every task is in place: it checks that each one's queues hold
+// what the dump saw, replays the FINs of the half-closed ones that send
+// nothing (finSteps), then on each writes the bytes that were never sent
+// and replays the other FINs. The connections stay in repair mode:
+// RepairEnd.Leave turns it off, once the network lock is lifted. amber
+// does it through a copy of each socket (pidfd_getfd), as root: a task
+// may have dropped its privileges by now.
+func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) (*RepairEnd, error) {
+	e := &RepairEnd{}
 	for _, r := range socks {
 		c, err := takeRestored(r, idx, streams)
 		if err != nil {
-			return err
+			e.Close()
+			return nil, err
 		}
-		conns = append(conns, c)
+		e.conns = append(e.conns, c)
 		if err := c.checkQueues(); err != nil {
-			return c.errorf("%w", err)
+			e.Close()
+			return nil, c.errorf("%w", err)
 		}
 	}
-	// Every connection in its dumped state before any sends a byte or a
-	// FIN to a peer (finSteps).
-	for _, c := range conns {
+	if err := e.replay(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// replay puts every connection in its dumped state before any sends a
+// byte or a FIN to a peer (finSteps).
+func (e *RepairEnd) replay() error {
+	for _, c := range e.conns {
 		quiet, _ := finSteps(c.k.e.GetState())
 		if err := c.replayFINs(quiet); err != nil {
 			return err
 		}
 	}
-	for _, c := range conns {
+	for _, c := range e.conns {
 		if err := c.sendUnsent(); err != nil {
 			return err
 		}
@@ -694,12 +700,42 @@ func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams
 			return err
 		}
 	}
-	for _, c := range conns {
+	return nil
+}
+
+// RepairEnd is amber's copies of the restored connections, in their
+// dumped state and still in repair mode.
+type RepairEnd struct {
+	conns []*restoredConn
+}
+
+// Leave turns repair mode off on every connection and gives SO_REUSEADDR
+// back, then closes amber's copies. The kernel sends a window probe on
+// each (and the SYN of one that was connecting): once the lock is lifted
+// they reach the peers, and a connection whose peer is gone learns it at
+// once, from the peer's reset, not at its first retransmission.
+func (e *RepairEnd) Leave() error {
+	if e == nil {
+		return nil
+	}
+	defer e.Close()
+	for _, c := range e.conns {
 		if err := c.leaveRepair(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Close closes amber's copies of the connections.
+func (e *RepairEnd) Close() {
+	if e == nil {
+		return
+	}
+	for _, c := range e.conns {
+		unix.Close(c.s)
+	}
+	e.conns = nil
 }
 
 // restoredConn is amber's copy of a restored connection.
