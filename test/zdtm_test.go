@@ -111,6 +111,7 @@ var programs = []program{
 	{name: "tcp_half_closed00", dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "tcp_close00", dumpFlags: tcpClose, restoreFlags: tcpClose},
 	{name: "tcp_closed00"},
+	{name: "tcp_reset00", cloneflags: unix.CLONE_NEWNET, dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
 	{name: "sock_filter"},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},

@@ -84,6 +84,13 @@ func reconnect(s int, k *inetImage, st *TCPStream) error {
 		return fmt.Errorf("connect again in repair mode: %w", err)
 	}
 	if len(st.In) > 0 {
+		// The send queue is the one selected last: bytes written with
+		// it selected would be taken for its own, sent and unacknowledged,
+		// and the reset below, at the sequence after the unread bytes,
+		// would then fall outside the window (answered by a challenge ACK).
+		if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpRecvQueue); err != nil {
+			return fmt.Errorf("select the receive queue: %w", err)
+		}
 		if err := queueReceived(s, st.In); err != nil {
 			return err
 		}
