@@ -112,6 +112,7 @@ var programs = []program{
 	{name: "tcp_close00", dumpFlags: tcpClose, restoreFlags: tcpClose},
 	{name: "tcp_closed00"},
 	{name: "tcp_reset00", cloneflags: unix.CLONE_NEWNET, dumpFlags: tcpEstablished, restoreFlags: tcpEstablished},
+	{name: "packet_ring00", cloneflags: unix.CLONE_NEWNET},
 	{name: "sock_filter"},
 	{name: "ipc_combo", cflags: []string{"-lrt"}},
 	{name: "ipc_many", nofile: 4096},
@@ -173,7 +174,6 @@ var programs = []program{
 	{name: "sk_raw_ping"},
 	{name: "sk_raw_l2tp"},
 	{name: "sk_packet"},
-	{name: "sk_packet_mmap", refused: "is mapped here: packet rings mapped in memory are not supported yet"},
 	// In a network namespace of its own: no link or address event
 	// reaches its sockets' groups before the dump.
 	{name: "sk_netlink", cloneflags: unix.CLONE_NEWNET},

@@ -176,6 +176,9 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 	if err := d.writeFiles(ps, k); err != nil {
 		return nil, err
 	}
+	if err := mem.NameSocketMaps(mmE.GetVmas(), func(ino uint32) (uint32, error) { return d.socketID(ps.pid, ino) }); err != nil {
+		return nil, fmt.Errorf("pid %d: %w", ps.pid, err)
+	}
 	if err := image.WriteFile(d.dir.IDsPath(d.pids.of(p.pid)), image.IDs, k); err != nil {
 		return nil, err
 	}
@@ -291,6 +294,21 @@ func (d *dumper) writeFiles(ps *procState, k *criucore.TaskKobjIdsEntry) error {
 		return fmt.Errorf("fs: %w", err)
 	}
 	return image.WriteFile(d.dir.FSPath(d.pids.of(ps.pid)), image.FS, fsE)
+}
+
+// socketID is the file id of the packet socket of inode ino that pid
+// maps: pid must hold it at a descriptor, which its restore maps it
+// from, as CRIU requires.
+func (d *dumper) socketID(pid int, ino uint32) (uint32, error) {
+	fds, err := proc.FdsOf(pid, fmt.Sprintf("socket:[%d]", ino))
+	if err != nil {
+		return 0, err
+	}
+	id, ok := d.fds.PacketID(ino)
+	if len(fds) == 0 || !ok {
+		return 0, fmt.Errorf("a socket that is no packet socket pid %d holds at a descriptor: not supported (nor by criu)", pid)
+	}
+	return id, nil
 }
 
 func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {

@@ -118,6 +118,10 @@ func NewDumper(t *Table, opts DumpOptions) *Dumper {
 	return d
 }
 
+// PacketID is the file id of the packet socket of inode ino, once a
+// descriptor of it is dumped (sockets.Dumper.PacketID).
+func (d *Dumper) PacketID(ino uint32) (uint32, bool) { return d.sockets.PacketID(ino) }
+
 // DumpFds records every descriptor of pid but the hidden ones (amber's
 // own, placed there for the dump) and returns its fdinfo entries.
 func (d *Dumper) DumpFds(pid int, hidden ...int) ([]*fdinfo.FdinfoEntry, error) {

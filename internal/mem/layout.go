@@ -115,10 +115,11 @@ func keptVMAs(in *RestoreInput) []bool {
 // fork: not with MADV_DONTFORK or MADV_WIPEONFORK; not MAP_LOCKED (fork
 // clears VM_LOCKED in the child); not private hugetlb memory, whose
 // pages cannot be dropped one by one (planZeroes), so the child maps
-// its own as CRIU does.
+// its own as CRIU does; nor a packet socket's rings, which the child
+// maps again from its own descriptor.
 func forkKeeps(v *vma.VmaEntry) bool {
 	const notForked = 1<<unix.MADV_DONTFORK | 1<<unix.MADV_WIPEONFORK
-	if v.GetMadv()&notForked != 0 || v.GetFlags()&unix.MAP_LOCKED != 0 {
+	if v.GetMadv()&notForked != 0 || v.GetFlags()&unix.MAP_LOCKED != 0 || isSocketVMA(v) {
 		return false
 	}
 	return v.GetFlags()&unix.MAP_HUGETLB == 0 || v.GetStatus()&StatusAnonShared != 0

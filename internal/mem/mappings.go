@@ -41,6 +41,10 @@ func planMappings(b *plan.Builder, in *RestoreInput, vmas []*vma.VmaEntry, keep,
 				b.Call("make kept vma writable", unix.SYS_MPROTECT, v.GetStart(), v.GetEnd()-v.GetStart(), prot)
 			}
 			i++
+		case isSocketVMA(v):
+			planSocketPlaceholder(b, v)
+			mapped[i] = uint64(v.GetProt()) // PlanSocketMaps maps it with it
+			i++
 		case isSharedMemory(v):
 			if mapped[i], err = shared.mapVMA(i, prot); err != nil {
 				return nil, fmt.Errorf("%s: %w", vmaName(v), err)

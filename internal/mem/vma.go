@@ -24,6 +24,7 @@ const (
 	StatusAnonShared  = 1 << 8
 	StatusAnonPrivate = 1 << 9
 	StatusSysVIPC     = 1 << 10
+	StatusSocket      = 1 << 11
 	StatusVvar        = 1 << 12
 	StatusMemfd       = 1 << 14
 	// StatusGuard marks no mapping but a range of guard pages
@@ -170,6 +171,11 @@ func (bk Backing) entry(v proc.VMA) (*vma.VmaEntry, error) {
 		e.Pgoff = proto.Uint64(v.Offset)
 		e.Shmid = proto.Uint64(uint64(id))
 		e.Fdflags = proto.Uint32(OpenFlags(v))
+	case status&StatusSocket != 0:
+		// The socket's inode, until the dump names its file
+		// (NameSocketMaps).
+		e.Pgoff = proto.Uint64(v.Offset)
+		e.Shmid = proto.Uint64(v.Inode)
 	case status&StatusAnonShared != 0:
 		// The object is the shmem inode (for SysV its inode number is
 		// the segment id); pgoff is the offset in it.
@@ -303,10 +309,12 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 	case v.Path[0] == '[':
 		return 0, 0, fmt.Errorf("special mapping %s is not supported", v.Path)
 	case strings.HasPrefix(v.Path, "socket:["):
-		// A packet socket's ring, which criu maps again from the
-		// socket (VMA_AREA_SOCKET).
-		return 0, 0, fmt.Errorf("the packet ring of this socket%s is mapped here: packet rings mapped in memory are not supported yet",
-			bk.holders(v))
+		// A packet socket's rings, mapped again from the socket: their
+		// frames are not saved, as with CRIU (VMA_AREA_SOCKET).
+		if v.Shared {
+			return status | StatusSocket, flags | unix.MAP_SHARED, nil
+		}
+		return status | StatusSocket, flags | unix.MAP_PRIVATE, nil
 	case strings.HasPrefix(v.Path, "anon_inode:"):
 		return 0, 0, fmt.Errorf("mapping of %s is not supported yet", v.Path)
 	case v.Deleted && bk.Ghost == nil:

@@ -338,6 +338,16 @@ func (t *taskImages) threadMasks() {
 // zombie reports whether the process had exited but was not reaped.
 func (t *taskImages) zombie() bool { return t.core.GetTc().GetTaskState() == taskDead }
 
+// fdOfFile returns a descriptor of the process that holds file id.
+func (t *taskImages) fdOfFile(id uint32) (int, bool) {
+	for _, f := range t.fds {
+		if f.GetId() == id {
+			return int(f.GetFd()), true
+		}
+	}
+	return 0, false
+}
+
 func (t *taskImages) loadCore(dir image.Dir) error {
 	for i, tid := range t.tree.GetThreads() {
 		core, err := readCore(dir, int(tid), i == 0)

@@ -213,6 +213,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 	if err := planFiles(b, t, h, o, p); err != nil {
 		return nil, err
 	}
+	if err := mem.PlanSocketMaps(b, t.mm.GetVmas(), t.fdOfFile); err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
 	if err := planProcessState(b, t, h, o, p); err != nil {
 		return nil, err
 	}

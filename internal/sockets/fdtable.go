@@ -72,7 +72,10 @@ type Dumper struct {
 	// packet and netlink sockets, asked once (packet.go, netlink.go).
 	packet  map[uint32]*packetDiag
 	netlink map[uint32]*netlinkDiag
-	netns   sockNetns // the namespace of the sockets (netns.go)
+	// packetIDs are the file ids of the packet sockets dumped, by
+	// inode: a process mapping one's ring names it by its id.
+	packetIDs map[uint32]uint32
+	netns     sockNetns // the namespace of the sockets (netns.go)
 }
 
 // NewDumper returns a dumper adding the sockets it meets to files.

@@ -1,11 +1,9 @@
 package sockets
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"maps"
-	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	packetsock "github.com/checkpoint-restore/go-criu/v8/crit/images/packet-sock"
@@ -95,7 +93,7 @@ func (d *Dumper) addPacketSocket(pid, s int, ino, flags uint32) (uint32, error) 
 		return 0, fmt.Errorf("packet socket %d: not found by sock_diag in net:[%d]", ino, d.netns.curIno())
 	}
 	what := packetName(fmt.Sprint(ino), uint32(pd.typ), uint32(pd.proto), pd.ifindex)
-	if err := checkPacket(pid, s, pd); err != nil {
+	if err := checkPacket(s, pd); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	pe, err := packetEntry(s, pd, flags)
@@ -105,6 +103,10 @@ func (d *Dumper) addPacketSocket(pid, s int, ino, flags uint32) (uint32, error) 
 	pe.NsId = d.netns.nsID()
 	id := d.files.Add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_PACKETSK.Enum(), Psk: pe})
 	pe.Id = proto.Uint32(id)
+	if d.packetIDs == nil {
+		d.packetIDs = map[uint32]uint32{}
+	}
+	d.packetIDs[ino] = id
 	if n, err := unix.IoctlGetInt(s, unix.SIOCINQ); err == nil && n > 0 && d.opts.Warnf != nil {
 		d.opts.Warnf("%s: the frames in its receive queue are dropped (as criu does)", what)
 	}
@@ -112,7 +114,7 @@ func (d *Dumper) addPacketSocket(pid, s int, ino, flags uint32) (uint32, error) 
 }
 
 // checkPacket refuses what the images cannot hold of a packet socket.
-func checkPacket(pid, s int, pd *packetDiag) error {
+func checkPacket(s int, pd *packetDiag) error {
 	if pd.fanout != nil {
 		switch typ := (*pd.fanout >> 16) & 0xff; typ {
 		case unix.PACKET_FANOUT_CBPF, unix.PACKET_FANOUT_EBPF:
@@ -127,34 +129,16 @@ func checkPacket(pid, s int, pd *packetDiag) error {
 			return fmt.Errorf("%s is set: not supported (criu's image has no place for it)", o.name)
 		}
 	}
-	if pd.rx == nil && pd.tx == nil {
-		return nil
-	}
-	at, err := socketMapping(pid, pd.ino)
-	if err != nil {
-		return err
-	}
-	if at != "" {
-		return fmt.Errorf("its ring is mapped at %s: packet rings mapped in memory are not supported yet", at)
-	}
 	return nil
 }
 
-// socketMapping returns the address range at which pid maps socket
-// ino, "" if it does not.
-func socketMapping(pid int, ino uint32) (string, error) {
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return "", fmt.Errorf("its mappings: %w", err)
-	}
-	name := []byte(fmt.Sprintf(" socket:[%d]", ino))
-	for line := range bytes.Lines(maps) {
-		if bytes.HasSuffix(bytes.TrimRight(line, "\n"), name) {
-			r, _, _ := bytes.Cut(line, []byte(" "))
-			return string(r), nil
-		}
-	}
-	return "", nil
+// PacketID is the file id of the packet socket of inode ino, once a
+// descriptor of it is dumped: a process that maps the socket's rings
+// names it by it (VMA_AREA_SOCKET, the VMA's shmid), as CRIU's
+// dump_socket_map does.
+func (d *Dumper) PacketID(ino uint32) (uint32, bool) {
+	id, ok := d.packetIDs[ino]
+	return id, ok
 }
 
 // packetEntry builds the PacketSockEntry of socket s, all but its id.
