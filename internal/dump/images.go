@@ -304,9 +304,12 @@ func (d *dumper) socketID(pid int, ino uint32) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	if len(fds) == 0 {
+		return 0, fmt.Errorf("no descriptor of pid %d holds the socket: not supported (nor by criu)", pid)
+	}
 	id, ok := d.fds.PacketID(ino)
-	if len(fds) == 0 || !ok {
-		return 0, fmt.Errorf("a socket that is no packet socket pid %d holds at a descriptor: not supported (nor by criu)", pid)
+	if !ok {
+		return 0, fmt.Errorf("not a packet socket (fd %d): only the rings of packet sockets are mapped again", fds[0])
 	}
 	return id, nil
 }
