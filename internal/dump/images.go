@@ -177,7 +177,7 @@ func (d *dumper) dumpProcess(tree *frozenTree, p *frozenProc, k *criucore.TaskKo
 		return nil, err
 	}
 	if err := mem.NameSocketMaps(mmE.GetVmas(), func(ino uint32) (uint32, error) { return d.socketID(ps.pid, ino) }); err != nil {
-		return nil, fmt.Errorf("pid %d: %w", ps.pid, err)
+		return nil, err
 	}
 	if err := image.WriteFile(d.dir.IDsPath(d.pids.of(p.pid)), image.IDs, k); err != nil {
 		return nil, err
@@ -305,7 +305,7 @@ func (d *dumper) socketID(pid int, ino uint32) (uint32, error) {
 		return 0, err
 	}
 	if len(fds) == 0 {
-		return 0, fmt.Errorf("no descriptor of pid %d holds the socket: not supported (nor by criu)", pid)
+		return 0, fmt.Errorf("no descriptor of pid %d holds it: not supported (nor by criu)", pid)
 	}
 	id, ok := d.fds.PacketID(ino)
 	if !ok {
