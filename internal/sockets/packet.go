@@ -31,11 +31,12 @@ import (
 // added twice).
 //
 // The frames queued on the socket and in its rings are not kept (nor by
-// criu). The dump refuses, naming the descriptor: a socket whose ring is
-// mapped in the task (amber cannot map it again yet), a fanout group
-// that picks its member by a BPF program (the program cannot be read
-// back), and PACKET_QDISC_BYPASS or PACKET_IGNORE_OUTGOING set, which
-// CRIU's image has no field for.
+// criu). Rings mapped in a process are mapped again from the socket
+// (package mem, socketmap.go); PacketID names the socket to that
+// mapping. The dump refuses, naming the descriptor: a fanout group that
+// picks its member by a BPF program (the program cannot be read back),
+// and PACKET_QDISC_BYPASS or PACKET_IGNORE_OUTGOING set, which CRIU's
+// image has no field for.
 
 // tpacketReq3Size is the size of struct tpacket_req3, which sets either
 // ring of any version (the kernel reads the part its version uses).
