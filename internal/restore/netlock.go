@@ -14,10 +14,10 @@ import (
 
 // The network lock a dump left (package netfilter) is lifted once every
 // task is restored and the TCP connections are in their dumped state,
-// before they leave repair mode, as CRIU's network_unlock: in the tree's network namespace if it has one
-// of its own (new, joined or external: the dump locked it whole, and
-// its rules brought the lock back), else each connection of the images
-// in amber's.
+// before they leave repair mode, as CRIU's network_unlock: in the tree's
+// network namespace if it has one of its own (new, joined or external:
+// the dump locked it whole, and its rules brought the lock back), else
+// each connection of the images in amber's.
 
 // netLockOf reads the lock of the inventory. Images without
 // network_lock_method (amber's before it had a firewall lock, or a CRIU
