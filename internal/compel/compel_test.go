@@ -231,20 +231,24 @@ func findMapping(t *testing.T, pid int, name string) Range {
 	return r
 }
 
-// stubChild starts a stub and forks a child of it with a free PID; the
-// caller ends both, from its thread, locked: ptrace answers the tracer's
-// thread only.
+// stubChild starts a stub and forks a child of it with a free PID, on
+// the test's thread, locked until the test ends (ptrace answers the
+// tracer's thread only); both are ended with the test, the child first.
 func stubChild(t *testing.T) (*Stub, *Task) {
 	t.Helper()
+	requireRoot(t)
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
 	stub, err := StartStub()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(stub.Close)
 	child, err := stub.Fork(freePid(t))
 	if err != nil {
-		stub.Close()
 		t.Fatal(err)
 	}
+	t.Cleanup(child.Kill)
 	return stub, child
 }
 
@@ -322,12 +326,7 @@ func TestStubForkAndTable(t *testing.T) {
 // the leader with an error: the timer reaps the other thread, without
 // which the dead leader is never reported.
 func TestOwnedWaitProcessKilled(t *testing.T) {
-	requireRoot(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	stub, child := stubChild(t)
-	defer stub.Close()
-	defer child.Kill()
 	child.Timeout = time.Second
 	loadExecutor(t, child, stub.Insn())
 	tid := child.Pid + 1
@@ -361,12 +360,7 @@ func TestOwnedWaitProcessKilled(t *testing.T) {
 // trapped after its first instruction, and the restore of a tree with a
 // dead process's helper failed at its first call ("errno 0").
 func TestTableAfterSteppedClone(t *testing.T) {
-	requireRoot(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	stub, child := stubChild(t)
-	defer stub.Close()
-	defer child.Kill()
 	if err := child.WriteMem(stub.Insn()+2, []byte{0xcf}); err != nil {
 		t.Fatal(err)
 	}
