@@ -12,6 +12,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "zdtm.h"
@@ -73,6 +76,28 @@ void loopback_up(void)
 			fail("lo up: %s", strerror(errno));
 	}
 	close(s);
+}
+
+int tcp_state(int fd, const char *name)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		fail("%s: TCP_INFO: %s", name, strerror(errno));
+	return ti.tcpi_state;
+}
+
+void tcp_wait_state(int fd, int want, int ms, const char *name)
+{
+	struct timespec one = { 0, 1000 * 1000 };
+	int i;
+
+	for (i = 0; tcp_state(fd, name) != want; i++) {
+		if (i == ms)
+			fail("%s: state %d, not %d after %d ms", name, tcp_state(fd, name), want, ms);
+		nanosleep(&one, NULL);
+	}
 }
 
 void test_ready(void)

@@ -76,6 +76,14 @@ int stdio_inside(const char *out, const char *in, unsigned int last);
  */
 void loopback_up(void);
 
+/*
+ * tcp_state returns the TCP state of socket fd (TCP_INFO); tcp_wait_state
+ * waits up to ms milliseconds for it to be want. Both call fail() on
+ * error, naming the socket by name.
+ */
+int tcp_state(int fd, const char *name);
+void tcp_wait_state(int fd, int want, int ms, const char *name);
+
 /* --- data patterns and checksums -------------------------------------- */
 
 /* A good 64-bit mixing function (splitmix64 finaliser). */

@@ -44,16 +44,6 @@ static socklen_t addr_len(int family)
 	return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
-static int state(int fd, const char *name)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		fail("%s: TCP_INFO: %s", name, test_strerror(errno));
-	return ti.tcpi_state;
-}
-
 static void setup(struct conn *c)
 {
 	struct sockaddr_storage ss;
@@ -90,9 +80,9 @@ static void setup(struct conn *c)
 	if (c->bytes && write(cli, c2s, c->bytes) != (ssize_t)c->bytes)
 		fail("%s: client write: %s", c->name, test_strerror(errno));
 	close(cli);
-	for (i = 0; state(c->srv, c->name) != TCP_CLOSE_WAIT; i++) {
+	for (i = 0; tcp_state(c->srv, c->name) != TCP_CLOSE_WAIT; i++) {
 		if (i == 10000)
-			fail("%s: not in CLOSE_WAIT after the client closed (state %d)", c->name, state(c->srv, c->name));
+			fail("%s: not in CLOSE_WAIT after the client closed (state %d)", c->name, tcp_state(c->srv, c->name));
 		nanosleep(&ms, NULL);
 	}
 }
@@ -115,8 +105,8 @@ static void check(struct conn *c)
 	size_t got = 0;
 	ssize_t r;
 
-	if (state(c->srv, c->name) != TCP_CLOSE_WAIT)
-		fail("%s: state %d after restore, not CLOSE_WAIT", c->name, state(c->srv, c->name));
+	if (tcp_state(c->srv, c->name) != TCP_CLOSE_WAIT)
+		fail("%s: state %d after restore, not CLOSE_WAIT", c->name, tcp_state(c->srv, c->name));
 	same_addr(c->srv, 0, &c->srv_addr, "address", c->name);
 	same_addr(c->srv, 1, &c->cli_addr, "peer", c->name);
 	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLRDHUP) || !(p.revents & POLLIN))

@@ -34,16 +34,6 @@ struct end {
 	struct sockaddr_in addr, peer;
 };
 
-static int state(int fd)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		fail("TCP_INFO: %s", test_strerror(errno));
-	return ti.tcpi_state;
-}
-
 static void addr_of(struct end *e, struct sockaddr_in *sa)
 {
 	socklen_t len = sizeof(*sa);
@@ -69,8 +59,8 @@ static void check(struct end *e)
 	char b;
 	ssize_t r;
 
-	if (state(e->fd) != TCP_CLOSE)
-		fail("%s: state %d after restore, not TCP_CLOSE", e->name, state(e->fd));
+	if (tcp_state(e->fd, e->name) != TCP_CLOSE)
+		fail("%s: state %d after restore, not TCP_CLOSE", e->name, tcp_state(e->fd, e->name));
 	addr_of(e, &now);
 	if (now.sin_port != e->addr.sin_port || now.sin_addr.s_addr != e->addr.sin_addr.s_addr)
 		fail("%s: bound to port %d after restore, %d before", e->name, ntohs(now.sin_port), ntohs(e->addr.sin_port));
@@ -123,9 +113,9 @@ int main(void)
 		addr_of(&ends[i], &ends[i].addr);
 	if (shutdown(ends[0].fd, SHUT_WR) || shutdown(ends[1].fd, SHUT_WR))
 		fail("shutdown: %s", test_strerror(errno));
-	for (i = 0; state(ends[0].fd) != TCP_CLOSE || state(ends[1].fd) != TCP_CLOSE; i++) {
+	for (i = 0; tcp_state(ends[0].fd, ends[0].name) != TCP_CLOSE || tcp_state(ends[1].fd, ends[1].name) != TCP_CLOSE; i++) {
 		if (i == 10000)
-			fail("not closed after both FINs (states %d, %d)", state(ends[0].fd), state(ends[1].fd));
+			fail("not closed after both FINs (states %d, %d)", tcp_state(ends[0].fd, ends[0].name), tcp_state(ends[1].fd, ends[1].name));
 		nanosleep(&ms, NULL);
 	}
 	for (i = 0; i < 2; i++)

@@ -31,7 +31,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "zdtm.h"
@@ -57,29 +56,6 @@ static unsigned char *a2b_pat, *b2a_pat, buf[1 << 16];
 static socklen_t addr_len(int family)
 {
 	return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-}
-
-static int state(int fd, const char *name)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		fail("%s: TCP_INFO: %s", name, test_strerror(errno));
-	return ti.tcpi_state;
-}
-
-/* wait_state waits up to 10 s for fd to reach state want. */
-static void wait_state(int fd, int want, const char *name)
-{
-	struct timespec ms = { 0, 1000 * 1000 };
-	int i;
-
-	for (i = 0; state(fd, name) != want; i++) {
-		if (i == 10000)
-			fail("%s: state %d, want %d", name, state(fd, name), want);
-		nanosleep(&ms, NULL);
-	}
 }
 
 static void connect_pair(struct conn *c)
@@ -158,15 +134,15 @@ static void setup(struct conn *c)
 		break;
 	case LAST_ACK:
 		shut(c->b, c->name);
-		wait_state(c->a, TCP_CLOSE_WAIT, c->name);
+		tcp_wait_state(c->a, TCP_CLOSE_WAIT, 10000, c->name);
 		fill_a(c);
 		shut(c->a, c->name);
 		c->a_state = TCP_LAST_ACK;
 		c->b_state = TCP_FIN_WAIT2;
 		break;
 	}
-	wait_state(c->a, c->a_state, c->name);
-	wait_state(c->b, c->b_state, c->name);
+	tcp_wait_state(c->a, c->a_state, 10000, c->name);
+	tcp_wait_state(c->b, c->b_state, 10000, c->name);
 }
 
 /* describe says what TCP_INFO tells of fd's windows and timers, for a
@@ -221,9 +197,9 @@ static void check(struct conn *c)
 {
 	char what[64];
 
-	if (state(c->a, c->name) != c->a_state || state(c->b, c->name) != c->b_state)
-		fail("%s: states %d and %d after restore, want %d and %d", c->name, state(c->a, c->name),
-		     state(c->b, c->name), c->a_state, c->b_state);
+	if (tcp_state(c->a, c->name) != c->a_state || tcp_state(c->b, c->name) != c->b_state)
+		fail("%s: states %d and %d after restore, want %d and %d", c->name, tcp_state(c->a, c->name),
+		     tcp_state(c->b, c->name), c->a_state, c->b_state);
 	snprintf(what, sizeof(what), "%s: A to B", c->name);
 	read_all(c->b, c->a, a2b_pat, c->a2b, what);
 	if (c->kind != LAST_ACK) {

@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "zdtm.h"
@@ -38,28 +37,6 @@ static void run(const char *cmd)
 {
 	if (system(cmd))
 		fail("%s: failed", cmd);
-}
-
-static int state(int fd)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		fail("TCP_INFO: %s", test_strerror(errno));
-	return ti.tcpi_state;
-}
-
-static void wait_state(int fd, int want, const char *name)
-{
-	struct timespec ms = { 0, 1000 * 1000 };
-	int i;
-
-	for (i = 0; state(fd) != want; i++) {
-		if (i == 5000)
-			fail("%s: state %d, not %d after 5 s", name, state(fd), want);
-		nanosleep(&ms, NULL);
-	}
 }
 
 /* pair connects a new client to listener l: out[0] the client, out[1]
@@ -106,8 +83,8 @@ static void check_ended(int fd, const struct sockaddr_in *peer, const char *unre
 	char b[16];
 	ssize_t r;
 
-	if (state(fd) != TCP_CLOSE)
-		fail("%s: state %d after restore, not TCP_CLOSE", name, state(fd));
+	if (tcp_state(fd, name) != TCP_CLOSE)
+		fail("%s: state %d after restore, not TCP_CLOSE", name, tcp_state(fd, name));
 	peer_of(fd, &now);
 	if (now.sin_port != peer->sin_port || now.sin_addr.s_addr != peer->sin_addr.s_addr)
 		fail("%s: its peer's port is %d after restore, %d before", name, ntohs(now.sin_port), ntohs(peer->sin_port));
@@ -144,10 +121,10 @@ int main(void)
 	send_all(aborted[0], "abc", "aborted client");
 	if (setsockopt(aborted[0], SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now)))
 		fail("SO_LINGER: %s", test_strerror(errno));
-	wait_state(aborted[1], TCP_ESTABLISHED, "aborted");
+	tcp_wait_state(aborted[1], TCP_ESTABLISHED, 5000, "aborted");
 	peer_of(aborted[1], &aborted_peer);
 	close(aborted[0]);
-	wait_state(aborted[1], TCP_CLOSE, "aborted");
+	tcp_wait_state(aborted[1], TCP_CLOSE, 5000, "aborted");
 	take_error(aborted[1], "aborted");
 
 	pair(l, &a, rejected);
@@ -158,7 +135,7 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "nft add rule ip reset00 input tcp dport %d reject with tcp reset", ntohs(a.sin_port));
 	run(cmd);
 	send_all(rejected[1], "asdas", "rejected server");
-	wait_state(rejected[0], TCP_CLOSE, "rejected client");
+	tcp_wait_state(rejected[0], TCP_CLOSE, 5000, "rejected client");
 	run("nft delete table ip reset00");
 	take_error(rejected[0], "rejected client");
 
@@ -167,8 +144,8 @@ int main(void)
 
 	check_ended(aborted[1], &aborted_peer, "abc", "aborted");
 	check_ended(rejected[0], &client_peer, "asdas", "rejected client");
-	if (state(rejected[1]) != TCP_CLOSE)
-		fail("rejected server: state %d after restore, not TCP_CLOSE: it did not learn its peer is gone", state(rejected[1]));
+	if (tcp_state(rejected[1], "rejected server") != TCP_CLOSE)
+		fail("rejected server: state %d after restore, not TCP_CLOSE: it did not learn its peer is gone", tcp_state(rejected[1], "rejected server"));
 	r = read(rejected[1], b, sizeof(b));
 	if (r != 3 || memcmp(b, "asd", 3))
 		fail("rejected server: read %zd bytes (%s), want \"asd\"", r, r < 0 ? test_strerror(errno) : "");
