@@ -321,10 +321,6 @@ func (d *dumper) mmEntry(ps *procState) (*mm.MmEntry, error) {
 		Ghost:        func(v proc.VMA) (uint32, error) { return d.fds.GhostMapping(ps.pid, v, mem.OpenFlags(v)) },
 		ShmemDev:     d.shmemDev,
 		ShmemAsMemfd: d.shmemMemfd,
-		Holders: func(v proc.VMA) []int {
-			fds, _ := proc.FdsOf(ps.pid, v.Path) // only to name them in an error
-			return fds
-		},
 	}.Entries(ps.vmas)
 	if err != nil {
 		return nil, err

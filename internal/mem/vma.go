@@ -75,10 +75,6 @@ type Backing struct {
 	// (kerndat.ShmemDev), where anonymous shared memory, memfds and SysV
 	// segments live; 0 refuses them all.
 	ShmemDev uint64
-	// Holders lists the descriptors of the task that open what a
-	// mapping maps (proc.FdsOf), to name them when it is refused; nil
-	// names none.
-	Holders func(v proc.VMA) []int
 	// ShmemAsMemfd tells the objects of anonymous shared memory, by
 	// inode number, to dump as memfds (PrivateShmem finds them): every
 	// mapping of one is then a memfd mapping (StatusMemfd), private or
@@ -324,22 +320,6 @@ func (bk Backing) classifyKind(v proc.VMA) (status, flags uint32, err error) {
 	default:
 		return status | StatusFilePrivate, flags | unix.MAP_PRIVATE, nil
 	}
-}
-
-// holders names the descriptors that open what v maps: " (fd 3)".
-func (bk Backing) holders(v proc.VMA) string {
-	if bk.Holders == nil {
-		return ""
-	}
-	fds := bk.Holders(v)
-	if len(fds) == 0 {
-		return " (no descriptor of it open)"
-	}
-	names := make([]string, len(fds))
-	for i, fd := range fds {
-		names[i] = fmt.Sprintf("fd %d", fd)
-	}
-	return " (" + strings.Join(names, ", ") + ")"
 }
 
 // onShmem reports whether v maps a file of the kernel's internal shmem
