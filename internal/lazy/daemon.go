@@ -179,13 +179,13 @@ const (
 )
 
 // setProcs gives Go's scheduler at least n processors while the daemon
-// runs, and returns what puts the default back. The copy workers and
-// the event loop spend their time in system calls (a 1 MiB UFFDIO_COPY
-// takes about 0.4 ms), and the scheduler hands the processor of a
-// thread in a system call to another thread as soon as none is idle:
-// with one processor per CPU, nearly every copy lost its own, some
-// 6,000 thread switches a GiB that preempted the copies. A processor
-// for each worker, the loop and one spare keep one idle.
+// runs, and returns what puts the previous number back. The copy
+// workers and the event loop spend their time in system calls (a 1 MiB
+// UFFDIO_COPY takes about 0.4 ms), and the scheduler hands the
+// processor of a thread in a system call to another thread as soon as
+// none is idle: with one processor per CPU, nearly every copy lost its
+// own, some 6,000 thread switches a GiB that preempted the copies. A
+// processor for each worker, the loop and one spare keep one idle.
 func setProcs(n int) (restore func()) {
 	if runtime.GOMAXPROCS(0) >= n {
 		return func() {}
