@@ -83,8 +83,8 @@ func (d *Dumper) packetSockets() (map[uint32]*packetDiag, error) {
 	return d.packet, nil
 }
 
-// addPacketSocket records packet socket s (a copy of pid's fd).
-func (d *Dumper) addPacketSocket(pid, s int, ino, flags uint32) (uint32, error) {
+// addPacketSocket records packet socket s (a copy of a process's fd).
+func (d *Dumper) addPacketSocket(s int, ino, flags uint32) (uint32, error) {
 	all, err := d.packetSockets()
 	if err != nil {
 		return 0, err

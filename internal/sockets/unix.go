@@ -126,7 +126,7 @@ func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTy
 		id, err := d.addInetSocket(pid, fd, s, uint32(ino), flags, family)
 		return id, fdinfo.FdTypes_INETSK, err
 	case unix.AF_PACKET:
-		id, err := d.addPacketSocket(pid, s, uint32(ino), flags)
+		id, err := d.addPacketSocket(s, uint32(ino), flags)
 		return id, fdinfo.FdTypes_PACKETSK, err
 	case unix.AF_NETLINK:
 		id, err := d.addNetlinkSocket(s, uint32(ino), flags)
