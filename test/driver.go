@@ -51,6 +51,10 @@ type program struct {
 	// outside, as a rootless container's: its scratch directory and out
 	// file are that uid's.
 	userns bool
+	// work starts a userns program in dir/work, a directory of its own
+	// owned by its user namespace's root, where it may make files (the
+	// scratch directory stays root's).
+	work bool
 	// keepSession leaves the program in the driver's session instead
 	// of a session of its own.
 	keepSession bool
@@ -92,9 +96,19 @@ func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) 
 		return nil, err
 	}
 	defer out.Close()
-	argv := p.command(append(slices.Clone(p.under), "./"+p.name)...)
+	cwd, arg0 := dir, "./"+p.name
+	if p.work {
+		cwd, arg0 = filepath.Join(dir, "work"), exe
+		if err := os.Mkdir(cwd, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Chown(cwd, usernsBase, usernsBase); err != nil {
+			return nil, err
+		}
+	}
+	argv := p.command(append(slices.Clone(p.under), arg0)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, out, out, extra
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = cwd, out, out, extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !p.keepSession, Setpgid: p.keepSession, Cloneflags: p.cloneflags}
 	if p.userns {
 		if err := inUserNamespace(cmd.SysProcAttr, dir, tk.out); err != nil {

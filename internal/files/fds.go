@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"amber/internal/idmap"
 	"amber/internal/proc"
 	"amber/internal/sockets"
 )
@@ -94,6 +95,9 @@ type Dumper struct {
 	// procLocks is /proc/locks as read by ReadLocksAhead, for
 	// CheckLocks (nil: read it then).
 	procLocks <-chan lockTable
+	// users are the maps of the tree's own user namespace (SetUserMaps;
+	// nil: none).
+	users *idmap.Pair
 	// nsIDs finds the namespaces that namespace files point to
 	// (SetNsLookup; nil: none is known).
 	nsIDs NsLookup

@@ -109,7 +109,7 @@ func (d *Dumper) addGhostAt(at, link string, pos uint64, st os.FileInfo, flags u
 	if !ok {
 		gid = uint32(len(g.srcs)) + 1
 		g.ids[keyOf(st)] = gid
-		g.srcs = append(g.srcs, ghostSource{id: gid, proc: at, path: name, st: sys})
+		g.srcs = append(g.srcs, ghostSource{id: gid, proc: at, path: name, st: d.inward(sys)})
 	}
 	g.remaps = append(g.remaps, &remap.RemapFilePathEntry{
 		OrigId: proto.Uint32(id), RemapId: proto.Uint32(gid), RemapType: remap.RemapType_GHOST.Enum(),
@@ -513,7 +513,7 @@ func planGhostNode(b *plan.Builder, stat func(string) (os.FileInfo, error), orig
 		fillGhost(b, at, g)
 		return at, made, nil
 	}
-	b.Call("chown "+at, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(at), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+	b.Privileged("chown "+at, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(at), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
 	if !g.isSymlink() { // a symbolic link's mode is always 0777
 		b.Call("chmod "+at, unix.SYS_FCHMODAT, plan.AtFdcwd, b.String(at), mode)
 	}
@@ -566,7 +566,7 @@ func fillGhost(b *plan.Builder, tmp string, g *Ghost) {
 				uint64(w), b.Bytes(c.Data), uint64(len(c.Data)), c.Off)
 		}
 	}
-	b.Call("chown "+tmp, unix.SYS_FCHOWN, uint64(w), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()))
+	b.Privileged("chown "+tmp, unix.SYS_FCHOWN, uint64(w), uint64(g.Entry.GetUid()), uint64(g.Entry.GetGid()))
 	b.Call("chmod "+tmp, unix.SYS_FCHMOD, uint64(w), uint64(mode))
 	b.Close(w)
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/fsroot"
+	"amber/internal/idmap"
 	"amber/internal/proc"
 )
 
@@ -206,11 +207,13 @@ type madeGhost struct {
 
 // MakeHostGhosts creates each ghost at its path in root (the tree's;
 // nil: amber's) with its contents, owner, mode and times, on a
-// read-only mount too. On error it removes those it made.
-func MakeHostGhosts(root *fsroot.Root, gs []HostGhost) (*HostGhosts, error) {
+// read-only mount too; users are the maps of the tree's user namespace
+// (nil: none), whose view the images' owners are. On error it removes
+// those it made.
+func MakeHostGhosts(root *fsroot.Root, gs []HostGhost, users *idmap.Pair) (*HostGhosts, error) {
 	h := &HostGhosts{}
 	for _, g := range gs {
-		if err := h.make(root, g); err != nil {
+		if err := h.make(root, g, users); err != nil {
 			return nil, errors.Join(fmt.Errorf("make the unlinked file %s again: %w", g.Path, err), h.Remove())
 		}
 	}
@@ -218,7 +221,7 @@ func MakeHostGhosts(root *fsroot.Root, gs []HostGhost) (*HostGhosts, error) {
 }
 
 // make creates one ghost and records it for Remove.
-func (h *HostGhosts) make(root *fsroot.Root, g HostGhost) error {
+func (h *HostGhosts) make(root *fsroot.Root, g HostGhost, users *idmap.Pair) error {
 	dir, err := root.WritableDir(path.Dir(g.Path))
 	if err != nil {
 		return err
@@ -230,15 +233,15 @@ func (h *HostGhosts) make(root *fsroot.Root, g HostGhost) error {
 		return &os.PathError{Op: "create", Path: g.Path, Err: err}
 	}
 	h.made = append(h.made, madeGhost{dir: dir, name: name, path: g.Path})
-	return fillHostGhost(fd, g)
+	return fillHostGhost(fd, g, users)
 }
 
 // fillHostGhost gives the ghost open at fd its contents, owner, mode
 // and times, and closes fd.
-func fillHostGhost(fd int, g HostGhost) error {
+func fillHostGhost(fd int, g HostGhost, users *idmap.Pair) error {
 	mode := g.Ghost.Entry.GetMode() & 0o7777
 	f := os.NewFile(uintptr(fd), g.Path)
-	err := fillGhostData(f, g.Ghost, mode)
+	err := fillGhostData(f, g.Ghost, mode, users)
 	if err == nil {
 		// Last: writing changes the modification time.
 		err = setGhostTimes(fd, g.Ghost)
@@ -250,8 +253,9 @@ func fillHostGhost(fd int, g HostGhost) error {
 }
 
 // fillGhostData writes the ghost's size and data into f, then gives it
-// its owner and mode (after the data: a chown clears set-id bits).
-func fillGhostData(f *os.File, g *Ghost, mode uint32) error {
+// its owner (the images', turned into amber's view by users) and mode
+// (after the data: a chown clears set-id bits).
+func fillGhostData(f *os.File, g *Ghost, mode uint32, users *idmap.Pair) error {
 	if err := f.Truncate(int64(g.Size)); err != nil {
 		return err
 	}
@@ -260,7 +264,15 @@ func fillGhostData(f *os.File, g *Ghost, mode uint32) error {
 			return err
 		}
 	}
-	if err := f.Chown(int(g.Entry.GetUid()), int(g.Entry.GetGid())); err != nil {
+	uid, err := users.OuterUid(g.Entry.GetUid())
+	if err != nil {
+		return fmt.Errorf("owner: %w", err)
+	}
+	gid, err := users.OuterGid(g.Entry.GetGid())
+	if err != nil {
+		return fmt.Errorf("group: %w", err)
+	}
+	if err := f.Chown(int(uid), int(gid)); err != nil {
 		return err
 	}
 	return unix.Fchmod(int(f.Fd()), mode)

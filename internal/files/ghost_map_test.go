@@ -132,7 +132,7 @@ func TestMakeHostGhosts(t *testing.T) {
 	g := testGhost(1, 10000, GhostChunk{0, []byte("head")}, GhostChunk{9000, []byte("tail")})
 	g.Entry.Uid, g.Entry.Gid = proto.Uint32(uint32(os.Getuid())), proto.Uint32(uint32(os.Getgid()))
 	first := filepath.Join(dir, "a.amber.1.ghost")
-	h, err := MakeHostGhosts(nil, []HostGhost{{first, g}})
+	h, err := MakeHostGhosts(nil, []HostGhost{{first, g}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestMakeHostGhosts(t *testing.T) {
 	if err := os.WriteFile(taken, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MakeHostGhosts(nil, []HostGhost{{first, g}, {taken, testGhost(2, 0)}}); err == nil || !strings.Contains(err.Error(), taken) {
+	if _, err := MakeHostGhosts(nil, []HostGhost{{first, g}, {taken, testGhost(2, 0)}}, nil); err == nil || !strings.Contains(err.Error(), taken) {
 		t.Errorf("a path taken: %v", err)
 	}
 	if _, err := os.Stat(first); !errors.Is(err, fs.ErrNotExist) {

@@ -113,7 +113,7 @@ func (d *Dumper) memfdInode(path, link string, st os.FileInfo) (uint32, error) {
 	id := uint32(len(s.entries)) + 1
 	name := strings.TrimSuffix(strings.TrimPrefix(link, mem.MemfdPrefix), " (deleted)")
 	s.entries = append(s.entries, &memfd.MemfdInodeEntry{
-		Name: proto.String(name), Uid: proto.Uint32(sys.Uid), Gid: proto.Uint32(sys.Gid),
+		Name: proto.String(name), Uid: proto.Uint32(d.users.InnerUid(sys.Uid)), Gid: proto.Uint32(d.users.InnerGid(sys.Gid)),
 		Size: proto.Uint64(uint64(sys.Size)), Shmid: proto.Uint32(uint32(sys.Ino)),
 		Seals: proto.Uint32(seals), InodeId: proto.Uint64(uint64(id)), Mode: proto.Uint32(sys.Mode),
 	})
@@ -341,7 +341,7 @@ func (m *Memfds) create(b *plan.Builder, ino uint32) (*memfdHandle, error) {
 		p.PlanWrite(b, fd, e.GetSize())
 	}
 	b.Call(fmt.Sprintf("size memfd %q to %d", name, e.GetSize()), unix.SYS_FTRUNCATE, uint64(fd), e.GetSize())
-	b.Call(fmt.Sprintf("own memfd %q by %d:%d", name, e.GetUid(), e.GetGid()), unix.SYS_FCHOWN, uint64(fd), uint64(e.GetUid()), uint64(e.GetGid()))
+	b.Privileged(fmt.Sprintf("own memfd %q by %d:%d", name, e.GetUid(), e.GetGid()), unix.SYS_FCHOWN, uint64(fd), uint64(e.GetUid()), uint64(e.GetGid()))
 	if e.Mode != nil {
 		b.Call(fmt.Sprintf("mode %#o on memfd %q", e.GetMode()&0o7777, name), unix.SYS_FCHMOD, uint64(fd), uint64(e.GetMode()&0o7777))
 	}

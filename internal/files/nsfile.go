@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"syscall"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -42,7 +43,18 @@ func (d *Dumper) SetNsLookup(f NsLookup) {
 
 // SetUserMaps says the tree is in a user namespace of its own with these
 // maps: the owners the images hold are that namespace's.
-func (d *Dumper) SetUserMaps(users *idmap.Pair) { d.sockets.SetUserMaps(users) }
+func (d *Dumper) SetUserMaps(users *idmap.Pair) {
+	d.users = users
+	d.sockets.SetUserMaps(users)
+}
+
+// inward is st with its owner as the tree's user namespace sees it, the
+// images' view (CRIU's userns_uid): amber's stat sees its own.
+func (d *Dumper) inward(st *syscall.Stat_t) *syscall.Stat_t {
+	in := *st
+	in.Uid, in.Gid = d.users.InnerUid(st.Uid), d.users.InnerGid(st.Gid)
+	return &in
+}
 
 // nsLinkRE is what /proc/PID/fd shows for a namespace file.
 var nsLinkRE = regexp.MustCompile(`^(cgroup|ipc|mnt|net|pid|time|user|uts):\[[0-9]+\]$`)

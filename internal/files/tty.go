@@ -109,6 +109,9 @@ const ttyDataMax = 64 << 10
 type ttyDump struct {
 	sides map[uint32]*dumpedSide
 	order []uint32 // info ids in the order first seen
+	// inward gives an owner as the tree's user namespace sees it
+	// (Dumper.inward).
+	inward func(*syscall.Stat_t) *syscall.Stat_t
 }
 
 // dumpedSide is one side of a pty as the dump found it.
@@ -130,7 +133,7 @@ func (s *dumpedSide) String() string {
 // tty-info entry.
 func (d *Dumper) addTty(pid, fd int, link string, st os.FileInfo, side ptySide, flags uint32) (uint32, fdinfo.FdTypes, error) {
 	if d.ttys == nil {
-		d.ttys = &ttyDump{sides: map[uint32]*dumpedSide{}}
+		d.ttys = &ttyDump{sides: map[uint32]*dumpedSide{}, inward: d.inward}
 	}
 	path := strings.TrimSuffix(link, " (deleted)")
 	s, err := d.ttys.side(pid, fd, path, st, side)
@@ -176,7 +179,7 @@ func (t *ttyDump) side(pid, fd int, path string, st os.FileInfo, side ptySide) (
 		return s, nil
 	}
 	s := &dumpedSide{copy: copyFd, pid: pid, fd: fd, path: path, rdev: sys.Rdev}
-	if s.info, s.hungUp, err = readTtyInfo(copyFd, pid, side, index, sys); err != nil {
+	if s.info, s.hungUp, err = readTtyInfo(copyFd, pid, side, index, t.inward(sys)); err != nil {
 		unix.Close(copyFd)
 		return nil, err
 	}

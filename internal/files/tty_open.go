@@ -12,6 +12,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"golang.org/x/sys/unix"
 
+	"amber/internal/idmap"
 	"amber/internal/proc"
 )
 
@@ -24,6 +25,9 @@ type TtyInput struct {
 	// OrphanPts lets a slave whose master was not dumped come back with
 	// a new master (OpenOrphan), instead of needing ShellJob.
 	OrphanPts bool
+	// Users are the maps of the tree's user namespace (nil: none), whose
+	// view the owners of the images are.
+	Users *idmap.Pair
 }
 
 // Terminals are the terminals amber makes for a restore. Tasks take their
@@ -203,7 +207,7 @@ func (t *Terminals) openSlaves(g *ttyGroup, idx Index, m int, what string) error
 	t.own = append(t.own, peer)
 	t.peers[g] = peer
 	if len(g.slaves) > 0 {
-		return setSlaveInode(peer, g.slave, idx[g.slaves[0].GetTty().GetRegfId()])
+		return setSlaveInode(peer, g.slave, idx[g.slaves[0].GetTty().GetRegfId()], t.in.Users)
 	}
 	return nil
 }
@@ -260,12 +264,20 @@ func openPeer(m int, flags uint32) (int, error) {
 	return int(r), nil
 }
 
-// setSlaveInode gives the slave's /dev/pts node its dumped owner and
-// mode (grantpt sets them on the original).
-func setSlaveInode(fd int, info *tty.TtyInfoEntry, reg *fdinfo.FileEntry) error {
+// setSlaveInode gives the slave's /dev/pts node its dumped owner (in
+// amber's view: users) and mode (grantpt sets them on the original).
+func setSlaveInode(fd int, info *tty.TtyInfoEntry, reg *fdinfo.FileEntry, users *idmap.Pair) error {
 	if info.Uid != nil && info.Gid != nil {
-		if err := unix.Fchown(fd, int(info.GetUid()), int(info.GetGid())); err != nil {
-			return fmt.Errorf("slave: fchown %d:%d: %w", info.GetUid(), info.GetGid(), err)
+		uid, err := users.OuterUid(info.GetUid())
+		if err != nil {
+			return fmt.Errorf("slave: %w", err)
+		}
+		gid, err := users.OuterGid(info.GetGid())
+		if err != nil {
+			return fmt.Errorf("slave: %w", err)
+		}
+		if err := unix.Fchown(fd, int(uid), int(gid)); err != nil {
+			return fmt.Errorf("slave: fchown %d:%d: %w", uid, gid, err)
 		}
 	}
 	if mode := reg.GetReg().GetMode(); mode != 0 {

@@ -53,7 +53,7 @@ func (d *Dumper) addVT(pid, fd int, path string, st os.FileInfo, flags uint32) (
 	if err != nil {
 		return 0, 0, err
 	}
-	info, err := readVtInfo(copyFd, pid, st.Sys().(*syscall.Stat_t))
+	info, err := readVtInfo(copyFd, pid, d.inward(st.Sys().(*syscall.Stat_t)))
 	if err != nil {
 		unix.Close(copyFd)
 		return 0, 0, fmt.Errorf("%s: %w", path, err)

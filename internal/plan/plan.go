@@ -26,6 +26,9 @@ type Call struct {
 	Nr   uintptr
 	Args [6]uint64
 	What string // what it is for, quoted in errors with the call itself
+	// ByAmber: amber makes the call itself, between the task's calls
+	// before and after it (Builder.Privileged).
+	ByAmber bool
 }
 
 // String describes the call for an error message: what it is for and
@@ -93,6 +96,9 @@ type Builder struct {
 	fds       fdTable
 	sections  []Section
 	cloneArgs uint64
+	// userns: the task is in a user namespace of its own
+	// (SetUserNamespace).
+	userns bool
 }
 
 // cloneArgsSize holds struct clone_args and a one-entry set_tid array.
@@ -171,6 +177,27 @@ func (b *Builder) Call(what string, nr uintptr, args ...uint64) {
 	c := Call{Nr: nr, What: what}
 	copy(c.Args[:], args)
 	b.calls = append(b.calls, c)
+}
+
+// SetUserNamespace says the task will be in a user namespace of its own
+// when it runs the plan: the calls planned with Privileged are then made
+// by amber.
+func (b *Builder) SetUserNamespace() { b.userns = true }
+
+// Privileged appends a call that a task in a user namespace of its own
+// may not make: setsockopt's SO_SNDBUFFORCE and SO_RCVBUFFORCE, which
+// need CAP_NET_ADMIN in the initial user namespace, and the fchown or
+// fchownat (AT_FDCWD, AT_SYMLINK_NOFOLLOW) of a file the task made,
+// which the task, amber's ids that the namespace does not map, may not
+// give away. There amber makes the call itself, as root, on its copy of
+// the task's descriptor or on the path in the task's root, its owner
+// turned into amber's view (CRIU's restore has its usernsd make them);
+// elsewhere the task does.
+func (b *Builder) Privileged(what string, nr uintptr, args ...uint64) {
+	b.Call(what, nr, args...)
+	if b.userns {
+		b.calls[len(b.calls)-1].ByAmber = true
+	}
 }
 
 // Grow makes room for n more calls: a planner that knows roughly how

@@ -199,9 +199,9 @@ func TestCallArgs(t *testing.T) {
 	b.Call("six", unix.SYS_MMAP, 1, 2, 3, 4, 5, 6)
 	p := b.Finish()
 	want := []Call{
-		{unix.SYS_SETSID, [6]uint64{}, "none"},
-		{unix.SYS_MUNMAP, [6]uint64{1, 2}, "two"},
-		{unix.SYS_MMAP, [6]uint64{1, 2, 3, 4, 5, 6}, "six"},
+		{Nr: unix.SYS_SETSID, What: "none"},
+		{Nr: unix.SYS_MUNMAP, Args: [6]uint64{1, 2}, What: "two"},
+		{Nr: unix.SYS_MMAP, Args: [6]uint64{1, 2, 3, 4, 5, 6}, What: "six"},
 	}
 	for i := range want {
 		if p.Calls[i] != want[i] {
@@ -455,6 +455,33 @@ func TestGrow(t *testing.T) {
 		got := build(n)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Grow(%d) changed the program", n)
+		}
+	}
+}
+
+// TestPrivileged: a privileged call is amber's only in a plan for a
+// task in a user namespace of its own; the calls around it stay the
+// task's, in order.
+func TestPrivileged(t *testing.T) {
+	for _, userns := range []bool{false, true} {
+		b := NewBuilder(0x100000000, PageSize)
+		if userns {
+			b.SetUserNamespace()
+		}
+		b.Call("before", unix.SYS_GETPID)
+		b.Privileged("force", unix.SYS_SETSOCKOPT, 3, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, b.Bytes([]byte{1, 0, 0, 0}), 4)
+		b.Call("after", unix.SYS_GETPID)
+		p := b.Finish()
+		if len(p.Calls) != 3 {
+			t.Fatalf("userns %v: %d calls, want 3", userns, len(p.Calls))
+		}
+		for i, c := range p.Calls {
+			if want := userns && i == 1; c.ByAmber != want {
+				t.Errorf("userns %v: call %d (%s): ByAmber %v, want %v", userns, i, c.What, c.ByAmber, want)
+			}
+		}
+		if p.Calls[1].Nr != unix.SYS_SETSOCKOPT || p.Calls[1].Args[2] != unix.SO_SNDBUFFORCE {
+			t.Errorf("userns %v: the privileged call is %v", userns, p.Calls[1])
 		}
 	}
 }

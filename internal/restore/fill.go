@@ -25,13 +25,13 @@ const maxFillWorkers = 4
 // runMain runs the main section of a process, its memory fill (by as many
 // threads at once as the plan has fill sections) and the rest.
 func (r *restorer) runMain(task *compel.Task, prog *plan.Program, t *taskImages) error {
-	if err := runSection(task, prog, sectionMain); err != nil {
+	if err := runSection(task, prog, sectionMain, r.host.users); err != nil {
 		return err
 	}
 	if err := r.fill(task, prog, t); err != nil {
 		return err
 	}
-	return runSection(task, prog, mem.SectionAfterFill)
+	return runSection(task, prog, mem.SectionAfterFill, r.host.users)
 }
 
 // fill runs the fill sections: the first in the leader, each other one in

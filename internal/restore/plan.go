@@ -197,6 +197,9 @@ func buildTask(t *taskImages, h *host, o *origin, base, size uint64) (*planned, 
 		return nil, err
 	}
 	b := plan.NewBuilder(base, be-bs)
+	if h.users != nil {
+		b.SetUserNamespace()
+	}
 	// About a call to map and one to fill or protect each mapping, one
 	// per pages run, two to open and place each descriptor.
 	b.Grow(2*len(t.mm.GetVmas()) + len(t.pagemap) + 2*len(t.fds) + 16*len(t.threads) + 64)

@@ -11,6 +11,7 @@ import (
 
 	"amber/internal/compel"
 	"amber/internal/cpu"
+	"amber/internal/idmap"
 	"amber/internal/plan"
 )
 
@@ -29,13 +30,33 @@ func loadProgram(task *compel.Task, insn uint64, prog *plan.Program) error {
 	return task.WriteMem(prog.Base, prog.Image)
 }
 
-// runSection makes task run one section of the program's table.
-func runSection(task *compel.Task, prog *plan.Program, name string) error {
+// runSection makes task run one section of the program's table, and
+// amber the calls in it that are amber's (plan.Call.ByAmber), in their
+// turn; users are the maps of the tree's user namespace, if it has one.
+func runSection(task *compel.Task, prog *plan.Program, name string, users *idmap.Pair) error {
 	sec, ok := prog.Section(name)
 	if !ok {
 		return fmt.Errorf("internal error: no section %q", name)
 	}
-	return sectionError(prog, sec, task.RunTable(prog.Code(), prog.TableAt(sec.Start), sec.End-sec.Start))
+	for at := sec.Start; at < sec.End; {
+		end := at
+		for end < sec.End && !prog.Calls[end].ByAmber {
+			end++
+		}
+		part := plan.Section{Name: sec.Name, Start: at, End: end}
+		if err := sectionError(prog, part, task.RunTable(prog.Code(), prog.TableAt(at), end-at)); err != nil {
+			return err
+		}
+		if end == sec.End {
+			break
+		}
+		c := prog.Calls[end]
+		if err := runByAmber(task, prog, c, users); err != nil {
+			return fmt.Errorf("%v (made by amber for pid %d): %w", c, task.Pid, err)
+		}
+		at = end + 1
+	}
+	return nil
 }
 
 // sectionError names the planned call that failed in a section.

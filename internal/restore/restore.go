@@ -208,6 +208,13 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	}
 	h.hiddenAmber = nsFlags&unix.CLONE_NEWPID != 0
 	defer func() { h.root.Close() }() // opened with the tree's mounts
+	if nsFlags&unix.CLONE_NEWUSER != 0 {
+		// Read first: the files amber makes before the namespace is
+		// (ghosts) are owned by their ids in amber's view.
+		if h.users, err = namespaces.ReadUserMaps(tree.dir, tree.root.ids.GetUserNsId()); err != nil {
+			return err
+		}
+	}
 	extNet, err := externalNet(tree, h, nsFlags)
 	if err != nil {
 		return err
@@ -254,7 +261,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 			opts.Log.Errorf("remove the unlinked files made again: %v", rerr)
 		}
 	}()
-	if h.ttys, err = prepareTerminals(tree, opts); err != nil {
+	if h.ttys, err = prepareTerminals(tree, opts, h); err != nil {
 		return err
 	}
 	defer h.ttys.Close()
@@ -518,15 +525,13 @@ func (r *restorer) newUserNamespace(tree *treeImages, stub *compel.Stub, nsFlags
 	if nsFlags&unix.CLONE_NEWUSER == 0 {
 		return nsFlags, nil
 	}
-	users, err := namespaces.ReadUserMaps(tree.dir, tree.root.ids.GetUserNsId())
-	if err != nil {
-		return 0, err
-	}
+	users := r.host.users
 	// The tasks will not be allowed to open amber's descriptors
 	// (/proc/AMBER/fd, a process of a parent user namespace): they open
 	// the images, the tree's and its parents', through the stub's copies
 	// of amber's descriptors of their directories.
 	if r.host.amberPidfd == 0 {
+		var err error
 		if r.host.amberPidfd, err = stub.HoldPidfd(os.Getpid()); err != nil {
 			return 0, err
 		}
@@ -547,7 +552,6 @@ func (r *restorer) newUserNamespace(tree *treeImages, stub *compel.Stub, nsFlags
 		return 0, err
 	}
 	r.opts.Log.Infof("user namespace made: uid_map %q, gid_map %q", users.Uid.String(), users.Gid.String())
-	r.host.users = users
 	r.host.loginuid = taskattr.InnerLoginuid(r.host.loginuid, users)
 	return nsFlags &^ unix.CLONE_NEWUSER, nil
 }
@@ -863,7 +867,7 @@ func runSessionStep(task *compel.Task, prog *plan.Program) error {
 	if sec, ok := prog.Section(sectionSession); !ok || sec.End == sec.Start {
 		return nil
 	}
-	return runSection(task, prog, sectionSession)
+	return runSection(task, prog, sectionSession, nil) // setsid and setpgid only: none of amber's
 }
 
 // releaseAll lets every restored task run.
@@ -946,7 +950,7 @@ func makeGhosts(tree *treeImages, h *host) (*files.HostGhosts, error) {
 		return nil, err
 	}
 	h.ghosts = files.HostPaths(gs)
-	return files.MakeHostGhosts(h.root, gs)
+	return files.MakeHostGhosts(h.root, gs, h.users)
 }
 
 // checkPidsFree names the first PID or TID of the tree, or of a helper of

@@ -295,7 +295,7 @@ func (r *restorer) finish(p *process) error {
 		}
 	}
 	for i, th := range p.t.threads {
-		if err := runSection(p.threads[i], prog, threadSection(th.tid)); err != nil {
+		if err := runSection(p.threads[i], prog, threadSection(th.tid), r.host.users); err != nil {
 			return fmt.Errorf("thread %d: %w", th.tid, err)
 		}
 		if err := checkCreds(p.threads[0].Pid, p.threads[i].Pid, th.tid, p.plan, r.host.users); err != nil {
@@ -304,7 +304,7 @@ func (r *restorer) finish(p *process) error {
 	}
 	leader := p.threads[0]
 	r.opts.Log.Debugf("pid %d: thread sections done", p.t.pid)
-	if err := runSection(leader, prog, sectionFinal); err != nil {
+	if err := runSection(leader, prog, sectionFinal, r.host.users); err != nil {
 		return err
 	}
 	if err := breakLeases(leader, prog, p.plan.breaks, r.host.root); err != nil {

@@ -12,8 +12,8 @@ import (
 // prepareTerminals sorts the terminals of the tree before any process
 // is made (files.PrepareTerminals); openTerminals makes them. What cannot
 // be had back exactly is logged.
-func prepareTerminals(tree *treeImages, opts Options) (*files.Terminals, error) {
-	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob, OrphanPts: opts.OrphanPtsMaster != nil}
+func prepareTerminals(tree *treeImages, opts Options, h *host) (*files.Terminals, error) {
+	in := files.TtyInput{Files: tree.root.files, ShellJob: opts.ShellJob, OrphanPts: opts.OrphanPtsMaster != nil, Users: h.users}
 	if tree.root.extra != nil {
 		in.Images = tree.root.extra.Ttys
 	}

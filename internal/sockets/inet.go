@@ -729,7 +729,14 @@ func (m *inetMaker) setInt(level, opt int, v uint32, what string) {
 	setsockoptInt(m.p.b, m.fd, level, opt, v, fmt.Sprintf("%s on %v", what, m.k))
 }
 
-// setsockoptInt plans setsockopt(fd, level, opt, &v, 4).
+// setsockoptInt plans setsockopt(fd, level, opt, &v, 4); the buffer
+// sizes that go past the system's limits (SO_SNDBUFFORCE,
+// SO_RCVBUFFORCE) are the privileged calls of a plan (amber makes them
+// for a task in a user namespace of its own).
 func setsockoptInt(b *plan.Builder, fd, level, opt int, v uint32, what string) {
-	b.Call(what, unix.SYS_SETSOCKOPT, uint64(fd), uint64(level), uint64(opt), b.Bytes(binary.LittleEndian.AppendUint32(nil, v)), 4)
+	call := b.Call
+	if level == unix.SOL_SOCKET && (opt == unix.SO_SNDBUFFORCE || opt == unix.SO_RCVBUFFORCE) {
+		call = b.Privileged
+	}
+	call(what, unix.SYS_SETSOCKOPT, uint64(fd), uint64(level), uint64(opt), b.Bytes(binary.LittleEndian.AppendUint32(nil, v)), 4)
 }

@@ -750,7 +750,7 @@ func (m *unixMaker) bind(s *skunix.UnixSkEntry) error {
 	}
 	if perms := s.GetFilePerms(); p != "" && perms != nil {
 		b.Call("chmod socket file "+p, unix.SYS_FCHMODAT, plan.AtFdcwd, b.String(p), uint64(perms.GetMode()&0o7777), 0)
-		b.Call("chown socket file "+p, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(p), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+		b.Privileged("chown socket file "+p, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(p), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
 }
@@ -914,8 +914,7 @@ func (m *unixMaker) options(s *skunix.UnixSkEntry) error {
 
 // setInt plans setsockopt(fd, SOL_SOCKET, opt, &v, 4).
 func (m *unixMaker) setInt(fd, opt int, v uint32, what string) {
-	b := m.p.b
-	b.Call(what, unix.SYS_SETSOCKOPT, uint64(fd), unix.SOL_SOCKET, uint64(opt), b.Bytes(binary.LittleEndian.AppendUint32(nil, v)), 4)
+	setsockoptInt(m.p.b, fd, unix.SOL_SOCKET, opt, v, what)
 }
 
 // setTimeout plans setting a non-zero SO_SNDTIMEO or SO_RCVTIMEO.

@@ -62,7 +62,7 @@ func (m *unixMaker) bindGhost(s *skunix.UnixSkEntry) error {
 	})
 	if perms := s.GetFilePerms(); perms != nil {
 		b.Call("chmod socket file "+full, unix.SYS_FCHMODAT, plan.AtFdcwd, b.String(full), uint64(perms.GetMode()&0o7777), 0)
-		b.Call("chown socket file "+full, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(full), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
+		b.Privileged("chown socket file "+full, unix.SYS_FCHOWNAT, plan.AtFdcwd, b.String(full), uint64(perms.GetUid()), uint64(perms.GetGid()), unix.AT_SYMLINK_NOFOLLOW)
 	}
 	keep := b.Open("keep the file of "+m.what(s), full, unix.O_PATH|unix.O_NOFOLLOW, 0)
 	m.ghosts[s.GetIno()] = b.MoveAbove(keep, m.p.safe)

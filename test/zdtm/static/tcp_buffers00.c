@@ -216,6 +216,7 @@ int main(void)
 	size_t i;
 
 	test_init();
+	loopback_up(); /* down in a network namespace of its own */
 	if (!c2s || !s2c)
 		fail("malloc: %s", test_strerror(errno));
 	fill_pattern(c2s, MAXBYTES, 1);
