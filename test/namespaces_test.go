@@ -94,7 +94,7 @@ func TestNamespacesPIDPrograms(t *testing.T) {
 // amber makes those calls itself (plan.Builder.Privileged).
 func TestNamespacesUserPrograms(t *testing.T) {
 	for _, name := range []string{"memfd00", "unlink_fstat00", "cwd_removed", "ghost_holes", "ghost_fifo", "sk_unix_ghost",
-		"sk_unix_pair", "sk_unix_scm", "sk_unix_listen", "sock_filter", "tcp_buffers00", "tcp_half_closed00", "fifo00", "pipe_size", "file_fown"} {
+		"sk_unix_pair", "sk_unix_scm", "sk_unix_listen", "sock_filter", "tcp_buffers00", "tcp_half_closed00", "fifo00", "pipe_size", "file_fown", "pty00", "pty01"} {
 		t.Run(name, func(t *testing.T) {
 			p, ok := lookupProgram(name)
 			if !ok {

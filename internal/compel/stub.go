@@ -19,6 +19,9 @@ type Stub struct {
 	*Task
 	insn uint64 // a `syscall` instruction amber wrote at the stub's entry
 	sp   uint64 // stack pointer at entry: room below it holds clone args
+	// put is the channel Put gives the stub descriptors by (nil: not
+	// made yet).
+	put *putChannel
 }
 
 // StartStub starts a stub. Tasks it forks inherit its descriptors (none but
@@ -153,8 +156,13 @@ func (s *Stub) Unshare(flags uintptr) error {
 	return nil
 }
 
-// Close kills the stub.
-func (s *Stub) Close() { s.Kill() }
+// Close kills the stub, and closes amber's end of Put's channel.
+func (s *Stub) Close() {
+	s.Kill()
+	if s.put != nil {
+		unix.Close(s.put.mine)
+	}
+}
 
 // IsStub tells the amber binary, started by StartStub, that it is a stub.
 // It never runs in practice: the stub is killed before its first

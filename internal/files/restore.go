@@ -29,8 +29,13 @@ type RestoreInput struct {
 	// by name (--ext-unix-sk); without it they are refused.
 	ExtUnixSk bool
 	// AmberPid is amber's own PID: with --shell-job the task takes its
-	// terminal from amber's standard input through pidfd_getfd.
+	// terminal from amber's standard input through pidfd_getfd. In a
+	// user namespace of the tree's own it is the restore stub's, which
+	// holds copies of amber's descriptors the tasks take (every number
+	// of amber's below is then the stub's).
 	AmberPid int
+	// Stdin is amber's standard input (0), its terminal with --shell-job.
+	Stdin int
 	// Stat looks files up as they are now (os.Stat outside tests).
 	Stat func(path string) (os.FileInfo, error)
 	// Lstat looks symbolic links up themselves, where Stat does (nil:
@@ -381,7 +386,7 @@ func (p *fdPlanner) planReg(e *fdinfo.FileEntry) (int, error) {
 		if !in.ShellJob {
 			return 0, fmt.Errorf("%s: a terminal needs --shell-job", reg.GetName())
 		}
-		return p.takeFromAmber(0, "amber's terminal")
+		return p.takeFromAmber(p.in.Stdin, "amber's terminal")
 	}
 	check, name := in.fileCheck(), reg.GetName()
 	if in.MountRoot != nil && reg.MntId != nil {

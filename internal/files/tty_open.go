@@ -3,9 +3,11 @@ package files
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -423,6 +425,22 @@ func (t *Terminals) SetReopen() {
 	if t != nil {
 		t.reopen = true
 	}
+}
+
+// AmberFds are amber's descriptors the tasks take: the terminals it
+// made and the controlling terminals of the session leaders.
+func (t *Terminals) AmberFds() []int {
+	if t == nil {
+		return nil
+	}
+	var fds []int
+	for _, id := range slices.Sorted(maps.Keys(t.Fds)) {
+		fds = append(fds, t.Fds[id].Fd)
+	}
+	for _, pid := range slices.Sorted(maps.Keys(t.cttys)) {
+		fds = append(fds, t.cttys[pid].Fd)
+	}
+	return fds
 }
 
 // FileFds is Fds, nil for no terminals.

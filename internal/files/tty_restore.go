@@ -368,7 +368,7 @@ func (p *fdPlanner) takeTerminals() {
 		if _, ok := p.have[id]; ok || e.GetType() != fdinfo.FdTypes_REG || !isTerminalPath(e.GetReg().GetName()) {
 			continue
 		}
-		fd := planTakeVia(p.b, p.amberPidfd, 0, fmt.Sprintf("file id %d (%s, amber's terminal), for the tree", id, e.GetReg().GetName()))
+		fd := planTakeVia(p.b, p.amberPidfd, p.in.Stdin, fmt.Sprintf("file id %d (%s, amber's terminal), for the tree", id, e.GetReg().GetName()))
 		p.park(id, p.b.MoveAbove(fd, p.safe))
 	}
 }

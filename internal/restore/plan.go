@@ -95,6 +95,9 @@ type host struct {
 	// amberPidfd is the pidfd of amber the root starts with (0: none),
 	// inherited from the stub (Stub.HoldPidfd).
 	amberPidfd int
+	// given are amber's descriptors the stub holds copies of, by the
+	// stub's numbers (giveToStub; nil: the tasks take amber's own).
+	given map[int]int
 	// hostNs are amber's descriptors of its own namespaces, by id in
 	// the images (files.OpenHostNs).
 	hostNs map[uint32]int
@@ -319,7 +322,7 @@ func planFiles(b *plan.Builder, t *taskImages, h *host, o *origin, p *planned) e
 		in := &files.RestoreInput{
 			Fds: t.fds, Files: t.files, Pipes: t.pipes, PipeSizes: t.pipeSizes, ShellJob: h.shellJob,
 			AmberPid: h.amberPid, Stat: h.stat, Lstat: h.root.Lstat, Shared: h.shared,
-			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttys.FileFds(),
+			Extra: t.extra, SkipFileCheck: h.skipFileCheck, Memfds: p.memfds, Ttys: h.ttyFds(), Stdin: h.given[0],
 			TCPEstablished: h.tcpEstablished, TCPClose: h.tcpClose, ExtUnixSk: h.extUnixSk, Lone: h.lone, Warnf: h.warnf, HostGhosts: h.ghosts,
 			TreePid: func(pid int) bool { return h.treePids[pid] }, DeadPidfds: h.deadPidfds,
 			Inherit: h.inherit, AmberHidden: h.hiddenAmber, NsIDs: t.ids, HostNs: h.hostNs, TreeProc: h.treeProc,

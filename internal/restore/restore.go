@@ -418,6 +418,11 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 	if err := r.forkDeadHelpers(root, stub); err != nil {
 		return err
 	}
+	if h.users != nil {
+		if err := r.giveToStub(stub); err != nil {
+			return err
+		}
+	}
 	if err := r.restoreProcess(root, stub.Insn(), tree.root, &origin{}); err != nil {
 		return err
 	}
@@ -552,6 +557,12 @@ func (r *restorer) newUserNamespace(tree *treeImages, stub *compel.Stub, nsFlags
 		return 0, err
 	}
 	r.opts.Log.Infof("user namespace made: uid_map %q, gid_map %q", users.Uid.String(), users.Gid.String())
+	// The root takes amber's descriptors from the stub (giveToStub),
+	// through a pidfd of it it is born with.
+	var err error
+	if r.host.amberPidfd, err = stub.HoldPidfd(stub.Pid); err != nil {
+		return 0, err
+	}
 	r.host.loginuid = taskattr.InnerLoginuid(r.host.loginuid, users)
 	return nsFlags &^ unix.CLONE_NEWUSER, nil
 }

@@ -59,7 +59,7 @@ func planCtty(b *plan.Builder, t *taskImages, h *host) {
 	if int(t.tree.GetSid()) != t.pid {
 		return
 	}
-	if c, ok := h.ttys.Ctty(t.pid); ok {
+	if c, ok := h.ctty(t.pid); ok {
 		files.PlanCtty(b, h.amberPid, c)
 	}
 }
