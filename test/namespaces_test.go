@@ -94,16 +94,17 @@ func TestNamespacesPIDPrograms(t *testing.T) {
 // amber makes those calls itself (plan.Builder.Privileged).
 func TestNamespacesUserPrograms(t *testing.T) {
 	for _, name := range []string{"memfd00", "unlink_fstat00", "cwd_removed", "ghost_holes", "ghost_fifo", "sk_unix_ghost",
-		"sk_unix_pair", "sk_unix_scm", "sk_unix_listen", "sock_filter", "tcp_buffers00", "tcp_half_closed00", "fifo00", "pipe_size", "file_fown", "pty00", "pty01"} {
+		"sk_unix_pair", "sk_unix_scm", "sk_unix_listen", "sock_filter", "tcp_buffers00", "tcp_half_closed00", "fifo00", "pipe_size", "file_fown", "pty00", "pty01", "sk_raw_ping"} {
 		t.Run(name, func(t *testing.T) {
 			p, ok := lookupProgram(name)
 			if !ok {
 				t.Fatalf("no program %q", name)
 			}
 			p.cloneflags |= unix.CLONE_NEWPID
-			if strings.HasPrefix(name, "tcp_") {
-				// A container's connections are in its own network
-				// namespace, where its root may repair them.
+			if strings.HasPrefix(name, "tcp_") || name == "sk_raw_ping" {
+				// A container's sockets are in its own network
+				// namespace, where its root may repair connections and
+				// let its group 0 make ping sockets.
 				p.cloneflags |= unix.CLONE_NEWNET
 			}
 			p.userns, p.work = true, true

@@ -156,6 +156,26 @@ func (s *Stub) Unshare(flags uintptr) error {
 	return nil
 }
 
+// SetGroup makes gid the stub's real, effective and saved group, with
+// no supplementary groups, and keeps it dumpable, which the change
+// resets: the tasks reach the stub's descriptors through /proc/STUB/fd.
+func (s *Stub) SetGroup(gid int) error {
+	for _, c := range []struct {
+		name string
+		nr   uintptr
+		args []uint64
+	}{
+		{"setresgid", unix.SYS_SETRESGID, []uint64{uint64(gid), uint64(gid), uint64(gid)}},
+		{"setgroups", unix.SYS_SETGROUPS, []uint64{0, 0}},
+		{"PR_SET_DUMPABLE", unix.SYS_PRCTL, []uint64{unix.PR_SET_DUMPABLE, 1}},
+	} {
+		if _, err := s.SyscallOK(s.insn, c.nr, c.args...); err != nil {
+			return fmt.Errorf("restore stub: group %d: %s: %w", gid, c.name, err)
+		}
+	}
+	return nil
+}
+
 // Close kills the stub, and closes amber's end of Put's channel.
 func (s *Stub) Close() {
 	s.Kill()

@@ -557,6 +557,17 @@ func (r *restorer) newUserNamespace(tree *treeImages, stub *compel.Stub, nsFlags
 		return 0, err
 	}
 	r.opts.Log.Infof("user namespace made: uid_map %q, gid_map %q", users.Uid.String(), users.Gid.String())
+	// The namespace's group 0, as CRIU's tasks are (prepare_userns_creds):
+	// what needs a group of the namespace while the tasks restore (an
+	// ICMP socket, whose net.ipv4.ping_group_range the namespace sets)
+	// has it. amber's uid stays: the tasks read the images as their
+	// owner, which the namespace's root, an id amber does not know,
+	// could not.
+	if _, ok := users.Gid.Outer(0); ok {
+		if err := stub.SetGroup(0); err != nil {
+			return 0, err
+		}
+	}
 	// The root takes amber's descriptors from the stub (giveToStub),
 	// through a pidfd of it it is born with.
 	var err error

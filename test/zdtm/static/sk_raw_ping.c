@@ -209,6 +209,7 @@ int main(void)
 	int ping4, ping6, raw4, raw6;
 
 	test_init();
+	loopback_up(); /* down in a network namespace of its own */
 	allow_ping();
 
 	ping4 = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
