@@ -236,6 +236,19 @@ func findMapping(t *testing.T, pid int, name string) Range {
 // tracer's thread only); both are ended with the test, the child first.
 func stubChild(t *testing.T) (*Stub, *Task) {
 	t.Helper()
+	stub := testStub(t)
+	child, err := stub.Fork(freePid(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(child.Kill)
+	return stub, child
+}
+
+// testStub starts a stub, from a locked thread (its tracer), as root;
+// it is killed when the test ends.
+func testStub(t *testing.T) *Stub {
+	t.Helper()
 	requireRoot(t)
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
@@ -244,12 +257,7 @@ func stubChild(t *testing.T) (*Stub, *Task) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stub.Close)
-	child, err := stub.Fork(freePid(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(child.Kill)
-	return stub, child
+	return stub
 }
 
 // base is where the tests map a scratch area with the executor.
@@ -270,14 +278,7 @@ func loadExecutor(t *testing.T, task *Task, insn uint64) {
 }
 
 func TestStubForkAndTable(t *testing.T) {
-	requireRoot(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stub, err := StartStub()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stub.Close()
+	stub := testStub(t)
 	want := freePid(t)
 	child, err := stub.Fork(want)
 	if err != nil {

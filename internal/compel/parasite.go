@@ -400,17 +400,26 @@ func (p *Parasite) undoSetUp(v *victim, r *Regs, ctl, amber int) error {
 // takeEnd copies descriptor fd of process pid into amber, as the control
 // socket.
 func (p *Parasite) takeEnd(pid, fd int) error {
+	mine, err := copyFd(pid, fd)
+	if err != nil {
+		return fmt.Errorf("take control socket: %w", err)
+	}
+	p.ctl = os.NewFile(uintptr(mine), "parasite control socket")
+	return nil
+}
+
+// copyFd copies descriptor fd of process pid into amber.
+func copyFd(pid, fd int) (int, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return fmt.Errorf("pidfd_open: %w", err)
+		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
 	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return fmt.Errorf("take control socket: pidfd_getfd: %w", err)
+		return -1, fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
 	}
-	p.ctl = os.NewFile(uintptr(mine), "parasite control socket")
-	return nil
+	return mine, nil
 }
 
 // run makes v, asleep in the routine, run calls: amber stops it, points it

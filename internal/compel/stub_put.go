@@ -88,12 +88,7 @@ func (s *Stub) openPut() error {
 		return fmt.Errorf("restore stub: %w", err)
 	}
 	send, recv := int(int32(binary.LittleEndian.Uint32(sv))), int(int32(binary.LittleEndian.Uint32(sv[4:])))
-	pidfd, err := unix.PidfdOpen(s.Pid, 0)
-	if err != nil {
-		return fmt.Errorf("restore stub: pidfd_open: %w", err)
-	}
-	defer unix.Close(pidfd)
-	mine, err := unix.PidfdGetfd(pidfd, send, 0)
+	mine, err := copyFd(s.Pid, send)
 	if err != nil {
 		return fmt.Errorf("restore stub: take its socket: %w", err)
 	}

@@ -2,7 +2,6 @@ package compel
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -13,14 +12,7 @@ import (
 // open file (a pipe whose bytes the stub's copy reads), under a number
 // of the stub's, several in a row.
 func TestStubPut(t *testing.T) {
-	requireRoot(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stub, err := StartStub()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stub.Close()
+	stub := testStub(t)
 	if err := stub.Unshare(unix.CLONE_NEWUSER); err != nil {
 		t.Fatal(err)
 	}

@@ -88,8 +88,21 @@ func giveAll[K cmp.Ordered](m map[K]int, give func(fd int) (int, error)) (map[K]
 	return out, nil
 }
 
-// ttyFds are the terminals' descriptors the plans take, by TTY file id:
-// amber's, or the stub's copies (giveToStub).
+// givenFd is amber's descriptor fd as the plans take it: fd, or the
+// number of the stub's copy (giveToStub); -1, which no take succeeds
+// with, if the stub was given none.
+func (h *host) givenFd(fd int) int {
+	if h.given == nil {
+		return fd
+	}
+	if n, ok := h.given[fd]; ok {
+		return n
+	}
+	return -1
+}
+
+// ttyFds are the terminals' descriptors the plans take, by TTY file id
+// (givenFd).
 func (h *host) ttyFds() map[uint32]files.TtyFd {
 	fds := h.ttys.FileFds()
 	if h.given == nil || fds == nil {
@@ -97,7 +110,7 @@ func (h *host) ttyFds() map[uint32]files.TtyFd {
 	}
 	out := make(map[uint32]files.TtyFd, len(fds))
 	for id, t := range fds {
-		t.Fd = h.given[t.Fd]
+		t.Fd = h.givenFd(t.Fd)
 		out[id] = t
 	}
 	return out
@@ -107,8 +120,8 @@ func (h *host) ttyFds() map[uint32]files.TtyFd {
 // plans take it (ttyFds).
 func (h *host) ctty(pid int) (files.Ctty, bool) {
 	c, ok := h.ttys.Ctty(pid)
-	if ok && h.given != nil {
-		c.Fd = h.given[c.Fd]
+	if ok {
+		c.Fd = h.givenFd(c.Fd)
 	}
 	return c, ok
 }
