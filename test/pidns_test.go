@@ -96,6 +96,30 @@ func TestNamespacesPIDMountProc(t *testing.T) {
 // ids, capabilities and files itself.
 func TestNamespacesUser(t *testing.T) {
 	c := startNamespaced(t, "ns_userns", unix.CLONE_NEWPID|unix.CLONE_NEWNS)
+	c.mustDumpRestoreUserns(false)
+}
+
+// TestNamespacesUserProcSubmount is TestNamespacesUser restored by an
+// amber whose /proc has a mount under it, as a host's with systemd's
+// binfmt_misc automount has (here a tmpfs on /proc/sys/fs/binfmt_misc,
+// in a mount namespace of amber's own): in the tree's user namespace,
+// amber's /proc laid over the tree's takes it along, locked to it, and
+// the copy ns_userns's nested child's mount namespace is restored from
+// has it, under amber's /proc, where it goes with it.
+func TestNamespacesUserProcSubmount(t *testing.T) {
+	if _, err := os.Stat("/proc/sys/fs/binfmt_misc"); err != nil {
+		t.Skipf("no /proc/sys/fs/binfmt_misc to mount on: %v", err)
+	}
+	c := startNamespaced(t, "ns_userns", unix.CLONE_NEWPID|unix.CLONE_NEWNS)
+	c.mustDumpRestoreUserns(true)
+}
+
+// mustDumpRestoreUserns dumps ns_userns and restores it into its root,
+// under a mount on amber's /proc if procSubmount, and checks its user
+// namespace, and its own checks.
+func (c *zcase) mustDumpRestoreUserns(procSubmount bool) {
+	t := c.t
+	t.Helper()
 	tree := descendants(c.pid)
 	if r := c.dump("--external", "mnt[/ns_userns.out]:out"); r.err != nil {
 		t.Fatalf("dump failed: %v", r)
@@ -105,7 +129,16 @@ func TestNamespacesUser(t *testing.T) {
 	pidfile := c.pidfile()
 	root := filepath.Join(c.dir, "root")
 	out := filepath.Join(c.dir, "ns_userns.out")
-	if r := c.amber(c.prog, c.restoreArgs(pidfile, "-d", "--root", root, "--external", "mnt[out]:"+out)...); r.err != nil {
+	args := c.restoreArgs(pidfile, "-d", "--root", root, "--external", "mnt[out]:"+out)
+	var r amberResult
+	if procSubmount {
+		script := `mount -t tmpfs amber-test /proc/sys/fs/binfmt_misc && exec "$0" "$@"`
+		r = runAmber("/usr/bin/unshare", c.dir, program{}, append([]string{"-m", "--propagation", "private", "/bin/sh", "-c", script, testEnv.amber}, args...)...)
+		c.results = append(c.results, r)
+	} else {
+		r = c.amber(c.prog, args...)
+	}
+	if r.err != nil {
 		t.Fatalf("restore failed: %v", r)
 	}
 	c.requireNewPidNamespace(pidfile)

@@ -58,12 +58,25 @@ func RestoreCopy(dir image.Dir, id, parentID uint32, pid int, parent *Restored, 
 	return r, nil
 }
 
-// withoutLastAt drops the last mount at mountpoint mp from infos.
+// withoutLastAt drops the last mount at mountpoint mp from infos, with
+// the mounts under it: amber's /proc laid over the tree's is bound with
+// its submounts in a user namespace of the tree's (bindAmberProc), which
+// are locked to it there and go with it at Finish.
 func withoutLastAt(infos []Info, mp string) []Info {
 	for i := len(infos) - 1; i >= 0; i-- {
-		if infos[i].Mountpoint == mp {
-			return slices.Delete(slices.Clone(infos), i, i+1)
+		if infos[i].Mountpoint != mp {
+			continue
 		}
+		gone := map[uint32]bool{infos[i].ID: true}
+		for grew := true; grew; {
+			grew = false
+			for _, in := range infos {
+				if gone[in.Parent] && !gone[in.ID] {
+					gone[in.ID], grew = true, true
+				}
+			}
+		}
+		return slices.DeleteFunc(slices.Clone(infos), func(in Info) bool { return gone[in.ID] })
 	}
 	return infos
 }

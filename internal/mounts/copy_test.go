@@ -1,6 +1,7 @@
 package mounts
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
@@ -52,5 +53,30 @@ func TestMatchCopyPivoted(t *testing.T) {
 	current := parse(t, "21 20 8:1 / / rw - ext4 /dev/sda rw\n")
 	if _, _, err := matchCopy(steps, current, nil); err == nil {
 		t.Fatal("a pivoted root was matched")
+	}
+}
+
+// TestWithoutLastAt: the last mount at the mountpoint goes with every
+// mount under it, whatever order mountinfo lists them in; an earlier
+// mount at the same place and the rest stay.
+func TestWithoutLastAt(t *testing.T) {
+	infos := []Info{
+		{ID: 1, Parent: 0, Mountpoint: "/"},
+		{ID: 2, Parent: 1, Mountpoint: "/proc"},          // the tree's
+		{ID: 3, Parent: 2, Mountpoint: "/proc/sys/fs/x"}, // under it
+		{ID: 9, Parent: 8, Mountpoint: "/proc/sys/fs/y"}, // under amber's, listed first
+		{ID: 8, Parent: 2, Mountpoint: "/proc"},          // amber's, over it
+		{ID: 10, Parent: 9, Mountpoint: "/proc/sys/fs/y/z"},
+		{ID: 4, Parent: 1, Mountpoint: "/tmp"},
+	}
+	var ids []uint32
+	for _, in := range withoutLastAt(infos, "/proc") {
+		ids = append(ids, in.ID)
+	}
+	if want := []uint32{1, 2, 3, 4}; !slices.Equal(ids, want) {
+		t.Errorf("left %v, want %v", ids, want)
+	}
+	if got := withoutLastAt(infos, "/none"); len(got) != len(infos) {
+		t.Errorf("no mount at /none: %d left of %d", len(got), len(infos))
 	}
 }

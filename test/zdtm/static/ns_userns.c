@@ -10,20 +10,27 @@
  *   - drops CAP_NET_RAW from its effective set and CAP_SYS_BOOT from its
  *     bounding set (it keeps every other capability of the namespace);
  *   - forks a child that takes uid 1000, gid 1001 and the supplementary
- *     group 2000, losing its capabilities, and waits on a pipe.
+ *     group 2000, losing its capabilities, and waits on a pipe;
+ *   - forks a second child that unshares a mount namespace of its own (a
+ *     copy of the init's, in the same user namespace) and mounts a tmpfs
+ *     on /tmp/nested holding a file, and waits on the pipe too.
  *
  * After SIGTERM the init checks that its uid_map and gid_map are still
  * "0 100000 65536", /proc/self/setgroups "allow", its ids all 0, its
  * capability sets and bounding set as before, that its pid and mount
  * namespaces are owned by its user namespace (NS_GET_USERNS), and the
- * owners and modes of the two files; it wakes the child, which checks
- * its ids, groups and empty capability sets, and exits 0 or 1.
+ * owners and modes of the two files, and that /tmp/nested is no mount
+ * of its namespace; it wakes the children: the first checks its ids,
+ * groups and empty capability sets, the second that its tmpfs and its
+ * file are there and that its mount namespace is not the init's. It
+ * exits 0 or 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/capability.h>
 #include <linux/nsfs.h>
 #include <stdio.h>
@@ -219,12 +226,37 @@ static int child(int fd)
 	return 0;
 }
 
+/* nested unshares a mount namespace, mounts a tmpfs on /tmp/nested with
+ * a file, says so on ready, waits for a byte on fd and checks them. */
+static int nested(int fd, int ready)
+{
+	struct stat st, parent;
+	int file;
+	char b;
+
+	must(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
+	must(mount("nested", "/tmp/nested", "tmpfs", 0, "size=64k") == 0, "mount /tmp/nested");
+	file = open("/tmp/nested/file", O_WRONLY | O_CREAT | O_EXCL, 0600);
+	must(file >= 0 && write(file, "nested\n", 7) == 7, "/tmp/nested/file");
+	close(file);
+	must(write(ready, "r", 1) == 1, "say ready");
+	if (read(fd, &b, 1) != 1)
+		_exit(1);
+	expect_line("/tmp/nested/file", "nested");
+	must(stat("/proc/self/ns/mnt", &st) == 0 && stat("/proc/1/ns/mnt", &parent) == 0, "stat the mount namespaces");
+	if (st.st_ino == parent.st_ino)
+		fail("nested: in the init's mount namespace");
+	owned_by_user("mnt");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	int p[2], wstatus, fd;
+	int p[2], q[2], wstatus, fd;
 	unsigned long long bset;
 	struct caps before, after;
-	pid_t pid;
+	pid_t pid, npid;
+	char b;
 
 	if (argc < 2) {
 		if (getpid() != 1 || getuid() != 0)
@@ -265,7 +297,18 @@ int main(int argc, char **argv)
 		close(p[1]);
 		_exit(child(p[0]));
 	}
+	must(mkdir("/tmp/nested", 0755) == 0 && pipe(q) == 0, "mkdir /tmp/nested");
+	npid = fork();
+	must(npid >= 0, "fork");
+	if (npid == 0) {
+		close(p[1]);
+		close(q[0]);
+		_exit(nested(p[0], q[1]));
+	}
 	close(p[0]);
+	close(q[1]);
+	must(read(q[0], &b, 1) == 1, "the nested child's setup");
+	close(q[0]);
 
 	test_ready();
 	test_wait_stop();
@@ -289,9 +332,14 @@ int main(int argc, char **argv)
 	owned_by_user("mnt");
 	expect_file("/tmp/owned", 1000, 1001, 0640);
 	expect_file("/tmp/root0", 0, 0, 0604);
-	must(write(p[1], "x", 1) == 1, "wake the child");
+	if (access("/tmp/nested/file", F_OK) == 0)
+		fail("/tmp/nested/file: the nested child's tmpfs is in the init's mount namespace");
+	must(write(p[1], "xy", 2) == 2, "wake the children");
 	must(waitpid(pid, &wstatus, 0) == pid, "waitpid");
 	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
 		fail("the child ended with status %#x, want exit 0", wstatus);
+	must(waitpid(npid, &wstatus, 0) == npid, "waitpid");
+	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
+		fail("the nested child ended with status %#x, want exit 0", wstatus);
 	pass();
 }
