@@ -86,7 +86,7 @@ func onTaskFd(pid, fd int, f func(fd int) error) error {
 // in the task's root, never out of it.
 func chownInTask(pid int, p string, uid, gid int) error {
 	if !path.IsAbs(p) {
-		return fmt.Errorf("internal error: amber chowns absolute paths only, not %q", p)
+		return fmt.Errorf("%q: amber gives owners to absolute paths only, for a task in a user namespace of its own", p)
 	}
 	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
