@@ -1,6 +1,13 @@
 package test
 
-import "testing"
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
 
 // TestGhostNoFiemap dumps ghost_holes with --no-ghost-fiemap, as CRIU's
 // ghost_multi_hole00 does (TestZdtm dumps it with --ghost-fiemap): the
@@ -12,6 +19,38 @@ func TestGhostNoFiemap(t *testing.T) {
 		t.Fatalf("dump failed: %v", r)
 	}
 	c.reapDumped(append(tree, c.dumpedPids()...))
+	c.mustRestoreDetached()
+	c.mustPass()
+}
+
+// TestFailedRestoreRemovesGhosts restores ghost_then_bind while the
+// abstract name of its socket is taken: the restore fails at the bind,
+// after the task made its unlinked file again (and, its descriptors
+// open, removed it), and must leave no ghost and no task behind; once
+// the name is free again, a second restore succeeds (a ghost left behind
+// would refuse it: "exists, left by an earlier restore").
+func TestFailedRestoreRemovesGhosts(t *testing.T) {
+	c := startCase(t, "ghost_then_bind")
+	c.mustDump()
+	name := fmt.Sprintf("@amber-ghost-then-bind-%d", c.pid)
+	sk, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(sk, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatalf("bind %s: %v", name, err)
+	}
+	r := c.restoreDetached(c.pidfile())
+	unix.Close(sk)
+	if r.err == nil || !strings.Contains(r.stderr, "address already in use") {
+		t.Fatalf("restore with %s taken: %v, want it refused (address already in use)", name, r)
+	}
+	if ghosts, _ := filepath.Glob(filepath.Join(c.dir, "*.amber.*.ghost")); len(ghosts) > 0 {
+		t.Errorf("the failed restore left %v", ghosts)
+	}
+	if alive(c.pid) {
+		t.Errorf("pid %d runs after the failed restore", c.pid)
+	}
 	c.mustRestoreDetached()
 	c.mustPass()
 }

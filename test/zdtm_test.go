@@ -83,6 +83,7 @@ var programs = []program{
 	{name: "fork_churn"},
 	{name: "fifo00"},
 	{name: "unlink_fstat00"},
+	{name: "ghost_then_bind"},
 	{name: "unlink_tmpfile"},
 	{name: "unlink_mmap_shared", cflags: []string{"-pthread"}},
 	{name: "rmdir_open"},

@@ -541,8 +541,13 @@ func missingDirs(stat func(string) (os.FileInfo, error), dir string) ([]string, 
 }
 
 // planRemoveGhost plans setting ghost g's times, removing it from at and
-// removing the directories made for it.
+// removing the directories made for it; they are the plan's temporaries
+// (amber removes them if the restore fails before the task does).
 func planRemoveGhost(b *plan.Builder, at string, g *Ghost, made []string) {
+	for _, d := range made {
+		b.Temporary(d)
+	}
+	b.Temporary(at)
 	ghostTimes(b, at, g)
 	var flag uint64
 	if g.isDir() {

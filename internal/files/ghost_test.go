@@ -52,7 +52,12 @@ func TestPlanGhost(t *testing.T) {
 	l.fd(3, a, false).fd(4, b, false).fd(9, other, true)
 	l.withModes(map[string]fs.FileMode{"/data": fs.ModeDir})
 	w := newWorld()
-	s, _ := runWorld(t, l, w)
+	s, prog := runWorld(t, l, w)
+	// What the plan makes and removes again, for amber to remove should
+	// the restore fail in between.
+	if want := []string{"/data/log.amber.1.ghost", "/data/tmp.amber.2.ghost"}; !slices.Equal(prog.Temporaries, want) {
+		t.Errorf("temporaries %q, want %q", prog.Temporaries, want)
+	}
 	fa, fb, fo := s.fds[3].f, s.fds[4].f, s.fds[9].f
 	if fa.node == nil || fa.node != fb.node || fo.node == nil || fo.node == fa.node {
 		t.Fatalf("fds 3 and 4 must share one made inode, fd 9 another:\n%s", s.dump())

@@ -49,6 +49,9 @@ type Program struct {
 	Image     []byte // contents of the scratch area from Base
 	Calls     []Call
 	Sections  []Section
+	// Temporaries are the paths the calls make and remove again
+	// (Builder.Temporary), in the order made.
+	Temporaries []string
 }
 
 // Section is a run of calls that one thread executes at one step of the
@@ -99,6 +102,7 @@ type Builder struct {
 	// userns: the task is in a user namespace of its own
 	// (SetUserNamespace).
 	userns bool
+	temps  []string
 }
 
 // cloneArgsSize holds struct clone_args and a one-entry set_tid array.
@@ -200,6 +204,11 @@ func (b *Builder) Privileged(what string, nr uintptr, args ...uint64) {
 	}
 }
 
+// Temporary records path, which the plan makes and removes again
+// before it ends (an unlinked file made again, the directories made for
+// it): should the restore fail between the two, amber removes it.
+func (b *Builder) Temporary(path string) { b.temps = append(b.temps, path) }
+
 // Grow makes room for n more calls: a planner that knows roughly how
 // many it adds spares the copies of a table grown call by call (in a
 // restore of 10,000 files they were most of the garbage and brought on
@@ -220,6 +229,6 @@ func (b *Builder) Finish() *Program {
 	size := (uint64(len(b.data)) + PageSize - 1) &^ (PageSize - 1)
 	return &Program{
 		Base: b.base, Size: size, Park: b.Park(), Table: table, CloneArgs: b.cloneArgs,
-		Image: b.data, Calls: b.calls, Sections: b.sections,
+		Image: b.data, Calls: b.calls, Sections: b.sections, Temporaries: b.temps,
 	}
 }

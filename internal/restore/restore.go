@@ -335,6 +335,7 @@ func restoreTree(tree *treeImages, opts Options, res *Result) (err error) {
 		}
 		if err != nil {
 			r.killAll()
+			r.removeTemporaries()
 		}
 	}()
 	// The segments of a new IPC namespace are made with it
@@ -708,6 +709,9 @@ func notify(opts Options, action string, pid int) error {
 type restorer struct {
 	opts Options
 	tree *treeImages
+	// temporaries are the paths the plans made so far make and remove
+	// again (plan.Program.Temporaries), in the order made.
+	temporaries []string
 	// makers are the tasks made so far, by node of the tree's plan, and
 	// endings the zombies and helpers among them.
 	makers  map[*ptree.Node]maker
@@ -839,6 +843,9 @@ func (r *restorer) restoreProcess(task *compel.Task, insn uint64, t *taskImages,
 	treeStat := r.host.stat
 	r.host.stat = r.statIn(t.ids.GetMntNsId())
 	p, err := planTask(t, r.host, o)
+	if err == nil {
+		r.temporaries = append(r.temporaries, p.prog.Temporaries...)
+	}
 	r.host.stat = treeStat
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", t.pid, err)
@@ -913,6 +920,24 @@ func (r *restorer) releaseAll() error {
 		}
 	}
 	return nil
+}
+
+// removeTemporaries removes, once the tasks are killed, what their plans
+// made to remove again (ghosts, the directories made for them), last
+// made first, as the tree sees it (its root): a failed restore leaves
+// none of it behind. What is not there was not made yet, or removed
+// already; what cannot be removed is logged.
+func (r *restorer) removeTemporaries() {
+	for _, p := range slices.Backward(r.temporaries) {
+		if _, err := r.host.root.Lstat(p); err != nil {
+			continue
+		}
+		if err := r.host.root.Remove(p); err != nil {
+			r.opts.Log.Errorf("remove %s, made for the failed restore: %v", p, err)
+			continue
+		}
+		r.opts.Log.Infof("removed %s, made for the failed restore", p)
+	}
 }
 
 // killAll kills every task created so far. amber becomes a subreaper
