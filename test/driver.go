@@ -55,6 +55,10 @@ type program struct {
 	// owned by its user namespace's root, where it may make files (the
 	// scratch directory stays root's).
 	work bool
+	// usernsIDs is how many ids its user namespace maps (0: 65536).
+	usernsIDs uint32
+	// setup, if set, prepares dir/work (work) before the program starts.
+	setup func(work string) error
 	// keepSession leaves the program in the driver's session instead
 	// of a session of its own.
 	keepSession bool
@@ -105,13 +109,18 @@ func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) 
 		if err := os.Chown(cwd, usernsBase, usernsBase); err != nil {
 			return nil, err
 		}
+		if p.setup != nil {
+			if err := p.setup(cwd); err != nil {
+				return nil, err
+			}
+		}
 	}
 	argv := p.command(append(slices.Clone(p.under), arg0)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = cwd, out, out, extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: !p.keepSession, Setpgid: p.keepSession, Cloneflags: p.cloneflags}
 	if p.userns {
-		if err := inUserNamespace(cmd.SysProcAttr, dir, tk.out); err != nil {
+		if err := inUserNamespace(cmd.SysProcAttr, dir, tk.out, p.usernsIDs); err != nil {
 			return nil, err
 		}
 	}
@@ -129,13 +138,18 @@ func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) 
 const usernsBase = 100000
 
 // inUserNamespace makes attr start the program as uid and gid 0 of a
-// new user namespace mapping 0-65535 to usernsBase on, and gives that
+// new user namespace mapping ids ids (0: 65536) from 0 to usernsBase
+// on, and gives that
 // uid its out file and dir/root, where it builds its root: dir stays
 // root's, as amber wants the images' directories.
-func inUserNamespace(attr *syscall.SysProcAttr, dir, out string) error {
+func inUserNamespace(attr *syscall.SysProcAttr, dir, out string, ids uint32) error {
+	size := 65536
+	if ids > 0 {
+		size = int(ids)
+	}
 	attr.Cloneflags |= syscall.CLONE_NEWUSER
-	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsBase, Size: 65536}}
-	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsBase, Size: 65536}}
+	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsBase, Size: size}}
+	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsBase, Size: size}}
 	attr.GidMappingsEnableSetgroups = true
 	attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	root := filepath.Join(dir, "root")

@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,4 +54,43 @@ func TestFailedRestoreRemovesGhosts(t *testing.T) {
 	}
 	c.mustRestoreDetached()
 	c.mustPass()
+}
+
+// TestFailedRestoreRemovesGhostsUserns restores ghost_foreign, in a user
+// namespace mapping 1,000 ids, whose unlinked file's owner the namespace
+// does not map: the task makes the file again, then amber cannot give it
+// its owner (the overflow id, 65534, is not mapped either) and the
+// restore fails, naming the id, with the ghost made. The failed restore
+// must remove it (plan.Program.Temporaries) and leave no task.
+func TestFailedRestoreRemovesGhostsUserns(t *testing.T) {
+	p, _ := lookupProgram("ghost_foreign")
+	p.cloneflags |= unix.CLONE_NEWPID
+	p.userns, p.work, p.usernsIDs = true, true, 1000
+	p.setup = func(work string) error {
+		f := filepath.Join(work, "foreign")
+		if err := os.WriteFile(f, []byte("foreign\n"), 0o666); err != nil {
+			return err
+		}
+		if err := os.Chmod(f, 0o666); err != nil { // past the umask
+			return err
+		}
+		return os.Chown(f, 5, 5)
+	}
+	c := startProgram(t, p)
+	tree := descendants(c.pid)
+	if r := c.dump(); r.err != nil {
+		t.Fatalf("dump failed: %v", r)
+	}
+	c.reapDumped(tree)
+	r := c.restoreDetached(c.pidfile())
+	if r.err == nil || !strings.Contains(r.stderr, "uid 65534 is not in the user namespace's uid_map") {
+		t.Fatalf("restore: %v, want it refused for the owner 65534", r)
+	}
+	work := filepath.Join(c.dir, "work")
+	if ghosts, _ := filepath.Glob(filepath.Join(work, "*.amber.*.ghost")); len(ghosts) > 0 {
+		t.Errorf("the failed restore left %v", ghosts)
+	}
+	if alive(c.pid) {
+		t.Errorf("pid %d runs after the failed restore", c.pid)
+	}
 }

@@ -84,6 +84,7 @@ var programs = []program{
 	{name: "fifo00"},
 	{name: "unlink_fstat00"},
 	{name: "ghost_then_bind"},
+	{name: "ghost_foreign", own: true},
 	{name: "unlink_tmpfile"},
 	{name: "unlink_mmap_shared", cflags: []string{"-pthread"}},
 	{name: "rmdir_open"},
