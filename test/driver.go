@@ -138,10 +138,9 @@ func startTask(p program, binDir, dir string, extra ...*os.File) (*task, error) 
 const usernsBase = 100000
 
 // inUserNamespace makes attr start the program as uid and gid 0 of a
-// new user namespace mapping ids ids (0: 65536) from 0 to usernsBase
-// on, and gives that
-// uid its out file and dir/root, where it builds its root: dir stays
-// root's, as amber wants the images' directories.
+// new user namespace mapping ids ids (0: 65536), from 0, to usernsBase
+// on, and gives that uid its out file and dir/root, where it builds its
+// root: dir stays root's, as amber wants the images' directories.
 func inUserNamespace(attr *syscall.SysProcAttr, dir, out string, ids uint32) error {
 	size := 65536
 	if ids > 0 {
