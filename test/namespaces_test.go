@@ -91,7 +91,9 @@ func TestNamespacesPIDPrograms(t *testing.T) {
 // files) and their sockets their buffer sizes, which a task there may
 // not (SO_SNDBUFFORCE needs CAP_NET_ADMIN in the host's namespace, the
 // files it makes are amber's ids, which the namespace does not map):
-// amber makes those calls itself (plan.Builder.Privileged).
+// amber makes those calls itself (plan.Builder.Privileged). Their ptys
+// come from the stub (giveToStub), their ping sockets need the
+// namespace's group (compel.Stub.SetGroup).
 func TestNamespacesUserPrograms(t *testing.T) {
 	for _, name := range []string{"memfd00", "unlink_fstat00", "cwd_removed", "ghost_holes", "ghost_fifo", "sk_unix_ghost",
 		"sk_unix_pair", "sk_unix_scm", "sk_unix_listen", "sock_filter", "tcp_buffers00", "tcp_half_closed00", "fifo00", "pipe_size", "file_fown", "pty00", "pty01", "sk_raw_ping"} {
