@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"amber/internal/cpu"
+	"amber/internal/proc"
 )
 
 // Parasite lets amber run system calls inside the threads of a frozen
@@ -400,26 +401,12 @@ func (p *Parasite) undoSetUp(v *victim, r *Regs, ctl, amber int) error {
 // takeEnd copies descriptor fd of process pid into amber, as the control
 // socket.
 func (p *Parasite) takeEnd(pid, fd int) error {
-	mine, err := copyFd(pid, fd)
+	mine, err := proc.CopyFd(pid, fd)
 	if err != nil {
 		return fmt.Errorf("take control socket: %w", err)
 	}
 	p.ctl = os.NewFile(uintptr(mine), "parasite control socket")
 	return nil
-}
-
-// copyFd copies descriptor fd of process pid into amber.
-func copyFd(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
-	}
-	return mine, nil
 }
 
 // run makes v, asleep in the routine, run calls: amber stops it, points it

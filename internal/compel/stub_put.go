@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"amber/internal/proc"
 )
 
 // putChannel is a datagram socket pair of the stub's: amber holds a
@@ -88,7 +90,7 @@ func (s *Stub) openPut() error {
 		return fmt.Errorf("restore stub: %w", err)
 	}
 	send, recv := int(int32(binary.LittleEndian.Uint32(sv))), int(int32(binary.LittleEndian.Uint32(sv[4:])))
-	mine, err := copyFd(s.Pid, send)
+	mine, err := proc.CopyFd(s.Pid, send)
 	if err != nil {
 		return fmt.Errorf("restore stub: take its socket: %w", err)
 	}

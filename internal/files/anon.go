@@ -8,6 +8,8 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
+
+	"amber/internal/proc"
 )
 
 // This file holds what the event descriptors (eventfd.go, eventpoll.go,
@@ -70,14 +72,9 @@ func numField(fields map[string]string, key string, base, bits int) (uint64, err
 // pidfd_getfd: amber then shares that open file, to ask the kernel about
 // it. The caller closes the copy.
 func takeFd(pid, fd int) (*os.File, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
+	got, err := proc.CopyFd(pid, fd)
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_open pid %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	got, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
+		return nil, err
 	}
 	return os.NewFile(uintptr(got), fmt.Sprintf("fd %d of pid %d", fd, pid)), nil
 }

@@ -159,7 +159,9 @@ func (d *Dumper) addTtyFile(path string, flags uint32, st os.FileInfo, infoID ui
 // side returns the side of the pty behind pid's fd, reading its state
 // the first time.
 func (t *ttyDump) side(pid, fd int, path string, st os.FileInfo, side ptySide) (*dumpedSide, error) {
-	copyFd, err := takeRawFd(pid, fd)
+	// A bare copy, which no poller of Go's touches: reading the queues
+	// sets and clears O_NONBLOCK on the open file it shares with the task.
+	copyFd, err := proc.CopyFd(pid, fd)
 	if err != nil {
 		return nil, err
 	}
@@ -186,22 +188,6 @@ func (t *ttyDump) side(pid, fd int, path string, st os.FileInfo, side ptySide) (
 	t.sides[id] = s
 	t.order = append(t.order, id)
 	return s, nil
-}
-
-// takeRawFd copies descriptor fd of pid into amber with pidfd_getfd, as
-// a bare descriptor that no poller of Go's touches: reading the queues
-// sets and clears O_NONBLOCK on the open file it shares with the task.
-func takeRawFd(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open pid %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	got, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
-	}
-	return got, nil
 }
 
 // readTtyInfo reads the state of one pty side through fd, amber's copy

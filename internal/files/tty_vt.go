@@ -9,6 +9,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"amber/internal/proc"
 )
 
 // Virtual terminals (VT: major 4, minors 1 to 63), as CRIU has them
@@ -49,7 +51,7 @@ func (d *Dumper) addVT(pid, fd int, path string, st os.FileInfo, flags uint32) (
 		}
 		return d.addTtyFile(path, flags, st, vtInfoID), fdinfo.FdTypes_TTY, nil
 	}
-	copyFd, err := takeRawFd(pid, fd)
+	copyFd, err := proc.CopyFd(pid, fd)
 	if err != nil {
 		return 0, 0, err
 	}

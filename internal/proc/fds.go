@@ -5,6 +5,8 @@ import (
 	"os"
 	"slices"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Fds lists the open descriptor numbers of PID, sorted ascending (from
@@ -34,6 +36,22 @@ func FdsOf(pid int, link string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// CopyFd copies descriptor fd of process pid into the caller
+// (pidfd_getfd): the copy shares the open file, and is a bare
+// descriptor, which no poller of Go's touches.
+func CopyFd(pid, fd int) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open pid %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
+	}
+	return mine, nil
 }
 
 // Threads lists the TIDs of PID from /proc/PID/task, sorted ascending.

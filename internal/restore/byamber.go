@@ -16,10 +16,8 @@ import (
 	"amber/internal/compel"
 	"amber/internal/idmap"
 	"amber/internal/plan"
+	"amber/internal/proc"
 )
-
-// pidfdThread is PIDFD_THREAD (Linux 6.9): a pidfd of a thread.
-const pidfdThread = unix.O_EXCL
 
 // noID is the -1 of chown's ids: leave it as it is.
 const noID = ^uint32(0)
@@ -63,19 +61,12 @@ func runByAmber(task *compel.Task, prog *plan.Program, c plan.Call, users *idmap
 	return fmt.Errorf("internal error: amber does not make %s calls for a task", plan.SyscallName(c.Nr))
 }
 
-// onTaskFd runs f on amber's copy of descriptor fd of task pid.
+// onTaskFd runs f on amber's copy of descriptor fd of process pid (a
+// leader: the calls amber makes are in the sections the leader runs).
 func onTaskFd(pid, fd int, f func(fd int) error) error {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err == unix.EINVAL {
-		pidfd, err = unix.PidfdOpen(pid, pidfdThread) // a thread's
-	}
+	mine, err := proc.CopyFd(pid, fd)
 	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	mine, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
+		return err
 	}
 	defer unix.Close(mine)
 	return f(mine)

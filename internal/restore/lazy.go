@@ -14,6 +14,7 @@ import (
 	"amber/internal/image"
 	"amber/internal/lazy"
 	"amber/internal/mem"
+	"amber/internal/proc"
 )
 
 // lazyPages is what a lazy restore leaves to the daemon in a process
@@ -47,7 +48,7 @@ func (r *restorer) handOver(p *process) error {
 	if err != nil {
 		return fmt.Errorf("lazy pages: userfaultfd: %w", err)
 	}
-	uffd, err := takeFd(leader.Pid, int(fd))
+	uffd, err := proc.CopyFd(leader.Pid, int(fd))
 	if _, cerr := leader.SyscallOK(insn, unix.SYS_CLOSE, fd); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -76,20 +77,6 @@ func (r *restorer) handOver(p *process) error {
 	}
 	r.opts.Log.Infof("pid %d: %d runs of pages in %d areas left to the lazy-pages daemon", p.t.pid, len(l.Ranges), len(l.Areas))
 	return nil
-}
-
-// takeFd copies descriptor fd of process pid into amber.
-func takeFd(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	got, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", fd, pid, err)
-	}
-	return got, nil
 }
 
 // lazySpans are the bytes of each pages image of the directory (by name)

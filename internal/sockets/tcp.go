@@ -16,6 +16,7 @@ import (
 
 	"amber/internal/image"
 	"amber/internal/netfilter"
+	"amber/internal/proc"
 )
 
 // Established TCP connections, as CRIU's sk-tcp.c and libsoccr have them,
@@ -630,7 +631,7 @@ func (t TCPLeft) Closed(pid int, held map[uint32]int) []TCPShut {
 // amber does it through a copy of each socket.
 func CloseTCP(socks []TCPShut, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) error {
 	for _, h := range socks {
-		s, err := takeSocket(h.Pid, h.Fd)
+		s, err := proc.CopyFd(h.Pid, h.Fd)
 		if err != nil {
 			return fmt.Errorf("a closed TCP socket: %w", err)
 		}
@@ -764,7 +765,7 @@ func takeRestored(r TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[u
 	if c.st == nil {
 		return nil, c.errorf("no %s in the images", tcpStreamName(ie.GetIno()))
 	}
-	if c.s, err = takeSocket(r.Pid, r.Fd); err != nil {
+	if c.s, err = proc.CopyFd(r.Pid, r.Fd); err != nil {
 		return nil, c.errorf("%w", err)
 	}
 	return c, nil

@@ -18,6 +18,7 @@ import (
 
 	"amber/internal/idmap"
 	"amber/internal/plan"
+	"amber/internal/proc"
 )
 
 // Unix sockets, as CRIU's sk-unix.c has them. A socket is a files.img
@@ -106,7 +107,7 @@ func (d *Dumper) unixSockets() (*unixState, error) {
 // ones in inet.go, packet ones in packet.go, netlink ones in
 // netlink.go.
 func (d *Dumper) Add(pid, fd int, ino uint64, flags uint32) (uint32, fdinfo.FdTypes, error) {
-	s, err := takeSocket(pid, fd)
+	s, err := proc.CopyFd(pid, fd)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -143,21 +144,6 @@ func familyName(f int) string {
 		return n
 	}
 	return fmt.Sprintf("family %d", f)
-}
-
-// takeSocket copies descriptor fd of pid into amber (pidfd_getfd): the
-// copy shares the socket, to ask the kernel about it.
-func takeSocket(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open pid %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	s, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of pid %d: %w", fd, pid, err)
-	}
-	return s, nil
 }
 
 // unixShutRD is RCV_SHUTDOWN in sock_diag's UNIX_DIAG_SHUTDOWN: the
