@@ -662,22 +662,24 @@ func CloseTCP(socks []TCPShut, idx map[uint32]*fdinfo.FileEntry, streams map[uin
 // RepairEnd.Leave turns it off, once the network lock is lifted. amber
 // does it through a copy of each socket (pidfd_getfd), as root: a task
 // may have dropped its privileges by now.
-func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) (*RepairEnd, error) {
+func EndTCPRepair(socks []TCPRepaired, idx map[uint32]*fdinfo.FileEntry, streams map[uint32]*TCPStream) (_ *RepairEnd, err error) {
 	e := &RepairEnd{}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
 	for _, r := range socks {
 		c, err := takeRestored(r, idx, streams)
 		if err != nil {
-			e.Close()
 			return nil, err
 		}
 		e.conns = append(e.conns, c)
 		if err := c.checkQueues(); err != nil {
-			e.Close()
 			return nil, c.errorf("%w", err)
 		}
 	}
 	if err := e.replay(); err != nil {
-		e.Close()
 		return nil, err
 	}
 	return e, nil
